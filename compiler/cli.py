@@ -1,0 +1,161 @@
+"""The `platformc` command line: a thin click layer over the library.
+
+Exit codes: 0 success; 1 `--check` found generated files stale, or an internal error (a bug);
+2 invalid spec or usage (every spec error is printed as FILE:LINE:COL: path: [CODE] message).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from compiler import __version__
+from compiler.errors import PlatformcError
+
+DEFAULT_SPEC = "platform.yaml"
+SCHEMA_PATH = Path("schemas/platform.schema.json")
+
+
+def _print_warnings(compiled) -> None:
+    for w in compiled.warnings:
+        click.echo(w.format(), err=True)
+
+
+def _compile(spec: str, strict: bool):
+    from compiler.pipeline import compile_file
+    compiled = compile_file(spec, strict=strict)
+    _print_warnings(compiled)
+    return compiled
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="platformc")
+@click.option("--debug", is_flag=True, help="Show the traceback of internal errors.")
+@click.pass_context
+def cli(ctx, debug):
+    """Compile platform.yaml into Terraform, Kubernetes, Kong, datastore and Ansible files."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.argument("spec", default=DEFAULT_SPEC, type=click.Path(dir_okay=False))
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+def validate(spec, strict):
+    """Check SPEC against the schema and the semantic rules."""
+    compiled = _compile(spec, strict)
+    click.echo(f"{spec}: valid ({len(compiled.plan.regions)} regions, {len(compiled.warnings)} warnings)")
+
+
+@cli.command()
+@click.option("--spec", default=DEFAULT_SPEC, show_default=True, type=click.Path(dir_okay=False), help="The spec to compile.")
+@click.option("--out", default="generated", show_default=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--docs-out", default="docs", show_default=True, type=click.Path(file_okay=False), help="Docs directory.")
+@click.option("--region", "regions", multiple=True, help="Only this region (repeatable); global files are left alone.")
+@click.option("--target", "target_names", multiple=True, help="Only this target (repeatable); docs are left alone.")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 and show what differs when the output is stale.")
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+def generate(spec, out, docs_out, regions, target_names, check, strict):
+    """Compile the spec into OUT (and the docs), or check that they are up to date."""
+    from compiler import writer
+    from compiler.emit import check_regions, emit
+
+    compiled = _compile(spec, strict)
+    check_regions(compiled.plan, regions)
+    outputs, owners = emit(compiled.plan, target_names or None, regions or None, with_docs=not target_names)
+    roots = {"generated": Path(out), "docs": Path(docs_out)}
+    plans = [writer.plan_write(roots[name], files, owners) for name, files in outputs.items()]
+    if check:
+        report = []
+        for name, plan in zip(outputs, plans):
+            report += writer.describe(plan, str(roots[name]))
+        if report:
+            click.echo("\n".join(report), err=True)
+            click.echo(f"generated files are stale: run `make generate` (platformc generate) and commit the result", err=True)
+            sys.exit(1)
+        click.echo("generated files are up to date")
+        return
+    written = removed = unchanged = 0
+    for plan in plans:
+        with writer.locked(plan.root):
+            writer.apply(writer.plan_write(plan.root, outputs[_root_name(roots, plan.root)], owners))
+        written += len([p for p in plan.write if p != writer.MANIFEST])
+        removed += len(plan.remove)
+        unchanged += plan.unchanged
+    click.echo(f"{written} written, {removed} removed, {unchanged} unchanged")
+
+
+def _root_name(roots, path):
+    return next(k for k, v in roots.items() if v == path)
+
+
+@cli.command()
+@click.option("--out", default=str(SCHEMA_PATH), show_default=True, type=click.Path(dir_okay=False))
+@click.option("--check", is_flag=True, help="Exit 1 if the file differs from the models.")
+def schema(out, check):
+    """Write the JSON Schema (2020-12) of platform.yaml."""
+    from compiler.schema import schema_text
+    text = schema_text()
+    path = Path(out)
+    current = path.read_text("utf-8") if path.exists() else None
+    if check:
+        if current != text:
+            click.echo(f"{out} is stale: run `platformc schema`", err=True)
+            sys.exit(1)
+        click.echo(f"{out} is up to date")
+        return
+    if current != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, "utf-8")
+    click.echo(f"wrote {out}")
+
+
+@cli.command()
+@click.option("--spec", default=DEFAULT_SPEC, show_default=True, type=click.Path(dir_okay=False))
+@click.option("--out", default="docs", show_default=True, type=click.Path(file_okay=False))
+def docs(spec, out):
+    """Regenerate the Markdown docs only."""
+    from compiler import writer
+    from compiler.emit import emit
+    compiled = _compile(spec, False)
+    outputs, owners = emit(compiled.plan)
+    root = Path(out)
+    with writer.locked(root):
+        plan = writer.plan_write(root, outputs["docs"], {o for o in owners if o.startswith("docs/")})
+        writer.apply(plan)
+    click.echo(f"{len(plan.write)} docs written")
+
+
+@cli.command()
+@click.argument("region")
+@click.option("--spec", default=DEFAULT_SPEC, show_default=True, type=click.Path(dir_okay=False))
+def show(region, spec):
+    """Print REGION's resolved settings, each value annotated with where it came from."""
+    from compiler.emit import check_regions
+    from compiler.show import show as render
+    compiled = _compile(spec, False)
+    check_regions(compiled.plan, [region])
+    click.echo(render(compiled.plan.region(region)), nl=False)
+
+
+def main(argv=None) -> None:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="platformc", standalone_mode=False)
+    except PlatformcError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # a bug: one line, or the traceback with --debug
+        if debug:
+            raise
+        click.echo(f"platformc: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+        sys.exit(1)

@@ -1,0 +1,167 @@
+"""The IR: one immutable plan per region, plus the platform-wide parts.
+
+Emitters read only these objects. Everything derived (zones and subnets, host names, shard
+ranges, connection budgets, capacity, per-region budgets, tags) is computed once by
+compiler/resolve.py; an emitter never re-derives it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping, Optional
+
+from compiler.model.platform import Platform, RegionSettings
+from compiler.model.services import BlueGreenStrategy, CanaryStrategy, RollingStrategy, Route
+
+
+@dataclass(frozen=True)
+class Zone:
+    name: str  # the cloud's zone id: us-east-1a, asia-southeast1-a, "1"
+    private_cidr: str
+    public_cidr: str
+
+
+@dataclass(frozen=True)
+class Host:
+    """A self-managed VM: Terraform creates it, Ansible configures it, the data tier names it."""
+
+    name: str  # <org>-<region>-<short>-<n>, e.g. sixfb-us-east-1-pg-1
+    group: str  # postgres_primary, postgres_replicas, pgbouncer, redis_cluster, elasticsearch, bastion
+    zone: str
+    fqdn: str  # name.<region>.internal.<domain>: the private DNS record Terraform creates
+    index: int  # 1-based within its kind
+    replica_of: Optional[str] = None  # Redis replicas and PostgreSQL replicas: the primary's name
+
+
+@dataclass(frozen=True)
+class Amounts:
+    cpu: str  # as written in the spec (Kubernetes quantity)
+    memory: str
+    gpu: int
+    cpu_millicores: int
+    memory_mib: float
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    name: str
+    tier: str
+    description: str
+    namespace: str
+    dns_name: str  # <name>.<namespace>.svc.cluster.local: what Kong targets and peers call
+    image: str  # registry/repository, no tag
+    tag: str
+    port: int
+    health_path: str
+    replicas_min: int
+    replicas_max: int
+    requests: Amounts
+    limits: Amounts
+    node_pool: str
+    gpu_pool: bool
+    db_connections_per_pod: int
+    depends_on: tuple[str, ...]
+    dependents: tuple[str, ...]  # services that call this one (NetworkPolicy ingress)
+    uses: tuple[str, ...]
+    routes: tuple[Route, ...]
+    rollout: CanaryStrategy | BlueGreenStrategy | RollingStrategy
+    secrets: Mapping[str, str]
+    env: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Shard:
+    number: int
+    database: str  # franchise_shard_<n>
+    first_id: int
+    last_id: int
+    region: str
+    host: str  # the region's PgBouncer DNS name, as the routing table stores it
+    port: int
+
+
+@dataclass(frozen=True)
+class ConnectionBudget:
+    """Derived PgBouncer/PostgreSQL connection arithmetic for a region.
+
+    client_connections = sum over services of max replicas x connections per pod
+    default_pool_size  = floor((max_connections - reserved) / (pgbouncer hosts x shard dbs)) - reserve_pool
+    server_connections = pgbouncer hosts x shard dbs x (default_pool_size + reserve_pool)
+    """
+
+    per_service: Mapping[str, int]
+    client_connections: int
+    max_client_conn: int
+    databases: int
+    pgbouncer_hosts: int
+    default_pool_size: int
+    reserve_pool_size: int
+    server_connections: int
+    postgres_available: int  # max_connections - reserved
+
+
+@dataclass(frozen=True)
+class PoolCapacity:
+    """A node pool's allocatable capacity at max nodes against the demand at max replicas."""
+
+    name: str
+    max_nodes: int
+    cpu_millicores: int
+    memory_mib: float
+    gpus: int
+    demand_cpu_millicores: int
+    demand_memory_mib: float
+    demand_gpus: int
+    services: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    name: str
+    geo: str
+    cloud: str
+    cloud_region: str
+    location: str
+    role: str
+    traffic_share: float
+    dr_partner: str
+    dr_partner_cloud: str
+    dr_partner_cloud_region: str
+    cidr: str
+    zones: tuple[Zone, ...]
+    internal_domain: str  # <region>.internal.<domain>
+    settings: RegionSettings
+    services: tuple[ServicePlan, ...]  # enabled services, by name
+    hosts: tuple[Host, ...]  # self-managed hosts only (managed datastores have none)
+    shards: tuple[Shard, ...]
+    connections: ConnectionBudget
+    capacity: tuple[PoolCapacity, ...]
+    monthly_budget: Mapping[str, float]  # category -> amount, traffic-share of the global model
+    tags: Mapping[str, str]  # safe as AWS tags, GCP labels and Azure tags
+    provenance: Mapping[tuple, str] = field(repr=False)  # settings path -> layer that set it
+
+    def service(self, name: str) -> ServicePlan:
+        return next(s for s in self.services if s.name == name)
+
+    def hosts_in(self, group: str) -> tuple[Host, ...]:
+        return tuple(h for h in self.hosts if h.group == group)
+
+
+@dataclass(frozen=True)
+class PlatformPlan:
+    spec: Platform  # the validated top level (organization, clouds, geos, edge, slos, ...)
+    spec_file: str
+    regions: tuple[RegionPlan, ...]  # in spec order
+    shards: tuple[Shard, ...]  # every shard, by number
+
+    def region(self, name: str) -> RegionPlan:
+        return next(r for r in self.regions if r.name == name)
+
+    @property
+    def region_names(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.regions)
+
+
+def frozen_map(d: dict) -> Mapping:
+    return MappingProxyType(dict(d))

@@ -1,0 +1,154 @@
+"""Load YAML keeping a line and column for every node.
+
+PyYAML's composer already records where each node starts; we build plain Python values from the
+node graph ourselves so that we can (1) refuse duplicate keys, which PyYAML silently drops,
+(2) bound the work an alias-heavy document can cause ("billion laughs"), and (3) record the
+position of every key and value by its path in the document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+
+import yaml
+
+from compiler.errors import Diagnostic, SpecError, dotted
+
+try:  # libyaml's composer is several times faster and keeps the same marks
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - pure-python fallback
+    from yaml import SafeLoader as _Loader
+
+MAX_NODES = 200_000  # nodes after alias expansion; the reference platform has ~3,000
+MAX_DEPTH = 64
+
+_SCALAR_CONSTRUCTORS = yaml.SafeLoader.yaml_constructors
+_KEEP_AS_TEXT = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"}
+
+
+@dataclass
+class Document:
+    """A loaded spec: plain data plus where each path sits in the file."""
+
+    file: str
+    data: dict
+    value_pos: dict = field(default_factory=dict)  # path -> (line, col) of the value
+    key_pos: dict = field(default_factory=dict)  # path -> (line, col) of the mapping key
+
+    def pos(self, path: tuple, prefer_key: bool = False) -> tuple[int, int]:
+        """Best position for a path: the node itself, else its nearest ancestor."""
+        path = tuple(path)
+        while True:
+            table = (self.key_pos, self.value_pos) if prefer_key else (self.value_pos, self.key_pos)
+            for t in table:
+                if path in t:
+                    return t[path]
+            if not path:
+                return (1, 1)
+            path = path[:-1]
+
+    def diag(self, path, code: str, message: str, severity: str = "error", prefer_key=False) -> Diagnostic:
+        line, col = self.pos(tuple(path), prefer_key=prefer_key)
+        return Diagnostic(self.file, line, col, dotted(path), code, message, severity)
+
+
+def _mark(node_or_mark) -> tuple[int, int]:
+    mark = getattr(node_or_mark, "start_mark", node_or_mark)
+    return (mark.line + 1, mark.column + 1)
+
+
+class _Builder:
+    def __init__(self, doc: Document):
+        self.doc = doc
+        self.count = 0
+        self.scalars = yaml.SafeLoader("")  # only its scalar constructors are used
+
+    def fail(self, node, path, code, message):
+        line, col = _mark(node)
+        raise SpecError([Diagnostic(self.doc.file, line, col, dotted(path), code, message)])
+
+    def build(self, node, path: tuple, depth: int = 0):
+        self.count += 1
+        if self.count > MAX_NODES:
+            self.fail(node, path, "L006", f"document expands to more than {MAX_NODES:,} nodes "
+                      "(alias expansion bomb?); aliases are bounded to keep compiles fast")
+        if depth > MAX_DEPTH:
+            self.fail(node, path, "L006", f"document nests deeper than {MAX_DEPTH} levels")
+        self.doc.value_pos.setdefault(path, _mark(node))
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path, depth)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
+        return self._scalar(node, path)
+
+    def _mapping(self, node, path, depth):
+        out: dict = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                self.fail(key_node, path, "L007", "YAML merge keys (<<) are not supported; "
+                          "put shared values in `settings` and override per geo or region")
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.fail(key_node, path, "L008", "mapping keys must be plain strings")
+            key = key_node.value  # keys stay text: `no:` or `on:` never turn into booleans
+            if key in out:
+                first = self.doc.key_pos[path + (key,)]
+                self.fail(key_node, path + (key,), "L005",
+                          f"duplicate key {key!r} (first defined at line {first[0]})")
+            self.doc.key_pos[path + (key,)] = _mark(key_node)
+            out[key] = self.build(value_node, path + (key,), depth + 1)
+        return out
+
+    def _scalar(self, node, path):
+        if node.tag in _KEEP_AS_TEXT:
+            return node.value
+        constructor = _SCALAR_CONSTRUCTORS.get(node.tag)
+        if constructor is None:
+            self.fail(node, path, "L009", f"unsupported YAML tag {node.tag!r}")
+        return constructor(self.scalars, node)
+
+
+def load_text(raw: bytes, file: str) -> Document:
+    """Parse spec bytes into a Document, or raise SpecError with positioned diagnostics."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise SpecError([Diagnostic(file, line, col, "<root>", "L004",
+                                    f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})")]) from None
+    doc = Document(file=file, data={})
+    try:
+        nodes = list(yaml.compose_all(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = _mark(mark) if mark else (1, 1)
+        problem = exc.problem or exc.context or "malformed YAML"
+        raise SpecError([Diagnostic(file, line, col, "<root>", "L001", f"malformed YAML: {problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([Diagnostic(file, 1, 1, "<root>", "L001", f"malformed YAML: {exc}")]) from None
+    nodes = [n for n in nodes if n is not None]
+    if not nodes:
+        raise SpecError([Diagnostic(file, 1, 1, "<root>", "L002", "the spec is empty")])
+    if len(nodes) > 1:
+        raise SpecError([Diagnostic(file, *_mark(nodes[1]), "<root>", "L010",
+                                    "the spec must be a single YAML document")])
+    root = nodes[0]
+    if not isinstance(root, yaml.MappingNode):
+        kind = "a list" if isinstance(root, yaml.SequenceNode) else "a scalar"
+        raise SpecError([Diagnostic(file, *_mark(root), "<root>", "L003",
+                                    f"the spec must be a mapping at the top level, not {kind}")])
+    doc.data = _Builder(doc).build(root, ())
+    return doc
+
+
+def load_file(path: str | FsPath) -> Document:
+    """Read and parse a spec file; a missing file is a positioned error too."""
+    p = FsPath(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise SpecError([Diagnostic(str(path), 1, 1, "<root>", "L000",
+                                    f"cannot read the spec: {exc.strerror}")]) from None
+    return load_text(raw, str(path))

@@ -1,0 +1,56 @@
+"""The layering rule: global `settings`, then the geo's, then the region's.
+
+Mappings merge key by key; anything else (scalars, lists) in a later layer replaces the value
+below it whole. The merge keeps, for every path of the merged tree, the layer that set it and the
+path in the spec file it came from, so that errors point into the file and `platformc show` can
+say where each value came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Origin:
+    layer: str  # "global", "geo:<name>" or "region:<name>"
+    source: tuple  # path of the value in the spec file
+
+
+def _record(value, path: tuple, source: tuple, layer: str, origin: dict) -> None:
+    origin[path] = Origin(layer, source)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _record(v, path + (k,), source + (k,), layer, origin)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _record(v, path + (i,), source + (i,), layer, origin)
+
+
+def _lay(base: dict, over: dict, path: tuple, source: tuple, layer: str, origin: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        below = out.get(key)
+        if isinstance(value, dict) and isinstance(below, dict):
+            origin.setdefault(path + (key,), Origin(layer, source + (key,)))
+            out[key] = _lay(below, value, path + (key,), source + (key,), layer, origin)
+        else:
+            out[key] = value
+            _record(value, path + (key,), source + (key,), layer, origin)
+    return out
+
+
+def merge_layers(layers: list[tuple[str, tuple, dict]]) -> tuple[dict, dict]:
+    """Lay `(label, source_path, mapping)` layers over each other, first to last.
+
+    Returns the merged mapping and `{merged path: Origin}` for every node in it.
+    """
+    merged: dict = {}
+    origin: dict = {}
+    for label, source, data in layers:
+        if not origin:
+            _record(data, (), source, label, origin)
+            merged = data
+        else:
+            merged = _lay(merged, data, (), source, label, origin)
+    return merged, origin

@@ -1,0 +1,121 @@
+"""Per-region infrastructure settings: network, Kubernetes, gateway, security, monitoring, backups."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from compiler.model.base import F, FD, Model, Name, Port, PositiveInt, SecretRef
+
+
+class Network(Model):
+    """The region's VPC / VNet."""
+
+    zones: int = F(3, description="Availability zones the region spreads subnets and nodes across.", ge=2, le=6)
+    private_subnet_prefix: int = F(19, description="Prefix length of each private subnet carved from the region CIDR.", ge=16, le=28)
+    public_subnet_prefix: int = F(24, description="Prefix length of each public subnet carved from the region CIDR.", ge=16, le=28)
+    nat_per_zone: bool = F(True, description="One NAT gateway per zone (no cross-zone egress dependency).")
+    flow_logs: bool = F(True, description="Capture VPC flow logs.")
+    flow_log_retention_days: PositiveInt = F(365, description="Flow-log retention in days.")
+    admin_cidrs: list[str] = FD(list, description="CIDRs allowed to reach the bastion over SSH/VPN (admin access).")
+
+
+class NodePool(Model):
+    """A Kubernetes node pool."""
+
+    purpose: Literal["cpu-optimized", "memory-optimized", "gpu"] = F(description="What the pool's machines are optimised for.")
+    vcpus: PositiveInt = F(description="vCPUs per node (capacity checks use it, less system reserve).")
+    memory_gib: PositiveInt = F(description="Memory per node in GiB.")
+    gpus: int = F(0, description="GPUs per node.", ge=0, le=16)
+    instance_types: dict[Literal["aws", "gcp", "azure"], str] = F(description="Machine type per cloud.")
+    min_nodes: int = F(description="Autoscaler floor.", ge=0, le=5000)
+    max_nodes: int = F(description="Autoscaler ceiling.", ge=1, le=5000)
+    spot: bool = F(False, description="Use spot/preemptible capacity (non-critical workloads; ~60 % cheaper).")
+    taints: list[str] = FD(list, description="Taints as `key=value:Effect`; GPU pools are tainted so only GPU pods land there.")
+    disk_gib: PositiveInt = F(100, description="Boot disk per node in GiB.")
+
+
+class Kubernetes(Model):
+    """The region's Kubernetes cluster (EKS, GKE or AKS)."""
+
+    version: str = F("1.30", description="Kubernetes minor version.", pattern=r"^1\.[0-9]{2}$")
+    min_nodes: int = F(50, description="Cluster-wide node floor (sum of pool floors may not be lower).", ge=1)
+    max_nodes: int = F(200, description="Cluster-wide node ceiling (sum of pool ceilings may not be higher).", ge=1)
+    node_pools: dict[Name, NodePool] = F(description="Node pools by name.")
+    system_reserved_percent: int = F(10, description="Node capacity reserved for the kubelet, system daemons and the mesh sidecar overhead.", ge=0, le=50)
+    istio: bool = F(True, description="Run the Istio service mesh (mTLS, canary routing).")
+    istio_version: str = F("1.24", description="Istio minor version.", pattern=r"^1\.[0-9]{1,2}$")
+    private_api_endpoint: bool = F(True, description="Keep the API server off the public internet.")
+    api_allowed_cidrs: list[str] = FD(list, description="CIDRs allowed to reach the API endpoint in addition to the VPC.")
+
+
+class UpstreamHealthcheck(Model):
+    """One side of an active health check (healthy or unhealthy thresholds)."""
+
+    interval_seconds: int = F(5, description="Seconds between probes.", ge=0, le=65535)
+    count: int = F(3, description="Probe results in a row that flip the target's state (successes when healthy, timeouts when unhealthy).", ge=0, le=255)
+
+
+class Gateway(Model):
+    """Kong API gateway."""
+
+    requests_per_second: PositiveInt = F(1000, description="Sustained per-client request rate.")
+    burst: PositiveInt = F(2000, description="Short burst a client may reach above the rate (must be >= the rate).")
+    connect_timeout_ms: PositiveInt = F(10000, description="Upstream connect timeout.")
+    read_timeout_ms: PositiveInt = F(60000, description="Upstream read timeout.")
+    write_timeout_ms: PositiveInt = F(60000, description="Upstream write timeout.")
+    load_balancing: Literal["consistent-hashing", "round-robin", "least-connections"] = F(
+        "consistent-hashing", description="Upstream balancing algorithm.")
+    hash_on_header: str = F("x-franchise-id", description="Header consistent hashing keys on (keeps a franchise on warm caches).", pattern=r"^[a-z0-9-]{1,64}$")
+    healthy: UpstreamHealthcheck = FD(UpstreamHealthcheck, description="Active check: interval and successes that mark a target healthy.")
+    unhealthy: UpstreamHealthcheck = FD(UpstreamHealthcheck, description="Active check: interval and timeouts that mark a target unhealthy.")
+    request_size_limit_mb: PositiveInt = F(10, description="Largest request body accepted.")
+    cors_origins: list[str] = FD(list, description="Origins allowed by CORS.")
+    jwt_issuer: str = F(description="Issuer (`iss`) the JWT plugin trusts.")
+    jwt_public_key: SecretRef = F(description="Reference to the issuer's RSA public key.")
+    replicas: PositiveInt = F(3, description="Kong proxy pods per region.")
+
+
+class Security(Model):
+    """Security baseline."""
+
+    encryption_at_rest: Literal["AES-256"] = F("AES-256", description="Encryption at rest for every volume, bucket and database.")
+    tls_min_version: Literal["1.2", "1.3"] = F("1.3", description="Minimum TLS version in transit.")
+    kms_key_rotation_days: int = F(365, description="Customer-managed key rotation period.", ge=90, le=2560)
+    secret_rotation_days: int = F(90, description="API keys and credentials rotation period.", ge=1, le=365)
+    rbac: bool = F(True, description="Least-privilege RBAC for every service account.")
+    network_policies: bool = F(True, description="Default-deny NetworkPolicies with allows derived from the service graph.")
+    audit_log_retention_days: PositiveInt = F(365, description="Audit log retention (SIEM).")
+
+
+class Monitoring(Model):
+    """Observability stack."""
+
+    prometheus_retention_days: PositiveInt = F(15, description="Prometheus local retention.")
+    grafana: bool = F(True, description="Run Grafana dashboards.")
+    alertmanager: bool = F(True, description="Run Alertmanager (routing from the SLOs).")
+    log_collector: Literal["fluent-bit"] = F("fluent-bit", description="Log shipper to Elasticsearch (the seed's fluentd role; Fluent Bit is its lightweight successor).")
+    log_retention_days: PositiveInt = F(30, description="Log index retention in Elasticsearch.")
+    tracing: bool = F(True, description="OpenTelemetry collector plus Jaeger.")
+    trace_sample_percent: float = F(10, description="Share of requests traced.", ge=0, le=100)
+    apm: list[Literal["datadog", "newrelic"]] = FD(list, description="Third-party APM agents.")
+    apm_api_keys: dict[str, SecretRef] = FD(dict, description="APM API keys by vendor, as references.")
+    cloud_native: bool = F(True, description="Also ship metrics to the cloud's own monitoring (CloudWatch, Cloud Monitoring, Azure Monitor).")
+    node_exporter: bool = F(True, description="Run node_exporter on self-managed hosts.")
+
+
+class BackupSchedule(Model):
+    """One backup schedule."""
+
+    cron: str = F(description="Schedule in cron syntax (UTC), five fields.", pattern=r"^[0-9*/,-]+( [0-9*/,A-Z-]+){4}$")
+    retention_days: PositiveInt = F(description="How long copies are kept.")
+    copy_to_dr_partner: bool = F(True, description="Copy each backup to the DR partner region.")
+    cold_storage_after_days: Optional[PositiveInt] = F(None, description="Move copies to cold/archive storage after this many days.")
+
+
+class Backups(Model):
+    """Backup schedules (the seed's daily/hourly/weekly/monthly)."""
+
+    daily: BackupSchedule = F(description="Full database backup plus incremental logs.")
+    hourly: BackupSchedule = F(description="Application state snapshots.")
+    weekly: BackupSchedule = F(description="Complete system image backups.")
+    monthly: BackupSchedule = F(description="Long-term archive (glacier-class storage).")

@@ -1,0 +1,209 @@
+"""The top of the spec: organisation, clouds, geos, regions and the platform-wide policies.
+
+Per-region settings (`RegionSettings`) are layered: `settings` at the top is the global layer,
+`geos.<geo>.settings` and `regions.<region>.settings` override parts of it. The override layers are
+partial, so they are kept as raw mappings here and validated after the merge (compiler/merge.py);
+the exported JSON Schema still describes them (every field optional).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Optional
+
+from pydantic import WithJsonSchema
+
+from compiler.model.base import F, FD, Cidr, Model, Name, Percent, PositiveInt
+from compiler.model.datastores import Datastores, Sharding
+from compiler.model.infra import Backups, Gateway, Kubernetes, Monitoring, Network, Security
+from compiler.model.services import Autoscaling, Service, Tier
+
+CloudName = Literal["aws", "gcp", "azure"]
+
+SettingsOverride = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "x-settings-override": True}),  # schema.py swaps in the partial schema
+]
+"""A partial RegionSettings: any subset of its fields, laid over the layer below."""
+
+
+class RegionSettings(Model):
+    """Everything a region runs. Set globally in `settings`; geos and regions override parts."""
+
+    network: Network = FD(Network, description="VPC / VNet layout.")
+    kubernetes: Kubernetes = F(description="The Kubernetes cluster and its node pools.")
+    tiers: dict[Name, Tier] = F(description="Service tiers (frontend, backend, ai) with shared defaults.")
+    services: dict[Name, Service] = F(description="Services by name.")
+    autoscaling: Autoscaling = FD(Autoscaling, description="HPA targets and behaviour for every service.")
+    datastores: Datastores = F(description="PostgreSQL, PgBouncer, Redis, Elasticsearch, object storage.")
+    gateway: Gateway = F(description="Kong API gateway.")
+    security: Security = FD(Security, description="Security baseline.")
+    monitoring: Monitoring = FD(Monitoring, description="Observability stack.")
+    backups: Backups = F(description="Backup schedules.")
+
+
+class Organization(Model):
+    """Who owns the platform."""
+
+    name: Name = F(description="Short name; prefixes resource names and tags.")
+    display_name: str = F(description="Human-readable name for the docs.")
+    domain: str = F(description="DNS zone the platform is served from.", pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+    owner: str = F(description="Owning team (tag on every resource).", pattern=r"^[a-z0-9-]{1,63}$")
+    cost_center: str = F(description="Cost centre (tag on every resource).", pattern=r"^[a-z0-9-]{1,63}$")
+    compliance: list[Literal["soc2-type2", "gdpr", "ccpa", "pci-dss", "hipaa"]] = F(
+        description="Compliance frameworks the platform is held to (tagged, documented).")
+
+
+class StateBackend(Model):
+    """Where Terraform keeps remote state for the regions of one cloud."""
+
+    bucket: str = F(description="S3 / GCS bucket, or the Azure storage account name.", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    region: str = F(description="Cloud region of the state bucket.", pattern=r"^[a-z0-9-]{2,40}$")
+    lock_table: Optional[str] = F(None, description="AWS only: DynamoDB table for state locking.", pattern=r"^[A-Za-z0-9_.-]{3,255}$")
+    resource_group: Optional[str] = F(None, description="Azure only: resource group of the storage account.", pattern=r"^[A-Za-z0-9_.()-]{1,90}$")
+    container: Optional[str] = F(None, description="Azure only: blob container for state.", pattern=r"^[a-z0-9-]{3,63}$")
+
+
+class Cloud(Model):
+    """One cloud provider and its share of the workload."""
+
+    workload_share: Percent = F(description="Percent of platform traffic this cloud carries; must equal its regions' traffic shares summed.")
+    role: Literal["primary", "secondary", "tertiary"] = F(description="Strategic role of the cloud.")
+    account: str = F(description="AWS account id, GCP project id or Azure subscription id (an identifier, not a secret).",
+                     pattern=r"^[A-Za-z0-9-]{4,64}$")
+    registry: str = F(description="Private container registry host for this cloud.", pattern=r"^[a-z0-9.-]+(/[a-z0-9._-]+)*$")
+    state: StateBackend = F(description="Terraform remote state backend.")
+
+
+class Geo(Model):
+    """A geography grouping regions (Americas, EMEA, APAC)."""
+
+    display_name: str = F(description="Name for the docs.")
+    traffic_share: Percent = F(description="Percent of global traffic served in this geo.")
+    data_residency: list[str] = FD(list, description="Jurisdictions whose tenant data must stay in this geo (e.g. `eu`).")
+    settings: SettingsOverride = FD(dict, description="Overrides laid over the global `settings` for every region of the geo.")
+
+
+class Region(Model):
+    """One deployment region."""
+
+    geo: Name = F(description="The geo this region belongs to.")
+    cloud: CloudName = F(description="Cloud the region runs on.")
+    cloud_region: str = F(description="The cloud's own region id (e.g. `us-east-1`, `asia-southeast1`, `uksouth`).", pattern=r"^[a-z0-9-]{2,40}$")
+    location: str = F(description="Where it is, for the docs.")
+    role: Literal["primary", "secondary", "standard"] = F("standard", description="Role in its geo: one primary per geo, which serves when others fail over.")
+    traffic_share: Percent = F(description="Percent of global traffic this region serves (DNS weight).")
+    dr_partner: Name = F(description="Region that holds this region's standby, replicas and backup copies.")
+    cidr: Cidr = F(description="The region's VPC CIDR; must not overlap another region's.")
+    zones: Optional[list[str]] = F(None, description="Zone names; derived from the cloud region when left out.", min_length=2)
+    settings: SettingsOverride = FD(dict, description="Overrides laid over the global and geo settings for this region only.")
+
+
+class CdnSettings(Model):
+    """Content delivery network in front of every region."""
+
+    provider: Literal["cloudfront", "cloudflare"] = F("cloudfront", description="CDN provider.")
+    price_class: Literal["all", "200", "100"] = F("all", description="Edge footprint; `all` is the global network (150+ POPs).")
+    default_ttl_seconds: int = F(300, description="Default edge cache TTL (the L3 cache).", ge=0)
+    max_ttl_seconds: int = F(86400, description="Largest edge cache TTL.", ge=0)
+
+
+class WafSettings(Model):
+    """Web application firewall at the edge."""
+
+    rate_limit_per_5min: PositiveInt = F(2000, description="Requests per client IP per 5 minutes before the WAF blocks it.")
+    blocked_countries: list[Annotated[str, F(description="ISO 3166-1 alpha-2 code.", pattern=r"^[A-Z]{2}$")]] = FD(
+        list, description="Countries blocked at the edge (geo-blocking).")
+    managed_rules: bool = F(True, description="Enable the provider's managed rule sets (OWASP core, known bad inputs).")
+
+
+class DnsSettings(Model):
+    """Global DNS and health-checked routing."""
+
+    routing: Literal["weighted", "latency", "geo"] = F("weighted", description="How DNS spreads users over regions; weights come from traffic shares.")
+    api_host: str = F("api", description="Host label of the API under the organisation domain.", pattern=r"^[a-z0-9-]{1,63}$")
+    app_host: str = F("app", description="Host label of the web app under the organisation domain.", pattern=r"^[a-z0-9-]{1,63}$")
+    health_check_path: str = F("/healthz", description="Path the DNS health checks probe in each region.", pattern=r"^/[A-Za-z0-9/._-]*$")
+    health_check_interval_seconds: Literal[10, 30] = F(10, description="Seconds between DNS health checks.")
+    failure_threshold: int = F(3, description="Failed checks before a region is taken out of DNS.", ge=1, le=10)
+    ttl_seconds: int = F(60, description="Record TTL; low so failover is fast (RTO).", ge=1, le=86400)
+
+
+class Edge(Model):
+    """The global edge: CDN, WAF, DDoS protection, TLS and DNS."""
+
+    cdn: CdnSettings = FD(CdnSettings, description="CDN.")
+    waf: WafSettings = FD(WafSettings, description="WAF.")
+    ddos_protection: bool = F(True, description="Advanced DDoS protection (Shield Advanced / Cloud Armor / DDoS Protection).")
+    tls_min_version: Literal["1.2", "1.3"] = F("1.3", description="Minimum TLS version at the edge.")
+    dns: DnsSettings = FD(DnsSettings, description="DNS.")
+
+
+class Slos(Model):
+    """Service level objectives; Prometheus rules and alerts derive from them."""
+
+    availability_percent: float = F(99.99, description="Availability target over the window.", gt=90, lt=100)
+    window_days: PositiveInt = F(30, description="SLO window.")
+    latency_p95_ms: PositiveInt = F(200, description="95th percentile response time target.")
+    latency_p99_ms: PositiveInt = F(1000, description="99th percentile response time ceiling.")
+    error_rate_percent: float = F(0.1, description="Largest acceptable share of failed requests.", gt=0, le=100)
+    db_query_p95_ms: PositiveInt = F(50, description="95th percentile database query time.")
+    cache_hit_ratio_percent: float = F(95, description="Smallest acceptable cache hit ratio.", ge=0, le=100)
+
+
+class BusinessKpis(Model):
+    """Business KPIs tracked on dashboards."""
+
+    franchise_onboarding_hours: PositiveInt = F(24, description="Franchise onboarding time target.")
+    customer_satisfaction: float = F(4.5, description="Customer satisfaction target out of 5.", ge=0, le=5)
+    booking_success_percent: float = F(99, description="Booking success rate target.", ge=0, le=100)
+    customer_retention_percent: float = F(90, description="Customer retention target.", ge=0, le=100)
+
+
+class CapacityTargets(Model):
+    """The load the platform is sized for (load-test targets)."""
+
+    concurrent_users: PositiveInt = F(1_000_000, description="Concurrent users at peak.")
+    requests_per_second: PositiveInt = F(100_000, description="Global requests per second.")
+    database_connections: PositiveInt = F(10_000, description="Client database connections platform-wide.")
+    peak_multiplier: float = F(5, description="Peak-hour factor over normal traffic (Black Friday).", ge=1)
+    max_cpu_utilization_percent: int = F(80, description="CPU utilisation ceiling at target load.", ge=1, le=100)
+    max_memory_utilization_percent: int = F(80, description="Memory utilisation ceiling at target load.", ge=1, le=100)
+
+
+class DisasterRecovery(Model):
+    """Recovery objectives."""
+
+    rto_minutes: PositiveInt = F(15, description="Recovery time objective.")
+    rpo_minutes: PositiveInt = F(1, description="Recovery point objective; WAL archiving runs at least this often.")
+    mttr_minutes: PositiveInt = F(30, description="Mean time to recovery target.")
+    mtbf_hours: PositiveInt = F(2160, description="Mean time between failures target.")
+    p1_response_minutes: PositiveInt = F(15, description="Response time for P1 incidents (alert routing).")
+
+
+class CostModel(Model):
+    """Monthly budget by category; budgets and alerts are derived per region by traffic share."""
+
+    currency: Literal["USD", "EUR"] = F("USD", description="Budget currency.")
+    monthly: dict[Literal["compute", "database", "storage", "networking", "monitoring", "security", "load_balancing"], PositiveInt] = F(
+        description="Planned monthly spend by category.")
+    reserved_savings_percent: Percent = F(40, description="Savings expected from reserved capacity on the baseline.")
+    spot_savings_percent: Percent = F(60, description="Savings expected from spot capacity for non-critical workloads.")
+    alert_thresholds_percent: list[PositiveInt] = F([80, 100], description="Budget alert thresholds, % of the monthly budget.")
+
+
+class Platform(Model):
+    """platform.yaml: one file describing the whole multi-region, multi-cloud platform."""
+
+    version: Literal[1] = F(description="Spec format version.")
+    organization: Organization = F(description="The owning organisation.")
+    clouds: dict[CloudName, Cloud] = F(description="Clouds in use and their workload split.")
+    geos: dict[Name, Geo] = F(description="Geographies and their traffic shares.")
+    regions: dict[str, Region] = F(description="Regions by platform name (a DNS label); each is a directory in generated/.")
+    settings: RegionSettings = F(description="The global settings layer every region inherits.")
+    sharding: Sharding = FD(Sharding, description="Franchise sharding across regions.")
+    edge: Edge = FD(Edge, description="CDN, WAF, DDoS, TLS and DNS.")
+    slos: Slos = FD(Slos, description="Service level objectives.")
+    kpis: BusinessKpis = FD(BusinessKpis, description="Business KPIs.")
+    capacity: CapacityTargets = FD(CapacityTargets, description="Load the platform is sized for.")
+    disaster_recovery: DisasterRecovery = FD(DisasterRecovery, description="RTO, RPO and incident targets.")
+    cost: CostModel = F(description="The cost model.")

@@ -1,0 +1,215 @@
+"""Resolve: validated models -> one immutable RegionPlan per region (the IR).
+
+Pure functions only; every derived number is computed here once. The semantic rules that guard
+the resolver's assumptions (DR partners exist, tiers exist, ...) have run before it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+
+from compiler.ir import (Amounts, ConnectionBudget, Host, PlatformPlan, PoolCapacity, RegionPlan,
+                         ServicePlan, Shard, Zone, frozen_map)
+from compiler.model.base import cpu_millicores, memory_mib
+from compiler.model.platform import Platform, Region, RegionSettings
+
+_ZONE_SUFFIX = {"aws": lambda r, i: f"{r}{'abcdef'[i]}",
+                "gcp": lambda r, i: f"{r}-{'abcdef'[i]}",
+                "azure": lambda r, i: str(i + 1)}
+
+
+def zone_names(region: Region, count: int) -> list[str]:
+    if region.zones:
+        return list(region.zones[:count])
+    return [_ZONE_SUFFIX[region.cloud](region.cloud_region, i) for i in range(count)]
+
+
+def carve_subnets(cidr: str, zones: int, private_prefix: int, public_prefix: int) -> list[tuple[str, str]] | None:
+    """Private subnets first (one per zone), public ones in the next block; None if it does not fit."""
+    net = ipaddress.ip_network(cidr, strict=False)
+    if private_prefix < net.prefixlen or public_prefix < private_prefix:
+        return None
+    blocks = list(net.subnets(new_prefix=private_prefix))
+    if len(blocks) < zones + 1:
+        return None
+    public = list(blocks[zones].subnets(new_prefix=public_prefix))
+    if len(public) < zones:
+        return None
+    return [(str(blocks[i]), str(public[i])) for i in range(zones)]
+
+
+def _amounts(a) -> Amounts:
+    return Amounts(a.cpu, a.memory, a.gpu, cpu_millicores(a.cpu), memory_mib(a.memory))
+
+
+def service_plans(platform: Platform, region: Region, s: RegionSettings) -> tuple[ServicePlan, ...]:
+    enabled = {n: svc for n, svc in s.services.items() if svc.enabled}
+    registry = platform.clouds[region.cloud].registry
+    plans = []
+    for name in sorted(enabled):
+        svc = enabled[name]
+        tier = s.tiers[svc.tier]
+        pool = svc.node_pool or tier.node_pool
+        res = svc.resources or tier.resources
+        replicas = svc.replicas or tier.replicas
+        conns = svc.db_connections_per_pod if svc.db_connections_per_pod is not None else tier.db_connections_per_pod
+        plans.append(ServicePlan(
+            name=name, tier=svc.tier, description=svc.description, namespace=name,
+            dns_name=f"{name}.{name}.svc.cluster.local",
+            image=f"{registry}/{svc.image}", tag=svc.tag, port=svc.port, health_path=svc.health_path,
+            replicas_min=replicas.min, replicas_max=replicas.max,
+            requests=_amounts(res.requests), limits=_amounts(res.limits),
+            node_pool=pool, gpu_pool=s.kubernetes.node_pools[pool].gpus > 0,
+            db_connections_per_pod=conns if "postgres" in svc.uses else 0,
+            depends_on=tuple(sorted(d for d in svc.depends_on if d in enabled)),
+            dependents=tuple(sorted(n for n, o in enabled.items() if name in o.depends_on)),
+            uses=tuple(sorted(svc.uses)), routes=tuple(svc.routes), rollout=svc.rollout,
+            secrets=frozen_map(dict(sorted(svc.secrets.items()))), env=frozen_map(dict(sorted(svc.env.items()))),
+        ))
+    return tuple(plans)
+
+
+def capacity(s: RegionSettings, services: tuple[ServicePlan, ...]) -> tuple[PoolCapacity, ...]:
+    usable = (100 - s.kubernetes.system_reserved_percent) / 100
+    out = []
+    for name in sorted(s.kubernetes.node_pools):
+        pool = s.kubernetes.node_pools[name]
+        on_pool = [x for x in services if x.node_pool == name]
+        out.append(PoolCapacity(
+            name=name, max_nodes=pool.max_nodes,
+            cpu_millicores=int(pool.max_nodes * pool.vcpus * 1000 * usable),
+            memory_mib=pool.max_nodes * pool.memory_gib * 1024 * usable,
+            gpus=pool.max_nodes * pool.gpus,
+            demand_cpu_millicores=sum(x.replicas_max * x.requests.cpu_millicores for x in on_pool),
+            demand_memory_mib=sum(x.replicas_max * x.requests.memory_mib for x in on_pool),
+            demand_gpus=sum(x.replicas_max * x.requests.gpu for x in on_pool),
+            services=tuple(x.name for x in on_pool),
+        ))
+    return tuple(out)
+
+
+def connection_budget(s: RegionSettings, services: tuple[ServicePlan, ...], databases: int) -> ConnectionBudget:
+    pg, pgb = s.datastores.postgres, s.datastores.pgbouncer
+    per_service = {x.name: x.replicas_max * x.db_connections_per_pod for x in services if x.db_connections_per_pod}
+    available = pg.max_connections - pg.reserved_connections
+    pools = max(1, pgb.hosts * databases)
+    pool_size = available // pools - pgb.reserve_pool_size
+    return ConnectionBudget(
+        per_service=frozen_map(per_service), client_connections=sum(per_service.values()),
+        max_client_conn=pgb.max_client_conn, databases=databases, pgbouncer_hosts=pgb.hosts,
+        default_pool_size=pool_size, reserve_pool_size=pgb.reserve_pool_size,
+        server_connections=pools * (pool_size + pgb.reserve_pool_size), postgres_available=available)
+
+
+def allocate_shards(platform: Platform) -> dict[str, list[int]]:
+    """Shard numbers per region, proportional to traffic share (largest remainder, at least one each).
+
+    Regions take contiguous shard numbers in spec order, so adding a region at the end moves no
+    existing shard's number; reordering regions does (pin placements with sharding.registry_file).
+    """
+    sh = platform.sharding
+    total = math.ceil(sh.capacity_franchises / sh.franchises_per_shard)
+    names = list(platform.regions)
+    shares = {n: platform.regions[n].traffic_share for n in names}
+    whole = sum(shares.values()) or 1
+    exact = {n: total * shares[n] / whole for n in names}
+    count = {n: max(1, math.floor(exact[n])) for n in names}
+    left = total - sum(count.values())
+    by_remainder = sorted(names, key=lambda n: (-(exact[n] - count[n]), names.index(n)))
+    i = 0
+    while left > 0 and by_remainder:
+        count[by_remainder[i % len(by_remainder)]] += 1
+        left -= 1
+        i += 1
+    out, nxt = {}, 1
+    for n in names:
+        out[n] = list(range(nxt, nxt + count[n]))
+        nxt += count[n]
+    return out
+
+
+def shard_count(platform: Platform) -> int:
+    return math.ceil(platform.sharding.capacity_franchises / platform.sharding.franchises_per_shard)
+
+
+def hosts(platform: Platform, name: str, s: RegionSettings, zones: list[str], internal: str) -> tuple[Host, ...]:
+    prefix = f"{platform.organization.name}-{name}"
+    out: list[Host] = []
+
+    def add(short, group, index, zone_i, replica_of=None):
+        host = f"{prefix}-{short}-{index}"
+        out.append(Host(host, group, zones[zone_i % len(zones)], f"{host}.{internal}", index, replica_of))
+        return host
+
+    ds = s.datastores
+    if ds.postgres.deployment == "self-managed":
+        primary = add("pg", "postgres_primary", 1, 0)
+        for i in range(ds.postgres.read_replicas):
+            add("pg", "postgres_replicas", i + 2, i + 1, replica_of=primary)
+    for i in range(ds.pgbouncer.hosts):
+        add("pgbouncer", "pgbouncer", i + 1, i)
+    if ds.redis.deployment == "self-managed":
+        primaries = [add("redis", "redis_cluster", i + 1, i) for i in range(ds.redis.primaries)]
+        n = ds.redis.primaries
+        for r in range(ds.redis.replicas_per_primary):
+            for j, p in enumerate(primaries):
+                n += 1
+                add("redis", "redis_cluster", n, j + 1 + r, replica_of=p)
+    if ds.elasticsearch.deployment == "self-managed":
+        for i in range(ds.elasticsearch.nodes):
+            add("es", "elasticsearch", i + 1, i)
+    add("bastion", "bastion", 1, 0)
+    return tuple(out)
+
+
+def _tag_value(text: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in text.lower())
+    return safe[:63]
+
+
+def tags(platform: Platform, name: str, region: Region) -> dict[str, str]:
+    org = platform.organization
+    return {
+        "org": _tag_value(org.name), "owner": _tag_value(org.owner), "cost-center": _tag_value(org.cost_center),
+        "region": _tag_value(name), "geo": _tag_value(region.geo), "cloud": region.cloud,
+        "compliance": _tag_value("_".join(org.compliance)), "managed-by": "platformc",
+    }
+
+
+def resolve_region(platform: Platform, name: str, s: RegionSettings, provenance: dict,
+                   shard_numbers: list[int]) -> RegionPlan:
+    region = platform.regions[name]
+    partner = platform.regions[region.dr_partner]
+    zones = zone_names(region, s.network.zones)
+    subnets = carve_subnets(region.cidr, len(zones), s.network.private_subnet_prefix, s.network.public_subnet_prefix)
+    internal = f"{name}.internal.{platform.organization.domain}"
+    services = service_plans(platform, region, s)
+    sh = platform.sharding
+    pgb_host = f"pgbouncer.{internal}"
+    shards = tuple(Shard(n, f"{sh.database_prefix}{n}", (n - 1) * sh.franchises_per_shard + 1,
+                         n * sh.franchises_per_shard, name, pgb_host, s.datastores.pgbouncer.port)
+                   for n in shard_numbers)
+    share = region.traffic_share / 100
+    return RegionPlan(
+        name=name, geo=region.geo, cloud=region.cloud, cloud_region=region.cloud_region,
+        location=region.location, role=region.role, traffic_share=region.traffic_share,
+        dr_partner=region.dr_partner, dr_partner_cloud=partner.cloud, dr_partner_cloud_region=partner.cloud_region,
+        cidr=region.cidr,
+        zones=tuple(Zone(z, p, pub) for z, (p, pub) in zip(zones, subnets)),
+        internal_domain=internal, settings=s, services=services,
+        hosts=hosts(platform, name, s, zones, internal), shards=shards,
+        connections=connection_budget(s, services, len(shards)),
+        capacity=capacity(s, services),
+        monthly_budget=frozen_map({k: round(v * share, 2) for k, v in sorted(platform.cost.monthly.items())}),
+        tags=frozen_map(tags(platform, name, region)),
+        provenance=frozen_map(provenance),
+    )
+
+
+def resolve(platform: Platform, settings: dict, provenance: dict, spec_file: str) -> PlatformPlan:
+    """Build the PlatformPlan from the validated top level and each region's merged settings."""
+    allocation = allocate_shards(platform)
+    regions = tuple(resolve_region(platform, n, settings[n], provenance[n], allocation[n]) for n in platform.regions)
+    shards = tuple(sorted((s for r in regions for s in r.shards), key=lambda s: s.number))
+    return PlatformPlan(spec=platform, spec_file=spec_file, regions=regions, shards=shards)

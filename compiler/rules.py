@@ -1,0 +1,389 @@
+"""Semantic rules: what the schema alone cannot say. Each has a stable code, listed in the docs.
+
+`spec` rules run on the validated models and guard the resolver's assumptions; `plan` rules run
+on the resolved IR and check derived numbers (capacity, connection budgets). A rule yields
+findings; the pipeline positions them and applies one policy (errors stop the compile; warnings
+print, and `--strict` makes them errors).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from compiler.model.base import cpu_millicores, memory_mib
+
+SAFE_REGION = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
+RESERVED_REGION_NAMES = {"global", "modules", "regions", "all"}
+TOLERANCE = 1e-6
+
+# Extensions each managed PostgreSQL service cannot load (provider documentation, 2025).
+MANAGED_PG_UNSUPPORTED = {"aws": {"timescaledb"}, "gcp": {"timescaledb"}, "azure": set()}
+MANAGED_PG_MAX_REPLICAS = {"aws": 15, "gcp": 10, "azure": 5}
+MANAGED_SEARCH = {"aws"}  # OpenSearch; GCP and Azure have no first-party managed Elasticsearch
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: tuple  # spec path (global) or settings path within `region`
+    message: str
+    region: str | None = None  # set when `path` is a path in that region's merged settings
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    title: str
+    explanation: str
+    stage: str  # "spec" or "plan"
+    severity: str  # "error" or "warning"
+    check: Callable
+
+
+RULES: list[Rule] = []
+
+
+def rule(code: str, title: str, explanation: str, stage: str = "spec", severity: str = "error"):
+    def wrap(fn):
+        RULES.append(Rule(code, title, explanation, stage, severity, fn))
+        return fn
+    return wrap
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) < TOLERANCE
+
+
+# ---------------------------------------------------------------- traffic and clouds
+
+@rule("R001", "Region traffic shares sum to 100 %",
+      "DNS weights come from the regions' traffic shares, so together they must cover all traffic.")
+def traffic_total(p, settings) -> Iterator[Finding]:
+    total = sum(r.traffic_share for r in p.regions.values())
+    if not _close(total, 100):
+        yield Finding(("regions",), f"region traffic shares sum to {total:g} %, not 100 %")
+
+
+@rule("R002", "Each geo's share equals its regions' shares",
+      "A geo's traffic share must equal the traffic shares of its regions summed, and geo shares sum to 100 %.")
+def traffic_geo(p, settings):
+    total = sum(g.traffic_share for g in p.geos.values())
+    if not _close(total, 100):
+        yield Finding(("geos",), f"geo traffic shares sum to {total:g} %, not 100 %")
+    for name, geo in p.geos.items():
+        got = sum(r.traffic_share for r in p.regions.values() if r.geo == name)
+        if not _close(got, geo.traffic_share):
+            yield Finding(("geos", name, "traffic_share"),
+                          f"geo {name} declares {geo.traffic_share:g} % but its regions sum to {got:g} %")
+
+
+@rule("R003", "Cloud split sums to 100 % and matches the regions",
+      "Workload shares of the clouds sum to 100 %, every region's cloud is declared, and each cloud's "
+      "share equals the traffic shares of the regions assigned to it.")
+def cloud_split(p, settings):
+    total = sum(c.workload_share for c in p.clouds.values())
+    if not _close(total, 100):
+        yield Finding(("clouds",), f"cloud workload shares sum to {total:g} %, not 100 %")
+    for name, region in p.regions.items():
+        if region.cloud not in p.clouds:
+            yield Finding(("regions", name, "cloud"), f"cloud {region.cloud!r} is not declared under `clouds`")
+    for cname, cloud in p.clouds.items():
+        got = sum(r.traffic_share for r in p.regions.values() if r.cloud == cname)
+        if not _close(got, cloud.workload_share):
+            yield Finding(("clouds", cname, "workload_share"),
+                          f"{cname} carries {cloud.workload_share:g} % but its regions' traffic shares sum to {got:g} %")
+
+
+# ---------------------------------------------------------------- regions
+
+@rule("R004", "Region names are safe directory names",
+      "A region name becomes a directory, a Kubernetes label and a Terraform label: a lower-case DNS "
+      "label of 2-40 characters, and not one of the names the output tree uses itself (global, modules, regions, all).")
+def region_names(p, settings):
+    for name in p.regions:
+        if not SAFE_REGION.match(name):
+            yield Finding(("regions", name), f"region name {name!r} must be a lower-case DNS label (a-z, 0-9, -)")
+        elif name in RESERVED_REGION_NAMES:
+            yield Finding(("regions", name), f"region name {name!r} is reserved by the output layout")
+
+
+@rule("R005", "Regions name a declared geo",
+      "Every region belongs to one of the geos declared under `geos`.")
+def region_geo(p, settings):
+    for name, region in p.regions.items():
+        if region.geo not in p.geos:
+            yield Finding(("regions", name, "geo"), f"geo {region.geo!r} is not declared under `geos`")
+
+
+@rule("R006", "One primary region per geo",
+      "Each geo has exactly one region with role `primary`: it takes the geo's traffic on failover.")
+def one_primary(p, settings):
+    for gname in p.geos:
+        primaries = [n for n, r in p.regions.items() if r.geo == gname and r.role == "primary"]
+        if len(primaries) != 1:
+            where = ("regions", primaries[1], "role") if len(primaries) > 1 else ("geos", gname)
+            yield Finding(where, f"geo {gname} has {len(primaries)} primary regions ({', '.join(primaries) or 'none'}); it needs exactly one")
+
+
+@rule("R007", "DR partners exist and differ from the region",
+      "A region's `dr_partner` names another declared region; it holds the standby database, "
+      "replicated objects and backup copies.")
+def dr_partner(p, settings):
+    for name, region in p.regions.items():
+        if region.dr_partner == name:
+            yield Finding(("regions", name, "dr_partner"), "a region cannot be its own DR partner")
+        elif region.dr_partner not in p.regions:
+            yield Finding(("regions", name, "dr_partner"), f"DR partner {region.dr_partner!r} is not a declared region")
+
+
+@rule("R008", "DR partners respect data residency",
+      "When a geo declares `data_residency`, its regions' DR partners must be in the same geo: "
+      "replicated data may not leave it.")
+def dr_residency(p, settings):
+    for name, region in p.regions.items():
+        partner = p.regions.get(region.dr_partner)
+        geo = p.geos.get(region.geo)
+        if partner and geo and geo.data_residency and partner.geo != region.geo:
+            yield Finding(("regions", name, "dr_partner"),
+                          f"{name} is in {region.geo} (data residency: {', '.join(geo.data_residency)}) "
+                          f"but its DR partner {region.dr_partner} is in {partner.geo}")
+
+
+@rule("R009", "DR partner on the same cloud",
+      "Object replication and backup copies are native only within one cloud; a cross-cloud partner "
+      "gets its standby database but no native bucket replication or backup copy.", severity="warning")
+def dr_same_cloud(p, settings):
+    for name, region in p.regions.items():
+        partner = p.regions.get(region.dr_partner)
+        if partner and partner.cloud != region.cloud:
+            yield Finding(("regions", name, "dr_partner"),
+                          f"DR partner {region.dr_partner} runs on {partner.cloud}, {name} on {region.cloud}")
+
+
+@rule("R010", "Region networks fit and do not overlap",
+      "Each region's CIDR holds one private and one public subnet per zone at the configured prefix "
+      "lengths, no two regions' CIDRs overlap (they are peered for replication), and explicit zone "
+      "lists name at least `network.zones` zones.")
+def networks(p, settings):
+    from compiler.resolve import carve_subnets
+    seen = []
+    for name, region in p.regions.items():
+        net = ipaddress.ip_network(region.cidr, strict=False)
+        for other, onet in seen:
+            if net.overlaps(onet):
+                yield Finding(("regions", name, "cidr"), f"{region.cidr} overlaps {other}'s CIDR {onet}")
+        seen.append((name, net))
+        s = settings.get(name)
+        if s is None:
+            continue
+        if region.zones is not None and len(region.zones) < s.network.zones:
+            yield Finding(("regions", name, "zones"), f"{len(region.zones)} zones listed, network.zones asks for {s.network.zones}")
+        if carve_subnets(region.cidr, s.network.zones, s.network.private_subnet_prefix, s.network.public_subnet_prefix) is None:
+            yield Finding(("regions", name, "cidr"),
+                          f"{region.cidr} cannot hold {s.network.zones} private /{s.network.private_subnet_prefix} "
+                          f"and public /{s.network.public_subnet_prefix} subnets")
+
+
+# ---------------------------------------------------------------- services
+
+def _per_region(settings):
+    for region, s in settings.items():
+        yield region, s
+
+
+@rule("R011", "Service references resolve",
+      "A service's tier, node pool and `depends_on` entries name things that exist, a service does not "
+      "depend on itself, and a GPU request lands on a pool with GPUs.")
+def service_refs(p, settings):
+    for region, s in _per_region(settings):
+        for tname, tier in s.tiers.items():
+            if tier.node_pool not in s.kubernetes.node_pools:
+                yield Finding(("tiers", tname, "node_pool"), f"node pool {tier.node_pool!r} is not declared", region)
+        for name, svc in s.services.items():
+            if svc.tier not in s.tiers:
+                yield Finding(("services", name, "tier"), f"tier {svc.tier!r} is not declared under `tiers`", region)
+                continue
+            pool = svc.node_pool or s.tiers[svc.tier].node_pool
+            if svc.node_pool and svc.node_pool not in s.kubernetes.node_pools:
+                yield Finding(("services", name, "node_pool"), f"node pool {svc.node_pool!r} is not declared", region)
+            for i, dep in enumerate(svc.depends_on):
+                if dep == name:
+                    yield Finding(("services", name, "depends_on", i), "a service cannot depend on itself", region)
+                elif dep not in s.services:
+                    yield Finding(("services", name, "depends_on", i), f"service {dep!r} is not declared", region)
+            res = svc.resources or s.tiers[svc.tier].resources
+            if res.requests.gpu and pool in s.kubernetes.node_pools and not s.kubernetes.node_pools[pool].gpus:
+                yield Finding(("services", name), f"asks for GPUs but node pool {pool!r} has none", region)
+
+
+@rule("R012", "HPA minimum does not exceed maximum",
+      "`replicas.min` <= `replicas.max` for every tier and service.")
+def hpa_bounds(p, settings):
+    for region, s in _per_region(settings):
+        for kind, items in (("tiers", s.tiers), ("services", s.services)):
+            for name, item in items.items():
+                r = item.replicas
+                if r is not None and r.min > r.max:
+                    yield Finding((kind, name, "replicas", "min"), f"min replicas {r.min} exceed max {r.max}", region)
+
+
+@rule("R013", "Requests do not exceed limits",
+      "CPU, memory and GPU requests are at most the limits, for every tier and service.")
+def requests_limits(p, settings):
+    for region, s in _per_region(settings):
+        for kind, items in (("tiers", s.tiers), ("services", s.services)):
+            for name, item in items.items():
+                res = item.resources
+                if res is None:
+                    continue
+                rq, lm = res.requests, res.limits
+                for what, a, b in (("cpu", cpu_millicores(rq.cpu), cpu_millicores(lm.cpu)),
+                                   ("memory", memory_mib(rq.memory), memory_mib(lm.memory)),
+                                   ("gpu", rq.gpu, lm.gpu)):
+                    if a > b:
+                        yield Finding((kind, name, "resources", "requests", what),
+                                      f"{what} request {getattr(rq, what)} exceeds the limit {getattr(lm, what)}", region)
+
+
+@rule("R014", "Canary weights sum to 100",
+      "A canary rollout's stable and canary weights together route all traffic.")
+def canary_weights(p, settings):
+    for region, s in _per_region(settings):
+        for name, svc in s.services.items():
+            ro = svc.rollout
+            if ro.type == "canary" and ro.stable_weight + ro.canary_weight != 100:
+                yield Finding(("services", name, "rollout", "canary_weight"),
+                              f"weights {ro.stable_weight} + {ro.canary_weight} = {ro.stable_weight + ro.canary_weight}, not 100", region)
+
+
+@rule("R015", "Node pools fit the cluster bounds",
+      "Each pool's min <= max; the pools' floors sum to at least the cluster's `min_nodes` and their "
+      "ceilings to at most its `max_nodes`.")
+def pool_bounds(p, settings):
+    for region, s in _per_region(settings):
+        k = s.kubernetes
+        for name, pool in k.node_pools.items():
+            if pool.min_nodes > pool.max_nodes:
+                yield Finding(("kubernetes", "node_pools", name, "min_nodes"), f"min_nodes {pool.min_nodes} exceed max_nodes {pool.max_nodes}", region)
+        lo = sum(x.min_nodes for x in k.node_pools.values())
+        hi = sum(x.max_nodes for x in k.node_pools.values())
+        if k.min_nodes > k.max_nodes:
+            yield Finding(("kubernetes", "min_nodes"), f"cluster min_nodes {k.min_nodes} exceed max_nodes {k.max_nodes}", region)
+        if lo < k.min_nodes:
+            yield Finding(("kubernetes", "min_nodes"), f"node pool floors sum to {lo}, below the cluster's min_nodes {k.min_nodes}", region)
+        if hi > k.max_nodes:
+            yield Finding(("kubernetes", "max_nodes"), f"node pool ceilings sum to {hi}, above the cluster's max_nodes {k.max_nodes}", region)
+
+
+# ---------------------------------------------------------------- data tier and gateway
+
+@rule("R016", "Redis Cluster has at least 3 primaries, each with a replica",
+      "Redis Cluster needs a majority of at least 3 primaries to fail over, and every primary needs a replica in another zone.")
+def redis_topology(p, settings):
+    for region, s in _per_region(settings):
+        r = s.datastores.redis
+        if r.primaries < 3:
+            yield Finding(("datastores", "redis", "primaries"), f"{r.primaries} primaries; Redis Cluster needs at least 3", region)
+        if r.replicas_per_primary < 1:
+            yield Finding(("datastores", "redis", "replicas_per_primary"), "each primary needs at least one replica for failover", region)
+
+
+@rule("R017", "Redis maxmemory leaves headroom",
+      "maxmemory must stay under the node's memory less `memory_headroom_percent` (room for the "
+      "fork during RDB/AOF rewrites, buffers and the OS).")
+def redis_memory(p, settings):
+    for region, s in _per_region(settings):
+        r = s.datastores.redis
+        ceiling = r.instance.memory_gib * 1024 * (100 - r.memory_headroom_percent) / 100
+        if r.maxmemory_mb > ceiling:
+            yield Finding(("datastores", "redis", "maxmemory_mb"),
+                          f"maxmemory {r.maxmemory_mb} MiB exceeds {ceiling:.0f} MiB ({r.instance.memory_gib} GiB node less {r.memory_headroom_percent} % headroom)", region)
+
+
+@rule("R018", "Secrets are references, never values",
+      "Secret fields take `vault:`, `aws-sm:`, `gcp-sm:`, `azure-kv:` or `env:` references; a plaintext value is refused (checked by the schema).")
+def secrets(p, settings):
+    return iter(())
+
+
+@rule("R019", "Gateway burst is at least the rate",
+      "Kong's burst allowance cannot be below the sustained per-second rate.")
+def gateway_burst(p, settings):
+    for region, s in _per_region(settings):
+        g = s.gateway
+        if g.burst < g.requests_per_second:
+            yield Finding(("gateway", "burst"), f"burst {g.burst} is below the rate {g.requests_per_second}/s", region)
+
+
+@rule("R020", "Managed services can do what the spec asks",
+      "A datastore marked `managed` must be something the region's cloud offers: no TimescaleDB on RDS "
+      "or Cloud SQL, no more read replicas than the service allows, managed Elasticsearch only on AWS (OpenSearch).")
+def managed_limits(p, settings):
+    for region, s in _per_region(settings):
+        cloud = p.regions[region].cloud
+        pg = s.datastores.postgres
+        if pg.deployment == "managed":
+            for i, ext in enumerate(pg.extensions):
+                if ext in MANAGED_PG_UNSUPPORTED[cloud]:
+                    yield Finding(("datastores", "postgres", "extensions", i),
+                                  f"{ext} is not available on {cloud}'s managed PostgreSQL; use deployment: self-managed", region)
+            if pg.read_replicas > MANAGED_PG_MAX_REPLICAS[cloud]:
+                yield Finding(("datastores", "postgres", "read_replicas"),
+                              f"{cloud}'s managed PostgreSQL allows at most {MANAGED_PG_MAX_REPLICAS[cloud]} read replicas", region)
+        if s.datastores.elasticsearch.deployment == "managed" and cloud not in MANAGED_SEARCH:
+            yield Finding(("datastores", "elasticsearch", "deployment"), f"{cloud} has no first-party managed Elasticsearch", region)
+
+
+@rule("R021", "Enough shards for every region",
+      "Shards = ceil(capacity_franchises / franchises_per_shard); every region owns at least one, and "
+      "capacity covers the expected franchises.")
+def shard_supply(p, settings):
+    from compiler.resolve import shard_count
+    n = shard_count(p)
+    if n < len(p.regions):
+        yield Finding(("sharding", "capacity_franchises"), f"{n} shards for {len(p.regions)} regions; every region needs at least one")
+    if p.sharding.capacity_franchises < p.sharding.expected_franchises:
+        yield Finding(("sharding", "capacity_franchises"),
+                      f"capacity {p.sharding.capacity_franchises} is below the expected {p.sharding.expected_franchises} franchises")
+
+
+# ---------------------------------------------------------------- derived (plan) rules
+
+@rule("R030", "Services fit the node pools at maximum scale",
+      "At every service's max replicas, the CPU, memory and GPU requests on each node pool fit its "
+      "allocatable capacity at max nodes (node size less `system_reserved_percent`).", stage="plan")
+def capacity_fit(plan):
+    for r in plan.regions:
+        for pool in r.capacity:
+            for what, need, have, unit in (("CPU", pool.demand_cpu_millicores / 1000, pool.cpu_millicores / 1000, "cores"),
+                                           ("memory", pool.demand_memory_mib / 1024, pool.memory_mib / 1024, "GiB"),
+                                           ("GPU", pool.demand_gpus, pool.gpus, "GPUs")):
+                if need > have + TOLERANCE:
+                    yield Finding(("kubernetes", "node_pools", pool.name, "max_nodes"),
+                                  f"at max replicas {', '.join(pool.services)} request {need:g} {unit} of {what}; "
+                                  f"the pool offers {have:g}", r.name)
+
+
+@rule("R031", "Connections fit PgBouncer",
+      "Services' max replicas x connections per pod, summed, fit PgBouncer's `max_client_conn`.", stage="plan")
+def client_budget(plan):
+    for r in plan.regions:
+        c = r.connections
+        if c.client_connections > c.max_client_conn:
+            detail = ", ".join(f"{k} {v}" for k, v in c.per_service.items())
+            yield Finding(("datastores", "pgbouncer", "max_client_conn"),
+                          f"services open up to {c.client_connections} connections ({detail}); max_client_conn is {c.max_client_conn}", r.name)
+
+
+@rule("R032", "Pools fit PostgreSQL",
+      "PgBouncer hosts x shard databases x (pool size + reserve) fit max_connections less the reserved "
+      "connections, with a pool size of at least 1.", stage="plan")
+def server_budget(plan):
+    for r in plan.regions:
+        c = r.connections
+        if c.default_pool_size < 1 or c.server_connections > c.postgres_available:
+            yield Finding(("datastores", "postgres", "max_connections"),
+                          f"{c.pgbouncer_hosts} PgBouncer hosts x {c.databases} shard databases leave a pool size of "
+                          f"{c.default_pool_size} within {c.postgres_available} usable connections", r.name)

