@@ -131,6 +131,9 @@ class RegionPlan:
     cidr: str
     zones: tuple[Zone, ...]
     internal_domain: str  # <region>.internal.<domain>
+    backup_bucket: str  # bucket (Azure: storage account) holding WAL archives and backups; Terraform creates it
+    backup_url: str  # s3://<bucket>, gs://<bucket> or azure://<account>/backups: where WAL and dumps go
+    data_bucket: str  # bucket (Azure: storage account) for application objects
     settings: RegionSettings
     services: tuple[ServicePlan, ...]  # enabled services, by name
     hosts: tuple[Host, ...]  # self-managed hosts only (managed datastores have none)

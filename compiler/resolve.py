@@ -163,6 +163,16 @@ def hosts(platform: Platform, name: str, s: RegionSettings, zones: list[str], in
     return tuple(out)
 
 
+def bucket_names(org: str, region: str, cloud: str) -> tuple[str, str, str]:
+    """(backup bucket, backup URL, data bucket). Azure storage accounts allow 3-24 lower-case alphanumerics."""
+    if cloud == "azure":
+        base = (org + region).replace("-", "")[:22]
+        return f"{base}bk", f"azure://{base}bk/backups", f"{base}dt"
+    backup = f"{org}-{region}-backups"
+    scheme = {"aws": "s3", "gcp": "gs"}[cloud]
+    return backup, f"{scheme}://{backup}", f"{org}-{region}-data"
+
+
 def _tag_value(text: str) -> str:
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in text.lower())
     return safe[:63]
@@ -191,13 +201,15 @@ def resolve_region(platform: Platform, name: str, s: RegionSettings, provenance:
                          n * sh.franchises_per_shard, name, pgb_host, s.datastores.pgbouncer.port)
                    for n in shard_numbers)
     share = region.traffic_share / 100
+    backup_bucket, backup_url, data_bucket = bucket_names(platform.organization.name, name, region.cloud)
     return RegionPlan(
         name=name, geo=region.geo, cloud=region.cloud, cloud_region=region.cloud_region,
         location=region.location, role=region.role, traffic_share=region.traffic_share,
         dr_partner=region.dr_partner, dr_partner_cloud=partner.cloud, dr_partner_cloud_region=partner.cloud_region,
         cidr=region.cidr,
         zones=tuple(Zone(z, p, pub) for z, (p, pub) in zip(zones, subnets)),
-        internal_domain=internal, settings=s, services=services,
+        internal_domain=internal, backup_bucket=backup_bucket, backup_url=backup_url, data_bucket=data_bucket,
+        settings=s, services=services,
         hosts=hosts(platform, name, s, zones, internal), shards=shards,
         connections=connection_budget(s, services, len(shards)),
         capacity=capacity(s, services),
