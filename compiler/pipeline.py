@@ -79,7 +79,7 @@ def _position(doc: Document, origins: dict, findings_by_rule) -> list[Diagnostic
         regions = [r for r in regions if r]
         if regions:
             message = f"{message} (region {', '.join(sorted(set(regions)))})"
-        line, col = doc.pos(src)
+        line, col = doc.pos(src, prefer_key=True)  # a finding is about the field: point at its key
         out.append(Diagnostic(doc.file, line, col, dotted(src), code, message, severity))
     return out
 

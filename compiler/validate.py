@@ -87,7 +87,7 @@ def diagnostics_from(exc: ValidationError, model: type[BaseModel], data: Any,
             hint = f"; did you mean {close[0]!r}?" if close else f"; allowed keys: {', '.join(allowed)}"
             msg = f"unknown key {path[-1]!r}{hint}"
         elif kind == "missing":
-            code = "S003"
+            code, prefer_key = "S003", True
             msg = f"missing required field {path[-1]!r}"
         elif kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == SECRET_REF_PATTERN:
             code = "R018"

@@ -86,13 +86,13 @@ class Geo(Model):
 class Region(Model):
     """One deployment region."""
 
-    geo: Name = F(description="The geo this region belongs to.")
+    geo: str = F(description="The geo this region belongs to (a key of `geos`).")
     cloud: CloudName = F(description="Cloud the region runs on.")
     cloud_region: str = F(description="The cloud's own region id (e.g. `us-east-1`, `asia-southeast1`, `uksouth`).", pattern=r"^[a-z0-9-]{2,40}$")
     location: str = F(description="Where it is, for the docs.")
     role: Literal["primary", "secondary", "standard"] = F("standard", description="Role in its geo: one primary per geo, which serves when others fail over.")
     traffic_share: Percent = F(description="Percent of global traffic this region serves (DNS weight).")
-    dr_partner: Name = F(description="Region that holds this region's standby, replicas and backup copies.")
+    dr_partner: str = F(description="Region (a key of `regions`) that holds this region's standby, replicas and backup copies.")
     cidr: Cidr = F(description="The region's VPC CIDR; must not overlap another region's.")
     zones: Optional[list[str]] = F(None, description="Zone names; derived from the cloud region when left out.", min_length=2)
     settings: SettingsOverride = FD(dict, description="Overrides laid over the global and geo settings for this region only.")

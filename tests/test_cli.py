@@ -1,0 +1,169 @@
+"""The command line: exit codes, positioned errors without tracebacks, --check, untouched output on failure."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from compiler import targets
+from compiler.cli import main
+from tests import fake_target
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURE = REPO / "tests/cases/two-region/platform.yaml"
+
+
+@pytest.fixture
+def work(tmp_path, monkeypatch):
+    """A project dir with the two-region spec and only the fake target registered."""
+    shutil.copy(FIXTURE, tmp_path / "platform.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(targets, "TARGETS", {"fake": "tests.fake_target"})
+    fake_target.FAIL["on"] = None
+    return tmp_path
+
+
+def run(*args):
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return exc.code or 0
+    return 0
+
+
+def snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_validate_ok(work, capsys):
+    assert run("validate") == 0
+    assert "valid (2 regions, 2 warnings)" in capsys.readouterr().out
+
+
+def test_strict_turns_warnings_into_errors(work, capsys):
+    assert run("validate", "--strict") == 2
+    assert "[R009]" in capsys.readouterr().err
+
+
+def test_generate_check_cycle(work, capsys):
+    assert run("generate", "--check") == 1
+    assert "missing: generated/fake/use1/region.yaml" in capsys.readouterr().err
+    assert run("generate") == 0
+    assert (work / "generated/fake/use1/region.yaml").exists()
+    assert (work / "docs/regions/euw1.md").read_text().count("## Fake") == 1
+    assert run("generate", "--check") == 0
+    spec = work / "platform.yaml"
+    spec.write_text(spec.read_text().replace("tag: 2.3.1", "tag: 2.4.0").replace("max: 10}", "max: 9}"))
+    capsys.readouterr()
+    assert run("generate", "--check") == 1
+    err = capsys.readouterr().err
+    assert "stale: generated/fake/use1/services/orders.yaml" in err and "-replicas: 10" in err and "+replicas: 9" in err
+
+
+def test_removed_service_is_pruned(work):
+    assert run("generate") == 0
+    spec = work / "platform.yaml"
+    text = spec.read_text().replace("    recommend:\n", "    recommend:\n      enabled: false\n")
+    spec.write_text(text)
+    assert run("generate") == 0
+    assert not (work / "generated/fake/use1/services/recommend.yaml").exists()
+    assert (work / "generated/fake/use1/services/orders.yaml").exists()
+
+
+def test_bad_spec_exits_2_positioned_and_changes_nothing(work, capsys):
+    assert run("generate") == 0
+    before = snapshot(work)
+    spec = work / "platform.yaml"
+    spec.write_text(spec.read_text().replace("read_replicas: 1", "read_replicas: lots"))
+    capsys.readouterr()
+    assert run("generate") == 2
+    err = capsys.readouterr().err
+    assert "platform.yaml:" in err and "settings.datastores.postgres.read_replicas: [S001]" in err
+    assert "Traceback" not in err
+    after = snapshot(work)
+    after.pop("platform.yaml"), before.pop("platform.yaml")
+    assert after == before
+
+
+@pytest.mark.parametrize("raw", [b"", b"- a\n", b"a: [\n", b"\xff\xfe", b"a: 1\na: 2\n"])
+def test_bad_bytes_exit_2(work, capsys, raw):
+    (work / "platform.yaml").write_bytes(raw)
+    assert run("generate") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("platform.yaml:") and "Traceback" not in err
+    assert not (work / "generated").exists()
+
+
+def test_failure_mid_emit_leaves_generated_untouched(work, capsys):
+    assert run("generate") == 0
+    before = snapshot(work / "generated")
+    spec = work / "platform.yaml"
+    spec.write_text(spec.read_text().replace("tag: 2.3.1", "tag: 2.4.0"))
+    fake_target.FAIL["on"] = "euw1"  # use1 emits first, then euw1 fails
+    assert run("generate") == 1
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError: injected failure" in err and "Traceback" not in err
+    assert snapshot(work / "generated") == before
+
+
+def test_debug_shows_the_traceback(work):
+    fake_target.FAIL["on"] = "use1"
+    with pytest.raises(RuntimeError, match="injected failure"):
+        main(["--debug", "generate"])
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("generate", "--region", "use2"), "unknown region 'use2'; did you mean 'use1'?"),
+    (("generate", "--target", "fak"), "unknown target 'fak'; did you mean 'fake'?"),
+    (("show", "euw2"), "unknown region 'euw2'; did you mean 'euw1'?"),
+])
+def test_unknown_names_suggest(work, capsys, args, needle):
+    assert run(*args) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_region_run_touches_only_that_region(work):
+    assert run("generate") == 0
+    other = snapshot(work / "generated/fake/euw1")
+    spec = work / "platform.yaml"
+    spec.write_text(spec.read_text().replace("max: 10}", "max: 9}"))
+    assert run("generate", "--region", "use1") == 0
+    assert "replicas: 9" in (work / "generated/fake/use1/services/orders.yaml").read_text()
+    assert snapshot(work / "generated/fake/euw1") == other
+    assert (work / "generated/fake/regions.txt").exists()
+
+
+def test_show_annotates_origins(work, capsys):
+    assert run("show", "euw1") == 0
+    out = capsys.readouterr().out
+    assert "maxmemory_mb: 2048  # region:euw1" in out
+    assert "read_replicas: 1  # global" in out
+    assert "maxmemory_policy: allkeys-lru  # default" in out
+
+
+def test_version(capsys):
+    assert run("--version") == 0
+    assert "platformc, version" in capsys.readouterr().out
+
+
+def test_schema_check(work, capsys):
+    assert run("schema", "--out", "s.json", "--check") == 1
+    assert run("schema", "--out", "s.json") == 0
+    assert run("schema", "--out", "s.json", "--check") == 0
+
+
+def test_output_is_identical_across_hash_seeds(tmp_path):
+    """Two full compiles of the reference spec in fresh interpreters with different hash seeds."""
+    outs = []
+    for seed in ("0", "12345"):
+        out = tmp_path / f"out-{seed}"
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        subprocess.run([sys.executable, "-m", "compiler", "generate", "--out", str(out / "generated"),
+                        "--docs-out", str(out / "docs")], cwd=REPO, env=env, check=True, capture_output=True)
+        outs.append(snapshot(out))
+    assert outs[0] == outs[1] and len(outs[0]) > 15
+    for path, data in outs[0].items():
+        assert data.endswith(b"\n") and b"\r\n" not in data, path

@@ -1,0 +1,113 @@
+"""The writer: atomic, minimal, pruning only its own files, never touching anyone else's."""
+
+import os
+import threading
+
+import pytest
+
+from compiler import writer
+from compiler.errors import WriteError
+
+
+def files(**kw):
+    return {path.replace("__", "/"): ("t/" + owner, text) for path, (owner, text) in kw.items()}
+
+
+def test_first_write_then_noop(tmp_path):
+    out = {"a/x.txt": ("t/r1", "x\n"), "b.txt": ("t/global", "b\n")}
+    writer.apply(writer.plan_write(tmp_path, out, None))
+    assert (tmp_path / "a/x.txt").read_text() == "x\n"
+    assert (tmp_path / writer.MANIFEST).exists()
+    mtime = (tmp_path / "a/x.txt").stat().st_mtime_ns
+    plan = writer.plan_write(tmp_path, out, None)
+    assert not plan.stale and plan.unchanged == 2
+    writer.apply(plan)
+    assert (tmp_path / "a/x.txt").stat().st_mtime_ns == mtime  # unchanged files are not rewritten
+
+
+def test_prunes_own_files_keeps_foreign_ones(tmp_path):
+    writer.apply(writer.plan_write(tmp_path, {"d/old.txt": ("t/r1", "1\n"), "d/keep.txt": ("t/r1", "2\n")}, None))
+    (tmp_path / "d/NOTES.md").write_text("mine\n")  # a file platformc did not write
+    (tmp_path / "e").mkdir()
+    writer.apply(writer.plan_write(tmp_path, {"d/keep.txt": ("t/r1", "2\n")}, None))
+    assert not (tmp_path / "d/old.txt").exists()
+    assert (tmp_path / "d/NOTES.md").read_text() == "mine\n"
+    writer.apply(writer.plan_write(tmp_path, {}, None))
+    assert not (tmp_path / "d/keep.txt").exists()
+    assert (tmp_path / "d/NOTES.md").exists() and (tmp_path / "e").is_dir()
+
+
+def test_pruning_is_scoped_to_the_owners_compiled(tmp_path):
+    writer.apply(writer.plan_write(tmp_path, {"r1.txt": ("t/r1", "1\n"), "r2.txt": ("t/r2", "2\n")}, None))
+    writer.apply(writer.plan_write(tmp_path, {"r1.txt": ("t/r1", "1b\n")}, {"t/r1"}))
+    assert (tmp_path / "r2.txt").read_text() == "2\n"  # another region's file survives a --region run
+    assert "r2.txt" in (tmp_path / writer.MANIFEST).read_text()
+
+
+def test_refuses_to_overwrite_a_foreign_file(tmp_path):
+    (tmp_path / "x.txt").write_text("hand written\n")
+    with pytest.raises(WriteError, match="did not write it"):
+        writer.plan_write(tmp_path, {"x.txt": ("t/r1", "generated\n"), "y.txt": ("t/r1", "y\n")}, None)
+    assert sorted(os.listdir(tmp_path)) == ["x.txt"]
+
+
+def test_adopts_a_foreign_file_with_identical_bytes(tmp_path):
+    (tmp_path / "x.txt").write_text("same\n")
+    writer.apply(writer.plan_write(tmp_path, {"x.txt": ("t/r1", "same\n")}, None))
+    assert "x.txt" in (tmp_path / writer.MANIFEST).read_text()
+
+
+@pytest.mark.parametrize("bad", ["../escape.txt", "/etc/passwd", "a/../../b", "a//b", "./a", ""])
+def test_refuses_paths_outside_the_root(tmp_path, bad):
+    with pytest.raises(WriteError):
+        writer.plan_write(tmp_path, {bad: ("t/r1", "x\n")}, None)
+
+
+def test_failure_while_staging_changes_nothing(tmp_path, monkeypatch):
+    writer.apply(writer.plan_write(tmp_path, {"a.txt": ("t/r", "a1\n"), "b.txt": ("t/r", "b1\n")}, None))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    plan = writer.plan_write(tmp_path, {"a.txt": ("t/r", "a2\n"), "b.txt": ("t/r", "b2\n"), "c.txt": ("t/r", "c\n")}, None)
+    real = type(tmp_path).write_bytes
+    calls = {"n": 0}
+
+    def flaky(self, data):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(type(tmp_path), "write_bytes", flaky)
+    with pytest.raises(OSError):
+        writer.apply(plan)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # staging dir removed too
+
+
+def test_lock_keeps_concurrent_runs_apart(tmp_path):
+    entered = threading.Event()
+    release = threading.Event()
+
+    def hold():
+        with writer.locked(tmp_path):
+            entered.set()
+            release.wait(5)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    entered.wait(5)
+    try:
+        with pytest.raises(WriteError, match="another platformc run"):
+            with writer.locked(tmp_path):
+                pass
+    finally:
+        release.set()
+        t.join()
+
+
+def test_describe_lists_missing_stale_and_removed(tmp_path):
+    writer.apply(writer.plan_write(tmp_path, {"a.txt": ("t/r", "one\n"), "gone.txt": ("t/r", "x\n")}, None))
+    plan = writer.plan_write(tmp_path, {"a.txt": ("t/r", "two\n"), "new.txt": ("t/r", "n\n")}, None)
+    report = "\n".join(writer.describe(plan, "generated"))
+    assert "stale: generated/a.txt" in report and "-one" in report and "+two" in report
+    assert "missing: generated/new.txt" in report
+    assert "no longer generated: generated/gone.txt" in report
