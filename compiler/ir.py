@@ -157,6 +157,9 @@ class PlatformPlan:
     spec_file: str
     regions: tuple[RegionPlan, ...]  # in spec order
     shards: tuple[Shard, ...]  # every shard, by number
+    # With sharding.registry_file: every franchise with its home region and shard. The routing table is then
+    # these explicit rows; without a registry it is each shard's first_id..last_id range.
+    registry: tuple = ()
 
     def region(self, name: str) -> RegionPlan:
         return next(r for r in self.regions if r.name == name)

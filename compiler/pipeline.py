@@ -101,7 +101,11 @@ def compile_document(doc: Document, strict: bool = False) -> Compiled:
     settings, origins, provenance = _merge_regions(doc, platform)
     findings = [(r, f) for r in spec_rules for f in r.check(platform, settings)]
     warnings = _apply(_position(doc, origins, findings), strict)
-    plan = resolve(platform, settings, provenance, doc.file)
+    homes = None
+    if platform.sharding.registry_file:
+        from compiler import registry
+        homes = registry.load(doc.file, doc, platform)
+    plan = resolve(platform, settings, provenance, doc.file, homes)
     plan_findings = [(r, f) for r in RULES if r.stage == "plan" for f in r.check(plan)]
     warnings = warnings + _apply(_position(doc, origins, plan_findings), strict)
     return Compiled(plan, sorted(set(warnings)), doc)

@@ -349,6 +349,14 @@ def shard_supply(p, settings):
                       f"capacity {p.sharding.capacity_franchises} is below the expected {p.sharding.expected_franchises} franchises")
 
 
+@rule("R022", "The franchise registry is consistent",
+      "With `sharding.registry_file`: the CSV has the header franchise_id,home_region,jurisdiction; ids are "
+      "unique positive integers; home regions exist; a franchise whose jurisdiction a geo claims in "
+      "`data_residency` is homed in that geo; each region's shards hold its franchises. Reported at the CSV's line.")
+def registry_consistent(p, settings):
+    return iter(())  # checked while reading the file (compiler/registry.py), where the CSV positions are known
+
+
 # ---------------------------------------------------------------- derived (plan) rules
 
 @rule("R030", "Services fit the node pools at maximum scale",

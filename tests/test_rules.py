@@ -63,7 +63,7 @@ def _line_of(text: str, needle: str) -> int:
 
 
 def test_every_rule_has_a_case():
-    assert {r.code for r in RULES} - {"R018"} <= set(CASES)
+    assert {r.code for r in RULES} - {"R018", "R022"} <= set(CASES)  # R018: the schema; R022: test_registry.py
 
 
 def test_fixture_is_valid():

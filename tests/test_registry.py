@@ -1,0 +1,82 @@
+"""The optional franchise registry: explicit placement, residency enforced at the CSV's line."""
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from compiler.errors import SpecError
+from compiler.pipeline import compile_file
+
+FIXTURE = Path(__file__).parent / "cases/two-region/platform.yaml"
+
+
+@pytest.fixture
+def spec(tmp_path):
+    text = FIXTURE.read_text()
+    text = text.replace("sharding: {franchises_per_shard: 500,", "sharding: {registry_file: franchises.csv, franchises_per_shard: 500,")
+    text = text.replace("emea: {display_name: EMEA, traffic_share: 40}", "emea: {display_name: EMEA, traffic_share: 40, data_residency: [eu]}")
+    text = text.replace("dr_partner: use1", "dr_partner: euw1b").replace("traffic_share: 40\n    dr_partner", "traffic_share: 30\n    dr_partner")
+    # a second EMEA region so EMEA regions have an in-geo DR partner
+    text = text.replace("settings:\n  kubernetes:", """  euw1b:
+    {geo: emea, cloud: gcp, cloud_region: europe-west4, location: Netherlands, traffic_share: 10,
+     dr_partner: euw1, cidr: 10.22.0.0/16}
+settings:
+  kubernetes:""", 1)
+    text = text.replace("workload_share: 40", "workload_share: 40")
+    path = tmp_path / "platform.yaml"
+    path.write_text(text)
+    return path
+
+
+def write_rows(spec, rows):
+    (spec.parent / "franchises.csv").write_text("franchise_id,home_region,jurisdiction\n" + "".join(f"{r}\n" for r in rows))
+
+
+def test_places_franchises_in_their_home_region(spec):
+    write_rows(spec, ["7,use1,us", "3,euw1,eu", "5,euw1b,eu", "1,use1,"])
+    plan = compile_file(str(spec)).plan
+    homes = {h.franchise_id: (h.region, h.shard) for h in plan.registry}
+    for fid, (region, shard) in homes.items():
+        assert shard in [s.number for s in plan.region(region).shards], (fid, region, shard)
+    assert [h.franchise_id for h in plan.registry] == [1, 3, 5, 7]
+
+
+@pytest.mark.parametrize("row,line_col,needle", [
+    ("3,use1,eu", (3, 3), "must stay in emea regions, not use1"),
+    ("4,nowhere,us", (3, 3), "home region 'nowhere' is not a declared region"),
+    ("2,use1,us", (3, 1), "listed twice (first on line 2)"),
+    ("x,use1,us", (3, 1), "not a positive integer"),
+    ("9,use1", (3, 1), "expected 3 fields"),
+])
+def test_bad_rows_are_positioned_in_the_csv(spec, row, line_col, needle):
+    write_rows(spec, ["2,use1,us", row])
+    with pytest.raises(SpecError) as exc:
+        compile_file(str(spec))
+    (d,) = exc.value.diagnostics
+    assert d.code == "R022" and d.file.endswith("franchises.csv") and (d.line, d.col) == line_col
+    assert needle in d.message
+
+
+def test_missing_registry_points_at_the_spec(spec):
+    with pytest.raises(SpecError) as exc:
+        compile_file(str(spec))
+    (d,) = exc.value.diagnostics
+    assert d.file == str(spec) and d.path == "sharding.registry_file" and "cannot read" in d.message
+
+
+def test_a_region_cannot_hold_more_than_its_shards(spec):
+    write_rows(spec, [f"{i},euw1b,eu" for i in range(1, 1600)])
+    with pytest.raises(SpecError, match="homed in euw1b"):
+        compile_file(str(spec))
+
+
+def test_ten_thousand_franchises_compile_fast(spec):
+    spec.write_text(spec.read_text().replace("capacity_franchises: 3000", "capacity_franchises: 12000"))
+    regions = ["use1"] * 6 + ["euw1"] * 3 + ["euw1b"]
+    write_rows(spec, [f"{i},{regions[i % 10]},{'eu' if regions[i % 10] != 'use1' else 'us'}" for i in range(1, 10_001)])
+    started = time.perf_counter()
+    plan = compile_file(str(spec)).plan
+    assert time.perf_counter() - started < 1.0
+    assert len(plan.registry) == 10_000
