@@ -87,6 +87,14 @@ class Security(Model):
     audit_log_retention_days: PositiveInt = F(365, description="Audit log retention (SIEM).")
 
 
+class AlertReceivers(Model):
+    """Where alerts go. Keys and URLs are secret references; Alertmanager reads them from mounted files."""
+
+    pagerduty_routing_key: Optional[SecretRef] = F(None, description="PagerDuty Events v2 routing key for pages (severity `page`).")
+    slack_webhook_url: Optional[SecretRef] = F(None, description="Slack incoming-webhook URL for tickets (severity `ticket`).")
+    slack_channel: str = F("#platform-alerts", description="Slack channel for tickets.", pattern=r"^#[a-z0-9_-]{1,80}$")
+
+
 class Monitoring(Model):
     """Observability stack."""
 
@@ -101,6 +109,7 @@ class Monitoring(Model):
     apm_api_keys: dict[str, SecretRef] = FD(dict, description="APM API keys by vendor, as references.")
     cloud_native: bool = F(True, description="Also ship metrics to the cloud's own monitoring (CloudWatch, Cloud Monitoring, Azure Monitor).")
     node_exporter: bool = F(True, description="Run node_exporter on self-managed hosts.")
+    alert_receivers: AlertReceivers = FD(AlertReceivers, description="Alert destinations for pages and tickets.")
 
 
 class BackupSchedule(Model):

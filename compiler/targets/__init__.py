@@ -27,6 +27,7 @@ TARGETS: dict[str, str] = {
     "kong": "compiler.targets.kong",
     "datastores": "compiler.targets.datastores",
     "ansible": "compiler.targets.ansible",
+    "monitoring": "compiler.targets.monitoring",
 }
 
 

@@ -1,0 +1,166 @@
+"""Monitoring target: Prometheus rules and Alertmanager routing derived from the SLOs.
+
+generated/monitoring/<region>/prometheus/slo-rules.yaml   recording + alerting rules (promtool format)
+generated/monitoring/<region>/alertmanager/alertmanager.yaml  routing: pages to PagerDuty, tickets to Slack
+
+Availability uses multi-window, multi-burn-rate alerts (Google SRE workbook, ch. 5): the error budget is
+1 - availability; a page fires when both the 1 h and 5 min error ratios exceed 14.4x the budget (2 % of a
+30-day budget in an hour) or the 6 h and 30 min ratios exceed 6x; a ticket when the 1 d and 2 h ratios
+exceed 3x or the 3 d and 6 h ratios exceed 1x. Request metrics come from Kong's prometheus plugin
+(`kong_http_requests_total`, `kong_request_latency_ms_bucket`), the data tier's from postgres_exporter and
+redis_exporter, database latency from OpenTelemetry's `db.client.operation.duration` histogram.
+"""
+
+from __future__ import annotations
+
+from compiler.ir import PlatformPlan, RegionPlan
+from compiler.render import banner, dump_yaml
+
+NAME = "monitoring"
+WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
+BURN = {"page": [("1h", "5m", 14.4), ("6h", "30m", 6)], "ticket": [("1d", "2h", 3), ("3d", "6h", 1)]}
+SECRET_DIR = "/etc/alertmanager/secrets"
+
+
+def _num(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _ratio(window: str) -> str:
+    return f"slo:kong_request_errors:ratio_rate{window}"
+
+
+def _alert(name, expr, severity, slo, summary, description, for_=None, region=None):
+    rule = {"alert": name, "expr": expr}
+    if for_:
+        rule["for"] = for_
+    rule["labels"] = {"severity": severity, "slo": slo, "region": region}
+    rule["annotations"] = {"summary": summary, "description": description}
+    return rule
+
+
+def rule_groups(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
+    slo, dr, cap = plan.spec.slos, plan.spec.disaster_recovery, plan.spec.capacity
+    budget = 1 - slo.availability_percent / 100
+    recording = [{
+        "record": _ratio(w),
+        "expr": (f'sum by (service) (rate(kong_http_requests_total{{code=~"5.."}}[{w}]))\n'
+                 f"/\nsum by (service) (rate(kong_http_requests_total[{w}]))"),
+        "labels": {"region": r.name},
+    } for w in WINDOWS]
+    availability = []
+    for severity, pairs in BURN.items():
+        expr = "\nor\n".join(f"({_ratio(long)} > {_num(f * budget)} and {_ratio(short)} > {_num(f * budget)})"
+                             for long, short, f in pairs)
+        speed = "fast" if severity == "page" else "slow"
+        availability.append(_alert(
+            f"ErrorBudgetBurn{speed.title()}", expr, severity, "availability",
+            f"{{{{ $labels.service }}}} is burning its error budget {speed} in {r.name}",
+            f"Error ratio {{{{ $value | humanizePercentage }}}} against a {slo.availability_percent}% availability SLO "
+            f"over {slo.window_days} days (budget {_num(budget * 100)}%).", region=r.name))
+    availability.append(_alert(
+        "ErrorRateAboveTarget", f"{_ratio('1h')} > {_num(slo.error_rate_percent / 100)}", "ticket", "error-rate",
+        f"{{{{ $labels.service }}}} error rate above {slo.error_rate_percent}% in {r.name}",
+        "The 1 h error ratio is {{ $value | humanizePercentage }}.", for_="15m", region=r.name))
+    latency_q = ("histogram_quantile({q}, sum by (service, le) (rate(kong_request_latency_ms_bucket[5m])))")
+    latency = [
+        _alert("LatencyP95AboveTarget", f"{latency_q.format(q=0.95)} > {slo.latency_p95_ms}", "page", "latency",
+               f"{{{{ $labels.service }}}} p95 latency above {slo.latency_p95_ms} ms in {r.name}",
+               "p95 is {{ $value | humanize }} ms.", for_="10m", region=r.name),
+        _alert("LatencyP99AboveCeiling", f"{latency_q.format(q=0.99)} > {slo.latency_p99_ms}", "ticket", "latency",
+               f"{{{{ $labels.service }}}} p99 latency above {slo.latency_p99_ms} ms in {r.name}",
+               "p99 is {{ $value | humanize }} ms.", for_="10m", region=r.name),
+    ]
+    pg = r.settings.datastores.postgres
+    data = [
+        _alert("DatabaseQueryLatencyHigh",
+               "histogram_quantile(0.95, sum by (service, le) (rate(db_client_operation_duration_seconds_bucket[5m]))) * 1000"
+               f" > {slo.db_query_p95_ms}", "ticket", "db-latency",
+               f"{{{{ $labels.service }}}} database p95 above {slo.db_query_p95_ms} ms in {r.name}",
+               "p95 query time is {{ $value | humanize }} ms.", for_="10m", region=r.name),
+        _alert("CacheHitRatioLow",
+               "sum(rate(redis_keyspace_hits_total[10m])) / (sum(rate(redis_keyspace_hits_total[10m])) + sum(rate(redis_keyspace_misses_total[10m])))"
+               f" < {_num(slo.cache_hit_ratio_percent / 100)}", "ticket", "cache",
+               f"Redis cache hit ratio below {slo.cache_hit_ratio_percent}% in {r.name}",
+               "Hit ratio is {{ $value | humanizePercentage }}.", for_="15m", region=r.name),
+        _alert("ReplicationLagHigh", f"max by (instance) (pg_replication_lag_seconds) > {_num(pg.max_replication_lag_seconds)}",
+               "page", "rpo", f"PostgreSQL replica {{{{ $labels.instance }}}} lags in {r.name}",
+               f"Lag is {{{{ $value | humanizeDuration }}}}; the RPO is {dr.rpo_minutes} min and the standby must stay under "
+               f"{_num(pg.max_replication_lag_seconds)} s.", for_="2m", region=r.name),
+        _alert("WalArchivingFailing", "increase(pg_stat_archiver_failed_count[5m]) > 0", "page", "rpo",
+               f"WAL archiving to {r.backup_url} is failing in {r.name}",
+               f"Point-in-time recovery within the {dr.rpo_minutes} min RPO is at risk.", region=r.name),
+    ]
+    capacity = [
+        _alert("NodeCpuHigh", '1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[5m]))'
+               f" > {_num(cap.max_cpu_utilization_percent / 100)}", "ticket", "capacity",
+               f"{{{{ $labels.instance }}}} CPU above {cap.max_cpu_utilization_percent}% in {r.name}",
+               "CPU utilisation is {{ $value | humanizePercentage }}.", for_="15m", region=r.name),
+        _alert("NodeMemoryHigh", "1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes"
+               f" > {_num(cap.max_memory_utilization_percent / 100)}", "ticket", "capacity",
+               f"{{{{ $labels.instance }}}} memory above {cap.max_memory_utilization_percent}% in {r.name}",
+               "Memory utilisation is {{ $value | humanizePercentage }}.", for_="15m", region=r.name),
+        _alert("HpaAtMaximum", "kube_horizontalpodautoscaler_status_current_replicas >= kube_horizontalpodautoscaler_spec_max_replicas",
+               "ticket", "capacity", f"{{{{ $labels.horizontalpodautoscaler }}}} is at its maximum replicas in {r.name}",
+               "The service cannot scale further; raise replicas.max or the node pools.", for_="15m", region=r.name),
+    ]
+    return [
+        {"name": "slo-recording", "interval": "30s", "rules": recording},
+        {"name": "slo-availability", "rules": availability},
+        {"name": "slo-latency", "rules": latency},
+        {"name": "data-tier", "rules": data},
+        {"name": "capacity", "rules": capacity},
+    ]
+
+
+def alertmanager(plan: PlatformPlan, r: RegionPlan) -> dict:
+    recv = r.settings.monitoring.alert_receivers
+    p1 = f"{plan.spec.disaster_recovery.p1_response_minutes}m"
+    page = {"name": "page"}
+    if recv.pagerduty_routing_key:
+        page["pagerduty_configs"] = [{"routing_key_file": f"{SECRET_DIR}/pagerduty-routing-key", "send_resolved": True}]
+    ticket = {"name": "ticket"}
+    if recv.slack_webhook_url:
+        ticket["slack_configs"] = [{"api_url_file": f"{SECRET_DIR}/slack-webhook-url", "channel": recv.slack_channel,
+                                    "send_resolved": True}]
+    return {
+        "global": {"resolve_timeout": "5m"},
+        "route": {
+            "receiver": "ticket",
+            "group_by": ["alertname", "region", "service"],
+            "group_wait": "30s", "group_interval": "5m", "repeat_interval": "4h",
+            # A page repeats at the P1 response time, so an unacknowledged page comes back before it is late.
+            "routes": [{"receiver": "page", "matchers": ['severity="page"'], "repeat_interval": p1, "continue": False}],
+        },
+        "inhibit_rules": [{
+            "source_matchers": ['severity="page"'], "target_matchers": ['severity="ticket"'],
+            "equal": ["alertname", "region", "service"],
+        }],
+        "receivers": [page, ticket],
+    }
+
+
+def _secrets_note(r: RegionPlan) -> str:
+    recv = r.settings.monitoring.alert_receivers
+    refs = [f"#   {SECRET_DIR}/pagerduty-routing-key <- {recv.pagerduty_routing_key}"] if recv.pagerduty_routing_key else []
+    if recv.slack_webhook_url:
+        refs.append(f"#   {SECRET_DIR}/slack-webhook-url <- {recv.slack_webhook_url}")
+    return "# Secrets are read from files mounted from the secret manager:\n" + "".join(x + "\n" for x in refs)
+
+
+def emit_region(plan: PlatformPlan, r: RegionPlan) -> dict[str, str]:
+    base = f"monitoring/{r.name}"
+    return {
+        f"{base}/prometheus/slo-rules.yaml": dump_yaml({"groups": rule_groups(plan, r)}, header=banner("#")),
+        f"{base}/alertmanager/alertmanager.yaml": dump_yaml(alertmanager(plan, r), header=banner("#") + _secrets_note(r)),
+    }
+
+
+def docs_region(plan: PlatformPlan, r: RegionPlan) -> str:
+    rows = [(rule["alert"], rule["labels"]["severity"], rule["labels"]["slo"], rule.get("for", "-"))
+            for g in rule_groups(plan, r) for rule in g["rules"] if "alert" in rule]
+    table = "\n".join(f"| {a} | {s} | {slo} | {f} |" for a, s, slo, f in rows)
+    return (f"## Alerts\n\nFrom the SLOs: `generated/monitoring/{r.name}/prometheus/slo-rules.yaml`; routing in "
+            f"`generated/monitoring/{r.name}/alertmanager/alertmanager.yaml` (pages repeat every "
+            f"{plan.spec.disaster_recovery.p1_response_minutes} min, the P1 response time).\n\n"
+            "| alert | severity | SLO | for |\n|---|---|---|---|\n" + table + "\n")

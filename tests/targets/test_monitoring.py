@@ -1,0 +1,103 @@
+"""Monitoring target: promtool and amtool judge the files; promtool unit tests prove the alerts fire."""
+
+import subprocess
+
+import pytest
+import yaml
+
+from compiler import writer
+from compiler.emit import emit
+from compiler.targets import monitoring
+from tests.conftest import require_tool
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory, request):
+    """The reference platform's monitoring output written to disk."""
+    from compiler.pipeline import compile_file
+    from tests.conftest import REPO
+    plan = compile_file(str(REPO / "platform.yaml")).plan
+    outputs, owners = emit(plan, ["monitoring"], with_docs=False)
+    root = tmp_path_factory.mktemp("monitoring")
+    writer.apply(writer.plan_write(root, outputs["generated"], None))
+    return plan, root
+
+
+def test_promtool_checks_every_rule_file(tree):
+    promtool = require_tool("promtool")
+    plan, root = tree
+    files = sorted(str(p) for p in root.glob("monitoring/*/prometheus/slo-rules.yaml"))
+    assert len(files) == len(plan.regions)
+    res = subprocess.run([promtool, "check", "rules", *files], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.count("SUCCESS: 19 rules found") == len(files)
+
+
+def test_amtool_checks_every_alertmanager_config(tree):
+    amtool = require_tool("amtool")
+    plan, root = tree
+    for f in sorted(root.glob("monitoring/*/alertmanager/alertmanager.yaml")):
+        res = subprocess.run([amtool, "check-config", str(f)], capture_output=True, text=True)
+        assert res.returncode == 0 and "SUCCESS" in res.stdout, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("labels,receiver", [("severity=page", "page"), ("severity=ticket", "ticket"), ("foo=bar", "ticket")])
+def test_routing(tree, labels, receiver):
+    amtool = require_tool("amtool")
+    _, root = tree
+    cfg = root / "monitoring/us-east-1/alertmanager/alertmanager.yaml"
+    res = subprocess.run([amtool, "config", "routes", "test", f"--config.file={cfg}", labels], capture_output=True, text=True)
+    assert res.stdout.strip() == receiver, res.stdout + res.stderr
+
+
+def test_thresholds_come_from_the_slos(reference):
+    r = reference.region("eu-west-1")
+    rules = {x["alert"]: x for g in monitoring.rule_groups(reference, r) for x in g["rules"] if "alert" in x}
+    budget = 1 - reference.spec.slos.availability_percent / 100
+    assert f"> {budget * 14.4:.6g} and" in rules["ErrorBudgetBurnFast"]["expr"]
+    assert f"> {budget * 6:.6g} and" in rules["ErrorBudgetBurnFast"]["expr"]
+    assert rules["LatencyP95AboveTarget"]["expr"].endswith(f"> {reference.spec.slos.latency_p95_ms}")
+    assert rules["ReplicationLagHigh"]["expr"].endswith("> 1")
+    am = monitoring.alertmanager(reference, r)
+    assert am["route"]["routes"][0]["repeat_interval"] == f"{reference.spec.disaster_recovery.p1_response_minutes}m"
+
+
+def test_no_secret_values_in_alertmanager(tree):
+    _, root = tree
+    for f in root.glob("monitoring/*/alertmanager/alertmanager.yaml"):
+        cfg = yaml.safe_load(f.read_text())
+        dumped = yaml.safe_dump(cfg)
+        assert "vault:" not in dumped and "routing_key:" not in dumped and "api_url:" not in dumped
+
+
+def _unit_test(root, series, alert, expected):
+    test = {
+        "rule_files": [str(root / "monitoring/us-east-1/prometheus/slo-rules.yaml")],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series,
+                   "alert_rule_test": [{"eval_time": "70m", "alertname": alert, "exp_alerts": expected}]}],
+    }
+    path = root / f"test-{alert}.yaml"
+    path.write_text(yaml.safe_dump(test))
+    return subprocess.run([require_tool("promtool"), "test", "rules", str(path)], capture_output=True, text=True)
+
+
+def _traffic(ok_per_min, errors_per_min):
+    return [{"series": 'kong_http_requests_total{service="booking",code="200"}', "values": f"0+{ok_per_min}x120"},
+            {"series": 'kong_http_requests_total{service="booking",code="500"}', "values": f"0+{errors_per_min}x120"}]
+
+
+def test_fast_burn_pages(tree):
+    _, root = tree
+    expected = [{"exp_labels": {"severity": "page", "slo": "availability", "region": "us-east-1", "service": "booking"},
+                 "exp_annotations": {
+                     "summary": "booking is burning its error budget fast in us-east-1",
+                     "description": "Error ratio 1% against a 99.99% availability SLO over 30 days (budget 0.01%)."}}]
+    res = _unit_test(root, _traffic(5940, 60), "ErrorBudgetBurnFast", expected)  # 1 % errors
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_healthy_traffic_does_not_page(tree):
+    _, root = tree
+    res = _unit_test(root, _traffic(999999, 1), "ErrorBudgetBurnFast", [])  # 0.0001 % errors
+    assert res.returncode == 0, res.stdout + res.stderr
