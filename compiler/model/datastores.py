@@ -19,6 +19,15 @@ class MachineSize(Model):
         description="Instance type per cloud, e.g. `r6i.4xlarge`, `n2-highmem-16`, `Standard_E16s_v5`.")
 
 
+class ReplicaScaling(Model):
+    """When to add or remove a read replica, judged by the mean query time of frequent statements."""
+
+    scale_up_mean_query_ms: PositiveInt = F(100, description="Add a replica when the mean query time exceeds this.")
+    scale_down_mean_query_ms: PositiveInt = F(20, description="Remove a replica when the mean query time stays below this.")
+    min_replicas: int = F(2, description="Never suggest going below this many replicas.", ge=0, le=15)
+    min_calls: PositiveInt = F(1000, description="Only statements called at least this often count (pg_stat_statements calls).")
+
+
 class Postgres(Model):
     """PostgreSQL: the primary store, sharded by franchise_id."""
 
@@ -33,6 +42,7 @@ class Postgres(Model):
     cross_region_standby: bool = F(True, description="Keep a streaming standby of this region's primary in its DR partner region.")
     max_connections: int = F(500, description="PostgreSQL max_connections on each server.", ge=20, le=10000)
     reserved_connections: int = F(20, description="Connections kept for superusers, replication and maintenance, not for PgBouncer pools.", ge=3, le=1000)
+    replica_scaling: ReplicaScaling = FD(ReplicaScaling, description="Read-replica scaling thresholds (alerts suggest the change; read_replicas is the applied count).")
     max_replication_lag_seconds: float = F(1.0, description="Replication lag the DR standby must stay under (alerted on).", gt=0)
     wal_archive: bool = F(True, description="Continuously archive WAL to the region's backup bucket (point-in-time recovery).")
     admin_password: SecretRef = F(description="Reference to the superuser password.")

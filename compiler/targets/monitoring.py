@@ -22,6 +22,11 @@ BURN = {"page": [("1h", "5m", 14.4), ("6h", "30m", 6)], "ticket": [("1d", "2h", 
 SECRET_DIR = "/etc/alertmanager/secrets"
 
 
+# Mean execution time of frequent statements, in ms, from postgres_exporter's stat_statements collector.
+_MEAN_QUERY_MS = ("sum(rate(pg_stat_statements_seconds_total[10m]) and on(queryid) pg_stat_statements_calls_total > {calls})"
+                  " / sum(rate(pg_stat_statements_calls_total[10m]) and on(queryid) pg_stat_statements_calls_total > {calls}) * 1000")
+
+
 def _num(x: float) -> str:
     return f"{x:.6g}"
 
@@ -87,6 +92,15 @@ def rule_groups(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
                "page", "rpo", f"PostgreSQL replica {{{{ $labels.instance }}}} lags in {r.name}",
                f"Lag is {{{{ $value | humanizeDuration }}}}; the RPO is {dr.rpo_minutes} min and the standby must stay under "
                f"{_num(pg.max_replication_lag_seconds)} s.", for_="2m", region=r.name),
+        _alert("ReadReplicasSlow", f"{_MEAN_QUERY_MS.format(calls=pg.replica_scaling.min_calls)} > {pg.replica_scaling.scale_up_mean_query_ms}",
+               "ticket", "db-latency", f"Mean query time above {pg.replica_scaling.scale_up_mean_query_ms} ms in {r.name}",
+               f"Add a read replica (datastores.postgres.read_replicas, now {pg.read_replicas}); mean is "
+               "{{ $value | humanize }} ms.", for_="30m", region=r.name),
+        _alert("ReadReplicasIdle", f"{_MEAN_QUERY_MS.format(calls=pg.replica_scaling.min_calls)} < {pg.replica_scaling.scale_down_mean_query_ms}"
+               f" and on() vector({pg.read_replicas}) > {pg.replica_scaling.min_replicas}",
+               "info", "cost", f"Mean query time below {pg.replica_scaling.scale_down_mean_query_ms} ms in {r.name}",
+               f"A read replica could go (now {pg.read_replicas}, floor {pg.replica_scaling.min_replicas}).",
+               for_="6h", region=r.name),
         _alert("WalArchivingFailing", "increase(pg_stat_archiver_failed_count[5m]) > 0", "page", "rpo",
                f"WAL archiving to {r.backup_url} is failing in {r.name}",
                f"Point-in-time recovery within the {dr.rpo_minutes} min RPO is at risk.", region=r.name),
