@@ -13,7 +13,8 @@ def _scalar(v) -> str:
 
 def _origin(prov, path) -> str:
     # Only an exact entry counts: a parent mapping set in a layer does not set its unset children.
-    return prov.get(path, "default")
+    # An empty provenance map marks the derived section.
+    return prov.get(path, "default") if prov else "derived"
 
 
 def _lines(value, path: tuple, prov, indent: int, out: list) -> None:
@@ -50,4 +51,24 @@ def show(region: RegionPlan) -> str:
            f"cloud_region: {region.cloud_region}", f"traffic_share: {region.traffic_share:g}",
            f"dr_partner: {region.dr_partner}", "settings:"]
     _lines(data, (), region.provenance, 1, out)
+    out.append("derived:  # computed by the resolver from the values above")
+    _lines(_derived(region), (), {}, 1, out)
     return "\n".join(out) + "\n"
+
+
+def _derived(r: RegionPlan) -> dict:
+    c = r.connections
+    return {
+        "zones": [{"name": z.name, "private": z.private_cidr, "public": z.public_cidr} for z in r.zones],
+        "internal_domain": r.internal_domain,
+        "backup_url": r.backup_url,
+        "shards": [f"{s.database}: franchise ids {s.first_id}-{s.last_id}" for s in r.shards],
+        "connections": {"client_at_max_replicas": c.client_connections, "max_client_conn": c.max_client_conn,
+                        "default_pool_size": c.default_pool_size, "server_connections": c.server_connections,
+                        "postgres_usable": c.postgres_available},
+        "capacity": {p.name: f"cpu {p.demand_cpu_millicores / 1000:g}/{p.cpu_millicores / 1000:g} cores, "
+                             f"memory {p.demand_memory_mib / 1024:g}/{p.memory_mib / 1024:g} GiB, gpus {p.demand_gpus}/{p.gpus}"
+                     for p in r.capacity},
+        "hosts": [f"{h.name} ({h.group}, {h.zone})" for h in r.hosts],
+        "monthly_budget": dict(r.monthly_budget),
+    }

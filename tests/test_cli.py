@@ -168,3 +168,12 @@ def test_output_is_identical_across_hash_seeds(tmp_path):
     assert outs[0] == outs[1] and len(outs[0]) > 15
     for path, data in outs[0].items():
         assert data.endswith(b"\n") and b"\r\n" not in data, path
+
+
+def test_show_is_valid_yaml_with_derived_values(work, capsys):
+    import yaml
+    assert run("show", "use1") == 0
+    data = yaml.safe_load(capsys.readouterr().out)
+    assert data["settings"]["datastores"]["postgres"]["read_replicas"] == 1
+    assert data["derived"]["connections"]["max_client_conn"] == 1000
+    assert data["derived"]["zones"][0]["name"] == "us-east-1a"
