@@ -227,11 +227,23 @@ def region_page(plan: PlatformPlan, r: RegionPlan, modules) -> str:
     return "\n".join(parts)
 
 
+def index(plan: PlatformPlan) -> str:
+    regions = "\n".join(f"- [{r.name}](regions/{r.name}.md) — {r.location}, {r.cloud}, {r.traffic_share:g} % of traffic"
+                         for r in plan.regions)
+    return (f"{BANNER}\n# {plan.spec.organization.display_name}: platform documentation\n\n"
+            "Generated from `platform.yaml` with everything else; review changes here in the same PR.\n\n"
+            "- [Overview](overview.md): regions, clouds, services, data tier, objectives, cost model\n"
+            "- [Spec reference](reference/schema.md): every field of platform.yaml\n"
+            "- [Diagnostic codes](rules.md): every error and warning platformc reports\n\n"
+            f"## Regions\n\n{regions}\n")
+
+
 def emit(plan: PlatformPlan, modules, regions, include_global: bool) -> dict[str, dict[str, str]]:
     """{owner: {rel path under docs/: text}}."""
     out = {f"docs/{r.name}": {f"regions/{r.name}.md": region_page(plan, r, modules)} for r in regions}
     if include_global:
         out["docs/global"] = {
+            "README.md": index(plan),
             "overview.md": overview(plan),
             "rules.md": rule_catalogue(),
             "reference/schema.md": schema_reference(),
