@@ -148,11 +148,11 @@ def build(plan: PlatformPlan, region: RegionPlan) -> dict:
     return doc
 
 
-def header(region: RegionPlan) -> str:
+def header(region: RegionPlan, doc: dict) -> str:
     """Banner plus the secret inputs decK's template needs (no template syntax in comments:
     decK renders the whole file, comments included)."""
     lines = [banner("#")]
-    inputs = secret_inputs(region)
+    inputs = secret_inputs(region) if "consumers" in doc else []
     if inputs:
         lines.append("# Secret inputs, filled by decK at sync time from DECK_* environment variables;\n"
                      "# export each from its reference first (never commit the value):\n")
@@ -162,7 +162,7 @@ def header(region: RegionPlan) -> str:
 
 def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
     doc = build(plan, region)
-    text = dump_yaml(doc, header=header(region))
+    text = dump_yaml(doc, header=header(region, doc))
     if "consumers" in doc and f"\n{' ' * JWT_KEY_INDENT}${{{{ env " not in text:
         raise RuntimeError("kong: the JWT key template is not at the column its `indent` assumes")
     return {f"kong/{region.name}/kong.yaml": text}

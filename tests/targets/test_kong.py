@@ -1,0 +1,359 @@
+"""Kong target: what the decK files say, and that spec values cannot escape YAML or become regexes.
+
+The upstream schemas (decK's file schema, `deck validate`, Kong 3.9's entity and plugin schemas)
+judge the same files in test_kong_reference.py.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compiler.errors import SpecError
+from compiler.pipeline import compile_file, compile_text
+from compiler.render import banner
+from compiler.targets import kong
+from compiler.targets._kong_plugins import (JWT_KEY_VARIABLE, KongEmitError, global_plugins, rate_limits)
+from tests.conftest import REPO
+
+CASES = ("reference", "two-region")
+TWO_REGION = (REPO / "tests/cases/two-region/platform.yaml").read_text()
+ORDERS_ROUTES = "      routes: [{paths: [/api/orders], methods: [GET, POST]}]\n"
+PATH_PATTERN = r"^/[A-Za-z0-9/._~-]{0,200}$"  # compiler/model/services.py Route.paths
+HOST_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"  # Route.hosts
+
+
+@lru_cache(maxsize=None)
+def emitted(case: str):
+    """(plan, {region: (text, loaded document)}) for a golden case."""
+    plan = compile_file(str(REPO / "tests/cases" / case / "platform.yaml")).plan
+    out = {}
+    for r in plan.regions:
+        files = kong.emit_region(plan, r)
+        assert list(files) == [f"kong/{r.name}/kong.yaml"]
+        text = files[f"kong/{r.name}/kong.yaml"]
+        out[r.name] = (text, yaml.safe_load(text))
+    return plan, out
+
+
+def all_files():
+    for case in CASES:
+        plan, files = emitted(case)
+        for region, (text, doc) in files.items():
+            yield case, plan, plan.region(region), text, doc
+
+
+def entities(doc):
+    """(kind, entity, owner) for every Kong entity of a decK document, nested ones included."""
+    for s in doc.get("services", []):
+        yield "services", s, s["name"]
+        for r in s.get("routes", []):
+            yield "routes", r, s["name"]
+            for p in r.get("plugins", []):
+                yield "plugins", p, s["name"]
+        for p in s.get("plugins", []):
+            yield "plugins", p, s["name"]
+    for u in doc.get("upstreams", []):
+        owner = u["name"].removesuffix("-upstream")
+        yield "upstreams", u, owner
+        for t in u.get("targets", []):
+            yield "targets", t, owner
+    for c in doc.get("consumers", []):
+        yield "consumers", c, "gateway"
+        for j in c.get("jwt_secrets", []):
+            yield "jwt_secrets", j, "gateway"
+    for p in doc.get("plugins", []):
+        yield "plugins", p, "gateway"
+
+
+def with_orders_route(path_yaml: str, host_yaml: str, auth: str = "jwt", extra_gateway: str = "") -> str:
+    """The two-region spec with the orders route's path and host replaced by the given YAML scalars."""
+    assert ORDERS_ROUTES in TWO_REGION
+    text = TWO_REGION.replace(ORDERS_ROUTES, (
+        "      routes:\n"
+        f"        - paths: [{path_yaml}]\n"
+        f"          hosts: [{host_yaml}]\n"
+        f"          auth: {auth}\n"
+        "          methods: [GET, POST]\n"))
+    if extra_gateway:
+        text = text.replace("  gateway:\n", "  gateway:\n" + extra_gateway, 1)
+    return text
+
+
+def quoted(value: str) -> str:
+    """A YAML double-quoted scalar for any string (escapes where needed, one line)."""
+    out = yaml.safe_dump(value, default_style='"', width=10**9, allow_unicode=False).rstrip("\n")
+    assert "\n" not in out
+    return out
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+# ---------------------------------------------------------------- file shape
+
+
+def test_one_file_per_region_banner_first_then_format_version():
+    for case, plan, region, text, doc in all_files():
+        assert text.startswith(banner("#")), case
+        body = [line for line in text.splitlines() if not line.startswith("#")]
+        assert body[0] == "_format_version: '3.0'"
+        assert list(doc)[:2] == ["_format_version", "_info"]
+        assert doc["_info"] == {"select_tags": ["platformc", region.name]}
+        assert text.endswith("\n") and "\r" not in text
+
+
+def test_yaml_loads_back_to_exactly_the_built_data():
+    for case, plan, region, text, doc in all_files():
+        assert doc == kong.build(plan, region)
+
+
+def test_output_is_deterministic():
+    plan = compile_file(str(REPO / "platform.yaml")).plan
+    again = compile_file(str(REPO / "platform.yaml")).plan
+    for a, b in zip(plan.regions, again.regions):
+        assert kong.emit_region(plan, a) == kong.emit_region(again, b)
+
+
+def test_every_entity_is_tagged_platformc_region_and_service():
+    for case, plan, region, text, doc in all_files():
+        for kind, entity, owner in entities(doc):
+            assert entity["tags"] == ["platformc", region.name, owner], (case, region.name, kind, entity)
+
+
+def test_names_are_unique_and_every_route_belongs_to_a_service():
+    for case, plan, region, text, doc in all_files():
+        assert "routes" not in doc  # routes only exist nested under their service
+        services = [s["name"] for s in doc["services"]]
+        routes = [r["name"] for s in doc["services"] for r in s["routes"]]
+        upstreams = [u["name"] for u in doc["upstreams"]]
+        for names in (services, routes, upstreams):
+            assert len(names) == len(set(names))
+        assert all(s["routes"] for s in doc["services"])
+        # each service proxies to its own upstream, and each upstream serves one service
+        assert sorted(s["host"] for s in doc["services"]) == sorted(upstreams)
+
+
+# ---------------------------------------------------------------- semantics from the spec
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_services_routes_and_upstreams_follow_the_plan(case):
+    plan, files = emitted(case)
+    api = f"{plan.spec.edge.dns.api_host}.{plan.spec.organization.domain}"
+    for region in plan.regions:
+        doc = files[region.name][1]
+        g = region.settings.gateway
+        public = [s for s in region.services if s.routes]
+        assert [s["name"] for s in doc["services"]] == sorted(s.name for s in public)
+        assert len(public) < len(region.services)  # each case has an internal service: no Kong entity for it
+        upstreams = {u["name"]: u for u in doc["upstreams"]}
+        for svc, ks in zip(sorted(public, key=lambda s: s.name), doc["services"]):
+            assert (ks["connect_timeout"], ks["read_timeout"], ks["write_timeout"]) == (10000, 60000, 60000)
+            assert (ks["protocol"], ks["port"]) == ("http", 80)
+            for spec, kr in zip(svc.routes, ks["routes"], strict=True):
+                assert kr["paths"] == list(spec.paths)
+                assert kr["hosts"] == (list(spec.hosts) or [api])
+                assert kr["strip_path"] is spec.strip_path and kr["preserve_host"] is False
+                expected = list(spec.methods) + (["OPTIONS"] if g.cors_origins and "OPTIONS" not in spec.methods else [])
+                assert kr["methods"] == expected
+            up = upstreams[ks["host"]]
+            assert up["targets"] == [{"target": f"{svc.dns_name}:80", "tags": up["tags"]}]
+            assert up["host_header"] == svc.dns_name
+            assert (up["algorithm"], up["hash_on"], up["hash_on_header"]) == ("consistent-hashing", "header", "x-franchise-id")
+            active, passive = up["healthchecks"]["active"], up["healthchecks"]["passive"]
+            assert active["http_path"] == svc.health_path
+            assert active["healthy"] == {"interval": 5, "successes": 3}
+            assert active["unhealthy"]["interval"] == 5 and active["unhealthy"]["timeouts"] == 3
+            assert passive["unhealthy"]["timeouts"] == 3 and passive["healthy"]["successes"] == 3
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_authentication_is_per_route_and_the_key_is_never_plaintext(case):
+    plan, files = emitted(case)
+    for region in plan.regions:
+        text, doc = files[region.name]
+        g = region.settings.gateway
+        for svc in (s for s in region.services if s.routes):
+            ks = next(s for s in doc["services"] if s["name"] == svc.name)
+            for spec, kr in zip(svc.routes, ks["routes"]):
+                names = [p["name"] for p in kr.get("plugins", [])]
+                assert names == ([] if spec.auth == "none" else ["jwt"])
+                for p in kr.get("plugins", []):
+                    assert p["config"] == {"claims_to_verify": ["exp"], "uri_param_names": []}
+        [consumer] = doc["consumers"]
+        [secret] = consumer["jwt_secrets"]
+        assert (secret["key"], secret["algorithm"]) == (g.jwt_issuer, "RS256")
+        assert secret["rsa_public_key"] == f'${{{{ env "{JWT_KEY_VARIABLE}" | indent 6 }}}}\n'
+        # the reference is named in the header comment only; no value is anywhere in the file
+        assert f"#   {JWT_KEY_VARIABLE} <- {g.jwt_public_key}\n" in text
+        body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+        assert g.jwt_public_key not in body and "BEGIN" not in body
+        # decK renders comments too: no template delimiters outside the one value
+        assert text.count("${{") == 1
+
+
+def test_jwt_key_template_re_indents_a_multi_line_pem():
+    """What decK does at sync time (text/template with `env` and `indent` over the whole file)."""
+    pem = "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAu1SU1L7VLPHCgcBIjt\n-----END PUBLIC KEY-----\n"
+    for case, plan, region, text, doc in all_files():
+        def render(m):
+            assert m.group(1) == JWT_KEY_VARIABLE
+            return pem.replace("\n", "\n" + " " * int(m.group(2)))
+        rendered = re.sub(r'\$\{\{ env "(DECK_[A-Z0-9_]+)" \| indent (\d+) \}\}', render, text)
+        loaded = yaml.safe_load(rendered)
+        assert loaded["consumers"][0]["jwt_secrets"][0]["rsa_public_key"] == pem
+        loaded["consumers"][0]["jwt_secrets"][0]["rsa_public_key"] = doc["consumers"][0]["jwt_secrets"][0]["rsa_public_key"]
+        assert loaded == doc  # nothing else changed
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_rate_limit_expresses_rate_and_burst(case):
+    plan, files = emitted(case)
+    for region in plan.regions:
+        g = region.settings.gateway
+        plugins = {p["name"]: p["config"] for p in files[region.name][1]["plugins"]}
+        rl = plugins["rate-limiting"]
+        assert (rl["second"], rl["minute"]) == (g.burst, g.requests_per_second * 60) == (2000, 60000)
+        assert (rl["policy"], rl["limit_by"]) == ("local", "ip")
+        assert plugins["request-size-limiting"]["allowed_payload_size"] == g.request_size_limit_mb
+        assert {"correlation-id", "prometheus", "bot-detection"} <= set(plugins)
+
+
+def test_minute_limit_never_below_the_burst():
+    """Kong refuses `minute` < `second`; a tiny rate with a large burst must still load."""
+    text = with_orders_route('"/api/orders"', '"www.acme.example.org"',
+                             extra_gateway="    requests_per_second: 1\n    burst: 100\n")
+    plan = compile_text(text).plan
+    for region in plan.regions:
+        assert rate_limits(plan, region) == (100, 100)
+
+
+def test_cors_only_with_origins_and_preflights_reach_it():
+    # two-region lists no origins: Kong's cors plugin without origins would allow any origin
+    plan, files = emitted("two-region")
+    for region, (text, doc) in files.items():
+        assert "cors" not in {p["name"] for p in doc["plugins"]}
+        assert all("OPTIONS" not in r["methods"] for s in doc["services"] for r in s["routes"])
+    plan, files = emitted("reference")
+    for region in plan.regions:
+        cors = next(p["config"] for p in files[region.name][1]["plugins"] if p["name"] == "cors")
+        assert cors["origins"] == ["https://app.6fb.example.com"] and cors["credentials"] is False
+        assert "x-franchise-id" in cors["headers"] and "end-user" in cors["headers"]  # hash and canary headers
+
+
+@pytest.mark.parametrize("origin", ["https://*.acme.example.org", "https://(www|app).acme.example.org", "https://app.acme.example.org$"])
+def test_a_cors_origin_kong_would_read_as_a_regex_is_refused(origin):
+    text = with_orders_route('"/api/orders"', '"www.acme.example.org"',
+                             extra_gateway=f"    cors_origins: [{quoted(origin)}]\n")
+    plan = compile_text(text).plan
+    with pytest.raises(KongEmitError, match="not a literal origin"):
+        global_plugins(plan, plan.regions[0])
+
+
+def test_oauth2_routes_validate_issuer_jwts():
+    plan = compile_text(with_orders_route('"/api/orders"', '"api.acme.example.org"', auth="oauth2")).plan
+    doc = kong.build(plan, plan.region("use1"))
+    route = next(s for s in doc["services"] if s["name"] == "orders")["routes"][0]
+    assert [p["name"] for p in route["plugins"]] == ["jwt"]
+    assert doc["consumers"][0]["jwt_secrets"][0]["key"] == "https://login.acme.example.org/"
+
+
+def test_no_auth_anywhere_means_no_consumer():
+    plan = compile_text(with_orders_route('"/api/orders"', '"api.acme.example.org"', auth="none")).plan
+    doc = kong.build(plan, plan.region("use1"))
+    assert "consumers" not in doc
+    assert kong.header(plan.region("use1"), doc) == banner("#")  # and no secret input to fill
+
+
+# ---------------------------------------------------------------- paths and hosts cannot surprise
+
+
+def _emit_orders_route(path: str, host: str):
+    text = with_orders_route(quoted(path), quoted(host))
+    plan = compile_text(text).plan
+    region = plan.region("use1")
+    loaded = yaml.safe_load(kong.emit_region(plan, region)["kong/use1/kong.yaml"])
+    return next(s for s in loaded["services"] if s["name"] == "orders")["routes"][0]
+
+
+KONG_REJECTS = re.compile(r"//|/\.\.?(/|$)")  # empty or dot segments: Kong 3.9 wants normalized prefixes
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(path=st.from_regex(PATH_PATTERN, fullmatch=True), host=st.from_regex(HOST_PATTERN, fullmatch=True))
+def test_spec_paths_and_hosts_come_back_exactly_as_literal_prefixes(path, host):
+    if KONG_REJECTS.search(path):
+        with pytest.raises(KongEmitError, match="empty or dot segment"):
+            _emit_orders_route(path, host)
+        return
+    route = _emit_orders_route(path, host)
+    assert route["paths"] == [path] and route["hosts"] == [host]
+    assert not route["paths"][0].startswith("~")  # `~` would make Kong read it as a regex
+    assert route["methods"] == ["GET", "POST"] and route["name"] == "orders-1"
+
+
+@pytest.mark.parametrize("path", ["/api//orders", "/api/./orders", "/api/../orders", "/api/..", "/."])
+def test_paths_kong_would_reject_are_refused_by_name(path):
+    with pytest.raises(KongEmitError, match=re.escape(f"settings.services.orders.routes[0].paths: {path!r}")):
+        _emit_orders_route(path, "www.acme.example.org")
+
+
+NASTY = ["/a\n  - evil: 1", "/a: b", "/a #c", "~/api/.*", "/(a|b)", "/a*", "/{{ x }}", "/${{ env \"DECK_X\" }}",
+         "api/orders", "/a b", "/a'b", "/a\"b", "/a%2e", "/a?x=1", "/a\\b", "/a\u2028b", "/" + "a" * 201, ""]
+
+
+def _assert_positioned_rejection(text: str, field: str):
+    """The compile fails with a diagnostic on the line of `field` (a schema error naming it, or the
+    YAML loader's own error when the text is not even a string there)."""
+    with pytest.raises(SpecError) as exc:
+        compile_text(text)
+    paths_line = line_of(text, "        - paths: [")
+    expected_line = paths_line + (1 if field.endswith("hosts") else 0)
+    assert any(d.line == expected_line and d.col > 1 and (d.path.startswith(field) or d.code.startswith("L"))
+               for d in exc.value.diagnostics), [d.format() for d in exc.value.diagnostics]
+
+
+@pytest.mark.parametrize("path", NASTY)
+def test_paths_outside_the_pattern_are_rejected_with_a_position(path):
+    _assert_positioned_rejection(with_orders_route(quoted(path), '"www.acme.example.org"'),
+                                 "settings.services.orders.routes[0].paths")
+
+
+@settings(max_examples=100, deadline=None)
+@given(path=st.text(st.characters(blacklist_categories=("Cs",)), max_size=40).filter(
+    lambda p: not re.fullmatch(PATH_PATTERN, p)))
+def test_any_other_path_is_rejected_with_a_position(path):
+    _assert_positioned_rejection(with_orders_route(quoted(path), '"www.acme.example.org"'),
+                                 "settings.services.orders.routes[0].paths")
+
+
+@pytest.mark.parametrize("host", ["*.acme.example.org", "WWW.acme.example.org", "www.acme.example.org:8443",
+                                  "www..acme.example.org", "www.acme.example.org\n  - evil", "localhost", "-a.example.org"])
+def test_hosts_outside_the_pattern_are_rejected_with_a_position(host):
+    _assert_positioned_rejection(with_orders_route('"/api/orders"', quoted(host)),
+                                 "settings.services.orders.routes[0].hosts")
+
+
+# ---------------------------------------------------------------- docs
+
+
+def test_docs_list_every_public_route_with_auth_and_limits():
+    plan, files = emitted("reference")
+    for region in plan.regions:
+        md = kong.docs_region(plan, region)
+        assert md.startswith("## API gateway (Kong)\n")
+        doc = files[region.name][1]
+        for s in doc["services"]:
+            for r in s["routes"]:
+                row = next(line for line in md.splitlines() if line.startswith(f"| `{r['name']}` |"))
+                assert "2,000/s, 60,000/min per client IP" in row and "10 MB" in row
+                assert ("none" in row) == ("plugins" not in r)
+        assert "`DECK_JWT_PUBLIC_KEY`" in md and "vault:secret/data/platform/gateway#jwt_public_key" in md
+        assert "Internal services (no Kong route): notification." in md
