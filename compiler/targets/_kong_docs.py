@@ -47,10 +47,13 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
         "### How the limits map to Kong\n",
         f"- **Rate limit** (spec: {g.requests_per_second:,} requests/s sustained, burst {g.burst:,}): Kong OSS has "
         f"fixed windows, not a token bucket, so the `rate-limiting` plugin sets `second: {per_second:,}` (a client "
-        f"may reach the burst within one second) and `minute: {per_minute:,}` (over a minute it cannot exceed the "
-        f"sustained rate). Across a window boundary a client can briefly get up to twice the per-second figure. "
+        f"may reach the burst within one second) and `minute: {per_minute:,}` ("
+        + ("over a minute it cannot exceed the sustained rate" if per_minute == g.requests_per_second * 60 else
+           "raised from the sustained rate x 60 to the burst: Kong refuses a minute limit below the per-second one")
+        + "). Across a window boundary a client can briefly get up to twice the per-second figure. "
         f"Counted per client IP (`limit_by: ip`; every JWT of the issuer is one Kong consumer, so per consumer "
-        f"would be one global counter) with the `local` policy: DB-less Kong keeps counters per node, so a client "
+        f"would be one global counter; Kong must be told the client address behind the load balancer, "
+        f"`trusted_ips` and `real_ip_header`) with the `local` policy: DB-less Kong keeps counters per node, so a client "
         f"spread over all {g.replicas} Kong pods can reach up to {g.replicas}x these figures.\n",
         f"- **Request size**: `request-size-limiting` refuses bodies over {body} (413).\n",
         f"- **Upstream timeouts**: connect {g.connect_timeout_ms:,} ms, read {g.read_timeout_ms:,} ms, "
@@ -67,10 +70,11 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
         f"`exp` verified) against the issuer `{g.jwt_issuer}`; Kong's `oauth2` plugin would make Kong the "
         "authorization server and needs a database, which DB-less Kong has not.\n",
         "- **CORS**: " + (f"origins {', '.join(f'`{o}`' for o in g.cors_origins)}; routes also accept OPTIONS so "
-                          f"Kong answers preflights itself." if g.cors_origins else "no origins in the spec, so no "
+                          "Kong answers preflights itself." if g.cors_origins else "no origins in the spec, so no "
                           "`cors` plugin (Kong's would allow every origin).") + "\n",
-        f"- **WAF**: the gateway runs `bot-detection` (Kong's known-bad-bot list) "
-        + ("as the counterpart of the edge's managed rules" if waf.managed_rules else "only if the edge's managed rules are on (they are off)")
+        "- **WAF**: "
+        + ("the gateway runs `bot-detection` (Kong's known-bad-bot list) as the counterpart of the edge's managed "
+           "rules" if waf.managed_rules else "no `bot-detection` at the gateway (the edge's managed rules are off)")
         + f"; geo-blocking ({', '.join(waf.blocked_countries) or 'none'}) and the per-IP limit of "
         f"{waf.rate_limit_per_5min:,} requests per 5 minutes stay at the edge WAF (Kong OSS has no GeoIP). "
         "No `ip-restriction`: the spec lists no addresses to allow or deny at the gateway.\n",

@@ -135,6 +135,9 @@ def auth_plugin(region: RegionPlan, service: str, auth: str) -> list[dict]:
 def jwt_consumer(region: RegionPlan) -> dict:
     """The consumer holding the issuer's public key; the key itself comes from a decK variable."""
     g = region.settings.gateway
+    if "${{" in g.jwt_issuer:
+        raise KongEmitError(f"settings.gateway.jwt_issuer: {g.jwt_issuer!r} (region {region.name}) contains "
+                            f"`${{{{`, which decK would run as a template")
     t = tags(region, "gateway")
     return {
         "username": JWT_CONSUMER,

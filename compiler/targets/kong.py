@@ -165,6 +165,9 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
     text = dump_yaml(doc, header=header(region, doc))
     if "consumers" in doc and f"\n{' ' * JWT_KEY_INDENT}${{{{ env " not in text:
         raise RuntimeError("kong: the JWT key template is not at the column its `indent` assumes")
+    # decK runs the whole file through its template engine: only our own `${{ env }}` may be there.
+    if text.count("${{") != ("consumers" in doc):
+        raise KongEmitError(f"region {region.name}: a spec value contains decK's template delimiter `${{{{`")
     return {f"kong/{region.name}/kong.yaml": text}
 
 

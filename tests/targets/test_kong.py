@@ -233,6 +233,7 @@ def test_minute_limit_never_below_the_burst():
     plan = compile_text(text).plan
     for region in plan.regions:
         assert rate_limits(plan, region) == (100, 100)
+        assert "raised from the sustained rate x 60 to the burst" in kong.docs_region(plan, region)
 
 
 def test_cors_only_with_origins_and_preflights_reach_it():
@@ -263,6 +264,14 @@ def test_oauth2_routes_validate_issuer_jwts():
     route = next(s for s in doc["services"] if s["name"] == "orders")["routes"][0]
     assert [p["name"] for p in route["plugins"]] == ["jwt"]
     assert doc["consumers"][0]["jwt_secrets"][0]["key"] == "https://login.acme.example.org/"
+
+
+def test_a_free_text_value_cannot_smuggle_a_deck_template():
+    text = with_orders_route('"/api/orders"', '"api.acme.example.org"').replace(
+        "jwt_issuer: https://login.acme.example.org/", 'jwt_issuer: \'https://x/${{ env "DECK_JWT_PUBLIC_KEY" }}\'')
+    plan = compile_text(text).plan
+    with pytest.raises(KongEmitError, match="jwt_issuer"):
+        kong.emit_region(plan, plan.region("use1"))
 
 
 def test_no_auth_anywhere_means_no_consumer():
