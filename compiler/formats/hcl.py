@@ -1,0 +1,165 @@
+"""HCL (Terraform native syntax): string escaping and canonical expressions for templates.
+
+Every value that comes from the spec reaches a .tf file through `quote` (a string literal) or
+`expr`/`attrs` (any Python value as an HCL expression), so nothing in the spec can end a string,
+open an interpolation or a template directive, or start a new attribute.
+
+The output is already in `terraform fmt` form: `attrs` aligns the `=` of consecutive single-line
+attributes exactly as Terraform's formatter does (a multi-line value, a blank line or a comment
+line ends an alignment group), lists of scalars stay on one line, objects span lines.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+INDENT = "  "
+
+_SIMPLE = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+@dataclass(frozen=True)
+class Raw:
+    """An HCL expression written as is (a reference such as `local.tags` or `module.network.vpc_id`)."""
+
+    text: str
+
+
+def _escape_char(c: str) -> str:
+    if c in _SIMPLE:
+        return _SIMPLE[c]
+    code = ord(c)
+    if code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0:
+        return f"\\u{code:04x}"  # control characters never appear raw in a .tf file
+    return c
+
+
+def escape(value: str) -> str:
+    """The inside of an HCL quoted string that reads back as exactly `value`.
+
+    `${` and `%{` would start an interpolation or a directive: HCL's own escapes are `$${` and
+    `%%{`. A `{` that no later `}` closes is written with the `$`/`%` as `\\u0024`/`\\u0025`
+    instead, which Terraform reads the same way; third-party parsers (python-hcl2) only accept
+    `$${` when a `}` follows, so this keeps every reader in agreement.
+    """
+    out: list[str] = []
+    n = len(value)
+    i = 0
+    while i < n:
+        c = value[i]
+        if c in "$%" and i + 1 < n and value[i + 1] == "{":
+            closed = "}" in value[i + 2:]
+            if closed:
+                out.append(c + c + "{")
+            else:
+                out.append(("\\u0024" if c == "$" else "\\u0025") + "{")
+            i += 2
+            continue
+        out.append(_escape_char(c))
+        i += 1
+    return "".join(out)
+
+
+def quote(value: Any) -> str:
+    """A complete HCL string literal (the `hcl` template filter)."""
+    if not isinstance(value, str):
+        value = str(value)
+    return '"' + escape(value) + '"'
+
+
+def key(name: str) -> str:
+    """An object key or attribute name: bare when it is an identifier, quoted otherwise."""
+    return name if IDENTIFIER.match(name) else quote(name)
+
+
+def _number(value: float | int) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return repr(value)
+
+
+def _scalar(value: Any) -> str | None:
+    if isinstance(value, Raw):
+        return value.text
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return _number(value)
+    if isinstance(value, str):
+        return quote(value)
+    return None
+
+
+def expr(value: Any, level: int = 0) -> str:
+    """`value` as an HCL expression whose continuation lines sit at indent `level`."""
+    s = _scalar(value)
+    if s is not None:
+        return s
+    pad = INDENT * level
+    if isinstance(value, Mapping):
+        if not value:
+            return "{}"
+        return "{\n" + attrs(value, level + 1) + pad + "}"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        items = [_scalar(v) for v in value]
+        if all(x is not None for x in items):
+            return "[" + ", ".join(items) + "]"
+        inner = INDENT * (level + 1)
+        return "[\n" + "".join(f"{inner}{expr(v, level + 1)},\n" for v in value) + pad + "]"
+    raise TypeError(f"no HCL form for {type(value).__name__}")
+
+
+def attrs(values: Mapping[str, Any] | Iterable[tuple[str, Any]], level: int = 1) -> str:
+    """`name = value` lines at indent `level`, `=` aligned the way `terraform fmt` aligns them.
+
+    A `None` key inserts a blank line (which also ends an alignment group).
+    """
+    items = list(values.items()) if isinstance(values, Mapping) else list(values)
+    pad = INDENT * level
+    lines: list[tuple[str, str, bool]] = []  # (key, rendered value, single line)
+    for name, value in items:
+        if name is None:
+            lines.append(("", "", False))
+            continue
+        rendered = expr(value, level)
+        lines.append((key(name), rendered, "\n" not in rendered))
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        k, v, single = lines[i]
+        if not k:
+            out.append("\n")
+            i += 1
+            continue
+        if not single:
+            out.append(f"{pad}{k} = {v}\n")
+            i += 1
+            continue
+        j = i
+        while j < len(lines) and lines[j][0] and lines[j][2]:
+            j += 1
+        width = max(len(lines[x][0]) for x in range(i, j))
+        for x in range(i, j):
+            out.append(f"{pad}{lines[x][0].ljust(width)} = {lines[x][1]}\n")
+        i = j
+    return "".join(out)
+
+
+def comment(text: Any) -> str:
+    """Text for a `#` comment: one line whatever the input (a line break would end the comment)."""
+    return " ".join(str(text).splitlines()).replace("\x85", " ")
+
+
+def attrs_block(values, level: int = 1) -> str:
+    """`attrs` without the final newline, for a template line of its own."""
+    return attrs(values, level).rstrip("\n")
+
+
+FILTERS = {"hcl": quote, "hcl_comment": comment, "hcl_expr": expr, "hcl_attrs": attrs_block}

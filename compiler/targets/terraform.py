@@ -1,0 +1,61 @@
+"""Terraform target: generated/terraform/{modules,regions,global}.
+
+  modules/<cloud>/<module>/   written once per cloud in use (owner terraform/global), reused by every
+                              region of that cloud; the templates are plain HCL with variables
+  regions/<region>/           one root per region: main.tf calls the cloud's modules with the region's
+                              resolved values; versions, providers, backend, variables, outputs
+  global/                     the edge: Route 53 zone, health-checked weighted DNS over the regions,
+                              CloudFront with a WAF in front, Shield
+
+The IR -> template-context mapping lives in _terraform_region.py (regions), _terraform_global.py
+(the edge) and _terraform_docs.py (the per-region docs section); HCL escaping in compiler/formats/hcl.py.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from compiler.formats.hcl import FILTERS
+from compiler.ir import PlatformPlan, RegionPlan
+from compiler.render import banner, render
+from compiler.targets import _terraform_docs, _terraform_global, _terraform_region
+from compiler.targets._terraform_common import MODULES, ROOT, provider_requirements
+
+NAME = "terraform"
+HEADER = banner("#")
+
+
+def _render(template: str, **context) -> str:
+    return HEADER + render(NAME, template, filters=FILTERS, **context)
+
+
+@lru_cache(maxsize=None)
+def _module_files(cloud: str) -> tuple[tuple[str, str], ...]:
+    """The cloud's module library: static HCL, identical for every spec that uses the cloud."""
+    versions = _render("versions.tf.j2", **provider_requirements([cloud]))
+    out = []
+    for module in MODULES[cloud]:
+        base = f"{ROOT}/modules/{cloud}/{module}"
+        for part in ("main", "variables", "outputs"):
+            out.append((f"{base}/{part}.tf", _render(f"modules/{cloud}/{module}/{part}.tf.j2")))
+        out.append((f"{base}/versions.tf", versions))
+    return tuple(out)
+
+
+def emit_global(plan: PlatformPlan) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for cloud in sorted({r.cloud for r in plan.regions}):
+        files.update(_module_files(cloud))
+    for name, (template, context) in _terraform_global.files(plan).items():
+        files[f"{ROOT}/global/{name}"] = _render(template, **context)
+    return files
+
+
+def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
+    base = f"{ROOT}/regions/{region.name}"
+    return {f"{base}/{name}": _render(template, **context)
+            for name, (template, context) in _terraform_region.files(plan, region).items()}
+
+
+def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
+    return _terraform_docs.section(plan, region)
