@@ -258,6 +258,29 @@ def canary_weights(p, settings):
                               f"weights {ro.stable_weight} + {ro.canary_weight} = {ro.stable_weight + ro.canary_weight}, not 100", region)
 
 
+@rule("R023", "Route paths are canonical",
+      "Gateway route paths have no `.` or `..` segments: Kong refuses them, and they would let a prefix match escape.")
+def route_paths(p, settings):
+    for region, s in _per_region(settings):
+        for name, svc in s.services.items():
+            for i, route in enumerate(svc.routes):
+                for j, path in enumerate(route.paths):
+                    if any(seg in (".", "..") for seg in path.split("/")):
+                        yield Finding(("services", name, "routes", i, "paths", j), f"path {path!r} has a . or .. segment", region)
+
+
+@rule("R024", "The edge WAF admits the gateway's rate",
+      "The WAF's per-IP limit over 5 minutes should admit at least the gateway's sustained per-client rate over "
+      "the same 5 minutes; otherwise the WAF, not the gateway, is the effective limit.", severity="warning")
+def waf_vs_gateway(p, settings):
+    for region, s in _per_region(settings):
+        need = s.gateway.requests_per_second * 300
+        if p.edge.waf.rate_limit_per_5min < need:
+            yield Finding(("gateway", "requests_per_second"),
+                          f"the edge WAF blocks an IP after {p.edge.waf.rate_limit_per_5min} requests per 5 min, below the "
+                          f"gateway's {s.gateway.requests_per_second}/s ({need} per 5 min)", region)
+
+
 @rule("R015", "Node pools fit the cluster bounds",
       "Each pool's min <= max; the pools' floors sum to at least the cluster's `min_nodes` and their "
       "ceilings to at most its `max_nodes`.")

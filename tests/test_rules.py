@@ -30,7 +30,7 @@ CASES = {
     "R006": ([("    role: primary\n    traffic_share: 40", "    role: standard\n    traffic_share: 40")], "  emea: {display_name"),
     "R007": ([("dr_partner: use1", "dr_partner: nowhere")], "dr_partner: nowhere"),
     "R008": ([("traffic_share: 40}", "traffic_share: 40, data_residency: [eu]}")], "dr_partner: use1"),
-    "R009": ([], "dr_partner: euw1"),
+    "R009": ([], "dr_partner: euw1"),  # a warning: checked with --strict
     "R010": ([("cidr: 10.21.0.0/16", "cidr: 10.20.128.0/17")], "cidr: 10.20.128.0/17"),
     "R011": ([("tier: api\n      description: Orders", "tier: apix\n      description: Orders")], "tier: apix"),
     "R012": ([("replicas: {min: 2, max: 6}", "replicas: {min: 8, max: 6}")], "replicas: {min: 8, max: 6}"),
@@ -43,6 +43,8 @@ CASES = {
     "R019": ([("  gateway:\n", "  gateway:\n    burst: 10\n")], "burst: 10"),
     "R020": ([("    postgres:\n      instance:", "    postgres:\n      deployment: managed\n      instance:")], "    postgres:\n      deployment"),
     "R021": ([("capacity_franchises: 3000", "capacity_franchises: 500")], "sharding: {"),
+    "R023": ([("paths: [/api/orders]", "paths: [/api/orders/../admin]")], "paths: [/api/orders/../admin]"),
+    "R024": ([("waf: {rate_limit_per_5min: 300000}", "waf: {rate_limit_per_5min: 3000}")], "  gateway:\n"),
     "R030": ([("replicas: {min: 1, max: 4}", "replicas: {min: 1, max: 5}")], "        max_nodes: 4"),
     "R031": ([("max_client_conn: 1000", "max_client_conn: 10")], "max_client_conn: 10,"),
     "R032": ([("max_connections: 200", "max_connections: 30")], "max_connections: 30"),
@@ -76,7 +78,7 @@ def test_bad_spec_gives_code_at_line(code):
     patches, anchor = CASES[code]
     text = _patched(patches)
     with pytest.raises(SpecError) as exc:
-        compile_text(text, "platform.yaml", strict=(code == "R009"))
+        compile_text(text, "platform.yaml", strict=(code in ("R009", "R024")))
     expected = _line_of(text, anchor)
     hits = [(d.code, d.line) for d in exc.value.diagnostics]
     assert (code, expected) in hits, f"expected {code} at line {expected}, got {hits}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
+
+from pydantic import StringConstraints
 
 from compiler.model.base import F, FD, Model, Name, Port, PositiveInt, SecretRef
 
@@ -69,8 +71,9 @@ class Gateway(Model):
     healthy: UpstreamHealthcheck = FD(UpstreamHealthcheck, description="Active check: interval and successes that mark a target healthy.")
     unhealthy: UpstreamHealthcheck = FD(UpstreamHealthcheck, description="Active check: interval and timeouts that mark a target unhealthy.")
     request_size_limit_mb: PositiveInt = F(10, description="Largest request body accepted.")
-    cors_origins: list[str] = FD(list, description="Origins allowed by CORS.")
-    jwt_issuer: str = F(description="Issuer (`iss`) the JWT plugin trusts.")
+    cors_origins: list[Annotated[str, StringConstraints(pattern=r"^(\*|https?://([a-z0-9-]+\.)+[a-z]{2,63}(:[0-9]{1,5})?)$")]] = FD(
+        list, description="Origins allowed by CORS: `https://host[:port]` (or `*`); no regex, so none reaches Kong.")
+    jwt_issuer: str = F(description="Issuer (`iss`) the JWT plugin trusts.", pattern=r"^https://[A-Za-z0-9./:_-]{1,200}$")
     jwt_public_key: SecretRef = F(description="Reference to the issuer's RSA public key.")
     replicas: PositiveInt = F(3, description="Kong proxy pods per region.")
 

@@ -95,8 +95,9 @@ class RollingStrategy(Model):
 class Route(Model):
     """A public HTTP route to the service through the API gateway."""
 
-    paths: list[Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9/._~-]{0,200}$")]] = F(
-        description="Path prefixes, each starting with `/`: letters, digits and `/._~-` only, so no regex or YAML surprises reach the gateway.",
+    paths: list[Annotated[str, StringConstraints(pattern=r"^/([A-Za-z0-9._~-]+/)*[A-Za-z0-9._~-]*$", max_length=200)]] = F(
+        description="Path prefixes, each starting with `/`: letters, digits and `._~-` in non-empty segments, so no "
+                    "regex or YAML surprises reach the gateway (`.` and `..` segments are refused too, R023).",
         min_length=1)
     methods: list[Literal["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]] = F(
         description="Allowed HTTP methods.", min_length=1)
