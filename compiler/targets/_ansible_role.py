@@ -1,0 +1,92 @@
+"""Building blocks for roles written as data: tasks, handlers, meta, the check-mode guard.
+
+A role is a `Role`: defaults, vars, task files, handlers and meta as Python data (dumped as YAML by
+the target), plus the static files under templates/ansible/static/roles/<name>/ that Ansible
+itself renders or copies (those are copied verbatim).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MIN_ANSIBLE = "2.15"  # deb822_repository and the `undef()` lookups need ansible-core 2.15+
+PLATFORMS = [{"name": "Debian", "versions": ["bookworm"]},
+             {"name": "Ubuntu", "versions": ["jammy", "noble"]}]
+
+
+@dataclass
+class Role:
+    name: str
+    description: str
+    defaults: dict
+    tasks: dict[str, list]  # file stem -> tasks; "main" is the entry point
+    handlers: list = field(default_factory=list)
+    vars: dict = field(default_factory=dict)
+
+    def meta(self) -> dict:
+        return {"galaxy_info": {"role_name": self.name, "author": "platformc", "description": self.description,
+                                "license": "proprietary", "min_ansible_version": MIN_ANSIBLE,
+                                "platforms": PLATFORMS},
+                "dependencies": []}
+
+
+def task(name: str, module: str, args: dict | str | None = None, **keywords) -> dict:
+    """One task: `name` first, then the module (FQCN), then keywords in the order given."""
+    out = {"name": name, module: args if args is not None else {}}
+    out.update({k: v for k, v in keywords.items() if v is not None})
+    return out
+
+
+def expr(*lines: str) -> str:
+    """One Jinja expression over several lines (YAML keeps them under 160 columns; Jinja reads the
+    line breaks as spaces), so it still templates to a native value such as a list."""
+    return "{{ " + "\n   ".join(lines) + " }}"
+
+
+def when_ready(role: str) -> str:
+    """The guard for service tasks and handlers.
+
+    In check mode a package that is not installed yet has no service to query, so a service task
+    would fail; the role's `<role>_services_ready` is false exactly then (see its vars/main.yml).
+    """
+    return f"{role}_services_ready"
+
+
+def services_ready_var(role: str, install_register: str) -> dict:
+    return {f"{role}_services_ready":
+            "{{ not (ansible_check_mode and (" + install_register + " | default({})) is changed) }}"}
+
+
+def service(name: str, unit: str, role: str, state: str = "started", enabled: bool | None = True,
+            when: str | None = None, **kw) -> dict:
+    """A service task guarded by the role's check-mode guard (plus `when`, if given)."""
+    args = {"name": unit, "state": state}
+    if enabled is not None:
+        args["enabled"] = enabled
+    guard = when_ready(role) if when is None else [when_ready(role), when]
+    return task(name, "ansible.builtin.service", args, when=guard, **kw)
+
+
+def template(name: str, src: str, dest: str, mode: str = "0644", owner: str = "root", group: str = "root",
+             **kw) -> dict:
+    args = {"src": src, "dest": dest, "owner": owner, "group": group, "mode": mode}
+    args.update({k: kw.pop(k) for k in ("validate", "backup") if k in kw})
+    return task(name, "ansible.builtin.template", args, **kw)
+
+
+def copy(name: str, dest: str, mode: str = "0644", owner: str = "root", group: str = "root", **kw) -> dict:
+    args = {k: kw.pop(k) for k in ("src", "content", "remote_src", "validate") if k in kw}
+    args.update({"dest": dest, "owner": owner, "group": group, "mode": mode})
+    return task(name, "ansible.builtin.copy", args, **kw)
+
+
+def apt(name: str, packages, register: str | None = None, **kw) -> dict:
+    args = {"name": packages, "state": "present", "update_cache": True, "cache_valid_time": 3600}
+    return task(name, "ansible.builtin.apt", args, register=register, **kw)
+
+
+def repository(name: str, repo_name: str, uris: str, suites: str, signed_by: str, **kw) -> dict:
+    """An APT source in deb822 format (ansible.builtin.deb822_repository), key fetched by URL."""
+    args = {"name": repo_name, "types": ["deb"], "uris": uris, "suites": suites, "components": ["main"],
+            "signed_by": signed_by, "state": "present"}
+    return task(name, "ansible.builtin.deb822_repository", args, **kw)

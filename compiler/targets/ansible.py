@@ -1,0 +1,101 @@
+"""The Ansible target: inventories per region, and the roles and playbooks (once) under generated/ansible/.
+
+    ansible/inventories/<region>/hosts.yml           groups and hosts (names, fqdn, zone) from the IR
+    ansible/inventories/<region>/group_vars/*.yml    the region's resolved settings, per role
+    ansible/roles/<role>/{defaults,vars,tasks,handlers,templates,files,meta}/
+    ansible/site.yml, ansible/<concern>.yml          one playbook per concern, site.yml imports them
+    ansible/ansible.cfg, requirements.yml, README.md
+
+The roles deploy the data-tier target's files (generated/datastores/<region>/) as they are: one
+source for every configuration file. YAML is built as data and dumped; the role templates Ansible
+renders on the hosts are static files copied verbatim from templates/ansible/static/.
+"""
+
+from __future__ import annotations
+
+from compiler.ir import PlatformPlan, RegionPlan
+from compiler.render import banner, dump_yaml, render
+from compiler.targets import _ansible_inventory as inventory
+from compiler.targets import _ansible_site as site
+from compiler.targets._ansible_role import Role
+from compiler.targets._ansible_roles_base import backups, common, node_exporter
+from compiler.targets._ansible_roles_data import pgbouncer, postgresql, redis
+from compiler.targets._ansible_roles_search import elasticsearch
+
+NAME = "ansible"
+ROOT = "ansible"
+ROLE_BUILDERS = (common, node_exporter, postgresql, pgbouncer, redis, elasticsearch, backups)
+
+
+MD_BANNER = banner("<!--").rstrip("\n") + " -->"
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|#!{}"} | {"\n": " ", "\r": " "})
+
+
+def md(text) -> str:
+    """Free text inside Markdown prose or a table cell: every character Markdown reads as syntax escaped."""
+    return str(text).translate(_MD_SPECIAL)
+
+
+FILTERS = {"md": md}
+
+
+def _yaml(data) -> str:
+    return dump_yaml(data, header=site.yaml_header())
+
+
+def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
+    base = f"{ROOT}/inventories/{region.name}"
+    out = {f"{base}/hosts.yml": _yaml(inventory.hosts_yml(region))}
+    for stem, variables in inventory.group_vars(plan, region).items():
+        if variables:
+            out[f"{base}/group_vars/{stem}.yml"] = _yaml(variables)
+    return out
+
+
+def _role_files(role: Role) -> dict[str, str]:
+    base = f"{ROOT}/roles/{role.name}"
+    out = {f"{base}/defaults/main.yml": _yaml(role.defaults), f"{base}/meta/main.yml": _yaml(role.meta())}
+    if role.vars:
+        out[f"{base}/vars/main.yml"] = _yaml(role.vars)
+    for stem, tasks in role.tasks.items():
+        out[f"{base}/tasks/{stem}.yml"] = _yaml(tasks)
+    if role.handlers:
+        out[f"{base}/handlers/main.yml"] = _yaml(role.handlers)
+    return out
+
+
+def emit_global(plan: PlatformPlan) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for build in ROLE_BUILDERS:
+        out.update(_role_files(build()))
+    for rel, text in site.static_files():
+        out[f"{ROOT}/{rel}"] = text
+    for pb in site.PLAYBOOKS:
+        out[f"{ROOT}/{pb.file}"] = _yaml(site.playbook_data(pb))
+    out[f"{ROOT}/site.yml"] = _yaml(site.site_data())
+    out[f"{ROOT}/ansible.cfg"] = site.ansible_cfg()
+    out[f"{ROOT}/.yamllint"] = _yaml(site.yamllint_data())
+    collections = inventory.collections_needed(plan)
+    out[f"{ROOT}/requirements.yml"] = _yaml(site.requirements_data(collections))
+    out[f"{ROOT}/README.md"] = render("ansible", "README.md.j2", filters=FILTERS, md_banner=MD_BANNER, plan=plan,
+                                      playbooks=site.PLAYBOOKS, collections=sorted(collections),
+                                      env_secrets=_env_secrets(plan))
+    return dict(sorted(out.items()))
+
+
+def _env_secrets(plan: PlatformPlan) -> list[str]:
+    """Environment variables the controller must export (the spec's `env:` references)."""
+    names = set()
+    for r in plan.regions:
+        ds = r.settings.datastores
+        for ref in (ds.postgres.admin_password, ds.postgres.replication_password, ds.pgbouncer.auth_password,
+                    ds.redis.password):
+            if ref.startswith("env:"):
+                names.add(ref[4:])
+    return sorted(names)
+
+
+def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
+    return render("ansible", "docs_region.md.j2", filters=FILTERS, region=region,
+                  groups=[(g, region.hosts_in(g)) for g in (*inventory.DATA_GROUPS, "bastion")],
+                  playbooks=site.PLAYBOOKS)
