@@ -1,0 +1,61 @@
+"""pg_hba.conf tokens.
+
+The file is split into lines; `#` outside double quotes starts a comment; fields are separated
+by blanks, list items by commas. A double-quoted token keeps blanks, commas and `#` and loses any
+special meaning (`"all"` is a database named all, `"+admins"` is not a group). A double quote
+itself cannot be written inside a token (quotes only toggle), nor can a line break: such names
+are refused. Keywords and auth methods come from fixed lists; addresses must be a CIDR or a
+host name, since they cannot be quoted into something else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from compiler.formats.conf import refuse
+
+FORMAT = "pg_hba.conf"
+CONNECTION_TYPES = {"local", "host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc"}
+NAME_KEYWORDS = {"all", "sameuser", "samerole", "samegroup", "replication"}
+ADDRESS_KEYWORDS = {"all", "samehost", "samenet"}
+METHODS = {"trust", "reject", "scram-sha-256", "md5", "password", "gss", "sspi", "ident", "peer", "pam",
+           "ldap", "radius", "cert"}
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+def name(v: str) -> str:
+    """A database or role name, always double-quoted so it means exactly that name."""
+    if not isinstance(v, str) or not v:
+        refuse(FORMAT, v, "a name must be non-empty text")
+    if '"' in v or any(ord(c) < 0x20 or ord(c) == 0x7F for c in v):
+        refuse(FORMAT, v, "a double quote or control character cannot be written inside a pg_hba.conf token")
+    return f'"{v}"'
+
+
+def keyword(v: str) -> str:
+    """A bare keyword: a connection type, `all`/`replication`/..., or an auth method."""
+    if v not in CONNECTION_TYPES | NAME_KEYWORDS | ADDRESS_KEYWORDS | METHODS:
+        refuse(FORMAT, v, "not a pg_hba.conf keyword")
+    return v
+
+
+def names(values) -> str:
+    """A comma-separated list of names (each quoted) or a single keyword such as `all`."""
+    if isinstance(values, str):
+        values = [values]
+    return ",".join(v if v in NAME_KEYWORDS else name(v) for v in values)
+
+
+def address(v: str) -> str:
+    """A CIDR (normalised, e.g. 10.0.0.0/19) or a host name (matched by reverse and forward DNS)."""
+    try:
+        return str(ipaddress.ip_network(v, strict=True))
+    except (ValueError, TypeError):
+        pass
+    if isinstance(v, str) and _HOSTNAME.match(v) and v not in ADDRESS_KEYWORDS and "." in v:
+        return v
+    refuse(FORMAT, v, "an address is a CIDR or a fully qualified host name")
+
+
+FILTERS = {"hba_name": name, "hba_names": names, "hba_keyword": keyword, "hba_address": address}
