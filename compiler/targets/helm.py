@@ -1,0 +1,131 @@
+"""Helm target: per region, the platform charts' values and a helmfile that pins and deploys them.
+
+generated/helm/<region>/helmfile.yaml          repositories, pinned chart versions, release order
+generated/helm/<region>/<release>.values.yaml  the values of each release
+
+    helmfile -f generated/helm/<region>/helmfile.yaml apply
+
+Kong runs DB-less: its declarative config is the kong target's generated/kong/<region>/kong.yaml,
+which the helmfile hands to the chart as `dblessConfig.config` (helm --set-file); see kong() in
+_helm_platform.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from compiler.ir import PlatformPlan, RegionPlan
+from compiler.render import banner, dump_yaml
+from compiler.targets import _helm_observability as obs
+from compiler.targets import _helm_platform as platform
+from compiler.targets._helm_charts import CHARTS, Chart
+from compiler.targets._kubernetes_common import (BANNER_SPEC, GATEWAY_NAMESPACE, INGRESS_GATEWAY_RELEASE,
+                                                 INGRESS_NAMESPACE, ISTIO_NAMESPACE, MONITORING_NAMESPACE,
+                                                 SYSTEM_NAMESPACE, cluster_name, mesh_enabled)
+
+NAME = "helm"
+
+
+@dataclass(frozen=True)
+class Release:
+    name: str
+    namespace: str
+    chart: Chart
+    values: Callable[[PlatformPlan, RegionPlan], dict]
+    purpose: str
+    needs: tuple[str, ...] = ()
+    set_files: tuple[tuple[str, str], ...] = ()  # (values key, file relative to the helmfile)
+
+
+def releases(plan: PlatformPlan, region: RegionPlan) -> tuple[list[Release], list[str]]:
+    """The releases this region runs, in deploy order, and why any platform chart is left out."""
+    mesh = mesh_enabled(region)
+    mon = region.settings.monitoring
+    out: list[Release] = []
+    skipped: list[str] = []
+    if mesh:
+        out += [
+            Release("istio-base", ISTIO_NAMESPACE, CHARTS["istio-base"], platform.istio_base, "Istio CRDs and cluster roles"),
+            Release("istiod", ISTIO_NAMESPACE, CHARTS["istiod"], platform.istiod, "Istio control plane and sidecar injector",
+                    needs=(f"{ISTIO_NAMESPACE}/istio-base",)),
+            Release(INGRESS_GATEWAY_RELEASE, INGRESS_NAMESPACE, CHARTS["istio-gateway"], platform.istio_gateway,
+                    "public entry: LoadBalancer Service, routes to Kong", needs=(f"{ISTIO_NAMESPACE}/istiod",)),
+        ]
+    else:
+        skipped.append("Istio (istio-base, istiod, gateway): kubernetes.istio is false; Kong's proxy is the LoadBalancer")
+    out.append(Release("kube-prometheus-stack", MONITORING_NAMESPACE, CHARTS["kube-prometheus-stack"],
+                       obs.kube_prometheus_stack, "Prometheus, Alertmanager, Grafana and the monitoring CRDs"))
+    kong_needs = (f"{MONITORING_NAMESPACE}/kube-prometheus-stack",) + ((f"{ISTIO_NAMESPACE}/istiod",) if mesh else ())
+    out.append(Release("kong", GATEWAY_NAMESPACE, CHARTS["kong"], lambda p, r: platform.kong(p, r, mesh),
+                       "API gateway, DB-less", needs=kong_needs,
+                       set_files=(("dblessConfig.config", f"../../kong/{region.name}/kong.yaml"),)))
+    if mon.tracing:
+        out += [
+            Release("jaeger", MONITORING_NAMESPACE, CHARTS["jaeger"], obs.jaeger, "trace storage and UI"),
+            Release("otel-collector", MONITORING_NAMESPACE, CHARTS["opentelemetry-collector"], obs.opentelemetry_collector,
+                    "OTLP gateway for the services and the mesh", needs=(f"{MONITORING_NAMESPACE}/jaeger",)),
+        ]
+    else:
+        skipped.append("OpenTelemetry collector and Jaeger: monitoring.tracing is false")
+    if region.hosts_in("elasticsearch"):
+        out.append(Release("fluent-bit", MONITORING_NAMESPACE, CHARTS["fluent-bit"], obs.fluent_bit,
+                           "container logs to Elasticsearch", needs=(f"{MONITORING_NAMESPACE}/kube-prometheus-stack",)))
+    else:
+        skipped.append("Fluent Bit: no self-managed Elasticsearch nodes; the managed endpoint is not in the plan")
+    if region.cloud == "aws":
+        out.append(Release("cluster-autoscaler", SYSTEM_NAMESPACE, CHARTS["cluster-autoscaler"], platform.cluster_autoscaler,
+                           "node autoscaling for the EKS node groups"))
+    else:
+        service = {"gcp": "GKE", "azure": "AKS"}.get(region.cloud, region.cloud)
+        skipped.append(f"cluster-autoscaler: {service} node pools use the built-in autoscaler with the spec's bounds (Terraform)")
+    return out, skipped
+
+
+def values_file(release: Release) -> str:
+    return f"{release.name}.values.yaml"
+
+
+def helmfile(plan: PlatformPlan, region: RegionPlan, rels: list[Release]) -> dict:
+    used = sorted({r.chart.repo for r in rels})
+    entries = []
+    for r in rels:
+        e = {"name": r.name, "namespace": r.namespace, "createNamespace": True,
+             "chart": f"{r.chart.repo}/{r.chart.chart}", "version": r.chart.version,
+             "labels": {"purpose": r.chart.key}, "values": [values_file(r)]}
+        if r.needs:
+            e["needs"] = list(r.needs)
+        if r.set_files:
+            e["set"] = [{"name": key, "file": path} for key, path in r.set_files]
+        entries.append(e)
+    return {
+        "repositories": [{"name": repo, "url": next(r.chart.url for r in rels if r.chart.repo == repo)} for repo in used],
+        # kubeContext: a region's values can only ever be applied to that region's cluster
+        "helmDefaults": {"kubeContext": cluster_name(plan.spec.organization.name, region),
+                         "wait": True, "timeout": 900, "historyMax": 10},
+        "releases": entries,
+    }
+
+
+def _helmfile_header(region: RegionPlan, rels: list[Release], skipped: list[str]) -> str:
+    lines = [f"Region {region.name} ({region.cloud} {region.cloud_region}): platform charts, pinned.",
+             f"Deploy: helmfile -f generated/helm/{region.name}/helmfile.yaml apply",
+             f"then:   kubectl apply -f generated/kubernetes/{region.name}/",
+             "Kong (DB-less) loads generated/kong/<region>/kong.yaml through `set: dblessConfig.config` (--set-file);",
+             "the chart turns it into a ConfigMap and rolls Kong when it changes.",
+             "Releases:"]
+    lines += [f"  {r.name}: {r.chart.chart} {r.chart.version} (app {r.chart.app_version}) - {r.purpose}" for r in rels]
+    lines += [f"Not deployed: {s}" for s in skipped]
+    return banner("#", BANNER_SPEC) + "".join(f"# {line}\n" for line in lines)
+
+
+def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
+    base = f"helm/{region.name}"
+    rels, skipped = releases(plan, region)
+    out = {f"{base}/helmfile.yaml": dump_yaml(helmfile(plan, region, rels), header=_helmfile_header(region, rels, skipped))}
+    for r in rels:
+        header = (banner("#", BANNER_SPEC)
+                  + f"# Values for release {r.name}: chart {r.chart.repo}/{r.chart.chart} {r.chart.version} "
+                    f"in namespace {r.namespace} ({r.purpose}).\n")
+        out[f"{base}/{values_file(r)}"] = dump_yaml(r.values(plan, region), header=header)
+    return out

@@ -1,0 +1,145 @@
+"""Check generated Helm values against a chart's own values.yaml (../shared/reference/helm rules).
+
+Every key path set must exist in the chart's defaults with the same kind (map / list / scalar),
+except below:
+  - a default of null (any value the template expects),
+  - an empty map `{}` (annotations, labels, resources, ... : free-form),
+  - a list (items are free-form objects),
+  - the maps the reference README names as free-form although they ship defaults (FREE_FORM),
+  - keys the chart documents only as commented-out examples (COMMENTED: each with the comment
+    line that documents it, which the check requires to be present in values.yaml).
+Istio charts keep their defaults under `_internal_defaults_do_not_set`; kube-prometheus-stack's
+subchart sections are checked against the subchart's values when the parent does not list a key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+FREE_FORM = {
+    "kong": {("env",)},
+    "cluster-autoscaler": {("extraArgs",)},
+    "opentelemetry-collector": {("config",)},
+    "istiod": {("meshConfig",)},
+}
+
+# chart -> {key path: a line of values.yaml that documents it as a commented-out example}
+COMMENTED = {
+    "kong": {
+        ("topologySpreadConstraints",): "# topologySpreadConstraints: []",
+        ("podDisruptionBudget", "maxUnavailable"): '# maxUnavailable: "50%"',
+    },
+    "opentelemetry-collector": {
+        ("podDisruptionBudget", "minAvailable"): "#   minAvailable: 2",
+    },
+}
+
+ISTIO = {"istio-base", "istiod", "istio-gateway"}
+
+
+def load_defaults(reference: Path, chart: str, version: str):
+    text = (reference / chart / version / "values.yaml").read_text()
+    data = yaml.safe_load(text) or {}
+    if chart in ISTIO:
+        data = data["_internal_defaults_do_not_set"]
+    return data, text
+
+
+def _kind(v) -> str:
+    return "map" if isinstance(v, dict) else "list" if isinstance(v, list) else "scalar"
+
+
+def check(values: dict, chart: str, version: str, reference: Path, subcharts: dict[str, str] | None = None) -> list[str]:
+    """Problems found (empty list = every key path is a real key of the chart)."""
+    defaults, text = load_defaults(reference, chart, version)
+    errors: list[str] = []
+    commented = COMMENTED.get(chart, {})
+    for path, evidence in commented.items():
+        if evidence not in text:
+            errors.append(f"{chart}: allow-list evidence for {'.'.join(path)} not found in values.yaml: {evidence!r}")
+    sub = {}
+    for name, rel in (subcharts or {}).items():
+        sub[name] = yaml.safe_load((reference / rel / "values.yaml").read_text()) or {}
+
+    def walk(value, default, path, free, commented_paths, label):
+        if path in free:
+            return
+        if isinstance(default, dict) and not default and path:
+            return  # empty map: free-form
+        if not isinstance(value, dict):
+            return
+        if not isinstance(default, dict):
+            errors.append(f"{label}: {'.'.join(path) or '<top>'} is a map, the chart's default is a {_kind(default)}")
+            return
+        for key, v in value.items():
+            p = path + (key,)
+            if key not in default:
+                if p in commented_paths:
+                    continue
+                if not path and key in sub:
+                    continue  # handled below against the subchart
+                errors.append(f"{label}: unknown key {'.'.join(p)}")
+                continue
+            d = default[key]
+            if d is None:
+                continue
+            if _kind(d) != _kind(v):
+                errors.append(f"{label}: {'.'.join(p)} is a {_kind(v)}, the chart's default is a {_kind(d)}")
+                continue
+            if isinstance(d, dict):
+                walk(v, d, p, free, commented_paths, label)
+
+    walk(values, defaults, (), FREE_FORM.get(chart, set()), commented, chart)
+    for name, sub_defaults in sub.items():
+        if name not in values:
+            continue
+        parent = defaults.get(name) or {}
+        # keys the parent lists (e.g. `enabled`, `admin`) are checked against the parent's section
+        own = {k: v for k, v in values[name].items() if k in parent}
+        rest = {k: v for k, v in values[name].items() if k not in parent}
+        walk(own, parent, (), set(), set(), f"{chart}.{name}")
+        walk(rest, sub_defaults, (), set(), set(), f"{chart}.{name} (subchart)")
+    return errors
+
+
+def key_paths(values, path=()):
+    """Every leaf key path of a values tree (for reports)."""
+    if isinstance(values, dict):
+        for k, v in values.items():
+            yield from key_paths(v, path + (k,))
+    else:
+        yield path
+
+
+def helm_merge(defaults, overrides):
+    """Helm's coalescing of user values onto chart defaults: maps merge key by key, anything else
+    replaces, null removes the key."""
+    if not isinstance(defaults, dict) or not isinstance(overrides, dict):
+        return overrides
+    out = dict(defaults)
+    for k, v in overrides.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = helm_merge(defaults.get(k), v)
+    return out
+
+
+def schema_errors(values: dict, chart: str, version: str, reference: Path) -> list[str] | None:
+    """What the chart's values.schema.json says about the merged values (None: the chart has none).
+    Helm validates the coalesced values at install, so the same is done here."""
+    import json
+
+    import jsonschema
+
+    path = reference / chart / version / "values.schema.json"
+    if not path.exists():
+        return None
+    schema = json.loads(path.read_text())
+    raw = yaml.safe_load((reference / chart / version / "values.yaml").read_text()) or {}
+    merged = helm_merge(raw, values)
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return [f"{chart}: {'/'.join(map(str, e.absolute_path)) or '<top>'}: {e.message[:300]}"
+            for e in validator.iter_errors(merged)]
