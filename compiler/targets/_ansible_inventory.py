@@ -145,6 +145,7 @@ def _backups(plan: PlatformPlan, region: RegionPlan, kind: str, schedules: tuple
 
 def vars_postgres(plan: PlatformPlan, region: RegionPlan) -> dict:
     pg = region.settings.datastores.postgres
+    pgb = region.settings.datastores.pgbouncer
     rules = _service_rule(region, "PostgreSQL clients and replication", [POSTGRES_PORT])
     if pg.cross_region_standby:
         partner = plan.region(region.dr_partner)
@@ -161,6 +162,9 @@ def vars_postgres(plan: PlatformPlan, region: RegionPlan) -> dict:
         "postgresql_backup_url": region.backup_url,
         "postgresql_admin_password": _secret(plan, region, pg.admin_password),
         "postgresql_replication_password": _secret(plan, region, pg.replication_password),
+        # setup.psql creates PgBouncer's auth_user; the primary sets its password
+        "postgresql_pgbouncer_auth_user": pgb.auth_user,
+        "postgresql_pgbouncer_auth_password": _secret(plan, region, pgb.auth_password),
         "common_firewall_service_rules": rules,
         # Daily, weekly and monthly: base backups of the database (a standby skips them at run time).
         **_backups(plan, region, "postgresql", ("daily", "weekly", "monthly")),
@@ -184,15 +188,15 @@ def vars_pgbouncer(plan: PlatformPlan, region: RegionPlan) -> dict:
 
 def vars_redis(plan: PlatformPlan, region: RegionPlan) -> dict:
     r = region.settings.datastores.redis
+    # The node list, ports and ACL rules come from the data tier's redis-topology.json.
     return {
         "redis_version": r.version,
-        "redis_port": r.port,
-        "redis_cluster_bus_port": r.port + 10000,
         "redis_primaries": r.primaries,
         "redis_replicas_per_primary": r.replicas_per_primary,
         "redis_maxmemory_mb": r.maxmemory_mb,
         "redis_maxmemory_policy": r.maxmemory_policy,
-        "redis_password": _secret(plan, region, r.password),
+        # secret reference (as redis-topology.json names it) -> its lookup
+        "redis_secrets": {r.password: _secret(plan, region, r.password)},
         "common_firewall_service_rules": _service_rule(region, "Redis clients and the cluster bus",
                                                        [r.port, r.port + 10000]),
         # Hourly: application state (the Redis snapshot of each node that is a primary at run time).

@@ -1,31 +1,37 @@
-"""The data roles: postgresql, pgbouncer, redis.
+"""The postgresql and pgbouncer roles.
 
 ONE SOURCE: the configuration files are the data-tier target's (generated/datastores/<region>/),
 deployed byte for byte with `copy` from `<role>_source_dir`; these roles never template them. The
-only templates here render secrets the data tier must not hold (PgBouncer's auth_file, the Redis
-password include), from lookups of the spec's references.
+only templates here hold secrets the data tier must not: PgBouncer's auth_file and the replication
+passfile, rendered from lookups of the spec's references. Paths are the ones the data-tier files
+name (Debian layout, the passfile, the TLS directory).
 """
 
 from __future__ import annotations
 
 from compiler.targets._ansible_role import (Role, apt, copy, expr, repository, service, services_ready_var, task,
                                             template, when_ready)
+from compiler.targets._ansible_roles_tls import TOPIC
 
 SOURCE_DIR = "{{ playbook_dir | dirname }}/datastores/{{ platformc_region }}"
+# setup.psql includes the other three with \ir, so all four are staged side by side
+SETUP_FILES = ["setup.psql", "extensions.sql", "pgbouncer-auth.sql", "shards.sql"]
 
 
-def _source(role: str, name: str) -> str:
+def source(role: str, name: str) -> str:
+    """Where a role reads a data-tier file: `<role>_source_dir` (generated/datastores/<region>)."""
     return "{{ " + role + "_source_dir }}/" + name
 
 
-def _psql(name: str, sql_file: str | None = None, stdin: str | None = None, **kw) -> dict:
-    """psql as the postgres superuser over the local socket, stopping at the first error."""
-    cmd: dict = {"argv": ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"]}
-    if sql_file:
-        cmd["argv"] += ["-f", sql_file]
-    if stdin:
-        cmd["stdin"] = stdin
-    return task(name, "ansible.builtin.command", cmd, become=True, become_user="postgres", **kw)
+def include_tls(directory: str, owner: str, group: str, key_mode: str = "0600") -> dict:
+    return task("Issue this server's certificate from the region's CA", "ansible.builtin.include_role",
+                {"name": "tls"}, vars={"tls_dir": directory, "tls_owner": owner, "tls_group": group,
+                                       "tls_key_mode": key_mode})
+
+
+def _as_postgres(name: str, argv: list, **kw) -> dict:
+    return task(name, "ansible.builtin.command", {"argv": argv, **kw.pop("args", {})}, become=True,
+                become_user="postgres", **kw)
 
 
 # ---------------------------------------------------------------- postgresql
@@ -41,90 +47,101 @@ def _pg_install() -> list:
                    when="'timescaledb' in postgresql_extensions"),
         apt("Install PostgreSQL and the packages of the spec's extensions", "{{ postgresql_packages }}",
             register="postgresql_install"),
+        task("Install WAL-G, which the data tier's archive_command and restore_command run", "ansible.builtin.get_url",
+             {"url": "https://github.com/wal-g/wal-g/releases/download/{{ postgresql_walg_version }}/"
+                     "{{ postgresql_walg_asset }}",
+              "dest": "/usr/local/bin/wal-g", "owner": "root", "group": "root", "mode": "0755",
+              "checksum": "{{ postgresql_walg_checksum | default(omit, true) }}"},
+             when="postgresql_wal_archive"),
     ]
 
 
 def _pg_config() -> list:
     r = "postgresql"
     return [
-        copy("Install the data tier's server settings", "{{ postgresql_config_dir }}/conf.d/platformc.conf",
-             owner="postgres", group="postgres", src=_source(r, "postgresql.conf"), notify="Restart PostgreSQL"),
-        copy("Install the data tier's client authentication rules", "{{ postgresql_config_dir }}/pg_hba.conf",
-             mode="0640", owner="postgres", group="postgres", src=_source(r, "pg_hba.conf"),
+        include_tls("{{ postgresql_tls_dir }}", "postgres", "postgres"),
+        template("Write the replication passfile", "pgpass.j2", "{{ postgresql_passfile }}", mode="0600",
+                 owner="postgres", group="postgres", no_log=True, diff=False),
+        copy("Install the data tier's postgresql.conf", "{{ postgresql_config_dir }}/postgresql.conf",
+             owner="postgres", group="postgres", src=source(r, "postgresql.conf"), notify="Restart PostgreSQL"),
+        copy("Install the data tier's pg_hba.conf", "{{ postgresql_config_dir }}/pg_hba.conf",
+             mode="0640", owner="postgres", group="postgres", src=source(r, "pg_hba.conf"),
              notify="Reload PostgreSQL"),
     ]
 
 
 def _pg_primary() -> list:
     r = "postgresql"
-    sql_dir = "{{ postgresql_sql_dir }}"
     return [
         service("Start PostgreSQL at boot", "{{ postgresql_service }}", r),
-        task("Apply pending settings before configuring roles", "ansible.builtin.meta", "flush_handlers"),
-        copy("Record the fingerprints of the role passwords", "{{ postgresql_sql_dir }}/passwords.sha256",
-             mode="0600", owner="postgres", group="postgres",
-             content="{{ postgresql_password_fingerprints }}", notify="Set the PostgreSQL role passwords",
-             diff=False),
-        copy("Stage the data tier's shard databases and extensions", f"{sql_dir}/{{{{ postgresql_sql_file }}}}",
-             mode="0640", owner="postgres", group="postgres", src=_source(r, "{{ postgresql_sql_file }}"),
-             loop=["shards.sql", "extensions.sql"], loop_control={"loop_var": "postgresql_sql_file"},
-             notify="Apply the shard databases and extensions"),
+        task("Run with the new settings before changing databases and roles", "ansible.builtin.meta",
+             "flush_handlers"),
+        task("Create the directory for the data tier's SQL", "ansible.builtin.file",
+             {"path": "{{ postgresql_setup_dir }}", "state": "directory", "owner": "postgres", "group": "postgres",
+              "mode": "0750"}),
+        copy("Stage the data tier's setup.psql and the SQL it includes", "{{ postgresql_setup_dir }}/{{ postgresql_sql_file }}",
+             mode="0640", owner="postgres", group="postgres", src=source(r, "{{ postgresql_sql_file }}"),
+             loop=SETUP_FILES, loop_control={"loop_var": "postgresql_sql_file"},
+             notify="Create the shard databases, extensions and roles"),
+        copy("Record the fingerprints of the role passwords", "{{ postgresql_setup_dir }}/passwords.sha256",
+             mode="0600", owner="postgres", group="postgres", content="{{ postgresql_password_fingerprints }}",
+             notify="Set the PostgreSQL role passwords", diff=False),
+    ]
+
+
+def _pg_clone() -> list:
+    r = "postgresql"
+    conninfo = ("host={{ hostvars[postgresql_replica_of].ansible_host }} port={{ postgresql_port }}"
+                " user={{ postgresql_replication_user }} sslmode=verify-full sslrootcert={{ postgresql_tls_dir }}/ca.crt")
+    return [
+        service("Stop the empty cluster the package created", "{{ postgresql_service }}", r, state="stopped",
+                enabled=None),
+        task("Remove the empty cluster", "ansible.builtin.file", {"path": "{{ postgresql_data_dir }}", "state": "absent"}),
+        _as_postgres("Copy the primary with pg_basebackup", [
+            "pg_basebackup", "--pgdata={{ postgresql_data_dir }}", "--wal-method=stream", "--checkpoint=fast",
+            "--no-password", "--dbname=" + conninfo], args={"creates": "{{ postgresql_data_dir }}/PG_VERSION"}),
+        copy("Make the copy a standby of the primary", "{{ postgresql_data_dir }}/standby.signal", mode="0600",
+             owner="postgres", group="postgres", content=""),
+        copy("Mark the replica as copied, so later runs never copy it again", "{{ postgresql_clone_marker }}",
+             content="copied from {{ postgresql_replica_of }}\n"),
     ]
 
 
 def _pg_replica() -> list:
     r = "postgresql"
-    primary = "{{ hostvars[postgresql_replica_of].ansible_host }}"
     return [
-        task("Check whether this replica was cloned from the primary", "ansible.builtin.stat",
+        task("Check whether this replica was copied from the primary", "ansible.builtin.stat",
              {"path": "{{ postgresql_clone_marker }}"}, register="postgresql_cloned"),
-        service("Stop the package's empty cluster before cloning", "{{ postgresql_service }}", r,
-                state="stopped", enabled=None, when="not postgresql_cloned.stat.exists"),
-        task("Remove the package's empty cluster", "ansible.builtin.file",
-             {"path": "{{ postgresql_data_dir }}", "state": "absent"},
-             when="not postgresql_cloned.stat.exists"),
-        task("Clone the primary with pg_basebackup", "ansible.builtin.command", {
-            "argv": ["pg_basebackup", "-h", primary, "-p", "{{ postgresql_port }}", "-U",
-                     "{{ postgresql_replication_user }}", "-D", "{{ postgresql_data_dir }}",
-                     "-X", "stream", "-R", "--checkpoint=fast", "--no-password"],
-            "creates": "{{ postgresql_data_dir }}/standby.signal"},
-            become=True, become_user="postgres",
-            environment={"PGPASSWORD": "{{ postgresql_replication_password }}"}, no_log=True,
-            when="not postgresql_cloned.stat.exists"),
-        copy("Mark the replica as cloned", "{{ postgresql_clone_marker }}", mode="0644",
-             content="cloned from {{ postgresql_replica_of }}\n"),
+        # After a promotion the marker is still there: a promoted replica is never wiped.
+        {"name": "Copy the primary into this replica, once", "when": "not postgresql_cloned.stat.exists",
+         "block": _pg_clone()},
         service("Start PostgreSQL at boot", "{{ postgresql_service }}", r),
     ]
 
 
 def postgresql() -> Role:
     r = "postgresql"
-    tasks = {
-        "main": [
-            *_pg_install(),
-            *_pg_config(),
-            task("Configure the primary", "ansible.builtin.import_tasks", "primary.yml",
-                 when="postgresql_replica_of is not defined"),
-            task("Configure a streaming replica", "ansible.builtin.import_tasks", "replica.yml",
-                 when="postgresql_replica_of is defined"),
-        ],
-        "primary": _pg_primary(),
-        "replica": _pg_replica(),
-    }
     return Role(
         name=r,
-        description="PostgreSQL from the PGDG repository with the spec's extensions, the data tier's config files, streaming replicas.",
+        description="PostgreSQL from the PGDG repository with the spec's extensions, the data tier's files, WAL-G, replicas.",
         defaults={
             "postgresql_version": 15,
             "postgresql_extensions": [],
             "postgresql_port": 5432,
+            "postgresql_wal_archive": True,
             "postgresql_source_dir": SOURCE_DIR,
             "postgresql_config_dir": "/etc/postgresql/{{ postgresql_version }}/main",
             "postgresql_data_dir": "/var/lib/postgresql/{{ postgresql_version }}/main",
-            "postgresql_sql_dir": "/var/lib/postgresql/platformc",
             "postgresql_service": "postgresql@{{ postgresql_version }}-main",
-            "postgresql_clone_marker": "/var/lib/postgresql/{{ postgresql_version }}/platformc-cloned",
+            "postgresql_tls_dir": "/etc/postgresql/tls",
+            "postgresql_passfile": "/var/lib/postgresql/.pgpass",
+            "postgresql_setup_dir": "/var/lib/postgresql/platformc",
+            "postgresql_clone_marker": "/var/lib/postgresql/{{ postgresql_version }}/platformc-copied",
             "postgresql_replication_user": "replicator",
+            "postgresql_pgbouncer_auth_user": "pgbouncer",
+            "postgresql_walg_version": "v3.0.7",
+            "postgresql_walg_asset": "wal-g-pg-ubuntu-22.04-amd64",
+            "postgresql_walg_checksum": "",  # e.g. sha256:<digest> of the release asset; empty skips the check
             "postgresql_extension_packages": {
                 "vector": ["postgresql-{{ postgresql_version }}-pgvector"],
                 "pg_partman": ["postgresql-{{ postgresql_version }}-partman"],
@@ -139,149 +156,76 @@ def postgresql() -> Role:
             "postgresql_packages": expr(
                 "['postgresql-' ~ postgresql_version, 'postgresql-client-' ~ postgresql_version]",
                 "+ (postgresql_extensions | map('extract', postgresql_extension_packages) | flatten)"),
-            # A change of either password (a rotation) changes this, which re-runs the ALTER ROLEs.
-            "postgresql_password_fingerprints": (
-                "{{ (inventory_hostname ~ postgresql_admin_password) | hash('sha256') }} postgres\n"
-                "{{ (inventory_hostname ~ postgresql_replication_password) | hash('sha256') }} "
-                "{{ postgresql_replication_user }}\n"),
+            # A changed password (a rotation) changes this file, which runs the ALTER ROLEs again.
+            "postgresql_password_fingerprints": expr(
+                "[postgresql_admin_password, postgresql_replication_password, postgresql_pgbouncer_auth_password]",
+                "| map('regex_replace', '^', inventory_hostname) | map('hash', 'sha256') | join('\\n')"),
+            "postgresql_roles_sql": ROLES_SQL,
         },
-        tasks=tasks,
+        tasks={
+            "main": [
+                *_pg_install(),
+                *_pg_config(),
+                task("Configure the primary", "ansible.builtin.import_tasks", "primary.yml",
+                     when="postgresql_replica_of is not defined"),
+                task("Configure a streaming replica", "ansible.builtin.import_tasks", "replica.yml",
+                     when="postgresql_replica_of is defined"),
+            ],
+            "primary": _pg_primary(),
+            "replica": _pg_replica(),
+        },
         handlers=[
-            service("Restart PostgreSQL", "{{ postgresql_service }}", r, state="restarted", enabled=None),
+            service("Restart PostgreSQL", "{{ postgresql_service }}", r, state="restarted", enabled=None, listen=TOPIC),
             service("Reload PostgreSQL", "{{ postgresql_service }}", r, state="reloaded", enabled=None),
-            _psql("Set the PostgreSQL role passwords", stdin="{{ postgresql_roles_sql }}", no_log=True,
-                  changed_when=True, when=when_ready(r)),
-            _psql("Apply the shard databases and extensions", None, changed_when=True, when=when_ready(r),
-                  loop=["shards.sql", "extensions.sql"]),
+            _as_postgres("Create the shard databases, extensions and roles",
+                         ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres",
+                          "-f", "{{ postgresql_setup_dir }}/setup.psql"], changed_when=True, when=when_ready(r)),
+            _as_postgres("Set the PostgreSQL role passwords", ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"],
+                         args={"stdin": "{{ postgresql_roles_sql }}"}, no_log=True, changed_when=True,
+                         when=when_ready(r)),
         ],
     )
 
+
+def _sql_literal(var: str) -> str:
+    """A SQL string literal of a variable (standard_conforming_strings: only the quote doubles)."""
+    return "'{{ " + var + " | replace(\"'\", \"''\") }}'"
+
+
+# The passwords go through stdin, never argv, and this session logs no statements.
+ROLES_SQL = "\n".join([
+    "SET log_statement = 'none';",
+    "SET log_min_duration_statement = -1;",
+    "ALTER ROLE postgres PASSWORD " + _sql_literal("postgresql_admin_password") + ";",
+    "ALTER ROLE {{ postgresql_replication_user }} PASSWORD " + _sql_literal("postgresql_replication_password") + ";",
+    "ALTER ROLE {{ postgresql_pgbouncer_auth_user }} PASSWORD " + _sql_literal("postgresql_pgbouncer_auth_password") + ";",
+    "",
+])
+
+
+# ---------------------------------------------------------------- pgbouncer
 
 def pgbouncer() -> Role:
     r = "pgbouncer"
     return Role(
         name=r,
-        description="PgBouncer with the data tier's pgbouncer.ini and an auth_file holding only the auth_user's secret.",
+        description="PgBouncer with the data tier's pgbouncer.ini, a CA-signed certificate and an auth_file holding only auth_user's secret.",
         defaults={
             "pgbouncer_source_dir": SOURCE_DIR,
             "pgbouncer_auth_user": "pgbouncer",
             "pgbouncer_auth_file": "/etc/pgbouncer/userlist.txt",
+            "pgbouncer_tls_dir": "/etc/pgbouncer/tls",
         },
         vars=services_ready_var(r, "pgbouncer_install"),
         tasks={"main": [
             apt("Install PgBouncer", ["pgbouncer"], register="pgbouncer_install"),
+            include_tls("{{ pgbouncer_tls_dir }}", "postgres", "postgres"),
             copy("Install the data tier's pgbouncer.ini", "/etc/pgbouncer/pgbouncer.ini", mode="0640",
-                 owner="postgres", group="postgres", src=_source(r, "pgbouncer.ini"), notify="Reload PgBouncer"),
+                 owner="postgres", group="postgres", src=source(r, "pgbouncer.ini"), notify="Reload PgBouncer"),
             template("Write the auth_file with the auth_user's password", "userlist.txt.j2",
                      "{{ pgbouncer_auth_file }}", mode="0640", owner="postgres", group="postgres",
                      no_log=True, diff=False, notify="Reload PgBouncer"),
             service("Start PgBouncer at boot", "pgbouncer", r),
         ]},
-        handlers=[service("Reload PgBouncer", "pgbouncer", r, state="reloaded", enabled=None)],
-    )
-
-
-# ---------------------------------------------------------------- redis
-
-REDIS_SYSCTL = """\
-# Redis (platformc redis role): fork for snapshots without failing on overcommit, deeper accept queue.
-vm.overcommit_memory = 1
-net.core.somaxconn = 1024
-"""
-REDIS_THP = "# Redis (platformc redis role): no transparent huge pages (latency, copy-on-write bloat).\n" \
-            "w /sys/kernel/mm/transparent_hugepage/enabled - - - - never\n"
-
-
-def _redis_cluster() -> list:
-    """Form the cluster once, from the first node: primaries first, then each replica under its primary.
-
-    `--cluster create --cluster-replicas N` would pair replicas itself; attaching each replica to the
-    primary the IR names keeps the zones the spec's placement chose.
-    """
-    cli = ["redis-cli", "-h", "{{ redis_first_address }}", "-p", "{{ redis_port }}"]
-    first = "{{ redis_nodes[0] }}"
-    auth = {"REDISCLI_AUTH": "{{ redis_password }}"}
-    return [
-        task("Read the cluster state from the first node", "ansible.builtin.command",
-             {"argv": [*cli, "cluster", "info"]}, environment=auth, changed_when=False,
-             register="redis_cluster_info", delegate_to=first, run_once=True),
-        task("Create the cluster from the primaries", "ansible.builtin.command", {
-            "argv": "{{ ['redis-cli', '--cluster', 'create'] + redis_primary_endpoints"
-                    " + ['--cluster-replicas', '0', '--cluster-yes'] }}"},
-             environment=auth, changed_when=True, delegate_to=first, run_once=True,
-             when="'cluster_slots_assigned:0' in redis_cluster_info.stdout"),
-        task("Read each primary's node id", "ansible.builtin.command",
-             {"argv": ["redis-cli", "-h", "{{ hostvars[redis_primary].ansible_facts.default_ipv4.address }}", "-p", "{{ redis_port }}",
-                       "cluster", "myid"]},
-             environment=auth, changed_when=False, register="redis_primary_ids", delegate_to=first, run_once=True,
-             loop="{{ redis_primaries_names }}", loop_control={"loop_var": "redis_primary"}),
-        task("Read the nodes the cluster knows", "ansible.builtin.command", {"argv": [*cli, "cluster", "nodes"]},
-             environment=auth, changed_when=False, register="redis_cluster_nodes", delegate_to=first, run_once=True),
-        task("Attach each replica to the primary the spec names", "ansible.builtin.command", {
-            "argv": ["redis-cli", "--cluster", "add-node",
-                     "{{ hostvars[redis_replica].ansible_facts.default_ipv4.address }}:{{ redis_port }}",
-                     "{{ hostvars[redis_nodes[0]].ansible_facts.default_ipv4.address }}:{{ redis_port }}",
-                     "--cluster-slave", "--cluster-master-id", "{{ redis_node_ids[hostvars[redis_replica].redis_replica_of] }}"]},
-             environment=auth, changed_when=True, delegate_to=first, run_once=True,
-             loop="{{ redis_replica_names }}", loop_control={"loop_var": "redis_replica"},
-             when="(hostvars[redis_replica].ansible_facts.default_ipv4.address ~ ':' ~ redis_port ~ '@') not in redis_cluster_nodes.stdout"),
-    ]
-
-
-def redis() -> Role:
-    r = "redis"
-    return Role(
-        name=r,
-        description="Redis Cluster nodes with the data tier's redis.conf and a password include, then the cluster, formed once.",
-        defaults={
-            "redis_source_dir": SOURCE_DIR,
-            "redis_port": 6379,
-            "redis_conf_dir": "/etc/redis",
-            "redis_auth_include": "/etc/redis/platformc-auth.conf",
-        },
-        vars={
-            **services_ready_var(r, "redis_install"),
-            "redis_address": "{{ ansible_facts.default_ipv4.address }}",
-            "redis_nodes": "{{ groups['redis_cluster'] }}",
-            "redis_first_address": "{{ hostvars[redis_nodes[0]].ansible_facts.default_ipv4.address }}",
-            "redis_primaries_names": "{{ redis_nodes | reject('in', redis_replica_names) | list }}",
-            "redis_replica_names": expr(
-                "redis_nodes | map('extract', hostvars) | selectattr('redis_replica_of', 'defined')",
-                "| map(attribute='inventory_hostname') | list"),
-            "redis_primary_endpoints": expr(
-                "redis_primaries_names | map('extract', hostvars, ['ansible_facts', 'default_ipv4', 'address'])",
-                "| map('regex_replace', '$', ':' ~ redis_port) | list"),
-            "redis_node_ids": expr(
-                "dict(redis_primary_ids.results | map(attribute='redis_primary')",
-                "| zip(redis_primary_ids.results | map(attribute='stdout')))"),
-        },
-        tasks={
-            "main": [
-                copy("Let Redis fork for snapshots", "/etc/sysctl.d/60-redis.conf", content=REDIS_SYSCTL,
-                     notify="Apply the Redis kernel settings"),
-                copy("Turn transparent huge pages off at boot", "/etc/tmpfiles.d/redis-thp.conf", content=REDIS_THP,
-                     notify="Apply the Redis kernel settings"),
-                apt("Install Redis", ["redis-server", "redis-tools"], register="redis_install"),
-                task("Read the installed package versions", "ansible.builtin.package_facts", {"manager": "apt"}),
-                task("Check that the installed Redis is the version the spec names", "ansible.builtin.assert", {
-                    "that": ["ansible_facts.packages['redis-server'][0].version is search(':' ~ redis_version ~ '\\\\.')"],
-                    "fail_msg": "redis-server {{ ansible_facts.packages['redis-server'][0].version }} is installed, "
-                                "the spec asks for {{ redis_version }}"},
-                     when="'redis-server' in ansible_facts.packages"),
-                copy("Install the data tier's redis.conf", "{{ redis_conf_dir }}/redis.conf", mode="0640",
-                     owner="redis", group="redis", src=_source(r, "redis.conf"), notify="Restart Redis"),
-                template("Write the password include", "redis-auth.conf.j2", "{{ redis_auth_include }}", mode="0640",
-                         owner="redis", group="redis", no_log=True, diff=False, notify="Restart Redis"),
-                service("Start Redis at boot", "redis-server", r),
-                task("Apply changed settings before forming the cluster", "ansible.builtin.meta", "flush_handlers"),
-                task("Form the cluster", "ansible.builtin.import_tasks", "cluster.yml", when="not ansible_check_mode"),
-            ],
-            "cluster": _redis_cluster(),
-        },
-        handlers=[
-            task("Apply the Redis kernel settings", "ansible.builtin.command", {"cmd": "sysctl --system"},
-                 changed_when=True, when=when_ready(r)),
-            # One node at a time: the cluster fails a primary over instead of losing its slots.
-            service("Restart Redis", "redis-server", r, state="restarted", enabled=None, throttle=1),
-        ],
+        handlers=[service("Reload PgBouncer", "pgbouncer", r, state="reloaded", enabled=None, listen=TOPIC)],
     )

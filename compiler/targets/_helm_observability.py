@@ -92,9 +92,15 @@ def opentelemetry_collector(plan: PlatformPlan, region: RegionPlan) -> dict:
         "replicaCount": 2,
         "presets": {"kubernetesAttributes": {"enabled": True}},
         "config": {
+            # the region and cloud of every span are added here, once, rather than in each Deployment
+            "processors": {"resource/region": {"attributes": [
+                {"key": "cloud.provider", "value": region.cloud, "action": "upsert"},
+                {"key": "cloud.region", "value": region.cloud_region, "action": "upsert"},
+                {"key": "deployment.environment", "value": region.name, "action": "upsert"},
+            ]}},
             "exporters": {"otlp/jaeger": {"endpoint": f"{JAEGER_SERVICE}.{MONITORING_NAMESPACE}.svc.cluster.local:{OTLP_GRPC_PORT}",
                                           "tls": {"insecure": True}}},
-            "service": {"pipelines": {"traces": {"receivers": ["otlp"], "processors": ["memory_limiter", "batch"],
+            "service": {"pipelines": {"traces": {"receivers": ["otlp"], "processors": ["memory_limiter", "resource/region", "batch"],
                                                  "exporters": ["otlp/jaeger"]}}},
         },
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2000m", "memory": "2Gi"}},

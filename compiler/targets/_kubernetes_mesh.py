@@ -65,8 +65,7 @@ def ingress(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
     accepts the public hosts and hands every request to Kong, which authenticates, rate-limits and
     routes into the mesh. TLS from clients ends at the edge load balancer (TLS 1.3 policy, Terraform);
     from the gateway on, the mesh carries it as mTLS."""
-    labels = {"app.kubernetes.io/part-of": region.tags["org"], "app.kubernetes.io/managed-by": MANAGED_BY,
-              "platformc.io/region": region.name}
+    labels = {"app.kubernetes.io/part-of": region.tags["org"], "app.kubernetes.io/managed-by": MANAGED_BY}
     hosts = public_hosts(plan, region)
     kong = f"{KONG_PROXY_SERVICE}.{GATEWAY_NAMESPACE}.svc.cluster.local"
     return [

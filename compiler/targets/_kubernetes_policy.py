@@ -133,18 +133,31 @@ def network_policies(svc: ServicePlan, region: RegionPlan) -> list[dict]:
         egress.append({"to": [_peer(ISTIO_NAMESPACE, "istiod")], "ports": _tcp(ISTIOD_XDS_PORT)})
     if region.settings.monitoring.tracing:
         egress.append({"to": [_peer(MONITORING_NAMESPACE)], "ports": _tcp(OTLP_GRPC_PORT, OTLP_HTTP_PORT)})
-    # Self-managed data hosts (and managed endpoints placed in the VPC) live in the private subnets.
+    allow = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+             "metadata": meta(svc.name, svc.namespace, labels),
+             "spec": {"podSelector": {"matchLabels": {"app": svc.name}}, "policyTypes": ["Ingress", "Egress"],
+                      "ingress": ingress, "egress": egress}}
+    out = [deny, allow]
+    stores = datastore_egress(svc, region)
+    if stores:
+        # A policy of its own: the data stores are the region-specific part (subnet CIDRs), the
+        # service graph above is the same in every region. NetworkPolicies add up.
+        out.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                    "metadata": meta(f"{svc.name}-datastores", svc.namespace, labels),
+                    "spec": {"podSelector": {"matchLabels": {"app": svc.name}}, "policyTypes": ["Egress"],
+                             "egress": stores}})
+    return out
+
+
+def datastore_egress(svc: ServicePlan, region: RegionPlan) -> list[dict]:
+    """Egress to the data stores the service `uses`. Self-managed data hosts (and managed endpoints
+    placed in the VPC) live in the region's private subnets; object storage is the provider's API."""
+    egress = []
     private = [{"ipBlock": {"cidr": z.private_cidr}} for z in region.zones]
     ports = datastore_ports(region)
     store_ports = sorted({p for use in svc.uses if use in ports for p in ports[use]})
     if store_ports:
         egress.append({"to": private, "ports": _tcp(*store_ports)})
     if "object-storage" in svc.uses:
-        # The cloud's object-storage API: HTTPS to the provider's public endpoints.
         egress.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": _tcp(443)})
-
-    allow = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-             "metadata": meta(svc.name, svc.namespace, labels),
-             "spec": {"podSelector": {"matchLabels": {"app": svc.name}}, "policyTypes": ["Ingress", "Egress"],
-                      "ingress": ingress, "egress": egress}}
-    return [deny, allow]
+    return egress

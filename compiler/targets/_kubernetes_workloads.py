@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from compiler.ir import RegionPlan, ServicePlan
-from compiler.targets._kubernetes_common import (GPU_RESOURCE, ISTIO_METRICS_PORT, MANAGED_BY,
+from compiler.targets._kubernetes_common import (GPU_RESOURCE, MANAGED_BY,
                                                  MONITORING_NAMESPACE, NODE_POOL_LABEL, OTEL_COLLECTOR_SERVICE,
                                                  OTLP_GRPC_PORT, RUN_AS, SIDECAR_LIMITS, SIDECAR_REQUESTS,
                                                  Track, cpu_quantity, memory_quantity, mesh_enabled)
@@ -21,11 +21,13 @@ DEPLOYMENT_CHECKOV_SKIPS = (
 
 
 def common_labels(svc: ServicePlan, region: RegionPlan) -> dict[str, str]:
+    # No region label: a cluster is one region, and Prometheus adds the region to every series
+    # (externalLabels, helm target). Objects that do not depend on the region are then the same
+    # text in every region, which keeps `git diff generated/` small and lets them dump once.
     return {
         "app.kubernetes.io/name": svc.name,
         "app.kubernetes.io/part-of": region.tags["org"],
         "app.kubernetes.io/managed-by": MANAGED_BY,
-        "platformc.io/region": region.name,
         "platformc.io/tier": svc.tier,
     }
 
@@ -86,8 +88,7 @@ def env(svc: ServicePlan, region: RegionPlan) -> list[dict]:
              "value": f"http://{OTEL_COLLECTOR_SERVICE}.{MONITORING_NAMESPACE}.svc.cluster.local:{OTLP_GRPC_PORT}"},
             {"name": "OTEL_TRACES_SAMPLER", "value": "parentbased_traceidratio"},
             {"name": "OTEL_TRACES_SAMPLER_ARG", "value": f"{mon.trace_sample_percent / 100:g}"},
-            {"name": "OTEL_RESOURCE_ATTRIBUTES", "value": f"deployment.environment={region.name},cloud.region={region.cloud_region}"},
-        ]
+        ]  # the collector adds the region and cloud to every span (helm target)
     return out
 
 
@@ -147,9 +148,6 @@ def deployment(svc: ServicePlan, region: RegionPlan, track: Track) -> dict:
         "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS, "fsGroup": RUN_AS,
                             "seccompProfile": {"type": "RuntimeDefault"}},
         "nodeSelector": {NODE_POOL_LABEL: svc.node_pool},
-        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-            {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In",
-                                   "values": [z.name for z in region.zones]}]}]}}},
         "topologySpreadConstraints": [
             _spread(track, "topology.kubernetes.io/zone", "DoNotSchedule"),
             _spread(track, "kubernetes.io/hostname", "ScheduleAnyway"),

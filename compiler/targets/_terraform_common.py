@@ -21,9 +21,17 @@ PROVIDERS = {
 # The module library per cloud, in dependency order (the docs list them in this order too).
 MODULES = {
     "aws": ("kms", "network", "kubernetes", "object_storage", "data_hosts", "waf", "load_balancer", "backup", "budget"),
-    "gcp": (),
+    "gcp": ("kms", "network", "kubernetes", "object_storage", "data_hosts", "waf", "load_balancer", "backup", "budget"),
     "azure": (),
 }
+
+# The public DNS zone is Route 53 (the global root): modules that write records there need aws too.
+EXTRA_PROVIDERS = {("gcp", "load_balancer"): ("aws",), ("azure", "load_balancer"): ("aws",)}
+
+
+def root_clouds(cloud: str) -> list[str]:
+    """Providers a region root of `cloud` configures: its own, plus aws for the public DNS records."""
+    return [cloud] if cloud == "aws" else [cloud, "aws"]
 
 # CloudWatch Logs accepts only these retention periods; a spec value is rounded up to the next one.
 CLOUDWATCH_RETENTION = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,

@@ -8,8 +8,11 @@ parse both sides to prove it.
 
 from __future__ import annotations
 
+import ipaddress
+import math
+
 from compiler.ir import PlatformPlan, RegionPlan
-from compiler.targets._terraform_common import (aws_cron, cloudwatch_retention, prefix, provider_requirements,
+from compiler.targets._terraform_common import (aws_cron, classify_cron, root_clouds, cloudwatch_retention, prefix, provider_requirements,
                                                 state_backend, taints)
 
 # The spec sizes PostgreSQL, Redis and Elasticsearch hosts; PgBouncer and the bastion have no
@@ -201,7 +204,126 @@ def _aws_replication(plan: PlatformPlan, region: RegionPlan) -> dict | None:
             "kms_key_arn": _aws_partner_arn(plan, region, "kms", "alias/{name}")}
 
 
-ARGS = {"aws": _aws_args}
+def free_ranges(region: RegionPlan) -> tuple[str, str]:
+    """(pods, services) secondary ranges for GKE: the largest and the next free blocks of the region
+    CIDR that no zone subnet uses (the IR carves only node subnets)."""
+    net = ipaddress.ip_network(region.cidr)
+    used = [ipaddress.ip_network(c) for z in region.zones for c in (z.private_cidr, z.public_cidr)]
+    free = [net]
+    for u in used:
+        nxt = []
+        for f in free:
+            if u.subnet_of(f):
+                nxt.extend(f.address_exclude(u))
+            elif not f.subnet_of(u):
+                nxt.append(f)
+        free = nxt
+    free.sort(key=lambda n: (n.prefixlen, int(n.network_address)))
+    if len(free) < 2:
+        raise ValueError(f"region {region.name}: no room in {region.cidr} for GKE pod and service ranges")
+    services = free[1] if free[1].prefixlen >= 20 else next(free[1].subnets(new_prefix=20))
+    return str(free[0]), str(services)
+
+
+# GPU model per GCP machine family (G2 and A2/A3 machines come with their GPUs attached).
+GCP_GPU = {"g2": "nvidia-l4", "a2": "nvidia-tesla-a100", "a3": "nvidia-h100-80gb", "n1": "nvidia-tesla-t4"}
+
+
+def _gcp_backups(plan: PlatformPlan, region: RegionPlan) -> dict:
+    partner = _partner(plan, region)
+    rules, snapshot = {}, None
+    for name, b in _backups(region):
+        c = classify_cron(b.cron)
+        if c["kind"] == "hourly":
+            if snapshot is not None:
+                raise ValueError(f"region {region.name}: GCP disks take one snapshot schedule; only one backup schedule may be hourly")
+            snapshot = {"every_hours": c["every_hours"], "start_time": "00:00", "retention_days": b.retention_days,
+                        "storage_location": partner.cloud_region if b.copy_to_dr_partner and partner else region.cloud_region}
+            continue
+        rules[name] = {"recurrence": c["kind"].upper(), "days_of_week": c["days_of_week"],
+                       "days_of_month": c["days_of_month"], "hour": c["hour"], "retention_days": b.retention_days}
+    disks = {h.name: {"name": f"{h.name}-data", "zone": h.zone} for h in region.hosts if (_machine(region, h.group) is not None)}
+    return {"region": region.cloud_region, "schedules": rules, "snapshot_schedule": snapshot, "data_disks": disks}
+
+
+def _gcp_args(plan: PlatformPlan, region: RegionPlan) -> dict:
+    s = region.settings
+    net, k8s, sec = s.network, s.kubernetes, s.security
+    pods, services = free_ranges(region)
+    pools = _node_pools(region)
+    for pool in pools.values():
+        pool["gpu_type"] = GCP_GPU.get(pool["instance_type"].split("-")[0], "") if pool["gpus"] else ""
+    host_map = hosts(region)
+    for h in host_map.values():
+        h["target_tag"] = h["group"].replace("_", "-")
+    cap = plan.spec.capacity
+    per_pod = cap.requests_per_second * region.traffic_share / 100 * cap.peak_multiplier / s.gateway.replicas
+    return {
+        "kms": {"location": region.cloud_region, "rotation_days": sec.kms_key_rotation_days},
+        "network": {
+            "region": region.cloud_region,
+            "zones": {z.name: {"private_cidr": z.private_cidr, "public_cidr": z.public_cidr} for z in region.zones},
+            "pods_cidr": pods,
+            "services_cidr": services,
+            "flow_logs": net.flow_logs,
+            "lb_target_port": KONG_PROXY_TLS_PORT,
+            "ingress_rules": _gcp_firewall(region),
+        },
+        "kubernetes": {
+            "region": region.cloud_region,
+            "zones": [z.name for z in region.zones],
+            "kubernetes_version": k8s.version,
+            "private_endpoint": k8s.private_api_endpoint,
+            "api_allowed_cidrs": [region.cidr, *k8s.api_allowed_cidrs],
+            "rbac_security_group": f"gke-security-groups@{plan.spec.organization.domain}",
+            "node_pools": pools,
+        },
+        "object_storage": {
+            "region": region.cloud_region,
+            "data_bucket": region.data_bucket,
+            "backup_bucket": region.backup_bucket,
+            "versioning": s.datastores.object_storage.versioning,
+            "lifecycle_days": _storage_policy(region)["lifecycle_days"],
+            "replication": _bucket_names_of_partner(plan, region),
+            "log_retention_days": sec.audit_log_retention_days,
+        },
+        "data_hosts": {"hosts": host_map, "internal_domain": region.internal_domain},
+        "waf": {**_waf(plan), "ddos_protection": plan.spec.edge.ddos_protection},
+        "load_balancer": {
+            "zones": [z.name for z in region.zones],
+            "public_zone": plan.spec.organization.domain,
+            "hostnames": public_hostnames(plan, region),
+            "min_tls_version": "TLS_" + sec.tls_min_version.replace(".", "_"),
+            "health_check_path": plan.spec.edge.dns.health_check_path,
+            "max_rate_per_endpoint": math.ceil(per_pod),
+        },
+        "backup": _gcp_backups(plan, region),
+        "budget": {**_budget(plan, region), "tag_key": "region", "tag_value": region.name},
+    }
+
+
+def _gcp_firewall(region: RegionPlan) -> list[dict]:
+    """One firewall rule per host group and source set (GCP rules have one source list each)."""
+    out = []
+    for group, rules in ingress_rules(region).items():
+        by_source: dict[tuple, list[str]] = {}
+        for r in rules:
+            ports = str(r["from_port"]) if r["from_port"] == r["to_port"] else f"{r['from_port']}-{r['to_port']}"
+            by_source.setdefault(tuple(r["cidr_blocks"]), []).append(ports)
+        for i, (sources, ports) in enumerate(sorted(by_source.items())):
+            tag = group.replace("_", "-")
+            out.append({"name": f"{tag}-{i + 1}", "target_tag": tag, "ports": ports, "source_ranges": list(sources)})
+    return out
+
+
+def _bucket_names_of_partner(plan: PlatformPlan, region: RegionPlan) -> dict | None:
+    partner = _partner(plan, region)
+    if partner is None or not region.settings.datastores.object_storage.replicate_to_dr_partner:
+        return None
+    return {"data_bucket": partner.data_bucket, "backup_bucket": partner.backup_bucket}
+
+
+ARGS = {"aws": _aws_args, "gcp": _gcp_args}
 
 
 def files(plan: PlatformPlan, region: RegionPlan) -> dict[str, tuple[str, dict]]:
@@ -214,11 +336,13 @@ def files(plan: PlatformPlan, region: RegionPlan) -> dict[str, tuple[str, dict]]
         "name": prefix(plan, region),
         "tags": dict(region.tags),
         "account": plan.spec.clouds[cloud].account,
+        "dns_account": plan.spec.clouds["aws"].account if "aws" in plan.spec.clouds else None,
+        "dns_region": plan.spec.clouds["aws"].state.region if "aws" in plan.spec.clouds else "us-east-1",
         "args": ARGS[cloud](plan, region),
         "backend_type": backend_type,
         "backend": backend,
     }
-    out = {"versions.tf": ("versions.tf.j2", provider_requirements([cloud]))}
+    out = {"versions.tf": ("versions.tf.j2", provider_requirements(root_clouds(cloud)))}
     out["backend.tf"] = ("backend.tf.j2", context)
     for part in ("main", "providers", "variables", "outputs"):
         out[f"{part}.tf"] = (f"regions/{cloud}/{part}.tf.j2", context)

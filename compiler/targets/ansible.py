@@ -19,12 +19,14 @@ from compiler.targets import _ansible_inventory as inventory
 from compiler.targets import _ansible_site as site
 from compiler.targets._ansible_role import Role
 from compiler.targets._ansible_roles_base import backups, common, node_exporter
-from compiler.targets._ansible_roles_data import pgbouncer, postgresql, redis
+from compiler.targets._ansible_roles_data import pgbouncer, postgresql
+from compiler.targets._ansible_roles_redis import redis
 from compiler.targets._ansible_roles_search import elasticsearch
+from compiler.targets._ansible_roles_tls import tls
 
 NAME = "ansible"
 ROOT = "ansible"
-ROLE_BUILDERS = (common, node_exporter, postgresql, pgbouncer, redis, elasticsearch, backups)
+ROLE_BUILDERS = (common, node_exporter, tls, postgresql, pgbouncer, redis, elasticsearch, backups)
 
 
 MD_BANNER = banner("<!--").rstrip("\n") + " -->"

@@ -19,7 +19,7 @@ from compiler.formats.hcl import FILTERS
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.render import banner, render
 from compiler.targets import _terraform_docs, _terraform_global, _terraform_region
-from compiler.targets._terraform_common import MODULES, ROOT, provider_requirements
+from compiler.targets._terraform_common import EXTRA_PROVIDERS, MODULES, ROOT, provider_requirements
 
 NAME = "terraform"
 HEADER = banner("#")
@@ -32,13 +32,13 @@ def _render(template: str, **context) -> str:
 @lru_cache(maxsize=None)
 def _module_files(cloud: str) -> tuple[tuple[str, str], ...]:
     """The cloud's module library: static HCL, identical for every spec that uses the cloud."""
-    versions = _render("versions.tf.j2", **provider_requirements([cloud]))
     out = []
     for module in MODULES[cloud]:
         base = f"{ROOT}/modules/{cloud}/{module}"
         for part in ("main", "variables", "outputs"):
             out.append((f"{base}/{part}.tf", _render(f"modules/{cloud}/{module}/{part}.tf.j2")))
-        out.append((f"{base}/versions.tf", versions))
+        clouds = [cloud, *EXTRA_PROVIDERS.get((cloud, module), ())]
+        out.append((f"{base}/versions.tf", _render("versions.tf.j2", **provider_requirements(clouds))))
     return tuple(out)
 
 
