@@ -6,7 +6,7 @@ from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets import _datastores_pgbouncer as pgbouncer
 from compiler.targets import _datastores_postgres as postgres
 from compiler.targets import _datastores_redis as redis
-from compiler.targets._datastores_shards import franchises_per_shard, routing_runs
+from compiler.targets._datastores_shards import franchises_per_shard, routes
 
 GROUPS = {"postgres_primary": "PostgreSQL primary", "postgres_replicas": "PostgreSQL read replica",
           "pgbouncer": "PgBouncer", "redis_cluster": "Redis"}
@@ -108,11 +108,12 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
     rows = [[s.number, s.database, f"{s.first_id}-{s.last_id}" if not plan.registry else "(registry)",
              counts[s.number], s.region + (" (this region)" if s.region == region.name else ""), f"`{s.host}:{s.port}`"]
             for s in plan.shards]
-    runs = routing_runs(plan)
+    shard_routes = routes(plan)
+    spans = sum(len(r.ranges) for r in shard_routes)
     out += ["### Shard routing\n",
             f"`shards.sql` fills `franchise_shard_map` in each of this region's {len(region.shards)} shard databases with "
-            f"all {sum(r.count for r in runs):,} franchises of the platform "
-            + (f"({len(runs)} runs of consecutive ids from the registry)" if plan.registry else "(one id range per shard)")
+            f"all {sum(r.count for r in shard_routes):,} franchises of the platform "
+            + (f"(from the registry: {spans} ranges of consecutive ids)" if plan.registry else "(one id range per shard)")
             + "; `setup.psql` creates the databases and applies the SQL files: "
               "`psql -X -v ON_ERROR_STOP=1 -d postgres -f setup.psql` (not in a single transaction: CREATE DATABASE "
               "cannot run in one).\n",

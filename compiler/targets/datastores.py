@@ -28,7 +28,7 @@ from compiler.render import banner, dump_json, render
 from compiler.targets import _datastores_pgbouncer as pgbouncer
 from compiler.targets import _datastores_postgres as postgres
 from compiler.targets import _datastores_redis as redis
-from compiler.targets._datastores_shards import routing_runs
+from compiler.targets._datastores_shards import routes
 
 NAME = "datastores"
 FILTERS = {"comment": comment, **redis_conf.FILTERS, **postgresql_conf.FILTERS, **pg_hba.FILTERS,
@@ -76,10 +76,10 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
                       else "No extension here needs shared_preload_libraries"))
     files["pgbouncer-auth.sql"] = _render(region, "pgbouncer-auth.sql.j2", banner=banner("--", spec),
                                           auth_user=ds.pgbouncer.auth_user, auth_password=ds.pgbouncer.auth_password)
-    runs = routing_runs(plan)
+    shard_routes = routes(plan)
     files["shards.sql"] = _render(
-        region, "shards.sql.j2", banner=banner("--", spec), runs=runs, key=plan.spec.sharding.key,
-        total=sum(r.count for r in runs), shards_total=len(plan.shards), regions_total=len(plan.regions),
+        region, "shards.sql.j2", banner=banner("--", spec), routes=shard_routes, key=plan.spec.sharding.key,
+        total=sum(r.count for r in shard_routes), shards_total=len(plan.shards), regions_total=len(plan.regions),
         source=("explicit placements from sharding.registry_file" if plan.registry
                 else f"id ranges of {plan.spec.sharding.franchises_per_shard} per shard"))
     replication = postgres.self_managed(region) and (ds.postgres.read_replicas or ds.postgres.cross_region_standby)
