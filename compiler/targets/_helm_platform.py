@@ -96,7 +96,7 @@ def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
         "topologySpreadConstraints": zone_spread({"app.kubernetes.io/name": "kong"}),
         "resources": {"requests": {"cpu": "1000m", "memory": "1Gi"}, "limits": {"cpu": "2000m", "memory": "2Gi"}},
         "serviceMonitor": {"enabled": True},  # /metrics on the status port (prometheus plugin)
-        "podLabels": {"app.kubernetes.io/part-of": region.tags["org"], "platformc.io/region": region.name},
+        "podLabels": {"app.kubernetes.io/part-of": region.tags["org"]},
     }
     if mesh:
         # In the mesh so the canary VirtualServices and strict mTLS apply to gateway traffic; the

@@ -7,10 +7,12 @@ point at. Every such name is defined once here, so the two outputs cannot drift 
 
 from __future__ import annotations
 
+import marshal
 import math
 from dataclasses import dataclass
 
 from compiler.ir import RegionPlan, ServicePlan
+from compiler.render import dump_yaml
 
 # Namespaces the Helm releases own (helmfile creates them).
 GATEWAY_NAMESPACE = "kong"
@@ -143,3 +145,33 @@ def cluster_name(org: str, region: RegionPlan) -> str:
     The IR has no cluster name yet; this is the convention the Terraform target is asked to follow.
     """
     return f"{org}-{region.name}"
+
+
+# Most documents are the same in every region of a cloud (only images, replicas, data-store CIDRs
+# and host names differ), and dumping YAML is the expensive part of both targets: each distinct
+# document is dumped once per process and its text reused. Bounded, so a long-lived process does
+# not grow it without limit.
+_DUMPED: dict[bytes, str] = {}
+_DUMPED_MAX = 10000
+
+
+def dumped(doc) -> str:
+    """Exactly compiler.render.dump_yaml(doc), memoised by the document's marshal form (types,
+    values and dict order: everything the YAML text depends on)."""
+    key = marshal.dumps(doc)
+    text = _DUMPED.get(key)
+    if text is None:
+        if len(_DUMPED) >= _DUMPED_MAX:
+            _DUMPED.clear()
+        text = _DUMPED[key] = dump_yaml(doc)
+    return text
+
+
+def dump_document(doc, header: str) -> str:
+    """Exactly dump_yaml(doc, header=header) (tests hold it to that)."""
+    return header + dumped(doc)
+
+
+def dump_documents(docs, header: str) -> str:
+    """Exactly compiler.render.dump_yaml_all(docs, header=header) (tests hold it to that)."""
+    return header + "---\n" + "---\n".join(dumped(d) for d in docs)

@@ -133,11 +133,9 @@ def deployment(svc: ServicePlan, region: RegionPlan, track: Track) -> dict:
         "startupProbe": _probe(svc, 5, 60),  # up to 5 minutes to start (model loading)
         "readinessProbe": _probe(svc, 5, 3),
         "livenessProbe": _probe(svc, 10, 3),
-        "securityContext": {
-            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "privileged": False,
-            "runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
-            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        # non-root user, group and seccomp come from the pod's securityContext
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     if not container["env"]:

@@ -22,7 +22,7 @@ from compiler.targets import _helm_platform as platform
 from compiler.targets._helm_charts import CHARTS, Chart
 from compiler.targets._kubernetes_common import (BANNER_SPEC, GATEWAY_NAMESPACE, INGRESS_GATEWAY_RELEASE,
                                                  INGRESS_NAMESPACE, ISTIO_NAMESPACE, MONITORING_NAMESPACE,
-                                                 SYSTEM_NAMESPACE, cluster_name, mesh_enabled)
+                                                 SYSTEM_NAMESPACE, cluster_name, dump_document, mesh_enabled)
 
 NAME = "helm"
 
@@ -127,5 +127,18 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
         header = (banner("#", BANNER_SPEC)
                   + f"# Values for release {r.name}: chart {r.chart.repo}/{r.chart.chart} {r.chart.version} "
                     f"in namespace {r.namespace} ({r.purpose}).\n")
-        out[f"{base}/{values_file(r)}"] = dump_yaml(r.values(plan, region), header=header)
+        out[f"{base}/{values_file(r)}"] = dump_document(r.values(plan, region), header)
     return out
+
+
+def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
+    rels, skipped = releases(plan, region)
+    lines = ["## Helm releases", "",
+             f"`helmfile -f generated/helm/{region.name}/helmfile.yaml apply` (kube context "
+             f"`{cluster_name(plan.spec.organization.name, region)}`), then the Kubernetes manifests.", "",
+             "| release | namespace | chart | version | purpose |", "|---|---|---|---|---|"]
+    lines += [f"| {r.name} | `{r.namespace}` | {r.chart.repo}/{r.chart.chart} | {r.chart.version} | {r.purpose} |" for r in rels]
+    if skipped:
+        lines.append("")
+        lines += [f"- Not deployed: {s}" for s in skipped]
+    return "\n".join(lines) + "\n"

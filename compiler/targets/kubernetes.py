@@ -12,11 +12,9 @@ istio-ingress namespaces): `kubectl apply -f generated/kubernetes/<region>/`.
 
 from __future__ import annotations
 
-import json
-
 from compiler.ir import PlatformPlan, RegionPlan, ServicePlan
-from compiler.render import banner, dump_yaml_all
-from compiler.targets._kubernetes_common import BANNER_SPEC, mesh_enabled, tracks
+from compiler.render import banner
+from compiler.targets._kubernetes_common import BANNER_SPEC, dump_documents, mesh_enabled, tracks
 from compiler.targets._kubernetes_mesh import canary_routing, ingress, strict_mtls
 from compiler.targets._kubernetes_policy import identity, namespace, network_policies, quotas
 from compiler.targets._kubernetes_workloads import deployment, hpa, pdb, services
@@ -47,28 +45,6 @@ def service_objects(svc: ServicePlan, region: RegionPlan) -> list[dict]:
     return docs
 
 
-# Most objects are the same in every region of a cloud (only images, replicas and data-store
-# CIDRs differ), and dumping YAML is the expensive part of this target: each distinct document
-# is dumped once and its text reused. Bounded, so a long-lived process does not grow it forever.
-_DUMPED: dict[str, str] = {}
-_DUMPED_MAX = 10000
-
-
-def dump_documents(docs: list[dict], header: str) -> str:
-    """Exactly dump_yaml_all(docs, header) (a test holds it to that), with each document's text
-    memoised by its JSON form: same JSON, same dict order, same YAML."""
-    parts = []
-    for doc in docs:
-        key = json.dumps(doc)
-        text = _DUMPED.get(key)
-        if text is None:
-            if len(_DUMPED) >= _DUMPED_MAX:
-                _DUMPED.clear()
-            text = _DUMPED[key] = dump_yaml_all([doc])[len("---\n"):]
-        parts.append(text)
-    return header + "---\n" + "---\n".join(parts)
-
-
 def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
     base = f"kubernetes/{region.name}"
     out = {f"{base}/{svc.name}.yaml": dump_documents(service_objects(svc, region), _header(region, f"Service {svc.name}"))
@@ -94,8 +70,8 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
         "## Kubernetes workloads",
         "",
         f"Manifests: `generated/kubernetes/{region.name}/`. HPAs target {a.target_cpu_utilization} % CPU and "
-        f"{a.target_memory_utilization} % memory of the requests. Per-pod resources are requests / limits. "
-        "Deployments lists every Deployment with its replicas (initial = HPA minimum) and HPA bounds.",
+        f"{a.target_memory_utilization} % memory of the requests. Each Deployment is listed with its initial "
+        "replicas (the HPA minimum) and its HPA bounds; resources are per pod.",
         "",
         "| service | namespace | node pool | deployments (replicas, HPA min-max) | requests | limits | rollout |",
         "|---|---|---|---|---|---|---|",

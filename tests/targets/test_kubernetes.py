@@ -1,0 +1,494 @@
+"""Kubernetes target: the manifests validated by the real tools, and read back against the plan.
+
+Cases: both golden cases plus a variant of the two-region fixture with the mesh, tracing, RBAC and
+NetworkPolicies off and a managed search service (the code paths the golden cases do not take).
+Tools: kubernetes-validate --strict (Kubernetes 1.30 schemas; an unknown kind is a failure here),
+@kubernetes-models/istio 2.3.0 in strict mode (tests/tools/istio-validate.js), checkov's
+Kubernetes policies, yamllint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+from collections import Counter
+from functools import lru_cache
+
+import pytest
+import yaml
+
+from compiler.pipeline import compile_file, compile_text
+from compiler.render import dump_yaml_all
+from compiler.targets import kubernetes
+from compiler.targets._kubernetes_common import (GPU_RESOURCE, NODE_POOL_LABEL, SIDECAR_LIMITS, SIDECAR_REQUESTS,
+                                                 canary_replicas, tracks)
+from compiler.targets._kubernetes_policy import datastore_ports
+from tests.conftest import IN_CI, REPO, require_tool
+
+K8S_VERSION = "1.30.0"
+NODE_MODULES = REPO / ".tools" / "node" / "node_modules"
+TWO_REGION = (REPO / "tests/cases/two-region/platform.yaml").read_text()
+YAMLLINT_CONFIG = """\
+extends: default
+rules:
+  document-start: disable
+  line-length: {max: 200}
+  truthy: {check-keys: false}
+  comments: {min-spaces-from-content: 1}
+  indentation: {spaces: consistent, indent-sequences: whatever}
+"""
+
+
+def variant_text() -> str:
+    """two-region with the optional parts off: no mesh, tracing, RBAC or NetworkPolicies; use1's
+    search is managed (no Elasticsearch hosts)."""
+    text = TWO_REGION.replace(
+        "settings:\n  kubernetes:\n    min_nodes: 6",
+        "settings:\n  security: {network_policies: false, rbac: false}\n"
+        "  monitoring: {tracing: false, grafana: false, alertmanager: false}\n"
+        "  kubernetes:\n    istio: false\n    min_nodes: 6")
+    text = text.replace("traffic_share: 60, dr_partner: euw1, cidr: 10.20.0.0/16}",
+                        "traffic_share: 60, dr_partner: euw1, cidr: 10.20.0.0/16,\n"
+                        "     settings: {datastores: {elasticsearch: {deployment: managed}}}}")
+    assert text.count("istio: false") == 1 and "deployment: managed" in text
+    return text
+
+
+@lru_cache(maxsize=None)
+def plan_of(case: str):
+    if case == "variant":
+        return compile_text(variant_text(), "variant.yaml").plan
+    return compile_file(str(REPO / "tests/cases" / case / "platform.yaml")).plan
+
+
+CASES = ("reference", "two-region", "variant")
+
+
+@lru_cache(maxsize=None)
+def emitted(case: str) -> dict[str, str]:
+    plan = plan_of(case)
+    out = {}
+    for r in plan.regions:
+        out.update(kubernetes.emit_region(plan, r))
+    return out
+
+
+@lru_cache(maxsize=None)
+def documents(case: str) -> dict[str, list[dict]]:
+    return {path: [d for d in yaml.safe_load_all(text) if d is not None] for path, text in emitted(case).items()}
+
+
+def region_docs(case: str, region: str) -> list[dict]:
+    return [d for path, docs in documents(case).items() if path.split("/")[1] == region for d in docs]
+
+
+def find(docs, kind, name, namespace=None):
+    hits = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name
+            and (namespace is None or d["metadata"].get("namespace") == namespace)]
+    assert len(hits) == 1, f"{kind} {namespace}/{name}: {len(hits)} found"
+    return hits[0]
+
+
+def is_istio(doc) -> bool:
+    return doc["apiVersion"].split("/")[0].endswith("istio.io")
+
+
+def services():
+    for case in CASES:
+        plan = plan_of(case)
+        for r in plan.regions:
+            for svc in r.services:
+                yield case, plan, r, svc
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """Every case's manifests written out, for the command-line tools."""
+    root = tmp_path_factory.mktemp("kubernetes")
+    for case in CASES:
+        for rel, text in emitted(case).items():
+            p = root / case / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)
+    return root
+
+
+# ------------------------------------------------------------------ the real tools
+
+
+def test_kubernetes_validate_strict(tree):
+    tool = require_tool("kubernetes-validate")
+    files = sorted(str(p) for p in tree.rglob("*.yaml"))
+    res = subprocess.run([tool, "--strict", "-k", K8S_VERSION, *files], capture_output=True, text=True, timeout=600)
+    lines = res.stdout.splitlines() + res.stderr.splitlines()
+    errors = [l for l in lines if l.startswith("ERROR")]
+    # an unknown kind is only a warning for the tool: every warning must be an Istio kind, which
+    # kubernetes-validate has no schema for and the next test validates
+    unexpected = [l for l in lines if l.startswith("WARN") and not re.search(r"api version \S*istio\.io/", l)]
+    assert not errors and not unexpected, "\n".join(errors + unexpected)
+    core = sum(1 for c in CASES for docs in documents(c).values() for d in docs if not is_istio(d))
+    istio = sum(1 for c in CASES for docs in documents(c).values() for d in docs if is_istio(d))
+    assert sum(l.startswith("INFO") for l in lines) == core, "every core object validated"
+    assert sum(l.startswith("WARN") for l in lines) == istio
+    assert res.returncode == 0
+
+
+def _istio_validate(docs: list[dict]) -> subprocess.CompletedProcess:
+    node = require_tool("node")
+    if not (NODE_MODULES / "@kubernetes-models" / "istio").is_dir():
+        message = "@kubernetes-models/istio is not installed (run `make tools`)"
+        pytest.fail(message) if IN_CI else pytest.skip(message)
+    return subprocess.run([node, str(REPO / "tests/tools/istio-validate.js"), str(NODE_MODULES)],
+                          input=json.dumps(docs), capture_output=True, text=True, timeout=300)
+
+
+def test_istio_objects_validate_strictly():
+    payload = [{"file": f"{case}/{path}", "index": i, "doc": d}
+               for case in CASES for path, docs in documents(case).items() for i, d in enumerate(docs) if is_istio(d)]
+    kinds = Counter(p["doc"]["kind"] for p in payload)
+    assert {"VirtualService", "DestinationRule", "PeerAuthentication", "Gateway"} <= set(kinds)
+    res = _istio_validate(payload)
+    ok = [l for l in res.stdout.splitlines() if l.startswith("OK ")]
+    assert res.returncode == 0 and len(ok) == len(payload), res.stdout + res.stderr
+
+
+def test_istio_strict_mode_catches_typos():
+    """The strict check is not vacuous: a misspelt field and a wrong type are refused."""
+    vs = next(d for docs in documents("reference").values() for d in docs if d["kind"] == "VirtualService"
+              and d["spec"]["http"][-1].get("name") == "weighted")
+    typo = json.loads(json.dumps(vs))
+    route = typo["spec"]["http"][-1]["route"][0]
+    route["weigth"] = route.pop("weight")
+    wrong_type = json.loads(json.dumps(vs))
+    wrong_type["spec"]["hosts"] = wrong_type["spec"]["hosts"][0]
+    res = _istio_validate([{"file": "typo", "index": 0, "doc": typo}, {"file": "type", "index": 0, "doc": wrong_type}])
+    assert res.returncode == 1
+    assert res.stdout.count("ERROR") == 2 and "weigth" in res.stdout, res.stdout
+
+
+def test_checkov_kubernetes_policies(tree, tmp_path):
+    """checkov's Kubernetes policies pass, or are skipped with a reason written on the object.
+    One reference region and the two small cases: every region's manifests are built by the same
+    code, and checkov takes ~0.2 s per file."""
+    checkov = require_tool("checkov")
+    scan = tmp_path / "scan"
+    for case, region in (("reference", "eu-west-2"), ("two-region", None), ("variant", None)):
+        for p in (tree / case / "kubernetes").rglob("*.yaml"):
+            if region is None or p.parent.name == region:
+                dest = scan / case / p.relative_to(tree / case)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_text(p.read_text())
+    env = dict(os.environ, BC_SKIP_MAPPING="TRUE", CHECKOV_RUN_SCA_PACKAGE_SCAN_V2="false")
+    env.pop("BC_API_KEY", None)
+    res = subprocess.run([checkov, "-d", str(scan), "--framework", "kubernetes", "--compact", "-o", "json"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    report = json.loads(res.stdout)
+    report = report[0] if isinstance(report, list) else report
+    summary, results = report["summary"], report["results"]
+    failed = [(c["check_id"], c["resource"], c["file_path"]) for c in results["failed_checks"]]
+    assert not failed, failed
+    assert summary["parsing_errors"] == 0 and summary["passed"] > 1000
+    skipped = results["skipped_checks"]
+    assert {c["check_id"] for c in skipped} == {"CKV_K8S_43", "CKV_K8S_35"}
+    assert all(len(c["check_result"].get("suppress_comment", "")) > 20 for c in skipped), "every skip says why"
+
+
+def test_yamllint_clean(tree, tmp_path):
+    yamllint = require_tool("yamllint")
+    cfg = tmp_path / "yamllint.yaml"
+    cfg.write_text(YAMLLINT_CONFIG)
+    res = subprocess.run([yamllint, "-s", "-f", "parsable", "-c", str(cfg), str(tree)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout
+
+
+# ------------------------------------------------------------------ read back against the plan
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_no_two_objects_share_kind_namespace_name(case):
+    plan = plan_of(case)
+    for r in plan.regions:
+        keys = Counter((d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in region_docs(case, r.name))
+        assert not [k for k, n in keys.items() if n > 1]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_files_are_dump_yaml_all_of_the_objects(case):
+    """The memoised dump is byte for byte compiler.render.dump_yaml_all; every file has the banner,
+    the Namespace first, LF endings and a final newline; emission is deterministic."""
+    plan = plan_of(case)
+    for r in plan.regions:
+        files = kubernetes.emit_region(plan, r)
+        assert files == kubernetes.emit_region(plan, r)
+        for svc in r.services:
+            text = files[f"kubernetes/{r.name}/{svc.name}.yaml"]
+            header = text[: text.index("---\n")]
+            assert text == dump_yaml_all(kubernetes.service_objects(svc, r), header=header)
+            assert header.startswith("# Generated by platformc from platform.yaml - do not edit")
+            assert "\r" not in text and text.endswith("\n")
+            assert next(yaml.safe_load_all(text))["kind"] == "Namespace"
+
+
+def test_replicas_resources_and_images_equal_the_plan():
+    for case, plan, r, svc in services():
+        docs = region_docs(case, r.name)
+        ts = tracks(svc)
+        assert len(ts) == {"rolling": 1, "canary": 2, "blue-green": 2}[svc.rollout.type]
+        for t in ts:
+            dep = find(docs, "Deployment", t.deployment, svc.namespace)
+            hpa = find(docs, "HorizontalPodAutoscaler", t.deployment, svc.namespace)
+            pod = dep["spec"]["template"]
+            c = pod["spec"]["containers"][0]
+            if t.id in ("stable", "v1", "blue", "green"):
+                assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (svc.replicas_min, svc.replicas_max)
+            else:  # the canary subset: its weight's share of the range, at least one pod
+                lo = max(1, math.ceil(svc.replicas_min * svc.rollout.canary_weight / 100))
+                assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == canary_replicas(svc)
+                assert hpa["spec"]["minReplicas"] == lo
+            assert dep["spec"]["replicas"] == hpa["spec"]["minReplicas"]
+            assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": t.deployment}
+            assert c["resources"]["requests"] == {"cpu": svc.requests.cpu, "memory": svc.requests.memory}
+            limits = {"cpu": svc.limits.cpu, "memory": svc.limits.memory}
+            if svc.limits.gpu:
+                limits[GPU_RESOURCE] = str(svc.limits.gpu)
+            assert c["resources"]["limits"] == limits
+            assert c["image"] == f"{svc.image}:{t.tag}"
+            assert c["ports"] == [{"name": "http", "containerPort": svc.port, "protocol": "TCP"}]
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                assert c[probe]["httpGet"] == {"path": svc.health_path, "port": "http"}
+            assert dep["spec"]["selector"]["matchLabels"] == t.labels
+            assert t.labels.items() <= pod["metadata"]["labels"].items()
+            assert pod["spec"]["serviceAccountName"] == svc.name
+            spread = {s["topologyKey"]: s for s in pod["spec"]["topologySpreadConstraints"]}
+            assert spread["topology.kubernetes.io/zone"]["whenUnsatisfiable"] == "DoNotSchedule"
+            assert spread["topology.kubernetes.io/zone"]["labelSelector"]["matchLabels"] == t.labels
+            assert pod["spec"]["nodeSelector"] == {NODE_POOL_LABEL: svc.node_pool}
+            pdb = find(docs, "PodDisruptionBudget", t.deployment, svc.namespace)
+            assert pdb["spec"]["selector"]["matchLabels"] == t.labels
+
+
+def test_rollout_images_follow_the_strategy():
+    plan = plan_of("reference")
+    r = plan.region("us-east-1")
+    docs = region_docs("reference", r.name)
+    fr = r.service("franchise")  # blue-green: blue 2.1.0 live, green 2.2.0
+    assert find(docs, "Deployment", "franchise-blue")["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":2.1.0")
+    assert find(docs, "Deployment", "franchise-green")["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":2.2.0")
+    assert find(docs, "Service", "franchise", fr.namespace)["spec"]["selector"] == {"app": "franchise", "version": "blue"}
+    assert find(docs, "Service", "franchise-preview", fr.namespace)["spec"]["selector"] == {"app": "franchise", "version": "green"}
+    # two-region: web is blue-green with green live
+    web_docs = region_docs("two-region", "use1")
+    assert find(web_docs, "Service", "web", "web")["spec"]["selector"] == {"app": "web", "version": "green"}
+
+
+def test_hpa_targets_and_behaviour_are_the_seeds():
+    for case, plan, r, svc in services():
+        a = r.settings.autoscaling
+        for t in tracks(svc):
+            spec = find(region_docs(case, r.name), "HorizontalPodAutoscaler", t.deployment, svc.namespace)["spec"]
+            targets = {m["resource"]["name"]: m["resource"]["target"] for m in spec["metrics"]}
+            assert targets == {"cpu": {"type": "Utilization", "averageUtilization": a.target_cpu_utilization},
+                               "memory": {"type": "Utilization", "averageUtilization": a.target_memory_utilization}}
+            if case == "reference":  # the seed's numbers, literally
+                assert targets["cpu"]["averageUtilization"] == 70 and targets["memory"]["averageUtilization"] == 80
+                assert spec["behavior"] == {
+                    "scaleUp": {"stabilizationWindowSeconds": 60, "policies": [{"type": "Percent", "value": 50, "periodSeconds": 60}]},
+                    "scaleDown": {"stabilizationWindowSeconds": 300, "policies": [{"type": "Percent", "value": 10, "periodSeconds": 60}]},
+                }
+
+
+def test_canary_routes_header_first_then_weights():
+    for case, plan, r, svc in services():
+        if svc.rollout.type != "canary":
+            continue
+        docs = region_docs(case, r.name)
+        if not r.settings.kubernetes.istio:
+            assert not [d for d in docs if is_istio(d)]
+            assert find(docs, "Service", svc.name, svc.namespace)["spec"]["selector"] == {"app": svc.name}
+            continue
+        ro = svc.rollout
+        vs = find(docs, "VirtualService", svc.name, svc.namespace)["spec"]
+        dr = find(docs, "DestinationRule", svc.name, svc.namespace)["spec"]
+        assert vs["hosts"] == [svc.dns_name] and dr["host"] == svc.dns_name
+        assert {s["name"]: s["labels"] for s in dr["subsets"]} == {"v1": {"app": svc.name, "version": "v1"},
+                                                                    "v2": {"app": svc.name, "version": "v2"}}
+        first, last = vs["http"][0], vs["http"][-1]
+        assert first["match"] == [{"headers": {ro.header_match.name: {"exact": ro.header_match.exact}}}]
+        assert [d["destination"]["subset"] for d in first["route"]] == ["v2"]
+        assert [(d["destination"]["subset"], d["weight"]) for d in last["route"]] == [
+            ("v1", ro.stable_weight), ("v2", ro.canary_weight)]
+    user = find(region_docs("reference", "us-east-1"), "VirtualService", "user", "user")["spec"]
+    assert user["http"][0]["match"] == [{"headers": {"end-user": {"exact": "beta-tester"}}}]
+    assert [d["weight"] for d in user["http"][1]["route"]] == [90, 10]
+
+
+def test_network_policies_follow_the_service_graph():
+    for case, plan, r, svc in services():
+        docs = region_docs(case, r.name)
+        policies = {d["metadata"]["name"]: d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["namespace"] == svc.namespace}
+        if not r.settings.security.network_policies:
+            assert not policies
+            continue
+        assert policies["default-deny"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+        allow = policies[svc.name]["spec"]
+        ns_of = {s.name: s.namespace for s in r.services}
+
+        def peers(rules):
+            return {(p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+                     p.get("podSelector", {}).get("matchLabels", {}).get("app"), port["port"])
+                    for rule in rules for p in rule.get("from", rule.get("to", [])) if "namespaceSelector" in p
+                    for port in rule["ports"]}
+
+        inbound = peers(allow["ingress"])
+        outbound = peers(allow["egress"])
+        for caller in svc.dependents:
+            assert (ns_of[caller], caller, svc.port) in inbound
+        assert (("kong", None, svc.port) in inbound) == bool(svc.routes)
+        assert ("monitoring", None, svc.port) in inbound
+        for dep in svc.depends_on:
+            assert (ns_of[dep], dep, r.service(dep).port) in outbound
+        assert ("kube-system", None, 53) in outbound
+        callers = {(ns, app) for ns, app, _ in inbound} - {("kong", None), ("monitoring", None)}
+        assert callers == {(ns_of[c], c) for c in svc.dependents}, "no edge the spec does not have"
+        stores = policies.get(f"{svc.name}-datastores")
+        ports = datastore_ports(r)
+        wanted = sorted({p for u in svc.uses if u in ports for p in ports[u]})
+        if not wanted and "object-storage" not in svc.uses:
+            assert stores is None
+            continue
+        egress = stores["spec"]["egress"]
+        private = [{"ipBlock": {"cidr": z.private_cidr}} for z in r.zones]
+        if wanted:
+            assert {"to": private, "ports": [{"protocol": "TCP", "port": p} for p in wanted]} in egress
+        assert any(rule["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}] for rule in egress) == ("object-storage" in svc.uses)
+
+
+def test_datastore_ports_are_the_specs():
+    r = plan_of("reference").region("us-east-1")
+    ds = r.settings.datastores
+    assert datastore_ports(r) == {"postgres": [ds.pgbouncer.port], "redis": [ds.redis.port], "elasticsearch": [9200]}
+
+
+def test_secrets_are_references_never_values():
+    for case, plan, r, svc in services():
+        text = emitted(case)[f"kubernetes/{r.name}/{svc.name}.yaml"]
+        docs = region_docs(case, r.name)
+        for t in tracks(svc):
+            dep = find(docs, "Deployment", t.deployment, svc.namespace)
+            env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+            for var in svc.secrets:
+                assert env[var] == {"name": var, "valueFrom": {"secretKeyRef": {"name": svc.name, "key": var}}}
+            sources = dep["metadata"]["annotations"].get("platformc.io/secret-sources")
+            assert (json.loads(sources) if sources else {}) == dict(svc.secrets)
+        for ref in svc.secrets.values():  # the reference appears only inside the annotation
+            assert text.count(ref) == len(tracks(svc))
+    assert not [d for c in CASES for docs in documents(c).values() for d in docs if d["kind"] == "Secret"]
+
+
+def test_gpu_services_land_on_the_gpu_pool():
+    seen = 0
+    for case, plan, r, svc in services():
+        if not svc.gpu_pool:
+            continue
+        seen += 1
+        for t in tracks(svc):
+            spec = find(region_docs(case, r.name), "Deployment", t.deployment, svc.namespace)["spec"]["template"]["spec"]
+            assert spec["nodeSelector"] == {NODE_POOL_LABEL: svc.node_pool}
+            assert {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"} in spec["tolerations"]
+            assert spec["containers"][0]["resources"]["limits"][GPU_RESOURCE] == str(svc.limits.gpu)
+    assert seen >= 12
+
+
+def _quantity(q: str) -> float:
+    if q.endswith("m"):
+        return int(q[:-1]) / 1000
+    for suffix, factor in (("Ki", 1 / 1024), ("Mi", 1), ("Gi", 1024)):
+        if q.endswith(suffix):
+            return int(q[: -len(suffix)]) * factor
+    return float(q)
+
+
+def test_quota_admits_every_pod_at_the_hpa_ceiling_during_a_rollout():
+    for case, plan, r, svc in services():
+        docs = region_docs(case, r.name)
+        hard = find(docs, "ResourceQuota", svc.name, svc.namespace)["spec"]["hard"]
+        mesh = r.settings.kubernetes.istio
+        pods = 0
+        for t in tracks(svc):
+            dep = find(docs, "Deployment", t.deployment, svc.namespace)["spec"]
+            surge = dep["strategy"]["rollingUpdate"]["maxSurge"]
+            pods += t.replicas_max + math.ceil(t.replicas_max * int(surge.rstrip("%")) / 100)
+        assert int(hard["pods"]) == pods
+        side_cpu = SIDECAR_REQUESTS["cpu_m"] / 1000 if mesh else 0
+        side_mem = SIDECAR_REQUESTS["memory_mi"] if mesh else 0
+        assert _quantity(hard["requests.cpu"]) == pytest.approx(pods * (svc.requests.cpu_millicores / 1000 + side_cpu))
+        assert _quantity(hard["requests.memory"]) == pytest.approx(pods * (svc.requests.memory_mib + side_mem))
+        lim_cpu = SIDECAR_LIMITS["cpu_m"] / 1000 if mesh else 0
+        assert _quantity(hard["limits.cpu"]) == pytest.approx(pods * (svc.limits.cpu_millicores / 1000 + lim_cpu))
+        assert hard.get(f"requests.{GPU_RESOURCE}") == (str(pods * svc.limits.gpu) if svc.limits.gpu else None)
+        lr = find(docs, "LimitRange", svc.name, svc.namespace)["spec"]["limits"][0]
+        assert lr["default"] == {"cpu": svc.limits.cpu, "memory": svc.limits.memory}
+
+
+def test_namespace_identity_and_mesh_switches():
+    for case, plan, r, svc in services():
+        docs = region_docs(case, r.name)
+        ns = find(docs, "Namespace", svc.namespace)
+        mesh = r.settings.kubernetes.istio
+        assert ns["metadata"]["labels"]["istio-injection"] == ("enabled" if mesh else "disabled")
+        sa = find(docs, "ServiceAccount", svc.name, svc.namespace)
+        assert sa["automountServiceAccountToken"] is False
+        roles = [d for d in docs if d["kind"] in ("Role", "RoleBinding") and d["metadata"]["namespace"] == svc.namespace]
+        if r.settings.security.rbac:
+            role = find(docs, "Role", svc.name, svc.namespace)
+            assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps", "secrets"],
+                                      "resourceNames": [svc.name], "verbs": ["get"]}]
+            binding = find(docs, "RoleBinding", svc.name, svc.namespace)
+            assert binding["subjects"] == [{"kind": "ServiceAccount", "name": svc.name, "namespace": svc.namespace}]
+        else:
+            assert not roles
+        pa = [d for d in docs if d["kind"] == "PeerAuthentication" and d["metadata"]["namespace"] == svc.namespace]
+        assert [p["spec"] for p in pa] == ([{"mtls": {"mode": "STRICT"}}] if mesh else [])
+    for case in CASES:
+        for r in plan_of(case).regions:
+            has_ingress = f"kubernetes/{r.name}/istio-ingress.yaml" in emitted(case)
+            assert has_ingress == r.settings.kubernetes.istio
+
+
+def test_ingress_hands_public_hosts_to_kong():
+    plan = plan_of("reference")
+    docs = region_docs("reference", "us-east-1")
+    gw = find(docs, "Gateway", "public", "istio-ingress")["spec"]
+    hosts = gw["servers"][0]["hosts"]
+    assert {"api.6fb.example.com", "app.6fb.example.com"} <= set(hosts)
+    vs = find(docs, "VirtualService", "public-to-kong", "istio-ingress")["spec"]
+    assert vs["hosts"] == hosts and vs["gateways"] == ["public"]
+    assert vs["http"][0]["route"][0]["destination"]["host"] == "kong-proxy.kong.svc.cluster.local"
+    assert plan.spec.organization.domain == "6fb.example.com"
+
+
+def test_kong_upstream_name_is_the_service_dns_name():
+    """Kong targets `svc.dns_name`: the Service of that name and namespace exists and serves the port."""
+    for case, plan, r, svc in services():
+        name, namespace = svc.dns_name.split(".")[:2]
+        s = find(region_docs(case, r.name), "Service", name, namespace)
+        assert s["spec"]["ports"][0]["port"] == svc.port
+
+
+def test_docs_table_lists_every_service():
+    for case in CASES:
+        plan = plan_of(case)
+        for r in plan.regions:
+            md = kubernetes.docs_region(plan, r)
+            assert md.startswith("## ")
+            rows = [l for l in md.splitlines() if l.startswith("| ") and not l.startswith("| service")]
+            assert len(rows) == len(r.services)
+            for svc, row in zip(r.services, rows):
+                assert row.startswith(f"| {svc.name} |")
+                for t in tracks(svc):
+                    assert f"`{t.deployment}` {t.replicas_min}, {t.replicas_min}-{t.replicas_max}" in row
+                assert svc.requests.cpu in row and svc.limits.memory in row
+                assert svc.rollout.type in row
