@@ -7,15 +7,16 @@ common role only renders what the spec allows.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 
 from compiler.errors import PlatformcError
 from compiler.ir import Host, PlatformPlan, RegionPlan
+from compiler.targets._datastores_postgres import PORT as POSTGRES_PORT
 from compiler.targets._ansible_text import literal, secret_var
 
 # inventory group -> the parent it sits under in hosts.yml (data hosts are reached through the bastion)
 DATA_GROUPS = ("postgres_primary", "postgres_replicas", "pgbouncer", "redis_cluster", "elasticsearch")
-POSTGRES_PORT = 5432
 ELASTICSEARCH_PORTS = (9200, 9300)
 SSH_PORT = 22
 
@@ -195,8 +196,9 @@ def vars_redis(plan: PlatformPlan, region: RegionPlan) -> dict:
         "redis_replicas_per_primary": r.replicas_per_primary,
         "redis_maxmemory_mb": r.maxmemory_mb,
         "redis_maxmemory_policy": r.maxmemory_policy,
-        # secret reference (as redis-topology.json names it) -> its lookup
-        "redis_secrets": {r.password: _secret(plan, region, r.password)},
+        # SHA-1 of a secret reference, as redis-topology.json names it -> the lookup of that secret
+        # (hashed: a reference may be longer than a YAML line should be)
+        "redis_secrets": {hashlib.sha1(r.password.encode()).hexdigest(): _secret(plan, region, r.password)},
         "common_firewall_service_rules": _service_rule(region, "Redis clients and the cluster bus",
                                                        [r.port, r.port + 10000]),
         # Hourly: application state (the Redis snapshot of each node that is a primary at run time).

@@ -3,12 +3,14 @@
 ONE SOURCE: the configuration files are the data-tier target's (generated/datastores/<region>/),
 deployed byte for byte with `copy` from `<role>_source_dir`; these roles never template them. The
 only templates here hold secrets the data tier must not: PgBouncer's auth_file and the replication
-passfile, rendered from lookups of the spec's references. Paths are the ones the data-tier files
-name (Debian layout, the passfile, the TLS directory).
+passfile, rendered from lookups of the spec's references. The paths, users and ports those files
+name come from the data-tier modules' own constants, so both targets always agree.
 """
 
 from __future__ import annotations
 
+from compiler.targets import _datastores_pgbouncer as data_pgbouncer
+from compiler.targets import _datastores_postgres as data_postgres
 from compiler.targets._ansible_role import (Role, apt, copy, expr, repository, service, services_ready_var, task,
                                             template, when_ready)
 from compiler.targets._ansible_roles_tls import TOPIC
@@ -50,7 +52,7 @@ def _pg_install() -> list:
         task("Install WAL-G, which the data tier's archive_command and restore_command run", "ansible.builtin.get_url",
              {"url": "https://github.com/wal-g/wal-g/releases/download/{{ postgresql_walg_version }}/"
                      "{{ postgresql_walg_asset }}",
-              "dest": "/usr/local/bin/wal-g", "owner": "root", "group": "root", "mode": "0755",
+              "dest": data_postgres.WALG, "owner": "root", "group": "root", "mode": "0755",
               "checksum": "{{ postgresql_walg_checksum | default(omit, true) }}"},
              when="postgresql_wal_archive"),
     ]
@@ -91,15 +93,13 @@ def _pg_primary() -> list:
 
 def _pg_clone() -> list:
     r = "postgresql"
-    conninfo = ("host={{ hostvars[postgresql_replica_of].ansible_host }} port={{ postgresql_port }}"
-                " user={{ postgresql_replication_user }} sslmode=verify-full sslrootcert={{ postgresql_tls_dir }}/ca.crt")
     return [
         service("Stop the empty cluster the package created", "{{ postgresql_service }}", r, state="stopped",
                 enabled=None),
         task("Remove the empty cluster", "ansible.builtin.file", {"path": "{{ postgresql_data_dir }}", "state": "absent"}),
         _as_postgres("Copy the primary with pg_basebackup", [
             "pg_basebackup", "--pgdata={{ postgresql_data_dir }}", "--wal-method=stream", "--checkpoint=fast",
-            "--no-password", "--dbname=" + conninfo], args={"creates": "{{ postgresql_data_dir }}/PG_VERSION"}),
+            "--no-password", "--dbname={{ postgresql_clone_conninfo }}"], args={"creates": "{{ postgresql_data_dir }}/PG_VERSION"}),
         copy("Make the copy a standby of the primary", "{{ postgresql_data_dir }}/standby.signal", mode="0600",
              owner="postgres", group="postgres", content=""),
         copy("Mark the replica as copied, so later runs never copy it again", "{{ postgresql_clone_marker }}",
@@ -127,17 +127,17 @@ def postgresql() -> Role:
         defaults={
             "postgresql_version": 15,
             "postgresql_extensions": [],
-            "postgresql_port": 5432,
+            "postgresql_port": data_postgres.PORT,
             "postgresql_wal_archive": True,
             "postgresql_source_dir": SOURCE_DIR,
             "postgresql_config_dir": "/etc/postgresql/{{ postgresql_version }}/main",
             "postgresql_data_dir": "/var/lib/postgresql/{{ postgresql_version }}/main",
             "postgresql_service": "postgresql@{{ postgresql_version }}-main",
-            "postgresql_tls_dir": "/etc/postgresql/tls",
-            "postgresql_passfile": "/var/lib/postgresql/.pgpass",
+            "postgresql_tls_dir": data_postgres.TLS_DIR,
+            "postgresql_passfile": data_postgres.PASSFILE,
             "postgresql_setup_dir": "/var/lib/postgresql/platformc",
             "postgresql_clone_marker": "/var/lib/postgresql/{{ postgresql_version }}/platformc-copied",
-            "postgresql_replication_user": "replicator",
+            "postgresql_replication_user": data_postgres.REPLICATION_USER,
             "postgresql_pgbouncer_auth_user": "pgbouncer",
             "postgresql_walg_version": "v3.0.7",
             "postgresql_walg_asset": "wal-g-pg-ubuntu-22.04-amd64",
@@ -161,6 +161,11 @@ def postgresql() -> Role:
                 "[postgresql_admin_password, postgresql_replication_password, postgresql_pgbouncer_auth_password]",
                 "| map('regex_replace', '^', inventory_hostname) | map('hash', 'sha256') | join('\\n')"),
             "postgresql_roles_sql": ROLES_SQL,
+            # how a replica reaches its primary to copy it (the password comes from the passfile)
+            "postgresql_clone_conninfo": expr(
+                "'host=' ~ hostvars[postgresql_replica_of].ansible_host ~ ' port=' ~ postgresql_port",
+                "~ ' user=' ~ postgresql_replication_user ~ ' sslmode=verify-full'",
+                "~ ' sslrootcert=' ~ postgresql_tls_dir ~ '/ca.crt'"),
         },
         tasks={
             "main": [
@@ -192,13 +197,20 @@ def _sql_literal(var: str) -> str:
     return "'{{ " + var + " | replace(\"'\", \"''\") }}'"
 
 
+def _set_password(role: str, password_var: str) -> str:
+    """ALTER ROLE ... PASSWORD, only when the role exists (setup.psql creates the replication role
+    only where there are replicas or a standby)."""
+    return (f"SELECT format('ALTER ROLE %I PASSWORD %L', rolname, {_sql_literal(password_var)})\n"
+            f"FROM pg_catalog.pg_roles WHERE rolname = '{{{{ {role} }}}}' \\gexec")
+
+
 # The passwords go through stdin, never argv, and this session logs no statements.
 ROLES_SQL = "\n".join([
     "SET log_statement = 'none';",
     "SET log_min_duration_statement = -1;",
     "ALTER ROLE postgres PASSWORD " + _sql_literal("postgresql_admin_password") + ";",
-    "ALTER ROLE {{ postgresql_replication_user }} PASSWORD " + _sql_literal("postgresql_replication_password") + ";",
-    "ALTER ROLE {{ postgresql_pgbouncer_auth_user }} PASSWORD " + _sql_literal("postgresql_pgbouncer_auth_password") + ";",
+    _set_password("postgresql_replication_user", "postgresql_replication_password"),
+    _set_password("postgresql_pgbouncer_auth_user", "postgresql_pgbouncer_auth_password"),
     "",
 ])
 
@@ -213,8 +225,8 @@ def pgbouncer() -> Role:
         defaults={
             "pgbouncer_source_dir": SOURCE_DIR,
             "pgbouncer_auth_user": "pgbouncer",
-            "pgbouncer_auth_file": "/etc/pgbouncer/userlist.txt",
-            "pgbouncer_tls_dir": "/etc/pgbouncer/tls",
+            "pgbouncer_auth_file": data_pgbouncer.AUTH_FILE,
+            "pgbouncer_tls_dir": data_pgbouncer.TLS_DIR,
         },
         vars=services_ready_var(r, "pgbouncer_install"),
         tasks={"main": [

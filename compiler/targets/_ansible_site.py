@@ -45,8 +45,8 @@ PLAYBOOKS = (
 )
 
 
-def yaml_header() -> str:
-    return banner("#") + "---\n"
+def yaml_header(spec: str) -> str:
+    return banner("#", spec) + "---\n"
 
 
 def playbook_data(pb: Playbook) -> list:
@@ -74,8 +74,8 @@ pipelining = True
 """
 
 
-def ansible_cfg() -> str:
-    return banner("#") + ANSIBLE_CFG
+def ansible_cfg(spec: str) -> str:
+    return banner("#", spec) + ANSIBLE_CFG
 
 
 def yamllint_data() -> dict:
@@ -106,10 +106,10 @@ def requirements_data(collections: set[str]) -> dict:
 
 # ---------------------------------------------------------------- static role files
 
-def _with_banner(rel: str, text: str) -> str:
+def _with_banner(rel: str, text: str, spec: str) -> str:
     """A do-not-edit line that survives as what each file is: a Jinja comment in a template
     (Ansible drops it when rendering), a shell comment after a shebang."""
-    line = (banner("{#").rstrip("\n") + " #}\n") if rel.endswith(".j2") else banner("#")
+    line = (banner("{#", spec).rstrip("\n") + " #}\n") if rel.endswith(".j2") else banner("#", spec)
     if text.startswith("#!"):
         first, _, rest = text.partition("\n")
         return first + "\n" + line + rest
@@ -117,11 +117,11 @@ def _with_banner(rel: str, text: str) -> str:
 
 
 @lru_cache(maxsize=None)
-def static_files() -> tuple[tuple[str, str], ...]:
+def static_files(spec: str) -> tuple[tuple[str, str], ...]:
     """(path under generated/ansible/, text) for every file under templates/ansible/static/, verbatim."""
     out = []
     for p in sorted(STATIC.rglob("*")):
         if p.is_file():
             rel = p.relative_to(STATIC).as_posix()
-            out.append((rel, _with_banner(rel, p.read_text("utf-8"))))
+            out.append((rel, _with_banner(rel, p.read_text("utf-8"), spec)))
     return tuple(out)

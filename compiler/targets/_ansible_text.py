@@ -22,13 +22,30 @@ _DELIMITERS = ("{{", "{%", "{#")
 _PLAIN = re.compile(r"[A-Za-z0-9 _./#@:+=,-]*")
 
 
+CHUNK = 64  # characters per quoted piece: keeps generated YAML lines under ansible-lint's 160
+
+
+def _quoted(text: str) -> str:
+    """Single-quoted pieces of at most CHUNK characters joined with `~` (one per line when several)."""
+    pieces = [f"'{text[i:i + CHUNK]}'" for i in range(0, len(text), CHUNK)] or ["''"]
+    return pieces[0] if len(pieces) == 1 else "(" + "\n   ~ ".join(pieces) + ")"
+
+
 def jinja_string(text: str) -> str:
     """A Jinja expression evaluating to `text` exactly: a quoted literal when every character is
     harmless, else a base64-decoded one."""
     if _PLAIN.fullmatch(text):
-        return "'" + text + "'"
+        return _quoted(text)
     encoded = base64.b64encode(text.encode("utf-8")).decode("ascii")
-    return f"('{encoded}' | ansible.builtin.b64decode)"
+    return f"({_quoted(encoded)} | ansible.builtin.b64decode)"
+
+
+def _call(function: str, *args: str) -> str:
+    """`function(args)`, one argument per line when the call would be long."""
+    one_line = f"{function}({', '.join(args)})"
+    if len(one_line) <= 100 and "\n" not in one_line:
+        return one_line
+    return f"{function}(" + ",\n     ".join(args) + ")"
 
 
 def literal(text: str) -> str:
@@ -74,19 +91,23 @@ def secret_lookup(ref: str, cloud: str, cloud_region: str, gcp_project: str | No
     key = key or None
     if kind == "env":
         hint = jinja_string(f"the environment variable {body} is not set (secret reference {ref})")
-        return f"lookup('ansible.builtin.env', {jinja_string(body)}, default=undef({hint}))"
+        return _call("lookup", "'ansible.builtin.env'", jinja_string(body), f"default=undef({hint})")
     if kind == "vault":
         parts = name.split("/")
         kv2 = len(parts) > 2 and parts[1] == "data"
         data = ".data.data" if kv2 else ".data"
-        return f"lookup('community.hashi_vault.vault_read', {jinja_string(name)}){data}[{jinja_string(key or 'value')}]"
+        return _call("lookup", "'community.hashi_vault.vault_read'", jinja_string(name)) + \
+            f"{data}[{jinja_string(key or 'value')}]"
     if kind == "aws-sm":
-        region = f", region={jinja_string(cloud_region)}" if cloud == "aws" else ""
-        return _json_field(f"lookup('amazon.aws.secretsmanager_secret', {jinja_string(name)}{region})", key)
+        args = ["'amazon.aws.secretsmanager_secret'", jinja_string(name)]
+        if cloud == "aws":
+            args.append(f"region={jinja_string(cloud_region)}")
+        return _json_field(_call("lookup", *args), key)
     if kind == "gcp-sm":
-        project = f", project={jinja_string(gcp_project)}" if gcp_project else ""
-        return _json_field(f"lookup('google.cloud.gcp_secret_manager', key={jinja_string(name)}{project}, "
-                           f"auth_kind='application')", key)
+        args = ["'google.cloud.gcp_secret_manager'", f"key={jinja_string(name)}"]
+        if gcp_project:
+            args.append(f"project={jinja_string(gcp_project)}")
+        return _json_field(_call("lookup", *args, "auth_kind='application'"), key)
     if kind == "azure-kv":
         vault, _, secret = name.partition("/")
         if secret:
@@ -94,8 +115,8 @@ def secret_lookup(ref: str, cloud: str, cloud_region: str, gcp_project: str | No
         else:  # no vault in the reference: the operator names it in the environment
             hint = jinja_string(f"set AZURE_KEYVAULT_URL: the reference {ref} names no vault")
             secret, url = vault, f"lookup('ansible.builtin.env', 'AZURE_KEYVAULT_URL', default=undef({hint}))"
-        return _json_field(f"lookup('azure.azcollection.azure_keyvault_secret', {jinja_string(secret)}, "
-                           f"vault_url={url})", key)
+        return _json_field(_call("lookup", "'azure.azcollection.azure_keyvault_secret'", jinja_string(secret),
+                                 f"vault_url={url}"), key)
     raise ValueError(f"not a secret reference: {ref!r}")
 
 

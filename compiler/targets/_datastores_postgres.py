@@ -254,9 +254,11 @@ def _extension_settings(region: RegionPlan, z: Sizing) -> tuple[Setting, ...]:
 
 @dataclass(frozen=True)
 class HbaRule:
+    """One pg_hba.conf line. databases/users: a keyword as a string ("all", "replication") or a tuple of names."""
+
     type: str
-    databases: tuple[str, ...]
-    users: tuple[str, ...]
+    databases: str | tuple[str, ...]
+    users: str | tuple[str, ...]
     address: str
     method: str
     why: str = ""
@@ -268,24 +270,24 @@ def hba_rules(plan: PlatformPlan, region: RegionPlan) -> list[HbaRule]:
     auth = region.settings.datastores.pgbouncer.auth_user
     shard_dbs = tuple(s.database for s in region.shards)
     rules = [
-        HbaRule("local", ("all",), ("postgres",), "", "peer", "Ansible and maintenance as the OS user postgres"),
-        HbaRule("local", ("replication",), ("postgres",), "", "peer", "pg_basebackup on the server itself"),
-        HbaRule("local", ("all",), ("all",), "", "scram-sha-256"),
+        HbaRule("local", "all", ("postgres",), "", "peer", "Ansible and maintenance as the OS user postgres"),
+        HbaRule("local", "replication", ("postgres",), "", "peer", "pg_basebackup on the server itself"),
+        HbaRule("local", "all", "all", "", "scram-sha-256"),
     ]
     if pg.read_replicas:
-        rules += [HbaRule("hostssl", ("replication",), (REPLICATION_USER,), z.private_cidr, "scram-sha-256",
+        rules += [HbaRule("hostssl", "replication", (REPLICATION_USER,), z.private_cidr, "scram-sha-256",
                           f"read replicas in {z.name}") for z in region.zones]
     if pg.cross_region_standby:
         partner = plan.region(region.dr_partner)
-        rules += [HbaRule("hostssl", ("replication",), (REPLICATION_USER,), z.private_cidr, "scram-sha-256",
+        rules += [HbaRule("hostssl", "replication", (REPLICATION_USER,), z.private_cidr, "scram-sha-256",
                           f"cross-region standby in {partner.name} ({z.name})") for z in partner.zones]
-    rules += [HbaRule("hostssl", shard_dbs, ("all",), h.fqdn, "scram-sha-256",
+    rules += [HbaRule("hostssl", shard_dbs, "all", h.fqdn, "scram-sha-256",
                       f"PgBouncer {h.name} (matched by reverse DNS), pools and auth_query as {auth}")
               for h in region.hosts_in("pgbouncer")]
-    rules += [HbaRule("hostssl", ("all",), ("all",), z.private_cidr, "scram-sha-256",
+    rules += [HbaRule("hostssl", "all", "all", z.private_cidr, "scram-sha-256",
                       f"private subnet {z.name}: PgBouncer by address, migrations, monitoring") for z in region.zones]
-    rules += [HbaRule("host", ("all",), ("all",), "0.0.0.0/0", "reject", "everything else"),
-              HbaRule("host", ("all",), ("all",), "::/0", "reject")]
+    rules += [HbaRule("host", "all", "all", "0.0.0.0/0", "reject", "everything else"),
+              HbaRule("host", "all", "all", "::/0", "reject")]
     return rules
 
 

@@ -22,7 +22,8 @@ PROVIDERS = {
 MODULES = {
     "aws": ("kms", "network", "kubernetes", "object_storage", "data_hosts", "waf", "load_balancer", "backup", "budget"),
     "gcp": ("kms", "network", "kubernetes", "object_storage", "data_hosts", "waf", "load_balancer", "backup", "budget"),
-    "azure": (),
+    "azure": ("kms", "network", "storage_account", "kubernetes", "object_storage", "data_hosts", "waf", "load_balancer",
+              "backup", "budget"),
 }
 
 # The public DNS zone is Route 53 (the global root): modules that write records there need aws too.

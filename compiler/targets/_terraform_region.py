@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets._terraform_common import (aws_cron, classify_cron, root_clouds, cloudwatch_retention, prefix, provider_requirements,
@@ -323,7 +324,125 @@ def _bucket_names_of_partner(plan: PlatformPlan, region: RegionPlan) -> dict | N
     return {"data_bucket": partner.data_bucket, "backup_bucket": partner.backup_bucket}
 
 
-ARGS = {"aws": _aws_args, "gcp": _gcp_args}
+def azure_pool_name(name: str) -> str:
+    """AKS pool names: up to 12 lower-case letters and digits."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())[:12]
+
+
+AZURE_TLS_12_CIPHERS = ["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+                        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]
+AZURE_DISK_BACKUP_HOURS = (1, 2, 4, 6, 8, 12)
+# Application Gateway v2 autoscaling: two instances keep it zone-redundant; the ceiling bounds cost.
+AZURE_GATEWAY_CAPACITY = (2, 10)
+
+
+def _azure_pools(region: RegionPlan) -> tuple[str, dict]:
+    pools, system = {}, None
+    for name, pool in _node_pools(region).items():
+        short = azure_pool_name(name)
+        if short in pools:
+            raise ValueError(f"region {region.name}: node pools {name!r} and another both shorten to {short!r} on AKS")
+        spec = region.settings.kubernetes.node_pools[name]
+        pools[short] = {
+            "instance_type": pool["instance_type"], "min_nodes": pool["min_nodes"], "max_nodes": pool["max_nodes"],
+            "spot": pool["spot"], "disk_gib": pool["disk_gib"],
+            "labels": {**pool["labels"], "node-pool": name},
+            "taints": list(spec.taints),
+        }
+        if system is None and not spec.spot and not spec.taints:
+            system = short
+    if system is None:
+        raise ValueError(f"region {region.name}: AKS needs an on-demand node pool without taints for system pods")
+    return system, pools
+
+
+def _azure_backups(region: RegionPlan) -> dict:
+    by_kind: dict[str, tuple] = {}
+    for name, b in _backups(region):
+        c = classify_cron(b.cron)
+        if c["kind"] in by_kind:
+            raise ValueError(f"region {region.name}: Azure Backup takes one {c['kind']} schedule; {name} is a second one")
+        by_kind[c["kind"]] = (b, c)
+    if "daily" not in by_kind:
+        raise ValueError(f"region {region.name}: Azure Backup needs a daily schedule for its VM policy")
+    daily, dc = by_kind["daily"]
+    policy = {"time": f"{dc['hour']:02d}:00", "daily_count": max(7, daily.retention_days), "weekly": None, "monthly": None}
+    if "weekly" in by_kind:
+        b, c = by_kind["weekly"]
+        policy["weekly"] = {"count": math.ceil(b.retention_days / 7), "weekdays": [d.title() for d in c["days_of_week"]]}
+    if "monthly" in by_kind:
+        b, c = by_kind["monthly"]
+        policy["monthly"] = {"count": math.ceil(b.retention_days / 30), "days": c["days_of_month"]}
+    disk = None
+    if "hourly" in by_kind:
+        b, c = by_kind["hourly"]
+        hours = next((h for h in AZURE_DISK_BACKUP_HOURS if h >= c["every_hours"]), 12)
+        disk = {"interval": f"R/2024-01-01T00:{c['minute']:02d}:00+00:00/PT{hours}H", "retention": f"P{b.retention_days}D"}
+    return {"vm_policy": policy, "disk_policy": disk}
+
+
+def _azure_partner_accounts(plan: PlatformPlan, region: RegionPlan) -> dict | None:
+    partner = _partner(plan, region)
+    if partner is None or not region.settings.datastores.object_storage.replicate_to_dr_partner:
+        return None
+    base = f"/subscriptions/{plan.spec.clouds['azure'].account}/resourceGroups/{prefix(plan, partner)}/providers/Microsoft.Storage/storageAccounts"
+    return {"data_account_id": f"{base}/{partner.data_bucket}", "backup_account_id": f"{base}/{partner.backup_bucket}"}
+
+
+def _azure_args(plan: PlatformPlan, region: RegionPlan) -> dict:
+    s = region.settings
+    net, k8s, sec = s.network, s.kubernetes, s.security
+    pods, services = free_ranges(region)
+    system, pools = _azure_pools(region)
+    zones = [z.name for z in region.zones]
+    return {
+        "kms": {"key_vault_name": prefix(plan, region)[:24].rstrip("-"), "rotation_days": sec.kms_key_rotation_days},
+        "network": {
+            "cidr": region.cidr,
+            "zones": {z.name: {"private_cidr": z.private_cidr, "public_cidr": z.public_cidr} for z in region.zones},
+            "nat_per_zone": net.nat_per_zone,
+            "flow_logs": net.flow_logs,
+            "flow_log_retention_days": min(net.flow_log_retention_days, 365),
+            "log_retention_days": min(max(sec.audit_log_retention_days, 30), 730),
+            "log_account_name": region.data_bucket[:-2] + "lg",
+        },
+        "kubernetes": {
+            "zones": zones,
+            "kubernetes_version": k8s.version,
+            "private_endpoint": k8s.private_api_endpoint,
+            "api_allowed_cidrs": list(k8s.api_allowed_cidrs),
+            "pod_cidr": pods,
+            "service_cidr": services,
+            "system_pool": system,
+            "node_pools": pools,
+        },
+        "object_storage": {
+            "data_account": region.data_bucket,
+            "backup_account": region.backup_bucket,
+            "versioning": s.datastores.object_storage.versioning,
+            "lifecycle_days": _storage_policy(region)["lifecycle_days"],
+            "replication": _azure_partner_accounts(plan, region),
+        },
+        "data_hosts": {"hosts": hosts(region), "ingress_rules": ingress_rules(region), "internal_domain": region.internal_domain},
+        "waf": _waf(plan),
+        "load_balancer": {
+            "zones": zones,
+            "public_zone": plan.spec.organization.domain,
+            "hostnames": public_hostnames(plan, region),
+            "min_tls_version": "TLSv" + sec.tls_min_version.replace(".", "_"),
+            "cipher_suites": AZURE_TLS_12_CIPHERS if sec.tls_min_version == "1.2" else [],
+            "target_port": KONG_PROXY_TLS_PORT,
+            "health_check_path": plan.spec.edge.dns.health_check_path,
+            "min_capacity": AZURE_GATEWAY_CAPACITY[0],
+            "max_capacity": AZURE_GATEWAY_CAPACITY[1],
+        },
+        "backup": _azure_backups(region),
+        "budget": {"monthly_amounts": dict(region.monthly_budget),
+                   "alert_thresholds_percent": list(plan.spec.cost.alert_thresholds_percent)},
+    }
+
+
+ARGS = {"aws": _aws_args, "gcp": _gcp_args, "azure": _azure_args}
 
 
 def files(plan: PlatformPlan, region: RegionPlan) -> dict[str, tuple[str, dict]]:

@@ -29,7 +29,6 @@ ROOT = "ansible"
 ROLE_BUILDERS = (common, node_exporter, tls, postgresql, pgbouncer, redis, elasticsearch, backups)
 
 
-MD_BANNER = banner("<!--").rstrip("\n") + " -->"
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|#!{}"} | {"\n": " ", "\r": " "})
 
 
@@ -41,45 +40,52 @@ def md(text) -> str:
 FILTERS = {"md": md}
 
 
-def _yaml(data) -> str:
-    return dump_yaml(data, header=site.yaml_header())
+def _spec(plan: PlatformPlan) -> str:
+    """The spec's file name, for the do-not-edit banners."""
+    return plan.spec_file.rsplit("/", 1)[-1] if plan.spec_file else "platform.yaml"
+
+
+def _yaml(plan: PlatformPlan, data) -> str:
+    return dump_yaml(data, header=site.yaml_header(_spec(plan)))
 
 
 def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
     base = f"{ROOT}/inventories/{region.name}"
-    out = {f"{base}/hosts.yml": _yaml(inventory.hosts_yml(region))}
+    out = {f"{base}/hosts.yml": _yaml(plan, inventory.hosts_yml(region))}
     for stem, variables in inventory.group_vars(plan, region).items():
         if variables:
-            out[f"{base}/group_vars/{stem}.yml"] = _yaml(variables)
+            out[f"{base}/group_vars/{stem}.yml"] = _yaml(plan, variables)
     return out
 
 
-def _role_files(role: Role) -> dict[str, str]:
+def _role_files(plan: PlatformPlan, role: Role) -> dict[str, str]:
     base = f"{ROOT}/roles/{role.name}"
-    out = {f"{base}/defaults/main.yml": _yaml(role.defaults), f"{base}/meta/main.yml": _yaml(role.meta())}
+    out = {f"{base}/defaults/main.yml": _yaml(plan, role.defaults), f"{base}/meta/main.yml": _yaml(plan, role.meta())}
     if role.vars:
-        out[f"{base}/vars/main.yml"] = _yaml(role.vars)
+        out[f"{base}/vars/main.yml"] = _yaml(plan, role.vars)
     for stem, tasks in role.tasks.items():
-        out[f"{base}/tasks/{stem}.yml"] = _yaml(tasks)
+        out[f"{base}/tasks/{stem}.yml"] = _yaml(plan, tasks)
     if role.handlers:
-        out[f"{base}/handlers/main.yml"] = _yaml(role.handlers)
+        out[f"{base}/handlers/main.yml"] = _yaml(plan, role.handlers)
     return out
 
 
 def emit_global(plan: PlatformPlan) -> dict[str, str]:
+    spec = _spec(plan)
     out: dict[str, str] = {}
     for build in ROLE_BUILDERS:
-        out.update(_role_files(build()))
-    for rel, text in site.static_files():
+        out.update(_role_files(plan, build()))
+    for rel, text in site.static_files(spec):
         out[f"{ROOT}/{rel}"] = text
     for pb in site.PLAYBOOKS:
-        out[f"{ROOT}/{pb.file}"] = _yaml(site.playbook_data(pb))
-    out[f"{ROOT}/site.yml"] = _yaml(site.site_data())
-    out[f"{ROOT}/ansible.cfg"] = site.ansible_cfg()
-    out[f"{ROOT}/.yamllint"] = _yaml(site.yamllint_data())
+        out[f"{ROOT}/{pb.file}"] = _yaml(plan, site.playbook_data(pb))
+    out[f"{ROOT}/site.yml"] = _yaml(plan, site.site_data())
+    out[f"{ROOT}/ansible.cfg"] = site.ansible_cfg(spec)
+    out[f"{ROOT}/.yamllint"] = _yaml(plan, site.yamllint_data())
     collections = inventory.collections_needed(plan)
-    out[f"{ROOT}/requirements.yml"] = _yaml(site.requirements_data(collections))
-    out[f"{ROOT}/README.md"] = render("ansible", "README.md.j2", filters=FILTERS, md_banner=MD_BANNER, plan=plan,
+    out[f"{ROOT}/requirements.yml"] = _yaml(plan, site.requirements_data(collections))
+    md_banner = banner("<!--", spec).rstrip("\n") + " -->"
+    out[f"{ROOT}/README.md"] = render("ansible", "README.md.j2", filters=FILTERS, md_banner=md_banner, plan=plan,
                                       playbooks=site.PLAYBOOKS, collections=sorted(collections),
                                       env_secrets=_env_secrets(plan))
     return dict(sorted(out.items()))
