@@ -75,11 +75,11 @@ def check(values: dict, chart: str, version: str, reference: Path, subcharts: di
             return
         for key, v in value.items():
             p = path + (key,)
+            if not path and key in sub and label == chart:
+                continue  # a subchart section: checked below
             if key not in default:
                 if p in commented_paths:
                     continue
-                if not path and key in sub:
-                    continue  # handled below against the subchart
                 errors.append(f"{label}: unknown key {'.'.join(p)}")
                 continue
             d = default[key]
@@ -140,6 +140,9 @@ def schema_errors(values: dict, chart: str, version: str, reference: Path) -> li
     schema = json.loads(path.read_text())
     raw = yaml.safe_load((reference / chart / version / "values.yaml").read_text()) or {}
     merged = helm_merge(raw, values)
-    validator = jsonschema.validators.validator_for(schema)(schema)
+    # "http://json-schema.org/schema#" means "the latest draft" (Helm validates with it that way)
+    latest = schema.get("$schema", "").rstrip("#").endswith("json-schema.org/schema")
+    cls = jsonschema.Draft202012Validator if latest else jsonschema.validators.validator_for(schema)
+    validator = cls(schema)
     return [f"{chart}: {'/'.join(map(str, e.absolute_path)) or '<top>'}: {e.message[:300]}"
             for e in validator.iter_errors(merged)]

@@ -1,0 +1,337 @@
+"""Helm target: values files checked against the pinned charts' own values.yaml and
+values.schema.json (../shared/reference/helm), the helmfile's pins and wiring, the names the
+kubernetes target relies on, and the escaping of Fluent Bit's classic config text."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from functools import lru_cache
+from pathlib import PurePosixPath
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from compiler.render import dump_yaml
+from compiler.targets import helm, kubernetes
+from compiler.targets._helm_charts import CHARTS, SUBCHARTS
+from compiler.targets._helm_fluentbit import FluentBitValueError, fluentbit, parse_classic, render_conf
+from compiler.targets._kubernetes_common import SIDECAR_LIMITS, SIDECAR_REQUESTS, cluster_name
+from tests.conftest import require_shared, require_tool
+from tests.targets.test_kubernetes import CASES, YAMLLINT_CONFIG, plan_of, region_docs
+from tests.tools import helm_values_check as hv
+
+SKIP_WORDS = {"istio-base": "istio-base", "istiod": "istiod", "istio-gateway": "gateway",
+              "opentelemetry-collector": "OpenTelemetry collector", "jaeger": "Jaeger",
+              "fluent-bit": "Fluent Bit", "cluster-autoscaler": "cluster-autoscaler", "kong": "-", "kube-prometheus-stack": "-"}
+SECRET_REF = re.compile(r"\b(vault|aws-sm|gcp-sm|azure-kv|env):[A-Za-z0-9_./#@:+=-]")
+
+
+@lru_cache(maxsize=None)
+def emitted(case: str) -> dict[str, str]:
+    plan = plan_of(case)
+    out = {}
+    for r in plan.regions:
+        out.update(helm.emit_region(plan, r))
+    return out
+
+
+def releases():
+    for case in CASES:
+        plan = plan_of(case)
+        for r in plan.regions:
+            for rel in helm.releases(plan, r)[0]:
+                yield case, plan, r, rel
+
+
+def values_of(case, region, release) -> dict:
+    return yaml.safe_load(emitted(case)[f"helm/{region.name}/{helm.values_file(release)}"])
+
+
+def with_set_files(values: dict, release) -> dict:
+    """The values as helm sees them: the helmfile's `set` entries laid over the file."""
+    out = yaml.safe_load(yaml.safe_dump(values))
+    for key, _ in release.set_files:
+        node = out
+        *head, last = key.split(".")
+        for h in head:
+            node = node.setdefault(h, {})
+        node[last] = "<contents of the file>"
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return require_shared("reference/helm")
+
+
+# ------------------------------------------------------------------ values against the charts
+
+
+def test_every_key_path_exists_in_the_pinned_chart(reference):
+    checked = set()
+    for case, plan, r, rel in releases():
+        values = with_set_files(values_of(case, r, rel), rel)
+        errors = hv.check(values, rel.chart.key, rel.chart.version, reference, SUBCHARTS.get(rel.chart.key))
+        assert not errors, f"{case}/{r.name}/{rel.name}:\n" + "\n".join(errors)
+        checked.add(rel.chart.key)
+    assert checked == set(CHARTS), "every platform chart is generated somewhere and checked"
+
+
+def test_values_validate_against_the_charts_json_schema(reference):
+    validated = set()
+    for case, plan, r, rel in releases():
+        errors = hv.schema_errors(values_of(case, r, rel), rel.chart.key, rel.chart.version, reference)
+        if errors is None:
+            continue
+        assert not errors, f"{case}/{r.name}/{rel.name}:\n" + "\n".join(errors)
+        validated.add(rel.chart.key)
+    assert validated == {"opentelemetry-collector", "istio-gateway"}
+
+
+def test_the_values_check_is_not_vacuous(reference):
+    kong = CHARTS["kong"]
+    assert hv.check({"proxy": {"typ": "ClusterIP"}}, "kong", kong.version, reference) == ["kong: unknown key proxy.typ"]
+    assert hv.check({"proxy": "ClusterIP"}, "kong", kong.version, reference) == [
+        "kong: proxy is a scalar, the chart's default is a map"]
+    assert hv.check({"env": {"anything_goes": "1"}, "podLabels": {"x": "y"}}, "kong", kong.version, reference) == []
+    kps = CHARTS["kube-prometheus-stack"]
+    errors = hv.check({"grafana": {"adminPasswordd": "x"}}, kps.key, kps.version, reference, SUBCHARTS[kps.key])
+    assert errors == ["kube-prometheus-stack.grafana (subchart): unknown key adminPasswordd"]
+    assert hv.check({"_internal_defaults_do_not_set": {}}, "istiod", "1.30.3", reference) == [
+        "istiod: unknown key _internal_defaults_do_not_set"]
+    otel = CHARTS["opentelemetry-collector"]
+    errors = hv.schema_errors({"mode": "sidecar", "image": {"repo": "x"}}, otel.key, otel.version, reference)
+    assert len(errors) == 2 and "'sidecar' is not one of" in errors[0] and "'repo' was unexpected" in errors[1]
+    assert hv.schema_errors({"service": {"type": 3}}, "istio-gateway", "1.30.3", reference) == [
+        "istio-gateway: service/type: 3 is not of type 'string'"]
+
+
+def test_commented_key_allow_list_has_its_evidence(reference):
+    for chart, paths in hv.COMMENTED.items():
+        text = (reference / chart / CHARTS[chart].version / "values.yaml").read_text()
+        for path, line in paths.items():
+            assert line in text, (chart, path)
+
+
+def test_chart_pins_are_the_reference_versions(reference):
+    for key, chart in CHARTS.items():
+        meta = yaml.safe_load((reference / key / chart.version / "Chart.yaml").read_text())
+        if key.startswith("istio"):  # placeholder 1.0.0 in the repo; published as the tag
+            assert str(meta["version"]) == "1.0.0" and chart.version == "1.30.3"
+        else:
+            assert str(meta["version"]) == chart.version
+            assert str(meta["appVersion"]) == chart.app_version
+        assert meta["name"] == chart.chart
+    kps = yaml.safe_load((reference / "kube-prometheus-stack/88.5.3/Chart.yaml").read_text())
+    pinned = {d["name"]: d["version"] for d in kps["dependencies"]}
+    for name, rel in SUBCHARTS["kube-prometheus-stack"].items():
+        assert rel == f"{name}/{pinned[name]}"
+
+
+# ------------------------------------------------------------------ the helmfile
+
+
+def test_helmfile_pins_and_wires_every_release():
+    for case in CASES:
+        plan = plan_of(case)
+        for r in plan.regions:
+            files = emitted(case)
+            hf = yaml.safe_load(files[f"helm/{r.name}/helmfile.yaml"])
+            rels, _ = helm.releases(plan, r)
+            repos = {x["name"]: x["url"] for x in hf["repositories"]}
+            names = {f"{x['namespace']}/{x['name']}" for x in hf["releases"]}
+            assert hf["helmDefaults"]["kubeContext"] == cluster_name(plan.spec.organization.name, r)
+            assert [x["name"] for x in hf["releases"]] == [rel.name for rel in rels]
+            for entry, rel in zip(hf["releases"], rels):
+                repo, chart = entry["chart"].split("/")
+                assert repos[repo] == rel.chart.url and repos[repo].startswith("https://")
+                assert (chart, entry["version"]) == (rel.chart.chart, rel.chart.version)
+                assert all(f"helm/{r.name}/{v}" in files for v in entry["values"])
+                assert set(entry.get("needs", [])) <= names
+            kong_entry = next(x for x in hf["releases"] if x["name"] == "kong")
+            (set_file,) = kong_entry["set"]
+            assert set_file["name"] == "dblessConfig.config"
+            resolved = PurePosixPath(f"helm/{r.name}") / set_file["file"]
+            assert str(resolved).replace(f"helm/{r.name}/../../", "") == f"kong/{r.name}/kong.yaml"
+
+
+def test_kong_declarative_file_is_the_kong_targets_output():
+    """The file the helmfile hands to Kong exists in the kong target's output, when that target is present."""
+    from compiler import targets
+    if "kong" not in targets.available():
+        pytest.skip("kong target not present")
+    plan = plan_of("two-region")
+    kong = targets.load("kong")
+    for r in plan.regions:
+        assert f"kong/{r.name}/kong.yaml" in kong.emit_region(plan, r)
+
+
+def test_optional_charts_follow_the_spec():
+    for case in CASES:
+        plan = plan_of(case)
+        for r in plan.regions:
+            rels, skipped = helm.releases(plan, r)
+            names = {x.name for x in rels}
+            assert ("istiod" in names) == r.settings.kubernetes.istio
+            assert ("otel-collector" in names) == ("jaeger" in names) == r.settings.monitoring.tracing
+            assert ("fluent-bit" in names) == bool(r.hosts_in("elasticsearch"))
+            assert ("cluster-autoscaler" in names) == (r.cloud == "aws")
+            # every platform chart is either deployed or named with the reason it is not
+            missing = set(CHARTS) - {x.chart.key for x in rels}
+            said = " ".join(skipped)
+            assert all(SKIP_WORDS[key] in said for key in missing), (missing, skipped)
+            kong = values_of(case, r, next(x for x in rels if x.name == "kong"))
+            assert kong["env"]["database"] == "off" and kong["ingressController"]["enabled"] is False
+            assert kong["proxy"]["type"] == ("ClusterIP" if r.settings.kubernetes.istio else "LoadBalancer")
+            assert kong["replicaCount"] == r.settings.gateway.replicas
+
+
+# ------------------------------------------------------------------ names shared with the kubernetes target
+
+
+def test_names_the_manifests_rely_on_are_the_releases():
+    plan = plan_of("reference")
+    r = plan.region("us-east-1")
+    rels = {x.name: x for x in helm.releases(plan, r)[0]}
+    otel = values_of("reference", r, rels["otel-collector"])
+    jaeger = values_of("reference", r, rels["jaeger"])
+    kong = values_of("reference", r, rels["kong"])
+    istiod = values_of("reference", r, rels["istiod"])
+    docs = region_docs("reference", r.name)
+    env = {e["name"]: e.get("value") for e in
+           next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://{otel['fullnameOverride']}.{rels['otel-collector'].namespace}.svc.cluster.local:4317"
+    assert otel["config"]["exporters"]["otlp/jaeger"]["endpoint"] == f"{jaeger['fullnameOverride']}.monitoring.svc.cluster.local:4317"
+    provider = istiod["meshConfig"]["extensionProviders"][0]["opentelemetry"]
+    assert provider["service"] == f"{otel['fullnameOverride']}.monitoring.svc.cluster.local"
+    ingress_vs = next(d for d in docs if d["kind"] == "VirtualService" and d["metadata"]["name"] == "public-to-kong")
+    assert ingress_vs["spec"]["http"][0]["route"][0]["destination"]["host"] == f"{kong['proxy']['nameOverride']}.kong.svc.cluster.local"
+    gateway = next(d for d in docs if d["kind"] == "Gateway")
+    assert gateway["spec"]["selector"] == {"istio": rels["istio-ingressgateway"].name.removeprefix("istio-")}
+    sidecar = istiod["global"]["proxy"]["resources"]
+    assert sidecar == {"requests": {"cpu": f"{SIDECAR_REQUESTS['cpu_m']}m", "memory": f"{SIDECAR_REQUESTS['memory_mi']}Mi"},
+                       "limits": {"cpu": f"{SIDECAR_LIMITS['cpu_m']}m", "memory": f"{SIDECAR_LIMITS['memory_mi']}Mi"}}
+    pipeline = otel["config"]["service"]["pipelines"]["traces"]
+    assert set(pipeline["exporters"]) <= set(otel["config"]["exporters"])
+    assert "resource/region" in pipeline["processors"]
+
+
+def test_observability_follows_the_plan():
+    for case in CASES:
+        plan = plan_of(case)
+        for r in plan.regions:
+            rels = {x.name: x for x in helm.releases(plan, r)[0]}
+            mon = r.settings.monitoring
+            kps = values_of(case, r, rels["kube-prometheus-stack"])
+            spec = kps["prometheus"]["prometheusSpec"]
+            assert spec["retention"] == f"{mon.prometheus_retention_days}d"
+            assert spec["externalLabels"]["region"] == r.name
+            assert kps["grafana"]["enabled"] == mon.grafana and kps["alertmanager"]["enabled"] == mon.alertmanager
+            hosts_job = [j for j in spec["additionalScrapeConfigs"] if j["job_name"] == "self-managed-hosts"]
+            targets = sorted(t for j in hosts_job for g in j["static_configs"] for t in g["targets"])
+            assert targets == sorted(f"{h.fqdn}:9100" for h in r.hosts)
+            if "jaeger" in rels:
+                jaeger = values_of(case, r, rels["jaeger"])
+                backend = jaeger["userconfig"]["extensions"]["jaeger_storage"]["backends"]["primary_store"]
+                es = [f"http://{h.fqdn}:9200" for h in r.hosts_in("elasticsearch")]
+                assert backend == ({"elasticsearch": {"server_urls": es, "indices": {"index_prefix": f"jaeger-{r.name}"}}}
+                                   if es else {"memory": {"max_traces": 100000}})
+                istiod = values_of(case, r, rels["istiod"]) if "istiod" in rels else None
+                if istiod:
+                    assert istiod["traceSampling"] == mon.trace_sample_percent
+
+
+def test_fluent_bit_config_text_reads_back():
+    plan = plan_of("reference")
+    r = plan.region("eu-west-1")
+    rel = next(x for x in helm.releases(plan, r)[0] if x.name == "fluent-bit")
+    config = values_of("reference", r, rel)["config"]
+    outputs = parse_classic(config["outputs"])
+    es = r.hosts_in("elasticsearch")[0].fqdn
+    assert [dict(entries)["Match"] for name, entries in outputs] == ["kube.*", "host.*"]
+    for name, entries in outputs:
+        e = dict(entries)
+        assert name == "OUTPUT" and e["Name"] == "es" and e["Host"] == es and e["Port"] == "9200"
+        assert e["Suppress_Type_Name"] == "On"
+    filters = parse_classic(config["filters"])
+    records = [v for k, v in filters[1][1] if k == "Record"]
+    assert records == [f"region {r.name}", f"cloud {r.cloud}", f"geo {r.geo}"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(min_size=0, max_size=40), st.text(min_size=0, max_size=40))
+def test_fluentbit_values_cannot_escape_their_line(key, value):
+    """Any text either is refused or renders as exactly one `Record key value` entry that reads back."""
+    try:
+        fluentbit(key)
+        fluentbit(value)
+    except FluentBitValueError:
+        return
+    if " " in key:  # a key is one word in this format: the renderer's callers pass fixed keys
+        return
+    text = render_conf("fluent-bit-filters.conf.j2", records=[(key, value)])
+    sections = parse_classic(text)
+    assert [name for name, _ in sections] == ["FILTER", "FILTER"]
+    assert sections[1][1] == [("Name", "record_modifier"), ("Match", "*"), ("Record", f"{key} {value}")]
+    assert "${" not in text.split("Record ", 1)[1]
+
+
+@pytest.mark.parametrize("bad", ["a\nb", "x\r", "${HOME}", " lead", "trail ", "", "tab\tinside\n", "\x00", "a\u2028b"])
+def test_fluentbit_refuses_breaking_values(bad):
+    with pytest.raises(FluentBitValueError):
+        fluentbit(bad)
+
+
+# ------------------------------------------------------------------ files
+
+
+def test_files_are_banners_plus_dump_yaml_and_deterministic():
+    for case in CASES:
+        plan = plan_of(case)
+        for r in plan.regions:
+            files = helm.emit_region(plan, r)
+            assert files == helm.emit_region(plan, r)
+            for rel in helm.releases(plan, r)[0]:
+                text = files[f"helm/{r.name}/{helm.values_file(rel)}"]
+                header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
+                assert header.startswith("# Generated by platformc from platform.yaml - do not edit")
+                assert text == dump_yaml(rel.values(plan, r), header=header)
+            # no value file or helmfile names anything that looks like a document kind validators would take for a manifest
+            for path, text in files.items():
+                for doc in yaml.safe_load_all(text):
+                    assert not ("apiVersion" in doc and "kind" in doc), path
+
+
+def test_no_secret_values_or_references_leak_into_values():
+    for case in CASES:
+        for path, text in emitted(case).items():
+            assert not SECRET_REF.search(text), path
+
+
+def test_yamllint_clean(tmp_path):
+    yamllint = require_tool("yamllint")
+    cfg = tmp_path / "yamllint.yaml"
+    cfg.write_text(YAMLLINT_CONFIG)
+    for case in CASES:
+        for rel, text in emitted(case).items():
+            p = tmp_path / case / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)
+    res = subprocess.run([yamllint, "-s", "-f", "parsable", "-c", str(cfg), str(tmp_path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout
+
+
+def test_docs_list_every_release():
+    for case in CASES:
+        plan = plan_of(case)
+        for r in plan.regions:
+            md = helm.docs_region(plan, r)
+            assert md.startswith("## ")
+            rels, skipped = helm.releases(plan, r)
+            for rel in rels:
+                assert f"| {rel.name} | `{rel.namespace}` | {rel.chart.repo}/{rel.chart.chart} | {rel.chart.version} |" in md
+            assert md.count("Not deployed:") == len(skipped)
+    assert kubernetes.NAME == "kubernetes" and helm.NAME == "helm"
