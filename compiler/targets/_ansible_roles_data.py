@@ -114,7 +114,15 @@ def _pg_replica() -> list:
              {"path": "{{ postgresql_clone_marker }}"}, register="postgresql_cloned"),
         # After a promotion the marker is still there: a promoted replica is never wiped.
         {"name": "Copy the primary into this replica, once", "when": "not postgresql_cloned.stat.exists",
-         "block": _pg_clone()},
+         "block": _pg_clone(),
+         # A failed copy leaves no half-written data directory behind: the next run starts clean.
+         "rescue": [
+             task("Remove the partial copy", "ansible.builtin.file",
+                  {"path": "{{ postgresql_data_dir }}", "state": "absent"}),
+             task("Stop with the reason the copy failed", "ansible.builtin.fail", {
+                 "msg": "copying {{ postgresql_replica_of }} failed: {{ ansible_failed_result.msg | default('see above') }}\n"
+                        "The partial copy was removed; run the playbook again."}),
+         ]},
         service("Start PostgreSQL at boot", "{{ postgresql_service }}", r),
     ]
 

@@ -1,0 +1,203 @@
+"""Ansible target, judged by Ansible's own tools on the generated tree of each golden case.
+
+- ansible-inventory parses every region's inventory, with unparsed inventories made fatal, and
+  shows every IR host in its group with its fqdn and zone;
+- ansible-playbook --syntax-check accepts every playbook with every region's inventory;
+- ansible-lint --offline --profile production reports nothing;
+- the common role and the pgbouncer role run for real in --check --diff mode against localhost,
+  inside a network namespace with only a loopback, with zero failures;
+- the tls role (the region CA and a server certificate) runs for real twice in a temp directory:
+  openssl verifies the certificate, and the second run changes nothing (idempotence).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+
+from compiler import writer
+from compiler.emit import emit
+from compiler.pipeline import compile_file
+from compiler.targets import ansible
+from tests.conftest import IN_CI, REPO, VENV_BIN, require_tool
+
+CASES = ["reference", "two-region"]
+STRICT_INVENTORY = {"ANSIBLE_INVENTORY_UNPARSED_FAILED": "true", "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true"}
+ISOLATE = ["unshare", "-n", "--", "sh", "-c", 'ip link set lo up 2>/dev/null; exec "$@"', "sh"]
+RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def _env(**extra) -> dict:
+    """The venv's bin first on PATH (ansible-lint warns otherwise), no user config, no colour."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(PATH=f"{VENV_BIN}:{env.get('PATH', '')}", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_HOME=str(extra.pop("home")), ANSIBLE_LOCAL_TEMP=str(extra.pop("local_tmp")), **extra)
+    return env
+
+
+def _run(cmd, cwd, env, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module", params=CASES)
+def tree(request, tmp_path_factory):
+    """The case's generated/ tree (ansible + datastores) written with the writer, like `platformc generate`."""
+    plan = compile_file(str(REPO / "tests/cases" / request.param / "platform.yaml")).plan
+    outputs, owners = emit(plan, ["ansible", "datastores"], with_docs=False)
+    base = tmp_path_factory.mktemp(f"ansible-{request.param}")
+    root = base / "generated"
+    writer.apply(writer.plan_write(root, outputs["generated"], owners))
+    home = base / "ansible-home"
+    env = _env(home=home, local_tmp=base / "ansible-tmp")
+    return plan, root / "ansible", env
+
+
+def _parallel(fn, items):
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(fn, items))
+
+
+def test_every_inventory_parses_and_holds_the_ir_hosts(tree):
+    plan, root, env = tree
+    tool = require_tool("ansible-inventory")
+
+    def listing(region):
+        return region, _run([tool, "-i", f"inventories/{region.name}", "--list"], root, {**env, **STRICT_INVENTORY})
+
+    for region, proc in _parallel(listing, plan.regions):
+        assert proc.returncode == 0, f"{region.name}: {proc.stderr}"
+        inv = json.loads(proc.stdout)
+        hostvars = inv["_meta"]["hostvars"]
+        for h in region.hosts:
+            assert h.name in inv[h.group]["hosts"], f"{region.name}: {h.name} not in {h.group}"
+            assert hostvars[h.name]["ansible_host"] == h.fqdn
+            assert hostvars[h.name]["platformc_zone"] == h.zone
+            assert hostvars[h.name]["platformc_region"] == region.name
+        assert set(hostvars) == {h.name for h in region.hosts}
+
+
+def test_every_playbook_passes_syntax_check_with_every_inventory(tree):
+    plan, root, env = tree
+    tool = require_tool("ansible-playbook")
+    playbooks = ["site.yml", *[pb.file for pb in ansible.site.PLAYBOOKS]]
+
+    def check(region):
+        return region, _run([tool, "--syntax-check", "-i", f"inventories/{region.name}", *playbooks], root,
+                            {**env, **STRICT_INVENTORY})
+
+    for region, proc in _parallel(check, plan.regions):
+        assert proc.returncode == 0, f"{region.name}: {proc.stdout}\n{proc.stderr}"
+        assert proc.stdout.count("playbook: ") == len(playbooks)
+
+
+def test_ansible_lint_production_profile_finds_nothing(tree):
+    _, root, env = tree
+    tool = require_tool("ansible-lint")
+    # not the strict-inventory variables: ansible-lint's own syntax check runs without an inventory
+    proc = _run([tool, "--offline", "--profile", "production", "-f", "pep8", "--nocolor", "."], root, env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Profile 'production' was required, and it passed" in proc.stderr, proc.stderr
+
+
+# ---------------------------------------------------------------- real runs against localhost
+
+def _require_isolation():
+    for tool in ("unshare", "ip"):
+        require_tool(tool)
+    reason = None
+    if os.geteuid() != 0:
+        reason = "the check-mode run needs root (a network namespace; the roles manage /etc)"
+    elif subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+        reason = "unshare -n is not permitted here"
+    if reason:
+        pytest.fail(reason) if IN_CI else pytest.skip(reason)
+
+
+def _recap(out: str) -> dict:
+    hosts = {m.group(1): tuple(int(x) for x in m.groups()[1:]) for m in RECAP.finditer(out)}
+    assert hosts, out[-3000:]
+    return hosts
+
+
+def _local_inventory(path: Path, groups: dict[str, list[str]], group_vars: dict[str, dict]) -> Path:
+    """localhost in the given groups, run with the local connection and the system Python (python3-apt)."""
+    (path / "group_vars").mkdir(parents=True)
+    children = {g: {"hosts": {"localhost": {"ansible_host": "localhost", "platformc_zone": "test-zone"}}}
+                for g in groups}
+    inv = {"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"},
+                   "children": children}}
+    (path / "hosts.yml").write_text(yaml.safe_dump(inv))
+    for stem, variables in group_vars.items():
+        (path / "group_vars" / f"{stem}.yml").write_text(yaml.safe_dump(variables))
+    return path
+
+
+def test_common_and_pgbouncer_roles_run_in_check_mode(tree, tmp_path):
+    plan, root, env = tree
+    if plan.region_names[0] != "us-east-1":
+        pytest.skip("one case is enough for the real run")
+    _require_isolation()
+    if not Path("/usr/bin/python3").exists():
+        pytest.skip("no system Python for the apt module")
+    tool = require_tool("ansible-playbook")
+    region = plan.regions[0]
+    gv = root / "inventories" / region.name / "group_vars"
+    inventory = _local_inventory(tmp_path / "inventory", {"pgbouncer": [], "bastion": []}, {
+        "all": yaml.safe_load((gv / "all.yml").read_text()),
+        "pgbouncer": yaml.safe_load((gv / "pgbouncer.yml").read_text()),
+    })
+    # The secret manager is not reachable here: the secret arrives as an extra variable instead.
+    extra = tmp_path / "secrets.json"
+    extra.write_text(json.dumps({"pgbouncer_auth_password": "check-mode-secret"}))
+    proc = _run([*ISOLATE, tool, "-i", str(inventory), "-e", f"@{extra}", "--check", "--diff",
+                 "common.yml", "pgbouncer.yml"], root, env, timeout=240)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-5000:]
+    ok, changed, unreachable, failed = _recap(out)["localhost"]
+    assert (unreachable, failed) == (0, 0), out[-5000:]
+    # the roles really did their work: the firewall and the data tier's pgbouncer.ini were diffed
+    assert "ip saddr { 10.0.0.0/16, 10.255.0.0/24 } tcp dport { 22 } accept" in out  # SSH: region + admin VPN
+    assert "tcp dport { 6432 } accept" in out  # the spec's PgBouncer port, from the private subnets
+    assert "auth_type = scram-sha-256" in out
+    assert "check-mode-secret" not in out, "a secret reached the output"
+
+
+def test_tls_role_issues_a_verifiable_certificate_idempotently(tree, tmp_path):
+    plan, root, env = tree
+    if plan.region_names[0] != "us-east-1":
+        pytest.skip("one case is enough for the real run")
+    _require_isolation()
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    tool = require_tool("ansible-playbook")
+    inventory = _local_inventory(tmp_path / "inventory", {"bastion": []}, {"all": {"platformc_region": "test"}})
+    playbook = tmp_path / "tls.yml"
+    dirs = {"tls_ca_dir": str(tmp_path / "ca"), "tls_dir": str(tmp_path / "server"),
+            "tls_owner": "root", "tls_group": "root"}
+    playbook.write_text(yaml.safe_dump([{
+        "name": "Issue a certificate", "hosts": "bastion", "gather_facts": False,
+        "tasks": [{"name": "Run the tls role", "ansible.builtin.include_role": {"name": "tls"}, "vars": dirs}]}]))
+    cmd = [*ISOLATE, tool, "-i", str(inventory), str(playbook)]
+    run_env = {**env, "ANSIBLE_ROLES_PATH": str(root / "roles")}
+    first = _run(cmd, root, run_env)
+    assert first.returncode == 0, first.stdout[-5000:] + first.stderr
+    server = tmp_path / "server"
+    verify = subprocess.run(["openssl", "verify", "-CAfile", server / "ca.crt", server / "server.crt"],
+                            capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    san = subprocess.run(["openssl", "x509", "-in", server / "server.crt", "-noout", "-ext", "subjectAltName"],
+                         capture_output=True, text=True).stdout
+    assert "DNS:localhost" in san
+    assert oct((server / "server.key").stat().st_mode & 0o777) == "0o600"
+    second = _run(cmd, root, run_env)
+    assert second.returncode == 0, second.stdout[-5000:]
+    ok, changed, unreachable, failed = _recap(second.stdout)["localhost"]
+    assert (changed, failed) == (0, 0), second.stdout[-5000:]
