@@ -41,10 +41,15 @@ def keyword(v: str) -> str:
 
 
 def names(values) -> str:
-    """A comma-separated list of names (each quoted) or a single keyword such as `all`."""
+    """A database or user field: a keyword given as a string (`"all"`, `"replication"`), or a list of
+    names, each double-quoted, so a name that happens to be `all` still means that name."""
     if isinstance(values, str):
-        values = [values]
-    return ",".join(v if v in NAME_KEYWORDS else name(v) for v in values)
+        if values not in NAME_KEYWORDS:
+            refuse(FORMAT, values, "a single string here is a keyword (all, replication, ...); pass names as a list")
+        return values
+    if not values:
+        refuse(FORMAT, values, "an empty list of names")
+    return ",".join(name(v) for v in values)
 
 
 def address(v: str) -> str:
@@ -53,7 +58,7 @@ def address(v: str) -> str:
         return str(ipaddress.ip_network(v, strict=True))
     except (ValueError, TypeError):
         pass
-    if isinstance(v, str) and _HOSTNAME.match(v) and v not in ADDRESS_KEYWORDS and "." in v:
+    if isinstance(v, str) and _HOSTNAME.fullmatch(v) and v not in ADDRESS_KEYWORDS and "." in v:
         return v
     refuse(FORMAT, v, "an address is a CIDR or a fully qualified host name")
 

@@ -41,7 +41,7 @@ def value(v) -> str:
 
 def key(k: str) -> str:
     """A setting or database name."""
-    if not isinstance(k, str) or not _KEY.match(k):
+    if not isinstance(k, str) or not _KEY.fullmatch(k):
         refuse(FORMAT, k, "a key is letters, digits and `_.-` only")
     if k in RESERVED_DATABASES:
         refuse(FORMAT, k, "the name is reserved by PgBouncer")
@@ -65,7 +65,7 @@ def connstr(pairs) -> str:
     """`key=value ...` from (key, value) pairs."""
     parts = []
     for k, v in pairs:
-        if not _CONNSTR_KEY.match(k):
+        if not _CONNSTR_KEY.fullmatch(k):
             refuse(FORMAT, k, "not a connection parameter name")
         parts.append(f"{k}={connstr_value(v)}")
     return " ".join(parts)

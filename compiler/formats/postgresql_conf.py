@@ -48,14 +48,14 @@ def value(v) -> str:
         return "on" if v else "off"
     if isinstance(v, (int, float)):
         return repr(v) if isinstance(v, float) else str(v)
-    if isinstance(v, str) and _BARE.match(v):
+    if isinstance(v, str) and _BARE.fullmatch(v):
         return v
     return quote(v)
 
 
 def name(n: str) -> str:
     """A parameter name (`work_mem`, `pg_stat_statements.max`)."""
-    if not isinstance(n, str) or not _NAME.match(n):
+    if not isinstance(n, str) or not _NAME.fullmatch(n):
         refuse(FORMAT, n, "a parameter name is lower-case letters, digits and `_`, with at most one `.`")
     return n
 
@@ -77,7 +77,7 @@ def conninfo(pairs) -> str:
     """`key=value ...` from (key, value) pairs, each value quoted for libpq as needed."""
     parts = []
     for k, v in pairs:
-        if not _CONNINFO_KEY.match(k):
+        if not _CONNINFO_KEY.fullmatch(k):
             refuse("a libpq connection string", k, "not a connection parameter name")
         parts.append(f"{k}={conninfo_value(v)}")
     return " ".join(parts)

@@ -42,7 +42,7 @@ def arg(value) -> str:
         return "yes" if value else "no"
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, str) and _BARE.match(value) and not value.startswith("#"):
+    if isinstance(value, str) and _BARE.fullmatch(value) and not value.startswith("#"):
         return value
     return quote(value)
 
@@ -56,7 +56,7 @@ def args(values) -> str:
 
 def directive(name: str) -> str:
     """A directive name: lower-case letters, digits and dashes only (it starts the line)."""
-    if not isinstance(name, str) or not _DIRECTIVE.match(name):
+    if not isinstance(name, str) or not _DIRECTIVE.fullmatch(name):
         refuse(FORMAT, name, "a directive name is lower-case letters, digits and dashes")
     return name
 

@@ -44,7 +44,7 @@ def ident(v: str) -> str:
 
 def psql_word(v: str) -> str:
     """A database name as a psql meta-command argument (no quoting, no `=`)."""
-    if not isinstance(v, str) or not _PSQL_WORD.match(v):
+    if not isinstance(v, str) or not _PSQL_WORD.fullmatch(v):
         refuse("a psql meta-command", v, "only lower-case names (letters, digits, `_`) are written here")
     return v
 

@@ -372,6 +372,7 @@ def test_postgres_starts_with_the_generated_conf_and_hba(reference, reference_tr
         cluster.start()
         log = cluster.log()
         assert not re.search(r"WARNING:.*(invalid configuration parameter|unrecognized)", log), log
+        assert "fsync" not in conf  # the test-only fsync=off overrides nothing the file sets
         overridden = {"shared_buffers", "shared_preload_libraries", "data_directory", "hba_file", "ident_file",
                       "external_pid_file", "listen_addresses", "port", "unix_socket_directories",
                       "ssl_cert_file", "ssl_key_file", "ssl_ca_file"}

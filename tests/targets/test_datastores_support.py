@@ -201,8 +201,9 @@ def start_redis(conf: Path, work: Path, *extra: str) -> tuple[Server, Path]:
 
 
 def _read(p: Path) -> str:
+    """A server's log; invalid UTF-8 is replaced (pg_partman 4.7's worker logs garbage bytes as its name)."""
     try:
-        return p.read_text()
+        return p.read_text(errors="replace")
     except FileNotFoundError:
         return ""
 
@@ -257,6 +258,7 @@ class PgCluster:
             "ident_file": self.data / "pg_ident.conf", "external_pid_file": "",
             "listen_addresses": "", "port": self.port, "unix_socket_directories": work,
             "ssl_cert_file": tls["crt"], "ssl_key_file": tls["key"], "ssl_ca_file": tls["ca"],
+            "fsync": "off",  # a throwaway cluster; the generated file does not set fsync
             **(overrides or {}),
         }
         self.server: Server | None = None
