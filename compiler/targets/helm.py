@@ -19,7 +19,7 @@ from compiler.ir import PlatformPlan, RegionPlan
 from compiler.render import banner, dump_yaml
 from compiler.targets import _helm_observability as obs
 from compiler.targets import _helm_platform as platform
-from compiler.targets._helm_charts import CHARTS, Chart
+from compiler.targets._helm_charts import CHARTS, ISTIO_TAG, Chart
 from compiler.targets._kubernetes_common import (BANNER_SPEC, GATEWAY_NAMESPACE, INGRESS_GATEWAY_RELEASE,
                                                  INGRESS_NAMESPACE, ISTIO_NAMESPACE, MONITORING_NAMESPACE,
                                                  SYSTEM_NAMESPACE, cluster_name, dump_document, mesh_enabled)
@@ -82,6 +82,16 @@ def releases(plan: PlatformPlan, region: RegionPlan) -> tuple[list[Release], lis
     return out, skipped
 
 
+def notes(region: RegionPlan) -> list[str]:
+    """Where the spec and the pinned charts disagree (shown in the helmfile and the docs)."""
+    k8s = region.settings.kubernetes
+    out = []
+    if k8s.istio and not ISTIO_TAG.startswith(k8s.istio_version + "."):
+        out.append(f"kubernetes.istio_version is {k8s.istio_version} but the Istio charts are pinned to {ISTIO_TAG} "
+                   "(the reviewed chart defaults); align the spec with the pin")
+    return out
+
+
 def values_file(release: Release) -> str:
     return f"{release.name}.values.yaml"
 
@@ -116,6 +126,7 @@ def _helmfile_header(region: RegionPlan, rels: list[Release], skipped: list[str]
              "Releases:"]
     lines += [f"  {r.name}: {r.chart.chart} {r.chart.version} (app {r.chart.app_version}) - {r.purpose}" for r in rels]
     lines += [f"Not deployed: {s}" for s in skipped]
+    lines += [f"Note: {n}" for n in notes(region)]
     return banner("#", BANNER_SPEC) + "".join(f"# {line}\n" for line in lines)
 
 
@@ -138,7 +149,8 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
              f"`{cluster_name(plan.spec.organization.name, region)}`), then the Kubernetes manifests.", "",
              "| release | namespace | chart | version | purpose |", "|---|---|---|---|---|"]
     lines += [f"| {r.name} | `{r.namespace}` | {r.chart.repo}/{r.chart.chart} | {r.chart.version} | {r.purpose} |" for r in rels]
-    if skipped:
+    if skipped or notes(region):
         lines.append("")
         lines += [f"- Not deployed: {s}" for s in skipped]
+        lines += [f"- Note: {n}" for n in notes(region)]
     return "\n".join(lines) + "\n"

@@ -335,3 +335,13 @@ def test_docs_list_every_release():
                 assert f"| {rel.name} | `{rel.namespace}` | {rel.chart.repo}/{rel.chart.chart} | {rel.chart.version} |" in md
             assert md.count("Not deployed:") == len(skipped)
     assert kubernetes.NAME == "kubernetes" and helm.NAME == "helm"
+
+
+def test_spec_and_pinned_istio_disagreement_is_said():
+    plan = plan_of("reference")
+    r = plan.regions[0]
+    assert r.settings.kubernetes.istio_version == "1.24"  # the spec's default; the pin is 1.30.3
+    (note,) = helm.notes(r)
+    assert "1.24" in note and "1.30.3" in note
+    assert f"# Note: {note}" in emitted("reference")[f"helm/{r.name}/helmfile.yaml"]
+    assert f"- Note: {note}" in helm.docs_region(plan, r)
