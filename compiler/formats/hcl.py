@@ -19,6 +19,7 @@ IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 INDENT = "  "
 
 _SIMPLE = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_NEEDS_ESCAPE = re.compile(r'["\\$%\x00-\x1f\x7f-\x9f]')
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ def escape(value: str) -> str:
     instead, which Terraform reads the same way; third-party parsers (python-hcl2) only accept
     `$${` when a `}` follows, so this keeps every reader in agreement.
     """
+    if not _NEEDS_ESCAPE.search(value):
+        return value  # the common case: nothing to escape
     out: list[str] = []
     n = len(value)
     i = 0

@@ -6,11 +6,34 @@ settings from the inventory (every value through `to_json`, which YAML reads ver
 
 from __future__ import annotations
 
-from compiler.targets._ansible_role import Role, apt, repository, service, services_ready_var, task, template
+from compiler.targets._ansible_role import (Role, apt, repository, service, services_ready_var, task, template,
+                                            when_ready)
 from compiler.targets._ansible_roles_data import include_tls
 from compiler.targets._ansible_roles_tls import TOPIC
 
 ES_CONF = "/etc/elasticsearch"
+
+
+# Written by the package's security auto-configuration for its .p12 stores; with PEM files
+# configured instead, Elasticsearch refuses to start while these remain in the keystore.
+AUTOCONFIG_SECRETS = ["xpack.security.transport.ssl.keystore.secure_password",
+                      "xpack.security.transport.ssl.truststore.secure_password",
+                      "xpack.security.http.ssl.keystore.secure_password"]
+
+
+def _keystore_cleanup() -> list:
+    r = "elasticsearch"
+    keystore = "/usr/share/elasticsearch/bin/elasticsearch-keystore"
+    return [
+        task("List the settings in the Elasticsearch keystore", "ansible.builtin.command",
+             {"argv": [keystore, "list"]}, changed_when=False, check_mode=False,
+             register="elasticsearch_keystore", when=when_ready(r)),
+        task("Remove the auto-configured keystore passwords (PEM files replace the .p12 stores)",
+             "ansible.builtin.command", {"argv": [keystore, "remove", "{{ elasticsearch_keystore_entry }}"]},
+             changed_when=True, loop=AUTOCONFIG_SECRETS, loop_control={"loop_var": "elasticsearch_keystore_entry"},
+             when=[when_ready(r), "elasticsearch_keystore_entry in elasticsearch_keystore.stdout_lines"],
+             notify="Restart Elasticsearch"),
+    ]
 
 
 def elasticsearch() -> Role:
@@ -40,6 +63,7 @@ def elasticsearch() -> Role:
                      mode="0640", group="elasticsearch", notify="Restart Elasticsearch"),
             # transport and HTTP: every node presents its own certificate from the region's CA
             include_tls(f"{ES_CONF}/certs", "root", "elasticsearch", key_mode="0640"),
+            *_keystore_cleanup(),
             template("Write the node settings", "elasticsearch.yml.j2", f"{ES_CONF}/elasticsearch.yml",
                      mode="0660", group="elasticsearch", notify="Restart Elasticsearch"),
             service("Start Elasticsearch at boot", "elasticsearch", r),

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 from compiler.formats.hcl import FILTERS
 from compiler.ir import PlatformPlan, RegionPlan
-from compiler.render import banner, render
+from compiler.render import TEMPLATES, banner, render
 from compiler.targets import _terraform_docs, _terraform_global, _terraform_region
 from compiler.targets._terraform_common import EXTRA_PROVIDERS, MODULES, ROOT, provider_requirements
 
@@ -29,6 +29,19 @@ def _render(template: str, **context) -> str:
     return HEADER + render(NAME, template, filters=FILTERS, **context)
 
 
+JINJA_MARKERS = ("{{", "{%", "{#")
+
+
+def _static(template: str) -> str:
+    """A module template: plain HCL with no Jinja markup renders to itself, so it is read, not compiled
+    (about 100 module files; compiling them would take most of the target's time budget). A template
+    that does use Jinja goes through the renderer; tests prove both paths give the same text."""
+    source = (TEMPLATES / NAME / template).read_text(encoding="utf-8")
+    if any(m in source for m in JINJA_MARKERS):
+        return _render(template)
+    return HEADER + source
+
+
 @lru_cache(maxsize=None)
 def _module_files(cloud: str) -> tuple[tuple[str, str], ...]:
     """The cloud's module library: static HCL, identical for every spec that uses the cloud."""
@@ -36,7 +49,7 @@ def _module_files(cloud: str) -> tuple[tuple[str, str], ...]:
     for module in MODULES[cloud]:
         base = f"{ROOT}/modules/{cloud}/{module}"
         for part in ("main", "variables", "outputs"):
-            out.append((f"{base}/{part}.tf", _render(f"modules/{cloud}/{module}/{part}.tf.j2")))
+            out.append((f"{base}/{part}.tf", _static(f"modules/{cloud}/{module}/{part}.tf.j2")))
         clouds = [cloud, *EXTRA_PROVIDERS.get((cloud, module), ())]
         out.append((f"{base}/versions.tf", _render("versions.tf.j2", **provider_requirements(clouds))))
     return tuple(out)
