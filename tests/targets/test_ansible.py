@@ -28,6 +28,7 @@ from compiler.emit import emit
 from compiler.pipeline import compile_file
 from compiler.targets import ansible
 from tests.conftest import IN_CI, REPO, VENV_BIN, require_tool
+from tests.targets.test_ansible_units import ansible_template
 
 CASES = ["reference", "two-region"]
 STRICT_INVENTORY = {"ANSIBLE_INVENTORY_UNPARSED_FAILED": "true", "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true"}
@@ -201,3 +202,28 @@ def test_tls_role_issues_a_verifiable_certificate_idempotently(tree, tmp_path):
     assert second.returncode == 0, second.stdout[-5000:]
     ok, changed, unreachable, failed = _recap(second.stdout)["localhost"]
     assert (changed, failed) == (0, 0), second.stdout[-5000:]
+
+
+def test_firewall_of_every_region_and_group_is_valid_nftables(tree, tmp_path):
+    """The common role's nftables.conf.j2, rendered by Ansible's templar with each region's group
+    variables (every group, so every rule set), is accepted by `nft -c` (parse and kernel check,
+    inside a network namespace)."""
+    plan, root, _ = tree
+    nft = require_tool("nft")
+    _require_isolation()
+    source = (root / "roles/common/templates/nftables.conf.j2").read_text()
+    rendered = []
+    for region in plan.regions:
+        gv = root / "inventories" / region.name / "group_vars"
+        base = {"ansible_managed": "Ansible managed", **yaml.safe_load((gv / "all.yml").read_text())}
+        for stem in ("postgres", "pgbouncer", "redis_cluster", "elasticsearch", "bastion"):
+            variables = {**base, **yaml.safe_load((gv / f"{stem}.yml").read_text())}
+            text = ansible_template(source, variables)
+            path = tmp_path / f"{region.name}-{stem}.nft"
+            path.write_text(text)
+            rendered.append(path)
+    script = 'for f in "$@"; do nft -c -f "$f" || { echo "in $f"; exit 1; }; done'
+    proc = subprocess.run(["unshare", "-n", "--", "sh", "-c", script.replace("nft ", f"{nft} "), "sh",
+                           *map(str, rendered)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -6,6 +6,7 @@ the same output in test_ansible.py.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -286,15 +287,25 @@ def test_role_paths_agree_with_the_data_tier_files(outputs):
 
 # ---------------------------------------------------------------- escaping: spec text stays text
 
+@functools.lru_cache(maxsize=None)
+def _plugins_loaded() -> bool:
+    from ansible.plugins.loader import init_plugin_loader
+    init_plugin_loader()  # once per process: filters such as b64decode and comment
+    return True
+
+
+def ansible_template(value: str, variables: dict | None = None):
+    """Template `value` as Ansible does a trusted string (a playbook or inventory value)."""
+    _plugins_loaded()
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+    return Templar(loader=DataLoader(), variables=variables or {}).template(trust_as_template(value))
+
+
 @pytest.fixture(scope="module")
 def templar():
     require_module("ansible")
-    from ansible.parsing.dataloader import DataLoader
-    from ansible.plugins.loader import init_plugin_loader
-    from ansible.template import Templar, trust_as_template
-    init_plugin_loader()
-    t = Templar(loader=DataLoader(), variables={})
-    return lambda value: t.template(trust_as_template(value))
+    return ansible_template
 
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=200)
