@@ -71,7 +71,7 @@ def node_exporter() -> Role:
     r = "node_exporter"
     return Role(
         name=r,
-        description="Prometheus node_exporter from the distribution, listening on the port the spec's scrape config uses.",
+        description="Prometheus node_exporter from the distribution (port 9100, systemd and process collectors).",
         defaults={"node_exporter_enabled": True, "node_exporter_port": 9100,
                   "node_exporter_collectors": ["systemd", "processes"]},
         vars=services_ready_var(r, "node_exporter_install"),

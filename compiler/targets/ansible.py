@@ -73,8 +73,9 @@ def _role_files(plan: PlatformPlan, role: Role) -> dict[str, str]:
 def emit_global(plan: PlatformPlan) -> dict[str, str]:
     spec = _spec(plan)
     out: dict[str, str] = {}
-    for build in ROLE_BUILDERS:
-        out.update(_role_files(plan, build()))
+    roles = [build() for build in ROLE_BUILDERS]
+    for role in roles:
+        out.update(_role_files(plan, role))
     for rel, text in site.static_files(spec):
         out[f"{ROOT}/{rel}"] = text
     for pb in site.PLAYBOOKS:
@@ -86,7 +87,7 @@ def emit_global(plan: PlatformPlan) -> dict[str, str]:
     out[f"{ROOT}/requirements.yml"] = _yaml(plan, site.requirements_data(collections))
     md_banner = banner("<!--", spec).rstrip("\n") + " -->"
     out[f"{ROOT}/README.md"] = render("ansible", "README.md.j2", filters=FILTERS, md_banner=md_banner, plan=plan,
-                                      playbooks=site.PLAYBOOKS, collections=sorted(collections),
+                                      roles=roles, playbooks=site.PLAYBOOKS, collections=sorted(collections),
                                       env_secrets=_env_secrets(plan))
     return dict(sorted(out.items()))
 
