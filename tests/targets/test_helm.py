@@ -345,3 +345,22 @@ def test_spec_and_pinned_istio_disagreement_is_said():
     assert "1.24" in note and "1.30.3" in note
     assert f"# Note: {note}" in emitted("reference")[f"helm/{r.name}/helmfile.yaml"]
     assert f"- Note: {note}" in helm.docs_region(plan, r)
+
+
+def test_additional_scrape_configs_pass_promtool(tmp_path):
+    """promtool judges the scrape jobs given to kube-prometheus-stack. Debian's promtool is built
+    without Kubernetes service discovery, so the pod job's `kubernetes_sd_configs` is swapped for a
+    static target; its relabelling (regexes, actions, labels) is checked as written."""
+    promtool = require_tool("promtool")
+    plan = plan_of("reference")
+    for r in (plan.region("us-east-1"), plan.region("ap-southeast-2")):
+        rel = next(x for x in helm.releases(plan, r)[0] if x.name == "kube-prometheus-stack")
+        spec = values_of("reference", r, rel)["prometheus"]["prometheusSpec"]
+        jobs = spec["additionalScrapeConfigs"]
+        assert [j["job_name"] for j in jobs] == ["kubernetes-pods", "self-managed-hosts"]
+        assert jobs[0].pop("kubernetes_sd_configs") == [{"role": "pod"}]
+        jobs[0]["static_configs"] = [{"targets": ["127.0.0.1:9"]}]
+        cfg = tmp_path / f"{r.name}.yml"
+        cfg.write_text(yaml.safe_dump({"global": {"external_labels": spec["externalLabels"]}, "scrape_configs": jobs}))
+        res = subprocess.run([promtool, "check", "config", "--syntax-only", str(cfg)], capture_output=True, text=True)
+        assert res.returncode == 0, res.stdout + res.stderr

@@ -19,6 +19,8 @@ from functools import lru_cache
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from compiler.pipeline import compile_file, compile_text
 from compiler.render import dump_yaml_all
@@ -492,3 +494,38 @@ def test_docs_table_lists_every_service():
                     assert f"`{t.deployment}` {t.replicas_min}, {t.replicas_min}-{t.replicas_max}" in row
                 assert svc.requests.cpu in row and svc.limits.memory in row
                 assert svc.rollout.type in row
+
+
+ORDERS_SECRETS = '      secrets: {DB_PASSWORD: "env:ORDERS_DB_PASSWORD"}\n'
+
+
+def yaml_quoted(text: str) -> str:
+    """A YAML double-quoted scalar for any text: printable ASCII as is, everything else escaped."""
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 32 <= o < 127:
+            out.append(ch)
+        else:
+            out.append(f"\\u{o:04x}" if o <= 0xFFFF else f"\\U{o:08x}")
+    return '"' + "".join(out) + '"'
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(st.characters(blacklist_categories=("Cs",)), max_size=60))
+def test_spec_text_cannot_break_out_of_the_manifest(value):
+    """Any plain env value from the spec reads back as exactly that value, in exactly the objects
+    the file should hold (YAML is dumped from data, never templated)."""
+    assert ORDERS_SECRETS in TWO_REGION
+    spec = TWO_REGION.replace(ORDERS_SECRETS, ORDERS_SECRETS + f"      env: {{APP_NOTE: {yaml_quoted(value)}}}\n")
+    plan = compile_text(spec, "fuzz.yaml").plan
+    r = plan.regions[0]
+    svc = r.service("orders")
+    text = kubernetes.emit_region(plan, r)[f"kubernetes/{r.name}/orders.yaml"]
+    docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    assert [d["kind"] for d in docs] == [d["kind"] for d in kubernetes.service_objects(svc, r)]
+    for t in tracks(svc):
+        env = find(docs, "Deployment", t.deployment)["spec"]["template"]["spec"]["containers"][0]["env"]
+        assert env[0] == {"name": "APP_NOTE", "value": value}
