@@ -14,7 +14,11 @@ FormatError that names the value and the reason; nothing is silently altered.
 
 from __future__ import annotations
 
+import re
+
 from compiler.errors import PlatformcError
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # C0 controls and DEL: never written raw into a line-based format
 
 
 class FormatError(PlatformcError):
@@ -32,6 +36,6 @@ def comment(text) -> str:
     """Text for a `#` comment line: one line, no control characters (a newline would end the comment
     and start a directive). Used by every format here whose comments start with `#`."""
     text = str(text)
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+    if CONTROL.search(text):
         refuse("a comment", text, "control characters (a newline would start a new line)")
     return text

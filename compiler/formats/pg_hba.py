@@ -13,7 +13,9 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from compiler.formats.conf import refuse
+from functools import lru_cache
+
+from compiler.formats.conf import CONTROL, refuse
 
 FORMAT = "pg_hba.conf"
 CONNECTION_TYPES = {"local", "host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc"}
@@ -28,7 +30,7 @@ def name(v: str) -> str:
     """A database or role name, always double-quoted so it means exactly that name."""
     if not isinstance(v, str) or not v:
         refuse(FORMAT, v, "a name must be non-empty text")
-    if '"' in v or any(ord(c) < 0x20 or ord(c) == 0x7F for c in v):
+    if '"' in v or CONTROL.search(v):
         refuse(FORMAT, v, "a double quote or control character cannot be written inside a pg_hba.conf token")
     return f'"{v}"'
 
@@ -52,6 +54,7 @@ def names(values) -> str:
     return ",".join(name(v) for v in values)
 
 
+@lru_cache(maxsize=4096)  # the same subnets and hosts recur in every region's file
 def address(v: str) -> str:
     """A CIDR (normalised, e.g. 10.0.0.0/19) or a host name (matched by reverse and forward DNS)."""
     try:

@@ -21,6 +21,7 @@ FORMAT = "postgresql.conf"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 # Written bare: a number with an optional unit, or a lower-case keyword such as `replica` or `on`.
 _BARE = re.compile(r"^(-?[0-9]+(\.[0-9]+)?(B|kB|MB|GB|TB|us|ms|s|min|h|d)?|[a-z_][a-z0-9_]*)$")
+_NEEDS_ESCAPE = re.compile(r"[\\'\x00-\x1f\x7f]")
 _ESCAPES = {"\\": "\\\\", "'": "''", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 
 
@@ -30,6 +31,8 @@ def quote(value: str) -> str:
         refuse(FORMAT, value, "only text can be quoted")
     if "\0" in value:
         refuse(FORMAT, value, "a setting cannot hold a NUL character")
+    if not _NEEDS_ESCAPE.search(value):
+        return f"'{value}'"
     out = ["'"]
     for c in value:
         if c in _ESCAPES:
