@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets._datastores_model import Section, Setting
-from compiler.targets._datastores_postgres import PORT, primary_host
+from compiler.targets._datastores_postgres import PORT, primary_host, self_managed
 
 AUTH_FILE = "/etc/pgbouncer/userlist.txt"
 AUTH_QUERY = "SELECT usename, passwd FROM pgbouncer.get_auth($1)"
@@ -73,7 +73,10 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
             Setting("client_tls_key_file", f"{TLS_DIR}/server.key"),
             Setting("client_tls_cert_file", f"{TLS_DIR}/server.crt"),
             Setting("client_tls_protocols", tls, f"spec: security.tls_min_version {region.settings.security.tls_min_version}"),
-            Setting("server_tls_sslmode", "verify-full", "PostgreSQL's certificate must name the primary"),
+            Setting("server_tls_sslmode", "verify-full", "PostgreSQL's certificate must name the primary")
+            if self_managed(region) else
+            Setting("server_tls_sslmode", "verify-ca", "the managed endpoint's certificate names the provider's host, "
+                    "not the alias; ca.crt is the provider's CA bundle"),
             Setting("server_tls_ca_file", f"{TLS_DIR}/ca.crt"),
             Setting("server_tls_protocols", tls),
         )),

@@ -71,6 +71,7 @@ def test_managed_datastores_get_no_server_config(tmp_path, managed, absent):
         if managed == "postgres":  # PgBouncer still runs; it targets the managed endpoint's name
             assert f"host=postgres.{region.internal_domain} " in files["pgbouncer.ini"]
             assert "REPLICATION" not in files["setup.psql"]
+            assert "server_tls_sslmode = verify-ca" in files["pgbouncer.ini"]  # the alias is not in the provider's cert
 
 
 def test_output_is_deterministic(reference):
