@@ -13,9 +13,9 @@ import ipaddress
 from compiler.errors import PlatformcError
 from compiler.ir import Host, PlatformPlan, RegionPlan
 from compiler.targets._datastores_postgres import PORT as POSTGRES_PORT
-from compiler.targets._ansible_text import literal, secret_var
+from compiler.targets._ansible_text import COLLECTIONS, literal, scheme, secret_var
 
-# inventory group -> the parent it sits under in hosts.yml (data hosts are reached through the bastion)
+# the groups of the data hosts, which sit under data_tier in hosts.yml (reached through the bastion)
 DATA_GROUPS = ("postgres_primary", "postgres_replicas", "pgbouncer", "redis_cluster", "elasticsearch")
 ELASTICSEARCH_PORTS = (9200, 9300)
 SSH_PORT = 22
@@ -66,16 +66,17 @@ def _group(region: RegionPlan, name: str) -> dict:
 
 
 def hosts_yml(region: RegionPlan) -> dict:
-    g = lambda name: _group(region, name)  # noqa: E731 - a table, read top to bottom
+    """Every group is present even when empty (a managed datastore), so no play's pattern is unknown."""
+    groups = {name: _group(region, name) for name in (*DATA_GROUPS, "bastion")}
     return {"all": {"children": {
         "data_tier": {"children": {
-            "postgres": {"children": {"postgres_primary": g("postgres_primary"),
-                                      "postgres_replicas": g("postgres_replicas")}},
-            "pgbouncer": g("pgbouncer"),
-            "redis_cluster": g("redis_cluster"),
-            "elasticsearch": g("elasticsearch"),
+            "postgres": {"children": {"postgres_primary": groups["postgres_primary"],
+                                      "postgres_replicas": groups["postgres_replicas"]}},
+            "pgbouncer": groups["pgbouncer"],
+            "redis_cluster": groups["redis_cluster"],
+            "elasticsearch": groups["elasticsearch"],
         }},
-        "bastion": g("bastion"),
+        "bastion": groups["bastion"],
     }}}
 
 
@@ -239,15 +240,16 @@ def group_vars(plan: PlatformPlan, region: RegionPlan) -> dict[str, dict]:
     }
 
 
-def collections_needed(plan: PlatformPlan) -> set[str]:
-    """Collections whose lookup plugins the regions' secret references need."""
-    from compiler.targets._ansible_text import COLLECTIONS, scheme
+def secret_refs(plan: PlatformPlan) -> set[str]:
+    """Every secret reference the inventories look up."""
     out = set()
     for r in plan.regions:
         ds = r.settings.datastores
-        for ref in (ds.postgres.admin_password, ds.postgres.replication_password,
-                    ds.pgbouncer.auth_password, ds.redis.password):
-            c = COLLECTIONS[scheme(ref)]
-            if c:
-                out.add(c)
+        out |= {ds.postgres.admin_password, ds.postgres.replication_password, ds.pgbouncer.auth_password,
+                ds.redis.password}
     return out
+
+
+def collections_needed(plan: PlatformPlan) -> set[str]:
+    """Collections whose lookup plugins those references need (ansible.builtin's env needs none)."""
+    return {COLLECTIONS[scheme(ref)] for ref in secret_refs(plan)} - {None}

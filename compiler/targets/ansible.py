@@ -94,14 +94,7 @@ def emit_global(plan: PlatformPlan) -> dict[str, str]:
 
 def _env_secrets(plan: PlatformPlan) -> list[str]:
     """Environment variables the controller must export (the spec's `env:` references)."""
-    names = set()
-    for r in plan.regions:
-        ds = r.settings.datastores
-        for ref in (ds.postgres.admin_password, ds.postgres.replication_password, ds.pgbouncer.auth_password,
-                    ds.redis.password):
-            if ref.startswith("env:"):
-                names.add(ref[4:])
-    return sorted(names)
+    return sorted(ref[4:] for ref in inventory.secret_refs(plan) if ref.startswith("env:"))
 
 
 def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:

@@ -218,7 +218,7 @@ def test_firewall_of_every_region_and_group_is_valid_nftables(tree, tmp_path):
         base = {"ansible_managed": "Ansible managed", **yaml.safe_load((gv / "all.yml").read_text())}
         for stem in ("postgres", "pgbouncer", "redis_cluster", "elasticsearch", "bastion"):
             variables = {**base, **yaml.safe_load((gv / f"{stem}.yml").read_text())}
-            text = ansible_template(source, variables)
+            text = ansible_template(source, variables, file=True)
             path = tmp_path / f"{region.name}-{stem}.nft"
             path.write_text(text)
             rendered.append(path)
@@ -227,3 +227,118 @@ def test_firewall_of_every_region_and_group_is_valid_nftables(tree, tmp_path):
                            *map(str, rendered)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------- what the roles render, judged by the servers
+
+# Printable ASCII (what the redis role admits), with every character the formats quote or escape.
+HOSTILE = 'p"a\\ss\'w:o#r%d{{x}}$1;--'
+
+
+def test_redis_includes_load_with_the_data_tier_redis_conf(tree, tmp_path):
+    """host.conf, acl.conf and admin.conf as the redis role renders them (Ansible's templar, a
+    password full of quote and escape characters) start with the data tier's redis.conf: the
+    application user and the admin log in, the admin may run CLUSTER commands, the application may
+    not, nobody is let in without a password, and masterauth holds the password exactly."""
+    import hashlib
+    from tests.targets.test_datastores_support import Resp, RedisError, private_dir, require_isolation, start_redis
+    plan, root, _ = tree
+    region = next((r for r in plan.regions if r.hosts_in("redis_cluster")), None)
+    if region is None or plan.region_names[0] != "us-east-1":
+        pytest.skip("one case is enough for the server run")
+    require_isolation()
+    data = root.parent / "datastores" / region.name
+    topology = json.loads((data / "redis-topology.json").read_text())
+    ref = topology["acl_include"]["masterauth_ref"]
+    variables = {"ansible_managed": "Ansible managed", "redis_topology": topology,
+                 "redis_secrets": {hashlib.sha1(ref.encode()).hexdigest(): HOSTILE},
+                 "redis_admin_password": "0f" * 32, "ansible_facts": {"default_ipv4": {"address": "127.0.0.2"}}}
+    work = private_dir("ans-redis-")
+    includes = []
+    for name in ("redis-host.conf.j2", "redis-acl.conf.j2", "redis-admin.conf.j2"):
+        path = work / name.removesuffix(".j2")
+        path.write_text(ansible_template((root / "roles/redis/templates" / name).read_text(), variables, file=True))
+        includes += ["--include", str(path)]
+    server, sock = start_redis(data / "redis.conf", work, *includes)
+    try:
+        anonymous = Resp(sock)
+        assert isinstance(anonymous.call("PING"), RedisError)  # the default user is off
+        app = Resp(sock)
+        assert app.call("AUTH", topology["acl_include"]["users"][0]["name"], HOSTILE) == "OK"
+        assert isinstance(app.call("CLUSTER", "ADDSLOTS", "1"), RedisError)  # why the admin user exists
+        admin = Resp(sock)
+        assert admin.call("AUTH", "platformc-admin", "0f" * 32) == "OK"
+        assert b"cluster_state" in admin.call("CLUSTER", "INFO")
+        assert admin.config_get("masterauth") == HOSTILE
+        assert admin.config_get("masteruser") == topology["acl_include"]["masteruser"]
+        for conn in (anonymous, app, admin):
+            conn.close()
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_postgresql_passwords_and_passfile_work_on_a_real_server(tree):
+    """The role's ALTER ROLE script (rendered by Ansible's templar, fed on stdin as its handler does)
+    sets passwords full of quote characters exactly, and skips a role setup.psql did not create; the
+    passfile the role writes logs the replication user in over the replication protocol."""
+    from tests.targets.test_datastores_support import (AS_POSTGRES, PGBIN, PgCluster, chown_tree, make_tls,
+                                                       private_dir, require_isolation)
+    plan, root, _ = tree
+    if plan.region_names[0] != "us-east-1":
+        pytest.skip("one case is enough for the server run")
+    require_isolation()
+    work = private_dir("ans-pg-")
+    try:
+        (work / "in.conf").write_text("password_encryption = 'scram-sha-256'\n")
+        (work / "in_hba.conf").write_text("local all postgres peer\n"
+                                          "local replication replicator scram-sha-256\n"
+                                          "local all all scram-sha-256\n")
+        (work / "pg").mkdir()
+        cluster = PgCluster(work / "in.conf", work / "in_hba.conf", work / "pg", make_tls(work))
+        defaults = yaml.safe_load((root / "roles/postgresql/defaults/main.yml").read_text())
+        role_vars = yaml.safe_load((root / "roles/postgresql/vars/main.yml").read_text())
+        passwords = {"postgresql_admin_password": HOSTILE + "admin",
+                     "postgresql_replication_password": HOSTILE + "repl",
+                     "postgresql_pgbouncer_auth_password": HOSTILE + "bouncer"}
+        variables = {**defaults, **passwords, "postgresql_pgbouncer_auth_user": "pgbouncer",
+                     "postgresql_port": cluster.port}
+        sql = ansible_template(role_vars["postgresql_roles_sql"], variables)
+        passfile = work / "pgpass"
+        passfile.write_text(ansible_template((root / "roles/postgresql/templates/pgpass.j2").read_text(), variables,
+                                             file=True))
+        chown_tree(work)
+        os.chmod(passfile, 0o600)
+        cluster.start()
+        try:
+            cluster.psql("-c", "CREATE ROLE replicator LOGIN REPLICATION")  # setup.psql's role; no pgbouncer role yet
+            psql = AS_POSTGRES + [str(PGBIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(work / "pg"),
+                                  "-p", str(cluster.port)]
+            def apply_roles_sql():
+                done = subprocess.run([*psql, "-U", "postgres", "-d", "postgres"], input=sql, capture_output=True,
+                                      text=True)
+                assert done.returncode == 0, done.stdout + done.stderr
+
+            def login(user, password):
+                return subprocess.run([*psql, "-U", user, "-d", "postgres", "-Atc", "select current_user"],
+                                      capture_output=True, text=True, env={**os.environ, "PGPASSWORD": password})
+
+            apply_roles_sql()
+            assert login("replicator", HOSTILE + "repl").stdout.strip() == "replicator"
+            cluster.psql("-c", "CREATE ROLE pgbouncer LOGIN")  # now setup.psql has run: the next apply sets it
+            apply_roles_sql()
+            assert login("pgbouncer", HOSTILE + "bouncer").stdout.strip() == "pgbouncer"
+            wrong = subprocess.run([*psql, "-U", "replicator", "-d", "postgres", "-c", "select 1"],
+                                   capture_output=True, text=True, env={**os.environ, "PGPASSWORD": "wrong"})
+            assert wrong.returncode != 0
+            admin = cluster.query("select rolpassword like 'SCRAM-SHA-256$%' from pg_authid where rolname = 'postgres'")
+            assert admin == [["t"]]
+            replication = subprocess.run(
+                [*AS_POSTGRES, str(PGBIN / "psql"), "-X", f"host={work / 'pg'} port={cluster.port} user=replicator "
+                 "dbname=replication replication=true", "-c", "IDENTIFY_SYSTEM"],
+                capture_output=True, text=True, env={**os.environ, "PGPASSFILE": str(passfile)})
+            assert replication.returncode == 0, replication.stderr
+        finally:
+            cluster.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

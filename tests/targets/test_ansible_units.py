@@ -294,12 +294,17 @@ def _plugins_loaded() -> bool:
     return True
 
 
-def ansible_template(value: str, variables: dict | None = None):
-    """Template `value` as Ansible does a trusted string (a playbook or inventory value)."""
+def ansible_template(value: str, variables: dict | None = None, file: bool = False):
+    """Template `value` as Ansible does a trusted string (a playbook or inventory value), or with
+    file=True as its template module does a .j2 file (backslash escapes in string literals work there)."""
     _plugins_loaded()
     from ansible.parsing.dataloader import DataLoader
     from ansible.template import Templar, trust_as_template
-    return Templar(loader=DataLoader(), variables=variables or {}).template(trust_as_template(value))
+    templar = Templar(loader=DataLoader(), variables=variables or {})
+    if file:
+        return templar.template(trust_as_template(value), escape_backslashes=False,
+                                overrides={"trim_blocks": True, "lstrip_blocks": False})
+    return templar.template(trust_as_template(value))
 
 
 @pytest.fixture(scope="module")
