@@ -4,10 +4,13 @@
   shows every IR host in its group with its fqdn and zone;
 - ansible-playbook --syntax-check accepts every playbook with every region's inventory;
 - ansible-lint --offline --profile production reports nothing;
-- the common role and the pgbouncer role run for real in --check --diff mode against localhost,
-  inside a network namespace with only a loopback, with zero failures;
+- the common role and two data roles (pgbouncer, redis) run for real in --check --diff mode against
+  this machine, inside a network namespace nothing can leave, with zero failures;
 - the tls role (the region CA and a server certificate) runs for real twice in a temp directory:
-  openssl verifies the certificate, and the second run changes nothing (idempotence).
+  openssl verifies the certificate, and the second run changes nothing (idempotence);
+- what the roles render is judged by the programs that read it: the firewall by `nft -c` (every
+  region and group), the Redis includes by redis-server with the data tier's redis.conf, the
+  PostgreSQL password script and passfile by a PostgreSQL 15 server.
 """
 
 from __future__ import annotations
@@ -128,11 +131,11 @@ def _recap(out: str) -> dict:
     return hosts
 
 
-def _local_inventory(path: Path, groups: dict[str, list[str]], group_vars: dict[str, dict]) -> Path:
-    """localhost in the given groups, run with the local connection and the system Python (python3-apt)."""
+def _local_inventory(path: Path, groups: dict[str, str], group_vars: dict[str, dict]) -> Path:
+    """group -> a host name that is this machine (local connection, the system Python for python3-apt)."""
     (path / "group_vars").mkdir(parents=True)
-    children = {g: {"hosts": {"localhost": {"ansible_host": "localhost", "platformc_zone": "test-zone"}}}
-                for g in groups}
+    children = {g: {"hosts": {name: {"ansible_host": "localhost", "platformc_zone": "test-zone"}}}
+                for g, name in groups.items()}
     inv = {"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"},
                    "children": children}}
     (path / "hosts.yml").write_text(yaml.safe_dump(inv))
@@ -141,7 +144,15 @@ def _local_inventory(path: Path, groups: dict[str, list[str]], group_vars: dict[
     return path
 
 
-def test_common_and_pgbouncer_roles_run_in_check_mode(tree, tmp_path):
+# A namespace whose only way out is a veth pair into itself: Ansible's facts see a private address
+# and a default route, as on a cloud VM, and a packet sent anywhere still cannot leave the machine.
+FAKE_PRIVATE_NETWORK = ("ip link set lo up; ip link add pc0 type veth peer name pc1 && ip link set pc1 up"
+                        " && ip addr add 10.99.0.2/24 dev pc0 && ip link set pc0 up"
+                        " && ip route add default via 10.99.0.1 dev pc0")
+
+
+def test_common_and_data_roles_run_in_check_mode(tree, tmp_path):
+    """common, pgbouncer and redis in --check --diff against this machine: zero failures."""
     plan, root, env = tree
     if plan.region_names[0] != "us-east-1":
         pytest.skip("one case is enough for the real run")
@@ -151,19 +162,27 @@ def test_common_and_pgbouncer_roles_run_in_check_mode(tree, tmp_path):
     tool = require_tool("ansible-playbook")
     region = plan.regions[0]
     gv = root / "inventories" / region.name / "group_vars"
-    inventory = _local_inventory(tmp_path / "inventory", {"pgbouncer": [], "bastion": []}, {
+    redis_node = region.hosts_in("redis_cluster")[0].name  # the first node, where the role's once-only steps run
+    redis_vars = yaml.safe_load((gv / "redis_cluster.yml").read_text())
+    inventory = _local_inventory(tmp_path / "inventory",
+                                 {"pgbouncer": "localhost", "bastion": "localhost", "redis_cluster": redis_node}, {
         "all": yaml.safe_load((gv / "all.yml").read_text()),
         "pgbouncer": yaml.safe_load((gv / "pgbouncer.yml").read_text()),
+        "redis_cluster": redis_vars,
     })
-    # The secret manager is not reachable here: the secret arrives as an extra variable instead.
+    # The secret managers are not reachable here: the secrets arrive as extra variables instead.
     extra = tmp_path / "secrets.json"
-    extra.write_text(json.dumps({"pgbouncer_auth_password": "check-mode-secret"}))
-    proc = _run([*ISOLATE, tool, "-i", str(inventory), "-e", f"@{extra}", "--check", "--diff",
-                 "common.yml", "pgbouncer.yml"], root, env, timeout=240)
+    extra.write_text(json.dumps({"pgbouncer_auth_password": "check-mode-secret",
+                                 "redis_secrets": {k: "check-mode-secret" for k in redis_vars["redis_secrets"]}}))
+    isolate = ["unshare", "-n", "--", "sh", "-c", FAKE_PRIVATE_NETWORK + '; exec "$@"', "sh"]
+    proc = _run([*isolate, tool, "-i", str(inventory), "-e", f"@{extra}", "--check", "--diff",
+                 "common.yml", "pgbouncer.yml", "redis.yml"], root, env, timeout=240)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-5000:]
-    ok, changed, unreachable, failed = _recap(out)["localhost"]
-    assert (unreachable, failed) == (0, 0), out[-5000:]
+    for host in ("localhost", redis_node):
+        ok, changed, unreachable, failed = _recap(out)[host]
+        assert (unreachable, failed) == (0, 0), out[-5000:]
+    assert "bind 10.99.0.2 127.0.0.1 -::1" in out  # the Redis host include, from the host's facts
     # the roles really did their work: the firewall and the data tier's pgbouncer.ini were diffed
     assert "ip saddr { 10.0.0.0/16, 10.255.0.0/24 } tcp dport { 22 } accept" in out  # SSH: region + admin VPN
     assert "tcp dport { 6432 } accept" in out  # the spec's PgBouncer port, from the private subnets
