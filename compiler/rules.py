@@ -230,7 +230,8 @@ def hpa_bounds(p, settings):
 
 
 @rule("R013", "Requests do not exceed limits",
-      "CPU, memory and GPU requests are at most the limits, for every tier and service.")
+      "CPU and memory requests are at most the limits, and GPU requests equal the GPU limits (Kubernetes does not "
+    "overcommit extended resources), for every tier and service.")
 def requests_limits(p, settings):
     for region, s in _per_region(settings):
         for kind, items in (("tiers", s.tiers), ("services", s.services)):
@@ -245,6 +246,10 @@ def requests_limits(p, settings):
                     if a > b:
                         yield Finding((kind, name, "resources", "requests", what),
                                       f"{what} request {getattr(rq, what)} exceeds the limit {getattr(lm, what)}", region)
+                if rq.gpu != lm.gpu and rq.gpu <= lm.gpu:
+                    # Extended resources cannot be overcommitted: Kubernetes rejects a pod whose GPU request differs.
+                    yield Finding((kind, name, "resources", "requests", "gpu"),
+                                  f"GPU request {rq.gpu} must equal the GPU limit {lm.gpu}", region)
 
 
 @rule("R014", "Canary weights sum to 100",
@@ -279,6 +284,26 @@ def waf_vs_gateway(p, settings):
             yield Finding(("gateway", "requests_per_second"),
                           f"the edge WAF blocks an IP after {p.edge.waf.rate_limit_per_5min} requests per 5 min, below the "
                           f"gateway's {s.gateway.requests_per_second}/s ({need} per 5 min)", region)
+
+
+# Kubernetes minors each Istio minor supports (istio.io supported releases; vendors' tested matrices).
+ISTIO_KUBERNETES = {"1.24": (28, 31), "1.25": (29, 32), "1.26": (29, 32), "1.27": (30, 33), "1.28": (30, 34),
+                    "1.29": (31, 35), "1.30": (32, 36)}
+
+
+@rule("R025", "Istio supports the cluster's Kubernetes version",
+      "The mesh's Istio minor version must list the cluster's Kubernetes minor among its supported versions.",
+      severity="warning")
+def istio_kubernetes(p, settings):
+    for region, s in _per_region(settings):
+        k = s.kubernetes
+        span = ISTIO_KUBERNETES.get(k.istio_version)
+        minor = int(k.version.split(".")[1])
+        if k.istio and span and not span[0] <= minor <= span[1]:
+            yield Finding(("kubernetes", "version"),
+                          f"Istio {k.istio_version} supports Kubernetes 1.{span[0]}-1.{span[1]}, not {k.version}", region)
+        elif k.istio and not span:
+            yield Finding(("kubernetes", "istio_version"), f"no support data for Istio {k.istio_version}; check its Kubernetes range", region)
 
 
 @rule("R015", "Node pools fit the cluster bounds",

@@ -35,6 +35,7 @@ CASES = {
     "R011": ([("tier: api\n      description: Orders", "tier: apix\n      description: Orders")], "tier: apix"),
     "R012": ([("replicas: {min: 2, max: 6}", "replicas: {min: 8, max: 6}")], "replicas: {min: 8, max: 6}"),
     "R013": ([("requests: {cpu: 250m,", "requests: {cpu: 750m,")], "requests: {cpu: 750m,"),
+    "R013-gpu": ([("requests: {cpu: \"2\", memory: 4Gi, gpu: 1}", "requests: {cpu: \"2\", memory: 4Gi, gpu: 0}")], "gpu: 0}"),
     "R014": ([("canary_weight: 20", "canary_weight: 30")], "canary_weight: 30"),
     "R015": ([("        min_nodes: 5", "        min_nodes: 2")], "min_nodes: 6\n"),
     "R016": ([("    redis:\n      instance:", "    redis:\n      primaries: 2\n      instance:")], "primaries: 2"),
@@ -45,6 +46,7 @@ CASES = {
     "R021": ([("capacity_franchises: 3000", "capacity_franchises: 500")], "sharding: {"),
     "R023": ([("paths: [/api/orders]", "paths: [/api/orders/../admin]")], "paths: [/api/orders/../admin]"),
     "R024": ([("waf: {rate_limit_per_5min: 300000}", "waf: {rate_limit_per_5min: 3000}")], "  gateway:\n"),
+    "R025": ([("  kubernetes:\n    min_nodes: 6", "  kubernetes:\n    version: \"1.29\"\n    min_nodes: 6")], 'version: "1.29"'),
     "R030": ([("replicas: {min: 1, max: 4}", "replicas: {min: 1, max: 5}")], "        max_nodes: 4"),
     "R031": ([("max_client_conn: 1000", "max_client_conn: 10")], "max_client_conn: 10,"),
     "R032": ([("max_connections: 200", "max_connections: 30")], "max_connections: 30"),
@@ -77,8 +79,9 @@ def test_fixture_is_valid():
 def test_bad_spec_gives_code_at_line(code):
     patches, anchor = CASES[code]
     text = _patched(patches)
+    code = code.split("-")[0]  # "R013-gpu" is a second case of R013
     with pytest.raises(SpecError) as exc:
-        compile_text(text, "platform.yaml", strict=(code in ("R009", "R024")))
+        compile_text(text, "platform.yaml", strict=(code in ("R009", "R024", "R025")))
     expected = _line_of(text, anchor)
     hits = [(d.code, d.line) for d in exc.value.diagnostics]
     assert (code, expected) in hits, f"expected {code} at line {expected}, got {hits}"

@@ -39,13 +39,13 @@ class NodePool(Model):
 class Kubernetes(Model):
     """The region's Kubernetes cluster (EKS, GKE or AKS)."""
 
-    version: str = F("1.30", description="Kubernetes minor version.", pattern=r"^1\.[0-9]{2}$")
+    version: str = F("1.33", description="Kubernetes minor version (Istio 1.30 supports 1.32-1.36, R025).", pattern=r"^1\.[0-9]{2}$")
     min_nodes: int = F(50, description="Cluster-wide node floor (sum of pool floors may not be lower).", ge=1)
     max_nodes: int = F(200, description="Cluster-wide node ceiling (sum of pool ceilings may not be higher).", ge=1)
     node_pools: dict[Name, NodePool] = F(description="Node pools by name.")
     system_reserved_percent: int = F(10, description="Node capacity reserved for the kubelet, system daemons and the mesh sidecar overhead.", ge=0, le=50)
     istio: bool = F(True, description="Run the Istio service mesh (mTLS, canary routing).")
-    istio_version: str = F("1.24", description="Istio minor version.", pattern=r"^1\.[0-9]{1,2}$")
+    istio_version: str = F("1.30", description="Istio minor version; the Helm target pins the matching charts.", pattern=r"^1\.[0-9]{1,2}$")
     private_api_endpoint: bool = F(True, description="Keep the API server off the public internet.")
     api_allowed_cidrs: list[str] = FD(list, description="CIDRs allowed to reach the API endpoint in addition to the VPC.")
 

@@ -10,6 +10,10 @@ from compiler.model.base import (F, FD, CpuQuantity, MemoryQuantity, Model, Name
                                  PositiveInt, SecretRef)
 
 
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+"""An environment variable name."""
+
+
 class ReplicaRange(Model):
     """How many pods a service runs: the HPA's floor and ceiling."""
 
@@ -138,5 +142,5 @@ class Service(Model):
     routes: list[Route] = FD(list, description="Public routes through the API gateway; none means internal only.")
     rollout: CanaryStrategy | BlueGreenStrategy | RollingStrategy = F(
         description="How new versions roll out.", discriminator="type")
-    secrets: dict[str, SecretRef] = FD(dict, description="Environment variables filled from secret references, never values.")
-    env: dict[str, str] = FD(dict, description="Plain, non-secret environment variables.")
+    secrets: dict[EnvName, SecretRef] = FD(dict, description="Environment variables filled from secret references, never values.")
+    env: dict[EnvName, str] = FD(dict, description="Plain, non-secret environment variables.")

@@ -2,7 +2,7 @@
 
 Cases: both golden cases plus a variant of the two-region fixture with the mesh, tracing, RBAC and
 NetworkPolicies off and a managed search service (the code paths the golden cases do not take).
-Tools: kubernetes-validate --strict (Kubernetes 1.30 schemas; an unknown kind is a failure here),
+Tools: kubernetes-validate --strict (the spec's Kubernetes schemas, 1.33; an unknown kind is a failure here),
 @kubernetes-models/istio 2.3.0 in strict mode (tests/tools/istio-validate.js), checkov's
 Kubernetes policies, yamllint.
 """
@@ -30,7 +30,8 @@ from compiler.targets._kubernetes_common import (GPU_RESOURCE, NODE_POOL_LABEL, 
 from compiler.targets._kubernetes_policy import datastore_ports
 from tests.conftest import IN_CI, REPO, require_tool
 
-K8S_VERSION = "1.30.0"
+# The schemas of the Kubernetes minor the reference spec's clusters run (the spec's default, 1.33).
+K8S_VERSION = compile_file(str(REPO / "platform.yaml")).plan.regions[0].settings.kubernetes.version + ".0"
 NODE_MODULES = REPO / ".tools" / "node" / "node_modules"
 TWO_REGION = (REPO / "tests/cases/two-region/platform.yaml").read_text()
 YAMLLINT_CONFIG = """\
