@@ -353,3 +353,65 @@ def test_emission_of_every_region_is_fast(reference):
         ansible.emit_global(reference)
     per_run = (time.perf_counter() - start) / 3
     assert per_run < 0.3, f"{per_run:.3f} s for 12 regions (budget 0.1 s; this bound allows for a busy machine)"
+
+
+# ---------------------------------------------------------------- the backup script, with a stand-in for the cloud CLI
+
+FAKE_AWS = r'''#!/bin/bash
+# `aws s3 sync|ls|rm` over $FAKE_S3/<bucket>/<key>: enough of the CLI for platformc-backup.
+set -euo pipefail
+[ "$1" = s3 ] || exit 2
+verb=$2; shift 2
+args=()
+for a in "$@"; do case "$a" in --only-show-errors|--recursive) ;; *) args+=("$a") ;; esac; done
+local_path() { echo "$FAKE_S3/${1#s3://}"; }
+case "$verb" in
+  sync) mkdir -p "$(local_path "${args[1]}")"; cp -r "${args[0]}/." "$(local_path "${args[1]}")" ;;
+  ls) d=$(local_path "${args[0]}"); [ -d "$d" ] || exit 1
+      for x in "$d"/*/; do [ -d "$x" ] && echo "                           PRE $(basename "$x")/"; done ;;
+  rm) rm -rf "$(local_path "${args[0]}")" ;;
+  *) exit 2 ;;
+esac
+'''
+
+
+def _run_backup(tmp_path, files, *args):
+    import subprocess
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "aws").write_text(FAKE_AWS)
+    (bin_dir / "aws").chmod(0o755)
+    script = tmp_path / "platformc-backup"
+    script.write_text(files["ansible/roles/backups/files/platformc-backup.sh"])
+    script.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_S3": str(tmp_path / "s3")}
+    return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, env=env)
+
+
+def test_backup_script_uploads_prunes_and_skips_replicas(outputs, tmp_path):
+    """The redis kind against a stand-in `aws`: the snapshot lands under <url>/redis/<schedule>/<host>/<stamp>/,
+    copies past retention are removed and recent ones kept, the DR copy is made; a replica does nothing."""
+    import socket
+    _, files = outputs
+    redis_dir = tmp_path / "redis"
+    redis_dir.mkdir()
+    (redis_dir / "dump.rdb").write_bytes(b"REDIS0011snapshot")
+    (redis_dir / "nodes-6379.conf").write_text("abc 10.0.0.1:6379@16379 myself,master - 0 0 1 connected 0-5460\n")
+    host = socket.gethostname().split(".")[0]
+    base = tmp_path / "s3" / "bucket" / "redis" / "hourly" / host
+    (base / "20000101T000000Z").mkdir(parents=True)  # far past retention
+    (base / "29990101T000000Z").mkdir(parents=True)  # "recent": newer than any cutoff
+    proc = _run_backup(tmp_path, files, "--kind", "redis", "--schedule", "hourly", "--url", "s3://bucket",
+                       "--retention-days", "2", "--copy-to", "s3://partner", "--redis-dir", str(redis_dir))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    stamps = sorted(p.name for p in base.iterdir())
+    assert "20000101T000000Z" not in stamps and "29990101T000000Z" in stamps and len(stamps) == 2
+    new = next(s for s in stamps if s != "29990101T000000Z")
+    assert (base / new / f"{host}.rdb").read_bytes() == b"REDIS0011snapshot"
+    assert (tmp_path / "s3" / "partner" / "redis" / "hourly" / host / new / f"{host}.rdb").exists()
+    (redis_dir / "nodes-6379.conf").write_text("abc 10.0.0.1:6379@16379 myself,slave def 0 0 1 connected\n")
+    proc = _run_backup(tmp_path, files, "--kind", "redis", "--schedule", "hourly", "--url", "s3://other",
+                       "--retention-days", "2", "--redis-dir", str(redis_dir))
+    assert proc.returncode == 0 and "replica" in proc.stdout
+    assert not (tmp_path / "s3" / "other").exists()
+    assert _run_backup(tmp_path, files, "--kind", "redis").returncode == 2  # usage
