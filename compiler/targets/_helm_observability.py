@@ -74,7 +74,10 @@ def kube_prometheus_stack(plan: PlatformPlan, region: RegionPlan) -> dict:
         }},
     }
     if mon.alertmanager:
-        values["alertmanager"]["alertmanagerSpec"] = {"replicas": 2}
+        # stringConfig (set from generated/monitoring/<region>/alertmanager/alertmanager.yaml by the helmfile) is read
+        # only with tplConfig; the receivers' keys come from this Secret, mounted under /etc/alertmanager/secrets/.
+        values["alertmanager"]["tplConfig"] = True
+        values["alertmanager"]["alertmanagerSpec"] = {"replicas": 2, "secrets": ["alertmanager-receivers"]}
     if mon.grafana:
         # the admin password comes from a Secret the deploy pipeline syncs, never a chart default
         values["grafana"]["admin"] = {"existingSecret": "grafana-admin"}

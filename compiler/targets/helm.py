@@ -54,8 +54,11 @@ def releases(plan: PlatformPlan, region: RegionPlan) -> tuple[list[Release], lis
         ]
     else:
         skipped.append("Istio (istio-base, istiod, gateway): kubernetes.istio is false; Kong's proxy is the LoadBalancer")
+    # Alertmanager's routing is the monitoring target's file, passed whole like Kong's (one source).
+    am_file = (("alertmanager.stringConfig", f"../../monitoring/{region.name}/alertmanager/alertmanager.yaml"),) if mon.alertmanager else ()
     out.append(Release("kube-prometheus-stack", MONITORING_NAMESPACE, CHARTS["kube-prometheus-stack"],
-                       obs.kube_prometheus_stack, "Prometheus, Alertmanager, Grafana and the monitoring CRDs"))
+                       obs.kube_prometheus_stack, "Prometheus, Alertmanager, Grafana and the monitoring CRDs",
+                       set_files=am_file))
     kong_needs = (f"{MONITORING_NAMESPACE}/kube-prometheus-stack",) + ((f"{ISTIO_NAMESPACE}/istiod",) if mesh else ())
     out.append(Release("kong", GATEWAY_NAMESPACE, CHARTS["kong"], lambda p, r: platform.kong(p, r, mesh),
                        "API gateway, DB-less", needs=kong_needs,

@@ -19,7 +19,11 @@ from compiler.render import banner, dump_yaml
 NAME = "monitoring"
 WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
 BURN = {"page": [("1h", "5m", 14.4), ("6h", "30m", 6)], "ticket": [("1d", "2h", 3), ("3d", "6h", 1)]}
-SECRET_DIR = "/etc/alertmanager/secrets"
+# prometheus-operator mounts each Secret listed in alertmanagerSpec.secrets at /etc/alertmanager/secrets/<name>/;
+# the deploy pipeline fills this Secret from the spec's references (the Helm target lists it).
+RECEIVER_SECRET = "alertmanager-receivers"
+SECRET_DIR = f"/etc/alertmanager/secrets/{RECEIVER_SECRET}"
+RULES_NAMESPACE = "monitoring"
 
 
 # Mean execution time of frequent statements, in ms, from postgres_exporter's stat_statements collector.
@@ -162,10 +166,23 @@ def _secrets_note(r: RegionPlan) -> str:
     return "# Secrets are read from files mounted from the secret manager:\n" + "".join(x + "\n" for x in refs)
 
 
+def prometheus_rule(plan: PlatformPlan, r: RegionPlan) -> dict:
+    """The same rules as a PrometheusRule object: kube-prometheus-stack's Prometheus loads every one in the cluster."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "platformc-slo", "namespace": RULES_NAMESPACE,
+                     "labels": {"app.kubernetes.io/managed-by": "platformc", "platformc.io/region": r.name}},
+        "spec": {"groups": rule_groups(plan, r)},
+    }
+
+
 def emit_region(plan: PlatformPlan, r: RegionPlan) -> dict[str, str]:
     base = f"monitoring/{r.name}"
     return {
         f"{base}/prometheus/slo-rules.yaml": dump_yaml({"groups": rule_groups(plan, r)}, header=banner("#")),
+        f"{base}/kubernetes/prometheusrule.yaml": dump_yaml(
+            prometheus_rule(plan, r), header=banner("#") + f"# kubectl apply -f generated/monitoring/{r.name}/kubernetes/\n"),
         f"{base}/alertmanager/alertmanager.yaml": dump_yaml(alertmanager(plan, r), header=banner("#") + _secrets_note(r)),
     }
 

@@ -14,12 +14,13 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from compiler.pipeline import compile_text
 from compiler.render import dump_yaml
 from compiler.targets import helm, kubernetes
 from compiler.targets._helm_charts import CHARTS, SUBCHARTS
 from compiler.targets._helm_fluentbit import FluentBitValueError, fluentbit, parse_classic, render_conf
 from compiler.targets._kubernetes_common import SIDECAR_LIMITS, SIDECAR_REQUESTS, cluster_name
-from tests.conftest import require_shared, require_tool
+from tests.conftest import REPO, require_shared, require_tool
 from tests.targets.test_kubernetes import CASES, YAMLLINT_CONFIG, plan_of, region_docs
 from tests.tools import helm_values_check as hv
 
@@ -337,14 +338,16 @@ def test_docs_list_every_release():
     assert kubernetes.NAME == "kubernetes" and helm.NAME == "helm"
 
 
-def test_spec_and_pinned_istio_disagreement_is_said():
+def test_spec_and_pinned_istio_agree_or_the_disagreement_is_said():
     plan = plan_of("reference")
     r = plan.regions[0]
-    assert r.settings.kubernetes.istio_version == "1.24"  # the spec's default; the pin is 1.30.3
-    (note,) = helm.notes(r)
-    assert "1.24" in note and "1.30.3" in note
-    assert f"# Note: {note}" in emitted("reference")[f"helm/{r.name}/helmfile.yaml"]
-    assert f"- Note: {note}" in helm.docs_region(plan, r)
+    assert r.settings.kubernetes.istio_version == "1.30"  # the pinned charts are 1.30.3: no note
+    assert helm.notes(r) == []
+    text = (REPO / "tests/cases/two-region/platform.yaml").read_text().replace("  kubernetes:\n    min_nodes: 6", "  kubernetes:\n    istio_version: \"1.29\"\n    version: \"1.31\"\n    min_nodes: 6")
+    other = compile_text(text).plan.regions[0]
+    (note,) = helm.notes(other)
+    assert "1.29" in note and "1.30.3" in note
+    assert f"- Note: {note}" in helm.docs_region(plan, other)
 
 
 def test_additional_scrape_configs_pass_promtool(tmp_path):

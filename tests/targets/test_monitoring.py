@@ -101,3 +101,28 @@ def test_healthy_traffic_does_not_page(tree):
     _, root = tree
     res = _unit_test(root, _traffic(999999, 1), "ErrorBudgetBurnFast", [])  # 0.0001 % errors
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_prometheusrule_object_carries_the_same_rules(reference):
+    r = reference.region("us-east-1")
+    files = monitoring.emit_region(reference, r)
+    crd = yaml.safe_load(files["monitoring/us-east-1/kubernetes/prometheusrule.yaml"])
+    plain = yaml.safe_load(files["monitoring/us-east-1/prometheus/slo-rules.yaml"])
+    assert crd["kind"] == "PrometheusRule" and crd["apiVersion"] == "monitoring.coreos.com/v1"
+    assert crd["spec"]["groups"] == plain["groups"]
+
+
+def test_promtool_accepts_the_prometheusrule_spec(tree, tmp_path):
+    promtool = require_tool("promtool")
+    _, root = tree
+    crd = yaml.safe_load((root / "monitoring/eu-west-2/kubernetes/prometheusrule.yaml").read_text())
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(crd["spec"]))
+    res = subprocess.run([promtool, "check", "rules", str(spec)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_alertmanager_reads_keys_from_the_operator_secret_mount(reference):
+    am = monitoring.alertmanager(reference, reference.region("us-east-1"))
+    pd = am["receivers"][0]["pagerduty_configs"][0]["routing_key_file"]
+    assert pd == "/etc/alertmanager/secrets/alertmanager-receivers/pagerduty-routing-key"
