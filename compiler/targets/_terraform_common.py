@@ -20,10 +20,12 @@ PROVIDERS = {
 
 # The module library per cloud, in dependency order (the docs list them in this order too).
 MODULES = {
-    "aws": ("kms", "network", "kubernetes", "object_storage", "data_hosts", "waf", "load_balancer", "backup", "budget"),
-    "gcp": ("kms", "network", "kubernetes", "object_storage", "data_hosts", "waf", "load_balancer", "backup", "budget"),
+    "aws": ("kms", "network", "kubernetes", "object_storage", "data_hosts", "waf", "load_balancer", "backup", "budget",
+            "managed_postgres", "managed_redis", "managed_search"),
+    "gcp": ("kms", "network", "kubernetes", "object_storage", "data_hosts", "waf", "load_balancer", "backup", "budget",
+            "managed_postgres", "managed_redis"),
     "azure": ("kms", "network", "storage_account", "kubernetes", "object_storage", "data_hosts", "waf", "load_balancer",
-              "backup", "budget"),
+              "backup", "budget", "managed_postgres", "managed_redis"),
 }
 
 # The public DNS zone is Route 53 (the global root): modules that write records there need aws too.

@@ -140,7 +140,57 @@ def _aws_args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "dr_vault_arn": _aws_partner_arn(plan, region, "backup", "backup-vault:{name}"),
         },
         "budget": {**_budget(plan, region), "tag_key": "region", "tag_value": region.name},
+        **_aws_managed(plan, region),
     }
+
+
+OPENSEARCH_VERSION = "OpenSearch_2.17"  # the spec's Elasticsearch version has no OpenSearch equivalent
+PRELOAD = {"pg_stat_statements": "pg_stat_statements", "pg_partman": "pg_partman_bgw", "timescaledb": "timescaledb"}
+
+
+def graviton(instance_type: str) -> str:
+    """ElastiCache and OpenSearch offer the Graviton twin of an Intel family (r6i -> r6g)."""
+    return re.sub(r"^([a-z]+[0-9]+)i\.", r"\1g.", instance_type)
+
+
+def managed(region: RegionPlan) -> dict[str, bool]:
+    ds = region.settings.datastores
+    return {"postgres": ds.postgres.deployment == "managed", "redis": ds.redis.deployment == "managed",
+            "search": ds.elasticsearch.deployment == "managed"}
+
+
+def _aws_managed(plan: PlatformPlan, region: RegionPlan) -> dict:
+    ds, sec = region.settings.datastores, region.settings.security
+    daily = region.settings.backups.daily.retention_days
+    logs = cloudwatch_retention(sec.audit_log_retention_days)
+    out = {}
+    if managed(region)["postgres"]:
+        pg = ds.postgres
+        out["managed_postgres"] = {
+            "vpc_cidr": region.cidr, "engine_version": str(pg.version),
+            "instance_class": "db." + pg.instance.instance_types["aws"], "storage_gib": pg.instance.disk_gib,
+            "multi_az": pg.multi_az, "read_replicas": pg.read_replicas, "max_connections": pg.max_connections,
+            "preload_libraries": sorted({PRELOAD[e] for e in pg.extensions if e in PRELOAD}),
+            "log_min_duration_ms": plan.spec.slos.db_query_p95_ms, "backup_retention_days": min(daily, 35),
+            "internal_domain": region.internal_domain,
+        }
+    if managed(region)["redis"]:
+        rd = ds.redis
+        out["managed_redis"] = {
+            "vpc_cidr": region.cidr, "engine_version": rd.version, "node_type": "cache." + graviton(rd.instance.instance_types["aws"]),
+            "port": rd.port, "primaries": rd.primaries, "replicas_per_primary": rd.replicas_per_primary,
+            "maxmemory_policy": rd.maxmemory_policy, "snapshot_retention_days": min(daily, 35),
+            "log_retention_days": logs, "internal_domain": region.internal_domain,
+        }
+    if managed(region)["search"]:
+        es = ds.elasticsearch
+        out["managed_search"] = {
+            "domain_name": prefix(plan, region)[:28].rstrip("-"), "vpc_cidr": region.cidr,
+            "engine_version": OPENSEARCH_VERSION, "instance_type": graviton(es.instance.instance_types["aws"]) + ".search",
+            "nodes": es.nodes, "volume_gib": es.instance.disk_gib, "log_retention_days": logs,
+            "internal_domain": region.internal_domain,
+        }
+    return out
 
 
 AWS_SSL_POLICY = {"1.3": "ELBSecurityPolicy-TLS13-1-3-2021-06", "1.2": "ELBSecurityPolicy-TLS13-1-2-2021-06"}
@@ -300,7 +350,43 @@ def _gcp_args(plan: PlatformPlan, region: RegionPlan) -> dict:
         },
         "backup": _gcp_backups(plan, region),
         "budget": {**_budget(plan, region), "tag_key": "region", "tag_value": region.name},
+        **_gcp_managed(region),
     }
+
+
+CLOUD_SQL_MAX_MIB_PER_VCPU = 6656  # Cloud SQL custom machines: at most 6.5 GiB per vCPU
+MEMORYSTORE_NODES = ((1.4, "REDIS_SHARED_CORE_NANO"), (6.5, "REDIS_STANDARD_SMALL"), (13, "REDIS_HIGHMEM_MEDIUM"),
+                     (58, "REDIS_HIGHMEM_XLARGE"))
+AOF_FSYNC = {"everysec": "EVERYSEC", "always": "ALWAYS", "no": "NO"}
+
+
+def _gcp_managed(region: RegionPlan) -> dict:
+    ds = region.settings.datastores
+    daily = region.settings.backups.daily
+    hour = classify_cron(daily.cron)["hour"]
+    out = {}
+    if managed(region)["postgres"]:
+        pg = ds.postgres
+        mib = min(pg.instance.memory_gib * 1024, pg.instance.vcpus * CLOUD_SQL_MAX_MIB_PER_VCPU) // 256 * 256
+        out["managed_postgres"] = {
+            "region": region.cloud_region, "database_version": f"POSTGRES_{pg.version}",
+            "tier": f"db-custom-{pg.instance.vcpus}-{mib}", "disk_gib": pg.instance.disk_gib,
+            "high_availability": pg.multi_az, "read_replicas": pg.read_replicas,
+            "max_connections": pg.max_connections,
+            "backup_start_time": f"{hour:02d}:00", "retained_backups": daily.retention_days,
+            "internal_domain": region.internal_domain,
+        }
+    if managed(region)["redis"]:
+        rd = ds.redis
+        node = next((n for gib, n in MEMORYSTORE_NODES if rd.instance.memory_gib <= gib), MEMORYSTORE_NODES[-1][1])
+        out["managed_redis"] = {
+            "region": region.cloud_region, "node_type": node, "primaries": rd.primaries,
+            "replicas_per_primary": rd.replicas_per_primary, "maxmemory_policy": rd.maxmemory_policy,
+            "append_fsync": AOF_FSYNC[rd.appendfsync] if rd.appendonly else None,
+            "backup_hour": hour, "backup_retention_days": daily.retention_days,
+            "internal_domain": region.internal_domain,
+        }
+    return out
 
 
 def _gcp_firewall(region: RegionPlan) -> list[dict]:
@@ -439,7 +525,52 @@ def _azure_args(plan: PlatformPlan, region: RegionPlan) -> dict:
         "backup": _azure_backups(region),
         "budget": {"monthly_amounts": dict(region.monthly_budget),
                    "alert_thresholds_percent": list(plan.spec.cost.alert_thresholds_percent)},
+        **_azure_managed(region),
     }
+
+
+AZURE_PG_STORAGE_MB = (32768, 65536, 131072, 262144, 524288, 1048576, 2097152, 4193280, 8388608, 16777216, 33553408)
+AZURE_PG_TIER = {"E": "MO", "D": "GP", "B": "B"}
+AZURE_REDIS_PREMIUM_GB = ((6, 1), (13, 2), (26, 3), (53, 4), (120, 5))
+
+
+def azure_pg_sku(vm_size: str) -> str:
+    """Flexible server SKU for a VM size: tier prefix and the local-disk (d) variant of the size."""
+    m = re.match(r"^Standard_([A-Z]+)(\d+)([a-z]*)_(v\d+)$", vm_size)
+    if not m:
+        raise ValueError(f"{vm_size!r} is not an Azure VM size the flexible server offers")
+    family, cpus, letters, version = m.groups()
+    if "d" not in letters:
+        letters = letters.replace("s", "ds") if "s" in letters else letters + "ds"
+    return f"{AZURE_PG_TIER.get(family[0], 'GP')}_Standard_{family}{cpus}{letters}_{version}"
+
+
+def _azure_managed(region: RegionPlan) -> dict:
+    ds = region.settings.datastores
+    out = {}
+    if managed(region)["postgres"]:
+        pg = ds.postgres
+        preload = sorted({PRELOAD[e] for e in pg.extensions if e in PRELOAD})
+        out["managed_postgres"] = {
+            "engine_version": str(pg.version), "sku_name": azure_pg_sku(pg.instance.instance_types["azure"]),
+            "storage_mb": next((mb for mb in AZURE_PG_STORAGE_MB if mb >= pg.instance.disk_gib * 1024), AZURE_PG_STORAGE_MB[-1]),
+            "high_availability": pg.multi_az, "read_replicas": pg.read_replicas,
+            "configuration": {"azure.extensions": ",".join(e.upper() for e in pg.extensions),
+                              **({"shared_preload_libraries": ",".join(preload)} if preload else {}),
+                              "max_connections": str(pg.max_connections), "log_checkpoints": "on",
+                              "log_connections": "on", "log_disconnections": "on",
+                              "connection_throttle.enable": "on"},
+            "backup_retention_days": min(max(region.settings.backups.daily.retention_days, 7), 35),
+        }
+    if managed(region)["redis"]:
+        rd = ds.redis
+        out["managed_redis"] = {
+            "zones": [z.name for z in region.zones],
+            "capacity": next((c for gb, c in AZURE_REDIS_PREMIUM_GB if rd.instance.memory_gib <= gb), 5),
+            "primaries": rd.primaries, "replicas_per_primary": rd.replicas_per_primary,
+            "maxmemory_policy": rd.maxmemory_policy,
+        }
+    return out
 
 
 ARGS = {"aws": _aws_args, "gcp": _gcp_args, "azure": _azure_args}
