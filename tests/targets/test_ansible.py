@@ -198,7 +198,8 @@ def test_tls_role_issues_a_verifiable_certificate_idempotently(tree, tmp_path):
     if not shutil.which("openssl"):
         pytest.skip("openssl is not installed")
     tool = require_tool("ansible-playbook")
-    inventory = _local_inventory(tmp_path / "inventory", {"bastion": []}, {"all": {"platformc_region": "test"}})
+    inventory = _local_inventory(tmp_path / "inventory", {"bastion": "localhost"},
+                                 {"all": {"platformc_region": "test"}})
     playbook = tmp_path / "tls.yml"
     dirs = {"tls_ca_dir": str(tmp_path / "ca"), "tls_dir": str(tmp_path / "server"),
             "tls_owner": "root", "tls_group": "root"}
