@@ -173,10 +173,22 @@ def vars_postgres(plan: PlatformPlan, region: RegionPlan) -> dict:
     }
 
 
+# The CA bundle that verifies each cloud's managed PostgreSQL. Cloud SQL has a CA per instance and
+# no public bundle: the operator sets pgbouncer_server_ca_file (the README says how).
+MANAGED_POSTGRES_CA = {
+    "aws": "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem",
+    "azure": "https://cacerts.digicert.com/DigiCertGlobalRootG2.crt.pem",
+    "gcp": "",
+}
+
+
 def vars_pgbouncer(plan: PlatformPlan, region: RegionPlan) -> dict:
     pgb = region.settings.datastores.pgbouncer
     c = region.connections
+    managed = region.settings.datastores.postgres.deployment == "managed"
     return {
+        "pgbouncer_managed_postgres": managed,
+        **({"pgbouncer_server_ca_url": MANAGED_POSTGRES_CA[region.cloud]} if managed else {}),
         "pgbouncer_port": pgb.port,
         "pgbouncer_pool_mode": pgb.pool_mode,
         "pgbouncer_max_client_conn": pgb.max_client_conn,

@@ -25,10 +25,10 @@ def source(role: str, name: str) -> str:
     return "{{ " + role + "_source_dir }}/" + name
 
 
-def include_tls(directory: str, owner: str, group: str, key_mode: str = "0600") -> dict:
+def include_tls(directory: str, owner: str, group: str, key_mode: str = "0600", install_ca=True) -> dict:
     return task("Issue this server's certificate from the region's CA", "ansible.builtin.include_role",
                 {"name": "tls"}, vars={"tls_dir": directory, "tls_owner": owner, "tls_group": group,
-                                       "tls_key_mode": key_mode})
+                                       "tls_key_mode": key_mode, "tls_install_ca": install_ca})
 
 
 def _as_postgres(name: str, argv: list, **kw) -> dict:
@@ -235,11 +235,28 @@ def pgbouncer() -> Role:
             "pgbouncer_auth_user": "pgbouncer",
             "pgbouncer_auth_file": data_pgbouncer.AUTH_FILE,
             "pgbouncer_tls_dir": data_pgbouncer.TLS_DIR,
+            "pgbouncer_managed_postgres": False,
+            "pgbouncer_server_ca_url": "",  # managed PostgreSQL: the provider's CA bundle
+            "pgbouncer_server_ca_file": "",  # ... or a bundle on the controller, where there is no public URL
         },
         vars=services_ready_var(r, "pgbouncer_install"),
         tasks={"main": [
             apt("Install PgBouncer", ["pgbouncer"], register="pgbouncer_install"),
-            include_tls("{{ pgbouncer_tls_dir }}", "postgres", "postgres"),
+            # ca.crt verifies the server PgBouncer connects to: the region's CA for a self-managed
+            # primary, the provider's CA for a managed one (the data tier's server_tls_ca_file)
+            include_tls("{{ pgbouncer_tls_dir }}", "postgres", "postgres",
+                        install_ca="{{ not pgbouncer_managed_postgres }}"),
+            task("Check that the managed PostgreSQL's CA is known", "ansible.builtin.assert", {
+                "that": ["pgbouncer_server_ca_url | length > 0 or pgbouncer_server_ca_file | length > 0"],
+                "fail_msg": "set pgbouncer_server_ca_file to the managed PostgreSQL's CA bundle (a file on the controller)"},
+                 when="pgbouncer_managed_postgres"),
+            task("Install the managed PostgreSQL provider's CA bundle", "ansible.builtin.get_url",
+                 {"url": "{{ pgbouncer_server_ca_url }}", "dest": "{{ pgbouncer_tls_dir }}/ca.crt", "owner": "root",
+                  "group": "postgres", "mode": "0644"},
+                 when=["pgbouncer_managed_postgres", "pgbouncer_server_ca_url | length > 0"], notify="Reload PgBouncer"),
+            copy("Install the operator's CA bundle of the managed PostgreSQL", "{{ pgbouncer_tls_dir }}/ca.crt",
+                 group="postgres", src="{{ pgbouncer_server_ca_file }}", notify="Reload PgBouncer",
+                 when=["pgbouncer_managed_postgres", "pgbouncer_server_ca_url | length == 0"]),
             copy("Install the data tier's pgbouncer.ini", "/etc/pgbouncer/pgbouncer.ini", mode="0640",
                  owner="postgres", group="postgres", src=source(r, "pgbouncer.ini"), notify="Reload PgBouncer"),
             template("Write the auth_file with the auth_user's password", "userlist.txt.j2",

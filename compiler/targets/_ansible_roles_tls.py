@@ -51,7 +51,7 @@ def _server() -> list:
              {"path": "{{ tls_dir }}", "state": "directory", "owner": "root", "group": "{{ tls_group }}",
               "mode": "0750"}),
         copy("Install the CA certificate", "{{ tls_dir }}/ca.crt", content="{{ tls_ca_cert.content | b64decode }}",
-             when="tls_ca_cert is not skipped", notify=TOPIC),
+             when=["tls_install_ca | bool", "tls_ca_cert is not skipped"], notify=TOPIC),
         task("Create this server's key and certificate request", "ansible.builtin.command", {
             "argv": ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
                      "-subj", "/CN={{ tls_names[0] }}", "-addext", "subjectAltName={{ tls_san }}",
@@ -92,6 +92,7 @@ def tls() -> Role:
             "tls_owner": "root",
             "tls_group": "root",
             "tls_key_mode": "0600",
+            "tls_install_ca": True,  # false when the caller trusts another CA (a managed service's)
             "tls_names": ["{{ ansible_host }}", "{{ inventory_hostname }}"],
         },
         vars={"tls_san": "{{ tls_names | map('regex_replace', '^', 'DNS:') | join(',') }}"},
