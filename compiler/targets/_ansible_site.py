@@ -100,6 +100,16 @@ COLLECTION_VERSIONS = {
 }
 
 
+# What each lookup needs in the controller's Python (checked: without it the plugin refuses to load).
+COLLECTION_PYTHON = {
+    "community.hashi_vault": "pip install hvac",
+    "amazon.aws": "pip install boto3 botocore",
+    "google.cloud": "pip install google-auth requests",
+    "azure.azcollection": ("pip install -r ~/.ansible/collections/ansible_collections/azure/azcollection/"
+                           "requirements.txt"),
+}
+
+
 def requirements_data(collections: set[str]) -> dict:
     return {"collections": [{"name": c, "version": COLLECTION_VERSIONS[c]} for c in sorted(collections)]}
 

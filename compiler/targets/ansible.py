@@ -88,6 +88,7 @@ def emit_global(plan: PlatformPlan) -> dict[str, str]:
     md_banner = banner("<!--", spec).rstrip("\n") + " -->"
     out[f"{ROOT}/README.md"] = render("ansible", "README.md.j2", filters=FILTERS, md_banner=md_banner, plan=plan,
                                       roles=roles, playbooks=site.PLAYBOOKS, collections=sorted(collections),
+                                      python=site.COLLECTION_PYTHON,
                                       env_secrets=_env_secrets(plan))
     return dict(sorted(out.items()))
 

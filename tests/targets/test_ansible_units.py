@@ -415,3 +415,16 @@ def test_backup_script_uploads_prunes_and_skips_replicas(outputs, tmp_path):
     assert proc.returncode == 0 and "replica" in proc.stdout
     assert not (tmp_path / "s3" / "other").exists()
     assert _run_backup(tmp_path, files, "--kind", "redis").returncode == 2  # usage
+
+
+def test_requirements_name_exactly_the_collections_the_secret_lookups_need(outputs):
+    from compiler.targets import _ansible_site as site
+    from compiler.targets._ansible_inventory import collections_needed
+    from compiler.targets._ansible_text import COLLECTIONS
+    plan, files = outputs
+    every = {c for c in COLLECTIONS.values() if c}
+    assert set(site.COLLECTION_VERSIONS) == set(site.COLLECTION_PYTHON) == every
+    listed = {c["name"] for c in yaml.safe_load(files["ansible/requirements.yml"])["collections"]}
+    assert listed == collections_needed(plan)
+    for c in listed:
+        assert site.COLLECTION_PYTHON[c] in files["ansible/README.md"]
