@@ -22,6 +22,15 @@ SERVICES = {
 }
 
 
+MANAGED = {
+    "aws": {"postgres": "RDS for PostgreSQL (`postgres.`)", "redis": "ElastiCache for Redis, cluster mode (`redis.`)",
+            "search": "Amazon OpenSearch Service (`elasticsearch.`)"},
+    "gcp": {"postgres": "Cloud SQL for PostgreSQL (`postgres.`)", "redis": "Memorystore for Redis Cluster (`redis.`)"},
+    "azure": {"postgres": "Azure Database for PostgreSQL flexible server (`postgres.`)",
+              "redis": "Azure Cache for Redis Premium (`redis.`)"},
+}
+
+
 def _cell(x) -> str:
     return " ".join(str(x).replace("|", "\\|").splitlines())
 
@@ -129,6 +138,11 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
          + ", ".join(f"{k} {v:,.2f}" for k, v in region.monthly_budget.items()) + "), alerts at "
          + ", ".join(f"{t} %" for t in plan.spec.cost.alert_thresholds_percent) + " and on the forecast"],
     ]
+    chosen = [k for k, v in R.managed(region).items() if v]
+    if chosen:
+        rows.insert(4, ["managed datastores", "; ".join(MANAGED[cloud][k] for k in chosen)
+                        + " (private access only, customer-managed key, names under "
+                        f"`{region.internal_domain}`)"])
     out.append(_table(["part", "resources"], rows))
     out.append("### Data-tier hosts\n")
     out.append(_table(["host", "group", "zone", "machine", "data disk", "FQDN"],
