@@ -25,6 +25,8 @@ command -v npm >/dev/null || need+=(npm)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v unshare >/dev/null || need+=(util-linux)
 command -v ip >/dev/null || need+=(iproute2)
+command -v nft >/dev/null || need+=(nftables)          # the Ansible firewall rules are checked with nft -c
+command -v openssl >/dev/null || need+=(openssl)       # the Ansible tls role runs for real in the tests
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-tools: need root for: apt-get install ${need[*]}" >&2; exit 2

@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import StringConstraints
 
-from compiler.model.base import F, FD, Model, Name, Port, PositiveInt, SecretRef
+from compiler.model.base import F, FD, Cidr, Model, Name, Port, PositiveInt, SecretRef
 
 
 class Network(Model):
@@ -18,7 +18,7 @@ class Network(Model):
     nat_per_zone: bool = F(True, description="One NAT gateway per zone (no cross-zone egress dependency).")
     flow_logs: bool = F(True, description="Capture VPC flow logs.")
     flow_log_retention_days: PositiveInt = F(365, description="Flow-log retention in days.")
-    admin_cidrs: list[str] = FD(list, description="CIDRs allowed to reach the bastion over SSH/VPN (admin access).")
+    admin_cidrs: list[Cidr] = FD(list, description="CIDRs allowed to reach the bastion over SSH/VPN (admin access).")
 
 
 class NodePool(Model):
@@ -47,7 +47,7 @@ class Kubernetes(Model):
     istio: bool = F(True, description="Run the Istio service mesh (mTLS, canary routing).")
     istio_version: str = F("1.30", description="Istio minor version; the Helm target pins the matching charts.", pattern=r"^1\.[0-9]{1,2}$")
     private_api_endpoint: bool = F(True, description="Keep the API server off the public internet.")
-    api_allowed_cidrs: list[str] = FD(list, description="CIDRs allowed to reach the API endpoint in addition to the VPC.")
+    api_allowed_cidrs: list[Cidr] = FD(list, description="CIDRs allowed to reach the API endpoint in addition to the VPC.")
 
 
 class UpstreamHealthcheck(Model):
