@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 SECRET_SCHEMES = ("vault", "aws-sm", "gcp-sm", "azure-kv", "env")
 SECRET_REF_PATTERN = r"^(vault|aws-sm|gcp-sm|azure-kv|env):[A-Za-z0-9_./#@:+=-]{1,256}$"
@@ -59,5 +59,15 @@ SecretRef = Annotated[str, StringConstraints(pattern=SECRET_REF_PATTERN)]
 """A reference to a secret held elsewhere (`vault:path#key`, `aws-sm:name`, `gcp-sm:name`,
 `azure-kv:vault/name`, `env:VAR`); plaintext values are refused."""
 
-Cidr = Annotated[str, StringConstraints(pattern=r"^([0-9]{1,3}\.){3}[0-9]{1,3}/([0-9]|[12][0-9]|3[0-2])$")]
+def _real_network(v: str) -> str:
+    import ipaddress
+    try:
+        ipaddress.ip_network(v, strict=False)
+    except ValueError as exc:
+        raise ValueError(f"not an IPv4 network: {exc}") from None
+    return v
+
+
+Cidr = Annotated[str, StringConstraints(pattern=r"^([0-9]{1,3}\.){3}[0-9]{1,3}/([0-9]|[12][0-9]|3[0-2])$"),
+                 AfterValidator(_real_network)]
 Duration = Annotated[str, StringConstraints(pattern=r"^[0-9]+(ms|s|m|h|d)$")]
