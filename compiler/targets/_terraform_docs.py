@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
-from compiler.targets import _terraform_region as R
+from compiler.targets import _terraform_azure
+from compiler.targets import _terraform_values as V
 from compiler.targets._terraform_common import MODULES, prefix
 
 SERVICES = {
@@ -68,7 +69,7 @@ def _notes(plan: PlatformPlan, region: RegionPlan) -> list[str]:
                      "databases is the replicated backup bucket.")
     if region.cloud == "azure":
         notes.append(f"Import the TLS certificate for the region's hostnames into Key Vault "
-                     f"`{R._azure_args(plan, region)['kms']['key_vault_name']}` as certificate "
+                     f"`{_terraform_azure.key_vault_name(plan, region)}` as certificate "
                      f"`{prefix(plan, region)}-tls` before the first apply; the gateway follows its renewals.")
         notes.append("Azure copies geo-redundant backup vaults to the region's Azure pair, not to the DR partner; "
                      "the partner receives the object-replicated backup account instead.")
@@ -86,7 +87,7 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
     cloud = region.cloud
     svc = SERVICES[cloud]
     s = region.settings
-    hosts = R.hosts(region)
+    hosts = V.hosts(region)
     name = prefix(plan, region)
     domain = plan.spec.organization.domain
     out = [
@@ -123,8 +124,8 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
          f"old versions deleted after {os_.lifecycle.noncurrent_expire_after_days} days; "
          + (f"replicated to `{partner.data_bucket}` / `{partner.backup_bucket}` ({partner.name})"
             if same_cloud and os_.replicate_to_dr_partner else "not replicated by Terraform (see notes)")],
-        ["load balancer", f"{svc['lb']} for " + ", ".join(f"`{h}`" for h in R.public_hostnames(plan, region))
-         + f", TLS {s.security.tls_min_version}+ only, forwarding to Kong on port {R.KONG_PROXY_TLS_PORT}; "
+        ["load balancer", f"{svc['lb']} for " + ", ".join(f"`{h}`" for h in V.public_hostnames(plan, region))
+         + f", TLS {s.security.tls_min_version}+ only, forwarding to Kong on port {V.KONG_PROXY_TLS_PORT}; "
          f"`{region.name}.{domain}` points at it"],
         ["WAF", f"{svc['waf']}: block {', '.join(plan.spec.edge.waf.blocked_countries) or 'no countries'}, "
          f"rate limit {plan.spec.edge.waf.rate_limit_per_5min} requests per IP per 5 minutes"
@@ -133,12 +134,12 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
             f"{n} `{b.cron}` kept {b.retention_days} days"
             + (f", cold after {b.cold_storage_after_days} days" if b.cold_storage_after_days else "")
             + _copy_note(region, partner, n, b)
-            for n, b in R._backups(region))],
+            for n, b in V.backups(region))],
         ["budget", f"{svc['budget']}: {sum(region.monthly_budget.values()):,.2f} {plan.spec.cost.currency} a month ("
          + ", ".join(f"{k} {v:,.2f}" for k, v in region.monthly_budget.items()) + "), alerts at "
          + ", ".join(f"{t} %" for t in plan.spec.cost.alert_thresholds_percent) + " and on the forecast"],
     ]
-    chosen = [k for k, v in R.managed(region).items() if v]
+    chosen = [k for k, v in V.managed(region).items() if v]
     if chosen:
         rows.insert(4, ["managed datastores", "; ".join(MANAGED[cloud][k] for k in chosen)
                         + " (private access only, customer-managed key, names under "
