@@ -155,9 +155,13 @@ def attrs(values: Mapping[str, Any] | Iterable[tuple[str, Any]], level: int = 1)
     return "".join(out)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def comment(text: Any) -> str:
-    """Text for a `#` comment: one line whatever the input (a line break would end the comment)."""
-    return " ".join(str(text).splitlines()).replace("\x85", " ")
+    """Text for a `#` comment: one line of printable text whatever the input (a line break would end
+    the comment; other control characters have no business in a .tf file)."""
+    return _CONTROL.sub(" ", str(text))
 
 
 def attrs_block(values, level: int = 1) -> str:

@@ -97,8 +97,15 @@ def test_rendered_maps_keep_keys_and_values(mapping):
     assert len(list(tree.find_data("object_elem"))) == len(mapping)
 
 
-def test_comment_filter_keeps_one_line():
-    assert hcl.comment("a\nb\r\nc\x85d\u2028e") .count("\n") == 0
+@settings(max_examples=200, deadline=None)
+@given(ANY_TEXT)
+def test_comment_filter_keeps_spec_text_inside_the_comment(value):
+    """Spec text in a `#` comment (locations, display names) cannot start a new line of HCL."""
+    hcl2 = require_module("hcl2")
+    text = f"# {hcl.comment(value)}\nx = 1\n"
+    assert text.count("\n") == 2 and "\r" not in text and "\x00" not in text
+    tree = hcl2.parses_to_tree(text)
+    assert len(list(tree.find_data("attribute"))) == 1
 
 
 def test_terraform_reads_escaped_strings_as_the_inputs(tmp_path):
