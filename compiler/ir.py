@@ -131,6 +131,7 @@ class RegionPlan:
     cidr: str
     zones: tuple[Zone, ...]
     internal_domain: str  # <region>.internal.<domain>
+    cluster_name: str  # <org>-<region>: the EKS/GKE/AKS cluster and its kube context (Terraform and Helm agree on it)
     backup_bucket: str  # bucket (Azure: storage account) holding WAL archives and backups; Terraform creates it
     backup_url: str  # s3://<bucket>, gs://<bucket> or azure://<account>/backups: where WAL and dumps go
     data_bucket: str  # bucket (Azure: storage account) for application objects

@@ -208,7 +208,7 @@ def resolve_region(platform: Platform, name: str, s: RegionSettings, provenance:
         dr_partner=region.dr_partner, dr_partner_cloud=partner.cloud, dr_partner_cloud_region=partner.cloud_region,
         cidr=region.cidr,
         zones=tuple(Zone(z, p, pub) for z, (p, pub) in zip(zones, subnets)),
-        internal_domain=internal, backup_bucket=backup_bucket, backup_url=backup_url, data_bucket=data_bucket,
+        internal_domain=internal, cluster_name=f"{platform.organization.name}-{name}", backup_bucket=backup_bucket, backup_url=backup_url, data_bucket=data_bucket,
         settings=s, services=services,
         hosts=hosts(platform, name, s, zones, internal), shards=shards,
         connections=connection_budget(s, services, len(shards)),

@@ -140,11 +140,8 @@ def service_by_name(region: RegionPlan) -> dict[str, ServicePlan]:
 
 
 def cluster_name(org: str, region: RegionPlan) -> str:
-    """The region's cluster (EKS/GKE/AKS name and kubeconfig context): `<org>-<region>`.
-
-    The IR has no cluster name yet; this is the convention the Terraform target is asked to follow.
-    """
-    return f"{org}-{region.name}"
+    """The region's cluster (EKS/GKE/AKS name and kubeconfig context), from the IR."""
+    return region.cluster_name
 
 
 # Most documents are the same in every region of a cloud (only images, replicas, data-store CIDRs

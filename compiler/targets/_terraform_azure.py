@@ -40,7 +40,7 @@ def _azure_pools(region: RegionPlan) -> tuple[str, dict]:
         pools[short] = {
             "instance_type": pool["instance_type"], "min_nodes": pool["min_nodes"], "max_nodes": pool["max_nodes"],
             "spot": pool["spot"], "disk_gib": pool["disk_gib"],
-            "labels": {**pool["labels"], "node-pool": name},
+            "labels": pool["labels"],
             "taints": list(spec.taints),
         }
         if system is None and not spec.spot and not spec.taints:

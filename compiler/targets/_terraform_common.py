@@ -55,9 +55,10 @@ def provider_requirements(clouds, aliases: dict[str, list[str]] | None = None) -
 
 
 def prefix(plan: PlatformPlan, region: RegionPlan | str) -> str:
-    """Name prefix of a region's resources: <org>-<region>."""
-    name = region if isinstance(region, str) else region.name
-    return f"{plan.spec.organization.name}-{name}"
+    """Name prefix of a region's resources: <org>-<region> (also the IR's cluster_name)."""
+    if not isinstance(region, str):
+        return region.cluster_name
+    return f"{plan.spec.organization.name}-{region}"
 
 
 def cloudwatch_retention(days: int) -> int:

@@ -18,6 +18,7 @@ UNSIZED_HOSTS = {
 POSTGRES_PORT = 5432
 ELASTICSEARCH_PORTS = (9200, 9300)
 NODE_EXPORTER_PORT = 9100
+NODE_POOL_LABEL = "platformc.io/node-pool"  # one name with compiler/targets/_kubernetes_common.py
 KONG_PROXY_TLS_PORT = 8443  # Kong's HTTPS proxy port; the load balancer forwards to it
 
 
@@ -32,7 +33,8 @@ def node_pools(region: RegionPlan) -> dict:
             "spot": pool.spot,
             "gpus": pool.gpus,
             "disk_gib": pool.disk_gib,
-            "labels": {"purpose": pool.purpose},
+            # the Kubernetes target schedules pods with nodeSelector platformc.io/node-pool=<pool>
+            "labels": {NODE_POOL_LABEL: name, "platformc.io/purpose": pool.purpose},
             "taints": taints(pool.taints),
         }
     return pools
