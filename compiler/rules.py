@@ -405,6 +405,50 @@ def registry_consistent(p, settings):
     return iter(())  # checked while reading the file (compiler/registry.py), where the CSV positions are known
 
 
+@rule("R026", "DNS routing the global zone can do",
+      "Route 53 routes by latency or geography only to AWS regions; with regions on other clouds, "
+      "`edge.dns.routing` must be `weighted` (weights = traffic shares).")
+def dns_routing(p, settings):
+    others = sorted(n for n, r in p.regions.items() if r.cloud != "aws")
+    if p.edge.dns.routing != "weighted" and others:
+        yield Finding(("edge", "dns", "routing"), f"{p.edge.dns.routing} routing cannot reach {', '.join(others)} (not on AWS); use weighted")
+
+
+@rule("R027", "Backup schedules are unambiguous",
+      "A backup cron sets day-of-month or day-of-week, not both: cron runs when either matches, which "
+      "is rarely what was meant, and the clouds' backup services cannot express it.")
+def backup_cron(p, settings):
+    for region, s in _per_region(settings):
+        for kind in ("daily", "hourly", "weekly", "monthly"):
+            fields = getattr(s.backups, kind).cron.split()
+            if fields[2] != "*" and fields[4] != "*":
+                yield Finding(("backups", kind, "cron"), f"{kind} cron sets both day-of-month ({fields[2]}) and day-of-week ({fields[4]})", region)
+
+
+@rule("R028", "Cold storage leaves the minimum retention",
+      "On AWS Backup a copy moved to cold storage must be kept at least 90 days more: "
+      "retention_days >= cold_storage_after_days + 90.")
+def cold_storage(p, settings):
+    for region, s in _per_region(settings):
+        if p.regions[region].cloud != "aws":
+            continue
+        for kind in ("daily", "hourly", "weekly", "monthly"):
+            b = getattr(s.backups, kind)
+            if b.cold_storage_after_days is not None and b.retention_days < b.cold_storage_after_days + 90:
+                yield Finding(("backups", kind, "retention_days"),
+                              f"{kind}: {b.retention_days} days < cold storage after {b.cold_storage_after_days} + 90", region)
+
+
+@rule("R029", "Terraform state backends are complete",
+      "AWS state needs `lock_table` (DynamoDB locking); Azure state needs `resource_group` and `container`.")
+def state_backends(p, settings):
+    need = {"aws": ("lock_table",), "azure": ("resource_group", "container")}
+    for cname, cloud in p.clouds.items():
+        for field in need.get(cname, ()):
+            if getattr(cloud.state, field) is None:
+                yield Finding(("clouds", cname, "state"), f"{cname} state needs `{field}`")
+
+
 # ---------------------------------------------------------------- derived (plan) rules
 
 @rule("R030", "Services fit the node pools at maximum scale",

@@ -101,7 +101,7 @@ class Region(Model):
 class CdnSettings(Model):
     """Content delivery network in front of every region."""
 
-    provider: Literal["cloudfront", "cloudflare"] = F("cloudfront", description="CDN provider.")
+    provider: Literal["cloudfront"] = F("cloudfront", description="CDN provider (the seed's CloudFlare option is not emitted yet, so it is refused rather than silently replaced).")
     price_class: Literal["all", "200", "100"] = F("all", description="Edge footprint; `all` is the global network (150+ POPs).")
     default_ttl_seconds: int = F(300, description="Default edge cache TTL (the L3 cache).", ge=0)
     max_ttl_seconds: int = F(86400, description="Largest edge cache TTL.", ge=0)
