@@ -13,6 +13,7 @@ import ipaddress
 from compiler.errors import PlatformcError
 from compiler.ir import Host, PlatformPlan, RegionPlan
 from compiler.targets._datastores_postgres import PORT as POSTGRES_PORT
+from compiler.targets._ansible_roles_exporters import POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
 from compiler.targets._ansible_text import COLLECTIONS, literal, scheme, secret_var
 
 # the groups of the data hosts, which sit under data_tier in hosts.yml (reached through the bastion)
@@ -149,6 +150,7 @@ def vars_postgres(plan: PlatformPlan, region: RegionPlan) -> dict:
     pg = region.settings.datastores.postgres
     pgb = region.settings.datastores.pgbouncer
     rules = _service_rule(region, "PostgreSQL clients and replication", [POSTGRES_PORT])
+    rules += _service_rule(region, "postgres_exporter scrapes", [POSTGRES_EXPORTER_PORT])
     if pg.cross_region_standby:
         partner = plan.region(region.dr_partner)
         rules.append(_rule(f"the DR standby in {partner.name} streaming from this primary", [POSTGRES_PORT],
@@ -168,6 +170,8 @@ def vars_postgres(plan: PlatformPlan, region: RegionPlan) -> dict:
         "postgresql_pgbouncer_auth_user": pgb.auth_user,
         "postgresql_pgbouncer_auth_password": _secret(plan, region, pgb.auth_password),
         "common_firewall_service_rules": rules,
+        # the exporter's stat_statements collector needs the extension (and its preload)
+        "postgres_exporter_stat_statements": "pg_stat_statements" in pg.extensions,
         # Daily, weekly and monthly: base backups of the database (a standby skips them at run time).
         **_backups(plan, region, "postgresql", ("daily", "weekly", "monthly")),
     }
@@ -212,8 +216,9 @@ def vars_redis(plan: PlatformPlan, region: RegionPlan) -> dict:
         # SHA-1 of a secret reference, as redis-topology.json names it -> the lookup of that secret
         # (hashed: a reference may be longer than a YAML line should be)
         "redis_secrets": {hashlib.sha1(r.password.encode()).hexdigest(): _secret(plan, region, r.password)},
-        "common_firewall_service_rules": _service_rule(region, "Redis clients and the cluster bus",
-                                                       [r.port, r.port + 10000]),
+        "common_firewall_service_rules": [
+            *_service_rule(region, "Redis clients and the cluster bus", [r.port, r.port + 10000]),
+            *_service_rule(region, "redis_exporter scrapes", [REDIS_EXPORTER_PORT])],
         # Hourly: application state (the Redis snapshot of each node that is a primary at run time).
         **_backups(plan, region, "redis", ("hourly",)),
     }

@@ -25,6 +25,7 @@ net.core.somaxconn = 1024
 REDIS_THP = ("# Redis (platformc redis role): no transparent huge pages (latency, copy-on-write bloat).\n"
              "w /sys/kernel/mm/transparent_hugepage/enabled - - - - never\n")
 FIRST = "{{ redis_nodes[0] }}"
+ADMIN_DIR = "/etc/redis/platformc-admin"  # the cluster admin secret (redis_exporter's role reads it too)
 ADDRESS = "ansible_facts.default_ipv4.address"
 
 
@@ -84,7 +85,7 @@ def redis() -> Role:
     return Role(
         name=r,
         description="Redis Cluster nodes with the data tier's redis.conf and includes, then the cluster, formed once.",
-        defaults={"redis_source_dir": SOURCE_DIR, "redis_version": "7.0", "redis_admin_dir": "/etc/redis/platformc-admin"},
+        defaults={"redis_source_dir": SOURCE_DIR, "redis_version": "7.0", "redis_admin_dir": ADMIN_DIR},
         vars={
             **services_ready_var(r, "redis_install"),
             # the data tier's description of the cluster: nodes in creation order, includes, ACL rules

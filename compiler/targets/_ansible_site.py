@@ -34,10 +34,14 @@ PLAYBOOKS = (
     Playbook("postgresql.yml", "PostgreSQL primary, then its streaming replicas", (
         Play("Configure the PostgreSQL primary", "postgres_primary", ("postgresql",)),
         Play("Configure the PostgreSQL replicas", "postgres_replicas", ("postgresql",)),)),
+    Playbook("postgres_exporter.yml", "postgres_exporter on the PostgreSQL servers (the data-tier alerts read it)", (
+        Play("Run postgres_exporter on the PostgreSQL servers", "postgres", ("postgres_exporter",)),)),
     Playbook("pgbouncer.yml", "PgBouncer in front of the primary", (
         Play("Configure PgBouncer", "pgbouncer", ("pgbouncer",)),)),
     Playbook("redis.yml", "Redis Cluster nodes, then the cluster itself (once)", (
         Play("Configure the Redis Cluster nodes and form the cluster", "redis_cluster", ("redis",)),)),
+    Playbook("redis_exporter.yml", "redis_exporter on the Redis Cluster nodes (the cache alerts read it)", (
+        Play("Run redis_exporter on the Redis Cluster nodes", "redis_cluster", ("redis_exporter",)),)),
     Playbook("elasticsearch.yml", "Elasticsearch nodes", (
         Play("Configure the Elasticsearch nodes", "elasticsearch", ("elasticsearch",)),)),
     Playbook("backups.yml", "Backup schedules on the database and cache nodes", (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets._helm_fluentbit import render_conf
+from compiler.targets._ansible_roles_exporters import POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
 from compiler.targets._helm_platform import RESTRICTED_CONTAINER
 from compiler.targets._kubernetes_common import MONITORING_NAMESPACE, OTLP_GRPC_PORT, OTLP_HTTP_PORT
 
@@ -48,11 +49,32 @@ def _host_scrape_job(region: RegionPlan) -> dict:
             "static_configs": [{"targets": targets, "labels": {"group": group}} for group, targets in sorted(groups.items())]}
 
 
+# The data-tier exporters Ansible runs (the ports its firewall opens to the private subnets), whose
+# metrics the monitoring target's data-tier alerts read: job -> (host groups, port).
+DATA_TIER_EXPORTERS = {
+    "postgres-exporter": (("postgres_primary", "postgres_replicas"), POSTGRES_EXPORTER_PORT),
+    "redis-exporter": (("redis_cluster",), REDIS_EXPORTER_PORT),
+}
+
+
+def _exporter_scrape_jobs(region: RegionPlan) -> list[dict]:
+    """One job per exporter with self-managed hosts in this region (none where the datastore is managed),
+    a target group per host group so `group` tells a primary from a replica."""
+    jobs = []
+    for job, (groups, port) in DATA_TIER_EXPORTERS.items():
+        static = [{"targets": [f"{h.fqdn}:{port}" for h in region.hosts_in(g)], "labels": {"group": g}}
+                  for g in groups if region.hosts_in(g)]
+        if static:
+            jobs.append({"job_name": job, "static_configs": static})
+    return jobs
+
+
 def kube_prometheus_stack(plan: PlatformPlan, region: RegionPlan) -> dict:
     mon = region.settings.monitoring
     scrape = [_pod_scrape_job()]
     if mon.node_exporter and region.hosts:
         scrape.append(_host_scrape_job(region))
+    scrape += _exporter_scrape_jobs(region)
     values = {
         # EKS, GKE and AKS run the control plane: its components cannot be scraped from the cluster.
         "kubeControllerManager": {"enabled": False},

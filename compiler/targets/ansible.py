@@ -20,13 +20,15 @@ from compiler.targets import _ansible_site as site
 from compiler.targets._ansible_role import Role
 from compiler.targets._ansible_roles_base import backups, common, node_exporter
 from compiler.targets._ansible_roles_data import pgbouncer, postgresql
+from compiler.targets._ansible_roles_exporters import postgres_exporter, redis_exporter
 from compiler.targets._ansible_roles_redis import redis
 from compiler.targets._ansible_roles_search import elasticsearch
 from compiler.targets._ansible_roles_tls import tls
 
 NAME = "ansible"
 ROOT = "ansible"
-ROLE_BUILDERS = (common, node_exporter, tls, postgresql, pgbouncer, redis, elasticsearch, backups)
+ROLE_BUILDERS = (common, node_exporter, tls, postgresql, postgres_exporter, pgbouncer, redis, redis_exporter,
+                 elasticsearch, backups)
 
 
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|#!{}"} | {"\n": " ", "\r": " "})

@@ -152,7 +152,7 @@ FAKE_PRIVATE_NETWORK = ("ip link set lo up; ip link add pc0 type veth peer name 
 
 
 def test_common_and_data_roles_run_in_check_mode(tree, tmp_path):
-    """common, pgbouncer and redis in --check --diff against this machine: zero failures."""
+    """common, pgbouncer, redis and both exporters in --check --diff against this machine: zero failures."""
     plan, root, env = tree
     if plan.region_names[0] != "us-east-1":
         pytest.skip("one case is enough for the real run")
@@ -163,12 +163,15 @@ def test_common_and_data_roles_run_in_check_mode(tree, tmp_path):
     region = plan.regions[0]
     gv = root / "inventories" / region.name / "group_vars"
     redis_node = region.hosts_in("redis_cluster")[0].name  # the first node, where the role's once-only steps run
+    primary = region.hosts_in("postgres_primary")[0].name  # where postgres_exporter makes its secret
     redis_vars = yaml.safe_load((gv / "redis_cluster.yml").read_text())
     inventory = _local_inventory(tmp_path / "inventory",
-                                 {"pgbouncer": "localhost", "bastion": "localhost", "redis_cluster": redis_node}, {
+                                 {"pgbouncer": "localhost", "bastion": "localhost", "redis_cluster": redis_node,
+                                  "postgres": primary, "postgres_primary": primary}, {
         "all": yaml.safe_load((gv / "all.yml").read_text()),
         "pgbouncer": yaml.safe_load((gv / "pgbouncer.yml").read_text()),
         "redis_cluster": redis_vars,
+        "postgres": yaml.safe_load((gv / "postgres.yml").read_text()),
     })
     # The secret managers are not reachable here: the secrets arrive as extra variables instead.
     extra = tmp_path / "secrets.json"
@@ -176,10 +179,11 @@ def test_common_and_data_roles_run_in_check_mode(tree, tmp_path):
                                  "redis_secrets": {k: "check-mode-secret" for k in redis_vars["redis_secrets"]}}))
     isolate = ["unshare", "-n", "--", "sh", "-c", FAKE_PRIVATE_NETWORK + '; exec "$@"', "sh"]
     proc = _run([*isolate, tool, "-i", str(inventory), "-e", f"@{extra}", "--check", "--diff",
-                 "common.yml", "pgbouncer.yml", "redis.yml"], root, env, timeout=240)
+                 "common.yml", "pgbouncer.yml", "redis.yml", "postgres_exporter.yml", "redis_exporter.yml"],
+                root, env, timeout=240)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-5000:]
-    for host in ("localhost", redis_node):
+    for host in ("localhost", redis_node, primary):
         ok, changed, unreachable, failed = _recap(out)[host]
         assert (unreachable, failed) == (0, 0), out[-5000:]
     assert "bind 10.99.0.2 127.0.0.1 -::1" in out  # the Redis host include, from the host's facts
@@ -187,6 +191,10 @@ def test_common_and_data_roles_run_in_check_mode(tree, tmp_path):
     assert "ip saddr { 10.0.0.0/16, 10.255.0.0/24 } tcp dport { 22 } accept" in out  # SSH: region + admin VPN
     assert "tcp dport { 6432 } accept" in out  # the spec's PgBouncer port, from the private subnets
     assert "auth_type = scram-sha-256" in out
+    # the exporters: their units from the data tier's port, their firewall openings
+    assert "--redis.addr=redis://127.0.0.1:6379 --redis.user=redis_exporter --config-command=-" in out
+    assert "--web.listen-address=:9187 --collector.stat_statements" in out
+    assert "tcp dport { 9121 } accept" in out and "tcp dport { 9187 } accept" in out
     assert "check-mode-secret" not in out, "a secret reached the output"
 
 
@@ -242,6 +250,10 @@ def test_firewall_of_every_region_and_group_is_valid_nftables(tree, tmp_path):
             path = tmp_path / f"{region.name}-{stem}.nft"
             path.write_text(text)
             rendered.append(path)
+    text = {p.name: p.read_text() for p in rendered}
+    first = plan.regions[0].name
+    assert "tcp dport { 9187 } accept" in text[f"{first}-postgres.nft"]
+    assert "tcp dport { 9121 } accept" in text[f"{first}-redis_cluster.nft"]
     script = 'for f in "$@"; do nft -c -f "$f" || { echo "in $f"; exit 1; }; done'
     proc = subprocess.run(["unshare", "-n", "--", "sh", "-c", script.replace("nft ", f"{nft} "), "sh",
                            *map(str, rendered)],
@@ -362,3 +374,178 @@ def test_postgresql_passwords_and_passfile_work_on_a_real_server(tree):
             cluster.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the exporters' database users, judged by the servers
+
+# The statements postgres_exporter 0.18.1 runs for the data-tier alerts (collector/pg_stat_statements.go for
+# PostgreSQL 13-16, collector/pg_replication.go, the pg_stat_archiver default metrics), as its user would.
+EXPORTER_QUERIES = {
+    "stat_statements": """SELECT pg_get_userbyid(userid) as user, pg_database.datname, pg_stat_statements.queryid,
+        pg_stat_statements.calls as calls_total, pg_stat_statements.total_exec_time / 1000.0 as seconds_total
+        FROM pg_stat_statements JOIN pg_database ON pg_database.oid = pg_stat_statements.dbid
+        WHERE total_exec_time > (SELECT percentile_cont(0.1) WITHIN GROUP (ORDER BY total_exec_time) FROM pg_stat_statements)
+        ORDER BY seconds_total DESC LIMIT 100""",
+    "replication": """SELECT CASE WHEN NOT pg_is_in_recovery() THEN 0
+        ELSE GREATEST (0, EXTRACT(EPOCH FROM (now() - pg_last_xact_replay_timestamp()))) END AS lag""",
+    "stat_archiver": "SELECT archived_count, failed_count FROM pg_stat_archiver",
+}
+# Without pg_read_all_stats (in pg_monitor) other users' statements have no queryid: the alerts join on it.
+OTHERS_QUERYIDS = ("SELECT count(*) FROM pg_stat_statements WHERE queryid IS NOT NULL"
+                   " AND userid <> (SELECT oid FROM pg_roles WHERE rolname = current_user)")
+
+
+def test_postgres_exporter_logs_in_with_its_passfile_and_reads_only_statistics(tree):
+    """The role's SQL (rendered by Ansible's templar with a password full of quote characters, fed on
+    stdin twice, as its handler does) makes a pg_monitor role that is nothing more; with the data tier's
+    pg_hba.conf, the passfile the role writes logs it in over the local socket (libpq, as lib/pq in the
+    exporter reads PGPASSFILE), and it can run every query the alerts' metrics come from."""
+    from tests.targets.test_datastores_support import AS_POSTGRES, PGBIN, PgCluster, chown_tree, make_tls, private_dir, \
+        require_isolation
+    plan, root, _ = tree
+    if plan.region_names[0] != "us-east-1":
+        pytest.skip("one case is enough for the server run")
+    require_isolation()
+    region = plan.regions[0]
+    work = private_dir("ans-pgx-")
+    try:
+        (work / "in.conf").write_text("password_encryption = 'scram-sha-256'\nssl = on\n"
+                                      "shared_preload_libraries = 'pg_stat_statements'\n")
+        (work / "pg").mkdir()
+        hba = root.parent / "datastores" / region.name / "pg_hba.conf"
+        cluster = PgCluster(work / "in.conf", hba, work / "pg", make_tls(work))
+        defaults = yaml.safe_load((root / "roles/postgres_exporter/defaults/main.yml").read_text())
+        role_vars = yaml.safe_load((root / "roles/postgres_exporter/vars/main.yml").read_text())
+        variables = {**defaults, "postgres_exporter_stat_statements": True, "postgres_exporter_password": HOSTILE,
+                     "postgres_exporter_postgresql_port": cluster.port}
+        sql = ansible_template(role_vars["postgres_exporter_role_sql"], variables)
+        passfile = work / "pgpass"
+        passfile.write_text(ansible_template((root / "roles/postgres_exporter/templates/pgpass.j2").read_text(),
+                                             variables, file=True))
+        chown_tree(work)
+        os.chmod(passfile, 0o600)
+        cluster.start()
+        try:
+            for _ in range(2):  # a second run changes nothing and fails on nothing
+                done = subprocess.run(AS_POSTGRES + [str(PGBIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h",
+                                      str(work / "pg"), "-p", str(cluster.port), "-d", "postgres"],
+                                      input=sql, capture_output=True, text=True)
+                assert done.returncode == 0, done.stdout + done.stderr
+            user = defaults["postgres_exporter_db_user"]
+            (row,) = cluster.query(f"SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolconnlimit, "
+                                   f"pg_has_role('{user}', 'pg_monitor', 'USAGE') FROM pg_roles WHERE rolname = '{user}'")
+            assert row == ["f", "f", "f", "f", "3", "t"]
+            cluster.query("SELECT count(*) FROM pg_class")  # something for pg_stat_statements to have seen
+            dsn = f"host={work / 'pg'} port={cluster.port} user={user} dbname=postgres sslmode=disable"
+            as_exporter = AS_POSTGRES + [str(PGBIN / "psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1", dsn]
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+            env["PGPASSFILE"] = str(passfile)
+            for name, query in EXPORTER_QUERIES.items():
+                res = subprocess.run([*as_exporter, "-c", query], capture_output=True, text=True, env=env)
+                assert res.returncode == 0, f"{name}: {res.stderr}"
+                assert res.stdout.strip(), f"{name} returned nothing"
+            others = subprocess.run([*as_exporter, "-c", OTHERS_QUERYIDS], capture_output=True, text=True, env=env)
+            assert int(others.stdout) >= 1, others.stderr
+            denied = subprocess.run([*as_exporter, "-c", "CREATE TABLE exporter_was_here ()"], capture_output=True,
+                                    text=True, env=env)
+            assert denied.returncode != 0 and "permission denied" in denied.stderr
+            wrong = subprocess.run([*as_exporter, "-c", "SELECT 1"], capture_output=True, text=True,
+                                   env={**env, "PGPASSFILE": "/dev/null"})
+            assert wrong.returncode != 0  # the password, not trust, let it in
+        finally:
+            cluster.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_redis_exporter_user_reads_statistics_and_nothing_else(tree, tmp_path):
+    """The ACL include the redis_exporter role keeps, loaded with the data tier's redis.conf and the redis
+    role's includes: the exporter's user runs every command redis_exporter needs for its metrics and is
+    refused CONFIG (masterauth), keys, channels and writes. The same user added live by the role's
+    ACL SETUSER (fed to redis-cli as the admin, as the role does) is the same user exactly."""
+    import hashlib
+    from tests.targets.test_datastores_support import Resp, RedisError, private_dir, require_isolation, start_redis
+    plan, root, _ = tree
+    region = next((r for r in plan.regions if r.hosts_in("redis_cluster")), None)
+    if region is None or plan.region_names[0] != "us-east-1":
+        pytest.skip("one case is enough for the server run")
+    require_isolation()
+    data = root.parent / "datastores" / region.name
+    topology = json.loads((data / "redis-topology.json").read_text())
+    ref = topology["acl_include"]["masterauth_ref"]
+    password, admin_password = "5e" * 32, "0f" * 32  # what `openssl rand -hex 32` makes
+    defaults = yaml.safe_load((root / "roles/redis_exporter/defaults/main.yml").read_text())
+    role_vars = yaml.safe_load((root / "roles/redis_exporter/vars/main.yml").read_text())
+    variables = {**defaults, "ansible_managed": "Ansible managed", "redis_topology": topology,
+                 "redis_secrets": {hashlib.sha1(ref.encode()).hexdigest(): HOSTILE},
+                 "redis_admin_password": admin_password, "redis_exporter_password": password,
+                 "ansible_facts": {"default_ipv4": {"address": "127.0.0.2"}}}
+    user = defaults["redis_exporter_acl_user"]
+    servers = []
+    try:
+        acl_lines = []
+        for live in (False, True):
+            work = private_dir("ans-redx-")
+            includes = []
+            templates = [root / "roles/redis/templates" / n for n in ("redis-host.conf.j2", "redis-acl.conf.j2",
+                                                                        "redis-admin.conf.j2")]
+            if not live:
+                templates.append(root / "roles/redis_exporter/templates/redis-exporter-acl.conf.j2")
+            for t in templates:
+                path = work / t.name.removesuffix(".j2")
+                path.write_text(ansible_template(t.read_text(), variables, file=True))
+                includes += ["--include", str(path)]
+            server, sock = start_redis(data / "redis.conf", work, *includes)
+            servers.append((server, work))
+            if live:
+                cli = subprocess.run(["redis-cli", "--no-auth-warning", "--user", "platformc-admin", "-s", str(sock)],
+                                     input=ansible_template(role_vars["redis_exporter_setuser"], variables),
+                                     capture_output=True, text=True, env={**os.environ, "REDISCLI_AUTH": admin_password})
+                assert (cli.returncode, cli.stdout.strip()) == (0, "OK"), cli.stdout + cli.stderr  # the role's failed_when
+            exporter = Resp(sock)
+            assert exporter.call("AUTH", user, password) == "OK"
+            for command in (["PING"], ["CLIENT", "SETNAME", "redis_exporter"], ["INFO", "ALL"], ["CLUSTER", "INFO"],
+                            ["LATENCY", "LATEST"], ["LATENCY", "HISTOGRAM"], ["SLOWLOG", "LEN"], ["SLOWLOG", "GET", "1"]):
+                reply = exporter.call(*command)
+                assert not isinstance(reply, RedisError), (command, reply)
+            assert b"keyspace_hits:" in exporter.call("INFO", "ALL")  # redis_keyspace_hits_total / misses_total
+            for command in (["CONFIG", "GET", "masterauth"], ["GET", "k"], ["SET", "k", "v"], ["KEYS", "*"],
+                            ["FLUSHALL"], ["SLOWLOG", "RESET"], ["CLIENT", "KILL", "ID", "1"], ["ACL", "LIST"],
+                            ["PUBLISH", "c", "m"], ["SHUTDOWN"]):
+                assert isinstance(exporter.call(*command), RedisError), command
+            exporter.close()
+            admin = Resp(sock)
+            assert admin.call("AUTH", "platformc-admin", admin_password) == "OK"
+            acl_lines.append(next(x.decode() for x in admin.call("ACL", "LIST") if x.startswith(f"user {user} ".encode())))
+            admin.close()
+        # the same flags, password hash and rules (Redis lists a user's rules in its own order)
+        assert sorted(acl_lines[0].split()) == sorted(acl_lines[1].split()), acl_lines
+    finally:
+        for server, work in servers:
+            server.stop()
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def test_exporter_units_pass_systemd_analyze(tree, tmp_path):
+    """Both systemd units, rendered by Ansible's templar with the roles' defaults: `systemd-analyze verify`
+    accepts them without a warning about an unknown key or a bad value."""
+    plan, root, _ = tree
+    if plan.region_names[0] != "us-east-1":
+        pytest.skip("one case is enough")
+    analyze = require_tool("systemd-analyze")
+    units = []
+    for role, extra in (("postgres_exporter", {"postgres_exporter_collectors": ["stat_statements"]}),
+                        ("redis_exporter", {"redis_exporter_redis_port": 6379})):
+        defaults = yaml.safe_load((root / f"roles/{role}/defaults/main.yml").read_text())
+        variables = {**defaults, **extra, "ansible_managed": "Ansible managed",
+                     f"{role}_binary": "/usr/bin/true",  # verify wants an executable
+                     f"{role}_passfile": f"/etc/{role}/pgpass"}
+        name = role.replace("_", "-") + ".service.j2"
+        unit = tmp_path / f"{role}.service"
+        unit.write_text(ansible_template((root / f"roles/{role}/templates/{name}").read_text(), variables, file=True))
+        units.append(unit)
+    res = subprocess.run([analyze, "verify", *map(str, units)], capture_output=True, text=True)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    for complaint in ("Unknown key", "Unknown section", "Failed to parse", "Invalid", "ignoring"):
+        assert complaint not in out, out

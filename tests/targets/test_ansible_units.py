@@ -86,8 +86,8 @@ def test_every_file_is_banner_marked_lf_and_parses(outputs):
 def test_roles_have_the_layout_ansible_users_expect(outputs):
     _, files = outputs
     roles = _roles(files)
-    assert set(roles) == {"common", "node_exporter", "tls", "postgresql", "pgbouncer", "redis", "elasticsearch",
-                          "backups"}
+    assert set(roles) == {"common", "node_exporter", "tls", "postgresql", "postgres_exporter", "pgbouncer", "redis",
+                          "redis_exporter", "elasticsearch", "backups"}
     for name, role in roles.items():
         assert {"defaults/main.yml", "tasks/main.yml", "meta/main.yml"} <= role["files"], name
         meta = yaml.safe_load(files[f"ansible/roles/{name}/meta/main.yml"])
@@ -213,6 +213,63 @@ def test_each_secret_scheme_is_its_lookup(ref, plugin):
     assert f"lookup('{plugin}'" in expr
     if ref.startswith("vault:"):
         assert expr.endswith(".data.data['admin_password'] }}")
+
+
+# ---------------------------------------------------------------- the data-tier exporters
+
+def test_exporters_are_pinned_releases_with_a_checksum_per_architecture(outputs):
+    """Both exporters come from one pinned release each, with a SHA-256 for every CPU the role maps."""
+    _, files = outputs
+    roles = _roles(files)
+    for name in ("postgres_exporter", "redis_exporter"):
+        defaults = roles[name]["defaults"]
+        assert re.fullmatch(r"\d+\.\d+\.\d+", str(defaults[f"{name}_version"])), name
+        archs = set(defaults[f"{name}_architectures"].values())
+        assert set(defaults[f"{name}_checksums"]) == archs == {"amd64", "arm64"}
+        for digest in defaults[f"{name}_checksums"].values():
+            assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), (name, digest)
+        download = next(t for t in roles[name]["tasks"] if _module(t) == "ansible.builtin.get_url")
+        assert download["ansible.builtin.get_url"]["checksum"] == "{{ %s_checksums[%s_arch] }}" % (name, name)
+
+
+def test_exporter_ports_are_open_to_the_private_subnets_only(outputs):
+    """Prometheus scrapes from the private subnets: 9187 on the PostgreSQL servers, 9121 on the Redis nodes,
+    from exactly the sources node_exporter's rule has; nothing else opens them."""
+    plan, files = outputs
+    for r in plan.regions:
+        base = f"ansible/inventories/{r.name}/group_vars"
+        node = next(x for x in yaml.safe_load(files[f"{base}/all.yml"])["common_firewall_base_rules"]
+                    if x["ports"] == [9100])
+        for stem, port in (("postgres", 9187), ("redis_cluster", 9121)):
+            rules = yaml.safe_load(files[f"{base}/{stem}.yml"])["common_firewall_service_rules"]
+            opening = [x for x in rules if port in x["ports"]]
+            assert len(opening) == 1 and opening[0]["ports"] == [port], (r.name, stem)
+            assert opening[0]["sources"] == node["sources"]
+        for stem in ("pgbouncer", "elasticsearch", "bastion"):
+            rules = yaml.safe_load(files[f"{base}/{stem}.yml"]).get("common_firewall_service_rules", [])
+            assert not {9187, 9121} & {p for x in rules for p in x["ports"]}, (r.name, stem)
+        pg = yaml.safe_load(files[f"{base}/postgres.yml"])
+        assert pg["postgres_exporter_stat_statements"] == ("pg_stat_statements" in r.settings.datastores.postgres.extensions)
+
+
+def test_exporter_secrets_never_leave_the_nodes(outputs):
+    """The exporters' secrets are made on the nodes: no task writes a value, every task that handles one
+    logs nothing, and the Redis user the role adds live is the one its include keeps."""
+    _, files = outputs
+    roles = _roles(files)
+    for name in ("postgres_exporter", "redis_exporter"):
+        for t in roles[name]["tasks"] + roles[name]["handlers"]:
+            text = yaml.safe_dump(t)
+            if "_password" in text or "_secret.content" in text or t.get("register") == f"{name}_secret":
+                assert t.get("no_log") is True, (name, t["name"])
+    include = files["ansible/roles/redis_exporter/templates/redis-exporter-acl.conf.j2"]
+    user = "{{ redis_exporter_acl_user }} on #{{ redis_exporter_password | hash('sha256') }}"
+    rules_expr = "{{ redis_exporter_acl_rules | join(' ') }}"
+    assert f"user {user} {rules_expr}\n" in include
+    setuser = roles["redis_exporter"]["vars"]["redis_exporter_setuser"]
+    assert setuser == f"ACL SETUSER {user.replace(' on ', ' reset on ')} {rules_expr}\n"
+    rules = roles["redis_exporter"]["defaults"]["redis_exporter_acl_rules"]
+    assert "-@all" in rules and not any(x.startswith(("~", "%", "&", "+@", "allkeys", "+config")) for x in rules)
 
 
 # ---------------------------------------------------------------- one source for config files

@@ -234,6 +234,13 @@ def test_observability_follows_the_plan():
             hosts_job = [j for j in spec["additionalScrapeConfigs"] if j["job_name"] == "self-managed-hosts"]
             targets = sorted(t for j in hosts_job for g in j["static_configs"] for t in g["targets"])
             assert targets == sorted(f"{h.fqdn}:9100" for h in r.hosts)
+            # the data-tier exporters Ansible runs, one target group per host group
+            jobs = {j["job_name"]: j for j in spec["additionalScrapeConfigs"]}
+            for job, groups, port in (("postgres-exporter", ("postgres_primary", "postgres_replicas"), 9187),
+                                      ("redis-exporter", ("redis_cluster",), 9121)):
+                expected = {g: [f"{h.fqdn}:{port}" for h in r.hosts_in(g)] for g in groups if r.hosts_in(g)}
+                got = {sc["labels"]["group"]: sc["targets"] for sc in jobs.get(job, {}).get("static_configs", [])}
+                assert got == expected, (case, r.name, job)
             if "jaeger" in rels:
                 jaeger = values_of(case, r, rels["jaeger"])
                 backend = jaeger["userconfig"]["extensions"]["jaeger_storage"]["backends"]["primary_store"]
@@ -360,7 +367,8 @@ def test_additional_scrape_configs_pass_promtool(tmp_path):
         rel = next(x for x in helm.releases(plan, r)[0] if x.name == "kube-prometheus-stack")
         spec = values_of("reference", r, rel)["prometheus"]["prometheusSpec"]
         jobs = spec["additionalScrapeConfigs"]
-        assert [j["job_name"] for j in jobs] == ["kubernetes-pods", "self-managed-hosts"]
+        assert [j["job_name"] for j in jobs] == ["kubernetes-pods", "self-managed-hosts", "postgres-exporter",
+                                                 "redis-exporter"]
         assert jobs[0].pop("kubernetes_sd_configs") == [{"role": "pod"}]
         jobs[0]["static_configs"] = [{"targets": ["127.0.0.1:9"]}]
         cfg = tmp_path / f"{r.name}.yml"

@@ -126,3 +126,31 @@ def test_alertmanager_reads_keys_from_the_operator_secret_mount(reference):
     am = monitoring.alertmanager(reference, reference.region("us-east-1"))
     pd = am["receivers"][0]["pagerduty_configs"][0]["routing_key_file"]
     assert pd == "/etc/alertmanager/secrets/alertmanager-receivers/pagerduty-routing-key"
+
+
+# Every exporter metric the data-tier alerts read, the scrape job that collects it, and where the exporter
+# defines that name (checked against the pinned releases' sources: postgres_exporter 0.18.1, redis_exporter 1.80.1).
+EXPORTER_METRICS = {
+    "pg_replication_lag_seconds": ("postgres-exporter", "collector/pg_replication.go, on by default"),
+    "pg_stat_archiver_failed_count": ("postgres-exporter", "the pg_stat_archiver default metric map (a collector from 0.20)"),
+    "pg_stat_statements_seconds_total": ("postgres-exporter", "collector/pg_stat_statements.go, --collector.stat_statements"),
+    "pg_stat_statements_calls_total": ("postgres-exporter", "collector/pg_stat_statements.go, --collector.stat_statements"),
+    "redis_keyspace_hits_total": ("redis-exporter", "exporter/exporter.go metricMapCounters (INFO keyspace_hits)"),
+    "redis_keyspace_misses_total": ("redis-exporter", "exporter/exporter.go metricMapCounters (INFO keyspace_misses)"),
+}
+
+
+def test_data_tier_alerts_read_exporter_metrics_prometheus_scrapes(any_case):
+    """Every pg_* and redis_* series the alerts use is a name the exporters really export, and the region's
+    kube-prometheus-stack values scrape that exporter wherever the datastore runs on self-managed hosts."""
+    import re
+    from compiler.targets import _helm_observability as observability
+    for r in any_case.regions:
+        exprs = " ".join(rule["expr"] for g in monitoring.rule_groups(any_case, r) for rule in g["rules"])
+        used = set(re.findall(r"\b(?:pg|redis)_[a-z_]+\b", exprs))
+        assert used == set(EXPORTER_METRICS), used ^ set(EXPORTER_METRICS)
+        jobs = {j["job_name"] for j in
+                observability.kube_prometheus_stack(any_case, r)["prometheus"]["prometheusSpec"]["additionalScrapeConfigs"]}
+        for metric, (job, _) in EXPORTER_METRICS.items():
+            group = "redis_cluster" if job == "redis-exporter" else "postgres_primary"
+            assert (job in jobs) == bool(r.hosts_in(group)), (r.name, metric, job)
