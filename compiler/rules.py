@@ -449,6 +449,17 @@ def state_backends(p, settings):
                 yield Finding(("clouds", cname, "state"), f"{cname} state needs `{field}`")
 
 
+@rule("R033", "Replica scaling has the statistics it reads",
+      "The read-replica scaling alerts read pg_stat_statements through postgres_exporter: a self-managed "
+      "PostgreSQL without the extension can never raise them.", severity="warning")
+def replica_scaling_stats(p, settings):
+    for region, s in _per_region(settings):
+        pg = s.datastores.postgres
+        if pg.deployment == "self-managed" and "pg_stat_statements" not in pg.extensions:
+            yield Finding(("datastores", "postgres", "extensions"),
+                          "without pg_stat_statements the read-replica scaling alerts cannot fire", region)
+
+
 # ---------------------------------------------------------------- derived (plan) rules
 
 @rule("R030", "Services fit the node pools at maximum scale",

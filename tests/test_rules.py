@@ -51,6 +51,7 @@ CASES = {
     "R027": ([('daily: {cron: "0 1 * * *"', 'daily: {cron: "0 1 1 * MON"')], 'daily: {cron: "0 1 1 * MON"'),
     "R028": ([("retention_days: 365, cold_storage_after_days: 30", "retention_days: 100, cold_storage_after_days: 30")], "retention_days: 100, cold"),
     "R029": ([(", lock_table: acme-tf-locks}", "}")], "state: {bucket: acme-tf-state, region: us-east-1}"),
+    "R033": ([("    postgres:\n      instance:", "    postgres:\n      extensions: [vector]\n      instance:")], "extensions: [vector]"),
     "R030": ([("replicas: {min: 1, max: 4}", "replicas: {min: 1, max: 5}")], "        max_nodes: 4"),
     "R031": ([("max_client_conn: 1000", "max_client_conn: 10")], "max_client_conn: 10,"),
     "R032": ([("max_connections: 200", "max_connections: 30")], "max_connections: 30"),
@@ -85,7 +86,7 @@ def test_bad_spec_gives_code_at_line(code):
     text = _patched(patches)
     code = code.split("-")[0]  # "R013-gpu" is a second case of R013
     with pytest.raises(SpecError) as exc:
-        compile_text(text, "platform.yaml", strict=(code in ("R009", "R024", "R025")))
+        compile_text(text, "platform.yaml", strict=(code in ("R009", "R024", "R025", "R033")))
     expected = _line_of(text, anchor)
     hits = [(d.code, d.line) for d in exc.value.diagnostics]
     assert (code, expected) in hits, f"expected {code} at line {expected}, got {hits}"
