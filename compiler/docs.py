@@ -41,7 +41,8 @@ SCHEMA_CODES = [
 ]
 
 
-def _table(header: list[str], rows: list[list]) -> str:
+def markdownmarkdown_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table; cells are escaped so spec text cannot break the table."""
     def cell(x):
         return str(x).replace("|", "\\|").replace("\n", " ")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -130,7 +131,7 @@ def schema_reference() -> str:
         doc = (m.__doc__ or "").strip().splitlines()[0]
         rows = [[f"`{name}`", _type_name(f.annotation), _default(f), _constraints(f), f.description or ""]
                 for name, f in m.model_fields.items()]
-        parts.append(f"## {m.__name__}\n\n{doc}\n\n" + _table(["field", "type", "default", "constraints", "description"], rows))
+        parts.append(f"## {m.__name__}\n\n{doc}\n\n" + markdown_table(["field", "type", "default", "constraints", "description"], rows))
     return "\n".join(parts)
 
 
@@ -139,10 +140,10 @@ def rule_catalogue() -> str:
     parts = [BANNER, "# Diagnostic codes\n",
              "Every error reads `FILE:LINE:COL: path.to.field: [CODE] message` and exits 2; warnings read "
              "`... warning [CODE] ...` and become errors with `--strict`. Codes are stable.\n",
-             "## Loading\n", _table(["code", "meaning"], [[c, m] for c, m in LOAD_CODES]),
-             "## Schema\n", _table(["code", "meaning"], [[c, m] for c, m in SCHEMA_CODES]),
+             "## Loading\n", markdown_table(["code", "meaning"], [[c, m] for c, m in LOAD_CODES]),
+             "## Schema\n", markdown_table(["code", "meaning"], [[c, m] for c, m in SCHEMA_CODES]),
              "## Semantic rules\n",
-             _table(["code", "severity", "rule", "what it checks"],
+             markdown_table(["code", "severity", "rule", "what it checks"],
                     [[r.code, r.severity, r.title, r.explanation] for r in sorted(RULES, key=lambda r: r.code)])]
     return "\n".join(parts)
 
@@ -152,14 +153,14 @@ def rule_catalogue() -> str:
 def overview(plan: PlatformPlan) -> str:
     p = plan.spec
     org = p.organization
-    regions = _table(["region", "geo", "cloud", "cloud region", "location", "role", "traffic %", "DR partner", "shards"],
+    regions = markdown_table(["region", "geo", "cloud", "cloud region", "location", "role", "traffic %", "DR partner", "shards"],
                      [[f"[{r.name}](regions/{r.name}.md)", r.geo, r.cloud, r.cloud_region, r.location, r.role,
                        f"{r.traffic_share:g}", r.dr_partner, f"{r.shards[0].number}-{r.shards[-1].number}"] for r in plan.regions])
-    clouds = _table(["cloud", "role", "workload %", "regions"],
+    clouds = markdown_table(["cloud", "role", "workload %", "regions"],
                     [[n, c.role, f"{c.workload_share:g}", ", ".join(r.name for r in plan.regions if r.cloud == n)]
                      for n, c in p.clouds.items()])
     base = plan.regions[0]
-    services = _table(["service", "tier", "replicas", "requests", "limits", "rollout", "public routes"],
+    services = markdown_table(["service", "tier", "replicas", "requests", "limits", "rollout", "public routes"],
                       [[s.name, s.tier, f"{s.replicas_min}-{s.replicas_max}", f"{s.requests.cpu} / {s.requests.memory}",
                         f"{s.limits.cpu} / {s.limits.memory}" + (f" / {s.limits.gpu} GPU" if s.limits.gpu else ""),
                         s.rollout.type, ", ".join(pth for rt in s.routes for pth in rt.paths) or "internal"]
@@ -184,7 +185,7 @@ def overview(plan: PlatformPlan) -> str:
         f"{ds.redis.primaries * (ds.redis.replicas_per_primary + 1)} nodes, maxmemory {ds.redis.maxmemory_mb} MiB, {ds.redis.maxmemory_policy}.\n"
         f"- Elasticsearch: {ds.elasticsearch.nodes} nodes.\n",
         "## Objectives\n",
-        _table(["objective", "target"], [
+        markdown_table(["objective", "target"], [
             ["availability", f"{slo.availability_percent}% over {slo.window_days} days"],
             ["latency p95 / p99", f"< {slo.latency_p95_ms} ms / < {slo.latency_p99_ms} ms"],
             ["error rate", f"< {slo.error_rate_percent}%"],
@@ -194,17 +195,17 @@ def overview(plan: PlatformPlan) -> str:
             ["MTTR / MTBF", f"{dr.mttr_minutes} min / {dr.mtbf_hours} h"],
         ]),
         "## Cost model (monthly)\n",
-        _table(["category", p.cost.currency], [[k, f"{v:,}"] for k, v in p.cost.monthly.items()]
+        markdown_table(["category", p.cost.currency], [[k, f"{v:,}"] for k, v in p.cost.monthly.items()]
                + [["total", f"{sum(p.cost.monthly.values()):,}"],
                   ["per expected franchise", f"{sum(p.cost.monthly.values()) / p.sharding.expected_franchises:.2f}"]]),
     ])
 
 
 def region_page(plan: PlatformPlan, r: RegionPlan, modules) -> str:
-    zones = _table(["zone", "private subnet", "public subnet"], [[z.name, z.private_cidr, z.public_cidr] for z in r.zones])
-    hosts = _table(["host", "group", "zone"], [[h.name, h.group, h.zone] for h in r.hosts])
+    zones = markdown_table(["zone", "private subnet", "public subnet"], [[z.name, z.private_cidr, z.public_cidr] for z in r.zones])
+    hosts = markdown_table(["host", "group", "zone"], [[h.name, h.group, h.zone] for h in r.hosts])
     c = r.connections
-    cap = _table(["node pool", "max nodes", "CPU demand / capacity (cores)", "memory demand / capacity (GiB)", "GPUs"],
+    cap = markdown_table(["node pool", "max nodes", "CPU demand / capacity (cores)", "memory demand / capacity (GiB)", "GPUs"],
                  [[x.name, x.max_nodes, f"{x.demand_cpu_millicores / 1000:g} / {x.cpu_millicores / 1000:g}",
                    f"{x.demand_memory_mib / 1024:g} / {x.memory_mib / 1024:g}", f"{x.demand_gpus} / {x.gpus}"] for x in r.capacity])
     parts = [BANNER, f"# {r.name} ({r.location})\n",
@@ -218,9 +219,9 @@ def region_page(plan: PlatformPlan, r: RegionPlan, modules) -> str:
              f"{c.max_client_conn:,}. {c.pgbouncer_hosts} PgBouncer hosts x {c.databases} shard databases x "
              f"(pool {c.default_pool_size} + reserve {c.reserve_pool_size}) = {c.server_connections} server connections "
              f"of {c.postgres_available} usable.\n",
-             "## Shards\n", _table(["shard", "database", "franchise ids"], [[s.number, s.database, f"{s.first_id}-{s.last_id}"] for s in r.shards]),
+             "## Shards\n", markdown_table(["shard", "database", "franchise ids"], [[s.number, s.database, f"{s.first_id}-{s.last_id}"] for s in r.shards]),
              "## Self-managed hosts\n", hosts,
-             "## Monthly budget\n", _table(["category", "amount"], [[k, f"{v:,.2f}"] for k, v in r.monthly_budget.items()])]
+             "## Monthly budget\n", markdown_table(["category", "amount"], [[k, f"{v:,.2f}"] for k, v in r.monthly_budget.items()])]
     for mod in modules:
         if hasattr(mod, "docs_region"):
             parts.append(mod.docs_region(plan, r))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from compiler.docs import markdown_table
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets import _datastores_pgbouncer as pgbouncer
 from compiler.targets import _datastores_postgres as postgres
@@ -12,16 +13,6 @@ GROUPS = {"postgres_primary": "PostgreSQL primary", "postgres_replicas": "Postgr
           "pgbouncer": "PgBouncer", "redis_cluster": "Redis"}
 
 
-def _cell(x) -> str:
-    return str(x).replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def _code(v, true_false=("on", "off")) -> str:
     if isinstance(v, bool):
         v = true_false[0] if v else true_false[1]
@@ -30,10 +21,10 @@ def _code(v, true_false=("on", "off")) -> str:
     return f"`{v}`" if str(v) else "(empty)"
 
 
-def _settings_table(sections, true_false=("on", "off")) -> str:
+def _settingsmarkdown_table(sections, true_false=("on", "off")) -> str:
     """The settings that carry a formula or a reason (the others are fixed policy, see the file)."""
     rows = [[f"`{s.name}`", _code(s.value, true_false), s.why] for sec in sections for s in sec.settings if s.why]
-    return _table(["setting", "value", "formula / reason"], rows)
+    return markdown_table(["setting", "value", "formula / reason"], rows)
 
 
 def _nodes(region: RegionPlan) -> str:
@@ -53,7 +44,7 @@ def _nodes(region: RegionPlan) -> str:
         elif h.replica_of:
             role += f" of {h.replica_of}"
         rows.append([h.name, role, h.zone, f"`{h.fqdn}`", spec])
-    return _table(["host", "role", "zone", "fqdn", "size"], rows)
+    return markdown_table(["host", "role", "zone", "fqdn", "size"], rows)
 
 
 def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
@@ -71,7 +62,7 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
                 f"Computed from the instance size ({pg.instance.vcpus} vCPU, {pg.instance.memory_gib} GiB, "
                 f"{pg.instance.disk_gib} GiB disk), max_connections {pg.max_connections} and the spec; the same "
                 "formula is the comment above each line of `postgresql.conf`.\n",
-                _settings_table(postgres.settings(plan, region)),
+                _settingsmarkdown_table(postgres.settings(plan, region)),
                 f"WAL is archived with WAL-G to `{region.backup_url}/postgres` "
                 + ("(credentials: the host's cloud identity). " if pg.wal_archive else "(disabled by the spec). ")
                 + f"Replication: {pg.read_replicas} read replica(s) stream from the primary"
@@ -93,7 +84,7 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
             f"{c.postgres_available} usable server connections. Clients authenticate with SCRAM via "
             f"auth_query as `{pgb.auth_user}`; `{pgbouncer.AUTH_FILE}` (Ansible) holds only its password "
             f"(`{pgb.auth_password}`).\n",
-            _settings_table(pgbouncer.settings(plan, region))]
+            _settingsmarkdown_table(pgbouncer.settings(plan, region))]
     if redis.self_managed(region):
         out += ["### Redis Cluster\n",
                 f"{rd.primaries} primaries x {rd.replicas_per_primary} replica(s), one node per host, replicas in "
@@ -101,7 +92,7 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
                 f"`{redis.INCLUDE_DIR}` (Ansible) binds the private address and defines the ACL user "
                 f"`{redis.APP_USER}` (`{rd.password}`, stored as a SHA-256 hash) that replicas also sync as; "
                 "the default user is off.\n",
-                _settings_table(redis.settings(plan, region), ("yes", "no"))]
+                _settingsmarkdown_table(redis.settings(plan, region), ("yes", "no"))]
     else:
         out += ["### Redis\n", f"Managed by {region.cloud}: no redis.conf is generated.\n"]
     counts = franchises_per_shard(plan)
@@ -117,5 +108,5 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
             + "; `setup.psql` creates the databases and applies the SQL files: "
               "`psql -X -v ON_ERROR_STOP=1 -d postgres -f setup.psql` (not in a single transaction: CREATE DATABASE "
               "cannot run in one).\n",
-            _table(["shard", "database", "franchise ids", "franchises", "region", "routed to"], rows)]
+            markdown_table(["shard", "database", "franchise ids", "franchises", "region", "routed to"], rows)]
     return "\n".join(out)

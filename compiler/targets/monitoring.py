@@ -188,10 +188,10 @@ def emit_region(plan: PlatformPlan, r: RegionPlan) -> dict[str, str]:
 
 
 def docs_region(plan: PlatformPlan, r: RegionPlan) -> str:
-    rows = [(rule["alert"], rule["labels"]["severity"], rule["labels"]["slo"], rule.get("for", "-"))
+    from compiler.docs import markdown_table
+    rows = [[rule["alert"], rule["labels"]["severity"], rule["labels"]["slo"], rule.get("for", "-")]
             for g in rule_groups(plan, r) for rule in g["rules"] if "alert" in rule]
-    table = "\n".join(f"| {a} | {s} | {slo} | {f} |" for a, s, slo, f in rows)
     return (f"## Alerts\n\nFrom the SLOs: `generated/monitoring/{r.name}/prometheus/slo-rules.yaml`; routing in "
             f"`generated/monitoring/{r.name}/alertmanager/alertmanager.yaml` (pages repeat every "
             f"{plan.spec.disaster_recovery.p1_response_minutes} min, the P1 response time).\n\n"
-            "| alert | severity | SLO | for |\n|---|---|---|---|\n" + table + "\n")
+            + markdown_table(["alert", "severity", "SLO", "for"], rows))
