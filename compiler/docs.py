@@ -41,7 +41,7 @@ SCHEMA_CODES = [
 ]
 
 
-def markdownmarkdown_table(header: list[str], rows: list[list]) -> str:
+def markdown_table(header: list[str], rows: list[list]) -> str:
     """A Markdown table; cells are escaped so spec text cannot break the table."""
     def cell(x):
         return str(x).replace("|", "\\|").replace("\n", " ")
