@@ -39,7 +39,6 @@ def _chart(key, repo, chart, version, app_version) -> Chart:
 CHARTS = {c.key: c for c in (
     _chart("istio-base", "istio", "base", "1.30.3", "1.30.3"),
     _chart("istiod", "istio", "istiod", "1.30.3", "1.30.3"),
-    _chart("istio-gateway", "istio", "gateway", "1.30.3", "1.30.3"),
     _chart("kong", "kong", "kong", "3.4.1", "3.9"),
     _chart("kube-prometheus-stack", "prometheus-community", "kube-prometheus-stack", "88.5.3", "v0.93.1"),
     _chart("opentelemetry-collector", "open-telemetry", "opentelemetry-collector", "0.170.0", "0.158.0"),

@@ -1,4 +1,8 @@
-"""Values for the traffic-path charts: Istio (base, istiod, ingress gateway), Kong, cluster-autoscaler.
+"""Values for the traffic-path charts: Istio (base, istiod), Kong, cluster-autoscaler.
+
+The public entry is the region's cloud load balancer (Terraform), which reaches Kong's pods
+directly over HTTPS (compiler/targets/_kong_edge.py): no Istio ingress gateway, no LoadBalancer
+Service.
 
 Each function returns the values as data, using only keys of the pinned chart's values.yaml
 (tests/targets/test_helm.py checks every key path against ../shared/reference/helm/).
@@ -8,7 +12,8 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets._helm_charts import ISTIO_TAG
-from compiler.targets._kubernetes_common import (ISTIO_NAMESPACE, KONG_PROXY_SERVICE,
+from compiler.targets._kong_edge import KONG_PROXY_TLS_PORT, gke_neg_annotation
+from compiler.targets._kubernetes_common import (ISTIO_NAMESPACE, KONG_POD_LABELS, KONG_PROXY_SERVICE,
                                                  MONITORING_NAMESPACE, OTEL_COLLECTOR_SERVICE, OTLP_GRPC_PORT,
                                                  SIDECAR_LIMITS, SIDECAR_REQUESTS, cluster_name, cpu_quantity,
                                                  memory_quantity)
@@ -57,53 +62,58 @@ def istiod(plan: PlatformPlan, region: RegionPlan) -> dict:
     }
 
 
-def istio_gateway(plan: PlatformPlan, region: RegionPlan) -> dict:
-    """The public entry (a LoadBalancer Service); the kubernetes target's istio-ingress.yaml binds
-    the public hosts to it and hands everything to Kong."""
-    zones = len(region.zones)
-    return {
-        "autoscaling": {"enabled": True, "minReplicas": zones, "maxReplicas": zones * 4,
-                        "targetCPUUtilizationPercentage": region.settings.autoscaling.target_cpu_utilization},
-        "service": {"type": "LoadBalancer",
-                    "externalTrafficPolicy": "Local"},  # keeps the client address for Kong's per-IP limits
-        "podDisruptionBudget": {"minAvailable": 1},
-        "topologySpreadConstraints": zone_spread({"istio": "ingressgateway"}),
-    }
-
-
 def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
     """Kong in DB-less mode. Its declarative config is the kong target's
     generated/kong/<region>/kong.yaml; the helmfile passes that file as `dblessConfig.config`
     (`set: [{name: dblessConfig.config, file: ...}]`, helm's --set-file), so the chart builds the
     ConfigMap and a config change rolls the Kong pods."""
     gw = region.settings.gateway
+    proxy = {
+        # Never a LoadBalancer: the cloud load balancer (WAF attached) is the only public entry and
+        # reaches the pods by IP (AWS target group, GCP NEGs, Azure Application Gateway).
+        "type": "ClusterIP",
+        "nameOverride": KONG_PROXY_SERVICE,
+        # HTTPS only: the load balancers forward HTTPS, so no plain listener is left to reach by mistake.
+        "http": {"enabled": False},
+        # Service port = container port: GKE's NEG annotation names Service ports, the load balancers
+        # target the container port; one number for both keeps them from drifting apart. Kong serves its
+        # default (self-signed) certificate, which the ALB and Google's front ends accept (they do not
+        # verify backends); Azure's Application Gateway does verify: see the kubernetes target's docs.
+        "tls": {"enabled": True, "servicePort": KONG_PROXY_TLS_PORT, "containerPort": KONG_PROXY_TLS_PORT},
+    }
+    if region.cloud == "gcp":
+        proxy["annotations"] = gke_neg_annotation(region)
     values = {
         "env": {
             "database": "off",
             "nginx_worker_processes": "auto",
             # The client address: the last untrusted hop of X-Forwarded-For. Only private ranges
-            # (load balancer, gateway pods) are trusted, so a client cannot spoof its own address.
+            # (the load balancers' own addresses) are trusted, so a client cannot spoof its own address.
             "trusted_ips": "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16",
             "real_ip_header": "X-Forwarded-For",
             "real_ip_recursive": "on",
         },
         "ingressController": {"enabled": False},  # DB-less from the generated file, no controller
         "admin": {"enabled": False},
-        "proxy": {"type": "ClusterIP" if mesh else "LoadBalancer", "nameOverride": KONG_PROXY_SERVICE,
-                  "tls": {"enabled": False}},
+        "proxy": proxy,
         "replicaCount": gw.replicas,
         "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
-        "topologySpreadConstraints": zone_spread({"app.kubernetes.io/name": "kong"}),
+        "topologySpreadConstraints": zone_spread({"app.kubernetes.io/name": KONG_POD_LABELS["app.kubernetes.io/name"]}),
         "resources": {"requests": {"cpu": "1000m", "memory": "1Gi"}, "limits": {"cpu": "2000m", "memory": "2Gi"}},
         "serviceMonitor": {"enabled": True},  # /metrics on the status port (prometheus plugin)
         "podLabels": {"app.kubernetes.io/part-of": region.tags["org"]},
     }
     if mesh:
-        # In the mesh so the canary VirtualServices and strict mTLS apply to gateway traffic; the
-        # sidecar also takes the ingress gateway's mTLS on the proxy port (the chart's default
-        # excludes inbound ports, which would leave mTLS bytes on Kong's plain HTTP port).
+        # In the mesh for the way out: Kong's upstream calls go through the sidecar, so the canary and
+        # blue-green VirtualServices and strict mTLS apply to gateway traffic.
         values["podLabels"]["sidecar.istio.io/inject"] = "true"
-        values["podAnnotations"] = {"traffic.sidecar.istio.io/includeInboundPorts": "*"}
+        # Nothing inbound goes through the sidecar (the chart's own default, stated here because the design
+        # depends on it): Kong's only callers are the load balancer and Prometheus, never a mesh peer. The
+        # load balancer's connection on the TLS port is its own TLS, not Istio mTLS: a STRICT
+        # PeerAuthentication would refuse it, and PERMISSIVE would only pass it through as opaque TCP. An
+        # empty include list disables inbound capture altogether, so no excludeInboundPorts is needed
+        # (Istio reads that only when the include list is `*`).
+        values["podAnnotations"] = {"traffic.sidecar.istio.io/includeInboundPorts": ""}
     return values
 
 

@@ -55,6 +55,11 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
         f"would be one global counter; Kong must be told the client address behind the load balancer, "
         f"`trusted_ips` and `real_ip_header`) with the `local` policy: DB-less Kong keeps counters per node, so a client "
         f"spread over all {g.replicas} Kong pods can reach up to {g.replicas}x these figures.\n",
+        f"- **Health checks**: `{kong.HEALTH_ROUTE}` (on " + ", ".join(f"`{h}`" for h in doc["routes"][0]["hosts"])
+        + f") and `{kong.HEALTH_ROUTE_ANY_HOST}` (any host: the load balancer's probes carry a pod address) answer "
+        f"{' and '.join(kong.HEALTH_METHODS)} `{plan.spec.edge.dns.health_check_path}` (exactly) with 200 from Kong "
+        "itself (`request-termination`, no authentication, still rate-limited): the region's load balancer and the "
+        "global DNS health checks probe it over the load balancer's HTTPS hop. No service route may use that path.\n",
         f"- **Request size**: `request-size-limiting` refuses bodies over {body} (413).\n",
         f"- **Upstream timeouts**: connect {g.connect_timeout_ms:,} ms, read {g.read_timeout_ms:,} ms, "
         f"write {g.write_timeout_ms:,} ms.\n",

@@ -18,17 +18,18 @@ from compiler.render import dump_yaml
 GATEWAY_NAMESPACE = "kong"
 MONITORING_NAMESPACE = "monitoring"
 ISTIO_NAMESPACE = "istio-system"
-INGRESS_NAMESPACE = "istio-ingress"
 SYSTEM_NAMESPACE = "kube-system"
 
 # Services the Helm releases create (names pinned through nameOverride/fullnameOverride values).
+# Kong's proxy listens on compiler/targets/_kong_edge.KONG_PROXY_TLS_PORT (the load balancers' target).
+KONG_RELEASE = "kong"
 KONG_PROXY_SERVICE = "kong-proxy"  # kong chart `proxy.nameOverride`
-KONG_PROXY_PORT = 80  # kong chart default `proxy.http.servicePort`
+# The kong chart's pod selector labels (`kong.selectorLabels`: chart name and release name).
+KONG_POD_LABELS = {"app.kubernetes.io/name": "kong", "app.kubernetes.io/instance": KONG_RELEASE}
+KONG_STATUS_PORT = 8100  # kong chart default `status.http.containerPort`: readiness and /metrics
 OTEL_COLLECTOR_SERVICE = "otel-collector"  # opentelemetry-collector `fullnameOverride`
 OTLP_GRPC_PORT = 4317
 OTLP_HTTP_PORT = 4318
-INGRESS_GATEWAY_RELEASE = "istio-ingressgateway"  # pods get `istio: ingressgateway`
-INGRESS_GATEWAY_SELECTOR = {"istio": "ingressgateway"}
 ISTIOD_XDS_PORT = 15012
 ISTIO_METRICS_PORT = 15020  # merged app + sidecar metrics (meshConfig.enablePrometheusMerge)
 

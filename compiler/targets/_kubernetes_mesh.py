@@ -1,4 +1,8 @@
-"""Istio objects: canary routing per service, strict mTLS per namespace, and the region's ingress.
+"""Istio objects: canary routing per service and strict mTLS per namespace.
+
+There is no Istio ingress gateway: the region's public entry is the cloud load balancer, which
+reaches Kong's pods directly (compiler/targets/_kong_edge.py). Kong's sidecar applies the routing
+below to gateway traffic on its way out.
 
 networking.istio.io/v1 and security.istio.io/v1 are Istio's stable APIs (1.22+); the pinned
 Istio is 1.30 (see the helm target).
@@ -6,9 +10,8 @@ Istio is 1.30 (see the helm target).
 
 from __future__ import annotations
 
-from compiler.ir import PlatformPlan, RegionPlan, ServicePlan
-from compiler.targets._kubernetes_common import (GATEWAY_NAMESPACE, INGRESS_GATEWAY_SELECTOR, INGRESS_NAMESPACE,
-                                                 KONG_PROXY_PORT, KONG_PROXY_SERVICE, MANAGED_BY, Track)
+from compiler.ir import RegionPlan, ServicePlan
+from compiler.targets._kubernetes_common import Track
 from compiler.targets._kubernetes_workloads import common_labels, meta
 
 
@@ -49,32 +52,3 @@ def strict_mtls(svc: ServicePlan, region: RegionPlan) -> dict:
             "metadata": meta("default", svc.namespace, common_labels(svc, region)),
             "spec": {"mtls": {"mode": "STRICT"}}}
 
-
-def public_hosts(plan: PlatformPlan, region: RegionPlan) -> list[str]:
-    org = plan.spec.organization
-    dns = plan.spec.edge.dns
-    hosts = {f"{dns.api_host}.{org.domain}", f"{dns.app_host}.{org.domain}"}
-    for svc in region.services:
-        for route in svc.routes:
-            hosts.update(route.hosts)
-    return sorted(hosts)
-
-
-def ingress(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
-    """The region's entry: the Istio ingress gateway (a LoadBalancer Service from the helm target)
-    accepts the public hosts and hands every request to Kong, which authenticates, rate-limits and
-    routes into the mesh. TLS from clients ends at the edge load balancer (TLS 1.3 policy, Terraform);
-    from the gateway on, the mesh carries it as mTLS."""
-    labels = {"app.kubernetes.io/part-of": region.tags["org"], "app.kubernetes.io/managed-by": MANAGED_BY}
-    hosts = public_hosts(plan, region)
-    kong = f"{KONG_PROXY_SERVICE}.{GATEWAY_NAMESPACE}.svc.cluster.local"
-    return [
-        {"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
-         "metadata": meta("public", INGRESS_NAMESPACE, labels),
-         "spec": {"selector": dict(INGRESS_GATEWAY_SELECTOR),
-                  "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": hosts}]}},
-        {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-         "metadata": meta("public-to-kong", INGRESS_NAMESPACE, labels),
-         "spec": {"hosts": hosts, "gateways": ["public"],
-                  "http": [{"name": "kong", "route": [{"destination": {"host": kong, "port": {"number": KONG_PROXY_PORT}}}]}]}},
-    ]

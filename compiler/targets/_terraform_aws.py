@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.targets._kong_edge import lb_target_name
 from compiler.targets._terraform_common import aws_cron, cloudwatch_retention, prefix
 from compiler.targets._terraform_values import (KONG_PROXY_TLS_PORT, PRELOAD, backups, budget, hosts, ingress_rules,
-                                                managed, node_pools, public_hostnames, same_cloud_partner,
+                                                lb_hostnames, managed, node_pools, same_cloud_partner,
                                                 storage_policy, waf)
 
 
@@ -53,9 +54,11 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
         "load_balancer": {
             "vpc_cidr": region.cidr,
             "public_zone": plan.spec.organization.domain,
-            "hostnames": public_hostnames(plan, region),
+            "hostnames": lb_hostnames(plan, region),
             "ssl_policy": AWS_SSL_POLICY[sec.tls_min_version],
             "target_port": KONG_PROXY_TLS_PORT,
+            # Kong's pods join it through the kubernetes target's TargetGroupBinding
+            "target_group_name": lb_target_name(region),
             "health_check_path": plan.spec.edge.dns.health_check_path,
         },
         "backup": {

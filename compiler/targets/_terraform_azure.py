@@ -9,7 +9,7 @@ import re
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets._terraform_common import classify_cron, prefix
 from compiler.targets._terraform_values import (KONG_PROXY_TLS_PORT, PRELOAD, backups, free_ranges, hosts,
-                                                ingress_rules, managed, node_pools, public_hostnames,
+                                                ingress_rules, lb_hostnames, managed, node_pools,
                                                 same_cloud_partner, storage_policy, waf)
 
 
@@ -122,7 +122,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
         "load_balancer": {
             "zones": zones,
             "public_zone": plan.spec.organization.domain,
-            "hostnames": public_hostnames(plan, region),
+            "hostnames": lb_hostnames(plan, region),
             "min_tls_version": "TLSv" + sec.tls_min_version.replace(".", "_"),
             "cipher_suites": AZURE_TLS_12_CIPHERS if sec.tls_min_version == "1.2" else [],
             "target_port": KONG_PROXY_TLS_PORT,

@@ -124,7 +124,7 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
          f"old versions deleted after {os_.lifecycle.noncurrent_expire_after_days} days; "
          + (f"replicated to `{partner.data_bucket}` / `{partner.backup_bucket}` ({partner.name})"
             if same_cloud and os_.replicate_to_dr_partner else "not replicated by Terraform (see notes)")],
-        ["load balancer", f"{svc['lb']} for " + ", ".join(f"`{h}`" for h in V.public_hostnames(plan, region))
+        ["load balancer", f"{svc['lb']} for " + ", ".join(f"`{h}`" for h in V.lb_hostnames(plan, region))
          + f", TLS {s.security.tls_min_version}+ only, forwarding to Kong on port {V.KONG_PROXY_TLS_PORT}; "
          f"`{region.name}.{domain}` points at it"],
         ["WAF", f"{svc['waf']}: block {', '.join(plan.spec.edge.waf.blocked_countries) or 'no countries'}, "

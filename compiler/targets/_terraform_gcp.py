@@ -6,9 +6,10 @@ from __future__ import annotations
 import math
 
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.targets._kong_edge import GCP_FRONT_END_RANGES, lb_target_name
 from compiler.targets._terraform_common import classify_cron
 from compiler.targets._terraform_values import (KONG_PROXY_TLS_PORT, backups, budget, free_ranges, hosts,
-                                                ingress_rules, machine, managed, node_pools, public_hostnames,
+                                                ingress_rules, lb_hostnames, machine, managed, node_pools,
                                                 same_cloud_partner, storage_policy, waf)
 
 
@@ -54,6 +55,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "services_cidr": services,
             "flow_logs": net.flow_logs,
             "lb_target_port": KONG_PROXY_TLS_PORT,
+            "lb_source_ranges": list(GCP_FRONT_END_RANGES),
             "ingress_rules": _gcp_firewall(region),
         },
         "kubernetes": {
@@ -79,8 +81,10 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
         "load_balancer": {
             "zones": [z.name for z in region.zones],
             "public_zone": plan.spec.organization.domain,
-            "hostnames": public_hostnames(plan, region),
+            "hostnames": lb_hostnames(plan, region),
             "min_tls_version": "TLS_" + sec.tls_min_version.replace(".", "_"),
+            # the NEGs GKE creates from the Kong proxy Service's annotation (helm target)
+            "neg_name": lb_target_name(region),
             "health_check_path": plan.spec.edge.dns.health_check_path,
             "max_rate_per_endpoint": math.ceil(per_pod),
         },

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.targets._kong_edge import KONG_PROXY_TLS_PORT, lb_hostnames  # noqa: F401 (the roots and docs use both)
 from compiler.targets._terraform_common import taints
 
 # The spec sizes PostgreSQL, Redis and Elasticsearch hosts; PgBouncer and the bastion have no
@@ -19,7 +20,6 @@ POSTGRES_PORT = 5432
 ELASTICSEARCH_PORTS = (9200, 9300)
 NODE_EXPORTER_PORT = 9100
 NODE_POOL_LABEL = "platformc.io/node-pool"  # one name with compiler/targets/_kubernetes_common.py
-KONG_PROXY_TLS_PORT = 8443  # Kong's HTTPS proxy port; the load balancer forwards to it
 
 
 def node_pools(region: RegionPlan) -> dict:
@@ -116,14 +116,6 @@ def budget(plan: PlatformPlan, region: RegionPlan) -> dict:
     cost = plan.spec.cost
     return {"monthly_amounts": dict(region.monthly_budget), "currency": cost.currency,
             "alert_thresholds_percent": list(cost.alert_thresholds_percent)}
-
-
-def public_hostnames(plan: PlatformPlan, region: RegionPlan) -> list[str]:
-    """Names a region's load balancer answers for: its own, the weighted origin name, and the public hosts
-    (CloudFront forwards the viewer's Host)."""
-    domain = plan.spec.organization.domain
-    dns = plan.spec.edge.dns
-    return [f"{region.name}.{domain}", f"origin.{domain}", f"{dns.api_host}.{domain}", f"{dns.app_host}.{domain}"]
 
 
 def same_cloud_partner(plan: PlatformPlan, region: RegionPlan) -> RegionPlan | None:

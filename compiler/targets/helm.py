@@ -20,9 +20,9 @@ from compiler.render import banner, dump_yaml
 from compiler.targets import _helm_observability as obs
 from compiler.targets import _helm_platform as platform
 from compiler.targets._helm_charts import CHARTS, ISTIO_TAG, Chart
-from compiler.targets._kubernetes_common import (BANNER_SPEC, GATEWAY_NAMESPACE, INGRESS_GATEWAY_RELEASE,
-                                                 INGRESS_NAMESPACE, ISTIO_NAMESPACE, MONITORING_NAMESPACE,
-                                                 SYSTEM_NAMESPACE, cluster_name, dump_document, mesh_enabled)
+from compiler.targets._kubernetes_common import (BANNER_SPEC, GATEWAY_NAMESPACE, ISTIO_NAMESPACE, KONG_RELEASE,
+                                                 MONITORING_NAMESPACE, SYSTEM_NAMESPACE, cluster_name, dump_document,
+                                                 mesh_enabled)
 
 NAME = "helm"
 
@@ -49,19 +49,17 @@ def releases(plan: PlatformPlan, region: RegionPlan) -> tuple[list[Release], lis
             Release("istio-base", ISTIO_NAMESPACE, CHARTS["istio-base"], platform.istio_base, "Istio CRDs and cluster roles"),
             Release("istiod", ISTIO_NAMESPACE, CHARTS["istiod"], platform.istiod, "Istio control plane and sidecar injector",
                     needs=(f"{ISTIO_NAMESPACE}/istio-base",)),
-            Release(INGRESS_GATEWAY_RELEASE, INGRESS_NAMESPACE, CHARTS["istio-gateway"], platform.istio_gateway,
-                    "public entry: LoadBalancer Service, routes to Kong", needs=(f"{ISTIO_NAMESPACE}/istiod",)),
         ]
     else:
-        skipped.append("Istio (istio-base, istiod, gateway): kubernetes.istio is false; Kong's proxy is the LoadBalancer")
+        skipped.append("Istio (istio-base, istiod): kubernetes.istio is false; Kong calls the services without a sidecar")
     # Alertmanager's routing is the monitoring target's file, passed whole like Kong's (one source).
     am_file = (("alertmanager.stringConfig", f"../../monitoring/{region.name}/alertmanager/alertmanager.yaml"),) if mon.alertmanager else ()
     out.append(Release("kube-prometheus-stack", MONITORING_NAMESPACE, CHARTS["kube-prometheus-stack"],
                        obs.kube_prometheus_stack, "Prometheus, Alertmanager, Grafana and the monitoring CRDs",
                        set_files=am_file))
     kong_needs = (f"{MONITORING_NAMESPACE}/kube-prometheus-stack",) + ((f"{ISTIO_NAMESPACE}/istiod",) if mesh else ())
-    out.append(Release("kong", GATEWAY_NAMESPACE, CHARTS["kong"], lambda p, r: platform.kong(p, r, mesh),
-                       "API gateway, DB-less", needs=kong_needs,
+    out.append(Release(KONG_RELEASE, GATEWAY_NAMESPACE, CHARTS["kong"], lambda p, r: platform.kong(p, r, mesh),
+                       "API gateway, DB-less; the cloud load balancer's HTTPS target", needs=kong_needs,
                        set_files=(("dblessConfig.config", f"../../kong/{region.name}/kong.yaml"),)))
     if mon.tracing:
         out += [

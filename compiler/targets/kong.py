@@ -10,6 +10,9 @@ Built as data and dumped as YAML (never templated), for Kong 3.9 OSS in DB-less 
   the IR on port 80 (the Kubernetes target's Service port; targetPort is the container port);
 - platform-wide plugins (rate limiting, CORS, request size, bot detection, Prometheus, correlation
   id), a jwt plugin on each authenticated route, and the JWT issuer as the one consumer;
+- two service-less routes that answer `edge.dns.health_check_path` themselves (request-termination,
+  200, no authentication) for the cloud load balancer's and the global DNS health checks (the public
+  path is described in _kong_edge.py);
 - tags `platformc`, region and service on every entity, `_info.select_tags` = platformc + region,
   so decK owns exactly these entities.
 """
@@ -20,6 +23,7 @@ import re
 
 from compiler.ir import PlatformPlan, RegionPlan, ServicePlan
 from compiler.render import banner, dump_yaml
+from compiler.targets._kong_edge import health_check_path, lb_hostnames
 from compiler.targets._kong_plugins import (JWT_KEY_INDENT, PASSIVE_UNHEALTHY_STATUSES, KongEmitError,
                                             auth_plugin, global_plugins, jwt_consumer, secret_inputs, tags)
 
@@ -78,6 +82,42 @@ def _route(plan: PlatformPlan, region: RegionPlan, svc: ServicePlan, index: int)
     if plugins:
         route["plugins"] = plugins
     return route
+
+
+HEALTH_ROUTE = "edge-health"
+HEALTH_ROUTE_ANY_HOST = "edge-health-any-host"
+HEALTH_OWNER = "gateway"  # the tag of the gateway's own entities (global plugins, the JWT consumer)
+HEALTH_METHODS = ["GET", "HEAD"]
+
+
+def health_routes(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
+    """The health-check path, answered by Kong itself with 200 and no authentication: a region is
+    healthy for its load balancer and for DNS when its Kong serves the TLS listener and its config.
+
+    The path is matched exactly (a `~` regex, so `<path>/x` stays the services'). Two routes:
+    - HEALTH_ROUTE on every name the load balancer serves and every host a service route uses. It has
+      the same kinds of matchers as every service route (hosts, paths, methods), and among routes
+      with the same kinds Kong ranks a regex path above prefix paths, so a service's `/` on the same
+      host cannot take the health path;
+    - HEALTH_ROUTE_ANY_HOST without hosts: the load balancers' own probes carry a pod address as Host
+      (ALB and Google health checks, AGIC's default probe host 127.0.0.1), which no route names.
+    """
+    path = health_check_path(plan)
+    if _EMPTY_OR_DOT_SEGMENT.search(path):
+        raise KongEmitError(f"edge.dns.health_check_path: {path!r} has an empty or dot segment; Kong matches "
+                            "normalized request paths only, so the health checks would never reach it")
+    for svc in region.services:
+        for i, route in enumerate(svc.routes):
+            if path in route.paths:
+                raise KongEmitError(
+                    f"settings.services.{svc.name}.routes[{i}].paths: {path!r} (region {region.name}) is "
+                    "edge.dns.health_check_path, which the gateway answers itself for the health checks")
+    hosts = list(dict.fromkeys(lb_hostnames(plan, region)))
+    hosts += sorted({h for s in region.services for r in s.routes for h in r.hosts} - set(hosts))
+    t = tags(region, HEALTH_OWNER)
+    match = {"paths": ["~" + re.escape(path) + "$"], "methods": list(HEALTH_METHODS), "strip_path": False, "tags": t,
+             "plugins": [{"name": "request-termination", "config": {"status_code": 200, "message": "ok"}, "tags": t}]}
+    return [{"name": HEALTH_ROUTE, "hosts": hosts, **match}, {"name": HEALTH_ROUTE_ANY_HOST, **match}]
 
 
 def _service(plan: PlatformPlan, region: RegionPlan, svc: ServicePlan) -> dict:
@@ -140,6 +180,7 @@ def build(plan: PlatformPlan, region: RegionPlan) -> dict:
         "_format_version": FORMAT_VERSION,
         "_info": {"select_tags": ["platformc", region.name]},
         "services": [_service(plan, region, s) for s in services],
+        "routes": health_routes(plan, region),
         "upstreams": [_upstream(region, s) for s in services],
     }
     if any(r.auth != "none" for s in services for r in s.routes):

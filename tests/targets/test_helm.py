@@ -19,12 +19,13 @@ from compiler.render import dump_yaml
 from compiler.targets import helm, kubernetes
 from compiler.targets._helm_charts import CHARTS, SUBCHARTS
 from compiler.targets._helm_fluentbit import FluentBitValueError, fluentbit, parse_classic, render_conf
+from compiler.targets._kong_edge import KONG_PROXY_TLS_PORT, lb_target_name
 from compiler.targets._kubernetes_common import SIDECAR_LIMITS, SIDECAR_REQUESTS, cluster_name
 from tests.conftest import REPO, require_shared, require_tool
 from tests.targets.test_kubernetes import CASES, YAMLLINT_CONFIG, plan_of, region_docs
 from tests.tools import helm_values_check as hv
 
-SKIP_WORDS = {"istio-base": "istio-base", "istiod": "istiod", "istio-gateway": "gateway",
+SKIP_WORDS = {"istio-base": "istio-base", "istiod": "istiod",
               "opentelemetry-collector": "OpenTelemetry collector", "jaeger": "Jaeger",
               "fluent-bit": "Fluent Bit", "cluster-autoscaler": "cluster-autoscaler", "kong": "-", "kube-prometheus-stack": "-"}
 SECRET_REF = re.compile(r"\b(vault|aws-sm|gcp-sm|azure-kv|env):[A-Za-z0-9_./#@:+=-]")
@@ -89,7 +90,7 @@ def test_values_validate_against_the_charts_json_schema(reference):
             continue
         assert not errors, f"{case}/{r.name}/{rel.name}:\n" + "\n".join(errors)
         validated.add(rel.chart.key)
-    assert validated == {"opentelemetry-collector", "istio-gateway"}
+    assert validated == {"opentelemetry-collector"}
 
 
 def test_the_values_check_is_not_vacuous(reference):
@@ -106,8 +107,6 @@ def test_the_values_check_is_not_vacuous(reference):
     otel = CHARTS["opentelemetry-collector"]
     errors = hv.schema_errors({"mode": "sidecar", "image": {"repo": "x"}}, otel.key, otel.version, reference)
     assert len(errors) == 2 and "'sidecar' is not one of" in errors[0] and "'repo' was unexpected" in errors[1]
-    assert hv.schema_errors({"service": {"type": 3}}, "istio-gateway", "1.30.3", reference) == [
-        "istio-gateway: service/type: 3 is not of type 'string'"]
 
 
 def test_commented_key_allow_list_has_its_evidence(reference):
@@ -186,8 +185,79 @@ def test_optional_charts_follow_the_spec():
             assert all(SKIP_WORDS[key] in said for key in missing), (missing, skipped)
             kong = values_of(case, r, next(x for x in rels if x.name == "kong"))
             assert kong["env"]["database"] == "off" and kong["ingressController"]["enabled"] is False
-            assert kong["proxy"]["type"] == ("ClusterIP" if r.settings.kubernetes.istio else "LoadBalancer")
+            assert kong["proxy"]["type"] == "ClusterIP"  # with or without the mesh: the cloud LB is the entry
             assert kong["replicaCount"] == r.settings.gateway.replicas
+
+
+# ------------------------------------------------------------------ the public entry (compiler/targets/_kong_edge.py)
+
+
+def test_no_release_is_a_public_load_balancer():
+    """The cloud load balancer (Terraform, WAF attached) is the only public entry: no Istio ingress
+    gateway release, and no chart is asked for a LoadBalancer or NodePort Service."""
+    def types(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "type" and v in ("LoadBalancer", "NodePort"):
+                    yield v
+                yield from types(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from types(v)
+
+    assert "istio-gateway" not in CHARTS
+    for case, plan, r, rel in releases():
+        assert rel.chart.chart != "gateway" and "ingress" not in rel.name
+        values = values_of(case, r, rel)
+        assert not list(types(values)), (case, r.name, rel.name)
+        if rel.name == "kong":  # the chart's default is a LoadBalancer: say ClusterIP
+            assert values["proxy"]["type"] == "ClusterIP"
+
+
+def test_kong_proxy_listens_where_the_load_balancers_send():
+    """HTTPS only, on the port Terraform's load balancers target, Service port = container port (GKE's NEG
+    annotation names Service ports); on GCP the annotation names the NEGs as Terraform's backend service
+    does. The exact JSON is what GKE's NEG controller parses."""
+    from compiler.targets import _terraform_aws, _terraform_azure, _terraform_gcp
+    args_of = {"aws": _terraform_aws.args, "gcp": _terraform_gcp.args, "azure": _terraform_azure.args}
+    clouds = set()
+    for case in CASES:
+        plan = plan_of(case)
+        for r in plan.regions:
+            clouds.add(r.cloud)
+            proxy = values_of(case, r, next(x for x in helm.releases(plan, r)[0] if x.name == "kong"))["proxy"]
+            assert proxy["http"] == {"enabled": False}
+            assert proxy["tls"] == {"enabled": True, "servicePort": KONG_PROXY_TLS_PORT, "containerPort": KONG_PROXY_TLS_PORT}
+            lb = args_of[r.cloud](plan, r)["load_balancer"]
+            if r.cloud == "gcp":
+                # the backend service health-checks USE_SERVING_PORT: the NEG endpoints' port, the container port
+                assert lb["neg_name"] == lb_target_name(r) == f"{r.cluster_name}-kong"
+                assert proxy["annotations"] == {"cloud.google.com/neg": '{"exposed_ports": {"8443": {"name": "'
+                                                                         + lb["neg_name"] + '"}}}'}
+                assert args_of["gcp"](plan, r)["network"]["lb_target_port"] == proxy["tls"]["containerPort"]
+            else:
+                assert lb["target_port"] == proxy["tls"]["containerPort"]
+                assert "annotations" not in proxy
+    assert clouds == {"aws", "gcp", "azure"}
+
+
+def test_kongs_sidecar_leaves_the_load_balancers_tls_alone():
+    """With the mesh, Kong's pods get the sidecar (outbound: mesh routing and mTLS to the services), but
+    inbound capture stays off, so the load balancer's own TLS on the proxy port reaches Kong untouched
+    (Istio: an empty include list captures nothing; exclusions matter only under `*`)."""
+    for case, plan, r, rel in releases():
+        if rel.name != "kong":
+            continue
+        values = values_of(case, r, rel)
+        if not r.settings.kubernetes.istio:
+            assert "sidecar.istio.io/inject" not in values["podLabels"]
+            continue
+        assert values["podLabels"]["sidecar.istio.io/inject"] == "true"
+        annotations = values["podAnnotations"]
+        include = annotations["traffic.sidecar.istio.io/includeInboundPorts"]
+        exclude = annotations.get("traffic.sidecar.istio.io/excludeInboundPorts", "").split(",")
+        captured = include == "*" and str(KONG_PROXY_TLS_PORT) not in exclude or str(KONG_PROXY_TLS_PORT) in include.split(",")
+        assert not captured and include == ""
 
 
 # ------------------------------------------------------------------ names shared with the kubernetes target
@@ -208,10 +278,10 @@ def test_names_the_manifests_rely_on_are_the_releases():
     assert otel["config"]["exporters"]["otlp/jaeger"]["endpoint"] == f"{jaeger['fullnameOverride']}.monitoring.svc.cluster.local:4317"
     provider = istiod["meshConfig"]["extensionProviders"][0]["opentelemetry"]
     assert provider["service"] == f"{otel['fullnameOverride']}.monitoring.svc.cluster.local"
-    ingress_vs = next(d for d in docs if d["kind"] == "VirtualService" and d["metadata"]["name"] == "public-to-kong")
-    assert ingress_vs["spec"]["http"][0]["route"][0]["destination"]["host"] == f"{kong['proxy']['nameOverride']}.kong.svc.cluster.local"
-    gateway = next(d for d in docs if d["kind"] == "Gateway")
-    assert gateway["spec"]["selector"] == {"istio": rels["istio-ingressgateway"].name.removeprefix("istio-")}
+    kong_policy = next(d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "kong-proxy")
+    assert kong_policy["metadata"]["namespace"] == rels["kong"].namespace
+    assert kong_policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == rels["kong"].name
+    assert kong_policy["spec"]["ingress"][0]["ports"][0]["port"] == kong["proxy"]["tls"]["containerPort"]
     sidecar = istiod["global"]["proxy"]["resources"]
     assert sidecar == {"requests": {"cpu": f"{SIDECAR_REQUESTS['cpu_m']}m", "memory": f"{SIDECAR_REQUESTS['memory_mi']}Mi"},
                        "limits": {"cpu": f"{SIDECAR_LIMITS['cpu_m']}m", "memory": f"{SIDECAR_LIMITS['memory_mi']}Mi"}}

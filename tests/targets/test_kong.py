@@ -18,6 +18,7 @@ from compiler.errors import SpecError
 from compiler.pipeline import compile_file, compile_text
 from compiler.render import banner
 from compiler.targets import kong
+from compiler.targets._kong_edge import lb_hostnames
 from compiler.targets._kong_plugins import (JWT_KEY_VARIABLE, KongEmitError, global_plugins, rate_limits)
 from tests.conftest import REPO
 
@@ -58,6 +59,10 @@ def entities(doc):
                 yield "plugins", p, s["name"]
         for p in s.get("plugins", []):
             yield "plugins", p, s["name"]
+    for r in doc.get("routes", []):  # the gateway's own (health-check) routes, without a service
+        yield "routes", r, "gateway"
+        for p in r.get("plugins", []):
+            yield "plugins", p, "gateway"
     for u in doc.get("upstreams", []):
         owner = u["name"].removesuffix("-upstream")
         yield "upstreams", u, owner
@@ -127,11 +132,13 @@ def test_every_entity_is_tagged_platformc_region_and_service():
             assert entity["tags"] == ["platformc", region.name, owner], (case, region.name, kind, entity)
 
 
-def test_names_are_unique_and_every_route_belongs_to_a_service():
+def test_names_are_unique_and_only_the_health_routes_have_no_service():
     for case, plan, region, text, doc in all_files():
-        assert "routes" not in doc  # routes only exist nested under their service
+        # top-level routes: only the gateway's health-check answers; every other route is nested under its service
+        assert [r["name"] for r in doc["routes"]] == [kong.HEALTH_ROUTE, kong.HEALTH_ROUTE_ANY_HOST]
+        assert all("service" not in r for r in doc["routes"])
         services = [s["name"] for s in doc["services"]]
-        routes = [r["name"] for s in doc["services"] for r in s["routes"]]
+        routes = [r["name"] for s in doc["services"] for r in s["routes"]] + [r["name"] for r in doc["routes"]]
         upstreams = [u["name"] for u in doc["upstreams"]]
         for names in (services, routes, upstreams):
             assert len(names) == len(set(names))
@@ -283,6 +290,65 @@ def test_no_auth_anywhere_means_no_consumer():
     assert kong.header(plan.region("use1"), doc) == banner("#")  # and no secret input to fill
 
 
+# ---------------------------------------------------------------- the load balancer's health checks
+
+
+def kong_path_matches(kong_path: str, request_path: str) -> bool:
+    """Kong's path matching: `~` regex anchored at the start, else a prefix."""
+    if kong_path.startswith("~"):
+        return re.match(kong_path[1:], request_path) is not None
+    return request_path.startswith(kong_path)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_health_check_path_is_answered_by_kong_without_auth(case):
+    """The load balancers and the global DNS health checks request edge.dns.health_check_path: on every name
+    the load balancer serves (Terraform's hostnames) and on any other Host (the LBs' probes send a pod
+    address), Kong answers 200 itself, with no authentication plugin in the way."""
+    plan, files = emitted(case)
+    path = plan.spec.edge.dns.health_check_path
+    for region in plan.regions:
+        doc = files[region.name][1]
+        named, any_host = doc["routes"]
+        assert "hosts" not in any_host
+        service_hosts = {h for s in doc["services"] for r in s["routes"] for h in r["hosts"]}
+        assert set(lb_hostnames(plan, region)) | service_hosts == set(named["hosts"])
+        assert named["hosts"][:4] == lb_hostnames(plan, region)  # <region>.<domain> first: what DNS probes
+        for route in (named, any_host):
+            assert route["methods"] == ["GET", "HEAD"]
+            assert [p["name"] for p in route["plugins"]] == ["request-termination"]  # no jwt: unauthenticated
+            assert route["plugins"][0]["config"] == {"status_code": 200, "message": "ok"}
+            assert route["tags"] == ["platformc", region.name, "gateway"]
+            [kp] = route["paths"]
+            assert kong_path_matches(kp, path)
+            assert not kong_path_matches(kp, path + "x") and not kong_path_matches(kp, path + "/x")
+        # global plugins never authenticate; only routes carry jwt
+        assert "jwt" not in {p["name"] for p in doc["plugins"]}
+        # precedence on a shared host: the health route has every kind of matcher a service route has
+        # (hosts, paths, methods), and Kong ranks a regex path above prefix paths among equals
+        for s in doc["services"]:
+            for r in s["routes"]:
+                kinds = {k for k in ("hosts", "paths", "methods", "headers", "snis") if r.get(k)}
+                assert kinds <= {k for k in ("hosts", "paths", "methods") if named.get(k)}
+                assert not any(p.startswith("~") for p in r["paths"])
+
+
+def test_a_service_route_on_the_health_check_path_is_refused():
+    text = with_orders_route('"/healthz"', '"api.acme.example.org"')
+    plan = compile_text(text).plan
+    with pytest.raises(KongEmitError, match=r"settings\.services\.orders\.routes\[0\]\.paths: '/healthz'"):
+        kong.build(plan, plan.region("use1"))
+
+
+def test_the_health_check_path_is_matched_literally():
+    text = TWO_REGION.replace("edge:\n", "edge:\n  dns: {health_check_path: /status.v1/live-check}\n", 1)
+    assert text != TWO_REGION
+    plan = compile_text(text).plan
+    [kp] = kong.build(plan, plan.region("use1"))["routes"][0]["paths"]
+    assert kong_path_matches(kp, "/status.v1/live-check")
+    assert not kong_path_matches(kp, "/statusXv1/live-check")  # the dot is not a regex wildcard
+
+
 # ---------------------------------------------------------------- paths and hosts cannot surprise
 
 
@@ -302,6 +368,10 @@ KONG_REJECTS = re.compile(r"//|/\.\.?(/|$)")  # empty or dot segments: Kong 3.9 
 def test_spec_paths_and_hosts_come_back_exactly_as_literal_prefixes(path, host):
     if KONG_REJECTS.search(path) or len(path) > 200:
         with pytest.raises(SpecError):  # dot segments (R023) and over-long paths (S005) never reach the emitter
+            _emit_orders_route(path, host)
+        return
+    if path == "/healthz":  # the edge's health-check path is the gateway's own
+        with pytest.raises(KongEmitError):
             _emit_orders_route(path, host)
         return
     route = _emit_orders_route(path, host)

@@ -5,6 +5,11 @@ NetworkPolicies off and a managed search service (the code paths the golden case
 Tools: kubernetes-validate --strict (the spec's Kubernetes schemas, 1.33; an unknown kind is a failure here),
 @kubernetes-models/istio 2.3.0 in strict mode (tests/tools/istio-validate.js), checkov's
 Kubernetes policies, yamllint.
+
+The AWS TargetGroupBinding (elbv2.k8s.aws, a CRD kubernetes-validate has no schema for) is the one
+object outside those `.yaml` files: it is a template (`kong-target-group-binding.yaml.tmpl`) until the
+deploy step fills in Terraform's target group ARN, so the strict-kind run never sees it; its own test
+fills in a sample ARN and checks it against the controller's CRD fields and the other targets.
 """
 
 from __future__ import annotations
@@ -24,9 +29,12 @@ from hypothesis import strategies as st
 
 from compiler.pipeline import compile_file, compile_text
 from compiler.render import dump_yaml_all
-from compiler.targets import kubernetes
-from compiler.targets._kubernetes_common import (GPU_RESOURCE, NODE_POOL_LABEL, SIDECAR_LIMITS, SIDECAR_REQUESTS,
-                                                 canary_replicas, tracks)
+from compiler.targets import helm, kubernetes, terraform
+from compiler.targets._kong_edge import (GCP_FRONT_END_RANGES, KONG_PROXY_TLS_PORT, health_check_path, lb_hostnames,
+                                         lb_target_name)
+from compiler.targets._kubernetes_common import (GPU_RESOURCE, KONG_STATUS_PORT, NODE_POOL_LABEL, SIDECAR_LIMITS,
+                                                 SIDECAR_REQUESTS, canary_replicas, tracks)
+from compiler.targets._kubernetes_gateway import TARGET_GROUP_ARN_OUTPUT, TARGET_GROUP_ARN_VARIABLE
 from compiler.targets._kubernetes_policy import datastore_ports
 from tests.conftest import IN_CI, REPO, require_tool
 
@@ -88,6 +96,11 @@ def region_docs(case: str, region: str) -> list[dict]:
     return [d for path, docs in documents(case).items() if path.split("/")[1] == region for d in docs]
 
 
+def manifest_files(case: str) -> dict[str, list[dict]]:
+    """The `.yaml` files (what `kubectl apply -f <dir>/` applies), without the binding template."""
+    return {path: docs for path, docs in documents(case).items() if path.endswith(".yaml")}
+
+
 def find(docs, kind, name, namespace=None):
     hits = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name
             and (namespace is None or d["metadata"].get("namespace") == namespace)]
@@ -132,8 +145,8 @@ def test_kubernetes_validate_strict(tree):
     # kubernetes-validate has no schema for and the next test validates
     unexpected = [l for l in lines if l.startswith("WARN") and not re.search(r"api version \S*istio\.io/", l)]
     assert not errors and not unexpected, "\n".join(errors + unexpected)
-    core = sum(1 for c in CASES for docs in documents(c).values() for d in docs if not is_istio(d))
-    istio = sum(1 for c in CASES for docs in documents(c).values() for d in docs if is_istio(d))
+    core = sum(1 for c in CASES for docs in manifest_files(c).values() for d in docs if not is_istio(d))
+    istio = sum(1 for c in CASES for docs in manifest_files(c).values() for d in docs if is_istio(d))
     assert sum(l.startswith("INFO") for l in lines) == core, "every core object validated"
     assert sum(l.startswith("WARN") for l in lines) == istio
     assert res.returncode == 0
@@ -152,7 +165,8 @@ def test_istio_objects_validate_strictly():
     payload = [{"file": f"{case}/{path}", "index": i, "doc": d}
                for case in CASES for path, docs in documents(case).items() for i, d in enumerate(docs) if is_istio(d)]
     kinds = Counter(p["doc"]["kind"] for p in payload)
-    assert {"VirtualService", "DestinationRule", "PeerAuthentication", "Gateway"} <= set(kinds)
+    assert {"VirtualService", "DestinationRule", "PeerAuthentication"} <= set(kinds)
+    assert "Gateway" not in kinds, "no Istio ingress gateway: the cloud load balancer is the only entry"
     res = _istio_validate(payload)
     ok = [l for l in res.stdout.splitlines() if l.startswith("OK ")]
     assert res.returncode == 0 and len(ok) == len(payload), res.stdout + res.stderr
@@ -455,22 +469,131 @@ def test_namespace_identity_and_mesh_switches():
             assert not roles
         pa = [d for d in docs if d["kind"] == "PeerAuthentication" and d["metadata"]["namespace"] == svc.namespace]
         assert [p["spec"] for p in pa] == ([{"mtls": {"mode": "STRICT"}}] if mesh else [])
+
+
+# ------------------------------------------------------------------ the public entry (compiler/targets/_kong_edge.py)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_no_public_entry_but_the_cloud_load_balancer(case):
+    """No LoadBalancer or NodePort Service, no Istio Gateway, no istio-ingress file: nothing reaches
+    Kong around the load balancer and its WAF."""
+    for path, docs in documents(case).items():
+        assert not path.endswith("istio-ingress.yaml")
+        for d in docs:
+            assert d["kind"] != "Gateway", path
+            if d["kind"] == "Service":
+                assert d["spec"].get("type", "ClusterIP") == "ClusterIP", (path, d["metadata"]["name"])
+
+
+def _kong_policy(docs):
+    return find(docs, "NetworkPolicy", "kong-proxy", "kong")["spec"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_kong_admits_the_load_balancer_on_its_tls_port_only(case):
+    plan = plan_of(case)
+    for r in plan.regions:
+        docs = region_docs(case, r.name)
+        if not r.settings.security.network_policies:
+            assert not [d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["namespace"] == "kong"]
+            continue
+        assert find(docs, "NetworkPolicy", "default-deny-ingress", "kong")["spec"] == {
+            "podSelector": {}, "policyTypes": ["Ingress"]}
+        spec = _kong_policy(docs)
+        hv = yaml.safe_load(helm.emit_region(plan, r)[f"helm/{r.name}/kong.values.yaml"])
+        # the chart's pod labels: chart name kong, release kong
+        assert spec["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "kong", "app.kubernetes.io/instance": "kong"}}
+        lb, scrape = spec["ingress"]
+        assert lb["ports"] == [{"protocol": "TCP", "port": hv["proxy"]["tls"]["containerPort"]}]
+        sources = [p["ipBlock"]["cidr"] for p in lb["from"]]
+        if r.cloud == "aws":  # the ALB's nodes, in every zone's public subnet (modules/aws/network)
+            assert sources == [z.public_cidr for z in r.zones]
+        elif r.cloud == "azure":  # the Application Gateway's subnet: the first zone's public CIDR
+            assert sources == [sorted(r.zones, key=lambda z: z.name)[0].public_cidr]
+        else:  # Google's front ends and health checkers, as the network module's firewall opens them
+            assert sources == list(GCP_FRONT_END_RANGES) == ["35.191.0.0/16", "130.211.0.0/22"]
+        assert scrape["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+        assert [p["port"] for p in scrape["ports"]] == [KONG_STATUS_PORT] + ([15020] if r.settings.kubernetes.istio else [])
+        assert len(spec["ingress"]) == 2, "nothing else reaches Kong"
+    # the Azure gateway subnet is the one modules/azure/network creates
+    network = (REPO / "templates/terraform/modules/azure/network/main.tf.j2").read_text()
+    assert "first_zone = sort(keys(var.zones))[0]" in network
+    assert "address_prefixes     = [var.zones[local.first_zone].public_cidr]" in network
+
+
+def test_azure_ingress_programs_the_application_gateway_for_kong():
+    plan = plan_of("reference")
+    azure = [r for r in plan.regions if r.cloud == "azure"]
+    assert azure
+    module = (REPO / "templates/terraform/modules/azure/load_balancer/main.tf.j2").read_text()
+    cert = re.search(r'ssl_certificate \{\n\s+name\s+= "([^"]+)"', module).group(1)
     for case in CASES:
         for r in plan_of(case).regions:
-            has_ingress = f"kubernetes/{r.name}/istio-ingress.yaml" in emitted(case)
-            assert has_ingress == r.settings.kubernetes.istio
+            ingresses = [d for d in region_docs(case, r.name) if d["kind"] == "Ingress"]
+            assert len(ingresses) == (r.cloud == "azure")
+    for r in azure:
+        ing = find(region_docs("reference", r.name), "Ingress", "kong-proxy", "kong")
+        tf = terraform.emit_region(plan, r)[f"terraform/regions/{r.name}/main.tf"]
+        a = ing["metadata"]["annotations"]
+        assert ing["spec"]["ingressClassName"] == "azure-application-gateway"  # the AKS add-on's class
+        assert a["appgw.ingress.kubernetes.io/backend-protocol"] == "https"
+        assert a["appgw.ingress.kubernetes.io/appgw-ssl-certificate"] == cert == "tls"
+        assert a["appgw.ingress.kubernetes.io/health-probe-path"] == health_check_path(plan) == "/healthz"
+        assert a["appgw.ingress.kubernetes.io/health-probe-port"] == str(KONG_PROXY_TLS_PORT)
+        assert a["appgw.ingress.kubernetes.io/appgw-trusted-root-certificate"]
+        hosts = [rule["host"] for rule in ing["spec"]["rules"]]
+        assert hosts == lb_hostnames(plan, r)
+        assert re.search(r"hostnames\s+= \[" + ", ".join(f'"{h}"' for h in hosts) + r"\]", tf), "Terraform's listener names"
+        assert re.search(rf"target_port\s+= {KONG_PROXY_TLS_PORT}\n", tf)
+        for rule in ing["spec"]["rules"]:
+            assert rule["http"]["paths"] == [{"path": "/", "pathType": "Prefix", "backend": {
+                "service": {"name": "kong-proxy", "port": {"number": KONG_PROXY_TLS_PORT}}}}]
 
 
-def test_ingress_hands_public_hosts_to_kong():
-    plan = plan_of("reference")
-    docs = region_docs("reference", "us-east-1")
-    gw = find(docs, "Gateway", "public", "istio-ingress")["spec"]
-    hosts = gw["servers"][0]["hosts"]
-    assert {"api.6fb.example.com", "app.6fb.example.com"} <= set(hosts)
-    vs = find(docs, "VirtualService", "public-to-kong", "istio-ingress")["spec"]
-    assert vs["hosts"] == hosts and vs["gateways"] == ["public"]
-    assert vs["http"][0]["route"][0]["destination"]["host"] == "kong-proxy.kong.svc.cluster.local"
-    assert plan.spec.organization.domain == "6fb.example.com"
+def binding_of(case: str, region) -> tuple[str, dict]:
+    text = emitted(case)[f"kubernetes/{region.name}/kong-target-group-binding.yaml.tmpl"]
+    return text, yaml.safe_load(text)
+
+
+SAMPLE_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/sixfb-us-east-1-kong/0123456789abcdef"
+
+
+def test_aws_target_group_binding_joins_kong_to_terraforms_target_group(tmp_path):
+    """The binding names the Kong proxy Service's TLS port (the target group's port) and the ARN placeholder
+    the header's command fills from the AWS root's output; filled in, it is clean YAML of the
+    TargetGroupBinding CRD's fields (elbv2.k8s.aws/v1beta1: serviceRef.name/port, targetGroupARN, targetType)."""
+    seen = 0
+    for case in CASES:
+        plan = plan_of(case)
+        for r in plan.regions:
+            path = f"kubernetes/{r.name}/kong-target-group-binding.yaml.tmpl"
+            assert (path in emitted(case)) == (r.cloud == "aws")
+            if r.cloud != "aws":
+                continue
+            seen += 1
+            text, tgb = binding_of(case, r)
+            assert text.startswith("# Generated by platformc")
+            assert (tgb["apiVersion"], tgb["kind"]) == ("elbv2.k8s.aws/v1beta1", "TargetGroupBinding")
+            assert tgb["metadata"]["namespace"] == "kong"
+            hv = yaml.safe_load(helm.emit_region(plan, r)[f"helm/{r.name}/kong.values.yaml"])
+            assert tgb["spec"] == {"serviceRef": {"name": hv["proxy"]["nameOverride"], "port": hv["proxy"]["tls"]["servicePort"]},
+                                   "targetGroupARN": "${" + TARGET_GROUP_ARN_VARIABLE + "}", "targetType": "ip"}
+            tf = terraform.emit_region(plan, r)
+            assert f'output "{TARGET_GROUP_ARN_OUTPUT}"' in tf[f"terraform/regions/{r.name}/outputs.tf"]
+            assert re.search(rf'target_group_name\s+= "{lb_target_name(r)}"', tf[f"terraform/regions/{r.name}/main.tf"])
+            assert f"envsubst '${TARGET_GROUP_ARN_VARIABLE}'" in text and f"output -raw {TARGET_GROUP_ARN_OUTPUT}" in text
+            # what the deploy step applies
+            filled = text.replace("${" + TARGET_GROUP_ARN_VARIABLE + "}", SAMPLE_ARN)
+            assert "$" not in "".join(line for line in filled.splitlines() if not line.startswith("#"))
+            assert yaml.safe_load(filled)["spec"]["targetGroupARN"] == SAMPLE_ARN
+            (tmp_path / f"{case}-{r.name}.yaml").write_text(filled)
+    assert seen >= 7
+    yamllint = require_tool("yamllint")
+    cfg = tmp_path / "yamllint.cfg"
+    cfg.write_text(YAMLLINT_CONFIG)
+    res = subprocess.run([yamllint, "-s", "-f", "parsable", "-c", str(cfg), str(tmp_path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout
 
 
 def test_kong_upstream_name_is_the_service_dns_name():

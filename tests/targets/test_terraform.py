@@ -23,7 +23,8 @@ import pytest
 import yaml
 
 from compiler.pipeline import compile_file
-from compiler.targets import terraform
+from compiler.targets import helm, kong, kubernetes, terraform
+from compiler.targets._kong_edge import GCP_FRONT_END_RANGES, KONG_PROXY_TLS_PORT, lb_hostnames, lb_target_name
 from compiler.targets._terraform_common import aws_cron, classify_cron
 from tests.conftest import IN_CI, REPO, require_module, require_shared, require_tool
 
@@ -385,6 +386,63 @@ def test_replication_targets_the_dr_partner_only_on_the_same_cloud(parsed, trees
                 assert storage["replication"] is None
             else:
                 assert partner.data_bucket in json.dumps(storage["replication"])
+
+
+def _resource(doc: dict, rtype: str, name: str) -> dict:
+    return next(body for t, n, body in blocks(doc, "resource") if (t, n) == (rtype, name))
+
+
+@pytest.mark.parametrize("case", ("reference", "two-region"))
+def test_load_balancers_forward_https_to_kongs_tls_listener(parsed, trees, case):
+    """The Terraform half of the public path (compiler/targets/_kong_edge.py) agrees with the other targets:
+    the port the load balancer targets is the Kong chart's TLS container port; AWS's target group and GCP's
+    NEGs carry the names the TargetGroupBinding / NEG annotation use; the health-check path is one Kong
+    answers itself; GCP's firewall opens Kong's port to the ranges Kong's NetworkPolicy admits."""
+    plan, root, regions = trees[case]
+    modules_dir = root / "modules"
+    docs = parsed[case]
+    for region in regions:
+        modules = dict(blocks(docs[root / "regions" / region.name / "main.tf"], "module"))
+        lb = modules["load_balancer"]
+        kong_values = yaml.safe_load(helm.emit_region(plan, region)[f"helm/{region.name}/kong.values.yaml"])
+        tls = kong_values["proxy"]["tls"]
+        assert tls["enabled"] is True and kong_values["proxy"]["type"] == "ClusterIP"
+        assert [unquote(h) for h in lb["hostnames"]] == lb_hostnames(plan, region)
+        path = unquote(lb["health_check_path"])
+        health = kong.build(plan, region)["routes"]
+        assert all(re.match(r["paths"][0][1:], path) for r in health)
+        assert {h for r in health for h in r.get("hosts", [])} >= set(lb_hostnames(plan, region))
+        if region.cloud == "gcp":
+            assert unquote(lb["neg_name"]) == lb_target_name(region)
+            annotation = json.loads(kong_values["proxy"]["annotations"]["cloud.google.com/neg"])
+            assert annotation == {"exposed_ports": {str(tls["servicePort"]): {"name": unquote(lb["neg_name"])}}}
+            network = modules["network"]
+            assert network["lb_target_port"] == tls["containerPort"] == KONG_PROXY_TLS_PORT
+            assert [unquote(c) for c in network["lb_source_ranges"]] == list(GCP_FRONT_END_RANGES)
+            policy = [d for d in yaml.safe_load_all(kubernetes.emit_region(plan, region)[
+                f"kubernetes/{region.name}/kong-gateway.yaml"]) if d and d["metadata"]["name"] == "kong-proxy"]
+            if policy:
+                assert [b["ipBlock"]["cidr"] for b in policy[0]["spec"]["ingress"][0]["from"]] == list(GCP_FRONT_END_RANGES)
+        else:
+            assert lb["target_port"] == tls["containerPort"] == KONG_PROXY_TLS_PORT
+        if region.cloud == "aws":
+            assert unquote(lb["target_group_name"]) == lb_target_name(region)
+            assert unquote(lb["target_security_group_id"]) == "${module.kubernetes.cluster_security_group_id}"
+            outputs = dict(blocks(docs[root / "regions" / region.name / "outputs.tf"], "output"))
+            assert unquote(outputs["kong_target_group_arn"]["value"]) == "${module.load_balancer.target_group_arn}"
+    aws_lb = docs[modules_dir / "aws" / "load_balancer" / "main.tf"]
+    group = _resource(aws_lb, "aws_lb_target_group", "kong")
+    assert (unquote(group["name"]), unquote(group["target_type"]), unquote(group["protocol"])) == (
+        "${var.target_group_name}", "ip", "HTTPS")
+    assert unquote(group["port"]) == "${var.target_port}"
+    rule = _resource(aws_lb, "aws_vpc_security_group_ingress_rule", "kong")
+    assert unquote(rule["referenced_security_group_id"]) == "${aws_security_group.lb.id}"
+    assert unquote(rule["from_port"]) == unquote(rule["to_port"]) == "${var.target_port}"
+    if case == "reference":
+        gcp_lb = (modules_dir / "gcp" / "load_balancer" / "main.tf").read_text()
+        assert "networkEndpointGroups/${var.neg_name}" in gcp_lb and 'port_specification = "USE_SERVING_PORT"' in gcp_lb
+        azure_lb = (modules_dir / "azure" / "load_balancer" / "main.tf").read_text()
+        assert re.search(r'protocol\s+= "Https"\n\s+port\s+= var\.target_port', azure_lb)
 
 
 # ------------------------------------------------------------------ emitter properties

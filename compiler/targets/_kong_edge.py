@@ -1,0 +1,89 @@
+"""The public request path, defined once for the Terraform, Helm, Kubernetes and Kong targets.
+
+    client -> CDN -> the region's cloud load balancer (Terraform: WAF attached, client TLS ends here with
+    the spec's minimum version) -> Kong's proxy pods over HTTPS on KONG_PROXY_TLS_PORT (Helm: the listener;
+    Kubernetes: how the load balancer finds the pods and the NetworkPolicy letting it in) -> Kong's Istio
+    sidecar (outbound only: canary / blue-green VirtualServices, mTLS) -> the services.
+
+The cloud load balancer is the region's only public entry: Kong's proxy Service is ClusterIP and no
+other LoadBalancer Service exists, so nothing reaches Kong around the WAF. The load balancers reach
+the pods directly (pod IPs), each cloud its own way:
+
+- AWS: an IP target group (Terraform, named lb_target_name) that Kong's pods join through the AWS
+  Load Balancer Controller's TargetGroupBinding (kubernetes target, filled in after `terraform apply`);
+- GCP: zonal NEGs named lb_target_name, which GKE creates from the Kong proxy Service's
+  `cloud.google.com/neg` annotation (helm target) and the backend service (Terraform) references;
+- Azure: the Application Gateway that AKS's ingress controller add-on (AGIC) programs from an Ingress
+  on the Kong proxy Service (kubernetes target).
+
+Every load balancer health-checks health_check_path on Kong, which answers it itself (kong target).
+"""
+
+from __future__ import annotations
+
+import json
+
+from compiler.ir import PlatformPlan, RegionPlan
+
+KONG_PROXY_TLS_PORT = 8443  # Kong's HTTPS proxy listener: container port, Service port and LB target port alike
+
+# The global external Application Load Balancer's proxies (Google Front Ends) and Google's health
+# checkers connect to backends from these two ranges (Google's documented, fixed source ranges for
+# health checks and GFE proxies); the network module's firewall opens them on the nodes too.
+GCP_FRONT_END_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
+
+GKE_NEG_ANNOTATION = "cloud.google.com/neg"  # read by GKE's NEG controller on a Service
+
+# Azure: the Application Gateway's listener certificate, as the load_balancer module names it (the
+# Key Vault certificate <name>-tls becomes ssl_certificate "tls"); the Ingress reuses it.
+AZURE_GATEWAY_CERTIFICATE = "tls"
+# Azure: the trusted root certificate the gateway checks Kong's serving certificate against (Application
+# Gateway v2 verifies HTTPS backends). Not created by platformc: see the kubernetes target's docs.
+AZURE_KONG_TRUSTED_ROOT = "kong-proxy-ca"
+AGIC_INGRESS_CLASS = "azure-application-gateway"  # the class AKS's ingress controller add-on watches
+
+
+def lb_target_name(region: RegionPlan) -> str:
+    """AWS: the target group Kong's pods register in. GCP: the name of the zonal NEGs GKE creates for
+    Kong and the backend service references."""
+    return f"{region.cluster_name}-kong"
+
+
+def health_check_path(plan: PlatformPlan) -> str:
+    """What the load balancers and the global DNS health checks request on Kong."""
+    return plan.spec.edge.dns.health_check_path
+
+
+def lb_hostnames(plan: PlatformPlan, region: RegionPlan) -> list[str]:
+    """Names a region's load balancer answers for (its certificate covers them): its own, the weighted
+    origin name, and the public hosts (the CDN forwards the viewer's Host)."""
+    domain = plan.spec.organization.domain
+    dns = plan.spec.edge.dns
+    return [f"{region.name}.{domain}", f"origin.{domain}", f"{dns.api_host}.{domain}", f"{dns.app_host}.{domain}"]
+
+
+def azure_gateway_subnet(region: RegionPlan) -> str:
+    """The Application Gateway's dedicated subnet: the first zone's (by name) public CIDR, as
+    modules/azure/network takes it (`sort(keys(var.zones))[0]`)."""
+    return min(region.zones, key=lambda z: z.name).public_cidr
+
+
+def lb_source_cidrs(region: RegionPlan) -> list[str]:
+    """Where the load balancer's connections to Kong's pods come from.
+
+    AWS: the ALB's nodes live in every zone's public subnet. Azure: the Application Gateway's
+    instances live in its dedicated subnet. GCP: Google's front ends and health checkers.
+    """
+    if region.cloud == "gcp":
+        return list(GCP_FRONT_END_RANGES)
+    if region.cloud == "azure":
+        return [azure_gateway_subnet(region)]
+    return [z.public_cidr for z in region.zones]
+
+
+def gke_neg_annotation(region: RegionPlan) -> dict[str, str]:
+    """The Kong proxy Service annotation that makes GKE create standalone zonal NEGs of Kong's pods on
+    the TLS port, named as Terraform's backend service expects them (`exposed_ports` keys are Service
+    ports, which is why the Service port equals the container port)."""
+    value = {"exposed_ports": {str(KONG_PROXY_TLS_PORT): {"name": lb_target_name(region)}}}
+    return {GKE_NEG_ANNOTATION: json.dumps(value)}
