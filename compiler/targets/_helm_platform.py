@@ -87,8 +87,9 @@ def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
         "env": {
             "database": "off",
             "nginx_worker_processes": "auto",
-            # The client address: the last untrusted hop of X-Forwarded-For. Only private ranges
-            # (the load balancers' own addresses) are trusted, so a client cannot spoof its own address.
+            # The client address: the last untrusted hop of X-Forwarded-For. Only private ranges are
+            # trusted (the ALB's and the Application Gateway's addresses), so a client cannot spoof its
+            # own address. Google's front ends are public addresses: on GCP Kong sees the front end.
             "trusted_ips": "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16",
             "real_ip_header": "X-Forwarded-For",
             "real_ip_recursive": "on",

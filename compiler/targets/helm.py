@@ -122,6 +122,8 @@ def _helmfile_header(region: RegionPlan, rels: list[Release], skipped: list[str]
     lines = [f"Region {region.name} ({region.cloud} {region.cloud_region}): platform charts, pinned.",
              f"Deploy: helmfile -f generated/helm/{region.name}/helmfile.yaml apply",
              f"then:   kubectl apply -f generated/kubernetes/{region.name}/",
+             *(["and:    kong-target-group-binding.yaml.tmpl there, filled in as its header says (Kong joins the ALB)"]
+               if region.cloud == "aws" else []),
              "Kong (DB-less) loads generated/kong/<region>/kong.yaml through `set: dblessConfig.config` (--set-file);",
              "the chart turns it into a ConfigMap and rolls Kong when it changes.",
              "Releases:"]

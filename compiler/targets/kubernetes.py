@@ -111,7 +111,9 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
 LB_REACHES_KONG = {
     "aws": "the ALB's IP target group `{target}`, which Kong's pods join through the TargetGroupBinding in "
            "`kong-target-group-binding.yaml.tmpl` (fill in `terraform output -raw kong_target_group_arn` as its header "
-           "says; needs the AWS Load Balancer Controller, which platformc does not deploy)",
+           "says; needs the AWS Load Balancer Controller, which platformc does not deploy; labelling the `kong` "
+           "namespace `elbv2.k8s.aws/pod-readiness-gate-inject=enabled` makes Kong's rollouts wait for the target "
+           "group to mark new pods healthy)",
     "gcp": "zonal NEGs `{target}`, which GKE creates from the Kong proxy Service's `cloud.google.com/neg` annotation "
            "(helm target) and the load balancer's backend service names",
     "azure": "the Application Gateway, programmed by AKS's ingress controller add-on from the Ingress in "
