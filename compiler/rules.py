@@ -460,6 +460,36 @@ def replica_scaling_stats(p, settings):
                           "without pg_stat_statements the read-replica scaling alerts cannot fire", region)
 
 
+# Namespaces and file names the platform itself uses: a service is its own namespace, so it may not take these.
+RESERVED_SERVICE_NAMES = {"kong", "kong-gateway", "monitoring", "istio-system", "kube-system", "kube-public",
+                          "kube-node-lease", "default"}
+
+
+@rule("R034", "Service names leave the platform's own namespaces",
+      "Each service runs in a namespace of its own name, so it cannot be called kong, monitoring, "
+      "istio-system, kube-system, kube-public, kube-node-lease or default (nor kong-gateway, a file the "
+      "Kubernetes target writes).")
+def reserved_services(p, settings):
+    for region, s in _per_region(settings):
+        for name in s.services:
+            if name in RESERVED_SERVICE_NAMES:
+                yield Finding(("services", name), f"service name {name!r} is reserved for the platform", region)
+
+
+@rule("R035", "The health-check path belongs to the gateway",
+      "Kong answers `edge.dns.health_check_path` itself for the load balancers and DNS health checks, so no "
+      "service route may use that exact path.")
+def health_path(p, settings):
+    path = p.edge.dns.health_check_path
+    for region, s in _per_region(settings):
+        for name, svc in s.services.items():
+            for i, route in enumerate(svc.routes):
+                for j, rpath in enumerate(route.paths):
+                    if rpath == path:
+                        yield Finding(("services", name, "routes", i, "paths", j),
+                                      f"{rpath!r} is edge.dns.health_check_path, answered by the gateway itself", region)
+
+
 # ---------------------------------------------------------------- derived (plan) rules
 
 @rule("R030", "Services fit the node pools at maximum scale",

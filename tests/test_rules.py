@@ -52,6 +52,8 @@ CASES = {
     "R028": ([("retention_days: 365, cold_storage_after_days: 30", "retention_days: 100, cold_storage_after_days: 30")], "retention_days: 100, cold"),
     "R029": ([(", lock_table: acme-tf-locks}", "}")], "state: {bucket: acme-tf-state, region: us-east-1}"),
     "R033": ([("    postgres:\n      instance:", "    postgres:\n      extensions: [vector]\n      instance:")], "extensions: [vector]"),
+    "R034": ([("    recommend:\n", "    monitoring:\n")], "    monitoring:\n"),
+    "R035": ([("paths: [/api/orders]", "paths: [/healthz]")], "paths: [/healthz]"),
     "R030": ([("replicas: {min: 1, max: 4}", "replicas: {min: 1, max: 5}")], "        max_nodes: 4"),
     "R031": ([("max_client_conn: 1000", "max_client_conn: 10")], "max_client_conn: 10,"),
     "R032": ([("max_connections: 200", "max_connections: 30")], "max_connections: 30"),

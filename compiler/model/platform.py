@@ -122,7 +122,8 @@ class DnsSettings(Model):
     routing: Literal["weighted", "latency", "geo"] = F("weighted", description="How DNS spreads users over regions; weights come from traffic shares.")
     api_host: str = F("api", description="Host label of the API under the organisation domain.", pattern=r"^[a-z0-9-]{1,63}$")
     app_host: str = F("app", description="Host label of the web app under the organisation domain.", pattern=r"^[a-z0-9-]{1,63}$")
-    health_check_path: str = F("/healthz", description="Path the DNS health checks probe in each region.", pattern=r"^/[A-Za-z0-9/._-]*$")
+    health_check_path: str = F("/healthz", description="Path the load balancers and DNS health checks probe in each region; "
+                               "Kong answers it itself.", pattern=r"^/([A-Za-z0-9_~-][A-Za-z0-9._~-]*/)*[A-Za-z0-9_~-][A-Za-z0-9._~-]*$")
     health_check_interval_seconds: Literal[10, 30] = F(10, description="Seconds between DNS health checks.")
     failure_threshold: int = F(3, description="Failed checks before a region is taken out of DNS.", ge=1, le=10)
     ttl_seconds: int = F(60, description="Record TTL; low so failover is fast (RTO).", ge=1, le=86400)

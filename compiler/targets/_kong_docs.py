@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from compiler.docs import markdown_table
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets import kong
 from compiler.targets._kong_plugins import CORRELATION_HEADER, rate_limits, secret_inputs
@@ -11,16 +12,6 @@ AUTH_TEXT = {
     "jwt": "JWT (RS256, issuer key)",
     "oauth2": "OAuth2 bearer JWT (RS256, issuer key)",
 }
-
-
-def _cell(x) -> str:
-    return str(x).replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
@@ -42,7 +33,7 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
         f"`generated/kong/{region.name}/kong.yaml`: a decK file for Kong 3.9 in DB-less mode, owning the "
         f"entities tagged `platformc` and `{region.name}`. Routes without hosts in the spec answer on "
         f"`{kong.api_host(plan)}`.\n",
-        _table(["route", "service", "hosts", "paths", "methods", "auth", "rate limit", "max body", "strip path"], rows),
+        markdown_table(["route", "service", "hosts", "paths", "methods", "auth", "rate limit", "max body", "strip path"], rows),
         f"Internal services (no Kong route): {', '.join(internal) or 'none'}.\n",
         "### How the limits map to Kong\n",
         f"- **Rate limit** (spec: {g.requests_per_second:,} requests/s sustained, burst {g.burst:,}): Kong OSS has "
@@ -93,5 +84,5 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
                      "referenceable field) and Kong OSS bundles only the `env` vault, so decK fills the key at "
                      "sync time from an environment variable. Export it from the reference before `deck gateway "
                      "sync` (or `deck file render --populate-env-vars` for a DB-less file):\n")
-        lines.append(_table(["decK variable", "from"], [[f"`{v}`", f"`{r}`"] for v, r in inputs]))
+        lines.append(markdown_table(["decK variable", "from"], [[f"`{v}`", f"`{r}`"] for v, r in inputs]))
     return "\n".join(lines)
