@@ -3,6 +3,10 @@
 tests/golden/<case>/generated/... and tests/golden/<case>/docs/... mirror the output roots
 (each with its platformc manifest, so the comparison knows which file belongs to which region).
 Refresh after an intended change with `make golden`, then review `git diff tests/golden`.
+
+The reference case is the repository's own platform.yaml, whose expected output is the committed
+generated/ and docs/ themselves: tests/golden/reference/{generated,docs} are links to them, so one
+`make generate` refreshes both and reviewers read each change once.
 """
 
 from __future__ import annotations
