@@ -51,17 +51,28 @@ def _run(cmd, cwd, env, timeout=300) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module", params=CASES)
-def tree(request, tmp_path_factory):
+def _build_tree(case, tmp_path_factory):
     """The case's generated/ tree (ansible + datastores) written with the writer, like `platformc generate`."""
-    plan = compile_file(str(REPO / "tests/cases" / request.param / "platform.yaml")).plan
+    plan = compile_file(str(REPO / "tests/cases" / case / "platform.yaml")).plan
     outputs, owners = emit(plan, ["ansible", "datastores"], with_docs=False)
-    base = tmp_path_factory.mktemp(f"ansible-{request.param}")
+    base = tmp_path_factory.mktemp(f"ansible-{case}")
     root = base / "generated"
     writer.apply(writer.plan_write(root, outputs["generated"], owners))
     home = base / "ansible-home"
     env = _env(home=home, local_tmp=base / "ansible-tmp")
     return plan, root / "ansible", env
+
+
+@pytest.fixture(scope="module", params=CASES)
+def tree(request, tmp_path_factory):
+    """Every golden case: the static checks run on each."""
+    return _build_tree(request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def reference_tree(tmp_path_factory):
+    """The reference platform alone: the real runs (check mode, servers) need one case, not every case."""
+    return _build_tree("reference", tmp_path_factory)
 
 
 def _parallel(fn, items):
@@ -151,14 +162,11 @@ FAKE_PRIVATE_NETWORK = ("ip link set lo up; ip link add pc0 type veth peer name 
                         " && ip route add default via 10.99.0.1 dev pc0")
 
 
-def test_common_and_data_roles_run_in_check_mode(tree, tmp_path):
+def test_common_and_data_roles_run_in_check_mode(reference_tree, tmp_path):
     """common, pgbouncer, redis and both exporters in --check --diff against this machine: zero failures."""
-    plan, root, env = tree
-    if plan.region_names[0] != "us-east-1":
-        pytest.skip("one case is enough for the real run")
+    plan, root, env = reference_tree
     _require_isolation()
-    if not Path("/usr/bin/python3").exists():
-        pytest.skip("no system Python for the apt module")
+    require_tool("python3", "/usr/bin/python3")  # the apt module runs under the system Python
     tool = require_tool("ansible-playbook")
     region = plan.regions[0]
     gv = root / "inventories" / region.name / "group_vars"
@@ -198,13 +206,10 @@ def test_common_and_data_roles_run_in_check_mode(tree, tmp_path):
     assert "check-mode-secret" not in out, "a secret reached the output"
 
 
-def test_tls_role_issues_a_verifiable_certificate_idempotently(tree, tmp_path):
-    plan, root, env = tree
-    if plan.region_names[0] != "us-east-1":
-        pytest.skip("one case is enough for the real run")
+def test_tls_role_issues_a_verifiable_certificate_idempotently(reference_tree, tmp_path):
+    plan, root, env = reference_tree
     _require_isolation()
-    if not shutil.which("openssl"):
-        pytest.skip("openssl is not installed")
+    require_tool("openssl")
     tool = require_tool("ansible-playbook")
     inventory = _local_inventory(tmp_path / "inventory", {"bastion": "localhost"},
                                  {"all": {"platformc_region": "test"}})
@@ -267,17 +272,16 @@ def test_firewall_of_every_region_and_group_is_valid_nftables(tree, tmp_path):
 HOSTILE = 'p"a\\ss\'w:o#r%d{{x}}$1;--'
 
 
-def test_redis_includes_load_with_the_data_tier_redis_conf(tree, tmp_path):
+def test_redis_includes_load_with_the_data_tier_redis_conf(reference_tree, tmp_path):
     """host.conf, acl.conf and admin.conf as the redis role renders them (Ansible's templar, a
     password full of quote and escape characters) start with the data tier's redis.conf: the
     application user and the admin log in, the admin may run CLUSTER commands, the application may
     not, nobody is let in without a password, and masterauth holds the password exactly."""
     import hashlib
     from tests.targets.test_datastores_support import Resp, RedisError, private_dir, require_isolation, start_redis
-    plan, root, _ = tree
+    plan, root, _ = reference_tree
     region = next((r for r in plan.regions if r.hosts_in("redis_cluster")), None)
-    if region is None or plan.region_names[0] != "us-east-1":
-        pytest.skip("one case is enough for the server run")
+    assert region is not None, "the reference platform has self-managed Redis"
     require_isolation()
     data = root.parent / "datastores" / region.name
     topology = json.loads((data / "redis-topology.json").read_text())
@@ -310,15 +314,13 @@ def test_redis_includes_load_with_the_data_tier_redis_conf(tree, tmp_path):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def test_postgresql_passwords_and_passfile_work_on_a_real_server(tree):
+def test_postgresql_passwords_and_passfile_work_on_a_real_server(reference_tree):
     """The role's ALTER ROLE script (rendered by Ansible's templar, fed on stdin as its handler does)
     sets passwords full of quote characters exactly, and skips a role setup.psql did not create; the
     passfile the role writes logs the replication user in over the replication protocol."""
     from tests.targets.test_datastores_support import (AS_POSTGRES, PGBIN, PgCluster, chown_tree, make_tls,
                                                        private_dir, require_isolation)
-    plan, root, _ = tree
-    if plan.region_names[0] != "us-east-1":
-        pytest.skip("one case is enough for the server run")
+    plan, root, _ = reference_tree
     require_isolation()
     work = private_dir("ans-pg-")
     try:
@@ -395,16 +397,14 @@ OTHERS_QUERYIDS = ("SELECT count(*) FROM pg_stat_statements WHERE queryid IS NOT
                    " AND userid <> (SELECT oid FROM pg_roles WHERE rolname = current_user)")
 
 
-def test_postgres_exporter_logs_in_with_its_passfile_and_reads_only_statistics(tree):
+def test_postgres_exporter_logs_in_with_its_passfile_and_reads_only_statistics(reference_tree):
     """The role's SQL (rendered by Ansible's templar with a password full of quote characters, fed on
     stdin twice, as its handler does) makes a pg_monitor role that is nothing more; with the data tier's
     pg_hba.conf, the passfile the role writes logs it in over the local socket (libpq, as lib/pq in the
     exporter reads PGPASSFILE), and it can run every query the alerts' metrics come from."""
     from tests.targets.test_datastores_support import AS_POSTGRES, PGBIN, PgCluster, chown_tree, make_tls, private_dir, \
         require_isolation
-    plan, root, _ = tree
-    if plan.region_names[0] != "us-east-1":
-        pytest.skip("one case is enough for the server run")
+    plan, root, _ = reference_tree
     require_isolation()
     region = plan.regions[0]
     work = private_dir("ans-pgx-")
@@ -458,17 +458,16 @@ def test_postgres_exporter_logs_in_with_its_passfile_and_reads_only_statistics(t
         shutil.rmtree(work, ignore_errors=True)
 
 
-def test_redis_exporter_user_reads_statistics_and_nothing_else(tree, tmp_path):
+def test_redis_exporter_user_reads_statistics_and_nothing_else(reference_tree, tmp_path):
     """The ACL include the redis_exporter role keeps, loaded with the data tier's redis.conf and the redis
     role's includes: the exporter's user runs every command redis_exporter needs for its metrics and is
     refused CONFIG (masterauth), keys, channels and writes. The same user added live by the role's
     ACL SETUSER (fed to redis-cli as the admin, as the role does) is the same user exactly."""
     import hashlib
     from tests.targets.test_datastores_support import Resp, RedisError, private_dir, require_isolation, start_redis
-    plan, root, _ = tree
+    plan, root, _ = reference_tree
     region = next((r for r in plan.regions if r.hosts_in("redis_cluster")), None)
-    if region is None or plan.region_names[0] != "us-east-1":
-        pytest.skip("one case is enough for the server run")
+    assert region is not None, "the reference platform has self-managed Redis"
     require_isolation()
     data = root.parent / "datastores" / region.name
     topology = json.loads((data / "redis-topology.json").read_text())
@@ -526,12 +525,10 @@ def test_redis_exporter_user_reads_statistics_and_nothing_else(tree, tmp_path):
             shutil.rmtree(work, ignore_errors=True)
 
 
-def test_exporter_units_pass_systemd_analyze(tree, tmp_path):
+def test_exporter_units_pass_systemd_analyze(reference_tree, tmp_path):
     """Both systemd units, rendered by Ansible's templar with the roles' defaults: `systemd-analyze verify`
     accepts them without a warning about an unknown key or a bad value."""
-    plan, root, _ = tree
-    if plan.region_names[0] != "us-east-1":
-        pytest.skip("one case is enough")
+    plan, root, _ = reference_tree
     analyze = require_tool("systemd-analyze")
     units = []
     for role, extra in (("postgres_exporter", {"postgres_exporter_collectors": ["stat_statements"]}),
