@@ -160,6 +160,7 @@ def test_helmfile_pins_and_wires_every_release():
 
 def test_kong_declarative_file_is_the_kong_targets_output():
     """The file the helmfile hands to Kong exists in the kong target's output."""
+    from compiler import targets
     plan = plan_of("two-region")
     kong = targets.load("kong")
     for r in plan.regions:
