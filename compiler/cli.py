@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 `--check` found generated files stale, or an internal e
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -58,13 +59,23 @@ def validate(spec, strict):
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 def generate(spec, out, docs_out, regions, target_names, check, strict):
     """Compile the spec into OUT (and the docs), or check that they are up to date."""
+    roots = {"generated": Path(out), "docs": Path(docs_out)}
+    full_run = check or regions or target_names or os.environ.get("PLATFORMC_FULL") == "1"
+    if not full_run:
+        from compiler import noop
+        hit = noop.unchanged(spec, roots, strict)
+        if hit is not None:
+            count, warnings = hit
+            for w in warnings:
+                click.echo(w, err=True)
+            click.echo(f"0 written, 0 removed, {count} unchanged (inputs unchanged since the last generate)")
+            return
     from compiler import writer
     from compiler.emit import check_regions, emit
 
     compiled = _compile(spec, strict)
     check_regions(compiled.plan, regions)
     outputs, owners = emit(compiled.plan, target_names or None, regions or None, with_docs=not target_names)
-    roots = {"generated": Path(out), "docs": Path(docs_out)}
     plans = [writer.plan_write(roots[name], files, owners) for name, files in outputs.items()]
     if check:
         report = []
@@ -83,7 +94,17 @@ def generate(spec, out, docs_out, regions, target_names, check, strict):
         written += len([p for p in plan.write if p != writer.MANIFEST])
         removed += len(plan.remove)
         unchanged += plan.unchanged
+    if not full_run:
+        from compiler import noop
+        registry = compiled.plan.spec.sharding.registry_file
+        extra = [registry_path(spec, registry)] if registry else []
+        noop.record(spec, roots, extra, [w.format() for w in compiled.warnings])
     click.echo(f"{written} written, {removed} removed, {unchanged} unchanged")
+
+
+def registry_path(spec, rel):
+    from compiler.registry import registry_path as resolve
+    return resolve(spec, rel)
 
 
 def _root_name(roots, path):

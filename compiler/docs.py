@@ -4,6 +4,8 @@ docs/reference/schema.md  every field: type, default, constraints, description (
 docs/rules.md             every diagnostic code
 docs/overview.md          regions, clouds, services, data tier, SLOs
 docs/regions/<r>.md       one page per region; each target adds its section via docs_region()
+
+compiler/emit.py calls region_files() per region and global_files() once, as emission jobs.
 """
 
 from __future__ import annotations
@@ -239,14 +241,14 @@ def index(plan: PlatformPlan) -> str:
             f"## Regions\n\n{regions}\n")
 
 
-def emit(plan: PlatformPlan, modules, regions, include_global: bool) -> dict[str, dict[str, str]]:
-    """{owner: {rel path under docs/: text}}."""
-    out = {f"docs/{r.name}": {f"regions/{r.name}.md": region_page(plan, r, modules)} for r in regions}
-    if include_global:
-        out["docs/global"] = {
-            "README.md": index(plan),
-            "overview.md": overview(plan),
-            "rules.md": rule_catalogue(),
-            "reference/schema.md": schema_reference(),
-        }
-    return out
+def region_files(plan: PlatformPlan, r: RegionPlan, modules) -> dict[str, str]:
+    return {f"regions/{r.name}.md": region_page(plan, r, modules)}
+
+
+def global_files(plan: PlatformPlan) -> dict[str, str]:
+    return {
+        "README.md": index(plan),
+        "overview.md": overview(plan),
+        "rules.md": rule_catalogue(),
+        "reference/schema.md": schema_reference(),
+    }

@@ -1,10 +1,20 @@
-"""Run the selected targets over the plan: {output root: {rel path: (owner, text)}}."""
+"""Run the selected targets over the plan: {output root: {rel path: (owner, text)}}.
+
+Emission is pure (IR in, text out), so the jobs — one per target and region, plus the docs pages — can
+run in two processes: on a multi-core machine the parent forks once, each process emits every other
+job, and the results are merged in job order, so the output is the same bytes as a serial run.
+"""
 
 from __future__ import annotations
+
+import os
+import pickle
 
 from compiler import docs, targets
 from compiler.errors import UsageError
 from compiler.ir import PlatformPlan
+
+PARALLEL_MIN_JOBS = 16  # below this a fork costs more than it saves
 
 
 class Outputs(dict):
@@ -20,24 +30,69 @@ class Outputs(dict):
             tree[rel] = (owner, text)
 
 
+def _jobs(plan, modules, regions, with_globals: bool, with_docs: bool) -> list[tuple]:
+    """(output root, owner, callable) for everything to emit, in a fixed order."""
+    jobs = []
+    for mod in modules:
+        if hasattr(mod, "emit_region"):
+            jobs += [("generated", f"{mod.NAME}/{r.name}", (mod.emit_region, plan, r)) for r in regions]
+        if with_globals and hasattr(mod, "emit_global"):
+            jobs.append(("generated", f"{mod.NAME}/global", (mod.emit_global, plan)))
+    if with_docs:
+        jobs += [("docs", f"docs/{r.name}", (docs.region_files, plan, r, modules)) for r in regions]
+        if with_globals:
+            jobs.append(("docs", "docs/global", (docs.global_files, plan)))
+    return jobs
+
+
+def _run(job):
+    fn, *args = job[2]
+    return fn(*args)
+
+
+def _map(jobs: list) -> list:
+    """Results of the jobs in order: half of them in a forked child when that pays off."""
+    if len(jobs) < PARALLEL_MIN_JOBS or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2 \
+            or os.environ.get("PLATFORMC_JOBS") == "1":
+        return [_run(j) for j in jobs]
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: every odd job, pickled back through the pipe
+        os.close(read_fd)
+        try:
+            payload = ("ok", [_run(j) for j in jobs[1::2]])
+        except BaseException as exc:  # re-raised in the parent, which owns error reporting
+            try:
+                payload = ("error", pickle.dumps(exc))
+            except Exception:
+                payload = ("error", pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}")))
+        with os.fdopen(write_fd, "wb") as pipe:
+            pickle.dump(payload, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+        os._exit(0)
+    os.close(write_fd)
+    try:
+        mine = [_run(j) for j in jobs[0::2]]
+    finally:
+        with os.fdopen(read_fd, "rb") as pipe:
+            status, theirs = pickle.load(pipe)
+        os.waitpid(pid, 0)
+    if status == "error":
+        raise pickle.loads(theirs)
+    merged = []
+    for i in range(len(jobs)):
+        merged.append(mine[i // 2] if i % 2 == 0 else theirs[i // 2])
+    return merged
+
+
 def emit(plan: PlatformPlan, target_names=None, region_names=None, with_docs: bool = True) -> tuple[Outputs, set]:
     """Emit files for the chosen targets and regions; return them with the owners compiled."""
     regions = [plan.region(n) for n in region_names] if region_names else list(plan.regions)
     modules = targets.select(target_names)
+    jobs = _jobs(plan, modules, regions, with_globals=not region_names, with_docs=with_docs)
     out, owners = Outputs(), set()
-    for mod in modules:
-        if hasattr(mod, "emit_region"):
-            for r in regions:
-                owner = f"{mod.NAME}/{r.name}"
-                owners.add(owner)
-                out.add("generated", owner, mod.emit_region(plan, r))
-        if not region_names and hasattr(mod, "emit_global"):
-            owners.add(f"{mod.NAME}/global")
-            out.add("generated", f"{mod.NAME}/global", mod.emit_global(plan))
-    if with_docs:
-        for owner, files in docs.emit(plan, modules, regions, include_global=not region_names).items():
-            owners.add(owner)
-            out.add("docs", owner, files)
+    for (root, owner, _), files in zip(jobs, _map(jobs)):
+        owners.add(owner)
+        out.add(root, owner, files)
     out.setdefault("generated", {})
     return out, owners
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# The no-op fast path and the template bytecode cache keep state in a cache dir: tests get their own.
+os.environ["PLATFORMC_CACHE_DIR"] = __import__("tempfile").mkdtemp(prefix="platformc-test-cache-")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 VENV_BIN = Path(sys.executable).parent
 

@@ -177,3 +177,57 @@ def test_show_is_valid_yaml_with_derived_values(work, capsys):
     assert data["settings"]["datastores"]["postgres"]["read_replicas"] == 1
     assert data["derived"]["connections"]["max_client_conn"] == 1000
     assert data["derived"]["zones"][0]["name"] == "us-east-1a"
+
+
+def test_noop_fast_path_skips_the_compile(work, capsys):
+    assert run("generate") == 0
+    fake_target.FAIL["on"] = "use1"  # any emission would now fail: the fast path must not emit
+    capsys.readouterr()
+    assert run("generate") == 0
+    out = capsys.readouterr()
+    assert "inputs unchanged since the last generate" in out.out
+    assert "[R009]" in out.err  # the warnings of the recorded run are printed again
+
+
+@pytest.mark.parametrize("args", [("generate", "--check"), ("generate", "--region", "use1"),
+                                  ("generate", "--target", "fake"), ("generate", "--strict")])
+def test_check_filters_and_strict_always_compile(work, args):
+    assert run("generate") == 0
+    fake_target.FAIL["on"] = "use1"
+    assert run(*args) in (1, 2)  # they compiled (and hit the injected failure or the strict warnings)
+
+
+def test_edited_output_or_spec_takes_the_full_path(work):
+    assert run("generate") == 0
+    out = work / "generated/fake/use1/region.yaml"
+    good = out.read_text()
+    out.write_text("hand edit\n")
+    assert run("generate") == 0
+    assert out.read_text() == good  # regenerated, not skipped
+    (work / "docs/overview.md").unlink()
+    assert run("generate") == 0
+    assert (work / "docs/overview.md").exists()
+    spec = work / "platform.yaml"
+    spec.write_text(spec.read_text().replace("max: 10}", "max: 9}"))
+    assert run("generate") == 0
+    assert "replicas: 9" in (work / "generated/fake/use1/services/orders.yaml").read_text()
+
+
+def test_fingerprint_follows_sources_and_inputs(tmp_path, monkeypatch):
+    from compiler import noop
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "t.j2").write_text("a")
+    spec = tmp_path / "p.yaml"
+    spec.write_text("x: 1\n")
+    reg = tmp_path / "f.csv"
+    reg.write_text("1\n")
+    monkeypatch.setattr(noop, "SOURCES", (src,))
+    first = noop.fingerprint(str(spec), [str(reg)])
+    (src / "t.j2").write_text("b")
+    second = noop.fingerprint(str(spec), [str(reg)])
+    reg.write_text("2\n")
+    third = noop.fingerprint(str(spec), [str(reg)])
+    assert len({first, second, third}) == 3
+    reg.unlink()
+    assert noop.fingerprint(str(spec), [str(reg)]) is None

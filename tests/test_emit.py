@@ -1,0 +1,40 @@
+"""Emission in two processes gives the same bytes as one, and a failure in the child surfaces."""
+
+from pathlib import Path
+
+import pytest
+
+from compiler import emit as emit_mod
+from compiler import targets
+from compiler.pipeline import compile_file
+from tests import fake_target
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def plan(monkeypatch):
+    monkeypatch.setattr(targets, "TARGETS", {"fake": "tests.fake_target", "monitoring": "compiler.targets.monitoring"})
+    fake_target.FAIL["on"] = None
+    yield compile_file(str(REPO / "platform.yaml")).plan
+    fake_target.FAIL["on"] = None
+
+
+def test_parallel_and_serial_emission_are_identical(plan, monkeypatch):
+    jobs = emit_mod._jobs(plan, targets.select(None), list(plan.regions), True, True)
+    assert len(jobs) >= emit_mod.PARALLEL_MIN_JOBS  # the forked path really runs
+    parallel = emit_mod.emit(plan)
+    monkeypatch.setenv("PLATFORMC_JOBS", "1")
+    serial = emit_mod.emit(plan)
+    assert parallel == serial
+    assert list(parallel[0]["generated"]) == list(serial[0]["generated"])  # same order too
+
+
+@pytest.mark.parametrize("job_index", [0, 1])  # one job for the parent, one for the child
+def test_a_failure_on_either_side_is_raised(plan, job_index):
+    jobs = emit_mod._jobs(plan, targets.select(None), list(plan.regions), True, True)
+    fake_jobs = [j for j in jobs if j[1].startswith("fake/") and j[1] != "fake/global"]
+    side = [j for i, j in enumerate(jobs) if i % 2 == job_index and j in fake_jobs]
+    fake_target.FAIL["on"] = side[0][1].split("/")[1]
+    with pytest.raises(RuntimeError, match="injected failure"):
+        emit_mod.emit(plan)
