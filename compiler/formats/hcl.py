@@ -75,7 +75,7 @@ def quote(value: Any) -> str:
 
 def key(name: str) -> str:
     """An object key or attribute name: bare when it is an identifier, quoted otherwise."""
-    return name if IDENTIFIER.match(name) else quote(name)
+    return name if IDENTIFIER.fullmatch(name) else quote(name)  # fullmatch: `$` alone admits a trailing newline
 
 
 def _number(value: float | int) -> str:

@@ -153,3 +153,15 @@ def test_known_escapes(value, expected):
 def test_attrs_align_like_terraform_fmt():
     text = hcl.attrs([("a", 1), ("long_name", "x"), ("obj", {"k": True}), ("b", [1, 2]), (None, None), ("cc", None)], 1)
     assert text == ('  a         = 1\n  long_name = "x"\n  obj = {\n    k = true\n  }\n  b = [1, 2]\n\n  cc = null\n')
+
+
+@pytest.mark.parametrize("name", ["name\n", "name\r\n", "a\nb", "ok_name-1\n"])
+def test_a_key_with_a_line_break_is_quoted_not_bare(name):
+    # `$` alone in a pattern admits a trailing newline; a bare key ending in one would end the attribute early.
+    out = hcl.key(name)
+    assert out.startswith('"') and "\n" not in out
+    assert json.loads(out) == name  # HCL's quoted-string escapes for these characters match JSON's
+
+
+def test_identifiers_stay_bare():
+    assert hcl.key("us-east-1a") == "us-east-1a" and hcl.key("_x9") == "_x9"
