@@ -103,7 +103,7 @@ def cloud_split(p, settings):
       "label of 2-40 characters, and not one of the names the output tree uses itself (global, modules, regions, all).")
 def region_names(p, settings):
     for name in p.regions:
-        if not SAFE_REGION.match(name):
+        if not SAFE_REGION.fullmatch(name):  # fullmatch: `$` alone admits a trailing newline
             yield Finding(("regions", name), f"region name {name!r} must be a lower-case DNS label (a-z, 0-9, -)")
         elif name in RESERVED_REGION_NAMES:
             yield Finding(("regions", name), f"region name {name!r} is reserved by the output layout")

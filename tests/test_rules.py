@@ -126,3 +126,10 @@ def test_warnings_pass_without_strict():
     compiled = compile_text(BASE)
     assert [w.severity for w in compiled.warnings] == ["warning", "warning"]
     assert all("warning [R009]" in w.format() for w in compiled.warnings)
+
+
+def test_a_region_name_with_a_trailing_newline_is_refused():
+    text = _patched([("  use1:\n", '  "use1\\n":\n'), ("dr_partner: use1", 'dr_partner: "use1\\n"')])
+    with pytest.raises(SpecError) as exc:
+        compile_text(text)
+    assert "R004" in [d.code for d in exc.value.diagnostics]

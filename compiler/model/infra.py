@@ -32,7 +32,8 @@ class NodePool(Model):
     min_nodes: int = F(description="Autoscaler floor.", ge=0, le=5000)
     max_nodes: int = F(description="Autoscaler ceiling.", ge=1, le=5000)
     spot: bool = F(False, description="Use spot/preemptible capacity (non-critical workloads; ~60 % cheaper).")
-    taints: list[str] = FD(list, description="Taints as `key=value:Effect`; GPU pools are tainted so only GPU pods land there.")
+    taints: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9./_-]{0,252}(=[A-Za-z0-9._-]{0,63})?:(NoSchedule|PreferNoSchedule|NoExecute)$")]] = FD(
+        list, description="Taints as `key=value:Effect`; GPU pools are tainted so only GPU pods land there.")
     disk_gib: PositiveInt = F(100, description="Boot disk per node in GiB.")
 
 

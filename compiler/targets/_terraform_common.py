@@ -70,7 +70,7 @@ def taints(spec_taints) -> list[dict]:
     """`key=value:Effect` strings as {key, value, effect} with the cloud APIs' upper-case effect."""
     out = []
     for t in spec_taints:
-        m = TAINT.match(t)
+        m = TAINT.fullmatch(t)
         if not m:
             raise ValueError(f"taint {t!r} is not key=value:Effect")
         out.append({"key": m["key"], "value": m["value"] or "", "effect": TAINT_EFFECT[m["effect"]]})
