@@ -87,3 +87,24 @@ def gke_neg_annotation(region: RegionPlan) -> dict[str, str]:
     ports, which is why the Service port equals the container port)."""
     value = {"exposed_ports": {str(KONG_PROXY_TLS_PORT): {"name": lb_target_name(region)}}}
     return {GKE_NEG_ANNOTATION: json.dumps(value)}
+
+
+def kong_needs_render(region: RegionPlan) -> bool:
+    """Whether the region's kong.yaml carries a decK template for a secret input (the JWT issuer key).
+
+    DB-less Kong reads the file as it is and cannot expand `${{ env ... }}`; decK can. Such a file is
+    rendered at deploy time (`deck file render --populate-env-vars`) into kong.rendered.yaml beside it,
+    which the helmfile hands to Kong. That copy holds a secret's value: never committed (.gitignore).
+    """
+    return any(r.auth != "none" for s in region.services for r in s.routes)
+
+
+def kong_declarative_file(region: RegionPlan) -> str:
+    """The Kong file the helmfile passes, relative to generated/."""
+    name = "kong.rendered.yaml" if kong_needs_render(region) else "kong.yaml"
+    return f"kong/{region.name}/{name}"
+
+
+def kong_render_command(region: RegionPlan) -> str:
+    return (f"deck file render --populate-env-vars generated/kong/{region.name}/kong.yaml "
+            f"-o generated/{kong_declarative_file(region)}")

@@ -20,6 +20,7 @@ from compiler.render import banner, dump_yaml
 from compiler.targets import _helm_observability as obs
 from compiler.targets import _helm_platform as platform
 from compiler.targets._helm_charts import CHARTS, ISTIO_TAG, Chart
+from compiler.targets._kong_edge import kong_declarative_file, kong_needs_render, kong_render_command
 from compiler.targets._kubernetes_common import (BANNER_SPEC, GATEWAY_NAMESPACE, ISTIO_NAMESPACE, KONG_RELEASE,
                                                  MONITORING_NAMESPACE, SYSTEM_NAMESPACE, cluster_name, dump_document,
                                                  mesh_enabled)
@@ -60,7 +61,7 @@ def releases(plan: PlatformPlan, region: RegionPlan) -> tuple[list[Release], lis
     kong_needs = (f"{MONITORING_NAMESPACE}/kube-prometheus-stack",) + ((f"{ISTIO_NAMESPACE}/istiod",) if mesh else ())
     out.append(Release(KONG_RELEASE, GATEWAY_NAMESPACE, CHARTS["kong"], lambda p, r: platform.kong(p, r, mesh),
                        "API gateway, DB-less; the cloud load balancer's HTTPS target", needs=kong_needs,
-                       set_files=(("dblessConfig.config", f"../../kong/{region.name}/kong.yaml"),)))
+                       set_files=(("dblessConfig.config", f"../../{kong_declarative_file(region)}"),)))
     if mon.tracing:
         out += [
             Release("jaeger", MONITORING_NAMESPACE, CHARTS["jaeger"], obs.jaeger, "trace storage and UI"),
@@ -124,8 +125,12 @@ def _helmfile_header(region: RegionPlan, rels: list[Release], skipped: list[str]
              f"then:   kubectl apply -f generated/kubernetes/{region.name}/",
              *(["and:    kong-target-group-binding.yaml.tmpl there, filled in as its header says (Kong joins the ALB)"]
                if region.cloud == "aws" else []),
-             "Kong (DB-less) loads generated/kong/<region>/kong.yaml through `set: dblessConfig.config` (--set-file);",
+             f"Kong (DB-less) loads generated/{kong_declarative_file(region)} through `set: dblessConfig.config` (--set-file);",
              "the chart turns it into a ConfigMap and rolls Kong when it changes.",
+             *([f"First render the secret inputs of the Kong file (DECK_* exported from their references, see its header):",
+                f"        {kong_render_command(region)}",
+                "  (DB-less Kong cannot expand decK's templates; the rendered copy is git-ignored, never commit it)"]
+               if kong_needs_render(region) else []),
              "Releases:"]
     lines += [f"  {r.name}: {r.chart.chart} {r.chart.version} (app {r.chart.app_version}) - {r.purpose}" for r in rels]
     lines += [f"Not deployed: {s}" for s in skipped]

@@ -23,7 +23,7 @@ import re
 
 from compiler.ir import PlatformPlan, RegionPlan, ServicePlan
 from compiler.render import banner, dump_yaml
-from compiler.targets._kong_edge import health_check_path, lb_hostnames
+from compiler.targets._kong_edge import health_check_path, kong_needs_render, lb_hostnames
 from compiler.targets._kong_plugins import (JWT_KEY_INDENT, PASSIVE_UNHEALTHY_STATUSES, KongEmitError,
                                             auth_plugin, global_plugins, jwt_consumer, secret_inputs, tags)
 
@@ -183,7 +183,7 @@ def build(plan: PlatformPlan, region: RegionPlan) -> dict:
         "routes": health_routes(plan, region),
         "upstreams": [_upstream(region, s) for s in services],
     }
-    if any(r.auth != "none" for s in services for r in s.routes):
+    if kong_needs_render(region):  # one definition with the helm target, which passes the rendered copy
         doc["consumers"] = [jwt_consumer(region)]
     doc["plugins"] = global_plugins(plan, region)
     return doc
