@@ -490,6 +490,21 @@ def health_path(p, settings):
                                       f"{rpath!r} is edge.dns.health_check_path, answered by the gateway itself", region)
 
 
+@rule("R036", "Route hosts are ones the edge serves",
+      "The CDN, the load balancers' certificates and the public DNS cover `<api_host>.<domain>` and "
+      "`<app_host>.<domain>` (edge.dns); a route on any other host gets no public traffic (fine only for "
+      "private access).", severity="warning")
+def route_hosts(p, settings):
+    served = {f"{p.edge.dns.api_host}.{p.organization.domain}", f"{p.edge.dns.app_host}.{p.organization.domain}"}
+    for region, s in _per_region(settings):
+        for name, svc in s.services.items():
+            for i, route in enumerate(svc.routes):
+                for j, host in enumerate(route.hosts):
+                    if host not in served:
+                        yield Finding(("services", name, "routes", i, "hosts", j),
+                                      f"{host} is not served by the edge (only {', '.join(sorted(served))})", region)
+
+
 # ---------------------------------------------------------------- derived (plan) rules
 
 @rule("R030", "Services fit the node pools at maximum scale",

@@ -54,6 +54,7 @@ CASES = {
     "R033": ([("    postgres:\n      instance:", "    postgres:\n      extensions: [vector]\n      instance:")], "extensions: [vector]"),
     "R034": ([("    recommend:\n", "    monitoring:\n")], "    monitoring:\n"),
     "R035": ([("paths: [/api/orders]", "paths: [/healthz]")], "paths: [/healthz]"),
+    "R036": ([("hosts: [app.acme.example.org]", "hosts: [www.acme.example.org]")], "hosts: [www.acme.example.org]"),
     "R030": ([("replicas: {min: 1, max: 4}", "replicas: {min: 1, max: 5}")], "        max_nodes: 4"),
     "R031": ([("max_client_conn: 1000", "max_client_conn: 10")], "max_client_conn: 10,"),
     "R032": ([("max_connections: 200", "max_connections: 30")], "max_connections: 30"),
@@ -88,7 +89,7 @@ def test_bad_spec_gives_code_at_line(code):
     text = _patched(patches)
     code = code.split("-")[0]  # "R013-gpu" is a second case of R013
     with pytest.raises(SpecError) as exc:
-        compile_text(text, "platform.yaml", strict=(code in ("R009", "R024", "R025", "R033")))
+        compile_text(text, "platform.yaml", strict=(code in ("R009", "R024", "R025", "R033", "R036")))
     expected = _line_of(text, anchor)
     hits = [(d.code, d.line) for d in exc.value.diagnostics]
     assert (code, expected) in hits, f"expected {code} at line {expected}, got {hits}"
