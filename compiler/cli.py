@@ -76,39 +76,31 @@ def generate(spec, out, docs_out, regions, target_names, check, strict):
     compiled = _compile(spec, strict)
     check_regions(compiled.plan, regions)
     outputs, owners = emit(compiled.plan, target_names or None, regions or None, with_docs=not target_names)
-    plans = [writer.plan_write(roots[name], files, owners) for name, files in outputs.items()]
     if check:
         report = []
-        for name, plan in zip(outputs, plans):
-            report += writer.describe(plan, str(roots[name]))
+        for name, files in outputs.items():
+            report += writer.describe(writer.plan_write(roots[name], files, owners), str(roots[name]))
         if report:
             click.echo("\n".join(report), err=True)
-            click.echo(f"generated files are stale: run `make generate` (platformc generate) and commit the result", err=True)
+            click.echo("generated files are stale: run `make generate` (platformc generate) and commit the result", err=True)
             sys.exit(1)
         click.echo("generated files are up to date")
         return
     written = removed = unchanged = 0
-    for plan in plans:
-        with writer.locked(plan.root):
-            writer.apply(writer.plan_write(plan.root, outputs[_root_name(roots, plan.root)], owners))
+    for name, files in outputs.items():
+        with writer.locked(roots[name]):  # planned under the lock: another run may have written meanwhile
+            plan = writer.plan_write(roots[name], files, owners)
+            writer.apply(plan)
         written += len([p for p in plan.write if p != writer.MANIFEST])
         removed += len(plan.remove)
         unchanged += plan.unchanged
     if not full_run:
         from compiler import noop
         registry = compiled.plan.spec.sharding.registry_file
+        from compiler.registry import registry_path
         extra = [registry_path(spec, registry)] if registry else []
         noop.record(spec, roots, extra, [w.format() for w in compiled.warnings])
     click.echo(f"{written} written, {removed} removed, {unchanged} unchanged")
-
-
-def registry_path(spec, rel):
-    from compiler.registry import registry_path as resolve
-    return resolve(spec, rel)
-
-
-def _root_name(roots, path):
-    return next(k for k, v in roots.items() if v == path)
 
 
 @cli.command()

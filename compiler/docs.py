@@ -43,10 +43,14 @@ SCHEMA_CODES = [
 ]
 
 
+def markdown_cell(x) -> str:
+    """Text on one line with `|` escaped: spec text cannot break a table row or a list item."""
+    return " ".join(str(x).replace("|", "\\|").splitlines())
+
+
 def markdown_table(header: list[str], rows: list[list]) -> str:
     """A Markdown table; cells are escaped so spec text cannot break the table."""
-    def cell(x):
-        return str(x).replace("|", "\\|").replace("\n", " ")
+    cell = markdown_cell
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"

@@ -17,16 +17,16 @@ import json
 import os
 from pathlib import Path
 
+from compiler.cache import cache_dir
+
 PACKAGE = Path(__file__).resolve().parent
 SOURCES = (PACKAGE, PACKAGE.parent / "templates")
 LIBRARIES = ("pyyaml", "jinja2", "pydantic", "pydantic-core")
 
 
 def _state_file(spec: str, roots: dict) -> Path:
-    base = os.environ.get("PLATFORMC_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "platformc")
     key = json.dumps([os.path.abspath(spec), sorted((k, os.path.abspath(v)) for k, v in roots.items())])
-    return Path(base) / f"noop-{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
+    return Path(cache_dir()) / f"noop-{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
 
 
 def _sha(path: Path) -> str | None:

@@ -30,9 +30,9 @@ def _bytecode_cache():
 
     import jinja2
 
-    base = os.environ.get("PLATFORMC_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "platformc")
-    path = os.path.join(base, "jinja")
+    from compiler.cache import cache_dir
+
+    path = os.path.join(cache_dir(), "jinja")
     try:
         os.makedirs(path, exist_ok=True)
     except OSError:

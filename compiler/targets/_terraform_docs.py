@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from compiler.docs import markdown_cell, markdown_table
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets import _terraform_azure
 from compiler.targets import _terraform_values as V
@@ -30,16 +31,6 @@ MANAGED = {
     "azure": {"postgres": "Azure Database for PostgreSQL flexible server (`postgres.`)",
               "redis": "Azure Cache for Redis Premium (`redis.`)"},
 }
-
-
-def _cell(x) -> str:
-    return " ".join(str(x).replace("|", "\\|").splitlines())
-
-
-def _table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def _copy_note(region: RegionPlan, partner: RegionPlan, name: str, b) -> str:
@@ -144,13 +135,13 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
         rows.insert(4, ["managed datastores", "; ".join(MANAGED[cloud][k] for k in chosen)
                         + " (private access only, customer-managed key, names under "
                         f"`{region.internal_domain}`)"])
-    out.append(_table(["part", "resources"], rows))
+    out.append(markdown_table(["part", "resources"], rows))
     out.append("### Data-tier hosts\n")
-    out.append(_table(["host", "group", "zone", "machine", "data disk", "FQDN"],
+    out.append(markdown_table(["host", "group", "zone", "machine", "data disk", "FQDN"],
                       [[n, h["group"], h["zone"], h["instance_type"],
                         f"{h['data_disk_gib']} GiB" if h["data_disk_gib"] else "-", h["fqdn"]] for n, h in hosts.items()]))
     notes = _notes(plan, region)
     if notes:
         out.append("### Notes\n")
-        out.append("".join(f"- {_cell(n)}\n" for n in notes))
+        out.append("".join(f"- {markdown_cell(n)}\n" for n in notes))
     return "\n".join(out)
