@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from compiler.emit import emit
 from compiler.targets import ansible, datastores
-from compiler.targets._ansible_text import jinja_string, literal, secret_var
+from compiler.targets.ansible.text import jinja_string, literal, secret_var
 from tests.conftest import require_module
 
 DATA_TIER_CONFIGS = {"postgresql.conf", "pg_hba.conf", "pgbouncer.ini", "redis.conf"}
@@ -122,7 +122,7 @@ def test_role_templates_and_files_exist(outputs):
 
 
 def test_static_role_files_are_copied_verbatim(outputs):
-    from compiler.targets._ansible_site import STATIC
+    from compiler.targets.ansible.site import STATIC
     _, files = outputs
     for p in STATIC.rglob("*"):
         if p.is_file():
@@ -475,9 +475,9 @@ def test_backup_script_uploads_prunes_and_skips_replicas(outputs, tmp_path):
 
 
 def test_requirements_name_exactly_the_collections_the_secret_lookups_need(outputs):
-    from compiler.targets import _ansible_site as site
-    from compiler.targets._ansible_inventory import collections_needed
-    from compiler.targets._ansible_text import COLLECTIONS
+    from compiler.targets.ansible import site as site
+    from compiler.targets.ansible.inventory import collections_needed
+    from compiler.targets.ansible.text import COLLECTIONS
     plan, files = outputs
     every = {c for c in COLLECTIONS.values() if c}
     assert set(site.COLLECTION_VERSIONS) == set(site.COLLECTION_PYTHON) == every

@@ -20,7 +20,7 @@ import pytest
 
 from compiler.emit import emit
 from compiler.targets import datastores
-from compiler.targets._datastores_postgres import sizing
+from compiler.targets.datastores.postgres import sizing
 from tests.targets.test_datastores_support import (  # noqa: F401  (fixtures)
     SAMPLE_REGIONS, PgCluster, Resp, RedisError, available_extensions, generate, isolation, parse_conf, pg_quantity,
     pg_server, pg_settings_value, pg_template, pgbouncer_admin, preload_overrides, private_dir, reference_tree,

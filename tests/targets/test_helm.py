@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from compiler.pipeline import compile_text
 from compiler.render import dump_yaml
 from compiler.targets import helm, kubernetes
-from compiler.targets._helm_charts import CHARTS, SUBCHARTS
-from compiler.targets._kong_edge import kong_needs_render
-from compiler.targets._helm_fluentbit import FluentBitValueError, fluentbit, parse_classic, render_conf
-from compiler.targets._kong_edge import KONG_PROXY_TLS_PORT, lb_target_name
-from compiler.targets._kubernetes_common import SIDECAR_LIMITS, SIDECAR_REQUESTS, cluster_name
+from compiler.targets.helm.charts import CHARTS, SUBCHARTS
+from compiler.targets.kong.edge import kong_needs_render
+from compiler.targets.helm.fluentbit import FluentBitValueError, fluentbit, parse_classic, render_conf
+from compiler.targets.kong.edge import KONG_PROXY_TLS_PORT, lb_target_name
+from compiler.targets.kubernetes.common import SIDECAR_LIMITS, SIDECAR_REQUESTS, cluster_name
 from tests.conftest import REPO, require_shared, require_tool
 from tests.targets.test_kubernetes import CASES, YAMLLINT_CONFIG, plan_of, region_docs
 from tests.tools import helm_values_check as hv
@@ -197,7 +197,7 @@ def test_optional_charts_follow_the_spec():
             assert kong["replicaCount"] == r.settings.gateway.replicas
 
 
-# ------------------------------------------------------------------ the public entry (compiler/targets/_kong_edge.py)
+# ------------------------------------------------------------------ the public entry (compiler/targets/kong/edge.py)
 
 
 def test_no_release_is_a_public_load_balancer():
@@ -226,7 +226,7 @@ def test_kong_proxy_listens_where_the_load_balancers_send():
     """HTTPS only, on the port Terraform's load balancers target, Service port = container port (GKE's NEG
     annotation names Service ports); on GCP the annotation names the NEGs as Terraform's backend service
     does. The exact JSON is what GKE's NEG controller parses."""
-    from compiler.targets import _terraform_aws, _terraform_azure, _terraform_gcp
+    from compiler.targets.terraform import aws as _terraform_aws, azure as _terraform_azure, gcp as _terraform_gcp
     args_of = {"aws": _terraform_aws.args, "gcp": _terraform_gcp.args, "azure": _terraform_azure.args}
     clouds = set()
     for case in CASES:

@@ -18,8 +18,8 @@ from compiler.errors import SpecError
 from compiler.pipeline import compile_file, compile_text
 from compiler.render import banner
 from compiler.targets import kong
-from compiler.targets._kong_edge import lb_hostnames
-from compiler.targets._kong_plugins import (JWT_KEY_VARIABLE, KongEmitError, global_plugins, rate_limits)
+from compiler.targets.kong.edge import lb_hostnames
+from compiler.targets.kong.plugins import (JWT_KEY_VARIABLE, KongEmitError, global_plugins, rate_limits)
 from tests.conftest import REPO
 
 CASES = ("reference", "two-region")

@@ -30,12 +30,12 @@ from hypothesis import strategies as st
 from compiler.pipeline import compile_file, compile_text
 from compiler.render import dump_yaml_all
 from compiler.targets import helm, kubernetes, terraform
-from compiler.targets._kong_edge import (GCP_FRONT_END_RANGES, KONG_PROXY_TLS_PORT, health_check_path, lb_hostnames,
+from compiler.targets.kong.edge import (GCP_FRONT_END_RANGES, KONG_PROXY_TLS_PORT, health_check_path, lb_hostnames,
                                          lb_target_name)
-from compiler.targets._kubernetes_common import (GPU_RESOURCE, KONG_STATUS_PORT, NODE_POOL_LABEL, SIDECAR_LIMITS,
+from compiler.targets.kubernetes.common import (GPU_RESOURCE, KONG_STATUS_PORT, NODE_POOL_LABEL, SIDECAR_LIMITS,
                                                  SIDECAR_REQUESTS, canary_replicas, tracks)
-from compiler.targets._kubernetes_gateway import TARGET_GROUP_ARN_OUTPUT, TARGET_GROUP_ARN_VARIABLE
-from compiler.targets._kubernetes_policy import datastore_ports
+from compiler.targets.kubernetes.gateway import TARGET_GROUP_ARN_OUTPUT, TARGET_GROUP_ARN_VARIABLE
+from compiler.targets.kubernetes.policy import datastore_ports
 from tests.conftest import IN_CI, REPO, require_tool
 
 # The schemas of the Kubernetes minor the reference spec's clusters run (the spec's default, 1.33).
@@ -471,7 +471,7 @@ def test_namespace_identity_and_mesh_switches():
         assert [p["spec"] for p in pa] == ([{"mtls": {"mode": "STRICT"}}] if mesh else [])
 
 
-# ------------------------------------------------------------------ the public entry (compiler/targets/_kong_edge.py)
+# ------------------------------------------------------------------ the public entry (compiler/targets/kong/edge.py)
 
 
 @pytest.mark.parametrize("case", CASES)

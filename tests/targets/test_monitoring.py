@@ -144,7 +144,7 @@ def test_data_tier_alerts_read_exporter_metrics_prometheus_scrapes(any_case):
     """Every pg_* and redis_* series the alerts use is a name the exporters really export, and the region's
     kube-prometheus-stack values scrape that exporter wherever the datastore runs on self-managed hosts."""
     import re
-    from compiler.targets import _helm_observability as observability
+    from compiler.targets.helm import observability as observability
     for r in any_case.regions:
         exprs = " ".join(rule["expr"] for g in monitoring.rule_groups(any_case, r) for rule in g["rules"])
         used = set(re.findall(r"\b(?:pg|redis)_[a-z_]+\b", exprs))

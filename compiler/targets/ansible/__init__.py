@@ -1,0 +1,106 @@
+"""The Ansible target: inventories per region, and the roles and playbooks (once) under generated/ansible/.
+
+    ansible/inventories/<region>/hosts.yml           groups and hosts (names, fqdn, zone) from the IR
+    ansible/inventories/<region>/group_vars/*.yml    the region's resolved settings, per role
+    ansible/roles/<role>/{defaults,vars,tasks,handlers,templates,files,meta}/
+    ansible/site.yml, ansible/<concern>.yml          one playbook per concern, site.yml imports them
+    ansible/ansible.cfg, requirements.yml, README.md
+
+The roles deploy the data-tier target's files (generated/datastores/<region>/) as they are: one
+source for every configuration file. YAML is built as data and dumped; the role templates Ansible
+renders on the hosts are static files copied verbatim from templates/ansible/static/.
+"""
+
+from __future__ import annotations
+
+from compiler.ir import PlatformPlan, RegionPlan
+from compiler.render import banner, dump_yaml, render
+from compiler.targets.ansible import inventory as inventory
+from compiler.targets.ansible import site as site
+from compiler.targets.ansible.role import Role
+from compiler.targets.ansible.roles_base import backups, common, node_exporter
+from compiler.targets.ansible.roles_data import pgbouncer, postgresql
+from compiler.targets.ansible.roles_exporters import postgres_exporter, redis_exporter
+from compiler.targets.ansible.roles_redis import redis
+from compiler.targets.ansible.roles_search import elasticsearch
+from compiler.targets.ansible.roles_tls import tls
+
+NAME = "ansible"
+ROOT = "ansible"
+ROLE_BUILDERS = (common, node_exporter, tls, postgresql, postgres_exporter, pgbouncer, redis, redis_exporter,
+                 elasticsearch, backups)
+
+
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|#!{}"} | {"\n": " ", "\r": " "})
+
+
+def md(text) -> str:
+    """Free text inside Markdown prose or a table cell: every character Markdown reads as syntax escaped."""
+    return str(text).translate(_MD_SPECIAL)
+
+
+FILTERS = {"md": md}
+
+
+def _spec(plan: PlatformPlan) -> str:
+    """The spec's file name, for the do-not-edit banners."""
+    return plan.spec_file.rsplit("/", 1)[-1] if plan.spec_file else "platform.yaml"
+
+
+def _yaml(plan: PlatformPlan, data) -> str:
+    return dump_yaml(data, header=site.yaml_header(_spec(plan)))
+
+
+def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
+    base = f"{ROOT}/inventories/{region.name}"
+    out = {f"{base}/hosts.yml": _yaml(plan, inventory.hosts_yml(region))}
+    for stem, variables in inventory.group_vars(plan, region).items():
+        if variables:
+            out[f"{base}/group_vars/{stem}.yml"] = _yaml(plan, variables)
+    return out
+
+
+def _role_files(plan: PlatformPlan, role: Role) -> dict[str, str]:
+    base = f"{ROOT}/roles/{role.name}"
+    out = {f"{base}/defaults/main.yml": _yaml(plan, role.defaults), f"{base}/meta/main.yml": _yaml(plan, role.meta())}
+    if role.vars:
+        out[f"{base}/vars/main.yml"] = _yaml(plan, role.vars)
+    for stem, tasks in role.tasks.items():
+        out[f"{base}/tasks/{stem}.yml"] = _yaml(plan, tasks)
+    if role.handlers:
+        out[f"{base}/handlers/main.yml"] = _yaml(plan, role.handlers)
+    return out
+
+
+def emit_global(plan: PlatformPlan) -> dict[str, str]:
+    spec = _spec(plan)
+    out: dict[str, str] = {}
+    roles = [build() for build in ROLE_BUILDERS]
+    for role in roles:
+        out.update(_role_files(plan, role))
+    for rel, text in site.static_files(spec):
+        out[f"{ROOT}/{rel}"] = text
+    for pb in site.PLAYBOOKS:
+        out[f"{ROOT}/{pb.file}"] = _yaml(plan, site.playbook_data(pb))
+    out[f"{ROOT}/site.yml"] = _yaml(plan, site.site_data())
+    out[f"{ROOT}/ansible.cfg"] = site.ansible_cfg(spec)
+    out[f"{ROOT}/.yamllint"] = _yaml(plan, site.yamllint_data())
+    collections = inventory.collections_needed(plan)
+    out[f"{ROOT}/requirements.yml"] = _yaml(plan, site.requirements_data(collections))
+    md_banner = banner("<!--", spec).rstrip("\n") + " -->"
+    out[f"{ROOT}/README.md"] = render("ansible", "README.md.j2", filters=FILTERS, md_banner=md_banner, plan=plan,
+                                      roles=roles, playbooks=site.PLAYBOOKS, collections=sorted(collections),
+                                      python=site.COLLECTION_PYTHON,
+                                      env_secrets=_env_secrets(plan))
+    return dict(sorted(out.items()))
+
+
+def _env_secrets(plan: PlatformPlan) -> list[str]:
+    """Environment variables the controller must export (the spec's `env:` references)."""
+    return sorted(ref[4:] for ref in inventory.secret_refs(plan) if ref.startswith("env:"))
+
+
+def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
+    return render("ansible", "docs_region.md.j2", filters=FILTERS, region=region,
+                  groups=[(g, region.hosts_in(g)) for g in (*inventory.DATA_GROUPS, "bastion")],
+                  playbooks=site.PLAYBOOKS)

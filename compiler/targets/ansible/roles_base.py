@@ -1,0 +1,143 @@
+"""The roles every host gets: common (OS baseline), node_exporter, and backups."""
+
+from __future__ import annotations
+
+from compiler.targets.ansible.role import (Role, apt, copy, expr, repository, service, services_ready_var, task,
+                                            template, when_ready)
+
+COMMON_AUTO_UPGRADES = 'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";\n'
+COMMON_SYSCTL = """\
+# Kernel network hardening (platformc common role).
+net.ipv4.conf.all.rp_filter = 1
+net.ipv4.conf.default.rp_filter = 1
+net.ipv4.conf.all.accept_redirects = 0
+net.ipv4.conf.default.accept_redirects = 0
+net.ipv4.conf.all.send_redirects = 0
+net.ipv4.conf.all.accept_source_route = 0
+net.ipv6.conf.all.accept_redirects = 0
+net.ipv4.tcp_syncookies = 1
+kernel.kptr_restrict = 2
+kernel.dmesg_restrict = 1
+fs.protected_hardlinks = 1
+fs.protected_symlinks = 1
+"""
+
+
+def common() -> Role:
+    r = "common"
+    return Role(
+        name=r,
+        description="OS baseline: SSH hardening, unattended security upgrades, cloud time sync, kernel and nftables firewall.",
+        defaults={
+            "common_packages": ["openssh-server", "chrony", "nftables", "unattended-upgrades"],
+            "common_ssh_port": 22,
+            "common_ssh_allow_tcp_forwarding": False,
+            "common_ssh_max_auth_tries": 3,
+            "common_ntp_servers": [],
+            "common_ptp_hyperv": False,
+            # [{comment, ports, sources}]: the inventory composes them from the spec
+            "common_firewall_base_rules": [],
+            "common_firewall_service_rules": [],
+        },
+        vars=services_ready_var(r, "common_install"),
+        tasks={"main": [
+            apt("Install the baseline packages", "{{ common_packages }}", register="common_install"),
+            template("Harden the SSH daemon", "sshd-hardening.conf.j2",
+                     "/etc/ssh/sshd_config.d/10-platformc-hardening.conf",
+                     validate="/usr/sbin/sshd -t -f %s", notify="Restart the SSH daemon"),
+            copy("Enable unattended security upgrades", "/etc/apt/apt.conf.d/20auto-upgrades",
+                 content=COMMON_AUTO_UPGRADES),
+            template("Take time from the cloud's time source", "chrony.conf.j2", "/etc/chrony/chrony.conf",
+                     notify="Restart chrony"),
+            copy("Harden the kernel network settings", "/etc/sysctl.d/60-platformc-hardening.conf",
+                 content=COMMON_SYSCTL, notify="Reload the kernel parameters"),
+            template("Write the host firewall from the spec's rules", "nftables.conf.j2", "/etc/nftables.conf",
+                     mode="0755", validate="/usr/sbin/nft -c -f %s", notify="Reload the firewall"),
+            service("Start the baseline services at boot", "{{ common_service }}", r,
+                    loop=["ssh", "chrony", "nftables", "unattended-upgrades"],
+                    loop_control={"loop_var": "common_service"}),
+        ]},
+        handlers=[
+            service("Restart the SSH daemon", "ssh", r, state="restarted", enabled=None),
+            service("Restart chrony", "chrony", r, state="restarted", enabled=None),
+            task("Reload the kernel parameters", "ansible.builtin.command", {"cmd": "sysctl --system"},
+                 changed_when=True, when=when_ready(r)),
+            service("Reload the firewall", "nftables", r, state="reloaded", enabled=None),
+        ],
+    )
+
+
+def node_exporter() -> Role:
+    r = "node_exporter"
+    return Role(
+        name=r,
+        description="Prometheus node_exporter from the distribution (port 9100, systemd and process collectors).",
+        defaults={"node_exporter_enabled": True, "node_exporter_port": 9100,
+                  "node_exporter_collectors": ["systemd", "processes"]},
+        vars=services_ready_var(r, "node_exporter_install"),
+        tasks={"main": [
+            apt("Install node_exporter", "prometheus-node-exporter", register="node_exporter_install"),
+            template("Configure node_exporter's listen address and collectors", "node-exporter.default.j2",
+                     "/etc/default/prometheus-node-exporter", notify="Restart node_exporter"),
+            service("Start node_exporter at boot", "prometheus-node-exporter", r),
+        ]},
+        handlers=[service("Restart node_exporter", "prometheus-node-exporter", r, state="restarted", enabled=None)],
+    )
+
+
+def backups() -> Role:
+    r = "backups"
+    return Role(
+        name=r,
+        description="Scheduled backups to the region's backup bucket (and the DR partner's), from the spec's schedules.",
+        defaults={
+            "backups_url": "",
+            "backups_dr_partner_url": "",
+            # [{name, kind, minute, hour, day, month, weekday, retention_days, copy_to_dr_partner}]
+            "backups_jobs": [],
+            "backups_script": "/usr/local/sbin/platformc-backup",
+            "backups_log_dir": "/var/log/platformc-backup",
+            # URL scheme -> the distribution package of that cloud's storage CLI
+            "backups_cli_packages": {"s3": ["awscli"], "gs": ["google-cloud-cli"], "azure": ["azure-cli"]},
+        },
+        vars={
+            "backups_destinations": expr(
+                "[backups_url]",
+                "+ ([backups_dr_partner_url] if backups_jobs | selectattr('copy_to_dr_partner') | list else [])"),
+            "backups_schemes": "{{ backups_destinations | map('regex_replace', '://.*$', '') | unique | sort }}",
+            # read inside the scheduling loop, where `backups_job` is the job at hand
+            "backups_job_args": expr(
+                "'--kind ' ~ backups_job.kind ~ ' --schedule ' ~ backups_job.name",
+                "~ ' --url ' ~ backups_url ~ ' --retention-days ' ~ backups_job.retention_days",
+                "~ ((' --copy-to ' ~ backups_dr_partner_url) if backups_job.copy_to_dr_partner else '')"),
+            "backups_job_log": "{{ backups_log_dir }}/{{ backups_job.kind }}-{{ backups_job.name }}.log",
+        },
+        tasks={"main": [
+            task("Check that the backup destination is set", "ansible.builtin.assert",
+                 {"that": ["backups_url | length > 0"],
+                  "fail_msg": "backups_url is empty: run with the region's inventory"}),
+            apt("Install the APT repository tooling", ["python3-debian"],
+                when="backups_schemes | intersect(['gs', 'azure']) | length > 0"),
+            repository("Add Google Cloud's APT repository", "google-cloud-cli",
+                       "https://packages.cloud.google.com/apt", "cloud-sdk",
+                       "https://packages.cloud.google.com/apt/doc/apt-key.gpg", when="'gs' in backups_schemes"),
+            repository("Add Microsoft's Azure CLI repository", "azure-cli",
+                       "https://packages.microsoft.com/repos/azure-cli/", "{{ ansible_facts.distribution_release }}",
+                       "https://packages.microsoft.com/keys/microsoft.asc", when="'azure' in backups_schemes"),
+            apt("Install the storage command-line tools of the backup destinations",
+                "{{ backups_schemes | map('extract', backups_cli_packages) | flatten }}"),
+            copy("Install the backup script", "{{ backups_script }}", mode="0750", src="platformc-backup.sh"),
+            task("Create the backup log directory", "ansible.builtin.file",
+                 {"path": "{{ backups_log_dir }}", "state": "directory", "owner": "root", "group": "root",
+                  "mode": "0750"}),
+            task("Schedule each backup from the spec", "ansible.builtin.cron", {
+                "name": "platformc backup {{ backups_job.name }} ({{ backups_job.kind }})",
+                "cron_file": "platformc-backup-{{ backups_job.kind }}-{{ backups_job.name }}",
+                "user": "root",
+                "minute": "{{ backups_job.minute }}", "hour": "{{ backups_job.hour }}",
+                "day": "{{ backups_job.day }}", "month": "{{ backups_job.month }}",
+                "weekday": "{{ backups_job.weekday }}",
+                "job": "{{ backups_script }} {{ backups_job_args }} >> {{ backups_job_log }} 2>&1",
+            }, loop="{{ backups_jobs }}", loop_control={"loop_var": "backups_job", "label": "{{ backups_job.name }}"}),
+        ]},
+    )

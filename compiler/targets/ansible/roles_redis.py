@@ -1,0 +1,148 @@
+"""The redis role: cluster nodes with the data tier's redis.conf, then the cluster, formed once.
+
+The data tier's redis.conf binds the loopback only and disables the default user; what differs per
+host and the secrets go in its include directory, as its redis-topology.json describes (the role
+reads that file, so both targets agree on names and rules):
+
+    host.conf   bind <the host's private IPv4> 127.0.0.1 -::1
+    acl.conf    the application user (SHA-256 of the spec's password) and masteruser/masterauth
+    admin.conf  `platformc-admin`, the user that forms the cluster: the application user may not
+                run CLUSTER ADDSLOTS/MEET/REPLICATE (@dangerous), and the spec has no admin secret,
+                so a random one is made on the first node and never leaves the nodes and the run
+"""
+
+from __future__ import annotations
+
+from compiler.targets.ansible.role import (Role, apt, copy, expr, service, services_ready_var, task, template,
+                                            when_ready)
+from compiler.targets.ansible.roles_data import SOURCE_DIR, source
+
+REDIS_SYSCTL = """\
+# Redis (platformc redis role): fork for snapshots without failing on overcommit, deeper accept queue.
+vm.overcommit_memory = 1
+net.core.somaxconn = 1024
+"""
+REDIS_THP = ("# Redis (platformc redis role): no transparent huge pages (latency, copy-on-write bloat).\n"
+             "w /sys/kernel/mm/transparent_hugepage/enabled - - - - never\n")
+FIRST = "{{ redis_nodes[0] }}"
+ADMIN_DIR = "/etc/redis/platformc-admin"  # the cluster admin secret (redis_exporter's role reads it too)
+ADDRESS = "ansible_facts.default_ipv4.address"
+
+
+def _admin_secret() -> list:
+    on_first = {"delegate_to": FIRST, "run_once": True}
+    return [
+        task("Create the directory of the cluster admin secret on the first node", "ansible.builtin.file",
+             {"path": "{{ redis_admin_dir }}", "state": "directory", "owner": "root", "group": "root", "mode": "0700"},
+             **on_first),
+        task("Make the cluster admin secret once, on the first node", "ansible.builtin.command",
+             {"argv": ["openssl", "rand", "-hex", "32", "-out", "{{ redis_admin_dir }}/secret"],
+              "creates": "{{ redis_admin_dir }}/secret"}, register="redis_admin_created", **on_first),
+        task("Read the cluster admin secret", "ansible.builtin.slurp", {"src": "{{ redis_admin_dir }}/secret"},
+             register="redis_admin_secret", no_log=True, when="not ansible_check_mode or redis_admin_created is not changed",
+             **on_first),
+        template("Write the cluster admin user", "redis-admin.conf.j2", "{{ redis_include_dir }}/admin.conf",
+                 mode="0640", owner="redis", group="redis", no_log=True, diff=False, notify="Restart Redis",
+                 when="redis_admin_secret is not skipped"),
+    ]
+
+
+def _cluster() -> list:
+    """Primaries first (`--cluster create` with no replicas), then each replica under the primary the
+    topology names, so replicas stay in the zones the spec's placement chose."""
+    cli = ["redis-cli", "--user", "platformc-admin", "-h", f"{{{{ hostvars[redis_nodes[0]].{ADDRESS} }}}}",
+           "-p", "{{ redis_port }}"]
+    on_first = {"environment": {"REDISCLI_AUTH": "{{ redis_admin_password }}"}, "delegate_to": FIRST,
+                "run_once": True}
+    return [
+        task("Read the cluster state from the first node", "ansible.builtin.command",
+             {"argv": [*cli, "cluster", "info"]}, changed_when=False, register="redis_cluster_info", **on_first),
+        task("Create the cluster from the primaries", "ansible.builtin.command", {
+            "argv": expr("['redis-cli', '--user', 'platformc-admin', '--cluster', 'create']",
+                         "+ redis_primary_endpoints + ['--cluster-replicas', '0', '--cluster-yes']")},
+             changed_when=True, when="'cluster_slots_assigned:0' in redis_cluster_info.stdout", **on_first),
+        task("Read each primary's node id", "ansible.builtin.command",
+             {"argv": ["redis-cli", "--user", "platformc-admin", "-h",
+                       f"{{{{ hostvars[redis_primary.name].{ADDRESS} }}}}", "-p", "{{ redis_port }}", "cluster", "myid"]},
+             changed_when=False, register="redis_primary_ids", loop="{{ redis_primary_nodes }}",
+             loop_control={"loop_var": "redis_primary", "label": "{{ redis_primary.name }}"}, **on_first),
+        task("Read the nodes the cluster knows", "ansible.builtin.command", {"argv": [*cli, "cluster", "nodes"]},
+             changed_when=False, register="redis_cluster_nodes", **on_first),
+        task("Attach each replica to the primary the topology names", "ansible.builtin.command", {
+            "argv": ["redis-cli", "--user", "platformc-admin", "--cluster", "add-node",
+                     f"{{{{ hostvars[redis_replica.name].{ADDRESS} }}}}:{{{{ redis_port }}}}",
+                     f"{{{{ hostvars[redis_nodes[0]].{ADDRESS} }}}}:{{{{ redis_port }}}}",
+                     "--cluster-slave", "--cluster-master-id", "{{ redis_node_ids[redis_replica.replica_of] }}"]},
+             changed_when=True, loop="{{ redis_replica_nodes }}",
+             loop_control={"loop_var": "redis_replica", "label": "{{ redis_replica.name }}"},
+             when=f"(hostvars[redis_replica.name].{ADDRESS} ~ ':' ~ redis_port ~ '@') not in redis_cluster_nodes.stdout",
+             **on_first),
+    ]
+
+
+def redis() -> Role:
+    r = "redis"
+    return Role(
+        name=r,
+        description="Redis Cluster nodes with the data tier's redis.conf and includes, then the cluster, formed once.",
+        defaults={"redis_source_dir": SOURCE_DIR, "redis_version": "7.0", "redis_admin_dir": ADMIN_DIR},
+        vars={
+            **services_ready_var(r, "redis_install"),
+            # the data tier's description of the cluster: nodes in creation order, includes, ACL rules
+            "redis_topology": "{{ lookup('ansible.builtin.file', redis_source_dir ~ '/redis-topology.json') | from_json }}",
+            "redis_port": "{{ redis_topology.port }}",
+            "redis_include_dir": "{{ redis_topology.config.include_dir }}",
+            "redis_nodes": "{{ redis_topology.nodes | map(attribute='name') | list }}",
+            "redis_primary_nodes": "{{ redis_topology.nodes | selectattr('role', 'equalto', 'primary') | list }}",
+            "redis_replica_nodes": "{{ redis_topology.nodes | selectattr('role', 'equalto', 'replica') | list }}",
+            "redis_primary_endpoints": expr(
+                f"redis_primary_nodes | map(attribute='name') | map('extract', hostvars, {ADDRESS.split('.')!r})",
+                "| map('regex_replace', '$', ':' ~ redis_port) | list"),
+            "redis_node_ids": expr(
+                "dict(redis_primary_ids.results | map(attribute='redis_primary') | map(attribute='name')",
+                "| zip(redis_primary_ids.results | map(attribute='stdout')))"),
+            "redis_admin_password": "{{ redis_admin_secret.content | b64decode | trim }}",
+        },
+        tasks={
+            "main": [
+                copy("Let Redis fork for snapshots", "/etc/sysctl.d/60-redis.conf", content=REDIS_SYSCTL,
+                     notify="Apply the Redis kernel settings"),
+                copy("Turn transparent huge pages off", "/etc/tmpfiles.d/redis-thp.conf", content=REDIS_THP,
+                     notify="Turn transparent huge pages off now"),
+                apt("Install Redis", ["redis-server", "redis-tools"], register="redis_install"),
+                task("Read the installed package versions", "ansible.builtin.package_facts", {"manager": "apt"}),
+                task("Check that the installed Redis is the version the spec names", "ansible.builtin.assert", {
+                    "that": ["ansible_facts.packages['redis-server'][0].version is search(':' ~ redis_version ~ '[.]')"],
+                    "fail_msg": "the spec asks for Redis {{ redis_version }}, the distribution has "
+                                "{{ ansible_facts.packages['redis-server'][0].version }}"},
+                     when="'redis-server' in ansible_facts.packages"),
+                task("Check that the password can be written into a Redis config file", "ansible.builtin.assert", {
+                    "that": ["redis_secrets.values() | reject('match', '^[!-~]+$') | list | length == 0"],
+                    "fail_msg": "a Redis password must be printable ASCII without spaces"}, no_log=True),
+                task("Create the include directory", "ansible.builtin.file",
+                     {"path": "{{ redis_include_dir }}", "state": "directory", "owner": "redis", "group": "redis",
+                      "mode": "0750"}, when=when_ready(r)),
+                copy("Install the data tier's redis.conf", "{{ redis_topology.config.file }}", mode="0640",
+                     owner="redis", group="redis", src=source(r, "redis.conf"), notify="Restart Redis"),
+                template("Bind the host's private address", "redis-host.conf.j2", "{{ redis_include_dir }}/host.conf",
+                         mode="0640", owner="redis", group="redis", notify="Restart Redis"),
+                template("Write the application user and the replicas' login", "redis-acl.conf.j2",
+                         "{{ redis_include_dir }}/acl.conf", mode="0640", owner="redis", group="redis",
+                         no_log=True, diff=False, notify="Restart Redis"),
+                *_admin_secret(),
+                service("Start Redis at boot", "redis-server", r),
+                task("Run with the new settings before forming the cluster", "ansible.builtin.meta", "flush_handlers"),
+                task("Form the cluster", "ansible.builtin.import_tasks", "cluster.yml", when="not ansible_check_mode"),
+            ],
+            "cluster": _cluster(),
+        },
+        handlers=[
+            task("Apply the Redis kernel settings", "ansible.builtin.command", {"argv": ["sysctl", "--system"]},
+                 changed_when=True, when=when_ready(r)),
+            task("Turn transparent huge pages off now", "ansible.builtin.command",
+                 {"argv": ["systemd-tmpfiles", "--create", "/etc/tmpfiles.d/redis-thp.conf"]},
+                 changed_when=True, when=when_ready(r)),
+            # One node at a time: the cluster fails a primary over instead of losing its slots.
+            service("Restart Redis", "redis-server", r, state="restarted", enabled=None, throttle=1),
+        ],
+    )

@@ -1,0 +1,94 @@
+"""The data tier: Redis, PostgreSQL, PgBouncer and the shard map, per region under generated/datastores/<region>/.
+
+    redis.conf            every Redis Cluster node (only if the region's Redis is self-managed)
+    redis-topology.json   the cluster's nodes (name, fqdn, zone, role, replica_of) and what the
+                          per-host includes hold, for the Ansible target (self-managed Redis only)
+    postgresql.conf       primary, read replicas and the DR standby (self-managed PostgreSQL only)
+    pg_hba.conf           their client authentication (self-managed PostgreSQL only)
+    pgbouncer.ini         always: PgBouncer runs on VMs in front of either kind of PostgreSQL
+    extensions.sql        CREATE EXTENSION for each shard database
+    pgbouncer-auth.sql    the auth_query function PgBouncer uses, in each shard database
+    shards.sql            the franchise_shard_map table with every franchise's route
+    setup.psql            the entry point: creates the shard databases (CREATE DATABASE cannot run
+                          in a transaction), then runs the three .sql files in each, one transaction each
+
+Managed datastores get no server configuration: the cloud runs them. The SQL files still apply to
+a managed PostgreSQL (through its endpoint), except the replication role.
+
+Text formats are rendered from templates/datastores/ with the escaping filters of
+compiler/formats/*.py; a value a format cannot hold stops the build with the region and file named.
+"""
+
+from __future__ import annotations
+
+from compiler.formats import pg_hba, pgbouncer_ini, postgresql_conf, redis_conf, sql
+from compiler.formats.conf import FormatError, comment
+from compiler.ir import PlatformPlan, RegionPlan
+from compiler.render import banner, dump_json, render
+from compiler.targets.datastores import pgbouncer as pgbouncer
+from compiler.targets.datastores import postgres as postgres
+from compiler.targets.datastores import redis as redis
+from compiler.targets.datastores.shards import routes
+
+NAME = "datastores"
+FILTERS = {"comment": comment, **redis_conf.FILTERS, **postgresql_conf.FILTERS, **pg_hba.FILTERS,
+           **pgbouncer_ini.FILTERS, **sql.FILTERS}
+
+
+class DatastoresEmitError(FormatError):
+    """A spec value that cannot be written into a data-tier file (exit 2)."""
+
+
+def _render(region: RegionPlan, template: str, **ctx) -> str:
+    try:
+        return render(NAME, template, filters=FILTERS, region=region, **ctx)
+    except FormatError as exc:
+        out = template.removesuffix(".j2")
+        raise DatastoresEmitError(f"datastores/{region.name}/{out} (region {region.name}): {exc}") from None
+
+
+def _spec_name(plan: PlatformPlan) -> str:
+    return plan.spec_file.rsplit("/", 1)[-1] if plan.spec_file else "platform.yaml"
+
+
+def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
+    ds = region.settings.datastores
+    out_dir = f"{NAME}/{region.name}"
+    spec = _spec_name(plan)
+    files: dict[str, str] = {}
+    if redis.self_managed(region):
+        files["redis.conf"] = _render(region, "redis.conf.j2", banner=banner("#", spec), redis=ds.redis,
+                                      sections=redis.settings(plan, region), include=f"{redis.INCLUDE_DIR}/*.conf")
+        files["redis-topology.json"] = dump_json(redis.topology(plan, region))
+    primary = postgres.primary_host(region)
+    if postgres.self_managed(region):
+        files["postgresql.conf"] = _render(region, "postgresql.conf.j2", banner=banner("#", spec), pg=ds.postgres,
+                                           primary=primary, sections=postgres.settings(plan, region))
+        files["pg_hba.conf"] = _render(region, "pg_hba.conf.j2", banner=banner("#", spec), pg=ds.postgres,
+                                       rules=postgres.hba_rules(plan, region))
+    files["pgbouncer.ini"] = _render(region, "pgbouncer.ini.j2", banner=banner(";", spec), primary=primary,
+                                     connections=region.connections, auth_file=pgbouncer.AUTH_FILE,
+                                     databases=pgbouncer.databases(region), sections=pgbouncer.settings(plan, region))
+    libs = postgres.preload_libraries(region)
+    files["extensions.sql"] = _render(
+        region, "extensions.sql.j2", banner=banner("--", spec), extensions=postgres.extensions(region),
+        preload_note=(f"Needs shared_preload_libraries = {','.join(libs)} (postgresql.conf)" if libs
+                      else "No extension here needs shared_preload_libraries"))
+    files["pgbouncer-auth.sql"] = _render(region, "pgbouncer-auth.sql.j2", banner=banner("--", spec),
+                                          auth_user=ds.pgbouncer.auth_user, auth_password=ds.pgbouncer.auth_password)
+    shard_routes = routes(plan)
+    files["shards.sql"] = _render(
+        region, "shards.sql.j2", banner=banner("--", spec), routes=shard_routes, key=plan.spec.sharding.key,
+        total=sum(r.count for r in shard_routes), shards_total=len(plan.shards), regions_total=len(plan.regions),
+        source=("explicit placements from sharding.registry_file" if plan.registry
+                else f"id ranges of {plan.spec.sharding.franchises_per_shard} per shard"))
+    replication = postgres.self_managed(region) and (ds.postgres.read_replicas or ds.postgres.cross_region_standby)
+    files["setup.psql"] = _render(region, "setup.psql.j2", banner=banner("--", spec), shards=region.shards,
+                                  replication_user=postgres.REPLICATION_USER if replication else None,
+                                  replication_password=ds.postgres.replication_password)
+    return {f"{out_dir}/{name}": text for name, text in sorted(files.items())}
+
+
+def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
+    from compiler.targets.datastores.docs import region_section
+    return region_section(plan, region)

@@ -1,0 +1,112 @@
+"""The data-tier section of docs/regions/<region>.md: nodes, sizes, computed settings with their formulas, shards."""
+
+from __future__ import annotations
+
+from compiler.docs import markdown_table
+from compiler.ir import PlatformPlan, RegionPlan
+from compiler.targets.datastores import pgbouncer as pgbouncer
+from compiler.targets.datastores import postgres as postgres
+from compiler.targets.datastores import redis as redis
+from compiler.targets.datastores.shards import franchises_per_shard, routes
+
+GROUPS = {"postgres_primary": "PostgreSQL primary", "postgres_replicas": "PostgreSQL read replica",
+          "pgbouncer": "PgBouncer", "redis_cluster": "Redis"}
+
+
+def _code(v, true_false=("on", "off")) -> str:
+    if isinstance(v, bool):
+        v = true_false[0] if v else true_false[1]
+    elif isinstance(v, list):
+        v = " ".join(str(x) for x in v)
+    return f"`{v}`" if str(v) else "(empty)"
+
+
+def _settingsmarkdown_table(sections, true_false=("on", "off")) -> str:
+    """The settings that carry a formula or a reason (the others are fixed policy, see the file)."""
+    rows = [[f"`{s.name}`", _code(s.value, true_false), s.why] for sec in sections for s in sec.settings if s.why]
+    return markdown_table(["setting", "value", "formula / reason"], rows)
+
+
+def _nodes(region: RegionPlan) -> str:
+    ds = region.settings.datastores
+    size = {"postgres_primary": ds.postgres.instance, "postgres_replicas": ds.postgres.instance,
+            "redis_cluster": ds.redis.instance}
+    rows = []
+    for h in region.hosts:
+        if h.group not in GROUPS:
+            continue
+        inst = size.get(h.group)
+        spec = (f"{inst.vcpus} vCPU, {inst.memory_gib} GiB, {inst.disk_gib} GiB disk "
+                f"(`{inst.instance_types.get(region.cloud, '?')}`)" if inst else "(sized by the Terraform target)")
+        role = GROUPS[h.group]
+        if h.group == "redis_cluster":
+            role = f"Redis replica of {h.replica_of}" if h.replica_of else "Redis primary"
+        elif h.replica_of:
+            role += f" of {h.replica_of}"
+        rows.append([h.name, role, h.zone, f"`{h.fqdn}`", spec])
+    return markdown_table(["host", "role", "zone", "fqdn", "size"], rows)
+
+
+def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
+    ds = region.settings.datastores
+    pg, rd, pgb = ds.postgres, ds.redis, ds.pgbouncer
+    c = region.connections
+    out = ["## Data tier\n",
+           f"Files under `generated/datastores/{region.name}/`. PostgreSQL {pg.version} is {pg.deployment}, "
+           f"Redis {rd.version} is {rd.deployment}; PgBouncer always runs on {pgb.hosts} hosts in front of "
+           f"`{postgres.primary_host(region)}`.\n",
+           "### Nodes\n", _nodes(region)]
+    if postgres.self_managed(region):
+        z = postgres.sizing(region)
+        out += ["### PostgreSQL settings\n",
+                f"Computed from the instance size ({pg.instance.vcpus} vCPU, {pg.instance.memory_gib} GiB, "
+                f"{pg.instance.disk_gib} GiB disk), max_connections {pg.max_connections} and the spec; the same "
+                "formula is the comment above each line of `postgresql.conf`.\n",
+                _settingsmarkdown_table(postgres.settings(plan, region)),
+                f"WAL is archived with WAL-G to `{region.backup_url}/postgres` "
+                + ("(credentials: the host's cloud identity). " if pg.wal_archive else "(disabled by the spec). ")
+                + f"Replication: {pg.read_replicas} read replica(s) stream from the primary"
+                + (f"; a standby in {region.dr_partner} streams over the cross-region link and runs this same "
+                   "postgresql.conf" if pg.cross_region_standby else "")
+                + f". max_worker_processes = {z.worker_processes}.\n",
+                "`pg_hba.conf` admits, in order: the local superuser (peer), replication from the private subnets"
+                + (f" and {region.dr_partner}'s private subnets" if pg.cross_region_standby else "")
+                + ", the PgBouncer hosts by name and the private subnets by address, all `hostssl` with "
+                  "scram-sha-256; everything else is rejected.\n"]
+    else:
+        out += ["### PostgreSQL\n", f"Managed by {region.cloud}: no postgresql.conf or pg_hba.conf is generated; "
+                f"PgBouncer targets `{postgres.primary_host(region)}`, a name the managed endpoint must answer to.\n"]
+    out += ["### PgBouncer\n",
+            f"`{pgb.pool_mode}` pooling on port {pgb.port}, one `[databases]` entry per shard below. "
+            f"Pool per database and role: {c.default_pool_size} + reserve {c.reserve_pool_size}, capped per database "
+            f"by max_db_connections {c.default_pool_size + c.reserve_pool_size}; {c.pgbouncer_hosts} hosts x "
+            f"{c.databases} databases x {c.default_pool_size + c.reserve_pool_size} = {c.server_connections} of "
+            f"{c.postgres_available} usable server connections. Clients authenticate with SCRAM via "
+            f"auth_query as `{pgb.auth_user}`; `{pgbouncer.AUTH_FILE}` (Ansible) holds only its password "
+            f"(`{pgb.auth_password}`).\n",
+            _settingsmarkdown_table(pgbouncer.settings(plan, region))]
+    if redis.self_managed(region):
+        out += ["### Redis Cluster\n",
+                f"{rd.primaries} primaries x {rd.replicas_per_primary} replica(s), one node per host, replicas in "
+                f"another zone than their primary (`redis-topology.json`). Each host's include directory "
+                f"`{redis.INCLUDE_DIR}` (Ansible) binds the private address and defines the ACL user "
+                f"`{redis.APP_USER}` (`{rd.password}`, stored as a SHA-256 hash) that replicas also sync as; "
+                "the default user is off.\n",
+                _settingsmarkdown_table(redis.settings(plan, region), ("yes", "no"))]
+    else:
+        out += ["### Redis\n", f"Managed by {region.cloud}: no redis.conf is generated.\n"]
+    counts = franchises_per_shard(plan)
+    rows = [[s.number, s.database, f"{s.first_id}-{s.last_id}" if not plan.registry else "(registry)",
+             counts[s.number], s.region + (" (this region)" if s.region == region.name else ""), f"`{s.host}:{s.port}`"]
+            for s in plan.shards]
+    shard_routes = routes(plan)
+    spans = sum(len(r.ranges) for r in shard_routes)
+    out += ["### Shard routing\n",
+            f"`shards.sql` fills `franchise_shard_map` in each of this region's {len(region.shards)} shard databases with "
+            f"all {sum(r.count for r in shard_routes):,} franchises of the platform "
+            + (f"(from the registry: {spans} ranges of consecutive ids)" if plan.registry else "(one id range per shard)")
+            + "; `setup.psql` creates the databases and applies the SQL files: "
+              "`psql -X -v ON_ERROR_STOP=1 -d postgres -f setup.psql` (not in a single transaction: CREATE DATABASE "
+              "cannot run in one).\n",
+            markdown_table(["shard", "database", "franchise ids", "franchises", "region", "routed to"], rows)]
+    return "\n".join(out)

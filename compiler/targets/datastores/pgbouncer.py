@@ -1,0 +1,83 @@
+"""PgBouncer: one [databases] entry per shard the region owns, pools sized from the core's connection budget.
+
+Authentication: clients log in with SCRAM; PgBouncer looks their secret up with `auth_query`, run
+as `auth_user` through pgbouncer.get_auth() (pgbouncer-auth.sql: superusers and replication roles
+are never returned). The only password PgBouncer holds is auth_user's own, in `auth_file`, which
+Ansible renders from the spec's reference; nothing secret is in this file.
+"""
+
+from __future__ import annotations
+
+from compiler.ir import PlatformPlan, RegionPlan
+from compiler.targets.datastores.model import Section, Setting
+from compiler.targets.datastores.postgres import PORT, primary_host, self_managed
+
+AUTH_FILE = "/etc/pgbouncer/userlist.txt"
+AUTH_QUERY = "SELECT usename, passwd FROM pgbouncer.get_auth($1)"
+TLS_DIR = "/etc/pgbouncer/tls"
+TLS_PROTOCOLS = {"1.2": "tlsv1.2,tlsv1.3", "1.3": "tlsv1.3"}
+
+
+def databases(region: RegionPlan) -> list[tuple[str, list[tuple[str, object]]]]:
+    host = primary_host(region)
+    return [(s.database, [("host", host), ("port", PORT), ("dbname", s.database)]) for s in region.shards]
+
+
+def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
+    pgb = region.settings.datastores.pgbouncer
+    c = region.connections
+    read_timeout_s = max(1, region.settings.gateway.read_timeout_ms // 1000)
+    tls = TLS_PROTOCOLS[region.settings.security.tls_min_version]
+    return [
+        Section("Listening", (
+            Setting("listen_addr", "*", "clients are pods in the private subnets; TLS and SCRAM are required"),
+            Setting("listen_port", pgb.port, "spec: datastores.pgbouncer.port"),
+            Setting("unix_socket_dir", "/var/run/postgresql"),
+            Setting("logfile", "/var/log/postgresql/pgbouncer.log"),
+            Setting("pidfile", "/var/run/postgresql/pgbouncer.pid"),
+        )),
+        Section("Authentication (no passwords here: auth_file is rendered by Ansible)", (
+            Setting("auth_type", "scram-sha-256"),
+            Setting("auth_file", AUTH_FILE, f"holds only {pgb.auth_user}'s password, from {pgb.auth_password}"),
+            Setting("auth_user", pgb.auth_user, "spec: datastores.pgbouncer.auth_user"),
+            Setting("auth_query", AUTH_QUERY, "pgbouncer.get_auth() is created in every shard database by pgbouncer-auth.sql"),
+        )),
+        Section(f"Pools: the connection budget ({c.pgbouncer_hosts} hosts x {c.databases} shard databases)", (
+            Setting("pool_mode", pgb.pool_mode, "spec: datastores.pgbouncer.pool_mode"),
+            Setting("max_client_conn", c.max_client_conn,
+                    f"spec: datastores.pgbouncer.max_client_conn; services open up to {c.client_connections} at max replicas"),
+            Setting("default_pool_size", c.default_pool_size,
+                    f"(max_connections - reserved = {c.postgres_available}) / ({c.pgbouncer_hosts} hosts x "
+                    f"{c.databases} databases) - reserve {c.reserve_pool_size}"),
+            Setting("min_pool_size", 0),
+            Setting("reserve_pool_size", c.reserve_pool_size, "spec: datastores.pgbouncer.reserve_pool_size"),
+            Setting("reserve_pool_timeout", 3),
+            Setting("max_db_connections", c.default_pool_size + c.reserve_pool_size,
+                    "pool + reserve: caps a database's server connections even when several roles each get a pool"),
+            Setting("server_lifetime", 3600),
+            Setting("server_idle_timeout", 600),
+            Setting("server_connect_timeout", 5),
+            Setting("server_login_retry", 5),
+            Setting("query_wait_timeout", read_timeout_s, "the gateway's read timeout: a client waiting longer has been answered already"),
+            Setting("server_reset_query", "DISCARD ALL", "used in session pooling only"),
+            Setting("server_check_query", "select 1"),
+            Setting("server_check_delay", 30),
+            Setting("ignore_startup_parameters", ["extra_float_digits"], "sent by JDBC and asyncpg; harmless to drop"),
+            Setting("application_name_add_host", True),
+            Setting("dns_max_ttl", 15, "re-resolve the primary's name quickly after a failover"),
+            Setting("tcp_keepalive", True),
+            Setting("stats_period", 60),
+        )),
+        Section("TLS", (
+            Setting("client_tls_sslmode", "require"),
+            Setting("client_tls_key_file", f"{TLS_DIR}/server.key"),
+            Setting("client_tls_cert_file", f"{TLS_DIR}/server.crt"),
+            Setting("client_tls_protocols", tls, f"spec: security.tls_min_version {region.settings.security.tls_min_version}"),
+            Setting("server_tls_sslmode", "verify-full", "PostgreSQL's certificate must name the primary")
+            if self_managed(region) else
+            Setting("server_tls_sslmode", "verify-ca", "the managed endpoint's certificate names the provider's host, "
+                    "not the alias; ca.crt is the provider's CA bundle"),
+            Setting("server_tls_ca_file", f"{TLS_DIR}/ca.crt"),
+            Setting("server_tls_protocols", tls),
+        )),
+    ]

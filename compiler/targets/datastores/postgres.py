@@ -1,0 +1,301 @@
+"""PostgreSQL: postgresql.conf settings sized from the spec, pg_hba.conf rules, WAL archiving with WAL-G.
+
+One postgresql.conf serves the region's primary, its read replicas and the cross-region standby
+that runs in the DR partner region: the standby-only settings (primary_conninfo, restore_command)
+are ignored by a server without standby.signal, and the replication settings are ignored by a
+standby. Paths follow the Debian packaging Ansible installs (/etc/postgresql/<v>/main, ...).
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass
+
+from compiler.ir import PlatformPlan, RegionPlan
+from compiler.targets.datastores.model import Section, Setting, clamp, duration_ms, size_mb
+
+PORT = 5432  # PostgreSQL's port on every server (PgBouncer's port is the spec's pgbouncer.port)
+REPLICATION_USER = "replicator"
+WALG = "/usr/local/bin/wal-g"
+TLS_DIR = "/etc/postgresql/tls"  # server.crt, server.key, ca.crt: installed by Ansible from the internal CA
+PASSFILE = "/var/lib/postgresql/.pgpass"  # the replication password, rendered by Ansible from the reference
+MANAGED_HOST = "postgres"  # with a managed PostgreSQL, PgBouncer targets postgres.<internal domain>
+
+# Extensions that must be in shared_preload_libraries, and the library name (pg_partman's is its
+# background worker, which runs partition maintenance in each shard database).
+PRELOAD = {"pg_stat_statements": "pg_stat_statements", "timescaledb": "timescaledb", "pg_partman": "pg_partman_bgw"}
+# Extensions created in a schema of their own (pg_partman's documented convention).
+EXTENSION_SCHEMA = {"pg_partman": "partman"}
+TLS_PROTOCOL = {"1.2": "TLSv1.2", "1.3": "TLSv1.3"}
+
+
+def self_managed(region: RegionPlan) -> bool:
+    return region.settings.datastores.postgres.deployment == "self-managed"
+
+
+def primary_host(region: RegionPlan) -> str:
+    """The host PgBouncer and the replicas connect to: the primary's FQDN (or the managed alias)."""
+    primaries = region.hosts_in("postgres_primary")
+    return primaries[0].fqdn if primaries else f"{MANAGED_HOST}.{region.internal_domain}"
+
+
+def preload_libraries(region: RegionPlan) -> list[str]:
+    return [PRELOAD[e] for e in region.settings.datastores.postgres.extensions if e in PRELOAD]
+
+
+def wal_g_env(region: RegionPlan) -> list[tuple[str, str]]:
+    """WAL-G's storage settings for the region's backup bucket (credentials: the host's cloud identity)."""
+    url = region.backup_url
+    if region.cloud == "aws":
+        return [("WALG_S3_PREFIX", f"{url}/postgres"), ("AWS_REGION", region.cloud_region)]
+    if region.cloud == "gcp":
+        return [("WALG_GS_PREFIX", f"{url}/postgres")]
+    account, _, container = url.removeprefix("azure://").partition("/")  # azure://<account>/<container>
+    return [("WALG_AZ_PREFIX", f"azure://{container}/postgres"), ("AZURE_STORAGE_ACCOUNT", account)]
+
+
+def wal_g_command(region: RegionPlan, verb: str, *placeholders: str) -> str:
+    """A shell command for archive_command/restore_command. Spliced values are shell-quoted and
+    their `%` doubled, so PostgreSQL substitutes only the placeholders written here (%p, %f)."""
+    env = " ".join(f"{k}={shlex.quote(v).replace('%', '%%')}" for k, v in wal_g_env(region))
+    return f"{env} {WALG} {verb} {' '.join(placeholders)}"
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """The memory, WAL and worker arithmetic; each value is documented where it is used."""
+
+    ram_mb: int
+    shared_buffers_mb: int
+    effective_cache_size_mb: int
+    work_mem_mb: int
+    maintenance_work_mem_mb: int
+    parallel_workers: int
+    parallel_per_gather: int
+    parallel_maintenance: int
+    max_wal_size_gb: int
+    min_wal_size_mb: int
+    wal_senders: int
+    timescaledb_workers: int
+    partman_workers: int
+    worker_processes: int
+    autovacuum_workers: int
+    superuser_reserved: int
+
+
+def sizing(region: RegionPlan) -> Sizing:
+    pg = region.settings.datastores.postgres
+    inst = pg.instance
+    ram = inst.memory_gib * 1024
+    shared = ram // 4
+    per_gather = min(4, math.ceil(inst.vcpus / 2))
+    exts = pg.extensions
+    tsdb = 1 + 3 * len(region.shards) if "timescaledb" in exts else 0
+    partman = 1 if "pg_partman" in exts else 0
+    max_wal_gb = clamp(inst.disk_gib * 2 // 100, 4, 64)
+    return Sizing(
+        ram_mb=ram,
+        shared_buffers_mb=shared,
+        effective_cache_size_mb=ram * 3 // 4,
+        work_mem_mb=max(4, (ram - shared) // (pg.max_connections * 3) // per_gather),
+        maintenance_work_mem_mb=min(ram // 16, 2048),
+        parallel_workers=inst.vcpus,
+        parallel_per_gather=per_gather,
+        parallel_maintenance=per_gather,
+        max_wal_size_gb=max_wal_gb,
+        min_wal_size_mb=max_wal_gb * 1024 // 4,
+        wal_senders=pg.read_replicas + (1 if pg.cross_region_standby else 0) + 2,
+        timescaledb_workers=tsdb,
+        partman_workers=partman,
+        worker_processes=inst.vcpus + tsdb + partman + 3,
+        autovacuum_workers=max(3, inst.vcpus // 4),
+        superuser_reserved=max(3, pg.reserved_connections // 4),
+    )
+
+
+def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
+    """postgresql.conf, section by section."""
+    pg = region.settings.datastores.postgres
+    inst = pg.instance
+    z = sizing(region)
+    v = pg.version
+    rpo_s = plan.spec.disaster_recovery.rpo_minutes * 60
+    tls = TLS_PROTOCOL[region.settings.security.tls_min_version]
+    gib = f"{inst.memory_gib} GiB RAM"
+    sections = [
+        Section("Files (Debian layout; Ansible installs postgresql-%s)" % v, (
+            Setting("data_directory", f"/var/lib/postgresql/{v}/main"),
+            Setting("hba_file", f"/etc/postgresql/{v}/main/pg_hba.conf", "the generated pg_hba.conf"),
+            Setting("ident_file", f"/etc/postgresql/{v}/main/pg_ident.conf"),
+            Setting("external_pid_file", f"/var/run/postgresql/{v}-main.pid"),
+            Setting("cluster_name", f"{v}/main"),
+        )),
+        Section("Connections and TLS", (
+            Setting("listen_addresses", "*", "one file serves every server of the region, so listen on all "
+                    "addresses; pg_hba.conf admits only the private subnets and the PgBouncer hosts"),
+            Setting("port", PORT),
+            Setting("unix_socket_directories", "/var/run/postgresql"),
+            Setting("max_connections", pg.max_connections, "spec: datastores.postgres.max_connections"),
+            Setting("superuser_reserved_connections", z.superuser_reserved,
+                    f"max(3, reserved_connections {pg.reserved_connections} / 4); the rest of the reserve "
+                    "serves maintenance and monitoring, outside the PgBouncer pools"),
+            Setting("password_encryption", "scram-sha-256"),
+            Setting("ssl", True),
+            Setting("ssl_cert_file", f"{TLS_DIR}/server.crt"),
+            Setting("ssl_key_file", f"{TLS_DIR}/server.key"),
+            Setting("ssl_ca_file", f"{TLS_DIR}/ca.crt"),
+            Setting("ssl_min_protocol_version", tls, f"spec: security.tls_min_version {region.settings.security.tls_min_version}"),
+            Setting("tcp_keepalives_idle", 60),
+            Setting("tcp_keepalives_interval", 10),
+            Setting("tcp_keepalives_count", 6),
+            Setting("idle_in_transaction_session_timeout", duration_ms(region.settings.gateway.read_timeout_ms),
+                    "the gateway's read timeout: past it no client is waiting for the transaction"),
+        )),
+        Section(f"Memory ({inst.vcpus} vCPU, {gib}, {inst.disk_gib} GiB disk)", (
+            Setting("shared_buffers", size_mb(z.shared_buffers_mb), f"25 % of {gib}"),
+            Setting("huge_pages", "try"),
+            Setting("effective_cache_size", size_mb(z.effective_cache_size_mb), f"75 % of {gib} (shared buffers plus the OS page cache)"),
+            Setting("work_mem", size_mb(z.work_mem_mb),
+                    f"(RAM - shared_buffers) / (max_connections {pg.max_connections} x 3 sort/hash nodes) / "
+                    f"{z.parallel_per_gather} workers per gather, at least 4MB"),
+            Setting("maintenance_work_mem", size_mb(z.maintenance_work_mem_mb), "RAM / 16, at most 2GB"),
+            Setting("autovacuum_max_workers", z.autovacuum_workers, f"max(3, {inst.vcpus} vCPU / 4)"),
+        )),
+        Section("Planner and I/O (network SSD volumes)", (
+            Setting("random_page_cost", 1.1, "SSD: random reads cost about as much as sequential ones"),
+            Setting("effective_io_concurrency", 200, "SSD volumes serve many concurrent reads"),
+            Setting("max_worker_processes", z.worker_processes,
+                    f"{inst.vcpus} parallel + {z.timescaledb_workers} TimescaleDB + {z.partman_workers} pg_partman + 3 spare"),
+            Setting("max_parallel_workers", z.parallel_workers, f"one per vCPU ({inst.vcpus})"),
+            Setting("max_parallel_workers_per_gather", z.parallel_per_gather, f"half the vCPUs ({inst.vcpus}), at most 4"),
+            Setting("max_parallel_maintenance_workers", z.parallel_maintenance, "half the vCPUs, at most 4"),
+        )),
+        Section("WAL and checkpoints", (
+            Setting("wal_level", "replica", "streaming replicas, the DR standby and WAL archiving"),
+            Setting("wal_compression", "lz4"),
+            Setting("wal_log_hints", True, "lets pg_rewind rejoin an old primary after a failover"),
+            Setting("wal_buffers", "16MB", "shared_buffers / 32, at most 16MB (PostgreSQL's own rule, written out)"),
+            Setting("checkpoint_timeout", "15min"),
+            Setting("checkpoint_completion_target", 0.9),
+            Setting("max_wal_size", f"{z.max_wal_size_gb}GB", f"2 % of the {inst.disk_gib} GiB data volume, between 4GB and 64GB"),
+            Setting("min_wal_size", size_mb(z.min_wal_size_mb), "max_wal_size / 4"),
+        )),
+        Section("Replication: read replicas and the cross-region standby", (
+            Setting("max_wal_senders", z.wal_senders,
+                    f"{pg.read_replicas} read replicas + {1 if pg.cross_region_standby else 0} standby in "
+                    f"{region.dr_partner} + 2 for pg_basebackup"),
+            Setting("max_replication_slots", z.wal_senders, "= max_wal_senders"),
+            Setting("wal_keep_size", f"{z.max_wal_size_gb}GB",
+                    "= max_wal_size: a briefly disconnected replica catches up from the primary"
+                    + ("; a longer outage fetches WAL from the archive" if pg.wal_archive else "")),
+            Setting("synchronous_standby_names", "", "asynchronous: commits never wait for another region; "
+                    f"the RPO ({plan.spec.disaster_recovery.rpo_minutes} min) is held by streaming and archive_timeout"),
+            Setting("hot_standby", True),
+            Setting("hot_standby_feedback", True, "read replicas serve queries: keep the primary from vacuuming rows they read"),
+            Setting("primary_conninfo", _primary_conninfo(region),
+                    "used only on a standby (standby.signal); the password comes from the passfile Ansible writes"),
+            Setting("recovery_target_timeline", "latest"),
+        )),
+    ]
+    if pg.wal_archive:
+        sections.append(Section(f"Continuous archiving to {region.backup_url} with WAL-G", (
+            Setting("archive_mode", True),
+            Setting("archive_command", wal_g_command(region, "wal-push", "%p"),
+                    "credentials come from the host's cloud identity"),
+            Setting("archive_timeout", f"{min(60, rpo_s)}s",
+                    f"RPO {plan.spec.disaster_recovery.rpo_minutes} min, at most 60s: a partly filled WAL segment is archived at least this often"),
+            Setting("restore_command", wal_g_command(region, "wal-fetch", "%f", "%p"), "standbys and point-in-time recovery"),
+        )))
+    else:
+        sections.append(Section("Continuous archiving", (
+            Setting("archive_mode", False, "spec: datastores.postgres.wal_archive is false"),
+        )))
+    sections.append(Section("Logging", (
+        Setting("log_line_prefix", "%m [%p] %q%u@%d "),
+        Setting("log_timezone", "UTC"),
+        Setting("timezone", "UTC"),
+        Setting("log_checkpoints", True),
+        Setting("log_lock_waits", True),
+        Setting("log_temp_files", 0),
+        Setting("log_autovacuum_min_duration", "10s"),
+        Setting("log_min_duration_statement", duration_ms(plan.spec.slos.latency_p95_ms),
+                "the API's p95 latency target: one query that spends the whole budget is logged"),
+    )))
+    sections.append(Section("Extensions", _extension_settings(region, z)))
+    return sections
+
+
+def _primary_conninfo(region: RegionPlan) -> str:
+    from compiler.formats.postgresql_conf import conninfo
+    return conninfo([("host", primary_host(region)), ("port", PORT), ("user", REPLICATION_USER),
+                     ("passfile", PASSFILE), ("sslmode", "verify-full"), ("sslrootcert", f"{TLS_DIR}/ca.crt")])
+
+
+def _extension_settings(region: RegionPlan, z: Sizing) -> tuple[Setting, ...]:
+    exts = region.settings.datastores.postgres.extensions
+    libs = preload_libraries(region)
+    out = [Setting("shared_preload_libraries", ",".join(libs),
+                   f"extensions that need preloading, of {', '.join(exts)}")]
+    if "pg_stat_statements" in exts:
+        out += [Setting("pg_stat_statements.max", 10000),
+                Setting("pg_stat_statements.track", "top"),
+                Setting("track_io_timing", True, "I/O time per statement for the query-time SLO")]
+    if "timescaledb" in exts:
+        out += [Setting("timescaledb.max_background_workers", z.timescaledb_workers,
+                        f"1 launcher + 3 x {len(region.shards)} shard databases (a scheduler and 2 job workers each)"),
+                Setting("timescaledb.telemetry_level", "off", "no telemetry leaves the data tier")]
+    if "pg_partman" in exts:
+        out += [Setting("pg_partman_bgw.dbname", ",".join(s.database for s in region.shards), "every shard database"),
+                Setting("pg_partman_bgw.interval", 3600, "partition maintenance hourly"),
+                Setting("pg_partman_bgw.role", "postgres")]
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class HbaRule:
+    """One pg_hba.conf line. databases/users: a keyword as a string ("all", "replication") or a tuple of names."""
+
+    type: str
+    databases: str | tuple[str, ...]
+    users: str | tuple[str, ...]
+    address: str
+    method: str
+    why: str = ""
+
+
+def hba_rules(plan: PlatformPlan, region: RegionPlan) -> list[HbaRule]:
+    """First match wins: local administration, replication, PgBouncer, the private subnets, then reject."""
+    pg = region.settings.datastores.postgres
+    auth = region.settings.datastores.pgbouncer.auth_user
+    shard_dbs = tuple(s.database for s in region.shards)
+    rules = [
+        HbaRule("local", "all", ("postgres",), "", "peer", "Ansible and maintenance as the OS user postgres"),
+        HbaRule("local", "replication", ("postgres",), "", "peer", "pg_basebackup on the server itself"),
+        HbaRule("local", "all", "all", "", "scram-sha-256"),
+    ]
+    if pg.read_replicas:
+        rules += [HbaRule("hostssl", "replication", (REPLICATION_USER,), z.private_cidr, "scram-sha-256",
+                          f"read replicas in {z.name}") for z in region.zones]
+    if pg.cross_region_standby:
+        partner = plan.region(region.dr_partner)
+        rules += [HbaRule("hostssl", "replication", (REPLICATION_USER,), z.private_cidr, "scram-sha-256",
+                          f"cross-region standby in {partner.name} ({z.name})") for z in partner.zones]
+    rules += [HbaRule("hostssl", shard_dbs, "all", h.fqdn, "scram-sha-256",
+                      f"PgBouncer {h.name} (matched by reverse DNS), pools and auth_query as {auth}")
+              for h in region.hosts_in("pgbouncer")]
+    rules += [HbaRule("hostssl", "all", "all", z.private_cidr, "scram-sha-256",
+                      f"private subnet {z.name}: PgBouncer by address, migrations, monitoring") for z in region.zones]
+    rules += [HbaRule("host", "all", "all", "0.0.0.0/0", "reject", "everything else"),
+              HbaRule("host", "all", "all", "::/0", "reject")]
+    return rules
+
+
+@dataclass(frozen=True)
+class Extension:
+    name: str
+    schema: str | None
+
+
+def extensions(region: RegionPlan) -> list[Extension]:
+    return [Extension(e, EXTENSION_SCHEMA.get(e)) for e in region.settings.datastores.postgres.extensions]

@@ -1,0 +1,164 @@
+"""Helm target: per region, the platform charts' values and a helmfile that pins and deploys them.
+
+generated/helm/<region>/helmfile.yaml          repositories, pinned chart versions, release order
+generated/helm/<region>/<release>.values.yaml  the values of each release
+
+    helmfile -f generated/helm/<region>/helmfile.yaml apply
+
+Kong runs DB-less: its declarative config is the kong target's generated/kong/<region>/kong.yaml,
+which the helmfile hands to the chart as `dblessConfig.config` (helm --set-file); see kong() in
+platform.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from compiler.ir import PlatformPlan, RegionPlan
+from compiler.render import banner, dump_yaml
+from compiler.targets.helm import observability as obs
+from compiler.targets.helm import platform as platform
+from compiler.targets.helm.charts import CHARTS, ISTIO_TAG, Chart
+from compiler.targets.kong.edge import kong_declarative_file, kong_needs_render, kong_render_command
+from compiler.targets.kubernetes.common import (BANNER_SPEC, GATEWAY_NAMESPACE, ISTIO_NAMESPACE, KONG_RELEASE,
+                                                 MONITORING_NAMESPACE, SYSTEM_NAMESPACE, cluster_name, dump_document,
+                                                 mesh_enabled)
+
+NAME = "helm"
+
+
+@dataclass(frozen=True)
+class Release:
+    name: str
+    namespace: str
+    chart: Chart
+    values: Callable[[PlatformPlan, RegionPlan], dict]
+    purpose: str
+    needs: tuple[str, ...] = ()
+    set_files: tuple[tuple[str, str], ...] = ()  # (values key, file relative to the helmfile)
+
+
+def releases(plan: PlatformPlan, region: RegionPlan) -> tuple[list[Release], list[str]]:
+    """The releases this region runs, in deploy order, and why any platform chart is left out."""
+    mesh = mesh_enabled(region)
+    mon = region.settings.monitoring
+    out: list[Release] = []
+    skipped: list[str] = []
+    if mesh:
+        out += [
+            Release("istio-base", ISTIO_NAMESPACE, CHARTS["istio-base"], platform.istio_base, "Istio CRDs and cluster roles"),
+            Release("istiod", ISTIO_NAMESPACE, CHARTS["istiod"], platform.istiod, "Istio control plane and sidecar injector",
+                    needs=(f"{ISTIO_NAMESPACE}/istio-base",)),
+        ]
+    else:
+        skipped.append("Istio (istio-base, istiod): kubernetes.istio is false; Kong calls the services without a sidecar")
+    # Alertmanager's routing is the monitoring target's file, passed whole like Kong's (one source).
+    am_file = (("alertmanager.stringConfig", f"../../monitoring/{region.name}/alertmanager/alertmanager.yaml"),) if mon.alertmanager else ()
+    out.append(Release("kube-prometheus-stack", MONITORING_NAMESPACE, CHARTS["kube-prometheus-stack"],
+                       obs.kube_prometheus_stack, "Prometheus, Alertmanager, Grafana and the monitoring CRDs",
+                       set_files=am_file))
+    kong_needs = (f"{MONITORING_NAMESPACE}/kube-prometheus-stack",) + ((f"{ISTIO_NAMESPACE}/istiod",) if mesh else ())
+    out.append(Release(KONG_RELEASE, GATEWAY_NAMESPACE, CHARTS["kong"], lambda p, r: platform.kong(p, r, mesh),
+                       "API gateway, DB-less; the cloud load balancer's HTTPS target", needs=kong_needs,
+                       set_files=(("dblessConfig.config", f"../../{kong_declarative_file(region)}"),)))
+    if mon.tracing:
+        out += [
+            Release("jaeger", MONITORING_NAMESPACE, CHARTS["jaeger"], obs.jaeger, "trace storage and UI"),
+            Release("otel-collector", MONITORING_NAMESPACE, CHARTS["opentelemetry-collector"], obs.opentelemetry_collector,
+                    "OTLP gateway for the services and the mesh", needs=(f"{MONITORING_NAMESPACE}/jaeger",)),
+        ]
+    else:
+        skipped.append("OpenTelemetry collector and Jaeger: monitoring.tracing is false")
+    if region.hosts_in("elasticsearch"):
+        out.append(Release("fluent-bit", MONITORING_NAMESPACE, CHARTS["fluent-bit"], obs.fluent_bit,
+                           "container logs to Elasticsearch", needs=(f"{MONITORING_NAMESPACE}/kube-prometheus-stack",)))
+    else:
+        skipped.append("Fluent Bit: no self-managed Elasticsearch nodes; the managed endpoint is not in the plan")
+    if region.cloud == "aws":
+        out.append(Release("cluster-autoscaler", SYSTEM_NAMESPACE, CHARTS["cluster-autoscaler"], platform.cluster_autoscaler,
+                           "node autoscaling for the EKS node groups"))
+    else:
+        service = {"gcp": "GKE", "azure": "AKS"}.get(region.cloud, region.cloud)
+        skipped.append(f"cluster-autoscaler: {service} node pools use the built-in autoscaler with the spec's bounds (Terraform)")
+    return out, skipped
+
+
+def notes(region: RegionPlan) -> list[str]:
+    """Where the spec and the pinned charts disagree (shown in the helmfile and the docs)."""
+    k8s = region.settings.kubernetes
+    out = []
+    if k8s.istio and not ISTIO_TAG.startswith(k8s.istio_version + "."):
+        out.append(f"kubernetes.istio_version is {k8s.istio_version} but the Istio charts are pinned to {ISTIO_TAG} "
+                   "(the reviewed chart defaults); align the spec with the pin")
+    return out
+
+
+def values_file(release: Release) -> str:
+    return f"{release.name}.values.yaml"
+
+
+def helmfile(plan: PlatformPlan, region: RegionPlan, rels: list[Release]) -> dict:
+    used = sorted({r.chart.repo for r in rels})
+    entries = []
+    for r in rels:
+        e = {"name": r.name, "namespace": r.namespace, "createNamespace": True,
+             "chart": f"{r.chart.repo}/{r.chart.chart}", "version": r.chart.version,
+             "labels": {"purpose": r.chart.key}, "values": [values_file(r)]}
+        if r.needs:
+            e["needs"] = list(r.needs)
+        if r.set_files:
+            e["set"] = [{"name": key, "file": path} for key, path in r.set_files]
+        entries.append(e)
+    return {
+        "repositories": [{"name": repo, "url": next(r.chart.url for r in rels if r.chart.repo == repo)} for repo in used],
+        # kubeContext: a region's values can only ever be applied to that region's cluster
+        "helmDefaults": {"kubeContext": cluster_name(plan.spec.organization.name, region),
+                         "wait": True, "timeout": 900, "historyMax": 10},
+        "releases": entries,
+    }
+
+
+def _helmfile_header(region: RegionPlan, rels: list[Release], skipped: list[str]) -> str:
+    lines = [f"Region {region.name} ({region.cloud} {region.cloud_region}): platform charts, pinned.",
+             f"Deploy: helmfile -f generated/helm/{region.name}/helmfile.yaml apply",
+             f"then:   kubectl apply -f generated/kubernetes/{region.name}/",
+             *(["and:    kong-target-group-binding.yaml.tmpl there, filled in as its header says (Kong joins the ALB)"]
+               if region.cloud == "aws" else []),
+             f"Kong (DB-less) loads generated/{kong_declarative_file(region)} through `set: dblessConfig.config` (--set-file);",
+             "the chart turns it into a ConfigMap and rolls Kong when it changes.",
+             *([f"First render the secret inputs of the Kong file (DECK_* exported from their references, see its header):",
+                f"        {kong_render_command(region)}",
+                "  (DB-less Kong cannot expand decK's templates; the rendered copy is git-ignored, never commit it)"]
+               if kong_needs_render(region) else []),
+             "Releases:"]
+    lines += [f"  {r.name}: {r.chart.chart} {r.chart.version} (app {r.chart.app_version}) - {r.purpose}" for r in rels]
+    lines += [f"Not deployed: {s}" for s in skipped]
+    lines += [f"Note: {n}" for n in notes(region)]
+    return banner("#", BANNER_SPEC) + "".join(f"# {line}\n" for line in lines)
+
+
+def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
+    base = f"helm/{region.name}"
+    rels, skipped = releases(plan, region)
+    out = {f"{base}/helmfile.yaml": dump_yaml(helmfile(plan, region, rels), header=_helmfile_header(region, rels, skipped))}
+    for r in rels:
+        header = (banner("#", BANNER_SPEC)
+                  + f"# Values for release {r.name}: chart {r.chart.repo}/{r.chart.chart} {r.chart.version} "
+                    f"in namespace {r.namespace} ({r.purpose}).\n")
+        out[f"{base}/{values_file(r)}"] = dump_document(r.values(plan, region), header)
+    return out
+
+
+def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
+    rels, skipped = releases(plan, region)
+    lines = ["## Helm releases", "",
+             f"`helmfile -f generated/helm/{region.name}/helmfile.yaml apply` (kube context "
+             f"`{cluster_name(plan.spec.organization.name, region)}`), then the Kubernetes manifests.", "",
+             "| release | namespace | chart | version | purpose |", "|---|---|---|---|---|"]
+    lines += [f"| {r.name} | `{r.namespace}` | {r.chart.repo}/{r.chart.chart} | {r.chart.version} | {r.purpose} |" for r in rels]
+    if skipped or notes(region):
+        lines.append("")
+        lines += [f"- Not deployed: {s}" for s in skipped]
+        lines += [f"- Note: {n}" for n in notes(region)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,141 @@
+"""Values for the traffic-path charts: Istio (base, istiod), Kong, cluster-autoscaler.
+
+The public entry is the region's cloud load balancer (Terraform), which reaches Kong's pods
+directly over HTTPS (compiler/targets/kong/edge.py): no Istio ingress gateway, no LoadBalancer
+Service.
+
+Each function returns the values as data, using only keys of the pinned chart's values.yaml
+(tests/targets/test_helm.py checks every key path against ../shared/reference/helm/).
+"""
+
+from __future__ import annotations
+
+from compiler.ir import PlatformPlan, RegionPlan
+from compiler.targets.helm.charts import ISTIO_TAG
+from compiler.targets.kong.edge import KONG_PROXY_TLS_PORT, gke_neg_annotation
+from compiler.targets.kubernetes.common import (ISTIO_NAMESPACE, KONG_POD_LABELS, KONG_PROXY_SERVICE,
+                                                 MONITORING_NAMESPACE, OTEL_COLLECTOR_SERVICE, OTLP_GRPC_PORT,
+                                                 SIDECAR_LIMITS, SIDECAR_REQUESTS, cluster_name, cpu_quantity,
+                                                 memory_quantity)
+
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def zone_spread(labels: dict) -> list[dict]:
+    return [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+             "labelSelector": {"matchLabels": labels}}]
+
+
+def istio_base(plan: PlatformPlan, region: RegionPlan) -> dict:
+    return {"global": {"istioNamespace": ISTIO_NAMESPACE}, "defaultRevision": "default"}
+
+
+def istiod(plan: PlatformPlan, region: RegionPlan) -> dict:
+    mon = region.settings.monitoring
+    mesh = {
+        "enablePrometheusMerge": True,  # sidecars serve app + proxy metrics on 15020, outside mTLS
+        "accessLogFile": "/dev/stdout",
+        "accessLogEncoding": "JSON",
+    }
+    if mon.tracing:
+        mesh["enableTracing"] = True
+        mesh["extensionProviders"] = [{"name": "otel", "opentelemetry": {
+            "service": f"{OTEL_COLLECTOR_SERVICE}.{MONITORING_NAMESPACE}.svc.cluster.local", "port": OTLP_GRPC_PORT}}]
+        mesh["defaultProviders"] = {"tracing": ["otel"]}
+    return {
+        "autoscaleMin": 2,
+        "autoscaleMax": 5,
+        "traceSampling": float(mon.trace_sample_percent),  # percent of requests the proxies sample
+        "topologySpreadConstraints": zone_spread({"app": "istiod"}),
+        "meshConfig": mesh,
+        "global": {
+            # the values.yaml at the tag points at a testing registry; releases use docker.io/istio
+            "hub": "docker.io/istio",
+            "tag": ISTIO_TAG,
+            "logAsJson": True,
+            "proxy": {"resources": {
+                "requests": {"cpu": cpu_quantity(SIDECAR_REQUESTS["cpu_m"]), "memory": memory_quantity(SIDECAR_REQUESTS["memory_mi"])},
+                "limits": {"cpu": cpu_quantity(SIDECAR_LIMITS["cpu_m"]), "memory": memory_quantity(SIDECAR_LIMITS["memory_mi"])},
+            }},
+        },
+    }
+
+
+def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
+    """Kong in DB-less mode. Its declarative config is the kong target's
+    generated/kong/<region>/kong.yaml; the helmfile passes that file as `dblessConfig.config`
+    (`set: [{name: dblessConfig.config, file: ...}]`, helm's --set-file), so the chart builds the
+    ConfigMap and a config change rolls the Kong pods."""
+    gw = region.settings.gateway
+    proxy = {
+        # Never a LoadBalancer: the cloud load balancer (WAF attached) is the only public entry and
+        # reaches the pods by IP (AWS target group, GCP NEGs, Azure Application Gateway).
+        "type": "ClusterIP",
+        "nameOverride": KONG_PROXY_SERVICE,
+        # HTTPS only: the load balancers forward HTTPS, so no plain listener is left to reach by mistake.
+        "http": {"enabled": False},
+        # Service port = container port: GKE's NEG annotation names Service ports, the load balancers
+        # target the container port; one number for both keeps them from drifting apart. Kong serves its
+        # default (self-signed) certificate, which the ALB and Google's front ends accept (they do not
+        # verify backends); Azure's Application Gateway does verify: see the kubernetes target's docs.
+        "tls": {"enabled": True, "servicePort": KONG_PROXY_TLS_PORT, "containerPort": KONG_PROXY_TLS_PORT},
+    }
+    if region.cloud == "gcp":
+        proxy["annotations"] = gke_neg_annotation(region)
+    values = {
+        "env": {
+            "database": "off",
+            "nginx_worker_processes": "auto",
+            # The client address: the last untrusted hop of X-Forwarded-For. Only private ranges are
+            # trusted (the ALB's and the Application Gateway's addresses), so a client cannot spoof its
+            # own address. Google's front ends are public addresses: on GCP Kong sees the front end.
+            "trusted_ips": "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16",
+            "real_ip_header": "X-Forwarded-For",
+            "real_ip_recursive": "on",
+        },
+        "ingressController": {"enabled": False},  # DB-less from the generated file, no controller
+        "admin": {"enabled": False},
+        "proxy": proxy,
+        "replicaCount": gw.replicas,
+        "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
+        "topologySpreadConstraints": zone_spread({"app.kubernetes.io/name": KONG_POD_LABELS["app.kubernetes.io/name"]}),
+        "resources": {"requests": {"cpu": "1000m", "memory": "1Gi"}, "limits": {"cpu": "2000m", "memory": "2Gi"}},
+        "serviceMonitor": {"enabled": True},  # /metrics on the status port (prometheus plugin)
+        "podLabels": {"app.kubernetes.io/part-of": region.tags["org"]},
+    }
+    if mesh:
+        # In the mesh for the way out: Kong's upstream calls go through the sidecar, so the canary and
+        # blue-green VirtualServices and strict mTLS apply to gateway traffic.
+        values["podLabels"]["sidecar.istio.io/inject"] = "true"
+        # Nothing inbound goes through the sidecar (the chart's own default, stated here because the design
+        # depends on it): Kong's only callers are the load balancer and Prometheus, never a mesh peer. The
+        # load balancer's connection on the TLS port is its own TLS, not Istio mTLS: a STRICT
+        # PeerAuthentication would refuse it, and PERMISSIVE would only pass it through as opaque TCP. An
+        # empty include list disables inbound capture altogether, so no excludeInboundPorts is needed
+        # (Istio reads that only when the include list is `*`).
+        values["podAnnotations"] = {"traffic.sidecar.istio.io/includeInboundPorts": ""}
+    return values
+
+
+def cluster_autoscaler(plan: PlatformPlan, region: RegionPlan) -> dict:
+    """EKS only: GKE and AKS scale node pools with their built-in autoscaler (Terraform sets each
+    pool's bounds). Node groups are discovered by tag; the bounds are those Terraform put on them
+    from the spec's node pools. IAM comes from EKS Pod Identity on the service account below."""
+    name = cluster_name(plan.spec.organization.name, region)
+    return {
+        "cloudProvider": "aws",
+        "awsRegion": region.cloud_region,
+        "autoDiscovery": {"clusterName": name},
+        "rbac": {"serviceAccount": {"name": "cluster-autoscaler"}},
+        "extraArgs": {
+            "balance-similar-node-groups": True,  # one node group per zone: keep zones even
+            "expander": "least-waste",
+            "skip-nodes-with-system-pods": False,
+            "scale-down-utilization-threshold": 0.5,
+        },
+        "replicaCount": 2,
+        "podDisruptionBudget": {"maxUnavailable": 1},
+        "containerSecurityContext": RESTRICTED_CONTAINER,
+        "resources": {"requests": {"cpu": "100m", "memory": "300Mi"}, "limits": {"cpu": "500m", "memory": "600Mi"}},
+    }

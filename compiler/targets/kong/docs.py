@@ -1,0 +1,88 @@
+"""The Kong section of docs/regions/<region>.md: public routes with their auth and limits."""
+
+from __future__ import annotations
+
+from compiler.docs import markdown_table
+from compiler.ir import PlatformPlan, RegionPlan
+from compiler.targets import kong
+from compiler.targets.kong.plugins import CORRELATION_HEADER, rate_limits, secret_inputs
+
+AUTH_TEXT = {
+    "none": "none",
+    "jwt": "JWT (RS256, issuer key)",
+    "oauth2": "OAuth2 bearer JWT (RS256, issuer key)",
+}
+
+
+def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
+    g = region.settings.gateway
+    per_second, per_minute = rate_limits(plan, region)
+    limit = f"{per_second:,}/s, {per_minute:,}/min per client IP"
+    body = f"{g.request_size_limit_mb} MB"
+    doc = kong.build(plan, region)
+    rows = []
+    for svc, service in zip(kong.public_services(region), doc["services"]):
+        for spec, route in zip(svc.routes, service["routes"]):
+            rows.append([f"`{route['name']}`", svc.name, ", ".join(route["hosts"]),
+                         ", ".join(f"`{p}`" for p in route["paths"]), " ".join(route["methods"]),
+                         AUTH_TEXT[spec.auth], limit, body, "yes" if route["strip_path"] else "no"])
+    internal = sorted(s.name for s in region.services if not s.routes)
+    waf = plan.spec.edge.waf
+    lines = [
+        "## API gateway (Kong)\n",
+        f"`generated/kong/{region.name}/kong.yaml`: a decK file for Kong 3.9 in DB-less mode, owning the "
+        f"entities tagged `platformc` and `{region.name}`. Routes without hosts in the spec answer on "
+        f"`{kong.api_host(plan)}`.\n",
+        markdown_table(["route", "service", "hosts", "paths", "methods", "auth", "rate limit", "max body", "strip path"], rows),
+        f"Internal services (no Kong route): {', '.join(internal) or 'none'}.\n",
+        "### How the limits map to Kong\n",
+        f"- **Rate limit** (spec: {g.requests_per_second:,} requests/s sustained, burst {g.burst:,}): Kong OSS has "
+        f"fixed windows, not a token bucket, so the `rate-limiting` plugin sets `second: {per_second:,}` (a client "
+        f"may reach the burst within one second) and `minute: {per_minute:,}` ("
+        + ("over a minute it cannot exceed the sustained rate" if per_minute == g.requests_per_second * 60 else
+           "raised from the sustained rate x 60 to the burst: Kong refuses a minute limit below the per-second one")
+        + "). Across a window boundary a client can briefly get up to twice the per-second figure. "
+        f"Counted per client IP (`limit_by: ip`; every JWT of the issuer is one Kong consumer, so per consumer "
+        f"would be one global counter; Kong must be told the client address behind the load balancer, "
+        f"`trusted_ips` and `real_ip_header`) with the `local` policy: DB-less Kong keeps counters per node, so a client "
+        f"spread over all {g.replicas} Kong pods can reach up to {g.replicas}x these figures.\n",
+        f"- **Health checks**: `{kong.HEALTH_ROUTE}` (on " + ", ".join(f"`{h}`" for h in doc["routes"][0]["hosts"])
+        + f") and `{kong.HEALTH_ROUTE_ANY_HOST}` (any host: the load balancer's probes carry a pod address) answer "
+        f"{' and '.join(kong.HEALTH_METHODS)} `{plan.spec.edge.dns.health_check_path}` (exactly) with 200 from Kong "
+        "itself (`request-termination`, no authentication, still rate-limited): the region's load balancer and the "
+        "global DNS health checks probe it over the load balancer's HTTPS hop. No service route may use that path.\n",
+        f"- **Request size**: `request-size-limiting` refuses bodies over {body} (413).\n",
+        f"- **Upstream timeouts**: connect {g.connect_timeout_ms:,} ms, read {g.read_timeout_ms:,} ms, "
+        f"write {g.write_timeout_ms:,} ms.\n",
+        f"- **Upstreams**: `{g.load_balancing}`"
+        + (f" on header `{g.hash_on_header}` (fallback: client IP)" if g.load_balancing == "consistent-hashing" else "")
+        + f"; one target per service, its Kubernetes Service (`<service>.<namespace>.svc.cluster.local:"
+        f"{kong.SERVICE_PORT}`), so per-pod balancing and canary weights stay with the mesh. Active checks "
+        f"probe the service's health path every {g.healthy.interval_seconds} s ({g.healthy.count} successes mark "
+        f"it healthy) and every {g.unhealthy.interval_seconds} s when unhealthy ({g.unhealthy.count} timeouts, "
+        f"connection failures or failing statuses mark it unhealthy); passive checks count the same number of "
+        f"timeouts, connection failures or 502/503/504 answers on live traffic.\n",
+        "- **Authentication**: `jwt` and `oauth2` routes get Kong's `jwt` plugin (Authorization header only, "
+        f"`exp` verified) against the issuer `{g.jwt_issuer}`; Kong's `oauth2` plugin would make Kong the "
+        "authorization server and needs a database, which DB-less Kong has not.\n",
+        "- **CORS**: " + (f"origins {', '.join(f'`{o}`' for o in g.cors_origins)}; routes also accept OPTIONS so "
+                          "Kong answers preflights itself." if g.cors_origins else "no origins in the spec, so no "
+                          "`cors` plugin (Kong's would allow every origin).") + "\n",
+        "- **WAF**: "
+        + ("the gateway runs `bot-detection` (Kong's known-bad-bot list) as the counterpart of the edge's managed "
+           "rules" if waf.managed_rules else "no `bot-detection` at the gateway (the edge's managed rules are off)")
+        + f"; geo-blocking ({', '.join(waf.blocked_countries) or 'none'}) and the per-IP limit of "
+        f"{waf.rate_limit_per_5min:,} requests per 5 minutes stay at the edge WAF (Kong OSS has no GeoIP). "
+        "No `ip-restriction`: the spec lists no addresses to allow or deny at the gateway.\n",
+        f"- **Tracing and metrics**: `correlation-id` sets `{CORRELATION_HEADER}` (uuid) and echoes it; `prometheus` "
+        "exports status, latency, bandwidth and upstream health metrics.\n",
+    ]
+    inputs = secret_inputs(region) if "consumers" in doc else []
+    if inputs:
+        lines.append("### Secret inputs\n")
+        lines.append("Kong 3.9 cannot resolve a vault reference in `jwt_secrets.rsa_public_key` (not a "
+                     "referenceable field) and Kong OSS bundles only the `env` vault, so decK fills the key at "
+                     "sync time from an environment variable. Export it from the reference before `deck gateway "
+                     "sync` (or `deck file render --populate-env-vars` for a DB-less file):\n")
+        lines.append(markdown_table(["decK variable", "from"], [[f"`{v}`", f"`{r}`"] for v, r in inputs]))
+    return "\n".join(lines)

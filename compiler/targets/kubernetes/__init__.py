@@ -1,0 +1,133 @@
+"""Kubernetes target: per region, one manifest file per service plus Kong's side of the public entry.
+
+generated/kubernetes/<region>/<service>.yaml   Namespace, ServiceAccount + RBAC, ResourceQuota,
+    LimitRange, NetworkPolicies, PeerAuthentication, Deployment(s), HPA(s), PDB(s), Service(s) and,
+    for canaries, the Istio DestinationRule + VirtualService. Namespace first, so the file applies
+    on its own.
+generated/kubernetes/<region>/kong-gateway.yaml   Kong's NetworkPolicies (the cloud load balancer in,
+    Prometheus in) and, on Azure, the Ingress the Application Gateway ingress controller programs.
+generated/kubernetes/<region>/kong-target-group-binding.yaml.tmpl   AWS only: the TargetGroupBinding
+    of Kong's pods, a template until Terraform's target group ARN is filled in (see its header).
+
+The region's only public entry is its cloud load balancer (Terraform), which reaches Kong's pods
+directly: there is no Istio ingress gateway and no LoadBalancer Service (compiler/targets/kong/edge.py).
+
+Apply after the region's Helm releases (they install the Istio CRDs and the kong and monitoring
+namespaces): `kubectl apply -f generated/kubernetes/<region>/`.
+"""
+
+from __future__ import annotations
+
+from compiler.errors import PlatformcError
+from compiler.ir import PlatformPlan, RegionPlan, ServicePlan
+from compiler.render import banner
+from compiler.targets.kong.edge import (AZURE_KONG_TRUSTED_ROOT, KONG_PROXY_TLS_PORT, health_check_path,
+                                         lb_source_cidrs, lb_target_name)
+from compiler.targets.kubernetes.common import BANNER_SPEC, dump_document, dump_documents, mesh_enabled, tracks
+from compiler.targets.kubernetes.gateway import (gateway_objects, target_group_binding,
+                                                  target_group_binding_header)
+from compiler.targets.kubernetes.mesh import canary_routing, strict_mtls
+from compiler.targets.kubernetes.policy import identity, namespace, network_policies, quotas
+from compiler.targets.kubernetes.workloads import deployment, hpa, pdb, services
+
+NAME = "kubernetes"
+
+
+def _header(region: RegionPlan, what: str) -> str:
+    return (banner("#", BANNER_SPEC)
+            + f"# {what} in region {region.name} ({region.cloud} {region.cloud_region}).\n"
+            + f"# Apply after `helmfile -f generated/helm/{region.name}/helmfile.yaml apply`.\n")
+
+
+def service_objects(svc: ServicePlan, region: RegionPlan) -> list[dict]:
+    """Every object of one service, in apply order."""
+    ts = tracks(svc)
+    mesh = mesh_enabled(region)
+    docs = [namespace(svc, region), *identity(svc, region), *quotas(svc, region, ts),
+            *network_policies(svc, region)]
+    if mesh:
+        docs.append(strict_mtls(svc, region))
+    docs += [deployment(svc, region, t) for t in ts]
+    docs += [hpa(svc, region, t) for t in ts]
+    docs += [pdb(svc, region, t) for t in ts]
+    docs += services(svc, region, ts)
+    if mesh and svc.rollout.type == "canary":
+        docs += canary_routing(svc, region, ts)
+    return docs
+
+
+GATEWAY_FILE = "kong-gateway.yaml"
+TARGET_GROUP_BINDING_FILE = "kong-target-group-binding.yaml.tmpl"
+
+
+def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
+    base = f"kubernetes/{region.name}"
+    out = {f"{base}/{svc.name}.yaml": dump_documents(service_objects(svc, region), _header(region, f"Service {svc.name}"))
+           for svc in region.services}
+    gateway = gateway_objects(plan, region)
+    if gateway:
+        if f"{base}/{GATEWAY_FILE}" in out:
+            raise PlatformcError(f"region {region.name}: a service named kong-gateway would share its manifest file "
+                                 f"with Kong's gateway objects ({base}/{GATEWAY_FILE}); rename the service")
+        out[f"{base}/{GATEWAY_FILE}"] = dump_documents(gateway, _header(region, "Kong's side of the public entry"))
+    if region.cloud == "aws":
+        out[f"{base}/{TARGET_GROUP_BINDING_FILE}"] = dump_document(
+            target_group_binding(region), banner("#", BANNER_SPEC) + target_group_binding_header(region))
+    return out
+
+
+def _rollout_summary(svc: ServicePlan) -> str:
+    ro = svc.rollout
+    if ro.type == "canary":
+        header = f", `{ro.header_match.name}: {ro.header_match.exact}` first" if ro.header_match else ""
+        return f"canary v1/v2 {ro.stable_weight}/{ro.canary_weight}{header}"
+    if ro.type == "blue-green":
+        return f"blue-green, live: {ro.active}"
+    return f"rolling (surge {ro.max_surge:g} %, unavailable {ro.max_unavailable:g} %)"
+
+
+def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
+    a = region.settings.autoscaling
+    lines = [
+        "## Kubernetes workloads",
+        "",
+        f"Manifests: `generated/kubernetes/{region.name}/`. HPAs target {a.target_cpu_utilization} % CPU and "
+        f"{a.target_memory_utilization} % memory of the requests. Each Deployment is listed with its initial "
+        "replicas (the HPA minimum) and its HPA bounds; resources are per pod.",
+        "",
+        "| service | namespace | node pool | deployments (replicas, HPA min-max) | requests | limits | rollout |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for svc in region.services:
+        deps = "<br>".join(f"`{t.deployment}` {t.replicas_min}, {t.replicas_min}-{t.replicas_max}" for t in tracks(svc))
+        gpu = f", {svc.limits.gpu} GPU" if svc.limits.gpu else ""
+        lines.append(f"| {svc.name} | `{svc.namespace}` | {svc.node_pool} | {deps} | "
+                     f"{svc.requests.cpu} CPU, {svc.requests.memory} | {svc.limits.cpu} CPU, {svc.limits.memory}{gpu} | "
+                     f"{_rollout_summary(svc)} |")
+    lines += ["", "### Public entry", "", edge_summary(plan, region)]
+    return "\n".join(lines) + "\n"
+
+
+LB_REACHES_KONG = {
+    "aws": "the ALB's IP target group `{target}`, which Kong's pods join through the TargetGroupBinding in "
+           "`kong-target-group-binding.yaml.tmpl` (fill in `terraform output -raw kong_target_group_arn` as its header "
+           "says; needs the AWS Load Balancer Controller, which platformc does not deploy; labelling the `kong` "
+           "namespace `elbv2.k8s.aws/pod-readiness-gate-inject=enabled` makes Kong's rollouts wait for the target "
+           "group to mark new pods healthy)",
+    "gcp": "zonal NEGs `{target}`, which GKE creates from the Kong proxy Service's `cloud.google.com/neg` annotation "
+           "(helm target) and the load balancer's backend service names",
+    "azure": "the Application Gateway, programmed by AKS's ingress controller add-on from the Ingress in "
+             "`kong-gateway.yaml`. Before traffic flows the operator must give Kong a serving certificate on "
+             "its TLS port and add its issuing CA to the gateway as trusted root certificate `{root}`: Application "
+             "Gateway v2 refuses HTTPS backends it cannot verify, and platformc creates neither",
+}
+
+
+def edge_summary(plan: PlatformPlan, region: RegionPlan) -> str:
+    how = LB_REACHES_KONG[region.cloud].format(target=lb_target_name(region), root=AZURE_KONG_TRUSTED_ROOT)
+    policy = (f"Kong's NetworkPolicy admits port {KONG_PROXY_TLS_PORT} only from "
+              + ", ".join(f"`{c}`" for c in lb_source_cidrs(region)) + " (where the load balancer connects from)."
+              if region.settings.security.network_policies else "NetworkPolicies are off in this region.")
+    return (f"The cloud load balancer (Terraform: WAF, client TLS) is the only public entry. It forwards HTTPS to "
+            f"Kong's pods on port {KONG_PROXY_TLS_PORT} (the proxy Service is ClusterIP) through {how}. It and the "
+            f"global DNS health checks request `{health_check_path(plan)}`, which Kong answers itself. {policy}")

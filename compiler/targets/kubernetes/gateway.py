@@ -1,0 +1,115 @@
+"""Kong's side of the region's public entry, in Kong's namespace (the path is described in compiler/targets/kong/edge.py).
+
+- NetworkPolicies (with `security.network_policies`): Kong's pods admit the cloud load balancer on
+  the TLS port, from where it connects, and Prometheus on the status and merged-metrics ports;
+- Azure: the Ingress that AKS's Application Gateway ingress controller add-on (AGIC) turns into the
+  gateway's listener, backend pool (Kong's pod IPs), HTTPS backend settings and probe: the
+  load_balancer module hands those over to it after the first apply;
+- AWS: the TargetGroupBinding that makes the AWS Load Balancer Controller register Kong's pod IPs in
+  the ALB's target group. The group's ARN is known only after `terraform apply`, so this is a
+  template (`.yaml.tmpl`, which `kubectl apply -f <dir>/` skips) the deploy step fills in;
+- GCP needs nothing here: GKE creates the NEGs from the Kong proxy Service's annotation (helm target).
+"""
+
+from __future__ import annotations
+
+from compiler.ir import PlatformPlan, RegionPlan
+from compiler.targets.kong.edge import (AGIC_INGRESS_CLASS, AZURE_GATEWAY_CERTIFICATE, AZURE_KONG_TRUSTED_ROOT,
+                                         KONG_PROXY_TLS_PORT, health_check_path, lb_hostnames, lb_source_cidrs,
+                                         lb_target_name)
+from compiler.targets.kubernetes.common import (GATEWAY_NAMESPACE, ISTIO_METRICS_PORT, KONG_POD_LABELS,
+                                                 KONG_PROXY_SERVICE, KONG_STATUS_PORT, MANAGED_BY,
+                                                 MONITORING_NAMESPACE, mesh_enabled)
+from compiler.targets.kubernetes.workloads import meta
+
+TARGET_GROUP_ARN_VARIABLE = "KONG_TARGET_GROUP_ARN"  # the placeholder the deploy step substitutes
+TARGET_GROUP_ARN_OUTPUT = "kong_target_group_arn"  # the AWS region root's output holding it
+AGIC_REQUEST_TIMEOUT_SECONDS = 60  # as the load_balancer module's backend settings
+AGIC = "appgw.ingress.kubernetes.io/"
+
+
+def labels(region: RegionPlan) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "kong", "app.kubernetes.io/part-of": region.tags["org"],
+            "app.kubernetes.io/managed-by": MANAGED_BY}
+
+
+def _tcp(*ports: int) -> list[dict]:
+    return [{"protocol": "TCP", "port": p} for p in ports]
+
+
+def network_policies(region: RegionPlan) -> list[dict]:
+    """Kong's pods take connections only from the load balancer (TLS port) and Prometheus. Egress
+    stays open: Kong's upstreams are every public service, each of which admits only Kong and its
+    own callers anyway (their namespaces' policies)."""
+    if not region.settings.security.network_policies:
+        return []
+    scrape = [KONG_STATUS_PORT, ISTIO_METRICS_PORT] if mesh_enabled(region) else [KONG_STATUS_PORT]
+    return [
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+         "metadata": meta("default-deny-ingress", GATEWAY_NAMESPACE, labels(region)),
+         "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+         "metadata": meta(KONG_PROXY_SERVICE, GATEWAY_NAMESPACE, labels(region)),
+         "spec": {"podSelector": {"matchLabels": dict(KONG_POD_LABELS)}, "policyTypes": ["Ingress"],
+                  "ingress": [
+                      {"from": [{"ipBlock": {"cidr": cidr}} for cidr in lb_source_cidrs(region)],
+                       "ports": _tcp(KONG_PROXY_TLS_PORT)},
+                      {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}}}],
+                       "ports": _tcp(*scrape)},
+                  ]}},
+    ]
+
+
+def agic_ingress(plan: PlatformPlan, region: RegionPlan) -> dict:
+    """Azure: the Application Gateway forwards every host it serves to Kong's pods over HTTPS, probes
+    the health path there, keeps the Key Vault certificate Terraform put on it and verifies Kong's
+    certificate against the trusted root AZURE_KONG_TRUSTED_ROOT (Application Gateway v2 refuses an
+    HTTPS backend it cannot verify; platformc creates neither that root nor Kong's certificate)."""
+    annotations = {
+        AGIC + "backend-protocol": "https",
+        AGIC + "appgw-ssl-certificate": AZURE_GATEWAY_CERTIFICATE,
+        AGIC + "appgw-trusted-root-certificate": AZURE_KONG_TRUSTED_ROOT,
+        AGIC + "health-probe-path": health_check_path(plan),
+        AGIC + "health-probe-port": str(KONG_PROXY_TLS_PORT),
+        AGIC + "request-timeout": str(AGIC_REQUEST_TIMEOUT_SECONDS),
+    }
+    backend = {"service": {"name": KONG_PROXY_SERVICE, "port": {"number": KONG_PROXY_TLS_PORT}}}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": meta(KONG_PROXY_SERVICE, GATEWAY_NAMESPACE, labels(region), annotations),
+            "spec": {"ingressClassName": AGIC_INGRESS_CLASS,
+                     "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}
+                               for host in lb_hostnames(plan, region)]}}
+
+
+def gateway_objects(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
+    """The objects of kong-gateway.yaml (empty: no file)."""
+    docs = network_policies(region)
+    if region.cloud == "azure":
+        docs.append(agic_ingress(plan, region))
+    return docs
+
+
+def target_group_binding(region: RegionPlan) -> dict:
+    """AWS: Kong's pod IPs (the proxy Service's endpoints on the TLS port) in the ALB's target group.
+    `targetGroupARN`, not `targetGroupName` (which the controller also reads): with a name, the
+    controller fails to re-register targets on a rollout (kubernetes-sigs/aws-load-balancer-controller
+    issue 4438), and Kong rolls on every configuration change."""
+    return {"apiVersion": "elbv2.k8s.aws/v1beta1", "kind": "TargetGroupBinding",
+            "metadata": meta(KONG_PROXY_SERVICE, GATEWAY_NAMESPACE, labels(region)),
+            "spec": {"serviceRef": {"name": KONG_PROXY_SERVICE, "port": KONG_PROXY_TLS_PORT},
+                     "targetGroupARN": "${" + TARGET_GROUP_ARN_VARIABLE + "}",
+                     "targetType": "ip"}}
+
+
+def target_group_binding_header(region: RegionPlan) -> str:
+    """How the deploy step fills in and applies the binding (comment lines)."""
+    tf_dir = f"generated/terraform/regions/{region.name}"
+    lines = [
+        f"TargetGroupBinding: Kong's pods in the ALB target group {lb_target_name(region)} (Terraform).",
+        "A template: the target group's ARN exists only after `terraform apply`. Fill it in and apply:",
+        f"  {TARGET_GROUP_ARN_VARIABLE}=$(terraform -chdir={tf_dir} output -raw {TARGET_GROUP_ARN_OUTPUT}) \\",
+        f"    envsubst '${TARGET_GROUP_ARN_VARIABLE}' < generated/kubernetes/{region.name}/kong-target-group-binding.yaml.tmpl \\",
+        f"    | kubectl --context {region.cluster_name} apply -f -",
+        "Needs the AWS Load Balancer Controller in the cluster (not deployed by platformc).",
+    ]
+    return "".join(f"# {line}\n" for line in lines)

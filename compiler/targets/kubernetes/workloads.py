@@ -1,0 +1,237 @@
+"""Workload objects of one service: Deployments, Services, HPAs and PDBs (built as data)."""
+
+from __future__ import annotations
+
+import json
+
+from compiler.ir import RegionPlan, ServicePlan
+from compiler.targets.kubernetes.common import (GPU_RESOURCE, MANAGED_BY,
+                                                 MONITORING_NAMESPACE, NODE_POOL_LABEL, OTEL_COLLECTOR_SERVICE,
+                                                 OTLP_GRPC_PORT, RUN_AS, SIDECAR_LIMITS, SIDECAR_REQUESTS,
+                                                 Track, cpu_quantity, memory_quantity, mesh_enabled)
+
+SECRET_SOURCES_ANNOTATION = "platformc.io/secret-sources"
+
+# checkov findings that do not fit this platform, with the reason, as checkov reads them
+# (`checkov.io/skipN: CKV_ID=reason`) on every Deployment.
+DEPLOYMENT_CHECKOV_SKIPS = (
+    ("CKV_K8S_43", "the spec pins image tags; digests are resolved by the registry at deploy time"),
+    ("CKV_K8S_35", "the spec delivers secrets as environment variables (services.*.secrets) from a Secret, never inline values"),
+)
+
+
+def common_labels(svc: ServicePlan, region: RegionPlan) -> dict[str, str]:
+    # No region label: a cluster is one region, and Prometheus adds the region to every series
+    # (externalLabels, helm target). Objects that do not depend on the region are then the same
+    # text in every region, which keeps `git diff generated/` small and lets them dump once.
+    return {
+        "app.kubernetes.io/name": svc.name,
+        "app.kubernetes.io/part-of": region.tags["org"],
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "platformc.io/tier": svc.tier,
+    }
+
+
+def meta(name: str, namespace: str | None, labels: dict, annotations: dict | None = None) -> dict:
+    m: dict = {"name": name}
+    if namespace is not None:
+        m["namespace"] = namespace
+    m["labels"] = dict(labels)
+    if annotations:
+        m["annotations"] = dict(annotations)
+    return m
+
+
+def checkov_skips(skips) -> dict[str, str]:
+    return {f"checkov.io/skip{i}": f"{check}={reason}" for i, (check, reason) in enumerate(skips, 1)}
+
+
+def _amounts(a, with_gpu: bool) -> dict:
+    out = {"cpu": a.cpu, "memory": a.memory}
+    if with_gpu and a.gpu:
+        out[GPU_RESOURCE] = str(a.gpu)
+    return out
+
+
+def resources(svc: ServicePlan) -> dict:
+    # Extended resources (GPUs) are not overcommitted: Kubernetes takes the limit as the request,
+    # so GPUs go in `limits` only.
+    return {"requests": _amounts(svc.requests, False), "limits": _amounts(svc.limits, True)}
+
+
+def tolerations(svc: ServicePlan, region: RegionPlan) -> list[dict]:
+    """Tolerate the taints of the service's node pool (`key=value:Effect`), plus the GPU taint some
+    clouds put on GPU nodes themselves (GKE: nvidia.com/gpu=present:NoSchedule)."""
+    out = []
+    for taint in region.settings.kubernetes.node_pools[svc.node_pool].taints:
+        kv, _, effect = taint.rpartition(":")
+        key, eq, value = kv.partition("=")
+        t = {"key": key, "operator": "Equal", "value": value} if eq else {"key": key, "operator": "Exists"}
+        t["effect"] = effect
+        out.append(t)
+    if svc.gpu_pool and not any(t["key"] == GPU_RESOURCE for t in out):
+        out.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+    return out
+
+
+def env(svc: ServicePlan, region: RegionPlan) -> list[dict]:
+    out = [{"name": k, "value": v} for k, v in svc.env.items()]
+    # Secret values come from the Secret named after the service; its keys are the variable names
+    # and the spec's references (vault:, aws-sm:, ...) are recorded on the Deployment for whoever
+    # syncs the Secret (External Secrets, the deploy pipeline). No value ever appears here.
+    out += [{"name": k, "valueFrom": {"secretKeyRef": {"name": svc.name, "key": k}}} for k in svc.secrets]
+    mon = region.settings.monitoring
+    if mon.tracing:
+        out += [
+            {"name": "OTEL_SERVICE_NAME", "value": svc.name},
+            {"name": "OTEL_EXPORTER_OTLP_ENDPOINT",
+             "value": f"http://{OTEL_COLLECTOR_SERVICE}.{MONITORING_NAMESPACE}.svc.cluster.local:{OTLP_GRPC_PORT}"},
+            {"name": "OTEL_TRACES_SAMPLER", "value": "parentbased_traceidratio"},
+            {"name": "OTEL_TRACES_SAMPLER_ARG", "value": f"{mon.trace_sample_percent / 100:g}"},
+        ]  # the collector adds the region and cloud to every span (helm target)
+    return out
+
+
+def _probe(svc: ServicePlan, period: int, failures: int) -> dict:
+    return {"httpGet": {"path": svc.health_path, "port": "http"}, "periodSeconds": period,
+            "timeoutSeconds": 2, "failureThreshold": failures}
+
+
+def _spread(track: Track, key: str, when: str) -> dict:
+    return {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": when,
+            "labelSelector": {"matchLabels": track.labels},
+            # count only pods of the same rollout revision, so a rollout is spread too
+            "matchLabelKeys": ["pod-template-hash"]}
+
+
+def pod_annotations(svc: ServicePlan, region: RegionPlan) -> dict:
+    ann = {"kubectl.kubernetes.io/default-container": svc.name,
+           "prometheus.io/scrape": "true", "prometheus.io/port": str(svc.port), "prometheus.io/path": "/metrics"}
+    if mesh_enabled(region):
+        ann.update({
+            "sidecar.istio.io/proxyCPU": cpu_quantity(SIDECAR_REQUESTS["cpu_m"]),
+            "sidecar.istio.io/proxyMemory": memory_quantity(SIDECAR_REQUESTS["memory_mi"]),
+            "sidecar.istio.io/proxyCPULimit": cpu_quantity(SIDECAR_LIMITS["cpu_m"]),
+            "sidecar.istio.io/proxyMemoryLimit": memory_quantity(SIDECAR_LIMITS["memory_mi"]),
+        })
+    return ann
+
+
+def deployment(svc: ServicePlan, region: RegionPlan, track: Track) -> dict:
+    labels = {**common_labels(svc, region), **track.labels}
+    annotations = checkov_skips(DEPLOYMENT_CHECKOV_SKIPS)
+    if svc.secrets:
+        annotations[SECRET_SOURCES_ANNOTATION] = json.dumps(dict(svc.secrets), sort_keys=True)
+    annotations["platformc.io/rollout"] = svc.rollout.type
+    container = {
+        "name": svc.name,
+        "image": f"{svc.image}:{track.tag}",
+        "imagePullPolicy": "Always",
+        "ports": [{"name": "http", "containerPort": svc.port, "protocol": "TCP"}],
+        "env": env(svc, region),
+        "resources": resources(svc),
+        "startupProbe": _probe(svc, 5, 60),  # up to 5 minutes to start (model loading)
+        "readinessProbe": _probe(svc, 5, 3),
+        "livenessProbe": _probe(svc, 10, 3),
+        # non-root user, group and seccomp come from the pod's securityContext
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    if not container["env"]:
+        del container["env"]
+    pod_spec = {
+        "serviceAccountName": svc.name,
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS, "fsGroup": RUN_AS,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "nodeSelector": {NODE_POOL_LABEL: svc.node_pool},
+        "topologySpreadConstraints": [
+            _spread(track, "topology.kubernetes.io/zone", "DoNotSchedule"),
+            _spread(track, "kubernetes.io/hostname", "ScheduleAnyway"),
+        ],
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+    }
+    tol = tolerations(svc, region)
+    if tol:
+        pod_spec["tolerations"] = tol
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(track.deployment, svc.namespace, labels, annotations),
+        "spec": {
+            "replicas": track.replicas_min,
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": track.labels},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": track.max_surge, "maxUnavailable": track.max_unavailable}},
+            "template": {
+                "metadata": {"labels": labels, "annotations": pod_annotations(svc, region)},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def hpa(svc: ServicePlan, region: RegionPlan, track: Track) -> dict:
+    a = region.settings.autoscaling
+
+    def rules(r):
+        return {"stabilizationWindowSeconds": r.stabilization_window_seconds,
+                "policies": [{"type": p.type, "value": p.value, "periodSeconds": p.period_seconds} for p in r.policies]}
+
+    def metric(name, target):
+        return {"type": "Resource", "resource": {"name": name, "target": {"type": "Utilization", "averageUtilization": target}}}
+
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": meta(track.deployment, svc.namespace, {**common_labels(svc, region), **track.labels}),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": track.deployment},
+            "minReplicas": track.replicas_min,
+            "maxReplicas": track.replicas_max,
+            "metrics": [metric("cpu", a.target_cpu_utilization), metric("memory", a.target_memory_utilization)],
+            "behavior": {"scaleUp": rules(a.scale_up), "scaleDown": rules(a.scale_down)},
+        },
+    }
+
+
+def pdb(svc: ServicePlan, region: RegionPlan, track: Track) -> dict:
+    # A percentage scales with the HPA; Kubernetes rounds maxUnavailable up, so even a one-pod
+    # track can be drained, and AlwaysAllow lets drains evict pods that are not ready anyway.
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": meta(track.deployment, svc.namespace, {**common_labels(svc, region), **track.labels}),
+        "spec": {"maxUnavailable": "10%", "selector": {"matchLabels": track.labels},
+                 "unhealthyPodEvictionPolicy": "AlwaysAllow"},
+    }
+
+
+def _service(name: str, svc: ServicePlan, region: RegionPlan, selector: dict) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta(name, svc.namespace, common_labels(svc, region)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            # `http` name and appProtocol tell Istio the protocol; the port equals the container port
+            # so `dns_name:port` (what Kong targets) works with or without the mesh.
+            "ports": [{"name": "http", "port": svc.port, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"}],
+        },
+    }
+
+
+def services(svc: ServicePlan, region: RegionPlan, tracks: tuple[Track, ...]) -> list[dict]:
+    """The Service named after the service (its dns_name); blue-green also gets `<name>-preview`
+    on the idle colour for smoke tests before the switch."""
+    if svc.rollout.type == "blue-green":
+        live = next(t for t in tracks if t.live)
+        idle = next(t for t in tracks if not t.live)
+        return [_service(svc.name, svc, region, live.labels),
+                _service(f"{svc.name}-preview", svc, region, idle.labels)]
+    # rolling: the one track; canary: both subsets (Istio, or without a mesh the pod ratio, splits them)
+    return [_service(svc.name, svc, region, {"app": svc.name})]

@@ -1,0 +1,135 @@
+"""Terraform target, AWS region roots: IR -> arguments of the modules/aws/* calls (EKS, EC2 data hosts, S3, ALB, WAFv2,
+AWS Backup, Budgets, RDS/ElastiCache/OpenSearch when managed)."""
+
+from __future__ import annotations
+
+import re
+
+from compiler.ir import PlatformPlan, RegionPlan
+from compiler.targets.kong.edge import lb_target_name
+from compiler.targets.terraform.common import aws_cron, cloudwatch_retention, prefix
+from compiler.targets.terraform.values import (KONG_PROXY_TLS_PORT, PRELOAD, backups, budget, hosts, ingress_rules,
+                                                lb_hostnames, managed, node_pools, same_cloud_partner,
+                                                storage_policy, waf)
+
+
+def args(plan: PlatformPlan, region: RegionPlan) -> dict:
+    s = region.settings
+    net, k8s, sec = s.network, s.kubernetes, s.security
+    return {
+        "kms": {"rotation_days": sec.kms_key_rotation_days},
+        "network": {
+            "cloud_region": region.cloud_region,
+            "cidr": region.cidr,
+            "zones": {z.name: {"private_cidr": z.private_cidr, "public_cidr": z.public_cidr} for z in region.zones},
+            "nat_per_zone": net.nat_per_zone,
+            "flow_logs": net.flow_logs,
+            "flow_log_retention_days": cloudwatch_retention(net.flow_log_retention_days),
+        },
+        "kubernetes": {
+            "kubernetes_version": k8s.version,
+            "public_endpoint": not k8s.private_api_endpoint,
+            "api_allowed_cidrs": list(k8s.api_allowed_cidrs),
+            "log_retention_days": cloudwatch_retention(sec.audit_log_retention_days),
+            "node_pools": node_pools(region),
+        },
+        "object_storage": {
+            "data_bucket": region.data_bucket,
+            "backup_bucket": region.backup_bucket,
+            **storage_policy(region),
+            "replication": _aws_replication(plan, region),
+            "log_retention_days": sec.audit_log_retention_days,
+        },
+        "data_hosts": {
+            "vpc_cidr": region.cidr,
+            "hosts": hosts(region),
+            "ingress_rules": ingress_rules(region),
+            "internal_domain": region.internal_domain,
+        },
+        "waf": {
+            "scope": "REGIONAL",
+            **waf(plan),
+            "log_retention_days": cloudwatch_retention(sec.audit_log_retention_days),
+        },
+        "load_balancer": {
+            "vpc_cidr": region.cidr,
+            "public_zone": plan.spec.organization.domain,
+            "hostnames": lb_hostnames(plan, region),
+            "ssl_policy": AWS_SSL_POLICY[sec.tls_min_version],
+            "target_port": KONG_PROXY_TLS_PORT,
+            # Kong's pods join it through the kubernetes target's TargetGroupBinding
+            "target_group_name": lb_target_name(region),
+            "health_check_path": plan.spec.edge.dns.health_check_path,
+        },
+        "backup": {
+            "schedules": {name: {"schedule": aws_cron(b.cron), "retention_days": b.retention_days,
+                                 "cold_storage_after_days": b.cold_storage_after_days,
+                                 "copy_to_dr_partner": b.copy_to_dr_partner}
+                          for name, b in backups(region)},
+            "dr_vault_arn": _aws_partner_arn(plan, region, "backup", "backup-vault:{name}"),
+        },
+        "budget": {**budget(plan, region), "tag_key": "region", "tag_value": region.name},
+        **_aws_managed(plan, region),
+    }
+
+
+OPENSEARCH_VERSION = "OpenSearch_2.17"  # the spec's Elasticsearch version has no OpenSearch equivalent
+
+
+def graviton(instance_type: str) -> str:
+    """ElastiCache and OpenSearch offer the Graviton twin of an Intel family (r6i -> r6g)."""
+    return re.sub(r"^([a-z]+[0-9]+)i\.", r"\1g.", instance_type)
+
+
+def _aws_managed(plan: PlatformPlan, region: RegionPlan) -> dict:
+    ds, sec = region.settings.datastores, region.settings.security
+    daily = region.settings.backups.daily.retention_days
+    logs = cloudwatch_retention(sec.audit_log_retention_days)
+    out = {}
+    if managed(region)["postgres"]:
+        pg = ds.postgres
+        out["managed_postgres"] = {
+            "vpc_cidr": region.cidr, "engine_version": str(pg.version),
+            "instance_class": "db." + pg.instance.instance_types["aws"], "storage_gib": pg.instance.disk_gib,
+            "multi_az": pg.multi_az, "read_replicas": pg.read_replicas, "max_connections": pg.max_connections,
+            "preload_libraries": sorted({PRELOAD[e] for e in pg.extensions if e in PRELOAD}),
+            "log_min_duration_ms": plan.spec.slos.db_query_p95_ms, "backup_retention_days": min(daily, 35),
+            "internal_domain": region.internal_domain,
+        }
+    if managed(region)["redis"]:
+        rd = ds.redis
+        out["managed_redis"] = {
+            "vpc_cidr": region.cidr, "engine_version": rd.version, "node_type": "cache." + graviton(rd.instance.instance_types["aws"]),
+            "port": rd.port, "primaries": rd.primaries, "replicas_per_primary": rd.replicas_per_primary,
+            "maxmemory_policy": rd.maxmemory_policy, "snapshot_retention_days": min(daily, 35),
+            "log_retention_days": logs, "internal_domain": region.internal_domain,
+        }
+    if managed(region)["search"]:
+        es = ds.elasticsearch
+        out["managed_search"] = {
+            "domain_name": prefix(plan, region)[:28].rstrip("-"), "vpc_cidr": region.cidr,
+            "engine_version": OPENSEARCH_VERSION, "instance_type": graviton(es.instance.instance_types["aws"]) + ".search",
+            "nodes": es.nodes, "volume_gib": es.instance.disk_gib, "log_retention_days": logs,
+            "internal_domain": region.internal_domain,
+        }
+    return out
+
+
+AWS_SSL_POLICY = {"1.3": "ELBSecurityPolicy-TLS13-1-3-2021-06", "1.2": "ELBSecurityPolicy-TLS13-1-2-2021-06"}
+
+
+def _aws_partner_arn(plan: PlatformPlan, region: RegionPlan, service: str, resource: str) -> str | None:
+    partner = same_cloud_partner(plan, region)
+    if partner is None:
+        return None
+    account = plan.spec.clouds["aws"].account
+    return f"arn:aws:{service}:{partner.cloud_region}:{account}:{resource.format(name=prefix(plan, partner))}"
+
+
+def _aws_replication(plan: PlatformPlan, region: RegionPlan) -> dict | None:
+    partner = same_cloud_partner(plan, region)
+    if partner is None or not region.settings.datastores.object_storage.replicate_to_dr_partner:
+        return None
+    return {"data_bucket_arn": f"arn:aws:s3:::{partner.data_bucket}",
+            "backup_bucket_arn": f"arn:aws:s3:::{partner.backup_bucket}",
+            "kms_key_arn": _aws_partner_arn(plan, region, "kms", "alias/{name}")}

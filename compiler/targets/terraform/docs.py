@@ -1,0 +1,147 @@
+"""Terraform target: the `## Terraform` section of docs/regions/<region>.md (what the root creates)."""
+
+from __future__ import annotations
+
+from compiler.docs import markdown_cell, markdown_table
+from compiler.ir import PlatformPlan, RegionPlan
+from compiler.targets.terraform import azure as _terraform_azure
+from compiler.targets.terraform import values as V
+from compiler.targets.terraform.common import MODULES, prefix
+
+SERVICES = {
+    "aws": {"network": "VPC", "kubernetes": "EKS", "lb": "Application Load Balancer (ACM certificate)",
+            "waf": "AWS WAFv2 web ACL (REGIONAL)", "kms": "KMS key", "backup": "AWS Backup vault and plan",
+            "budget": "AWS Budgets budget + SNS topic", "dns": "Route 53 private hosted zone", "storage": "S3 buckets"},
+    "gcp": {"network": "VPC network", "kubernetes": "GKE (regional)", "lb": "global external Application Load Balancer "
+            "(Certificate Manager certificate)", "waf": "Cloud Armor security policy", "kms": "Cloud KMS key ring and key",
+            "backup": "Backup and DR vault and plan, hourly disk snapshot schedule", "budget": "Cloud Billing budget",
+            "dns": "Cloud DNS private zone", "storage": "Cloud Storage buckets"},
+    "azure": {"network": "VNet", "kubernetes": "AKS", "lb": "Application Gateway v2 (WAF_v2)",
+              "waf": "Application Gateway WAF policy", "kms": "Key Vault (Premium) key and disk encryption set",
+              "backup": "Recovery Services vault (VM policy) and Backup vault (hourly disk backups)",
+              "budget": "Consumption budget on the resource group", "dns": "Azure private DNS zone",
+              "storage": "storage accounts"},
+}
+
+
+MANAGED = {
+    "aws": {"postgres": "RDS for PostgreSQL (`postgres.`)", "redis": "ElastiCache for Redis, cluster mode (`redis.`)",
+            "search": "Amazon OpenSearch Service (`elasticsearch.`)"},
+    "gcp": {"postgres": "Cloud SQL for PostgreSQL (`postgres.`)", "redis": "Memorystore for Redis Cluster (`redis.`)"},
+    "azure": {"postgres": "Azure Database for PostgreSQL flexible server (`postgres.`)",
+              "redis": "Azure Cache for Redis Premium (`redis.`)"},
+}
+
+
+def _copy_note(region: RegionPlan, partner: RegionPlan, name: str, b) -> str:
+    """Where a schedule's copies go, as far as this cloud's backup service can send them."""
+    if not b.copy_to_dr_partner or partner.cloud != region.cloud:
+        return ""
+    if region.cloud == "aws":
+        return f", copied to {partner.name}'s vault"
+    if region.cloud == "gcp" and name == "hourly":
+        return f", snapshots stored in {partner.cloud_region}"
+    return ""
+
+
+def _notes(plan: PlatformPlan, region: RegionPlan) -> list[str]:
+    partner = plan.region(region.dr_partner)
+    notes = []
+    if partner.cloud != region.cloud:
+        notes.append(f"The DR partner {partner.name} runs on {partner.cloud}: Terraform sets up no native bucket "
+                     "replication or backup copies across clouds; the partner holds the PostgreSQL standby "
+                     "(Ansible) and the WAL archive must be copied by a transfer job outside this root.")
+    if region.cloud == "gcp":
+        notes.append(f"The load balancer's backend is the zonal NEGs named `{prefix(plan, region)}-kong`, which GKE "
+                     "creates from the Kong proxy Service's `cloud.google.com/neg` annotation: deploy Kong "
+                     "(`terraform apply -target=module.kubernetes`, then the Kubernetes target) before the full apply.")
+        notes.append("Backup and DR runs a rule at most every 4 hours: the hourly schedule is a snapshot schedule on "
+                     "the data disks (start on the hour). Backup and DR vaults are regional, so the DR copy of the "
+                     "databases is the replicated backup bucket.")
+    if region.cloud == "azure":
+        notes.append(f"Import the TLS certificate for the region's hostnames into Key Vault "
+                     f"`{_terraform_azure.key_vault_name(plan, region)}` as certificate "
+                     f"`{prefix(plan, region)}-tls` before the first apply; the gateway follows its renewals.")
+        notes.append("Azure copies geo-redundant backup vaults to the region's Azure pair, not to the DR partner; "
+                     "the partner receives the object-replicated backup account instead.")
+        notes.append("Set `admin_ssh_public_key` (and `management_cidrs` for the Terraform runners) when applying.")
+    if plan.spec.edge.dns.routing != "weighted":
+        notes.append(f"The spec asks for {plan.spec.edge.dns.routing} DNS routing; Route 53 can only apply it to AWS "
+                     "regions, so the global root keeps weighted records (weights = traffic shares).")
+    if region.cloud != "aws":
+        notes.append("The public DNS zone is Route 53 (the global root): this root also configures the aws provider "
+                     "to write the region's name and certificate records there.")
+    return notes
+
+
+def section(plan: PlatformPlan, region: RegionPlan) -> str:
+    cloud = region.cloud
+    svc = SERVICES[cloud]
+    s = region.settings
+    hosts = V.hosts(region)
+    name = prefix(plan, region)
+    domain = plan.spec.organization.domain
+    out = [
+        "## Terraform\n",
+        f"Root: `generated/terraform/regions/{region.name}/` on {cloud} ({region.cloud_region}), modules from "
+        f"`generated/terraform/modules/{cloud}/` ({', '.join(MODULES[cloud])}). Apply `generated/terraform/global/` "
+        "first (public zone, CDN), then this root: `terraform -chdir=generated/terraform/regions/"
+        f"{region.name} init && terraform -chdir=generated/terraform/regions/{region.name} apply`.\n",
+        "Every resource carries the region's tags/labels: "
+        + ", ".join(f"`{k}={v}`" for k, v in region.tags.items()) + ".\n",
+        "### What it creates\n",
+    ]
+    pools = ", ".join(f"{n} ({p.instance_types[cloud]}, {p.min_nodes}-{p.max_nodes} nodes"
+                      + (", spot" if p.spot else "") + (f", {p.gpus} GPU" if p.gpus else "")
+                      + (f", taints {' '.join(p.taints)}" if p.taints else "") + ")"
+                      for n, p in sorted(s.kubernetes.node_pools.items()))
+    os_ = s.datastores.object_storage
+    partner = plan.region(region.dr_partner)
+    same_cloud = partner.cloud == cloud
+    rows = [
+        ["encryption", f"{svc['kms']} `{name}`, rotated every {s.security.kms_key_rotation_days} days"],
+        ["network", f"{svc['network']} {region.cidr}; per zone a private and a public subnet ("
+         + "; ".join(f"{z.name}: {z.private_cidr} / {z.public_cidr}" for z in region.zones) + "); NAT "
+         + ("per zone" if s.network.nat_per_zone else "shared") + "; flow logs "
+         + (f"kept {s.network.flow_log_retention_days} days" if s.network.flow_logs else "off")],
+        ["kubernetes", f"{svc['kubernetes']} `{name}` {s.kubernetes.version}, "
+         + ("private" if s.kubernetes.private_api_endpoint else "public") + " API endpoint, Secrets encrypted with "
+         f"the region key, control-plane logs on; node pools: {pools}"],
+        ["data hosts", f"{len(hosts)} VMs (table below); {svc['dns']} `{region.internal_domain}` with an A record "
+         f"per host and `pgbouncer.{region.internal_domain}` over the {len(region.hosts_in('pgbouncer'))} PgBouncer hosts"],
+        ["object storage", f"{svc['storage']} `{region.data_bucket}` and `{region.backup_bucket}`: versioned, "
+         f"customer-managed key, public access blocked, infrequent-access tier after "
+         f"{os_.lifecycle.infrequent_access_after_days} days, archive after {os_.lifecycle.archive_after_days} days, "
+         f"old versions deleted after {os_.lifecycle.noncurrent_expire_after_days} days; "
+         + (f"replicated to `{partner.data_bucket}` / `{partner.backup_bucket}` ({partner.name})"
+            if same_cloud and os_.replicate_to_dr_partner else "not replicated by Terraform (see notes)")],
+        ["load balancer", f"{svc['lb']} for " + ", ".join(f"`{h}`" for h in V.lb_hostnames(plan, region))
+         + f", TLS {s.security.tls_min_version}+ only, forwarding to Kong on port {V.KONG_PROXY_TLS_PORT}; "
+         f"`{region.name}.{domain}` points at it"],
+        ["WAF", f"{svc['waf']}: block {', '.join(plan.spec.edge.waf.blocked_countries) or 'no countries'}, "
+         f"rate limit {plan.spec.edge.waf.rate_limit_per_5min} requests per IP per 5 minutes"
+         + (", managed rule sets" if plan.spec.edge.waf.managed_rules else "")],
+        ["backups", f"{svc['backup']}: " + "; ".join(
+            f"{n} `{b.cron}` kept {b.retention_days} days"
+            + (f", cold after {b.cold_storage_after_days} days" if b.cold_storage_after_days else "")
+            + _copy_note(region, partner, n, b)
+            for n, b in V.backups(region))],
+        ["budget", f"{svc['budget']}: {sum(region.monthly_budget.values()):,.2f} {plan.spec.cost.currency} a month ("
+         + ", ".join(f"{k} {v:,.2f}" for k, v in region.monthly_budget.items()) + "), alerts at "
+         + ", ".join(f"{t} %" for t in plan.spec.cost.alert_thresholds_percent) + " and on the forecast"],
+    ]
+    chosen = [k for k, v in V.managed(region).items() if v]
+    if chosen:
+        rows.insert(4, ["managed datastores", "; ".join(MANAGED[cloud][k] for k in chosen)
+                        + " (private access only, customer-managed key, names under "
+                        f"`{region.internal_domain}`)"])
+    out.append(markdown_table(["part", "resources"], rows))
+    out.append("### Data-tier hosts\n")
+    out.append(markdown_table(["host", "group", "zone", "machine", "data disk", "FQDN"],
+                      [[n, h["group"], h["zone"], h["instance_type"],
+                        f"{h['data_disk_gib']} GiB" if h["data_disk_gib"] else "-", h["fqdn"]] for n, h in hosts.items()]))
+    notes = _notes(plan, region)
+    if notes:
+        out.append("### Notes\n")
+        out.append("".join(f"- {markdown_cell(n)}\n" for n in notes))
+    return "\n".join(out)

@@ -1,0 +1,152 @@
+"""Terraform target, GCP region roots: IR -> arguments of the modules/gcp/* calls (GKE, Compute Engine data hosts, Cloud
+Storage, global external ALB with Cloud Armor, Backup and DR, Billing budget, Cloud SQL/Memorystore when managed)."""
+
+from __future__ import annotations
+
+import math
+
+from compiler.ir import PlatformPlan, RegionPlan
+from compiler.targets.kong.edge import GCP_FRONT_END_RANGES, lb_target_name
+from compiler.targets.terraform.common import classify_cron
+from compiler.targets.terraform.values import (KONG_PROXY_TLS_PORT, backups, budget, free_ranges, hosts,
+                                                ingress_rules, lb_hostnames, machine, managed, node_pools,
+                                                same_cloud_partner, storage_policy, waf)
+
+
+# GPU model per GCP machine family (G2 and A2/A3 machines come with their GPUs attached).
+GCP_GPU = {"g2": "nvidia-l4", "a2": "nvidia-tesla-a100", "a3": "nvidia-h100-80gb", "n1": "nvidia-tesla-t4"}
+
+
+def _gcp_backups(plan: PlatformPlan, region: RegionPlan) -> dict:
+    partner = same_cloud_partner(plan, region)
+    rules, snapshot = {}, None
+    for name, b in backups(region):
+        c = classify_cron(b.cron)
+        if c["kind"] == "hourly":
+            if snapshot is not None:
+                raise ValueError(f"region {region.name}: GCP disks take one snapshot schedule; only one backup schedule may be hourly")
+            snapshot = {"every_hours": c["every_hours"], "start_time": "00:00", "retention_days": b.retention_days,
+                        "storage_location": partner.cloud_region if b.copy_to_dr_partner and partner else region.cloud_region}
+            continue
+        rules[name] = {"recurrence": c["kind"].upper(), "days_of_week": c["days_of_week"],
+                       "days_of_month": c["days_of_month"], "hour": c["hour"], "retention_days": b.retention_days}
+    disks = {h.name: {"name": f"{h.name}-data", "zone": h.zone} for h in region.hosts if (machine(region, h.group) is not None)}
+    return {"region": region.cloud_region, "schedules": rules, "snapshot_schedule": snapshot, "data_disks": disks}
+
+
+def args(plan: PlatformPlan, region: RegionPlan) -> dict:
+    s = region.settings
+    net, k8s, sec = s.network, s.kubernetes, s.security
+    pods, services = free_ranges(region)
+    pools = node_pools(region)
+    for pool in pools.values():
+        pool["gpu_type"] = GCP_GPU.get(pool["instance_type"].split("-")[0], "") if pool["gpus"] else ""
+    host_map = hosts(region)
+    for h in host_map.values():
+        h["target_tag"] = h["group"].replace("_", "-")
+    cap = plan.spec.capacity
+    per_pod = cap.requests_per_second * region.traffic_share / 100 * cap.peak_multiplier / s.gateway.replicas
+    return {
+        "kms": {"location": region.cloud_region, "rotation_days": sec.kms_key_rotation_days},
+        "network": {
+            "region": region.cloud_region,
+            "zones": {z.name: {"private_cidr": z.private_cidr, "public_cidr": z.public_cidr} for z in region.zones},
+            "pods_cidr": pods,
+            "services_cidr": services,
+            "flow_logs": net.flow_logs,
+            "lb_target_port": KONG_PROXY_TLS_PORT,
+            "lb_source_ranges": list(GCP_FRONT_END_RANGES),
+            "ingress_rules": _gcp_firewall(region),
+        },
+        "kubernetes": {
+            "region": region.cloud_region,
+            "zones": [z.name for z in region.zones],
+            "kubernetes_version": k8s.version,
+            "private_endpoint": k8s.private_api_endpoint,
+            "api_allowed_cidrs": [region.cidr, *k8s.api_allowed_cidrs],
+            "rbac_security_group": f"gke-security-groups@{plan.spec.organization.domain}",
+            "node_pools": pools,
+        },
+        "object_storage": {
+            "region": region.cloud_region,
+            "data_bucket": region.data_bucket,
+            "backup_bucket": region.backup_bucket,
+            "versioning": s.datastores.object_storage.versioning,
+            "lifecycle_days": storage_policy(region)["lifecycle_days"],
+            "replication": _bucket_names_of_partner(plan, region),
+            "log_retention_days": sec.audit_log_retention_days,
+        },
+        "data_hosts": {"hosts": host_map, "internal_domain": region.internal_domain},
+        "waf": {**waf(plan), "ddos_protection": plan.spec.edge.ddos_protection},
+        "load_balancer": {
+            "zones": [z.name for z in region.zones],
+            "public_zone": plan.spec.organization.domain,
+            "hostnames": lb_hostnames(plan, region),
+            "min_tls_version": "TLS_" + sec.tls_min_version.replace(".", "_"),
+            # the NEGs GKE creates from the Kong proxy Service's annotation (helm target)
+            "neg_name": lb_target_name(region),
+            "health_check_path": plan.spec.edge.dns.health_check_path,
+            "max_rate_per_endpoint": math.ceil(per_pod),
+        },
+        "backup": _gcp_backups(plan, region),
+        "budget": {**budget(plan, region), "tag_key": "region", "tag_value": region.name},
+        **_gcp_managed(region),
+    }
+
+
+CLOUD_SQL_MAX_MIB_PER_VCPU = 6656  # Cloud SQL custom machines: at most 6.5 GiB per vCPU
+MEMORYSTORE_NODES = ((1.4, "REDIS_SHARED_CORE_NANO"), (6.5, "REDIS_STANDARD_SMALL"), (13, "REDIS_HIGHMEM_MEDIUM"),
+                     (58, "REDIS_HIGHMEM_XLARGE"))
+
+
+AOF_FSYNC = {"everysec": "EVERYSEC", "always": "ALWAYS", "no": "NO"}
+
+
+def _gcp_managed(region: RegionPlan) -> dict:
+    ds = region.settings.datastores
+    daily = region.settings.backups.daily
+    hour = classify_cron(daily.cron)["hour"]
+    out = {}
+    if managed(region)["postgres"]:
+        pg = ds.postgres
+        mib = min(pg.instance.memory_gib * 1024, pg.instance.vcpus * CLOUD_SQL_MAX_MIB_PER_VCPU) // 256 * 256
+        out["managed_postgres"] = {
+            "region": region.cloud_region, "database_version": f"POSTGRES_{pg.version}",
+            "tier": f"db-custom-{pg.instance.vcpus}-{mib}", "disk_gib": pg.instance.disk_gib,
+            "high_availability": pg.multi_az, "read_replicas": pg.read_replicas,
+            "max_connections": pg.max_connections,
+            "backup_start_time": f"{hour:02d}:00", "retained_backups": daily.retention_days,
+            "internal_domain": region.internal_domain,
+        }
+    if managed(region)["redis"]:
+        rd = ds.redis
+        node = next((n for gib, n in MEMORYSTORE_NODES if rd.instance.memory_gib <= gib), MEMORYSTORE_NODES[-1][1])
+        out["managed_redis"] = {
+            "region": region.cloud_region, "node_type": node, "primaries": rd.primaries,
+            "replicas_per_primary": rd.replicas_per_primary, "maxmemory_policy": rd.maxmemory_policy,
+            "append_fsync": AOF_FSYNC[rd.appendfsync] if rd.appendonly else None,
+            "backup_hour": hour, "backup_retention_days": daily.retention_days,
+            "internal_domain": region.internal_domain,
+        }
+    return out
+
+
+def _gcp_firewall(region: RegionPlan) -> list[dict]:
+    """One firewall rule per host group and source set (GCP rules have one source list each)."""
+    out = []
+    for group, rules in ingress_rules(region).items():
+        by_source: dict[tuple, list[str]] = {}
+        for r in rules:
+            ports = str(r["from_port"]) if r["from_port"] == r["to_port"] else f"{r['from_port']}-{r['to_port']}"
+            by_source.setdefault(tuple(r["cidr_blocks"]), []).append(ports)
+        for i, (sources, ports) in enumerate(sorted(by_source.items())):
+            tag = group.replace("_", "-")
+            out.append({"name": f"{tag}-{i + 1}", "target_tag": tag, "ports": ports, "source_ranges": list(sources)})
+    return out
+
+
+def _bucket_names_of_partner(plan: PlatformPlan, region: RegionPlan) -> dict | None:
+    partner = same_cloud_partner(plan, region)
+    if partner is None or not region.settings.datastores.object_storage.replicate_to_dr_partner:
+        return None
+    return {"data_bucket": partner.data_bucket, "backup_bucket": partner.backup_bucket}

@@ -1,0 +1,76 @@
+"""Terraform target: the global root (public DNS, health-checked weighted origin, CDN, edge WAF).
+
+The edge is AWS (Route 53, CloudFront, WAF with CLOUDFRONT scope, Shield), whatever clouds the
+regions run on; every region is reached as <region>.<domain>, a name the region's own root
+points at its load balancer.
+"""
+
+from __future__ import annotations
+
+from compiler.ir import PlatformPlan
+from compiler.targets.terraform.common import cloudwatch_retention, provider_requirements, state_backend
+
+PRICE_CLASS = {"all": "PriceClass_All", "200": "PriceClass_200", "100": "PriceClass_100"}
+CLOUDFRONT_TLS = {"1.3": "TLSv1.3_2025", "1.2": "TLSv1.2_2025"}
+ROUTE53_MAX_WEIGHT = 255
+
+
+def weights(plan: PlatformPlan) -> dict[str, int]:
+    """Route 53 weights (0-255 integers) from the traffic shares: the shares themselves when they are
+    whole numbers that fit, else scaled so the largest share gets 255."""
+    shares = {r.name: r.traffic_share for r in plan.regions}
+    if all(float(v).is_integer() for v in shares.values()) and max(shares.values()) <= ROUTE53_MAX_WEIGHT:
+        return {n: int(v) for n, v in shares.items()}
+    top = max(shares.values()) or 1
+    return {n: round(v / top * ROUTE53_MAX_WEIGHT) for n, v in shares.items()}
+
+
+def global_tags(plan: PlatformPlan) -> dict[str, str]:
+    """The regions' common tags, with region = global."""
+    first = dict(plan.regions[0].tags)
+    tags = {k: v for k, v in first.items() if all(r.tags.get(k) == v for r in plan.regions)}
+    tags["region"] = "global"
+    return tags
+
+
+def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
+    spec = plan.spec
+    org, edge, settings = spec.organization, spec.edge, spec.settings
+    state_cloud = "aws" if "aws" in spec.clouds else next(iter(spec.clouds))
+    backend_type, backend = state_backend(plan, state_cloud, "global")
+    retention = cloudwatch_retention(settings.security.audit_log_retention_days)
+    w = weights(plan)
+    context = {
+        "org": org,
+        "name": f"{org.name}-global",
+        "tags": global_tags(plan),
+        "dns_account": spec.clouds["aws"].account if "aws" in spec.clouds else None,
+        "routing": edge.dns.routing,
+        "cdn_provider": edge.cdn.provider,
+        "regions": {r.name: {"hostname": f"{r.name}.{org.domain}", "weight": w[r.name]} for r in plan.regions},
+        "edge": {
+            "public_hosts": [edge.dns.api_host, edge.dns.app_host],
+            "health_check_path": edge.dns.health_check_path,
+            "health_check_interval": edge.dns.health_check_interval_seconds,
+            "failure_threshold": edge.dns.failure_threshold,
+            "ttl": edge.dns.ttl_seconds,
+            "default_ttl": edge.cdn.default_ttl_seconds,
+            "max_ttl": edge.cdn.max_ttl_seconds,
+            "price_class": PRICE_CLASS[edge.cdn.price_class],
+            "blocked_countries": list(edge.waf.blocked_countries),
+            "minimum_protocol_version": CLOUDFRONT_TLS[edge.tls_min_version],
+            "ddos_protection": edge.ddos_protection,
+            "cache_key_header": settings.gateway.hash_on_header,
+            "log_retention_days": retention,
+        },
+        "rotation_days": settings.security.kms_key_rotation_days,
+        "waf": {"rate_limit_per_5min": edge.waf.rate_limit_per_5min, "blocked_countries": list(edge.waf.blocked_countries),
+                "managed_rules": edge.waf.managed_rules, "log_retention_days": retention},
+        "backend_type": backend_type,
+        "backend": backend,
+    }
+    out = {"versions.tf": ("versions.tf.j2", provider_requirements(["aws"])),
+           "backend.tf": ("backend.tf.j2", context)}
+    for part in ("main", "providers", "dns", "cdn", "outputs"):
+        out[f"{part}.tf"] = (f"global/{part}.tf.j2", context)
+    return out
