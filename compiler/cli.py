@@ -152,6 +152,26 @@ def show(region, spec):
     click.echo(render(compiled.plan.region(region)), nl=False)
 
 
+@cli.command()
+@click.argument("tree", default="generated", type=click.Path(file_okay=False))
+@click.option("--region", "regions", multiple=True, help="Only this region (repeatable).")
+def verify(tree, regions):
+    """Prove every connection in TREE (a generated directory) is open and correctly addressed in every layer.
+
+    Reads the files alone, never the spec: one line per broken link (file:line, the layer, the connection),
+    then a summary; exit 1 when anything is broken."""
+    from compiler.verify import VerifyError
+    from compiler.verify import verify as run
+    try:
+        report = run(tree, regions or None)
+    except VerifyError as exc:
+        raise click.UsageError(str(exc))
+    for b in report.broken:
+        click.echo(f"{Path(tree) / b.file}:{b.line}: [{b.layer}] {b.connection}: {b.message}")
+    click.echo(f"{report.summary()} in {report.seconds:.2f} s")
+    sys.exit(1 if report.broken else 0)
+
+
 def main(argv=None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:

@@ -7,6 +7,7 @@ per-format escaping filter; YAML and JSON are built as data and dumped here, nev
 from __future__ import annotations
 
 import json
+import marshal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -96,3 +97,33 @@ def dump_yaml_all(docs: Iterable[Any], header: str | None = None) -> str:
 def dump_json(data: Any) -> str:
     """JSON with sorted keys, two-space indent, final newline (JSON has no comments: no banner)."""
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+# Most documents are the same in every region of a cloud (only images, replicas, data-store CIDRs
+# and host names differ), and dumping YAML is the expensive part of both targets: each distinct
+# document is dumped once per process and its text reused. Bounded, so a long-lived process does
+# not grow it without limit.
+_DUMPED: dict[bytes, str] = {}
+_DUMPED_MAX = 10000
+
+
+def dumped(doc) -> str:
+    """Exactly dump_yaml(doc), memoised by the document's marshal form (types,
+    values and dict order: everything the YAML text depends on)."""
+    key = marshal.dumps(doc)
+    text = _DUMPED.get(key)
+    if text is None:
+        if len(_DUMPED) >= _DUMPED_MAX:
+            _DUMPED.clear()
+        text = _DUMPED[key] = dump_yaml(doc)
+    return text
+
+
+def dump_document(doc, header: str) -> str:
+    """Exactly dump_yaml(doc, header=header) (tests hold it to that)."""
+    return header + dumped(doc)
+
+
+def dump_documents(docs, header: str) -> str:
+    """Exactly dump_yaml_all(docs, header=header) (tests hold it to that)."""
+    return header + "---\n" + "---\n".join(dumped(d) for d in docs)

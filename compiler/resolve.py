@@ -13,6 +13,7 @@ from compiler.ir import (Amounts, ConnectionBudget, Host, PlatformPlan, PoolCapa
                          ServicePlan, Shard, Zone, frozen_map)
 from compiler.model.base import cpu_millicores, memory_mib
 from compiler.model.platform import Platform, Region, RegionSettings
+from compiler.wiring import addressing, connections
 
 _ZONE_SUFFIX = {"aws": lambda r, i: f"{r}{'abcdef'[i]}",
                 "gcp": lambda r, i: f"{r}-{'abcdef'[i]}",
@@ -56,7 +57,7 @@ def service_plans(platform: Platform, region: Region, s: RegionSettings) -> tupl
         conns = svc.db_connections_per_pod if svc.db_connections_per_pod is not None else tier.db_connections_per_pod
         plans.append(ServicePlan(
             name=name, tier=svc.tier, description=svc.description, namespace=name,
-            dns_name=f"{name}.{name}.svc.cluster.local",
+            dns_name=f"{name}.{name}.svc.cluster.local", service_port=svc.port,
             image=f"{registry}/{svc.image}", tag=svc.tag, port=svc.port, health_path=svc.health_path,
             replicas_min=replicas.min, replicas_max=replicas.max,
             requests=_amounts(res.requests), limits=_amounts(res.limits),
@@ -66,6 +67,7 @@ def service_plans(platform: Platform, region: Region, s: RegionSettings) -> tupl
             dependents=tuple(sorted(n for n, o in enabled.items() if name in o.depends_on)),
             uses=tuple(sorted(svc.uses)), routes=tuple(svc.routes), rollout=svc.rollout,
             secrets=frozen_map(dict(sorted(svc.secrets.items()))), env=frozen_map(dict(sorted(svc.env.items()))),
+            egress=tuple(svc.egress),
         ))
     return tuple(plans)
 
@@ -202,19 +204,25 @@ def resolve_region(platform: Platform, name: str, s: RegionSettings, provenance:
                    for n in shard_numbers)
     share = region.traffic_share / 100
     backup_bucket, backup_url, data_bucket = bucket_names(platform.organization.name, name, region.cloud)
+    zone_plans = tuple(Zone(z, p, pub) for z, (p, pub) in zip(zones, subnets))
+    region_hosts = hosts(platform, name, s, zones, internal)
+    addresses = addressing(region.cloud, region.cidr, zone_plans, s)
+    wiring = connections(platform, name, region.cloud, s, services, region_hosts, zone_plans, addresses, internal,
+                         partner.cidr)
     return RegionPlan(
         name=name, geo=region.geo, cloud=region.cloud, cloud_region=region.cloud_region,
         location=region.location, role=region.role, traffic_share=region.traffic_share,
         dr_partner=region.dr_partner, dr_partner_cloud=partner.cloud, dr_partner_cloud_region=partner.cloud_region,
         cidr=region.cidr,
-        zones=tuple(Zone(z, p, pub) for z, (p, pub) in zip(zones, subnets)),
+        zones=zone_plans,
         internal_domain=internal, cluster_name=f"{platform.organization.name}-{name}", backup_bucket=backup_bucket, backup_url=backup_url, data_bucket=data_bucket,
         settings=s, services=services,
-        hosts=hosts(platform, name, s, zones, internal), shards=shards,
+        hosts=region_hosts, shards=shards,
         connections=connection_budget(s, services, len(shards)),
         capacity=capacity(s, services),
         monthly_budget=frozen_map({k: round(v * share, 2) for k, v in sorted(platform.cost.monthly.items())}),
         tags=frozen_map(tags(platform, name, region)),
+        addressing=addresses, wiring=wiring,
         provenance=frozen_map(provenance),
     )
 

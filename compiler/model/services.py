@@ -111,6 +111,14 @@ class Route(Model):
     strip_path: bool = F(False, description="Whether the gateway removes the matched prefix before proxying.")
 
 
+class ExternalHost(Model):
+    """An Internet host a service calls (a card processor, a mail or SMS provider, a partner API)."""
+
+    host: Annotated[str, StringConstraints(pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", max_length=253)] = F(
+        description="The host's DNS name, exactly as the service dials it (no wildcards: each name is one mesh entry).")
+    port: Port = F(443, description="TCP port on that host; always TLS (the mesh originates nothing in clear).")
+
+
 class Tier(Model):
     """Defaults shared by the services of one tier (frontend, backend, ai)."""
 
@@ -140,6 +148,9 @@ class Service(Model):
     uses: list[Literal["postgres", "redis", "elasticsearch", "object-storage"]] = FD(
         list, description="Data stores the service talks to; drives NetworkPolicy egress and connection budgets.")
     routes: list[Route] = FD(list, description="Public routes through the API gateway; none means internal only.")
+    egress: list[ExternalHost] = FD(
+        list, description="Internet hosts the service calls; each becomes a mesh ServiceEntry and a NetworkPolicy egress "
+                          "rule on its port. Without an entry a service reaches nothing outside the platform.")
     rollout: CanaryStrategy | BlueGreenStrategy | RollingStrategy = F(
         description="How new versions roll out.", discriminator="type")
     secrets: dict[EnvName, SecretRef] = FD(dict, description="Environment variables filled from secret references, never values.")

@@ -28,6 +28,7 @@ TARGETS: dict[str, str] = {
     "datastores": "compiler.targets.datastores",
     "ansible": "compiler.targets.ansible",
     "monitoring": "compiler.targets.monitoring",
+    "connections": "compiler.targets.connections",
 }
 
 

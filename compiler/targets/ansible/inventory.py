@@ -12,7 +12,7 @@ import ipaddress
 
 from compiler.errors import PlatformcError
 from compiler.ir import Host, PlatformPlan, RegionPlan
-from compiler.targets.datastores.postgres import PORT as POSTGRES_PORT
+from compiler.ir.names import POSTGRES_PORT
 from compiler.targets.ansible.roles_exporters import POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
 from compiler.targets.ansible.text import COLLECTIONS, literal, scheme, secret_var
 

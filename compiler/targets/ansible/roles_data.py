@@ -9,8 +9,7 @@ name come from the data-tier modules' own constants, so both targets always agre
 
 from __future__ import annotations
 
-from compiler.targets.datastores import pgbouncer as data_pgbouncer
-from compiler.targets.datastores import postgres as data_postgres
+from compiler.ir import names
 from compiler.targets.ansible.role import (Role, apt, copy, expr, repository, service, services_ready_var, task,
                                             template, when_ready)
 from compiler.targets.ansible.roles_tls import TOPIC
@@ -52,7 +51,7 @@ def _pg_install() -> list:
         task("Install WAL-G, which the data tier's archive_command and restore_command run", "ansible.builtin.get_url",
              {"url": "https://github.com/wal-g/wal-g/releases/download/{{ postgresql_walg_version }}/"
                      "{{ postgresql_walg_asset }}",
-              "dest": data_postgres.WALG, "owner": "root", "group": "root", "mode": "0755",
+              "dest": names.WALG, "owner": "root", "group": "root", "mode": "0755",
               "checksum": "{{ postgresql_walg_checksum | default(omit, true) }}"},
              when="postgresql_wal_archive"),
     ]
@@ -135,17 +134,17 @@ def postgresql() -> Role:
         defaults={
             "postgresql_version": 15,
             "postgresql_extensions": [],
-            "postgresql_port": data_postgres.PORT,
+            "postgresql_port": names.POSTGRES_PORT,
             "postgresql_wal_archive": True,
             "postgresql_source_dir": SOURCE_DIR,
             "postgresql_config_dir": "/etc/postgresql/{{ postgresql_version }}/main",
             "postgresql_data_dir": "/var/lib/postgresql/{{ postgresql_version }}/main",
             "postgresql_service": "postgresql@{{ postgresql_version }}-main",
-            "postgresql_tls_dir": data_postgres.TLS_DIR,
-            "postgresql_passfile": data_postgres.PASSFILE,
+            "postgresql_tls_dir": names.POSTGRES_TLS_DIR,
+            "postgresql_passfile": names.POSTGRES_PASSFILE,
             "postgresql_setup_dir": "/var/lib/postgresql/platformc",
             "postgresql_clone_marker": "/var/lib/postgresql/{{ postgresql_version }}/platformc-copied",
-            "postgresql_replication_user": data_postgres.REPLICATION_USER,
+            "postgresql_replication_user": names.POSTGRES_REPLICATION_USER,
             "postgresql_pgbouncer_auth_user": "pgbouncer",
             "postgresql_walg_version": "v3.0.7",
             "postgresql_walg_asset": "wal-g-pg-ubuntu-22.04-amd64",
@@ -233,8 +232,8 @@ def pgbouncer() -> Role:
         defaults={
             "pgbouncer_source_dir": SOURCE_DIR,
             "pgbouncer_auth_user": "pgbouncer",
-            "pgbouncer_auth_file": data_pgbouncer.AUTH_FILE,
-            "pgbouncer_tls_dir": data_pgbouncer.TLS_DIR,
+            "pgbouncer_auth_file": names.PGBOUNCER_AUTH_FILE,
+            "pgbouncer_tls_dir": names.PGBOUNCER_TLS_DIR,
             "pgbouncer_managed_postgres": False,
             "pgbouncer_server_ca_url": "",  # managed PostgreSQL: the provider's CA bundle
             "pgbouncer_server_ca_file": "",  # ... or a bundle on the controller, where there is no public URL

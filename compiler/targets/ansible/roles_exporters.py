@@ -19,14 +19,12 @@ node of its cluster, like the redis role's admin secret, and never leaves the no
 
 from __future__ import annotations
 
-from compiler.targets.datastores import postgres as data_postgres
-from compiler.targets.datastores import redis as data_redis
+from compiler.ir import names
 from compiler.targets.ansible.role import Role, expr, task, template, when_ready
 from compiler.targets.ansible.roles_data import SOURCE_DIR
 from compiler.targets.ansible.roles_redis import ADMIN_DIR as REDIS_ADMIN_DIR
 
-POSTGRES_EXPORTER_PORT = 9187
-REDIS_EXPORTER_PORT = 9121
+from compiler.ir.names import POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT  # noqa: E402
 
 # Release pins: version and the SHA-256 of each architecture's tarball (as in the release's sha256sums.txt).
 POSTGRES_EXPORTER_RELEASE = {
@@ -188,7 +186,7 @@ def postgres_exporter() -> Role:
             "postgres_exporter_db_user": "postgres_exporter",
             "postgres_exporter_database": "postgres",
             "postgres_exporter_socket_dir": "/var/run/postgresql",
-            "postgres_exporter_postgresql_port": data_postgres.PORT,
+            "postgres_exporter_postgresql_port": names.POSTGRES_PORT,
             "postgres_exporter_stat_statements": False,  # the inventory sets it from the spec's extensions
             "postgres_exporter_secret_dir": "/var/lib/postgresql/platformc-exporter",
         },

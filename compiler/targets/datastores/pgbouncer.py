@@ -12,9 +12,8 @@ from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.datastores.model import Section, Setting
 from compiler.targets.datastores.postgres import PORT, primary_host, self_managed
 
-AUTH_FILE = "/etc/pgbouncer/userlist.txt"
+from compiler.ir.names import PGBOUNCER_AUTH_FILE as AUTH_FILE, PGBOUNCER_TLS_DIR as TLS_DIR  # noqa: F401
 AUTH_QUERY = "SELECT usename, passwd FROM pgbouncer.get_auth($1)"
-TLS_DIR = "/etc/pgbouncer/tls"
 TLS_PROTOCOLS = {"1.2": "tlsv1.2,tlsv1.3", "1.3": "tlsv1.3"}
 
 

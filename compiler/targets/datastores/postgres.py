@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.datastores.model import Section, Setting, clamp, duration_ms, size_mb
 
-PORT = 5432  # PostgreSQL's port on every server (PgBouncer's port is the spec's pgbouncer.port)
-REPLICATION_USER = "replicator"
-WALG = "/usr/local/bin/wal-g"
-TLS_DIR = "/etc/postgresql/tls"  # server.crt, server.key, ca.crt: installed by Ansible from the internal CA
-PASSFILE = "/var/lib/postgresql/.pgpass"  # the replication password, rendered by Ansible from the reference
+from compiler.ir.names import POSTGRES_PASSFILE as PASSFILE, POSTGRES_PORT as PORT  # noqa: F401
+from compiler.ir.names import POSTGRES_REPLICATION_USER as REPLICATION_USER, WALG  # noqa: F401
+from compiler.ir.names import POSTGRES_TLS_DIR as TLS_DIR  # noqa: F401
 MANAGED_HOST = "postgres"  # with a managed PostgreSQL, PgBouncer targets postgres.<internal domain>
 
 # Extensions that must be in shared_preload_libraries, and the library name (pg_partman's is its

@@ -20,10 +20,19 @@ from compiler.render import banner, dump_yaml
 from compiler.targets.helm import observability as obs
 from compiler.targets.helm import platform as platform
 from compiler.targets.helm.charts import CHARTS, ISTIO_TAG, Chart
-from compiler.targets.kong.edge import kong_declarative_file, kong_needs_render, kong_render_command
-from compiler.targets.kubernetes.common import (BANNER_SPEC, GATEWAY_NAMESPACE, ISTIO_NAMESPACE, KONG_RELEASE,
-                                                 MONITORING_NAMESPACE, SYSTEM_NAMESPACE, cluster_name, dump_document,
-                                                 mesh_enabled)
+from compiler.ir.edge import kong_declarative_file, kong_needs_render, kong_render_command
+from compiler.ir.names import GATEWAY_NAMESPACE, ISTIO_NAMESPACE, KONG_RELEASE, MONITORING_NAMESPACE, SYSTEM_NAMESPACE
+from compiler.render import dump_document
+
+BANNER_SPEC = "platform.yaml"
+
+
+def mesh_enabled(region: RegionPlan) -> bool:
+    return region.settings.kubernetes.istio
+
+
+def cluster_name(org: str, region: RegionPlan) -> str:
+    return region.cluster_name
 
 NAME = "helm"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.helm.fluentbit import render_conf
-from compiler.targets.ansible.roles_exporters import POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
+from compiler.ir.names import POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
 from compiler.targets.helm.platform import RESTRICTED_CONTAINER
-from compiler.targets.kubernetes.common import MONITORING_NAMESPACE, OTLP_GRPC_PORT, OTLP_HTTP_PORT
+from compiler.ir.names import MONITORING_NAMESPACE, OTLP_GRPC_PORT, OTLP_HTTP_PORT
 
 JAEGER_SERVICE = "jaeger"  # jaeger `fullnameOverride`: one all-in-one Service taking OTLP
 PROMETHEUS_STORAGE = "100Gi"  # per replica; the spec sets retention only

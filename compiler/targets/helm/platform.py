@@ -1,7 +1,7 @@
 """Values for the traffic-path charts: Istio (base, istiod), Kong, cluster-autoscaler.
 
 The public entry is the region's cloud load balancer (Terraform), which reaches Kong's pods
-directly over HTTPS (compiler/targets/kong/edge.py): no Istio ingress gateway, no LoadBalancer
+directly over HTTPS (compiler/ir/edge.py): no Istio ingress gateway, no LoadBalancer
 Service.
 
 Each function returns the values as data, using only keys of the pinned chart's values.yaml
@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.helm.charts import ISTIO_TAG
-from compiler.targets.kong.edge import KONG_PROXY_TLS_PORT, gke_neg_annotation
-from compiler.targets.kubernetes.common import (ISTIO_NAMESPACE, KONG_POD_LABELS, KONG_PROXY_SERVICE,
-                                                 MONITORING_NAMESPACE, OTEL_COLLECTOR_SERVICE, OTLP_GRPC_PORT,
-                                                 SIDECAR_LIMITS, SIDECAR_REQUESTS, cluster_name, cpu_quantity,
-                                                 memory_quantity)
+from compiler.ir.edge import KONG_PROXY_TLS_PORT, gke_neg_annotation
+from compiler.formats.quantity import cpu_quantity, memory_quantity
+from compiler.ir.names import (ISTIO_NAMESPACE, KONG_POD_LABELS, KONG_PROXY_SERVICE, MONITORING_NAMESPACE,
+                               OTEL_COLLECTOR_SERVICE, OTLP_GRPC_PORT, SIDECAR_LIMITS, SIDECAR_REQUESTS)
+
+
+def cluster_name(org: str, region: RegionPlan) -> str:
+    return region.cluster_name
 
 RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
                         "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}

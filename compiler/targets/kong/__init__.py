@@ -12,7 +12,7 @@ Built as data and dumped as YAML (never templated), for Kong 3.9 OSS in DB-less 
   id), a jwt plugin on each authenticated route, and the JWT issuer as the one consumer;
 - two service-less routes that answer `edge.dns.health_check_path` themselves (request-termination,
   200, no authentication) for the cloud load balancer's and the global DNS health checks (the public
-  path is described in compiler/targets/kong/edge.py);
+  path is described in compiler/ir/edge.py);
 - tags `platformc`, region and service on every entity, `_info.select_tags` = platformc + region,
   so decK owns exactly these entities.
 """
@@ -23,7 +23,7 @@ import re
 
 from compiler.ir import PlatformPlan, RegionPlan, ServicePlan
 from compiler.render import banner, dump_yaml
-from compiler.targets.kong.edge import health_check_path, kong_needs_render, lb_hostnames
+from compiler.ir.edge import health_check_path, kong_needs_render, lb_hostnames
 from compiler.targets.kong.plugins import (JWT_KEY_INDENT, PASSIVE_UNHEALTHY_STATUSES, KongEmitError,
                                             auth_plugin, global_plugins, jwt_consumer, secret_inputs, tags)
 

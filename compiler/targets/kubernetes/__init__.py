@@ -10,7 +10,7 @@ generated/kubernetes/<region>/kong-target-group-binding.yaml.tmpl   AWS only: th
     of Kong's pods, a template until Terraform's target group ARN is filled in (see its header).
 
 The region's only public entry is its cloud load balancer (Terraform), which reaches Kong's pods
-directly: there is no Istio ingress gateway and no LoadBalancer Service (compiler/targets/kong/edge.py).
+directly: there is no Istio ingress gateway and no LoadBalancer Service (compiler/ir/edge.py).
 
 Apply after the region's Helm releases (they install the Istio CRDs and the kong and monitoring
 namespaces): `kubectl apply -f generated/kubernetes/<region>/`.
@@ -21,7 +21,7 @@ from __future__ import annotations
 from compiler.errors import PlatformcError
 from compiler.ir import PlatformPlan, RegionPlan, ServicePlan
 from compiler.render import banner
-from compiler.targets.kong.edge import (AZURE_KONG_TRUSTED_ROOT, KONG_PROXY_TLS_PORT, health_check_path,
+from compiler.ir.edge import (AZURE_KONG_TRUSTED_ROOT, KONG_PROXY_TLS_PORT, health_check_path,
                                          lb_source_cidrs, lb_target_name)
 from compiler.targets.kubernetes.common import BANNER_SPEC, dump_document, dump_documents, mesh_enabled, tracks
 from compiler.targets.kubernetes.gateway import (gateway_objects, target_group_binding,

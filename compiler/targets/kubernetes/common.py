@@ -7,41 +7,20 @@ point at. Every such name is defined once here, so the two outputs cannot drift 
 
 from __future__ import annotations
 
-import marshal
 import math
 from dataclasses import dataclass
 
 from compiler.ir import RegionPlan, ServicePlan
-from compiler.render import dump_yaml
 
-# Namespaces the Helm releases own (helmfile creates them).
-GATEWAY_NAMESPACE = "kong"
-MONITORING_NAMESPACE = "monitoring"
-ISTIO_NAMESPACE = "istio-system"
-SYSTEM_NAMESPACE = "kube-system"
+from compiler.ir.names import (GATEWAY_NAMESPACE, ISTIO_METRICS_PORT, ISTIO_NAMESPACE, ISTIOD_XDS_PORT,  # noqa: F401
+                               KONG_POD_LABELS, KONG_PROXY_SERVICE, KONG_RELEASE, KONG_STATUS_PORT, MONITORING_NAMESPACE,
+                               NODE_POOL_LABEL, OTEL_COLLECTOR_SERVICE, OTLP_GRPC_PORT, OTLP_HTTP_PORT, SIDECAR_LIMITS,
+                               SIDECAR_REQUESTS, SYSTEM_NAMESPACE)
+from compiler.formats.quantity import cpu_quantity, memory_quantity  # noqa: F401
+from compiler.render import dump_document, dump_documents, dumped  # noqa: F401
 
-# Services the Helm releases create (names pinned through nameOverride/fullnameOverride values).
-# Kong's proxy listens on compiler/targets/kong/edge.KONG_PROXY_TLS_PORT (the load balancers' target).
-KONG_RELEASE = "kong"
-KONG_PROXY_SERVICE = "kong-proxy"  # kong chart `proxy.nameOverride`
-# The kong chart's pod selector labels (`kong.selectorLabels`: chart name and release name).
-KONG_POD_LABELS = {"app.kubernetes.io/name": "kong", "app.kubernetes.io/instance": KONG_RELEASE}
-KONG_STATUS_PORT = 8100  # kong chart default `status.http.containerPort`: readiness and /metrics
-OTEL_COLLECTOR_SERVICE = "otel-collector"  # opentelemetry-collector `fullnameOverride`
-OTLP_GRPC_PORT = 4317
-OTLP_HTTP_PORT = 4318
-ISTIOD_XDS_PORT = 15012
-ISTIO_METRICS_PORT = 15020  # merged app + sidecar metrics (meshConfig.enablePrometheusMerge)
-
-# Node label that selects a node pool. Cloud-native pool labels (eks.amazonaws.com/nodegroup,
-# cloud.google.com/gke-nodepool, kubernetes.azure.com/agentpool) carry the cloud's pool name,
-# which need not be the spec's (AKS allows 12 alphanumerics only), so the node pools carry this label.
-NODE_POOL_LABEL = "platformc.io/node-pool"
 GPU_RESOURCE = "nvidia.com/gpu"
 
-# The Istio sidecar's resources, set per pod by annotation so namespace quotas can count them.
-SIDECAR_REQUESTS = {"cpu_m": 100, "memory_mi": 128}
-SIDECAR_LIMITS = {"cpu_m": 1000, "memory_mi": 512}
 
 # Non-root identity every platform container runs as (checkov CKV_K8S_40 wants a UID >= 10000).
 RUN_AS = 10001
@@ -50,15 +29,6 @@ MANAGED_BY = "platformc"
 BANNER_SPEC = "platform.yaml"
 
 
-def cpu_quantity(millicores: int) -> str:
-    return f"{millicores}m"
-
-
-def memory_quantity(mib: float) -> str:
-    """Mi when whole, else Ki (the spec allows Ki amounts)."""
-    if float(mib).is_integer():
-        return f"{int(mib)}Mi"
-    return f"{int(round(mib * 1024))}Ki"
 
 
 def percent(value: float, round_up: bool) -> str:
@@ -143,33 +113,3 @@ def service_by_name(region: RegionPlan) -> dict[str, ServicePlan]:
 def cluster_name(org: str, region: RegionPlan) -> str:
     """The region's cluster (EKS/GKE/AKS name and kubeconfig context), from the IR."""
     return region.cluster_name
-
-
-# Most documents are the same in every region of a cloud (only images, replicas, data-store CIDRs
-# and host names differ), and dumping YAML is the expensive part of both targets: each distinct
-# document is dumped once per process and its text reused. Bounded, so a long-lived process does
-# not grow it without limit.
-_DUMPED: dict[bytes, str] = {}
-_DUMPED_MAX = 10000
-
-
-def dumped(doc) -> str:
-    """Exactly compiler.render.dump_yaml(doc), memoised by the document's marshal form (types,
-    values and dict order: everything the YAML text depends on)."""
-    key = marshal.dumps(doc)
-    text = _DUMPED.get(key)
-    if text is None:
-        if len(_DUMPED) >= _DUMPED_MAX:
-            _DUMPED.clear()
-        text = _DUMPED[key] = dump_yaml(doc)
-    return text
-
-
-def dump_document(doc, header: str) -> str:
-    """Exactly dump_yaml(doc, header=header) (tests hold it to that)."""
-    return header + dumped(doc)
-
-
-def dump_documents(docs, header: str) -> str:
-    """Exactly compiler.render.dump_yaml_all(docs, header=header) (tests hold it to that)."""
-    return header + "---\n" + "---\n".join(dumped(d) for d in docs)

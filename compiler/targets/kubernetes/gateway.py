@@ -1,4 +1,4 @@
-"""Kong's side of the region's public entry, in Kong's namespace (the path is described in compiler/targets/kong/edge.py).
+"""Kong's side of the region's public entry, in Kong's namespace (the path is described in compiler/ir/edge.py).
 
 - NetworkPolicies (with `security.network_policies`): Kong's pods admit the cloud load balancer on
   the TLS port, from where it connects, and Prometheus on the status and merged-metrics ports;
@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
-from compiler.targets.kong.edge import (AGIC_INGRESS_CLASS, AZURE_GATEWAY_CERTIFICATE, AZURE_KONG_TRUSTED_ROOT,
+from compiler.ir.edge import (AGIC_INGRESS_CLASS, AZURE_GATEWAY_CERTIFICATE, AZURE_KONG_TRUSTED_ROOT,
                                          KONG_PROXY_TLS_PORT, health_check_path, lb_hostnames, lb_source_cidrs,
                                          lb_target_name)
 from compiler.targets.kubernetes.common import (GATEWAY_NAMESPACE, ISTIO_METRICS_PORT, KONG_POD_LABELS,

@@ -1,7 +1,7 @@
 """Istio objects: canary routing per service and strict mTLS per namespace.
 
 There is no Istio ingress gateway: the region's public entry is the cloud load balancer, which
-reaches Kong's pods directly (compiler/targets/kong/edge.py). Kong's sidecar applies the routing
+reaches Kong's pods directly (compiler/ir/edge.py). Kong's sidecar applies the routing
 below to gateway traffic on its way out.
 
 networking.istio.io/v1 and security.istio.io/v1 are Istio's stable APIs (1.22+); the pinned

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from compiler.ir import PlatformPlan, RegionPlan
-from compiler.targets.kong.edge import lb_target_name
+from compiler.ir.edge import lb_target_name
 from compiler.targets.terraform.common import aws_cron, cloudwatch_retention, prefix
 from compiler.targets.terraform.values import (KONG_PROXY_TLS_PORT, PRELOAD, backups, budget, hosts, ingress_rules,
                                                 lb_hostnames, managed, node_pools, same_cloud_partner,

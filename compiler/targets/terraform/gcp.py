@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from compiler.ir import PlatformPlan, RegionPlan
-from compiler.targets.kong.edge import GCP_FRONT_END_RANGES, lb_target_name
+from compiler.ir.edge import GCP_FRONT_END_RANGES, lb_target_name
 from compiler.targets.terraform.common import classify_cron
 from compiler.targets.terraform.values import (KONG_PROXY_TLS_PORT, backups, budget, free_ranges, hosts,
                                                 ingress_rules, lb_hostnames, machine, managed, node_pools,

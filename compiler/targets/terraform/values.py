@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 
 from compiler.ir import PlatformPlan, RegionPlan
-from compiler.targets.kong.edge import KONG_PROXY_TLS_PORT, lb_hostnames  # noqa: F401 (the roots and docs use both)
+from compiler.ir.edge import KONG_PROXY_TLS_PORT, lb_hostnames  # noqa: F401 (the roots and docs use both)
 from compiler.targets.terraform.common import taints
 
 # The spec sizes PostgreSQL, Redis and Elasticsearch hosts; PgBouncer and the bastion have no
@@ -19,7 +19,7 @@ UNSIZED_HOSTS = {
 POSTGRES_PORT = 5432
 ELASTICSEARCH_PORTS = (9200, 9300)
 NODE_EXPORTER_PORT = 9100
-NODE_POOL_LABEL = "platformc.io/node-pool"  # one name with compiler/targets/kubernetes/common.py
+from compiler.ir.names import NODE_POOL_LABEL  # noqa: E402,F401
 
 
 def node_pools(region: RegionPlan) -> dict:

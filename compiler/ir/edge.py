@@ -1,4 +1,4 @@
-"""The public request path, defined once for the Terraform, Helm, Kubernetes and Kong targets.
+"""The public request path, defined once in the IR for the Terraform, Helm, Kubernetes and Kong targets.
 
     client -> CDN -> the region's cloud load balancer (Terraform: WAF attached, client TLS ends here with
     the spec's minimum version) -> Kong's proxy pods over HTTPS on KONG_PROXY_TLS_PORT (Helm: the listener;
@@ -24,23 +24,8 @@ from __future__ import annotations
 import json
 
 from compiler.ir import PlatformPlan, RegionPlan
-
-KONG_PROXY_TLS_PORT = 8443  # Kong's HTTPS proxy listener: container port, Service port and LB target port alike
-
-# The global external Application Load Balancer's proxies (Google Front Ends) and Google's health
-# checkers connect to backends from these two ranges (Google's documented, fixed source ranges for
-# health checks and GFE proxies); the network module's firewall opens them on the nodes too.
-GCP_FRONT_END_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
-
-GKE_NEG_ANNOTATION = "cloud.google.com/neg"  # read by GKE's NEG controller on a Service
-
-# Azure: the Application Gateway's listener certificate, as the load_balancer module names it (the
-# Key Vault certificate <name>-tls becomes ssl_certificate "tls"); the Ingress reuses it.
-AZURE_GATEWAY_CERTIFICATE = "tls"
-# Azure: the trusted root certificate the gateway checks Kong's serving certificate against (Application
-# Gateway v2 verifies HTTPS backends). Not created by platformc: see the kubernetes target's docs.
-AZURE_KONG_TRUSTED_ROOT = "kong-proxy-ca"
-AGIC_INGRESS_CLASS = "azure-application-gateway"  # the class AKS's ingress controller add-on watches
+from compiler.ir.names import (AGIC_INGRESS_CLASS, AZURE_GATEWAY_CERTIFICATE, AZURE_KONG_TRUSTED_ROOT,  # noqa: F401 (the
+                               GCP_FRONT_END_RANGES, GKE_NEG_ANNOTATION, KONG_PROXY_TLS_PORT)  # public path's names)
 
 
 def lb_target_name(region: RegionPlan) -> str:

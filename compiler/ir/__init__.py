@@ -50,6 +50,7 @@ class ServicePlan:
     description: str
     namespace: str
     dns_name: str  # <name>.<namespace>.svc.cluster.local: what Kong targets and peers call
+    service_port: int  # the Kubernetes Service's port (equal to the container port: dns_name:port works with or without the mesh)
     image: str  # registry/repository, no tag
     tag: str
     port: int
@@ -68,6 +69,7 @@ class ServicePlan:
     rollout: CanaryStrategy | BlueGreenStrategy | RollingStrategy
     secrets: Mapping[str, str]
     env: Mapping[str, str]
+    egress: tuple = ()  # ExternalHost: Internet hosts the service calls (payment processors, mail, partner APIs)
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,72 @@ class PoolCapacity:
 
 
 @dataclass(frozen=True)
+class Peer:
+    """One end of a connection, addressed as every layer sees it.
+
+    kind: `pods` (Kubernetes workloads: namespace + labels for NetworkPolicies), `hosts` (self-managed VMs:
+    host group + FQDNs), `managed` (a cloud datastore endpoint in the VPC), `lb` (the region's cloud load
+    balancer), `edge` (the CDN), `external` (an Internet host, or the clients), `cloud-api` (object storage).
+    cidrs: the source addresses this end's packets carry when they reach a VM or a cloud firewall (pods keep
+    their own addresses on GKE; EKS pods take VPC addresses from the node subnets; AKS overlay pods are
+    SNATed to their node), or the destination's range for an egress rule.
+    """
+
+    name: str
+    kind: str
+    namespace: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    host_group: str = ""
+    hosts: tuple[str, ...] = ()
+    cidrs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A path the platform needs: `source` opens a connection to `dest`.
+
+    address:port is what the source dials (a Service DNS name and its Service port, a host FQDN, a
+    public name); dest_port is what the destination process listens on (targetPort -> containerPort,
+    or the host's port), which every firewall layer must open. tls is the minimum TLS version both
+    ends must speak ("" when the hop is not TLS, or TLS is the mesh's own mTLS). layers names, in
+    order, every layer that must let the connection through, each emitted from this record:
+    `kong` (upstream target), `networkpolicy-egress` / `networkpolicy-ingress`, `istio` (ServiceEntry),
+    `cloud-firewall` (security group / VPC firewall / NSG), `nftables` (the host's own firewall),
+    `pg_hba`, `prometheus` (a scrape job).
+    """
+
+    source: Peer
+    dest: Peer
+    address: str
+    port: int  # the port dialled (Service port for a Kubernetes Service)
+    dest_port: int  # the port the destination listens on
+    protocol: str  # TCP | UDP
+    app_protocol: str  # https, http, postgresql, redis, dns, grpc, ssh, metrics ...
+    purpose: str
+    tls: str = ""
+    layers: tuple[str, ...] = ()
+    database: str = ""  # pg_hba: the databases line ("all", "replication", or a comma list)
+    user: str = ""  # pg_hba: the role
+
+    @property
+    def id(self) -> str:
+        return f"{self.source.name}->{self.dest.name}:{self.dest_port}/{self.protocol.lower()}"
+
+
+@dataclass(frozen=True)
+class Addressing:
+    """How each part of the region is addressed on the network (the IR's one source for ranges)."""
+
+    node_cidrs: tuple[str, ...]  # the private subnets: nodes, data hosts, managed endpoints
+    public_cidrs: tuple[str, ...]  # the public subnets: load balancer nodes, NAT
+    pod_cidr: str  # GKE/AKS pod range (EKS: the node subnets hold the pods) 
+    service_cidr: str  # Kubernetes Service ClusterIPs
+    pod_source_cidrs: tuple[str, ...]  # what a pod's packets carry as source when they reach a VM
+    max_pods_per_node: int  # sized so that every pool's max nodes fit the pod range
+    lb_source_cidrs: tuple[str, ...]  # where the load balancer's connections to Kong's pods come from
+
+
+@dataclass(frozen=True)
 class RegionPlan:
     name: str
     geo: str
@@ -143,6 +211,8 @@ class RegionPlan:
     capacity: tuple[PoolCapacity, ...]
     monthly_budget: Mapping[str, float]  # category -> amount, traffic-share of the global model
     tags: Mapping[str, str]  # safe as AWS tags, GCP labels and Azure tags
+    addressing: Addressing
+    wiring: tuple[Connection, ...]  # every connection the region needs (compiler/wiring.py), in a fixed order
     provenance: Mapping[tuple, str] = field(repr=False)  # settings path -> layer that set it
 
     def service(self, name: str) -> ServicePlan:
@@ -150,6 +220,16 @@ class RegionPlan:
 
     def hosts_in(self, group: str) -> tuple[Host, ...]:
         return tuple(h for h in self.hosts if h.group == group)
+
+    def connections_from(self, name: str) -> tuple[Connection, ...]:
+        return tuple(c for c in self.wiring if c.source.name == name)
+
+    def connections_to(self, name: str) -> tuple[Connection, ...]:
+        return tuple(c for c in self.wiring if c.dest.name == name)
+
+    def through(self, layer: str) -> tuple[Connection, ...]:
+        """The connections a layer must let through."""
+        return tuple(c for c in self.wiring if layer in c.layers)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,62 @@
+"""Well-known names, ports and paths that more than one target writes.
+
+Each fact here is stated once: a port one target opens and another dials, a namespace one target
+creates and another selects, a path one target writes and another installs. Targets import these
+from the IR and never from each other (compiler/targets/<a> never imports compiler/targets/<b>).
+Per-region facts (addresses, connections) are computed by compiler/resolve.py into the RegionPlan.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------- Kubernetes namespaces and releases
+GATEWAY_NAMESPACE = "kong"  # Kong's release namespace (helmfile creates it)
+MONITORING_NAMESPACE = "monitoring"
+ISTIO_NAMESPACE = "istio-system"
+SYSTEM_NAMESPACE = "kube-system"
+
+KONG_RELEASE = "kong"
+KONG_PROXY_SERVICE = "kong-proxy"  # kong chart `proxy.nameOverride`
+# The kong chart's pod selector labels (`kong.selectorLabels`: chart name and release name).
+KONG_POD_LABELS = {"app.kubernetes.io/name": "kong", "app.kubernetes.io/instance": KONG_RELEASE}
+KONG_STATUS_PORT = 8100  # kong chart default `status.http.containerPort`: readiness and /metrics
+KONG_PROXY_TLS_PORT = 8443  # Kong's HTTPS proxy listener: container port, Service port and LB target port alike
+OTEL_COLLECTOR_SERVICE = "otel-collector"  # opentelemetry-collector `fullnameOverride`
+OTLP_GRPC_PORT = 4317
+OTLP_HTTP_PORT = 4318
+ISTIOD_XDS_PORT = 15012
+ISTIO_METRICS_PORT = 15020  # merged app + sidecar metrics (meshConfig.enablePrometheusMerge)
+
+# The Istio sidecar's resources, set per pod by annotation so namespace quotas can count them.
+SIDECAR_REQUESTS = {"cpu_m": 100, "memory_mi": 128}
+SIDECAR_LIMITS = {"cpu_m": 1000, "memory_mi": 512}
+
+# Node label that selects a node pool. Cloud-native pool labels (eks.amazonaws.com/nodegroup,
+# cloud.google.com/gke-nodepool, kubernetes.azure.com/agentpool) carry the cloud's pool name,
+# which need not be the spec's (AKS allows 12 alphanumerics only), so the node pools carry this label.
+NODE_POOL_LABEL = "platformc.io/node-pool"
+
+# ---------------------------------------------------------------- the public entry (see compiler/ir/edge.py)
+# The global external Application Load Balancer's proxies (Google Front Ends) and Google's health
+# checkers connect to backends from these two ranges (Google's documented, fixed source ranges for
+# health checks and GFE proxies); the network module's firewall opens them on the nodes too.
+GCP_FRONT_END_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
+GKE_NEG_ANNOTATION = "cloud.google.com/neg"  # read by GKE's NEG controller on a Service
+# Azure: the Application Gateway's listener certificate, as the load_balancer module names it (the
+# Key Vault certificate <name>-tls becomes ssl_certificate "tls"); the Ingress reuses it.
+AZURE_GATEWAY_CERTIFICATE = "tls"
+# Azure: the trusted root certificate the gateway checks Kong's serving certificate against (Application
+# Gateway v2 verifies HTTPS backends). Not created by platformc: see the kubernetes target's docs.
+AZURE_KONG_TRUSTED_ROOT = "kong-proxy-ca"
+AGIC_INGRESS_CLASS = "azure-application-gateway"  # the class AKS's ingress controller add-on watches
+
+# ---------------------------------------------------------------- the data tier's hosts
+POSTGRES_PORT = 5432  # PostgreSQL's port on every server (PgBouncer's port is the spec's pgbouncer.port)
+POSTGRES_REPLICATION_USER = "replicator"
+POSTGRES_TLS_DIR = "/etc/postgresql/tls"  # server.crt, server.key, ca.crt: installed by Ansible from the internal CA
+POSTGRES_PASSFILE = "/var/lib/postgresql/.pgpass"  # the replication password, rendered by Ansible from the reference
+WALG = "/usr/local/bin/wal-g"
+PGBOUNCER_AUTH_FILE = "/etc/pgbouncer/userlist.txt"
+PGBOUNCER_TLS_DIR = "/etc/pgbouncer/tls"
+POSTGRES_EXPORTER_PORT = 9187
+REDIS_EXPORTER_PORT = 9121
+NODE_EXPORTER_PORT = 9100

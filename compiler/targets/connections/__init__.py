@@ -1,0 +1,71 @@
+"""Connections target: the region's wiring, as data (generated/connections/<region>.json).
+
+Every connection the region needs (compiler/wiring.py), each with both ends as the layers see them, the
+address and port dialled, the port listened on, the TLS floor and the layers it must pass. Reviewers read
+what a spec change opens or closes here in one diff; `platformc verify` takes this file as the list of
+paths to prove against every other file in the tree.
+
+JSON with one connection per line: a changed connection is a one-line diff, and verify reads a region's
+file in milliseconds and points at a connection by its line.
+"""
+
+from __future__ import annotations
+
+import json
+
+from compiler.docs import markdown_table
+from compiler.ir import Connection, Peer, PlatformPlan, RegionPlan
+
+NAME = "connections"
+FORMAT = 1  # bumped when the file's shape changes (verify refuses a format it does not know)
+
+
+def _peer(p: Peer) -> dict:
+    out: dict = {"name": p.name, "kind": p.kind}
+    if p.namespace:
+        out["namespace"] = p.namespace
+    if p.labels:
+        out["labels"] = dict(p.labels)
+    if p.host_group:
+        out["host_group"] = p.host_group
+    if p.hosts:
+        out["hosts"] = list(p.hosts)
+    if p.cidrs:
+        out["cidrs"] = list(p.cidrs)
+    return out
+
+
+def connection(c: Connection) -> dict:
+    out = {"id": c.id, "purpose": c.purpose, "from": _peer(c.source), "to": _peer(c.dest), "address": c.address,
+           "port": c.port, "dest_port": c.dest_port, "protocol": c.protocol, "app_protocol": c.app_protocol,
+           "tls": c.tls, "layers": list(c.layers)}
+    if c.database:
+        out["database"] = c.database
+        out["user"] = c.user
+    return out
+
+
+def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
+    a = region.addressing
+    doc = {
+        "format": FORMAT,
+        "region": region.name,
+        "cloud": region.cloud,
+        "addressing": {"node_cidrs": list(a.node_cidrs), "public_cidrs": list(a.public_cidrs), "pod_cidr": a.pod_cidr,
+                       "service_cidr": a.service_cidr, "pod_source_cidrs": list(a.pod_source_cidrs),
+                       "max_pods_per_node": a.max_pods_per_node, "lb_source_cidrs": list(a.lb_source_cidrs)},
+    }
+    head = json.dumps(doc, ensure_ascii=False)[:-1]
+    lines = [json.dumps(connection(c), ensure_ascii=False) for c in region.wiring]
+    body = ",\n".join(lines)
+    return {f"{NAME}/{region.name}.json": f'{head}, "connections": [\n{body}\n]}}\n'}
+
+
+def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
+    rows = [[c.source.name, c.dest.name, f"{c.port}" + (f" → {c.dest_port}" if c.dest_port != c.port else ""),
+             c.protocol, c.purpose, ", ".join(c.layers) or "—"]
+            for c in region.wiring]
+    return ("## Connections\n\n"
+            f"{len(region.wiring)} connections (`generated/connections/{region.name}.json`); "
+            "`platformc verify generated/` proves each through the layers listed.\n\n"
+            + markdown_table(["from", "to", "port", "proto", "purpose", "layers"], rows))

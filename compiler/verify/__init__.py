@@ -1,0 +1,247 @@
+"""`platformc verify [DIR]`: prove, from the generated files alone, that every connection is open end to end.
+
+The list of paths comes from DIR/connections/<region>.json (the connections target); everything else is
+read from the other files of the tree exactly as they are on disk: Kubernetes manifests, Kong's decK
+file, Terraform, the Ansible inventories and the data tier's files. It never reads the spec or the IR,
+so a hand edit or a template mistake in any layer shows up here.
+
+A layer checker is a module in this package with
+
+    LAYERS = ("networkpolicy-egress", ...)      # the connection layers it proves (see compiler.ir.Connection)
+    def check(tree: Tree, region: str, connections: list[Conn]) -> Iterable[Result]
+
+Each Result is one (connection, layer) pair checked, or one object-level check (connection id ""), with
+the broken links found. Output: one line per broken link, `file:line: [layer] connection: message`, then
+`N connections x M layers checked, K broken`; exit 1 when K > 0.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+CONNECTIONS_DIR = "connections"
+FORMAT = 1
+
+# Layer checkers, in report order (module path -> imported lazily).
+CHECKERS: tuple[str, ...] = (
+    "compiler.verify.cluster",
+    "compiler.verify.infra",
+    "compiler.verify.hosts",
+)
+
+
+@dataclass(frozen=True)
+class Broken:
+    file: str  # relative to the tree
+    line: int  # 1-based; 0 when the file (or the object) is missing altogether
+    layer: str
+    connection: str  # a connection id, or an object-level subject ("Deployment booking/booking")
+    message: str
+
+    def format(self) -> str:
+        return f"{self.file}:{self.line}: [{self.layer}] {self.connection}: {self.message}"
+
+
+@dataclass
+class Result:
+    layer: str
+    connection: str = ""  # "" for an object-level check (Secret references, HPA targets ...)
+    broken: list[Broken] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    kind: str
+    namespace: str = ""
+    labels: dict = field(default_factory=dict)
+    host_group: str = ""
+    hosts: tuple = ()
+    cidrs: tuple = ()
+
+
+@dataclass(frozen=True)
+class Conn:
+    """One connection as connections/<region>.yaml states it (see compiler.ir.Connection)."""
+
+    id: str
+    purpose: str
+    source: Peer
+    dest: Peer
+    address: str
+    port: int
+    dest_port: int
+    protocol: str
+    app_protocol: str
+    tls: str
+    layers: tuple
+    database: str = ""
+    user: str = ""
+    line: int = 0  # where the entry starts in the connections file
+
+
+class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """Keeps each mapping's start line as `__line__` (1-based)."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+    mapping["__line__"] = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def strip_lines(obj):
+    """A copy without the `__line__` keys (to compare documents with plain data)."""
+    if isinstance(obj, dict):
+        return {k: strip_lines(v) for k, v in obj.items() if k != "__line__"}
+    if isinstance(obj, list):
+        return [strip_lines(v) for v in obj]
+    return obj
+
+
+class Tree:
+    """Cached readers over the generated tree. Paths are relative to the tree's root."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self._text: dict[str, str | None] = {}
+        self._yaml: dict[str, list] = {}
+        self._hcl: dict[str, Any] = {}
+        self._conns: dict[str, tuple] = {}
+
+    def exists(self, rel: str) -> bool:
+        return (self.root / rel).is_file()
+
+    def text(self, rel: str) -> str | None:
+        if rel not in self._text:
+            p = self.root / rel
+            self._text[rel] = p.read_text(encoding="utf-8") if p.is_file() else None
+        return self._text[rel]
+
+    def glob(self, pattern: str) -> list[str]:
+        return sorted(str(p.relative_to(self.root)) for p in self.root.glob(pattern) if p.is_file())
+
+    def yaml_docs(self, rel: str) -> list[dict]:
+        """Every document of a YAML file; each mapping carries `__line__`. [] when the file is missing."""
+        if rel not in self._yaml:
+            text = self.text(rel)
+            self._yaml[rel] = [d for d in yaml.load_all(text, Loader=_LineLoader) if d is not None] if text else []
+        return self._yaml[rel]
+
+    def hcl(self, rel: str) -> dict | None:
+        """python-hcl2's reading of a .tf file (None when missing)."""
+        if rel not in self._hcl:
+            text = self.text(rel)
+            if text is None:
+                self._hcl[rel] = None
+            else:
+                import hcl2
+                self._hcl[rel] = hcl2.loads(text)
+        return self._hcl[rel]
+
+    def line_of(self, rel: str, needle: str, start: int = 1) -> int:
+        """The first line at or after `start` containing `needle` (0 when absent)."""
+        text = self.text(rel) or ""
+        for i, line in enumerate(text.splitlines()[start - 1:], start):
+            if needle in line:
+                return i
+        return 0
+
+    @cached_property
+    def regions(self) -> list[str]:
+        return [Path(p).stem for p in self.glob(f"{CONNECTIONS_DIR}/*.json")]
+
+    def _connections_file(self, region: str) -> tuple[dict, list[Conn]]:
+        if region not in self._conns:
+            rel = f"{CONNECTIONS_DIR}/{region}.json"
+            text = self.text(rel)
+            try:
+                doc = json.loads(text) if text is not None else None
+            except ValueError as exc:
+                raise VerifyError(f"{rel}: not JSON ({exc})")
+            if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+                raise VerifyError(f"{rel}: not a connections file of format {FORMAT}")
+            lines = {}
+            for i, line in enumerate(text.splitlines(), 1):
+                if line.startswith('{"id": '):
+                    lines[json.loads(line.rstrip(","))["id"]] = i
+            conns = [Conn(
+                id=c["id"], purpose=c["purpose"], source=_peer(c["from"]), dest=_peer(c["to"]), address=c["address"],
+                port=c["port"], dest_port=c["dest_port"], protocol=c["protocol"], app_protocol=c["app_protocol"],
+                tls=c["tls"], layers=tuple(c["layers"]), database=c.get("database", ""), user=c.get("user", ""),
+                line=lines.get(c["id"], 0)) for c in doc["connections"]]
+            self._conns[region] = ({k: v for k, v in doc.items() if k != "connections"}, conns)
+        return self._conns[region]
+
+    def connections(self, region: str) -> list[Conn]:
+        return self._connections_file(region)[1]
+
+    def region_info(self, region: str) -> dict:
+        """The connections file's header: format, region, cloud and addressing."""
+        return self._connections_file(region)[0]
+
+
+def _peer(d: dict) -> Peer:
+    return Peer(name=d["name"], kind=d["kind"], namespace=d.get("namespace", ""),
+                labels={k: v for k, v in d.get("labels", {}).items() if k != "__line__"},
+                host_group=d.get("host_group", ""), hosts=tuple(d.get("hosts", ())), cidrs=tuple(d.get("cidrs", ())))
+
+
+class VerifyError(Exception):
+    """The tree cannot be verified at all (no connections files, an unknown format)."""
+
+
+@dataclass
+class Report:
+    connections: int = 0
+    layers: set = field(default_factory=set)
+    checks: int = 0
+    broken: list[Broken] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (f"{self.connections} connections x {len(self.layers)} layers checked "
+                f"({self.checks} checks), {len(self.broken)} broken")
+
+
+def checkers() -> list:
+    return [importlib.import_module(m) for m in CHECKERS]
+
+
+def verify(root: str | Path, regions: Iterable[str] | None = None) -> Report:
+    start = time.perf_counter()
+    tree = Tree(root)
+    names = list(regions) if regions else tree.regions
+    if not names:
+        raise VerifyError(f"{root}: no {CONNECTIONS_DIR}/<region>.json files (is this a generated tree?)")
+    report = Report()
+    mods = checkers()
+    for region in names:
+        conns = tree.connections(region)
+        report.connections += len(conns)
+        for mod in mods:
+            for result in mod.check(tree, region, conns):
+                report.checks += 1
+                report.layers.add(result.layer)
+                report.broken.extend(result.broken)
+    # a layer named by a connection that no checker proves is itself a broken link
+    proved = {layer for mod in mods for layer in mod.LAYERS}
+    for region in names:
+        for c in tree.connections(region):
+            for layer in c.layers:
+                if layer not in proved:
+                    report.broken.append(Broken(f"{CONNECTIONS_DIR}/{region}.json", c.line, layer, c.id,
+                                                "no checker proves this layer"))
+    report.seconds = time.perf_counter() - start
+    return report

@@ -1,0 +1,287 @@
+"""Wiring: every connection a region needs, derived once from the spec (part of resolve).
+
+Each Connection says who opens it, to whom, on which port, for what, and through which layers it must
+pass. Every layer's rules are emitted from these records and nothing else: NetworkPolicies and Istio
+ServiceEntries (kubernetes), Kong upstream targets (kong), security groups / VPC firewalls / NSGs
+(terraform), host nftables and pg_hba (ansible, datastores), Prometheus scrape jobs (helm). The
+`connections` target writes them out per region; `platformc verify` proves each one from the files.
+
+Addressing (compiler.ir.Addressing) says how each part of the region appears on the network. The
+one subtle fact is a pod's source address when it reaches a VM:
+- AWS (VPC CNI): pods take VPC addresses from the node subnets;
+- GCP (VPC-native GKE): pods keep their alias-IP addresses from the pods secondary range, which
+  a VM's firewall must admit (GKE does not masquerade traffic to RFC 1918 destinations);
+- Azure (CNI overlay): pods' traffic leaving the cluster is SNATed to the node's address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from compiler.ir import Addressing, Connection, Host, Peer, ServicePlan, Zone, frozen_map
+from compiler.ir.names import (GATEWAY_NAMESPACE, GCP_FRONT_END_RANGES, ISTIO_METRICS_PORT, ISTIO_NAMESPACE,
+                               ISTIOD_XDS_PORT, KONG_POD_LABELS, KONG_PROXY_TLS_PORT, KONG_STATUS_PORT,
+                               MONITORING_NAMESPACE, NODE_EXPORTER_PORT, OTEL_COLLECTOR_SERVICE, OTLP_GRPC_PORT,
+                               OTLP_HTTP_PORT, POSTGRES_EXPORTER_PORT, POSTGRES_PORT, POSTGRES_REPLICATION_USER,
+                               REDIS_EXPORTER_PORT, SYSTEM_NAMESPACE)
+from compiler.model.platform import Platform, RegionSettings
+
+ELASTICSEARCH_HTTP_PORT = 9200
+ELASTICSEARCH_TRANSPORT_PORT = 9300
+MANAGED_SEARCH_PORT = 443  # a managed search domain (OpenSearch, Elastic Cloud) answers HTTPS
+SSH_PORT = 22
+DNS_PORT = 53
+HTTPS_PORT = 443
+REDIS_BUS_OFFSET = 10000  # Redis Cluster's bus port is the client port + 10000
+
+# Per-node pod block sizes the clouds allocate (GKE: the smallest block holding twice max pods;
+# AKS overlay: a /24 per node whatever max_pods is).
+_GKE_PODS_PER_NODE = ((110, 24), (64, 25), (32, 26), (16, 27), (8, 28))
+
+
+# ---------------------------------------------------------------- addressing
+
+def _free_ranges(cidr: str, zones: tuple[Zone, ...]) -> tuple[str, str]:
+    """(pods, services): the largest and the next free blocks of the region CIDR that no zone subnet uses."""
+    net = ipaddress.ip_network(cidr)
+    used = [ipaddress.ip_network(c) for z in zones for c in (z.private_cidr, z.public_cidr)]
+    free = [net]
+    for u in used:
+        nxt = []
+        for f in free:
+            if u.subnet_of(f):
+                nxt.extend(f.address_exclude(u))
+            elif not f.subnet_of(u):
+                nxt.append(f)
+        free = nxt
+    free.sort(key=lambda n: (n.prefixlen, int(n.network_address)))
+    if len(free) < 2:
+        return "", ""
+    services = free[1] if free[1].prefixlen >= 20 else next(free[1].subnets(new_prefix=20))
+    return str(free[0]), str(services)
+
+
+def max_nodes(s: RegionSettings) -> int:
+    """Nodes the cluster may grow to: every pool at its max (the cluster-wide cap, when lower, wins)."""
+    pools = sum(p.max_nodes for p in s.kubernetes.node_pools.values())
+    return min(pools, s.kubernetes.max_nodes) if s.kubernetes.max_nodes else pools
+
+
+def pods_per_node(cloud: str, pod_cidr: str, nodes: int) -> int:
+    """The most pods per node whose per-node blocks still let `nodes` nodes into the pod range (0: none fits).
+
+    GKE carves a block per node sized from max pods per node; AKS overlay a /24 per node. EKS pods use
+    the node subnets' addresses (prefix delegation aside), so the range caps nothing there: 110."""
+    if cloud == "aws":
+        return 110
+    if not pod_cidr:
+        return 0
+    prefix = ipaddress.ip_network(pod_cidr).prefixlen
+    sizes = _GKE_PODS_PER_NODE if cloud == "gcp" else ((110, 24),)
+    for pods, block in sizes:
+        if block >= prefix and 2 ** (block - prefix) >= nodes:
+            return pods
+    return 0
+
+
+def addressing(cloud: str, cidr: str, zones: tuple[Zone, ...], s: RegionSettings) -> Addressing:
+    nodes = tuple(z.private_cidr for z in zones)
+    public = tuple(z.public_cidr for z in zones)
+    pods, services = _free_ranges(cidr, zones)
+    if cloud == "aws":
+        pods = ""  # VPC CNI: pods share the node subnets
+    pod_sources = {"aws": nodes, "gcp": (pods,) if pods else nodes, "azure": nodes}[cloud]
+    if cloud == "gcp":
+        lb = GCP_FRONT_END_RANGES
+    elif cloud == "azure":
+        lb = (min(zones, key=lambda z: z.name).public_cidr,)  # the Application Gateway's dedicated subnet
+    else:
+        lb = public  # the ALB's nodes sit in every zone's public subnet
+    return Addressing(node_cidrs=nodes, public_cidrs=public, pod_cidr=pods, service_cidr=services,
+                      pod_source_cidrs=pod_sources, max_pods_per_node=pods_per_node(cloud, pods, max_nodes(s)),
+                      lb_source_cidrs=tuple(lb))
+
+
+# ---------------------------------------------------------------- peers
+
+def _pods(name: str, namespace: str, labels: dict, a: Addressing) -> Peer:
+    return Peer(name=name, kind="pods", namespace=namespace, labels=frozen_map(labels), cidrs=a.pod_source_cidrs)
+
+
+def _service_peer(svc: ServicePlan, a: Addressing) -> Peer:
+    return _pods(svc.name, svc.namespace, {"app": svc.name}, a)
+
+
+def _hosts(name: str, group: str, hosts: tuple[Host, ...], zones: tuple[Zone, ...]) -> Peer:
+    by_zone = {z.name: z.private_cidr for z in zones}
+    cidrs = tuple(sorted({by_zone[h.zone] for h in hosts}))
+    return Peer(name=name, kind="hosts", host_group=group, hosts=tuple(h.fqdn for h in hosts), cidrs=cidrs)
+
+
+# ---------------------------------------------------------------- connections
+
+def connections(platform: Platform, region_name: str, cloud: str, s: RegionSettings, services: tuple[ServicePlan, ...],
+                hosts: tuple[Host, ...], zones: tuple[Zone, ...], a: Addressing, internal_domain: str,
+                partner_cidr: str) -> tuple[Connection, ...]:
+    """Every connection of one region, in a fixed order (the files and docs list them in this order)."""
+    ds = s.datastores
+    edge = platform.edge
+    domain = platform.organization.domain
+    group = {g: tuple(h for h in hosts if h.group == g) for g in {h.group for h in hosts}}
+    by_name = {x.name: x for x in services}
+    mesh = s.kubernetes.istio
+    out: list[Connection] = []
+
+    def add(src, dst, address, port, purpose, app, layers, dest_port=None, protocol="TCP", tls="", database="", user=""):
+        out.append(Connection(source=src, dest=dst, address=address, port=port,
+                              dest_port=dest_port if dest_port is not None else port, protocol=protocol,
+                              app_protocol=app, purpose=purpose, tls=tls, layers=tuple(layers),
+                              database=database, user=user))
+
+    kong = _pods("kong", GATEWAY_NAMESPACE, dict(KONG_POD_LABELS), a)
+    prometheus = _pods("prometheus", MONITORING_NAMESPACE, {}, a)
+    np_on = s.security.network_policies
+    np_both = ("networkpolicy-egress", "networkpolicy-ingress") if np_on else ()
+    np_out = ("networkpolicy-egress",) if np_on else ()
+    np_in = ("networkpolicy-ingress",) if np_on else ()
+
+    # --- the public path: client -> CDN -> load balancer -> Kong
+    internet = Peer("internet", "external", cidrs=("0.0.0.0/0",))
+    cdn = Peer("cdn", "edge")
+    lb = Peer("load-balancer", "lb", cidrs=a.lb_source_cidrs)
+    tls_min = s.security.tls_min_version
+    add(internet, cdn, f"{edge.dns.api_host}.{domain}", HTTPS_PORT, "clients reach the CDN (viewer TLS)", "https",
+        ("cdn",), tls=edge.tls_min_version)
+    add(cdn, lb, f"origin.{domain}", HTTPS_PORT, "the CDN forwards to the region's load balancer (origin TLS)", "https",
+        ("cdn", "cloud-firewall"), tls=tls_min)
+    add(lb, kong, f"{KONG_PROXY_TLS_PORT}", KONG_PROXY_TLS_PORT, "the load balancer forwards to Kong's proxy pods",
+        "https", ("cloud-firewall", *np_in), tls=tls_min)
+
+    # --- Kong -> each routed service, service -> service
+    for svc in services:
+        if svc.routes:
+            add(kong, _service_peer(svc, a), svc.dns_name, svc.service_port, f"Kong proxies {svc.name}'s routes",
+                "http", ("kong", *np_both), dest_port=svc.port)
+    for svc in services:
+        for dep in svc.depends_on:
+            d = by_name[dep]
+            add(_service_peer(svc, a), _service_peer(d, a), d.dns_name, d.service_port, f"{svc.name} calls {d.name}",
+                "http", np_both, dest_port=d.port)
+
+    # --- services -> data stores
+    pg_self = ds.postgres.deployment == "self-managed"
+    pgb_hosts = group.get("pgbouncer", ())
+    pgbouncer = _hosts("pgbouncer", "pgbouncer", pgb_hosts, zones)
+    redis_hosts = group.get("redis_cluster", ())
+    redis = (_hosts("redis", "redis_cluster", redis_hosts, zones) if redis_hosts
+             else Peer("redis", "managed", cidrs=a.node_cidrs))
+    es_hosts = group.get("elasticsearch", ())
+    search = (_hosts("elasticsearch", "elasticsearch", es_hosts, zones) if es_hosts
+              else Peer("elasticsearch", "managed", cidrs=a.node_cidrs))
+    es_port = ELASTICSEARCH_HTTP_PORT if es_hosts else MANAGED_SEARCH_PORT
+    host_layers = ("cloud-firewall", "nftables")
+    for svc in services:
+        src = _service_peer(svc, a)
+        if "postgres" in svc.uses and pgb_hosts:
+            add(src, pgbouncer, f"pgbouncer.{internal_domain}", ds.pgbouncer.port, f"{svc.name} queries its shards through PgBouncer",
+                "postgresql", (*np_out, *host_layers), tls=tls_min)
+        if "redis" in svc.uses:
+            add(src, redis, f"redis.{internal_domain}", ds.redis.port, f"{svc.name} reads and writes the Redis cluster",
+                "redis", (*np_out, *(host_layers if redis_hosts else ())), tls="" if redis_hosts else tls_min)
+        if "elasticsearch" in svc.uses:
+            add(src, search, f"elasticsearch.{internal_domain}", es_port, f"{svc.name} searches Elasticsearch",
+                "https", (*np_out, *(host_layers if es_hosts else ())), tls=tls_min)
+        if "object-storage" in svc.uses:
+            add(src, Peer("object-storage", "cloud-api", cidrs=("0.0.0.0/0",)), "object storage API", HTTPS_PORT,
+                f"{svc.name} reads and writes its bucket", "https", np_out, tls="1.2")
+        for ext in svc.egress:
+            add(src, Peer(ext.host, "external", cidrs=("0.0.0.0/0",)), ext.host, ext.port,
+                f"{svc.name} calls {ext.host}", "https", (*np_out, *(("istio",) if mesh else ())), tls="1.2")
+
+    # --- the data tier's own paths
+    pg_primary = group.get("postgres_primary", ())
+    pg_replicas = group.get("postgres_replicas", ())
+    if pg_self and pg_primary:
+        primary = _hosts("postgres", "postgres_primary", pg_primary, zones)
+        all_pg = _hosts("postgres", "postgres", pg_primary + pg_replicas, zones)
+        if pgb_hosts:
+            add(pgbouncer, all_pg, f"{pg_primary[0].fqdn}", POSTGRES_PORT, "PgBouncer's server connections",
+                "postgresql", (*host_layers, "pg_hba"), tls=tls_min, database="all", user="all")
+        if pg_replicas:
+            add(_hosts("postgres-replica", "postgres_replicas", pg_replicas, zones), primary, pg_primary[0].fqdn,
+                POSTGRES_PORT, "read replicas stream WAL from the primary", "postgresql", (*host_layers, "pg_hba"),
+                tls=tls_min, database="replication", user=POSTGRES_REPLICATION_USER)
+        if ds.postgres.cross_region_standby and partner_cidr:
+            add(Peer("postgres-standby", "hosts", host_group="postgres_primary", cidrs=(partner_cidr,)), primary,
+                pg_primary[0].fqdn, POSTGRES_PORT, "the DR partner's standby streams WAL from the primary",
+                "postgresql", ("nftables", "pg_hba"), tls=tls_min, database="replication", user=POSTGRES_REPLICATION_USER)
+    if redis_hosts:
+        peers = _hosts("redis", "redis_cluster", redis_hosts, zones)
+        add(peers, peers, "redis cluster nodes", ds.redis.port, "Redis replicas sync from their primary", "redis", host_layers)
+        add(peers, peers, "redis cluster nodes", ds.redis.port + REDIS_BUS_OFFSET, "the Redis Cluster bus (gossip, failover)",
+            "redis-bus", host_layers)
+    if len(es_hosts) > 1:
+        add(search, search, "elasticsearch nodes", ELASTICSEARCH_TRANSPORT_PORT, "Elasticsearch node-to-node transport",
+            "es-transport", host_layers, tls="1.2")
+
+    # --- observability
+    collector = _pods(OTEL_COLLECTOR_SERVICE, MONITORING_NAMESPACE, {}, a)
+    if s.monitoring.tracing:
+        for svc in services:
+            add(_service_peer(svc, a), collector, f"{OTEL_COLLECTOR_SERVICE}.{MONITORING_NAMESPACE}.svc.cluster.local",
+                OTLP_GRPC_PORT, f"{svc.name} sends traces (OTLP/gRPC)", "grpc", np_out)
+    if es_hosts:
+        shipper = _pods("fluent-bit", MONITORING_NAMESPACE, {"app.kubernetes.io/name": "fluent-bit"}, a)
+        add(shipper, search, f"elasticsearch.{internal_domain}", ELASTICSEARCH_HTTP_PORT, "Fluent Bit ships container logs",
+            "https", host_layers, tls="1.2")
+        if s.monitoring.tracing:
+            jaeger = _pods("jaeger", MONITORING_NAMESPACE, {"app.kubernetes.io/name": "jaeger"}, a)
+            add(jaeger, search, f"elasticsearch.{internal_domain}", ELASTICSEARCH_HTTP_PORT, "Jaeger stores spans",
+                "https", host_layers, tls="1.2")
+    for svc in services:
+        add(prometheus, _service_peer(svc, a), f"{svc.name} pods", svc.port, f"Prometheus scrapes {svc.name}", "metrics",
+            np_in)
+        if mesh:
+            add(prometheus, _service_peer(svc, a), f"{svc.name} pods", ISTIO_METRICS_PORT,
+                f"Prometheus scrapes {svc.name}'s sidecar", "metrics", np_in)
+    add(prometheus, kong, "kong pods", KONG_STATUS_PORT, "Prometheus scrapes Kong", "metrics", np_in)
+    exporters = []
+    if s.monitoring.node_exporter:
+        for g in sorted(group):
+            if g != "bastion":
+                exporters.append((g, group[g], NODE_EXPORTER_PORT, "node_exporter"))
+    if pg_primary:
+        exporters.append(("postgres", pg_primary + pg_replicas, POSTGRES_EXPORTER_PORT, "postgres_exporter"))
+    if redis_hosts:
+        exporters.append(("redis_cluster", redis_hosts, REDIS_EXPORTER_PORT, "redis_exporter"))
+    for g, members, port, exporter in exporters:
+        name = {"postgres_primary": "postgres", "postgres_replicas": "postgres-replica", "redis_cluster": "redis"}.get(g, g)
+        add(prometheus, _hosts(name, g, members, zones), f"{g} hosts", port, f"Prometheus scrapes {exporter}", "metrics",
+            ("prometheus", *host_layers))
+
+    # --- cluster plumbing every pod needs
+    dns = _pods("kube-dns", SYSTEM_NAMESPACE, {"k8s-app": "kube-dns"}, a)
+    istiod = _pods("istiod", ISTIO_NAMESPACE, {"app": "istiod"}, a)
+    for svc in services:
+        src = _service_peer(svc, a)
+        add(src, dns, "kube-dns.kube-system.svc.cluster.local", DNS_PORT, f"{svc.name} resolves names", "dns", np_out,
+            protocol="UDP")
+        add(src, dns, "kube-dns.kube-system.svc.cluster.local", DNS_PORT, f"{svc.name} resolves names (TCP)", "dns",
+            np_out)
+        if mesh:
+            add(src, istiod, "istiod.istio-system.svc", ISTIOD_XDS_PORT, f"{svc.name}'s sidecar fetches its config",
+                "grpc", np_out)
+
+    # --- administration: admins -> bastion -> hosts
+    bastion = group.get("bastion", ())
+    if bastion:
+        admins = Peer("admins", "external", cidrs=tuple(s.network.admin_cidrs) or a.node_cidrs)
+        bastion_peer = _hosts("bastion", "bastion", bastion, zones)
+        add(admins, bastion_peer, bastion[0].fqdn, SSH_PORT, "administrators reach the bastion", "ssh", host_layers)
+        for g in sorted(group):
+            if g != "bastion":
+                name = {"postgres_primary": "postgres", "postgres_replicas": "postgres-replica",
+                        "redis_cluster": "redis"}.get(g, g)
+                add(bastion_peer, _hosts(name, g, group[g], zones), f"{g} hosts", SSH_PORT,
+                    f"Ansible reaches the {g} hosts through the bastion", "ssh", host_layers)
+    return tuple(out)
