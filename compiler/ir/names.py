@@ -60,3 +60,9 @@ PGBOUNCER_TLS_DIR = "/etc/pgbouncer/tls"
 POSTGRES_EXPORTER_PORT = 9187
 REDIS_EXPORTER_PORT = 9121
 NODE_EXPORTER_PORT = 9100
+
+# ---------------------------------------------------------------- the client's address behind the edge
+# The CDN sets this request header to the viewer's address (overwriting whatever the client sent), and
+# Kong takes the client address from it when the peer is the region's load balancer (its source ranges
+# are the IR's Addressing.lb_source_cidrs). Rate limits and logs then key on the real client.
+CLIENT_ADDRESS_HEADER = "X-Viewer-Address"
