@@ -1,0 +1,69 @@
+"""platformc verify's framework: the connections file is the list of paths, every layer it names must be
+proved by a checker, broken links print as file:line and set the exit code."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from compiler.cli import cli
+from compiler.verify import FORMAT, Tree, VerifyError, verify
+
+
+def _tree(tmp_path, layers, region="r1"):
+    conn = {"id": "a->b:80/tcp", "purpose": "a calls b", "from": {"name": "a", "kind": "pods"},
+            "to": {"name": "b", "kind": "pods"}, "address": "b.b.svc.cluster.local", "port": 80, "dest_port": 8080,
+            "protocol": "TCP", "app_protocol": "http", "tls": "", "layers": layers}
+    head = {"format": FORMAT, "region": region, "cloud": "aws", "addressing": {}}
+    text = json.dumps(head)[:-1] + ', "connections": [\n' + json.dumps(conn) + "\n]}\n"
+    (tmp_path / "connections").mkdir()
+    (tmp_path / "connections" / f"{region}.json").write_text(text)
+    return tmp_path
+
+
+@pytest.fixture
+def no_checkers(monkeypatch):
+    monkeypatch.setattr("compiler.verify.CHECKERS", ())
+
+
+def test_connections_are_read_with_their_lines(tmp_path):
+    tree = Tree(_tree(tmp_path, []))
+    (c,) = tree.connections("r1")
+    assert (c.id, c.line, c.port, c.dest_port, c.source.name, c.dest.name) == ("a->b:80/tcp", 2, 80, 8080, "a", "b")
+    assert tree.regions == ["r1"]
+
+
+def test_a_layer_no_checker_proves_is_broken(tmp_path, no_checkers):
+    report = verify(_tree(tmp_path, ["teleport"]))
+    assert [b.format() for b in report.broken] == [
+        "connections/r1.json:2: [teleport] a->b:80/tcp: no checker proves this layer"]
+
+
+def test_clean_tree_exits_0_and_broken_tree_exits_1(tmp_path, no_checkers):
+    (tmp_path / "ok").mkdir()
+    ok = CliRunner().invoke(cli, ["verify", str(_tree(tmp_path / "ok", []))])
+    assert ok.exit_code == 0, ok.output
+    assert "1 connections x 0 layers checked (0 checks), 0 broken" in ok.output
+    (tmp_path / "bad").mkdir()
+    bad = CliRunner().invoke(cli, ["verify", str(_tree(tmp_path / "bad", ["teleport"]))])
+    assert bad.exit_code == 1
+    assert f"{tmp_path / 'bad'}/connections/r1.json:2: [teleport] a->b:80/tcp: no checker proves this layer" in bad.output
+    assert bad.output.rstrip().splitlines()[-1].startswith("1 connections x 0 layers checked (0 checks), 1 broken")
+
+
+def test_a_tree_without_connections_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(cli, ["verify", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no connections/<region>.json files" in result.output
+    with pytest.raises(VerifyError):
+        verify(tmp_path)
+
+
+def test_an_unknown_format_is_refused(tmp_path):
+    root = _tree(tmp_path, [])
+    path = root / "connections" / "r1.json"
+    path.write_text(path.read_text().replace(f'"format": {FORMAT}', '"format": 99'))
+    with pytest.raises(VerifyError, match="format"):
+        verify(root)
