@@ -34,6 +34,13 @@ DNS_PORT = 53
 HTTPS_PORT = 443
 REDIS_BUS_OFFSET = 10000  # Redis Cluster's bus port is the client port + 10000
 
+# AKS with Azure CNI Overlay: pods take addresses from a range logically apart from the VNet (never seen
+# outside the cluster: traffic leaving it is SNATed to the node), so every cluster can use the same one.
+# The shared address space (RFC 6598) keeps it clear of every VNet, peering and on-premises range; a /16
+# holds 256 nodes at the /24 each node gets. The Service range sits beside it, outside the VNet as well.
+AZURE_OVERLAY_POD_CIDR = "100.64.0.0/16"
+AZURE_SERVICE_CIDR = "100.65.0.0/20"
+
 # Per-node pod block sizes the clouds allocate (GKE: the smallest block holding twice max pods;
 # AKS overlay: a /24 per node whatever max_pods is).
 _GKE_PODS_PER_NODE = ((110, 24), (64, 25), (32, 26), (16, 27), (8, 28))
@@ -90,6 +97,8 @@ def addressing(cloud: str, cidr: str, zones: tuple[Zone, ...], s: RegionSettings
     pods, services = _free_ranges(cidr, zones)
     if cloud == "aws":
         pods = ""  # VPC CNI: pods share the node subnets
+    elif cloud == "azure":
+        pods, services = AZURE_OVERLAY_POD_CIDR, AZURE_SERVICE_CIDR
     pod_sources = {"aws": nodes, "gcp": (pods,) if pods else nodes, "azure": nodes}[cloud]
     if cloud == "gcp":
         lb = GCP_FRONT_END_RANGES

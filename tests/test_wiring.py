@@ -1,0 +1,98 @@
+"""The IR's connections (compiler/wiring.py): one record per path, each end addressed as the layers see it."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+
+import pytest
+
+from compiler.ir.names import KONG_PROXY_TLS_PORT, NODE_EXPORTER_PORT, POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
+from compiler.wiring import pods_per_node
+
+
+def _by_cloud(plan, cloud):
+    return next(r for r in plan.regions if r.cloud == cloud)
+
+
+def test_connection_ids_are_unique_per_region(any_case):
+    for r in any_case.regions:
+        dupes = [k for k, n in Counter(c.id for c in r.wiring).items() if n > 1]
+        assert not dupes, (r.name, dupes)
+
+
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
+def test_pods_reach_vms_from_the_address_range_each_cloud_gives_them(reference, cloud):
+    r = _by_cloud(reference, cloud)
+    a = r.addressing
+    if cloud == "azure":  # overlay pods live outside the VNet altogether
+        assert not ipaddress.ip_network(a.pod_cidr).overlaps(ipaddress.ip_network(r.cidr))
+    if cloud == "gcp":  # VPC-native pods keep their alias IPs from the secondary range
+        assert a.pod_source_cidrs == (a.pod_cidr,)
+        pods = ipaddress.ip_network(a.pod_cidr)
+        assert not any(pods.overlaps(ipaddress.ip_network(z.private_cidr)) for z in r.zones)
+    else:  # EKS: VPC CNI addresses from the node subnets; AKS overlay: SNAT to the node
+        assert a.pod_source_cidrs == tuple(z.private_cidr for z in r.zones)
+    to_pgbouncer = [c for c in r.wiring if c.dest.name == "pgbouncer" and c.source.kind == "pods"]
+    assert to_pgbouncer and all(c.source.cidrs == a.pod_source_cidrs for c in to_pgbouncer)
+
+
+def test_kong_dials_each_routed_service_on_its_service_port(reference):
+    for r in reference.regions:
+        routed = {s.name: s for s in r.services if s.routes}
+        kong = {c.dest.name: c for c in r.connections_from("kong") if "kong" in c.layers}
+        assert set(kong) == set(routed)
+        for name, c in kong.items():
+            s = routed[name]
+            assert (c.address, c.port, c.dest_port) == (s.dns_name, s.service_port, s.port)
+
+
+def test_every_edge_of_the_service_graph_and_every_store_used_is_a_connection(reference):
+    for r in reference.regions:
+        pairs = {(c.source.name, c.dest.name) for c in r.wiring}
+        for s in r.services:
+            assert {(s.name, d) for d in s.depends_on} <= pairs
+            stores = {"postgres": "pgbouncer", "redis": "redis", "elasticsearch": "elasticsearch",
+                      "object-storage": "object-storage"}
+            assert {(s.name, stores[u]) for u in s.uses} <= pairs
+            assert {(s.name, e.host) for e in s.egress} <= pairs
+
+
+def test_prometheus_scrapes_every_exporter_through_every_firewall(reference):
+    r = reference.regions[0]
+    scraped = {(c.dest.host_group, c.dest_port): c.layers for c in r.connections_from("prometheus") if c.dest.kind == "hosts"}
+    assert ("postgres", POSTGRES_EXPORTER_PORT) in scraped
+    assert ("redis_cluster", REDIS_EXPORTER_PORT) in scraped
+    assert ("pgbouncer", NODE_EXPORTER_PORT) in scraped
+    assert all({"cloud-firewall", "nftables"} <= set(layers) for layers in scraped.values())
+
+
+def test_the_load_balancer_reaches_kong_from_its_own_ranges(reference):
+    for r in reference.regions:
+        (c,) = [c for c in r.wiring if c.source.name == "load-balancer"]
+        assert c.dest_port == KONG_PROXY_TLS_PORT and c.source.cidrs == r.addressing.lb_source_cidrs
+
+
+def test_pg_hba_connections_name_database_and_user(reference):
+    r = reference.regions[0]
+    hba = r.through("pg_hba")
+    assert {c.source.name for c in hba} >= {"pgbouncer", "postgres-replica"}
+    assert all(c.database and c.user for c in hba)
+
+
+@pytest.mark.parametrize("cloud, cidr, nodes, expected", [
+    ("gcp", "10.0.128.0/17", 128, 110),  # a /24 per node: exactly 128 fit
+    ("gcp", "10.0.128.0/17", 200, 64),  # a /25 per node: 256 fit
+    ("gcp", "10.0.128.0/17", 1000, 16),
+    ("gcp", "10.0.128.0/24", 100, 0),  # nothing fits
+    ("azure", "10.0.128.0/17", 200, 0),  # overlay: a /24 per node whatever max pods is
+    ("azure", "10.0.0.0/16", 200, 110),
+    ("aws", "", 5000, 110),
+])
+def test_pods_per_node_fits_every_node_into_the_pod_range(cloud, cidr, nodes, expected):
+    assert pods_per_node(cloud, cidr, nodes) == expected
+
+
+def test_reference_clusters_can_grow_to_their_pools_max(reference):
+    for r in reference.regions:
+        assert r.addressing.max_pods_per_node > 0, r.name
