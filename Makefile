@@ -17,9 +17,10 @@ generate: setup  ## compile platform.yaml into generated/ and docs/, refresh the
 	$(BIN)/platformc schema
 	$(BIN)/platformc generate
 
-check: setup  ## the PR check: spec valid, schema and generated/ up to date (writes nothing)
+check: setup  ## the PR check: spec valid, schema and generated/ up to date, every connection proved (writes nothing)
 	$(BIN)/platformc schema --check
 	$(BIN)/platformc generate --check
+	$(BIN)/platformc verify generated
 
 test: setup  ## run the test suite (tools missing locally skip; under CI=true they fail)
 	$(BIN)/python -m pytest -q
