@@ -543,3 +543,25 @@ def server_budget(plan):
             yield Finding(("datastores", "postgres", "max_connections"),
                           f"{c.pgbouncer_hosts} PgBouncer hosts x {c.databases} shard databases leave a pool size of "
                           f"{c.default_pool_size} within {c.postgres_available} usable connections", r.name)
+
+
+@rule("R037", "Every node gets a pod block",
+      "GKE gives each node a block of the pod range sized from its max pods (a /24 for 110 down to a /28 for 8), "
+      "AKS overlay a /24 per node: the pod range must hold a block for every node the pools may grow to "
+      "(the pools' max_nodes summed, or kubernetes.max_nodes when lower).", stage="plan")
+def pod_blocks(plan):
+    smallest_block = {"gcp": 28, "azure": 24}
+    for r in plan.regions:
+        a = r.addressing
+        if r.cloud not in smallest_block or a.max_pods_per_node:
+            continue
+        pools = r.settings.kubernetes.node_pools
+        widest = max(pools, key=lambda n: pools[n].max_nodes)
+        prefix = ipaddress.ip_network(a.pod_cidr).prefixlen if a.pod_cidr else None
+        fits = 2 ** (smallest_block[r.cloud] - prefix) if prefix is not None and prefix <= smallest_block[r.cloud] else 0
+        nodes = sum(p.max_nodes for p in pools.values())
+        cap = r.settings.kubernetes.max_nodes
+        yield Finding(("kubernetes", "node_pools", widest, "max_nodes"),
+                      f"the pod range {a.pod_cidr or '(none left in ' + r.cidr + ')'} holds at most {fits} nodes' pod blocks, "
+                      f"the pools may grow to {min(nodes, cap) if cap else nodes}: lower the node pools' max_nodes "
+                      f"(or kubernetes.max_nodes) to {fits} in all, or give the region a larger cidr", r.name)

@@ -58,6 +58,8 @@ CASES = {
     "R030": ([("replicas: {min: 1, max: 4}", "replicas: {min: 1, max: 5}")], "        max_nodes: 4"),
     "R031": ([("max_client_conn: 1000", "max_client_conn: 10")], "max_client_conn: 10,"),
     "R032": ([("max_connections: 200", "max_connections: 30")], "max_connections: 30"),
+    "R037": ([("    max_nodes: 20\n", "    max_nodes: 5004\n"), ("        max_nodes: 16", "        max_nodes: 5000")],
+             "        max_nodes: 5000"),
 }
 
 
