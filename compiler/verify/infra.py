@@ -1,9 +1,798 @@
-"""Verify checker: infra layers (stub until its checks land)."""
+"""Verify checker: the infrastructure layers, read back from generated/terraform/** alone.
+
+- `cloud-firewall`: every connection through a cloud firewall is admitted there. To a host group: a rule
+  of the region root's `ingress_rules` (AWS security groups, Azure NSG rules; GCP: the network module's
+  firewall rules by target tag) covers every source range on the destination port, for every host the
+  connection reaches (hosts found by FQDN in the root's `hosts`), and the module applies those inputs.
+  The CDN to the load balancer: AWS admits CloudFront's origin-facing prefix list on the listener port and
+  nothing from the whole Internet; Azure's gateway subnet admits the port; GCP's front end listens on it.
+  The load balancer to Kong: the node/pod firewall admits the load balancer on Kong's port.
+- `cdn`: CloudFront's viewer policy meets the client hop's TLS floor and serves its host; CloudFront's
+  origin (name, port, https-only) is the region's load balancer, and the TLS versions CloudFront may use
+  to the origin intersect the versions the region's listener accepts, neither end below the floor.
+- object level: the enforcing CNI is switched on in each region's cluster module (layer `cni`), and the
+  CDN sets the client-address header Kong reads (layer `cdn`).
+
+The Terraform files are read with a small exact reader of the HCL the target writes (python-hcl2 takes
+about 0.1 s a file, too slow for the whole tree); values that are expressions come back as their text.
+
+CloudFront and TLS 1.3 to origins: `origin_ssl_protocols` takes SSLv3 to TLSv1.2 (the API's valid values)
+and is the floor CloudFront accepts; since November 2025 CloudFront also negotiates TLS 1.3 with every
+custom origin that offers it, without a setting (AWS Networking & Content Delivery blog, "Amazon
+CloudFront: Delivering millisecond performance to global audiences", "TLS 1.3 to origins"; Classmethod,
+dev.classmethod.jp/articles/cloudfront-tls13-origin-support, checked in ALB access logs). So CloudFront's
+versions to an origin are the listed ones plus 1.3.
+"""
 
 from __future__ import annotations
 
-LAYERS = ("cloud-firewall", "cdn")
+import bisect
+import ipaddress
+import re
+from functools import lru_cache
 
+from compiler.verify import Broken, Result
+
+LAYERS = ("cloud-firewall", "cdn")
+CNI_LAYER = "cni"
+
+TF = "terraform"
+GLOBAL_CDN = f"{TF}/global/cdn.tf"
+GLOBAL_MAIN = f"{TF}/global/main.tf"
+CLOUDFRONT_PREFIX_LIST = "com.amazonaws.global.cloudfront.origin-facing"
+
+VERSIONS = ("ssl3", "1.0", "1.1", "1.2", "1.3")
+
+
+def _from(v: str) -> set[str]:
+    return set(VERSIONS[VERSIONS.index(v):])
+
+
+# CloudFront -> origin: the listed protocols, plus TLS 1.3 which it negotiates whenever the origin offers it.
+CLOUDFRONT_ORIGIN = {"SSLv3": "ssl3", "TLSv1": "1.0", "TLSv1.1": "1.1", "TLSv1.2": "1.2"}
+CLOUDFRONT_VIEWER = {"SSLv3": "ssl3", "TLSv1": "1.0", "TLSv1_2016": "1.0", "TLSv1.1_2016": "1.1", "TLSv1.2_2018": "1.2",
+                     "TLSv1.2_2019": "1.2", "TLSv1.2_2021": "1.2", "TLSv1.2_2025": "1.2", "TLSv1.3_2025": "1.3"}
+
+
+def aws_policy_versions(name: str) -> set[str]:
+    """Versions an ELB security policy accepts (ELBSecurityPolicy-TLS13-1-3-2021-06: 1.3 only)."""
+    m = re.search(r"TLS13-1-(\d)", name)
+    if m:
+        return _from(f"1.{m.group(1)}")
+    m = re.search(r"TLS-1-(\d)", name)
+    if m:
+        return _from(f"1.{m.group(1)}") - {"1.3"}
+    if re.fullmatch(r"ELBSecurityPolicy-20\d\d-\d\d", name):
+        return {"1.0", "1.1", "1.2"}
+    return set()
+
+
+def min_version_versions(value: str) -> set[str]:
+    """GCP SSL policy min_tls_version (TLS_1_2) or Azure's min_protocol_version (TLSv1_2): that and above."""
+    m = re.fullmatch(r"TLS(?:v)?_?1_(\d)", value or "")
+    return _from(f"1.{m.group(1)}") if m else set()
+
+
+def _floor(tls: str) -> str:
+    return tls if tls in VERSIONS else "1.2"
+
+
+# ---------------------------------------------------------------- a small exact HCL reader
+
+class Expr(str):
+    """An expression kept as its source text (module.x.y, var.z, function calls, for expressions)."""
+
+
+class Obj(dict):
+    def __init__(self):
+        super().__init__()
+        self.lines: dict = {}
+
+
+class Lst(list):
+    def __init__(self):
+        super().__init__()
+        self.lines: list = []
+
+
+class Block:
+    def __init__(self, type_: str, labels: list, line: int):
+        self.type, self.labels, self.line = type_, labels, line
+        self.attrs = Obj()
+        self.blocks: list[Block] = []
+
+    def block(self, type_: str, *labels) -> "Block | None":
+        return next((b for b in self.blocks if b.type == type_ and tuple(b.labels[:len(labels)]) == labels), None)
+
+    def all(self, type_: str) -> list["Block"]:
+        return [b for b in self.blocks if b.type == type_]
+
+    def get(self, name, default=None):
+        return self.attrs.get(name, default)
+
+    def line_of(self, name) -> int:
+        return self.attrs.lines.get(name, self.line)
+
+
+class _Reader:
+    CLOSE = {"(": ")", "[": "]", "{": "}"}
+
+    def __init__(self, text: str):
+        self.s, self.i, self.n = text, 0, len(text)
+        self.nl = [m.start() for m in re.finditer("\n", text)]
+
+    def line(self, pos=None) -> int:
+        return bisect.bisect_left(self.nl, self.i if pos is None else pos) + 1
+
+    def ws(self, newlines=True):
+        s = self.s
+        while self.i < self.n:
+            c = s[self.i]
+            if c in " \t\r" or (newlines and c == "\n"):
+                self.i += 1
+            elif c == "#" or s.startswith("//", self.i):
+                j = s.find("\n", self.i)
+                self.i = self.n if j < 0 else j
+            elif s.startswith("/*", self.i):
+                j = s.find("*/", self.i)
+                self.i = self.n if j < 0 else j + 2
+            else:
+                break
+
+    def ident(self) -> str:
+        m = re.compile(r'[A-Za-z_][A-Za-z0-9_\-]*|"(?:[^"\\]|\\.)*"').match(self.s, self.i)
+        if not m:
+            raise ValueError(f"line {self.line()}: expected a name")
+        self.i = m.end()
+        t = m.group(0)
+        return t[1:-1] if t.startswith('"') else t
+
+    def body(self, parent: Block):
+        while True:
+            self.ws()
+            if self.i >= self.n or self.s[self.i] == "}":
+                return
+            line = self.line()
+            name = self.ident()
+            self.ws(newlines=False)
+            if self.s[self.i] == "=" and not self.s.startswith("==", self.i):
+                self.i += 1
+                parent.attrs[name] = self.value()
+                parent.attrs.lines[name] = line
+                continue
+            labels = []
+            while self.s[self.i] != "{":
+                labels.append(self.ident())
+                self.ws(newlines=False)
+            self.i += 1
+            b = Block(name, labels, line)
+            self.body(b)
+            self.i += 1  # }
+            parent.blocks.append(b)
+
+    def string(self) -> str:
+        s, i, depth, out = self.s, self.i + 1, 0, []
+        while True:
+            c = s[i]
+            if c == "\\" and depth == 0:
+                out.append({"n": "\n", "t": "\t", '"': '"', "\\": "\\"}.get(s[i + 1], s[i + 1]))
+                i += 2
+                continue
+            if s.startswith("${", i) or s.startswith("%{", i):
+                depth += 1
+                out.append(s[i:i + 2])
+                i += 2
+                continue
+            if c == "}" and depth:
+                depth -= 1
+            elif c == '"' and depth == 0:
+                self.i = i + 1
+                return "".join(out)
+            out.append(c)
+            i += 1
+
+    def raw(self) -> Expr:
+        """An expression up to the end of the line, a comma or a closing bracket at depth 0."""
+        s, start, stack = self.s, self.i, []
+        while self.i < self.n:
+            c = s[self.i]
+            if c == '"':
+                self.string()
+                continue
+            if s.startswith("<<", self.i):
+                m = re.compile(r"<<-?([A-Za-z_]+)\n").match(s, self.i)
+                if m:
+                    end = re.compile(rf"^\s*{m.group(1)}\s*$", re.M).search(s, m.end())
+                    self.i = end.end() if end else self.n
+                    continue
+            if c in "([{":
+                stack.append(self.CLOSE[c])
+            elif c in ")]}":
+                if not stack:
+                    break
+                stack.pop()
+            elif c in ",\n" and not stack:
+                break
+            elif c == "#" and not stack:
+                break
+            self.i += 1
+        return Expr(" ".join(s[start:self.i].split()))
+
+    def value(self):
+        self.ws(newlines=False)
+        s, start = self.s, self.i
+        c = s[self.i]
+        try:
+            if c == '"':
+                v = self.string()
+                self.ws(newlines=False)
+                if self.i < self.n and s[self.i] not in "\n,]})#":
+                    raise ValueError("an expression")
+                return v
+            if c == "[":
+                return self.list_()
+            if c == "{" and not re.compile(r"\{\s*for\s").match(s, self.i):
+                return self.object_()
+        except (ValueError, IndexError):
+            self.i = start
+        v = self.raw()
+        if re.fullmatch(r"-?\d+(\.\d+)?", v):
+            return float(v) if "." in v else int(v)
+        return {"true": True, "false": False, "null": None}.get(v, v)
+
+    def list_(self) -> Lst:
+        out = Lst()
+        self.i += 1
+        while True:
+            self.ws()
+            if self.s[self.i] == "]":
+                self.i += 1
+                return out
+            if re.compile(r"for\s").match(self.s, self.i):
+                raise ValueError("a for expression")
+            line = self.line()
+            out.append(self.value())
+            out.lines.append(line)
+            self.ws()
+            if self.s[self.i] == ",":
+                self.i += 1
+
+    def object_(self) -> Obj:
+        out = Obj()
+        self.i += 1
+        while True:
+            self.ws()
+            if self.s[self.i] == "}":
+                self.i += 1
+                return out
+            line = self.line()
+            key = self.ident() if self.s[self.i] != "(" else str(self.raw())
+            self.ws(newlines=False)
+            if self.s[self.i] not in "=:":
+                raise ValueError("not an object")
+            self.i += 1
+            out[key] = self.value()
+            out.lines[key] = line
+            self.ws()
+            if self.i < self.n and self.s[self.i] == ",":
+                self.i += 1
+
+
+def read_hcl(text: str) -> Block:
+    root = Block("file", [], 1)
+    r = _Reader(text)
+    r.body(root)
+    return root
+
+
+def _doc(tree, rel: str) -> Block | None:
+    cache = tree.__dict__.setdefault("_infra_hcl", {})
+    if rel not in cache:
+        text = tree.text(rel)
+        cache[rel] = read_hcl(text) if text is not None else None
+    return cache[rel]
+
+
+def _norm(v) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_norm(x) for x in v) + "]"
+    return " ".join(str(v).split())
+
+
+# ---------------------------------------------------------------- helpers
+
+@lru_cache(maxsize=4096)
+def _net(cidr: str):
+    try:
+        return ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return None
+
+
+def _covered(sources, admitted) -> list[str]:
+    """The source ranges no admitted range contains."""
+    nets = [n for n in (_net(a) for a in admitted) if n is not None]
+    out = []
+    for s in sources:
+        n = _net(s)
+        if n is None or not any(n.version == a.version and n.subnet_of(a) for a in nets):
+            out.append(s)
+    return out
+
+
+def _port_in(port: int, spec) -> bool:
+    spec = str(spec)
+    if spec in ("*", "all"):
+        return True
+    lo, _, hi = spec.partition("-")
+    try:
+        return int(lo) <= port <= int(hi or lo)
+    except ValueError:
+        return False
+
+
+class _Region:
+    """One region root: its modules by name and where their files are."""
+
+    def __init__(self, tree, region: str):
+        self.rel = f"{TF}/regions/{region}/main.tf"
+        self.doc = _doc(tree, self.rel)
+        self.modules = {b.labels[0]: b for b in (self.doc.all("module") if self.doc else [])}
+        self.cloud = tree.region_info(region).get("cloud", "")
+        self.tree = tree
+
+    def module_file(self, name: str) -> str | None:
+        m = self.modules.get(name)
+        src = m.get("source") if m else None
+        if not isinstance(src, str) or not src.startswith("../../modules/"):
+            return None
+        return f"{TF}/{src[len('../../'):]}/main.tf"
+
+    def module_doc(self, name: str) -> tuple[str | None, Block | None]:
+        rel = self.module_file(name)
+        return rel, (_doc(self.tree, rel) if rel else None)
+
+
+def _resource(doc: Block | None, rtype: str, name: str | None = None) -> Block | None:
+    if doc is None:
+        return None
+    return next((b for b in doc.blocks if b.type == "resource" and b.labels[0] == rtype
+                 and (name is None or b.labels[1] == name)), None)
+
+
+# ---------------------------------------------------------------- cloud-firewall: host groups
+
+def _host_rules(reg: _Region):
+    """(fqdn -> (group key, rules file, rules, line of the group's rules)) and the source of the rules,
+    per cloud; rules are (ports spec list, cidrs)."""
+    dh = reg.modules.get("data_hosts")
+    if dh is None:
+        return None, f"no module \"data_hosts\" in {reg.rel}", 0
+    hosts = dh.get("hosts")
+    if not isinstance(hosts, Obj):
+        return None, "data_hosts.hosts is not a map", dh.line
+    if reg.cloud == "gcp":
+        net = reg.modules.get("network")
+        rules = net.get("ingress_rules") if net else None
+        if not isinstance(rules, Lst):
+            return None, "network.ingress_rules is not a list", (net.line if net else 0)
+        by_tag: dict[str, list] = {}
+        for i, r in enumerate(rules):
+            if isinstance(r, Obj):
+                by_tag.setdefault(r.get("target_tag"), []).append(
+                    (list(r.get("ports") or []), list(r.get("source_ranges") or []), rules.lines[i]))
+        key = "target_tag"
+        line_all = net.line_of("ingress_rules")
+    else:
+        rules = dh.get("ingress_rules")
+        if not isinstance(rules, Obj):
+            return None, "data_hosts.ingress_rules is not a map", dh.line
+        by_tag = {}
+        for group, lst in rules.items():
+            for i, r in enumerate(lst if isinstance(lst, Lst) else []):
+                if isinstance(r, Obj):
+                    ports = [f"{r.get('from_port')}-{r.get('to_port')}"]
+                    by_tag.setdefault(group, []).append((ports, list(r.get("cidr_blocks") or []), lst.lines[i]))
+        key = "group"
+        line_all = dh.line_of("ingress_rules")
+    fqdn = {}
+    for name, h in hosts.items():
+        if isinstance(h, Obj):
+            fqdn[h.get("fqdn")] = (h.get(key), hosts.lines[name])
+    group_line = {}
+    if reg.cloud != "gcp":
+        group_line = {g: rules.lines.get(g, line_all) for g in rules}
+    else:
+        for tag, rs in by_tag.items():
+            group_line[tag] = rs[0][2]
+    return (fqdn, by_tag, group_line, line_all), "", 0
+
+
+def _check_hosts(reg: _Region, c, state) -> list[Broken]:
+    if state[0] is None:
+        return [Broken(reg.rel, state[2], "cloud-firewall", c.id, state[1])]
+    fqdn, by_tag, group_line, line_all = state[0]
+    out = []
+    seen = set()
+    for h in c.dest.hosts:
+        if h not in fqdn:
+            out.append(Broken(reg.rel, line_all, "cloud-firewall", c.id, f"host {h} is not in the root's data_hosts"))
+            continue
+        tag = fqdn[h][0]
+        if tag in seen:
+            continue
+        seen.add(tag)
+        rules = [r for r in by_tag.get(tag, []) if any(_port_in(c.dest_port, p) for p in r[0])]
+        missing = _covered(c.source.cidrs, [cidr for r in rules for cidr in r[1]])
+        if missing:
+            detail = (f"no rule on the {tag} hosts admits {', '.join(missing)} on {c.dest_port}/tcp" if rules else
+                      f"no rule on the {tag} hosts opens {c.dest_port}/tcp (sources {', '.join(c.source.cidrs)})")
+            out.append(Broken(reg.rel, group_line.get(tag, line_all), "cloud-firewall", c.id, detail))
+    return out
+
+
+def _module_applies_host_rules(reg: _Region) -> list[Broken]:
+    """The module turns the root's inputs into firewall rules on the hosts (a template mistake shows here)."""
+    out = []
+    if reg.cloud == "aws":
+        rel, doc = reg.module_doc("data_hosts")
+        sg = _resource(doc, "aws_security_group", "group")
+        dyn = sg.block("dynamic", "ingress") if sg else None
+        content = dyn.block("content") if dyn else None
+        want = {"from_port": "ingress.value.from_port", "to_port": "ingress.value.to_port",
+                "cidr_blocks": "ingress.value.cidr_blocks"}
+        if not dyn or _norm(dyn.get("for_each")) != "var.ingress_rules[each.key]" or not content or \
+                any(_norm(content.get(k)) != v for k, v in want.items()):
+            out.append(Broken(rel or reg.rel, (dyn or sg or doc or Block("", [], 0)).line if doc else 0,
+                              "cloud-firewall", "data_hosts module",
+                              "aws_security_group.group does not apply var.ingress_rules (for_each, ports, cidr_blocks)"))
+        inst = _resource(doc, "aws_instance", "host")
+        if not inst or "aws_security_group.group[each.value.group].id" not in _norm(inst.get("vpc_security_group_ids")):
+            out.append(Broken(rel or reg.rel, inst.line if inst else 0, "cloud-firewall", "data_hosts module",
+                              "the hosts do not carry their group's security group"))
+    elif reg.cloud == "azure":
+        rel, doc = reg.module_doc("data_hosts")
+        rule = _resource(doc, "azurerm_network_security_rule", "ingress")
+        ok = rule is not None and rule.get("access") == "Allow" and rule.get("direction") == "Inbound" and \
+            _norm(rule.get("source_address_prefixes")) == "each.value.cidr_blocks" and \
+            "each.value.from_port" in _norm(rule.get("destination_port_range")) and \
+            "azurerm_application_security_group.group[each.value.group].id" in _norm(
+                rule.get("destination_application_security_group_ids"))
+        if not ok:
+            out.append(Broken(rel or reg.rel, rule.line if rule else 0, "cloud-firewall", "data_hosts module",
+                              "azurerm_network_security_rule.ingress does not apply var.ingress_rules to the groups"))
+        assoc = _resource(doc, "azurerm_network_interface_application_security_group_association")
+        if not assoc or "each.value.group" not in _norm(assoc.get("application_security_group_id")):
+            out.append(Broken(rel or reg.rel, assoc.line if assoc else 0, "cloud-firewall", "data_hosts module",
+                              "the hosts' interfaces do not join their group's application security group"))
+    elif reg.cloud == "gcp":
+        rel, doc = reg.module_doc("network")
+        fw = _resource(doc, "google_compute_firewall", "hosts")
+        allow = fw.block("allow") if fw else None
+        ok = fw is not None and fw.get("direction") == "INGRESS" and allow is not None and \
+            _norm(allow.get("ports")) == "each.value.ports" and \
+            _norm(fw.get("source_ranges")) == "each.value.source_ranges" and \
+            "each.value.target_tag" in _norm(fw.get("target_tags"))
+        if not ok:
+            out.append(Broken(rel or reg.rel, fw.line if fw else 0, "cloud-firewall", "network module",
+                              "google_compute_firewall.hosts does not apply var.ingress_rules"))
+        rel, doc = reg.module_doc("data_hosts")
+        inst = _resource(doc, "google_compute_instance", "host")
+        if not inst or "each.value.target_tag" not in _norm(inst.get("tags")):
+            out.append(Broken(rel or reg.rel, inst.line if inst else 0, "cloud-firewall", "data_hosts module",
+                              "the hosts do not carry their group's network tag"))
+    return out
+
+
+# ---------------------------------------------------------------- cloud-firewall: the public entry
+
+def _check_cdn_to_lb(reg: _Region, c) -> list[Broken]:
+    L = "cloud-firewall"
+    rel, doc = reg.module_doc("load_balancer")
+    if doc is None:
+        return [Broken(reg.rel, 0, L, c.id, "no load_balancer module")]
+    if reg.cloud == "aws":
+        lb = _resource(doc, "aws_lb")
+        groups = re.findall(r"aws_security_group\.([A-Za-z0-9_-]+)\.id", _norm(lb.get("security_groups"))) if lb else []
+        port = reg.modules["load_balancer"].get("listener_port")
+        listener = _resource(doc, "aws_lb_listener")
+        out = []
+        if not listener or not (listener.get("port") == c.dest_port or
+                                (_norm(listener.get("port")) == "var.listener_port" and port == c.dest_port)):
+            out.append(Broken(rel, listener.line if listener else 0, L, c.id, f"the ALB does not listen on {c.dest_port}"))
+        pls = {b.labels[1]: b.get("name") for b in doc.blocks
+               if b.type == "data" and b.labels[0] == "aws_ec2_managed_prefix_list"}
+        cloudfront_ok = False
+        for g in groups:
+            sg = _resource(doc, "aws_security_group", g)
+            for ing in (sg.all("ingress") if sg else []):
+                fp = port if _norm(ing.get("from_port")) == "var.listener_port" else ing.get("from_port")
+                tp = port if _norm(ing.get("to_port")) == "var.listener_port" else ing.get("to_port")
+                if not (isinstance(fp, int) and isinstance(tp, int) and fp <= c.dest_port <= tp):
+                    continue
+                cidrs = ing.get("cidr_blocks")
+                if isinstance(cidrs, list) and any(_net(x) and _net(x).prefixlen == 0 for x in cidrs):
+                    out.append(Broken(rel, ing.line, L, c.id, f"security group {g} admits the whole Internet on "
+                                                               f"{c.dest_port}: clients reach the origin around the CDN"))
+                for ref in re.findall(r"data\.aws_ec2_managed_prefix_list\.([A-Za-z0-9_-]+)\.id", _norm(ing.get("prefix_list_ids"))):
+                    if pls.get(ref) == CLOUDFRONT_PREFIX_LIST:
+                        cloudfront_ok = True
+        if not cloudfront_ok:
+            out.append(Broken(rel, lb.line if lb else 0, L, c.id,
+                              f"no security group of the ALB admits {CLOUDFRONT_PREFIX_LIST} on {c.dest_port}"))
+        return out
+    if reg.cloud == "gcp":
+        fr = _resource(doc, "google_compute_global_forwarding_rule")
+        if not fr or not _port_in(c.dest_port, fr.get("port_range")):
+            return [Broken(rel, fr.line if fr else 0, L, c.id, f"the global forwarding rule does not take {c.dest_port}")]
+        return []
+    if reg.cloud == "azure":
+        nrel, ndoc = reg.module_doc("network")
+        nsg = _resource(ndoc, "azurerm_network_security_group", "gateway")
+        for rule in (nsg.all("security_rule") if nsg else []):
+            if rule.get("access") == "Allow" and rule.get("direction") == "Inbound" and \
+                    _port_in(c.dest_port, rule.get("destination_port_range")) and \
+                    rule.get("source_address_prefix") in ("Internet", "*"):
+                return []
+        return [Broken(nrel or reg.rel, nsg.line if nsg else 0, L, c.id,
+                       f"the Application Gateway's NSG does not admit the Internet (CloudFront) on {c.dest_port}")]
+    return []
+
+
+def _check_lb_to_kong(reg: _Region, c) -> list[Broken]:
+    L = "cloud-firewall"
+    if reg.cloud == "aws":
+        mod = reg.modules.get("load_balancer")
+        rel, doc = reg.module_doc("load_balancer")
+        rule = _resource(doc, "aws_vpc_security_group_ingress_rule", "kong")
+        out = []
+        if mod is None or rule is None:
+            return [Broken(rel or reg.rel, 0, L, c.id, "no ingress rule for the ALB on the pods' security group")]
+        port = mod.get("target_port") if _norm(rule.get("from_port")) == "var.target_port" else rule.get("from_port")
+        if port != c.dest_port:
+            out.append(Broken(reg.rel, mod.line_of("target_port"), L, c.id, f"the pods' rule opens {port}, not {c.dest_port}"))
+        lb = _resource(doc, "aws_lb")
+        ref = re.search(r"aws_security_group\.([A-Za-z0-9_-]+)\.id", _norm(rule.get("referenced_security_group_id")))
+        if not ref or not lb or f"aws_security_group.{ref.group(1)}.id" not in _norm(lb.get("security_groups")):
+            out.append(Broken(rel, rule.line, L, c.id, "the pods' rule does not admit the ALB's security group"))
+        if "module.kubernetes." not in _norm(mod.get("target_security_group_id")):
+            out.append(Broken(reg.rel, mod.line_of("target_security_group_id"), L, c.id,
+                              "the rule is not placed on the cluster's security group"))
+        return out
+    if reg.cloud == "gcp":
+        net = reg.modules.get("network")
+        rel, doc = reg.module_doc("network")
+        fw = _resource(doc, "google_compute_firewall", "load_balancer")
+        out = []
+        if net is None or fw is None:
+            return [Broken(rel or reg.rel, 0, L, c.id, "no firewall rule for the load balancer on the nodes")]
+        allow = fw.block("allow")
+        if not allow or _norm(allow.get("ports")) != "[tostring(var.lb_target_port)]" or \
+                _norm(fw.get("source_ranges")) != "var.lb_source_ranges":
+            out.append(Broken(rel, fw.line, L, c.id, "google_compute_firewall.load_balancer does not apply its inputs"))
+        if net.get("lb_target_port") != c.dest_port:
+            out.append(Broken(reg.rel, net.line_of("lb_target_port"), L, c.id,
+                              f"the nodes' firewall opens {net.get('lb_target_port')}, not {c.dest_port}"))
+        missing = _covered(c.source.cidrs, net.get("lb_source_ranges") or [])
+        if missing:
+            out.append(Broken(reg.rel, net.line_of("lb_source_ranges"), L, c.id,
+                              f"the nodes' firewall does not admit {', '.join(missing)}"))
+        return out
+    if reg.cloud == "azure":
+        net = reg.modules.get("network")
+        rel, doc = reg.module_doc("network")
+        nsg = _resource(doc, "azurerm_network_security_group", "private")
+        rule = next((r for r in (nsg.all("security_rule") if nsg else [])
+                     if r.get("access") == "Allow" and _norm(r.get("destination_port_range")) == "tostring(var.lb_target_port)"
+                     and _norm(r.get("source_address_prefixes")) == "var.lb_source_cidrs"), None)
+        if net is None or rule is None:
+            return [Broken(rel or reg.rel, nsg.line if nsg else 0, L, c.id,
+                           "the cluster subnets' NSG has no rule for the Application Gateway on Kong's port")]
+        out = []
+        if net.get("lb_target_port") != c.dest_port:
+            out.append(Broken(reg.rel, net.line_of("lb_target_port"), L, c.id,
+                              f"the NSG opens {net.get('lb_target_port')}, not {c.dest_port}"))
+        missing = _covered(c.source.cidrs, net.get("lb_source_cidrs") or [])
+        if missing:
+            out.append(Broken(reg.rel, net.line_of("lb_source_cidrs"), L, c.id, f"the NSG does not admit {', '.join(missing)}"))
+        return out
+    return []
+
+
+# ---------------------------------------------------------------- cdn
+
+def _global(tree):
+    cache = tree.__dict__.setdefault("_infra_global", {})
+    if "v" not in cache:
+        cdn, main = _doc(tree, GLOBAL_CDN), _doc(tree, GLOBAL_MAIN)
+        loc = {}
+        for b in (main.all("locals") if main else []):
+            loc.update(b.attrs)
+        dist = _resource(cdn, "aws_cloudfront_distribution")
+        cache["v"] = (cdn, loc, dist)
+    return cache["v"]
+
+
+def _subst(value, loc) -> str:
+    return re.sub(r"\$\{local\.([A-Za-z0-9_]+)\}", lambda m: str(loc.get(m.group(1), m.group(0))), str(value))
+
+
+def _local(value, loc):
+    m = re.fullmatch(r"local\.([A-Za-z0-9_]+)", _norm(value))
+    return loc.get(m.group(1)) if m else value
+
+
+def _origin_versions(reg: _Region) -> tuple[set[str], str, int]:
+    """What the region's origin listener accepts, with where that is set."""
+    mod = reg.modules.get("load_balancer")
+    if mod is None:
+        return set(), reg.rel, 0
+    if reg.cloud == "aws":
+        return aws_policy_versions(str(mod.get("ssl_policy"))), reg.rel, mod.line_of("ssl_policy")
+    return min_version_versions(str(mod.get("min_tls_version"))), reg.rel, mod.line_of("min_tls_version")
+
+
+def _origin_module_wired(reg: _Region) -> list[tuple[str, int, str]]:
+    rel, doc = reg.module_doc("load_balancer")
+    if doc is None:
+        return [(reg.rel, 0, "no load_balancer module")]
+    if reg.cloud == "aws":
+        lst = _resource(doc, "aws_lb_listener")
+        if not lst or _norm(lst.get("ssl_policy")) != "var.ssl_policy" or lst.get("protocol") != "HTTPS":
+            return [(rel, lst.line if lst else 0, "the HTTPS listener does not use var.ssl_policy")]
+    elif reg.cloud == "gcp":
+        pol = _resource(doc, "google_compute_ssl_policy")
+        proxy = _resource(doc, "google_compute_target_https_proxy")
+        if not pol or _norm(pol.get("min_tls_version")) != "var.min_tls_version" or not proxy or \
+                f"google_compute_ssl_policy.{pol.labels[1]}.id" != _norm(proxy.get("ssl_policy")):
+            return [(rel, pol.line if pol else 0, "the HTTPS proxy's SSL policy does not take var.min_tls_version")]
+    elif reg.cloud == "azure":
+        gw = _resource(doc, "azurerm_application_gateway")
+        pol = gw.block("ssl_policy") if gw else None
+        if not pol or _norm(pol.get("min_protocol_version")) != "var.min_tls_version":
+            return [(rel, gw.line if gw else 0, "the gateway's ssl_policy does not take var.min_tls_version")]
+    return []
+
+
+def _check_cdn(tree, reg: _Region, c) -> list[Broken]:
+    L = "cdn"
+    cdn, loc, dist = _global(tree)
+    if dist is None:
+        return [Broken(GLOBAL_CDN, 0, L, c.id, "no CloudFront distribution")]
+    floor = _floor(c.tls)
+    out = []
+    if c.source.kind == "external":  # clients -> CDN: the viewer side
+        vc = dist.block("viewer_certificate")
+        policy = _local(vc.get("minimum_protocol_version"), loc) if vc else None
+        v = CLOUDFRONT_VIEWER.get(str(policy))
+        if v is None or VERSIONS.index(v) < VERSIONS.index(floor):
+            out.append(Broken(GLOBAL_CDN, vc.line_of("minimum_protocol_version") if vc else dist.line, L, c.id,
+                              f"viewer policy {policy} admits TLS below {floor}"))
+        hosts = [f"{h}.{loc.get('domain')}" for h in (loc.get("public_hosts") or [])]
+        if c.address not in hosts:
+            out.append(Broken(GLOBAL_CDN, dist.line_of("aliases"), L, c.id, f"CloudFront does not serve {c.address}"))
+        return out
+    origin = next((o for o in dist.all("origin") if _subst(o.get("domain_name"), loc) == c.address), None)
+    if origin is None:
+        return [Broken(GLOBAL_CDN, dist.line, L, c.id, f"no CloudFront origin is {c.address}")]
+    coc = origin.block("custom_origin_config")
+    if coc is None:
+        return [Broken(GLOBAL_CDN, origin.line, L, c.id, "the origin has no custom_origin_config")]
+    if coc.get("https_port") != c.port or coc.get("origin_protocol_policy") != "https-only":
+        out.append(Broken(GLOBAL_CDN, coc.line_of("origin_protocol_policy"), L, c.id,
+                          f"CloudFront does not connect with HTTPS only on {c.port}"))
+    listed = [CLOUDFRONT_ORIGIN.get(p) for p in (coc.get("origin_ssl_protocols") or [])]
+    cf = {v for v in listed if v} | {"1.3"}
+    cf_floor = min(floor, "1.2", key=VERSIONS.index)  # the highest floor CloudFront can state is TLSv1.2
+    low = sorted((v for v in listed if v and VERSIONS.index(v) < VERSIONS.index(cf_floor)), key=VERSIONS.index)
+    line = coc.line_of("origin_ssl_protocols")
+    if None in listed or not listed:
+        out.append(Broken(GLOBAL_CDN, line, L, c.id, "origin_ssl_protocols names no protocol CloudFront knows"))
+    if low:
+        out.append(Broken(GLOBAL_CDN, line, L, c.id, f"CloudFront may fall back to {low[0]} to the origin, below {cf_floor}"))
+    versions, rel, vline = _origin_versions(reg)
+    if not versions:
+        out.append(Broken(rel, vline, L, c.id, "the origin listener's TLS policy is unknown"))
+    else:
+        lowest = min(versions, key=VERSIONS.index)
+        if VERSIONS.index(lowest) < VERSIONS.index(floor):
+            out.append(Broken(rel, vline, L, c.id, f"the origin listener accepts TLS {lowest}, below {floor}"))
+        if not versions & cf:
+            out.append(Broken(rel, vline, L, c.id, f"CloudFront ({', '.join(sorted(cf))}) and the origin listener "
+                                                   f"({', '.join(sorted(versions))}) share no TLS version"))
+    out += [Broken(f, ln, L, c.id, msg) for f, ln, msg in _origin_module_wired(reg)]
+    return out
+
+
+def _check_client_address(tree, region: str) -> Result:
+    """CloudFront overwrites the client-address header with the viewer's IP, and Kong reads that header."""
+    L = "cdn"
+    res = Result(L, "client address header")
+    cdn, loc, dist = _global(tree)
+    if dist is None:
+        return res
+    fns = {b.labels[1]: b for b in cdn.blocks if b.type == "resource" and b.labels[0] == "aws_cloudfront_function"}
+    dcb = dist.block("default_cache_behavior")
+    assoc = [a for a in (dcb.all("function_association") if dcb else []) if a.get("event_type") == "viewer-request"]
+    header = None
+    for a in assoc:
+        m = re.fullmatch(r"aws_cloudfront_function\.([A-Za-z0-9_-]+)\.arn", _norm(a.get("function_arn")))
+        fn = fns.get(m.group(1)) if m else None
+        code = str(fn.get("code")) if fn else ""
+        h = re.search(r"""headers\[["']([a-z0-9-]+)["']\]\s*=\s*\{\s*value:\s*event\.viewer\.ip\s*\}""", code)
+        if h:
+            header = h.group(1)
+    if header is None:
+        res.broken.append(Broken(GLOBAL_CDN, dcb.line if dcb else dist.line, L, res.connection,
+                                 "no viewer-request function sets a header to the viewer's IP"))
+        return res
+    values = f"helm/{region}/kong.values.yaml"
+    text = tree.text(values)
+    if text is not None:
+        m = re.search(r"^\s*real_ip_header:\s*(\S+)", text, re.M)
+        if m and m.group(1).strip("\"'").lower() != header:
+            res.broken.append(Broken(values, tree.line_of(values, "real_ip_header:"), L, res.connection,
+                                     f"Kong reads the client address from {m.group(1)}; CloudFront sets {header}"))
+    return res
+
+
+# ---------------------------------------------------------------- the enforcing CNI
+
+def _check_cni(reg: _Region, region: str) -> Result:
+    res = Result(CNI_LAYER, f"{region} cluster")
+    rel, doc = reg.module_doc("kubernetes")
+    if doc is None:
+        res.broken.append(Broken(reg.rel, 0, CNI_LAYER, res.connection, "no kubernetes module"))
+        return res
+    if reg.cloud == "aws":
+        addon = next((b for b in doc.blocks if b.type == "resource" and b.labels[0] == "aws_eks_addon"
+                      and b.get("addon_name") == "vpc-cni"), None)
+        cfg = _norm(addon.get("configuration_values")) if addon else ""
+        if not re.search(r'enableNetworkPolicy"?\s*[=:]\s*\\?"true', cfg):
+            res.broken.append(Broken(rel, addon.line_of("configuration_values") if addon else 0, CNI_LAYER, res.connection,
+                                     "the vpc-cni addon runs without enableNetworkPolicy: no NetworkPolicy is enforced"))
+    elif reg.cloud == "gcp":
+        gke = _resource(doc, "google_container_cluster")
+        np_ = gke.block("network_policy") if gke else None
+        if not gke or not (gke.get("datapath_provider") == "ADVANCED_DATAPATH" or (np_ and np_.get("enabled") is True)):
+            res.broken.append(Broken(rel, gke.line_of("datapath_provider") if gke else 0, CNI_LAYER, res.connection,
+                                     "neither Dataplane V2 nor network_policy enforces NetworkPolicies"))
+    elif reg.cloud == "azure":
+        aks = _resource(doc, "azurerm_kubernetes_cluster")
+        prof = aks.block("network_profile") if aks else None
+        if not prof or prof.get("network_policy") not in ("cilium", "azure", "calico"):
+            res.broken.append(Broken(rel, prof.line_of("network_policy") if prof else 0, CNI_LAYER, res.connection,
+                                     "network_profile.network_policy is not set: no NetworkPolicy is enforced"))
+    return res
+
+
+# ---------------------------------------------------------------- entry point
 
 def check(tree, region, connections):
-    return []
+    reg = _Region(tree, region)
+    if reg.doc is None:
+        for c in connections:
+            for layer in set(c.layers) & set(LAYERS):
+                yield Result(layer, c.id, [Broken(reg.rel, 0, layer, c.id, "the region has no Terraform root")])
+        return
+    hosts_state = None
+    for c in connections:
+        if "cloud-firewall" in c.layers:
+            res = Result("cloud-firewall", c.id)
+            if c.dest.kind == "hosts":
+                if hosts_state is None:
+                    hosts_state = _host_rules(reg)
+                res.broken = _check_hosts(reg, c, hosts_state)
+            elif c.dest.kind == "lb":
+                res.broken = _check_cdn_to_lb(reg, c)
+            elif c.source.kind == "lb":
+                res.broken = _check_lb_to_kong(reg, c)
+            yield res
+        if "cdn" in c.layers:
+            yield Result("cdn", c.id, _check_cdn(tree, reg, c))
+    if any(c.dest.kind == "hosts" and "cloud-firewall" in c.layers for c in connections):
+        yield Result("cloud-firewall", "", _module_applies_host_rules(reg))
+    if any(layer.startswith("networkpolicy") for c in connections for layer in c.layers):
+        yield _check_cni(reg, region)
+    if any("cdn" in c.layers for c in connections):
+        yield _check_client_address(tree, region)

@@ -8,14 +8,14 @@ import re
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.edge import lb_target_name
 from compiler.targets.terraform.common import aws_cron, cloudwatch_retention, prefix
-from compiler.targets.terraform.values import (KONG_PROXY_TLS_PORT, PRELOAD, backups, budget, hosts, ingress_rules,
-                                                lb_hostnames, managed, node_pools, same_cloud_partner,
-                                                storage_policy, waf)
+from compiler.targets.terraform.values import (PRELOAD, backups, budget, hosts, ingress_rules, lb_hostnames, managed,
+                                                node_pools, public_entry, same_cloud_partner, storage_policy, waf)
 
 
 def args(plan: PlatformPlan, region: RegionPlan) -> dict:
     s = region.settings
     net, k8s, sec = s.network, s.kubernetes, s.security
+    entry = public_entry(region)
     return {
         "kms": {"rotation_days": sec.kms_key_rotation_days},
         "network": {
@@ -56,7 +56,10 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "public_zone": plan.spec.organization.domain,
             "hostnames": lb_hostnames(plan, region),
             "ssl_policy": AWS_SSL_POLICY[sec.tls_min_version],
-            "target_port": KONG_PROXY_TLS_PORT,
+            # cdn->load-balancer: CloudFront's origin-facing ranges only, on this port
+            "listener_port": entry["listener_port"],
+            # load-balancer->kong: the ALB's own security group on the node/pod security group, this port
+            "target_port": entry["target_port"],
             # Kong's pods join it through the kubernetes target's TargetGroupBinding
             "target_group_name": lb_target_name(region),
             "health_check_path": plan.spec.edge.dns.health_check_path,

@@ -8,9 +8,8 @@ import re
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.terraform.common import classify_cron, prefix
-from compiler.targets.terraform.values import (KONG_PROXY_TLS_PORT, PRELOAD, backups, free_ranges, hosts,
-                                                ingress_rules, lb_hostnames, managed, node_pools,
-                                                same_cloud_partner, storage_policy, waf)
+from compiler.targets.terraform.values import (PRELOAD, backups, hosts, ingress_rules, lb_hostnames, managed,
+                                                node_pools, public_entry, same_cloud_partner, storage_policy, waf)
 
 
 def key_vault_name(plan: PlatformPlan, region: RegionPlan) -> str:
@@ -86,7 +85,8 @@ def _azure_partner_accounts(plan: PlatformPlan, region: RegionPlan) -> dict | No
 def args(plan: PlatformPlan, region: RegionPlan) -> dict:
     s = region.settings
     net, k8s, sec = s.network, s.kubernetes, s.security
-    pods, services = free_ranges(region)
+    a = region.addressing
+    entry = public_entry(region)
     system, pools = _azure_pools(region)
     zones = [z.name for z in region.zones]
     return {
@@ -99,14 +99,19 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "flow_log_retention_days": min(net.flow_log_retention_days, 365),
             "log_retention_days": min(max(sec.audit_log_retention_days, 30), 730),
             "log_account_name": region.data_bucket[:-2] + "lg",
+            # load-balancer->kong: the Application Gateway's subnet on Kong's port, on the cluster subnets
+            "lb_source_cidrs": entry["lb_source_cidrs"],
+            "lb_target_port": entry["target_port"],
         },
         "kubernetes": {
             "zones": zones,
             "kubernetes_version": k8s.version,
             "private_endpoint": k8s.private_api_endpoint,
             "api_allowed_cidrs": list(k8s.api_allowed_cidrs),
-            "pod_cidr": pods,
-            "service_cidr": services,
+            "pod_cidr": a.pod_cidr,
+            "service_cidr": a.service_cidr,
+            # every node takes a /24 of pod_cidr; max pods sized with it (compiler/wiring.py)
+            "max_pods_per_node": a.max_pods_per_node,
             "system_pool": system,
             "node_pools": pools,
         },
@@ -125,7 +130,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "hostnames": lb_hostnames(plan, region),
             "min_tls_version": "TLSv" + sec.tls_min_version.replace(".", "_"),
             "cipher_suites": AZURE_TLS_12_CIPHERS if sec.tls_min_version == "1.2" else [],
-            "target_port": KONG_PROXY_TLS_PORT,
+            "target_port": entry["target_port"],
             "health_check_path": plan.spec.edge.dns.health_check_path,
             "min_capacity": AZURE_GATEWAY_CAPACITY[0],
             "max_capacity": AZURE_GATEWAY_CAPACITY[1],

@@ -6,11 +6,10 @@ from __future__ import annotations
 import math
 
 from compiler.ir import PlatformPlan, RegionPlan
-from compiler.ir.edge import GCP_FRONT_END_RANGES, lb_target_name
+from compiler.ir.edge import lb_target_name
 from compiler.targets.terraform.common import classify_cron
-from compiler.targets.terraform.values import (KONG_PROXY_TLS_PORT, backups, budget, free_ranges, hosts,
-                                                ingress_rules, lb_hostnames, machine, managed, node_pools,
-                                                same_cloud_partner, storage_policy, waf)
+from compiler.targets.terraform.values import (backups, budget, hosts, ingress_rules, lb_hostnames, machine, managed,
+                                                node_pools, public_entry, same_cloud_partner, storage_policy, waf)
 
 
 # GPU model per GCP machine family (G2 and A2/A3 machines come with their GPUs attached).
@@ -37,7 +36,8 @@ def _gcp_backups(plan: PlatformPlan, region: RegionPlan) -> dict:
 def args(plan: PlatformPlan, region: RegionPlan) -> dict:
     s = region.settings
     net, k8s, sec = s.network, s.kubernetes, s.security
-    pods, services = free_ranges(region)
+    a = region.addressing
+    entry = public_entry(region)
     pools = node_pools(region)
     for pool in pools.values():
         pool["gpu_type"] = GCP_GPU.get(pool["instance_type"].split("-")[0], "") if pool["gpus"] else ""
@@ -51,11 +51,12 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
         "network": {
             "region": region.cloud_region,
             "zones": {z.name: {"private_cidr": z.private_cidr, "public_cidr": z.public_cidr} for z in region.zones},
-            "pods_cidr": pods,
-            "services_cidr": services,
+            # GKE pods keep these addresses up to the VMs: the host rules below admit this range
+            "pods_cidr": a.pod_cidr,
+            "services_cidr": a.service_cidr,
             "flow_logs": net.flow_logs,
-            "lb_target_port": KONG_PROXY_TLS_PORT,
-            "lb_source_ranges": list(GCP_FRONT_END_RANGES),
+            "lb_target_port": entry["target_port"],
+            "lb_source_ranges": entry["lb_source_cidrs"],
             "ingress_rules": _gcp_firewall(region),
         },
         "kubernetes": {
@@ -65,6 +66,8 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "private_endpoint": k8s.private_api_endpoint,
             "api_allowed_cidrs": [region.cidr, *k8s.api_allowed_cidrs],
             "rbac_security_group": f"gke-security-groups@{plan.spec.organization.domain}",
+            # sized so that every pool's max nodes get a pod block from pods_cidr (compiler/wiring.py)
+            "max_pods_per_node": a.max_pods_per_node,
             "node_pools": pools,
         },
         "object_storage": {

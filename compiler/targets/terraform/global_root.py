@@ -8,6 +8,7 @@ points at its load balancer.
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan
+from compiler.ir.names import CLIENT_ADDRESS_HEADER
 from compiler.targets.terraform.common import cloudwatch_retention, provider_requirements, state_backend
 
 PRICE_CLASS = {"all": "PriceClass_All", "200": "PriceClass_200", "100": "PriceClass_100"}
@@ -61,6 +62,8 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
             "minimum_protocol_version": CLOUDFRONT_TLS[edge.tls_min_version],
             "ddos_protection": edge.ddos_protection,
             "cache_key_header": settings.gateway.hash_on_header,
+            # CloudFront Functions see header names in lower case
+            "client_address_header": CLIENT_ADDRESS_HEADER.lower(),
             "log_retention_days": retention,
         },
         "rotation_days": settings.security.kms_key_rotation_days,

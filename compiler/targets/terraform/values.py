@@ -4,7 +4,7 @@ free ranges for pod networks)."""
 
 from __future__ import annotations
 
-import ipaddress
+import re
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.edge import KONG_PROXY_TLS_PORT, lb_hostnames  # noqa: F401 (the roots and docs use both)
@@ -16,9 +16,6 @@ UNSIZED_HOSTS = {
     "pgbouncer": {"aws": "c6i.large", "gcp": "n2-standard-2", "azure": "Standard_F2s_v2"},
     "bastion": {"aws": "t3.small", "gcp": "e2-small", "azure": "Standard_B2s"},
 }
-POSTGRES_PORT = 5432
-ELASTICSEARCH_PORTS = (9200, 9300)
-NODE_EXPORTER_PORT = 9100
 from compiler.ir.names import NODE_POOL_LABEL  # noqa: E402,F401
 
 
@@ -59,26 +56,44 @@ def hosts(region: RegionPlan) -> dict:
     return out
 
 
+# Characters AWS accepts in a security group rule description (Azure and GCP take any).
+_DESCRIPTION = re.compile(r"[^a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]")
+
+
 def ingress_rules(region: RegionPlan) -> dict:
-    """Host group => TCP ports it accepts and from where (the region's VPC, admins for the bastion)."""
-    ds = region.settings.datastores
-    vpc = [region.cidr]
+    """Host group => TCP ports it accepts and from where: exactly the region's `cloud-firewall` connections
+    whose destination is a host group (compiler/wiring.py), each as dest_port from the source's addresses
+    (pods as they reach a VM: the node subnets on AWS and Azure, the pod range on GCP). Rules with the
+    same port and sources merge; the description names the connections a rule admits."""
+    group_of = {h.fqdn: h.group for h in region.hosts}
+    merged: dict[str, dict[tuple, list[str]]] = {}
+    for c in region.through("cloud-firewall"):
+        if c.dest.kind != "hosts":
+            continue
+        if c.protocol != "TCP":
+            raise ValueError(f"region {region.name}: {c.id} is {c.protocol}; the host firewalls take TCP rules only")
+        for group in sorted({group_of[h] for h in c.dest.hosts}):
+            key = (c.dest_port, tuple(sorted(c.source.cidrs)))
+            names = merged.setdefault(group, {}).setdefault(key, [])
+            if c.source.name not in names:
+                names.append(c.source.name)
+    out = {}
+    for group in sorted(merged):
+        rules = []
+        for (port, cidrs), names in sorted(merged[group].items()):
+            text = _DESCRIPTION.sub("", f"{port} from {', '.join(names)}")
+            rules.append({"description": text if len(text) <= 255 else text[:252] + "...",
+                          "from_port": port, "to_port": port, "cidr_blocks": list(cidrs)})
+        out[group] = rules
+    return out
 
-    def rule(description, port, to_port=None, cidrs=None):
-        return {"description": description, "from_port": port, "to_port": to_port or port, "cidr_blocks": cidrs or vpc}
 
-    ssh = rule("SSH from the bastion and Ansible inside the VPC", 22)
-    common = [ssh] + ([rule("node_exporter scrapes", NODE_EXPORTER_PORT)] if region.settings.monitoring.node_exporter else [])
-    by_group = {
-        "postgres_primary": [rule("PostgreSQL from PgBouncer and replicas", POSTGRES_PORT)],
-        "postgres_replicas": [rule("PostgreSQL from PgBouncer and replicas", POSTGRES_PORT)],
-        "pgbouncer": [rule("PgBouncer from the services", ds.pgbouncer.port)],
-        "redis_cluster": [rule("Redis clients", ds.redis.port), rule("Redis cluster bus", ds.redis.port + 10000)],
-        "elasticsearch": [rule("Elasticsearch HTTP", ELASTICSEARCH_PORTS[0]), rule("Elasticsearch transport", ELASTICSEARCH_PORTS[1])],
-        "bastion": [rule("SSH from the admin networks (VPN)", 22, cidrs=list(region.settings.network.admin_cidrs) or vpc)],
-    }
-    groups = sorted({h.group for h in region.hosts})
-    return {g: by_group[g] + ([r for r in common if g != "bastion" or r is not ssh]) for g in groups}
+def public_entry(region: RegionPlan) -> dict:
+    """The public path's two hops that the cloud firewalls carry (compiler/wiring.py): the CDN's port on
+    the load balancer, and the load balancer's port and source ranges on Kong's pods."""
+    cdn = next(c for c in region.through("cloud-firewall") if c.source.kind == "edge" and c.dest.kind == "lb")
+    lb = next(c for c in region.through("cloud-firewall") if c.source.kind == "lb")
+    return {"listener_port": cdn.dest_port, "target_port": lb.dest_port, "lb_source_cidrs": list(lb.source.cidrs)}
 
 
 PRELOAD = {"pg_stat_statements": "pg_stat_statements", "pg_partman": "pg_partman_bgw", "timescaledb": "timescaledb"}
@@ -122,24 +137,3 @@ def same_cloud_partner(plan: PlatformPlan, region: RegionPlan) -> RegionPlan | N
     """The DR partner when it is on the same cloud (native replication and copies need that)."""
     partner = plan.region(region.dr_partner)
     return partner if partner.cloud == region.cloud else None
-
-
-def free_ranges(region: RegionPlan) -> tuple[str, str]:
-    """(pods, services) secondary ranges for GKE: the largest and the next free blocks of the region
-    CIDR that no zone subnet uses (the IR carves only node subnets)."""
-    net = ipaddress.ip_network(region.cidr)
-    used = [ipaddress.ip_network(c) for z in region.zones for c in (z.private_cidr, z.public_cidr)]
-    free = [net]
-    for u in used:
-        nxt = []
-        for f in free:
-            if u.subnet_of(f):
-                nxt.extend(f.address_exclude(u))
-            elif not f.subnet_of(u):
-                nxt.append(f)
-        free = nxt
-    free.sort(key=lambda n: (n.prefixlen, int(n.network_address)))
-    if len(free) < 2:
-        raise ValueError(f"region {region.name}: no room in {region.cidr} for GKE pod and service ranges")
-    services = free[1] if free[1].prefixlen >= 20 else next(free[1].subnets(new_prefix=20))
-    return str(free[0]), str(services)
