@@ -24,7 +24,7 @@ import yaml
 
 from compiler.pipeline import compile_file
 from compiler.targets import helm, kong, kubernetes, terraform
-from compiler.targets.kong.edge import GCP_FRONT_END_RANGES, KONG_PROXY_TLS_PORT, lb_hostnames, lb_target_name
+from compiler.ir.edge import GCP_FRONT_END_RANGES, KONG_PROXY_TLS_PORT, lb_hostnames, lb_target_name
 from compiler.targets.terraform.common import aws_cron, classify_cron
 from tests.conftest import IN_CI, REPO, require_module, require_shared, require_tool
 
@@ -394,7 +394,7 @@ def _resource(doc: dict, rtype: str, name: str) -> dict:
 
 @pytest.mark.parametrize("case", ("reference", "two-region"))
 def test_load_balancers_forward_https_to_kongs_tls_listener(parsed, trees, case):
-    """The Terraform half of the public path (compiler/targets/kong/edge.py) agrees with the other targets:
+    """The Terraform half of the public path (compiler/ir/edge.py) agrees with the other targets:
     the port the load balancer targets is the Kong chart's TLS container port; AWS's target group and GCP's
     NEGs carry the names the TargetGroupBinding / NEG annotation use; the health-check path is one Kong
     answers itself; GCP's firewall opens Kong's port to the ranges Kong's NetworkPolicy admits."""
