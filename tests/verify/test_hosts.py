@@ -1,0 +1,255 @@
+"""platformc verify's hosts checker: nftables on the data hosts, pg_hba.conf, and the TLS versions both ends of
+PgBouncer -> PostgreSQL and of replication accept. The reference is generated once; each test copies it, breaks
+one generated file the way a hand edit or a template mistake would, and expects verify to name that file and
+line with the layer."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from compiler.verify import Tree, verify
+from compiler.verify import hosts
+from tests.conftest import REPO
+
+LAYERS = {"nftables", "pg_hba", hosts.TLS_LAYER}
+GCP = "ap-southeast-1"  # pods keep their pod-range addresses there: the case the node subnets do not cover
+AWS = "us-east-1"
+
+
+def _generate(spec: Path, out: Path) -> Path:
+    from compiler import writer
+    from compiler.emit import emit
+    from compiler.pipeline import compile_file
+    plan = compile_file(str(spec)).plan
+    outputs, _ = emit(plan, ["connections", "ansible", "datastores"], with_docs=False)
+    writer.apply(writer.plan_write(out, outputs["generated"], None))
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference_tree(tmp_path_factory) -> Path:
+    return _generate(REPO / "platform.yaml", tmp_path_factory.mktemp("verify-hosts-ref"))
+
+
+@pytest.fixture
+def tree(reference_tree, tmp_path) -> Path:
+    dst = tmp_path / "gen"
+    shutil.copytree(reference_tree, dst)
+    return dst
+
+
+def _mine(report) -> list:
+    return [b for b in report.broken if b.layer in LAYERS]
+
+
+def _only_hosts(monkeypatch):
+    monkeypatch.setattr("compiler.verify.CHECKERS", ("compiler.verify.hosts",))
+
+
+def _line(path: Path, needle: str, start: int = 1) -> int:
+    for i, line in enumerate(path.read_text().splitlines()[start - 1:], start):
+        if needle in line:
+            return i
+    raise AssertionError(f"{needle!r} not in {path}")
+
+
+def _broken(root: Path, layer: str, region: str | None = None) -> list:
+    report = verify(root, [region] if region else None)
+    return [b for b in report.broken if b.layer == layer]
+
+
+# ---------------------------------------------------------------- the unmutated trees
+
+def test_reference_has_nothing_broken_in_the_hosts_layers(reference_tree, monkeypatch):
+    _only_hosts(monkeypatch)
+    report = verify(reference_tree)
+    assert _mine(report) == [], "\n".join(b.format() for b in _mine(report)[:20])
+    checked = {layer for layer in report.layers}
+    assert {"nftables", "pg_hba", hosts.TLS_LAYER} <= checked
+    tree = Tree(reference_tree)
+    wanted = sum(1 for r in tree.regions for c in tree.connections(r) for layer in c.layers if layer in ("nftables", "pg_hba"))
+    assert report.checks >= wanted > 0
+
+
+@pytest.mark.parametrize("case", sorted(p.name for p in (REPO / "tests/cases").iterdir() if (p / "platform.yaml").exists()))
+def test_every_case_has_nothing_broken_in_the_hosts_layers(case, tmp_path, monkeypatch):
+    _only_hosts(monkeypatch)
+    root = _generate(REPO / "tests/cases" / case / "platform.yaml", tmp_path / case)
+    report = verify(root)
+    assert _mine(report) == [], "\n".join(b.format() for b in _mine(report)[:20])
+
+
+def test_gcp_firewalls_admit_the_pod_range(reference_tree):
+    """On GKE the pods' packets reach the VMs with their pod-range addresses: the firewalls admit that range."""
+    tree = Tree(reference_tree)
+    pods = tree.region_info(GCP)["addressing"]["pod_source_cidrs"]
+    rules = yaml.safe_load((reference_tree / f"ansible/inventories/{GCP}/group_vars/pgbouncer.yml").read_text())
+    opening = [r for r in rules["common_firewall_rules"] if r["ports"] == [6432]]
+    assert [r["sources"] for r in opening] == [pods]
+
+
+# ---------------------------------------------------------------- nftables
+
+def test_a_port_dropped_from_a_groups_rules_is_named(tree, monkeypatch):
+    _only_hosts(monkeypatch)
+    gv = tree / f"ansible/inventories/{GCP}/group_vars/redis_cluster.yml"
+    data = yaml.safe_load(gv.read_text())
+    data["common_firewall_rules"] = [r for r in data["common_firewall_rules"] if 9121 not in r["ports"]]
+    gv.write_text(yaml.safe_dump(data, sort_keys=False))
+    broken = _broken(tree, "nftables", GCP)
+    assert [b.connection for b in broken] == ["prometheus->redis:9121/tcp"]
+    b = broken[0]
+    assert (b.file, b.line) == (f"ansible/inventories/{GCP}/group_vars/redis_cluster.yml",
+                                _line(gv, "common_firewall_rules:"))
+    assert "no rule" in b.message and "9121" in b.message
+
+
+def test_a_narrowed_source_is_named_at_its_rule(tree, monkeypatch):
+    """The GCP defect: PgBouncer admitting the node subnets only, while the pods come from the pod range."""
+    _only_hosts(monkeypatch)
+    gv = tree / f"ansible/inventories/{GCP}/group_vars/pgbouncer.yml"
+    text = gv.read_text()
+    pods = Tree(tree).region_info(GCP)["addressing"]["pod_source_cidrs"][0]
+    nodes = Tree(tree).region_info(GCP)["addressing"]["node_cidrs"][0]
+    rule_line = _line(gv, "- comment: '6432/tcp")
+    gv.write_text(text.replace(f"  - {pods}\n", f"  - {nodes}\n", 1))
+    broken = _broken(tree, "nftables", GCP)
+    assert broken and all(b.connection.endswith("->pgbouncer:6432/tcp") for b in broken)
+    assert {(b.file, b.line) for b in broken} == {(f"ansible/inventories/{GCP}/group_vars/pgbouncer.yml", rule_line)}
+    assert pods in broken[0].message
+
+
+def test_a_rule_in_a_parent_group_overridden_by_the_child_is_not_counted(tree, monkeypatch):
+    """Ansible's precedence: postgres_primary's list replaces postgres's, so rules moved up to the parent
+    group no longer reach the primary."""
+    _only_hosts(monkeypatch)
+    base = tree / f"ansible/inventories/{AWS}/group_vars"
+    primary = yaml.safe_load((base / "postgres_primary.yml").read_text())
+    standby = [r for r in primary["common_firewall_rules"] if "standby" in r["comment"]]
+    primary["common_firewall_rules"] = [r for r in primary["common_firewall_rules"] if r not in standby]
+    (base / "postgres_primary.yml").write_text(yaml.safe_dump(primary, sort_keys=False))
+    parent = yaml.safe_load((base / "postgres.yml").read_text())
+    parent["common_firewall_rules"] = standby
+    (base / "postgres.yml").write_text(yaml.safe_dump(parent, sort_keys=False))
+    broken = _broken(tree, "nftables", AWS)
+    assert [b.connection for b in broken] == ["postgres-standby->postgres:5432/tcp"]
+    assert broken[0].file == f"ansible/inventories/{AWS}/group_vars/postgres_primary.yml"
+
+
+def test_a_template_that_drops_what_the_variables_open_is_named(tree, monkeypatch):
+    _only_hosts(monkeypatch)
+    tpl = tree / "ansible/roles/common/templates/nftables.conf.j2"
+    text = tpl.read_text()
+    # a template mistake: IPv4 sources rendered as a drop
+    tpl.write_text(text.replace("{{ rule.protocol | default('tcp') }} dport { {{ rule.ports | join(', ') }} } accept",
+                                "{{ rule.protocol | default('tcp') }} dport { {{ rule.ports | join(', ') }} } drop", 1))
+    broken = _broken(tree, "nftables", AWS)
+    assert broken
+    assert {b.file for b in broken} == {"ansible/roles/common/templates/nftables.conf.j2"}
+    assert all(b.line == _line(tpl, "dport") for b in broken)
+
+
+# ---------------------------------------------------------------- pg_hba
+
+def _hba(tree: Path, region: str = AWS) -> Path:
+    return tree / f"datastores/{region}/pg_hba.conf"
+
+
+def test_a_pg_hba_line_by_host_name_is_named(tree, monkeypatch):
+    _only_hosts(monkeypatch)
+    hba = _hba(tree)
+    c = next(c for c in Tree(tree).connections(AWS) if c.id == "pgbouncer->postgres:5432/tcp")
+    lines = hba.read_text().splitlines(keepends=True)
+    out, first = [], None
+    for i, line in enumerate(lines, 1):
+        cidr = next((s for s in c.source.cidrs if re.match(rf"hostssl\s+all\s+all\s+{re.escape(s)}\s", line)), None)
+        if cidr:
+            if first is None:  # every PgBouncer line becomes a host name line (reverse DNS)
+                out.append(line.replace(cidr, c.source.hosts[0].ljust(len(cidr))))
+                first = i
+            continue
+        out.append(line)
+    hba.write_text("".join(out))
+    broken = _broken(tree, "pg_hba", AWS)
+    assert [b.connection for b in broken] == ["pgbouncer->postgres:5432/tcp"]
+    assert (broken[0].file, broken[0].line) == (f"datastores/{AWS}/pg_hba.conf", first)
+    assert "host name" in broken[0].message
+
+
+def test_a_pg_hba_line_for_the_wrong_database_is_named(tree, monkeypatch):
+    _only_hosts(monkeypatch)
+    hba = _hba(tree)
+    text = hba.read_text()
+    line = _line(hba, '"replicator"    10.1.0.0/16')
+    hba.write_text(text.replace('replication              "replicator"    10.1.0.0/16',
+                                'all                      "replicator"    10.1.0.0/16'))
+    broken = _broken(tree, "pg_hba", AWS)
+    assert [b.connection for b in broken] == ["postgres-standby->postgres:5432/tcp"]
+    assert (broken[0].file, broken[0].line) == (f"datastores/{AWS}/pg_hba.conf", line)
+    assert "another database" in broken[0].message
+
+
+def test_a_reject_before_the_allow_is_named(tree, monkeypatch):
+    _only_hosts(monkeypatch)
+    hba = _hba(tree)
+    lines = hba.read_text().splitlines(keepends=True)
+    at = _line(hba, "hostssl")  # the first host line: everything after it is shadowed for 10.0.0.0/8
+    lines.insert(at - 1, "host      all                      all             10.0.0.0/8                  reject\n")
+    hba.write_text("".join(lines))
+    broken = _broken(tree, "pg_hba", AWS)
+    # `all` never matches a replication connection (PostgreSQL's rule): the replicas still get through
+    assert [b.connection for b in broken] == ["pgbouncer->postgres:5432/tcp"]
+    assert (broken[0].file, broken[0].line) == (f"datastores/{AWS}/pg_hba.conf", at)
+    assert "reject" in broken[0].message
+
+
+def test_a_line_that_does_not_require_tls_is_named(tree, monkeypatch):
+    _only_hosts(monkeypatch)
+    hba = _hba(tree)
+    at = _line(hba, "hostssl   replication")
+    lines = hba.read_text().splitlines(keepends=True)
+    lines[at - 1] = lines[at - 1].replace("hostssl  ", "host     ", 1)
+    hba.write_text("".join(lines))
+    broken = _broken(tree, "pg_hba", AWS)
+    assert [b.connection for b in broken] == ["postgres-replica->postgres:5432/tcp"]
+    assert broken[0].line == at and "TLS" in broken[0].message
+
+
+# ---------------------------------------------------------------- TLS at both ends
+
+def test_a_tls_mismatch_between_pgbouncer_and_postgres_is_named(tree, monkeypatch):
+    """A floor of 1.3 on the server and a PgBouncer that tops out at 1.2: no common version."""
+    _only_hosts(monkeypatch)
+    ini = tree / f"datastores/{AWS}/pgbouncer.ini"
+    ini.write_text(ini.read_text().replace("server_tls_protocols = tlsv1.3", "server_tls_protocols = tlsv1.2"))
+    broken = _broken(tree, hosts.TLS_LAYER, AWS)
+    assert len(broken) == 1
+    b = broken[0]
+    assert (b.file, b.line) == (f"datastores/{AWS}/pgbouncer.ini", _line(ini, "server_tls_protocols"))
+    assert b.connection == "pgbouncer->postgres:5432/tcp" and "no common version" in b.message
+
+
+def test_a_server_max_below_the_clients_floor_is_named(tree, monkeypatch):
+    _only_hosts(monkeypatch)
+    conf = tree / f"datastores/{AWS}/postgresql.conf"
+    conf.write_text(conf.read_text() + "ssl_max_protocol_version = 'TLSv1.2'\n")
+    broken = _broken(tree, hosts.TLS_LAYER, AWS)
+    assert {b.connection for b in broken} == {"pgbouncer->postgres:5432/tcp", "postgres-replica->postgres:5432/tcp"}
+    assert all("no common version" in b.message for b in broken)
+
+
+def test_a_standby_that_does_not_verify_or_accepts_less_is_named(tree, monkeypatch):
+    _only_hosts(monkeypatch)
+    conf = tree / f"datastores/{AWS}/postgresql.conf"
+    conf.write_text(conf.read_text().replace("sslmode=verify-full", "sslmode=require")
+                    .replace("ssl_min_protocol_version=TLSv1.3", "ssl_min_protocol_version=TLSv1.2"))
+    broken = _broken(tree, hosts.TLS_LAYER, AWS)
+    line = _line(conf, "primary_conninfo =")
+    assert {(b.file, b.line) for b in broken} == {(f"datastores/{AWS}/postgresql.conf", line)}
+    messages = " ".join(b.message for b in broken)
+    assert "sslmode=require" in messages and "below the floor 1.3" in messages
