@@ -45,7 +45,7 @@ VERSIONS = ("ssl3", "1.0", "1.1", "1.2", "1.3")
 
 
 def _from(v: str) -> set[str]:
-    return set(VERSIONS[VERSIONS.index(v):])
+    return set(VERSIONS[VERSIONS.index(v):]) if v in VERSIONS else set()
 
 
 # CloudFront -> origin: the listed protocols, plus TLS 1.3 which it negotiates whenever the origin offers it.
@@ -427,7 +427,8 @@ def _check_hosts(reg: _Region, c, state) -> list[Broken]:
         if missing:
             detail = (f"no rule on the {tag} hosts admits {', '.join(missing)} on {c.dest_port}/tcp" if rules else
                       f"no rule on the {tag} hosts opens {c.dest_port}/tcp (sources {', '.join(c.source.cidrs)})")
-            out.append(Broken(reg.rel, group_line.get(tag, line_all), "cloud-firewall", c.id, detail))
+            line = rules[0][2] if rules else group_line.get(tag, line_all)  # the rule that falls short, else the group
+            out.append(Broken(reg.rel, line, "cloud-firewall", c.id, detail))
     return out
 
 

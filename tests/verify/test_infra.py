@@ -1,0 +1,189 @@
+"""platformc verify's infra checker: cloud firewalls, the CDN's TLS to the origins, the enforcing CNI and the
+client-address header, read back from generated/terraform alone. The reference is generated once; each test
+copies it, breaks one generated file the way a hand edit or a template mistake would, and expects verify to
+name that file and line with the layer."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from compiler.verify import verify
+from compiler.verify import infra
+from tests.conftest import REPO
+
+LAYERS = {"cloud-firewall", "cdn", infra.CNI_LAYER}
+AWS = "us-east-1"
+GCP = "ap-southeast-1"  # pods keep their pod-range addresses up to the VMs there
+AZURE = "eu-west-2"
+
+
+def _generate(spec: Path, out: Path) -> Path:
+    from compiler import writer
+    from compiler.emit import emit
+    from compiler.pipeline import compile_file
+    plan = compile_file(str(spec)).plan
+    outputs, _ = emit(plan, ["connections", "terraform"], with_docs=False)
+    writer.apply(writer.plan_write(out, outputs["generated"], None))
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference_tree(tmp_path_factory) -> Path:
+    return _generate(REPO / "platform.yaml", tmp_path_factory.mktemp("verify-infra-ref"))
+
+
+@pytest.fixture
+def tree(reference_tree, tmp_path) -> Path:
+    dst = tmp_path / "gen"
+    shutil.copytree(reference_tree, dst)
+    return dst
+
+
+@pytest.fixture(autouse=True)
+def _only_infra(monkeypatch):
+    monkeypatch.setattr("compiler.verify.CHECKERS", ("compiler.verify.infra",))
+
+
+def _mine(report) -> list:
+    return [b for b in report.broken if b.layer in LAYERS]
+
+
+def _line(path: Path, needle: str, start: int = 1) -> int:
+    for i, line in enumerate(path.read_text().splitlines()[start - 1:], start):
+        if needle in line:
+            return i
+    raise AssertionError(f"{needle!r} not in {path}")
+
+
+def _edit(path: Path, old: str, new: str, count: int = 1) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, count))
+
+
+def _hits(report, rel: str, layer: str) -> list:
+    return [b for b in _mine(report) if b.file == rel and b.layer == layer]
+
+
+def test_reference_has_no_broken_infra_link(reference_tree):
+    report = verify(reference_tree)
+    assert not _mine(report), "\n".join(b.format() for b in _mine(report))
+    assert report.checks > 0
+
+
+@pytest.mark.parametrize("case", sorted(p.name for p in (REPO / "tests/cases").iterdir() if (p / "platform.yaml").is_file()))
+def test_fixtures_have_no_broken_infra_link(case, tmp_path):
+    report = verify(_generate(REPO / "tests/cases" / case / "platform.yaml", tmp_path / case))
+    assert not _mine(report), "\n".join(b.format() for b in _mine(report))
+
+
+def test_dropped_exporter_port_is_named(tree):
+    """The postgres_exporter port taken off the primary's security group rules."""
+    rel = f"terraform/regions/{AWS}/main.tf"
+    path = tree / rel
+    _edit(path, "from_port   = 9187\n        to_port     = 9187", "from_port   = 9188\n        to_port     = 9188")
+    group = _line(path, "postgres_primary = [", _line(path, "ingress_rules = {"))
+    hits = _hits(verify(tree), rel, "cloud-firewall")
+    assert [(b.line, b.connection) for b in hits] == [(group, "prometheus->postgres:9187/tcp")], hits
+    assert "9187" in hits[0].message
+
+
+def test_narrowed_source_range_is_named(tree):
+    """GKE's pods reach the hosts from the pod range: a rule narrowed to half of it leaves pods out."""
+    rel = f"terraform/regions/{GCP}/main.tf"
+    path = tree / rel
+    text = path.read_text()
+    pods = next(l.split('"')[1] for l in text.splitlines() if "pods_cidr" in l)
+    start = _line(path, 'target_tag    = "pgbouncer"')
+    lines = text.splitlines()
+    narrowed = next(i for i in range(start, len(lines)) if pods in lines[i])  # 0-based index of the source line
+    half = pods.replace("/17", "/18")
+    lines[narrowed] = lines[narrowed].replace(pods, half)
+    path.write_text("\n".join(lines) + "\n")
+    hits = _hits(verify(tree), rel, "cloud-firewall")
+    assert hits and {b.connection for b in hits} >= {"booking->pgbouncer:6432/tcp"}, hits
+    assert all(pods in b.message for b in hits)
+    rule_line = max(i for i in range(narrowed + 1) if lines[i].strip() == "{") + 1  # the narrowed rule's own line
+    assert {b.line for b in hits} == {rule_line}
+
+
+def test_cni_switched_off_is_named(tree):
+    rel = "terraform/modules/aws/kubernetes/main.tf"
+    path = tree / rel
+    _edit(path, 'enableNetworkPolicy = "true"', 'enableNetworkPolicy = "false"')
+    hits = _hits(verify(tree), rel, infra.CNI_LAYER)
+    line = _line(path, "enableNetworkPolicy")
+    aws_regions = {"us-east-1", "us-west-2", "ca-central-1", "sa-east-1", "eu-west-1", "eu-central-1"}
+    assert {b.line for b in hits} == {line} and {b.connection for b in hits} == {f"{r} cluster" for r in aws_regions}
+
+
+def test_lowered_origin_protocols_are_named(tree):
+    rel = "terraform/global/cdn.tf"
+    path = tree / rel
+    _edit(path, 'origin_ssl_protocols   = ["TLSv1.2"]', 'origin_ssl_protocols   = ["TLSv1.1", "TLSv1.2"]')
+    hits = _hits(verify(tree), rel, "cdn")
+    assert {b.line for b in hits} == {_line(path, "origin_ssl_protocols   =")}
+    assert {b.connection for b in hits} == {"cdn->load-balancer:443/tcp"} and len(hits) == 12  # every region
+
+
+def test_origin_listener_below_the_floor_is_named(tree):
+    rel = f"terraform/regions/{AWS}/main.tf"
+    path = tree / rel
+    _edit(path, '"ELBSecurityPolicy-TLS13-1-3-2021-06"', '"ELBSecurityPolicy-TLS13-1-2-2021-06"')
+    hits = _hits(verify(tree), rel, "cdn")
+    assert [(b.line, b.connection) for b in hits] == [(_line(path, "ssl_policy"), "cdn->load-balancer:443/tcp")]
+
+
+def test_unknown_origin_policy_is_named(tree):
+    """A policy name verify does not know cannot be shown to meet CloudFront and the floor."""
+    rel = f"terraform/regions/{AZURE}/main.tf"
+    path = tree / rel
+    _edit(path, 'min_tls_version   = "TLSv1_3"', 'min_tls_version   = "TLSv1_7"')
+    hits = _hits(verify(tree), rel, "cdn")
+    assert [b.line for b in hits] == [_line(path, "min_tls_version")] and "unknown" in hits[0].message
+
+
+def test_alb_open_around_the_cdn_is_named(tree):
+    rel = "terraform/modules/aws/load_balancer/main.tf"
+    path = tree / rel
+    _edit(path, "prefix_list_ids = [data.aws_ec2_managed_prefix_list.cloudfront.id]", 'cidr_blocks     = ["0.0.0.0/0"]')
+    hits = _hits(verify(tree), rel, "cloud-firewall")
+    assert {b.connection for b in hits} == {"cdn->load-balancer:443/tcp"}
+    opened = _line(path, '"0.0.0.0/0"')
+    ingress = max(i for i, l in enumerate(path.read_text().splitlines()[:opened], 1) if l.strip() == "ingress {")
+    assert ingress in {b.line for b in hits}
+    assert any("CloudFront" in b.message or "origin-facing" in b.message for b in hits)
+
+
+def test_gcp_lb_to_kong_source_dropped_is_named(tree):
+    rel = f"terraform/regions/{GCP}/main.tf"
+    path = tree / rel
+    _edit(path, 'lb_source_ranges = ["35.191.0.0/16", "130.211.0.0/22"]', 'lb_source_ranges = ["35.191.0.0/16"]')
+    hits = _hits(verify(tree), rel, "cloud-firewall")
+    assert [(b.line, b.connection) for b in hits] == [(_line(path, "lb_source_ranges"), "load-balancer->kong:8443/tcp")]
+
+
+def test_host_rules_not_applied_by_the_module_are_named(tree):
+    """A template mistake: the module ignores the rules it is given."""
+    rel = "terraform/modules/azure/data_hosts/main.tf"
+    path = tree / rel
+    _edit(path, "source_address_prefixes                    = each.value.cidr_blocks",
+          'source_address_prefixes                    = ["10.255.255.0/24"]')
+    hits = _hits(verify(tree), rel, "cloud-firewall")
+    assert hits and {b.line for b in hits} == {_line(path, 'resource "azurerm_network_security_rule" "ingress"')}
+
+
+def test_client_address_header_is_checked_at_both_ends(tree):
+    rel = "terraform/global/cdn.tf"
+    path = tree / rel
+    values = tree / f"helm/{AWS}/kong.values.yaml"
+    values.parent.mkdir(parents=True, exist_ok=True)
+    values.write_text("env:\n  trusted_ips: 10.0.0.0/8\n  real_ip_header: X-Forwarded-For\n")
+    hits = _hits(verify(tree), f"helm/{AWS}/kong.values.yaml", "cdn")
+    assert [(b.line, b.connection) for b in hits] == [(3, "client address header")]
+    _edit(path, "event.viewer.ip", "event.request.headers.host")
+    hits = _hits(verify(tree), rel, "cdn")
+    assert hits and {b.connection for b in hits} == {"client address header"}
