@@ -254,6 +254,8 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
             add(prometheus, _service_peer(svc, a), f"{svc.name} pods", ISTIO_METRICS_PORT,
                 f"Prometheus scrapes {svc.name}'s sidecar", "metrics", np_in)
     add(prometheus, kong, "kong pods", KONG_STATUS_PORT, "Prometheus scrapes Kong", "metrics", np_in)
+    if mesh:  # the injected sidecar carries prometheus.io annotations for its merged-metrics port
+        add(prometheus, kong, "kong pods", ISTIO_METRICS_PORT, "Prometheus scrapes Kong's sidecar", "metrics", np_in)
     exporters = []
     if s.monitoring.node_exporter:
         for g in sorted(group):
@@ -280,6 +282,15 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
         if mesh:
             add(src, istiod, "istiod.istio-system.svc", ISTIOD_XDS_PORT, f"{svc.name}'s sidecar fetches its config",
                 "grpc", np_out)
+    # Kong's own needs besides its upstreams: names, and with the mesh its sidecar's config and spans
+    add(kong, dns, "kube-dns.kube-system.svc.cluster.local", DNS_PORT, "Kong resolves names", "dns", np_out,
+        protocol="UDP")
+    add(kong, dns, "kube-dns.kube-system.svc.cluster.local", DNS_PORT, "Kong resolves names (TCP)", "dns", np_out)
+    if mesh:
+        add(kong, istiod, "istiod.istio-system.svc", ISTIOD_XDS_PORT, "Kong's sidecar fetches its config", "grpc", np_out)
+        if s.monitoring.tracing:
+            add(kong, collector, f"{OTEL_COLLECTOR_SERVICE}.{MONITORING_NAMESPACE}.svc.cluster.local", OTLP_GRPC_PORT,
+                "Kong's sidecar sends spans (meshConfig's otel provider)", "grpc", np_out)
 
     # --- administration: admins -> bastion -> hosts
     bastion = group.get("bastion", ())

@@ -18,7 +18,7 @@ from compiler.errors import SpecError
 from compiler.pipeline import compile_file, compile_text
 from compiler.render import banner
 from compiler.targets import kong
-from compiler.targets.kong.edge import lb_hostnames
+from compiler.ir.edge import lb_hostnames
 from compiler.targets.kong.plugins import (JWT_KEY_VARIABLE, KongEmitError, global_plugins, rate_limits)
 from tests.conftest import REPO
 
@@ -163,7 +163,7 @@ def test_services_routes_and_upstreams_follow_the_plan(case):
         upstreams = {u["name"]: u for u in doc["upstreams"]}
         for svc, ks in zip(sorted(public, key=lambda s: s.name), doc["services"]):
             assert (ks["connect_timeout"], ks["read_timeout"], ks["write_timeout"]) == (10000, 60000, 60000)
-            assert (ks["protocol"], ks["port"]) == ("http", 80)
+            assert (ks["protocol"], ks["port"]) == ("http", svc.service_port)
             for spec, kr in zip(svc.routes, ks["routes"], strict=True):
                 assert kr["paths"] == list(spec.paths)
                 assert kr["hosts"] == (list(spec.hosts) or [api])
@@ -171,14 +171,18 @@ def test_services_routes_and_upstreams_follow_the_plan(case):
                 expected = list(spec.methods) + (["OPTIONS"] if g.cors_origins and "OPTIONS" not in spec.methods else [])
                 assert kr["methods"] == expected
             up = upstreams[ks["host"]]
-            assert up["targets"] == [{"target": f"{svc.dns_name}:80", "tags": up["tags"]}]
+            # the target is Kong's connection in the wiring: the Service's name and port (the pods' port)
+            [conn] = [c for c in region.connections_from("kong") if "kong" in c.layers and c.dest.name == svc.name]
+            assert up["targets"] == [{"target": f"{conn.address}:{conn.port}", "tags": up["tags"]}]
+            assert up["targets"][0]["target"] == f"{svc.dns_name}:{svc.port}"
             assert up["host_header"] == svc.dns_name
-            assert (up["algorithm"], up["hash_on"], up["hash_on_header"]) == ("consistent-hashing", "header", "x-franchise-id")
-            active, passive = up["healthchecks"]["active"], up["healthchecks"]["passive"]
+            # one target: no hash at Kong (it lives in the mesh's DestinationRule), no passive ejection
+            assert up["algorithm"] == "round-robin" and "hash_on" not in up
+            assert set(up["healthchecks"]) == {"active"}
+            active = up["healthchecks"]["active"]
             assert active["http_path"] == svc.health_path
             assert active["healthy"] == {"interval": 5, "successes": 3}
             assert active["unhealthy"]["interval"] == 5 and active["unhealthy"]["timeouts"] == 3
-            assert passive["unhealthy"]["timeouts"] == 3 and passive["healthy"]["successes"] == 3
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -227,7 +231,11 @@ def test_rate_limit_expresses_rate_and_burst(case):
         g = region.settings.gateway
         plugins = {p["name"]: p["config"] for p in files[region.name][1]["plugins"]}
         rl = plugins["rate-limiting"]
-        assert (rl["second"], rl["minute"]) == (g.burst, g.requests_per_second * 60) == (2000, 60000)
+        # per pod: the region's figures divided by the replicas, rounded down (together never above the spec)
+        assert (rl["second"], rl["minute"]) == (g.burst // g.replicas, g.requests_per_second * 60 // g.replicas)
+        assert (g.burst, g.requests_per_second * 60, g.replicas) == (2000, 60000, 3)
+        assert (rl["second"], rl["minute"]) == (666, 20000)
+        assert rl["second"] * g.replicas <= g.burst and rl["minute"] * g.replicas <= g.requests_per_second * 60
         assert (rl["policy"], rl["limit_by"]) == ("local", "ip")
         assert plugins["request-size-limiting"]["allowed_payload_size"] == g.request_size_limit_mb
         assert {"correlation-id", "prometheus", "bot-detection"} <= set(plugins)
@@ -239,7 +247,8 @@ def test_minute_limit_never_below_the_burst():
                              extra_gateway="    requests_per_second: 1\n    burst: 100\n")
     plan = compile_text(text).plan
     for region in plan.regions:
-        assert rate_limits(plan, region) == (100, 100)
+        n = region.settings.gateway.replicas
+        assert rate_limits(plan, region) == (100 // n, 100 // n)
         assert "raised from the sustained rate x 60 to the burst" in kong.docs_region(plan, region)
 
 

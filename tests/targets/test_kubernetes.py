@@ -30,12 +30,11 @@ from hypothesis import strategies as st
 from compiler.pipeline import compile_file, compile_text
 from compiler.render import dump_yaml_all
 from compiler.targets import helm, kubernetes, terraform
-from compiler.targets.kong.edge import (GCP_FRONT_END_RANGES, KONG_PROXY_TLS_PORT, health_check_path, lb_hostnames,
+from compiler.ir.edge import (GCP_FRONT_END_RANGES, KONG_PROXY_TLS_PORT, health_check_path, lb_hostnames,
                                          lb_target_name)
 from compiler.targets.kubernetes.common import (GPU_RESOURCE, KONG_STATUS_PORT, NODE_POOL_LABEL, SIDECAR_LIMITS,
                                                  SIDECAR_REQUESTS, canary_replicas, tracks)
 from compiler.targets.kubernetes.gateway import TARGET_GROUP_ARN_OUTPUT, TARGET_GROUP_ARN_VARIABLE
-from compiler.targets.kubernetes.policy import datastore_ports
 from tests.conftest import IN_CI, REPO, require_tool
 
 # The schemas of the Kubernetes minor the reference spec's clusters run (the spec's default, 1.33).
@@ -370,23 +369,66 @@ def test_network_policies_follow_the_service_graph():
         assert ("kube-system", None, 53) in outbound
         callers = {(ns, app) for ns, app, _ in inbound} - {("kong", None), ("monitoring", None)}
         assert callers == {(ns_of[c], c) for c in svc.dependents}, "no edge the spec does not have"
-        stores = policies.get(f"{svc.name}-datastores")
-        ports = datastore_ports(r)
-        wanted = sorted({p for u in svc.uses if u in ports for p in ports[u]})
-        if not wanted and "object-storage" not in svc.uses:
-            assert stores is None
-            continue
-        egress = stores["spec"]["egress"]
-        private = [{"ipBlock": {"cidr": z.private_cidr}} for z in r.zones]
-        if wanted:
-            assert {"to": private, "ports": [{"protocol": "TCP", "port": p} for p in wanted]} in egress
-        assert any(rule["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}] for rule in egress) == ("object-storage" in svc.uses)
+        assert set(policies) == {"default-deny", svc.name}, "one allow policy, from the wiring"
+        ds = r.settings.datastores
+        hosts = {h.fqdn: h for h in r.hosts}
+        zone_cidr = {z.name: z.private_cidr for z in r.zones}
+
+        def blocks(port):
+            return [{p["ipBlock"]["cidr"] for p in rule["to"] if "ipBlock" in p}
+                    for rule in allow["egress"] if {"protocol": "TCP", "port": port} in rule["ports"]]
+
+        for c in r.connections_from(svc.name):
+            if c.dest.kind == "hosts":  # the data hosts: their zones' private subnets, the spec's port
+                want = {zone_cidr[hosts[f].zone] for f in c.dest.hosts}
+                assert any(want <= got for got in blocks(c.dest_port)), (svc.name, c.id)
+        if "postgres" in svc.uses and r.hosts_in("pgbouncer"):
+            assert blocks(ds.pgbouncer.port)
+        if "redis" in svc.uses:
+            assert blocks(ds.redis.port)
+        assert any("0.0.0.0/0" in got for got in blocks(443)) == ("object-storage" in svc.uses or
+                                                                   any(e.port == 443 for e in svc.egress))
+        for e in svc.egress:  # Internet hosts the service declares
+            assert any("0.0.0.0/0" in got for got in blocks(e.port)), (svc.name, e.host)
+        # every rule is a connection of the wiring and every connection has its rule
+        wired = {(c.dest_port, c.protocol) for c in r.connections_from(svc.name) if "networkpolicy-egress" in c.layers}
+        assert {(p["port"], p["protocol"]) for rule in allow["egress"] for p in rule["ports"]} == wired
 
 
-def test_datastore_ports_are_the_specs():
-    r = plan_of("reference").region("us-east-1")
-    ds = r.settings.datastores
-    assert datastore_ports(r) == {"postgres": [ds.pgbouncer.port], "redis": [ds.redis.port], "elasticsearch": [9200]}
+def test_service_entries_for_declared_internet_hosts():
+    plan = plan_of("reference")
+    for r in plan.regions:
+        docs = region_docs("reference", r.name)
+        for svc in r.services:
+            entries = [d for d in docs if d["kind"] == "ServiceEntry" and d["metadata"]["namespace"] == svc.namespace]
+            if not r.settings.kubernetes.istio:
+                assert not entries
+                continue
+            assert [(e["spec"]["hosts"], e["spec"]["ports"][0]["number"]) for e in entries] == [
+                ([x.host], x.port) for x in svc.egress]
+            for e in entries:
+                assert e["apiVersion"] == "networking.istio.io/v1"
+                assert e["spec"]["resolution"] == "DNS" and e["spec"]["location"] == "MESH_EXTERNAL"
+                assert e["spec"]["exportTo"] == ["."] and e["spec"]["ports"][0]["protocol"] == "TLS"
+    payment = plan.region("us-east-1").service("payment")
+    assert [(e.host, e.port) for e in payment.egress] == [("api.stripe.com", 443)]
+
+
+def test_franchise_hashing_lives_in_the_destination_rules():
+    plan = plan_of("reference")
+    for r in plan.regions:
+        g = r.settings.gateway
+        docs = region_docs("reference", r.name)
+        for svc in r.services:
+            rules = [d for d in docs if d["kind"] == "DestinationRule" and d["metadata"]["namespace"] == svc.namespace]
+            if not r.settings.kubernetes.istio:
+                assert not rules
+                continue
+            if g.load_balancing == "consistent-hashing":
+                (rule,) = rules
+                assert rule["spec"]["host"] == svc.dns_name
+                assert rule["spec"]["trafficPolicy"]["loadBalancer"] == {"consistentHash": {"httpHeaderName": g.hash_on_header}}
+            assert bool(rules) == (g.load_balancing == "consistent-hashing" or svc.rollout.type == "canary")
 
 
 def test_secrets_are_references_never_values():
@@ -471,7 +513,7 @@ def test_namespace_identity_and_mesh_switches():
         assert [p["spec"] for p in pa] == ([{"mtls": {"mode": "STRICT"}}] if mesh else [])
 
 
-# ------------------------------------------------------------------ the public entry (compiler/targets/kong/edge.py)
+# ------------------------------------------------------------------ the public entry (compiler/ir/edge.py)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -498,8 +540,8 @@ def test_kong_admits_the_load_balancer_on_its_tls_port_only(case):
         if not r.settings.security.network_policies:
             assert not [d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["namespace"] == "kong"]
             continue
-        assert find(docs, "NetworkPolicy", "default-deny-ingress", "kong")["spec"] == {
-            "podSelector": {}, "policyTypes": ["Ingress"]}
+        assert find(docs, "NetworkPolicy", "default-deny", "kong")["spec"] == {
+            "podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
         spec = _kong_policy(docs)
         hv = yaml.safe_load(helm.emit_region(plan, r)[f"helm/{r.name}/kong.values.yaml"])
         # the chart's pod labels: chart name kong, release kong
@@ -516,6 +558,17 @@ def test_kong_admits_the_load_balancer_on_its_tls_port_only(case):
         assert scrape["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
         assert [p["port"] for p in scrape["ports"]] == [KONG_STATUS_PORT] + ([15020] if r.settings.kubernetes.istio else [])
         assert len(spec["ingress"]) == 2, "nothing else reaches Kong"
+        # out: exactly the routed services on their pods' port, DNS, and with the mesh istiod and the collector
+        out = {(p.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name"),
+                tuple(sorted(p.get("podSelector", {}).get("matchLabels", {}).items())), port["port"], port["protocol"])
+               for rule in spec["egress"] for p in rule["to"] for port in rule["ports"]}
+        want = {(s.namespace, (("app", s.name),), s.port, "TCP") for s in r.services if s.routes}
+        want |= {("kube-system", (("k8s-app", "kube-dns"),), 53, proto) for proto in ("UDP", "TCP")}
+        if r.settings.kubernetes.istio:
+            want.add(("istio-system", (("app", "istiod"),), 15012, "TCP"))
+            if r.settings.monitoring.tracing:
+                want.add(("monitoring", (), 4317, "TCP"))
+        assert out == want
     # the Azure gateway subnet is the one modules/azure/network creates
     network = (REPO / "templates/terraform/modules/azure/network/main.tf.j2").read_text()
     assert "first_zone = sort(keys(var.zones))[0]" in network

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.helm.fluentbit import render_conf
-from compiler.ir.names import POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
+from compiler.ir.names import NODE_EXPORTER_PORT, POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
 from compiler.targets.helm.platform import RESTRICTED_CONTAINER
 from compiler.ir.names import MONITORING_NAMESPACE, OTLP_GRPC_PORT, OTLP_HTTP_PORT
 
 JAEGER_SERVICE = "jaeger"  # jaeger `fullnameOverride`: one all-in-one Service taking OTLP
 PROMETHEUS_STORAGE = "100Gi"  # per replica; the spec sets retention only
-NODE_EXPORTER_PORT = 9100
 ELASTICSEARCH_PORT = 9200
 
 
@@ -40,41 +39,31 @@ def _pod_scrape_job() -> dict:
     }
 
 
-def _host_scrape_job(region: RegionPlan) -> dict:
-    """node_exporter on the self-managed data hosts (Ansible installs it), one target group per role."""
-    groups: dict[str, list[str]] = {}
-    for h in region.hosts:
-        groups.setdefault(h.group, []).append(f"{h.fqdn}:{NODE_EXPORTER_PORT}")
-    return {"job_name": "self-managed-hosts",
-            "static_configs": [{"targets": targets, "labels": {"group": group}} for group, targets in sorted(groups.items())]}
-
-
-# The data-tier exporters Ansible runs (the ports its firewall opens to the private subnets), whose
-# metrics the monitoring target's data-tier alerts read: job -> (host groups, port).
-DATA_TIER_EXPORTERS = {
-    "postgres-exporter": (("postgres_primary", "postgres_replicas"), POSTGRES_EXPORTER_PORT),
-    "redis-exporter": (("redis_cluster",), REDIS_EXPORTER_PORT),
+# The job each exporter port's targets go to (the monitoring target's data-tier alerts read these names).
+SCRAPE_JOBS = {
+    NODE_EXPORTER_PORT: "self-managed-hosts",
+    POSTGRES_EXPORTER_PORT: "postgres-exporter",
+    REDIS_EXPORTER_PORT: "redis-exporter",
 }
 
 
-def _exporter_scrape_jobs(region: RegionPlan) -> list[dict]:
-    """One job per exporter with self-managed hosts in this region (none where the datastore is managed),
-    a target group per host group so `group` tells a primary from a replica."""
-    jobs = []
-    for job, (groups, port) in DATA_TIER_EXPORTERS.items():
-        static = [{"targets": [f"{h.fqdn}:{port}" for h in region.hosts_in(g)], "labels": {"group": g}}
-                  for g in groups if region.hosts_in(g)]
-        if static:
-            jobs.append({"job_name": job, "static_configs": static})
-    return jobs
+def _host_scrape_jobs(region: RegionPlan) -> list[dict]:
+    """The exporters on the self-managed hosts: every `prometheus` connection of region.wiring, a job
+    per exporter port and a target group per host group (`group` tells a primary from a replica)."""
+    group_of = {h.fqdn: h.group for h in region.hosts}
+    jobs: dict[str, dict[str, list[str]]] = {}
+    for c in region.through("prometheus"):
+        job = jobs.setdefault(SCRAPE_JOBS.get(c.dest_port, f"exporter-{c.dest_port}"), {})
+        for fqdn in c.dest.hosts:
+            job.setdefault(group_of.get(fqdn, c.dest.host_group), []).append(f"{fqdn}:{c.dest_port}")
+    return [{"job_name": name, "static_configs": [{"targets": targets, "labels": {"group": group}}
+                                                  for group, targets in groups.items()]}
+            for name, groups in jobs.items()]
 
 
 def kube_prometheus_stack(plan: PlatformPlan, region: RegionPlan) -> dict:
     mon = region.settings.monitoring
-    scrape = [_pod_scrape_job()]
-    if mon.node_exporter and region.hosts:
-        scrape.append(_host_scrape_job(region))
-    scrape += _exporter_scrape_jobs(region)
+    scrape = [_pod_scrape_job(), *_host_scrape_jobs(region)]
     values = {
         # EKS, GKE and AKS run the control plane: its components cannot be scraped from the cluster.
         "kubeControllerManager": {"enabled": False},

@@ -14,7 +14,7 @@ from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.helm.charts import ISTIO_TAG
 from compiler.ir.edge import KONG_PROXY_TLS_PORT, gke_neg_annotation
 from compiler.formats.quantity import cpu_quantity, memory_quantity
-from compiler.ir.names import (ISTIO_NAMESPACE, KONG_POD_LABELS, KONG_PROXY_SERVICE, MONITORING_NAMESPACE,
+from compiler.ir.names import (CLIENT_ADDRESS_HEADER, ISTIO_NAMESPACE, KONG_POD_LABELS, KONG_PROXY_SERVICE, MONITORING_NAMESPACE,
                                OTEL_COLLECTOR_SERVICE, OTLP_GRPC_PORT, SIDECAR_LIMITS, SIDECAR_REQUESTS)
 
 
@@ -90,12 +90,13 @@ def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
         "env": {
             "database": "off",
             "nginx_worker_processes": "auto",
-            # The client address: the last untrusted hop of X-Forwarded-For. Only private ranges are
-            # trusted (the ALB's and the Application Gateway's addresses), so a client cannot spoof its
-            # own address. Google's front ends are public addresses: on GCP Kong sees the front end.
-            "trusted_ips": "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16",
-            "real_ip_header": "X-Forwarded-For",
-            "real_ip_recursive": "on",
+            # The client address: the header the edge sets to the viewer's address, believed only when
+            # the peer is the region's load balancer (its source ranges, IR addressing: the ALB's public
+            # subnets, the Application Gateway's subnet, Google's front ends). Not recursive: the header
+            # holds one address, set by the edge, never a chain to walk.
+            "trusted_ips": ",".join(region.addressing.lb_source_cidrs),
+            "real_ip_header": CLIENT_ADDRESS_HEADER,
+            "real_ip_recursive": "off",
         },
         "ingressController": {"enabled": False},  # DB-less from the generated file, no controller
         "admin": {"enabled": False},

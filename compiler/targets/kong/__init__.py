@@ -5,9 +5,11 @@ Built as data and dumped as YAML (never templated), for Kong 3.9 OSS in DB-less 
 
 - a Kong service per public ServicePlan (one with routes; internal services get none), its routes
   nested under it, timeouts from `settings.gateway`;
-- an upstream per service: the spec's balancing algorithm and hash header, active health checks on
-  the service's health path plus passive checks, one target: the Kubernetes Service DNS name from
-  the IR on port 80 (the Kubernetes target's Service port; targetPort is the container port);
+- an upstream per service with one target, the Kubernetes Service: address and port of the service's
+  `kong` connection in region.wiring (the Service port the kubernetes target emits). Round-robin and
+  active health checks only: hashing over one target picks it every time (hashing on the franchise
+  header lives in the mesh's DestinationRule, across the pods), and passive checks on the one target
+  would take the whole service out after a few errors of a single pod;
 - platform-wide plugins (rate limiting, CORS, request size, bot detection, Prometheus, correlation
   id), a jwt plugin on each authenticated route, and the JWT issuer as the one consumer;
 - two service-less routes that answer `edge.dns.health_check_path` themselves (request-termination,
@@ -24,12 +26,13 @@ import re
 from compiler.ir import PlatformPlan, RegionPlan, ServicePlan
 from compiler.render import banner, dump_yaml
 from compiler.ir.edge import health_check_path, kong_needs_render, lb_hostnames
-from compiler.targets.kong.plugins import (JWT_KEY_INDENT, PASSIVE_UNHEALTHY_STATUSES, KongEmitError,
+from compiler.targets.kong.plugins import (JWT_KEY_INDENT, KongEmitError,
                                             auth_plugin, global_plugins, jwt_consumer, secret_inputs, tags)
 
 NAME = "kong"
 FORMAT_VERSION = "3.0"
-SERVICE_PORT = 80  # the Kubernetes Service port in front of every pod (targetPort = svc.port)
+KONG = "kong"  # Kong's name in region.wiring
+UPSTREAM_ALGORITHM = "round-robin"  # one target: nothing to balance or hash at Kong (see _upstream)
 
 # Kong 3.9 refuses prefix paths with empty segments (`//`) or that are not in normalized form
 # (`.`/`..` segments). The spec's path pattern allows both, so they are refused here, by name.
@@ -120,13 +123,26 @@ def health_routes(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
     return [{"name": HEALTH_ROUTE, "hosts": hosts, **match}, {"name": HEALTH_ROUTE_ANY_HOST, **match}]
 
 
+def route_connection(region: RegionPlan, svc: ServicePlan):
+    """Kong's connection to a routed service (compiler/wiring.py): the Service's DNS name and port."""
+    for c in region.connections_from(KONG):
+        if "kong" in c.layers and c.dest.name == svc.name:
+            return c
+    raise KongEmitError(f"region {region.name}: no kong connection to {svc.name} in the wiring")
+
+
+def upstream_target(region: RegionPlan, svc: ServicePlan) -> str:
+    c = route_connection(region, svc)
+    return f"{c.address}:{c.port}"
+
+
 def _service(plan: PlatformPlan, region: RegionPlan, svc: ServicePlan) -> dict:
     g = region.settings.gateway
     return {
         "name": svc.name,
         "protocol": "http",  # inside the cluster; the mesh adds mTLS between sidecars
         "host": upstream_name(svc),
-        "port": SERVICE_PORT,
+        "port": route_connection(region, svc).port,
         "connect_timeout": g.connect_timeout_ms,
         "read_timeout": g.read_timeout_ms,
         "write_timeout": g.write_timeout_ms,
@@ -136,6 +152,10 @@ def _service(plan: PlatformPlan, region: RegionPlan, svc: ServicePlan) -> dict:
 
 
 def _healthchecks(region: RegionPlan, svc: ServicePlan) -> dict:
+    """Active checks only. The one target is the Service: when the active probe fails the spec's count in
+    a row, no pod answers through it and the fast 503 is right. Passive checks would count live
+    errors of any single pod against the whole Service and eject it (Kong's default: passive off);
+    per-pod ejection is Kubernetes readiness' job."""
     g = region.settings.gateway
     # The spec's unhealthy count is "probe results in a row": a timeout, a refused connection and a
     # failing status are all failed probes, so the count applies to each kind.
@@ -148,27 +168,17 @@ def _healthchecks(region: RegionPlan, svc: ServicePlan) -> dict:
             "unhealthy": {"interval": g.unhealthy.interval_seconds, "timeouts": failures,
                           "tcp_failures": failures, "http_failures": failures},
         },
-        "passive": {
-            "type": "http",
-            "healthy": {"successes": g.healthy.count},
-            "unhealthy": {"timeouts": failures, "tcp_failures": failures, "http_failures": failures,
-                          "http_statuses": list(PASSIVE_UNHEALTHY_STATUSES)},
-        },
     }
 
 
 def _upstream(region: RegionPlan, svc: ServicePlan) -> dict:
-    g = region.settings.gateway
     t = tags(region, svc.name)
-    upstream = {"name": upstream_name(svc), "algorithm": g.load_balancing}
-    if g.load_balancing == "consistent-hashing":
-        # Keeps a franchise on the same target (warm caches); clients without the header hash by address.
-        upstream.update({"hash_on": "header", "hash_on_header": g.hash_on_header, "hash_fallback": "ip"})
+    upstream = {"name": upstream_name(svc), "algorithm": UPSTREAM_ALGORITHM}
     upstream.update({
         "host_header": svc.dns_name,  # the mesh routes on it (canary weights, blue-green)
         "healthchecks": _healthchecks(region, svc),
         "tags": t,
-        "targets": [{"target": f"{svc.dns_name}:{SERVICE_PORT}", "tags": t}],
+        "targets": [{"target": upstream_target(region, svc), "tags": t}],
     })
     return upstream
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from compiler.docs import markdown_table
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets import kong
+from compiler.ir.names import CLIENT_ADDRESS_HEADER
 from compiler.targets.kong.plugins import CORRELATION_HEADER, rate_limits, secret_inputs
 
 AUTH_TEXT = {
@@ -16,8 +17,10 @@ AUTH_TEXT = {
 
 def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
     g = region.settings.gateway
-    per_second, per_minute = rate_limits(plan, region)
-    limit = f"{per_second:,}/s, {per_minute:,}/min per client IP"
+    per_second = g.burst
+    per_minute = max(g.requests_per_second * 60, g.burst)
+    pod_second, pod_minute = rate_limits(plan, region)
+    limit = f"{per_second:,}/s, {per_minute:,}/min per client IP (region)"
     body = f"{g.request_size_limit_mb} MB"
     doc = kong.build(plan, region)
     rows = []
@@ -37,15 +40,20 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
         f"Internal services (no Kong route): {', '.join(internal) or 'none'}.\n",
         "### How the limits map to Kong\n",
         f"- **Rate limit** (spec: {g.requests_per_second:,} requests/s sustained, burst {g.burst:,}): Kong OSS has "
-        f"fixed windows, not a token bucket, so the `rate-limiting` plugin sets `second: {per_second:,}` (a client "
+        f"fixed windows, not a token bucket, so the region's figures are `second: {per_second:,}` (a client "
         f"may reach the burst within one second) and `minute: {per_minute:,}` ("
         + ("over a minute it cannot exceed the sustained rate" if per_minute == g.requests_per_second * 60 else
            "raised from the sustained rate x 60 to the burst: Kong refuses a minute limit below the per-second one")
         + "). Across a window boundary a client can briefly get up to twice the per-second figure. "
         f"Counted per client IP (`limit_by: ip`; every JWT of the issuer is one Kong consumer, so per consumer "
-        f"would be one global counter; Kong must be told the client address behind the load balancer, "
-        f"`trusted_ips` and `real_ip_header`) with the `local` policy: DB-less Kong keeps counters per node, so a client "
-        f"spread over all {g.replicas} Kong pods can reach up to {g.replicas}x these figures.\n",
+        f"would be one global counter). Kong takes the client address from `{CLIENT_ADDRESS_HEADER}` (set by the "
+        f"edge) only when the peer is the load balancer (`trusted_ips`: its source ranges; helm target).\n",
+        f"- **Judgement, rate-limit policy**: `local`, each pod enforcing the figures above divided by the "
+        f"{g.replicas} replicas and rounded down (`second: {pod_second:,}`, `minute: {pod_minute:,}` per pod), "
+        "because DB-less Kong has no `cluster` policy and the OSS `redis` policy talks to a single Redis node "
+        "while the region's Redis is a Redis Cluster; the load balancer spreads a client's requests over the pods, "
+        "so together they admit about the spec's figure and never more (rounding down), at the cost of a lower "
+        "limit for a client whose requests stay on one pod.\n",
         f"- **Health checks**: `{kong.HEALTH_ROUTE}` (on " + ", ".join(f"`{h}`" for h in doc["routes"][0]["hosts"])
         + f") and `{kong.HEALTH_ROUTE_ANY_HOST}` (any host: the load balancer's probes carry a pod address) answer "
         f"{' and '.join(kong.HEALTH_METHODS)} `{plan.spec.edge.dns.health_check_path}` (exactly) with 200 from Kong "
@@ -54,14 +62,20 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
         f"- **Request size**: `request-size-limiting` refuses bodies over {body} (413).\n",
         f"- **Upstream timeouts**: connect {g.connect_timeout_ms:,} ms, read {g.read_timeout_ms:,} ms, "
         f"write {g.write_timeout_ms:,} ms.\n",
-        f"- **Upstreams**: `{g.load_balancing}`"
-        + (f" on header `{g.hash_on_header}` (fallback: client IP)" if g.load_balancing == "consistent-hashing" else "")
-        + f"; one target per service, its Kubernetes Service (`<service>.<namespace>.svc.cluster.local:"
-        f"{kong.SERVICE_PORT}`), so per-pod balancing and canary weights stay with the mesh. Active checks "
-        f"probe the service's health path every {g.healthy.interval_seconds} s ({g.healthy.count} successes mark "
+        f"- **Upstreams**: one target per service, its Kubernetes Service at the address and port of Kong's "
+        f"connection in the wiring (`<service>.<namespace>.svc.cluster.local:<Service port>`), round-robin. Active "
+        f"checks probe the service's health path every {g.healthy.interval_seconds} s ({g.healthy.count} successes mark "
         f"it healthy) and every {g.unhealthy.interval_seconds} s when unhealthy ({g.unhealthy.count} timeouts, "
-        f"connection failures or failing statuses mark it unhealthy); passive checks count the same number of "
-        f"timeouts, connection failures or 502/503/504 answers on live traffic.\n",
+        "connection failures or failing statuses in a row mark it unhealthy: no pod answers through the Service).\n",
+        "- **Judgement, hashing**: "
+        + (f"`{g.load_balancing}` on `{g.hash_on_header}` lives in the mesh (each service's Istio DestinationRule, "
+           "`consistentHash`), not on the Kong upstream: with one target (the Service) a hash at Kong picks the same "
+           "target every time and kube-proxy then spreads at random; the caller's sidecar hashes across the pods."
+           if g.load_balancing == "consistent-hashing" else
+           f"the spec's `{g.load_balancing}` needs no hash; the mesh (or kube-proxy) spreads across the pods.") + "\n",
+        "- **Judgement, passive checks**: none. Passive checks on the one target count any pod's live errors "
+        "against the whole Service and would eject it after a few; Kubernetes readiness takes a failing pod out "
+        "of the Service instead.\n",
         "- **Authentication**: `jwt` and `oauth2` routes get Kong's `jwt` plugin (Authorization header only, "
         f"`exp` verified) against the issuer `{g.jwt_issuer}`; Kong's `oauth2` plugin would make Kong the "
         "authorization server and needs a database, which DB-less Kong has not.\n",

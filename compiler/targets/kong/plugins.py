@@ -32,9 +32,6 @@ JWT_KEY_INDENT = 6
 # credentials and rejects tokens whose `alg` differs from the credential's, so for RS256 it is inert.
 JWT_UNUSED_SECRET = "unused-rs256-verifies-with-rsa-public-key"
 
-# Passive checks count these upstream answers as failures: the Service has no ready pod (502/503)
-# or timed out (504). 429 and application 500s are not a reason to take the Service out.
-PASSIVE_UNHEALTHY_STATUSES = [502, 503, 504]
 
 
 class KongEmitError(PlatformcError):
@@ -47,14 +44,22 @@ def tags(region: RegionPlan, owner: str) -> list[str]:
 
 
 def rate_limits(plan: PlatformPlan, region: RegionPlan) -> tuple[int, int]:
-    """(per second, per minute) for Kong's fixed-window rate-limiting plugin.
+    """(per second, per minute) for each Kong pod's fixed-window rate-limiting plugin.
 
     The spec is a token bucket: `requests_per_second` sustained, `burst` at most at once. Kong OSS
     has fixed windows only, so: a client may reach `burst` within one second, and over a minute
     no more than the sustained rate x 60. Kong requires minute >= second, hence the max().
+
+    DB-less Kong counts per pod (`policy: local`), and the load balancer spreads a client's requests
+    over all `gateway.replicas` pods, so each pod gets the region's figure divided by the replicas,
+    rounded down (at least 1): together the pods never admit more than the spec. Kong OSS's `redis`
+    policy speaks to one Redis node and the region's Redis is a Redis Cluster (keys on other shards
+    answer MOVED), so a shared counter is not available.
     """
     g = region.settings.gateway
-    return g.burst, max(g.requests_per_second * 60, g.burst)
+    n = max(1, g.replicas)
+    second = max(1, g.burst // n)
+    return second, max(max(g.requests_per_second * 60, g.burst) // n, second)
 
 
 def global_plugins(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
@@ -74,7 +79,9 @@ def global_plugins(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
             # Per client address. Not `consumer`: every JWT of the issuer maps to one Kong consumer,
             # which would make the limit global. Needs Kong's trusted_ips/real_ip_header behind the LB.
             "limit_by": "ip",
-            "policy": "local",  # DB-less: counters per Kong node (no `cluster` policy without a database)
+            # DB-less: counters per Kong pod (no `cluster` policy without a database), so the figures
+            # are the region's divided by the replicas (rate_limits).
+            "policy": "local",
             "fault_tolerant": True,
             "hide_client_headers": False,
             "error_code": 429}},

@@ -26,7 +26,7 @@ from compiler.ir.edge import (AZURE_KONG_TRUSTED_ROOT, KONG_PROXY_TLS_PORT, heal
 from compiler.targets.kubernetes.common import BANNER_SPEC, dump_document, dump_documents, mesh_enabled, tracks
 from compiler.targets.kubernetes.gateway import (gateway_objects, target_group_binding,
                                                   target_group_binding_header)
-from compiler.targets.kubernetes.mesh import canary_routing, strict_mtls
+from compiler.targets.kubernetes.mesh import canary_routing, destination_rule, service_entries, strict_mtls
 from compiler.targets.kubernetes.policy import identity, namespace, network_policies, quotas
 from compiler.targets.kubernetes.workloads import deployment, hpa, pdb, services
 
@@ -51,8 +51,12 @@ def service_objects(svc: ServicePlan, region: RegionPlan) -> list[dict]:
     docs += [hpa(svc, region, t) for t in ts]
     docs += [pdb(svc, region, t) for t in ts]
     docs += services(svc, region, ts)
-    if mesh and svc.rollout.type == "canary":
-        docs += canary_routing(svc, region, ts)
+    if mesh:
+        rule = destination_rule(svc, region, ts)
+        docs += [rule] if rule else []
+        if svc.rollout.type == "canary":
+            docs += canary_routing(svc, region, ts)
+        docs += service_entries(svc, region)
     return docs
 
 

@@ -20,7 +20,10 @@ from compiler.ir.edge import (AGIC_INGRESS_CLASS, AZURE_GATEWAY_CERTIFICATE, AZU
 from compiler.targets.kubernetes.common import (GATEWAY_NAMESPACE, ISTIO_METRICS_PORT, KONG_POD_LABELS,
                                                  KONG_PROXY_SERVICE, KONG_STATUS_PORT, MANAGED_BY,
                                                  MONITORING_NAMESPACE, mesh_enabled)
+from compiler.targets.kubernetes.policy import egress_rules, ingress_rules
 from compiler.targets.kubernetes.workloads import meta
+
+KONG = "kong"  # Kong's name in region.wiring
 
 TARGET_GROUP_ARN_VARIABLE = "KONG_TARGET_GROUP_ARN"  # the placeholder the deploy step substitutes
 TARGET_GROUP_ARN_OUTPUT = "kong_target_group_arn"  # the AWS region root's output holding it
@@ -33,30 +36,21 @@ def labels(region: RegionPlan) -> dict[str, str]:
             "app.kubernetes.io/managed-by": MANAGED_BY}
 
 
-def _tcp(*ports: int) -> list[dict]:
-    return [{"protocol": "TCP", "port": p} for p in ports]
-
-
 def network_policies(region: RegionPlan) -> list[dict]:
-    """Kong's pods take connections only from the load balancer (TLS port) and Prometheus. Egress
-    stays open: Kong's upstreams are every public service, each of which admits only Kong and its
-    own callers anyway (their namespaces' policies)."""
+    """Kong's namespace: default deny both ways, then Kong's pods admit exactly the connections to them
+    (the load balancer on the TLS port from where it connects, Prometheus) and open exactly the ones
+    from them (the routed services on their pods' ports, DNS, and with the mesh istiod and the
+    collector), all from region.wiring."""
     if not region.settings.security.network_policies:
         return []
-    scrape = [KONG_STATUS_PORT, ISTIO_METRICS_PORT] if mesh_enabled(region) else [KONG_STATUS_PORT]
     return [
         {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-         "metadata": meta("default-deny-ingress", GATEWAY_NAMESPACE, labels(region)),
-         "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}},
+         "metadata": meta("default-deny", GATEWAY_NAMESPACE, labels(region)),
+         "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}},
         {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
          "metadata": meta(KONG_PROXY_SERVICE, GATEWAY_NAMESPACE, labels(region)),
-         "spec": {"podSelector": {"matchLabels": dict(KONG_POD_LABELS)}, "policyTypes": ["Ingress"],
-                  "ingress": [
-                      {"from": [{"ipBlock": {"cidr": cidr}} for cidr in lb_source_cidrs(region)],
-                       "ports": _tcp(KONG_PROXY_TLS_PORT)},
-                      {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}}}],
-                       "ports": _tcp(*scrape)},
-                  ]}},
+         "spec": {"podSelector": {"matchLabels": dict(KONG_POD_LABELS)}, "policyTypes": ["Ingress", "Egress"],
+                  "ingress": ingress_rules(region, KONG), "egress": egress_rules(region, KONG)}},
     ]
 
 

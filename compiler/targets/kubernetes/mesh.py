@@ -15,6 +15,35 @@ from compiler.targets.kubernetes.common import Track
 from compiler.targets.kubernetes.workloads import common_labels, meta
 
 
+ISTIO_LAYER = "istio"
+
+
+def load_balancer(region: RegionPlan) -> dict | None:
+    """Where hashing on the franchise header lives: the caller's sidecar, across the pods (Kong's
+    upstream has one target, the Service, so a hash there would pick the same target every time)."""
+    g = region.settings.gateway
+    if g.load_balancing != "consistent-hashing":
+        return None
+    return {"consistentHash": {"httpHeaderName": g.hash_on_header}}
+
+
+def destination_rule(svc: ServicePlan, region: RegionPlan, tracks: tuple[Track, ...]) -> dict | None:
+    """The service's DestinationRule: mTLS, hashing on the franchise header when the spec asks for
+    consistent hashing, and the canary subsets. None when there is nothing to say."""
+    canary = svc.rollout.type == "canary"
+    lb = load_balancer(region)
+    if not canary and lb is None:
+        return None
+    policy: dict = {"tls": {"mode": "ISTIO_MUTUAL"}}
+    if lb:
+        policy["loadBalancer"] = lb
+    spec: dict = {"host": svc.dns_name, "trafficPolicy": policy}
+    if canary:
+        spec["subsets"] = [{"name": t.id, "labels": t.labels} for t in tracks]
+    return {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": meta(svc.name, svc.namespace, common_labels(svc, region)), "spec": spec}
+
+
 def canary_routing(svc: ServicePlan, region: RegionPlan, tracks: tuple[Track, ...]) -> list[dict]:
     """The seed's canary: requests with the header go to v2 first, the rest split by weight."""
     ro = svc.rollout
@@ -33,16 +62,29 @@ def canary_routing(svc: ServicePlan, region: RegionPlan, tracks: tuple[Track, ..
                  "route": [{"destination": dest("v1"), "weight": ro.stable_weight},
                            {"destination": dest("v2"), "weight": ro.canary_weight}]})
     return [
-        {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-         "metadata": meta(svc.name, svc.namespace, labels),
-         "spec": {"host": host,
-                  "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}},
-                  "subsets": [{"name": t.id, "labels": t.labels} for t in tracks]}},
         {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
          "metadata": meta(svc.name, svc.namespace, labels),
          # exported to every namespace: the gateway (kong) and the callers route by it
          "spec": {"hosts": [host], "http": http}},
     ]
+
+
+def service_entries(svc: ServicePlan, region: RegionPlan) -> list[dict]:
+    """A ServiceEntry per Internet host the service calls (its `istio` connections in region.wiring),
+    visible to the service's namespace only: the mesh then knows the host (required with an outbound
+    policy of REGISTRY_ONLY, and it names the traffic in telemetry). The application speaks TLS itself
+    (the sidecar passes it through, routing on SNI), so the port protocol is TLS."""
+    out = []
+    for c in region.connections_from(svc.name):
+        if ISTIO_LAYER not in c.layers:
+            continue
+        out.append({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+                    "metadata": meta(f"egress-{c.address.replace('.', '-')}"[:63].rstrip("-"), svc.namespace,
+                                     common_labels(svc, region)),
+                    "spec": {"hosts": [c.address], "exportTo": ["."], "location": "MESH_EXTERNAL",
+                             "resolution": "DNS",
+                             "ports": [{"number": c.port, "name": f"tls-{c.port}", "protocol": "TLS"}]}})
+    return out
 
 
 def strict_mtls(svc: ServicePlan, region: RegionPlan) -> dict:

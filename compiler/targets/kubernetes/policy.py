@@ -81,83 +81,54 @@ def quotas(svc: ServicePlan, region: RegionPlan, tracks: tuple[Track, ...]) -> l
     ]
 
 
-def _peer(namespace: str, app: str | None = None) -> dict:
-    peer: dict = {"namespaceSelector": {"matchLabels": {NS_LABEL: namespace}}}
-    if app:
-        peer["podSelector"] = {"matchLabels": {"app": app}}
-    return peer
+EGRESS, INGRESS = "networkpolicy-egress", "networkpolicy-ingress"
 
 
-def _tcp(*ports: int) -> list[dict]:
-    return [{"protocol": "TCP", "port": p} for p in ports]
+def policy_peer(peer) -> list[dict]:
+    """A connection's other end as NetworkPolicy peers: pods by namespace and labels (the labels the
+    wiring states; none: the whole namespace), anything else by its address ranges."""
+    if peer.kind == "pods":
+        out: dict = {"namespaceSelector": {"matchLabels": {NS_LABEL: peer.namespace}}}
+        if peer.labels:
+            out["podSelector"] = {"matchLabels": dict(peer.labels)}
+        return [out]
+    return [{"ipBlock": {"cidr": cidr}} for cidr in peer.cidrs]
 
 
-def datastore_ports(region: RegionPlan) -> dict[str, list[int]]:
-    """Ports a service opens to each data store it `uses`. PostgreSQL is reached through PgBouncer
-    (the connection budget assumes it); a managed search domain (OpenSearch) listens on 443."""
-    ds = region.settings.datastores
-    return {
-        "postgres": [ds.pgbouncer.port],
-        "redis": [ds.redis.port],
-        "elasticsearch": [9200] if ds.elasticsearch.deployment == "self-managed" else [443],
-    }
+def policy_rules(connections, direction: str) -> list[dict]:
+    """One rule per peer (in wiring order), holding every port the connections to it use."""
+    rules: dict = {}
+    for c in connections:
+        other = c.dest if direction == EGRESS else c.source
+        peers = policy_peer(other)
+        key = repr(peers)
+        rule = rules.setdefault(key, {"to" if direction == EGRESS else "from": peers, "ports": []})
+        port = {"protocol": c.protocol, "port": c.dest_port}
+        if port not in rule["ports"]:
+            rule["ports"].append(port)
+    return list(rules.values())
+
+
+def egress_rules(region: RegionPlan, name: str) -> list[dict]:
+    return policy_rules([c for c in region.connections_from(name) if EGRESS in c.layers], EGRESS)
+
+
+def ingress_rules(region: RegionPlan, name: str) -> list[dict]:
+    return policy_rules([c for c in region.connections_to(name) if INGRESS in c.layers], INGRESS)
 
 
 def network_policies(svc: ServicePlan, region: RegionPlan) -> list[dict]:
-    """Default deny for the namespace, then one policy allowing exactly the spec's edges."""
+    """Default deny for the namespace, then one policy allowing exactly the service's connections
+    (region.wiring: callers, Kong and Prometheus in; peers, data stores, DNS, istiod, the collector and
+    the Internet hosts it declares out)."""
     if not region.settings.security.network_policies:
         return []
     labels = common_labels(svc, region)
-    by_name = service_by_name(region)
-    mesh = mesh_enabled(region)
     deny = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": meta("default-deny", svc.namespace, labels),
             "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}}
-
-    ingress = []
-    callers = [_peer(by_name[d].namespace, d) for d in svc.dependents]
-    if svc.routes:
-        callers.append(_peer(GATEWAY_NAMESPACE))
-    if callers:
-        ingress.append({"from": callers, "ports": _tcp(svc.port)})
-    scrape = [svc.port, ISTIO_METRICS_PORT] if mesh else [svc.port]
-    ingress.append({"from": [_peer(MONITORING_NAMESPACE)], "ports": _tcp(*scrape)})
-
-    egress = [{"to": [{"namespaceSelector": {"matchLabels": {NS_LABEL: SYSTEM_NAMESPACE}},
-                       "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-               "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]
-    for dep in svc.depends_on:
-        d = by_name[dep]
-        egress.append({"to": [_peer(d.namespace, d.name)], "ports": _tcp(d.port)})
-    if mesh:
-        egress.append({"to": [_peer(ISTIO_NAMESPACE, "istiod")], "ports": _tcp(ISTIOD_XDS_PORT)})
-    if region.settings.monitoring.tracing:
-        egress.append({"to": [_peer(MONITORING_NAMESPACE)], "ports": _tcp(OTLP_GRPC_PORT, OTLP_HTTP_PORT)})
     allow = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
              "metadata": meta(svc.name, svc.namespace, labels),
              "spec": {"podSelector": {"matchLabels": {"app": svc.name}}, "policyTypes": ["Ingress", "Egress"],
-                      "ingress": ingress, "egress": egress}}
-    out = [deny, allow]
-    stores = datastore_egress(svc, region)
-    if stores:
-        # A policy of its own: the data stores are the region-specific part (subnet CIDRs), the
-        # service graph above is the same in every region. NetworkPolicies add up.
-        out.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                    "metadata": meta(f"{svc.name}-datastores", svc.namespace, labels),
-                    "spec": {"podSelector": {"matchLabels": {"app": svc.name}}, "policyTypes": ["Egress"],
-                             "egress": stores}})
-    return out
-
-
-def datastore_egress(svc: ServicePlan, region: RegionPlan) -> list[dict]:
-    """Egress to the data stores the service `uses`. Self-managed data hosts (and managed endpoints
-    placed in the VPC) live in the region's private subnets; object storage is the provider's API."""
-    egress = []
-    private = [{"ipBlock": {"cidr": z.private_cidr}} for z in region.zones]
-    ports = datastore_ports(region)
-    store_ports = sorted({p for use in svc.uses if use in ports for p in ports[use]})
-    if store_ports:
-        egress.append({"to": private, "ports": _tcp(*store_ports)})
-    if "object-storage" in svc.uses:
-        egress.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": _tcp(443)})
-    return egress
+                      "ingress": ingress_rules(region, svc.name), "egress": egress_rules(region, svc.name)}}
+    return [deny, allow]
