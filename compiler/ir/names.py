@@ -66,3 +66,17 @@ NODE_EXPORTER_PORT = 9100
 # Kong takes the client address from it when the peer is the region's load balancer (its source ranges
 # are the IR's Addressing.lb_source_cidrs). Rate limits and logs then key on the real client.
 CLIENT_ADDRESS_HEADER = "X-Viewer-Address"
+
+# ---------------------------------------------------------------- secrets the cluster reads (External Secrets Operator)
+# The operator's release, namespace and ServiceAccount (chart fullname): the cloud identity / Vault role binds to it.
+EXTERNAL_SECRETS_NAMESPACE = "external-secrets"
+EXTERNAL_SECRETS_SERVICE_ACCOUNT = "external-secrets"
+# Secrets the Helm releases reference by name, created by ExternalSecrets (helm target, platform-secrets chart).
+GRAFANA_ADMIN_SECRET = "grafana-admin"  # keys: the grafana chart's admin.userKey / admin.passwordKey defaults
+GRAFANA_ADMIN_KEYS = ("admin-user", "admin-password")
+ALERTMANAGER_RECEIVERS_SECRET = "alertmanager-receivers"  # mounted at /etc/alertmanager/secrets/<name>/
+# monitoring.alert_receivers field -> key in that Secret (the file name Alertmanager's config reads)
+ALERTMANAGER_RECEIVER_KEYS = {"pagerduty_routing_key": "pagerduty-routing-key", "slack_webhook_url": "slack-webhook-url"}
+# The Elasticsearch clients in the cluster, each with its own user: client -> Secret (keys ELASTICSEARCH_CLIENT_KEYS).
+ELASTICSEARCH_CLIENT_SECRETS = {"fluent-bit": "elasticsearch-fluent-bit", "jaeger": "elasticsearch-jaeger"}
+ELASTICSEARCH_CLIENT_KEYS = ("username", "password", "ca.crt")  # ca.crt: the region's internal CA (the nodes' issuer)

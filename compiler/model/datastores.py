@@ -111,6 +111,7 @@ class Elasticsearch(Model):
     nodes: int = F(3, description="Data/master-eligible nodes per region (odd, for quorum).", ge=1, le=99)
     instance: MachineSize = F(description="Size of each node.")
     heap_percent: int = F(50, description="JVM heap as a share of node memory (capped at 31 GiB).", ge=10, le=75)
+    clients: dict[Literal["fluent-bit", "jaeger"], SecretRef] = FD(dict, description="Per in-cluster client (log and trace shippers), a reference to a whole secret-store entry (no `#key`) with the fields `username`, `password` and `ca_crt` (the internal CA that issued the nodes' certificates, PEM); synced into the client's Secret.")
 
 
 class Lifecycle(Model):

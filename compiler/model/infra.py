@@ -89,6 +89,8 @@ class Security(Model):
     rbac: bool = F(True, description="Least-privilege RBAC for every service account.")
     network_policies: bool = F(True, description="Default-deny NetworkPolicies with allows derived from the service graph.")
     audit_log_retention_days: PositiveInt = F(365, description="Audit log retention (SIEM).")
+    vault_address: Optional[str] = F(None, description="HashiCorp Vault the cluster reads `vault:` references from (External Secrets Operator, Kubernetes auth, KV v2), e.g. `https://vault.example.com:8200`.",
+                                     pattern=r"^https://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
 
 
 class AlertReceivers(Model):
@@ -114,6 +116,7 @@ class Monitoring(Model):
     cloud_native: bool = F(True, description="Also ship metrics to the cloud's own monitoring (CloudWatch, Cloud Monitoring, Azure Monitor).")
     node_exporter: bool = F(True, description="Run node_exporter on self-managed hosts.")
     alert_receivers: AlertReceivers = FD(AlertReceivers, description="Alert destinations for pages and tickets.")
+    grafana_admin_password: Optional[SecretRef] = F(None, description="Reference to Grafana's admin password (user `admin`), synced into the `grafana-admin` Secret; without it the grafana chart generates one.")
 
 
 class BackupSchedule(Model):

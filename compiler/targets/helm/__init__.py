@@ -5,6 +5,9 @@ generated/helm/<region>/<release>.values.yaml  the values of each release
 
     helmfile -f generated/helm/<region>/helmfile.yaml apply
 
+generated/helm/<region>/charts/<name>/         local charts holding only External Secrets objects
+    (secrets.py): the ClusterSecretStores and every ExternalSecret the releases and the services need
+
 Kong runs DB-less: its declarative config is the kong target's generated/kong/<region>/kong.yaml,
 which the helmfile hands to the chart as `dblessConfig.config` (helm --set-file); see kong() in
 platform.py.
@@ -19,10 +22,12 @@ from compiler.ir import PlatformPlan, RegionPlan
 from compiler.render import banner, dump_yaml
 from compiler.targets.helm import observability as obs
 from compiler.targets.helm import platform as platform
+from compiler.targets.helm import secrets
 from compiler.targets.helm.charts import CHARTS, ISTIO_TAG, Chart
 from compiler.ir.edge import kong_declarative_file, kong_needs_render, kong_render_command
-from compiler.ir.names import GATEWAY_NAMESPACE, ISTIO_NAMESPACE, KONG_RELEASE, MONITORING_NAMESPACE, SYSTEM_NAMESPACE
-from compiler.render import dump_document
+from compiler.ir.names import (EXTERNAL_SECRETS_NAMESPACE, EXTERNAL_SECRETS_SERVICE_ACCOUNT, GATEWAY_NAMESPACE,
+                               ISTIO_NAMESPACE, KONG_RELEASE, MONITORING_NAMESPACE, SYSTEM_NAMESPACE)
+from compiler.render import dump_document, dump_documents
 
 BANNER_SPEC = "platform.yaml"
 
@@ -46,6 +51,45 @@ class Release:
     purpose: str
     needs: tuple[str, ...] = ()
     set_files: tuple[tuple[str, str], ...] = ()  # (values key, file relative to the helmfile)
+    local: tuple[dict, ...] = ()  # a local chart (charts/<name>/) holding these objects; `chart` is then LOCAL_CHART
+
+
+# Local charts: only the External Secrets objects, no templating; the version is this compiler's.
+LOCAL_CHART = Chart("local", "", "", "", "1.0.0", "")
+PLATFORM_SECRETS = "platform-secrets"
+MON = MONITORING_NAMESPACE
+
+
+def external_secrets_values(plan: PlatformPlan, region: RegionPlan) -> dict:
+    """The operator: CRDs from the chart, two controller replicas with leader election, and the
+    ServiceAccount name the ClusterSecretStores (and the cloud identity / Vault role) bind to."""
+    return {
+        "installCRDs": True,
+        "replicaCount": 2,
+        "leaderElect": True,
+        "serviceAccount": {"name": EXTERNAL_SECRETS_SERVICE_ACCOUNT},
+        "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
+        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
+    }
+
+
+def _no_values(plan: PlatformPlan, region: RegionPlan) -> dict:
+    return {}
+
+
+def secret_releases(plan: PlatformPlan, region: RegionPlan) -> tuple[list[Release], list[Release]]:
+    """(the operator and the platform-secrets chart, the per-namespace service secrets charts)."""
+    op = Release("external-secrets", EXTERNAL_SECRETS_NAMESPACE, CHARTS["external-secrets"], external_secrets_values,
+                 "External Secrets Operator: syncs the referenced Secrets from the stores")
+    spaces = secrets.by_namespace(region)
+    platform_docs = tuple(secrets.stores(plan, region) + spaces.get(MON, []))
+    first = [op, Release(PLATFORM_SECRETS, MON, LOCAL_CHART, _no_values,
+                         "ClusterSecretStores and the monitoring releases' ExternalSecrets",
+                         needs=(f"{EXTERNAL_SECRETS_NAMESPACE}/external-secrets",), local=platform_docs)]
+    later = [Release(f"secrets-{ns}", ns, LOCAL_CHART, _no_values, f"the ExternalSecrets of namespace {ns}",
+                     needs=(f"{MON}/{PLATFORM_SECRETS}",), local=tuple(spaces[ns]))
+             for ns in secrets.service_namespaces(region)]
+    return first, later
 
 
 def releases(plan: PlatformPlan, region: RegionPlan) -> tuple[list[Release], list[str]]:
@@ -54,6 +98,9 @@ def releases(plan: PlatformPlan, region: RegionPlan) -> tuple[list[Release], lis
     mon = region.settings.monitoring
     out: list[Release] = []
     skipped: list[str] = []
+    first, later = secret_releases(plan, region)
+    out += first
+    after = (f"{MON}/{PLATFORM_SECRETS}",)
     if mesh:
         out += [
             Release("istio-base", ISTIO_NAMESPACE, CHARTS["istio-base"], platform.istio_base, "Istio CRDs and cluster roles"),
@@ -66,14 +113,14 @@ def releases(plan: PlatformPlan, region: RegionPlan) -> tuple[list[Release], lis
     am_file = (("alertmanager.stringConfig", f"../../monitoring/{region.name}/alertmanager/alertmanager.yaml"),) if mon.alertmanager else ()
     out.append(Release("kube-prometheus-stack", MONITORING_NAMESPACE, CHARTS["kube-prometheus-stack"],
                        obs.kube_prometheus_stack, "Prometheus, Alertmanager, Grafana and the monitoring CRDs",
-                       set_files=am_file))
+                       needs=after, set_files=am_file))
     kong_needs = (f"{MONITORING_NAMESPACE}/kube-prometheus-stack",) + ((f"{ISTIO_NAMESPACE}/istiod",) if mesh else ())
     out.append(Release(KONG_RELEASE, GATEWAY_NAMESPACE, CHARTS["kong"], lambda p, r: platform.kong(p, r, mesh),
                        "API gateway, DB-less; the cloud load balancer's HTTPS target", needs=kong_needs,
                        set_files=(("dblessConfig.config", f"../../{kong_declarative_file(region)}"),)))
     if mon.tracing:
         out += [
-            Release("jaeger", MONITORING_NAMESPACE, CHARTS["jaeger"], obs.jaeger, "trace storage and UI"),
+            Release("jaeger", MONITORING_NAMESPACE, CHARTS["jaeger"], obs.jaeger, "trace storage and UI", needs=after),
             Release("otel-collector", MONITORING_NAMESPACE, CHARTS["opentelemetry-collector"], obs.opentelemetry_collector,
                     "OTLP gateway for the services and the mesh", needs=(f"{MONITORING_NAMESPACE}/jaeger",)),
         ]
@@ -81,7 +128,7 @@ def releases(plan: PlatformPlan, region: RegionPlan) -> tuple[list[Release], lis
         skipped.append("OpenTelemetry collector and Jaeger: monitoring.tracing is false")
     if region.hosts_in("elasticsearch"):
         out.append(Release("fluent-bit", MONITORING_NAMESPACE, CHARTS["fluent-bit"], obs.fluent_bit,
-                           "container logs to Elasticsearch", needs=(f"{MONITORING_NAMESPACE}/kube-prometheus-stack",)))
+                           "container logs to Elasticsearch", needs=(f"{MONITORING_NAMESPACE}/kube-prometheus-stack", *after)))
     else:
         skipped.append("Fluent Bit: no self-managed Elasticsearch nodes; the managed endpoint is not in the plan")
     if region.cloud == "aws":
@@ -90,6 +137,7 @@ def releases(plan: PlatformPlan, region: RegionPlan) -> tuple[list[Release], lis
     else:
         service = {"gcp": "GKE", "azure": "AKS"}.get(region.cloud, region.cloud)
         skipped.append(f"cluster-autoscaler: {service} node pools use the built-in autoscaler with the spec's bounds (Terraform)")
+    out += later
     return out, skipped
 
 
@@ -107,13 +155,22 @@ def values_file(release: Release) -> str:
     return f"{release.name}.values.yaml"
 
 
+def chart_dir(release: Release) -> str:
+    """A local chart's directory, relative to the helmfile."""
+    return f"charts/{release.name}"
+
+
 def helmfile(plan: PlatformPlan, region: RegionPlan, rels: list[Release]) -> dict:
-    used = sorted({r.chart.repo for r in rels})
+    used = sorted({r.chart.repo for r in rels if r.chart.repo})
     entries = []
     for r in rels:
-        e = {"name": r.name, "namespace": r.namespace, "createNamespace": True,
-             "chart": f"{r.chart.repo}/{r.chart.chart}", "version": r.chart.version,
-             "labels": {"purpose": r.chart.key}, "values": [values_file(r)]}
+        if r.chart is LOCAL_CHART:
+            e = {"name": r.name, "namespace": r.namespace, "createNamespace": True, "chart": f"./{chart_dir(r)}",
+                 "labels": {"purpose": "secrets"}}
+        else:
+            e = {"name": r.name, "namespace": r.namespace, "createNamespace": True,
+                 "chart": f"{r.chart.repo}/{r.chart.chart}", "version": r.chart.version,
+                 "labels": {"purpose": r.chart.key}, "values": [values_file(r)]}
         if r.needs:
             e["needs"] = list(r.needs)
         if r.set_files:
@@ -141,7 +198,11 @@ def _helmfile_header(region: RegionPlan, rels: list[Release], skipped: list[str]
                 "  (DB-less Kong cannot expand decK's templates; the rendered copy is git-ignored, never commit it)"]
                if kong_needs_render(region) else []),
              "Releases:"]
-    lines += [f"  {r.name}: {r.chart.chart} {r.chart.version} (app {r.chart.app_version}) - {r.purpose}" for r in rels]
+    lines += [f"  {r.name}: " + (f"local chart {chart_dir(r)}" if r.chart is LOCAL_CHART else
+                                 f"{r.chart.chart} {r.chart.version} (app {r.chart.app_version})") + f" - {r.purpose}"
+              for r in rels]
+    lines += [f"Secret not delivered (no store reads it; the deploy job must create it): {w.namespace}/{w.name} "
+              f"<- {secrets.describe(ref)}" for w, ref in secrets.unsupported(region)]
     lines += [f"Not deployed: {s}" for s in skipped]
     lines += [f"Note: {n}" for n in notes(region)]
     return banner("#", BANNER_SPEC) + "".join(f"# {line}\n" for line in lines)
@@ -152,11 +213,25 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
     rels, skipped = releases(plan, region)
     out = {f"{base}/helmfile.yaml": dump_yaml(helmfile(plan, region, rels), header=_helmfile_header(region, rels, skipped))}
     for r in rels:
+        if r.chart is LOCAL_CHART:
+            out.update(_local_chart(base, r))
+            continue
         header = (banner("#", BANNER_SPEC)
                   + f"# Values for release {r.name}: chart {r.chart.repo}/{r.chart.chart} {r.chart.version} "
                     f"in namespace {r.namespace} ({r.purpose}).\n")
         out[f"{base}/{values_file(r)}"] = dump_document(r.values(plan, region), header)
     return out
+
+
+def _local_chart(base: str, r: Release) -> dict[str, str]:
+    """Chart.yaml and one template holding the objects (plain YAML: nothing in them is a Go template,
+    the references' character set has no braces)."""
+    d = f"{base}/{chart_dir(r)}"
+    meta = {"apiVersion": "v2", "name": r.name, "description": r.purpose, "type": "application",
+            "version": LOCAL_CHART.version}
+    header = banner("#", BANNER_SPEC) + f"# Release {r.name} in namespace {r.namespace}: {r.purpose}.\n"
+    return {f"{d}/Chart.yaml": dump_document(meta, header),
+            f"{d}/templates/external-secrets.yaml": dump_documents(list(r.local), header)}
 
 
 def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
@@ -165,7 +240,14 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
              f"`helmfile -f generated/helm/{region.name}/helmfile.yaml apply` (kube context "
              f"`{cluster_name(plan.spec.organization.name, region)}`), then the Kubernetes manifests.", "",
              "| release | namespace | chart | version | purpose |", "|---|---|---|---|---|"]
-    lines += [f"| {r.name} | `{r.namespace}` | {r.chart.repo}/{r.chart.chart} | {r.chart.version} | {r.purpose} |" for r in rels]
+    lines += [f"| {r.name} | `{r.namespace}` | {r.chart.repo}/{r.chart.chart} | {r.chart.version} | {r.purpose} |"
+              if r.chart is not LOCAL_CHART else
+              f"| {r.name} | `{r.namespace}` | local `{chart_dir(r)}` | {r.chart.version} | {r.purpose} |" for r in rels]
+    lines += ["", f"Secrets: {len(secrets.external_secrets(region))} ExternalSecrets through "
+              f"{len(secrets.stores(plan, region))} ClusterSecretStore(s) "
+              f"({', '.join(s['metadata']['name'] for s in secrets.stores(plan, region)) or 'none'})."]
+    lines += [f"- Not delivered: `{w.namespace}/{w.name}` from {secrets.describe(ref)} (no store reads it; "
+              "the deploy job must create it)" for w, ref in secrets.unsupported(region)]
     if skipped or notes(region):
         lines.append("")
         lines += [f"- Not deployed: {s}" for s in skipped]

@@ -29,6 +29,7 @@ REPOSITORIES = {
     "jaegertracing": "https://jaegertracing.github.io/helm-charts",
     "fluent": "https://fluent.github.io/helm-charts",
     "autoscaler": "https://kubernetes.github.io/autoscaler",
+    "external-secrets": "https://charts.external-secrets.io",
 }
 
 
@@ -45,6 +46,7 @@ CHARTS = {c.key: c for c in (
     _chart("jaeger", "jaegertracing", "jaeger", "4.11.1", "2.19.0"),
     _chart("fluent-bit", "fluent", "fluent-bit", "0.58.1", "5.1.1"),
     _chart("cluster-autoscaler", "autoscaler", "cluster-autoscaler", "9.59.0", "1.35.0"),
+    _chart("external-secrets", "external-secrets", "external-secrets", "2.9.0", "v2.9.0"),
 )}
 
 # kube-prometheus-stack subcharts (versions its Chart.yaml pins): their sections are checked

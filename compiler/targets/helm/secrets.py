@@ -1,0 +1,245 @@
+"""Secrets the cluster reads, delivered by the External Secrets Operator (ESO).
+
+Every Secret a pod or a Helm release references is created here, as an ExternalSecret
+(external-secrets.io/v1) that ESO keeps in sync from the secret store the spec's reference names:
+
+- each service's Secret (named after the service, in its namespace): one key per `secrets:` entry,
+  the environment variable's name, which is what its Deployment's `secretKeyRef`s read;
+- `grafana-admin` (Grafana's admin user and password, `grafana.admin.existingSecret`);
+- `alertmanager-receivers` (the receivers' keys, `alertmanager.alertmanagerSpec.secrets`);
+- `elasticsearch-fluent-bit`, `elasticsearch-jaeger` (each shipper's Elasticsearch user and the CA).
+
+One ClusterSecretStore per reference scheme the region's cluster reads (`vault:` -> the spec's
+security.vault_address, Kubernetes auth; `aws-sm:` -> Secrets Manager in the region; `gcp-sm:` -> Secret
+Manager in the cloud's project; `azure-kv:` -> one store per Key Vault named in the references). `env:`
+references are CI's (the deploy job's environment): no store can read them, so a Kubernetes Secret
+fed from one is not created here and is listed by `unsupported()`.
+
+Delivery is two local Helm charts per region, installed by the helmfile (they hold only ESO objects,
+no templating):
+- `charts/platform-secrets/`: the stores and the monitoring namespace's ExternalSecrets, installed
+  after the operator and before the releases that mount those Secrets (helmfile `needs`);
+- `charts/secrets-<namespace>/`: one per service namespace, a release in that namespace
+  (`createNamespace`, so it does not wait for the service manifests; their Namespace object then
+  adds its labels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.names import (ALERTMANAGER_RECEIVER_KEYS, ALERTMANAGER_RECEIVERS_SECRET, ELASTICSEARCH_CLIENT_KEYS,
+                               ELASTICSEARCH_CLIENT_SECRETS, EXTERNAL_SECRETS_NAMESPACE,
+                               EXTERNAL_SECRETS_SERVICE_ACCOUNT, GRAFANA_ADMIN_KEYS, GRAFANA_ADMIN_SECRET,
+                               MONITORING_NAMESPACE)
+
+API = "external-secrets.io/v1"
+REFRESH = "1h"  # how often ESO re-reads the store: a rotated value reaches the Secret within the hour
+MANAGED_BY = {"app.kubernetes.io/managed-by": "platformc"}
+# The Vault Kubernetes auth method: one mount per cluster (each cluster has its own token issuer),
+# and the Vault role ESO's ServiceAccount logs in as.
+VAULT_ROLE = "external-secrets"
+GRAFANA_ADMIN_USER = "admin"
+
+
+@dataclass(frozen=True)
+class Ref:
+    scheme: str  # vault | aws-sm | gcp-sm | azure-kv | env
+    key: str  # the store's entry (Vault: the KV v2 API path; Azure: the Key Vault secret name)
+    property: str  # the field inside the entry ("" = the whole value)
+    vault: str = ""  # azure-kv only: the Key Vault's name
+
+    @property
+    def store(self) -> str:
+        return f"azure-kv-{self.vault}" if self.scheme == "azure-kv" else self.scheme
+
+
+def parse(ref: str) -> Ref:
+    """`vault:secret/data/app#key`, `aws-sm:name[#key]`, `gcp-sm:name[#key]`, `azure-kv:vault/name[#key]`, `env:VAR`."""
+    scheme, _, rest = ref.partition(":")
+    entry, _, prop = rest.partition("#")
+    if scheme == "azure-kv":
+        vault, _, name = entry.partition("/")
+        return Ref(scheme, name, prop, vault=vault)
+    return Ref(scheme, entry, prop)
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A Secret the tree references and the store entries each of its keys comes from."""
+
+    name: str
+    namespace: str
+    keys: tuple[tuple[str, str], ...]  # (secret key, reference) ...
+    whole: str = ""  # a reference to an entry whose fields fill ELASTICSEARCH_CLIENT_KEYS (remote_field names them)
+    fixed: tuple[tuple[str, str], ...] = ()  # (secret key, literal value): non-secret parts (Grafana's user name)
+    why: str = ""
+
+
+def wanted(region: RegionPlan) -> list[Wanted]:
+    """Every Secret a pod or a Helm release of this region references, in apply order."""
+    mon = region.settings.monitoring
+    out: list[Wanted] = []
+    if mon.grafana and mon.grafana_admin_password:
+        out.append(Wanted(GRAFANA_ADMIN_SECRET, MONITORING_NAMESPACE, ((GRAFANA_ADMIN_KEYS[1], mon.grafana_admin_password),),
+                          fixed=((GRAFANA_ADMIN_KEYS[0], GRAFANA_ADMIN_USER),), why="Grafana's admin login (grafana.admin.existingSecret)"))
+    receivers = receiver_refs(region)
+    if mon.alertmanager and receivers:
+        out.append(Wanted(ALERTMANAGER_RECEIVERS_SECRET, MONITORING_NAMESPACE, tuple(receivers.items()),
+                          why="Alertmanager's receiver keys (alertmanagerSpec.secrets)"))
+    if region.hosts_in("elasticsearch"):
+        for client in elasticsearch_clients(region):
+            ref = region.settings.datastores.elasticsearch.clients.get(client)
+            if ref:
+                out.append(Wanted(ELASTICSEARCH_CLIENT_SECRETS[client], MONITORING_NAMESPACE, (), whole=ref,
+                                  why=f"{client}'s Elasticsearch user and the internal CA"))
+    for svc in region.services:
+        if svc.secrets:
+            out.append(Wanted(svc.name, svc.namespace, tuple(svc.secrets.items()),
+                              why=f"{svc.name}'s environment (its Deployment's secretKeyRefs)"))
+    return out
+
+
+def receiver_refs(region: RegionPlan) -> dict[str, str]:
+    """Alertmanager receiver key -> reference, for the receivers the spec sets."""
+    recv = region.settings.monitoring.alert_receivers
+    return {key: getattr(recv, field) for field, key in ALERTMANAGER_RECEIVER_KEYS.items() if getattr(recv, field)}
+
+
+def elasticsearch_clients(region: RegionPlan) -> list[str]:
+    """The in-cluster clients of the self-managed Elasticsearch: Fluent Bit always, Jaeger with tracing."""
+    if not region.hosts_in("elasticsearch"):
+        return []
+    return ["fluent-bit"] + (["jaeger"] if region.settings.monitoring.tracing else [])
+
+
+def _refs(w: Wanted) -> list[str]:
+    return [r for _, r in w.keys] + ([w.whole] if w.whole else [])
+
+
+def unsupported(region: RegionPlan) -> list[tuple[Wanted, str]]:
+    """(Secret, reference) pairs no store can deliver: `env:` references (CI's), or `vault:` without an address."""
+    out = []
+    for w in wanted(region):
+        for ref in _refs(w):
+            r = parse(ref)
+            if r.scheme == "env" or (r.scheme == "vault" and not region.settings.security.vault_address):
+                out.append((w, ref))
+    return out
+
+
+def describe(ref: str) -> str:
+    """A reference in words (the files name what is missing without repeating a reference verbatim)."""
+    r = parse(ref)
+    if r.scheme == "env":
+        return f"the deploy job's environment variable {r.key} (an `env` reference)"
+    return f"{r.key} in the `{r.scheme}` store (no security.vault_address)"
+
+
+def _deliverable(region: RegionPlan, w: Wanted) -> bool:
+    return not any(x == w for x, _ in unsupported(region))
+
+
+# ---------------------------------------------------------------- stores
+
+def cluster_secret_store(plan: PlatformPlan, region: RegionPlan, name: str, sample: Ref) -> dict:
+    sa = {"name": EXTERNAL_SECRETS_SERVICE_ACCOUNT, "namespace": EXTERNAL_SECRETS_NAMESPACE}
+    if sample.scheme == "vault":
+        provider = {"vault": {
+            "server": region.settings.security.vault_address,
+            # KV v2; the references carry the full API path (`<mount>/data/<path>`), which ESO uses as is
+            "version": "v2",
+            "auth": {"kubernetes": {"mountPath": f"kubernetes-{region.cluster_name}", "role": VAULT_ROLE,
+                                    "serviceAccountRef": dict(sa)}},
+        }}
+    elif sample.scheme == "aws-sm":
+        # credentials: the operator's ServiceAccount's IAM role (EKS Pod Identity / IRSA)
+        provider = {"aws": {"service": "SecretsManager", "region": region.cloud_region}}
+    elif sample.scheme == "gcp-sm":
+        # credentials: Workload Identity of the operator's ServiceAccount
+        provider = {"gcpsm": {"projectID": plan.spec.clouds["gcp"].account}}
+    else:  # azure-kv
+        provider = {"azurekv": {"vaultUrl": f"https://{sample.vault}.vault.azure.net", "authType": "WorkloadIdentity",
+                                "serviceAccountRef": dict(sa)}}
+    return {"apiVersion": API, "kind": "ClusterSecretStore",
+            "metadata": {"name": name, "labels": dict(MANAGED_BY)},
+            "spec": {"provider": provider}}
+
+
+def stores(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
+    """One ClusterSecretStore per store the deliverable references name, by name."""
+    seen: dict[str, Ref] = {}
+    for w in wanted(region):
+        if not _deliverable(region, w):
+            continue
+        for ref in _refs(w):
+            r = parse(ref)
+            seen.setdefault(r.store, r)
+    return [cluster_secret_store(plan, region, name, r) for name, r in sorted(seen.items())]
+
+
+# ---------------------------------------------------------------- ExternalSecrets
+
+def _remote(r: Ref, prop: str = "") -> dict:
+    out = {"key": r.key}
+    prop = prop or r.property
+    if prop:
+        out["property"] = prop
+    return out
+
+
+def remote_field(key: str) -> str:
+    """The entry's field for a Secret key: dots become underscores (`ca.crt` -> `ca_crt`), since ESO
+    reads a dotted property as a JSON path into the value (AWS, GCP, Azure)."""
+    return key.replace(".", "_")
+
+
+def external_secret(w: Wanted) -> dict:
+    data = []
+    store = None
+    for key, ref in w.keys:
+        r = parse(ref)
+        store = store or r.store
+        data.append({"secretKey": key, "remoteRef": _remote(r)})
+    if w.whole:
+        r = parse(w.whole)
+        store = r.store
+        # one entry holds every key; its fields are named like the Secret's keys
+        data += [{"secretKey": k, "remoteRef": _remote(r, remote_field(k))} for k in ELASTICSEARCH_CLIENT_KEYS]
+    stores_used = {parse(ref).store for ref in _refs(w)}
+    if len(stores_used) > 1:
+        # ExternalSecret.spec.secretStoreRef is per object; data[].sourceRef names the store per key
+        for item, (_, ref) in zip(data, w.keys):
+            item["sourceRef"] = {"storeRef": {"name": parse(ref).store, "kind": "ClusterSecretStore"}}
+    target: dict = {"name": w.name, "creationPolicy": "Owner", "deletionPolicy": "Retain"}
+    if w.fixed:
+        # non-secret keys ride along through the target template; the stored values are kept as they are
+        target["template"] = {"engineVersion": "v2", "mergePolicy": "Merge",
+                              "data": {k: v for k, v in w.fixed}}
+    return {"apiVersion": API, "kind": "ExternalSecret",
+            "metadata": {"name": w.name, "namespace": w.namespace, "labels": dict(MANAGED_BY),
+                         "annotations": {"platformc.io/purpose": w.why}},
+            "spec": {"refreshInterval": REFRESH,
+                     "secretStoreRef": {"name": store, "kind": "ClusterSecretStore"},
+                     "target": target, "data": data}}
+
+
+def external_secrets(region: RegionPlan) -> list[dict]:
+    return [external_secret(w) for w in wanted(region) if _deliverable(region, w)]
+
+
+def by_namespace(region: RegionPlan) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for doc in external_secrets(region):
+        out.setdefault(doc["metadata"]["namespace"], []).append(doc)
+    return out
+
+
+def service_namespaces(region: RegionPlan) -> list[str]:
+    """Namespaces (other than monitoring) that get a secrets chart, in service order."""
+    seen = []
+    for ns in by_namespace(region):
+        if ns != MONITORING_NAMESPACE and ns not in seen:
+            seen.append(ns)
+    return seen
