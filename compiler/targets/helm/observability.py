@@ -8,16 +8,35 @@ from compiler.targets.helm.fluentbit import render_conf
 from compiler.ir.names import NODE_EXPORTER_PORT, POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
 from compiler.targets.helm.platform import RESTRICTED_CONTAINER
 from compiler.ir.names import MONITORING_NAMESPACE, OTLP_GRPC_PORT, OTLP_HTTP_PORT
+from compiler.ir.names import (ALERTMANAGER_RECEIVER_KEYS, ALERTMANAGER_RECEIVERS_SECRET, ELASTICSEARCH_CLIENT_SECRETS,
+                               GRAFANA_ADMIN_SECRET)
 
 JAEGER_SERVICE = "jaeger"  # jaeger `fullnameOverride`: one all-in-one Service taking OTLP
 PROMETHEUS_STORAGE = "100Gi"  # per replica; the spec sets retention only
-ELASTICSEARCH_PORT = 9200
+# Where each Elasticsearch client's Secret (username, password, ca.crt; helm/secrets.py) is mounted.
+ES_CREDENTIALS_DIR = {"fluent-bit": "/fluent-bit/etc/elasticsearch", "jaeger": "/etc/jaeger/elasticsearch"}
+FLUENT_BIT_CONF_DIR = "/fluent-bit/etc/conf"  # the chart mounts config.* and config.extraFiles here
+ES_UPSTREAM_FILE = "elasticsearch-upstream.conf"
 
 
-def elasticsearch_urls(region: RegionPlan) -> list[str]:
-    """The self-managed Elasticsearch nodes; empty when search is a managed service (its endpoint
-    is Terraform's output, not in the IR)."""
-    return [f"http://{h.fqdn}:{ELASTICSEARCH_PORT}" for h in region.hosts_in("elasticsearch")]
+def elasticsearch_nodes(region: RegionPlan, client: str) -> tuple[list[str], int]:
+    """(node FQDNs, port) of the client's connection to the self-managed Elasticsearch (region.wiring,
+    `<client> -> elasticsearch`); ([], 0) when search is a managed service (its endpoint is Terraform's
+    output, not in the IR)."""
+    for c in region.connections_from(client):
+        if c.dest.name == "elasticsearch" and c.dest.kind == "hosts":
+            return list(c.dest.hosts), c.dest_port
+    return [], 0
+
+
+def elasticsearch_urls(region: RegionPlan, client: str = "jaeger") -> list[str]:
+    """Every node, over HTTPS: Elasticsearch serves its HTTP API with TLS from the internal CA only."""
+    nodes, port = elasticsearch_nodes(region, client)
+    return [f"https://{n}:{port}" for n in nodes]
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
 def _pod_scrape_job() -> dict:
@@ -88,10 +107,15 @@ def kube_prometheus_stack(plan: PlatformPlan, region: RegionPlan) -> dict:
         # stringConfig (set from generated/monitoring/<region>/alertmanager/alertmanager.yaml by the helmfile) is read
         # only with tplConfig; the receivers' keys come from this Secret, mounted under /etc/alertmanager/secrets/.
         values["alertmanager"]["tplConfig"] = True
-        values["alertmanager"]["alertmanagerSpec"] = {"replicas": 2, "secrets": ["alertmanager-receivers"]}
+        values["alertmanager"]["alertmanagerSpec"] = {"replicas": 2}
+        if any(getattr(mon.alert_receivers, f) for f in ALERTMANAGER_RECEIVER_KEYS):
+            # mounted only when a receiver has a key: a listed Secret that does not exist keeps Alertmanager from starting
+            values["alertmanager"]["alertmanagerSpec"]["secrets"] = [ALERTMANAGER_RECEIVERS_SECRET]
     if mon.grafana:
-        # the admin password comes from a Secret the deploy pipeline syncs, never a chart default
-        values["grafana"]["admin"] = {"existingSecret": "grafana-admin"}
+        if mon.grafana_admin_password:
+            # the admin login comes from the Secret ESO syncs from the spec's reference (helm/secrets.py);
+            # without a reference the chart generates a random password into its own Secret
+            values["grafana"]["admin"] = {"existingSecret": GRAFANA_ADMIN_SECRET}
         values["grafana"]["defaultDashboardsTimezone"] = "utc"
     return values
 
@@ -126,9 +150,16 @@ def opentelemetry_collector(plan: PlatformPlan, region: RegionPlan) -> dict:
 def jaeger(plan: PlatformPlan, region: RegionPlan) -> dict:
     """Jaeger v2 (chart 4.x) with its own config (`userconfig`): OTLP in, spans stored in the
     region's Elasticsearch, or in memory when the region has no self-managed search nodes."""
-    urls = elasticsearch_urls(region)
+    urls = elasticsearch_urls(region, "jaeger")
+    creds = ES_CREDENTIALS_DIR["jaeger"]
+    secret = ELASTICSEARCH_CLIENT_SECRETS["jaeger"]
     if urls:
-        backend = {"elasticsearch": {"server_urls": urls, "indices": {"index_prefix": f"jaeger-{region.name}"}}}
+        # every node (the client spreads requests and fails over), TLS verified against the internal CA,
+        # Jaeger's own Elasticsearch user; the password file is re-read when the Secret rotates
+        backend = {"elasticsearch": {"server_urls": urls, "indices": {"index_prefix": f"jaeger-{region.name}"},
+                                     "auth": {"basic": {"username": "${env:ES_USERNAME}",
+                                                        "password_file": f"{creds}/password"}},
+                                     "tls": {"insecure": False, "ca_file": f"{creds}/ca.crt"}}}
     else:
         backend = {"memory": {"max_traces": 100000}}
     config = {
@@ -149,27 +180,51 @@ def jaeger(plan: PlatformPlan, region: RegionPlan) -> dict:
     values = {"fullnameOverride": JAEGER_SERVICE, "userconfig": config,
               "jaeger": {"replicas": 2 if urls else 1}}
     if urls:
-        # index clean-up keeps traces as long as logs (monitoring.log_retention_days)
+        volume = {"name": "elasticsearch", "secret": {"secretName": secret, "defaultMode": 0o440}}
+        values["jaeger"].update({
+            "extraEnv": [_secret_env("ES_USERNAME", secret, "username")],
+            "extraVolumes": [volume],
+            "extraVolumeMounts": [{"name": "elasticsearch", "mountPath": creds, "readOnly": True}],
+        })
+        # index clean-up keeps traces as long as logs (monitoring.log_retention_days); the cleaner
+        # (jaeger-es-index-cleaner) takes the same user and CA from its environment
         values["storage"] = {"type": "elasticsearch", "elasticsearch": {"url": urls[0]}}
-        values["esIndexCleaner"] = {"enabled": True, "numberOfDays": region.settings.monitoring.log_retention_days}
+        values["esIndexCleaner"] = {
+            "enabled": True, "numberOfDays": region.settings.monitoring.log_retention_days,
+            "extraEnv": [_secret_env("ES_USERNAME", secret, "username"), _secret_env("ES_PASSWORD", secret, "password"),
+                         {"name": "ES_TLS_ENABLED", "value": "true"}, {"name": "ES_TLS_CA", "value": f"{creds}/ca.crt"}],
+            "extraSecretMounts": [{"name": "elasticsearch", "secretName": secret, "mountPath": creds, "readOnly": True}],
+        }
     return values
 
 
 def fluent_bit(plan: PlatformPlan, region: RegionPlan) -> dict:
     """Container and kubelet logs to the region's Elasticsearch, each record tagged with its region.
-    The `es` output takes one host; Elasticsearch forwards bulk requests to the other nodes, and
-    Fluent Bit retries without limit while that node is down."""
-    hosts = region.hosts_in("elasticsearch")
+    The `es` output takes one Host, so it names an Upstream file instead (config.extraFiles, mounted with
+    the other config files) listing every node: Fluent Bit balances across them and skips one that is down.
+    HTTPS verified against the internal CA, as Fluent Bit's own Elasticsearch user (its Secret, as
+    environment variables the classic config expands)."""
+    nodes, port = elasticsearch_nodes(region, "fluent-bit")
     records = [("region", region.name), ("cloud", region.cloud), ("geo", region.geo)]
     config = {"filters": render_conf("fluent-bit-filters.conf.j2", records=records)}
-    if hosts:
-        config["outputs"] = render_conf(
-            "fluent-bit-outputs.conf.j2", host=hosts[0].fqdn, port=ELASTICSEARCH_PORT,
-            outputs=[{"match": "kube.*", "prefix": f"logs-{region.name}"},
-                     {"match": "host.*", "prefix": f"node-{region.name}"}])
-    return {
+    values = {
         "serviceMonitor": {"enabled": True},
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
         "tolerations": [{"operator": "Exists"}],  # a DaemonSet: every node's logs, tainted GPU nodes too
         "config": config,
     }
+    if nodes:
+        creds = ES_CREDENTIALS_DIR["fluent-bit"]
+        secret = ELASTICSEARCH_CLIENT_SECRETS["fluent-bit"]
+        ca = f"{creds}/ca.crt"
+        config["extraFiles"] = {ES_UPSTREAM_FILE: render_conf(
+            "fluent-bit-upstream.conf.j2", name="elasticsearch", port=port, ca_file=ca,
+            nodes=[{"name": n.split(".")[0], "host": n} for n in nodes])}
+        config["outputs"] = render_conf(
+            "fluent-bit-outputs.conf.j2", upstream=f"{FLUENT_BIT_CONF_DIR}/{ES_UPSTREAM_FILE}", ca_file=ca,
+            outputs=[{"match": "kube.*", "prefix": f"logs-{region.name}"},
+                     {"match": "host.*", "prefix": f"node-{region.name}"}])
+        values["env"] = [_secret_env("ES_USERNAME", secret, "username"), _secret_env("ES_PASSWORD", secret, "password")]
+        values["extraVolumes"] = [{"name": "elasticsearch", "secret": {"secretName": secret, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]
+        values["extraVolumeMounts"] = [{"name": "elasticsearch", "mountPath": creds, "readOnly": True}]
+    return values
