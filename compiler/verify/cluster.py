@@ -148,6 +148,21 @@ def _load(tree, region: str) -> Cluster:
     for doc in tree.yaml_docs(f"helm/{region}/helmfile.yaml"):
         for r in doc.get("releases") or []:
             c.helm_namespaces[r.get("name", "")] = r.get("namespace", "")
+            chart = str(r.get("chart", ""))
+            if chart.startswith("./charts/"):  # a local chart of plain manifests: its objects are the tree's too
+                for rel in tree.glob(f"helm/{region}/charts/{chart[len('./charts/'):]}/templates/*.yaml"):
+                    try:
+                        docs = _documents(tree, rel)
+                    except yaml.YAMLError:
+                        continue  # a real template: not readable as manifests
+                    for offset, d in docs:
+                        if isinstance(d, dict) and d.get("kind"):
+                            obj = Obj(rel, d, offset)
+                            c.objects.append(obj)
+                            c.by_kind.setdefault(obj.kind, {})[(obj.namespace or r.get("namespace", ""), obj.name)] = obj
+                            if obj.kind == "ExternalSecret":
+                                c.external_targets.add((obj.namespace or r.get("namespace", ""),
+                                                        (obj.spec.get("target") or {}).get("name") or obj.name))
     for release, ns in c.helm_namespaces.items():  # ExternalSecrets a release renders from its values
         for doc in tree.yaml_docs(f"helm/{region}/{release}.values.yaml"):
             for es in _external_secrets(doc):
@@ -293,7 +308,9 @@ def _resolves_in_tree(conn, cl: Cluster) -> bool:
     if conn.dest.kind != "pods" or conn.source.kind != "pods" or not split:
         return False
     ns = split[1]
-    return ns not in CLUSTER_NAMESPACES and ns not in set(cl.helm_namespaces.values())
+    if ns in CLUSTER_NAMESPACES:
+        return False
+    return ns in cl.ns_labels or ns not in set(cl.helm_namespaces.values())
 
 
 def _check_service(cl: Cluster, conn, conns_file: str) -> list[Broken]:
