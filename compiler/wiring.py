@@ -26,13 +26,11 @@ from compiler.ir.names import (GATEWAY_NAMESPACE, GCP_FRONT_END_RANGES, ISTIO_ME
                                REDIS_EXPORTER_PORT, SYSTEM_NAMESPACE)
 from compiler.model.platform import Platform, RegionSettings
 
-ELASTICSEARCH_HTTP_PORT = 9200
-ELASTICSEARCH_TRANSPORT_PORT = 9300
+from compiler.ir.names import ELASTICSEARCH_HTTP_PORT, ELASTICSEARCH_TRANSPORT_PORT  # noqa: E402
+from compiler.ir.names import REDIS_BUS_OFFSET, SSH_PORT  # noqa: E402
 MANAGED_SEARCH_PORT = 443  # a managed search domain (OpenSearch, Elastic Cloud) answers HTTPS
-SSH_PORT = 22
 DNS_PORT = 53
 HTTPS_PORT = 443
-REDIS_BUS_OFFSET = 10000  # Redis Cluster's bus port is the client port + 10000
 
 # AKS with Azure CNI Overlay: pods take addresses from a range logically apart from the VNet (never seen
 # outside the cluster: traffic leaving it is SNATed to the node), so every cluster can use the same one.

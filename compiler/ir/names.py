@@ -80,3 +80,9 @@ ALERTMANAGER_RECEIVER_KEYS = {"pagerduty_routing_key": "pagerduty-routing-key", 
 # The Elasticsearch clients in the cluster, each with its own user: client -> Secret (keys ELASTICSEARCH_CLIENT_KEYS).
 ELASTICSEARCH_CLIENT_SECRETS = {"fluent-bit": "elasticsearch-fluent-bit", "jaeger": "elasticsearch-jaeger"}
 ELASTICSEARCH_CLIENT_KEYS = ("username", "password", "ca.crt")  # ca.crt: the region's internal CA (the nodes' issuer)
+
+# ---------------------------------------------------------------- the data hosts' other ports
+ELASTICSEARCH_HTTP_PORT = 9200  # elasticsearch.yml http.port: clients, Fluent Bit, Jaeger
+ELASTICSEARCH_TRANSPORT_PORT = 9300  # elasticsearch.yml transport.port: node to node
+REDIS_BUS_OFFSET = 10000  # Redis Cluster's bus port is the client port + 10000 (redis.conf cluster-port)
+SSH_PORT = 22

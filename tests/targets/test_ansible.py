@@ -180,6 +180,7 @@ def test_common_and_data_roles_run_in_check_mode(reference_tree, tmp_path):
         "pgbouncer": yaml.safe_load((gv / "pgbouncer.yml").read_text()),
         "redis_cluster": redis_vars,
         "postgres": yaml.safe_load((gv / "postgres.yml").read_text()),
+        "postgres_primary": yaml.safe_load((gv / "postgres_primary.yml").read_text()),
     })
     # The secret managers are not reachable here: the secrets arrive as extra variables instead.
     extra = tmp_path / "secrets.json"
@@ -196,8 +197,11 @@ def test_common_and_data_roles_run_in_check_mode(reference_tree, tmp_path):
         assert (unreachable, failed) == (0, 0), out[-5000:]
     assert "bind 10.99.0.2 127.0.0.1 -::1" in out  # the Redis host include, from the host's facts
     # the roles really did their work: the firewall and the data tier's pgbouncer.ini were diffed
-    assert "ip saddr { 10.0.0.0/16, 10.255.0.0/24 } tcp dport { 22 } accept" in out  # SSH: region + admin VPN
-    assert "tcp dport { 6432 } accept" in out  # the spec's PgBouncer port, from the private subnets
+    ssh = next(c for c in region.through("nftables") if c.dest.host_group == "pgbouncer" and c.dest_port == 22)
+    networks = ansible.inventory._networks  # merged as the inventory writes them (nftables refuses overlaps)
+    assert f"ip saddr {{ {', '.join(networks(ssh.source.cidrs, ''))} }} tcp dport {{ 22 }} accept" in out  # SSH: bastion
+    pods = ", ".join(networks(region.addressing.pod_source_cidrs, ""))
+    assert f"ip saddr {{ {pods} }} tcp dport {{ 6432 }} accept" in out  # the spec's PgBouncer port, from the pods
     assert "auth_type = scram-sha-256" in out
     # the exporters: their units from the data tier's port, their firewall openings
     assert "--redis.addr=redis://127.0.0.1:6379 --redis.user=redis_exporter --config-command=-" in out
@@ -249,15 +253,19 @@ def test_firewall_of_every_region_and_group_is_valid_nftables(tree, tmp_path):
     for region in plan.regions:
         gv = root / "inventories" / region.name / "group_vars"
         base = {"ansible_managed": "Ansible managed", **yaml.safe_load((gv / "all.yml").read_text())}
-        for stem in ("postgres", "pgbouncer", "redis_cluster", "elasticsearch", "bastion"):
-            variables = {**base, **yaml.safe_load((gv / f"{stem}.yml").read_text())}
+        for stem in ("postgres_primary", "postgres_replicas", "pgbouncer", "redis_cluster", "elasticsearch", "bastion"):
+            parents = [p for p in ansible.inventory.PARENT_GROUPS[stem] if (gv / f"{p}.yml").exists()]
+            variables = dict(base)
+            for group in (*parents, stem):  # Ansible's order: parent groups first, the host's own group last
+                variables.update(yaml.safe_load((gv / f"{group}.yml").read_text()))
             text = ansible_template(source, variables, file=True)
             path = tmp_path / f"{region.name}-{stem}.nft"
             path.write_text(text)
             rendered.append(path)
     text = {p.name: p.read_text() for p in rendered}
     first = plan.regions[0].name
-    assert "tcp dport { 9187 } accept" in text[f"{first}-postgres.nft"]
+    assert "tcp dport { 9187 } accept" in text[f"{first}-postgres_primary.nft"]
+    assert "tcp dport { 9187 } accept" in text[f"{first}-postgres_replicas.nft"]
     assert "tcp dport { 9121 } accept" in text[f"{first}-redis_cluster.nft"]
     script = 'for f in "$@"; do nft -c -f "$f" || { echo "in $f"; exit 1; }; done'
     proc = subprocess.run(["unshare", "-n", "--", "sh", "-c", script.replace("nft ", f"{nft} "), "sh",

@@ -233,23 +233,44 @@ def test_exporters_are_pinned_releases_with_a_checksum_per_architecture(outputs)
 
 
 def test_exporter_ports_are_open_to_the_private_subnets_only(outputs):
-    """Prometheus scrapes from the private subnets: 9187 on the PostgreSQL servers, 9121 on the Redis nodes,
-    from exactly the sources node_exporter's rule has; nothing else opens them."""
+    """Prometheus scrapes from its pods' addresses (the pod range on GKE, the node subnets elsewhere): 9187 on
+    the PostgreSQL servers, 9121 on the Redis nodes, from exactly the sources node_exporter's rule has;
+    nothing else opens them."""
     plan, files = outputs
     for r in plan.regions:
         base = f"ansible/inventories/{r.name}/group_vars"
-        node = next(x for x in yaml.safe_load(files[f"{base}/all.yml"])["common_firewall_base_rules"]
-                    if x["ports"] == [9100])
-        for stem, port in (("postgres", 9187), ("redis_cluster", 9121)):
-            rules = yaml.safe_load(files[f"{base}/{stem}.yml"])["common_firewall_service_rules"]
+        for stem, port in (("postgres_primary", 9187), ("postgres_replicas", 9187), ("redis_cluster", 9121)):
+            rules = yaml.safe_load(files[f"{base}/{stem}.yml"])["common_firewall_rules"]
+            node = next(x for x in rules if x["ports"] == [9100])
+            assert node["sources"] == ansible.inventory._networks(r.addressing.pod_source_cidrs, r.name), (r.name, stem)
             opening = [x for x in rules if port in x["ports"]]
             assert len(opening) == 1 and opening[0]["ports"] == [port], (r.name, stem)
             assert opening[0]["sources"] == node["sources"]
         for stem in ("pgbouncer", "elasticsearch", "bastion"):
-            rules = yaml.safe_load(files[f"{base}/{stem}.yml"]).get("common_firewall_service_rules", [])
+            rules = yaml.safe_load(files[f"{base}/{stem}.yml"]).get("common_firewall_rules", [])
             assert not {9187, 9121} & {p for x in rules for p in x["ports"]}, (r.name, stem)
         pg = yaml.safe_load(files[f"{base}/postgres.yml"])
         assert pg["postgres_exporter_stat_statements"] == ("pg_stat_statements" in r.settings.datastores.postgres.extensions)
+
+
+def test_firewall_rules_are_the_groups_connections(outputs):
+    """Each host group's nftables rules are exactly the wiring's connections with the nftables layer into
+    that group (or its parent group): port = dest_port, sources = the source's addresses."""
+    plan, files = outputs
+    for r in plan.regions:
+        base = f"ansible/inventories/{r.name}/group_vars"
+        for group, parents in ansible.inventory.PARENT_GROUPS.items():
+            if not r.hosts_in(group):
+                continue
+            rules = yaml.safe_load(files[f"{base}/{group}.yml"])["common_firewall_rules"]
+            got = {(x["protocol"], p, s) for x in rules for p in x["ports"] for s in x["sources"]}
+            want = set()
+            for c in r.through("nftables"):
+                if c.dest.host_group in (group, *parents):
+                    for s in ansible.inventory._networks(c.source.cidrs, c.id):
+                        want.add((c.protocol.lower(), c.dest_port, s))
+            assert got == want, (r.name, group)
+        assert "common_firewall_rules" not in yaml.safe_load(files[f"{base}/all.yml"])
 
 
 def test_exporter_secrets_never_leave_the_nodes(outputs):

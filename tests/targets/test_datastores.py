@@ -146,26 +146,44 @@ def _hba_lines(text: str) -> list[list[str]]:
     return [l.split() for l in text.splitlines() if l.strip() and not l.startswith("#")]
 
 
-def test_pg_hba_admits_only_private_subnets_and_pgbouncer(any_case):
+def test_pg_hba_admits_exactly_the_wiring_connections(any_case):
+    """One hostssl line per source address of each connection with the pg_hba layer (PgBouncer, the replicas,
+    the DR standby), by CIDR, never by host name; then the catch-all rejects."""
     for region in any_case.regions:
         rows = _hba_lines(files_of(any_case, region)["pg_hba.conf"])
-        private = {z.private_cidr for z in region.zones}
-        partner = {z.private_cidr for z in any_case.region(region.dr_partner).zones}
-        bouncers = {h.fqdn for h in region.hosts_in("pgbouncer")}
         assert rows[-2:] == [["host", "all", "all", "0.0.0.0/0", "reject"], ["host", "all", "all", "::/0", "reject"]]
-        for row in rows[:-2]:
-            kind, method = row[0], row[-1]
-            if kind == "local":
-                assert method in ("peer", "scram-sha-256")
-                continue
-            assert kind == "hostssl" and method == "scram-sha-256", row
-            address = row[3]
-            if row[1] == "replication":
-                assert address in private | partner
-            else:
-                assert address in private | bouncers, row
-        for cidr in private | partner:  # every admitted subnet is private address space
-            assert ipaddress.ip_network(cidr).is_private
+        local = [row for row in rows[:-2] if row[0] == "local"]
+        assert all(row[-1] in ("peer", "scram-sha-256") for row in local)
+        remote = [row for row in rows[:-2] if row[0] != "local"]
+        want = []
+        for c in region.through("pg_hba"):
+            db = c.database if c.database in ("all", "replication") else ",".join(f'"{d}"' for d in c.database.split(","))
+            user = c.user if c.user == "all" else f'"{c.user}"'
+            want += [["hostssl", db, user, cidr, "scram-sha-256"] for cidr in c.source.cidrs]
+        assert remote == want, region.name
+        assert {c.source.host_group for c in region.through("pg_hba")} >= {"pgbouncer", "postgres_replicas"}
+        for row in remote:  # every admitted network is a private CIDR
+            assert ipaddress.ip_network(row[3]).is_private
+
+
+def test_tls_floors_agree_at_both_ends(any_case):
+    """PgBouncer -> PostgreSQL and the standbys -> the primary: both ends take the connection's TLS floor."""
+    for region in any_case.regions:
+        if region.settings.datastores.postgres.deployment != "self-managed":
+            continue
+        files = files_of(any_case, region)
+        pg = parse_conf(files["postgresql.conf"])
+        pgb = parse_conf(files["pgbouncer.ini"].split("[pgbouncer]", 1)[1])
+        (server,) = [c for c in region.through("pg_hba") if c.source.host_group == "pgbouncer"]
+        names = {"1.2": "TLSv1.2", "1.3": "TLSv1.3"}
+        assert unquote_pg(pg["ssl_min_protocol_version"]) == names[server.tls]
+        assert pgb["server_tls_protocols"] == {"1.2": "tlsv1.2,tlsv1.3", "1.3": "tlsv1.3"}[server.tls]
+        assert pgb["server_tls_sslmode"] == "verify-full"
+        info = unquote_pg(pg["primary_conninfo"])
+        replication = [c for c in region.through("pg_hba") if c.database == "replication"]
+        assert "sslmode=verify-full" in info
+        if replication:
+            assert f"ssl_min_protocol_version={names[max(c.tls for c in replication)]}" in info
 
 
 def test_pgbouncer_pools_come_from_the_connection_budget(any_case):
@@ -509,4 +527,85 @@ def test_pgbouncer_authenticates_through_auth_query(reference, reference_tree, t
         assert looked_up == [["franchise_app", "SCRAM-SHA-256$"]]
     finally:
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _remap_hba(text: str, mapping: dict[str, str]) -> str:
+    """pg_hba.conf with some address fields replaced (only addresses: every other field stays as generated)."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        fields = line.split()
+        if fields and fields[0].startswith("host") and len(fields) >= 5 and fields[3] in mapping:
+            line = line.replace(fields[3], mapping[fields[3]].ljust(len(fields[3])), 1)
+        out.append(line)
+    return "".join(out)
+
+
+@pytest.mark.tool
+def test_pgbouncer_logs_in_to_postgres_through_the_generated_pg_hba(reference, reference_tree, isolation, pg_template):
+    """PgBouncer -> PostgreSQL over TCP and TLS, admitted by the generated pg_hba.conf: the PgBouncer hosts' subnets
+    are remapped to the loopback (the only change), PostgreSQL listens on 127.0.0.1 and PgBouncer dials it with the
+    generated server_tls_sslmode and server_tls_protocols. The server sees the connection from 127.0.0.1 over the
+    floor's TLS version; with the file as generated (no remap) the same login is rejected by pg_hba.conf."""
+    import os
+    import signal
+    import shlex
+    import subprocess
+    from tests.targets.test_datastores_support import (AS_POSTGRES, PGBIN, Server, chown_tree, make_ip_tls,
+                                                       pgbouncer_command)
+    region = reference.region("us-east-1")
+    server_conn = next(c for c in region.through("pg_hba") if c.source.host_group == "pgbouncer")
+    gen = reference_tree / "datastores/us-east-1"
+    work = private_dir("dst-hba-")
+    tls = make_ip_tls(work)
+    loopback = {cidr: f"127.0.0.{i + 1}/32" for i, cidr in enumerate(server_conn.source.cidrs)}
+    generated_hba = (gen / "pg_hba.conf").read_text()
+    (work / "remapped_hba.conf").write_text(_remap_hba(generated_hba, loopback))
+    overrides, _ = preload_overrides(gen / "postgresql.conf")
+    pg_work = work / "pg"
+    pg_work.mkdir()
+    cluster = PgCluster(gen / "postgresql.conf", work / "remapped_hba.conf", pg_work, tls,
+                        {**overrides, "listen_addresses": "127.0.0.1"})
+    pgb_work = work / "pgb"
+    pgb_work.mkdir()
+    auth_user = region.settings.datastores.pgbouncer.auth_user
+    pgb_cmd, pgb_port = pgbouncer_command(
+        gen / "pgbouncer.ini", pgb_work, tls, [f'"{auth_user}" "auth-secret"'],
+        extra_databases={"franchise_shard_1": f"host=127.0.0.1 port={cluster.port} dbname=franchise_shard_1"})
+    chown_tree(work)
+    # Both servers in one network namespace, so PgBouncer reaches PostgreSQL over its loopback.
+    script = (f"trap 'kill -INT $a $b 2>/dev/null; wait' INT TERM\n{shlex.join(map(str, cluster.command()))} &\na=$!\n"
+              f"{shlex.join(map(str, pgb_cmd))} &\nb=$!\nwait\n")
+    both = Server(["sh", "-c", script], work / "servers.stdout", pgb_work / "pgbouncer.log", stop_signal=signal.SIGINT)
+    try:
+        both.wait_until(lambda: cluster.isready() and "process up" in (pgb_work / "pgbouncer.log").read_text()
+                        if (pgb_work / "pgbouncer.log").exists() else False, timeout=60)
+        (work / "auth.sql").write_text((gen / "pgbouncer-auth.sql").read_text())
+        chown_tree(work)
+        cluster.psql("-c", "CREATE DATABASE franchise_shard_1")
+        cluster.psql("-f", str(work / "auth.sql"), db="franchise_shard_1")
+        cluster.psql("-c", f"ALTER ROLE {auth_user} PASSWORD 'auth-secret'",
+                     "-c", "CREATE ROLE franchise_app LOGIN PASSWORD 'app-secret'",
+                     "-c", "CREATE ROLE franchise_other LOGIN PASSWORD 'other-secret'")
+
+        def login(user, password):
+            return subprocess.run(
+                AS_POSTGRES + [str(PGBIN / "psql"), "-X", "-At", "-h", str(pgb_work), "-p", str(pgb_port), "-U", user,
+                               "-d", "franchise_shard_1", "-c",
+                               "SELECT inet_client_addr(), s.version FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()"],
+                capture_output=True, text=True, env={**os.environ, "PGPASSWORD": password})
+
+        ok = login("franchise_app", "app-secret")
+        want_tls = {"1.2": "TLSv1.2", "1.3": "TLSv1.3"}[server_conn.tls]
+        assert ok.returncode == 0 and ok.stdout.strip() == f"127.0.0.1|{want_tls}", ok.stdout + ok.stderr + both.output()[-2000:]
+        # The generated file as it is: 127.0.0.1 is none of the PgBouncer subnets, so the catch-all reject wins.
+        cluster.hba.write_text(generated_hba)
+        cluster.psql("-c", "SELECT pg_reload_conf()")
+        time.sleep(0.5)
+        refused = login("franchise_other", "other-secret")  # a new (database, user) pool: a new server login
+        assert refused.returncode != 0
+        log = (work / "servers.stdout").read_text()
+        assert 'pg_hba.conf rejects connection for host "127.0.0.1"' in log, log[-2000:]
+    finally:
+        both.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -230,6 +230,19 @@ def make_tls(d: Path) -> dict[str, Path]:
     return {"crt": crt, "key": key, "ca": crt}
 
 
+def make_ip_tls(d: Path) -> dict[str, Path]:
+    """A throwaway self-signed certificate for 127.0.0.1 (IP SAN): PgBouncer's verify-full over loopback TCP."""
+    openssl = require_tool("openssl")
+    crt, key = d / "ip-server.crt", d / "ip-server.key"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", crt], check=True,
+                   capture_output=True)
+    os.chmod(key, 0o600)
+    shutil.chown(key, "postgres", "postgres")
+    shutil.chown(crt, "postgres", "postgres")
+    return {"crt": crt, "key": key, "ca": crt}
+
+
 class PgCluster:
     """A throwaway PostgreSQL 15 data directory (initdb once, copied per server)."""
 
@@ -375,6 +388,17 @@ def start_pgbouncer(generated_ini: Path, work: Path, tls: dict, auth_file_lines:
     (later values win). Returns the server and its port (the unix socket is in `work`).
 
     `[databases]` entries added here replace generated ones of the same name (a later definition wins)."""
+    cmd, port = pgbouncer_command(generated_ini, work, tls, auth_file_lines, extra_pgbouncer, extra_databases,
+                                  extra_include)
+    server = Server(cmd, work / "pgbouncer.stdout", work / "pgbouncer.log", stop_signal=signal.SIGINT)
+    server.wait_until(lambda: "process up" in _read(work / "pgbouncer.log"))
+    return server, port
+
+
+def pgbouncer_command(generated_ini: Path, work: Path, tls: dict, auth_file_lines: list[str],
+                      extra_pgbouncer: dict | None = None, extra_databases: dict | None = None,
+                      extra_include: Path | None = None) -> tuple[list, int]:
+    """start_pgbouncer's files, written; the command that runs PgBouncer on them and its port."""
     pgbouncer = require_tool("pgbouncer")
     shutil.copy(generated_ini, work / "generated.ini")
     (work / "userlist.txt").write_text("".join(line + "\n" for line in auth_file_lines))
@@ -395,10 +419,7 @@ def start_pgbouncer(generated_ini: Path, work: Path, tls: dict, auth_file_lines:
     (work / "check.ini").write_text(text)
     chown_tree(work)
     os.chmod(work / "userlist.txt", 0o600)
-    server = Server(AS_POSTGRES + [pgbouncer, work / "check.ini"], work / "pgbouncer.stdout", work / "pgbouncer.log",
-                    stop_signal=signal.SIGINT)
-    server.wait_until(lambda: "process up" in _read(work / "pgbouncer.log"))
-    return server, port
+    return AS_POSTGRES + [pgbouncer, work / "check.ini"], port
 
 
 def pgbouncer_admin(work: Path, port: int, command: str, user: str, password: str) -> list[dict]:

@@ -1,8 +1,11 @@
 """Per-region inventory: hosts.yml (groups, hosts, zones) and group_vars/ (the resolved settings).
 
 Every value here comes from the IR. Settings are named after the role that reads them
-(`postgresql_*`, `redis_*` ...); `common_firewall_*` rules are composed here, per group, so the
-common role only renders what the spec allows.
+(`postgresql_*`, `redis_*` ...). The host firewall (`common_firewall_rules`, rendered by the common
+role) is composed per host group from the region's wiring: exactly the connections that pass the
+`nftables` layer into that group, each opening its destination port to its source's addresses as a
+host sees them (GKE pods keep their pod-range addresses). The rules sit in each host's own group
+(postgres_primary, postgres_replicas, pgbouncer, ...), so no parent group's list is overridden.
 """
 
 from __future__ import annotations
@@ -11,15 +14,16 @@ import hashlib
 import ipaddress
 
 from compiler.errors import PlatformcError
-from compiler.ir import Host, PlatformPlan, RegionPlan
-from compiler.ir.names import POSTGRES_PORT
-from compiler.targets.ansible.roles_exporters import POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
+from compiler.ir import Connection, Host, PlatformPlan, RegionPlan
+from compiler.ir.names import ELASTICSEARCH_HTTP_PORT, ELASTICSEARCH_TRANSPORT_PORT, NODE_EXPORTER_PORT
 from compiler.targets.ansible.text import COLLECTIONS, literal, scheme, secret_var
 
 # the groups of the data hosts, which sit under data_tier in hosts.yml (reached through the bastion)
 DATA_GROUPS = ("postgres_primary", "postgres_replicas", "pgbouncer", "redis_cluster", "elasticsearch")
-ELASTICSEARCH_PORTS = (9200, 9300)
-SSH_PORT = 22
+# The parent groups of hosts.yml (a connection into `postgres` enters every PostgreSQL server).
+PARENT_GROUPS = {"postgres_primary": ("data_tier", "postgres"), "postgres_replicas": ("data_tier", "postgres"),
+                 "pgbouncer": ("data_tier",), "redis_cluster": ("data_tier",), "elasticsearch": ("data_tier",),
+                 "bastion": ()}
 
 # Each cloud's own time source; AWS and GCP smear leap seconds, so no public pool is mixed in.
 TIME_SOURCES = {
@@ -46,8 +50,27 @@ def _networks(values, where: str) -> list[str]:
     return [str(n) for n in ipaddress.collapse_addresses(v4)] + [str(n) for n in ipaddress.collapse_addresses(v6)]
 
 
-def _rule(comment: str, ports, sources) -> dict:
-    return {"comment": comment, "ports": sorted(ports), "sources": sources}
+def _names(items) -> str:
+    items = list(dict.fromkeys(items))
+    return ", ".join(items) if len(items) <= 4 else f"{', '.join(items[:3])} and {len(items) - 3} more"
+
+
+def firewall_rules(region: RegionPlan, group: str) -> list[dict]:
+    """The nftables rules of one host group: one per (protocol, port, sources) of the connections with the
+    `nftables` layer whose destination is this group or one of its parents, in wiring order."""
+    entering = (group, *PARENT_GROUPS.get(group, ()))
+    merged: dict[tuple, list[Connection]] = {}
+    for c in region.through("nftables"):
+        if c.dest.host_group in entering:
+            sources = tuple(_networks(c.source.cidrs, f"connection {c.id}"))
+            merged.setdefault((c.protocol.lower(), c.dest_port, sources), []).append(c)
+    out = []
+    for (protocol, port, sources), conns in merged.items():
+        what = _names(c.source.name for c in conns)
+        why = conns[0].purpose if len(conns) == 1 else f"{conns[0].dest.name} clients"
+        out.append({"comment": f"{port}/{protocol} from {what}: {why}", "protocol": protocol, "ports": [port],
+                    "sources": list(sources)})
+    return out
 
 
 # ---------------------------------------------------------------- hosts.yml
@@ -88,21 +111,9 @@ def _secret(plan: PlatformPlan, region: RegionPlan, ref: str) -> str:
     return secret_var(ref, region.cloud, region.cloud_region, gcp.account if gcp else None)
 
 
-def _private(region: RegionPlan) -> list[str]:
-    return _networks([z.private_cidr for z in region.zones], f"regions.{region.name} zones")
-
-
-def _service_rule(region: RegionPlan, what: str, ports) -> list[dict]:
-    return [_rule(f"{what} from the region's private subnets", ports, _private(region))]
-
-
 def vars_all(plan: PlatformPlan, region: RegionPlan) -> dict:
     s = region.settings
     admin = _networks(s.network.admin_cidrs, f"regions.{region.name} settings.network.admin_cidrs")
-    ssh_from = _networks([*s.network.admin_cidrs, region.cidr], f"regions.{region.name} settings.network.admin_cidrs")
-    base = [_rule("SSH from the admin networks and the region (bastion)", [SSH_PORT], ssh_from)]
-    if s.monitoring.node_exporter:
-        base += _service_rule(region, "node_exporter scrapes", [9100])
     bastions = region.hosts_in("bastion")
     return {
         "platformc_region": region.name,
@@ -111,13 +122,9 @@ def vars_all(plan: PlatformPlan, region: RegionPlan) -> dict:
         "platformc_internal_domain": region.internal_domain,
         "platformc_bastion": bastions[0].fqdn if bastions else "",
         "common_admin_cidrs": admin,
-        "common_region_cidr": str(ipaddress.ip_network(region.cidr, strict=False)),
-        "common_private_cidrs": _private(region),
         **TIME_SOURCES[region.cloud],
-        "common_firewall_base_rules": base,
-        "common_firewall_service_rules": [],
         "node_exporter_enabled": s.monitoring.node_exporter,
-        "node_exporter_port": 9100,
+        "node_exporter_port": NODE_EXPORTER_PORT,
     }
 
 
@@ -149,12 +156,6 @@ def _backups(plan: PlatformPlan, region: RegionPlan, kind: str, schedules: tuple
 def vars_postgres(plan: PlatformPlan, region: RegionPlan) -> dict:
     pg = region.settings.datastores.postgres
     pgb = region.settings.datastores.pgbouncer
-    rules = _service_rule(region, "PostgreSQL clients and replication", [POSTGRES_PORT])
-    rules += _service_rule(region, "postgres_exporter scrapes", [POSTGRES_EXPORTER_PORT])
-    if pg.cross_region_standby:
-        partner = plan.region(region.dr_partner)
-        rules.append(_rule(f"the DR standby in {partner.name} streaming from this primary", [POSTGRES_PORT],
-                           _networks([partner.cidr], f"regions.{partner.name}.cidr")))
     return {
         "postgresql_version": pg.version,
         "postgresql_extensions": list(pg.extensions),
@@ -169,7 +170,6 @@ def vars_postgres(plan: PlatformPlan, region: RegionPlan) -> dict:
         # setup.psql creates PgBouncer's auth_user; the primary sets its password
         "postgresql_pgbouncer_auth_user": pgb.auth_user,
         "postgresql_pgbouncer_auth_password": _secret(plan, region, pgb.auth_password),
-        "common_firewall_service_rules": rules,
         # the exporter's stat_statements collector needs the extension (and its preload)
         "postgres_exporter_stat_statements": "pg_stat_statements" in pg.extensions,
         # Daily, weekly and monthly: base backups of the database (a standby skips them at run time).
@@ -200,7 +200,7 @@ def vars_pgbouncer(plan: PlatformPlan, region: RegionPlan) -> dict:
         "pgbouncer_reserve_pool_size": pgb.reserve_pool_size,
         "pgbouncer_auth_user": pgb.auth_user,
         "pgbouncer_auth_password": _secret(plan, region, pgb.auth_password),
-        "common_firewall_service_rules": _service_rule(region, "PgBouncer clients", [pgb.port]),
+        "common_firewall_rules": firewall_rules(region, "pgbouncer"),
     }
 
 
@@ -216,9 +216,7 @@ def vars_redis(plan: PlatformPlan, region: RegionPlan) -> dict:
         # SHA-1 of a secret reference, as redis-topology.json names it -> the lookup of that secret
         # (hashed: a reference may be longer than a YAML line should be)
         "redis_secrets": {hashlib.sha1(r.password.encode()).hexdigest(): _secret(plan, region, r.password)},
-        "common_firewall_service_rules": [
-            *_service_rule(region, "Redis clients and the cluster bus", [r.port, r.port + 10000]),
-            *_service_rule(region, "redis_exporter scrapes", [REDIS_EXPORTER_PORT])],
+        "common_firewall_rules": firewall_rules(region, "redis_cluster"),
         # Hourly: application state (the Redis snapshot of each node that is a primary at run time).
         **_backups(plan, region, "redis", ("hourly",)),
     }
@@ -235,13 +233,22 @@ def vars_elasticsearch(plan: PlatformPlan, region: RegionPlan) -> dict:
         "elasticsearch_heap_mb": heap_mb,
         "elasticsearch_seed_hosts": [h.fqdn for h in nodes],
         "elasticsearch_initial_master_nodes": [h.name for h in nodes],
-        "common_firewall_service_rules": _service_rule(region, "Elasticsearch HTTP and transport", ELASTICSEARCH_PORTS),
+        "elasticsearch_http_port": ELASTICSEARCH_HTTP_PORT,
+        "elasticsearch_transport_port": ELASTICSEARCH_TRANSPORT_PORT,
+        "common_firewall_rules": firewall_rules(region, "elasticsearch"),
     }
 
 
 def vars_bastion(region: RegionPlan) -> dict:
     # ProxyJump through the bastion needs TCP forwarding there, and only there.
-    return {"common_ssh_allow_tcp_forwarding": True}
+    return {"common_ssh_allow_tcp_forwarding": True, "common_firewall_rules": firewall_rules(region, "bastion")}
+
+
+def vars_firewall(region: RegionPlan, group: str) -> dict:
+    """A group whose only variables are its firewall (the PostgreSQL primary and replicas)."""
+    if not region.hosts_in(group):
+        return {}
+    return {"common_firewall_rules": firewall_rules(region, group)}
 
 
 def group_vars(plan: PlatformPlan, region: RegionPlan) -> dict[str, dict]:
@@ -250,6 +257,8 @@ def group_vars(plan: PlatformPlan, region: RegionPlan) -> dict[str, dict]:
         "all": vars_all(plan, region),
         "data_tier": vars_data_tier(region),
         "postgres": vars_postgres(plan, region),
+        "postgres_primary": vars_firewall(region, "postgres_primary"),
+        "postgres_replicas": vars_firewall(region, "postgres_replicas"),
         "pgbouncer": vars_pgbouncer(plan, region),
         "redis_cluster": vars_redis(plan, region),
         "elasticsearch": vars_elasticsearch(plan, region),

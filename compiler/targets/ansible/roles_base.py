@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from compiler.ir.names import NODE_EXPORTER_PORT, SSH_PORT
 from compiler.targets.ansible.role import (Role, apt, copy, expr, repository, service, services_ready_var, task,
                                             template, when_ready)
 
@@ -30,14 +31,14 @@ def common() -> Role:
         description="OS baseline: SSH hardening, unattended security upgrades, cloud time sync, kernel and nftables firewall.",
         defaults={
             "common_packages": ["openssh-server", "chrony", "nftables", "unattended-upgrades"],
-            "common_ssh_port": 22,
+            "common_ssh_port": SSH_PORT,
             "common_ssh_allow_tcp_forwarding": False,
             "common_ssh_max_auth_tries": 3,
             "common_ntp_servers": [],
             "common_ptp_hyperv": False,
-            # [{comment, ports, sources}]: the inventory composes them from the spec
-            "common_firewall_base_rules": [],
-            "common_firewall_service_rules": [],
+            # [{comment, protocol, ports, sources}]: the inventory composes each host group's rules from the
+            # region's connections; a host with none admits only loopback and established traffic
+            "common_firewall_rules": [],
         },
         vars=services_ready_var(r, "common_install"),
         tasks={"main": [
@@ -71,8 +72,9 @@ def node_exporter() -> Role:
     r = "node_exporter"
     return Role(
         name=r,
-        description="Prometheus node_exporter from the distribution (port 9100, systemd and process collectors).",
-        defaults={"node_exporter_enabled": True, "node_exporter_port": 9100,
+        description=(f"Prometheus node_exporter from the distribution (port {NODE_EXPORTER_PORT}, systemd and process "
+                     "collectors)."),
+        defaults={"node_exporter_enabled": True, "node_exporter_port": NODE_EXPORTER_PORT,
                   "node_exporter_collectors": ["systemd", "processes"]},
         vars=services_ready_var(r, "node_exporter_install"),
         tasks={"main": [

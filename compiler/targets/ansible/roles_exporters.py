@@ -179,8 +179,8 @@ def postgres_exporter() -> Role:
     on_primary = "inventory_hostname in groups['postgres_primary']"
     return Role(
         name=r,
-        description=("postgres_exporter (pinned release, port 9187) reading PostgreSQL as a pg_monitor role "
-                     "over the local socket."),
+        description=(f"postgres_exporter (pinned release, port {POSTGRES_EXPORTER_PORT}) reading PostgreSQL as a "
+                     "pg_monitor role over the local socket."),
         defaults={
             **_release_defaults(r, POSTGRES_EXPORTER_RELEASE, POSTGRES_EXPORTER_PORT),
             "postgres_exporter_db_user": "postgres_exporter",
@@ -229,8 +229,8 @@ def redis_exporter() -> Role:
     admin = {"delegate_to": first, "run_once": True}
     return Role(
         name=r,
-        description=("redis_exporter (pinned release, port 9121) reading each Redis node as a statistics-only "
-                     "ACL user."),
+        description=(f"redis_exporter (pinned release, port {REDIS_EXPORTER_PORT}) reading each Redis node as a "
+                     "statistics-only ACL user."),
         defaults={
             **_release_defaults(r, REDIS_EXPORTER_RELEASE, REDIS_EXPORTER_PORT),
             "redis_exporter_source_dir": SOURCE_DIR,

@@ -6,6 +6,7 @@ settings from the inventory (every value through `to_json`, which YAML reads ver
 
 from __future__ import annotations
 
+from compiler.ir.names import ELASTICSEARCH_HTTP_PORT, ELASTICSEARCH_TRANSPORT_PORT
 from compiler.targets.ansible.role import (Role, apt, repository, service, services_ready_var, task, template,
                                             when_ready)
 from compiler.targets.ansible.roles_data import include_tls
@@ -48,6 +49,8 @@ def elasticsearch() -> Role:
             "elasticsearch_heap_mb": 1024,
             "elasticsearch_seed_hosts": [],
             "elasticsearch_initial_master_nodes": [],
+            "elasticsearch_http_port": ELASTICSEARCH_HTTP_PORT,
+            "elasticsearch_transport_port": ELASTICSEARCH_TRANSPORT_PORT,
         },
         vars=services_ready_var(r, "elasticsearch_install"),
         tasks={"main": [

@@ -10,23 +10,33 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.datastores.model import Section, Setting
-from compiler.targets.datastores.postgres import PORT, primary_host, self_managed
+from compiler.targets.datastores.postgres import PORT, primary_host, self_managed, server_connection, tls_floor
 
 from compiler.ir.names import PGBOUNCER_AUTH_FILE as AUTH_FILE, PGBOUNCER_TLS_DIR as TLS_DIR  # noqa: F401
 AUTH_QUERY = "SELECT usename, passwd FROM pgbouncer.get_auth($1)"
 TLS_PROTOCOLS = {"1.2": "tlsv1.2,tlsv1.3", "1.3": "tlsv1.3"}
 
 
+def _server(region: RegionPlan) -> tuple[str, int]:
+    """Where PgBouncer's server connections go: the wiring's address and port (the managed alias otherwise)."""
+    c = server_connection(region)
+    return (c.address, c.port) if c else (primary_host(region), PORT)
+
+
 def databases(region: RegionPlan) -> list[tuple[str, list[tuple[str, object]]]]:
-    host = primary_host(region)
-    return [(s.database, [("host", host), ("port", PORT), ("dbname", s.database)]) for s in region.shards]
+    host, port = _server(region)
+    return [(s.database, [("host", host), ("port", port), ("dbname", s.database)]) for s in region.shards]
 
 
 def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
     pgb = region.settings.datastores.pgbouncer
     c = region.connections
     read_timeout_s = max(1, region.settings.gateway.read_timeout_ms // 1000)
-    tls = TLS_PROTOCOLS[region.settings.security.tls_min_version]
+    spec_floor = region.settings.security.tls_min_version
+    server = server_connection(region)
+    server_floor = (server.tls if server else "") or spec_floor
+    client_floor = tls_floor(c for c in region.wiring if c.dest.host_group == "pgbouncer"
+                             and c.dest_port == pgb.port) or spec_floor
     return [
         Section("Listening", (
             Setting("listen_addr", "*", "clients are pods in the private subnets; TLS and SCRAM are required"),
@@ -71,12 +81,14 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
             Setting("client_tls_sslmode", "require"),
             Setting("client_tls_key_file", f"{TLS_DIR}/server.key"),
             Setting("client_tls_cert_file", f"{TLS_DIR}/server.crt"),
-            Setting("client_tls_protocols", tls, f"spec: security.tls_min_version {region.settings.security.tls_min_version}"),
+            Setting("client_tls_protocols", TLS_PROTOCOLS[client_floor], f"the services' connections: TLS {client_floor} or later"),
             Setting("server_tls_sslmode", "verify-full", "PostgreSQL's certificate must name the primary")
             if self_managed(region) else
             Setting("server_tls_sslmode", "verify-ca", "the managed endpoint's certificate names the provider's host, "
                     "not the alias; ca.crt is the provider's CA bundle"),
             Setting("server_tls_ca_file", f"{TLS_DIR}/ca.crt"),
-            Setting("server_tls_protocols", tls),
+            Setting("server_tls_protocols", TLS_PROTOCOLS[server_floor],
+                    f"PgBouncer -> PostgreSQL: TLS {server_floor} or later (postgresql.conf ssl_min_protocol_version agrees)"
+                    if server else f"spec: security.tls_min_version {spec_floor}"),
         )),
     ]

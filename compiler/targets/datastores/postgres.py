@@ -12,7 +12,7 @@ import math
 import shlex
 from dataclasses import dataclass
 
-from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir import Connection, PlatformPlan, RegionPlan
 from compiler.targets.datastores.model import Section, Setting, clamp, duration_ms, size_mb
 
 from compiler.ir.names import POSTGRES_PASSFILE as PASSFILE, POSTGRES_PORT as PORT  # noqa: F401
@@ -26,6 +26,27 @@ PRELOAD = {"pg_stat_statements": "pg_stat_statements", "timescaledb": "timescale
 # Extensions created in a schema of their own (pg_partman's documented convention).
 EXTENSION_SCHEMA = {"pg_partman": "partman"}
 TLS_PROTOCOL = {"1.2": "TLSv1.2", "1.3": "TLSv1.3"}
+
+
+def server_connection(region: RegionPlan) -> Connection | None:
+    """PgBouncer -> PostgreSQL, as the wiring states it (None with a managed PostgreSQL)."""
+    return next((c for c in region.through("pg_hba") if c.source.host_group == "pgbouncer"), None)
+
+
+def replication_connections(region: RegionPlan) -> tuple[Connection, ...]:
+    """Read replicas and the DR standby -> the primary."""
+    return tuple(c for c in region.through("pg_hba") if c.database == "replication")
+
+
+def tls_floor(conns) -> str:
+    """The highest TLS floor of these connections ("" when none is TLS)."""
+    floors = [c.tls for c in conns if c.tls]
+    return max(floors, key=lambda v: tuple(int(x) for x in v.split("."))) if floors else ""
+
+
+def server_tls_floor(region: RegionPlan) -> str:
+    """The floor PostgreSQL enforces: the one its clients' connections state (the spec's when it has none)."""
+    return tls_floor(region.through("pg_hba")) or region.settings.security.tls_min_version
 
 
 def self_managed(region: RegionPlan) -> bool:
@@ -119,7 +140,8 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
     z = sizing(region)
     v = pg.version
     rpo_s = plan.spec.disaster_recovery.rpo_minutes * 60
-    tls = TLS_PROTOCOL[region.settings.security.tls_min_version]
+    floor = server_tls_floor(region)
+    tls = TLS_PROTOCOL[floor]
     gib = f"{inst.memory_gib} GiB RAM"
     sections = [
         Section("Files (Debian layout; Ansible installs postgresql-%s)" % v, (
@@ -131,7 +153,7 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
         )),
         Section("Connections and TLS", (
             Setting("listen_addresses", "*", "one file serves every server of the region, so listen on all "
-                    "addresses; pg_hba.conf admits only the private subnets and the PgBouncer hosts"),
+                    "addresses; pg_hba.conf admits only PgBouncer's and the standbys' addresses"),
             Setting("port", PORT),
             Setting("unix_socket_directories", "/var/run/postgresql"),
             Setting("max_connections", pg.max_connections, "spec: datastores.postgres.max_connections"),
@@ -143,7 +165,8 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
             Setting("ssl_cert_file", f"{TLS_DIR}/server.crt"),
             Setting("ssl_key_file", f"{TLS_DIR}/server.key"),
             Setting("ssl_ca_file", f"{TLS_DIR}/ca.crt"),
-            Setting("ssl_min_protocol_version", tls, f"spec: security.tls_min_version {region.settings.security.tls_min_version}"),
+            Setting("ssl_min_protocol_version", tls, f"the floor of PgBouncer's and the standbys' connections ({floor}); "
+                    "PgBouncer's server_tls_protocols and primary_conninfo agree"),
             Setting("tcp_keepalives_idle", 60),
             Setting("tcp_keepalives_interval", 10),
             Setting("tcp_keepalives_count", 6),
@@ -225,9 +248,16 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
 
 
 def _primary_conninfo(region: RegionPlan) -> str:
+    """The standbys' connection to the primary: address, port, role and TLS floor from the wiring."""
     from compiler.formats.postgresql_conf import conninfo
-    return conninfo([("host", primary_host(region)), ("port", PORT), ("user", REPLICATION_USER),
-                     ("passfile", PASSFILE), ("sslmode", "verify-full"), ("sslrootcert", f"{TLS_DIR}/ca.crt")])
+    conns = replication_connections(region)
+    c = conns[0] if conns else None
+    host, port = (c.address, c.port) if c else (primary_host(region), PORT)
+    user = c.user if c else REPLICATION_USER
+    floor = tls_floor(conns) or server_tls_floor(region)
+    return conninfo([("host", host), ("port", port), ("user", user), ("passfile", PASSFILE),
+                     ("sslmode", "verify-full"), ("sslrootcert", f"{TLS_DIR}/ca.crt"),
+                     ("ssl_min_protocol_version", TLS_PROTOCOL[floor])])
 
 
 def _extension_settings(region: RegionPlan, z: Sizing) -> tuple[Setting, ...]:
@@ -262,28 +292,29 @@ class HbaRule:
     why: str = ""
 
 
+def _hba_names(value: str):
+    """A connection's database or user: a keyword (all, replication) as is, else the names it lists."""
+    if value in ("all", "replication"):
+        return value
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
 def hba_rules(plan: PlatformPlan, region: RegionPlan) -> list[HbaRule]:
-    """First match wins: local administration, replication, PgBouncer, the private subnets, then reject."""
-    pg = region.settings.datastores.postgres
-    auth = region.settings.datastores.pgbouncer.auth_user
-    shard_dbs = tuple(s.database for s in region.shards)
+    """First match wins: local administration, then one hostssl line per source address of every connection
+    with the `pg_hba` layer (PgBouncer's server connections, the replicas, the DR standby), then reject.
+
+    Clients are matched by address (the CIDRs the wiring gives their host group), never by host name: a
+    host-name line needs reverse DNS records that nothing creates."""
     rules = [
         HbaRule("local", "all", ("postgres",), "", "peer", "Ansible and maintenance as the OS user postgres"),
         HbaRule("local", "replication", ("postgres",), "", "peer", "pg_basebackup on the server itself"),
-        HbaRule("local", "all", "all", "", "scram-sha-256"),
+        HbaRule("local", "all", "all", "", "scram-sha-256", "local roles (postgres_exporter) with their passwords"),
     ]
-    if pg.read_replicas:
-        rules += [HbaRule("hostssl", "replication", (REPLICATION_USER,), z.private_cidr, "scram-sha-256",
-                          f"read replicas in {z.name}") for z in region.zones]
-    if pg.cross_region_standby:
-        partner = plan.region(region.dr_partner)
-        rules += [HbaRule("hostssl", "replication", (REPLICATION_USER,), z.private_cidr, "scram-sha-256",
-                          f"cross-region standby in {partner.name} ({z.name})") for z in partner.zones]
-    rules += [HbaRule("hostssl", shard_dbs, "all", h.fqdn, "scram-sha-256",
-                      f"PgBouncer {h.name} (matched by reverse DNS), pools and auth_query as {auth}")
-              for h in region.hosts_in("pgbouncer")]
-    rules += [HbaRule("hostssl", "all", "all", z.private_cidr, "scram-sha-256",
-                      f"private subnet {z.name}: PgBouncer by address, migrations, monitoring") for z in region.zones]
+    for c in region.through("pg_hba"):
+        for i, cidr in enumerate(c.source.cidrs):
+            why = f"{c.purpose} ({c.id})" if i == 0 else ""
+            rules.append(HbaRule("hostssl" if c.tls else "host", _hba_names(c.database or "all"),
+                                 _hba_names(c.user or "all"), cidr, "scram-sha-256", why))
     rules += [HbaRule("host", "all", "all", "0.0.0.0/0", "reject", "everything else"),
               HbaRule("host", "all", "all", "::/0", "reject")]
     return rules

@@ -17,6 +17,7 @@ user is disabled: without the include nobody can log in.
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.names import REDIS_BUS_OFFSET
 from compiler.targets.datastores.model import Section, Setting, clamp
 
 INCLUDE_DIR = "/etc/redis/platformc.d"
@@ -49,7 +50,7 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
             Setting("bind", ["127.0.0.1", "-::1"], f"loopback only until the host include ({INCLUDE_DIR}/host.conf) "
                     "binds the private address: a node without it is unreachable, not exposed"),
             Setting("protected-mode", True),
-            Setting("port", r.port, "spec: datastores.redis.port; the cluster bus is port + 10000"),
+            Setting("port", r.port, f"spec: datastores.redis.port; the cluster bus is port + {REDIS_BUS_OFFSET}"),
             Setting("tcp-backlog", 511),
             Setting("timeout", 0),
             Setting("tcp-keepalive", r.tcp_keepalive_seconds, "spec: datastores.redis.tcp_keepalive_seconds"),
@@ -66,7 +67,7 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
             Setting("cluster-enabled", True),
             Setting("cluster-config-file", f"nodes-{r.port}.conf"),
             Setting("cluster-node-timeout", r.cluster_node_timeout_ms, "spec: datastores.redis.cluster_node_timeout_ms"),
-            Setting("cluster-port", r.port + 10000),
+            Setting("cluster-port", r.port + REDIS_BUS_OFFSET),
             Setting("cluster-replica-validity-factor", 10),
             Setting("cluster-migration-barrier", 1),
             Setting("cluster-require-full-coverage", True),
@@ -132,7 +133,7 @@ def topology(plan: PlatformPlan, region: RegionPlan) -> dict:
         "deployment": r.deployment,
         "version": r.version,
         "port": r.port,
-        "cluster_bus_port": r.port + 10000,
+        "cluster_bus_port": r.port + REDIS_BUS_OFFSET,
         "primaries": r.primaries,
         "replicas_per_primary": r.replicas_per_primary,
         "instance": {"vcpus": r.instance.vcpus, "memory_gib": r.instance.memory_gib, "disk_gib": r.instance.disk_gib,
