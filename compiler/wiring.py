@@ -186,6 +186,10 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
     search = (_hosts("elasticsearch", "elasticsearch", es_hosts, zones) if es_hosts
               else Peer("elasticsearch", "managed", cidrs=a.node_cidrs))
     es_port = ELASTICSEARCH_HTTP_PORT if es_hosts else MANAGED_SEARCH_PORT
+    # Cluster clients dial the nodes themselves (Redis Cluster seeds, Elasticsearch node lists): no name
+    # stands for the group. A managed endpoint is the alias in the region's private zone.
+    redis_address = ",".join(h.fqdn for h in redis_hosts) or f"redis.{internal_domain}"
+    es_address = ",".join(h.fqdn for h in es_hosts) or f"elasticsearch.{internal_domain}"
     host_layers = ("cloud-firewall", "nftables")
     for svc in services:
         src = _service_peer(svc, a)
@@ -193,10 +197,10 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
             add(src, pgbouncer, f"pgbouncer.{internal_domain}", ds.pgbouncer.port, f"{svc.name} queries its shards through PgBouncer",
                 "postgresql", (*np_out, *host_layers), tls=tls_min)
         if "redis" in svc.uses:
-            add(src, redis, f"redis.{internal_domain}", ds.redis.port, f"{svc.name} reads and writes the Redis cluster",
+            add(src, redis, redis_address, ds.redis.port, f"{svc.name} reads and writes the Redis cluster",
                 "redis", (*np_out, *(host_layers if redis_hosts else ())), tls="" if redis_hosts else tls_min)
         if "elasticsearch" in svc.uses:
-            add(src, search, f"elasticsearch.{internal_domain}", es_port, f"{svc.name} searches Elasticsearch",
+            add(src, search, es_address, es_port, f"{svc.name} searches Elasticsearch",
                 "https", (*np_out, *(host_layers if es_hosts else ())), tls=tls_min)
         if "object-storage" in svc.uses:
             add(src, Peer("object-storage", "cloud-api", cidrs=("0.0.0.0/0",)), "object storage API", HTTPS_PORT,
@@ -239,11 +243,11 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
                 OTLP_GRPC_PORT, f"{svc.name} sends traces (OTLP/gRPC)", "grpc", np_out)
     if es_hosts:
         shipper = _pods("fluent-bit", MONITORING_NAMESPACE, {"app.kubernetes.io/name": "fluent-bit"}, a)
-        add(shipper, search, f"elasticsearch.{internal_domain}", ELASTICSEARCH_HTTP_PORT, "Fluent Bit ships container logs",
+        add(shipper, search, es_address, ELASTICSEARCH_HTTP_PORT, "Fluent Bit ships container logs",
             "https", host_layers, tls="1.2")
         if s.monitoring.tracing:
             jaeger = _pods("jaeger", MONITORING_NAMESPACE, {"app.kubernetes.io/name": "jaeger"}, a)
-            add(jaeger, search, f"elasticsearch.{internal_domain}", ELASTICSEARCH_HTTP_PORT, "Jaeger stores spans",
+            add(jaeger, search, es_address, ELASTICSEARCH_HTTP_PORT, "Jaeger stores spans",
                 "https", host_layers, tls="1.2")
     for svc in services:
         add(prometheus, _service_peer(svc, a), f"{svc.name} pods", svc.port, f"Prometheus scrapes {svc.name}", "metrics",
