@@ -77,8 +77,9 @@ def _subtract(remaining: list[Net], net: Net) -> list[Net]:
 class _Inventory:
     """hosts.yml's group tree, and each host's variables as Ansible merges them."""
 
-    def __init__(self, tree, region: str):
+    def __init__(self, tree, region: str, read: set[str] | None = None):
         self.tree = tree
+        self.read = read  # the variables that matter (None: all)
         self.base = INVENTORY.format(region=region)
         self.hosts_file = f"{self.base}/hosts.yml"
         docs = tree.yaml_docs(self.hosts_file)
@@ -138,6 +139,11 @@ class _Inventory:
         return values, origin
 
     def _file_vars(self, rel: str) -> dict:
+        text = self.tree.text(rel)
+        if text is None:
+            return {}
+        if self.read is not None and not any(name in text for name in self.read):
+            return {}  # a file that never names a variable the template reads cannot set one: not parsed
         docs = self.tree.yaml_docs(rel)
         return docs[0] if docs and isinstance(docs[0], dict) else {}
 
@@ -169,6 +175,7 @@ class _Ruleset:
 
     def __init__(self, text: str):
         self.policy = "accept"  # nftables' default policy
+        self._memo: dict = {}
         self.rules: list[tuple[str, list[Net] | None, str | None, set[int] | None, str]] = []
         in_input = False
         for line in text.splitlines():
@@ -193,6 +200,12 @@ class _Ruleset:
             self.rules.append((r.group("family") or "", nets, r.group("proto"), ports, r.group("verdict")))
 
     def admits(self, source: Net, proto: str, port: int) -> bool:
+        key = (source, proto, port)
+        if key not in self._memo:
+            self._memo[key] = self._admits(source, proto, port)
+        return self._memo[key]
+
+    def _admits(self, source: Net, proto: str, port: int) -> bool:
         remaining = [source]
         for family, nets, rproto, ports, verdict in self.rules:
             if rproto and rproto != proto:
@@ -224,6 +237,19 @@ def _nft_env():
     env.tests["search"] = lambda value, pattern: re.search(pattern, str(value)) is not None
     env.tests["match"] = lambda value, pattern: re.match(pattern, str(value)) is not None
     return env
+
+
+def _template_variables(tree) -> set[str] | None:
+    """The variables the firewall template reads (None when it cannot be parsed: then every one counts)."""
+    cache = tree.__dict__.setdefault("_hosts_nft_template", {})
+    if "vars" not in cache:
+        import jinja2
+        from jinja2 import meta
+        try:
+            cache["vars"] = meta.find_undeclared_variables(_nft_env().parse(tree.text(NFT_TEMPLATE) or ""))
+        except jinja2.TemplateError:
+            cache["vars"] = None
+    return cache["vars"]
 
 
 def _render_nft(tree, variables: dict):
@@ -258,7 +284,7 @@ def _rules_admit(rules, source: Net, proto: str, port: int) -> bool:
 
 
 def _check_nftables(tree, region, conns) -> list[Result]:
-    inv = _Inventory(tree, region)
+    inv = _Inventory(tree, region, _template_variables(tree))
     out = []
     per_host: dict[str, tuple] = {}  # host -> (ruleset | None, error, variables, origin)
 
@@ -269,7 +295,9 @@ def _check_nftables(tree, region, conns) -> list[Result]:
             per_host[host] = (_Ruleset(text) if text is not None else None, error, variables, origin)
         return per_host[host]
 
-    rendered: dict[tuple, tuple] = {}  # the groups of a host decide its variables: render once per group set
+    # a host's groups and its own variables the template reads decide what it renders: once per such key
+    rendered: dict[tuple, tuple] = {}
+    read = _template_variables(tree)
     for c in conns:
         res = Result("nftables", c.id)
         out.append(res)
@@ -281,7 +309,8 @@ def _check_nftables(tree, region, conns) -> list[Result]:
             continue
         proto = c.protocol.lower()
         for host in hosts:
-            key = tuple(inv.groups_of(host)) + (repr(sorted(inv.host_vars(host).items())),)
+            own = {k: v for k, v in inv.host_vars(host).items() if read is None or k in read}
+            key = tuple(inv.groups_of(host)) + (repr(sorted(own.items())),)
             if key not in rendered:
                 rendered[key] = host_state(host)
             ruleset, error, variables, origin = rendered[key]
