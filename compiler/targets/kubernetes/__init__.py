@@ -108,6 +108,11 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
         lines.append(f"| {svc.name} | `{svc.namespace}` | {svc.node_pool} | {deps} | "
                      f"{svc.requests.cpu} CPU, {svc.requests.memory} | {svc.limits.cpu} CPU, {svc.limits.memory}{gpu} | "
                      f"{_rollout_summary(svc)} |")
+    g = region.settings.gateway
+    if region.settings.kubernetes.istio and g.load_balancing == "consistent-hashing":
+        lines += ["", f"Judgement, hashing: each service's DestinationRule hashes on `{g.hash_on_header}` "
+                  "(`consistentHash`) in the caller's sidecar, across the pods; Kong's upstream has one target, the "
+                  "Service, where a hash would change nothing (see the Kong section)."]
     lines += ["", "### Public entry", "", edge_summary(plan, region)]
     return "\n".join(lines) + "\n"
 
