@@ -505,6 +505,27 @@ def route_hosts(p, settings):
                                       f"{host} is not served by the edge (only {', '.join(sorted(served))})", region)
 
 
+@rule("R038", "Pod secrets come from a secret manager the cluster can read",
+      "A service's `secrets:` become a Kubernetes Secret that External Secrets Operator fills from the "
+      "reference's store: `vault:` (with `security.vault_address` set), `aws-sm:`, `gcp-sm:` or `azure-kv:`. "
+      "An `env:` reference is read from the environment of the CI job or the Ansible run, which no pod "
+      "has: use a secret manager for it.")
+def pod_secret_stores(p, settings):
+    for region, s in _per_region(settings):
+        for name, svc in s.services.items():
+            if not svc.enabled:
+                continue
+            for key, ref in svc.secrets.items():
+                scheme = ref.split(":", 1)[0]
+                if scheme == "env":
+                    yield Finding(("services", name, "secrets", key),
+                                  f"{ref} is an env: reference, which no pod can read; put the secret in vault:, "
+                                  f"aws-sm:, gcp-sm: or azure-kv: and reference it from there", region)
+                elif scheme == "vault" and not s.security.vault_address:
+                    yield Finding(("services", name, "secrets", key),
+                                  f"{ref} needs security.vault_address (the Vault the cluster reads it from)", region)
+
+
 # ---------------------------------------------------------------- derived (plan) rules
 
 @rule("R030", "Services fit the node pools at maximum scale",

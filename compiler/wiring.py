@@ -260,9 +260,8 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
         add(prometheus, kong, "kong pods", ISTIO_METRICS_PORT, "Prometheus scrapes Kong's sidecar", "metrics", np_in)
     exporters = []
     if s.monitoring.node_exporter:
-        for g in sorted(group):
-            if g != "bastion":
-                exporters.append((g, group[g], NODE_EXPORTER_PORT, "node_exporter"))
+        for g in sorted(group):  # the common role runs node_exporter on every host, the bastion too
+            exporters.append((g, group[g], NODE_EXPORTER_PORT, "node_exporter"))
     if pg_primary:
         exporters.append(("postgres", pg_primary + pg_replicas, POSTGRES_EXPORTER_PORT, "postgres_exporter"))
     if redis_hosts:

@@ -23,13 +23,13 @@ CASES = {
     "S005": ([("read_replicas: 1", "read_replicas: 99")], "read_replicas: 99"),
     # rules
     "R001": ([("traffic_share: 60, dr_partner", "traffic_share: 50, dr_partner")], "regions:"),
-    "R002": ([("traffic_share: 60}", "traffic_share: 50}")], "americas: {display_name"),
+    "R002": ([("traffic_share: 60, settings", "traffic_share: 50, settings")], "americas: {display_name"),
     "R003": ([("    workload_share: 60", "    workload_share: 50")], "workload_share: 50"),
     "R004": ([("  use1:\n", "  Use_1:\n"), ("dr_partner: use1", "dr_partner: Use_1")], "  Use_1:"),
     "R005": ([("{geo: americas,", "{geo: amerika,")], "{geo: amerika,"),
     "R006": ([("    role: primary\n    traffic_share: 40", "    role: standard\n    traffic_share: 40")], "  emea: {display_name"),
     "R007": ([("dr_partner: use1", "dr_partner: nowhere")], "dr_partner: nowhere"),
-    "R008": ([("traffic_share: 40}", "traffic_share: 40, data_residency: [eu]}")], "dr_partner: use1"),
+    "R008": ([("traffic_share: 40, settings", "traffic_share: 40, data_residency: [eu], settings")], "dr_partner: use1"),
     "R009": ([], "dr_partner: euw1"),  # a warning: checked with --strict
     "R010": ([("cidr: 10.21.0.0/16", "cidr: 10.20.128.0/17")], "cidr: 10.20.128.0/17"),
     "R011": ([("tier: api\n      description: Orders", "tier: apix\n      description: Orders")], "tier: apix"),
@@ -58,6 +58,12 @@ CASES = {
     "R030": ([("replicas: {min: 1, max: 4}", "replicas: {min: 1, max: 5}")], "        max_nodes: 4"),
     "R031": ([("max_client_conn: 1000", "max_client_conn: 10")], "max_client_conn: 10,"),
     "R032": ([("max_connections: 200", "max_connections: 30")], "max_connections: 30"),
+    "R038": ([('"vault:kv/data/acme/orders#db_password"', '"env:ORDERS_DB_PASSWORD"')], "DB_PASSWORD: "),
+    "R038-vault": ([('traffic_share: 60, settings: {security: {vault_address: "https://vault.acme.example.org"}, ',
+                     'traffic_share: 60, settings: {'),
+                    ('traffic_share: 40, settings: {security: {vault_address: "https://vault.acme.example.org"}, ',
+                     'traffic_share: 40, settings: {')],
+                   "DB_PASSWORD: "),
     "R037": ([("    max_nodes: 20\n", "    max_nodes: 5004\n"), ("        max_nodes: 16", "        max_nodes: 5000")],
              "        max_nodes: 5000"),
 }

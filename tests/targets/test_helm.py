@@ -320,8 +320,8 @@ def test_observability_follows_the_plan():
             assert kps["grafana"]["enabled"] == mon.grafana and kps["alertmanager"]["enabled"] == mon.alertmanager
             hosts_job = [j for j in spec["additionalScrapeConfigs"] if j["job_name"] == "self-managed-hosts"]
             targets = sorted(t for j in hosts_job for g in j["static_configs"] for t in g["targets"])
-            # every host's node_exporter but the bastion's (the wiring scrapes the data tier only)
-            assert targets == sorted(f"{h.fqdn}:9100" for h in r.hosts if h.group != "bastion")
+            # every host's node_exporter, the bastion's too (the common role installs it everywhere)
+            assert targets == sorted(f"{h.fqdn}:9100" for h in r.hosts)
             # the data-tier exporters Ansible runs, one target group per host group
             jobs = {j["job_name"]: j for j in spec["additionalScrapeConfigs"]}
             for job, groups, port in (("postgres-exporter", ("postgres_primary", "postgres_replicas"), 9187),

@@ -673,7 +673,7 @@ def test_docs_table_lists_every_service():
                 assert svc.rollout.type in row
 
 
-ORDERS_SECRETS = '      secrets: {DB_PASSWORD: "env:ORDERS_DB_PASSWORD"}\n'
+ORDERS_SECRETS = '      secrets: {DB_PASSWORD: "vault:kv/data/acme/orders#db_password"}\n'
 
 
 def yaml_quoted(text: str) -> str:
