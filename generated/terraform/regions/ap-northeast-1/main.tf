@@ -62,37 +62,97 @@ module "network" {
       name          = "bastion-2"
       target_tag    = "bastion"
       ports         = ["9100"]
-      source_ranges = ["10.9.0.0/16"]
+      source_ranges = ["10.9.128.0/17"]
     },
     {
       name          = "elasticsearch-1"
       target_tag    = "elasticsearch"
-      ports         = ["9200", "9300", "22", "9100"]
-      source_ranges = ["10.9.0.0/16"]
+      ports         = ["22"]
+      source_ranges = ["10.9.0.0/19"]
+    },
+    {
+      name          = "elasticsearch-2"
+      target_tag    = "elasticsearch"
+      ports         = ["9300"]
+      source_ranges = ["10.9.0.0/19", "10.9.32.0/19", "10.9.64.0/19"]
+    },
+    {
+      name          = "elasticsearch-3"
+      target_tag    = "elasticsearch"
+      ports         = ["9100", "9200"]
+      source_ranges = ["10.9.128.0/17"]
     },
     {
       name          = "pgbouncer-1"
       target_tag    = "pgbouncer"
-      ports         = ["6432", "22", "9100"]
-      source_ranges = ["10.9.0.0/16"]
+      ports         = ["22"]
+      source_ranges = ["10.9.0.0/19"]
+    },
+    {
+      name          = "pgbouncer-2"
+      target_tag    = "pgbouncer"
+      ports         = ["6432", "9100"]
+      source_ranges = ["10.9.128.0/17"]
     },
     {
       name          = "postgres-primary-1"
       target_tag    = "postgres-primary"
-      ports         = ["5432", "22", "9100"]
-      source_ranges = ["10.9.0.0/16"]
+      ports         = ["22"]
+      source_ranges = ["10.9.0.0/19"]
+    },
+    {
+      name          = "postgres-primary-2"
+      target_tag    = "postgres-primary"
+      ports         = ["5432"]
+      source_ranges = ["10.9.0.0/19", "10.9.32.0/19"]
+    },
+    {
+      name          = "postgres-primary-3"
+      target_tag    = "postgres-primary"
+      ports         = ["5432"]
+      source_ranges = ["10.9.0.0/19", "10.9.32.0/19", "10.9.64.0/19"]
+    },
+    {
+      name          = "postgres-primary-4"
+      target_tag    = "postgres-primary"
+      ports         = ["9100", "9187"]
+      source_ranges = ["10.9.128.0/17"]
     },
     {
       name          = "postgres-replicas-1"
       target_tag    = "postgres-replicas"
-      ports         = ["5432", "22", "9100"]
-      source_ranges = ["10.9.0.0/16"]
+      ports         = ["22"]
+      source_ranges = ["10.9.0.0/19"]
+    },
+    {
+      name          = "postgres-replicas-2"
+      target_tag    = "postgres-replicas"
+      ports         = ["5432"]
+      source_ranges = ["10.9.0.0/19", "10.9.32.0/19"]
+    },
+    {
+      name          = "postgres-replicas-3"
+      target_tag    = "postgres-replicas"
+      ports         = ["9100", "9187"]
+      source_ranges = ["10.9.128.0/17"]
     },
     {
       name          = "redis-cluster-1"
       target_tag    = "redis-cluster"
-      ports         = ["6379", "16379", "22", "9100"]
-      source_ranges = ["10.9.0.0/16"]
+      ports         = ["22"]
+      source_ranges = ["10.9.0.0/19"]
+    },
+    {
+      name          = "redis-cluster-2"
+      target_tag    = "redis-cluster"
+      ports         = ["6379", "16379"]
+      source_ranges = ["10.9.0.0/19", "10.9.32.0/19", "10.9.64.0/19"]
+    },
+    {
+      name          = "redis-cluster-3"
+      target_tag    = "redis-cluster"
+      ports         = ["6379", "9100", "9121"]
+      source_ranges = ["10.9.128.0/17"]
     },
   ]
 }
@@ -112,6 +172,7 @@ module "kubernetes" {
   private_endpoint    = true
   api_allowed_cidrs   = ["10.9.0.0/16"]
   rbac_security_group = "gke-security-groups@6fb.example.com"
+  max_pods_per_node   = 64
   node_pools = {
     cpu-optimized = {
       instance_type = "c2d-highcpu-16"

@@ -68,6 +68,8 @@ module "network" {
   flow_log_retention_days = 365
   log_retention_days      = 365
   log_account_name        = "sixfbmesouth1lg"
+  lb_source_cidrs         = ["10.7.96.0/24"]
+  lb_target_port          = 8443
 }
 
 module "object_storage" {
@@ -153,8 +155,9 @@ module "kubernetes" {
   kubernetes_version = "1.33"
   private_endpoint   = true
   api_allowed_cidrs  = []
-  pod_cidr           = "10.7.128.0/17"
-  service_cidr       = "10.7.112.0/20"
+  pod_cidr           = "100.64.0.0/16"
+  service_cidr       = "100.65.0.0/20"
+  max_pods_per_node  = 110
   system_pool        = "cpuoptimized"
   node_pools = {
     cpuoptimized = {
@@ -326,128 +329,152 @@ module "data_hosts" {
   ingress_rules = {
     bastion = [
       {
-        description = "SSH from the admin networks (VPN)"
+        description = "22 from admins"
         from_port   = 22
         to_port     = 22
         cidr_blocks = ["10.255.0.0/24"]
       },
       {
-        description = "node_exporter scrapes"
+        description = "9100 from prometheus"
         from_port   = 9100
         to_port     = 9100
-        cidr_blocks = ["10.7.0.0/16"]
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
       },
     ]
     elasticsearch = [
       {
-        description = "Elasticsearch HTTP"
-        from_port   = 9200
-        to_port     = 9200
-        cidr_blocks = ["10.7.0.0/16"]
-      },
-      {
-        description = "Elasticsearch transport"
-        from_port   = 9300
-        to_port     = 9300
-        cidr_blocks = ["10.7.0.0/16"]
-      },
-      {
-        description = "SSH from the bastion and Ansible inside the VPC"
+        description = "22 from bastion"
         from_port   = 22
         to_port     = 22
-        cidr_blocks = ["10.7.0.0/16"]
+        cidr_blocks = ["10.7.0.0/19"]
       },
       {
-        description = "node_exporter scrapes"
+        description = "9100 from prometheus"
         from_port   = 9100
         to_port     = 9100
-        cidr_blocks = ["10.7.0.0/16"]
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
+      },
+      {
+        description = "9200 from analytics, location, fluent-bit, jaeger"
+        from_port   = 9200
+        to_port     = 9200
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
+      },
+      {
+        description = "9300 from elasticsearch"
+        from_port   = 9300
+        to_port     = 9300
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
       },
     ]
     pgbouncer = [
       {
-        description = "PgBouncer from the services"
-        from_port   = 6432
-        to_port     = 6432
-        cidr_blocks = ["10.7.0.0/16"]
-      },
-      {
-        description = "SSH from the bastion and Ansible inside the VPC"
+        description = "22 from bastion"
         from_port   = 22
         to_port     = 22
-        cidr_blocks = ["10.7.0.0/16"]
+        cidr_blocks = ["10.7.0.0/19"]
       },
       {
-        description = "node_exporter scrapes"
+        description = "6432 from ai, analytics, booking, franchise, integration, location, payment, user"
+        from_port   = 6432
+        to_port     = 6432
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
+      },
+      {
+        description = "9100 from prometheus"
         from_port   = 9100
         to_port     = 9100
-        cidr_blocks = ["10.7.0.0/16"]
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
       },
     ]
     postgres_primary = [
       {
-        description = "PostgreSQL from PgBouncer and replicas"
-        from_port   = 5432
-        to_port     = 5432
-        cidr_blocks = ["10.7.0.0/16"]
-      },
-      {
-        description = "SSH from the bastion and Ansible inside the VPC"
+        description = "22 from bastion"
         from_port   = 22
         to_port     = 22
-        cidr_blocks = ["10.7.0.0/16"]
+        cidr_blocks = ["10.7.0.0/19"]
       },
       {
-        description = "node_exporter scrapes"
+        description = "5432 from pgbouncer"
+        from_port   = 5432
+        to_port     = 5432
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19"]
+      },
+      {
+        description = "5432 from postgres-replica"
+        from_port   = 5432
+        to_port     = 5432
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
+      },
+      {
+        description = "9100 from prometheus"
         from_port   = 9100
         to_port     = 9100
-        cidr_blocks = ["10.7.0.0/16"]
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
+      },
+      {
+        description = "9187 from prometheus"
+        from_port   = 9187
+        to_port     = 9187
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
       },
     ]
     postgres_replicas = [
       {
-        description = "PostgreSQL from PgBouncer and replicas"
-        from_port   = 5432
-        to_port     = 5432
-        cidr_blocks = ["10.7.0.0/16"]
-      },
-      {
-        description = "SSH from the bastion and Ansible inside the VPC"
+        description = "22 from bastion"
         from_port   = 22
         to_port     = 22
-        cidr_blocks = ["10.7.0.0/16"]
+        cidr_blocks = ["10.7.0.0/19"]
       },
       {
-        description = "node_exporter scrapes"
+        description = "5432 from pgbouncer"
+        from_port   = 5432
+        to_port     = 5432
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19"]
+      },
+      {
+        description = "9100 from prometheus"
         from_port   = 9100
         to_port     = 9100
-        cidr_blocks = ["10.7.0.0/16"]
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
+      },
+      {
+        description = "9187 from prometheus"
+        from_port   = 9187
+        to_port     = 9187
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
       },
     ]
     redis_cluster = [
       {
-        description = "Redis clients"
-        from_port   = 6379
-        to_port     = 6379
-        cidr_blocks = ["10.7.0.0/16"]
-      },
-      {
-        description = "Redis cluster bus"
-        from_port   = 16379
-        to_port     = 16379
-        cidr_blocks = ["10.7.0.0/16"]
-      },
-      {
-        description = "SSH from the bastion and Ansible inside the VPC"
+        description = "22 from bastion"
         from_port   = 22
         to_port     = 22
-        cidr_blocks = ["10.7.0.0/16"]
+        cidr_blocks = ["10.7.0.0/19"]
       },
       {
-        description = "node_exporter scrapes"
+        description = "6379 from ai, booking, franchise, integration, location, notification, user, redis"
+        from_port   = 6379
+        to_port     = 6379
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
+      },
+      {
+        description = "9100 from prometheus"
         from_port   = 9100
         to_port     = 9100
-        cidr_blocks = ["10.7.0.0/16"]
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
+      },
+      {
+        description = "9121 from prometheus"
+        from_port   = 9121
+        to_port     = 9121
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
+      },
+      {
+        description = "16379 from redis"
+        from_port   = 16379
+        to_port     = 16379
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
       },
     ]
   }

@@ -266,128 +266,152 @@ module "data_hosts" {
   ingress_rules = {
     bastion = [
       {
-        description = "SSH from the admin networks (VPN)"
+        description = "22 from admins"
         from_port   = 22
         to_port     = 22
         cidr_blocks = ["10.255.0.0/24"]
       },
       {
-        description = "node_exporter scrapes"
+        description = "9100 from prometheus"
         from_port   = 9100
         to_port     = 9100
-        cidr_blocks = ["10.3.0.0/16"]
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
       },
     ]
     elasticsearch = [
       {
-        description = "Elasticsearch HTTP"
-        from_port   = 9200
-        to_port     = 9200
-        cidr_blocks = ["10.3.0.0/16"]
-      },
-      {
-        description = "Elasticsearch transport"
-        from_port   = 9300
-        to_port     = 9300
-        cidr_blocks = ["10.3.0.0/16"]
-      },
-      {
-        description = "SSH from the bastion and Ansible inside the VPC"
+        description = "22 from bastion"
         from_port   = 22
         to_port     = 22
-        cidr_blocks = ["10.3.0.0/16"]
+        cidr_blocks = ["10.3.0.0/19"]
       },
       {
-        description = "node_exporter scrapes"
+        description = "9100 from prometheus"
         from_port   = 9100
         to_port     = 9100
-        cidr_blocks = ["10.3.0.0/16"]
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
+      },
+      {
+        description = "9200 from analytics, location, fluent-bit, jaeger"
+        from_port   = 9200
+        to_port     = 9200
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
+      },
+      {
+        description = "9300 from elasticsearch"
+        from_port   = 9300
+        to_port     = 9300
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
       },
     ]
     pgbouncer = [
       {
-        description = "PgBouncer from the services"
-        from_port   = 6432
-        to_port     = 6432
-        cidr_blocks = ["10.3.0.0/16"]
-      },
-      {
-        description = "SSH from the bastion and Ansible inside the VPC"
+        description = "22 from bastion"
         from_port   = 22
         to_port     = 22
-        cidr_blocks = ["10.3.0.0/16"]
+        cidr_blocks = ["10.3.0.0/19"]
       },
       {
-        description = "node_exporter scrapes"
+        description = "6432 from ai, analytics, booking, franchise, integration, location, payment, user"
+        from_port   = 6432
+        to_port     = 6432
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
+      },
+      {
+        description = "9100 from prometheus"
         from_port   = 9100
         to_port     = 9100
-        cidr_blocks = ["10.3.0.0/16"]
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
       },
     ]
     postgres_primary = [
       {
-        description = "PostgreSQL from PgBouncer and replicas"
-        from_port   = 5432
-        to_port     = 5432
-        cidr_blocks = ["10.3.0.0/16"]
-      },
-      {
-        description = "SSH from the bastion and Ansible inside the VPC"
+        description = "22 from bastion"
         from_port   = 22
         to_port     = 22
-        cidr_blocks = ["10.3.0.0/16"]
+        cidr_blocks = ["10.3.0.0/19"]
       },
       {
-        description = "node_exporter scrapes"
+        description = "5432 from pgbouncer"
+        from_port   = 5432
+        to_port     = 5432
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19"]
+      },
+      {
+        description = "5432 from postgres-replica"
+        from_port   = 5432
+        to_port     = 5432
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
+      },
+      {
+        description = "9100 from prometheus"
         from_port   = 9100
         to_port     = 9100
-        cidr_blocks = ["10.3.0.0/16"]
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
+      },
+      {
+        description = "9187 from prometheus"
+        from_port   = 9187
+        to_port     = 9187
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
       },
     ]
     postgres_replicas = [
       {
-        description = "PostgreSQL from PgBouncer and replicas"
-        from_port   = 5432
-        to_port     = 5432
-        cidr_blocks = ["10.3.0.0/16"]
-      },
-      {
-        description = "SSH from the bastion and Ansible inside the VPC"
+        description = "22 from bastion"
         from_port   = 22
         to_port     = 22
-        cidr_blocks = ["10.3.0.0/16"]
+        cidr_blocks = ["10.3.0.0/19"]
       },
       {
-        description = "node_exporter scrapes"
+        description = "5432 from pgbouncer"
+        from_port   = 5432
+        to_port     = 5432
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19"]
+      },
+      {
+        description = "9100 from prometheus"
         from_port   = 9100
         to_port     = 9100
-        cidr_blocks = ["10.3.0.0/16"]
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
+      },
+      {
+        description = "9187 from prometheus"
+        from_port   = 9187
+        to_port     = 9187
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
       },
     ]
     redis_cluster = [
       {
-        description = "Redis clients"
-        from_port   = 6379
-        to_port     = 6379
-        cidr_blocks = ["10.3.0.0/16"]
-      },
-      {
-        description = "Redis cluster bus"
-        from_port   = 16379
-        to_port     = 16379
-        cidr_blocks = ["10.3.0.0/16"]
-      },
-      {
-        description = "SSH from the bastion and Ansible inside the VPC"
+        description = "22 from bastion"
         from_port   = 22
         to_port     = 22
-        cidr_blocks = ["10.3.0.0/16"]
+        cidr_blocks = ["10.3.0.0/19"]
       },
       {
-        description = "node_exporter scrapes"
+        description = "6379 from ai, booking, franchise, integration, location, notification, user, redis"
+        from_port   = 6379
+        to_port     = 6379
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
+      },
+      {
+        description = "9100 from prometheus"
         from_port   = 9100
         to_port     = 9100
-        cidr_blocks = ["10.3.0.0/16"]
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
+      },
+      {
+        description = "9121 from prometheus"
+        from_port   = 9121
+        to_port     = 9121
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
+      },
+      {
+        description = "16379 from redis"
+        from_port   = 16379
+        to_port     = 16379
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
       },
     ]
   }
@@ -423,6 +447,7 @@ module "load_balancer" {
   public_zone       = "6fb.example.com"
   hostnames         = ["sa-east-1.6fb.example.com", "origin.6fb.example.com", "api.6fb.example.com", "app.6fb.example.com"]
   ssl_policy        = "ELBSecurityPolicy-TLS13-1-3-2021-06"
+  listener_port     = 443
   target_port       = 8443
   target_group_name = "sixfb-sa-east-1-kong"
   health_check_path = "/healthz"

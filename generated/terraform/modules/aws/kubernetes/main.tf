@@ -187,8 +187,20 @@ resource "aws_eks_node_group" "pool" {
   depends_on = [aws_iam_role_policy_attachment.node]
 }
 
+# The VPC CNI enforces NetworkPolicies only with its network policy agent switched on; without it
+# every NetworkPolicy the kubernetes target writes is accepted by the API server and ignored.
+resource "aws_eks_addon" "vpc_cni" {
+  cluster_name                = aws_eks_cluster.this.name
+  addon_name                  = "vpc-cni"
+  resolve_conflicts_on_update = "OVERWRITE"
+  configuration_values        = jsonencode({ enableNetworkPolicy = "true" })
+  tags                        = var.tags
+
+  depends_on = [aws_eks_node_group.pool]
+}
+
 resource "aws_eks_addon" "this" {
-  for_each = toset(["vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent"])
+  for_each = toset(["coredns", "kube-proxy", "eks-pod-identity-agent"])
 
   cluster_name                = aws_eks_cluster.this.name
   addon_name                  = each.key

@@ -31,6 +31,7 @@ resource "azurerm_role_assignment" "cluster_network" {
 }
 
 resource "azurerm_kubernetes_cluster" "this" {
+  #checkov:skip=CKV_AZURE_168:max_pods is var.max_pods_per_node, the region's addressing (110 with the overlay's /24 a node; R037 refuses a spec where no size fits)
   #checkov:skip=CKV_AZURE_232:the spec has no separate system pool; the first untainted on-demand pool runs system pods too
   #checkov:skip=CKV_AZURE_226:node OS disks are managed disks encrypted with the region's disk encryption set; ephemeral disks cannot use one
   name                              = var.name
@@ -59,7 +60,7 @@ resource "azurerm_kubernetes_cluster" "this" {
     auto_scaling_enabled        = true
     min_count                   = local.system.min_nodes
     max_count                   = local.system.max_nodes
-    max_pods                    = 110
+    max_pods                    = var.max_pods_per_node
     os_disk_size_gb             = local.system.disk_gib
     host_encryption_enabled     = true
     node_labels                 = local.system.labels
@@ -124,6 +125,7 @@ resource "azurerm_kubernetes_cluster" "this" {
 }
 
 resource "azurerm_kubernetes_cluster_node_pool" "pool" {
+  #checkov:skip=CKV_AZURE_168:max_pods is var.max_pods_per_node, the region's addressing (110 with the overlay's /24 a node; R037 refuses a spec where no size fits)
   for_each = local.user_pools
 
   name                    = each.key
@@ -135,7 +137,7 @@ resource "azurerm_kubernetes_cluster_node_pool" "pool" {
   auto_scaling_enabled    = true
   min_count               = each.value.min_nodes
   max_count               = each.value.max_nodes
-  max_pods                = 110
+  max_pods                = var.max_pods_per_node
   os_disk_size_gb         = each.value.disk_gib
   host_encryption_enabled = true
   priority                = each.value.spot ? "Spot" : "Regular"

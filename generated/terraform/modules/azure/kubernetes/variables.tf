@@ -54,6 +54,11 @@ variable "service_cidr" {
   type        = string
 }
 
+variable "max_pods_per_node" {
+  description = "Pods per node, sized so that every pool's max nodes get their pod block from the pod range."
+  type        = number
+}
+
 variable "key_vault_id" {
   description = "The region's Key Vault."
   type        = string

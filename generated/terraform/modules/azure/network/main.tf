@@ -34,12 +34,25 @@ resource "azurerm_subnet" "gateway" {
   address_prefixes     = [var.zones[local.first_zone].public_cidr]
 }
 
-# Azure's default rules already admit only the VNet and the load balancer probes.
+# Azure's default rules already admit only the VNet and the load balancer probes; the gateway's
+# path to Kong (load-balancer->kong) is stated here so that it does not hang on those defaults.
 resource "azurerm_network_security_group" "private" {
   name                = "${var.name}-private"
   location            = var.location
   resource_group_name = var.resource_group_name
   tags                = var.tags
+
+  security_rule {
+    name                       = "kong-from-application-gateway"
+    priority                   = 100
+    direction                  = "Inbound"
+    access                     = "Allow"
+    protocol                   = "Tcp"
+    source_port_range          = "*"
+    destination_port_range     = tostring(var.lb_target_port)
+    source_address_prefixes    = var.lb_source_cidrs
+    destination_address_prefix = "*"
+  }
 }
 
 resource "azurerm_subnet_network_security_group_association" "private" {

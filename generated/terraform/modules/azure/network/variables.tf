@@ -67,6 +67,16 @@ variable "management_cidrs" {
   type        = list(string)
 }
 
+variable "lb_source_cidrs" {
+  description = "Where the Application Gateway's connections to Kong come from (its subnet)."
+  type        = list(string)
+}
+
+variable "lb_target_port" {
+  description = "Kong's HTTPS proxy port."
+  type        = number
+}
+
 variable "tags" {
   description = "Tags applied to every resource."
   type        = map(string)

@@ -94,6 +94,22 @@ resource "aws_cloudfront_response_headers_policy" "this" {
   }
 }
 
+# The client's address for the regions: CloudFront overwrites x-viewer-address with the viewer's IP
+# on every request (whatever the client sent under that name), and Kong takes the client address
+# from it when the peer is the region's load balancer.
+resource "aws_cloudfront_function" "client_address" {
+  name    = "${local.name}-client-address"
+  runtime = "cloudfront-js-2.0"
+  comment = "Sets x-viewer-address to the viewer's address"
+  publish = true
+  code    = <<-EOT
+    function handler(event) {
+      event.request.headers["x-viewer-address"] = { value: event.viewer.ip };
+      return event.request;
+    }
+  EOT
+}
+
 # Passes the viewer's Host, headers, cookies and query strings to the regions (Kong routes on them).
 data "aws_cloudfront_origin_request_policy" "all_viewer" {
   name = "Managed-AllViewer"
@@ -118,6 +134,13 @@ resource "aws_cloudfront_distribution" "this" {
     origin_id   = "regions"
     domain_name = "origin.${local.domain}"
 
+    # origin_ssl_protocols takes SSLv3 to TLSv1.2 only (the API's valid values) and acts as the floor:
+    # since November 2025 CloudFront negotiates TLS 1.3 with any custom origin that offers it, with
+    # no setting to change (AWS Networking & Content Delivery blog, "Amazon CloudFront: Delivering
+    # millisecond performance to global audiences", section "TLS 1.3 to origins"; verified against
+    # ALB access logs by Classmethod, dev.classmethod.jp/articles/cloudfront-tls13-origin-support).
+    # The regions' TLS 1.3-only listeners are therefore reached over TLS 1.3; `platformc verify`
+    # checks both ends agree.
     custom_origin_config {
       http_port              = 80
       https_port             = 443
@@ -135,6 +158,11 @@ resource "aws_cloudfront_distribution" "this" {
     cache_policy_id            = aws_cloudfront_cache_policy.this.id
     origin_request_policy_id   = data.aws_cloudfront_origin_request_policy.all_viewer.id
     response_headers_policy_id = aws_cloudfront_response_headers_policy.this.id
+
+    function_association {
+      event_type   = "viewer-request"
+      function_arn = aws_cloudfront_function.client_address.arn
+    }
   }
 
   restrictions {

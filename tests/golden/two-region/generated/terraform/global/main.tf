@@ -40,6 +40,7 @@ locals {
   minimum_protocol_version = "TLSv1.3_2025"
   ddos_protection          = true
   cache_key_header         = "x-franchise-id"
+  client_address_header    = "x-viewer-address"
   log_retention_days       = 365
 }
 

@@ -80,7 +80,7 @@ resource "aws_iam_instance_profile" "host" {
   tags = var.tags
 }
 
-# One security group per host group; rules come from the spec's ports.
+# One security group per host group; its rules are the region's cloud-firewall connections to the group.
 resource "aws_security_group" "group" {
   for_each = local.groups
 

@@ -38,18 +38,31 @@ resource "aws_acm_certificate_validation" "this" {
   validation_record_fqdns = [for r in aws_route53_record.validation : r.fqdn]
 }
 
+# CloudFront's origin-facing servers are the only clients of the origin: nothing reaches Kong around
+# the CDN (and its WAF). AWS maintains the list; it counts as 55 rules of the group's quota of 60.
+data "aws_ec2_managed_prefix_list" "cloudfront" {
+  name = "com.amazonaws.global.cloudfront.origin-facing"
+}
+
+# Route 53's health checkers probe <region>.<domain> directly (the global weighted records follow
+# them); their published ranges (ip-ranges.json, service ROUTE53_HEALTHCHECKS) get a group of their
+# own so that the CloudFront group stays within its rule quota.
+data "aws_ip_ranges" "route53_health_checks" {
+  services = ["route53_healthchecks"]
+}
+
 resource "aws_security_group" "lb" {
   name        = "${var.name}-lb"
-  description = "${var.name} load balancer: HTTPS from the internet, to Kong inside the VPC"
+  description = "${var.name} load balancer: HTTPS from CloudFront only, to Kong inside the VPC"
   vpc_id      = var.vpc_id
   tags        = merge(var.tags, { Name = "${var.name}-lb" })
 
   ingress {
-    description = "HTTPS from CloudFront and the DNS health checkers"
-    protocol    = "tcp"
-    from_port   = 443
-    to_port     = 443
-    cidr_blocks = ["0.0.0.0/0"]
+    description     = "HTTPS from CloudFront origin-facing servers"
+    protocol        = "tcp"
+    from_port       = var.listener_port
+    to_port         = var.listener_port
+    prefix_list_ids = [data.aws_ec2_managed_prefix_list.cloudfront.id]
   }
 
   egress {
@@ -58,6 +71,21 @@ resource "aws_security_group" "lb" {
     from_port   = var.target_port
     to_port     = var.target_port
     cidr_blocks = [var.vpc_cidr]
+  }
+}
+
+resource "aws_security_group" "health_checks" {
+  name        = "${var.name}-lb-health-checks"
+  description = "${var.name} load balancer: HTTPS from the Route 53 health checkers"
+  vpc_id      = var.vpc_id
+  tags        = merge(var.tags, { Name = "${var.name}-lb-health-checks" })
+
+  ingress {
+    description = "HTTPS from Route 53 health checkers"
+    protocol    = "tcp"
+    from_port   = var.listener_port
+    to_port     = var.listener_port
+    cidr_blocks = data.aws_ip_ranges.route53_health_checks.cidr_blocks
   }
 }
 
@@ -79,7 +107,7 @@ resource "aws_lb" "this" {
   load_balancer_type         = "application"
   internal                   = false
   subnets                    = var.subnet_ids
-  security_groups            = [aws_security_group.lb.id]
+  security_groups            = [aws_security_group.lb.id, aws_security_group.health_checks.id]
   drop_invalid_header_fields = true
   enable_deletion_protection = true
   tags                       = var.tags
@@ -111,7 +139,7 @@ resource "aws_lb_target_group" "kong" {
 
 resource "aws_lb_listener" "https" {
   load_balancer_arn = aws_lb.this.arn
-  port              = 443
+  port              = var.listener_port
   protocol          = "HTTPS"
   ssl_policy        = var.ssl_policy
   certificate_arn   = aws_acm_certificate_validation.this.certificate_arn

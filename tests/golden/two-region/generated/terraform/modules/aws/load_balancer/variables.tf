@@ -34,6 +34,11 @@ variable "ssl_policy" {
   type        = string
 }
 
+variable "listener_port" {
+  description = "The HTTPS port CloudFront connects to (the cdn->load-balancer connection's port)."
+  type        = number
+}
+
 variable "target_port" {
   description = "Kong's HTTPS proxy port on the pods."
   type        = number

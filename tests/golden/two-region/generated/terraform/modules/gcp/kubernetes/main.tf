@@ -38,6 +38,7 @@ resource "google_container_cluster" "this" {
   remove_default_node_pool    = true
   initial_node_count          = 1
   datapath_provider           = "ADVANCED_DATAPATH"
+  default_max_pods_per_node   = var.max_pods_per_node
   enable_shielded_nodes       = true
   enable_intranode_visibility = true
   enable_legacy_abac          = false
@@ -118,6 +119,7 @@ resource "google_container_node_pool" "pool" {
   cluster            = google_container_cluster.this.id
   location           = var.region
   initial_node_count = ceil(each.value.min_nodes / length(var.zones))
+  max_pods_per_node  = var.max_pods_per_node
 
   # The spec's bounds are totals across the zones.
   autoscaling {

@@ -49,6 +49,11 @@ variable "kms_key_id" {
   type        = string
 }
 
+variable "max_pods_per_node" {
+  description = "Pods per node, sized so that every pool's max nodes get their pod block from the pod range."
+  type        = number
+}
+
 variable "node_pools" {
   description = "Node pool name => machine type, autoscaling totals, spot, GPUs (count and accelerator type), disk, taints and labels."
   type = map(object({

@@ -120,7 +120,7 @@ resource "google_compute_firewall" "load_balancer" {
   }
 }
 
-# Per host group: the ports the spec's data tier listens on.
+# Per host group and source set: the ports of the region's cloud-firewall connections to those hosts.
 resource "google_compute_firewall" "hosts" {
   for_each = { for rule in var.ingress_rules : rule.name => rule }
 
