@@ -100,6 +100,48 @@ def _construct_mapping(loader, node, deep=False):
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
+_STR, _INT, _BOOL, _NULL = ("tag:yaml.org,2002:" + t for t in ("str", "int", "bool", "null"))
+_BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def _value(node, loader, line_offset: int):
+    """A composed node as Python data, as SafeLoader would build it, with `__line__` on every mapping.
+
+    The C parser composes the nodes and resolves their tags; building the values here rather than through
+    PyYAML's generic constructor is what keeps verify's YAML reading fast (most of its time)."""
+    if isinstance(node, yaml.MappingNode):
+        out = {}
+        for k, v in node.value:
+            out[_value(k, loader, line_offset)] = _value(v, loader, line_offset)
+        out["__line__"] = node.start_mark.line + 1 + line_offset
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_value(v, loader, line_offset) for v in node.value]
+    tag = node.tag
+    if tag == _STR:
+        return node.value
+    if tag == _INT and node.value.isdigit():
+        return int(node.value)
+    if tag == _BOOL:
+        return _BOOLS[node.value.lower()]
+    if tag == _NULL:
+        return None
+    return loader.construct_object(node, deep=True)  # floats, odd ints, timestamps, binary: the slow path
+
+
+def load_yaml_all(text: str, line_offset: int = 0) -> list:
+    """Every non-empty document of a YAML text; each mapping carries `__line__` (1-based, plus line_offset)."""
+    loader = _LineLoader(text)
+    try:
+        out = []
+        while loader.check_node():
+            doc = _value(loader.get_node(), loader, line_offset)
+            if doc is not None:
+                out.append(doc)
+        return out
+    finally:
+        loader.dispose()
+
 
 def strip_lines(obj):
     """A copy without the `__line__` keys (to compare documents with plain data)."""
@@ -136,7 +178,7 @@ class Tree:
         """Every document of a YAML file; each mapping carries `__line__`. [] when the file is missing."""
         if rel not in self._yaml:
             text = self.text(rel)
-            self._yaml[rel] = [d for d in yaml.load_all(text, Loader=_LineLoader) if d is not None] if text else []
+            self._yaml[rel] = load_yaml_all(text) if text else []
         return self._yaml[rel]
 
     def hcl(self, rel: str) -> dict | None:

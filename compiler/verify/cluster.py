@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from compiler.verify import CONNECTIONS_DIR, Broken, Result, _LineLoader
+from compiler.verify import CONNECTIONS_DIR, Broken, Result, load_yaml_all
 
 LAYERS = ("service", "kong", "networkpolicy-egress", "networkpolicy-ingress", "istio", "prometheus", "objects")
 
@@ -122,7 +122,7 @@ def _documents(tree, rel: str) -> list[tuple[int, dict]]:
         end = m.start() if m else len(text)
         piece = text[start:end]
         if piece not in cache:
-            cache[piece] = [d for d in yaml.load_all(piece, Loader=_LineLoader) if d is not None]
+            cache[piece] = load_yaml_all(piece)
         out += [(offset, d) for d in cache[piece]]
         if m:
             offset += piece.count("\n") + 1
