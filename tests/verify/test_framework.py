@@ -67,3 +67,18 @@ def test_an_unknown_format_is_refused(tmp_path):
     path.write_text(path.read_text().replace(f'"format": {FORMAT}', '"format": 99'))
     with pytest.raises(VerifyError, match="format"):
         verify(root)
+
+
+def test_fast_yaml_reader_builds_what_safe_loader_builds():
+    """load_yaml_all builds values itself (speed); on every generated YAML file it must equal SafeLoader's."""
+    import yaml
+
+    from compiler.verify import _LineLoader, load_yaml_all
+    from tests.conftest import REPO
+    files = sorted((REPO / "generated").rglob("*.yaml"))
+    assert len(files) > 300
+    for f in files:
+        text = f.read_text()
+        assert load_yaml_all(text) == [d for d in yaml.load_all(text, Loader=_LineLoader) if d is not None], f
+    odd = "a: 0x1F\nb: 1_000\nc: 1.5\nd: ~\ne: 'yes'\nf: yes\ng: 2026-12-02\nh: [1, {i: j}]\n"
+    assert load_yaml_all(odd) == [d for d in yaml.load_all(odd, Loader=_LineLoader)]
