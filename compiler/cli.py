@@ -172,6 +172,44 @@ def verify(tree, regions):
     sys.exit(1 if report.broken else 0)
 
 
+@cli.command(name="diff")
+@click.option("--spec", default=DEFAULT_SPEC, show_default=True, type=click.Path(dir_okay=False), help="The spec (working tree side).")
+@click.option("--base", "base_ref", default="HEAD", show_default=True, help="Git ref to compare against (read with `git show`, no checkout).")
+@click.option("--base-spec", type=click.Path(dir_okay=False, exists=True), help="Compare against this spec file instead of a git ref.")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
+@click.option("--affected", is_flag=True, help="Print only the affected deploy units, one per line.")
+def diff_cmd(spec, base_ref, base_spec, fmt, affected):
+    """What changes against BASE: files per region and target, the changes in words, risks, affected deploy units, cost."""
+    from compiler import diff as d
+    from compiler.pipeline import compile_file
+    new = _compile(spec, False)
+    old = compile_file(base_spec) if base_spec else d.compile_at_ref(base_ref, spec)
+    report = d.diff(old, new, base_spec or base_ref)
+    if affected:
+        for unit in report.affected:
+            click.echo(unit)
+        return
+    render = {"text": d.render_text, "markdown": d.render_markdown, "json": d.render_json}[fmt]
+    click.echo(render(report), nl=False)
+
+
+@cli.command()
+@click.option("--spec", default=DEFAULT_SPEC, show_default=True, type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
+def cost(spec, fmt):
+    """Monthly cost estimate per region and category (min -> max nodes), per location, beside the spec's budget.
+
+    Prices: compiler/cost/prices.yaml (public list prices, each with its source and date), overridden by the
+    spec's `cost.prices` (keys `cloud/item[/name]`, e.g. `aws/instance_hour/c6i.4xlarge`)."""
+    import json as _json
+    from compiler import cost as c
+    est = c.estimate(_compile(spec, False).plan)
+    if fmt == "json":
+        click.echo(_json.dumps(c.to_json(est), indent=2))
+    else:
+        click.echo((c.render_markdown if fmt == "markdown" else c.render_text)(est), nl=False)
+
+
 def main(argv=None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:

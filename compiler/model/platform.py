@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import WithJsonSchema
+from pydantic import Field, StringConstraints, WithJsonSchema
 
 from compiler.model.base import F, FD, Cidr, Model, Name, Percent, PositiveInt
 from compiler.model.datastores import Datastores, Sharding
@@ -181,6 +181,16 @@ class DisasterRecovery(Model):
     p1_response_minutes: PositiveInt = F(15, description="Response time for P1 incidents (alert routing).")
 
 
+class CostUsage(Model):
+    """Monthly volumes the estimate (`platformc cost`) needs for traffic- and volume-priced items; 0 leaves an item out."""
+
+    object_storage_gib_per_region: float = F(0, description="Object storage held per region (GiB-month): uploads, backups, WAL archive.", ge=0)
+    nat_processed_gib_per_region: float = F(0, description="Data through each region's NAT gateways per month (GiB).", ge=0)
+    internet_egress_gib_per_region: float = F(0, description="Data each region sends to the Internet directly (not through the CDN) per month (GiB).", ge=0)
+    cdn_egress_gib: float = F(0, description="Data the CDN serves per month, all regions (GiB).", ge=0)
+    cdn_requests_millions: float = F(0, description="HTTPS requests the CDN serves per month, in millions.", ge=0)
+
+
 class CostModel(Model):
     """Monthly budget by category; budgets and alerts are derived per region by traffic share."""
 
@@ -190,6 +200,11 @@ class CostModel(Model):
     reserved_savings_percent: Percent = F(40, description="Savings expected from reserved capacity on the baseline.")
     spot_savings_percent: Percent = F(60, description="Savings expected from spot capacity for non-critical workloads.")
     alert_thresholds_percent: list[PositiveInt] = F([80, 100], description="Budget alert thresholds, % of the monthly budget.")
+    prices: dict[Annotated[str, StringConstraints(pattern=r"^(aws|gcp|azure|global)/[a-z_]+(/[A-Za-z0-9._-]+)?$")], Annotated[float, Field(ge=0)]] = FD(
+        dict, description="Overrides of the price catalogue (compiler/cost/prices.yaml) for `platformc cost`, in USD: "
+                          "`cloud/item` or `cloud/item/name` to a price, e.g. `aws/instance_hour/c6i.4xlarge: 0.61` "
+                          "(per hour), `gcp/region_factor/asia-south1: 1.2`, `global/shield_advanced_month: 0`.")
+    usage: CostUsage = FD(CostUsage, description="Monthly volumes for the traffic- and volume-priced items of the estimate.")
 
 
 class Platform(Model):
