@@ -1,0 +1,107 @@
+"""platformc cost: the estimate for one reference region matches a figure computed by hand from the price
+catalogue; overrides, unpriced types and the budget rule (warning at cost.monthly's line)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from compiler import cost
+from compiler.errors import SpecError
+from compiler.pipeline import compile_text
+
+REPO = Path(__file__).resolve().parent.parent
+BASE = (REPO / "tests/cases/diff/base.yaml").read_text()
+H = 730
+
+
+def test_catalogue_prices_name_their_source_and_date():
+    cat = cost.catalogue()
+    assert cat["transcribed"] == "2026-12-02" and "2026-12-02" in cost.CATALOGUE.read_text().split("\n\n")[0]
+    for key, (price, source) in cost._flatten(cat).items():
+        assert price >= 0 and source in cat["sources"], key
+    for name, src in cat["sources"].items():
+        assert src["page"] and src["date"] == "2026-12-02", name
+
+
+def test_us_east_1_floor_by_hand(reference):
+    """us-east-1 at min nodes, 40 % reserved savings on the always-on baseline (the reference's cost model)."""
+    r = reference.region("us-east-1")
+    k = r.settings.kubernetes.node_pools
+    assert (k["cpu-optimized"].min_nodes, k["memory-optimized"].min_nodes, k["gpu"].min_nodes) == (30, 15, 5)
+    save = 0.6
+    compute = (30 * 0.68 + 15 * 1.008 + 5 * 1.212) * H * save + 0.10 * H  # c6i.4xlarge, r6i.4xlarge, g5.2xlarge; EKS
+    database = (4 * 1.008 + 2 * 0.085 + 6 * 0.126 + 3 * 0.504) * H * save  # pg x4, pgbouncer x2, redis x6, es x3
+    storage = (50 * 100 + 4 * 2000 + 6 * 50 + 3 * 1000) * 0.08  # node disks, pg, redis, es volumes (gp3)
+    networking = 3 * 0.045 * H  # a NAT gateway per zone
+    monitoring = 50 * 36.0  # Datadog APM per node
+    security = 0.0208 * H * save + (5 + 4 * 1.0) + 1.0  # bastion, WAF ACL with 4 rules, KMS key
+    lb = 0.0225 * H
+    by_hand = compute + database + storage + networking + monitoring + security + lb
+    est = cost.estimate(reference)
+    low, high = est.region_total("us-east-1")
+    assert low == pytest.approx(by_hand, abs=0.05)
+    assert round(by_hand, 2) == pytest.approx(24356.99, abs=0.05)
+    # the ceiling: burst to 200 nodes on-demand (gpu +15, memory +45, cpu +90) and APM on every node
+    burst = (90 * 0.68 + 45 * 1.008 + 15 * 1.212) * H + 150 * 100 * 0.08 + 150 * 36.0  # nodes, their disks, APM
+    assert high == pytest.approx(by_hand + burst, abs=0.05)
+
+
+def test_reference_total_and_per_location(reference):
+    est = cost.estimate(reference)
+    low, high = est.total
+    assert low > est.budget_total == 31000 and est.locations == 10000
+    assert est.per_location == (round(low / 10000, 2), round(high / 10000, 2))
+    text = cost.render_text(est)
+    assert "budget (cost.monthly): $31,000; per location: $3.10" in text
+    assert "Not estimated" in text  # the reference gives no traffic volumes
+
+
+def test_spec_prices_override_the_catalogue():
+    a = cost.estimate(compile_text(BASE).plan)
+    text = BASE.replace("cost:\n", "cost:\n  prices: {aws/instance_hour/m6i.2xlarge: 0, global/shield_advanced_month: 0}\n")
+    b = cost.estimate(compile_text(text).plan)
+    lo_a, lo_b = a.region_total("use1")[0], b.region_total("use1")[0]
+    assert lo_a - lo_b == pytest.approx(5 * 0.384 * H * 0.6, abs=0.05)  # the general pool's 5 reserved nodes
+
+
+def test_unpriced_instance_types_are_named():
+    text = BASE.replace("instance_types: {aws: m6i.2xlarge,", "instance_types: {aws: m7i.2xlarge,")
+    est = cost.estimate(compile_text(text).plan)
+    assert any("aws/instance_hour/m7i.2xlarge" in u for u in est.unpriced)
+
+
+def test_usage_volumes_are_priced():
+    text = BASE.replace("cost:\n", "cost:\n  usage: {cdn_egress_gib: 1000, object_storage_gib_per_region: 500}\n")
+    est = cost.estimate(compile_text(text).plan)
+    items = {ln.item: ln.low for ln in est.lines if ln.region in ("use1", "")}
+    assert items["CDN egress: 1000 GiB"] == pytest.approx(85.0)
+    assert items["object storage: 500 GiB"] == pytest.approx(500 * 0.023)
+    assert not any("CDN egress" in n for n in est.not_estimated)
+
+
+def test_docs_section_is_a_markdown_table(reference):
+    md = cost.docs_section(reference)
+    assert md.startswith("## Cost estimate\n") and "| us-east-1 |" in md and "| **total** |" in md
+
+
+def _line_of(text: str, needle: str) -> int:
+    return text[: text.index(needle)].count("\n") + 1
+
+
+def test_budget_rule_warns_at_the_budget_line():
+    from compiler.rules import RULES
+    code = "R044"
+    assert any(r.code == code and r.severity == "warning" and r.stage == "plan" for r in RULES)
+    text = BASE.replace("monthly: {compute: 4000,", "monthly: {compute: 400,")
+    compiled = compile_text(text)  # a warning: the compile goes on
+    (w,) = [w for w in compiled.warnings if w.code == code]
+    assert w.line == _line_of(text, "  monthly: {compute: 400,") and w.path == "cost.monthly"
+    assert "use1" in w.message and "euw1" in w.message
+    from compiler.pipeline import _apply  # the one policy every rule goes through: --strict makes a warning an error
+    with pytest.raises(SpecError) as exc:
+        _apply([w], strict=True)
+    assert [d.code for d in exc.value.diagnostics] == [code]
+    ok = BASE.replace("monthly: {compute: 4000,", "monthly: {compute: 40000,")
+    assert code not in [w.code for w in compile_text(ok).warnings]
