@@ -505,25 +505,30 @@ def route_hosts(p, settings):
                                       f"{host} is not served by the edge (only {', '.join(sorted(served))})", region)
 
 
-@rule("R038", "Pod secrets come from a secret manager the cluster can read",
-      "A service's `secrets:` become a Kubernetes Secret that External Secrets Operator fills from the "
-      "reference's store: `vault:` (with `security.vault_address` set), `aws-sm:`, `gcp-sm:` or `azure-kv:`. "
-      "An `env:` reference is read from the environment of the CI job or the Ansible run, which no pod "
-      "has: use a secret manager for it.")
-def pod_secret_stores(p, settings):
+@rule("R038", "Secrets a cluster reads come from a secret manager it can reach",
+      "Every reference the cluster turns into a Kubernetes Secret (a service's `secrets:`, "
+      "`monitoring.grafana_admin_password`, `monitoring.alert_receivers`, `datastores.elasticsearch.clients`) is "
+      "synced by External Secrets Operator from the reference's store: `vault:` (with `security.vault_address` "
+      "set), `aws-sm:`, `gcp-sm:` or `azure-kv:`. An `env:` reference is read from the environment of the CI job "
+      "or the Ansible run, which no cluster has: use a secret manager for it.")
+def cluster_secret_stores(p, settings):
     for region, s in _per_region(settings):
-        for name, svc in s.services.items():
-            if not svc.enabled:
+        refs = [(("services", name, "secrets", key), ref) for name, svc in s.services.items() if svc.enabled
+                for key, ref in svc.secrets.items()]
+        refs += [(("monitoring", "grafana_admin_password"), s.monitoring.grafana_admin_password)]
+        recv = s.monitoring.alert_receivers
+        refs += [(("monitoring", "alert_receivers", f), getattr(recv, f)) for f in type(recv).model_fields
+                 if f.endswith(("_key", "_url"))]
+        refs += [(("datastores", "elasticsearch", "clients", c), ref) for c, ref in s.datastores.elasticsearch.clients.items()]
+        for path, ref in refs:
+            if not ref:
                 continue
-            for key, ref in svc.secrets.items():
-                scheme = ref.split(":", 1)[0]
-                if scheme == "env":
-                    yield Finding(("services", name, "secrets", key),
-                                  f"{ref} is an env: reference, which no pod can read; put the secret in vault:, "
-                                  f"aws-sm:, gcp-sm: or azure-kv: and reference it from there", region)
-                elif scheme == "vault" and not s.security.vault_address:
-                    yield Finding(("services", name, "secrets", key),
-                                  f"{ref} needs security.vault_address (the Vault the cluster reads it from)", region)
+            scheme = ref.split(":", 1)[0]
+            if scheme == "env":
+                yield Finding(path, f"{ref} is an env: reference, which no cluster can read; put the secret in vault:, "
+                                    f"aws-sm:, gcp-sm: or azure-kv: and reference it from there", region)
+            elif scheme == "vault" and not s.security.vault_address:
+                yield Finding(path, f"{ref} needs security.vault_address (the Vault the cluster reads it from)", region)
 
 
 # ---------------------------------------------------------------- derived (plan) rules

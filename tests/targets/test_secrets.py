@@ -24,7 +24,7 @@ from compiler.targets import helm, kubernetes
 from compiler.targets.helm import observability as obs
 from compiler.targets.helm import secrets
 from compiler.targets.helm.fluentbit import parse_classic
-from tests.conftest import require_shared
+from tests.conftest import REPO, require_shared
 from tests.targets.test_kubernetes import CASES, plan_of
 
 CRD_FILES = {"ExternalSecret": "external-secrets.io_externalsecrets.yaml",
@@ -249,15 +249,25 @@ def test_one_store_per_scheme_with_the_specs_provider_settings():
             assert doc["spec"]["provider"] == expect
 
 
-def test_env_references_are_not_delivered_and_are_said():
-    plan = plan_of("two-region")
-    for r in plan.regions:
-        ((w, ref),) = secrets.unsupported(r)
-        assert (w.name, ref) == ("orders", "env:ORDERS_DB_PASSWORD")
-        assert ("orders", r.service("orders").namespace) not in {(d["metadata"]["name"], d["metadata"]["namespace"])
-                                                                  for d in secrets.external_secrets(r)}
-        header = helm_files("two-region")[f"helm/{r.name}/helmfile.yaml"]
-        assert "Secret not delivered" in header and "environment variable ORDERS_DB_PASSWORD" in header
+def test_every_secret_the_cluster_reads_has_a_store():
+    """R038 refuses env: references (and vault: without an address) wherever the cluster makes a Secret, so a
+    valid spec leaves the helm target nothing it cannot deliver."""
+    for case in ("reference", "two-region"):
+        for r in plan_of(case).regions:
+            assert secrets.unsupported(r) == [], (case, r.name)
+
+
+def test_an_env_reference_for_a_cluster_secret_is_refused_at_its_line():
+    from compiler.errors import SpecError
+    from compiler.pipeline import compile_text
+    text = (REPO / "tests/cases/two-region/platform.yaml").read_text()
+    old = 'grafana_admin_password: "vault:kv/data/acme/grafana#admin_password"'
+    assert text.count(old) == 2
+    bad = text.replace(old, 'grafana_admin_password: "env:GRAFANA_ADMIN"', 1)
+    with pytest.raises(SpecError) as exc:
+        compile_text(bad, "platform.yaml")
+    line = bad[: bad.index('grafana_admin_password: "env:')].count("\n") + 1
+    assert ("R038", line) in [(d.code, d.line) for d in exc.value.diagnostics]
 
 
 # ------------------------------------------------------------------ the helmfile installs them in order
