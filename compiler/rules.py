@@ -591,3 +591,19 @@ def pod_blocks(plan):
                       f"the pod range {a.pod_cidr or '(none left in ' + r.cidr + ')'} holds at most {fits} nodes' pod blocks, "
                       f"the pools may grow to {min(nodes, cap) if cap else nodes}: lower the node pools' max_nodes "
                       f"(or kubernetes.max_nodes) to {fits} in all, or give the region a larger cidr", r.name)
+
+
+@rule("R044", "The cost estimate fits the budget",
+      "Each region's estimated monthly floor (`platformc cost`: every node pool at min nodes, the data tier, disks, "
+      "NAT, load balancer, WAF, KMS, APM, priced from compiler/cost/prices.yaml and `cost.prices`, less the spec's "
+      "reserved and spot savings) stays within its budget, the region's traffic share of `cost.monthly`. "
+      "Checked when the budget is in USD (the catalogue's currency).", stage="plan", severity="warning")
+def cost_budget(plan):
+    from compiler.cost import over_budget, usd
+    over = over_budget(plan)
+    if over:
+        worst = max(over, key=lambda o: o[1] / o[2] if o[2] else float("inf"))
+        yield Finding(("cost", "monthly"),
+                      f"the estimated monthly floor exceeds the budget in {len(over)} of {len(plan.regions)} regions: "
+                      + ", ".join(f"{r} {usd(lo)} > {usd(b)}" for r, lo, b in over)
+                      + f" (worst {worst[0]}); raise cost.monthly or shrink what the regions provision (`platformc cost`)")

@@ -43,8 +43,12 @@ def test_us_east_1_floor_by_hand(reference):
     low, high = est.region_total("us-east-1")
     assert low == pytest.approx(by_hand, abs=0.05)
     assert round(by_hand, 2) == pytest.approx(24356.99, abs=0.05)
-    # the ceiling: burst to 200 nodes on-demand (gpu +15, memory +45, cpu +90) and APM on every node
-    burst = (90 * 0.68 + 45 * 1.008 + 15 * 1.212) * H + 150 * 100 * 0.08 + 150 * 36.0  # nodes, their disks, APM
+    # the ceiling: every pool bursts to its max nodes on-demand (within the cluster's max_nodes), with disks and APM
+    up = {n: k[n].max_nodes - k[n].min_nodes for n in k}
+    assert sum(up.values()) + 50 <= r.settings.kubernetes.max_nodes
+    nodes = sum(up.values())
+    burst = (up["cpu-optimized"] * 0.68 + up["memory-optimized"] * 1.008 + up["gpu"] * 1.212) * H \
+        + nodes * 100 * 0.08 + nodes * 36.0  # nodes, their disks, APM
     assert high == pytest.approx(by_hand + burst, abs=0.05)
 
 
