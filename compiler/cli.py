@@ -1,7 +1,10 @@
 """The `platformc` command line: a thin click layer over the library.
 
 Exit codes: 0 success; 1 `--check` found generated files stale, or an internal error (a bug);
-2 invalid spec or usage (every spec error is printed as FILE:LINE:COL: path: [CODE] message).
+2 invalid spec or usage (every spec error is printed as FILE:LINE:COL: path: [CODE] message; an
+unsafe or overlapping --out/--docs-out); 3 the write was refused, nothing changed (lock held, a file
+platformc did not write in the way, a tampered manifest); 4 a file-system failure (read-only, full disk),
+the write rolled back.
 """
 
 from __future__ import annotations
@@ -22,6 +25,17 @@ SCHEMA_PATH = Path("schemas/platform.schema.json")
 def _print_warnings(compiled) -> None:
     for w in compiled.warnings:
         click.echo(w.format(), err=True)
+
+
+def _read_spec(spec: str) -> bytes:
+    """The spec's bytes, read once (a missing file is a positioned error, like the loader's)."""
+    from compiler.errors import Diagnostic, SpecError
+    try:
+        with open(spec, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise SpecError([Diagnostic(str(spec), 1, 1, "<root>", "L000",
+                                    f"cannot read the spec: {exc.strerror}")]) from None
 
 
 def _compile(spec: str, strict: bool):
@@ -59,47 +73,64 @@ def validate(spec, strict):
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 def generate(spec, out, docs_out, regions, target_names, check, strict):
     """Compile the spec into OUT (and the docs), or check that they are up to date."""
+    import time
+
+    from compiler import writer
     roots = {"generated": Path(out), "docs": Path(docs_out)}
+    writer.check_roots({"--out": roots["generated"], "--docs-out": roots["docs"]}, spec)
+    raw = _read_spec(spec)  # read once: these bytes are compiled and fingerprinted (a pipe works too)
     full_run = check or regions or target_names or os.environ.get("PLATFORMC_FULL") == "1"
+    sources = None
     if not full_run:
         from compiler import noop
-        hit = noop.unchanged(spec, roots, strict)
+        sources = noop.sources_digest()  # before compiling: an edit during the run costs a recompile, never a freeze
+        hit = noop.unchanged(spec, roots, strict, spec_bytes=raw, sources=sources)
         if hit is not None:
             count, warnings = hit
             for w in warnings:
                 click.echo(w, err=True)
             click.echo(f"0 written, 0 removed, {count} unchanged (inputs unchanged since the last generate)")
             return
-    from compiler import writer
     from compiler.emit import check_regions, emit
+    from compiler.pipeline import compile_text
 
-    compiled = _compile(spec, strict)
+    started_ns = time.time_ns()
+    compiled = compile_text(raw, spec, strict=strict)
+    _print_warnings(compiled)
     check_regions(compiled.plan, regions)
     outputs, owners = emit(compiled.plan, target_names or None, regions or None, with_docs=not target_names)
+    # What a run may prune: a full run, every owner (a region removed from the spec is pruned); --target,
+    # those targets' owners; --region, exactly the owners compiled (never another region's files).
+    if regions:
+        scope = owners
+    elif target_names:
+        scope = (lambda owner, names=frozenset(target_names): owner.split("/", 1)[0] in names)
+    else:
+        scope = None
     if check:
         report = []
         for name, files in outputs.items():
-            report += writer.describe(writer.plan_write(roots[name], files, owners), str(roots[name]))
+            report += writer.describe(writer.plan_write(roots[name], files, scope), str(roots[name]))
         if report:
             click.echo("\n".join(report), err=True)
             click.echo("generated files are stale: run `make generate` (platformc generate) and commit the result", err=True)
             sys.exit(1)
         click.echo("generated files are up to date")
         return
-    written = removed = unchanged = 0
-    for name, files in outputs.items():
-        with writer.locked(roots[name]):  # planned under the lock: another run may have written meanwhile
-            plan = writer.plan_write(roots[name], files, owners)
-            writer.apply(plan)
-        written += len([p for p in plan.write if p != writer.MANIFEST])
-        removed += len(plan.remove)
-        unchanged += plan.unchanged
+    # One transaction over every root: all locked, planned and staged before any file is replaced.
+    with writer.session([roots[name] for name in outputs], {roots[name]: roots[name] for name in outputs}):
+        plans = {name: writer.plan_write(roots[name], files, scope) for name, files in outputs.items()}
+        writer.commit(list(plans.values()))
+    written = sum(len([p for p in plan.write if p != writer.MANIFEST]) for plan in plans.values())
+    removed = sum(len(plan.remove) for plan in plans.values())
+    unchanged = sum(plan.unchanged for plan in plans.values())
     if not full_run:
         from compiler import noop
         registry = compiled.plan.spec.sharding.registry_file
         from compiler.registry import registry_path
         extra = [registry_path(spec, registry)] if registry else []
-        noop.record(spec, roots, extra, [w.format() for w in compiled.warnings])
+        noop.record(spec, roots, extra, [w.format() for w in compiled.warnings], spec_bytes=raw, plans=plans,
+                    sources=sources, started_ns=started_ns)
     click.echo(f"{written} written, {removed} removed, {unchanged} unchanged")
 
 
@@ -109,18 +140,24 @@ def generate(spec, out, docs_out, regions, target_names, check, strict):
 def schema(out, check):
     """Write the JSON Schema (2020-12) of platform.yaml."""
     from compiler.schema import schema_text
-    text = schema_text()
+    from compiler.errors import FileSystemError
+    from compiler.writer import write_file_atomic
+    data = schema_text().encode("utf-8")
     path = Path(out)
-    current = path.read_text("utf-8") if path.exists() else None
+    try:
+        current = path.read_bytes()
+    except FileNotFoundError:
+        current = None
+    except OSError as exc:
+        raise FileSystemError(f"cannot read {out}: {exc.strerror}") from None
     if check:
-        if current != text:
+        if current != data:
             click.echo(f"{out} is stale: run `platformc schema`", err=True)
             sys.exit(1)
         click.echo(f"{out} is up to date")
         return
-    if current != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, "utf-8")
+    if current != data:
+        write_file_atomic(path, data)  # a temp file renamed over it: never a truncated schema
     click.echo(f"wrote {out}")
 
 

@@ -62,4 +62,14 @@ class UsageError(PlatformcError):
 
 
 class WriteError(PlatformcError):
-    """The output tree cannot be written as asked (foreign file in the way, lock held, path escape)."""
+    """The output tree cannot be written as asked (foreign file in the way, lock held, path escape, a
+    manifest entry outside its root): refused before anything changed. Exit 3."""
+
+    exit_code = 3
+
+
+class FileSystemError(WriteError, OSError):
+    """A file-system operation failed while writing (read-only, full disk, permission): the write was
+    rolled back, or the next run finishes it. One line, exit 4; still an OSError for callers."""
+
+    exit_code = 4

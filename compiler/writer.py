@@ -1,64 +1,222 @@
-"""Write an output tree atomically, prune what platformc wrote before, never touch anything else.
+"""Write the output trees as one transaction; prune only what platformc provably wrote; touch nothing else.
 
-Each output root (generated/, docs/) holds `.platformc-manifest.json`: every file platformc wrote
-there and the owner that produced it (`<target>/<region>` or `<target>/global`). With that:
-  * a file in the manifest that the current compile no longer produces is removed, but only when
-    its owner was compiled this time (so `--region us-east-1` never prunes another region);
-  * a file not in the manifest is someone else's: never overwritten or removed (identical bytes
-    are adopted silently, anything else is an error);
-  * changed files are first written to a staging directory inside the root, then renamed into
-    place, so a failure while staging leaves the tree as it was.
+Each output root (generated/, docs/) holds `.platformc-manifest.json`: every file platformc wrote there
+and the owner that produced it (`<target>/<region>` or `<target>/global`). With that:
+  * a file in the manifest that the compile no longer produces is removed, but only when its owner is in
+    the run's scope (so `--region us-east-1` never prunes another region);
+  * a file not in the manifest is someone else's: never overwritten, adopted or removed, even when it
+    holds the very bytes platformc would write (the run is refused);
+  * every manifest entry must be a plain relative path inside its root, reached through real directories
+    (no `..`, no absolute path, no symbolic link on the way): a tampered manifest is refused, never followed.
+
+One run writes every root in one transaction (`session` + `plan_write` + `commit`):
+  1. the roots are checked (`check_roots`: not `/`, not the home directory, not a directory holding the spec
+     or a git work tree, none inside another) and every root is locked before anything is read;
+  2. an interrupted transaction found under a lock is finished first (journal below), and staging
+     directories left by a killed run are swept;
+  3. every root is planned: nothing is written until every root is known to be writable as asked;
+  4. prepare: each root gets a journal (`.platformc-journal.json`) listing what will change; files that do
+     not exist yet are written straight to their place (one makedirs per new directory), changed files and
+     the manifest are written to `.platformc-staging-<id>/` inside the root;
+  5. commit: the first root's journal flips to "commit" (one atomic rename: the decision for all roots);
+     changed files are renamed into place (the old file kept as a hard link for a rollback), pruned files
+     are moved into staging, the manifest is renamed last; then journals and staging are removed.
+A failure before the decision rolls back (new files unlinked, staging dropped); a failure after it rolls
+every root back to its old bytes. A killed run leaves a journal: the next run rolls it forward when the
+decision was taken, back otherwise. Either way no root is ever left half-written, and no file exists that
+the manifest does not account for. Durability against power loss (fsync) is not attempted.
 """
 
 from __future__ import annotations
 
 import difflib
+import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
-import tempfile
+import stat
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from compiler.errors import WriteError
+from compiler.errors import FileSystemError, UsageError, WriteError
 
 MANIFEST = ".platformc-manifest.json"
 LOCK = ".platformc.lock"
+JOURNAL = ".platformc-journal.json"
+STAGING_PREFIX = ".platformc-staging-"
+RESERVED = ".platformc"  # no output or manifest entry may start with this: it is the writer's namespace
 DIFF_LINES = 40
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 @dataclass
 class Plan:
-    """What a write would do, computed without touching the disk."""
+    """What a write would do for one root, computed without changing the disk."""
 
-    root: Path
-    write: dict = field(default_factory=dict)  # rel path -> new bytes (new or changed)
+    root: Path  # as the user named it (messages)
+    write: dict = field(default_factory=dict)  # rel path -> new bytes (new or changed; MANIFEST when it changes)
     remove: list = field(default_factory=list)  # rel paths to prune
     unchanged: int = 0
     manifest: dict = field(default_factory=dict)  # the manifest after the write
+    real: Path | None = None  # the resolved root
+    new: set = field(default_factory=set)  # rel paths in `write` with nothing on disk (written in place)
+    mkdirs: list = field(default_factory=list)  # rel dirs to create, parents first
+    data: dict = field(default_factory=dict)  # rel -> bytes of every output (the no-op state hashes these)
+    manifest_bytes: bytes = b""
+    pending: bool = False  # an interrupted write awaits recovery (only --check, which takes no lock, sees it)
 
     @property
     def stale(self) -> bool:
-        return bool(self.write or self.remove)
+        return bool(self.write or self.remove or self.pending)
 
+    def digests(self) -> dict:
+        """SHA-256 of every file this root holds after the write, from the bytes in memory."""
+        out = {rel: hashlib.sha256(b).hexdigest() for rel, b in self.data.items()}
+        out[MANIFEST] = hashlib.sha256(self.manifest_bytes).hexdigest()
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- paths
 
 def safe_relpath(rel: str) -> str:
     p = PurePosixPath(rel)
-    if p.is_absolute() or ".." in p.parts or not p.parts or rel != str(p) or "\\" in rel:
+    if (not isinstance(rel, str) or p.is_absolute() or ".." in p.parts or not p.parts or rel != str(p)
+            or "\\" in rel or "\0" in rel or p.parts[0].startswith(RESERVED)):
         raise WriteError(f"refusing output path {rel!r}: it must stay inside the output directory")
     return rel
 
 
-def _read_manifest(root: Path) -> dict:
+def _is_within(inner: str, outer: str) -> bool:
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
+
+
+def _git_top(start: str) -> str | None:
+    d = start
+    while True:
+        if os.path.lexists(os.path.join(d, ".git")):
+            return d
+        parent = os.path.dirname(d)
+        if parent == d:
+            return None
+        d = parent
+
+
+def check_roots(roots: dict, spec: str | None = None) -> None:
+    """Refuse output roots that platformc must never write into: {flag or name: path}. UsageError (exit 2).
+
+    `/`, the home directory, a directory holding the spec or a git work tree (`--out .` in a project), a
+    path under a regular file, and two roots that are the same or one inside the other."""
+    home = os.path.realpath(os.path.expanduser("~"))
+    spec_dir = None
+    if spec and os.path.isfile(spec):
+        spec_dir = os.path.dirname(os.path.realpath(spec))
+    tops = {t for t in (_git_top(os.getcwd()), spec_dir and _git_top(spec_dir)) if t}
+    reals = {}
+    for flag, root in roots.items():
+        given = str(root)
+        real = os.path.realpath(root)
+        why = None
+        if real == "/":
+            why = "that is the file-system root"
+        elif real == home:
+            why = "that is your home directory"
+        elif spec_dir and _is_within(spec_dir, real):
+            why = f"it holds the spec {spec}"
+        else:
+            for top in sorted(tops):
+                if _is_within(top, real):
+                    why = f"it holds a git work tree ({os.path.join(top, '.git')})"
+            if why is None and os.path.lexists(os.path.join(real, ".git")):
+                why = f"it holds a git work tree ({os.path.join(real, '.git')})"
+        if why is None:
+            d = real
+            while not os.path.lexists(d):
+                d = os.path.dirname(d)
+            if not os.path.isdir(d):
+                why = f"{d} is a file, not a directory"
+        if why:
+            raise UsageError(f"refusing {flag} {given!r}: {why}; give platformc an output directory of its own")
+        reals[flag] = (given, real)
+    items = list(reals.items())
+    for i, (f1, (g1, r1)) in enumerate(items):
+        for f2, (g2, r2) in items[i + 1:]:
+            if _is_within(r1, r2) or _is_within(r2, r1):
+                how = "are the same directory" if r1 == r2 else "one is inside the other"
+                raise UsageError(f"refusing {f1} {g1!r} and {f2} {g2!r}: the output directories overlap ({how});"
+                                 f" each needs a directory of its own")
+
+
+def _real_root(root: Path) -> Path:
+    real = os.path.realpath(root)
+    if real == "/":
+        raise UsageError(f"refusing to write into {str(root)!r}: that is the file-system root")
+    if os.path.lexists(real) and not os.path.isdir(real):
+        raise WriteError(f"{root} is a file where platformc writes a directory; move it away")
+    return Path(real)
+
+
+def _fs_error(exc: OSError, labels: dict, what: str = "") -> FileSystemError:
+    """One line naming the file (as the user knows the root) and the system's reason."""
+    name = os.fsdecode(exc.filename) if getattr(exc, "filename", None) else ""
+    for real, label in labels.items():
+        if name and _is_within(name, str(real)):
+            rel = os.path.relpath(name, real)
+            if rel.startswith(STAGING_PREFIX) or rel.startswith(JOURNAL):
+                rel = f"{rel.split('/')[0]} (platformc's staging)"
+            name = os.path.join(str(label), rel) if rel != "." else str(label)
+            break
+    reason = exc.strerror or str(exc)
+    where = f"{name}: " if name else ""
+    return FileSystemError(f"cannot write the output: {where}{reason}{what}")
+
+
+# ------------------------------------------------------------------------------------------ manifest
+
+def _manifest_problem(label, what: str) -> WriteError:
+    return WriteError(f"{label}/{MANIFEST} {what}; restore it from git (or delete it to start over)")
+
+
+def _read_manifest(root: Path, label=None) -> dict:
+    return _load_manifest(Path(root), label or root)[0]
+
+
+def _load_manifest(real: Path, label) -> tuple[dict, bytes | None]:
+    """(files, raw bytes) of the manifest, every entry checked; ({}, None) when there is none."""
     try:
-        data = json.loads((root / MANIFEST).read_text("utf-8"))
-        return dict(data.get("files", {}))
+        fd = os.open(real / MANIFEST, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
     except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise WriteError(f"{root / MANIFEST} is unreadable ({exc}); restore it from git") from None
+        return {}, None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _manifest_problem(label, "is a symbolic link") from None
+        raise _manifest_problem(label, f"is unreadable ({exc.strerror})") from None
+    try:
+        raw = _read_fd(fd)
+    except OSError as exc:
+        raise _manifest_problem(label, f"is unreadable ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:
+        raise _manifest_problem(label, f"is not valid JSON ({str(exc).splitlines()[0]})") from None
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict):
+        raise _manifest_problem(label, "has no \"files\" mapping")
+    for rel, owner in files.items():
+        try:
+            safe_relpath(rel)
+        except WriteError:
+            raise WriteError(f"{label}/{MANIFEST} lists {rel!r}, which is not a plain path inside {label}/; "
+                             f"refusing to follow it (restore the manifest from git)") from None
+        if not isinstance(owner, str):
+            raise _manifest_problem(label, f"gives {rel!r} the owner {owner!r}, not a string")
+    return dict(files), raw
 
 
 def _manifest_bytes(files: dict) -> bytes:
@@ -67,92 +225,617 @@ def _manifest_bytes(files: dict) -> bytes:
     return (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
 
 
-def plan_write(root: Path, outputs: dict, owners_in_scope: set | None) -> Plan:
-    """outputs: {rel path: (owner, text)}. owners_in_scope: owners compiled now (None = all)."""
-    old = _read_manifest(root)
-    plan = Plan(root=root)
-    new_manifest = {p: o for p, o in old.items()
-                    if owners_in_scope is not None and o not in owners_in_scope}
-    for rel, (owner, text) in sorted(outputs.items()):
+def _read_fd(fd: int, size: int = 0) -> bytes:
+    chunks = []
+    while True:
+        b = os.read(fd, max(size + 1, 1 << 16))
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
+
+
+# ---------------------------------------------------------------------------------------------- plan
+
+class _Tree:
+    """What is on disk under a root, asked lazily and cached per directory (lstat, never following links)."""
+
+    def __init__(self, real: Path, label):
+        self.real, self.label = real, label
+        self.dirs: dict = {}  # rel dir -> "dir" | "missing"
+        self.walked: dict | None = None  # manifest-less root: rel -> "dir" | "link" | "file" | "other"
+
+    def walk(self) -> None:
+        """A manifest-less root is listed once: then no per-file system call is needed."""
+        found = {}
+        if os.path.isdir(self.real):
+            stack = [""]
+            while stack:
+                d = stack.pop()
+                with os.scandir(self.real / d if d else self.real) as it:
+                    for e in it:
+                        rel = f"{d}/{e.name}" if d else e.name
+                        if e.is_dir(follow_symlinks=False):
+                            found[rel] = "dir"
+                            stack.append(rel)
+                        else:
+                            found[rel] = "link" if e.is_symlink() else "file" if e.is_file(follow_symlinks=False) else "other"
+        self.walked = found
+
+    def kind(self, rel: str) -> str | None:
+        """'dir', 'link', 'file', 'other', or None when nothing is there (its directories checked first)."""
+        if self.walked is not None:
+            return self.walked.get(rel)
+        try:
+            m = os.lstat(self.real / rel).st_mode
+        except FileNotFoundError:
+            return None
+        return "dir" if stat.S_ISDIR(m) else "link" if stat.S_ISLNK(m) else "file" if stat.S_ISREG(m) else "other"
+
+    def dir_state(self, rel_dir: str, for_rel: str) -> str:
+        """'dir' or 'missing'; WriteError when a file or a symbolic link stands where a directory goes."""
+        if rel_dir == "":
+            return "dir" if os.path.isdir(self.real) else "missing"
+        got = self.dirs.get(rel_dir)
+        if got is not None:
+            return got
+        parent = rel_dir.rpartition("/")[0]
+        if self.dir_state(parent, for_rel) == "missing":
+            got = "missing"
+        else:
+            k = self.kind(rel_dir)
+            if k in ("dir", None):
+                got = "dir" if k else "missing"
+            elif k == "link":
+                raise WriteError(f"{self.label}/{rel_dir} is a symbolic link where platformc needs a directory "
+                                 f"(for {self.label}/{for_rel}); platformc does not follow links: replace it "
+                                 f"with a directory or move it away")
+            else:
+                raise WriteError(f"{self.label}/{rel_dir} is a file where platformc needs a directory "
+                                 f"(for {self.label}/{for_rel}); move it away")
+        self.dirs[rel_dir] = got
+        return got
+
+
+def _scope(owners_in_scope):
+    if owners_in_scope is None:
+        return lambda owner: True
+    if callable(owners_in_scope):
+        return owners_in_scope
+    return owners_in_scope.__contains__
+
+
+def _foreign(label, rel: str, kind: str, same: bool) -> WriteError:
+    target = f"{label}/{rel}"
+    if kind == "link":
+        return WriteError(f"{target} is a symbolic link platformc did not write (platformc writes regular files "
+                          f"and never follows links); remove it or move it away")
+    if kind == "dir":
+        return WriteError(f"{target} is a directory where platformc writes a file; move it away")
+    if same:
+        return WriteError(f"refusing to adopt {target}: platformc did not write it (not in {MANIFEST}), although "
+                          f"it holds the very bytes platformc would write; delete it or move it away")
+    return WriteError(f"refusing to overwrite {target}: platformc did not write it (not in {MANIFEST}); "
+                      f"move it away or delete it")
+
+
+def plan_write(root: Path, outputs: dict, owners_in_scope=None) -> Plan:
+    """outputs: {rel path: (owner, text)}. owners_in_scope: owners whose stale files are pruned this run
+    (None = all, a set, or a predicate). Reads only; WriteError when the root cannot be written as asked."""
+    root = Path(root)
+    real = _real_root(root)
+    plan = Plan(root=root, real=real)
+    old, old_raw = _load_manifest(real, root)
+    plan.pending = os.path.lexists(real / JOURNAL)
+    in_scope = _scope(owners_in_scope)
+    tree = _Tree(real, root)
+    if not old:
+        tree.walk()  # nothing here is ours: list the root once (empty or absent: free)
+    new_manifest = {p: o for p, o in old.items() if not in_scope(o)}
+    mkdirs = set()
+    for rel in sorted(outputs):
+        owner, text = outputs[rel]
         safe_relpath(rel)
         data = text.encode("utf-8")
-        target = root / rel
-        try:
-            current = target.read_bytes()
-        except FileNotFoundError:
-            current = None
-        except IsADirectoryError:
-            raise WriteError(f"{target} is a directory where platformc writes a file") from None
-        if current is not None and rel not in old and current != data:
-            raise WriteError(f"refusing to overwrite {target}: platformc did not write it "
-                             f"(not in {MANIFEST}); move it away or delete it")
-        if current == data:
+        plan.data[rel] = data
+        new_manifest[rel] = owner
+        parent = rel.rpartition("/")[0]
+        if tree.dir_state(parent, rel) == "missing":
+            d = parent
+            while d and d not in mkdirs and tree.dir_state(d, rel) == "missing":
+                mkdirs.add(d)
+                d = d.rpartition("/")[0]
+            plan.write[rel] = data
+            plan.new.add(rel)
+            continue
+        if rel not in old:
+            kind = tree.kind(rel)
+            if kind is not None:
+                same = kind == "file" and _read_or_none(real / rel) == data
+                raise _foreign(root, rel, kind, same)
+            plan.write[rel] = data
+            plan.new.add(rel)
+            continue
+        current = _read_own(real / rel, root, rel, len(data))
+        if current is None:
+            plan.write[rel] = data
+            plan.new.add(rel)
+        elif current == data:
             plan.unchanged += 1
         else:
             plan.write[rel] = data
-        new_manifest[rel] = owner
     for rel, owner in sorted(old.items()):
-        if rel in outputs or (owners_in_scope is not None and owner not in owners_in_scope):
+        if rel in outputs or not in_scope(owner):
             continue
-        if (root / rel).exists():
-            plan.remove.append(rel)
+        try:
+            if tree.dir_state(rel.rpartition("/")[0], rel) == "missing":
+                continue
+        except WriteError as exc:
+            raise WriteError(f"{root}/{MANIFEST} lists {rel!r}, but {str(exc).split(' (for ')[0]}; "
+                             f"refusing to follow it") from None
+        kind = tree.kind(rel)
+        if kind is None:
+            continue
+        if kind == "dir":
+            raise WriteError(f"{root}/{rel} is a directory where platformc's file was (it is to be pruned); "
+                             f"move it away")
+        if kind != "file":
+            raise WriteError(f"{root}/{MANIFEST} lists {rel!r}, but {root}/{rel} is not a regular file "
+                             f"platformc wrote ({kind}); refusing to remove it: move it away")
+        plan.remove.append(rel)
+    plan.mkdirs = sorted(mkdirs)
     plan.manifest = new_manifest
-    if _manifest_bytes(new_manifest) != _read_bytes(root / MANIFEST):
-        plan.write[MANIFEST] = _manifest_bytes(new_manifest)
+    plan.manifest_bytes = _manifest_bytes(new_manifest)
+    if plan.manifest_bytes != old_raw:
+        plan.write[MANIFEST] = plan.manifest_bytes
     return plan
 
 
-def _read_bytes(p: Path) -> bytes | None:
+def _read_or_none(path: Path) -> bytes | None:
     try:
-        return p.read_bytes()
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+_DIFFERENT = b"\0<not the bytes platformc would write>"
+
+
+def _read_own(path: Path, label, rel: str, size: int) -> bytes | None:
+    """Current bytes of a file the manifest says is ours (None: gone). A size mismatch needs no read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _foreign(label, rel, "link", False) from None
+        raise FileSystemError(f"cannot read {label}/{rel}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise _foreign(label, rel, "dir", False)
+        if not stat.S_ISREG(st.st_mode):
+            raise WriteError(f"{label}/{rel} is not a regular file; move it away")
+        if st.st_size != size:
+            return _DIFFERENT  # changed: no need to read it
+        return _read_fd(fd, st.st_size)
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------------------ locks, sessions
+
+_held: dict = {}  # real root -> [thread id, fd, depth]
+_held_guard = threading.Lock()
+
+
+def _acquire(real: Path, label, created: list) -> None:
+    me = threading.get_ident()
+    with _held_guard:
+        h = _held.get(real)
+        if h is not None:
+            if h[0] != me:
+                raise WriteError(f"another platformc run holds {label}/{LOCK}; wait for it to finish")
+            h[2] += 1
+            return
+    if not os.path.isdir(real):
+        top = real
+        while not os.path.lexists(top.parent):
+            top = top.parent
+        try:
+            os.makedirs(real, exist_ok=True)
+        except OSError as exc:
+            raise _fs_error(exc, {}, f" (creating {label})") from None
+        created.append((real, top))
+    try:
+        fd = os.open(real / LOCK, os.O_RDWR | os.O_CREAT | _CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM) or not os.path.exists(real / LOCK):
+            raise _fs_error(exc, {real: label}) from None
+        fd = os.open(real / LOCK, os.O_RDONLY | _CLOEXEC)  # a read-only tree can still be locked
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise WriteError(f"another platformc run holds {label}/{LOCK}; wait for it to finish") from None
+    with _held_guard:
+        _held[real] = [me, fd, 1]
+
+
+def _release(real: Path) -> None:
+    with _held_guard:
+        h = _held[real]
+        h[2] -= 1
+        if h[2]:
+            return
+        del _held[real]
+    os.close(h[1])
+
+
+@contextmanager
+def session(roots, labels: dict | None = None):
+    """Lock every root (creating it if need be), finish any interrupted transaction found there, sweep
+    staging directories a killed run left. Re-entrant in one thread; another run gets WriteError."""
+    reals = {}
+    for r in roots:
+        reals[_real_root(Path(r))] = (labels or {}).get(r, r)
+    acquired, created = [], []
+    ok = False
+    try:
+        for real in sorted(reals):
+            _acquire(real, reals[real], created)
+            acquired.append(real)
+        for real in sorted(reals):
+            _recover(real, reals[real], acquired)
+            _sweep(real)
+        ok = True
+        yield
+    finally:
+        for real in reversed(acquired):
+            _release(real)
+        if not ok:  # refused before anything was written: leave no root we created behind
+            for real, top in created:
+                _remove_if_only_lock(real, top)
 
 
 @contextmanager
 def locked(root: Path):
     """Hold an exclusive lock on the root so two runs never interleave their writes."""
-    root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    with session([root]):
+        yield
+
+
+def _remove_if_only_lock(real: Path, top: Path) -> None:
+    try:
+        if os.listdir(real) == [LOCK]:
+            os.unlink(real / LOCK)
+        d = real
+        while _is_within(str(d), str(top)):
+            os.rmdir(d)
+            d = d.parent
+    except OSError:
+        pass
+
+
+def _sweep(real: Path) -> None:
+    """Staging left by a killed run (its journal, if any, was handled by _recover): removed."""
+    try:
+        entries = list(os.scandir(real))
+    except OSError:
+        return
+    for e in entries:
+        if e.name.startswith(STAGING_PREFIX) or e.name == JOURNAL + ".tmp":
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    shutil.rmtree(e.path)
+                else:
+                    os.unlink(e.path)
+            except OSError:
+                pass
+
+
+# ------------------------------------------------------------------------------------------- journal
+
+def _write_journal(real: Path, journal: dict) -> None:
+    tmp = real / (JOURNAL + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW | _CLOEXEC, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise WriteError(f"another platformc run holds {root / LOCK}; wait for it to finish") from None
-        yield
+            _write_all(fd, json.dumps(journal, sort_keys=True).encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, real / JOURNAL)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _read_journal(real: Path, label) -> dict | None:
+    try:
+        raw = (real / JOURNAL).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _fs_error(exc, {real: label}) from None
+
+    def damaged(why):
+        return WriteError(f"{label}/{JOURNAL} records an interrupted write but is damaged ({why}); platformc "
+                          f"cannot tell how to finish it: compare {label} with git, then delete the journal")
+    try:
+        j = json.loads(raw)
+        assert isinstance(j, dict) and j.get("platformc") == "journal"
+        staging = j["staging"]
+        assert isinstance(staging, str) and staging.startswith(STAGING_PREFIX) and "/" not in staging
+        for rel in j["new"] + [e[0] for e in j["replace"] + j["remove"]] + j["mkdirs"]:
+            safe_relpath(rel)
+        for e in j["replace"] + j["remove"] + ([j["manifest"]] if j["manifest"] else []):
+            assert isinstance(e[1], int)
+        assert j["state"] in ("prepare", "commit", "rollback") and isinstance(j["roots"], list)
+    except (ValueError, KeyError, TypeError, IndexError, AssertionError, WriteError) as exc:
+        raise damaged(type(exc).__name__) from None
+    return j
+
+
+def _recover(real: Path, label, acquired: list) -> None:
+    """Finish the transaction a killed or failed run left: forward if it was decided, else back."""
+    j = _read_journal(real, label)
+    if j is None:
+        return
+    roots = [Path(r) for r in j["roots"]]
+    for other in roots:
+        if other != real and other not in acquired and os.path.isdir(other):
+            _acquire(other, other, [])
+            acquired.append(other)
+    primary = Path(j["primary"])
+    pj = j if primary == real else (_read_journal(primary, primary) if os.path.isdir(primary) else None)
+    forward = pj is not None and pj["txid"] == j["txid"] and pj["state"] == "commit"
+    journals = []
+    for r in roots:
+        rj = j if r == real else (_read_journal(r, r) if os.path.isdir(r) else None)
+        if rj is not None and rj["txid"] == j["txid"]:
+            journals.append((r, rj))
+    labels = {r: (label if r == real else r) for r, _ in journals}
+    failed = None
+    try:
+        if forward:
+            try:
+                for r, rj in journals:
+                    _forward(r, rj)
+            except OSError as exc:  # cannot finish it: undo it, and say why
+                failed, forward = exc, False
+                pj["state"] = "rollback"
+                _write_journal(primary, pj)
+        if not forward:
+            for r, rj in reversed(journals):
+                _backward(r, rj)
+    except OSError as exc:
+        raise _fs_error(exc, labels, f"; an interrupted write in {label} could not be finished "
+                                     f"(the next run tries again)") from None
+    _finish(journals, pruned=forward)
+    if failed is not None:
+        raise _fs_error(failed, labels, "; an interrupted write could not be finished and was rolled back")
+
+
+def _finish(journals: list, pruned: bool) -> None:
+    for r, rj in journals:
+        if pruned:
+            for rel, _ in rj["remove"]:
+                _prune_empty_dirs(r, (r / rel).parent)
+        shutil.rmtree(r / rj["staging"], ignore_errors=True)
+    for r, rj in journals[1:] + journals[:1]:  # the primary's journal (the decision) goes last
+        try:
+            os.unlink(r / JOURNAL)
+        except OSError:
+            pass
+
+
+def _forward(real: Path, j: dict) -> None:
+    st = real / j["staging"]
+    for rel, idx, had_old in j["replace"]:
+        _forward_replace(real / rel, st / f"n{idx}", st / f"b{idx}", had_old)
+    for rel, idx in j["remove"]:
+        dest, b = real / rel, st / f"b{idx}"
+        if os.path.lexists(dest) and not os.path.lexists(b):
+            os.rename(dest, b)  # kept in staging until the commit is complete: a rollback moves it back
+    if j["manifest"]:
+        idx, had_old = j["manifest"]
+        _forward_replace(real / MANIFEST, st / f"n{idx}", st / f"b{idx}", had_old)
+
+
+def _forward_replace(dest: Path, n: Path, b: Path, had_old: bool) -> None:
+    if not os.path.lexists(n):
+        return  # done already
+    if had_old and not os.path.lexists(b) and os.path.lexists(dest):
+        try:
+            os.link(dest, b)  # the old bytes, for a rollback: no copy
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+                raise
+            os.rename(dest, b)
+    os.replace(n, dest)
+
+
+def _backward(real: Path, j: dict) -> None:
+    st = real / j["staging"]
+    entries = list(j["replace"])
+    if j["manifest"]:
+        entries.append([MANIFEST, *j["manifest"]])
+    for rel, idx, had_old in reversed(entries):
+        dest, n, b = real / rel, st / f"n{idx}", st / f"b{idx}"
+        if os.path.lexists(n):  # never renamed into place
+            if had_old and os.path.lexists(b) and not os.path.lexists(dest):
+                os.rename(b, dest)
+            continue
+        if had_old:
+            if os.path.lexists(b):
+                os.replace(b, dest)
+        else:
+            _unlink_regular(dest)
+    for rel, idx in reversed(j["remove"]):
+        dest, b = real / rel, st / f"b{idx}"
+        if os.path.lexists(b) and not os.path.lexists(dest):
+            os.makedirs(dest.parent, exist_ok=True)
+            os.rename(b, dest)
+    for rel in reversed(j["new"]):
+        _unlink_regular(real / rel)
+    for d in reversed(j["mkdirs"]):
+        try:
+            os.rmdir(real / d)
+        except OSError:
+            pass
+
+
+def _unlink_regular(path: Path) -> None:
+    try:
+        if stat.S_ISREG(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+# -------------------------------------------------------------------------------------------- commit
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o666)
+    try:
+        _write_all(fd, data)
     finally:
         os.close(fd)
 
 
-def apply(plan: Plan) -> None:
-    """Stage every changed file, then rename them into place, prune, and write the manifest last."""
-    root = plan.root
-    if not plan.stale:
-        return
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".platformc-staging-", dir=root))
+def _journal_for(plan: Plan, txid: str, primary: Path, roots: list) -> dict:
+    replace, remove, manifest = [], [], None
+    idx = 0
+    for rel in sorted(plan.write):
+        if rel in plan.new:
+            continue
+        if rel == MANIFEST:
+            manifest = [idx, os.path.lexists(plan.real / MANIFEST)]
+        else:
+            replace.append([rel, idx, True])
+        idx += 1
+    for rel in plan.remove:
+        remove.append([rel, idx])
+        idx += 1
+    return {"platformc": "journal", "txid": txid, "primary": str(primary), "roots": [str(r) for r in roots],
+            "state": "prepare", "staging": f"{STAGING_PREFIX}{txid}", "mkdirs": plan.mkdirs,
+            "new": sorted(plan.new), "replace": replace, "remove": remove, "manifest": manifest}
+
+
+def _materialize(plan: Plan, j: dict) -> None:
+    """Prepare one root: directories, new files in place, changed files and the manifest in staging."""
+    real = plan.real
+    for d in j["mkdirs"]:
+        try:
+            os.mkdir(real / d)
+        except FileExistsError:
+            if not os.path.isdir(real / d) or os.path.islink(real / d):
+                raise
+    st = real / j["staging"]
+    rel = None
     try:
-        staged = []
-        for rel, data in plan.write.items():
-            if rel == MANIFEST:
-                continue
-            tmp = staging / rel
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(data)
-            staged.append(rel)
-        for rel in staged:  # same filesystem: each rename is atomic
-            dest = root / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / rel, dest)
-        for rel in plan.remove:
-            (root / rel).unlink(missing_ok=True)
-            _prune_empty_dirs(root, (root / rel).parent)
-        if MANIFEST in plan.write:
-            tmp = staging / MANIFEST
-            tmp.write_bytes(plan.write[MANIFEST])
-            os.replace(tmp, root / MANIFEST)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        for rel in j["new"]:
+            _write_new(real / rel, plan.write[rel])
+        for rel, idx, _ in j["replace"]:
+            (st / f"n{idx}").write_bytes(plan.write[rel])
+        if j["manifest"]:
+            rel = MANIFEST
+            (st / f"n{j['manifest'][0]}").write_bytes(plan.write[MANIFEST])
+    except OSError as exc:
+        if exc.filename is None and rel is not None:  # os.write names no file: say which one it was
+            raise OSError(exc.errno, exc.strerror, str(real / rel)) from exc
+        raise
+
+
+def commit(plans: list) -> None:
+    """Apply every plan as one transaction (see the module docstring). FileSystemError when the file
+    system fails: every root is then as it was (or, if even the rollback failed, the next run finishes it)."""
+    plans = sorted((p for p in plans if p.write or p.remove), key=lambda p: str(p.real))
+    if not plans:
+        return
+    reals = [p.real for p in plans]
+    for i, a in enumerate(reals):
+        for b in reals[i + 1:]:
+            if _is_within(str(a), str(b)) or _is_within(str(b), str(a)):
+                raise UsageError(f"refusing to write {plans[i].root} and another output directory inside or "
+                                 f"equal to it ({a}, {b}): the output directories overlap")
+    with session([p.root for p in plans]):
+        _transaction(plans)
+
+
+def _transaction(plans: list) -> None:
+    txid = os.urandom(8).hex()
+    reals = [p.real for p in plans]
+    primary = reals[0]
+    labels = {p.real: p.root for p in plans}
+    journals = [_journal_for(p, txid, primary, reals) for p in plans]
+    prepared = []
+    try:
+        for p, j in zip(plans, journals):  # the primary's journal first: a secondary never exists without it
+            os.mkdir(p.real / j["staging"])
+            prepared.append((p.real, j))
+            _write_journal(p.real, j)
+        for p, j in zip(plans, journals):
+            _materialize(p, j)
+    except OSError as exc:
+        _undo(prepared, labels, exc)
+    journals[0]["state"] = "commit"
+    try:
+        _write_journal(primary, journals[0])  # the decision: from here on the next run rolls forward
+    except OSError as exc:
+        _undo(prepared, labels, exc)
+    try:
+        for p, j in zip(plans, journals):
+            _forward(p.real, j)
+    except OSError as exc:
+        journals[0]["state"] = "rollback"
+        try:
+            _write_journal(primary, journals[0])
+        except OSError:
+            pass
+        _undo(prepared, labels, exc)
+    _finish(prepared, pruned=True)
+
+
+def _undo(prepared: list, labels: dict, cause: OSError):
+    try:
+        for real, j in reversed(prepared):
+            _backward(real, j)
+    except OSError as exc:
+        raise _fs_error(cause, labels, f"; rolling back failed too ({exc.strerror}): the next platformc "
+                                       f"generate finishes the rollback") from None
+    _finish(prepared, pruned=False)
+    raise _fs_error(cause, labels, "; nothing was changed") from None
+
+
+def apply(plan: Plan) -> None:
+    """Write one planned root (a one-root transaction)."""
+    commit([plan])
+
+
+def write_file_atomic(path: Path, data: bytes) -> None:
+    """Replace one file atomically (temp file beside it, then rename): never a truncated file."""
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.platformc-tmp-{os.urandom(4).hex()}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_new(tmp, data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise FileSystemError(f"cannot write {path}: {exc.strerror or exc}; {path} was left as it was") from None
 
 
 def _prune_empty_dirs(root: Path, d: Path) -> None:
@@ -164,9 +847,14 @@ def _prune_empty_dirs(root: Path, d: Path) -> None:
         d = d.parent
 
 
+# -------------------------------------------------------------------------------------------- report
+
 def describe(plan: Plan, root_label: str, diff_lines: int = DIFF_LINES) -> list[str]:
     """Human report of a stale tree: one line per file plus a capped unified diff of each."""
     lines = []
+    if plan.pending:
+        lines.append(f"interrupted: {root_label}/{JOURNAL} records a write that did not finish; "
+                     f"`platformc generate` completes it")
     for rel, data in sorted(plan.write.items()):
         if rel == MANIFEST:
             continue
@@ -184,3 +872,10 @@ def describe(plan: Plan, root_label: str, diff_lines: int = DIFF_LINES) -> list[
     if not lines and MANIFEST in plan.write:
         lines.append(f"stale: {root_label}/{MANIFEST}")
     return lines
+
+
+def _read_bytes(p: Path) -> bytes | None:
+    try:
+        return p.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None

@@ -51,10 +51,12 @@ def test_refuses_to_overwrite_a_foreign_file(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["x.txt"]
 
 
-def test_adopts_a_foreign_file_with_identical_bytes(tmp_path):
+def test_refuses_a_foreign_file_with_identical_bytes(tmp_path):
+    """Issue #15: adopting it silently (and pruning it later) touched a file platformc never wrote."""
     (tmp_path / "x.txt").write_text("same\n")
-    writer.apply(writer.plan_write(tmp_path, {"x.txt": ("t/r1", "same\n")}, None))
-    assert "x.txt" in (tmp_path / writer.MANIFEST).read_text()
+    with pytest.raises(WriteError, match="refusing to adopt .*x.txt: platformc did not write it"):
+        writer.plan_write(tmp_path, {"x.txt": ("t/r1", "same\n")}, None)
+    assert sorted(os.listdir(tmp_path)) == ["x.txt"]
 
 
 @pytest.mark.parametrize("bad", ["../escape.txt", "/etc/passwd", "a/../../b", "a//b", "./a", ""])
