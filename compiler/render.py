@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import marshal
+import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -80,17 +82,211 @@ def _str_presenter(dumper, data):
 _Dumper.add_representer(str, _str_presenter)
 
 
+def _pyyaml(data: Any, sort_keys: bool) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=sort_keys, default_flow_style=False, allow_unicode=True,
+                     width=1000)
+
+
+# ---------------------------------------------------------------- the plain-tree emitter
+#
+# The targets build plain trees (dict, list, str, int, bool, None; a float now and then). PyYAML turns each
+# into nodes, runs the resolver on every scalar and the representer on every value before libyaml emits
+# them: most of a YAML target's time. The emitter below writes the same block layout directly, and decides
+# each distinct scalar's text once per process:
+#   - a string of ordinary characters that the resolver reads back as a string is written plain;
+#   - any other string, and every float, is dumped alone through the same Dumper (`k: <text>`), and that
+#     text is reused: libyaml's choice of style depends on the scalar and on whether it is a key, not on
+#     where it sits (the only other context, the column, matters past the line width, which a long scalar
+#     sends back to PyYAML as a whole);
+#   - a literal block (`|`) is stored as its header and lines, re-indented where it is used.
+# Anything it does not know (another type, a non-string key, a scalar that would need a complex key or a
+# document end marker, lines near the width) makes dump_yaml fall back to PyYAML for that document, so the
+# bytes are PyYAML's either way; tests/test_render_yaml.py holds the two to the same text on every generated
+# YAML document and on random trees. PLATFORMC_YAML=pyyaml turns the emitter off.
+
+class _Fallback(Exception):
+    pass
+
+
+_WIDTH_GUARD = 900  # libyaml folds plain and quoted scalars past column 1000 (width=1000): stay well below
+_KEY_MAX = 100      # libyaml's simple keys are at most 128 characters
+_ORDINARY = re.compile(r"[A-Za-z0-9_/(][A-Za-z0-9_./()+=@$^~;, -]*\Z")
+_ODD_BREAKS = re.compile("[\r\x85\u2028\u2029]")
+_STR_TAG = "tag:yaml.org,2002:str"
+_resolver = yaml.resolver.Resolver()
+_VALUES: dict[str, Any] = {}   # str -> its text as a value: a str (one line) or (header, lines) for a literal block
+_KEYS: dict[str, str] = {}
+_FLOATS: dict[str, str] = {}
+
+
+def _plain_ok(s: str) -> bool:
+    return (_ORDINARY.match(s) is not None and s[-1] != " " and "  " not in s
+            and _resolver.resolve(yaml.ScalarNode, s, (True, False)) == _STR_TAG)
+
+
+def _alone(data) -> str:
+    return _pyyaml(data, False)
+
+
+def _value_text(s: str):
+    text = _VALUES.get(s)
+    if text is not None:
+        return text
+    if "\n" not in s and _plain_ok(s):
+        text = s
+    elif _ODD_BREAKS.search(s):
+        raise _Fallback  # libyaml breaks the line there, at an indentation that depends on the context
+    else:
+        out = _alone({"k": s})
+        if out.endswith("\n...\n") or not out.startswith("k: "):
+            raise _Fallback
+        first, _, rest = out[3:].partition("\n")
+        if first[:1] in ("|", ">"):
+            lines = rest.split("\n")[:-1]  # the text ends with a line break
+            if any(ln and not ln.startswith("  ") for ln in lines):
+                raise _Fallback
+            text = (first, tuple(ln[2:] if ln else None for ln in lines))
+        elif rest:
+            raise _Fallback  # folded over several lines: context-dependent
+        else:
+            text = first
+    if len(_VALUES) > 200_000:
+        _VALUES.clear()
+    _VALUES[s] = text
+    return text
+
+
+def _key_text(k) -> str:
+    if type(k) is not str:
+        raise _Fallback
+    text = _KEYS.get(k)
+    if text is not None:
+        return text
+    if len(k) > _KEY_MAX or "\n" in k or _ODD_BREAKS.search(k):
+        raise _Fallback
+    if _plain_ok(k):
+        text = k
+    else:
+        out = _alone({k: 0})
+        if not out.endswith(": 0\n") or out.startswith("? ") or out.count("\n") != 1:
+            raise _Fallback
+        text = out[:-4]
+    _KEYS[k] = text
+    return text
+
+
+def _scalar(v):
+    """The text of a non-string scalar value, or None for a container."""
+    t = type(v)
+    if t is bool:
+        return "true" if v else "false"
+    if t is int:
+        return str(v)
+    if v is None:
+        return "null"
+    if t is float:
+        r = repr(v)
+        text = _FLOATS.get(r)
+        if text is None:
+            out = _alone({"k": v})
+            if not out.startswith("k: ") or out.count("\n") != 1:
+                raise _Fallback
+            text = _FLOATS[r] = out[3:-1]
+        return text
+    raise _Fallback
+
+
+def _put_value(out: list, lead: str, v, indent: int, sort_keys: bool) -> None:
+    """`lead` is the line so far (`<indent>key:` or `<indent>-`); write the value after it."""
+    t = type(v)
+    if t is str:
+        text = _value_text(v)
+        if type(text) is str:
+            if len(text) + len(lead) > _WIDTH_GUARD:
+                raise _Fallback
+            out.append(f"{lead} {text}\n")
+        else:
+            header, lines = text
+            pad = " " * (indent + 2)
+            out.append(f"{lead} {header}\n")
+            out.extend("\n" if ln is None else f"{pad}{ln}\n" for ln in lines)
+    elif t is dict:
+        if not v:
+            out.append(f"{lead} {{}}\n")
+        elif lead[-1] == "-":
+            _mapping(out, v, indent + 2, lead + " ", sort_keys)
+        else:
+            out.append(lead + "\n")
+            _mapping(out, v, indent + 2, None, sort_keys)
+    elif t is list:
+        if not v:
+            out.append(f"{lead} []\n")
+        elif lead[-1] == "-":
+            _sequence(out, v, indent + 2, lead + " ", sort_keys)
+        else:
+            out.append(lead + "\n")
+            _sequence(out, v, indent, None, sort_keys)  # PyYAML indents no sequence under a key
+    else:
+        out.append(f"{lead} {_scalar(v)}\n")
+
+
+def _mapping(out: list, d: dict, indent: int, first: str | None, sort_keys: bool) -> None:
+    pad = " " * indent
+    items = d.items()
+    if sort_keys:
+        try:
+            items = sorted(items)
+        except TypeError:
+            raise _Fallback from None
+    for k, v in items:
+        lead = (first if first is not None else pad) + _key_text(k) + ":"
+        first = None
+        _put_value(out, lead, v, indent, sort_keys)
+
+
+def _sequence(out: list, items: list, indent: int, first: str | None, sort_keys: bool) -> None:
+    pad = " " * indent + "-"
+    for v in items:
+        if first is not None:
+            lead, first = first + "-", None
+        else:
+            lead = pad
+        _put_value(out, lead, v, indent, sort_keys)
+
+
+def _emit(data: Any, sort_keys: bool) -> str:
+    out: list[str] = []
+    t = type(data)
+    if t is dict and data:
+        _mapping(out, data, 0, None, sort_keys)
+    elif t is list and data:
+        _sequence(out, data, 0, None, sort_keys)
+    else:
+        raise _Fallback  # scalars and empty containers at the top: rare, PyYAML's
+    return "".join(out)
+
+
+_FAST = os.environ.get("PLATFORMC_YAML", "") != "pyyaml"
+
+
+def yaml_text(data: Any, sort_keys: bool = False) -> str:
+    """The block YAML of one document: the plain-tree emitter, or PyYAML where it declines (same bytes)."""
+    if _FAST:
+        try:
+            return _emit(data, sort_keys)
+        except _Fallback:
+            pass
+    return _pyyaml(data, sort_keys)
+
+
 def dump_yaml(data: Any, header: str | None = None, sort_keys: bool = False) -> str:
     """One YAML document; `header` (a banner) goes first as a comment."""
-    body = yaml.dump(data, Dumper=_Dumper, sort_keys=sort_keys, default_flow_style=False,
-                     allow_unicode=True, width=1000)
-    return (header or "") + body
+    return (header or "") + yaml_text(data, sort_keys)
 
 
 def dump_yaml_all(docs: Iterable[Any], header: str | None = None) -> str:
     """Several YAML documents separated by `---` (Kubernetes manifests)."""
-    parts = [yaml.dump(d, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1000)
-             for d in docs]
+    parts = [yaml_text(d) for d in docs]
     return (header or "") + "---\n" + "---\n".join(parts)
 
 

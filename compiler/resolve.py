@@ -104,28 +104,40 @@ def connection_budget(s: RegionSettings, services: tuple[ServicePlan, ...], data
         server_connections=pools * (pool_size + pgb.reserve_pool_size), postgres_available=available)
 
 
-def allocate_shards(platform: Platform) -> dict[str, list[int]]:
-    """Shard numbers per region, proportional to traffic share (largest remainder, at least one each).
-
-    Regions take contiguous shard numbers in spec order, so adding a region at the end moves no
-    existing shard's number; reordering regions does (pin placements with sharding.registry_file).
-    """
-    sh = platform.sharding
-    total = math.ceil(sh.capacity_franchises / sh.franchises_per_shard)
-    names = list(platform.regions)
-    shares = {n: platform.regions[n].traffic_share for n in names}
+def apportion(total: int, shares: dict[str, float]) -> dict[str, int]:
+    """Split `total` shards among the regions (in the dict's order) in proportion to their shares, at least one
+    each: largest remainder, then, where the minimum of one overshoots the total, one shard less for the most
+    over-served regions. The counts sum to `total` exactly whenever total >= the number of regions (R021)."""
+    names = list(shares)
+    order = {n: i for i, n in enumerate(names)}
     whole = sum(shares.values()) or 1
     exact = {n: total * shares[n] / whole for n in names}
     count = {n: max(1, math.floor(exact[n])) for n in names}
     left = total - sum(count.values())
-    by_remainder = sorted(names, key=lambda n: (-(exact[n] - count[n]), names.index(n)))
-    i = 0
-    while left > 0 and by_remainder:
-        count[by_remainder[i % len(by_remainder)]] += 1
-        left -= 1
-        i += 1
+    if left > 0:  # fewer than one per region: the remainders are each below 1, so no region passes its ceiling
+        by_remainder = sorted(names, key=lambda n: (-(exact[n] - count[n]), order[n]))
+        for i in range(left):
+            count[by_remainder[i % len(by_remainder)]] += 1
+    while left < 0:  # the minimum of one overshot: take back from the region furthest above its exact share
+        over = [n for n in names if count[n] > 1]
+        if not over:
+            break  # fewer shards than regions: R021 refuses the spec
+        n = min(over, key=lambda n: (exact[n] - count[n], -order[n]))
+        count[n] -= 1
+        left += 1
+    return count
+
+
+def allocate_shards(platform: Platform) -> dict[str, list[int]]:
+    """Shard numbers per region, proportional to traffic share (largest remainder, at least one each; the
+    numbers are exactly 1..ceil(capacity_franchises / franchises_per_shard)).
+
+    Regions take contiguous shard numbers in spec order, so adding a region at the end moves no
+    existing shard's number; reordering regions does (pin placements with sharding.registry_file).
+    """
+    count = apportion(shard_count(platform), {n: r.traffic_share for n, r in platform.regions.items()})
     out, nxt = {}, 1
-    for n in names:
+    for n in platform.regions:
         out[n] = list(range(nxt, nxt + count[n]))
         nxt += count[n]
     return out

@@ -391,7 +391,13 @@ def shard_supply(p, settings):
     from compiler.resolve import shard_count
     n = shard_count(p)
     if n < len(p.regions):
-        yield Finding(("sharding", "capacity_franchises"), f"{n} shards for {len(p.regions)} regions; every region needs at least one")
+        regions, per_shard = len(p.regions), p.sharding.franchises_per_shard
+        fewer = p.sharding.capacity_franchises // regions
+        yield Finding(("sharding", "capacity_franchises"),
+                      f"{n} shards for {regions} regions; every region needs at least one: raise "
+                      f"sharding.capacity_franchises to at least {regions * per_shard:,} ({regions} x "
+                      f"franchises_per_shard {per_shard:,})"
+                      + (f", or lower sharding.franchises_per_shard to {fewer:,} or less" if fewer else ""))
     if p.sharding.capacity_franchises < p.sharding.expected_franchises:
         yield Finding(("sharding", "capacity_franchises"),
                       f"capacity {p.sharding.capacity_franchises} is below the expected {p.sharding.expected_franchises} franchises")
