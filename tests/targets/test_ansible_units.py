@@ -312,6 +312,7 @@ def test_roles_deploy_the_data_tier_files_byte_for_byte(outputs, tmp_path):
     roles = _roles(files)
     for r in plan.regions:
         data_tier = {rel.rsplit("/", 1)[1]: text for rel, text in datastores.emit_region(plan, r).items()}
+        platform_files = datastores.emit_global(plan)  # the routing table, once: datastores/shards.sql
         consumed = set()
         for name, role in roles.items():
             context = {"playbook_dir": "/tree/ansible", "platformc_region": r.name, **role["defaults"]}
@@ -323,6 +324,10 @@ def test_roles_deploy_the_data_tier_files_byte_for_byte(outputs, tmp_path):
                     for item in t.get("loop") or [None]:
                         path = _render_path(src, {**context, loop_var: item})
                         rel = os.path.relpath(path, "/tree")
+                        if rel in platform_files:
+                            assert files[rel].encode() == platform_files[rel].encode()
+                            consumed.add(rel)
+                            continue
                         assert rel.startswith(f"datastores/{r.name}/"), path
                         assert files[rel].encode() == data_tier[os.path.basename(rel)].encode()
                         consumed.add(os.path.basename(rel))
@@ -332,7 +337,7 @@ def test_roles_deploy_the_data_tier_files_byte_for_byte(outputs, tmp_path):
                     path = _render_path("{{ " + m.group(1) + " }}/" + m.group(2), context)
                     consumed.add(os.path.basename(path))
         hosts = {h.group for h in r.hosts}
-        expected = set(data_tier) if {"postgres_primary", "redis_cluster"} <= hosts else consumed
+        expected = set(data_tier) | set(platform_files) if {"postgres_primary", "redis_cluster"} <= hosts else consumed
         assert consumed == expected, f"{r.name}: data-tier files no role deploys: {expected - consumed}"
 
 

@@ -27,7 +27,7 @@ from tests.targets.test_datastores_support import (  # noqa: F401  (fixtures)
     start_pgbouncer, start_redis, strip_unavailable_extensions, tls, unquote_pg)
 
 ALL_FILES = {"redis.conf", "redis-topology.json", "postgresql.conf", "pg_hba.conf", "pgbouncer.ini",
-             "extensions.sql", "pgbouncer-auth.sql", "shards.sql", "setup.psql"}
+             "extensions.sql", "pgbouncer-auth.sql", "setup.psql"}  # + datastores/shards.sql once (emit_global)
 
 
 def files_of(plan, region) -> dict[str, str]:
@@ -218,15 +218,19 @@ def _routes_in(sql: str) -> dict[int, tuple[str, int, list[tuple[int, int]]]]:
             for shard, host, port, ids in rows}
 
 
+def shard_map(plan) -> str:
+    """The platform's routing table, generated/datastores/shards.sql (once; every region's setup.psql includes it)."""
+    return datastores.emit_global(plan)["datastores/shards.sql"]
+
+
 def test_routing_rows_cover_every_franchise_once(any_case):
     sh = any_case.spec.sharding
-    for region in any_case.regions:
-        routes = _routes_in(files_of(any_case, region)["shards.sql"])
-        assert sorted(routes) == [s.number for s in any_case.shards]
-        ids = sorted(i for _, _, ranges in routes.values() for a, b in ranges for i in range(a, b + 1))
-        assert ids == list(range(1, len(any_case.shards) * sh.franchises_per_shard + 1))
-        for s in any_case.shards:
-            assert routes[s.number] == (s.host, s.port, [(s.first_id, s.last_id)])
+    routes = _routes_in(shard_map(any_case))
+    assert sorted(routes) == [s.number for s in any_case.shards]
+    ids = sorted(i for _, _, ranges in routes.values() for a, b in ranges for i in range(a, b + 1))
+    assert ids == list(range(1, len(any_case.shards) * sh.franchises_per_shard + 1))
+    for s in any_case.shards:
+        assert routes[s.number] == (s.host, s.port, [(s.first_id, s.last_id)])
 
 
 @pytest.fixture
@@ -250,9 +254,9 @@ def test_registry_rows_are_the_explicit_placements_and_fast(registry_plan):
     started = time.perf_counter()
     for region in registry_plan.regions:
         datastores.emit_region(registry_plan, region)
+    sql = shard_map(registry_plan)
     elapsed = time.perf_counter() - started
     assert len(registry_plan.registry) == 10_000
-    sql = files_of(registry_plan, registry_plan.regions[0])["shards.sql"]
     routes = _routes_in(sql)
     expanded = {i: shard for shard, (_, _, ranges) in routes.items() for a, b in ranges for i in range(a, b + 1)}
     assert expanded == {h.franchise_id: h.shard for h in registry_plan.registry}
@@ -278,9 +282,11 @@ def test_docs_section_shows_nodes_formulas_and_shards(reference):
     text = datastores.docs_region(reference, region)
     assert text.startswith("## Data tier\n")
     for needle in ("### Nodes", "25 % of 128 GiB RAM", "(RAM - shared_buffers) / (max_connections 500",
-                   "max_wal_size", "### PgBouncer", "### Redis Cluster", "### Shard routing", "franchise_shard_11",
-                   "(this region)", region.hosts_in("postgres_primary")[0].fqdn):
+                   "max_wal_size", "### PgBouncer", "### Redis Cluster", "### Shard routing",
+                   "generated/datastores/shards.sql", region.hosts_in("postgres_primary")[0].fqdn):
         assert needle in text, needle
+    listed = set(re.findall(r"\| (franchise_shard_\d+) \|", text.split("### Shard routing")[1]))
+    assert listed == {s.database for s in region.shards}  # only this region's shards, not the platform's
 
 
 def test_a_value_that_cannot_be_written_stops_the_build_naming_the_file(reference):
@@ -423,6 +429,7 @@ def set_up_databases(pg_server, reference_tree):
     """setup.psql of us-east-1 run twice on the shared server (the second run must change nothing)."""
     work = private_dir("dst-sql-")
     shutil.copytree(reference_tree / "datastores/us-east-1", work / "sql")
+    shutil.copy(reference_tree / "datastores/shards.sql", work / "shards.sql")  # setup.psql runs ../shards.sql
     removed = strip_unavailable_extensions(work / "sql")
     assert set(removed) <= {"vector", "timescaledb", "pg_partman"}, removed  # not installed here; the rest are created
     from tests.targets.test_datastores_support import chown_tree

@@ -15,8 +15,12 @@ from compiler.targets.ansible.role import (Role, apt, copy, expr, repository, se
 from compiler.targets.ansible.roles_tls import TOPIC
 
 SOURCE_DIR = "{{ playbook_dir | dirname }}/datastores/{{ platformc_region }}"
-# setup.psql includes the other three with \ir, so all four are staged side by side
-SETUP_FILES = ["setup.psql", "extensions.sql", "pgbouncer-auth.sql", "shards.sql"]
+# the data tier's platform-wide files (generated/datastores/shards.sql, the routing table: once, not per region)
+PLATFORM_SOURCE_DIR = "{{ playbook_dir | dirname }}/datastores"
+# setup.psql includes the region's two with \ir, and the platform's routing table as ../shards.sql: they are
+# staged in the same layout as generated/datastores/ (<setup dir>/<region>/ and <setup dir>/shards.sql)
+SETUP_FILES = ["setup.psql", "extensions.sql", "pgbouncer-auth.sql"]
+PLATFORM_SETUP_FILES = ["shards.sql"]
 
 
 def source(role: str, name: str) -> str:
@@ -77,12 +81,19 @@ def _pg_primary() -> list:
         service("Start PostgreSQL at boot", "{{ postgresql_service }}", r),
         task("Run with the new settings before changing databases and roles", "ansible.builtin.meta",
              "flush_handlers"),
-        task("Create the directory for the data tier's SQL", "ansible.builtin.file",
-             {"path": "{{ postgresql_setup_dir }}", "state": "directory", "owner": "postgres", "group": "postgres",
-              "mode": "0750"}),
-        copy("Stage the data tier's setup.psql and the SQL it includes", "{{ postgresql_setup_dir }}/{{ postgresql_sql_file }}",
+        task("Create the directories for the data tier's SQL", "ansible.builtin.file",
+             {"path": "{{ postgresql_setup_dir_item }}", "state": "directory", "owner": "postgres", "group": "postgres",
+              "mode": "0750"}, loop=["{{ postgresql_setup_dir }}", "{{ postgresql_setup_dir }}/{{ platformc_region }}"],
+             loop_control={"loop_var": "postgresql_setup_dir_item"}),
+        copy("Stage the data tier's setup.psql and the region's SQL it includes",
+             "{{ postgresql_setup_dir }}/{{ platformc_region }}/{{ postgresql_sql_file }}",
              mode="0640", owner="postgres", group="postgres", src=source(r, "{{ postgresql_sql_file }}"),
              loop=SETUP_FILES, loop_control={"loop_var": "postgresql_sql_file"},
+             notify="Create the shard databases, extensions and roles"),
+        copy("Stage the platform's routing table, which setup.psql includes as ../shards.sql",
+             "{{ postgresql_setup_dir }}/{{ postgresql_sql_file }}",
+             mode="0640", owner="postgres", group="postgres", src="{{ postgresql_platform_source_dir }}/{{ postgresql_sql_file }}",
+             loop=PLATFORM_SETUP_FILES, loop_control={"loop_var": "postgresql_sql_file"},
              notify="Create the shard databases, extensions and roles"),
         copy("Record the fingerprints of the role passwords", "{{ postgresql_setup_dir }}/passwords.sha256",
              mode="0600", owner="postgres", group="postgres", content="{{ postgresql_password_fingerprints }}",
@@ -137,6 +148,7 @@ def postgresql() -> Role:
             "postgresql_port": names.POSTGRES_PORT,
             "postgresql_wal_archive": True,
             "postgresql_source_dir": SOURCE_DIR,
+            "postgresql_platform_source_dir": PLATFORM_SOURCE_DIR,
             "postgresql_config_dir": "/etc/postgresql/{{ postgresql_version }}/main",
             "postgresql_data_dir": "/var/lib/postgresql/{{ postgresql_version }}/main",
             "postgresql_service": "postgresql@{{ postgresql_version }}-main",
@@ -191,7 +203,7 @@ def postgresql() -> Role:
             service("Reload PostgreSQL", "{{ postgresql_service }}", r, state="reloaded", enabled=None),
             _as_postgres("Create the shard databases, extensions and roles",
                          ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres",
-                          "-f", "{{ postgresql_setup_dir }}/setup.psql"], changed_when=True, when=when_ready(r)),
+                          "-f", "{{ postgresql_setup_dir }}/{{ platformc_region }}/setup.psql"], changed_when=True, when=when_ready(r)),
             _as_postgres("Set the PostgreSQL role passwords", ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"],
                          args={"stdin": "{{ postgresql_roles_sql }}"}, no_log=True, changed_when=True,
                          when=when_ready(r)),

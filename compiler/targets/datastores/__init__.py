@@ -1,4 +1,4 @@
-"""The data tier: Redis, PostgreSQL, PgBouncer and the shard map, per region under generated/datastores/<region>/.
+r"""The data tier: Redis, PostgreSQL, PgBouncer and the shard map, per region under generated/datastores/<region>/.
 
     redis.conf            every Redis Cluster node (only if the region's Redis is self-managed)
     redis-topology.json   the cluster's nodes (name, fqdn, zone, role, replica_of) and what the
@@ -8,9 +8,14 @@
     pgbouncer.ini         always: PgBouncer runs on VMs in front of either kind of PostgreSQL
     extensions.sql        CREATE EXTENSION for each shard database
     pgbouncer-auth.sql    the auth_query function PgBouncer uses, in each shard database
-    shards.sql            the franchise_shard_map table with every franchise's route
     setup.psql            the entry point: creates the shard databases (CREATE DATABASE cannot run
-                          in a transaction), then runs the three .sql files in each, one transaction each
+                          in a transaction), then runs extensions.sql, pgbouncer-auth.sql and the
+                          platform's ../shards.sql in each, one transaction each
+
+and once for the platform, generated/datastores/shards.sql: the franchise_shard_map table with every
+franchise's route, which every region's setup.psql includes (`\ir ../shards.sql`). It is the same for
+every region, so it is written once: its size grows with the platform's shards (and registry), not with
+regions x shards.
 
 Managed datastores get no server configuration: the cloud runs them. The SQL files still apply to
 a managed PostgreSQL (through its endpoint), except the replication role.
@@ -31,6 +36,7 @@ from compiler.targets.datastores import redis as redis
 from compiler.targets.datastores.shards import routes
 
 NAME = "datastores"
+SHARD_MAP = "shards.sql"  # generated/datastores/shards.sql, once for the platform
 FILTERS = {"comment": comment, **redis_conf.FILTERS, **postgresql_conf.FILTERS, **pg_hba.FILTERS,
            **pgbouncer_ini.FILTERS, **sql.FILTERS}
 
@@ -76,17 +82,25 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
                       else "No extension here needs shared_preload_libraries"))
     files["pgbouncer-auth.sql"] = _render(region, "pgbouncer-auth.sql.j2", banner=banner("--", spec),
                                           auth_user=ds.pgbouncer.auth_user, auth_password=ds.pgbouncer.auth_password)
-    shard_routes = routes(plan)
-    files["shards.sql"] = _render(
-        region, "shards.sql.j2", banner=banner("--", spec), routes=shard_routes, key=plan.spec.sharding.key,
-        total=sum(r.count for r in shard_routes), shards_total=len(plan.shards), regions_total=len(plan.regions),
-        source=("explicit placements from sharding.registry_file" if plan.registry
-                else f"id ranges of {plan.spec.sharding.franchises_per_shard} per shard"))
     replication = postgres.self_managed(region) and (ds.postgres.read_replicas or ds.postgres.cross_region_standby)
     files["setup.psql"] = _render(region, "setup.psql.j2", banner=banner("--", spec), shards=region.shards,
                                   replication_user=postgres.REPLICATION_USER if replication else None,
                                   replication_password=ds.postgres.replication_password)
     return {f"{out_dir}/{name}": text for name, text in sorted(files.items())}
+
+
+def emit_global(plan: PlatformPlan) -> dict[str, str]:
+    """generated/datastores/shards.sql: the platform's routing table, once (every region's setup.psql includes it)."""
+    shard_routes = routes(plan)
+    try:
+        text = render(NAME, "shards.sql.j2", filters=FILTERS, banner=banner("--", _spec_name(plan)), routes=shard_routes,
+                      key=plan.spec.sharding.key, total=sum(r.count for r in shard_routes),
+                      shards_total=len(plan.shards), regions_total=len(plan.regions),
+                      source=("explicit placements from sharding.registry_file" if plan.registry
+                              else f"id ranges of {plan.spec.sharding.franchises_per_shard} per shard"))
+    except FormatError as exc:
+        raise DatastoresEmitError(f"{NAME}/{SHARD_MAP}: {exc}") from None
+    return {f"{NAME}/{SHARD_MAP}": text}
 
 
 def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:

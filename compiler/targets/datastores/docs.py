@@ -97,16 +97,15 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
         out += ["### Redis\n", f"Managed by {region.cloud}: no redis.conf is generated.\n"]
     counts = franchises_per_shard(plan)
     rows = [[s.number, s.database, f"{s.first_id}-{s.last_id}" if not plan.registry else "(registry)",
-             counts[s.number], s.region + (" (this region)" if s.region == region.name else ""), f"`{s.host}:{s.port}`"]
-            for s in plan.shards]
+             counts[s.number], f"`{s.host}:{s.port}`"] for s in region.shards]
     shard_routes = routes(plan)
     spans = sum(len(r.ranges) for r in shard_routes)
     out += ["### Shard routing\n",
-            f"`shards.sql` fills `franchise_shard_map` in each of this region's {len(region.shards)} shard databases with "
-            f"all {sum(r.count for r in shard_routes):,} franchises of the platform "
-            + (f"(from the registry: {spans} ranges of consecutive ids)" if plan.registry else "(one id range per shard)")
-            + "; `setup.psql` creates the databases and applies the SQL files: "
-              "`psql -X -v ON_ERROR_STOP=1 -d postgres -f setup.psql` (not in a single transaction: CREATE DATABASE "
-              "cannot run in one).\n",
-            markdown_table(["shard", "database", "franchise ids", "franchises", "region", "routed to"], rows)]
+            f"`setup.psql` creates this region's {len(region.shards)} shard databases and fills `franchise_shard_map` "
+            f"in each with all {sum(r.count for r in shard_routes):,} franchises of the platform on {len(plan.shards)} "
+            "shards, from the platform's routing table `generated/datastores/shards.sql` (one file for every region; "
+            + (f"from the registry: {spans} ranges of consecutive ids" if plan.registry else "one id range per shard")
+            + "), which it includes as `../shards.sql`: `psql -X -v ON_ERROR_STOP=1 -d postgres -f setup.psql` "
+              "(not in a single transaction: CREATE DATABASE cannot run in one). The shards this region holds:\n",
+            markdown_table(["shard", "database", "franchise ids", "franchises", "routed to"], rows)]
     return "\n".join(out)
