@@ -104,7 +104,8 @@ def generate(spec, out, docs_out, regions, target_names, check, strict):
     if regions:
         scope = owners
     elif target_names:
-        scope = (lambda owner, names=frozenset(target_names): owner.split("/", 1)[0] in names)
+        names = frozenset(o.split("/", 1)[0] for o in owners)  # the targets compiled, as owners name them
+        scope = (lambda owner: owner.split("/", 1)[0] in names)
     else:
         scope = None
     if check:

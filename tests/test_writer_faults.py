@@ -632,3 +632,29 @@ def test_a_removed_region_is_pruned_by_a_full_run(work):
     assert run("generate") == 0
     assert not (work / "generated/fake/gone").exists()
     assert "fake/gone" not in manifest.read_text()
+
+
+def test_target_run_prunes_only_that_targets_files(work):
+    """--target prunes the stale files of the targets it compiled (a removed region's too), nothing else."""
+    assert run("generate") == 0
+    manifest = work / "generated" / writer.MANIFEST
+    data = json.loads(manifest.read_text())
+    for owner in ("fake/gone", "other/gone"):
+        d = work / "generated" / owner
+        d.mkdir(parents=True)
+        (d / "f.yaml").write_text("old\n")
+        data["files"][f"{owner}/f.yaml"] = owner
+    manifest.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    assert run("generate", "--target", "fake") == 0
+    assert not (work / "generated/fake/gone").exists()
+    assert (work / "generated/other/gone/f.yaml").read_text() == "old\n"  # another target's: untouched
+
+
+def test_check_reports_an_interrupted_write(work, capsys):
+    assert run("generate") == 0
+    (work / "generated" / writer.JOURNAL).write_text("{}")  # as a killed run would leave it (damaged here)
+    capsys.readouterr()
+    assert run("generate", "--check") == 1
+    assert "interrupted" in capsys.readouterr().err
+    assert run("generate") == REFUSED  # a damaged journal is not guessed at
+    assert "damaged" in capsys.readouterr().err
