@@ -21,6 +21,10 @@ TOLERANCE = 1e-6
 
 # Extensions each managed PostgreSQL service cannot load (provider documentation, 2025).
 MANAGED_PG_UNSUPPORTED = {"aws": {"timescaledb"}, "gcp": {"timescaledb"}, "azure": set()}
+# (cloud, extension) -> the newest PostgreSQL major the managed service offers it for: Azure Database for
+# PostgreSQL flexible server lists TimescaleDB for PostgreSQL 12-16, not 17 (Microsoft Learn, "Extensions and
+# modules by engine version", 2025).
+MANAGED_PG_EXTENSION_MAX_VERSION = {("azure", "timescaledb"): 16}
 MANAGED_PG_MAX_REPLICAS = {"aws": 15, "gcp": 10, "azure": 5}
 MANAGED_SEARCH = {"aws"}  # OpenSearch; GCP and Azure have no first-party managed Elasticsearch
 
@@ -278,12 +282,15 @@ def route_paths(p, settings):
       "The WAF's per-IP limit over 5 minutes should admit at least the gateway's sustained per-client rate over "
       "the same 5 minutes; otherwise the WAF, not the gateway, is the effective limit.", severity="warning")
 def waf_vs_gateway(p, settings):
-    for region, s in _per_region(settings):
-        need = s.gateway.requests_per_second * 300
-        if p.edge.waf.rate_limit_per_5min < need:
-            yield Finding(("gateway", "requests_per_second"),
-                          f"the edge WAF blocks an IP after {p.edge.waf.rate_limit_per_5min} requests per 5 min, below the "
-                          f"gateway's {s.gateway.requests_per_second}/s ({need} per 5 min)", region)
+    # one finding at edge.waf.rate_limit_per_5min (the value to change), naming the regions whose gateway it undercuts
+    limit = p.edge.waf.rate_limit_per_5min
+    short = sorted(((s.gateway.requests_per_second, region) for region, s in _per_region(settings)
+                    if limit < s.gateway.requests_per_second * 300), reverse=True)
+    if short:
+        rate = short[0][0]
+        yield Finding(("edge", "waf", "rate_limit_per_5min"),
+                      f"edge.waf.rate_limit_per_5min {limit} blocks an IP below the gateway's {rate}/s "
+                      f"({rate * 300} per 5 min) in {', '.join(sorted(r for _, r in short))}; raise it to at least {rate * 300}")
 
 
 # Kubernetes minors each Istio minor supports (istio.io supported releases; vendors' tested matrices).
@@ -367,7 +374,7 @@ def gateway_burst(p, settings):
 
 @rule("R020", "Managed services can do what the spec asks",
       "A datastore marked `managed` must be something the region's cloud offers: no TimescaleDB on RDS "
-      "or Cloud SQL, no more read replicas than the service allows, managed Elasticsearch only on AWS (OpenSearch).")
+      "or Cloud SQL, TimescaleDB on Azure's flexible server only for the PostgreSQL versions that list it, no more read replicas than the service allows, managed Elasticsearch only on AWS (OpenSearch).")
 def managed_limits(p, settings):
     for region, s in _per_region(settings):
         cloud = p.regions[region].cloud
@@ -377,6 +384,11 @@ def managed_limits(p, settings):
                 if ext in MANAGED_PG_UNSUPPORTED[cloud]:
                     yield Finding(("datastores", "postgres", "extensions", i),
                                   f"{ext} is not available on {cloud}'s managed PostgreSQL; use deployment: self-managed", region)
+                elif pg.version > MANAGED_PG_EXTENSION_MAX_VERSION.get((cloud, ext), pg.version):
+                    yield Finding(("datastores", "postgres", "extensions", i),
+                                  f"{ext} is offered on {cloud}'s managed PostgreSQL only up to version "
+                                  f"{MANAGED_PG_EXTENSION_MAX_VERSION[(cloud, ext)]}, not {pg.version}; lower "
+                                  "datastores.postgres.version or use deployment: self-managed", region)
             if pg.read_replicas > MANAGED_PG_MAX_REPLICAS[cloud]:
                 yield Finding(("datastores", "postgres", "read_replicas"),
                               f"{cloud}'s managed PostgreSQL allows at most {MANAGED_PG_MAX_REPLICAS[cloud]} read replicas", region)
@@ -413,10 +425,19 @@ def registry_consistent(p, settings):
 
 @rule("R026", "DNS routing the global zone can do",
       "Route 53 routes by latency or geography only to AWS regions; with regions on other clouds, "
-      "`edge.dns.routing` must be `weighted` (weights = traffic shares).")
+      "`edge.dns.routing` must be `weighted` (weights = traffic shares). Azure DNS with Front Door and Cloud DNS "
+      "with Cloud CDN are emitted with weighted routing only.")
 def dns_routing(p, settings):
+    from compiler.ir.edge import dns_provider
+    if p.edge.dns.routing == "weighted":
+        return
+    provider = dns_provider(p)
+    if provider != "route53":
+        yield Finding(("edge", "dns", "routing"), f"{p.edge.dns.routing} routing is not emitted for {provider} "
+                      "(the edge spreads traffic by weight, with health checks); use weighted")
+        return
     others = sorted(n for n, r in p.regions.items() if r.cloud != "aws")
-    if p.edge.dns.routing != "weighted" and others:
+    if others:
         yield Finding(("edge", "dns", "routing"), f"{p.edge.dns.routing} routing cannot reach {', '.join(others)} (not on AWS); use weighted")
 
 
@@ -538,6 +559,87 @@ def cluster_secret_stores(p, settings):
 
 
 # ---------------------------------------------------------------- derived (plan) rules
+
+@rule("R039", "The edge is one cloud's, and the spec names its account",
+      "`edge.dns.provider` and `edge.cdn.provider` pair up (route53 + cloudfront, azure_dns + front_door, "
+      "cloud_dns + cloud_cdn), and the edge's cloud is declared under `clouds`: the global root and every region "
+      "root that writes into the public zone name that account explicitly.")
+def edge_account(p, settings):
+    from compiler.ir.edge import EDGE_PROVIDER_CLOUD, cdn_provider, dns_provider
+    dns, cdn = dns_provider(p), cdn_provider(p)
+    if EDGE_PROVIDER_CLOUD[dns] != EDGE_PROVIDER_CLOUD[cdn]:
+        yield Finding(("edge", "cdn", "provider") if p.edge.cdn.provider else ("edge", "dns", "provider"),
+                      f"the CDN {cdn} is on {EDGE_PROVIDER_CLOUD[cdn]} but the DNS {dns} on {EDGE_PROVIDER_CLOUD[dns]}; "
+                      "pair route53 with cloudfront, azure_dns with front_door, cloud_dns with cloud_cdn")
+        return
+    cloud = EDGE_PROVIDER_CLOUD[cdn]
+    if cloud not in p.clouds:
+        where = ("edge", "cdn", "provider") if p.edge.cdn.provider else ("edge", "dns", "provider") if p.edge.dns.provider else ("clouds",)
+        yield Finding(where, f"the edge ({dns} + {cdn}) runs on {cloud}, which `clouds` does not declare: "
+                             f"add clouds.{cloud} with its account, or choose an edge of a declared cloud")
+
+
+@rule("R040", "An Azure or Google edge serves its own cloud's regions",
+      "CloudFront reaches every cloud's regions (the AWS load balancers admit only CloudFront's origin-facing "
+      "servers). Front Door and Cloud CDN are emitted for platforms whose regions all run on their cloud: the "
+      "region roots write their names and certificate records into that cloud's zone.")
+def edge_regions(p, settings):
+    from compiler.ir.edge import edge_cloud
+    cloud = edge_cloud(p)
+    if cloud == "aws":
+        return
+    for name, region in p.regions.items():
+        if region.cloud != cloud:
+            yield Finding(("regions", name, "cloud"), f"{name} runs on {region.cloud}, but the edge is on {cloud}; "
+                          "use the cloudfront edge (route53 + cloudfront) for a platform on several clouds")
+
+
+@rule("R041", "What the edge can attach: paid DDoS protection, the viewer's TLS minimum",
+      "`edge.ddos_protection: true` buys Shield Advanced (CloudFront, Route 53) or Cloud Armor Enterprise (Cloud CDN's "
+      "load balancer). Front Door Premium has DDoS protection built into its edge and no paid tier of its own "
+      "(Azure DDoS Network Protection covers virtual networks, which the edge has none of). Front Door's viewer "
+      "minimum is TLS 1.2 through the azurerm provider ~> 4.0 (hashicorp/terraform-provider-azurerm#25881); it "
+      "offers TLS 1.3 first.")
+def edge_capabilities(p, settings):
+    from compiler.ir.edge import edge_cloud
+    if edge_cloud(p) != "azure":
+        return
+    if p.edge.ddos_protection:
+        yield Finding(("edge", "ddos_protection"), "Front Door has no paid DDoS tier to attach (its edge is protected "
+                      "already); set ddos_protection: false")
+    if p.edge.tls_min_version == "1.3":
+        yield Finding(("edge", "tls_min_version"), "Front Door's custom domains take a TLS 1.2 minimum only (azurerm ~> 4.0); "
+                      'set edge.tls_min_version: "1.2" (Front Door still offers TLS 1.3 first)')
+
+
+# An Azure subscription id is a GUID (8-4-4-4-12 hexadecimal digits).
+AZURE_SUBSCRIPTION = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+AWS_ACCOUNT = re.compile(r"^[0-9]{12}$")
+GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+
+
+@rule("R042", "Cloud accounts are well-formed",
+      "The account each root's provider is pinned to: an AWS account id is 12 digits, a GCP project id 6-30 "
+      "lower-case letters, digits and hyphens starting with a letter, an Azure subscription id a GUID.")
+def account_ids(p, settings):
+    shapes = {"aws": (AWS_ACCOUNT, "12 digits"), "gcp": (GCP_PROJECT, "a project id (6-30 of a-z, 0-9, -)"),
+              "azure": (AZURE_SUBSCRIPTION, "a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")}
+    for name, cloud in p.clouds.items():
+        pattern, shape = shapes[name]
+        if not pattern.fullmatch(cloud.account):
+            yield Finding(("clouds", name, "account"), f"{name} account {cloud.account!r} is not {shape}")
+
+
+@rule("R043", "The error-rate objective fits the availability SLO",
+      "A request that fails counts against availability: an `error_rate_percent` above the SLO's error budget "
+      "(100 - availability_percent) lets the error-rate alert stay quiet while the availability budget burns.",
+      severity="warning")
+def error_budget(p, settings):
+    budget = round(100 - p.slos.availability_percent, 6)
+    if p.slos.error_rate_percent > budget + TOLERANCE:
+        yield Finding(("slos", "error_rate_percent"), f"error_rate_percent {p.slos.error_rate_percent:g} is looser than the "
+                      f"availability SLO's error budget ({budget:g} % for {p.slos.availability_percent:g} %)")
+
 
 @rule("R030", "Services fit the node pools at maximum scale",
       "At every service's max replicas, the CPU, memory and GPU requests on each node pool fit its "

@@ -159,7 +159,10 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
     tls_min = s.security.tls_min_version
     add(internet, cdn, f"{edge.dns.api_host}.{domain}", HTTPS_PORT, "clients reach the CDN (viewer TLS)", "https",
         ("cdn",), tls=edge.tls_min_version)
-    add(cdn, lb, f"origin.{domain}", HTTPS_PORT, "the CDN forwards to the region's load balancer (origin TLS)", "https",
+    # CloudFront and Cloud CDN reach the weighted origin name; Front Door has one origin per region
+    from compiler.ir.edge import cdn_provider
+    origin = f"{region_name}.{domain}" if cdn_provider(platform) == "front_door" else f"origin.{domain}"
+    add(cdn, lb, origin, HTTPS_PORT, "the CDN forwards to the region's load balancer (origin TLS)", "https",
         ("cdn", "cloud-firewall"), tls=tls_min)
     add(lb, kong, f"{KONG_PROXY_TLS_PORT}", KONG_PROXY_TLS_PORT, "the load balancer forwards to Kong's proxy pods",
         "https", ("cloud-firewall", *np_in), tls=tls_min)

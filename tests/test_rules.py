@@ -45,7 +45,7 @@ CASES = {
     "R020": ([("    postgres:\n      instance:", "    postgres:\n      deployment: managed\n      instance:")], "    postgres:\n      deployment"),
     "R021": ([("capacity_franchises: 3000", "capacity_franchises: 500")], "sharding: {"),
     "R023": ([("paths: [/api/orders]", "paths: [/api/orders/../admin]")], "paths: [/api/orders/../admin]"),
-    "R024": ([("waf: {rate_limit_per_5min: 300000}", "waf: {rate_limit_per_5min: 3000}")], "  gateway:\n"),
+    "R024": ([("waf: {rate_limit_per_5min: 300000}", "waf: {rate_limit_per_5min: 3000}")], "waf: {rate_limit_per_5min: 3000}"),
     "R025": ([("  kubernetes:\n    min_nodes: 6", "  kubernetes:\n    version: \"1.29\"\n    min_nodes: 6")], 'version: "1.29"'),
     "R026": ([("waf: {rate_limit_per_5min: 300000}", "waf: {rate_limit_per_5min: 300000}\n  dns: {routing: latency}")], "dns: {routing: latency}"),
     "R027": ([('daily: {cron: "0 1 * * *"', 'daily: {cron: "0 1 1 * MON"')], 'daily: {cron: "0 1 1 * MON"'),
@@ -64,6 +64,15 @@ CASES = {
                     ('traffic_share: 40, settings: {security: {vault_address: "https://vault.acme.example.org"}, ',
                      'traffic_share: 40, settings: {')],
                    "DB_PASSWORD: "),
+    "R039": ([("waf: {rate_limit_per_5min: 300000}", "waf: {rate_limit_per_5min: 300000}\n  cdn: {provider: front_door}\n"
+                        "  dns: {provider: route53}")], "cdn: {provider: front_door}"),
+    "R040": ([("waf: {rate_limit_per_5min: 300000}", "waf: {rate_limit_per_5min: 300000}\n  cdn: {provider: cloud_cdn}")],
+             "{geo: americas, cloud: aws"),
+    "R041": ([("waf: {rate_limit_per_5min: 300000}", "waf: {rate_limit_per_5min: 300000}\n  cdn: {provider: front_door}\n"
+                        "  ddos_protection: true")], "ddos_protection: true"),
+    "R042": ([('account: "123456789012"', 'account: "1234567"')], 'account: "1234567"'),
+    "R043": ([("sharding: {", "slos: {availability_percent: 99.95, error_rate_percent: 0.1}\nsharding: {")],
+             "slos: {availability_percent: 99.95"),
     "R037": ([("    max_nodes: 20\n", "    max_nodes: 5004\n"), ("        max_nodes: 16", "        max_nodes: 5000")],
              "        max_nodes: 5000"),
 }
@@ -97,7 +106,7 @@ def test_bad_spec_gives_code_at_line(code):
     text = _patched(patches)
     code = code.split("-")[0]  # "R013-gpu" is a second case of R013
     with pytest.raises(SpecError) as exc:
-        compile_text(text, "platform.yaml", strict=(code in ("R009", "R024", "R025", "R033", "R036")))
+        compile_text(text, "platform.yaml", strict=(code in ("R009", "R024", "R025", "R033", "R036", "R043")))
     expected = _line_of(text, anchor)
     hits = [(d.code, d.line) for d in exc.value.diagnostics]
     assert (code, expected) in hits, f"expected {code} at line {expected}, got {hits}"
@@ -142,3 +151,34 @@ def test_a_region_name_with_a_trailing_newline_is_refused():
     with pytest.raises(SpecError) as exc:
         compile_text(text)
     assert "R004" in [d.code for d in exc.value.diagnostics]
+
+
+def test_r020_timescaledb_on_azure_follows_the_postgresql_version():
+    """Azure's flexible server offers TimescaleDB up to PostgreSQL 16: 17 is refused at the extension, 16 passes."""
+    text = (Path(__file__).parent / "cases/azure-only/platform.yaml").read_text()
+    old = "extensions: [vector, pg_partman, pg_stat_statements]"
+    assert text.count(old) == 1
+    bad = text.replace(old, "extensions: [vector, pg_partman, pg_stat_statements, timescaledb]")
+    with pytest.raises(SpecError) as exc:
+        compile_text(bad, "platform.yaml")
+    hits = [(d.code, d.line) for d in exc.value.diagnostics]
+    assert ("R020", _line_of(bad, "extensions: [vector, pg_partman, pg_stat_statements, timescaledb]")) in hits
+    assert "up to version 16" in exc.value.diagnostics[0].message
+    compile_text(bad.replace("version: 17", "version: 16"), "platform.yaml")
+
+
+def test_r024_names_the_waf_field():
+    text = _patched(CASES["R024"][0])
+    with pytest.raises(SpecError) as exc:
+        compile_text(text, "platform.yaml", strict=True)
+    (d,) = [d for d in exc.value.diagnostics if d.code == "R024"]
+    assert d.path == "edge.waf.rate_limit_per_5min"
+    assert "edge.waf.rate_limit_per_5min 3000" in d.message and "raise it to at least" in d.message
+
+
+def test_r042_refuses_a_subscription_id_that_is_not_a_guid():
+    text = (Path(__file__).parent / "cases/azure-only/platform.yaml").read_text()
+    bad = text.replace("account: 3b1f0c2e-8d4a-4f6b-9c7e-1a2b3c4d5e6f", "account: acme-subscription")
+    with pytest.raises(SpecError) as exc:
+        compile_text(bad, "platform.yaml")
+    assert ("R042", _line_of(bad, "account: acme-subscription")) in [(d.code, d.line) for d in exc.value.diagnostics]

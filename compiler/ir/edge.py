@@ -93,3 +93,48 @@ def kong_declarative_file(region: RegionPlan) -> str:
 def kong_render_command(region: RegionPlan) -> str:
     return (f"deck file render --populate-env-vars generated/kong/{region.name}/kong.yaml "
             f"-o generated/{kong_declarative_file(region)}")
+
+
+# ---------------------------------------------------------------- the edge's providers
+
+# Each provider and the cloud it belongs to; an edge is one cloud's DNS and CDN together.
+EDGE_PROVIDER_CLOUD = {"route53": "aws", "cloudfront": "aws", "azure_dns": "azure", "front_door": "azure",
+                       "cloud_dns": "gcp", "cloud_cdn": "gcp"}
+DNS_PROVIDER = {"aws": "route53", "azure": "azure_dns", "gcp": "cloud_dns"}
+CDN_PROVIDER = {"aws": "cloudfront", "azure": "front_door", "gcp": "cloud_cdn"}
+
+
+def default_edge_cloud(spec) -> str:
+    """The edge's cloud when the spec names no provider: a one-cloud platform gets its own cloud's edge;
+    several clouds keep AWS when it is among them (the reference), else the primary cloud."""
+    clouds = sorted({r.cloud for r in spec.regions.values()} or set(spec.clouds))
+    if len(clouds) == 1:
+        return clouds[0]
+    if "aws" in spec.clouds:
+        return "aws"
+    primary = [c for c, v in spec.clouds.items() if v.role == "primary"]
+    return primary[0] if primary else clouds[0]
+
+
+def dns_provider(spec) -> str:
+    edge = spec.edge
+    if edge.dns.provider:
+        return edge.dns.provider
+    return DNS_PROVIDER[EDGE_PROVIDER_CLOUD[edge.cdn.provider] if edge.cdn.provider else default_edge_cloud(spec)]
+
+
+def cdn_provider(spec) -> str:
+    edge = spec.edge
+    if edge.cdn.provider:
+        return edge.cdn.provider
+    return CDN_PROVIDER[EDGE_PROVIDER_CLOUD[edge.dns.provider] if edge.dns.provider else default_edge_cloud(spec)]
+
+
+def dns_cloud(spec) -> str:
+    """The cloud holding the public zone (and every record the region roots write into it)."""
+    return EDGE_PROVIDER_CLOUD[dns_provider(spec)]
+
+
+def edge_cloud(spec) -> str:
+    """The cloud of the CDN and its WAF (the global root's own resources)."""
+    return EDGE_PROVIDER_CLOUD[cdn_provider(spec)]

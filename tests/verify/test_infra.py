@@ -187,3 +187,107 @@ def test_client_address_header_is_checked_at_both_ends(tree):
     _edit(path, "event.viewer.ip", "event.request.headers.host")
     hits = _hits(verify(tree), rel, "cdn")
     assert hits and {b.connection for b in hits} == {"client address header"}
+
+
+# ---------------------------------------------------------------- the Azure and Google edges (issue 17)
+
+@pytest.fixture(scope="module")
+def edge_trees(tmp_path_factory) -> dict[str, Path]:
+    return {case: _generate(REPO / "tests/cases" / case / "platform.yaml", tmp_path_factory.mktemp(f"verify-{case}"))
+            for case in ("azure-only", "gcp-only")}
+
+
+@pytest.fixture
+def azure_tree(edge_trees, tmp_path) -> Path:
+    dst = tmp_path / "azure"
+    shutil.copytree(edge_trees["azure-only"], dst)
+    return dst
+
+
+@pytest.fixture
+def gcp_tree(edge_trees, tmp_path) -> Path:
+    dst = tmp_path / "gcp"
+    shutil.copytree(edge_trees["gcp-only"], dst)
+    return dst
+
+
+def test_front_door_and_cloud_cdn_are_checked_not_skipped(edge_trees):
+    """Both hops of the public path pass the cdn layer on each edge (the cdn checks ran: one per region per hop
+    plus the client-address check per region)."""
+    for tree in edge_trees.values():
+        report = verify(tree)
+        assert not _mine(report), "\n".join(b.format() for b in _mine(report))
+        assert report.checks > 0
+
+
+def test_front_door_viewer_tls_below_the_floor_is_named(azure_tree):
+    rel = "terraform/global/main.tf"
+    _edit(azure_tree / rel, 'minimum_tls_version   = "TLS12"', 'minimum_tls_version   = "TLS10"')
+    hits = _hits(verify(azure_tree), "terraform/global/cdn.tf", "cdn")
+    assert hits and all("internet->cdn" in b.connection for b in hits)
+    assert any("TLS10 admits TLS below 1.2" in b.message for b in hits)
+    assert hits[0].line == _line(azure_tree / "terraform/global/cdn.tf", "minimum_tls_version = local.minimum_tls_version")
+
+
+def test_front_door_forwarding_over_http_is_named(azure_tree):
+    rel = "terraform/global/cdn.tf"
+    _edit(azure_tree / rel, 'forwarding_protocol             = "HttpsOnly"', 'forwarding_protocol             = "MatchRequest"')
+    hits = _hits(verify(azure_tree), rel, "cdn")
+    assert hits and all("cdn->load-balancer" in b.connection for b in hits)
+    assert {b.line for b in hits} == {_line(azure_tree / rel, 'forwarding_protocol             = "MatchRequest"')}
+
+
+def test_front_door_origin_that_is_not_the_region_is_named(azure_tree):
+    rel = "terraform/global/main.tf"
+    _edit(azure_tree / rel, 'hostname = "weu.acme.example.org"', 'hostname = "eus2.acme.example.org"')
+    hits = [b for b in _mine(verify(azure_tree)) if b.layer == "cdn"]
+    assert any("no Front Door origin is weu.acme.example.org" in b.message for b in hits)
+
+
+def test_front_door_client_address_rule_is_checked(azure_tree):
+    rel = "terraform/global/cdn.tf"
+    _edit(azure_tree / rel, 'value         = "{client_ip}"', 'value         = "{socket_ip}"')
+    hits = _hits(verify(azure_tree), rel, "cdn")
+    assert hits and {b.connection for b in hits} == {"client address header"}
+    assert hits[0].line == _line(azure_tree / rel, 'resource "azurerm_cdn_frontdoor_route"')
+
+
+def test_front_door_header_kong_does_not_read_is_named(azure_tree):
+    values = azure_tree / "helm/eus2/kong.values.yaml"
+    values.parent.mkdir(parents=True, exist_ok=True)
+    values.write_text("env:\n  real_ip_header: X-Forwarded-For\n")
+    hits = _hits(verify(azure_tree), "helm/eus2/kong.values.yaml", "cdn")
+    assert [(b.line, b.connection) for b in hits] == [(2, "client address header")]
+    assert "Front Door sets" in hits[0].message
+
+
+def test_cloud_cdn_viewer_tls_below_the_floor_is_named(gcp_tree):
+    _edit(gcp_tree / "terraform/global/main.tf", 'minimum_tls_version         = "TLS_1_3"', 'minimum_tls_version         = "TLS_1_2"')
+    rel = "terraform/global/cdn.tf"
+    hits = _hits(verify(gcp_tree), rel, "cdn")
+    assert hits and all("internet->cdn" in b.connection for b in hits)
+    assert hits[0].line == _line(gcp_tree / rel, "min_tls_version = local.minimum_tls_version")
+
+
+def test_cloud_cdn_origin_not_the_weighted_name_is_named(gcp_tree):
+    rel = "terraform/global/cdn.tf"
+    _edit(gcp_tree / rel, 'fqdn                          = "origin.${local.domain}"', 'fqdn                          = "usc1.${local.domain}"')
+    hits = _hits(verify(gcp_tree), rel, "cdn")
+    assert hits and all("cdn->load-balancer" in b.connection for b in hits)
+    assert "does not name origin.acme.example.org" in hits[0].message
+
+
+def test_cloud_cdn_region_off_its_reserved_address_is_named(gcp_tree):
+    rel = "terraform/modules/gcp/load_balancer/main.tf"
+    _edit(gcp_tree / rel, "ip_address            = data.google_compute_global_address.this.id",
+          'ip_address            = "203.0.113.7"')
+    hits = _hits(verify(gcp_tree), rel, "cdn")
+    assert hits and "does not listen on the address the global root reserves" in hits[0].message
+
+
+def test_cloud_cdn_client_address_header_is_checked(gcp_tree):
+    rel = "terraform/global/cdn.tf"
+    _edit(gcp_tree / rel, ": {client_ip_address}", ": {client_region}")
+    hits = _hits(verify(gcp_tree), rel, "cdn")
+    assert hits and {b.connection for b in hits} == {"client address header"}
+    assert hits[0].line == _line(gcp_tree / rel, "custom_request_headers")

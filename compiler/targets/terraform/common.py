@@ -28,13 +28,23 @@ MODULES = {
               "backup", "budget", "managed_postgres", "managed_redis"),
 }
 
-# The public DNS zone is Route 53 (the global root): modules that write records there need aws too.
-EXTRA_PROVIDERS = {("gcp", "load_balancer"): ("aws",), ("azure", "load_balancer"): ("aws",)}
+# Modules that write into the public zone (the region's name, certificate records): they need the provider of
+# the zone's cloud too when it is not their own.
+ZONE_WRITERS = ("load_balancer",)
+
+# The modules the global root calls, per edge cloud (the Azure and Google edges call none).
+GLOBAL_MODULES = {"aws": ("kms", "waf"), "azure": (), "gcp": ()}
 
 
-def root_clouds(cloud: str) -> list[str]:
-    """Providers a region root of `cloud` configures: its own, plus aws for the public DNS records."""
-    return [cloud] if cloud == "aws" else [cloud, "aws"]
+def module_clouds(cloud: str, module: str, dns_cloud: str) -> list[str]:
+    """Providers a module of `cloud` requires: its own, plus the public zone's when it writes records there."""
+    return [cloud, dns_cloud] if module in ZONE_WRITERS and dns_cloud != cloud else [cloud]
+
+
+def root_clouds(cloud: str, dns_cloud: str = "aws") -> list[str]:
+    """Providers a region root of `cloud` configures: its own, plus the public zone's cloud for the region's
+    records when that is another cloud (R039 makes the spec declare that cloud's account)."""
+    return [cloud] if cloud == dns_cloud else [cloud, dns_cloud]
 
 # CloudWatch Logs accepts only these retention periods; a spec value is rounded up to the next one.
 CLOUDWATCH_RETENTION = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,

@@ -6,7 +6,10 @@ from compiler.docs import markdown_cell, markdown_table
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.terraform import azure as _terraform_azure
 from compiler.targets.terraform import values as V
-from compiler.targets.terraform.common import MODULES, prefix
+from compiler.ir.edge import dns_cloud, dns_provider
+from compiler.targets.terraform.common import MODULES, PROVIDERS, prefix
+
+DNS_NAMES = {"route53": "Route 53", "azure_dns": "Azure DNS", "cloud_dns": "Cloud DNS"}
 
 SERVICES = {
     "aws": {"network": "VPC", "kubernetes": "EKS", "lb": "Application Load Balancer (ACM certificate)",
@@ -65,12 +68,18 @@ def _notes(plan: PlatformPlan, region: RegionPlan) -> list[str]:
         notes.append("Azure copies geo-redundant backup vaults to the region's Azure pair, not to the DR partner; "
                      "the partner receives the object-replicated backup account instead.")
         notes.append("Set `admin_ssh_public_key` (and `management_cidrs` for the Terraform runners) when applying.")
-    if plan.spec.edge.dns.routing != "weighted":
+    dns = dns_provider(plan.spec)
+    if plan.spec.edge.dns.routing != "weighted" and dns == "route53":
         notes.append(f"The spec asks for {plan.spec.edge.dns.routing} DNS routing; Route 53 can only apply it to AWS "
                      "regions, so the global root keeps weighted records (weights = traffic shares).")
-    if region.cloud != "aws":
-        notes.append("The public DNS zone is Route 53 (the global root): this root also configures the aws provider "
-                     "to write the region's name and certificate records there.")
+    if region.cloud != dns_cloud(plan.spec):
+        notes.append(f"The public DNS zone is {DNS_NAMES[dns]} (the global root): this root also configures the "
+                     f"{PROVIDERS[dns_cloud(plan.spec)][0]} provider (account "
+                     f"`{plan.spec.clouds[dns_cloud(plan.spec)].account}`) to write the region's name and certificate "
+                     "records there.")
+    if dns == "cloud_dns":
+        notes.append(f"The global root reserves the load balancer's address `{prefix(plan, region)}` (the weighted, "
+                     "health-checked origin record lists it): apply the global root first.")
     return notes
 
 

@@ -1,13 +1,15 @@
-"""Terraform target: the global root (public DNS, health-checked weighted origin, CDN, edge WAF).
+"""Terraform target: the global root (public DNS, health-checked weighted routing, CDN, edge WAF).
 
-The edge is AWS (Route 53, CloudFront, WAF with CLOUDFRONT scope, Shield), whatever clouds the
-regions run on; every region is reached as <region>.<domain>, a name the region's own root
-points at its load balancer.
+The edge is one cloud's (compiler.ir.edge: the spec's edge.dns.provider / edge.cdn.provider, else the
+platform's clouds): Route 53 + CloudFront + WAFv2 (templates global/), Azure DNS + Front Door Premium
+(global/azure/) or Cloud DNS + Cloud CDN with Cloud Armor (global/gcp/). Every region is reached as
+<region>.<domain>, a name the region's own root points at its load balancer.
 """
 
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan
+from compiler.ir.edge import edge_cloud
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
 from compiler.targets.terraform.common import cloudwatch_retention, provider_requirements, state_backend
 
@@ -26,11 +28,25 @@ def weights(plan: PlatformPlan) -> dict[str, int]:
     return {n: round(v / top * ROUTE53_MAX_WEIGHT) for n, v in shares.items()}
 
 
+# Where each edge's templates are (the AWS edge keeps the original paths).
+TEMPLATES = {"aws": "global", "azure": "global/azure", "gcp": "global/gcp"}
+# Front Door's viewer minimum: the azurerm provider (~> 4.0) takes TLS12 only (R039 refuses 1.3 there).
+FRONT_DOOR_TLS = {"1.2": "TLS12"}
+GCP_TLS = {"1.3": "TLS_1_3", "1.2": "TLS_1_2"}
+FRONT_DOOR_MAX_WEIGHT = 1000
+# Cloud DNS health checks of external endpoints probe from exactly three source regions, at least every 30 s.
+GCP_HEALTH_SOURCE_REGIONS = ("us-east4", "europe-west1", "asia-southeast1")
+GCP_SOURCE_REGION_MIN_INTERVAL = 30
+
+
 def global_tags(plan: PlatformPlan) -> dict[str, str]:
-    """The regions' common tags, with region = global."""
+    """The regions' common tags, with region = global; `cloud`, when the regions share one, names the
+    edge's cloud (the global root's resources are the edge's)."""
     first = dict(plan.regions[0].tags)
     tags = {k: v for k, v in first.items() if all(r.tags.get(k) == v for r in plan.regions)}
     tags["region"] = "global"
+    if "cloud" in tags:
+        tags["cloud"] = edge_cloud(plan.spec)
     return tags
 
 
@@ -72,8 +88,31 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
         "backend_type": backend_type,
         "backend": backend,
     }
-    out = {"versions.tf": ("versions.tf.j2", provider_requirements(["aws"])),
+    cloud = edge_cloud(spec)
+    if cloud == "azure":
+        context["edge"]["minimum_tls_version"] = FRONT_DOOR_TLS.get(edge.tls_min_version, "TLS12")
+        context["edge"]["client_address_header"] = CLIENT_ADDRESS_HEADER
+        context["regions"] = {n: {**r, "weight": max(1, min(FRONT_DOOR_MAX_WEIGHT, r["weight"]))}
+                              for n, r in context["regions"].items()}
+        context["location"] = next(r.cloud_region for r in plan.regions if r.cloud == "azure")
+        context["waf"] = {k: v for k, v in context["waf"].items() if k != "log_retention_days"}
+        for k in ("price_class", "minimum_protocol_version", "default_ttl", "max_ttl", "cache_key_header", "ddos_protection"):
+            context["edge"].pop(k)
+    elif cloud == "gcp":
+        context["edge"]["minimum_tls_version"] = GCP_TLS[edge.tls_min_version]
+        context["edge"]["client_address_header"] = CLIENT_ADDRESS_HEADER
+        context["edge"]["health_check_interval"] = max(GCP_SOURCE_REGION_MIN_INTERVAL, edge.dns.health_check_interval_seconds)
+        context["edge"]["health_check_source_regions"] = list(GCP_HEALTH_SOURCE_REGIONS)
+        for k in ("price_class", "log_retention_days", "minimum_protocol_version"):
+            context["edge"].pop(k)
+        context["regions"] = {r.name: {**context["regions"][r.name], "lb_name": r.cluster_name} for r in plan.regions}
+        context["region"] = next(r.cloud_region for r in plan.regions if r.cloud == "gcp")
+        context["waf"] = {**{k: v for k, v in context["waf"].items() if k != "log_retention_days"},
+                          "ddos_protection": edge.ddos_protection}
+    if cloud != "aws":
+        context["account"] = spec.clouds[cloud].account
+    out = {"versions.tf": ("versions.tf.j2", provider_requirements([cloud])),
            "backend.tf": ("backend.tf.j2", context)}
     for part in ("main", "providers", "dns", "cdn", "outputs"):
-        out[f"{part}.tf"] = (f"global/{part}.tf.j2", context)
+        out[f"{part}.tf"] = (f"{TEMPLATES[cloud]}/{part}.tf.j2", context)
     return out

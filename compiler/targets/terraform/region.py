@@ -9,6 +9,7 @@ minus the wired ones; the tests parse both sides to prove it.
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.edge import dns_cloud, dns_provider
 from compiler.targets.terraform import aws as _terraform_aws, azure as _terraform_azure, gcp as _terraform_gcp
 from compiler.targets.terraform.common import prefix, provider_requirements, root_clouds, state_backend
 
@@ -18,6 +19,7 @@ ARGS = {"aws": _terraform_aws.args, "gcp": _terraform_gcp.args, "azure": _terraf
 def files(plan: PlatformPlan, region: RegionPlan) -> dict[str, tuple[str, dict]]:
     """File name -> (template, context) for regions/<region>/."""
     cloud = region.cloud
+    zone_cloud = dns_cloud(plan.spec)
     backend_type, backend = state_backend(plan, cloud, f"regions/{region.name}")
     context = {
         "plan": plan,
@@ -27,11 +29,13 @@ def files(plan: PlatformPlan, region: RegionPlan) -> dict[str, tuple[str, dict]]
         "account": plan.spec.clouds[cloud].account,
         "dns_account": plan.spec.clouds["aws"].account if "aws" in plan.spec.clouds else None,
         "dns_region": plan.spec.clouds["aws"].state.region if "aws" in plan.spec.clouds else "us-east-1",
+        "dns_cloud": zone_cloud,
+        "dns_provider": dns_provider(plan.spec),
         "args": ARGS[cloud](plan, region),
         "backend_type": backend_type,
         "backend": backend,
     }
-    out = {"versions.tf": ("versions.tf.j2", provider_requirements(root_clouds(cloud)))}
+    out = {"versions.tf": ("versions.tf.j2", provider_requirements(root_clouds(cloud, zone_cloud)))}
     out["backend.tf"] = ("backend.tf.j2", context)
     for part in ("main", "providers", "variables", "outputs"):
         out[f"{part}.tf"] = (f"regions/{cloud}/{part}.tf.j2", context)

@@ -1,0 +1,164 @@
+"""The edge follows the clouds (issue 17): a one-cloud platform gets its own cloud's DNS, CDN and WAF; no
+root names a cloud the platform does not use; the global root gets every module it calls; region roots pin
+each provider to the account the spec declares.
+
+Every case under tests/cases is compiled (the one-cloud fixtures aws-only, gcp-only and azure-only among
+them); test_terraform.py runs fmt, terraform get, the provider-schema check and checkov on the same trees.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from compiler.ir.edge import cdn_provider, dns_provider, edge_cloud
+from compiler.pipeline import compile_file
+from compiler.targets import terraform
+from tests.conftest import REPO
+
+CASES = sorted(p.name for p in (REPO / "tests/cases").iterdir() if (p / "platform.yaml").exists())
+ONE_CLOUD = {"aws-only": "aws", "gcp-only": "gcp", "azure-only": "azure"}
+PROVIDER = {"aws": "aws", "gcp": "google", "azure": "azurerm"}
+# Anything in a .tf file that names a provider: a provider block, a requirement, a resource or data source.
+NAMES = re.compile(r'provider "(aws|google|azurerm)"|hashicorp/(aws|google|azurerm)"|^\s*(aws|google|azurerm)\s*=\s*\{|'
+                   r'(?:resource|data) "(aws|google|azurerm)_', re.M)
+
+
+def _tree(plan) -> dict[str, str]:
+    files = dict(terraform.emit_global(plan))
+    for r in plan.regions:
+        files.update(terraform.emit_region(plan, r))
+    return files
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    out = {}
+    for case in CASES:
+        plan = compile_file(str(REPO / "tests/cases" / case / "platform.yaml")).plan
+        out[case] = (plan, _tree(plan))
+    return out
+
+
+def _roots(files: dict[str, str]) -> dict[str, list[str]]:
+    """Directory -> its files' texts."""
+    dirs: dict[str, list[str]] = {}
+    for path, text in files.items():
+        dirs.setdefault(path.rsplit("/", 1)[0], []).append(text)
+    return dirs
+
+
+@pytest.mark.parametrize("case", sorted(ONE_CLOUD))
+def test_one_cloud_platform_names_no_other_cloud(compiled, case):
+    plan, files = compiled[case]
+    own = PROVIDER[ONE_CLOUD[case]]
+    assert dns_provider(plan.spec) == {"aws": "route53", "gcp": "cloud_dns", "azure": "azure_dns"}[ONE_CLOUD[case]]
+    assert cdn_provider(plan.spec) == {"aws": "cloudfront", "gcp": "cloud_cdn", "azure": "front_door"}[ONE_CLOUD[case]]
+    checked = 0
+    for directory, texts in _roots(files).items():
+        named = {next(g for g in m.groups() if g) for t in texts for m in NAMES.finditer(t)}
+        assert named == {own}, f"{directory} names {sorted(named)}"
+        checked += 1
+    assert checked >= 10
+    assert not any(f"/modules/{c}/" in p for p in files for c in PROVIDER if c != ONE_CLOUD[case])
+
+
+def test_the_reference_keeps_cloudfront(compiled):
+    plan, files = compiled["reference"]
+    assert (dns_provider(plan.spec), cdn_provider(plan.spec), edge_cloud(plan.spec)) == ("route53", "cloudfront", "aws")
+    assert 'resource "aws_cloudfront_distribution" "this"' in files["terraform/global/cdn.tf"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_module_a_root_calls_is_generated(compiled, case):
+    plan, files = compiled[case]
+    dirs = _roots(files)
+    calls = 0
+    for directory, texts in dirs.items():
+        for t in texts:
+            for src in re.findall(r'^\s*source\s*=\s*"(\.\./[^"]+)"', t, re.M):
+                target = directory
+                for part in src.split("/"):
+                    target = target.rsplit("/", 1)[0] if part == ".." else f"{target}/{part}"
+                assert f"{target}/main.tf" in files, f"{directory} calls {src}, which is not generated"
+                calls += 1
+    assert calls >= 5
+
+
+def test_global_root_modules_are_generated_without_a_region_on_the_edge_cloud():
+    """An AWS edge over GCP regions alone (aws declared for the edge only): the global root calls
+    modules/aws/kms and modules/aws/waf, and exactly those of the aws library are written."""
+    spec = yaml.safe_load((REPO / "tests/cases/gcp-only/platform.yaml").read_text())
+    spec["clouds"]["aws"] = {"workload_share": 0, "role": "secondary", "account": "123456789012",
+                             "registry": "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+                             "state": {"bucket": "acme-tf-state", "region": "us-east-1", "lock_table": "acme-tf-locks"}}
+    spec["edge"]["cdn"] = {"provider": "cloudfront"}
+    from compiler.pipeline import compile_text
+    plan = compile_text(yaml.safe_dump(spec), "platform.yaml").plan
+    files = terraform.emit_global(plan)
+    aws_modules = sorted({p.split("/")[3] for p in files if p.startswith("terraform/modules/aws/")})
+    assert aws_modules == ["kms", "waf"]
+    assert 'source = "../modules/aws/kms"' in files["terraform/global/main.tf"]
+    # the GCP regions write into Route 53 with the aws provider pinned to the declared account
+    region = terraform.emit_region(plan, plan.regions[0])
+    providers = region[f"terraform/regions/{plan.regions[0].name}/providers.tf"]
+    assert 'provider "aws"' in providers and '"123456789012"' in providers
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_region_roots_pin_every_provider_to_a_declared_account(compiled, case):
+    plan, files = compiled[case]
+    key = {"aws": r'allowed_account_ids\s*=\s*\["([^"]+)"\]', "google": r'project\s*=\s*"([^"]+)"',
+           "azurerm": r'subscription_id\s*=\s*"([^"]+)"'}
+    cloud_of = {v: k for k, v in PROVIDER.items()}
+    for r in plan.regions:
+        text = files[f"terraform/regions/{r.name}/providers.tf"]
+        blocks = re.findall(r'^provider "(\w+)" \{(.*?)^\}', text, re.M | re.S)
+        assert blocks
+        for name, body in blocks:
+            cloud = cloud_of[name]
+            assert cloud in plan.spec.clouds, f"{r.name} configures {name}, but the spec declares no {cloud} account"
+            m = re.search(key[name], body)
+            assert m and m.group(1) == plan.spec.clouds[cloud].account, f"{r.name}: {name} is not pinned to the account"
+        versions = files[f"terraform/regions/{r.name}/versions.tf"]
+        assert set(re.findall(r'source\s*=\s*"hashicorp/(\w+)"', versions)) == {n for n, _ in blocks}
+
+
+def test_azure_edge_is_front_door_with_weighted_health_checked_origins(compiled):
+    plan, files = compiled["azure-only"]
+    cdn, dns = files["terraform/global/cdn.tf"], files["terraform/global/dns.tf"]
+    main = files["terraform/global/main.tf"]
+    assert 'sku_name                 = "Premium_AzureFrontDoor"' in cdn
+    assert "health_probe {" in cdn and "weight                         = each.value.weight" in cdn
+    from compiler.ir.names import CLIENT_ADDRESS_HEADER
+    assert f'header_name   = "{CLIENT_ADDRESS_HEADER}"' in cdn and 'value         = "{client_ip}"' in cdn
+    assert 'resource "azurerm_cdn_frontdoor_firewall_policy" "this"' in cdn and 'mode                = "Prevention"' in cdn
+    assert 'resource "azurerm_dns_zone" "public"' in dns
+    for r in plan.regions:  # weights follow the traffic shares
+        assert re.search(rf'\b{r.name} = \{{\s*hostname = "{r.name}\.{re.escape(plan.spec.organization.domain)}"\s*'
+                         rf'weight\s*= {int(r.traffic_share)}\n', main), r.name
+
+
+def test_gcp_edge_is_cloud_cdn_behind_the_global_load_balancer(compiled):
+    plan, files = compiled["gcp-only"]
+    cdn, dns, main = files["terraform/global/cdn.tf"], files["terraform/global/dns.tf"], files["terraform/global/main.tf"]
+    from compiler.ir.names import CLIENT_ADDRESS_HEADER
+    assert "enable_cdn             = true" in cdn and 'load_balancing_scheme  = "EXTERNAL_MANAGED"' in cdn
+    assert f'custom_request_headers = ["{CLIENT_ADDRESS_HEADER}: {{client_ip_address}}"]' in cdn
+    assert "security_policy        = module.waf.policy_id" in cdn and 'source = "../modules/gcp/waf"' in main
+    assert 'min_tls_version = local.minimum_tls_version' in cdn and re.search(r'minimum_tls_version\s*= "TLS_1_3"', main)
+    assert "include_http_headers = [local.cache_key_header]" in cdn
+    assert "routing_policy {" in dns and "health_checked_targets {" in dns and "source_regions      = local." in dns
+    assert "google_compute_project_cloud_armor_tier" not in cdn  # ddos_protection defaults to off
+
+
+def test_ddos_protection_is_off_by_default_and_priced_when_on(compiled):
+    from compiler.model.platform import Edge
+    assert Edge().ddos_protection is False
+    plan, files = compiled["two-region"]
+    assert re.search(r"ddos_protection\s*=\s*false", files["terraform/global/main.tf"])
+    plan, files = compiled["reference"]  # the reference asks for Shield Advanced explicitly
+    assert re.search(r"ddos_protection\s*=\s*true", files["terraform/global/main.tf"])
+    from compiler.cost import estimate  # noqa: F401 (the catalogue counts the subscription: see test_cost)
