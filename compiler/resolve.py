@@ -67,7 +67,7 @@ def service_plans(platform: Platform, region: Region, s: RegionSettings) -> tupl
             dependents=tuple(sorted(n for n, o in enabled.items() if name in o.depends_on)),
             uses=tuple(sorted(svc.uses)), routes=tuple(svc.routes), rollout=svc.rollout,
             secrets=frozen_map(dict(sorted(svc.secrets.items()))), env=frozen_map(dict(sorted(svc.env.items()))),
-            egress=tuple(svc.egress),
+            egress=tuple(svc.egress), writable_paths=tuple(svc.writable_paths),
         ))
     return tuple(plans)
 

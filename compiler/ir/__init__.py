@@ -70,6 +70,7 @@ class ServicePlan:
     secrets: Mapping[str, str]
     env: Mapping[str, str]
     egress: tuple = ()  # ExternalHost: Internet hosts the service calls (payment processors, mail, partner APIs)
+    writable_paths: tuple[str, ...] = ()  # directories besides /tmp the container writes (emptyDirs; read-only root)
 
 
 @dataclass(frozen=True)

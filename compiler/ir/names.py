@@ -20,9 +20,14 @@ KONG_PROXY_SERVICE = "kong-proxy"  # kong chart `proxy.nameOverride`
 KONG_POD_LABELS = {"app.kubernetes.io/name": "kong", "app.kubernetes.io/instance": KONG_RELEASE}
 KONG_STATUS_PORT = 8100  # kong chart default `status.http.containerPort`: readiness and /metrics
 KONG_PROXY_TLS_PORT = 8443  # Kong's HTTPS proxy listener: container port, Service port and LB target port alike
+# The module the kong target's canary-header function requires (Kong's own JWT parser); serverless functions run
+# sandboxed, so the helm target lists it in Kong's untrusted_lua_sandbox_requires.
+KONG_JWT_PARSER_MODULE = "kong.plugins.jwt.jwt_parser"
 OTEL_COLLECTOR_SERVICE = "otel-collector"  # opentelemetry-collector `fullnameOverride`
 OTLP_GRPC_PORT = 4317
 OTLP_HTTP_PORT = 4318
+OTEL_PROMETHEUS_PORT = 8889  # the collector's prometheus exporter: the services' OTLP metrics, scraped by Prometheus
+OTEL_PROMETHEUS_PORT_NAME = "prom-metrics"  # its port name on the collector's Service (the scrape job keeps it)
 ISTIOD_XDS_PORT = 15012
 ISTIO_METRICS_PORT = 15020  # merged app + sidecar metrics (meshConfig.enablePrometheusMerge)
 
@@ -34,6 +39,17 @@ SIDECAR_LIMITS = {"cpu_m": 1000, "memory_mi": 512}
 # cloud.google.com/gke-nodepool, kubernetes.azure.com/agentpool) carry the cloud's pool name,
 # which need not be the spec's (AKS allows 12 alphanumerics only), so the node pools carry this label.
 NODE_POOL_LABEL = "platformc.io/node-pool"
+# Clouds whose clusters (as the terraform target builds them) run kube-proxy: EKS installs the kube-proxy add-on;
+# GKE Dataplane V2 (ADVANCED_DATAPATH) and AKS with the Cilium data plane replace it with eBPF, so there is
+# nothing to scrape there and KubeProxyDown would fire forever.
+KUBE_PROXY_CLOUDS = frozenset({"aws"})
+# Clouds whose GPU nodes need the NVIDIA device plugin from us: EKS's AL2023 NVIDIA AMIs and AKS GPU node
+# pools ship the driver but not the plugin; GKE installs its own device plugin on GPU nodes.
+DEVICE_PLUGIN_CLOUDS = frozenset({"aws", "azure"})
+# Clouds whose node groups each span all the region's zones as one scaling group the autoscaler cannot aim at a
+# zone (EKS managed node groups over every private subnet, AKS node pools over every zone). GKE's regional node
+# pools are one managed instance group per zone, which its autoscaler scales zone by zone.
+ZONE_BLIND_AUTOSCALER_CLOUDS = frozenset({"aws", "azure"})
 
 # ---------------------------------------------------------------- the public entry (see compiler/ir/edge.py)
 # The global external Application Load Balancer's proxies (Google Front Ends) and Google's health
@@ -76,7 +92,8 @@ GRAFANA_ADMIN_SECRET = "grafana-admin"  # keys: the grafana chart's admin.userKe
 GRAFANA_ADMIN_KEYS = ("admin-user", "admin-password")
 ALERTMANAGER_RECEIVERS_SECRET = "alertmanager-receivers"  # mounted at /etc/alertmanager/secrets/<name>/
 # monitoring.alert_receivers field -> key in that Secret (the file name Alertmanager's config reads)
-ALERTMANAGER_RECEIVER_KEYS = {"pagerduty_routing_key": "pagerduty-routing-key", "slack_webhook_url": "slack-webhook-url"}
+ALERTMANAGER_RECEIVER_KEYS = {"pagerduty_routing_key": "pagerduty-routing-key", "slack_webhook_url": "slack-webhook-url",
+                              "deadman_webhook_url": "deadman-webhook-url"}
 # The Elasticsearch clients in the cluster, each with its own user: client -> Secret (keys ELASTICSEARCH_CLIENT_KEYS).
 ELASTICSEARCH_CLIENT_SECRETS = {"fluent-bit": "elasticsearch-fluent-bit", "jaeger": "elasticsearch-jaeger"}
 ELASTICSEARCH_CLIENT_KEYS = ("username", "password", "ca.crt")  # ca.crt: the region's internal CA (the nodes' issuer)

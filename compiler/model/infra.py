@@ -7,6 +7,11 @@ from typing import Annotated, Literal, Optional
 from pydantic import StringConstraints
 
 from compiler.model.base import F, FD, Cidr, Model, Name, Port, PositiveInt, SecretRef
+from compiler.model.services import ResourceAmounts, Resources
+
+
+def _sizes(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> Resources:
+    return Resources(requests=ResourceAmounts(cpu=cpu, memory=memory), limits=ResourceAmounts(cpu=cpu_limit, memory=memory_limit))
 
 
 class Network(Model):
@@ -76,7 +81,14 @@ class Gateway(Model):
         list, description="Origins allowed by CORS: `https://host[:port]` (or `*`); no regex, so none reaches Kong.")
     jwt_issuer: str = F(description="Issuer (`iss`) the JWT plugin trusts.", pattern=r"^https://[A-Za-z0-9./:_-]{1,200}$")
     jwt_public_key: SecretRef = F(description="Reference to the issuer's RSA public key.")
-    replicas: PositiveInt = F(3, description="Kong proxy pods per region.")
+    replicas: PositiveInt = F(3, description="Fewest Kong proxy pods per region (the gateway HPA's floor; one per zone at least).")
+    rps_per_pod: PositiveInt = F(5000, description="Requests per second one Kong pod serves at the HPA's CPU target with the "
+                                 "platform's plugins (a load-test figure); the gateway HPA is sized from it, the region's "
+                                 "share of `capacity.requests_per_second` and `capacity.peak_multiplier`.")
+    resources: Resources = FD(lambda: _sizes("1000m", "1Gi", "2000m", "2Gi"),
+                              "Kong pod resources; Nginx runs one worker process per whole CPU of the limit.")
+    node_pool: Optional[Name] = F(None, description="Node pool the Kong pods run on; by default the untainted pool with the "
+                                  "most CPU at max nodes.")
 
 
 class Security(Model):
@@ -99,6 +111,8 @@ class AlertReceivers(Model):
     pagerduty_routing_key: Optional[SecretRef] = F(None, description="PagerDuty Events v2 routing key for pages (severity `page`).")
     slack_webhook_url: Optional[SecretRef] = F(None, description="Slack incoming-webhook URL for tickets (severity `ticket`).")
     slack_channel: str = F("#platform-alerts", description="Slack channel for tickets.", pattern=r"^#[a-z0-9_-]{1,80}$")
+    deadman_webhook_url: Optional[SecretRef] = F(None, description="Webhook URL of a dead-man (heartbeat) service that receives "
+                                                 "kube-prometheus-stack's always-firing Watchdog every 5 min and pages when it stops.")
 
 
 class Monitoring(Model):
@@ -116,6 +130,19 @@ class Monitoring(Model):
     cloud_native: bool = F(True, description="Also ship metrics to the cloud's own monitoring (CloudWatch, Cloud Monitoring, Azure Monitor).")
     node_exporter: bool = F(True, description="Run node_exporter on self-managed hosts.")
     alert_receivers: AlertReceivers = FD(AlertReceivers, description="Alert destinations for pages and tickets.")
+    resources: dict[Literal["prometheus", "alertmanager", "grafana", "prometheus-operator", "kube-state-metrics",
+                            "node-exporter", "jaeger", "otel-collector", "fluent-bit", "es-index-cleaner"], Resources] = FD(
+        lambda: {"prometheus": _sizes("1000m", "8Gi", "4000m", "16Gi"),
+                 "alertmanager": _sizes("100m", "256Mi", "500m", "512Mi"),
+                 "grafana": _sizes("250m", "512Mi", "1000m", "1Gi"),
+                 "prometheus-operator": _sizes("100m", "256Mi", "500m", "512Mi"),
+                 "kube-state-metrics": _sizes("100m", "256Mi", "500m", "1Gi"),
+                 "node-exporter": _sizes("50m", "64Mi", "250m", "128Mi"),
+                 "jaeger": _sizes("500m", "1Gi", "2000m", "2Gi"),
+                 "otel-collector": _sizes("500m", "1Gi", "2000m", "2Gi"),
+                 "fluent-bit": _sizes("100m", "128Mi", "500m", "512Mi"),
+                 "es-index-cleaner": _sizes("100m", "128Mi", "500m", "256Mi")},
+        "Requests and limits of the monitoring stack's pods; a region's map replaces the default whole, so name every one.")
     grafana_admin_password: Optional[SecretRef] = F(None, description="Reference to Grafana's admin password (user `admin`), synced into the `grafana-admin` Secret; without it the grafana chart generates one.")
 
 

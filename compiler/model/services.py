@@ -67,6 +67,9 @@ class HeaderMatch(Model):
 
     name: str = F(description="Header name, lower case.", pattern=r"^[a-z0-9-]{1,64}$")
     exact: str = F(description="The exact value that selects the canary.", pattern=r"^[A-Za-z0-9._-]{1,128}$")
+    claim: Optional[str] = F(None, description="JWT claim the gateway copies into the header on authenticated requests "
+                             "(defaults to the header's name); the header a client sends is always removed.",
+                             pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 class CanaryStrategy(Model):
@@ -76,7 +79,8 @@ class CanaryStrategy(Model):
     stable_weight: int = F(90, description="Percent of traffic kept on the stable subset v1.", ge=0, le=100)
     canary_weight: int = F(10, description="Percent of traffic sent to the canary subset v2.", ge=0, le=100)
     header_match: Optional[HeaderMatch] = F(None, description="Requests carrying this header go to v2 first (beta testers).")
-    canary_image_tag: Optional[str] = F(None, description="Image tag of the canary subset v2; defaults to the service's tag.", pattern=r"^[A-Za-z0-9._-]{1,128}$")
+    canary_image_tag: Optional[str] = F(None, description="Image tag of the canary subset v2: the version under test, which "
+                                        "must differ from the service's `tag` (R047).", pattern=r"^[A-Za-z0-9._-]{1,128}$")
 
 
 class BlueGreenStrategy(Model):
@@ -155,3 +159,6 @@ class Service(Model):
         description="How new versions roll out.", discriminator="type")
     secrets: dict[EnvName, SecretRef] = FD(dict, description="Environment variables filled from secret references, never values.")
     env: dict[EnvName, str] = FD(dict, description="Plain, non-secret environment variables.")
+    writable_paths: list[Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._/-]{1,200}$")]] = FD(
+        list, description="Directories the container writes besides /tmp (the root filesystem is read-only), each an "
+                          "emptyDir, e.g. a framework's cache (`/app/.next/cache` for Next.js).")

@@ -28,7 +28,8 @@ from tests.tools import helm_values_check as hv
 
 SKIP_WORDS = {"istio-base": "istio-base", "istiod": "istiod",
               "opentelemetry-collector": "OpenTelemetry collector", "jaeger": "Jaeger",
-              "fluent-bit": "Fluent Bit", "cluster-autoscaler": "cluster-autoscaler", "kong": "-", "kube-prometheus-stack": "-"}
+              "fluent-bit": "Fluent Bit", "cluster-autoscaler": "cluster-autoscaler", "kong": "-", "kube-prometheus-stack": "-",
+              "nvidia-device-plugin": "nvidia-device-plugin"}
 # A spec reference (`vault:...`, `env:VAR`); `${env:VAR}` is a collector-config expansion of the pod's own
 # environment (Jaeger v2 reads its Elasticsearch user so), not a reference.
 SECRET_REF = re.compile(r"(?<!\$\{)\b(vault|aws-sm|gcp-sm|azure-kv|env):[A-Za-z0-9_./#@:+=-]")
@@ -203,7 +204,9 @@ def test_optional_charts_follow_the_spec():
             kong = values_of(case, r, next(x for x in rels if x.name == "kong"))
             assert kong["env"]["database"] == "off" and kong["ingressController"]["enabled"] is False
             assert kong["proxy"]["type"] == "ClusterIP"  # with or without the mesh: the cloud LB is the entry
-            assert kong["replicaCount"] == r.settings.gateway.replicas
+            assert kong["replicaCount"] == kong["autoscaling"]["minReplicas"] >= r.settings.gateway.replicas
+            assert ("nvidia-device-plugin" in names) == (r.cloud in ("aws", "azure") and any(
+                p.gpus for p in r.settings.kubernetes.node_pools.values()))
 
 
 # ------------------------------------------------------------------ the public entry (compiler/ir/edge.py)
@@ -469,10 +472,12 @@ def test_additional_scrape_configs_pass_promtool(tmp_path):
         rel = next(x for x in helm.releases(plan, r)[0] if x.name == "kube-prometheus-stack")
         spec = values_of("reference", r, rel)["prometheus"]["prometheusSpec"]
         jobs = spec["additionalScrapeConfigs"]
-        assert [j["job_name"] for j in jobs] == ["kubernetes-pods", "self-managed-hosts", "postgres-exporter",
-                                                 "redis-exporter"]
+        assert [j["job_name"] for j in jobs] == ["kubernetes-pods", "otel-collector", "self-managed-hosts",
+                                                 "postgres-exporter", "redis-exporter"]
         assert jobs[0].pop("kubernetes_sd_configs") == [{"role": "pod"}]
-        jobs[0]["static_configs"] = [{"targets": ["127.0.0.1:9"]}]
+        assert jobs[1].pop("kubernetes_sd_configs") == [{"role": "endpoints", "namespaces": {"names": ["monitoring"]}}]
+        for j in jobs[:2]:
+            j["static_configs"] = [{"targets": ["127.0.0.1:9"]}]
         cfg = tmp_path / f"{r.name}.yml"
         cfg.write_text(yaml.safe_dump({"global": {"external_labels": spec["externalLabels"]}, "scrape_configs": jobs}))
         res = subprocess.run([promtool, "check", "config", "--syntax-only", str(cfg)], capture_output=True, text=True)

@@ -30,7 +30,7 @@ def test_promtool_checks_every_rule_file(tree):
     assert len(files) == len(plan.regions)
     res = subprocess.run([promtool, "check", "rules", *files], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert res.stdout.count("SUCCESS: 21 rules found") == len(files)
+    assert res.stdout.count("SUCCESS: 21 rules found") == len(files), res.stdout
 
 
 def test_amtool_checks_every_alertmanager_config(tree):
@@ -41,12 +41,19 @@ def test_amtool_checks_every_alertmanager_config(tree):
         assert res.returncode == 0 and "SUCCESS" in res.stdout, res.stdout + res.stderr
 
 
-@pytest.mark.parametrize("labels,receiver", [("severity=page", "page"), ("severity=ticket", "ticket"), ("foo=bar", "ticket")])
+@pytest.mark.parametrize("labels,receiver", [
+    # kube-prometheus-stack's severities: critical pages, warning and info ticket, Watchdog to the dead-man receiver
+    ("severity=critical", "page"), ("severity=warning", "ticket"), ("severity=info", "ticket"), ("foo=bar", "ticket"),
+    ("alertname=Watchdog severity=none", "deadman"), ("alertname=InfoInhibitor severity=none", "null"),
+    ("alertname=KubePodCrashLooping severity=critical namespace=booking", "page"),
+    # the old words no longer page: nothing labels alerts `page`
+    ("severity=page", "ticket")])
 def test_routing(tree, labels, receiver):
     amtool = require_tool("amtool")
     _, root = tree
     cfg = root / "monitoring/us-east-1/alertmanager/alertmanager.yaml"
-    res = subprocess.run([amtool, "config", "routes", "test", f"--config.file={cfg}", labels], capture_output=True, text=True)
+    res = subprocess.run([amtool, "config", "routes", "test", f"--config.file={cfg}", *labels.split()],
+                         capture_output=True, text=True)
     assert res.stdout.strip() == receiver, res.stdout + res.stderr
 
 
@@ -59,7 +66,8 @@ def test_thresholds_come_from_the_slos(reference):
     assert rules["LatencyP95AboveTarget"]["expr"].endswith(f"> {reference.spec.slos.latency_p95_ms}")
     assert rules["ReplicationLagHigh"]["expr"].endswith("> 1")
     am = monitoring.alertmanager(reference, r)
-    assert am["route"]["routes"][0]["repeat_interval"] == f"{reference.spec.disaster_recovery.p1_response_minutes}m"
+    page = next(x for x in am["route"]["routes"] if x["receiver"] == "page")
+    assert page["repeat_interval"] == f"{reference.spec.disaster_recovery.p1_response_minutes}m"
 
 
 def test_no_secret_values_in_alertmanager(tree):
@@ -89,7 +97,7 @@ def _traffic(ok_per_min, errors_per_min):
 
 def test_fast_burn_pages(tree):
     _, root = tree
-    expected = [{"exp_labels": {"severity": "page", "slo": "availability", "region": "us-east-1", "service": "booking"},
+    expected = [{"exp_labels": {"severity": "critical", "slo": "availability", "region": "us-east-1", "service": "booking"},
                  "exp_annotations": {
                      "summary": "booking is burning its error budget fast in us-east-1",
                      "description": "Error ratio 1% against a 99.99% availability SLO over 30 days (budget 0.01%)."}}]
@@ -154,3 +162,167 @@ def test_data_tier_alerts_read_exporter_metrics_prometheus_scrapes(any_case):
         for metric, (job, _) in EXPORTER_METRICS.items():
             group = "redis_cluster" if job == "redis-exporter" else "postgres_primary"
             assert (job in jobs) == bool(r.hosts_in(group)), (r.name, metric, job)
+
+
+# ------------------------------------------------------------------ every alert fires, and stays silent
+#
+# Each alert of the rule files (us-east-1's: the thresholds are the reference SLOs') gets series that must fire it
+# and series that must not. promtool evaluates the rules as Prometheus would; annotations are left out of the
+# copy the unit tests load (the fast-burn test above checks their rendering), labels are compared exactly.
+
+def _counter(series: str, per_min: float, n: int = 130) -> dict:
+    return {"series": series, "values": f"0+{per_min:g}x{n}"}
+
+
+def _gauge(series: str, value: float, n: int = 130) -> dict:
+    return {"series": series, "values": f"{value:g}x{n}"}
+
+
+def _histogram(metric: str, labels: str, buckets: dict, per_min: float) -> list[dict]:
+    """Cumulative buckets: `buckets` maps `le` to the share of requests at or below it."""
+    return [_counter(f'{metric}{{{labels}le="{le}"}}', per_min * share) for le, share in buckets.items()]
+
+
+def _traffic_at(error_share: float) -> list[dict]:
+    ok, bad = 6000 * (1 - error_share), 6000 * error_share
+    return [_counter('kong_http_requests_total{service="booking",code="200"}', ok),
+            _counter('kong_http_requests_total{service="booking",code="500"}', bad)]
+
+
+SLOW = {"100": 0, "1000": 0, "5000": 1, "+Inf": 1}
+FAST = {"100": 1, "1000": 1, "5000": 1, "+Inf": 1}
+DB_SLOW = {"0.01": 0, "0.1": 0, "0.5": 1, "+Inf": 1}
+DB_FAST = {"0.01": 1, "0.1": 1, "0.5": 1, "+Inf": 1}
+HPA = 'namespace="booking",horizontalpodautoscaler="booking-v2"'
+STATEMENTS = 'queryid="42"'
+BOOKING = {"service": "booking", "region": "us-east-1"}
+
+# alert -> (firing series, silent series, labels of the firing alert besides its rule labels, eval time)
+ALERT_CASES = {
+    "ErrorBudgetBurnFast": (_traffic_at(0.01), _traffic_at(0.00001), BOOKING, "70m"),
+    "ErrorBudgetBurnSlow": (_traffic_at(0.0005), _traffic_at(0.00001), BOOKING, "70m"),
+    "ErrorRateAboveTarget": (_traffic_at(0.01), _traffic_at(0.000005), BOOKING, "70m"),
+    "LatencyP95AboveTarget": (_histogram("kong_request_latency_ms_bucket", 'service="booking",', SLOW, 600),
+                              _histogram("kong_request_latency_ms_bucket", 'service="booking",', FAST, 600), BOOKING, "70m"),
+    "LatencyP99AboveCeiling": (_histogram("kong_request_latency_ms_bucket", 'service="booking",', SLOW, 600),
+                               _histogram("kong_request_latency_ms_bucket", 'service="booking",', FAST, 600), BOOKING, "70m"),
+    # the services' OTel histogram, as the collector's prometheus exporter serves it (job = service.name)
+    "DatabaseQueryLatencyHigh": (_histogram("db_client_operation_duration_seconds_bucket", 'job="booking",', DB_SLOW, 600),
+                                 _histogram("db_client_operation_duration_seconds_bucket", 'job="booking",', DB_FAST, 600),
+                                 {**BOOKING, "job": "booking"}, "70m"),
+    "CacheHitRatioLow": ([_counter("redis_keyspace_hits_total", 50), _counter("redis_keyspace_misses_total", 50)],
+                         [_counter("redis_keyspace_hits_total", 99), _counter("redis_keyspace_misses_total", 1)],
+                         {"region": "us-east-1"}, "70m"),
+    "ReplicationLagHigh": ([_gauge('pg_replication_lag_seconds{instance="pg-2"}', 5)],
+                           [_gauge('pg_replication_lag_seconds{instance="pg-2"}', 0.1)],
+                           {"instance": "pg-2", "region": "us-east-1"}, "70m"),
+    "ReadReplicasSlow": ([_counter(f"pg_stat_statements_calls_total{{{STATEMENTS}}}", 6000),
+                          _counter(f"pg_stat_statements_seconds_total{{{STATEMENTS}}}", 1200)],  # 200 ms a call
+                         [_counter(f"pg_stat_statements_calls_total{{{STATEMENTS}}}", 6000),
+                          _counter(f"pg_stat_statements_seconds_total{{{STATEMENTS}}}", 300)],  # 50 ms
+                         {"region": "us-east-1"}, "70m"),
+    "ReadReplicasIdle": ([_counter(f"pg_stat_statements_calls_total{{{STATEMENTS}}}", 6000, 500),
+                          _counter(f"pg_stat_statements_seconds_total{{{STATEMENTS}}}", 30, 500)],  # 5 ms a call
+                         [_counter(f"pg_stat_statements_calls_total{{{STATEMENTS}}}", 6000, 500),
+                          _counter(f"pg_stat_statements_seconds_total{{{STATEMENTS}}}", 300, 500)],  # 50 ms
+                         {"region": "us-east-1"}, "7h"),
+    "WalArchivingFailing": ([_counter('pg_stat_archiver_failed_count{instance="pg-1"}', 1)],
+                            [_gauge('pg_stat_archiver_failed_count{instance="pg-1"}', 3)],
+                            {"instance": "pg-1", "region": "us-east-1"}, "70m"),
+    "NodeCpuHigh": ([_counter('node_cpu_seconds_total{instance="n1",mode="idle"}', 6)],  # 10 % idle
+                    [_counter('node_cpu_seconds_total{instance="n1",mode="idle"}', 54)],
+                    {"instance": "n1", "region": "us-east-1"}, "70m"),
+    "NodeMemoryHigh": ([_gauge('node_memory_MemAvailable_bytes{instance="n1"}', 10),
+                        _gauge('node_memory_MemTotal_bytes{instance="n1"}', 100)],
+                       [_gauge('node_memory_MemAvailable_bytes{instance="n1"}', 60),
+                        _gauge('node_memory_MemTotal_bytes{instance="n1"}', 100)],
+                       {"instance": "n1", "region": "us-east-1"}, "70m"),
+    "HpaAtMaximum": ([_gauge(f"kube_horizontalpodautoscaler_status_current_replicas{{{HPA}}}", 10),
+                      _gauge(f"kube_horizontalpodautoscaler_spec_max_replicas{{{HPA}}}", 10),
+                      _gauge(f"kube_horizontalpodautoscaler_spec_min_replicas{{{HPA}}}", 2)],
+                     # min = max (a two-pod canary): at its maximum by construction, never an alert
+                     [_gauge(f"kube_horizontalpodautoscaler_status_current_replicas{{{HPA}}}", 2),
+                      _gauge(f"kube_horizontalpodautoscaler_spec_max_replicas{{{HPA}}}", 2),
+                      _gauge(f"kube_horizontalpodautoscaler_spec_min_replicas{{{HPA}}}", 2)],
+                     {"namespace": "booking", "horizontalpodautoscaler": "booking-v2", "region": "us-east-1"}, "70m"),
+}
+
+
+def _rules_without_annotations(root, tmp_path):
+    groups = yaml.safe_load((root / "monitoring/us-east-1/prometheus/slo-rules.yaml").read_text())["groups"]
+    for g in groups:
+        for rule in g["rules"]:
+            rule.pop("annotations", None)
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": groups}))
+    return path, {r["alert"]: r for g in groups for r in g["rules"] if "alert" in r}
+
+
+def test_every_alert_has_a_firing_and_a_silent_case(tree, tmp_path):
+    _, root = tree
+    _, alerts = _rules_without_annotations(root, tmp_path)
+    assert set(alerts) == set(ALERT_CASES)
+
+
+@pytest.mark.parametrize("alert", sorted(ALERT_CASES))
+@pytest.mark.parametrize("fires", [True, False], ids=["fires", "silent"])
+def test_alert_fires_and_stays_silent(tree, tmp_path, alert, fires):
+    promtool = require_tool("promtool")
+    _, root = tree
+    rules, alerts = _rules_without_annotations(root, tmp_path)
+    firing, silent, labels, at = ALERT_CASES[alert]
+    expected = [{"exp_labels": {**alerts[alert]["labels"], **labels}}] if fires else []
+    test = {"rule_files": [str(rules)], "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": firing if fires else silent,
+                       "alert_rule_test": [{"eval_time": at, "alertname": alert, "exp_alerts": expected}]}]}
+    path = tmp_path / "test.yaml"
+    path.write_text(yaml.safe_dump(test))
+    res = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_severities_are_the_stacks_and_inhibition_is_keyed_on_the_slo(reference):
+    """critical pages and warning tickets, like kube-prometheus-stack's own alerts; a page inhibits only the
+    ticket of the same SLO, service and region, so a fast burn of one service never hides another's."""
+    r = reference.region("us-east-1")
+    sev = {x["labels"]["severity"] for g in monitoring.rule_groups(reference, r) for x in g["rules"] if "alert" in x}
+    assert sev == {"critical", "warning", "info"}
+    am = monitoring.alertmanager(reference, r)
+    slo_rule = am["inhibit_rules"][0]
+    assert slo_rule["source_matchers"] == ['severity="critical"', 'slo=~".+"']
+    assert slo_rule["target_matchers"] == ['severity="warning"', 'slo=~".+"']
+    assert slo_rule["equal"] == ["slo", "service", "region"]
+    assert all("alertname" not in x["equal"] or 'slo=""' in x["source_matchers"] for x in am["inhibit_rules"])
+    deadman = next(x for x in am["receivers"] if x["name"] == "deadman")
+    assert "webhook_configs" not in deadman  # the reference names no dead-man service: said in the header
+    text = monitoring.emit_region(reference, r)["monitoring/us-east-1/alertmanager/alertmanager.yaml"]
+    assert "nothing notices when Watchdog stops" in text
+
+
+def test_inhibition_with_amtool_silences_only_the_same_slo(tree, tmp_path):
+    """Alertmanager's own inhibitor, through amtool's config check and a parse of the matchers (amtool cannot
+    run an inhibition offline): the slow burn of booking is a target of the fast burn of booking, not of user."""
+    amtool = require_tool("amtool")
+    _, root = tree
+    cfg = yaml.safe_load((root / "monitoring/us-east-1/alertmanager/alertmanager.yaml").read_text())
+    rule = cfg["inhibit_rules"][0]
+
+    def matches(matchers, labels):
+        import re
+        for m in matchers:
+            name, op, value = re.fullmatch(r'(\w+)(=~|=)"(.*)"', m).groups()
+            got = labels.get(name, "")
+            if (op == "=" and got != value) or (op == "=~" and not re.fullmatch(value, got)):
+                return False
+        return True
+
+    page = {"alertname": "ErrorBudgetBurnFast", "severity": "critical", "slo": "availability", "service": "booking",
+            "region": "us-east-1"}
+    ticket = {**page, "alertname": "ErrorBudgetBurnSlow", "severity": "warning"}
+    other = {**ticket, "service": "user"}
+    assert matches(rule["source_matchers"], page) and matches(rule["target_matchers"], ticket)
+    assert all(page.get(k) == ticket.get(k) for k in rule["equal"])
+    assert not all(page.get(k) == other.get(k) for k in rule["equal"])
+    res = subprocess.run([amtool, "check-config", str(root / "monitoring/us-east-1/alertmanager/alertmanager.yaml")],
+                         capture_output=True, text=True)
+    assert res.returncode == 0 and "4 inhibit rules" in res.stdout, res.stdout + res.stderr

@@ -21,7 +21,7 @@ import yaml
 FREE_FORM = {
     "kong": {("env",)},
     "cluster-autoscaler": {("extraArgs",)},
-    "opentelemetry-collector": {("config",)},
+    "opentelemetry-collector": {("config",), ("ports",)},  # ports: name -> port (values.schema.json patternProperties ".*")
     "istiod": {("meshConfig",)},
 }
 
@@ -33,6 +33,9 @@ COMMENTED = {
     },
     "opentelemetry-collector": {
         ("podDisruptionBudget", "minAvailable"): "#   minAvailable: 2",
+    },
+    "jaeger": {
+        ("jaeger", "resources"): "  # resources:\n  #   limits:\n  #     cpu: 500m",
     },
 }
 

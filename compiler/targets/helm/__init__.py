@@ -131,6 +131,13 @@ def releases(plan: PlatformPlan, region: RegionPlan) -> tuple[list[Release], lis
                            "container logs to Elasticsearch", needs=(f"{MONITORING_NAMESPACE}/kube-prometheus-stack", *after)))
     else:
         skipped.append("Fluent Bit: no self-managed Elasticsearch nodes; the managed endpoint is not in the plan")
+    if platform.needs_device_plugin(region):
+        out.append(Release("nvidia-device-plugin", SYSTEM_NAMESPACE, CHARTS["nvidia-device-plugin"],
+                           platform.nvidia_device_plugin, "advertises the GPU nodes' nvidia.com/gpu to the scheduler"))
+    elif platform.gpu_pools(region):
+        skipped.append("nvidia-device-plugin: GKE installs the NVIDIA device plugin on GPU nodes itself")
+    else:
+        skipped.append("nvidia-device-plugin: no GPU node pool")
     if region.cloud == "aws":
         out.append(Release("cluster-autoscaler", SYSTEM_NAMESPACE, CHARTS["cluster-autoscaler"], platform.cluster_autoscaler,
                            "node autoscaling for the EKS node groups"))

@@ -30,6 +30,7 @@ REPOSITORIES = {
     "fluent": "https://fluent.github.io/helm-charts",
     "autoscaler": "https://kubernetes.github.io/autoscaler",
     "external-secrets": "https://charts.external-secrets.io",
+    "nvidia": "https://nvidia.github.io/k8s-device-plugin",
 }
 
 
@@ -47,6 +48,7 @@ CHARTS = {c.key: c for c in (
     _chart("fluent-bit", "fluent", "fluent-bit", "0.58.1", "5.1.1"),
     _chart("cluster-autoscaler", "autoscaler", "cluster-autoscaler", "9.59.0", "1.35.0"),
     _chart("external-secrets", "external-secrets", "external-secrets", "2.9.0", "v2.9.0"),
+    _chart("nvidia-device-plugin", "nvidia", "nvidia-device-plugin", "0.20.0", "0.20.0"),
 )}
 
 # kube-prometheus-stack subcharts (versions its Chart.yaml pins): their sections are checked

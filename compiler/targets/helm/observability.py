@@ -6,7 +6,8 @@ from __future__ import annotations
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.helm.fluentbit import render_conf
 from compiler.ir.names import NODE_EXPORTER_PORT, POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
-from compiler.targets.helm.platform import RESTRICTED_CONTAINER
+from compiler.targets.helm.platform import RESTRICTED_CONTAINER, amounts
+from compiler.ir.names import KUBE_PROXY_CLOUDS, OTEL_COLLECTOR_SERVICE, OTEL_PROMETHEUS_PORT, OTEL_PROMETHEUS_PORT_NAME
 from compiler.ir.names import MONITORING_NAMESPACE, OTLP_GRPC_PORT, OTLP_HTTP_PORT
 from compiler.ir.names import (ALERTMANAGER_RECEIVER_KEYS, ALERTMANAGER_RECEIVERS_SECRET, ELASTICSEARCH_CLIENT_SECRETS,
                                GRAFANA_ADMIN_SECRET)
@@ -80,18 +81,46 @@ def _host_scrape_jobs(region: RegionPlan) -> list[dict]:
             for name, groups in jobs.items()]
 
 
+def _collector_scrape_job(region: RegionPlan) -> list[dict]:
+    """The collector's prometheus exporter (the services' OTLP metrics), when the wiring has that connection:
+    its Service's endpoints on the exporter's port. honor_labels keeps the exporter's `job` (the service name)."""
+    if not any(c.dest.name == OTEL_COLLECTOR_SERVICE and c.dest_port == OTEL_PROMETHEUS_PORT
+               for c in region.connections_from("prometheus")):
+        return []
+    return [{
+        "job_name": "otel-collector",
+        "honor_labels": True,
+        "kubernetes_sd_configs": [{"role": "endpoints", "namespaces": {"names": [MONITORING_NAMESPACE]}}],
+        "relabel_configs": [
+            {"source_labels": ["__meta_kubernetes_service_name", "__meta_kubernetes_endpoint_port_name"],
+             "action": "keep", "regex": f"{OTEL_COLLECTOR_SERVICE};{OTEL_PROMETHEUS_PORT_NAME}"},
+        ],
+    }]
+
+
 def kube_prometheus_stack(plan: PlatformPlan, region: RegionPlan) -> dict:
     mon = region.settings.monitoring
-    scrape = [_pod_scrape_job(), *_host_scrape_jobs(region)]
+    size = mon.resources
+    scrape = [_pod_scrape_job(), *_collector_scrape_job(region), *_host_scrape_jobs(region)]
     values = {
         # EKS, GKE and AKS run the control plane: its components cannot be scraped from the cluster.
         "kubeControllerManager": {"enabled": False},
         "kubeScheduler": {"enabled": False},
         "kubeEtcd": {"enabled": False},
+        # kube-proxy runs only where the cluster has one (GKE Dataplane V2 and AKS Cilium replace it): elsewhere
+        # its ServiceMonitor finds nothing and KubeProxyDown fires forever
+        "kubeProxy": {"enabled": region.cloud in KUBE_PROXY_CLOUDS},
+        # the stack's KubeHpaMaxedOut fires forever on an HPA with min = max (a small canary, a small region's
+        # gateway); the monitoring target's HpaAtMaximum replaces it for HPAs that can scale
+        "defaultRules": {"disabled": {"KubeHpaMaxedOut": True}},
         "alertmanager": {"enabled": mon.alertmanager},
         "grafana": {"enabled": mon.grafana},
+        "prometheusOperator": {"resources": amounts(size["prometheus-operator"])},
+        "kube-state-metrics": {"resources": amounts(size["kube-state-metrics"])},
+        "prometheus-node-exporter": {"resources": amounts(size["node-exporter"])},
         "prometheus": {"prometheusSpec": {
             "replicas": 2,
+            "resources": amounts(size["prometheus"]),
             "retention": f"{mon.prometheus_retention_days}d",
             "externalLabels": {"region": region.name, "cloud": region.cloud, "geo": region.geo},
             # pick up every ServiceMonitor/PodMonitor/PrometheusRule, not only this release's
@@ -107,7 +136,7 @@ def kube_prometheus_stack(plan: PlatformPlan, region: RegionPlan) -> dict:
         # stringConfig (set from generated/monitoring/<region>/alertmanager/alertmanager.yaml by the helmfile) is read
         # only with tplConfig; the receivers' keys come from this Secret, mounted under /etc/alertmanager/secrets/.
         values["alertmanager"]["tplConfig"] = True
-        values["alertmanager"]["alertmanagerSpec"] = {"replicas": 2}
+        values["alertmanager"]["alertmanagerSpec"] = {"replicas": 2, "resources": amounts(size["alertmanager"])}
         if any(getattr(mon.alert_receivers, f) for f in ALERTMANAGER_RECEIVER_KEYS):
             # mounted only when a receiver has a key: a listed Secret that does not exist keeps Alertmanager from starting
             values["alertmanager"]["alertmanagerSpec"]["secrets"] = [ALERTMANAGER_RECEIVERS_SECRET]
@@ -117,16 +146,20 @@ def kube_prometheus_stack(plan: PlatformPlan, region: RegionPlan) -> dict:
             # without a reference the chart generates a random password into its own Secret
             values["grafana"]["admin"] = {"existingSecret": GRAFANA_ADMIN_SECRET}
         values["grafana"]["defaultDashboardsTimezone"] = "utc"
+        values["grafana"]["resources"] = amounts(size["grafana"])
     return values
 
 
 def opentelemetry_collector(plan: PlatformPlan, region: RegionPlan) -> dict:
     """A gateway collector: services send OTLP here (OTEL_EXPORTER_OTLP_ENDPOINT in their
-    Deployments, and the mesh's tracing provider); traces go on to Jaeger."""
+    Deployments, and the mesh's tracing provider); traces go on to Jaeger, metrics out of a prometheus
+    exporter Prometheus scrapes (the contrib image: the k8s distribution has no prometheus exporter)."""
     return {
         "mode": "deployment",
-        "fullnameOverride": "otel-collector",
-        "image": {"repository": "otel/opentelemetry-collector-k8s"},
+        "fullnameOverride": OTEL_COLLECTOR_SERVICE,
+        "image": {"repository": "otel/opentelemetry-collector-contrib"},
+        "ports": {OTEL_PROMETHEUS_PORT_NAME: {"enabled": True, "containerPort": OTEL_PROMETHEUS_PORT,
+                                              "servicePort": OTEL_PROMETHEUS_PORT, "protocol": "TCP"}},
         "replicaCount": 2,
         "presets": {"kubernetesAttributes": {"enabled": True}},
         "config": {
@@ -137,14 +170,24 @@ def opentelemetry_collector(plan: PlatformPlan, region: RegionPlan) -> dict:
                 {"key": "deployment.environment", "value": region.name, "action": "upsert"},
             ]}},
             "exporters": {"otlp/jaeger": {"endpoint": f"{JAEGER_SERVICE}.{MONITORING_NAMESPACE}.svc.cluster.local:{OTLP_GRPC_PORT}",
-                                          "tls": {"insecure": True}}},
+                                          "tls": {"insecure": True}},
+                          # Prometheus adds region, cloud and geo itself (externalLabels); series of a pod that
+                          # stopped sending leave after 5 minutes
+                          "prometheus": {"endpoint": f"0.0.0.0:{OTEL_PROMETHEUS_PORT}", "metric_expiration": "5m"}},
             "service": {"pipelines": {"traces": {"receivers": ["otlp"], "processors": ["memory_limiter", "resource/region", "batch"],
-                                                 "exporters": ["otlp/jaeger"]}}},
+                                                 "exporters": ["otlp/jaeger"]},
+                                      "metrics": {"receivers": ["otlp"], "processors": ["memory_limiter", "batch"],
+                                                  "exporters": ["prometheus"]}}},
         },
-        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2000m", "memory": "2Gi"}},
+        "resources": amounts(region.settings.monitoring.resources["otel-collector"]),
         "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
         "securityContext": RESTRICTED_CONTAINER,
     }
+
+
+def jaeger_index_prefix(region: RegionPlan) -> str:
+    """Jaeger's index prefix: its indices are <prefix>-jaeger-span-<date> and <prefix>-jaeger-service-<date>."""
+    return f"jaeger-{region.name}"
 
 
 def jaeger(plan: PlatformPlan, region: RegionPlan) -> dict:
@@ -156,7 +199,7 @@ def jaeger(plan: PlatformPlan, region: RegionPlan) -> dict:
     if urls:
         # every node (the client spreads requests and fails over), TLS verified against the internal CA,
         # Jaeger's own Elasticsearch user; the password file is re-read when the Secret rotates
-        backend = {"elasticsearch": {"server_urls": urls, "indices": {"index_prefix": f"jaeger-{region.name}"},
+        backend = {"elasticsearch": {"server_urls": urls, "indices": {"index_prefix": jaeger_index_prefix(region)},
                                      "auth": {"basic": {"username": "${env:ES_USERNAME}",
                                                         "password_file": f"{creds}/password"}},
                                      "tls": {"insecure": False, "ca_file": f"{creds}/ca.crt"}}}
@@ -177,8 +220,9 @@ def jaeger(plan: PlatformPlan, region: RegionPlan) -> dict:
         "processors": {"batch": {}},
         "exporters": {"jaeger_storage_exporter": {"trace_storage": "primary_store"}},
     }
+    size = region.settings.monitoring.resources
     values = {"fullnameOverride": JAEGER_SERVICE, "userconfig": config,
-              "jaeger": {"replicas": 2 if urls else 1}}
+              "jaeger": {"replicas": 2 if urls else 1, "resources": amounts(size["jaeger"])}}
     if urls:
         volume = {"name": "elasticsearch", "secret": {"secretName": secret, "defaultMode": 0o440}}
         values["jaeger"].update({
@@ -192,7 +236,10 @@ def jaeger(plan: PlatformPlan, region: RegionPlan) -> dict:
         values["esIndexCleaner"] = {
             "enabled": True, "numberOfDays": region.settings.monitoring.log_retention_days,
             "extraEnv": [_secret_env("ES_USERNAME", secret, "username"), _secret_env("ES_PASSWORD", secret, "password"),
-                         {"name": "ES_TLS_ENABLED", "value": "true"}, {"name": "ES_TLS_CA", "value": f"{creds}/ca.crt"}],
+                         {"name": "ES_TLS_ENABLED", "value": "true"}, {"name": "ES_TLS_CA", "value": f"{creds}/ca.crt"},
+                         # the storage's index prefix: without it the cleaner looks for jaeger-span-* and deletes nothing
+                         {"name": "INDEX_PREFIX", "value": jaeger_index_prefix(region)}],
+            "resources": amounts(size["es-index-cleaner"]),
             "extraSecretMounts": [{"name": "elasticsearch", "secretName": secret, "mountPath": creds, "readOnly": True}],
         }
     return values
@@ -209,7 +256,7 @@ def fluent_bit(plan: PlatformPlan, region: RegionPlan) -> dict:
     config = {"filters": render_conf("fluent-bit-filters.conf.j2", records=records)}
     values = {
         "serviceMonitor": {"enabled": True},
-        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
+        "resources": amounts(region.settings.monitoring.resources["fluent-bit"]),
         "tolerations": [{"operator": "Exists"}],  # a DaemonSet: every node's logs, tainted GPU nodes too
         "config": config,
     }

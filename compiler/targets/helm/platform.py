@@ -14,7 +14,8 @@ from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.helm.charts import ISTIO_TAG
 from compiler.ir.edge import KONG_PROXY_TLS_PORT, gke_neg_annotation
 from compiler.formats.quantity import cpu_quantity, memory_quantity
-from compiler.ir.names import (CLIENT_ADDRESS_HEADER, ISTIO_NAMESPACE, KONG_POD_LABELS, KONG_PROXY_SERVICE, MONITORING_NAMESPACE,
+from compiler.ir.gateway import gateway_capacity
+from compiler.ir.names import (DEVICE_PLUGIN_CLOUDS, KONG_JWT_PARSER_MODULE, NODE_POOL_LABEL, CLIENT_ADDRESS_HEADER, ISTIO_NAMESPACE, KONG_POD_LABELS, KONG_PROXY_SERVICE, MONITORING_NAMESPACE,
                                OTEL_COLLECTOR_SERVICE, OTLP_GRPC_PORT, SIDECAR_LIMITS, SIDECAR_REQUESTS)
 
 
@@ -26,8 +27,19 @@ RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "readOnlyRootFilesyst
 
 
 def zone_spread(labels: dict) -> list[dict]:
+    # best effort on every cloud: the platform's own pods must never wait on a zone the autoscaler cannot aim at
+    # (the services' rule, kubernetes target: DoNotSchedule only on GKE's per-zone instance groups)
     return [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
              "labelSelector": {"matchLabels": labels}}]
+
+
+def amounts(res) -> dict:
+    """A spec Resources as a container's `resources` (requests and limits, CPU and memory)."""
+    return {"requests": {"cpu": res.requests.cpu, "memory": res.requests.memory},
+            "limits": {"cpu": res.limits.cpu, "memory": res.limits.memory}}
+
+
+KONG_CONTAINER = "proxy"  # the kong chart's proxy container
 
 
 def istio_base(plan: PlatformPlan, region: RegionPlan) -> dict:
@@ -71,6 +83,9 @@ def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
     (`set: [{name: dblessConfig.config, file: ...}]`, helm's --set-file), so the chart builds the
     ConfigMap and a config change rolls the Kong pods."""
     gw = region.settings.gateway
+    cap = plan.spec.capacity
+    gc = gateway_capacity(region, cap.requests_per_second, cap.peak_multiplier)
+    a = region.settings.autoscaling
     proxy = {
         # Never a LoadBalancer: the cloud load balancer (WAF attached) is the only public entry and
         # reaches the pods by IP (AWS target group, GCP NEGs, Azure Application Gateway).
@@ -89,7 +104,10 @@ def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
     values = {
         "env": {
             "database": "off",
-            "nginx_worker_processes": "auto",
+            # `auto` starts a worker per CPU of the node, not of the pod's limit: one per whole limit CPU instead
+            "nginx_worker_processes": str(gc.worker_processes),
+            # the canary header function (kong target, a post-function) reads the verified token with Kong's parser
+            "untrusted_lua_sandbox_requires": KONG_JWT_PARSER_MODULE,
             # The client address: the header the edge sets to the viewer's address, believed only when
             # the peer is the region's load balancer (its source ranges, IR addressing: the ALB's public
             # subnets, the Application Gateway's subnet, Google's front ends). Not recursive: the header
@@ -101,10 +119,21 @@ def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
         "ingressController": {"enabled": False},  # DB-less from the generated file, no controller
         "admin": {"enabled": False},
         "proxy": proxy,
-        "replicaCount": gw.replicas,
+        "replicaCount": gc.min_replicas,
+        # From the spec's capacity: the region's share of the seed's rate at normal load (min) and at the peak
+        # multiplier (max), gateway.rps_per_pod per pod at the CPU target (compiler/ir/gateway.py, rule R046).
+        # The proxy container's own CPU, not the pod's: the mesh sidecar would dilute it.
+        "autoscaling": {
+            "enabled": True, "minReplicas": gc.min_replicas, "maxReplicas": gc.max_replicas,
+            "metrics": [{"type": "ContainerResource", "containerResource": {
+                "name": "cpu", "container": KONG_CONTAINER,
+                "target": {"type": "Utilization", "averageUtilization": a.target_cpu_utilization}}}],
+            "behavior": {"scaleUp": _scaling(a.scale_up), "scaleDown": _scaling(a.scale_down)},
+        },
         "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
         "topologySpreadConstraints": zone_spread({"app.kubernetes.io/name": KONG_POD_LABELS["app.kubernetes.io/name"]}),
-        "resources": {"requests": {"cpu": "1000m", "memory": "1Gi"}, "limits": {"cpu": "2000m", "memory": "2Gi"}},
+        "nodeSelector": {NODE_POOL_LABEL: gc.node_pool},
+        "resources": amounts(gw.resources),
         "serviceMonitor": {"enabled": True},  # /metrics on the status port (prometheus plugin)
         "podLabels": {"app.kubernetes.io/part-of": region.tags["org"]},
     }
@@ -122,6 +151,11 @@ def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
     return values
 
 
+def _scaling(r) -> dict:
+    return {"stabilizationWindowSeconds": r.stabilization_window_seconds,
+            "policies": [{"type": p.type, "value": p.value, "periodSeconds": p.period_seconds} for p in r.policies]}
+
+
 def cluster_autoscaler(plan: PlatformPlan, region: RegionPlan) -> dict:
     """EKS only: GKE and AKS scale node pools with their built-in autoscaler (Terraform sets each
     pool's bounds). Node groups are discovered by tag; the bounds are those Terraform put on them
@@ -133,7 +167,9 @@ def cluster_autoscaler(plan: PlatformPlan, region: RegionPlan) -> dict:
         "autoDiscovery": {"clusterName": name},
         "rbac": {"serviceAccount": {"name": "cluster-autoscaler"}},
         "extraArgs": {
-            "balance-similar-node-groups": True,  # one node group per zone: keep zones even
+            # keeps similar groups even; each EKS node group spans every zone, so zone spread of the services is
+            # ScheduleAnyway there (kubernetes target)
+            "balance-similar-node-groups": True,
             "expander": "least-waste",
             "skip-nodes-with-system-pods": False,
             "scale-down-utilization-threshold": 0.5,
@@ -142,4 +178,38 @@ def cluster_autoscaler(plan: PlatformPlan, region: RegionPlan) -> dict:
         "podDisruptionBudget": {"maxUnavailable": 1},
         "containerSecurityContext": RESTRICTED_CONTAINER,
         "resources": {"requests": {"cpu": "100m", "memory": "300Mi"}, "limits": {"cpu": "500m", "memory": "600Mi"}},
+    }
+
+
+def gpu_pools(region: RegionPlan) -> list[str]:
+    return sorted(n for n, p in region.settings.kubernetes.node_pools.items() if p.gpus)
+
+
+def needs_device_plugin(region: RegionPlan) -> bool:
+    """GPU pools on a cloud that leaves the NVIDIA device plugin to us (compiler/ir/names.py)."""
+    return region.cloud in DEVICE_PLUGIN_CLOUDS and bool(gpu_pools(region))
+
+
+def nvidia_device_plugin(plan: PlatformPlan, region: RegionPlan) -> dict:
+    """The NVIDIA device plugin DaemonSet on the GPU pools: it advertises `nvidia.com/gpu` to the kubelet, without
+    which no GPU pod schedules. The chart's default affinity asks for node-feature-discovery labels that nothing
+    here sets (gfd/nfd off), so the pods select the GPU pools by the platform's node-pool label instead, and
+    tolerate those pools' taints (plus the chart's own nvidia.com/gpu toleration)."""
+    pools = gpu_pools(region)
+    tolerations = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    for name in pools:
+        for taint in region.settings.kubernetes.node_pools[name].taints:
+            kv, _, effect = taint.rpartition(":")
+            key, eq, value = kv.partition("=")
+            t = {"key": key, "operator": "Equal", "value": value, "effect": effect} if eq else \
+                {"key": key, "operator": "Exists", "effect": effect}
+            if t not in tolerations and not (key == "nvidia.com/gpu" and effect == "NoSchedule"):
+                tolerations.append(t)
+    return {
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": NODE_POOL_LABEL, "operator": "In", "values": pools}]}]}}},
+        "tolerations": tolerations,
+        "failOnInitError": True,  # a GPU node whose driver is broken shows a crashing pod, not silently no GPUs
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}},
     }

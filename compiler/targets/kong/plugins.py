@@ -10,6 +10,8 @@ import re
 
 from compiler.errors import PlatformcError
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.gateway import gateway_capacity
+from compiler.ir.names import KONG_JWT_PARSER_MODULE
 
 CORRELATION_HEADER = "X-Request-ID"  # the header Envoy/Istio already propagate: one id from edge to pod
 CORS_MAX_AGE_SECONDS = 3600  # browsers cache a preflight answer for an hour
@@ -51,15 +53,66 @@ def rate_limits(plan: PlatformPlan, region: RegionPlan) -> tuple[int, int]:
     no more than the sustained rate x 60. Kong requires minute >= second, hence the max().
 
     DB-less Kong counts per pod (`policy: local`), and the load balancer spreads a client's requests
-    over all `gateway.replicas` pods, so each pod gets the region's figure divided by the replicas,
+    over all the gateway's pods, so each pod gets the region's figure divided by the HPA's floor,
     rounded down (at least 1): together the pods never admit more than the spec. Kong OSS's `redis`
     policy speaks to one Redis node and the region's Redis is a Redis Cluster (keys on other shards
     answer MOVED), so a shared counter is not available.
     """
     g = region.settings.gateway
-    n = max(1, g.replicas)
+    # the HPA's floor: at normal load no client gets more than the spec; at the peak, with more pods, a client
+    # spread over all of them may get up to max/min times it (the gateway is sized for that peak)
+    n = max(1, kong_replicas(plan, region)[0])
     second = max(1, g.burst // n)
     return second, max(max(g.requests_per_second * 60, g.burst) // n, second)
+
+
+def kong_replicas(plan: PlatformPlan, region: RegionPlan) -> tuple[int, int]:
+    """The gateway HPA's (min, max), from the spec's capacity (compiler/ir/gateway.py)."""
+    gc = gateway_capacity(region, plan.spec.capacity.requests_per_second, plan.spec.capacity.peak_multiplier)
+    return gc.min_replicas, gc.max_replicas
+
+
+# The module the canary snippet requires: Kong's own JWT parser. Serverless functions run sandboxed
+# (untrusted_lua = sandbox) and may require only what `untrusted_lua_sandbox_requires` lists; the helm target
+# sets that Kong setting to this.
+JWT_PARSER_MODULE = KONG_JWT_PARSER_MODULE
+
+
+def canary_headers(region: RegionPlan) -> list[tuple[str, str, str]]:
+    """(header, claim, value) of every canary's header match: the header the mesh routes beta testers by."""
+    out = set()
+    for s in region.services:
+        hm = getattr(s.rollout, "header_match", None)
+        if hm is not None:
+            out.add((hm.name, hm.claim or hm.name, hm.exact))
+    return sorted(out)
+
+
+def _lua_string(value: str) -> str:
+    # header names, claims and values are [A-Za-z0-9._-] (the spec's patterns): nothing to escape
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", value):
+        raise KongEmitError(f"{value!r} cannot be written into the canary header function")
+    return f'"{value}"'
+
+
+def canary_header_function(region: RegionPlan) -> str:
+    """Lua for a post-function in the access phase (after the jwt plugin): the canary header never comes from
+    the client (cleared on every request), and on a request the jwt plugin authenticated it is set when the
+    verified token's claim is true or equal to the header's value."""
+    lines = ["-- platformc: canary headers come from the verified token, never from the client",
+             "for _, h in ipairs({" + ", ".join(_lua_string(h) for h, _, _ in canary_headers(region)) + "}) do",
+             "  kong.service.request.clear_header(h)",
+             "end",
+             "local token = kong.ctx.shared.authenticated_jwt_token",
+             "if not token then return end",
+             f'local jwt = require("{JWT_PARSER_MODULE}"):new(token)',
+             "if not jwt or type(jwt.claims) ~= \"table\" then return end"]
+    for header, claim, value in canary_headers(region):
+        lines += [f"do local v = jwt.claims[{_lua_string(claim)}]",
+                  f"  if v == true or v == {_lua_string(value)} then kong.service.request.set_header({_lua_string(header)}, "
+                  f"{_lua_string(value)}) end",
+                  "end"]
+    return "\n".join(lines) + "\n"
 
 
 def global_plugins(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
@@ -93,6 +146,8 @@ def global_plugins(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
         # Kong's built-in list of known bad bots (empty allow/deny keeps just that list): the
         # gateway-side counterpart of the edge WAF's managed rules.
         plugins.append({"name": "bot-detection", "config": {"allow": [], "deny": []}})
+    if canary_headers(region):
+        plugins.append({"name": "post-function", "config": {"access": [canary_header_function(region)]}})
     if g.cors_origins:
         # Never emitted without origins: Kong's cors plugin with no origins answers `*`.
         plugins.append({"name": "cors", "config": cors_config(region)})
@@ -108,9 +163,8 @@ def cors_config(region: RegionPlan) -> dict:
             raise KongEmitError(
                 f"settings.gateway.cors_origins: {origin!r} (region {region.name}) is not a literal origin "
                 f"(letters, digits and `.:/-` only); Kong would read it as a regular expression")
-    canary_headers = sorted({s.rollout.header_match.name for s in region.services
-                             if getattr(s.rollout, "header_match", None)})
-    headers = list(dict.fromkeys([*CORS_BASE_HEADERS, g.hash_on_header, *canary_headers]))
+    # not the canary headers: Kong sets those from the token (a browser's copy is dropped anyway)
+    headers = list(dict.fromkeys([*CORS_BASE_HEADERS, g.hash_on_header]))
     used = {m for s in region.services for r in s.routes for m in r.methods} | {"OPTIONS"}
     return {
         "origins": list(g.cors_origins),

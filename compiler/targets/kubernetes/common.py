@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from compiler.ir import RegionPlan, ServicePlan
+from compiler.ir.rollout import DEFAULT_SURGE_PERCENT, DEFAULT_UNAVAILABLE_PERCENT, canary_replicas  # noqa: F401
 
 from compiler.ir.names import (GATEWAY_NAMESPACE, ISTIO_METRICS_PORT, ISTIO_NAMESPACE, ISTIOD_XDS_PORT,  # noqa: F401
                                KONG_POD_LABELS, KONG_PROXY_SERVICE, KONG_RELEASE, KONG_STATUS_PORT, MONITORING_NAMESPACE,
@@ -67,15 +68,7 @@ class Track:
         return self.replicas_max + extra
 
 
-DEFAULT_SURGE, DEFAULT_UNAVAILABLE = "25%", "0%"
-
-
-def canary_replicas(svc: ServicePlan) -> tuple[int, int]:
-    """The canary subset's HPA bounds: its traffic share of the service's bounds, at least one pod
-    (header-matched beta traffic reaches v2 whatever the weight)."""
-    w = svc.rollout.canary_weight
-    lo = max(1, math.ceil(svc.replicas_min * w / 100))
-    return lo, max(lo, math.ceil(svc.replicas_max * w / 100))
+DEFAULT_SURGE, DEFAULT_UNAVAILABLE = f"{DEFAULT_SURGE_PERCENT}%", f"{DEFAULT_UNAVAILABLE_PERCENT}%"
 
 
 def tracks(svc: ServicePlan) -> tuple[Track, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from compiler.ir import RegionPlan, ServicePlan
+from compiler.ir.names import ZONE_BLIND_AUTOSCALER_CLOUDS
 from compiler.targets.kubernetes.common import (GPU_RESOURCE, MANAGED_BY,
                                                  MONITORING_NAMESPACE, NODE_POOL_LABEL, OTEL_COLLECTOR_SERVICE,
                                                  OTLP_GRPC_PORT, RUN_AS, SIDECAR_LIMITS, SIDECAR_REQUESTS,
@@ -88,6 +89,9 @@ def env(svc: ServicePlan, region: RegionPlan) -> list[dict]:
              "value": f"http://{OTEL_COLLECTOR_SERVICE}.{MONITORING_NAMESPACE}.svc.cluster.local:{OTLP_GRPC_PORT}"},
             {"name": "OTEL_TRACES_SAMPLER", "value": "parentbased_traceidratio"},
             {"name": "OTEL_TRACES_SAMPLER_ARG", "value": f"{mon.trace_sample_percent / 100:g}"},
+            # metrics too (the database-latency SLI, db.client.operation.duration): the collector's prometheus
+            # exporter is what Prometheus scrapes
+            {"name": "OTEL_METRICS_EXPORTER", "value": "otlp"},
         ]  # the collector adds the region and cloud to every span (helm target)
     return out
 
@@ -95,6 +99,15 @@ def env(svc: ServicePlan, region: RegionPlan) -> list[dict]:
 def _probe(svc: ServicePlan, period: int, failures: int) -> dict:
     return {"httpGet": {"path": svc.health_path, "port": "http"}, "periodSeconds": period,
             "timeoutSeconds": 2, "failureThreshold": failures}
+
+
+def zone_spread_policy(region: RegionPlan) -> str:
+    """DoNotSchedule only where the autoscaler can add a node in the zone a pod waits for. On EKS and AKS each
+    node pool is one scaling group over every zone (the terraform target's node groups): the autoscaler cannot
+    aim a scale-up at a zone, so a hard constraint can keep pods Pending while the group grows in another zone.
+    There the spread is best effort (ScheduleAnyway: the scheduler still prefers the emptier zone). GKE's
+    regional pools are one instance group per zone, which its autoscaler scales zone by zone."""
+    return "ScheduleAnyway" if region.cloud in ZONE_BLIND_AUTOSCALER_CLOUDS else "DoNotSchedule"
 
 
 def _spread(track: Track, key: str, when: str) -> dict:
@@ -117,6 +130,11 @@ def pod_annotations(svc: ServicePlan, region: RegionPlan) -> dict:
     return ann
 
 
+def writable_volume(index: int) -> str:
+    """The emptyDir behind the service's index-th `writable_paths` entry (the root filesystem is read-only)."""
+    return f"writable-{index + 1}"
+
+
 def deployment(svc: ServicePlan, region: RegionPlan, track: Track) -> dict:
     labels = {**common_labels(svc, region), **track.labels}
     annotations = checkov_skips(DEPLOYMENT_CHECKOV_SKIPS)
@@ -136,7 +154,8 @@ def deployment(svc: ServicePlan, region: RegionPlan, track: Track) -> dict:
         # non-root user, group and seccomp come from the pod's securityContext
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                         *({"name": writable_volume(i), "mountPath": path} for i, path in enumerate(svc.writable_paths))],
     }
     if not container["env"]:
         del container["env"]
@@ -147,11 +166,12 @@ def deployment(svc: ServicePlan, region: RegionPlan, track: Track) -> dict:
                             "seccompProfile": {"type": "RuntimeDefault"}},
         "nodeSelector": {NODE_POOL_LABEL: svc.node_pool},
         "topologySpreadConstraints": [
-            _spread(track, "topology.kubernetes.io/zone", "DoNotSchedule"),
+            _spread(track, "topology.kubernetes.io/zone", zone_spread_policy(region)),
             _spread(track, "kubernetes.io/hostname", "ScheduleAnyway"),
         ],
         "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+                    *({"name": writable_volume(i), "emptyDir": {"sizeLimit": "1Gi"}} for i in range(len(svc.writable_paths)))],
     }
     tol = tolerations(svc, region)
     if tol:

@@ -3,12 +3,20 @@
 generated/monitoring/<region>/prometheus/slo-rules.yaml   recording + alerting rules (promtool format)
 generated/monitoring/<region>/alertmanager/alertmanager.yaml  routing: pages to PagerDuty, tickets to Slack
 
+Severities are kube-prometheus-stack's own: `critical` pages, `warning` tickets, `info` goes to the ticket
+channel (and InfoInhibitor silences it where the stack says so); `Watchdog` (severity `none`, always firing)
+goes to a dead-man receiver that pages when it stops hearing from it. Our rules use the same words, so the
+stack's alerts and the SLO alerts route the same way.
+
 Availability uses multi-window, multi-burn-rate alerts (Google SRE workbook, ch. 5): the error budget is
 1 - availability; a page fires when both the 1 h and 5 min error ratios exceed 14.4x the budget (2 % of a
 30-day budget in an hour) or the 6 h and 30 min ratios exceed 6x; a ticket when the 1 d and 2 h ratios
 exceed 3x or the 3 d and 6 h ratios exceed 1x. Request metrics come from Kong's prometheus plugin
 (`kong_http_requests_total`, `kong_request_latency_ms_bucket`), the data tier's from postgres_exporter and
-redis_exporter, database latency from OpenTelemetry's `db.client.operation.duration` histogram.
+redis_exporter, database latency from OpenTelemetry's `db.client.operation.duration` histogram: the services'
+SDKs send it over OTLP to the collector, whose `prometheus` exporter Prometheus scrapes (the helm target's
+`otel-collector` job; the metric arrives as `db_client_operation_duration_seconds_*` with the service name in
+`job`).
 """
 
 from __future__ import annotations
@@ -18,7 +26,14 @@ from compiler.render import banner, dump_yaml
 
 NAME = "monitoring"
 WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
-BURN = {"page": [("1h", "5m", 14.4), ("6h", "30m", 6)], "ticket": [("1d", "2h", 3), ("3d", "6h", 1)]}
+# kube-prometheus-stack's severities: critical pages, warning tickets (kubernetes-mixin's convention).
+PAGE, TICKET, INFO = "critical", "warning", "info"
+BURN = {PAGE: [("1h", "5m", 14.4), ("6h", "30m", 6)], TICKET: [("1d", "2h", 3), ("3d", "6h", 1)]}
+# The stack's always-firing alert: a receiver that expects it every few minutes pages when it stops.
+WATCHDOG = "Watchdog"
+DEADMAN_REPEAT = "5m"
+# Labels an inhibition is keyed on: a page inhibits the ticket of the same SLO, service and region only.
+INHIBIT_EQUAL = ["slo", "service", "region"]
 # prometheus-operator mounts each Secret listed in alertmanagerSpec.secrets at /etc/alertmanager/secrets/<name>/;
 # the deploy pipeline fills this Secret from the spec's references (the Helm target lists it).
 RECEIVER_SECRET = "alertmanager-receivers"
@@ -29,6 +44,16 @@ RULES_NAMESPACE = "monitoring"
 # Mean execution time of frequent statements, in ms, from postgres_exporter's stat_statements collector.
 _MEAN_QUERY_MS = ("sum(rate(pg_stat_statements_seconds_total[10m]) and on(queryid) pg_stat_statements_calls_total > {calls})"
                   " / sum(rate(pg_stat_statements_calls_total[10m]) and on(queryid) pg_stat_statements_calls_total > {calls}) * 1000")
+
+
+# p95 of the services' database calls, ms, from the OTel SDKs' db.client.operation.duration histogram (seconds),
+# scraped from the collector's prometheus exporter (honoring its labels: `job` is the resource's service.name),
+# which becomes `service` like the gateway's series.
+DB_P95_MS = ('label_replace(histogram_quantile(0.95, sum by (job, le) '
+             '(rate(db_client_operation_duration_seconds_bucket[5m]))), "service", "$1", "job", "(.+)") * 1000')
+HPA_AT_MAX = ("kube_horizontalpodautoscaler_status_current_replicas >= kube_horizontalpodautoscaler_spec_max_replicas\n"
+              "and on (namespace, horizontalpodautoscaler)\n"
+              "kube_horizontalpodautoscaler_spec_max_replicas > kube_horizontalpodautoscaler_spec_min_replicas")
 
 
 def _num(x: float) -> str:
@@ -61,65 +86,64 @@ def rule_groups(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
     for severity, pairs in BURN.items():
         expr = "\nor\n".join(f"({_ratio(long)} > {_num(f * budget)} and {_ratio(short)} > {_num(f * budget)})"
                              for long, short, f in pairs)
-        speed = "fast" if severity == "page" else "slow"
+        speed = "fast" if severity == PAGE else "slow"
         availability.append(_alert(
             f"ErrorBudgetBurn{speed.title()}", expr, severity, "availability",
             f"{{{{ $labels.service }}}} is burning its error budget {speed} in {r.name}",
             f"Error ratio {{{{ $value | humanizePercentage }}}} against a {slo.availability_percent}% availability SLO "
             f"over {slo.window_days} days (budget {_num(budget * 100)}%).", region=r.name))
     availability.append(_alert(
-        "ErrorRateAboveTarget", f"{_ratio('1h')} > {_num(slo.error_rate_percent / 100)}", "ticket", "error-rate",
+        "ErrorRateAboveTarget", f"{_ratio('1h')} > {_num(slo.error_rate_percent / 100)}", TICKET, "error-rate",
         f"{{{{ $labels.service }}}} error rate above {slo.error_rate_percent}% in {r.name}",
         "The 1 h error ratio is {{ $value | humanizePercentage }}.", for_="15m", region=r.name))
     latency_q = ("histogram_quantile({q}, sum by (service, le) (rate(kong_request_latency_ms_bucket[5m])))")
     latency = [
-        _alert("LatencyP95AboveTarget", f"{latency_q.format(q=0.95)} > {slo.latency_p95_ms}", "page", "latency",
+        _alert("LatencyP95AboveTarget", f"{latency_q.format(q=0.95)} > {slo.latency_p95_ms}", PAGE, "latency",
                f"{{{{ $labels.service }}}} p95 latency above {slo.latency_p95_ms} ms in {r.name}",
                "p95 is {{ $value | humanize }} ms.", for_="10m", region=r.name),
-        _alert("LatencyP99AboveCeiling", f"{latency_q.format(q=0.99)} > {slo.latency_p99_ms}", "ticket", "latency",
+        _alert("LatencyP99AboveCeiling", f"{latency_q.format(q=0.99)} > {slo.latency_p99_ms}", TICKET, "latency",
                f"{{{{ $labels.service }}}} p99 latency above {slo.latency_p99_ms} ms in {r.name}",
                "p99 is {{ $value | humanize }} ms.", for_="10m", region=r.name),
     ]
     pg = r.settings.datastores.postgres
     data = [
         _alert("DatabaseQueryLatencyHigh",
-               "histogram_quantile(0.95, sum by (service, le) (rate(db_client_operation_duration_seconds_bucket[5m]))) * 1000"
-               f" > {slo.db_query_p95_ms}", "ticket", "db-latency",
+               DB_P95_MS + f" > {slo.db_query_p95_ms}", TICKET, "db-latency",
                f"{{{{ $labels.service }}}} database p95 above {slo.db_query_p95_ms} ms in {r.name}",
                "p95 query time is {{ $value | humanize }} ms.", for_="10m", region=r.name),
         _alert("CacheHitRatioLow",
                "sum(rate(redis_keyspace_hits_total[10m])) / (sum(rate(redis_keyspace_hits_total[10m])) + sum(rate(redis_keyspace_misses_total[10m])))"
-               f" < {_num(slo.cache_hit_ratio_percent / 100)}", "ticket", "cache",
+               f" < {_num(slo.cache_hit_ratio_percent / 100)}", TICKET, "cache",
                f"Redis cache hit ratio below {slo.cache_hit_ratio_percent}% in {r.name}",
                "Hit ratio is {{ $value | humanizePercentage }}.", for_="15m", region=r.name),
         _alert("ReplicationLagHigh", f"max by (instance) (pg_replication_lag_seconds) > {_num(pg.max_replication_lag_seconds)}",
-               "page", "rpo", f"PostgreSQL replica {{{{ $labels.instance }}}} lags in {r.name}",
+               PAGE, "rpo", f"PostgreSQL replica {{{{ $labels.instance }}}} lags in {r.name}",
                f"Lag is {{{{ $value | humanizeDuration }}}}; the RPO is {dr.rpo_minutes} min and the standby must stay under "
                f"{_num(pg.max_replication_lag_seconds)} s.", for_="2m", region=r.name),
         _alert("ReadReplicasSlow", f"{_MEAN_QUERY_MS.format(calls=pg.replica_scaling.min_calls)} > {pg.replica_scaling.scale_up_mean_query_ms}",
-               "ticket", "db-latency", f"Mean query time above {pg.replica_scaling.scale_up_mean_query_ms} ms in {r.name}",
+               TICKET, "db-latency", f"Mean query time above {pg.replica_scaling.scale_up_mean_query_ms} ms in {r.name}",
                f"Add a read replica (datastores.postgres.read_replicas, now {pg.read_replicas}); mean is "
                "{{ $value | humanize }} ms.", for_="30m", region=r.name),
         _alert("ReadReplicasIdle", f"{_MEAN_QUERY_MS.format(calls=pg.replica_scaling.min_calls)} < {pg.replica_scaling.scale_down_mean_query_ms}"
                f" and on() vector({pg.read_replicas}) > {pg.replica_scaling.min_replicas}",
-               "info", "cost", f"Mean query time below {pg.replica_scaling.scale_down_mean_query_ms} ms in {r.name}",
+               INFO, "cost", f"Mean query time below {pg.replica_scaling.scale_down_mean_query_ms} ms in {r.name}",
                f"A read replica could go (now {pg.read_replicas}, floor {pg.replica_scaling.min_replicas}).",
                for_="6h", region=r.name),
-        _alert("WalArchivingFailing", "increase(pg_stat_archiver_failed_count[5m]) > 0", "page", "rpo",
+        _alert("WalArchivingFailing", "increase(pg_stat_archiver_failed_count[5m]) > 0", PAGE, "rpo",
                f"WAL archiving to {r.backup_url} is failing in {r.name}",
                f"Point-in-time recovery within the {dr.rpo_minutes} min RPO is at risk.", region=r.name),
     ]
     capacity = [
         _alert("NodeCpuHigh", '1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[5m]))'
-               f" > {_num(cap.max_cpu_utilization_percent / 100)}", "ticket", "capacity",
+               f" > {_num(cap.max_cpu_utilization_percent / 100)}", TICKET, "capacity",
                f"{{{{ $labels.instance }}}} CPU above {cap.max_cpu_utilization_percent}% in {r.name}",
                "CPU utilisation is {{ $value | humanizePercentage }}.", for_="15m", region=r.name),
         _alert("NodeMemoryHigh", "1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes"
-               f" > {_num(cap.max_memory_utilization_percent / 100)}", "ticket", "capacity",
+               f" > {_num(cap.max_memory_utilization_percent / 100)}", TICKET, "capacity",
                f"{{{{ $labels.instance }}}} memory above {cap.max_memory_utilization_percent}% in {r.name}",
                "Memory utilisation is {{ $value | humanizePercentage }}.", for_="15m", region=r.name),
-        _alert("HpaAtMaximum", "kube_horizontalpodautoscaler_status_current_replicas >= kube_horizontalpodautoscaler_spec_max_replicas",
-               "ticket", "capacity", f"{{{{ $labels.horizontalpodautoscaler }}}} is at its maximum replicas in {r.name}",
+        # Only an HPA that can scale (min < max): one pinned at min = max sits at its maximum by construction.
+        _alert("HpaAtMaximum", HPA_AT_MAX, TICKET, "capacity", f"{{{{ $labels.horizontalpodautoscaler }}}} is at its maximum replicas in {r.name}",
                "The service cannot scale further; raise replicas.max or the node pools.", for_="15m", region=r.name),
     ]
     return [
@@ -141,20 +165,42 @@ def alertmanager(plan: PlatformPlan, r: RegionPlan) -> dict:
     if recv.slack_webhook_url:
         ticket["slack_configs"] = [{"api_url_file": f"{SECRET_DIR}/slack-webhook-url", "channel": recv.slack_channel,
                                     "send_resolved": True}]
+    deadman = {"name": "deadman"}
+    if recv.deadman_webhook_url:
+        # the dead-man service (a heartbeat check) pages when these stop arriving: Prometheus, Alertmanager or
+        # the path between them is down
+        deadman["webhook_configs"] = [{"url_file": f"{SECRET_DIR}/deadman-webhook-url", "send_resolved": False}]
     return {
         "global": {"resolve_timeout": "5m"},
         "route": {
             "receiver": "ticket",
             "group_by": ["alertname", "region", "service"],
             "group_wait": "30s", "group_interval": "5m", "repeat_interval": "4h",
-            # A page repeats at the P1 response time, so an unacknowledged page comes back before it is late.
-            "routes": [{"receiver": "page", "matchers": ['severity="page"'], "repeat_interval": p1, "continue": False}],
+            "routes": [
+                # Watchdog fires always: sent every few minutes to the dead-man receiver, never to people.
+                {"receiver": "deadman", "matchers": [f'alertname="{WATCHDOG}"'], "group_wait": "0s",
+                 "group_interval": DEADMAN_REPEAT, "repeat_interval": DEADMAN_REPEAT, "continue": False},
+                # the stack's helper that silences info alerts: nothing to tell anyone
+                {"receiver": "null", "matchers": ['alertname="InfoInhibitor"'], "continue": False},
+                # A page repeats at the P1 response time, so an unacknowledged page comes back before it is late.
+                {"receiver": "page", "matchers": [f'severity="{PAGE}"'], "repeat_interval": p1, "continue": False},
+                {"receiver": "ticket", "matchers": [f'severity=~"{TICKET}|{INFO}"'], "continue": False},
+            ],
         },
-        "inhibit_rules": [{
-            "source_matchers": ['severity="page"'], "target_matchers": ['severity="ticket"'],
-            "equal": ["alertname", "region", "service"],
-        }],
-        "receivers": [page, ticket],
+        "inhibit_rules": [
+            # a page silences the ticket of the same SLO, service and region (the fast burn its slow burn);
+            # only alerts that carry an SLO take part, so the stack's alerts never silence ours
+            {"source_matchers": [f'severity="{PAGE}"', 'slo=~".+"'],
+             "target_matchers": [f'severity="{TICKET}"', 'slo=~".+"'], "equal": INHIBIT_EQUAL},
+            # kube-prometheus-stack's own pairs (KubePodCrashLooping critical over warning and the like)
+            {"source_matchers": [f'severity="{PAGE}"', 'slo=""'], "target_matchers": [f'severity=~"{TICKET}|{INFO}"', 'slo=""'],
+             "equal": ["namespace", "alertname", "region"]},
+            {"source_matchers": [f'severity="{TICKET}"', 'slo=""'], "target_matchers": [f'severity="{INFO}"', 'slo=""'],
+             "equal": ["namespace", "alertname", "region"]},
+            {"source_matchers": ['alertname="InfoInhibitor"'], "target_matchers": [f'severity="{INFO}"'],
+             "equal": ["namespace", "region"]},
+        ],
+        "receivers": [page, ticket, deadman, {"name": "null"}],
     }
 
 
@@ -163,6 +209,11 @@ def _secrets_note(r: RegionPlan) -> str:
     refs = [f"#   {SECRET_DIR}/pagerduty-routing-key <- {recv.pagerduty_routing_key}"] if recv.pagerduty_routing_key else []
     if recv.slack_webhook_url:
         refs.append(f"#   {SECRET_DIR}/slack-webhook-url <- {recv.slack_webhook_url}")
+    if recv.deadman_webhook_url:
+        refs.append(f"#   {SECRET_DIR}/deadman-webhook-url <- {recv.deadman_webhook_url}")
+    else:
+        refs.append("# No dead-man receiver (monitoring.alert_receivers.deadman_webhook_url): nothing notices when "
+                    "Watchdog stops.")
     return "# Secrets are read from files mounted from the secret manager:\n" + "".join(x + "\n" for x in refs)
 
 
