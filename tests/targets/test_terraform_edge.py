@@ -162,3 +162,10 @@ def test_ddos_protection_is_off_by_default_and_priced_when_on(compiled):
     plan, files = compiled["reference"]  # the reference asks for Shield Advanced explicitly
     assert re.search(r"ddos_protection\s*=\s*true", files["terraform/global/main.tf"])
     from compiler.cost import estimate  # noqa: F401 (the catalogue counts the subscription: see test_cost)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_no_unresolved_default_reaches_a_file(compiled, case):
+    """A provider left out of the spec is resolved before rendering (no `None` in any Terraform file)."""
+    plan, files = compiled[case]
+    assert not [p for p, t in files.items() if re.search(r"\bNone\b", t)]

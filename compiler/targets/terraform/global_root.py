@@ -63,7 +63,6 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
         "tags": global_tags(plan),
         "dns_account": spec.clouds["aws"].account if "aws" in spec.clouds else None,
         "routing": edge.dns.routing,
-        "cdn_provider": edge.cdn.provider,
         "regions": {r.name: {"hostname": f"{r.name}.{org.domain}", "weight": w[r.name]} for r in plan.regions},
         "edge": {
             "public_hosts": [edge.dns.api_host, edge.dns.app_host],
