@@ -715,3 +715,63 @@ def cost_budget(plan):
                       f"the estimated monthly floor exceeds the budget in {len(over)} of {len(plan.regions)} regions: "
                       + ", ".join(f"{r} {usd(lo)} > {usd(b)}" for r, lo, b in over)
                       + f" (worst {worst[0]}); raise cost.monthly or shrink what the regions provision (`platformc cost`)")
+
+
+@rule("R045", "The GPU pool holds every GPU pod at its peak",
+      "A GPU is not shared: at every GPU service's max replicas, plus its canary subset's max (or the idle "
+      "blue-green colour) and the surge of a rollout, each pod needs a GPU of its node pool at max nodes "
+      "(the pool's max_nodes x gpus).", stage="plan")
+def gpu_peak(plan):
+    from compiler.ir.rollout import peak_pods
+    for r in plan.regions:
+        pools = r.settings.kubernetes.node_pools
+        for name, pool in pools.items():
+            on = [s for s in r.services if s.node_pool == name and s.limits.gpu]
+            if not on:
+                continue
+            parts = [(s, *peak_pods(s)) for s in on]
+            need = sum(n * s.limits.gpu for s, n, _ in parts)
+            have = pool.max_nodes * pool.gpus
+            if need > have:
+                detail = "; ".join(f"{s.name} {how} pods x {s.limits.gpu} GPU" for s, _, how in parts)
+                yield Finding(("kubernetes", "node_pools", name, "max_nodes"),
+                              f"GPU pods need {need} GPUs at their peak ({detail}); {pool.max_nodes} nodes x {pool.gpus} "
+                              f"GPU offer {have}: raise max_nodes to {-(-need // max(pool.gpus, 1))}", r.name)
+
+
+@rule("R046", "The gateway's peak fits its node pool",
+      "Kong's HPA grows to the pods the region's peak needs (its traffic share of `capacity.requests_per_second` x "
+      "`capacity.peak_multiplier` / `gateway.rps_per_pod`); those pods' CPU and memory requests, on top of the "
+      "services of the same pool at max replicas, fit the pool's allocatable capacity at max nodes.", stage="plan")
+def gateway_peak(plan):
+    from compiler.ir.gateway import gateway_capacity
+    from compiler.model.base import cpu_millicores, memory_mib
+    cap = plan.spec.capacity
+    for r in plan.regions:
+        gc = gateway_capacity(r, cap.requests_per_second, cap.peak_multiplier)
+        pool = next((p for p in r.capacity if p.name == gc.node_pool), None)
+        if pool is None:
+            yield Finding(("gateway", "node_pool"), f"node pool {gc.node_pool} does not exist", r.name)
+            continue
+        req = r.settings.gateway.resources.requests
+        cpu = pool.demand_cpu_millicores + gc.max_replicas * cpu_millicores(req.cpu)
+        mem = pool.demand_memory_mib + gc.max_replicas * memory_mib(req.memory)
+        if cpu > pool.cpu_millicores or mem > pool.memory_mib + TOLERANCE:
+            yield Finding(("gateway", "rps_per_pod"),
+                          f"the peak of {gc.peak_rps:g} rps needs {gc.max_replicas} Kong pods at {gc.rps_per_pod} rps each; "
+                          f"with the services at max replicas pool {gc.node_pool} would need {cpu / 1000:g} cores and "
+                          f"{mem / 1024:g} GiB of {pool.cpu_millicores / 1000:g} and {pool.memory_mib / 1024:g}: raise "
+                          f"its max_nodes or gateway.rps_per_pod (a load-test figure)", r.name)
+
+
+@rule("R047", "A canary runs a new version",
+      "The canary subset v2 exists to try a version: `rollout.canary_image_tag` names it and differs from the "
+      "service's `tag` (a canary of the stable image splits traffic and proves nothing).")
+def canary_version(p, settings):
+    for region, s in _per_region(settings):
+        for name, svc in s.services.items():
+            ro = svc.rollout
+            if ro.type == "canary" and svc.enabled and (ro.canary_image_tag or svc.tag) == svc.tag:
+                yield Finding(("services", name, "rollout"),
+                              f"{name}'s canary runs its stable tag {svc.tag}; set rollout.canary_image_tag to the version "
+                              "under test (or roll out with type: rolling)", region)

@@ -21,7 +21,7 @@ import ipaddress
 from compiler.ir import Addressing, Connection, Host, Peer, ServicePlan, Zone, frozen_map
 from compiler.ir.names import (GATEWAY_NAMESPACE, GCP_FRONT_END_RANGES, ISTIO_METRICS_PORT, ISTIO_NAMESPACE,
                                ISTIOD_XDS_PORT, KONG_POD_LABELS, KONG_PROXY_TLS_PORT, KONG_STATUS_PORT,
-                               MONITORING_NAMESPACE, NODE_EXPORTER_PORT, OTEL_COLLECTOR_SERVICE, OTLP_GRPC_PORT,
+                               MONITORING_NAMESPACE, NODE_EXPORTER_PORT, OTEL_COLLECTOR_SERVICE, OTEL_PROMETHEUS_PORT, OTLP_GRPC_PORT,
                                OTLP_HTTP_PORT, POSTGRES_EXPORTER_PORT, POSTGRES_PORT, POSTGRES_REPLICATION_USER,
                                REDIS_EXPORTER_PORT, SYSTEM_NAMESPACE)
 from compiler.model.platform import Platform, RegionSettings
@@ -244,6 +244,9 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
         for svc in services:
             add(_service_peer(svc, a), collector, f"{OTEL_COLLECTOR_SERVICE}.{MONITORING_NAMESPACE}.svc.cluster.local",
                 OTLP_GRPC_PORT, f"{svc.name} sends traces (OTLP/gRPC)", "grpc", np_out)
+        # the services' OTLP metrics (the database-latency SLI) leave the collector through its prometheus exporter
+        add(prometheus, collector, f"{OTEL_COLLECTOR_SERVICE} pods", OTEL_PROMETHEUS_PORT,
+            "Prometheus scrapes the collector's prometheus exporter (the services' OTLP metrics)", "metrics", ())
     if es_hosts:
         shipper = _pods("fluent-bit", MONITORING_NAMESPACE, {"app.kubernetes.io/name": "fluent-bit"}, a)
         add(shipper, search, es_address, ELASTICSEARCH_HTTP_PORT, "Fluent Bit ships container logs",

@@ -64,6 +64,9 @@ CASES = {
                     ('traffic_share: 40, settings: {security: {vault_address: "https://vault.acme.example.org"}, ',
                      'traffic_share: 40, settings: {')],
                    "DB_PASSWORD: "),
+    "R045": ([("rollout: {type: rolling, max_surge: 0, max_unavailable: 25}", "rollout: {type: rolling}")], "        max_nodes: 4"),
+    "R046": ([("  gateway:\n    jwt_issuer", "  gateway:\n    rps_per_pod: 1\n    jwt_issuer")], "rps_per_pod: 1"),
+    "R047": ([(", canary_image_tag: 2.4.0-rc.1}", "}")], "rollout: {type: canary"),
     "R039": ([("waf: {rate_limit_per_5min: 300000}", "waf: {rate_limit_per_5min: 300000}\n  cdn: {provider: front_door}\n"
                         "  dns: {provider: route53}")], "cdn: {provider: front_door}"),
     "R040": ([("waf: {rate_limit_per_5min: 300000}", "waf: {rate_limit_per_5min: 300000}\n  cdn: {provider: cloud_cdn}")],
