@@ -251,6 +251,9 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
         shipper = _pods("fluent-bit", MONITORING_NAMESPACE, {"app.kubernetes.io/name": "fluent-bit"}, a)
         add(shipper, search, es_address, ELASTICSEARCH_HTTP_PORT, "Fluent Bit ships container logs",
             "https", host_layers, tls="1.2")
+        add(_pods("elasticsearch-retention", MONITORING_NAMESPACE, {"app.kubernetes.io/name": "elasticsearch-retention"}, a),
+            search, es_address, ELASTICSEARCH_HTTP_PORT, "the retention job puts the log ILM policy and index template",
+            "https", host_layers, tls="1.2")
         if s.monitoring.tracing:
             jaeger = _pods("jaeger", MONITORING_NAMESPACE, {"app.kubernetes.io/name": "jaeger"}, a)
             add(jaeger, search, es_address, ELASTICSEARCH_HTTP_PORT, "Jaeger stores spans",

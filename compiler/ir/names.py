@@ -97,6 +97,9 @@ ALERTMANAGER_RECEIVER_KEYS = {"pagerduty_routing_key": "pagerduty-routing-key", 
 # The Elasticsearch clients in the cluster, each with its own user: client -> Secret (keys ELASTICSEARCH_CLIENT_KEYS).
 ELASTICSEARCH_CLIENT_SECRETS = {"fluent-bit": "elasticsearch-fluent-bit", "jaeger": "elasticsearch-jaeger"}
 ELASTICSEARCH_CLIENT_KEYS = ("username", "password", "ca.crt")  # ca.crt: the region's internal CA (the nodes' issuer)
+# Fluent Bit's daily log indices, <prefix>-<region>-YYYY.MM.DD (helm target, Logstash_Format): container logs and
+# the hosts' logs. The monitoring target's retention job puts the ILM policy on exactly these.
+LOG_INDEX_PREFIXES = {"kube.*": "logs", "host.*": "node"}  # Fluent Bit tag match -> index prefix
 
 # ---------------------------------------------------------------- the data hosts' other ports
 ELASTICSEARCH_HTTP_PORT = 9200  # elasticsearch.yml http.port: clients, Fluent Bit, Jaeger

@@ -7,7 +7,7 @@ from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.helm.fluentbit import render_conf
 from compiler.ir.names import NODE_EXPORTER_PORT, POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
 from compiler.targets.helm.platform import RESTRICTED_CONTAINER, amounts
-from compiler.ir.names import KUBE_PROXY_CLOUDS, OTEL_COLLECTOR_SERVICE, OTEL_PROMETHEUS_PORT, OTEL_PROMETHEUS_PORT_NAME
+from compiler.ir.names import LOG_INDEX_PREFIXES, KUBE_PROXY_CLOUDS, OTEL_COLLECTOR_SERVICE, OTEL_PROMETHEUS_PORT, OTEL_PROMETHEUS_PORT_NAME
 from compiler.ir.names import MONITORING_NAMESPACE, OTLP_GRPC_PORT, OTLP_HTTP_PORT
 from compiler.ir.names import (ALERTMANAGER_RECEIVER_KEYS, ALERTMANAGER_RECEIVERS_SECRET, ELASTICSEARCH_CLIENT_SECRETS,
                                GRAFANA_ADMIN_SECRET)
@@ -269,9 +269,9 @@ def fluent_bit(plan: PlatformPlan, region: RegionPlan) -> dict:
             nodes=[{"name": n.split(".")[0], "host": n} for n in nodes])}
         config["outputs"] = render_conf(
             "fluent-bit-outputs.conf.j2", upstream=f"{FLUENT_BIT_CONF_DIR}/{ES_UPSTREAM_FILE}", ca_file=ca,
-            outputs=[{"match": "kube.*", "prefix": f"logs-{region.name}"},
-                     {"match": "host.*", "prefix": f"node-{region.name}"}])
+            outputs=[{"match": match, "prefix": f"{prefix}-{region.name}"} for match, prefix in LOG_INDEX_PREFIXES.items()])
         values["env"] = [_secret_env("ES_USERNAME", secret, "username"), _secret_env("ES_PASSWORD", secret, "password")]
         values["extraVolumes"] = [{"name": "elasticsearch", "secret": {"secretName": secret, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]
         values["extraVolumeMounts"] = [{"name": "elasticsearch", "mountPath": creds, "readOnly": True}]
     return values
+

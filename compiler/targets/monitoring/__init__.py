@@ -2,6 +2,8 @@
 
 generated/monitoring/<region>/prometheus/slo-rules.yaml   recording + alerting rules (promtool format)
 generated/monitoring/<region>/alertmanager/alertmanager.yaml  routing: pages to PagerDuty, tickets to Slack
+generated/monitoring/<region>/kubernetes/elasticsearch-retention.yaml  log retention in Elasticsearch (ILM), where
+    the region runs its own Elasticsearch nodes
 
 Severities are kube-prometheus-stack's own: `critical` pages, `warning` tickets, `info` goes to the ticket
 channel (and InfoInhibitor silences it where the stack says so); `Watchdog` (severity `none`, always firing)
@@ -22,7 +24,8 @@ SDKs send it over OTLP to the collector, whose `prometheus` exporter Prometheus 
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
-from compiler.render import banner, dump_yaml
+from compiler.ir.names import ELASTICSEARCH_CLIENT_SECRETS, LOG_INDEX_PREFIXES
+from compiler.render import banner, dump_documents, dump_yaml
 
 NAME = "monitoring"
 WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
@@ -228,9 +231,109 @@ def prometheus_rule(plan: PlatformPlan, r: RegionPlan) -> dict:
     }
 
 
+# ---------------------------------------------------------------- log retention in Elasticsearch (ILM)
+RETENTION = "elasticsearch-retention"  # its pods' name in the wiring (-> elasticsearch) and the objects' name
+RETENTION_DIR = "/etc/elasticsearch-retention"
+RETENTION_IMAGE = "curlimages/curl:8.17.0"
+RETENTION_SCHEDULE = "17 3 * * *"  # daily: a policy changed by hand in Elasticsearch is put back within a day
+RUN_AS = 10001
+
+
+def log_index_prefixes(r: RegionPlan) -> list[str]:
+    return [f"{prefix}-{r.name}" for prefix in LOG_INDEX_PREFIXES.values()]
+
+
+def ilm_policy_name(r: RegionPlan) -> str:
+    return f"logs-{r.name}-retention"
+
+
+def ilm_policy(r: RegionPlan) -> dict:
+    """Delete each daily log index `monitoring.log_retention_days` after it was created (EMEA: 14, the GDPR
+    minimisation of request logs). Daily indices need no rollover: one index is one day."""
+    days = r.settings.monitoring.log_retention_days
+    return {"policy": {"_meta": {"managed_by": "platformc", "region": r.name},
+                       "phases": {"hot": {"min_age": "0ms", "actions": {}},
+                                  "delete": {"min_age": f"{days}d", "actions": {"delete": {}}}}}}
+
+
+def ilm_index_template(r: RegionPlan) -> dict:
+    """Puts the policy on every log index as it is created (settings only: Fluent Bit keeps dynamic mappings).
+    Jaeger's indices are left to its index cleaner (helm target), whose templates carry Jaeger's mappings."""
+    return {"index_patterns": [f"{p}-*" for p in log_index_prefixes(r)], "priority": 200,
+            "template": {"settings": {"index.lifecycle.name": ilm_policy_name(r)}},
+            "_meta": {"managed_by": "platformc"}}
+
+
+def retention_objects(r: RegionPlan) -> list[dict]:
+    """A ConfigMap with the ILM policy and the index template, and a CronJob that PUTs both (idempotent) to the
+    region's Elasticsearch over verified HTTPS as Fluent Bit's user (its Secret, synced by the helm target's
+    ExternalSecret): that user's Elasticsearch role needs `manage_ilm` and `manage_index_templates` besides
+    writing the log indices. None where Elasticsearch is not the region's own nodes."""
+    import json
+    conn = next((c for c in r.connections_from(RETENTION) if c.dest.name == "elasticsearch" and c.dest.kind == "hosts"), None)
+    if conn is None:
+        return []
+    secret = ELASTICSEARCH_CLIENT_SECRETS["fluent-bit"]
+    creds = "/etc/elasticsearch"
+    labels = {"app.kubernetes.io/name": RETENTION, "app.kubernetes.io/managed-by": "platformc"}
+    # every node in turn, the first that answers takes it (the cluster shares policies and templates)
+    script = "\n".join([
+        "set -eu",
+        "put() {",
+        f"  for node in {' '.join(conn.dest.hosts)}; do",
+        f"    if curl --fail --silent --show-error --retry 3 --cacert {creds}/ca.crt \\",
+        '        -u "$ES_USERNAME:$ES_PASSWORD" -X PUT -H "Content-Type: application/json" \\',
+        f'        --data-binary "@{RETENTION_DIR}/$1" "https://$node:{conn.dest_port}/$2"; then echo; return 0; fi',
+        "  done",
+        "  return 1",
+        "}",
+        f"put policy.json _ilm/policy/{ilm_policy_name(r)}",
+        f"put index-template.json _index_template/logs-{r.name}",
+    ]) + "\n"
+    size = r.settings.monitoring.resources["es-index-cleaner"]
+    env = [{"name": n, "valueFrom": {"secretKeyRef": {"name": secret, "key": k}}}
+           for n, k in (("ES_USERNAME", "username"), ("ES_PASSWORD", "password"))]
+    config = {"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": RETENTION, "namespace": RULES_NAMESPACE, "labels": labels},
+              "data": {"policy.json": json.dumps(ilm_policy(r), indent=2, sort_keys=True) + "\n",
+                       "index-template.json": json.dumps(ilm_index_template(r), indent=2, sort_keys=True) + "\n"}}
+    pod = {
+        "metadata": {"labels": labels},
+        "spec": {
+            "restartPolicy": "OnFailure", "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "put", "image": RETENTION_IMAGE, "imagePullPolicy": "Always",
+                "command": ["/bin/sh", "-c", script], "env": env,
+                "resources": {"requests": {"cpu": size.requests.cpu, "memory": size.requests.memory},
+                              "limits": {"cpu": size.limits.cpu, "memory": size.limits.memory}},
+                "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]}},
+                "volumeMounts": [{"name": "bodies", "mountPath": RETENTION_DIR, "readOnly": True},
+                                 {"name": "elasticsearch", "mountPath": creds, "readOnly": True}]}],
+            "volumes": [{"name": "bodies", "configMap": {"name": RETENTION}},
+                        {"name": "elasticsearch", "secret": {"secretName": secret,
+                                                             "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}}
+    cron = {"apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": RETENTION, "namespace": RULES_NAMESPACE, "labels": labels, "annotations": {
+                "checkov.io/skip1": "CKV_K8S_43=the image is pinned by tag; digests are resolved at deploy time",
+                "checkov.io/skip2": "CKV_K8S_35=the Elasticsearch user comes from its Secret as environment "
+                                    "variables (curl -u), never inline"}},
+            "spec": {"schedule": RETENTION_SCHEDULE, "concurrencyPolicy": "Forbid", "successfulJobsHistoryLimit": 1,
+                     "failedJobsHistoryLimit": 3,
+                     "jobTemplate": {"spec": {"backoffLimit": 6, "ttlSecondsAfterFinished": 86400, "template": pod}}}}
+    return [config, cron]
+
+
 def emit_region(plan: PlatformPlan, r: RegionPlan) -> dict[str, str]:
     base = f"monitoring/{r.name}"
-    return {
+    retention = retention_objects(r)
+    extra = {f"{base}/kubernetes/{RETENTION}.yaml": dump_documents(
+        retention, banner("#") + f"# Log retention: indices {', '.join(p + '-*' for p in log_index_prefixes(r))} deleted "
+                                 f"{r.settings.monitoring.log_retention_days} days after creation (monitoring.log_retention_days).\n"
+                                 f"# kubectl apply -f generated/monitoring/{r.name}/kubernetes/\n")} if retention else {}
+    return {**extra, 
         f"{base}/prometheus/slo-rules.yaml": dump_yaml({"groups": rule_groups(plan, r)}, header=banner("#")),
         f"{base}/kubernetes/prometheusrule.yaml": dump_yaml(
             prometheus_rule(plan, r), header=banner("#") + f"# kubectl apply -f generated/monitoring/{r.name}/kubernetes/\n"),
