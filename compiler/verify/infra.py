@@ -546,13 +546,24 @@ def _check_cdn_to_lb(reg: _Region, c) -> list[Broken]:
     if reg.cloud == "azure":
         nrel, ndoc = reg.module_doc("network")
         nsg = _resource(ndoc, "azurerm_network_security_group", "gateway")
+        front_door = _edge_kind(_global(reg.tree)[0]) == "front_door"
+        # Front Door reaches the gateway from its service tag, and then nothing else may; CloudFront has no
+        # Azure service tag, so the gateway admits the Internet
+        want = ("AzureFrontDoor.Backend",) if front_door else ("Internet", "*")
+        admitted, out = False, []
         for rule in (nsg.all("security_rule") if nsg else []):
             if rule.get("access") == "Allow" and rule.get("direction") == "Inbound" and \
-                    _port_in(c.dest_port, rule.get("destination_port_range")) and \
-                    rule.get("source_address_prefix") in ("Internet", "*"):
-                return []
-        return [Broken(nrel or reg.rel, nsg.line if nsg else 0, L, c.id,
-                       f"the Application Gateway's NSG does not admit the Internet (the CDN) on {c.dest_port}")]
+                    _port_in(c.dest_port, rule.get("destination_port_range")):
+                source = rule.get("source_address_prefix")
+                if source in want:
+                    admitted = True
+                elif front_door and (source in ("Internet", "*") or _covered(["0.0.0.0/0"], rule.get("source_address_prefixes") or []) == []):
+                    out.append(Broken(nrel, rule.line, L, c.id, f"the Application Gateway's NSG admits the Internet on "
+                                                                f"{c.dest_port}: clients reach the origin around Front Door"))
+        if not admitted:
+            out.append(Broken(nrel or reg.rel, nsg.line if nsg else 0, L, c.id,
+                              f"the Application Gateway's NSG does not admit {want[0]} (the CDN) on {c.dest_port}"))
+        return out
     return []
 
 

@@ -101,6 +101,9 @@ def test_global_root_modules_are_generated_without_a_region_on_the_edge_cloud():
     aws_modules = sorted({p.split("/")[3] for p in files if p.startswith("terraform/modules/aws/")})
     assert aws_modules == ["kms", "waf"]
     assert 'source = "../modules/aws/kms"' in files["terraform/global/main.tf"]
+    # the AWS edge's resources carry cloud = aws, not the regions' cloud
+    assert re.search(r'\bcloud\s*= "aws"', files["terraform/global/main.tf"])
+    assert not re.search(r'\bcloud\s*= "gcp"', files["terraform/global/main.tf"])
     # the GCP regions write into Route 53 with the aws provider pinned to the declared account
     region = terraform.emit_region(plan, plan.regions[0])
     providers = region[f"terraform/regions/{plan.regions[0].name}/providers.tf"]

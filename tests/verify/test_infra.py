@@ -291,3 +291,12 @@ def test_cloud_cdn_client_address_header_is_checked(gcp_tree):
     hits = _hits(verify(gcp_tree), rel, "cdn")
     assert hits and {b.connection for b in hits} == {"client address header"}
     assert hits[0].line == _line(gcp_tree / rel, "custom_request_headers")
+
+
+def test_gateway_open_to_the_internet_around_front_door_is_named(azure_tree):
+    rel = "terraform/modules/azure/network/main.tf"
+    _edit(azure_tree / rel, 'source_address_prefix      = "AzureFrontDoor.Backend"', 'source_address_prefix      = "Internet"')
+    hits = _hits(verify(azure_tree), rel, "cloud-firewall")
+    assert hits and all("cdn->load-balancer" in b.connection for b in hits)
+    assert any("around Front Door" in b.message for b in hits)
+    assert any("does not admit AzureFrontDoor.Backend" in b.message for b in hits)
