@@ -6,7 +6,8 @@ from compiler.docs import markdown_table
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets import kong
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
-from compiler.targets.kong.plugins import CORRELATION_HEADER, rate_limits, secret_inputs
+from compiler.ir.gateway import gateway_capacity
+from compiler.targets.kong.plugins import CORRELATION_HEADER, canary_headers, rate_limits, secret_inputs
 
 AUTH_TEXT = {
     "none": "none",
@@ -20,6 +21,8 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
     per_second = g.burst
     per_minute = max(g.requests_per_second * 60, g.burst)
     pod_second, pod_minute = rate_limits(plan, region)
+    gc = gateway_capacity(region, plan.spec.capacity.requests_per_second, plan.spec.capacity.peak_multiplier)
+    lo, hi = gc.min_replicas, gc.max_replicas
     limit = f"{per_second:,}/s, {per_minute:,}/min per client IP (region)"
     body = f"{g.request_size_limit_mb} MB"
     doc = kong.build(plan, region)
@@ -49,11 +52,22 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
         f"would be one global counter). Kong takes the client address from `{CLIENT_ADDRESS_HEADER}` (set by the "
         f"edge) only when the peer is the load balancer (`trusted_ips`: its source ranges; helm target).\n",
         f"- **Judgement, rate-limit policy**: `local`, each pod enforcing the figures above divided by the "
-        f"{g.replicas} replicas and rounded down (`second: {pod_second:,}`, `minute: {pod_minute:,}` per pod), "
+        f"gateway HPA's floor of {lo} pods and rounded down (`second: {pod_second:,}`, `minute: {pod_minute:,}` per pod), "
         "because DB-less Kong has no `cluster` policy and the OSS `redis` policy talks to a single Redis node "
         "while the region's Redis is a Redis Cluster; the load balancer spreads a client's requests over the pods, "
-        "so together they admit about the spec's figure and never more (rounding down), at the cost of a lower "
-        "limit for a client whose requests stay on one pod.\n",
+        "so at normal load together they admit about the spec's figure and never more (rounding down), at the cost "
+        f"of a lower limit for a client whose requests stay on one pod; at the peak ({hi} pods) a client spread over "
+        f"all of them may get up to {hi / lo:.3g} times it.\n",
+        f"- **Capacity**: the region carries {gc.normal_rps:,.0f} requests/s ({region.traffic_share:g} % of "
+        f"`capacity.requests_per_second`), {gc.peak_rps:,.0f} at the peak (x {plan.spec.capacity.peak_multiplier:g}); "
+        f"at `gateway.rps_per_pod` {gc.rps_per_pod:,} a pod, Kong's HPA runs {lo}-{hi} pods on node pool "
+        f"`{gc.node_pool}` (rule R046 checks the pool holds them), Nginx with {gc.worker_processes} worker processes "
+        "(one per CPU of the pod's limit).\n",
+        "- **Canary header**: a `post-function` (access phase, after `jwt`) removes "
+        + ", ".join(f"`{h}`" for h, _, _ in canary_headers(region))
+        + " from every request and sets it only from the verified token ("
+        + ", ".join(f"claim `{c}` true or `{v}`" for _, c, v in canary_headers(region))
+        + "), so no client can opt itself into a canary.\n" if canary_headers(region) else "",
         f"- **Health checks**: `{kong.HEALTH_ROUTE}` (on " + ", ".join(f"`{h}`" for h in doc["routes"][0]["hosts"])
         + f") and `{kong.HEALTH_ROUTE_ANY_HOST}` (any host: the load balancer's probes carry a pod address) answer "
         f"{' and '.join(kong.HEALTH_METHODS)} `{plan.spec.edge.dns.health_check_path}` (exactly) with 200 from Kong "

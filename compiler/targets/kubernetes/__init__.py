@@ -28,7 +28,8 @@ from compiler.targets.kubernetes.gateway import (gateway_objects, target_group_b
                                                   target_group_binding_header)
 from compiler.targets.kubernetes.mesh import canary_routing, destination_rule, service_entries, strict_mtls
 from compiler.targets.kubernetes.policy import identity, namespace, network_policies, quotas
-from compiler.targets.kubernetes.workloads import deployment, hpa, pdb, services
+from compiler.targets.kubernetes.workloads import deployment, hpa, pdb, services, zone_spread_policy
+from compiler.ir.rollout import CANARY_MIN_PODS
 
 NAME = "kubernetes"
 
@@ -113,6 +114,16 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
         lines += ["", f"Judgement, hashing: each service's DestinationRule hashes on `{g.hash_on_header}` "
                   "(`consistentHash`) in the caller's sidecar, across the pods; Kong's upstream has one target, the "
                   "Service, where a hash would change nothing (see the Kong section)."]
+    spread = zone_spread_policy(region)
+    lines += ["", f"Judgement, zone spread: `{spread}` across zones (and `ScheduleAnyway` across nodes). "
+              + ("Each node pool here is one scaling group over every zone (EKS managed node groups, AKS node pools), "
+                 "so the autoscaler cannot add a node in the zone a pod waits for: a hard zone constraint could keep "
+                 "pods Pending while the group grows elsewhere; the scheduler still prefers the emptier zone."
+                 if spread == "ScheduleAnyway" else
+                 "GKE's regional node pools are one instance group per zone, which its autoscaler scales zone by "
+                 "zone, so a pod waiting on a zone gets a node there."),
+              "", f"Canary subsets run {CANARY_MIN_PODS} pods at least: the PDB's `maxUnavailable: 10%` rounds up to "
+              "one pod, so a node drain leaves one serving the weighted share and the beta testers."]
     lines += ["", "### Public entry", "", edge_summary(plan, region)]
     return "\n".join(lines) + "\n"
 

@@ -347,5 +347,10 @@ def docs_region(plan: PlatformPlan, r: RegionPlan) -> str:
             for g in rule_groups(plan, r) for rule in g["rules"] if "alert" in rule]
     return (f"## Alerts\n\nFrom the SLOs: `generated/monitoring/{r.name}/prometheus/slo-rules.yaml`; routing in "
             f"`generated/monitoring/{r.name}/alertmanager/alertmanager.yaml` (pages repeat every "
-            f"{plan.spec.disaster_recovery.p1_response_minutes} min, the P1 response time).\n\n"
+            f"{plan.spec.disaster_recovery.p1_response_minutes} min, the P1 response time). Severities are "
+            "kube-prometheus-stack's: `critical` pages, `warning` and `info` ticket, `Watchdog` goes to the dead-man "
+            f"receiver every {DEADMAN_REPEAT}; a page inhibits the ticket of the same SLO, service and region."
+            + (f" Log indices are deleted after {r.settings.monitoring.log_retention_days} days (ILM, "
+               f"`generated/monitoring/{r.name}/kubernetes/{RETENTION}.yaml`)." if retention_objects(r) else "")
+            + "\n\n"
             + markdown_table(["alert", "severity", "SLO", "for"], rows))
