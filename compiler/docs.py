@@ -45,7 +45,10 @@ SCHEMA_CODES = [
 
 def markdown_cell(x) -> str:
     """Text on one line with `|` escaped: spec text cannot break a table row or a list item."""
-    return " ".join(str(x).replace("|", "\\|").splitlines())
+    text = str(x)
+    if text.isprintable() and "|" not in text:  # no line break of any kind, nothing to escape: most cells
+        return text
+    return " ".join(text.replace("|", "\\|").splitlines())
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:

@@ -15,6 +15,14 @@ from compiler.errors import UsageError
 from compiler.ir import PlatformPlan
 
 PARALLEL_MIN_JOBS = 16  # below this a fork costs more than it saves
+# `generate` forks only for platforms of FORK_MIN_REGIONS..FORK_MAX_REGIONS regions. Measured on the 2-core
+# machine, whole-process medians of alternated runs (scripts/bench.py --fork, 2026-12-02, load 5-8 from other
+# work): 12 regions serial 1.78 s wall / 1.17 s CPU against fork 3.96 s / 1.97 s; 120 regions serial 17.8 s /
+# 10.0 s against fork 21.3 s / 9.9 s. Serial was faster at both (the child pickles every emitted file back
+# and the second core was rarely free), and it holds one copy of the plan, not two, so the default is serial;
+# PLATFORMC_JOBS=2 forces the fork (re-measure with `scripts/bench.py --fork` on an idle machine), =1 serial.
+FORK_MIN_REGIONS = 10**9
+FORK_MAX_REGIONS = 10**9
 
 
 class Outputs(dict):
@@ -50,10 +58,19 @@ def _run(job):
     return fn(*args)
 
 
-def _map(jobs: list) -> list:
+def _parallel(jobs: list, regions: int | None) -> bool:
+    forced = os.environ.get("PLATFORMC_JOBS")
+    if forced == "1" or not hasattr(os, "fork") or len(jobs) < 2:
+        return False
+    if forced == "2":
+        return True
+    return (len(jobs) >= PARALLEL_MIN_JOBS and (os.cpu_count() or 1) >= 2
+            and (regions is None or FORK_MIN_REGIONS <= regions <= FORK_MAX_REGIONS))
+
+
+def _map(jobs: list, regions: int | None = None) -> list:
     """Results of the jobs in order: half of them in a forked child when that pays off."""
-    if len(jobs) < PARALLEL_MIN_JOBS or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2 \
-            or os.environ.get("PLATFORMC_JOBS") == "1":
+    if not _parallel(jobs, regions):
         return [_run(j) for j in jobs]
     read_fd, write_fd = os.pipe()
     pid = os.fork()
@@ -90,7 +107,7 @@ def emit(plan: PlatformPlan, target_names=None, region_names=None, with_docs: bo
     modules = targets.select(target_names)
     jobs = _jobs(plan, modules, regions, with_globals=not region_names, with_docs=with_docs)
     out, owners = Outputs(), set()
-    for (root, owner, _), files in zip(jobs, _map(jobs)):
+    for (root, owner, _), files in zip(jobs, _map(jobs, len(regions))):
         owners.add(owner)
         out.add(root, owner, files)
     out.setdefault("generated", {})

@@ -93,7 +93,8 @@ def _pyyaml(data: Any, sort_keys: bool) -> str:
 # into nodes, runs the resolver on every scalar and the representer on every value before libyaml emits
 # them: most of a YAML target's time. The emitter below writes the same block layout directly, and decides
 # each distinct scalar's text once per process:
-#   - a string of ordinary characters that the resolver reads back as a string is written plain;
+#   - a one-line string of printable ASCII is written plain where libyaml's analysis allows it (the same
+#     indicator rules, for block context) and the resolver reads it back as a string, else single-quoted;
 #   - any other string, and every float, is dumped alone through the same Dumper (`k: <text>`), and that
 #     text is reused: libyaml's choice of style depends on the scalar and on whether it is a key, not on
 #     where it sits (the only other context, the column, matters past the line width, which a long scalar
@@ -110,7 +111,7 @@ class _Fallback(Exception):
 
 _WIDTH_GUARD = 900  # libyaml folds plain and quoted scalars past column 1000 (width=1000): stay well below
 _KEY_MAX = 100      # libyaml's simple keys are at most 128 characters
-_ORDINARY = re.compile(r"[A-Za-z0-9_/(][A-Za-z0-9_./()+=@$^~;, -]*\Z")
+_FIRST_INDICATORS = "#,[]{}&*!|>'\"%@`"
 _ODD_BREAKS = re.compile("[\r\x85\u2028\u2029]")
 _STR_TAG = "tag:yaml.org,2002:str"
 _resolver = yaml.resolver.Resolver()
@@ -119,9 +120,26 @@ _KEYS: dict[str, str] = {}
 _FLOATS: dict[str, str] = {}
 
 
-def _plain_ok(s: str) -> bool:
-    return (_ORDINARY.match(s) is not None and s[-1] != " " and "  " not in s
-            and _resolver.resolve(yaml.ScalarNode, s, (True, False)) == _STR_TAG)
+def _block_plain(s: str) -> bool:
+    """libyaml's verdict (yaml_emitter_analyze_scalar) on a plain scalar in block context, for a non-empty
+    string of printable ASCII (no line breaks, no tabs): indicators at the start, `: ` and ` #` inside,
+    a trailing `:`, leading or trailing spaces and document markers rule it out."""
+    c0 = s[0]
+    if c0 in _FIRST_INDICATORS or s[0] == " " or s[-1] in " :":
+        return False
+    if c0 in "?:-" and (len(s) == 1 or s[1] == " "):
+        return False
+    if s.startswith(("---", "...")) or ": " in s or " #" in s:
+        return False
+    return True
+
+
+def _ascii_text(s: str) -> str:
+    """The text of a non-empty single-line printable-ASCII string: plain when libyaml allows it and the resolver
+    reads it back as a string, else single-quoted (always allowed for such a string)."""
+    if _block_plain(s) and _resolver.resolve(yaml.ScalarNode, s, (True, False)) == _STR_TAG:
+        return s
+    return "'" + s.replace("'", "''") + "'"
 
 
 def _alone(data) -> str:
@@ -132,8 +150,8 @@ def _value_text(s: str):
     text = _VALUES.get(s)
     if text is not None:
         return text
-    if "\n" not in s and _plain_ok(s):
-        text = s
+    if s and s.isascii() and s.isprintable():
+        text = _ascii_text(s)
     elif _ODD_BREAKS.search(s):
         raise _Fallback  # libyaml breaks the line there, at an indentation that depends on the context
     else:
@@ -164,8 +182,8 @@ def _key_text(k) -> str:
         return text
     if len(k) > _KEY_MAX or "\n" in k or _ODD_BREAKS.search(k):
         raise _Fallback
-    if _plain_ok(k):
-        text = k
+    if k and k.isascii() and k.isprintable():
+        text = _ascii_text(k)
     else:
         out = _alone({k: 0})
         if not out.endswith(": 0\n") or out.startswith("? ") or out.count("\n") != 1:
@@ -200,7 +218,7 @@ def _put_value(out: list, lead: str, v, indent: int, sort_keys: bool) -> None:
     """`lead` is the line so far (`<indent>key:` or `<indent>-`); write the value after it."""
     t = type(v)
     if t is str:
-        text = _value_text(v)
+        text = _VALUES.get(v) or _value_text(v)
         if type(text) is str:
             if len(text) + len(lead) > _WIDTH_GUARD:
                 raise _Fallback
@@ -238,19 +256,35 @@ def _mapping(out: list, d: dict, indent: int, first: str | None, sort_keys: bool
             items = sorted(items)
         except TypeError:
             raise _Fallback from None
+    keys, values, append = _KEYS, _VALUES, out.append
     for k, v in items:
-        lead = (first if first is not None else pad) + _key_text(k) + ":"
+        lead = (pad if first is None else first) + (keys.get(k) or _key_text(k)) + ":"
         first = None
+        t = type(v)
+        if t is str:  # the common case, inline
+            text = values.get(v)
+            if type(text) is str and len(text) + len(lead) <= _WIDTH_GUARD:
+                append(f"{lead} {text}\n")
+                continue
+        elif t is int:
+            append(f"{lead} {v}\n")
+            continue
         _put_value(out, lead, v, indent, sort_keys)
 
 
 def _sequence(out: list, items: list, indent: int, first: str | None, sort_keys: bool) -> None:
     pad = " " * indent + "-"
+    values, append = _VALUES, out.append
     for v in items:
         if first is not None:
             lead, first = first + "-", None
         else:
             lead = pad
+        if type(v) is str:
+            text = values.get(v)
+            if type(text) is str and len(text) + len(lead) <= _WIDTH_GUARD:
+                append(f"{lead} {text}\n")
+                continue
         _put_value(out, lead, v, indent, sort_keys)
 
 

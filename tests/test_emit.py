@@ -22,7 +22,9 @@ def plan(monkeypatch):
 
 def test_parallel_and_serial_emission_are_identical(plan, monkeypatch):
     jobs = emit_mod._jobs(plan, targets.select(None), list(plan.regions), True, True)
-    assert len(jobs) >= emit_mod.PARALLEL_MIN_JOBS  # the forked path really runs
+    assert len(jobs) >= emit_mod.PARALLEL_MIN_JOBS
+    monkeypatch.setenv("PLATFORMC_JOBS", "2")  # the forked path really runs
+    assert emit_mod._parallel(jobs, len(plan.regions))
     parallel = emit_mod.emit(plan)
     monkeypatch.setenv("PLATFORMC_JOBS", "1")
     serial = emit_mod.emit(plan)
@@ -31,10 +33,23 @@ def test_parallel_and_serial_emission_are_identical(plan, monkeypatch):
 
 
 @pytest.mark.parametrize("job_index", [0, 1])  # one job for the parent, one for the child
-def test_a_failure_on_either_side_is_raised(plan, job_index):
+def test_a_failure_on_either_side_is_raised(plan, job_index, monkeypatch):
+    monkeypatch.setenv("PLATFORMC_JOBS", "2")
     jobs = emit_mod._jobs(plan, targets.select(None), list(plan.regions), True, True)
     fake_jobs = [j for j in jobs if j[1].startswith("fake/") and j[1] != "fake/global"]
     side = [j for i, j in enumerate(jobs) if i % 2 == job_index and j in fake_jobs]
     fake_target.FAIL["on"] = side[0][1].split("/")[1]
     with pytest.raises(RuntimeError, match="injected failure"):
         emit_mod.emit(plan)
+
+
+def test_the_default_is_the_measured_faster_choice(plan, monkeypatch):
+    """Serial at 12 and at 120 regions (compiler/emit.py has the figures); PLATFORMC_JOBS overrides it."""
+    monkeypatch.delenv("PLATFORMC_JOBS", raising=False)
+    jobs = emit_mod._jobs(plan, targets.select(None), list(plan.regions), True, True)
+    assert not emit_mod._parallel(jobs, 12)
+    assert not emit_mod._parallel(jobs * 10, 120)
+    monkeypatch.setenv("PLATFORMC_JOBS", "2")
+    assert emit_mod._parallel(jobs, 12)
+    monkeypatch.setenv("PLATFORMC_JOBS", "1")
+    assert not emit_mod._parallel(jobs, 120)
