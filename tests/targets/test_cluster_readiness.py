@@ -166,15 +166,22 @@ def test_the_header_function_is_valid_lua(tmp_path):
 def _containers_resources(chart_key: str, v: dict) -> dict[str, dict]:
     """The resources block of every pod the release runs, by component."""
     if chart_key == "kube-prometheus-stack":
+        op = v.get("prometheusOperator", {})
         out = {"prometheus": v["prometheus"]["prometheusSpec"].get("resources"),
-               "prometheus-operator": v.get("prometheusOperator", {}).get("resources"),
+               "prometheus-operator": op.get("resources"),
+               "config-reloader": op.get("prometheusConfigReloader", {}).get("resources"),
+               "admission-webhook-patch": op.get("admissionWebhooks", {}).get("patch", {}).get("resources"),
                "kube-state-metrics": v.get("kube-state-metrics", {}).get("resources"),
                "node-exporter": v.get("prometheus-node-exporter", {}).get("resources")}
         if v["alertmanager"]["enabled"]:
             out["alertmanager"] = v["alertmanager"].get("alertmanagerSpec", {}).get("resources")
         if v["grafana"]["enabled"]:
             out["grafana"] = v["grafana"].get("resources")
+            out["grafana-sidecar"] = v["grafana"].get("sidecar", {}).get("resources")
         return out
+    if chart_key == "external-secrets":
+        return {"controller": v.get("resources"), "webhook": v.get("webhook", {}).get("resources"),
+                "cert-controller": v.get("certController", {}).get("resources")}
     if chart_key == "jaeger":
         out = {"jaeger": v["jaeger"].get("resources")}
         if v.get("esIndexCleaner", {}).get("enabled"):

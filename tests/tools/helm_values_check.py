@@ -99,11 +99,9 @@ def check(values: dict, chart: str, version: str, reference: Path, subcharts: di
         if name not in values:
             continue
         parent = defaults.get(name) or {}
-        # keys the parent lists (e.g. `enabled`, `admin`) are checked against the parent's section
-        own = {k: v for k, v in values[name].items() if k in parent}
-        rest = {k: v for k, v in values[name].items() if k not in parent}
-        walk(own, parent, (), set(), set(), f"{chart}.{name}")
-        walk(rest, sub_defaults, (), set(), set(), f"{chart}.{name} (subchart)")
+        # Helm coalesces the parent's section over the subchart's defaults: a key path is the subchart's when
+        # either lists it (the parent's `grafana.sidecar` names some keys, the subchart's `sidecar.resources` too)
+        walk(values[name], helm_merge(sub_defaults, parent), (), set(), set(), f"{chart}.{name} (subchart)")
     return errors
 
 

@@ -70,6 +70,9 @@ def external_secrets_values(plan: PlatformPlan, region: RegionPlan) -> dict:
         "serviceAccount": {"name": EXTERNAL_SECRETS_SERVICE_ACCOUNT},
         "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
+        "webhook": {"resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "256Mi"}}},
+        "certController": {"resources": {"requests": {"cpu": "20m", "memory": "64Mi"},
+                                         "limits": {"cpu": "200m", "memory": "256Mi"}}},
     }
 
 

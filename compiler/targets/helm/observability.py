@@ -12,6 +12,9 @@ from compiler.ir.names import MONITORING_NAMESPACE, OTLP_GRPC_PORT, OTLP_HTTP_PO
 from compiler.ir.names import (ALERTMANAGER_RECEIVER_KEYS, ALERTMANAGER_RECEIVERS_SECRET, ELASTICSEARCH_CLIENT_SECRETS,
                                GRAFANA_ADMIN_SECRET)
 
+# Helper containers beside the sized components (config reloaders, Grafana's dashboard watcher, hook Jobs):
+# small and fixed, so no platform pod runs BestEffort.
+SIDECAR_SIZE = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "100m", "memory": "128Mi"}}
 JAEGER_SERVICE = "jaeger"  # jaeger `fullnameOverride`: one all-in-one Service taking OTLP
 PROMETHEUS_STORAGE = "100Gi"  # per replica; the spec sets retention only
 # Where each Elasticsearch client's Secret (username, password, ca.crt; helm/secrets.py) is mounted.
@@ -115,7 +118,11 @@ def kube_prometheus_stack(plan: PlatformPlan, region: RegionPlan) -> dict:
         "defaultRules": {"disabled": {"KubeHpaMaxedOut": True}},
         "alertmanager": {"enabled": mon.alertmanager},
         "grafana": {"enabled": mon.grafana},
-        "prometheusOperator": {"resources": amounts(size["prometheus-operator"])},
+        "prometheusOperator": {"resources": amounts(size["prometheus-operator"]),
+                               # the config-reloader sidecar in the Prometheus and Alertmanager pods
+                               "prometheusConfigReloader": {"resources": SIDECAR_SIZE},
+                               # the Job that patches the admission webhooks' certificates
+                               "admissionWebhooks": {"patch": {"resources": SIDECAR_SIZE}}},
         "kube-state-metrics": {"resources": amounts(size["kube-state-metrics"])},
         "prometheus-node-exporter": {"resources": amounts(size["node-exporter"])},
         "prometheus": {"prometheusSpec": {
@@ -147,6 +154,7 @@ def kube_prometheus_stack(plan: PlatformPlan, region: RegionPlan) -> dict:
             values["grafana"]["admin"] = {"existingSecret": GRAFANA_ADMIN_SECRET}
         values["grafana"]["defaultDashboardsTimezone"] = "utc"
         values["grafana"]["resources"] = amounts(size["grafana"])
+        values["grafana"]["sidecar"] = {"resources": SIDECAR_SIZE}  # the dashboards/datasources watcher
     return values
 
 
