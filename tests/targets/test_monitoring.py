@@ -293,10 +293,28 @@ def test_severities_are_the_stacks_and_inhibition_is_keyed_on_the_slo(reference)
     assert slo_rule["target_matchers"] == ['severity="warning"', 'slo=~".+"']
     assert slo_rule["equal"] == ["slo", "service", "region"]
     assert all("alertname" not in x["equal"] or 'slo=""' in x["source_matchers"] for x in am["inhibit_rules"])
-    deadman = next(x for x in am["receivers"] if x["name"] == "deadman")
-    assert "webhook_configs" not in deadman  # the reference names no dead-man service: said in the header
+    watchdog = next(x for x in am["route"]["routes"] if x["receiver"] == "deadman")
+    assert watchdog["matchers"] == ['alertname="Watchdog"'] and watchdog["repeat_interval"] == "5m"
+    # the reference names no dead-man service: the receiver is empty and the file says so
+    assert "webhook_configs" not in next(x for x in am["receivers"] if x["name"] == "deadman")
     text = monitoring.emit_region(reference, r)["monitoring/us-east-1/alertmanager/alertmanager.yaml"]
     assert "nothing notices when Watchdog stops" in text
+
+
+def test_a_dead_man_service_gets_the_watchdog_from_a_mounted_url():
+    """The URL is a secret (heartbeat URLs carry their key): read from the receivers Secret's mount (webhook
+    `url_file`, Alertmanager 0.26+; kube-prometheus-stack 88.5.3 runs 0.34; the Debian amtool 0.25 predates it)."""
+    from compiler.pipeline import compile_text
+    from tests.conftest import REPO
+    text = (REPO / "tests/cases/two-region/platform.yaml").read_text().replace(
+        'grafana_admin_password: "vault:kv/data/acme/grafana#admin_password"}}}',
+        'grafana_admin_password: "vault:kv/data/acme/grafana#admin_password", '
+        'alert_receivers: {deadman_webhook_url: "vault:kv/data/acme/deadman#url"}}}}', 1)
+    plan = compile_text(text).plan
+    am = monitoring.alertmanager(plan, plan.regions[0])
+    deadman = next(x for x in am["receivers"] if x["name"] == "deadman")
+    assert deadman["webhook_configs"] == [{"url_file": "/etc/alertmanager/secrets/alertmanager-receivers/deadman-webhook-url",
+                                          "send_resolved": False}]
 
 
 def test_inhibition_with_amtool_silences_only_the_same_slo(tree, tmp_path):
