@@ -21,7 +21,10 @@ def dotted(path: Sequence) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            part = str(part)
+            if not part.isprintable():  # a key with a newline or a control byte: one diagnostic stays one line
+                part = repr(part)
+            out += ("." if out else "") + part
     return out or "<root>"
 
 
@@ -40,7 +43,14 @@ class Diagnostic:
     def format(self) -> str:
         where = f"{self.file}:{self.line}:{self.col}"
         tag = f"[{self.code}]" if self.severity == "error" else f"warning [{self.code}]"
-        return f"{where}: {self.path}: {tag} {self.message}"
+        return f"{where}: {self.path}: {tag} {_one_line(self.message)}"
+
+
+def _one_line(text: str) -> str:
+    """A message quoting the spec stays one line: control characters are shown as escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class PlatformcError(Exception):

@@ -8,6 +8,8 @@ position of every key and value by its path in the document.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 
@@ -22,6 +24,11 @@ except ImportError:  # pragma: no cover - pure-python fallback
 
 MAX_NODES = 200_000  # nodes after alias expansion; the reference platform has ~3,000
 MAX_DEPTH = 64
+MAX_BYTES = 4 * 1024 * 1024  # the reference is ~25 KB, a 120-region scale test ~0.3 MB: refused before parsing
+MAX_INT = 2**53  # every count and size in the schema is far below; beyond it a float cannot hold the value
+_BASE60 = re.compile(r"^[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?$")  # YAML 1.1 sexagesimal: 1:30 is 90
+_OCTAL11 = re.compile(r"^[-+]?0[0-9_]+$")  # YAML 1.1 octal: 017 is 15
+_DEFAULT_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
 
 _SCALAR_CONSTRUCTORS = yaml.SafeLoader.yaml_constructors
 _KEEP_AS_TEXT = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"}
@@ -76,6 +83,10 @@ class _Builder:
         if depth > MAX_DEPTH:
             self.fail(node, path, "L006", f"document nests deeper than {MAX_DEPTH} levels")
         self.doc.value_pos.setdefault(path, _mark(node))
+        default_tag = _DEFAULT_TAGS.get(type(node))
+        if default_tag is not None and node.tag != default_tag:
+            kind = "mapping" if isinstance(node, yaml.MappingNode) else "list"
+            self.fail(node, path, "L009", f"a YAML tag on a {kind} ({node.tag!r}) is not supported; remove the tag")
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
@@ -105,11 +116,39 @@ class _Builder:
         constructor = _SCALAR_CONSTRUCTORS.get(node.tag)
         if constructor is None:
             self.fail(node, path, "L009", f"unsupported YAML tag {node.tag!r}")
-        return constructor(self.scalars, node)
+        kind = node.tag.rsplit(":", 1)[-1]
+        text = node.value.strip() if isinstance(node.value, str) else node.value
+        if kind in ("int", "float") and isinstance(text, str):
+            if _BASE60.match(text):
+                self.fail(node, path, "L012", f"{text!r} is a YAML 1.1 base-60 number (it would read as "
+                          f"{constructor(self.scalars, node)!r}); write the number you mean, or quote it for text")
+            if kind == "int" and _OCTAL11.match(text):
+                self.fail(node, path, "L012", f"{text!r} is a YAML 1.1 octal number (it would read as "
+                          f"{constructor(self.scalars, node)!r}); drop the leading zero, or quote it for text")
+        if kind == "int" and isinstance(text, str) and len(text) > 40:  # before int(): no 4,300-digit conversions
+            self.fail(node, path, "L013", f"the integer {text[:12]}… ({len(text)} characters) is out of range; numbers "
+                      "in the spec are at most 2^53 (each field's own maximum is in docs/reference/schema.md)")
+        try:
+            value = constructor(self.scalars, node)
+        except Exception:  # an explicit tag whose text is not of that type: !!int abc, !!float '', !!bool maybe
+            self.fail(node, path, "L011", f"{node.value!r} is not a valid {kind} (explicit tag {node.tag!r}); "
+                      f"fix the value or remove the tag")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            self.fail(node, path, "L013", f"the integer {text if len(str(text)) <= 24 else str(text)[:12] + '…'} "
+                      f"({len(str(abs(value)))} digits) is out of range; numbers in the spec are at most 2^53 "
+                      f"(each field's own maximum is in docs/reference/schema.md)")
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(node, path, "L013", f"{node.value!r} is not a finite number; the spec takes finite numbers only")
+        return value
 
 
 def load_text(raw: bytes, file: str) -> Document:
     """Parse spec bytes into a Document, or raise SpecError with positioned diagnostics."""
+    if len(raw) > MAX_BYTES:
+        raise SpecError([Diagnostic(file, 1, 1, "<root>", "L014",
+                                    f"the spec is {len(raw) / 1048576:.1f} MiB; specs are limited to "
+                                    f"{MAX_BYTES // 1048576} MiB (the 12-region reference is 25 KB): keep bulk data such as "
+                                    "the franchise list in sharding.registry_file")])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -126,6 +165,14 @@ def load_text(raw: bytes, file: str) -> Document:
         line, col = _mark(mark) if mark else (1, 1)
         problem = exc.problem or exc.context or "malformed YAML"
         raise SpecError([Diagnostic(file, line, col, "<root>", "L001", f"malformed YAML: {problem}")]) from None
+    except yaml.reader.ReaderError as exc:  # a control byte: position it where it is
+        before = text[: exc.position]
+        line = before.count("\n") + 1
+        col = exc.position - (before.rfind("\n") + 1) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise SpecError([Diagnostic(file, line, col, "<root>", "L001",
+                                    f"malformed YAML: control character U+{ord(char):04X} is not allowed "
+                                    "(remove it, or write it as an escape in a double-quoted string)")]) from None
     except yaml.YAMLError as exc:
         raise SpecError([Diagnostic(file, 1, 1, "<root>", "L001", f"malformed YAML: {exc}")]) from None
     nodes = [n for n in nodes if n is not None]

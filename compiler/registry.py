@@ -11,12 +11,15 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from compiler.errors import Diagnostic, SpecError
 
 HEADER = ["franchise_id", "home_region", "jurisdiction"]
+MAX_FRANCHISE_ID = 10**15
+_ASCII_ID = re.compile(r"^[0-9]{1,16}$")  # str.isdigit() also accepts '²', which int() refuses
 CODE = "R022"
 
 
@@ -63,22 +66,32 @@ def load(spec_file: str, doc, platform) -> list[FranchiseHome]:
         col = cols[field] if field < len(cols) else 1
         errors.append(Diagnostic(path, line, col, f"sharding.registry_file:{HEADER[field] if field < 3 else 'row'}", CODE, message))
 
-    rows = list(csv.reader(io.StringIO(text)))
+    # Each row with the line it starts on: a quoted field may span lines, so row n is not line n.
+    reader = csv.reader(io.StringIO(text))
+    rows, starts, consumed = [], [], 0
+    try:
+        for row in reader:
+            rows.append(row)
+            starts.append(consumed + 1)
+            consumed = reader.line_num
+    except csv.Error as exc:
+        err(consumed + 1, 0, f"malformed CSV: {exc}")
+        raise SpecError(errors) from None
     if not rows or [c.strip() for c in rows[0]] != HEADER:
         err(1, 0, f"the first line must be the header {','.join(HEADER)}")
         raise SpecError(errors)
     residency = {j: g for g, geo in platform.geos.items() for j in geo.data_residency}
     seen: dict[int, int] = {}
     homes: list[FranchiseHome] = []
-    for n, row in enumerate(rows[1:], start=2):
+    for n, row in zip(starts[1:], rows[1:]):
         if not row:
             continue
         if len(row) != 3:
             err(n, 0, f"expected 3 fields ({','.join(HEADER)}), found {len(row)}")
             continue
         fid, region, jurisdiction = (c.strip() for c in row)
-        if not fid.isdigit() or int(fid) < 1:
-            err(n, 0, f"franchise_id {fid!r} is not a positive integer")
+        if not _ASCII_ID.match(fid) or not 1 <= int(fid) <= MAX_FRANCHISE_ID:
+            err(n, 0, f"franchise_id {fid!r} is not a positive integer (ASCII digits, at most {MAX_FRANCHISE_ID:,})")
             continue
         if int(fid) in seen:
             err(n, 0, f"franchise {fid} is listed twice (first on line {seen[int(fid)]})")

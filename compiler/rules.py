@@ -26,6 +26,10 @@ MANAGED_PG_UNSUPPORTED = {"aws": {"timescaledb"}, "gcp": {"timescaledb"}, "azure
 # modules by engine version", 2025).
 MANAGED_PG_EXTENSION_MAX_VERSION = {("azure", "timescaledb"): 16}
 MANAGED_PG_MAX_REPLICAS = {"aws": 15, "gcp": 10, "azure": 5}
+MAX_SHARDS = 10_000  # shard databases platform-wide (the reference has 20); R021
+# Sizes Azure Database for PostgreSQL flexible server offers in the tiers platformc emits (General Purpose D-series,
+# Memory Optimized E-series, v3-v5; Microsoft Learn, "Compute options in Azure Database for PostgreSQL", 2025).
+AZURE_PG_SIZE = re.compile(r"^Standard_[DE](2|4|8|16|20|32|48|64|96)a?d?s_v[345]$")
 MANAGED_SEARCH = {"aws"}  # OpenSearch; GCP and Azure have no first-party managed Elasticsearch
 
 
@@ -392,6 +396,12 @@ def managed_limits(p, settings):
             if pg.read_replicas > MANAGED_PG_MAX_REPLICAS[cloud]:
                 yield Finding(("datastores", "postgres", "read_replicas"),
                               f"{cloud}'s managed PostgreSQL allows at most {MANAGED_PG_MAX_REPLICAS[cloud]} read replicas", region)
+            azure_size = pg.instance.instance_types.get("azure")
+            if cloud == "azure" and azure_size is not None and not AZURE_PG_SIZE.match(azure_size):
+                yield Finding(("datastores", "postgres", "instance", "instance_types", "azure"),
+                              f"{azure_size} is not a size Azure's managed PostgreSQL (flexible server) offers: use a "
+                              "D- or E-series v3-v5 size such as Standard_E4ds_v5 or Standard_D8s_v5, or "
+                              "deployment: self-managed", region)
         if s.datastores.elasticsearch.deployment == "managed" and cloud not in MANAGED_SEARCH:
             yield Finding(("datastores", "elasticsearch", "deployment"), f"{cloud} has no first-party managed Elasticsearch", region)
 
@@ -401,6 +411,13 @@ def managed_limits(p, settings):
       "capacity covers the expected franchises.")
 def shard_supply(p, settings):
     from compiler.resolve import shard_count
+    capacity, per_shard = p.sharding.capacity_franchises, p.sharding.franchises_per_shard
+    if -(-capacity // per_shard) > MAX_SHARDS:
+        yield Finding(("sharding", "franchises_per_shard"),
+                      f"{capacity:,} franchises at {per_shard:,} per shard make {-(-capacity // per_shard):,} shards; "
+                      f"platformc allocates at most {MAX_SHARDS:,}: raise sharding.franchises_per_shard to at least "
+                      f"{-(-capacity // MAX_SHARDS):,} or lower sharding.capacity_franchises")
+        return
     n = shard_count(p)
     if n < len(p.regions):
         regions, per_shard = len(p.regions), p.sharding.franchises_per_shard
@@ -775,3 +792,20 @@ def canary_version(p, settings):
                 yield Finding(("services", name, "rollout"),
                               f"{name}'s canary runs its stable tag {svc.tag}; set rollout.canary_image_tag to the version "
                               "under test (or roll out with type: rolling)", region)
+
+
+@rule("R048", "Every size names a machine type for the region's cloud",
+      "Node pools and the PostgreSQL, Redis and Elasticsearch hosts take their machine type from "
+      "`instance_types.<cloud>`: each region needs an entry for the cloud it runs on.")
+def instance_types_cover_cloud(p, settings):
+    for region, s in _per_region(settings):
+        cloud = p.regions[region].cloud
+        sized = [(("kubernetes", "node_pools", name), f"node pool {name}", pool.instance_types)
+                 for name, pool in s.kubernetes.node_pools.items()]
+        sized += [(("datastores", store, "instance"), store, getattr(s.datastores, store).instance.instance_types)
+                  for store in ("postgres", "redis", "elasticsearch")]
+        for path, what, types_ in sized:
+            if cloud not in types_:
+                yield Finding(path + ("instance_types",),
+                              f"{what} has no {cloud} machine type and {region} runs on {cloud}: add "
+                              f"`{cloud}: <machine type>` to its instance_types", region)

@@ -78,6 +78,8 @@ CASES = {
              "slos: {availability_percent: 99.95"),
     "R037": ([("    max_nodes: 20\n", "    max_nodes: 5004\n"), ("        max_nodes: 16", "        max_nodes: 5000")],
              "        max_nodes: 5000"),
+    "R048": ([("instance_types: {aws: r6i.large, gcp: n2-highmem-2, azure: Standard_E2s_v5}", "instance_types: {aws: r6i.large}")],
+             "instance_types: {aws: r6i.large}"),
 }
 
 

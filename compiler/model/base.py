@@ -3,18 +3,95 @@
 from __future__ import annotations
 
 import re
+import types
+import typing
 from typing import Annotated, Any
 
+import annotated_types
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.fields import FieldInfo
 
 SECRET_SCHEMES = ("vault", "aws-sm", "gcp-sm", "azure-kv", "env")
 SECRET_REF_PATTERN = r"^(vault|aws-sm|gcp-sm|azure-kv|env):[A-Za-z0-9_./#@:+=-]{1,256}$"
 
 
-class Model(BaseModel):
-    """Strict base: unknown keys are errors, no type coercion, instances are immutable."""
+MAX_NUMBER = 1_000_000_000
+"""The maximum of a count or size that names no tighter one: every number the spec takes is bounded, so no
+value makes generate loop, allocate or overflow where validate said "valid" (int32 in Kubernetes, floats)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, validate_default=False)
+# Tighter maxima, kept here so that every bound is in one place (model, field) -> maximum. Sizes follow the
+# largest machines the clouds sell (896 vCPUs, 32 TiB memory, 64 TiB disks); shard arithmetic stays small.
+MAXIMA = {
+    ("Sharding", "franchises_per_shard"): 1_000_000,
+    ("Sharding", "expected_franchises"): 10_000_000,
+    ("Sharding", "capacity_franchises"): 10_000_000,
+    ("NodePool", "vcpus"): 896, ("NodePool", "memory_gib"): 32_768, ("NodePool", "disk_gib"): 65_536,
+    ("MachineSize", "vcpus"): 896, ("MachineSize", "memory_gib"): 32_768, ("MachineSize", "disk_gib"): 65_536,
+    ("Redis", "maxmemory_mb"): 33_554_432,
+    ("Kubernetes", "min_nodes"): 15_000, ("Kubernetes", "max_nodes"): 15_000,
+    ("ReplicaRange", "min"): 10_000, ("ReplicaRange", "max"): 10_000,
+    ("Gateway", "replicas"): 10_000,
+    ("CapacityTargets", "peak_multiplier"): 100,
+    ("Postgres", "max_replication_lag_seconds"): 86_400,
+}
+
+
+def _unwrap(annotation) -> tuple[Any, list]:
+    """The core type under Optional/Annotated, and the constraints met on the way."""
+    meta: list = []
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            base, *extra = typing.get_args(annotation)
+            for m in extra:
+                meta.extend(m.metadata if isinstance(m, FieldInfo) else [m])
+            annotation = base
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(args) != 1:
+                return annotation, meta
+            annotation = args[0]
+        else:
+            return annotation, meta
+
+
+def _upper(meta: list):
+    for m in meta:
+        if isinstance(m, annotated_types.Le):
+            return m.le
+        if isinstance(m, annotated_types.Lt):
+            return m.lt
+    return None
+
+
+class Model(BaseModel):
+    """Strict base: unknown keys are errors, no type coercion, instances are immutable, finite floats only, and
+    every number has a maximum (stated in its description: MAXIMA, else the field's own, else MAX_NUMBER)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, validate_default=False, allow_inf_nan=False)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs):
+        super().__pydantic_init_subclass__(**kwargs)
+        changed = False
+        for name, field in cls.model_fields.items():
+            core, meta = _unwrap(field.annotation)
+            if core not in (int, float):
+                continue
+            wanted = MAXIMA.get((cls.__name__, name))
+            bound = _upper(meta + list(field.metadata))
+            if wanted is not None and (bound is None or wanted < bound):
+                field.metadata.append(annotated_types.Le(wanted))
+                bound, changed = wanted, True
+            elif bound is None:
+                field.metadata.append(annotated_types.Le(MAX_NUMBER))
+                bound, changed = MAX_NUMBER, True
+            note = f"Maximum: {bound:,}."
+            if field.description and note not in field.description:
+                field.description = f"{field.description} {note}"
+                changed = True
+        if changed:
+            cls.model_rebuild(force=True)
 
 
 def F(default: Any = ..., description: str = "", **kw) -> Any:
@@ -32,7 +109,7 @@ Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$
 """Lower-case DNS label: safe as a directory, a Kubernetes name, a Terraform label and a tag."""
 
 Percent = Annotated[float, Field(ge=0, le=100)]
-PositiveInt = Annotated[int, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0, le=MAX_NUMBER)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 _CPU = re.compile(r"^([0-9]+)(m?)$")

@@ -1,0 +1,230 @@
+"""No spec makes platformc fail with an internal error (issue #15).
+
+Every spec either compiles and emits (every generated YAML and JSON file parses back), or is refused with
+positioned diagnostics (exit 2: `FILE:LINE:COL: path: [CODE] message`, one line each). Two parts:
+
+- regression cases: each fault found by hand, at the line it must point to;
+- a hypothesis fuzz over the spec's structure: valid fixtures mutated (types, bounds, missing and extra keys,
+  strings with newlines, quotes, `${`, `%{`), with a fixed budget in the suite (FUZZ_EXAMPLES, default 120,
+  well under 60 s) and a longer run from `make fuzz` (FUZZ_EXAMPLES / FUZZ_SECONDS).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compiler.emit import emit
+from compiler.errors import SpecError
+from compiler.pipeline import compile_text
+
+CASES_DIR = Path(__file__).parent / "cases"
+BASE = (CASES_DIR / "two-region/platform.yaml").read_text()
+SEEDS = {name: yaml.safe_load((CASES_DIR / name / "platform.yaml").read_text())
+         for name in ("two-region", "azure-only", "aws-only", "gcp-only")}
+CODE = re.compile(r"^[LSR][0-9]{3}$")
+
+
+def outcome(text: str, file: str = "platform.yaml") -> str:
+    """'ok' when the spec compiles and every emitted YAML/JSON file parses; 'refused' with positioned
+    diagnostics; anything else (an internal error) propagates and fails the test."""
+    try:
+        compiled = compile_text(text, file)
+    except SpecError as exc:
+        lines = text.count("\n") + 1
+        assert exc.diagnostics, "a SpecError without diagnostics"
+        for d in exc.diagnostics:
+            assert CODE.match(d.code), d
+            assert 1 <= d.line and 1 <= d.col, d
+            if d.file == file:
+                assert d.line <= lines, f"{d.format()} points past the end of the file ({lines} lines)"
+            assert "\n" not in d.format() and "\r" not in d.format(), f"a diagnostic spans lines: {d.format()!r}"
+        return "refused"
+    outputs, _ = emit(compiled.plan)
+    for root, files in outputs.items():
+        for rel, (_, body) in files.items():
+            if rel.endswith(".json"):
+                json.loads(body)
+            elif rel.endswith((".yaml", ".yml")):
+                list(yaml.load_all(body, Loader=yaml.CSafeLoader))
+    return "ok"
+
+
+def patched(*pairs) -> str:
+    text = BASE
+    for old, new in pairs:
+        assert text.count(old) == 1, f"patch target {old!r} must occur exactly once"
+        text = text.replace(old, new)
+    return text
+
+
+def line_of(text: str, needle: str) -> int:
+    assert text.count(needle) == 1, f"anchor {needle!r} must occur exactly once"
+    return text[: text.index(needle)].count("\n") + 1
+
+
+BIG = "1" + "0" * 30
+HUGE = "1" + "0" * 400
+IT_POOL = "instance_types: {aws: m6i.2xlarge, gcp: n2-standard-8, azure: Standard_D8s_v5}"
+IT_PG = "instance_types: {aws: r6i.xlarge, gcp: n2-highmem-4, azure: Standard_E4s_v5}}\n      read_replicas"
+IT_REDIS = "instance_types: {aws: r6i.large, gcp: n2-highmem-2, azure: Standard_E2s_v5}"
+IT_ES = ("nodes: 3\n      instance: {vcpus: 4, memory_gib: 32, instance_types: {aws: r6i.xlarge, gcp: n2-highmem-4, "
+         "azure: Standard_E4s_v5}}")
+
+# (name, patches, code, anchor): the spec that once failed with an internal error (exit 1), the code it now gets
+# and the text whose line the diagnostic must point to.
+FAULTS = [
+    ("int-tag", [("read_replicas: 1", "read_replicas: !!int abc")], "L011", "!!int abc"),
+    ("float-tag", [("read_replicas: 1", "read_replicas: !!float ''")], "L011", "!!float ''"),
+    ("bool-tag", [("      read_replicas: 1", "      read_replicas: 1\n      multi_az: !!bool maybe")], "L011", "maybe"),
+    ("capacity-1e30", [("capacity_franchises: 3000", f"capacity_franchises: {BIG}")], "L013", BIG),
+    ("capacity-1e400", [("capacity_franchises: 3000", f"capacity_franchises: {HUGE}")], "L013", HUGE),
+    ("memory-1e30", [("redis: {maxmemory_mb: 2048}", f"redis: {{maxmemory_mb: {BIG}}}")], "L013", BIG),
+    ("memory-gib-1e30", [("instance: {vcpus: 2, memory_gib: 8,", f"instance: {{vcpus: 2, memory_gib: {BIG},")], "L013", BIG),
+    ("memory-gib-bounded", [("instance: {vcpus: 2, memory_gib: 8,", "instance: {vcpus: 2, memory_gib: 9000000,")],
+     "S005", "memory_gib: 9000000"),
+    ("cost-1e400", [("compute: 4000", f"compute: {HUGE}")], "L013", HUGE),
+    ("cost-bounded", [("compute: 4000", "compute: 4000000000000")], "S005", "compute: 4000000000000"),
+    ("franchises-1e12", [("capacity_franchises: 3000", "capacity_franchises: 1000000000000"),
+                         ("expected_franchises: 1500", "expected_franchises: 1000000000000")], "S005", "sharding: {"),
+    ("shards-unbounded", [("franchises_per_shard: 500", "franchises_per_shard: 1"),
+                          ("capacity_franchises: 3000", "capacity_franchises: 10000000")], "R021", "sharding: {"),
+    ("peak-inf", [("sharding: {", "capacity: {peak_multiplier: .inf}\nsharding: {")], "L013", "peak_multiplier: .inf"),
+    ("lag-inf", [("read_replicas: 1", "read_replicas: 1\n      max_replication_lag_seconds: .inf")], "L013",
+     "max_replication_lag_seconds"),
+    ("instance-types-pool", [(IT_POOL, "instance_types: {aws: m6i.2xlarge, azure: Standard_D8s_v5}")], "R048",
+     "instance_types: {aws: m6i.2xlarge, azure"),
+    ("instance-types-postgres", [(IT_PG, "instance_types: {aws: r6i.xlarge}}\n      read_replicas")], "R048",
+     "instance_types: {aws: r6i.xlarge}}\n      read"),
+    ("instance-types-redis", [(IT_REDIS, "instance_types: {aws: r6i.large}")], "R048", "instance_types: {aws: r6i.large}"),
+    ("instance-types-elasticsearch", [(IT_ES, "nodes: 3\n      instance: {vcpus: 4, memory_gib: 32, instance_types: {aws: r6i.xlarge}}")],
+     "R048", "instance_types: {aws: r6i.xlarge}}\n      clients"),
+    ("base-60-port", [("      port: 3000", "      port: 1:30")], "L012", "port: 1:30"),
+    ("mapping-tag", [("pgbouncer: {max_client_conn", "pgbouncer: !!str {max_client_conn")], "L009", "pgbouncer: !!str"),
+    ("control-byte", [("location: Belgium", "location: Bel\x01gium")], "L001", "location: Bel"),
+]
+
+
+@pytest.mark.parametrize("name,patches,code,anchor", FAULTS, ids=[f[0] for f in FAULTS])
+def test_fault_is_a_positioned_error(name, patches, code, anchor):
+    text = patched(*patches)
+    assert outcome(text) == "refused"
+    with pytest.raises(SpecError) as exc:
+        compile_text(text, "platform.yaml")
+    hits = [(d.code, d.line) for d in exc.value.diagnostics]
+    assert (code, line_of(text, anchor)) in hits, f"expected {code} at line {line_of(text, anchor)}, got {hits}"
+
+
+AZURE = (CASES_DIR / "azure-only/platform.yaml").read_text()
+
+
+def test_managed_postgres_on_azure_needs_a_flexible_server_size():
+    managed = "extensions: [vector, pg_partman, pg_stat_statements]  # no TimescaleDB on the flexible server for 17 (R020)\n      instance: {vcpus: 4, memory_gib: 32, instance_types: {aws: r6i.xlarge, gcp: n2-highmem-4, azure: Standard_E4s_v5}}"
+    assert AZURE.count(managed) == 1  # the fixture's PostgreSQL is managed
+    text = AZURE.replace(managed, managed.replace("Standard_E4s_v5", "Standard_F4s_v2"))
+    assert outcome(text) == "refused"
+    with pytest.raises(SpecError) as exc:
+        compile_text(text, "platform.yaml")
+    hits = [(d.code, d.line) for d in exc.value.diagnostics]
+    assert ("R020", text[: text.index("Standard_F4s_v2")].count("\n") + 1) in hits, hits
+    ok = text.replace("Standard_F4s_v2", "Standard_E4ds_v5")
+    assert outcome(ok) == "ok"
+
+
+# ---------------------------------------------------------------------------------------------- the fuzz
+
+ODD_STRINGS = ["", " ", "a\nb", "x\r\ny", "\"quoted\"", "it's", "${var.x}", "%{ if true }x%{ endif }", "{{ x }}",
+               "# not a comment", "a: b", "- item", "*alias", "&anchor", "!tag", "`tick`", "| pipe", "<b>html</b>",
+               "[link](http://x)", "\\", "café", "²", "\x00", "\x1b[31m", "us-east-1", "aws", "gcp", "azure",
+               "10.0.0.1/16", "10.0.0.0/8", "1:30", "null", "yes", "0x10", "1e400", "a" * 300]
+ODD_INTS = [0, -1, 1, 2, 3, 5, 7, 16, 100, 1000, 65535, 65536, 2**31, 2**53, 10**9, 10**9 + 1, 10**12]
+ODD_FLOATS = [0.0, -0.5, 0.001, 1.5, 99.999, 100.0, 1e9, 1e300]
+EXTRA_KEYS = ["prot", "zones", "extra", "settings", "${x}", "a\nb", "enabled", "instance_types", "aws"]
+
+scalars = st.one_of(
+    st.sampled_from(ODD_STRINGS),
+    st.text(alphabet=st.sampled_from(list("az09-_./: \n\t\"'${}%#|*&!<>[],`\\é²")), max_size=24),
+    st.sampled_from(ODD_INTS), st.integers(-(10**6), 10**7),
+    st.sampled_from(ODD_FLOATS), st.booleans(), st.none(),
+)
+values = st.one_of(scalars, st.lists(scalars, max_size=3),
+                   st.dictionaries(st.sampled_from(EXTRA_KEYS + ["aws", "gcp", "min", "max"]), scalars, max_size=3))
+
+
+def _paths(node, path=()):
+    out = [path]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, path + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, path + (i,))
+    return out
+
+
+def _get(node, path):
+    for p in path:
+        node = node[p]
+    return node
+
+
+def _near(value, draw):
+    """A value of the same kind as `value`, near its edges (keeps more mutants past the schema)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return draw(st.sampled_from([0, -value, value - 1, value + 1, value * 10, value * 1000, value // 2]))
+    if isinstance(value, float):
+        return draw(st.sampled_from([0.0, value * 2, value / 3, value + 0.5, -value]))
+    if isinstance(value, str):
+        return value + draw(st.sampled_from(ODD_STRINGS[:20]))
+    if isinstance(value, list):
+        return value + value[:1] if value else value
+    return value
+
+
+@st.composite
+def mutants(draw):
+    seed = draw(st.sampled_from(sorted(SEEDS)))
+    data = copy.deepcopy(SEEDS[seed])
+    for _ in range(draw(st.integers(1, 3))):
+        paths = _paths(data)
+        path = draw(st.sampled_from(paths[1:]))
+        parent, key = _get(data, path[:-1]), path[-1]
+        op = draw(st.sampled_from(["near", "near", "replace", "delete", "add-key", "duplicate"]))
+        if op == "near":
+            parent[key] = _near(parent[key], draw)
+        elif op == "replace":
+            parent[key] = draw(values)
+        elif op == "delete":
+            del parent[key]
+        elif op == "add-key" and isinstance(parent[key], dict):
+            parent[key][draw(st.sampled_from(EXTRA_KEYS))] = draw(values)
+        elif op == "duplicate" and isinstance(parent, dict) and isinstance(parent[key], dict):
+            parent[draw(st.sampled_from(["copy", "x-" + str(key)[:30], str(key).upper()]))] = copy.deepcopy(parent[key])
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=10_000)
+
+
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "120"))
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=timedelta(seconds=20), derandomize=os.environ.get("FUZZ_RANDOM") != "1",
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+          database=None)
+@given(mutants())
+def test_fuzz_every_spec_compiles_or_is_refused_with_positions(text):
+    outcome(text)
+
+
+def test_the_fuzz_seeds_compile():
+    for name, data in SEEDS.items():
+        assert outcome(yaml.safe_dump(data, sort_keys=False)) == "ok", name
