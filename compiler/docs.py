@@ -31,8 +31,12 @@ LOAD_CODES = [
     ("L006", "Too many nodes after alias expansion, or nesting too deep (bounded so a hostile file cannot stall a compile)."),
     ("L007", "YAML merge keys (`<<`) are not supported: layering is done with settings overrides."),
     ("L008", "A mapping key is not a plain string."),
-    ("L009", "An unsupported YAML tag (`!foo`)."),
+    ("L009", "An unsupported YAML tag (`!foo`), or any tag on a mapping or list."),
     ("L010", "More than one YAML document in the file."),
+    ("L011", "An explicit tag whose text is not of that type (`!!int abc`, `!!float ''`, `!!bool maybe`)."),
+    ("L012", "A YAML 1.1 base-60 (`1:30` reads as 90) or leading-zero octal (`017` reads as 15) number: write the number, or quote it."),
+    ("L013", "A number out of range: an integer beyond 2^53, or a non-finite float (`.inf`, `.nan`)."),
+    ("L014", "The spec file is larger than 4 MiB (refused before parsing)."),
 ]
 SCHEMA_CODES = [
     ("S001", "Wrong type or value (no coercion: `\"10\"` is not a number, `yes` is not a string)."),
