@@ -187,11 +187,45 @@ def networks(p, settings):
         if s is None:
             continue
         if region.zones is not None and len(region.zones) < s.network.zones:
-            yield Finding(("regions", name, "zones"), f"{len(region.zones)} zones listed, network.zones asks for {s.network.zones}")
+            yield Finding(("regions", name, "zones"), f"{len(region.zones)} zones listed, network.zones asks for "
+                          f"{s.network.zones}: list {s.network.zones} zones or lower network.zones")
+        yield from _zone_names(name, region, s.network.zones)
         if carve_subnets(region.cidr, s.network.zones, s.network.private_subnet_prefix, s.network.public_subnet_prefix) is None:
             yield Finding(("regions", name, "cidr"),
                           f"{region.cidr} cannot hold {s.network.zones} private /{s.network.private_subnet_prefix} "
                           f"and public /{s.network.public_subnet_prefix} subnets")
+
+
+# Zone names each cloud uses: AWS `<region><letter>`, GCP `<region>-<letter>`, Azure `1`-`3` (every Azure region with
+# zones has exactly three). Derived names stop at 3: AWS and GCP regions differ beyond that (ca-central-1 has a, b
+# and d; us-east1 has b, c and d), so more zones must be named.
+DERIVED_ZONES_MAX = 3
+AZURE_ZONES = ("1", "2", "3")
+
+
+def _zone_names(name, region, count):
+    cloud, cr = region.cloud, region.cloud_region
+    form = {"aws": (re.compile(rf"^{re.escape(cr)}[a-z]$"), f"{cr}a"),
+            "gcp": (re.compile(rf"^{re.escape(cr)}-[a-z]$"), f"{cr}-b"),
+            "azure": (re.compile(r"^[123]$"), "1")}[cloud]
+    if region.zones is None:
+        if cloud == "azure" and count > len(AZURE_ZONES):
+            yield Finding(("regions", name, "cloud_region"), f"Azure regions have 3 availability zones, network.zones "
+                          f"asks for {count}: set network.zones to 3 or less")
+        elif count > DERIVED_ZONES_MAX:
+            yield Finding(("regions", name, "cloud_region"), f"network.zones asks for {count} zones; platformc derives "
+                          f"at most {DERIVED_ZONES_MAX} names ({cloud} regions differ beyond that): list the zones of "
+                          f"{cr} that exist in regions.{name}.zones, or lower network.zones")
+        return
+    seen = {}
+    for i, zone in enumerate(region.zones):
+        if not form[0].match(zone):
+            yield Finding(("regions", name, "zones", i), f"{zone!r} is not a {cloud} zone of {cr}: write zone names "
+                          f"like {form[1]!r}")
+        elif zone in seen:
+            yield Finding(("regions", name, "zones", i), f"zone {zone} is listed twice (also at index {seen[zone]}): "
+                          "list each zone once")
+        seen.setdefault(zone, i)
 
 
 # ---------------------------------------------------------------- services
@@ -809,3 +843,15 @@ def instance_types_cover_cloud(p, settings):
                 yield Finding(path + ("instance_types",),
                               f"{what} has no {cloud} machine type and {region} runs on {cloud}: add "
                               f"`{cloud}: <machine type>` to its instance_types", region)
+
+
+@rule("R049", "An environment variable is set once",
+      "A service's `env:` and `secrets:` both become container environment variables: a name in both would be "
+      "two entries for one variable, and which one wins depends on the runtime.")
+def env_secret_clash(p, settings):
+    for region, s in _per_region(settings):
+        for name, svc in s.services.items():
+            for key in sorted(set(svc.env) & set(svc.secrets)):
+                yield Finding(("services", name, "env", key),
+                              f"{key} is set in both env and secrets of {name}: remove it from env (a secret "
+                              "belongs in secrets) or rename one of them", region)

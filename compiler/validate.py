@@ -14,7 +14,9 @@ from typing import Any, Callable
 from pydantic import BaseModel, ValidationError
 
 from compiler.errors import Diagnostic, dotted
-from compiler.model.base import SECRET_REF_PATTERN
+from compiler.model.base import SECRET_REF_PATTERN, Text
+
+TEXT_PATTERN = Text.__metadata__[0].pattern
 
 _RANGE = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short",
           "too_long", "string_too_short", "string_too_long", "multiple_of"}
@@ -93,6 +95,10 @@ def diagnostics_from(exc: ValidationError, model: type[BaseModel], data: Any,
             code = "R018"
             msg = ("secret fields take a reference (vault:PATH#KEY, aws-sm:NAME, gcp-sm:NAME, "
                    "azure-kv:VAULT/NAME or env:VAR); plaintext values are refused")
+        elif kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == TEXT_PATTERN:
+            code = "S004"
+            msg = (f"{err['input']!r} is not one line of plain text: at most 200 characters, no line breaks and none of "
+                   "` * _ # < > [ ] | \\ ~ (the docs would read them as Markdown); rewrite it without them")
         elif kind == "string_pattern_mismatch":
             code = "S004"
             msg = f"{err['input']!r} does not match the pattern {err['ctx']['pattern']}"

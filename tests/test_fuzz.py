@@ -111,6 +111,20 @@ FAULTS = [
     ("base-60-port", [("      port: 3000", "      port: 1:30")], "L012", "port: 1:30"),
     ("mapping-tag", [("pgbouncer: {max_client_conn", "pgbouncer: !!str {max_client_conn")], "L009", "pgbouncer: !!str"),
     ("control-byte", [("location: Belgium", "location: Bel\x01gium")], "L001", "location: Bel"),
+    # wrong output or wrong place
+    ("cidr-host-bits", [("cidr: 10.21.0.0/16", "cidr: 10.21.0.1/16")], "S001", "cidr: 10.21.0.1/16"),
+    ("markdown-heading", [("display_name: Acme test platform", "display_name: \"Acme\\n# Owned [x](http://evil)\"")],
+     "S004", "display_name: \"Acme"),
+    ("markdown-location", [("location: Belgium", "location: \"<script>x</script>\"")], "S004", "location: \"<script>"),
+    ("zone-empty", [("cidr: 10.21.0.0/16", "cidr: 10.21.0.0/16\n    zones: [\"\", europe-west1-c, europe-west1-d]")],
+     "R010", "zones: [\"\""),
+    ("zones-6", [("      datastores:\n        redis: {maxmemory_mb: 2048}", "      network: {zones: 6}\n      datastores:\n"
+                  "        redis: {maxmemory_mb: 2048}")], "R010", "cloud_region: europe-west1"),
+    ("env-is-a-secret", [('secrets: {DB_PASSWORD: "vault:kv/data/acme/orders#db_password"}',
+                          'secrets: {DB_PASSWORD: "vault:kv/data/acme/orders#db_password"}\n      env: {DB_PASSWORD: x}')],
+     "R049", "env: {DB_PASSWORD: x}"),
+    ("lag-inf-geo", [("traffic_share: 40, settings: {", "traffic_share: 40, settings: {datastores: {postgres: "
+                      "{max_replication_lag_seconds: .inf}}, ")], "L013", "max_replication_lag_seconds: .inf"),
 ]
 
 

@@ -142,9 +142,16 @@ def _real_network(v: str) -> str:
         ipaddress.ip_network(v, strict=False)
     except ValueError as exc:
         raise ValueError(f"not an IPv4 network: {exc}") from None
+    network = ipaddress.ip_network(v, strict=False)
+    if str(network) != v:  # 10.0.0.1/16: host bits set; the network is 10.0.0.0/16
+        raise ValueError(f"{v} has host bits set: write the network address {network}")
     return v
 
 
 Cidr = Annotated[str, StringConstraints(pattern=r"^([0-9]{1,3}\.){3}[0-9]{1,3}/([0-9]|[12][0-9]|3[0-2])$"),
                  AfterValidator(_real_network)]
 Duration = Annotated[str, StringConstraints(pattern=r"^[0-9]+(ms|s|m|h|d)$")]
+
+Text = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f`*_#<>\[\]|\\~]{1,200}$")]
+"""Free text the docs show (names, places, descriptions): one line, at most 200 characters, none of Markdown's
+markup characters (`` ` * _ # < > [ ] | \ ~ ``), so a value cannot turn into a heading, a link or HTML."""

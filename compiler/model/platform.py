@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import Field, StringConstraints, WithJsonSchema
 
-from compiler.model.base import F, FD, Cidr, Model, Name, Percent, PositiveInt
+from compiler.model.base import F, FD, Cidr, Model, Name, Percent, PositiveInt, Text
 from compiler.model.datastores import Datastores, Sharding
 from compiler.model.infra import Backups, Gateway, Kubernetes, Monitoring, Network, Security
 from compiler.model.services import Autoscaling, Service, Tier
@@ -45,7 +45,7 @@ class Organization(Model):
     """Who owns the platform."""
 
     name: Name = F(description="Short name; prefixes resource names and tags.")
-    display_name: str = F(description="Human-readable name for the docs.")
+    display_name: Text = F(description="Human-readable name for the docs (one line of plain text).")
     domain: str = F(description="DNS zone the platform is served from.", pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
     owner: str = F(description="Owning team (tag on every resource).", pattern=r"^[a-z0-9-]{1,63}$")
     cost_center: str = F(description="Cost centre (tag on every resource).", pattern=r"^[a-z0-9-]{1,63}$")
@@ -77,7 +77,7 @@ class Cloud(Model):
 class Geo(Model):
     """A geography grouping regions (Americas, EMEA, APAC)."""
 
-    display_name: str = F(description="Name for the docs.")
+    display_name: Text = F(description="Name for the docs (one line of plain text).")
     traffic_share: Percent = F(description="Percent of global traffic served in this geo.")
     data_residency: list[str] = FD(list, description="Jurisdictions whose tenant data must stay in this geo (e.g. `eu`).")
     settings: SettingsOverride = FD(dict, description="Overrides laid over the global `settings` for every region of the geo.")
@@ -89,7 +89,7 @@ class Region(Model):
     geo: str = F(description="The geo this region belongs to (a key of `geos`).")
     cloud: CloudName = F(description="Cloud the region runs on.")
     cloud_region: str = F(description="The cloud's own region id (e.g. `us-east-1`, `asia-southeast1`, `uksouth`).", pattern=r"^[a-z0-9-]{2,40}$")
-    location: str = F(description="Where it is, for the docs.")
+    location: Text = F(description="Where it is, for the docs (one line of plain text).")
     role: Literal["primary", "secondary", "standard"] = F("standard", description="Role in its geo: one primary per geo, which serves when others fail over.")
     traffic_share: Percent = F(description="Percent of global traffic this region serves (DNS weight).")
     dr_partner: str = F(description="Region (a key of `regions`) that holds this region's standby, replicas and backup copies.")

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 from pydantic import StringConstraints
 
 from compiler.model.base import (F, FD, CpuQuantity, MemoryQuantity, Model, Name, Percent, Port,
-                                 PositiveInt, SecretRef)
+                                 PositiveInt, SecretRef, Text)
 
 
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
@@ -126,7 +126,7 @@ class ExternalHost(Model):
 class Tier(Model):
     """Defaults shared by the services of one tier (frontend, backend, ai)."""
 
-    description: str = F(description="What runs in this tier.")
+    description: Text = F(description="What runs in this tier.")
     replicas: ReplicaRange = F(description="Replica range each service of the tier runs with, unless it overrides it.")
     resources: Resources = F(description="Per-pod resources of the tier's services, unless overridden.")
     node_pool: Name = F(description="Node pool (by name) the tier's pods are scheduled on.")
@@ -137,7 +137,7 @@ class Service(Model):
     """One deployable service."""
 
     tier: Name = F(description="The tier (see `settings.tiers`) the service inherits replicas, resources and node pool from.")
-    description: str = F(description="What the service does, for the docs.")
+    description: Text = F(description="What the service does, for the docs.")
     enabled: bool = F(True, description="Set false in a geo or region override to leave the service out there.")
     image: str = F(description="Container image repository (no tag), in the platform's private registry.",
                    pattern=r"^[a-z0-9][a-z0-9./_-]{0,200}$")
