@@ -56,12 +56,29 @@ def cli(ctx, debug):
 
 
 @cli.command()
-@click.argument("spec", default=DEFAULT_SPEC, type=click.Path(dir_okay=False))
+@click.argument("spec", required=False, type=click.Path(dir_okay=False))
+@click.option("--spec", "spec_option", type=click.Path(dir_okay=False), help="The spec (same as the argument; "
+              "every other command takes --spec).")
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
-def validate(spec, strict):
-    """Check SPEC against the schema and the semantic rules."""
+def validate(spec, spec_option, strict):
+    """Check SPEC (default platform.yaml) against the schema and the semantic rules."""
+    if spec and spec_option and spec != spec_option:
+        raise click.UsageError(f"two specs named: {spec} and --spec {spec_option}; name one")
+    spec = spec or spec_option or DEFAULT_SPEC
     compiled = _compile(spec, strict)
     click.echo(f"{spec}: valid ({len(compiled.plan.regions)} regions, {len(compiled.warnings)} warnings)")
+
+
+@cli.command()
+@click.argument("file", default=DEFAULT_SPEC, type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+def init(file, force):
+    """Write a small valid spec to FILE (default platform.yaml) to start from: two AWS regions, two services."""
+    from compiler.init import write_starter
+    path = write_starter(file, force)
+    spec = f" --spec {path}" if str(path) != DEFAULT_SPEC else ""
+    click.echo(f"wrote {path}: edit the names marked `change`, then `platformc validate {path}` and "
+               f"`platformc generate{spec}` (docs/getting-started.md walks through it)")
 
 
 @cli.command()

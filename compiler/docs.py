@@ -246,6 +246,7 @@ def index(plan: PlatformPlan) -> str:
                          for r in plan.regions)
     return (f"{BANNER}\n# {plan.spec.organization.display_name}: platform documentation\n\n"
             "Generated from `platform.yaml` with everything else; review changes here in the same PR.\n\n"
+            "- [Getting started](getting-started.md): from `platformc init` to `terraform apply`\n"
             "- [Overview](overview.md): regions, clouds, services, data tier, objectives, cost model\n"
             "- [Spec reference](reference/schema.md): every field of platform.yaml\n"
             "- [Diagnostic codes](rules.md): every error and warning platformc reports\n\n"
@@ -256,8 +257,44 @@ def region_files(plan: PlatformPlan, r: RegionPlan, modules) -> dict[str, str]:
     return {f"regions/{r.name}.md": region_page(plan, r, modules)}
 
 
+def getting_started(plan: PlatformPlan) -> str:
+    """From `platformc init` to `terraform apply`, with this platform's own region names."""
+    first = plan.regions[0]
+    org = plan.spec.organization.name
+    return f"""{BANNER}
+# Getting started: from `platformc init` to `terraform apply`
+
+1. **Write a first spec.** `platformc init` writes `platform.yaml` (or `platformc init FILE`): two AWS regions in
+   one geo, one node pool, one tier, two services, every line commented. Change the organisation, the AWS account,
+   the registry, the state bucket and the domain to yours; leave the rest until it validates.
+2. **Validate.** `platformc validate` (or `platformc validate FILE`, same as `--spec FILE`). Each problem is one
+   line, `FILE:LINE:COL: path: [CODE] message`, and the message says what to change; every code is in
+   [rules.md](rules.md), every field (type, default, maximum) in [reference/schema.md](reference/schema.md).
+   `--strict` turns warnings into errors, as CI does.
+3. **Generate.** `platformc generate` (`--spec FILE` for another file) writes `generated/` and `docs/`;
+   `platformc verify generated` proves every connection, layer by layer (expect `0 broken`). `platformc cost`
+   estimates the monthly bill beside `cost.monthly`.
+4. **Create the Terraform state backend** named under `clouds.<cloud>.state` (the S3 bucket and DynamoDB lock
+   table, the GCS bucket, or the Azure storage account and container) once, by hand or from a bootstrap root.
+5. **Apply the global edge first**, then each region (here `{first.name}`):
+
+   ```sh
+   terraform -chdir=generated/terraform/global init && terraform -chdir=generated/terraform/global apply
+   terraform -chdir=generated/terraform/regions/{first.name} init && terraform -chdir=generated/terraform/regions/{first.name} apply
+   ```
+
+6. **Configure the hosts and deploy the cluster**: `cd generated/ansible && ansible-playbook -i
+   inventories/{first.name} site.yml`, then `helmfile -f generated/helm/{first.name}/helmfile.yaml apply` and
+   `kubectl --context {org}-{first.name} apply -f generated/kubernetes/{first.name}/`; the region's page
+   ([regions/{first.name}.md](regions/{first.name}.md)) lists every step and the secret references to create first.
+7. **Change the spec, not the output**: edit the spec, `platformc generate`, review `git diff generated/ docs/`
+   (or `platformc diff`), commit both.
+"""
+
+
 def global_files(plan: PlatformPlan) -> dict[str, str]:
     return {
+        "getting-started.md": getting_started(plan),
         "README.md": index(plan),
         "overview.md": overview(plan),
         "rules.md": rule_catalogue(),

@@ -93,15 +93,19 @@ def traffic_geo(p, settings):
 def cloud_split(p, settings):
     total = sum(c.workload_share for c in p.clouds.values())
     if not _close(total, 100):
-        yield Finding(("clouds",), f"cloud workload shares sum to {total:g} %, not 100 %")
+        yield Finding(("clouds",), f"cloud workload shares sum to {total:g} %, not 100 %: change the clouds' "
+                      f"workload_share so they add up to 100 (each equal to its regions' traffic shares)")
     for name, region in p.regions.items():
         if region.cloud not in p.clouds:
-            yield Finding(("regions", name, "cloud"), f"cloud {region.cloud!r} is not declared under `clouds`")
+            yield Finding(("regions", name, "cloud"), f"cloud {region.cloud!r} is not declared under `clouds`: add "
+                          f"clouds.{region.cloud} (account, registry, state, workload_share) or move {name} to a declared cloud")
     for cname, cloud in p.clouds.items():
         got = sum(r.traffic_share for r in p.regions.values() if r.cloud == cname)
         if not _close(got, cloud.workload_share):
             yield Finding(("clouds", cname, "workload_share"),
-                          f"{cname} carries {cloud.workload_share:g} % but its regions' traffic shares sum to {got:g} %")
+                          f"{cname} carries {cloud.workload_share:g} % but its regions' traffic shares sum to {got:g} %: "
+                          f"set clouds.{cname}.workload_share to {got:g}, or change its regions' traffic_share to sum "
+                          f"to {cloud.workload_share:g}")
 
 
 # ---------------------------------------------------------------- regions
@@ -359,15 +363,21 @@ def pool_bounds(p, settings):
         k = s.kubernetes
         for name, pool in k.node_pools.items():
             if pool.min_nodes > pool.max_nodes:
-                yield Finding(("kubernetes", "node_pools", name, "min_nodes"), f"min_nodes {pool.min_nodes} exceed max_nodes {pool.max_nodes}", region)
+                yield Finding(("kubernetes", "node_pools", name, "min_nodes"), f"min_nodes {pool.min_nodes} exceed max_nodes "
+                              f"{pool.max_nodes}: lower the pool's min_nodes or raise its max_nodes", region)
         lo = sum(x.min_nodes for x in k.node_pools.values())
         hi = sum(x.max_nodes for x in k.node_pools.values())
         if k.min_nodes > k.max_nodes:
-            yield Finding(("kubernetes", "min_nodes"), f"cluster min_nodes {k.min_nodes} exceed max_nodes {k.max_nodes}", region)
+            yield Finding(("kubernetes", "min_nodes"), f"cluster min_nodes {k.min_nodes} exceed max_nodes {k.max_nodes}: "
+                          "lower kubernetes.min_nodes or raise kubernetes.max_nodes", region)
         if lo < k.min_nodes:
-            yield Finding(("kubernetes", "min_nodes"), f"node pool floors sum to {lo}, below the cluster's min_nodes {k.min_nodes}", region)
+            yield Finding(("kubernetes", "min_nodes"), f"node pool floors sum to {lo}, below the cluster's min_nodes "
+                          f"{k.min_nodes}: set kubernetes.min_nodes to {lo} or less, or raise the pools' min_nodes by "
+                          f"{k.min_nodes - lo} in all", region)
         if hi > k.max_nodes:
-            yield Finding(("kubernetes", "max_nodes"), f"node pool ceilings sum to {hi}, above the cluster's max_nodes {k.max_nodes}", region)
+            yield Finding(("kubernetes", "max_nodes"), f"node pool ceilings sum to {hi}, above the cluster's max_nodes "
+                          f"{k.max_nodes}: set kubernetes.max_nodes to {hi} or more, or lower the pools' max_nodes by "
+                          f"{hi - k.max_nodes} in all", region)
 
 
 # ---------------------------------------------------------------- data tier and gateway
@@ -463,7 +473,9 @@ def shard_supply(p, settings):
                       + (f", or lower sharding.franchises_per_shard to {fewer:,} or less" if fewer else ""))
     if p.sharding.capacity_franchises < p.sharding.expected_franchises:
         yield Finding(("sharding", "capacity_franchises"),
-                      f"capacity {p.sharding.capacity_franchises} is below the expected {p.sharding.expected_franchises} franchises")
+                      f"capacity {p.sharding.capacity_franchises:,} is below the expected "
+                      f"{p.sharding.expected_franchises:,} franchises: raise sharding.capacity_franchises to at least "
+                      f"{p.sharding.expected_franchises:,} (with headroom for growth) or lower expected_franchises")
 
 
 @rule("R022", "The franchise registry is consistent",

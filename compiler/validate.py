@@ -22,6 +22,14 @@ _RANGE = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", 
           "too_long", "string_too_short", "string_too_long", "multiple_of"}
 
 
+def _number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip() != "" and text.strip().lower() not in ("nan", "inf", "-inf", "+inf", "infinity")
+
+
 def _model_of(annotation) -> list[type[BaseModel]]:
     """Models an annotation may hold, looking through Optional, unions, Annotated, dict and list."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -108,6 +116,11 @@ def diagnostics_from(exc: ValidationError, model: type[BaseModel], data: Any,
             code = "S001"
             if "input" in err and not isinstance(err["input"], (dict, list)):
                 msg = f"{msg} (got {err['input']!r})"
+            given = err.get("input")
+            if isinstance(given, str) and _number_text(given) and kind in ("literal_error", "int_type", "float_type"):
+                msg = f"{msg}: write {given.strip()} without quotes (quoted, it is text, not a number)"
+            elif kind == "string_type" and isinstance(given, (int, float)) and not isinstance(given, bool):
+                msg = f"{msg}: write it in quotes, e.g. \"{given}\" (unquoted, YAML reads a number)"
         file, line, col, shown = locate(path, prefer_key)
         out.append(Diagnostic(file, line, col, shown, code, msg))
     return out

@@ -8,7 +8,7 @@ import typing
 from typing import Annotated, Any
 
 import annotated_types
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
 from pydantic.fields import FieldInfo
 
 SECRET_SCHEMES = ("vault", "aws-sm", "gcp-sm", "azure-kv", "env")
@@ -116,10 +116,34 @@ _CPU = re.compile(r"^([0-9]+)(m?)$")
 _MEM = re.compile(r"^([0-9]+)(Ki|Mi|Gi|Ti)$")
 _MEM_FACTOR = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 * 1024}
 
-CpuQuantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+m?$")]
-"""Kubernetes CPU quantity: `500m` or `2` (cores)."""
-MemoryQuantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$")]
-"""Kubernetes memory quantity with a binary suffix: `512Mi`, `4Gi`."""
+MAX_CPU_MILLICORES = 1024 * 1000  # 1,024 cores
+MAX_MEMORY_MIB = 64 * 1024 * 1024  # 64 TiB
+
+
+def _cpu_number(v: Any) -> Any:
+    """`cpu: 1` is a Kubernetes quantity too: a whole number of cores is taken as its text."""
+    return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+def _cpu_bounded(v: str) -> str:
+    if cpu_millicores(v) > MAX_CPU_MILLICORES:
+        raise ValueError(f"{v} is more than 1024 cores; write at most `1024` (or `1024000m`)")
+    return v
+
+
+def _memory_bounded(v: str) -> str:
+    if memory_mib(v) > MAX_MEMORY_MIB:
+        raise ValueError(f"{v} is more than 64Ti; write at most `64Ti`")
+    return v
+
+
+CpuQuantity = Annotated[str, BeforeValidator(_cpu_number), StringConstraints(pattern=r"^[0-9]{1,9}m?$"),
+                        AfterValidator(_cpu_bounded),
+                        WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^[0-9]{1,9}m?$"},
+                                                  {"type": "integer", "minimum": 0, "maximum": 1024}]})]
+"""Kubernetes CPU quantity: `500m`, `2` or the number 2 (cores); at most 1,024 cores."""
+MemoryQuantity = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,12}(Ki|Mi|Gi|Ti)$"), AfterValidator(_memory_bounded)]
+"""Kubernetes memory quantity with a binary suffix: `512Mi`, `4Gi`; at most 64Ti."""
 
 
 def cpu_millicores(q: str) -> int:
@@ -153,5 +177,5 @@ Cidr = Annotated[str, StringConstraints(pattern=r"^([0-9]{1,3}\.){3}[0-9]{1,3}/(
 Duration = Annotated[str, StringConstraints(pattern=r"^[0-9]+(ms|s|m|h|d)$")]
 
 Text = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f`*_#<>\[\]|\\~]{1,200}$")]
-"""Free text the docs show (names, places, descriptions): one line, at most 200 characters, none of Markdown's
+r"""Free text the docs show (names, places, descriptions): one line, at most 200 characters, none of Markdown's
 markup characters (`` ` * _ # < > [ ] | \ ~ ``), so a value cannot turn into a heading, a link or HTML."""
