@@ -279,6 +279,12 @@ def main(argv=None) -> None:
         cli.main(args=argv, prog_name="platformc", standalone_mode=False)
     except PlatformcError as exc:
         click.echo(str(exc), err=True)
+        diagnostics = getattr(exc, "diagnostics", None)
+        if diagnostics:  # a summary after the list: how many, and that nothing was written
+            errors = sum(d.severity == "error" for d in diagnostics)
+            warnings = len(diagnostics) - errors
+            click.echo(f"{errors} error{'s' * (errors != 1)}" + (f", {warnings} warning{'s' * (warnings != 1)}" if warnings else "")
+                       + ": the spec is invalid, nothing was written", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

@@ -87,6 +87,10 @@ def _position(doc: Document, origins: dict, findings_by_rule) -> list[Diagnostic
 def _apply(diags: list[Diagnostic], strict: bool) -> list[Diagnostic]:
     errors = [d for d in diags if d.severity == "error" or strict]
     if errors:
+        if strict:  # under --strict a warning is an error: printed as one, and said so
+            from dataclasses import replace
+            diags = [d if d.severity == "error" else
+                     replace(d, severity="error", message=f"{d.message} (a warning; an error under --strict)") for d in diags]
         raise SpecError(diags if strict else errors + [d for d in diags if d.severity == "warning"])
     return diags
 
