@@ -1,7 +1,7 @@
 """The layering rule: global `settings`, then the geo's, then the region's.
 
 Mappings merge key by key; anything else (scalars, lists) in a later layer replaces the value
-below it whole. The merge keeps, for every path of the merged tree, the layer that set it and the
+below it whole, and so does a mapping that changes its `type` (a rollout strategy). The merge keeps, for every path of the merged tree, the layer that set it and the
 path in the spec file it came from, so that errors point into the file and `platformc show` can
 say where each value came from.
 """
@@ -31,7 +31,9 @@ def _lay(base: dict, over: dict, path: tuple, source: tuple, layer: str, origin:
     out = dict(base)
     for key, value in over.items():
         below = out.get(key)
-        if isinstance(value, dict) and isinstance(below, dict):
+        if isinstance(value, dict) and isinstance(below, dict) and value.get("type", below.get("type")) == below.get("type"):
+            # (a mapping that changes its `type`, e.g. a rollout from canary to rolling, replaces the one below whole:
+            # the lower layer's canary weights mean nothing to a rolling update)
             origin.setdefault(path + (key,), Origin(layer, source + (key,)))
             out[key] = _lay(below, value, path + (key,), source + (key,), layer, origin)
         else:

@@ -123,6 +123,8 @@ FAULTS = [
     ("env-is-a-secret", [('secrets: {DB_PASSWORD: "vault:kv/data/acme/orders#db_password"}',
                           'secrets: {DB_PASSWORD: "vault:kv/data/acme/orders#db_password"}\n      env: {DB_PASSWORD: x}')],
      "R049", "env: {DB_PASSWORD: x}"),
+    ("geo-rollout-type", [("traffic_share: 40, settings: {", "traffic_share: 40, settings: {services: {orders: {rollout: "
+                           "{type: blue-green, stable_weight: 50}}}, ")], "S002", "stable_weight: 50}"),
     ("lag-inf-geo", [("traffic_share: 40, settings: {", "traffic_share: 40, settings: {datastores: {postgres: "
                       "{max_replication_lag_seconds: .inf}}, ")], "L013", "max_replication_lag_seconds: .inf"),
 ]
@@ -139,6 +141,15 @@ def test_fault_is_a_positioned_error(name, patches, code, anchor):
 
 
 AZURE = (CASES_DIR / "azure-only/platform.yaml").read_text()
+
+
+def test_a_geo_may_change_a_rollout_type():
+    """The geo's `rollout: {type: rolling}` replaces the global canary whole: no error at the global layer's line."""
+    text = patched(("traffic_share: 40, settings: {", "traffic_share: 40, settings: {services: {orders: {rollout: {type: rolling}}}, "))
+    assert outcome(text) == "ok"
+    plan = compile_text(text, "platform.yaml").plan
+    assert plan.region("euw1").settings.services["orders"].rollout.type == "rolling"
+    assert plan.region("use1").settings.services["orders"].rollout.type == "canary"
 
 
 def test_managed_postgres_on_azure_needs_a_flexible_server_size():
