@@ -95,3 +95,21 @@ def test_headers_name_the_spec_file():
     assert len(headed) > 100
     for rel, body in headed:
         assert "from acme-prod.yaml - do not edit" in body and "from platform.yaml" not in body, rel
+
+
+def test_defaults_fit_a_small_platform():
+    """Left out, the cluster bounds, backups, WAF rate and shard capacity are sized for a small platform and pass
+    together (they once failed together: min_nodes 50, a WAF rate below the gateway's (R024), 20,000 franchises'
+    worth of shards for 500, four backup schedules required)."""
+    from compiler.pipeline import compile_text
+    text = starter_text()
+    drop = ["    min_nodes: 3", "    max_nodes: 12", "edge: {waf:", "  backups:", "    daily:", "    hourly:", "    weekly:",
+            "    monthly: {cron"]
+    lines = [line for line in text.splitlines() if not any(line.startswith(d) for d in drop)]
+    small = "\n".join(lines).replace(", capacity_franchises: 1000}", "}") + "\n"
+    assert small.count("\n") < text.count("\n") - 6 and "capacity_franchises" not in small
+    compiled = compile_text(small, "platform.yaml", strict=True)
+    plan = compiled.plan
+    assert len(plan.shards) == 2  # 2 x 500 expected franchises at 500 per shard
+    s = plan.regions[0].settings
+    assert (s.kubernetes.min_nodes, s.backups.daily.retention_days) == (3, 35)

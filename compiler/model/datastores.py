@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
+from pydantic import model_validator
+
 from compiler.model.base import F, FD, Model, Port, PositiveInt, SecretRef
 
 Deployment = Literal["self-managed", "managed"]
@@ -67,8 +69,18 @@ class Sharding(Model):
     key: str = F("franchise_id", description="The column tenants are sharded by.", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     franchises_per_shard: PositiveInt = F(1000, description="Franchise ids per shard database (ids 1-1000 in shard 1, ...).")
     expected_franchises: PositiveInt = F(10000, description="Franchise locations the platform serves today.")
-    capacity_franchises: PositiveInt = F(20000, description="Franchise ids to allocate shards for (today's count plus growth headroom).")
+    capacity_franchises: PositiveInt = F(20000, description="Franchise ids to allocate shards for (today's count plus growth "
+                                         "headroom); left out, twice `expected_franchises`.")
     database_prefix: str = F("franchise_shard_", description="Shard database name prefix; the shard number follows.", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
+    @model_validator(mode="before")
+    @classmethod
+    def _capacity_follows_expected(cls, data):
+        """capacity_franchises left out: twice the expected franchises (not a fixed 20,000 for any platform)."""
+        if isinstance(data, dict) and "capacity_franchises" not in data and isinstance(data.get("expected_franchises"), int) \
+                and not isinstance(data.get("expected_franchises"), bool):
+            data = {**data, "capacity_franchises": 2 * data["expected_franchises"]}
+        return data
+
     registry_file: Optional[str] = F(None, description="Optional CSV (franchise_id,home_region,jurisdiction) relative to the spec; overrides traffic-proportional placement.",
                                      pattern=r"^[A-Za-z0-9._/-]{1,200}$")
 

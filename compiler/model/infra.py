@@ -46,8 +46,10 @@ class Kubernetes(Model):
     """The region's Kubernetes cluster (EKS, GKE or AKS)."""
 
     version: str = F("1.33", description="Kubernetes minor version (Istio 1.30 supports 1.32-1.36, R025).", pattern=r"^1\.[0-9]{2}$")
-    min_nodes: int = F(50, description="Cluster-wide node floor (sum of pool floors may not be lower).", ge=1)
-    max_nodes: int = F(200, description="Cluster-wide node ceiling (sum of pool ceilings may not be higher).", ge=1)
+    min_nodes: int = F(3, description="Cluster-wide node floor (sum of pool floors may not be lower); the default suits a "
+                       "small cluster (the reference states its 50).", ge=1)
+    max_nodes: int = F(100, description="Cluster-wide node ceiling (sum of pool ceilings may not be higher); the reference "
+                       "states its 207.", ge=1)
     node_pools: dict[Name, NodePool] = F(description="Node pools by name.")
     system_reserved_percent: int = F(10, description="Node capacity reserved for the kubelet, system daemons and the mesh sidecar overhead.", ge=0, le=50)
     istio: bool = F(True, description="Run the Istio service mesh (mTLS, canary routing).")
@@ -146,6 +148,10 @@ class Monitoring(Model):
     grafana_admin_password: Optional[SecretRef] = F(None, description="Reference to Grafana's admin password (user `admin`), synced into the `grafana-admin` Secret; without it the grafana chart generates one.")
 
 
+def _schedule(cron: str, days: int, copy: bool = True, cold: int | None = None) -> "BackupSchedule":
+    return BackupSchedule(cron=cron, retention_days=days, copy_to_dr_partner=copy, cold_storage_after_days=cold)
+
+
 class BackupSchedule(Model):
     """One backup schedule."""
 
@@ -158,7 +164,11 @@ class BackupSchedule(Model):
 class Backups(Model):
     """Backup schedules (the seed's daily/hourly/weekly/monthly)."""
 
-    daily: BackupSchedule = F(description="Full database backup plus incremental logs.")
-    hourly: BackupSchedule = F(description="Application state snapshots.")
-    weekly: BackupSchedule = F(description="Complete system image backups.")
-    monthly: BackupSchedule = F(description="Long-term archive (glacier-class storage).")
+    daily: BackupSchedule = FD(lambda: _schedule("0 2 * * *", 35), "Full database backup plus incremental logs "
+                               "(default 02:00 UTC, kept 35 days).")
+    hourly: BackupSchedule = FD(lambda: _schedule("0 * * * *", 2, copy=False), "Application state snapshots (default "
+                                "every hour, kept 2 days, not copied to the DR partner).")
+    weekly: BackupSchedule = FD(lambda: _schedule("0 3 * * SUN", 90), "Complete system image backups (default Sunday "
+                                "03:00 UTC, kept 90 days).")
+    monthly: BackupSchedule = FD(lambda: _schedule("0 4 1 * *", 2555, cold=30), "Long-term archive (glacier-class "
+                                 "storage; default the 1st at 04:00 UTC, kept 7 years, cold after 30 days).")

@@ -38,7 +38,7 @@ class RegionSettings(Model):
     gateway: Gateway = F(description="Kong API gateway.")
     security: Security = FD(Security, description="Security baseline.")
     monitoring: Monitoring = FD(Monitoring, description="Observability stack.")
-    backups: Backups = F(description="Backup schedules.")
+    backups: Backups = FD(Backups, description="Backup schedules (each has a default).")
 
 
 class Organization(Model):
@@ -115,7 +115,8 @@ class CdnSettings(Model):
 class WafSettings(Model):
     """Web application firewall at the edge."""
 
-    rate_limit_per_5min: PositiveInt = F(2000, description="Requests per client IP per 5 minutes before the WAF blocks it.")
+    rate_limit_per_5min: PositiveInt = F(300_000, description="Requests per client IP per 5 minutes before the WAF blocks it; "
+                                         "the default admits the gateway's default 1,000 requests/s per client (R024).")
     blocked_countries: list[Annotated[str, F(description="ISO 3166-1 alpha-2 code.", pattern=r"^[A-Z]{2}$")]] = FD(
         list, description="Countries blocked at the edge (geo-blocking).")
     managed_rules: bool = F(True, description="Enable the provider's managed rule sets (OWASP core, known bad inputs).")
