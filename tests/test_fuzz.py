@@ -253,3 +253,48 @@ def test_fuzz_every_spec_compiles_or_is_refused_with_positions(text):
 def test_the_fuzz_seeds_compile():
     for name, data in SEEDS.items():
         assert outcome(yaml.safe_dump(data, sort_keys=False)) == "ok", name
+
+
+# ------------------------------------------------------------------------------------ the franchise registry
+
+def _registry_spec(tmp_path, rows: str) -> Path:
+    spec = tmp_path / "platform.yaml"
+    spec.write_text(BASE.replace("capacity_franchises: 3000}", "capacity_franchises: 3000, registry_file: reg.csv}"))
+    (tmp_path / "reg.csv").write_text("franchise_id,home_region,jurisdiction\n" + rows)
+    return spec
+
+
+def test_registry_superscript_id_is_a_positioned_error(tmp_path):
+    from compiler.pipeline import compile_file
+    spec = _registry_spec(tmp_path, "1,use1,us\n²,use1,us\n")
+    with pytest.raises(SpecError) as exc:
+        compile_file(str(spec))
+    (d,) = exc.value.diagnostics
+    assert (d.code, d.line, d.col) == ("R022", 3, 1) and "'²'" in d.message
+
+
+def test_registry_rows_after_a_multi_line_field_keep_their_line(tmp_path):
+    from compiler.pipeline import compile_file
+    spec = _registry_spec(tmp_path, '1,use1,"us\nsecond line"\n2,use1,us\n3,nowhere,us\n')
+    with pytest.raises(SpecError) as exc:
+        compile_file(str(spec))
+    (d,) = exc.value.diagnostics
+    assert (d.line, d.col) == (5, 3) and "nowhere" in d.message  # line 5 of the file, not row 4
+
+
+# ------------------------------------------------------------------------------------ bounded numbers
+
+def test_every_number_in_the_schema_has_a_documented_maximum():
+    from compiler.docs import _models_below
+    from compiler.model import Platform, RegionSettings
+    from compiler.model.base import _unwrap, _upper
+    models = _models_below(Platform) + _models_below(RegionSettings)
+    unbounded = []
+    for m in models:
+        for name, f in m.model_fields.items():
+            core, meta = _unwrap(f.annotation)
+            if core in (int, float):
+                bound = _upper(meta + list(f.metadata))
+                if bound is None or f"Maximum: {bound:,}." not in (f.description or ""):
+                    unbounded.append(f"{m.__name__}.{name}")
+    assert not unbounded, unbounded

@@ -26,6 +26,20 @@ CORPUS = [
     ("complex-key", b"? [a, b]\n: 1\n", "L008", 1),
     ("custom-tag", b"a: !Ref thing\n", "L009", 1),
     ("two-docs", b"a: 1\n---\nb: 2\n", "L010", 3),
+    ("int-tag", b"a: 1\nb: !!int abc\n", "L011", 2),
+    ("float-tag", b"a: 1\nb: !!float ''\n", "L011", 2),
+    ("bool-tag", b"a: 1\nb: !!bool maybe\n", "L011", 2),
+    ("base-60", b"a: 1\nport: 1:30\n", "L012", 2),
+    ("octal-1.1", b"a: 1\nmode: 017\n", "L012", 2),
+    ("int-1e30", b"a: 1\nb: 1000000000000000000000000000000\n", "L013", 2),
+    ("int-1e400", b"a: 1\nb: 1" + b"0" * 400 + b"\n", "L013", 2),
+    ("int-5000-digits", b"a: 1\nb: 1" + b"0" * 5000 + b"\n", "L013", 2),
+    ("inf", b"a: 1\nb: .inf\n", "L013", 2),
+    ("nan", b"a: 1\nb: [.nan]\n", "L013", 2),
+    ("tag-on-mapping", b"a: 1\nb: !!str {c: 1}\n", "L009", 2),
+    ("tag-on-list", b"a: 1\nb: !Ref [1]\n", "L009", 2),
+    ("control-byte", b"a: 1\nb: x\x01y\n", "L001", 2),
+    ("38-MB", b"a: " + b"x" * (38 * 1024 * 1024) + b"\n", "L014", 1),
 ]
 
 
@@ -57,3 +71,15 @@ def test_keys_stay_text_and_values_keep_yaml_types():
 def test_aliases_within_the_bound_are_fine():
     doc = load_text(b"a: &x {k: 1}\nb: *x\n", "f.yaml")
     assert doc.data == {"a": {"k": 1}, "b": {"k": 1}}
+
+
+def test_a_control_byte_is_positioned_on_its_own_line_and_column():
+    with pytest.raises(SpecError) as exc:
+        load_text(b"a: 1\nbb: x\x07y\n", "platform.yaml")
+    (d,) = exc.value.diagnostics
+    assert (d.line, d.col) == (2, 6) and "\n" not in d.format() and "U+0007" in d.message
+
+
+def test_quoted_numbers_and_hex_stay_what_they_are():
+    doc = load_text(b"a: '1:30'\nb: 0x1F\nc: '017'\nd: 1_000\n", "f.yaml")
+    assert doc.data == {"a": "1:30", "b": 31, "c": "017", "d": 1000}

@@ -4,6 +4,7 @@ Each case patches the two-region fixture (old -> new text) and names a substring
 spec whose first line is where the diagnostic must point.
 """
 
+import re
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,12 @@ def test_r042_refuses_a_subscription_id_that_is_not_a_guid():
     with pytest.raises(SpecError) as exc:
         compile_text(bad, "platform.yaml")
     assert ("R042", _line_of(bad, "account: acme-subscription")) in [(d.code, d.line) for d in exc.value.diagnostics]
+
+
+@pytest.mark.parametrize("code", ["R003", "R015", "R021"])
+def test_messages_say_what_to_change(code):
+    patches, _ = CASES[code]
+    with pytest.raises(SpecError) as exc:
+        compile_text(_patched(patches), "platform.yaml")
+    messages = [d.message for d in exc.value.diagnostics if d.code == code]
+    assert messages and all(re.search(r": (set|raise|lower|add|change|list|remove|write|use) ", m) for m in messages), messages

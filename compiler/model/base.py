@@ -56,12 +56,9 @@ def _unwrap(annotation) -> tuple[Any, list]:
 
 
 def _upper(meta: list):
-    for m in meta:
-        if isinstance(m, annotated_types.Le):
-            return m.le
-        if isinstance(m, annotated_types.Lt):
-            return m.lt
-    return None
+    """The tightest upper bound among the constraints (None when there is none)."""
+    bounds = [m.le for m in meta if isinstance(m, annotated_types.Le)] + [m.lt for m in meta if isinstance(m, annotated_types.Lt)]
+    return min(bounds) if bounds else None
 
 
 class Model(BaseModel):
