@@ -123,6 +123,8 @@ FAULTS = [
     ("env-is-a-secret", [('secrets: {DB_PASSWORD: "vault:kv/data/acme/orders#db_password"}',
                           'secrets: {DB_PASSWORD: "vault:kv/data/acme/orders#db_password"}\n      env: {DB_PASSWORD: x}')],
      "R049", "env: {DB_PASSWORD: x}"),
+    ("instance-type-quote", [(IT_REDIS, 'instance_types: {aws: "r6i.large\\" # ${x}", gcp: n2-highmem-2, azure: Standard_E2s_v5}')],
+     "S004", 'instance_types: {aws: "r6i.large'),
     ("geo-rollout-type", [("traffic_share: 40, settings: {", "traffic_share: 40, settings: {services: {orders: {rollout: "
                            "{type: blue-green, stable_weight: 50}}}, ")], "S002", "stable_weight: 50}"),
     ("lag-inf-geo", [("traffic_share: 40, settings: {", "traffic_share: 40, settings: {datastores: {postgres: "

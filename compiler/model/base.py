@@ -176,3 +176,6 @@ Duration = Annotated[str, StringConstraints(pattern=r"^[0-9]+(ms|s|m|h|d)$")]
 Text = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f`*_#<>\[\]|\\~]{1,200}$")]
 r"""Free text the docs show (names, places, descriptions): one line, at most 200 characters, none of Markdown's
 markup characters (`` ` * _ # < > [ ] | \ ~ ``), so a value cannot turn into a heading, a link or HTML."""
+
+InstanceType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+"""A cloud machine type (`m6i.xlarge`, `n2-highmem-4`, `Standard_E4s_v5`): letters, digits, `.`, `_`, `-`."""

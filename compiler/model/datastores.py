@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import model_validator
 
-from compiler.model.base import F, FD, Model, Port, PositiveInt, SecretRef
+from compiler.model.base import F, FD, Model, Port, PositiveInt, SecretRef, InstanceType
 
 Deployment = Literal["self-managed", "managed"]
 
@@ -17,7 +17,7 @@ class MachineSize(Model):
     vcpus: PositiveInt = F(description="Virtual CPUs per host.")
     memory_gib: PositiveInt = F(description="Memory per host in GiB; memory settings are derived from it.")
     disk_gib: PositiveInt = F(100, description="Data volume per host in GiB.")
-    instance_types: dict[Literal["aws", "gcp", "azure"], str] = F(
+    instance_types: dict[Literal["aws", "gcp", "azure"], InstanceType] = F(
         description="Instance type per cloud, e.g. `r6i.4xlarge`, `n2-highmem-16`, `Standard_E16s_v5`.")
 
 

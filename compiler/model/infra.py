@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import StringConstraints
 
-from compiler.model.base import F, FD, Cidr, Model, Name, Port, PositiveInt, SecretRef
+from compiler.model.base import F, FD, Cidr, Model, Name, Port, PositiveInt, SecretRef, InstanceType
 from compiler.model.services import ResourceAmounts, Resources
 
 
@@ -33,7 +33,7 @@ class NodePool(Model):
     vcpus: PositiveInt = F(description="vCPUs per node (capacity checks use it, less system reserve).")
     memory_gib: PositiveInt = F(description="Memory per node in GiB.")
     gpus: int = F(0, description="GPUs per node.", ge=0, le=16)
-    instance_types: dict[Literal["aws", "gcp", "azure"], str] = F(description="Machine type per cloud.")
+    instance_types: dict[Literal["aws", "gcp", "azure"], InstanceType] = F(description="Machine type per cloud.")
     min_nodes: int = F(description="Autoscaler floor.", ge=0, le=5000)
     max_nodes: int = F(description="Autoscaler ceiling.", ge=1, le=5000)
     spot: bool = F(False, description="Use spot/preemptible capacity (non-critical workloads; ~60 % cheaper).")
