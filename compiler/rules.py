@@ -71,7 +71,7 @@ def _close(a: float, b: float) -> bool:
 def traffic_total(p, settings) -> Iterator[Finding]:
     total = sum(r.traffic_share for r in p.regions.values())
     if not _close(total, 100):
-        yield Finding(("regions",), f"region traffic shares sum to {total:g} %, not 100 %")
+        yield Finding(("regions",), f"region traffic shares sum to {total:g} %, not 100 %: change the regions' traffic_share so they add up to 100")
 
 
 @rule("R002", "Each geo's share equals its regions' shares",
@@ -79,12 +79,13 @@ def traffic_total(p, settings) -> Iterator[Finding]:
 def traffic_geo(p, settings):
     total = sum(g.traffic_share for g in p.geos.values())
     if not _close(total, 100):
-        yield Finding(("geos",), f"geo traffic shares sum to {total:g} %, not 100 %")
+        yield Finding(("geos",), f"geo traffic shares sum to {total:g} %, not 100 %: change the geos' traffic_share so they add up to 100")
     for name, geo in p.geos.items():
         got = sum(r.traffic_share for r in p.regions.values() if r.geo == name)
         if not _close(got, geo.traffic_share):
             yield Finding(("geos", name, "traffic_share"),
-                          f"geo {name} declares {geo.traffic_share:g} % but its regions sum to {got:g} %")
+                          f"geo {name} declares {geo.traffic_share:g} % but its regions sum to {got:g} %: set geos.{name}.traffic_share "
+                          f"to {got:g}, or change its regions' traffic_share")
 
 
 @rule("R003", "Cloud split sums to 100 % and matches the regions",
@@ -116,9 +117,10 @@ def cloud_split(p, settings):
 def region_names(p, settings):
     for name in p.regions:
         if not SAFE_REGION.fullmatch(name):  # fullmatch: `$` alone admits a trailing newline
-            yield Finding(("regions", name), f"region name {name!r} must be a lower-case DNS label (a-z, 0-9, -)")
+            yield Finding(("regions", name), f"region name {name!r} must be a lower-case DNS label (a-z, 0-9, -): rename it, e.g. "
+                                          f"{re.sub('[^a-z0-9-]+', '-', name.lower()).strip('-')[:40] or 'region-1'!r}")
         elif name in RESERVED_REGION_NAMES:
-            yield Finding(("regions", name), f"region name {name!r} is reserved by the output layout")
+            yield Finding(("regions", name), f"region name {name!r} is reserved by the output layout: rename the region")
 
 
 @rule("R005", "Regions name a declared geo",
@@ -126,7 +128,8 @@ def region_names(p, settings):
 def region_geo(p, settings):
     for name, region in p.regions.items():
         if region.geo not in p.geos:
-            yield Finding(("regions", name, "geo"), f"geo {region.geo!r} is not declared under `geos`")
+            yield Finding(("regions", name, "geo"), f"geo {region.geo!r} is not declared under `geos`: use one of "
+                          f"{', '.join(sorted(p.geos)) or '(none)'} or declare it")
 
 
 @rule("R006", "One primary region per geo",
@@ -136,7 +139,8 @@ def one_primary(p, settings):
         primaries = [n for n, r in p.regions.items() if r.geo == gname and r.role == "primary"]
         if len(primaries) != 1:
             where = ("regions", primaries[1], "role") if len(primaries) > 1 else ("geos", gname)
-            yield Finding(where, f"geo {gname} has {len(primaries)} primary regions ({', '.join(primaries) or 'none'}); it needs exactly one")
+            yield Finding(where, f"geo {gname} has {len(primaries)} primary regions ({', '.join(primaries) or 'none'}); it needs exactly one: "
+                              "set `role: primary` on one of its regions and `secondary` or `standard` on the others")
 
 
 @rule("R007", "DR partners exist and differ from the region",
@@ -145,9 +149,10 @@ def one_primary(p, settings):
 def dr_partner(p, settings):
     for name, region in p.regions.items():
         if region.dr_partner == name:
-            yield Finding(("regions", name, "dr_partner"), "a region cannot be its own DR partner")
+            yield Finding(("regions", name, "dr_partner"), "a region cannot be its own DR partner: name another region")
         elif region.dr_partner not in p.regions:
-            yield Finding(("regions", name, "dr_partner"), f"DR partner {region.dr_partner!r} is not a declared region")
+            yield Finding(("regions", name, "dr_partner"), f"DR partner {region.dr_partner!r} is not a declared region: name one of "
+                          f"{', '.join(sorted(n for n in p.regions if n != name))}")
 
 
 @rule("R008", "DR partners respect data residency",
@@ -160,7 +165,7 @@ def dr_residency(p, settings):
         if partner and geo and geo.data_residency and partner.geo != region.geo:
             yield Finding(("regions", name, "dr_partner"),
                           f"{name} is in {region.geo} (data residency: {', '.join(geo.data_residency)}) "
-                          f"but its DR partner {region.dr_partner} is in {partner.geo}")
+                          f"but its DR partner {region.dr_partner} is in {partner.geo}: pick a DR partner in {region.geo}")
 
 
 @rule("R009", "DR partner on the same cloud",
@@ -171,7 +176,8 @@ def dr_same_cloud(p, settings):
         partner = p.regions.get(region.dr_partner)
         if partner and partner.cloud != region.cloud:
             yield Finding(("regions", name, "dr_partner"),
-                          f"DR partner {region.dr_partner} runs on {partner.cloud}, {name} on {region.cloud}")
+                          f"DR partner {region.dr_partner} runs on {partner.cloud}, {name} on {region.cloud}: replication crosses "
+                          "clouds; pick a partner on the same cloud if one fits")
 
 
 @rule("R010", "Region networks fit and do not overlap",
@@ -185,7 +191,7 @@ def networks(p, settings):
         net = ipaddress.ip_network(region.cidr, strict=False)
         for other, onet in seen:
             if net.overlaps(onet):
-                yield Finding(("regions", name, "cidr"), f"{region.cidr} overlaps {other}'s CIDR {onet}")
+                yield Finding(("regions", name, "cidr"), f"{region.cidr} overlaps {other}'s CIDR {onet}: give {name} a CIDR of its own")
         seen.append((name, net))
         s = settings.get(name)
         if s is None:
@@ -197,7 +203,7 @@ def networks(p, settings):
         if carve_subnets(region.cidr, s.network.zones, s.network.private_subnet_prefix, s.network.public_subnet_prefix) is None:
             yield Finding(("regions", name, "cidr"),
                           f"{region.cidr} cannot hold {s.network.zones} private /{s.network.private_subnet_prefix} "
-                          f"and public /{s.network.public_subnet_prefix} subnets")
+                          f"and public /{s.network.public_subnet_prefix} subnets: use a larger CIDR, fewer zones or longer subnet prefixes")
 
 
 # Zone names each cloud uses: AWS `<region><letter>`, GCP `<region>-<letter>`, Azure `1`-`3` (every Azure region with
@@ -246,22 +252,25 @@ def service_refs(p, settings):
     for region, s in _per_region(settings):
         for tname, tier in s.tiers.items():
             if tier.node_pool not in s.kubernetes.node_pools:
-                yield Finding(("tiers", tname, "node_pool"), f"node pool {tier.node_pool!r} is not declared", region)
+                yield Finding(("tiers", tname, "node_pool"), f"node pool {tier.node_pool!r} is not declared: use one of "
+                              f"{', '.join(sorted(s.kubernetes.node_pools))}", region)
         for name, svc in s.services.items():
             if svc.tier not in s.tiers:
-                yield Finding(("services", name, "tier"), f"tier {svc.tier!r} is not declared under `tiers`", region)
+                yield Finding(("services", name, "tier"), f"tier {svc.tier!r} is not declared under `tiers`: use one of "
+                              f"{', '.join(sorted(s.tiers))} or declare it", region)
                 continue
             pool = svc.node_pool or s.tiers[svc.tier].node_pool
             if svc.node_pool and svc.node_pool not in s.kubernetes.node_pools:
-                yield Finding(("services", name, "node_pool"), f"node pool {svc.node_pool!r} is not declared", region)
+                yield Finding(("services", name, "node_pool"), f"node pool {svc.node_pool!r} is not declared: use one of "
+                              f"{', '.join(sorted(s.kubernetes.node_pools))}", region)
             for i, dep in enumerate(svc.depends_on):
                 if dep == name:
-                    yield Finding(("services", name, "depends_on", i), "a service cannot depend on itself", region)
+                    yield Finding(("services", name, "depends_on", i), "a service cannot depend on itself: remove it from depends_on", region)
                 elif dep not in s.services:
-                    yield Finding(("services", name, "depends_on", i), f"service {dep!r} is not declared", region)
+                    yield Finding(("services", name, "depends_on", i), f"service {dep!r} is not declared: remove it or declare the service", region)
             res = svc.resources or s.tiers[svc.tier].resources
             if res.requests.gpu and pool in s.kubernetes.node_pools and not s.kubernetes.node_pools[pool].gpus:
-                yield Finding(("services", name), f"asks for GPUs but node pool {pool!r} has none", region)
+                yield Finding(("services", name), f"asks for GPUs but node pool {pool!r} has none: set node_pool to a pool with gpus, or drop the GPU request", region)
 
 
 @rule("R012", "HPA minimum does not exceed maximum",
@@ -272,7 +281,7 @@ def hpa_bounds(p, settings):
             for name, item in items.items():
                 r = item.replicas
                 if r is not None and r.min > r.max:
-                    yield Finding((kind, name, "replicas", "min"), f"min replicas {r.min} exceed max {r.max}", region)
+                    yield Finding((kind, name, "replicas", "min"), f"min replicas {r.min} exceed max {r.max}: lower min or raise max", region)
 
 
 @rule("R013", "Requests do not exceed limits",
@@ -291,11 +300,12 @@ def requests_limits(p, settings):
                                    ("gpu", rq.gpu, lm.gpu)):
                     if a > b:
                         yield Finding((kind, name, "resources", "requests", what),
-                                      f"{what} request {getattr(rq, what)} exceeds the limit {getattr(lm, what)}", region)
+                                      f"{what} request {getattr(rq, what)} exceeds the limit {getattr(lm, what)}: lower the request or raise "
+                                      "the limit", region)
                 if rq.gpu != lm.gpu and rq.gpu <= lm.gpu:
                     # Extended resources cannot be overcommitted: Kubernetes rejects a pod whose GPU request differs.
                     yield Finding((kind, name, "resources", "requests", "gpu"),
-                                  f"GPU request {rq.gpu} must equal the GPU limit {lm.gpu}", region)
+                                  f"GPU request {rq.gpu} must equal the GPU limit {lm.gpu}: set both to the same count", region)
 
 
 @rule("R014", "Canary weights sum to 100",
@@ -306,7 +316,8 @@ def canary_weights(p, settings):
             ro = svc.rollout
             if ro.type == "canary" and ro.stable_weight + ro.canary_weight != 100:
                 yield Finding(("services", name, "rollout", "canary_weight"),
-                              f"weights {ro.stable_weight} + {ro.canary_weight} = {ro.stable_weight + ro.canary_weight}, not 100", region)
+                              f"weights {ro.stable_weight} + {ro.canary_weight} = {ro.stable_weight + ro.canary_weight}, not 100: set "
+                              f"stable_weight to {100 - ro.canary_weight}", region)
 
 
 @rule("R023", "Route paths are canonical",
@@ -317,7 +328,7 @@ def route_paths(p, settings):
             for i, route in enumerate(svc.routes):
                 for j, path in enumerate(route.paths):
                     if any(seg in (".", "..") for seg in path.split("/")):
-                        yield Finding(("services", name, "routes", i, "paths", j), f"path {path!r} has a . or .. segment", region)
+                        yield Finding(("services", name, "routes", i, "paths", j), f"path {path!r} has a . or .. segment: write the path it means without them", region)
 
 
 @rule("R024", "The edge WAF admits the gateway's rate",
@@ -350,7 +361,8 @@ def istio_kubernetes(p, settings):
         minor = int(k.version.split(".")[1])
         if k.istio and span and not span[0] <= minor <= span[1]:
             yield Finding(("kubernetes", "version"),
-                          f"Istio {k.istio_version} supports Kubernetes 1.{span[0]}-1.{span[1]}, not {k.version}", region)
+                          f"Istio {k.istio_version} supports Kubernetes 1.{span[0]}-1.{span[1]}, not {k.version}: set "
+                          f"kubernetes.version within that range, or an Istio version that supports it", region)
         elif k.istio and not span:
             yield Finding(("kubernetes", "istio_version"), f"no support data for Istio {k.istio_version}; check its Kubernetes range", region)
 
@@ -388,9 +400,9 @@ def redis_topology(p, settings):
     for region, s in _per_region(settings):
         r = s.datastores.redis
         if r.primaries < 3:
-            yield Finding(("datastores", "redis", "primaries"), f"{r.primaries} primaries; Redis Cluster needs at least 3", region)
+            yield Finding(("datastores", "redis", "primaries"), f"{r.primaries} primaries; Redis Cluster needs at least 3: set primaries to 3 or more", region)
         if r.replicas_per_primary < 1:
-            yield Finding(("datastores", "redis", "replicas_per_primary"), "each primary needs at least one replica for failover", region)
+            yield Finding(("datastores", "redis", "replicas_per_primary"), "each primary needs at least one replica for failover: set replicas_per_primary to 1 or more", region)
 
 
 @rule("R017", "Redis maxmemory leaves headroom",
@@ -402,7 +414,8 @@ def redis_memory(p, settings):
         ceiling = r.instance.memory_gib * 1024 * (100 - r.memory_headroom_percent) / 100
         if r.maxmemory_mb > ceiling:
             yield Finding(("datastores", "redis", "maxmemory_mb"),
-                          f"maxmemory {r.maxmemory_mb} MiB exceeds {ceiling:.0f} MiB ({r.instance.memory_gib} GiB node less {r.memory_headroom_percent} % headroom)", region)
+                          f"maxmemory {r.maxmemory_mb} MiB exceeds {ceiling:.0f} MiB ({r.instance.memory_gib} GiB node less {r.memory_headroom_percent} % headroom): "
+                          f"set maxmemory_mb to {ceiling:.0f} or less, or a larger instance", region)
 
 
 @rule("R018", "Secrets are references, never values",
@@ -417,7 +430,8 @@ def gateway_burst(p, settings):
     for region, s in _per_region(settings):
         g = s.gateway
         if g.burst < g.requests_per_second:
-            yield Finding(("gateway", "burst"), f"burst {g.burst} is below the rate {g.requests_per_second}/s", region)
+            yield Finding(("gateway", "burst"), f"burst {g.burst} is below the rate {g.requests_per_second}/s: set burst to at least "
+                          f"{g.requests_per_second}", region)
 
 
 @rule("R020", "Managed services can do what the spec asks",
@@ -512,7 +526,8 @@ def backup_cron(p, settings):
         for kind in ("daily", "hourly", "weekly", "monthly"):
             fields = getattr(s.backups, kind).cron.split()
             if fields[2] != "*" and fields[4] != "*":
-                yield Finding(("backups", kind, "cron"), f"{kind} cron sets both day-of-month ({fields[2]}) and day-of-week ({fields[4]})", region)
+                yield Finding(("backups", kind, "cron"), f"{kind} cron sets both day-of-month ({fields[2]}) and day-of-week ({fields[4]}), which cron ORs: "
+                              "set one of them to *", region)
 
 
 @rule("R028", "Cold storage leaves the minimum retention",
@@ -526,7 +541,8 @@ def cold_storage(p, settings):
             b = getattr(s.backups, kind)
             if b.cold_storage_after_days is not None and b.retention_days < b.cold_storage_after_days + 90:
                 yield Finding(("backups", kind, "retention_days"),
-                              f"{kind}: {b.retention_days} days < cold storage after {b.cold_storage_after_days} + 90", region)
+                              f"{kind}: {b.retention_days} days < cold storage after {b.cold_storage_after_days} + 90: raise retention_days "
+                              f"to {b.cold_storage_after_days + 90} or lower cold_storage_after_days", region)
 
 
 @rule("R029", "Terraform state backends are complete",
@@ -536,7 +552,7 @@ def state_backends(p, settings):
     for cname, cloud in p.clouds.items():
         for field in need.get(cname, ()):
             if getattr(cloud.state, field) is None:
-                yield Finding(("clouds", cname, "state"), f"{cname} state needs `{field}`")
+                yield Finding(("clouds", cname, "state"), f"{cname} state needs `{field}`: add it to clouds.{cname}.state")
 
 
 @rule("R033", "Replica scaling has the statistics it reads",
@@ -547,7 +563,7 @@ def replica_scaling_stats(p, settings):
         pg = s.datastores.postgres
         if pg.deployment == "self-managed" and "pg_stat_statements" not in pg.extensions:
             yield Finding(("datastores", "postgres", "extensions"),
-                          "without pg_stat_statements the read-replica scaling alerts cannot fire", region)
+                          "without pg_stat_statements the read-replica scaling alerts cannot fire: add pg_stat_statements to extensions", region)
 
 
 # Namespaces and file names the platform itself uses: a service is its own namespace, so it may not take these.
@@ -563,7 +579,7 @@ def reserved_services(p, settings):
     for region, s in _per_region(settings):
         for name in s.services:
             if name in RESERVED_SERVICE_NAMES:
-                yield Finding(("services", name), f"service name {name!r} is reserved for the platform", region)
+                yield Finding(("services", name), f"service name {name!r} is reserved for the platform: rename the service", region)
 
 
 @rule("R035", "The health-check path belongs to the gateway",
@@ -577,7 +593,8 @@ def health_path(p, settings):
                 for j, rpath in enumerate(route.paths):
                     if rpath == path:
                         yield Finding(("services", name, "routes", i, "paths", j),
-                                      f"{rpath!r} is edge.dns.health_check_path, answered by the gateway itself", region)
+                                      f"{rpath!r} is edge.dns.health_check_path, answered by the gateway itself: choose another route "
+                                      "path (or change edge.dns.health_check_path)", region)
 
 
 @rule("R036", "Route hosts are ones the edge serves",
@@ -592,7 +609,8 @@ def route_hosts(p, settings):
                 for j, host in enumerate(route.hosts):
                     if host not in served:
                         yield Finding(("services", name, "routes", i, "hosts", j),
-                                      f"{host} is not served by the edge (only {', '.join(sorted(served))})", region)
+                                      f"{host} is not served by the edge (only {', '.join(sorted(served))}): use one of those hosts, "
+                                      "or change edge.dns.api_host / app_host", region)
 
 
 @rule("R038", "Secrets a cluster reads come from a secret manager it can reach",
@@ -618,7 +636,8 @@ def cluster_secret_stores(p, settings):
                 yield Finding(path, f"{ref} is an env: reference, which no cluster can read; put the secret in vault:, "
                                     f"aws-sm:, gcp-sm: or azure-kv: and reference it from there", region)
             elif scheme == "vault" and not s.security.vault_address:
-                yield Finding(path, f"{ref} needs security.vault_address (the Vault the cluster reads it from)", region)
+                yield Finding(path, f"{ref} needs security.vault_address (the Vault the cluster reads it from): set "
+                              "security.vault_address, or use the cloud's secret manager", region)
 
 
 # ---------------------------------------------------------------- derived (plan) rules
@@ -690,7 +709,7 @@ def account_ids(p, settings):
     for name, cloud in p.clouds.items():
         pattern, shape = shapes[name]
         if not pattern.fullmatch(cloud.account):
-            yield Finding(("clouds", name, "account"), f"{name} account {cloud.account!r} is not {shape}")
+            yield Finding(("clouds", name, "account"), f"{name} account {cloud.account!r} is not {shape}: write the {name} account id as the console shows it")
 
 
 @rule("R043", "The error-rate objective fits the availability SLO",
@@ -701,7 +720,8 @@ def error_budget(p, settings):
     budget = round(100 - p.slos.availability_percent, 6)
     if p.slos.error_rate_percent > budget + TOLERANCE:
         yield Finding(("slos", "error_rate_percent"), f"error_rate_percent {p.slos.error_rate_percent:g} is looser than the "
-                      f"availability SLO's error budget ({budget:g} % for {p.slos.availability_percent:g} %)")
+                      f"availability SLO's error budget ({budget:g} % for {p.slos.availability_percent:g} %): set "
+                      f"error_rate_percent to {budget:g} or less, or lower availability_percent")
 
 
 @rule("R030", "Services fit the node pools at maximum scale",
@@ -716,7 +736,8 @@ def capacity_fit(plan):
                 if need > have + TOLERANCE:
                     yield Finding(("kubernetes", "node_pools", pool.name, "max_nodes"),
                                   f"at max replicas {', '.join(pool.services)} request {need:g} {unit} of {what}; "
-                                  f"the pool offers {have:g}", r.name)
+                                  f"the pool offers {have:g}: raise the pool's max_nodes (or its machine size), or lower "
+                                  "the services' max replicas or requests", r.name)
 
 
 @rule("R031", "Connections fit PgBouncer",
@@ -727,7 +748,8 @@ def client_budget(plan):
         if c.client_connections > c.max_client_conn:
             detail = ", ".join(f"{k} {v}" for k, v in c.per_service.items())
             yield Finding(("datastores", "pgbouncer", "max_client_conn"),
-                          f"services open up to {c.client_connections} connections ({detail}); max_client_conn is {c.max_client_conn}", r.name)
+                          f"services open up to {c.client_connections} connections ({detail}); max_client_conn is {c.max_client_conn}: "
+                          f"raise max_client_conn to at least {c.client_connections}, or lower db_connections_per_pod", r.name)
 
 
 @rule("R032", "Pools fit PostgreSQL",
@@ -739,7 +761,8 @@ def server_budget(plan):
         if c.default_pool_size < 1 or c.server_connections > c.postgres_available:
             yield Finding(("datastores", "postgres", "max_connections"),
                           f"{c.pgbouncer_hosts} PgBouncer hosts x {c.databases} shard databases leave a pool size of "
-                          f"{c.default_pool_size} within {c.postgres_available} usable connections", r.name)
+                          f"{c.default_pool_size} within {c.postgres_available} usable connections: raise "
+                          "datastores.postgres.max_connections, or lower pgbouncer hosts or reserve_pool_size", r.name)
 
 
 @rule("R037", "Every node gets a pod block",

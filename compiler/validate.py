@@ -102,7 +102,8 @@ def diagnostics_from(exc: ValidationError, model: type[BaseModel], data: Any,
         elif kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == SECRET_REF_PATTERN:
             code = "R018"
             msg = ("secret fields take a reference (vault:PATH#KEY, aws-sm:NAME, gcp-sm:NAME, "
-                   "azure-kv:VAULT/NAME or env:VAR); plaintext values are refused")
+                   "azure-kv:VAULT/NAME or env:VAR); plaintext values are refused: put the value in a secret "
+                   "manager and write its reference here")
         elif kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == TEXT_PATTERN:
             code = "S004"
             msg = (f"{err['input']!r} is not one line of plain text: at most 200 characters, no line breaks and none of "
