@@ -67,28 +67,35 @@ class Model(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, validate_default=False, allow_inf_nan=False)
 
-    @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs):
-        super().__pydantic_init_subclass__(**kwargs)
-        changed = False
-        for name, field in cls.model_fields.items():
-            core, meta = _unwrap(field.annotation)
+    def __init_subclass__(cls, **kwargs):
+        """Bound every number before pydantic collects the fields (no model rebuild, so no start-up cost): each
+        int/float field's FieldInfo gets MAXIMA's bound, else keeps its own, else MAX_NUMBER, and the bound is
+        appended to its description. Annotations are strings here (`from __future__ import annotations`); they are
+        read in the model module's namespace, and ones that are not resolvable yet are models, never numbers."""
+        super().__init_subclass__(**kwargs)
+        import sys
+        namespace = vars(sys.modules[cls.__module__])
+        for name, text in cls.__dict__.get("__annotations__", {}).items():
+            field = cls.__dict__.get(name)
+            if not isinstance(field, FieldInfo):
+                continue
+            try:
+                annotation = eval(text, dict(namespace)) if isinstance(text, str) else text  # noqa: S307 - our own source
+            except Exception:
+                continue
+            core, meta = _unwrap(annotation)
             if core not in (int, float):
                 continue
             wanted = MAXIMA.get((cls.__name__, name))
             bound = _upper(meta + list(field.metadata))
-            if wanted is not None and (bound is None or wanted < bound):
-                field.metadata.append(annotated_types.Le(wanted))
-                bound, changed = wanted, True
-            elif bound is None:
-                field.metadata.append(annotated_types.Le(MAX_NUMBER))
-                bound, changed = MAX_NUMBER, True
+            if bound is None or (wanted is not None and wanted < bound):
+                bound = wanted if wanted is not None else MAX_NUMBER
+                # outermost, so it wins over a looser bound inside the type (PositiveInt's)
+                cls.__annotations__[name] = Annotated[annotation, annotated_types.Le(bound)]
             note = f"Maximum: {bound:,}."
             if field.description and note not in field.description:
                 field.description = f"{field.description} {note}"
-                changed = True
-        if changed:
-            cls.model_rebuild(force=True)
+                field._attributes_set["description"] = field.description  # what pydantic copies when it merges
 
 
 def F(default: Any = ..., description: str = "", **kw) -> Any:
