@@ -113,3 +113,14 @@ def test_defaults_fit_a_small_platform():
     assert len(plan.shards) == 2  # 2 x 500 expected franchises at 500 per shard
     s = plan.regions[0].settings
     assert (s.kubernetes.min_nodes, s.backups.daily.retention_days) == (3, 35)
+
+
+def test_the_starter_validates_with_the_json_schema_alone():
+    """What the editor sees through the schema (`cpu: 1` included) agrees with platformc."""
+    import json
+
+    import jsonschema
+
+    from compiler.schema import schema_text
+    validator = jsonschema.Draft202012Validator(json.loads(schema_text()))
+    assert [e.message for e in validator.iter_errors(yaml.safe_load(starter_text()))] == []
