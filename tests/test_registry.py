@@ -16,7 +16,9 @@ FIXTURE = Path(__file__).parent / "cases/two-region/platform.yaml"
 def spec(tmp_path):
     text = FIXTURE.read_text()
     text = text.replace("sharding: {franchises_per_shard: 500,", "sharding: {registry_file: franchises.csv, franchises_per_shard: 500,")
-    text = text.replace("emea: {display_name: EMEA, traffic_share: 40}", "emea: {display_name: EMEA, traffic_share: 40, data_residency: [eu]}")
+    geo = "emea: {display_name: EMEA, traffic_share: 40,"
+    assert text.count(geo) == 1  # a fixture edit must not turn this patch into a silent no-op
+    text = text.replace(geo, geo + " data_residency: [eu],")
     text = text.replace("dr_partner: use1", "dr_partner: euw1b").replace("traffic_share: 40\n    dr_partner", "traffic_share: 30\n    dr_partner")
     # a second EMEA region so EMEA regions have an in-geo DR partner
     text = text.replace("settings:\n  kubernetes:", """  euw1b:
