@@ -211,7 +211,14 @@ def overview(plan: PlatformPlan) -> str:
         markdown_table(["category", p.cost.currency], [[k, f"{v:,}"] for k, v in p.cost.monthly.items()]
                + [["total", f"{sum(p.cost.monthly.values()):,}"],
                   ["per expected franchise", f"{sum(p.cost.monthly.values()) / p.sharding.expected_franchises:.2f}"]]),
+        cost_estimate(plan),
     ])
+
+
+def cost_estimate(plan: PlatformPlan) -> str:
+    """What the spec provisions, priced (compiler/cost), beside the budget above."""
+    from compiler.cost import docs_section
+    return docs_section(plan)
 
 
 def region_page(plan: PlatformPlan, r: RegionPlan, modules) -> str:
