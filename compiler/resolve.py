@@ -20,9 +20,23 @@ _ZONE_SUFFIX = {"aws": lambda r, i: f"{r}{'abcdef'[i]}",
                 "azure": lambda r, i: str(i + 1)}
 
 
+# Regions whose zones are not the first letters (provider docs, 2025): derived names come from here.
+KNOWN_ZONES = {
+    ("aws", "ca-central-1"): ("ca-central-1a", "ca-central-1b", "ca-central-1d"),
+    ("aws", "ap-northeast-1"): ("ap-northeast-1a", "ap-northeast-1c", "ap-northeast-1d"),
+    ("aws", "us-west-1"): ("us-west-1b", "us-west-1c"),
+    ("gcp", "europe-west1"): ("europe-west1-b", "europe-west1-c", "europe-west1-d"),
+    ("gcp", "us-east1"): ("us-east1-b", "us-east1-c", "us-east1-d"),
+    ("gcp", "us-central1"): ("us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f"),
+}
+
+
 def zone_names(region: Region, count: int) -> list[str]:
     if region.zones:
         return list(region.zones[:count])
+    known = KNOWN_ZONES.get((region.cloud, region.cloud_region))
+    if known:
+        return list(known[:count])
     return [_ZONE_SUFFIX[region.cloud](region.cloud_region, i) for i in range(count)]
 
 

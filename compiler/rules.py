@@ -219,7 +219,12 @@ def _zone_names(name, region, count):
             "gcp": (re.compile(rf"^{re.escape(cr)}-[a-z]$"), f"{cr}-b"),
             "azure": (re.compile(r"^[123]$"), "1")}[cloud]
     if region.zones is None:
-        if cloud == "azure" and count > len(AZURE_ZONES):
+        from compiler.resolve import KNOWN_ZONES
+        known = KNOWN_ZONES.get((cloud, cr))
+        if known and count > len(known):
+            yield Finding(("regions", name, "cloud_region"), f"{cr} has {len(known)} availability zones "
+                          f"({', '.join(known)}), network.zones asks for {count}: set network.zones to {len(known)} or less")
+        elif cloud == "azure" and count > len(AZURE_ZONES):
             yield Finding(("regions", name, "cloud_region"), f"Azure regions have 3 availability zones, network.zones "
                           f"asks for {count}: set network.zones to 3 or less")
         elif count > DERIVED_ZONES_MAX:

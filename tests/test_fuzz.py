@@ -300,3 +300,14 @@ def test_every_number_in_the_schema_has_a_documented_maximum():
                 if bound is None or f"Maximum: {bound:,}." not in (f.description or ""):
                     unbounded.append(f"{m.__name__}.{name}")
     assert not unbounded, unbounded
+
+
+def test_derived_zones_are_zones_that_exist():
+    """europe-west1 has no zone a and ca-central-1 no zone c: derived names follow the region's real zones."""
+    plan = compile_text(BASE, "platform.yaml").plan
+    assert [z.name for z in plan.region("euw1").zones] == ["europe-west1-b", "europe-west1-c", "europe-west1-d"]
+    text = patched(("      datastores:\n        redis: {maxmemory_mb: 2048}",
+                    "      network: {zones: 4}\n      datastores:\n        redis: {maxmemory_mb: 2048}"))
+    with pytest.raises(SpecError) as exc:
+        compile_text(text, "platform.yaml")
+    assert any(d.code == "R010" and "has 3 availability zones" in d.message for d in exc.value.diagnostics)
