@@ -100,6 +100,24 @@ ELASTICSEARCH_CLIENT_KEYS = ("username", "password", "ca.crt")  # ca.crt: the re
 # Fluent Bit's daily log indices, <prefix>-<region>-YYYY.MM.DD (helm target, Logstash_Format): container logs and
 # the hosts' logs. The monitoring target's retention job puts the ILM policy on exactly these.
 LOG_INDEX_PREFIXES = {"kube.*": "logs", "host.*": "node"}  # Fluent Bit tag match -> index prefix
+JAEGER_INDEX_PREFIX = "jaeger"  # Jaeger's index prefix is <this>-<region>: indices <prefix>-jaeger-span-<date>, ...
+
+
+def log_index_prefix(prefix: str, region: str) -> str:
+    """Fluent Bit's Logstash_Prefix for one of LOG_INDEX_PREFIXES in a region (indices <it>-YYYY.MM.DD)."""
+    return f"{prefix}-{region}"
+
+
+def jaeger_index_prefix(region: str) -> str:
+    """Jaeger's index prefix in a region: its indices are <prefix>-jaeger-span-<date>, <prefix>-jaeger-service-<date>."""
+    return f"{JAEGER_INDEX_PREFIX}-{region}"
+
+
+def elasticsearch_client_indices(region: str) -> dict[str, tuple[str, ...]]:
+    """Elasticsearch client -> the index patterns it writes in a region (the helm target names the indices, the
+    ansible target's elasticsearch role grants each client's user exactly these patterns)."""
+    return {"fluent-bit": tuple(f"{log_index_prefix(p, region)}-*" for p in LOG_INDEX_PREFIXES.values()),
+            "jaeger": (f"{jaeger_index_prefix(region)}-*",)}
 
 # ---------------------------------------------------------------- the data hosts' other ports
 ELASTICSEARCH_HTTP_PORT = 9200  # elasticsearch.yml http.port: clients, Fluent Bit, Jaeger

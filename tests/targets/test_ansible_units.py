@@ -511,3 +511,16 @@ def test_requirements_name_exactly_the_collections_the_secret_lookups_need(outpu
     assert listed == collections_needed(plan)
     for c in listed:
         assert site.COLLECTION_PYTHON[c] in files["ansible/README.md"]
+
+
+def test_every_lookup_in_the_inventories_has_its_collection_required(outputs, two_region):
+    """The Elasticsearch clients' credentials are lookups too: their collection must be in requirements.yml
+    even when no other secret of the spec uses that store."""
+    from compiler.targets.ansible.inventory import collections_needed
+    _, files = outputs
+    listed = {c["name"] for c in yaml.safe_load(files["ansible/requirements.yml"])["collections"]}
+    used = {m for rel, text in files.items() if "/group_vars/" in rel
+            for m in re.findall(r"lookup\('{1,2}([a-z_]+\.[a-z_]+)\.[a-z_]+'", text)} - {"ansible.builtin"}
+    assert used and used <= listed
+    # in two-region only the Elasticsearch clients' entries are in Vault (the other data-tier secrets are aws-sm:)
+    assert "community.hashi_vault" in collections_needed(two_region)

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 
 from compiler.errors import PlatformcError
 from compiler.ir import Connection, Host, PlatformPlan, RegionPlan
-from compiler.ir.names import ELASTICSEARCH_HTTP_PORT, ELASTICSEARCH_TRANSPORT_PORT, NODE_EXPORTER_PORT
+from compiler.ir.names import (ELASTICSEARCH_HTTP_PORT, ELASTICSEARCH_TRANSPORT_PORT, NODE_EXPORTER_PORT,
+                               elasticsearch_client_indices)
+from compiler.targets.ansible.roles_search import CLIENT_PRIVILEGES
 from compiler.targets.ansible.text import COLLECTIONS, literal, scheme, secret_var
 
 # the groups of the data hosts, which sit under data_tier in hosts.yml (reached through the bastion)
@@ -236,7 +239,37 @@ def vars_elasticsearch(plan: PlatformPlan, region: RegionPlan) -> dict:
         "elasticsearch_http_port": ELASTICSEARCH_HTTP_PORT,
         "elasticsearch_transport_port": ELASTICSEARCH_TRANSPORT_PORT,
         "common_firewall_rules": firewall_rules(region, "elasticsearch"),
+        "elasticsearch_clients": elasticsearch_clients(plan, region),
     }
+
+
+def _entry_field(ref: str, field: str) -> str:
+    """A field of a whole secret-store entry (`vault:path` -> `vault:path#field`), as the clients' Secrets read it."""
+    return f"{ref.partition('#')[0]}#{field}"
+
+
+def elasticsearch_role(region: RegionPlan, client: str) -> dict:
+    """The client's Elasticsearch role: its privileges on exactly its index patterns, plus a digest of that
+    definition (the role compares it to decide whether to PUT)."""
+    p = CLIENT_PRIVILEGES[client]
+    definition = {"cluster": list(p["cluster"]),
+                  "indices": [{"names": list(elasticsearch_client_indices(region.name)[client]),
+                               "privileges": list(p["indices"])}]}
+    digest = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+    return {**definition, "metadata": {"platformc_digest": digest}}
+
+
+def elasticsearch_clients(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
+    """One Elasticsearch role and user per client the spec gives a secret-store entry (its `username` and
+    `password` fields, looked up when the task runs); none when search is a managed service."""
+    if not region.hosts_in("elasticsearch"):
+        return []
+    clients = region.settings.datastores.elasticsearch.clients
+    return [{"name": client, "role": f"platformc_{client.replace('-', '_')}",
+             "definition": elasticsearch_role(region, client),
+             "username": _secret(plan, region, _entry_field(ref, "username")),
+             "password": _secret(plan, region, _entry_field(ref, "password"))}
+            for client, ref in sorted(clients.items())]
 
 
 def vars_bastion(region: RegionPlan) -> dict:
@@ -273,6 +306,8 @@ def secret_refs(plan: PlatformPlan) -> set[str]:
         ds = r.settings.datastores
         out |= {ds.postgres.admin_password, ds.postgres.replication_password, ds.pgbouncer.auth_password,
                 ds.redis.password}
+        if r.hosts_in("elasticsearch"):
+            out |= set(ds.elasticsearch.clients.values())
     return out
 
 

@@ -7,12 +7,25 @@ settings from the inventory (every value through `to_json`, which YAML reads ver
 from __future__ import annotations
 
 from compiler.ir.names import ELASTICSEARCH_HTTP_PORT, ELASTICSEARCH_TRANSPORT_PORT
-from compiler.targets.ansible.role import (Role, apt, repository, service, services_ready_var, task, template,
+from compiler.targets.ansible.role import (Role, apt, copy, expr, repository, service, services_ready_var, task, template,
                                             when_ready)
 from compiler.targets.ansible.roles_data import include_tls
 from compiler.targets.ansible.roles_tls import TOPIC
 
 ES_CONF = "/etc/elasticsearch"
+ADMIN_DIR = f"{ES_CONF}/platformc-admin"  # the `elastic` superuser's password, made once on the first node
+
+# Least privilege of each in-cluster client's Elasticsearch user (the index patterns are compiler/ir/names.py's
+# elasticsearch_client_indices). Fluent Bit writes its daily log indices, and its user also runs the monitoring
+# target's retention job (PUT _ilm/policy, PUT _index_template). Jaeger writes and reads its span and service
+# indices and its index cleaner deletes old ones; Jaeger creates its own index templates at start-up
+# (create_mappings, on by default), which needs manage_index_templates.
+CLIENT_PRIVILEGES = {
+    "fluent-bit": {"cluster": ["monitor", "manage_ilm", "manage_index_templates"],
+                   "indices": ["create_index", "create_doc", "write", "view_index_metadata", "manage_ilm"]},
+    "jaeger": {"cluster": ["monitor", "manage_index_templates"],
+               "indices": ["create_index", "create_doc", "write", "read", "view_index_metadata", "delete_index"]},
+}
 
 
 # Written by the package's security auto-configuration for its .p12 stores; with PEM files
@@ -37,6 +50,79 @@ def _keystore_cleanup() -> list:
     ]
 
 
+def _api(name: str, path: str, method: str = "GET", auth: tuple[str, str] = ("elastic", "{{ elasticsearch_elastic_password }}"),
+         status: list | None = None, **kw) -> dict:
+    """A request to the first node's HTTP API (on the first node, verified against the internal CA)."""
+    args = {"url": "{{ elasticsearch_api_url }}" + path, "method": method, "url_username": auth[0],
+            "url_password": auth[1], "force_basic_auth": True, "ca_path": "{{ elasticsearch_ca_file }}",
+            "status_code": status or [200]}
+    args.update({k: kw.pop(k) for k in ("body", "body_format") if k in kw})
+    on_first = {"delegate_to": "{{ elasticsearch_first_node }}", "run_once": True}
+    return task(name, "ansible.builtin.uri", args, no_log=True, **on_first, **kw)
+
+
+def _clients() -> list:
+    """One role and one user per in-cluster client, through the security API as `elastic`.
+
+    The `elastic` password is made once on the first node (elasticsearch-reset-password, which authenticates
+    through a temporary file-realm user of that node) and kept there, root-only. A role is PUT when its
+    `platformc_digest` metadata differs from the wanted definition's; a user when it is missing, has other
+    roles, or its password from the secret store no longer authenticates."""
+    on_first = {"delegate_to": "{{ elasticsearch_first_node }}", "run_once": True}
+    live = ["not ansible_check_mode", "elasticsearch_clients | length > 0"]
+    each = {"loop": "{{ elasticsearch_clients }}",
+            "loop_control": {"loop_var": "elasticsearch_client", "index_var": "elasticsearch_client_index",
+                             "label": "{{ elasticsearch_client.name }}"}}
+    this = "elasticsearch_client_index"
+    return [
+        task("Run the notified handlers before creating the clients' users", "ansible.builtin.meta", "flush_handlers"),
+        task("Create the directory of the elastic password on the first node", "ansible.builtin.file",
+             {"path": "{{ elasticsearch_admin_dir }}", "state": "directory", "owner": "root", "group": "root",
+              "mode": "0700"}, when=live, **on_first),
+        task("Look for the elastic password on the first node", "ansible.builtin.stat",
+             {"path": "{{ elasticsearch_admin_dir }}/elastic"}, register="elasticsearch_elastic_file",
+             when=live, **on_first),
+        # retried: right after a (re)start the node may not answer yet
+        task("Set a generated elastic password once", "ansible.builtin.command",
+             {"argv": ["/usr/share/elasticsearch/bin/elasticsearch-reset-password", "--username", "elastic",
+                       "--auto", "--batch", "--silent", "--url", "{{ elasticsearch_api_url }}"]},
+             register="elasticsearch_elastic_reset", changed_when=True, retries=12, delay=10,
+             until="elasticsearch_elastic_reset.rc == 0", no_log=True,
+             when=[*live, "not elasticsearch_elastic_file.stat.exists"], **on_first),
+        copy("Keep the elastic password on the first node", "{{ elasticsearch_admin_dir }}/elastic", mode="0600",
+             content="{{ elasticsearch_elastic_reset.stdout | trim }}", no_log=True, diff=False,
+             when=[*live, "elasticsearch_elastic_reset is changed"], **on_first),
+        task("Read the elastic password", "ansible.builtin.slurp", {"src": "{{ elasticsearch_admin_dir }}/elastic"},
+             register="elasticsearch_elastic_secret", no_log=True, when=live, **on_first),
+        _api("Wait until the cluster serves requests", "/_cluster/health?wait_for_status=yellow&timeout=10s",
+             register="elasticsearch_health", retries=30, delay=10, until="elasticsearch_health.status == 200",
+             when=live),
+        _api("Read each client's role", "/_security/role/{{ elasticsearch_client.role }}", status=[200, 404],
+             register="elasticsearch_roles_now", when=live, **each),
+        _api("Put each client's role where it differs", "/_security/role/{{ elasticsearch_client.role }}", "PUT",
+             body="{{ elasticsearch_client.definition }}", body_format="json", changed_when=True,
+             vars={"elasticsearch_role_had": expr(f"elasticsearch_roles_now.results[{this}].json[elasticsearch_client.role]",
+                                                   ".metadata.platformc_digest | default('')")},
+             when=[*live, "elasticsearch_role_had != elasticsearch_client.definition.metadata.platformc_digest"],
+             **each),
+        _api("Read each client's user", "/_security/user/{{ elasticsearch_client.username | urlencode }}",
+             status=[200, 404], register="elasticsearch_users_now", when=live, **each),
+        _api("Check each client's password", "/_security/_authenticate",
+             auth=("{{ elasticsearch_client.username }}", "{{ elasticsearch_client.password }}"), status=[200, 401],
+             register="elasticsearch_logins_now", when=live, **each),
+        _api("Put each client's user where it is missing, has other roles or another password",
+             "/_security/user/{{ elasticsearch_client.username | urlencode }}", "PUT",
+             body={"password": "{{ elasticsearch_client.password }}", "roles": ["{{ elasticsearch_client.role }}"],
+                   "full_name": "{{ elasticsearch_client.name }} (platformc)"}, body_format="json",
+             changed_when=True,
+             vars={"elasticsearch_user_roles": expr(f"elasticsearch_users_now.results[{this}]",
+                                                     ".json[elasticsearch_client.username].roles | default([])"),
+                   "elasticsearch_login_status": f"{{{{ elasticsearch_logins_now.results[{this}].status }}}}"},
+             when=[*live, "elasticsearch_login_status | int != 200 or elasticsearch_user_roles != [elasticsearch_client.role]"],
+             **each),
+    ]
+
+
 def elasticsearch() -> Role:
     r = "elasticsearch"
     return Role(
@@ -51,8 +137,16 @@ def elasticsearch() -> Role:
             "elasticsearch_initial_master_nodes": [],
             "elasticsearch_http_port": ELASTICSEARCH_HTTP_PORT,
             "elasticsearch_transport_port": ELASTICSEARCH_TRANSPORT_PORT,
+            "elasticsearch_first_node": "{{ groups['elasticsearch'][0] }}",
+            "elasticsearch_admin_dir": ADMIN_DIR,
+            "elasticsearch_ca_file": f"{ES_CONF}/certs/ca.crt",  # the region's CA, as include_tls installs it
+            # [{name, role, definition, username, password}]: the inventory's, from the spec's clients
+            "elasticsearch_clients": [],
         },
-        vars=services_ready_var(r, "elasticsearch_install"),
+        vars={**services_ready_var(r, "elasticsearch_install"),
+              "elasticsearch_api_url": ("https://{{ hostvars[elasticsearch_first_node].ansible_host }}:"
+                                        "{{ elasticsearch_http_port }}"),
+              "elasticsearch_elastic_password": "{{ elasticsearch_elastic_secret.content | b64decode | trim }}"},
         tasks={"main": [
             apt("Install the APT repository tooling", ["python3-debian"]),
             repository("Add Elastic's APT repository", "elastic",
@@ -70,7 +164,9 @@ def elasticsearch() -> Role:
             template("Write the node settings", "elasticsearch.yml.j2", f"{ES_CONF}/elasticsearch.yml",
                      mode="0660", group="elasticsearch", notify="Restart Elasticsearch"),
             service("Start Elasticsearch at boot", "elasticsearch", r),
-        ]},
+            task("Create the in-cluster clients' roles and users", "ansible.builtin.include_tasks", "clients.yml"),
+        ],
+            "clients": _clients()},
         # One node at a time, so the cluster keeps a quorum while settings roll out.
         handlers=[service("Restart Elasticsearch", "elasticsearch", r, state="restarted", enabled=None, throttle=1,
                          listen=TOPIC)],

@@ -3,7 +3,7 @@ Fluent Bit. Logs and traces go to the region's Elasticsearch (the self-managed h
 
 from __future__ import annotations
 
-from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir import PlatformPlan, RegionPlan, names
 from compiler.targets.helm.fluentbit import render_conf
 from compiler.ir.names import NODE_EXPORTER_PORT, POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
 from compiler.targets.helm.platform import RESTRICTED_CONTAINER, amounts
@@ -194,8 +194,9 @@ def opentelemetry_collector(plan: PlatformPlan, region: RegionPlan) -> dict:
 
 
 def jaeger_index_prefix(region: RegionPlan) -> str:
-    """Jaeger's index prefix: its indices are <prefix>-jaeger-span-<date> and <prefix>-jaeger-service-<date>."""
-    return f"jaeger-{region.name}"
+    """Jaeger's index prefix (compiler/ir/names.py): its indices are <prefix>-jaeger-span-<date> and
+    <prefix>-jaeger-service-<date>; the ansible target grants Jaeger's user exactly those."""
+    return names.jaeger_index_prefix(region.name)
 
 
 def jaeger(plan: PlatformPlan, region: RegionPlan) -> dict:
@@ -277,7 +278,7 @@ def fluent_bit(plan: PlatformPlan, region: RegionPlan) -> dict:
             nodes=[{"name": n.split(".")[0], "host": n} for n in nodes])}
         config["outputs"] = render_conf(
             "fluent-bit-outputs.conf.j2", upstream=f"{FLUENT_BIT_CONF_DIR}/{ES_UPSTREAM_FILE}", ca_file=ca,
-            outputs=[{"match": match, "prefix": f"{prefix}-{region.name}"} for match, prefix in LOG_INDEX_PREFIXES.items()])
+            outputs=[{"match": match, "prefix": names.log_index_prefix(prefix, region.name)} for match, prefix in LOG_INDEX_PREFIXES.items()])
         values["env"] = [_secret_env("ES_USERNAME", secret, "username"), _secret_env("ES_PASSWORD", secret, "password")]
         values["extraVolumes"] = [{"name": "elasticsearch", "secret": {"secretName": secret, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]
         values["extraVolumeMounts"] = [{"name": "elasticsearch", "mountPath": creds, "readOnly": True}]
