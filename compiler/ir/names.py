@@ -99,7 +99,9 @@ ELASTICSEARCH_CLIENT_SECRETS = {"fluent-bit": "elasticsearch-fluent-bit", "jaege
 ELASTICSEARCH_CLIENT_KEYS = ("username", "password", "ca.crt")  # ca.crt: the region's internal CA (the nodes' issuer)
 # Fluent Bit's daily log indices, <prefix>-<region>-YYYY.MM.DD (helm target, Logstash_Format): container logs and
 # the hosts' logs. The monitoring target's retention job puts the ILM policy on exactly these.
-LOG_INDEX_PREFIXES = {"kube.*": "logs", "host.*": "node"}  # Fluent Bit tag match -> index prefix
+# Fluent Bit tag match -> index prefix. Not `logs`: Elasticsearch 8's built-in `logs-*-*` template makes any
+# matching index a data stream, which Fluent Bit's index writes (and the retention template) do not expect.
+LOG_INDEX_PREFIXES = {"kube.*": "containers", "host.*": "node"}
 JAEGER_INDEX_PREFIX = "jaeger"  # Jaeger's index prefix is <this>-<region>: indices <prefix>-jaeger-span-<date>, ...
 
 

@@ -64,7 +64,7 @@ def test_each_client_gets_exactly_its_index_patterns_and_privileges(trees):
         clients = _clients(root, region)
         assert set(clients) == set(region.settings.datastores.elasticsearch.clients)
         r = region.name
-        patterns = {"fluent-bit": [f"logs-{r}-*", f"node-{r}-*"], "jaeger": [f"jaeger-{r}-*"]}
+        patterns = {"fluent-bit": [f"containers-{r}-*", f"node-{r}-*"], "jaeger": [f"jaeger-{r}-*"]}
         for name, c in clients.items():
             cluster, indices = PRIVILEGES[name]
             d = c["definition"]
@@ -267,3 +267,16 @@ def test_clients_tasks_create_roles_and_users_idempotently_against_the_security_
         assert p["body"]["roles"] == [by_client[name]["role"]]
     assert puts[-1]["body"]["password"] == "jaeger-rotated"
     assert "elastic-secret" not in out and "fluent-secret" not in out and "jaeger-rotated" not in out
+
+
+def test_no_index_falls_under_elasticsearchs_built_in_data_stream_templates():
+    """Elasticsearch 8 ships index templates `logs-*-*`, `metrics-*-*` and `traces-*-*` that turn a matching index
+    into a data stream; the shippers write plain indices, so none of their names may match those patterns."""
+    import fnmatch
+
+    from compiler.ir.names import elasticsearch_client_indices
+    for region in ("us-east-1", "eu-west-2"):
+        for patterns in elasticsearch_client_indices(region).values():
+            for pattern in patterns:
+                index = pattern.replace("*", "2026.12.02")
+                assert not any(fnmatch.fnmatch(index, p) for p in ("logs-*-*", "metrics-*-*", "traces-*-*")), index

@@ -24,7 +24,7 @@ SDKs send it over OTLP to the collector, whose `prometheus` exporter Prometheus 
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
-from compiler.ir.names import ELASTICSEARCH_CLIENT_SECRETS, LOG_INDEX_PREFIXES
+from compiler.ir.names import ELASTICSEARCH_CLIENT_SECRETS, LOG_INDEX_PREFIXES, log_index_prefix
 from compiler.render import banner, dump_documents, dump_yaml
 
 NAME = "monitoring"
@@ -240,7 +240,7 @@ RUN_AS = 10001
 
 
 def log_index_prefixes(r: RegionPlan) -> list[str]:
-    return [f"{prefix}-{r.name}" for prefix in LOG_INDEX_PREFIXES.values()]
+    return [log_index_prefix(prefix, r.name) for prefix in LOG_INDEX_PREFIXES.values()]
 
 
 def ilm_policy_name(r: RegionPlan) -> str:
