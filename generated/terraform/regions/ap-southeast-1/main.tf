@@ -191,7 +191,7 @@ module "kubernetes" {
     gpu = {
       instance_type = "g2-standard-8"
       min_nodes     = 5
-      max_nodes     = 20
+      max_nodes     = 27
       spot          = false
       gpus          = 1
       disk_gib      = 100

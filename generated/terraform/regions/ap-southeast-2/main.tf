@@ -191,7 +191,7 @@ module "kubernetes" {
     gpu = {
       instance_type = "g2-standard-8"
       min_nodes     = 2
-      max_nodes     = 10
+      max_nodes     = 15
       spot          = false
       gpus          = 1
       disk_gib      = 100

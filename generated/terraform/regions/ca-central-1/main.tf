@@ -43,7 +43,7 @@ module "network" {
       private_cidr = "10.2.32.0/19"
       public_cidr  = "10.2.97.0/24"
     }
-    ca-central-1c = {
+    ca-central-1d = {
       private_cidr = "10.2.64.0/19"
       public_cidr  = "10.2.98.0/24"
     }
@@ -82,7 +82,7 @@ module "kubernetes" {
     gpu = {
       instance_type = "g5.2xlarge"
       min_nodes     = 5
-      max_nodes     = 20
+      max_nodes     = 27
       spot          = false
       gpus          = 1
       disk_gib      = 100
@@ -166,7 +166,7 @@ module "data_hosts" {
     }
     sixfb-ca-central-1-pg-3 = {
       group         = "postgres_replicas"
-      zone          = "ca-central-1c"
+      zone          = "ca-central-1d"
       fqdn          = "sixfb-ca-central-1-pg-3.ca-central-1.internal.6fb.example.com"
       instance_type = "r6i.4xlarge"
       data_disk_gib = 2000
@@ -208,7 +208,7 @@ module "data_hosts" {
     }
     sixfb-ca-central-1-redis-3 = {
       group         = "redis_cluster"
-      zone          = "ca-central-1c"
+      zone          = "ca-central-1d"
       fqdn          = "sixfb-ca-central-1-redis-3.ca-central-1.internal.6fb.example.com"
       instance_type = "r6i.large"
       data_disk_gib = 50
@@ -222,7 +222,7 @@ module "data_hosts" {
     }
     sixfb-ca-central-1-redis-5 = {
       group         = "redis_cluster"
-      zone          = "ca-central-1c"
+      zone          = "ca-central-1d"
       fqdn          = "sixfb-ca-central-1-redis-5.ca-central-1.internal.6fb.example.com"
       instance_type = "r6i.large"
       data_disk_gib = 50
@@ -250,7 +250,7 @@ module "data_hosts" {
     }
     sixfb-ca-central-1-es-3 = {
       group         = "elasticsearch"
-      zone          = "ca-central-1c"
+      zone          = "ca-central-1d"
       fqdn          = "sixfb-ca-central-1-es-3.ca-central-1.internal.6fb.example.com"
       instance_type = "r6i.2xlarge"
       data_disk_gib = 1000
@@ -292,7 +292,7 @@ module "data_hosts" {
         cidr_blocks = ["10.2.0.0/19", "10.2.32.0/19", "10.2.64.0/19"]
       },
       {
-        description = "9200 from analytics, location, fluent-bit, jaeger"
+        description = "9200 from analytics, location, fluent-bit, elasticsearch-retention, jaeger"
         from_port   = 9200
         to_port     = 9200
         cidr_blocks = ["10.2.0.0/19", "10.2.32.0/19", "10.2.64.0/19"]

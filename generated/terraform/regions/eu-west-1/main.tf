@@ -82,7 +82,7 @@ module "kubernetes" {
     gpu = {
       instance_type = "g5.2xlarge"
       min_nodes     = 5
-      max_nodes     = 20
+      max_nodes     = 27
       spot          = false
       gpus          = 1
       disk_gib      = 100
@@ -292,7 +292,7 @@ module "data_hosts" {
         cidr_blocks = ["10.4.0.0/19", "10.4.32.0/19", "10.4.64.0/19"]
       },
       {
-        description = "9200 from analytics, location, fluent-bit, jaeger"
+        description = "9200 from analytics, location, fluent-bit, elasticsearch-retention, jaeger"
         from_port   = 9200
         to_port     = 9200
         cidr_blocks = ["10.4.0.0/19", "10.4.32.0/19", "10.4.64.0/19"]

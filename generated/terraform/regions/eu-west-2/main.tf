@@ -175,7 +175,7 @@ module "kubernetes" {
     gpu = {
       instance_type = "Standard_NC8as_T4_v3"
       min_nodes     = 5
-      max_nodes     = 20
+      max_nodes     = 27
       spot          = false
       disk_gib      = 100
       labels = {
@@ -355,7 +355,7 @@ module "data_hosts" {
         cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
       },
       {
-        description = "9200 from analytics, location, fluent-bit, jaeger"
+        description = "9200 from analytics, location, fluent-bit, elasticsearch-retention, jaeger"
         from_port   = 9200
         to_port     = 9200
         cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]

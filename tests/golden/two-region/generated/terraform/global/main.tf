@@ -38,7 +38,7 @@ locals {
   price_class              = "PriceClass_All"
   blocked_countries        = []
   minimum_protocol_version = "TLSv1.3_2025"
-  ddos_protection          = true
+  ddos_protection          = false
   cache_key_header         = "x-franchise-id"
   client_address_header    = "x-viewer-address"
   log_retention_days       = 365

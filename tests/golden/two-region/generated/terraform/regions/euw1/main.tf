@@ -33,15 +33,15 @@ module "network" {
 
   region = "europe-west1"
   zones = {
-    europe-west1-a = {
+    europe-west1-b = {
       private_cidr = "10.21.0.0/19"
       public_cidr  = "10.21.96.0/24"
     }
-    europe-west1-b = {
+    europe-west1-c = {
       private_cidr = "10.21.32.0/19"
       public_cidr  = "10.21.97.0/24"
     }
-    europe-west1-c = {
+    europe-west1-d = {
       private_cidr = "10.21.64.0/19"
       public_cidr  = "10.21.98.0/24"
     }
@@ -167,7 +167,7 @@ module "kubernetes" {
   tags          = local.tags
 
   region              = "europe-west1"
-  zones               = ["europe-west1-a", "europe-west1-b", "europe-west1-c"]
+  zones               = ["europe-west1-b", "europe-west1-c", "europe-west1-d"]
   kubernetes_version  = "1.33"
   private_endpoint    = true
   api_allowed_cidrs   = ["10.21.0.0/16"]
@@ -248,7 +248,7 @@ module "data_hosts" {
   hosts = {
     acme-euw1-pg-1 = {
       group         = "postgres_primary"
-      zone          = "europe-west1-a"
+      zone          = "europe-west1-b"
       fqdn          = "acme-euw1-pg-1.euw1.internal.acme.example.org"
       instance_type = "n2-highmem-4"
       data_disk_gib = 100
@@ -256,7 +256,7 @@ module "data_hosts" {
     }
     acme-euw1-pg-2 = {
       group         = "postgres_replicas"
-      zone          = "europe-west1-b"
+      zone          = "europe-west1-c"
       fqdn          = "acme-euw1-pg-2.euw1.internal.acme.example.org"
       instance_type = "n2-highmem-4"
       data_disk_gib = 100
@@ -264,7 +264,7 @@ module "data_hosts" {
     }
     acme-euw1-pgbouncer-1 = {
       group         = "pgbouncer"
-      zone          = "europe-west1-a"
+      zone          = "europe-west1-b"
       fqdn          = "acme-euw1-pgbouncer-1.euw1.internal.acme.example.org"
       instance_type = "n2-standard-2"
       data_disk_gib = 0
@@ -272,7 +272,7 @@ module "data_hosts" {
     }
     acme-euw1-pgbouncer-2 = {
       group         = "pgbouncer"
-      zone          = "europe-west1-b"
+      zone          = "europe-west1-c"
       fqdn          = "acme-euw1-pgbouncer-2.euw1.internal.acme.example.org"
       instance_type = "n2-standard-2"
       data_disk_gib = 0
@@ -280,7 +280,7 @@ module "data_hosts" {
     }
     acme-euw1-redis-1 = {
       group         = "redis_cluster"
-      zone          = "europe-west1-a"
+      zone          = "europe-west1-b"
       fqdn          = "acme-euw1-redis-1.euw1.internal.acme.example.org"
       instance_type = "n2-highmem-2"
       data_disk_gib = 100
@@ -288,7 +288,7 @@ module "data_hosts" {
     }
     acme-euw1-redis-2 = {
       group         = "redis_cluster"
-      zone          = "europe-west1-b"
+      zone          = "europe-west1-c"
       fqdn          = "acme-euw1-redis-2.euw1.internal.acme.example.org"
       instance_type = "n2-highmem-2"
       data_disk_gib = 100
@@ -296,7 +296,7 @@ module "data_hosts" {
     }
     acme-euw1-redis-3 = {
       group         = "redis_cluster"
-      zone          = "europe-west1-c"
+      zone          = "europe-west1-d"
       fqdn          = "acme-euw1-redis-3.euw1.internal.acme.example.org"
       instance_type = "n2-highmem-2"
       data_disk_gib = 100
@@ -304,7 +304,7 @@ module "data_hosts" {
     }
     acme-euw1-redis-4 = {
       group         = "redis_cluster"
-      zone          = "europe-west1-b"
+      zone          = "europe-west1-c"
       fqdn          = "acme-euw1-redis-4.euw1.internal.acme.example.org"
       instance_type = "n2-highmem-2"
       data_disk_gib = 100
@@ -312,7 +312,7 @@ module "data_hosts" {
     }
     acme-euw1-redis-5 = {
       group         = "redis_cluster"
-      zone          = "europe-west1-c"
+      zone          = "europe-west1-d"
       fqdn          = "acme-euw1-redis-5.euw1.internal.acme.example.org"
       instance_type = "n2-highmem-2"
       data_disk_gib = 100
@@ -320,7 +320,7 @@ module "data_hosts" {
     }
     acme-euw1-redis-6 = {
       group         = "redis_cluster"
-      zone          = "europe-west1-a"
+      zone          = "europe-west1-b"
       fqdn          = "acme-euw1-redis-6.euw1.internal.acme.example.org"
       instance_type = "n2-highmem-2"
       data_disk_gib = 100
@@ -328,7 +328,7 @@ module "data_hosts" {
     }
     acme-euw1-es-1 = {
       group         = "elasticsearch"
-      zone          = "europe-west1-a"
+      zone          = "europe-west1-b"
       fqdn          = "acme-euw1-es-1.euw1.internal.acme.example.org"
       instance_type = "n2-highmem-4"
       data_disk_gib = 100
@@ -336,7 +336,7 @@ module "data_hosts" {
     }
     acme-euw1-es-2 = {
       group         = "elasticsearch"
-      zone          = "europe-west1-b"
+      zone          = "europe-west1-c"
       fqdn          = "acme-euw1-es-2.euw1.internal.acme.example.org"
       instance_type = "n2-highmem-4"
       data_disk_gib = 100
@@ -344,7 +344,7 @@ module "data_hosts" {
     }
     acme-euw1-es-3 = {
       group         = "elasticsearch"
-      zone          = "europe-west1-c"
+      zone          = "europe-west1-d"
       fqdn          = "acme-euw1-es-3.euw1.internal.acme.example.org"
       instance_type = "n2-highmem-4"
       data_disk_gib = 100
@@ -352,7 +352,7 @@ module "data_hosts" {
     }
     acme-euw1-bastion-1 = {
       group         = "bastion"
-      zone          = "europe-west1-a"
+      zone          = "europe-west1-b"
       fqdn          = "acme-euw1-bastion-1.euw1.internal.acme.example.org"
       instance_type = "e2-small"
       data_disk_gib = 0
@@ -372,7 +372,7 @@ module "waf" {
   rate_limit_per_5min = 300000
   blocked_countries   = []
   managed_rules       = true
-  ddos_protection     = true
+  ddos_protection     = false
 }
 
 module "load_balancer" {
@@ -382,7 +382,7 @@ module "load_balancer" {
   security_policy_id = module.waf.policy_id
   tags               = local.tags
 
-  zones                 = ["europe-west1-a", "europe-west1-b", "europe-west1-c"]
+  zones                 = ["europe-west1-b", "europe-west1-c", "europe-west1-d"]
   public_zone           = "acme.example.org"
   hostnames             = ["euw1.acme.example.org", "origin.acme.example.org", "api.acme.example.org", "app.acme.example.org"]
   min_tls_version       = "TLS_1_3"
@@ -431,47 +431,47 @@ module "backup" {
   data_disks = {
     acme-euw1-pg-1 = {
       name = "acme-euw1-pg-1-data"
-      zone = "europe-west1-a"
+      zone = "europe-west1-b"
     }
     acme-euw1-pg-2 = {
       name = "acme-euw1-pg-2-data"
-      zone = "europe-west1-b"
+      zone = "europe-west1-c"
     }
     acme-euw1-redis-1 = {
       name = "acme-euw1-redis-1-data"
-      zone = "europe-west1-a"
+      zone = "europe-west1-b"
     }
     acme-euw1-redis-2 = {
       name = "acme-euw1-redis-2-data"
-      zone = "europe-west1-b"
+      zone = "europe-west1-c"
     }
     acme-euw1-redis-3 = {
       name = "acme-euw1-redis-3-data"
-      zone = "europe-west1-c"
+      zone = "europe-west1-d"
     }
     acme-euw1-redis-4 = {
       name = "acme-euw1-redis-4-data"
-      zone = "europe-west1-b"
+      zone = "europe-west1-c"
     }
     acme-euw1-redis-5 = {
       name = "acme-euw1-redis-5-data"
-      zone = "europe-west1-c"
+      zone = "europe-west1-d"
     }
     acme-euw1-redis-6 = {
       name = "acme-euw1-redis-6-data"
-      zone = "europe-west1-a"
+      zone = "europe-west1-b"
     }
     acme-euw1-es-1 = {
       name = "acme-euw1-es-1-data"
-      zone = "europe-west1-a"
+      zone = "europe-west1-b"
     }
     acme-euw1-es-2 = {
       name = "acme-euw1-es-2-data"
-      zone = "europe-west1-b"
+      zone = "europe-west1-c"
     }
     acme-euw1-es-3 = {
       name = "acme-euw1-es-3-data"
-      zone = "europe-west1-c"
+      zone = "europe-west1-d"
     }
   }
 }
@@ -484,7 +484,7 @@ module "budget" {
   tags         = local.tags
 
   monthly_amounts = {
-    compute        = 1600
+    compute        = 2000
     database       = 600
     load_balancing = 20
     monitoring     = 60

@@ -261,7 +261,7 @@ module "data_hosts" {
         cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19", "10.20.64.0/19"]
       },
       {
-        description = "9200 from fluent-bit, jaeger"
+        description = "9200 from fluent-bit, elasticsearch-retention, jaeger"
         from_port   = 9200
         to_port     = 9200
         cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19", "10.20.64.0/19"]
@@ -467,7 +467,7 @@ module "budget" {
   tags         = local.tags
 
   monthly_amounts = {
-    compute        = 2400
+    compute        = 3000
     database       = 900
     load_balancing = 30
     monitoring     = 90
