@@ -127,7 +127,7 @@ def test_role_puts_roles_and_users_once_on_the_first_node_as_elastic_over_verifi
     assert api and all(names.index(t["name"]) > flush for t in api)
     for t in api:
         args = t["ansible.builtin.uri"]
-        assert args["url"].startswith("{{ elasticsearch_api_url }}/"), args
+        assert args["url"].startswith("https://{{ elasticsearch_api_address }}/"), args  # TLS, visibly, in every call
         assert args["ca_path"] == "{{ elasticsearch_ca_file }}"
         assert args["force_basic_auth"] is True
         assert t["run_once"] is True and t["delegate_to"] == "{{ elasticsearch_first_node }}"
@@ -145,7 +145,7 @@ def test_role_puts_roles_and_users_once_on_the_first_node_as_elastic_over_verifi
     defaults = _load(root / "ansible" / "roles" / "elasticsearch" / "defaults" / "main.yml")
     assert defaults["elasticsearch_ca_file"] == "/etc/elasticsearch/certs/ca.crt"
     variables = _load(root / "ansible" / "roles" / "elasticsearch" / "vars" / "main.yml")
-    assert variables["elasticsearch_api_url"].startswith("https://{{ hostvars[elasticsearch_first_node].ansible_host }}:")
+    assert variables["elasticsearch_api_address"].startswith("{{ hostvars[elasticsearch_first_node].ansible_host }}:")
 
 
 # ---------------------------------------------------------------- the tasks for real, against a stand-in security API

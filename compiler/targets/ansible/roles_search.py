@@ -53,7 +53,7 @@ def _keystore_cleanup() -> list:
 def _api(name: str, path: str, method: str = "GET", auth: tuple[str, str] = ("elastic", "{{ elasticsearch_elastic_password }}"),
          status: list | None = None, **kw) -> dict:
     """A request to the first node's HTTP API (on the first node, verified against the internal CA)."""
-    args = {"url": "{{ elasticsearch_api_url }}" + path, "method": method, "url_username": auth[0],
+    args = {"url": "https://{{ elasticsearch_api_address }}" + path, "method": method, "url_username": auth[0],
             "url_password": auth[1], "force_basic_auth": True, "ca_path": "{{ elasticsearch_ca_file }}",
             "status_code": status or [200]}
     args.update({k: kw.pop(k) for k in ("body", "body_format") if k in kw})
@@ -85,7 +85,7 @@ def _clients() -> list:
         # retried: right after a (re)start the node may not answer yet
         task("Set a generated elastic password once", "ansible.builtin.command",
              {"argv": ["/usr/share/elasticsearch/bin/elasticsearch-reset-password", "--username", "elastic",
-                       "--auto", "--batch", "--silent", "--url", "{{ elasticsearch_api_url }}"]},
+                       "--auto", "--batch", "--silent", "--url", "https://{{ elasticsearch_api_address }}"]},
              register="elasticsearch_elastic_reset", changed_when=True, retries=12, delay=10,
              until="elasticsearch_elastic_reset.rc == 0", no_log=True,
              when=[*live, "not elasticsearch_elastic_file.stat.exists"], **on_first),
@@ -144,8 +144,8 @@ def elasticsearch() -> Role:
             "elasticsearch_clients": [],
         },
         vars={**services_ready_var(r, "elasticsearch_install"),
-              "elasticsearch_api_url": ("https://{{ hostvars[elasticsearch_first_node].ansible_host }}:"
-                                        "{{ elasticsearch_http_port }}"),
+              # host:port only: every task spells out https:// itself, so each call is visibly TLS
+              "elasticsearch_api_address": "{{ hostvars[elasticsearch_first_node].ansible_host }}:{{ elasticsearch_http_port }}",
               "elasticsearch_elastic_password": "{{ elasticsearch_elastic_secret.content | b64decode | trim }}"},
         tasks={"main": [
             apt("Install the APT repository tooling", ["python3-debian"]),
