@@ -885,6 +885,23 @@ def instance_types_cover_cloud(p, settings):
                               f"`{cloud}: <machine type>` to its instance_types", region)
 
 
+SECRET_LOOKING = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_?KEY)", re.I)
+
+
+@rule("R050", "Secrets are never written as plain values",
+      "An `env:` entry whose name looks like a secret (PASSWORD, SECRET, TOKEN, CREDENTIAL, PRIVATE, API_KEY, "
+      "ACCESS_KEY) would be written in clear into the Deployment: put the value in a secret store and name it "
+      "under `secrets:` with its reference instead.")
+def plaintext_secrets(p, settings):
+    for region, s in _per_region(settings):
+        for name, svc in s.services.items():
+            for key in sorted(svc.env):
+                if SECRET_LOOKING.search(key):
+                    yield Finding(("services", name, "env", key),
+                                  f"{key} looks like a secret and would be written in clear: move it to secrets: with a "
+                                  "vault:, aws-sm:, gcp-sm: or azure-kv: reference", region)
+
+
 @rule("R049", "An environment variable is set once",
       "A service's `env:` and `secrets:` both become container environment variables: a name in both would be "
       "two entries for one variable, and which one wins depends on the runtime.")
