@@ -47,25 +47,6 @@ def lb_hostnames(plan: PlatformPlan, region: RegionPlan) -> list[str]:
     return [f"{region.name}.{domain}", f"origin.{domain}", f"{dns.api_host}.{domain}", f"{dns.app_host}.{domain}"]
 
 
-def azure_gateway_subnet(region: RegionPlan) -> str:
-    """The Application Gateway's dedicated subnet: the first zone's (by name) public CIDR, as
-    modules/azure/network takes it (`sort(keys(var.zones))[0]`)."""
-    return min(region.zones, key=lambda z: z.name).public_cidr
-
-
-def lb_source_cidrs(region: RegionPlan) -> list[str]:
-    """Where the load balancer's connections to Kong's pods come from.
-
-    AWS: the ALB's nodes live in every zone's public subnet. Azure: the Application Gateway's
-    instances live in its dedicated subnet. GCP: Google's front ends and health checkers.
-    """
-    if region.cloud == "gcp":
-        return list(GCP_FRONT_END_RANGES)
-    if region.cloud == "azure":
-        return [azure_gateway_subnet(region)]
-    return [z.public_cidr for z in region.zones]
-
-
 def gke_neg_annotation(region: RegionPlan) -> dict[str, str]:
     """The Kong proxy Service annotation that makes GKE create standalone zonal NEGs of Kong's pods on
     the TLS port, named as Terraform's backend service expects them (`exposed_ports` keys are Service

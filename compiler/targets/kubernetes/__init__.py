@@ -22,7 +22,7 @@ from compiler.errors import PlatformcError
 from compiler.ir import PlatformPlan, RegionPlan, ServicePlan
 from compiler.render import banner
 from compiler.ir.edge import (AZURE_KONG_TRUSTED_ROOT, KONG_PROXY_TLS_PORT, health_check_path,
-                                         lb_source_cidrs, lb_target_name)
+                                         lb_target_name)
 from compiler.targets.kubernetes.common import BANNER_SPEC, dump_document, dump_documents, mesh_enabled, tracks
 from compiler.targets.kubernetes.gateway import (gateway_objects, target_group_binding,
                                                   target_group_binding_header)
@@ -146,7 +146,7 @@ LB_REACHES_KONG = {
 def edge_summary(plan: PlatformPlan, region: RegionPlan) -> str:
     how = LB_REACHES_KONG[region.cloud].format(target=lb_target_name(region), root=AZURE_KONG_TRUSTED_ROOT)
     policy = (f"Kong's NetworkPolicy admits port {KONG_PROXY_TLS_PORT} only from "
-              + ", ".join(f"`{c}`" for c in lb_source_cidrs(region)) + " (where the load balancer connects from)."
+              + ", ".join(f"`{c}`" for c in region.addressing.lb_source_cidrs) + " (where the load balancer connects from)."
               if region.settings.security.network_policies else "NetworkPolicies are off in this region.")
     return (f"The cloud load balancer (Terraform: WAF, client TLS) is the only public entry. It forwards HTTPS to "
             f"Kong's pods on port {KONG_PROXY_TLS_PORT} (the proxy Service is ClusterIP) through {how}. It and the "

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.edge import (AGIC_INGRESS_CLASS, AZURE_GATEWAY_CERTIFICATE, AZURE_KONG_TRUSTED_ROOT,
-                                         KONG_PROXY_TLS_PORT, health_check_path, lb_hostnames, lb_source_cidrs,
+                                         KONG_PROXY_TLS_PORT, health_check_path, lb_hostnames,
                                          lb_target_name)
-from compiler.targets.kubernetes.common import (GATEWAY_NAMESPACE, ISTIO_METRICS_PORT, KONG_POD_LABELS,
-                                                 KONG_PROXY_SERVICE, KONG_STATUS_PORT, MANAGED_BY,
-                                                 MONITORING_NAMESPACE, mesh_enabled)
+from compiler.targets.kubernetes.common import GATEWAY_NAMESPACE, KONG_POD_LABELS, KONG_PROXY_SERVICE, MANAGED_BY
 from compiler.targets.kubernetes.policy import egress_rules, ingress_rules
 from compiler.targets.kubernetes.workloads import meta
 

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from compiler.ir import RegionPlan, ServicePlan
-from compiler.targets.kubernetes.common import (GATEWAY_NAMESPACE, GPU_RESOURCE, ISTIO_METRICS_PORT,
-                                                 ISTIO_NAMESPACE, ISTIOD_XDS_PORT, MONITORING_NAMESPACE,
-                                                 OTLP_GRPC_PORT, OTLP_HTTP_PORT, SIDECAR_LIMITS,
-                                                 SIDECAR_REQUESTS, SYSTEM_NAMESPACE, Track, cpu_quantity,
-                                                 memory_quantity, mesh_enabled, service_by_name)
+from compiler.targets.kubernetes.common import (GPU_RESOURCE, SIDECAR_LIMITS, SIDECAR_REQUESTS, Track, cpu_quantity,
+                                                 memory_quantity, mesh_enabled)
 from compiler.targets.kubernetes.workloads import common_labels, meta
 
 NS_LABEL = "kubernetes.io/metadata.name"  # set by Kubernetes on every namespace
