@@ -187,9 +187,10 @@ def docs(spec, out):
     """Regenerate the Markdown docs only."""
     from compiler import writer
     from compiler.emit import emit
+    root = Path(out)
+    writer.check_roots({"--out": root}, spec)  # as generate: never /, home, the spec's directory or a git work tree
     compiled = _compile(spec, False)
     outputs, owners = emit(compiled.plan)
-    root = Path(out)
     with writer.locked(root):
         plan = writer.plan_write(root, outputs["docs"], {o for o in owners if o.startswith("docs/")})
         writer.apply(plan)

@@ -219,10 +219,46 @@ def _load_manifest(real: Path, label) -> tuple[dict, bytes | None]:
     return dict(files), raw
 
 
-def _manifest_bytes(files: dict) -> bytes:
+def _manifest_bytes(files: dict, digests: dict | None = None) -> bytes:
     body = {"generator": "platformc", "note": "files platformc wrote here; do not edit",
             "files": dict(sorted(files.items()))}
+    if digests is not None:  # the bytes platformc wrote: the proof a file may be pruned (_provably_ours)
+        body["sha256"] = {rel: digests[rel] for rel in sorted(files) if rel in digests}
     return (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
+
+
+_HEX64 = frozenset("0123456789abcdef")
+
+
+def _recorded_digests(raw: bytes | None) -> dict:
+    """rel -> SHA-256 the manifest records for the bytes platformc wrote (entries that are not one are ignored:
+    such a file cannot be proven platformc's, so it is never pruned)."""
+    if not raw:
+        return {}
+    got = json.loads(raw.decode("utf-8")).get("sha256")
+    if not isinstance(got, dict):
+        return {}
+    return {rel: d for rel, d in got.items() if isinstance(d, str) and len(d) == 64 and _HEX64.issuperset(d)}
+
+
+def _provably_ours(real: Path, root, rel: str, digest: str | None) -> None:
+    """WriteError unless the file at rel holds exactly the bytes the manifest says platformc wrote there: a
+    manifest entry alone (a bad merge, a hostile PR, a file edited since) never gets a file deleted."""
+    data = None
+    if digest is not None:
+        try:
+            fd = os.open(real / rel, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+        except OSError as exc:
+            raise FileSystemError(f"cannot read {root}/{rel}: {exc.strerror}") from None
+        try:
+            data = _read_fd(fd)
+        finally:
+            os.close(fd)
+    if data is None or hashlib.sha256(data).hexdigest() != digest:
+        why = "has changed since platformc wrote it" if digest is not None else "has no record of the bytes platformc wrote"
+        raise WriteError(f"{root}/{MANIFEST} lists {rel!r} to prune, but {root}/{rel} {why}: platformc cannot "
+                         f"prove it wrote that file, so it will not remove it; delete it yourself if it is no longer "
+                         f"needed, or restore the manifest from git")
 
 
 def _read_fd(fd: int, size: int = 0) -> bytes:
@@ -325,12 +361,14 @@ def plan_write(root: Path, outputs: dict, owners_in_scope=None) -> Plan:
     real = _real_root(root)
     plan = Plan(root=root, real=real)
     old, old_raw = _load_manifest(real, root)
+    recorded = _recorded_digests(old_raw)
     plan.pending = os.path.lexists(real / JOURNAL)
     in_scope = _scope(owners_in_scope)
     tree = _Tree(real, root)
     if not old:
         tree.walk()  # nothing here is ours: list the root once (empty or absent: free)
     new_manifest = {p: o for p, o in old.items() if not in_scope(o)}
+    digests = {p: recorded[p] for p in new_manifest if p in recorded}
     mkdirs = set()
     for rel in sorted(outputs):
         owner, text = outputs[rel]
@@ -338,6 +376,7 @@ def plan_write(root: Path, outputs: dict, owners_in_scope=None) -> Plan:
         data = text.encode("utf-8")
         plan.data[rel] = data
         new_manifest[rel] = owner
+        digests[rel] = hashlib.sha256(data).hexdigest()
         parent = rel.rpartition("/")[0]
         if tree.dir_state(parent, rel) == "missing":
             d = parent
@@ -381,10 +420,11 @@ def plan_write(root: Path, outputs: dict, owners_in_scope=None) -> Plan:
         if kind != "file":
             raise WriteError(f"{root}/{MANIFEST} lists {rel!r}, but {root}/{rel} is not a regular file "
                              f"platformc wrote ({kind}); refusing to remove it: move it away")
+        _provably_ours(real, root, rel, recorded.get(rel))
         plan.remove.append(rel)
     plan.mkdirs = sorted(mkdirs)
     plan.manifest = new_manifest
-    plan.manifest_bytes = _manifest_bytes(new_manifest)
+    plan.manifest_bytes = _manifest_bytes(new_manifest, digests)
     if plan.manifest_bytes != old_raw:
         plan.write[MANIFEST] = plan.manifest_bytes
     return plan

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -626,7 +627,8 @@ def test_a_removed_region_is_pruned_by_a_full_run(work):
     data = json.loads(manifest.read_text())
     (work / "generated/fake/gone").mkdir()
     (work / "generated/fake/gone/region.yaml").write_text("old region\n")
-    data["files"]["fake/gone/region.yaml"] = "fake/gone"  # as a run before the region was removed left it
+    data["files"]["fake/gone/region.yaml"] = "fake/gone"  # as a run before the region was removed left it,
+    data["sha256"]["fake/gone/region.yaml"] = hashlib.sha256(b"old region\n").hexdigest()  # with the bytes it wrote
     manifest.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     assert run("generate", "--check") == 1
     assert run("generate") == 0
@@ -644,6 +646,7 @@ def test_target_run_prunes_only_that_targets_files(work):
         d.mkdir(parents=True)
         (d / "f.yaml").write_text("old\n")
         data["files"][f"{owner}/f.yaml"] = owner
+        data["sha256"][f"{owner}/f.yaml"] = hashlib.sha256(b"old\n").hexdigest()  # the bytes that run wrote
     manifest.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     assert run("generate", "--target", "fake") == 0
     assert not (work / "generated/fake/gone").exists()
