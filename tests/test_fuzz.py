@@ -1,7 +1,10 @@
 """No spec makes platformc fail with an internal error (issue #15).
 
-Every spec either compiles and emits (every generated YAML and JSON file parses back), or is refused with
-positioned diagnostics (exit 2: `FILE:LINE:COL: path: [CODE] message`, one line each). Two parts:
+Every spec either compiles and emits (every output parses back in its own format: YAML, JSON, HCL with
+python-hcl2, PgBouncer's INI and ansible.cfg with configparser, postgresql.conf, pg_hba.conf and redis.conf
+line by line against their grammars, so no spec text can inject a line; every Markdown table row keeps its
+header's cell count), or is refused with positioned diagnostics (exit 2: `FILE:LINE:COL: path: [CODE]
+message`, one line each). Two parts:
 
 - regression cases: each fault found by hand, at the line it must point to;
 - a hypothesis fuzz over the spec's structure: valid fixtures mutated (types, bounds, missing and extra keys,
@@ -11,7 +14,9 @@ positioned diagnostics (exit 2: `FILE:LINE:COL: path: [CODE] message`, one line 
 
 from __future__ import annotations
 
+import configparser
 import copy
+import hashlib
 import json
 import os
 import re
@@ -52,11 +57,58 @@ def outcome(text: str, file: str = "platform.yaml") -> str:
     outputs, _ = emit(compiled.plan)
     for root, files in outputs.items():
         for rel, (_, body) in files.items():
-            if rel.endswith(".json"):
-                json.loads(body)
-            elif rel.endswith((".yaml", ".yml")):
-                list(yaml.load_all(body, Loader=yaml.CSafeLoader))
+            check_format(rel, body)
     return "ok"
+
+
+# One line of each configuration format platformc writes (comments and blank lines aside): a value carrying a
+# line break, a quote that does not close or a stray token would break its line's shape.
+CONF_LINES = {
+    "pg_hba.conf": re.compile(r"(local|host|hostssl|hostnossl)\s+[a-z_0-9,]+\s+(all|\"[a-z_][a-z0-9_]*\"(,\"[a-z_][a-z0-9_]*\")*)"
+                              r"(\s+[0-9a-f.:]+/[0-9]{1,3})?\s+(peer|scram-sha-256|reject|cert)"),
+    "postgresql.conf": re.compile(r"[a-z_][a-z0-9_.]* = ('([^'\\\n]|'')*'|[A-Za-z0-9_.+-]+)"),
+    "redis.conf": re.compile(r"[a-z][a-z0-9-]*( (\"([^\"\\\n]|\\.)*\"|[^\s\"']+))+"),
+}
+INI_LINE = re.compile(r"\[[A-Za-z0-9_.-]+\]|[A-Za-z0-9_.*-]+ = [^\s].*|[A-Za-z0-9_.-]+ =")
+_PARSED: set = set()  # digests of (name, body) already proven: most files are the same for every mutant
+
+
+def check_format(rel: str, body: str) -> None:
+    """AssertionError (or the parser's own error) unless `body` is well-formed in the format `rel` names."""
+    name = rel.rsplit("/", 1)[-1]
+    if rel.endswith(".json"):
+        json.loads(body)
+        return
+    if rel.endswith((".yaml", ".yml")):
+        list(yaml.load_all(body, Loader=yaml.CSafeLoader))
+        return
+    key = hashlib.sha256(name.encode() + b"\0" + body.encode()).digest()
+    if key in _PARSED:
+        return
+    if rel.endswith(".tf"):
+        import hcl2
+        hcl2.loads(body)
+    elif name in CONF_LINES or rel.endswith((".ini", ".cfg")):
+        grammar = CONF_LINES.get(name, INI_LINE)
+        comment = ";#" if name.endswith((".ini", ".cfg")) else "#"
+        for i, line in enumerate(body.split("\n"), 1):
+            text = line.strip()
+            if text and text[0] not in comment:
+                assert line == line.lstrip(), f"{rel}:{i}: a continuation line: {line!r}"
+                assert grammar.fullmatch(line), f"{rel}:{i}: not a {name} line: {line!r}"
+        if not name.endswith(".conf"):
+            configparser.ConfigParser(interpolation=None, strict=True).read_string(body, rel)
+    elif rel.endswith(".md"):
+        header = None
+        for i, line in enumerate(body.split("\n"), 1):
+            if not line.startswith("|"):
+                header = None
+                continue
+            cells = len(re.findall(r"(?<!\\)\|", line))
+            if header is None:
+                header = cells
+            assert cells == header, f"{rel}:{i}: a table row with {cells - 1} cells under a {header - 1}-cell header: {line!r}"
+    _PARSED.add(key)
 
 
 def patched(*pairs) -> str:
@@ -250,6 +302,33 @@ FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "120"))
 @given(mutants())
 def test_fuzz_every_spec_compiles_or_is_refused_with_positions(text):
     outcome(text)
+
+
+@pytest.mark.parametrize("rel,body", [
+    ("terraform/regions/x/main.tf", 'locals {\n  name = "a"\nb"\n}\n'),
+    ("terraform/regions/x/main.tf", 'locals {\n  name = "${x"\n'),
+    ("datastores/x/pgbouncer.ini", "[pgbouncer]\nauth_user = pgbouncer\ninjected\n"),
+    ("datastores/x/pgbouncer.ini", "[pgbouncer]\nauth_user = pgbouncer\n  continued\n"),
+    ("datastores/x/pgbouncer.ini", "[pgbouncer]\nauth_user = a\nauth_user = b\n"),
+    ("ansible/ansible.cfg", "[defaults]\nforks = 25\n[defaults]\n"),
+    ("datastores/x/postgresql.conf", "cluster_name = '15/main\nport = 5432\n"),
+    ("datastores/x/postgresql.conf", "cluster_name = 'a' b'\n"),
+    ("datastores/x/pg_hba.conf", "hostssl all all 10.0.0.0/8 scram-sha-256\nevil line\n"),
+    ("datastores/x/redis.conf", 'maxmemory-policy "allkeys-lru\n'),
+    ("datastores/x/redis.conf", "port 6379\nrequirepass\n"),
+    ("overview.md", "| a | b |\n|---|---|\n| x | y | z |\n"),
+])
+def test_the_oracle_refuses_a_broken_line(rel, body):
+    """Each format check fails on an injected line break, an open quote or a stray cell."""
+    with pytest.raises(Exception):
+        check_format(rel, body)
+
+
+def test_the_oracle_accepts_well_formed_lines():
+    check_format("overview.md", "| a | b |\n|---|---|\n| x \\| y | z |\n")
+    check_format("datastores/x/redis.conf", '# c\nsave 900 1\nbind 127.0.0.1 -::1\nx "a b"\n')
+    check_format("datastores/x/postgresql.conf", "log_line_prefix = '%m [%p] it''s'\nport = 5432\n")
+    check_format("terraform/regions/x/main.tf", 'locals {\n  name = "a\\nb"\n}\n')
 
 
 def test_the_fuzz_seeds_compile():
