@@ -179,6 +179,10 @@ FAULTS = [
      "S004", 'instance_types: {aws: "r6i.large'),
     ("geo-rollout-type", [("traffic_share: 40, settings: {", "traffic_share: 40, settings: {services: {orders: {rollout: "
                            "{type: blue-green, stable_weight: 50}}}, ")], "S002", "stable_weight: 50}"),
+    ("list-bounded", [("methods: [GET, POST]", "methods: [GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS, GET]")], "S005",
+     "methods: [GET, POST, PUT"),
+    ("map-bounded", [("tag: 2.3.1", "tag: 2.3.1\n      env: {" + ", ".join(f"V{i}: x" for i in range(501)) + "}")], "S005",
+     "env: {V0: x"),
     ("lag-inf-geo", [("traffic_share: 40, settings: {", "traffic_share: 40, settings: {datastores: {postgres: "
                       "{max_replication_lag_seconds: .inf}}, ")], "L013", "max_replication_lag_seconds: .inf"),
 ]
@@ -379,6 +383,42 @@ def test_every_number_in_the_schema_has_a_documented_maximum():
                 if bound is None or f"Maximum: {bound:,}." not in (f.description or ""):
                     unbounded.append(f"{m.__name__}.{name}")
     assert not unbounded, unbounded
+
+
+def test_every_list_and_map_in_the_schema_has_a_documented_maximum():
+    """No count is unbounded: every list and map field has a maximum number of entries, stated in its description
+    (base.ITEM_MAXIMA, else base.MAX_ITEMS), and the JSON Schema says it too (maxItems / maxProperties)."""
+    import typing
+    from compiler.docs import _models_below
+    from compiler.model import Platform, RegionSettings
+    from compiler.model.base import _most_items, _unwrap
+    from compiler.schema import schema_text
+    models = _models_below(Platform) + _models_below(RegionSettings)
+    unbounded = []
+    for m in models:
+        for name, f in m.model_fields.items():
+            core, meta = _unwrap(f.annotation)
+            if typing.get_origin(core) in (list, dict):
+                bound = _most_items(meta + list(f.metadata))
+                if bound is None or not re.search(rf"At most {bound:,} (items|entries)\.", f.description or ""):
+                    unbounded.append(f"{m.__name__}.{name}")
+    assert not unbounded, unbounded
+    schema = json.loads(schema_text())
+
+    def collections(node):
+        if isinstance(node, dict):
+            if node.get("type") == "array" or (node.get("type") == "object" and isinstance(node.get("additionalProperties"), dict)
+                                                 and not node.get("x-settings-override")):
+                yield node
+            for v in node.values():
+                yield from collections(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from collections(v)
+
+    found = list(collections(schema))
+    assert found and all("maxItems" in n or "maxProperties" in n for n in found), \
+        [n for n in found if "maxItems" not in n and "maxProperties" not in n][:3]
 
 
 def test_derived_zones_are_zones_that_exist():

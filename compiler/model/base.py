@@ -36,6 +36,38 @@ MAXIMA = {
 }
 
 
+MAX_ITEMS = 1_000
+"""The most entries of a list or a map that names no tighter maximum: every collection the spec takes is bounded
+too, so no count makes generate loop or allocate without end (the spec file itself is at most 4 MiB, L014)."""
+
+# Tighter maxima of lists and maps, (model, field) -> most entries. Chosen above what a platform needs and below
+# what the clouds and tools accept: regions and zones as the clouds offer them, node pools as AKS/EKS allow per
+# cluster, firewall sources as one security group rule set holds.
+ITEM_MAXIMA = {
+    ("Platform", "clouds"): 3, ("Platform", "geos"): 20, ("Platform", "regions"): 200,
+    ("Organization", "compliance"): 5,
+    ("Geo", "data_residency"): 50,
+    ("Region", "zones"): 6,
+    ("RegionSettings", "tiers"): 50, ("RegionSettings", "services"): 500,
+    ("Network", "admin_cidrs"): 50, ("Kubernetes", "api_allowed_cidrs"): 50,
+    ("Kubernetes", "node_pools"): 100,
+    ("NodePool", "instance_types"): 3, ("MachineSize", "instance_types"): 3,
+    ("NodePool", "taints"): 50,
+    ("Gateway", "cors_origins"): 100,
+    ("Monitoring", "apm"): 2, ("Monitoring", "apm_api_keys"): 2, ("Monitoring", "resources"): 10,
+    ("WafSettings", "blocked_countries"): 250,
+    ("CostModel", "monthly"): 7, ("CostModel", "alert_thresholds_percent"): 10, ("CostModel", "prices"): 1_000,
+    ("Postgres", "extensions"): 6,
+    ("Redis", "save_rules"): 16,
+    ("Elasticsearch", "clients"): 2,
+    ("ScalingRules", "policies"): 10,
+    ("Service", "depends_on"): 500, ("Service", "uses"): 4, ("Service", "routes"): 100,
+    ("Service", "egress"): 100, ("Service", "secrets"): 200, ("Service", "env"): 500,
+    ("Service", "writable_paths"): 50,
+    ("Route", "paths"): 100, ("Route", "methods"): 7, ("Route", "hosts"): 100,
+}
+
+
 def _unwrap(annotation) -> tuple[Any, list]:
     """The core type under Optional/Annotated, and the constraints met on the way."""
     meta: list = []
@@ -53,6 +85,12 @@ def _unwrap(annotation) -> tuple[Any, list]:
             annotation = args[0]
         else:
             return annotation, meta
+
+
+def _most_items(meta: list):
+    """The tightest maximum length among the constraints (None when there is none)."""
+    bounds = [m.max_length for m in meta if isinstance(m, annotated_types.MaxLen)]
+    return min(bounds) if bounds else None
 
 
 def _upper(meta: list):
@@ -84,6 +122,9 @@ class Model(BaseModel):
             except Exception:
                 continue
             core, meta = _unwrap(annotation)
+            if typing.get_origin(core) in (list, dict):
+                _bound_items(cls, name, annotation, field, meta)
+                continue
             if core not in (int, float):
                 continue
             wanted = MAXIMA.get((cls.__name__, name))
@@ -96,6 +137,20 @@ class Model(BaseModel):
             if field.description and note not in field.description:
                 field.description = f"{field.description} {note}"
                 field._attributes_set["description"] = field.description  # what pydantic copies when it merges
+
+
+def _bound_items(cls, name: str, annotation, field: FieldInfo, meta: list) -> None:
+    """A list or map field gets ITEM_MAXIMA's bound, else keeps its own, else MAX_ITEMS (outermost, as numbers),
+    and the bound is appended to its description."""
+    wanted = ITEM_MAXIMA.get((cls.__name__, name))
+    bound = _most_items(meta + list(field.metadata))
+    if bound is None or (wanted is not None and wanted < bound):
+        bound = wanted if wanted is not None else MAX_ITEMS
+        cls.__annotations__[name] = Annotated[annotation, annotated_types.MaxLen(bound)]
+    note = f"At most {bound:,} {'entries' if typing.get_origin(_unwrap(annotation)[0]) is dict else 'items'}."
+    if field.description and note not in field.description:
+        field.description = f"{field.description} {note}"
+        field._attributes_set["description"] = field.description
 
 
 def F(default: Any = ..., description: str = "", **kw) -> Any:
