@@ -183,6 +183,8 @@ FAULTS = [
      "methods: [GET, POST, PUT"),
     ("map-bounded", [("tag: 2.3.1", "tag: 2.3.1\n      env: {" + ", ".join(f"V{i}: x" for i in range(501)) + "}")], "S005",
      "env: {V0: x"),
+    ("residency-newline", [("traffic_share: 40, settings", "traffic_share: 40, data_residency: [\"eu\\n# x\"], settings")],
+     "S004", "data_residency: [\"eu"),
     ("lag-inf-geo", [("traffic_share: 40, settings: {", "traffic_share: 40, settings: {datastores: {postgres: "
                       "{max_replication_lag_seconds: .inf}}, ")], "L013", "max_replication_lag_seconds: .inf"),
 ]
@@ -419,6 +421,47 @@ def test_every_list_and_map_in_the_schema_has_a_documented_maximum():
     found = list(collections(schema))
     assert found and all("maxItems" in n or "maxProperties" in n for n in found), \
         [n for n in found if "maxItems" not in n and "maxProperties" not in n][:3]
+
+
+def _strings(annotation, where, extra=()):
+    """(where, constraints) of every str a field's type holds: the field itself, list items, map keys and values."""
+    import typing
+    from compiler.model.base import _unwrap
+    core, meta = _unwrap(annotation)
+    meta = meta + list(extra)
+    if core is str:
+        yield where, meta
+    elif typing.get_origin(core) is list:
+        yield from _strings(typing.get_args(core)[0], where + "[]")
+    elif typing.get_origin(core) is dict:
+        key, value = typing.get_args(core)
+        yield from _strings(key, where + "{key}")
+        yield from _strings(value, where + "{value}")
+
+
+def test_every_string_in_the_schema_is_bounded():
+    """Every string the spec takes has a pattern or a maximum length (the override layers' keys aside: they are
+    checked against RegionSettings after the merge); one-line free text that reaches the docs is `Text`, whose
+    pattern refuses line breaks and Markdown's markup characters."""
+    from compiler.docs import _models_below
+    from compiler.model import Platform, RegionSettings
+    from compiler.model.base import Text, _unwrap
+    models = _models_below(Platform) + _models_below(RegionSettings)
+    loose = []
+    for m in models:
+        for name, f in m.model_fields.items():
+            for where, meta in _strings(f.annotation, f"{m.__name__}.{name}", f.metadata):
+                if where in ("Geo.settings{key}", "Region.settings{key}"):
+                    continue
+                if not any(getattr(c, "pattern", None) or getattr(c, "max_length", None) for c in meta):
+                    loose.append(where)
+    assert not loose, loose
+    text_pattern = _unwrap(Text)[1][0].pattern
+    for model, field in (("Organization", "display_name"), ("Geo", "display_name"), ("Region", "location"),
+                         ("Tier", "description"), ("Service", "description")):
+        m = next(x for x in models if x.__name__ == model)
+        f = m.model_fields[field]
+        assert any(getattr(c, "pattern", None) == text_pattern for c in _unwrap(f.annotation)[1] + list(f.metadata)), (model, field)
 
 
 def test_derived_zones_are_zones_that_exist():

@@ -128,7 +128,7 @@ class Monitoring(Model):
     tracing: bool = F(True, description="OpenTelemetry collector plus Jaeger.")
     trace_sample_percent: float = F(10, description="Share of requests traced.", ge=0, le=100)
     apm: list[Literal["datadog", "newrelic"]] = FD(list, description="Third-party APM agents.")
-    apm_api_keys: dict[str, SecretRef] = FD(dict, description="APM API keys by vendor, as references.")
+    apm_api_keys: dict[Literal["datadog", "newrelic"], SecretRef] = FD(dict, description="APM API keys by vendor, as references.")
     cloud_native: bool = F(True, description="Also ship metrics to the cloud's own monitoring (CloudWatch, Cloud Monitoring, Azure Monitor).")
     node_exporter: bool = F(True, description="Run node_exporter on self-managed hosts.")
     alert_receivers: AlertReceivers = FD(AlertReceivers, description="Alert destinations for pages and tickets.")

@@ -79,22 +79,26 @@ class Geo(Model):
 
     display_name: Text = F(description="Name for the docs (one line of plain text).")
     traffic_share: Percent = F(description="Percent of global traffic served in this geo.")
-    data_residency: list[str] = FD(list, description="Jurisdictions whose tenant data must stay in this geo (e.g. `eu`).")
+    data_residency: list[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]] = FD(
+        list, description="Jurisdictions whose tenant data must stay in this geo (e.g. `eu`): lower-case codes, as the "
+                          "registry's jurisdiction column spells them.")
     settings: SettingsOverride = FD(dict, description="Overrides laid over the global `settings` for every region of the geo.")
 
 
 class Region(Model):
     """One deployment region."""
 
-    geo: str = F(description="The geo this region belongs to (a key of `geos`).")
+    geo: str = F(description="The geo this region belongs to (a key of `geos`).", max_length=40)
     cloud: CloudName = F(description="Cloud the region runs on.")
     cloud_region: str = F(description="The cloud's own region id (e.g. `us-east-1`, `asia-southeast1`, `uksouth`).", pattern=r"^[a-z0-9-]{2,40}$")
     location: Text = F(description="Where it is, for the docs (one line of plain text).")
     role: Literal["primary", "secondary", "standard"] = F("standard", description="Role in its geo: one primary per geo, which serves when others fail over.")
     traffic_share: Percent = F(description="Percent of global traffic this region serves (DNS weight).")
-    dr_partner: str = F(description="Region (a key of `regions`) that holds this region's standby, replicas and backup copies.")
+    dr_partner: str = F(description="Region (a key of `regions`) that holds this region's standby, replicas and backup copies.",
+                        max_length=40)
     cidr: Cidr = F(description="The region's VPC CIDR; must not overlap another region's.")
-    zones: Optional[list[str]] = F(None, description="Zone names; derived from the cloud region when left out.", min_length=2)
+    zones: Optional[list[Annotated[str, StringConstraints(max_length=64)]]] = F(
+        None, description="Zone names; derived from the cloud region when left out.", min_length=2)
     settings: SettingsOverride = FD(dict, description="Overrides laid over the global and geo settings for this region only.")
 
 
@@ -227,7 +231,8 @@ class Platform(Model):
     organization: Organization = F(description="The owning organisation.")
     clouds: dict[CloudName, Cloud] = F(description="Clouds in use and their workload split.")
     geos: dict[Name, Geo] = F(description="Geographies and their traffic shares.")
-    regions: dict[str, Region] = F(description="Regions by platform name (a DNS label); each is a directory in generated/.")
+    regions: dict[Annotated[str, StringConstraints(max_length=64)], Region] = F(
+        description="Regions by platform name (a DNS label, R004); each is a directory in generated/.")
     settings: RegionSettings = F(description="The global settings layer every region inherits.")
     sharding: Sharding = FD(Sharding, description="Franchise sharding across regions.")
     edge: Edge = FD(Edge, description="CDN, WAF, DDoS, TLS and DNS.")

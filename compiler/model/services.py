@@ -158,7 +158,8 @@ class Service(Model):
     rollout: CanaryStrategy | BlueGreenStrategy | RollingStrategy = F(
         description="How new versions roll out.", discriminator="type")
     secrets: dict[EnvName, SecretRef] = FD(dict, description="Environment variables filled from secret references, never values.")
-    env: dict[EnvName, str] = FD(dict, description="Plain, non-secret environment variables.")
+    env: dict[EnvName, Annotated[str, StringConstraints(max_length=4096)]] = FD(
+        dict, description="Plain, non-secret environment variables (values of at most 4,096 characters).")
     writable_paths: list[Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._/-]{1,200}$")]] = FD(
         list, description="Directories the container writes besides /tmp (the root filesystem is read-only), each an "
                           "emptyDir, e.g. a framework's cache (`/app/.next/cache` for Next.js).")
