@@ -202,17 +202,33 @@ def overview(plan: PlatformPlan) -> str:
             ["availability", f"{slo.availability_percent}% over {slo.window_days} days"],
             ["latency p95 / p99", f"< {slo.latency_p95_ms} ms / < {slo.latency_p99_ms} ms"],
             ["error rate", f"< {slo.error_rate_percent}%"],
+            ["load test at capacity (capacity targets)", f"{p.capacity.requests_per_second:,} rps (x {p.capacity.peak_multiplier:g} at "
+             f"peak): error rate < {p.capacity.max_error_rate_percent}%, CPU < {p.capacity.max_cpu_utilization_percent}%, "
+             f"memory < {p.capacity.max_memory_utilization_percent}%"],
             ["database query p95", f"< {slo.db_query_p95_ms} ms"],
             ["cache hit ratio", f"> {slo.cache_hit_ratio_percent}%"],
             ["RTO / RPO", f"{dr.rto_minutes} min / {dr.rpo_minutes} min"],
             ["MTTR / MTBF", f"{dr.mttr_minutes} min / {dr.mtbf_hours} h"],
         ]),
         "## Cost model (monthly)\n",
-        markdown_table(["category", p.cost.currency], [[k, f"{v:,}"] for k, v in p.cost.monthly.items()]
-               + [["total", f"{sum(p.cost.monthly.values()):,}"],
-                  ["per expected franchise", f"{sum(p.cost.monthly.values()) / p.sharding.expected_franchises:.2f}"]]),
+        cost_model(p),
         cost_estimate(plan),
     ])
+
+
+def cost_model(p) -> str:
+    """The budget by category (cost.monthly) and, when the spec states one, the estimate made elsewhere beside it."""
+    ref = p.cost.reference_estimate
+    split = {"traffic_share": "each region's budget is its traffic share of every category",
+             "estimate": "each region's budget is its part of each category's estimated floor (below)"}[p.cost.budget_split]
+    header = ["category", f"budget ({p.cost.currency})"] + (["stated estimate (cost.reference_estimate)"] if ref else [])
+    cats = list(p.cost.monthly) + [c for c in ref if c not in p.cost.monthly]
+    per = p.sharding.expected_franchises
+    rows = [[c, f"{p.cost.monthly.get(c, 0):,}"] + ([f"{ref.get(c, 0):,}"] if ref else []) for c in cats]
+    rows.append(["total", f"{sum(p.cost.monthly.values()):,}"] + ([f"{sum(ref.values()):,}"] if ref else []))
+    rows.append(["per expected franchise", f"{sum(p.cost.monthly.values()) / per:.2f}"]
+                + ([f"{sum(ref.values()) / per:.2f}"] if ref else []))
+    return (f"Budget split (cost.budget_split: {p.cost.budget_split}): {split}.\n\n" + markdown_table(header, rows))
 
 
 def cost_estimate(plan: PlatformPlan) -> str:
@@ -241,7 +257,9 @@ def region_page(plan: PlatformPlan, r: RegionPlan, modules) -> str:
              f"of {c.postgres_available} usable.\n",
              "## Shards\n", markdown_table(["shard", "database", "franchise ids"], [[s.number, s.database, f"{s.first_id}-{s.last_id}"] for s in r.shards]),
              "## Self-managed hosts\n", hosts,
-             "## Monthly budget\n", markdown_table(["category", "amount"], [[k, f"{v:,.2f}"] for k, v in r.monthly_budget.items()])]
+             "## Monthly budget\n",
+             f"This region's part of cost.monthly (cost.budget_split: {plan.spec.cost.budget_split}).\n",
+             markdown_table(["category", "amount"], [[k, f"{v:,.2f}"] for k, v in r.monthly_budget.items()])]
     for mod in modules:
         if hasattr(mod, "docs_region"):
             parts.append(mod.docs_region(plan, r))

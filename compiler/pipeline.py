@@ -110,6 +110,9 @@ def compile_document(doc: Document, strict: bool = False) -> Compiled:
         from compiler import registry
         homes = registry.load(doc.file, doc, platform)
     plan = resolve(platform, settings, provenance, doc.file, homes)
+    if platform.cost.budget_split == "estimate":  # each region's budget: its part of the estimated floor (compiler/cost)
+        from compiler.cost import split_by_estimate
+        plan = split_by_estimate(plan)
     plan_findings = [(r, f) for r in RULES if r.stage == "plan" for f in r.check(plan)]
     warnings = warnings + _apply(_position(doc, origins, plan_findings), strict)
     return Compiled(plan, sorted(set(warnings)), doc)

@@ -53,13 +53,59 @@ def test_us_east_1_floor_by_hand(reference):
 
 
 def test_reference_total_and_per_location(reference):
+    """The seed's $31,000 ($3.10 per location) is stated as the reference estimate, beside a budget the computed
+    floor fits; the text explains the difference."""
     est = cost.estimate(reference)
     low, high = est.total
-    assert low > est.budget_total == 31000 and est.locations == 10000
+    assert est.reference_total == 31000 and est.locations == 10000
+    assert est.reference == {"compute": 15000, "database": 8000, "storage": 3000, "networking": 2000,
+                             "monitoring": 1500, "security": 1000, "load_balancing": 500}
+    assert est.reference_total < low <= est.budget_total < high
     assert est.per_location == (round(low / 10000, 2), round(high / 10000, 2))
     text = cost.render_text(est)
-    assert "budget (cost.monthly): $31,000; per location: $3.10" in text
+    assert "stated estimate (cost.reference_estimate): $31,000; per location: $3.10" in text
+    assert f"budget (cost.monthly): {cost.usd(est.budget_total)}" in text
+    assert f"{low / 31000:.1f}x); the largest gaps" in text and "compute $" in text
     assert "Not estimated" in text  # the reference gives no traffic volumes
+    md = cost.docs_section(reference)
+    assert "| stated estimate (cost.reference_estimate) | $15,000 | $8,000 |" in md and "$3.10." in md
+
+
+def test_reference_passes_strict(reference):
+    """CI runs `platformc validate --strict` on the reference: no warning, the SLO's error rate inside its
+    availability budget (the seed's < 0.1 % is the load test's pass mark) and every region within its budget."""
+    text = (REPO / "platform.yaml").read_text()
+    compiled = compile_text(text, "platform.yaml", strict=True)
+    assert compiled.warnings == []
+    spec = compiled.plan.spec
+    assert spec.slos.error_rate_percent <= round(100 - spec.slos.availability_percent, 6)
+    assert spec.capacity.max_error_rate_percent == 0.1 and spec.slos.availability_percent == 99.99
+    assert cost.over_budget(compiled.plan) == []
+
+
+def test_budget_split_by_estimate():
+    """`budget_split: estimate` gives each region its part of each category's floor (the edge's platform-wide
+    items keep theirs), and a budget that covers the floor in total covers every region; by traffic share the
+    small region of the same spec is over."""
+    est0 = cost.estimate(compile_text(BASE).plan)
+    line = "  monthly: {compute: 4000, database: 1500, storage: 300, networking: 200, monitoring: 150, security: 100, load_balancing: 50}"
+    fits = ", ".join(f"{c}: {int(est0.category_total(c)[0]) + 1}" for c in cost.CATEGORIES)  # each category's floor, whole
+    big = BASE.replace(line, f"  monthly: {{{fits}}}")
+    assert big != BASE
+    assert "R044" in [w.code for w in compile_text(big).warnings]  # traffic share: euw1's part is too small
+    split = big.replace("cost:\n", "cost:\n  budget_split: estimate\n")
+    plan = compile_text(split).plan
+    assert "R044" not in [w.code for w in compile_text(split).warnings]
+    est = cost.estimate(plan)
+    for cat, amount in plan.spec.cost.monthly.items():
+        floor = est.category_total(cat)[0]
+        regions_part = sum(est.category_total(cat, r.name)[0] for r in plan.regions) / floor if floor else 1.0
+        assert sum(r.monthly_budget[cat] for r in plan.regions) == pytest.approx(amount * regions_part, abs=0.05), cat
+    for r in plan.regions:
+        assert est.region_total(r.name)[0] <= est.region_budget[r.name]
+        floor = est.category_total("compute", r.name)[0]
+        assert r.monthly_budget["compute"] == pytest.approx(
+            plan.spec.cost.monthly["compute"] * floor / est.category_total("compute")[0], abs=0.01)
 
 
 def test_spec_prices_override_the_catalogue():

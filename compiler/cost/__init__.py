@@ -79,10 +79,12 @@ class Estimate:
     unpriced: list[str]  # "region: what" that the catalogue has no price for
     not_estimated: list[str]  # traffic/volume items the spec gives no usage for
     budget: dict[str, float]  # cost.monthly
-    region_budget: dict[str, float]  # region -> its traffic-share budget, summed
+    region_budget: dict[str, float]  # region -> its part of the budget (cost.budget_split), summed
     locations: int  # sharding.expected_franchises
     regions: tuple[str, ...]
     notes: list[str] = field(default_factory=list)
+    reference: dict[str, float] = field(default_factory=dict)  # cost.reference_estimate: a figure stated elsewhere
+    split: str = "traffic_share"  # cost.budget_split
 
     def _sum(self, pred) -> tuple[float, float]:
         sel = [ln for ln in self.lines if pred(ln)]
@@ -110,6 +112,10 @@ class Estimate:
     @property
     def budget_total(self) -> float:
         return float(sum(self.budget.values()))
+
+    @property
+    def reference_total(self) -> float:
+        return float(sum(self.reference.values()))
 
 
 class _Pricer:
@@ -286,7 +292,30 @@ def estimate(plan: PlatformPlan) -> Estimate:
         currency=plan.spec.cost.currency, lines=lines, unpriced=sorted(set(p.unpriced)), not_estimated=missing,
         budget={k: float(v) for k, v in plan.spec.cost.monthly.items()},
         region_budget={r.name: round(sum(r.monthly_budget.values()), 2) for r in plan.regions},
-        locations=plan.spec.sharding.expected_franchises, regions=plan.region_names)
+        locations=plan.spec.sharding.expected_franchises, regions=plan.region_names,
+        reference={k: float(v) for k, v in plan.spec.cost.reference_estimate.items()}, split=plan.spec.cost.budget_split)
+
+
+def split_by_estimate(plan: PlatformPlan) -> PlatformPlan:
+    """`cost.budget_split: estimate`: each region's budget for a category is its part of that category's estimated
+    floor, platform-wide items included (the edge's part of the budget is no region's); a category with no floor
+    anywhere is split by traffic share. The estimate's lines do not depend on the budgets, so the plan is priced
+    once and the regions get their budgets from it (pipeline, after resolve)."""
+    from dataclasses import replace
+    from compiler.ir import frozen_map
+    est = estimate(plan)
+    floor = {(ln.region, ln.category): 0.0 for ln in est.lines}
+    for ln in est.lines:
+        floor[(ln.region, ln.category)] += ln.low
+    regions = []
+    for r in plan.regions:
+        budget = {}
+        for cat, amount in sorted(plan.spec.cost.monthly.items()):
+            total = sum(v for (_, c), v in floor.items() if c == cat)
+            part = floor.get((r.name, cat), 0.0) / total if total > 0 else r.traffic_share / 100
+            budget[cat] = round(amount * part, 2)
+        regions.append(replace(r, monthly_budget=frozen_map(budget)))
+    return replace(plan, regions=tuple(regions))
 
 
 # ---------------------------------------------------------------- rendering
@@ -316,19 +345,40 @@ def explain(est: Estimate) -> list[str]:
         biggest = sorted(drivers.items(), key=lambda kv: -kv[1])[:2]
         words = ", ".join(f"{k} {usd(v)}" for k, v in biggest) or "nothing priced"
         out.append(f"{cat}: {_range(c_lo, c_hi)} against {usd(b)} ({c_lo - b:+,.0f} at the floor); largest: {words}.")
+    if est.reference:
+        out.append(_versus_reference(est))
     if est.regions:
         floors = {r: est.region_total(r)[0] for r in est.regions}
         worst = max(floors, key=lambda r: (floors[r] / est.region_budget[r] if est.region_budget[r] else 0, r))
-        over = [r for r in est.regions if floors[r] > est.region_budget[r]]
-        out.append(f"Each region's budget is its traffic share of cost.monthly, but each runs its own cluster and data "
-                   f"tier: {len(over)} of {len(est.regions)} regions' floors exceed their budgets; the furthest over, "
-                   f"{worst}, costs {usd(floors[worst])} against {usd(est.region_budget[worst])}.")
+        over = [r for r in est.regions if floors[r] > est.region_budget[r] + 0.005]
+        if est.split == "estimate":
+            out.append(f"Each region's budget is its part of each category's estimated floor (cost.budget_split: "
+                       f"estimate): {len(over)} of {len(est.regions)} regions' floors exceed their budgets"
+                       + (f"; the furthest over, {worst}, costs {usd(floors[worst])} against {usd(est.region_budget[worst])}."
+                          if over else "."))
+        else:
+            out.append(f"Each region's budget is its traffic share of cost.monthly, but each runs its own cluster and data "
+                       f"tier: {len(over)} of {len(est.regions)} regions' floors exceed their budgets"
+                       + (f"; the furthest over, {worst}, costs {usd(floors[worst])} against {usd(est.region_budget[worst])}"
+                          " (cost.budget_split: estimate divides the budget as the estimate does)." if over else "."))
     if est.not_estimated:
         out.append("Not estimated (no monthly volume in the spec): " + "; ".join(est.not_estimated) + ".")
     if est.unpriced:
         out.append("Unpriced: " + "; ".join(est.unpriced) + ".")
     out.append(f"Floor at on-demand list prices, before the spec's reserved and spot savings: {usd(est.list_floor)}.")
     return out
+
+
+def _versus_reference(est: Estimate) -> str:
+    """The stated estimate (cost.reference_estimate) beside the computed floor: the total and where they part most."""
+    lo, _ = est.total
+    ref = est.reference_total
+    gaps = sorted(((est.category_total(c)[0] - est.reference.get(c, 0.0), c) for c in CATEGORIES
+                   if c in est.reference), reverse=True)
+    words = ", ".join(f"{c} {usd(est.category_total(c)[0])} against {usd(est.reference[c])}" for _, c in gaps[:3])
+    return (f"The stated estimate (cost.reference_estimate) is {usd(ref)}/month, ${ref / est.locations:,.2f} per location; "
+            f"the spec as written provisions {usd(lo)} at the floor ({lo / ref:.1f}x); the largest gaps, by category "
+            f"(drivers above): {words}." if ref else "")
 
 
 def render_text(est: Estimate) -> str:
@@ -342,13 +392,19 @@ def render_text(est: Estimate) -> str:
                     + [_range(*est._sum(lambda ln: not ln.region)), "-"])
     rows.append(["total"] + [_range(*est.category_total(c)) for c in CATEGORIES] + [_range(*est.total), usd(est.budget_total)])
     rows.append(["budget"] + [usd(est.budget.get(c, 0)) for c in CATEGORIES] + [usd(est.budget_total), ""])
+    if est.reference:
+        rows.append(["stated"] + [usd(est.reference.get(c, 0)) for c in CATEGORIES] + [usd(est.reference_total), ""])
     widths = [max(len(str(x[i])) for x in [head] + rows) for i in range(len(head))]
     lines = ["  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths))).rstrip()
              for row in [head] + rows]
     lo, hi = est.per_location
     lines += ["", f"monthly ({est.currency}, catalogue of {catalogue()['transcribed']}): {_range(*est.total)}; "
                   f"per location: ${lo:,.2f} - ${hi:,.2f} ({est.locations:,} locations)",
-              f"budget (cost.monthly): {usd(est.budget_total)}; per location: ${est.budget_total / est.locations:,.2f}", ""]
+              f"budget (cost.monthly): {usd(est.budget_total)}; per location: ${est.budget_total / est.locations:,.2f}"]
+    if est.reference:
+        lines.append(f"stated estimate (cost.reference_estimate): {usd(est.reference_total)}; per location: "
+                     f"${est.reference_total / est.locations:,.2f}")
+    lines.append("")
     lines += explain(est)
     return "\n".join(lines) + "\n"
 
@@ -369,9 +425,15 @@ def render_markdown(est: Estimate, heading: str = "##") -> str:
                    + f" | {_range(*est._sum(lambda ln: not ln.region))} | - |")
     out.append("| **total** | " + " | ".join(_range(*est.category_total(c)) for c in CATEGORIES)
                + f" | **{_range(*est.total)}** | {usd(est.budget_total)} |")
+    out.append("| budget (cost.monthly) | " + " | ".join(usd(est.budget.get(c, 0)) for c in CATEGORIES)
+               + f" | {usd(est.budget_total)} | |")
+    if est.reference:
+        out.append("| stated estimate (cost.reference_estimate) | " + " | ".join(usd(est.reference.get(c, 0)) for c in CATEGORIES)
+                   + f" | {usd(est.reference_total)} | |")
     lo, hi = est.per_location
     out += ["", f"Per franchise location: ${lo:,.2f} - ${hi:,.2f} a month ({est.locations:,} locations); "
-                f"the budget's is ${est.budget_total / est.locations:,.2f}.", ""]
+                f"the budget's is ${est.budget_total / est.locations:,.2f}"
+                + (f", the stated estimate's ${est.reference_total / est.locations:,.2f}." if est.reference else "."), ""]
     out += [f"- {x}" for x in explain(est)]
     return "\n".join(out) + "\n"
 
@@ -380,7 +442,9 @@ def to_json(est: Estimate) -> dict:
     lo, hi = est.total
     return {"currency": est.currency, "catalogue": catalogue()["transcribed"],
             "total": {"low": lo, "high": hi}, "per_location": dict(zip(("low", "high"), est.per_location)),
-            "budget": {"total": est.budget_total, "by_category": est.budget, "by_region": est.region_budget},
+            "budget": {"total": est.budget_total, "by_category": est.budget, "by_region": est.region_budget,
+                       "split": est.split},
+            "reference_estimate": {"total": est.reference_total, "by_category": est.reference},
             "regions": {r: dict(zip(("low", "high"), est.region_total(r))) for r in est.regions},
             "lines": [ln.__dict__ for ln in est.lines], "unpriced": est.unpriced, "not_estimated": est.not_estimated,
             "explanation": explain(est)}
@@ -392,7 +456,7 @@ def docs_section(plan: PlatformPlan) -> str:
 
 
 def over_budget(plan: PlatformPlan) -> list[tuple[str, float, float]]:
-    """(region, estimated floor, budget) for every region whose floor exceeds its traffic-share budget."""
+    """(region, estimated floor, budget) for every region whose floor exceeds its budget (cost.budget_split)."""
     if plan.spec.cost.currency != catalogue()["currency"]:
         return []  # the catalogue is in USD; a EUR budget is not compared
     est = estimate(plan)

@@ -57,6 +57,7 @@ ITEM_MAXIMA = {
     ("Monitoring", "apm"): 2, ("Monitoring", "apm_api_keys"): 2, ("Monitoring", "resources"): 10,
     ("WafSettings", "blocked_countries"): 250,
     ("CostModel", "monthly"): 7, ("CostModel", "alert_thresholds_percent"): 10, ("CostModel", "prices"): 1_000,
+    ("CostModel", "reference_estimate"): 7,
     ("Postgres", "extensions"): 6,
     ("Redis", "save_rules"): 16,
     ("Elasticsearch", "clients"): 2,

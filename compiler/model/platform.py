@@ -186,6 +186,10 @@ class CapacityTargets(Model):
     peak_multiplier: float = F(5, description="Peak-hour factor over normal traffic (Black Friday).", ge=1)
     max_cpu_utilization_percent: int = F(80, description="CPU utilisation ceiling at target load.", ge=1, le=100)
     max_memory_utilization_percent: int = F(80, description="Memory utilisation ceiling at target load.", ge=1, le=100)
+    max_error_rate_percent: float = F(0.1, description="Largest share of failed requests a load test at these targets may "
+                                      "show: a pass mark for the load test, beside the utilisation ceilings (the seed's "
+                                      "benchmark: < 0.1 %). The production objective is `slos.error_rate_percent`.",
+                                      gt=0, le=100)
 
 
 class DisasterRecovery(Model):
@@ -208,12 +212,25 @@ class CostUsage(Model):
     cdn_requests_millions: float = F(0, description="HTTPS requests the CDN serves per month, in millions.", ge=0)
 
 
+CostCategory = Literal["compute", "database", "storage", "networking", "monitoring", "security", "load_balancing"]
+
+
 class CostModel(Model):
-    """Monthly budget by category; budgets and alerts are derived per region by traffic share."""
+    """Monthly budget by category; each region's budget and alerts are its part of it (`budget_split`)."""
 
     currency: Literal["USD", "EUR"] = F("USD", description="Budget currency.")
-    monthly: dict[Literal["compute", "database", "storage", "networking", "monitoring", "security", "load_balancing"], PositiveInt] = F(
-        description="Planned monthly spend by category.")
+    monthly: dict[CostCategory, PositiveInt] = F(
+        description="Planned monthly spend by category: the budget the estimate (`platformc cost`) is held to (R044) "
+                    "and the regions' cloud budgets are cut from.")
+    budget_split: Literal["traffic_share", "estimate"] = F(
+        "traffic_share", description="How `monthly` is divided among the regions (their cloud budgets and alerts, R044): "
+                                     "`traffic_share`, each region its traffic share of every category; or `estimate`, "
+                                     "each region its part of the category's estimated floor (`platformc cost`), since a "
+                                     "region with a small share still runs a whole cluster and data tier.")
+    reference_estimate: dict[CostCategory, PositiveInt] = FD(
+        dict, description="An estimate made elsewhere, by category (a design document's, a quote), stated for comparison: "
+                          "`platformc cost` and the docs show it beside the computed estimate and the budget, with the "
+                          "difference. Nothing is checked against it.")
     reserved_savings_percent: Percent = F(40, description="Savings expected from reserved capacity on the baseline.")
     spot_savings_percent: Percent = F(60, description="Savings expected from spot capacity for non-critical workloads.")
     alert_thresholds_percent: list[PositiveInt] = F([80, 100], description="Budget alert thresholds, % of the monthly budget.")
