@@ -109,27 +109,39 @@ def generate(spec, out, docs_out, regions, target_names, check, strict):
                 click.echo(w, err=True)
             click.echo(f"0 written, 0 removed, {count} unchanged (inputs unchanged since the last generate)")
             return
-    from compiler.emit import check_regions, emit
+    from compiler.emit import check_regions, stream
     from compiler.pipeline import compile_text
 
     started_ns = time.time_ns()
     compiled = compile_text(raw, spec, strict=strict)
     _print_warnings(compiled)
     check_regions(compiled.plan, regions)
-    outputs, owners = emit(compiled.plan, target_names or None, regions or None, with_docs=not target_names)
+    jobs = stream(compiled.plan, target_names or None, regions or None, with_docs=not target_names)
+    names = ["generated"] + ([] if target_names else ["docs"])
     # What a run may prune: a full run, every owner (a region removed from the spec is pruned); --target,
-    # those targets' owners; --region, exactly the owners compiled (never another region's files).
+    # those targets' owners; --region, exactly the owners compiled (never another region's files). The
+    # writer reads the scope once every job is in.
+    owners: set = set()
     if regions:
         scope = owners
     elif target_names:
-        names = frozenset(o.split("/", 1)[0] for o in owners)  # the targets compiled, as owners name them
-        scope = (lambda owner: owner.split("/", 1)[0] in names)
+        compiled_targets: list = []  # the targets compiled, as owners name them (read once every job is in)
+
+        def scope(owner):
+            if not compiled_targets:
+                compiled_targets.append(frozenset(o.split("/", 1)[0] for o in owners))
+            return owner.split("/", 1)[0] in compiled_targets[0]
     else:
         scope = None
+    # Each job's files are compared with the disk (and, for a write, staged) as they come, then released.
     if check:
+        planners = {name: writer.Planner(roots[name], scope, mode="check") for name in names}
+        for name, owner, files in jobs:
+            owners.add(owner)
+            planners[name].add(owner, files)
         report = []
-        for name, files in outputs.items():
-            report += writer.describe(writer.plan_write(roots[name], files, scope), str(roots[name]))
+        for name in names:
+            report += writer.describe(planners[name].finish(), str(roots[name]))
         if report:
             click.echo("\n".join(report), err=True)
             click.echo("generated files are stale: run `make generate` (platformc generate) and commit the result", err=True)
@@ -137,9 +149,12 @@ def generate(spec, out, docs_out, regions, target_names, check, strict):
         click.echo("generated files are up to date")
         return
     # One transaction over every root: all locked, planned and staged before any file is replaced.
-    with writer.session([roots[name] for name in outputs], {roots[name]: roots[name] for name in outputs}):
-        plans = {name: writer.plan_write(roots[name], files, scope) for name, files in outputs.items()}
-        writer.commit(list(plans.values()))
+    with writer.session([roots[name] for name in names], {roots[name]: roots[name] for name in names}):
+        tx = writer.Transaction({name: roots[name] for name in names}, scope)
+        for name, owner, files in jobs:
+            owners.add(owner)
+            tx.add(name, owner, files)
+        plans = tx.commit()
     written = sum(len([p for p in plan.write if p != writer.MANIFEST]) for plan in plans.values())
     removed = sum(len(plan.remove) for plan in plans.values())
     unchanged = sum(plan.unchanged for plan in plans.values())

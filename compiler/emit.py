@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 
-from compiler import docs, targets
+from compiler import targets
 from compiler.errors import UsageError
 from compiler.ir import PlatformPlan
 
@@ -47,6 +47,7 @@ def _jobs(plan, modules, regions, with_globals: bool, with_docs: bool) -> list[t
         if with_globals and hasattr(mod, "emit_global"):
             jobs.append(("generated", f"{mod.NAME}/global", (mod.emit_global, plan)))
     if with_docs:
+        from compiler import docs  # only when the docs are emitted (a --target run leaves them alone)
         jobs += [("docs", f"docs/{r.name}", (docs.region_files, plan, r, modules)) for r in regions]
         if with_globals:
             jobs.append(("docs", "docs/global", (docs.global_files, plan)))
@@ -69,49 +70,82 @@ def _parallel(jobs: list, regions: int | None) -> bool:
 
 
 def _map(jobs: list, regions: int | None = None) -> list:
-    """Results of the jobs in order: half of them in a forked child when that pays off."""
+    """Results of the jobs in order (see _results)."""
+    return list(_results(jobs, regions))
+
+
+def _results(jobs: list, regions: int | None = None):
+    """Each job's result in job order, one at a time: half of them computed in a forked child when that pays off.
+
+    The child pickles each result into the pipe as soon as it has it and the parent reads them in turn, so
+    neither side holds more than the job at hand (plus what the pipe buffers)."""
     if not _parallel(jobs, regions):
-        return [_run(j) for j in jobs]
+        for j in jobs:
+            yield _run(j)
+        return
     read_fd, write_fd = os.pipe()
     pid = os.fork()
-    if pid == 0:  # child: every odd job, pickled back through the pipe
-        os.close(read_fd)
+    if pid == 0:  # child: every odd job, each pickled back through the pipe as it is done; never returns
+        code = 1
         try:
-            payload = ("ok", [_run(j) for j in jobs[1::2]])
-        except BaseException as exc:  # re-raised in the parent, which owns error reporting
+            os.close(read_fd)
+            pipe = os.fdopen(write_fd, "wb")
             try:
-                payload = ("error", pickle.dumps(exc))
-            except Exception:
-                payload = ("error", pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}")))
-        with os.fdopen(write_fd, "wb") as pipe:
-            pickle.dump(payload, pipe, protocol=pickle.HIGHEST_PROTOCOL)
-        os._exit(0)
+                for j in jobs[1::2]:
+                    pickle.dump(("ok", _run(j)), pipe, protocol=pickle.HIGHEST_PROTOCOL)
+                    pipe.flush()
+                code = 0
+            except BrokenPipeError:  # the parent stopped reading (its own job failed): nothing to report
+                pass
+            except BaseException as exc:  # re-raised in the parent, which owns error reporting
+                try:
+                    payload = ("error", pickle.dumps(exc))
+                except Exception:
+                    payload = ("error", pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}")))
+                pickle.dump(payload, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+                pipe.flush()
+        except BaseException:
+            pass
+        finally:
+            os._exit(code)
     os.close(write_fd)
+    pipe = os.fdopen(read_fd, "rb")
     try:
-        mine = [_run(j) for j in jobs[0::2]]
+        for i, j in enumerate(jobs):
+            if i % 2 == 0:
+                yield _run(j)
+            else:
+                status, value = pickle.load(pipe)
+                if status == "error":
+                    raise pickle.loads(value)
+                yield value
     finally:
-        with os.fdopen(read_fd, "rb") as pipe:
-            status, theirs = pickle.load(pipe)
+        pipe.close()  # a child still writing gets EPIPE and exits
         os.waitpid(pid, 0)
-    if status == "error":
-        raise pickle.loads(theirs)
-    merged = []
-    for i in range(len(jobs)):
-        merged.append(mine[i // 2] if i % 2 == 0 else theirs[i // 2])
-    return merged
 
 
-def emit(plan: PlatformPlan, target_names=None, region_names=None, with_docs: bool = True) -> tuple[Outputs, set]:
-    """Emit files for the chosen targets and regions; return them with the owners compiled."""
+def stream(plan: PlatformPlan, target_names=None, region_names=None, with_docs: bool = True):
+    """Emit the chosen targets and regions job by job: yields (output root, owner, {rel path: text}), each text
+    ending in a newline and its header naming the spec, in a fixed order. A caller that writes each job's files
+    and drops them holds one job's text at a time, never the whole platform's."""
     regions = [plan.region(n) for n in region_names] if region_names else list(plan.regions)
     modules = targets.select(target_names)
     jobs = _jobs(plan, modules, regions, with_globals=not region_names, with_docs=with_docs)
-    out, owners = Outputs(), set()
     spec_banner = _spec_banner(plan.spec_file)
-    for (root, owner, _), files in zip(jobs, _map(jobs, len(regions))):
+    for (root, owner, _), files in zip(jobs, _results(jobs, len(regions))):
+        out = {}
+        for rel, text in files.items():
+            if spec_banner:  # the headers name the spec the files come from (render.banner's and the docs' text)
+                text = text.replace(_BANNER_FROM, spec_banner, 1)
+            out[rel] = text if text.endswith("\n") else text + "\n"
+        yield root, owner, out
+
+
+def emit(plan: PlatformPlan, target_names=None, region_names=None, with_docs: bool = True) -> tuple[Outputs, set]:
+    """Emit files for the chosen targets and regions; return them all with the owners compiled."""
+    out, owners = Outputs(), set()
+    for root, owner, files in stream(plan, target_names, region_names, with_docs):
         owners.add(owner)
-        if spec_banner:  # the headers name the spec the files come from (render.banner's and the docs' text)
-            files = {rel: text.replace(_BANNER_FROM, spec_banner, 1) for rel, text in files.items()}
         out.add(root, owner, files)
     out.setdefault("generated", {})
     return out, owners

@@ -133,7 +133,7 @@ def record(spec: str, roots: dict, extra_inputs: list[str], warnings: list[str],
         return
     for name in roots:
         plan = plans.get(name)
-        if plan is None or set(plan.manifest) != set(plan.data):
+        if plan is None or set(plan.manifest) != set(plan.sha):
             return
         state["roots"][name] = plan.digests()
     path = _state_file(spec, roots)

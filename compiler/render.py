@@ -6,6 +6,7 @@ per-format escaping filter; YAML and JSON are built as data and dumped here, nev
 
 from __future__ import annotations
 
+import hashlib
 import json
 import marshal
 import os
@@ -338,9 +339,10 @@ _DUMPED_MAX = 10000
 
 
 def dumped(doc) -> str:
-    """Exactly dump_yaml(doc), memoised by the document's marshal form (types,
-    values and dict order: everything the YAML text depends on)."""
-    key = marshal.dumps(doc)
+    """Exactly dump_yaml(doc), memoised by the SHA-256 of the document's marshal form (types, values and dict
+    order: everything the YAML text depends on); the digest, not the marshal bytes, is kept (at 120 regions the
+    keys alone were ~5 MB)."""
+    key = hashlib.sha256(marshal.dumps(doc)).digest()
     text = _DUMPED.get(key)
     if text is None:
         if len(_DUMPED) >= _DUMPED_MAX:

@@ -14,13 +14,19 @@ One run writes every root in one transaction (`session` + `plan_write` + `commit
      or a git work tree, none inside another) and every root is locked before anything is read;
   2. an interrupted transaction found under a lock is finished first (journal below), and staging
      directories left by a killed run are swept;
-  3. every root is planned: nothing is written until every root is known to be writable as asked;
-  4. prepare: each root gets a journal (`.platformc-journal.json`) listing what will change; files that do
-     not exist yet are written straight to their place (one makedirs per new directory), changed files and
-     the manifest are written to `.platformc-staging-<id>/` inside the root;
+  3. every root is planned: nothing outside the roots' staging directories is written until every root is
+     known to be writable as asked. `generate` plans with a `Transaction`, job by job as the targets emit:
+     each file is encoded once, hashed (the manifest and the no-op state record the digest; nothing is
+     re-read), compared with the disk, and, when it is new or changed, written at once to
+     `.platformc-staging-<id>/` inside its root and released, so the run holds one job's text at a time
+     (a failure or refusal removes the staging; a killed run's staging, with no journal, is swept);
+  4. prepare: each root gets a journal (`.platformc-journal.json`) listing what will change; the directories
+     to create are made (one mkdir per new directory); with `plan_write` (the docs command, tests), files that
+     do not exist yet are written straight to their place and changed files and the manifest to staging;
   5. commit: the first root's journal flips to "commit" (one atomic rename: the decision for all roots);
-     changed files are renamed into place (the old file kept as a hard link for a rollback), pruned files
-     are moved into staging, the manifest is renamed last; then journals and staging are removed.
+     staged files are renamed into place (a new one never over anything that appeared since; a changed
+     one's old bytes kept as a hard link for a rollback), pruned files are moved into staging, the manifest
+     is renamed last; then journals and staging are removed.
 A failure before the decision rolls back (new files unlinked, staging dropped); a failure after it rolls
 every root back to its old bytes. A killed run leaves a journal: the next run rolls it forward when the
 decision was taken, back otherwise. Either way no root is ever left half-written, and no file exists that
@@ -56,27 +62,32 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 @dataclass
 class Plan:
-    """What a write would do for one root, computed without changing the disk."""
+    """What a write would do for one root, computed without changing the disk (or, planned by a Transaction,
+    with the new bytes already in the root's staging directory, which nothing but this run reads)."""
 
     root: Path  # as the user named it (messages)
-    write: dict = field(default_factory=dict)  # rel path -> new bytes (new or changed; MANIFEST when it changes)
+    write: dict = field(default_factory=dict)  # rel path -> new bytes, or None when staged already (new or changed; MANIFEST when it changes)
     remove: list = field(default_factory=list)  # rel paths to prune
     unchanged: int = 0
     manifest: dict = field(default_factory=dict)  # the manifest after the write
     real: Path | None = None  # the resolved root
     new: set = field(default_factory=set)  # rel paths in `write` with nothing on disk (written in place)
     mkdirs: list = field(default_factory=list)  # rel dirs to create, parents first
-    data: dict = field(default_factory=dict)  # rel -> bytes of every output (the no-op state hashes these)
+    sha: dict = field(default_factory=dict)  # rel -> SHA-256 of every output (the manifest and the no-op state record these)
     manifest_bytes: bytes = b""
     pending: bool = False  # an interrupted write awaits recovery (only --check, which takes no lock, sees it)
+    txid: str | None = None  # the transaction whose staging directory holds the files in `staged`
+    staged: dict = field(default_factory=dict)  # rel -> index of its bytes in the staging directory (n<index>)
+    fresh: set = field(default_factory=set)  # staged rel paths with nothing on disk (renamed into place)
+    report: dict = field(default_factory=dict)  # --check: rel -> the lines `describe` prints for it
 
     @property
     def stale(self) -> bool:
         return bool(self.write or self.remove or self.pending)
 
     def digests(self) -> dict:
-        """SHA-256 of every file this root holds after the write, from the bytes in memory."""
-        out = {rel: hashlib.sha256(b).hexdigest() for rel, b in self.data.items()}
+        """SHA-256 of every file this root holds after the write, from the bytes the run held (never re-read)."""
+        out = dict(self.sha)
         out[MANIFEST] = hashlib.sha256(self.manifest_bytes).hexdigest()
         return out
 
@@ -357,77 +368,191 @@ def _foreign(label, rel: str, kind: str, same: bool) -> WriteError:
 def plan_write(root: Path, outputs: dict, owners_in_scope=None) -> Plan:
     """outputs: {rel path: (owner, text)}. owners_in_scope: owners whose stale files are pruned this run
     (None = all, a set, or a predicate). Reads only; WriteError when the root cannot be written as asked."""
-    root = Path(root)
-    real = _real_root(root)
-    plan = Plan(root=root, real=real)
-    old, old_raw = _load_manifest(real, root)
-    recorded = _recorded_digests(old_raw)
-    plan.pending = os.path.lexists(real / JOURNAL)
-    in_scope = _scope(owners_in_scope)
-    tree = _Tree(real, root)
-    if not old:
-        tree.walk()  # nothing here is ours: list the root once (empty or absent: free)
-    new_manifest = {p: o for p, o in old.items() if not in_scope(o)}
-    digests = {p: recorded[p] for p in new_manifest if p in recorded}
-    mkdirs = set()
+    planner = Planner(root, owners_in_scope)
     for rel in sorted(outputs):
         owner, text = outputs[rel]
+        planner.add_file(rel, owner, text)
+    return planner.finish()
+
+
+class Planner:
+    """Plans one root file by file, as the outputs arrive (job by job). Each file is encoded once, hashed, and
+    compared with the disk; what must be written is kept in `plan.write` (mode "keep": plan_write, then
+    commit), written at once to the root's staging directory and released (mode "stage": a Transaction), or
+    described and released (mode "check": --check). So a run holds one job's text at a time, not the platform's."""
+
+    def __init__(self, root: Path, owners_in_scope=None, mode: str = "keep", txid: str | None = None):
+        root = Path(root)
+        real = _real_root(root)
+        self.plan = plan = Plan(root=root, real=real, txid=txid if mode == "stage" else None)
+        self.mode = mode
+        self.old, self.old_raw = _load_manifest(real, root)
+        self.recorded = _recorded_digests(self.old_raw)
+        plan.pending = os.path.lexists(real / JOURNAL)
+        self.in_scope = _scope(owners_in_scope)
+        self.tree = _Tree(real, root)
+        if not self.old:
+            self.tree.walk()  # nothing here is ours: list the root once (empty or absent: free)
+        self.owners: dict = {}  # rel -> owner, for the outputs of this run (the scope is read at finish: a
+        # --region run's scope is the owners it compiled, known once every job is in)
+        self.mkdirs: set = set()
+        self.staging: Path | None = None
+
+    def add(self, owner: str, files: dict) -> None:
+        """One job's files: {rel path: text}."""
+        for rel, text in files.items():
+            self.add_file(rel, owner, text)
+
+    def add_file(self, rel: str, owner: str, text: str) -> None:
+        plan, tree, real, root = self.plan, self.tree, self.plan.real, self.plan.root
         safe_relpath(rel)
+        if rel in self.owners:
+            raise RuntimeError(f"{root}/{rel} is emitted by both {self.owners[rel]} and {owner}")
+        self.owners[rel] = owner
         data = text.encode("utf-8")
-        plan.data[rel] = data
-        new_manifest[rel] = owner
-        digests[rel] = hashlib.sha256(data).hexdigest()
+        plan.sha[rel] = hashlib.sha256(data).hexdigest()
         parent = rel.rpartition("/")[0]
         if tree.dir_state(parent, rel) == "missing":
             d = parent
-            while d and d not in mkdirs and tree.dir_state(d, rel) == "missing":
-                mkdirs.add(d)
+            while d and d not in self.mkdirs and tree.dir_state(d, rel) == "missing":
+                self.mkdirs.add(d)
                 d = d.rpartition("/")[0]
-            plan.write[rel] = data
-            plan.new.add(rel)
-            continue
-        if rel not in old:
+            self._put(rel, data, None)
+            return
+        if rel not in self.old:
             kind = tree.kind(rel)
             if kind is not None:
                 same = kind == "file" and _read_or_none(real / rel) == data
                 raise _foreign(root, rel, kind, same)
-            plan.write[rel] = data
-            plan.new.add(rel)
-            continue
+            self._put(rel, data, None)
+            return
         current = _read_own(real / rel, root, rel, len(data))
-        if current is None:
-            plan.write[rel] = data
-            plan.new.add(rel)
-        elif current == data:
+        if current == data:
             plan.unchanged += 1
         else:
+            self._put(rel, data, current)
+
+    def _put(self, rel: str, data: bytes, current: bytes | None) -> None:
+        """A file to write; current: its bytes on disk (None: nothing there, _DIFFERENT: not read)."""
+        plan = self.plan
+        if self.mode == "keep":
             plan.write[rel] = data
-    for rel, owner in sorted(old.items()):
-        if rel in outputs or not in_scope(owner):
-            continue
-        try:
-            if tree.dir_state(rel.rpartition("/")[0], rel) == "missing":
+            if current is None:
+                plan.new.add(rel)
+        elif self.mode == "check":
+            plan.write[rel] = None
+            if current is _DIFFERENT:
+                current = _read_bytes(plan.real / rel)
+            plan.report[rel] = _describe_file(str(plan.root), rel, current, data)
+        else:
+            if self.staging is None:
+                self.staging = plan.real / f"{STAGING_PREFIX}{plan.txid}"
+                os.mkdir(self.staging)
+            idx = len(plan.staged)
+            (self.staging / f"n{idx}").write_bytes(data)  # released after: the journal names it by its index
+            plan.write[rel] = None
+            plan.staged[rel] = idx
+            if current is None:
+                plan.fresh.add(rel)
+
+    def finish(self) -> Plan:
+        """Every output added: what to prune, and the manifest."""
+        plan, tree, real, root = self.plan, self.tree, self.plan.real, self.plan.root
+        for rel, owner in sorted(self.old.items()):
+            if rel in self.owners or not self.in_scope(owner):
                 continue
-        except WriteError as exc:
-            raise WriteError(f"{root}/{MANIFEST} lists {rel!r}, but {str(exc).split(' (for ')[0]}; "
-                             f"refusing to follow it") from None
-        kind = tree.kind(rel)
-        if kind is None:
-            continue
-        if kind == "dir":
-            raise WriteError(f"{root}/{rel} is a directory where platformc's file was (it is to be pruned); "
-                             f"move it away")
-        if kind != "file":
-            raise WriteError(f"{root}/{MANIFEST} lists {rel!r}, but {root}/{rel} is not a regular file "
-                             f"platformc wrote ({kind}); refusing to remove it: move it away")
-        _provably_ours(real, root, rel, recorded.get(rel))
-        plan.remove.append(rel)
-    plan.mkdirs = sorted(mkdirs)
-    plan.manifest = new_manifest
-    plan.manifest_bytes = _manifest_bytes(new_manifest, digests)
-    if plan.manifest_bytes != old_raw:
-        plan.write[MANIFEST] = plan.manifest_bytes
-    return plan
+            try:
+                if tree.dir_state(rel.rpartition("/")[0], rel) == "missing":
+                    continue
+            except WriteError as exc:
+                raise WriteError(f"{root}/{MANIFEST} lists {rel!r}, but {str(exc).split(' (for ')[0]}; "
+                                 f"refusing to follow it") from None
+            kind = tree.kind(rel)
+            if kind is None:
+                continue
+            if kind == "dir":
+                raise WriteError(f"{root}/{rel} is a directory where platformc's file was (it is to be pruned); "
+                                 f"move it away")
+            if kind != "file":
+                raise WriteError(f"{root}/{MANIFEST} lists {rel!r}, but {root}/{rel} is not a regular file "
+                                 f"platformc wrote ({kind}); refusing to remove it: move it away")
+            _provably_ours(real, root, rel, self.recorded.get(rel))
+            plan.remove.append(rel)
+        new_manifest = {p: o for p, o in self.old.items() if not self.in_scope(o)}
+        digests = {p: self.recorded[p] for p in new_manifest if p in self.recorded}
+        new_manifest.update(self.owners)
+        digests.update(plan.sha)
+        plan.mkdirs = sorted(self.mkdirs)
+        plan.manifest = new_manifest
+        plan.manifest_bytes = _manifest_bytes(new_manifest, digests)
+        if plan.manifest_bytes != self.old_raw:
+            plan.write[MANIFEST] = plan.manifest_bytes
+        return plan
+
+    def discard(self) -> None:
+        """Drop what was staged (the run stopped before its journal existed)."""
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
+
+
+class Transaction:
+    """One generate run over several roots, planned job by job: each job's files are compared with the disk and
+    what changes is staged at once (the bytes are then released), so memory holds one job's text, never the
+    platform's. Used inside `session` (every root locked); `commit` then writes the journals and makes the
+    decision as `commit()` below does; any failure before that removes the staging and changes nothing."""
+
+    def __init__(self, roots: dict, owners_in_scope=None):
+        self.txid = os.urandom(8).hex()
+        self.labels = {}
+        self.planners: dict = {}
+        try:
+            for name, root in roots.items():
+                self.planners[name] = Planner(root, owners_in_scope, mode="stage", txid=self.txid)
+                self.labels[self.planners[name].plan.real] = Path(root)
+        except BaseException:
+            self.abort()
+            raise
+
+    def add(self, name: str, owner: str, files: dict) -> None:
+        try:
+            self.planners[name].add(owner, files)
+        except OSError as exc:
+            self.abort()
+            raise _fs_error(exc, self.labels, "; nothing was changed") from None
+        except BaseException:
+            self.abort()
+            raise
+
+    def commit(self) -> dict:
+        """Plan the prunes and manifests, then write every root as one transaction; {name: Plan}."""
+        try:
+            plans = {name: p.finish() for name, p in self.planners.items()}
+        except OSError as exc:
+            self.abort()
+            raise _fs_error(exc, self.labels, "; nothing was changed") from None
+        except BaseException:
+            self.abort()
+            raise
+        try:
+            commit(list(plans.values()))
+        except BaseException:
+            self.abort(journaled=False)  # a root whose journal exists is the journal's to finish (or the next run's)
+            raise
+        return plans
+
+    def abort(self, journaled: bool = True) -> None:
+        """Remove the staging; journaled=False: only where no journal of this transaction names it."""
+        for p in self.planners.values():
+            if journaled or not _journal_names(p.plan.real, self.txid):
+                p.discard()
+
+
+def _journal_names(real: Path, txid: str) -> bool:
+    try:
+        return json.loads((real / JOURNAL).read_bytes()).get("txid") == txid
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _read_or_none(path: Path) -> bytes | None:
@@ -521,13 +646,18 @@ def session(roots, labels: dict | None = None):
         reals[_real_root(Path(r))] = (labels or {}).get(r, r)
     acquired, created = [], []
     ok = False
+    me = threading.get_ident()
+    with _held_guard:  # roots this thread holds already were recovered and swept when first locked: a
+        # nested session (commit inside generate's) must not sweep the staging the outer one is filling
+        held = {real for real in reals if real in _held and _held[real][0] == me}
     try:
         for real in sorted(reals):
             _acquire(real, reals[real], created)
             acquired.append(real)
         for real in sorted(reals):
-            _recover(real, reals[real], acquired)
-            _sweep(real)
+            if real not in held:
+                _recover(real, reals[real], acquired)
+                _sweep(real)
         ok = True
         yield
     finally:
@@ -695,6 +825,8 @@ def _forward_replace(dest: Path, n: Path, b: Path, had_old: bool) -> None:
             if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
                 raise
             os.rename(dest, b)
+    elif not had_old and os.path.lexists(dest):  # planned where nothing was: never replace what appeared since
+        raise FileExistsError(errno.EEXIST, "File exists (appeared while platformc was writing)", str(dest))
     os.replace(n, dest)
 
 
@@ -754,8 +886,11 @@ def _write_new(path: Path, data: bytes) -> None:
 
 def _journal_for(plan: Plan, txid: str, primary: Path, roots: list) -> dict:
     replace, remove, manifest = [], [], None
-    idx = 0
+    idx = len(plan.staged)  # the indexes below are taken by the files a Transaction staged while planning
     for rel in sorted(plan.write):
+        if rel in plan.staged:
+            replace.append([rel, plan.staged[rel], rel not in plan.fresh])
+            continue
         if rel in plan.new:
             continue
         if rel == MANIFEST:
@@ -772,7 +907,8 @@ def _journal_for(plan: Plan, txid: str, primary: Path, roots: list) -> dict:
 
 
 def _materialize(plan: Plan, j: dict) -> None:
-    """Prepare one root: directories, new files in place, changed files and the manifest in staging."""
+    """Prepare one root: directories, new files in place, changed files and the manifest in staging (files a
+    Transaction staged while planning are there already)."""
     real = plan.real
     for d in j["mkdirs"]:
         try:
@@ -786,7 +922,8 @@ def _materialize(plan: Plan, j: dict) -> None:
         for rel in j["new"]:
             _write_new(real / rel, plan.write[rel])
         for rel, idx, _ in j["replace"]:
-            (st / f"n{idx}").write_bytes(plan.write[rel])
+            if rel not in plan.staged:
+                (st / f"n{idx}").write_bytes(plan.write[rel])
         if j["manifest"]:
             rel = MANIFEST
             (st / f"n{j['manifest'][0]}").write_bytes(plan.write[MANIFEST])
@@ -813,7 +950,10 @@ def commit(plans: list) -> None:
 
 
 def _transaction(plans: list) -> None:
-    txid = os.urandom(8).hex()
+    txids = {p.txid for p in plans if p.txid}
+    if len(txids) > 1:
+        raise RuntimeError("plans staged by different transactions cannot be committed together")
+    txid = txids.pop() if txids else os.urandom(8).hex()
     reals = [p.real for p in plans]
     primary = reals[0]
     labels = {p.real: p.root for p in plans}
@@ -821,7 +961,11 @@ def _transaction(plans: list) -> None:
     prepared = []
     try:
         for p, j in zip(plans, journals):  # the primary's journal first: a secondary never exists without it
-            os.mkdir(p.real / j["staging"])
+            try:
+                os.mkdir(p.real / j["staging"])
+            except FileExistsError:
+                if not p.staged:  # a Transaction's staging, made while planning; anything else is not ours
+                    raise
             prepared.append((p.real, j))
             _write_journal(p.real, j)
         for p, j in zip(plans, journals):
@@ -895,22 +1039,33 @@ def describe(plan: Plan, root_label: str, diff_lines: int = DIFF_LINES) -> list[
     if plan.pending:
         lines.append(f"interrupted: {root_label}/{JOURNAL} records a write that did not finish; "
                      f"`platformc generate` completes it")
-    for rel, data in sorted(plan.write.items()):
+    for rel in sorted(plan.write):
         if rel == MANIFEST:
             continue
-        old = _read_bytes(plan.root / rel)
-        kind = "missing" if old is None else "stale"
-        lines.append(f"{kind}: {root_label}/{rel}")
-        diff = list(difflib.unified_diff(
-            (old or b"").decode("utf-8", "replace").splitlines(), data.decode("utf-8").splitlines(),
-            f"{root_label}/{rel} (on disk)", f"{root_label}/{rel} (from the spec)", lineterm="", n=1))
-        lines.extend("    " + x for x in diff[:diff_lines])
-        if len(diff) > diff_lines:
-            lines.append(f"    ... {len(diff) - diff_lines} more diff lines")
+        if rel in plan.report and root_label == str(plan.root):
+            lines.extend(plan.report[rel])
+            continue
+        data = plan.write[rel]
+        if data is None:  # staged or described while planning: the bytes were released
+            lines.append(f"changed: {root_label}/{rel}")
+            continue
+        lines.extend(_describe_file(root_label, rel, _read_bytes(plan.root / rel), data, diff_lines))
     for rel in plan.remove:
         lines.append(f"no longer generated: {root_label}/{rel}")
     if not lines and MANIFEST in plan.write:
         lines.append(f"stale: {root_label}/{MANIFEST}")
+    return lines
+
+
+def _describe_file(root_label: str, rel: str, old: bytes | None, data: bytes, diff_lines: int = DIFF_LINES) -> list[str]:
+    kind = "missing" if old is None else "stale"
+    lines = [f"{kind}: {root_label}/{rel}"]
+    diff = list(difflib.unified_diff(
+        (old or b"").decode("utf-8", "replace").splitlines(), data.decode("utf-8").splitlines(),
+        f"{root_label}/{rel} (on disk)", f"{root_label}/{rel} (from the spec)", lineterm="", n=1))
+    lines.extend("    " + x for x in diff[:diff_lines])
+    if len(diff) > diff_lines:
+        lines.append(f"    ... {len(diff) - diff_lines} more diff lines")
     return lines
 
 

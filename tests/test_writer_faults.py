@@ -464,6 +464,39 @@ def test_kill_9_during_a_first_write_leaves_no_orphans(work, tmp_path, nth):
     assert on_disk == set(manifest)  # every file is one platformc can prove it wrote
 
 
+@pytest.mark.parametrize("fn,nth", [("replace", 1), ("replace", 3), ("replace", 9), ("mkdir", 1), ("mkdir", 4)])
+def test_kill_9_during_a_first_write_is_finished_or_undone(work, fn, nth):
+    """generate stages every file of an empty root while it plans, then renames them into place: a kill at any
+    rename or directory creation leaves a journal (or only staging), and the next run ends with exactly the
+    files its manifest lists."""
+    rc = _killed_run(work, fn, nth)
+    assert rc in (-signal.SIGKILL, 0), rc
+    assert run("generate") == 0
+    assert not leftovers(work / "generated", work / "docs")
+    for root in ("generated", "docs"):
+        manifest = json.loads((work / root / writer.MANIFEST).read_text())["files"]
+        on_disk = {k for k in snapshot(work / root) if k != writer.MANIFEST}
+        assert on_disk == set(manifest)
+
+
+def test_staging_killed_before_the_journal_is_swept(work):
+    """Killed while files were being staged (before any journal): the staging directory is all there is, and
+    the next run sweeps it and writes the tree."""
+    cond = "'.platformc-staging-' in str(a[0]) and str(a[0]).endswith('n3')"
+    script = KILLER.replace("os.{fn} = killing", "import io\nreal = io.open\nio.open = killing\nimport pathlib\n"
+                            "pathlib.io.open = killing").format(repo=str(REPO), fn="open", nth=1, cond=cond)
+    env = dict(os.environ, PLATFORMC_JOBS="1")
+    rc = subprocess.run([sys.executable, "-c", script], cwd=work, env=env, capture_output=True).returncode
+    assert rc == -signal.SIGKILL, rc
+    staged = [p for p in (work / "generated").iterdir() if p.name.startswith(writer.STAGING_PREFIX)]
+    assert staged and not (work / "generated" / writer.JOURNAL).exists()
+    assert sorted(p.name for p in (work / "generated").iterdir()) == sorted([writer.LOCK, staged[0].name])
+    assert run("generate") == 0
+    assert not leftovers(work / "generated", work / "docs")
+    manifest = json.loads((work / "generated" / writer.MANIFEST).read_text())["files"]
+    assert {k for k in snapshot(work / "generated") if k != writer.MANIFEST} == set(manifest)
+
+
 def test_stale_staging_dir_is_swept(work):
     assert run("generate") == 0
     stale = work / "generated/.platformc-staging-deadbeef"
@@ -502,15 +535,14 @@ def test_schema_on_a_real_full_disk(work, capsys, tiny_tmpfs):
 
 def test_spec_edited_during_a_run_is_not_frozen(work, faults):
     from compiler import emit as emit_mod
-    real_emit = emit_mod.emit
+    real_stream = emit_mod.stream
     spec = work / "platform.yaml"
 
     def emit_then_edit(*a, **kw):
-        out = real_emit(*a, **kw)
+        yield from real_stream(*a, **kw)
         spec.write_text(spec.read_text().replace("max: 10}", "max: 9}"))  # saved while we compile
-        return out
 
-    faults.setattr(emit_mod, "emit", emit_then_edit)
+    faults.setattr(emit_mod, "stream", emit_then_edit)
     assert run("generate") == 0
     faults.undo()
     orders = work / "generated/fake/use1/services/orders.yaml"
