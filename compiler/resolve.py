@@ -14,6 +14,7 @@ from compiler.ir import (Amounts, ConnectionBudget, Host, PlatformPlan, PoolCapa
 from compiler.model.base import cpu_millicores, memory_mib
 from compiler.model.platform import Platform, Region, RegionSettings
 from compiler.wiring import addressing, connections
+from compiler.ir import identity
 
 _ZONE_SUFFIX = {"aws": lambda r, i: f"{r}{'abcdef'[i]}",
                 "gcp": lambda r, i: f"{r}-{'abcdef'[i]}",
@@ -250,6 +251,9 @@ def resolve_region(platform: Platform, name: str, s: RegionSettings, provenance:
         tags=frozen_map(tags(platform, name, region)),
         addressing=addresses, wiring=wiring,
         provenance=frozen_map(provenance),
+        identities=identity.identities(region.cloud, platform.clouds[region.cloud].account,
+                                       f"{platform.organization.name}-{name}", name, s, services, data_bucket),
+        secret_entries=identity.store_entries(region.cloud, s),
     )
 
 

@@ -215,6 +215,10 @@ class RegionPlan:
     addressing: Addressing
     wiring: tuple[Connection, ...]  # every connection the region needs (compiler/wiring.py), in a fixed order
     provenance: Mapping[tuple, str] = field(repr=False)  # settings path -> layer that set it
+    # compiler/ir/identity.py: each ServiceAccount's cloud identity and grants (services, then the operators), and
+    # the region's cloud secret-store entries (the containers Terraform creates, never values)
+    identities: tuple = ()
+    secret_entries: tuple = ()
 
     def service(self, name: str) -> ServicePlan:
         return next(s for s in self.services if s.name == name)
@@ -227,6 +231,10 @@ class RegionPlan:
 
     def connections_to(self, name: str) -> tuple[Connection, ...]:
         return tuple(c for c in self.wiring if c.dest.name == name)
+
+    def identity(self, owner: str):
+        """The Identity of a service (by name) or an operator (identity.EXTERNAL_SECRETS, CLUSTER_AUTOSCALER)."""
+        return next((i for i in self.identities if i.owner == owner), None)
 
     def through(self, layer: str) -> tuple[Connection, ...]:
         """The connections a layer must let through."""

@@ -35,6 +35,7 @@ CHECKERS: tuple[str, ...] = (
     "compiler.verify.cluster",
     "compiler.verify.infra",
     "compiler.verify.hosts",
+    "compiler.verify.identity",
 )
 
 

@@ -25,6 +25,7 @@ from compiler.targets.helm import platform as platform
 from compiler.targets.helm import secrets
 from compiler.targets.helm.charts import CHARTS, ISTIO_TAG, Chart
 from compiler.ir.edge import kong_declarative_file, kong_needs_render, kong_render_command
+from compiler.ir.identity import EXTERNAL_SECRETS
 from compiler.ir.names import (EXTERNAL_SECRETS_NAMESPACE, EXTERNAL_SECRETS_SERVICE_ACCOUNT, GATEWAY_NAMESPACE,
                                ISTIO_NAMESPACE, KONG_RELEASE, MONITORING_NAMESPACE, SYSTEM_NAMESPACE)
 from compiler.render import dump_document, dump_documents
@@ -60,6 +61,18 @@ PLATFORM_SECRETS = "platform-secrets"
 MON = MONITORING_NAMESPACE
 
 
+def external_secrets_service_account(region: RegionPlan) -> dict:
+    """The operator's ServiceAccount, annotated with its cloud identity (compiler/ir/identity.py) when the region
+    reads its cloud's secret store: the IRSA role or the Google service account. On Azure the client id exists
+    only after `terraform apply`: kubernetes/<region>/workload-identities.sh annotates it then (the operator reads
+    the annotation when it exchanges the token, so no restart is needed)."""
+    sa: dict = {"name": EXTERNAL_SECRETS_SERVICE_ACCOUNT}
+    ident = region.identity(EXTERNAL_SECRETS)
+    if ident is not None and ident.annotation and ident.cloud != "azure":
+        sa["annotations"] = {ident.annotation[0]: ident.annotation[1]}
+    return sa
+
+
 def external_secrets_values(plan: PlatformPlan, region: RegionPlan) -> dict:
     """The operator: CRDs from the chart, two controller replicas with leader election, and the
     ServiceAccount name the ClusterSecretStores (and the cloud identity / Vault role) bind to."""
@@ -67,7 +80,7 @@ def external_secrets_values(plan: PlatformPlan, region: RegionPlan) -> dict:
         "installCRDs": True,
         "replicaCount": 2,
         "leaderElect": True,
-        "serviceAccount": {"name": EXTERNAL_SECRETS_SERVICE_ACCOUNT},
+        "serviceAccount": external_secrets_service_account(region),
         "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
         "webhook": {"resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "256Mi"}}},

@@ -11,6 +11,7 @@ Each function returns the values as data, using only keys of the pinned chart's 
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.identity import CLUSTER_AUTOSCALER
 from compiler.targets.helm.charts import ISTIO_TAG
 from compiler.ir.edge import KONG_PROXY_TLS_PORT, gke_neg_annotation
 from compiler.formats.quantity import cpu_quantity, memory_quantity
@@ -156,16 +157,35 @@ def _scaling(r) -> dict:
             "policies": [{"type": p.type, "value": p.value, "periodSeconds": p.period_seconds} for p in r.policies]}
 
 
+# cluster-autoscaler supports exactly the Kubernetes minor it is built for: the image follows the cluster's minor
+# (the chart's default, v1.35.0, would run against 1.33). Latest patch per minor as published on
+# registry.k8s.io/autoscaling (kubernetes/autoscaler releases; the k8s.io image promotions of 1.32.5 / 1.33.x /
+# 1.34.x; 1.33 -> v1.33.5, 1.34 -> v1.34.4, 1.35 -> v1.35.1 as of 2026-07). A minor not listed gets its .0 release.
+CLUSTER_AUTOSCALER_TAGS = {"1.32": "v1.32.5", "1.33": "v1.33.5", "1.34": "v1.34.4", "1.35": "v1.35.1"}
+
+
+def cluster_autoscaler_tag(kubernetes_version: str) -> str:
+    return CLUSTER_AUTOSCALER_TAGS.get(kubernetes_version, f"v{kubernetes_version}.0")
+
+
 def cluster_autoscaler(plan: PlatformPlan, region: RegionPlan) -> dict:
     """EKS only: GKE and AKS scale node pools with their built-in autoscaler (Terraform sets each
     pool's bounds). Node groups are discovered by tag; the bounds are those Terraform put on them
-    from the spec's node pools. IAM comes from EKS Pod Identity on the service account below."""
+    from the spec's node pools. AWS access: the IAM role of the IR's cluster-autoscaler identity
+    (compiler/ir/identity.py), assumed through IRSA by the ServiceAccount below (Terraform's
+    workload_identity module trusts exactly kube-system/cluster-autoscaler). Its image is the
+    release built for the cluster's Kubernetes minor."""
     name = cluster_name(plan.spec.organization.name, region)
+    ident = region.identity(CLUSTER_AUTOSCALER)
+    sa: dict = {"name": CLUSTER_AUTOSCALER}
+    if ident is not None and ident.annotation:
+        sa["annotations"] = {ident.annotation[0]: ident.annotation[1]}
     return {
         "cloudProvider": "aws",
         "awsRegion": region.cloud_region,
         "autoDiscovery": {"clusterName": name},
-        "rbac": {"serviceAccount": {"name": "cluster-autoscaler"}},
+        "image": {"tag": cluster_autoscaler_tag(region.settings.kubernetes.version)},
+        "rbac": {"serviceAccount": sa},
         "extraArgs": {
             # keeps similar groups even; each EKS node group spans every zone, so zone spread of the services is
             # ScheduleAnyway there (kubernetes target)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from compiler.errors import PlatformcError
 from compiler.ir import PlatformPlan, RegionPlan, ServicePlan
+from compiler.ir.identity import AZURE_CLIENT_IDS_OUTPUT, SA_ANNOTATION
 from compiler.render import banner
 from compiler.ir.edge import (AZURE_KONG_TRUSTED_ROOT, KONG_PROXY_TLS_PORT, health_check_path,
                                          lb_target_name)
@@ -75,10 +76,54 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
             raise PlatformcError(f"region {region.name}: a service named kong-gateway would share its manifest file "
                                  f"with Kong's gateway objects ({base}/{GATEWAY_FILE}); rename the service")
         out[f"{base}/{GATEWAY_FILE}"] = dump_documents(gateway, _header(region, "Kong's side of the public entry"))
+    script = workload_identity_script(region)
+    if script:
+        out[f"{base}/{WORKLOAD_IDENTITY_SCRIPT}"] = script
     if region.cloud == "aws":
         out[f"{base}/{TARGET_GROUP_BINDING_FILE}"] = dump_document(
             target_group_binding(region), banner("#", BANNER_SPEC) + target_group_binding_header(region))
     return out
+
+
+WORKLOAD_IDENTITY_SCRIPT = "workload-identities.sh"
+
+
+def workload_identity_script(region: RegionPlan) -> str:
+    """Azure: a user-assigned identity's client id exists only after `terraform apply`, so the ServiceAccounts get
+    their `azure.workload.identity/client-id` annotation from the region root's output here, after the manifests
+    (and the helm releases) are applied; the services' pods are then restarted, since the workload identity
+    webhook injects the client id when a pod is created. `kubectl annotate` leaves the last-applied configuration
+    alone, so a later `kubectl apply` of the directory keeps the annotation."""
+    idents = [i for i in region.identities if i.has_cloud_identity and i.cloud == "azure"]
+    if not idents:
+        return ""
+    key = SA_ANNOTATION["azure"]
+    AZURE_TENANT_ANNOTATION = "azure.workload.identity/tenant-id"
+    lines = [
+        banner("#", BANNER_SPEC).rstrip("\n"),
+        f"# Azure workload identities of region {region.name}: run with `sh {WORKLOAD_IDENTITY_SCRIPT}` from the",
+        f"# repository root after `terraform apply` of terraform/regions/{region.name}, the helmfile and",
+        f"# `kubectl apply -f generated/kubernetes/{region.name}/`. Needs terraform, kubectl and jq.",
+        "set -eu",
+        f"ids=$(terraform -chdir=generated/terraform/regions/{region.name} output -json {AZURE_CLIENT_IDS_OUTPUT})",
+        "",
+        "annotate() { # owner namespace serviceaccount",
+        "  id=$(printf '%s' \"$ids\" | jq -er --arg o \"$1\" '.[$o]')",
+        f"  kubectl --context {region.cluster_name} annotate --overwrite serviceaccount -n \"$2\" \"$3\" {key}=\"$id\"",
+        "}",
+        "",
+    ]
+    lines += [f"annotate {i.owner} {i.namespace} {i.service_account}" for i in idents]
+    for i in idents:
+        if i.kind == "operator":  # the External Secrets Operator reads the tenant from its ServiceAccount too
+            lines.append(f"kubectl --context {region.cluster_name} annotate --overwrite serviceaccount -n {i.namespace} "
+                         f"{i.service_account} {AZURE_TENANT_ANNOTATION}=\"$(terraform -chdir=generated/terraform/regions/"
+                         f"{region.name} output -raw workload_identity_tenant_id)\"")
+    services = [i for i in idents if i.kind == "service"]
+    if services:
+        lines += ["", "# pods created before the annotation lack the client id: recreate them"]
+        lines += [f"kubectl --context {region.cluster_name} rollout restart deployment -n {i.namespace}" for i in services]
+    return "\n".join(lines) + "\n"
 
 
 def _rollout_summary(svc: ServicePlan) -> str:

@@ -21,26 +21,25 @@ def namespace(svc: ServicePlan, region: RegionPlan) -> dict:
 
 
 def identity(svc: ServicePlan, region: RegionPlan) -> list[dict]:
-    """ServiceAccount and, with `security.rbac`, a Role that can read only the service's own Secret
-    and ConfigMap. Tokens are not mounted (the services do not call the API server); a service
-    that needs to opts in with a projected token and gets exactly this Role."""
+    """The service's ServiceAccount, annotated with its cloud identity (compiler/ir/identity.py) when it has one:
+    `eks.amazonaws.com/role-arn` (IRSA) or `iam.gke.io/gcp-service-account` (GKE Workload Identity). On Azure the
+    identity's client id exists only after `terraform apply`: `workload-identities.sh` (this directory) annotates
+    the ServiceAccount with `azure.workload.identity/client-id` from the region root's output, and the pods carry
+    `azure.workload.identity/use: "true"`.
+
+    automountServiceAccountToken stays false everywhere: no service calls the Kubernetes API (the kubelet, not the
+    pod's ServiceAccount, reads the Secret and ConfigMap its environment names), and none of the cloud identities
+    needs the API token: the IRSA and Azure workload identity webhooks each project their own audience-bound token
+    (`sts.amazonaws.com` / `api://AzureADTokenExchange`) into the pods they mutate, and GKE's metadata server
+    vouches for the pod. So no Role is bound either: a Role for a ServiceAccount without a token would be inert,
+    and with `security.rbac` the service's ServiceAccount holds no Kubernetes permission at all."""
     labels = common_labels(svc, region)
-    out = [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(svc.name, svc.namespace, labels),
-            "automountServiceAccountToken": False}]
-    if region.settings.security.rbac:
-        out.append({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": meta(svc.name, svc.namespace, labels),
-            "rules": [{"apiGroups": [""], "resources": ["configmaps", "secrets"],
-                       "resourceNames": [svc.name], "verbs": ["get"]}],
-        })
-        out.append({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": meta(svc.name, svc.namespace, labels),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": svc.name},
-            "subjects": [{"kind": "ServiceAccount", "name": svc.name, "namespace": svc.namespace}],
-        })
-    return out
+    meta_ = meta(svc.name, svc.namespace, labels)
+    ident = region.identity(svc.name)
+    note = ident.annotation if ident is not None else None
+    if note and ident.cloud != "azure":
+        meta_.setdefault("annotations", {})[note[0]] = note[1]
+    return [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta_, "automountServiceAccountToken": False}]
 
 
 def quota_figures(svc: ServicePlan, region: RegionPlan, tracks: tuple[Track, ...]) -> dict[str, str]:

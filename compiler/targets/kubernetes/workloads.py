@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from compiler.ir.identity import AZURE_POD_LABEL
 from compiler.ir import RegionPlan, ServicePlan
 from compiler.ir.names import ZONE_BLIND_AUTOSCALER_CLOUDS
 from compiler.targets.kubernetes.common import (GPU_RESOURCE, MANAGED_BY,
@@ -135,6 +136,15 @@ def writable_volume(index: int) -> str:
     return f"writable-{index + 1}"
 
 
+def identity_pod_labels(svc: ServicePlan, region: RegionPlan) -> dict[str, str]:
+    """Azure: the workload identity webhook injects the identity's token and client id only into pods labelled
+    azure.workload.identity/use=true (compiler/ir/identity.py); IRSA and GKE need no pod label."""
+    ident = region.identity(svc.name)
+    if ident is not None and ident.has_cloud_identity and ident.cloud == "azure":
+        return {AZURE_POD_LABEL: "true"}
+    return {}
+
+
 def deployment(svc: ServicePlan, region: RegionPlan, track: Track) -> dict:
     labels = {**common_labels(svc, region), **track.labels}
     annotations = checkov_skips(DEPLOYMENT_CHECKOV_SKIPS)
@@ -187,7 +197,8 @@ def deployment(svc: ServicePlan, region: RegionPlan, track: Track) -> dict:
             "strategy": {"type": "RollingUpdate",
                          "rollingUpdate": {"maxSurge": track.max_surge, "maxUnavailable": track.max_unavailable}},
             "template": {
-                "metadata": {"labels": labels, "annotations": pod_annotations(svc, region)},
+                "metadata": {"labels": {**labels, **identity_pod_labels(svc, region)},
+                             "annotations": pod_annotations(svc, region)},
                 "spec": pod_spec,
             },
         },

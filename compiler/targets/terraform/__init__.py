@@ -22,6 +22,7 @@ from functools import lru_cache
 from compiler.formats.hcl import FILTERS
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.render import TEMPLATES, banner, render
+from compiler.targets.terraform import identity as _terraform_identity
 from compiler.targets.terraform import docs as _terraform_docs, global_root as _terraform_global_root, region as _terraform_region
 from compiler.ir.edge import dns_cloud, dns_provider, edge_cloud
 from compiler.targets.terraform.common import GLOBAL_MODULES, MODULES, ROOT, module_clouds, provider_requirements
@@ -80,8 +81,11 @@ def emit_global(plan: PlatformPlan) -> dict[str, str]:
 
 def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
     base = f"{ROOT}/regions/{region.name}"
-    return {f"{base}/{name}": _render(template, **context)
-            for name, (template, context) in _terraform_region.files(plan, region).items()}
+    out = {f"{base}/{name}": _render(template, **context)
+           for name, (template, context) in _terraform_region.files(plan, region).items()}
+    # the Vault side of the External Secrets Operator (vault: references): a policy and the commands that bind it
+    out.update({f"{base}/{name}": HEADER + text for name, text in _terraform_identity.vault_files(plan, region).items()})
+    return out
 
 
 def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.targets.terraform import identity as _identity
 from compiler.ir.edge import lb_target_name
 from compiler.targets.terraform.common import aws_cron, cloudwatch_retention, prefix
 from compiler.targets.terraform.values import (PRELOAD, backups, budget, hosts, ingress_rules, lb_hostnames, managed,
@@ -71,6 +72,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
                           for name, b in backups(region)},
             "dr_vault_arn": _aws_partner_arn(plan, region, "backup", "backup-vault:{name}"),
         },
+        "workload_identity": _identity.args(plan, region),
         "budget": {**budget(plan, region), "tag_key": "region", "tag_value": region.name},
         **_aws_managed(plan, region),
     }

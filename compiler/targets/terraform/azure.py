@@ -7,6 +7,7 @@ import math
 import re
 
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.targets.terraform import identity as _identity
 from compiler.targets.terraform.common import classify_cron, prefix
 from compiler.targets.terraform.values import (PRELOAD, backups, hosts, ingress_rules, lb_hostnames, managed,
                                                 node_pools, public_entry, same_cloud_partner, storage_policy, waf)
@@ -136,6 +137,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "max_capacity": AZURE_GATEWAY_CAPACITY[1],
         },
         "backup": _azure_backups(region),
+        "workload_identity": _identity.args(plan, region),
         "budget": {"monthly_amounts": dict(region.monthly_budget),
                    "alert_thresholds_percent": list(plan.spec.cost.alert_thresholds_percent)},
         **_azure_managed(region),

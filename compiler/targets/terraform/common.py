@@ -20,11 +20,11 @@ PROVIDERS = {
 
 # The module library per cloud, in dependency order (the docs list them in this order too).
 MODULES = {
-    "aws": ("kms", "network", "kubernetes", "object_storage", "data_hosts", "waf", "load_balancer", "backup", "budget",
+    "aws": ("kms", "network", "kubernetes", "object_storage", "workload_identity", "data_hosts", "waf", "load_balancer", "backup", "budget",
             "managed_postgres", "managed_redis", "managed_search"),
-    "gcp": ("kms", "network", "kubernetes", "object_storage", "data_hosts", "waf", "load_balancer", "backup", "budget",
+    "gcp": ("kms", "network", "kubernetes", "object_storage", "workload_identity", "data_hosts", "waf", "load_balancer", "backup", "budget",
             "managed_postgres", "managed_redis"),
-    "azure": ("kms", "network", "storage_account", "kubernetes", "object_storage", "data_hosts", "waf", "load_balancer",
+    "azure": ("kms", "network", "storage_account", "kubernetes", "object_storage", "workload_identity", "data_hosts", "waf", "load_balancer",
               "backup", "budget", "managed_postgres", "managed_redis"),
 }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.targets.terraform import identity as _identity
 from compiler.ir.edge import lb_target_name
 from compiler.targets.terraform.common import classify_cron
 from compiler.targets.terraform.values import (backups, budget, hosts, ingress_rules, lb_hostnames, machine, managed,
@@ -92,6 +93,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "max_rate_per_endpoint": math.ceil(per_pod),
         },
         "backup": _gcp_backups(plan, region),
+        "workload_identity": _identity.args(plan, region),
         "budget": {**budget(plan, region), "tag_key": "region", "tag_value": region.name},
         **_gcp_managed(region),
     }

@@ -1,0 +1,249 @@
+"""Workload identities: who each pod is, to the cloud and to the secret stores (computed once in resolve).
+
+Per region, one `Identity` per Kubernetes ServiceAccount that needs a cloud identity or a store role:
+
+- each service's ServiceAccount (named after the service, in its namespace). A service gets a cloud identity
+  when it `uses` a cloud resource: `object-storage` -> read/write on the objects of the region's data bucket
+  (Azure: the `data` container of the data storage account), and on AWS the region's KMS key that encrypts it
+  (SSE-KMS; only through S3). GCS and Azure Storage use their customer-managed key themselves (the service
+  agent / the account's identity), so a caller needs no key grant there. The services' secrets are read by
+  the External Secrets Operator on their behalf, so a service never reads a secret store itself;
+- the External Secrets Operator's ServiceAccount: read on exactly the secret-store entries the region's
+  cluster is delivered (`aws-sm:` / `gcp-sm:` / `azure-kv:` on the region's own cloud) and, for `vault:`
+  references, a Vault Kubernetes auth role with read on exactly those KV v2 paths;
+- cluster-autoscaler's ServiceAccount on EKS: the node groups of this cluster (tag-scoped).
+
+The cloud identity is an IAM role assumed through IRSA (the cluster's EKS OIDC provider) on AWS, a Google
+service account with a Workload Identity binding `serviceAccount:<project>.svc.id.goog[<ns>/<sa>]` on GCP, and
+a user-assigned identity with a federated identity credential on the AKS OIDC issuer on Azure. The Terraform
+target creates them (modules/<cloud>/workload_identity), the kubernetes and helm targets annotate the
+ServiceAccounts, and `platformc verify` proves each annotation resolves to a created identity with the
+matching federated subject.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+from compiler.ir.names import (ALERTMANAGER_RECEIVER_KEYS, EXTERNAL_SECRETS_NAMESPACE, EXTERNAL_SECRETS_SERVICE_ACCOUNT,
+                               SYSTEM_NAMESPACE)
+
+CLUSTER_AUTOSCALER = "cluster-autoscaler"  # its ServiceAccount (chart rbac.serviceAccount.name) and owner name
+EXTERNAL_SECRETS = "external-secrets"  # the operator's owner name
+
+MECHANISM = {"aws": "irsa", "gcp": "gke-workload-identity", "azure": "azure-workload-identity"}
+# The ServiceAccount annotation each cloud's mechanism reads.
+SA_ANNOTATION = {"aws": "eks.amazonaws.com/role-arn", "gcp": "iam.gke.io/gcp-service-account",
+                 "azure": "azure.workload.identity/client-id"}
+AZURE_POD_LABEL = "azure.workload.identity/use"  # the AKS webhook injects the token only into pods with it "true"
+# The secret-store reference scheme each cloud's identity can read.
+STORE_SCHEME = {"aws": "aws-sm", "gcp": "gcp-sm", "azure": "azure-kv"}
+AZURE_CLIENT_IDS_OUTPUT = "workload_identity_client_ids"  # the Azure region root's output: owner -> client id
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A parsed secret reference: `vault:secret/data/app#key`, `aws-sm:name[#key]`, `gcp-sm:name[#key]`,
+    `azure-kv:vault/name[#key]`, `env:VAR`."""
+
+    scheme: str
+    key: str  # the store's entry (Vault: the KV v2 API path; Azure: the secret's name)
+    prop: str = ""  # the field inside the entry ("" = the whole value)
+    vault: str = ""  # azure-kv: the Key Vault's name
+
+    @property
+    def entry(self) -> str:
+        """The store entry, without the field: what a container / a grant / a Vault policy path names."""
+        return f"{self.vault}/{self.key}" if self.scheme == "azure-kv" else self.key
+
+
+def parse_ref(ref: str) -> SecretRef:
+    scheme, _, rest = ref.partition(":")
+    entry, _, prop = rest.partition("#")
+    if scheme == "azure-kv":
+        vault, _, name = entry.partition("/")
+        return SecretRef(scheme, name, prop, vault)
+    return SecretRef(scheme, entry, prop)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One ServiceAccount and what it may reach.
+
+    name: the cloud identity's name (IAM role name, GCP service-account id, Azure identity name).
+    principal: what the ServiceAccount annotation carries (role ARN, service-account e-mail); "" on Azure,
+    where the client id exists only after `terraform apply` (the region root's AZURE_CLIENT_IDS_OUTPUT).
+    subject: the federated subject the identity trusts (`system:serviceaccount:<ns>:<sa>`; on GCP the
+    Workload Identity member `serviceAccount:<project>.svc.id.goog[<ns>/<sa>]`).
+    """
+
+    owner: str  # a service's name, EXTERNAL_SECRETS or CLUSTER_AUTOSCALER
+    kind: str  # service | operator
+    namespace: str
+    service_account: str
+    cloud: str
+    mechanism: str  # irsa | gke-workload-identity | azure-workload-identity | "" (no cloud identity)
+    name: str = ""
+    principal: str = ""
+    subject: str = ""
+    buckets: tuple[str, ...] = ()  # object read/write on these buckets (Azure: storage accounts, `data` container)
+    kms_keys: tuple[str, ...] = ()  # "region": the region's customer-managed key (AWS: via S3 / Secrets Manager only)
+    secrets: tuple[SecretRef, ...] = ()  # cloud secret-store entries read (the region's cloud's scheme)
+    vault_paths: tuple[str, ...] = ()  # Vault KV v2 API paths read through the Vault Kubernetes auth role
+    node_groups: bool = False  # cluster-autoscaler: scale this cluster's node groups
+
+    @property
+    def has_cloud_identity(self) -> bool:
+        return bool(self.mechanism)
+
+    @property
+    def annotation(self) -> Optional[tuple[str, str]]:
+        """(key, value) the ServiceAccount carries; None without a cloud identity. Azure's value is the
+        client id, known after apply: the value here is the placeholder the deploy step substitutes."""
+        if not self.mechanism:
+            return None
+        if self.cloud == "azure":
+            return SA_ANNOTATION["azure"], "${" + azure_client_id_variable(self.owner) + "}"
+        return SA_ANNOTATION[self.cloud], self.principal
+
+
+def azure_client_id_variable(owner: str) -> str:
+    return "AZURE_CLIENT_ID_" + "".join(c if c.isalnum() else "_" for c in owner.upper())
+
+
+def service_account_subject(namespace: str, sa: str) -> str:
+    return f"system:serviceaccount:{namespace}:{sa}"
+
+
+def gcp_account_id(region: str, owner: str) -> str:
+    """A Google service-account id: 6-30 characters, [a-z][a-z0-9-]*[a-z0-9], unique in the project."""
+    base = f"{region}-{owner}".lower()
+    base = "".join(c if c.isalnum() or c == "-" else "-" for c in base)
+    if len(base) <= 30:
+        return base
+    digest = hashlib.sha1(base.encode()).hexdigest()[:6]
+    return f"{base[:23].rstrip('-')}-{digest}"
+
+
+def aws_role_name(cluster: str, owner: str) -> str:
+    """IAM role names: up to 64 characters."""
+    name = f"{cluster}-{owner}"
+    if len(name) <= 64:
+        return name
+    return f"{name[:57].rstrip('-')}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
+
+
+def _cloud_identity(cloud: str, account: str, cluster: str, region: str, owner: str, namespace: str,
+                    sa: str) -> dict:
+    if cloud == "aws":
+        name = aws_role_name(cluster, owner)
+        return {"mechanism": MECHANISM[cloud], "name": name, "principal": f"arn:aws:iam::{account}:role/{name}",
+                "subject": service_account_subject(namespace, sa)}
+    if cloud == "gcp":
+        name = gcp_account_id(region, owner)
+        return {"mechanism": MECHANISM[cloud], "name": name,
+                "principal": f"{name}@{account}.iam.gserviceaccount.com",
+                "subject": f"serviceAccount:{account}.svc.id.goog[{namespace}/{sa}]"}
+    return {"mechanism": MECHANISM[cloud], "name": f"{cluster}-{owner}", "principal": "",
+            "subject": service_account_subject(namespace, sa)}
+
+
+def cluster_secret_refs(settings, services) -> list[str]:
+    """Every reference the region's cluster is delivered (External Secrets Operator), as the helm target's
+    ExternalSecrets read them: Grafana's admin password, Alertmanager's receivers, the Elasticsearch clients'
+    entries (self-managed Elasticsearch), and every service's `secrets:`."""
+    mon = settings.monitoring
+    out: list[str] = []
+    if mon.grafana and mon.grafana_admin_password:
+        out.append(mon.grafana_admin_password)
+    if mon.alertmanager:
+        recv = mon.alert_receivers
+        out += [getattr(recv, f) for f in ALERTMANAGER_RECEIVER_KEYS if getattr(recv, f)]
+    es = settings.datastores.elasticsearch
+    if es.deployment == "self-managed":
+        for client in ["fluent-bit"] + (["jaeger"] if mon.tracing else []):
+            if es.clients.get(client):
+                out.append(es.clients[client])
+    for svc in services:
+        out += list(svc.secrets.values())
+    return out
+
+
+def _unique(refs: Iterable[SecretRef]) -> tuple[SecretRef, ...]:
+    seen: dict[str, SecretRef] = {}
+    for r in refs:
+        seen.setdefault(f"{r.scheme}:{r.entry}", SecretRef(r.scheme, r.key, "", r.vault))
+    return tuple(seen[k] for k in sorted(seen))
+
+
+def all_refs(settings) -> list[str]:
+    """Every secret reference in the region's settings (any field), in a fixed order."""
+    out: list[str] = []
+
+    def walk(v):
+        if isinstance(v, str):
+            if v.split(":", 1)[0] in ("vault", "aws-sm", "gcp-sm", "azure-kv", "env") and ":" in v:
+                out.append(v)
+        elif hasattr(type(v), "model_fields"):
+            for name in type(v).model_fields:
+                walk(getattr(v, name))
+        elif isinstance(v, dict):
+            for k in sorted(v):
+                walk(v[k])
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+    walk(settings)
+    return out
+
+
+def store_entries(cloud: str, settings, data_access: tuple = ()) -> tuple[SecretRef, ...]:
+    """The region's cloud secret-store entries: every reference of the region's settings and of its services'
+    datastore credentials in its cloud's store (the containers Terraform creates, never their values)."""
+    scheme = STORE_SCHEME[cloud]
+    refs = all_refs(settings) + [ref for a in data_access for _, ref in a.secrets]
+    return _unique(r for r in map(parse_ref, refs) if r.scheme == scheme)
+
+
+def identities(cloud: str, account: str, cluster: str, region: str, settings, services, data_bucket: str,
+               data_access: tuple = ()) -> tuple[Identity, ...]:
+    """The region's identities: services (by name), then the operators. `data_access` (compiler/ir/data_access.py):
+    each service's datastore credentials, which the operator delivers too."""
+    out: list[Identity] = []
+    for svc in services:
+        buckets = (data_bucket,) if "object-storage" in svc.uses else ()
+        base = {"owner": svc.name, "kind": "service", "namespace": svc.namespace, "service_account": svc.name,
+                "cloud": cloud}
+        if buckets:
+            out.append(Identity(**base, **_cloud_identity(cloud, account, cluster, region, svc.name, svc.namespace,
+                                                          svc.name),
+                                buckets=buckets, kms_keys=("region",) if cloud == "aws" else ()))
+        else:
+            out.append(Identity(**base, mechanism=""))
+    delivered = cluster_secret_refs(settings, services) + [ref for a in data_access for _, ref in a.secrets]
+    refs = [parse_ref(r) for r in delivered]
+    cloud_refs = _unique(r for r in refs if r.scheme == STORE_SCHEME[cloud])
+    vault = settings.security.vault_address
+    vault_paths = tuple(sorted({r.key for r in refs if r.scheme == "vault"})) if vault else ()
+    eso = {"owner": EXTERNAL_SECRETS, "kind": "operator", "namespace": EXTERNAL_SECRETS_NAMESPACE,
+           "service_account": EXTERNAL_SECRETS_SERVICE_ACCOUNT, "cloud": cloud}
+    if cloud_refs:
+        out.append(Identity(**eso, **_cloud_identity(cloud, account, cluster, region, EXTERNAL_SECRETS,
+                                                     EXTERNAL_SECRETS_NAMESPACE, EXTERNAL_SECRETS_SERVICE_ACCOUNT),
+                            secrets=cloud_refs, kms_keys=("region",) if cloud == "aws" else (),
+                            vault_paths=vault_paths))
+    elif vault_paths:
+        out.append(Identity(**eso, mechanism="", vault_paths=vault_paths))
+    if cloud == "aws":
+        out.append(Identity(owner=CLUSTER_AUTOSCALER, kind="operator", namespace=SYSTEM_NAMESPACE,
+                            service_account=CLUSTER_AUTOSCALER, cloud=cloud,
+                            **_cloud_identity(cloud, account, cluster, region, CLUSTER_AUTOSCALER, SYSTEM_NAMESPACE,
+                                              CLUSTER_AUTOSCALER),
+                            node_groups=True))
+    return tuple(out)
+
+
+def identity_of(identities_: tuple[Identity, ...], owner: str) -> Optional[Identity]:
+    return next((i for i in identities_ if i.owner == owner), None)

@@ -1,0 +1,108 @@
+"""Terraform target: the region's workload identities and secret containers (IR: compiler/ir/identity.py) as the
+arguments of the modules/<cloud>/workload_identity call, and the Vault side of the External Secrets Operator.
+
+Only identities with a cloud identity become module entries; an owner is keyed by its name (a service's, or
+`external-secrets` / `cluster-autoscaler`). Secret containers: AWS Secrets Manager entries are regional, so each
+region creates its own; GCP Secret Manager names are project-wide, so the first GCP region (in spec order) using
+an entry creates it, replicated to every GCP region using it; Azure Key Vault has no empty secret, so nothing
+is created there (the ESO identity's role assignments name each secret).
+"""
+
+from __future__ import annotations
+
+from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.identity import EXTERNAL_SECRETS
+
+KMS_VIA = {"service": "s3", "operator": "secretsmanager"}
+
+
+def _cloud_identities(region: RegionPlan):
+    return [i for i in region.identities if i.has_cloud_identity]
+
+
+def aws(plan: PlatformPlan, region: RegionPlan) -> dict:
+    ids = {}
+    for i in _cloud_identities(region):
+        via = []
+        if i.kms_keys and i.buckets:
+            via.append("s3")
+        if i.kms_keys and i.secrets:
+            via.append("secretsmanager")
+        ids[i.owner] = {"role_name": i.name, "namespace": i.namespace, "service_account": i.service_account,
+                        "buckets": list(i.buckets), "kms_via": via, "secrets": [s.entry for s in i.secrets],
+                        "node_groups": i.node_groups}
+    return {"identities": ids, "secrets": [s.entry for s in region.secret_entries]}
+
+
+def gcp_secret_owners(plan: PlatformPlan, region: RegionPlan) -> dict[str, list[str]]:
+    """The gcp-sm entries this region creates (no earlier GCP region uses them) -> every GCP location using them."""
+    gcp = [r for r in plan.regions if r.cloud == "gcp"]
+    out = {}
+    for s in region.secret_entries:
+        users = [r for r in gcp if any(x.entry == s.entry for x in r.secret_entries)]
+        if users and users[0].name == region.name:
+            out[s.entry] = sorted({r.cloud_region for r in users})
+    return out
+
+
+def gcp(plan: PlatformPlan, region: RegionPlan) -> dict:
+    ids = {i.owner: {"account_id": i.name, "namespace": i.namespace, "service_account": i.service_account,
+                     "buckets": list(i.buckets), "secrets": [s.entry for s in i.secrets]}
+           for i in _cloud_identities(region)}
+    return {"project": plan.spec.clouds["gcp"].account, "identities": ids, "secrets": gcp_secret_owners(plan, region)}
+
+
+def azure(plan: PlatformPlan, region: RegionPlan) -> dict:
+    ids = {i.owner: {"identity_name": i.name, "namespace": i.namespace, "service_account": i.service_account,
+                     "buckets": list(i.buckets), "secrets": [s.entry for s in i.secrets]}
+           for i in _cloud_identities(region)}
+    return {"data_account": region.data_bucket, "identities": ids}
+
+
+ARGS = {"aws": aws, "gcp": gcp, "azure": azure}
+
+
+def args(plan: PlatformPlan, region: RegionPlan) -> dict:
+    return ARGS[region.cloud](plan, region)
+
+
+# ---------------------------------------------------------------- Vault (vault: references)
+
+def vault_mount(region: RegionPlan) -> str:
+    """The Kubernetes auth mount of this cluster in Vault (the helm target's ClusterSecretStore names the same)."""
+    return f"kubernetes-{region.cluster_name}"
+
+
+VAULT_ROLE = "external-secrets"  # the role ESO logs in as (helm target's ClusterSecretStore)
+
+
+def vault_policy_name(region: RegionPlan) -> str:
+    return f"{region.cluster_name}-external-secrets"
+
+
+def vault_files(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
+    """The Vault policy (read on exactly the KV v2 paths the cluster is delivered) and the commands that create the
+    cluster's Kubernetes auth mount and ESO's role bound to its ServiceAccount; empty without `vault:` references."""
+    eso = region.identity(EXTERNAL_SECRETS)
+    if eso is None or not eso.vault_paths:
+        return {}
+    policy = "".join(f'path "{p}" {{\n  capabilities = ["read"]\n}}\n\n' for p in eso.vault_paths).rstrip() + "\n"
+    mount, name = vault_mount(region), vault_policy_name(region)
+    script = f"""# Vault side of the External Secrets Operator in {region.name}: run once per cluster by a Vault operator
+# with `sh configure.sh` (VAULT_ADDR={region.settings.security.vault_address}), after `terraform apply` of the region root.
+# KUBERNETES_HOST and KUBERNETES_CA_CERT (a PEM file): the cluster's API endpoint and CA
+# (`terraform -chdir=generated/terraform/regions/{region.name} output`).
+set -eu
+: "${{KUBERNETES_HOST:?the cluster's API endpoint}}"
+: "${{KUBERNETES_CA_CERT:?path to the cluster's CA bundle (PEM)}}"
+here=$(dirname "$0")
+vault auth list -format=json | grep -q '"{mount}/"' || vault auth enable -path={mount} kubernetes
+vault write auth/{mount}/config kubernetes_host="$KUBERNETES_HOST" kubernetes_ca_cert=@"$KUBERNETES_CA_CERT"
+vault policy write {name} "$here/external-secrets.hcl"
+vault write auth/{mount}/role/{VAULT_ROLE} \\
+  bound_service_account_names={eso.service_account} \\
+  bound_service_account_namespaces={eso.namespace} \\
+  token_policies={name} \\
+  token_ttl=1h token_max_ttl=4h
+"""
+    return {"vault/external-secrets.hcl": policy, "vault/configure.sh": script}
