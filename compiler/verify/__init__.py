@@ -36,6 +36,7 @@ CHECKERS: tuple[str, ...] = (
     "compiler.verify.infra",
     "compiler.verify.hosts",
     "compiler.verify.identity",
+    "compiler.verify.interregion",
 )
 
 

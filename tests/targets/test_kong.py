@@ -64,7 +64,8 @@ def entities(doc):
         for p in r.get("plugins", []):
             yield "plugins", p, "gateway"
     for u in doc.get("upstreams", []):
-        owner = u["name"].removesuffix("-upstream")
+        # a service's upstream, or one of the gateway's own: home-region routing's (compiler/targets/kong/routing.py)
+        owner = "gateway" if u["name"].startswith("home-") else u["name"].removesuffix("-upstream")
         yield "upstreams", u, owner
         for t in u.get("targets", []):
             yield "targets", t, owner
@@ -143,8 +144,12 @@ def test_names_are_unique_and_only_the_health_routes_have_no_service():
         for names in (services, routes, upstreams):
             assert len(names) == len(set(names))
         assert all(s["routes"] for s in doc["services"])
-        # each service proxies to its own upstream, and each upstream serves one service
-        assert sorted(s["host"] for s in doc["services"]) == sorted(upstreams)
+        # each service proxies to its own upstream, and each upstream serves one service; the others are the
+        # home regions' upstreams, each named by the routing function (and only those)
+        home = sorted(u for u in upstreams if u.startswith("home-"))
+        assert sorted(s["host"] for s in doc["services"]) == sorted(set(upstreams) - set(home))
+        fn = "".join(p["config"]["access"][0] for p in doc["plugins"] if p["name"] == "pre-function")
+        assert sorted(re.findall(r'= "(home-[^"]+)"', fn)) == home
 
 
 # ---------------------------------------------------------------- semantics from the spec

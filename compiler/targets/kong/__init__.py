@@ -196,6 +196,12 @@ def build(plan: PlatformPlan, region: RegionPlan) -> dict:
     if kong_needs_render(region):  # one definition with the helm target, which passes the rendered copy
         doc["consumers"] = [jwt_consumer(region)]
     doc["plugins"] = global_plugins(plan, region)
+    # home-region routing (compiler/targets/kong/routing.py): the pre-function and the home regions' upstreams
+    from compiler.targets.kong.routing import home_upstreams, routing_plugin
+    routing = routing_plugin(plan, region)
+    if routing:
+        doc["plugins"] = sorted(doc["plugins"] + [routing], key=lambda p: p["name"])
+        doc["upstreams"] += home_upstreams(plan, region)
     return doc
 
 

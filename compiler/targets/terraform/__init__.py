@@ -25,7 +25,7 @@ from compiler.render import TEMPLATES, banner, render
 from compiler.targets.terraform import identity as _terraform_identity
 from compiler.targets.terraform import docs as _terraform_docs, global_root as _terraform_global_root, region as _terraform_region
 from compiler.ir.edge import dns_cloud, dns_provider, edge_cloud
-from compiler.targets.terraform.common import GLOBAL_MODULES, MODULES, ROOT, module_clouds, provider_requirements
+from compiler.targets.terraform.common import GLOBAL_MODULES, MODULE_ALIASES, MODULES, ROOT, module_clouds, provider_requirements
 
 NAME = "terraform"
 HEADER = banner("#")
@@ -59,7 +59,8 @@ def _module_files(cloud: str, dns: str, modules: tuple[str, ...]) -> tuple[tuple
         for part in ("main", "variables", "outputs"):
             out.append((f"{base}/{part}.tf", _static(f"modules/{cloud}/{module}/{part}.tf.j2", dns_provider=dns)))
         clouds = module_clouds(cloud, module, zone_cloud)
-        out.append((f"{base}/versions.tf", _render("versions.tf.j2", **provider_requirements(clouds))))
+        aliases = {cloud: MODULE_ALIASES[(cloud, module)]} if (cloud, module) in MODULE_ALIASES else None
+        out.append((f"{base}/versions.tf", _render("versions.tf.j2", **provider_requirements(clouds, aliases))))
     return tuple(out)
 
 

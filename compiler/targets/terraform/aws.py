@@ -9,8 +9,10 @@ from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.terraform import identity as _identity
 from compiler.ir.edge import lb_target_name
 from compiler.targets.terraform.common import aws_cron, cloudwatch_retention, prefix
-from compiler.targets.terraform.values import (PRELOAD, backups, budget, hosts, ingress_rules, lb_hostnames, managed,
-                                                node_pools, public_entry, same_cloud_partner, storage_policy, waf)
+from compiler.formats.hcl import Raw
+from compiler.targets.terraform.values import (PRELOAD, backups, budget, egress_rules, hosts, ingress_rules,
+                                                internal_gateway, lb_hostnames, managed, node_pools, peer_ingress,
+                                                public_entry, same_cloud_partner, storage_policy, waf)
 
 
 def args(plan: PlatformPlan, region: RegionPlan) -> dict:
@@ -26,6 +28,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "nat_per_zone": net.nat_per_zone,
             "flow_logs": net.flow_logs,
             "flow_log_retention_days": cloudwatch_retention(net.flow_log_retention_days),
+            "peer_ingress": peer_ingress(region),
         },
         "kubernetes": {
             "kubernetes_version": k8s.version,
@@ -45,6 +48,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "vpc_cidr": region.cidr,
             "hosts": hosts(region),
             "ingress_rules": ingress_rules(region),
+            "egress_rules": egress_rules(region),
             "internal_domain": region.internal_domain,
         },
         "waf": {
@@ -64,6 +68,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             # Kong's pods join it through the kubernetes target's TargetGroupBinding
             "target_group_name": lb_target_name(region),
             "health_check_path": plan.spec.edge.dns.health_check_path,
+            "internal_gateway": internal_gateway(plan, region),
         },
         "backup": {
             "schedules": {name: {"schedule": aws_cron(b.cron), "retention_days": b.retention_days,
@@ -137,4 +142,13 @@ def _aws_replication(plan: PlatformPlan, region: RegionPlan) -> dict | None:
         return None
     return {"data_bucket_arn": f"arn:aws:s3:::{partner.data_bucket}",
             "backup_bucket_arn": f"arn:aws:s3:::{partner.backup_bucket}",
-            "kms_key_arn": _aws_partner_arn(plan, region, "kms", "alias/{name}")}
+            # the partner's key itself (an IAM Resource and the replica encryption take no alias ARN), read from its
+            # alias in the partner's region (the provider for the peering)
+            "kms_key_arn": Raw("data.aws_kms_alias.dr_partner.target_key_arn")}
+
+
+def kms_alias(plan: PlatformPlan, region: RegionPlan) -> str | None:
+    """The DR partner's key alias the root looks up for replication (None: no replication)."""
+    if _aws_replication(plan, region) is None:
+        return None
+    return f"alias/{prefix(plan, plan.region(region.dr_partner))}"

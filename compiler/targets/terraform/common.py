@@ -21,11 +21,11 @@ PROVIDERS = {
 # The module library per cloud, in dependency order (the docs list them in this order too).
 MODULES = {
     "aws": ("kms", "network", "kubernetes", "object_storage", "workload_identity", "data_hosts", "waf", "load_balancer", "backup", "budget",
-            "managed_postgres", "managed_redis", "managed_search"),
+            "managed_postgres", "managed_redis", "managed_search", "peering"),
     "gcp": ("kms", "network", "kubernetes", "object_storage", "workload_identity", "data_hosts", "waf", "load_balancer", "backup", "budget",
-            "managed_postgres", "managed_redis"),
+            "managed_postgres", "managed_redis", "peering"),
     "azure": ("kms", "network", "storage_account", "kubernetes", "object_storage", "workload_identity", "data_hosts", "waf", "load_balancer",
-              "backup", "budget", "managed_postgres", "managed_redis"),
+              "backup", "budget", "managed_postgres", "managed_redis", "peering"),
 }
 
 # Modules that write into the public zone (the region's name, certificate records): they need the provider of
@@ -34,6 +34,10 @@ ZONE_WRITERS = ("load_balancer",)
 
 # The modules the global root calls, per edge cloud (the Azure and Google edges call none).
 GLOBAL_MODULES = {"aws": ("kms", "waf"), "azure": (), "gcp": ()}
+
+
+# Modules that take a second provider configuration of their own cloud (the peer region's): module -> aliases.
+MODULE_ALIASES = {("aws", "peering"): ["aws.peer"]}
 
 
 def module_clouds(cloud: str, module: str, dns_cloud: str) -> list[str]:

@@ -12,6 +12,7 @@ from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.edge import dns_cloud, dns_provider
 from compiler.targets.terraform import aws as _terraform_aws, azure as _terraform_azure, gcp as _terraform_gcp
 from compiler.targets.terraform.common import prefix, provider_requirements, root_clouds, state_backend
+from compiler.targets.terraform.values import peerings
 
 ARGS = {"aws": _terraform_aws.args, "gcp": _terraform_gcp.args, "azure": _terraform_azure.args}
 
@@ -32,6 +33,8 @@ def files(plan: PlatformPlan, region: RegionPlan) -> dict[str, tuple[str, dict]]
         "dns_cloud": zone_cloud,
         "dns_provider": dns_provider(plan.spec),
         "args": ARGS[cloud](plan, region),
+        "peerings": peerings(plan, region),
+        "kms_alias": _terraform_aws.kms_alias(plan, region) if cloud == "aws" else None,
         "backend_type": backend_type,
         "backend": backend,
     }

@@ -137,3 +137,64 @@ def same_cloud_partner(plan: PlatformPlan, region: RegionPlan) -> RegionPlan | N
     """The DR partner when it is on the same cloud (native replication and copies need that)."""
     partner = plan.region(region.dr_partner)
     return partner if partner.cloud == region.cloud else None
+
+
+# ---------------------------------------------------------------- the inter-region network (compiler/ir/network.py)
+
+def _remote(c, region: RegionPlan) -> bool:
+    import ipaddress
+    own = ipaddress.ip_network(region.cidr)
+    return bool(c.source.cidrs) and not any(ipaddress.ip_network(x).subnet_of(own) for x in c.source.cidrs)
+
+
+def peer_ingress(region: RegionPlan) -> list[dict]:
+    """The flows entering the region across the peering (`inter-region` connections from a linked region's range):
+    each source range on its port, for the private subnets' network ACL (AWS)."""
+    rules = set()
+    for c in region.through("inter-region"):
+        if _remote(c, region):
+            rules.update((cidr, c.dest_port) for cidr in c.source.cidrs)
+    return [{"cidr_block": cidr, "port": port} for cidr, port in sorted(rules)]
+
+
+def egress_rules(region: RegionPlan) -> dict:
+    """Host group => TCP ports it dials across the peering and where (`cloud-firewall-egress` connections)."""
+    group_of = {h.fqdn: h.group for h in region.hosts}
+    out: dict[str, list] = {}
+    for c in region.through("cloud-firewall-egress"):
+        for group in sorted({group_of[h] for h in c.source.hosts}):
+            text = _DESCRIPTION.sub("", f"{c.dest_port} to {c.dest.name}")
+            rule = {"description": text[:255], "from_port": c.dest_port, "to_port": c.dest_port,
+                    "cidr_blocks": list(c.dest.cidrs)}
+            if rule not in out.setdefault(group, []):
+                out[group].append(rule)
+    return out
+
+
+def internal_gateway(plan: PlatformPlan, region: RegionPlan) -> dict | None:
+    """The internal gateway's name, port and the linked regions' Kong ranges (`internal-gateway` connections into it)."""
+    into = [c for c in region.through("internal-gateway") if c.dest.kind == "internal-lb"]
+    if not into:
+        return None
+    cidrs = sorted({x for c in into for x in c.source.cidrs})
+    return {"name": into[0].address, "port": into[0].dest_port, "source_cidrs": cidrs}
+
+
+def peerings(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
+    """One module call per linked region: its name, the provider alias of its region, and the module's arguments."""
+    from compiler.ir.network import linked_regions, provider_alias, requester
+    out = []
+    for name in linked_regions(plan.spec, region.name):
+        peer = plan.region(name)
+        if region.cloud == "aws":
+            args = {"peer_name": peer.cluster_name, "peer_region": peer.cloud_region, "peer_cidr": peer.cidr,
+                    "requester": requester(plan.spec, region.name, name) == region.name}
+        elif region.cloud == "gcp":
+            args = {"project": plan.spec.clouds["gcp"].account, "peer_name": peer.cluster_name, "peer_cidr": peer.cidr,
+                    "peer_internal_domain": peer.internal_domain}
+        else:
+            args = {"subscription_id": plan.spec.clouds["azure"].account, "peer_name": peer.cluster_name,
+                    "peer_cidr": peer.cidr}
+        out.append({"region": name, "module": "peering_" + provider_alias(name)[2:], "alias": provider_alias(name),
+                    "cloud_region": peer.cloud_region, "args": args})
+    return out

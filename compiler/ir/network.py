@@ -1,0 +1,64 @@
+"""The inter-region network: which regions are linked, and the names the links carry.
+
+Two needs cross regions, both within one cloud (R051 refuses a DR partner on another cloud while the
+region keeps a cross-region standby):
+- the DR partner's standby streams WAL from the region's primary (PostgreSQL, the partner's hosts dial the
+  primary's FQDN in the region's private zone);
+- home-region routing: Kong in every region forwards a request whose franchise lives elsewhere to the home
+  region's internal gateway (gateway.<home>.internal.<domain>), when the home is on the same cloud.
+
+So the links are every pair of regions on the same cloud (a full mesh per cloud): each region's VPC/VNet is
+peered with every other of its cloud, routes both ways, and each region's private DNS zone is visible from
+every peer's network. Peering, not a transit hub: no traffic needs to pass through a third network, a direct
+peering is charged per GB transferred only (a Transit Gateway adds an hourly charge per attachment and per
+GB processed), and a full mesh of n regions is n-1 peerings per network, far under each cloud's limit
+(AWS 125 per VPC, GCP 25 per network, Azure 500 per VNet).
+
+Of each pair, the region first in spec order is the requester (AWS: it creates the peering connection and
+accepts it in the peer's region); the other root finds the connection by its VPCs, so the earlier region's
+root is applied first (the docs say so).
+"""
+
+from __future__ import annotations
+
+import re
+
+# The internal gateway: the name other regions' Kong dials to reach this region's Kong over the peering
+# (gateway.<region>.internal.<domain>, a record in the region's private zone), and its port (TLS to Kong).
+INTERNAL_GATEWAY_HOST = "gateway"
+INTERNAL_GATEWAY_PORT = 443
+# Clouds whose load_balancer module builds the internal gateway (AWS: an internal NLB in front of the regional
+# load balancer). Elsewhere Kong answers a request homed in another region with 421 and the home's name.
+INTERNAL_GATEWAY_CLOUDS = ("aws",)
+# The request header a forwarding Kong sets to its own region; a Kong that receives it serves the request
+# itself (never forwards twice) and a forwarded request carries where it came from into the home's logs.
+FORWARDED_FROM_HEADER = "X-Platformc-Forwarded-From"
+# The request header (or query argument) carrying the franchise id Kong routes by.
+FRANCHISE_HEADER = "X-Franchise-Id"
+
+
+def linked_regions(spec, name: str) -> tuple[str, ...]:
+    """The regions whose networks are peered with `name`'s: every other region on the same cloud, spec order."""
+    cloud = spec.regions[name].cloud
+    return tuple(n for n, r in spec.regions.items() if n != name and r.cloud == cloud)
+
+
+def requester(spec, a: str, b: str) -> str:
+    """Of a linked pair, the region that requests the peering: the first in spec order."""
+    order = list(spec.regions)
+    return a if order.index(a) < order.index(b) else b
+
+
+def internal_gateway_name(region: str, domain: str) -> str:
+    """The internal gateway's name in the region's private zone (<region>.internal.<domain>)."""
+    return f"{INTERNAL_GATEWAY_HOST}.{region}.internal.{domain}"
+
+
+def standby_regions(spec, name: str) -> tuple[str, ...]:
+    """The regions whose DR partner is `name`: `name` keeps a standby of each one's primary."""
+    return tuple(n for n, r in spec.regions.items() if r.dr_partner == name and n != name)
+
+
+def provider_alias(region: str) -> str:
+    """A Terraform provider alias for a linked region (letters, digits, underscores)."""
+    return "r_" + re.sub(r"[^A-Za-z0-9_]", "_", region)

@@ -1,0 +1,283 @@
+"""Verify checker: the paths that cross regions (compiler/ir/network.py), read back from the generated tree.
+
+- `inter-region`: the connection's far end is another region of the tree (found by its addresses in that
+  region's connections file); both regions' Terraform roots call the cloud's peering module for each other
+  (peer_cidr covering the far end); the module routes to the peer's range from the private route tables
+  (AWS; GCP and Azure peerings exchange subnet routes themselves); the private zone of the region that owns
+  the name dialled is visible from the other region's network (AWS: zone association; GCP: a DNS peering zone;
+  Azure: a private DNS zone link); on AWS the entering flow's port is open in the private subnets' network ACL
+  from the far end's range.
+- `cloud-firewall-egress`: the source hosts' firewall lets them out to the far end on the port (AWS: the data
+  hosts' security group egress rules; GCP and Azure allow egress to peered networks by default: the check
+  proves the module adds no deny).
+- `kong-forward`: the region's Kong routing function forwards the home region's franchises to an upstream whose
+  only target is the address and port dialled (the home's internal gateway).
+- `internal-gateway`: the home region's internal gateway exists with that name, listens on the port and admits
+  the forwarding regions' Kong; it passes the requests on to the region's load balancer (AWS: an internal NLB
+  whose target is the load balancer, which admits it).
+"""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from compiler.verify import Broken, Result
+from compiler.verify.infra import Lst, Obj, _covered, _doc, _net, _Region, _resource
+
+LAYERS = ("inter-region", "cloud-firewall-egress", "kong-forward", "internal-gateway")
+CONNS = "connections/{}.json"
+
+
+def _ranges(info: dict) -> list[str]:
+    a = info.get("addressing") or {}
+    out = list(a.get("node_cidrs") or []) + list(a.get("public_cidrs") or []) + list(a.get("pod_source_cidrs") or [])
+    if a.get("pod_cidr"):
+        out.append(a["pod_cidr"])
+    return out
+
+
+def _overlaps(cidrs, ranges) -> bool:
+    nets = [n for n in (_net(r) for r in ranges) if n is not None]
+    return any(_net(c) is not None and any(_net(c).overlaps(n) for n in nets) for c in cidrs)
+
+
+def _region_of(tree, here: str, cidrs) -> str | None:
+    for other in tree.regions:
+        if other != here and _overlaps(cidrs, _ranges(tree.region_info(other))):
+            return other
+    return None
+
+
+def _peering(reg: _Region, cidrs) -> tuple[str, object] | None:
+    """The root's peering module call whose peer_cidr covers every range of `cidrs`."""
+    for name, m in reg.modules.items():
+        src = m.get("source")
+        if isinstance(src, str) and src.endswith("/peering") and isinstance(m.get("peer_cidr"), str):
+            if not _covered(cidrs, [m.get("peer_cidr")]):
+                return name, m
+    return None
+
+
+def _module_text(reg: _Region, name: str) -> tuple[str | None, str]:
+    rel = reg.module_file(name)
+    return rel, (reg.tree.text(rel) or "") if rel else ""
+
+
+def _peering_module_does(reg: _Region, name: str) -> list[str]:
+    """What the peering module's file is missing (routes, DNS sharing) on the region's cloud."""
+    rel, text = _module_text(reg, name)
+    flat = " ".join(text.split())
+    need = {
+        "aws": [("a route to var.peer_cidr through the peering",
+                 r'resource "aws_route" "peer" \{.*?destination_cidr_block = var\.peer_cidr vpc_peering_connection_id ='),
+                ("the private zone associated with the peer's VPC",
+                 r'resource "aws_route53_zone_association" "peer" \{ zone_id = var\.internal_zone_id vpc_id = data\.aws_vpc\.peer\.id')],
+        "gcp": [("a peering of this network with the peer's", r'resource "google_compute_network_peering" "this"'),
+                ("a DNS peering zone for the peer's private names",
+                 r'resource "google_dns_managed_zone" "peer" \{.*?peering_config')],
+        "azure": [("a peering of this VNet with the peer's", r'resource "azurerm_virtual_network_peering" "this"'),
+                  ("the private zone linked to the peer's VNet",
+                   r'resource "azurerm_private_dns_zone_virtual_network_link" "peer"')],
+    }.get(reg.cloud, [])
+    return [what for what, pattern in need if not re.search(pattern, flat)]
+
+
+def _check_link(tree, reg: _Region, region: str, c) -> list[Broken]:
+    here = _ranges(tree.region_info(region))
+    inbound = not _overlaps(c.source.cidrs, here)
+    remote, local = (c.source.cidrs, c.dest.cidrs or here) if inbound else (c.dest.cidrs, c.source.cidrs)
+    conns = CONNS.format(region)
+    other = _region_of(tree, region, remote)
+    if other is None:
+        return [Broken(conns, c.line, "inter-region", c.id, f"no other region of the tree holds {', '.join(remote)}")]
+    out = []
+    far = _Region(tree, other)
+    ends = [(reg, region, remote, other), (far, other, local, region)]
+    calls = {}
+    for r, name, cidrs, peer in ends:
+        if r.doc is None:
+            out.append(Broken(r.rel, 0, "inter-region", c.id, f"region {name} has no Terraform root"))
+            continue
+        found = _peering(r, cidrs)
+        if found is None:
+            out.append(Broken(r.rel, 1, "inter-region", c.id, f"no peering module call in {name} covers {peer}'s "
+                              f"{', '.join(cidrs)}: the regions are not linked"))
+            continue
+        calls[name] = found
+        mod, block = found
+        for what in _peering_module_does(r, mod):
+            out.append(Broken(r.module_file(mod) or r.rel, 1, "inter-region", c.id, f"the peering module lacks {what}"))
+        if r.cloud == "aws" and not str(block.get("route_table_ids") or "").startswith("module.network."):
+            out.append(Broken(r.rel, block.line, "inter-region", c.id,
+                              f"module {mod} gets no private route tables (route_table_ids)"))
+    # the name dialled lives in the dest region's private zone: that region's peering shares it with the other
+    # (AWS and Azure: the owner's module attaches its zone to the other network; GCP: the other region's module
+    # creates a DNS peering zone for the owner's domain)
+    owner = region if inbound else other
+    consumer = other if owner == region else region
+    if owner in calls and reg.cloud in ("aws", "azure"):
+        mod, block = calls[owner]
+        r = reg if owner == region else far
+        if not str(block.get("internal_zone_id") or block.get("private_dns_zone_name") or ""):
+            out.append(Broken(r.rel, block.line, "inter-region", c.id,
+                              f"module {mod} does not share {owner}'s private zone with {consumer}"))
+    elif consumer in calls and reg.cloud == "gcp":
+        mod, block = calls[consumer]
+        r = reg if consumer == region else far
+        domain = c.address.split(".", 1)[1] if "." in c.address else ""
+        if not block.get("peer_internal_domain") or not domain.endswith(str(block.get("peer_internal_domain"))):
+            out.append(Broken(r.rel, block.line, "inter-region", c.id,
+                              f"module {mod} does not resolve {owner}'s private names ({c.address})"))
+    # AWS: the entering flow passes the private subnets' network ACL
+    entering, entering_cidrs = (reg, remote) if inbound else (far, local)
+    if entering.cloud == "aws" and entering.doc is not None:
+        net = entering.modules.get("network")
+        rules = net.get("peer_ingress") if net else None
+        admitted = [r.get("cidr_block") for r in (rules if isinstance(rules, Lst) else [])
+                    if isinstance(r, Obj) and r.get("port") == c.dest_port]
+        missing = _covered(entering_cidrs, admitted)
+        if missing:
+            out.append(Broken(entering.rel, net.line_of("peer_ingress") if net else 0, "inter-region", c.id,
+                              f"the private subnets' network ACL (network.peer_ingress) admits no {', '.join(missing)} "
+                              f"on {c.dest_port}/tcp"))
+        rel, text = _module_text(entering, "network")
+        if "for_each = var.peer_ingress" not in text:
+            out.append(Broken(rel or entering.rel, 1, "inter-region", c.id, "the network module does not apply peer_ingress"))
+    return out
+
+
+def _check_egress(reg: _Region, c) -> list[Broken]:
+    if reg.doc is None:
+        return [Broken(reg.rel, 0, "cloud-firewall-egress", c.id, "the region has no Terraform root")]
+    dh = reg.modules.get("data_hosts")
+    if dh is None:
+        return [Broken(reg.rel, 1, "cloud-firewall-egress", c.id, "no module data_hosts")]
+    if reg.cloud != "aws":
+        rel, text = _module_text(reg, "data_hosts")
+        net_rel, net_text = _module_text(reg, "network")
+        if re.search(r'direction\s*=\s*"EGRESS"[^}]*deny|access\s*=\s*"Deny"[^}]*direction\s*=\s*"Outbound"',
+                     text + net_text, re.S):
+            return [Broken(rel or reg.rel, 1, "cloud-firewall-egress", c.id, "a deny rule may stop the hosts' egress")]
+        return []
+    hosts = dh.get("hosts")
+    group_of = {h.get("fqdn"): h.get("group") for h in (hosts.values() if isinstance(hosts, Obj) else [])
+                if isinstance(h, Obj)}
+    rules = dh.get("egress_rules")
+    out = []
+    for group in sorted({group_of.get(h) for h in c.source.hosts}):
+        lst = rules.get(group) if isinstance(rules, Obj) else None
+        ok = [r for r in (lst if isinstance(lst, Lst) else []) if isinstance(r, Obj)
+              and r.get("from_port") <= c.dest_port <= r.get("to_port")]
+        missing = _covered(c.dest.cidrs, [x for r in ok for x in (r.get("cidr_blocks") or [])])
+        if missing:
+            out.append(Broken(reg.rel, dh.line_of("egress_rules"), "cloud-firewall-egress", c.id,
+                              f"no egress rule of the {group} hosts reaches {', '.join(missing)} on {c.dest_port}/tcp"))
+    rel, text = _module_text(reg, "data_hosts")
+    if "for_each = lookup(var.egress_rules, each.key, [])" not in text:
+        out.append(Broken(rel or reg.rel, 1, "cloud-firewall-egress", c.id, "the data_hosts module does not apply egress_rules"))
+    return out
+
+
+_UPSTREAM_ROW = re.compile(r'^\s*\["(?P<home>[^"]+)"\] = \{(?P<body>[^}]*)\},\s*$', re.M)
+
+
+def _check_forward(tree, region: str, c) -> list[Broken]:
+    rel = f"kong/{region}/kong.yaml"
+    text = tree.text(rel)
+    if text is None:
+        return [Broken(rel, 0, "kong-forward", c.id, "no Kong file")]
+    doc = yaml.safe_load(text) or {}
+    home = c.dest.name[len("gateway-"):]
+    fn = next((p for p in doc.get("plugins") or [] if p.get("name") == "pre-function"), None)
+    code = "\n".join((fn or {}).get("config", {}).get("access") or [])
+    line = tree.line_of(rel, "name: pre-function") if fn else 0
+    if not fn or "home-region routing" not in code:
+        return [Broken(rel, line, "kong-forward", c.id, "no home-region routing function (pre-function)")]
+    row = next((m for m in _UPSTREAM_ROW.finditer(code) if m.group("home") == home), None)
+    if row is None:
+        return [Broken(rel, line, "kong-forward", c.id, f"the routing function forwards nothing to {home}")]
+    names = re.findall(r'= "([^"]+)"', row.group("body"))
+    ups = {u.get("name"): u for u in doc.get("upstreams") or []}
+    out = []
+    for name in names:
+        u = ups.get(name)
+        targets = [t.get("target") for t in (u or {}).get("targets") or []]
+        if targets != [f"{c.address}:{c.port}"]:
+            out.append(Broken(rel, tree.line_of(rel, f"name: {name}") if u else line, "kong-forward", c.id,
+                              f"upstream {name} targets {targets or 'nothing'}, not {c.address}:{c.port}"))
+    return out or ([] if names else [Broken(rel, line, "kong-forward", c.id, f"no upstream for {home}")])
+
+
+def _check_gateway(reg: _Region, c) -> list[Broken]:
+    if reg.doc is None:
+        return [Broken(reg.rel, 0, "internal-gateway", c.id, "the region has no Terraform root")]
+    lb = reg.modules.get("load_balancer")
+    rel, doc = reg.module_doc("load_balancer")
+    if lb is None or doc is None:
+        return [Broken(reg.rel, 1, "internal-gateway", c.id, "no load_balancer module")]
+    out = []
+    if reg.cloud != "aws":
+        return [Broken(rel, 1, "internal-gateway", c.id, f"no internal gateway is built on {reg.cloud}")]
+    if c.dest.kind == "internal-lb":
+        gw = lb.get("internal_gateway")
+        if not isinstance(gw, Obj):
+            return [Broken(reg.rel, lb.line, "internal-gateway", c.id, "load_balancer.internal_gateway is not set")]
+        if gw.get("name") != c.address or gw.get("port") != c.dest_port:
+            out.append(Broken(reg.rel, lb.line_of("internal_gateway"), "internal-gateway", c.id,
+                              f"the internal gateway is {gw.get('name')}:{gw.get('port')}, not {c.address}:{c.dest_port}"))
+        missing = _covered(c.source.cidrs, list(gw.get("source_cidrs") or []))
+        if missing:
+            out.append(Broken(reg.rel, lb.line_of("internal_gateway"), "internal-gateway", c.id,
+                              f"the internal gateway does not admit {', '.join(missing)}"))
+        nlb = _resource(doc, "aws_lb", "internal_gateway")
+        listener = _resource(doc, "aws_lb_listener", "internal_gateway")
+        record = _resource(doc, "aws_route53_record", "internal_gateway")
+        sg = _resource(doc, "aws_security_group", "internal_gateway")
+        ing = sg.block("ingress") if sg else None
+        if not nlb or nlb.get("internal") is not True or nlb.get("load_balancer_type") != "network":
+            out.append(Broken(rel, nlb.line if nlb else 1, "internal-gateway", c.id, "no internal network load balancer"))
+        if not listener or listener.get("port") != "var.internal_gateway.port":
+            out.append(Broken(rel, listener.line if listener else 1, "internal-gateway", c.id,
+                              "the internal gateway has no listener on var.internal_gateway.port"))
+        if not record or record.get("name") != "var.internal_gateway.name" or record.get("zone_id") != "var.internal_zone_id":
+            out.append(Broken(rel, record.line if record else 1, "internal-gateway", c.id,
+                              "the internal gateway's name is not in the region's private zone"))
+        if not ing or ing.get("cidr_blocks") != "var.internal_gateway.source_cidrs" \
+                or ing.get("from_port") != "var.internal_gateway.port":
+            out.append(Broken(rel, sg.line if sg else 1, "internal-gateway", c.id,
+                              "the internal gateway's security group does not admit its sources on its port"))
+    elif c.source.kind == "internal-lb":
+        tg = _resource(doc, "aws_lb_target_group", "internal_gateway")
+        att = _resource(doc, "aws_lb_target_group_attachment", "internal_gateway")
+        alb = _resource(doc, "aws_lb", "this")
+        sg = _resource(doc, "aws_security_group", "from_internal_gateway")
+        ing = sg.block("ingress") if sg else None
+        if not tg or tg.get("target_type") != "alb" or tg.get("port") != "var.listener_port":
+            out.append(Broken(rel, tg.line if tg else 1, "internal-gateway", c.id,
+                              "the internal gateway's target group is not the load balancer's listener"))
+        if not att or att.get("target_id") != "aws_lb.this.arn":
+            out.append(Broken(rel, att.line if att else 1, "internal-gateway", c.id,
+                              "the internal gateway's target is not the region's load balancer"))
+        if not alb or "aws_security_group.from_internal_gateway" not in str(alb.get("security_groups")):
+            out.append(Broken(rel, alb.line if alb else 1, "internal-gateway", c.id,
+                              "the load balancer does not carry the group admitting the internal gateway"))
+        if not ing or ing.get("from_port") != "var.listener_port" or \
+                "aws_security_group.internal_gateway" not in str(ing.get("security_groups")):
+            out.append(Broken(rel, sg.line if sg else 1, "internal-gateway", c.id,
+                              "the load balancer does not admit the internal gateway on its listener port"))
+    return out
+
+
+def check(tree, region, connections):
+    reg = _Region(tree, region)
+    for c in connections:
+        if "inter-region" in c.layers:
+            yield Result("inter-region", c.id, _check_link(tree, reg, region, c))
+        if "cloud-firewall-egress" in c.layers:
+            yield Result("cloud-firewall-egress", c.id, _check_egress(reg, c))
+        if "kong-forward" in c.layers:
+            yield Result("kong-forward", c.id, _check_forward(tree, region, c))
+        if "internal-gateway" in c.layers:
+            yield Result("internal-gateway", c.id, _check_gateway(reg, c))

@@ -1,0 +1,135 @@
+"""Home-region routing: the generated Kong pre-function, run with LuaJIT against the shard map.
+
+For every region of the reference platform, each franchise id at the borders of every shard range (and ids
+outside every range, malformed ids, a forwarded request) goes through the region's function with a stand-in
+`kong` PDK; the outcome must be: served here when the franchise is homed here (or has no home), forwarded to
+the home's upstream when the home is a linked region, 421 naming the home otherwise. The upstream forwarded
+to must be in the region's kong.yaml with the home's internal gateway as its only target and the request's
+host as Host.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from compiler.ir.network import internal_gateway_name, linked_regions
+from compiler.pipeline import compile_file
+from compiler.targets import kong
+from compiler.targets.kong.routing import home_ranges
+from tests.conftest import require_tool
+
+REPO = Path(__file__).resolve().parents[2]
+
+HARNESS = r"""
+local source = io.open(arg[1]):read("*a")
+local fn = assert(loadstring(source))
+for line in io.lines(arg[2]) do
+  local id, host, fwd = line:match("^(%S*)\t(%S*)\t(%S*)$")
+  local out = "local"
+  local headers = {}
+  if id ~= "-" then headers["x-franchise-id"] = id end
+  if fwd ~= "-" then headers["x-platformc-forwarded-from"] = fwd end
+  local kong = {
+    request = {
+      get_header = function(name) return headers[string.lower(name)] end,
+      get_host = function() return host end,
+      get_path = function() return "/orders/1" end,
+      get_raw_query = function() return "a=1" end,
+    },
+    service = {
+      request = {
+        set_header = function(name, value) if string.lower(name) == "x-platformc-forwarded-from" then out = out .. "" end end,
+        set_scheme = function(s) assert(s == "https") end,
+        set_path = function(p) assert(p == "/orders/1") end,
+        set_raw_query = function(q) assert(q == "a=1") end,
+      },
+      set_upstream = function(name) out = "upstream " .. name; return true end,
+    },
+    response = {
+      exit = function(status, body, hdrs) out = "exit " .. status .. " " .. ((hdrs or {})["X-Platformc-Home-Region"] or "") end,
+    },
+    log = {err = function() end},
+  }
+  setfenv(fn, setmetatable({kong = kong}, {__index = _G}))
+  fn()
+  io.write(line, "\t", out, "\n")
+end
+"""
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return compile_file(str(REPO / "platform.yaml")).plan
+
+
+def _cases(plan):
+    ranges = home_ranges(plan)
+    ids = {}
+    for first, last, home in ranges:
+        for i in (first, first + 1, last - 1, last):
+            ids[i] = home
+    ids[0] = None
+    ids[ranges[-1][1] + 1] = None
+    return ids
+
+
+def _run(luajit, tmp_path, lua: str, lines: list[str]) -> dict:
+    (tmp_path / "fn.lua").write_text(lua)
+    (tmp_path / "harness.lua").write_text(HARNESS)
+    (tmp_path / "cases.txt").write_text("\n".join(lines) + "\n")
+    res = subprocess.run([luajit, str(tmp_path / "harness.lua"), str(tmp_path / "fn.lua"), str(tmp_path / "cases.txt")],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    out = {}
+    for row in res.stdout.splitlines():
+        id_, host, fwd, result = row.split("\t")
+        out[(id_, host, fwd)] = result
+    return out
+
+
+def test_the_shard_map_covers_every_shard_once(plan):
+    ranges = home_ranges(plan)
+    assert ranges[0][0] == 1
+    for (a, b, ha), (c, d, hc) in zip(ranges, ranges[1:]):
+        assert c == b + 1 and ha != hc  # contiguous, merged where one home follows itself
+    for s in plan.shards:
+        home = next(h for first, last, h in ranges if first <= s.first_id and s.last_id <= last)
+        assert home == s.region
+
+
+def test_each_franchise_reaches_its_home_region(plan, tmp_path):
+    luajit = require_tool("luajit")
+    domain = plan.spec.organization.domain
+    ids = _cases(plan)
+    hosts = sorted({h for r in plan.regions for s in r.services for rt in s.routes for h in rt.hosts}
+                   | {f"{plan.spec.edge.dns.api_host}.{domain}"})
+    checked = {"local": 0, "forward": 0, "421": 0}
+    for region in plan.regions:
+        doc = kong.build(plan, region)
+        fn = next(p for p in doc["plugins"] if p["name"] == "pre-function")["config"]["access"][0]
+        upstreams = {u["name"]: u for u in doc["upstreams"]}
+        lines = [f"{i}\t{h}\t-" for i in ids for h in hosts]
+        lines += [f"abc\t{hosts[0]}\t-", f"-\t{hosts[0]}\t-", f"12.5\t{hosts[0]}\t-", f"1e3\t{hosts[0]}\t-",
+                  f"99999999999999999999\t{hosts[0]}\t-"]
+        lines += [f"{i}\t{hosts[0]}\tother" for i in ids]
+        got = _run(luajit, tmp_path, fn, lines)
+        linked = set(linked_regions(plan.spec, region.name))
+        for (id_, host, fwd), result in got.items():
+            home = ids.get(int(id_)) if id_.isdigit() and int(id_) in ids else None
+            if fwd != "-" or home is None or home == region.name:
+                assert result == "local", (region.name, id_, host, fwd, result)
+                checked["local"] += 1
+            elif home in linked and region.cloud == "aws":
+                assert result.startswith("upstream "), (region.name, id_, home, result)
+                up = upstreams[result.split(" ", 1)[1]]
+                assert [t["target"] for t in up["targets"]] == [f"{internal_gateway_name(home, domain)}:443"]
+                assert up["host_header"] == host
+                checked["forward"] += 1
+            else:
+                assert result == f"exit 421 {home}", (region.name, id_, home, result)
+                checked["421"] += 1
+    assert all(checked.values()), checked
