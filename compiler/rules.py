@@ -912,3 +912,23 @@ def env_secret_clash(p, settings):
                 yield Finding(("services", name, "env", key),
                               f"{key} is set in both env and secrets of {name}: remove it from env (a secret "
                               "belongs in secrets) or rename one of them", region)
+
+
+@rule("R052", "Every in-cluster Elasticsearch client has its credentials",
+      "With self-managed Elasticsearch the nodes accept only authenticated TLS clients: Fluent Bit (always, it ships "
+      "the logs) and Jaeger (with `monitoring.tracing`) each read a user, a password and the internal CA from the "
+      "secret-store entry named under `datastores.elasticsearch.clients`; without it their Secret is never created "
+      "and they cannot write. (Application services that `use` Elasticsearch bring their own credentials in `secrets:`.)")
+def elasticsearch_clients(p, settings):
+    for region, s in _per_region(settings):
+        es = s.datastores.elasticsearch
+        if es.deployment != "self-managed":
+            continue
+        needed = ["fluent-bit"] + (["jaeger"] if s.monitoring.tracing else [])
+        missing = [c for c in needed if not es.clients.get(c)]
+        if missing:
+            yield Finding(("datastores", "elasticsearch", "clients"),
+                          f"{' and '.join(missing)} cannot write to Elasticsearch without credentials: add "
+                          + " and ".join(f"`{c}: <secret reference>`" for c in missing)
+                          + " under datastores.elasticsearch.clients (each entry holds username, password and ca_crt)"
+                          + (", or set monitoring.tracing: false" if missing == ["jaeger"] else ""), region)

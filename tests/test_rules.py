@@ -86,6 +86,8 @@ CASES = {
     "R050": ([('secrets: {DB_PASSWORD: "vault:kv/data/acme/orders#db_password"}',
                 'secrets: {DB_PASSWORD: "vault:kv/data/acme/orders#db_password"}\n      env: {STRIPE_API_KEY: hunter2}')],
              "env: {STRIPE_API_KEY: hunter2}"),
+    "R052": ([('      clients: {fluent-bit: "vault:kv/data/acme/elasticsearch/fluent-bit", jaeger: "vault:kv/data/acme/elasticsearch/jaeger"}\n', "")],
+             "    elasticsearch:\n"),
     "R010-zones": ([("cidr: 10.21.0.0/16", "cidr: 10.21.0.0/16\n    zones: [europe-west1-b, europe-west1-b, europe-west1-c]")],
                    "zones: [europe-west1-b, europe-west1-b"),
     "R010-newline": ([("cidr: 10.21.0.0/16", 'cidr: 10.21.0.0/16\n    zones: ["europe-west1-b\\nx", europe-west1-c, europe-west1-d]')],
