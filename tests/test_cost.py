@@ -155,3 +155,49 @@ def test_budget_rule_warns_at_the_budget_line():
     assert [d.code for d in exc.value.diagnostics] == [code]
     ok = BASE.replace("monthly: {compute: 4000,", "monthly: {compute: 40000,")
     assert code not in [w.code for w in compile_text(ok).warnings]
+
+
+def test_cost_prices_the_machines_terraform_creates(reference):
+    """Machine types come from one place (compiler/ir/machines.py and the spec's instance_types): every host and
+    node-pool machine type and the Azure gateway's capacity the Terraform region roots set is the one the estimate
+    prices, read back from the emitted HCL, in every region of the reference (all three clouds)."""
+    import hcl2
+    from compiler.emit import emit
+    from compiler.ir import machines
+    outputs, _ = emit(reference, ["terraform"], with_docs=False)
+    est = cost.estimate(reference)
+    unquote = lambda v: v.strip('"') if isinstance(v, str) else v  # noqa: E731
+    clouds = set()
+    for r in reference.regions:
+        clouds.add(r.cloud)
+        tf = hcl2.loads(outputs["generated"][f"terraform/regions/{r.name}/main.tf"][1])
+        modules = {unquote(k): v for block in tf["module"] for k, v in block.items()}
+        priced = " | ".join(ln.item for ln in est.lines if ln.region == r.name)
+        hosts = modules["data_hosts"]["hosts"] if "data_hosts" in modules else {}
+        groups = {}
+        for h in hosts.values():
+            groups.setdefault(unquote(h["group"]), set()).add(unquote(h["instance_type"]))
+        assert set(groups) == {h.group for h in r.hosts}, r.name
+        for group, types in groups.items():
+            assert types == {machines.host_instance_type(r, group)}, (r.name, group)
+            (itype,) = types
+            assert f"{group}: {len(r.hosts_in(group))} x {itype} (reserved)" in priced, (r.name, group)
+        pools = {unquote(p["instance_type"]) for p in modules["kubernetes"]["node_pools"].values()}
+        assert pools == {p.instance_types[r.cloud] for p in r.settings.kubernetes.node_pools.values()}
+        for itype in pools:
+            assert f"x {itype} (" in priced, (r.name, itype)
+        if r.cloud == "azure":
+            lb = modules["load_balancer"]
+            assert (lb["min_capacity"], lb["max_capacity"]) == machines.AZURE_GATEWAY_CAPACITY
+            assert "Application Gateway WAF_v2, {}-{} units".format(*machines.AZURE_GATEWAY_CAPACITY) in priced
+    assert clouds == {"aws", "gcp", "azure"}
+
+
+def test_no_machine_type_is_restated():
+    """The cost module and the Terraform target read the unsized hosts' machines from compiler/ir/machines.py."""
+    import re
+    names = {t for types in __import__("compiler.ir.machines", fromlist=["x"]).UNSIZED_HOSTS.values() for t in types.values()}
+    for path in [REPO / "compiler/cost/__init__.py", *sorted((REPO / "compiler/targets").rglob("*.py"))]:
+        text = path.read_text()
+        found = sorted(n for n in names if re.search(rf"[\"']{re.escape(n)}[\"']", text))
+        assert not found, f"{path.relative_to(REPO)} restates {found}: import them from compiler/ir/machines.py"

@@ -23,15 +23,11 @@ from pathlib import Path
 import yaml
 
 from compiler.ir import PlatformPlan, RegionPlan
+# The machines the Terraform roots create, from the one place both read (no machine type is restated here).
+from compiler.ir.machines import AZURE_GATEWAY_CAPACITY, host_instance_type, host_size
 
 CATALOGUE = Path(__file__).with_name("prices.yaml")
 CATEGORIES = ("compute", "database", "storage", "networking", "monitoring", "security", "load_balancing")
-# PgBouncer and the bastion have no size field in the spec; the Terraform target gives them these machines.
-UNSIZED_HOSTS = {
-    "pgbouncer": {"aws": "c6i.large", "gcp": "n2-standard-2", "azure": "Standard_F2s_v2"},
-    "bastion": {"aws": "t3.small", "gcp": "e2-small", "azure": "Standard_B2s"},
-}
-AZURE_GATEWAY_CAPACITY = (2, 10)  # Application Gateway autoscale units the Azure root sets (min, max)
 WAF_MANAGED_RULE_GROUPS = 2  # common rule set and known bad inputs, when edge.waf.managed_rules
 
 
@@ -181,15 +177,13 @@ def _region_lines(plan: PlatformPlan, r: RegionPlan, p: _Pricer) -> list[Line]:
 
     # The data tier: self-managed hosts, or the managed services at the catalogue's premium over the VM.
     ds = s.datastores
-    sizes = {"postgres_primary": ds.postgres.instance, "postgres_replicas": ds.postgres.instance,
-             "redis_cluster": ds.redis.instance, "elasticsearch": ds.elasticsearch.instance}
     data_disk = p.get(f"{cloud}/data_block_gib_month", r.name)[0] if f"{cloud}/data_block_gib_month" in p.table else disk
     groups: dict[str, list] = {}
     for h in r.hosts:
         groups.setdefault(h.group, []).append(h)
     for group, hosts in groups.items():
-        size = sizes.get(group)
-        itype = size.instance_types[cloud] if size else UNSIZED_HOSTS[group][cloud]
+        size = host_size(r, group)
+        itype = host_instance_type(r, group)
         hourly, src = p.get(f"{cloud}/instance_hour/{itype}", r.name)
         each = hourly * month
         category = "security" if group == "bastion" else "database"
@@ -225,7 +219,8 @@ def _region_lines(plan: PlatformPlan, r: RegionPlan, p: _Pricer) -> list[Line]:
     if cloud == "azure":
         unit, _ = p.get(f"{cloud}/load_balancer_unit_hour", r.name)
         lo, hi = lo + AZURE_GATEWAY_CAPACITY[0] * unit * month, lo + AZURE_GATEWAY_CAPACITY[1] * unit * month
-    add("load_balancing", "load balancer" + (" (Application Gateway WAF_v2, 2-10 units)" if cloud == "azure" else ""), lo, hi, lo, src)
+    units = "{}-{}".format(*AZURE_GATEWAY_CAPACITY)
+    add("load_balancing", "load balancer" + (f" (Application Gateway WAF_v2, {units} units)" if cloud == "azure" else ""), lo, hi, lo, src)
     waf = plan.spec.edge.waf
     rules = 1 + (1 if waf.blocked_countries else 0) + (WAF_MANAGED_RULE_GROUPS if waf.managed_rules else 0)
     acl, src = p.get(f"{cloud}/waf_acl_month", r.name)

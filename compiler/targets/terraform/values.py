@@ -10,12 +10,9 @@ from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.edge import KONG_PROXY_TLS_PORT, lb_hostnames  # noqa: F401 (the roots and docs use both)
 from compiler.targets.terraform.common import taints
 
-# The spec sizes PostgreSQL, Redis and Elasticsearch hosts; PgBouncer and the bastion have no
-# size field, so they get a small general-purpose machine per cloud.
-UNSIZED_HOSTS = {
-    "pgbouncer": {"aws": "c6i.large", "gcp": "n2-standard-2", "azure": "Standard_F2s_v2"},
-    "bastion": {"aws": "t3.small", "gcp": "e2-small", "azure": "Standard_B2s"},
-}
+# The spec sizes PostgreSQL, Redis and Elasticsearch hosts; PgBouncer and the bastion have no size field: their
+# machines are compiler/ir/machines.py's, the one place the cost estimate reads too.
+from compiler.ir.machines import UNSIZED_HOSTS, host_instance_type, host_size  # noqa: E402,F401
 from compiler.ir.names import NODE_POOL_LABEL  # noqa: E402,F401
 
 
@@ -38,9 +35,7 @@ def node_pools(region: RegionPlan) -> dict:
 
 
 def machine(region: RegionPlan, group: str):
-    ds = region.settings.datastores
-    return {"postgres_primary": ds.postgres.instance, "postgres_replicas": ds.postgres.instance,
-            "redis_cluster": ds.redis.instance, "elasticsearch": ds.elasticsearch.instance}.get(group)
+    return host_size(region, group)
 
 
 def hosts(region: RegionPlan) -> dict:
@@ -50,7 +45,7 @@ def hosts(region: RegionPlan) -> dict:
         size = machine(region, h.group)
         out[h.name] = {
             "group": h.group, "zone": h.zone, "fqdn": h.fqdn,
-            "instance_type": size.instance_types[region.cloud] if size else UNSIZED_HOSTS[h.group][region.cloud],
+            "instance_type": host_instance_type(region, h.group),
             "data_disk_gib": size.disk_gib if size else 0,
         }
     return out
