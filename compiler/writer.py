@@ -253,23 +253,40 @@ def _recorded_digests(raw: bytes | None) -> dict:
 
 
 def _provably_ours(real: Path, root, rel: str, digest: str | None) -> None:
-    """WriteError unless the file at rel holds exactly the bytes the manifest says platformc wrote there: a
-    manifest entry alone (a bad merge, a hostile PR, a file edited since) never gets a file deleted."""
-    data = None
-    if digest is not None:
-        try:
-            fd = os.open(real / rel, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
-        except OSError as exc:
-            raise FileSystemError(f"cannot read {root}/{rel}: {exc.strerror}") from None
-        try:
-            data = _read_fd(fd)
-        finally:
-            os.close(fd)
-    if data is None or hashlib.sha256(data).hexdigest() != digest:
-        why = "has changed since platformc wrote it" if digest is not None else "has no record of the bytes platformc wrote"
-        raise WriteError(f"{root}/{MANIFEST} lists {rel!r} to prune, but {root}/{rel} {why}: platformc cannot "
-                         f"prove it wrote that file, so it will not remove it; delete it yourself if it is no longer "
-                         f"needed, or restore the manifest from git")
+    """WriteError unless removing the file at rel loses nothing platformc did not write: its bytes are the ones the
+    manifest records (SHA-256), or, for an entry with no digest (a manifest from before digests), git holds exactly
+    these bytes at HEAD, so they can be restored. A manifest entry alone (a bad merge, a hostile PR, a file edited
+    since) never gets a file deleted."""
+    try:
+        fd = os.open(real / rel, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+    except OSError as exc:
+        raise FileSystemError(f"cannot read {root}/{rel}: {exc.strerror}") from None
+    try:
+        data = _read_fd(fd)
+    finally:
+        os.close(fd)
+    if digest is not None and hashlib.sha256(data).hexdigest() == digest:
+        return
+    if digest is None and _committed_as_is(real / rel, data):
+        return
+    why = ("has changed since platformc wrote it" if digest is not None else
+           "has no record of the bytes platformc wrote (and git does not hold them at HEAD)")
+    raise WriteError(f"{root}/{MANIFEST} lists {rel!r} to prune, but {root}/{rel} {why}: platformc cannot "
+                     f"prove it wrote that file, so it will not remove it; delete it yourself if it is no longer "
+                     f"needed, or restore the manifest from git")
+
+
+def _committed_as_is(path: Path, data: bytes) -> bool:
+    """True when git's HEAD holds exactly these bytes at this path (the blob id of the bytes read): removing the
+    file loses nothing. One `git rev-parse` per such file; only entries without a digest get here."""
+    import subprocess
+    try:
+        out = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"HEAD:./{path.name}"], cwd=path.parent,
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    return out.returncode == 0 and out.stdout.strip() == blob
 
 
 def _read_fd(fd: int, size: int = 0) -> bytes:

@@ -86,3 +86,40 @@ def test_a_stale_file_platformc_wrote_is_still_pruned(work, capsys):
     recorded = json.loads((work / "generated" / writer.MANIFEST).read_text())
     assert "fake/use1/services/recommend.yaml" not in recorded["files"]
     assert set(recorded["sha256"]) == set(recorded["files"])
+
+
+def _git(cwd, *args):
+    import subprocess
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "commit.gpgsign=false", *args],
+                   cwd=cwd, check=True, capture_output=True)
+
+
+def test_a_manifest_without_digests_prunes_only_what_git_can_restore(work, capsys):
+    """A manifest written before digests (or an entry without one) proves nothing by itself: a stale file is pruned
+    only when git holds exactly its bytes at HEAD (nothing is lost), never an untracked or edited one."""
+    assert run("generate") == 0
+    manifest = work / "generated" / writer.MANIFEST
+    data = json.loads(manifest.read_text())
+    del data["sha256"]  # as an older platformc wrote it
+    manifest.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    _git(work, "init", "-q")
+    _git(work, "add", "generated")
+    _git(work, "commit", "-q", "-m", "generated")
+    stale = work / "generated/fake/use1/services/recommend.yaml"
+    spec = work / "platform.yaml"
+    spec.write_text(spec.read_text().replace("    recommend:\n", "    recommend:\n      enabled: false\n"))
+    # an untracked file named by the manifest is refused, with nothing removed
+    notes = work / "generated/notes.txt"
+    notes.write_text("mine\n")
+    data["files"]["notes.txt"] = "fake/use1"
+    manifest.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    capsys.readouterr()
+    assert run("generate") == REFUSED
+    assert "notes.txt" in "\n".join(errors(capsys))
+    assert notes.read_text() == "mine\n" and stale.is_file()
+    # without it, the committed stale file goes: git can restore its bytes
+    del data["files"]["notes.txt"]
+    manifest.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    assert run("generate") == 0
+    assert not stale.exists() and notes.read_text() == "mine\n"
+    assert "sha256" in json.loads(manifest.read_text())  # written with digests from now on
