@@ -98,10 +98,9 @@ def generate(spec, out, docs_out, regions, target_names, check, strict):
     writer.check_roots({"--out": roots["generated"], "--docs-out": roots["docs"]}, spec)
     raw = _read_spec(spec)  # read once: these bytes are compiled and fingerprinted (a pipe works too)
     full_run = check or regions or target_names or os.environ.get("PLATFORMC_FULL") == "1"
-    sources = None
+    from compiler import noop
+    sources = noop.sources_digest()  # before compiling: an edit during the run costs a recompile, never a freeze
     if not full_run:
-        from compiler import noop
-        sources = noop.sources_digest()  # before compiling: an edit during the run costs a recompile, never a freeze
         hit = noop.unchanged(spec, roots, strict, spec_bytes=raw, sources=sources)
         if hit is not None:
             count, warnings = hit
@@ -149,8 +148,11 @@ def generate(spec, out, docs_out, regions, target_names, check, strict):
         click.echo("generated files are up to date")
         return
     # One transaction over every root: all locked, planned and staged before any file is replaced.
+    # The manifest records what the tree was compiled from (a full run; a partial one keeps a matching record).
+    inputs = noop.run_inputs(spec, raw, compiled.plan.spec.sharding.registry_file, sources, started_ns)
     with writer.session([roots[name] for name in names], {roots[name]: roots[name] for name in names}):
-        tx = writer.Transaction({name: roots[name] for name in names}, scope)
+        tx = writer.Transaction({name: roots[name] for name in names}, scope, inputs=inputs,
+                                full=not (regions or target_names))
         for name, owner, files in jobs:
             owners.add(owner)
             tx.add(name, owner, files)
@@ -159,7 +161,6 @@ def generate(spec, out, docs_out, regions, target_names, check, strict):
     removed = sum(len(plan.remove) for plan in plans.values())
     unchanged = sum(plan.unchanged for plan in plans.values())
     if not full_run:
-        from compiler import noop
         registry = compiled.plan.spec.sharding.registry_file
         from compiler.registry import registry_path
         extra = [registry_path(spec, registry)] if registry else []
@@ -255,8 +256,9 @@ def diff_cmd(spec, base_ref, base_spec, fmt, affected):
     from compiler import diff as d
     from compiler.pipeline import compile_file
     new = _compile(spec, False)
-    old = compile_file(base_spec) if base_spec else d.compile_at_ref(base_ref, spec)
-    report = d.diff(old, new, base_spec or base_ref)
+    # the base's generated files come from its committed tree when its manifest proves them current
+    old, old_outputs = (compile_file(base_spec), None) if base_spec else d.base_at_ref(base_ref, spec)
+    report = d.diff(old, new, base_spec or base_ref, old_outputs)
     if affected:
         for unit in report.affected:
             click.echo(unit)

@@ -57,12 +57,23 @@ def _git(*args: str, cwd: str) -> bytes:
 
 def compile_at_ref(ref: str, spec: str):
     """Compile SPEC (and its registry) as it is at git REF, in a temporary directory that is removed after."""
+    return base_at_ref(ref, spec, with_outputs=False)[0]
+
+
+def base_at_ref(ref: str, spec: str, with_outputs: bool = True):
+    """(Compiled base, its committed outputs or None). The base spec is always compiled (the changes in words
+    are read off its IR); its generated files are read from the `generated/` committed at REF beside the spec
+    (one `git cat-file --batch`) instead of emitted again, when its manifest proves they are what this
+    platformc makes of that spec: its recorded inputs are the base spec's and registry's bytes and this
+    platformc's sources (writer.inputs_fingerprint), and every file read has the SHA-256 the manifest records.
+    Anything else (no manifest, another platformc, a stale or hand-edited tree) is emitted from the base IR."""
     from compiler.loader import load_text
     from compiler.pipeline import compile_document
     spec_path = Path(spec).resolve()
     top = _git("rev-parse", "--show-toplevel", cwd=str(spec_path.parent)).decode().strip()
     rel = spec_path.relative_to(Path(top).resolve()).as_posix()
     text = _git("show", f"{ref}:{rel}", cwd=top)
+    registry = None
     tmp = tempfile.mkdtemp(prefix="platformc-diff-")
     try:
         base = Path(tmp) / spec_path.name  # same basename: targets name the spec file in headers
@@ -73,40 +84,94 @@ def compile_at_ref(ref: str, spec: str):
             src = (PurePosixPath(rel).parent / reg_rel).as_posix()
             if ".." not in PurePosixPath(reg_rel).parts:
                 try:
-                    data = _git("show", f"{ref}:{src}", cwd=top)
+                    registry = _git("show", f"{ref}:{src}", cwd=top)
                 except UsageError:
-                    data = None
-                if data is not None:
+                    registry = None
+                if registry is not None:
                     dest = Path(tmp) / reg_rel
                     dest.parent.mkdir(parents=True, exist_ok=True)
-                    dest.write_bytes(data)
-        return _compile_lenient(lambda: compile_document(load_text(text, str(base))), str(base), f"{ref}:{rel}")
+                    dest.write_bytes(registry)
+        compiled = _compile_lenient(lambda skip: compile_document(load_text(text, str(base)), skip_rules=skip),
+                                    str(base), f"{ref}:{rel}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    outputs = None
+    if with_outputs:
+        from compiler.noop import inputs_fingerprint
+        gen = (PurePosixPath(rel).parent / "generated").as_posix()
+        outputs = _committed(ref, top, gen, inputs_fingerprint(spec_path.name, text, registry))
+    return compiled, outputs
+
+
+def _committed(ref: str, top: str, gen: str, fingerprint: str):
+    """{rel path: (owner, text)} of the generated tree committed at REF when its manifest records `fingerprint`
+    (see base_at_ref), else None. Reads lazily: `select(owners)` fetches only those owners' files."""
+    from compiler.writer import MANIFEST
+    try:
+        raw = _git("show", f"{ref}:{gen}/{MANIFEST}", cwd=top)
+        manifest = json.loads(raw)
+    except (UsageError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("inputs") != fingerprint:
+        return None
+    files, digests = manifest.get("files"), manifest.get("sha256")
+    if not isinstance(files, dict) or not isinstance(digests, dict) or set(files) - set(digests):
+        return None
+    return _Committed(ref, top, gen, files, digests)
+
+
+class _Committed:
+    """The committed outputs of the base: owners' files fetched on demand, each checked against its digest."""
+
+    def __init__(self, ref, top, gen, files, digests):
+        self.ref, self.top, self.gen, self.files, self.digests = ref, top, gen, files, digests
+
+    def select(self, owners):
+        """{"generated": {rel: (owner, text or _Sha)}} of the files of these owners: the text of the Terraform
+        roots' .tf files (the diff reads their module calls), every other file's recorded SHA-256 (all the
+        diff compares); None if a read fails its proof."""
+        import hashlib
+        mine = {r: o for r, o in self.files.items() if o in owners}
+        wanted = sorted(r for r in mine if _ROOT_TF.match(r))
+        out = {r: (o, _Sha(self.digests[r])) for r, o in mine.items()}
+        if wanted:
+            req = "".join(f"{self.ref}:{self.gen}/{r}\n" for r in wanted).encode()
+            proc = subprocess.run(["git", "cat-file", "--batch"], cwd=self.top, input=req, capture_output=True)
+            if proc.returncode != 0:
+                return None
+            data, pos = proc.stdout, 0
+            for r in wanted:
+                nl = data.index(b"\n", pos)
+                head = data[pos:nl].split()
+                if len(head) != 3 or head[1] != b"blob":
+                    return None
+                size = int(head[2])
+                blob = data[nl + 1:nl + 1 + size]
+                pos = nl + 1 + size + 1
+                if hashlib.sha256(blob).hexdigest() != self.digests[r]:
+                    return None
+                out[r] = (mine[r], blob.decode("utf-8"))
+        return {"generated": out}
 
 
 def _compile_lenient(compile_, tmp_name: str, label: str):
     """Compile the base side. A base spec that today's semantic rules refuse (a rule added since) is still
-    compiled, without those rules: the diff is about what changes, not about the base's faults. Schema
-    errors stay errors, named REF:path."""
+    compiled, without those rules (compile_(skip_rules)): the diff is about what changes, not about the base's
+    faults. Schema errors stay errors, named REF:path."""
     from dataclasses import replace
 
-    import compiler.pipeline as pipeline
     from compiler.errors import SpecError
-    saved, skipped, first = pipeline.RULES, set(), None
-    try:
-        for _ in range(len(saved) + 1):  # each pass drops the rules that refused it (later rules run after earlier pass)
-            try:
-                return compile_()
-            except SpecError as exc:
-                first = first or exc
-                codes = {d.code for d in exc.diagnostics if d.severity == "error"}
-                if not codes or not all(c.startswith("R") for c in codes) or codes <= skipped:
-                    break
-                skipped |= codes
-                pipeline.RULES = [r for r in saved if r.code not in skipped]
-    finally:
-        pipeline.RULES = saved
+    from compiler.rules import RULES
+    skipped, first = frozenset(), None
+    for _ in range(len(RULES) + 1):  # each pass drops the rules that refused it (later rules run after earlier pass)
+        try:
+            return compile_(skipped)
+        except SpecError as exc:
+            first = first or exc
+            codes = {d.code for d in exc.diagnostics if d.severity == "error"}
+            if not codes or not all(c.startswith("R") for c in codes) or codes <= skipped:
+                break
+            skipped |= codes
     raise SpecError([replace(d, file=label if d.file == tmp_name else d.file) for d in first.diagnostics]) from None
 
 
@@ -116,14 +181,20 @@ def _same_region(a, b) -> bool:
     return a == b
 
 
-def _emit(plan, regions: list[str], with_globals: bool):
+def _emit(plan, regions: list[str], with_globals: bool, committed=None):
+    """The generated files of these regions (and the global files): read from the base's committed tree when
+    it is proven current (base_at_ref), else emitted; docs/ is left out (no deploy unit, and rendering it
+    would treble the time)."""
     from compiler import targets
-    from compiler.emit import Outputs, _jobs, _map
+    from compiler.emit import Outputs, _jobs, _results
     rs = [plan.region(n) for n in regions if n in plan.region_names]
-    # docs/ is left out: it is no deploy unit, and rendering it would treble the time (`make generate` shows it)
     jobs = _jobs(plan, targets.select(None), rs, with_globals=with_globals, with_docs=False)
+    if committed is not None:
+        got = committed.select({owner for _, owner, _ in jobs})
+        if got is not None:
+            return got
     out = Outputs()
-    for (root, owner, _), files in zip(jobs, _map(jobs)):
+    for (root, owner, _), files in zip(jobs, _results(jobs, len(rs))):
         out.add(root, owner, files)
     return out
 
@@ -133,7 +204,7 @@ def _file_changes(old_out, new_out) -> dict:
     for root in sorted(set(old_out) | set(new_out)):
         a, b = old_out.get(root, {}), new_out.get(root, {})
         for path in sorted(set(a) | set(b)):
-            if path in a and path in b and a[path][1] == b[path][1]:
+            if path in a and path in b and _same_text(a[path][1], b[path][1]):
                 continue
             owner = (b.get(path) or a.get(path))[0]
             target, _, region = owner.partition("/")
@@ -142,12 +213,26 @@ def _file_changes(old_out, new_out) -> dict:
     return files
 
 
+class _Sha(str):
+    """A committed file's SHA-256 standing for its text (base_at_ref reads only the texts the diff reads)."""
+
+
+def _same_text(old, new: str) -> bool:
+    if type(old) is _Sha:
+        import hashlib
+        return hashlib.sha256(new.encode("utf-8")).hexdigest() == old
+    return old == new
+
+
+_ROOT_TF = re.compile(r"terraform/(regions/[^/]+|global)/[^/]+\.tf$")
+
+
 def _module_callers(outputs) -> dict[str, set[str]]:
     """terraform/modules/<cloud>/<module> -> the roots whose .tf files call it."""
     callers: dict[str, set[str]] = {}
     for trees in outputs:
         for path, (_, text) in trees.get("generated", {}).items():
-            m = re.match(r"terraform/(regions/[^/]+|global)/[^/]+\.tf$", path)
+            m = _ROOT_TF.match(path)
             if not m:
                 continue
             for mod in re.findall(r'source\s*=\s*"(?:\.\./)+modules/([a-z]+/[a-z0-9_]+)"', text):
@@ -372,8 +457,9 @@ def _short(v) -> str:
 
 # ---------------------------------------------------------------- the report
 
-def diff(old, new, base_label: str = "base") -> Report:
-    """Compare two Compiled results (old = base, new = working tree)."""
+def diff(old, new, base_label: str = "base", old_outputs=None) -> Report:
+    """Compare two Compiled results (old = base, new = working tree). old_outputs: the base's committed
+    generated tree (base_at_ref), read instead of emitting the base's files when it is proven current."""
     from compiler.cost import estimate
     rep = Report(base_label, regions=len(new.plan.regions))
     po, pn = old.plan, new.plan
@@ -392,7 +478,7 @@ def diff(old, new, base_label: str = "base") -> Report:
         if name in ro and ro[name] != rn[name]:
             _region_changes(ro[name], rn[name], rep.changes, rep.risks)
     # files: the changed regions and the global files, on both sides
-    old_out, new_out = _emit(po, changed_regions, True), _emit(pn, changed_regions, True)
+    old_out, new_out = _emit(po, changed_regions, True, old_outputs), _emit(pn, changed_regions, True)
     rep.files = _file_changes(old_out, new_out)
     paths = [p for kinds in rep.files.values() for lst in kinds.values() for p in lst]
     callers = _module_callers([old_out, new_out])

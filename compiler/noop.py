@@ -44,22 +44,93 @@ def _sha(path: Path) -> str | None:
         return None
 
 
+def _files(root: Path) -> list[tuple[tuple, str]]:
+    """(path parts relative to root's parent, absolute path) of every file under root, __pycache__ aside."""
+    out, stack = [], [(str(root), (root.name,))]
+    while stack:
+        d, parts = stack.pop()
+        with os.scandir(d) as it:
+            for e in it:
+                if e.is_dir():
+                    if e.name != "__pycache__":
+                        stack.append((e.path, parts + (e.name,)))
+                elif e.is_file():
+                    out.append((parts + (e.name,), e.path))
+    out.sort()  # as sorted Paths: part by part
+    return out
+
+
+def _versions(libs) -> dict:
+    """Installed versions from the *.dist-info directory names on sys.path (one listdir per directory: the
+    metadata scan of importlib.metadata cost ~0.1 s per run); importlib.metadata for what is not found."""
+    import sys
+    wanted = {lib.lower().replace("-", "_"): lib for lib in libs}
+    found: dict = {}
+    for d in sys.path:
+        if len(found) == len(wanted):
+            break
+        try:
+            names = os.listdir(d or ".")
+        except OSError:
+            continue
+        for n in names:
+            if n.endswith(".dist-info"):
+                name, _, ver = n[:-10].partition("-")
+                lib = wanted.get(name.lower().replace("-", "_").replace(".", "_"))
+                if lib and lib not in found and ver:
+                    found[lib] = ver
+    for lib in libs:
+        if lib not in found:
+            from importlib.metadata import PackageNotFoundError, version
+            try:
+                found[lib] = version(lib)
+            except PackageNotFoundError:
+                found[lib] = "?"
+    return found
+
+
 def sources_digest() -> str:
     """platformc's own sources and templates, and the library versions that shape the bytes."""
-    from importlib.metadata import PackageNotFoundError, version
-
     h = hashlib.sha256()
     for root in SOURCES:
-        for p in sorted(root.rglob("*")):
-            if p.is_file() and "__pycache__" not in p.parts:
-                h.update(f"{p.relative_to(root.parent)}\0".encode())
-                h.update(p.read_bytes())
+        for parts, path in _files(root):
+            h.update(("/".join(parts) + "\0").encode())
+            with open(path, "rb") as f:
+                h.update(f.read())
+    versions = _versions(LIBRARIES)
     for lib in LIBRARIES:
-        try:
-            h.update(f"{lib}={version(lib)}\0".encode())
-        except PackageNotFoundError:
-            h.update(f"{lib}=?\0".encode())
+        h.update(f"{lib}={versions[lib]}\0".encode())
     return h.hexdigest()
+
+
+def inputs_fingerprint(spec_name: str, spec_bytes: bytes, registry_bytes: bytes | None,
+                       sources: str | None = None) -> str:
+    """What a generated tree was compiled from, recorded in its manifest ("inputs"): the spec's file name (the
+    headers name it) and bytes, the franchise registry's bytes, and platformc's sources and libraries. Equal
+    fingerprints, equal trees: `platformc diff` reads a base's committed generated/ instead of emitting it
+    when the fingerprint of the base's spec and this platformc matches the one recorded."""
+    h = hashlib.sha256(b"platformc-inputs-1\0")
+    h.update(f"{os.path.basename(spec_name)}\0{hashlib.sha256(spec_bytes).hexdigest()}\0".encode())
+    h.update(f"{hashlib.sha256(registry_bytes).hexdigest() if registry_bytes is not None else '-'}\0".encode())
+    h.update((sources or sources_digest()).encode())
+    return h.hexdigest()
+
+
+def run_inputs(spec: str, spec_bytes: bytes, registry_file: str | None, sources: str, started_ns: int) -> str | None:
+    """inputs_fingerprint of this run, or None when the registry it compiled is unknown (modified since the
+    run began: its bytes now may not be the ones compiled)."""
+    registry = None
+    if registry_file:
+        from compiler.registry import registry_path
+        path = registry_path(spec, registry_file)
+        try:
+            if os.stat(path).st_mtime_ns >= started_ns - RACY_NS:
+                return None
+            with open(path, "rb") as f:
+                registry = f.read()
+        except OSError:
+            return None
+    return inputs_fingerprint(spec, spec_bytes, registry, sources)
 
 
 def fingerprint(spec: str, extra_inputs: list[str], spec_bytes: bytes | None = None,

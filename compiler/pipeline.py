@@ -95,9 +95,11 @@ def _apply(diags: list[Diagnostic], strict: bool) -> list[Diagnostic]:
     return diags
 
 
-def compile_document(doc: Document, strict: bool = False) -> Compiled:
+def compile_document(doc: Document, strict: bool = False, skip_rules: frozenset = frozenset()) -> Compiled:
+    """skip_rules: rule codes not to run (`platformc diff` compiles a base spec without the rules added since)."""
     platform = _validate_top(doc)
-    spec_rules = [r for r in RULES if r.stage == "spec"]
+    rules = [r for r in RULES if r.code not in skip_rules] if skip_rules else RULES
+    spec_rules = [r for r in rules if r.stage == "spec"]
     # Rules that only need the top level run first: region settings layering needs geos to exist.
     early = _position(doc, {}, [(r, f) for r in spec_rules for f in r.check(platform, {}) if f.region is None])
     if any(d.severity == "error" for d in early):
@@ -113,15 +115,16 @@ def compile_document(doc: Document, strict: bool = False) -> Compiled:
     if platform.cost.budget_split == "estimate":  # each region's budget: its part of the estimated floor (compiler/cost)
         from compiler.cost import split_by_estimate
         plan = split_by_estimate(plan)
-    plan_findings = [(r, f) for r in RULES if r.stage == "plan" for f in r.check(plan)]
+    plan_findings = [(r, f) for r in rules if r.stage == "plan" for f in r.check(plan)]
     warnings = warnings + _apply(_position(doc, origins, plan_findings), strict)
     return Compiled(plan, sorted(set(warnings)), doc)
 
 
-def compile_file(path: str, strict: bool = False) -> Compiled:
-    return compile_document(load_file(path), strict)
+def compile_file(path: str, strict: bool = False, skip_rules: frozenset = frozenset()) -> Compiled:
+    return compile_document(load_file(path), strict, skip_rules)
 
 
-def compile_text(text: str | bytes, file: str = "platform.yaml", strict: bool = False) -> Compiled:
+def compile_text(text: str | bytes, file: str = "platform.yaml", strict: bool = False,
+                 skip_rules: frozenset = frozenset()) -> Compiled:
     raw = text.encode() if isinstance(text, str) else text
-    return compile_document(load_text(raw, file), strict)
+    return compile_document(load_text(raw, file), strict, skip_rules)

@@ -230,15 +230,27 @@ def _load_manifest(real: Path, label) -> tuple[dict, bytes | None]:
     return dict(files), raw
 
 
-def _manifest_bytes(files: dict, digests: dict | None = None) -> bytes:
+def _manifest_bytes(files: dict, digests: dict | None = None, inputs: str | None = None) -> bytes:
     body = {"generator": "platformc", "note": "files platformc wrote here; do not edit",
             "files": dict(sorted(files.items()))}
+    if inputs:  # what the tree was compiled from (noop.inputs_fingerprint): `platformc diff` trusts it only on a match
+        body["inputs"] = inputs
     if digests is not None:  # the bytes platformc wrote: the proof a file may be pruned (_provably_ours)
         body["sha256"] = {rel: digests[rel] for rel in sorted(files) if rel in digests}
     return (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
 
 
 _HEX64 = frozenset("0123456789abcdef")
+
+
+def _recorded_inputs(raw: bytes | None) -> str | None:
+    if not raw:
+        return None
+    try:
+        got = json.loads(raw.decode("utf-8")).get("inputs")
+    except (ValueError, AttributeError):
+        return None
+    return got if isinstance(got, str) else None
 
 
 def _recorded_digests(raw: bytes | None) -> dict:
@@ -398,7 +410,11 @@ class Planner:
     commit), written at once to the root's staging directory and released (mode "stage": a Transaction), or
     described and released (mode "check": --check). So a run holds one job's text at a time, not the platform's."""
 
-    def __init__(self, root: Path, owners_in_scope=None, mode: str = "keep", txid: str | None = None):
+    def __init__(self, root: Path, owners_in_scope=None, mode: str = "keep", txid: str | None = None,
+                 inputs: str | None = None, full: bool = False):
+        """inputs: the run's noop.inputs_fingerprint, recorded in the manifest by a full run (full=True); a
+        partial run keeps the recorded one only when it is the same (else the tree's inputs are unknown)."""
+        self.inputs, self.full = inputs, full
         root = Path(root)
         real = _real_root(root)
         self.plan = plan = Plan(root=root, real=real, txid=txid if mode == "stage" else None)
@@ -501,8 +517,14 @@ class Planner:
         digests.update(plan.sha)
         plan.mkdirs = sorted(self.mkdirs)
         plan.manifest = new_manifest
-        plan.manifest_bytes = _manifest_bytes(new_manifest, digests)
-        if plan.manifest_bytes != self.old_raw:
+        old_inputs = _recorded_inputs(self.old_raw)
+        inputs = self.inputs if self.full else (old_inputs if old_inputs and old_inputs == self.inputs else None)
+        plan.manifest_bytes = _manifest_bytes(new_manifest, digests, inputs)
+        if self.mode == "check":  # the inputs record is no output: a tree is not stale for it alone
+            stale = _manifest_bytes(new_manifest, digests, old_inputs) != self.old_raw
+        else:
+            stale = plan.manifest_bytes != self.old_raw
+        if stale:
             plan.write[MANIFEST] = plan.manifest_bytes
         return plan
 
@@ -519,13 +541,14 @@ class Transaction:
     platform's. Used inside `session` (every root locked); `commit` then writes the journals and makes the
     decision as `commit()` below does; any failure before that removes the staging and changes nothing."""
 
-    def __init__(self, roots: dict, owners_in_scope=None):
+    def __init__(self, roots: dict, owners_in_scope=None, inputs: str | None = None, full: bool = False):
         self.txid = os.urandom(8).hex()
         self.labels = {}
         self.planners: dict = {}
         try:
             for name, root in roots.items():
-                self.planners[name] = Planner(root, owners_in_scope, mode="stage", txid=self.txid)
+                self.planners[name] = Planner(root, owners_in_scope, mode="stage", txid=self.txid, inputs=inputs,
+                                              full=full)
                 self.labels[self.planners[name].plan.real] = Path(root)
         except BaseException:
             self.abort()
