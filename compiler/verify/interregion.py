@@ -26,7 +26,24 @@ import yaml
 from compiler.verify import Broken, Result
 from compiler.verify.infra import Lst, Obj, _covered, _doc, _net, _Region, _resource
 
-LAYERS = ("inter-region", "cloud-firewall-egress", "kong-forward", "internal-gateway")
+LAYERS = ("inter-region", "cloud-firewall-egress", "kong-forward", "internal-gateway", "postgres-endpoint")
+# Connections dialling a PostgreSQL endpoint name (compiler/ir/postgres_ha.py): postgres.<internal domain> and
+# postgres-replicas.<internal domain>, the internal load balancers in front of Patroni's members.
+_ENDPOINT = re.compile(r"^postgres(-replicas)?\.[a-z0-9.-]+\.internal\.")
+# What each cloud's data_hosts module must do with an endpoint: (resource type, name, attribute, value) all present.
+_ENDPOINT_RESOURCES = {
+    "aws": [("aws_lb", "postgres", "internal", True), ("aws_lb_listener", "postgres", "port", "each.value.port"),
+            ("aws_route53_record", "postgres", "name", "each.value.fqdn"),
+            ("aws_lb_target_group_attachment", "postgres", "target_id", "aws_instance.host[each.value.host].id")],
+    "gcp": [("google_compute_forwarding_rule", "postgres", "load_balancing_scheme", "INTERNAL"),
+            ("google_compute_forwarding_rule", "postgres", "allow_global_access", True),
+            ("google_dns_record_set", "postgres", "name", "${each.value.fqdn}.")],
+    "azure": [("azurerm_lb_rule", "postgres", "frontend_port", "each.value.port"),
+              ("azurerm_lb_probe", "postgres", "request_path", "each.value.health_path"),
+              ("azurerm_network_interface_backend_address_pool_association", "postgres", "ip_configuration_name", "primary")],
+}
+_HEALTH = {"aws": ("aws_lb_target_group", "postgres", "health_check", "path"),
+           "gcp": ("google_compute_region_health_check", "postgres", "https_health_check", "request_path")}
 CONNS = "connections/{}.json"
 
 
@@ -270,8 +287,59 @@ def _check_gateway(reg: _Region, c) -> list[Broken]:
     return out
 
 
+def _check_endpoint(tree, reg: _Region, region: str, c) -> list[Broken] | None:
+    """The PostgreSQL endpoint the connection dials: None when it dials none."""
+    if not _ENDPOINT.match(c.address):
+        return None
+    owner = c.address.split(".internal.")[0].split(".", 1)[1]
+    r = reg if owner == region else _Region(tree, owner)
+    if r.doc is None:
+        return [Broken(r.rel, 0, "postgres-endpoint", c.id, f"region {owner} has no Terraform root")]
+    dh = r.modules.get("data_hosts")
+    eps = dh.get("postgres_endpoints") if dh else None
+    ep = next((e for e in (eps.values() if isinstance(eps, Obj) else []) if isinstance(e, Obj) and e.get("fqdn") == c.address), None)
+    if ep is None:
+        return [Broken(r.rel, dh.line_of("postgres_endpoints") if dh else 1, "postgres-endpoint", c.id,
+                       f"no internal load balancer answers {c.address} (data_hosts.postgres_endpoints)")]
+    out = []
+    if ep.get("port") != c.dest_port:
+        out.append(Broken(r.rel, dh.line_of("postgres_endpoints"), "postgres-endpoint", c.id,
+                          f"{c.address} forwards port {ep.get('port')}, not {c.dest_port}"))
+    want = "/replica" if c.address.startswith("postgres-replicas.") else "/primary"
+    if ep.get("health_path") != want:
+        out.append(Broken(r.rel, dh.line_of("postgres_endpoints"), "postgres-endpoint", c.id,
+                          f"{c.address} checks {ep.get('health_path')}, not Patroni's {want}"))
+    hosts = dh.get("hosts")
+    fqdn = {h.get("fqdn"): name for name, h in (hosts.items() if isinstance(hosts, Obj) else []) if isinstance(h, Obj)}
+    members = set(ep.get("hosts") or [])
+    if owner == region and c.dest.hosts:
+        missing = sorted(h for h in c.dest.hosts if fqdn.get(h) not in members)
+        if missing:
+            out.append(Broken(r.rel, dh.line_of("postgres_endpoints"), "postgres-endpoint", c.id,
+                              f"{c.address} does not balance over {', '.join(missing)}"))
+    rel, doc = r.module_doc("data_hosts")
+    for rtype, name, attr, value in _ENDPOINT_RESOURCES.get(r.cloud, []):
+        res = _resource(doc, rtype, name)
+        if res is None or res.get(attr) != value:
+            out.append(Broken(rel or r.rel, res.line if res else 1, "postgres-endpoint", c.id,
+                              f"the data_hosts module's {rtype}.{name} lacks {attr} = {value}"))
+    if r.cloud in _HEALTH:
+        rtype, name, block, attr = _HEALTH[r.cloud]
+        res = _resource(doc, rtype, name)
+        b = res.block(block) if res else None
+        if not b or b.get(attr) != "each.value.health_path" or b.get("port") not in ("each.value.health_port",
+                                                                                        "tostring(each.value.health_port)"):
+            out.append(Broken(rel or r.rel, res.line if res else 1, "postgres-endpoint", c.id,
+                              "the health check is not Patroni's REST path and port"))
+    return out
+
+
 def check(tree, region, connections):
     reg = _Region(tree, region)
+    for c in connections:
+        broken = _check_endpoint(tree, reg, region, c)
+        if broken is not None:
+            yield Result("postgres-endpoint", c.id, broken)
     for c in connections:
         if "inter-region" in c.layers:
             yield Result("inter-region", c.id, _check_link(tree, reg, region, c))

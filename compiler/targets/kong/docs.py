@@ -73,6 +73,7 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
         f"{' and '.join(kong.HEALTH_METHODS)} `{plan.spec.edge.dns.health_check_path}` (exactly) with 200 from Kong "
         "itself (`request-termination`, no authentication, still rate-limited): the region's load balancer and the "
         "global DNS health checks probe it over the load balancer's HTTPS hop. No service route may use that path.\n",
+        _routing_bullet(plan, region),
         f"- **Request size**: `request-size-limiting` refuses bodies over {body} (413).\n",
         f"- **Upstream timeouts**: connect {g.connect_timeout_ms:,} ms, read {g.read_timeout_ms:,} ms, "
         f"write {g.write_timeout_ms:,} ms.\n",
@@ -114,3 +115,27 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
                      "sync` (or `deck file render --populate-env-vars` for a DB-less file):\n")
         lines.append(markdown_table(["decK variable", "from"], [[f"`{v}`", f"`{r}`"] for v, r in inputs]))
     return "\n".join(lines)
+
+
+def _routing_bullet(plan: PlatformPlan, region: RegionPlan) -> str:
+    """Home-region routing (compiler/targets/kong/routing.py): what the pre-function does here, and why."""
+    from compiler.ir.network import FORWARDED_FROM_HEADER
+    from compiler.targets.kong.routing import HOME_HEADER, forwards, home_of, home_ranges
+    if len(plan.regions) < 2:
+        return ""
+    here = sum(last - first + 1 for first, last, home in home_ranges(plan) if home == region.name)
+    homes = [home_of(c) for c in forwards(region)]
+    others = sorted(r.name for r in plan.regions if r.name != region.name and r.name not in homes)
+    header = region.settings.gateway.hash_on_header
+    return (f"- **Home-region routing**: a `pre-function` (access phase, before authentication and rate limits) looks "
+            f"the franchise id (`{header}`, digits only) up in the shard map ({here:,} ids are homed here). Homed here, "
+            "no id, or already forwarded (`" + FORWARDED_FROM_HEADER + "`): served here. "
+            + (f"Homed in {', '.join(homes)} (the same cloud): forwarded unchanged over the VPC peering to that region's "
+               "internal gateway (`gateway.<region>.internal.<domain>`), with the request's host as Host and SNI, and "
+               "authenticated there. " if homes else "")
+            + (f"Homed in {', '.join(others)}: answered 421 with `{HOME_HEADER}` naming the home, since no private "
+               "path reaches it (another cloud, or a cloud without an internal gateway yet). " if others else "")
+            + "**Judgement**: the gateway rather than DNS per franchise, because clients use one API name and the "
+            "franchise id travels in the request; the internal gateway rather than the home's public name, because "
+            "the regional load balancers admit the CDN only; the forwarding hop is paid only by requests that land "
+            "away from home.\n")

@@ -12,6 +12,7 @@ from compiler.targets.terraform.common import aws_cron, cloudwatch_retention, pr
 from compiler.formats.hcl import Raw
 from compiler.targets.terraform.values import (PRELOAD, backups, budget, egress_rules, hosts, ingress_rules,
                                                 internal_gateway, lb_hostnames, managed, node_pools, peer_ingress,
+                                                postgres_endpoints,
                                                 public_entry, same_cloud_partner, storage_policy, waf)
 
 
@@ -49,6 +50,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "hosts": hosts(region),
             "ingress_rules": ingress_rules(region),
             "egress_rules": egress_rules(region),
+            "postgres_endpoints": postgres_endpoints(region),
             "internal_domain": region.internal_domain,
         },
         "waf": {

@@ -10,7 +10,8 @@ from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.terraform import identity as _identity
 from compiler.targets.terraform.common import classify_cron, prefix
 from compiler.targets.terraform.values import (PRELOAD, backups, hosts, ingress_rules, lb_hostnames, managed,
-                                                node_pools, public_entry, same_cloud_partner, storage_policy, waf)
+                                                node_pools, postgres_endpoints, public_entry, same_cloud_partner,
+                                                storage_policy, waf)
 
 
 def key_vault_name(plan: PlatformPlan, region: RegionPlan) -> str:
@@ -123,7 +124,8 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "lifecycle_days": storage_policy(region)["lifecycle_days"],
             "replication": _azure_partner_accounts(plan, region),
         },
-        "data_hosts": {"hosts": hosts(region), "ingress_rules": ingress_rules(region), "internal_domain": region.internal_domain},
+        "data_hosts": {"hosts": hosts(region), "ingress_rules": ingress_rules(region), "internal_domain": region.internal_domain,
+                       "postgres_endpoints": postgres_endpoints(region)},
         "waf": waf(plan),
         "load_balancer": {
             "zones": zones,

@@ -50,6 +50,25 @@ def _copy_note(region: RegionPlan, partner: RegionPlan, name: str, b) -> str:
 def _notes(plan: PlatformPlan, region: RegionPlan) -> list[str]:
     partner = plan.region(region.dr_partner)
     notes = []
+    peers = V.peerings(plan, region)
+    if region.cloud == "aws" and any(not p["args"]["requester"] for p in peers):
+        first = [p["region"] for p in peers if not p["args"]["requester"]]
+        notes.append(f"Apply {', '.join(first)} before this root: each requested the peering with this region (the "
+                     "first of a pair in spec order does), and this root finds the active connection by its two VPCs.")
+    if region.cloud == "aws" and partner.cloud == region.cloud and \
+            region.settings.datastores.object_storage.replicate_to_dr_partner:
+        notes.append(f"Bucket replication to {partner.name} uses S3 Replication Time Control (99.99 % of objects within "
+                     f"15 minutes, replication metrics in CloudWatch) and grants the replication role {partner.name}'s "
+                     "key by its key ARN, read from the key's alias in that region (apply it first). The backups reach "
+                     "the partner through the replicated backup bucket; the data hosts' role may write only this "
+                     "region's bucket.")
+    if region.cloud == "gcp" and partner.cloud == region.cloud:
+        notes.append("Bucket replication to the DR partner is event-driven Storage Transfer Service, which states no "
+                     "replication time; Cloud Storage's turbo replication (15-minute objective) exists only inside "
+                     "one dual-region bucket, which two regional buckets in the partner regions are not.")
+    if region.cloud == "azure" and partner.cloud == region.cloud:
+        notes.append("Object replication to the DR partner's accounts is asynchronous with no stated replication "
+                     "time; each account is also geo-zone-redundant (GZRS) to the region's Azure pair.")
     if partner.cloud != region.cloud:
         notes.append(f"The DR partner {partner.name} runs on {partner.cloud}: Terraform sets up no native bucket "
                      "replication or backup copies across clouds; the partner holds the PostgreSQL standby "
@@ -139,6 +158,30 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
          + ", ".join(f"{k} {v:,.2f}" for k, v in region.monthly_budget.items()) + "), alerts at "
          + ", ".join(f"{t} %" for t in plan.spec.cost.alert_thresholds_percent) + " and on the forecast"],
     ]
+    peers = V.peerings(plan, region)
+    if peers:
+        what = {"aws": "VPC peering (the first of each pair in spec order requests it and accepts it in the peer's "
+                       "region), a route to the peer's range in every private route table, the private zone associated "
+                       "with the peer's VPC",
+                "gcp": "a network peering half (active once the peer's half exists) and a DNS peering zone for the "
+                       "peer's private names",
+                "azure": "a global VNet peering half and a link of the private DNS zone to the peer's VNet"}[cloud]
+        rows.append(["inter-region network", f"{what}, to " + ", ".join(
+            f"{p['region']} ({plan.region(p['region']).cidr})" for p in peers)
+            + "; open only for the flows that cross (connections `inter-region`): "
+            + "; ".join(sorted({f"{c.dest_port}/tcp {c.purpose}" for c in region.through("inter-region")}))])
+    gateway = V.internal_gateway(plan, region)
+    if gateway:
+        rows.append(["internal gateway", f"`{gateway['name']}`: an internal Network Load Balancer on port "
+                     f"{gateway['port']} whose target is the load balancer above (TLS ends there), admitting the linked "
+                     "regions' Kong (home-region routing)"])
+    endpoints = V.postgres_endpoints(region)
+    if endpoints:
+        kind = {"aws": "internal Network Load Balancer", "gcp": "internal passthrough Network Load Balancer (global "
+                "access)", "azure": "internal Standard Load Balancer"}[cloud]
+        rows.append(["PostgreSQL endpoints", "; ".join(
+            f"`{e['fqdn']}`: {kind} on {e['port']} over the {len(e['hosts'])} Patroni members, health check HTTPS "
+            f"`GET {e['health_path']}` on {e['health_port']}" for e in endpoints.values())])
     chosen = [k for k, v in V.managed(region).items() if v]
     if chosen:
         rows.insert(4, ["managed datastores", "; ".join(MANAGED[cloud][k] for k in chosen)

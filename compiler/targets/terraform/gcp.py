@@ -10,7 +10,8 @@ from compiler.targets.terraform import identity as _identity
 from compiler.ir.edge import lb_target_name
 from compiler.targets.terraform.common import classify_cron
 from compiler.targets.terraform.values import (backups, budget, hosts, ingress_rules, lb_hostnames, machine, managed,
-                                                node_pools, public_entry, same_cloud_partner, storage_policy, waf)
+                                                node_pools, postgres_endpoints, public_entry, same_cloud_partner,
+                                                storage_policy, waf)
 
 
 # GPU model per GCP machine family (G2 and A2/A3 machines come with their GPUs attached).
@@ -80,7 +81,8 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "replication": _bucket_names_of_partner(plan, region),
             "log_retention_days": sec.audit_log_retention_days,
         },
-        "data_hosts": {"hosts": host_map, "internal_domain": region.internal_domain},
+        "data_hosts": {"hosts": host_map, "internal_domain": region.internal_domain,
+                       "postgres_endpoints": postgres_endpoints(region)},
         "waf": {**waf(plan), "ddos_protection": plan.spec.edge.ddos_protection},
         "load_balancer": {
             "zones": [z.name for z in region.zones],

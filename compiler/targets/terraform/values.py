@@ -193,3 +193,21 @@ def peerings(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
         out.append({"region": name, "module": "peering_" + provider_alias(name)[2:], "alias": provider_alias(name),
                     "cloud_region": peer.cloud_region, "args": args})
     return out
+
+
+# ---------------------------------------------------------------- the PostgreSQL endpoints (compiler/ir/postgres_ha.py)
+
+def postgres_endpoints(region: RegionPlan) -> dict:
+    """The internal load balancers in front of Patroni's leader and replicas: name in the private zone, port,
+    Patroni's REST health check (port and path) and the member hosts. Empty without a Patroni cluster."""
+    from compiler.ir.names import PATRONI_LEADER_HEALTH_PATH, PATRONI_REPLICA_HEALTH_PATH, POSTGRES_PORT
+    ha = getattr(region, "postgres_ha", None)
+    if ha is None:
+        return {}
+    members = sorted(ha.members)
+    out = {"leader": {"fqdn": ha.leader_endpoint, "port": POSTGRES_PORT, "health_port": ha.rest_port,
+                      "health_path": PATRONI_LEADER_HEALTH_PATH, "hosts": members}}
+    if len(members) > 1:
+        out["replicas"] = {"fqdn": ha.replica_endpoint, "port": POSTGRES_PORT, "health_port": ha.rest_port,
+                           "health_path": PATRONI_REPLICA_HEALTH_PATH, "hosts": members}
+    return out

@@ -1,0 +1,133 @@
+"""platformc verify's inter-region checker: the peerings, the crossing flows' firewall openings, Kong's forwarding
+to the home regions' internal gateways and the PostgreSQL endpoints, read back from the generated tree. The
+reference is generated once; each test copies it, breaks one generated file as a hand edit or a template mistake
+would, and expects verify to name the file and the layer."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from compiler.verify import interregion, verify
+from tests.conftest import REPO
+
+LAYERS = set(interregion.LAYERS)
+
+
+def _generate(spec: Path, out: Path) -> Path:
+    from compiler import writer
+    from compiler.emit import emit
+    from compiler.pipeline import compile_file
+    plan = compile_file(str(spec)).plan
+    outputs, _ = emit(plan, ["connections", "terraform", "kong"], with_docs=False)
+    writer.apply(writer.plan_write(out, outputs["generated"], None))
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference_tree(tmp_path_factory) -> Path:
+    return _generate(REPO / "platform.yaml", tmp_path_factory.mktemp("verify-interregion-ref"))
+
+
+@pytest.fixture
+def tree(reference_tree, tmp_path) -> Path:
+    dst = tmp_path / "gen"
+    shutil.copytree(reference_tree, dst)
+    return dst
+
+
+@pytest.fixture(autouse=True)
+def _only_interregion(monkeypatch):
+    monkeypatch.setattr("compiler.verify.CHECKERS", ("compiler.verify.interregion",))
+
+
+def _mine(report) -> list:
+    return [b for b in report.broken if b.layer in LAYERS]
+
+
+def _conns(tree: Path, region: str) -> list[dict]:
+    return json.loads((tree / f"connections/{region}.json").read_text())["connections"]
+
+
+def test_the_reference_proves_every_crossing_path(reference_tree):
+    report = verify(reference_tree)
+    assert _mine(report) == []
+    assert {"inter-region", "cloud-firewall-egress", "kong-forward", "internal-gateway", "postgres-endpoint"} <= report.layers
+    # every DR pair's replication crosses, both ways of each pair are proven
+    for region in ("us-east-1", "eu-west-2", "ap-southeast-1"):
+        conns = _conns(reference_tree, region)
+        standby = [c for c in conns if c["from"]["name"] == "postgres-standby"]
+        assert standby and all(c["layers"][:2] == ["inter-region", "cloud-firewall"] for c in standby)
+    east = _conns(reference_tree, "us-east-1")
+    forwards = sorted(c["to"]["name"] for c in east if "kong-forward" in c["layers"])
+    assert forwards == ["gateway-ca-central-1", "gateway-eu-central-1", "gateway-eu-west-1", "gateway-sa-east-1",
+                        "gateway-us-west-2"]
+    # etcd never crosses a region
+    for region in ("us-east-1", "ap-southeast-1", "eu-west-2"):
+        assert not [c for c in _conns(reference_tree, region) if "etcd" in c["app_protocol"] and "inter-region" in c["layers"]]
+
+
+def test_a_missing_peering_is_named(tree):
+    main = tree / "terraform/regions/us-west-2/main.tf"
+    text = main.read_text()
+    start = text.index('module "peering_us_east_1"')
+    end = text.index("\n}\n", start) + 3
+    main.write_text(text[:start] + text[end:])
+    broken = _mine(verify(tree))
+    assert broken and all(b.layer == "inter-region" for b in broken)
+    assert any(b.file == "terraform/regions/us-west-2/main.tf" and "us-east-1" in b.message for b in broken)
+
+
+def test_a_network_acl_without_the_entering_flow_is_named(tree):
+    main = tree / "terraform/regions/us-east-1/main.tf"
+    text = main.read_text()
+    new = re.sub(r'\{\n\s*cidr_block = "10\.1\.0\.0/16"\n\s*port\s*= 5432\n\s*\},?\n', "", text)
+    assert new != text
+    main.write_text(new)
+    broken = _mine(verify(tree, ["us-east-1"]))
+    assert any("network ACL" in b.message and "10.1.0.0/16" in b.message for b in broken), broken
+
+
+def test_a_standby_host_without_egress_is_named(tree):
+    main = tree / "terraform/regions/us-east-1/main.tf"
+    text = main.read_text()
+    new = text.replace('cidr_blocks = ["10.1.0.0/19", "10.1.32.0/19", "10.1.64.0/19"]', 'cidr_blocks = ["10.1.0.0/19"]')
+    assert new != text
+    main.write_text(new)
+    broken = _mine(verify(tree, ["us-east-1"]))
+    assert any(b.layer == "cloud-firewall-egress" and "10.1.32.0/19" in b.message for b in broken), broken
+
+
+def test_a_forward_to_the_wrong_target_is_named(tree):
+    kong = tree / "kong/us-east-1/kong.yaml"
+    text = kong.read_text()
+    new = text.replace("gateway.us-west-2.internal.6fb.example.com:443", "gateway.us-west-2.internal.6fb.example.com:8443")
+    assert new != text
+    kong.write_text(new)
+    broken = _mine(verify(tree, ["us-east-1"]))
+    assert any(b.layer == "kong-forward" and "home-us-west-2" in b.message for b in broken), broken
+
+
+def test_a_gateway_that_does_not_admit_a_region_is_named(tree):
+    main = tree / "terraform/regions/us-east-1/main.tf"
+    text = main.read_text()
+    start = text.index("internal_gateway = {")
+    new = text[:start] + text[start:].replace('"10.1.0.0/19", ', "", 1)
+    assert new != text
+    main.write_text(new)
+    broken = _mine(verify(tree, ["us-east-1"]))
+    assert any(b.layer == "internal-gateway" and "10.1.0.0/19" in b.message for b in broken), broken
+
+
+def test_a_leader_endpoint_checking_the_wrong_path_is_named(tree):
+    main = tree / "terraform/regions/ap-southeast-1/main.tf"
+    text = main.read_text()
+    new = text.replace('health_path = "/primary"', 'health_path = "/health"', 1)
+    assert new != text
+    main.write_text(new)
+    broken = _mine(verify(tree, ["ap-southeast-1"]))
+    assert any(b.layer == "postgres-endpoint" and "/primary" in b.message for b in broken), broken
