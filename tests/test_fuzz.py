@@ -1,9 +1,9 @@
 """No spec makes platformc fail with an internal error (issue #15).
 
-Every spec either compiles and emits (every output parses back in its own format: YAML, JSON, HCL with
-python-hcl2, PgBouncer's INI and ansible.cfg with configparser, postgresql.conf, pg_hba.conf and redis.conf
-line by line against their grammars, so no spec text can inject a line; every Markdown table row keeps its
-header's cell count), or is refused with positioned diagnostics (exit 2: `FILE:LINE:COL: path: [CODE]
+Every spec either compiles and emits (every output parses back in its own format: YAML, JSON, HCL (.tf,
+.hcl) with python-hcl2, Jinja templates with jinja2, shell with `bash -n`, PgBouncer's INI and ansible.cfg
+with configparser, postgresql.conf, pg_hba.conf and redis.conf line by line against their grammars, so no spec
+text can inject a line; every Markdown table row keeps its header's cell count; SQL is not parsed), or is refused with positioned diagnostics (exit 2: `FILE:LINE:COL: path: [CODE]
 message`, one line each). Two parts:
 
 - regression cases: each fault found by hand, at the line it must point to;
@@ -79,15 +79,22 @@ def check_format(rel: str, body: str) -> None:
     if rel.endswith(".json"):
         json.loads(body)
         return
-    if rel.endswith((".yaml", ".yml")):
+    if rel.endswith((".yaml", ".yml", ".yaml.tmpl", ".yamllint")):
         list(yaml.load_all(body, Loader=yaml.CSafeLoader))
         return
     key = hashlib.sha256(name.encode() + b"\0" + body.encode()).digest()
     if key in _PARSED:
         return
-    if rel.endswith(".tf"):
+    if rel.endswith((".tf", ".hcl")):
         import hcl2
         hcl2.loads(body)
+    elif rel.endswith(".j2"):  # an Ansible template: Jinja's syntax (what it renders is checked where it is used)
+        import jinja2
+        jinja2.Environment().parse(body)
+    elif rel.endswith(".sh"):
+        import subprocess
+        got = subprocess.run(["bash", "-n"], input=body, capture_output=True, text=True)
+        assert got.returncode == 0, f"{rel}: {got.stderr.strip()}"
     elif name in CONF_LINES or rel.endswith((".ini", ".cfg")):
         grammar = CONF_LINES.get(name, INI_LINE)
         comment = ";#" if name.endswith((".ini", ".cfg")) else "#"
@@ -323,6 +330,10 @@ def test_fuzz_every_spec_compiles_or_is_refused_with_positions(text):
     ("datastores/x/redis.conf", 'maxmemory-policy "allkeys-lru\n'),
     ("datastores/x/redis.conf", "port 6379\nrequirepass\n"),
     ("overview.md", "| a | b |\n|---|---|\n| x | y | z |\n"),
+    ("terraform/regions/x/vault/external-secrets.hcl", 'path "a" {\n  capabilities = ["read"\n}\n'),
+    ("ansible/roles/x/templates/a.conf.j2", "x = {{ value\n"),
+    ("terraform/regions/x/vault/configure.sh", "echo 'unterminated\n"),
+    ("kubernetes/x/binding.yaml.tmpl", "a: [b\n"),
 ])
 def test_the_oracle_refuses_a_broken_line(rel, body):
     """Each format check fails on an injected line break, an open quote or a stray cell."""
