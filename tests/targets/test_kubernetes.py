@@ -560,7 +560,13 @@ def test_kong_admits_the_load_balancer_on_its_tls_port_only(case):
         # out: exactly the routed services on their pods' port, DNS, and with the mesh istiod and the collector
         out = {(p.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name"),
                 tuple(sorted(p.get("podSelector", {}).get("matchLabels", {}).items())), port["port"], port["protocol"])
-               for rule in spec["egress"] for p in rule["to"] for port in rule["ports"]}
+               for rule in spec["egress"] for p in rule["to"] if "ipBlock" not in p for port in rule["ports"]}
+        # and by address only: the linked regions' internal gateways (home-region routing, compiler/ir/network.py)
+        blocks = {(p["ipBlock"]["cidr"], port["port"], port["protocol"])
+                  for rule in spec["egress"] for p in rule["to"] if "ipBlock" in p for port in rule["ports"]}
+        from compiler.ir.network import INTERNAL_GATEWAY_CLOUDS, linked_regions
+        homes = linked_regions(plan.spec, r.name) if r.cloud in INTERNAL_GATEWAY_CLOUDS else ()
+        assert blocks == {(c, 443, "TCP") for h in homes for c in plan.region(h).addressing.node_cidrs}
         want = {(s.namespace, (("app", s.name),), s.port, "TCP") for s in r.services if s.routes}
         want |= {("kube-system", (("k8s-app", "kube-dns"),), 53, proto) for proto in ("UDP", "TCP")}
         if r.settings.kubernetes.istio:
