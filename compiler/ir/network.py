@@ -28,8 +28,10 @@ import re
 INTERNAL_GATEWAY_HOST = "gateway"
 INTERNAL_GATEWAY_PORT = 443
 # Clouds whose load_balancer module builds the internal gateway (AWS: an internal NLB in front of the regional
-# load balancer). Elsewhere Kong answers a request homed in another region with 421 and the home's name.
-INTERNAL_GATEWAY_CLOUDS = ("aws",)
+# load balancer; GCP: an internal proxy Network Load Balancer over Kong's NEGs, from a proxy-only subnet). Azure's
+# Application Gateway listeners belong to its ingress controller, so there Kong answers a request homed in another
+# region with 421 and the home's name, as for a home on another cloud.
+INTERNAL_GATEWAY_CLOUDS = ("aws", "gcp")
 # The request header a forwarding Kong sets to its own region; a Kong that receives it serves the request
 # itself (never forwards twice) and a forwarded request carries where it came from into the home's logs.
 FORWARDED_FROM_HEADER = "X-Platformc-Forwarded-From"

@@ -235,6 +235,8 @@ def _check_gateway(reg: _Region, c) -> list[Broken]:
     if lb is None or doc is None:
         return [Broken(reg.rel, 1, "internal-gateway", c.id, "no load_balancer module")]
     out = []
+    if reg.cloud == "gcp":
+        return _check_gcp_gateway(reg, lb, rel, doc, c)
     if reg.cloud != "aws":
         return [Broken(rel, 1, "internal-gateway", c.id, f"no internal gateway is built on {reg.cloud}")]
     if c.dest.kind == "internal-lb":
@@ -331,6 +333,54 @@ def _check_endpoint(tree, reg: _Region, region: str, c) -> list[Broken] | None:
                                                                                         "tostring(each.value.health_port)"):
             out.append(Broken(rel or r.rel, res.line if res else 1, "postgres-endpoint", c.id,
                               "the health check is not Patroni's REST path and port"))
+    return out
+
+
+def _check_gcp_gateway(reg: _Region, lb, rel: str, doc, c) -> list[Broken]:
+    """GCP: an internal proxy NLB over Kong's NEGs with global access, named in the private zone; its proxies'
+    subnet is the network module's proxy-only subnet, which the firewall opens to Kong's port."""
+    out = []
+    net = reg.modules.get("network")
+    proxy = net.get("proxy_cidr") if net else None
+    if c.dest.kind == "internal-lb":
+        gw = lb.get("internal_gateway")
+        if not isinstance(gw, Obj) or gw.get("name") != c.address or gw.get("port") != c.dest_port:
+            return [Broken(reg.rel, lb.line_of("internal_gateway"), "internal-gateway", c.id,
+                           f"load_balancer.internal_gateway is not {c.address}:{c.dest_port}")]
+        rule = _resource(doc, "google_compute_forwarding_rule", "internal_gateway")
+        record = _resource(doc, "google_dns_record_set", "internal_gateway")
+        backend = _resource(doc, "google_compute_region_backend_service", "internal_gateway")
+        if not rule or rule.get("load_balancing_scheme") != "INTERNAL_MANAGED" or rule.get("allow_global_access") is not True \
+                or rule.get("port_range") != "tostring(var.internal_gateway.port)":
+            out.append(Broken(rel, rule.line if rule else 1, "internal-gateway", c.id,
+                              "no internal proxy forwarding rule with global access on var.internal_gateway.port"))
+        if not record or record.get("name") != "${var.internal_gateway.name}." or record.get("managed_zone") != "var.internal_zone_name":
+            out.append(Broken(rel, record.line if record else 1, "internal-gateway", c.id,
+                              "the internal gateway's name is not in the region's private zone"))
+        dyn = backend.block("dynamic", "backend") if backend else None
+        content = dyn.block("content") if dyn else None
+        if not content or "networkEndpointGroups/${var.neg_name}" not in str(content.get("group")):
+            out.append(Broken(rel, backend.line if backend else 1, "internal-gateway", c.id,
+                              "the internal gateway's backends are not Kong's NEGs"))
+        if not proxy:
+            out.append(Broken(reg.rel, net.line if net else 1, "internal-gateway", c.id, "no proxy-only subnet (network.proxy_cidr)"))
+    elif c.source.kind == "internal-lb":
+        if proxy is None or _covered(c.source.cidrs, [proxy]):
+            out.append(Broken(reg.rel, net.line_of("proxy_cidr") if net else 1, "internal-gateway", c.id,
+                              f"the proxy-only subnet is {proxy or 'missing'}, not {', '.join(c.source.cidrs)}"))
+        nrel, ndoc = reg.module_doc("network")
+        sub = _resource(ndoc, "google_compute_subnetwork", "proxy")
+        fw = _resource(ndoc, "google_compute_firewall", "internal_gateway")
+        allow = fw.block("allow") if fw else None
+        if not sub or sub.get("purpose") != "REGIONAL_MANAGED_PROXY" or sub.get("ip_cidr_range") != "var.proxy_cidr":
+            out.append(Broken(nrel or reg.rel, sub.line if sub else 1, "internal-gateway", c.id, "no proxy-only subnetwork"))
+        if not fw or fw.get("source_ranges") != "[var.proxy_cidr]" and fw.get("source_ranges") != ["var.proxy_cidr"] \
+                or not allow or "var.lb_target_port" not in str(allow.get("ports")):
+            out.append(Broken(nrel or reg.rel, fw.line if fw else 1, "internal-gateway", c.id,
+                              "the firewall does not open Kong's port to the proxy-only subnet"))
+        if net and net.get("lb_target_port") != c.dest_port:
+            out.append(Broken(reg.rel, net.line_of("lb_target_port"), "internal-gateway", c.id,
+                              f"the firewall opens {net.get('lb_target_port')}, not Kong's {c.dest_port}"))
     return out
 
 

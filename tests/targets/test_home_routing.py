@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compiler.ir.network import internal_gateway_name, linked_regions
+from compiler.ir.network import INTERNAL_GATEWAY_CLOUDS, internal_gateway_name, linked_regions
 from compiler.pipeline import compile_file
 from compiler.targets import kong
 from compiler.targets.kong.routing import home_ranges
@@ -123,7 +123,7 @@ def test_each_franchise_reaches_its_home_region(plan, tmp_path):
             if fwd != "-" or home is None or home == region.name:
                 assert result == "local", (region.name, id_, host, fwd, result)
                 checked["local"] += 1
-            elif home in linked and region.cloud == "aws":
+            elif home in linked and region.cloud in INTERNAL_GATEWAY_CLOUDS:
                 assert result.startswith("upstream "), (region.name, id_, home, result)
                 up = upstreams[result.split(" ", 1)[1]]
                 assert [t["target"] for t in up["targets"]] == [f"{internal_gateway_name(home, domain)}:443"]

@@ -545,7 +545,7 @@ def test_kong_admits_the_load_balancer_on_its_tls_port_only(case):
         hv = yaml.safe_load(helm.emit_region(plan, r)[f"helm/{r.name}/kong.values.yaml"])
         # the chart's pod labels: chart name kong, release kong
         assert spec["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "kong", "app.kubernetes.io/instance": "kong"}}
-        lb, scrape = spec["ingress"]
+        lb, scrape, *gateway = spec["ingress"]
         assert lb["ports"] == [{"protocol": "TCP", "port": hv["proxy"]["tls"]["containerPort"]}]
         sources = [p["ipBlock"]["cidr"] for p in lb["from"]]
         if r.cloud == "aws":  # the ALB's nodes, in every zone's public subnet (modules/aws/network)
@@ -556,7 +556,13 @@ def test_kong_admits_the_load_balancer_on_its_tls_port_only(case):
             assert sources == list(GCP_FRONT_END_RANGES) == ["35.191.0.0/16", "130.211.0.0/22"]
         assert scrape["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
         assert [p["port"] for p in scrape["ports"]] == [KONG_STATUS_PORT] + ([15020] if r.settings.kubernetes.istio else [])
-        assert len(spec["ingress"]) == 2, "nothing else reaches Kong"
+        # and on GCP the internal gateway's proxies (home-region routing), from the proxy-only subnet, on the same port
+        if r.cloud == "gcp" and r.addressing.proxy_cidr and len(plan.regions) > 1 and \
+                [x for x in plan.regions if x.cloud == "gcp" and x.name != r.name]:
+            assert gateway == [{"from": [{"ipBlock": {"cidr": r.addressing.proxy_cidr}}],
+                                "ports": [{"protocol": "TCP", "port": hv["proxy"]["tls"]["containerPort"]}]}]
+        else:
+            assert gateway == [], "nothing else reaches Kong"
         # out: exactly the routed services on their pods' port, DNS, and with the mesh istiod and the collector
         out = {(p.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name"),
                 tuple(sorted(p.get("podSelector", {}).get("matchLabels", {}).items())), port["port"], port["protocol"])

@@ -85,11 +85,11 @@ def test_a_missing_peering_is_named(tree):
 def test_a_network_acl_without_the_entering_flow_is_named(tree):
     main = tree / "terraform/regions/us-east-1/main.tf"
     text = main.read_text()
-    new = re.sub(r'\{\n\s*cidr_block = "10\.1\.0\.0/16"\n\s*port\s*= 5432\n\s*\},?\n', "", text)
+    new = re.sub(r'\{\n\s*cidr_block = "10\.1\.32\.0/19"\n\s*port\s*= 5432\n\s*\},?\n', "", text)
     assert new != text
     main.write_text(new)
     broken = _mine(verify(tree, ["us-east-1"]))
-    assert any("network ACL" in b.message and "10.1.0.0/16" in b.message for b in broken), broken
+    assert any("network ACL" in b.message and "10.1.32.0/19" in b.message for b in broken), broken
 
 
 def test_a_standby_host_without_egress_is_named(tree):
@@ -131,3 +131,13 @@ def test_a_leader_endpoint_checking_the_wrong_path_is_named(tree):
     main.write_text(new)
     broken = _mine(verify(tree, ["ap-southeast-1"]))
     assert any(b.layer == "postgres-endpoint" and "/primary" in b.message for b in broken), broken
+
+
+def test_a_gcp_gateway_whose_proxies_cannot_reach_kong_is_named(tree):
+    main = tree / "terraform/regions/ap-southeast-1/main.tf"
+    text = main.read_text()
+    new = text.replace('proxy_cidr = "10.8.100.0/23"', 'proxy_cidr = "10.8.102.0/23"')
+    assert new != text
+    main.write_text(new)
+    broken = _mine(verify(tree, ["ap-southeast-1"]))
+    assert any(b.layer == "internal-gateway" and "10.8.100.0/23" in b.message for b in broken), broken

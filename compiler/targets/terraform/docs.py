@@ -172,8 +172,10 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
             + "; ".join(sorted({f"{c.dest_port}/tcp {c.purpose}" for c in region.through("inter-region")}))])
     gateway = V.internal_gateway(plan, region)
     if gateway:
-        rows.append(["internal gateway", f"`{gateway['name']}`: an internal Network Load Balancer on port "
-                     f"{gateway['port']} whose target is the load balancer above (TLS ends there), admitting the linked "
+        how = {"aws": "an internal Network Load Balancer whose target is the load balancer above (TLS ends there)",
+               "gcp": f"a regional internal proxy Network Load Balancer (global access) over Kong's NEGs, its proxies "
+                      f"in the proxy-only subnet {region.addressing.proxy_cidr} (TLS runs through to Kong)"}[cloud]
+        rows.append(["internal gateway", f"`{gateway['name']}` on port {gateway['port']}: {how}; it admits the linked "
                      "regions' Kong (home-region routing)"])
     endpoints = V.postgres_endpoints(region)
     if endpoints:

@@ -10,7 +10,8 @@ from compiler.targets.terraform import identity as _identity
 from compiler.ir.edge import lb_target_name
 from compiler.targets.terraform.common import classify_cron
 from compiler.targets.terraform.values import (backups, budget, hosts, ingress_rules, lb_hostnames, machine, managed,
-                                                node_pools, postgres_endpoints, public_entry, same_cloud_partner,
+                                                internal_gateway, node_pools, postgres_endpoints, public_entry,
+                                                same_cloud_partner,
                                                 storage_policy, waf)
 
 
@@ -60,6 +61,8 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "lb_target_port": entry["target_port"],
             "lb_source_ranges": entry["lb_source_cidrs"],
             "ingress_rules": _gcp_firewall(region),
+            # the internal gateway's proxy-only subnet, and its proxies' path to Kong (compiler/ir/network.py)
+            "proxy_cidr": a.proxy_cidr if internal_gateway(plan, region) else "",
         },
         "kubernetes": {
             "region": region.cloud_region,
@@ -93,6 +96,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "neg_name": lb_target_name(region),
             "health_check_path": plan.spec.edge.dns.health_check_path,
             "max_rate_per_endpoint": math.ceil(per_pod),
+            "internal_gateway": internal_gateway(plan, region),
         },
         "backup": _gcp_backups(plan, region),
         "workload_identity": _identity.args(plan, region),
