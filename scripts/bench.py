@@ -1,17 +1,32 @@
-"""`make bench`: whole-process wall-clock medians and peak memory of the CLI, against the goals of issue #16.
+"""`make bench`: every row of issue #16's table (and #14's diff figure) against its goal, whole processes.
 
-Every figure is a median of RUNS alternated runs (each round runs every case once in every variant and mode, so
+Every figure is a median of RUNS alternated rounds (each round runs every case once in every variant and mode, so
 machine load falls on all of them alike), measured with Python bytecode present (a private PYTHONPYCACHEPREFIX,
 warmed first: what a user's install has) and without it for platformc's own modules (this environment sets
 PYTHONDONTWRITEBYTECODE and the repo has no __pycache__). Beside the wall time, the CPU time (user + sys) of the
 process tree, which the machine's load disturbs less. Peak memory is the proportional set size (PSS) summed
-over the process tree (the CLI and its forked child), polled from /proc every 2 ms in separate runs.
+over the process tree (the CLI and any child), polled from /proc every 2 ms in separate runs.
 
-The scale series compiles the reference scaled to 48 and 120 regions, and 120 regions with a 10,000-row
-franchise registry (scripts/scale.py). Jinja's template cache and the no-op state live in a private
-PLATFORMC_CACHE_DIR, warmed by the first run as on a user's machine.
+Rows: validate; generate of the reference into an empty directory (beside it, the floor of this file system:
+the same files written by a plain makedirs/open/write loop); `--region us-east-1` with the other regions present;
+the no-op generate; `--check`; the reference scaled to 48 and 120 regions and 120 regions with a 10,000-row
+franchise registry (scripts/scale.py; "the registry adds" is the difference of the medians); `platformc diff`
+on a change touching all 12 regions, in a scratch git repository whose committed generated/ was made by this
+platformc (as in a user's repository); and Kapitan 0.36.3 compiling an equivalent workload (below), run
+right after platformc in every round: the speed ratio is the median of the per-round ratios (paired).
 
-    python scripts/bench.py [--runs N] [--quick] [--only SUBSTR,...] [--before DIR] [--fork]
+Kapitan's workload: one Kapitan target per region plus one for the platform-wide files, each compiling, with
+the jinja2 input type, one template per file platformc writes for it (generated/ and docs/): the file's text
+with every occurrence of the region's name taken from the target's inventory (`inventory.parameters.region`),
+the rest raw. So Kapitan renders its inventory (reclass) and writes the same files and bytes; it does no
+validation, resolution or emission logic, so the ratio flatters Kapitan. It runs from its own venv
+(.venv-kapitan, git-ignored), which this script creates with pip on first use (`--no-kapitan` skips it).
+
+Jinja's template cache and the no-op state live in a private PLATFORMC_CACHE_DIR, warmed by the first run as on
+a user's machine. Output directories are made under the repository's file system (.bench/, git-ignored):
+creating files there costs what it costs a user of this checkout.
+
+    python scripts/bench.py [--runs N] [--quick] [--only SUBSTR,...] [--before DIR] [--fork] [--no-kapitan]
 
 --before DIR also measures the compiler of another source tree (e.g. `git archive <commit> | tar -x -C DIR`),
 with that tree's own platform.yaml, alternated with this one: before/after figures under the same load.
@@ -94,8 +109,10 @@ def run(cmd: list[str], env: dict, cwd: Path, ok=(0,), poll: bool = False) -> tu
 
 
 class Case:
-    def __init__(self, name, cmd, goal=None, before=None, ok=(0,), env=None, memory_goal=None, memory=False):
+    def __init__(self, name, cmd, goal=None, before=None, ok=(0,), env=None, memory_goal=None, memory=False,
+                 cwd=None, cpu_goal=False):
         self.name, self.cmd, self.goal, self.before, self.ok = name, cmd, goal, before, ok
+        self.cwd, self.cpu_goal = cwd, cpu_goal
         self.env, self.memory_goal, self.memory = env or {}, memory_goal, memory or memory_goal is not None
         self.times: dict[str, list[float]] = {}
         self.cpu: dict[str, list[float]] = {}
@@ -106,7 +123,111 @@ def generate(spec: Path, out: Path, *extra) -> list[str]:
     return PLATFORMC + ["generate", "--spec", str(spec), "--out", str(out / "gen"), "--docs-out", str(out / "docs"), *extra]
 
 
-def cases_for(root: Path, tmp: Path, fork: bool) -> tuple[list[Case], list[list[str]]]:
+KAPITAN_VERSION = "0.36.3"
+KAPITAN_VENV = REPO / ".venv-kapitan"
+
+
+def kapitan_bin() -> Path | None:
+    """.venv-kapitan/bin/kapitan, installed from PyPI with pip on first use (None when that fails)."""
+    exe = KAPITAN_VENV / "bin" / "kapitan"
+    if exe.exists():
+        return exe
+    print(f"installing Kapitan {KAPITAN_VERSION} into {KAPITAN_VENV} (first use) ...", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(KAPITAN_VENV)], check=True)
+        subprocess.run([str(KAPITAN_VENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+                        f"kapitan=={KAPITAN_VERSION}"], check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"  Kapitan not installed ({exc}); its row is left out")
+        return None
+    return exe if exe.exists() else None
+
+
+def kapitan_project(tree: Path, spec: Path, dest: Path) -> tuple[int, int]:
+    """The equivalent Kapitan project (see the module docstring) for the platformc output in `tree`
+    (gen/ and docs/ of `spec`); (files, bytes) it compiles."""
+    import json
+
+    import yaml
+    regions = list(yaml.safe_load(spec.read_text("utf-8"))["regions"])
+    shutil.rmtree(dest, ignore_errors=True)
+    (dest / "inventory/targets").mkdir(parents=True)
+    (dest / "inventory/classes").mkdir(parents=True)
+    (dest / "inventory/classes/common.yml").write_text("parameters:\n  platform: bench\n")
+    files = nbytes = 0
+    owners: dict[str, list[tuple[str, str]]] = {}
+    for root in ("gen", "docs"):
+        manifest = json.loads((tree / root / ".platformc-manifest.json").read_text())["files"]
+        for rel, owner in manifest.items():
+            region = owner.split("/", 1)[1]
+            owners.setdefault(region if region in regions else "global", []).append((root, rel))
+    for target, rels in owners.items():
+        tdir = dest / "templates" / target
+        for root, rel in rels:
+            text = (tree / root / rel).read_text("utf-8")
+            if "{% raw %}" in text or "{% endraw %}" in text:
+                continue
+            files += 1
+            nbytes += len(text.encode())
+            body = "{% raw %}" + (text.replace(target, "{% endraw %}{{ inventory.parameters.region }}{% raw %}")
+                                  if target != "global" else text) + "{% endraw %}\n"  # jinja drops one final newline
+            out = tdir / root / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(body, "utf-8")
+        (dest / f"inventory/targets/{target}.yml").write_text(
+            f"classes:\n  - common\nparameters:\n  region: {target}\n  kapitan:\n    vars:\n      target: {target}\n"
+            f"    compile:\n      - output_path: .\n        input_type: jinja2\n        input_paths:\n"
+            f"          - templates/{target}\n")
+    return files, nbytes
+
+
+def fs_floor(tree: Path, dest: Path) -> tuple[float, float]:
+    """(wall, CPU) of writing the files of `tree` into an empty `dest` with a plain loop: makedirs once per
+    directory, open/write/close per file, nothing else. The floor of this file system for that tree."""
+    items = []
+    for root, _dirs, names in os.walk(tree):
+        for n in names:
+            if not n.startswith(".platformc"):
+                p = Path(root) / n
+                items.append((p.relative_to(tree), p.read_bytes()))
+    shutil.rmtree(dest, ignore_errors=True)
+    c0, t0 = os.times(), time.perf_counter()
+    made = set()
+    for rel, data in items:
+        d = dest / rel.parent
+        if d not in made:
+            os.makedirs(d, exist_ok=True)
+            made.add(d)
+        fd = os.open(dest / rel, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, data)
+        os.close(fd)
+    c1 = os.times()
+    secs = time.perf_counter() - t0
+    shutil.rmtree(dest, ignore_errors=True)
+    return secs, (c1.user - c0.user) + (c1.system - c0.system)
+
+
+def diff_repo(root: Path, dest: Path, env: dict) -> Path:
+    """A scratch platform repository: the reference spec and its generated/ (made by this platformc) committed,
+    then a change touching every region (Redis maxmemory at the global layer) in the working tree."""
+    import re
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    spec = (root / "platform.yaml").read_text("utf-8")
+    (dest / "platform.yaml").write_text(spec, "utf-8")
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.org"]
+    subprocess.run(git + ["init", "-q"], cwd=dest, check=True)
+    run(PLATFORMC + ["generate"], dict(env, PLATFORMC_FULL="1"), dest)
+    subprocess.run(git + ["add", "-A"], cwd=dest, check=True)
+    subprocess.run(git + ["commit", "-qm", "base"], cwd=dest, check=True)
+    changed, n = re.subn(r"(\n      maxmemory_mb: )(\d+)", lambda m: f"{m.group(1)}{int(m.group(2)) + 2048}", spec, count=1)
+    if not n:
+        raise SystemExit("bench: no maxmemory_mb in the reference's global settings to change")
+    (dest / "platform.yaml").write_text(changed, "utf-8")
+    return dest
+
+
+def cases_for(root: Path, tmp: Path, fork: bool, env: dict) -> tuple[list[Case], list[list[str]]]:
     """The cases, for the compiler and platform.yaml of the source tree `root`, working under `tmp`."""
     import scale
     ref = root / "platform.yaml"
@@ -114,19 +235,21 @@ def cases_for(root: Path, tmp: Path, fork: bool) -> tuple[list[Case], list[list[
     specs["registry"] = scale.write(tmp / "spec120r", 120, 10_000, source=ref)
     fresh = lambda d: (lambda: shutil.rmtree(d, ignore_errors=True))  # noqa: E731
     present = tmp / "present"  # a full tree for the --region, no-op and --check cases
+    repo = diff_repo(root, tmp / "diffrepo", env)
     cases = [
-        Case("platformc validate platform.yaml", PLATFORMC + ["validate", "platform.yaml"], 0.3),
+        Case("validate platform.yaml", PLATFORMC + ["validate", "platform.yaml"], 0.3),
         Case("generate, reference (12 regions), empty dir", generate(ref, tmp / "o12"), 0.5, fresh(tmp / "o12"),
              memory=True),
         Case("generate --region us-east-1, others present", generate(ref, present, "--region", "us-east-1"), 0.2),
         Case("generate, no-op (nothing changed)", generate(ref, present), 0.3),
-        Case("generate --check (up to date)", generate(ref, present, "--check"), 0.5),
+        Case("generate --check (up to date)", generate(ref, present, "--check"), None),
         Case("generate, 48 regions, empty dir", generate(specs[48], tmp / "o48"), None, fresh(tmp / "o48")),
         Case("generate, 120 regions, empty dir", generate(specs[120], tmp / "o120"), 3.0, fresh(tmp / "o120"),
              memory_goal=100),
         Case("generate, 120 regions + 10,000-row registry", generate(specs["registry"], tmp / "o120r"), None,
              fresh(tmp / "o120r"), memory_goal=100),
-        Case("platformc verify (the reference tree)", PLATFORMC + ["verify", str(present / "gen")], 0.5, ok=(0, 1)),
+        Case("diff, a change in all 12 regions (#14)", PLATFORMC + ["diff"], 1.0, cwd=repo, cpu_goal=True),
+        Case("verify (the reference tree)", PLATFORMC + ["verify", str(present / "gen")], 0.5, ok=(0, 1)),
     ]
     if fork:
         for n, spec in (("12", ref), ("120", specs[120])):
@@ -140,19 +263,29 @@ def cases_for(root: Path, tmp: Path, fork: bool) -> tuple[list[Case], list[list[
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="3 runs, bytecode present only, no per-target table")
     ap.add_argument("--no-targets", action="store_true", help="skip the per-target in-process table")
+    ap.add_argument("--no-kapitan", action="store_true", help="skip the Kapitan comparison")
     ap.add_argument("--only", default="", help="comma-separated substrings of case names to run")
     ap.add_argument("--before", help="also measure the compiler of this source tree (PYTHONPATH), alternated")
     ap.add_argument("--fork", action="store_true", help="add the fork/serial comparison at 12 and 120 regions")
     ap.add_argument("--modes", default="bytecode,no bytecode")
     a = ap.parse_args()
     runs = 3 if a.quick else a.runs
-    tmp = Path(tempfile.mkdtemp(prefix="platformc-bench-"))
-    variants = {"now": (REPO, None)}
+    (REPO / ".bench").mkdir(exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="run-", dir=REPO / ".bench"))
+    try:
+        _bench(a, runs, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _bench(a, runs: int, tmp: Path) -> None:
+    # each variant runs its own tree's compiler (PYTHONPATH ahead of the editable install's finder)
+    variants = {"now": (REPO, str(REPO))}
     if a.before:
-        variants = {"before": (Path(a.before).resolve(), str(Path(a.before).resolve())), "after": (REPO, None)}
+        variants = {"before": (Path(a.before).resolve(), str(Path(a.before).resolve())), "after": (REPO, str(REPO))}
     base_env = dict(os.environ)
     base_env.pop("PYTHONPATH", None)
     modes = {m: None for m in a.modes.split(",") if m}
@@ -162,10 +295,7 @@ def main() -> None:
     envs: dict[tuple, dict] = {}
     for v, (root, path) in variants.items():
         vtmp = tmp / v
-        table[v], warm = cases_for(root, vtmp, a.fork)
-        if a.only:
-            keys = [k.strip() for k in a.only.split(",")]
-            table[v] = [c for c in table[v] if any(k in c.name for k in keys)] or table[v][:1]
+        vtmp.mkdir(parents=True)
         for m in modes:
             env = dict(base_env, PLATFORMC_CACHE_DIR=str(vtmp / "cache"))
             if path:
@@ -176,9 +306,25 @@ def main() -> None:
             else:
                 env["PYTHONDONTWRITEBYTECODE"] = "1"
             envs[(v, m)] = env
-        warm_env = dict(envs[(v, "bytecode" if "bytecode" in modes else next(iter(modes)))], PLATFORMC_FULL="1")
+        first = envs[(v, "bytecode" if "bytecode" in modes else next(iter(modes)))]
+        table[v], warm = cases_for(root, vtmp, a.fork, first)
+        if a.only:
+            keys = [k.strip() for k in a.only.split(",")]
+            table[v] = [c for c in table[v] if any(k in c.name for k in keys)] or table[v][:1]
         for cmd in warm:  # bytecode, the template cache, the tree the --region/no-op/--check cases find
-            run(cmd, warm_env, root)
+            run(cmd, dict(first, PLATFORMC_FULL="1"), root)
+    with_ref = any(c.name == "generate, reference (12 regions), empty dir" for c in next(iter(table.values())))
+    kapitan = kapitan_bin() if with_ref and not a.no_kapitan else None
+    floor = fs_floor(tmp / next(iter(variants)) / "present", tmp / "floor")
+    kap_cmd = kap_cwd = None
+    kap_size = (0, 0)
+    if kapitan:
+        kap_cwd = tmp / "kapitan"
+        kap_size = kapitan_project(tmp / next(iter(variants)) / "present", variants[next(iter(variants))][0] / "platform.yaml", kap_cwd)
+        kap_cmd = [str(kapitan), "compile"]
+        kenv = {k: v for k, v in base_env.items() if not k.startswith("PYTHON")}
+        run(kap_cmd, kenv, kap_cwd)  # warm (its own bytecode came with pip)
+    kap_times: list[tuple[float, float]] = []
     load0 = os.getloadavg()
     names = [c.name for c in next(iter(table.values()))]
     for _ in range(runs):
@@ -188,9 +334,12 @@ def main() -> None:
                 for m in modes:
                     if c.before:
                         c.before()
-                    secs, cpu, _ = run(c.cmd, dict(envs[(v, m)], **c.env), variants[v][0], c.ok)
+                    secs, cpu, _ = run(c.cmd, dict(envs[(v, m)], **c.env), c.cwd or variants[v][0], c.ok)
                     c.times.setdefault(m, []).append(secs)
                     c.cpu.setdefault(m, []).append(cpu)
+            if kap_cmd and names[i] == "generate, reference (12 regions), empty dir":
+                shutil.rmtree(kap_cwd / "compiled", ignore_errors=True)  # right after platformc's: paired
+                kap_times.append(run(kap_cmd, kenv, kap_cwd)[:2])
     for _ in range(max(2, runs // 2)):  # memory: separate runs, polled
         for i, _name in enumerate(names):
             for v in variants:
@@ -200,43 +349,63 @@ def main() -> None:
                 for m in modes:
                     if c.before:
                         c.before()
-                    _, _, peak = run(c.cmd, dict(envs[(v, m)], **c.env), variants[v][0], c.ok, poll=True)
+                    _, _, peak = run(c.cmd, dict(envs[(v, m)], **c.env), c.cwd or variants[v][0], c.ok, poll=True)
                     c.peaks.setdefault(m, []).append(peak)
     load = tuple(round((x + y) / 2, 2) for x, y in zip(load0, os.getloadavg()))
-    report(table, list(modes), runs, load)
+    report(table, list(modes), runs, load, floor, kap_times, kap_size)
     if not (a.quick or a.no_targets or a.before):
         per_target_table()
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _verdict(value, goal):
-    return "" if goal is None else ("ok" if value <= goal else "OVER")
+def _verdict(value, goal, at_least: bool = False):
+    if goal is None:
+        return ""
+    return "ok" if (value >= goal if at_least else value <= goal) else "OVER" if not at_least else "UNDER"
 
 
-def report(table: dict, modes: list, runs: int, load) -> None:
+def report(table: dict, modes: list, runs: int, load, floor=None, kap_times=(), kap_size=(0, 0)) -> None:
     cols = [(v, m) for v in table for m in modes]
     label = lambda v, m: m if len(table) == 1 else f"{v}, {m}"  # noqa: E731
-    print(f"medians of {runs} alternated whole-process runs; machine: {os.cpu_count()} cores, load avg {load}")
-    print("wall: elapsed (what the goals are about); cpu: user+sys of the process tree (less sensitive to load)")
-    print(f"{'':<46} {'':>7}" + "".join(f" | {label(v, m):^24}" for v, m in cols))
-    print(f"{'what':<46} {'goal':>7}" + "".join(f" | {'wall':>9} {'':<4} {'cpu':>8}" for _ in cols))
+    med = statistics.median
+    print(f"medians of {runs} alternated whole-process rounds; machine: {os.cpu_count()} cores, load avg {load}")
+    print("wall: elapsed (what the goals are about, unless the goal is marked cpu); cpu: user+sys of the process tree")
+    print(f"{'':<48} {'':>8}" + "".join(f" | {label(v, m):^24}" for v, m in cols))
+    print(f"{'what':<48} {'goal':>8}" + "".join(f" | {'wall':>9} {'':<4} {'cpu':>8}" for _ in cols))
     first = next(iter(table.values()))
     for i, c0 in enumerate(first):
-        row = f"{c0.name:<46} {'' if c0.goal is None else f'{c0.goal:.2f}s':>7}"
+        goal = "" if c0.goal is None else f"{c0.goal:.2f}s" + (" cpu" if c0.cpu_goal else "")
+        row = f"{c0.name:<48} {goal:>8}"
         for v, m in cols:
             c = table[v][i]
-            w = statistics.median(c.times[m])
-            row += f" | {w:>8.3f}s {_verdict(w, c.goal):<4} {statistics.median(c.cpu[m]):>7.3f}s"
+            w, cpu = med(c.times[m]), med(c.cpu[m])
+            wv = "" if c.cpu_goal else _verdict(w, c.goal)
+            cv = _verdict(cpu, c.goal) if c.cpu_goal else ""
+            row += f" | {w:>8.3f}s {wv:<4} {cpu:>7.3f}s{(' ' + cv) if cv else ''}"
         print(row)
+        if c0.name.startswith("generate, reference") and floor:
+            print(f"{'  floor: the same files, plain makedirs/open/write':<48} {'':>8} | {floor[0]:>8.3f}s {'':<4} "
+                  f"{floor[1]:>7.3f}s   (this file system; in-process, once)")
     names = [c.name for c in first]
     plain, reg = "generate, 120 regions, empty dir", "generate, 120 regions + 10,000-row registry"
     if plain in names and reg in names:
-        row = f"{'  the registry adds (120 regions)':<46} {'0.30s':>7}"
+        row = f"{'  the registry adds (120 regions)':<48} {'0.30s':>8}"
         for v, m in cols:
             cs = {c.name: c for c in table[v]}
-            w = statistics.median(cs[reg].times[m]) - statistics.median(cs[plain].times[m])
-            cpu = statistics.median(cs[reg].cpu[m]) - statistics.median(cs[plain].cpu[m])
+            w = med(cs[reg].times[m]) - med(cs[plain].times[m])
+            cpu = med(cs[reg].cpu[m]) - med(cs[plain].cpu[m])
             row += f" | {w:>8.3f}s {_verdict(w, 0.3):<4} {cpu:>7.3f}s"
+        print(row)
+    ref = "generate, reference (12 regions), empty dir"
+    if kap_times and ref in names:
+        kw, kc = med([t for t, _ in kap_times]), med([c for _, c in kap_times])
+        print(f"{f'Kapitan {KAPITAN_VERSION}, same files ({kap_size[0]}, {kap_size[1] / 1e6:.1f} MB)':<48} {'':>8} | "
+              f"{kw:>8.3f}s {'':<4} {kc:>7.3f}s   (its own venv; run after platformc in each round)")
+        row = f"{'  speed vs Kapitan, paired (Kapitan / platformc)':<48} {'6.0x':>8}"
+        for v, m in cols:
+            c = {x.name: x for x in table[v]}[ref]
+            rw = med([k[0] / p for k, p in zip(kap_times, c.times[m])])
+            rc = med([k[1] / p for k, p in zip(kap_times, c.cpu[m])])
+            row += f" | {rw:>8.1f}x {_verdict(rw, 6.0, True):<4} {rc:>7.1f}x"
         print(row)
     if any(c.peaks for c in first):
         print("\npeak PSS summed over the process tree (median of the polled runs)")
@@ -244,9 +413,9 @@ def report(table: dict, modes: list, runs: int, load) -> None:
             if not c0.peaks:
                 continue
             goal = c0.memory_goal
-            row = f"{c0.name:<46} {'' if goal is None else f'{goal}MiB':>7}"
+            row = f"{c0.name:<48} {'' if goal is None else f'{goal}MiB':>8}"
             for v, m in cols:
-                p = statistics.median(table[v][i].peaks[m])
+                p = med(table[v][i].peaks[m])
                 row += f" | {p:>7.1f}MiB {_verdict(p, goal):<4} {'':>8}"
             print(row)
 
