@@ -14,6 +14,7 @@ from compiler.ir import (Amounts, ConnectionBudget, Host, PlatformPlan, PoolCapa
 from compiler.model.base import cpu_millicores, memory_mib
 from compiler.model.platform import Platform, Region, RegionSettings
 from compiler.wiring import addressing, connections
+from compiler.ir.data_access import data_access
 from compiler.ir import identity
 
 _ZONE_SUFFIX = {"aws": lambda r, i: f"{r}{'abcdef'[i]}",
@@ -236,6 +237,7 @@ def resolve_region(platform: Platform, name: str, s: RegionSettings, provenance:
     addresses = addressing(region.cloud, region.cidr, zone_plans, s)
     wiring = connections(platform, name, region.cloud, s, services, region_hosts, zone_plans, addresses, internal,
                          partner.cidr)
+    access = data_access(s, services, shards, region_hosts, internal, region.cloud, data_bucket)
     return RegionPlan(
         name=name, geo=region.geo, cloud=region.cloud, cloud_region=region.cloud_region,
         location=region.location, role=region.role, traffic_share=region.traffic_share,
@@ -252,8 +254,10 @@ def resolve_region(platform: Platform, name: str, s: RegionSettings, provenance:
         addressing=addresses, wiring=wiring,
         provenance=frozen_map(provenance),
         identities=identity.identities(region.cloud, platform.clouds[region.cloud].account,
-                                       f"{platform.organization.name}-{name}", name, s, services, data_bucket),
-        secret_entries=identity.store_entries(region.cloud, s),
+                                       f"{platform.organization.name}-{name}", name, s, services, data_bucket,
+                                       access),
+        secret_entries=identity.store_entries(region.cloud, s, access),
+        data_access=access,
     )
 
 

@@ -620,7 +620,9 @@ def route_hosts(p, settings):
 
 @rule("R038", "Secrets a cluster reads come from a secret manager it can reach",
       "Every reference the cluster turns into a Kubernetes Secret (a service's `secrets:`, "
-      "`monitoring.grafana_admin_password`, `monitoring.alert_receivers`, `datastores.elasticsearch.clients`) is "
+      "`monitoring.grafana_admin_password`, `monitoring.alert_receivers`, `datastores.elasticsearch.clients`, and "
+      "`datastores.pgbouncer.auth_password` / `datastores.redis.password`, beside which each service's own PgBouncer "
+      "and Redis passwords are kept) is "
       "synced by External Secrets Operator from the reference's store: `vault:` (with `security.vault_address` "
       "set), `aws-sm:`, `gcp-sm:` or `azure-kv:`. An `env:` reference is read from the environment of the CI job "
       "or the Ansible run, which no cluster has: use a secret manager for it.")
@@ -633,6 +635,12 @@ def cluster_secret_stores(p, settings):
         refs += [(("monitoring", "alert_receivers", f), getattr(recv, f)) for f in type(recv).model_fields
                  if f.endswith(("_key", "_url"))]
         refs += [(("datastores", "elasticsearch", "clients", c), ref) for c, ref in s.datastores.elasticsearch.clients.items()]
+        # each service's PgBouncer and Redis passwords live beside these (compiler/ir/data_access.py) and reach its pods
+        uses = {u for svc in s.services.values() if svc.enabled for u in svc.uses}
+        if "postgres" in uses:
+            refs += [(("datastores", "pgbouncer", "auth_password"), s.datastores.pgbouncer.auth_password)]
+        if "redis" in uses:
+            refs += [(("datastores", "redis", "password"), s.datastores.redis.password)]
         for path, ref in refs:
             if not ref:
                 continue

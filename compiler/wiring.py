@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 
 from compiler.ir import Addressing, Connection, Host, Peer, ServicePlan, Zone, frozen_map
+from compiler.ir.data_access import role_name
 from compiler.ir.names import (GATEWAY_NAMESPACE, GCP_FRONT_END_RANGES, ISTIO_METRICS_PORT, ISTIO_NAMESPACE,
                                ISTIOD_XDS_PORT, KONG_POD_LABELS, KONG_PROXY_TLS_PORT, KONG_STATUS_PORT,
                                MONITORING_NAMESPACE, NODE_EXPORTER_PORT, OTEL_COLLECTOR_SERVICE, OTEL_PROMETHEUS_PORT, OTLP_GRPC_PORT,
@@ -219,8 +220,10 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
         primary = _hosts("postgres", "postgres_primary", pg_primary, zones)
         all_pg = _hosts("postgres", "postgres", pg_primary + pg_replicas, zones)
         if pgb_hosts:
+            # PgBouncer logs in as its auth_user (auth_query) and as each service's role, nobody else
+            pg_users = [ds.pgbouncer.auth_user] + [role_name(x.name) for x in services if "postgres" in x.uses]
             add(pgbouncer, all_pg, f"{pg_primary[0].fqdn}", POSTGRES_PORT, "PgBouncer's server connections",
-                "postgresql", (*host_layers, "pg_hba"), tls=tls_min, database="all", user="all")
+                "postgresql", (*host_layers, "pg_hba"), tls=tls_min, database="all", user=",".join(pg_users))
         if pg_replicas:
             add(_hosts("postgres-replica", "postgres_replicas", pg_replicas, zones), primary, pg_primary[0].fqdn,
                 POSTGRES_PORT, "read replicas stream WAL from the primary", "postgresql", (*host_layers, "pg_hba"),
@@ -314,4 +317,11 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
                         "redis_cluster": "redis"}.get(g, g)
                 add(bastion_peer, _hosts(name, g, group[g], zones), f"{g} hosts", SSH_PORT,
                     f"Ansible reaches the {g} hosts through the bastion", "ssh", host_layers)
+        # the internal CA lives on the bastion: servers with a certificate renew it there (the tls role's timer,
+        # a forced command that re-signs the server's stored request)
+        for g in sorted(group):
+            if g not in ("bastion", "redis_cluster"):
+                name = {"postgres_primary": "postgres", "postgres_replicas": "postgres-replica"}.get(g, g)
+                add(_hosts(name, g, group[g], zones), bastion_peer, bastion[0].fqdn, SSH_PORT,
+                    f"the {g} hosts renew their TLS certificates at the region's CA", "ssh", host_layers)
     return tuple(out)

@@ -28,6 +28,8 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || need+=(nftables)          # the Ansible firewall rules are checked with nft -c
 command -v openssl >/dev/null || need+=(openssl)       # the Ansible tls role runs for real in the tests
 command -v luajit >/dev/null || need+=(luajit)         # Kong's serverless functions are compiled by LuaJIT in the tests
+command -v ssh-keygen >/dev/null || need+=(openssh-client)  # the tls role's renewal key (test_tls_renewal.py)
+command -v nsenter >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-tools: need root for: apt-get install ${need[*]}" >&2; exit 2

@@ -41,7 +41,7 @@ CASES = {
     "R015": ([("        min_nodes: 5", "        min_nodes: 2")], "min_nodes: 6\n"),
     "R016": ([("    redis:\n      instance:", "    redis:\n      primaries: 2\n      instance:")], "primaries: 2"),
     "R017": ([("redis: {maxmemory_mb: 2048}", "redis: {maxmemory_mb: 7000}")], "redis: {maxmemory_mb: 7000}"),
-    "R018": ([('password: "env:REDIS_PASSWORD"', 'password: "hunter2"')], 'password: "hunter2"'),
+    "R018": ([('password: "vault:kv/data/acme/redis#app_password"', 'password: "hunter2"')], 'password: "hunter2"'),
     "R019": ([("  gateway:\n", "  gateway:\n    burst: 10\n")], "burst: 10"),
     "R020": ([("    postgres:\n      instance:", "    postgres:\n      deployment: managed\n      instance:")], "    postgres:\n      deployment"),
     "R021": ([("capacity_franchises: 3000", "capacity_franchises: 500")], "sharding: {"),
@@ -60,6 +60,9 @@ CASES = {
     "R031": ([("max_client_conn: 1000", "max_client_conn: 10")], "max_client_conn: 10,"),
     "R032": ([("max_connections: 200", "max_connections: 30")], "max_connections: 30"),
     "R038": ([('"vault:kv/data/acme/orders#db_password"', '"env:ORDERS_DB_PASSWORD"')], "DB_PASSWORD: "),
+    # the services' own Redis passwords are kept beside redis.password: an env: one cannot reach their pods
+    "R038-redis": ([('password: "vault:kv/data/acme/redis#app_password"', 'password: "env:REDIS_PASSWORD"')],
+                   'password: "env:REDIS_PASSWORD"'),
     "R038-vault": ([('traffic_share: 60, settings: {security: {vault_address: "https://vault.acme.example.org"}, ',
                      'traffic_share: 60, settings: {'),
                     ('traffic_share: 40, settings: {security: {vault_address: "https://vault.acme.example.org"}, ',

@@ -219,6 +219,8 @@ class RegionPlan:
     # the region's cloud secret-store entries (the containers Terraform creates, never values)
     identities: tuple = ()
     secret_entries: tuple = ()
+    # each service's PostgreSQL role, Redis ACL user, credentials and connection settings (compiler/ir/data_access.py)
+    data_access: tuple = ()
 
     def service(self, name: str) -> ServicePlan:
         return next(s for s in self.services if s.name == name)

@@ -73,6 +73,9 @@ POSTGRES_PASSFILE = "/var/lib/postgresql/.pgpass"  # the replication password, r
 WALG = "/usr/local/bin/wal-g"
 PGBOUNCER_AUTH_FILE = "/etc/pgbouncer/userlist.txt"
 PGBOUNCER_TLS_DIR = "/etc/pgbouncer/tls"
+SHARD_MAP_TABLE = "franchise_shard_map"  # the routing table in every shard database (services may only read it)
+# Each service's data-tier credentials (Secret, from ExternalSecrets) and connection settings (ConfigMap): <service>-datastores
+DATASTORE_SETTINGS_SUFFIX = "-datastores"
 POSTGRES_EXPORTER_PORT = 9187
 REDIS_EXPORTER_PORT = 9121
 NODE_EXPORTER_PORT = 9100

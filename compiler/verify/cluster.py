@@ -84,6 +84,8 @@ class Cluster:
     policies: dict = field(default_factory=dict)  # ns -> [Obj]
     ns_labels: dict = field(default_factory=dict)  # ns -> labels
     external_targets: set = field(default_factory=set)  # (ns, secret name) an ExternalSecret creates
+    # (ns, secret name) -> the keys its ExternalSecret fills (None: dataFrom, any key)
+    external_keys: dict = field(default_factory=dict)
     helm_namespaces: dict = field(default_factory=dict)  # release -> namespace
 
     def get(self, kind: str, ns: str, name: str) -> Obj | None:
@@ -145,6 +147,7 @@ def _load(tree, region: str) -> Cluster:
         elif o.kind == "ExternalSecret":
             target = (o.spec.get("target") or {}).get("name") or o.name
             c.external_targets.add((o.namespace, target))
+            _add_keys(c, (o.namespace, target), o.spec)
     for doc in tree.yaml_docs(f"helm/{region}/helmfile.yaml"):
         for r in doc.get("releases") or []:
             c.helm_namespaces[r.get("name", "")] = r.get("namespace", "")
@@ -161,15 +164,44 @@ def _load(tree, region: str) -> Cluster:
                             c.objects.append(obj)
                             c.by_kind.setdefault(obj.kind, {})[(obj.namespace or r.get("namespace", ""), obj.name)] = obj
                             if obj.kind == "ExternalSecret":
-                                c.external_targets.add((obj.namespace or r.get("namespace", ""),
-                                                        (obj.spec.get("target") or {}).get("name") or obj.name))
+                                target = (obj.namespace or r.get("namespace", ""),
+                                          (obj.spec.get("target") or {}).get("name") or obj.name)
+                                c.external_targets.add(target)
+                                _add_keys(c, target, obj.spec)
     for release, ns in c.helm_namespaces.items():  # ExternalSecrets a release renders from its values
         for doc in tree.yaml_docs(f"helm/{region}/{release}.values.yaml"):
             for es in _external_secrets(doc):
                 meta = es.get("metadata") or {}
-                c.external_targets.add((meta.get("namespace") or ns,
-                                        ((es.get("spec") or {}).get("target") or {}).get("name") or meta.get("name", "")))
+                target = (meta.get("namespace") or ns,
+                          ((es.get("spec") or {}).get("target") or {}).get("name") or meta.get("name", ""))
+                c.external_targets.add(target)
+                _add_keys(c, target, es.get("spec") or {})
     return c
+
+
+def _add_keys(c: Cluster, target: tuple, spec: dict):
+    """The keys an ExternalSecret writes into its Secret: data[].secretKey and the target template's data keys;
+    with dataFrom the keys are the store's, unknown here (None: any key)."""
+    if spec.get("dataFrom"):
+        c.external_keys[target] = None
+        return
+    keys = {d.get("secretKey") for d in spec.get("data") or [] if isinstance(d, dict)}
+    keys |= set((((spec.get("target") or {}).get("template") or {}).get("data") or {}).keys())
+    if target in c.external_keys and c.external_keys[target] is not None:
+        c.external_keys[target] |= keys
+    elif target not in c.external_keys:
+        c.external_keys[target] = keys
+
+
+def _object_keys(cl: Cluster, kind: str, ns: str, name: str):
+    """The keys a Secret or ConfigMap of the tree (or an ExternalSecret's target) holds; None when unknown."""
+    obj = cl.get(kind, ns, name)
+    if obj is not None:
+        data = {k for k in (obj.doc.get("data") or {}) if k != "__line__"}
+        return data | {k for k in (obj.doc.get("stringData") or {}) if k != "__line__"}
+    if kind == "Secret":
+        return cl.external_keys.get((ns, name))
+    return None
 
 
 def _external_secrets(node):
@@ -489,6 +521,13 @@ def _check_objects(tree, region: str, cl: Cluster) -> list[Result]:
                 seen.add((kind, name))
                 broken.append(Broken(d.file, d.at(where), "objects", f"Deployment {d.namespace}/{d.name}",
                                      f"{kind} {d.namespace}/{name} is neither in the tree nor an ExternalSecret's target"))
+            elif kind in ("Secret", "ConfigMap") and where.get("key") and kind != "ServiceAccount":
+                keys = _object_keys(cl, kind, d.namespace, name)
+                if keys is not None and where["key"] not in keys and (kind, name, where["key"]) not in seen:
+                    seen.add((kind, name, where["key"]))
+                    broken.append(Broken(d.file, d.at(where), "objects", f"Deployment {d.namespace}/{d.name}",
+                                         f"key {where['key']} is not in {kind} {d.namespace}/{name} "
+                                         f"(it holds {', '.join(sorted(keys)) or 'no key'})"))
         result("objects", f"Deployment {d.namespace}/{d.name}", broken)
     for release, ns in cl.helm_namespaces.items():
         rel = f"helm/{region}/{release}.values.yaml"

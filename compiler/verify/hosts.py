@@ -484,13 +484,16 @@ def _check_pg_hba(tree, region, conns) -> list[Result]:
         if tree.text(rel) is None:
             res.broken.append(Broken(rel, 0, "pg_hba", c.id, "pg_hba.conf is missing"))
             continue
-        for db in (c.database or "all").split(","):
+        # each database and each role the connection names (PgBouncer logs in as several roles)
+        pairs = [(db.strip(), user.strip()) for db in (c.database or "all").split(",")
+                 for user in (c.user or "all").split(",")]
+        for db, user in pairs:
             bad = None
             for s in c.source.cidrs:
                 n = _net(s)
                 if n is None:
                     continue
-                ok, line, why = _hba_verdict(lines, n, db.strip(), c.user or "all", bool(c.tls))
+                ok, line, why = _hba_verdict(lines, n, db, user, bool(c.tls))
                 if not ok:
                     bad = (s, line, why)
                     break
@@ -499,11 +502,11 @@ def _check_pg_hba(tree, region, conns) -> list[Result]:
                 # the file's final catch-all reject (or no line at all) decided: point at the line that was
                 # meant to admit the connection, when there is one
                 if line is None or (line.method == "reject" and line.address is not None and line.address.prefixlen == 0):
-                    cand, cand_why = _hba_candidate(lines, db.strip(), c.user or "all", _net(s))
+                    cand, cand_why = _hba_candidate(lines, db, user, _net(s))
                     if cand is not None:
                         line, why = cand, cand_why
                 res.broken.append(Broken(rel, line.number if line else len((tree.text(rel) or "").splitlines()),
-                                         "pg_hba", c.id, f"database {db} as {c.user or 'all'} from {s} not "
+                                         "pg_hba", c.id, f"database {db} as {user} from {s} not "
                                          f"admitted: {why}"))
                 break
     return out

@@ -219,7 +219,8 @@ def test_tls_role_issues_a_verifiable_certificate_idempotently(reference_tree, t
                                  {"all": {"platformc_region": "test"}})
     playbook = tmp_path / "tls.yml"
     dirs = {"tls_ca_dir": str(tmp_path / "ca"), "tls_dir": str(tmp_path / "server"),
-            "tls_owner": "root", "tls_group": "root"}
+            "tls_owner": "root", "tls_group": "root",
+            "tls_renewal": False}  # issuance alone; test_tls_renewal.py runs the renewal
     playbook.write_text(yaml.safe_dump([{
         "name": "Issue a certificate", "hosts": "bastion", "gather_facts": False,
         "tasks": [{"name": "Run the tls role", "ansible.builtin.include_role": {"name": "tls"}, "vars": dirs}]}]))
@@ -293,9 +294,9 @@ def test_redis_includes_load_with_the_data_tier_redis_conf(reference_tree, tmp_p
     require_isolation()
     data = root.parent / "datastores" / region.name
     topology = json.loads((data / "redis-topology.json").read_text())
-    ref = topology["acl_include"]["masterauth_ref"]
+    refs = {u["password_ref"] for u in topology["acl_include"]["users"]} | {topology["acl_include"]["masterauth_ref"]}
     variables = {"ansible_managed": "Ansible managed", "redis_topology": topology,
-                 "redis_secrets": {hashlib.sha1(ref.encode()).hexdigest(): HOSTILE},
+                 "redis_secrets": {hashlib.sha1(ref.encode()).hexdigest()[:12]: HOSTILE for ref in refs},
                  "redis_admin_password": "0f" * 32, "ansible_facts": {"default_ipv4": {"address": "127.0.0.2"}}}
     work = private_dir("ans-redis-")
     includes = []
@@ -479,12 +480,12 @@ def test_redis_exporter_user_reads_statistics_and_nothing_else(reference_tree, t
     require_isolation()
     data = root.parent / "datastores" / region.name
     topology = json.loads((data / "redis-topology.json").read_text())
-    ref = topology["acl_include"]["masterauth_ref"]
+    refs = {u["password_ref"] for u in topology["acl_include"]["users"]} | {topology["acl_include"]["masterauth_ref"]}
     password, admin_password = "5e" * 32, "0f" * 32  # what `openssl rand -hex 32` makes
     defaults = yaml.safe_load((root / "roles/redis_exporter/defaults/main.yml").read_text())
     role_vars = yaml.safe_load((root / "roles/redis_exporter/vars/main.yml").read_text())
     variables = {**defaults, "ansible_managed": "Ansible managed", "redis_topology": topology,
-                 "redis_secrets": {hashlib.sha1(ref.encode()).hexdigest(): HOSTILE},
+                 "redis_secrets": {hashlib.sha1(ref.encode()).hexdigest()[:12]: HOSTILE for ref in refs},
                  "redis_admin_password": admin_password, "redis_exporter_password": password,
                  "ansible_facts": {"default_ipv4": {"address": "127.0.0.2"}}}
     user = defaults["redis_exporter_acl_user"]

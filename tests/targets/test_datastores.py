@@ -70,7 +70,8 @@ def test_managed_datastores_get_no_server_config(tmp_path, managed, absent):
         assert set(files) == ALL_FILES - absent
         if managed == "postgres":  # PgBouncer still runs; it targets the managed endpoint's name
             assert f"host=postgres.{region.internal_domain} " in files["pgbouncer.ini"]
-            assert "REPLICATION" not in files["setup.psql"]
+            # no replication role (the services' roles are stated NOREPLICATION, which is not one)
+            assert "LOGIN REPLICATION" not in files["setup.psql"] and "replicator" not in files["setup.psql"]
             assert "server_tls_sslmode = verify-ca" in files["pgbouncer.ini"]  # the alias is not in the provider's cert
 
 
@@ -108,7 +109,14 @@ def test_redis_topology_is_the_hosts_with_replicas_in_other_zones(any_case):
                 assert n["zone"] != by_name[n["replica_of"]]["zone"], n
             else:
                 assert n["replica_of"] is None
-        assert topo["acl_include"]["users"][0]["password_ref"] == region.settings.datastores.redis.password
+        # one user per service that uses Redis (its own prefix and reference), then the replication user (the spec's)
+        users = {u["name"]: u for u in topo["acl_include"]["users"]}
+        wanted = {s.name for s in region.services if "redis" in s.uses}
+        assert set(users) == wanted | {topo["acl_include"]["masteruser"]}
+        assert users[topo["acl_include"]["masteruser"]]["password_ref"] == region.settings.datastores.redis.password
+        for name in wanted:
+            assert f"~{name}:* " in users[name]["rules"] and "~*" not in users[name]["rules"].replace(f"~{name}:*", "")
+            assert users[name]["password_ref"] not in {u["password_ref"] for n, u in users.items() if n != name}
 
 
 def test_postgres_sizing_formulas(any_case):
@@ -158,8 +166,12 @@ def test_pg_hba_admits_exactly_the_wiring_connections(any_case):
         want = []
         for c in region.through("pg_hba"):
             db = c.database if c.database in ("all", "replication") else ",".join(f'"{d}"' for d in c.database.split(","))
-            user = c.user if c.user == "all" else f'"{c.user}"'
+            user = c.user if c.user == "all" else ",".join(f'"{u}"' for u in c.user.split(","))
             want += [["hostssl", db, user, cidr, "scram-sha-256"] for cidr in c.source.cidrs]
+        # PgBouncer logs in as its auth_user and the services' roles only, never as any role
+        for server in [c for c in region.through("pg_hba") if c.source.host_group == "pgbouncer"]:
+            assert server.user.split(",") == [region.settings.datastores.pgbouncer.auth_user] + [
+                a.db_role.name for a in region.data_access if a.db_role], server.id
         assert remote == want, region.name
         assert {c.source.host_group for c in region.through("pg_hba")} >= {"pgbouncer", "postgres_replicas"}
         for row in remote:  # every admitted network is a private CIDR
@@ -310,12 +322,14 @@ def test_redis_starts_with_the_generated_conf(reference, reference_tree, isolati
     r = region.settings.datastores.redis
     topo = json.loads((reference_tree / f"datastores/{region_name}/redis-topology.json").read_text())
     work = private_dir("dst-redis-")
-    app = topo["acl_include"]["users"][0]
+    app = topo["acl_include"]["users"][0]  # the first service's user
+    repl = next(u for u in topo["acl_include"]["users"] if u["name"] == topo["acl_include"]["masteruser"])
     # What the Ansible role renders from redis-topology.json, with test passwords; plus a test-only admin.
     (work / "acl.conf").write_text(
         f"user {app['name']} on #{hashlib.sha256(b'app-secret').hexdigest()} {app['rules']}\n"
+        f"user {repl['name']} on #{hashlib.sha256(b'repl-secret').hexdigest()} {repl['rules']}\n"
         f"user probe-admin on >admin-secret ~* &* +@all\n"
-        f"masteruser {topo['acl_include']['masteruser']}\nmasterauth app-secret\n")
+        f"masteruser {repl['name']}\nmasterauth repl-secret\n")
     server, sock = start_redis(reference_tree / f"datastores/{region_name}/redis.conf", work,
                                "--include", str(work / "acl.conf"))
     try:
@@ -330,18 +344,23 @@ def test_redis_starts_with_the_generated_conf(reference, reference_tree, isolati
             "save": " ".join(f"{s.seconds} {s.changes}" for s in r.save_rules),
             "tcp-keepalive": str(r.tcp_keepalive_seconds), "protected-mode": "yes", "bind": "127.0.0.1 -::1",
             "repl-backlog-size": str(max(16, min(512, r.maxmemory_mb // 64)) * 1024 * 1024),
-            "masteruser": app["name"], "replica-read-only": "yes", "enable-debug-command": "no",
+            "masteruser": repl["name"], "replica-read-only": "yes", "enable-debug-command": "no",
         }
         assert {k: admin.config_get(k) for k in expected} == expected
         user = Resp(sock)
-        assert user.call("AUTH", "app", "app-secret") == "OK"
+        assert user.call("AUTH", app["name"], "app-secret") == "OK"
         assert user.call("CLUSTER", "INFO").startswith(b"cluster_state:")  # cluster clients can discover slots
         for forbidden in (("CONFIG", "GET", "maxmemory"), ("FLUSHALL",), ("KEYS", "*"), ("SHUTDOWN",)):
             reply = user.call(*forbidden)
             assert isinstance(reply, RedisError) and reply.startswith("NOPERM"), (forbidden, reply)
-        # What the app and the replicas (masteruser) need is allowed (ACL DRYRUN: no slots are served here)
-        for allowed in (("SET", "k", "v"), ("GET", "k"), ("PSYNC", "?", "-1"), ("REPLCONF", "listening-port", "6379")):
-            assert admin.call("ACL", "DRYRUN", "app", *allowed) == "OK", allowed
+        # What the service and the replicas (masteruser) need is allowed (ACL DRYRUN: no slots are served here)
+        own = f"{app['service']}:k"
+        for allowed in (("SET", own, "v"), ("GET", own)):
+            assert admin.call("ACL", "DRYRUN", app["name"], *allowed) == "OK", allowed
+        for allowed in (("PSYNC", "?", "-1"), ("REPLCONF", "listening-port", "6379")):
+            assert admin.call("ACL", "DRYRUN", repl["name"], *allowed) == "OK", allowed
+        for refused in (("SET", "k", "v"), ("GET", "other:k")):
+            assert admin.call("ACL", "DRYRUN", app["name"], *refused) != "OK", refused
         # enable-debug-command no: DEBUG is refused even to a user the ACL allows everything
         assert "DEBUG command not allowed" in admin.call("DEBUG", "SLEEP", "0")
         for c in (anon, admin, user):
@@ -504,12 +523,12 @@ def test_pgbouncer_authenticates_through_auth_query(reference, reference_tree, t
     import os
     import subprocess
     from tests.targets.test_datastores_support import AS_POSTGRES, PGBIN
-    auth_user = reference.region("us-east-1").settings.datastores.pgbouncer.auth_user
+    region = reference.region("us-east-1")
+    auth_user = region.settings.datastores.pgbouncer.auth_user
+    app = next(a.db_role.name for a in region.data_access if a.db_role)  # a service's role (setup.psql made it)
     pg_server.psql("-c", f"ALTER ROLE {auth_user} PASSWORD 'auth-secret'",
-                   "-c", "DO $$ BEGIN CREATE ROLE franchise_app LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
-                   "-c", "ALTER ROLE franchise_app PASSWORD 'app-secret'",
+                   "-c", f"ALTER ROLE {app} PASSWORD 'app-secret'",
                    "-c", "ALTER ROLE postgres PASSWORD 'pg-secret'", "-c", "ALTER ROLE replicator PASSWORD 'repl-secret'")
-    pg_server.psql("-c", "GRANT SELECT ON franchise_shard_map TO franchise_app", db="franchise_shard_1")
     work = private_dir("dst-pga-")
     server, port = start_pgbouncer(
         reference_tree / "datastores/us-east-1/pgbouncer.ini", work, tls,
@@ -522,16 +541,17 @@ def test_pgbouncer_authenticates_through_auth_query(reference, reference_tree, t
                                              "SELECT current_user, shard_id FROM franchise_shard_map WHERE franchise_id = '42'"],
                               capture_output=True, text=True, env={**os.environ, "PGPASSWORD": password})
     try:
-        ok = login("franchise_app", "app-secret")
-        assert ok.returncode == 0 and ok.stdout.strip() == "franchise_app|1", ok.stdout + ok.stderr
-        assert login("franchise_app", "wrong").returncode != 0
+        ok = login(app, "app-secret")
+        assert ok.returncode == 0 and ok.stdout.strip() == f"{app}|1", ok.stdout + ok.stderr
+        assert login(app, "wrong").returncode != 0
         # get_auth() never hands out a superuser's or a replication role's secret, even with the right password
         assert login("postgres", "pg-secret").returncode != 0
         assert login("replicator", "repl-secret").returncode != 0
-        looked_up = pg_server.query("SET ROLE pgbouncer; SELECT usename, left(passwd, 14) FROM pgbouncer.get_auth('franchise_app') "
+        looked_up = pg_server.query(f"SET ROLE pgbouncer; SELECT usename, left(passwd, 14) FROM pgbouncer.get_auth('{app}') "
                                     "UNION ALL SELECT usename, passwd FROM pgbouncer.get_auth('postgres') "
+                                    "UNION ALL SELECT usename, passwd FROM pgbouncer.get_auth('pgbouncer') "
                                     "UNION ALL SELECT usename, passwd FROM pgbouncer.get_auth('replicator')", db="franchise_shard_1")
-        assert looked_up == [["franchise_app", "SCRAM-SHA-256$"]]
+        assert looked_up == [[app, "SCRAM-SHA-256$"]]
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -591,9 +611,10 @@ def test_pgbouncer_logs_in_to_postgres_through_the_generated_pg_hba(reference, r
         chown_tree(work)
         cluster.psql("-c", "CREATE DATABASE franchise_shard_1")
         cluster.psql("-f", str(work / "auth.sql"), db="franchise_shard_1")
+        app, other = [a.db_role.name for a in region.data_access if a.db_role][:2]  # two services' roles
         cluster.psql("-c", f"ALTER ROLE {auth_user} PASSWORD 'auth-secret'",
-                     "-c", "CREATE ROLE franchise_app LOGIN PASSWORD 'app-secret'",
-                     "-c", "CREATE ROLE franchise_other LOGIN PASSWORD 'other-secret'")
+                     "-c", f"CREATE ROLE {app} LOGIN PASSWORD 'app-secret'",
+                     "-c", f"CREATE ROLE {other} LOGIN PASSWORD 'other-secret'")
 
         def login(user, password):
             return subprocess.run(
@@ -602,14 +623,14 @@ def test_pgbouncer_logs_in_to_postgres_through_the_generated_pg_hba(reference, r
                                "SELECT inet_client_addr(), s.version FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()"],
                 capture_output=True, text=True, env={**os.environ, "PGPASSWORD": password})
 
-        ok = login("franchise_app", "app-secret")
+        ok = login(app, "app-secret")
         want_tls = {"1.2": "TLSv1.2", "1.3": "TLSv1.3"}[server_conn.tls]
         assert ok.returncode == 0 and ok.stdout.strip() == f"127.0.0.1|{want_tls}", ok.stdout + ok.stderr + both.output()[-2000:]
         # The generated file as it is: 127.0.0.1 is none of the PgBouncer subnets, so the catch-all reject wins.
         cluster.hba.write_text(generated_hba)
         cluster.psql("-c", "SELECT pg_reload_conf()")
         time.sleep(0.5)
-        refused = login("franchise_other", "other-secret")  # a new (database, user) pool: a new server login
+        refused = login(other, "other-secret")  # a new (database, user) pool: a new server login
         assert refused.returncode != 0
         log = (work / "servers.stdout").read_text()
         assert 'pg_hba.conf rejects connection for host "127.0.0.1"' in log, log[-2000:]

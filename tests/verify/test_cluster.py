@@ -105,8 +105,9 @@ def _missing_secret_links(root: Path) -> set:
                 continue
             ns = d["metadata"]["namespace"]
             for c in d["spec"]["template"]["spec"]["containers"]:
-                for e in c.get("env", []):
-                    ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                refs = [(e.get("valueFrom") or {}).get("secretKeyRef") for e in c.get("env", [])]
+                refs += [e.get("secretRef") for e in c.get("envFrom", [])]  # the data tier's passwords
+                for ref in refs:
                     if ref and (ns, ref["name"]) not in have:
                         out.add((kdir.name, f"Deployment {ns}/{d['metadata']['name']}", f"Secret {ns}/{ref['name']} "))
         helmfile = yaml.safe_load((root / "helm" / kdir.name / "helmfile.yaml").read_text())

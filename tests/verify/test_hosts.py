@@ -167,7 +167,7 @@ def test_a_pg_hba_line_by_host_name_is_named(tree, monkeypatch):
     lines = hba.read_text().splitlines(keepends=True)
     out, first = [], None
     for i, line in enumerate(lines, 1):
-        cidr = next((s for s in c.source.cidrs if re.match(rf"hostssl\s+all\s+all\s+{re.escape(s)}\s", line)), None)
+        cidr = next((s for s in c.source.cidrs if re.match(rf"hostssl\s+all\s+\S+\s+{re.escape(s)}\s", line)), None)
         if cidr:
             if first is None:  # every PgBouncer line becomes a host name line (reverse DNS)
                 out.append(line.replace(cidr, c.source.hosts[0].ljust(len(cidr))))

@@ -16,6 +16,7 @@ import json
 
 from compiler.errors import PlatformcError
 from compiler.ir import Connection, Host, PlatformPlan, RegionPlan
+from compiler.ir.data_access import db_roles, redis_users
 from compiler.ir.names import (ELASTICSEARCH_HTTP_PORT, ELASTICSEARCH_TRANSPORT_PORT, NODE_EXPORTER_PORT,
                                elasticsearch_client_indices)
 from compiler.targets.ansible.roles_search import CLIENT_PRIVILEGES
@@ -173,6 +174,9 @@ def vars_postgres(plan: PlatformPlan, region: RegionPlan) -> dict:
         # setup.psql creates PgBouncer's auth_user; the primary sets its password
         "postgresql_pgbouncer_auth_user": pgb.auth_user,
         "postgresql_pgbouncer_auth_password": _secret(plan, region, pgb.auth_password),
+        # each service's role (setup.psql creates it) and the lookup of its password
+        "postgresql_service_roles": [{"name": r.name, "password": _secret(plan, region, r.password_ref)}
+                                     for r in db_roles(region.data_access)],
         # the exporter's stat_statements collector needs the extension (and its preload)
         "postgres_exporter_stat_statements": "pg_stat_statements" in pg.extensions,
         # Daily, weekly and monthly: base backups of the database (a standby skips them at run time).
@@ -218,7 +222,8 @@ def vars_redis(plan: PlatformPlan, region: RegionPlan) -> dict:
         "redis_maxmemory_policy": r.maxmemory_policy,
         # SHA-1 of a secret reference, as redis-topology.json names it -> the lookup of that secret
         # (hashed: a reference may be longer than a YAML line should be)
-        "redis_secrets": {hashlib.sha1(r.password.encode()).hexdigest(): _secret(plan, region, r.password)},
+        "redis_secrets": {hashlib.sha1(ref.encode()).hexdigest()[:12]: _secret(plan, region, ref)
+                          for ref in sorted({r.password, *(u.password_ref for u in redis_users(region.data_access))})},
         "common_firewall_rules": firewall_rules(region, "redis_cluster"),
         # Hourly: application state (the Redis snapshot of each node that is a primary at run time).
         **_backups(plan, region, "redis", ("hourly",)),
@@ -306,6 +311,7 @@ def secret_refs(plan: PlatformPlan) -> set[str]:
         ds = r.settings.datastores
         out |= {ds.postgres.admin_password, ds.postgres.replication_password, ds.pgbouncer.auth_password,
                 ds.redis.password}
+        out |= {ref for a in r.data_access for _, ref in a.secrets}
         if r.hosts_in("elasticsearch"):
             out |= set(ds.elasticsearch.clients.values())
     return out

@@ -158,6 +158,7 @@ def postgresql() -> Role:
             "postgresql_clone_marker": "/var/lib/postgresql/{{ postgresql_version }}/platformc-copied",
             "postgresql_replication_user": names.POSTGRES_REPLICATION_USER,
             "postgresql_pgbouncer_auth_user": "pgbouncer",
+            "postgresql_service_roles": [],  # [{name, password}]: each service's role (group_vars)
             "postgresql_walg_version": "v3.0.7",
             "postgresql_walg_asset": "wal-g-pg-ubuntu-22.04-amd64",
             "postgresql_walg_checksum": "",  # e.g. sha256:<digest> of the release asset; empty skips the check
@@ -177,7 +178,8 @@ def postgresql() -> Role:
                 "+ (postgresql_extensions | map('extract', postgresql_extension_packages) | flatten)"),
             # A changed password (a rotation) changes this file, which runs the ALTER ROLEs again.
             "postgresql_password_fingerprints": expr(
-                "[postgresql_admin_password, postgresql_replication_password, postgresql_pgbouncer_auth_password]",
+                "([postgresql_admin_password, postgresql_replication_password, postgresql_pgbouncer_auth_password]",
+                "+ (postgresql_service_roles | map(attribute='password') | list))",
                 "| map('regex_replace', '^', inventory_hostname) | map('hash', 'sha256') | join('\\n')"),
             "postgresql_roles_sql": ROLES_SQL,
             # how a replica reaches its primary to copy it (the password comes from the passfile)
@@ -223,13 +225,17 @@ def _set_password(role: str, password_var: str) -> str:
             f"FROM pg_catalog.pg_roles WHERE rolname = '{{{{ {role} }}}}' \\gexec")
 
 
-# The passwords go through stdin, never argv, and this session logs no statements.
+# The passwords go through stdin, never argv, and this session logs no statements. Each service's role
+# (setup.psql creates them, compiler/ir/data_access.py names them) gets its password from its reference.
 ROLES_SQL = "\n".join([
     "SET log_statement = 'none';",
     "SET log_min_duration_statement = -1;",
     "ALTER ROLE postgres PASSWORD " + _sql_literal("postgresql_admin_password") + ";",
     _set_password("postgresql_replication_user", "postgresql_replication_password"),
     _set_password("postgresql_pgbouncer_auth_user", "postgresql_pgbouncer_auth_password"),
+    "{% for postgresql_service_role in postgresql_service_roles %}",
+    _set_password("postgresql_service_role.name", "postgresql_service_role.password"),
+    "{% endfor %}",
     "",
 ])
 

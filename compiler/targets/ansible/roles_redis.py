@@ -5,8 +5,8 @@ host and the secrets go in its include directory, as its redis-topology.json des
 reads that file, so both targets agree on names and rules):
 
     host.conf   bind <the host's private IPv4> 127.0.0.1 -::1
-    acl.conf    the application user (SHA-256 of the spec's password) and masteruser/masterauth
-    admin.conf  `platformc-admin`, the user that forms the cluster: the application user may not
+    acl.conf    one user per service (SHA-256 of its password; keys <service>:*), the replication user and masteruser/masterauth
+    admin.conf  `platformc-admin`, the user that forms the cluster: the services' users may not
                 run CLUSTER ADDSLOTS/MEET/REPLICATE (@dangerous), and the spec has no admin secret,
                 so a random one is made on the first node and never leaves the nodes and the run
 """
@@ -126,7 +126,7 @@ def redis() -> Role:
                      owner="redis", group="redis", src=source(r, "redis.conf"), notify="Restart Redis"),
                 template("Bind the host's private address", "redis-host.conf.j2", "{{ redis_include_dir }}/host.conf",
                          mode="0640", owner="redis", group="redis", notify="Restart Redis"),
-                template("Write the application user and the replicas' login", "redis-acl.conf.j2",
+                template("Write the services' users and the replicas' login", "redis-acl.conf.j2",
                          "{{ redis_include_dir }}/acl.conf", mode="0640", owner="redis", group="redis",
                          no_log=True, diff=False, notify="Restart Redis"),
                 *_admin_secret(),

@@ -7,16 +7,54 @@ region has; `tls_ca_host` moves it), its key never leaves it. Each server makes 
 CSR, the CA host signs it, and the certificate comes back: only public material travels, with
 builtin modules only (openssl is on every host).
 
-Callers include the role with `tls_dir`, `tls_owner` and `tls_group`, and give the handler that
-restarts or reloads their service `listen: tls certificate changed`.
+Callers include the role with `tls_dir`, `tls_owner` and `tls_group` (and `tls_reload_units`, the
+systemd units that use the certificate), and give the handler that restarts or reloads their service
+`listen: tls certificate changed`.
+
+Renewal: certificates live `tls_days` (365) and are renewed when fewer than `tls_renew_before_days`
+(30) remain, two ways. Each playbook run re-signs an expiring certificate (same key, same request).
+Between runs a systemd timer on the server (`platformc-tls-renew-<dir>.timer`, daily) does it itself:
+`platformc-tls-renew` logs in to the CA host as `platformc-ca` with a key of its own, whose
+authorized_keys entry is a forced command (`restrict,command="platformc-ca-sign <id> <days> <CA dir>"`): the CA
+signs again the request Ansible stored for exactly that certificate and prints it. The server checks
+the certificate is for its key, issued by the region's CA and valid past the threshold, installs it
+and reloads `tls_reload_units`. The servers' SSH to the CA host is a connection of the wiring.
 """
 
 from __future__ import annotations
 
-from compiler.targets.ansible.role import Role, copy, task
+from compiler.targets.ansible.role import Role, copy, expr, task
 
 CA = "{{ tls_ca_host }}"
 TOPIC = "tls certificate changed"
+SIGN_COMMAND = "/usr/local/sbin/platformc-ca-sign"
+RENEW_COMMAND = "/usr/local/sbin/platformc-tls-renew"
+CA_USER = "platformc-ca"
+CA_USER_HOME = "/var/lib/platformc-ca"
+RENEW_UNIT = """\
+# Managed by Ansible (platformc tls role).
+[Unit]
+Description=Renew the TLS certificate in {dir} at the region's CA when fewer than {days} days remain
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart={command} {dir} {ca} {days}{units}
+"""
+RENEW_TIMER = """\
+# Managed by Ansible (platformc tls role).
+[Unit]
+Description=Daily renewal check of the TLS certificate in {dir}
+
+[Timer]
+OnCalendar=daily
+RandomizedDelaySec=4h
+Persistent=true
+
+[Install]
+WantedBy=timers.target
+"""
 
 
 def ran(register: str) -> str:
@@ -26,10 +64,22 @@ def ran(register: str) -> str:
 
 def _ca() -> list:
     on_ca = {"delegate_to": CA, "run_once": True}
+    renewal = {"when": "tls_renewal | bool", **on_ca}
+    manage = {"when": ["tls_renewal | bool", "tls_ca_manage_user | bool"], **on_ca}
     return [
+        task("Create the renewal account's group on the CA host", "ansible.builtin.group",
+             {"name": "{{ tls_ca_group }}", "system": True}, **manage),
+        task("Create the renewal account on the CA host", "ansible.builtin.user",
+             {"name": "{{ tls_ca_user }}", "group": "{{ tls_ca_group }}", "system": True, "home": "{{ tls_ca_user_home }}", "create_home": True,
+              "shell": "/bin/sh", "password": "!", "comment": "platformc certificate renewal (forced command only)"},
+             **manage),
+        task("Install the CA host's signing command for renewals", "ansible.builtin.copy",
+             {"src": "platformc-ca-sign", "dest": "{{ tls_sign_command }}", "owner": "root", "group": "root",
+              "mode": "0755"}, **renewal),
         task("Create the certificate authority's directories on the CA host", "ansible.builtin.file",
-             {"path": "{{ tls_ca_dir }}/{{ tls_ca_subdir }}", "state": "directory", "owner": "root", "group": "root",
-              "mode": "0700"}, loop=["", "requests", "issued"], loop_control={"loop_var": "tls_ca_subdir"}, **on_ca),
+             {"path": "{{ tls_ca_dir }}/{{ tls_ca_subdir }}", "state": "directory", "owner": "root",
+              "group": "{{ tls_ca_group if tls_renewal | bool else 'root' }}", "mode": "0750"},
+             loop=["", "requests", "issued"], loop_control={"loop_var": "tls_ca_subdir"}, **on_ca),
         task("Create the region's certificate authority", "ansible.builtin.command", {
             "argv": ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
                      "-days", "{{ tls_ca_days }}", "-subj", "/CN={{ tls_ca_name }}",
@@ -37,6 +87,10 @@ def _ca() -> list:
                      "-addext", "keyUsage=critical,keyCertSign,cRLSign",
                      "-keyout", "{{ tls_ca_dir }}/ca.key", "-out", "{{ tls_ca_dir }}/ca.crt"],
             "creates": "{{ tls_ca_dir }}/ca.crt"}, register="tls_ca_created", **on_ca),
+        task("Let the renewal account read the CA key (it signs the stored requests only)", "ansible.builtin.file",
+             {"path": "{{ tls_ca_dir }}/ca.key", "owner": "root",
+              "group": "{{ tls_ca_group if tls_renewal | bool else 'root' }}", "mode": "0640"},
+             when=ran("tls_ca_created"), **on_ca),
         task("Read the CA certificate", "ansible.builtin.slurp", {"src": "{{ tls_ca_dir }}/ca.crt"},
              register="tls_ca_cert", when=ran("tls_ca_created"), **on_ca),
     ]
@@ -44,8 +98,8 @@ def _ca() -> list:
 
 def _server() -> list:
     key, csr, crt = "{{ tls_dir }}/server.key", "{{ tls_dir }}/server.csr", "{{ tls_dir }}/server.crt"
-    request = "{{ tls_ca_dir }}/requests/{{ inventory_hostname }}.csr"
-    issued = "{{ tls_ca_dir }}/issued/{{ inventory_hostname }}.crt"
+    request = "{{ tls_ca_dir }}/requests/{{ tls_cert_id }}.csr"
+    issued = "{{ tls_ca_dir }}/issued/{{ tls_cert_id }}.crt"
     return [
         task("Create the certificate directory", "ansible.builtin.file",
              {"path": "{{ tls_dir }}", "state": "directory", "owner": "root", "group": "{{ tls_group }}",
@@ -61,9 +115,13 @@ def _server() -> list:
              {"path": key, "owner": "{{ tls_owner }}", "group": "{{ tls_group }}", "mode": "{{ tls_key_mode }}"},
              when=ran("tls_key_created")),
         task("Check for this server's certificate", "ansible.builtin.stat", {"path": crt}, register="tls_cert"),
+        task("Check whether the certificate is still valid for more than tls_renew_before_days", "ansible.builtin.command",
+             {"argv": ["openssl", "x509", "-checkend", "{{ tls_renew_before_days | int * 86400 }}", "-noout", "-in", crt]},
+             register="tls_fresh", changed_when=False, failed_when=False, when="tls_cert.stat.exists"),
         task("Read the certificate request", "ansible.builtin.slurp", {"src": csr}, register="tls_csr",
-             when=["not tls_cert.stat.exists", ran("tls_key_created")]),
-        copy("Hand the request to the CA host", request, mode="0600",
+             when=["not tls_cert.stat.exists or tls_fresh.rc != 0", ran("tls_key_created")]),
+        copy("Hand the request to the CA host", request, mode="0640",
+             group="{{ tls_ca_group if tls_renewal | bool else 'root' }}",
              content="{{ tls_csr.content | b64decode }}", delegate_to=CA, when="tls_csr is not skipped"),
         # One signature at a time: openssl keeps the serial number in a file on the CA host.
         task("Sign the request with the region's CA", "ansible.builtin.command", {
@@ -78,6 +136,56 @@ def _server() -> list:
     ]
 
 
+def _renewal() -> list:
+    """The server renews its certificate by itself (see the module docstring)."""
+    on = "tls_renewal | bool"
+    key = "{{ tls_dir }}/renew_ed25519"
+    authorized = "{{ tls_ca_user_home }}/.ssh/authorized_keys"
+    unit = "{{ tls_systemd_dir }}/{{ tls_unit }}"
+    return [
+        copy("Install the region's CA certificate the renewal checks against", "{{ tls_dir }}/issuer.crt",
+             content="{{ tls_ca_cert.content | b64decode }}", when=[on, "tls_ca_cert is not skipped"]),
+        task("Create this certificate's renewal key", "ansible.builtin.command",
+             {"argv": ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "{{ tls_cert_id }}", "-f", key],
+              "creates": key}, register="tls_renew_key_created", when=on),
+        task("Read the renewal key's public half", "ansible.builtin.slurp", {"src": key + ".pub"},
+             register="tls_renew_key", when=[on, ran("tls_renew_key_created")]),
+        task("Create the renewal account's SSH directory on the CA host", "ansible.builtin.file",
+             {"path": "{{ tls_ca_user_home }}/.ssh", "state": "directory", "owner": "{{ tls_ca_user }}",
+              "group": "{{ tls_ca_group }}", "mode": "0700"}, delegate_to=CA, run_once=True, when=on),
+        # one line per certificate, keyed by its id: the forced command signs that certificate's request only
+        task("Let this key renew this certificate, and nothing else", "ansible.builtin.lineinfile",
+             {"path": authorized, "create": True, "owner": "{{ tls_ca_user }}", "group": "{{ tls_ca_group }}",
+              "mode": "0600", "regexp": " {{ tls_cert_id | regex_escape }}$",
+              "line": "{{ tls_authorized_line }}"},
+             delegate_to=CA, throttle=1, when=[on, "tls_renew_key is not skipped"]),
+        task("Look for the CA host's SSH host key", "ansible.builtin.stat", {"path": "{{ tls_ca_host_key_file }}"},
+             register="tls_ca_host_key_file_stat", delegate_to=CA, run_once=True, when=on),
+        # a CA host without sshd's key is only possible before it is set up (check mode on a new host)
+        task("Check that the CA host has an SSH host key the renewals can verify", "ansible.builtin.assert", {
+            "that": ["tls_ca_host_key_file_stat.stat.exists"],
+            "fail_msg": "{{ tls_ca_host }} has no {{ tls_ca_host_key_file }}: renewals could not verify the CA host"},
+             when=[on, "not ansible_check_mode"], run_once=True),
+        task("Read the CA host's SSH host key", "ansible.builtin.slurp", {"src": "{{ tls_ca_host_key_file }}"},
+             register="tls_ca_host_key", delegate_to=CA, run_once=True,
+             when=[on, "tls_ca_host_key_file_stat.stat.exists"]),
+        copy("Trust the CA host's SSH host key for renewals", "{{ tls_dir }}/ca_known_hosts",
+             content="{{ tls_ca_address }} {{ (tls_ca_host_key.content | b64decode).split()[:2] | join(' ') }}\n",
+             when=[on, "tls_ca_host_key is not skipped"]),
+        copy("Install the renewal command", "{{ tls_renew_command }}", mode="0755", src="platformc-tls-renew", when=on),
+        copy("Install the renewal service", unit + ".service", content=RENEW_UNIT.format(
+            dir="{{ tls_dir }}", days="{{ tls_renew_before_days }}",
+            command="{{ tls_renew_command }}", ca="{{ tls_ca_address }}",
+            units="{{ ([''] + tls_reload_units) | join(' ') }}"), when=on, register="tls_renew_service"),
+        copy("Install the daily renewal timer", unit + ".timer", content=RENEW_TIMER.format(
+            dir="{{ tls_dir }}"), when=on, register="tls_renew_timer"),
+        task("Run the renewal timer", "ansible.builtin.systemd_service",
+             {"name": "{{ tls_unit }}.timer", "enabled": True, "state": "started",
+              "daemon_reload": "{{ tls_renew_service is changed or tls_renew_timer is changed }}"},
+             when=[on, "tls_renewal_timer | bool", "not ansible_check_mode"]),
+    ]
+
+
 def tls() -> Role:
     return Role(
         name="tls",
@@ -87,7 +195,20 @@ def tls() -> Role:
             "tls_ca_dir": "/etc/platformc-ca",
             "tls_ca_name": "platformc internal CA {{ platformc_region }}",
             "tls_ca_days": 3650,
-            "tls_days": 825,
+            "tls_days": 365,  # renewed when fewer than tls_renew_before_days remain (the timer, or the next run)
+            "tls_renew_before_days": 30,
+            "tls_renewal": True,  # the daily timer and the CA host's renewal account
+            "tls_renewal_timer": True,  # false: install the units, do not start them (no systemd)
+            "tls_reload_units": [],  # the systemd units that read this certificate, reloaded after a renewal
+            "tls_ca_user": CA_USER,
+            "tls_ca_group": "{{ tls_ca_user }}",
+            "tls_ca_manage_user": True,  # false: the account exists already (tests)
+            "tls_ca_host_key_file": "/etc/ssh/ssh_host_ed25519_key.pub",
+            "tls_ca_user_home": CA_USER_HOME,
+            "tls_ca_address": "{{ hostvars[tls_ca_host].ansible_host | default(tls_ca_host) }}",
+            "tls_sign_command": SIGN_COMMAND,
+            "tls_renew_command": RENEW_COMMAND,
+            "tls_systemd_dir": "/etc/systemd/system",
             "tls_dir": "/etc/ssl/platformc",
             "tls_owner": "root",
             "tls_group": "root",
@@ -95,8 +216,16 @@ def tls() -> Role:
             "tls_install_ca": True,  # false when the caller trusts another CA (a managed service's)
             "tls_names": ["{{ ansible_host }}", "{{ inventory_hostname }}"],
         },
-        vars={"tls_san": "{{ tls_names | map('regex_replace', '^', 'DNS:') | join(',') }}"},
-        tasks={"main": [*_ca(), *_server()]},
+        vars={"tls_san": "{{ tls_names | map('regex_replace', '^', 'DNS:') | join(',') }}",
+              # one certificate per (server, directory): a server may hold several (PostgreSQL, etcd, ...)
+              "tls_dir_slug": "{{ tls_dir | regex_replace('[^A-Za-z0-9]+', '-') | regex_replace('^-|-$', '') }}",
+              "tls_cert_id": "{{ inventory_hostname }}-{{ tls_dir_slug }}",
+              "tls_unit": "platformc-tls-renew-{{ tls_dir_slug }}",
+              # the CA host's authorized_keys line of this certificate's renewal key: its forced command only
+              "tls_authorized_line": expr(
+                  "'restrict,command=\"' ~ tls_sign_command ~ ' ' ~ tls_cert_id ~ ' ' ~ tls_days ~ ' ' ~ tls_ca_dir ~ '\" '",
+                  "~ ((tls_renew_key.content | b64decode).split()[:2] | join(' ')) ~ ' ' ~ tls_cert_id")},
+        tasks={"main": [*_ca(), *_server(), *_renewal()]},
         # The topic always has this listener, so the role also works for a caller with none.
         handlers=[task("Report the changed certificate", "ansible.builtin.debug",
                        {"msg": "{{ tls_dir }} has a new certificate; handlers that listen to '" + TOPIC + "' apply it"},

@@ -7,10 +7,13 @@ r"""The data tier: Redis, PostgreSQL, PgBouncer and the shard map, per region un
     pg_hba.conf           their client authentication (self-managed PostgreSQL only)
     pgbouncer.ini         always: PgBouncer runs on VMs in front of either kind of PostgreSQL
     extensions.sql        CREATE EXTENSION for each shard database
-    pgbouncer-auth.sql    the auth_query function PgBouncer uses, in each shard database
+    pgbouncer-auth.sql    the auth_query function PgBouncer uses, in each shard database: it returns
+                          the services' roles' secrets only
     setup.psql            the entry point: creates the shard databases (CREATE DATABASE cannot run
-                          in a transaction), then runs extensions.sql, pgbouncer-auth.sql and the
-                          platform's ../shards.sql in each, one transaction each
+                          in a transaction) and each service's role (compiler/ir/data_access.py), then
+                          runs extensions.sql, pgbouncer-auth.sql and the platform's ../shards.sql in
+                          each, one transaction each, and grants: CONNECT to PgBouncer's auth_user and
+                          the services' roles only, SELECT on the routing table, a schema per service
 
 and once for the platform, generated/datastores/shards.sql: the franchise_shard_map table with every
 franchise's route, which every region's setup.psql includes (`\ir ../shards.sql`). It is the same for
@@ -29,6 +32,8 @@ from __future__ import annotations
 from compiler.formats import pg_hba, pgbouncer_ini, postgresql_conf, redis_conf, sql
 from compiler.formats.conf import FormatError, comment
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.data_access import db_roles
+from compiler.ir.names import SHARD_MAP_TABLE
 from compiler.render import banner, dump_json, render
 from compiler.targets.datastores import pgbouncer as pgbouncer
 from compiler.targets.datastores import postgres as postgres
@@ -80,12 +85,14 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
         region, "extensions.sql.j2", banner=banner("--", spec), extensions=postgres.extensions(region),
         preload_note=(f"Needs shared_preload_libraries = {','.join(libs)} (postgresql.conf)" if libs
                       else "No extension here needs shared_preload_libraries"))
-    files["pgbouncer-auth.sql"] = _render(region, "pgbouncer-auth.sql.j2", banner=banner("--", spec),
+    roles = db_roles(region.data_access)
+    files["pgbouncer-auth.sql"] = _render(region, "pgbouncer-auth.sql.j2", banner=banner("--", spec), roles=roles,
                                           auth_user=ds.pgbouncer.auth_user, auth_password=ds.pgbouncer.auth_password)
     replication = postgres.self_managed(region) and (ds.postgres.read_replicas or ds.postgres.cross_region_standby)
     files["setup.psql"] = _render(region, "setup.psql.j2", banner=banner("--", spec), shards=region.shards,
                                   replication_user=postgres.REPLICATION_USER if replication else None,
-                                  replication_password=ds.postgres.replication_password)
+                                  replication_password=ds.postgres.replication_password,
+                                  roles=roles, auth_user=ds.pgbouncer.auth_user, shard_map=SHARD_MAP_TABLE)
     return {f"{out_dir}/{name}": text for name, text in sorted(files.items())}
 
 

@@ -83,14 +83,30 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
             f"{c.databases} databases x {c.default_pool_size + c.reserve_pool_size} = {c.server_connections} of "
             f"{c.postgres_available} usable server connections. Clients authenticate with SCRAM via "
             f"auth_query as `{pgb.auth_user}`; `{pgbouncer.AUTH_FILE}` (Ansible) holds only its password "
-            f"(`{pgb.auth_password}`).\n",
+            f"(`{pgb.auth_password}`); its auth_query returns the services' roles' secrets only.\n",
             _settingsmarkdown_table(pgbouncer.settings(plan, region))]
+    if region.data_access:
+        out += ["### Each service's access\n",
+                "A PostgreSQL role per service (CONNECT to the shard databases, a schema of its own, SELECT on the "
+                "routing table) and a Redis ACL user (keys and channels `<service>:*`). Passwords are set by Ansible "
+                "and delivered to the pods by the External Secrets Operator, from references derived from the "
+                "datastore's own (`pgbouncer.auth_password`, `redis.password`): same store and entry with the field "
+                "`<service>_password`; without a field, `-<service>` (aws-sm: `/<service>`) appended; `env:` "
+                "references get `_<SERVICE>`.\n",
+                "| service | PostgreSQL role | password | Redis user | password |\n| --- | --- | --- | --- | --- |\n"
+                + "".join(f"| {a.service} | {f'`{a.db_role.name}`' if a.db_role else '-'} | "
+                          f"{f'`{a.db_role.password_ref}`' if a.db_role else '-'} | "
+                          f"{f'`{a.redis_user.name}`' if a.redis_user else '-'} | "
+                          f"{f'`{a.redis_user.password_ref}`' if a.redis_user else '-'} |\n"
+                          for a in region.data_access if a.db_role or a.redis_user)]
     if redis.self_managed(region):
         out += ["### Redis Cluster\n",
                 f"{rd.primaries} primaries x {rd.replicas_per_primary} replica(s), one node per host, replicas in "
                 f"another zone than their primary (`redis-topology.json`). Each host's include directory "
-                f"`{redis.INCLUDE_DIR}` (Ansible) binds the private address and defines the ACL user "
-                f"`{redis.APP_USER}` (`{rd.password}`, stored as a SHA-256 hash) that replicas also sync as; "
+                f"`{redis.INCLUDE_DIR}` (Ansible) binds the private address and defines one ACL user per "
+                "service that uses Redis (its keys and channels `<service>:*` only, its password stored as a SHA-256 "
+                "hash; the table below names each reference) and the user replicas "
+                f"sync as, `{redis.REPLICATION_USER}` (`{rd.password}`, replication commands only); "
                 "the default user is off.\n",
                 _settingsmarkdown_table(redis.settings(plan, region), ("yes", "no"))]
     else:

@@ -7,8 +7,11 @@ goes there):
 - `host.conf`: `bind <the host's private IPv4> 127.0.0.1 -::1`. The host is known here only by its
   FQDN, and a bind to a name is not possible, so the generated file binds the loopback only: a node
   whose include is missing is unreachable instead of exposed (fail closed).
-- `acl.conf`: the application user with its password as a SHA-256 hash (`#<hex>`, from the spec's
-  reference) and `masteruser`/`masterauth`, which replicas need to sync from their primary.
+- `acl.conf`: one ACL user per service that uses Redis (compiler/ir/data_access.py: its own key and
+  channel prefix `<service>:*`, the data commands and what client libraries send for health checks and
+  cluster discovery), each password as a SHA-256 hash (`#<hex>`, from the service's reference), and
+  the replication user (PSYNC/REPLCONF/PING only, password from the spec's `redis.password`) with
+  `masteruser`/`masterauth`, which replicas need to sync from their primary. There is no shared user.
 
 The include is a glob, so an empty directory is not an error (Redis >= 7.0), and the default
 user is disabled: without the include nobody can log in.
@@ -17,15 +20,14 @@ user is disabled: without the include nobody can log in.
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.data_access import redis_users
 from compiler.ir.names import REDIS_BUS_OFFSET
 from compiler.targets.datastores.model import Section, Setting, clamp
 
 INCLUDE_DIR = "/etc/redis/platformc.d"
-APP_USER = "app"
-# The application's rights: every key and channel, every command except the @dangerous category
-# (CONFIG, DEBUG, KEYS, FLUSHALL, SHUTDOWN, MONITOR, ...). PSYNC/REPLCONF are added back because
-# replicas authenticate as this user (the spec has one Redis secret; see the docs section).
-APP_RULES = "~* &* +@all -@dangerous +psync +replconf +ping"
+# The user replicas sync from their primary as (masteruser): replication commands only, no keys.
+REPLICATION_USER = "platformc-replication"
+REPLICATION_RULES = "resetkeys resetchannels -@all +psync +replconf +ping +auth +hello"
 
 
 def self_managed(region: RegionPlan) -> bool:
@@ -107,7 +109,7 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
             Setting("repl-backlog-size", f"{backlog}mb", f"maxmemory / 64, between 16mb and 512mb"),
         )),
         Section("Security: ACL users instead of requirepass; dangerous commands closed by ACL, not rename-command", (
-            Setting("user", ["default", "off"], "no anonymous access; the application user is in the include"),
+            Setting("user", ["default", "off"], "no anonymous access; each service's user is in the include"),
             Setting("acllog-max-len", 128),
             Setting("enable-protected-configs", False),
             Setting("enable-debug-command", False),
@@ -144,9 +146,11 @@ def topology(plan: PlatformPlan, region: RegionPlan) -> dict:
                          "bind": "<the host's private IPv4> 127.0.0.1 -::1"},
         "acl_include": {
             "file": f"{INCLUDE_DIR}/acl.conf",
-            "users": [{"name": APP_USER, "password_ref": r.password, "password_form": "sha256-hex",
-                       "rules": APP_RULES}],
-            "masteruser": APP_USER,
+            "users": [{"name": u.name, "service": u.service, "password_ref": u.password_ref,
+                       "password_form": "sha256-hex", "rules": u.rules} for u in redis_users(region.data_access)]
+                     + [{"name": REPLICATION_USER, "service": "", "password_ref": r.password,
+                         "password_form": "sha256-hex", "rules": REPLICATION_RULES}],
+            "masteruser": REPLICATION_USER,
             "masterauth_ref": r.password,
         },
     }

@@ -5,6 +5,8 @@ Every Secret a pod or a Helm release references is created here, as an ExternalS
 
 - each service's Secret (named after the service, in its namespace): one key per `secrets:` entry,
   the environment variable's name, which is what its Deployment's `secretKeyRef`s read;
+- each service's `<service>-datastores` Secret: the passwords of its PostgreSQL role and Redis user
+  (PGPASSWORD, REDIS_PASSWORD), from the references compiler/ir/data_access.py derives, read with envFrom;
 - `grafana-admin` (Grafana's admin user and password, `grafana.admin.existingSecret`);
 - `alertmanager-receivers` (the receivers' keys, `alertmanager.alertmanagerSpec.secrets`);
 - `elasticsearch-fluent-bit`, `elasticsearch-jaeger` (each shipper's Elasticsearch user and the CA).
@@ -98,6 +100,11 @@ def wanted(region: RegionPlan) -> list[Wanted]:
         if svc.secrets:
             out.append(Wanted(svc.name, svc.namespace, tuple(svc.secrets.items()),
                               why=f"{svc.name}'s environment (its Deployment's secretKeyRefs)"))
+    # each service's PgBouncer and Redis passwords (compiler/ir/data_access.py), read with envFrom
+    for a in region.data_access:
+        if a.secrets:
+            out.append(Wanted(a.name, a.namespace, tuple(a.secrets),
+                              why=f"{a.service}'s PostgreSQL role and Redis user passwords (its Deployment's envFrom)"))
     return out
 
 

@@ -29,6 +29,7 @@ from compiler.targets.kubernetes.gateway import (gateway_objects, target_group_b
                                                   target_group_binding_header)
 from compiler.targets.kubernetes.mesh import canary_routing, destination_rule, service_entries, strict_mtls
 from compiler.targets.kubernetes.policy import identity, namespace, network_policies, quotas
+from compiler.targets.kubernetes.datastores import config_map
 from compiler.targets.kubernetes.workloads import deployment, hpa, pdb, services, zone_spread_policy
 from compiler.ir.rollout import CANARY_MIN_PODS
 
@@ -49,6 +50,7 @@ def service_objects(svc: ServicePlan, region: RegionPlan) -> list[dict]:
             *network_policies(svc, region)]
     if mesh:
         docs.append(strict_mtls(svc, region))
+    docs += config_map(svc, region)  # the data tier's connection settings (envFrom), before the pods that read it
     docs += [deployment(svc, region, t) for t in ts]
     docs += [hpa(svc, region, t) for t in ts]
     docs += [pdb(svc, region, t) for t in ts]

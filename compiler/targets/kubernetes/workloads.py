@@ -7,6 +7,7 @@ import json
 from compiler.ir.identity import AZURE_POD_LABEL
 from compiler.ir import RegionPlan, ServicePlan
 from compiler.ir.names import ZONE_BLIND_AUTOSCALER_CLOUDS
+from compiler.targets.kubernetes.datastores import env_from
 from compiler.targets.kubernetes.common import (GPU_RESOURCE, MANAGED_BY,
                                                  MONITORING_NAMESPACE, NODE_POOL_LABEL, OTEL_COLLECTOR_SERVICE,
                                                  OTLP_GRPC_PORT, RUN_AS, SIDECAR_LIMITS, SIDECAR_REQUESTS,
@@ -169,6 +170,9 @@ def deployment(svc: ServicePlan, region: RegionPlan, track: Track) -> dict:
     }
     if not container["env"]:
         del container["env"]
+    settings = env_from(svc, region)  # the data tier's connection settings and passwords (datastores.py)
+    if settings:
+        container["envFrom"] = settings
     pod_spec = {
         "serviceAccountName": svc.name,
         "automountServiceAccountToken": False,

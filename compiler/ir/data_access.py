@@ -1,0 +1,170 @@
+"""Each service's access to the data tier: its PostgreSQL role, its Redis ACL user, its credentials and
+the connection settings it is given (computed once by compiler/resolve.py into RegionPlan.data_access).
+
+PostgreSQL: one LOGIN role per service that `uses: [postgres]`, named `svc_<service>` (hyphens become
+underscores). In each shard database of its region it may connect, owns a schema of the same name (the
+default search_path `"$user", public` finds it) and may only SELECT the routing table; nothing else in
+the database is granted to it, and CONNECT to the shard databases is revoked from PUBLIC. Clients reach
+it through PgBouncer only, whose auth_query returns exactly these roles' secrets.
+
+Redis: one ACL user per service that `uses: [redis]`, named after the service, with the keys and
+channels `<service>:*` only, the data commands (no @dangerous ones) and the commands client libraries
+send on their own: the handshake and health checks (HELLO, AUTH, PING, ECHO, CLIENT SETNAME/GETNAME/ID,
+SETINFO from Redis 7.2), cluster discovery (CLUSTER SLOTS/SHARDS/NODES/INFO/MYID, COMMAND, INFO) and
+replica reads (READONLY, READWRITE, ASKING).
+
+Passwords are references, never values, derived from the datastore's own reference by one documented
+convention (`service_ref`): the same store and entry, the field `<service>_password`; a reference
+without a field gets `-<service>` (aws-sm: `/<service>`) appended to its name, an `env:` one
+`_<SERVICE>`. Ansible sets them on the servers; the External Secrets Operator delivers them into the
+service's `<service>-datastores` Secret; `<service>-datastores` is also the ConfigMap of its connection
+settings (both mounted with envFrom).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from compiler.ir.names import DATASTORE_SETTINGS_SUFFIX, ELASTICSEARCH_HTTP_PORT, SHARD_MAP_TABLE
+
+ROLE_PREFIX = "svc_"
+# Environment variables of the connection settings (ConfigMap) and credentials (Secret).
+PG_ENV = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "sslmode": "PGSSLMODE",
+          "databases": "PG_SHARD_DATABASES", "shard_map": "PG_SHARD_MAP_TABLE", "password": "PGPASSWORD"}
+REDIS_ENV = {"nodes": "REDIS_CLUSTER_NODES", "user": "REDIS_USERNAME", "prefix": "REDIS_KEY_PREFIX",
+             "tls": "REDIS_TLS", "password": "REDIS_PASSWORD"}
+ES_ENV = {"urls": "ELASTICSEARCH_URLS"}
+BUCKET_ENV = {"bucket": "OBJECT_STORAGE_BUCKET", "cloud": "OBJECT_STORAGE_CLOUD"}
+
+# Redis commands a service user may run. Data: every read/write/transaction/pub-sub command except the
+# @dangerous ones (KEYS, FLUSHALL, ...); scripts with declared keys. Then what client libraries send by
+# themselves, which the categories above do not hold or @dangerous removes (INFO, CLUSTER ...).
+REDIS_DATA_RULES = ("-@all", "+@read", "+@write", "+@transaction", "+@pubsub", "-@dangerous",
+                    "+eval", "+evalsha", "+eval_ro", "+evalsha_ro", "+script|load", "+script|exists")
+REDIS_CLIENT_COMMANDS = ("+auth", "+hello", "+ping", "+echo", "+quit", "+reset",
+                         "+client|setname", "+client|getname", "+client|id", "+client|info",
+                         "+cluster|slots", "+cluster|shards", "+cluster|nodes", "+cluster|info", "+cluster|myid",
+                         "+cluster|keyslot", "+command", "+info", "+readonly", "+readwrite", "+asking")
+REDIS_SEEDS = 2  # seeds given to cluster clients (Redis, Elasticsearch): one per zone of the first two
+REDIS_72_COMMANDS = ("+client|setinfo",)  # CLIENT SETINFO (lib-name, lib-ver) exists from Redis 7.2 on
+
+
+@dataclass(frozen=True)
+class DbRole:
+    """A service's PostgreSQL role."""
+
+    service: str
+    name: str  # svc_<service>
+    schema: str  # its own schema in each shard database (= name, so "$user" in search_path finds it)
+    databases: tuple[str, ...]  # the region's shard databases: CONNECT, its schema
+    shard_map: str  # the routing table: SELECT only
+    password_ref: str
+
+
+@dataclass(frozen=True)
+class RedisUser:
+    """A service's Redis ACL user."""
+
+    service: str
+    name: str
+    key_pattern: str  # ~<service>:*
+    channel_pattern: str  # &<service>:*
+    commands: tuple[str, ...]
+    password_ref: str
+
+    @property
+    def rules(self) -> str:
+        """The ACL rules after `user <name> on #<hash>` (reset first, so a changed rule set replaces the old)."""
+        return " ".join(("resetkeys", self.key_pattern, "resetchannels", self.channel_pattern, *self.commands))
+
+
+@dataclass(frozen=True)
+class ServiceDataAccess:
+    """Everything one service needs to reach the data tier, and what creates it."""
+
+    service: str
+    namespace: str
+    name: str  # the Secret and the ConfigMap: <service>-datastores
+    db_role: DbRole | None
+    redis_user: RedisUser | None
+    settings: Mapping[str, str]  # ConfigMap data (env var -> value)
+    secrets: tuple[tuple[str, str], ...]  # (Secret key = env var, reference)
+
+
+def role_name(service: str) -> str:
+    return ROLE_PREFIX + service.replace("-", "_")
+
+
+def service_ref(ref: str, service: str) -> str:
+    """The reference of a service's password, from the datastore's reference (the convention above)."""
+    scheme, _, rest = ref.partition(":")
+    if scheme == "env":
+        return f"env:{rest}_{service.upper().replace('-', '_')}"
+    entry, hash_, _field = rest.partition("#")
+    if hash_:
+        return f"{scheme}:{entry}#{service.replace('-', '_')}_password"
+    return f"{scheme}:{entry}{'/' if scheme == 'aws-sm' else '-'}{service}"
+
+
+def redis_commands(version: str) -> tuple[str, ...]:
+    major, minor = (int(x) for x in version.split(".")[:2])
+    extra = REDIS_72_COMMANDS if (major, minor) >= (7, 2) else ()
+    return REDIS_DATA_RULES + REDIS_CLIENT_COMMANDS + extra
+
+
+def data_access(s, services, shards, hosts, internal_domain: str, cloud: str, data_bucket: str
+                ) -> tuple[ServiceDataAccess, ...]:
+    """Per service that uses a datastore: its role, its ACL user, its settings and secret references."""
+    ds = s.datastores
+    tls = "require"  # PgBouncer's client_tls_sslmode is require; the pods hold no CA of the region
+    # Cluster clients need one reachable seed and discover the rest (CLUSTER SLOTS/SHARDS): two primaries, in two
+    # zones (the first primaries sit in the first zones), or the managed endpoint's alias
+    redis_nodes = ([h.fqdn for h in hosts if h.group == "redis_cluster" and not h.replica_of][:REDIS_SEEDS]
+                   or [f"redis.{internal_domain}"])
+    # Elasticsearch: two nodes in two zones as the clients' hosts (any node coordinates; sniffing finds the rest)
+    es_nodes = [h.fqdn for h in hosts if h.group == "elasticsearch"][:REDIS_SEEDS]
+    es_urls = ([f"https://{n}:{ELASTICSEARCH_HTTP_PORT}" for n in es_nodes]
+               or [f"https://elasticsearch.{internal_domain}"])
+    out = []
+    for svc in services:
+        if not set(svc.uses) & {"postgres", "redis", "elasticsearch", "object-storage"}:
+            continue
+        settings: dict[str, str] = {}
+        secrets: list[tuple[str, str]] = []
+        role = user = None
+        if "postgres" in svc.uses:
+            role = DbRole(svc.name, role_name(svc.name), role_name(svc.name), tuple(sh.database for sh in shards),
+                          SHARD_MAP_TABLE, service_ref(ds.pgbouncer.auth_password, svc.name))
+            settings.update({PG_ENV["host"]: f"pgbouncer.{internal_domain}", PG_ENV["port"]: str(ds.pgbouncer.port),
+                             PG_ENV["user"]: role.name, PG_ENV["sslmode"]: tls,
+                             PG_ENV["databases"]: ",".join(role.databases), PG_ENV["shard_map"]: role.shard_map})
+            secrets.append((PG_ENV["password"], role.password_ref))
+        if "redis" in svc.uses:
+            user = RedisUser(svc.name, svc.name, f"~{svc.name}:*", f"&{svc.name}:*", redis_commands(ds.redis.version),
+                             service_ref(ds.redis.password, svc.name))
+            self_managed = ds.redis.deployment == "self-managed"
+            settings.update({REDIS_ENV["nodes"]: ",".join(f"{n}:{ds.redis.port}" for n in redis_nodes),
+                             REDIS_ENV["user"]: user.name, REDIS_ENV["prefix"]: f"{svc.name}:",
+                             REDIS_ENV["tls"]: "false" if self_managed else "true"})
+            secrets.append((REDIS_ENV["password"], user.password_ref))
+        if "elasticsearch" in svc.uses:
+            settings[ES_ENV["urls"]] = ",".join(es_urls)
+        if "object-storage" in svc.uses:
+            settings.update({BUCKET_ENV["bucket"]: data_bucket, BUCKET_ENV["cloud"]: cloud})
+        out.append(ServiceDataAccess(svc.name, svc.namespace, svc.name + DATASTORE_SETTINGS_SUFFIX, role, user,
+                                     _frozen(dict(sorted(settings.items()))), tuple(secrets)))
+    return tuple(out)
+
+
+def _frozen(d: dict) -> Mapping:
+    from types import MappingProxyType
+    return MappingProxyType(d)
+
+
+def db_roles(access) -> tuple[DbRole, ...]:
+    return tuple(a.db_role for a in access if a.db_role)
+
+
+def redis_users(access) -> tuple[RedisUser, ...]:
+    return tuple(a.redis_user for a in access if a.redis_user)

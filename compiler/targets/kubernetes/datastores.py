@@ -1,0 +1,38 @@
+"""Each service's connection settings to the data tier: a ConfigMap `<service>-datastores` (PgBouncer host and
+port, its role and shard databases, the routing table, the Redis cluster seeds, its user and key prefix, the
+Elasticsearch endpoints, the bucket), mounted with envFrom beside the Secret of the same name (its PgBouncer and
+Redis passwords, which the External Secrets Operator creates: helm target). Both come from the IR's
+RegionPlan.data_access (compiler/ir/data_access.py); no value here is secret.
+"""
+
+from __future__ import annotations
+
+from compiler.ir import RegionPlan, ServicePlan
+from compiler.targets.kubernetes.common import MANAGED_BY
+
+
+def access_of(svc: ServicePlan, region: RegionPlan):
+    return next((a for a in region.data_access if a.service == svc.name), None)
+
+
+def config_map(svc: ServicePlan, region: RegionPlan) -> list[dict]:
+    a = access_of(svc, region)
+    if a is None:
+        return []
+    return [{"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"name": a.name, "namespace": a.namespace,
+                          "labels": {"app": svc.name, "app.kubernetes.io/managed-by": MANAGED_BY},
+                          "annotations": {"platformc.io/purpose": f"{svc.name}'s data-tier connection settings "
+                                                                  "(the passwords are in the Secret of the same name)"}},
+             "data": dict(a.settings)}]
+
+
+def env_from(svc: ServicePlan, region: RegionPlan) -> list[dict]:
+    """The ConfigMap, then the Secret (created by its ExternalSecret) when the service has data-tier passwords."""
+    a = access_of(svc, region)
+    if a is None:
+        return []
+    out = [{"configMapRef": {"name": a.name}}]
+    if a.secrets:
+        out.append({"secretRef": {"name": a.name}})
+    return out
