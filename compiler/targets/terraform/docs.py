@@ -55,6 +55,11 @@ def _notes(plan: PlatformPlan, region: RegionPlan) -> list[str]:
         first = [p["region"] for p in peers if not p["args"]["requester"]]
         notes.append(f"Apply {', '.join(first)} before this root: each requested the peering with this region (the "
                      "first of a pair in spec order does), and this root finds the active connection by its two VPCs.")
+    if region.cloud in ("gcp", "azure") and peers:
+        notes.append(f"Each linked region creates its own half of the peering with this one, naming this region's "
+                     f"network, and this root names theirs ({', '.join(p['region'] for p in peers)}): apply "
+                     "`-target=module.network` in every linked region first (or apply the roots twice); a peering is "
+                     "active once both halves exist.")
     if region.cloud == "aws" and partner.cloud == region.cloud and \
             region.settings.datastores.object_storage.replicate_to_dr_partner:
         notes.append(f"Bucket replication to {partner.name} uses S3 Replication Time Control (99.99 % of objects within "
