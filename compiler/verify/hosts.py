@@ -409,6 +409,7 @@ class _HbaLine:
             else:
                 rest = rest[1:]
         self.method = rest[0][0][0] if rest else ""
+        self.options = [f[0][0] for f in rest[1:]]  # name=value after the method (clientcert=verify-ca ...)
 
     def matches_database(self, database: str) -> bool:
         """database: the connection's ("all" = any database, "replication", or one name)."""
@@ -509,7 +510,30 @@ def _check_pg_hba(tree, region, conns) -> list[Result]:
                                          "pg_hba", c.id, f"database {db} as {user} from {s} not "
                                          f"admitted: {why}"))
                 break
+        res.broken += _client_certificate(tree, region, rel, lines, c)
     return out
+
+
+def _client_certificate(tree, region, rel, lines, c) -> list[Broken]:
+    """A line that admits PgBouncer only with a client certificate (clientcert=...) needs pgbouncer.ini to present
+    one (server_tls_cert_file and server_tls_key_file): without them every server login fails."""
+    if c.source.host_group != "pgbouncer" or not c.source.cidrs:
+        return []
+    n = _net(c.source.cidrs[0])
+    if n is None:
+        return []
+    ok, line, _ = _hba_verdict(lines, n, (c.database or "all").split(",")[0].strip(),
+                               (c.user or "all").split(",")[0].strip(), bool(c.tls))
+    if not ok or line is None or not any(o.startswith("clientcert=") for o in line.options):
+        return []
+    pgb_rel = f"{DATASTORES.format(region=region)}/pgbouncer.ini"
+    conf = _conf(tree, pgb_rel)
+    missing = [k for k in ("server_tls_cert_file", "server_tls_key_file") if k not in conf]
+    if not missing:
+        return []
+    where = conf.get("server_tls_ca_file", ("", len((tree.text(pgb_rel) or "").splitlines())))[1]
+    return [Broken(pgb_rel, where, "pg_hba", c.id, f"pg_hba.conf line {line.number} requires a client certificate "
+                                               f"({','.join(line.options)}) but PgBouncer sets no {' or '.join(missing)}")]
 
 
 def _hba_candidate(lines, database, user, source) -> tuple[_HbaLine | None, str]:

@@ -250,7 +250,9 @@ def test_auth_query_hands_out_only_the_services_secrets(pg_and_pgbouncer):
 
 @pytest.mark.tool
 def test_pg_hba_lets_in_only_pgbouncers_roles(pg_and_pgbouncer):
-    """From PgBouncer's address, a role that is neither the auth user nor a service's is refused by pg_hba."""
+    """From PgBouncer's address, a role that is neither the auth user nor a service's is refused by pg_hba; a
+    service's role (or the auth user) with the right password but no certificate of the region's CA is refused too
+    (clientcert=verify-ca: the subnet is shared with other machines); with the certificate it gets in."""
     env = pg_and_pgbouncer
     cluster = env["cluster"]
     db = env["region"].shards[0].database
@@ -260,13 +262,22 @@ def test_pg_hba_lets_in_only_pgbouncers_roles(pg_and_pgbouncer):
     script = (f"HOME=/nonexistent PGPASSWORD=bystander-secret {PGBIN / 'psql'} -X -At 'host=127.0.0.1 port={cluster.port} "
               f"dbname={db} user=bystander sslmode=require' -c 'SELECT 1'")
     role = env["roles"][0]
-    ok_script = (f"HOME=/nonexistent PGPASSWORD={shlex.quote(password(role))} {PGBIN / 'psql'} -X -At 'host=127.0.0.1 port={cluster.port} "
-                 f"dbname={db} user={role} sslmode=require' -c 'SELECT 1'")
+    tls = {"crt": env["work"] / "ip-server.crt", "key": env["work"] / "ip-server.key"}
+
+    def as_role(user, secret, cert: bool):
+        extra = f" sslcert={tls['crt']} sslkey={tls['key']}" if cert else ""
+        return (f"HOME=/nonexistent PGPASSWORD={shlex.quote(secret)} {PGBIN / 'psql'} -X -At 'host=127.0.0.1 "
+                f"port={cluster.port} dbname={db} user={user} sslmode=require{extra}' -c 'SELECT 1'")
     pid = env["servers"].proc.pid
     enter = [require_tool("nsenter"), "-t", str(pid), "-n", "--"]
     refused = subprocess.run(enter + AS_POSTGRES + ["sh", "-c", script], capture_output=True, text=True)
     assert refused.returncode != 0 and "pg_hba.conf rejects connection" in refused.stderr, refused.stderr
-    allowed = subprocess.run(enter + AS_POSTGRES + ["sh", "-c", ok_script], capture_output=True, text=True)
+    for user in (role, env["auth_user"]):
+        no_cert = subprocess.run(enter + AS_POSTGRES + ["sh", "-c", as_role(user, password(user), False)],
+                                 capture_output=True, text=True)
+        assert no_cert.returncode != 0 and "certificate" in no_cert.stderr, (user, no_cert.stderr)
+    allowed = subprocess.run(enter + AS_POSTGRES + ["sh", "-c", as_role(role, password(role), True)],
+                             capture_output=True, text=True)
     assert allowed.returncode == 0 and allowed.stdout.strip() == "1", allowed.stderr
 
 

@@ -167,7 +167,8 @@ def test_pg_hba_admits_exactly_the_wiring_connections(any_case):
         for c in region.through("pg_hba"):
             db = c.database if c.database in ("all", "replication") else ",".join(f'"{d}"' for d in c.database.split(","))
             user = c.user if c.user == "all" else ",".join(f'"{u}"' for u in c.user.split(","))
-            want += [["hostssl", db, user, cidr, "scram-sha-256"] for cidr in c.source.cidrs]
+            cert = ["clientcert=verify-ca"] if c.source.host_group == "pgbouncer" else []  # only data hosts hold one
+            want += [["hostssl", db, user, cidr, "scram-sha-256", *cert] for cidr in c.source.cidrs]
         # PgBouncer logs in as its auth_user and the services' roles only, never as any role
         for server in [c for c in region.through("pg_hba") if c.source.host_group == "pgbouncer"]:
             assert server.user.split(",") == [region.settings.datastores.pgbouncer.auth_user] + [
@@ -427,13 +428,16 @@ def test_postgres_starts_with_the_generated_conf_and_hba(reference, reference_tr
             assert cluster.check_param(name) == conf[name]
         # pg_hba.conf as the server parses it: every line valid (hostssl needs ssl = on: it is), same rules.
         rules = cluster.query("SELECT type, array_to_string(database, ','), array_to_string(user_name, ','), "
-                              "coalesce(address, ''), auth_method, coalesce(error, '') FROM pg_hba_file_rules "
-                              "ORDER BY line_number")
+                              "coalesce(address, ''), auth_method, coalesce(error, ''), "
+                              "coalesce(array_to_string(options, ','), '') FROM pg_hba_file_rules ORDER BY line_number")
         assert all(r[5] == "" for r in rules), [r for r in rules if r[5]]
         generated = _hba_lines((gen / "pg_hba.conf").read_text())
         assert len(rules) == len(generated)
         for row, line in zip(rules, generated):
-            assert row[0] == line[0] and row[4] == line[-1]
+            options = [f for f in line[4:] if "=" in f]  # after the method: clientcert=verify-ca on PgBouncer's lines
+            method = line[-1 - len(options)]
+            assert row[0] == line[0] and row[4] == method
+            assert row[6] == ",".join(options)
             assert row[1] == line[1].replace('"', "") and row[2] == line[2].replace('"', "")
         # TCP from the loopback is not a private subnet: rejected by the generated rules.
         res = cluster.psql("-h", "127.0.0.1", "-c", "select 1", check=False)
@@ -501,7 +505,8 @@ def test_pgbouncer_show_config_agrees(reference, reference_tree, tls, isolation,
         config = {row["key"]: row["value"] for row in pgbouncer_admin(work, port, "SHOW CONFIG", "probe_admin", "admin-secret")}
         settings = parse_conf(gen.read_text().split("[pgbouncer]", 1)[1])
         relocated = {"listen_addr", "listen_port", "unix_socket_dir", "logfile", "pidfile", "auth_file",
-                     "client_tls_key_file", "client_tls_cert_file", "server_tls_ca_file"}
+                     "client_tls_key_file", "client_tls_cert_file", "server_tls_ca_file", "server_tls_cert_file",
+                     "server_tls_key_file"}
         for key, value in settings.items():
             if key not in relocated:
                 assert config[key] == value, (key, config[key], value)

@@ -407,6 +407,8 @@ def pgbouncer_command(generated_ini: Path, work: Path, tls: dict, auth_file_line
                  "pidfile": work / "pgbouncer.pid", "auth_file": work / "userlist.txt",
                  "client_tls_key_file": tls["key"], "client_tls_cert_file": tls["crt"],
                  "server_tls_ca_file": tls["ca"], **(extra_pgbouncer or {})}
+    if "server_tls_cert_file" in generated_ini.read_text():  # the client certificate PostgreSQL's pg_hba requires
+        overrides = {"server_tls_cert_file": tls["crt"], "server_tls_key_file": tls["key"], **overrides}
     # No `[pgbouncer]` header after the include: opening a section makes PgBouncer re-apply every default
     # of that section (libusual cfparser's fill_defaults), which would silently undo the generated
     # settings. The generated file ends in [pgbouncer], so these lines continue that section.

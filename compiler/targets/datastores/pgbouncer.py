@@ -87,6 +87,9 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
             Setting("server_tls_sslmode", "verify-ca", "the managed endpoint's certificate names the provider's host, "
                     "not the alias; ca.crt is the provider's CA bundle"),
             Setting("server_tls_ca_file", f"{TLS_DIR}/ca.crt"),
+            *((Setting("server_tls_cert_file", f"{TLS_DIR}/server.crt", "PgBouncer's certificate from the region's CA, "
+                       "which pg_hba.conf requires of it (clientcert=verify-ca): the subnet alone admits no one"),
+               Setting("server_tls_key_file", f"{TLS_DIR}/server.key")) if self_managed(region) else ()),
             Setting("server_tls_protocols", TLS_PROTOCOLS[server_floor],
                     f"PgBouncer -> PostgreSQL: TLS {server_floor} or later (postgresql.conf ssl_min_protocol_version agrees)"
                     if server else f"spec: security.tls_min_version {spec_floor}"),

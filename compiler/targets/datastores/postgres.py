@@ -290,6 +290,7 @@ class HbaRule:
     address: str
     method: str
     why: str = ""
+    options: str = ""  # auth options after the method (clientcert=verify-ca)
 
 
 def _hba_names(value: str):
@@ -304,7 +305,10 @@ def hba_rules(plan: PlatformPlan, region: RegionPlan) -> list[HbaRule]:
     with the `pg_hba` layer (PgBouncer's server connections, the replicas, the DR standby), then reject.
 
     Clients are matched by address (the CIDRs the wiring gives their host group), never by host name: a
-    host-name line needs reverse DNS records that nothing creates."""
+    host-name line needs reverse DNS records that nothing creates. The address is a whole subnet, which other
+    machines share (EKS pods take node-subnet addresses), so PgBouncer's lines also require a client certificate of
+    the region's CA (clientcert=verify-ca): only a data host, which holds one, can log in as the auth user or a
+    service's role; a pod with a stolen password cannot."""
     rules = [
         HbaRule("local", "all", ("postgres",), "", "peer", "Ansible and maintenance as the OS user postgres"),
         HbaRule("local", "replication", ("postgres",), "", "peer", "pg_basebackup on the server itself"),
@@ -313,8 +317,9 @@ def hba_rules(plan: PlatformPlan, region: RegionPlan) -> list[HbaRule]:
     for c in region.through("pg_hba"):
         for i, cidr in enumerate(c.source.cidrs):
             why = f"{c.purpose} ({c.id})" if i == 0 else ""
+            cert = "clientcert=verify-ca" if c.tls and c.source.host_group == "pgbouncer" else ""
             rules.append(HbaRule("hostssl" if c.tls else "host", _hba_names(c.database or "all"),
-                                 _hba_names(c.user or "all"), cidr, "scram-sha-256", why))
+                                 _hba_names(c.user or "all"), cidr, "scram-sha-256", why, cert))
     rules += [HbaRule("host", "all", "all", "0.0.0.0/0", "reject", "everything else"),
               HbaRule("host", "all", "all", "::/0", "reject")]
     return rules
