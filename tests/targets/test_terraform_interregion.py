@@ -99,3 +99,18 @@ def test_the_internal_gateway_admits_exactly_the_linked_regions_kong(reference):
                       for c in plan.region(n).addressing.pod_source_cidrs)
         assert sorted(gw["source_cidrs"]) == want
         assert gw["name"] == f"gateway.{region.internal_domain}"
+
+
+def test_the_regional_acl_counts_clients_by_the_cdns_header(reference):
+    """Behind the CDN and the internal gateway the regional ACL sees the CDN's and the forwarding Kong's
+    addresses: its per-IP rate limit counts the client address the CDN writes (the CDN's own ACL, the viewer)."""
+    from compiler.ir.names import CLIENT_ADDRESS_HEADER
+    plan, files = reference
+    flat = " ".join(files["terraform/modules/aws/waf/main.tf"].split())
+    assert 'aggregate_key_type = var.client_address_header == "" ? "IP" : "FORWARDED_IP"' in flat
+    assert "header_name = forwarded_ip_config.value fallback_behavior = \"NO_MATCH\"" in flat
+    for region in plan.regions:
+        if region.cloud == "aws":
+            assert _modules(_root(files, region.name))["waf"].get("client_address_header") == CLIENT_ADDRESS_HEADER
+    glob = read_hcl(files["terraform/global/main.tf"])
+    assert _modules(glob)["waf"].get("client_address_header") == ""

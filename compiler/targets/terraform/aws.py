@@ -10,6 +10,7 @@ from compiler.targets.terraform import identity as _identity
 from compiler.ir.edge import lb_target_name
 from compiler.targets.terraform.common import aws_cron, cloudwatch_retention, prefix
 from compiler.formats.hcl import Raw
+from compiler.ir.names import CLIENT_ADDRESS_HEADER
 from compiler.targets.terraform.values import (PRELOAD, backups, budget, egress_rules, hosts, ingress_rules,
                                                 internal_gateway, lb_hostnames, managed, node_pools, peer_ingress,
                                                 postgres_endpoints,
@@ -55,6 +56,8 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
         },
         "waf": {
             "scope": "REGIONAL",
+            # behind the CDN: the client is the address the CDN writes into this header (compiler/ir/names.py)
+            "client_address_header": CLIENT_ADDRESS_HEADER,
             **waf(plan),
             "log_retention_days": cloudwatch_retention(sec.audit_log_retention_days),
         },
