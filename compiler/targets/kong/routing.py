@@ -26,6 +26,8 @@ search. tests/targets/test_home_routing.py runs the function with LuaJIT against
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.edge import health_check_path
 from compiler.ir.network import FORWARDED_FROM_HEADER
@@ -39,17 +41,29 @@ OWNER = "gateway"  # the routing entities are the gateway's own (tagged like its
 def home_ranges(plan: PlatformPlan) -> list[tuple[int, int, str]]:
     """(first id, last id, home region), sorted and merged: the registry's rows when there is a registry, else
     each shard's range."""
-    if plan.registry:
-        rows = sorted((h.franchise_id, h.franchise_id, h.region) for h in plan.registry)
+    return list(_home_ranges(plan.registry, plan.shards))
+
+
+@lru_cache(maxsize=4)
+def _home_ranges(registry: tuple, shards: tuple) -> tuple:
+    if registry:
+        rows = sorted((h.franchise_id, h.franchise_id, h.region) for h in registry)
     else:
-        rows = sorted((s.first_id, s.last_id, s.region) for s in plan.shards)
+        rows = sorted((s.first_id, s.last_id, s.region) for s in shards)
     out: list[list] = []
     for first, last, region in rows:
         if out and out[-1][2] == region and out[-1][1] + 1 == first:
             out[-1][1] = last
         else:
             out.append([first, last, region])
-    return [tuple(r) for r in out]
+    return tuple(tuple(r) for r in out)
+
+
+@lru_cache(maxsize=4)
+def _tables(ranges: tuple) -> tuple[str, str, str]:
+    """The FIRST, LAST and HOME lines of the function: the same in every region, built once."""
+    return (f"local FIRST = {_lua_list(r[0] for r in ranges)}", f"local LAST = {_lua_list(r[1] for r in ranges)}",
+            f"local HOME = {_lua_list(r[2] for r in ranges)}")
 
 
 def forwards(region: RegionPlan) -> list:
@@ -99,15 +113,13 @@ def _lua_list(values) -> str:
 
 def routing_function(plan: PlatformPlan, region: RegionPlan) -> str:
     """The pre-function's Lua (access phase)."""
-    ranges = home_ranges(plan)
+    ranges = _home_ranges(plan.registry, plan.shards)
     hosts = request_hosts(plan, region)
     header = region.settings.gateway.hash_on_header
     lines = [
         "-- platformc: home-region routing (franchise id -> home region, from the shard map)",
         f"local REGION = {_lua_string(region.name)}",
-        f"local FIRST = {_lua_list(r[0] for r in ranges)}",
-        f"local LAST = {_lua_list(r[1] for r in ranges)}",
-        f"local HOME = {_lua_list(r[2] for r in ranges)}",
+        *_tables(ranges),
         "local UPSTREAM = {",
     ]
     for c in forwards(region):
