@@ -113,3 +113,35 @@ def test_describe_lists_missing_stale_and_removed(tmp_path):
     assert "stale: generated/a.txt" in report and "-one" in report and "+two" in report
     assert "missing: generated/new.txt" in report
     assert "no longer generated: generated/gone.txt" in report
+
+
+def test_transaction_stages_each_job_and_keeps_no_bytes(tmp_path):
+    """generate's path: each job's files are staged as they are added and released (the plans keep paths,
+    owners and digests only), then committed as one transaction; abort leaves nothing behind."""
+    import hashlib
+    roots = {"gen": tmp_path / "gen", "docs": tmp_path / "docs"}
+    with writer.session(list(roots.values())):
+        tx = writer.Transaction(roots)
+        tx.add("gen", "t/r1", {"r1/a.txt": "a\n", "r1/b.txt": "b\n"})
+        staged = [p for p in roots["gen"].iterdir() if p.name.startswith(writer.STAGING_PREFIX)]
+        assert len(staged) == 1 and sorted(p.name for p in staged[0].iterdir()) == ["n0", "n1"]
+        tx.add("docs", "docs/r1", {"r1.md": "# r1\n"})
+        plan = tx.planners["gen"].plan
+        assert plan.write == {"r1/a.txt": None, "r1/b.txt": None}  # staged: no bytes held
+        assert plan.sha["r1/a.txt"] == hashlib.sha256(b"a\n").hexdigest()
+        plans = tx.commit()
+    assert (roots["gen"] / "r1/a.txt").read_text() == "a\n" and (roots["docs"] / "r1.md").read_text() == "# r1\n"
+    assert not [p for r in roots.values() for p in r.iterdir() if p.name.startswith(".platformc-s")]
+    assert set(plans["gen"].digests()) == {"r1/a.txt", "r1/b.txt", writer.MANIFEST}
+    # a refusal half-way (a foreign file) removes what was staged and changes nothing
+    before = {p: p.read_bytes() for r in roots.values() for p in r.rglob("*") if p.is_file()}
+    (roots["gen"] / "r2").mkdir()
+    (roots["gen"] / "r2/c.txt").write_text("someone's\n")
+    with writer.session(list(roots.values())):
+        tx = writer.Transaction(roots)
+        tx.add("gen", "t/r1", {"r1/a.txt": "a2\n"})
+        with pytest.raises(WriteError, match="did not write it"):
+            tx.add("gen", "t/r2", {"r2/c.txt": "c\n"})
+    after = {p: p.read_bytes() for r in roots.values() for p in r.rglob("*") if p.is_file()}
+    before[roots["gen"] / "r2/c.txt"] = b"someone's\n"
+    assert after == before
