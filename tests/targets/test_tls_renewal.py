@@ -170,3 +170,12 @@ def test_certificates_are_renewed_by_the_timer_and_by_the_next_run(reference_tre
     # 6. and a run with nothing expiring changes nothing
     third = _run(cmd, root, run_env)
     assert third.returncode == 0 and _recap(third.stdout)["localhost"][1] == 0, third.stdout[-5000:]
+
+
+def test_pgbouncer_is_reloaded_after_a_renewal(reference_tree):
+    """PgBouncer reads its certificate at start and RELOAD only: the renewal timer reloads it (PgBouncer includes
+    the tls role with tls_reload_units)."""
+    plan, root, env = reference_tree
+    tasks = yaml.safe_load((root / "roles/pgbouncer/tasks/main.yml").read_text())
+    (include,) = [t for t in tasks if (t.get("ansible.builtin.include_role") or {}).get("name") == "tls"]
+    assert include["vars"]["tls_reload_units"] == ["pgbouncer.service"]

@@ -28,10 +28,14 @@ def source(role: str, name: str) -> str:
     return "{{ " + role + "_source_dir }}/" + name
 
 
-def include_tls(directory: str, owner: str, group: str, key_mode: str = "0600", install_ca=True) -> dict:
+def include_tls(directory: str, owner: str, group: str, key_mode: str = "0600", install_ca=True,
+                reload: tuple[str, ...] = ()) -> dict:
+    """`reload`: the systemd units the renewal timer reloads after renewing this certificate (none: the service
+    reads its certificate files again by itself)."""
     return task("Issue this server's certificate from the region's CA", "ansible.builtin.include_role",
                 {"name": "tls"}, vars={"tls_dir": directory, "tls_owner": owner, "tls_group": group,
-                                       "tls_key_mode": key_mode, "tls_install_ca": install_ca})
+                                       "tls_key_mode": key_mode, "tls_install_ca": install_ca,
+                                       **({"tls_reload_units": list(reload)} if reload else {})})
 
 
 def _as_postgres(name: str, argv: list, **kw) -> dict:
@@ -262,7 +266,7 @@ def pgbouncer() -> Role:
             # ca.crt verifies the server PgBouncer connects to: the region's CA for a self-managed
             # primary, the provider's CA for a managed one (the data tier's server_tls_ca_file)
             include_tls("{{ pgbouncer_tls_dir }}", "postgres", "postgres",
-                        install_ca="{{ not pgbouncer_managed_postgres }}"),
+                        install_ca="{{ not pgbouncer_managed_postgres }}", reload=("pgbouncer.service",)),
             task("Check that the managed PostgreSQL's CA is known", "ansible.builtin.assert", {
                 "that": ["pgbouncer_server_ca_url | length > 0 or pgbouncer_server_ca_file | length > 0"],
                 "fail_msg": "set pgbouncer_server_ca_file to the managed PostgreSQL's CA bundle (a file on the controller)"},
