@@ -180,6 +180,44 @@ def dr_same_cloud(p, settings):
                           "clouds; pick a partner on the same cloud if one fits")
 
 
+@rule("R051", "A region with a cross-region standby has its DR partner on the same cloud",
+      "The standby streams WAL over the inter-region network (VPC/VNet peering), which links the regions of one "
+      "cloud only; a partner on another cloud would leave the standby unreachable.")
+def dr_standby_same_cloud(p, settings):
+    for name, region in p.regions.items():
+        partner = p.regions.get(region.dr_partner)
+        s = settings.get(name)  # none in the early pass (top level only): the merged settings decide
+        if s is None or partner is None or partner.cloud == region.cloud:
+            continue
+        if s.datastores.postgres.deployment == "self-managed" and s.datastores.postgres.cross_region_standby:
+            same = sorted(n for n, r in p.regions.items() if n != name and r.cloud == region.cloud)
+            fix = (f"pick a DR partner on {region.cloud} ({', '.join(same)})" if same else
+                   f"add a second {region.cloud} region to partner with")
+            yield Finding(("regions", name, "dr_partner"),
+                          f"DR partner {region.dr_partner} runs on {partner.cloud}, {name} on {region.cloud}: the "
+                          f"cross-region standby needs the inter-region network, which peers one cloud's regions only; "
+                          f"{fix}, or set datastores.postgres.cross_region_standby: false for {name}")
+
+
+@rule("R053", "Each cloud's regions fit its peering limit",
+      "The inter-region network peers every region with every other region of its cloud (compiler/ir/network.py), "
+      "so a cloud with n regions needs n - 1 peerings per network: at most 125 on AWS (VPC peering), 25 on GCP "
+      "(VPC Network Peering), 500 on Azure (VNet peering). A warning, not an error, so that synthetic scale specs "
+      "still compile; `terraform apply` of the region past the limit fails at its peering.", severity="warning")
+def peering_limits(p, settings):
+    from compiler.ir.network import PEERING_LIMITS
+    by_cloud: dict[str, list[str]] = {}
+    for name, region in p.regions.items():
+        by_cloud.setdefault(region.cloud, []).append(name)
+    for cloud, names in by_cloud.items():
+        limit = PEERING_LIMITS.get(cloud)
+        if limit is not None and len(names) - 1 > limit:
+            yield Finding(("regions", names[limit + 1], "cloud"),
+                          f"{len(names)} regions run on {cloud}, which peers at most {limit + 1} regions with each "
+                          f"other ({limit} peerings per network), so applying {names[limit + 1]}'s peerings fails; "
+                          f"move {len(names) - limit - 1} of them to another cloud, or merge regions")
+
+
 @rule("R010", "Region networks fit and do not overlap",
       "Each region's CIDR holds one private and one public subnet per zone at the configured prefix "
       "lengths, no two regions' CIDRs overlap (they are peered for replication), and explicit zone "

@@ -86,6 +86,12 @@ CASES = {
     "R049": ([('secrets: {DB_PASSWORD: "vault:kv/data/acme/orders#db_password"}',
                 'secrets: {DB_PASSWORD: "vault:kv/data/acme/orders#db_password"}\n      env: {DB_PASSWORD: plain}')],
              "env: {DB_PASSWORD: plain}"),
+    # 26 more GCP regions before euw1 (27 on GCP: 26 peerings per network, one over the limit); the 27th, euw1, is named
+    "R053": ([("  euw1:\n", "".join(f"  gcp{i}: {{geo: emea, cloud: gcp, cloud_region: europe-west1, location: X, "
+                                     f"traffic_share: 1, dr_partner: euw1, cidr: 10.{100 + i}.0.0/16}}\n"
+                                     for i in range(26)) + "  euw1:\n")],
+             "    cloud: gcp\n    cloud_region: europe-west1\n    location: Belgium"),
+    "R051": ([("      cross_region_standby: false   # the DR partners are on two clouds (R051)\n", "")], "dr_partner: euw1"),
     "R050": ([('secrets: {DB_PASSWORD: "vault:kv/data/acme/orders#db_password"}',
                 'secrets: {DB_PASSWORD: "vault:kv/data/acme/orders#db_password"}\n      env: {STRIPE_API_KEY: hunter2}')],
              "env: {STRIPE_API_KEY: hunter2}"),
@@ -139,7 +145,7 @@ def test_bad_spec_gives_code_at_line(code):
         assert (code, expected) in hits, f"expected {code} at line {expected}, got {hits}"
         return
     with pytest.raises(SpecError) as exc:
-        compile_text(text, "platform.yaml", strict=(code in ("R009", "R024", "R025", "R033", "R036", "R043")))
+        compile_text(text, "platform.yaml", strict=(code in ("R009", "R024", "R025", "R033", "R036", "R043", "R053")))
     hits = [(d.code, d.line) for d in exc.value.diagnostics]
     assert (code, expected) in hits, f"expected {code} at line {expected}, got {hits}"
     for d in exc.value.diagnostics:  # the printed form is the documented one
@@ -216,7 +222,7 @@ def test_r042_refuses_a_subscription_id_that_is_not_a_guid():
     assert ("R042", _line_of(bad, "account: acme-subscription")) in [(d.code, d.line) for d in exc.value.diagnostics]
 
 
-WARNING_CODES = ("R009", "R024", "R025", "R033", "R036", "R043")
+WARNING_CODES = ("R009", "R024", "R025", "R033", "R036", "R043", "R053")
 DIRECTIVE = re.compile(r"[:;,(] ?(set|raise|lower|add|change|list|remove|write|use|pick|give|name|rename|choose|put|"
                        r"pair|drop|shrink|move|quote) ")
 

@@ -39,6 +39,12 @@ FORWARDED_FROM_HEADER = "X-Platformc-Forwarded-From"
 FRANCHISE_HEADER = "X-Franchise-Id"
 
 
+# Peerings one network may hold, per cloud (AWS: active VPC peering connections per VPC, adjustable to 125;
+# GCP: VPC Network Peering connections per network; Azure: VNet peerings per VNet). A full mesh of n regions
+# needs n - 1 per network (R053).
+PEERING_LIMITS = {"aws": 125, "gcp": 25, "azure": 500}
+
+
 def linked_regions(spec, name: str) -> tuple[str, ...]:
     """The regions whose networks are peered with `name`'s: every other region on the same cloud, spec order."""
     cloud = spec.regions[name].cloud
