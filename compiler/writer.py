@@ -482,7 +482,10 @@ class Planner:
                 self.staging = plan.real / f"{STAGING_PREFIX}{plan.txid}"
                 os.mkdir(self.staging)
             idx = len(plan.staged)
-            (self.staging / f"n{idx}").write_bytes(data)  # released after: the journal names it by its index
+            path = _npath(self.staging, idx, None)
+            if idx % NEW_BUCKET == 0:
+                os.mkdir(path.parent)
+            path.write_bytes(data)  # released after: the journal names it by its index
             plan.write[rel] = None
             plan.staged[rel] = idx
             if current is None:
@@ -845,14 +848,14 @@ def _finish(journals: list, pruned: bool) -> None:
 def _forward(real: Path, j: dict) -> None:
     st = real / j["staging"]
     for rel, idx, had_old in j["replace"]:
-        _forward_replace(real / rel, st / f"n{idx}", st / f"b{idx}", had_old)
+        _forward_replace(real / rel, _npath(st, idx, j), st / f"b{idx}", had_old)
     for rel, idx in j["remove"]:
         dest, b = real / rel, st / f"b{idx}"
         if os.path.lexists(dest) and not os.path.lexists(b):
             os.rename(dest, b)  # kept in staging until the commit is complete: a rollback moves it back
     if j["manifest"]:
         idx, had_old = j["manifest"]
-        _forward_replace(real / MANIFEST, st / f"n{idx}", st / f"b{idx}", had_old)
+        _forward_replace(real / MANIFEST, _npath(st, idx, j), st / f"b{idx}", had_old)
 
 
 def _forward_replace(dest: Path, n: Path, b: Path, had_old: bool) -> None:
@@ -876,7 +879,7 @@ def _backward(real: Path, j: dict) -> None:
     if j["manifest"]:
         entries.append([MANIFEST, *j["manifest"]])
     for rel, idx, had_old in reversed(entries):
-        dest, n, b = real / rel, st / f"n{idx}", st / f"b{idx}"
+        dest, n, b = real / rel, _npath(st, idx, j), st / f"b{idx}"
         if os.path.lexists(n):  # never renamed into place
             if had_old and os.path.lexists(b) and not os.path.lexists(dest):
                 os.rename(b, dest)
@@ -924,6 +927,18 @@ def _write_new(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+NEW_BUCKET = 64  # staged new bytes go to <staging>/g<index // 64>/n<index>: one flat directory of every file
+# made inode allocation the slowest part of a first write on ext4 (measured: ~0.85 s of sys time for 965
+# files in one directory, 0.2-0.5 s in directories of 64, about what writing them in place costs)
+
+
+def _npath(st: Path, idx: int, j: dict | None) -> Path:
+    """Where index idx's new bytes are staged (a journal written before buckets names them flat)."""
+    if j is not None and not j.get("nbucket"):
+        return st / f"n{idx}"
+    return st / f"g{idx // NEW_BUCKET}" / f"n{idx}"
+
+
 def _journal_for(plan: Plan, txid: str, primary: Path, roots: list) -> dict:
     replace, remove, manifest = [], [], None
     idx = len(plan.staged)  # the indexes below are taken by the files a Transaction staged while planning
@@ -942,7 +957,7 @@ def _journal_for(plan: Plan, txid: str, primary: Path, roots: list) -> dict:
         remove.append([rel, idx])
         idx += 1
     return {"platformc": "journal", "txid": txid, "primary": str(primary), "roots": [str(r) for r in roots],
-            "state": "prepare", "staging": f"{STAGING_PREFIX}{txid}", "mkdirs": plan.mkdirs,
+            "state": "prepare", "staging": f"{STAGING_PREFIX}{txid}", "nbucket": NEW_BUCKET, "mkdirs": plan.mkdirs,
             "new": sorted(plan.new), "replace": replace, "remove": remove, "manifest": manifest}
 
 
@@ -963,10 +978,14 @@ def _materialize(plan: Plan, j: dict) -> None:
             _write_new(real / rel, plan.write[rel])
         for rel, idx, _ in j["replace"]:
             if rel not in plan.staged:
-                (st / f"n{idx}").write_bytes(plan.write[rel])
+                path = _npath(st, idx, j)
+                os.makedirs(path.parent, exist_ok=True)
+                path.write_bytes(plan.write[rel])
         if j["manifest"]:
             rel = MANIFEST
-            (st / f"n{j['manifest'][0]}").write_bytes(plan.write[MANIFEST])
+            path = _npath(st, j["manifest"][0], j)
+            os.makedirs(path.parent, exist_ok=True)
+            path.write_bytes(plan.write[MANIFEST])
     except OSError as exc:
         if exc.filename is None and rel is not None:  # os.write names no file: say which one it was
             raise OSError(exc.errno, exc.strerror, str(real / rel)) from exc

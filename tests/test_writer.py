@@ -124,7 +124,7 @@ def test_transaction_stages_each_job_and_keeps_no_bytes(tmp_path):
         tx = writer.Transaction(roots)
         tx.add("gen", "t/r1", {"r1/a.txt": "a\n", "r1/b.txt": "b\n"})
         staged = [p for p in roots["gen"].iterdir() if p.name.startswith(writer.STAGING_PREFIX)]
-        assert len(staged) == 1 and sorted(p.name for p in staged[0].iterdir()) == ["n0", "n1"]
+        assert len(staged) == 1 and sorted(p.name for p in (staged[0] / "g0").iterdir()) == ["n0", "n1"]
         tx.add("docs", "docs/r1", {"r1.md": "# r1\n"})
         plan = tx.planners["gen"].plan
         assert plan.write == {"r1/a.txt": None, "r1/b.txt": None}  # staged: no bytes held
