@@ -14,8 +14,8 @@ from compiler.ir import (Amounts, ConnectionBudget, Host, PlatformPlan, PoolCapa
 from compiler.model.base import cpu_millicores, memory_mib
 from compiler.model.platform import Platform, Region, RegionSettings
 from compiler.wiring import addressing, connections
-from compiler.ir.data_access import data_access
 from compiler.ir import identity
+from compiler.ir.data_access import data_access
 
 _ZONE_SUFFIX = {"aws": lambda r, i: f"{r}{'abcdef'[i]}",
                 "gcp": lambda r, i: f"{r}-{'abcdef'[i]}",
@@ -117,7 +117,16 @@ def connection_budget(s: RegionSettings, services: tuple[ServicePlan, ...], data
         per_service=frozen_map(per_service), client_connections=sum(per_service.values()),
         max_client_conn=pgb.max_client_conn, databases=databases, pgbouncer_hosts=pgb.hosts,
         default_pool_size=pool_size, reserve_pool_size=pgb.reserve_pool_size,
-        server_connections=pools * (pool_size + pgb.reserve_pool_size), postgres_available=available)
+        server_connections=pools * (pool_size + pgb.reserve_pool_size), postgres_available=available,
+        pgbouncer_nofile=pgbouncer_nofile(pgb.max_client_conn, databases, pool_size + pgb.reserve_pool_size))
+
+
+def pgbouncer_nofile(max_client_conn: int, databases: int, per_database: int) -> int:
+    """PgBouncer's open-file limit: every client, every server connection of both pools (read-write and read-only,
+    each database capped at max_db_connections = pool + reserve), plus a margin; rounded up to 1024."""
+    from compiler.ir.names import PGBOUNCER_NOFILE_MARGIN
+    need = max_client_conn + 2 * databases * max(0, per_database) + PGBOUNCER_NOFILE_MARGIN
+    return -(-need // 1024) * 1024
 
 
 def apportion(total: int, shares: dict[str, float]) -> dict[str, int]:
@@ -266,7 +275,32 @@ def resolve(platform: Platform, settings: dict, provenance: dict, spec_file: str
     from compiler import registry
     allocation = allocate_shards(platform)
     regions = tuple(resolve_region(platform, n, settings[n], provenance[n], allocation[n]) for n in platform.regions)
+    regions = tuple(_with_postgres_ha(platform, r, settings) for r in regions)
+    regions = _with_inter_region(platform, regions)
     shards = tuple(sorted((s for r in regions for s in r.shards), key=lambda s: s.number))
     placed = registry.place(homes, allocation, platform.sharding.franchises_per_shard, spec_file,
                             platform.sharding.registry_file) if homes else ()
     return PlatformPlan(spec=platform, spec_file=spec_file, regions=regions, shards=shards, registry=placed)
+
+
+def _with_postgres_ha(platform: Platform, region: RegionPlan, settings: dict) -> RegionPlan:
+    """The region's Patroni cluster, etcd and standby clusters (compiler/ir/postgres_ha.py), and their connections
+    (compiler/wiring.py): after every region is resolved, since a region runs its DR partners' standbys."""
+    from dataclasses import replace
+    from compiler.ir import postgres_ha
+    from compiler.wiring import postgres_ha_connections
+    ha = postgres_ha.plan(platform, region.name, region.settings, region.hosts, region.internal_domain,
+                          lambda n: settings[n])
+    if ha is None:
+        return region
+    partner_cidr = platform.regions[region.dr_partner].cidr
+    extra = postgres_ha_connections(region.cloud, ha, region.hosts, region.zones, region.addressing, partner_cidr)
+    return replace(region, postgres_ha=ha, wiring=region.wiring + extra)
+
+
+def _with_inter_region(platform: Platform, regions: tuple) -> tuple:
+    """The flows that cross the inter-region network (compiler/wiring.py inter_region_connections)."""
+    from dataclasses import replace
+    from compiler.wiring import inter_region_connections
+    by_name = {r.name: r for r in regions}
+    return tuple(replace(r, wiring=inter_region_connections(platform, r, by_name)) for r in regions)

@@ -16,10 +16,12 @@ one subtle fact is a pod's source address when it reaches a VM:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from compiler.ir import Addressing, Connection, Host, Peer, ServicePlan, Zone, frozen_map
 from compiler.ir.data_access import role_name
+from compiler.ir.postgres_ha import leader_endpoint, replica_endpoint, standby_source
 from compiler.ir.names import (GATEWAY_NAMESPACE, GCP_FRONT_END_RANGES, ISTIO_METRICS_PORT, ISTIO_NAMESPACE,
                                ISTIOD_XDS_PORT, KONG_POD_LABELS, KONG_PROXY_TLS_PORT, KONG_STATUS_PORT,
                                MONITORING_NAMESPACE, NODE_EXPORTER_PORT, OTEL_COLLECTOR_SERVICE, OTEL_PROMETHEUS_PORT, OTLP_GRPC_PORT,
@@ -107,7 +109,20 @@ def addressing(cloud: str, cidr: str, zones: tuple[Zone, ...], s: RegionSettings
         lb = public  # the ALB's nodes sit in every zone's public subnet
     return Addressing(node_cidrs=nodes, public_cidrs=public, pod_cidr=pods, service_cidr=services,
                       pod_source_cidrs=pod_sources, max_pods_per_node=pods_per_node(cloud, pods, max_nodes(s)),
-                      lb_source_cidrs=tuple(lb))
+                      lb_source_cidrs=tuple(lb), proxy_cidr=_proxy_range(cidr, zones, pods, services) if cloud == "gcp" else "")
+
+
+def _proxy_range(cidr: str, zones: tuple[Zone, ...], pods: str, services: str) -> str:
+    """GCP: a proxy-only subnet for the internal gateway, the first /23 (else /24 ... /26, the smallest Google
+    accepts) of the region's range that no subnet, pod or Service range uses ("" when none is free)."""
+    used = [ipaddress.ip_network(c) for z in zones for c in (z.private_cidr, z.public_cidr)]
+    used += [ipaddress.ip_network(c) for c in (pods, services) if c]
+    net = ipaddress.ip_network(cidr)
+    for prefix in range(max(23, net.prefixlen), 27):
+        for block in net.subnets(new_prefix=prefix):
+            if not any(block.overlaps(u) for u in used):
+                return str(block)
+    return ""
 
 
 # ---------------------------------------------------------------- peers
@@ -222,16 +237,30 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
         if pgb_hosts:
             # PgBouncer logs in as its auth_user (auth_query) and as each service's role, nobody else
             pg_users = [ds.pgbouncer.auth_user] + [role_name(x.name) for x in services if "postgres" in x.uses]
-            add(pgbouncer, all_pg, f"{pg_primary[0].fqdn}", POSTGRES_PORT, "PgBouncer's server connections",
+            # the leader, whichever member Patroni made it: the internal load balancer checking GET /primary
+            add(pgbouncer, all_pg, leader_endpoint(internal_domain), POSTGRES_PORT, "PgBouncer's server connections",
                 "postgresql", (*host_layers, "pg_hba"), tls=tls_min, database="all", user=",".join(pg_users))
-        if pg_replicas:
-            add(_hosts("postgres-replica", "postgres_replicas", pg_replicas, zones), primary, pg_primary[0].fqdn,
-                POSTGRES_PORT, "read replicas stream WAL from the primary", "postgresql", (*host_layers, "pg_hba"),
-                tls=tls_min, database="replication", user=POSTGRES_REPLICATION_USER)
+            if pg_replicas:  # the read-only pool: the load balancer checking GET /replica
+                add(pgbouncer, _hosts("postgres-read", "postgres", pg_primary + pg_replicas, zones),
+                    replica_endpoint(internal_domain), POSTGRES_PORT, "PgBouncer's read-only pool on the replicas",
+                    "postgresql", (*host_layers, "pg_hba"), tls=tls_min, database="all", user=",".join(pg_users))
+        if pg_replicas:  # Patroni: any member may lead, every other one streams from it (and clones from it)
+            members = _hosts("postgres-member", "postgres", pg_primary + pg_replicas, zones)
+            # Patroni's primary_conninfo names the leader member's own host; the data tier's fallback names the
+            # leader endpoint; every member's certificate carries both names
+            add(members, all_pg, leader_endpoint(internal_domain), POSTGRES_PORT, "Patroni replicas stream WAL from the leader",
+                "postgresql", (*host_layers, "pg_hba"), tls=tls_min, database="replication", user=POSTGRES_REPLICATION_USER)
+            # a former leader that rejoins reads the new leader's timeline history before it follows (or is copied
+            # again): Patroni connects as the superuser (no rewind role: the spec has no secret for one)
+            add(_hosts("patroni-rejoin", "postgres", pg_primary + pg_replicas, zones), all_pg,
+                leader_endpoint(internal_domain), POSTGRES_PORT,
+                "a rejoining member checks the leader's timeline (Patroni, as the superuser)", "postgresql",
+                (*host_layers, "pg_hba"), tls=tls_min, database="postgres", user="postgres")
         if ds.postgres.cross_region_standby and partner_cidr:
-            add(Peer("postgres-standby", "hosts", host_group="postgres_primary", cidrs=(partner_cidr,)), primary,
-                pg_primary[0].fqdn, POSTGRES_PORT, "the DR partner's standby streams WAL from the primary",
-                "postgresql", ("nftables", "pg_hba"), tls=tls_min, database="replication", user=POSTGRES_REPLICATION_USER)
+            add(Peer("postgres-standby", "hosts", host_group="postgres", cidrs=(partner_cidr,)), all_pg,
+                standby_source(internal_domain, len(pg_replicas)), POSTGRES_PORT,
+                "the DR partner's standby cluster streams WAL from the synchronous replica", "postgresql", ("nftables", "pg_hba"),
+                tls=tls_min, database="replication", user=POSTGRES_REPLICATION_USER)
     if redis_hosts:
         peers = _hosts("redis", "redis_cluster", redis_hosts, zones)
         add(peers, peers, "redis cluster nodes", ds.redis.port, "Redis replicas sync from their primary", "redis", host_layers)
@@ -324,4 +353,158 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
                 name = {"postgres_primary": "postgres", "postgres_replicas": "postgres-replica"}.get(g, g)
                 add(_hosts(name, g, group[g], zones), bastion_peer, bastion[0].fqdn, SSH_PORT,
                     f"the {g} hosts renew their TLS certificates at the region's CA", "ssh", host_layers)
+    return tuple(out)
+
+
+def postgres_ha_connections(cloud: str, ha, hosts: tuple[Host, ...], zones: tuple[Zone, ...], a: Addressing,
+                            partner_cidr: str) -> tuple[Connection, ...]:
+    """Patroni's and etcd's paths in a region (compiler/ir/postgres_ha.py): the members reach etcd and each other's
+    REST API, the etcd members form their cluster, the internal load balancers' health checks reach Patroni's REST
+    API, and each standby cluster the region runs for another region replicates and elects on its own ports."""
+    from compiler.ir.names import LB_HEALTH_CHECK_RANGES
+    pg = tuple(h for h in hosts if h.name in ha.members)
+    etcd = tuple(h for h in hosts if h.name in ha.etcd_hosts)
+    layers = ("cloud-firewall", "nftables")
+    members = _hosts("patroni", "postgres", pg, zones)
+    etcd_peer = _hosts("etcd", ha.etcd_group, etcd, zones)
+    # The standby clusters' Patroni talks to this region's etcd too: its members are among `pg`.
+    out = [
+        Connection(source=members, dest=etcd_peer, address=",".join(f"{f}:{ha.etcd_client_port}" for f in ha.etcd_fqdns),
+                   port=ha.etcd_client_port, dest_port=ha.etcd_client_port, protocol="TCP", app_protocol="etcd",
+                   purpose="Patroni keeps the leader key and the cluster state in etcd", tls="1.2", layers=layers),
+    ]
+    if len(etcd) > 1:
+        out.append(Connection(source=etcd_peer, dest=etcd_peer, address="etcd members", port=ha.etcd_peer_port,
+                              dest_port=ha.etcd_peer_port, protocol="TCP", app_protocol="etcd-peer",
+                              purpose="etcd members replicate (raft)", tls="1.2", layers=layers))
+    if len(pg) > 1:
+        out.append(Connection(source=members, dest=members, address="postgres hosts", port=ha.rest_port,
+                              dest_port=ha.rest_port, protocol="TCP", app_protocol="https",
+                              purpose="Patroni members compare WAL positions in a leader race (REST API)", tls="1.2",
+                              layers=layers))
+    checks = LB_HEALTH_CHECK_RANGES.get(cloud, a.node_cidrs)
+    out.append(Connection(source=Peer("internal-lb-health", "lb", cidrs=tuple(checks)), dest=members,
+                          address="postgres hosts", port=ha.rest_port, dest_port=ha.rest_port, protocol="TCP",
+                          app_protocol="https", purpose="the internal load balancers check GET /primary and GET /replica",
+                          tls="1.2", layers=layers))
+    for sb in ha.standbys:
+        on = tuple(h for h in hosts if h.name in sb.hosts)
+        peer = _hosts(f"standby-{sb.of_region}", "postgres", on, zones)
+        if len(on) > 1:
+            out.append(Connection(source=peer, dest=peer, address="standby members", port=sb.port, dest_port=sb.port,
+                                  protocol="TCP", app_protocol="postgresql",
+                                  purpose=f"{sb.of_region}'s standby cluster: its replica streams from its standby leader",
+                                  tls="1.2", layers=layers))
+            out.append(Connection(source=peer, dest=peer, address="standby members", port=sb.rest_port,
+                                  dest_port=sb.rest_port, protocol="TCP", app_protocol="https",
+                                  purpose=f"{sb.of_region}'s standby cluster: Patroni's REST API", tls="1.2",
+                                  layers=layers))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------- the inter-region network (compiler/ir/network.py)
+
+@functools.lru_cache(maxsize=65536)
+def _net(cidr: str):
+    return ipaddress.ip_network(cidr)
+
+
+def _inside(cidrs, ranges) -> bool:
+    nets = [_net(r) for r in ranges]
+    return bool(cidrs) and all(any(_net(c).version == n.version and _net(c).subnet_of(n) for n in nets) for c in cidrs)
+
+
+def _standby_source(peer: Peer, far, region) -> Peer:
+    """The partner's standby stated as its hosts: the hosts of `far` that run `region`'s standby cluster, from their
+    subnets (not the partner's whole range), when the partner's Patroni plan names them."""
+    sb = next((s for s in getattr(getattr(far, "postgres_ha", None), "standbys", ()) or () if s.of_region == region.name), None)
+    if sb is None or peer.kind != "hosts":
+        return peer
+    hosts = tuple(h for h in far.hosts if h.name in sb.hosts)
+    if not hosts:
+        return peer
+    narrowed = _hosts(peer.name, peer.host_group, hosts, far.zones)
+    return Peer(name=peer.name, kind=peer.kind, namespace=peer.namespace, labels=peer.labels, host_group=peer.host_group,
+                hosts=narrowed.hosts, cidrs=narrowed.cidrs)
+
+
+def inter_region_connections(platform: Platform, region, regions: dict) -> tuple:
+    """The region's wiring with the flows that cross the inter-region network: run after every region (and its
+    Patroni plan) is resolved, since both ends' addresses are needed. Returns (wiring, addressing unchanged).
+
+    - A connection of the region whose sources all lie in a linked region's range (the DR partner's standby
+      dialling the leader) crosses the peering: it gains the `inter-region` layer, and `cloud-firewall` (the
+      host firewall, the security groups / firewall rules / NSGs, admit the partner's range).
+    - Each standby cluster the region runs for another region dials that region's leader endpoint across the
+      peering (`cloud-firewall-egress`: the data hosts' egress admits it).
+    - Home-region routing: Kong forwards a request whose franchise lives in a linked region to that region's
+      internal gateway (`kong-forward`: the routing function names it; the NetworkPolicy lets Kong out to it);
+      the gateway admits every linked region's Kong (`internal-gateway`) and forwards to this region's Kong."""
+    from compiler.ir.network import INTERNAL_GATEWAY_CLOUDS, INTERNAL_GATEWAY_PORT, internal_gateway_name, linked_regions
+    linked = [regions[n] for n in linked_regions(platform, region.name) if n in regions]
+    forwarding = linked if region.cloud in INTERNAL_GATEWAY_CLOUDS else []
+    domain = platform.organization.domain
+    tls_min = region.settings.security.tls_min_version
+    np_on = region.settings.security.network_policies
+    out = []
+    for c in region.wiring:
+        local = not c.source.cidrs or _inside(c.source.cidrs, (region.cidr,))
+        far = None if local else next((p for p in linked if _inside(c.source.cidrs, (p.cidr,))), None)
+        if far is not None:
+            extra = tuple(x for x in ("inter-region", "cloud-firewall") if x not in c.layers)
+            c = Connection(**{**c.__dict__, "layers": extra + c.layers, "source": _standby_source(c.source, far, region)})
+        out.append(c)
+    ha = getattr(region, "postgres_ha", None)
+    by_name = {h.name: h for h in region.hosts}
+    for sb in getattr(ha, "standbys", ()) or ():
+        home = regions.get(sb.of_region)
+        if home is None or home.cloud != region.cloud:
+            continue
+        on = tuple(by_name[h] for h in sb.hosts if h in by_name)
+        from compiler.ir.postgres_ha import leader_endpoint
+        leader_hosts = tuple(h for h in home.hosts if h.group in ("postgres_primary", "postgres_replicas"))
+        out.append(Connection(
+            source=_hosts(f"standby-{sb.of_region}", "postgres", on, region.zones),
+            dest=Peer(f"postgres-{sb.of_region}", "remote-hosts", host_group="postgres",
+                      hosts=tuple(h.fqdn for h in leader_hosts), cidrs=home.addressing.node_cidrs),
+            address=sb.primary_host, port=sb.primary_port, dest_port=POSTGRES_PORT,
+            protocol="TCP", app_protocol="postgresql",
+            purpose=f"{sb.of_region}'s standby cluster streams WAL from {sb.of_region}'s leader across the peering",
+            tls=tls_min, layers=("inter-region", "cloud-firewall-egress"), database="replication",
+            user=POSTGRES_REPLICATION_USER))
+    kong = _pods("kong", GATEWAY_NAMESPACE, dict(KONG_POD_LABELS), region.addressing)
+    for home in forwarding:
+        out.append(Connection(
+            source=kong, dest=Peer(f"gateway-{home.name}", "remote-gateway", cidrs=home.addressing.node_cidrs),
+            address=internal_gateway_name(home.name, domain), port=INTERNAL_GATEWAY_PORT,
+            dest_port=INTERNAL_GATEWAY_PORT, protocol="TCP", app_protocol="https",
+            purpose=f"Kong forwards requests of franchises homed in {home.name} to its internal gateway",
+            tls=tls_min, layers=("inter-region", "kong-forward", *(("networkpolicy-egress",) if np_on else ()))))
+    if forwarding:
+        gateway = Peer("internal-gateway", "internal-lb", cidrs=region.addressing.node_cidrs)
+        for src in forwarding:
+            out.append(Connection(
+                source=Peer(f"kong-{src.name}", "remote-pods", namespace=GATEWAY_NAMESPACE,
+                            cidrs=src.addressing.pod_source_cidrs),
+                dest=gateway, address=internal_gateway_name(region.name, domain), port=INTERNAL_GATEWAY_PORT,
+                dest_port=INTERNAL_GATEWAY_PORT, protocol="TCP", app_protocol="https",
+                purpose=f"{src.name}'s Kong forwards requests of franchises homed here", tls=tls_min,
+                layers=("inter-region", "internal-gateway")))
+        if region.cloud == "aws":
+            # AWS: the internal NLB's target is the regional load balancer (TLS ends there; it forwards to Kong as
+            # for the CDN's requests, the lb->kong connection)
+            lb = next(c.dest for c in region.wiring if c.dest.kind == "lb")
+            out.append(Connection(
+                source=gateway, dest=lb, address=f"{region.name}.{domain}", port=HTTPS_PORT, dest_port=HTTPS_PORT,
+                protocol="TCP", app_protocol="https", purpose="the internal gateway passes the forwarded requests to "
+                "the region's load balancer", tls=tls_min, layers=("internal-gateway",)))
+        else:
+            # GCP: the internal proxy load balancer's proxies, in the proxy-only subnet, open TCP to Kong's TLS port
+            # (TLS end to end to Kong)
+            proxies = Peer("internal-gateway-proxies", "internal-lb", cidrs=(region.addressing.proxy_cidr,))
+            out.append(Connection(
+                source=proxies, dest=kong, address=f"{KONG_PROXY_TLS_PORT}", port=KONG_PROXY_TLS_PORT,
+                dest_port=KONG_PROXY_TLS_PORT, protocol="TCP", app_protocol="https",
+                purpose="the internal gateway's proxies pass the forwarded requests to Kong's proxy pods", tls=tls_min,
+                layers=("internal-gateway", *(("networkpolicy-ingress",) if np_on else ()))))
     return tuple(out)

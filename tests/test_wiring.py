@@ -76,8 +76,32 @@ def test_the_load_balancer_reaches_kong_from_its_own_ranges(reference):
 def test_pg_hba_connections_name_database_and_user(reference):
     r = reference.regions[0]
     hba = r.through("pg_hba")
-    assert {c.source.name for c in hba} >= {"pgbouncer", "postgres-replica"}
+    assert {c.source.name for c in hba} >= {"pgbouncer", "postgres-member", "patroni-rejoin"}
     assert all(c.database and c.user for c in hba)
+
+
+def test_patroni_and_etcd_paths_follow_the_ha_plan(reference):
+    """PgBouncer dials the leader endpoint (the internal load balancer checking GET /primary), the read-only pool the
+    replicas' endpoint; Patroni reaches etcd, the members' REST APIs and the health checks reach Patroni's REST port;
+    each standby cluster a region runs has its own ports between its members."""
+    from compiler.ir.names import ETCD_CLIENT_PORT, ETCD_PEER_PORT, PATRONI_REST_PORT
+    for r in reference.regions:
+        ha = r.postgres_ha
+        if ha is None:
+            continue
+        by_id = {c.id: c for c in r.wiring}
+        assert by_id["pgbouncer->postgres:5432/tcp"].address == ha.leader_endpoint
+        assert by_id["pgbouncer->postgres-read:5432/tcp"].address == ha.replica_endpoint
+        etcd = by_id[f"patroni->etcd:{ETCD_CLIENT_PORT}/tcp"]
+        assert set(etcd.dest.hosts) == set(ha.etcd_fqdns) and len(ha.etcd_hosts) == 3
+        assert f"etcd->etcd:{ETCD_PEER_PORT}/tcp" in by_id
+        assert f"patroni->patroni:{PATRONI_REST_PORT}/tcp" in by_id
+        assert by_id[f"internal-lb-health->patroni:{PATRONI_REST_PORT}/tcp"].layers[:2] == ("cloud-firewall", "nftables")
+        for sb in ha.standbys:
+            assert f"standby-{sb.of_region}->standby-{sb.of_region}:{sb.port}/tcp" in by_id
+    us_east = reference.region("us-east-1").postgres_ha
+    assert {s.of_region for s in us_east.standbys} == {"us-west-2", "ca-central-1", "sa-east-1"}
+    assert len({s.port for s in us_east.standbys}) == 3
 
 
 @pytest.mark.parametrize("cloud, cidr, nodes, expected", [

@@ -102,6 +102,9 @@ class ConnectionBudget:
     reserve_pool_size: int
     server_connections: int
     postgres_available: int  # max_connections - reserved
+    # PgBouncer's LimitNOFILE: one descriptor per client and per server connection (read-write and read-only pools,
+    # each database capped at pool + reserve), plus names.PGBOUNCER_NOFILE_MARGIN, rounded up to a multiple of 1024
+    pgbouncer_nofile: int = 0
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,9 @@ class Addressing:
     pod_source_cidrs: tuple[str, ...]  # what a pod's packets carry as source when they reach a VM
     max_pods_per_node: int  # sized so that every pool's max nodes fit the pod range
     lb_source_cidrs: tuple[str, ...]  # where the load balancer's connections to Kong's pods come from
+    # GCP: the proxy-only subnet of the region's internal proxy load balancer (the internal gateway); its proxies
+    # reach Kong's pods from it. "" elsewhere.
+    proxy_cidr: str = ""
 
 
 @dataclass(frozen=True)
@@ -215,6 +221,7 @@ class RegionPlan:
     addressing: Addressing
     wiring: tuple[Connection, ...]  # every connection the region needs (compiler/wiring.py), in a fixed order
     provenance: Mapping[tuple, str] = field(repr=False)  # settings path -> layer that set it
+    postgres_ha: Optional[object] = None  # compiler.ir.postgres_ha.PostgresHA: Patroni, etcd, endpoints, standbys
     # compiler/ir/identity.py: each ServiceAccount's cloud identity and grants (services, then the operators), and
     # the region's cloud secret-store entries (the containers Terraform creates, never values)
     identities: tuple = ()

@@ -76,6 +76,25 @@ PGBOUNCER_TLS_DIR = "/etc/pgbouncer/tls"
 SHARD_MAP_TABLE = "franchise_shard_map"  # the routing table in every shard database (services may only read it)
 # Each service's data-tier credentials (Secret, from ExternalSecrets) and connection settings (ConfigMap): <service>-datastores
 DATASTORE_SETTINGS_SUFFIX = "-datastores"
+# PostgreSQL HA (compiler/ir/postgres_ha.py): Patroni's REST API (the internal load balancers' health checks:
+# GET /primary, GET /replica), etcd's client and peer ports, and the ports of the standby clusters a region runs
+# for the regions whose DR partner it is (the i-th such cluster: base + i).
+PATRONI_REST_PORT = 8008
+ETCD_CLIENT_PORT = 2379
+ETCD_PEER_PORT = 2380
+POSTGRES_STANDBY_PORT = 5433
+PATRONI_STANDBY_REST_PORT = 8009
+PATRONI_CONFIG_DIR = "/etc/patroni"
+# Where the internal load balancers' health checks come from, per cloud (AWS: the NLB's nodes in the private
+# subnets, i.e. the region's node CIDRs; GCP: Google's health-check ranges; Azure: the platform's probe address).
+LB_HEALTH_CHECK_RANGES = {"gcp": GCP_FRONT_END_RANGES, "azure": ("168.63.129.16/32",)}
+# WAL-G: the release asset the hosts install, pinned by its SHA-256 (the archive, base backups, the standby's
+# restore_command). The digest is the published one of this asset (checked at download by get_url).
+WALG_VERSION = "v3.0.8"
+WALG_ASSET = "wal-g-pg-20.04-amd64"
+WALG_SHA256 = "8a0ca72ff3aa10d5a288cdb3e5b2a2e7bc6f8b4ffcf7b3046d718cfeee99a7e7"
+# PgBouncer's open files beyond its connections (listen sockets, log, DNS, TLS files): LimitNOFILE's margin.
+PGBOUNCER_NOFILE_MARGIN = 1024
 POSTGRES_EXPORTER_PORT = 9187
 REDIS_EXPORTER_PORT = 9121
 NODE_EXPORTER_PORT = 9100
@@ -129,3 +148,9 @@ ELASTICSEARCH_HTTP_PORT = 9200  # elasticsearch.yml http.port: clients, Fluent B
 ELASTICSEARCH_TRANSPORT_PORT = 9300  # elasticsearch.yml transport.port: node to node
 REDIS_BUS_OFFSET = 10000  # Redis Cluster's bus port is the client port + 10000 (redis.conf cluster-port)
 SSH_PORT = 22
+
+# ---------------------------------------------------------------- Patroni's REST health checks (the internal load balancers)
+# The cloud's internal load balancer in front of the leader checks GET /primary on Patroni's REST port (200 only on
+# the leader), the one in front of the replicas GET /replica (200 on a running replica); both over HTTPS.
+PATRONI_LEADER_HEALTH_PATH = "/primary"
+PATRONI_REPLICA_HEALTH_PATH = "/replica"

@@ -86,8 +86,8 @@ def test_every_file_is_banner_marked_lf_and_parses(outputs):
 def test_roles_have_the_layout_ansible_users_expect(outputs):
     _, files = outputs
     roles = _roles(files)
-    assert set(roles) == {"common", "node_exporter", "tls", "postgresql", "postgres_exporter", "pgbouncer", "redis",
-                          "redis_exporter", "elasticsearch", "backups"}
+    assert set(roles) == {"common", "node_exporter", "tls", "data_disk", "etcd", "postgresql", "patroni",
+                          "postgres_exporter", "pgbouncer", "redis", "redis_exporter", "elasticsearch", "backups"}
     for name, role in roles.items():
         assert {"defaults/main.yml", "tasks/main.yml", "meta/main.yml"} <= role["files"], name
         meta = yaml.safe_load(files[f"ansible/roles/{name}/meta/main.yml"])

@@ -21,14 +21,15 @@ from compiler.targets.ansible.role import Role
 from compiler.targets.ansible.roles_base import backups, common, node_exporter
 from compiler.targets.ansible.roles_data import pgbouncer, postgresql
 from compiler.targets.ansible.roles_exporters import postgres_exporter, redis_exporter
+from compiler.targets.ansible.roles_patroni import data_disk, etcd, patroni
 from compiler.targets.ansible.roles_redis import redis
 from compiler.targets.ansible.roles_search import elasticsearch
 from compiler.targets.ansible.roles_tls import tls
 
 NAME = "ansible"
 ROOT = "ansible"
-ROLE_BUILDERS = (common, node_exporter, tls, postgresql, postgres_exporter, pgbouncer, redis, redis_exporter,
-                 elasticsearch, backups)
+ROLE_BUILDERS = (common, node_exporter, tls, data_disk, etcd, postgresql, patroni, postgres_exporter, pgbouncer, redis,
+                 redis_exporter, elasticsearch, backups)
 
 
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|#!{}"} | {"\n": " ", "\r": " "})
@@ -101,6 +102,11 @@ def _env_secrets(plan: PlatformPlan) -> list[str]:
 
 
 def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
+    from compiler.targets.ansible.roles_patroni import DRILL
+    partner = plan.region(region.dr_partner)
+    standby = next((s for s in getattr(partner.postgres_ha, "standbys", ()) if s.of_region == region.name), None)
+    dr = plan.spec.disaster_recovery
     return render("ansible", "docs_region.md.j2", filters=FILTERS, region=region,
                   groups=[(g, region.hosts_in(g)) for g in (*inventory.DATA_GROUPS, "bastion")],
-                  playbooks=site.PLAYBOOKS)
+                  playbooks=site.PLAYBOOKS, ha=region.postgres_ha, standby=standby, drill=DRILL,
+                  rpo=dr.rpo_minutes, rto=dr.rto_minutes)

@@ -105,6 +105,8 @@ def hosts_yml(region: RegionPlan) -> dict:
             "elasticsearch": groups["elasticsearch"],
         }},
         "bastion": groups["bastion"],
+        # Patroni's DCS: the etcd members (hosts of the groups above; compiler/ir/postgres_ha.py chooses them)
+        "etcd": {"hosts": {h: {} for h in region.postgres_ha.etcd_hosts}} if region.postgres_ha else {},
     }}}
 
 
@@ -179,8 +181,30 @@ def vars_postgres(plan: PlatformPlan, region: RegionPlan) -> dict:
                                      for r in db_roles(region.data_access)],
         # the exporter's stat_statements collector needs the extension (and its preload)
         "postgres_exporter_stat_statements": "pg_stat_statements" in pg.extensions,
+        **vars_patroni(plan, region),
         # Daily, weekly and monthly: base backups of the database (a standby skips them at run time).
         **_backups(plan, region, "postgresql", ("daily", "weekly", "monthly")),
+    }
+
+
+def vars_patroni(plan: PlatformPlan, region: RegionPlan) -> dict:
+    """Patroni's configuration (compiler/targets/ansible/roles_patroni.py), the etcd members, and the names every
+    PostgreSQL server's certificate carries (its own, and the two load-balanced endpoints PgBouncer dials)."""
+    from compiler.targets.ansible import roles_patroni
+    ha = region.postgres_ha
+    if ha is None:
+        return {}
+    return {
+        "postgresql_tls_names": ["{{ ansible_host }}", "{{ inventory_hostname }}", ha.leader_endpoint,
+                                 ha.replica_endpoint, ha.sync_endpoint],
+        "patroni_scope": ha.scope,
+        "patroni_config": roles_patroni.patroni_config(plan, region),
+        "patroni_standby_clusters": roles_patroni.standby_configs(plan, region, _secret),
+        "patroni_standby_passwords": roles_patroni.standby_passwords(plan, region, _secret),
+        "etcd_members": list(ha.etcd_hosts),
+        "etcd_scope": ha.scope,
+        "etcd_client_port": ha.etcd_client_port,
+        "etcd_peer_port": ha.etcd_peer_port,
     }
 
 
@@ -203,6 +227,7 @@ def vars_pgbouncer(plan: PlatformPlan, region: RegionPlan) -> dict:
         "pgbouncer_port": pgb.port,
         "pgbouncer_pool_mode": pgb.pool_mode,
         "pgbouncer_max_client_conn": pgb.max_client_conn,
+        "pgbouncer_nofile": c.pgbouncer_nofile,  # LimitNOFILE: max_client_conn + both pools' server connections + margin
         "pgbouncer_default_pool_size": c.default_pool_size,
         "pgbouncer_reserve_pool_size": pgb.reserve_pool_size,
         "pgbouncer_auth_user": pgb.auth_user,

@@ -38,6 +38,11 @@ def include_tls(directory: str, owner: str, group: str, key_mode: str = "0600", 
                                        **({"tls_reload_units": list(reload)} if reload else {})})
 
 
+def _patronictl(name: str, argv: list, role: str, **kw) -> dict:
+    return _as_postgres(name, ["patronictl", "-c", "{{ postgresql_patroni_config }}", *argv, "--force"],
+                        changed_when=True, throttle=1, when=when_ready(role), **kw)
+
+
 def _as_postgres(name: str, argv: list, **kw) -> dict:
     return task(name, "ansible.builtin.command", {"argv": argv, **kw.pop("args", {})}, become=True,
                 become_user="postgres", **kw)
@@ -54,21 +59,42 @@ def _pg_install() -> list:
                    "https://packagecloud.io/timescale/timescaledb/{{ ansible_facts.distribution | lower }}/",
                    "{{ ansible_facts.distribution_release }}", "https://packagecloud.io/timescale/timescaledb/gpgkey",
                    when="'timescaledb' in postgresql_extensions"),
+        # Patroni creates the cluster (initdb on the first leader, a copy on every other member): the package
+        # must not make one of its own
+        task("Create postgresql-common's configuration directory", "ansible.builtin.file",
+             {"path": "/etc/postgresql-common", "state": "directory", "owner": "root", "group": "root", "mode": "0755"}),
+        copy("Keep the package from creating a cluster", "/etc/postgresql-common/createcluster.conf",
+             content="create_main_cluster = false\n"),
         apt("Install PostgreSQL and the packages of the spec's extensions", "{{ postgresql_packages }}",
             register="postgresql_install"),
-        task("Install WAL-G, which the data tier's archive_command and restore_command run", "ansible.builtin.get_url",
+        task("Download WAL-G (checksum pinned), which archive_command, restore_command and the backups run",
+             "ansible.builtin.get_url",
              {"url": "https://github.com/wal-g/wal-g/releases/download/{{ postgresql_walg_version }}/"
-                     "{{ postgresql_walg_asset }}",
-              "dest": names.WALG, "owner": "root", "group": "root", "mode": "0755",
-              "checksum": "{{ postgresql_walg_checksum | default(omit, true) }}"},
+                     "{{ postgresql_walg_asset }}.tar.gz",
+              "dest": "/var/tmp/{{ postgresql_walg_asset }}-{{ postgresql_walg_version }}.tar.gz", "owner": "root",
+              "group": "root", "mode": "0644", "checksum": "sha256:{{ postgresql_walg_sha256 }}"},
              when="postgresql_wal_archive"),
+        task("Install WAL-G", "ansible.builtin.unarchive",
+             {"src": "/var/tmp/{{ postgresql_walg_asset }}-{{ postgresql_walg_version }}.tar.gz", "remote_src": True,
+              "dest": "/usr/local/lib", "owner": "root", "group": "root",
+              "creates": "/usr/local/lib/{{ postgresql_walg_asset }}"},
+             when="postgresql_wal_archive"),
+        task("Put WAL-G where the data tier's commands call it", "ansible.builtin.file",
+             {"src": "/usr/local/lib/{{ postgresql_walg_asset }}", "dest": names.WALG, "state": "link",
+              "owner": "root", "group": "root"}, when="postgresql_wal_archive"),
     ]
 
 
 def _pg_config() -> list:
     r = "postgresql"
     return [
-        include_tls("{{ postgresql_tls_dir }}", "postgres", "postgres"),
+        task("Create the configuration directory Patroni's custom_conf and hba_file point into", "ansible.builtin.file",
+             {"path": "{{ postgresql_config_dir }}", "state": "directory", "owner": "postgres", "group": "postgres",
+              "mode": "0755"}),
+        task("Issue this server's certificate (its name and the leader and replica endpoints)",
+             "ansible.builtin.include_role", {"name": "tls"},
+             vars={"tls_dir": "{{ postgresql_tls_dir }}", "tls_owner": "postgres", "tls_group": "postgres",
+                   "tls_key_mode": "0600", "tls_install_ca": True, "tls_names": "{{ postgresql_tls_names }}"}),
         template("Write the replication passfile", "pgpass.j2", "{{ postgresql_passfile }}", mode="0600",
                  owner="postgres", group="postgres", no_log=True, diff=False),
         copy("Install the data tier's postgresql.conf", "{{ postgresql_config_dir }}/postgresql.conf",
@@ -76,15 +102,15 @@ def _pg_config() -> list:
         copy("Install the data tier's pg_hba.conf", "{{ postgresql_config_dir }}/pg_hba.conf",
              mode="0640", owner="postgres", group="postgres", src=source(r, "pg_hba.conf"),
              notify="Reload PostgreSQL"),
+        copy("Install an empty pg_ident.conf (no user maps)", "{{ postgresql_config_dir }}/pg_ident.conf",
+             mode="0640", owner="postgres", group="postgres", content=""),
     ]
 
 
-def _pg_primary() -> list:
+def _pg_setup() -> list:
+    """The data tier's SQL, staged on every member (any may lead); the handlers apply it on the leader only."""
     r = "postgresql"
     return [
-        service("Start PostgreSQL at boot", "{{ postgresql_service }}", r),
-        task("Run with the new settings before changing databases and roles", "ansible.builtin.meta",
-             "flush_handlers"),
         task("Create the directories for the data tier's SQL", "ansible.builtin.file",
              {"path": "{{ postgresql_setup_dir_item }}", "state": "directory", "owner": "postgres", "group": "postgres",
               "mode": "0750"}, loop=["{{ postgresql_setup_dir }}", "{{ postgresql_setup_dir }}/{{ platformc_region }}"],
@@ -105,42 +131,6 @@ def _pg_primary() -> list:
     ]
 
 
-def _pg_clone() -> list:
-    r = "postgresql"
-    return [
-        service("Stop the empty cluster the package created", "{{ postgresql_service }}", r, state="stopped",
-                enabled=None),
-        task("Remove the empty cluster", "ansible.builtin.file", {"path": "{{ postgresql_data_dir }}", "state": "absent"}),
-        _as_postgres("Copy the primary with pg_basebackup", [
-            "pg_basebackup", "--pgdata={{ postgresql_data_dir }}", "--wal-method=stream", "--checkpoint=fast",
-            "--no-password", "--dbname={{ postgresql_clone_conninfo }}"], args={"creates": "{{ postgresql_data_dir }}/PG_VERSION"}),
-        copy("Make the copy a standby of the primary", "{{ postgresql_data_dir }}/standby.signal", mode="0600",
-             owner="postgres", group="postgres", content=""),
-        copy("Mark the replica as copied, so later runs never copy it again", "{{ postgresql_clone_marker }}",
-             content="copied from {{ postgresql_replica_of }}\n"),
-    ]
-
-
-def _pg_replica() -> list:
-    r = "postgresql"
-    return [
-        task("Check whether this replica was copied from the primary", "ansible.builtin.stat",
-             {"path": "{{ postgresql_clone_marker }}"}, register="postgresql_cloned"),
-        # After a promotion the marker is still there: a promoted replica is never wiped.
-        {"name": "Copy the primary into this replica, once", "when": "not postgresql_cloned.stat.exists",
-         "block": _pg_clone(),
-         # A failed copy leaves no half-written data directory behind: the next run starts clean.
-         "rescue": [
-             task("Remove the partial copy", "ansible.builtin.file",
-                  {"path": "{{ postgresql_data_dir }}", "state": "absent"}),
-             task("Stop with the reason the copy failed", "ansible.builtin.fail", {
-                 "msg": "copying {{ postgresql_replica_of }} failed: {{ ansible_failed_result.msg | default('see above') }}\n"
-                        "The partial copy was removed; run the playbook again."}),
-         ]},
-        service("Start PostgreSQL at boot", "{{ postgresql_service }}", r),
-    ]
-
-
 def postgresql() -> Role:
     r = "postgresql"
     return Role(
@@ -155,17 +145,17 @@ def postgresql() -> Role:
             "postgresql_platform_source_dir": PLATFORM_SOURCE_DIR,
             "postgresql_config_dir": "/etc/postgresql/{{ postgresql_version }}/main",
             "postgresql_data_dir": "/var/lib/postgresql/{{ postgresql_version }}/main",
-            "postgresql_service": "postgresql@{{ postgresql_version }}-main",
             "postgresql_tls_dir": names.POSTGRES_TLS_DIR,
             "postgresql_passfile": names.POSTGRES_PASSFILE,
             "postgresql_setup_dir": "/var/lib/postgresql/platformc",
-            "postgresql_clone_marker": "/var/lib/postgresql/{{ postgresql_version }}/platformc-copied",
             "postgresql_replication_user": names.POSTGRES_REPLICATION_USER,
             "postgresql_pgbouncer_auth_user": "pgbouncer",
             "postgresql_service_roles": [],  # [{name, password}]: each service's role (group_vars)
-            "postgresql_walg_version": "v3.0.7",
-            "postgresql_walg_asset": "wal-g-pg-ubuntu-22.04-amd64",
-            "postgresql_walg_checksum": "",  # e.g. sha256:<digest> of the release asset; empty skips the check
+            "postgresql_walg_version": names.WALG_VERSION,
+            "postgresql_walg_asset": names.WALG_ASSET,
+            "postgresql_walg_sha256": names.WALG_SHA256,
+            "postgresql_tls_names": ["{{ ansible_host }}", "{{ inventory_hostname }}"],
+            "postgresql_patroni_config": "/etc/patroni/{{ postgresql_version }}-main.yml",
             "postgresql_extension_packages": {
                 "vector": ["postgresql-{{ postgresql_version }}-pgvector"],
                 "pg_partman": ["postgresql-{{ postgresql_version }}-partman"],
@@ -186,33 +176,34 @@ def postgresql() -> Role:
                 "+ (postgresql_service_roles | map(attribute='password') | list))",
                 "| map('regex_replace', '^', inventory_hostname) | map('hash', 'sha256') | join('\\n')"),
             "postgresql_roles_sql": ROLES_SQL,
-            # how a replica reaches its primary to copy it (the password comes from the passfile)
-            "postgresql_clone_conninfo": expr(
-                "'host=' ~ hostvars[postgresql_replica_of].ansible_host ~ ' port=' ~ postgresql_port",
-                "~ ' user=' ~ postgresql_replication_user ~ ' sslmode=verify-full'",
-                "~ ' sslrootcert=' ~ postgresql_tls_dir ~ '/ca.crt'"),
         },
         tasks={
             "main": [
                 *_pg_install(),
                 *_pg_config(),
-                task("Configure the primary", "ansible.builtin.import_tasks", "primary.yml",
-                     when="postgresql_replica_of is not defined"),
-                task("Configure a streaming replica", "ansible.builtin.import_tasks", "replica.yml",
-                     when="postgresql_replica_of is defined"),
+                *_pg_setup(),
             ],
-            "primary": _pg_primary(),
-            "replica": _pg_replica(),
         },
         handlers=[
-            service("Restart PostgreSQL", "{{ postgresql_service }}", r, state="restarted", enabled=None, listen=TOPIC),
-            service("Reload PostgreSQL", "{{ postgresql_service }}", r, state="reloaded", enabled=None),
+            # Patroni runs PostgreSQL: a changed file is applied through it, a member at a time; a setting that
+            # needs a restart restarts only the members that flag it (`--pending`), a new certificate needs a reload
+            _patronictl("Restart PostgreSQL", ["restart", "{{ patroni_scope }}", "{{ inventory_hostname }}", "--pending"],
+                        r),
+            _patronictl("Reload PostgreSQL", ["reload", "{{ patroni_scope }}", "{{ inventory_hostname }}"], r,
+                        listen=TOPIC),
+            task("Ask Patroni whether this member leads", "ansible.builtin.uri",
+                 {"url": "https://{{ ansible_host }}:{{ patroni_config.restapi.connect_address.split(':')[-1] }}/primary",
+                  "ca_path": "{{ postgresql_tls_dir }}/ca.crt", "status_code": [200, 503]},
+                 register="postgresql_leader", listen=["Create the shard databases, extensions and roles",
+                                                       "Set the PostgreSQL role passwords"],
+                 when=when_ready(r)),
             _as_postgres("Create the shard databases, extensions and roles",
                          ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres",
-                          "-f", "{{ postgresql_setup_dir }}/{{ platformc_region }}/setup.psql"], changed_when=True, when=when_ready(r)),
+                          "-f", "{{ postgresql_setup_dir }}/{{ platformc_region }}/setup.psql"], changed_when=True,
+                         when=[when_ready(r), "postgresql_leader.status == 200"]),
             _as_postgres("Set the PostgreSQL role passwords", ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"],
                          args={"stdin": "{{ postgresql_roles_sql }}"}, no_log=True, changed_when=True,
-                         when=when_ready(r)),
+                         when=[when_ready(r), "postgresql_leader.status == 200"]),
         ],
     )
 
@@ -259,6 +250,7 @@ def pgbouncer() -> Role:
             "pgbouncer_managed_postgres": False,
             "pgbouncer_server_ca_url": "",  # managed PostgreSQL: the provider's CA bundle
             "pgbouncer_server_ca_file": "",  # ... or a bundle on the controller, where there is no public URL
+            "pgbouncer_nofile": 65536,  # the inventory sets the region's (ConnectionBudget.pgbouncer_nofile)
         },
         vars=services_ready_var(r, "pgbouncer_install"),
         tasks={"main": [
@@ -283,7 +275,14 @@ def pgbouncer() -> Role:
             template("Write the auth_file with the auth_user's password", "userlist.txt.j2",
                      "{{ pgbouncer_auth_file }}", mode="0640", owner="postgres", group="postgres",
                      no_log=True, diff=False, notify="Reload PgBouncer"),
+            # Debian's unit keeps systemd's 1024 descriptors: PgBouncer refused clients past ~1,000 while
+            # max_client_conn is far higher. LimitNOFILE comes from the IR (every client and server connection + margin)
+            copy("Raise PgBouncer's open-file limit for max_client_conn", "/etc/systemd/system/pgbouncer.service.d/limits.conf",
+                 content="[Service]\nLimitNOFILE={{ pgbouncer_nofile }}\n", notify="Restart PgBouncer"),
             service("Start PgBouncer at boot", "pgbouncer", r),
         ]},
-        handlers=[service("Reload PgBouncer", "pgbouncer", r, state="reloaded", enabled=None, listen=TOPIC)],
+        handlers=[service("Reload PgBouncer", "pgbouncer", r, state="reloaded", enabled=None, listen=TOPIC),
+                  task("Reload systemd for PgBouncer's limits", "ansible.builtin.systemd_service", {"daemon_reload": True},
+                       listen="Restart PgBouncer", when="ansible_facts.service_mgr == 'systemd'"),
+                  service("Restart PgBouncer", "pgbouncer", r, state="restarted", enabled=None)],
     )

@@ -26,24 +26,31 @@ class Playbook:
     plays: tuple[Play, ...]
 
 
+def _disk(mount: str) -> dict:
+    """The data_disk role before a datastore's: its volume mounted at the data directory before the package installs."""
+    return {"role": "data_disk", "vars": {"data_disk_mount": mount}}
+
+
 PLAYBOOKS = (
     Playbook("common.yml", "OS baseline on every host: SSH, upgrades, time, firewall", (
         Play("Apply the OS baseline to every host", "all", ("common",)),)),
     Playbook("node_exporter.yml", "node_exporter on every host (when the spec enables it)", (
         Play("Run node_exporter on every host", "all", ({"role": "node_exporter", "when": "node_exporter_enabled"},)),)),
-    Playbook("postgresql.yml", "PostgreSQL primary, then its streaming replicas", (
-        Play("Configure the PostgreSQL primary", "postgres_primary", ("postgresql",)),
-        Play("Configure the PostgreSQL replicas", "postgres_replicas", ("postgresql",)),)),
+    Playbook("etcd.yml", "etcd, Patroni's DCS: three members per region", (
+        Play("Run the etcd members", "etcd", ("etcd",)),)),
+    Playbook("postgresql.yml", "PostgreSQL under Patroni on every PostgreSQL host (the data volume mounted first)", (
+        Play("Configure PostgreSQL and Patroni", "postgres", (_disk("/var/lib/postgresql"), "postgresql", "patroni")),)),
     Playbook("postgres_exporter.yml", "postgres_exporter on the PostgreSQL servers (the data-tier alerts read it)", (
         Play("Run postgres_exporter on the PostgreSQL servers", "postgres", ("postgres_exporter",)),)),
     Playbook("pgbouncer.yml", "PgBouncer in front of the primary", (
         Play("Configure PgBouncer", "pgbouncer", ("pgbouncer",)),)),
     Playbook("redis.yml", "Redis Cluster nodes, then the cluster itself (once)", (
-        Play("Configure the Redis Cluster nodes and form the cluster", "redis_cluster", ("redis",)),)),
+        Play("Configure the Redis Cluster nodes and form the cluster", "redis_cluster",
+             (_disk("/var/lib/redis"), "redis")),)),
     Playbook("redis_exporter.yml", "redis_exporter on the Redis Cluster nodes (the cache alerts read it)", (
         Play("Run redis_exporter on the Redis Cluster nodes", "redis_cluster", ("redis_exporter",)),)),
     Playbook("elasticsearch.yml", "Elasticsearch nodes", (
-        Play("Configure the Elasticsearch nodes", "elasticsearch", ("elasticsearch",)),)),
+        Play("Configure the Elasticsearch nodes", "elasticsearch", (_disk("/var/lib/elasticsearch"), "elasticsearch")),)),
     Playbook("backups.yml", "Backup schedules on the database and cache nodes", (
         Play("Schedule the backups", "postgres:redis_cluster", ("backups",)),)),
 )

@@ -23,9 +23,23 @@ def _server(region: RegionPlan) -> tuple[str, int]:
     return (c.address, c.port) if c else (primary_host(region), PORT)
 
 
+READ_ONLY_SUFFIX = "_ro"  # <shard database>_ro: the read-only pool on the replicas
+
+
+def read_only_connection(region: RegionPlan):
+    """PgBouncer -> the replicas' endpoint (the wiring's read-only pool), None without replicas or with a managed server."""
+    return next((c for c in region.through("pg_hba") if c.source.host_group == "pgbouncer" and c.dest.name == "postgres-read"),
+                None)
+
+
 def databases(region: RegionPlan) -> list[tuple[str, list[tuple[str, object]]]]:
     host, port = _server(region)
-    return [(s.database, [("host", host), ("port", port), ("dbname", s.database)]) for s in region.shards]
+    out = [(s.database, [("host", host), ("port", port), ("dbname", s.database)]) for s in region.shards]
+    ro = read_only_connection(region)
+    if ro:  # the read-only pool: the same shard database on whichever replica the load balancer picks
+        out += [(s.database + READ_ONLY_SUFFIX, [("host", ro.address), ("port", ro.port), ("dbname", s.database)])
+                for s in region.shards]
+    return out
 
 
 def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:

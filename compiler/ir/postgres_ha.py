@@ -1,0 +1,159 @@
+"""PostgreSQL high availability: the Patroni cluster of a region, its etcd members, the endpoints PgBouncer dials,
+and the standby clusters a region runs for the regions whose DR partner it is (RegionPlan.postgres_ha).
+
+- Patroni (Debian `patroni` 3.0) runs beside PostgreSQL on every PostgreSQL host of the region; one scope per
+  region, `<org>-<region>`. Its DCS is etcd (Debian `etcd-server`): three members on the first three PostgreSQL
+  hosts (one per zone as the hosts are placed), padded with the PgBouncer hosts when there are fewer; one member
+  when the region has fewer than three data hosts (no quorum to lose, no failover either: say so in the docs).
+- PgBouncer reaches the leader through the region's internal load balancer: `postgres.<internal domain>`, whose
+  health check is Patroni's `GET /primary` on PATRONI_REST_PORT (200 only on the leader); the read-only pool dials
+  `postgres-replicas.<internal domain>`, checked with `GET /replica` (200 on a running replica that streams); the
+  DR partner's standby cluster streams from `postgres-sync.<internal domain>`, checked with `GET /sync` (200 only on
+  the synchronous replica). The terraform target creates the load balancers and their DNS records from these facts.
+- Why the standby streams from the synchronous replica and not the leader: a leader sends its WAL to every
+  walsender at once, so when it dies an asynchronous standby may hold WAL the promoted replica never received, and
+  its timeline no longer continues the new leader's ("requested starting point ... is not in this server's
+  history", seen in the failover drill). The synchronous replica is the member Patroni promotes, and a cascaded
+  standby never holds more than it: it follows the new timeline. With no synchronous replica (a one-member region,
+  or while the only replica is down) the standby is fed by the WAL archive alone (restore_command), at most
+  archive_timeout behind.
+- A region whose DR partner it is runs each such region's standby cluster (Patroni `standby_cluster`): on up to
+  two of its own PostgreSQL hosts, on a port and REST port of its own, fed by streaming replication from the
+  partner's leader endpoint plus the partner's WAL archive (wal-g wal-fetch with the partner's bucket).
+- In the region, `synchronous_mode`: a commit returns only when one in-region replica has it, so a failover in
+  the region loses no committed transaction (the spec's RPO allows a minute; the region keeps zero). Across regions
+  replication is asynchronous: the standby trails by the streaming lag, and by at most archive_timeout when the
+  stream is down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from compiler.ir.names import (ETCD_CLIENT_PORT, ETCD_PEER_PORT, PATRONI_REST_PORT, POSTGRES_PORT,
+                               POSTGRES_STANDBY_PORT, PATRONI_STANDBY_REST_PORT)
+
+LEADER_ENDPOINT = "postgres"  # postgres.<internal domain>: the internal load balancer in front of the leader
+REPLICA_ENDPOINT = "postgres-replicas"  # postgres-replicas.<internal domain>: in front of the streaming replicas
+SYNC_ENDPOINT = "postgres-sync"  # postgres-sync.<internal domain>: in front of the synchronous replica (the DR standby's source)
+NAMESPACE = "/service/"  # Patroni's key prefix in etcd (its default)
+ETCD_MEMBERS = 3
+
+
+@dataclass(frozen=True)
+class StandbyCluster:
+    """A Patroni standby cluster this region runs for another region (the one whose DR partner it is)."""
+
+    of_region: str  # the region whose data it holds
+    scope: str  # its own Patroni scope: <org>-<of_region>-standby
+    hosts: tuple[str, ...]  # this region's host names that run a member
+    port: int  # PostgreSQL's port of this cluster on those hosts
+    rest_port: int  # Patroni's REST port of this cluster
+    data_dir: str
+    config_dir: str  # the source region's postgresql.conf and pg_hba.conf, copied from generated/datastores/<of_region>/
+    primary_host: str  # the source region's sync endpoint (streaming replication over the inter-region network)
+    primary_port: int
+
+
+@dataclass(frozen=True)
+class PostgresHA:
+    scope: str  # Patroni's cluster name: <org>-<region>
+    namespace: str
+    members: tuple[str, ...]  # host names of the PostgreSQL hosts (every one runs Patroni)
+    etcd_hosts: tuple[str, ...]  # host names of the etcd members
+    etcd_fqdns: tuple[str, ...]
+    etcd_group: str  # the inventory group whose firewall opens the etcd ports (a parent of every member's group)
+    etcd_client_port: int
+    etcd_peer_port: int
+    rest_port: int
+    leader_endpoint: str  # FQDN of the internal load balancer in front of the leader (health check GET /primary)
+    replica_endpoint: str  # FQDN of the one in front of the replicas (GET /replica)
+    sync_endpoint: str  # FQDN of the one in front of the synchronous replica (GET /sync): the DR standby's source
+    synchronous: bool
+    ttl: int  # Patroni's leader key TTL (s): a dead leader is noticed within it
+    loop_wait: int
+    retry_timeout: int
+    data_dir: str
+    config_dir: str
+    standbys: tuple[StandbyCluster, ...]  # clusters of other regions this region runs
+
+
+def leader_endpoint(internal_domain: str) -> str:
+    return f"{LEADER_ENDPOINT}.{internal_domain}"
+
+
+def replica_endpoint(internal_domain: str) -> str:
+    return f"{REPLICA_ENDPOINT}.{internal_domain}"
+
+
+def sync_endpoint(internal_domain: str) -> str:
+    return f"{SYNC_ENDPOINT}.{internal_domain}"
+
+
+def standby_source(internal_domain: str, replicas: int) -> str:
+    """Where the DR partner's standby cluster streams from: the synchronous replica, or the leader when there is none."""
+    return sync_endpoint(internal_domain) if replicas else leader_endpoint(internal_domain)
+
+
+def etcd_members(hosts) -> tuple:
+    """The etcd members: the first three PostgreSQL hosts, then PgBouncer hosts; one member below three hosts."""
+    pg = [h for h in hosts if h.group in ("postgres_primary", "postgres_replicas")]
+    pool = pg + [h for h in hosts if h.group == "pgbouncer"]
+    if not pg:
+        return ()
+    return tuple(pool[:ETCD_MEMBERS] if len(pool) >= ETCD_MEMBERS else pool[:1])
+
+
+def etcd_group(members) -> str:
+    return "postgres" if all(h.group.startswith("postgres") for h in members) else "data_tier"
+
+
+def standby_hosts(hosts) -> tuple:
+    """The hosts of a region that run another region's standby cluster: its second and third PostgreSQL hosts
+    (the bootstrap leader keeps its own load), or its only one."""
+    pg = [h for h in hosts if h.group in ("postgres_primary", "postgres_replicas")]
+    return tuple(pg[1:3] or pg[:1])
+
+
+def standby_sources(platform, settings_of, region_name: str) -> list[str]:
+    """The regions whose DR partner this one is and that keep a cross-region standby of a self-managed PostgreSQL."""
+    out = []
+    for name, r in platform.regions.items():
+        pg = settings_of(name).datastores.postgres
+        if r.dr_partner == region_name and name != region_name and pg.deployment == "self-managed" \
+                and pg.cross_region_standby:
+            out.append(name)
+    return out
+
+
+def plan(platform, region_name: str, s, hosts, internal_domain: str, settings_of) -> PostgresHA | None:
+    pg = s.datastores.postgres
+    if pg.deployment != "self-managed":
+        return None
+    members = tuple(h for h in hosts if h.group in ("postgres_primary", "postgres_replicas"))
+    if not members:
+        return None
+    org = platform.organization.name
+    etcd = etcd_members(hosts)
+    standbys = []
+    on = standby_hosts(hosts)
+    for i, src in enumerate(standby_sources(platform, settings_of, region_name)):
+        v = settings_of(src).datastores.postgres.version
+        standbys.append(StandbyCluster(
+            of_region=src, scope=f"{org}-{src}-standby", hosts=tuple(h.name for h in on),
+            port=POSTGRES_STANDBY_PORT + i, rest_port=PATRONI_STANDBY_REST_PORT + i,
+            data_dir=f"/var/lib/postgresql/{v}/dr-{src}", config_dir=f"/etc/postgresql/{v}/dr-{src}",
+            primary_host=standby_source(f"{src}.internal.{platform.organization.domain}",
+                                        settings_of(src).datastores.postgres.read_replicas),
+            primary_port=POSTGRES_PORT))
+    # ttl 30 / loop_wait 10 / retry_timeout 10: Patroni's defaults; a dead leader's key expires within 30 s and the
+    # next loop (<= 10 s) promotes the most advanced synchronous replica.
+    return PostgresHA(
+        scope=f"{org}-{region_name}", namespace=NAMESPACE, members=tuple(h.name for h in members),
+        etcd_hosts=tuple(h.name for h in etcd), etcd_fqdns=tuple(h.fqdn for h in etcd), etcd_group=etcd_group(etcd),
+        etcd_client_port=ETCD_CLIENT_PORT, etcd_peer_port=ETCD_PEER_PORT, rest_port=PATRONI_REST_PORT,
+        leader_endpoint=leader_endpoint(internal_domain), replica_endpoint=replica_endpoint(internal_domain),
+        sync_endpoint=sync_endpoint(internal_domain),
+        synchronous=len(members) > 1, ttl=30, loop_wait=10, retry_timeout=10,
+        data_dir=f"/var/lib/postgresql/{pg.version}/main", config_dir=f"/etc/postgresql/{pg.version}/main",
+        standbys=tuple(standbys))

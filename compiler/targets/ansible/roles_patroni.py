@@ -1,0 +1,313 @@
+"""PostgreSQL high availability on the hosts: the etcd, patroni and data_disk roles, and Patroni's configuration.
+
+Patroni's configuration is data built here from the IR (RegionPlan.postgres_ha, compiler/ir/postgres_ha.py) and
+written into the region's group_vars (`patroni_config`, `patroni_standby_clusters`); the patroni role writes it
+out with to_nice_yaml. The PostgreSQL settings are not restated: `postgresql.custom_conf` is the data tier's
+postgresql.conf (generated/datastores/<region>/, installed by the postgresql role) and `hba_file` its
+pg_hba.conf, so Patroni's own postgresql.conf is `include '<the data tier's file>'` plus the few parameters
+Patroni must own (the synchronous standby names, the recovery settings of a replica or a standby cluster).
+
+Only the host's own names are left to Ansible: `{{ inventory_hostname }}` (the member name) and
+`{{ ansible_host }}` (its FQDN, which the region's private DNS resolves).
+"""
+
+from __future__ import annotations
+
+from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.names import (PATRONI_CONFIG_DIR, POSTGRES_PORT, POSTGRES_REPLICATION_USER, POSTGRES_TLS_DIR)
+from compiler.targets.ansible.role import Role, apt, copy, expr, service, services_ready_var, task
+
+PATRONI_INSTANCE = "{{ postgresql_version }}-main"  # Debian's patroni@<instance>.service reads /etc/patroni/<instance>.yml
+CALLBACK = "/usr/local/lib/platformc/patroni-callback"
+SOCKET_DIR = "/var/run/postgresql"
+BIN_DIR = "/usr/lib/postgresql/{version}/bin"
+ETCD_TLS_DIR = "/etc/etcd/tls"
+DATA_DISK_SCRIPT = "/usr/local/lib/platformc/data-disk-id"
+# The failover drill's figures (tests/targets/test_patroni_failover.py, which asserts the goals on every run), as
+# the docs' runbook states them: seconds, and rows lost.
+DRILL = {"when": "measured 2026-12-02 on a shared 2-core machine, loopback, ttl 30 s, loop_wait 10 s",
+         "failover_seconds": "21-31 s", "rows_lost_in_region": "0 (of 548-2,218 committed)",
+         "rejoin_seconds": "27 s", "restart_write_archived_seconds": "60 s (more than 180 s before the callback)",
+         "promotion_seconds": "1.8-1.9 s", "seconds_lost_across_regions": "0.01 s (0 of 5,590 rows)"}
+
+
+def _rest(port: int) -> dict:
+    return {"listen": f"0.0.0.0:{port}", "connect_address": f"{{{{ ansible_host }}}}:{port}",
+            "certfile": f"{POSTGRES_TLS_DIR}/server.crt", "keyfile": f"{POSTGRES_TLS_DIR}/server.key",
+            "authentication": {"username": "patroni", "password": "{{ postgresql_admin_password }}"}}
+
+
+def _etcd(ha) -> dict:
+    return {"hosts": [f"{f}:{ha.etcd_client_port}" for f in ha.etcd_fqdns], "protocol": "https",
+            "cacert": f"{POSTGRES_TLS_DIR}/ca.crt", "cert": f"{POSTGRES_TLS_DIR}/server.crt",
+            "key": f"{POSTGRES_TLS_DIR}/server.key"}
+
+
+def _postgresql(version: int, instance: str, port: int, data_dir: str, config_dir: str, admin: str,
+                replication: str) -> dict:
+    return {
+        "listen": f"0.0.0.0:{port}",
+        "connect_address": f"{{{{ ansible_host }}}}:{port}",
+        "data_dir": data_dir,
+        "bin_dir": BIN_DIR.format(version=version),
+        "pgpass": f"{data_dir}.patroni-pgpass",  # Patroni's own; the data tier's passfile stays the data tier's
+        "custom_conf": f"{config_dir}/postgresql.conf",
+        "use_unix_socket": True,
+        "use_unix_socket_repl": False,
+        "parameters": {
+            # the data tier's files name /var/lib/postgresql/<v>/main; a standby cluster lives beside it
+            "data_directory": data_dir,
+            "hba_file": f"{config_dir}/pg_hba.conf",
+            "ident_file": f"{config_dir}/pg_ident.conf",
+            "unix_socket_directories": SOCKET_DIR,
+            # each cluster of a host its own (a standby cluster includes its source's file, which names `main`)
+            "external_pid_file": f"{SOCKET_DIR}/{instance}.pid",
+            "cluster_name": instance,
+        },
+        "authentication": {
+            "superuser": {"username": "postgres", "password": "{{ " + admin + " }}"},
+            "replication": {"username": POSTGRES_REPLICATION_USER, "password": "{{ " + replication + " }}",
+                            "sslmode": "verify-full", "sslrootcert": f"{POSTGRES_TLS_DIR}/ca.crt"},
+        },
+        # an old leader whose timeline diverged is copied again from the new one
+        "remove_data_directory_on_diverged_timelines": True,
+        "create_replica_methods": ["basebackup"],
+        "basebackup": [{"checkpoint": "fast"}],  # Patroni streams the WAL itself (--wal-method=stream)
+        "callbacks": {"on_start": CALLBACK, "on_restart": CALLBACK, "on_role_change": CALLBACK},
+    }
+
+
+def patroni_config(plan: PlatformPlan, region: RegionPlan) -> dict:
+    """/etc/patroni/<v>-main.yml of the region's own cluster (Jinja only for the host's names and the secrets)."""
+    ha = region.postgres_ha
+    pg = region.settings.datastores.postgres
+    rpo_bytes = 16 * 1024 * 1024  # one WAL segment: an asynchronous candidate further behind never leads
+    return {
+        "scope": ha.scope,
+        "namespace": ha.namespace,
+        "name": "{{ inventory_hostname }}",
+        "restapi": _rest(ha.rest_port),
+        "ctl": {"cacert": f"{POSTGRES_TLS_DIR}/ca.crt"},
+        "etcd3": _etcd(ha),
+        "bootstrap": {
+            "dcs": {
+                "ttl": ha.ttl, "loop_wait": ha.loop_wait, "retry_timeout": ha.retry_timeout,
+                "maximum_lag_on_failover": rpo_bytes,
+                # a commit waits for one in-region replica: a failover in the region loses nothing committed
+                "synchronous_mode": ha.synchronous,
+                "postgresql": {"use_pg_rewind": False, "use_slots": True, "parameters": {}},
+            },
+            "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
+        },
+        "postgresql": _postgresql(pg.version, f"{pg.version}-main", POSTGRES_PORT, ha.data_dir, ha.config_dir,
+                                  "postgresql_admin_password", "postgresql_replication_password"),
+        "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
+    }
+
+
+def standby_configs(plan: PlatformPlan, region: RegionPlan, secret) -> list[dict]:
+    """One standby cluster per region whose DR partner this one is: its scope, ports, hosts, the source's files
+    and passwords, and its Patroni configuration (standby_cluster: streaming from the source's leader endpoint;
+    the restore_command is the source's own, in its postgresql.conf: wal-g wal-fetch from its bucket)."""
+    ha = region.postgres_ha
+    out = []
+    for sb in ha.standbys:
+        src = plan.region(sb.of_region)
+        spg = src.settings.datastores.postgres
+        key = sb.of_region.replace("-", "_")
+        config = {
+            "scope": sb.scope,
+            "namespace": ha.namespace,
+            "name": "{{ inventory_hostname }}",
+            "restapi": _rest(sb.rest_port),
+            "ctl": {"cacert": f"{POSTGRES_TLS_DIR}/ca.crt"},
+            "etcd3": _etcd(ha),
+            "bootstrap": {"dcs": {
+                "ttl": ha.ttl, "loop_wait": ha.loop_wait, "retry_timeout": ha.retry_timeout,
+                "standby_cluster": {"host": sb.primary_host, "port": sb.primary_port,
+                                    "create_replica_methods": ["basebackup"]},
+                "postgresql": {"use_pg_rewind": False, "use_slots": False, "parameters": {}},
+            }},
+            "postgresql": _postgresql(spg.version, f"{spg.version}-dr-{sb.of_region}", sb.port, sb.data_dir, sb.config_dir,
+                                      f"patroni_standby_passwords.{key}.admin",
+                                      f"patroni_standby_passwords.{key}.replication"),
+            "tags": {"nofailover": False, "noloadbalance": True, "clonefrom": False, "nosync": True},
+        }
+        out.append({"region": sb.of_region, "instance": f"{spg.version}-dr-{sb.of_region}", "hosts": list(sb.hosts),
+                    "port": sb.port, "rest_port": sb.rest_port, "data_dir": sb.data_dir, "config_dir": sb.config_dir,
+                    "config": config})
+    return out
+
+
+def standby_passwords(plan: PlatformPlan, region: RegionPlan, secret) -> dict:
+    out = {}
+    for sb in region.postgres_ha.standbys:
+        src = plan.region(sb.of_region)
+        spg = src.settings.datastores.postgres
+        out[sb.of_region.replace("-", "_")] = {"admin": secret(plan, src, spg.admin_password),
+                                                "replication": secret(plan, src, spg.replication_password)}
+    return out
+
+
+# ---------------------------------------------------------------- etcd
+
+def etcd() -> Role:
+    r = "etcd"
+    env = {
+        "ETCD_NAME": "{{ inventory_hostname }}",
+        "ETCD_DATA_DIR": "/var/lib/etcd/{{ etcd_scope }}",
+        "ETCD_LISTEN_CLIENT_URLS": "https://0.0.0.0:{{ etcd_client_port }}",
+        "ETCD_ADVERTISE_CLIENT_URLS": "https://{{ ansible_host }}:{{ etcd_client_port }}",
+        "ETCD_LISTEN_PEER_URLS": "https://0.0.0.0:{{ etcd_peer_port }}",
+        "ETCD_INITIAL_ADVERTISE_PEER_URLS": "https://{{ ansible_host }}:{{ etcd_peer_port }}",
+        "ETCD_INITIAL_CLUSTER": "{{ etcd_initial_cluster }}",
+        "ETCD_INITIAL_CLUSTER_TOKEN": "{{ etcd_scope }}",
+        "ETCD_INITIAL_CLUSTER_STATE": "new",
+        "ETCD_CERT_FILE": ETCD_TLS_DIR + "/server.crt",
+        "ETCD_KEY_FILE": ETCD_TLS_DIR + "/server.key",
+        "ETCD_TRUSTED_CA_FILE": ETCD_TLS_DIR + "/ca.crt",
+        "ETCD_CLIENT_CERT_AUTH": "true",
+        "ETCD_PEER_CERT_FILE": ETCD_TLS_DIR + "/server.crt",
+        "ETCD_PEER_KEY_FILE": ETCD_TLS_DIR + "/server.key",
+        "ETCD_PEER_TRUSTED_CA_FILE": ETCD_TLS_DIR + "/ca.crt",
+        "ETCD_PEER_CLIENT_CERT_AUTH": "true",
+        "ETCD_ENABLE_V2": "false",
+    }
+    content = "".join(f"{k}={v}\n" for k, v in env.items())
+    return Role(
+        name=r,
+        description="etcd (Debian etcd-server), Patroni's DCS: three members per region over TLS with client certificates.",
+        defaults={"etcd_client_port": 2379, "etcd_peer_port": 2380, "etcd_scope": "platformc", "etcd_members": []},
+        vars={**services_ready_var(r, "etcd_install"),
+              "etcd_initial_cluster": expr(
+                  "etcd_members | map('extract', hostvars, 'ansible_host')",
+                  "| map('regex_replace', '^(.*)$', 'https://\\\\1:' ~ etcd_peer_port)",
+                  "| zip(etcd_members) | map('reverse') | map('join', '=') | join(',')")},
+        tasks={"main": [
+            apt("Install etcd", ["etcd-server", "etcd-client"], register="etcd_install"),
+            task("Issue this member's certificate from the region's CA", "ansible.builtin.include_role",
+                 {"name": "tls"}, vars={"tls_dir": ETCD_TLS_DIR, "tls_owner": "etcd", "tls_group": "etcd",
+                                        "tls_key_mode": "0600", "tls_install_ca": True}),
+            copy("Configure the member (Debian's unit reads /etc/default/etcd)", "/etc/default/etcd",
+                 content=content, notify="Restart etcd"),
+            service("Start etcd at boot", "etcd", r),
+        ]},
+        handlers=[service("Restart etcd", "etcd", r, state="restarted", enabled=None, listen="tls certificate changed")],
+    )
+
+
+# ---------------------------------------------------------------- patroni
+
+def patroni() -> Role:
+    r = "patroni"
+    instance = "patroni@" + PATRONI_INSTANCE
+    return Role(
+        name=r,
+        description="Patroni (Debian patroni 3.0) runs PostgreSQL: leader election in etcd, a synchronous replica, "
+                    "DR standby clusters.",
+        defaults={"patroni_config": {}, "patroni_standby_clusters": [], "patroni_standby_passwords": {},
+                  "patroni_callback": CALLBACK},
+        vars={**services_ready_var(r, "patroni_install"),
+              "patroni_my_standbys": expr("patroni_standby_clusters | selectattr('hosts', 'contains', inventory_hostname)",
+                                          "| list")},
+        tasks={"main": [
+            apt("Install Patroni with its etcd client", ["patroni", "python3-etcd3"], register="patroni_install"),
+            task("Create Patroni's directories", "ansible.builtin.file",
+                 {"path": "{{ patroni_dir }}", "state": "directory", "owner": "root", "group": "postgres",
+                  "mode": "0750"}, loop=[PATRONI_CONFIG_DIR, "/usr/local/lib/platformc"],
+                 loop_control={"loop_var": "patroni_dir"}),
+            copy("Install the callback that switches WAL after a start or a promotion (archive_timeout gap)",
+                 CALLBACK, mode="0755", src="patroni-callback.sh"),
+            copy("Let systemd restart Patroni when it dies", "/etc/systemd/system/patroni@.service.d/restart.conf",
+                 content="[Service]\nRestart=on-failure\nRestartSec=5s\n", notify="Reload systemd"),
+            copy("Write the region's Patroni configuration", PATRONI_CONFIG_DIR + "/" + PATRONI_INSTANCE + ".yml",
+                 mode="0640", group="postgres", content="{{ patroni_config | to_nice_yaml(indent=2) }}",
+                 no_log=True, diff=False, notify="Reload Patroni"),
+            task("Start Patroni at boot", "ansible.builtin.systemd_service",
+                 {"name": instance, "state": "started", "enabled": True, "daemon_reload": True},
+                 when="patroni_services_ready"),
+            task("Wait until this member's REST API answers", "ansible.builtin.uri",
+                 {"url": "https://{{ ansible_host }}:{{ patroni_config.restapi.connect_address.split(':')[-1] }}/health",
+                  "ca_path": POSTGRES_TLS_DIR + "/ca.crt", "status_code": [200, 503]},
+                 register="patroni_health", until="patroni_health.status in [200, 503]", retries=30, delay=5,
+                 when="patroni_services_ready"),
+            # the standby clusters this host runs for the regions whose DR partner this region is
+            task("Create the standby clusters' configuration directories", "ansible.builtin.file",
+                 {"path": "{{ patroni_standby.config_dir }}", "state": "directory", "owner": "postgres",
+                  "group": "postgres", "mode": "0750"},
+                 loop="{{ patroni_my_standbys }}", loop_control={"loop_var": "patroni_standby",
+                                                                  "label": "{{ patroni_standby.region }}"}),
+            copy("Install the source region's postgresql.conf and pg_hba.conf for its standby cluster",
+                 "{{ patroni_standby[0].config_dir }}/{{ patroni_standby[1] }}", mode="0640", owner="postgres",
+                 group="postgres", src="{{ playbook_dir | dirname }}/datastores/{{ patroni_standby[0].region }}/"
+                                       "{{ patroni_standby[1] }}",
+                 loop="{{ patroni_my_standbys | product(['postgresql.conf', 'pg_hba.conf']) | list }}",
+                 loop_control={"loop_var": "patroni_standby", "label": "{{ patroni_standby[0].region }}"}),
+            copy("Install an empty pg_ident.conf for each standby cluster", "{{ patroni_standby.config_dir }}/pg_ident.conf",
+                 mode="0640", owner="postgres", group="postgres", content="",
+                 loop="{{ patroni_my_standbys }}", loop_control={"loop_var": "patroni_standby",
+                                                                  "label": "{{ patroni_standby.region }}"}),
+            copy("Write each standby cluster's Patroni configuration",
+                 PATRONI_CONFIG_DIR + "/{{ patroni_standby.instance }}.yml", mode="0640", group="postgres",
+                 content="{{ patroni_standby.config | to_nice_yaml(indent=2) }}", no_log=True, diff=False,
+                 loop="{{ patroni_my_standbys }}", loop_control={"loop_var": "patroni_standby",
+                                                                  "label": "{{ patroni_standby.region }}"}),
+            task("Start each standby cluster at boot", "ansible.builtin.systemd_service",
+                 {"name": "patroni@{{ patroni_standby.instance }}", "state": "started", "enabled": True},
+                 loop="{{ patroni_my_standbys }}", loop_control={"loop_var": "patroni_standby",
+                                                                  "label": "{{ patroni_standby.region }}"},
+                 when="patroni_services_ready"),
+        ]},
+        handlers=[
+            task("Reload systemd", "ansible.builtin.systemd_service", {"daemon_reload": True}),
+            # Patroni applies a changed file on SIGHUP (the unit's ExecReload); PostgreSQL settings that need a
+            # restart are flagged `pending_restart` and applied with `patronictl restart` (the docs' runbook)
+            service("Reload Patroni", "patroni@" + PATRONI_INSTANCE, r, state="reloaded", enabled=None,
+                    listen="tls certificate changed"),
+        ],
+    )
+
+
+# ---------------------------------------------------------------- data_disk
+
+def data_disk() -> Role:
+    r = "data_disk"
+    found = "{{ data_disk_found.stdout }}"
+    return Role(
+        name=r,
+        description="Formats (xfs) and mounts the data volume, found by its stable device id, at the data directory "
+                    "before the datastore's package installs.",
+        defaults={"data_disk_cloud": "{{ platformc_cloud }}", "data_disk_mount": ""},
+        tasks={"main": [
+            task("Check that the mount point is set", "ansible.builtin.assert",
+                 {"that": ["data_disk_mount | length > 0"], "fail_msg": "set data_disk_mount (the datastore's data directory)"}),
+            apt("Install the xfs tools", ["xfsprogs"]),
+            copy("Install the script that names the data volume by its stable id", DATA_DISK_SCRIPT, mode="0755",
+                 src="data-disk-id.sh"),
+            # AWS: the EBS volume's /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol... that is not the root disk;
+            # GCP: /dev/disk/by-id/google-data (the attachment's device_name); Azure: LUN 0 of the data disks
+            task("Find the data volume by its stable id (waits up to 5 min for the attachment)", "ansible.builtin.command",
+                 {"argv": [DATA_DISK_SCRIPT, "{{ data_disk_cloud }}"]}, register="data_disk_found",
+                 changed_when=False, retries=30, delay=10, until="data_disk_found.rc == 0"),
+            task("Read the volume's filesystem, if any", "ansible.builtin.command",
+                 {"argv": ["blkid", "-o", "value", "-s", "TYPE", found]}, register="data_disk_fs",
+                 changed_when=False, failed_when="data_disk_fs.rc not in [0, 2]"),
+            # never over an existing filesystem (a re-run, a reattached volume): only a blank volume is formatted
+            task("Make an xfs filesystem on the blank data volume", "ansible.builtin.command",
+                 {"argv": ["mkfs.xfs", "-L", "data", found]}, when="data_disk_fs.stdout | length == 0",
+                 changed_when=True),
+            task("Create the data directory", "ansible.builtin.file",
+                 {"path": "{{ data_disk_mount }}", "state": "directory", "owner": "root", "group": "root",
+                  "mode": "0755"}),
+            task("Record the mount in fstab by the volume's stable id", "ansible.builtin.lineinfile",
+                 {"path": "/etc/fstab", "regexp": "^\\S+\\s+{{ data_disk_mount }}\\s",
+                  "line": found + " {{ data_disk_mount }} xfs defaults,noatime,nofail 0 2"}),
+            task("Check whether the data directory is mounted", "ansible.builtin.command",
+                 {"argv": ["findmnt", "--mountpoint", "{{ data_disk_mount }}"]}, register="data_disk_mounted",
+                 changed_when=False, failed_when=False),
+            task("Mount the data volume", "ansible.builtin.command", {"argv": ["mount", "{{ data_disk_mount }}"]},
+                 when="data_disk_mounted.rc != 0", changed_when=True),
+        ]},
+    )
+
+
