@@ -81,8 +81,6 @@ def firewall_rules(region: RegionPlan, group: str) -> list[dict]:
 
 def _host_vars(h: Host) -> dict:
     out = {"ansible_host": h.fqdn, "platformc_zone": literal(h.zone)}
-    if h.replica_of and h.group == "postgres_replicas":
-        out["postgresql_replica_of"] = h.replica_of
     if h.replica_of and h.group == "redis_cluster":
         out["redis_replica_of"] = h.replica_of
     return out

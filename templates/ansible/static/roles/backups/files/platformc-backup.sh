@@ -1,8 +1,12 @@
 #!/bin/bash
 # platformc-backup: take one scheduled backup, upload it to object storage, prune old copies.
 #
-#   --kind postgresql   a compressed base backup (pg_basebackup, tar format, WAL included);
-#                       a standby skips it, so after a failover the new primary takes over
+#   --kind postgresql   a base backup streamed by `wal-g backup-push` to the WAL archive (no local staging),
+#                       tagged with its schedule; the schedule's backups past retention are deleted with
+#                       `wal-g delete target`, then WAL no backup needs (`delete garbage`). WAL-G's storage
+#                       settings are the server's own archive_command's (the data tier's file). A standby (any
+#                       Patroni replica) skips it, so after a failover the new leader takes over. No --copy-to:
+#                       the partner's copy is the bucket's replication.
 #   --kind redis        this node's latest RDB snapshot; a node that is a replica skips it
 #
 # --url (and --copy-to, the DR partner's bucket) is s3://BUCKET, gs://BUCKET or
@@ -39,13 +43,39 @@ mkdir "$work/out"
 skip=''
 log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $kind/$schedule: $*"; }
 
+WALG=${PLATFORMC_WALG:-/usr/local/bin/wal-g}  # the tests point it at a stub
+
+pg() { runuser -u postgres -- psql -XtAc "$1"; }
+
 take_postgresql() {
-  if [ "$(runuser -u postgres -- psql -XtAc 'select pg_is_in_recovery()')" = t ]; then
-    skip='this server is a standby; the primary takes the backup'
+  if [ "$(pg 'select pg_is_in_recovery()')" = t ]; then
+    skip='this server is a standby; the leader takes the backup'
     return 0
   fi
-  chown postgres "$work/out"
-  runuser -u postgres -- pg_basebackup -D "$work/out" -Ft -z -X fetch --checkpoint=fast --no-password
+  local archive datadir names name
+  archive=$(pg 'show archive_command')
+  case "$archive" in
+    *" $WALG wal-push "*) ;;
+    *) echo "archive_command does not run $WALG wal-push: $archive" >&2; exit 2 ;;
+  esac
+  # the NAME=value words before wal-g, shell-quoted by the data tier: WAL-G's bucket, prefix and region
+  eval "set -- ${archive%% "$WALG" wal-push *}"
+  datadir=$(pg 'show data_directory')
+  runuser -u postgres -- env "$@" "$WALG" backup-push "$datadir" \
+    --add-user-data "{\"platformc_schedule\": \"$schedule\"}"
+  names=$(runuser -u postgres -- env "$@" "$WALG" backup-list --detail --json | python3 -c '
+import json, sys
+schedule, cutoff = sys.argv[1], sys.argv[2]
+for b in json.load(sys.stdin) or []:
+    data = b.get("user_data") or {}
+    if isinstance(data, dict) and data.get("platformc_schedule") == schedule and b.get("time", "") < cutoff:
+        print(b["backup_name"])' "$schedule" "$(date -u -d "-${retention} days" +%Y-%m-%dT%H:%M:%SZ)")
+  for name in $names; do
+    log "removing $name (older than $retention days)"
+    runuser -u postgres -- env "$@" "$WALG" delete target "$name" --confirm
+  done
+  runuser -u postgres -- env "$@" "$WALG" delete garbage --confirm
+  skip="streamed to the WAL archive by wal-g backup-push (the partner's copy: bucket replication)"
 }
 
 take_redis() {
