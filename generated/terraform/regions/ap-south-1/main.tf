@@ -55,11 +55,29 @@ module "network" {
     {
       name          = "bastion-1"
       target_tag    = "bastion"
+      ports         = ["22"]
+      source_ranges = ["10.10.0.0/19"]
+    },
+    {
+      name          = "bastion-2"
+      target_tag    = "bastion"
+      ports         = ["22"]
+      source_ranges = ["10.10.0.0/19", "10.10.32.0/19"]
+    },
+    {
+      name          = "bastion-3"
+      target_tag    = "bastion"
+      ports         = ["22"]
+      source_ranges = ["10.10.0.0/19", "10.10.32.0/19", "10.10.64.0/19"]
+    },
+    {
+      name          = "bastion-4"
+      target_tag    = "bastion"
       ports         = ["9100"]
       source_ranges = ["10.10.128.0/17"]
     },
     {
-      name          = "bastion-2"
+      name          = "bastion-5"
       target_tag    = "bastion"
       ports         = ["22"]
       source_ranges = ["10.255.0.0/24"]
@@ -109,7 +127,7 @@ module "network" {
     {
       name          = "postgres-primary-3"
       target_tag    = "postgres-primary"
-      ports         = ["5432"]
+      ports         = ["2379", "2380", "5432", "8008"]
       source_ranges = ["10.10.0.0/19", "10.10.32.0/19", "10.10.64.0/19"]
     },
     {
@@ -117,6 +135,18 @@ module "network" {
       target_tag    = "postgres-primary"
       ports         = ["9100", "9187"]
       source_ranges = ["10.10.128.0/17"]
+    },
+    {
+      name          = "postgres-primary-5"
+      target_tag    = "postgres-primary"
+      ports         = ["5432"]
+      source_ranges = ["10.8.32.0/19", "10.8.64.0/19"]
+    },
+    {
+      name          = "postgres-primary-6"
+      target_tag    = "postgres-primary"
+      ports         = ["8008"]
+      source_ranges = ["130.211.0.0/22", "35.191.0.0/16"]
     },
     {
       name          = "postgres-replicas-1"
@@ -133,8 +163,26 @@ module "network" {
     {
       name          = "postgres-replicas-3"
       target_tag    = "postgres-replicas"
+      ports         = ["2379", "2380", "5432", "8008"]
+      source_ranges = ["10.10.0.0/19", "10.10.32.0/19", "10.10.64.0/19"]
+    },
+    {
+      name          = "postgres-replicas-4"
+      target_tag    = "postgres-replicas"
       ports         = ["9100", "9187"]
       source_ranges = ["10.10.128.0/17"]
+    },
+    {
+      name          = "postgres-replicas-5"
+      target_tag    = "postgres-replicas"
+      ports         = ["5432"]
+      source_ranges = ["10.8.32.0/19", "10.8.64.0/19"]
+    },
+    {
+      name          = "postgres-replicas-6"
+      target_tag    = "postgres-replicas"
+      ports         = ["8008"]
+      source_ranges = ["130.211.0.0/22", "35.191.0.0/16"]
     },
     {
       name          = "redis-cluster-1"
@@ -155,6 +203,7 @@ module "network" {
       source_ranges = ["10.10.128.0/17"]
     },
   ]
+  proxy_cidr = "10.10.100.0/23"
 }
 
 module "kubernetes" {
@@ -250,6 +299,35 @@ module "object_storage" {
   log_retention_days = 365
 
   depends_on = [module.kms]
+}
+
+module "workload_identity" {
+  source = "../../modules/gcp/workload_identity"
+
+  name = local.name
+  tags = local.tags
+
+  project = "sixfb-platform-prod"
+  identities = {
+    ai = {
+      account_id      = "ap-south-1-ai"
+      namespace       = "ai"
+      service_account = "ai"
+      buckets         = ["sixfb-ap-south-1-data"]
+      secrets         = []
+    }
+    analytics = {
+      account_id      = "ap-south-1-analytics"
+      namespace       = "analytics"
+      service_account = "analytics"
+      buckets         = ["sixfb-ap-south-1-data"]
+      secrets         = []
+    }
+  }
+  secrets = {}
+
+  # the Workload Identity pool exists with the cluster; the buckets with object_storage
+  depends_on = [module.kubernetes, module.object_storage]
 }
 
 module "data_hosts" {
@@ -393,6 +471,22 @@ module "data_hosts" {
     }
   }
   internal_domain = "ap-south-1.internal.6fb.example.com"
+  postgres_endpoints = {
+    leader = {
+      fqdn        = "postgres.ap-south-1.internal.6fb.example.com"
+      port        = 5432
+      health_port = 8008
+      health_path = "/primary"
+      hosts       = ["sixfb-ap-south-1-pg-1", "sixfb-ap-south-1-pg-2", "sixfb-ap-south-1-pg-3", "sixfb-ap-south-1-pg-4"]
+    }
+    replicas = {
+      fqdn        = "postgres-replicas.ap-south-1.internal.6fb.example.com"
+      port        = 5432
+      health_port = 8008
+      health_path = "/replica"
+      hosts       = ["sixfb-ap-south-1-pg-1", "sixfb-ap-south-1-pg-2", "sixfb-ap-south-1-pg-3", "sixfb-ap-south-1-pg-4"]
+    }
+  }
 
   depends_on = [module.kms]
 }
@@ -411,9 +505,13 @@ module "waf" {
 module "load_balancer" {
   source = "../../modules/gcp/load_balancer"
 
-  name               = local.name
-  security_policy_id = module.waf.policy_id
-  tags               = local.tags
+  name                = local.name
+  security_policy_id  = module.waf.policy_id
+  network_id          = module.network.network_id
+  subnetwork_id       = module.network.cluster_subnetwork_id
+  proxy_subnetwork_id = module.network.proxy_subnetwork_id
+  internal_zone_name  = module.data_hosts.dns_zone_name
+  tags                = local.tags
 
   zones                 = ["asia-south1-a", "asia-south1-b", "asia-south1-c"]
   public_zone           = "6fb.example.com"
@@ -422,6 +520,11 @@ module "load_balancer" {
   neg_name              = "sixfb-ap-south-1-kong"
   health_check_path     = "/healthz"
   max_rate_per_endpoint = 10000
+  internal_gateway = {
+    name         = "gateway.ap-south-1.internal.6fb.example.com"
+    port         = 443
+    source_cidrs = ["10.11.128.0/17", "10.8.128.0/17", "10.9.128.0/17"]
+  }
 }
 
 module "backup" {
@@ -525,16 +628,58 @@ module "budget" {
   tags         = local.tags
 
   monthly_amounts = {
-    compute        = 900
-    database       = 480
-    load_balancing = 30
-    monitoring     = 90
-    networking     = 120
-    security       = 60
-    storage        = 180
+    compute        = 22058.71
+    database       = 3915.18
+    load_balancing = 25.25
+    monitoring     = 1982.46
+    networking     = 82.35
+    security       = 19.78
+    storage        = 3209.74
   }
   currency                 = "USD"
   alert_thresholds_percent = [80, 100]
   tag_key                  = "region"
   tag_value                = "ap-south-1"
+}
+
+# The inter-region network: ap-southeast-1 (each region creates its half of the peering)
+module "peering_ap_southeast_1" {
+  source = "../../modules/gcp/peering"
+
+  name       = local.name
+  network_id = module.network.network_id
+  tags       = local.tags
+
+  project              = "sixfb-platform-prod"
+  peer_name            = "sixfb-ap-southeast-1"
+  peer_cidr            = "10.8.0.0/16"
+  peer_internal_domain = "ap-southeast-1.internal.6fb.example.com"
+}
+
+# The inter-region network: ap-northeast-1 (each region creates its half of the peering)
+module "peering_ap_northeast_1" {
+  source = "../../modules/gcp/peering"
+
+  name       = local.name
+  network_id = module.network.network_id
+  tags       = local.tags
+
+  project              = "sixfb-platform-prod"
+  peer_name            = "sixfb-ap-northeast-1"
+  peer_cidr            = "10.9.0.0/16"
+  peer_internal_domain = "ap-northeast-1.internal.6fb.example.com"
+}
+
+# The inter-region network: ap-southeast-2 (each region creates its half of the peering)
+module "peering_ap_southeast_2" {
+  source = "../../modules/gcp/peering"
+
+  name       = local.name
+  network_id = module.network.network_id
+  tags       = local.tags
+
+  project              = "sixfb-platform-prod"
+  peer_name            = "sixfb-ap-southeast-2"
+  peer_cidr            = "10.11.0.0/16"
+  peer_internal_domain = "ap-southeast-2.internal.6fb.example.com"
 }

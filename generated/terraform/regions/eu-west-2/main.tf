@@ -199,6 +199,34 @@ module "kubernetes" {
   }
 }
 
+module "workload_identity" {
+  source = "../../modules/azure/workload_identity"
+
+  location            = local.location
+  resource_group_name = azurerm_resource_group.region.name
+  oidc_issuer_url     = module.kubernetes.oidc_issuer_url
+  data_account_id     = module.object_storage.data_account_id
+  tags                = local.tags
+
+  data_account = "sixfbeuwest2dt"
+  identities = {
+    ai = {
+      identity_name   = "sixfb-eu-west-2-ai"
+      namespace       = "ai"
+      service_account = "ai"
+      buckets         = ["sixfbeuwest2dt"]
+      secrets         = []
+    }
+    analytics = {
+      identity_name   = "sixfb-eu-west-2-analytics"
+      namespace       = "analytics"
+      service_account = "analytics"
+      buckets         = ["sixfbeuwest2dt"]
+      secrets         = []
+    }
+  }
+}
+
 module "data_hosts" {
   source = "../../modules/azure/data_hosts"
 
@@ -335,6 +363,24 @@ module "data_hosts" {
         cidr_blocks = ["10.255.0.0/24"]
       },
       {
+        description = "22 from postgres"
+        from_port   = 22
+        to_port     = 22
+        cidr_blocks = ["10.6.0.0/19"]
+      },
+      {
+        description = "22 from pgbouncer"
+        from_port   = 22
+        to_port     = 22
+        cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19"]
+      },
+      {
+        description = "22 from elasticsearch, postgres-replica"
+        from_port   = 22
+        to_port     = 22
+        cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
+      },
+      {
         description = "9100 from prometheus"
         from_port   = 9100
         to_port     = 9100
@@ -395,16 +441,46 @@ module "data_hosts" {
         cidr_blocks = ["10.6.0.0/19"]
       },
       {
+        description = "2379 from patroni"
+        from_port   = 2379
+        to_port     = 2379
+        cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
+      },
+      {
+        description = "2380 from etcd"
+        from_port   = 2380
+        to_port     = 2380
+        cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
+      },
+      {
         description = "5432 from pgbouncer"
         from_port   = 5432
         to_port     = 5432
         cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19"]
       },
       {
-        description = "5432 from postgres-replica"
+        description = "5432 from postgres-member, patroni-rejoin"
         from_port   = 5432
         to_port     = 5432
         cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
+      },
+      {
+        description = "5432 from postgres-standby"
+        from_port   = 5432
+        to_port     = 5432
+        cidr_blocks = ["10.7.32.0/19", "10.7.64.0/19"]
+      },
+      {
+        description = "8008 from patroni"
+        from_port   = 8008
+        to_port     = 8008
+        cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
+      },
+      {
+        description = "8008 from internal-lb-health"
+        from_port   = 8008
+        to_port     = 8008
+        cidr_blocks = ["168.63.129.16/32"]
       },
       {
         description = "9100 from prometheus"
@@ -427,10 +503,58 @@ module "data_hosts" {
         cidr_blocks = ["10.6.0.0/19"]
       },
       {
+        description = "2379 from patroni"
+        from_port   = 2379
+        to_port     = 2379
+        cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
+      },
+      {
+        description = "2380 from etcd"
+        from_port   = 2380
+        to_port     = 2380
+        cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
+      },
+      {
         description = "5432 from pgbouncer"
         from_port   = 5432
         to_port     = 5432
         cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19"]
+      },
+      {
+        description = "5432 from postgres-member, patroni-rejoin"
+        from_port   = 5432
+        to_port     = 5432
+        cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
+      },
+      {
+        description = "5432 from postgres-standby"
+        from_port   = 5432
+        to_port     = 5432
+        cidr_blocks = ["10.7.32.0/19", "10.7.64.0/19"]
+      },
+      {
+        description = "5433 from standby-me-south-1"
+        from_port   = 5433
+        to_port     = 5433
+        cidr_blocks = ["10.6.32.0/19", "10.6.64.0/19"]
+      },
+      {
+        description = "8008 from patroni"
+        from_port   = 8008
+        to_port     = 8008
+        cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
+      },
+      {
+        description = "8008 from internal-lb-health"
+        from_port   = 8008
+        to_port     = 8008
+        cidr_blocks = ["168.63.129.16/32"]
+      },
+      {
+        description = "8009 from standby-me-south-1"
+        from_port   = 8009
+        to_port     = 8009
+        cidr_blocks = ["10.6.32.0/19", "10.6.64.0/19"]
       },
       {
         description = "9100 from prometheus"
@@ -479,6 +603,22 @@ module "data_hosts" {
     ]
   }
   internal_domain = "eu-west-2.internal.6fb.example.com"
+  postgres_endpoints = {
+    leader = {
+      fqdn        = "postgres.eu-west-2.internal.6fb.example.com"
+      port        = 5432
+      health_port = 8008
+      health_path = "/primary"
+      hosts       = ["sixfb-eu-west-2-pg-1", "sixfb-eu-west-2-pg-2", "sixfb-eu-west-2-pg-3", "sixfb-eu-west-2-pg-4"]
+    }
+    replicas = {
+      fqdn        = "postgres-replicas.eu-west-2.internal.6fb.example.com"
+      port        = 5432
+      health_port = 8008
+      health_path = "/replica"
+      hosts       = ["sixfb-eu-west-2-pg-1", "sixfb-eu-west-2-pg-2", "sixfb-eu-west-2-pg-3", "sixfb-eu-west-2-pg-4"]
+    }
+  }
 }
 
 module "backup" {
@@ -520,13 +660,28 @@ module "budget" {
   alert_emails      = var.budget_alert_emails
 
   monthly_amounts = {
-    compute        = 900
-    database       = 480
-    load_balancing = 30
-    monitoring     = 90
-    networking     = 120
-    security       = 60
-    storage        = 180
+    compute        = 22189.74
+    database       = 3661.25
+    load_balancing = 464.53
+    monitoring     = 1982.46
+    networking     = 82.11
+    security       = 23.62
+    storage        = 2781.25
   }
   alert_thresholds_percent = [80, 100]
+}
+
+# The inter-region network: me-south-1 (each region creates its half of the peering)
+module "peering_me_south_1" {
+  source = "../../modules/azure/peering"
+
+  name                  = local.name
+  resource_group_name   = azurerm_resource_group.region.name
+  vnet_name             = module.network.vnet_name
+  private_dns_zone_name = module.data_hosts.dns_zone_name
+  tags                  = local.tags
+
+  subscription_id = "5f0c2a4e-7d1b-4c8e-9a3f-2b6d8e1f4a7c"
+  peer_name       = "sixfb-me-south-1"
+  peer_cidr       = "10.7.0.0/16"
 }

@@ -33,3 +33,13 @@ output "public_hostname" {
   description = "The region's public name (<region>.<domain>), what the global DNS health-checks."
   value       = module.load_balancer.hostname
 }
+
+output "workload_identity_client_ids" {
+  description = "ServiceAccount owner => client id of its user-assigned identity: the deploy step fills the ServiceAccounts' azure.workload.identity/client-id from it."
+  value       = module.workload_identity.client_ids
+}
+
+output "workload_identity_tenant_id" {
+  description = "Tenant of those identities (the External Secrets Operator's ServiceAccount names it)."
+  value       = module.workload_identity.tenant_id
+}

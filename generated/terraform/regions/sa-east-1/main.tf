@@ -51,6 +51,76 @@ module "network" {
   nat_per_zone            = true
   flow_logs               = true
   flow_log_retention_days = 365
+  peer_ingress = [
+    {
+      cidr_block = "10.0.0.0/19"
+      port       = 443
+    },
+    {
+      cidr_block = "10.0.32.0/19"
+      port       = 443
+    },
+    {
+      cidr_block = "10.0.32.0/19"
+      port       = 5432
+    },
+    {
+      cidr_block = "10.0.64.0/19"
+      port       = 443
+    },
+    {
+      cidr_block = "10.0.64.0/19"
+      port       = 5432
+    },
+    {
+      cidr_block = "10.1.0.0/19"
+      port       = 443
+    },
+    {
+      cidr_block = "10.1.32.0/19"
+      port       = 443
+    },
+    {
+      cidr_block = "10.1.64.0/19"
+      port       = 443
+    },
+    {
+      cidr_block = "10.2.0.0/19"
+      port       = 443
+    },
+    {
+      cidr_block = "10.2.32.0/19"
+      port       = 443
+    },
+    {
+      cidr_block = "10.2.64.0/19"
+      port       = 443
+    },
+    {
+      cidr_block = "10.4.0.0/19"
+      port       = 443
+    },
+    {
+      cidr_block = "10.4.32.0/19"
+      port       = 443
+    },
+    {
+      cidr_block = "10.4.64.0/19"
+      port       = 443
+    },
+    {
+      cidr_block = "10.5.0.0/19"
+      port       = 443
+    },
+    {
+      cidr_block = "10.5.32.0/19"
+      port       = 443
+    },
+    {
+      cidr_block = "10.5.64.0/19"
+      port       = 443
+    },
+  ]
 }
 
 module "kubernetes" {
@@ -114,6 +184,13 @@ module "kubernetes" {
   }
 }
 
+# The DR partner's key (replicas are encrypted with it): its ARN, read through its alias in its region.
+data "aws_kms_alias" "dr_partner" {
+  provider = aws.r_us_east_1
+
+  name = "alias/sixfb-us-east-1"
+}
+
 module "object_storage" {
   source = "../../modules/aws/object_storage"
 
@@ -133,9 +210,51 @@ module "object_storage" {
   replication = {
     data_bucket_arn   = "arn:aws:s3:::sixfb-us-east-1-data"
     backup_bucket_arn = "arn:aws:s3:::sixfb-us-east-1-backups"
-    kms_key_arn       = "arn:aws:kms:us-east-1:210987654321:alias/sixfb-us-east-1"
+    kms_key_arn       = data.aws_kms_alias.dr_partner.target_key_arn
   }
   log_retention_days = 365
+}
+
+module "workload_identity" {
+  source = "../../modules/aws/workload_identity"
+
+  name              = local.name
+  cluster_name      = module.kubernetes.cluster_name
+  oidc_provider_arn = module.kubernetes.oidc_provider_arn
+  oidc_issuer       = module.kubernetes.oidc_issuer
+  kms_key_arn       = module.kms.key_arn
+  tags              = local.tags
+
+  identities = {
+    ai = {
+      role_name       = "sixfb-sa-east-1-ai"
+      namespace       = "ai"
+      service_account = "ai"
+      buckets         = ["sixfb-sa-east-1-data"]
+      kms_via         = ["s3"]
+      secrets         = []
+      node_groups     = false
+    }
+    analytics = {
+      role_name       = "sixfb-sa-east-1-analytics"
+      namespace       = "analytics"
+      service_account = "analytics"
+      buckets         = ["sixfb-sa-east-1-data"]
+      kms_via         = ["s3"]
+      secrets         = []
+      node_groups     = false
+    }
+    cluster-autoscaler = {
+      role_name       = "sixfb-sa-east-1-cluster-autoscaler"
+      namespace       = "kube-system"
+      service_account = "cluster-autoscaler"
+      buckets         = []
+      kms_via         = []
+      secrets         = []
+      node_groups     = true
+    }
+  }
+  secrets = []
 }
 
 module "data_hosts" {
@@ -272,6 +391,24 @@ module "data_hosts" {
         cidr_blocks = ["10.255.0.0/24"]
       },
       {
+        description = "22 from postgres"
+        from_port   = 22
+        to_port     = 22
+        cidr_blocks = ["10.3.0.0/19"]
+      },
+      {
+        description = "22 from pgbouncer"
+        from_port   = 22
+        to_port     = 22
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19"]
+      },
+      {
+        description = "22 from elasticsearch, postgres-replica"
+        from_port   = 22
+        to_port     = 22
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
+      },
+      {
         description = "9100 from prometheus"
         from_port   = 9100
         to_port     = 9100
@@ -332,15 +469,39 @@ module "data_hosts" {
         cidr_blocks = ["10.3.0.0/19"]
       },
       {
+        description = "2379 from patroni"
+        from_port   = 2379
+        to_port     = 2379
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
+      },
+      {
+        description = "2380 from etcd"
+        from_port   = 2380
+        to_port     = 2380
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
+      },
+      {
+        description = "5432 from postgres-standby"
+        from_port   = 5432
+        to_port     = 5432
+        cidr_blocks = ["10.0.32.0/19", "10.0.64.0/19"]
+      },
+      {
         description = "5432 from pgbouncer"
         from_port   = 5432
         to_port     = 5432
         cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19"]
       },
       {
-        description = "5432 from postgres-replica"
+        description = "5432 from postgres-member, patroni-rejoin"
         from_port   = 5432
         to_port     = 5432
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
+      },
+      {
+        description = "8008 from patroni, internal-lb-health"
+        from_port   = 8008
+        to_port     = 8008
         cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
       },
       {
@@ -364,10 +525,40 @@ module "data_hosts" {
         cidr_blocks = ["10.3.0.0/19"]
       },
       {
+        description = "2379 from patroni"
+        from_port   = 2379
+        to_port     = 2379
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
+      },
+      {
+        description = "2380 from etcd"
+        from_port   = 2380
+        to_port     = 2380
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
+      },
+      {
+        description = "5432 from postgres-standby"
+        from_port   = 5432
+        to_port     = 5432
+        cidr_blocks = ["10.0.32.0/19", "10.0.64.0/19"]
+      },
+      {
         description = "5432 from pgbouncer"
         from_port   = 5432
         to_port     = 5432
         cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19"]
+      },
+      {
+        description = "5432 from postgres-member, patroni-rejoin"
+        from_port   = 5432
+        to_port     = 5432
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
+      },
+      {
+        description = "8008 from patroni, internal-lb-health"
+        from_port   = 8008
+        to_port     = 8008
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
       },
       {
         description = "9100 from prometheus"
@@ -415,6 +606,23 @@ module "data_hosts" {
       },
     ]
   }
+  egress_rules = {}
+  postgres_endpoints = {
+    leader = {
+      fqdn        = "postgres.sa-east-1.internal.6fb.example.com"
+      port        = 5432
+      health_port = 8008
+      health_path = "/primary"
+      hosts       = ["sixfb-sa-east-1-pg-1", "sixfb-sa-east-1-pg-2", "sixfb-sa-east-1-pg-3", "sixfb-sa-east-1-pg-4"]
+    }
+    replicas = {
+      fqdn        = "postgres-replicas.sa-east-1.internal.6fb.example.com"
+      port        = 5432
+      health_port = 8008
+      health_path = "/replica"
+      hosts       = ["sixfb-sa-east-1-pg-1", "sixfb-sa-east-1-pg-2", "sixfb-sa-east-1-pg-3", "sixfb-sa-east-1-pg-4"]
+    }
+  }
   internal_domain = "sa-east-1.internal.6fb.example.com"
 }
 
@@ -425,11 +633,12 @@ module "waf" {
   kms_key_arn = module.kms.key_arn
   tags        = local.tags
 
-  scope               = "REGIONAL"
-  rate_limit_per_5min = 300000
-  blocked_countries   = ["KP", "IR", "SY", "CU"]
-  managed_rules       = true
-  log_retention_days  = 365
+  scope                 = "REGIONAL"
+  client_address_header = "X-Viewer-Address"
+  rate_limit_per_5min   = 300000
+  blocked_countries     = ["KP", "IR", "SY", "CU"]
+  managed_rules         = true
+  log_retention_days    = 365
 }
 
 module "load_balancer" {
@@ -441,6 +650,8 @@ module "load_balancer" {
   log_bucket               = module.object_storage.log_bucket
   web_acl_arn              = module.waf.web_acl_arn
   target_security_group_id = module.kubernetes.cluster_security_group_id
+  private_subnet_ids       = values(module.network.private_subnet_ids)
+  internal_zone_id         = module.data_hosts.internal_zone_id
   tags                     = local.tags
 
   vpc_cidr          = "10.3.0.0/16"
@@ -451,6 +662,11 @@ module "load_balancer" {
   target_port       = 8443
   target_group_name = "sixfb-sa-east-1-kong"
   health_check_path = "/healthz"
+  internal_gateway = {
+    name         = "gateway.sa-east-1.internal.6fb.example.com"
+    port         = 443
+    source_cidrs = ["10.0.0.0/19", "10.0.32.0/19", "10.0.64.0/19", "10.1.0.0/19", "10.1.32.0/19", "10.1.64.0/19", "10.2.0.0/19", "10.2.32.0/19", "10.2.64.0/19", "10.4.0.0/19", "10.4.32.0/19", "10.4.64.0/19", "10.5.0.0/19", "10.5.32.0/19", "10.5.64.0/19"]
+  }
 }
 
 module "backup" {
@@ -498,16 +714,121 @@ module "budget" {
   tags         = local.tags
 
   monthly_amounts = {
-    compute        = 900
-    database       = 480
-    load_balancing = 30
-    monitoring     = 90
-    networking     = 120
-    security       = 60
-    storage        = 180
+    compute        = 31181.82
+    database       = 4850.96
+    load_balancing = 29.35
+    monitoring     = 1982.46
+    networking     = 326.37
+    security       = 26.72
+    storage        = 2233.07
   }
   currency                 = "USD"
   alert_thresholds_percent = [80, 100]
   tag_key                  = "region"
   tag_value                = "sa-east-1"
+}
+
+# The inter-region network: us-east-1 (accepter; apply us-east-1 first)
+module "peering_us_east_1" {
+  source = "../../modules/aws/peering"
+
+  providers = {
+    aws      = aws
+    aws.peer = aws.r_us_east_1
+  }
+
+  name             = local.name
+  vpc_id           = module.network.vpc_id
+  route_table_ids  = module.network.private_route_table_ids
+  internal_zone_id = module.data_hosts.internal_zone_id
+  tags             = local.tags
+
+  peer_name   = "sixfb-us-east-1"
+  peer_region = "us-east-1"
+  peer_cidr   = "10.0.0.0/16"
+  requester   = false
+}
+
+# The inter-region network: us-west-2 (accepter; apply us-west-2 first)
+module "peering_us_west_2" {
+  source = "../../modules/aws/peering"
+
+  providers = {
+    aws      = aws
+    aws.peer = aws.r_us_west_2
+  }
+
+  name             = local.name
+  vpc_id           = module.network.vpc_id
+  route_table_ids  = module.network.private_route_table_ids
+  internal_zone_id = module.data_hosts.internal_zone_id
+  tags             = local.tags
+
+  peer_name   = "sixfb-us-west-2"
+  peer_region = "us-west-2"
+  peer_cidr   = "10.1.0.0/16"
+  requester   = false
+}
+
+# The inter-region network: ca-central-1 (accepter; apply ca-central-1 first)
+module "peering_ca_central_1" {
+  source = "../../modules/aws/peering"
+
+  providers = {
+    aws      = aws
+    aws.peer = aws.r_ca_central_1
+  }
+
+  name             = local.name
+  vpc_id           = module.network.vpc_id
+  route_table_ids  = module.network.private_route_table_ids
+  internal_zone_id = module.data_hosts.internal_zone_id
+  tags             = local.tags
+
+  peer_name   = "sixfb-ca-central-1"
+  peer_region = "ca-central-1"
+  peer_cidr   = "10.2.0.0/16"
+  requester   = false
+}
+
+# The inter-region network: eu-west-1 (requester)
+module "peering_eu_west_1" {
+  source = "../../modules/aws/peering"
+
+  providers = {
+    aws      = aws
+    aws.peer = aws.r_eu_west_1
+  }
+
+  name             = local.name
+  vpc_id           = module.network.vpc_id
+  route_table_ids  = module.network.private_route_table_ids
+  internal_zone_id = module.data_hosts.internal_zone_id
+  tags             = local.tags
+
+  peer_name   = "sixfb-eu-west-1"
+  peer_region = "eu-west-1"
+  peer_cidr   = "10.4.0.0/16"
+  requester   = true
+}
+
+# The inter-region network: eu-central-1 (requester)
+module "peering_eu_central_1" {
+  source = "../../modules/aws/peering"
+
+  providers = {
+    aws      = aws
+    aws.peer = aws.r_eu_central_1
+  }
+
+  name             = local.name
+  vpc_id           = module.network.vpc_id
+  route_table_ids  = module.network.private_route_table_ids
+  internal_zone_id = module.data_hosts.internal_zone_id
+  tags             = local.tags
+
+  peer_name   = "sixfb-eu-central-1"
+  peer_region = "eu-central-1"
+  peer_cidr   = "10.5.0.0/16"
+  requester   = true
 }

@@ -17,3 +17,103 @@ provider "aws" {
     }
   }
 }
+
+# us-east-1: a linked region of the inter-region network (its VPC, the peering's accepter side, its key)
+provider "aws" {
+  alias               = "r_us_east_1"
+  region              = "us-east-1"
+  allowed_account_ids = ["210987654321"]
+
+  default_tags {
+    tags = {
+      org         = "sixfb"
+      owner       = "infrastructure-team"
+      cost-center = "platform-engineering"
+      region      = "sa-east-1"
+      geo         = "americas"
+      cloud       = "aws"
+      compliance  = "soc2-type2_gdpr_ccpa_pci-dss_hipaa"
+      managed-by  = "platformc"
+    }
+  }
+}
+
+# us-west-2: a linked region of the inter-region network (its VPC, the peering's accepter side, its key)
+provider "aws" {
+  alias               = "r_us_west_2"
+  region              = "us-west-2"
+  allowed_account_ids = ["210987654321"]
+
+  default_tags {
+    tags = {
+      org         = "sixfb"
+      owner       = "infrastructure-team"
+      cost-center = "platform-engineering"
+      region      = "sa-east-1"
+      geo         = "americas"
+      cloud       = "aws"
+      compliance  = "soc2-type2_gdpr_ccpa_pci-dss_hipaa"
+      managed-by  = "platformc"
+    }
+  }
+}
+
+# ca-central-1: a linked region of the inter-region network (its VPC, the peering's accepter side, its key)
+provider "aws" {
+  alias               = "r_ca_central_1"
+  region              = "ca-central-1"
+  allowed_account_ids = ["210987654321"]
+
+  default_tags {
+    tags = {
+      org         = "sixfb"
+      owner       = "infrastructure-team"
+      cost-center = "platform-engineering"
+      region      = "sa-east-1"
+      geo         = "americas"
+      cloud       = "aws"
+      compliance  = "soc2-type2_gdpr_ccpa_pci-dss_hipaa"
+      managed-by  = "platformc"
+    }
+  }
+}
+
+# eu-west-1: a linked region of the inter-region network (its VPC, the peering's accepter side, its key)
+provider "aws" {
+  alias               = "r_eu_west_1"
+  region              = "eu-west-1"
+  allowed_account_ids = ["210987654321"]
+
+  default_tags {
+    tags = {
+      org         = "sixfb"
+      owner       = "infrastructure-team"
+      cost-center = "platform-engineering"
+      region      = "sa-east-1"
+      geo         = "americas"
+      cloud       = "aws"
+      compliance  = "soc2-type2_gdpr_ccpa_pci-dss_hipaa"
+      managed-by  = "platformc"
+    }
+  }
+}
+
+# eu-central-1: a linked region of the inter-region network (its VPC, the peering's accepter side, its key)
+provider "aws" {
+  alias               = "r_eu_central_1"
+  region              = "eu-central-1"
+  allowed_account_ids = ["210987654321"]
+
+  default_tags {
+    tags = {
+      org         = "sixfb"
+      owner       = "infrastructure-team"
+      cost-center = "platform-engineering"
+      region      = "sa-east-1"
+      geo         = "americas"
+      cloud       = "aws"
+      compliance  = "soc2-type2_gdpr_ccpa_pci-dss_hipaa"
+      managed-by  = "platformc"
+    }
+  }
+}

@@ -38,3 +38,8 @@ output "kong_target_group_arn" {
   description = "Target group of Kong's pods: the TargetGroupBinding (generated/kubernetes/<region>/kong-target-group-binding.yaml.tmpl) needs it."
   value       = module.load_balancer.target_group_arn
 }
+
+output "workload_identity_role_arns" {
+  description = "ServiceAccount owner => IAM role ARN (IRSA; the kubernetes and helm targets annotate the ServiceAccounts with them)."
+  value       = module.workload_identity.role_arns
+}

@@ -9,6 +9,11 @@ output "private_subnet_ids" {
   value       = { for zone, subnet in aws_subnet.private : zone => subnet.id }
 }
 
+output "private_route_table_ids" {
+  description = "Zone => private route table id (the inter-region peerings add their routes here)."
+  value       = { for zone, rt in aws_route_table.private : zone => rt.id }
+}
+
 output "public_subnet_ids" {
   description = "Zone => public subnet id."
   value       = { for zone, subnet in aws_subnet.public : zone => subnet.id }

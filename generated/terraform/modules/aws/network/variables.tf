@@ -46,3 +46,11 @@ variable "tags" {
   description = "Tags applied to every resource."
   type        = map(string)
 }
+
+variable "peer_ingress" {
+  description = "TCP ports the private subnets accept from the linked regions' ranges (the flows that cross the inter-region network)."
+  type = list(object({
+    cidr_block = string
+    port       = number
+  }))
+}

@@ -40,6 +40,12 @@ variable "replication" {
     backup_bucket_arn = string
     kms_key_arn       = string
   })
+
+  validation {
+    # IAM statements and the replica encryption name the key itself: an alias ARN is no IAM Resource.
+    condition     = var.replication == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/", var.replication.kms_key_arn))
+    error_message = "replication.kms_key_arn must be the DR partner's key ARN (arn:aws:kms:<region>:<account>:key/<id>), not an alias."
+  }
 }
 
 variable "log_retention_days" {

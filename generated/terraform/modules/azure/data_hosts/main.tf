@@ -205,3 +205,81 @@ resource "azurerm_private_dns_a_record" "pgbouncer" {
   records             = [for name in local.pgbouncers : azurerm_network_interface.host[name].private_ip_address]
   tags                = var.tags
 }
+
+# The PostgreSQL endpoints (compiler/ir/postgres_ha.py): an internal Standard Load Balancer per endpoint over the
+# Patroni members, whose HTTPS probe is Patroni's REST API: GET /primary answers 200 on the leader only, GET /replica
+# on a streaming replica only. A Standard internal load balancer answers across global VNet peering (the DR
+# partner's standby dials the leader), and keeps client addresses for the NSG rules and pg_hba.
+locals {
+  postgres_targets = { for t in flatten([for k, e in var.postgres_endpoints : [for h in e.hosts : { key = "${k}/${h}", endpoint = k, host = h }]]) : t.key => t }
+  postgres_subnet  = var.subnet_ids[sort(keys(var.subnet_ids))[0]]
+}
+
+resource "azurerm_lb" "postgres" {
+  for_each = var.postgres_endpoints
+
+  name                = "${var.name}-pg-${each.key}"
+  location            = var.location
+  resource_group_name = var.resource_group_name
+  sku                 = "Standard"
+  tags                = var.tags
+
+  frontend_ip_configuration {
+    name                          = "postgres"
+    subnet_id                     = local.postgres_subnet
+    private_ip_address_allocation = "Dynamic"
+  }
+}
+
+resource "azurerm_lb_backend_address_pool" "postgres" {
+  for_each = var.postgres_endpoints
+
+  name            = "members"
+  loadbalancer_id = azurerm_lb.postgres[each.key].id
+}
+
+resource "azurerm_network_interface_backend_address_pool_association" "postgres" {
+  for_each = local.postgres_targets
+
+  network_interface_id    = azurerm_network_interface.host[each.value.host].id
+  ip_configuration_name   = "primary"
+  backend_address_pool_id = azurerm_lb_backend_address_pool.postgres[each.value.endpoint].id
+}
+
+resource "azurerm_lb_probe" "postgres" {
+  for_each = var.postgres_endpoints
+
+  name                = "patroni"
+  loadbalancer_id     = azurerm_lb.postgres[each.key].id
+  protocol            = "Https"
+  port                = each.value.health_port
+  request_path        = each.value.health_path
+  interval_in_seconds = 5
+  probe_threshold     = 2
+}
+
+resource "azurerm_lb_rule" "postgres" {
+  for_each = var.postgres_endpoints
+
+  name                           = "postgres"
+  loadbalancer_id                = azurerm_lb.postgres[each.key].id
+  protocol                       = "Tcp"
+  frontend_port                  = each.value.port
+  backend_port                   = each.value.port
+  frontend_ip_configuration_name = "postgres"
+  backend_address_pool_ids       = [azurerm_lb_backend_address_pool.postgres[each.key].id]
+  probe_id                       = azurerm_lb_probe.postgres[each.key].id
+  disable_outbound_snat          = true
+  idle_timeout_in_minutes        = 30
+}
+
+resource "azurerm_private_dns_a_record" "postgres" {
+  for_each = var.postgres_endpoints
+
+  name                = trimsuffix(each.value.fqdn, ".${var.internal_domain}")
+  zone_name           = azurerm_private_dns_zone.internal.name
+  resource_group_name = var.resource_group_name
+  ttl                 = 30
+  records             = [azurerm_lb.postgres[each.key].frontend_ip_configuration[0].private_ip_address]
+  tags                = var.tags
+}

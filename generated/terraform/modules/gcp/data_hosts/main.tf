@@ -131,3 +131,85 @@ resource "google_dns_record_set" "pgbouncer" {
   ttl          = 30
   rrdatas      = [for name in local.pgbouncers : google_compute_instance.host[name].network_interface[0].network_ip]
 }
+
+# The PostgreSQL endpoints (compiler/ir/postgres_ha.py): an internal passthrough Network Load Balancer per endpoint
+# over the Patroni members (one unmanaged instance group per zone, shared by both endpoints), whose HTTPS health check
+# is Patroni's REST API: GET /primary answers 200 on the leader only, GET /replica on a streaming replica only.
+# Global access lets the DR partner's standby reach the leader from its region across the peering; client addresses
+# are kept, so the hosts' firewall rules and pg_hba see the clients themselves.
+locals {
+  postgres_members = toset(flatten([for e in var.postgres_endpoints : e.hosts]))
+  postgres_zones   = toset([for h in local.postgres_members : var.hosts[h].zone])
+  postgres_subnet  = var.subnetwork_ids[sort(keys(var.subnetwork_ids))[0]]
+}
+
+resource "google_compute_instance_group" "postgres" {
+  for_each = local.postgres_zones
+
+  name      = "${var.name}-pg-${each.key}"
+  zone      = each.key
+  network   = var.network_id
+  instances = [for h in local.postgres_members : google_compute_instance.host[h].self_link if var.hosts[h].zone == each.key]
+}
+
+resource "google_compute_region_health_check" "postgres" {
+  for_each = var.postgres_endpoints
+
+  name                = "${var.name}-pg-${each.key}"
+  check_interval_sec  = 5
+  timeout_sec         = 4
+  healthy_threshold   = 2
+  unhealthy_threshold = 2
+
+  https_health_check {
+    port         = each.value.health_port
+    request_path = each.value.health_path
+  }
+
+  log_config {
+    enable = true
+  }
+}
+
+resource "google_compute_region_backend_service" "postgres" {
+  for_each = var.postgres_endpoints
+
+  name                            = "${var.name}-pg-${each.key}"
+  load_balancing_scheme           = "INTERNAL"
+  protocol                        = "TCP"
+  health_checks                   = [google_compute_region_health_check.postgres[each.key].id]
+  connection_draining_timeout_sec = 10
+
+  dynamic "backend" {
+    for_each = google_compute_instance_group.postgres
+
+    content {
+      group          = backend.value.id
+      balancing_mode = "CONNECTION"
+    }
+  }
+}
+
+resource "google_compute_forwarding_rule" "postgres" {
+  for_each = var.postgres_endpoints
+
+  name                  = "${var.name}-pg-${each.key}"
+  load_balancing_scheme = "INTERNAL"
+  ip_protocol           = "TCP"
+  ports                 = [tostring(each.value.port)]
+  backend_service       = google_compute_region_backend_service.postgres[each.key].id
+  network               = var.network_id
+  subnetwork            = local.postgres_subnet
+  allow_global_access   = true
+  labels                = var.tags
+}
+
+resource "google_dns_record_set" "postgres" {
+  for_each = var.postgres_endpoints
+
+  managed_zone = google_dns_managed_zone.internal.name
+  name         = "${each.value.fqdn}."
+  type         = "A"
+  ttl          = 30
+  rrdatas      = [google_compute_forwarding_rule.postgres[each.key].ip_address]
+}

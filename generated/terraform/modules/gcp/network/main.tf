@@ -141,3 +141,40 @@ resource "google_compute_firewall" "hosts" {
     metadata = "INCLUDE_ALL_METADATA"
   }
 }
+
+# The internal gateway's proxy-only subnet (home-region routing, compiler/ir/network.py): the internal proxy
+# load balancer's proxies live here and open connections to Kong's pods on its TLS port.
+resource "google_compute_subnetwork" "proxy" {
+  #checkov:skip=CKV_GCP_26:a proxy-only subnetwork takes no flow logs (the load balancer logs its connections)
+  #checkov:skip=CKV_GCP_74:a proxy-only subnetwork takes no Private Google Access setting
+  #checkov:skip=CKV_GCP_76:a proxy-only subnetwork takes no IPv6 or Private Google Access setting
+  count = var.proxy_cidr == "" ? 0 : 1
+
+  name          = "${var.name}-proxy"
+  region        = var.region
+  network       = google_compute_network.this.id
+  ip_cidr_range = var.proxy_cidr
+  purpose       = "REGIONAL_MANAGED_PROXY"
+  role          = "ACTIVE"
+}
+
+resource "google_compute_firewall" "internal_gateway" {
+  count = var.proxy_cidr == "" ? 0 : 1
+
+  name      = "${var.name}-internal-gateway"
+  network   = google_compute_network.this.id
+  direction = "INGRESS"
+  priority  = 1000
+
+  allow {
+    protocol = "tcp"
+    ports    = [tostring(var.lb_target_port)]
+  }
+
+  source_ranges = [var.proxy_cidr]
+  target_tags   = ["gke-node"]
+
+  log_config {
+    metadata = "INCLUDE_ALL_METADATA"
+  }
+}

@@ -60,6 +60,9 @@ module "waf" {
   kms_key_arn = module.kms.key_arn
   tags        = local.tags
 
+  # the CDN's ACL sees the viewer's own address
+  client_address_header = ""
+
   rate_limit_per_5min = 300000
   blocked_countries   = []
   managed_rules       = true

@@ -17,3 +17,23 @@ provider "aws" {
     }
   }
 }
+
+# euw1: a linked region of the inter-region network (its VPC, the peering's accepter side, its key)
+provider "aws" {
+  alias               = "r_euw1"
+  region              = "eu-west-1"
+  allowed_account_ids = ["123456789012"]
+
+  default_tags {
+    tags = {
+      org         = "acme"
+      owner       = "platform"
+      cost-center = "cc-42"
+      region      = "use1"
+      geo         = "americas"
+      cloud       = "aws"
+      compliance  = "soc2-type2"
+      managed-by  = "platformc"
+    }
+  }
+}

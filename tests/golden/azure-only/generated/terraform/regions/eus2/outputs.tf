@@ -38,3 +38,13 @@ output "postgres_fqdn" {
   description = "Flexible server FQDN (reach it as postgres.<internal domain>)."
   value       = module.managed_postgres.fqdn
 }
+
+output "workload_identity_client_ids" {
+  description = "ServiceAccount owner => client id of its user-assigned identity: the deploy step fills the ServiceAccounts' azure.workload.identity/client-id from it."
+  value       = module.workload_identity.client_ids
+}
+
+output "workload_identity_tenant_id" {
+  description = "Tenant of those identities (the External Secrets Operator's ServiceAccount names it)."
+  value       = module.workload_identity.tenant_id
+}

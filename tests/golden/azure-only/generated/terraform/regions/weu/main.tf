@@ -187,6 +187,27 @@ module "kubernetes" {
   }
 }
 
+module "workload_identity" {
+  source = "../../modules/azure/workload_identity"
+
+  location            = local.location
+  resource_group_name = azurerm_resource_group.region.name
+  oidc_issuer_url     = module.kubernetes.oidc_issuer_url
+  data_account_id     = module.object_storage.data_account_id
+  tags                = local.tags
+
+  data_account = "acmeweudt"
+  identities = {
+    external-secrets = {
+      identity_name   = "acme-weu-external-secrets"
+      namespace       = "external-secrets"
+      service_account = "external-secrets"
+      buckets         = []
+      secrets         = ["acme-kv/pgbouncer-auth-orders", "acme-kv/pgbouncer-auth-recommend", "acme-kv/redis-password-orders"]
+    }
+  }
+}
+
 module "data_hosts" {
   source = "../../modules/azure/data_hosts"
 
@@ -289,7 +310,13 @@ module "data_hosts" {
   ingress_rules = {
     bastion = [
       {
-        description = "22 from admins"
+        description = "22 from pgbouncer"
+        from_port   = 22
+        to_port     = 22
+        cidr_blocks = ["10.21.0.0/19", "10.21.32.0/19"]
+      },
+      {
+        description = "22 from admins, elasticsearch"
         from_port   = 22
         to_port     = 22
         cidr_blocks = ["10.21.0.0/19", "10.21.32.0/19", "10.21.64.0/19"]
@@ -380,7 +407,8 @@ module "data_hosts" {
       },
     ]
   }
-  internal_domain = "weu.internal.acme.example.org"
+  internal_domain    = "weu.internal.acme.example.org"
+  postgres_endpoints = {}
 }
 
 module "backup" {
@@ -461,4 +489,19 @@ module "managed_postgres" {
     "connection_throttle.enable" = "on"
   }
   backup_retention_days = 14
+}
+
+# The inter-region network: eus2 (each region creates its half of the peering)
+module "peering_eus2" {
+  source = "../../modules/azure/peering"
+
+  name                  = local.name
+  resource_group_name   = azurerm_resource_group.region.name
+  vnet_name             = module.network.vnet_name
+  private_dns_zone_name = module.data_hosts.dns_zone_name
+  tags                  = local.tags
+
+  subscription_id = "3b1f0c2e-8d4a-4f6b-9c7e-1a2b3c4d5e6f"
+  peer_name       = "acme-eus2"
+  peer_cidr       = "10.20.0.0/16"
 }

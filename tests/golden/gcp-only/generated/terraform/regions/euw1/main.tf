@@ -56,13 +56,31 @@ module "network" {
       name          = "bastion-1"
       target_tag    = "bastion"
       ports         = ["22"]
-      source_ranges = ["10.21.0.0/19", "10.21.32.0/19", "10.21.64.0/19"]
+      source_ranges = ["10.21.0.0/19"]
     },
     {
       name          = "bastion-2"
       target_tag    = "bastion"
+      ports         = ["22"]
+      source_ranges = ["10.21.0.0/19", "10.21.32.0/19"]
+    },
+    {
+      name          = "bastion-3"
+      target_tag    = "bastion"
+      ports         = ["22"]
+      source_ranges = ["10.21.0.0/19", "10.21.32.0/19", "10.21.64.0/19"]
+    },
+    {
+      name          = "bastion-4"
+      target_tag    = "bastion"
       ports         = ["9100"]
       source_ranges = ["10.21.128.0/17"]
+    },
+    {
+      name          = "bastion-5"
+      target_tag    = "bastion"
+      ports         = ["22"]
+      source_ranges = ["10.21.32.0/19"]
     },
     {
       name          = "elasticsearch-1"
@@ -91,50 +109,74 @@ module "network" {
     {
       name          = "pgbouncer-2"
       target_tag    = "pgbouncer"
+      ports         = ["2379", "2380"]
+      source_ranges = ["10.21.0.0/19", "10.21.32.0/19"]
+    },
+    {
+      name          = "pgbouncer-3"
+      target_tag    = "pgbouncer"
       ports         = ["6432", "9100"]
       source_ranges = ["10.21.128.0/17"]
     },
     {
       name          = "postgres-primary-1"
       target_tag    = "postgres-primary"
-      ports         = ["22"]
-      source_ranges = ["10.21.0.0/19"]
+      ports         = ["5432"]
+      source_ranges = ["10.20.32.0/19"]
     },
     {
       name          = "postgres-primary-2"
       target_tag    = "postgres-primary"
-      ports         = ["5432"]
-      source_ranges = ["10.21.0.0/19", "10.21.32.0/19"]
+      ports         = ["22"]
+      source_ranges = ["10.21.0.0/19"]
     },
     {
       name          = "postgres-primary-3"
+      target_tag    = "postgres-primary"
+      ports         = ["2379", "2380", "5432", "8008"]
+      source_ranges = ["10.21.0.0/19", "10.21.32.0/19"]
+    },
+    {
+      name          = "postgres-primary-4"
       target_tag    = "postgres-primary"
       ports         = ["9100", "9187"]
       source_ranges = ["10.21.128.0/17"]
     },
     {
-      name          = "postgres-primary-4"
+      name          = "postgres-primary-5"
       target_tag    = "postgres-primary"
-      ports         = ["5432"]
-      source_ranges = ["10.21.32.0/19"]
+      ports         = ["8008"]
+      source_ranges = ["130.211.0.0/22", "35.191.0.0/16"]
     },
     {
       name          = "postgres-replicas-1"
+      target_tag    = "postgres-replicas"
+      ports         = ["5432"]
+      source_ranges = ["10.20.32.0/19"]
+    },
+    {
+      name          = "postgres-replicas-2"
       target_tag    = "postgres-replicas"
       ports         = ["22"]
       source_ranges = ["10.21.0.0/19"]
     },
     {
-      name          = "postgres-replicas-2"
+      name          = "postgres-replicas-3"
       target_tag    = "postgres-replicas"
-      ports         = ["5432"]
+      ports         = ["2379", "2380", "5432", "8008"]
       source_ranges = ["10.21.0.0/19", "10.21.32.0/19"]
     },
     {
-      name          = "postgres-replicas-3"
+      name          = "postgres-replicas-4"
       target_tag    = "postgres-replicas"
       ports         = ["9100", "9187"]
       source_ranges = ["10.21.128.0/17"]
+    },
+    {
+      name          = "postgres-replicas-5"
+      target_tag    = "postgres-replicas"
+      ports         = ["8008"]
+      source_ranges = ["130.211.0.0/22", "35.191.0.0/16"]
     },
     {
       name          = "redis-cluster-1"
@@ -155,6 +197,7 @@ module "network" {
       source_ranges = ["10.21.128.0/17"]
     },
   ]
+  proxy_cidr = "10.21.100.0/23"
 }
 
 module "kubernetes" {
@@ -236,6 +279,28 @@ module "object_storage" {
   log_retention_days = 365
 
   depends_on = [module.kms]
+}
+
+module "workload_identity" {
+  source = "../../modules/gcp/workload_identity"
+
+  name = local.name
+  tags = local.tags
+
+  project = "acme-prod"
+  identities = {
+    external-secrets = {
+      account_id      = "euw1-external-secrets"
+      namespace       = "external-secrets"
+      service_account = "external-secrets"
+      buckets         = []
+      secrets         = ["acme-pgbouncer-auth-orders", "acme-pgbouncer-auth-recommend", "acme-redis-password-orders"]
+    }
+  }
+  secrets = {}
+
+  # the Workload Identity pool exists with the cluster; the buckets with object_storage
+  depends_on = [module.kubernetes, module.object_storage]
 }
 
 module "data_hosts" {
@@ -363,6 +428,22 @@ module "data_hosts" {
     }
   }
   internal_domain = "euw1.internal.acme.example.org"
+  postgres_endpoints = {
+    leader = {
+      fqdn        = "postgres.euw1.internal.acme.example.org"
+      port        = 5432
+      health_port = 8008
+      health_path = "/primary"
+      hosts       = ["acme-euw1-pg-1", "acme-euw1-pg-2"]
+    }
+    replicas = {
+      fqdn        = "postgres-replicas.euw1.internal.acme.example.org"
+      port        = 5432
+      health_port = 8008
+      health_path = "/replica"
+      hosts       = ["acme-euw1-pg-1", "acme-euw1-pg-2"]
+    }
+  }
 
   depends_on = [module.kms]
 }
@@ -381,9 +462,13 @@ module "waf" {
 module "load_balancer" {
   source = "../../modules/gcp/load_balancer"
 
-  name               = local.name
-  security_policy_id = module.waf.policy_id
-  tags               = local.tags
+  name                = local.name
+  security_policy_id  = module.waf.policy_id
+  network_id          = module.network.network_id
+  subnetwork_id       = module.network.cluster_subnetwork_id
+  proxy_subnetwork_id = module.network.proxy_subnetwork_id
+  internal_zone_name  = module.data_hosts.dns_zone_name
+  tags                = local.tags
 
   zones                 = ["europe-west1-b", "europe-west1-c", "europe-west1-d"]
   public_zone           = "acme.example.org"
@@ -392,6 +477,11 @@ module "load_balancer" {
   neg_name              = "acme-euw1-kong"
   health_check_path     = "/healthz"
   max_rate_per_endpoint = 66667
+  internal_gateway = {
+    name         = "gateway.euw1.internal.acme.example.org"
+    port         = 443
+    source_cidrs = ["10.20.128.0/17"]
+  }
 }
 
 module "backup" {
@@ -499,4 +589,18 @@ module "budget" {
   alert_thresholds_percent = [80, 100]
   tag_key                  = "region"
   tag_value                = "euw1"
+}
+
+# The inter-region network: usc1 (each region creates its half of the peering)
+module "peering_usc1" {
+  source = "../../modules/gcp/peering"
+
+  name       = local.name
+  network_id = module.network.network_id
+  tags       = local.tags
+
+  project              = "acme-prod"
+  peer_name            = "acme-usc1"
+  peer_cidr            = "10.20.0.0/16"
+  peer_internal_domain = "usc1.internal.acme.example.org"
 }

@@ -56,13 +56,31 @@ module "network" {
       name          = "bastion-1"
       target_tag    = "bastion"
       ports         = ["22"]
-      source_ranges = ["10.20.0.0/19", "10.20.32.0/19", "10.20.64.0/19"]
+      source_ranges = ["10.20.0.0/19"]
     },
     {
       name          = "bastion-2"
       target_tag    = "bastion"
+      ports         = ["22"]
+      source_ranges = ["10.20.0.0/19", "10.20.32.0/19"]
+    },
+    {
+      name          = "bastion-3"
+      target_tag    = "bastion"
+      ports         = ["22"]
+      source_ranges = ["10.20.0.0/19", "10.20.32.0/19", "10.20.64.0/19"]
+    },
+    {
+      name          = "bastion-4"
+      target_tag    = "bastion"
       ports         = ["9100"]
       source_ranges = ["10.20.128.0/17"]
+    },
+    {
+      name          = "bastion-5"
+      target_tag    = "bastion"
+      ports         = ["22"]
+      source_ranges = ["10.20.32.0/19"]
     },
     {
       name          = "elasticsearch-1"
@@ -91,6 +109,12 @@ module "network" {
     {
       name          = "pgbouncer-2"
       target_tag    = "pgbouncer"
+      ports         = ["2379", "2380"]
+      source_ranges = ["10.20.0.0/19", "10.20.32.0/19"]
+    },
+    {
+      name          = "pgbouncer-3"
+      target_tag    = "pgbouncer"
       ports         = ["6432", "9100"]
       source_ranges = ["10.20.128.0/17"]
     },
@@ -103,7 +127,7 @@ module "network" {
     {
       name          = "postgres-primary-2"
       target_tag    = "postgres-primary"
-      ports         = ["5432"]
+      ports         = ["2379", "2380", "5432", "8008"]
       source_ranges = ["10.20.0.0/19", "10.20.32.0/19"]
     },
     {
@@ -116,7 +140,13 @@ module "network" {
       name          = "postgres-primary-4"
       target_tag    = "postgres-primary"
       ports         = ["5432"]
-      source_ranges = ["10.20.32.0/19"]
+      source_ranges = ["10.21.32.0/19"]
+    },
+    {
+      name          = "postgres-primary-5"
+      target_tag    = "postgres-primary"
+      ports         = ["8008"]
+      source_ranges = ["130.211.0.0/22", "35.191.0.0/16"]
     },
     {
       name          = "postgres-replicas-1"
@@ -127,7 +157,7 @@ module "network" {
     {
       name          = "postgres-replicas-2"
       target_tag    = "postgres-replicas"
-      ports         = ["5432"]
+      ports         = ["2379", "2380", "5432", "8008"]
       source_ranges = ["10.20.0.0/19", "10.20.32.0/19"]
     },
     {
@@ -135,6 +165,18 @@ module "network" {
       target_tag    = "postgres-replicas"
       ports         = ["9100", "9187"]
       source_ranges = ["10.20.128.0/17"]
+    },
+    {
+      name          = "postgres-replicas-4"
+      target_tag    = "postgres-replicas"
+      ports         = ["5432"]
+      source_ranges = ["10.21.32.0/19"]
+    },
+    {
+      name          = "postgres-replicas-5"
+      target_tag    = "postgres-replicas"
+      ports         = ["8008"]
+      source_ranges = ["130.211.0.0/22", "35.191.0.0/16"]
     },
     {
       name          = "redis-cluster-1"
@@ -155,6 +197,7 @@ module "network" {
       source_ranges = ["10.20.128.0/17"]
     },
   ]
+  proxy_cidr = "10.20.100.0/23"
 }
 
 module "kubernetes" {
@@ -236,6 +279,36 @@ module "object_storage" {
   log_retention_days = 365
 
   depends_on = [module.kms]
+}
+
+module "workload_identity" {
+  source = "../../modules/gcp/workload_identity"
+
+  name = local.name
+  tags = local.tags
+
+  project = "acme-prod"
+  identities = {
+    external-secrets = {
+      account_id      = "usc1-external-secrets"
+      namespace       = "external-secrets"
+      service_account = "external-secrets"
+      buckets         = []
+      secrets         = ["acme-pgbouncer-auth-orders", "acme-pgbouncer-auth-recommend", "acme-redis-password-orders"]
+    }
+  }
+  secrets = {
+    acme-pgbouncer-auth           = ["europe-west1", "us-central1"]
+    acme-pgbouncer-auth-orders    = ["europe-west1", "us-central1"]
+    acme-pgbouncer-auth-recommend = ["europe-west1", "us-central1"]
+    acme-postgres-admin           = ["europe-west1", "us-central1"]
+    acme-postgres-replication     = ["europe-west1", "us-central1"]
+    acme-redis-password           = ["europe-west1", "us-central1"]
+    acme-redis-password-orders    = ["europe-west1", "us-central1"]
+  }
+
+  # the Workload Identity pool exists with the cluster; the buckets with object_storage
+  depends_on = [module.kubernetes, module.object_storage]
 }
 
 module "data_hosts" {
@@ -363,6 +436,22 @@ module "data_hosts" {
     }
   }
   internal_domain = "usc1.internal.acme.example.org"
+  postgres_endpoints = {
+    leader = {
+      fqdn        = "postgres.usc1.internal.acme.example.org"
+      port        = 5432
+      health_port = 8008
+      health_path = "/primary"
+      hosts       = ["acme-usc1-pg-1", "acme-usc1-pg-2"]
+    }
+    replicas = {
+      fqdn        = "postgres-replicas.usc1.internal.acme.example.org"
+      port        = 5432
+      health_port = 8008
+      health_path = "/replica"
+      hosts       = ["acme-usc1-pg-1", "acme-usc1-pg-2"]
+    }
+  }
 
   depends_on = [module.kms]
 }
@@ -381,9 +470,13 @@ module "waf" {
 module "load_balancer" {
   source = "../../modules/gcp/load_balancer"
 
-  name               = local.name
-  security_policy_id = module.waf.policy_id
-  tags               = local.tags
+  name                = local.name
+  security_policy_id  = module.waf.policy_id
+  network_id          = module.network.network_id
+  subnetwork_id       = module.network.cluster_subnetwork_id
+  proxy_subnetwork_id = module.network.proxy_subnetwork_id
+  internal_zone_name  = module.data_hosts.dns_zone_name
+  tags                = local.tags
 
   zones                 = ["us-central1-a", "us-central1-b", "us-central1-c"]
   public_zone           = "acme.example.org"
@@ -392,6 +485,11 @@ module "load_balancer" {
   neg_name              = "acme-usc1-kong"
   health_check_path     = "/healthz"
   max_rate_per_endpoint = 100000
+  internal_gateway = {
+    name         = "gateway.usc1.internal.acme.example.org"
+    port         = 443
+    source_cidrs = ["10.21.128.0/17"]
+  }
 }
 
 module "backup" {
@@ -499,4 +597,18 @@ module "budget" {
   alert_thresholds_percent = [80, 100]
   tag_key                  = "region"
   tag_value                = "usc1"
+}
+
+# The inter-region network: euw1 (each region creates its half of the peering)
+module "peering_euw1" {
+  source = "../../modules/gcp/peering"
+
+  name       = local.name
+  network_id = module.network.network_id
+  tags       = local.tags
+
+  project              = "acme-prod"
+  peer_name            = "acme-euw1"
+  peer_cidr            = "10.21.0.0/16"
+  peer_internal_domain = "euw1.internal.acme.example.org"
 }

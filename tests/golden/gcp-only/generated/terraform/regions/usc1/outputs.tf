@@ -33,3 +33,8 @@ output "public_hostname" {
   description = "The region's public name (<region>.<domain>), what the global DNS health-checks."
   value       = module.load_balancer.hostname
 }
+
+output "workload_identity_emails" {
+  description = "ServiceAccount owner => Google service account (Workload Identity; the kubernetes and helm targets annotate the ServiceAccounts with them)."
+  value       = module.workload_identity.emails
+}

@@ -56,13 +56,31 @@ module "network" {
       name          = "bastion-1"
       target_tag    = "bastion"
       ports         = ["22"]
-      source_ranges = ["10.21.0.0/19", "10.21.32.0/19", "10.21.64.0/19"]
+      source_ranges = ["10.21.0.0/19"]
     },
     {
       name          = "bastion-2"
       target_tag    = "bastion"
+      ports         = ["22"]
+      source_ranges = ["10.21.0.0/19", "10.21.32.0/19"]
+    },
+    {
+      name          = "bastion-3"
+      target_tag    = "bastion"
+      ports         = ["22"]
+      source_ranges = ["10.21.0.0/19", "10.21.32.0/19", "10.21.64.0/19"]
+    },
+    {
+      name          = "bastion-4"
+      target_tag    = "bastion"
       ports         = ["9100"]
       source_ranges = ["10.21.128.0/17"]
+    },
+    {
+      name          = "bastion-5"
+      target_tag    = "bastion"
+      ports         = ["22"]
+      source_ranges = ["10.21.32.0/19"]
     },
     {
       name          = "elasticsearch-1"
@@ -91,6 +109,12 @@ module "network" {
     {
       name          = "pgbouncer-2"
       target_tag    = "pgbouncer"
+      ports         = ["2379", "2380"]
+      source_ranges = ["10.21.0.0/19", "10.21.32.0/19"]
+    },
+    {
+      name          = "pgbouncer-3"
+      target_tag    = "pgbouncer"
       ports         = ["6432", "9100"]
       source_ranges = ["10.21.128.0/17"]
     },
@@ -103,7 +127,7 @@ module "network" {
     {
       name          = "postgres-primary-2"
       target_tag    = "postgres-primary"
-      ports         = ["5432"]
+      ports         = ["2379", "2380", "5432", "8008"]
       source_ranges = ["10.21.0.0/19", "10.21.32.0/19"]
     },
     {
@@ -115,8 +139,8 @@ module "network" {
     {
       name          = "postgres-primary-4"
       target_tag    = "postgres-primary"
-      ports         = ["5432"]
-      source_ranges = ["10.21.32.0/19"]
+      ports         = ["8008"]
+      source_ranges = ["130.211.0.0/22", "35.191.0.0/16"]
     },
     {
       name          = "postgres-replicas-1"
@@ -127,7 +151,7 @@ module "network" {
     {
       name          = "postgres-replicas-2"
       target_tag    = "postgres-replicas"
-      ports         = ["5432"]
+      ports         = ["2379", "2380", "5432", "8008"]
       source_ranges = ["10.21.0.0/19", "10.21.32.0/19"]
     },
     {
@@ -135,6 +159,12 @@ module "network" {
       target_tag    = "postgres-replicas"
       ports         = ["9100", "9187"]
       source_ranges = ["10.21.128.0/17"]
+    },
+    {
+      name          = "postgres-replicas-4"
+      target_tag    = "postgres-replicas"
+      ports         = ["8008"]
+      source_ranges = ["130.211.0.0/22", "35.191.0.0/16"]
     },
     {
       name          = "redis-cluster-1"
@@ -155,6 +185,7 @@ module "network" {
       source_ranges = ["10.21.128.0/17"]
     },
   ]
+  proxy_cidr = ""
 }
 
 module "kubernetes" {
@@ -233,6 +264,20 @@ module "object_storage" {
   log_retention_days = 365
 
   depends_on = [module.kms]
+}
+
+module "workload_identity" {
+  source = "../../modules/gcp/workload_identity"
+
+  name = local.name
+  tags = local.tags
+
+  project    = "acme-prod"
+  identities = {}
+  secrets    = {}
+
+  # the Workload Identity pool exists with the cluster; the buckets with object_storage
+  depends_on = [module.kubernetes, module.object_storage]
 }
 
 module "data_hosts" {
@@ -360,6 +405,22 @@ module "data_hosts" {
     }
   }
   internal_domain = "euw1.internal.acme.example.org"
+  postgres_endpoints = {
+    leader = {
+      fqdn        = "postgres.euw1.internal.acme.example.org"
+      port        = 5432
+      health_port = 8008
+      health_path = "/primary"
+      hosts       = ["acme-euw1-pg-1", "acme-euw1-pg-2"]
+    }
+    replicas = {
+      fqdn        = "postgres-replicas.euw1.internal.acme.example.org"
+      port        = 5432
+      health_port = 8008
+      health_path = "/replica"
+      hosts       = ["acme-euw1-pg-1", "acme-euw1-pg-2"]
+    }
+  }
 
   depends_on = [module.kms]
 }
@@ -378,9 +439,13 @@ module "waf" {
 module "load_balancer" {
   source = "../../modules/gcp/load_balancer"
 
-  name               = local.name
-  security_policy_id = module.waf.policy_id
-  tags               = local.tags
+  name                = local.name
+  security_policy_id  = module.waf.policy_id
+  network_id          = module.network.network_id
+  subnetwork_id       = module.network.cluster_subnetwork_id
+  proxy_subnetwork_id = module.network.proxy_subnetwork_id
+  internal_zone_name  = module.data_hosts.dns_zone_name
+  tags                = local.tags
 
   zones                 = ["europe-west1-b", "europe-west1-c", "europe-west1-d"]
   public_zone           = "acme.example.org"
@@ -389,6 +454,7 @@ module "load_balancer" {
   neg_name              = "acme-euw1-kong"
   health_check_path     = "/healthz"
   max_rate_per_endpoint = 66667
+  internal_gateway      = null
 }
 
 module "backup" {

@@ -51,6 +51,7 @@ module "network" {
   nat_per_zone            = true
   flow_logs               = true
   flow_log_retention_days = 365
+  peer_ingress            = []
 }
 
 module "kubernetes" {
@@ -119,6 +120,39 @@ module "object_storage" {
   }
   replication        = null
   log_retention_days = 365
+}
+
+module "workload_identity" {
+  source = "../../modules/aws/workload_identity"
+
+  name              = local.name
+  cluster_name      = module.kubernetes.cluster_name
+  oidc_provider_arn = module.kubernetes.oidc_provider_arn
+  oidc_issuer       = module.kubernetes.oidc_issuer
+  kms_key_arn       = module.kms.key_arn
+  tags              = local.tags
+
+  identities = {
+    external-secrets = {
+      role_name       = "acme-use1-external-secrets"
+      namespace       = "external-secrets"
+      service_account = "external-secrets"
+      buckets         = []
+      kms_via         = ["secretsmanager"]
+      secrets         = ["acme/pgbouncer/auth/orders", "acme/pgbouncer/auth/recommend"]
+      node_groups     = false
+    }
+    cluster-autoscaler = {
+      role_name       = "acme-use1-cluster-autoscaler"
+      namespace       = "kube-system"
+      service_account = "cluster-autoscaler"
+      buckets         = []
+      kms_via         = []
+      secrets         = []
+      node_groups     = true
+    }
+  }
+  secrets = ["acme/pgbouncer/auth", "acme/pgbouncer/auth/orders", "acme/pgbouncer/auth/recommend", "acme/postgres/admin", "acme/postgres/replication"]
 }
 
 module "data_hosts" {
@@ -235,10 +269,28 @@ module "data_hosts" {
   ingress_rules = {
     bastion = [
       {
-        description = "22 from admins"
+        description = "22 from postgres"
+        from_port   = 22
+        to_port     = 22
+        cidr_blocks = ["10.20.0.0/19"]
+      },
+      {
+        description = "22 from pgbouncer"
+        from_port   = 22
+        to_port     = 22
+        cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19"]
+      },
+      {
+        description = "22 from admins, elasticsearch"
         from_port   = 22
         to_port     = 22
         cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19", "10.20.64.0/19"]
+      },
+      {
+        description = "22 from postgres-replica"
+        from_port   = 22
+        to_port     = 22
+        cidr_blocks = ["10.20.32.0/19"]
       },
       {
         description = "9100 from prometheus"
@@ -281,6 +333,18 @@ module "data_hosts" {
         cidr_blocks = ["10.20.0.0/19"]
       },
       {
+        description = "2379 from patroni"
+        from_port   = 2379
+        to_port     = 2379
+        cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19"]
+      },
+      {
+        description = "2380 from etcd"
+        from_port   = 2380
+        to_port     = 2380
+        cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19"]
+      },
+      {
         description = "6432 from orders, recommend"
         from_port   = 6432
         to_port     = 6432
@@ -301,16 +365,34 @@ module "data_hosts" {
         cidr_blocks = ["10.20.0.0/19"]
       },
       {
-        description = "5432 from pgbouncer"
+        description = "2379 from patroni"
+        from_port   = 2379
+        to_port     = 2379
+        cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19"]
+      },
+      {
+        description = "2380 from etcd"
+        from_port   = 2380
+        to_port     = 2380
+        cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19"]
+      },
+      {
+        description = "5432 from pgbouncer, postgres-member, patroni-rejoin"
         from_port   = 5432
         to_port     = 5432
         cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19"]
       },
       {
-        description = "5432 from postgres-replica"
-        from_port   = 5432
-        to_port     = 5432
-        cidr_blocks = ["10.20.32.0/19"]
+        description = "8008 from patroni"
+        from_port   = 8008
+        to_port     = 8008
+        cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19"]
+      },
+      {
+        description = "8008 from internal-lb-health"
+        from_port   = 8008
+        to_port     = 8008
+        cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19", "10.20.64.0/19"]
       },
       {
         description = "9100 from prometheus"
@@ -333,10 +415,34 @@ module "data_hosts" {
         cidr_blocks = ["10.20.0.0/19"]
       },
       {
-        description = "5432 from pgbouncer"
+        description = "2379 from patroni"
+        from_port   = 2379
+        to_port     = 2379
+        cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19"]
+      },
+      {
+        description = "2380 from etcd"
+        from_port   = 2380
+        to_port     = 2380
+        cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19"]
+      },
+      {
+        description = "5432 from pgbouncer, postgres-member, patroni-rejoin"
         from_port   = 5432
         to_port     = 5432
         cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19"]
+      },
+      {
+        description = "8008 from patroni"
+        from_port   = 8008
+        to_port     = 8008
+        cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19"]
+      },
+      {
+        description = "8008 from internal-lb-health"
+        from_port   = 8008
+        to_port     = 8008
+        cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19", "10.20.64.0/19"]
       },
       {
         description = "9100 from prometheus"
@@ -384,6 +490,23 @@ module "data_hosts" {
       },
     ]
   }
+  egress_rules = {}
+  postgres_endpoints = {
+    leader = {
+      fqdn        = "postgres.use1.internal.acme.example.org"
+      port        = 5432
+      health_port = 8008
+      health_path = "/primary"
+      hosts       = ["acme-use1-pg-1", "acme-use1-pg-2"]
+    }
+    replicas = {
+      fqdn        = "postgres-replicas.use1.internal.acme.example.org"
+      port        = 5432
+      health_port = 8008
+      health_path = "/replica"
+      hosts       = ["acme-use1-pg-1", "acme-use1-pg-2"]
+    }
+  }
   internal_domain = "use1.internal.acme.example.org"
 }
 
@@ -394,11 +517,12 @@ module "waf" {
   kms_key_arn = module.kms.key_arn
   tags        = local.tags
 
-  scope               = "REGIONAL"
-  rate_limit_per_5min = 300000
-  blocked_countries   = []
-  managed_rules       = true
-  log_retention_days  = 365
+  scope                 = "REGIONAL"
+  client_address_header = "X-Viewer-Address"
+  rate_limit_per_5min   = 300000
+  blocked_countries     = []
+  managed_rules         = true
+  log_retention_days    = 365
 }
 
 module "load_balancer" {
@@ -410,6 +534,8 @@ module "load_balancer" {
   log_bucket               = module.object_storage.log_bucket
   web_acl_arn              = module.waf.web_acl_arn
   target_security_group_id = module.kubernetes.cluster_security_group_id
+  private_subnet_ids       = values(module.network.private_subnet_ids)
+  internal_zone_id         = module.data_hosts.internal_zone_id
   tags                     = local.tags
 
   vpc_cidr          = "10.20.0.0/16"
@@ -420,6 +546,7 @@ module "load_balancer" {
   target_port       = 8443
   target_group_name = "acme-use1-kong"
   health_check_path = "/healthz"
+  internal_gateway  = null
 }
 
 module "backup" {

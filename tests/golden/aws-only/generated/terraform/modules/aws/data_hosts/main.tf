@@ -116,6 +116,19 @@ resource "aws_security_group" "group" {
     to_port     = 443
     cidr_blocks = ["0.0.0.0/0"]
   }
+
+  # Connections the group opens across the inter-region network (a standby to its primary).
+  dynamic "egress" {
+    for_each = lookup(var.egress_rules, each.key, [])
+
+    content {
+      description = egress.value.description
+      protocol    = "tcp"
+      from_port   = egress.value.from_port
+      to_port     = egress.value.to_port
+      cidr_blocks = egress.value.cidr_blocks
+    }
+  }
 }
 
 resource "aws_instance" "host" {
@@ -181,6 +194,11 @@ resource "aws_route53_zone" "internal" {
   vpc {
     vpc_id = var.vpc_id
   }
+
+  # The peering module associates the zone with the linked regions' VPCs too (aws_route53_zone_association).
+  lifecycle {
+    ignore_changes = [vpc]
+  }
 }
 
 resource "aws_route53_record" "host" {
@@ -202,4 +220,93 @@ resource "aws_route53_record" "pgbouncer" {
   type    = "A"
   ttl     = 30
   records = [for name in local.pgbouncers : aws_instance.host[name].private_ip]
+}
+
+# The PostgreSQL endpoints (compiler/ir/postgres_ha.py): an internal Network Load Balancer per endpoint over the
+# Patroni members, whose health check is Patroni's REST API: GET /primary answers 200 on the leader only, GET
+# /replica on a streaming replica only, so postgres.<internal domain> always reaches the leader (PgBouncer and the
+# DR partner's standby dial it) and postgres-replicas.<internal domain> the replicas. Client addresses are kept
+# (instance targets), so the hosts' security groups and pg_hba see PgBouncer and the partner's standby themselves.
+# A failover moves the endpoint within Patroni's TTL plus two checks 5 s apart; connections to a target that turns
+# unhealthy are closed.
+locals {
+  postgres_targets = { for t in flatten([for k, e in var.postgres_endpoints : [for h in e.hosts : { key = "${k}/${h}", endpoint = k, host = h }]]) : t.key => t }
+}
+
+resource "aws_lb" "postgres" {
+  #checkov:skip=CKV_AWS_91:a TCP listener writes no access logs (NLB access logs cover TLS listeners only); PostgreSQL logs every connection
+  for_each = var.postgres_endpoints
+
+  name                             = "${substr(var.name, 0, 26)}-pg-${each.key == "leader" ? "rw" : "ro"}"
+  load_balancer_type               = "network"
+  internal                         = true
+  subnets                          = values(var.subnet_ids)
+  enable_cross_zone_load_balancing = true
+  enable_deletion_protection       = true
+  tags                             = merge(var.tags, { Name = "${var.name}-postgres-${each.key}" })
+}
+
+resource "aws_lb_target_group" "postgres" {
+  for_each = var.postgres_endpoints
+
+  name                 = "${substr(var.name, 0, 26)}-pg-${each.key == "leader" ? "rw" : "ro"}"
+  target_type          = "instance"
+  protocol             = "TCP"
+  port                 = each.value.port
+  vpc_id               = var.vpc_id
+  deregistration_delay = 10
+  tags                 = var.tags
+
+  health_check {
+    protocol            = "HTTPS"
+    port                = tostring(each.value.health_port)
+    path                = each.value.health_path
+    matcher             = "200"
+    interval            = 5
+    timeout             = 4
+    healthy_threshold   = 2
+    unhealthy_threshold = 2
+  }
+
+  target_health_state {
+    enable_unhealthy_connection_termination = true
+  }
+}
+
+resource "aws_lb_target_group_attachment" "postgres" {
+  for_each = local.postgres_targets
+
+  target_group_arn = aws_lb_target_group.postgres[each.value.endpoint].arn
+  target_id        = aws_instance.host[each.value.host].id
+  port             = var.postgres_endpoints[each.value.endpoint].port
+}
+
+resource "aws_lb_listener" "postgres" {
+  #checkov:skip=CKV_AWS_2:TCP passthrough: PostgreSQL's own TLS runs end to end (hostssl in pg_hba)
+  #checkov:skip=CKV_AWS_103:TCP passthrough: PostgreSQL's own TLS runs end to end (hostssl in pg_hba)
+  for_each = var.postgres_endpoints
+
+  load_balancer_arn = aws_lb.postgres[each.key].arn
+  port              = each.value.port
+  protocol          = "TCP"
+  tags              = var.tags
+
+  default_action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.postgres[each.key].arn
+  }
+}
+
+resource "aws_route53_record" "postgres" {
+  for_each = var.postgres_endpoints
+
+  zone_id = aws_route53_zone.internal.zone_id
+  name    = each.value.fqdn
+  type    = "A"
+
+  alias {
+    name                   = aws_lb.postgres[each.key].dns_name
+    zone_id                = aws_lb.postgres[each.key].zone_id
+    evaluate_target_health = false
+  }
 }

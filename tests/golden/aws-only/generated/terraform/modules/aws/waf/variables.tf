@@ -38,3 +38,8 @@ variable "tags" {
   description = "Tags applied to every resource."
   type        = map(string)
 }
+
+variable "client_address_header" {
+  description = "The header carrying the client's address when the ACL sits behind the CDN (regional scope); \"\" to count the connecting address (the CDN's own ACL)."
+  type        = string
+}

@@ -69,3 +69,14 @@ variable "tags" {
   description = "Tags applied to every resource."
   type        = map(string)
 }
+
+variable "postgres_endpoints" {
+  description = "The internal load balancers in front of Patroni's leader and replicas: name in the private zone, PostgreSQL port, Patroni's REST health check (port, path) and the member hosts."
+  type = map(object({
+    fqdn        = string
+    port        = number
+    health_port = number
+    health_path = string
+    hosts       = list(string)
+  }))
+}

@@ -13,3 +13,8 @@ output "cluster_subnetwork_id" {
   description = "The subnetwork GKE nodes use (it holds the pods and services ranges)."
   value       = google_compute_subnetwork.private[local.first_zone].id
 }
+
+output "proxy_subnetwork_id" {
+  description = "The internal gateway's proxy-only subnetwork (null without one)."
+  value       = one(google_compute_subnetwork.proxy[*].id)
+}

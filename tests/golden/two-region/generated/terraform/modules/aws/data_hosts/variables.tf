@@ -40,6 +40,16 @@ variable "ingress_rules" {
   })))
 }
 
+variable "egress_rules" {
+  description = "Host group => TCP ports it dials in the linked regions and their ranges (besides its own VPC and HTTPS)."
+  type = map(list(object({
+    description = string
+    from_port   = number
+    to_port     = number
+    cidr_blocks = list(string)
+  })))
+}
+
 variable "internal_domain" {
   description = "Private DNS zone of the region (<region>.internal.<domain>)."
   type        = string
@@ -58,4 +68,15 @@ variable "kms_key_arn" {
 variable "tags" {
   description = "Tags applied to every resource."
   type        = map(string)
+}
+
+variable "postgres_endpoints" {
+  description = "The internal load balancers in front of Patroni's leader and replicas: name in the private zone, PostgreSQL port, Patroni's REST health check (port, path) and the member hosts."
+  type = map(object({
+    fqdn        = string
+    port        = number
+    health_port = number
+    health_path = string
+    hosts       = list(string)
+  }))
 }

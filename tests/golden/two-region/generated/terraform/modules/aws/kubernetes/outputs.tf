@@ -28,3 +28,8 @@ output "node_role_arn" {
   description = "IAM role of the nodes."
   value       = aws_iam_role.node.arn
 }
+
+output "oidc_issuer" {
+  description = "The cluster's OIDC issuer without https:// (the IRSA trust policies' condition key prefix)."
+  value       = replace(aws_eks_cluster.this.identity[0].oidc[0].issuer, "https://", "")
+}

@@ -107,7 +107,7 @@ resource "aws_lb" "this" {
   load_balancer_type         = "application"
   internal                   = false
   subnets                    = var.subnet_ids
-  security_groups            = [aws_security_group.lb.id, aws_security_group.health_checks.id]
+  security_groups            = concat([aws_security_group.lb.id, aws_security_group.health_checks.id], aws_security_group.from_internal_gateway[*].id)
   drop_invalid_header_fields = true
   enable_deletion_protection = true
   tags                       = var.tags
@@ -164,6 +164,133 @@ resource "aws_route53_record" "region" {
   alias {
     name                   = aws_lb.this.dns_name
     zone_id                = aws_lb.this.zone_id
+    evaluate_target_health = true
+  }
+}
+
+# The internal gateway (home-region routing, compiler/ir/network.py): the linked regions' Kong reaches this
+# region's Kong over the inter-region peering through an internal Network Load Balancer whose target is the
+# load balancer above (TCP passthrough: TLS still ends at the listener above, with its certificate and WAF).
+# gateway.<region>.internal.<domain> names it in the region's private zone, which the linked VPCs resolve.
+resource "aws_security_group" "internal_gateway" {
+  count = var.internal_gateway == null ? 0 : 1
+
+  name        = "${var.name}-internal-gateway"
+  description = "${var.name} internal gateway: HTTPS from the linked regions' Kong"
+  vpc_id      = var.vpc_id
+  tags        = merge(var.tags, { Name = "${var.name}-internal-gateway" })
+
+  ingress {
+    description = "HTTPS from the linked regions' Kong"
+    protocol    = "tcp"
+    from_port   = var.internal_gateway.port
+    to_port     = var.internal_gateway.port
+    cidr_blocks = var.internal_gateway.source_cidrs
+  }
+
+  egress {
+    description = "The load balancer's listener"
+    protocol    = "tcp"
+    from_port   = var.listener_port
+    to_port     = var.listener_port
+    cidr_blocks = [var.vpc_cidr]
+  }
+}
+
+resource "aws_security_group" "from_internal_gateway" {
+  count = var.internal_gateway == null ? 0 : 1
+
+  name        = "${var.name}-lb-from-internal-gateway"
+  description = "${var.name} load balancer: HTTPS from the internal gateway"
+  vpc_id      = var.vpc_id
+  tags        = merge(var.tags, { Name = "${var.name}-lb-from-internal-gateway" })
+
+  ingress {
+    description     = "HTTPS from the internal gateway"
+    protocol        = "tcp"
+    from_port       = var.listener_port
+    to_port         = var.listener_port
+    security_groups = [aws_security_group.internal_gateway[0].id]
+  }
+}
+
+resource "aws_lb" "internal_gateway" {
+  #checkov:skip=CKV2_AWS_20:TCP passthrough to the HTTPS listener above: TLS ends there, not on this load balancer
+  #checkov:skip=CKV2_AWS_28:the load balancer it forwards to carries the regional WAF
+  count = var.internal_gateway == null ? 0 : 1
+
+  name                             = substr("${var.name}-gw", 0, 32)
+  load_balancer_type               = "network"
+  internal                         = true
+  subnets                          = var.private_subnet_ids
+  security_groups                  = [aws_security_group.internal_gateway[0].id]
+  enable_cross_zone_load_balancing = true
+  enable_deletion_protection       = true
+  tags                             = var.tags
+
+  access_logs {
+    bucket  = var.log_bucket
+    prefix  = "internal-gateway"
+    enabled = true
+  }
+}
+
+resource "aws_lb_target_group" "internal_gateway" {
+  count = var.internal_gateway == null ? 0 : 1
+
+  name        = substr("${var.name}-gw", 0, 32)
+  target_type = "alb"
+  protocol    = "TCP"
+  port        = var.listener_port
+  vpc_id      = var.vpc_id
+  tags        = var.tags
+
+  health_check {
+    protocol            = "HTTPS"
+    path                = var.health_check_path
+    matcher             = "200-399"
+    interval            = 10
+    healthy_threshold   = 3
+    unhealthy_threshold = 3
+  }
+}
+
+resource "aws_lb_target_group_attachment" "internal_gateway" {
+  count = var.internal_gateway == null ? 0 : 1
+
+  target_group_arn = aws_lb_target_group.internal_gateway[0].arn
+  target_id        = aws_lb.this.arn
+  port             = var.listener_port
+
+  depends_on = [aws_lb_listener.https]
+}
+
+resource "aws_lb_listener" "internal_gateway" {
+  #checkov:skip=CKV_AWS_2:TCP passthrough: the TLS session ends on the load balancer above (TLS 1.3 policy)
+  #checkov:skip=CKV_AWS_103:TCP passthrough: the TLS session ends on the load balancer above (TLS 1.3 policy)
+  count = var.internal_gateway == null ? 0 : 1
+
+  load_balancer_arn = aws_lb.internal_gateway[0].arn
+  port              = var.internal_gateway.port
+  protocol          = "TCP"
+  tags              = var.tags
+
+  default_action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.internal_gateway[0].arn
+  }
+}
+
+resource "aws_route53_record" "internal_gateway" {
+  count = var.internal_gateway == null ? 0 : 1
+
+  zone_id = var.internal_zone_id
+  name    = var.internal_gateway.name
+  type    = "A"
+
+  alias {
+    name                   = aws_lb.internal_gateway[0].dns_name
+    zone_id                = aws_lb.internal_gateway[0].zone_id
     evaluate_target_health = true
   }
 }

@@ -73,3 +73,22 @@ variable "tags" {
   description = "Tags applied to every resource."
   type        = map(string)
 }
+
+variable "private_subnet_ids" {
+  description = "The private subnets the internal gateway listens in."
+  type        = list(string)
+}
+
+variable "internal_zone_id" {
+  description = "The region's private zone (the internal gateway's name)."
+  type        = string
+}
+
+variable "internal_gateway" {
+  description = "The internal gateway the linked regions' Kong forwards to: its private name, port and the linked regions' Kong source ranges (null: no linked region)."
+  type = object({
+    name         = string
+    port         = number
+    source_cidrs = list(string)
+  })
+}

@@ -145,6 +145,21 @@ resource "aws_network_acl" "private" {
     to_port    = 65535
   }
 
+  # The flows that cross the inter-region network into this region (compiler/wiring.py), each from its
+  # peer region's range on its port (the security groups then admit exactly their sources).
+  dynamic "ingress" {
+    for_each = var.peer_ingress
+
+    content {
+      rule_no    = 300 + ingress.key
+      protocol   = "tcp"
+      action     = "allow"
+      cidr_block = ingress.value.cidr_block
+      from_port  = ingress.value.port
+      to_port    = ingress.value.port
+    }
+  }
+
   ingress {
     rule_no    = 210
     protocol   = "udp"

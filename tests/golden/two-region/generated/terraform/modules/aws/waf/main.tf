@@ -56,10 +56,21 @@ resource "aws_wafv2_web_acl" "this" {
     }
 
     statement {
+      # Behind the CDN (and the internal gateway of home-region routing) a regional ACL sees the CDN's and the
+      # forwarding Kong's addresses: it counts per client as the CDN wrote it into var.client_address_header.
       rate_based_statement {
         limit                 = var.rate_limit_per_5min
         evaluation_window_sec = 300
-        aggregate_key_type    = "IP"
+        aggregate_key_type    = var.client_address_header == "" ? "IP" : "FORWARDED_IP"
+
+        dynamic "forwarded_ip_config" {
+          for_each = var.client_address_header == "" ? [] : [var.client_address_header]
+
+          content {
+            header_name       = forwarded_ip_config.value
+            fallback_behavior = "NO_MATCH"
+          }
+        }
       }
     }
 

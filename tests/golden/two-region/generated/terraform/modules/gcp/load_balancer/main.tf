@@ -123,3 +123,81 @@ resource "aws_route53_record" "region" {
   ttl     = 60
   records = [google_compute_global_address.this.address]
 }
+
+# The internal gateway (home-region routing, compiler/ir/network.py): the linked regions' Kong reaches this region's
+# Kong across the VPC peering through a regional internal proxy Network Load Balancer over the same NEGs (TCP: TLS
+# runs end to end to Kong). Global access admits clients in other regions; its proxies run in the network module's
+# proxy-only subnet, whose firewall rule opens Kong's port to them. gateway.<region>.internal.<domain> names it.
+resource "google_compute_region_health_check" "internal_gateway" {
+  count = var.internal_gateway == null ? 0 : 1
+
+  name                = "${var.name}-internal-gateway"
+  check_interval_sec  = 10
+  timeout_sec         = 5
+  healthy_threshold   = 2
+  unhealthy_threshold = 3
+
+  https_health_check {
+    port_specification = "USE_SERVING_PORT"
+    request_path       = var.health_check_path
+  }
+
+  log_config {
+    enable = true
+  }
+}
+
+resource "google_compute_region_backend_service" "internal_gateway" {
+  count = var.internal_gateway == null ? 0 : 1
+
+  name                  = "${var.name}-internal-gateway"
+  load_balancing_scheme = "INTERNAL_MANAGED"
+  protocol              = "TCP"
+  health_checks         = [google_compute_region_health_check.internal_gateway[0].id]
+
+  dynamic "backend" {
+    for_each = toset(var.zones)
+
+    content {
+      group                        = "projects/${data.google_project.current.project_id}/zones/${backend.key}/networkEndpointGroups/${var.neg_name}"
+      balancing_mode               = "CONNECTION"
+      max_connections_per_endpoint = 1000
+      capacity_scaler              = 1
+    }
+  }
+
+  log_config {
+    enable = true
+  }
+}
+
+resource "google_compute_region_target_tcp_proxy" "internal_gateway" {
+  count = var.internal_gateway == null ? 0 : 1
+
+  name            = "${var.name}-internal-gateway"
+  backend_service = google_compute_region_backend_service.internal_gateway[0].id
+}
+
+resource "google_compute_forwarding_rule" "internal_gateway" {
+  count = var.internal_gateway == null ? 0 : 1
+
+  name                  = "${var.name}-internal-gateway"
+  load_balancing_scheme = "INTERNAL_MANAGED"
+  ip_protocol           = "TCP"
+  port_range            = tostring(var.internal_gateway.port)
+  target                = google_compute_region_target_tcp_proxy.internal_gateway[0].id
+  network               = var.network_id
+  subnetwork            = var.subnetwork_id
+  allow_global_access   = true
+  labels                = merge(var.tags, { proxy-subnetwork = element(split("/", var.proxy_subnetwork_id), length(split("/", var.proxy_subnetwork_id)) - 1) })
+}
+
+resource "google_dns_record_set" "internal_gateway" {
+  count = var.internal_gateway == null ? 0 : 1
+
+  managed_zone = var.internal_zone_name
+  name         = "${var.internal_gateway.name}."
+  type         = "A"
+  ttl          = 30
+  rrdatas      = [google_compute_forwarding_rule.internal_gateway[0].ip_address]
+}

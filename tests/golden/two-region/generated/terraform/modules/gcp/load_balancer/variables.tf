@@ -48,3 +48,32 @@ variable "tags" {
   description = "Labels applied to every resource that takes them."
   type        = map(string)
 }
+
+variable "network_id" {
+  description = "The region's VPC network (the internal gateway's)."
+  type        = string
+}
+
+variable "subnetwork_id" {
+  description = "The private subnetwork the internal gateway's address comes from."
+  type        = string
+}
+
+variable "proxy_subnetwork_id" {
+  description = "The proxy-only subnetwork the internal gateway's proxies run in (null without an internal gateway)."
+  type        = string
+}
+
+variable "internal_zone_name" {
+  description = "The region's private Cloud DNS zone (the internal gateway's name)."
+  type        = string
+}
+
+variable "internal_gateway" {
+  description = "The internal gateway the linked regions' Kong forwards to: its private name, port and the linked regions' Kong source ranges (null: no linked region)."
+  type = object({
+    name         = string
+    port         = number
+    source_cidrs = list(string)
+  })
+}

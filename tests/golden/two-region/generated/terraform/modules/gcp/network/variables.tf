@@ -51,3 +51,8 @@ variable "ingress_rules" {
     source_ranges = list(string)
   }))
 }
+
+variable "proxy_cidr" {
+  description = "The proxy-only subnet of the internal gateway (an internal proxy load balancer), whose proxies reach Kong on lb_target_port; \"\" for none."
+  type        = string
+}
