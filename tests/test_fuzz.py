@@ -64,8 +64,8 @@ def outcome(text: str, file: str = "platform.yaml") -> str:
 # One line of each configuration format platformc writes (comments and blank lines aside): a value carrying a
 # line break, a quote that does not close or a stray token would break its line's shape.
 CONF_LINES = {
-    "pg_hba.conf": re.compile(r"(local|host|hostssl|hostnossl)\s+[a-z_0-9,]+\s+(all|\"[a-z_][a-z0-9_]*\"(,\"[a-z_][a-z0-9_]*\")*)"
-                              r"(\s+[0-9a-f.:]+/[0-9]{1,3})?\s+(peer|scram-sha-256|reject|cert)"),
+    "pg_hba.conf": re.compile(r"(local|host|hostssl|hostnossl)\s+([a-z_0-9,]+|\"[a-z_][a-z0-9_]*\"(,\"[a-z_][a-z0-9_]*\")*)\s+(all|\"[a-z_][a-z0-9_]*\"(,\"[a-z_][a-z0-9_]*\")*)"
+                              r"(\s+[0-9a-f.:]+/[0-9]{1,3})?\s+(peer|scram-sha-256|reject|cert)(\s+[a-z_]+=[a-z0-9_-]+)*"),
     "postgresql.conf": re.compile(r"[a-z_][a-z0-9_.]* = ('([^'\\\n]|'')*'|[A-Za-z0-9_.+-]+)"),
     "redis.conf": re.compile(r"[a-z][a-z0-9-]*( (\"([^\"\\\n]|\\.)*\"|[^\s\"']+))+"),
 }
