@@ -43,10 +43,12 @@ def compiled():
 
 
 def _roots(files: dict[str, str]) -> dict[str, list[str]]:
-    """Directory -> its files' texts."""
+    """Terraform directory -> its .tf files' texts (terraform/regions/<r>/vault holds Vault's policy and its
+    configure script, which Terraform never reads)."""
     dirs: dict[str, list[str]] = {}
     for path, text in files.items():
-        dirs.setdefault(path.rsplit("/", 1)[0], []).append(text)
+        if path.endswith(".tf"):
+            dirs.setdefault(path.rsplit("/", 1)[0], []).append(text)
     return dirs
 
 
