@@ -18,6 +18,11 @@ pg_hba: the lines are evaluated in order, as PostgreSQL does (first line whose t
 address match decides): from each source CIDR, the connection's database and user must first match a
 `hostssl` line with scram-sha-256. A line addressed by host name needs reverse DNS, which nothing creates:
 it never counts as matching a CIDR.
+
+TLS: every TLS connection the region's PostgreSQL serves (each one its pg_hba.conf gates) is named on its own: the
+server's ssl_min/max_protocol_version against PgBouncer's server_tls_* (PgBouncer's pools), primary_conninfo (the
+region's own replicas), or, for a client configured outside these files (the DR partner's standby, Patroni's
+rejoin), against the connection's floor alone.
 """
 
 from __future__ import annotations
@@ -630,43 +635,57 @@ def _floor(versions: set[str]) -> str:
 
 
 def _check_tls(tree, region, conns) -> list[Result]:
+    """Every TLS connection this region's PostgreSQL serves (the ones its pg_hba.conf gates) is checked and named:
+    a server setting (ssl_min/max_protocol_version) breaks each of them. Against the client config this tree holds
+    for it: PgBouncer's server_tls_* for PgBouncer's pools, primary_conninfo for the region's own replicas; a
+    client configured elsewhere (the DR partner's standby, Patroni's rejoin) is checked at the server end only."""
     base = DATASTORES.format(region=region)
     pg_rel, pgb_rel = f"{base}/postgresql.conf", f"{base}/pgbouncer.ini"
     out = []
-    bouncer = [c for c in conns if c.source.host_group == "pgbouncer" and c.app_protocol == "postgresql"
-               and c.dest.kind == "hosts" and c.tls]
-    replication = [c for c in conns if c.database == "replication" and c.app_protocol == "postgresql" and c.tls]
-    if not (bouncer or replication):
+    served = [c for c in conns if "pg_hba" in c.layers and c.app_protocol == "postgresql" and c.tls]
+    if not served:
         return out
     pg = _conf(tree, pg_rel)
     server, lo_line, hi_line = _server_versions(pg)
-    for c in bouncer[:1]:
-        res = Result(TLS_LAYER, "PgBouncer -> PostgreSQL")
+    hi = _PG_VERSION.get(pg.get("ssl_max_protocol_version", ("", 0))[0], "")
+
+    def server_line(client: set[str]) -> int:
+        """ssl_max_protocol_version's line when it sits below every version the client speaks, else the floor's."""
+        if hi_line and hi and client and _VERSIONS.index(hi) < _VERSIONS.index(_floor(client)):
+            return hi_line
+        return lo_line or hi_line
+
+    for c in served:
+        res = Result(TLS_LAYER, c.id)
         out.append(res)
-        pgb = _conf(tree, pgb_rel)
-        raw, line = pgb.get("server_tls_protocols", ("secure", 0))
-        client: set[str] = set()
-        for item in re.split(r"[,\s]+", raw.lower()):
-            client |= _PGB_PROTOCOLS.get(item, set())
-        mode, mode_line = pgb.get("server_tls_sslmode", ("prefer", 0))
-        if mode not in _VERIFYING:
-            res.broken.append(Broken(pgb_rel, mode_line, TLS_LAYER, c.id, f"server_tls_sslmode = {mode}: PgBouncer "
-                                     "does not verify PostgreSQL's certificate (verify-full expected)"))
-        res.broken += _agree(c, "PgBouncer (server_tls_protocols)", client, pgb_rel, line,
-                             server, pg_rel, lo_line or hi_line)
-    for c in replication[:1]:
-        res = Result(TLS_LAYER, "replica -> primary")
-        out.append(res)
-        raw, line = pg.get("primary_conninfo", ("", 0))
-        info = _conninfo(raw)
-        mode = info.get("sslmode", "prefer")
-        if mode not in _VERIFYING:
-            res.broken.append(Broken(pg_rel, line, TLS_LAYER, c.id, f"primary_conninfo sslmode={mode}: the standby "
-                                     "does not verify the primary's certificate (verify-full expected)"))
-        client = _range(_PG_VERSION.get(info.get("ssl_min_protocol_version", "TLSv1.2"), "1.0"),
-                        _PG_VERSION.get(info.get("ssl_max_protocol_version", ""), "1.3"))
-        res.broken += _agree(c, "the standby (primary_conninfo)", client, pg_rel, line, server, pg_rel,
-                             lo_line or hi_line)
+        if c.source.host_group == "pgbouncer":
+            pgb = _conf(tree, pgb_rel)
+            raw, line = pgb.get("server_tls_protocols", ("secure", 0))
+            client: set[str] = set()
+            for item in re.split(r"[,\s]+", raw.lower()):
+                client |= _PGB_PROTOCOLS.get(item, set())
+            mode, mode_line = pgb.get("server_tls_sslmode", ("prefer", 0))
+            if mode not in _VERIFYING:
+                res.broken.append(Broken(pgb_rel, mode_line, TLS_LAYER, c.id, f"server_tls_sslmode = {mode}: PgBouncer "
+                                         "does not verify PostgreSQL's certificate (verify-full expected)"))
+            res.broken += _agree(c, "PgBouncer (server_tls_protocols)", client, pgb_rel, line,
+                                 server, pg_rel, server_line(client))
+        elif c.database == "replication" and "inter-region" not in c.layers:
+            raw, line = pg.get("primary_conninfo", ("", 0))
+            info = _conninfo(raw)
+            mode = info.get("sslmode", "prefer")
+            if mode not in _VERIFYING:
+                res.broken.append(Broken(pg_rel, line, TLS_LAYER, c.id, f"primary_conninfo sslmode={mode}: the standby "
+                                         "does not verify the primary's certificate (verify-full expected)"))
+            client = _range(_PG_VERSION.get(info.get("ssl_min_protocol_version", "TLSv1.2"), "1.0"),
+                            _PG_VERSION.get(info.get("ssl_max_protocol_version", ""), "1.3"))
+            res.broken += _agree(c, "the standby (primary_conninfo)", client, pg_rel, line, server, pg_rel,
+                                 server_line(client))
+        else:  # the client's settings are not in this region's files: taken as its floor and up, the server is blamed
+            floor = c.tls if c.tls in _VERSIONS else "1.0"
+            client = set(_VERSIONS[_VERSIONS.index(floor):])
+            res.broken += _agree(c, f"{c.source.name} (TLS {floor} or later)", client, pg_rel, server_line(client),
+                                 server, pg_rel, server_line(client))
     return out
 
 

@@ -5,6 +5,7 @@ line with the layer."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shutil
 from pathlib import Path
@@ -61,6 +62,33 @@ def _line(path: Path, needle: str, start: int = 1) -> int:
 def _broken(root: Path, layer: str, region: str | None = None) -> list:
     report = verify(root, [region] if region else None)
     return [b for b in report.broken if b.layer == layer]
+
+
+def _covered(cidr: str, sources) -> bool:
+    """Whether the union of `sources` holds every address of `cidr`."""
+    net = ipaddress.ip_network(cidr)
+    union = ipaddress.collapse_addresses(n for n in map(ipaddress.ip_network, map(str, sources)) if n.version == net.version)
+    return sum(min(u.num_addresses, net.num_addresses) for u in union if u.overlaps(net)) >= net.num_addresses
+
+
+def _crossing(root: Path, region: str, hba_lines) -> list[str]:
+    """The pg_hba connections of the region (wiring order) that one of these pg_hba.conf lines applies to: its
+    database field (`all` takes every database but replication, `replication` only replication), one of its
+    users and part of its address match a database, a user and a source CIDR of the connection."""
+    out = []
+    for c in Tree(root).connections(region):
+        if "pg_hba" not in c.layers:
+            continue
+        for text in hba_lines:
+            _, dbs, users, address = text.split()[:4]
+            dbs, users, net = dbs.split(","), users.split(","), ipaddress.ip_network(address)
+            db_hit = any(("replication" in dbs) if db == "replication" else ("all" in dbs or f'"{db}"' in dbs)
+                         for db in c.database.split(","))
+            user_hit = "all" in users or any(f'"{u}"' in users for u in c.user.split(","))
+            if db_hit and user_hit and any(ipaddress.ip_network(s).overlaps(net) for s in c.source.cidrs):
+                out.append(c.id)
+                break
+    return out
 
 
 # ---------------------------------------------------------------- the unmutated trees
@@ -136,9 +164,29 @@ def test_a_rule_in_a_parent_group_overridden_by_the_child_is_not_counted(tree, m
     parent = yaml.safe_load((base / "postgres.yml").read_text())
     parent["common_firewall_rules"] = standby
     (base / "postgres.yml").write_text(yaml.safe_dump(parent, sort_keys=False))
+    # what the primary is left with: postgres_primary.yml's list alone (the child group wins). Broken: every
+    # firewalled connection into a group holding the primary whose sources that list no longer admits.
+    hosts_yml = yaml.safe_load((tree / f"ansible/inventories/{AWS}/hosts.yml").read_text())
+
+    def holding(node, path):
+        for name, sub in ((node or {}).get("children") or {}).items():
+            if name == "postgres_primary":
+                return path | {name}
+            found = holding(sub, path | {name})
+            if found:
+                return found
+        return None
+
+    groups = holding(hosts_yml["all"], {"all"})
+    left = primary["common_firewall_rules"]
+    expected = [c.id for c in Tree(tree).connections(AWS) if "nftables" in c.layers and c.dest.host_group in groups
+                and not all(_covered(s, [src for r in left if c.dest_port in r["ports"]
+                                         and r.get("protocol", "tcp") == c.protocol.lower() for src in r["sources"]])
+                            for s in c.source.cidrs)]
+    assert "postgres-standby->postgres:5432/tcp" in expected
     broken = _broken(tree, "nftables", AWS)
-    assert [b.connection for b in broken] == ["postgres-standby->postgres:5432/tcp"]
-    assert broken[0].file == f"ansible/inventories/{AWS}/group_vars/postgres_primary.yml"
+    assert [b.connection for b in broken] == expected
+    assert {b.file for b in broken} == {f"ansible/inventories/{AWS}/group_vars/postgres_primary.yml"}
 
 
 def test_a_template_that_drops_what_the_variables_open_is_named(tree, monkeypatch):
@@ -165,33 +213,43 @@ def test_a_pg_hba_line_by_host_name_is_named(tree, monkeypatch):
     hba = _hba(tree)
     c = next(c for c in Tree(tree).connections(AWS) if c.id == "pgbouncer->postgres:5432/tcp")
     lines = hba.read_text().splitlines(keepends=True)
-    out, first = [], None
+    out, first, replaced = [], None, []
     for i, line in enumerate(lines, 1):
         cidr = next((s for s in c.source.cidrs if re.match(rf"hostssl\s+all\s+\S+\s+{re.escape(s)}\s", line)), None)
         if cidr:
+            replaced.append(line)
             if first is None:  # every PgBouncer line becomes a host name line (reverse DNS)
                 out.append(line.replace(cidr, c.source.hosts[0].ljust(len(cidr))))
                 first = i
             continue
         out.append(line)
     hba.write_text("".join(out))
+    # every connection that went through one of the replaced lines (PgBouncer's pools) now meets the host name
+    expected = _crossing(tree, AWS, replaced)
+    assert c.id in expected
     broken = _broken(tree, "pg_hba", AWS)
-    assert [b.connection for b in broken] == ["pgbouncer->postgres:5432/tcp"]
-    assert (broken[0].file, broken[0].line) == (f"datastores/{AWS}/pg_hba.conf", first)
-    assert "host name" in broken[0].message
+    assert [b.connection for b in broken] == expected
+    assert {(b.file, b.line) for b in broken} == {(f"datastores/{AWS}/pg_hba.conf", first)}
+    assert all("host name" in b.message for b in broken)
 
 
 def test_a_pg_hba_line_for_the_wrong_database_is_named(tree, monkeypatch):
     _only_hosts(monkeypatch)
     hba = _hba(tree)
-    text = hba.read_text()
-    line = _line(hba, '"replicator"    10.1.0.0/16')
-    hba.write_text(text.replace('replication              "replicator"    10.1.0.0/16',
-                                'all                      "replicator"    10.1.0.0/16'))
+    # the DR standby's line for its first source CIDR names every database instead of `replication`, which `all`
+    # never matches (PostgreSQL's rule)
+    c = next(c for c in Tree(tree).connections(AWS) if c.id == "postgres-standby->postgres:5432/tcp")
+    lines = hba.read_text().splitlines(keepends=True)
+    line = next(i for i, x in enumerate(lines, 1)
+                if re.match(rf'hostssl\s+replication\s+"replicator"\s+{re.escape(c.source.cidrs[0])}\s', x))
+    expected = _crossing(tree, AWS, [lines[line - 1]])
+    assert c.id in expected
+    lines[line - 1] = lines[line - 1].replace("replication", "all        ", 1)
+    hba.write_text("".join(lines))
     broken = _broken(tree, "pg_hba", AWS)
-    assert [b.connection for b in broken] == ["postgres-standby->postgres:5432/tcp"]
-    assert (broken[0].file, broken[0].line) == (f"datastores/{AWS}/pg_hba.conf", line)
-    assert "another database" in broken[0].message
+    assert [b.connection for b in broken] == expected
+    assert {(b.file, b.line) for b in broken} == {(f"datastores/{AWS}/pg_hba.conf", line)}
+    assert all("another database" in b.message for b in broken)
 
 
 def test_a_reject_before_the_allow_is_named(tree, monkeypatch):
@@ -199,13 +257,18 @@ def test_a_reject_before_the_allow_is_named(tree, monkeypatch):
     hba = _hba(tree)
     lines = hba.read_text().splitlines(keepends=True)
     at = _line(hba, "hostssl")  # the first host line: everything after it is shadowed for 10.0.0.0/8
-    lines.insert(at - 1, "host      all                      all             10.0.0.0/8                  reject\n")
+    reject = "host      all                      all             10.0.0.0/8                  reject\n"
+    lines.insert(at - 1, reject)
     hba.write_text("".join(lines))
     broken = _broken(tree, "pg_hba", AWS)
-    # `all` never matches a replication connection (PostgreSQL's rule): the replicas still get through
-    assert [b.connection for b in broken] == ["pgbouncer->postgres:5432/tcp"]
-    assert (broken[0].file, broken[0].line) == (f"datastores/{AWS}/pg_hba.conf", at)
-    assert "reject" in broken[0].message
+    # every connection from 10.0.0.0/8 to a database is shadowed; `all` never matches a replication connection
+    # (PostgreSQL's rule): the replicas and the DR standby still get through
+    expected = _crossing(tree, AWS, [reject])
+    assert "pgbouncer->postgres:5432/tcp" in expected
+    assert not any(c.database == "replication" for c in Tree(tree).connections(AWS) if c.id in expected)
+    assert [b.connection for b in broken] == expected
+    assert {(b.file, b.line) for b in broken} == {(f"datastores/{AWS}/pg_hba.conf", at)}
+    assert all("reject" in b.message for b in broken)
 
 
 def test_a_line_that_does_not_require_tls_is_named(tree, monkeypatch):
@@ -213,11 +276,13 @@ def test_a_line_that_does_not_require_tls_is_named(tree, monkeypatch):
     hba = _hba(tree)
     at = _line(hba, "hostssl   replication")
     lines = hba.read_text().splitlines(keepends=True)
+    expected = _crossing(tree, AWS, [lines[at - 1]])  # the region's own replicas (Patroni members)
+    assert expected
     lines[at - 1] = lines[at - 1].replace("hostssl  ", "host     ", 1)
     hba.write_text("".join(lines))
     broken = _broken(tree, "pg_hba", AWS)
-    assert [b.connection for b in broken] == ["postgres-replica->postgres:5432/tcp"]
-    assert broken[0].line == at and "TLS" in broken[0].message
+    assert [b.connection for b in broken] == expected
+    assert all(b.line == at and "TLS" in b.message for b in broken)
 
 
 # ---------------------------------------------------------------- TLS at both ends
@@ -228,10 +293,12 @@ def test_a_tls_mismatch_between_pgbouncer_and_postgres_is_named(tree, monkeypatc
     ini = tree / f"datastores/{AWS}/pgbouncer.ini"
     ini.write_text(ini.read_text().replace("server_tls_protocols = tlsv1.3", "server_tls_protocols = tlsv1.2"))
     broken = _broken(tree, hosts.TLS_LAYER, AWS)
-    assert len(broken) == 1
-    b = broken[0]
-    assert (b.file, b.line) == (f"datastores/{AWS}/pgbouncer.ini", _line(ini, "server_tls_protocols"))
-    assert b.connection == "pgbouncer->postgres:5432/tcp" and "no common version" in b.message
+    # each of PgBouncer's pools into PostgreSQL (primary and read replicas) takes server_tls_protocols
+    expected = [c.id for c in Tree(tree).connections(AWS) if "pg_hba" in c.layers and c.source.host_group == "pgbouncer"]
+    assert "pgbouncer->postgres:5432/tcp" in expected
+    assert [b.connection for b in broken] == expected
+    assert {(b.file, b.line) for b in broken} == {(f"datastores/{AWS}/pgbouncer.ini", _line(ini, "server_tls_protocols"))}
+    assert all("no common version" in b.message for b in broken)
 
 
 def test_a_server_max_below_the_clients_floor_is_named(tree, monkeypatch):
@@ -239,8 +306,13 @@ def test_a_server_max_below_the_clients_floor_is_named(tree, monkeypatch):
     conf = tree / f"datastores/{AWS}/postgresql.conf"
     conf.write_text(conf.read_text() + "ssl_max_protocol_version = 'TLSv1.2'\n")
     broken = _broken(tree, hosts.TLS_LAYER, AWS)
-    assert {b.connection for b in broken} == {"pgbouncer->postgres:5432/tcp", "postgres-replica->postgres:5432/tcp"}
-    assert all("no common version" in b.message for b in broken)
+    # every TLS connection this PostgreSQL serves (its pg_hba.conf gates them) with a floor above 1.2 is cut off
+    expected = {c.id for c in Tree(tree).connections(AWS) if "pg_hba" in c.layers and c.tls in ("1.3",)}
+    assert "pgbouncer->postgres:5432/tcp" in expected
+    assert any(c.database == "replication" for c in Tree(tree).connections(AWS) if c.id in expected)
+    assert [b.connection for b in broken] == [c.id for c in Tree(tree).connections(AWS) if c.id in expected]
+    cap = f"datastores/{AWS}/postgresql.conf:{_line(conf, 'ssl_max_protocol_version')}"
+    assert all("no common version" in b.message and cap in b.message for b in broken)
 
 
 def test_a_standby_that_does_not_verify_or_accepts_less_is_named(tree, monkeypatch):
