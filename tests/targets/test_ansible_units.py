@@ -188,15 +188,42 @@ def test_group_vars_carry_the_resolved_settings(outputs):
 
 
 def test_secrets_are_lookups_never_values(outputs):
+    """Every data-tier secret the inventory carries is the lookup of exactly the reference the spec (or the per-service
+    convention, compiler/ir/data_access.py) gives it: the superuser, replication and PgBouncer auth passwords, each
+    service's PostgreSQL role, the Redis replication user and each service's Redis ACL user, and the passwords of
+    the DR standby clusters this region keeps for others (their own region's references)."""
+    import hashlib
+    from compiler.ir.data_access import db_roles, redis_users
     plan, files = outputs
+    gcp = plan.spec.clouds.get("gcp")
     for r in plan.regions:
         base = f"ansible/inventories/{r.name}/group_vars"
         variables = {}
         for stem in ("postgres", "pgbouncer", "redis_cluster"):
             variables.update(yaml.safe_load(files[f"{base}/{stem}.yml"]))
         secrets = {k: v for k, v in variables.items() if k.endswith("password")}
-        secrets.update(variables["redis_secrets"])
-        assert len(secrets) == 5
+        secrets.update({f"redis:{k}": v for k, v in variables["redis_secrets"].items()})
+        secrets.update({f"role:{x['name']}": x["password"] for x in variables["postgresql_service_roles"]})
+        secrets.update({f"standby:{of}:{kind}": v for of, d in variables["patroni_standby_passwords"].items()
+                        for kind, v in d.items()})
+        ds = r.settings.datastores
+        refs = {"postgresql_admin_password": (r, ds.postgres.admin_password),
+                "postgresql_replication_password": (r, ds.postgres.replication_password),
+                "postgresql_pgbouncer_auth_password": (r, ds.pgbouncer.auth_password),
+                "pgbouncer_auth_password": (r, ds.pgbouncer.auth_password)}
+        redis_refs = {ds.redis.password, *(u.password_ref for u in redis_users(r.data_access))}
+        assert len(redis_refs) == 1 + len(redis_users(r.data_access))  # one secret per ACL user, none shared
+        refs |= {f"redis:{hashlib.sha1(ref.encode()).hexdigest()[:12]}": (r, ref) for ref in redis_refs}
+        roles = db_roles(r.data_access)
+        assert roles and len({x.password_ref for x in roles}) == len(roles)
+        refs |= {f"role:{x.name}": (r, x.password_ref) for x in roles}
+        for sb in (r.postgres_ha.standbys if r.postgres_ha else ()):
+            src = plan.region(sb.of_region)
+            key = sb.of_region.replace("-", "_")
+            refs |= {f"standby:{key}:admin": (src, src.settings.datastores.postgres.admin_password),
+                     f"standby:{key}:replication": (src, src.settings.datastores.postgres.replication_password)}
+        assert secrets == {k: secret_var(ref, where.cloud, where.cloud_region, gcp.account if gcp else None)
+                           for k, (where, ref) in refs.items()}, r.name
         for name, value in secrets.items():
             assert value.startswith("{{ lookup(") and value.endswith(" }}"), (name, value)
 

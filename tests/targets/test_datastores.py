@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from compiler.emit import emit
+from compiler.ir.postgres_ha import leader_endpoint, replica_endpoint
 from compiler.targets import datastores
 from compiler.targets.datastores.postgres import sizing
 from tests.targets.test_datastores_support import (  # noqa: F401  (fixtures)
@@ -143,8 +144,16 @@ def test_postgres_sizing_formulas(any_case):
             assert f"WALG_AZ_PREFIX=azure://{container}/postgres AZURE_STORAGE_ACCOUNT={account} " in conf["archive_command"]
         else:
             assert f"_PREFIX={region.backup_url}/postgres " in conf["archive_command"]
-        primary = region.hosts_in("postgres_primary")[0].fqdn
-        assert f"host={primary} " in unquote_pg(conf["primary_conninfo"])
+        # A standby dials the Patroni leader's name (the load balancer checking GET /primary), whichever member
+        # leads, never one member's host: a connection the wiring states (so pg_hba admits it), as its role
+        info = dict(kv.split("=", 1) for kv in unquote_pg(conf["primary_conninfo"]).split())
+        replication = [c for c in region.through("pg_hba") if c.database == "replication"]
+        assert info["host"] == leader_endpoint(region.internal_domain), (region.name, info)
+        assert any((c.address, c.port, c.user) == (info["host"], int(info["port"]), info["user"])
+                   for c in replication), (region.name, info)
+        # one file serves every member, whichever leads: it names none of them as the primary
+        members = region.hosts_in("postgres_primary") + region.hosts_in("postgres_replicas")
+        assert not [h.fqdn for h in members if h.fqdn in files_of(any_case, region)["postgresql.conf"]], region.name
         libs = unquote_pg(conf["shared_preload_libraries"]).split(",")
         assert {"pg_stat_statements", "timescaledb"} <= set(libs)
         assert "password" not in unquote_pg(conf["primary_conninfo"]).replace("passfile", "")
@@ -174,7 +183,12 @@ def test_pg_hba_admits_exactly_the_wiring_connections(any_case):
             assert server.user.split(",") == [region.settings.datastores.pgbouncer.auth_user] + [
                 a.db_role.name for a in region.data_access if a.db_role], server.id
         assert remote == want, region.name
-        assert {c.source.host_group for c in region.through("pg_hba")} >= {"pgbouncer", "postgres_replicas"}
+        # PgBouncer, and (Patroni: any member may lead) every PostgreSQL member streaming from the leader
+        assert {c.source.host_group for c in region.through("pg_hba")} >= {"pgbouncer", "postgres"}
+        if region.hosts_in("postgres_replicas"):
+            (members,) = [c for c in region.through("pg_hba") if c.database == "replication"
+                          and c.address == leader_endpoint(region.internal_domain)]
+            assert members.source.host_group == "postgres" and members.user == "replicator", members.id
         for row in remote:  # every admitted network is a private CIDR
             assert ipaddress.ip_network(row[3]).is_private
 
@@ -187,10 +201,14 @@ def test_tls_floors_agree_at_both_ends(any_case):
         files = files_of(any_case, region)
         pg = parse_conf(files["postgresql.conf"])
         pgb = parse_conf(files["pgbouncer.ini"].split("[pgbouncer]", 1)[1])
-        (server,) = [c for c in region.through("pg_hba") if c.source.host_group == "pgbouncer"]
+        # the read-write pool (the leader) and, with replicas, the read-only pool: one server_tls_protocols for both
+        servers = [c for c in region.through("pg_hba") if c.source.host_group == "pgbouncer"]
+        assert len(servers) == 1 + bool(region.hosts_in("postgres_replicas")), region.name
         names = {"1.2": "TLSv1.2", "1.3": "TLSv1.3"}
-        assert unquote_pg(pg["ssl_min_protocol_version"]) == names[server.tls]
-        assert pgb["server_tls_protocols"] == {"1.2": "tlsv1.2,tlsv1.3", "1.3": "tlsv1.3"}[server.tls]
+        for server in servers:
+            assert server.tls, server.id
+            assert unquote_pg(pg["ssl_min_protocol_version"]) == names[server.tls], server.id
+            assert pgb["server_tls_protocols"] == {"1.2": "tlsv1.2,tlsv1.3", "1.3": "tlsv1.3"}[server.tls], server.id
         assert pgb["server_tls_sslmode"] == "verify-full"
         info = unquote_pg(pg["primary_conninfo"])
         replication = [c for c in region.through("pg_hba") if c.database == "replication"]
@@ -208,11 +226,36 @@ def test_pgbouncer_pools_come_from_the_connection_budget(any_case):
         assert int(settings["max_client_conn"]) == c.max_client_conn
         assert int(settings["default_pool_size"]) == c.default_pool_size
         assert int(settings["reserve_pool_size"]) == c.reserve_pool_size
+        assert c.databases == len(region.shards)
         assert c.pgbouncer_hosts * c.databases * int(settings["max_db_connections"]) <= c.postgres_available
         assert settings["auth_user"] == pgb.auth_user and settings["auth_type"] == "scram-sha-256"
         dbs = parse_conf(text.split("[databases]", 1)[1].split("[pgbouncer]", 1)[0])
-        primary = region.hosts_in("postgres_primary")[0].fqdn
-        assert dbs == {s.database: f"host={primary} port=5432 dbname={s.database}" for s in region.shards}
+        assert dbs == _pgbouncer_databases(region), region.name
+        # Patroni moves the leader: no line of the file (comments included) names one member as PgBouncer's server
+        members = region.hosts_in("postgres_primary") + region.hosts_in("postgres_replicas")
+        assert not [h.fqdn for h in members if h.fqdn in text], region.name
+        # each server (the leader; whichever replica the read-only endpoint picks) gets at most one pool cap per
+        # [databases] entry from each PgBouncer host: within the connections it has after the reserve
+        for address in {v.split()[0] for v in dbs.values()}:
+            entries = sum(v.split()[0] == address for v in dbs.values())
+            assert c.pgbouncer_hosts * entries * int(settings["max_db_connections"]) <= c.postgres_available, address
+
+
+def _pgbouncer_databases(region) -> dict[str, str]:
+    """PgBouncer's [databases] as the wiring has it: each shard the region owns on the Patroni leader's name (the
+    read-write pool), and, with read replicas, `<shard>_ro` on the replicas' name (the read-only pool), the same
+    shard database; with a managed PostgreSQL, the shards on its alias."""
+    servers = [c for c in region.through("pg_hba") if c.source.host_group == "pgbouncer"]
+    if region.settings.datastores.postgres.deployment != "self-managed":
+        assert servers == []
+        return {s.database: f"host=postgres.{region.internal_domain} port=5432 dbname={s.database}" for s in region.shards}
+    (rw,) = [c for c in servers if c.address == leader_endpoint(region.internal_domain)]
+    ro = [c for c in servers if c.address == replica_endpoint(region.internal_domain)]
+    assert len(ro) == bool(region.hosts_in("postgres_replicas")) and len(servers) == 1 + len(ro), region.name
+    want = {s.database: f"host={rw.address} port={rw.port} dbname={s.database}" for s in region.shards}
+    for c in ro:
+        want |= {f"{s.database}_ro": f"host={c.address} port={c.port} dbname={s.database}" for s in region.shards}
+    return want
 
 
 def test_no_secret_values_in_any_file(any_case):
@@ -304,9 +347,11 @@ def test_docs_section_shows_nodes_formulas_and_shards(reference):
 
 def test_a_value_that_cannot_be_written_stops_the_build_naming_the_file(reference):
     region = reference.region("us-east-1")
-    hosts = tuple(dataclasses.replace(h, fqdn=h.fqdn + "\nlisten_addr = 0.0.0.0") if h.group == "postgres_primary" else h
-                  for h in region.hosts)
-    broken = dataclasses.replace(region, hosts=hosts)
+    # the name PgBouncer's server connections dial (the wiring's, as pgbouncer.ini writes it) carries a line break
+    wiring = tuple(dataclasses.replace(c, address=c.address + "\nlisten_addr = 0.0.0.0")
+                   if c.source.host_group == "pgbouncer" and c.database == "all" else c for c in region.wiring)
+    assert wiring != region.wiring
+    broken = dataclasses.replace(region, wiring=wiring)
     with pytest.raises(datastores.DatastoresEmitError,
                        match=r"^datastores/us-east-1/[a-z_.-]+ \(region us-east-1\): .*(line break|newline)"):
         datastores.emit_region(reference, broken)
@@ -513,9 +558,10 @@ def test_pgbouncer_show_config_agrees(reference, reference_tree, tls, isolation,
         c = region.connections
         assert (int(config["default_pool_size"]), int(config["max_client_conn"])) == (c.default_pool_size, c.max_client_conn)
         dbs = {row["name"]: row for row in pgbouncer_admin(work, port, "SHOW DATABASES", "probe_admin", "admin-secret")}
-        primary = region.hosts_in("postgres_primary")[0].fqdn
-        for s in region.shards:
-            assert (dbs[s.database]["host"], dbs[s.database]["port"], dbs[s.database]["database"]) == (primary, "5432", s.database)
+        want = {name: dict(kv.split("=", 1) for kv in value.split()) for name, value in _pgbouncer_databases(region).items()}
+        assert set(dbs) - {"pgbouncer"} == set(want)  # the admin console's own database besides
+        for name, w in want.items():
+            assert (dbs[name]["host"], dbs[name]["port"], dbs[name]["database"]) == (w["host"], w["port"], w["dbname"]), name
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -71,13 +71,14 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
         files["redis.conf"] = _render(region, "redis.conf.j2", banner=banner("#", spec), redis=ds.redis,
                                       sections=redis.settings(plan, region), include=f"{redis.INCLUDE_DIR}/*.conf")
         files["redis-topology.json"] = dump_json(redis.topology(plan, region))
-    primary = postgres.primary_host(region)
     if postgres.self_managed(region):
         files["postgresql.conf"] = _render(region, "postgresql.conf.j2", banner=banner("#", spec), pg=ds.postgres,
-                                           primary=primary, sections=postgres.settings(plan, region))
+                                           sections=postgres.settings(plan, region))
         files["pg_hba.conf"] = _render(region, "pg_hba.conf.j2", banner=banner("#", spec), pg=ds.postgres,
                                        rules=postgres.hba_rules(plan, region))
-    files["pgbouncer.ini"] = _render(region, "pgbouncer.ini.j2", banner=banner(";", spec), primary=primary,
+    read_only = pgbouncer.read_only_connection(region)
+    files["pgbouncer.ini"] = _render(region, "pgbouncer.ini.j2", banner=banner(";", spec),
+                                     server=pgbouncer.server_address(region), read_only=read_only and read_only.address,
                                      connections=region.connections, auth_file=pgbouncer.AUTH_FILE,
                                      databases=pgbouncer.databases(region), sections=pgbouncer.settings(plan, region))
     libs = postgres.preload_libraries(region)

@@ -54,7 +54,7 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
     out = ["## Data tier\n",
            f"Files under `generated/datastores/{region.name}/`. PostgreSQL {pg.version} is {pg.deployment}, "
            f"Redis {rd.version} is {rd.deployment}; PgBouncer always runs on {pgb.hosts} hosts in front of "
-           f"`{postgres.primary_host(region)}`.\n",
+           f"`{pgbouncer.server_address(region)}`.\n",
            "### Nodes\n", _nodes(region)]
     if postgres.self_managed(region):
         z = postgres.sizing(region)

@@ -23,6 +23,11 @@ def _server(region: RegionPlan) -> tuple[str, int]:
     return (c.address, c.port) if c else (primary_host(region), PORT)
 
 
+def server_address(region: RegionPlan) -> str:
+    """The name PgBouncer's read-write pools dial: the Patroni leader's endpoint (the managed alias otherwise)."""
+    return _server(region)[0]
+
+
 READ_ONLY_SUFFIX = "_ro"  # <shard database>_ro: the read-only pool on the replicas
 
 
@@ -96,7 +101,8 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
             Setting("client_tls_key_file", f"{TLS_DIR}/server.key"),
             Setting("client_tls_cert_file", f"{TLS_DIR}/server.crt"),
             Setting("client_tls_protocols", TLS_PROTOCOLS[client_floor], f"the services' connections: TLS {client_floor} or later"),
-            Setting("server_tls_sslmode", "verify-full", "PostgreSQL's certificate must name the primary")
+            Setting("server_tls_sslmode", "verify-full", "PostgreSQL's certificate must name the endpoint dialled "
+                    "(every member's carries the leader's and the replicas' names)")
             if self_managed(region) else
             Setting("server_tls_sslmode", "verify-ca", "the managed endpoint's certificate names the provider's host, "
                     "not the alias; ca.crt is the provider's CA bundle"),
