@@ -656,7 +656,7 @@ def test_pgbouncer_logs_in_to_postgres_through_the_generated_pg_hba(reference, r
               f"{shlex.join(map(str, pgb_cmd))} &\nb=$!\nwait\n")
     both = Server(["sh", "-c", script], work / "servers.stdout", pgb_work / "pgbouncer.log", stop_signal=signal.SIGINT)
     try:
-        both.wait_until(lambda: cluster.isready() and "process up" in (pgb_work / "pgbouncer.log").read_text()
+        both.wait_until(lambda: cluster.isready() and "process up" in (pgb_work / "pgbouncer.log").read_text(errors="replace")
                         if (pgb_work / "pgbouncer.log").exists() else False, timeout=60)
         (work / "auth.sql").write_text((gen / "pgbouncer-auth.sql").read_text())
         chown_tree(work)
@@ -683,7 +683,7 @@ def test_pgbouncer_logs_in_to_postgres_through_the_generated_pg_hba(reference, r
         time.sleep(0.5)
         refused = login(other, "other-secret")  # a new (database, user) pool: a new server login
         assert refused.returncode != 0
-        log = (work / "servers.stdout").read_text()
+        log = (work / "servers.stdout").read_text(errors="replace")
         assert 'pg_hba.conf rejects connection for host "127.0.0.1"' in log, log[-2000:]
     finally:
         both.stop()
