@@ -109,7 +109,17 @@ def addressing(cloud: str, cidr: str, zones: tuple[Zone, ...], s: RegionSettings
         lb = public  # the ALB's nodes sit in every zone's public subnet
     return Addressing(node_cidrs=nodes, public_cidrs=public, pod_cidr=pods, service_cidr=services,
                       pod_source_cidrs=pod_sources, max_pods_per_node=pods_per_node(cloud, pods, max_nodes(s)),
-                      lb_source_cidrs=tuple(lb), proxy_cidr=_proxy_range(cidr, zones, pods, services) if cloud == "gcp" else "")
+                      lb_source_cidrs=tuple(lb), proxy_cidr=_proxy_range(cidr, zones, pods, services) if cloud == "gcp" else "",
+                      internal_gateway_ip=_azure_gateway_ip(zones) if cloud == "azure" else "")
+
+
+def _azure_gateway_ip(zones: tuple[Zone, ...]) -> str:
+    """Azure: the internal gateway's address, the last usable address of the AKS node subnet (the first zone's
+    private subnet, as modules/azure/network's cluster_subnet_id). Azure keeps a subnet's last address (broadcast)
+    and allocates dynamic addresses (nodes, data hosts, the PostgreSQL endpoints) from the lowest free one up, so the
+    top of the subnet stays free for a pinned address."""
+    net = ipaddress.ip_network(min(zones, key=lambda z: z.name).private_cidr)
+    return str(net.broadcast_address - 1)
 
 
 def _proxy_range(cidr: str, zones: tuple[Zone, ...], pods: str, services: str) -> str:
@@ -498,6 +508,17 @@ def inter_region_connections(platform: Platform, region, regions: dict) -> tuple
                 source=gateway, dest=lb, address=f"{region.name}.{domain}", port=HTTPS_PORT, dest_port=HTTPS_PORT,
                 protocol="TCP", app_protocol="https", purpose="the internal gateway passes the forwarded requests to "
                 "the region's load balancer", tls=tls_min, layers=("internal-gateway",)))
+        elif region.cloud == "azure":
+            # Azure: an internal Standard Load Balancer (AKS, from Kong's internal gateway Service) passes the TCP
+            # connections through to Kong's TLS port (TLS end to end to Kong); with externalTrafficPolicy Local the
+            # pods see the forwarding regions' Kong addresses, which Kong's NetworkPolicy admits
+            sources = tuple(sorted({x for src in forwarding for x in src.addressing.pod_source_cidrs}))
+            out.append(Connection(
+                source=Peer("internal-gateway", "internal-lb", cidrs=sources), dest=kong,
+                address=region.addressing.internal_gateway_ip, port=INTERNAL_GATEWAY_PORT,
+                dest_port=KONG_PROXY_TLS_PORT, protocol="TCP", app_protocol="https",
+                purpose="the internal load balancer passes the forwarded requests to Kong's proxy pods", tls=tls_min,
+                layers=("internal-gateway", *(("networkpolicy-ingress",) if np_on else ()))))
         else:
             # GCP: the internal proxy load balancer's proxies, in the proxy-only subnet, open TCP to Kong's TLS port
             # (TLS end to end to Kong)

@@ -189,6 +189,10 @@ class Addressing:
     # GCP: the proxy-only subnet of the region's internal proxy load balancer (the internal gateway); its proxies
     # reach Kong's pods from it. "" elsewhere.
     proxy_cidr: str = ""
+    # Azure: the internal gateway's private address (home-region routing, compiler/ir/network.py): the last usable
+    # address of the AKS node subnet, where dynamic allocation (nodes, data hosts) reaches last. The Kong internal
+    # load balancer Service pins it and the private DNS record names it. "" elsewhere.
+    internal_gateway_ip: str = ""
 
 
 @dataclass(frozen=True)

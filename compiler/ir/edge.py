@@ -6,7 +6,9 @@
     sidecar (outbound only: canary / blue-green VirtualServices, mTLS) -> the services.
 
 The cloud load balancer is the region's only public entry: Kong's proxy Service is ClusterIP and no
-other LoadBalancer Service exists, so nothing reaches Kong around the WAF. The load balancers reach
+other public LoadBalancer Service exists, so nothing reaches Kong around the WAF (on Azure, the internal
+gateway of home-region routing is an internal load balancer Service with a private address only, admitting
+the peered regions' Kong: compiler/ir/network.py). The load balancers reach
 the pods directly (pod IPs), each cloud its own way:
 
 - AWS: an IP target group (Terraform, named lb_target_name) that Kong's pods join through the AWS

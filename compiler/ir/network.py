@@ -27,11 +27,12 @@ import re
 # (gateway.<region>.internal.<domain>, a record in the region's private zone), and its port (TLS to Kong).
 INTERNAL_GATEWAY_HOST = "gateway"
 INTERNAL_GATEWAY_PORT = 443
-# Clouds whose load_balancer module builds the internal gateway (AWS: an internal NLB in front of the regional
-# load balancer; GCP: an internal proxy Network Load Balancer over Kong's NEGs, from a proxy-only subnet). Azure's
-# Application Gateway listeners belong to its ingress controller, so there Kong answers a request homed in another
-# region with 421 and the home's name, as for a home on another cloud.
-INTERNAL_GATEWAY_CLOUDS = ("aws", "gcp")
+# Clouds that build the internal gateway (AWS: an internal NLB in front of the regional load balancer; GCP: an
+# internal proxy Network Load Balancer over Kong's NEGs, from a proxy-only subnet; Azure: an internal Standard Load
+# Balancer that AKS builds from a LoadBalancer Service in front of Kong's TLS port, at the address the IR pins,
+# Addressing.internal_gateway_ip, which the private DNS record names). A home on another cloud has no private path:
+# Kong answers 421 with the home's name.
+INTERNAL_GATEWAY_CLOUDS = ("aws", "gcp", "azure")
 # The request header a forwarding Kong sets to its own region; a Kong that receives it serves the request
 # itself (never forwards twice) and a forwarded request carries where it came from into the home's logs.
 FORWARDED_FROM_HEADER = "X-Platformc-Forwarded-From"

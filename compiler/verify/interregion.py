@@ -14,7 +14,9 @@
   only target is the address and port dialled (the home's internal gateway).
 - `internal-gateway`: the home region's internal gateway exists with that name, listens on the port and admits
   the forwarding regions' Kong; it passes the requests on to the region's load balancer (AWS: an internal NLB
-  whose target is the load balancer, which admits it).
+  whose target is the load balancer, which admits it) or to Kong (GCP: an internal proxy NLB over Kong's NEGs;
+  Azure: the internal load balancer of Kong's LoadBalancer Service, at the address the private DNS record names,
+  opened by the private subnets' NSG).
 """
 
 from __future__ import annotations
@@ -237,6 +239,8 @@ def _check_gateway(reg: _Region, c) -> list[Broken]:
     out = []
     if reg.cloud == "gcp":
         return _check_gcp_gateway(reg, lb, rel, doc, c)
+    if reg.cloud == "azure":
+        return _check_azure_gateway(reg, lb, rel, doc, c)
     if reg.cloud != "aws":
         return [Broken(rel, 1, "internal-gateway", c.id, f"no internal gateway is built on {reg.cloud}")]
     if c.dest.kind == "internal-lb":
@@ -381,6 +385,113 @@ def _check_gcp_gateway(reg: _Region, lb, rel: str, doc, c) -> list[Broken]:
         if net and net.get("lb_target_port") != c.dest_port:
             out.append(Broken(reg.rel, net.line_of("lb_target_port"), "internal-gateway", c.id,
                               f"the firewall opens {net.get('lb_target_port')}, not Kong's {c.dest_port}"))
+    return out
+
+
+_AZURE_LB = "service.beta.kubernetes.io/azure-load-balancer-"
+_AZURE_NSG_RULE = (r'dynamic "security_rule" \{ for_each = var\.internal_gateway == null \? \[\] : \[var\.internal_gateway\] '
+                   r'content \{ name = "internal-gateway-from-peers" priority = \d+ direction = "Inbound" access = "Allow" '
+                   r'protocol = "Tcp" source_port_range = "\*" destination_port_range = tostring\(security_rule\.value\.port\) '
+                   r'source_address_prefixes = security_rule\.value\.source_cidrs '
+                   r'destination_address_prefix = security_rule\.value\.address \}')
+
+
+def _azure_services(reg: _Region) -> list[tuple[str, dict]]:
+    """The region's internal load balancer Services (AKS's internal annotation), with their files."""
+    out = []
+    for rel in reg.tree.glob(f"kubernetes/{reg.tree_region}/*.yaml"):
+        for d in reg.tree.yaml_docs(rel):
+            if isinstance(d, dict) and d.get("kind") == "Service" and (d.get("spec") or {}).get("type") == "LoadBalancer" \
+                    and ((d.get("metadata") or {}).get("annotations") or {}).get(_AZURE_LB + "internal") == "true":
+                out.append((rel, d))
+    return out
+
+
+def _check_azure_gateway(reg: _Region, lb, rel: str, doc, c) -> list[Broken]:
+    """Azure: an internal Standard Load Balancer that AKS builds from Kong's LoadBalancer Service with the internal
+    annotation, at the address Terraform's private DNS record (data_hosts, beside the zone) names (the Service pins it with
+    azure-load-balancer-ipv4), inside the node subnet; the private subnets' NSG opens that address and port to the
+    peered regions' Kong (AKS opens its own from the Service's loadBalancerSourceRanges); the Service passes the
+    port to Kong's TLS port, keeping the callers' addresses (externalTrafficPolicy Local) for Kong's NetworkPolicy."""
+    out = []
+    services = _azure_services(reg)
+    if c.dest.kind == "internal-lb":
+        # AKS builds the load balancer: Terraform's part is the record, beside the private zone (data_hosts)
+        lb = reg.modules.get("data_hosts")
+        rel, doc = reg.module_doc("data_hosts")
+        if lb is None or doc is None:
+            return [Broken(reg.rel, 1, "internal-gateway", c.id, "no data_hosts module (the private zone)")]
+        gw = lb.get("internal_gateway")
+        if not isinstance(gw, Obj) or gw.get("name") != c.address or gw.get("port") != c.dest_port:
+            return [Broken(reg.rel, lb.line_of("internal_gateway"), "internal-gateway", c.id,
+                           f"data_hosts.internal_gateway is not {c.address}:{c.dest_port}")]
+        address = gw.get("address")
+        nodes = list((reg.tree.region_info(reg.tree_region).get("addressing") or {}).get("node_cidrs") or [])
+        if not isinstance(address, str) or _net(address) is None or _covered([address], nodes):
+            out.append(Broken(reg.rel, lb.line_of("internal_gateway"), "internal-gateway", c.id,
+                              f"the internal gateway's address {address} is not in the node subnets {', '.join(nodes)}"))
+        missing = _covered(c.source.cidrs, list(gw.get("source_cidrs") or []))
+        if missing:
+            out.append(Broken(reg.rel, lb.line_of("internal_gateway"), "internal-gateway", c.id,
+                              f"the internal gateway does not admit {', '.join(missing)}"))
+        record = _resource(doc, "azurerm_private_dns_a_record", "internal_gateway")
+        if not record or record.get("zone_name") != "azurerm_private_dns_zone.internal.name" \
+                or "var.internal_gateway.address" not in str(record.get("records")) \
+                or "var.internal_gateway.name" not in str(record.get("name")):
+            out.append(Broken(rel, record.line if record else 1, "internal-gateway", c.id,
+                              "the internal gateway's name is not in the region's private zone at its address"))
+        # the NSG of the private subnets (network module) opens the address and port to the same sources
+        net = reg.modules.get("network")
+        ngw = net.get("internal_gateway") if net else None
+        if not isinstance(ngw, Obj) or ngw.get("address") != address or ngw.get("port") != c.dest_port \
+                or _covered(c.source.cidrs, list(ngw.get("source_cidrs") or [])):
+            have = f"{ngw.get('address')}:{ngw.get('port')} from {', '.join(ngw.get('source_cidrs') or [])}" \
+                if isinstance(ngw, Obj) else "nothing"
+            out.append(Broken(reg.rel, net.line_of("internal_gateway") if net else 1, "internal-gateway", c.id,
+                              f"the network module's NSG opens {have}, not {address}:{c.dest_port} from "
+                              f"{', '.join(c.source.cidrs)}"))
+        nrel, ntext = _module_text(reg, "network")
+        if not re.search(_AZURE_NSG_RULE, " ".join(ntext.split())):
+            out.append(Broken(nrel or reg.rel, 1, "internal-gateway", c.id,
+                              "the network module's NSG has no rule opening var.internal_gateway to its sources"))
+        # Kong's Service: the same address, the gateway's port, AKS's NSG from the same sources
+        if not services:
+            out.append(Broken(f"kubernetes/{reg.tree_region}/kong-gateway.yaml", 0, "internal-gateway", c.id,
+                              "no internal load balancer Service (azure-load-balancer-internal) in front of Kong"))
+        for srel, svc in services:
+            a = svc["metadata"].get("annotations") or {}
+            spec = svc.get("spec") or {}
+            line = reg.tree.line_of(srel, _AZURE_LB + "ipv4")
+            if a.get(_AZURE_LB + "ipv4") != address:
+                out.append(Broken(srel, line, "internal-gateway", c.id,
+                                  f"Service {svc['metadata'].get('name')} takes address {a.get(_AZURE_LB + 'ipv4')}, "
+                                  f"while the private DNS record names {address}"))
+            if not any(p.get("port") == c.dest_port for p in spec.get("ports") or []):
+                out.append(Broken(srel, line, "internal-gateway", c.id,
+                                  f"Service {svc['metadata'].get('name')} does not listen on {c.dest_port}"))
+            missing = _covered(c.source.cidrs, list(spec.get("loadBalancerSourceRanges") or []))
+            if missing:
+                out.append(Broken(srel, line, "internal-gateway", c.id,
+                                  f"Service {svc['metadata'].get('name')}'s loadBalancerSourceRanges do not admit "
+                                  f"{', '.join(missing)}"))
+    elif c.source.kind == "internal-lb":
+        svc = next((d for _, d in services if ((d["metadata"].get("annotations") or {}).get(_AZURE_LB + "ipv4")) == c.address), None)
+        srel = next((r for r, d in services if d is svc), f"kubernetes/{reg.tree_region}/kong-gateway.yaml")
+        if svc is None:
+            return [Broken(srel, 0, "internal-gateway", c.id, f"no internal load balancer Service at {c.address}")]
+        spec = svc.get("spec") or {}
+        line = reg.tree.line_of(srel, "externalTrafficPolicy")
+        if not any(p.get("port") == c.port and p.get("targetPort") == c.dest_port for p in spec.get("ports") or []):
+            out.append(Broken(srel, line, "internal-gateway", c.id,
+                              f"Service {svc['metadata'].get('name')} does not pass {c.port} to Kong's {c.dest_port}"))
+        selector = {k: v for k, v in (spec.get("selector") or {}).items() if k != "__line__"}
+        if not selector or any(c.dest.labels.get(k) != v for k, v in selector.items()):
+            out.append(Broken(srel, line, "internal-gateway", c.id,
+                              f"Service {svc['metadata'].get('name')} does not select {c.dest.name}'s pods"))
+        if spec.get("externalTrafficPolicy") != "Local":
+            out.append(Broken(srel, line, "internal-gateway", c.id,
+                              f"Service {svc['metadata'].get('name')} is not externalTrafficPolicy Local: Kong would see "
+                              f"the nodes' addresses, not {', '.join(c.source.cidrs)}"))
     return out
 
 

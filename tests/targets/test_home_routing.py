@@ -10,6 +10,7 @@ host as Host.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from pathlib import Path
 
@@ -133,3 +134,42 @@ def test_each_franchise_reaches_its_home_region(plan, tmp_path):
                 assert result == f"exit 421 {home}", (region.name, id_, home, result)
                 checked["421"] += 1
     assert all(checked.values()), checked
+
+
+@functools.lru_cache(maxsize=None)
+def _plan_of(spec: str):
+    return compile_file(str(REPO / spec)).plan
+
+
+AZURE_PAIRS = [("platform.yaml", "eu-west-2", "me-south-1"), ("platform.yaml", "me-south-1", "eu-west-2"),
+               ("tests/cases/azure-only/platform.yaml", "eus2", "weu"), ("tests/cases/azure-only/platform.yaml", "weu", "eus2")]
+
+
+@pytest.mark.parametrize("spec,here,home", AZURE_PAIRS)
+def test_an_azure_region_forwards_to_its_peered_azure_home(spec, here, home, tmp_path):
+    """Azure regions peer their VNets: a franchise homed in the other Azure region is forwarded over HTTPS to that
+    region's internal gateway (an internal Azure load balancer in front of Kong), never answered 421. A franchise
+    homed on another cloud is still answered 421 (no inter-cloud network)."""
+    luajit = require_tool("luajit")
+    p = _plan_of(spec)
+    domain = p.spec.organization.domain
+    region = p.region(here)
+    doc = kong.build(p, region)
+    fn = next(x for x in doc["plugins"] if x["name"] == "pre-function")["config"]["access"][0]
+    upstreams = {u["name"]: u for u in doc["upstreams"]}
+    ranges = home_ranges(p)
+    homed = [first for first, _, h in ranges if h == home]
+    elsewhere = [(first, h) for first, _, h in ranges if p.region(h).cloud != "azure"]
+    assert homed
+    host = f"{p.spec.edge.dns.api_host}.{domain}"
+    lines = [f"{i}\t{host}\t-" for i in homed] + [f"{i}\t{host}\t-" for i, _ in elsewhere]
+    got = _run(luajit, tmp_path, fn, lines)
+    for i in homed:
+        result = got[(str(i), host, "-")]
+        assert result.startswith("upstream "), (here, i, home, result)
+        up = upstreams[result.split(" ", 1)[1]]
+        assert [t["target"] for t in up["targets"]] == [f"{internal_gateway_name(home, domain)}:443"]
+        assert up["host_header"] == host
+        assert up["healthchecks"]["active"]["type"] == "https" and up["healthchecks"]["active"]["https_sni"] == host
+    for i, h in elsewhere:
+        assert got[(str(i), host, "-")] == f"exit 421 {h}", (here, i, h)

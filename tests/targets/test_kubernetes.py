@@ -523,8 +523,10 @@ def test_no_public_entry_but_the_cloud_load_balancer(case):
         assert not path.endswith("istio-ingress.yaml")
         for d in docs:
             assert d["kind"] != "Gateway", path
-            if d["kind"] == "Service":
-                assert d["spec"].get("type", "ClusterIP") == "ClusterIP", (path, d["metadata"]["name"])
+            if d["kind"] == "Service" and d["spec"].get("type", "ClusterIP") != "ClusterIP":
+                # the one exception: Azure's internal gateway, an internal load balancer (private address only)
+                assert d["metadata"]["name"] == "kong-internal-gateway" and d["spec"]["type"] == "LoadBalancer", path
+                assert d["metadata"]["annotations"]["service.beta.kubernetes.io/azure-load-balancer-internal"] == "true"
 
 
 def _kong_policy(docs):
@@ -560,6 +562,12 @@ def test_kong_admits_the_load_balancer_on_its_tls_port_only(case):
         if r.cloud == "gcp" and r.addressing.proxy_cidr and len(plan.regions) > 1 and \
                 [x for x in plan.regions if x.cloud == "gcp" and x.name != r.name]:
             assert gateway == [{"from": [{"ipBlock": {"cidr": r.addressing.proxy_cidr}}],
+                                "ports": [{"protocol": "TCP", "port": hv["proxy"]["tls"]["containerPort"]}]}]
+        elif r.cloud == "azure" and [x for x in plan.regions if x.cloud == "azure" and x.name != r.name]:
+            # Azure's internal load balancer passes the peered regions' Kong addresses through (Local policy)
+            from compiler.ir.network import linked_regions as _linked
+            peers = sorted({c for h in _linked(plan.spec, r.name) for c in plan.region(h).addressing.pod_source_cidrs})
+            assert gateway == [{"from": [{"ipBlock": {"cidr": c}} for c in peers],
                                 "ports": [{"protocol": "TCP", "port": hv["proxy"]["tls"]["containerPort"]}]}]
         else:
             assert gateway == [], "nothing else reaches Kong"
@@ -613,6 +621,35 @@ def test_azure_ingress_programs_the_application_gateway_for_kong():
         for rule in ing["spec"]["rules"]:
             assert rule["http"]["paths"] == [{"path": "/", "pathType": "Prefix", "backend": {
                 "service": {"name": "kong-proxy", "port": {"number": KONG_PROXY_TLS_PORT}}}}]
+
+
+def test_azure_internal_gateway_is_an_internal_load_balancer_in_front_of_kong():
+    """Home-region routing on Azure (compiler/ir/network.py): a LoadBalancer Service with AKS's internal annotation and
+    the IR's address pinned (the address Terraform's private DNS record names), on the internal gateway's port, to
+    Kong's TLS port, keeping the callers' addresses (Local) and admitting only the peered regions' Kong."""
+    from compiler.ir.network import linked_regions
+    for case in CASES:
+        plan = plan_of(case)
+        for r in plan.regions:
+            docs = [d for d in region_docs(case, r.name) if d["kind"] == "Service" and d["metadata"]["name"] == "kong-internal-gateway"]
+            peers = [h for h in linked_regions(plan.spec, r.name)]
+            if r.cloud != "azure" or not peers:
+                assert docs == [], (case, r.name)
+                continue
+            (svc,) = docs
+            a = svc["metadata"]["annotations"]
+            assert svc["metadata"]["namespace"] == "kong"
+            assert a["service.beta.kubernetes.io/azure-load-balancer-internal"] == "true"
+            assert a["service.beta.kubernetes.io/azure-load-balancer-ipv4"] == r.addressing.internal_gateway_ip
+            tf = terraform.emit_region(plan, r)[f"terraform/regions/{r.name}/main.tf"]
+            assert f'address      = "{r.addressing.internal_gateway_ip}"' in tf or \
+                f'address = "{r.addressing.internal_gateway_ip}"' in " ".join(tf.split())
+            spec = svc["spec"]
+            assert spec["type"] == "LoadBalancer" and spec["externalTrafficPolicy"] == "Local"
+            assert spec["selector"] == {"app.kubernetes.io/name": "kong", "app.kubernetes.io/instance": "kong"}
+            assert spec["ports"] == [{"name": "https", "protocol": "TCP", "port": 443, "targetPort": KONG_PROXY_TLS_PORT}]
+            assert spec["loadBalancerSourceRanges"] == sorted(
+                {c for h in peers for c in plan.region(h).addressing.pod_source_cidrs})
 
 
 def binding_of(case: str, region) -> tuple[str, dict]:

@@ -3,6 +3,7 @@ replication by key ARN with Replication Time Control, read back from the referen
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 
 import pytest
@@ -91,14 +92,33 @@ def test_the_postgres_endpoints_check_patronis_rest_api(reference):
 def test_the_internal_gateway_admits_exactly_the_linked_regions_kong(reference):
     plan, files = reference
     for region in plan.regions:
-        gw = _modules(_root(files, region.name))["load_balancer"].get("internal_gateway")
-        if region.cloud == "azure":
-            assert "internal_gateway" not in _modules(_root(files, region.name))["load_balancer"].attrs
-            continue
+        mods = _modules(_root(files, region.name))
+        # Azure: AKS builds the load balancer; Terraform's part is the record (data_hosts, beside the zone) and the NSG
+        gw = mods["data_hosts" if region.cloud == "azure" else "load_balancer"].get("internal_gateway")
         want = sorted(c for n in linked_regions(plan.spec, region.name)
                       for c in plan.region(n).addressing.pod_source_cidrs)
         assert sorted(gw["source_cidrs"]) == want
         assert gw["name"] == f"gateway.{region.internal_domain}"
+        if region.cloud == "azure":
+            # Azure: the address is the IR's, inside the AKS node subnet (the first zone's private subnet), and the
+            # network module's NSG opens the same address and port to the same sources
+            address = region.addressing.internal_gateway_ip
+            node_subnet = ipaddress.ip_network(min(region.zones, key=lambda z: z.name).private_cidr)
+            assert gw["address"] == address and ipaddress.ip_address(address) in node_subnet
+            assert mods["network"].get("internal_gateway") == gw
+
+
+def test_the_azure_internal_gateway_is_a_private_record_and_an_nsg_opening(reference):
+    plan, files = reference
+    dh = read_hcl(files["terraform/modules/azure/data_hosts/main.tf"])
+    record = next(b for b in dh.all("resource") if b.labels == ["azurerm_private_dns_a_record", "internal_gateway"])
+    assert record.get("zone_name") == "azurerm_private_dns_zone.internal.name"
+    assert record.get("records") in (["var.internal_gateway.address"], "[var.internal_gateway.address]")
+    net = files["terraform/modules/azure/network/main.tf"]
+    flat = " ".join(net.split())
+    assert 'name = "internal-gateway-from-peers"' in flat
+    assert "destination_address_prefix = security_rule.value.address" in flat
+    assert "source_address_prefixes = security_rule.value.source_cidrs" in flat
 
 
 def test_the_regional_acl_counts_clients_by_the_cdns_header(reference):

@@ -23,7 +23,8 @@ def _generate(spec: Path, out: Path) -> Path:
     from compiler.emit import emit
     from compiler.pipeline import compile_file
     plan = compile_file(str(spec)).plan
-    outputs, _ = emit(plan, ["connections", "terraform", "kong"], with_docs=False)
+    # kubernetes: Azure's internal gateway is a LoadBalancer Service in front of Kong
+    outputs, _ = emit(plan, ["connections", "terraform", "kong", "kubernetes"], with_docs=False)
     writer.apply(writer.plan_write(out, outputs["generated"], None))
     return out
 
@@ -141,3 +142,67 @@ def test_a_gcp_gateway_whose_proxies_cannot_reach_kong_is_named(tree):
     main.write_text(new)
     broken = _mine(verify(tree, ["ap-southeast-1"]))
     assert any(b.layer == "internal-gateway" and "10.8.100.0/23" in b.message for b in broken), broken
+
+
+# ---------------------------------------------------------------- Azure's internal gateway (two peered Azure regions)
+
+AZURE_ONLY = REPO / "tests/cases/azure-only/platform.yaml"
+
+
+@pytest.fixture(scope="module")
+def azure_tree_ref(tmp_path_factory) -> Path:
+    return _generate(AZURE_ONLY, tmp_path_factory.mktemp("verify-interregion-azure"))
+
+
+@pytest.fixture
+def azure_tree(azure_tree_ref, tmp_path) -> Path:
+    dst = tmp_path / "gen"
+    shutil.copytree(azure_tree_ref, dst)
+    return dst
+
+
+def test_azure_regions_forward_to_each_others_internal_gateway(azure_tree_ref):
+    report = verify(azure_tree_ref)
+    assert _mine(report) == []
+    for region, home in (("eus2", "weu"), ("weu", "eus2")):
+        conns = _conns(azure_tree_ref, region)
+        fwd = [c for c in conns if "kong-forward" in c["layers"]]
+        assert [c["to"]["name"] for c in fwd] == [f"gateway-{home}"]
+        into = [c for c in conns if "internal-gateway" in c["layers"]]
+        assert len(into) == 2  # the peer's Kong into the gateway, the gateway on to Kong's pods
+    assert {"inter-region", "kong-forward", "internal-gateway"} <= report.layers
+
+
+def test_an_azure_gateway_service_on_another_address_than_its_record_is_named(azure_tree):
+    path = azure_tree / "kubernetes/weu/kong-gateway.yaml"
+    text = path.read_text()
+    new = re.sub(r"(azure-load-balancer-ipv4: )([0-9.]+)", r"\g<1>10.21.0.99", text)
+    assert new != text
+    path.write_text(new)
+    broken = _mine(verify(azure_tree, ["weu"]))
+    assert any(b.layer == "internal-gateway" and b.file == "kubernetes/weu/kong-gateway.yaml" and "10.21.0.99" in b.message
+               for b in broken), broken
+
+
+def test_an_azure_gateway_without_its_nsg_opening_is_named(azure_tree):
+    main = azure_tree / "terraform/regions/eus2/main.tf"
+    text = main.read_text()
+    start = text.index('module "network"')
+    end = text.index("\n}\n", start)
+    block = text[start:end]
+    new_block = block.replace('source_cidrs = ["10.21.', 'source_cidrs = ["10.99.', 1)
+    assert new_block != block
+    main.write_text(text[:start] + new_block + text[end:])
+    broken = _mine(verify(azure_tree, ["eus2"]))
+    assert any(b.layer == "internal-gateway" and "network" in b.message and "10.21." in b.message for b in broken), broken
+
+
+def test_an_azure_gateway_record_missing_from_the_private_zone_is_named(azure_tree):
+    mod = azure_tree / "terraform/modules/azure/data_hosts/main.tf"
+    text = mod.read_text()
+    new = text.replace('resource "azurerm_private_dns_a_record" "internal_gateway"',
+                       'resource "azurerm_private_dns_a_record" "gateway_elsewhere"')
+    assert new != text
+    mod.write_text(new)
+    broken = _mine(verify(azure_tree, ["eus2"]))
+    assert any(b.layer == "internal-gateway" and "private zone" in b.message for b in broken), broken

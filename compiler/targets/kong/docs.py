@@ -130,11 +130,11 @@ def _routing_bullet(plan: PlatformPlan, region: RegionPlan) -> str:
     return (f"- **Home-region routing**: a `pre-function` (access phase, before authentication and rate limits) looks "
             f"the franchise id (`{header}`, digits only) up in the shard map ({here:,} ids are homed here). Homed here, "
             "no id, or already forwarded (`" + FORWARDED_FROM_HEADER + "`): served here. "
-            + (f"Homed in {', '.join(homes)} (the same cloud): forwarded unchanged over the VPC peering to that region's "
+            + (f"Homed in {', '.join(homes)} (the same cloud): forwarded unchanged over the VPC/VNet peering to that region's "
                "internal gateway (`gateway.<region>.internal.<domain>`), with the request's host as Host and SNI, and "
                "authenticated there. " if homes else "")
             + (f"Homed in {', '.join(others)}: answered 421 with `{HOME_HEADER}` naming the home, since no private "
-               "path reaches it (another cloud, or a cloud without an internal gateway yet). " if others else "")
+               "path reaches it (another cloud: no inter-cloud network). " if others else "")
             + "**Judgement**: the gateway rather than DNS per franchise, because clients use one API name and the "
             "franchise id travels in the request; the internal gateway rather than the home's public name, because "
             "the regional load balancers admit the CDN only; the forwarding hop is paid only by requests that land "

@@ -8,7 +8,9 @@
 - AWS: the TargetGroupBinding that makes the AWS Load Balancer Controller register Kong's pod IPs in
   the ALB's target group. The group's ARN is known only after `terraform apply`, so this is a
   template (`.yaml.tmpl`, which `kubectl apply -f <dir>/` skips) the deploy step fills in;
-- GCP needs nothing here: GKE creates the NEGs from the Kong proxy Service's annotation (helm target).
+- GCP needs nothing here: GKE creates the NEGs from the Kong proxy Service's annotation (helm target);
+- Azure, with peered Azure regions: the internal gateway of home-region routing, a LoadBalancer Service with AKS's
+  internal annotation at the plan's pinned address (azure_internal_gateway).
 """
 
 from __future__ import annotations
@@ -73,11 +75,41 @@ def agic_ingress(plan: PlatformPlan, region: RegionPlan) -> dict:
                                for host in lb_hostnames(plan, region)]}}
 
 
+AZURE_LB = "service.beta.kubernetes.io/azure-load-balancer-"
+INTERNAL_GATEWAY_SERVICE = "kong-internal-gateway"
+
+
+def azure_internal_gateway(region: RegionPlan) -> dict | None:
+    """Azure: the internal gateway of home-region routing (compiler/ir/network.py), as AKS builds one: a LoadBalancer
+    Service with the internal annotation, so the cloud provider puts an internal Standard Load Balancer in the node
+    subnet, at the address the plan pins there (Addressing.internal_gateway_ip, the address Terraform's private DNS
+    record gateway.<region>.internal.<domain> names). It listens on the internal gateway's port and passes TCP to
+    Kong's TLS port (TLS end to end to Kong, as the GCP gateway does), to the same pods as the public path.
+    externalTrafficPolicy Local keeps the callers' addresses (the peered regions' Kong), which Kong's NetworkPolicy
+    admits; loadBalancerSourceRanges make AKS open its NSG to exactly those. A separate Service, not the chart's
+    proxy Service: that one stays ClusterIP on Kong's port for the Application Gateway."""
+    into = [c for c in region.through("internal-gateway") if c.dest.kind == "internal-lb"]
+    to_kong = [c for c in region.through("internal-gateway") if c.source.kind == "internal-lb" and c.dest.kind == "pods"]
+    if region.cloud != "azure" or not into or not to_kong:
+        return None
+    front, back = into[0], to_kong[0]
+    annotations = {AZURE_LB + "internal": "true", AZURE_LB + "ipv4": back.address}
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": meta(INTERNAL_GATEWAY_SERVICE, GATEWAY_NAMESPACE, labels(region), annotations),
+            "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+                     "selector": dict(back.dest.labels),
+                     "ports": [{"name": "https", "protocol": "TCP", "port": front.dest_port, "targetPort": back.dest_port}],
+                     "loadBalancerSourceRanges": sorted({x for c in into for x in c.source.cidrs})}}
+
+
 def gateway_objects(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
     """The objects of kong-gateway.yaml (empty: no file)."""
     docs = network_policies(region)
     if region.cloud == "azure":
         docs.append(agic_ingress(plan, region))
+        gateway = azure_internal_gateway(region)
+        if gateway is not None:
+            docs.append(gateway)
     return docs
 
 

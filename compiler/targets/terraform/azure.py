@@ -9,8 +9,8 @@ import re
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.terraform import identity as _identity
 from compiler.targets.terraform.common import classify_cron, prefix
-from compiler.targets.terraform.values import (PRELOAD, backups, hosts, ingress_rules, lb_hostnames, managed,
-                                                node_pools, postgres_endpoints, public_entry, same_cloud_partner,
+from compiler.targets.terraform.values import (PRELOAD, backups, hosts, ingress_rules, internal_gateway, lb_hostnames,
+                                                managed, node_pools, postgres_endpoints, public_entry, same_cloud_partner,
                                                 storage_policy, waf)
 
 
@@ -91,6 +91,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
     entry = public_entry(region)
     system, pools = _azure_pools(region)
     zones = [z.name for z in region.zones]
+    gateway = internal_gateway(plan, region)
     return {
         "kms": {"key_vault_name": key_vault_name(plan, region), "rotation_days": sec.kms_key_rotation_days},
         "network": {
@@ -104,6 +105,8 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             # load-balancer->kong: the Application Gateway's subnet on Kong's port, on the cluster subnets
             "lb_source_cidrs": entry["lb_source_cidrs"],
             "lb_target_port": entry["target_port"],
+            # the internal gateway's NSG opening (home-region routing, compiler/ir/network.py)
+            "internal_gateway": gateway,
         },
         "kubernetes": {
             "zones": zones,
@@ -125,7 +128,9 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "replication": _azure_partner_accounts(plan, region),
         },
         "data_hosts": {"hosts": hosts(region), "ingress_rules": ingress_rules(region), "internal_domain": region.internal_domain,
-                       "postgres_endpoints": postgres_endpoints(region)},
+                       "postgres_endpoints": postgres_endpoints(region),
+                       # the internal gateway's private DNS record, beside its zone (home-region routing)
+                       "internal_gateway": gateway},
         "waf": waf(plan),
         "load_balancer": {
             "zones": zones,

@@ -179,7 +179,11 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
     if gateway:
         how = {"aws": "an internal Network Load Balancer whose target is the load balancer above (TLS ends there)",
                "gcp": f"a regional internal proxy Network Load Balancer (global access) over Kong's NEGs, its proxies "
-                      f"in the proxy-only subnet {region.addressing.proxy_cidr} (TLS runs through to Kong)"}[cloud]
+                      f"in the proxy-only subnet {region.addressing.proxy_cidr} (TLS runs through to Kong)",
+               "azure": f"an internal Standard Load Balancer at {gateway.get('address')} in the node subnet, which AKS "
+                        "builds from Kong's `kong-internal-gateway` Service (kubernetes target; the Service pins the "
+                        "address the private DNS record names), the private subnets' NSG opening it to the peered "
+                        "regions' Kong (TLS runs through to Kong)"}[cloud]
         rows.append(["internal gateway", f"`{gateway['name']}` on port {gateway['port']}: {how}; it admits the linked "
                      "regions' Kong (home-region routing)"])
     endpoints = V.postgres_endpoints(region)

@@ -172,6 +172,9 @@ def internal_gateway(plan: PlatformPlan, region: RegionPlan) -> dict | None:
     if not into:
         return None
     cidrs = sorted({x for c in into for x in c.source.cidrs})
+    if region.cloud == "azure":  # the address Kong's internal load balancer Service pins (compiler/ir/network.py)
+        return {"name": into[0].address, "port": into[0].dest_port, "address": region.addressing.internal_gateway_ip,
+                "source_cidrs": cidrs}
     return {"name": into[0].address, "port": into[0].dest_port, "source_cidrs": cidrs}
 
 
