@@ -85,6 +85,13 @@ def _number(value: float | int) -> str:
 
 
 def _scalar(value: Any) -> str | None:
+    t = type(value)  # exact types first (the common cases; the same text as the checks below)
+    if t is str:
+        return '"' + escape(value) + '"'
+    if t is int:
+        return repr(value)
+    if t is dict or t is list:
+        return None
     if isinstance(value, Raw):
         return value.text
     if value is None:
@@ -104,7 +111,7 @@ def expr(value: Any, level: int = 0) -> str:
     if s is not None:
         return s
     pad = INDENT * level
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):  # (a dict first: typing.Mapping's check is slow)
         if not value:
             return "{}"
         return "{\n" + attrs(value, level + 1) + pad + "}"
@@ -124,7 +131,7 @@ def attrs(values: Mapping[str, Any] | Iterable[tuple[str, Any]], level: int = 1)
 
     A `None` key inserts a blank line (which also ends an alignment group).
     """
-    items = list(values.items()) if isinstance(values, Mapping) else list(values)
+    items = list(values.items()) if type(values) is dict or isinstance(values, Mapping) else list(values)
     pad = INDENT * level
     lines: list[tuple[str, str, bool]] = []  # (key, rendered value, single line)
     for name, value in items:
