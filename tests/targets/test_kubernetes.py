@@ -650,6 +650,8 @@ def test_azure_internal_gateway_is_an_internal_load_balancer_in_front_of_kong():
             assert spec["ports"] == [{"name": "https", "protocol": "TCP", "port": 443, "targetPort": KONG_PROXY_TLS_PORT}]
             assert spec["loadBalancerSourceRanges"] == sorted(
                 {c for h in peers for c in plan.region(h).addressing.pod_source_cidrs})
+            # the region's docs say where the internal gateway is
+            assert f"private address `{r.addressing.internal_gateway_ip}`" in kubernetes.edge_summary(plan, r)
 
 
 def binding_of(case: str, region) -> tuple[str, dict]:

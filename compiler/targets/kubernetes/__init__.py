@@ -195,6 +195,16 @@ def edge_summary(plan: PlatformPlan, region: RegionPlan) -> str:
     policy = (f"Kong's NetworkPolicy admits port {KONG_PROXY_TLS_PORT} only from "
               + ", ".join(f"`{c}`" for c in region.addressing.lb_source_cidrs) + " (where the load balancer connects from)."
               if region.settings.security.network_policies else "NetworkPolicies are off in this region.")
+    from compiler.targets.kubernetes.gateway import INTERNAL_GATEWAY_SERVICE, azure_internal_gateway
+    gateway = azure_internal_gateway(region)
+    internal = ""
+    if gateway is not None:
+        a = gateway["metadata"]["annotations"]
+        internal = (f" Home-region routing: the peered Azure regions' Kong reaches this Kong through `{INTERNAL_GATEWAY_SERVICE}` "
+                    f"in `kong-gateway.yaml`, an internal load balancer (private address "
+                    f"`{a['service.beta.kubernetes.io/azure-load-balancer-ipv4']}`, the address Terraform's private DNS "
+                    f"record names) on port {gateway['spec']['ports'][0]['port']} to Kong's TLS port, admitting only "
+                    + ", ".join(f"`{c}`" for c in gateway["spec"]["loadBalancerSourceRanges"]) + ".")
     return (f"The cloud load balancer (Terraform: WAF, client TLS) is the only public entry. It forwards HTTPS to "
             f"Kong's pods on port {KONG_PROXY_TLS_PORT} (the proxy Service is ClusterIP) through {how}. It and the "
-            f"global DNS health checks request `{health_check_path(plan)}`, which Kong answers itself. {policy}")
+            f"global DNS health checks request `{health_check_path(plan)}`, which Kong answers itself. {policy}{internal}")
