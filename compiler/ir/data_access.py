@@ -19,6 +19,16 @@ without a field gets `-<service>` (aws-sm: `/<service>`) appended to its name, a
 `_<SERVICE>`. Ansible sets them on the servers; the External Secrets Operator delivers them into the
 service's `<service>-datastores` Secret; `<service>-datastores` is also the ConfigMap of its connection
 settings (both mounted with envFrom).
+
+TLS to PgBouncer is verified: PGSSLMODE=verify-full against the region's internal CA (the one the tls role
+creates on the bastion and signs every data host's certificate with), whose public certificate each service
+that uses postgres gets as the Secret `<service>-internal-ca` (key `ca.crt`), mounted read-only at
+INTERNAL_CA_DIR; PGSSLROOTCERT names the file. PgBouncer's certificate names the host the pods dial,
+`pgbouncer.<internal domain>` (the Ansible inventory's pgbouncer_tls_names). The CA exists only once Ansible
+has run, so neither Terraform nor a static manifest can hold it: Ansible's pgbouncer role publishes it to the
+store entry `internal_ca_ref` names (the same store as the service passwords, one entry per region, the field
+`ca_crt`), and the External Secrets Operator delivers it like every other Secret (the pods wait for the
+volume until then; a renewed CA reaches them within ESO's refresh interval).
 """
 
 from __future__ import annotations
@@ -48,6 +58,12 @@ REDIS_CLIENT_COMMANDS = ("+auth", "+hello", "+ping", "+echo", "+quit", "+reset",
                          "+cluster|keyslot", "+command", "+info", "+readonly", "+readwrite", "+asking")
 REDIS_SEEDS = 2  # seeds given to cluster clients (Redis, Elasticsearch): one per zone of the first two
 REDIS_72_COMMANDS = ("+client|setinfo",)  # CLIENT SETINFO (lib-name, lib-ver) exists from Redis 7.2 on
+# The region's internal CA certificate in the pods: Secret <service>-internal-ca, key ca.crt, mounted here.
+INTERNAL_CA_SUFFIX = "-internal-ca"
+INTERNAL_CA_KEY = "ca.crt"
+INTERNAL_CA_FIELD = "ca_crt"  # the store entry's field (ESO reads a dotted property as a JSON path)
+INTERNAL_CA_DIR = "/etc/platformc/internal-ca"
+PG_ENV["sslrootcert"] = "PGSSLROOTCERT"
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,8 @@ class ServiceDataAccess:
     redis_user: RedisUser | None
     settings: Mapping[str, str]  # ConfigMap data (env var -> value)
     secrets: tuple[tuple[str, str], ...]  # (Secret key = env var, reference)
+    ca_ref: str = ""  # the region's internal CA certificate (public), for verify-full to PgBouncer; "" = none needed
+    ca_secret: str = ""  # the Secret that holds it (key INTERNAL_CA_KEY), mounted at INTERNAL_CA_DIR
 
 
 def role_name(service: str) -> str:
@@ -107,17 +125,34 @@ def service_ref(ref: str, service: str) -> str:
     return f"{scheme}:{entry}{'/' if scheme == 'aws-sm' else '-'}{service}"
 
 
+def internal_ca_ref(ref: str, region: str) -> str:
+    """The store entry of a region's internal CA certificate, beside the datastore reference `ref` (the same
+    store): vault:<mount>/data/<dir>/internal-ca/<region>#ca_crt, aws-sm:<dir>/internal-ca/<region>#ca_crt,
+    gcp-sm:internal-ca-<region>#ca_crt, azure-kv:<vault>/internal-ca-<region>#ca_crt, env:INTERNAL_CA_<REGION>."""
+    scheme, _, rest = ref.partition(":")
+    entry = rest.partition("#")[0]
+    if scheme == "env":
+        return "env:INTERNAL_CA_" + region.upper().replace("-", "_")
+    if scheme in ("vault", "aws-sm"):
+        parent = entry.rpartition("/")[0]
+        return f"{scheme}:{parent + '/' if parent else ''}internal-ca/{region}#{INTERNAL_CA_FIELD}"
+    if scheme == "azure-kv":
+        return f"azure-kv:{entry.partition('/')[0]}/internal-ca-{region}#{INTERNAL_CA_FIELD}"
+    return f"{scheme}:internal-ca-{region}#{INTERNAL_CA_FIELD}"
+
+
 def redis_commands(version: str) -> tuple[str, ...]:
     major, minor = (int(x) for x in version.split(".")[:2])
     extra = REDIS_72_COMMANDS if (major, minor) >= (7, 2) else ()
     return REDIS_DATA_RULES + REDIS_CLIENT_COMMANDS + extra
 
 
-def data_access(s, services, shards, hosts, internal_domain: str, cloud: str, data_bucket: str
+def data_access(s, services, shards, hosts, internal_domain: str, cloud: str, data_bucket: str, region: str = ""
                 ) -> tuple[ServiceDataAccess, ...]:
     """Per service that uses a datastore: its role, its ACL user, its settings and secret references."""
     ds = s.datastores
-    tls = "require"  # PgBouncer's client_tls_sslmode is require; the pods hold no CA of the region
+    tls = "verify-full"  # PgBouncer's certificate, from the region's CA, names pgbouncer.<internal domain>
+    ca_ref = internal_ca_ref(ds.pgbouncer.auth_password, region or internal_domain.split(".")[0])
     # Cluster clients need one reachable seed and discover the rest (CLUSTER SLOTS/SHARDS): two primaries, in two
     # zones (the first primaries sit in the first zones), or the managed endpoint's alias
     redis_nodes = ([h.fqdn for h in hosts if h.group == "redis_cluster" and not h.replica_of][:REDIS_SEEDS]
@@ -133,13 +168,16 @@ def data_access(s, services, shards, hosts, internal_domain: str, cloud: str, da
         settings: dict[str, str] = {}
         secrets: list[tuple[str, str]] = []
         role = user = None
+        ca = ""
         if "postgres" in svc.uses:
             role = DbRole(svc.name, role_name(svc.name), role_name(svc.name), tuple(sh.database for sh in shards),
                           SHARD_MAP_TABLE, service_ref(ds.pgbouncer.auth_password, svc.name))
             settings.update({PG_ENV["host"]: f"pgbouncer.{internal_domain}", PG_ENV["port"]: str(ds.pgbouncer.port),
                              PG_ENV["user"]: role.name, PG_ENV["sslmode"]: tls,
+                             PG_ENV["sslrootcert"]: f"{INTERNAL_CA_DIR}/{INTERNAL_CA_KEY}",
                              PG_ENV["databases"]: ",".join(role.databases), PG_ENV["shard_map"]: role.shard_map})
             secrets.append((PG_ENV["password"], role.password_ref))
+            ca = ca_ref
         if "redis" in svc.uses:
             user = RedisUser(svc.name, svc.name, f"~{svc.name}:*", f"&{svc.name}:*", redis_commands(ds.redis.version),
                              service_ref(ds.redis.password, svc.name))
@@ -153,7 +191,8 @@ def data_access(s, services, shards, hosts, internal_domain: str, cloud: str, da
         if "object-storage" in svc.uses:
             settings.update({BUCKET_ENV["bucket"]: data_bucket, BUCKET_ENV["cloud"]: cloud})
         out.append(ServiceDataAccess(svc.name, svc.namespace, svc.name + DATASTORE_SETTINGS_SUFFIX, role, user,
-                                     _frozen(dict(sorted(settings.items()))), tuple(secrets)))
+                                     _frozen(dict(sorted(settings.items()))), tuple(secrets),
+                                     ca, svc.name + INTERNAL_CA_SUFFIX if ca else ""))
     return tuple(out)
 
 

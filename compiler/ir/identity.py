@@ -204,6 +204,7 @@ def store_entries(cloud: str, settings, data_access: tuple = ()) -> tuple[Secret
     datastore credentials in its cloud's store (the containers Terraform creates, never their values)."""
     scheme = STORE_SCHEME[cloud]
     refs = all_refs(settings) + [ref for a in data_access for _, ref in a.secrets]
+    refs += [a.ca_ref for a in data_access if getattr(a, "ca_ref", "")]  # the internal CA's entry (Ansible writes it)
     return _unique(r for r in map(parse_ref, refs) if r.scheme == scheme)
 
 
@@ -223,6 +224,7 @@ def identities(cloud: str, account: str, cluster: str, region: str, settings, se
         else:
             out.append(Identity(**base, mechanism=""))
     delivered = cluster_secret_refs(settings, services) + [ref for a in data_access for _, ref in a.secrets]
+    delivered += [a.ca_ref for a in data_access if getattr(a, "ca_ref", "")]  # the internal CA certificate
     refs = [parse_ref(r) for r in delivered]
     cloud_refs = _unique(r for r in refs if r.scheme == STORE_SCHEME[cloud])
     vault = settings.security.vault_address

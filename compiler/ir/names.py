@@ -83,6 +83,10 @@ PATRONI_REST_PORT = 8008
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 POSTGRES_STANDBY_PORT = 5433
+# The data hosts' login user Ansible connects as (SSH, through the bastion), per cloud: AWS the region's EC2 key
+# pair's user on Debian's image (cloud-init's default user), Azure the VMs' admin_username. GCP: OS Login, the
+# operator's own account (not set).
+DATA_HOST_LOGIN_USER = {"aws": "admin", "azure": "platform"}
 PATRONI_STANDBY_REST_PORT = 8009
 PATRONI_CONFIG_DIR = "/etc/patroni"
 # Where the internal load balancers' health checks come from, per cloud (AWS: the NLB's nodes in the private

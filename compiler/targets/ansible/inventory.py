@@ -16,9 +16,9 @@ import json
 
 from compiler.errors import PlatformcError
 from compiler.ir import Connection, Host, PlatformPlan, RegionPlan
-from compiler.ir.data_access import db_roles, redis_users
-from compiler.ir.names import (ELASTICSEARCH_HTTP_PORT, ELASTICSEARCH_TRANSPORT_PORT, NODE_EXPORTER_PORT,
-                               elasticsearch_client_indices)
+from compiler.ir.data_access import PG_ENV, db_roles, redis_users
+from compiler.ir.names import (DATA_HOST_LOGIN_USER, ELASTICSEARCH_HTTP_PORT, ELASTICSEARCH_TRANSPORT_PORT,
+                               NODE_EXPORTER_PORT, elasticsearch_client_indices)
 from compiler.targets.ansible.roles_search import CLIENT_PRIVILEGES
 from compiler.targets.ansible.text import COLLECTIONS, literal, scheme, secret_var
 
@@ -125,6 +125,8 @@ def vars_all(plan: PlatformPlan, region: RegionPlan) -> dict:
         "platformc_cloud_region": region.cloud_region,
         "platformc_internal_domain": region.internal_domain,
         "platformc_bastion": bastions[0].fqdn if bastions else "",
+        # the user the region's key pair / VM admin key logs in as (compiler/ir/names.py; Terraform installs the key)
+        **({"ansible_user": DATA_HOST_LOGIN_USER[region.cloud]} if region.cloud in DATA_HOST_LOGIN_USER else {}),
         "common_admin_cidrs": admin,
         **TIME_SOURCES[region.cloud],
         "node_exporter_enabled": s.monitoring.node_exporter,
@@ -230,6 +232,12 @@ def vars_pgbouncer(plan: PlatformPlan, region: RegionPlan) -> dict:
         "pgbouncer_reserve_pool_size": pgb.reserve_pool_size,
         "pgbouncer_auth_user": pgb.auth_user,
         "pgbouncer_auth_password": _secret(plan, region, pgb.auth_password),
+        # the certificate names the host itself and the name the services dial (PGHOST), which they verify
+        # (PGSSLMODE=verify-full against the region's CA, compiler/ir/data_access.py)
+        "pgbouncer_tls_names": ["{{ ansible_host }}", "{{ inventory_hostname }}",
+                                *sorted({a.settings[PG_ENV["host"]] for a in region.data_access if a.db_role})],
+        # the CA that issued it, published for the pods' PGSSLROOTCERT (the ExternalSecrets read that entry)
+        **internal_ca_store(plan, region),
         "common_firewall_rules": firewall_rules(region, "pgbouncer"),
     }
 
@@ -303,6 +311,31 @@ def elasticsearch_clients(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
 def vars_bastion(region: RegionPlan) -> dict:
     # ProxyJump through the bastion needs TCP forwarding there, and only there.
     return {"common_ssh_allow_tcp_forwarding": True, "common_firewall_rules": firewall_rules(region, "bastion")}
+
+
+def internal_ca_store(plan: PlatformPlan, region: RegionPlan) -> dict:
+    """The pgbouncer role's publishing variables (roles_internal_ca.py): where the region's CA certificate is published for the pods (the entry
+    compiler/ir/data_access.py names and the ExternalSecrets read). Nothing to publish without a PostgreSQL client,
+    nor to an `env:` reference (CI's environment: no store)."""
+    refs = sorted({a.ca_ref for a in region.data_access if a.ca_ref})
+    if not refs or refs[0].startswith("env:"):
+        return {"pgbouncer_ca_publish": False}
+    (ref,) = refs
+    scheme, _, rest = ref.partition(":")
+    entry, _, field = rest.partition("#")
+    store = {"scheme": scheme, "entry": entry, "field": field}
+    if scheme == "vault":
+        parts = entry.split("/")
+        store |= {"address": str(region.settings.security.vault_address or "").rstrip("/"),
+                  "kv2": len(parts) > 2 and parts[1] == "data"}
+    elif scheme == "aws-sm":
+        store["region"] = region.cloud_region if region.cloud == "aws" else ""
+    elif scheme == "gcp-sm":
+        gcp = plan.spec.clouds.get("gcp")
+        store["project"] = gcp.account if gcp else ""
+    elif scheme == "azure-kv":
+        store["vault"], _, store["entry"] = entry.partition("/")
+    return {"pgbouncer_ca_publish": True, "pgbouncer_ca_store": store}
 
 
 def vars_firewall(region: RegionPlan, group: str) -> dict:

@@ -10,6 +10,7 @@ name come from the data-tier modules' own constants, so both targets always agre
 from __future__ import annotations
 
 from compiler.ir import names
+from compiler.targets.ansible import roles_internal_ca
 from compiler.targets.ansible.role import (Role, apt, copy, expr, repository, service, services_ready_var, task,
                                             template, when_ready)
 from compiler.targets.ansible.roles_tls import TOPIC
@@ -29,13 +30,14 @@ def source(role: str, name: str) -> str:
 
 
 def include_tls(directory: str, owner: str, group: str, key_mode: str = "0600", install_ca=True,
-                reload: tuple[str, ...] = ()) -> dict:
+                reload: tuple[str, ...] = (), names: str = "") -> dict:
     """`reload`: the systemd units the renewal timer reloads after renewing this certificate (none: the service
-    reads its certificate files again by itself)."""
+    reads its certificate files again by itself). `names`: the certificate's DNS names (default: the host's own)."""
     return task("Issue this server's certificate from the region's CA", "ansible.builtin.include_role",
                 {"name": "tls"}, vars={"tls_dir": directory, "tls_owner": owner, "tls_group": group,
                                        "tls_key_mode": key_mode, "tls_install_ca": install_ca,
-                                       **({"tls_reload_units": list(reload)} if reload else {})})
+                                       **({"tls_reload_units": list(reload)} if reload else {}),
+                                       **({"tls_names": names} if names else {})})
 
 
 def _patronictl(name: str, argv: list, role: str, **kw) -> dict:
@@ -94,7 +96,10 @@ def _pg_config() -> list:
         task("Issue this server's certificate (its name and the leader and replica endpoints)",
              "ansible.builtin.include_role", {"name": "tls"},
              vars={"tls_dir": "{{ postgresql_tls_dir }}", "tls_owner": "postgres", "tls_group": "postgres",
-                   "tls_key_mode": "0600", "tls_install_ca": True, "tls_names": "{{ postgresql_tls_names }}"}),
+                   "tls_key_mode": "0600", "tls_install_ca": True, "tls_names": "{{ postgresql_tls_names }}",
+                   # PostgreSQL reads its certificate at start and reload only: the renewal timer reloads each
+                   # Patroni instance serving it (Patroni answers SIGHUP, systemd's reload, by reloading PostgreSQL)
+                   "tls_reload_units": "{{ postgresql_patroni_units }}"}),
         template("Write the replication passfile", "pgpass.j2", "{{ postgresql_passfile }}", mode="0600",
                  owner="postgres", group="postgres", no_log=True, diff=False),
         copy("Install the data tier's postgresql.conf", "{{ postgresql_config_dir }}/postgresql.conf",
@@ -176,6 +181,12 @@ def postgresql() -> Role:
                 "+ (postgresql_service_roles | map(attribute='password') | list))",
                 "| map('regex_replace', '^', inventory_hostname) | map('hash', 'sha256') | join('\\n')"),
             "postgresql_roles_sql": ROLES_SQL,
+            # the Patroni instances of this host, each serving the certificate in postgresql_tls_dir: the region's
+            # member and each DR standby cluster it runs (the patroni role's units)
+            "postgresql_patroni_units": expr(
+                "([postgresql_version ~ '-main'] + (patroni_standby_clusters | default([])",
+                "| selectattr('hosts', 'contains', inventory_hostname) | map(attribute='instance') | list))",
+                "| map('regex_replace', '^', 'patroni@') | map('regex_replace', '$', '.service') | list"),
         },
         tasks={
             "main": [
@@ -251,14 +262,20 @@ def pgbouncer() -> Role:
             "pgbouncer_server_ca_url": "",  # managed PostgreSQL: the provider's CA bundle
             "pgbouncer_server_ca_file": "",  # ... or a bundle on the controller, where there is no public URL
             "pgbouncer_nofile": 65536,  # the inventory sets the region's (ConnectionBudget.pgbouncer_nofile)
+            # the certificate's names: the inventory adds the one the services dial (pgbouncer.<internal domain>)
+            "pgbouncer_tls_names": ["{{ ansible_host }}", "{{ inventory_hostname }}"],
+            **roles_internal_ca.DEFAULTS,  # publishing the region's CA for the pods (off unless the inventory says)
         },
-        vars=services_ready_var(r, "pgbouncer_install"),
+        vars={**services_ready_var(r, "pgbouncer_install"), **roles_internal_ca.VARS},
         tasks={"main": [
             apt("Install PgBouncer", ["pgbouncer"], register="pgbouncer_install"),
             # ca.crt verifies the server PgBouncer connects to: the region's CA for a self-managed
             # primary, the provider's CA for a managed one (the data tier's server_tls_ca_file)
             include_tls("{{ pgbouncer_tls_dir }}", "postgres", "postgres",
-                        install_ca="{{ not pgbouncer_managed_postgres }}", reload=("pgbouncer.service",)),
+                        install_ca="{{ not pgbouncer_managed_postgres }}", reload=("pgbouncer.service",),
+                        names="{{ pgbouncer_tls_names }}"),
+            # the CA that just issued this certificate, to the store the pods' ExternalSecrets read (once per run)
+            *roles_internal_ca.publish_tasks(),
             task("Check that the managed PostgreSQL's CA is known", "ansible.builtin.assert", {
                 "that": ["pgbouncer_server_ca_url | length > 0 or pgbouncer_server_ca_file | length > 0"],
                 "fail_msg": "set pgbouncer_server_ca_file to the managed PostgreSQL's CA bundle (a file on the controller)"},

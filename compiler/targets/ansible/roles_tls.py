@@ -114,12 +114,22 @@ def _server() -> list:
         task("Restrict the key to the service's user", "ansible.builtin.file",
              {"path": key, "owner": "{{ tls_owner }}", "group": "{{ tls_group }}", "mode": "{{ tls_key_mode }}"},
              when=ran("tls_key_created")),
+        # names added since the key was made (PgBouncer's pgbouncer.<internal domain>): a new request with the same
+        # key, signed below; the stored request is what the renewal re-signs, so it must carry them too
+        task("Read the names of this server's certificate request", "ansible.builtin.command",
+             {"argv": ["openssl", "req", "-in", csr, "-noout", "-text"]}, register="tls_csr_text",
+             changed_when=False, check_mode=False, when=ran("tls_key_created")),
+        task("Make a new request with the same key when the certificate's names changed", "ansible.builtin.command",
+             {"argv": ["openssl", "req", "-new", "-key", key, "-subj", "/CN={{ tls_names[0] }}",
+                       "-addext", "subjectAltName={{ tls_san }}", "-out", csr]},
+             register="tls_csr_renamed", changed_when=True,
+             when=["tls_csr_text is not skipped", "tls_csr_names != tls_names | map('regex_replace', '^', 'DNS:') | join(', ')"]),
         task("Check for this server's certificate", "ansible.builtin.stat", {"path": crt}, register="tls_cert"),
         task("Check whether the certificate is still valid for more than tls_renew_before_days", "ansible.builtin.command",
              {"argv": ["openssl", "x509", "-checkend", "{{ tls_renew_before_days | int * 86400 }}", "-noout", "-in", crt]},
              register="tls_fresh", changed_when=False, failed_when=False, when="tls_cert.stat.exists"),
         task("Read the certificate request", "ansible.builtin.slurp", {"src": csr}, register="tls_csr",
-             when=["not tls_cert.stat.exists or tls_fresh.rc != 0", ran("tls_key_created")]),
+             when=["not tls_cert.stat.exists or tls_fresh.rc != 0 or tls_csr_renamed is changed", ran("tls_key_created")]),
         copy("Hand the request to the CA host", request, mode="0640",
              group="{{ tls_ca_group if tls_renewal | bool else 'root' }}",
              content="{{ tls_csr.content | b64decode }}", delegate_to=CA, when="tls_csr is not skipped"),
@@ -217,6 +227,8 @@ def tls() -> Role:
             "tls_names": ["{{ ansible_host }}", "{{ inventory_hostname }}"],
         },
         vars={"tls_san": "{{ tls_names | map('regex_replace', '^', 'DNS:') | join(',') }}",
+              # the request's names as `openssl req -text` prints them ("DNS:a, DNS:b")
+              "tls_csr_names": "{{ tls_csr_text.stdout | regex_search('DNS:.*') | default('', true) | trim }}",
               # one certificate per (server, directory): a server may hold several (PostgreSQL, etcd, ...)
               "tls_dir_slug": "{{ tls_dir | regex_replace('[^A-Za-z0-9]+', '-') | regex_replace('^-|-$', '') }}",
               "tls_cert_id": "{{ inventory_hostname }}-{{ tls_dir_slug }}",

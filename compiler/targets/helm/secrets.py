@@ -7,6 +7,8 @@ Every Secret a pod or a Helm release references is created here, as an ExternalS
   the environment variable's name, which is what its Deployment's `secretKeyRef`s read;
 - each service's `<service>-datastores` Secret: the passwords of its PostgreSQL role and Redis user
   (PGPASSWORD, REDIS_PASSWORD), from the references compiler/ir/data_access.py derives, read with envFrom;
+- each service's `<service>-internal-ca` Secret (key ca.crt): the region's internal CA certificate, which
+  Ansible's pgbouncer role publishes to the store; mounted by the pods for PGSSLMODE=verify-full;
 - `grafana-admin` (Grafana's admin user and password, `grafana.admin.existingSecret`);
 - `alertmanager-receivers` (the receivers' keys, `alertmanager.alertmanagerSpec.secrets`);
 - `elasticsearch-fluent-bit`, `elasticsearch-jaeger` (each shipper's Elasticsearch user and the CA).
@@ -31,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.data_access import INTERNAL_CA_KEY
 from compiler.ir.names import (ALERTMANAGER_RECEIVER_KEYS, ALERTMANAGER_RECEIVERS_SECRET, ELASTICSEARCH_CLIENT_KEYS,
                                ELASTICSEARCH_CLIENT_SECRETS, EXTERNAL_SECRETS_NAMESPACE,
                                EXTERNAL_SECRETS_SERVICE_ACCOUNT, GRAFANA_ADMIN_KEYS, GRAFANA_ADMIN_SECRET,
@@ -105,6 +108,10 @@ def wanted(region: RegionPlan) -> list[Wanted]:
         if a.secrets:
             out.append(Wanted(a.name, a.namespace, tuple(a.secrets),
                               why=f"{a.service}'s PostgreSQL role and Redis user passwords (its Deployment's envFrom)"))
+        if a.ca_ref:
+            out.append(Wanted(a.ca_secret, a.namespace, ((INTERNAL_CA_KEY, a.ca_ref),),
+                              why=f"the region's internal CA certificate (public), mounted by {a.service}'s pods: "
+                                  "PGSSLROOTCERT for verify-full to PgBouncer"))
     return out
 
 

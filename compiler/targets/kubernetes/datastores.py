@@ -3,11 +3,16 @@ port, its role and shard databases, the routing table, the Redis cluster seeds, 
 Elasticsearch endpoints, the bucket), mounted with envFrom beside the Secret of the same name (its PgBouncer and
 Redis passwords, which the External Secrets Operator creates: helm target). Both come from the IR's
 RegionPlan.data_access (compiler/ir/data_access.py); no value here is secret.
+
+A service that uses postgres also mounts the Secret `<service>-internal-ca` (the region's internal CA certificate,
+public; delivered by ESO from the entry Ansible publishes) read-only at INTERNAL_CA_DIR: its ConfigMap sets
+PGSSLMODE=verify-full and PGSSLROOTCERT to that file.
 """
 
 from __future__ import annotations
 
 from compiler.ir import RegionPlan, ServicePlan
+from compiler.ir.data_access import INTERNAL_CA_DIR, INTERNAL_CA_KEY
 from compiler.targets.kubernetes.common import MANAGED_BY
 
 
@@ -36,3 +41,16 @@ def env_from(svc: ServicePlan, region: RegionPlan) -> list[dict]:
     if a.secrets:
         out.append({"secretRef": {"name": a.name}})
     return out
+
+
+CA_VOLUME = "internal-ca"
+
+
+def ca_volume(svc: ServicePlan, region: RegionPlan) -> tuple[dict, dict] | None:
+    """(volume, volumeMount) of the region's internal CA certificate, or None when the service needs none."""
+    a = access_of(svc, region)
+    if a is None or not a.ca_secret:
+        return None
+    volume = {"name": CA_VOLUME, "secret": {"secretName": a.ca_secret, "defaultMode": 0o444,
+                                            "items": [{"key": INTERNAL_CA_KEY, "path": INTERNAL_CA_KEY}]}}
+    return volume, {"name": CA_VOLUME, "mountPath": INTERNAL_CA_DIR, "readOnly": True}
