@@ -151,8 +151,11 @@ def describe(ref: str) -> str:
     return f"{r.key} in the `{r.scheme}` store (no security.vault_address)"
 
 
-def _deliverable(region: RegionPlan, w: Wanted) -> bool:
-    return not any(x == w for x, _ in unsupported(region))
+def _deliverable_of(region: RegionPlan) -> list[Wanted]:
+    """wanted(region) without the Secrets no store can deliver, in order (unsupported(region) computed once,
+    not once per Secret: that was quadratic in a region's Secrets)."""
+    undeliverable = {x for x, _ in unsupported(region)}
+    return [w for w in wanted(region) if w not in undeliverable]
 
 
 # ---------------------------------------------------------------- stores
@@ -184,9 +187,7 @@ def cluster_secret_store(plan: PlatformPlan, region: RegionPlan, name: str, samp
 def stores(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
     """One ClusterSecretStore per store the deliverable references name, by name."""
     seen: dict[str, Ref] = {}
-    for w in wanted(region):
-        if not _deliverable(region, w):
-            continue
+    for w in _deliverable_of(region):
         for ref in _refs(w):
             r = parse(ref)
             seen.setdefault(r.store, r)
@@ -240,7 +241,7 @@ def external_secret(w: Wanted) -> dict:
 
 
 def external_secrets(region: RegionPlan) -> list[dict]:
-    return [external_secret(w) for w in wanted(region) if _deliverable(region, w)]
+    return [external_secret(w) for w in _deliverable_of(region)]
 
 
 def by_namespace(region: RegionPlan) -> dict[str, list[dict]]:
