@@ -419,9 +419,19 @@ def _net(cidr: str):
     return ipaddress.ip_network(cidr)
 
 
+@functools.lru_cache(maxsize=65536)
+def _span(cidr: str) -> tuple[int, int, int]:
+    """(IP version, first address, last address) of a CIDR, as integers."""
+    n = _net(cidr)
+    return n.version, int(n.network_address), int(n.broadcast_address)
+
+
 def _inside(cidrs, ranges) -> bool:
-    nets = [_net(r) for r in ranges]
-    return bool(cidrs) and all(any(_net(c).version == n.version and _net(c).subnet_of(n) for n in nets) for c in cidrs)
+    """Every CIDR lies in one of the ranges (ipaddress's subnet_of, as integer bounds: at 120 regions the objects'
+    comparisons were a third of resolving)."""
+    spans = [_span(r) for r in ranges]
+    return bool(cidrs) and all(any(v == w and lo <= first and last <= hi for w, lo, hi in spans)
+                               for v, first, last in map(_span, cidrs))
 
 
 def _standby_source(peer: Peer, far, region) -> Peer:

@@ -114,3 +114,33 @@ def test_secrets_filter_computes_the_undeliverable_once_per_call(reference, monk
     assert secrets.external_secrets(r) == [secrets.external_secret(w) for w in kept]
     names = {secrets.parse(ref).store for w in kept for ref in secrets._refs(w)}
     assert [s["metadata"]["name"] for s in secrets.stores(reference, r)] == sorted(names)
+
+
+def test_wiring_inside_is_ipaddress_subnet_of():
+    """compiler/wiring.py's _inside compares integer bounds; it must answer what ipaddress's subnet_of answers."""
+    import ipaddress
+    import random
+
+    from compiler import wiring
+
+    rng = random.Random(16)
+
+    def cidr():
+        if rng.random() < 0.1:
+            return str(ipaddress.ip_network((rng.getrandbits(128), rng.randint(0, 128)), strict=False))
+        return str(ipaddress.ip_network((rng.choice([0x0A000000, 0x0A010000, 0xC0A80000]) + rng.getrandbits(16),
+                                         rng.randint(8, 32)), strict=False))
+
+    def slow(cidrs, ranges):
+        nets = [ipaddress.ip_network(r) for r in ranges]
+        return bool(cidrs) and all(any(ipaddress.ip_network(c).version == n.version
+                                       and ipaddress.ip_network(c).subnet_of(n) for n in nets) for c in cidrs)
+
+    answers = set()
+    for _ in range(3000):
+        cidrs = tuple(cidr() for _ in range(rng.randint(0, 3)))
+        ranges = tuple(cidr() for _ in range(rng.randint(0, 3)))
+        assert wiring._inside(cidrs, ranges) == slow(cidrs, ranges), (cidrs, ranges)
+        answers.add(slow(cidrs, ranges))
+    assert answers == {True, False}
+    assert wiring._inside(("10.1.2.0/24",), ("10.1.0.0/16",)) and not wiring._inside(("10.1.0.0/16",), ("10.1.2.0/24",))
