@@ -86,8 +86,12 @@ def test_every_inventory_host_is_an_instance_with_the_login_users_key(case):
         assert not any("ansible_connection" in v for v in group_vars.values())  # SSH, Ansible's default
         assert all_vars.get("ansible_user") == DATA_HOST_LOGIN_USER.get(region.cloud)
         # ProxyJump: through a host Terraform creates (the bastion), as the same user with the same key
-        jumps = {m.group(1) for v in group_vars.values()
-                 for m in [re.search(r"ProxyJump=(\S+)", v.get("ansible_ssh_common_args", ""))] if m}
+        jumps = {m.group(2) for v in group_vars.values()
+                 for m in [re.search(r"ProxyJump=(?:(\S+)@)?(\S+)", v.get("ansible_ssh_common_args", ""))] if m}
+        jump_users = {m.group(1) for v in group_vars.values()
+                      for m in [re.search(r"ProxyJump=(?:(\S+)@)?(\S+)", v.get("ansible_ssh_common_args", ""))] if m}
+        # ssh's jump hop does not take ansible_user (-l applies to the last hop only): it must name the user itself
+        assert jump_users == {DATA_HOST_LOGIN_USER.get(region.cloud)}, jump_users
         fqdns = {v["ansible_host"]: n for n, v in hosts.items()}
         assert jumps <= set(fqdns), jumps
         assert jumps and {fqdns[j] for j in jumps} <= {h.name for h in region.hosts_in("bastion")}

@@ -138,8 +138,10 @@ def vars_data_tier(region: RegionPlan) -> dict:
     bastions = region.hosts_in("bastion")
     if not bastions:
         return {}
-    # Data hosts have no public address: SSH reaches them through the region's bastion.
-    return {"ansible_ssh_common_args": f"-o ProxyJump={bastions[0].fqdn}"}
+    # Data hosts have no public address: SSH reaches them through the region's bastion, as the same login user
+    # (ssh's jump hop does not take ansible_user: it would log in as the controller's local user)
+    user = DATA_HOST_LOGIN_USER.get(region.cloud)
+    return {"ansible_ssh_common_args": f"-o ProxyJump={user + '@' if user else ''}{bastions[0].fqdn}"}
 
 
 def _backup_job(name: str, sched, kind: str) -> dict:

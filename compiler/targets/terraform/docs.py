@@ -78,6 +78,9 @@ def _notes(plan: PlatformPlan, region: RegionPlan) -> list[str]:
         notes.append(f"The DR partner {partner.name} runs on {partner.cloud}: Terraform sets up no native bucket "
                      "replication or backup copies across clouds; the partner holds the PostgreSQL standby "
                      "(Ansible) and the WAL archive must be copied by a transfer job outside this root.")
+    if region.cloud == "aws":
+        notes.append("Set `admin_ssh_public_key` when applying: the data hosts' EC2 key pair, the key Ansible logs in "
+                     "with (as `admin`, through the bastion).")
     if region.cloud == "gcp":
         notes.append(f"The load balancer's backend is the zonal NEGs named `{prefix(plan, region)}-kong`, which GKE "
                      "creates from the Kong proxy Service's `cloud.google.com/neg` annotation: deploy Kong "
