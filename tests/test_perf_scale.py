@@ -6,6 +6,8 @@ the same order as a scan, so every figure (and every docs byte) stays the same."
 
 from __future__ import annotations
 
+import pytest
+
 from compiler import cost
 
 
@@ -144,3 +146,42 @@ def test_wiring_inside_is_ipaddress_subnet_of():
         answers.add(slow(cidrs, ranges))
     assert answers == {True, False}
     assert wiring._inside(("10.1.2.0/24",), ("10.1.0.0/16",)) and not wiring._inside(("10.1.0.0/16",), ("10.1.2.0/24",))
+
+
+def test_wiring_index_answers_what_the_scans_answer(reference):
+    """RegionPlan.connections_from/connections_to/through read an index built once per plan; each must list the
+    connections a scan of the wiring lists, in wiring order."""
+    for r in reference.regions:
+        names = {c.source.name for c in r.wiring} | {c.dest.name for c in r.wiring} | {"no-such-peer"}
+        layers = {layer for c in r.wiring for layer in c.layers} | {"no-such-layer"}
+        for n in names:
+            assert r.connections_from(n) == tuple(c for c in r.wiring if c.source.name == n)
+            assert r.connections_to(n) == tuple(c for c in r.wiring if c.dest.name == n)
+        for layer in layers:
+            assert r.through(layer) == tuple(c for c in r.wiring if layer in c.layers)
+
+
+def test_terraform_remote_is_ipaddress_subnet_of(reference):
+    """terraform/values.py's _remote (integer bounds) answers what ipaddress's subnet_of answered."""
+    import ipaddress
+    from types import SimpleNamespace
+
+    from compiler.targets.terraform import values
+
+    def slow(c, region):
+        own = ipaddress.ip_network(region.cidr)
+        return bool(c.source.cidrs) and not any(ipaddress.ip_network(x).subnet_of(own) for x in c.source.cidrs)
+
+    seen = set()
+    for r in reference.regions:
+        for c in r.wiring:
+            assert values._remote(c, r) == slow(c, r)
+            seen.add(slow(c, r))
+        for cidrs in ((), (r.cidr,), ("0.0.0.0/0",), (r.cidr, "192.0.2.0/24"), ("192.0.2.0/24", r.cidr)):
+            c = SimpleNamespace(source=SimpleNamespace(cidrs=cidrs))
+            assert values._remote(c, r) == slow(c, r)
+            seen.add(slow(c, r))
+    assert seen == {True, False}
+    c = SimpleNamespace(source=SimpleNamespace(cidrs=("2001:db8::/32",)))
+    with pytest.raises(TypeError):
+        values._remote(c, reference.regions[0])
