@@ -137,3 +137,22 @@ def test_pgbouncer_publishes_the_ca_that_issued_its_certificate_never_in_check_m
         text = str(t)
         assert "tls_ca_cert.content | b64decode" in text or t.get("register")
     assert roles_data.pgbouncer().defaults["pgbouncer_ca_publish"] is False
+
+
+def test_vault_gets_a_policy_that_lets_ansible_write_exactly_the_ca_entry():
+    """vault: the ESO policy only reads the entry; configure.sh writes the publisher's policy (write on that path
+    alone) for the token Ansible runs with."""
+    import re
+    import subprocess
+    plan = compile_file(str(REPO / "platform.yaml")).plan
+    outputs, _ = emit(plan, ["terraform"], with_docs=False)
+    files = {path: text for path, (_, text) in outputs["generated"].items()}
+    for region in plan.regions:
+        (ref,) = {parse_ref(a.ca_ref) for a in region.data_access if a.ca_ref}
+        assert ref.scheme == "vault"
+        script = files[f"terraform/regions/{region.name}/vault/configure.sh"]
+        m = re.search(r"vault policy write (\S+)-internal-ca-publisher - <<'EOF'\n(.*?)\nEOF\n", script, re.S)
+        assert m and m.group(1) == region.cluster_name, script
+        assert m.group(2) == f'path "{ref.key}" {{\n  capabilities = ["create", "read", "update"]\n}}'
+        assert f'path "{ref.key}"' in files[f"terraform/regions/{region.name}/vault/external-secrets.hcl"]
+        assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0

@@ -105,4 +105,16 @@ vault write auth/{mount}/role/{VAULT_ROLE} \\
   token_policies={name} \\
   token_ttl=1h token_max_ttl=4h
 """
+    # the region's internal CA certificate: Ansible's pgbouncer role publishes it (compiler/ir/data_access.py), ESO
+    # only reads it; the publisher's policy, for the token Ansible runs with (VAULT_TOKEN)
+    ca = sorted({a.ca_ref for a in region.data_access if a.ca_ref.startswith("vault:")})
+    for ref in ca:
+        path = ref[len("vault:"):].partition("#")[0]
+        script += f"""# Attach this policy to the token Ansible runs with: the pgbouncer role writes the region's CA certificate there.
+vault policy write {region.cluster_name}-internal-ca-publisher - <<'EOF'
+path "{path}" {{
+  capabilities = ["create", "read", "update"]
+}}
+EOF
+"""
     return {"vault/external-secrets.hcl": policy, "vault/configure.sh": script}
