@@ -185,3 +185,27 @@ def test_terraform_remote_is_ipaddress_subnet_of(reference):
     c = SimpleNamespace(source=SimpleNamespace(cidrs=("2001:db8::/32",)))
     with pytest.raises(TypeError):
         values._remote(c, reference.regions[0])
+
+
+def test_plan_region_lookup_is_the_scans(reference):
+    """PlatformPlan.region reads a dict built once per plan: the same region objects, and StopIteration for an
+    unknown name as the scan's next() raised."""
+    for r in reference.regions:
+        assert reference.region(r.name) is next(x for x in reference.regions if x.name == r.name)
+    with pytest.raises(StopIteration):
+        reference.region("no-such-region")
+
+
+def test_split_by_estimate_budgets_are_the_per_region_sums(reference):
+    """cost.split_by_estimate sums each category's floor once; every region's budget is what the per-region
+    sum gave (the reference splits by estimate)."""
+    assert reference.spec.cost.budget_split == "estimate"
+    est = cost.estimate(reference)
+    floor = {(ln.region, ln.category): 0.0 for ln in est.lines}
+    for ln in est.lines:
+        floor[(ln.region, ln.category)] += ln.low
+    for r in reference.regions:
+        for cat, amount in sorted(reference.spec.cost.monthly.items()):
+            total = sum(v for (_, c), v in floor.items() if c == cat)
+            part = floor.get((r.name, cat), 0.0) / total if total > 0 else r.traffic_share / 100
+            assert r.monthly_budget[cat] == round(amount * part, 2)

@@ -327,11 +327,13 @@ def split_by_estimate(plan: PlatformPlan) -> PlatformPlan:
     floor = {(ln.region, ln.category): 0.0 for ln in est.lines}
     for ln in est.lines:
         floor[(ln.region, ln.category)] += ln.low
+    # each category's platform-wide floor, summed once (the same additions in the same order), not once per region
+    totals = {cat: sum(v for (_, c), v in floor.items() if c == cat) for cat in plan.spec.cost.monthly}
     regions = []
     for r in plan.regions:
         budget = {}
         for cat, amount in sorted(plan.spec.cost.monthly.items()):
-            total = sum(v for (_, c), v in floor.items() if c == cat)
+            total = totals[cat]
             part = floor.get((r.name, cat), 0.0) / total if total > 0 else r.traffic_share / 100
             budget[cat] = round(amount * part, 2)
         regions.append(replace(r, monthly_budget=frozen_map(budget)))

@@ -280,7 +280,18 @@ class PlatformPlan:
     registry: tuple = ()
 
     def region(self, name: str) -> RegionPlan:
-        return next(r for r in self.regions if r.name == name)
+        """The region named `name` (StopIteration when there is none, as a scan's next() raised). By a dict built once
+        per plan: the targets look regions up by name per connection and partner, a scan each made it quadratic."""
+        index = self.__dict__.get("_region_by_name")
+        if index is None:
+            index = {}
+            for r in self.regions:
+                index.setdefault(r.name, r)
+            self.__dict__["_region_by_name"] = index  # not a field: eq, hash, repr and replace() ignore it
+        r = index.get(name)
+        if r is None:
+            raise StopIteration
+        return r
 
     @property
     def region_names(self) -> tuple[str, ...]:
