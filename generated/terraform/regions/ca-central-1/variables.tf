@@ -4,3 +4,8 @@ variable "budget_alert_emails" {
   type        = list(string)
   default     = []
 }
+
+variable "admin_ssh_public_key" {
+  description = "SSH public key of the data hosts' login user (admin, Debian's image): the EC2 key pair Ansible logs in with, through the bastion."
+  type        = string
+}

@@ -70,6 +70,12 @@ module "network" {
   log_account_name        = "sixfbeuwest2lg"
   lb_source_cidrs         = ["10.6.96.0/24"]
   lb_target_port          = 8443
+  internal_gateway = {
+    name         = "gateway.eu-west-2.internal.6fb.example.com"
+    port         = 443
+    address      = "10.6.31.254"
+    source_cidrs = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
+  }
 }
 
 module "object_storage" {
@@ -618,6 +624,12 @@ module "data_hosts" {
       health_path = "/replica"
       hosts       = ["sixfb-eu-west-2-pg-1", "sixfb-eu-west-2-pg-2", "sixfb-eu-west-2-pg-3", "sixfb-eu-west-2-pg-4"]
     }
+  }
+  internal_gateway = {
+    name         = "gateway.eu-west-2.internal.6fb.example.com"
+    port         = 443
+    address      = "10.6.31.254"
+    source_cidrs = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
   }
 }
 

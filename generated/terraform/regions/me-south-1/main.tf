@@ -70,6 +70,12 @@ module "network" {
   log_account_name        = "sixfbmesouth1lg"
   lb_source_cidrs         = ["10.7.96.0/24"]
   lb_target_port          = 8443
+  internal_gateway = {
+    name         = "gateway.me-south-1.internal.6fb.example.com"
+    port         = 443
+    address      = "10.7.31.254"
+    source_cidrs = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
+  }
 }
 
 module "object_storage" {
@@ -618,6 +624,12 @@ module "data_hosts" {
       health_path = "/replica"
       hosts       = ["sixfb-me-south-1-pg-1", "sixfb-me-south-1-pg-2", "sixfb-me-south-1-pg-3", "sixfb-me-south-1-pg-4"]
     }
+  }
+  internal_gateway = {
+    name         = "gateway.me-south-1.internal.6fb.example.com"
+    port         = 443
+    address      = "10.7.31.254"
+    source_cidrs = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
   }
 }
 

@@ -267,6 +267,8 @@ module "data_hosts" {
   kms_key_arn       = module.kms.key_arn
   tags              = local.tags
 
+  admin_ssh_public_key = var.admin_ssh_public_key
+
   vpc_cidr = "10.1.0.0/16"
   hosts = {
     sixfb-us-west-2-pg-1 = {

@@ -19,6 +19,11 @@ variable "subnet_ids" {
   type        = map(string)
 }
 
+variable "admin_ssh_public_key" {
+  description = "SSH public key of the login user (admin on Debian's image): Ansible connects with it, through the bastion."
+  type        = string
+}
+
 variable "hosts" {
   description = "Host name => group, zone, FQDN, instance type and data volume size (0: none)."
   type = map(object({

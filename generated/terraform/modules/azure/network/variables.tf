@@ -81,3 +81,13 @@ variable "tags" {
   description = "Tags applied to every resource."
   type        = map(string)
 }
+
+variable "internal_gateway" {
+  description = "The internal gateway (Kong's internal load balancer, home-region routing): its address and port in the node subnet and the peered regions' Kong source ranges the NSG admits (null: no peered region)."
+  type = object({
+    name         = string
+    port         = number
+    address      = string
+    source_cidrs = list(string)
+  })
+}

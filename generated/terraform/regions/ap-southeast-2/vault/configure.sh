@@ -15,3 +15,9 @@ vault write auth/kubernetes-sixfb-ap-southeast-2/role/external-secrets \
   bound_service_account_namespaces=external-secrets \
   token_policies=sixfb-ap-southeast-2-external-secrets \
   token_ttl=1h token_max_ttl=4h
+# Attach this policy to the token Ansible runs with: the pgbouncer role writes the region's CA certificate there.
+vault policy write sixfb-ap-southeast-2-internal-ca-publisher - <<'EOF'
+path "secret/data/platform/internal-ca/ap-southeast-2" {
+  capabilities = ["create", "read", "update"]
+}
+EOF

@@ -7,6 +7,10 @@ path "secret/data/platform/elasticsearch/jaeger" {
   capabilities = ["read"]
 }
 
+path "secret/data/platform/internal-ca/eu-west-1" {
+  capabilities = ["read"]
+}
+
 path "secret/data/platform/monitoring" {
   capabilities = ["read"]
 }

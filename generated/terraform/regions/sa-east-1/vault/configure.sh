@@ -15,3 +15,9 @@ vault write auth/kubernetes-sixfb-sa-east-1/role/external-secrets \
   bound_service_account_namespaces=external-secrets \
   token_policies=sixfb-sa-east-1-external-secrets \
   token_ttl=1h token_max_ttl=4h
+# Attach this policy to the token Ansible runs with: the pgbouncer role writes the region's CA certificate there.
+vault policy write sixfb-sa-east-1-internal-ca-publisher - <<'EOF'
+path "secret/data/platform/internal-ca/sa-east-1" {
+  capabilities = ["create", "read", "update"]
+}
+EOF

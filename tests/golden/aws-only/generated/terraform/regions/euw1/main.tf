@@ -167,7 +167,7 @@ module "workload_identity" {
       service_account = "external-secrets"
       buckets         = []
       kms_via         = ["secretsmanager"]
-      secrets         = ["acme/pgbouncer/auth/orders", "acme/pgbouncer/auth/recommend", "acme/redis/password/orders"]
+      secrets         = ["acme/pgbouncer/auth/orders", "acme/pgbouncer/auth/recommend", "acme/pgbouncer/internal-ca/euw1", "acme/redis/password/orders"]
       node_groups     = false
     }
     cluster-autoscaler = {
@@ -180,7 +180,7 @@ module "workload_identity" {
       node_groups     = true
     }
   }
-  secrets = ["acme/pgbouncer/auth", "acme/pgbouncer/auth/orders", "acme/pgbouncer/auth/recommend", "acme/postgres/admin", "acme/postgres/replication", "acme/redis/password", "acme/redis/password/orders"]
+  secrets = ["acme/pgbouncer/auth", "acme/pgbouncer/auth/orders", "acme/pgbouncer/auth/recommend", "acme/pgbouncer/internal-ca/euw1", "acme/postgres/admin", "acme/postgres/replication", "acme/redis/password", "acme/redis/password/orders"]
 }
 
 module "data_hosts" {
@@ -192,6 +192,8 @@ module "data_hosts" {
   backup_bucket_arn = module.object_storage.backup_bucket_arn
   kms_key_arn       = module.kms.key_arn
   tags              = local.tags
+
+  admin_ssh_public_key = var.admin_ssh_public_key
 
   vpc_cidr = "10.21.0.0/16"
   hosts = {

@@ -70,6 +70,12 @@ module "network" {
   log_account_name        = "acmeweulg"
   lb_source_cidrs         = ["10.21.96.0/24"]
   lb_target_port          = 8443
+  internal_gateway = {
+    name         = "gateway.weu.internal.acme.example.org"
+    port         = 443
+    address      = "10.21.31.254"
+    source_cidrs = ["10.20.0.0/19", "10.20.32.0/19", "10.20.64.0/19"]
+  }
 }
 
 module "object_storage" {
@@ -203,7 +209,7 @@ module "workload_identity" {
       namespace       = "external-secrets"
       service_account = "external-secrets"
       buckets         = []
-      secrets         = ["acme-kv/pgbouncer-auth-orders", "acme-kv/pgbouncer-auth-recommend", "acme-kv/redis-password-orders"]
+      secrets         = ["acme-kv/internal-ca-weu", "acme-kv/pgbouncer-auth-orders", "acme-kv/pgbouncer-auth-recommend", "acme-kv/redis-password-orders"]
     }
   }
 }
@@ -409,6 +415,12 @@ module "data_hosts" {
   }
   internal_domain    = "weu.internal.acme.example.org"
   postgres_endpoints = {}
+  internal_gateway = {
+    name         = "gateway.weu.internal.acme.example.org"
+    port         = 443
+    address      = "10.21.31.254"
+    source_cidrs = ["10.20.0.0/19", "10.20.32.0/19", "10.20.64.0/19"]
+  }
 }
 
 module "backup" {

@@ -294,10 +294,12 @@ module "workload_identity" {
       namespace       = "external-secrets"
       service_account = "external-secrets"
       buckets         = []
-      secrets         = ["acme-pgbouncer-auth-orders", "acme-pgbouncer-auth-recommend", "acme-redis-password-orders"]
+      secrets         = ["acme-pgbouncer-auth-orders", "acme-pgbouncer-auth-recommend", "acme-redis-password-orders", "internal-ca-euw1"]
     }
   }
-  secrets = {}
+  secrets = {
+    internal-ca-euw1 = ["europe-west1"]
+  }
 
   # the Workload Identity pool exists with the cluster; the buckets with object_storage
   depends_on = [module.kubernetes, module.object_storage]

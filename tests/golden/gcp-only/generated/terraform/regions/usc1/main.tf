@@ -294,7 +294,7 @@ module "workload_identity" {
       namespace       = "external-secrets"
       service_account = "external-secrets"
       buckets         = []
-      secrets         = ["acme-pgbouncer-auth-orders", "acme-pgbouncer-auth-recommend", "acme-redis-password-orders"]
+      secrets         = ["acme-pgbouncer-auth-orders", "acme-pgbouncer-auth-recommend", "acme-redis-password-orders", "internal-ca-usc1"]
     }
   }
   secrets = {
@@ -305,6 +305,7 @@ module "workload_identity" {
     acme-postgres-replication     = ["europe-west1", "us-central1"]
     acme-redis-password           = ["europe-west1", "us-central1"]
     acme-redis-password-orders    = ["europe-west1", "us-central1"]
+    internal-ca-usc1              = ["us-central1"]
   }
 
   # the Workload Identity pool exists with the cluster; the buckets with object_storage

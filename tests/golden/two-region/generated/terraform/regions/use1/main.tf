@@ -139,7 +139,7 @@ module "workload_identity" {
       service_account = "external-secrets"
       buckets         = []
       kms_via         = ["secretsmanager"]
-      secrets         = ["acme/pgbouncer/auth/orders", "acme/pgbouncer/auth/recommend"]
+      secrets         = ["acme/pgbouncer/auth/orders", "acme/pgbouncer/auth/recommend", "acme/pgbouncer/internal-ca/use1"]
       node_groups     = false
     }
     cluster-autoscaler = {
@@ -152,7 +152,7 @@ module "workload_identity" {
       node_groups     = true
     }
   }
-  secrets = ["acme/pgbouncer/auth", "acme/pgbouncer/auth/orders", "acme/pgbouncer/auth/recommend", "acme/postgres/admin", "acme/postgres/replication"]
+  secrets = ["acme/pgbouncer/auth", "acme/pgbouncer/auth/orders", "acme/pgbouncer/auth/recommend", "acme/pgbouncer/internal-ca/use1", "acme/postgres/admin", "acme/postgres/replication"]
 }
 
 module "data_hosts" {
@@ -164,6 +164,8 @@ module "data_hosts" {
   backup_bucket_arn = module.object_storage.backup_bucket_arn
   kms_key_arn       = module.kms.key_arn
   tags              = local.tags
+
+  admin_ssh_public_key = var.admin_ssh_public_key
 
   vpc_cidr = "10.20.0.0/16"
   hosts = {

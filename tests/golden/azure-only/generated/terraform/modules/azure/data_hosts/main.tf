@@ -194,6 +194,23 @@ resource "azurerm_private_dns_a_record" "host" {
   tags                = var.tags
 }
 
+# The internal gateway (home-region routing, compiler/ir/network.py): the peered Azure regions' Kong reaches this
+# region's Kong over the VNet peering through an internal Standard Load Balancer that AKS builds from Kong's
+# `kong-internal-gateway` Service (kubernetes target: type LoadBalancer, the internal annotation), at the address the
+# plan pins in the cluster's node subnet (Addressing.internal_gateway_ip: the Service's azure-load-balancer-ipv4
+# annotation and this record name the same one; AKS, not Terraform, creates the load balancer, so the record lives
+# here beside its zone). TLS passes through to Kong. The peered VNets resolve it through their zone links.
+resource "azurerm_private_dns_a_record" "internal_gateway" {
+  count = var.internal_gateway == null ? 0 : 1
+
+  name                = trimsuffix(var.internal_gateway.name, ".${var.internal_domain}")
+  zone_name           = azurerm_private_dns_zone.internal.name
+  resource_group_name = var.resource_group_name
+  ttl                 = 30
+  records             = [var.internal_gateway.address]
+  tags                = var.tags
+}
+
 # The name the shard routing table stores: every PgBouncer host answers for it.
 resource "azurerm_private_dns_a_record" "pgbouncer" {
   count = length(local.pgbouncers) > 0 ? 1 : 0

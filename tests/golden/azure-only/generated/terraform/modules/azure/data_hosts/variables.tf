@@ -80,3 +80,13 @@ variable "postgres_endpoints" {
     hosts       = list(string)
   }))
 }
+
+variable "internal_gateway" {
+  description = "The internal gateway the peered Azure regions' Kong forwards to (home-region routing): its private name, port, the address pinned in the node subnet (Kong's internal load balancer Service takes the same) and the peered regions' Kong source ranges (null: no peered region)."
+  type = object({
+    name         = string
+    port         = number
+    address      = string
+    source_cidrs = list(string)
+  })
+}

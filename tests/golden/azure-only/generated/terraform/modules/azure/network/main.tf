@@ -53,6 +53,25 @@ resource "azurerm_network_security_group" "private" {
     source_address_prefixes    = var.lb_source_cidrs
     destination_address_prefix = "*"
   }
+
+  # The internal gateway (home-region routing): the peered regions' Kong to the internal load balancer's address and
+  # port (AKS's load balancer rules keep the frontend address as destination, floating IP), as AKS opens its own
+  # NSG from the Service's loadBalancerSourceRanges.
+  dynamic "security_rule" {
+    for_each = var.internal_gateway == null ? [] : [var.internal_gateway]
+
+    content {
+      name                       = "internal-gateway-from-peers"
+      priority                   = 110
+      direction                  = "Inbound"
+      access                     = "Allow"
+      protocol                   = "Tcp"
+      source_port_range          = "*"
+      destination_port_range     = tostring(security_rule.value.port)
+      source_address_prefixes    = security_rule.value.source_cidrs
+      destination_address_prefix = security_rule.value.address
+    }
+  }
 }
 
 resource "azurerm_subnet_network_security_group_association" "private" {
