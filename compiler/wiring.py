@@ -190,6 +190,13 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
     origin = f"{region_name}.{domain}" if cdn_provider(platform) == "front_door" else f"origin.{domain}"
     add(cdn, lb, origin, HTTPS_PORT, "the CDN forwards to the region's load balancer (origin TLS)", "https",
         ("cdn", "cloud-firewall"), tls=tls_min)
+    # home-region routing at the edge (compiler/ir/home_routing.py): CloudFront's viewer-request function sends the
+    # requests of franchises homed here to this region's own origin, its public name
+    from compiler.ir.home_routing import HOME_EDGE_PEER, edge_routes_homes, home_origin_name
+    if edge_routes_homes(platform):
+        add(Peer(HOME_EDGE_PEER, "edge"), lb, home_origin_name(region_name, domain), HTTPS_PORT,
+            "the CDN sends the requests of franchises homed here to the region's load balancer (home-region routing)",
+            "https", ("cdn", "cloud-firewall"), tls=tls_min)
     add(lb, kong, f"{KONG_PROXY_TLS_PORT}", KONG_PROXY_TLS_PORT, "the load balancer forwards to Kong's proxy pods",
         "https", ("cloud-firewall", *np_in), tls=tls_min)
 

@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import json
 import re
 from functools import lru_cache
 
+from compiler.ir.home_routing import HOME_EDGE_PEER, HOME_ORIGIN_PREFIX, home_origin_id
 from compiler.verify import Broken, Result
 
 LAYERS = ("cloud-firewall", "cdn")
@@ -846,6 +848,8 @@ def _check_cdn(tree, reg: _Region, c) -> list[Broken]:
     origin = next((o for o in dist.all("origin") if _subst(o.get("domain_name"), loc) == c.address), None)
     if origin is None:
         return [Broken(GLOBAL_CDN, dist.line, L, c.id, f"no CloudFront origin is {c.address}")]
+    if c.source.name == HOME_EDGE_PEER:
+        out += _check_home_origin(cdn, dist, origin, reg.tree_region, c)
     coc = origin.block("custom_origin_config")
     if coc is None:
         return [Broken(GLOBAL_CDN, origin.line, L, c.id, "the origin has no custom_origin_config")]
@@ -862,6 +866,35 @@ def _check_cdn(tree, reg: _Region, c) -> list[Broken]:
     if low:
         out.append(Broken(GLOBAL_CDN, line, L, c.id, f"CloudFront may fall back to {low[0]} to the origin, below {cf_floor}"))
     return out + _listener_against(reg, c, floor, cf, "CloudFront")
+
+
+def _viewer_request_code(cdn: Block, dist: Block) -> tuple[str, int]:
+    """The code of the function the default cache behavior runs on viewer requests, and its line."""
+    fns = {b.labels[1]: b for b in cdn.blocks if b.type == "resource" and b.labels[0] == "aws_cloudfront_function"}
+    dcb = dist.block("default_cache_behavior")
+    for a in (dcb.all("function_association") if dcb else []):
+        m = re.fullmatch(r"aws_cloudfront_function\.([A-Za-z0-9_-]+)\.arn", _norm(a.get("function_arn")))
+        if a.get("event_type") == "viewer-request" and m and m.group(1) in fns:
+            fn = fns[m.group(1)]
+            return str(fn.get("code")), fn.line_of("code")
+    return "", dcb.line if dcb else dist.line
+
+
+def _check_home_origin(cdn: Block, dist: Block, origin: Block, region: str, c) -> list[Broken]:
+    """Home-region routing at the edge: the region's origin has the id the viewer-request function selects, and
+    the function selects home origins by id and lists the region among the homes."""
+    L = "cdn"
+    out = []
+    if origin.get("origin_id") != home_origin_id(region):
+        out.append(Broken(GLOBAL_CDN, origin.line_of("origin_id"), L, c.id,
+                          f"the origin {c.address} is not {home_origin_id(region)}, the id the function selects"))
+    code, line = _viewer_request_code(cdn, dist)
+    m = re.search(r"var REGIONS = (\[[^\]]*\]);", code)
+    regions = json.loads(m.group(1)) if m else []
+    if f"cf.selectRequestOriginById({json.dumps(HOME_ORIGIN_PREFIX)} + " not in code or region not in regions:
+        out.append(Broken(GLOBAL_CDN, line, L, c.id,
+                          f"the viewer-request function does not select {home_origin_id(region)} for {region}'s franchises"))
+    return out
 
 
 def _edge_header(cdn: Block, kind: str, res: Result) -> str | None:

@@ -134,7 +134,9 @@ def test_origin_listener_below_the_floor_is_named(tree):
     path = tree / rel
     _edit(path, '"ELBSecurityPolicy-TLS13-1-3-2021-06"', '"ELBSecurityPolicy-TLS13-1-2-2021-06"')
     hits = _hits(verify(tree), rel, "cdn")
-    assert [(b.line, b.connection) for b in hits] == [(_line(path, "ssl_policy"), "cdn->load-balancer:443/tcp")]
+    # the weighted origin's path and the home origin's (home-region routing at the edge) both end at this listener
+    assert [(b.line, b.connection) for b in hits] == [(_line(path, "ssl_policy"), "cdn->load-balancer:443/tcp"),
+                                                      (_line(path, "ssl_policy"), "cdn-home->load-balancer:443/tcp")]
 
 
 def test_unknown_origin_policy_is_named(tree):
@@ -143,7 +145,8 @@ def test_unknown_origin_policy_is_named(tree):
     path = tree / rel
     _edit(path, 'min_tls_version   = "TLSv1_3"', 'min_tls_version   = "TLSv1_7"')
     hits = _hits(verify(tree), rel, "cdn")
-    assert [b.line for b in hits] == [_line(path, "min_tls_version")] and "unknown" in hits[0].message
+    assert [b.line for b in hits] == [_line(path, "min_tls_version")] * 2 and all("unknown" in h.message for h in hits)
+    assert {b.connection for b in hits} == {"cdn->load-balancer:443/tcp", "cdn-home->load-balancer:443/tcp"}
 
 
 def test_alb_open_around_the_cdn_is_named(tree):
@@ -151,7 +154,7 @@ def test_alb_open_around_the_cdn_is_named(tree):
     path = tree / rel
     _edit(path, "prefix_list_ids = [data.aws_ec2_managed_prefix_list.cloudfront.id]", 'cidr_blocks     = ["0.0.0.0/0"]')
     hits = _hits(verify(tree), rel, "cloud-firewall")
-    assert {b.connection for b in hits} == {"cdn->load-balancer:443/tcp"}
+    assert {b.connection for b in hits} == {"cdn->load-balancer:443/tcp", "cdn-home->load-balancer:443/tcp"}
     opened = _line(path, '"0.0.0.0/0"')
     ingress = max(i for i, l in enumerate(path.read_text().splitlines()[:opened], 1) if l.strip() == "ingress {")
     assert ingress in {b.line for b in hits}

@@ -109,4 +109,12 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
     return render("ansible", "docs_region.md.j2", filters=FILTERS, region=region,
                   groups=[(g, region.hosts_in(g)) for g in (*inventory.DATA_GROUPS, "bastion")],
                   playbooks=site.PLAYBOOKS, ha=region.postgres_ha, standby=standby, drill=DRILL,
-                  rpo=dr.rpo_minutes, rto=dr.rto_minutes)
+                  rpo=dr.rpo_minutes, rto=dr.rto_minutes, edge_routing=_edge_routing(plan))
+
+
+def _edge_routing(plan: PlatformPlan) -> dict | None:
+    """Home-region routing at the edge (compiler/ir/home_routing.py): the KeyValueStore key the runbook writes."""
+    from compiler.ir.home_routing import SERVING_KEY_PREFIX, edge_routes_homes, routing_store_name
+    if not edge_routes_homes(plan.spec):
+        return None
+    return {"store": routing_store_name(plan.spec), "key_prefix": SERVING_KEY_PREFIX}

@@ -117,6 +117,10 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
     return "\n".join(lines)
 
 
+from compiler.ir.home_routing import edge_routes_homes  # noqa: E402
+from compiler.ir.network import FORWARDED_FROM_HEADER as FORWARDED_HEADER  # noqa: E402
+
+
 def _routing_bullet(plan: PlatformPlan, region: RegionPlan) -> str:
     """Home-region routing (compiler/targets/kong/routing.py): what the pre-function does here, and why."""
     from compiler.ir.network import FORWARDED_FROM_HEADER
@@ -135,7 +139,26 @@ def _routing_bullet(plan: PlatformPlan, region: RegionPlan) -> str:
                "authenticated there. " if homes else "")
             + (f"Homed in {', '.join(others)}: answered 421 with `{HOME_HEADER}` naming the home, since no private "
                "path reaches it (another cloud: no inter-cloud network). " if others else "")
+            + (_edge_sentence(plan) if edge_routes_homes(plan.spec) else "")
             + "**Judgement**: the gateway rather than DNS per franchise, because clients use one API name and the "
             "franchise id travels in the request; the internal gateway rather than the home's public name, because "
             "the regional load balancers admit the CDN only; the forwarding hop is paid only by requests that land "
             "away from home.\n")
+
+
+def _edge_sentence(plan: PlatformPlan) -> str:
+    """Home-region routing at the edge (CloudFront): what reaches this function at all, and why the edge routes."""
+    return ("**The edge routes first**: CloudFront's viewer-request function (`generated/terraform/global/cdn.tf`) looks "
+            "the same id up in the same map and selects the home's own origin (`home-<region>`, the region's public "
+            "name), on whatever cloud, so a request with a valid id arrives at its home and is served here. The "
+            "forwarding and the 421 above remain as the second line, for requests that bypassed the edge's routing: "
+            "the global root not yet applied after a shard-map change (apply it with the regions), a franchise "
+            "the edge does not know yet (a registry kept in the routing KeyValueStore, before its keys are applied: "
+            "the weighted origin), or a request that reached the load balancer through another CloudFront distribution (the "
+            "load balancers admit CloudFront's address ranges, not this distribution alone). The edge deletes a viewer's `"
+            + FORWARDED_HEADER + "`, and sets it to `edge` only when the DR runbook has moved a lost region's franchises "
+            "(the routing KeyValueStore's `serving-<region>` key): the region then serves them itself. **Why the edge**: "
+            "only the edge reaches every cloud (the regions' load balancers admit CloudFront), one lookup per request "
+            "at the edge costs no extra hop, while an inter-cloud network (HA VPN between AWS, GCP and Azure) would add "
+            "per-pair tunnels, their routes and firewall openings to every region, and a second hop on every "
+            "misrouted request. ")

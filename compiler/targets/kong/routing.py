@@ -29,6 +29,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.home_routing import _home_ranges, home_ranges  # noqa: F401 (the shared map; tests import it here)
 from compiler.ir.edge import health_check_path
 from compiler.ir.network import FORWARDED_FROM_HEADER
 from compiler.targets.kong.plugins import _lua_string, tags
@@ -36,27 +37,6 @@ from compiler.targets.kong.plugins import _lua_string, tags
 KONG = "kong"
 HOME_HEADER = "X-Platformc-Home-Region"
 OWNER = "gateway"  # the routing entities are the gateway's own (tagged like its global plugins)
-
-
-def home_ranges(plan: PlatformPlan) -> list[tuple[int, int, str]]:
-    """(first id, last id, home region), sorted and merged: the registry's rows when there is a registry, else
-    each shard's range."""
-    return list(_home_ranges(plan.registry, plan.shards))
-
-
-@lru_cache(maxsize=4)
-def _home_ranges(registry: tuple, shards: tuple) -> tuple:
-    if registry:
-        rows = sorted((h.franchise_id, h.franchise_id, h.region) for h in registry)
-    else:
-        rows = sorted((s.first_id, s.last_id, s.region) for s in shards)
-    out: list[list] = []
-    for first, last, region in rows:
-        if out and out[-1][2] == region and out[-1][1] + 1 == first:
-            out[-1][1] = last
-        else:
-            out.append([first, last, region])
-    return tuple(tuple(r) for r in out)
 
 
 @lru_cache(maxsize=4)

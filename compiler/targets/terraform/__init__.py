@@ -77,6 +77,8 @@ def emit_global(plan: PlatformPlan) -> dict[str, str]:
         files.update(_module_files(edge, dns, GLOBAL_MODULES[edge]))
     for name, (template, context) in _terraform_global_root.files(plan).items():
         files[f"{ROOT}/global/{name}"] = _render(template, **context)
+    for name, text in _terraform_global_root.extra_files(plan).items():
+        files[f"{ROOT}/global/{name}"] = text
     return files
 
 

@@ -10,8 +10,14 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan
 from compiler.ir.edge import edge_cloud
+from compiler.ir.home_routing import (SERVING_KEY_PREFIX, WEIGHTED_ORIGIN_ID, edge_routes_homes, home_origin_id,
+                                      home_origin_name, routing_store_name)
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
 from compiler.targets.terraform.common import cloudwatch_retention, provider_requirements, state_backend
+from compiler.targets.terraform.edge_routing import kvs_entries, uses_kvs_map, viewer_request_code
+
+# The generated franchise map of the routing KeyValueStore (registry mode), beside the global root's .tf files.
+FRANCHISE_HOMES_FILE = "franchise-homes.json"
 
 PRICE_CLASS = {"all": "PriceClass_All", "200": "PriceClass_200", "100": "PriceClass_100"}
 CLOUDFRONT_TLS = {"1.3": "TLSv1.3_2025", "1.2": "TLSv1.2_2025"}
@@ -88,6 +94,8 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
         "backend": backend,
     }
     cloud = edge_cloud(spec)
+    if cloud == "aws":
+        context["home_routing"] = home_routing(plan)
     if cloud == "azure":
         context["edge"]["minimum_tls_version"] = FRONT_DOOR_TLS.get(edge.tls_min_version, "TLS12")
         context["edge"]["client_address_header"] = CLIENT_ADDRESS_HEADER
@@ -115,3 +123,29 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
     for part in ("main", "providers", "dns", "cdn", "outputs"):
         out[f"{part}.tf"] = (f"{TEMPLATES[cloud]}/{part}.tf.j2", context)
     return out
+
+
+def home_routing(plan: PlatformPlan) -> dict:
+    """The CloudFront side of home-region routing (compiler/ir/home_routing.py): the viewer-request function's
+    code, one origin per region (its own public name), and the routing KeyValueStore."""
+    domain = plan.spec.organization.domain
+    enabled = edge_routes_homes(plan.spec)
+    return {
+        "enabled": enabled,
+        "code": viewer_request_code(plan),
+        "weighted_origin_id": WEIGHTED_ORIGIN_ID,
+        "origins": [{"id": home_origin_id(r.name), "region": r.name, "domain": home_origin_name(r.name, domain)}
+                    for r in plan.regions] if enabled else [],
+        "kvs_map": uses_kvs_map(plan),
+        "kvs_file": FRANCHISE_HOMES_FILE,
+        "serving_key_prefix": SERVING_KEY_PREFIX,
+        "store_name": routing_store_name(plan.spec),
+    }
+
+
+def extra_files(plan: PlatformPlan) -> dict[str, str]:
+    """Files of the global root that are not templates: the routing KeyValueStore's franchise map (registry mode)."""
+    if edge_cloud(plan.spec) != "aws" or not uses_kvs_map(plan):
+        return {}
+    import json
+    return {FRANCHISE_HOMES_FILE: json.dumps(kvs_entries(plan), indent=0, sort_keys=True) + "\n"}

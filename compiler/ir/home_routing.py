@@ -1,0 +1,90 @@
+"""Home-region routing: where each franchise's requests are served, shared by the edge and the gateways.
+
+A franchise's data lives in one region, its home: the shard map's ranges by franchise id, or the franchise
+registry's rows. Two layers route by it, both from `home_ranges` below (never a copy of the map):
+
+1. **The edge** (the CloudFront viewer-request function of the global root, when the edge is CloudFront and the
+   platform has several regions): it reads the franchise id header and selects the home's origin
+   (`home_origin_id`: the home region's own public name `<region>.<domain>`, which its load balancer's certificate
+   covers), so a request reaches its home whatever cloud the home is on. No id, a malformed id or an id outside
+   the map: the weighted origin (`origin.<domain>`, healthy regions only), as before.
+2. **The gateway** (Kong's pre-function in every region): the second line. A request the edge routed arrives at its
+   home and is served there; one that reaches another region's Kong (the edge's routing bypassed: a global root
+   not yet applied after a shard-map change, a request that came through another CDN path) is forwarded over the
+   peering to a same-cloud home, or answered 421 with the home's name for a home on another cloud.
+
+Disaster recovery: when a home region is lost, its DR partner promotes the standby cluster (the region's runbook)
+and then serves the home's franchises. The edge follows a key of the routing KeyValueStore, written by the
+runbook's step 4 without a deploy: `serving_key(home)` = the region now serving the home's franchises. The
+function then selects that region's origin and marks the request as routed by the edge
+(`FORWARDED_FROM_HEADER` = `EDGE_ROUTED`), so that region's Kong serves it instead of forwarding it to the lost
+home. The function deletes that header from every viewer request first, so a client cannot set it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+# The wiring's source of the edge -> home origin connection (compiler/wiring.py), which `platformc verify` proves.
+HOME_EDGE_PEER = "cdn-home"
+# The distribution's origin ids: the weighted origin (origin.<domain>) and one per region.
+WEIGHTED_ORIGIN_ID = "regions"
+HOME_ORIGIN_PREFIX = "home-"
+# The value of X-Platformc-Forwarded-From (compiler/ir/network.py) on a request the edge sent to a region serving
+# another region's franchises (DR): the receiving Kong serves it.
+EDGE_ROUTED = "edge"
+# The KeyValueStore key naming the region serving a home's franchises (absent: the home itself).
+SERVING_KEY_PREFIX = "serving-"
+# CloudFront Functions: the maximum function size (not adjustable), and the KeyValueStore's limits.
+FUNCTION_MAX_BYTES = 10 * 1024
+KVS_MAX_BYTES = 5 * 1024 * 1024
+# Above this size the function keeps the franchise map in the KeyValueStore (one key per franchise of a
+# registry) instead of inline tables: the budget leaves room for the code around the tables.
+INLINE_MAP_MAX_BYTES = 8 * 1024
+
+
+def home_ranges(plan) -> list[tuple[int, int, str]]:
+    """(first id, last id, home region), sorted and merged: the registry's rows when there is a registry, else
+    each shard's range."""
+    return list(_home_ranges(plan.registry, plan.shards))
+
+
+@lru_cache(maxsize=4)
+def _home_ranges(registry: tuple, shards: tuple) -> tuple:
+    if registry:
+        rows = sorted((h.franchise_id, h.franchise_id, h.region) for h in registry)
+    else:
+        rows = sorted((s.first_id, s.last_id, s.region) for s in shards)
+    out: list[list] = []
+    for first, last, region in rows:
+        if out and out[-1][2] == region and out[-1][1] + 1 == first:
+            out[-1][1] = last
+        else:
+            out.append([first, last, region])
+    return tuple(tuple(r) for r in out)
+
+
+def edge_routes_homes(spec) -> bool:
+    """Whether the edge routes by home region: CloudFront (its viewer-request function can select the origin)
+    in front of several regions."""
+    from compiler.ir.edge import cdn_provider
+    return cdn_provider(spec) == "cloudfront" and len(spec.regions) > 1
+
+
+def routing_store_name(spec) -> str:
+    """The routing KeyValueStore's name (the global root creates it, the runbook writes its serving-* keys)."""
+    return f"{spec.organization.name}-global-routing"
+
+
+def home_origin_id(region: str) -> str:
+    return f"{HOME_ORIGIN_PREFIX}{region}"
+
+
+def home_origin_name(region: str, domain: str) -> str:
+    """The home origin's name: the region's own public name, which its load balancer's certificate covers and the
+    region's root points at its load balancer (compiler/ir/edge.py lb_hostnames)."""
+    return f"{region}.{domain}"
+
+
+def serving_key(region: str) -> str:
+    return f"{SERVING_KEY_PREFIX}{region}"

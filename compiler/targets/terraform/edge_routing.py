@@ -1,0 +1,142 @@
+"""Terraform target: the CloudFront viewer-request function (cloudfront-js-2.0) of the global root.
+
+One function per viewer-request event (CloudFront runs one), doing, in order:
+1. sets the client-address header to the viewer's IP (Kong reads the client address from it);
+2. deletes X-Platformc-Forwarded-From from the viewer's request (only the edge and the gateways set it);
+3. home-region routing (compiler/ir/home_routing.py), when the platform has several regions: the franchise id
+   header (digits only, at most 15, as Kong's check) is looked up in the shard map's ranges (inline tables,
+   binary search) or, when those tables would not fit the 10 KB function limit (a scattered registry), in the
+   routing KeyValueStore (one key per franchise id); the home's origin is selected with
+   `cf.selectRequestOriginById`; the KeyValueStore's `serving-<home>` key, when the DR runbook has set it, names
+   the region now serving the home's franchises (that region's origin is selected and the request marked as
+   routed by the edge). No id, a malformed id or an id outside the map: the default origin (the weighted,
+   health-checked origin.<domain>) is left as it is.
+
+CloudFront Functions API (runtime 2.0): `import cf from 'cloudfront'`, `cf.kvs()` (the one associated store),
+`await kvs.get(key)` (throws when the key is absent), `cf.selectRequestOriginById(id)` (an origin defined in the
+distribution). The code must not contain `${` or `%{` (it is written in an HCL heredoc).
+"""
+
+from __future__ import annotations
+
+import json
+
+from compiler.ir import PlatformPlan
+from compiler.ir.home_routing import (EDGE_ROUTED, FUNCTION_MAX_BYTES, HOME_ORIGIN_PREFIX, INLINE_MAP_MAX_BYTES,
+                                      SERVING_KEY_PREFIX, edge_routes_homes, home_ranges)
+from compiler.ir.names import CLIENT_ADDRESS_HEADER
+from compiler.ir.network import FORWARDED_FROM_HEADER
+
+# KeyValueStore keys of the franchise map (registry mode): the franchise id after this prefix.
+FRANCHISE_KEY_PREFIX = "franchise-"
+
+
+def _tables(plan: PlatformPlan) -> tuple[list[str], str]:
+    """The region list and the FIRST/LAST/HOME lines (HOME: indexes into REGIONS)."""
+    regions = [r.name for r in plan.regions]
+    index = {n: i for i, n in enumerate(regions)}
+    ranges = home_ranges(plan)
+    lines = "\n".join([
+        "var FIRST = [" + ",".join(str(r[0]) for r in ranges) + "];",
+        "var LAST = [" + ",".join(str(r[1]) for r in ranges) + "];",
+        "var HOME = [" + ",".join(str(index[r[2]]) for r in ranges) + "];",
+    ])
+    return regions, lines
+
+
+def uses_kvs_map(plan: PlatformPlan) -> bool:
+    """Whether the franchise map goes to the KeyValueStore (its inline tables would not fit the function)."""
+    if not edge_routes_homes(plan.spec):
+        return False
+    return len(_tables(plan)[1].encode()) > INLINE_MAP_MAX_BYTES
+
+
+def kvs_entries(plan: PlatformPlan) -> dict[str, str]:
+    """The KeyValueStore's franchise keys (registry mode): franchise-<id> -> home region, one per franchise."""
+    if not uses_kvs_map(plan):
+        return {}
+    out = {}
+    for first, last, region in home_ranges(plan):
+        for fid in range(first, last + 1):
+            out[f"{FRANCHISE_KEY_PREFIX}{fid}"] = region
+    return out
+
+
+def viewer_request_code(plan: PlatformPlan) -> str:
+    """The function's JavaScript."""
+    header = plan.spec.settings.gateway.hash_on_header.lower()
+    client = CLIENT_ADDRESS_HEADER.lower()
+    forwarded = FORWARDED_FROM_HEADER.lower()
+    if not edge_routes_homes(plan.spec):
+        lines = [
+            "function handler(event) {",
+            f"  event.request.headers[{json.dumps(client)}] = {{ value: event.viewer.ip }};",
+            f"  delete event.request.headers[{json.dumps(forwarded)}];",
+            "  return event.request;",
+            "}",
+        ]
+        return "\n".join(lines) + "\n"
+    regions, tables = _tables(plan)
+    kvs_map = uses_kvs_map(plan)
+    lines = [
+        "import cf from 'cloudfront';",
+        "",
+        "// platformc: home-region routing at the edge (franchise id -> home region, from the shard map)",
+        "var KVS = cf.kvs();",
+        "var REGIONS = [" + ",".join(json.dumps(r) for r in regions) + "];",
+    ]
+    if not kvs_map:
+        lines += [tables,
+                  "",
+                  "async function homeOf(id) {",
+                  "  var lo = 0, hi = FIRST.length - 1;",
+                  "  while (lo <= hi) {",
+                  "    var mid = (lo + hi) >> 1;",
+                  "    if (id < FIRST[mid]) { hi = mid - 1; }",
+                  "    else if (id > LAST[mid]) { lo = mid + 1; }",
+                  "    else { return REGIONS[HOME[mid]]; }",
+                  "  }",
+                  "  return null;",
+                  "}"]
+    else:
+        lines += ["",
+                  "async function homeOf(id) {",
+                  "  try {",
+                  f"    return await KVS.get({json.dumps(FRANCHISE_KEY_PREFIX)} + id);",
+                  "  } catch (e) {",
+                  "    return null;",
+                  "  }",
+                  "}"]
+    lines += [
+        "",
+        "async function servingOf(home) {",
+        "  try {",
+        f"    return await KVS.get({json.dumps(SERVING_KEY_PREFIX)} + home);",
+        "  } catch (e) {",
+        "    return home;",
+        "  }",
+        "}",
+        "",
+        "async function handler(event) {",
+        "  var request = event.request;",
+        f"  request.headers[{json.dumps(client)}] = {{ value: event.viewer.ip }};",
+        f"  delete request.headers[{json.dumps(forwarded)}];",
+        f"  var h = request.headers[{json.dumps(header)}];",
+        '  var raw = h ? h.value : "";',
+        "  if (!/^[0-9]{1,15}$/.test(raw)) { return request; }",
+        "  var home = await homeOf(Number(raw));",
+        "  if (REGIONS.indexOf(home) < 0) { return request; }",
+        "  var serving = await servingOf(home);",
+        "  if (REGIONS.indexOf(serving) < 0) { serving = home; }",
+        f"  if (serving !== home) {{ request.headers[{json.dumps(forwarded)}] = {{ value: {json.dumps(EDGE_ROUTED)} }}; }}",
+        f"  cf.selectRequestOriginById({json.dumps(HOME_ORIGIN_PREFIX)} + serving);",
+        "  return request;",
+        "}",
+    ]
+    code = "\n".join(lines) + "\n"
+    if "${" in code or "%{" in code:
+        raise ValueError("the viewer-request function would start an HCL interpolation")
+    size = len(code.encode())
+    if size > FUNCTION_MAX_BYTES:
+        raise ValueError(f"the viewer-request function is {size} bytes, over CloudFront's {FUNCTION_MAX_BYTES}")
+    return code
