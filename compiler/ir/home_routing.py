@@ -38,7 +38,7 @@ SERVING_KEY_PREFIX = "serving-"
 # CloudFront Functions: the maximum function size (not adjustable), and the KeyValueStore's limits.
 FUNCTION_MAX_BYTES = 10 * 1024
 KVS_MAX_BYTES = 5 * 1024 * 1024
-# Above this size the function keeps the franchise map in the KeyValueStore (one key per franchise of a
+# Above this size the function keeps the franchise map in the KeyValueStore (a key per 100 franchise ids of a
 # registry) instead of inline tables: the budget leaves room for the code around the tables.
 INLINE_MAP_MAX_BYTES = 8 * 1024
 

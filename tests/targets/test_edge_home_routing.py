@@ -241,14 +241,20 @@ def test_a_scattered_registry_goes_to_the_key_value_store(registry, tmp_path):
     code, fn = _function(files)
     assert len(code.encode()) <= FUNCTION_MAX_BYTES and "var FIRST" not in code
     entries = json.loads(files["franchise-homes.json"])
-    assert entries == {f"franchise-{h.franchise_id}": h.region for h in plan.registry}
+    names = [r.name for r in plan.regions]
+    decoded = {int(k[len("franchises-"):]) * 100 + int(off): names[int(idx, 36)]
+               for k, v in entries.items() for off, idx in (e.split(":") for e in v.split(","))}
+    assert decoded == {h.franchise_id: h.region for h in plan.registry}
+    assert len(entries) <= 30000 // 100 + 1 and max(len(v.encode()) for v in entries.values()) <= 1024  # KVS value limit
     keys = _resources(_cdn(files), "aws_cloudfrontkeyvaluestore_key")["franchise"]
     assert "franchise-homes.json" in keys["for_each"] and "routing.arn" in keys["key_value_store_arn"]
     sample = random.Random(3).sample(list(plan.registry), 200)
-    absent = next(i for i in range(1, 40000) if f"franchise-{i}" not in entries)
+    absent = [i for i in range(1, 200) if i not in decoded][:5] + [30150, 123456789012345]
+    # ids as a client may send them: plain, with leading zeros (the same franchise, as Kong's tonumber reads it)
     cases = [{"headers": {"x-franchise-id": str(h.franchise_id)}} for h in sample]
-    cases.append({"headers": {"x-franchise-id": str(absent)}})
+    cases += [{"headers": {"x-franchise-id": "000" + str(h.franchise_id)}} for h in sample[:20]]
+    cases += [{"headers": {"x-franchise-id": str(i)}} for i in absent]
     out = run_function(tmp_path, code, cases, entries)
-    for h, res in zip(sample, out):
+    for h, res in zip(sample + sample[:20], out):
         assert res["origins"] == [f"home-{h.region}"], h.franchise_id
-    assert out[-1]["origins"] == []
+    assert all(res["origins"] == [] for res in out[len(sample) + 20:])

@@ -6,7 +6,7 @@ One function per viewer-request event (CloudFront runs one), doing, in order:
 3. home-region routing (compiler/ir/home_routing.py), when the platform has several regions: the franchise id
    header (digits only, at most 15, as Kong's check) is looked up in the shard map's ranges (inline tables,
    binary search) or, when those tables would not fit the 10 KB function limit (a scattered registry), in the
-   routing KeyValueStore (one key per franchise id); the home's origin is selected with
+   routing KeyValueStore (franchises-<id // 100>: the bucket's franchises and their homes); the home's origin is selected with
    `cf.selectRequestOriginById`; the KeyValueStore's `serving-<home>` key, when the DR runbook has set it, names
    the region now serving the home's franchises (that region's origin is selected and the request marked as
    routed by the edge). No id, a malformed id or an id outside the map: the default origin (the weighted,
@@ -23,12 +23,26 @@ import json
 
 from compiler.ir import PlatformPlan
 from compiler.ir.home_routing import (EDGE_ROUTED, FUNCTION_MAX_BYTES, HOME_ORIGIN_PREFIX, INLINE_MAP_MAX_BYTES,
-                                      SERVING_KEY_PREFIX, edge_routes_homes, home_ranges)
+                                      KVS_MAX_BYTES, SERVING_KEY_PREFIX, edge_routes_homes, home_ranges)
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
 from compiler.ir.network import FORWARDED_FROM_HEADER
 
-# KeyValueStore keys of the franchise map (registry mode): the franchise id after this prefix.
-FRANCHISE_KEY_PREFIX = "franchise-"
+# KeyValueStore keys of the franchise map (registry mode): franchises-<id // 100>, each value the bucket's franchises
+# as `<id % 100>:<region index, base 36>` joined by commas (at most 100 entries of at most 6 bytes: under the
+# 1 KB value limit), so a scattered registry of 10,000 franchises is a few hundred keys, not 10,000.
+FRANCHISE_KEY_PREFIX = "franchises-"
+BUCKET = 100
+KVS_VALUE_MAX_BYTES = 1024
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _base36(n: int) -> str:
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = _B36[r] + out
+        if not n:
+            return out
 
 
 def _tables(plan: PlatformPlan) -> tuple[list[str], str]:
@@ -52,13 +66,21 @@ def uses_kvs_map(plan: PlatformPlan) -> bool:
 
 
 def kvs_entries(plan: PlatformPlan) -> dict[str, str]:
-    """The KeyValueStore's franchise keys (registry mode): franchise-<id> -> home region, one per franchise."""
+    """The KeyValueStore's franchise keys (registry mode): franchises-<bucket> -> the bucket's franchises and homes."""
     if not uses_kvs_map(plan):
         return {}
-    out = {}
+    index = {r.name: i for i, r in enumerate(plan.regions)}
+    buckets: dict[int, list[str]] = {}
     for first, last, region in home_ranges(plan):
         for fid in range(first, last + 1):
-            out[f"{FRANCHISE_KEY_PREFIX}{fid}"] = region
+            buckets.setdefault(fid // BUCKET, []).append(f"{fid % BUCKET}:{_base36(index[region])}")
+    out = {f"{FRANCHISE_KEY_PREFIX}{b}": ",".join(v) for b, v in sorted(buckets.items())}
+    big = [k for k, v in out.items() if len(v.encode()) > KVS_VALUE_MAX_BYTES]
+    if big:
+        raise ValueError(f"KeyValueStore values over {KVS_VALUE_MAX_BYTES} bytes: {big[:3]}")
+    total = sum(len(k.encode()) + len(v.encode()) for k, v in out.items())
+    if total > KVS_MAX_BYTES:
+        raise ValueError(f"the franchise map is {total} bytes, over the KeyValueStore's {KVS_MAX_BYTES}")
     return out
 
 
@@ -99,13 +121,24 @@ def viewer_request_code(plan: PlatformPlan) -> str:
                   "  return null;",
                   "}"]
     else:
+        # the bucket and offset from the id's decimal digits (exact for every id of up to 15 digits)
         lines += ["",
                   "async function homeOf(id) {",
+                  "  var s = String(id);",
+                  f"  var bucket = s.length > {len(str(BUCKET)) - 1} ? s.slice(0, {1 - len(str(BUCKET))}) : \"0\";",
+                  f"  var offset = String(Number(s.slice({1 - len(str(BUCKET))})));",
+                  "  var v;",
                   "  try {",
-                  f"    return await KVS.get({json.dumps(FRANCHISE_KEY_PREFIX)} + id);",
+                  f"    v = await KVS.get({json.dumps(FRANCHISE_KEY_PREFIX)} + bucket);",
                   "  } catch (e) {",
                   "    return null;",
                   "  }",
+                  "  var entries = v.split(\",\");",
+                  "  for (var i = 0; i < entries.length; i++) {",
+                  "    var e = entries[i].split(\":\");",
+                  "    if (e[0] === offset) { return REGIONS[parseInt(e[1], 36)]; }",
+                  "  }",
+                  "  return null;",
                   "}"]
     lines += [
         "",
