@@ -258,3 +258,22 @@ def test_a_scattered_registry_goes_to_the_key_value_store(registry, tmp_path):
     for h, res in zip(sample + sample[:20], out):
         assert res["origins"] == [f"home-{h.region}"], h.franchise_id
     assert all(res["origins"] == [] for res in out[len(sample) + 20:])
+
+
+def test_the_docs_say_where_the_edge_sends_each_regions_franchises_and_why(reference):
+    from compiler.targets import kong
+    plan, _files = reference
+    for r in plan.regions:
+        tf = terraform.docs_region(plan, r)
+        assert f"| edge routing | the global root's CloudFront distribution has this region as origin `home-{r.name}` " \
+               f"(`{r.name}.{plan.spec.organization.domain}`" in tf
+        k = kong.docs_region(plan, r)
+        assert "**The edge routes first**" in k and "**Why the edge**" in k and "second line" in k
+
+
+def test_the_dr_runbook_moves_a_lost_regions_franchises_at_the_edge(reference):
+    from compiler.targets import ansible
+    plan, _files = reference
+    r = plan.region("us-east-1")
+    text = ansible.docs_region(plan, r)
+    assert f"--key serving-us-east-1 --value {r.dr_partner}" in text and "`sixfb-global-routing`" in text

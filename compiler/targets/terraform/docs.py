@@ -7,6 +7,7 @@ from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.terraform import azure as _terraform_azure
 from compiler.targets.terraform import values as V
 from compiler.ir.edge import dns_cloud, dns_provider
+from compiler.ir.home_routing import edge_routes_homes, home_origin_id
 from compiler.targets.terraform.common import MODULES, PROVIDERS, prefix
 
 DNS_NAMES = {"route53": "Route 53", "azure_dns": "Azure DNS", "cloud_dns": "Cloud DNS"}
@@ -178,6 +179,11 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
             f"{p['region']} ({plan.region(p['region']).cidr})" for p in peers)
             + "; open only for the flows that cross (connections `inter-region`): "
             + "; ".join(sorted({f"{c.dest_port}/tcp {c.purpose}" for c in region.through("inter-region")}))])
+    if edge_routes_homes(plan.spec):
+        rows.append(["edge routing", f"the global root's CloudFront distribution has this region as origin "
+                     f"`{home_origin_id(region.name)}` (`{region.name}.{domain}`, the load balancer above); its "
+                     f"viewer-request function sends the requests of franchises homed here to it, from every cloud "
+                     f"(home-region routing: the Kong section says why the edge)"])
     gateway = V.internal_gateway(plan, region)
     if gateway:
         how = {"aws": "an internal Network Load Balancer whose target is the load balancer above (TLS ends there)",
