@@ -660,7 +660,7 @@ def route_hosts(p, settings):
       "Every reference the cluster turns into a Kubernetes Secret (a service's `secrets:`, "
       "`monitoring.grafana_admin_password`, `monitoring.alert_receivers`, `datastores.elasticsearch.clients`, and "
       "`datastores.pgbouncer.auth_password` / `datastores.redis.password`, beside which each service's own PgBouncer "
-      "and Redis passwords are kept) is "
+      "and Redis passwords are kept, and its self-managed Elasticsearch password beside the PgBouncer one) is "
       "synced by External Secrets Operator from the reference's store: `vault:` (with `security.vault_address` "
       "set), `aws-sm:`, `gcp-sm:` or `azure-kv:`. An `env:` reference is read from the environment of the CI job "
       "or the Ansible run, which no cluster has: use a secret manager for it.")
@@ -675,7 +675,7 @@ def cluster_secret_stores(p, settings):
         refs += [(("datastores", "elasticsearch", "clients", c), ref) for c, ref in s.datastores.elasticsearch.clients.items()]
         # each service's PgBouncer and Redis passwords live beside these (compiler/ir/data_access.py) and reach its pods
         uses = {u for svc in s.services.values() if svc.enabled for u in svc.uses}
-        if "postgres" in uses:
+        if "postgres" in uses or ("elasticsearch" in uses and s.datastores.elasticsearch.deployment == "self-managed"):
             refs += [(("datastores", "pgbouncer", "auth_password"), s.datastores.pgbouncer.auth_password)]
         if "redis" in uses:
             refs += [(("datastores", "redis", "password"), s.datastores.redis.password)]

@@ -13,6 +13,26 @@ send on their own: the handshake and health checks (HELLO, AUTH, PING, ECHO, CLI
 SETINFO from Redis 7.2), cluster discovery (CLUSTER SLOTS/SHARDS/NODES/INFO/MYID, COMMAND, INFO) and
 replica reads (READONLY, READWRITE, ASKING).
 
+Elasticsearch (self-managed): one user per service that `uses: [elasticsearch]`, named after the service, with
+its own role `platformc_svc_<service>` (the ansible target's elasticsearch role creates both through the security
+API, as it does for Fluent Bit and Jaeger). Indices: exactly `<service>_*` (ELASTICSEARCH_INDEX_PREFIX is
+`<service>_`; a service name has no `_`, so `location_*` never covers `location-history_...`, nor a Fluent Bit or
+Jaeger index, `<prefix>-<region>-...`, nor a built-in data-stream pattern such as `logs-*-*`), with create_index
+(explicit or on first write), write (documents, bulk, dynamic mapping updates), read (search, get, scroll),
+view_index_metadata (index exists, get mapping) and delete_index (dropping and rebuilding its own indices).
+Not granted: `manage` (aliases, explicit put-mapping, settings), so alias swaps need a platform operator. Cluster:
+`monitor` only, which the client libraries need by themselves: ping and the product check (HEAD/GET /,
+cluster:monitor/main), sniffing the nodes (GET _nodes/http) and cluster health all require it. Its password
+follows the convention below from the entry `elasticsearch_ref` names (the sibling entry `elasticsearch` of the
+PgBouncer auth reference, in the same store), e.g. `vault:secret/data/platform/elasticsearch#location_password`.
+The client verifies the nodes' certificates against the region's internal CA, the same `<service>-internal-ca`
+Secret as for PgBouncer (ELASTICSEARCH_CA_CERT names the file).
+Managed search (`deployment: managed`, Amazon OpenSearch Service): no user, password or CA is made here; the
+service gets ELASTICSEARCH_URLS only. The domain has fine-grained access control with the internal user database
+off and the account root as master, so a service can authenticate only by signing requests (SigV4) as an IAM
+principal that an OpenSearch role mapping names; neither exists yet (no per-service IAM role for search, no
+role mapping: the AWS provider cannot write one).
+
 Passwords are references, never values, derived from the datastore's own reference by one documented
 convention (`service_ref`): the same store and entry, the field `<service>_password`; a reference
 without a field gets `-<service>` (aws-sm: `/<service>`) appended to its name, an `env:` one
@@ -108,6 +128,7 @@ class ServiceDataAccess:
     secrets: tuple[tuple[str, str], ...]  # (Secret key = env var, reference)
     ca_ref: str = ""  # the region's internal CA certificate (public), for verify-full to PgBouncer; "" = none needed
     ca_secret: str = ""  # the Secret that holds it (key INTERNAL_CA_KEY), mounted at INTERNAL_CA_DIR
+    es_user: ElasticsearchUser | None = None  # self-managed Elasticsearch: its user and role (the module docstring)
 
 
 def role_name(service: str) -> str:
@@ -186,13 +207,20 @@ def data_access(s, services, shards, hosts, internal_domain: str, cloud: str, da
                              REDIS_ENV["user"]: user.name, REDIS_ENV["prefix"]: f"{svc.name}:",
                              REDIS_ENV["tls"]: "false" if self_managed else "true"})
             secrets.append((REDIS_ENV["password"], user.password_ref))
+        es_user = None
         if "elasticsearch" in svc.uses:
             settings[ES_ENV["urls"]] = ",".join(es_urls)
+            if ds.elasticsearch.deployment == "self-managed":  # managed search: see the module docstring
+                es_user = elasticsearch_user(svc.name, ds.pgbouncer.auth_password)
+                settings.update({ES_ENV["user"]: es_user.name, ES_ENV["prefix"]: es_user.index_prefix,
+                                 ES_ENV["ca"]: f"{INTERNAL_CA_DIR}/{INTERNAL_CA_KEY}"})
+                secrets.append((ES_ENV["password"], es_user.password_ref))
+                ca = ca_ref  # the nodes' certificates come from the region's internal CA
         if "object-storage" in svc.uses:
             settings.update({BUCKET_ENV["bucket"]: data_bucket, BUCKET_ENV["cloud"]: cloud})
         out.append(ServiceDataAccess(svc.name, svc.namespace, svc.name + DATASTORE_SETTINGS_SUFFIX, role, user,
                                      _frozen(dict(sorted(settings.items()))), tuple(secrets),
-                                     ca, svc.name + INTERNAL_CA_SUFFIX if ca else ""))
+                                     ca, svc.name + INTERNAL_CA_SUFFIX if ca else "", es_user=es_user))
     return tuple(out)
 
 
@@ -207,3 +235,62 @@ def db_roles(access) -> tuple[DbRole, ...]:
 
 def redis_users(access) -> tuple[RedisUser, ...]:
     return tuple(a.redis_user for a in access if a.redis_user)
+
+
+# ---------------------------------------------------------------- Elasticsearch (self-managed): a user per service
+
+ES_ENV.update({"user": "ELASTICSEARCH_USERNAME", "prefix": "ELASTICSEARCH_INDEX_PREFIX",
+               "ca": "ELASTICSEARCH_CA_CERT", "password": "ELASTICSEARCH_PASSWORD"})
+ES_INDEX_SEPARATOR = "_"  # <service>_*: no service name holds it (compiler/model/base.py Name), so no prefix nests
+ES_SERVICE_CLUSTER_PRIVILEGES = ("monitor",)  # ping / product check, sniffing, health (the module docstring)
+ES_SERVICE_INDEX_PRIVILEGES = ("create_index", "write", "read", "view_index_metadata", "delete_index")
+ES_ROLE_PREFIX = "platformc_svc_"  # beside the shippers' platformc_fluent_bit / platformc_jaeger
+
+
+@dataclass(frozen=True)
+class ElasticsearchUser:
+    """A service's Elasticsearch user and its role."""
+
+    service: str
+    name: str  # the user name: the service's
+    role: str  # platformc_svc_<service>
+    index_prefix: str  # <service>_
+    index_patterns: tuple[str, ...]  # (<service>_*,)
+    cluster: tuple[str, ...]
+    privileges: tuple[str, ...]  # on index_patterns
+    password_ref: str
+
+    @property
+    def definition(self) -> dict:
+        """The role's body for PUT /_security/role/<role> (without the digest metadata the ansible target adds)."""
+        return {"cluster": list(self.cluster),
+                "indices": [{"names": list(self.index_patterns), "privileges": list(self.privileges)}]}
+
+
+def elasticsearch_ref(ref: str) -> str:
+    """The entry the services' Elasticsearch passwords are kept in, beside the datastore reference `ref` (the same
+    store, as internal_ca_ref): vault:<mount>/data/<dir>/elasticsearch#password, aws-sm:<dir>/elasticsearch,
+    gcp-sm:elasticsearch, azure-kv:<vault>/elasticsearch, env:ELASTICSEARCH_PASSWORD; `service_ref` of it is a
+    service's own."""
+    scheme, _, rest = ref.partition(":")
+    entry = rest.partition("#")[0]
+    if scheme == "env":
+        return "env:ELASTICSEARCH_PASSWORD"
+    if scheme in ("vault", "aws-sm"):
+        parent = entry.rpartition("/")[0]
+        return f"{scheme}:{parent + '/' if parent else ''}elasticsearch" + ("#password" if scheme == "vault" else "")
+    if scheme == "azure-kv":
+        return f"azure-kv:{entry.partition('/')[0]}/elasticsearch"
+    return f"{scheme}:elasticsearch"
+
+
+def elasticsearch_user(service: str, ref: str) -> ElasticsearchUser:
+    """A service's user, its password derived from the datastore reference `ref` (elasticsearch_ref)."""
+    prefix = service + ES_INDEX_SEPARATOR
+    return ElasticsearchUser(service, service, ES_ROLE_PREFIX + service.replace("-", "_"), prefix, (prefix + "*",),
+                             ES_SERVICE_CLUSTER_PRIVILEGES, ES_SERVICE_INDEX_PRIVILEGES,
+                             service_ref(elasticsearch_ref(ref), service))
+
+
+def elasticsearch_users(access) -> tuple[ElasticsearchUser, ...]:
+    return tuple(a.es_user for a in access if getattr(a, "es_user", None))

@@ -20,7 +20,9 @@ Object-level (connection "" and a subject): every Secret, ConfigMap and ServiceA
 names (env valueFrom, envFrom, volumes, serviceAccountName) and every Secret a Helm values file names
 (existingSecret-like keys, alertmanagerSpec.secrets) is an object in kubernetes/<region>/ or the target
 of an ExternalSecret there; HPAs scale a Deployment of the tree; PDB selectors and DestinationRule
-subsets pick some Deployment's pods; VirtualService destinations name a Service and a declared subset.
+subsets pick some Deployment's pods; VirtualService destinations name a Service and a declared subset; a pod that
+reaches the self-managed Elasticsearch has a user the elasticsearch role creates, its password and the CA
+(compiler/verify/search_credentials.py).
 """
 
 from __future__ import annotations
@@ -601,5 +603,7 @@ def check(tree, region, connections):
             elif layer == "prometheus":
                 out.append(Result(layer, conn.id, _check_prometheus(tree, region, conn, conns_file)))
     out += _check_objects(tree, region, cl)
+    from compiler.verify import search_credentials  # pods that use the self-managed Elasticsearch can log in to it
+    out += search_credentials.check(tree, region, cl)
     return out
 

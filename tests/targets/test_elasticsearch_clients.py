@@ -60,12 +60,17 @@ def _covered(index: str, client: dict) -> bool:
 
 def test_each_client_gets_exactly_its_index_patterns_and_privileges(trees):
     plan, root = trees
+    from compiler.ir.data_access import elasticsearch_users
     for region in _search_regions(plan):
         clients = _clients(root, region)
-        assert set(clients) == set(region.settings.datastores.elasticsearch.clients)
+        # the shippers, then the services that use search (their users: test_elasticsearch_service_users.py)
+        services = {u.service for u in elasticsearch_users(region.data_access)}
+        assert set(clients) == set(region.settings.datastores.elasticsearch.clients) | services
         r = region.name
         patterns = {"fluent-bit": [f"containers-{r}-*", f"node-{r}-*"], "jaeger": [f"jaeger-{r}-*"]}
         for name, c in clients.items():
+            if name in services:
+                continue
             cluster, indices = PRIVILEGES[name]
             d = c["definition"]
             assert d["cluster"] == cluster, (r, name)
@@ -81,6 +86,8 @@ def test_client_credentials_are_lookups_of_the_entry_fields(trees):
     for region in _search_regions(plan):
         refs = region.settings.datastores.elasticsearch.clients
         for name, c in _clients(root, region).items():
+            if name not in refs:
+                continue  # a service's user: its name is no secret (test_elasticsearch_service_users.py)
             path = refs[name].split(":", 1)[1]
             for field in ("username", "password"):
                 value = c[field]

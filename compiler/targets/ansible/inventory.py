@@ -16,7 +16,7 @@ import json
 
 from compiler.errors import PlatformcError
 from compiler.ir import Connection, Host, PlatformPlan, RegionPlan
-from compiler.ir.data_access import PG_ENV, db_roles, redis_users
+from compiler.ir.data_access import PG_ENV, db_roles, elasticsearch_users, redis_users
 from compiler.ir.names import (DATA_HOST_LOGIN_USER, ELASTICSEARCH_HTTP_PORT, ELASTICSEARCH_TRANSPORT_PORT,
                                NODE_EXPORTER_PORT, elasticsearch_client_indices)
 from compiler.targets.ansible.roles_search import CLIENT_PRIVILEGES
@@ -293,13 +293,19 @@ def elasticsearch_role(region: RegionPlan, client: str) -> dict:
     definition = {"cluster": list(p["cluster"]),
                   "indices": [{"names": list(elasticsearch_client_indices(region.name)[client]),
                                "privileges": list(p["indices"])}]}
+    return _with_digest(definition)
+
+
+def _with_digest(definition: dict) -> dict:
     digest = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
     return {**definition, "metadata": {"platformc_digest": digest}}
 
 
 def elasticsearch_clients(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
     """One Elasticsearch role and user per client the spec gives a secret-store entry (its `username` and
-    `password` fields, looked up when the task runs); none when search is a managed service."""
+    `password` fields, looked up when the task runs), then per service that uses it (compiler/ir/data_access.py:
+    the user named after the service, its role on its own index prefix, its password's reference); none when
+    search is a managed service."""
     if not region.hosts_in("elasticsearch"):
         return []
     clients = region.settings.datastores.elasticsearch.clients
@@ -307,7 +313,9 @@ def elasticsearch_clients(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
              "definition": elasticsearch_role(region, client),
              "username": _secret(plan, region, _entry_field(ref, "username")),
              "password": _secret(plan, region, _entry_field(ref, "password"))}
-            for client, ref in sorted(clients.items())]
+            for client, ref in sorted(clients.items())] + \
+        [{"name": u.service, "role": u.role, "definition": _with_digest(u.definition), "username": u.name,
+          "password": _secret(plan, region, u.password_ref)} for u in elasticsearch_users(region.data_access)]
 
 
 def vars_bastion(region: RegionPlan) -> dict:

@@ -62,7 +62,9 @@ def _api(name: str, path: str, method: str = "GET", auth: tuple[str, str] = ("el
 
 
 def _clients() -> list:
-    """One role and one user per in-cluster client, through the security API as `elastic`.
+    """One role and one user per in-cluster client and per service that uses search, through the security API as
+    `elastic`. The services' entries come from the IR (compiler/ir/data_access.py ElasticsearchUser: the user named
+    after the service, its role on `<service>_*`), the shippers' from CLIENT_PRIVILEGES; the tasks treat both alike.
 
     The `elastic` password is made once on the first node (elasticsearch-reset-password, which authenticates
     through a temporary file-realm user of that node) and kept there, root-only. A role is PUT when its
@@ -140,7 +142,8 @@ def elasticsearch() -> Role:
             "elasticsearch_first_node": "{{ groups['elasticsearch'][0] }}",
             "elasticsearch_admin_dir": ADMIN_DIR,
             "elasticsearch_ca_file": f"{ES_CONF}/certs/ca.crt",  # the region's CA, as include_tls installs it
-            # [{name, role, definition, username, password}]: the inventory's, from the spec's clients
+            # [{name, role, definition, username, password}]: the inventory's, from the spec's clients and the
+            # services that use search (each role's definition carries metadata.platformc_digest)
             "elasticsearch_clients": [],
         },
         vars={**services_ready_var(r, "elasticsearch_install"),

@@ -5,10 +5,12 @@ Every Secret a pod or a Helm release references is created here, as an ExternalS
 
 - each service's Secret (named after the service, in its namespace): one key per `secrets:` entry,
   the environment variable's name, which is what its Deployment's `secretKeyRef`s read;
-- each service's `<service>-datastores` Secret: the passwords of its PostgreSQL role and Redis user
-  (PGPASSWORD, REDIS_PASSWORD), from the references compiler/ir/data_access.py derives, read with envFrom;
+- each service's `<service>-datastores` Secret: the passwords of its PostgreSQL role, Redis user and
+  Elasticsearch user (PGPASSWORD, REDIS_PASSWORD, ELASTICSEARCH_PASSWORD), from the references
+  compiler/ir/data_access.py derives, read with envFrom;
 - each service's `<service>-internal-ca` Secret (key ca.crt): the region's internal CA certificate, which
-  Ansible's pgbouncer role publishes to the store; mounted by the pods for PGSSLMODE=verify-full;
+  Ansible's pgbouncer role publishes to the store; mounted by the pods for PGSSLMODE=verify-full and to verify
+  the self-managed Elasticsearch nodes (ELASTICSEARCH_CA_CERT);
 - `grafana-admin` (Grafana's admin user and password, `grafana.admin.existingSecret`);
 - `alertmanager-receivers` (the receivers' keys, `alertmanager.alertmanagerSpec.secrets`);
 - `elasticsearch-fluent-bit`, `elasticsearch-jaeger` (each shipper's Elasticsearch user and the CA).
@@ -107,12 +109,28 @@ def wanted(region: RegionPlan) -> list[Wanted]:
     for a in region.data_access:
         if a.secrets:
             out.append(Wanted(a.name, a.namespace, tuple(a.secrets),
-                              why=f"{a.service}'s PostgreSQL role and Redis user passwords (its Deployment's envFrom)"))
+                              why=f"{a.service}'s {_credentials(a)} passwords (its Deployment's envFrom)"))
         if a.ca_ref:
             out.append(Wanted(a.ca_secret, a.namespace, ((INTERNAL_CA_KEY, a.ca_ref),),
                               why=f"the region's internal CA certificate (public), mounted by {a.service}'s pods: "
-                                  "PGSSLROOTCERT for verify-full to PgBouncer"))
+                                  + _ca_users(a)))
     return out
+
+
+def _ca_users(a) -> str:
+    """What a service's pods verify with the internal CA, in words (short: an annotation line stays under 200)."""
+    if a.db_role and getattr(a, "es_user", None):
+        return "PGSSLROOTCERT and ELASTICSEARCH_CA_CERT"
+    if a.db_role:
+        return "PGSSLROOTCERT for verify-full to PgBouncer"
+    return "ELASTICSEARCH_CA_CERT to verify the Elasticsearch nodes"
+
+
+def _credentials(a) -> str:
+    """The credentials a service's `<service>-datastores` Secret holds, in words."""
+    parts = [w for w, on in (("PostgreSQL role", a.db_role), ("Redis user", getattr(a.redis_user, "password_ref", "")),
+                             ("Elasticsearch user", getattr(a, "es_user", None))) if on]
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts)
 
 
 def receiver_refs(region: RegionPlan) -> dict[str, str]:

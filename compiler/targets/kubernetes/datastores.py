@@ -4,9 +4,10 @@ Elasticsearch endpoints, the bucket), mounted with envFrom beside the Secret of 
 Redis passwords, which the External Secrets Operator creates: helm target). Both come from the IR's
 RegionPlan.data_access (compiler/ir/data_access.py); no value here is secret.
 
-A service that uses postgres also mounts the Secret `<service>-internal-ca` (the region's internal CA certificate,
-public; delivered by ESO from the entry Ansible publishes) read-only at INTERNAL_CA_DIR: its ConfigMap sets
-PGSSLMODE=verify-full and PGSSLROOTCERT to that file.
+A service that uses postgres or the self-managed elasticsearch also mounts the Secret `<service>-internal-ca` (the
+region's internal CA certificate, public; delivered by ESO from the entry Ansible publishes) read-only at
+INTERNAL_CA_DIR: its ConfigMap sets PGSSLMODE=verify-full and PGSSLROOTCERT, or ELASTICSEARCH_CA_CERT, to that file
+(the Elasticsearch user's password is ELASTICSEARCH_PASSWORD in the Secret, its name ELASTICSEARCH_USERNAME here).
 """
 
 from __future__ import annotations
