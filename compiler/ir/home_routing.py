@@ -35,6 +35,9 @@ HOME_ORIGIN_PREFIX = "home-"
 EDGE_ROUTED = "edge"
 # The KeyValueStore key naming the region serving a home's franchises (absent: the home itself).
 SERVING_KEY_PREFIX = "serving-"
+# CloudFront's default quotas per distribution (adjustable): origins (the weighted one + one per region), and origin
+# groups (10: too few for a static failover group per region, one reason the home origins are plain origins).
+ORIGINS_PER_DISTRIBUTION = 100
 # CloudFront Functions: the maximum function size (not adjustable), and the KeyValueStore's limits.
 FUNCTION_MAX_BYTES = 10 * 1024
 KVS_MAX_BYTES = 5 * 1024 * 1024

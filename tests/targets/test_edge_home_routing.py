@@ -277,3 +277,14 @@ def test_the_dr_runbook_moves_a_lost_regions_franchises_at_the_edge(reference):
     r = plan.region("us-east-1")
     text = ansible.docs_region(plan, r)
     assert f"--key serving-us-east-1 --value {r.dr_partner}" in text and "`sixfb-global-routing`" in text
+
+
+def test_at_120_regions_the_function_fits_and_the_origin_quota_is_named(tmp_path):
+    from scripts.scale import write
+    plan = compile_file(str(write(tmp_path, 120))).plan
+    files = _global_files(plan)
+    code, _ = _function(files)
+    assert len(code.encode()) <= FUNCTION_MAX_BYTES and "var FIRST" in code
+    assert "# 121 origins: 21 over CloudFront's default quota of" in files["cdn.tf"]
+    reference_cdn = _global_files(compile_file(str(REPO / "platform.yaml")).plan)["cdn.tf"]
+    assert "over CloudFront's default quota" not in reference_cdn

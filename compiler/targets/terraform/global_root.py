@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan
 from compiler.ir.edge import edge_cloud
-from compiler.ir.home_routing import (SERVING_KEY_PREFIX, WEIGHTED_ORIGIN_ID, edge_routes_homes, home_origin_id,
-                                      home_origin_name, routing_store_name)
+from compiler.ir.home_routing import (ORIGINS_PER_DISTRIBUTION, SERVING_KEY_PREFIX, WEIGHTED_ORIGIN_ID,
+                                      edge_routes_homes, home_origin_id, home_origin_name, routing_store_name)
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
 from compiler.targets.terraform.common import cloudwatch_retention, provider_requirements, state_backend
 from compiler.targets.terraform.edge_routing import kvs_entries, uses_kvs_map, viewer_request_code
@@ -140,6 +140,9 @@ def home_routing(plan: PlatformPlan) -> dict:
         "kvs_file": FRANCHISE_HOMES_FILE,
         "serving_key_prefix": SERVING_KEY_PREFIX,
         "store_name": routing_store_name(plan.spec),
+        # the origins past CloudFront's default quota (0: within it)
+        "origins_over_quota": max(0, len(plan.regions) + 1 - ORIGINS_PER_DISTRIBUTION) if enabled else 0,
+        "origin_quota": ORIGINS_PER_DISTRIBUTION,
     }
 
 
