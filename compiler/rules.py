@@ -448,6 +448,21 @@ def redis_topology(p, settings):
             yield Finding(("datastores", "redis", "replicas_per_primary"), "each primary needs at least one replica for failover: set replicas_per_primary to 1 or more", region)
 
 
+@rule("R054", "Managed Redis on AWS runs Redis 7.0 or later",
+      "With `datastores.redis.deployment: managed` each service logs in to ElastiCache as its own RBAC user with IAM "
+      "authentication (compiler/ir/data_access.py), which ElastiCache offers from Redis OSS 7.0 on; an older "
+      "version would leave the services no way in but a shared password.")
+def managed_redis_iam(p, settings):
+    for region, s in _per_region(settings):
+        r = s.datastores.redis
+        uses = any("redis" in svc.uses for svc in s.services.values() if svc.enabled)
+        if p.regions[region].cloud == "aws" and r.deployment == "managed" and uses \
+                and tuple(int(x) for x in r.version.split(".")[:2]) < (7, 0):
+            yield Finding(("datastores", "redis", "version"),
+                          f"Redis {r.version} on ElastiCache has no IAM authentication, which the services' users "
+                          "need: set version to 7.0 or later", region)
+
+
 @rule("R017", "Redis maxmemory leaves headroom",
       "maxmemory must stay under the node's memory less `memory_headroom_percent` (room for the "
       "fork during RDB/AOF rewrites, buffers and the OS).")

@@ -49,6 +49,29 @@ has run, so neither Terraform nor a static manifest can hold it: Ansible's pgbou
 store entry `internal_ca_ref` names (the same store as the service passwords, one entry per region, the field
 `ca_crt`), and the External Secrets Operator delivers it like every other Secret (the pods wait for the
 volume until then; a renewed CA reaches them within ESO's refresh interval).
+
+Managed Redis (`datastores.redis.deployment: managed`): each service that uses redis authenticates as its own
+cloud identity (compiler/ir/identity.py), never with a password, so no password is delivered (REDIS_PASSWORD is
+absent) and the ConfigMap's REDIS_AUTH_MODE says how (REDIS_AUTH):
+- AWS ElastiCache: `aws-iam`. An RBAC user per service with IAM authentication (user id = user name =
+  `<cluster>-<service>`, unique in the account and region as IAM requires), its access string the ACL rules
+  below (`~<service>:* &<service>:* -@all ...`), in the cache's user group beside a disabled `default` user; the
+  service's IAM role may elasticache:Connect as exactly that user to exactly that replication group. The client
+  signs an IAM auth token (SigV4, service elasticache) for REDIS_CACHE_NAME (the replication group) and user
+  REDIS_USERNAME and sends it as the password (valid 15 min; ElastiCache closes a connection after 12 h).
+- GCP Memorystore for Redis Cluster: `gcp-iam`. The service's Google service account gets
+  roles/redis.dbConnectionUser on the project, conditioned on the cluster's resource name (the narrowest the
+  API allows: there is no per-cluster IAM policy). The client sends an OAuth access token of the service
+  account with AUTH. Memorystore IAM authentication has no key-prefix or command ACL: every principal allowed
+  to connect may run every data command on every key; REDIS_KEY_PREFIX is a convention there, not enforced.
+  The cluster's server CA (TRANSIT_ENCRYPTION_MODE_SERVER_AUTHENTICATION) is written by Terraform to the
+  Secret Manager entry `redis_server_ca_ref` names (public material), delivered by ESO into the Secret
+  `<service>-redis-ca` (key ca.crt) mounted at REDIS_CA_DIR; REDIS_TLS_CA_FILE names the file.
+- Azure Cache for Redis: `entra-id`. A custom data access policy per service (Redis ACL syntax: its commands
+  and `~<service>:*`) assigned to its user-assigned identity (object id, alias = REDIS_USERNAME); access keys are
+  disabled. The cache runs Redis 6.0 (AZURE_REDIS_ENGINE): its commands are those of 6.0 and it has no channel
+  ACL (`&` patterns came with 6.2), so pub/sub channels are not restricted per service there. The client
+  sends the identity's object id and an Entra ID token (scope https://redis.azure.com/.default) with AUTH.
 """
 
 from __future__ import annotations
@@ -84,6 +107,19 @@ INTERNAL_CA_KEY = "ca.crt"
 INTERNAL_CA_FIELD = "ca_crt"  # the store entry's field (ESO reads a dotted property as a JSON path)
 INTERNAL_CA_DIR = "/etc/platformc/internal-ca"
 PG_ENV["sslrootcert"] = "PGSSLROOTCERT"
+# Managed Redis: how each service authenticates (REDIS_AUTH_MODE), per cloud; self-managed: an ACL password
+REDIS_AUTH = {"self-managed": "password", "aws": "aws-iam", "gcp": "gcp-iam", "azure": "entra-id"}
+REDIS_ENV["auth"] = "REDIS_AUTH_MODE"
+REDIS_ENV["cache"] = "REDIS_CACHE_NAME"  # the managed cache (AWS: the replication group an IAM token is signed for)
+REDIS_ENV["ca_file"] = "REDIS_TLS_CA_FILE"  # GCP: the cluster's server CA (Memorystore's own CA, not a public one)
+REDIS_CA_SUFFIX = "-redis-ca"  # Secret <service>-redis-ca, key INTERNAL_CA_KEY, mounted at REDIS_CA_DIR
+REDIS_CA_DIR = "/etc/platformc/redis-ca"
+AZURE_REDIS_ENGINE = "6.0"  # Azure Cache for Redis (redis_version 6) runs Redis 6.0 whatever the spec's version
+ELASTICACHE_USER_MAX = 40  # ElastiCache user ids: letters, digits, single hyphens
+# Commands (and subcommands) newer than some Redis versions: left out of a user's rules below that version
+# (Redis refuses an ACL rule naming a command it does not know).
+REDIS_SINCE = {"+reset": (6, 2), "+client|info": (6, 2), "+eval_ro": (7, 0), "+evalsha_ro": (7, 0),
+               "+cluster|shards": (7, 0)}
 
 
 @dataclass(frozen=True)
@@ -107,12 +143,21 @@ class RedisUser:
     key_pattern: str  # ~<service>:*
     channel_pattern: str  # &<service>:*
     commands: tuple[str, ...]
-    password_ref: str
+    password_ref: str  # "" when the user authenticates as a cloud identity (managed Redis)
+    auth: str = "password"  # REDIS_AUTH: password | aws-iam | gcp-iam | azure: entra-id
+    identity: str = ""  # the owner of the cloud identity it authenticates as (compiler/ir/identity.py), "" = none
+    cache: str = ""  # the managed cache's name (AWS replication group, GCP cluster, Azure cache); "" = self-managed
 
     @property
     def rules(self) -> str:
         """The ACL rules after `user <name> on #<hash>` (reset first, so a changed rule set replaces the old)."""
         return " ".join(("resetkeys", self.key_pattern, "resetchannels", self.channel_pattern, *self.commands))
+
+    @property
+    def access_string(self) -> str:
+        """The same grants for a managed cache's user or access policy: keys, channels (when the engine has a
+        channel ACL), commands; the cache starts each user from nothing, so no reset is needed."""
+        return " ".join(p for p in (self.key_pattern, self.channel_pattern, *self.commands) if p)
 
 
 @dataclass(frozen=True)
@@ -128,6 +173,8 @@ class ServiceDataAccess:
     secrets: tuple[tuple[str, str], ...]  # (Secret key = env var, reference)
     ca_ref: str = ""  # the region's internal CA certificate (public), for verify-full to PgBouncer; "" = none needed
     ca_secret: str = ""  # the Secret that holds it (key INTERNAL_CA_KEY), mounted at INTERNAL_CA_DIR
+    redis_ca_ref: str = ""  # GCP managed Redis: the cluster's server CA (Terraform writes it); "" = none needed
+    redis_ca_secret: str = ""  # the Secret that holds it (key INTERNAL_CA_KEY), mounted at REDIS_CA_DIR
     es_user: ElasticsearchUser | None = None  # self-managed Elasticsearch: its user and role (the module docstring)
 
 
@@ -165,11 +212,33 @@ def internal_ca_ref(ref: str, region: str) -> str:
 def redis_commands(version: str) -> tuple[str, ...]:
     major, minor = (int(x) for x in version.split(".")[:2])
     extra = REDIS_72_COMMANDS if (major, minor) >= (7, 2) else ()
-    return REDIS_DATA_RULES + REDIS_CLIENT_COMMANDS + extra
+    return tuple(c for c in REDIS_DATA_RULES + REDIS_CLIENT_COMMANDS + extra
+                 if REDIS_SINCE.get(c, (0, 0)) <= (major, minor))
 
 
-def data_access(s, services, shards, hosts, internal_domain: str, cloud: str, data_bucket: str, region: str = ""
-                ) -> tuple[ServiceDataAccess, ...]:
+def managed_redis_name(cloud: str, cluster: str) -> str:
+    """The managed cache's name as the Terraform module names it: the ElastiCache replication group `<cluster>`,
+    the Memorystore cluster and the Azure cache `<cluster>-redis`."""
+    return cluster if cloud == "aws" else f"{cluster}-redis"
+
+
+def elasticache_user(cluster: str, service: str) -> str:
+    """An ElastiCache user id (= its user name, as IAM authentication requires): unique in the account and region."""
+    import hashlib
+    name = f"{cluster}-{service}".lower()
+    name = "-".join(p for p in "".join(c if c.isalnum() else "-" for c in name).split("-") if p)
+    if len(name) <= ELASTICACHE_USER_MAX:
+        return name
+    return f"{name[:ELASTICACHE_USER_MAX - 7].rstrip('-')}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
+
+
+def redis_server_ca_ref(cluster: str) -> str:
+    """The Secret Manager entry of a GCP region's Memorystore server CA (written by Terraform, public)."""
+    return f"gcp-sm:{cluster}-redis-server-ca"
+
+
+def data_access(s, services, shards, hosts, internal_domain: str, cloud: str, data_bucket: str, region: str = "",
+                cluster: str = "") -> tuple[ServiceDataAccess, ...]:
     """Per service that uses a datastore: its role, its ACL user, its settings and secret references."""
     ds = s.datastores
     tls = "verify-full"  # PgBouncer's certificate, from the region's CA, names pgbouncer.<internal domain>
@@ -199,14 +268,27 @@ def data_access(s, services, shards, hosts, internal_domain: str, cloud: str, da
                              PG_ENV["databases"]: ",".join(role.databases), PG_ENV["shard_map"]: role.shard_map})
             secrets.append((PG_ENV["password"], role.password_ref))
             ca = ca_ref
+        redis_ca = ""
         if "redis" in svc.uses:
-            user = RedisUser(svc.name, svc.name, f"~{svc.name}:*", f"&{svc.name}:*", redis_commands(ds.redis.version),
-                             service_ref(ds.redis.password, svc.name))
             self_managed = ds.redis.deployment == "self-managed"
+            if self_managed:
+                user = RedisUser(svc.name, svc.name, f"~{svc.name}:*", f"&{svc.name}:*",
+                                 redis_commands(ds.redis.version), service_ref(ds.redis.password, svc.name))
+            else:  # the service's cloud identity, no password (the module docstring)
+                cache = managed_redis_name(cloud, cluster or region)
+                user = RedisUser(svc.name, elasticache_user(cluster or region, svc.name) if cloud == "aws" else svc.name,
+                                 f"~{svc.name}:*", "" if cloud == "azure" else f"&{svc.name}:*",
+                                 redis_commands(AZURE_REDIS_ENGINE if cloud == "azure" else ds.redis.version), "",
+                                 REDIS_AUTH[cloud], svc.name, cache)
+                settings.update({REDIS_ENV["auth"]: user.auth, REDIS_ENV["cache"]: cache})
+                if cloud == "gcp":
+                    redis_ca = redis_server_ca_ref(cluster or region)
+                    settings[REDIS_ENV["ca_file"]] = f"{REDIS_CA_DIR}/{INTERNAL_CA_KEY}"
             settings.update({REDIS_ENV["nodes"]: ",".join(f"{n}:{ds.redis.port}" for n in redis_nodes),
                              REDIS_ENV["user"]: user.name, REDIS_ENV["prefix"]: f"{svc.name}:",
                              REDIS_ENV["tls"]: "false" if self_managed else "true"})
-            secrets.append((REDIS_ENV["password"], user.password_ref))
+            if user.password_ref:
+                secrets.append((REDIS_ENV["password"], user.password_ref))
         es_user = None
         if "elasticsearch" in svc.uses:
             settings[ES_ENV["urls"]] = ",".join(es_urls)
@@ -220,7 +302,8 @@ def data_access(s, services, shards, hosts, internal_domain: str, cloud: str, da
             settings.update({BUCKET_ENV["bucket"]: data_bucket, BUCKET_ENV["cloud"]: cloud})
         out.append(ServiceDataAccess(svc.name, svc.namespace, svc.name + DATASTORE_SETTINGS_SUFFIX, role, user,
                                      _frozen(dict(sorted(settings.items()))), tuple(secrets),
-                                     ca, svc.name + INTERNAL_CA_SUFFIX if ca else "", es_user=es_user))
+                                     ca, svc.name + INTERNAL_CA_SUFFIX if ca else "",
+                                     redis_ca, svc.name + REDIS_CA_SUFFIX if redis_ca else "", es_user=es_user))
     return tuple(out)
 
 

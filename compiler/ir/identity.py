@@ -6,7 +6,10 @@ Per region, one `Identity` per Kubernetes ServiceAccount that needs a cloud iden
   when it `uses` a cloud resource: `object-storage` -> read/write on the objects of the region's data bucket
   (Azure: the `data` container of the data storage account), and on AWS the region's KMS key that encrypts it
   (SSE-KMS; only through S3). GCS and Azure Storage use their customer-managed key themselves (the service
-  agent / the account's identity), so a caller needs no key grant there. The services' secrets are read by
+  agent / the account's identity), so a caller needs no key grant there. A service that uses a managed Redis gets a cloud
+  identity too, which the cache lets in as the service's user (compiler/ir/data_access.py: an ElastiCache IAM user
+  it may elasticache:Connect as, roles/redis.dbConnectionUser on the Memorystore cluster, an Azure Cache data
+  access policy assigned to the identity). The services' secrets are read by
   the External Secrets Operator on their behalf, so a service never reads a secret store itself;
 - the External Secrets Operator's ServiceAccount: read on exactly the secret-store entries the region's
   cluster is delivered (`aws-sm:` / `gcp-sm:` / `azure-kv:` on the region's own cloud) and, for `vault:`
@@ -93,6 +96,8 @@ class Identity:
     secrets: tuple[SecretRef, ...] = ()  # cloud secret-store entries read (the region's cloud's scheme)
     vault_paths: tuple[str, ...] = ()  # Vault KV v2 API paths read through the Vault Kubernetes auth role
     node_groups: bool = False  # cluster-autoscaler: scale this cluster's node groups
+    redis_user: str = ""  # managed Redis: the cache user it authenticates as (data_access.RedisUser.name)
+    redis_cache: str = ""  # ... of this managed cache (data_access.RedisUser.cache)
 
     @property
     def has_cloud_identity(self) -> bool:
@@ -205,6 +210,7 @@ def store_entries(cloud: str, settings, data_access: tuple = ()) -> tuple[Secret
     scheme = STORE_SCHEME[cloud]
     refs = all_refs(settings) + [ref for a in data_access for _, ref in a.secrets]
     refs += [a.ca_ref for a in data_access if getattr(a, "ca_ref", "")]  # the internal CA's entry (Ansible writes it)
+    refs += [a.redis_ca_ref for a in data_access if getattr(a, "redis_ca_ref", "")]  # Memorystore's CA (Terraform writes it)
     return _unique(r for r in map(parse_ref, refs) if r.scheme == scheme)
 
 
@@ -213,18 +219,24 @@ def identities(cloud: str, account: str, cluster: str, region: str, settings, se
     """The region's identities: services (by name), then the operators. `data_access` (compiler/ir/data_access.py):
     each service's datastore credentials, which the operator delivers too."""
     out: list[Identity] = []
+    # managed Redis users that authenticate as their service's cloud identity
+    redis = {a.redis_user.identity: a.redis_user for a in data_access
+             if getattr(a, "redis_user", None) is not None and a.redis_user.identity}
     for svc in services:
         buckets = (data_bucket,) if "object-storage" in svc.uses else ()
         base = {"owner": svc.name, "kind": "service", "namespace": svc.namespace, "service_account": svc.name,
                 "cloud": cloud}
-        if buckets:
+        user = redis.get(svc.name)
+        if buckets or user:
             out.append(Identity(**base, **_cloud_identity(cloud, account, cluster, region, svc.name, svc.namespace,
                                                           svc.name),
-                                buckets=buckets, kms_keys=("region",) if cloud == "aws" else ()))
+                                buckets=buckets, kms_keys=("region",) if cloud == "aws" and buckets else (),
+                                redis_user=user.name if user else "", redis_cache=user.cache if user else ""))
         else:
             out.append(Identity(**base, mechanism=""))
     delivered = cluster_secret_refs(settings, services) + [ref for a in data_access for _, ref in a.secrets]
     delivered += [a.ca_ref for a in data_access if getattr(a, "ca_ref", "")]  # the internal CA certificate
+    delivered += [a.redis_ca_ref for a in data_access if getattr(a, "redis_ca_ref", "")]  # Memorystore's server CA
     refs = [parse_ref(r) for r in delivered]
     cloud_refs = _unique(r for r in refs if r.scheme == STORE_SCHEME[cloud])
     vault = settings.security.vault_address

@@ -37,6 +37,7 @@ CHECKERS: tuple[str, ...] = (
     "compiler.verify.hosts",
     "compiler.verify.identity",
     "compiler.verify.interregion",
+    "compiler.verify.redis_users",
 )
 
 

@@ -79,9 +79,9 @@ def aws_statements(lib, entry: dict) -> list[dict]:
     out = []
     for dyn in doc.all("dynamic"):
         guard = str(dyn.get("for_each"))
-        m = re.match(r"length\(each\.value\.(\w+)\) > 0", guard) or re.match(r"each\.value\.(\w+) \?", guard)
+        m = re.match(r"length\(each\.value\.(\w+)\) > 0", guard) or re.match(r"each\.value\.(\w+) (?:!= null )?\?", guard)
         assert m, guard
-        value = entry[m.group(1)]
+        value = entry.get(m.group(1))  # an optional attribute the call leaves out is null
         if not (len(value) > 0 if isinstance(value, list) else value):
             continue
         content = dyn.block("content")

@@ -256,7 +256,7 @@ def vars_redis(plan: PlatformPlan, region: RegionPlan) -> dict:
         # SHA-1 of a secret reference, as redis-topology.json names it -> the lookup of that secret
         # (hashed: a reference may be longer than a YAML line should be)
         "redis_secrets": {hashlib.sha1(ref.encode()).hexdigest()[:12]: _secret(plan, region, ref)
-                          for ref in sorted({r.password, *(u.password_ref for u in redis_users(region.data_access))})},
+                          for ref in sorted({r.password, *(u.password_ref for u in redis_users(region.data_access) if u.password_ref)})},
         "common_firewall_rules": firewall_rules(region, "redis_cluster"),
         # Hourly: application state (the Redis snapshot of each node that is a primary at run time).
         **_backups(plan, region, "redis", ("hourly",)),

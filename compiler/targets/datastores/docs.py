@@ -97,7 +97,7 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
                 + "".join(f"| {a.service} | {f'`{a.db_role.name}`' if a.db_role else '-'} | "
                           f"{f'`{a.db_role.password_ref}`' if a.db_role else '-'} | "
                           f"{f'`{a.redis_user.name}`' if a.redis_user else '-'} | "
-                          f"{f'`{a.redis_user.password_ref}`' if a.redis_user else '-'} |\n"
+                          f"{_redis_credential(a.redis_user)} |\n"
                           for a in region.data_access if a.db_role or a.redis_user)]
     if redis.self_managed(region):
         out += ["### Redis Cluster\n",
@@ -125,3 +125,10 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
               "(not in a single transaction: CREATE DATABASE cannot run in one). The shards this region holds:\n",
             markdown_table(["shard", "database", "franchise ids", "franchises", "routed to"], rows)]
     return "\n".join(out)
+
+
+def _redis_credential(user) -> str:
+    """A Redis user's password reference, or how it authenticates without one (a managed cache: its cloud identity)."""
+    if user is None:
+        return "-"
+    return f"`{user.password_ref}`" if user.password_ref else f"none: `{user.auth}` as its cloud identity"

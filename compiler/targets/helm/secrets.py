@@ -114,6 +114,10 @@ def wanted(region: RegionPlan) -> list[Wanted]:
             out.append(Wanted(a.ca_secret, a.namespace, ((INTERNAL_CA_KEY, a.ca_ref),),
                               why=f"the region's internal CA certificate (public), mounted by {a.service}'s pods: "
                                   + _ca_users(a)))
+        if a.redis_ca_ref:
+            out.append(Wanted(a.redis_ca_secret, a.namespace, ((INTERNAL_CA_KEY, a.redis_ca_ref),),
+                              why=f"the managed Redis cluster's server CA (public, written by Terraform), mounted by "
+                                  f"{a.service}'s pods: REDIS_TLS_CA_FILE"))
     return out
 
 

@@ -8,12 +8,14 @@ A service that uses postgres or the self-managed elasticsearch also mounts the S
 region's internal CA certificate, public; delivered by ESO from the entry Ansible publishes) read-only at
 INTERNAL_CA_DIR: its ConfigMap sets PGSSLMODE=verify-full and PGSSLROOTCERT, or ELASTICSEARCH_CA_CERT, to that file
 (the Elasticsearch user's password is ELASTICSEARCH_PASSWORD in the Secret, its name ELASTICSEARCH_USERNAME here).
+On GCP with a managed Redis, a service that uses redis also mounts `<service>-redis-ca` (the Memorystore
+cluster's server CA, public; Terraform writes it to Secret Manager) at REDIS_CA_DIR: REDIS_TLS_CA_FILE names the file.
 """
 
 from __future__ import annotations
 
 from compiler.ir import RegionPlan, ServicePlan
-from compiler.ir.data_access import INTERNAL_CA_DIR, INTERNAL_CA_KEY
+from compiler.ir.data_access import INTERNAL_CA_DIR, INTERNAL_CA_KEY, REDIS_CA_DIR
 from compiler.targets.kubernetes.common import MANAGED_BY
 
 
@@ -55,3 +57,16 @@ def ca_volume(svc: ServicePlan, region: RegionPlan) -> tuple[dict, dict] | None:
     volume = {"name": CA_VOLUME, "secret": {"secretName": a.ca_secret, "defaultMode": 0o444,
                                             "items": [{"key": INTERNAL_CA_KEY, "path": INTERNAL_CA_KEY}]}}
     return volume, {"name": CA_VOLUME, "mountPath": INTERNAL_CA_DIR, "readOnly": True}
+
+
+REDIS_CA_VOLUME = "redis-ca"
+
+
+def redis_ca_volume(svc: ServicePlan, region: RegionPlan) -> tuple[dict, dict] | None:
+    """(volume, volumeMount) of the managed Redis server CA (GCP Memorystore), or None when the service needs none."""
+    a = access_of(svc, region)
+    if a is None or not a.redis_ca_secret:
+        return None
+    volume = {"name": REDIS_CA_VOLUME, "secret": {"secretName": a.redis_ca_secret, "defaultMode": 0o444,
+                                                  "items": [{"key": INTERNAL_CA_KEY, "path": INTERNAL_CA_KEY}]}}
+    return volume, {"name": REDIS_CA_VOLUME, "mountPath": REDIS_CA_DIR, "readOnly": True}

@@ -7,7 +7,7 @@ import json
 from compiler.ir.identity import AZURE_POD_LABEL
 from compiler.ir import RegionPlan, ServicePlan
 from compiler.ir.names import ZONE_BLIND_AUTOSCALER_CLOUDS
-from compiler.targets.kubernetes.datastores import ca_volume, env_from
+from compiler.targets.kubernetes.datastores import ca_volume, env_from, redis_ca_volume
 from compiler.targets.kubernetes.common import (GPU_RESOURCE, MANAGED_BY,
                                                  MONITORING_NAMESPACE, NODE_POOL_LABEL, OTEL_COLLECTOR_SERVICE,
                                                  OTLP_GRPC_PORT, RUN_AS, SIDECAR_LIMITS, SIDECAR_REQUESTS,
@@ -187,11 +187,12 @@ def deployment(svc: ServicePlan, region: RegionPlan, track: Track) -> dict:
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
                     *({"name": writable_volume(i), "emptyDir": {"sizeLimit": "1Gi"}} for i in range(len(svc.writable_paths)))],
     }
-    ca = ca_volume(svc, region)  # the region's internal CA: PGSSLROOTCERT (datastores.py)
-    if ca:
-        volume, mount = ca
-        pod_spec["volumes"].append(volume)
-        container["volumeMounts"].append(mount)
+    # the region's internal CA: PGSSLROOTCERT; the managed Redis server CA (GCP): REDIS_TLS_CA_FILE (datastores.py)
+    for ca in (ca_volume(svc, region), redis_ca_volume(svc, region)):
+        if ca:
+            volume, mount = ca
+            pod_spec["volumes"].append(volume)
+            container["volumeMounts"].append(mount)
     tol = tolerations(svc, region)
     if tol:
         pod_spec["tolerations"] = tol

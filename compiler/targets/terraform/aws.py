@@ -10,6 +10,7 @@ from compiler.targets.terraform import identity as _identity
 from compiler.ir.edge import lb_target_name
 from compiler.targets.terraform.common import aws_cron, cloudwatch_retention, prefix
 from compiler.formats.hcl import Raw
+from compiler.ir.data_access import redis_users
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
 from compiler.targets.terraform.values import (PRELOAD, backups, budget, egress_rules, hosts, ingress_rules,
                                                 internal_gateway, lb_hostnames, managed, node_pools, peer_ingress,
@@ -118,6 +119,9 @@ def _aws_managed(plan: PlatformPlan, region: RegionPlan) -> dict:
             "port": rd.port, "primaries": rd.primaries, "replicas_per_primary": rd.replicas_per_primary,
             "maxmemory_policy": rd.maxmemory_policy, "snapshot_retention_days": min(daily, 35),
             "log_retention_days": logs, "internal_domain": region.internal_domain,
+            # one RBAC user per service (IAM authentication), from the IR (compiler/ir/data_access.py)
+            "users": {u.name: {"service": u.service, "access_string": u.access_string}
+                      for u in redis_users(region.data_access)},
         }
     if managed(region)["search"]:
         es = ds.elasticsearch

@@ -7,6 +7,7 @@ import math
 import re
 
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.data_access import redis_users
 from compiler.targets.terraform import identity as _identity
 from compiler.targets.terraform.common import classify_cron, prefix
 from compiler.targets.terraform.values import (PRELOAD, backups, hosts, ingress_rules, internal_gateway, lb_hostnames,
@@ -191,5 +192,8 @@ def _azure_managed(region: RegionPlan) -> dict:
             "capacity": next((c for gb, c in AZURE_REDIS_PREMIUM_GB if rd.instance.memory_gib <= gb), 5),
             "primaries": rd.primaries, "replicas_per_primary": rd.replicas_per_primary,
             "maxmemory_policy": rd.maxmemory_policy,
+            # one data access policy per service (Redis ACL), assigned to its identity, from the IR
+            "users": {u.name: {"identity": u.identity, "permissions": u.access_string}
+                      for u in redis_users(region.data_access)},
         }
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from compiler.docs import markdown_cell, markdown_table
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.data_access import redis_users
 from compiler.targets.terraform import azure as _terraform_azure
 from compiler.targets.terraform import values as V
 from compiler.ir.edge import dns_cloud, dns_provider
@@ -75,6 +76,18 @@ def _notes(plan: PlatformPlan, region: RegionPlan) -> list[str]:
     if region.cloud == "azure" and partner.cloud == region.cloud:
         notes.append("Object replication to the DR partner's accounts is asynchronous with no stated replication "
                      "time; each account is also geo-zone-redundant (GZRS) to the region's Azure pair.")
+    users = redis_users(region.data_access)
+    if V.managed(region)["redis"] and users:
+        how = {"aws": "an ElastiCache RBAC user with IAM authentication each (its IAM role may elasticache:Connect "
+                      "as exactly that user; the cache's `default` user is off)",
+               "gcp": "its Google service account, granted roles/redis.dbConnectionUser conditioned on this "
+                      "cluster; Memorystore IAM authentication has no key ACL, so the key prefix is a convention "
+                      "there; the pods verify the cluster's server CA, which Terraform writes to Secret Manager",
+               "azure": "a data access policy each (Redis ACL) assigned to its user-assigned identity (Microsoft "
+                        "Entra ID; access keys are off); Azure Cache runs Redis 6.0, which has no channel ACL"}
+        notes.append(f"Managed Redis lets in each service that uses it as itself, never with a password: "
+                     f"{how[region.cloud]}. Users: "
+                     + ", ".join(f"`{u.name}` ({u.service}, keys `{u.key_pattern}`)" for u in users) + ".")
     if partner.cloud != region.cloud:
         notes.append(f"The DR partner {partner.name} runs on {partner.cloud}: Terraform sets up no native bucket "
                      "replication or backup copies across clouds; the partner holds the PostgreSQL standby "

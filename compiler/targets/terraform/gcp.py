@@ -7,7 +7,9 @@ import math
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.terraform import identity as _identity
+from compiler.ir.data_access import redis_users
 from compiler.ir.edge import lb_target_name
+from compiler.ir.identity import parse_ref
 from compiler.targets.terraform.common import classify_cron
 from compiler.targets.terraform.values import (backups, budget, hosts, ingress_rules, lb_hostnames, machine, managed,
                                                 internal_gateway, node_pools, postgres_endpoints, public_entry,
@@ -138,6 +140,9 @@ def _gcp_managed(region: RegionPlan) -> dict:
             "append_fsync": AOF_FSYNC[rd.appendfsync] if rd.appendonly else None,
             "backup_hour": hour, "backup_retention_days": daily.retention_days,
             "internal_domain": region.internal_domain,
+            # the owners whose service accounts may connect (IAM authentication), from the IR; the server CA's entry
+            "connection_users": sorted(u.identity for u in redis_users(region.data_access)),
+            "server_ca_secret": next((parse_ref(a.redis_ca_ref).key for a in region.data_access if a.redis_ca_ref), None),
         }
     return out
 

@@ -31,6 +31,8 @@ def aws(plan: PlatformPlan, region: RegionPlan) -> dict:
         ids[i.owner] = {"role_name": i.name, "namespace": i.namespace, "service_account": i.service_account,
                         "buckets": list(i.buckets), "kms_via": via, "secrets": [s.entry for s in i.secrets],
                         "node_groups": i.node_groups}
+        if i.redis_user:  # managed Redis: elasticache:Connect as exactly its user to exactly the region's cache
+            ids[i.owner].update({"redis_user": i.redis_user, "redis_cache": i.redis_cache})
     return {"identities": ids, "secrets": [s.entry for s in region.secret_entries]}
 
 
