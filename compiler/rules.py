@@ -692,7 +692,7 @@ def cluster_secret_stores(p, settings):
         uses = {u for svc in s.services.values() if svc.enabled for u in svc.uses}
         if "postgres" in uses or ("elasticsearch" in uses and s.datastores.elasticsearch.deployment == "self-managed"):
             refs += [(("datastores", "pgbouncer", "auth_password"), s.datastores.pgbouncer.auth_password)]
-        if "redis" in uses:
+        if "redis" in uses and s.datastores.redis.deployment == "self-managed":  # managed: identities, no password
             refs += [(("datastores", "redis", "password"), s.datastores.redis.password)]
         for path, ref in refs:
             if not ref:

@@ -321,3 +321,18 @@ def test_access_strings_grant_exactly_the_services_keys_on_a_real_server(case, t
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_a_managed_cache_needs_no_deliverable_redis_password(tmp_path):
+    """R038 guards the references a cluster is delivered; with a managed cache no Redis password is (the services log
+    in as their identities), so an `env:` one (CI's) is no error there, while self-managed still refuses it."""
+    from compiler.errors import SpecError
+    spec = managed_spec("aws", tmp_path / "platform.yaml")
+    text = spec.read_text().replace('password: "aws-sm:acme/redis/password"', 'password: "env:REDIS_PASSWORD"')
+    spec.write_text(text)
+    plan = compile_file(str(spec)).plan
+    assert all(REDIS_ENV["password"] not in dict(a.secrets) for r in plan.regions for a in r.data_access)
+    spec.write_text(text.replace("      deployment: managed\n", "", 1))
+    with pytest.raises(SpecError) as exc:
+        compile_file(str(spec))
+    assert [d.path for d in exc.value.diagnostics if d.code == "R038"] == ["settings.datastores.redis.password"]
