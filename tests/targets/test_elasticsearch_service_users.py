@@ -175,3 +175,27 @@ def test_r038_an_env_reference_the_services_search_passwords_derive_from():
         compile_text(text, "platform.yaml")
     hits = [d for d in exc.value.diagnostics if d.code == "R038"]
     assert hits and all("env:PGB_AUTH" in d.message for d in hits)
+
+
+def test_managed_search_gets_the_endpoint_only_and_says_so(tmp_path):
+    """Amazon OpenSearch Service (deployment: managed): no user, password or CA of ours (its access is IAM's, which
+    is not built yet); the region's docs say so and verify asks nothing more of the pods."""
+    from compiler.pipeline import compile_text
+    from compiler.targets import ansible
+    from compiler.verify import verify
+    from tests.conftest import REPO
+    text = (REPO / "tests/cases/aws-only/platform.yaml").read_text()
+    text = text.replace("      uses: [postgres, redis]\n", "      uses: [postgres, redis, elasticsearch]\n", 1)
+    text = text.replace("    elasticsearch:\n      nodes: 3", "    elasticsearch:\n      deployment: managed\n      nodes: 3")
+    plan = compile_text(text, "platform.yaml").plan
+    searching = [(r, a) for r in plan.regions for a in r.data_access if "ELASTICSEARCH_URLS" in a.settings]
+    assert searching
+    for region, a in searching:
+        assert a.es_user is None
+        assert [k for k in a.settings if k.startswith("ELASTICSEARCH_")] == ["ELASTICSEARCH_URLS"]
+        assert not [k for k, _ in a.secrets if k.startswith("ELASTICSEARCH_")]
+        assert "no user is\ncreated for the services" in ansible.docs_region(plan, region)
+    outputs, owners = emit(plan, ["connections", "kubernetes", "kong", "helm", "ansible"], with_docs=False)
+    root = tmp_path / "generated"
+    writer.apply(writer.plan_write(root, outputs["generated"], owners))
+    assert not [b for b in verify(root).broken if "Elasticsearch" in b.message]

@@ -109,7 +109,15 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
     return render("ansible", "docs_region.md.j2", filters=FILTERS, region=region,
                   groups=[(g, region.hosts_in(g)) for g in (*inventory.DATA_GROUPS, "bastion")],
                   playbooks=site.PLAYBOOKS, ha=region.postgres_ha, standby=standby, drill=DRILL,
-                  rpo=dr.rpo_minutes, rto=dr.rto_minutes, edge_routing=_edge_routing(plan))
+                  rpo=dr.rpo_minutes, rto=dr.rto_minutes, edge_routing=_edge_routing(plan),
+                  es_users=_es_users(region), es_managed=region.settings.datastores.elasticsearch.deployment == "managed"
+                  and any("elasticsearch" in s.uses for s in region.services))
+
+
+def _es_users(region: RegionPlan) -> list:
+    """The services' Elasticsearch users the elasticsearch role creates (compiler/ir/data_access.py)."""
+    from compiler.ir.data_access import elasticsearch_users
+    return list(elasticsearch_users(region.data_access)) if region.hosts_in("elasticsearch") else []
 
 
 def _edge_routing(plan: PlatformPlan) -> dict | None:
