@@ -979,7 +979,7 @@ def env_secret_clash(p, settings):
       "With self-managed Elasticsearch the nodes accept only authenticated TLS clients: Fluent Bit (always, it ships "
       "the logs) and Jaeger (with `monitoring.tracing`) each read a user, a password and the internal CA from the "
       "secret-store entry named under `datastores.elasticsearch.clients`; without it their Secret is never created "
-      "and they cannot write. (Application services that `use` Elasticsearch bring their own credentials in `secrets:`.)")
+      "and they cannot write. (Application services that `use` Elasticsearch each get a user of their own, R055.)")
 def elasticsearch_clients(p, settings):
     for region, s in _per_region(settings):
         es = s.datastores.elasticsearch
@@ -993,3 +993,24 @@ def elasticsearch_clients(p, settings):
                           + " and ".join(f"`{c}: <secret reference>`" for c in missing)
                           + " under datastores.elasticsearch.clients (each entry holds username, password and ca_crt)"
                           + (", or set monitoring.tracing: false" if missing == ["jaeger"] else ""), region)
+
+
+# Elasticsearch's built-in users: the security API changes nothing of theirs but the password.
+ES_RESERVED_USERS = ("elastic", "kibana", "kibana_system", "logstash_system", "beats_system", "apm_system",
+                     "remote_monitoring_user")
+
+
+@rule("R055", "A service that uses Elasticsearch is not named like a built-in Elasticsearch user",
+      "With self-managed Elasticsearch each service that `uses: [elasticsearch]` logs in as a user named after it, "
+      "with a role of its own (compiler/ir/data_access.py), which the elasticsearch role creates. Elasticsearch "
+      "reserves the names of its built-in users (`elastic`, `kibana`, `kibana_system`, ...): it refuses to give them "
+      "another role, so the service would have no user.")
+def elasticsearch_reserved_users(p, settings):
+    for region, s in _per_region(settings):
+        if s.datastores.elasticsearch.deployment != "self-managed":
+            continue
+        for name, svc in s.services.items():
+            if svc.enabled and "elasticsearch" in svc.uses and name in ES_RESERVED_USERS:
+                yield Finding(("services", name),
+                              f"{name} would log in to Elasticsearch as the built-in user {name}, whose roles cannot "
+                              "be changed: rename the service", region)
