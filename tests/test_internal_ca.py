@@ -91,7 +91,7 @@ def test_every_postgres_client_verifies_pgbouncer_with_the_mounted_ca(case):
             if ref.scheme == "azure-kv":
                 assert store["vault"] == ref.vault
             if ref.scheme == "vault":
-                assert store["address"] == str(region.settings.security.vault_address).rstrip("/")
+                assert "https://" + store["host"] == str(region.settings.security.vault_address).rstrip("/")
             # the operator may read it, and a cloud store's container exists
             eso = identity_of(region.identities, EXTERNAL_SECRETS)
             if ref.scheme == "vault":

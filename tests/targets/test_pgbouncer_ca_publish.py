@@ -2,7 +2,7 @@
 
 The tasks are the generated role's own (those it runs on the controller), with its vars and the inventory's
 pgbouncer_ca_store; tls_ca_cert is what the tls role registers (the slurped CA certificate). The stores are stubs
-on this machine: a Vault KV v2 HTTP API on 127.0.0.1 inside `unshare -n`, and an `aws` command first on PATH that
+on this machine: a Vault KV v2 HTTPS API on 127.0.0.1 inside `unshare -n`, and an `aws` command first on PATH that
 keeps Secrets Manager's value in a file. Each store must end up holding {"ca_crt": <PEM>} in the entry the
 ExternalSecrets read, written once: a second run with the same CA writes nothing, a new CA is written again.
 """
@@ -23,12 +23,12 @@ from compiler import writer
 from compiler.emit import emit
 from compiler.pipeline import compile_file
 from tests.conftest import REPO, VENV_BIN, require_tool
-from tests.targets.test_datastores_support import ISOLATE, require_isolation
+from tests.targets.test_datastores_support import ISOLATE, make_ip_tls, require_isolation
 
 VAULT_STUB = r'''
-import json, sys
+import json, ssl, sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
-store, log = sys.argv[1], sys.argv[2]
+store, log, crt, key = sys.argv[1:5]
 class H(BaseHTTPRequestHandler):
     def _ok(self):
         if self.headers.get("X-Vault-Token") != "test-token":
@@ -58,7 +58,11 @@ class H(BaseHTTPRequestHandler):
         self.send_response(200); self.send_header("Content-Type", "application/json"); self.end_headers()
         self.wfile.write(b'{"data":{"version":1}}')
     def log_message(self, *a): pass
-HTTPServer(("127.0.0.1", 8200), H).serve_forever()
+server = HTTPServer(("127.0.0.1", 8200), H)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(crt, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
 '''
 
 AWS_STUB = r'''#!/bin/sh
@@ -119,14 +123,17 @@ def test_publishes_to_vault_once_per_certificate(tmp_path):
     region = plan.regions[0].name
     work = tmp_path / "work"
     work.mkdir()
-    play = _playbook(root, region, work, {"address": "http://127.0.0.1:8200"})
+    # the role dials https://<host>: the stub serves TLS with a certificate for 127.0.0.1, trusted through
+    # SSL_CERT_FILE (what the controller's default trust store would hold for the real Vault)
+    play = _playbook(root, region, work, {"host": "127.0.0.1:8200"})
+    tls = make_ip_tls(work)
     store = yaml.safe_load((root / f"inventories/{region}/group_vars/pgbouncer.yml").read_text())["pgbouncer_ca_store"]
     (work / "stub.py").write_text(VAULT_STUB)
-    prelude = (f"{shlex.quote(str(VENV_BIN / 'python'))} stub.py {work / 'kv.json'} {work / 'posts'} "
+    prelude = (f"{shlex.quote(str(VENV_BIN / 'python'))} stub.py {work / 'kv.json'} {work / 'posts'} {tls['crt']} {tls['key']} "
                ">stub.log 2>&1 & stub=$!; trap 'kill $stub' EXIT; "
                "for i in $(seq 50); do python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 8200))' "
                "2>/dev/null && break; sleep 0.1; done; ")
-    env = {"VAULT_TOKEN": "test-token"}
+    env = {"VAULT_TOKEN": "test-token", "SSL_CERT_FILE": str(tls["crt"])}
     for pem, posts in ((PEM_1, 1), (PEM_1, 1), (PEM_2, 2)):
         proc = _run(play, work, pem, env, prelude)
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

@@ -336,7 +336,8 @@ def internal_ca_store(plan: PlatformPlan, region: RegionPlan) -> dict:
     store = {"scheme": scheme, "entry": entry, "field": field}
     if scheme == "vault":
         parts = entry.split("/")
-        store |= {"address": str(region.settings.security.vault_address or "").rstrip("/"),
+        address = str(region.settings.security.vault_address or "").rstrip("/")
+        store |= {"host": address.removeprefix("https://"),  # the model admits https:// addresses only
                   "kv2": len(parts) > 2 and parts[1] == "data"}
     elif scheme == "aws-sm":
         store["region"] = region.cloud_region if region.cloud == "aws" else ""
