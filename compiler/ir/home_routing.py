@@ -74,6 +74,17 @@ def edge_routes_homes(spec) -> bool:
     return cdn_provider(spec) == "cloudfront" and len(spec.regions) > 1
 
 
+def edge_home_provider(spec) -> str | None:
+    """The edge that routes by home region in front of several regions, or None: CloudFront (its viewer-request
+    function, above), or Front Door / Cloud CDN with native rules from the same ranges (the global root's rule set or
+    URL map route rules, compiler/targets/terraform/edge_rules.py)."""
+    from compiler.ir.edge import cdn_provider
+    provider = cdn_provider(spec)
+    if provider in ("cloudfront", "front_door", "cloud_cdn") and len(spec.regions) > 1:
+        return provider
+    return None
+
+
 def routing_store_name(spec) -> str:
     """The routing KeyValueStore's name (the global root creates it, the runbook writes its serving-* keys)."""
     return f"{spec.organization.name}-global-routing"

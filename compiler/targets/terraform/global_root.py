@@ -15,6 +15,7 @@ from compiler.ir.home_routing import (ORIGINS_PER_DISTRIBUTION, SERVING_KEY_PREF
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
 from compiler.targets.terraform.common import cloudwatch_retention, provider_requirements, state_backend
 from compiler.targets.terraform.edge_routing import kvs_entries, uses_kvs_map, viewer_request_code
+from compiler.targets.terraform.edge_rules import home_rules
 
 # The generated franchise map of the routing KeyValueStore (registry mode), beside the global root's .tf files.
 FRANCHISE_HOMES_FILE = "franchise-homes.json"
@@ -96,6 +97,8 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
     cloud = edge_cloud(spec)
     if cloud == "aws":
         context["home_routing"] = home_routing(plan)
+    else:  # Front Door / Cloud CDN: native rules from the same ranges
+        context["home_routing"] = home_rules(plan)
     if cloud == "azure":
         context["edge"]["minimum_tls_version"] = FRONT_DOOR_TLS.get(edge.tls_min_version, "TLS12")
         context["edge"]["client_address_header"] = CLIENT_ADDRESS_HEADER

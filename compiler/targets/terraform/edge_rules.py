@@ -1,0 +1,116 @@
+"""Terraform target: home-region routing at the Front Door and Cloud CDN edges, natively (no code at the edge).
+
+The IR's ranges (compiler/ir/home_routing.py `home_ranges`: franchise id ranges -> home region, the map Kong and
+CloudFront use) become the edge's own routing rules:
+
+- **Cloud CDN** (the global external Application Load Balancer): one route rule per range in the URL map's path
+  matcher, matching the franchise id header with `range_match` (start inclusive, end exclusive) AND a
+  `regex_match` of Kong's id check (`^[0-9]{1,15}$`: digits only, at most 15; `range_match` alone would also take
+  a sign or spaces), sending the request to the home's backend service (an internet NEG at `<region>.<domain>`).
+  A last catch-all rule keeps the weighted backend (origin.<domain>) for no id, a malformed id or an id outside
+  the map.
+- **Front Door**: one origin group per region (`home-<region>`, one origin: `<region>.<domain>`), and in the
+  route's rule set one rule per home whose conditions are Kong's id check AND the id matching one of the home's
+  range regexes (`range_regex`: exact, leading zeros allowed as Kong's `tonumber` reads them), with a route
+  configuration override to the home's origin group. No rule matches: the route's weighted origin group.
+
+DR (the region runbook): the global root's variable `serving_regions` (lost home -> the region now serving its
+franchises) moves a lost home's rules to the serving region's backend / origin group, and marks those requests
+`X-Platformc-Forwarded-From: edge` so that region's Kong serves them. Every other rule deletes a viewer's
+`X-Platformc-Forwarded-From` (Front Door: the rule setting the client address; Cloud CDN: every route rule).
+"""
+
+from __future__ import annotations
+
+import re
+
+from compiler.ir import PlatformPlan
+from compiler.ir.home_routing import EDGE_ROUTED, edge_home_provider, home_origin_id, home_origin_name, home_ranges
+from compiler.ir.network import FORWARDED_FROM_HEADER
+
+# Kong's check of the franchise id (compiler/targets/kong/routing.py; CloudFront's function the same).
+ID_CHECK = "^[0-9]{1,15}$"
+# Front Door: match values of one condition are OR'd; a home with more ranges gets several rules.
+FRONT_DOOR_VALUES_PER_RULE = 10
+# Front Door rule names: letters and digits, starting with a letter.
+_NAME = re.compile(r"[^A-Za-z0-9]")
+
+
+def _class(lo: int, hi: int) -> str:
+    return str(lo) if lo == hi else f"[{lo}-{hi}]"
+
+
+def _same_length(lo: str, hi: str) -> list[str]:
+    """Patterns (digits and classes) matching exactly the numbers lo..hi written with len(lo) digits."""
+    n = len(lo) - 1
+    if lo == hi:
+        return [lo]
+    if n == 0:
+        return [_class(int(lo), int(hi))]
+    if lo[0] == hi[0]:
+        return [lo[0] + p for p in _same_length(lo[1:], hi[1:])]
+    out = []
+    first, last = int(lo[0]), int(hi[0])
+    if lo[1:] != "0" * n:
+        out += [lo[0] + p for p in _same_length(lo[1:], "9" * n)]
+        first += 1
+    tail = hi[1:] != "9" * n
+    if tail:
+        last -= 1
+    if first <= last:
+        out.append(_class(first, last) + ("[0-9]" if n == 1 else f"[0-9]{{{n}}}"))
+    if tail:
+        out += [hi[0] + p for p in _same_length("0" * n, hi[1:])]
+    return out
+
+
+def range_regex(lo: int, hi: int) -> str:
+    """A regular expression matching exactly the decimal numbers lo..hi (inclusive, 0 <= lo <= hi), with any
+    number of leading zeros (Kong reads `007` as 7), and nothing else."""
+    if not 0 <= lo <= hi:
+        raise ValueError(f"not a range of non-negative ids: {lo}..{hi}")
+    parts = []
+    for d in range(len(str(lo)), len(str(hi)) + 1):
+        a = max(lo, 10 ** (d - 1) if d > 1 else 0)
+        b = min(hi, 10 ** d - 1)
+        parts += _same_length(str(a), str(b))
+    return "^0*(" + "|".join(parts) + ")$"
+
+
+def home_rules(plan: PlatformPlan) -> dict:
+    """The template context of home-region routing at a Front Door or Cloud CDN edge ({'enabled': False} else)."""
+    provider = edge_home_provider(plan.spec)
+    if provider not in ("front_door", "cloud_cdn"):
+        return {"enabled": False}
+    domain = plan.spec.organization.domain
+    ranges = home_ranges(plan)
+    regions = [r.name for r in plan.regions]
+    out = {
+        "enabled": True,
+        "header": plan.spec.settings.gateway.hash_on_header,
+        "id_check": ID_CHECK,
+        "forwarded_header": FORWARDED_FROM_HEADER,
+        "edge_routed": EDGE_ROUTED,
+        "homes": {r: {"id": home_origin_id(r), "hostname": home_origin_name(r, domain)} for r in regions},
+        "regions": regions,
+    }
+    if provider == "cloud_cdn":
+        # priorities 1..n in id order; the catch-all (weighted backend) after them
+        out["route_rules"] = [{"priority": i + 1, "home": home, "start": first, "end": last + 1} for i, (first, last, home) in enumerate(ranges)]
+        out["default_priority"] = len(ranges) + 1
+        return out
+    rules = []
+    for home in regions:
+        regexes = [range_regex(first, last) for first, last, h in ranges if h == home]
+        for i in range(0, len(regexes), FRONT_DOOR_VALUES_PER_RULE):
+            chunk = regexes[i:i + FRONT_DOOR_VALUES_PER_RULE]
+            suffix = "" if i == 0 else str(i // FRONT_DOOR_VALUES_PER_RULE + 1)
+            rules.append({"name": "home" + _NAME.sub("", home) + suffix, "home": home, "regexes": chunk,
+                          "continued": i > 0})
+    names = [r["name"] for r in rules]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Front Door rule names collide: {sorted(n for n in names if names.count(n) > 1)[:3]}")
+    for n, r in enumerate(rules):
+        r["order"] = n + 2  # order 1: the client-address rule
+    out["rules"] = rules
+    return out
