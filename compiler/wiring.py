@@ -190,10 +190,11 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
     origin = f"{region_name}.{domain}" if cdn_provider(platform) == "front_door" else f"origin.{domain}"
     add(cdn, lb, origin, HTTPS_PORT, "the CDN forwards to the region's load balancer (origin TLS)", "https",
         ("cdn", "cloud-firewall"), tls=tls_min)
-    # home-region routing at the edge (compiler/ir/home_routing.py): CloudFront's viewer-request function sends the
-    # requests of franchises homed here to this region's own origin, its public name
-    from compiler.ir.home_routing import HOME_EDGE_PEER, edge_routes_homes, home_origin_name
-    if edge_routes_homes(platform):
+    # home-region routing at the edge (compiler/ir/home_routing.py): CloudFront's viewer-request function, Front
+    # Door's rule set or Cloud CDN's URL map sends the requests of franchises homed here to this region's own origin
+    # (origin group / backend service home-<region>), its public name
+    from compiler.ir.home_routing import HOME_EDGE_PEER, edge_home_provider, home_origin_name
+    if edge_home_provider(platform):
         add(Peer(HOME_EDGE_PEER, "edge"), lb, home_origin_name(region_name, domain), HTTPS_PORT,
             "the CDN sends the requests of franchises homed here to the region's load balancer (home-region routing)",
             "https", ("cdn", "cloud-firewall"), tls=tls_min)

@@ -725,6 +725,8 @@ def _check_front_door(cdn: Block, loc, reg: _Region, c) -> list[Broken]:
     route = _resource(cdn, "azurerm_cdn_frontdoor_route")
     if route is None:
         return [Broken(GLOBAL_CDN, 0, L, c.id, "no Front Door route")]
+    if c.source.name == HOME_EDGE_PEER:
+        return _check_front_door_home(cdn, loc, route, reg, c) + _listener_against(reg, c, floor, FRONT_DOOR_ORIGIN, "Front Door")
     if c.source.kind == "external":  # clients -> Front Door: the custom domains of the route
         dom = _resource(cdn, "azurerm_cdn_frontdoor_custom_domain")
         if dom is None or f"azurerm_cdn_frontdoor_custom_domain.{dom.labels[1]}" not in _norm(route.get("cdn_frontdoor_custom_domain_ids")):
@@ -759,12 +761,106 @@ def _check_front_door(cdn: Block, loc, reg: _Region, c) -> list[Broken]:
     return out + _listener_against(reg, c, floor, FRONT_DOOR_ORIGIN, "Front Door")
 
 
+def _home_target(kind: str, region: str) -> str:
+    """The expression a home rule names its target with (compiler/targets/terraform/edge_rules.py)."""
+    return f'{kind}.home[local.serving["{region}"]].id'
+
+
+def _home_hostname(loc, reg: _Region, c, L: str) -> list[Broken]:
+    regions = loc.get("regions") or {}
+    entry = regions.get(reg.tree_region) if isinstance(regions, dict) else None
+    if not isinstance(entry, dict) or entry.get("hostname") != c.address:
+        return [Broken(GLOBAL_MAIN, 0, L, c.id, f"local.regions does not name {reg.tree_region} {c.address}")]
+    return []
+
+
+def _check_front_door_home(cdn: Block, loc, route: Block, reg: _Region, c) -> list[Broken]:
+    """Home-region routing at Front Door: the region's own origin group (one origin, its public name, HTTPS, name
+    checked) and a rule of the route's rule sets that matches the franchise id header and overrides the origin
+    group with it."""
+    L = "cdn"
+    out = _home_hostname(loc, reg, c, L)
+    origin = _resource(cdn, "azurerm_cdn_frontdoor_origin", "home")
+    group = _resource(cdn, "azurerm_cdn_frontdoor_origin_group", "home")
+    if origin is None or group is None or _norm(origin.get("for_each")) != "local.regions" \
+            or _norm(group.get("for_each")) != "local.regions" or _norm(origin.get("host_name")) != "each.value.hostname" \
+            or _norm(origin.get("cdn_frontdoor_origin_group_id")) != "azurerm_cdn_frontdoor_origin_group.home[each.key].id":
+        return out + [Broken(GLOBAL_CDN, origin.line if origin else 0, L, c.id,
+                             f"no Front Door origin group home-<region> holds {c.address}")]
+    if origin.get("https_port") != c.port:
+        out.append(Broken(GLOBAL_CDN, origin.line_of("https_port"), L, c.id, f"Front Door does not connect on {c.port}"))
+    if origin.get("certificate_name_check_enabled") is not True:
+        out.append(Broken(GLOBAL_CDN, origin.line_of("certificate_name_check_enabled"), L, c.id,
+                          "Front Door does not check the home origin's certificate name"))
+    if origin.get("enabled") is False:
+        out.append(Broken(GLOBAL_CDN, origin.line_of("enabled"), L, c.id, f"the origin {c.address} is disabled"))
+    sets = re.findall(r"azurerm_cdn_frontdoor_rule_set\.([A-Za-z0-9_-]+)\.id", _norm(route.get("cdn_frontdoor_rule_set_ids")))
+    want = _home_target("azurerm_cdn_frontdoor_origin_group", reg.tree_region)
+    for b in cdn.blocks:
+        if b.type != "resource" or b.labels[0] != "azurerm_cdn_frontdoor_rule":
+            continue
+        m = re.fullmatch(r"azurerm_cdn_frontdoor_rule_set\.([A-Za-z0-9_-]+)\.id", _norm(b.get("cdn_frontdoor_rule_set_id")))
+        conds, acts = b.block("conditions"), b.block("actions")
+        over = acts.block("route_configuration_override_action") if acts else None
+        if not m or m.group(1) not in sets or not over or _norm(over.get("cdn_frontdoor_origin_group_id")) != want:
+            continue
+        headers = [h for h in (conds.all("request_header_condition") if conds else [])
+                   if h.get("operator") == "RegEx" and h.get("match_values") and not h.get("negate_condition")]
+        if not headers:
+            out.append(Broken(GLOBAL_CDN, b.line, L, c.id, f"the rule sending {reg.tree_region}'s franchises to its "
+                                                           "origin group matches no franchise id header"))
+        elif over.get("forwarding_protocol") != "HttpsOnly":
+            out.append(Broken(GLOBAL_CDN, over.line_of("forwarding_protocol"), L, c.id,
+                              "Front Door does not forward to the home origin group with HTTPS only"))
+        return out
+    return out + [Broken(GLOBAL_CDN, route.line_of("cdn_frontdoor_rule_set_ids"), L, c.id,
+                         f"no rule of the route's rule sets sends {reg.tree_region}'s franchises to home-{reg.tree_region}")]
+
+
+def _check_cloud_cdn_home(cdn: Block, loc, weighted: Block, reg: _Region, c) -> list[Broken]:
+    """Home-region routing at Cloud CDN: the region's own backend service (an internet NEG at its public name, over
+    HTTPS, with the weighted backend's Cloud Armor policy) and a route rule of the URL map sending a franchise id
+    range to it."""
+    L = "cdn"
+    out = _home_hostname(loc, reg, c, L)
+    ep = _resource(cdn, "google_compute_global_network_endpoint", "home")
+    bs = _resource(cdn, "google_compute_backend_service", "home")
+    neg = "google_compute_global_network_endpoint_group.home[each.key].id"
+    if ep is None or bs is None or _norm(ep.get("for_each")) != "local.regions" or _norm(bs.get("for_each")) != "local.regions" \
+            or _norm(ep.get("fqdn")) != "each.value.hostname" or _norm(ep.get("global_network_endpoint_group")) != neg:
+        return out + [Broken(GLOBAL_CDN, ep.line if ep else 0, L, c.id, f"no backend service home-<region> reaches {c.address}")]
+    if ep.get("port") != c.port:
+        out.append(Broken(GLOBAL_CDN, ep.line_of("port"), L, c.id, f"the CDN connects on {ep.get('port')}, not {c.port}"))
+    if bs.get("protocol") != "HTTPS" or neg not in [_norm(b.get("group")) for b in bs.all("backend")]:
+        out.append(Broken(GLOBAL_CDN, bs.line_of("protocol"), L, c.id, "the home backend service does not reach its NEG over HTTPS"))
+    if _norm(bs.get("security_policy")) != _norm(weighted.get("security_policy")):
+        out.append(Broken(GLOBAL_CDN, bs.line_of("security_policy"), L, c.id,
+                          "the home backend service has not the edge's Cloud Armor policy"))
+    want = _home_target("google_compute_backend_service", reg.tree_region)
+    um = next((b for b in cdn.blocks if b.type == "resource" and b.labels[0] == "google_compute_url_map"
+               and _norm(b.get("default_service")) == f"google_compute_backend_service.{weighted.labels[1]}.id"), None)
+    for pm in (um.all("path_matcher") if um else []):
+        for rr in pm.all("route_rules"):
+            if _norm(rr.get("service")) != want:
+                continue
+            ranged = [h for m in rr.all("match_rules") for h in m.all("header_matches") if h.block("range_match")]
+            if not ranged:
+                out.append(Broken(GLOBAL_CDN, rr.line, L, c.id, f"the route rule sending {reg.tree_region}'s franchises "
+                                                                "to its backend matches no franchise id range"))
+            return out
+    return out + [Broken(GLOBAL_CDN, um.line if um else 0, L, c.id,
+                         f"no route rule of the URL map sends {reg.tree_region}'s franchises to home-{reg.tree_region}")]
+
+
 def _check_cloud_cdn(tree, cdn: Block, loc, reg: _Region, c) -> list[Broken]:
     L = "cdn"
     floor = _floor(c.tls)
     out = []
     bs = next(b for b in cdn.blocks if b.type == "resource" and b.labels[0] == "google_compute_backend_service"
               and b.get("enable_cdn") is True)
+    if c.source.name == HOME_EDGE_PEER:
+        return _check_cloud_cdn_home(cdn, loc, bs, reg, c) + _listener_against(reg, c, floor, GOOGLE_ORIGIN,
+                                                                               "Google's load balancer")
     if c.source.kind == "external":  # clients -> the edge load balancer
         proxy = _resource(cdn, "google_compute_target_https_proxy")
         pol = _resource(cdn, "google_compute_ssl_policy")

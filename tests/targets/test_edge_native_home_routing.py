@@ -330,3 +330,18 @@ def test_a_scattered_registry_routes_every_franchise_home(scattered):
     absent = [i for i in range(1, 3001) if i not in homes][:40]
     for fid in absent:
         assert evaluate(files, _viewer(str(fid)))[0] == DEFAULT, (name, fid)
+
+
+def test_the_docs_say_where_the_edge_sends_each_regions_franchises(case):
+    from compiler.targets import kong
+    name, plan, _files = case
+    what = {"azure-only": "Front Door profile has this region as origin group",
+            "gcp-only": "Cloud CDN load balancer has this region as backend service"}[name]
+    domain = plan.spec.organization.domain
+    for r in plan.regions:
+        tf = terraform.docs_region(plan, r)
+        assert f"| edge routing | the global root's {what} `home-{r.name}` (`{r.name}.{domain}`" in tf
+        assert f"terraform apply -var 'serving_regions={{\"{r.name}\"=\"{r.dr_partner}\"}}'" in tf
+        k = kong.docs_region(plan, r)
+        assert "**The edge routes first**" in k and "second line" in k and "`serving_regions`" in k
+        assert "CloudFront" not in k.split("**The edge routes first**")[1].split("**Judgement**")[0]

@@ -117,7 +117,7 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
     return "\n".join(lines)
 
 
-from compiler.ir.home_routing import edge_routes_homes  # noqa: E402
+from compiler.ir.home_routing import edge_home_provider, edge_routes_homes  # noqa: E402
 from compiler.ir.network import FORWARDED_FROM_HEADER as FORWARDED_HEADER  # noqa: E402
 
 
@@ -140,6 +140,7 @@ def _routing_bullet(plan: PlatformPlan, region: RegionPlan) -> str:
             + (f"Homed in {', '.join(others)}: answered 421 with `{HOME_HEADER}` naming the home, since no private "
                "path reaches it (another cloud: no inter-cloud network). " if others else "")
             + (_edge_sentence(plan) if edge_routes_homes(plan.spec) else "")
+            + (_native_edge_sentence(plan) if edge_home_provider(plan.spec) in ("front_door", "cloud_cdn") else "")
             + "**Judgement**: the gateway rather than DNS per franchise, because clients use one API name and the "
             "franchise id travels in the request; the internal gateway rather than the home's public name, because "
             "the regional load balancers admit the CDN only; the forwarding hop is paid only by requests that land "
@@ -167,3 +168,25 @@ def _edge_sentence(plan: PlatformPlan) -> str:
             "at the edge costs no extra hop, while an inter-cloud network (HA VPN between AWS, GCP and Azure) would add "
             "per-pair tunnels, their routes and firewall openings to every region, and a second hop on every "
             "misrouted request. ")
+
+
+def _native_edge_sentence(plan: PlatformPlan) -> str:
+    """Home-region routing at a Front Door or Cloud CDN edge (compiler/targets/terraform/edge_rules.py)."""
+    front_door = edge_home_provider(plan.spec) == "front_door"
+    how = ("Front Door's rule set (`generated/terraform/global/cdn.tf`: a rule per home region) matches the same id "
+           "against the same map's ranges (exact regular expressions) and overrides the route's origin group with the "
+           "home's own (`home-<region>`, the region's public name)" if front_door else
+           "Cloud CDN's URL map (`generated/terraform/global/cdn.tf`: a route rule per range, `range_match` on the id) "
+           "sends the request to the home's own backend service (`home-<region>`, an internet NEG at the region's public "
+           "name)")
+    other = ("another Front Door profile (the load balancers admit Front Door's service tag, not this profile alone)"
+             if front_door else "another Google external Application Load Balancer (the load balancers admit Google's "
+             "front-end ranges, not this URL map alone)")
+    return ("**The edge routes first**: " + how + ", so a request with a valid id arrives at its home and is served "
+            "here without the peering hop. The forwarding and the 421 above remain as the second line, for requests "
+            "that bypassed the edge's routing: the global root not yet applied after a shard-map change (apply it with "
+            "the regions), or a request that reached the load balancer through " + other + ". The edge deletes a "
+            "viewer's `" + FORWARDED_HEADER + "`, and sets it to `edge` only when the DR runbook has moved a lost "
+            "region's franchises (the global root's `serving_regions` variable, `terraform apply -var "
+            "'serving_regions={\"<lost region>\"=\"<DR partner>\"}'` after promotion and fencing): the region then "
+            "serves them itself. ")

@@ -8,7 +8,7 @@ from compiler.ir.data_access import redis_users
 from compiler.targets.terraform import azure as _terraform_azure
 from compiler.targets.terraform import values as V
 from compiler.ir.edge import dns_cloud, dns_provider
-from compiler.ir.home_routing import edge_routes_homes, home_origin_id
+from compiler.ir.home_routing import edge_home_provider, edge_routes_homes, home_origin_id
 from compiler.targets.terraform.common import MODULES, PROVIDERS, prefix
 
 DNS_NAMES = {"route53": "Route 53", "azure_dns": "Azure DNS", "cloud_dns": "Cloud DNS"}
@@ -197,6 +197,15 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
                      f"`{home_origin_id(region.name)}` (`{region.name}.{domain}`, the load balancer above); its "
                      f"viewer-request function sends the requests of franchises homed here to it, from every cloud "
                      f"(home-region routing: the Kong section says why the edge)"])
+    elif edge_home_provider(plan.spec) in ("front_door", "cloud_cdn"):
+        what = ("Front Door profile has this region as origin group" if edge_home_provider(plan.spec) == "front_door"
+                else "Cloud CDN load balancer has this region as backend service")
+        rule = ("a rule of its rule set sends" if edge_home_provider(plan.spec) == "front_door"
+                else "the route rules of its URL map send")
+        rows.append(["edge routing", f"the global root's {what} `{home_origin_id(region.name)}` (`{region.name}.{domain}`, "
+                     f"the load balancer above); {rule} the requests of franchises homed here to it (home-region "
+                     f"routing). DR: after promotion, `terraform apply -var 'serving_regions={{\"{region.name}\"=\""
+                     f"{region.dr_partner}\"}}'` on the global root sends them to {region.dr_partner}"])
     gateway = V.internal_gateway(plan, region)
     if gateway:
         how = {"aws": "an internal Network Load Balancer whose target is the load balancer above (TLS ends there)",
