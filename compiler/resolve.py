@@ -247,7 +247,7 @@ def resolve_region(platform: Platform, name: str, s: RegionSettings, provenance:
     wiring = connections(platform, name, region.cloud, s, services, region_hosts, zone_plans, addresses, internal,
                          partner.cidr)
     access = data_access(s, services, shards, region_hosts, internal, region.cloud, data_bucket, name,
-                         f"{platform.organization.name}-{name}")
+                         f"{platform.organization.name}-{name}", cloud_region=region.cloud_region)
     return RegionPlan(
         name=name, geo=region.geo, cloud=region.cloud, cloud_region=region.cloud_region,
         location=region.location, role=region.role, traffic_share=region.traffic_share,

@@ -27,11 +27,20 @@ follows the convention below from the entry `elasticsearch_ref` names (the sibli
 PgBouncer auth reference, in the same store), e.g. `vault:secret/data/platform/elasticsearch#location_password`.
 The client verifies the nodes' certificates against the region's internal CA, the same `<service>-internal-ca`
 Secret as for PgBouncer (ELASTICSEARCH_CA_CERT names the file).
-Managed search (`deployment: managed`, Amazon OpenSearch Service): no user, password or CA is made here; the
-service gets ELASTICSEARCH_URLS only. The domain has fine-grained access control with the internal user database
-off and the account root as master, so a service can authenticate only by signing requests (SigV4) as an IAM
-principal that an OpenSearch role mapping names; neither exists yet (no per-service IAM role for search, no
-role mapping: the AWS provider cannot write one).
+Managed search (`deployment: managed`, Amazon OpenSearch Service, AWS only: rule R020 refuses it elsewhere): no user,
+password or CA is made here. Each service signs its requests (SigV4, service `es`) as its own IAM role (IRSA,
+compiler/ir/identity.py), ELASTICSEARCH_AUTH_MODE=aws-sigv4 (ES_AUTH), with ELASTICSEARCH_INDEX_PREFIX `<service>_`,
+ELASTICSEARCH_DOMAIN_NAME and ELASTICSEARCH_AWS_REGION (the signing region). SearchGrant: the role's own policy and
+the domain access policy both allow exactly es:ESHttp{Delete,Get,Head,Post,Put} on `domain/<name>/<service>_*` and
+es:ESHttp{Get,Head} on the root path (`domain/<name>/`: ping, info) and `_cluster/health`. Access is IAM only:
+fine-grained access control is off, because with it an IAM role gets in only through an OpenSearch role mapping
+(security REST API) that the AWS provider cannot write; IAM authorizes the request URL, so the domain refuses
+explicit indices in _bulk/_mget/_msearch bodies (rest.action.multi.allow_explicit_index=false) and denies the
+services' roles the paths a prefix pattern would let through to another index (OPENSEARCH_DENIED_PATHS). Not
+granted: sniffing (GET _nodes/http; a managed domain's nodes are not reachable), scroll/point-in-time continuation
+(root paths; search_after instead), aliases. The services dial `elasticsearch.<internal domain>`: a CNAME to the
+domain's endpoint and the domain's custom endpoint, whose ACM certificate (DNS-validated in the public zone, which
+holds the internal domain) names it, so clients verifying the hostname accept it.
 
 Passwords are references, never values, derived from the datastore's own reference by one documented
 convention (`service_ref`): the same store and entry, the field `<service>_password`; a reference
@@ -176,6 +185,7 @@ class ServiceDataAccess:
     redis_ca_ref: str = ""  # GCP managed Redis: the cluster's server CA (Terraform writes it); "" = none needed
     redis_ca_secret: str = ""  # the Secret that holds it (key INTERNAL_CA_KEY), mounted at REDIS_CA_DIR
     es_user: ElasticsearchUser | None = None  # self-managed Elasticsearch: its user and role (the module docstring)
+    search_grant: SearchGrant | None = None  # managed search (OpenSearch): what its IAM role may reach (docstring)
 
 
 def role_name(service: str) -> str:
@@ -238,7 +248,7 @@ def redis_server_ca_ref(cluster: str) -> str:
 
 
 def data_access(s, services, shards, hosts, internal_domain: str, cloud: str, data_bucket: str, region: str = "",
-                cluster: str = "") -> tuple[ServiceDataAccess, ...]:
+                cluster: str = "", cloud_region: str = "") -> tuple[ServiceDataAccess, ...]:
     """Per service that uses a datastore: its role, its ACL user, its settings and secret references."""
     ds = s.datastores
     tls = "verify-full"  # PgBouncer's certificate, from the region's CA, names pgbouncer.<internal domain>
@@ -250,7 +260,7 @@ def data_access(s, services, shards, hosts, internal_domain: str, cloud: str, da
     # Elasticsearch: two nodes in two zones as the clients' hosts (any node coordinates; sniffing finds the rest)
     es_nodes = [h.fqdn for h in hosts if h.group == "elasticsearch"][:REDIS_SEEDS]
     es_urls = ([f"https://{n}:{ELASTICSEARCH_HTTP_PORT}" for n in es_nodes]
-               or [f"https://elasticsearch.{internal_domain}"])
+               or [f"https://{managed_search_endpoint(internal_domain)}"])
     out = []
     for svc in services:
         if not set(svc.uses) & {"postgres", "redis", "elasticsearch", "object-storage"}:
@@ -289,7 +299,7 @@ def data_access(s, services, shards, hosts, internal_domain: str, cloud: str, da
                              REDIS_ENV["tls"]: "false" if self_managed else "true"})
             if user.password_ref:
                 secrets.append((REDIS_ENV["password"], user.password_ref))
-        es_user = None
+        es_user = search_grant = None
         if "elasticsearch" in svc.uses:
             settings[ES_ENV["urls"]] = ",".join(es_urls)
             if ds.elasticsearch.deployment == "self-managed":  # managed search: see the module docstring
@@ -298,12 +308,20 @@ def data_access(s, services, shards, hosts, internal_domain: str, cloud: str, da
                                  ES_ENV["ca"]: f"{INTERNAL_CA_DIR}/{INTERNAL_CA_KEY}"})
                 secrets.append((ES_ENV["password"], es_user.password_ref))
                 ca = ca_ref  # the nodes' certificates come from the region's internal CA
+            else:  # Amazon OpenSearch Service: the service's IAM role signs (SigV4), no password (module docstring)
+                search_grant = SearchGrant(svc.name, svc.name, managed_search_domain(cluster or region),
+                                           svc.name + ES_INDEX_SEPARATOR, ES_AUTH[cloud])
+                settings.update({ES_ENV["auth"]: search_grant.auth, ES_ENV["prefix"]: search_grant.index_prefix,
+                                 ES_ENV["domain"]: search_grant.domain})
+                if cloud_region:
+                    settings[ES_ENV["region"]] = cloud_region
         if "object-storage" in svc.uses:
             settings.update({BUCKET_ENV["bucket"]: data_bucket, BUCKET_ENV["cloud"]: cloud})
         out.append(ServiceDataAccess(svc.name, svc.namespace, svc.name + DATASTORE_SETTINGS_SUFFIX, role, user,
                                      _frozen(dict(sorted(settings.items()))), tuple(secrets),
                                      ca, svc.name + INTERNAL_CA_SUFFIX if ca else "",
-                                     redis_ca, svc.name + REDIS_CA_SUFFIX if redis_ca else "", es_user=es_user))
+                                     redis_ca, svc.name + REDIS_CA_SUFFIX if redis_ca else "", es_user=es_user,
+                                     search_grant=search_grant))
     return tuple(out)
 
 
@@ -377,3 +395,70 @@ def elasticsearch_user(service: str, ref: str) -> ElasticsearchUser:
 
 def elasticsearch_users(access) -> tuple[ElasticsearchUser, ...]:
     return tuple(a.es_user for a in access if getattr(a, "es_user", None))
+
+
+# ---------------------------------------------------------------- managed search (Amazon OpenSearch Service): IAM per service
+
+ES_AUTH = {"self-managed": "password", "aws": "aws-sigv4"}  # ELASTICSEARCH_AUTH_MODE
+ES_ENV.update({"auth": "ELASTICSEARCH_AUTH_MODE", "domain": "ELASTICSEARCH_DOMAIN_NAME",
+               "region": "ELASTICSEARCH_AWS_REGION"})  # the signing region (SigV4, service `es`)
+SEARCH_ENDPOINT_LABEL = "elasticsearch"  # the domain's custom endpoint: elasticsearch.<internal domain>
+OPENSEARCH_DOMAIN_MAX = 28  # OpenSearch domain names: 3-28 characters
+# What a service's IAM role may send on its own indices (<service>_*): GET (search, get, mappings), HEAD (index and
+# document exists), POST (search with a body, _bulk, _doc, _update, _refresh, _delete_by_query, _update_by_query),
+# PUT (create an index, index a document by id, dynamic mapping), DELETE (documents, its own indices). No ESHttpPatch:
+# the OpenSearch REST API has no PATCH route for data.
+OPENSEARCH_INDEX_ACTIONS = ("es:ESHttpDelete", "es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut")
+# ... and on the domain root, read only: ping (HEAD /), info and the product check (GET /), cluster health
+# (GET /_cluster/health). No sniffing (GET /_nodes/http): a managed domain's nodes are not reachable by address.
+OPENSEARCH_HEALTH_ACTIONS = ("es:ESHttpGet", "es:ESHttpHead")
+OPENSEARCH_HEALTH_PATHS = ("", "_cluster/health")  # under arn:...:domain/<name>/: "" is the root path `/`
+# Paths the domain access policy denies to every service role although they match its prefix: a comma names several
+# indices in one path (`<svc>_a,<other>_b/_search` would match `<svc>_*`), and the index-management calls that name a
+# second index or alias (`<svc>_x/_alias/<other>_y`, _clone/_split/_shrink/_rollover to `<other>_y`) would let a
+# service create a name in another service's prefix that the other service then writes to (the self-managed role
+# withholds `manage` for the same reason). rest.action.multi.allow_explicit_index=false closes _bulk/_mget/_msearch
+# bodies naming another index.
+OPENSEARCH_DENIED_PATHS = ("*,*", "*/_alias*", "*/_clone*", "*/_split*", "*/_shrink*", "*/_rollover*")
+
+
+@dataclass(frozen=True)
+class SearchGrant:
+    """A service's access to the region's managed OpenSearch domain, as its own IAM role (SigV4)."""
+
+    service: str
+    identity: str  # the owner of the cloud identity that signs (compiler/ir/identity.py)
+    domain: str  # the OpenSearch domain's name
+    index_prefix: str  # <service>_
+    auth: str  # ES_AUTH: aws-sigv4
+
+    @property
+    def paths(self) -> tuple[tuple[tuple[str, ...], str], ...]:
+        return search_paths(self.index_prefix)
+
+
+def search_paths(index_prefix: str) -> tuple[tuple[tuple[str, ...], str], ...]:
+    """(actions, path under arn:...:domain/<domain>/) a service's role may reach: its indices, then the health paths."""
+    return ((OPENSEARCH_INDEX_ACTIONS, index_prefix + "*"),
+            *((OPENSEARCH_HEALTH_ACTIONS, p) for p in OPENSEARCH_HEALTH_PATHS))
+
+
+def managed_search_domain(cluster: str) -> str:
+    """The region's OpenSearch domain name (the Terraform managed_search module's domain_name)."""
+    return cluster[:OPENSEARCH_DOMAIN_MAX].rstrip("-")
+
+
+def managed_search_endpoint(internal_domain: str) -> str:
+    """The name the services dial for the managed domain: a CNAME to the domain's own endpoint in the private zone and
+    the domain's custom endpoint, whose ACM certificate (validated in the public zone, which holds the internal
+    domain) names it, so clients verifying the hostname accept it."""
+    return f"{SEARCH_ENDPOINT_LABEL}.{internal_domain}"
+
+
+# Advanced options of the managed domain: bodies of _bulk/_mget/_msearch may not name an index (the URL's index is the
+# one IAM authorized; AWS: "at its default setting of true, it allows users to bypass subresource permissions").
+OPENSEARCH_ADVANCED_OPTIONS = {"rest.action.multi.allow_explicit_index": "false"}
+
+
+def search_grants(access) -> tuple[SearchGrant, ...]:
+    return tuple(a.search_grant for a in access if getattr(a, "search_grant", None))

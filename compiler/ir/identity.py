@@ -9,7 +9,9 @@ Per region, one `Identity` per Kubernetes ServiceAccount that needs a cloud iden
   agent / the account's identity), so a caller needs no key grant there. A service that uses a managed Redis gets a cloud
   identity too, which the cache lets in as the service's user (compiler/ir/data_access.py: an ElastiCache IAM user
   it may elasticache:Connect as, roles/redis.dbConnectionUser on the Memorystore cluster, an Azure Cache data
-  access policy assigned to the identity). The services' secrets are read by
+  access policy assigned to the identity). A service that uses a managed search domain (Amazon OpenSearch Service)
+  gets one too: its IAM role signs its requests, allowed on exactly its indices `<service>_*` and the domain's health
+  paths (compiler/ir/data_access.py SearchGrant). The services' secrets are read by
   the External Secrets Operator on their behalf, so a service never reads a secret store itself;
 - the External Secrets Operator's ServiceAccount: read on exactly the secret-store entries the region's
   cluster is delivered (`aws-sm:` / `gcp-sm:` / `azure-kv:` on the region's own cloud) and, for `vault:`
@@ -98,6 +100,8 @@ class Identity:
     node_groups: bool = False  # cluster-autoscaler: scale this cluster's node groups
     redis_user: str = ""  # managed Redis: the cache user it authenticates as (data_access.RedisUser.name)
     redis_cache: str = ""  # ... of this managed cache (data_access.RedisUser.cache)
+    search_domain: str = ""  # managed search: the OpenSearch domain it signs requests to (data_access.SearchGrant)
+    search_index_prefix: str = ""  # ... on exactly the indices <prefix>* (and the domain's health paths)
 
     @property
     def has_cloud_identity(self) -> bool:
@@ -222,16 +226,21 @@ def identities(cloud: str, account: str, cluster: str, region: str, settings, se
     # managed Redis users that authenticate as their service's cloud identity
     redis = {a.redis_user.identity: a.redis_user for a in data_access
              if getattr(a, "redis_user", None) is not None and a.redis_user.identity}
+    # managed search: the services' IAM roles sign their OpenSearch requests
+    search = {a.search_grant.identity: a.search_grant for a in data_access if getattr(a, "search_grant", None)}
     for svc in services:
         buckets = (data_bucket,) if "object-storage" in svc.uses else ()
         base = {"owner": svc.name, "kind": "service", "namespace": svc.namespace, "service_account": svc.name,
                 "cloud": cloud}
         user = redis.get(svc.name)
-        if buckets or user:
+        grant = search.get(svc.name)
+        if buckets or user or grant:
             out.append(Identity(**base, **_cloud_identity(cloud, account, cluster, region, svc.name, svc.namespace,
                                                           svc.name),
                                 buckets=buckets, kms_keys=("region",) if cloud == "aws" and buckets else (),
-                                redis_user=user.name if user else "", redis_cache=user.cache if user else ""))
+                                redis_user=user.name if user else "", redis_cache=user.cache if user else "",
+                                search_domain=grant.domain if grant else "",
+                                search_index_prefix=grant.index_prefix if grant else ""))
         else:
             out.append(Identity(**base, mechanism=""))
     delivered = cluster_secret_refs(settings, services) + [ref for a in data_access for _, ref in a.secrets]

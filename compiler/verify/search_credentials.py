@@ -15,6 +15,19 @@ Elasticsearch hosts, or sets ELASTICSEARCH_USERNAME:
   lookup of the same reference);
 - ELASTICSEARCH_CA_CERT is a file of a Secret volume mounted in the container (the Secret exists and holds the key).
 
+For a container that sets ELASTICSEARCH_URLS while the inventory has no Elasticsearch hosts (managed search, Amazon
+OpenSearch Service; compiler/ir/data_access.py SearchGrant), read from terraform/regions/<region>/main.tf and the
+module library:
+
+- ELASTICSEARCH_AUTH_MODE is `aws-sigv4` (else the pod cannot authenticate: the domain admits IAM-signed requests
+  only) and ELASTICSEARCH_INDEX_PREFIX is a literal;
+- every URL's host is the managed_search call's custom_endpoint (the name the domain's ACM certificate holds; the
+  library serves it as the custom endpoint with the validated certificate);
+- the pod's ServiceAccount has a workload_identity entry (owner) whose search paths on the call's domain are exactly
+  `<prefix>*` and the health paths, and the call's `clients[owner]` admits exactly the same, its role ARNs being the
+  workload_identity module's (the library's allow statements name var.client_role_arns of each client, and the denied
+  paths cover every client's role).
+
 Each finding names the Deployment (subject) and the file and line to fix; the message says "Elasticsearch".
 """
 
@@ -156,6 +169,10 @@ def check(tree, region: str, cl) -> list[Result]:
         relevant = False
         for ctr in pod.get("containers") or []:
             env = _environment(cl, d.namespace, ctr)
+            if URLS in env and not nodes and USER not in env and inventory_read:
+                relevant = True
+                broken += _check_managed(tree, region, d, ctr, env)
+                continue
             if not (USER in env or (URLS in env and nodes)):
                 continue
             relevant = True
@@ -236,4 +253,141 @@ def _check_container(tree, cl, d, ctr, env, users, origin, self_managed, region)
         if not found:
             bad(ca[-1], f"{CA}={path} is no file of a Secret volume the container mounts: the client cannot verify "
                         "the Elasticsearch nodes' certificates")
+    return out
+
+
+# ---------------------------------------------------------------- managed search (Amazon OpenSearch Service)
+
+AUTH, DOMAIN = "ELASTICSEARCH_AUTH_MODE", "ELASTICSEARCH_DOMAIN_NAME"
+SIGV4 = "aws-sigv4"
+HEALTH_PATHS = {"", "_cluster/health"}
+INDEX_ACTIONS = {"es:ESHttpDelete", "es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut"}
+HEALTH_ACTIONS = {"es:ESHttpGet", "es:ESHttpHead"}
+# What the library must contain for the module-call entries to mean what this checker assumes.
+SEARCH_LIBRARY = {
+    "managed_search": ('identifiers = [var.client_role_arns[statement.value.owner]]',
+                       'resources = ["${aws_opensearch_domain.this.arn}/${statement.value.path}"]',
+                       'identifiers = [for owner in sort(keys(var.clients)) : var.client_role_arns[owner]]',
+                       'resources = [for p in var.denied_paths : "${aws_opensearch_domain.this.arn}/${p}"]',
+                       'access_policies = data.aws_iam_policy_document.access.json',
+                       'custom_endpoint_enabled = true', 'custom_endpoint = var.custom_endpoint',
+                       'custom_endpoint_certificate_arn = aws_acm_certificate_validation.endpoint.certificate_arn',
+                       'domain_name = var.custom_endpoint'),
+    "workload_identity": ('for_each = each.value.search_domain != null ? each.value.search_paths : []',
+                          'resources = ["arn:${local.partition}:es:${local.region}:${local.account}:domain/'
+                          '${each.value.search_domain}/${statement.value.path}"]'),
+}
+
+
+def _paths_why(paths, prefix: str) -> str:
+    """'' when `paths` (module-call entries {actions, path}) are exactly <prefix>* with the index actions and the health
+    paths with GET/HEAD, else what is wrong."""
+    got = {}
+    for p in paths or []:
+        if isinstance(p, dict):
+            got[str(p.get("path"))] = {str(a) for a in p.get("actions") or []}
+    want = {prefix + "*": INDEX_ACTIONS, **{h: HEALTH_ACTIONS for h in HEALTH_PATHS}}
+    if got != want:
+        return (f"its paths {sorted(got) or 'none'} are not exactly {prefix}* and the health paths "
+                f"(with {sorted(INDEX_ACTIONS)} / {sorted(HEALTH_ACTIONS)})")
+    return ""
+
+
+def _managed_context(tree, region):
+    from compiler.verify.infra import _doc
+    main_rel = f"terraform/regions/{region}/main.tf"
+    doc = _doc(tree, main_rel)
+    call = doc.block("module", "managed_search") if doc else None
+    ident = doc.block("module", "workload_identity") if doc else None
+    return main_rel, call, ident
+
+
+def _check_managed(tree, region, d, ctr, env) -> list[Broken]:
+    from urllib.parse import urlsplit
+    subject = f"Deployment {d.namespace}/{d.name}"
+    out: list[Broken] = []
+
+    def bad(file, line, message):
+        out.append(Broken(file, line, "objects", subject, message))
+
+    anchor = env[URLS][-1]
+    mode = env.get(AUTH)
+    if mode is None or mode[0] != "value" or str(mode[1]) != SIGV4:
+        bad(d.file, d.at(anchor), f"the container {ctr.get('name')} reaches the managed Elasticsearch (OpenSearch, "
+                                  f"{URLS}) but its {AUTH} is not {SIGV4}: it cannot authenticate (the domain admits "
+                                  "IAM-signed requests only)")
+        return out
+    prefix = env.get(PREFIX)
+    if prefix is None or prefix[0] != "value" or not str(prefix[1]):
+        bad(d.file, d.at(anchor), f"no {PREFIX}: the managed Elasticsearch admits the pod on its own prefix only")
+        return out
+    prefix = str(prefix[1])
+    main_rel, call, ident = _managed_context(tree, region)
+    if call is None:
+        bad(main_rel, 0, f"{AUTH}={SIGV4} but {main_rel} creates no managed_search (OpenSearch) domain")
+        return out
+    for lib, lines in SEARCH_LIBRARY.items():
+        rel = f"terraform/modules/aws/{lib}/main.tf"
+        text = " ".join((tree.text(rel) or "").split())
+        missing = [x for x in lines if " ".join(x.split()) not in text]
+        if missing:
+            bad(rel, 0, f"the aws {lib} library no longer has `{missing[0]}` (managed Elasticsearch access)")
+            return out
+    endpoint = str(call.get("custom_endpoint", ""))
+    urls = str(env[URLS][1]) if env[URLS][0] == "value" else ""
+    for url in filter(None, urls.split(",")):
+        host = urlsplit(url).hostname or ""
+        if host != endpoint:
+            bad(d.file, d.at(env[URLS][-1]), f"{URLS} names {host}, not the managed Elasticsearch domain's custom "
+                                             f"endpoint {endpoint or '(none)'}: its certificate does not hold that "
+                                             "name, so a client verifying the hostname fails")
+    if str(call.get("client_role_arns", "")) != "module.workload_identity.role_arns":
+        bad(main_rel, call.line_of("client_role_arns"), "the managed_search call is not given "
+                                                        "module.workload_identity.role_arns (the services' roles)")
+        return out
+    sa = ((d.spec.get("template") or {}).get("spec") or {}).get("serviceAccountName") or "default"
+    owner, entry = None, None
+    for o, e in ((ident.get("identities") if ident is not None else None) or {}).items():
+        if isinstance(e, dict) and e.get("namespace") == d.namespace and e.get("service_account") == sa:
+            owner, entry = o, e
+    who = f"{d.namespace}/{sa}"
+    if owner is None:
+        bad(main_rel, ident.line if ident is not None else 0,
+            f"ServiceAccount {who} has no IAM role to sign its managed Elasticsearch (OpenSearch) requests")
+        return out
+    clients = call.get("clients") or {}
+    admitted = clients.get(owner) if isinstance(clients, dict) else None
+    if not isinstance(admitted, dict):
+        bad(main_rel, call.line_of("clients"), f"the managed Elasticsearch (OpenSearch) domain's access policy: "
+                                               f"{owner}'s role ({who}) is not admitted")
+    else:
+        why = _paths_why(admitted.get("paths"), prefix)
+        if why:
+            bad(main_rel, clients.lines.get(owner, call.line), f"the managed Elasticsearch (OpenSearch) domain admits "
+                                                               f"{owner}'s role with {why} (its prefix is {prefix})")
+    domain = str(call.get("domain_name", ""))
+    if str(entry.get("search_domain", "")) != domain:
+        bad(main_rel, ident.line, f"{owner}'s role ({who}) may not sign requests to the managed Elasticsearch "
+                                  f"(OpenSearch) domain {domain} (it names {entry.get('search_domain')})")
+    else:
+        why = _paths_why(entry.get("search_paths"), prefix)
+        if why:
+            bad(main_rel, ident.line, f"{owner}'s role policy on the managed Elasticsearch (OpenSearch) domain: {why} "
+                                      f"(its prefix is {prefix})")
+    return out
+
+
+def managed_checked(tree, region) -> dict[str, str]:
+    """ServiceAccount (ns/sa) -> index prefix of each pod the managed check proved with nothing broken."""
+    from compiler.verify import Tree
+    from compiler.verify.cluster import _load
+    tree = tree if isinstance(tree, Tree) else Tree(tree)
+    cl = _load(tree, region)
+    out = {}
+    for d in cl.of("Deployment"):
+        pod = (d.spec.get("template") or {}).get("spec") or {}
+        for ctr in pod.get("containers") or []:
+            env = _environment(cl, d.namespace, ctr)
+            if URLS in env and USER not in env and not _check_managed(tree, region, d, ctr, env):
+                out[f"{d.namespace}/{pod.get('serviceAccountName') or 'default'}"] = str(env[PREFIX][1])
     return out

@@ -177,9 +177,10 @@ def test_r038_an_env_reference_the_services_search_passwords_derive_from():
     assert hits and all("env:PGB_AUTH" in d.message for d in hits)
 
 
-def test_managed_search_gets_the_endpoint_only_and_says_so(tmp_path):
-    """Amazon OpenSearch Service (deployment: managed): no user, password or CA of ours (its access is IAM's, which
-    is not built yet); the region's docs say so and verify asks nothing more of the pods."""
+def test_managed_search_gets_no_user_or_password_and_says_how_it_signs(tmp_path):
+    """Amazon OpenSearch Service (deployment: managed): no user, password or CA of ours; the service signs as its IAM
+    role (tests/targets/test_managed_search_access.py checks the grants); the region's docs say so and verify proves
+    the pods' access."""
     from compiler.pipeline import compile_text
     from compiler.targets import ansible
     from compiler.verify import verify
@@ -192,10 +193,15 @@ def test_managed_search_gets_the_endpoint_only_and_says_so(tmp_path):
     assert searching
     for region, a in searching:
         assert a.es_user is None
-        assert [k for k in a.settings if k.startswith("ELASTICSEARCH_")] == ["ELASTICSEARCH_URLS"]
+        assert [k for k in a.settings if k.startswith("ELASTICSEARCH_")] == [
+            "ELASTICSEARCH_AUTH_MODE", "ELASTICSEARCH_AWS_REGION", "ELASTICSEARCH_DOMAIN_NAME",
+            "ELASTICSEARCH_INDEX_PREFIX", "ELASTICSEARCH_URLS"]
+        assert a.settings["ELASTICSEARCH_AUTH_MODE"] == "aws-sigv4"
         assert not [k for k, _ in a.secrets if k.startswith("ELASTICSEARCH_")]
-        assert "no user is\ncreated for the services" in ansible.docs_region(plan, region)
-    outputs, owners = emit(plan, ["connections", "kubernetes", "kong", "helm", "ansible"], with_docs=False)
+        docs = ansible.docs_region(plan, region)
+        assert "no user is created for the services and no password\nis delivered" in docs
+        assert f"| {a.service} | `{region.identity(a.service).name}` | `{a.service}_*` |" in docs
+    outputs, owners = emit(plan, ["connections", "kubernetes", "kong", "helm", "terraform", "ansible"], with_docs=False)
     root = tmp_path / "generated"
     writer.apply(writer.plan_write(root, outputs["generated"], owners))
-    assert not [b for b in verify(root).broken if "Elasticsearch" in b.message]
+    assert not [b for b in verify(root).broken if "Elasticsearch" in b.message or "ELASTICSEARCH" in b.message]

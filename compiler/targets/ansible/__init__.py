@@ -111,7 +111,13 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
                   playbooks=site.PLAYBOOKS, ha=region.postgres_ha, standby=standby, drill=DRILL,
                   rpo=dr.rpo_minutes, rto=dr.rto_minutes, edge_routing=_edge_routing(plan),
                   es_users=_es_users(region), es_managed=region.settings.datastores.elasticsearch.deployment == "managed"
-                  and any("elasticsearch" in s.uses for s in region.services))
+                  and any("elasticsearch" in s.uses for s in region.services), es_grants=_es_grants(region))
+
+
+def _es_grants(region: RegionPlan) -> list:
+    """Managed search: (grant, its IAM role name) per service (compiler/ir/data_access.py SearchGrant)."""
+    from compiler.ir.data_access import search_grants
+    return [(g, region.identity(g.identity).name) for g in search_grants(region.data_access)]
 
 
 def _es_users(region: RegionPlan) -> list:

@@ -10,7 +10,8 @@ from compiler.targets.terraform import identity as _identity
 from compiler.ir.edge import lb_target_name
 from compiler.targets.terraform.common import aws_cron, cloudwatch_retention, prefix
 from compiler.formats.hcl import Raw
-from compiler.ir.data_access import redis_users
+from compiler.ir.data_access import (OPENSEARCH_ADVANCED_OPTIONS, OPENSEARCH_DENIED_PATHS, managed_search_domain,
+                                     managed_search_endpoint, redis_users, search_grants)
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
 from compiler.targets.terraform.values import (PRELOAD, backups, budget, egress_rules, hosts, ingress_rules,
                                                 internal_gateway, lb_hostnames, managed, node_pools, peer_ingress,
@@ -126,10 +127,20 @@ def _aws_managed(plan: PlatformPlan, region: RegionPlan) -> dict:
     if managed(region)["search"]:
         es = ds.elasticsearch
         out["managed_search"] = {
-            "domain_name": prefix(plan, region)[:28].rstrip("-"), "vpc_cidr": region.cidr,
+            "domain_name": managed_search_domain(region.cluster_name), "vpc_cidr": region.cidr,
             "engine_version": OPENSEARCH_VERSION, "instance_type": graviton(es.instance.instance_types["aws"]) + ".search",
             "nodes": es.nodes, "volume_gib": es.instance.disk_gib, "log_retention_days": logs,
             "internal_domain": region.internal_domain,
+            # IAM-only access from the IR (compiler/ir/data_access.py SearchGrant): each service's role on exactly
+            # its paths, the denied paths, no explicit index in multi-request bodies
+            "advanced_options": dict(OPENSEARCH_ADVANCED_OPTIONS),
+            "clients": {g.identity: {"paths": [{"actions": list(a), "path": p} for a, p in g.paths]}
+                        for g in search_grants(region.data_access)},
+            "client_role_arns": Raw("module.workload_identity.role_arns"),
+            "denied_paths": list(OPENSEARCH_DENIED_PATHS),
+            # the name the services dial, the domain's custom endpoint; its certificate is validated in the public zone
+            "custom_endpoint": managed_search_endpoint(region.internal_domain),
+            "public_zone": plan.spec.organization.domain,
         }
     return out
 
