@@ -79,6 +79,9 @@ def _global(plan) -> dict[str, str]:
             if p.startswith("terraform/global/")}
 
 
+_rx = functools.lru_cache(maxsize=None)(re.compile)
+
+
 @functools.lru_cache(maxsize=8)
 def _parse(text: str) -> dict:
     return hcl2.loads(text)
@@ -184,16 +187,18 @@ def front_door(files: dict, headers: dict, serving: dict | None = None) -> tuple
     route = _resources(doc, "azurerm_cdn_frontdoor_route")["regions"]
     sets = re.findall(r"azurerm_cdn_frontdoor_rule_set\.(\w+)\.id", str(route["cdn_frontdoor_rule_set_ids"]))
     group = _target(_expr(route["cdn_frontdoor_origin_group_id"]), "azurerm_cdn_frontdoor_origin_group", serving)
-    rules = [r for r in _resources(doc, "azurerm_cdn_frontdoor_rule").values()
-             if re.fullmatch(r"azurerm_cdn_frontdoor_rule_set\.(\w+)\.id", _expr(r["cdn_frontdoor_rule_set_id"])).group(1) in sets]
+    def set_of(r):
+        return re.fullmatch(r"azurerm_cdn_frontdoor_rule_set\.(\w+)\.id", _expr(r["cdn_frontdoor_rule_set_id"])).group(1)
+    rules = [r for r in _resources(doc, "azurerm_cdn_frontdoor_rule").values() if set_of(r) in sets]
     out = {k.lower(): v for k, v in headers.items()}
-    for r in sorted(rules, key=lambda r: r["order"]):
+    # the route runs its rule sets in the order it lists them, each set's rules in their order
+    for r in sorted(rules, key=lambda r: (sets.index(set_of(r)), r["order"])):
         matched = True
         for conds in r.get("conditions", []):
             for c in conds.get("request_header_condition", []):
                 assert _s(c["operator"]) == "RegEx" and not c.get("negate_condition") and not c.get("transforms")
                 value = out.get(_s(c["header_name"]).lower())
-                if value is None or not any(re.search(_s(v), value) for v in c["match_values"]):
+                if value is None or not any(_rx(_s(v)).search(value) for v in c["match_values"]):
                     matched = False
             assert set(conds) - {"__is_block__"} <= {"request_header_condition"}, conds.keys()
         if not matched:
@@ -345,3 +350,41 @@ def test_the_docs_say_where_the_edge_sends_each_regions_franchises(case):
         k = kong.docs_region(plan, r)
         assert "**The edge routes first**" in k and "second line" in k and "`serving_regions`" in k
         assert "CloudFront" not in k.split("**The edge routes first**")[1].split("**Judgement**")[0]
+
+
+def _registry_plan(tmp_path, case: str, count: int, top: int):
+    text = (REPO / f"tests/cases/{case}/platform.yaml").read_text()
+    text = text.replace("sharding: {", "sharding: {registry_file: franchises.csv, ")
+    old = "franchises_per_shard: 500, expected_franchises: 1500, capacity_franchises: 3000}"
+    assert old in text
+    text = text.replace(old, "franchises_per_shard: 5000, expected_franchises: 10000, capacity_franchises: 20000}")
+    names = [r.name for r in compile_file(str(REPO / f"tests/cases/{case}/platform.yaml")).plan.regions]
+    rng = random.Random(11)
+    ids = sorted(rng.sample(range(1, top + 1), count))
+    (tmp_path / "franchises.csv").write_text("franchise_id,home_region,jurisdiction\n"
+                                             + "".join(f"{i},{rng.choice(names)},\n" for i in ids))
+    (tmp_path / "platform.yaml").write_text(text)
+    return compile_file(str(tmp_path / "platform.yaml")).plan
+
+
+def test_front_door_rules_past_100_go_to_further_rule_sets(tmp_path):
+    plan = _registry_plan(tmp_path, "azure-only", 3000, 9000)
+    files = _global(plan)
+    doc = _parse(files["cdn.tf"])
+    rules = _resources(doc, "azurerm_cdn_frontdoor_rule")
+    per_set: dict = {}
+    for r in rules.values():
+        per_set.setdefault(_expr(r["cdn_frontdoor_rule_set_id"]), []).append(r["order"])
+    assert len(per_set) >= 2 and all(sorted(v) == list(range(1, len(v) + 1)) and len(v) <= 100 for v in per_set.values())
+    route = _resources(doc, "azurerm_cdn_frontdoor_route")["regions"]
+    assert str(route["cdn_frontdoor_rule_set_ids"]).count("azurerm_cdn_frontdoor_rule_set.") == len(per_set)
+    homes = {h.franchise_id: h.region for h in plan.registry}
+    for fid in random.Random(2).sample(sorted(homes), 300):
+        assert front_door(files, _viewer(str(fid)))[0] == homes[fid], fid
+    for fid in [i for i in range(1, 9001) if i not in homes][:30]:
+        assert front_door(files, _viewer(str(fid)))[0] == DEFAULT, fid
+
+
+def test_a_url_map_past_its_size_limit_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="over a URL map's 1,000,000"):
+        _global(_registry_plan(tmp_path, "gcp-only", 8000, 20000))

@@ -22,6 +22,7 @@ franchises) moves a lost home's rules to the serving region's backend / origin g
 
 from __future__ import annotations
 
+import json
 import re
 
 from compiler.ir import PlatformPlan
@@ -32,6 +33,14 @@ from compiler.ir.network import FORWARDED_FROM_HEADER
 ID_CHECK = "^[0-9]{1,15}$"
 # Front Door: match values of one condition are OR'd; a home with more ranges gets several rules.
 FRONT_DOOR_VALUES_PER_RULE = 10
+# A URL map's size limit (Cloud Load Balancing, "URL map size and quota units": 1 MB per URL map of the global
+# external Application Load Balancer); the project's configuration-size quota counts it too.
+URL_MAP_MAX_BYTES = 1_000_000
+# Front Door Premium's limits (Microsoft Learn, "Azure Front Door Standard and Premium service limits"): rules per rule
+# set, rule sets and origin groups per profile.
+FRONT_DOOR_RULES_PER_SET = 100
+FRONT_DOOR_RULE_SETS_PER_PROFILE = 200
+FRONT_DOOR_ORIGIN_GROUPS = 200
 # Front Door rule names: letters and digits, starting with a letter.
 _NAME = re.compile(r"[^A-Za-z0-9]")
 
@@ -77,6 +86,17 @@ def range_regex(lo: int, hi: int) -> str:
     return "^0*(" + "|".join(parts) + ")$"
 
 
+def url_map_bytes(plan: PlatformPlan, ctx: dict) -> int:
+    """An estimate of the URL map's size as the Compute API holds it (its route rules, with full backend service URLs)."""
+    project = plan.spec.clouds["gcp"].account if "gcp" in plan.spec.clouds else "p"
+    service = f"https://www.googleapis.com/compute/v1/projects/{project}/global/backendServices/{plan.spec.organization.name}-global-home-"
+    rules = [{"priority": r["priority"], "service": service + r["home"],
+              "matchRules": [{"prefixMatch": "/", "headerMatches": [{"headerName": ctx["header"], "rangeMatch": {
+                  "rangeStart": str(r["start"]), "rangeEnd": str(r["end"])}}]}],
+              "headerAction": {"requestHeadersToRemove": [ctx["forwarded_header"]]}} for r in ctx["route_rules"]]
+    return len(json.dumps({"pathMatchers": [{"name": "homes", "routeRules": rules}]}).encode())
+
+
 def home_rules(plan: PlatformPlan) -> dict:
     """The template context of home-region routing at a Front Door or Cloud CDN edge ({'enabled': False} else)."""
     provider = edge_home_provider(plan.spec)
@@ -98,6 +118,10 @@ def home_rules(plan: PlatformPlan) -> dict:
         # priorities 1..n in id order; the catch-all (weighted backend) after them
         out["route_rules"] = [{"priority": i + 1, "home": home, "start": first, "end": last + 1} for i, (first, last, home) in enumerate(ranges)]
         out["default_priority"] = len(ranges) + 1
+        out["url_map_bytes"] = url_map_bytes(plan, out)
+        if out["url_map_bytes"] > URL_MAP_MAX_BYTES:
+            raise ValueError(f"the URL map's {len(ranges)} home route rules are ~{out['url_map_bytes']:,} bytes, over a "
+                             f"URL map's {URL_MAP_MAX_BYTES:,}: merge the registry's franchises into ranges")
         return out
     rules = []
     for home in regions:
@@ -110,7 +134,15 @@ def home_rules(plan: PlatformPlan) -> dict:
     names = [r["name"] for r in rules]
     if len(set(names)) != len(names):
         raise ValueError(f"Front Door rule names collide: {sorted(n for n in names if names.count(n) > 1)[:3]}")
+    # the route's rule set "edge" holds the client-address rule (order 1) and the first home rules; past Front Door's
+    # 100 rules per rule set, further sets homes2, homes3, ... (the route runs its sets in the order it lists them)
     for n, r in enumerate(rules):
-        r["order"] = n + 2  # order 1: the client-address rule
+        k = (n + 1) // FRONT_DOOR_RULES_PER_SET
+        r["set"] = "edge" if k == 0 else f"homes{k + 1}"
+        r["order"] = (n + 1) % FRONT_DOOR_RULES_PER_SET + 1
     out["rules"] = rules
+    out["extra_rule_sets"] = sorted({r["set"] for r in rules} - {"edge"}, key=lambda x: int(x[len("homes"):]))
+    if len(out["extra_rule_sets"]) + 1 > FRONT_DOOR_RULE_SETS_PER_PROFILE or len(regions) + 1 > FRONT_DOOR_ORIGIN_GROUPS:
+        raise ValueError(f"home-region routing needs {len(out['extra_rule_sets']) + 1} rule sets and {len(regions) + 1} origin "
+                         f"groups, over Front Door Premium's {FRONT_DOOR_RULE_SETS_PER_PROFILE} / {FRONT_DOOR_ORIGIN_GROUPS}")
     return out
