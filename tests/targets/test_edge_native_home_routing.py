@@ -352,6 +352,18 @@ def test_the_docs_say_where_the_edge_sends_each_regions_franchises(case):
         assert "CloudFront" not in k.split("**The edge routes first**")[1].split("**Judgement**")[0]
 
 
+def test_the_dr_runbook_moves_a_lost_regions_franchises_at_the_edge(case):
+    from compiler.targets import ansible
+    name, plan, _files = case
+    for r in plan.regions:
+        text = ansible.docs_region(plan, r)
+        if "4. Serve the shards from" not in text:  # no standby cluster (managed PostgreSQL): no failover runbook
+            assert name == "azure-only" and "serving_regions" not in text
+            continue
+        assert f"apply -var 'serving_regions={{\"{r.name}\"=\"{r.dr_partner}\"}}'" in text
+        assert f"`home-{r.dr_partner}`, marked as routed by the edge" in text and "KeyValueStore" not in text
+
+
 def _registry_plan(tmp_path, case: str, count: int, top: int):
     text = (REPO / f"tests/cases/{case}/platform.yaml").read_text()
     text = text.replace("sharding: {", "sharding: {registry_file: franchises.csv, ")

@@ -128,7 +128,11 @@ def _es_users(region: RegionPlan) -> list:
 
 def _edge_routing(plan: PlatformPlan) -> dict | None:
     """Home-region routing at the edge (compiler/ir/home_routing.py): the KeyValueStore key the runbook writes."""
-    from compiler.ir.home_routing import SERVING_KEY_PREFIX, edge_routes_homes, routing_store_name
-    if not edge_routes_homes(plan.spec):
-        return None
-    return {"store": routing_store_name(plan.spec), "key_prefix": SERVING_KEY_PREFIX}
+    from compiler.ir.home_routing import SERVING_KEY_PREFIX, edge_home_provider, edge_routes_homes, routing_store_name
+    if edge_routes_homes(plan.spec):
+        return {"kind": "cloudfront", "store": routing_store_name(plan.spec), "key_prefix": SERVING_KEY_PREFIX}
+    provider = edge_home_provider(plan.spec)  # Front Door / Cloud CDN: the global root's serving_regions variable
+    if provider:
+        return {"kind": provider, "what": {"front_door": "Front Door's home rule", "cloud_cdn": "Cloud CDN's route rules"}[provider],
+                "target": {"front_door": "origin group", "cloud_cdn": "backend service"}[provider]}
+    return None
