@@ -140,7 +140,8 @@ def _routing_bullet(plan: PlatformPlan, region: RegionPlan) -> str:
             + (f"Homed in {', '.join(others)}: answered 421 with `{HOME_HEADER}` naming the home, since no private "
                "path reaches it (another cloud: no inter-cloud network). " if others else "")
             + (_edge_sentence(plan) if edge_routes_homes(plan.spec) else "")
-            + (_native_edge_sentence(plan) if edge_home_provider(plan.spec) in ("front_door", "cloud_cdn") else "")
+            + (_native_edge_sentence(plan, bool(others)) if edge_home_provider(plan.spec) in ("front_door", "cloud_cdn")
+               else "")
             + "**Judgement**: the gateway rather than DNS per franchise, because clients use one API name and the "
             "franchise id travels in the request; the internal gateway rather than the home's public name, because "
             "the regional load balancers admit the CDN only; the forwarding hop is paid only by requests that land "
@@ -170,7 +171,7 @@ def _edge_sentence(plan: PlatformPlan) -> str:
             "misrouted request. ")
 
 
-def _native_edge_sentence(plan: PlatformPlan) -> str:
+def _native_edge_sentence(plan: PlatformPlan, answers_421: bool) -> str:
     """Home-region routing at a Front Door or Cloud CDN edge (compiler/targets/terraform/edge_rules.py)."""
     front_door = edge_home_provider(plan.spec) == "front_door"
     how = ("Front Door's rule set (`generated/terraform/global/cdn.tf`: a rule per home region) matches the same id "
@@ -183,8 +184,9 @@ def _native_edge_sentence(plan: PlatformPlan) -> str:
              if front_door else "another Google external Application Load Balancer (the load balancers admit Google's "
              "front-end ranges, not this URL map alone)")
     return ("**The edge routes first**: " + how + ", so a request with a valid id arrives at its home and is served "
-            "here without the peering hop. The forwarding and the 421 above remain as the second line, for requests "
-            "that bypassed the edge's routing: the global root not yet applied after a shard-map change (apply it with "
+            "here without the peering hop. The forwarding " + ("and the 421 above remain" if answers_421 else "above "
+            "remains (no 421 here: every other region is reachable over the peering)") + " as the second line, for "
+            "requests that bypassed the edge's routing: the global root not yet applied after a shard-map change (apply it with "
             "the regions), or a request that reached the load balancer through " + other + ". The edge deletes a "
             "viewer's `" + FORWARDED_HEADER + "`, and sets it to `edge` only when the DR runbook has moved a lost "
             "region's franchises (the global root's `serving_regions` variable, `terraform apply -var "

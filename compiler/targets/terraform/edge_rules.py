@@ -4,9 +4,11 @@ The IR's ranges (compiler/ir/home_routing.py `home_ranges`: franchise id ranges 
 CloudFront use) become the edge's own routing rules:
 
 - **Cloud CDN** (the global external Application Load Balancer): one route rule per range in the URL map's path
-  matcher, matching the franchise id header with `range_match` (start inclusive, end exclusive) AND a
-  `regex_match` of Kong's id check (`^[0-9]{1,15}$`: digits only, at most 15; `range_match` alone would also take
-  a sign or spaces), sending the request to the home's backend service (an internet NEG at `<region>.<domain>`).
+  matcher, matching the franchise id header with `range_match` (the value read as an integer; start inclusive, end
+  exclusive), sending the request to the home's backend service (an internet NEG at `<region>.<domain>`). The
+  load balancer's integer reading may also take a sign or surrounding spaces, which Kong's check (digits only, at
+  most 15) refuses: such a request reaches the id's home, whose Kong serves it as one without an id, as it would
+  anywhere (no second header match on the same header, which the API is not documented to accept).
   A last catch-all rule keeps the weighted backend (origin.<domain>) for no id, a malformed id or an id outside
   the map.
 - **Front Door**: one origin group per region (`home-<region>`, one origin: `<region>.<domain>`), and in the
