@@ -3,6 +3,11 @@
 # the spec's primaries as shards with their replicas across zones, automatic failover,
 # encryption at rest with the region's key and in transit, slow log to CloudWatch, daily
 # snapshots. redis.<internal domain> names the cluster's configuration endpoint.
+# Access (RBAC): one ElastiCache user per service that uses Redis (compiler/ir/data_access.py), authenticated
+# with IAM (user id = user name; no password anywhere, so none in Terraform's state), its access string the
+# service's own keys and channels `<service>:*` and its commands; the user group every cache needs holds them
+# and a `default` user that is off and may run nothing. The service's IAM role (workload_identity module) may
+# elasticache:Connect as exactly its user to exactly this replication group.
 
 resource "aws_elasticache_subnet_group" "this" {
   name       = var.name
@@ -56,8 +61,43 @@ resource "aws_cloudwatch_log_group" "slow_log" {
   tags              = var.tags
 }
 
+# ElastiCache requires a user named `default` in every user group: this one is off (nobody can log in as it)
+# and may run no command on no key.
+resource "aws_elasticache_user" "default" {
+  user_id       = "${var.name}-default"
+  user_name     = "default"
+  engine        = "redis"
+  access_string = "off -@all"
+  tags          = var.tags
+
+  authentication_mode {
+    type = "no-password-required"
+  }
+}
+
+resource "aws_elasticache_user" "service" {
+  for_each = var.users
+
+  user_id       = each.key
+  user_name     = each.key
+  engine        = "redis"
+  access_string = "on ${each.value.access_string}"
+  tags          = merge(var.tags, { owner-workload = each.value.service })
+
+  authentication_mode {
+    type = "iam"
+  }
+}
+
+resource "aws_elasticache_user_group" "this" {
+  user_group_id = var.name
+  engine        = "redis"
+  user_ids      = concat([aws_elasticache_user.default.user_id], [for k in sort(keys(var.users)) : aws_elasticache_user.service[k].user_id])
+  tags          = var.tags
+}
+
 resource "aws_elasticache_replication_group" "this" {
-  #checkov:skip=CKV_AWS_31:clients authenticate as ACL users managed with the application secrets (the spec holds a vault reference), not with a shared AUTH token in Terraform state
+  #checkov:skip=CKV_AWS_31:clients authenticate as RBAC users of user_group_ids with IAM (one per service, no password); an AUTH token would be one shared password in Terraform state
   replication_group_id       = var.name
   description                = "${var.name} Redis cluster (L2 cache)"
   engine                     = "redis"
@@ -71,6 +111,7 @@ resource "aws_elasticache_replication_group" "this" {
   subnet_group_name          = aws_elasticache_subnet_group.this.name
   security_group_ids         = [aws_security_group.this.id]
   parameter_group_name       = aws_elasticache_parameter_group.this.name
+  user_group_ids             = [aws_elasticache_user_group.this.user_group_id]
   at_rest_encryption_enabled = true
   kms_key_id                 = var.kms_key_arn
   transit_encryption_enabled = true

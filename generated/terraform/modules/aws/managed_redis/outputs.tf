@@ -3,3 +3,8 @@ output "configuration_endpoint" {
   description = "Cluster configuration endpoint (also redis.<internal domain>)."
   value       = aws_elasticache_replication_group.this.configuration_endpoint_address
 }
+
+output "user_group_id" {
+  description = "The RBAC user group of the cache (its services' users and the disabled default user)."
+  value       = aws_elasticache_user_group.this.user_group_id
+}

@@ -2,10 +2,56 @@
 # Search as Amazon OpenSearch Service when the spec sets datastores.elasticsearch.deployment =
 # managed (AWS only): the spec's node count across three zones with dedicated masters, gp3
 # volumes, encryption at rest with the region's key and node to node, HTTPS with TLS 1.2+ only,
-# fine-grained access control, every log type to CloudWatch. elasticsearch.<internal domain>
-# names the domain endpoint.
+# the slow and application logs to CloudWatch.
+#
+# Access is IAM only (compiler/ir/data_access.py SearchGrant): each service signs its requests
+# (SigV4) as its own IAM role (workload_identity module), and the domain access policy admits
+# exactly those roles on exactly their paths: es:ESHttp{Delete,Get,Head,Post,Put} on
+# <service>_*, GET/HEAD on the root path and _cluster/health; it denies them paths naming several
+# indices (a comma) and the calls naming a second index or alias. rest.action.multi.allow_explicit_index
+# is false, so _bulk/_mget/_msearch bodies cannot name another index than the authorized URL's.
+# Fine-grained access control is off: with it on, an IAM role is let in only through an OpenSearch
+# role mapping (security REST API), which the AWS provider cannot write.
+#
+# TLS name: the services dial var.custom_endpoint (elasticsearch.<internal domain>), a CNAME to
+# the domain's endpoint in the private zone; the domain serves it as its custom endpoint with an
+# ACM certificate for that name, validated by DNS in the public zone (which holds the internal
+# domain), so clients verifying the hostname accept it.
 
-data "aws_caller_identity" "current" {}
+data "aws_route53_zone" "public" {
+  name         = var.public_zone
+  private_zone = false
+}
+
+resource "aws_acm_certificate" "endpoint" {
+  domain_name       = var.custom_endpoint
+  validation_method = "DNS"
+  tags              = var.tags
+
+  options {
+    certificate_transparency_logging_preference = "ENABLED"
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_route53_record" "validation" {
+  for_each = { for o in aws_acm_certificate.endpoint.domain_validation_options : o.domain_name => o }
+
+  zone_id         = data.aws_route53_zone.public.zone_id
+  name            = each.value.resource_record_name
+  type            = each.value.resource_record_type
+  ttl             = 300
+  records         = [each.value.resource_record_value]
+  allow_overwrite = true
+}
+
+resource "aws_acm_certificate_validation" "endpoint" {
+  certificate_arn         = aws_acm_certificate.endpoint.arn
+  validation_record_fqdns = [for r in aws_route53_record.validation : r.fqdn]
+}
 
 resource "aws_security_group" "this" {
   name        = "${var.name}-search"
@@ -31,7 +77,7 @@ resource "aws_security_group" "this" {
 }
 
 resource "aws_cloudwatch_log_group" "this" {
-  for_each = toset(["INDEX_SLOW_LOGS", "SEARCH_SLOW_LOGS", "ES_APPLICATION_LOGS", "AUDIT_LOGS"])
+  for_each = toset(["INDEX_SLOW_LOGS", "SEARCH_SLOW_LOGS", "ES_APPLICATION_LOGS"])
 
   name              = "/aws/opensearch/${var.domain_name}/${lower(each.key)}"
   retention_in_days = var.log_retention_days
@@ -57,9 +103,12 @@ resource "aws_cloudwatch_log_resource_policy" "this" {
 }
 
 resource "aws_opensearch_domain" "this" {
-  domain_name    = var.domain_name
-  engine_version = var.engine_version
-  tags           = var.tags
+  #checkov:skip=CKV2_AWS_52:IAM-only access by design: each service's IAM role is admitted on exactly its own index prefix by the domain access policy (SigV4); with fine-grained access control an IAM role needs an OpenSearch role mapping that the AWS provider cannot write, so no service could authenticate
+  #checkov:skip=CKV_AWS_317:OpenSearch audit logs exist only with fine-grained access control, which is off (IAM-only access, see CKV2_AWS_52); the slow and application logs are published, and the security group admits the VPC only
+  domain_name      = var.domain_name
+  engine_version   = var.engine_version
+  advanced_options = var.advanced_options
+  tags             = var.tags
 
   cluster_config {
     instance_type            = var.instance_type
@@ -90,8 +139,11 @@ resource "aws_opensearch_domain" "this" {
   }
 
   domain_endpoint_options {
-    enforce_https       = true
-    tls_security_policy = "Policy-Min-TLS-1-2-PFS-2023-10"
+    enforce_https                   = true
+    tls_security_policy             = "Policy-Min-TLS-1-2-PFS-2023-10"
+    custom_endpoint_enabled         = true
+    custom_endpoint                 = var.custom_endpoint
+    custom_endpoint_certificate_arn = aws_acm_certificate_validation.endpoint.certificate_arn
   }
 
   vpc_options {
@@ -100,13 +152,7 @@ resource "aws_opensearch_domain" "this" {
   }
 
   advanced_security_options {
-    enabled                        = true
-    anonymous_auth_enabled         = false
-    internal_user_database_enabled = false
-
-    master_user_options {
-      master_user_arn = "arn:aws:iam::${data.aws_caller_identity.current.account_id}:root"
-    }
+    enabled = false
   }
 
   log_publishing_options {
@@ -127,19 +173,58 @@ resource "aws_opensearch_domain" "this" {
     enabled                  = true
   }
 
-  log_publishing_options {
-    log_type                 = "AUDIT_LOGS"
-    cloudwatch_log_group_arn = aws_cloudwatch_log_group.this["AUDIT_LOGS"].arn
-    enabled                  = true
-  }
-
   depends_on = [aws_cloudwatch_log_resource_policy.this]
 }
 
 resource "aws_route53_record" "this" {
   zone_id = var.internal_zone_id
-  name    = "elasticsearch.${var.internal_domain}"
+  name    = var.custom_endpoint
   type    = "CNAME"
   ttl     = 30
   records = [aws_opensearch_domain.this.endpoint]
+}
+
+# The domain access policy: each service's role on exactly its paths; paths naming several indices or a second
+# index/alias denied to them all.
+locals {
+  client_paths = flatten([for owner, c in var.clients : [for p in c.paths : { owner = owner, actions = p.actions, path = p.path }]])
+}
+
+data "aws_iam_policy_document" "access" {
+  dynamic "statement" {
+    for_each = { for p in local.client_paths : "${p.owner} ${p.path}" => p }
+
+    content {
+      effect    = "Allow"
+      actions   = statement.value.actions
+      resources = ["${aws_opensearch_domain.this.arn}/${statement.value.path}"]
+
+      principals {
+        type        = "AWS"
+        identifiers = [var.client_role_arns[statement.value.owner]]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(var.clients) > 0 ? [1] : []
+
+    content {
+      effect    = "Deny"
+      actions   = ["es:ESHttp*"]
+      resources = [for p in var.denied_paths : "${aws_opensearch_domain.this.arn}/${p}"]
+
+      principals {
+        type        = "AWS"
+        identifiers = [for owner in sort(keys(var.clients)) : var.client_role_arns[owner]]
+      }
+    }
+  }
+}
+
+resource "aws_opensearch_domain_policy" "this" {
+  count = length(var.clients) > 0 ? 1 : 0
+
+  domain_name     = aws_opensearch_domain.this.domain_name
+  access_policies = data.aws_iam_policy_document.access.json
 }

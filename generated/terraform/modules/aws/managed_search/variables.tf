@@ -68,3 +68,38 @@ variable "tags" {
   description = "Tags applied to every resource."
   type        = map(string)
 }
+
+variable "advanced_options" {
+  description = "The domain's advanced options (rest.action.multi.allow_explicit_index = false: IAM authorizes the URL's index only)."
+  type        = map(string)
+}
+
+variable "clients" {
+  description = "Owner (service) -> the HTTP actions per path under the domain its IAM role may reach (compiler/ir/data_access.py SearchGrant)."
+  type = map(object({
+    paths = list(object({
+      actions = list(string)
+      path    = string
+    }))
+  }))
+}
+
+variable "client_role_arns" {
+  description = "Owner -> IAM role ARN (workload_identity module's role_arns)."
+  type        = map(string)
+}
+
+variable "denied_paths" {
+  description = "Paths under the domain denied to every client role (several indices in one path, a second index or alias)."
+  type        = list(string)
+}
+
+variable "custom_endpoint" {
+  description = "The name the services dial (elasticsearch.<internal domain>): the domain's custom endpoint and its certificate's name."
+  type        = string
+}
+
+variable "public_zone" {
+  description = "The public hosted zone holding the internal domain: the certificate's DNS validation records go there."
+  type        = string
+}

@@ -34,6 +34,14 @@ variable "identities" {
     kms_via         = list(string)
     secrets         = list(string)
     node_groups     = bool
+    redis_user      = optional(string)
+    redis_cache     = optional(string)
+    # managed search (OpenSearch): the domain, and the HTTP actions per path under it its requests may reach
+    search_domain = optional(string)
+    search_paths = optional(list(object({
+      actions = list(string)
+      path    = string
+    })), [])
   }))
 }
 

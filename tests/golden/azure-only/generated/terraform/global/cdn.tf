@@ -79,9 +79,145 @@ resource "azurerm_cdn_frontdoor_rule" "client_address" {
       header_name   = "X-Viewer-Address"
       value         = "{client_ip}"
     }
+
+    # only the edge (DR, below) and the gateways set it
+    request_header_action {
+      header_action = "Delete"
+      header_name   = "X-Platformc-Forwarded-From"
+    }
   }
 
   depends_on = [azurerm_cdn_frontdoor_origin_group.regions, azurerm_cdn_frontdoor_origin.region]
+}
+
+# Home-region routing (compiler/targets/terraform/edge_rules.py): each region is also an origin group of its own,
+# home-<region> (one origin: <region>.<domain>, the region's own name, which its load balancer's certificate
+# covers). A rule per home region (after the client-address rule) matches the franchise id (x-franchise-id: digits
+# only, at most 15, as Kong checks it, AND one of the home's id ranges as an exact regular expression) and
+# overrides the route's origin group with the home's; no rule matches (no id, a malformed id, an id outside the
+# map): the weighted origin group. Not cached, as the route.
+variable "serving_regions" {
+  description = "DR (the region runbook): lost home region => the region now serving its franchises (after promotion). Empty: every franchise is served at home."
+  type        = map(string)
+  default     = {}
+}
+
+locals {
+  # Home region => the region serving its franchises: itself, unless the DR runbook set var.serving_regions.
+  serving = { for r in keys(local.regions) : r => lookup(var.serving_regions, r, r) }
+}
+
+resource "azurerm_cdn_frontdoor_origin_group" "home" {
+  for_each = local.regions
+
+  name                     = "home-${each.key}"
+  cdn_frontdoor_profile_id = azurerm_cdn_frontdoor_profile.this.id
+  session_affinity_enabled = false
+
+  load_balancing {
+    sample_size                 = 4
+    successful_samples_required = 3
+  }
+}
+
+resource "azurerm_cdn_frontdoor_origin" "home" {
+  for_each = local.regions
+
+  name                           = "home-${each.key}"
+  cdn_frontdoor_origin_group_id  = azurerm_cdn_frontdoor_origin_group.home[each.key].id
+  enabled                        = true
+  host_name                      = each.value.hostname
+  http_port                      = 80
+  https_port                     = 443
+  priority                       = 1
+  weight                         = 1000
+  certificate_name_check_enabled = true
+}
+
+# Franchises homed in eus2: to the origin group of the region serving them (eus2 unless DR moved it, which
+# marks the request X-Platformc-Forwarded-From: edge).
+resource "azurerm_cdn_frontdoor_rule" "homeeus2" {
+  name                      = "homeeus2"
+  cdn_frontdoor_rule_set_id = azurerm_cdn_frontdoor_rule_set.edge.id
+  order                     = 2
+  behavior_on_match         = "Continue"
+
+  conditions {
+    request_header_condition {
+      header_name  = "x-franchise-id"
+      operator     = "RegEx"
+      match_values = ["^[0-9]{1,15}$"]
+    }
+
+    request_header_condition {
+      header_name  = "x-franchise-id"
+      operator     = "RegEx"
+      match_values = ["^0*([1-9]|[1-9][0-9]|[1-9][0-9]{2}|1[0-9]{3}|2000)$"]
+    }
+  }
+
+  actions {
+    route_configuration_override_action {
+      cdn_frontdoor_origin_group_id = azurerm_cdn_frontdoor_origin_group.home[local.serving["eus2"]].id
+      forwarding_protocol           = "HttpsOnly"
+      cache_behavior                = "Disabled"
+    }
+
+    dynamic "request_header_action" {
+      for_each = local.serving["eus2"] == "eus2" ? [] : ["edge"]
+
+      content {
+        header_action = "Overwrite"
+        header_name   = "X-Platformc-Forwarded-From"
+        value         = request_header_action.value
+      }
+    }
+  }
+
+  depends_on = [azurerm_cdn_frontdoor_origin_group.home, azurerm_cdn_frontdoor_origin.home, azurerm_cdn_frontdoor_rule.client_address]
+}
+
+# Franchises homed in weu: to the origin group of the region serving them (weu unless DR moved it, which
+# marks the request X-Platformc-Forwarded-From: edge).
+resource "azurerm_cdn_frontdoor_rule" "homeweu" {
+  name                      = "homeweu"
+  cdn_frontdoor_rule_set_id = azurerm_cdn_frontdoor_rule_set.edge.id
+  order                     = 3
+  behavior_on_match         = "Continue"
+
+  conditions {
+    request_header_condition {
+      header_name  = "x-franchise-id"
+      operator     = "RegEx"
+      match_values = ["^[0-9]{1,15}$"]
+    }
+
+    request_header_condition {
+      header_name  = "x-franchise-id"
+      operator     = "RegEx"
+      match_values = ["^0*(200[1-9]|20[1-9][0-9]|2[1-9][0-9]{2}|3000)$"]
+    }
+  }
+
+  actions {
+    route_configuration_override_action {
+      cdn_frontdoor_origin_group_id = azurerm_cdn_frontdoor_origin_group.home[local.serving["weu"]].id
+      forwarding_protocol           = "HttpsOnly"
+      cache_behavior                = "Disabled"
+    }
+
+    dynamic "request_header_action" {
+      for_each = local.serving["weu"] == "weu" ? [] : ["edge"]
+
+      content {
+        header_action = "Overwrite"
+        header_name   = "X-Platformc-Forwarded-From"
+        value         = request_header_action.value
+      }
+    }
+  }
+
+  depends_on = [azurerm_cdn_frontdoor_origin_group.home, azurerm_cdn_frontdoor_origin.home, azurerm_cdn_frontdoor_rule.client_address]
 }
 
 resource "azurerm_cdn_frontdoor_custom_domain" "public" {

@@ -82,9 +82,171 @@ resource "google_compute_backend_service" "edge" {
   }
 }
 
+# Home-region routing (compiler/targets/terraform/edge_rules.py): each region is also a backend of its own,
+# home-<region> (an internet NEG at <region>.<domain>, the region's own name, which its load balancer's
+# certificate covers), with the same CDN policy, Cloud Armor policy and client-address header as the weighted one.
+# The URL map below sends each franchise id range to its home's backend.
+variable "serving_regions" {
+  description = "DR (the region runbook): lost home region => the region now serving its franchises (after promotion). Empty: every franchise is served at home."
+  type        = map(string)
+  default     = {}
+}
+
+locals {
+  # Home region => the region serving its franchises: itself, unless the DR runbook set var.serving_regions.
+  serving = { for r in keys(local.regions) : r => lookup(var.serving_regions, r, r) }
+}
+
+resource "google_compute_global_network_endpoint_group" "home" {
+  for_each = local.regions
+
+  name                  = "${local.name}-home-${each.key}"
+  network_endpoint_type = "INTERNET_FQDN_PORT"
+  default_port          = 443
+}
+
+resource "google_compute_global_network_endpoint" "home" {
+  for_each = local.regions
+
+  global_network_endpoint_group = google_compute_global_network_endpoint_group.home[each.key].id
+  fqdn                          = each.value.hostname
+  port                          = 443
+}
+
+resource "google_compute_backend_service" "home" {
+  for_each = local.regions
+
+  name                   = "${local.name}-home-${each.key}"
+  protocol               = "HTTPS"
+  load_balancing_scheme  = "EXTERNAL_MANAGED"
+  enable_cdn             = true
+  security_policy        = module.waf.policy_id
+  timeout_sec            = 60
+  custom_request_headers = ["X-Viewer-Address: {client_ip_address}"]
+
+  backend {
+    group = google_compute_global_network_endpoint_group.home[each.key].id
+  }
+
+  cdn_policy {
+    cache_mode  = "CACHE_ALL_STATIC"
+    default_ttl = local.default_ttl
+    max_ttl     = local.max_ttl
+    client_ttl  = local.default_ttl
+
+    cache_key_policy {
+      include_host         = true
+      include_protocol     = true
+      include_query_string = true
+      include_http_headers = [local.cache_key_header]
+    }
+  }
+
+  log_config {
+    enable      = true
+    sample_rate = 1
+  }
+}
+
 resource "google_compute_url_map" "edge" {
   name            = "${local.name}-edge"
   default_service = google_compute_backend_service.edge.id
+
+  host_rule {
+    hosts        = ["*"]
+    path_matcher = "homes"
+  }
+
+  # Route rules in priority order: a franchise id (x-franchise-id, an integer in the range: start
+  # inclusive, end exclusive) goes to the backend of the region serving its home; anything else (no id, not an
+  # integer, outside the map) to the last rule, the weighted backend. Every rule deletes a viewer's
+  # X-Platformc-Forwarded-From; a rule moved by var.serving_regions (DR) sets it to edge, so the serving
+  # region's Kong serves the lost home's franchises. 2 home route rules, ~766 bytes of the URL
+  # map's 1 MB limit (as the API holds them; the project's configuration-size quota counts them too).
+  path_matcher {
+    name            = "homes"
+    default_service = google_compute_backend_service.edge.id
+
+    # ids 1..2000: homed in usc1
+    route_rules {
+      priority = 1
+      service  = google_compute_backend_service.home[local.serving["usc1"]].id
+
+      match_rules {
+        prefix_match = "/"
+
+        header_matches {
+          header_name = "x-franchise-id"
+
+          range_match {
+            range_start = 1
+            range_end   = 2001
+          }
+        }
+      }
+
+      header_action {
+        request_headers_to_remove = local.serving["usc1"] == "usc1" ? ["X-Platformc-Forwarded-From"] : []
+
+        dynamic "request_headers_to_add" {
+          for_each = local.serving["usc1"] == "usc1" ? [] : ["edge"]
+
+          content {
+            header_name  = "X-Platformc-Forwarded-From"
+            header_value = request_headers_to_add.value
+            replace      = true
+          }
+        }
+      }
+    }
+
+    # ids 2001..3000: homed in euw1
+    route_rules {
+      priority = 2
+      service  = google_compute_backend_service.home[local.serving["euw1"]].id
+
+      match_rules {
+        prefix_match = "/"
+
+        header_matches {
+          header_name = "x-franchise-id"
+
+          range_match {
+            range_start = 2001
+            range_end   = 3001
+          }
+        }
+      }
+
+      header_action {
+        request_headers_to_remove = local.serving["euw1"] == "euw1" ? ["X-Platformc-Forwarded-From"] : []
+
+        dynamic "request_headers_to_add" {
+          for_each = local.serving["euw1"] == "euw1" ? [] : ["edge"]
+
+          content {
+            header_name  = "X-Platformc-Forwarded-From"
+            header_value = request_headers_to_add.value
+            replace      = true
+          }
+        }
+      }
+    }
+
+    # No franchise id, not an integer, or outside the map: the weighted backend (origin.<domain>).
+    route_rules {
+      priority = 3
+      service  = google_compute_backend_service.edge.id
+
+      match_rules {
+        prefix_match = "/"
+      }
+
+      header_action {
+        request_headers_to_remove = ["X-Platformc-Forwarded-From"]
+      }
+    }
+  }
 }
 
 resource "google_compute_target_https_proxy" "edge" {

@@ -74,6 +74,14 @@ variable "kms_key_arn" {
   type        = string
 }
 
+variable "users" {
+  description = "ElastiCache user id (= user name, IAM authentication) -> the service it is and its access string (keys, channels, commands)."
+  type = map(object({
+    service       = string
+    access_string = string
+  }))
+}
+
 variable "tags" {
   description = "Tags applied to every resource."
   type        = map(string)

@@ -3,6 +3,10 @@
 # datastores.redis.deployment = managed: the spec's primaries as shards with their replicas,
 # zone-redundant, TLS 1.2+ only, Entra ID authentication with access keys off, no public access
 # (a private endpoint), daily RDB snapshots. redis.<internal domain> names the private endpoint.
+# Access: one custom data access policy per service that uses Redis (compiler/ir/data_access.py: Redis ACL
+# syntax, its own keys `<service>:*` and its commands), assigned to the service's user-assigned identity
+# (workload_identity module), which authenticates with a Microsoft Entra token; no access key exists. The cache
+# runs Redis 6.0, which has no channel ACL: pub/sub channels are not restricted per service.
 
 resource "azurerm_redis_cache" "this" {
   name                               = "${var.name}-redis"
@@ -30,6 +34,24 @@ resource "azurerm_redis_cache" "this" {
     day_of_week    = "Sunday"
     start_hour_utc = 4
   }
+}
+
+resource "azurerm_redis_cache_access_policy" "service" {
+  for_each = var.users
+
+  name           = each.key
+  redis_cache_id = azurerm_redis_cache.this.id
+  permissions    = each.value.permissions
+}
+
+resource "azurerm_redis_cache_access_policy_assignment" "service" {
+  for_each = var.users
+
+  name               = each.key
+  redis_cache_id     = azurerm_redis_cache.this.id
+  access_policy_name = azurerm_redis_cache_access_policy.service[each.key].name
+  object_id          = var.principal_ids[each.value.identity]
+  object_id_alias    = each.key
 }
 
 resource "azurerm_private_dns_zone" "redis" {

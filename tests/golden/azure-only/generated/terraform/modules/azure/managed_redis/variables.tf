@@ -54,6 +54,19 @@ variable "dns_zone_name" {
   type        = string
 }
 
+variable "users" {
+  description = "Redis user (the policy and its assignment's alias) -> the owner of the identity it is assigned to and its permissions (Redis ACL)."
+  type = map(object({
+    identity    = string
+    permissions = string
+  }))
+}
+
+variable "principal_ids" {
+  description = "Owner -> object (principal) id of its user-assigned identity (workload_identity module)."
+  type        = map(string)
+}
+
 variable "tags" {
   description = "Tags applied to every resource."
   type        = map(string)

@@ -8,3 +8,8 @@ output "tenant_id" {
   description = "The identities' tenant (the External Secrets Operator's ServiceAccount names it in azure.workload.identity/tenant-id)."
   value       = data.azurerm_client_config.current.tenant_id
 }
+
+output "principal_ids" {
+  description = "Owner -> object (principal) id of its identity (what an Azure Cache for Redis access policy assignment names)."
+  value       = { for k, i in azurerm_user_assigned_identity.this : k => i.principal_id }
+}

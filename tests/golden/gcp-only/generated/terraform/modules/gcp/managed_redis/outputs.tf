@@ -3,3 +3,8 @@ output "discovery_address" {
   description = "Discovery endpoint of the cluster (also redis.<internal domain>)."
   value       = google_redis_cluster.this.discovery_endpoints[0].address
 }
+
+output "server_ca" {
+  description = "The cluster's server CA certificates (PEM), also in the Secret Manager entry var.server_ca_secret."
+  value       = join("\n", flatten(google_redis_cluster.this.managed_server_ca[0].ca_certs[*].certificates))
+}

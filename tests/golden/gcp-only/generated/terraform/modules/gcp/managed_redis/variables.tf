@@ -69,6 +69,26 @@ variable "kms_key_id" {
   type        = string
 }
 
+variable "connection_users" {
+  description = "Owners (services) whose Google service accounts may connect (IAM authentication)."
+  type        = list(string)
+}
+
+variable "identity_members" {
+  description = "Owner -> IAM member of its Google service account (workload_identity module)."
+  type        = map(string)
+}
+
+variable "server_ca_secret" {
+  description = "Secret Manager entry the cluster's server CA is written to (the pods' REDIS_TLS_CA_FILE), or null."
+  type        = string
+}
+
+variable "server_ca_secret_ids" {
+  description = "Secret Manager entry name -> id (workload_identity module creates the containers)."
+  type        = map(string)
+}
+
 variable "tags" {
   description = "Labels applied to every resource that takes them."
   type        = map(string)

@@ -3,3 +3,13 @@ output "emails" {
   description = "Owner -> Google service account e-mail (the ServiceAccount's iam.gke.io/gcp-service-account annotation)."
   value       = { for k, a in google_service_account.this : k => a.email }
 }
+
+output "members" {
+  description = "Owner -> IAM member of its Google service account (serviceAccount:<e-mail>)."
+  value       = { for k, a in google_service_account.this : k => a.member }
+}
+
+output "secret_ids" {
+  description = "Secret Manager entry name -> id, of the entries this region creates."
+  value       = { for k, s in google_secret_manager_secret.this : k => s.id }
+}

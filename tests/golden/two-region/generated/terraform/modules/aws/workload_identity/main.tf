@@ -3,7 +3,11 @@
 # assumed through IRSA (the cluster's EKS OIDC provider) by exactly that ServiceAccount, with an inline
 # policy on exactly its own resources: the objects of the buckets it uses and their KMS key (through S3
 # only), the Secrets Manager entries the External Secrets Operator delivers (through Secrets Manager only),
-# and cluster-autoscaler's node groups (by the tag EKS puts on this cluster's groups). Also the Secrets
+# cluster-autoscaler's node groups (by the tag EKS puts on this cluster's groups), and a service's managed
+# Redis user: elasticache:Connect as exactly its ElastiCache user to exactly the region's replication group
+# (IAM authentication, managed_redis module), and a service's managed search requests (SigV4): es:ESHttp* on exactly
+# its indices <service>_* of the region's OpenSearch domain, GET/HEAD on the domain root and _cluster/health (the
+# managed_search module's access policy admits the same). Also the Secrets
 # Manager containers of every aws-sm reference of the region: Terraform creates each entry, never a value.
 
 data "aws_partition" "current" {}
@@ -100,6 +104,29 @@ data "aws_iam_policy_document" "access" {
       sid       = "SecretEntries"
       actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
       resources = [for s in each.value.secrets : aws_secretsmanager_secret.this[s].arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.value.redis_user != null ? [1] : []
+
+    content {
+      sid     = "CacheConnectAsItsUser"
+      actions = ["elasticache:Connect"]
+      resources = [
+        "arn:${local.partition}:elasticache:${local.region}:${local.account}:replicationgroup:${each.value.redis_cache}",
+        "arn:${local.partition}:elasticache:${local.region}:${local.account}:user:${each.value.redis_user}",
+      ]
+    }
+  }
+
+  # managed search: one statement per path (its indices, the domain root, _cluster/health) with its actions
+  dynamic "statement" {
+    for_each = each.value.search_domain != null ? each.value.search_paths : []
+
+    content {
+      actions   = statement.value.actions
+      resources = ["arn:${local.partition}:es:${local.region}:${local.account}:domain/${each.value.search_domain}/${statement.value.path}"]
     }
   }
 

@@ -4,6 +4,12 @@
 # Private Service Connect in the cluster subnetwork, IAM authentication, in-transit encryption,
 # CMEK, AOF persistence per the spec, daily backups. redis.<internal domain> names the discovery
 # endpoint.
+# Access: each service that uses Redis connects as its own Google service account (workload_identity module) with
+# an IAM access token: roles/redis.dbConnectionUser on the project, conditioned on this cluster's resource name
+# (Memorystore has no per-cluster IAM policy; the condition is the narrowest grant). Memorystore IAM
+# authentication has no key-prefix or command ACL: a service let in may use every key of the cluster.
+# The cluster's server CA (TRANSIT_ENCRYPTION_MODE_SERVER_AUTHENTICATION) is written to the Secret Manager entry
+# var.server_ca_secret (public material), which the External Secrets Operator delivers to the pods.
 
 data "google_project" "current" {}
 
@@ -70,6 +76,27 @@ resource "google_redis_cluster" "this" {
   }
 
   depends_on = [google_network_connectivity_service_connection_policy.redis, google_kms_crypto_key_iam_member.memorystore]
+}
+
+resource "google_project_iam_member" "connect" {
+  for_each = toset(var.connection_users)
+
+  project = data.google_project.current.project_id
+  role    = "roles/redis.dbConnectionUser"
+  member  = var.identity_members[each.key]
+
+  condition {
+    title       = "redis-${each.key}"
+    description = "${each.key} may connect to ${google_redis_cluster.this.name} only"
+    expression  = "resource.name == \"${google_redis_cluster.this.id}\""
+  }
+}
+
+resource "google_secret_manager_secret_version" "server_ca" {
+  count = var.server_ca_secret == null ? 0 : 1
+
+  secret      = var.server_ca_secret_ids[var.server_ca_secret]
+  secret_data = join("\n", flatten(google_redis_cluster.this.managed_server_ca[0].ca_certs[*].certificates))
 }
 
 resource "google_dns_record_set" "this" {
