@@ -1014,3 +1014,32 @@ def elasticsearch_reserved_users(p, settings):
                 yield Finding(("services", name),
                               f"{name} would log in to Elasticsearch as the built-in user {name}, whose roles cannot "
                               "be changed: rename the service", region)
+
+
+@rule("R056", "The edge's home routing fits the edge's limits",
+      "With Front Door or Cloud CDN in front of several regions, the edge routes each franchise id range to its home "
+      "region with rules of its own (compiler/targets/terraform/edge_rules.py): a Cloud CDN URL map holds at most "
+      "1 MB of route rules (one per range), a Front Door Premium profile at most 200 rule sets of 100 rules and 200 "
+      "origin groups (one per region and the weighted one). A registry of scattered franchises can need more; the "
+      "provider would refuse the global root at apply.", stage="plan")
+def edge_home_limits(plan):
+    from compiler.ir.home_routing import edge_over_limits
+    over = edge_over_limits(plan)
+    if over:
+        where = ("sharding", "registry_file") if plan.spec.sharding.registry_file else ("edge", "cdn")
+        yield Finding(where, f"{over}: list the registry's franchises so that neighbouring ids share a home (fewer "
+                             "ranges), or use cloudfront, whose routing table has no such limit")
+
+
+@rule("R057", "CloudFront's origins fit the default quota",
+      "With CloudFront in front of several regions, the distribution has one origin per region (home-region "
+      "routing) plus the weighted one; CloudFront's default quota is 100 origins per distribution. The quota is "
+      "adjustable, so this is a warning: request the increase (Service Quotas) before applying the global root.",
+      stage="plan", severity="warning")
+def cloudfront_origin_quota(plan):
+    from compiler.ir.home_routing import ORIGINS_PER_DISTRIBUTION, edge_routes_homes
+    origins = len(plan.regions) + 1
+    if edge_routes_homes(plan.spec) and origins > ORIGINS_PER_DISTRIBUTION:
+        yield Finding(("regions",), f"{len(plan.regions)} regions need {origins} CloudFront origins, over the default "
+                                    f"quota of {ORIGINS_PER_DISTRIBUTION} per distribution: raise "
+                                    "'Origins per distribution' in Service Quotas before applying the global root")

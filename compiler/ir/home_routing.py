@@ -46,6 +46,18 @@ KVS_MAX_BYTES = 5 * 1024 * 1024
 INLINE_MAP_MAX_BYTES = 8 * 1024
 
 
+# Front Door Premium's limits (Microsoft Learn, "Azure Front Door Standard and Premium service limits"): match values
+# per condition the rules use (a home with more ranges gets several rules), rules per rule set, rule sets and origin
+# groups per profile.
+FRONT_DOOR_VALUES_PER_RULE = 10
+FRONT_DOOR_RULES_PER_SET = 100
+FRONT_DOOR_RULE_SETS_PER_PROFILE = 200
+FRONT_DOOR_ORIGIN_GROUPS = 200
+# A URL map's size limit (Cloud Load Balancing, "URL map size and quota units": 1 MB per URL map of the global
+# external Application Load Balancer); the project's configuration-size quota counts it too.
+URL_MAP_MAX_BYTES = 1_000_000
+
+
 def home_ranges(plan) -> list[tuple[int, int, str]]:
     """(first id, last id, home region), sorted and merged: the registry's rows when there is a registry, else
     each shard's range."""
@@ -102,3 +114,53 @@ def home_origin_name(region: str, domain: str) -> str:
 
 def serving_key(region: str) -> str:
     return f"{SERVING_KEY_PREFIX}{region}"
+
+
+def url_map_route_rules(plan) -> list[dict]:
+    """Cloud CDN's route rules, one per range in id order (priorities 1..n; the catch-all after them): the range's
+    home and its ids as the URL map's range_match reads them (start inclusive, end exclusive)."""
+    return [{"priority": i + 1, "home": home, "start": first, "end": last + 1}
+            for i, (first, last, home) in enumerate(home_ranges(plan))]
+
+
+def url_map_bytes(plan) -> int:
+    """An estimate of the URL map's size as the Compute API holds it (its route rules, with full backend service URLs)."""
+    import json
+
+    from compiler.ir.network import FORWARDED_FROM_HEADER
+    project = plan.spec.clouds["gcp"].account if "gcp" in plan.spec.clouds else "p"
+    service = (f"https://www.googleapis.com/compute/v1/projects/{project}/global/backendServices/"
+               f"{plan.spec.organization.name}-global-home-")
+    header = plan.spec.settings.gateway.hash_on_header
+    rules = [{"priority": r["priority"], "service": service + r["home"],
+              "matchRules": [{"prefixMatch": "/", "headerMatches": [{"headerName": header, "rangeMatch": {
+                  "rangeStart": str(r["start"]), "rangeEnd": str(r["end"])}}]}],
+              "headerAction": {"requestHeadersToRemove": [FORWARDED_FROM_HEADER]}} for r in url_map_route_rules(plan)]
+    return len(json.dumps({"pathMatchers": [{"name": "homes", "routeRules": rules}]}).encode())
+
+
+def front_door_rule_sets(plan) -> int:
+    """How many rule sets Front Door's home rules take: the route's own set holds the client-address rule and the
+    first home rules, each further 100 rules a set of their own; a home's ranges go 10 to a rule."""
+    per_home: dict[str, int] = {}
+    for _first, _last, home in home_ranges(plan):
+        per_home[home] = per_home.get(home, 0) + 1
+    rules = sum(-(-n // FRONT_DOOR_VALUES_PER_RULE) for n in per_home.values())
+    return rules // FRONT_DOOR_RULES_PER_SET + 1
+
+
+def edge_over_limits(plan) -> str | None:
+    """What the edge's home routing needs beyond a hard limit of its edge (None: it fits): Cloud CDN's URL map
+    size; Front Door's rule sets and origin groups per profile."""
+    provider = edge_home_provider(plan.spec)
+    if provider == "cloud_cdn":
+        size = url_map_bytes(plan)
+        if size > URL_MAP_MAX_BYTES:
+            return (f"the Cloud CDN URL map's {len(home_ranges(plan)):,} home route rules (one per franchise id range) "
+                    f"are ~{size:,} bytes, over a URL map's {URL_MAP_MAX_BYTES:,}")
+    elif provider == "front_door":
+        sets, groups = front_door_rule_sets(plan), len(plan.regions) + 1
+        if sets > FRONT_DOOR_RULE_SETS_PER_PROFILE or groups > FRONT_DOOR_ORIGIN_GROUPS:
+            return (f"Front Door's home routing needs {sets} rule sets and {groups} origin groups, over Front Door "
+                    f"Premium's {FRONT_DOOR_RULE_SETS_PER_PROFILE} / {FRONT_DOOR_ORIGIN_GROUPS} per profile")
+    return None

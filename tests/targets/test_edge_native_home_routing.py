@@ -17,6 +17,7 @@ and other strings do not).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import random
@@ -25,7 +26,8 @@ import re
 import hcl2
 import pytest
 
-from compiler.ir.home_routing import home_ranges
+from compiler.errors import SpecError
+from compiler.ir.home_routing import edge_over_limits, front_door_rule_sets, home_ranges
 from compiler.pipeline import compile_file
 from compiler.targets import terraform
 from compiler.targets.terraform.edge_rules import FRONT_DOOR_VALUES_PER_RULE, range_regex
@@ -397,6 +399,31 @@ def test_front_door_rules_past_100_go_to_further_rule_sets(tmp_path):
         assert front_door(files, _viewer(str(fid)))[0] == DEFAULT, fid
 
 
+def _line_of(text: str, anchor: str) -> int:
+    return text[:text.index(anchor)].count("\n") + 1
+
+
 def test_a_url_map_past_its_size_limit_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="over a URL map's 1,000,000"):
-        _global(_registry_plan(tmp_path, "gcp-only", 8000, 20000))
+    """Refused at validation (R056), at the registry's line, before any file is emitted."""
+    with pytest.raises(SpecError) as exc:
+        _registry_plan(tmp_path, "gcp-only", 8000, 20000)
+    line = _line_of((tmp_path / "platform.yaml").read_text(), "registry_file:")
+    hits = [(d.code, d.line) for d in exc.value.diagnostics]
+    assert ("R056", line) in hits, hits
+    assert any("over a URL map's 1,000,000" in d.message for d in exc.value.diagnostics)
+
+
+def test_front_door_past_its_profile_limits_is_refused():
+    """More homes than a Front Door Premium profile's 200 origin groups: R056 (the same check the target makes)."""
+    plan = compile_file(str(REPO / "tests/cases/azure-only/platform.yaml")).plan
+    many = dataclasses.replace(plan, regions=tuple(plan.regions) * 100)
+    assert edge_over_limits(plan) is None
+    over = edge_over_limits(many)
+    assert over and "origin groups" in over and "200" in over
+
+
+def test_the_rule_counts_what_the_target_emits(tmp_path):
+    """R056's count of Front Door rule sets is the number the target writes (3,000 scattered franchises: several sets)."""
+    plan = _registry_plan(tmp_path, "azure-only", 3000, 9000)
+    doc = _parse(_global(plan)["cdn.tf"])
+    assert len(_resources(doc, "azurerm_cdn_frontdoor_rule_set")) == front_door_rule_sets(plan) > 1

@@ -24,25 +24,16 @@ franchises) moves a lost home's rules to the serving region's backend / origin g
 
 from __future__ import annotations
 
-import json
 import re
 
 from compiler.ir import PlatformPlan
-from compiler.ir.home_routing import EDGE_ROUTED, edge_home_provider, home_origin_id, home_origin_name, home_ranges
+from compiler.ir.home_routing import (EDGE_ROUTED, FRONT_DOOR_RULES_PER_SET, FRONT_DOOR_VALUES_PER_RULE, edge_home_provider,
+                                      edge_over_limits, home_origin_id, home_origin_name, home_ranges, url_map_bytes,
+                                      url_map_route_rules)
 from compiler.ir.network import FORWARDED_FROM_HEADER
 
 # Kong's check of the franchise id (compiler/targets/kong/routing.py; CloudFront's function the same).
 ID_CHECK = "^[0-9]{1,15}$"
-# Front Door: match values of one condition are OR'd; a home with more ranges gets several rules.
-FRONT_DOOR_VALUES_PER_RULE = 10
-# A URL map's size limit (Cloud Load Balancing, "URL map size and quota units": 1 MB per URL map of the global
-# external Application Load Balancer); the project's configuration-size quota counts it too.
-URL_MAP_MAX_BYTES = 1_000_000
-# Front Door Premium's limits (Microsoft Learn, "Azure Front Door Standard and Premium service limits"): rules per rule
-# set, rule sets and origin groups per profile.
-FRONT_DOOR_RULES_PER_SET = 100
-FRONT_DOOR_RULE_SETS_PER_PROFILE = 200
-FRONT_DOOR_ORIGIN_GROUPS = 200
 # Front Door rule names: letters and digits, starting with a letter.
 _NAME = re.compile(r"[^A-Za-z0-9]")
 
@@ -88,17 +79,6 @@ def range_regex(lo: int, hi: int) -> str:
     return "^0*(" + "|".join(parts) + ")$"
 
 
-def url_map_bytes(plan: PlatformPlan, ctx: dict) -> int:
-    """An estimate of the URL map's size as the Compute API holds it (its route rules, with full backend service URLs)."""
-    project = plan.spec.clouds["gcp"].account if "gcp" in plan.spec.clouds else "p"
-    service = f"https://www.googleapis.com/compute/v1/projects/{project}/global/backendServices/{plan.spec.organization.name}-global-home-"
-    rules = [{"priority": r["priority"], "service": service + r["home"],
-              "matchRules": [{"prefixMatch": "/", "headerMatches": [{"headerName": ctx["header"], "rangeMatch": {
-                  "rangeStart": str(r["start"]), "rangeEnd": str(r["end"])}}]}],
-              "headerAction": {"requestHeadersToRemove": [ctx["forwarded_header"]]}} for r in ctx["route_rules"]]
-    return len(json.dumps({"pathMatchers": [{"name": "homes", "routeRules": rules}]}).encode())
-
-
 def home_rules(plan: PlatformPlan) -> dict:
     """The template context of home-region routing at a Front Door or Cloud CDN edge ({'enabled': False} else)."""
     provider = edge_home_provider(plan.spec)
@@ -116,14 +96,14 @@ def home_rules(plan: PlatformPlan) -> dict:
         "homes": {r: {"id": home_origin_id(r), "hostname": home_origin_name(r, domain)} for r in regions},
         "regions": regions,
     }
+    over = edge_over_limits(plan)  # R056 refuses such a spec at validation; never emit rules the edge would reject
+    if over:
+        raise ValueError(over)
     if provider == "cloud_cdn":
         # priorities 1..n in id order; the catch-all (weighted backend) after them
-        out["route_rules"] = [{"priority": i + 1, "home": home, "start": first, "end": last + 1} for i, (first, last, home) in enumerate(ranges)]
+        out["route_rules"] = url_map_route_rules(plan)
         out["default_priority"] = len(ranges) + 1
-        out["url_map_bytes"] = url_map_bytes(plan, out)
-        if out["url_map_bytes"] > URL_MAP_MAX_BYTES:
-            raise ValueError(f"the URL map's {len(ranges)} home route rules are ~{out['url_map_bytes']:,} bytes, over a "
-                             f"URL map's {URL_MAP_MAX_BYTES:,}: merge the registry's franchises into ranges")
+        out["url_map_bytes"] = url_map_bytes(plan)
         return out
     rules = []
     for home in regions:
@@ -144,7 +124,4 @@ def home_rules(plan: PlatformPlan) -> dict:
         r["order"] = (n + 1) % FRONT_DOOR_RULES_PER_SET + 1
     out["rules"] = rules
     out["extra_rule_sets"] = sorted({r["set"] for r in rules} - {"edge"}, key=lambda x: int(x[len("homes"):]))
-    if len(out["extra_rule_sets"]) + 1 > FRONT_DOOR_RULE_SETS_PER_PROFILE or len(regions) + 1 > FRONT_DOOR_ORIGIN_GROUPS:
-        raise ValueError(f"home-region routing needs {len(out['extra_rule_sets']) + 1} rule sets and {len(regions) + 1} origin "
-                         f"groups, over Front Door Premium's {FRONT_DOOR_RULE_SETS_PER_PROFILE} / {FRONT_DOOR_ORIGIN_GROUPS}")
     return out
