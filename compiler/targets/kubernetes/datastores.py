@@ -47,6 +47,14 @@ def env_from(svc: ServicePlan, region: RegionPlan) -> list[dict]:
 
 
 CA_VOLUME = "internal-ca"
+REDIS_CA_VOLUME = "redis-ca"
+
+
+def _ca_secret_volume(name: str, secret: str, mount_dir: str) -> tuple[dict, dict]:
+    """(volume, volumeMount) of a CA certificate Secret (its one key, INTERNAL_CA_KEY), read-only at mount_dir."""
+    volume = {"name": name, "secret": {"secretName": secret, "defaultMode": 0o444,
+                                       "items": [{"key": INTERNAL_CA_KEY, "path": INTERNAL_CA_KEY}]}}
+    return volume, {"name": name, "mountPath": mount_dir, "readOnly": True}
 
 
 def ca_volume(svc: ServicePlan, region: RegionPlan) -> tuple[dict, dict] | None:
@@ -54,12 +62,7 @@ def ca_volume(svc: ServicePlan, region: RegionPlan) -> tuple[dict, dict] | None:
     a = access_of(svc, region)
     if a is None or not a.ca_secret:
         return None
-    volume = {"name": CA_VOLUME, "secret": {"secretName": a.ca_secret, "defaultMode": 0o444,
-                                            "items": [{"key": INTERNAL_CA_KEY, "path": INTERNAL_CA_KEY}]}}
-    return volume, {"name": CA_VOLUME, "mountPath": INTERNAL_CA_DIR, "readOnly": True}
-
-
-REDIS_CA_VOLUME = "redis-ca"
+    return _ca_secret_volume(CA_VOLUME, a.ca_secret, INTERNAL_CA_DIR)
 
 
 def redis_ca_volume(svc: ServicePlan, region: RegionPlan) -> tuple[dict, dict] | None:
@@ -67,6 +70,4 @@ def redis_ca_volume(svc: ServicePlan, region: RegionPlan) -> tuple[dict, dict] |
     a = access_of(svc, region)
     if a is None or not a.redis_ca_secret:
         return None
-    volume = {"name": REDIS_CA_VOLUME, "secret": {"secretName": a.redis_ca_secret, "defaultMode": 0o444,
-                                                  "items": [{"key": INTERNAL_CA_KEY, "path": INTERNAL_CA_KEY}]}}
-    return volume, {"name": REDIS_CA_VOLUME, "mountPath": REDIS_CA_DIR, "readOnly": True}
+    return _ca_secret_volume(REDIS_CA_VOLUME, a.redis_ca_secret, REDIS_CA_DIR)
