@@ -253,6 +253,7 @@ def data_access(s, services, shards, hosts, internal_domain: str, cloud: str, da
     ds = s.datastores
     tls = "verify-full"  # PgBouncer's certificate, from the region's CA, names pgbouncer.<internal domain>
     ca_ref = internal_ca_ref(ds.pgbouncer.auth_password, region or internal_domain.split(".")[0])
+    cluster = cluster or region  # the name the region's managed caches and search domain are made from
     # Cluster clients need one reachable seed and discover the rest (CLUSTER SLOTS/SHARDS): two primaries, in two
     # zones (the first primaries sit in the first zones), or the managed endpoint's alias
     redis_nodes = ([h.fqdn for h in hosts if h.group == "redis_cluster" and not h.replica_of][:REDIS_SEEDS]
@@ -285,14 +286,14 @@ def data_access(s, services, shards, hosts, internal_domain: str, cloud: str, da
                 user = RedisUser(svc.name, svc.name, f"~{svc.name}:*", f"&{svc.name}:*",
                                  redis_commands(ds.redis.version), service_ref(ds.redis.password, svc.name))
             else:  # the service's cloud identity, no password (the module docstring)
-                cache = managed_redis_name(cloud, cluster or region)
-                user = RedisUser(svc.name, elasticache_user(cluster or region, svc.name) if cloud == "aws" else svc.name,
+                cache = managed_redis_name(cloud, cluster)
+                user = RedisUser(svc.name, elasticache_user(cluster, svc.name) if cloud == "aws" else svc.name,
                                  f"~{svc.name}:*", "" if cloud == "azure" else f"&{svc.name}:*",
                                  redis_commands(AZURE_REDIS_ENGINE if cloud == "azure" else ds.redis.version), "",
                                  REDIS_AUTH[cloud], svc.name, cache)
                 settings.update({REDIS_ENV["auth"]: user.auth, REDIS_ENV["cache"]: cache})
                 if cloud == "gcp":
-                    redis_ca = redis_server_ca_ref(cluster or region)
+                    redis_ca = redis_server_ca_ref(cluster)
                     settings[REDIS_ENV["ca_file"]] = f"{REDIS_CA_DIR}/{INTERNAL_CA_KEY}"
             settings.update({REDIS_ENV["nodes"]: ",".join(f"{n}:{ds.redis.port}" for n in redis_nodes),
                              REDIS_ENV["user"]: user.name, REDIS_ENV["prefix"]: f"{svc.name}:",
@@ -309,7 +310,7 @@ def data_access(s, services, shards, hosts, internal_domain: str, cloud: str, da
                 secrets.append((ES_ENV["password"], es_user.password_ref))
                 ca = ca_ref  # the nodes' certificates come from the region's internal CA
             else:  # Amazon OpenSearch Service: the service's IAM role signs (SigV4), no password (module docstring)
-                search_grant = SearchGrant(svc.name, svc.name, managed_search_domain(cluster or region),
+                search_grant = SearchGrant(svc.name, svc.name, managed_search_domain(cluster),
                                            svc.name + ES_INDEX_SEPARATOR, ES_AUTH[cloud])
                 settings.update({ES_ENV["auth"]: search_grant.auth, ES_ENV["prefix"]: search_grant.index_prefix,
                                  ES_ENV["domain"]: search_grant.domain})
@@ -394,7 +395,7 @@ def elasticsearch_user(service: str, ref: str) -> ElasticsearchUser:
 
 
 def elasticsearch_users(access) -> tuple[ElasticsearchUser, ...]:
-    return tuple(a.es_user for a in access if getattr(a, "es_user", None))
+    return tuple(a.es_user for a in access if a.es_user)
 
 
 # ---------------------------------------------------------------- managed search (Amazon OpenSearch Service): IAM per service
@@ -432,10 +433,6 @@ class SearchGrant:
     index_prefix: str  # <service>_
     auth: str  # ES_AUTH: aws-sigv4
 
-    @property
-    def paths(self) -> tuple[tuple[tuple[str, ...], str], ...]:
-        return search_paths(self.index_prefix)
-
 
 def search_paths(index_prefix: str) -> tuple[tuple[tuple[str, ...], str], ...]:
     """(actions, path under arn:...:domain/<domain>/) a service's role may reach: its indices, then the health paths."""
@@ -461,4 +458,4 @@ OPENSEARCH_ADVANCED_OPTIONS = {"rest.action.multi.allow_explicit_index": "false"
 
 
 def search_grants(access) -> tuple[SearchGrant, ...]:
-    return tuple(a.search_grant for a in access if getattr(a, "search_grant", None))
+    return tuple(a.search_grant for a in access if a.search_grant)

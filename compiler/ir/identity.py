@@ -212,10 +212,17 @@ def store_entries(cloud: str, settings, data_access: tuple = ()) -> tuple[Secret
     """The region's cloud secret-store entries: every reference of the region's settings and of its services'
     datastore credentials in its cloud's store (the containers Terraform creates, never their values)."""
     scheme = STORE_SCHEME[cloud]
-    refs = all_refs(settings) + [ref for a in data_access for _, ref in a.secrets]
-    refs += [a.ca_ref for a in data_access if getattr(a, "ca_ref", "")]  # the internal CA's entry (Ansible writes it)
-    refs += [a.redis_ca_ref for a in data_access if getattr(a, "redis_ca_ref", "")]  # Memorystore's CA (Terraform writes it)
+    refs = all_refs(settings) + data_access_refs(data_access)
     return _unique(r for r in map(parse_ref, refs) if r.scheme == scheme)
+
+
+def data_access_refs(data_access) -> list[str]:
+    """The references the services' datastore access delivers: their credentials, the internal CA's entry (Ansible
+    writes it) and the Memorystore server CA's (Terraform writes it)."""
+    refs = [ref for a in data_access for _, ref in a.secrets]
+    refs += [a.ca_ref for a in data_access if a.ca_ref]
+    refs += [a.redis_ca_ref for a in data_access if a.redis_ca_ref]
+    return refs
 
 
 def identities(cloud: str, account: str, cluster: str, region: str, settings, services, data_bucket: str,
@@ -224,10 +231,9 @@ def identities(cloud: str, account: str, cluster: str, region: str, settings, se
     each service's datastore credentials, which the operator delivers too."""
     out: list[Identity] = []
     # managed Redis users that authenticate as their service's cloud identity
-    redis = {a.redis_user.identity: a.redis_user for a in data_access
-             if getattr(a, "redis_user", None) is not None and a.redis_user.identity}
+    redis = {a.redis_user.identity: a.redis_user for a in data_access if a.redis_user and a.redis_user.identity}
     # managed search: the services' IAM roles sign their OpenSearch requests
-    search = {a.search_grant.identity: a.search_grant for a in data_access if getattr(a, "search_grant", None)}
+    search = {a.search_grant.identity: a.search_grant for a in data_access if a.search_grant}
     for svc in services:
         buckets = (data_bucket,) if "object-storage" in svc.uses else ()
         base = {"owner": svc.name, "kind": "service", "namespace": svc.namespace, "service_account": svc.name,
@@ -243,9 +249,7 @@ def identities(cloud: str, account: str, cluster: str, region: str, settings, se
                                 search_index_prefix=grant.index_prefix if grant else ""))
         else:
             out.append(Identity(**base, mechanism=""))
-    delivered = cluster_secret_refs(settings, services) + [ref for a in data_access for _, ref in a.secrets]
-    delivered += [a.ca_ref for a in data_access if getattr(a, "ca_ref", "")]  # the internal CA certificate
-    delivered += [a.redis_ca_ref for a in data_access if getattr(a, "redis_ca_ref", "")]  # Memorystore's server CA
+    delivered = cluster_secret_refs(settings, services) + data_access_refs(data_access)
     refs = [parse_ref(r) for r in delivered]
     cloud_refs = _unique(r for r in refs if r.scheme == STORE_SCHEME[cloud])
     vault = settings.security.vault_address

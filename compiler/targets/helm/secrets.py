@@ -123,7 +123,7 @@ def wanted(region: RegionPlan) -> list[Wanted]:
 
 def _ca_users(a) -> str:
     """What a service's pods verify with the internal CA, in words (short: an annotation line stays under 200)."""
-    if a.db_role and getattr(a, "es_user", None):
+    if a.db_role and a.es_user:
         return "PGSSLROOTCERT and ELASTICSEARCH_CA_CERT"
     if a.db_role:
         return "PGSSLROOTCERT for verify-full to PgBouncer"
@@ -132,8 +132,8 @@ def _ca_users(a) -> str:
 
 def _credentials(a) -> str:
     """The credentials a service's `<service>-datastores` Secret holds, in words."""
-    parts = [w for w, on in (("PostgreSQL role", a.db_role), ("Redis user", getattr(a.redis_user, "password_ref", "")),
-                             ("Elasticsearch user", getattr(a, "es_user", None))) if on]
+    parts = [w for w, on in (("PostgreSQL role", a.db_role), ("Redis user", a.redis_user and a.redis_user.password_ref),
+                             ("Elasticsearch user", a.es_user)) if on]
     return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts)
 
 

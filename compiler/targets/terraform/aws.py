@@ -8,7 +8,7 @@ import re
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.terraform import identity as _identity
 from compiler.ir.edge import lb_target_name
-from compiler.targets.terraform.common import aws_cron, cloudwatch_retention, prefix
+from compiler.targets.terraform.common import aws_cron, cloudwatch_retention, prefix, search_path_entries
 from compiler.formats.hcl import Raw
 from compiler.ir.data_access import (OPENSEARCH_ADVANCED_OPTIONS, OPENSEARCH_DENIED_PATHS, managed_search_domain,
                                      managed_search_endpoint, redis_users, search_grants)
@@ -134,7 +134,7 @@ def _aws_managed(plan: PlatformPlan, region: RegionPlan) -> dict:
             # IAM-only access from the IR (compiler/ir/data_access.py SearchGrant): each service's role on exactly
             # its paths, the denied paths, no explicit index in multi-request bodies
             "advanced_options": dict(OPENSEARCH_ADVANCED_OPTIONS),
-            "clients": {g.identity: {"paths": [{"actions": list(a), "path": p} for a, p in g.paths]}
+            "clients": {g.identity: {"paths": search_path_entries(g.index_prefix)}
                         for g in search_grants(region.data_access)},
             "client_role_arns": Raw("module.workload_identity.role_arns"),
             "denied_paths": list(OPENSEARCH_DENIED_PATHS),

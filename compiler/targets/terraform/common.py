@@ -6,6 +6,7 @@ import bisect
 import re
 
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.data_access import search_paths
 
 ROOT = "terraform"
 TERRAFORM_VERSION = "~> 1.9"
@@ -73,6 +74,12 @@ def prefix(plan: PlatformPlan, region: RegionPlan | str) -> str:
     if not isinstance(region, str):
         return region.cluster_name
     return f"{plan.spec.organization.name}-{region}"
+
+
+def search_path_entries(index_prefix: str) -> list[dict]:
+    """A service's OpenSearch paths (compiler/ir/data_access.py search_paths) as the module calls take them: its role's
+    policy (workload_identity) and the domain's access policy (managed_search) list the same entries."""
+    return [{"actions": list(actions), "path": path} for actions, path in search_paths(index_prefix)]
 
 
 def cloudwatch_retention(days: int) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.identity import EXTERNAL_SECRETS
-from compiler.ir.data_access import search_paths
+from compiler.targets.terraform.common import search_path_entries
 
 KMS_VIA = {"service": "s3", "operator": "secretsmanager"}
 
@@ -36,8 +36,7 @@ def aws(plan: PlatformPlan, region: RegionPlan) -> dict:
             ids[i.owner].update({"redis_user": i.redis_user, "redis_cache": i.redis_cache})
         if i.search_domain:  # managed search: SigV4 requests to exactly its indices and the domain's health paths
             ids[i.owner].update({"search_domain": i.search_domain,
-                                 "search_paths": [{"actions": list(a), "path": path}
-                                                  for a, path in search_paths(i.search_index_prefix)]})
+                                 "search_paths": search_path_entries(i.search_index_prefix)})
     return {"identities": ids, "secrets": [s.entry for s in region.secret_entries]}
 
 
