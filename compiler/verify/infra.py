@@ -310,6 +310,22 @@ def _doc(tree, rel: str) -> Block | None:
     return cache[rel]
 
 
+def workload_identity(block, ns: str, sa: str):
+    """(owner, entry) of the workload_identity module call's identity for ServiceAccount ns/sa, (None, None) if none."""
+    idents = block.get("identities") if block is not None else None
+    for owner, entry in (idents or {}).items():
+        if isinstance(entry, dict) and entry.get("namespace") == ns and entry.get("service_account") == sa:
+            return owner, entry
+    return None, None
+
+
+def library_lacks(tree, rel: str, snippets) -> str | None:
+    """The first of `snippets` a module library file no longer contains (white space folded), None if it has all: the
+    module-call entries a checker reads mean what it assumes only while the library uses them so."""
+    text = " ".join((tree.text(rel) or "").split())
+    return next((x for x in snippets if " ".join(x.split()) not in text), None)
+
+
 def _norm(v) -> str:
     if isinstance(v, list):
         return "[" + ", ".join(_norm(x) for x in v) + "]"

@@ -25,7 +25,7 @@ import json
 import posixpath
 
 from compiler.verify import Broken, Result
-from compiler.verify.infra import _doc
+from compiler.verify.infra import _doc, library_lacks, workload_identity
 
 LAYERS = ("redis-user",)
 LAYER = "redis-user"
@@ -92,14 +92,6 @@ def _settings(tree, region):
         yield rel, line, ns, name, data, pods.get((ns, name), [])
 
 
-def _identity(block, ns, sa):
-    idents = block.get("identities") if block is not None else None
-    for owner, entry in (idents or {}).items():
-        if isinstance(entry, dict) and entry.get("namespace") == ns and entry.get("service_account") == sa:
-            return owner, entry
-    return None, None
-
-
 def check(tree, region, connections):
     main_rel = f"terraform/regions/{region}/main.tf"
     out = []
@@ -141,10 +133,9 @@ def _managed(tree, region, main_rel, rel, line, subject, data, user, prefix, mod
     if call is None:
         return [_b(rel, line, subject, f"REDIS_AUTH_MODE {mode} but {main_rel} creates no managed_redis")]
     lib_rel = f"terraform/modules/{cloud}/managed_redis/main.tf"
-    lib = " ".join((tree.text(lib_rel) or "").split())
-    missing = [t for t in LIBRARY[mode] if " ".join(t.split()) not in lib]
+    missing = library_lacks(tree, lib_rel, LIBRARY[mode])
     if missing:
-        return [_b(lib_rel, 0, subject, f"the {cloud} managed_redis library no longer has `{missing[0]}`")]
+        return [_b(lib_rel, 0, subject, f"the {cloud} managed_redis library no longer has `{missing}`")]
     for wire in WIRED.get(mode, ()):
         if not any(str(v) == wire for v in call.attrs.values()):
             return [_b(main_rel, call.line, subject, f"the managed_redis call is not given {wire}")]
@@ -168,7 +159,7 @@ def _managed(tree, region, main_rel, rel, line, subject, data, user, prefix, mod
             broken.append(_b(main_rel, users.lines.get(user, call.line), subject, f"cache user {user}: {why}"))
     for prel, pline, sa, spec, ctr in pods:
         ns = subject.split(" ", 1)[1].split("/")[0]
-        owner, ident_entry = _identity(ident, ns, sa)
+        owner, ident_entry = workload_identity(ident, ns, sa)
         who = f"{ns}/{sa}"
         if owner is None:
             broken.append(_b(prel, pline, subject, f"ServiceAccount {who} has no cloud identity to log in as {user}"))

@@ -40,6 +40,7 @@ import json
 import re
 
 from compiler.verify import Broken, Result
+from compiler.verify.infra import _doc, library_lacks, workload_identity
 
 URLS, USER, PASSWORD, PREFIX, CA = ("ELASTICSEARCH_URLS", "ELASTICSEARCH_USERNAME", "ELASTICSEARCH_PASSWORD",
                                     "ELASTICSEARCH_INDEX_PREFIX", "ELASTICSEARCH_CA_CERT")
@@ -294,7 +295,6 @@ def _paths_why(paths, prefix: str) -> str:
 
 
 def _managed_context(tree, region):
-    from compiler.verify.infra import _doc
     main_rel = f"terraform/regions/{region}/main.tf"
     doc = _doc(tree, main_rel)
     call = doc.block("module", "managed_search") if doc else None
@@ -328,10 +328,9 @@ def _check_managed(tree, region, d, ctr, env) -> list[Broken]:
         return out
     for lib, lines in SEARCH_LIBRARY.items():
         rel = f"terraform/modules/aws/{lib}/main.tf"
-        text = " ".join((tree.text(rel) or "").split())
-        missing = [x for x in lines if " ".join(x.split()) not in text]
+        missing = library_lacks(tree, rel, lines)
         if missing:
-            bad(rel, 0, f"the aws {lib} library no longer has `{missing[0]}` (managed Elasticsearch access)")
+            bad(rel, 0, f"the aws {lib} library no longer has `{missing}` (managed Elasticsearch access)")
             return out
     endpoint = str(call.get("custom_endpoint", ""))
     urls = str(env[URLS][1]) if env[URLS][0] == "value" else ""
@@ -346,10 +345,7 @@ def _check_managed(tree, region, d, ctr, env) -> list[Broken]:
                                                         "module.workload_identity.role_arns (the services' roles)")
         return out
     sa = ((d.spec.get("template") or {}).get("spec") or {}).get("serviceAccountName") or "default"
-    owner, entry = None, None
-    for o, e in ((ident.get("identities") if ident is not None else None) or {}).items():
-        if isinstance(e, dict) and e.get("namespace") == d.namespace and e.get("service_account") == sa:
-            owner, entry = o, e
+    owner, entry = workload_identity(ident, d.namespace, sa)
     who = f"{d.namespace}/{sa}"
     if owner is None:
         bad(main_rel, ident.line if ident is not None else 0,
