@@ -19,6 +19,7 @@ from compiler.emit import emit
 from compiler.ir.names import DATA_HOST_LOGIN_USER
 from compiler.pipeline import compile_file
 from tests.conftest import REPO, require_module
+from tests.targets.hcl_support import resources as _resources, unquote as _unquote
 
 CASES = ["reference", "two-region", "aws-only", "azure-only", "gcp-only"]
 
@@ -33,19 +34,6 @@ def case(request):
 def _hcl(text: str) -> dict:
     hcl2 = require_module("hcl2")
     return hcl2.loads(text)
-
-
-def _unquote(s):
-    return s[1:-1] if isinstance(s, str) and len(s) >= 2 and s[0] == s[-1] == '"' else s
-
-
-def _resources(doc: dict, rtype: str) -> dict:
-    out = {}
-    for entry in doc.get("resource", []):
-        for label, body in entry.items():
-            if _unquote(label) == rtype:
-                out.update({_unquote(k): v for k, v in body.items()})
-    return out
 
 
 def _module(doc: dict, name: str) -> dict:

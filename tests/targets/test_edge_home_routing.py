@@ -27,6 +27,7 @@ from compiler.ir.home_routing import FUNCTION_MAX_BYTES, home_ranges
 from compiler.pipeline import compile_file
 from compiler.targets import terraform
 from tests.conftest import REPO, require_tool
+from tests.targets.hcl_support import resources as _resources, unquote as _s
 
 STUB = r"""
 const calls = globalThis.__cf;
@@ -75,21 +76,6 @@ def _global_files(plan) -> dict[str, str]:
 
 def _cdn(files) -> dict:
     return hcl2.loads(files["cdn.tf"])
-
-
-def _resources(doc, kind) -> dict:
-    out = {}
-    for r in doc.get("resource", []):
-        for k, named in r.items():
-            if k.strip('"') == kind:
-                for name, body in named.items():
-                    out[name.strip('"')] = body
-    return out
-
-
-def _s(v) -> str:
-    """python-hcl2 8 keeps string literals' quotes."""
-    return v[1:-1] if isinstance(v, str) and len(v) >= 2 and v[0] == v[-1] == '"' else v
 
 
 def _function(files) -> tuple[str, dict]:

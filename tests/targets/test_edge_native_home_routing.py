@@ -32,6 +32,7 @@ from compiler.pipeline import compile_file
 from compiler.targets import terraform
 from compiler.targets.terraform.edge_rules import FRONT_DOOR_VALUES_PER_RULE, range_regex
 from tests.conftest import REPO
+from tests.targets.hcl_support import resources as _resources, unquote as _s
 
 FORWARDED = "x-platformc-forwarded-from"
 DEFAULT = "weighted"
@@ -87,20 +88,6 @@ _rx = functools.lru_cache(maxsize=None)(re.compile)
 @functools.lru_cache(maxsize=8)
 def _parse(text: str) -> dict:
     return hcl2.loads(text)
-
-
-def _resources(doc, kind) -> dict:
-    out = {}
-    for r in doc.get("resource", []):
-        for k, named in r.items():
-            if k.strip('"') == kind:
-                for name, body in named.items():
-                    out[name.strip('"')] = body
-    return out
-
-
-def _s(v):
-    return v[1:-1] if isinstance(v, str) and len(v) >= 2 and v[0] == v[-1] == '"' else v
 
 
 def _expr(v) -> str:

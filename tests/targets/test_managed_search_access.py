@@ -24,6 +24,7 @@ from compiler.ir.data_access import (ES_ENV, OPENSEARCH_DENIED_PATHS, OPENSEARCH
 from compiler.pipeline import compile_text
 from compiler.targets import terraform
 from tests.conftest import REPO
+from tests.targets.hcl_support import unquote as _u
 
 INDEX_ACTIONS = {"es:ESHttpDelete", "es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut"}
 HEALTH_ACTIONS = {"es:ESHttpGet", "es:ESHttpHead"}
@@ -46,13 +47,6 @@ def _tf(plan, region) -> dict[str, str]:
     files = terraform.emit_region(plan, region)
     files.update(terraform.emit_global(plan))
     return files
-
-
-def _u(v):
-    """python-hcl2 keeps string literals' quotes and wraps expressions in ${...}."""
-    if isinstance(v, str) and len(v) >= 2 and v[0] == v[-1] == '"':
-        return v[1:-1]
-    return v
 
 
 def _blocks(doc, kind, rtype, name):
