@@ -253,12 +253,18 @@ def verify(tree, regions):
 @click.option("--affected", is_flag=True, help="Print only the affected deploy units, one per line.")
 def diff_cmd(spec, base_ref, base_spec, fmt, affected):
     """What changes against BASE: files per region and target, the changes in words, risks, affected deploy units, cost."""
+    import time
+
     from compiler import diff as d
-    from compiler.pipeline import compile_file
-    new = _compile(spec, False)
-    # the base's generated files come from its committed tree when its manifest proves them current
+    from compiler.pipeline import compile_file, compile_text
+    started_ns, raw = time.time_ns(), _read_spec(spec)
+    new = compile_text(raw, spec)
+    _print_warnings(new)
+    # Each side's generated files are read, not emitted, where a manifest proves them current: the base's from
+    # its committed tree, the working tree's from its generated/ (after `make generate`, as in CI).
     old, old_outputs = (compile_file(base_spec), None) if base_spec else d.base_at_ref(base_ref, spec)
-    report = d.diff(old, new, base_spec or base_ref, old_outputs)
+    new_outputs = d.working_outputs(spec, raw, new.plan.spec.sharding.registry_file, started_ns)
+    report = d.diff(old, new, base_spec or base_ref, old_outputs, new_outputs)
     if affected:
         for unit in report.affected:
             click.echo(unit)

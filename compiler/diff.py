@@ -19,6 +19,7 @@ and the cost delta (compiler/cost).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -154,6 +155,59 @@ class _Committed:
         return {"generated": out}
 
 
+def working_outputs(spec: str, spec_bytes: bytes, registry_file: str | None, started_ns: int):
+    """The working tree's generated/ beside SPEC, read instead of emitted when its manifest proves it is what
+    this platformc makes of the spec being compared: its recorded inputs are this run's (the spec bytes
+    compiled, the registry unchanged since `started_ns`, this platformc), and every file read has the SHA-256
+    the manifest records. That is the user's loop (edit, `make generate`, commit; CI diffs the commit against
+    its parent), where emitting the new side again would only repeat what generate wrote. Else None: the new
+    side is emitted (a spec edited without regenerating, a hand-edited or stale tree, another platformc)."""
+    from compiler.noop import run_inputs, sources_digest
+    from compiler.writer import WriteError, _load_manifest, _recorded_digests, _recorded_inputs
+    root = Path(spec).resolve().parent / "generated"
+    try:
+        files, raw = _load_manifest(root, "generated")
+    except WriteError:
+        return None
+    inputs = run_inputs(spec, spec_bytes, registry_file, sources_digest(), started_ns)
+    if raw is None or inputs is None or _recorded_inputs(raw) != inputs:
+        return None
+    try:
+        digests = _recorded_digests(raw)
+    except (ValueError, AttributeError):
+        return None
+    if set(files) - set(digests):
+        return None
+    return _OnDisk(root, files, digests)
+
+
+class _OnDisk:
+    """The working tree's outputs: owners' files read on demand, each checked against its recorded digest."""
+
+    def __init__(self, root: Path, files: dict, digests: dict):
+        self.root, self.files, self.digests = root, files, digests
+
+    def select(self, owners):
+        """As _Committed.select: {"generated": {rel: (owner, text or _Sha)}}, None if a file fails its proof
+        (missing, unreadable, a link, or not the recorded bytes)."""
+        import hashlib
+        out = {}
+        for rel, owner in self.files.items():
+            if owner not in owners:
+                continue
+            try:
+                fd = os.open(self.root / rel, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+                with os.fdopen(fd, "rb") as f:
+                    data = f.read()
+            except OSError:
+                return None
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != self.digests[rel]:
+                return None
+            out[rel] = (owner, data.decode("utf-8") if _ROOT_TF.match(rel) else _Sha(digest))
+        return {"generated": out}
+
+
 def _compile_lenient(compile_, tmp_name: str, label: str):
     """Compile the base side. A base spec that today's semantic rules refuse (a rule added since) is still
     compiled, without those rules (compile_(skip_rules)): the diff is about what changes, not about the base's
@@ -217,11 +271,13 @@ class _Sha(str):
     """A committed file's SHA-256 standing for its text (base_at_ref reads only the texts the diff reads)."""
 
 
-def _same_text(old, new: str) -> bool:
-    if type(old) is _Sha:
-        import hashlib
-        return hashlib.sha256(new.encode("utf-8")).hexdigest() == old
-    return old == new
+def _same_text(old, new) -> bool:
+    """Texts, or a file's recorded SHA-256 (_Sha) on either side or both."""
+    if (type(old) is _Sha) == (type(new) is _Sha):
+        return old == new
+    import hashlib
+    text, digest = (new, old) if type(old) is _Sha else (old, new)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest() == digest
 
 
 _ROOT_TF = re.compile(r"terraform/(regions/[^/]+|global)/[^/]+\.tf$")
@@ -457,9 +513,10 @@ def _short(v) -> str:
 
 # ---------------------------------------------------------------- the report
 
-def diff(old, new, base_label: str = "base", old_outputs=None) -> Report:
+def diff(old, new, base_label: str = "base", old_outputs=None, new_outputs=None) -> Report:
     """Compare two Compiled results (old = base, new = working tree). old_outputs: the base's committed
-    generated tree (base_at_ref), read instead of emitting the base's files when it is proven current."""
+    generated tree (base_at_ref), read instead of emitting the base's files when it is proven current;
+    new_outputs: the same for the working tree's generated/ (working_outputs)."""
     from compiler.cost import estimate
     rep = Report(base_label, regions=len(new.plan.regions))
     po, pn = old.plan, new.plan
@@ -478,7 +535,7 @@ def diff(old, new, base_label: str = "base", old_outputs=None) -> Report:
         if name in ro and ro[name] != rn[name]:
             _region_changes(ro[name], rn[name], rep.changes, rep.risks)
     # files: the changed regions and the global files, on both sides
-    old_out, new_out = _emit(po, changed_regions, True, old_outputs), _emit(pn, changed_regions, True)
+    old_out, new_out = _emit(po, changed_regions, True, old_outputs), _emit(pn, changed_regions, True, new_outputs)
     rep.files = _file_changes(old_out, new_out)
     paths = [p for kinds in rep.files.values() for lst in kinds.values() for p in lst]
     callers = _module_callers([old_out, new_out])

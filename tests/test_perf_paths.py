@@ -110,6 +110,69 @@ def test_a_committed_tree_that_is_not_proven_is_emitted(repo, capsys):
     assert d.base_at_ref("HEAD", "platform.yaml")[1] is None
 
 
+def _count_emissions(monkeypatch) -> list:
+    emitted = []
+    from compiler import emit as emit_mod
+    orig = emit_mod._results
+
+    def counting(jobs, regions=None):
+        emitted.append(len(jobs))
+        return orig(jobs, regions)
+
+    monkeypatch.setattr(emit_mod, "_results", counting)
+    return emitted
+
+
+def test_diff_of_a_regenerated_commit_reads_both_trees_and_reports_the_same(repo, capsys, monkeypatch):
+    """The user's loop: edit, `platformc generate`, commit; CI diffs the commit against its parent. Both sides'
+    files are then read from trees whose manifests prove them current (nothing emitted), and the report is
+    the one emitting both sides gives."""
+    assert run("generate") == 0
+    _git("add", "-A", cwd=repo)
+    _git("commit", "-qm", "change, regenerated", cwd=repo)
+    emitted = _count_emissions(monkeypatch)
+    capsys.readouterr()
+    assert run("diff", "--base", "HEAD~1") == 0
+    fast = capsys.readouterr().out
+    assert emitted == []  # neither side emitted
+    assert "Redis maxmemory 2048 → 3072 MiB" in fast and "datastores" in fast
+    # the same diff with every file emitted: both records dropped from the manifests the diff reads
+    data = _manifest(repo)
+    del data["inputs"]
+    (repo / "generated" / writer.MANIFEST).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    assert run("diff", "--base", "HEAD~1") == 0
+    one_side = capsys.readouterr().out
+    assert emitted == [len(emitted) and emitted[0]]  # the working tree's side emitted, the base's read
+    assert one_side == fast
+
+
+def test_a_working_tree_that_is_not_proven_is_emitted(repo, capsys, monkeypatch):
+    """A generated file edited by hand after generate, or a spec edited without regenerating: the working
+    tree's files are not trusted, the new side is emitted, and the diff still shows the change."""
+    assert run("generate") == 0
+    raw = (repo / "platform.yaml").read_bytes()
+    import time
+    now = time.time_ns()
+    assert d.working_outputs("platform.yaml", raw, None, now) is not None
+    victim = repo / "generated/datastores/euw1/redis.conf"
+    assert victim.exists()
+    victim.write_text(victim.read_text() + "# edited\n")
+    got = d.working_outputs("platform.yaml", raw, None, now)
+    owner = got.files["datastores/euw1/redis.conf"]
+    assert got.select({owner}) is None  # its read fails the proof
+    emitted = _count_emissions(monkeypatch)
+    capsys.readouterr()
+    assert run("diff", "--base", "HEAD") == 0
+    out = capsys.readouterr().out
+    assert len(emitted) == 1 and "Redis maxmemory 2048 → 3072 MiB" in out, out
+    # the spec edited again without regenerating: its bytes are not the ones the tree records
+    (repo / "platform.yaml").write_text(BASE.replace(CHANGE[0], "redis: {maxmemory_mb: 4096}"))
+    assert d.working_outputs("platform.yaml", (repo / "platform.yaml").read_bytes(), None, now) is None
+    emitted.clear()
+    assert run("diff", "--base", "HEAD") == 0
+    assert len(emitted) == 1 and "2048 → 4096 MiB" in capsys.readouterr().out
+
+
 def test_region_run_keeps_only_a_matching_inputs_record(repo):
     before = _manifest(repo)["inputs"]
     (repo / "platform.yaml").write_text(BASE)
