@@ -297,6 +297,17 @@ class PlatformPlan:
     def region_names(self) -> tuple[str, ...]:
         return tuple(r.name for r in self.regions)
 
+    def derived(self, key: str, compute):
+        """compute(), once per plan: a table every region's files share (the home-routing ranges, franchises per
+        shard, the Lua tables), which computed per region made the registry's cost regions x registry. Kept
+        beside the fields, not as one: eq, hash, repr and replace() ignore it, as they do _region_by_name."""
+        memo = self.__dict__.get("_derived")
+        if memo is None:
+            memo = self.__dict__["_derived"] = {}
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
+
 
 def frozen_map(d: dict) -> Mapping:
     return MappingProxyType(dict(d))

@@ -23,7 +23,6 @@ home. The function deletes that header from every viewer request first, so a cli
 
 from __future__ import annotations
 
-from functools import lru_cache
 
 # The wiring's source of the edge -> home origin connection (compiler/wiring.py), which `platformc verify` proves.
 HOME_EDGE_PEER = "cdn-home"
@@ -61,10 +60,25 @@ URL_MAP_MAX_BYTES = 1_000_000
 def home_ranges(plan) -> list[tuple[int, int, str]]:
     """(first id, last id, home region), sorted and merged: the registry's rows when there is a registry, else
     each shard's range."""
-    return list(_home_ranges(plan.registry, plan.shards))
+    return list(home_range_table(plan))
 
 
-@lru_cache(maxsize=4)
+def home_range_table(plan) -> tuple:
+    """home_ranges as one tuple per plan, computed once (an lru_cache keyed by the registry hashed its 10,000 rows
+    on every call, in every region)."""
+    return plan.derived("home_ranges", lambda: _home_ranges(plan.registry, plan.shards))
+
+
+def ids_homed_in(plan, region: str) -> int:
+    """How many franchise ids are homed in `region` (every region's docs say it): one pass per plan."""
+    def count() -> dict:
+        out: dict = {}
+        for first, last, home in home_range_table(plan):
+            out[home] = out.get(home, 0) + last - first + 1
+        return out
+    return plan.derived("ids_homed", count).get(region, 0)
+
+
 def _home_ranges(registry: tuple, shards: tuple) -> tuple:
     if registry:
         rows = sorted((h.franchise_id, h.franchise_id, h.region) for h in registry)

@@ -114,11 +114,10 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
     counts = franchises_per_shard(plan)
     rows = [[s.number, s.database, f"{s.first_id}-{s.last_id}" if not plan.registry else "(registry)",
              counts[s.number], f"`{s.host}:{s.port}`"] for s in region.shards]
-    shard_routes = routes(plan)
-    spans = sum(len(r.ranges) for r in shard_routes)
+    spans = plan.derived("shard_route_spans", lambda: sum(len(r.ranges) for r in routes(plan)))
     out += ["### Shard routing\n",
             f"`setup.psql` creates this region's {len(region.shards)} shard databases and fills `franchise_shard_map` "
-            f"in each with all {sum(r.count for r in shard_routes):,} franchises of the platform on {len(plan.shards)} "
+            f"in each with all {sum(counts.values()):,} franchises of the platform on {len(plan.shards)} "
             "shards, from the platform's routing table `generated/datastores/shards.sql` (one file for every region; "
             + (f"from the registry: {spans} ranges of consecutive ids" if plan.registry else "one id range per shard")
             + "), which it includes as `../shards.sql`: `psql -X -v ON_ERROR_STOP=1 -d postgres -f setup.psql` "

@@ -67,4 +67,5 @@ def _compute(plan: PlatformPlan) -> list[ShardRoute]:
 
 
 def franchises_per_shard(plan: PlatformPlan) -> dict[int, int]:
-    return {r.shard: r.count for r in routes(plan)}
+    """Once per plan: with a registry, every region's docs summing each shard's ranges cost regions x registry."""
+    return plan.derived("franchises_per_shard", lambda: {r.shard: r.count for r in routes(plan)})

@@ -124,10 +124,11 @@ from compiler.ir.network import FORWARDED_FROM_HEADER as FORWARDED_HEADER  # noq
 def _routing_bullet(plan: PlatformPlan, region: RegionPlan) -> str:
     """Home-region routing (compiler/targets/kong/routing.py): what the pre-function does here, and why."""
     from compiler.ir.network import FORWARDED_FROM_HEADER
-    from compiler.targets.kong.routing import HOME_HEADER, forwards, home_of, home_ranges
+    from compiler.ir.home_routing import ids_homed_in
+    from compiler.targets.kong.routing import HOME_HEADER, forwards, home_of
     if len(plan.regions) < 2:
         return ""
-    here = sum(last - first + 1 for first, last, home in home_ranges(plan) if home == region.name)
+    here = ids_homed_in(plan, region.name)
     homes = [home_of(c) for c in forwards(region)]
     others = sorted(r.name for r in plan.regions if r.name != region.name and r.name not in homes)
     header = region.settings.gateway.hash_on_header

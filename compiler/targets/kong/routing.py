@@ -26,10 +26,9 @@ search. tests/targets/test_home_routing.py runs the function with LuaJIT against
 
 from __future__ import annotations
 
-from functools import lru_cache
 
 from compiler.ir import PlatformPlan, RegionPlan
-from compiler.ir.home_routing import _home_ranges, home_ranges  # noqa: F401 (the shared map; tests import it here)
+from compiler.ir.home_routing import home_range_table, home_ranges  # noqa: F401 (the shared map; tests import it here)
 from compiler.ir.edge import health_check_path
 from compiler.ir.network import FORWARDED_FROM_HEADER
 from compiler.targets.kong.plugins import _lua_string, tags
@@ -39,9 +38,12 @@ HOME_HEADER = "X-Platformc-Home-Region"
 OWNER = "gateway"  # the routing entities are the gateway's own (tagged like its global plugins)
 
 
-@lru_cache(maxsize=4)
-def _tables(ranges: tuple) -> tuple[str, str, str]:
-    """The FIRST, LAST and HOME lines of the function: the same in every region, built once."""
+def _tables(plan: PlatformPlan) -> tuple[str, str, str]:
+    """The FIRST, LAST and HOME lines of the function: the same in every region, built once per plan."""
+    return plan.derived("kong.home_tables", lambda: _table_lines(home_range_table(plan)))
+
+
+def _table_lines(ranges: tuple) -> tuple[str, str, str]:
     return (f"local FIRST = {_lua_list(r[0] for r in ranges)}", f"local LAST = {_lua_list(r[1] for r in ranges)}",
             f"local HOME = {_lua_list(r[2] for r in ranges)}")
 
@@ -93,13 +95,12 @@ def _lua_list(values) -> str:
 
 def routing_function(plan: PlatformPlan, region: RegionPlan) -> str:
     """The pre-function's Lua (access phase)."""
-    ranges = _home_ranges(plan.registry, plan.shards)
     hosts = request_hosts(plan, region)
     header = region.settings.gateway.hash_on_header
     lines = [
         "-- platformc: home-region routing (franchise id -> home region, from the shard map)",
         f"local REGION = {_lua_string(region.name)}",
-        *_tables(ranges),
+        *_tables(plan),
         "local UPSTREAM = {",
     ]
     for c in forwards(region):
