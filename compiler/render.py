@@ -169,10 +169,17 @@ def _value_text(s: str):
             raise _Fallback  # folded over several lines: context-dependent
         else:
             text = first
-    if len(_VALUES) > 200_000:
-        _VALUES.clear()
-    _VALUES[s] = text
+    if len(s) <= _VALUE_MEMO_MAX:
+        if len(_VALUES) > 200_000:
+            _VALUES.clear()
+        _VALUES[s] = text
     return text
+
+
+# Strings longer than this are analysed each time, not memoised: a long text (Kong's home-routing function, ~290 KB
+# per region with a 10,000-row registry) is rarely met twice, and the memo kept each one and its lines alive: 70 MB
+# at 120 regions, most of the registry's peak memory.
+_VALUE_MEMO_MAX = 4096
 
 
 def _key_text(k) -> str:
