@@ -100,6 +100,17 @@ def _upper(meta: list):
     return min(bounds) if bounds else None
 
 
+_ANNOTATION_CODE: dict = {}
+
+
+def _compiled(text: str):
+    """The code of an annotation's text, compiled once per process."""
+    code = _ANNOTATION_CODE.get(text)
+    if code is None:
+        code = _ANNOTATION_CODE[text] = compile(text, "<annotation>", "eval")
+    return code
+
+
 class Model(BaseModel):
     """Strict base: unknown keys are errors, no type coercion, instances are immutable, finite floats only, and
     every number has a maximum (stated in its description: MAXIMA, else the field's own, else MAX_NUMBER)."""
@@ -110,18 +121,23 @@ class Model(BaseModel):
         """Bound every number before pydantic collects the fields (no model rebuild, so no start-up cost): each
         int/float field's FieldInfo gets MAXIMA's bound, else keeps its own, else MAX_NUMBER, and the bound is
         appended to its description. Annotations are strings here (`from __future__ import annotations`); they are
-        read in the model module's namespace, and ones that are not resolvable yet are models, never numbers."""
+        read in the model module's namespace, and ones that are not resolvable yet are models, never numbers.
+        Each one read is handed back to pydantic as the object it names, so pydantic does not evaluate the same text
+        again (it resolves an object as it resolves the text's value: same fields, schema and errors); the texts'
+        code is compiled once per process (the same few dozen types recur across the 54 models)."""
         super().__init_subclass__(**kwargs)
         import sys
-        namespace = vars(sys.modules[cls.__module__])
-        for name, text in cls.__dict__.get("__annotations__", {}).items():
+        namespace = dict(vars(sys.modules[cls.__module__]))  # a copy per class: eval may add __builtins__
+        annotations = cls.__dict__.get("__annotations__", {})
+        for name, text in annotations.items():
             field = cls.__dict__.get(name)
             if not isinstance(field, FieldInfo):
                 continue
             try:
-                annotation = eval(text, dict(namespace)) if isinstance(text, str) else text  # noqa: S307 - our own source
+                annotation = eval(_compiled(text), namespace) if isinstance(text, str) else text  # noqa: S307 - our own source
             except Exception:
                 continue
+            annotations[name] = annotation
             core, meta = _unwrap(annotation)
             if typing.get_origin(core) in (list, dict):
                 _bound_items(cls, name, annotation, field, meta)
