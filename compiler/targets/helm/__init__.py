@@ -104,7 +104,7 @@ def secret_releases(plan: PlatformPlan, region: RegionPlan) -> tuple[list[Releas
                          needs=(f"{EXTERNAL_SECRETS_NAMESPACE}/external-secrets",), local=platform_docs)]
     later = [Release(f"secrets-{ns}", ns, LOCAL_CHART, _no_values, f"the ExternalSecrets of namespace {ns}",
                      needs=(f"{MON}/{PLATFORM_SECRETS}",), local=tuple(spaces[ns]))
-             for ns in secrets.service_namespaces(region)]
+             for ns in secrets.namespaces_of(spaces)]
     return first, later
 
 
@@ -266,9 +266,10 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
     lines += [f"| {r.name} | `{r.namespace}` | {r.chart.repo}/{r.chart.chart} | {r.chart.version} | {r.purpose} |"
               if r.chart is not LOCAL_CHART else
               f"| {r.name} | `{r.namespace}` | local `{chart_dir(r)}` | {r.chart.version} | {r.purpose} |" for r in rels]
+    stores = secrets.stores(plan, region)
     lines += ["", f"Secrets: {len(secrets.external_secrets(region))} ExternalSecrets through "
-              f"{len(secrets.stores(plan, region))} ClusterSecretStore(s) "
-              f"({', '.join(s['metadata']['name'] for s in secrets.stores(plan, region)) or 'none'})."]
+              f"{len(stores)} ClusterSecretStore(s) "
+              f"({', '.join(s['metadata']['name'] for s in stores) or 'none'})."]
     lines += [f"- Not delivered: `{w.namespace}/{w.name}` from {secrets.describe(ref)} (no store reads it; "
               "the deploy job must create it)" for w, ref in secrets.unsupported(region)]
     if skipped or notes(region):

@@ -33,6 +33,7 @@ no templating):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import INTERNAL_CA_KEY
@@ -62,8 +63,11 @@ class Ref:
         return f"azure-kv-{self.vault}" if self.scheme == "azure-kv" else self.scheme
 
 
+@lru_cache(maxsize=4096)
 def parse(ref: str) -> Ref:
-    """`vault:secret/data/app#key`, `aws-sm:name[#key]`, `gcp-sm:name[#key]`, `azure-kv:vault/name[#key]`, `env:VAR`."""
+    """`vault:secret/data/app#key`, `aws-sm:name[#key]`, `gcp-sm:name[#key]`, `azure-kv:vault/name[#key]`, `env:VAR`.
+    Once per distinct reference (the Ref is frozen): a region's references are parsed again by each of the
+    stores, the ExternalSecrets and the docs, ~500 times per region."""
     scheme, _, rest = ref.partition(":")
     entry, _, prop = rest.partition("#")
     if scheme == "azure-kv":
@@ -156,8 +160,12 @@ def _refs(w: Wanted) -> list[str]:
 
 def unsupported(region: RegionPlan) -> list[tuple[Wanted, str]]:
     """(Secret, reference) pairs no store can deliver: `env:` references (CI's), or `vault:` without an address."""
+    return _unsupported_in(region, wanted(region))
+
+
+def _unsupported_in(region: RegionPlan, secrets: list[Wanted]) -> list[tuple[Wanted, str]]:
     out = []
-    for w in wanted(region):
+    for w in secrets:
         for ref in _refs(w):
             r = parse(ref)
             if r.scheme == "env" or (r.scheme == "vault" and not region.settings.security.vault_address):
@@ -176,8 +184,9 @@ def describe(ref: str) -> str:
 def _deliverable_of(region: RegionPlan) -> list[Wanted]:
     """wanted(region) without the Secrets no store can deliver, in order (unsupported(region) computed once,
     not once per Secret: that was quadratic in a region's Secrets)."""
-    undeliverable = {x for x, _ in unsupported(region)}
-    return [w for w in wanted(region) if w not in undeliverable]
+    secrets = wanted(region)
+    undeliverable = {x for x, _ in _unsupported_in(region, secrets)}
+    return [w for w in secrets if w not in undeliverable]
 
 
 # ---------------------------------------------------------------- stores
@@ -275,8 +284,13 @@ def by_namespace(region: RegionPlan) -> dict[str, list[dict]]:
 
 def service_namespaces(region: RegionPlan) -> list[str]:
     """Namespaces (other than monitoring) that get a secrets chart, in service order."""
+    return namespaces_of(by_namespace(region))
+
+
+def namespaces_of(spaces: dict[str, list[dict]]) -> list[str]:
+    """service_namespaces from a by_namespace() already at hand."""
     seen = []
-    for ns in by_namespace(region):
+    for ns in spaces:
         if ns != MONITORING_NAMESPACE and ns not in seen:
             seen.append(ns)
     return seen
