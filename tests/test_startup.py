@@ -1,0 +1,48 @@
+"""Issue 16, start-up: a command imports only what it uses. `platformc validate` (load, validate, resolve, the plan
+rules) in a fresh process never loads the targets, the writer, Jinja, or what only an error path or a franchise
+registry needs; pydantic's plugin loader (importlib.metadata) is never imported; the answer is the same."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# What validate never needs on the reference spec: the output side (targets, emit, render, writer, Jinja, docs) and
+# pydantic's plugin discovery.
+NOT_FOR_VALIDATE = ("compiler.targets", "compiler.emit", "compiler.render", "compiler.writer", "compiler.docs",
+                    "compiler.noop", "compiler.diff", "jinja2", "importlib.metadata", "email", "zipfile")
+
+
+def _fresh(args: list[str], cwd: Path = REPO) -> tuple[str, set[str]]:
+    """Run main(args) in a fresh interpreter: (what it printed, the modules it loaded)."""
+    code = ("import sys\nfrom compiler.cli import main\nmain(sys.argv[1:])\n"
+            "print('\\0' + ' '.join(sorted(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, check=True)
+    printed, _, modules = done.stdout.partition("\0")
+    return printed, set(modules.split())
+
+
+def test_validate_loads_only_what_it_uses():
+    printed, modules = _fresh(["validate", "platform.yaml"])
+    assert printed == "platform.yaml: valid (12 regions, 0 warnings)\n"
+    loaded = sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in NOT_FOR_VALIDATE))
+    assert loaded == []
+    assert {"compiler.pipeline", "compiler.resolve", "compiler.rules"} <= modules  # it did validate
+
+
+def test_pydantic_finds_no_plugins_in_a_command_and_errors_read_the_same(tmp_path):
+    """The command's process gets pydantic's plugin loader that finds none; schema errors read as before (the
+    suggestion of an unknown key, difflib's, is imported where it is made)."""
+    spec = (REPO / "tests/cases/two-region/platform.yaml").read_text()
+    (tmp_path / "platform.yaml").write_text(spec.replace("\nsettings:\n  kubernetes:", "\nsettings:\n  kubernetis:", 1))
+    code = ("import sys\nfrom compiler.cli import main\ntry:\n    main(['validate'])\nexcept SystemExit as e:\n"
+            "    print(e.code)\nimport pydantic.plugin._loader as loader\nprint(list(loader.get_plugins()))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert done.stdout.splitlines() == ["2", "[]"]
+    assert done.stderr.splitlines() == [
+        "platform.yaml:43:1: settings.kubernetes: [S003] missing required field 'kubernetes'",
+        "platform.yaml:44:3: settings.kubernetis: [S002] unknown key 'kubernetis'; did you mean 'kubernetes'?",
+        "2 errors: the spec is invalid, nothing was written"]
