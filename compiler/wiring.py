@@ -17,6 +17,7 @@ one subtle fact is a pod's source address when it reaches a VM:
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import ipaddress
 
@@ -506,7 +507,7 @@ def inter_region_connections(platform: Platform, region, regions: dict) -> tuple
             far = next((p for p in linked if _inside(c.source.cidrs, (p.cidr,))), None)
         if far is not None:
             extra = tuple(x for x in ("inter-region", "cloud-firewall") if x not in c.layers)
-            c = Connection(**{**c.__dict__, "layers": extra + c.layers, "source": _standby_source(c.source, far, region)})
+            c = dataclasses.replace(c, layers=extra + c.layers, source=_standby_source(c.source, far, region))
         out.append(c)
     ha = getattr(region, "postgres_ha", None)
     by_name = {h.name: h for h in region.hosts}

@@ -122,7 +122,7 @@ class PoolCapacity:
     services: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Peer:
     """One end of a connection, addressed as every layer sees it.
 
@@ -143,7 +143,7 @@ class Peer:
     cidrs: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Connection:
     """A path the platform needs: `source` opens a connection to `dest`.
 
