@@ -273,14 +273,16 @@ def resolve_region(platform: Platform, name: str, s: RegionSettings, provenance:
 
 def resolve(platform: Platform, settings: dict, provenance: dict, spec_file: str, homes=None) -> PlatformPlan:
     """Build the PlatformPlan from the validated top level and each region's merged settings."""
-    from compiler import registry
     allocation = allocate_shards(platform)
     regions = tuple(resolve_region(platform, n, settings[n], provenance[n], allocation[n]) for n in platform.regions)
     regions = tuple(_with_postgres_ha(platform, r, settings) for r in regions)
     regions = _with_inter_region(platform, regions)
     shards = tuple(sorted((s for r in regions for s in r.shards), key=lambda s: s.number))
-    placed = registry.place(homes, allocation, platform.sharding.franchises_per_shard, spec_file,
-                            platform.sharding.registry_file) if homes else ()
+    placed = ()
+    if homes:  # a franchise registry: its reader (csv) is imported only for a spec that names one (start-up, issue 16)
+        from compiler import registry
+        placed = registry.place(homes, allocation, platform.sharding.franchises_per_shard, spec_file,
+                                platform.sharding.registry_file)
     return PlatformPlan(spec=platform, spec_file=spec_file, regions=regions, shards=shards, registry=placed)
 
 

@@ -7,7 +7,6 @@ anything but a reference is R018 (see rules.py).
 
 from __future__ import annotations
 
-import difflib
 import typing
 from typing import Any, Callable
 
@@ -93,6 +92,7 @@ def diagnostics_from(exc: ValidationError, model: type[BaseModel], data: Any,
         if kind == "extra_forbidden":
             code, prefer_key = "S002", True
             allowed = _field_names_at(model, data, path[:-1])
+            import difflib  # only an unknown key needs it: not imported by every valid run (start-up, issue 16)
             close = difflib.get_close_matches(str(path[-1]), allowed, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else f"; allowed keys: {', '.join(allowed)}"
             msg = f"unknown key {path[-1]!r}{hint}"

@@ -23,8 +23,6 @@ Every load balancer health-checks health_check_path on Kong, which answers it it
 
 from __future__ import annotations
 
-import json
-
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.names import (AGIC_INGRESS_CLASS, AZURE_GATEWAY_CERTIFICATE, AZURE_KONG_TRUSTED_ROOT,  # noqa: F401 (the
                                GCP_FRONT_END_RANGES, GKE_NEG_ANNOTATION, KONG_PROXY_TLS_PORT)  # public path's names)
@@ -53,6 +51,7 @@ def gke_neg_annotation(region: RegionPlan) -> dict[str, str]:
     """The Kong proxy Service annotation that makes GKE create standalone zonal NEGs of Kong's pods on
     the TLS port, named as Terraform's backend service expects them (`exposed_ports` keys are Service
     ports, which is why the Service port equals the container port)."""
+    import json  # only the helm target writes this annotation: validate does not import json (issue 16)
     value = {"exposed_ports": {str(KONG_PROXY_TLS_PORT): {"name": lb_target_name(region)}}}
     return {GKE_NEG_ANNOTATION: json.dumps(value)}
 
