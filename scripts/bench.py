@@ -278,7 +278,7 @@ def cases_for(root: Path, tmp: Path, fork: bool, env: dict) -> tuple[list[Case],
         # #14's goal: "diff on the reference against HEAD~1", the commit a user's loop makes (generated/ committed)
         Case("diff --base HEAD~1, a change in all 12 regions", PLATFORMC + ["diff", "--base", "HEAD~1"], 1.0,
              cwd=committed),
-        Case("  the same change, spec edited, not regenerated", PLATFORMC + ["diff"], None, cwd=repo),
+        Case("  diff, same change, spec edited, not regenerated", PLATFORMC + ["diff"], None, cwd=repo),
         Case("verify (the reference tree)", PLATFORMC + ["verify", str(present / "gen")], 0.5, ok=(0, 1)),
     ]
     if fork:
