@@ -75,7 +75,28 @@ def quote(value: Any) -> str:
 
 def key(name: str) -> str:
     """An object key or attribute name: bare when it is an identifier, quoted otherwise."""
-    return name if IDENTIFIER.fullmatch(name) else quote(name)  # fullmatch: `$` alone admits a trailing newline
+    text = _KEYS.get(name)
+    if text is None:
+        text = name if IDENTIFIER.fullmatch(name) else quote(name)  # fullmatch: `$` alone admits a trailing newline
+        if len(_KEYS) < _MEMO_MAX:
+            _KEYS[name] = text
+    return text
+
+
+# Each distinct key and string's text, decided once per process (keyed on the exact str): the same few thousand
+# attribute names and values recur in every region's files, ~140,000 keys and ~200,000 scalars at 120 regions.
+_MEMO_MAX = 100_000
+_KEYS: dict[str, str] = {}
+_STRINGS: dict[str, str] = {}
+
+
+def _string(value: str) -> str:
+    text = _STRINGS.get(value)
+    if text is None:
+        text = '"' + escape(value) + '"'
+        if len(_STRINGS) < _MEMO_MAX and len(value) <= 1024:
+            _STRINGS[value] = text
+    return text
 
 
 def _number(value: float | int) -> str:
@@ -87,7 +108,7 @@ def _number(value: float | int) -> str:
 def _scalar(value: Any) -> str | None:
     t = type(value)  # exact types first (the common cases; the same text as the checks below)
     if t is str:
-        return '"' + escape(value) + '"'
+        return _STRINGS.get(value) or _string(value)
     if t is int:
         return repr(value)
     if t is dict or t is list:
@@ -131,35 +152,31 @@ def attrs(values: Mapping[str, Any] | Iterable[tuple[str, Any]], level: int = 1)
 
     A `None` key inserts a blank line (which also ends an alignment group).
     """
-    items = list(values.items()) if type(values) is dict or isinstance(values, Mapping) else list(values)
+    items = values.items() if type(values) is dict or isinstance(values, Mapping) else values
     pad = INDENT * level
-    lines: list[tuple[str, str, bool]] = []  # (key, rendered value, single line)
+    out: list[str] = []
+    group: list[tuple[str, str]] = []  # consecutive single-line attributes: (key, rendered value)
     for name, value in items:
         if name is None:
-            lines.append(("", "", False))
+            _aligned(out, group, pad)
+            out.append("\n")
             continue
         rendered = expr(value, level)
-        lines.append((key(name), rendered, "\n" not in rendered))
-    out: list[str] = []
-    i = 0
-    while i < len(lines):
-        k, v, single = lines[i]
-        if not k:
-            out.append("\n")
-            i += 1
-            continue
-        if not single:
-            out.append(f"{pad}{k} = {v}\n")
-            i += 1
-            continue
-        j = i
-        while j < len(lines) and lines[j][0] and lines[j][2]:
-            j += 1
-        width = max(len(lines[x][0]) for x in range(i, j))
-        for x in range(i, j):
-            out.append(f"{pad}{lines[x][0].ljust(width)} = {lines[x][1]}\n")
-        i = j
+        if "\n" in rendered:  # a multi-line value stands alone and ends the group
+            _aligned(out, group, pad)
+            out.append(f"{pad}{key(name)} = {rendered}\n")
+        else:
+            group.append((key(name), rendered))
+    _aligned(out, group, pad)
     return "".join(out)
+
+
+def _aligned(out: list[str], group: list[tuple[str, str]], pad: str) -> None:
+    """Write a group of single-line attributes with their `=` aligned, and empty the group."""
+    if group:
+        width = max(len(k) for k, _ in group)
+        out.extend(f"{pad}{k.ljust(width)} = {v}\n" for k, v in group)
+        group.clear()
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
