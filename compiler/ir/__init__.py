@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping, Optional
+from typing import TYPE_CHECKING, Mapping, Optional
 
-from compiler.model.platform import Platform, RegionSettings
-from compiler.model.services import BlueGreenStrategy, CanaryStrategy, RollingStrategy, Route
+if TYPE_CHECKING:  # annotations only: importing the IR (verify reads its names) need not build the spec's models
+    from compiler.model.platform import Platform, RegionSettings
+    from compiler.model.services import BlueGreenStrategy, CanaryStrategy, RollingStrategy, Route
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import re
 
-import yaml
-
 from compiler.verify import Broken, Result
 from compiler.verify.infra import Lst, Obj, _covered, _doc, _net, _Region, _resource
 
@@ -207,7 +205,8 @@ def _check_forward(tree, region: str, c) -> list[Broken]:
     text = tree.text(rel)
     if text is None:
         return [Broken(rel, 0, "kong-forward", c.id, "no Kong file")]
-    doc = yaml.safe_load(text) or {}
+    docs = tree.yaml_docs(rel)  # read once per file (every forwarding connection of the region reads it), by libyaml
+    doc = docs[0] if docs else {}
     home = c.dest.name[len("gateway-"):]
     fn = next((p for p in doc.get("plugins") or [] if p.get("name") == "pre-function"), None)
     code = "\n".join((fn or {}).get("config", {}).get("access") or [])
