@@ -20,6 +20,7 @@ import bisect
 import dataclasses
 import functools
 import ipaddress
+from typing import Mapping
 
 from compiler.ir import Addressing, Connection, Host, Peer, ServicePlan, Zone, frozen_map
 from compiler.ir.data_access import role_name
@@ -140,7 +141,15 @@ def _proxy_range(cidr: str, zones: tuple[Zone, ...], pods: str, services: str) -
 # ---------------------------------------------------------------- peers
 
 def _pods(name: str, namespace: str, labels: dict, a: Addressing) -> Peer:
-    return Peer(name=name, kind="pods", namespace=namespace, labels=frozen_map(labels), cidrs=a.pod_source_cidrs)
+    return Peer(name=name, kind="pods", namespace=namespace, labels=_label_map(tuple(labels.items())),
+                cidrs=a.pod_source_cidrs)
+
+
+@functools.lru_cache(maxsize=4096)
+def _label_map(items: tuple) -> Mapping:
+    """One read-only map per distinct label set (in order): the wiring names the same workloads' labels in every
+    connection they take part in (~13,500 pod ends at 120 regions), and each kept a copy."""
+    return frozen_map(dict(items))
 
 
 def _service_peer(svc: ServicePlan, a: Addressing) -> Peer:
