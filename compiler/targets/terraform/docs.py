@@ -49,10 +49,10 @@ def _copy_note(region: RegionPlan, partner: RegionPlan, name: str, b) -> str:
     return ""
 
 
-def _notes(plan: PlatformPlan, region: RegionPlan) -> list[str]:
+def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[str]:
+    """`peers`: V.peerings(plan, region), which section() has at hand (one pass over the linked regions, not two)."""
     partner = plan.region(region.dr_partner)
     notes = []
-    peers = V.peerings(plan, region)
     if region.cloud == "aws" and any(not p["args"]["requester"] for p in peers):
         first = [p["region"] for p in peers if not p["args"]["requester"]]
         notes.append(f"Apply {', '.join(first)} before this root: each requested the peering with this region (the "
@@ -234,7 +234,7 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
     out.append(markdown_table(["host", "group", "zone", "machine", "data disk", "FQDN"],
                       [[n, h["group"], h["zone"], h["instance_type"],
                         f"{h['data_disk_gib']} GiB" if h["data_disk_gib"] else "-", h["fqdn"]] for n, h in hosts.items()]))
-    notes = _notes(plan, region)
+    notes = _notes(plan, region, peers)
     if notes:
         out.append("### Notes\n")
         out.append("".join(f"- {markdown_cell(n)}\n" for n in notes))

@@ -212,7 +212,8 @@ def peerings(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
         else:
             args = {"subscription_id": plan.spec.clouds["azure"].account, "peer_name": peer.cluster_name,
                     "peer_cidr": peer.cidr}
-        out.append({"region": name, "module": "peering_" + provider_alias(name)[2:], "alias": provider_alias(name),
+        alias = provider_alias(name)
+        out.append({"region": name, "module": "peering_" + alias[2:], "alias": alias,
                     "cloud_region": peer.cloud_region, "args": args})
     return out
 
