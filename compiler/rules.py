@@ -253,9 +253,6 @@ AZURE_ZONES = ("1", "2", "3")
 
 def _zone_names(name, region, count):
     cloud, cr = region.cloud, region.cloud_region
-    form = {"aws": (re.compile(rf"^{re.escape(cr)}[a-z]$"), f"{cr}a"),
-            "gcp": (re.compile(rf"^{re.escape(cr)}-[a-z]$"), f"{cr}-b"),
-            "azure": (re.compile(r"^[123]$"), "1")}[cloud]
     if region.zones is None:
         from compiler.resolve import KNOWN_ZONES
         known = KNOWN_ZONES.get((cloud, cr))
@@ -270,6 +267,10 @@ def _zone_names(name, region, count):
                           f"at most {DERIVED_ZONES_MAX} names ({cloud} regions differ beyond that): list the zones of "
                           f"{cr} that exist in regions.{name}.zones, or lower network.zones")
         return
+    # the zone form of the region's cloud, compiled only for a region that lists its zones (a regex per region)
+    pattern, example = {"aws": (rf"^{re.escape(cr)}[a-z]$", f"{cr}a"), "gcp": (rf"^{re.escape(cr)}-[a-z]$", f"{cr}-b"),
+                        "azure": (r"^[123]$", "1")}[cloud]
+    form = (re.compile(pattern), example)
     seen = {}
     for i, zone in enumerate(region.zones):
         if not form[0].match(zone):
