@@ -7,6 +7,7 @@ the resolver's assumptions (DR partners exist, tiers exist, ...) have run before
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import math
 
 from compiler.ir import (Amounts, ConnectionBudget, Host, PlatformPlan, PoolCapacity, RegionPlan,
@@ -47,10 +48,11 @@ def carve_subnets(cidr: str, zones: int, private_prefix: int, public_prefix: int
     net = ipaddress.ip_network(cidr, strict=False)
     if private_prefix < net.prefixlen or public_prefix < private_prefix:
         return None
-    blocks = list(net.subnets(new_prefix=private_prefix))
+    # only the blocks used are made (a /16 at /19 and /24 holds 8 and 32; validate and resolve carve every region)
+    blocks = list(itertools.islice(net.subnets(new_prefix=private_prefix), zones + 1))
     if len(blocks) < zones + 1:
         return None
-    public = list(blocks[zones].subnets(new_prefix=public_prefix))
+    public = list(itertools.islice(blocks[zones].subnets(new_prefix=public_prefix), zones))
     if len(public) < zones:
         return None
     return [(str(blocks[i]), str(public[i])) for i in range(zones)]

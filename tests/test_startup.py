@@ -48,3 +48,19 @@ def test_pydantic_finds_no_plugins_in_a_command_and_errors_read_the_same(tmp_pat
         "platform.yaml:43:1: settings.kubernetes: [S003] missing required field 'kubernetes'",
         "platform.yaml:44:3: settings.kubernetis: [S002] unknown key 'kubernetis'; did you mean 'kubernetes'?",
         "2 errors: the spec is invalid, nothing was written"]
+
+
+def test_carve_subnets_makes_only_the_blocks_it_uses():
+    """A region's subnets come from the first blocks of its CIDR: the same carve, whatever the CIDR's size (a /8 at
+    /24 holds 65,536 blocks; only the zones' and the public block are made)."""
+    from compiler.resolve import carve_subnets
+    assert carve_subnets("10.0.0.0/16", 3, 19, 24) == [("10.0.0.0/19", "10.0.96.0/24"), ("10.0.32.0/19", "10.0.97.0/24"),
+                                                       ("10.0.64.0/19", "10.0.98.0/24")]
+    assert carve_subnets("10.0.0.0/8", 3, 24, 28) == [("10.0.0.0/24", "10.0.3.0/28"), ("10.0.1.0/24", "10.0.3.16/28"),
+                                                      ("10.0.2.0/24", "10.0.3.32/28")]
+    assert carve_subnets("10.0.0.0/8", 2, 28, 28) is None  # one /28 block cannot hold two public /28s
+    assert carve_subnets("10.0.0.0/24", 3, 26, 28) == [("10.0.0.0/26", "10.0.0.192/28"), ("10.0.0.64/26", "10.0.0.208/28"),
+                                                       ("10.0.0.128/26", "10.0.0.224/28")]
+    assert carve_subnets("10.0.0.0/24", 4, 26, 28) is None  # no fifth block for the public subnets
+    assert carve_subnets("10.0.0.0/24", 3, 26, 26) is None  # the fourth block holds one /26, not three
+    assert carve_subnets("10.0.0.0/16", 3, 15, 24) is None
