@@ -156,26 +156,37 @@ def attrs(values: Mapping[str, Any] | Iterable[tuple[str, Any]], level: int = 1)
     pad = INDENT * level
     out: list[str] = []
     group: list[tuple[str, str]] = []  # consecutive single-line attributes: (key, rendered value)
+    width = 0  # the longest key of the group
     for name, value in items:
         if name is None:
-            _aligned(out, group, pad)
+            _aligned(out, group, pad, width)
+            width = 0
             out.append("\n")
             continue
-        rendered = expr(value, level)
-        if "\n" in rendered:  # a multi-line value stands alone and ends the group
-            _aligned(out, group, pad)
-            out.append(f"{pad}{key(name)} = {rendered}\n")
+        t = type(value)  # a string or an int is one line (expr's text, without the call: most attributes)
+        if t is str:
+            rendered = _STRINGS.get(value) or _string(value)
+        elif t is int:
+            rendered = repr(value)
         else:
-            group.append((key(name), rendered))
-    _aligned(out, group, pad)
+            rendered = expr(value, level)
+            if "\n" in rendered:  # a multi-line value stands alone and ends the group
+                _aligned(out, group, pad, width)
+                width = 0
+                out.append(f"{pad}{key(name)} = {rendered}\n")
+                continue
+        k = _KEYS.get(name) or key(name)
+        group.append((k, rendered))
+        if len(k) > width:
+            width = len(k)
+    _aligned(out, group, pad, width)
     return "".join(out)
 
 
-def _aligned(out: list[str], group: list[tuple[str, str]], pad: str) -> None:
-    """Write a group of single-line attributes with their `=` aligned, and empty the group."""
+def _aligned(out: list[str], group: list[tuple[str, str]], pad: str, width: int) -> None:
+    """Write a group of single-line attributes with their `=` aligned at `width`, and empty the group."""
     if group:
-        width = max(len(k) for k, _ in group)
-        out.extend(f"{pad}{k.ljust(width)} = {v}\n" for k, v in group)
+        out.extend([f"{pad}{k.ljust(width)} = {v}\n" for k, v in group])
         group.clear()
 
 
