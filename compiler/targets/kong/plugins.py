@@ -88,9 +88,12 @@ def canary_headers(region: RegionPlan) -> list[tuple[str, str, str]]:
     return sorted(out)
 
 
+_LUA_PLAIN = re.compile(r"[A-Za-z0-9._-]+")  # compiled once: ~30,000 strings at 120 regions (the routing tables)
+
+
 def _lua_string(value: str) -> str:
     # header names, claims and values are [A-Za-z0-9._-] (the spec's patterns): nothing to escape
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", value):
+    if not _LUA_PLAIN.fullmatch(value):
         raise KongEmitError(f"{value!r} cannot be written into the canary header function")
     return f'"{value}"'
 

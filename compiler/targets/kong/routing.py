@@ -71,11 +71,12 @@ def upstream_name(home: str, index: int) -> str:
 def home_upstreams(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
     """One upstream per (home region, request host): the home's internal gateway, the host as Host and SNI."""
     g = region.settings.gateway
+    hosts = request_hosts(plan, region)  # the same for every home (it was computed once per home)
     out = []
     for c in forwards(region):
         home = home_of(c)
         t = tags(region, OWNER)
-        for i, host in enumerate(request_hosts(plan, region)):
+        for i, host in enumerate(hosts):
             out.append({
                 "name": upstream_name(home, i), "algorithm": "round-robin", "host_header": host,
                 "healthchecks": {"active": {
