@@ -27,7 +27,9 @@ def test_awkward_peers_and_fields():
     for c in (Connection(a, h, "x\ty", 5432, 6432, "TCP", "postgresql", "p\u00fcrpose", tls="1.3",
                          layers=("nftables", "pg_hba"), database="all", user="u\"1"),
               Connection(b, h, "", 0, 0, "UDP", "", "", layers=()),
-              Connection(h, a, "h", 1, 1, "TCP", "ssh", "why")):
+              Connection(h, a, "h", 1, 1, "TCP", "ssh", "why"),
+              # not what the IR holds, but written as json.dumps writes them: a bool, a float, None, a list
+              Connection(h, a, None, True, 2.5, "TCP", "ssh", "why", tls=None, layers=["a", "b"], database="d", user=None)):
         assert connections.connection_line(c) == _dumps(c)
     # the memo keeps the labels' order: a and b are different texts
     assert connections._peer_text(a) != connections._peer_text(b)
