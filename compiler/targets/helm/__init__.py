@@ -267,7 +267,7 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
               if r.chart is not LOCAL_CHART else
               f"| {r.name} | `{r.namespace}` | local `{chart_dir(r)}` | {r.chart.version} | {r.purpose} |" for r in rels]
     stores = secrets.stores(plan, region)
-    lines += ["", f"Secrets: {len(secrets.external_secrets(region))} ExternalSecrets through "
+    lines += ["", f"Secrets: {secrets.external_secret_count(region)} ExternalSecrets through "
               f"{len(stores)} ClusterSecretStore(s) "
               f"({', '.join(s['metadata']['name'] for s in stores) or 'none'})."]
     lines += [f"- Not delivered: `{w.namespace}/{w.name}` from {secrets.describe(ref)} (no store reads it; "

@@ -275,6 +275,11 @@ def external_secrets(region: RegionPlan) -> list[dict]:
     return [external_secret(w) for w in _deliverable_of(region)]
 
 
+def external_secret_count(region: RegionPlan) -> int:
+    """len(external_secrets(region)), without building them (the docs only count them)."""
+    return len(_deliverable_of(region))
+
+
 def by_namespace(region: RegionPlan) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for doc in external_secrets(region):
