@@ -15,13 +15,15 @@ from compiler.errors import UsageError
 from compiler.ir import PlatformPlan
 
 PARALLEL_MIN_JOBS = 16  # below this a fork costs more than it saves
-# `generate` forks only for platforms of FORK_MIN_REGIONS..FORK_MAX_REGIONS regions. Measured on the 2-core
-# machine, whole-process medians of alternated runs (scripts/bench.py --fork, 2026-12-02, load 5-8 from other
-# work): 12 regions serial 1.78 s wall / 1.17 s CPU against fork 3.96 s / 1.97 s; 120 regions serial 17.8 s /
-# 10.0 s against fork 21.3 s / 9.9 s. Serial was faster at both (the child pickles every emitted file back
-# and the second core was rarely free), and it holds one copy of the plan, not two, so the default is serial;
-# PLATFORMC_JOBS=2 forces the fork (re-measure with `scripts/bench.py --fork` on an idle machine), =1 serial.
-FORK_MIN_REGIONS = 10**9
+# `generate` forks only for platforms of FORK_MIN_REGIONS..FORK_MAX_REGIONS regions. Measured on this 2-core
+# machine, idle (load ~1), whole processes into a tmpfs (no file-system noise), alternated runs, wall medians
+# (2026-12-03): 12 regions serial 0.73 s / fork 0.72 s (equal: serial, one process and less memory); 24 regions
+# 1.23 / 1.03 s; 48 regions 1.85 / 1.56 s; 120 regions 3.8 / 3.45 s. The fork costs CPU (~0.6 s more at 120
+# regions: pickling, copy-on-write) and memory (tree PSS at 120 regions 119 -> 162 MiB: the child's reads
+# touch the plan's refcounts and copy its pages). Under load from other work (2026-12-02, load 5-8) serial was
+# faster at both 12 and 120: the second core was rarely free. PLATFORMC_JOBS=1 forces serial, =2 the fork;
+# `scripts/bench.py --fork` re-measures.
+FORK_MIN_REGIONS = 24
 FORK_MAX_REGIONS = 10**9
 
 
