@@ -59,9 +59,8 @@ def test_full_generate_records_its_inputs(repo):
     assert inputs == noop.inputs_fingerprint("platform.yaml", BASE.encode(), None)
 
 
-def test_diff_reads_the_committed_base_when_proven_and_reports_the_same(repo, capsys, monkeypatch):
-    old, outputs = d.base_at_ref("HEAD", "platform.yaml")
-    assert outputs is not None  # the manifest's inputs are this spec's and this platformc's
+def _count_emissions(monkeypatch) -> list:
+    """The number of jobs of each emission run (compiler.emit._results) from now on."""
     emitted = []
     from compiler import emit as emit_mod
     orig = emit_mod._results
@@ -71,6 +70,13 @@ def test_diff_reads_the_committed_base_when_proven_and_reports_the_same(repo, ca
         return orig(jobs, regions)
 
     monkeypatch.setattr(emit_mod, "_results", counting)
+    return emitted
+
+
+def test_diff_reads_the_committed_base_when_proven_and_reports_the_same(repo, capsys, monkeypatch):
+    old, outputs = d.base_at_ref("HEAD", "platform.yaml")
+    assert outputs is not None  # the manifest's inputs are this spec's and this platformc's
+    emitted = _count_emissions(monkeypatch)
     assert run("diff", "--base", "HEAD") == 0
     fast = capsys.readouterr().out
     assert len(emitted) == 1  # one side emitted (the working tree's); the base's files were read
@@ -108,19 +114,6 @@ def test_a_committed_tree_that_is_not_proven_is_emitted(repo, capsys):
     _git("commit", "-qam", "spec without regenerating", cwd=repo)
     (repo / "platform.yaml").write_text(spec)
     assert d.base_at_ref("HEAD", "platform.yaml")[1] is None
-
-
-def _count_emissions(monkeypatch) -> list:
-    emitted = []
-    from compiler import emit as emit_mod
-    orig = emit_mod._results
-
-    def counting(jobs, regions=None):
-        emitted.append(len(jobs))
-        return orig(jobs, regions)
-
-    monkeypatch.setattr(emit_mod, "_results", counting)
-    return emitted
 
 
 def test_diff_of_a_regenerated_commit_reads_both_trees_and_reports_the_same(repo, capsys, monkeypatch):

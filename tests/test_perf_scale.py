@@ -95,14 +95,14 @@ def test_secrets_filter_computes_the_undeliverable_once_per_call(reference, monk
     from compiler.targets.helm import secrets
 
     r = reference.region("us-east-1")
-    real_unsupported = secrets.unsupported
+    real_unsupported_in = secrets._unsupported_in  # the filter both functions run (through _deliverable_of)
     calls = []
 
-    def counting(region):
+    def counting(region, wanted):
         calls.append(region.name)
-        return real_unsupported(region)
+        return real_unsupported_in(region, wanted)
 
-    monkeypatch.setattr(secrets, "unsupported", counting)
+    monkeypatch.setattr(secrets, "_unsupported_in", counting)
     secrets.stores(reference, r)
     secrets.external_secrets(r)
     assert len(calls) <= 2, len(calls)  # 2 x 16 before
@@ -111,7 +111,7 @@ def test_secrets_filter_computes_the_undeliverable_once_per_call(reference, monk
     wanted = secrets.wanted(r)
     assert len(wanted) > 3
     fake = [(wanted[1], "env:X"), (wanted[3], "env:Y")]
-    monkeypatch.setattr(secrets, "unsupported", lambda region: list(fake))
+    monkeypatch.setattr(secrets, "_unsupported_in", lambda region, ws: list(fake))
     kept = [w for w in wanted if not any(x == w for x, _ in fake)]
     assert secrets.external_secrets(r) == [secrets.external_secret(w) for w in kept]
     names = {secrets.parse(ref).store for w in kept for ref in secrets._refs(w)}

@@ -55,11 +55,16 @@ def _peer_text(p: Peer) -> str:
     """_peer(p) as JSON, once per distinct peer (keyed on every field _peer reads, labels in their order): the
     same ends recur across connections and regions (about 170 distinct texts for 570 ends in a region)."""
     key = (p.name, p.kind, p.namespace, tuple(p.labels.items()), p.host_group, tuple(p.hosts), tuple(p.cidrs))
-    text = _PEERS.get(key)
+    return _memo(_PEERS, 50_000, key, lambda: _peer(p))
+
+
+def _memo(table: dict, limit: int, key, value) -> str:
+    """table[key], else the JSON of value() stored there (the table emptied past `limit` entries)."""
+    text = table.get(key)
     if text is None:
-        if len(_PEERS) > 50_000:
-            _PEERS.clear()
-        text = _PEERS[key] = _encode(_peer(p))
+        if len(table) > limit:
+            table.clear()
+        text = table[key] = _encode(value())
     return text
 
 
@@ -84,12 +89,7 @@ _LAYERS: dict[tuple, str] = {}  # a connection's layers -> their JSON list (a fe
 
 def _layers_text(layers) -> str:
     key = tuple(layers)
-    text = _LAYERS.get(key)
-    if text is None:
-        if len(_LAYERS) > 10_000:
-            _LAYERS.clear()
-        text = _LAYERS[key] = _encode(list(key))
-    return text
+    return _memo(_LAYERS, 10_000, key, lambda: list(key))
 
 
 def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
