@@ -185,7 +185,7 @@ def kapitan_project(tree: Path, spec: Path, dest: Path) -> tuple[int, int]:
     return files, nbytes
 
 
-TRASH: list[Path] = []  # where aside() moves outputs; emptied once, after every measurement
+TRASH: list[Path] = []  # where aside() moved outputs (inside the run directory, deleted with it at the end)
 
 
 def aside(d: Path) -> None:

@@ -23,7 +23,6 @@ home. The function deletes that header from every viewer request first, so a cli
 
 from __future__ import annotations
 
-
 # The wiring's source of the edge -> home origin connection (compiler/wiring.py), which `platformc verify` proves.
 HOME_EDGE_PEER = "cdn-home"
 # The distribution's origin ids: the weighted origin (origin.<domain>) and one per region.

@@ -287,15 +287,6 @@ def by_namespace(region: RegionPlan) -> dict[str, list[dict]]:
     return out
 
 
-def service_namespaces(region: RegionPlan) -> list[str]:
-    """Namespaces (other than monitoring) that get a secrets chart, in service order."""
-    return namespaces_of(by_namespace(region))
-
-
 def namespaces_of(spaces: dict[str, list[dict]]) -> list[str]:
-    """service_namespaces from a by_namespace() already at hand."""
-    seen = []
-    for ns in spaces:
-        if ns != MONITORING_NAMESPACE and ns not in seen:
-            seen.append(ns)
-    return seen
+    """The namespaces (other than monitoring) that get a secrets chart, in service order, from by_namespace()."""
+    return [ns for ns in spaces if ns != MONITORING_NAMESPACE]

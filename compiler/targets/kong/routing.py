@@ -26,7 +26,6 @@ search. tests/targets/test_home_routing.py runs the function with LuaJIT against
 
 from __future__ import annotations
 
-
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.home_routing import home_range_table, home_ranges  # noqa: F401 (the shared map; tests import it here)
 from compiler.ir.edge import health_check_path
