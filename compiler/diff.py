@@ -311,7 +311,9 @@ def affected_units(paths: list[str], callers: dict[str, set[str]], regions: list
                 units |= callers.get("/".join(parts[:4]), set())
         elif parts[0] == "helm" and len(parts) > 2:
             region, rest = parts[1], parts[2:]
-            if rest[0] == "charts" and len(rest) > 1:
+            if region == "global" and rest[0] == "charts" and len(rest) > 1:  # a chart every region's helmfile installs
+                units |= {f"helm/{r}/{rest[1]}" for r in regions}
+            elif rest[0] == "charts" and len(rest) > 1:
                 units.add(f"helm/{region}/{rest[1]}")
             elif rest[0].endswith(".values.yaml"):
                 units.add(f"helm/{region}/{rest[0].removesuffix('.values.yaml')}")

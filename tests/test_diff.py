@@ -98,6 +98,12 @@ def test_affected_units_from_paths():
                    "kong/use1", "terraform/regions/use1", "terraform/regions/use2"]
 
 
+
+def test_a_global_chart_affects_its_release_in_every_region():
+    got = d.affected_units(["helm/global/charts/kong-home-routing/templates/configmap.yaml"], {}, ["use1", "euw1"])
+    assert got == ["helm/euw1/kong-home-routing", "helm/use1/kong-home-routing"]
+
+
 def run(*args) -> int:
     try:
         main(list(args))

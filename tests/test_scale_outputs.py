@@ -88,3 +88,27 @@ def _routes(sql: str):
     rows = re.findall(r"\((\d+), '([^']+)', (\d+),\s+'\{([^}]*)\}'\)", sql)
     return {int(shard): (host, int(port), [(int(a), int(b)) for a, b in re.findall(r"\[(\d+),(\d+)\]", ids)])
             for shard, host, port, ids in rows}
+
+
+def test_kongs_home_region_map_is_one_platform_file(registry120, tmp_path):
+    """Kong's franchise -> home map (10,000 scattered registry rows: thousands of ranges) is one module in the global
+    helm chart, not a table in each region's kong.yaml: a region's Kong file is as large as without the registry."""
+    import yaml
+
+    import scale
+    from compiler.ir.home_routing import home_range_table
+    from compiler.targets import helm, kong
+    chart = helm.emit_global(registry120)
+    module = yaml.safe_load(chart["helm/global/charts/kong-home-routing/templates/configmap.yaml"])["data"]["home_routing.lua"]
+    lists = {name: re.search(rf"^local {name} = \{{([^}}]*)\}}$", module, re.M).group(1).split(", ")
+             for name in ("FIRST", "LAST", "HOME")}
+    assert list(zip(map(int, lists["FIRST"]), map(int, lists["LAST"]), (h.strip('"') for h in lists["HOME"]))) \
+        == list(home_range_table(registry120))
+    assert len(home_range_table(registry120)) > 1000
+    plain = compile_file(str(scale.write(tmp_path, 120))).plan
+    for name in [r.name for r in registry120.regions[::10]]:
+        with_registry = kong.emit_region(registry120, registry120.region(name))[f"kong/{name}/kong.yaml"]
+        without = kong.emit_region(plain, plain.region(name))[f"kong/{name}/kong.yaml"]
+        assert "local FIRST" not in with_registry
+        # the same but for the map's version (one line)
+        assert abs(len(with_registry) - len(without)) < 100, (name, len(with_registry), len(without))

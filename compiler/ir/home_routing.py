@@ -56,6 +56,36 @@ FRONT_DOOR_ORIGIN_GROUPS = 200
 URL_MAP_MAX_BYTES = 1_000_000
 
 
+# Kong's copy of the map: one Lua module per platform, not one table per region's kong.yaml (with a 10,000-row
+# registry the table is ~290 KB: 120 regions carried 35 MB of copies). The helm target ships it once, in the global
+# chart `kong-home-routing` (generated/helm/global/charts/), as the ConfigMap GATEWAY_MAP_CONFIGMAP that every
+# region's Kong mounts at GATEWAY_MAP_DIR (the kong chart puts /opt/?.lua on lua_package_path); the kong target's
+# pre-function requires GATEWAY_MAP_MODULE (allowed by untrusted_lua_sandbox_requires) and calls its `home_of(id)`.
+# Kong caches a required module per worker, so a new map must roll the pods: the map's version (gateway_map_version)
+# is in the module and in each region's routing function, so a new map changes kong.yaml, which the kong chart's
+# checksum turns into a rollout (and `platformc verify` proves the two versions agree).
+GATEWAY_MAP_CHART = "kong-home-routing"
+GATEWAY_MAP_CONFIGMAP = "platformc-home-routing"
+GATEWAY_MAP_DIR = "/opt/platformc"
+GATEWAY_MAP_FILE = "home_routing.lua"
+GATEWAY_MAP_MODULE = "platformc.home_routing"
+GATEWAY_MAP_FUNCTION = "home_of"
+
+
+def gateway_map_version(plan) -> str:
+    """The home-region map's version: a SHA-256 over its ranges, once per plan."""
+    def version() -> str:
+        import hashlib
+        text = "\n".join(f"{first} {last} {home}" for first, last, home in home_range_table(plan))
+        return hashlib.sha256(text.encode()).hexdigest()
+    return plan.derived("gateway_map_version", version)
+
+
+def gateway_routes_homes(plan) -> bool:
+    """Kong routes by home (and needs the map) when the platform has more than one region."""
+    return len(plan.regions) > 1
+
+
 def home_ranges(plan) -> list[tuple[int, int, str]]:
     """(first id, last id, home region), sorted and merged: the registry's rows when there is a registry, else
     each shard's range."""

@@ -11,7 +11,11 @@
   hosts' security group egress rules; GCP and Azure allow egress to peered networks by default: the check
   proves the module adds no deny).
 - `kong-forward`: the region's Kong routing function forwards the home region's franchises to an upstream whose
-  only target is the address and port dialled (the home's internal gateway).
+  only target is the address and port dialled (the home's internal gateway); the home-region map it requires
+  reaches the pods: the region's helmfile installs the global chart holding it before Kong, Kong's values mount
+  its ConfigMap where the chart's lua_package_path finds the module and allow it in the sandbox, the map is the
+  version the function names (a new map must roll the pods, which cache the module) and homes franchises in that
+  region.
 - `internal-gateway`: the home region's internal gateway exists with that name, listens on the port and admits
   the forwarding regions' Kong; it passes the requests on to the region's load balancer (AWS: an internal NLB
   whose target is the load balancer, which admits it) or to Kong (GCP: an internal proxy NLB over Kong's NEGs;
@@ -197,6 +201,64 @@ def _check_egress(reg: _Region, c) -> list[Broken]:
     return out
 
 
+_REQUIRE = re.compile(r'require\("(?P<module>[A-Za-z0-9._]+)"\)\.(?P<fn>[A-Za-z_]+)')
+_MAP_VERSION = re.compile(r"-- home-region map: \S+ version (?P<v>[0-9a-f]+)")
+# The kong chart's lua_package_path (its _helpers.tpl sets KONG_LUA_PACKAGE_PATH to /opt/?.lua;/opt/?/init.lua;;).
+_CHART_LUA_ROOT = "/opt/"
+
+
+def _gateway_map(tree, region: str, module: str, fn: str) -> tuple[str, int, str | None, set, str]:
+    """Whether the map module reaches the region's Kong pods: (file, line, what is broken or None, homes it maps).
+    Read once per region (every forwarding connection of the region asks)."""
+    memo = tree.__dict__.setdefault("_gateway_map", {})
+    key = (region, module, fn)
+    if key not in memo:
+        memo[key] = _read_gateway_map(tree, region, module, fn)
+    return memo[key]
+
+
+def _read_gateway_map(tree, region: str, module: str, fn: str) -> tuple[str, int, str | None, set, str]:
+    import posixpath
+    hf = f"helm/{region}/helmfile.yaml"
+    releases = (tree.yaml_docs(hf) or [{}])[0].get("releases") or []
+    kong = next((r for r in releases if r.get("name") == "kong"), None)
+    if kong is None:
+        return hf, 0, "the helmfile installs no kong release", set(), ""
+    values_rel = f"helm/{region}/kong.values.yaml"
+    values = (tree.yaml_docs(values_rel) or [{}])[0]
+    requires = str((values.get("env") or {}).get("untrusted_lua_sandbox_requires") or "").split(",")
+    if module not in requires:
+        return values_rel, tree.line_of(values_rel, "untrusted_lua_sandbox_requires"),             f"Kong's sandbox does not allow require({module!r}) (env.untrusted_lua_sandbox_requires)", set(), ""
+    path = _CHART_LUA_ROOT + module.replace(".", "/") + ".lua"
+    mount = next((m for m in values.get("extraConfigMaps") or []
+                  if path.startswith(str(m.get("mountPath", "")).rstrip("/") + "/")), None)
+    if mount is None:
+        return values_rel, tree.line_of(values_rel, "extraConfigMaps"), f"no ConfigMap is mounted where {path} would be", set(), ""
+    key = path[len(str(mount["mountPath"]).rstrip("/")) + 1:]
+    # the release that installs a chart holding that ConfigMap, before Kong
+    for rel in releases:
+        chart = str(rel.get("chart") or "")
+        if not chart.startswith((".", "/")):
+            continue
+        chart_dir = posixpath.normpath(posixpath.join(f"helm/{region}", chart))
+        for t in tree.glob(f"{chart_dir}/templates/*.yaml"):
+            for doc in tree.yaml_docs(t):
+                if (doc.get("kind") == "ConfigMap" and (doc.get("metadata") or {}).get("name") == mount["name"]
+                        and (doc.get("metadata") or {}).get("namespace") == kong.get("namespace") == rel.get("namespace")):
+                    if f"{rel.get('namespace')}/{rel.get('name')}" not in (kong.get("needs") or []):
+                        return hf, tree.line_of(hf, "- name: kong"), f"Kong does not wait for release {rel.get('name')}", set(), ""
+                    source = (doc.get("data") or {}).get(key)
+                    if not isinstance(source, str):
+                        return t, tree.line_of(t, "data:"), f"ConfigMap {mount['name']} has no key {key}", set(), ""
+                    if f"function M.{fn}(" not in source or not source.rstrip().endswith("return M"):
+                        return t, tree.line_of(t, key), f"the module {module} defines no {fn}", set(), ""
+                    homes = re.search(r"^\s*local HOME = \{(?P<body>[^}]*)\}", source, re.M)
+                    version = re.search(r'^\s*local M = \{version = "(?P<v>[0-9a-f]+)"\}', source, re.M)
+                    return (t, tree.line_of(t, key), None, set(re.findall(r'"([^"]+)"', homes.group("body")) if homes else []),
+                            version.group("v") if version else "")
+    return hf, 0, f"no release installs ConfigMap {mount['name']} in namespace {kong.get('namespace')}", set(), ""
+
+
 _UPSTREAM_ROW = re.compile(r'^\s*\["(?P<home>[^"]+)"\] = \{(?P<body>[^}]*)\},\s*$', re.M)
 
 
@@ -213,6 +275,18 @@ def _check_forward(tree, region: str, c) -> list[Broken]:
     line = tree.line_of(rel, "name: pre-function") if fn else 0
     if not fn or "home-region routing" not in code:
         return [Broken(rel, line, "kong-forward", c.id, "no home-region routing function (pre-function)")]
+    req = _REQUIRE.search(code)
+    if req is None:
+        return [Broken(rel, line, "kong-forward", c.id, "the routing function requires no home-region map")]
+    map_rel, map_line, broken, homes, version = _gateway_map(tree, region, req.group("module"), req.group("fn"))
+    if broken:
+        return [Broken(map_rel, map_line, "kong-forward", c.id, broken)]
+    wanted = _MAP_VERSION.search(code)
+    if wanted is None or wanted.group("v") != version:
+        return [Broken(rel, line, "kong-forward", c.id, f"the routing function expects map version "
+                       f"{wanted.group('v') if wanted else '(none named)'}, the mounted map is {version or 'unversioned'}")]
+    if home not in homes:
+        return [Broken(map_rel, map_line, "kong-forward", c.id, f"the home-region map homes no franchise in {home}")]
     row = next((m for m in _UPSTREAM_ROW.finditer(code) if m.group("home") == home), None)
     if row is None:
         return [Broken(rel, line, "kong-forward", c.id, f"the routing function forwards nothing to {home}")]

@@ -4,6 +4,7 @@ kubernetes target relies on, and the escaping of Fluent Bit's classic config tex
 
 from __future__ import annotations
 
+import posixpath
 import re
 import subprocess
 from functools import lru_cache
@@ -154,6 +155,11 @@ def test_helmfile_pins_and_wires_every_release():
             for entry, rel in zip(hf["releases"], rels):
                 # a release comes after everything it needs (helmfile orders by needs; the list says it too)
                 assert all(order.index(n) < order.index(f"{entry['namespace']}/{entry['name']}") for n in entry.get("needs", []))
+                if rel.chart is helm.LOCAL_CHART and rel.shared:  # a chart of the global tree, the same for every region
+                    shared = helm.emit_global(plan)
+                    path = posixpath.normpath(posixpath.join(f"helm/{r.name}", entry["chart"]))
+                    assert entry["chart"].startswith("../") and f"{path}/Chart.yaml" in shared, entry
+                    continue
                 if rel.chart is helm.LOCAL_CHART:
                     assert entry["chart"] == f"./{helm.chart_dir(rel)}" and f"helm/{r.name}/{helm.chart_dir(rel)}/Chart.yaml" in files
                     continue

@@ -1,5 +1,10 @@
 """Home-region routing: the generated Kong pre-function, run with LuaJIT against the shard map.
 
+The function requires the platform's home-region map, a Lua module the helm target ships once for every region
+(generated/helm/global/charts/kong-home-routing): the harness loads it from that chart's ConfigMap, at the path the
+region's Kong values mount it, through a `require` that allows only what the values' untrusted_lua_sandbox_requires
+allows (as Kong's sandbox does).
+
 For every region of the reference platform, each franchise id at the borders of every shard range (and ids
 outside every range, malformed ids, a forwarded request) goes through the region's function with a stand-in
 `kong` PDK; the outcome must be: served here when the franchise is homed here (or has no home), forwarded to
@@ -19,7 +24,7 @@ import yaml
 
 from compiler.ir.network import INTERNAL_GATEWAY_CLOUDS, internal_gateway_name, linked_regions
 from compiler.pipeline import compile_file
-from compiler.targets import kong
+from compiler.targets import helm, kong
 from compiler.targets.kong.routing import home_ranges
 from tests.conftest import require_tool
 
@@ -28,6 +33,13 @@ REPO = Path(__file__).resolve().parents[2]
 HARNESS = r"""
 local source = io.open(arg[1]):read("*a")
 local fn = assert(loadstring(source))
+package.path = arg[3] .. "/?.lua"  -- the kong chart's /opt/?.lua, with the ConfigMap mounted below it
+local allowed = {}
+for m in string.gmatch(arg[4], "[^,]+") do allowed[m] = true end
+local function sandbox_require(m)
+  if not allowed[m] then error("require '" .. m .. "' not allowed within sandbox") end
+  return require(m)
+end
 for line in io.lines(arg[2]) do
   local id, host, fwd = line:match("^(%S*)\t(%S*)\t(%S*)$")
   local out = "local"
@@ -55,7 +67,7 @@ for line in io.lines(arg[2]) do
     },
     log = {err = function() end},
   }
-  setfenv(fn, setmetatable({kong = kong}, {__index = _G}))
+  setfenv(fn, setmetatable({kong = kong, require = sandbox_require}, {__index = _G}))
   fn()
   io.write(line, "\t", out, "\n")
 end
@@ -78,12 +90,29 @@ def _cases(plan):
     return ids
 
 
-def _run(luajit, tmp_path, lua: str, lines: list[str]) -> dict:
+def _mounted(plan, region, tmp_path) -> tuple[str, str]:
+    """The map module where the region's Kong finds it (the global chart's ConfigMap at the values' mountPath, under
+    a stand-in for the chart's /opt), and the modules its sandbox allows."""
+    values = yaml.safe_load(helm.emit_region(plan, region)[f"helm/{region.name}/kong.values.yaml"])
+    chart = helm.emit_global(plan)["helm/global/charts/kong-home-routing/templates/configmap.yaml"]
+    config_map = yaml.safe_load(chart)
+    root = tmp_path / "opt"
+    for mount in values["extraConfigMaps"]:
+        assert mount["name"] == config_map["metadata"]["name"] and mount["mountPath"].startswith("/opt/")
+        d = root / mount["mountPath"][len("/opt/"):]
+        d.mkdir(parents=True, exist_ok=True)
+        for key, text in config_map["data"].items():
+            (d / key).write_text(text)
+    return str(root), values["env"]["untrusted_lua_sandbox_requires"]
+
+
+def _run(luajit, tmp_path, lua: str, lines: list[str], plan, region) -> dict:
+    root, allowed = _mounted(plan, region, tmp_path)
     (tmp_path / "fn.lua").write_text(lua)
     (tmp_path / "harness.lua").write_text(HARNESS)
     (tmp_path / "cases.txt").write_text("\n".join(lines) + "\n")
-    res = subprocess.run([luajit, str(tmp_path / "harness.lua"), str(tmp_path / "fn.lua"), str(tmp_path / "cases.txt")],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run([luajit, str(tmp_path / "harness.lua"), str(tmp_path / "fn.lua"), str(tmp_path / "cases.txt"),
+                          root, allowed], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     out = {}
     for row in res.stdout.splitlines():
@@ -117,7 +146,7 @@ def test_each_franchise_reaches_its_home_region(plan, tmp_path):
         lines += [f"abc\t{hosts[0]}\t-", f"-\t{hosts[0]}\t-", f"12.5\t{hosts[0]}\t-", f"1e3\t{hosts[0]}\t-",
                   f"99999999999999999999\t{hosts[0]}\t-"]
         lines += [f"{i}\t{hosts[0]}\tother" for i in ids]
-        got = _run(luajit, tmp_path, fn, lines)
+        got = _run(luajit, tmp_path, fn, lines, plan, region)
         linked = set(linked_regions(plan.spec, region.name))
         for (id_, host, fwd), result in got.items():
             home = ids.get(int(id_)) if id_.isdigit() and int(id_) in ids else None
@@ -163,7 +192,7 @@ def test_an_azure_region_forwards_to_its_peered_azure_home(spec, here, home, tmp
     assert homed
     host = f"{p.spec.edge.dns.api_host}.{domain}"
     lines = [f"{i}\t{host}\t-" for i in homed] + [f"{i}\t{host}\t-" for i, _ in elsewhere]
-    got = _run(luajit, tmp_path, fn, lines)
+    got = _run(luajit, tmp_path, fn, lines, p, region)
     for i in homed:
         result = got[(str(i), host, "-")]
         assert result.startswith("upstream "), (here, i, home, result)

@@ -24,7 +24,8 @@ def _generate(spec: Path, out: Path) -> Path:
     from compiler.pipeline import compile_file
     plan = compile_file(str(spec)).plan
     # kubernetes: Azure's internal gateway is a LoadBalancer Service in front of Kong
-    outputs, _ = emit(plan, ["connections", "terraform", "kong", "kubernetes"], with_docs=False)
+    # helm: Kong's home-region map is a global chart its values mount
+    outputs, _ = emit(plan, ["connections", "terraform", "kong", "kubernetes", "helm"], with_docs=False)
     writer.apply(writer.plan_write(out, outputs["generated"], None))
     return out
 
@@ -111,6 +112,38 @@ def test_a_forward_to_the_wrong_target_is_named(tree):
     kong.write_text(new)
     broken = _mine(verify(tree, ["us-east-1"]))
     assert any(b.layer == "kong-forward" and "home-us-west-2" in b.message for b in broken), broken
+
+
+MAP_CHART = "helm/global/charts/kong-home-routing/templates/configmap.yaml"
+
+
+def _edit(path: Path, old: str, new: str, count: int = 1) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, count))
+
+
+@pytest.mark.parametrize("rel,old,new,says", [  # each named in the file edited, but a version mismatch in the function's
+    # the values mount the map's ConfigMap elsewhere, or mount another one there
+    ("helm/us-east-1/kong.values.yaml", "mountPath: /opt/platformc", "mountPath: /opt/maps",
+     "no ConfigMap is mounted where /opt/platformc/home_routing.lua would be"),
+    ("helm/us-east-1/kong.values.yaml", "- name: platformc-home-routing", "- name: some-other-map",
+     "no release installs ConfigMap some-other-map in namespace kong"),
+    # Kong's sandbox no longer allows the module
+    ("helm/us-east-1/kong.values.yaml", ",platformc.home_routing", "", "does not allow require('platformc.home_routing')"),
+    # Kong no longer waits for the map's release
+    ("helm/us-east-1/helmfile.yaml", "  - kong/kong-home-routing\n", "", "Kong does not wait for release kong-home-routing"),
+    # the mounted map is an older one than the function was built for
+    (MAP_CHART, 'local M = {version = "', 'local M = {version = "0', "the mounted map is 0"),
+    # the map homes nothing in the home forwarded to
+    (MAP_CHART, '"us-west-2", ', '"us-east-1", ', "the home-region map homes no franchise in us-west-2"),
+])
+def test_a_home_region_map_that_does_not_reach_kong_is_named(tree, rel, old, new, says):
+    _edit(tree / rel, old, new)
+    broken = [b for b in _mine(verify(tree, ["us-east-1"])) if b.layer == "kong-forward"]
+    assert broken and all(says in b.message for b in broken), broken
+    named = "kong/us-east-1/kong.yaml" if "version" in old else "helm/us-east-1/helmfile.yaml" if "other-map" in new else rel
+    assert {b.file for b in broken} == {named}, broken
 
 
 def test_a_gateway_that_does_not_admit_a_region_is_named(tree):

@@ -7,6 +7,7 @@ generated/helm/<region>/<release>.values.yaml  the values of each release
 
 generated/helm/<region>/charts/<name>/         local charts holding only External Secrets objects
     (secrets.py): the ClusterSecretStores and every ExternalSecret the releases and the services need
+generated/helm/global/charts/kong-home-routing/  Kong's home-region map, one copy for every region (home_routing.py)
 
 Kong runs DB-less: its declarative config is the kong target's generated/kong/<region>/kong.yaml,
 which the helmfile hands to the chart as `dblessConfig.config` (helm --set-file); see kong() in
@@ -25,6 +26,7 @@ from compiler.targets.helm import platform as platform
 from compiler.targets.helm import secrets
 from compiler.targets.helm.charts import CHARTS, ISTIO_TAG, Chart
 from compiler.ir.edge import kong_declarative_file, kong_needs_render, kong_render_command
+from compiler.ir.home_routing import GATEWAY_MAP_CHART, gateway_routes_homes
 from compiler.ir.identity import EXTERNAL_SECRETS
 from compiler.ir.names import (EXTERNAL_SECRETS_NAMESPACE, EXTERNAL_SECRETS_SERVICE_ACCOUNT, GATEWAY_NAMESPACE,
                                ISTIO_NAMESPACE, KONG_RELEASE, MONITORING_NAMESPACE, SYSTEM_NAMESPACE)
@@ -53,6 +55,7 @@ class Release:
     needs: tuple[str, ...] = ()
     set_files: tuple[tuple[str, str], ...] = ()  # (values key, file relative to the helmfile)
     local: tuple[dict, ...] = ()  # a local chart (charts/<name>/) holding these objects; `chart` is then LOCAL_CHART
+    shared: str = ""  # a local chart of the global tree (its directory relative to the helmfile), not the region's
 
 
 # Local charts: only the External Secrets objects, no templating; the version is this compiler's.
@@ -131,6 +134,12 @@ def releases(plan: PlatformPlan, region: RegionPlan) -> tuple[list[Release], lis
                        obs.kube_prometheus_stack, "Prometheus, Alertmanager, Grafana and the monitoring CRDs",
                        needs=after, set_files=am_file))
     kong_needs = (f"{MONITORING_NAMESPACE}/kube-prometheus-stack",) + ((f"{ISTIO_NAMESPACE}/istiod",) if mesh else ())
+    if gateway_routes_homes(plan):  # the map Kong's routing function requires, mounted from this release's ConfigMap
+        from compiler.targets.helm.home_routing import chart_path_from_region
+        out.append(Release(GATEWAY_MAP_CHART, GATEWAY_NAMESPACE, LOCAL_CHART, _no_values,
+                           "Kong's home-region map (the Lua module its routing function requires), the same in every region",
+                           shared=chart_path_from_region()))
+        kong_needs += (f"{GATEWAY_NAMESPACE}/{GATEWAY_MAP_CHART}",)
     out.append(Release(KONG_RELEASE, GATEWAY_NAMESPACE, CHARTS["kong"], lambda p, r: platform.kong(p, r, mesh),
                        "API gateway, DB-less; the cloud load balancer's HTTPS target", needs=kong_needs,
                        set_files=(("dblessConfig.config", f"../../{kong_declarative_file(region)}"),)))
@@ -180,7 +189,12 @@ def values_file(release: Release) -> str:
 
 def chart_dir(release: Release) -> str:
     """A local chart's directory, relative to the helmfile."""
-    return f"charts/{release.name}"
+    return release.shared or f"charts/{release.name}"
+
+
+def chart_ref(release: Release) -> str:
+    """How the helmfile names a local chart: a path (./ for the region's own)."""
+    return release.shared or f"./{chart_dir(release)}"
 
 
 def helmfile(plan: PlatformPlan, region: RegionPlan, rels: list[Release]) -> dict:
@@ -188,8 +202,8 @@ def helmfile(plan: PlatformPlan, region: RegionPlan, rels: list[Release]) -> dic
     entries = []
     for r in rels:
         if r.chart is LOCAL_CHART:
-            e = {"name": r.name, "namespace": r.namespace, "createNamespace": True, "chart": f"./{chart_dir(r)}",
-                 "labels": {"purpose": "secrets"}}
+            e = {"name": r.name, "namespace": r.namespace, "createNamespace": True, "chart": chart_ref(r),
+                 "labels": {"purpose": "kong" if r.shared else "secrets"}}
         else:
             e = {"name": r.name, "namespace": r.namespace, "createNamespace": True,
                  "chart": f"{r.chart.repo}/{r.chart.chart}", "version": r.chart.version,
@@ -237,7 +251,8 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
     out = {f"{base}/helmfile.yaml": dump_yaml(helmfile(plan, region, rels), header=_helmfile_header(region, rels, skipped))}
     for r in rels:
         if r.chart is LOCAL_CHART:
-            out.update(_local_chart(base, r))
+            if not r.shared:  # a shared chart is emit_global's
+                out.update(_local_chart(base, r))
             continue
         header = (banner("#", BANNER_SPEC)
                   + f"# Values for release {r.name}: chart {r.chart.repo}/{r.chart.chart} {r.chart.version} "
@@ -255,6 +270,13 @@ def _local_chart(base: str, r: Release) -> dict[str, str]:
     header = banner("#", BANNER_SPEC) + f"# Release {r.name} in namespace {r.namespace}: {r.purpose}.\n"
     return {f"{d}/Chart.yaml": dump_document(meta, header),
             f"{d}/templates/external-secrets.yaml": dump_documents(list(r.local), header)}
+
+
+def emit_global(plan: PlatformPlan) -> dict[str, str]:
+    if not gateway_routes_homes(plan):
+        return {}
+    from compiler.targets.helm.home_routing import emit
+    return emit(plan)
 
 
 def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:

@@ -16,6 +16,7 @@ from compiler.targets.helm.charts import ISTIO_TAG
 from compiler.ir.edge import KONG_PROXY_TLS_PORT, gke_neg_annotation
 from compiler.formats.quantity import cpu_quantity, memory_quantity
 from compiler.ir.gateway import gateway_capacity
+from compiler.ir.home_routing import GATEWAY_MAP_CONFIGMAP, GATEWAY_MAP_DIR, GATEWAY_MAP_MODULE, gateway_routes_homes
 from compiler.ir.names import (DEVICE_PLUGIN_CLOUDS, KONG_JWT_PARSER_MODULE, NODE_POOL_LABEL, CLIENT_ADDRESS_HEADER, ISTIO_NAMESPACE, KONG_POD_LABELS, KONG_PROXY_SERVICE, MONITORING_NAMESPACE,
                                OTEL_COLLECTOR_SERVICE, OTLP_GRPC_PORT, SIDECAR_LIMITS, SIDECAR_REQUESTS)
 
@@ -102,13 +103,15 @@ def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
     }
     if region.cloud == "gcp":
         proxy["annotations"] = gke_neg_annotation(region)
+    routes = gateway_routes_homes(plan)
     values = {
         "env": {
             "database": "off",
             # `auto` starts a worker per CPU of the node, not of the pod's limit: one per whole limit CPU instead
             "nginx_worker_processes": str(gc.worker_processes),
-            # the canary header function (kong target, a post-function) reads the verified token with Kong's parser
-            "untrusted_lua_sandbox_requires": KONG_JWT_PARSER_MODULE,
+            # the canary header function (kong target, a post-function) reads the verified token with Kong's parser;
+            # the home-routing pre-function looks the franchise's home up in the platform's map (below)
+            "untrusted_lua_sandbox_requires": ",".join([KONG_JWT_PARSER_MODULE] + routes * [GATEWAY_MAP_MODULE]),
             # The client address: the header the edge sets to the viewer's address, believed only when
             # the peer is the region's load balancer (its source ranges, IR addressing: the ALB's public
             # subnets, the Application Gateway's subnet, Google's front ends). Not recursive: the header
@@ -149,6 +152,10 @@ def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
         # empty include list disables inbound capture altogether, so no excludeInboundPorts is needed
         # (Istio reads that only when the include list is `*`).
         values["podAnnotations"] = {"traffic.sidecar.istio.io/includeInboundPorts": ""}
+    if routes:
+        # The home-region map (one chart for every region, compiler/targets/helm/home_routing.py) as a directory on
+        # the chart's lua_package_path (/opt/?.lua). A new map rolls the pods through kong.yaml, which names its version.
+        values["extraConfigMaps"] = [{"name": GATEWAY_MAP_CONFIGMAP, "mountPath": GATEWAY_MAP_DIR}]
     return values
 
 

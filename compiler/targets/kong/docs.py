@@ -117,23 +117,25 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
     return "\n".join(lines)
 
 
-from compiler.ir.home_routing import edge_home_provider, edge_routes_homes  # noqa: E402
+from compiler.ir.home_routing import edge_home_provider, edge_routes_homes, gateway_routes_homes  # noqa: E402
 from compiler.ir.network import FORWARDED_FROM_HEADER as FORWARDED_HEADER  # noqa: E402
 
 
 def _routing_bullet(plan: PlatformPlan, region: RegionPlan) -> str:
     """Home-region routing (compiler/targets/kong/routing.py): what the pre-function does here, and why."""
     from compiler.ir.network import FORWARDED_FROM_HEADER
-    from compiler.ir.home_routing import ids_homed_in
+    from compiler.ir.home_routing import GATEWAY_MAP_CHART, GATEWAY_MAP_DIR, GATEWAY_MAP_MODULE, ids_homed_in
     from compiler.targets.kong.routing import HOME_HEADER, forwards, home_of
-    if len(plan.regions) < 2:
+    if not gateway_routes_homes(plan):
         return ""
     here = ids_homed_in(plan, region.name)
     homes = [home_of(c) for c in forwards(region)]
     others = sorted(r.name for r in plan.regions if r.name != region.name and r.name not in homes)
     header = region.settings.gateway.hash_on_header
     return (f"- **Home-region routing**: a `pre-function` (access phase, before authentication and rate limits) looks "
-            f"the franchise id (`{header}`, digits only) up in the shard map ({here:,} ids are homed here). Homed here, "
+            f"the franchise id (`{header}`, digits only) up in the shard map ({here:,} ids are homed here), which is one Lua "
+            f"module for the whole platform (`{GATEWAY_MAP_MODULE}`, the global Helm chart `{GATEWAY_MAP_CHART}`, mounted "
+            f"at `{GATEWAY_MAP_DIR}`; a new map changes this region's Kong file, which rolls the pods). Homed here, "
             "no id, or already forwarded (`" + FORWARDED_FROM_HEADER + "`): served here. "
             + (f"Homed in {', '.join(homes)} (the same cloud): forwarded unchanged over the VPC/VNet peering to that region's "
                "internal gateway (`gateway.<region>.internal.<domain>`), with the request's host as Host and SNI, and "

@@ -20,14 +20,18 @@ the name), and the shard map changes with a spec edit that regenerates this func
 peering hop inside one cloud (a few ms to tens of ms), paid only by requests that land away from home.
 Why the internal gateway and not the home's public name: the regional load balancers admit the CDN only.
 
-The tables are the shard map compressed to ranges (adjacent ranges of one home merge); the lookup is a binary
-search. tests/targets/test_home_routing.py runs the function with LuaJIT against the shard map.
+The map (the shard map compressed to ranges, adjacent ranges of one home merged, looked up by binary search) is
+not in this file: it is one Lua module per platform, `platformc.home_routing`, which the helm target ships to every
+region's Kong (compiler/ir/home_routing.py, GATEWAY_MAP_*); the function requires it. Only what differs per region
+is here: the region's name and its upstreams. tests/targets/test_home_routing.py runs the function and the module
+with LuaJIT against the shard map.
 """
 
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
-from compiler.ir.home_routing import home_range_table, home_ranges  # noqa: F401 (the shared map; tests import it here)
+from compiler.ir.home_routing import (GATEWAY_MAP_FUNCTION, GATEWAY_MAP_MODULE, gateway_map_version,
+                                      gateway_routes_homes, home_ranges)  # noqa: F401 (the shared map; tests import it here)
 from compiler.ir.edge import health_check_path
 from compiler.ir.network import FORWARDED_FROM_HEADER
 from compiler.targets.kong.plugins import _lua_string, tags
@@ -35,16 +39,6 @@ from compiler.targets.kong.plugins import _lua_string, tags
 KONG = "kong"
 HOME_HEADER = "X-Platformc-Home-Region"
 OWNER = "gateway"  # the routing entities are the gateway's own (tagged like its global plugins)
-
-
-def _tables(plan: PlatformPlan) -> tuple[str, str, str]:
-    """The FIRST, LAST and HOME lines of the function: the same in every region, built once per plan."""
-    return plan.derived("kong.home_tables", lambda: _table_lines(home_range_table(plan)))
-
-
-def _table_lines(ranges: tuple) -> tuple[str, str, str]:
-    return (f"local FIRST = {_lua_list(r[0] for r in ranges)}", f"local LAST = {_lua_list(r[1] for r in ranges)}",
-            f"local HOME = {_lua_list(r[2] for r in ranges)}")
 
 
 def forwards(region: RegionPlan) -> list:
@@ -89,10 +83,6 @@ def home_upstreams(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
     return out
 
 
-def _lua_list(values) -> str:
-    return "{" + ", ".join(str(v) if isinstance(v, int) else _lua_string(v) for v in values) + "}"
-
-
 def routing_function(plan: PlatformPlan, region: RegionPlan) -> str:
     """The pre-function's Lua (access phase)."""
     hosts = request_hosts(plan, region)
@@ -100,7 +90,9 @@ def routing_function(plan: PlatformPlan, region: RegionPlan) -> str:
     lines = [
         "-- platformc: home-region routing (franchise id -> home region, from the shard map)",
         f"local REGION = {_lua_string(region.name)}",
-        *_tables(plan),
+        # the map's version: a new map changes this file, and so rolls the pods that cache the module
+        f"-- home-region map: {GATEWAY_MAP_MODULE} version {gateway_map_version(plan)}",
+        f"local home_of = require({_lua_string(GATEWAY_MAP_MODULE)}).{GATEWAY_MAP_FUNCTION}",
         "local UPSTREAM = {",
     ]
     for c in forwards(region):
@@ -109,16 +101,6 @@ def routing_function(plan: PlatformPlan, region: RegionPlan) -> str:
         lines.append(f"  [{_lua_string(home)}] = {{{entries}}},")
     lines += [
         "}",
-        "local function home_of(id)",
-        "  local lo, hi = 1, #FIRST",
-        "  while lo <= hi do",
-        "    local mid = math.floor((lo + hi) / 2)",
-        "    if id < FIRST[mid] then hi = mid - 1",
-        "    elseif id > LAST[mid] then lo = mid + 1",
-        "    else return HOME[mid] end",
-        "  end",
-        "  return nil",
-        "end",
         f"if kong.request.get_header({_lua_string(FORWARDED_FROM_HEADER)}) then return end",
         f"local raw = kong.request.get_header({_lua_string(header)})",
         'if type(raw) ~= "string" or #raw > 15 or not raw:match("^%d+$") then return end',
@@ -144,7 +126,7 @@ def routing_function(plan: PlatformPlan, region: RegionPlan) -> str:
 
 def routing_plugin(plan: PlatformPlan, region: RegionPlan) -> dict | None:
     """The global pre-function, when the platform has more than one region."""
-    if len(plan.regions) < 2:
+    if not gateway_routes_homes(plan):
         return None
     return {"name": "pre-function", "config": {"access": [routing_function(plan, region)]},
             "tags": tags(region, "gateway")}
