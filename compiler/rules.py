@@ -1044,3 +1044,20 @@ def cloudfront_origin_quota(plan):
         yield Finding(("regions",), f"{len(plan.regions)} regions need {origins} CloudFront origins, over the default "
                                     f"quota of {ORIGINS_PER_DISTRIBUTION} per distribution: raise "
                                     "'Origins per distribution' in Service Quotas before applying the global root")
+
+
+@rule("R058", "Kong's home-region map fits a ConfigMap",
+      "With several regions, every region's Kong looks each franchise's home region up in one map, a Lua module "
+      "shipped as a ConfigMap (the global chart kong-home-routing); a ConfigMap holds at most 1 MiB. A registry of "
+      "scattered franchises (one range per run of neighbouring ids with one home) can need more; the chart's "
+      "install would fail in every region.", stage="plan")
+def gateway_map_size(plan):
+    from compiler.ir.home_routing import (GATEWAY_MAP_MAX_BYTES, gateway_map_bytes, gateway_routes_homes,
+                                          home_range_table)
+    if gateway_routes_homes(plan) and gateway_map_bytes(plan) > GATEWAY_MAP_MAX_BYTES:
+        where = ("sharding", "registry_file") if plan.spec.sharding.registry_file else ("sharding",)
+        yield Finding(where, f"Kong's home-region map has {len(home_range_table(plan)):,} franchise id ranges, "
+                             f"~{gateway_map_bytes(plan):,} bytes, over a ConfigMap's {GATEWAY_MAP_MAX_BYTES:,}: list "
+                             "the registry's franchises so that neighbouring ids share a home (fewer ranges)")
+
+

@@ -72,6 +72,20 @@ GATEWAY_MAP_MODULE = "platformc.home_routing"
 GATEWAY_MAP_FUNCTION = "home_of"
 
 
+# A ConfigMap holds at most 1 MiB (etcd's request size); the map's code, the chart's metadata and the YAML around it
+# take ~3 KB of that (rule R058 compares gateway_map_bytes with this).
+GATEWAY_MAP_MAX_BYTES = 1024 * 1024 - 4096
+
+
+def gateway_map_bytes(plan) -> int:
+    """The size of the map's tables as the helm target writes them (`local FIRST = {1, 4001}` ...: each number and
+    quoted region name, `, ` between), plus 1 KB for the code and comments (~800 bytes: never an underestimate,
+    tests/targets/test_home_routing.py holds it to the emitted module)."""
+    ranges = home_range_table(plan)
+    items = sum(len(str(first)) + len(str(last)) + len(home) + 2 for first, last, home in ranges)
+    return items + 3 * 2 * max(len(ranges) - 1, 0) + 1024
+
+
 def gateway_map_version(plan) -> str:
     """The home-region map's version: a SHA-256 over its ranges, once per plan."""
     def version() -> str:

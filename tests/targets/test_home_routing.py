@@ -202,3 +202,40 @@ def test_an_azure_region_forwards_to_its_peered_azure_home(spec, here, home, tmp
         assert up["healthchecks"]["active"]["type"] == "https" and up["healthchecks"]["active"]["https_sni"] == host
     for i, h in elsewhere:
         assert got[(str(i), host, "-")] == f"exit 421 {h}", (here, i, h)
+
+
+def _scattered_registry(tmp_path, count: int) -> Path:
+    """aws-only with a registry whose neighbouring franchises alternate homes: one map range per franchise."""
+    text = (REPO / "tests/cases/aws-only/platform.yaml").read_text()
+    old = "sharding: {franchises_per_shard: 500, expected_franchises: 1500, capacity_franchises: 3000}"
+    assert old in text
+    text = text.replace(old, f"sharding: {{registry_file: franchises.csv, franchises_per_shard: {count}, "
+                             f"expected_franchises: {count}, capacity_franchises: {2 * count}}}")
+    names = [r.name for r in _plan_of("tests/cases/aws-only/platform.yaml").regions]
+    (tmp_path / "franchises.csv").write_text("franchise_id,home_region,jurisdiction\n"
+                                             + "".join(f"{i},{names[i % len(names)]},\n" for i in range(1, count + 1)))
+    (tmp_path / "platform.yaml").write_text(text)
+    return tmp_path / "platform.yaml"
+
+
+def test_the_map_size_the_rule_counts_is_the_emitted_modules(tmp_path):
+    """R058's estimate of the map (compiler/ir/home_routing.py) against the module the helm target writes."""
+    from compiler.ir.home_routing import gateway_map_bytes
+    plan = compile_file(str(_scattered_registry(tmp_path, 3000))).plan
+    source = yaml.safe_load(helm.emit_global(plan)["helm/global/charts/kong-home-routing/templates/configmap.yaml"]
+                            )["data"]["home_routing.lua"]
+    assert len(home_ranges(plan)) == 3000
+    assert 0 <= gateway_map_bytes(plan) - len(source.encode()) < 512, (gateway_map_bytes(plan), len(source.encode()))
+
+
+def test_a_map_past_a_configmaps_limit_is_refused(tmp_path):
+    """50,000 franchises whose neighbours alternate homes: ~1.2 MB of ranges, refused at validation (R058) at the
+    registry's line, before any file is emitted (the chart could not install)."""
+    from compiler.errors import SpecError
+    spec = _scattered_registry(tmp_path, 50_000)
+    with pytest.raises(SpecError) as exc:
+        compile_file(str(spec))
+    line = spec.read_text()[:spec.read_text().index("registry_file:")].count("\n") + 1
+    hits = [(d.code, d.line) for d in exc.value.diagnostics]
+    assert ("R058", line) in hits, hits
+    assert any("over a ConfigMap's" in d.message for d in exc.value.diagnostics)

@@ -18,7 +18,7 @@ import re
 from compiler.errors import PlatformcError
 from compiler.ir import PlatformPlan
 from compiler.ir.home_routing import (GATEWAY_MAP_CHART, GATEWAY_MAP_CONFIGMAP, GATEWAY_MAP_FILE, GATEWAY_MAP_FUNCTION,
-                                      GATEWAY_MAP_MODULE, gateway_map_version, home_range_table)
+                                      GATEWAY_MAP_MAX_BYTES, GATEWAY_MAP_MODULE, gateway_map_version, home_range_table)
 from compiler.ir.names import GATEWAY_NAMESPACE
 from compiler.render import banner, dump_document
 
@@ -72,6 +72,8 @@ def _module(ranges: tuple, version: str) -> str:
 def emit(plan: PlatformPlan) -> dict[str, str]:
     """The chart: plain YAML (Helm templates it, so the module must hold no `{{`: it holds numbers and region names)."""
     source = module_source(plan)
+    if len(source.encode()) > GATEWAY_MAP_MAX_BYTES:  # R058 refuses this at validation; never emit a chart that cannot install
+        raise PlatformcError(f"helm: the home-routing module is {len(source.encode()):,} bytes, over a ConfigMap's limit")
     if "{{" in source:
         raise PlatformcError("helm: the home-routing module contains `{{`, which Helm would read as a template")
     purpose = "Kong's home-region map (Lua module platformc.home_routing), the same in every region"
