@@ -187,23 +187,37 @@ def _unique(refs: Iterable[SecretRef]) -> tuple[SecretRef, ...]:
     return tuple(seen[k] for k in sorted(seen))
 
 
+_REF_SCHEMES = frozenset(("vault", "aws-sm", "gcp-sm", "azure-kv", "env"))
+_NO_TEXT = frozenset((int, float, bool, type(None)))  # leaves that hold no reference: skipped by their type
+
+
 def all_refs(settings) -> list[str]:
-    """Every secret reference in the region's settings (any field), in a fixed order."""
+    """Every secret reference in the region's settings (any field), in a fixed order: a spec model's fields in their
+    order, a map's values by key. (Issue 16: numbers are skipped by their type, and a model's fields are read from
+    `__pydantic_fields__`, the dict `model_fields` returns, without asking every value's type for an attribute it
+    lacks: this walk was a sixth of resolving.)"""
     out: list[str] = []
 
     def walk(v):
         if isinstance(v, str):
-            if v.split(":", 1)[0] in ("vault", "aws-sm", "gcp-sm", "azure-kv", "env") and ":" in v:
+            if ":" in v and v.partition(":")[0] in _REF_SCHEMES:
                 out.append(v)
-        elif hasattr(type(v), "model_fields"):
-            for name in type(v).model_fields:
-                walk(getattr(v, name))
         elif isinstance(v, dict):
             for k in sorted(v):
-                walk(v[k])
+                x = v[k]
+                if type(x) not in _NO_TEXT:
+                    walk(x)
         elif isinstance(v, (list, tuple)):
             for x in v:
-                walk(x)
+                if type(x) not in _NO_TEXT:
+                    walk(x)
+        else:
+            fields = getattr(type(v), "__pydantic_fields__", None)  # a spec model
+            if fields is not None:
+                for name in fields:
+                    x = getattr(v, name)
+                    if type(x) not in _NO_TEXT:
+                        walk(x)
     walk(settings)
     return out
 
