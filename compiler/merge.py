@@ -42,8 +42,18 @@ def _lay(base: dict, over: dict, path: tuple, source: tuple, layer: str, origin:
     return out
 
 
-def merge_layers(layers: list[tuple[str, tuple, dict]]) -> tuple[dict, dict]:
-    """Lay `(label, source_path, mapping)` layers over each other, first to last.
+def layer_origin(label: str, source: tuple, data: dict) -> dict:
+    """`{path: Origin}` of a layer laid first, as merge_layers records it. The global layer's is the same for every
+    region: the pipeline records it once and hands it to each region's merge (issue 16: recording it again for every
+    region was two thirds of merging)."""
+    origin: dict = {}
+    _record(data, (), source, label, origin)
+    return origin
+
+
+def merge_layers(layers: list[tuple[str, tuple, dict]], first: dict | None = None) -> tuple[dict, dict]:
+    """Lay `(label, source_path, mapping)` layers over each other, first to last. `first`: layer_origin() of the
+    first layer, when the caller has it already (copied, never changed).
 
     Returns the merged mapping and `{merged path: Origin}` for every node in it.
     """
@@ -51,7 +61,10 @@ def merge_layers(layers: list[tuple[str, tuple, dict]]) -> tuple[dict, dict]:
     origin: dict = {}
     for label, source, data in layers:
         if not origin:
-            _record(data, (), source, label, origin)
+            if first is not None:
+                origin = dict(first)
+            else:
+                _record(data, (), source, label, origin)
             merged = data
         else:
             merged = _lay(merged, data, (), source, label, origin)

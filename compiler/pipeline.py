@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from compiler.errors import Diagnostic, SpecError, dotted
 from compiler.ir import PlatformPlan
 from compiler.loader import Document, load_file, load_text
-from compiler.merge import merge_layers
+from compiler.merge import layer_origin, merge_layers
 from compiler.model import Platform, RegionSettings
 from compiler.resolve import resolve
 from compiler.rules import RULES, Finding
@@ -46,13 +46,15 @@ def _merge_regions(doc: Document, platform: Platform) -> tuple[dict, dict, dict]
     raw = doc.data
     merged_settings, origins, provenance = {}, {}, {}
     errors: list[Diagnostic] = []
+    top = ("global", ("settings",), raw["settings"])
+    top_origin = layer_origin(*top)  # the same for every region: recorded once
     for name, region in platform.regions.items():
-        layers = [("global", ("settings",), raw["settings"])]
+        layers = [top]
         if region.geo in platform.geos:
             layers.append((f"geo:{region.geo}", ("geos", region.geo, "settings"),
                            raw["geos"][region.geo].get("settings", {})))
         layers.append((f"region:{name}", ("regions", name, "settings"), raw["regions"][name].get("settings", {})))
-        merged, origin = merge_layers(layers)
+        merged, origin = merge_layers(layers, top_origin)
         origins[name] = origin
         try:
             merged_settings[name] = RegionSettings.model_validate(merged)
