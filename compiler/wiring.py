@@ -184,6 +184,8 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
 
     kong = _pods("kong", GATEWAY_NAMESPACE, dict(KONG_POD_LABELS), a)
     prometheus = _pods("prometheus", MONITORING_NAMESPACE, {}, a)
+    # each service's pods, made once: a service is an end of ~9 connections (routes, calls, stores, scrapes, DNS)
+    peer_of = {x.name: _service_peer(x, a) for x in services}
     np_on = s.security.network_policies
     np_both = ("networkpolicy-egress", "networkpolicy-ingress") if np_on else ()
     np_out = ("networkpolicy-egress",) if np_on else ()
@@ -215,12 +217,12 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
     # --- Kong -> each routed service, service -> service
     for svc in services:
         if svc.routes:
-            add(kong, _service_peer(svc, a), svc.dns_name, svc.service_port, f"Kong proxies {svc.name}'s routes",
+            add(kong, peer_of[svc.name], svc.dns_name, svc.service_port, f"Kong proxies {svc.name}'s routes",
                 "http", ("kong", *np_both), dest_port=svc.port)
     for svc in services:
         for dep in svc.depends_on:
             d = by_name[dep]
-            add(_service_peer(svc, a), _service_peer(d, a), d.dns_name, d.service_port, f"{svc.name} calls {d.name}",
+            add(peer_of[svc.name], peer_of[d.name], d.dns_name, d.service_port, f"{svc.name} calls {d.name}",
                 "http", np_both, dest_port=d.port)
 
     # --- services -> data stores
@@ -240,7 +242,7 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
     es_address = ",".join(h.fqdn for h in es_hosts) or f"elasticsearch.{internal_domain}"
     host_layers = ("cloud-firewall", "nftables")
     for svc in services:
-        src = _service_peer(svc, a)
+        src = peer_of[svc.name]
         if "postgres" in svc.uses and pgb_hosts:
             add(src, pgbouncer, f"pgbouncer.{internal_domain}", ds.pgbouncer.port, f"{svc.name} queries its shards through PgBouncer",
                 "postgresql", (*np_out, *host_layers), tls=tls_min)
@@ -303,7 +305,7 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
     collector = _pods(OTEL_COLLECTOR_SERVICE, MONITORING_NAMESPACE, {}, a)
     if s.monitoring.tracing:
         for svc in services:
-            add(_service_peer(svc, a), collector, f"{OTEL_COLLECTOR_SERVICE}.{MONITORING_NAMESPACE}.svc.cluster.local",
+            add(peer_of[svc.name], collector, f"{OTEL_COLLECTOR_SERVICE}.{MONITORING_NAMESPACE}.svc.cluster.local",
                 OTLP_GRPC_PORT, f"{svc.name} sends traces (OTLP/gRPC)", "grpc", np_out)
         # the services' OTLP metrics (the database-latency SLI) leave the collector through its prometheus exporter
         add(prometheus, collector, f"{OTEL_COLLECTOR_SERVICE} pods", OTEL_PROMETHEUS_PORT,
@@ -320,10 +322,10 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
             add(jaeger, search, es_address, ELASTICSEARCH_HTTP_PORT, "Jaeger stores spans",
                 "https", host_layers, tls="1.2")
     for svc in services:
-        add(prometheus, _service_peer(svc, a), f"{svc.name} pods", svc.port, f"Prometheus scrapes {svc.name}", "metrics",
+        add(prometheus, peer_of[svc.name], f"{svc.name} pods", svc.port, f"Prometheus scrapes {svc.name}", "metrics",
             np_in)
         if mesh:
-            add(prometheus, _service_peer(svc, a), f"{svc.name} pods", ISTIO_METRICS_PORT,
+            add(prometheus, peer_of[svc.name], f"{svc.name} pods", ISTIO_METRICS_PORT,
                 f"Prometheus scrapes {svc.name}'s sidecar", "metrics", np_in)
     add(prometheus, kong, "kong pods", KONG_STATUS_PORT, "Prometheus scrapes Kong", "metrics", np_in)
     if mesh:  # the injected sidecar carries prometheus.io annotations for its merged-metrics port
@@ -345,7 +347,7 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
     dns = _pods("kube-dns", SYSTEM_NAMESPACE, {"k8s-app": "kube-dns"}, a)
     istiod = _pods("istiod", ISTIO_NAMESPACE, {"app": "istiod"}, a)
     for svc in services:
-        src = _service_peer(svc, a)
+        src = peer_of[svc.name]
         add(src, dns, "kube-dns.kube-system.svc.cluster.local", DNS_PORT, f"{svc.name} resolves names", "dns", np_out,
             protocol="UDP")
         add(src, dns, "kube-dns.kube-system.svc.cluster.local", DNS_PORT, f"{svc.name} resolves names (TCP)", "dns",
@@ -506,8 +508,12 @@ def inter_region_connections(platform: Platform, region, regions: dict) -> tuple
     by_start = sorted((_span(p.cidr), i) for i, p in enumerate(linked))
     starts = [(v, lo) for (v, lo, _hi), _i in by_start]
     disjoint = all(a[0] != b[0] or a[2] < b[1] for (a, _), (b, _) in zip(by_start, by_start[1:]))
+    own = (region.cidr,)
+    local_of: dict = {}  # source ranges -> inside the region's own: most connections share a few tuples (pods, nodes)
     for c in region.wiring:
-        local = not c.source.cidrs or _inside(c.source.cidrs, (region.cidr,))
+        local = local_of.get(c.source.cidrs)
+        if local is None:
+            local = local_of[c.source.cidrs] = not c.source.cidrs or _inside(c.source.cidrs, own)
         if local:
             far = None
         elif disjoint:
