@@ -299,9 +299,19 @@ def _global_lines(plan: PlatformPlan, p: _Pricer) -> list[Line]:
     return out
 
 
+def _priced(plan: PlatformPlan) -> tuple[tuple[Line, ...], list[str]]:
+    """The estimate's lines and what has no price, once per plan (PlatformPlan.derived). They read the regions'
+    settings and the spec, never the regions' budgets, so the plan split_by_estimate makes keeps its source plan's:
+    the R044 rule then prices nothing again (issue 16: a second pricing was ~11 M instructions of a validate)."""
+    def compute():
+        p = _Pricer(plan)
+        lines = [ln for r in plan.regions for ln in _region_lines(plan, r, p)] + _global_lines(plan, p)
+        return tuple(lines), sorted(set(p.unpriced))
+    return plan.derived("cost_priced", compute)
+
+
 def estimate(plan: PlatformPlan) -> Estimate:
-    p = _Pricer(plan)
-    lines = [ln for r in plan.regions for ln in _region_lines(plan, r, p)] + _global_lines(plan, p)
+    lines, unpriced = _priced(plan)
     u = plan.spec.cost.usage
     missing = [name for name, v in (("object storage (cost.usage.object_storage_gib_per_region)", u.object_storage_gib_per_region),
                                     ("NAT data processed (cost.usage.nat_processed_gib_per_region)", u.nat_processed_gib_per_region),
@@ -309,7 +319,7 @@ def estimate(plan: PlatformPlan) -> Estimate:
                                     ("CDN egress (cost.usage.cdn_egress_gib)", u.cdn_egress_gib),
                                     ("CDN requests (cost.usage.cdn_requests_millions)", u.cdn_requests_millions)) if not v]
     return Estimate(
-        currency=plan.spec.cost.currency, lines=lines, unpriced=sorted(set(p.unpriced)), not_estimated=missing,
+        currency=plan.spec.cost.currency, lines=list(lines), unpriced=list(unpriced), not_estimated=missing,
         budget={k: float(v) for k, v in plan.spec.cost.monthly.items()},
         region_budget={r.name: round(sum(r.monthly_budget.values()), 2) for r in plan.regions},
         locations=plan.spec.sharding.expected_franchises, regions=plan.region_names,
@@ -337,7 +347,9 @@ def split_by_estimate(plan: PlatformPlan) -> PlatformPlan:
             part = floor.get((r.name, cat), 0.0) / total if total > 0 else r.traffic_share / 100
             budget[cat] = round(amount * part, 2)
         regions.append(replace(r, monthly_budget=frozen_map(budget)))
-    return replace(plan, regions=tuple(regions))
+    split = replace(plan, regions=tuple(regions))
+    split.derived("cost_priced", lambda: _priced(plan))  # the same lines: only the budgets changed
+    return split
 
 
 # ---------------------------------------------------------------- rendering
