@@ -8,7 +8,7 @@ bug: exit 1 with one line (``--debug`` shows the traceback).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from compiler.records import dataclass
 from typing import Iterable, Sequence
 
 Path = tuple  # a path into the spec: keys and list indexes, e.g. ("regions", "us-east-1", "cidr")

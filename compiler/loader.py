@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from compiler.records import dataclass
 from pathlib import Path as FsPath
 
 import yaml

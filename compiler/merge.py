@@ -8,11 +8,13 @@ say where each value came from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from compiler.records import dataclass
 
 
 @dataclass(frozen=True)
 class Origin:
+    """Where a merged value came from: the layer that set it, its path in the spec file."""
+
     layer: str  # "global", "geo:<name>" or "region:<name>"
     source: tuple  # path of the value in the spec file
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from compiler.records import dataclass
 
 from pydantic import ValidationError
 
@@ -19,6 +19,8 @@ from compiler.validate import diagnostics_from
 
 @dataclass
 class Compiled:
+    """A compiled spec: the plan, the warnings, the loaded document."""
+
     plan: PlatformPlan
     warnings: list[Diagnostic]
     document: Document

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from compiler.records import dataclass
 from typing import Callable, Iterator
 
 from compiler.model.base import cpu_millicores, memory_mib
@@ -35,6 +35,8 @@ MANAGED_SEARCH = {"aws"}  # OpenSearch; GCP and Azure have no first-party manage
 
 @dataclass(frozen=True)
 class Finding:
+    """What a rule found: a path (in the spec, or in `region`'s merged settings) and a message."""
+
     path: tuple  # spec path (global) or settings path within `region`
     message: str
     region: str | None = None  # set when `path` is a path in that region's merged settings
@@ -42,6 +44,8 @@ class Finding:
 
 @dataclass(frozen=True)
 class Rule:
+    """A semantic rule: code, title, explanation, stage (spec or plan), severity and check."""
+
     code: str
     title: str
     explanation: str

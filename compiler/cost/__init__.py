@@ -17,7 +17,9 @@ load_balancing.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from compiler.records import dataclass
 from pathlib import Path
 
 import yaml
@@ -61,6 +63,8 @@ def price_keys() -> list[str]:
 
 @dataclass(frozen=True)
 class Line:
+    """One priced item of the estimate: a region's (or the platform's) monthly floor and ceiling."""
+
     region: str  # "" for platform-wide items
     category: str
     item: str  # what is priced, in words
@@ -72,6 +76,8 @@ class Line:
 
 @dataclass
 class Estimate:
+    """The estimate: the priced lines, what has no price or usage, and the budgets beside them."""
+
     currency: str
     lines: list[Line]
     unpriced: list[str]  # "region: what" that the catalogue has no price for

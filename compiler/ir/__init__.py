@@ -7,7 +7,9 @@ compiler/resolve.py; an emitter never re-derives it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from compiler.records import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Mapping, Optional
 
@@ -18,6 +20,8 @@ if TYPE_CHECKING:  # annotations only: importing the IR (verify reads its names)
 
 @dataclass(frozen=True)
 class Zone:
+    """One availability zone of a region: its zone id and its private and public subnets."""
+
     name: str  # the cloud's zone id: us-east-1a, asia-southeast1-a, "1"
     private_cidr: str
     public_cidr: str
@@ -37,6 +41,8 @@ class Host:
 
 @dataclass(frozen=True)
 class Amounts:
+    """A pod's CPU, memory and GPUs: as the spec writes them, and as numbers."""
+
     cpu: str  # as written in the spec (Kubernetes quantity)
     memory: str
     gpu: int
@@ -46,6 +52,8 @@ class Amounts:
 
 @dataclass(frozen=True)
 class ServicePlan:
+    """One enabled service of a region, its tier's defaults applied (resolve.service_plans)."""
+
     name: str
     tier: str
     description: str
@@ -76,6 +84,8 @@ class ServicePlan:
 
 @dataclass(frozen=True)
 class Shard:
+    """A franchise shard: its database, the franchise ids it holds, its region and PgBouncer."""
+
     number: int
     database: str  # franchise_shard_<n>
     first_id: int
@@ -198,6 +208,8 @@ class Addressing:
 
 @dataclass(frozen=True)
 class RegionPlan:
+    """Everything one region runs, resolved once: what every target emits for the region."""
+
     name: str
     geo: str
     cloud: str
@@ -272,6 +284,8 @@ class RegionPlan:
 
 @dataclass(frozen=True)
 class PlatformPlan:
+    """The resolved platform: the validated spec, a RegionPlan per region, every shard."""
+
     spec: Platform  # the validated top level (organization, clouds, geos, edge, slos, ...)
     spec_file: str
     regions: tuple[RegionPlan, ...]  # in spec order

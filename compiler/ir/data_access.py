@@ -85,7 +85,7 @@ absent) and the ConfigMap's REDIS_AUTH_MODE says how (REDIS_AUTH):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from compiler.records import dataclass
 from typing import Mapping
 
 from compiler.ir.names import DATASTORE_SETTINGS_SUFFIX, ELASTICSEARCH_HTTP_PORT, SHARD_MAP_TABLE

@@ -9,7 +9,7 @@ HPA and Nginx's worker count, the rules check that the peak fits the node pool.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from compiler.records import dataclass
 
 from compiler.model.base import cpu_millicores
 from compiler.ir import RegionPlan
@@ -17,6 +17,8 @@ from compiler.ir import RegionPlan
 
 @dataclass(frozen=True)
 class GatewayCapacity:
+    """Kong's sizing in a region: request rates, pods, workers and node pool."""
+
     normal_rps: float
     peak_rps: float
     rps_per_pod: int

@@ -29,7 +29,7 @@ matching federated subject.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from compiler.records import dataclass
 from typing import Iterable, Optional
 
 from compiler.ir.names import (ALERTMANAGER_RECEIVER_KEYS, EXTERNAL_SECRETS_NAMESPACE, EXTERNAL_SECRETS_SERVICE_ACCOUNT,

@@ -28,7 +28,7 @@ and the standby clusters a region runs for the regions whose DR partner it is (R
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from compiler.records import dataclass
 
 from compiler.ir.names import (ETCD_CLIENT_PORT, ETCD_PEER_PORT, PATRONI_REST_PORT, POSTGRES_PORT,
                                POSTGRES_STANDBY_PORT, PATRONI_STANDBY_REST_PORT)
@@ -57,6 +57,8 @@ class StandbyCluster:
 
 @dataclass(frozen=True)
 class PostgresHA:
+    """A region's Patroni cluster: members, etcd, ports, endpoints, settings and standbys."""
+
     scope: str  # Patroni's cluster name: <org>-<region>
     namespace: str
     members: tuple[str, ...]  # host names of the PostgreSQL hosts (every one runs Patroni)

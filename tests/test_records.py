@@ -1,0 +1,104 @@
+"""compiler.records.dataclass: dataclasses.dataclass with eq, hash, repr and order built from the fields instead of
+compiled per class (issue 16, start-up). Every class below is made twice, by the standard decorator and by this one,
+and the two must behave alike."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import field
+from types import MappingProxyType
+
+import pytest
+
+from compiler import records
+
+
+def _pair(body: dict, **options):
+    """The same class body decorated by dataclasses.dataclass and by records.dataclass."""
+    made = []
+    for deco in (dataclasses.dataclass, records.dataclass):
+        ns = dict(body)
+        ns["__annotations__"] = dict(body["__annotations__"])
+        made.append(deco(type("Thing", (), ns), **options))
+    return made
+
+
+BODY = {"__annotations__": {"name": "str", "n": "int", "tags": "tuple", "note": "str", "extra": "object"},
+        "tags": (), "note": field(default="", compare=False), "extra": field(default=None, repr=False, hash=False)}
+VALUES = [("a", 1), ("a", 2), ("b", 1), ("a", 1, ("x",)), ("a", 1, (), "other note"), ("a", 1, (), "", [1]),
+          ("a", 1, (), "", {"k": 1}), ("a", float("nan")), ("a", 1, (), "", MappingProxyType({}))]
+
+
+def _outcome(fn):
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - the exception is the behaviour compared
+        return type(exc).__name__
+
+
+@pytest.mark.parametrize("options", [{}, {"frozen": True}, {"frozen": True, "slots": True}, {"order": True},
+                                     {"frozen": True, "order": True}, {"repr": False}, {"eq": False},
+                                     {"frozen": True, "eq": False}])
+def test_behaves_as_the_standard_dataclass(options):
+    std, ours = _pair(BODY, **options)
+    assert [f.name for f in dataclasses.fields(ours)] == [f.name for f in dataclasses.fields(std)]
+    assert ours.__match_args__ == std.__match_args__
+    assert ("__hash__" in ours.__dict__ and ours.__hash__ is None) == ("__hash__" in std.__dict__ and std.__hash__ is None)
+    for a in VALUES:
+        x_std, x_ours = std(*a), ours(*a)
+        if options.get("repr", True):
+            assert repr(x_ours).replace(ours.__qualname__, "T") == repr(x_std).replace(std.__qualname__, "T")
+        else:
+            assert ours.__repr__ is object.__repr__ and std.__repr__ is object.__repr__
+        assert _outcome(lambda: hash(x_ours)) == _outcome(lambda: hash(x_std)) or "eq" in options
+        assert (x_ours == x_ours) == (x_std == x_std)  # a NaN field: the same object, equal as the tuples compare
+        assert (x_ours == a) == (x_std == a)  # another class: NotImplemented, then identity
+        for b in VALUES:
+            y_std, y_ours = std(*b), ours(*b)
+            assert (x_ours == y_ours) == (x_std == y_std)
+            assert (x_ours != y_ours) == (x_std != y_std)
+            if options.get("order"):
+                for op in ("__lt__", "__le__", "__gt__", "__ge__"):
+                    assert _outcome(lambda: getattr(x_ours, op)(y_ours)) == _outcome(lambda: getattr(x_std, op)(y_std))
+                    assert getattr(x_ours, op)(a) is NotImplemented and getattr(x_std, op)(a) is NotImplemented
+        if options.get("frozen"):
+            assert _outcome(lambda: setattr(x_ours, "n", 5)) == _outcome(lambda: setattr(x_std, "n", 5))
+        assert dataclasses.replace(x_ours, n=7).n == 7
+
+
+def test_one_and_no_compared_fields_compare_as_tuples():
+    """The generated methods compare and hash a tuple even of one field (a NaN equals itself there) or of none."""
+    for body in ({"__annotations__": {"x": "float"}}, {"__annotations__": {}}):
+        std, ours = _pair(body, frozen=True)
+        args = (math.nan,) if body["__annotations__"] else ()
+        assert hash(ours(*args)) == hash(std(*args))
+        assert (ours(*args) == ours(*args)) == (std(*args) == std(*args))
+
+
+def test_a_repr_that_meets_itself_shows_dots():
+    std, ours = _pair({"__annotations__": {"items": "list"}})
+    x = ours([])
+    x.items.append(x)
+    y = std([])
+    y.items.append(y)
+    assert repr(x).replace(ours.__qualname__, "T") == repr(y).replace(std.__qualname__, "T") == "T(items=[...])"
+
+
+def test_a_class_writing_its_own_methods_gets_the_standard_decorator():
+    def __eq__(self, other):
+        return True
+    std, ours = _pair({"__annotations__": {"x": "int"}, "__eq__": __eq__}, frozen=True)
+    assert ours(1) == ours(2) and std(1) == std(2)
+    assert (ours.__hash__ is None) == (std.__hash__ is None) and hash(ours(1)) == hash(std(1))
+    assert ours.__dataclass_params__.eq == std.__dataclass_params__.eq
+
+
+def test_the_compiler_classes_use_it():
+    """The classes validate imports are made by records.dataclass (the start-up saving is the reason it exists)."""
+    from compiler.errors import Diagnostic
+    from compiler.ir import Connection, Peer, RegionPlan
+    from compiler.merge import Origin
+    for cls in (Diagnostic, Connection, Peer, RegionPlan, Origin):
+        assert cls.__eq__.__module__ == "compiler.records"
+        assert cls.__eq__.__qualname__ == f"{cls.__qualname__}.__eq__"
