@@ -64,3 +64,14 @@ def test_carve_subnets_makes_only_the_blocks_it_uses():
     assert carve_subnets("10.0.0.0/24", 4, 26, 28) is None  # no fifth block for the public subnets
     assert carve_subnets("10.0.0.0/24", 3, 26, 26) is None  # the fourth block holds one /26, not three
     assert carve_subnets("10.0.0.0/16", 3, 15, 24) is None
+
+
+def test_the_command_process_leaves_its_heap_to_exit():
+    """The command line's own process (main() reading sys.argv) freezes the collector's generations when the command
+    ends, so the interpreter's last collection at exit walks nothing (issue 16); a caller passing argv keeps them."""
+    code = ("import gc, sys\nfrom compiler.cli import main\npassed = sys.argv[-1] == 'argv'\n"
+            "sys.argv = ['platformc', 'validate', 'platform.yaml']\n"
+            "main(sys.argv[1:] if passed else None)\nprint(gc.get_freeze_count() > 0, gc.isenabled())")
+    for args, frozen in (([], "True"), (["argv"], "False")):
+        done = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, check=True)
+        assert done.stdout.splitlines()[-1] == f"{frozen} True"
