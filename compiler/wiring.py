@@ -53,23 +53,49 @@ _GKE_PODS_PER_NODE = ((110, 24), (64, 25), (32, 26), (16, 27), (8, 28))
 # ---------------------------------------------------------------- addressing
 
 def _free_ranges(cidr: str, zones: tuple[Zone, ...]) -> tuple[str, str]:
-    """(pods, services): the largest and the next free blocks of the region CIDR that no zone subnet uses."""
-    net = ipaddress.ip_network(cidr)
-    used = [ipaddress.ip_network(c) for z in zones for c in (z.private_cidr, z.public_cidr)]
-    free = [net]
-    for u in used:
+    """(pods, services): the largest and the next free blocks of the region CIDR that no zone subnet uses.
+
+    Blocks are (first, last) address integers (issue 16: the ipaddress objects address_exclude makes were two thirds
+    of addressing); each used subnet splits the free block holding it as ipaddress's address_exclude does (halves,
+    keeping the half without it), a free block inside a used one is dropped."""
+    version, lo, hi = _span(cidr)
+    free = [(lo, hi)]
+    for _v, ulo, uhi in (_span(c) for z in zones for c in (z.private_cidr, z.public_cidr)):
         nxt = []
-        for f in free:
-            if u.subnet_of(f):
-                nxt.extend(f.address_exclude(u))
-            elif not f.subnet_of(u):
-                nxt.append(f)
+        for flo, fhi in free:
+            if flo <= ulo and uhi <= fhi:  # the used subnet lies in this block
+                nxt.extend(_exclude(flo, fhi, ulo, uhi))
+            elif not (ulo <= flo and fhi <= uhi):  # (a block inside the used subnet is gone)
+                nxt.append((flo, fhi))
         free = nxt
-    free.sort(key=lambda n: (n.prefixlen, int(n.network_address)))
+    bits = 32 if version == 4 else 128
+    free.sort(key=lambda b: (_prefix(b, bits), b[0]))
     if len(free) < 2:
         return "", ""
-    services = free[1] if free[1].prefixlen >= 20 else next(free[1].subnets(new_prefix=20))
-    return str(free[0]), str(services)
+    pods, services = free[0], free[1]
+    return _cidr(pods[0], _prefix(pods, bits), version), _cidr(services[0], max(20, _prefix(services, bits)), version)
+
+
+def _exclude(lo: int, hi: int, ulo: int, uhi: int) -> list[tuple[int, int]]:
+    """The blocks of lo..hi left around the aligned subnet ulo..uhi inside it, in address_exclude's order."""
+    out = []
+    while (lo, hi) != (ulo, uhi):
+        mid = (lo + hi + 1) // 2  # the upper half's first address
+        if ulo >= mid:
+            out.append((lo, mid - 1))
+            lo = mid
+        else:
+            out.append((mid, hi))
+            hi = mid - 1
+    return out
+
+
+def _prefix(block: tuple[int, int], bits: int) -> int:
+    return bits - ((block[1] - block[0] + 1).bit_length() - 1)
+
+
+def _cidr(first: int, prefix: int, version: int) -> str:
+    return str((ipaddress.IPv4Network if version == 4 else ipaddress.IPv6Network)((first, prefix)))
 
 
 def max_nodes(s: RegionSettings) -> int:
@@ -128,13 +154,15 @@ def _azure_gateway_ip(zones: tuple[Zone, ...]) -> str:
 def _proxy_range(cidr: str, zones: tuple[Zone, ...], pods: str, services: str) -> str:
     """GCP: a proxy-only subnet for the internal gateway, the first /23 (else /24 ... /26, the smallest Google
     accepts) of the region's range that no subnet, pod or Service range uses ("" when none is free)."""
-    used = [ipaddress.ip_network(c) for z in zones for c in (z.private_cidr, z.public_cidr)]
-    used += [ipaddress.ip_network(c) for c in (pods, services) if c]
-    net = ipaddress.ip_network(cidr)
-    for prefix in range(max(23, net.prefixlen), 27):
-        for block in net.subnets(new_prefix=prefix):
-            if not any(block.overlaps(u) for u in used):
-                return str(block)
+    used = [_span(c) for z in zones for c in (z.private_cidr, z.public_cidr)]
+    used += [_span(c) for c in (pods, services) if c]
+    version, lo, hi = _span(cidr)
+    bits = 32 if version == 4 else 128
+    for prefix in range(max(23, _prefix((lo, hi), bits)), 27):  # each block as integers (issue 16), in order
+        size = 1 << (bits - prefix)
+        for first in range(lo, hi + 1, size):
+            if not any(first <= uhi and ulo < first + size for _v, ulo, uhi in used):
+                return _cidr(first, prefix, version)
     return ""
 
 
