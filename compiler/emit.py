@@ -16,14 +16,16 @@ from compiler.ir import PlatformPlan
 
 PARALLEL_MIN_JOBS = 16  # below this a fork costs more than it saves
 # `generate` forks only for platforms of FORK_MIN_REGIONS..FORK_MAX_REGIONS regions. Measured on this 2-core
-# machine, idle (load ~1), whole processes into a tmpfs (no file-system noise), alternated runs, wall medians
-# (2026-12-03): 12 regions serial 0.73 s / fork 0.72 s (equal: serial, one process and less memory); 24 regions
-# 1.23 / 1.03 s; 48 regions 1.85 / 1.56 s; 120 regions 3.8 / 3.45 s. The fork costs CPU (~0.6 s more at 120
-# regions: pickling, copy-on-write) and memory (tree PSS at 120 regions 119 -> 162 MiB: the child's reads
-# touch the plan's refcounts and copy its pages). Under load from other work (2026-12-02, load 5-8) serial was
-# faster at both 12 and 120: the second core was rarely free. PLATFORMC_JOBS=1 forces serial, =2 the fork;
-# `scripts/bench.py --fork` re-measures.
-FORK_MIN_REGIONS = 24
+# machine, idle (load ~1), whole processes into a tmpfs (no file-system noise), alternated runs, wall medians:
+# 2026-12-03, after the start-up and home-routing changes: 2 regions (tests/cases two-region, azure-only) serial
+# 0.47 / fork 0.455 s and 0.46 / 0.475 s (equal: serial, one process and less memory); 12 regions (the reference)
+# 0.78 / 0.73 s, and `make bench` (ext4) 0.652 / 0.584 s with bytecode, 0.694 / 0.649 s without; earlier the same
+# day 24 regions 1.23 / 1.03 s, 48 regions 1.85 / 1.56 s, 120 regions 3.8 / 3.45 s. The fork costs CPU (~0.1 s more
+# at 12 regions, ~0.6 s at 120) and memory (tree PSS at 120 regions 119 -> 162 MiB: the child's reads touch the
+# plan's refcounts and copy its pages). Under load from
+# other work (2026-12-02, load 5-8) serial was faster at both 12 and 120: the second core was rarely free.
+# PLATFORMC_JOBS=1 forces serial, =2 the fork; `scripts/bench.py --fork` re-measures.
+FORK_MIN_REGIONS = 12
 FORK_MAX_REGIONS = 10**9
 
 
