@@ -1058,10 +1058,9 @@ def cloudfront_origin_quota(plan):
 def gateway_map_size(plan):
     from compiler.ir.home_routing import (GATEWAY_MAP_MAX_BYTES, gateway_map_bytes, gateway_routes_homes,
                                           home_range_table)
-    if gateway_routes_homes(plan) and gateway_map_bytes(plan) > GATEWAY_MAP_MAX_BYTES:
+    size = gateway_map_bytes(plan) if gateway_routes_homes(plan) else 0
+    if size > GATEWAY_MAP_MAX_BYTES:
         where = ("sharding", "registry_file") if plan.spec.sharding.registry_file else ("sharding",)
         yield Finding(where, f"Kong's home-region map has {len(home_range_table(plan)):,} franchise id ranges, "
-                             f"~{gateway_map_bytes(plan):,} bytes, over a ConfigMap's {GATEWAY_MAP_MAX_BYTES:,}: list "
+                             f"~{size:,} bytes, over a ConfigMap's {GATEWAY_MAP_MAX_BYTES:,}: list "
                              "the registry's franchises so that neighbouring ids share a home (fewer ranges)")
-
-

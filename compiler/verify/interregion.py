@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 from compiler.verify import Broken, Result
 from compiler.verify.infra import Lst, Obj, _covered, _doc, _net, _Region, _resource
@@ -207,9 +208,18 @@ _MAP_VERSION = re.compile(r"-- home-region map: \S+ version (?P<v>[0-9a-f]+)")
 _CHART_LUA_ROOT = "/opt/"
 
 
-def _gateway_map(tree, region: str, module: str, fn: str) -> tuple[str, int, str | None, set, str]:
-    """Whether the map module reaches the region's Kong pods: (file, line, what is broken or None, homes it maps).
-    Read once per region (every forwarding connection of the region asks)."""
+class _Map(NamedTuple):
+    """What verify found of the home-region map a region's Kong requires: where, and what is broken (None: it reaches
+    the pods), the homes it maps and its version."""
+    file: str
+    line: int
+    broken: str | None = None
+    homes: frozenset = frozenset()
+    version: str = ""
+
+
+def _gateway_map(tree, region: str, module: str, fn: str) -> _Map:
+    """Read once per region (every forwarding connection of the region asks)."""
     memo = tree.__dict__.setdefault("_gateway_map", {})
     key = (region, module, fn)
     if key not in memo:
@@ -217,23 +227,24 @@ def _gateway_map(tree, region: str, module: str, fn: str) -> tuple[str, int, str
     return memo[key]
 
 
-def _read_gateway_map(tree, region: str, module: str, fn: str) -> tuple[str, int, str | None, set, str]:
+def _read_gateway_map(tree, region: str, module: str, fn: str) -> _Map:
     import posixpath
     hf = f"helm/{region}/helmfile.yaml"
     releases = (tree.yaml_docs(hf) or [{}])[0].get("releases") or []
     kong = next((r for r in releases if r.get("name") == "kong"), None)
     if kong is None:
-        return hf, 0, "the helmfile installs no kong release", set(), ""
+        return _Map(hf, 0, "the helmfile installs no kong release")
     values_rel = f"helm/{region}/kong.values.yaml"
     values = (tree.yaml_docs(values_rel) or [{}])[0]
     requires = str((values.get("env") or {}).get("untrusted_lua_sandbox_requires") or "").split(",")
     if module not in requires:
-        return values_rel, tree.line_of(values_rel, "untrusted_lua_sandbox_requires"),             f"Kong's sandbox does not allow require({module!r}) (env.untrusted_lua_sandbox_requires)", set(), ""
+        return _Map(values_rel, tree.line_of(values_rel, "untrusted_lua_sandbox_requires"),
+                    f"Kong's sandbox does not allow require({module!r}) (env.untrusted_lua_sandbox_requires)")
     path = _CHART_LUA_ROOT + module.replace(".", "/") + ".lua"
     mount = next((m for m in values.get("extraConfigMaps") or []
                   if path.startswith(str(m.get("mountPath", "")).rstrip("/") + "/")), None)
     if mount is None:
-        return values_rel, tree.line_of(values_rel, "extraConfigMaps"), f"no ConfigMap is mounted where {path} would be", set(), ""
+        return _Map(values_rel, tree.line_of(values_rel, "extraConfigMaps"), f"no ConfigMap is mounted where {path} would be")
     key = path[len(str(mount["mountPath"]).rstrip("/")) + 1:]
     # the release that installs a chart holding that ConfigMap, before Kong
     for rel in releases:
@@ -243,20 +254,23 @@ def _read_gateway_map(tree, region: str, module: str, fn: str) -> tuple[str, int
         chart_dir = posixpath.normpath(posixpath.join(f"helm/{region}", chart))
         for t in tree.glob(f"{chart_dir}/templates/*.yaml"):
             for doc in tree.yaml_docs(t):
-                if (doc.get("kind") == "ConfigMap" and (doc.get("metadata") or {}).get("name") == mount["name"]
-                        and (doc.get("metadata") or {}).get("namespace") == kong.get("namespace") == rel.get("namespace")):
-                    if f"{rel.get('namespace')}/{rel.get('name')}" not in (kong.get("needs") or []):
-                        return hf, tree.line_of(hf, "- name: kong"), f"Kong does not wait for release {rel.get('name')}", set(), ""
-                    source = (doc.get("data") or {}).get(key)
-                    if not isinstance(source, str):
-                        return t, tree.line_of(t, "data:"), f"ConfigMap {mount['name']} has no key {key}", set(), ""
-                    if f"function M.{fn}(" not in source or not source.rstrip().endswith("return M"):
-                        return t, tree.line_of(t, key), f"the module {module} defines no {fn}", set(), ""
-                    homes = re.search(r"^\s*local HOME = \{(?P<body>[^}]*)\}", source, re.M)
-                    version = re.search(r'^\s*local M = \{version = "(?P<v>[0-9a-f]+)"\}', source, re.M)
-                    return (t, tree.line_of(t, key), None, set(re.findall(r'"([^"]+)"', homes.group("body")) if homes else []),
+                meta = doc.get("metadata") or {}
+                if not (doc.get("kind") == "ConfigMap" and meta.get("name") == mount["name"]
+                        and meta.get("namespace") == kong.get("namespace") == rel.get("namespace")):
+                    continue
+                if f"{rel.get('namespace')}/{rel.get('name')}" not in (kong.get("needs") or []):
+                    return _Map(hf, tree.line_of(hf, "- name: kong"), f"Kong does not wait for release {rel.get('name')}")
+                source = (doc.get("data") or {}).get(key)
+                if not isinstance(source, str):
+                    return _Map(t, tree.line_of(t, "data:"), f"ConfigMap {mount['name']} has no key {key}")
+                if f"function M.{fn}(" not in source or not source.rstrip().endswith("return M"):
+                    return _Map(t, tree.line_of(t, key), f"the module {module} defines no {fn}")
+                homes = re.search(r"^\s*local HOME = \{(?P<body>[^}]*)\}", source, re.M)
+                version = re.search(r'^\s*local M = \{version = "(?P<v>[0-9a-f]+)"\}', source, re.M)
+                return _Map(t, tree.line_of(t, key), None,
+                            frozenset(re.findall(r'"([^"]+)"', homes.group("body")) if homes else ()),
                             version.group("v") if version else "")
-    return hf, 0, f"no release installs ConfigMap {mount['name']} in namespace {kong.get('namespace')}", set(), ""
+    return _Map(hf, 0, f"no release installs ConfigMap {mount['name']} in namespace {kong.get('namespace')}")
 
 
 _UPSTREAM_ROW = re.compile(r'^\s*\["(?P<home>[^"]+)"\] = \{(?P<body>[^}]*)\},\s*$', re.M)
@@ -278,15 +292,15 @@ def _check_forward(tree, region: str, c) -> list[Broken]:
     req = _REQUIRE.search(code)
     if req is None:
         return [Broken(rel, line, "kong-forward", c.id, "the routing function requires no home-region map")]
-    map_rel, map_line, broken, homes, version = _gateway_map(tree, region, req.group("module"), req.group("fn"))
-    if broken:
-        return [Broken(map_rel, map_line, "kong-forward", c.id, broken)]
+    found = _gateway_map(tree, region, req.group("module"), req.group("fn"))
+    if found.broken:
+        return [Broken(found.file, found.line, "kong-forward", c.id, found.broken)]
     wanted = _MAP_VERSION.search(code)
-    if wanted is None or wanted.group("v") != version:
+    if wanted is None or wanted.group("v") != found.version:
         return [Broken(rel, line, "kong-forward", c.id, f"the routing function expects map version "
-                       f"{wanted.group('v') if wanted else '(none named)'}, the mounted map is {version or 'unversioned'}")]
-    if home not in homes:
-        return [Broken(map_rel, map_line, "kong-forward", c.id, f"the home-region map homes no franchise in {home}")]
+                       f"{wanted.group('v') if wanted else '(none named)'}, the mounted map is {found.version or 'unversioned'}")]
+    if home not in found.homes:
+        return [Broken(found.file, found.line, "kong-forward", c.id, f"the home-region map homes no franchise in {home}")]
     row = next((m for m in _UPSTREAM_ROW.finditer(code) if m.group("home") == home), None)
     if row is None:
         return [Broken(rel, line, "kong-forward", c.id, f"the routing function forwards nothing to {home}")]
