@@ -11,6 +11,8 @@ import annotated_types
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
 from pydantic.fields import FieldInfo
 
+from compiler.model import prebuilt
+
 SECRET_SCHEMES = ("vault", "aws-sm", "gcp-sm", "azure-kv", "env")
 SECRET_REF_PATTERN = r"^(vault|aws-sm|gcp-sm|azure-kv|env):[A-Za-z0-9_./#@:+=-]{1,256}$"
 
@@ -115,7 +117,9 @@ class Model(BaseModel):
     """Strict base: unknown keys are errors, no type coercion, instances are immutable, finite floats only, and
     every number has a maximum (stated in its description: MAXIMA, else the field's own, else MAX_NUMBER)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, validate_default=False, allow_inf_nan=False)
+    # defer_build: when prebuilt validators are kept (prebuilt.AVAILABLE), pydantic need not build any.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, validate_default=False, allow_inf_nan=False,
+                              defer_build=prebuilt.AVAILABLE)
 
     def __init_subclass__(cls, **kwargs):
         """Bound every number before pydantic collects the fields (no model rebuild, so no start-up cost): each
@@ -221,7 +225,9 @@ def _memory_bounded(v: str) -> str:
     return v
 
 
-CpuQuantity = Annotated[str, BeforeValidator(_cpu_number), StringConstraints(pattern=r"^[0-9]{1,9}m?$"),
+# The pattern is the str schema's own (before the BeforeValidator wraps it): pydantic then checks it natively, not
+# with a closure of its own, which would keep the prebuilt validators (compiler/model/prebuilt.py) from pickling.
+CpuQuantity = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}m?$"), BeforeValidator(_cpu_number),
                         AfterValidator(_cpu_bounded),
                         WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^[0-9]{1,9}m?$"},
                                                   {"type": "integer", "minimum": 0, "maximum": 1024}]})]
