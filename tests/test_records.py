@@ -63,8 +63,38 @@ def test_behaves_as_the_standard_dataclass(options):
                     assert _outcome(lambda: getattr(x_ours, op)(y_ours)) == _outcome(lambda: getattr(x_std, op)(y_std))
                     assert getattr(x_ours, op)(a) is NotImplemented and getattr(x_std, op)(a) is NotImplemented
         if options.get("frozen"):
-            assert _outcome(lambda: setattr(x_ours, "n", 5)) == _outcome(lambda: setattr(x_std, "n", 5))
+            for change in (lambda x: setattr(x, "n", 5), lambda x: setattr(x, "other", 5), lambda x: delattr(x, "n"),
+                           lambda x: delattr(x, "other")):
+                assert _frozen_refusal(lambda: change(x_ours)) == _frozen_refusal(lambda: change(x_std))
         assert dataclasses.replace(x_ours, n=7).n == 7
+
+
+def _frozen_refusal(fn):
+    """What a change to a frozen instance does: the exception's type and message, or None."""
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - the exception is the behaviour compared
+        return type(exc).__name__, str(exc)
+    return None
+
+
+def test_a_frozen_subclass_refuses_its_fields_and_takes_other_names():
+    """A plain subclass of a frozen record: the record's fields are refused (the same error), another name goes to
+    the base's __setattr__; the subclass's own frozen fields are refused too."""
+    for options in ({"frozen": True}, {"frozen": True, "order": True}):
+        std, ours = _pair(BODY, **options)
+        for base in (std, ours):
+            sub = type("Sub", (base,), {})
+            x = sub("a", 1)
+            assert _frozen_refusal(lambda: setattr(x, "n", 2)) == ("FrozenInstanceError", "cannot assign to field 'n'")
+            assert _frozen_refusal(lambda: delattr(x, "name")) == ("FrozenInstanceError", "cannot delete field 'name'")
+            x.free = 3
+            assert x.free == 3 and _frozen_refusal(lambda: delattr(x, "free")) is None
+        subs = [records.dataclass(type("Sub2", (b,), {"__annotations__": {"more": "int"}, "more": 0}), frozen=True)
+                for b in (std, ours)]
+        assert [_frozen_refusal(lambda: setattr(s("a", 1), "more", 1)) for s in subs] == \
+            [("FrozenInstanceError", "cannot assign to field 'more'")] * 2
+    assert dataclasses._frozen_get_del_attr is not records._frozen_get_del_attr  # put back after each class
 
 
 def test_one_and_no_compared_fields_compare_as_tuples():
