@@ -145,3 +145,32 @@ def test_transaction_stages_each_job_and_keeps_no_bytes(tmp_path):
     after = {p: p.read_bytes() for r in roots.values() for p in r.rglob("*") if p.is_file()}
     before[roots["gen"] / "r2/c.txt"] = b"someone's\n"
     assert after == before
+
+
+def test_manifest_bytes_are_json_dumps_indent_2_sorted():
+    """The manifest is written line by line (json's indenting encoder is pure Python and held copies of both mappings
+    at the run's peak): its bytes stay exactly json.dumps(body, indent=2, sort_keys=True) + newline."""
+    import json
+    import random
+    rng = random.Random(16)
+    alphabet = "abcXYZ/._-0189 \"\\\t\n\x00\x7fé\u2028漢🙂"
+
+    def s(n=10):
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, n)))
+
+    cases = [({}, None, None), ({}, {}, ""), ({"a": "t/r"}, {"a": "0" * 64}, "f" * 64), ({"b": "t/r", "a": "t/r"}, {}, None)]
+    for n in (255, 256, 257, 512, 1000):  # around the blocks the writer encodes entries in
+        files = {f"t/r{i:04}/f{s()}": f"t/r{i % 7}" for i in range(n)}
+        cases.append((files, {k: s(64) for k in list(files)[: n - 3]}, "0" * 64))
+    for _ in range(500):
+        files = {s(): s() for _ in range(rng.randint(0, 6))}
+        digests = None if rng.random() < 0.3 else {k: s(64) for k in list(files) + [s()] if rng.random() < 0.7}
+        cases.append((files, digests, rng.choice([None, "", s(64)])))
+    for files, digests, inputs in cases:
+        body = {"generator": "platformc", "note": "files platformc wrote here; do not edit", "files": files}
+        if inputs:
+            body["inputs"] = inputs
+        if digests is not None:
+            body["sha256"] = {rel: digests[rel] for rel in files if rel in digests}
+        expected = (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
+        assert writer._manifest_bytes(files, digests, inputs) == expected, (files, digests, inputs)
