@@ -6,6 +6,8 @@ the same order as a scan, so every figure (and every docs byte) stays the same."
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from compiler import cost
@@ -107,7 +109,9 @@ def test_secrets_filter_computes_the_undeliverable_once_per_call(reference, monk
     secrets.external_secrets(r)
     assert len(calls) <= 2, len(calls)  # 2 x 16 before
 
-    # the same Secrets as the old per-Secret test, also when some are undeliverable
+    # the same Secrets as the old per-Secret test, also when some are undeliverable (on a fresh copy of the region:
+    # the region plan keeps what it computed, so the patched filter would not be asked again for `r`)
+    r = dataclasses.replace(r)
     wanted = secrets.wanted(r)
     assert len(wanted) > 3
     fake = [(wanted[1], "env:X"), (wanted[3], "env:Y")]
@@ -209,3 +213,36 @@ def test_split_by_estimate_budgets_are_the_per_region_sums(reference):
             total = sum(v for (_, c), v in floor.items() if c == cat)
             part = floor.get((r.name, cat), 0.0) / total if total > 0 else r.traffic_share / 100
             assert r.monthly_budget[cat] == round(amount * part, 2)
+
+
+def test_helm_wanted_secrets_computed_once_per_region(reference, monkeypatch):
+    """helm: the helmfile, its header, the secrets charts and the docs section each asked secrets.wanted(region), which
+    rebuilt every wanted Secret (8 times per region). Now once per region plan, with the same files and section."""
+    from compiler.targets import helm
+    from compiler.targets.helm import secrets
+
+    r = dataclasses.replace(reference.region("us-east-1"))  # a fresh plan: nothing computed for it yet
+    before = (helm.emit_region(reference, r), helm.docs_region(reference, r))
+    r = dataclasses.replace(r)
+    real = secrets._compute_wanted
+    calls = []
+    monkeypatch.setattr(secrets, "_compute_wanted", lambda region: calls.append(region.name) or real(region))
+    after = (helm.emit_region(reference, r), helm.docs_region(reference, r))
+    assert calls == ["us-east-1"]
+    assert after == before
+    assert secrets.wanted(r) == real(r) and secrets.wanted(r) is not secrets.wanted(r)  # a new list each call
+
+
+def test_kong_docs_do_not_build_the_home_routing(reference, monkeypatch):
+    """kong: the docs section built the whole decK document (global plugins, the routing function, ~100 home-region
+    upstreams per region at 120 regions) to read the routes and the health route's hosts."""
+    from compiler.targets import kong
+    from compiler.targets.kong import routing
+
+    r = reference.region("us-east-1")
+    before = kong.docs_region(reference, r)
+    asked = []
+    monkeypatch.setattr(routing, "home_upstreams", lambda *a: asked.append("home_upstreams"))
+    monkeypatch.setattr(routing, "routing_plugin", lambda *a: asked.append("routing_plugin"))
+    assert kong.docs_region(reference, r) == before
+    assert asked == []

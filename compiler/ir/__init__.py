@@ -281,6 +281,18 @@ class RegionPlan:
         """The connections a layer must let through."""
         return tuple(self._wiring_index().get(("layer", layer), ()))
 
+    def derived(self, key, compute):
+        """compute(), once per region plan: a fact of the region that a target's files and its docs section each ask
+        for (helm's wanted Secrets: eight times per region). As PlatformPlan.derived, kept beside the fields (eq,
+        hash, repr and replace() ignore it); a caller keeps only small results here, since they live as long as the
+        plan."""
+        memo = self.__dict__.get("_derived")
+        if memo is None:
+            memo = self.__dict__["_derived"] = {}
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
+
 
 @dataclass(frozen=True)
 class PlatformPlan:

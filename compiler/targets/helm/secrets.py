@@ -89,7 +89,16 @@ class Wanted:
 
 
 def wanted(region: RegionPlan) -> list[Wanted]:
-    """Every Secret a pod or a Helm release of this region references, in apply order."""
+    """Every Secret a pod or a Helm release of this region references, in apply order (a new list each call)."""
+    return list(_wanted(region))
+
+
+def _wanted(region: RegionPlan) -> tuple[Wanted, ...]:
+    """wanted(region), computed once per region: the helmfile, its header, the charts and the docs each ask."""
+    return region.derived(("helm", "wanted"), lambda: tuple(_compute_wanted(region)))
+
+
+def _compute_wanted(region: RegionPlan) -> list[Wanted]:
     mon = region.settings.monitoring
     out: list[Wanted] = []
     if mon.grafana and mon.grafana_admin_password:
@@ -160,7 +169,7 @@ def _refs(w: Wanted) -> list[str]:
 
 def unsupported(region: RegionPlan) -> list[tuple[Wanted, str]]:
     """(Secret, reference) pairs no store can deliver: `env:` references (CI's), or `vault:` without an address."""
-    return _unsupported_in(region, wanted(region))
+    return list(region.derived(("helm", "unsupported"), lambda: tuple(_unsupported_in(region, _wanted(region)))))
 
 
 def _unsupported_in(region: RegionPlan, secrets: list[Wanted]) -> list[tuple[Wanted, str]]:
@@ -184,9 +193,10 @@ def describe(ref: str) -> str:
 def _deliverable_of(region: RegionPlan) -> list[Wanted]:
     """wanted(region) without the Secrets no store can deliver, in order (unsupported(region) computed once,
     not once per Secret: that was quadratic in a region's Secrets)."""
-    secrets = wanted(region)
-    undeliverable = {x for x, _ in _unsupported_in(region, secrets)}
-    return [w for w in secrets if w not in undeliverable]
+    def compute():
+        undeliverable = {x for x, _ in unsupported(region)}
+        return tuple(w for w in _wanted(region) if w not in undeliverable)
+    return list(region.derived(("helm", "deliverable"), compute))
 
 
 # ---------------------------------------------------------------- stores

@@ -6,6 +6,7 @@ from compiler.docs import markdown_table
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets import kong
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
+from compiler.ir.edge import kong_needs_render
 from compiler.ir.gateway import gateway_capacity
 from compiler.targets.kong.plugins import CORRELATION_HEADER, canary_headers, rate_limits, secret_inputs
 
@@ -25,9 +26,14 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
     lo, hi = gc.min_replicas, gc.max_replicas
     limit = f"{per_second:,}/s, {per_minute:,}/min per client IP (region)"
     body = f"{g.request_size_limit_mb} MB"
-    doc = kong.build(plan, region)
+    # What the page reads of kong.yaml (the routes, the health route's hosts, whether there is a consumer), built by
+    # the same functions as kong.build, without the plugins and the home-region upstreams it does not read (at 120
+    # regions the upstreams alone are ~100 per region).
+    services = kong.public_services(region)
+    service_docs = [kong._service(plan, region, s) for s in services]
+    health_hosts = kong.health_routes(plan, region)[0]["hosts"]
     rows = []
-    for svc, service in zip(kong.public_services(region), doc["services"]):
+    for svc, service in zip(services, service_docs):
         for spec, route in zip(svc.routes, service["routes"]):
             rows.append([f"`{route['name']}`", svc.name, ", ".join(route["hosts"]),
                          ", ".join(f"`{p}`" for p in route["paths"]), " ".join(route["methods"]),
@@ -68,7 +74,7 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
         + " from every request and sets it only from the verified token ("
         + ", ".join(f"claim `{c}` true or `{v}`" for _, c, v in canary_headers(region))
         + "), so no client can opt itself into a canary.\n" if canary_headers(region) else "",
-        f"- **Health checks**: `{kong.HEALTH_ROUTE}` (on " + ", ".join(f"`{h}`" for h in doc["routes"][0]["hosts"])
+        f"- **Health checks**: `{kong.HEALTH_ROUTE}` (on " + ", ".join(f"`{h}`" for h in health_hosts)
         + f") and `{kong.HEALTH_ROUTE_ANY_HOST}` (any host: the load balancer's probes carry a pod address) answer "
         f"{' and '.join(kong.HEALTH_METHODS)} `{plan.spec.edge.dns.health_check_path}` (exactly) with 200 from Kong "
         "itself (`request-termination`, no authentication, still rate-limited): the region's load balancer and the "
@@ -106,7 +112,7 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
         f"- **Tracing and metrics**: `correlation-id` sets `{CORRELATION_HEADER}` (uuid) and echoes it; `prometheus` "
         "exports status, latency, bandwidth and upstream health metrics.\n",
     ]
-    inputs = secret_inputs(region) if "consumers" in doc else []
+    inputs = secret_inputs(region) if kong_needs_render(region) else []  # kong.build's `consumers` condition
     if inputs:
         lines.append("### Secret inputs\n")
         lines.append("Kong 3.9 cannot resolve a vault reference in `jwt_secrets.rsa_public_key` (not a "
