@@ -78,8 +78,27 @@ def _map(jobs: list, regions: int | None = None) -> list:
     return list(_results(jobs, regions))
 
 
+def _in_child(jobs: list) -> list[bool]:
+    """Which jobs the forked child emits: every job of every other region (in the order the regions first appear);
+    the platform-wide jobs stay in the parent. Split by region, not job by job: each region's lazily built facts
+    (its wiring index, derived tables) and the YAML memo entries of its documents are then built in one process,
+    not both. At 120 regions the tree's peak PSS fell 145.8 -> 140.9 MiB (whole processes, tmpfs, same output;
+    the global jobs in the child instead: 143.0 MiB)."""
+    index: dict = {}
+    side = []
+    for j in jobs:
+        call = j[2]
+        region = call[2].name if len(call) > 2 else None  # (fn, plan, region[, ...]) or (fn, plan) for a global job
+        if region is None:
+            side.append(False)
+            continue
+        side.append(index.setdefault(region, len(index)) % 2 == 1)
+    return side
+
+
 def _results(jobs: list, regions: int | None = None):
-    """Each job's result in job order, one at a time: half of them computed in a forked child when that pays off.
+    """Each job's result in job order, one at a time: about half of them computed in a forked child when that
+    pays off (_in_child says which).
 
     The child pickles each result into the pipe as soon as it has it and the parent reads them in turn, so
     neither side holds more than the job at hand (plus what the pipe buffers)."""
@@ -87,15 +106,18 @@ def _results(jobs: list, regions: int | None = None):
         for j in jobs:
             yield _run(j)
         return
+    in_child = _in_child(jobs)
     read_fd, write_fd = os.pipe()
     pid = os.fork()
-    if pid == 0:  # child: every odd job, each pickled back through the pipe as it is done; never returns
+    if pid == 0:  # child: its jobs, each pickled back through the pipe as it is done; never returns
         code = 1
         try:
             os.close(read_fd)
             pipe = os.fdopen(write_fd, "wb")
             try:
-                for j in jobs[1::2]:
+                for j, child in zip(jobs, in_child):
+                    if not child:
+                        continue
                     pickle.dump(("ok", _run(j)), pipe, protocol=pickle.HIGHEST_PROTOCOL)
                     pipe.flush()
                 code = 0
@@ -115,8 +137,8 @@ def _results(jobs: list, regions: int | None = None):
     os.close(write_fd)
     pipe = os.fdopen(read_fd, "rb")
     try:
-        for i, j in enumerate(jobs):
-            if i % 2 == 0:
+        for j, child in zip(jobs, in_child):
+            if not child:
                 yield _run(j)
             else:
                 status, value = pickle.load(pipe)

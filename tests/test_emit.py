@@ -38,10 +38,24 @@ def test_a_failure_on_either_side_is_raised(plan, job_index, monkeypatch):
     monkeypatch.setenv("PLATFORMC_JOBS", "2")
     jobs = emit_mod._jobs(plan, targets.select(None), list(plan.regions), True, True)
     fake_jobs = [j for j in jobs if j[1].startswith("fake/") and j[1] != "fake/global"]
-    side = [j for i, j in enumerate(jobs) if i % 2 == job_index and j in fake_jobs]
+    side = [j for j, child in zip(jobs, emit_mod._in_child(jobs)) if child == bool(job_index) and j in fake_jobs]
     fake_target.FAIL["on"] = side[0][1].split("/")[1]
     with pytest.raises(RuntimeError, match="injected failure"):
         emit_mod.emit(plan)
+
+
+def test_the_child_takes_every_other_region_whole(plan):
+    """Each region's jobs are emitted in one process (its lazily built facts and YAML memo entries are not built
+    twice); the regions alternate, and the platform-wide jobs stay in the parent."""
+    jobs = emit_mod._jobs(plan, targets.select(None), list(plan.regions), True, True)
+    in_child = emit_mod._in_child(jobs)
+    sides: dict = {}
+    for (_, owner, _), child in zip(jobs, in_child):
+        sides.setdefault(owner.split("/", 1)[1], set()).add(child)
+    assert sides.pop("global") == {False}
+    assert all(len(s) == 1 for s in sides.values())
+    names = [r.name for r in plan.regions]
+    assert [sides[n].pop() for n in names] == [i % 2 == 1 for i in range(len(names))]
 
 
 def test_the_default_is_the_measured_faster_choice(plan, monkeypatch):
