@@ -288,52 +288,65 @@ def _put_value(out: list, lead: str, v, indent: int, sort_keys: bool) -> None:
         out.append(f"{lead} {_scalar(v)}\n")
 
 
+_PADS = [" " * i for i in range(_DEEP + 3)]  # an indentation's spaces, by width (_mapping refuses deeper ones)
+
+
 def _mapping(out: list, d: dict, indent: int, first: str | None, sort_keys: bool) -> None:
     """A non-empty mapping at `indent`; `first` replaces the first key's indentation (`- ` of a sequence item).
-    The loop writes the common values itself (a short string, an int, a non-empty dict or list): a call per
-    value through _put_value was a third of the emitter's time."""
+    The loop writes the common values itself (a short string, an int, a bool, a non-empty dict or list): a call per
+    value through _put_value was a third of the emitter's time. The first key of a sequence item goes through the
+    same loop with its lead (`- `) in place of the indentation."""
     if indent > _DEEP:
         raise _Fallback  # keeps every short line under the width guard without measuring it
-    pad = " " * indent
-    items = iter(d.items())
+    pad = _PADS[indent]
+    items = d.items()
     if sort_keys:
         try:
-            items = iter(sorted(d.items()))
+            items = sorted(items)
         except TypeError:
             raise _Fallback from None
     keys, short, append = _KEYC, _SHORT, out.append
-    if first is not None:
-        k, v = next(items)
-        _put_value(out, first + (keys.get(k) or _key_colon(k)), v, indent, sort_keys)
+    lead = pad if first is None else first
     for k, v in items:
         key = keys.get(k) or _key_colon(k)
         t = type(v)
         if t is str:
             line = short.get(v)
             if line is not None:
-                append(pad + key + line)
+                append(lead + key + line)
+                lead = pad
                 continue
         elif t is int:
-            append(f"{pad}{key} {v}\n")
+            append(f"{lead}{key} {v}\n")
+            lead = pad
             continue
         elif t is dict:
             if v:
-                append(pad + key + "\n")
+                append(lead + key + "\n")
                 _mapping(out, v, indent + 2, None, sort_keys)
+                lead = pad
                 continue
         elif t is list:
             if v:
-                append(pad + key + "\n")
+                append(lead + key + "\n")
                 _sequence(out, v, indent, None, sort_keys)  # PyYAML indents no sequence under a key
+                lead = pad
                 continue
-        _put_value(out, pad + key, v, indent, sort_keys)
+        elif t is bool:
+            append(lead + key + (" true\n" if v else " false\n"))
+            lead = pad
+            continue
+        _put_value(out, lead + key, v, indent, sort_keys)
+        lead = pad
 
 
 def _sequence(out: list, items: list, indent: int, first: str | None, sort_keys: bool) -> None:
     """A non-empty sequence at `indent`; `first` replaces the first item's indentation (a nested sequence)."""
     if indent > _DEEP:
         raise _Fallback
-    pad = " " * indent + "-"
+    pad = _PADS[indent] + "-"
+    item_lead = pad + " "  # a mapping item's first key follows the dash
+    inner = indent + 2
     items = iter(items)
     if first is not None:
         _put_value(out, first + "-", next(items), indent, sort_keys)
@@ -347,7 +360,7 @@ def _sequence(out: list, items: list, indent: int, first: str | None, sort_keys:
                 continue
         elif t is dict:
             if v:
-                _mapping(out, v, indent + 2, pad + " ", sort_keys)
+                _mapping(out, v, inner, item_lead, sort_keys)
                 continue
         _put_value(out, pad, v, indent, sort_keys)
 
