@@ -204,7 +204,7 @@ def record(spec: str, roots: dict, extra_inputs: list[str], warnings: list[str],
         return
     for name in roots:
         plan = plans.get(name)
-        if plan is None or set(plan.manifest) != set(plan.sha):
+        if plan is None or plan.manifest.keys() != plan.sha.keys():  # views compare as sets, without building them
             return
         state["roots"][name] = plan.digests()
     path = _state_file(spec, roots)

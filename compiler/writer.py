@@ -80,7 +80,8 @@ class Plan:
     pending: bool = False  # an interrupted write awaits recovery (only --check, which takes no lock, sees it)
     txid: str | None = None  # the transaction whose staging directory holds the files in `staged`
     staged: dict = field(default_factory=dict)  # rel -> index of its bytes in the staging directory (n<index>)
-    fresh: set = field(default_factory=set)  # staged rel paths with nothing on disk (renamed into place)
+    replaced: set = field(default_factory=set)  # staged rel paths with old bytes on disk (kept for a rollback); the
+    # others had nothing there (a first write: every file, so this set stays empty rather than listing them all)
     report: dict = field(default_factory=dict)  # --check: rel -> the lines `describe` prints for it
 
     @property
@@ -525,8 +526,8 @@ class Planner:
             _write_new(_npath(self.staging, idx, None), data)  # released after: the journal names it by its index
             plan.write[rel] = None
             plan.staged[rel] = idx
-            if current is None:
-                plan.fresh.add(rel)
+            if current is not None:
+                plan.replaced.add(rel)
 
     def finish(self) -> Plan:
         """Every output added: what to prune, and the manifest."""
@@ -982,7 +983,7 @@ def _journal_for(plan: Plan, txid: str, primary: Path, roots: list) -> dict:
     idx = len(plan.staged)  # the indexes below are taken by the files a Transaction staged while planning
     for rel in sorted(plan.write):
         if rel in plan.staged:
-            replace.append([rel, plan.staged[rel], rel not in plan.fresh])
+            replace.append([rel, plan.staged[rel], rel in plan.replaced])
             continue
         if rel in plan.new:
             continue
