@@ -24,10 +24,11 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path, PurePosixPath
 
 from compiler.errors import UsageError
+from compiler.records import dataclass
 
 SECRET_PREFIXES = ("vault:", "aws-sm:", "gcp-sm:", "azure-kv:", "env:")
 

@@ -12,10 +12,10 @@ import csv
 import io
 import os
 import re
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from compiler.errors import Diagnostic, SpecError
+from compiler.records import dataclass
 
 HEADER = ["franchise_id", "home_region", "jurisdiction"]
 MAX_FRANCHISE_ID = 10**15

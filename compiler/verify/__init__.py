@@ -20,12 +20,14 @@ from __future__ import annotations
 import importlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
+
+from compiler.records import dataclass
 
 CONNECTIONS_DIR = "connections"
 FORMAT = 1

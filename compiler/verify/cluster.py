@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import yaml
 
+from compiler.records import dataclass
 from compiler.verify import CONNECTIONS_DIR, Broken, Result, load_yaml_all
 
 LAYERS = ("service", "kong", "networkpolicy-egress", "networkpolicy-ingress", "istio", "prometheus", "objects")
