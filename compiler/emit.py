@@ -12,7 +12,7 @@ import pickle
 
 from compiler import targets
 from compiler.errors import UsageError
-from compiler.ir import PlatformPlan
+from compiler.ir import PlatformPlan, RegionPlan
 
 PARALLEL_MIN_JOBS = 16  # below this a fork costs more than it saves
 # `generate` forks only for platforms of FORK_MIN_REGIONS..FORK_MAX_REGIONS regions. Measured on this 2-core
@@ -95,7 +95,7 @@ def _in_child(jobs: list) -> list[bool]:
     side = []
     for j in jobs:
         call = j[2]
-        region = call[2].name if len(call) > 2 else None  # (fn, plan, region[, ...]) or (fn, plan) for a global job
+        region = call[2].name if len(call) > 2 and isinstance(call[2], RegionPlan) else None  # (fn, plan, region[, ...])
         if region is None:
             side.append(False)
             continue
