@@ -246,3 +246,19 @@ def test_kong_docs_do_not_build_the_home_routing(reference, monkeypatch):
     monkeypatch.setattr(routing, "routing_plugin", lambda *a: asked.append("routing_plugin"))
     assert kong.docs_region(reference, r) == before
     assert asked == []
+
+
+def test_hcl_attrs_block_memo_is_attrs():
+    """formats/hcl.attrs_block memoises plain dicts by their marshal form: the text is attrs' for every input, also
+    for inputs that are equal in Python but not in HCL (True and 1, 1 and 1.0) and at another level."""
+    from compiler.formats import hcl
+
+    hcl._BLOCKS.clear()
+    inputs = [{"a": 1}, {"a": True}, {"a": 1.0}, {"a": [1, 2]}, {"a": (1, 2)}, {"a": {"b": "x"}}, {"b": 1, "a": 1},
+              {"a": 1, "b": 1}, {"a": hcl.Raw("local.x")}, {"a": None, "tags": {"k": "v", "o": "p"}}]
+    for _ in range(2):
+        for values in inputs:
+            for level in (1, 2):
+                assert hcl.attrs_block(values, level) == hcl.attrs(values, level).rstrip("\n"), (values, level)
+    assert hcl.attrs_block({"a": True}) != hcl.attrs_block({"a": 1})
+    assert len(hcl._BLOCKS) == 2 * (len(inputs) - 1)  # every plain dict at both levels; Raw is not marshallable

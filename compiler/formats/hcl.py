@@ -11,6 +11,8 @@ line ends an alignment group), lists of scalars stay on one line, objects span l
 
 from __future__ import annotations
 
+import hashlib
+import marshal
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
@@ -200,8 +202,32 @@ def comment(text: Any) -> str:
 
 
 def attrs_block(values, level: int = 1) -> str:
-    """`attrs` without the final newline, for a template line of its own."""
-    return attrs(values, level).rstrip("\n")
+    """`attrs` without the final newline, for a template line of its own.
+
+    Memoised for plain dicts by the SHA-256 of their marshal form (types, values and order: everything the text
+    depends on; a value marshal cannot write, such as Raw, skips the memo), as render.dumped does for YAML: the
+    same blocks recur in every region and, within a region, once per peering (a provider's tags, a module's
+    arguments); at 120 regions 9 in 10 of the ~14,000 blocks had been rendered before."""
+    key = None
+    if type(values) is dict:
+        try:
+            key = hashlib.sha256(marshal.dumps((values, level))).digest()
+        except ValueError:
+            key = None
+        else:
+            text = _BLOCKS.get(key)
+            if text is not None:
+                return text
+    text = attrs(values, level).rstrip("\n")
+    if key is not None:
+        if len(_BLOCKS) >= _BLOCKS_MAX:
+            _BLOCKS.clear()
+        _BLOCKS[key] = text
+    return text
+
+
+_BLOCKS: dict[bytes, str] = {}  # digest of (values, level) -> attrs_block's text
+_BLOCKS_MAX = 10_000
 
 
 FILTERS = {"hcl": quote, "hcl_comment": comment, "hcl_expr": expr, "hcl_attrs": attrs_block}
