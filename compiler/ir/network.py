@@ -53,10 +53,16 @@ def linked_regions(spec, name: str) -> tuple[str, ...]:
     return tuple(n for n, r in spec.regions.items() if n != name and r.cloud == cloud)
 
 
-def requester(spec, a: str, b: str) -> str:
-    """Of a linked pair, the region that requests the peering: the first in spec order."""
-    order = list(spec.regions)
-    return a if order.index(a) < order.index(b) else b
+def requester(spec, a: str, b: str, positions: dict | None = None) -> str:
+    """Of a linked pair, the region that requests the peering: the first in spec order. `positions` is
+    spec_positions(spec), for a caller that asks for many pairs (it was rebuilt and scanned per pair)."""
+    pos = positions if positions is not None else spec_positions(spec)
+    return a if pos[a] < pos[b] else b
+
+
+def spec_positions(spec) -> dict[str, int]:
+    """Each region's position in spec order."""
+    return {n: i for i, n in enumerate(spec.regions)}
 
 
 def internal_gateway_name(region: str, domain: str) -> str:

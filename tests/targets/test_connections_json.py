@@ -33,3 +33,11 @@ def test_awkward_peers_and_fields():
         assert connections.connection_line(c) == _dumps(c)
     # the memo keeps the labels' order: a and b are different texts
     assert connections._peer_text(a) != connections._peer_text(b)
+
+
+def test_region_file_lines_are_each_connections_json(reference):
+    """emit_region writes the lines with its own memo of the region's peers (by identity): still each json.dumps."""
+    for r in reference.regions[:3]:
+        (text,) = connections.emit_region(reference, r).values()
+        lines = text.split("\n")[1:-2]
+        assert [ln.rstrip(",") for ln in lines] == [_dumps(c) for c in r.wiring]

@@ -68,16 +68,32 @@ def _memo(table: dict, limit: int, key, value) -> str:
     return text
 
 
-def connection_line(c: Connection) -> str:
+def connection_line(c: Connection, seen: dict | None = None) -> str:
     """json.dumps(connection(c), ensure_ascii=False), written field by field in connection()'s order: each scalar
     through the same encoder (a top-level scalar's JSON is its text inside an object), both ends from _peer_text,
     the layers from _layers_text (tests hold the two to the same text). Building the dict and encoding it was
-    twice the time."""
-    tail = f', "database": {_encode(c.database)}, "user": {_encode(c.user)}}}' if c.database else "}"
-    return (f'{{"id": {_encode(c.id)}, "purpose": {_encode(c.purpose)}, "from": {_peer_text(c.source)}, '
-            f'"to": {_peer_text(c.dest)}, "address": {_encode(c.address)}, "port": {_number(c.port)}, '
-            f'"dest_port": {_number(c.dest_port)}, "protocol": {_encode(c.protocol)}, '
-            f'"app_protocol": {_encode(c.app_protocol)}, "tls": {_encode(c.tls)}, "layers": {_layers_text(c.layers)}{tail}')
+    twice the time. `seen` (id(peer) -> text) is the caller's memo for peers it keeps alive (a region's wiring
+    shares its peer objects between connections)."""
+    try:  # a string field straight through the C escaper the encoder itself calls for a str (no method call)
+        return _line(c, _escape, seen)
+    except TypeError:  # a field that is not a string (never in the IR; the encoder writes it as json.dumps does)
+        return _line(c, _encode, seen)
+
+
+_escape = json.encoder.encode_basestring  # what JSONEncoder(ensure_ascii=False).encode(s) returns for a str s
+
+
+def _line(c: Connection, enc, seen: dict | None) -> str:
+    tail = f', "database": {enc(c.database)}, "user": {enc(c.user)}}}' if c.database else "}"
+    if seen is None:
+        src, dst = _peer_text(c.source), _peer_text(c.dest)
+    else:
+        src = seen.get(id(c.source)) or seen.setdefault(id(c.source), _peer_text(c.source))
+        dst = seen.get(id(c.dest)) or seen.setdefault(id(c.dest), _peer_text(c.dest))
+    return (f'{{"id": {enc(c.id)}, "purpose": {enc(c.purpose)}, "from": {src}, '
+            f'"to": {dst}, "address": {enc(c.address)}, "port": {_number(c.port)}, '
+            f'"dest_port": {_number(c.dest_port)}, "protocol": {enc(c.protocol)}, '
+            f'"app_protocol": {enc(c.app_protocol)}, "tls": {enc(c.tls)}, "layers": {_layers_text(c.layers)}{tail}')
 
 
 def _number(v) -> str:
@@ -103,7 +119,8 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
                        "max_pods_per_node": a.max_pods_per_node, "lb_source_cidrs": list(a.lb_source_cidrs)},
     }
     head = json.dumps(doc, ensure_ascii=False)[:-1]
-    lines = [connection_line(c) for c in region.wiring]
+    seen: dict = {}  # id(peer) -> its text: the wiring holds every peer alive while the lines are written
+    lines = [connection_line(c, seen) for c in region.wiring]
     body = ",\n".join(lines)
     return {f"{NAME}/{region.name}.json": f'{head}, "connections": [\n{body}\n]}}\n'}
 

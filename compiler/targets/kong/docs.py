@@ -39,6 +39,7 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
                          ", ".join(f"`{p}`" for p in route["paths"]), " ".join(route["methods"]),
                          AUTH_TEXT[spec.auth], limit, body, "yes" if route["strip_path"] else "no"])
     internal = sorted(s.name for s in region.services if not s.routes)
+    canaries = canary_headers(region)  # once (it was asked three times)
     waf = plan.spec.edge.waf
     lines = [
         "## API gateway (Kong)\n",
@@ -70,10 +71,10 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
         f"`{gc.node_pool}` (rule R046 checks the pool holds them), Nginx with {gc.worker_processes} worker processes "
         "(one per CPU of the pod's limit).\n",
         "- **Canary header**: a `post-function` (access phase, after `jwt`) removes "
-        + ", ".join(f"`{h}`" for h, _, _ in canary_headers(region))
+        + ", ".join(f"`{h}`" for h, _, _ in canaries)
         + " from every request and sets it only from the verified token ("
-        + ", ".join(f"claim `{c}` true or `{v}`" for _, c, v in canary_headers(region))
-        + "), so no client can opt itself into a canary.\n" if canary_headers(region) else "",
+        + ", ".join(f"claim `{c}` true or `{v}`" for _, c, v in canaries)
+        + "), so no client can opt itself into a canary.\n" if canaries else "",
         f"- **Health checks**: `{kong.HEALTH_ROUTE}` (on " + ", ".join(f"`{h}`" for h in health_hosts)
         + f") and `{kong.HEALTH_ROUTE_ANY_HOST}` (any host: the load balancer's probes carry a pod address) answer "
         f"{' and '.join(kong.HEALTH_METHODS)} `{plan.spec.edge.dns.health_check_path}` (exactly) with 200 from Kong "
@@ -136,7 +137,8 @@ def _routing_bullet(plan: PlatformPlan, region: RegionPlan) -> str:
         return ""
     here = ids_homed_in(plan, region.name)
     homes = [home_of(c) for c in forwards(region)]
-    others = sorted(r.name for r in plan.regions if r.name != region.name and r.name not in homes)
+    forwarded = set(homes)  # a set: the list was scanned once per region of the platform (cubic at 120 regions)
+    others = sorted(r.name for r in plan.regions if r.name != region.name and r.name not in forwarded)
     header = region.settings.gateway.hash_on_header
     return (f"- **Home-region routing**: a `pre-function` (access phase, before authentication and rate limits) looks "
             f"the franchise id (`{header}`, digits only) up in the shard map ({here:,} ids are homed here), which is one Lua "

@@ -199,13 +199,14 @@ def internal_gateway(plan: PlatformPlan, region: RegionPlan) -> dict | None:
 
 def peerings(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
     """One module call per linked region: its name, the provider alias of its region, and the module's arguments."""
-    from compiler.ir.network import linked_regions, provider_alias, requester
+    from compiler.ir.network import linked_regions, provider_alias, requester, spec_positions
     out = []
+    positions = spec_positions(plan.spec)  # once, not per linked region
     for name in linked_regions(plan.spec, region.name):
         peer = plan.region(name)
         if region.cloud == "aws":
             args = {"peer_name": peer.cluster_name, "peer_region": peer.cloud_region, "peer_cidr": peer.cidr,
-                    "requester": requester(plan.spec, region.name, name) == region.name}
+                    "requester": requester(plan.spec, region.name, name, positions) == region.name}
         elif region.cloud == "gcp":
             args = {"project": plan.spec.clouds["gcp"].account, "peer_name": peer.cluster_name, "peer_cidr": peer.cidr,
                     "peer_internal_domain": peer.internal_domain}
