@@ -248,6 +248,21 @@ def test_kong_docs_do_not_build_the_home_routing(reference, monkeypatch):
     assert asked == []
 
 
+def test_helm_docs_releases_are_the_emitted_releases(any_case):
+    """helm's docs list the releases from releases(objects=False), which skips building the ExternalSecrets: the same
+    releases (names, namespaces, charts, order), only without the charts' objects."""
+    from compiler.targets import helm
+    from compiler.targets.helm import secrets
+
+    for r in any_case.regions:
+        full, skipped = helm.releases(any_case, r)
+        light, skipped_light = helm.releases(any_case, r, objects=False)
+        assert skipped_light == skipped
+        bare = lambda rels: [dataclasses.replace(x, local=(), values=None) for x in rels]  # noqa: E731 (kong's values: a closure per call)
+        assert bare(full) == bare(light) and all(x.local == () for x in light)
+        assert list(secrets.secret_namespaces(r)) == list(secrets.by_namespace(r))
+
+
 def test_hcl_attrs_block_memo_is_attrs():
     """formats/hcl.attrs_block memoises plain dicts by their marshal form: the text is attrs' for every input, also
     for inputs that are equal in Python but not in HCL (True and 1, 1 and 1.0) and at another level."""

@@ -96,12 +96,16 @@ def _no_values(plan: PlatformPlan, region: RegionPlan) -> dict:
     return {}
 
 
-def secret_releases(plan: PlatformPlan, region: RegionPlan) -> tuple[list[Release], list[Release]]:
-    """(the operator and the platform-secrets chart, the per-namespace service secrets charts)."""
+def secret_releases(plan: PlatformPlan, region: RegionPlan, objects: bool = True) -> tuple[list[Release], list[Release]]:
+    """(the operator and the platform-secrets chart, the per-namespace service secrets charts). objects=False: the
+    same releases without their charts' objects (`local` empty), for the docs, which list the releases only."""
     op = Release("external-secrets", EXTERNAL_SECRETS_NAMESPACE, CHARTS["external-secrets"], external_secrets_values,
                  "External Secrets Operator: syncs the referenced Secrets from the stores")
-    spaces = secrets.by_namespace(region)
-    platform_docs = tuple(secrets.stores(plan, region) + spaces.get(MON, []))
+    if objects:
+        spaces = secrets.by_namespace(region)
+        platform_docs = tuple(secrets.stores(plan, region) + spaces.get(MON, []))
+    else:
+        spaces, platform_docs = secrets.secret_namespaces(region), ()
     first = [op, Release(PLATFORM_SECRETS, MON, LOCAL_CHART, _no_values,
                          "ClusterSecretStores and the monitoring releases' ExternalSecrets",
                          needs=(f"{EXTERNAL_SECRETS_NAMESPACE}/external-secrets",), local=platform_docs)]
@@ -111,13 +115,14 @@ def secret_releases(plan: PlatformPlan, region: RegionPlan) -> tuple[list[Releas
     return first, later
 
 
-def releases(plan: PlatformPlan, region: RegionPlan) -> tuple[list[Release], list[str]]:
-    """The releases this region runs, in deploy order, and why any platform chart is left out."""
+def releases(plan: PlatformPlan, region: RegionPlan, objects: bool = True) -> tuple[list[Release], list[str]]:
+    """The releases this region runs, in deploy order, and why any platform chart is left out (objects: see
+    secret_releases)."""
     mesh = mesh_enabled(region)
     mon = region.settings.monitoring
     out: list[Release] = []
     skipped: list[str] = []
-    first, later = secret_releases(plan, region)
+    first, later = secret_releases(plan, region, objects)
     out += first
     after = (f"{MON}/{PLATFORM_SECRETS}",)
     if mesh:
@@ -280,7 +285,7 @@ def emit_global(plan: PlatformPlan) -> dict[str, str]:
 
 
 def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
-    rels, skipped = releases(plan, region)
+    rels, skipped = releases(plan, region, objects=False)  # the names and charts; not the ExternalSecrets themselves
     lines = ["## Helm releases", "",
              f"`helmfile -f generated/helm/{region.name}/helmfile.yaml apply` (kube context "
              f"`{cluster_name(plan.spec.organization.name, region)}`), then the Kubernetes manifests.", "",

@@ -297,6 +297,11 @@ def by_namespace(region: RegionPlan) -> dict[str, list[dict]]:
     return out
 
 
+def secret_namespaces(region: RegionPlan) -> dict[str, list]:
+    """by_namespace(region)'s keys, in its order, each with an empty list: without building the ExternalSecrets."""
+    return {w.namespace: [] for w in _deliverable_of(region)}
+
+
 def namespaces_of(spaces: dict[str, list[dict]]) -> list[str]:
     """The namespaces (other than monitoring) that get a secrets chart, in service order, from by_namespace()."""
     return [ns for ns in spaces if ns != MONITORING_NAMESPACE]
