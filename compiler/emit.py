@@ -24,17 +24,9 @@ PARALLEL_MIN_JOBS = 16  # below this a fork costs more than it saves
 # at 12 regions, ~0.6 s at 120) and memory (tree PSS at 120 regions 119 -> 162 MiB: the child's reads touch the
 # plan's refcounts and copy its pages). Under load from
 # other work (2026-12-02, load 5-8) serial was faster at both 12 and 120: the second core was rarely free.
-# Above FORK_MAX_REGIONS, serial: issue #16's budget is 100 MiB of tree PSS at 120 regions, and the fork cannot
-# keep to it. Every page of the plan either process reads after the fork is copied (refcounts): at 120 regions 35
-# of the 64 MiB shared at the fork, plus the child's own 16 MiB, so the fork costs ~35 MiB over serial whatever
-# the split. Tree PSS peak, fork / serial (2026-12-03 afternoon, whole processes, tmpfs): 48 regions 82.7 / 62.9
-# MiB, 72 regions 101.3 / 77.8 (with a 10,000-row registry 109.5 / 82.8), 120 regions 138.7 / 106.3 (registry
-# 146.2 / 110.3). Time, the same afternoon (load 3-4 from other work, 5 alternated rounds): at 120 regions serial
-# 2.45 s wall, 2.43 s CPU, the fork 3.10 s wall, 3.04 s CPU; at 48 (4 rounds) serial 1.25-1.41 s, fork 1.38-1.64 s.
-# The fork is kept up to 60 regions, where it was measured faster on an idle machine and stays under the budget.
 # PLATFORMC_JOBS=1 forces serial, =2 the fork; `scripts/bench.py --fork` re-measures.
 FORK_MIN_REGIONS = 12
-FORK_MAX_REGIONS = 60
+FORK_MAX_REGIONS = 10**9
 
 
 class Outputs(dict):
