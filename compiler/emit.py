@@ -63,6 +63,23 @@ def _run(job):
     return fn(*args)
 
 
+def _each(jobs):
+    """_run over jobs in order, releasing render's and hcl's memos whenever the target changes (each process runs
+    its own): a target's documents and strings are rarely another's, and kept they were the run's largest growth
+    after the plan (~14 MiB at 120 regions, ~4 more since hcl's block memo)."""
+    from compiler import render
+    from compiler.formats import hcl
+    last = None
+    for j in jobs:
+        target = j[1].split("/", 1)[0]
+        if target != last:
+            if last is not None:
+                render.release_memos()
+                hcl.release_memos()
+            last = target
+        yield _run(j)
+
+
 def _parallel(jobs: list, regions: int | None) -> bool:
     forced = os.environ.get("PLATFORMC_JOBS")
     if forced == "1" or not hasattr(os, "fork") or len(jobs) < 2:
@@ -110,8 +127,7 @@ def _results(jobs: list, regions: int | None = None):
     The child pickles each result into the pipe as soon as it has it and the parent reads them in turn, so
     neither side holds more than the job at hand (plus what the pipe buffers)."""
     if not _parallel(jobs, regions):
-        for j in jobs:
-            yield _run(j)
+        yield from _each(jobs)
         return
     in_child = _in_child(jobs)
     read_fd, write_fd = os.pipe()
@@ -122,10 +138,8 @@ def _results(jobs: list, regions: int | None = None):
             os.close(read_fd)
             pipe = os.fdopen(write_fd, "wb")
             try:
-                for j, child in zip(jobs, in_child):
-                    if not child:
-                        continue
-                    pickle.dump(("ok", _run(j)), pipe, protocol=pickle.HIGHEST_PROTOCOL)
+                for result in _each([j for j, child in zip(jobs, in_child) if child]):
+                    pickle.dump(("ok", result), pipe, protocol=pickle.HIGHEST_PROTOCOL)
                     pipe.flush()
                 code = 0
             except BrokenPipeError:  # the parent stopped reading (its own job failed): nothing to report
@@ -143,10 +157,11 @@ def _results(jobs: list, regions: int | None = None):
             os._exit(code)
     os.close(write_fd)
     pipe = os.fdopen(read_fd, "rb")
+    own = _each([j for j, child in zip(jobs, in_child) if not child])
     try:
-        for j, child in zip(jobs, in_child):
+        for child in in_child:
             if not child:
-                yield _run(j)
+                yield next(own)
             else:
                 status, value = pickle.load(pipe)
                 if status == "error":

@@ -418,6 +418,15 @@ _DUMPED: dict[bytes, str] = {}
 _DUMPED_MAX = 10000
 
 
+def release_memos() -> None:
+    """Forget the per-process memos (the documents dumped, the scalar texts decided): emit calls it when it passes
+    from one target's jobs to the next, whose documents and strings the memos rarely hold. They only ever save
+    time, never change bytes; kept across targets they held ~8 MiB of dumped documents and ~6 MiB of scalar texts
+    at 120 regions, the largest growth of a run after the plan."""
+    for memo in (_DUMPED, _VALUES, _SHORT, _KEYS, _KEYC):
+        memo.clear()
+
+
 def dumped(doc) -> str:
     """Exactly dump_yaml(doc), memoised by the SHA-256 of the document's marshal form (types, values and dict
     order: everything the YAML text depends on); the digest, not the marshal bytes, is kept (at 120 regions the

@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import marshal
 import re
-from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
+
+from compiler.records import dataclass
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 INDENT = "  "
@@ -228,6 +229,13 @@ def attrs_block(values, level: int = 1) -> str:
 
 _BLOCKS: dict[bytes, str] = {}  # digest of (values, level) -> attrs_block's text
 _BLOCKS_MAX = 10_000
+
+
+def release_memos() -> None:
+    """Forget the per-process memos (keys, strings, blocks): emit calls it between one target's jobs and the next,
+    as render.release_memos. They only save time, never change bytes."""
+    for memo in (_KEYS, _STRINGS, _BLOCKS):
+        memo.clear()
 
 
 FILTERS = {"hcl": quote, "hcl_comment": comment, "hcl_expr": expr, "hcl_attrs": attrs_block}
