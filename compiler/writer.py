@@ -46,9 +46,10 @@ import shutil
 import stat
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path, PurePosixPath
 
+from compiler.records import dataclass
 from compiler.errors import FileSystemError, UsageError, WriteError
 
 MANIFEST = ".platformc-manifest.json"

@@ -7,7 +7,9 @@ itself renders or copies (those are copied verbatim).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from compiler.records import dataclass
 
 MIN_ANSIBLE = "2.15"  # deb822_repository and the `undef()` lookups need ansible-core 2.15+
 PLATFORMS = [{"name": "Debian", "versions": ["bookworm"]},

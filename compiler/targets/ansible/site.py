@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
+from compiler.records import dataclass
 from compiler.render import TEMPLATES, banner
 
 STATIC = TEMPLATES / "ansible" / "static"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import shlex
-from dataclasses import dataclass
 
+from compiler.records import dataclass
 from compiler.ir import Connection, PlatformPlan, RegionPlan
 from compiler.targets.datastores.model import Section, Setting, clamp, duration_ms, size_mb
 

@@ -14,9 +14,8 @@ even 10,000 scattered franchises stay a few dozen kilobytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from compiler.ir import PlatformPlan
+from compiler.records import dataclass
 
 RANGES_PER_LINE = 12
 

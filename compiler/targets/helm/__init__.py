@@ -16,9 +16,9 @@ platform.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
+from compiler.records import dataclass
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.render import banner, dump_yaml
 from compiler.targets.helm import observability as obs

@@ -8,7 +8,7 @@ Repositories are the charts' official Helm repositories.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from compiler.records import dataclass
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,9 @@ no templating):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
+from compiler.records import dataclass
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import INTERNAL_CA_KEY
 from compiler.ir.names import (ALERTMANAGER_RECEIVER_KEYS, ALERTMANAGER_RECEIVERS_SECRET, ELASTICSEARCH_CLIENT_KEYS,

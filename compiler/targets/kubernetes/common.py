@@ -8,10 +8,10 @@ point at. Every such name is defined once here, so the two outputs cannot drift 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from compiler.ir import RegionPlan, ServicePlan
 from compiler.ir.rollout import DEFAULT_SURGE_PERCENT, DEFAULT_UNAVAILABLE_PERCENT, canary_replicas  # noqa: F401
+from compiler.records import dataclass
 
 from compiler.ir.names import (GATEWAY_NAMESPACE, ISTIO_METRICS_PORT, ISTIO_NAMESPACE, ISTIOD_XDS_PORT,  # noqa: F401
                                KONG_POD_LABELS, KONG_PROXY_SERVICE, KONG_RELEASE, KONG_STATUS_PORT, MONITORING_NAMESPACE,
