@@ -286,12 +286,18 @@ class RegionPlan:
         for (helm's wanted Secrets: eight times per region). As PlatformPlan.derived, kept beside the fields (eq,
         hash, repr and replace() ignore it); a caller keeps only small results here, since they live as long as the
         plan."""
-        memo = self.__dict__.get("_derived")
-        if memo is None:
-            memo = self.__dict__["_derived"] = {}
-        if key not in memo:
-            memo[key] = compute()
-        return memo[key]
+        return _derived(self, key, compute)
+
+
+def _derived(plan, key, compute):
+    """compute() once per plan object, kept in its __dict__ beside the fields (a frozen record's eq, hash, repr and
+    replace() see only fields)."""
+    memo = plan.__dict__.get("_derived")
+    if memo is None:
+        memo = plan.__dict__["_derived"] = {}
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
 
 
 @dataclass(frozen=True)
@@ -328,12 +334,7 @@ class PlatformPlan:
         """compute(), once per plan: a table every region's files share (the home-routing ranges, franchises per
         shard, the Lua tables), which computed per region made the registry's cost regions x registry. Kept
         beside the fields, not as one: eq, hash, repr and replace() ignore it, as they do _region_by_name."""
-        memo = self.__dict__.get("_derived")
-        if memo is None:
-            memo = self.__dict__["_derived"] = {}
-        if key not in memo:
-            memo[key] = compute()
-        return memo[key]
+        return _derived(self, key, compute)
 
 
 def frozen_map(d: dict) -> Mapping:
