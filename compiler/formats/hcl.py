@@ -11,11 +11,10 @@ line ends an alignment group), lists of scalars stay on one line, objects span l
 
 from __future__ import annotations
 
-import hashlib
-import marshal
 import re
 from typing import Any, Iterable, Mapping
 
+from compiler.formats.memo import TextMemo
 from compiler.records import dataclass
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -205,30 +204,20 @@ def comment(text: Any) -> str:
 def attrs_block(values, level: int = 1) -> str:
     """`attrs` without the final newline, for a template line of its own.
 
-    Memoised for plain dicts by the SHA-256 of their marshal form (types, values and order: everything the text
-    depends on; a value marshal cannot write, such as Raw, skips the memo), as render.dumped does for YAML: the
-    same blocks recur in every region and, within a region, once per peering (a provider's tags, a module's
-    arguments); at 120 regions 9 in 10 of the ~14,000 blocks had been rendered before."""
-    key = None
+    Memoised for plain dicts by their content (TextMemo; a value marshal cannot write, such as Raw, skips the memo),
+    as render.dumped is for YAML: the same blocks recur in every region and, within a region, once per peering (a
+    provider's tags, a module's arguments); at 120 regions 9 in 10 of the ~14,000 blocks had been rendered before."""
     if type(values) is dict:
         try:
-            key = hashlib.sha256(marshal.dumps((values, level))).digest()
+            key = TextMemo.key((values, level))
         except ValueError:
-            key = None
+            pass
         else:
-            text = _BLOCKS.get(key)
-            if text is not None:
-                return text
-    text = attrs(values, level).rstrip("\n")
-    if key is not None:
-        if len(_BLOCKS) >= _BLOCKS_MAX:
-            _BLOCKS.clear()
-        _BLOCKS[key] = text
-    return text
+            return _BLOCKS.text(key, lambda: attrs(values, level).rstrip("\n"))
+    return attrs(values, level).rstrip("\n")
 
 
-_BLOCKS: dict[bytes, str] = {}  # digest of (values, level) -> attrs_block's text
-_BLOCKS_MAX = 10_000
+_BLOCKS = TextMemo(10_000)  # (values, level) -> attrs_block's text
 
 
 def release_memos() -> None:
