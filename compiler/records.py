@@ -6,9 +6,9 @@ Python source and compiles it, one exec per method: for the ~30 classes `platfor
 instructions of every start-up (issue 16). Here they are closures over each class's field names, with the same
 results: the fields compared, hashed and shown are the ones dataclasses picks (`compare`, `hash`, `repr`), taken as a
 tuple in field order; another class compares NotImplemented; a frozen class with eq hashes that tuple and a mutable
-one is unhashable; a repr that meets itself again shows `...`. __init__, a frozen class's __setattr__/__delattr__,
-fields(), replace() and __match_args__ are dataclasses' own. A class that writes any of these methods itself, or asks
-for unsafe_hash, gets the standard decorator unchanged.
+one is unhashable; a repr that meets itself again shows `...`. A frozen class's __setattr__/__delattr__ are closures
+too (_frozen_get_del_attr). __init__, fields(), replace() and __match_args__ are dataclasses' own. A class that writes
+any of the compared, hashed or shown methods itself, or asks for unsafe_hash, gets the standard decorator unchanged.
 """
 
 from __future__ import annotations
