@@ -39,7 +39,7 @@ import hashlib
 import json
 import re
 
-from compiler.verify import Broken, Result
+from compiler.verify import Broken, Result, strip_lines
 from compiler.verify.infra import _doc, library_lacks, workload_identity
 
 URLS, USER, PASSWORD, PREFIX, CA = ("ELASTICSEARCH_URLS", "ELASTICSEARCH_USERNAME", "ELASTICSEARCH_PASSWORD",
@@ -140,14 +140,6 @@ def _external_item(cl, ns: str, secret: str, key: str):
     return None
 
 
-def _strip(node):
-    if isinstance(node, dict):
-        return {k: _strip(v) for k, v in node.items() if k != "__line__"}
-    if isinstance(node, list):
-        return [_strip(v) for v in node]
-    return node
-
-
 # ---------------------------------------------------------------- the check
 
 def check(tree, region: str, cl) -> list[Result]:
@@ -203,7 +195,7 @@ def _check_container(tree, cl, d, ctr, env, users, origin, self_managed, region)
             bad(user[-1], f"Elasticsearch user {user[1]} ({USER}) is created by no entry of {origin} {CLIENTS_VAR} "
                           "(the elasticsearch role creates exactly those users)")
     if entry is not None:
-        definition = {k: v for k, v in _strip(entry.get("definition") or {}).items() if k != "metadata"}
+        definition = {k: v for k, v in strip_lines(entry.get("definition") or {}).items() if k != "metadata"}
         prefix = env.get(PREFIX)
         if prefix and prefix[0] == "value":
             probe = f"{prefix[1]}x"
