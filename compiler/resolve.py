@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import math
+from types import MappingProxyType
 
 from compiler.ir import (Amounts, ConnectionBudget, Host, PlatformPlan, PoolCapacity, RegionPlan,
                          ServicePlan, Shard, Zone, frozen_map)
@@ -264,7 +265,7 @@ def resolve_region(platform: Platform, name: str, s: RegionSettings, provenance:
         monthly_budget=frozen_map({k: round(v * share, 2) for k, v in sorted(platform.cost.monthly.items())}),
         tags=frozen_map(tags(platform, name, region)),
         addressing=addresses, wiring=wiring,
-        provenance=frozen_map(provenance),
+        provenance=provenance if isinstance(provenance, MappingProxyType) else frozen_map(provenance),
         identities=identity.identities(region.cloud, platform.clouds[region.cloud].account,
                                        f"{platform.organization.name}-{name}", name, s, services, data_bucket,
                                        access),
@@ -308,4 +309,5 @@ def _with_inter_region(platform: Platform, regions: tuple) -> tuple:
     from dataclasses import replace
     from compiler.wiring import inter_region_connections
     by_name = {r.name: r for r in regions}
-    return tuple(replace(r, wiring=inter_region_connections(platform, r, by_name)) for r in regions)
+    ends: dict = {}  # each region's end of the flows other regions forward to it, made once (inter_region_connections)
+    return tuple(replace(r, wiring=inter_region_connections(platform, r, by_name, ends)) for r in regions)

@@ -512,7 +512,7 @@ def _standby_source(peer: Peer, far, region) -> Peer:
                 hosts=narrowed.hosts, cidrs=narrowed.cidrs)
 
 
-def inter_region_connections(platform: Platform, region, regions: dict) -> tuple:
+def inter_region_connections(platform: Platform, region, regions: dict, ends: dict | None = None) -> tuple:
     """The region's wiring with the flows that cross the inter-region network: run after every region (and its
     Patroni plan) is resolved, since both ends' addresses are needed. Returns (wiring, addressing unchanged).
 
@@ -570,23 +570,43 @@ def inter_region_connections(platform: Platform, region, regions: dict) -> tuple
             purpose=f"{sb.of_region}'s standby cluster streams WAL from {sb.of_region}'s leader across the peering",
             tls=tls_min, layers=("inter-region", "cloud-firewall-egress"), database="replication",
             user=POSTGRES_REPLICATION_USER))
+    # A linked region's end of these flows (its gateway peer, the name dialled, the purpose; the forwarding
+    # region's Kong as a remote peer) is the same in every region it is linked with: made once per region for the
+    # whole platform when the caller passes `ends` (at 120 regions, 11,000 flows held 4.6 MiB of copies).
+    ends = {} if ends is None else ends
+
+    def gateway_of(home):
+        key = ("gateway", home.name)
+        if key not in ends:
+            ends[key] = (Peer(f"gateway-{home.name}", "remote-gateway", cidrs=home.addressing.node_cidrs),
+                        internal_gateway_name(home.name, domain),
+                        f"Kong forwards requests of franchises homed in {home.name} to its internal gateway")
+        return ends[key]
+
+    def kong_of(src):
+        key = ("kong", src.name)
+        if key not in ends:
+            ends[key] = (Peer(f"kong-{src.name}", "remote-pods", namespace=GATEWAY_NAMESPACE,
+                             cidrs=src.addressing.pod_source_cidrs),
+                        f"{src.name}'s Kong forwards requests of franchises homed here")
+        return ends[key]
+
     kong = _pods("kong", GATEWAY_NAMESPACE, dict(KONG_POD_LABELS), region.addressing)
+    forward_layers = ("inter-region", "kong-forward", *(("networkpolicy-egress",) if np_on else ()))
     for home in forwarding:
+        dest, address, purpose = gateway_of(home)
         out.append(Connection(
-            source=kong, dest=Peer(f"gateway-{home.name}", "remote-gateway", cidrs=home.addressing.node_cidrs),
-            address=internal_gateway_name(home.name, domain), port=INTERNAL_GATEWAY_PORT,
-            dest_port=INTERNAL_GATEWAY_PORT, protocol="TCP", app_protocol="https",
-            purpose=f"Kong forwards requests of franchises homed in {home.name} to its internal gateway",
-            tls=tls_min, layers=("inter-region", "kong-forward", *(("networkpolicy-egress",) if np_on else ()))))
+            source=kong, dest=dest, address=address, port=INTERNAL_GATEWAY_PORT,
+            dest_port=INTERNAL_GATEWAY_PORT, protocol="TCP", app_protocol="https", purpose=purpose,
+            tls=tls_min, layers=forward_layers))
     if forwarding:
         gateway = Peer("internal-gateway", "internal-lb", cidrs=region.addressing.node_cidrs)
+        own_address = internal_gateway_name(region.name, domain)
         for src in forwarding:
+            source, purpose = kong_of(src)
             out.append(Connection(
-                source=Peer(f"kong-{src.name}", "remote-pods", namespace=GATEWAY_NAMESPACE,
-                            cidrs=src.addressing.pod_source_cidrs),
-                dest=gateway, address=internal_gateway_name(region.name, domain), port=INTERNAL_GATEWAY_PORT,
-                dest_port=INTERNAL_GATEWAY_PORT, protocol="TCP", app_protocol="https",
-                purpose=f"{src.name}'s Kong forwards requests of franchises homed here", tls=tls_min,
+                source=source, dest=gateway, address=own_address, port=INTERNAL_GATEWAY_PORT,
+                dest_port=INTERNAL_GATEWAY_PORT, protocol="TCP", app_protocol="https", purpose=purpose, tls=tls_min,
                 layers=("inter-region", "internal-gateway")))
         if region.cloud == "aws":
             # AWS: the internal NLB's target is the regional load balancer (TLS ends there; it forwards to Kong as
