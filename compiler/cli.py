@@ -315,7 +315,9 @@ def main(argv=None) -> None:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        cli.main(args=argv, prog_name="platformc", standalone_mode=False)
+        from compiler import codecache
+        with codecache.installed():  # the imports' dataclasses and forward references compiled once, not every run
+            cli.main(args=argv, prog_name="platformc", standalone_mode=False)
     except PlatformcError as exc:
         click.echo(str(exc), err=True)
         diagnostics = getattr(exc, "diagnostics", None)
