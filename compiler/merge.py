@@ -8,6 +8,8 @@ say where each value came from.
 
 from __future__ import annotations
 
+from collections import ChainMap
+
 from compiler.records import dataclass
 
 
@@ -57,14 +59,16 @@ def merge_layers(layers: list[tuple[str, tuple, dict]], first: dict | None = Non
     """Lay `(label, source_path, mapping)` layers over each other, first to last. `first`: layer_origin() of the
     first layer, when the caller has it already (copied, never changed).
 
-    Returns the merged mapping and `{merged path: Origin}` for every node in it.
+    Returns the merged mapping and `{merged path: Origin}` for every node in it (given `first`, a ChainMap whose
+    first map holds what the later layers set: at 120 regions, copying the global layer's ~700 entries per region
+    was 4 MiB held until the compile's end).
     """
     merged: dict = {}
     origin: dict = {}
     for label, source, data in layers:
         if not origin:
-            if first is not None:
-                origin = dict(first)
+            if first is not None:  # the first layer's map shared under the region's own entries, not copied
+                origin = ChainMap({}, first)
             else:
                 _record(data, (), source, label, origin)
             merged = data
