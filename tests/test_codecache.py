@@ -7,6 +7,7 @@ import collections
 import dataclasses
 import marshal
 import os
+import re
 import subprocess
 import sys
 import typing
@@ -60,8 +61,18 @@ def test_the_code_run_is_the_code_the_builtins_compile(tmp_path):
     with open(file, "rb") as f:
         kept = marshal.load(f)
     assert kept
-    for (text, filename, mode), code in kept.items():
-        assert marshal.loads(code) == compile(text, filename, mode, dont_inherit=True), text
+    _assert_fresh(kept)
+
+
+def _assert_fresh(kept: dict) -> None:
+    """Every kept code is exactly a fresh compile of its text, every kept regex program re's own."""
+    import _sre
+    for key, value in kept.items():
+        if len(key) == 3:
+            text, filename, mode = key
+            assert marshal.loads(value) == compile(text, filename, mode, dont_inherit=True), text
+        else:
+            assert _sre.compile(key[0], *marshal.loads(value)) == codecache._STANDARD_REGEX(*key), key
 
 
 def test_the_stand_ins_are_gone_after_the_block_and_a_bad_file_only_costs_compiles(tmp_path):
@@ -99,3 +110,42 @@ def test_a_command_reads_what_the_last_one_kept(tmp_path):
     assert runs[0].stdout == runs[1].stdout == "platform.yaml: valid (12 regions, 0 warnings)\n"
     assert runs[0].stderr == runs[1].stderr == ""
     assert [p.name for p in tmp_path.glob("code-*.marshal")] == [Path(codecache.path()).name]
+    kept = marshal.loads(next(tmp_path.glob("code-*.marshal")).read_bytes())
+    assert sum(len(k) == 2 for k in kept) > 20 * codecache._REGEX and sum(len(k) == 3 for k in kept) > 200  # regexes; code texts
+    _assert_fresh(kept)
+
+
+PATTERNS = [(r"^(?P<name>[a-z][a-z0-9-]{0,38})(?:\.(?P<zone>\w+))?$", 0), (r"[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF"
+            "\uE000-\uFFFD\U00010000-\U0010ffff]", 0), (r"\s+#.*$", re.M | re.I), (rb"^\d+(?:ms|s)$", 0),
+            (r"(?x) a  b # comment", 0), (r"(a)(?(1)b|c)", re.S)]
+
+
+@pytest.mark.skipif(not codecache._REGEX, reason="re's programs are kept on Python 3.11 and 3.12")
+def test_a_kept_regex_program_is_the_one_re_compiles(tmp_path):
+    """re.compile under the cache: the same Pattern (patterns compare their flags, text and program), groups and
+    matches, whether compiled (first run) or read from the file (second)."""
+    file = str(tmp_path / "code.marshal")
+    for run in ("compiles and keeps", "reads the file"):
+        with codecache.installed(file) as cache:
+            for pattern, flags in PATTERNS:
+                re.purge()
+                made = re.compile(pattern, flags)
+                standard = codecache._STANDARD_REGEX(pattern, flags)
+                assert made == standard and made.groupindex == standard.groupindex and made.groups == standard.groups
+                assert made.flags == standard.flags
+        assert cache.added == (len(PATTERNS) if run == "compiles and keeps" else 0), run
+    assert re._compiler.compile is codecache._STANDARD_REGEX
+    with codecache.installed(file):
+        scanner = re.Scanner([(r"\d+", lambda s, t: int(t)), (r"\s+", None)])  # compiles a parsed pattern
+    assert scanner.scan("1 22") == ([1, 22], "")
+    assert re.compile(r"(?P<n>\d+)x").match("12x")["n"] == "12"
+
+
+@pytest.mark.skipif(not codecache._REGEX, reason="re's programs are kept on Python 3.11 and 3.12")
+def test_a_regex_that_warns_warns_as_before_and_is_not_kept(tmp_path):
+    file = str(tmp_path / "code.marshal")
+    for _ in range(2):
+        re.purge()
+        with codecache.installed(file) as cache, pytest.warns(FutureWarning, match="Possible nested set") as seen:
+            re.compile("[[a]"); line = sys._getframe().f_lineno  # noqa: E702
+        assert (seen[0].filename, seen[0].lineno) == (__file__, line) and ("[[a]", 0) not in cache.codes
