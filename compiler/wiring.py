@@ -20,6 +20,7 @@ import bisect
 import dataclasses
 import functools
 import ipaddress
+import sys
 from typing import Mapping
 
 from compiler.ir import Addressing, Connection, Host, Peer, ServicePlan, Zone, frozen_map
@@ -180,6 +181,14 @@ def _label_map(items: tuple) -> Mapping:
     return frozen_map(dict(items))
 
 
+_LAYER_LISTS: dict = {}
+
+
+def _layers(layers: tuple) -> tuple:
+    """One tuple per distinct list of layers (a few dozen in any platform), shared by the connections."""
+    return _LAYER_LISTS.setdefault(layers, layers) if len(_LAYER_LISTS) < 4096 else layers
+
+
 def _service_peer(svc: ServicePlan, a: Addressing) -> Peer:
     return _pods(svc.name, svc.namespace, {"app": svc.name}, a)
 
@@ -205,9 +214,11 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
     out: list[Connection] = []
 
     def add(src, dst, address, port, purpose, app, layers, dest_port=None, protocol="TCP", tls="", database="", user=""):
-        out.append(Connection(source=src, dest=dst, address=address, port=port,
+        # the purposes, addresses and layer lists recur in every region (a service's name, a Service's DNS name):
+        # one object each (sys.intern; _layers), not one per region (~2 MiB at 120 regions)
+        out.append(Connection(source=src, dest=dst, address=sys.intern(address), port=port,
                               dest_port=dest_port if dest_port is not None else port, protocol=protocol,
-                              app_protocol=app, purpose=purpose, tls=tls, layers=tuple(layers),
+                              app_protocol=app, purpose=sys.intern(purpose), tls=tls, layers=_layers(tuple(layers)),
                               database=database, user=user))
 
     kong = _pods("kong", GATEWAY_NAMESPACE, dict(KONG_POD_LABELS), a)

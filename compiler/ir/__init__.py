@@ -133,6 +133,9 @@ class PoolCapacity:
     services: tuple[str, ...]
 
 
+NO_LABELS: Mapping[str, str] = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class Peer:
     """One end of a connection, addressed as every layer sees it.
@@ -148,7 +151,7 @@ class Peer:
     name: str
     kind: str
     namespace: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=lambda: NO_LABELS)  # one empty map for every peer without labels
     host_group: str = ""
     hosts: tuple[str, ...] = ()
     cidrs: tuple[str, ...] = ()
@@ -264,14 +267,16 @@ class RegionPlan:
                 index.setdefault(("to", c.dest.name), []).append(c)
                 for layer in dict.fromkeys(c.layers):
                     index.setdefault(("layer", layer), []).append(c)
+            # kept as tuples: exact size, and handed out as they are (at 120 regions the lists were ~4 MiB)
+            index = {k: tuple(v) for k, v in index.items()}
             self.__dict__["_wiring_by"] = index  # not a field: eq, hash, repr and replace() ignore it
         return index
 
     def connections_from(self, name: str) -> tuple[Connection, ...]:
-        return tuple(self._wiring_index().get(("from", name), ()))
+        return self._wiring_index().get(("from", name), ())
 
     def connections_to(self, name: str) -> tuple[Connection, ...]:
-        return tuple(self._wiring_index().get(("to", name), ()))
+        return self._wiring_index().get(("to", name), ())
 
     def identity(self, owner: str):
         """The Identity of a service (by name) or an operator (identity.EXTERNAL_SECRETS, CLUSTER_AUTOSCALER)."""
@@ -279,7 +284,7 @@ class RegionPlan:
 
     def through(self, layer: str) -> tuple[Connection, ...]:
         """The connections a layer must let through."""
-        return tuple(self._wiring_index().get(("layer", layer), ()))
+        return self._wiring_index().get(("layer", layer), ())
 
     def derived(self, key, compute):
         """compute(), once per region plan: a fact of the region that a target's files and its docs section each ask
