@@ -67,7 +67,7 @@ class Cache:
         self.added = 0
         try:
             with open(file, "rb") as f:
-                codes = marshal.load(f)
+                codes = marshal.loads(f.read())  # one read: marshal.load reads a file piece by piece (~13 M instructions)
             if type(codes) is dict:
                 self.codes = codes
         except Exception:  # missing, truncated, another format: compile as usual
