@@ -157,3 +157,28 @@ def test_the_models_import_no_other_compiler_module():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
             outside = [n for n in names if n.startswith("compiler") and not n.startswith("compiler.model")]
             assert not outside or path.name == "prebuilt.py" and outside == ["compiler.cache"], (path.name, outside)
+
+
+def test_the_kept_annotation_codes_are_the_compiled_ones(tmp_path):
+    """The annotation texts' code (compiler/model/base.py) is kept beside the schemas: the first run writes it, the
+    second reads every text from it and answers the same; each kept code is exactly the compile of its text (with
+    base.py's future flags, as _compiled compiles it)."""
+    import __future__
+    import marshal
+    cache = tmp_path / "cache"
+    code = ("import compiler.model as m, compiler.model.prebuilt as p, compiler.model.base as b\n"
+            "print(p._codes_read, len(b._ANNOTATION_CODE))")
+    env = dict(os.environ, PLATFORMC_CACHE_DIR=str(cache))
+    runs = [subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                           check=True).stdout.split() for _ in range(2)]
+    assert runs[0][0] == "0" and runs[1][0] == runs[1][1] == runs[0][1] and int(runs[0][1]) > 50
+    (kept,) = cache.glob("annotations-*.marshal")
+    assert kept.name.split("-", 1)[1].split(".")[0] == next(cache.glob("models-*.pickle")).name.split("-", 1)[1].split(".")[0]
+    for text, compiled in marshal.loads(kept.read_bytes()).items():
+        assert compiled == compile(text, "<annotation>", "eval", __future__.annotations.compiler_flag, True), text
+    kept.write_bytes(b"junk")
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                          check=True).stdout.split() == ["0", runs[0][1]]
+    assert marshal.loads(kept.read_bytes())  # written again
+    assert _validate((REPO / "platform.yaml").read_text(), tmp_path, cache)[:2] == (
+        0, "platform.yaml: valid (12 regions, 0 warnings)\n")

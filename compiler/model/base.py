@@ -102,7 +102,7 @@ def _upper(meta: list):
     return min(bounds) if bounds else None
 
 
-_ANNOTATION_CODE: dict = {}
+_ANNOTATION_CODE: dict = prebuilt.annotation_codes()  # the last run's, when kept (compiler/model/__init__.py keeps them)
 
 
 def _compiled(text: str):
