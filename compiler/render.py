@@ -6,7 +6,6 @@ per-format escaping filter; YAML and JSON are built as data and dumped here, nev
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from functools import lru_cache
@@ -15,6 +14,7 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
+from compiler.formats.json_text import indented
 from compiler.formats.memo import TextMemo
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -407,7 +407,7 @@ def dump_yaml_all(docs: Iterable[Any], header: str | None = None) -> str:
 
 def dump_json(data: Any) -> str:
     """JSON with sorted keys, two-space indent, final newline (JSON has no comments: no banner)."""
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return indented(data, ensure_ascii=False) + "\n"  # json.dumps(indent=2, sort_keys=True), leaving no cycle
 
 
 # Most documents are the same in every region of a cloud (only images, replicas, data-store CIDRs
@@ -423,6 +423,18 @@ def release_memos() -> None:
     at 120 regions, the largest growth of a run after the plan."""
     for memo in (_DUMPED, _VALUES, _SHORT, _KEYS, _KEYC):
         memo.clear()
+    for release in _RELEASE:
+        release()
+
+
+_RELEASE: list[Callable[[], None]] = []
+
+
+def release_with_memos(release: Callable[[], None]) -> None:
+    """Have release_memos() also call `release`: a target's own memo of texts, which matters only while its jobs run
+    (registered once, at the target module's import)."""
+    if release not in _RELEASE:
+        _RELEASE.append(release)
 
 
 def dumped(doc) -> str:

@@ -153,7 +153,7 @@ def test_wiring_inside_is_ipaddress_subnet_of():
 
 
 def test_wiring_index_answers_what_the_scans_answer(reference):
-    """RegionPlan.connections_from/connections_to/through read an index built once per plan; each must list the
+    """RegionPlan.connections_from/connections_to/through answer each question once per plan; each must list the
     connections a scan of the wiring lists, in wiring order."""
     for r in reference.regions:
         names = {c.source.name for c in r.wiring} | {c.dest.name for c in r.wiring} | {"no-such-peer"}

@@ -255,28 +255,32 @@ class RegionPlan:
     def hosts_in(self, group: str) -> tuple[Host, ...]:
         return tuple(h for h in self.hosts if h.group == group)
 
-    def _wiring_index(self) -> dict:
-        """The wiring by source name, destination name and layer, each list in wiring order: the targets ask per
-        service and layer, and scanning the whole wiring for each question made it quadratic (8,000 scans of up
-        to 330 connections at 120 regions). Built once per plan (frozen: the wiring never changes)."""
-        index = self.__dict__.get("_wiring_by")
-        if index is None:
-            index = {}
-            for c in self.wiring:
-                index.setdefault(("from", c.source.name), []).append(c)
-                index.setdefault(("to", c.dest.name), []).append(c)
-                for layer in dict.fromkeys(c.layers):
-                    index.setdefault(("layer", layer), []).append(c)
-            # kept as tuples: exact size, and handed out as they are (at 120 regions the lists were ~4 MiB)
-            index = {k: tuple(v) for k, v in index.items()}
-            self.__dict__["_wiring_by"] = index  # not a field: eq, hash, repr and replace() ignore it
-        return index
+    def _wired(self, key: tuple) -> tuple[Connection, ...]:
+        """The connections from a source name, to a destination name, or through a layer (key: ("from" | "to" |
+        "layer", name)), in wiring order, each answer found once per plan (frozen: the wiring never changes).
+        Scanning the whole wiring for every question was quadratic (8,000 scans of up to 330 connections at 120
+        regions); an index of every name and layer held ~200 tuples per region of which the targets ask ~35 (at
+        120 regions ~4 MiB in each process). Kept beside the fields: eq, hash, repr and replace() ignore it."""
+        answers = self.__dict__.get("_wired_answers")
+        if answers is None:
+            answers = self.__dict__["_wired_answers"] = {}
+        found = answers.get(key)
+        if found is None:
+            kind, name = key
+            if kind == "from":
+                found = tuple(c for c in self.wiring if c.source.name == name)
+            elif kind == "to":
+                found = tuple(c for c in self.wiring if c.dest.name == name)
+            else:
+                found = tuple(c for c in self.wiring if name in c.layers)
+            answers[key] = found
+        return found
 
     def connections_from(self, name: str) -> tuple[Connection, ...]:
-        return self._wiring_index().get(("from", name), ())
+        return self._wired(("from", name))
 
     def connections_to(self, name: str) -> tuple[Connection, ...]:
-        return self._wiring_index().get(("to", name), ())
+        return self._wired(("to", name))
 
     def identity(self, owner: str):
         """The Identity of a service (by name) or an operator (identity.EXTERNAL_SECRETS, CLUSTER_AUTOSCALER)."""
@@ -284,7 +288,7 @@ class RegionPlan:
 
     def through(self, layer: str) -> tuple[Connection, ...]:
         """The connections a layer must let through."""
-        return self._wiring_index().get(("layer", layer), ())
+        return self._wired(("layer", layer))
 
     def derived(self, key, compute):
         """compute(), once per region plan: a fact of the region that a target's files and its docs section each ask

@@ -269,7 +269,7 @@ def retention_objects(r: RegionPlan) -> list[dict]:
     region's Elasticsearch over verified HTTPS as Fluent Bit's user (its Secret, synced by the helm target's
     ExternalSecret): that user's Elasticsearch role needs `manage_ilm` and `manage_index_templates` besides
     writing the log indices. None where Elasticsearch is not the region's own nodes."""
-    import json
+    from compiler.formats.json_text import indented
     conn = next((c for c in r.connections_from(RETENTION) if c.dest.name == "elasticsearch" and c.dest.kind == "hosts"), None)
     if conn is None:
         return []
@@ -295,8 +295,8 @@ def retention_objects(r: RegionPlan) -> list[dict]:
            for n, k in (("ES_USERNAME", "username"), ("ES_PASSWORD", "password"))]
     config = {"apiVersion": "v1", "kind": "ConfigMap",
               "metadata": {"name": RETENTION, "namespace": RULES_NAMESPACE, "labels": labels},
-              "data": {"policy.json": json.dumps(ilm_policy(r), indent=2, sort_keys=True) + "\n",
-                       "index-template.json": json.dumps(ilm_index_template(r), indent=2, sort_keys=True) + "\n"}}
+              "data": {"policy.json": indented(ilm_policy(r)) + "\n",  # json.dumps(indent=2, sort_keys=True)
+                       "index-template.json": indented(ilm_index_template(r)) + "\n"}}
     pod = {
         "metadata": {"labels": labels},
         "spec": {
