@@ -155,6 +155,34 @@ class Cache:
             self.added += 1
         return _sre.compile(pattern, *program)
 
+    def document(self, name: str, key: bytes):
+        """What compiler/loader.py kept for the spec `name` when its bytes and the loader were `key`, else None."""
+        try:
+            with open(self._document_path(name), "rb") as f:
+                kept = marshal.loads(f.read())
+        except Exception:  # noqa: BLE001 - missing, damaged: load as usual
+            return None
+        return kept[1] if type(kept) is tuple and len(kept) == 2 and kept[0] == key else None
+
+    def keep_document(self, name: str, key: bytes, value) -> None:
+        """One file per spec name, its last load (a spec edited again replaces it); atomically, failures ignored."""
+        path = self._document_path(name)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        try:
+            data = marshal.dumps((key, value))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except (OSError, ValueError):
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    def _document_path(self, name: str) -> str:
+        import hashlib
+        digest = hashlib.sha256(os.path.abspath(name).encode("utf-8", "surrogatepass")).hexdigest()[:20]
+        return os.path.join(os.path.dirname(self.file), f"spec-{digest}.marshal")
+
     def save(self) -> None:
         """Write the file again when this run compiled anything new (atomically: a temp file renamed over it)."""
         if not self.added:
@@ -168,6 +196,14 @@ class Cache:
         except (OSError, ValueError):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+_ACTIVE: list = []  # the caches installed now, the innermost last
+
+
+def current() -> Cache | None:
+    """The cache of the command running (compiler/cli.py main installs one), else None."""
+    return _ACTIVE[-1] if _ACTIVE else None
 
 
 @contextlib.contextmanager
@@ -185,9 +221,11 @@ def installed(file: str | None = None):
     regex = _REGEX and _sre_compiler.compile is _STANDARD_REGEX
     if regex:
         _sre_compiler.compile = cache.regex
+    _ACTIVE.append(cache)
     try:
         yield cache
     finally:
+        _ACTIVE.remove(cache)
         for module, name in shadowed:
             if vars(module).get(name) == getattr(cache, name):
                 delattr(module, name)

@@ -83,3 +83,38 @@ def test_a_control_byte_is_positioned_on_its_own_line_and_column():
 def test_quoted_numbers_and_hex_stay_what_they_are():
     doc = load_text(b"a: '1:30'\nb: 0x1F\nc: '017'\nd: 1_000\n", "f.yaml")
     assert doc.data == {"a": "1:30", "b": 31, "c": "017", "d": 1000}
+
+
+def test_a_command_keeps_a_loaded_spec_and_reads_it_back_exactly(tmp_path, monkeypatch):
+    """In the command's process (compiler/codecache.py installed) a spec that loaded is kept, its data and positions
+    read back exactly (types, values, order) by the next load of the same bytes; other bytes, a spec that fails and
+    another loader version load as usual (issue 16, start-up)."""
+    import marshal
+    from pathlib import Path
+
+    from compiler import codecache, loader
+    raw = (Path(__file__).resolve().parent.parent / "platform.yaml").read_bytes()
+    raw += b"\nx_types: [1, 1.5, true, null, '1', 0x10, 1e3, -0.0, 2001-12-14, \"\\u00e9 \\t\", caf\xc3\xa9]\n"
+    plain = loader.load_text(raw, "platform.yaml")
+    shape = lambda d: (d.file, marshal.dumps((d.data, d.value_pos, d.key_pos)), repr(d.data))  # noqa: E731
+    file = str(tmp_path / "code.marshal")
+    parsed = []
+    real = loader._load_text
+    monkeypatch.setattr(loader, "_load_text", lambda *a: parsed.append(a[1]) or real(*a))
+    with codecache.installed(file):
+        first = loader.load_text(raw, "platform.yaml")
+        second = loader.load_text(raw, "platform.yaml")
+        assert parsed == ["platform.yaml"]  # the second one was read back
+        assert shape(first) == shape(second) == shape(plain)
+        assert second.pos(("regions",), prefer_key=True) == plain.pos(("regions",), prefer_key=True)
+        loader.load_text(raw + b"\n", "platform.yaml")  # other bytes: parsed (and kept in its place)
+        assert parsed == ["platform.yaml"] * 2
+        for _ in range(2):  # a spec that fails is never kept
+            with pytest.raises(SpecError):
+                loader.load_text(b"a: 1\na: 2\n", "bad.yaml")
+        assert parsed[-2:] == ["bad.yaml", "bad.yaml"]
+        monkeypatch.setattr(loader, "_VERSION", [b"another loader"])
+        assert shape(loader.load_text(raw + b"\n", "platform.yaml"))[1:] == shape(loader.load_text(raw + b"\n", "x.yaml"))[1:]
+        assert parsed[-2:] == ["platform.yaml", "x.yaml"]
+    loader.load_text(raw, "platform.yaml")  # no command running: nothing kept or read
+    assert parsed[-1] == "platform.yaml" and len(list(tmp_path.glob("spec-*.marshal"))) == 2
