@@ -20,9 +20,13 @@ cache's: a pattern's program (the list of opcodes, flags, groups) is kept in the
 as re hands it, so the Pattern is the same (patterns compare their text, flags and program). A pattern whose parse
 warned is never kept, so it warns every run as before.
 
+The file is read whole (one marshal.loads) and written again only by a run that compiled something new; past
+MAX_ENTRIES entries a save keeps only what its own run used. `current()` is the cache of the command running:
+compiler/loader.py keeps the command's loaded spec through it (`document`, `keep_document`: a file per spec name).
+
 Measured (callgrind, whole process, bytecode and cache warm): `validate` 1.195 -> 1.061 G instructions with the
 code kept, 0.971 G with the regexes too; `generate --region us-east-1` 1.720 -> 1.571 -> 1.447 G. Trust: as
-compiler/model/prebuilt.py's pickle, the file is only ever read from the user's own cache directory, written there
+compiler/model/prebuilt.py's pickle, the files are only ever read from the user's own cache directory, written there
 by platformc itself.
 """
 
@@ -35,7 +39,7 @@ import os
 import sys
 
 FORMAT = 1
-MAX_ENTRIES = 20_000  # past this, nothing more is kept (a process that makes classes without end)
+MAX_ENTRIES = 10_000  # past this, a save keeps only what its own run used (the file never grows without end)
 _SHADOWED = (("dataclasses", "exec"), ("typing", "compile"), ("collections", "eval"))
 _CODE = type((lambda: None).__code__)
 
@@ -64,6 +68,7 @@ class Cache:
         self.file = file
         self.codes: dict = {}  # (text, filename, mode) -> the marshalled code, as kept in the file
         self.loaded: dict = {}  # (text, filename, mode) -> the code, in this process
+        self.patterns: set = set()  # the (pattern, flags) of the regexes this process compiled
         self.added = 0
         try:
             with open(file, "rb") as f:
@@ -88,9 +93,8 @@ class Cache:
                     code = None
             if code is None:
                 code = builtins.compile(source, filename, mode, 0, True)  # nothing inherited: as the shadowed modules
-                if len(self.codes) < MAX_ENTRIES:
-                    self.codes[key] = marshal.dumps(code)
-                    self.added += 1
+                self.codes[key] = marshal.dumps(code)
+                self.added += 1
             self.loaded[key] = code
         return code
 
@@ -125,6 +129,8 @@ class Cache:
         keep = type(pattern) in (str, bytes) and type(flags) is int and not flags & _sre_compiler.SRE_FLAG_DEBUG
         key = (pattern, flags)
         kept = self.codes.get(key) if keep else None
+        if keep:
+            self.patterns.add(key)
         if kept is not None:
             try:
                 return _sre.compile(pattern, *marshal.loads(kept))
@@ -150,7 +156,7 @@ class Cache:
         for k, i in groupindex.items():
             indexgroup[i] = k
         program = (flags | p.state.flags, code, p.state.groups - 1, groupindex, tuple(indexgroup))
-        if keep and not warned and len(self.codes) < MAX_ENTRIES:  # the opcodes are int subclasses: kept as ints
+        if keep and not warned:  # the opcodes are int subclasses: kept as ints
             self.codes[key] = marshal.dumps((program[0], list(map(int, code)), *program[2:]))
             self.added += 1
         return _sre.compile(pattern, *program)
@@ -187,11 +193,14 @@ class Cache:
         """Write the file again when this run compiled anything new (atomically: a temp file renamed over it)."""
         if not self.added:
             return
+        codes = self.codes
+        if len(codes) > MAX_ENTRIES:
+            codes = {k: v for k, v in codes.items() if k in self.loaded or k in self.patterns}
         tmp = f"{self.file}.{os.getpid()}.tmp"
         try:
             os.makedirs(os.path.dirname(self.file), exist_ok=True)
             with open(tmp, "wb") as f:
-                marshal.dump(self.codes, f)
+                marshal.dump(codes, f)
             os.replace(tmp, self.file)
         except (OSError, ValueError):
             with contextlib.suppress(OSError):

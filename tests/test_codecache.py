@@ -92,6 +92,18 @@ def test_a_damaged_entry_is_compiled_again(tmp_path):
     assert cache.eval("1 + 1", {}) == 2 and cache.eval("2 + 2", {}) == 4 and cache.added == 2
 
 
+def test_a_full_file_keeps_only_what_its_run_used(tmp_path, monkeypatch):
+    file = tmp_path / "code.marshal"
+    stale = {(f"x + {i}", "<string>", "eval"): marshal.dumps(compile(f"x + {i}", "<string>", "eval")) for i in range(5)}
+    file.write_bytes(marshal.dumps(stale))
+    monkeypatch.setattr(codecache, "MAX_ENTRIES", 3)
+    with codecache.installed(str(file)) as cache:
+        assert cache.eval("x + 1", {"x": 1}) == 2 and cache.eval("y", {"y": 2}) == 2
+    kept = set(marshal.loads(file.read_bytes()))
+    assert ("x + 1", "<string>", "eval") in kept and ("y", "<string>", "eval") in kept
+    assert not kept & (set(stale) - {("x + 1", "<string>", "eval")})
+
+
 def test_an_exec_without_globals_runs_in_the_callers_namespace(tmp_path):
     cache = codecache.Cache(str(tmp_path / "none"))
     marker = []
