@@ -12,6 +12,7 @@ import csv
 import io
 import os
 import re
+import sys
 from pathlib import PurePosixPath
 
 from compiler.errors import Diagnostic, SpecError
@@ -23,7 +24,7 @@ _ASCII_ID = re.compile(r"^[0-9]{1,16}$")  # str.isdigit() also accepts '²', whi
 CODE = "R022"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # 10,000 of them in a large registry: no __dict__ each
 class FranchiseHome:
     franchise_id: int
     region: str
@@ -105,7 +106,8 @@ def load(spec_file: str, doc, platform) -> list[FranchiseHome]:
             err(n, 1, f"franchise {fid} ({jurisdiction}) must stay in {geo} regions, not {region} "
                       f"({platform.regions[region].geo})")
             continue
-        homes.append(FranchiseHome(int(fid), region, jurisdiction))
+        # the names recur on every row: one object each (sys.intern), not 10,000 copies held by the plan
+        homes.append(FranchiseHome(int(fid), sys.intern(region), sys.intern(jurisdiction)))
     if errors:
         raise SpecError(errors)
     return homes
