@@ -6,7 +6,7 @@ from collections import ChainMap, defaultdict
 from types import MappingProxyType
 from compiler.records import dataclass
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from compiler.errors import Diagnostic, SpecError, dotted
 from compiler.ir import PlatformPlan
@@ -73,7 +73,6 @@ def _share(value, raw, where: tuple, seen: dict):
 
 def _share_inside(value, raw, where: tuple, seen: dict) -> None:
     """Replace the parts of a newly validated `value` by equal ones validated before from the same objects."""
-    from pydantic import BaseModel
     if isinstance(value, BaseModel):
         if not isinstance(raw, dict) or type(value).__pydantic_decorators__.model_validators:
             return  # a model made from something else, or whose validator may rewrite its input: left as it is
