@@ -230,7 +230,8 @@ def tags(platform: Platform, name: str, region: Region) -> dict[str, str]:
 
 
 def resolve_region(platform: Platform, name: str, s: RegionSettings, provenance: dict,
-                   shard_numbers: list[int]) -> RegionPlan:
+                   shard_numbers: list[int], seen: dict | None = None) -> RegionPlan:
+    """One region's plan. `seen`: a memo shared by the platform's regions (identity.all_refs)."""
     region = platform.regions[name]
     partner = platform.regions[region.dr_partner]
     zones = zone_names(region, s.network.zones)
@@ -269,7 +270,7 @@ def resolve_region(platform: Platform, name: str, s: RegionSettings, provenance:
         identities=identity.identities(region.cloud, platform.clouds[region.cloud].account,
                                        f"{platform.organization.name}-{name}", name, s, services, data_bucket,
                                        access),
-        secret_entries=identity.store_entries(region.cloud, s, access),
+        secret_entries=identity.store_entries(region.cloud, s, access, seen),
         data_access=access,
     )
 
@@ -277,7 +278,9 @@ def resolve_region(platform: Platform, name: str, s: RegionSettings, provenance:
 def resolve(platform: Platform, settings: dict, provenance: dict, spec_file: str, homes=None) -> PlatformPlan:
     """Build the PlatformPlan from the validated top level and each region's merged settings."""
     allocation = allocate_shards(platform)
-    regions = tuple(resolve_region(platform, n, settings[n], provenance[n], allocation[n]) for n in platform.regions)
+    seen: dict = {}  # the settings models the regions share, walked once for their secret references
+    regions = tuple(resolve_region(platform, n, settings[n], provenance[n], allocation[n], seen)
+                    for n in platform.regions)
     regions = tuple(_with_postgres_ha(platform, r, settings) for r in regions)
     regions = _with_inter_region(platform, regions)
     shards = tuple(sorted((s for r in regions for s in r.shards), key=lambda s: s.number))

@@ -83,3 +83,16 @@ def test_the_compiled_plan_shares_the_far_ends_of_home_routing():
                 by_dest.setdefault(c.dest.name, set()).add(id(c.dest))
     assert by_dest, "the reference has home-routing flows"
     assert all(len(ids) == 1 for ids in by_dest.values()), by_dest
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.parent.name if p.parent != ROOT else "reference")
+def test_secret_references_walked_once_per_shared_model_are_each_regions_own(spec):
+    """identity.all_refs with the platform-wide memo lists, for every region, what a walk of its settings alone lists."""
+    from compiler.ir.identity import all_refs
+    doc = load_file(str(spec))
+    platform = _validate_top(doc)
+    settings, _origins, _provenance = _merge_regions(doc, platform)
+    seen: dict = {}
+    for name in platform.regions:
+        assert all_refs(settings[name], seen) == all_refs(_unshared(doc, platform, name)[0]), name
+    assert seen, "the memo was used"

@@ -191,12 +191,17 @@ _REF_SCHEMES = frozenset(("vault", "aws-sm", "gcp-sm", "azure-kv", "env"))
 _NO_TEXT = frozenset((int, float, bool, type(None)))  # leaves that hold no reference: skipped by their type
 
 
-def all_refs(settings) -> list[str]:
+def all_refs(settings, seen: dict | None = None) -> list[str]:
     """Every secret reference in the region's settings (any field), in a fixed order: a spec model's fields in their
     order, a map's values by key. (Issue 16: numbers are skipped by their type, and a model's fields are read from
     `__pydantic_fields__`, the dict `model_fields` returns, without asking every value's type for an attribute it
-    lacks: this walk was a sixth of resolving.)"""
+    lacks: this walk was a sixth of resolving.)
+
+    `seen`: the caller's memo across regions, {id(model): (model, its references)}. The regions share every part of
+    their settings no layer of theirs overrode (compiler/pipeline.py _share), so each shared model is walked once,
+    not once per region; the memo holds each model it names, so an id cannot be reused while it lives."""
     out: list[str] = []
+    seen = {} if seen is None else seen
 
     def walk(v):
         if isinstance(v, str):
@@ -214,19 +219,26 @@ def all_refs(settings) -> list[str]:
         else:
             fields = getattr(type(v), "__pydantic_fields__", None)  # a spec model
             if fields is not None:
+                known = seen.get(id(v))
+                if known is not None:
+                    out.extend(known[1])
+                    return
+                start = len(out)
                 for name in fields:
                     x = getattr(v, name)
                     if type(x) not in _NO_TEXT:
                         walk(x)
+                seen[id(v)] = (v, out[start:])
     walk(settings)
     return out
 
 
-def store_entries(cloud: str, settings, data_access: tuple = ()) -> tuple[SecretRef, ...]:
+def store_entries(cloud: str, settings, data_access: tuple = (), seen: dict | None = None) -> tuple[SecretRef, ...]:
     """The region's cloud secret-store entries: every reference of the region's settings and of its services'
-    datastore credentials in its cloud's store (the containers Terraform creates, never their values)."""
+    datastore credentials in its cloud's store (the containers Terraform creates, never their values). `seen`: see
+    all_refs."""
     scheme = STORE_SCHEME[cloud]
-    refs = all_refs(settings) + data_access_refs(data_access)
+    refs = all_refs(settings, seen) + data_access_refs(data_access)
     return _unique(r for r in map(parse_ref, refs) if r.scheme == scheme)
 
 
