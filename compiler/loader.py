@@ -159,20 +159,22 @@ def _kept_key(raw: bytes) -> bytes:
 def load_text(raw: bytes, file: str) -> Document:
     """Parse spec bytes into a Document, or raise SpecError with positioned diagnostics.
 
-    In the command line's process (compiler/codecache.py installed) a spec that loaded is kept in the cache
-    directory, its data and positions as marshal keeps them (exactly: the same types, values and order), under
-    its bytes and this loader's version, and the next command on the same bytes reads it instead of parsing:
-    ~39 M instructions of YAML composing and building for the 12-region reference, ~6 M to read (issue 16)."""
+    In the command line's process (compiler/codecache.py installed) a spec loaded twice running with the same
+    bytes is kept in the cache directory, its data and positions as marshal keeps them (exactly: the same types,
+    values and order), under its bytes and this loader's version, and a later command on the same bytes reads it
+    instead of parsing: ~39 M instructions of YAML composing and building for the 12-region reference, ~6 M to
+    read (issue 16). The first load of some bytes keeps only their key, so an edit-then-run loop (every run new
+    bytes) writes 32 bytes a run, not the document."""
     from compiler import codecache
     cache = codecache.current()
     if cache is not None and len(raw) <= MAX_BYTES:
         key = _kept_key(raw)
-        kept = cache.document(file, key)
-        if kept is not None:
+        state, kept = cache.document(file, key)
+        if state == "kept":
             data, value_pos, key_pos = kept
             return Document(file=file, data=data, value_pos=value_pos, key_pos=key_pos)
         doc = _load_text(raw, file)
-        cache.keep_document(file, key, (doc.data, doc.value_pos, doc.key_pos))
+        cache.keep_document(file, key, (doc.data, doc.value_pos, doc.key_pos) if state == "seen" else None)
         return doc
     return _load_text(raw, file)
 

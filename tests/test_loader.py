@@ -102,19 +102,22 @@ def test_a_command_keeps_a_loaded_spec_and_reads_it_back_exactly(tmp_path, monke
     real = loader._load_text
     monkeypatch.setattr(loader, "_load_text", lambda *a: parsed.append(a[1]) or real(*a))
     with codecache.installed(file):
-        first = loader.load_text(raw, "platform.yaml")
-        second = loader.load_text(raw, "platform.yaml")
-        assert parsed == ["platform.yaml"]  # the second one was read back
-        assert shape(first) == shape(second) == shape(plain)
-        assert second.pos(("regions",), prefer_key=True) == plain.pos(("regions",), prefer_key=True)
-        loader.load_text(raw + b"\n", "platform.yaml")  # other bytes: parsed (and kept in its place)
+        first = loader.load_text(raw, "platform.yaml")  # parsed; its key kept
+        second = loader.load_text(raw, "platform.yaml")  # parsed again; the document kept
+        third = loader.load_text(raw, "platform.yaml")  # read back
         assert parsed == ["platform.yaml"] * 2
+        assert shape(first) == shape(second) == shape(third) == shape(plain)
+        assert third.pos(("regions",), prefer_key=True) == plain.pos(("regions",), prefer_key=True)
+        loader.load_text(raw + b"\n", "platform.yaml")  # other bytes: parsed, and only their key kept
+        (kept,) = tmp_path.glob("spec-*.marshal")
+        assert parsed == ["platform.yaml"] * 3 and len(kept.read_bytes()) == 32
         for _ in range(2):  # a spec that fails is never kept
             with pytest.raises(SpecError):
                 loader.load_text(b"a: 1\na: 2\n", "bad.yaml")
         assert parsed[-2:] == ["bad.yaml", "bad.yaml"]
+        loader.load_text(raw + b"\n", "platform.yaml")
         monkeypatch.setattr(loader, "_VERSION", [b"another loader"])
         assert shape(loader.load_text(raw + b"\n", "platform.yaml"))[1:] == shape(loader.load_text(raw + b"\n", "x.yaml"))[1:]
-        assert parsed[-2:] == ["platform.yaml", "x.yaml"]
+        assert parsed[-3:] == ["platform.yaml", "platform.yaml", "x.yaml"]
     loader.load_text(raw, "platform.yaml")  # no command running: nothing kept or read
     assert parsed[-1] == "platform.yaml" and len(list(tmp_path.glob("spec-*.marshal"))) == 2
