@@ -14,10 +14,15 @@ import os
 import sys
 from pathlib import Path
 
-import click
+from compiler import codecache
 
-from compiler import __version__
-from compiler.errors import PlatformcError
+# The command line's imports (click's: uuid, platform, inspect's tokenize) compile from the kept code and regexes too;
+# main() uses the same cache for the command.
+with codecache.installed() as _CODE:
+    import click
+
+    from compiler import __version__
+    from compiler.errors import PlatformcError
 
 DEFAULT_SPEC = "platform.yaml"
 SCHEMA_PATH = Path("schemas/platform.schema.json")
@@ -315,8 +320,7 @@ def main(argv=None) -> None:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        from compiler import codecache
-        with codecache.installed():  # the imports' dataclasses and forward references compiled once, not every run
+        with codecache.installed(cache=_CODE):  # the imports' dataclasses, forward references, regexes: kept
             cli.main(args=argv, prog_name="platformc", standalone_mode=False)
     except PlatformcError as exc:
         click.echo(str(exc), err=True)

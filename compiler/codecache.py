@@ -71,6 +71,7 @@ class Cache:
         self.loaded: dict = {}  # (text, filename, mode) -> the code, in this process
         self.patterns: set = set()  # the (pattern, flags) of the regexes this process compiled
         self.added = 0
+        self.saved = 0  # `added` when last written
         try:
             with open(file, "rb") as f:
                 codes = marshal.loads(f.read())  # one read: marshal.load reads a file piece by piece (~13 M instructions)
@@ -196,8 +197,9 @@ class Cache:
 
     def save(self) -> None:
         """Write the file again when this run compiled anything new (atomically: a temp file renamed over it)."""
-        if not self.added:
+        if self.added == self.saved:
             return
+        self.saved = self.added  # a later block using this cache again writes only when it adds more
         codes = self.codes
         if len(codes) > MAX_ENTRIES:
             codes = {k: v for k, v in codes.items() if k in self.loaded or k in self.patterns}
@@ -221,11 +223,11 @@ def current() -> Cache | None:
 
 
 @contextlib.contextmanager
-def installed(file: str | None = None):
+def installed(file: str | None = None, cache: Cache | None = None):
     """For the block: dataclasses' exec, typing's compile and collections' eval are the cache's; the file is read
-    first and written after (when it gained anything). A module that already has a global of that name (another
-    tool's stand-in) is left alone."""
-    cache = Cache(file or path())
+    first (or `cache`, one read before, is used again) and written after (when it gained anything). A module that
+    already has a global of that name (another tool's stand-in) is left alone."""
+    cache = cache or Cache(file or path())
     shadowed = []
     for module_name, name in _SHADOWED:
         module = sys.modules.get(module_name) or __import__(module_name)

@@ -104,6 +104,23 @@ def test_a_full_file_keeps_only_what_its_run_used(tmp_path, monkeypatch):
     assert not kept & (set(stale) - {("x + 1", "<string>", "eval")})
 
 
+def test_a_cache_used_again_writes_only_what_it_adds(tmp_path):
+    """compiler/cli.py installs one cache for its own imports and again, the same, for the command."""
+    file = tmp_path / "code.marshal"
+    cache = codecache.Cache(str(file))
+    with codecache.installed(cache=cache):
+        cache.eval("1 + 2", {})
+    first = file.stat().st_mtime_ns
+    file.write_bytes(file.read_bytes())  # a new mtime if it were written again
+    touched = file.stat().st_mtime_ns
+    with codecache.installed(cache=cache):
+        cache.eval("1 + 2", {})
+    assert file.stat().st_mtime_ns == touched and first
+    with codecache.installed(cache=cache):
+        cache.eval("3 + 4", {})
+    assert set(marshal.loads(file.read_bytes())) == {("1 + 2", "<string>", "eval"), ("3 + 4", "<string>", "eval")}
+
+
 def test_an_exec_without_globals_runs_in_the_callers_namespace(tmp_path):
     cache = codecache.Cache(str(tmp_path / "none"))
     marker = []
