@@ -9,6 +9,7 @@ the write rolled back.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import os
 import sys
@@ -17,12 +18,13 @@ from pathlib import Path
 from compiler import codecache
 
 # The command line's imports (click's: uuid, platform, inspect's tokenize) compile from the kept code and regexes too;
-# main() uses the same cache for the command.
-with codecache.installed() as _CODE:
+# main() uses the same cache for the command. What the process adds is written when it exits, after the command.
+with codecache.installed(save=False) as _CODE:
     import click
 
     from compiler import __version__
     from compiler.errors import PlatformcError
+atexit.register(_CODE.save)
 
 DEFAULT_SPEC = "platform.yaml"
 SCHEMA_PATH = Path("schemas/platform.schema.json")
@@ -320,7 +322,7 @@ def main(argv=None) -> None:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        with codecache.installed(cache=_CODE):  # the imports' dataclasses, forward references, regexes: kept
+        with codecache.installed(cache=_CODE, save=False):  # the imports' dataclasses, forward references, regexes
             cli.main(args=argv, prog_name="platformc", standalone_mode=False)
     except PlatformcError as exc:
         click.echo(str(exc), err=True)

@@ -72,6 +72,7 @@ class Cache:
         self.patterns: set = set()  # the (pattern, flags) of the regexes this process compiled
         self.added = 0
         self.saved = 0  # `added` when last written
+        self.documents: dict = {}  # path -> bytes: loaded specs kept, written by save()
         try:
             with open(file, "rb") as f:
                 codes = marshal.loads(f.read())  # one read: marshal.load reads a file piece by piece (~13 M instructions)
@@ -166,29 +167,28 @@ class Cache:
     def document(self, name: str, key: bytes) -> tuple[str, object]:
         """What compiler/loader.py kept for the spec `name` when its bytes and the loader were `key`: ("kept", the
         value), ("seen", None) when the last run loaded the same but kept only the key, else ("new", None)."""
+        path = self._document_path(name)
         try:
-            with open(self._document_path(name), "rb") as f:
-                if f.read(len(key)) != key:  # the key first: a spec edited since costs a few bytes read, not the file
-                    return "new", None
-                rest = f.read()
+            if path in self.documents:  # kept by this process, not written yet
+                data = self.documents[path]
+                head, rest = data[:len(key)], data[len(key):]
+            else:
+                with open(path, "rb") as f:
+                    head = f.read(len(key))  # the key first: a spec edited since costs a few bytes, not the file
+                    rest = f.read() if head == key else b""
+            if head != key:
+                return "new", None
             return ("kept", marshal.loads(rest)) if rest else ("seen", None)
         except Exception:  # noqa: BLE001 - missing, damaged: load as usual
             return "new", None
 
     def keep_document(self, name: str, key: bytes, value=None) -> None:
         """One file per spec name, of its last load (a spec edited again replaces it): the key, and the value when
-        given. Atomically; a failure is ignored."""
-        path = self._document_path(name)
-        tmp = f"{path}.{os.getpid()}.tmp"
+        given. Written by save(), with the code (a value marshal cannot write is not kept)."""
         try:
-            data = key if value is None else key + marshal.dumps(value)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except (OSError, ValueError):
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            self.documents[self._document_path(name)] = key if value is None else key + marshal.dumps(value)
+        except ValueError:
+            pass
 
     def _document_path(self, name: str) -> str:
         import hashlib
@@ -196,22 +196,36 @@ class Cache:
         return os.path.join(os.path.dirname(self.file), f"spec-{digest}.marshal")
 
     def save(self) -> None:
-        """Write the file again when this run compiled anything new (atomically: a temp file renamed over it)."""
+        """Write what this run kept: the loaded specs, and the code file again when this run compiled anything new
+        (each atomically: a temp file renamed over it; a failure is ignored)."""
+        documents, self.documents = self.documents, {}
+        for path, data in documents.items():
+            _write(path, data)
         if self.added == self.saved:
             return
         self.saved = self.added  # a later block using this cache again writes only when it adds more
         codes = self.codes
         if len(codes) > MAX_ENTRIES:
             codes = {k: v for k, v in codes.items() if k in self.loaded or k in self.patterns}
-        tmp = f"{self.file}.{os.getpid()}.tmp"
         try:
-            os.makedirs(os.path.dirname(self.file), exist_ok=True)
-            with open(tmp, "wb") as f:
-                marshal.dump(codes, f)
-            os.replace(tmp, self.file)
-        except (OSError, ValueError):
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            data = marshal.dumps(codes)
+        except ValueError:
+            return
+        _write(self.file, data)
+
+
+def _write(path: str, data: bytes) -> None:
+    """Atomically (a temp file renamed over it); a cache that cannot be written is not an error."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        if not os.path.isdir(os.path.dirname(path)):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 _ACTIVE: list = []  # the caches installed now, the innermost last
@@ -223,10 +237,11 @@ def current() -> Cache | None:
 
 
 @contextlib.contextmanager
-def installed(file: str | None = None, cache: Cache | None = None):
+def installed(file: str | None = None, cache: Cache | None = None, save: bool = True):
     """For the block: dataclasses' exec, typing's compile and collections' eval are the cache's; the file is read
-    first (or `cache`, one read before, is used again) and written after (when it gained anything). A module that
-    already has a global of that name (another tool's stand-in) is left alone."""
+    first (or `cache`, one read before, is used again) and, with `save`, written after (when it gained anything;
+    compiler/cli.py saves at the process's exit instead, after the command). A module that already has a global of
+    that name (another tool's stand-in) is left alone."""
     cache = cache or Cache(file or path())
     shadowed = []
     for module_name, name in _SHADOWED:
@@ -247,4 +262,5 @@ def installed(file: str | None = None, cache: Cache | None = None):
                 delattr(module, name)
         if regex and _sre_compiler.compile == cache.regex:
             _sre_compiler.compile = _STANDARD_REGEX
-        cache.save()
+        if save:
+            cache.save()

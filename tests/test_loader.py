@@ -101,7 +101,7 @@ def test_a_command_keeps_a_loaded_spec_and_reads_it_back_exactly(tmp_path, monke
     parsed = []
     real = loader._load_text
     monkeypatch.setattr(loader, "_load_text", lambda *a: parsed.append(a[1]) or real(*a))
-    with codecache.installed(file):
+    with codecache.installed(file) as cache:
         first = loader.load_text(raw, "platform.yaml")  # parsed; its key kept
         second = loader.load_text(raw, "platform.yaml")  # parsed again; the document kept
         third = loader.load_text(raw, "platform.yaml")  # read back
@@ -109,8 +109,8 @@ def test_a_command_keeps_a_loaded_spec_and_reads_it_back_exactly(tmp_path, monke
         assert shape(first) == shape(second) == shape(third) == shape(plain)
         assert third.pos(("regions",), prefer_key=True) == plain.pos(("regions",), prefer_key=True)
         loader.load_text(raw + b"\n", "platform.yaml")  # other bytes: parsed, and only their key kept
-        (kept,) = tmp_path.glob("spec-*.marshal")
-        assert parsed == ["platform.yaml"] * 3 and len(kept.read_bytes()) == 32
+        (kept,) = cache.documents.values()  # written when the block ends (the command's process: at its exit)
+        assert parsed == ["platform.yaml"] * 3 and len(kept) == 32 and not list(tmp_path.glob("spec-*.marshal"))
         for _ in range(2):  # a spec that fails is never kept
             with pytest.raises(SpecError):
                 loader.load_text(b"a: 1\na: 2\n", "bad.yaml")
