@@ -201,3 +201,26 @@ def test_no_machine_type_is_restated():
         text = path.read_text()
         found = sorted(n for n in names if re.search(rf"[\"']{re.escape(n)}[\"']", text))
         assert not found, f"{path.relative_to(REPO)} restates {found}: import them from compiler/ir/machines.py"
+
+
+def test_the_catalogue_kept_in_the_cache_is_the_one_parsed(tmp_path, monkeypatch):
+    """In the command's process the catalogue is kept in the cache dir (compiler/codecache.py): the first run keeps
+    its key, the second the data, the third reads it without parsing; each is exactly what parsing gives."""
+    from compiler import codecache
+    from compiler.cost import CATALOGUE, _parse_catalogue, catalogue
+    parsed = _parse_catalogue(CATALOGUE.read_bytes())
+    for _ in range(2):
+        with codecache.installed(str(tmp_path / "code.marshal")):
+            catalogue.cache_clear()  # once per process otherwise (lru_cache): each block here stands for a new one
+            assert catalogue() == parsed
+
+    def no_parse(raw):
+        raise AssertionError("parsed again")
+    monkeypatch.setattr(cost, "_parse_catalogue", no_parse)
+    with codecache.installed(str(tmp_path / "code.marshal")):
+        catalogue.cache_clear()
+        assert catalogue() == parsed
+    catalogue.cache_clear()
+    with pytest.raises(AssertionError):  # no cache installed (a library caller): parsed
+        catalogue()
+    catalogue.cache_clear()
