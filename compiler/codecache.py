@@ -44,11 +44,19 @@ MAX_ENTRIES = 10_000  # past this, a save keeps only what its own run used (the 
 _SHADOWED = (("dataclasses", "exec"), ("typing", "compile"), ("collections", "eval"))
 _CODE = type((lambda: None).__code__)
 
-# re.compile's programs (below): re._compiler.compile's steps and _sre.compile's arguments are those of 3.11 and 3.12.
-_REGEX = sys.version_info[:2] in ((3, 11), (3, 12))
+# re.compile's programs (below): Cache.regex re-does re._compiler.compile's steps, so it stands in only for the
+# compile whose code it was written from (CPython 3.11's, the same code from 3.11.2 to 3.11.7, by the checksum of
+# its bytecode, constants and names). Another Python's compile may take other steps: its patterns are compiled as
+# usual and never kept.
+_KNOWN_REGEX_COMPILERS = frozenset((3933883388,))
+_REGEX = False
+if sys.version_info[:2] == (3, 11):
+    import re._compiler as _sre_compiler
+    _code = _sre_compiler.compile.__code__
+    import zlib
+    _REGEX = zlib.crc32(_code.co_code + repr((_code.co_consts, _code.co_names)).encode()) in _KNOWN_REGEX_COMPILERS
 if _REGEX:
     import _sre
-    import re._compiler as _sre_compiler
     import re._parser as _sre_parser
     _STANDARD_REGEX = _sre_compiler.compile
 

@@ -149,7 +149,7 @@ PATTERNS = [(r"^(?P<name>[a-z][a-z0-9-]{0,38})(?:\.(?P<zone>\w+))?$", 0), (r"[^\
             (r"(?x) a  b # comment", 0), (r"(a)(?(1)b|c)", re.S)]
 
 
-@pytest.mark.skipif(not codecache._REGEX, reason="re's programs are kept on Python 3.11 and 3.12")
+@pytest.mark.skipif(not codecache._REGEX, reason="re's programs are kept only for the re compile codecache was written from (CPython 3.11)")
 def test_a_kept_regex_program_is_the_one_re_compiles(tmp_path):
     """re.compile under the cache: the same Pattern (patterns compare their flags, text and program), groups and
     matches, whether compiled (first run) or read from the file (second)."""
@@ -170,7 +170,7 @@ def test_a_kept_regex_program_is_the_one_re_compiles(tmp_path):
     assert re.compile(r"(?P<n>\d+)x").match("12x")["n"] == "12"
 
 
-@pytest.mark.skipif(not codecache._REGEX, reason="re's programs are kept on Python 3.11 and 3.12")
+@pytest.mark.skipif(not codecache._REGEX, reason="re's programs are kept only for the re compile codecache was written from (CPython 3.11)")
 def test_a_regex_that_warns_warns_as_before_and_is_not_kept(tmp_path):
     file = str(tmp_path / "code.marshal")
     for _ in range(2):
@@ -178,3 +178,16 @@ def test_a_regex_that_warns_warns_as_before_and_is_not_kept(tmp_path):
         with codecache.installed(file) as cache, pytest.warns(FutureWarning, match="Possible nested set") as seen:
             re.compile("[[a]"); line = sys._getframe().f_lineno  # noqa: E702
         assert (seen[0].filename, seen[0].lineno) == (__file__, line) and ("[[a]", 0) not in cache.codes
+
+
+def test_the_regex_stand_in_is_active_on_the_python_it_was_written_for():
+    """The checksum guard must not switch it off silently where it was measured (CPython 3.11.2-3.11.7), nor leave
+    it on for another re compile."""
+    import sys
+    import zlib
+    import re._compiler
+    code = re._compiler.compile.__code__
+    known = zlib.crc32(code.co_code + repr((code.co_consts, code.co_names)).encode()) in codecache._KNOWN_REGEX_COMPILERS
+    assert codecache._REGEX == (sys.version_info[:2] == (3, 11) and known)
+    if sys.version_info[:3] in ((3, 11, 2), (3, 11, 7)):
+        assert codecache._REGEX
