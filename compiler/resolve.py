@@ -6,9 +6,11 @@ the resolver's assumptions (DR partners exist, tiers exist, ...) have run before
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import math
+import sys
 from types import MappingProxyType
 
 from compiler.ir import (Amounts, ConnectionBudget, Host, PlatformPlan, PoolCapacity, RegionPlan,
@@ -59,6 +61,7 @@ def carve_subnets(cidr: str, zones: int, private_prefix: int, public_prefix: int
     return [(str(blocks[i]), str(public[i])) for i in range(zones)]
 
 
+@functools.lru_cache(maxsize=4096)  # the regions share their resources models (pipeline._share): one Amounts each
 def _amounts(a) -> Amounts:
     return Amounts(a.cpu, a.memory, a.gpu, cpu_millicores(a.cpu), memory_mib(a.memory))
 
@@ -76,8 +79,8 @@ def service_plans(platform: Platform, region: Region, s: RegionSettings) -> tupl
         conns = svc.db_connections_per_pod if svc.db_connections_per_pod is not None else tier.db_connections_per_pod
         plans.append(ServicePlan(
             name=name, tier=svc.tier, description=svc.description, namespace=name,
-            dns_name=f"{name}.{name}.svc.cluster.local", service_port=svc.port,
-            image=f"{registry}/{svc.image}", tag=svc.tag, port=svc.port, health_path=svc.health_path,
+            dns_name=sys.intern(f"{name}.{name}.svc.cluster.local"), service_port=svc.port,  # the same in each region
+            image=sys.intern(f"{registry}/{svc.image}"), tag=svc.tag, port=svc.port, health_path=svc.health_path,
             replicas_min=replicas.min, replicas_max=replicas.max,
             requests=_amounts(res.requests), limits=_amounts(res.limits),
             node_pool=pool, gpu_pool=s.kubernetes.node_pools[pool].gpus > 0,

@@ -85,6 +85,8 @@ absent) and the ConfigMap's REDIS_AUTH_MODE says how (REDIS_AUTH):
 
 from __future__ import annotations
 
+import functools
+
 from compiler.records import dataclass
 from typing import Mapping
 
@@ -219,6 +221,7 @@ def internal_ca_ref(ref: str, region: str) -> str:
     return f"{scheme}:internal-ca-{region}#{INTERNAL_CA_FIELD}"
 
 
+@functools.lru_cache(maxsize=64)  # one tuple per Redis version, shared by every service of every region
 def redis_commands(version: str) -> tuple[str, ...]:
     major, minor = (int(x) for x in version.split(".")[:2])
     extra = REDIS_72_COMMANDS if (major, minor) >= (7, 2) else ()
