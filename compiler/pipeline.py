@@ -121,8 +121,7 @@ def _merge_regions(doc: Document, platform: Platform) -> tuple[dict, dict, dict]
             errors.extend(diagnostics_from(exc, RegionSettings, merged, locate))
         # `platformc show`'s map of who set each value: the entries this region's layers set, over the global
         # layer's, which is one map for every region (at 120 regions, 120 copies of it were 2.5 MiB of the plan)
-        laid = origin.maps[0] if isinstance(origin, ChainMap) else origin  # what the geo's and region's layers set
-        own = {path: o.layer for path, o in laid.items() if top_origin.get(path) is not o}
+        own = {path: o.layer for path, o in origin.maps[0].items()}  # what the geo's and region's layers set
         provenance[name] = MappingProxyType(ChainMap(own, top_layers)) if own else top_layers
     if errors:
         raise SpecError(errors)
