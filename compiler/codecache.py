@@ -244,6 +244,21 @@ def current() -> Cache | None:
     return _ACTIVE[-1] if _ACTIVE else None
 
 
+def kept(name: str, key: bytes, make):
+    """make()'s value for the file `name` whose bytes (and reader) are `key`: read from the cache when a run before
+    kept it, else made. The first run on a key keeps only the key and the second the value (Cache.document), so a
+    file edited before every run costs a few bytes written, not its value. Outside a command, make() alone."""
+    cache = current()
+    if cache is None:
+        return make()
+    state, value = cache.document(name, key)
+    if state == "kept":
+        return value
+    value = make()
+    cache.keep_document(name, key, value if state == "seen" else None)
+    return value
+
+
 @contextlib.contextmanager
 def installed(file: str | None = None, cache: Cache | None = None, save: bool = True):
     """For the block: dataclasses' exec, typing's compile and collections' eval are the cache's; the file is read

@@ -166,17 +166,14 @@ def load_text(raw: bytes, file: str) -> Document:
     read (issue 16). The first load of some bytes keeps only their key, so an edit-then-run loop (every run new
     bytes) writes 32 bytes a run, not the document."""
     from compiler import codecache
-    cache = codecache.current()
-    if cache is not None and len(raw) <= MAX_BYTES:
-        key = _kept_key(raw)
-        state, kept = cache.document(file, key)
-        if state == "kept":
-            data, value_pos, key_pos = kept
-            return Document(file=file, data=data, value_pos=value_pos, key_pos=key_pos)
+    if codecache.current() is None or len(raw) > MAX_BYTES:
+        return _load_text(raw, file)
+
+    def load():
         doc = _load_text(raw, file)
-        cache.keep_document(file, key, (doc.data, doc.value_pos, doc.key_pos) if state == "seen" else None)
-        return doc
-    return _load_text(raw, file)
+        return doc.data, doc.value_pos, doc.key_pos
+    data, value_pos, key_pos = codecache.kept(file, _kept_key(raw), load)
+    return Document(file=file, data=data, value_pos=value_pos, key_pos=key_pos)
 
 
 def _load_text(raw: bytes, file: str) -> Document:

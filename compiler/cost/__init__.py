@@ -40,17 +40,12 @@ def catalogue() -> dict:
     instructions, 2.5 % of every validate (issue 16)."""
     raw = CATALOGUE.read_bytes()
     from compiler import codecache
-    cache = codecache.current()
-    if cache is None:
+    if codecache.current() is None:
         return _parse_catalogue(raw)
     import hashlib
     key = hashlib.sha256(f"prices\0{yaml.__version__}\0".encode() + raw).digest()
-    state, kept = cache.document(str(CATALOGUE), key)
-    if state == "kept" and type(kept) is dict:
-        return kept
-    data = _parse_catalogue(raw)
-    cache.keep_document(str(CATALOGUE), key, data if state == "seen" else None)
-    return data
+    data = codecache.kept(str(CATALOGUE), key, lambda: _parse_catalogue(raw))
+    return data if type(data) is dict else _parse_catalogue(raw)
 
 
 def _parse_catalogue(raw: bytes) -> dict:
