@@ -1,3 +1,3 @@
-from compiler.cli import main
+from compiler.launch import main
 
 main()
