@@ -25,6 +25,11 @@ the rest raw. So Kapitan renders its inventory (reclass) and writes the same fil
 validation, resolution or emission logic, so the ratio flatters Kapitan. It runs from its own venv
 (.venv-kapitan, git-ignored), which this script creates with pip on first use (`--no-kapitan` skips it).
 
+Mode "server": with bytecode, and a compile server (`platformc server start`, compiler/server.py) running for the
+measured tree in its own cache directory, started once after the warm-up: each command is a client handing its
+work to a fork of the warm server. Its CPU adds the server's waited-for children (cutime/cstime in /proc) to the
+client's, and its peak PSS sums the client's tree and the server's (the server's own idle pages included).
+
 Jinja's template cache and the no-op state live in a private PLATFORMC_CACHE_DIR, warmed by the first run as on
 a user's machine. Output directories are made under the repository's file system (.bench/, git-ignored):
 creating files there costs what it costs a user of this checkout. An "empty dir" case gets its empty directory
@@ -89,16 +94,39 @@ def tree_pss_kib(root: int) -> int:
     return total
 
 
-def run(cmd: list[str], env: dict, cwd: Path, ok=(0,), poll: bool = False) -> tuple[float, float, float]:
-    """(wall seconds, CPU seconds of the process tree, peak tree PSS in MiB or 0.0) of one whole-process run."""
+def _server_cpu(pid: int) -> float:
+    """CPU seconds of the compile server's children it has waited for (its forked commands, and theirs)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        raise SystemExit("the compile server exited (platformc's sources changed during the bench?): "
+                         "its figures would be cold runs") from None
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime, cstime
+
+
+def _server_idle(pid: int) -> None:
+    """Wait until the server has reaped the command's child, so that its CPU time is counted."""
+    deadline = time.monotonic() + 2
+    while _children(pid) and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+def run(cmd: list[str], env: dict, cwd: Path, ok=(0,), poll: bool = False,
+        server: int | None = None) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds of the process tree, peak tree PSS in MiB or 0.0) of one whole-process run.
+    `server`: the pid of the compile server that runs the command; its tree's CPU and PSS count too."""
     peak = [0]
+    if server:
+        _server_idle(server)
+        server_before = _server_cpu(server)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if poll:
         def watch():
             while proc.poll() is None:
-                peak[0] = max(peak[0], tree_pss_kib(proc.pid))
+                peak[0] = max(peak[0], tree_pss_kib(proc.pid) + (tree_pss_kib(server) if server else 0))
                 time.sleep(0.002)
         th = threading.Thread(target=watch, daemon=True)
         th.start()
@@ -110,6 +138,9 @@ def run(cmd: list[str], env: dict, cwd: Path, ok=(0,), poll: bool = False) -> tu
     if proc.returncode not in ok:
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{err.decode()[-3000:]}")
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    if server:
+        _server_idle(server)
+        cpu += _server_cpu(server) - server_before
     return secs, cpu, peak[0] / 1024
 
 
@@ -320,7 +351,7 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated substrings of case names to run")
     ap.add_argument("--before", help="also measure the compiler of this source tree (PYTHONPATH), alternated")
     ap.add_argument("--fork", action="store_true", help="add the fork/serial comparison at 12 and 120 regions")
-    ap.add_argument("--modes", default="bytecode,no bytecode")
+    ap.add_argument("--modes", default="bytecode,no bytecode,server")
     a = ap.parse_args()
     runs = 3 if a.quick else a.runs
     (REPO / ".bench").mkdir(exist_ok=True)
@@ -341,6 +372,7 @@ def _bench(a, runs: int, tmp: Path) -> None:
     modes = {m: None for m in a.modes.split(",") if m}
     if a.quick:
         modes = {"bytecode": None}
+    servers: dict[tuple, int] = {}  # (variant, "server") -> the pid of that variant's compile server
     table: dict[str, list[Case]] = {}
     envs: dict[tuple, dict] = {}
     for v, (root, path) in variants.items():
@@ -350,11 +382,13 @@ def _bench(a, runs: int, tmp: Path) -> None:
             env = dict(base_env, PLATFORMC_CACHE_DIR=str(vtmp / "cache"))
             if path:
                 env["PYTHONPATH"] = path
-            if m == "bytecode":
+            if m in ("bytecode", "server"):
                 env["PYTHONPYCACHEPREFIX"] = str(vtmp / "pyc")
                 env.pop("PYTHONDONTWRITEBYTECODE", None)
             else:
                 env["PYTHONDONTWRITEBYTECODE"] = "1"
+            if m == "server":  # its own cache directory: the other modes' commands must not find the server
+                env["PLATFORMC_CACHE_DIR"] = str(vtmp / "cache-server")
             envs[(v, m)] = env
         first = envs[(v, "bytecode" if "bytecode" in modes else next(iter(modes)))]
         table[v], warm = cases_for(root, vtmp, a.fork, first)
@@ -363,6 +397,27 @@ def _bench(a, runs: int, tmp: Path) -> None:
             table[v] = [c for c in table[v] if any(k in c.name for k in keys)] or table[v][:1]
         for cmd in warm:  # bytecode, the template cache, the tree the --region/no-op/--check cases find
             run(cmd, dict(first, PLATFORMC_FULL="1"), root)
+        if "server" in modes:
+            senv = envs[(v, "server")]
+            for cmd in warm:
+                run(cmd, dict(senv, PLATFORMC_FULL="1", PLATFORMC_SERVER="0"), root)
+            servers[(v, "server")] = start_server(root, senv)
+    try:
+        _rounds(a, runs, tmp, variants, modes, table, envs, servers, base_env)
+    finally:
+        for (v, _m), _pid in servers.items():
+            subprocess.run(PLATFORMC + ["server", "stop"], env=envs[(v, "server")], capture_output=True)
+
+
+def start_server(root: Path, env: dict) -> int:
+    """`platformc server start` for the source tree `root`: its pid."""
+    out = subprocess.run(PLATFORMC + ["server", "start"], env=env, cwd=root, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"platformc server start failed: {out.stderr}")
+    return int(out.stdout.split("pid ")[1].split(",")[0])
+
+
+def _rounds(a, runs, tmp, variants, modes, table, envs, servers, base_env) -> None:
     with_ref = any(c.name == "generate, reference (12 regions), empty dir" for c in next(iter(table.values())))
     kapitan = kapitan_bin() if with_ref and not a.no_kapitan else None
     floor = fs_floor(tmp / next(iter(variants)) / "present", tmp / "floor")
@@ -384,7 +439,8 @@ def _bench(a, runs: int, tmp: Path) -> None:
                 for m in modes:
                     if c.before:
                         c.before()
-                    secs, cpu, _ = run(c.cmd, dict(envs[(v, m)], **c.env), c.cwd or variants[v][0], c.ok)
+                    secs, cpu, _ = run(c.cmd, dict(envs[(v, m)], **c.env), c.cwd or variants[v][0], c.ok,
+                                       server=servers.get((v, m)))
                     c.times.setdefault(m, []).append(secs)
                     c.cpu.setdefault(m, []).append(cpu)
             if kap_cmd and names[i] == "generate, reference (12 regions), empty dir":
@@ -399,7 +455,8 @@ def _bench(a, runs: int, tmp: Path) -> None:
                 for m in modes:
                     if c.before:
                         c.before()
-                    _, _, peak = run(c.cmd, dict(envs[(v, m)], **c.env), c.cwd or variants[v][0], c.ok, poll=True)
+                    _, _, peak = run(c.cmd, dict(envs[(v, m)], **c.env), c.cwd or variants[v][0], c.ok, poll=True,
+                                     server=servers.get((v, m)))
                     c.peaks.setdefault(m, []).append(peak)
     load = tuple(round((x + y) / 2, 2) for x, y in zip(load0, os.getloadavg()))
     report(table, list(modes), runs, load, floor, kap_times, kap_size)
