@@ -190,8 +190,12 @@ def _bind(path: str) -> socket.socket:
 
 def serve(idle: float = IDLE_SECONDS) -> int:
     directory = launch.server_dir()
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    os.chmod(directory, 0o700)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+    except OSError as exc:
+        print(f"platformc server: cannot make {directory} private: {exc.strerror}", file=sys.stderr)
+        return 2
     if not launch.private_dir(directory):
         print(f"platformc server: {directory} is not private to this user", file=sys.stderr)
         return 2
@@ -208,6 +212,7 @@ def serve(idle: float = IDLE_SECONDS) -> int:
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append("SIGTERM"))
     signal.signal(signal.SIGINT, lambda *_: stopping.append("SIGINT"))
+    signal.signal(signal.SIGCHLD, lambda *_: _reap())  # a finished command is reaped at once, not at the next tick
     served, last = 0, time.monotonic()
     print(f"platformc server: listening on {path} (pid {os.getpid()})", flush=True)
     try:
@@ -235,6 +240,10 @@ def serve(idle: float = IDLE_SECONDS) -> int:
                 if op is not None:
                     for fd in fds:
                         os.close(fd)
+                    if _sources_state() != state:  # `status` says "not running" of a server no command may use
+                        launch.send_json(conn, {"refused": "stale"})
+                        print("platformc server: platformc's sources changed, exiting", flush=True)
+                        break
                     launch.send_json(conn, {"pid": os.getpid(), "served": served, "socket": path})
                     if op == "stop":
                         stopping.append("stop")
@@ -289,11 +298,18 @@ def ask(op: str) -> dict | None:
         if launch.peer_uid(sock) != os.getuid():
             return None
         launch.send_json(sock, {"op": op})
-        return launch.recv_json(sock)
-    except OSError:
+        answer = launch.recv_json(sock)
+    except (OSError, ValueError):
         return None
     finally:
         sock.close()
+    if isinstance(answer, dict) and "pid" in answer:
+        return answer
+    if isinstance(answer, dict) and answer.get("refused") == "stale":  # it is exiting: let it remove its socket
+        deadline = time.monotonic() + 5
+        while os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    return None
 
 
 def start(wait: float = 20.0, idle: float = IDLE_SECONDS) -> dict | None:
