@@ -18,7 +18,6 @@ of the user's cache that only the user can enter, and both ends check the other'
 from __future__ import annotations
 
 import os
-import socket
 import sys
 
 PROTOCOL = 1
@@ -73,7 +72,8 @@ def connectable(path: str) -> str:
     return f"/proc/self/fd/{fd}/{os.path.basename(path)}"  # the descriptor stays open for the process's life
 
 
-def peer_uid(sock: socket.socket) -> int | None:
+def peer_uid(sock) -> int | None:
+    import socket
     import struct
     try:
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -82,9 +82,10 @@ def peer_uid(sock: socket.socket) -> int | None:
     return struct.unpack("3i", creds)[1]
 
 
-def send_json(sock: socket.socket, obj, fds=()) -> None:
+def send_json(sock, obj, fds=()) -> None:
     import array
     import json
+    import socket
     data = json.dumps(obj).encode()
     payload = len(data).to_bytes(4, "big") + data
     if fds:
@@ -93,10 +94,11 @@ def send_json(sock: socket.socket, obj, fds=()) -> None:
     sock.sendall(payload)
 
 
-def recv_json(sock: socket.socket, with_fds: int = 0):
+def recv_json(sock, with_fds: int = 0):
     """One length-prefixed JSON message (and up to `with_fds` descriptors sent with it); None at end of stream."""
     import array
     import json
+    import socket
     fds = array.array("i")
     head, ancillary = b"", []
     if with_fds:
@@ -140,15 +142,18 @@ def _streams() -> list | None:
 def via_server(argv: list[str]) -> int | None:
     """The command's exit status, run by the user's compile server; None when there is none to run it (or it
     refused before running anything), and the command must run here."""
-    if os.environ.get("PLATFORMC_SERVER") == "0" or not hasattr(socket, "SO_PEERCRED"):
+    if os.environ.get("PLATFORMC_SERVER") == "0" or sys.platform != "linux":  # SO_PEERCRED
         return None
     directory = server_dir()
+    if not os.path.isdir(directory):  # the common case, decided before importing socket (~11 M instructions)
+        return None
     path = os.path.join(directory, socket_name())
     if not private_dir(directory) or not os.path.exists(path):
         return None
     streams = _streams()
     if streams is None:
         return None
+    import socket
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     forward = _Forward()
     try:
@@ -168,7 +173,7 @@ def via_server(argv: list[str]) -> int | None:
     return _wait(sock, forward)
 
 
-def _declined(sock: socket.socket, forward: _Forward) -> None:
+def _declined(sock, forward: _Forward) -> None:
     """No server runs the command: this process will, with its own signal handling (and a signal that came in
     the meantime delivered to it now)."""
     sock.close()
@@ -212,7 +217,7 @@ class _Forward:
             signal.signal(signum, handler)
 
 
-def _wait(sock: socket.socket, forward: _Forward) -> int:
+def _wait(sock, forward: _Forward) -> int:
     """The child's exit status, once it has run the command with this process's streams. A child that a forwarded
     signal ended without a status ends this process by the same signal, as that signal would have without a server."""
     while True:
