@@ -33,9 +33,18 @@ def _sources_state() -> tuple:
     from compiler import noop
     files = []
     for root in noop.SOURCES:
-        for parts, path in noop._files(root):
-            st = os.stat(path)
-            files.append((parts, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+        stack = [(str(root), root.name)]
+        while stack:
+            d, rel = stack.pop()
+            with os.scandir(d) as it:
+                for e in it:
+                    if e.is_dir():
+                        if e.name != "__pycache__":
+                            stack.append((e.path, f"{rel}/{e.name}"))
+                    elif e.is_file():
+                        st = e.stat()
+                        files.append((f"{rel}/{e.name}", st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    files.sort()
     return tuple(files), tuple(sorted(noop._versions(noop.LIBRARIES + ("click",)).items()))
 
 
