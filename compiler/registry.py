@@ -13,6 +13,8 @@ import io
 import os
 import re
 import sys
+from array import array
+from itertools import repeat
 from pathlib import PurePosixPath
 
 from compiler.errors import Diagnostic, SpecError
@@ -45,7 +47,7 @@ def _cols(raw_line: str) -> list[int]:
     return cols
 
 
-def load(spec_file: str, doc, platform) -> list[FranchiseHome]:
+def load(spec_file: str, doc, platform) -> "Placements":
     """Read and check the registry; SpecError with every problem, positioned in the CSV."""
     rel = platform.sharding.registry_file
     spec_line, spec_col = doc.pos(("sharding", "registry_file"))
@@ -82,52 +84,111 @@ def load(spec_file: str, doc, platform) -> list[FranchiseHome]:
         err(1, 0, f"the first line must be the header {','.join(HEADER)}")
         raise SpecError(errors)
     residency = {j: g for g, geo in platform.geos.items() for j in geo.data_residency}
+    names = tuple(sys.intern(n) for n in platform.regions)
+    region_index = {n: i for i, n in enumerate(names)}
+    geos = [platform.regions[n].geo for n in names]
+    jurisdictions: dict[str, int] = {}  # name -> index, in order of first use
     seen: dict[int, int] = {}
-    homes: list[FranchiseHome] = []
+    ids, region_at, jurisdiction_at = array("q"), array("I"), array("I")
     for n, row in zip(starts[1:], rows[1:]):
         if not row:
             continue
         if len(row) != 3:
             err(n, 0, f"expected 3 fields ({','.join(HEADER)}), found {len(row)}")
             continue
-        fid, region, jurisdiction = (c.strip() for c in row)
-        if not _ASCII_ID.match(fid) or not 1 <= int(fid) <= MAX_FRANCHISE_ID:
+        fid, region, jurisdiction = row
+        fid, region, jurisdiction = fid.strip(), region.strip(), jurisdiction.strip()
+        number = int(fid) if _ASCII_ID.match(fid) else 0
+        if not 1 <= number <= MAX_FRANCHISE_ID:
             err(n, 0, f"franchise_id {fid!r} is not a positive integer (ASCII digits, at most {MAX_FRANCHISE_ID:,})")
             continue
-        if int(fid) in seen:
-            err(n, 0, f"franchise {fid} is listed twice (first on line {seen[int(fid)]})")
+        first = seen.setdefault(number, n)
+        if first != n:
+            err(n, 0, f"franchise {fid} is listed twice (first on line {first})")
             continue
-        seen[int(fid)] = n
-        if region not in platform.regions:
+        at = region_index.get(region)
+        if at is None:
             err(n, 1, f"home region {region!r} is not a declared region")
             continue
         geo = residency.get(jurisdiction)
-        if geo and platform.regions[region].geo != geo:
-            err(n, 1, f"franchise {fid} ({jurisdiction}) must stay in {geo} regions, not {region} "
-                      f"({platform.regions[region].geo})")
+        if geo and geos[at] != geo:
+            err(n, 1, f"franchise {fid} ({jurisdiction}) must stay in {geo} regions, not {region} ({geos[at]})")
             continue
-        # the names recur on every row: one object each (sys.intern), not 10,000 copies held by the plan
-        homes.append(FranchiseHome(int(fid), sys.intern(region), sys.intern(jurisdiction)))
+        ids.append(number)
+        region_at.append(at)
+        jurisdiction_at.append(jurisdictions.setdefault(jurisdiction, len(jurisdictions)))
     if errors:
         raise SpecError(errors)
-    return homes
+    return Placements(ids, None, region_at, names, jurisdiction_at, tuple(sys.intern(j) for j in jurisdictions))
 
 
-def place(homes: list[FranchiseHome], shards_by_region: dict[str, list[int]], per_shard: int,
-          spec_file: str, rel: str) -> tuple[FranchiseHome, ...]:
-    """Assign each franchise a shard of its home region; overflow is an error at the first franchise that does not fit."""
-    by_region: dict[str, list[FranchiseHome]] = {}
-    for h in homes:
-        by_region.setdefault(h.region, []).append(h)
-    placed = []
-    for region, items in by_region.items():
-        items.sort(key=lambda h: h.franchise_id)
+class Placements:
+    """The registry's franchises as columns: ids (an int64 array), each one's shard (an array; None before
+    place()), and its home region and jurisdiction as indexes into `regions` and `jurisdictions`.
+
+    A sequence of FranchiseHome, each made when it is read: 10,000 rows held as objects were ~1.6 MiB of the plan
+    (each a GC-tracked object and an int), held in the parent across emission's fork, where each MiB of parent heap
+    costs ~2 at the peak (the child's collections touch every tracked object's page). The columns are ~140 KB and
+    hold no object the collector tracks."""
+
+    __slots__ = ("ids", "shards", "region_at", "regions", "jurisdiction_at", "jurisdictions")
+
+    def __init__(self, ids, shards, region_at, regions: tuple, jurisdiction_at, jurisdictions: tuple):
+        self.ids, self.shards, self.region_at, self.regions = ids, shards, region_at, regions
+        self.jurisdiction_at, self.jurisdictions = jurisdiction_at, jurisdictions
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self):
+        shards = self.shards if self.shards is not None else repeat(0, len(self.ids))
+        return map(FranchiseHome, self.ids, map(self.regions.__getitem__, self.region_at),
+                   map(self.jurisdictions.__getitem__, self.jurisdiction_at), shards)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return tuple(self)[i]
+        return FranchiseHome(self.ids[i], self.regions[self.region_at[i]], self.jurisdictions[self.jurisdiction_at[i]],
+                             0 if self.shards is None else self.shards[i])
+
+    def __eq__(self, other):
+        if isinstance(other, (Placements, tuple)):
+            return len(self) == len(other) and tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"Placements({len(self)} franchises)"
+
+
+def place(homes: Placements, shards_by_region: dict[str, list[int]], per_shard: int,
+          spec_file: str, rel: str) -> Placements:
+    """Assign each franchise a shard of its home region (the region's franchises by id, `per_shard` to a shard), sorted
+    by franchise id; overflow is an error at the first region (in the file's order) whose franchises do not fit."""
+    names = homes.regions
+    counts = [0] * len(names)
+    for at in homes.region_at:
+        counts[at] += 1
+    for at in dict.fromkeys(homes.region_at):  # the regions in the order the file first names them
+        region = names[at]
         shards = shards_by_region[region]
         capacity = len(shards) * per_shard
-        if len(items) > capacity:
+        if counts[at] > capacity:
             raise SpecError([Diagnostic(registry_path(spec_file, rel), 1, 1, "sharding.registry_file", CODE,
-                                        f"{len(items)} franchises are homed in {region}, whose {len(shards)} shards hold "
+                                        f"{counts[at]} franchises are homed in {region}, whose {len(shards)} shards hold "
                                         f"{capacity}; raise sharding.capacity_franchises or move franchises")])
-        for i, h in enumerate(items):
-            placed.append(FranchiseHome(h.franchise_id, region, h.jurisdiction, shards[i // per_shard]))
-    return tuple(sorted(placed, key=lambda h: h.franchise_id))
+    order = sorted(range(len(homes.ids)), key=homes.ids.__getitem__)
+    ids, region_at, jurisdiction_at = homes.ids, homes.region_at, homes.jurisdiction_at
+    # in id order, each franchise is the next of its region's: the region's k-th franchise is in its shard k // per_shard
+    taken = [0] * len(names)
+    by_region = [shards_by_region.get(n) for n in names]
+    shard_of = array("q")
+    for i in order:
+        at = region_at[i]
+        k = taken[at]
+        taken[at] = k + 1
+        shard_of.append(by_region[at][k // per_shard])
+    return Placements(array("q", map(ids.__getitem__, order)), shard_of, array("I", map(region_at.__getitem__, order)),
+                      names, array("I", map(jurisdiction_at.__getitem__, order)), homes.jurisdictions)

@@ -82,3 +82,31 @@ def test_ten_thousand_franchises_compile_fast(spec):
     plan = compile_file(str(spec)).plan
     assert time.perf_counter() - started < 1.0
     assert len(plan.registry) == 10_000
+
+
+def test_placements_are_columns_that_read_as_franchise_homes(spec):
+    """The plan holds the registry as columns (compiler.registry.Placements) and the home ranges as columns
+    (RangeTable): both read as the records and tuples they stand for, and the docs' counts taken from the columns
+    are the routing table's."""
+    from compiler.ir.home_routing import home_range_table
+    from compiler.registry import FranchiseHome
+    from compiler.targets.datastores import shards
+    write_rows(spec, ["9,use1,us", "7,use1,us", "8,use1,us", "3,euw1,eu", "4,euw1b,eu", "5,euw1b,eu", "1,use1,"])
+    plan = compile_file(str(spec)).plan
+    homes = tuple(plan.registry)
+    assert all(isinstance(h, FranchiseHome) for h in homes) and [h.franchise_id for h in homes] == [1, 3, 4, 5, 7, 8, 9]
+    assert plan.registry == homes and homes == tuple(plan.registry[i] for i in range(len(homes)))
+    assert hash(plan.registry) == hash(homes) and plan.registry[1:3] == homes[1:3]
+    assert list(home_range_table(plan)) == [(1, 1, "use1"), (3, 3, "euw1"), (4, 5, "euw1b"), (7, 9, "use1")]
+    routes = shards.routes(plan, keep=False)
+    assert shards.franchises_per_shard(plan) == {r.shard: r.count for r in routes}
+    assert shards.route_spans(plan) == sum(len(r.ranges) for r in routes)
+
+
+def test_routes_for_one_file_are_not_kept(spec):
+    """routes(keep=False), the platform's shards.sql: computed for the file, not held by the module's memo."""
+    from compiler.targets.datastores import shards
+    write_rows(spec, ["2,use1,us", "3,use1,us"])
+    plan = compile_file(str(spec)).plan
+    assert shards.routes(plan, keep=False) is not shards.routes(plan, keep=False)
+    assert shards.routes(plan) is shards.routes(plan) is shards.routes(plan, keep=False)

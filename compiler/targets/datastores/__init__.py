@@ -99,7 +99,7 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
 
 def emit_global(plan: PlatformPlan) -> dict[str, str]:
     """generated/datastores/shards.sql: the platform's routing table, once (every region's setup.psql includes it)."""
-    shard_routes = routes(plan)
+    shard_routes = routes(plan, keep=False)  # computed for this file only (see routes)
     try:
         text = render(NAME, "shards.sql.j2", filters=FILTERS, banner=banner("--", _spec_name(plan)), routes=shard_routes,
                       key=plan.spec.sharding.key, total=sum(r.count for r in shard_routes),

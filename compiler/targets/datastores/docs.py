@@ -7,7 +7,7 @@ from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.datastores import pgbouncer as pgbouncer
 from compiler.targets.datastores import postgres as postgres
 from compiler.targets.datastores import redis as redis
-from compiler.targets.datastores.shards import franchises_per_shard, routes
+from compiler.targets.datastores.shards import franchises_per_shard, route_spans
 
 GROUPS = {"postgres_primary": "PostgreSQL primary", "postgres_replicas": "PostgreSQL read replica",
           "pgbouncer": "PgBouncer", "redis_cluster": "Redis"}
@@ -114,7 +114,7 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
     counts = franchises_per_shard(plan)
     rows = [[s.number, s.database, f"{s.first_id}-{s.last_id}" if not plan.registry else "(registry)",
              counts[s.number], f"`{s.host}:{s.port}`"] for s in region.shards]
-    spans = plan.derived("shard_route_spans", lambda: sum(len(r.ranges) for r in routes(plan)))
+    spans = route_spans(plan) if plan.registry else 0
     out += ["### Shard routing\n",
             f"`setup.psql` creates this region's {len(region.shards)} shard databases and fills `franchise_shard_map` "
             f"in each with all {sum(counts.values()):,} franchises of the platform on {len(plan.shards)} "

@@ -44,27 +44,70 @@ class ShardRoute:
 _last: list = [None, None]  # (plan, routes): every region's shards.sql holds the same rows; compute them once
 
 
-def routes(plan: PlatformPlan) -> list[ShardRoute]:
-    if _last[0] is not plan:
-        _last[:] = [plan, _compute(plan)]
-    return _last[1]
+def routes(plan: PlatformPlan, keep: bool = True) -> list[ShardRoute]:
+    """The routing table's rows, once per plan. keep=False (the platform's shards.sql, its one reader in a generate)
+    does not keep rows not kept already: with a scattered registry they are ~1 MiB of tuples, which the module's
+    memo held in the parent until the process ended, through the forked emission's peak."""
+    if _last[0] is plan:
+        return _last[1]
+    computed = _compute(plan)
+    if keep:
+        _last[:] = [plan, computed]
+    return computed
 
 
 def _compute(plan: PlatformPlan) -> list[ShardRoute]:
     if plan.registry:
-        ranges: dict[int, list[list[int]]] = {s.number: [] for s in plan.shards}
-        for home in plan.registry:  # sorted by franchise id
-            spans = ranges[home.shard]
-            if spans and spans[-1][1] + 1 == home.franchise_id:
-                spans[-1][1] = home.franchise_id
-            else:
-                spans.append([home.franchise_id, home.franchise_id])
-        held = {n: tuple((a, b) for a, b in spans) for n, spans in ranges.items()}
+        # each shard's ranges as (first, last) tuples, made once each (not lists first, then tuples of them)
+        closed: dict[int, list[tuple[int, int]]] = {s.number: [] for s in plan.shards}
+        open_first: dict[int, int] = {}
+        open_last: dict[int, int] = {}
+        registry = plan.registry
+        ids = getattr(registry, "ids", None)  # compiler.registry.Placements: its columns, no record per franchise
+        pairs = zip(ids, registry.shards) if ids is not None else ((h.franchise_id, h.shard) for h in registry)
+        for franchise_id, shard in pairs:  # sorted by franchise id
+            last = open_last.get(shard)
+            if last is not None and last + 1 == franchise_id:
+                open_last[shard] = franchise_id
+                continue
+            if last is not None:
+                closed[shard].append((open_first[shard], last))
+            elif shard not in closed:
+                raise KeyError(shard)
+            open_first[shard] = open_last[shard] = franchise_id
+        for shard, last in open_last.items():
+            closed[shard].append((open_first[shard], last))
+        held = {n: tuple(spans) for n, spans in closed.items()}
     else:
         held = {s.number: ((s.first_id, s.last_id),) for s in plan.shards}
     return [ShardRoute(s.number, s.host, s.port, s.region, held[s.number]) for s in plan.shards]
 
 
 def franchises_per_shard(plan: PlatformPlan) -> dict[int, int]:
-    """Once per plan: with a registry, every region's docs summing each shard's ranges cost regions x registry."""
-    return plan.derived("franchises_per_shard", lambda: {r.shard: r.count for r in routes(plan)})
+    """Once per plan: with a registry, every region's docs summing each shard's ranges cost regions x registry.
+    From the registry's shard column when it has one: the docs pages (half of them in emission's forked child) then
+    need no routing table, which only the platform's shards.sql writes."""
+    def count() -> dict[int, int]:
+        column = getattr(plan.registry, "shards", None) if plan.registry else None
+        if column is None:
+            return {r.shard: r.count for r in routes(plan)}
+        out = dict.fromkeys([s.number for s in plan.shards], 0)
+        for shard in column:
+            out[shard] += 1
+        return out
+    return plan.derived("franchises_per_shard", count)
+
+
+def route_spans(plan: PlatformPlan) -> int:
+    """How many id ranges the routing table has (the sum of its shards' ranges), once per plan. With the registry's
+    columns (sorted by id): a franchise starts a range unless the one before it in id order has the previous id and
+    the same shard."""
+    def count() -> int:
+        registry = plan.registry
+        ids = getattr(registry, "ids", None) if registry else None
+        if ids is None:
+            return sum(len(r.ranges) for r in routes(plan))
+        shards = registry.shards
+        joined = sum(1 for a, b, s, t in zip(ids, ids[1:], shards, shards[1:]) if a + 1 == b and s == t)
+        return len(ids) - joined
+    return plan.derived("shard_route_spans", count)

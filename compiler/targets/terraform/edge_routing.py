@@ -23,7 +23,7 @@ import json
 
 from compiler.ir import PlatformPlan
 from compiler.ir.home_routing import (EDGE_ROUTED, FUNCTION_MAX_BYTES, HOME_ORIGIN_PREFIX, INLINE_MAP_MAX_BYTES,
-                                      KVS_MAX_BYTES, SERVING_KEY_PREFIX, edge_routes_homes, home_ranges)
+                                      KVS_MAX_BYTES, SERVING_KEY_PREFIX, edge_routes_homes, home_range_table)
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
 from compiler.ir.network import FORWARDED_FROM_HEADER
 
@@ -45,36 +45,47 @@ def _base36(n: int) -> str:
             return out
 
 
-def _tables(plan: PlatformPlan) -> tuple[list[str], str]:
-    """The region list and the FIRST/LAST/HOME lines (HOME: indexes into REGIONS)."""
-    regions = [r.name for r in plan.regions]
-    index = {n: i for i, n in enumerate(regions)}
-    ranges = home_ranges(plan)
-    lines = "\n".join([
-        "var FIRST = [" + ",".join(str(r[0]) for r in ranges) + "];",
-        "var LAST = [" + ",".join(str(r[1]) for r in ranges) + "];",
-        "var HOME = [" + ",".join(str(index[r[2]]) for r in ranges) + "];",
+def _tables(plan: PlatformPlan) -> str:
+    """The FIRST/LAST/HOME lines (HOME: indexes into REGIONS, the regions in plan order)."""
+    ranges = home_range_table(plan)
+    index = {r.name: i for i, r in enumerate(plan.regions)}
+    home_index = [str(index.get(n)) for n in ranges.names]
+    return "\n".join([
+        "var FIRST = [" + ",".join(map(str, ranges.first)) + "];",
+        "var LAST = [" + ",".join(map(str, ranges.last)) + "];",
+        "var HOME = [" + ",".join(map(home_index.__getitem__, ranges.home_at)) + "];",
     ])
-    return regions, lines
 
 
 def uses_kvs_map(plan: PlatformPlan) -> bool:
-    """Whether the franchise map goes to the KeyValueStore (its inline tables would not fit the function)."""
+    """Whether the franchise map goes to the KeyValueStore (its inline tables would not fit the function); once per
+    plan (the global root asks three times, and the tables of a scattered registry are ~100 KB of text)."""
     if not edge_routes_homes(plan.spec):
         return False
-    return len(_tables(plan)[1].encode()) > INLINE_MAP_MAX_BYTES
+    return plan.derived("edge_kvs_map", lambda: len(_tables(plan).encode()) > INLINE_MAP_MAX_BYTES)
 
 
 def kvs_entries(plan: PlatformPlan) -> dict[str, str]:
     """The KeyValueStore's franchise keys (registry mode): franchises-<bucket> -> the bucket's franchises and homes."""
     if not uses_kvs_map(plan):
         return {}
+    ranges = home_range_table(plan)
     index = {r.name: i for i, r in enumerate(plan.regions)}
-    buckets: dict[int, list[str]] = {}
-    for first, last, region in home_ranges(plan):
+    home_code = [_base36(index[n]) for n in ranges.names]  # each region's index in base 36, once
+    # the ranges ascend, so the buckets come in order: each one joined as soon as the next begins
+    out: dict[str, str] = {}
+    bucket, entries = None, []
+    for first, last, at in zip(ranges.first, ranges.last, ranges.home_at):
+        code = home_code[at]
         for fid in range(first, last + 1):
-            buckets.setdefault(fid // BUCKET, []).append(f"{fid % BUCKET}:{_base36(index[region])}")
-    out = {f"{FRANCHISE_KEY_PREFIX}{b}": ",".join(v) for b, v in sorted(buckets.items())}
+            b, offset = divmod(fid, BUCKET)
+            if b != bucket:
+                if entries:
+                    out[f"{FRANCHISE_KEY_PREFIX}{bucket}"] = ",".join(entries)
+                bucket, entries = b, []
+            entries.append(f"{offset}:{code}")
+    if entries:
+        out[f"{FRANCHISE_KEY_PREFIX}{bucket}"] = ",".join(entries)
     big = [k for k, v in out.items() if len(v.encode()) > KVS_VALUE_MAX_BYTES]
     if big:
         raise ValueError(f"KeyValueStore values over {KVS_VALUE_MAX_BYTES} bytes: {big[:3]}")
@@ -98,7 +109,7 @@ def viewer_request_code(plan: PlatformPlan) -> str:
             "}",
         ]
         return "\n".join(lines) + "\n"
-    regions, tables = _tables(plan)
+    regions = [r.name for r in plan.regions]
     kvs_map = uses_kvs_map(plan)
     lines = [
         "import cf from 'cloudfront';",
@@ -108,7 +119,7 @@ def viewer_request_code(plan: PlatformPlan) -> str:
         "var REGIONS = [" + ",".join(json.dumps(r) for r in regions) + "];",
     ]
     if not kvs_map:
-        lines += [tables,
+        lines += [_tables(plan),
                   "",
                   "async function homeOf(id) {",
                   "  var lo = 0, hi = FIRST.length - 1;",
