@@ -45,36 +45,21 @@ def _sha(path: Path) -> str | None:
         return None
 
 
-def _files(root: Path) -> list[tuple[tuple, str]]:
-    """(path parts relative to root's parent, absolute path) of every file under root, __pycache__ aside."""
-    out, stack = [], [(str(root), (root.name,))]
-    while stack:
-        d, parts = stack.pop()
-        with os.scandir(d) as it:
-            for e in it:
-                if e.is_dir():
-                    if e.name != "__pycache__":
-                        stack.append((e.path, parts + (e.name,)))
-                elif e.is_file():
-                    out.append((parts + (e.name,), e.path))
-    out.sort()  # as sorted Paths: part by part
-    return out
-
-
 def _stats(root: Path) -> list[tuple]:
-    """_files with each file's state instead of its path: (parts, size, mtime_ns, ctime_ns, inode, device), from
-    DirEntry.stat (one stat call, following a symlink as open does). The path is root's + the parts after the first."""
+    """Every file under root, __pycache__ aside, in path order (part by part, as sorted Paths), with its state:
+    (parts relative to root's parent, size, mtime_ns, ctime_ns, inode, device), from DirEntry.stat (one stat call,
+    following a symlink as open does). The path is root's + the parts after the first."""
     out, stack = [], [(str(root), (root.name,))]
     while stack:
         d, parts = stack.pop()
         with os.scandir(d) as it:
             for e in it:
-                if e.is_file():  # first: most entries are files (a symlink is what it points to, as in _files)
+                if e.is_file():  # first: most entries are files (a symlink is what it points to)
                     st = e.stat()
                     out.append((parts + (e.name,), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev))
                 elif e.is_dir() and e.name != "__pycache__":
                     stack.append((e.path, parts + (e.name,)))
-    out.sort()  # as _files: no two entries share their parts
+    out.sort()  # no two entries share their parts
     return out
 
 

@@ -29,22 +29,10 @@ RACY_NS = 1_000_000_000  # a source changed this close to the snapshot might cha
 
 
 def _sources_state() -> tuple:
-    """(relative path, size, mtime, ctime, inode) of every source and template file, and the library versions."""
+    """The state of every source and template file (noop._stats: path, size, mtime, ctime, inode, device), and the
+    versions of the libraries that shape the output (and click's)."""
     from compiler import noop
-    files = []
-    for root in noop.SOURCES:
-        stack = [(str(root), root.name)]
-        while stack:
-            d, rel = stack.pop()
-            with os.scandir(d) as it:
-                for e in it:
-                    if e.is_dir():
-                        if e.name != "__pycache__":
-                            stack.append((e.path, f"{rel}/{e.name}"))
-                    elif e.is_file():
-                        st = e.stat()
-                        files.append((f"{rel}/{e.name}", st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
-    files.sort()
+    files = tuple(entry for root in noop.SOURCES for entry in noop._stats(root))
     return tuple(files), tuple(sorted(noop._versions(noop.LIBRARIES + ("click",)).items()))
 
 
@@ -54,7 +42,7 @@ def _snapshot() -> tuple:
     while True:
         now = time.time_ns()
         state = _sources_state()
-        if all(max(mtime, ctime) < now - RACY_NS for _p, _s, mtime, ctime, _i in state[0]):
+        if all(max(entry[2], entry[3]) < now - RACY_NS for entry in state[0]):  # (parts, size, mtime, ctime, ...)
             return state
         time.sleep(0.2)
 
