@@ -110,3 +110,16 @@ def test_routes_for_one_file_are_not_kept(spec):
     plan = compile_file(str(spec)).plan
     assert shards.routes(plan, keep=False) is not shards.routes(plan, keep=False)
     assert shards.routes(plan) is shards.routes(plan) is shards.routes(plan, keep=False)
+
+
+@pytest.mark.parametrize("source", ["-- m\nlocal FIRST = {1, 4001}\n  return M\nreturn M\n", "x\n", " lead\n", "a \n",
+                                    "a\n\nb\n", "no break", "é\n", 'q: "x" # y\n  - z\n', "a\tb\n", "- a\n", "'a'\n",
+                                    "a\n#b\n", "a\n\n"])
+def test_home_routing_config_map_is_the_yaml_dump(source):
+    """helm's home-routing ConfigMap indents the module into a document dumped with a stand-in: the same bytes as
+    dumping the whole document, for modules YAML writes as a literal block and the others (dumped as before)."""
+    from compiler.render import dump_document
+    from compiler.targets.helm.home_routing import _config_map_text
+    doc = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "m", "namespace": "kong"},
+           "data": {"home_routing.lua": source}}
+    assert _config_map_text(doc, source, "# header\n") == dump_document(doc, "# header\n")

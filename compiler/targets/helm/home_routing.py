@@ -18,7 +18,8 @@ import re
 from compiler.errors import PlatformcError
 from compiler.ir import PlatformPlan
 from compiler.ir.home_routing import (GATEWAY_MAP_CHART, GATEWAY_MAP_CONFIGMAP, GATEWAY_MAP_FILE, GATEWAY_MAP_FUNCTION,
-                                      GATEWAY_MAP_MAX_BYTES, GATEWAY_MAP_MODULE, gateway_map_version, home_range_table)
+                                      GATEWAY_MAP_MAX_BYTES, GATEWAY_MAP_MODULE, gateway_map_version, home_range_table,
+                                      joined)
 from compiler.ir.names import GATEWAY_NAMESPACE
 from compiler.render import banner, dump_document
 
@@ -46,7 +47,7 @@ def _quoted(region: str) -> str:
 def _module(ranges, version: str) -> str:
     """ranges: compiler.ir.home_routing.RangeTable (its columns joined at C speed, each region's name quoted once)."""
     def lua_list(values) -> str:
-        return "{" + ", ".join(values) + "}"
+        return "{" + joined(", ", values) + "}"
     quoted = dict.fromkeys(ranges.home_at)  # the names the ranges use, checked in the order they first appear
     for at in quoted:
         quoted[at] = _quoted(ranges.names[at])
@@ -77,7 +78,7 @@ def _module(ranges, version: str) -> str:
 def emit(plan: PlatformPlan) -> dict[str, str]:
     """The chart: plain YAML (Helm templates it, so the module must hold no `{{`: it holds numbers and region names)."""
     source = module_source(plan)
-    if len(source.encode()) > GATEWAY_MAP_MAX_BYTES:  # R058 refuses this at validation; never emit a chart that cannot install
+    if (len(source) if source.isascii() else len(source.encode())) > GATEWAY_MAP_MAX_BYTES:  # R058 refuses this at validation; never emit a chart that cannot install
         raise PlatformcError(f"helm: the home-routing module is {len(source.encode()):,} bytes, over a ConfigMap's limit")
     if "{{" in source:
         raise PlatformcError("helm: the home-routing module contains `{{`, which Helm would read as a template")
@@ -90,4 +91,31 @@ def emit(plan: PlatformPlan) -> dict[str, str]:
                                "labels": {"app.kubernetes.io/managed-by": "platformc"}},
                   "data": {GATEWAY_MAP_FILE: source}}
     return {f"{CHART_DIR}/Chart.yaml": dump_document(meta, header),
-            f"{CHART_DIR}/templates/configmap.yaml": dump_document(config_map, header)}
+            f"{CHART_DIR}/templates/configmap.yaml": _config_map_text(config_map, source, header)}
+
+
+_STAND_IN = "x\n"
+
+
+def _literal_block(source: str) -> bool:
+    """Whether YAML writes `source` as a plain literal block (`|`, each line indented, nothing escaped): lines of
+    printable ASCII, none empty or ending in a space, the first not starting with one, one line break at the end."""
+    if not source.endswith("\n") or source.endswith("\n\n") or not source.isascii() or source.startswith(" "):
+        return False
+    lines = source[:-1].split("\n")
+    return all(line and line.isprintable() and not line.endswith(" ") for line in lines)
+
+
+def _config_map_text(config_map: dict, source: str, header: str) -> str:
+    """dump_document(config_map, header), the module's lines indented into it directly: the YAML writer analysed the
+    ~290 KB module of a scattered registry (PyYAML's emitter over the whole text, its lines copied several times,
+    the document's digest over its marshal form) to write it as the literal block this writes. The rest of the
+    document is dumped with a one-line stand-in for the module, which must come out as that block (else the whole
+    document is dumped as before)."""
+    if _literal_block(source):
+        stand_in = {**config_map, "data": {GATEWAY_MAP_FILE: _STAND_IN}}
+        text = dump_document(stand_in, header)
+        tail = f"\n  {GATEWAY_MAP_FILE}: |\n    {_STAND_IN}"
+        if text.endswith(tail):
+            return text[:-len(_STAND_IN) - 4] + "".join([f"    {line}\n" for line in source[:-1].split("\n")])
+    return dump_document(config_map, header)

@@ -23,7 +23,8 @@ import json
 
 from compiler.ir import PlatformPlan
 from compiler.ir.home_routing import (EDGE_ROUTED, FUNCTION_MAX_BYTES, HOME_ORIGIN_PREFIX, INLINE_MAP_MAX_BYTES,
-                                      KVS_MAX_BYTES, SERVING_KEY_PREFIX, edge_routes_homes, home_range_table)
+                                      KVS_MAX_BYTES, SERVING_KEY_PREFIX, edge_routes_homes, home_range_table,
+                                      joined)
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
 from compiler.ir.network import FORWARDED_FROM_HEADER
 
@@ -51,9 +52,9 @@ def _tables(plan: PlatformPlan) -> str:
     index = {r.name: i for i, r in enumerate(plan.regions)}
     home_index = [str(index.get(n)) for n in ranges.names]
     return "\n".join([
-        "var FIRST = [" + ",".join(map(str, ranges.first)) + "];",
-        "var LAST = [" + ",".join(map(str, ranges.last)) + "];",
-        "var HOME = [" + ",".join(map(home_index.__getitem__, ranges.home_at)) + "];",
+        "var FIRST = [" + joined(",", map(str, ranges.first)) + "];",
+        "var LAST = [" + joined(",", map(str, ranges.last)) + "];",
+        "var HOME = [" + joined(",", map(home_index.__getitem__, ranges.home_at)) + "];",
     ])
 
 
