@@ -99,6 +99,11 @@ class Plan:
 # ---------------------------------------------------------------------------------------------- paths
 
 def safe_relpath(rel: str) -> str:
+    if type(rel) is str and rel and rel[0] != "/" and not rel.startswith(RESERVED) and "\\" not in rel \
+            and "\0" not in rel:
+        parts = rel.split("/")
+        if "" not in parts and "." not in parts and ".." not in parts:
+            return rel  # what the check below accepts, without a PurePosixPath per file (~9,000 at 120 regions)
     p = PurePosixPath(rel)
     if (not isinstance(rel, str) or p.is_absolute() or ".." in p.parts or not p.parts or rel != str(p)
             or "\\" in rel or "\0" in rel or p.parts[0].startswith(RESERVED)):

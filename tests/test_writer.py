@@ -174,3 +174,25 @@ def test_manifest_bytes_are_json_dumps_indent_2_sorted():
             body["sha256"] = {rel: digests[rel] for rel in files if rel in digests}
         expected = (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
         assert writer._manifest_bytes(files, digests, inputs) == expected, (files, digests, inputs)
+
+
+def _relpath_by_pathlib(rel):
+    """safe_relpath's rule as PurePosixPath states it (the check the fast path must agree with)."""
+    from pathlib import PurePosixPath
+    p = PurePosixPath(rel)
+    return not (not isinstance(rel, str) or p.is_absolute() or ".." in p.parts or not p.parts or rel != str(p)
+                or "\\" in rel or "\0" in rel or p.parts[0].startswith(writer.RESERVED))
+
+
+@pytest.mark.parametrize("rel", [
+    "a", "a/b.yaml", "kubernetes/us-east-1/ai.yaml", ".hidden/x", "a/.b", "a..b/c", "...", "a/.../b", " a/ b ",
+    "", ".", "..", "./a", "a/.", "a/./b", "a/../b", "../a", "a/..", "/a", "//a", "///a", "a//b", "a/", "a/b/",
+    "a\\b", "a\0b", ".platformc", ".platformc-manifest.json", ".platformc-x/y", "x/.platformc", "é/ü", "a b/c\td",
+])
+def test_safe_relpath_accepts_exactly_what_pathlib_does(rel):
+    ok = _relpath_by_pathlib(rel)
+    if ok:
+        assert writer.safe_relpath(rel) == rel
+    else:
+        with pytest.raises(WriteError):
+            writer.safe_relpath(rel)

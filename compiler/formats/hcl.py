@@ -12,6 +12,7 @@ line ends an alignment group), lists of scalars stay on one line, objects span l
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping as _Mapping
 from typing import Any, Iterable, Mapping
 
 from compiler.formats.memo import TextMemo
@@ -134,11 +135,13 @@ def expr(value: Any, level: int = 0) -> str:
     if s is not None:
         return s
     pad = INDENT * level
-    if type(value) is dict or isinstance(value, Mapping):  # (a dict first: typing.Mapping's check is slow)
+    t = type(value)  # a dict, list or tuple by its exact type first; isinstance for the rest (collections.abc's
+    # check, which typing.Mapping's forwards to through two more calls)
+    if t is dict or (t is not list and t is not tuple and isinstance(value, _Mapping)):
         if not value:
             return "{}"
         return "{\n" + attrs(value, level + 1) + pad + "}"
-    if isinstance(value, (list, tuple)):
+    if t is list or t is tuple or isinstance(value, (list, tuple)):
         if not value:
             return "[]"
         items = [_scalar(v) for v in value]
@@ -154,7 +157,8 @@ def attrs(values: Mapping[str, Any] | Iterable[tuple[str, Any]], level: int = 1)
 
     A `None` key inserts a blank line (which also ends an alignment group).
     """
-    items = values.items() if type(values) is dict or isinstance(values, Mapping) else values
+    t = type(values)
+    items = values.items() if t is dict or (t is not list and t is not tuple and isinstance(values, _Mapping)) else values
     pad = INDENT * level
     out: list[str] = []
     group: list[tuple[str, str]] = []  # consecutive single-line attributes: (key, rendered value)
