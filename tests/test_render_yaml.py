@@ -103,3 +103,72 @@ def test_dump_yaml_is_pyyaml_either_way():
     tree = {"a": [1, 2.5, None, True, "x\ny\n"], "b": {}, "c": [], "d": {"e": "yes"}}
     assert render.dump_yaml(tree, header="# h\n") == "# h\n" + render._pyyaml(tree, False)
     assert render.dump_yaml_all([tree, [tree]]) == "---\n" + render._pyyaml(tree, False) + "---\n" + render._pyyaml([tree], False)
+
+
+def _parts_emit(tree, sort_keys, keys=None):
+    """_emit with the parts memo on, as dumped() (keys None) or dump_yaml_parts(keys) turn it on."""
+    if keys is None:
+        render._items_on = True
+    else:
+        render._kids_on, render._kid_keys = True, keys
+    try:
+        return render._emit(tree, sort_keys)
+    finally:
+        render._items_on = render._kids_on = False
+        render._kid_keys = None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.dictionaries(keys, trees, min_size=1, max_size=4), st.lists(trees, min_size=1, max_size=3)),
+                min_size=1, max_size=4), st.booleans())
+def test_parts_memo_writes_pyyamls_bytes_across_documents(docs, sort_keys):
+    """The parts memo is kept from one document to the next (as across a target's documents): every document, and
+    the same document again (its parts all remembered), is still PyYAML's bytes."""
+    render._PARTS.clear()
+    try:
+        for tree in docs + docs + [{"wrap": docs}, [docs]]:
+            want = render._pyyaml(tree, sort_keys) if not sort_keys or _sortable(tree) else None
+            for keys in (None, frozenset(["wrap", "k", "a"])):
+                try:
+                    got = _parts_emit(tree, sort_keys, keys)
+                except render._Fallback:
+                    continue
+                assert got == want, tree
+    finally:
+        render._PARTS.clear()
+
+
+def test_parts_memo_tells_an_item_from_a_value_and_indentations_apart():
+    """The same mapping as a sequence item (after `- `), as a mapping's value and at other indentations: a text kept
+    for one is never served for another (the key holds the indentation and whether a dash leads)."""
+    part = {"ipBlock": {"cidr": "10.0.0.0/16"}, "ports": [{"protocol": "TCP", "port": 5432}]}
+    docs = [
+        {"spec": {"egress": [{"to": [part], "ports": [part]}], "x": part}},
+        {"spec": {"egress": [part, {"to": [part]}]}},
+        [part, {"a": part}, [part]],
+        {"egress": [part], "same": {"egress": [part]}},
+        {"a": [{"b": part, "c": [part]}], "d": {"e": [{"b": part, "c": [part]}]}},
+    ]
+    render._PARTS.clear()
+    try:
+        for _ in range(2):
+            for tree in docs:
+                assert _parts_emit(tree, False) == render._pyyaml(tree, False)
+                assert _parts_emit(tree, False, frozenset(["a", "b", "c", "d", "e", "spec", "x"])) == render._pyyaml(tree, False)
+        assert render._PARTS  # the memo was used
+    finally:
+        render._PARTS.clear()
+
+
+def test_dumped_and_dump_yaml_parts_are_dump_yaml():
+    rule = {"to": [{"ipBlock": {"cidr": "10.1.0.0/16"}}], "ports": [{"protocol": "TCP", "port": 443}]}
+    docs = [{"kind": "NetworkPolicy", "spec": {"egress": [rule, dict(rule, ports=[])], "ingress": [rule]}},
+            {"kind": "NetworkPolicy", "spec": {"egress": [rule], "ingress": []}}]
+    render._DUMPED.clear()
+    for d in docs + docs:
+        assert render.dumped(d) == render.dump_yaml(d)
+    up = {"healthchecks": {"active": {"type": "https", "healthy": {"interval": 5}}}, "tags": ["a", "b"]}
+    doc = {"upstreams": [dict(up, name=f"u{i}") for i in range(4)], "healthchecks": up["healthchecks"]}
+    assert render.dump_yaml_parts(doc, "# h\n", frozenset(["healthchecks"])) == render.dump_yaml(doc, header="# h\n")
+    assert not render._PARTS  # forgotten after the document
+    assert not (render._items_on or render._kids_on) and render._kid_keys is None

@@ -234,6 +234,26 @@ def test_no_two_objects_share_kind_namespace_name(case):
 
 
 @pytest.mark.parametrize("case", CASES)
+def test_documents_said_not_to_recur_are_each_met_once(case):
+    """kubernetes._recurs keeps the memo from holding the texts of a service's documents that name its region (its
+    ConfigMap, a NetworkPolicy with an ipBlock): over every region and service such a document is met once, and
+    the documents it keeps include every one that is met more than once."""
+    import marshal
+    plan = plan_of(case)
+    seen = Counter()
+    once = set()
+    for r in plan.regions:
+        for svc in r.services:
+            for doc in kubernetes.service_objects(svc, r):
+                key = marshal.dumps(doc)
+                seen[key] += 1
+                if not kubernetes._recurs(doc):
+                    once.add(key)
+    assert once
+    assert all(seen[k] == 1 for k in once)
+
+
+@pytest.mark.parametrize("case", CASES)
 def test_files_are_dump_yaml_all_of_the_objects(case):
     """The memoised dump is byte for byte compiler.render.dump_yaml_all; every file has the banner,
     the Namespace first, LF endings and a final newline; emission is deterministic."""

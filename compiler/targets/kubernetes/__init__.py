@@ -64,13 +64,29 @@ def service_objects(svc: ServicePlan, region: RegionPlan) -> list[dict]:
     return docs
 
 
+def _recurs(doc: dict) -> bool:
+    """Whether a service's document may come again, in another region or for another service (dump_documents keeps
+    only those texts): its ConfigMap names the region's data-tier hosts, and its NetworkPolicy with an ipBlock peer
+    the region's CIDRs, so each is met once. At 120 regions they were 2,280 of the 2,711 documents dumped, ~5 MiB of
+    texts kept to no use. A wrong answer costs time or memory, never bytes."""
+    kind = doc.get("kind")
+    if kind == "ConfigMap":
+        return False
+    if kind == "NetworkPolicy":
+        spec = doc.get("spec") or {}
+        return not any("ipBlock" in peer for direction, side in (("ingress", "from"), ("egress", "to"))
+                       for rule in spec.get(direction, ()) for peer in rule.get(side, ()))
+    return True
+
+
 GATEWAY_FILE = "kong-gateway.yaml"
 TARGET_GROUP_BINDING_FILE = "kong-target-group-binding.yaml.tmpl"
 
 
 def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
     base = f"kubernetes/{region.name}"
-    out = {f"{base}/{svc.name}.yaml": dump_documents(service_objects(svc, region), _header(region, f"Service {svc.name}"))
+    out = {f"{base}/{svc.name}.yaml": dump_documents(service_objects(svc, region), _header(region, f"Service {svc.name}"),
+                                                     _recurs)
            for svc in region.services}
     gateway = gateway_objects(plan, region)
     if gateway:
