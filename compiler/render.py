@@ -177,8 +177,12 @@ def _block_plain(s: str) -> bool:
 def _ascii_text(s: str) -> str:
     """The text of a non-empty single-line printable-ASCII string: plain when libyaml allows it and the resolver
     reads it back as a string, else single-quoted (always allowed for such a string)."""
-    if _block_plain(s) and _resolver.resolve(yaml.ScalarNode, s, (True, False)) == _STR_TAG:
-        return s
+    if _block_plain(s):
+        table = _resolver.yaml_implicit_resolvers
+        if s[0] not in table and None not in table and not _resolver.yaml_path_resolvers:
+            return s  # resolve() would try no pattern and answer str (most strings: a lowercase name, a path, ...)
+        if _resolver.resolve(yaml.ScalarNode, s, (True, False)) == _STR_TAG:
+            return s
     return "'" + s.replace("'", "''") + "'"
 
 
@@ -333,56 +337,61 @@ _PADS = [" " * i for i in range(_DEEP + 3)]  # an indentation's spaces, by width
 def _mapping(out: list, d: dict, indent: int, first: str | None, sort_keys: bool) -> None:
     """A non-empty mapping at `indent`; `first` replaces the first key's indentation (`- ` of a sequence item).
     The loop writes the common values itself (a short string, an int, a bool, a non-empty dict or list): a call per
-    value through _put_value was a third of the emitter's time. The first key of a sequence item goes through the
-    same loop with its lead (`- `) in place of the indentation."""
+    value through _put_value was a third of the emitter's time. Each key's line start (its indentation, text and
+    colon) is kept per indentation (_PADDED), so a line is one concatenation; the first key of a sequence item,
+    after its lead (`- `), goes through _put_value."""
     if indent > _DEEP:
         raise _Fallback  # keeps every short line under the width guard without measuring it
-    pad = _PADS[indent]
     items = d.items()
     if sort_keys:
         try:
             items = sorted(items)
         except TypeError:
             raise _Fallback from None
-    keys, short, append = _KEYC, _SHORT, out.append
-    lead = pad if first is None else first
+    items = iter(items)
+    if first is not None:
+        k, v = next(items)
+        _put_value(out, first + (_KEYC.get(k) or _key_colon(k)), v, indent, sort_keys)
+    padded, short, append = _PADDED[indent], _SHORT, out.append
     for k, v in items:
-        key = keys.get(k) or _key_colon(k)
+        key = padded.get(k) or _padded(k, indent)
         t = type(v)
         if t is str:
             line = short.get(v)
             if line is not None:
-                append(lead + key + line)
-                lead = pad
+                append(key + line)
                 continue
         elif t is int:
-            append(f"{lead}{key} {v}\n")
-            lead = pad
+            append(f"{key} {v}\n")
             continue
         elif t is dict:
             if v:
-                append(lead + key + "\n")
+                append(key + "\n")
                 if _kids_on and (_kid_keys is None or k in _kid_keys):
                     _kid(out, v, indent + 2, sort_keys)
                 else:
                     _mapping(out, v, indent + 2, None, sort_keys)
-                lead = pad
                 continue
         elif t is list:
             if v:
-                append(lead + key + "\n")
+                append(key + "\n")
                 if _kids_on and (_kid_keys is None or k in _kid_keys):
                     _kid(out, v, indent, sort_keys)
                 else:
                     _sequence(out, v, indent, None, sort_keys)  # PyYAML indents no sequence under a key
-                lead = pad
                 continue
         elif t is bool:
-            append(lead + key + (" true\n" if v else " false\n"))
-            lead = pad
+            append(key + (" true\n" if v else " false\n"))
             continue
-        _put_value(out, lead + key, v, indent, sort_keys)
-        lead = pad
+        _put_value(out, key, v, indent, sort_keys)
+
+
+_PADDED: list[dict] = [{} for _ in range(_DEEP + 3)]  # by indentation: key -> its indentation, text and colon
+
+
+def _padded(k, indent: int) -> str:
+    text = _PADDED[indent][k] = _PADS[indent] + (_KEYC.get(k) or _key_colon(k))
+    return text
 
 
 def _sequence(out: list, items: list, indent: int, first: str | None, sort_keys: bool) -> None:
@@ -536,6 +545,9 @@ def release_memos() -> None:
     at 120 regions, the largest growth of a run after the plan."""
     for memo in (_DUMPED, _VALUES, _SHORT, _KEYS, _KEYC, _PARTS):
         memo.clear()
+    for memo in _PADDED:
+        if memo:
+            memo.clear()
     for release in _RELEASE:
         release()
 
