@@ -101,6 +101,7 @@ def test_placements_are_columns_that_read_as_franchise_homes(spec):
     routes = shards.routes(plan, keep=False)
     assert shards.franchises_per_shard(plan) == {r.shard: r.count for r in routes}
     assert shards.route_spans(plan) == sum(len(r.ranges) for r in routes)
+    assert list(shards.each_route(plan)) == routes == shards._compute(plan)  # shards.sql's rows, one shard at a time
 
 
 def test_routes_for_one_file_are_not_kept(spec):

@@ -38,7 +38,7 @@ from compiler.render import banner, dump_json, render
 from compiler.targets.datastores import pgbouncer as pgbouncer
 from compiler.targets.datastores import postgres as postgres
 from compiler.targets.datastores import redis as redis
-from compiler.targets.datastores.shards import routes
+from compiler.targets.datastores.shards import each_route, routes
 
 NAME = "datastores"
 SHARD_MAP = "shards.sql"  # generated/datastores/shards.sql, once for the platform
@@ -99,10 +99,14 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
 
 def emit_global(plan: PlatformPlan) -> dict[str, str]:
     """generated/datastores/shards.sql: the platform's routing table, once (every region's setup.psql includes it)."""
-    shard_routes = routes(plan, keep=False)  # computed for this file only (see routes)
+    if getattr(plan.registry, "ids", None) is not None:  # the registry's columns: each shard's row made as it is written
+        shard_routes, total = each_route(plan), len(plan.registry)
+    else:
+        shard_routes = routes(plan, keep=False)  # computed for this file only (see routes)
+        total = sum(r.count for r in shard_routes)
     try:
         text = render(NAME, "shards.sql.j2", filters=FILTERS, banner=banner("--", _spec_name(plan)), routes=shard_routes,
-                      key=plan.spec.sharding.key, total=sum(r.count for r in shard_routes),
+                      key=plan.spec.sharding.key, total=total,
                       shards_total=len(plan.shards), regions_total=len(plan.regions),
                       source=("explicit placements from sharding.registry_file" if plan.registry
                               else f"id ranges of {plan.spec.sharding.franchises_per_shard} per shard"))

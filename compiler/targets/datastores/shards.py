@@ -56,6 +56,38 @@ def routes(plan: PlatformPlan, keep: bool = True) -> list[ShardRoute]:
     return computed
 
 
+def each_route(plan: PlatformPlan):
+    """routes(plan) one shard at a time, for the platform's shards.sql (its one reader in a generate): with the
+    registry's columns, each shard's ids are gathered in an array and its ranges made when its row is written, so
+    the ~10,000 range tuples of a scattered registry are never alive together (they grew the parent's heap by ~1 MiB
+    it kept across emission's fork)."""
+    if _last[0] is plan:
+        yield from _last[1]
+        return
+    registry = plan.registry
+    ids = getattr(registry, "ids", None) if registry else None
+    if ids is None:
+        yield from _compute(plan)
+        return
+    from array import array
+    held = {s.number: array("q") for s in plan.shards}
+    for franchise_id, shard in zip(ids, registry.shards):  # sorted by franchise id
+        held[shard].append(franchise_id)
+    for s in plan.shards:
+        spans: list[tuple[int, int]] = []
+        first = last = None
+        for franchise_id in held[s.number]:
+            if last is not None and last + 1 == franchise_id:
+                last = franchise_id
+                continue
+            if last is not None:
+                spans.append((first, last))
+            first = last = franchise_id
+        if last is not None:
+            spans.append((first, last))
+        yield ShardRoute(s.number, s.host, s.port, s.region, tuple(spans))
+
+
 def _compute(plan: PlatformPlan) -> list[ShardRoute]:
     if plan.registry:
         # each shard's ranges as (first, last) tuples, made once each (not lists first, then tuples of them)
