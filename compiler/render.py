@@ -190,6 +190,17 @@ def _alone(data) -> str:
     return _pyyaml(data, False)
 
 
+def _plain_literal(s: str) -> bool:
+    """Whether libyaml writes the multi-line string `s` (the representer asks for `|`) as a literal block of its lines,
+    with no indentation hint and with clip (`|`) or strip (`|-`) chomping: printable ASCII and line breaks only (a
+    special character rules the block out), no space before a break or at the end (ruled out too), no space or break
+    first (an indentation hint), not two breaks last (keep chomping, `|+`, after which libyaml may end the document).
+    Other multi-line strings are dumped alone through PyYAML (~40 us each: ~1,000 at 120 regions, Fluent Bit's
+    sections, Prometheus expressions, JSON policies)."""
+    return ("\n" in s and s.isascii() and s[0] not in " \n" and s[-1] != " " and not s.endswith("\n\n")
+            and " \n" not in s and s.replace("\n", "").isprintable())
+
+
 def _value_text(s: str):
     text = _VALUES.get(s)
     if text is not None:
@@ -198,6 +209,9 @@ def _value_text(s: str):
         text = _ascii_text(s)
     elif _ODD_BREAKS.search(s):
         raise _Fallback  # libyaml breaks the line there, at an indentation that depends on the context
+    elif _plain_literal(s):
+        body = s[:-1] if s[-1] == "\n" else s
+        text = ("|" if s[-1] == "\n" else "|-", tuple(ln or None for ln in body.split("\n")))
     else:
         out = _alone({"k": s})
         if out.endswith("\n...\n") or not out.startswith("k: "):

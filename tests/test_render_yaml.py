@@ -172,3 +172,35 @@ def test_dumped_and_dump_yaml_parts_are_dump_yaml():
     assert render.dump_yaml_parts(doc, "# h\n", frozenset(["healthchecks"])) == render.dump_yaml(doc, header="# h\n")
     assert not render._PARTS  # forgotten after the document
     assert not (render._items_on or render._kids_on) and render._kid_keys is None
+
+
+MULTILINE = st.text(alphabet="ab #:-|>'\"\n\t\r\u00e9{}", min_size=1, max_size=40).filter(lambda s: "\n" in s)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(MULTILINE)
+def test_literal_blocks_written_without_pyyaml_are_pyyamls(s):
+    """_plain_literal's strings are written as the literal block libyaml writes (header and lines, re-indented where
+    used), wherever they sit; the others still go through PyYAML."""
+    render._VALUES.clear()
+    try:
+        text = render._value_text(s)
+    except render._Fallback:
+        return
+    if render._plain_literal(s):
+        assert text[0] in ("|", "|-")
+    for tree in ({"k": s}, [s], {"a": [{"b": s, "c": [s]}]}):
+        assert render._emit(tree, False) == render._pyyaml(tree, False), tree
+
+
+@pytest.mark.parametrize("value", ["a\nb", "a\nb\n", "a\n\nb\n", "[X]\n    Name y\n", "a\n  b\n", "a\nb\n\n", " a\nb",
+                                   "\na", "a \nb", "a\n \nb", "a\nb ", "a\n\tb", "a\r\nb", "caf\u00e9\nb", "a\n#b\n- c\n",
+                                   "---\nx\n", "a\n...\n", "x: y\nz\n"])
+def test_literal_block_edges(value):
+    render._VALUES.clear()
+    for tree in ({"k": value}, [value], {"a": {"b": [value]}}):
+        try:
+            got = render._emit(tree, False)
+        except render._Fallback:
+            continue
+        assert got == render._pyyaml(tree, False), tree
