@@ -452,49 +452,36 @@ _kid_keys: frozenset | None = None  # ... under these keys only (None: every key
 
 
 def _item(out: list, v: dict, indent: int, lead: str, sort_keys: bool) -> None:
-    """_mapping(out, v, indent, lead, sort_keys), its text kept in _PARTS."""
-    global _items_on, _kids_on
-    try:
-        key = (marshal.dumps(v), indent, sort_keys, "- ")  # its first line after a dash
-    except ValueError:  # a value marshal cannot write (an object of a class): no memo
-        key = None
-    text = _PARTS.get(key) if key is not None else None
-    if text is None:
-        start = len(out)
-        _items_on, _kids_on = False, key is not None
-        try:
-            _mapping(out, v, indent, lead, sort_keys)
-        finally:
-            _items_on, _kids_on = True, False
-        if key is None:
-            return
-        text = "".join(out[start:])
-        del out[start:]
-        if len(_PARTS) >= _PARTS_MAX:
-            _PARTS.clear()
-        _PARTS[key] = text
-    out.append(text)
+    """_mapping(out, v, indent, lead, sort_keys), its text kept in _PARTS; inside it, a new item's own non-empty
+    mapping and sequence values are kept too (_kid)."""
+    _kept(out, v, indent, lead, sort_keys, "- ")  # its first line follows a dash
 
 
 def _kid(out: list, v, indent: int, sort_keys: bool) -> None:
     """A new item's non-empty mapping (_mapping at `indent`) or sequence (_sequence) value, its text kept in _PARTS
     (the lines after its key's)."""
-    global _kids_on
+    _kept(out, v, indent, None, sort_keys, "")
+
+
+def _kept(out: list, v, indent: int, lead: str | None, sort_keys: bool, dash: str) -> None:
+    global _items_on, _kids_on
     try:
-        key = (marshal.dumps(v), indent, sort_keys, "")
-    except ValueError:
+        key = (marshal.dumps(v), indent, sort_keys, dash)
+    except ValueError:  # a value marshal cannot write (an object of a class): no memo
         key = None
     text = _PARTS.get(key) if key is not None else None
     if text is None:
         start = len(out)
-        _kids_on = False
+        saved = _items_on, _kids_on
+        # below an item: no item memo; its values are memoised when the item itself is (a kid's are not)
+        _items_on, _kids_on = False, bool(dash) and key is not None
         try:
             if type(v) is dict:
-                _mapping(out, v, indent, None, sort_keys)
+                _mapping(out, v, indent, lead, sort_keys)
             else:
                 _sequence(out, v, indent, None, sort_keys)
         finally:
-            _kids_on = True
+            _items_on, _kids_on = saved
         if key is None:
             return
         text = "".join(out[start:])
