@@ -138,3 +138,31 @@ def dataclass(cls=None, /, *, repr: bool = True, eq: bool = True, order: bool = 
             _add_order(cls, key)
         return cls
     return wrap if cls is None else wrap(cls)
+
+
+class Columns:
+    """A read-only sequence of records kept as columns (arrays of numbers, indexes into tuples of names), each record
+    made when it is read: a subclass gives __len__, __iter__, row(i) and NOUN. Equal to a sequence of the same class,
+    or to a tuple, with the same records in the same order; hashed and shown by them."""
+
+    __slots__ = ()
+    NOUN = "records"
+
+    def row(self, i: int):
+        raise NotImplementedError
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return tuple(self)[i]
+        return self.row(i)
+
+    def __eq__(self, other):
+        if isinstance(other, (type(self), tuple)):
+            return len(self) == len(other) and tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} {self.NOUN})"

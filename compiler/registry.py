@@ -18,7 +18,7 @@ from itertools import repeat
 from pathlib import PurePosixPath
 
 from compiler.errors import Diagnostic, SpecError
-from compiler.records import dataclass
+from compiler.records import Columns, dataclass
 
 HEADER = ["franchise_id", "home_region", "jurisdiction"]
 MAX_FRANCHISE_ID = 10**15
@@ -122,7 +122,7 @@ def load(spec_file: str, doc, platform) -> "Placements":
     return Placements(ids, None, region_at, names, jurisdiction_at, tuple(sys.intern(j) for j in jurisdictions))
 
 
-class Placements:
+class Placements(Columns):
     """The registry's franchises as columns: ids (an int64 array), each one's shard (an array; None before
     place()), and its home region and jurisdiction as indexes into `regions` and `jurisdictions`.
 
@@ -132,6 +132,7 @@ class Placements:
     hold no object the collector tracks."""
 
     __slots__ = ("ids", "shards", "region_at", "regions", "jurisdiction_at", "jurisdictions")
+    NOUN = "franchises"
 
     def __init__(self, ids, shards, region_at, regions: tuple, jurisdiction_at, jurisdictions: tuple):
         self.ids, self.shards, self.region_at, self.regions = ids, shards, region_at, regions
@@ -145,22 +146,9 @@ class Placements:
         return map(FranchiseHome, self.ids, map(self.regions.__getitem__, self.region_at),
                    map(self.jurisdictions.__getitem__, self.jurisdiction_at), shards)
 
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return tuple(self)[i]
+    def row(self, i: int) -> FranchiseHome:
         return FranchiseHome(self.ids[i], self.regions[self.region_at[i]], self.jurisdictions[self.jurisdiction_at[i]],
                              0 if self.shards is None else self.shards[i])
-
-    def __eq__(self, other):
-        if isinstance(other, (Placements, tuple)):
-            return len(self) == len(other) and tuple(self) == tuple(other)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(tuple(self))
-
-    def __repr__(self) -> str:
-        return f"Placements({len(self)} franchises)"
 
 
 def place(homes: Placements, shards_by_region: dict[str, list[int]], per_shard: int,

@@ -23,6 +23,8 @@ home. The function deletes that header from every viewer request first, so a cli
 
 from __future__ import annotations
 
+from compiler.records import Columns
+
 # The wiring's source of the edge -> home origin connection (compiler/wiring.py), which `platformc verify` proves.
 HOME_EDGE_PEER = "cdn-home"
 # The distribution's origin ids: the weighted origin (origin.<domain>) and one per region.
@@ -139,13 +141,14 @@ def joined(sep: str, strings) -> str:
         parts.append(sep.join(chunk))
 
 
-class RangeTable:
+class RangeTable(Columns):
     """The home ranges as columns: `first` and `last` (int64 arrays) and `home_at` (indexes into `names`); a sequence of
     (first id, last id, home region) tuples, each made when it is read. With a scattered registry there are ~10,000
     ranges: held as tuples they were ~0.7 MiB of GC-tracked objects in the parent across emission's fork; the
     columns are ~200 KB, and the targets join them with map() (the numbers' text once, at C speed)."""
 
     __slots__ = ("first", "last", "home_at", "names")
+    NOUN = "ranges"
 
     def __init__(self, first, last, home_at, names: tuple):
         self.first, self.last, self.home_at, self.names = first, last, home_at, names
@@ -160,21 +163,8 @@ class RangeTable:
     def __iter__(self):
         return zip(self.first, self.last, self.homes())
 
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return tuple(self)[i]
+    def row(self, i: int) -> tuple:
         return (self.first[i], self.last[i], self.names[self.home_at[i]])
-
-    def __eq__(self, other):
-        if isinstance(other, (RangeTable, tuple)):
-            return len(self) == len(other) and tuple(self) == tuple(other)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(tuple(self))
-
-    def __repr__(self) -> str:
-        return f"RangeTable({len(self)} ranges)"
 
 
 def _home_ranges(registry, shards: tuple) -> RangeTable:
