@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 
 
-def cache_dir() -> str:
-    """$PLATFORMC_CACHE_DIR, else $XDG_CACHE_HOME/platformc, else ~/.cache/platformc."""
-    return os.environ.get("PLATFORMC_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "platformc")
+def cache_dir(env=None) -> str:
+    """$PLATFORMC_CACHE_DIR, else $XDG_CACHE_HOME/platformc, else ~/.cache/platformc (of `env`, default this
+    process's environment: the compile server compares a client's)."""
+    env = os.environ if env is None else env
+    return env.get("PLATFORMC_CACHE_DIR") or os.path.join(
+        env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "platformc")

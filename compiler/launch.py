@@ -20,17 +20,13 @@ from __future__ import annotations
 import os
 import sys
 
+from compiler.cache import cache_dir  # os only: the launcher stays light
+
 PROTOCOL = 1
 IMPORT_TIME_ENV = ("PLATFORMC_YAML",)
 """Environment variables platformc reads when its modules are imported (compiler/render.py): a server imported
 them once, so it serves only clients whose values are the same. The cache directory's variables need no entry:
 a client finds the server in its own cache directory."""
-
-
-def cache_dir(env=os.environ) -> str:
-    """compiler.cache.cache_dir(), without importing the package's modules (the same rule)."""
-    return env.get("PLATFORMC_CACHE_DIR") or os.path.join(
-        env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "platformc")
 
 
 def package_dir() -> str:
@@ -42,7 +38,7 @@ def identity() -> dict:
     return {"protocol": PROTOCOL, "package": package_dir(), "executable": sys.executable, "version": sys.version}
 
 
-def server_dir(env=os.environ) -> str:
+def server_dir(env=None) -> str:
     return os.path.join(cache_dir(env), "server")
 
 
@@ -61,6 +57,30 @@ def private_dir(path: str) -> bool:
         return False
     import stat
     return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
+def socket_path() -> str | None:
+    """Where this user's server for this installation listens, when its directory is private to the user (a
+    socket found there is the user's own); None when there is no such directory."""
+    directory = server_dir()
+    if not os.path.isdir(directory) or not private_dir(directory):
+        return None
+    return os.path.join(directory, socket_name())
+
+
+def connect(path: str, timeout: float | None = None):
+    """A socket connected to the server at `path` whose process is this user's; OSError otherwise."""
+    import socket
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(connectable(path))
+        if peer_uid(sock) != os.getuid():
+            raise PermissionError(f"{path}: not this user's server")
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def connectable(path: str) -> str:
@@ -144,22 +164,18 @@ def via_server(argv: list[str]) -> int | None:
     refused before running anything), and the command must run here."""
     if os.environ.get("PLATFORMC_SERVER") == "0" or sys.platform != "linux":  # SO_PEERCRED
         return None
-    directory = server_dir()
-    if not os.path.isdir(directory):  # the common case, decided before importing socket (~11 M instructions)
-        return None
-    path = os.path.join(directory, socket_name())
-    if not private_dir(directory) or not os.path.exists(path):
+    path = socket_path()  # no directory, the common case, is decided before importing socket (~11 M instructions)
+    if path is None or not os.path.exists(path):
         return None
     streams = _streams()
     if streams is None:
         return None
-    import socket
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     forward = _Forward()
     try:
-        sock.connect(connectable(path))
-        if peer_uid(sock) != os.getuid():
-            return _declined(sock, forward)
+        sock = connect(path)
+    except OSError:
+        return _declined(None, forward)
+    try:
         mask = os.umask(0o022)
         os.umask(mask)
         send_json(sock, {**identity(), "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "umask": mask,
@@ -176,7 +192,8 @@ def via_server(argv: list[str]) -> int | None:
 def _declined(sock, forward: _Forward) -> None:
     """No server runs the command: this process will, with its own signal handling (and a signal that came in
     the meantime delivered to it now)."""
-    sock.close()
+    if sock is not None:
+        sock.close()
     forward.restore()
     for signum in forward.pending:
         os.kill(os.getpid(), signum)

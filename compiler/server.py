@@ -23,6 +23,7 @@ import sys
 import time
 
 from compiler import launch
+from compiler.cache import cache_dir
 
 IDLE_SECONDS = 1800
 RACY_NS = 1_000_000_000  # a source changed this close to the snapshot might change again without a new stat
@@ -93,7 +94,7 @@ def _refusal(request: dict, state: tuple, env_at_start: dict) -> str | None:
         if request.get(key) != value:
             return f"another platformc ({key})"
     env = request.get("env")
-    if not isinstance(env, dict) or launch.cache_dir(env) != launch.cache_dir(env_at_start):
+    if not isinstance(env, dict) or cache_dir(env) != cache_dir(env_at_start):
         return "another cache directory"
     if any(env.get(name) != env_at_start.get(name) for name in launch.IMPORT_TIME_ENV):
         return "another import-time environment"
@@ -285,21 +286,15 @@ def _reap() -> None:
 
 def ask(op: str) -> dict | None:
     """The running server's answer to `status` or `stop`, or None when none answers."""
-    path = os.path.join(launch.server_dir(), launch.socket_name())
-    if not launch.private_dir(launch.server_dir()) or not os.path.exists(path):
+    path = launch.socket_path()
+    if path is None or not os.path.exists(path):
         return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.settimeout(5)
-        sock.connect(launch.connectable(path))
-        if launch.peer_uid(sock) != os.getuid():
-            return None
-        launch.send_json(sock, {"op": op})
-        answer = launch.recv_json(sock)
+        with launch.connect(path, timeout=5) as sock:
+            launch.send_json(sock, {"op": op})
+            answer = launch.recv_json(sock)
     except (OSError, ValueError):
         return None
-    finally:
-        sock.close()
     if isinstance(answer, dict) and "pid" in answer:
         return answer
     if isinstance(answer, dict) and answer.get("refused") == "stale":  # it is exiting: let it remove its socket
