@@ -57,21 +57,32 @@ def routes(plan: PlatformPlan, keep: bool = True) -> list[ShardRoute]:
 
 
 def each_route(plan: PlatformPlan):
-    """routes(plan) one shard at a time, for the platform's shards.sql (its one reader in a generate): with the
-    registry's columns, each shard's ids are gathered in an array and its ranges made when its row is written, so
-    the ~10,000 range tuples of a scattered registry are never alive together (they grew the parent's heap by ~1 MiB
-    it kept across emission's fork)."""
+    """routes(plan) one shard at a time, for the platform's shards.sql (its one reader in a generate): each shard's
+    ranges are made when its row is written, so the ~10,000 range tuples of a scattered registry are never alive
+    together (they grew the parent's heap by ~1 MiB it kept across emission's fork)."""
     if _last[0] is plan:
         yield from _last[1]
         return
+    yield from _rows(plan)
+
+
+def _compute(plan: PlatformPlan) -> list[ShardRoute]:
+    return list(_rows(plan))
+
+
+def _rows(plan: PlatformPlan):
+    """The rows in shard order: a shard's id range, or with a registry the runs of consecutive ids placed on it (each
+    shard's ids gathered in an array first, from the registry's columns when it has them)."""
     registry = plan.registry
-    ids = getattr(registry, "ids", None) if registry else None
-    if ids is None:
-        yield from _compute(plan)
+    if not registry:
+        for s in plan.shards:
+            yield ShardRoute(s.number, s.host, s.port, s.region, ((s.first_id, s.last_id),))
         return
     from array import array
+    ids = getattr(registry, "ids", None)  # compiler.registry.Placements: its columns, no record per franchise
+    pairs = zip(ids, registry.shards) if ids is not None else ((h.franchise_id, h.shard) for h in registry)
     held = {s.number: array("q") for s in plan.shards}
-    for franchise_id, shard in zip(ids, registry.shards):  # sorted by franchise id
+    for franchise_id, shard in pairs:  # sorted by franchise id
         held[shard].append(franchise_id)
     for s in plan.shards:
         spans: list[tuple[int, int]] = []
@@ -86,33 +97,6 @@ def each_route(plan: PlatformPlan):
         if last is not None:
             spans.append((first, last))
         yield ShardRoute(s.number, s.host, s.port, s.region, tuple(spans))
-
-
-def _compute(plan: PlatformPlan) -> list[ShardRoute]:
-    if plan.registry:
-        # each shard's ranges as (first, last) tuples, made once each (not lists first, then tuples of them)
-        closed: dict[int, list[tuple[int, int]]] = {s.number: [] for s in plan.shards}
-        open_first: dict[int, int] = {}
-        open_last: dict[int, int] = {}
-        registry = plan.registry
-        ids = getattr(registry, "ids", None)  # compiler.registry.Placements: its columns, no record per franchise
-        pairs = zip(ids, registry.shards) if ids is not None else ((h.franchise_id, h.shard) for h in registry)
-        for franchise_id, shard in pairs:  # sorted by franchise id
-            last = open_last.get(shard)
-            if last is not None and last + 1 == franchise_id:
-                open_last[shard] = franchise_id
-                continue
-            if last is not None:
-                closed[shard].append((open_first[shard], last))
-            elif shard not in closed:
-                raise KeyError(shard)
-            open_first[shard] = open_last[shard] = franchise_id
-        for shard, last in open_last.items():
-            closed[shard].append((open_first[shard], last))
-        held = {n: tuple(spans) for n, spans in closed.items()}
-    else:
-        held = {s.number: ((s.first_id, s.last_id),) for s in plan.shards}
-    return [ShardRoute(s.number, s.host, s.port, s.region, held[s.number]) for s in plan.shards]
 
 
 def franchises_per_shard(plan: PlatformPlan) -> dict[int, int]:
