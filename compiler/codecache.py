@@ -39,6 +39,8 @@ import marshal
 import os
 import sys
 
+from compiler.cache import write_atomic
+
 FORMAT = 1
 MAX_ENTRIES = 10_000  # past this, a save keeps only what its own run used (the file never grows without end)
 _SHADOWED = (("dataclasses", "exec"), ("typing", "compile"), ("collections", "eval"))
@@ -208,7 +210,7 @@ class Cache:
         (each atomically: a temp file renamed over it; a failure is ignored)."""
         documents, self.documents = self.documents, {}
         for path, data in documents.items():
-            _write(path, data)
+            write_atomic(path, data)
         if self.added == self.saved:
             return
         self.saved = self.added  # a later block using this cache again writes only when it adds more
@@ -219,21 +221,7 @@ class Cache:
             data = marshal.dumps(codes)
         except ValueError:
             return
-        _write(self.file, data)
-
-
-def _write(path: str, data: bytes) -> None:
-    """Atomically (a temp file renamed over it); a cache that cannot be written is not an error."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        if not os.path.isdir(os.path.dirname(path)):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        write_atomic(self.file, data)
 
 
 _ACTIVE: list = []  # the caches installed now, the innermost last

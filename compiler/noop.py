@@ -25,7 +25,7 @@ import os
 import time
 from pathlib import Path
 
-from compiler.cache import cache_dir
+from compiler.cache import cache_dir, write_atomic
 
 PACKAGE = Path(__file__).resolve().parent
 SOURCES = (PACKAGE, PACKAGE.parent / "templates")
@@ -150,17 +150,7 @@ def sources_digest() -> str:
     if newest >= recorded_ns - RACY_NS:
         return digest  # racy: a file may change again within its clock tick without its stat changing
     _KEPT[:] = [(key, digest)]
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(b"\n".join((_SOURCES_FORMAT, digest.encode(), str(recorded_ns).encode(), key)))
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    write_atomic(path, b"\n".join((_SOURCES_FORMAT, digest.encode(), str(recorded_ns).encode(), key)))
     return digest
 
 
@@ -268,11 +258,4 @@ def record(spec: str, roots: dict, extra_inputs: list[str], warnings: list[str],
         if plan is None or plan.manifest.keys() != plan.sha.keys():  # views compare as sets, without building them
             return
         state["roots"][name] = plan.digests()
-    path = _state_file(spec, roots)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(state, sort_keys=True), "utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    write_atomic(str(_state_file(spec, roots)), json.dumps(state, sort_keys=True).encode("utf-8"))
