@@ -120,6 +120,22 @@ def _in_child(jobs: list) -> list[bool]:
     return side
 
 
+PIPE_BYTES = 1 << 20  # Linux's default pipe-max-size: what an unprivileged process may ask for
+
+
+def _widen(fd: int) -> None:
+    """Let the child run up to PIPE_BYTES of results ahead of the parent. The parent takes results in job order;
+    with the default 64 KiB pipe the child blocked after about one job's text whenever the parent was busy with
+    its own jobs or the writes, and the parent then waited for the child in turn. At 120 regions (in-process
+    timers, 3 runs each): the child blocked 362-378 ms and the parent waited 189-247 ms, the run ending at
+    2.07-2.26 s; with 1 MiB, 211-225 ms and 28-45 ms, ending at 1.77-1.95 s. The buffer is the kernel's."""
+    try:
+        import fcntl
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):  # not Linux, or a lower limit: the default pipe still works
+        pass
+
+
 def _results(jobs: list, regions: int | None = None):
     """Each job's result in job order, one at a time: about half of them computed in a forked child when that
     pays off (_in_child says which).
@@ -131,6 +147,7 @@ def _results(jobs: list, regions: int | None = None):
         return
     in_child = _in_child(jobs)
     read_fd, write_fd = os.pipe()
+    _widen(write_fd)
     pid = os.fork()
     if pid == 0:  # child: its jobs, each pickled back through the pipe as it is done; never returns
         code = 1

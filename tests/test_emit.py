@@ -26,7 +26,11 @@ def test_parallel_and_serial_emission_are_identical(plan, monkeypatch):
     assert len(jobs) >= emit_mod.PARALLEL_MIN_JOBS
     monkeypatch.setenv("PLATFORMC_JOBS", "2")  # the forked path really runs
     assert emit_mod._parallel(jobs, len(plan.regions))
+    widened = []
+    real_widen = emit_mod._widen
+    monkeypatch.setattr(emit_mod, "_widen", lambda fd: (widened.append(fd), real_widen(fd)))
     parallel = emit_mod.emit(plan)
+    assert len(widened) == 1  # the results pipe is widened (test_the_results_pipe_lets_the_child_run_ahead)
     monkeypatch.setenv("PLATFORMC_JOBS", "1")
     serial = emit_mod.emit(plan)
     assert parallel == serial
@@ -72,3 +76,18 @@ def test_the_default_is_the_measured_faster_choice(plan, monkeypatch):
     assert emit_mod._parallel(jobs, 2)
     monkeypatch.setenv("PLATFORMC_JOBS", "1")
     assert not emit_mod._parallel(jobs, 120)
+
+
+@pytest.mark.skipif(not hasattr(__import__("fcntl"), "F_GETPIPE_SZ"), reason="pipe sizes are Linux's")
+def test_the_results_pipe_lets_the_child_run_ahead():
+    """The child's results pipe holds PIPE_BYTES, not the default 64 KiB: with one job's text the child would
+    otherwise block whenever the parent is busy with its own jobs (emit._widen)."""
+    import fcntl
+    read_fd, write_fd = os.pipe()
+    try:
+        assert fcntl.fcntl(write_fd, fcntl.F_GETPIPE_SZ) < emit_mod.PIPE_BYTES
+        emit_mod._widen(write_fd)
+        assert fcntl.fcntl(write_fd, fcntl.F_GETPIPE_SZ) >= emit_mod.PIPE_BYTES
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
