@@ -889,21 +889,25 @@ def _finish(journals: list, pruned: bool) -> None:
             pass
 
 
-def _forward(real: Path, j: dict) -> None:
+def _forward(real: Path, j: dict, live: bool = False) -> None:
+    """Move the staged files into place (live: by the run that staged them, which knows each one is there;
+    otherwise a recovery rolling an interrupted run forward, which skips what that run moved already)."""
     st = f"{real}/{j['staging']}"
     for rel, idx, had_old in j["replace"]:
-        _forward_replace(f"{real}/{rel}", _npath(st, idx, j), f"{st}/b{idx}", had_old)
+        _forward_replace(f"{real}/{rel}", _npath(st, idx, j), f"{st}/b{idx}", had_old, live)
     for rel, idx in j["remove"]:
         dest, b = f"{real}/{rel}", f"{st}/b{idx}"
         if os.path.lexists(dest) and not os.path.lexists(b):
             os.rename(dest, b)  # kept in staging until the commit is complete: a rollback moves it back
     if j["manifest"]:
         idx, had_old = j["manifest"]
-        _forward_replace(f"{real}/{MANIFEST}", _npath(st, idx, j), f"{st}/b{idx}", had_old)
+        _forward_replace(f"{real}/{MANIFEST}", _npath(st, idx, j), f"{st}/b{idx}", had_old, live)
 
 
-def _forward_replace(dest: str, n: str, b: str, had_old: bool) -> None:
-    if not os.path.lexists(n):
+def _forward_replace(dest: str, n: str, b: str, had_old: bool, live: bool = False) -> None:
+    # live: n was staged by this run, so it is there (a missing one fails the replace, and the run rolls back);
+    # not asking saves one lstat per file (9,000 at 120 regions, ~35 ms)
+    if not live and not os.path.lexists(n):
         return  # done already
     if had_old and not os.path.lexists(b) and os.path.lexists(dest):
         try:
@@ -1011,10 +1015,11 @@ def _materialize(plan: Plan, j: dict) -> None:
     Transaction staged while planning are there already)."""
     real = plan.real
     for d in j["mkdirs"]:
+        path = f"{real}/{d}"  # a str: a Path per directory cost ~30 ms of parsing at 120 regions (4,000 of them)
         try:
-            os.mkdir(real / d)
+            os.mkdir(path)
         except FileExistsError:
-            if not os.path.isdir(real / d) or os.path.islink(real / d):
+            if not os.path.isdir(path) or os.path.islink(path):
                 raise
     st = real / j["staging"]
     rel = None
@@ -1083,7 +1088,7 @@ def _transaction(plans: list) -> None:
         _undo(prepared, labels, exc)
     try:
         for p, j in zip(plans, journals):
-            _forward(p.real, j)
+            _forward(p.real, j, live=True)
     except OSError as exc:
         journals[0]["state"] = "rollback"
         try:
