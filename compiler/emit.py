@@ -24,6 +24,9 @@ PARALLEL_MIN_JOBS = 16  # below this a fork costs more than it saves
 # at 12 regions, ~0.6 s at 120) and memory (tree PSS at 120 regions 119 -> 162 MiB: the child's reads touch the
 # plan's refcounts and copy its pages). Under load from
 # other work (2026-12-02, load 5-8) serial was faster at both 12 and 120: the second core was rarely free.
+# 2026-12-04, quiet (load ~1), ext4, bytecode present, paired alternated rounds, wall medians serial / fork:
+# 12 regions cold 0.425 / 0.406 s (fork faster in 17 of 21 rounds), through the compile server 0.293 / 0.264 s
+# (21 of 21); 120 regions cold 2.81 / 2.02 s, server 2.53 / 1.88 s (7 of 7 each). The fork stays the default.
 # PLATFORMC_JOBS=1 forces serial, =2 the fork; `scripts/bench.py --fork` re-measures.
 FORK_MIN_REGIONS = 12
 FORK_MAX_REGIONS = 10**9
