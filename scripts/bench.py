@@ -11,7 +11,7 @@ Rows: validate; generate of the reference into an empty directory (beside it, th
 the same files written by a plain makedirs/open/write loop); `--region us-east-1` with the other regions present
 (the spec as it was, and with its bytes changed before each run: the user's edit-then-regenerate loop, which no
 cache keyed by the spec can serve; the goal is that row's); the no-op generate; `--check`; the reference scaled to 48 and 120 regions and 120 regions with a 10,000-row
-franchise registry (scripts/scale.py; "the registry adds" is the difference of the medians); `platformc diff`
+franchise registry (scripts/scale.py; "the registry adds" is the median of the rounds' paired differences); `platformc diff`
 on a change touching all 12 regions, in a scratch git repository whose committed generated/ was made by this
 platformc (as in a user's repository): `--base HEAD~1` after the user's loop (change, `platformc generate`,
 commit: #14's goal), and the same change with the spec edited but not regenerated (both sides compiled, the
