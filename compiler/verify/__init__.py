@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import time
 from dataclasses import field
 from functools import cached_property
@@ -148,6 +149,9 @@ def load_yaml_all(text: str, line_offset: int = 0) -> list:
         loader.dispose()
 
 
+_SEPARATOR = re.compile(r"^---[ \t]*$", re.M)
+
+
 def strip_lines(obj):
     """A copy without the `__line__` keys (to compare documents with plain data)."""
     if isinstance(obj, dict):
@@ -164,6 +168,8 @@ class Tree:
         self.root = Path(root)
         self._text: dict[str, str | None] = {}
         self._yaml: dict[str, list] = {}
+        self._documents: dict[str, list] = {}
+        self._pieces: dict[str, list] = {}  # a document's text -> its documents (Tree.documents)
         self._hcl: dict[str, Any] = {}
         self._conns: dict[str, tuple] = {}
 
@@ -178,6 +184,31 @@ class Tree:
 
     def glob(self, pattern: str) -> list[str]:
         return sorted(str(p.relative_to(self.root)) for p in self.root.glob(pattern) if p.is_file())
+
+    def documents(self, rel: str) -> list[tuple[int, dict]]:
+        """(offset, document) for each YAML document of a manifest file: a document's `__line__`s count from its
+        own first line, `offset` is the lines of the file before it. Regions share most manifests word for word,
+        so each distinct document text is parsed once per tree (parsing YAML is most of verify's cost); a file
+        with separators this split cannot follow is parsed whole (offset 0: the file's own lines)."""
+        if rel in self._documents:
+            return self._documents[rel]
+        text = self.text(rel) or ""
+        if any(line.startswith("---") and not _SEPARATOR.match(line) for line in text.splitlines()):
+            out = [(0, d) for d in self.yaml_docs(rel)]
+        else:
+            out = []
+            start = offset = 0
+            for m in list(_SEPARATOR.finditer(text)) + [None]:
+                end = m.start() if m else len(text)
+                piece = text[start:end]
+                if piece not in self._pieces:
+                    self._pieces[piece] = load_yaml_all(piece)
+                out += [(offset, d) for d in self._pieces[piece]]
+                if m:
+                    offset += piece.count("\n") + 1
+                    start = m.end() + 1
+        self._documents[rel] = out
+        return out
 
     def yaml_docs(self, rel: str) -> list[dict]:
         """Every document of a YAML file; each mapping carries `__line__`. [] when the file is missing."""

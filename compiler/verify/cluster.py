@@ -28,13 +28,12 @@ reaches the self-managed Elasticsearch has a user the elasticsearch role creates
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import field
 
 import yaml
 
 from compiler.records import dataclass
-from compiler.verify import CONNECTIONS_DIR, Broken, Result, load_yaml_all
+from compiler.verify import CONNECTIONS_DIR, Broken, Result
 
 LAYERS = ("service", "kong", "networkpolicy-egress", "networkpolicy-ingress", "istio", "prometheus", "objects")
 
@@ -109,36 +108,10 @@ def _pod_labels(dep: Obj) -> dict:
     return _labels(((dep.spec.get("template") or {}).get("metadata") or {}).get("labels"))
 
 
-_SEPARATOR = re.compile(r"^---[ \t]*$", re.M)
-
-
-def _documents(tree, rel: str) -> list[tuple[int, dict]]:
-    """(offset, document) for each YAML document of a manifest file. Regions share most documents
-    word for word, so each distinct document text is parsed once per tree (the cost of verify is
-    YAML parsing); a file with separators this split cannot follow is parsed whole."""
-    text = tree.text(rel) or ""
-    cache = tree.__dict__.setdefault("_cluster_doc_cache", {})
-    if any(line.startswith("---") and not _SEPARATOR.match(line) for line in text.splitlines()):
-        return [(0, d) for d in tree.yaml_docs(rel)]
-    out = []
-    start = 0
-    offset = 0
-    for m in list(_SEPARATOR.finditer(text)) + [None]:
-        end = m.start() if m else len(text)
-        piece = text[start:end]
-        if piece not in cache:
-            cache[piece] = load_yaml_all(piece)
-        out += [(offset, d) for d in cache[piece]]
-        if m:
-            offset += piece.count("\n") + 1
-            start = m.end() + 1
-    return out
-
-
 def _load(tree, region: str) -> Cluster:
     c = Cluster()
     for rel in tree.glob(f"kubernetes/{region}/**/*.yaml"):
-        for offset, doc in _documents(tree, rel):
+        for offset, doc in tree.documents(rel):
             if isinstance(doc, dict) and doc.get("kind"):
                 c.objects.append(Obj(rel, doc, offset))
     for o in c.objects:
@@ -158,7 +131,7 @@ def _load(tree, region: str) -> Cluster:
             if chart.startswith("./charts/"):  # a local chart of plain manifests: its objects are the tree's too
                 for rel in tree.glob(f"helm/{region}/charts/{chart[len('./charts/'):]}/templates/*.yaml"):
                     try:
-                        docs = _documents(tree, rel)
+                        docs = tree.documents(rel)
                     except yaml.YAMLError:
                         continue  # a real template: not readable as manifests
                     for offset, d in docs:

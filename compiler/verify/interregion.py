@@ -487,7 +487,7 @@ def _azure_services(reg: _Region) -> list[tuple[str, dict]]:
     """The region's internal load balancer Services (AKS's internal annotation), with their files."""
     out = []
     for rel in reg.tree.glob(f"kubernetes/{reg.tree_region}/*.yaml"):
-        for d in reg.tree.yaml_docs(rel):
+        for _, d in reg.tree.documents(rel):
             if isinstance(d, dict) and d.get("kind") == "Service" and (d.get("spec") or {}).get("type") == "LoadBalancer" \
                     and ((d.get("metadata") or {}).get("annotations") or {}).get(_AZURE_LB + "internal") == "true":
                 out.append((rel, d))
