@@ -314,7 +314,33 @@ def checkers() -> list:
     return [importlib.import_module(m) for m in CHECKERS]
 
 
+@dataclass(frozen=True)
+class RegionOutcome:
+    """What checking one region found (what a forked child sends back: compiler.verify.parallel)."""
+
+    connections: int
+    checks: int
+    layers: frozenset
+    broken: tuple  # Broken, in checker order
+    unproved: tuple  # Broken: the layers a connection names that no checker proves
+
+
+def check_region(tree: Tree, mods: list, region: str) -> RegionOutcome:
+    conns = tree.connections(region)
+    checks, layers, broken = 0, set(), []
+    for mod in mods:
+        for result in mod.check(tree, region, conns):
+            checks += 1
+            layers.add(result.layer)
+            broken.extend(result.broken)
+    proved = {layer for mod in mods for layer in mod.LAYERS}
+    unproved = tuple(Broken(f"{CONNECTIONS_DIR}/{region}.json", c.line, layer, c.id, "no checker proves this layer")
+                     for c in conns for layer in c.layers if layer not in proved)
+    return RegionOutcome(len(conns), checks, frozenset(layers), tuple(broken), unproved)
+
+
 def verify(root: str | Path, regions: Iterable[str] | None = None) -> Report:
+    from compiler.verify import parallel
     start = time.perf_counter()
     tree = Tree(root)
     names = list(regions) if regions else tree.regions
@@ -322,21 +348,17 @@ def verify(root: str | Path, regions: Iterable[str] | None = None) -> Report:
         raise VerifyError(f"{root}: no {CONNECTIONS_DIR}/<region>.json files (is this a generated tree?)")
     report = Report()
     mods = checkers()
-    for region in names:
-        conns = tree.connections(region)
-        report.connections += len(conns)
-        for mod in mods:
-            for result in mod.check(tree, region, conns):
-                report.checks += 1
-                report.layers.add(result.layer)
-                report.broken.extend(result.broken)
-    # a layer named by a connection that no checker proves is itself a broken link
-    proved = {layer for mod in mods for layer in mod.LAYERS}
-    for region in names:
-        for c in tree.connections(region):
-            for layer in c.layers:
-                if layer not in proved:
-                    report.broken.append(Broken(f"{CONNECTIONS_DIR}/{region}.json", c.line, layer, c.id,
-                                                "no checker proves this layer"))
+    forked = parallel.map_regions(lambda region: check_region(tree, mods, region), names)
+    unproved = []
+    for i, region in enumerate(names):
+        # a serial run, or one whose fork failed, checks the region here: an error then surfaces as it always did
+        outcome = forked[i] if forked is not None else check_region(tree, mods, region)
+        report.connections += outcome.connections
+        report.checks += outcome.checks
+        report.layers |= outcome.layers
+        report.broken.extend(outcome.broken)
+        unproved.extend(outcome.unproved)
+    # a layer named by a connection that no checker proves is itself a broken link (listed after every region's)
+    report.broken.extend(unproved)
     report.seconds = time.perf_counter() - start
     return report
