@@ -66,10 +66,15 @@ def _overlaps(cidrs, ranges) -> bool:
 
 
 def _region_of(tree, here: str, cidrs) -> str | None:
-    for other in tree.regions:
-        if other != here and _overlaps(cidrs, _ranges(tree.region_info(other))):
-            return other
-    return None
+    """The first other region of the tree whose ranges `cidrs` overlaps. Every inter-region connection of every region
+    asks, each time going through up to all the other regions' ranges: answered once per tree and question (the
+    reference tree asks 112 times, 68 distinct questions)."""
+    memo = tree.__dict__.setdefault("_region_of", {})
+    key = (here, tuple(cidrs))
+    if key not in memo:
+        memo[key] = next((other for other in tree.regions
+                          if other != here and _overlaps(cidrs, _ranges(tree.region_info(other)))), None)
+    return memo[key]
 
 
 def _peering(reg: _Region, cidrs) -> tuple[str, object] | None:
