@@ -109,6 +109,7 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 
 _STR, _INT, _BOOL, _NULL = ("tag:yaml.org,2002:" + t for t in ("str", "int", "bool", "null"))
 _BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+_MAPPING, _SEQUENCE, _SCALAR = yaml.MappingNode, yaml.SequenceNode, yaml.ScalarNode  # the C composer makes these
 
 
 def _value(node, loader, line_offset: int):
@@ -116,14 +117,17 @@ def _value(node, loader, line_offset: int):
 
     The C parser composes the nodes and resolves their tags; building the values here rather than through
     PyYAML's generic constructor is what keeps verify's YAML reading fast (most of its time)."""
-    if isinstance(node, yaml.MappingNode):
+    cls = node.__class__
+    if cls is _MAPPING:
         out = {}
-        for k, v in node.value:
-            out[_value(k, loader, line_offset)] = _value(v, loader, line_offset)
+        for k, v in node.value:  # a plain string (most keys and values) is taken here, without a call
+            out[k.value if k.__class__ is _SCALAR and k.tag == _STR else _value(k, loader, line_offset)] = \
+                v.value if v.__class__ is _SCALAR and v.tag == _STR else _value(v, loader, line_offset)
         out["__line__"] = node.start_mark.line + 1 + line_offset
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_value(v, loader, line_offset) for v in node.value]
+    if cls is _SEQUENCE:
+        return [v.value if v.__class__ is _SCALAR and v.tag == _STR else _value(v, loader, line_offset)
+                for v in node.value]
     tag = node.tag
     if tag == _STR:
         return node.value
