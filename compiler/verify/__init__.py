@@ -17,8 +17,10 @@ the broken links found. Output: one line per broken link, `file:line: [layer] co
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
+import re
 import time
 from dataclasses import field
 from functools import cached_property
@@ -107,6 +109,7 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 
 _STR, _INT, _BOOL, _NULL = ("tag:yaml.org,2002:" + t for t in ("str", "int", "bool", "null"))
 _BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+_MAPPING, _SEQUENCE, _SCALAR = yaml.MappingNode, yaml.SequenceNode, yaml.ScalarNode  # the C composer makes these
 
 
 def _value(node, loader, line_offset: int):
@@ -114,14 +117,17 @@ def _value(node, loader, line_offset: int):
 
     The C parser composes the nodes and resolves their tags; building the values here rather than through
     PyYAML's generic constructor is what keeps verify's YAML reading fast (most of its time)."""
-    if isinstance(node, yaml.MappingNode):
+    cls = node.__class__
+    if cls is _MAPPING:
         out = {}
-        for k, v in node.value:
-            out[_value(k, loader, line_offset)] = _value(v, loader, line_offset)
+        for k, v in node.value:  # a plain string (most keys and values) is taken here, without a call
+            out[k.value if k.__class__ is _SCALAR and k.tag == _STR else _value(k, loader, line_offset)] = \
+                v.value if v.__class__ is _SCALAR and v.tag == _STR else _value(v, loader, line_offset)
         out["__line__"] = node.start_mark.line + 1 + line_offset
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_value(v, loader, line_offset) for v in node.value]
+    if cls is _SEQUENCE:
+        return [v.value if v.__class__ is _SCALAR and v.tag == _STR else _value(v, loader, line_offset)
+                for v in node.value]
     tag = node.tag
     if tag == _STR:
         return node.value
@@ -134,9 +140,25 @@ def _value(node, loader, line_offset: int):
     return loader.construct_object(node, deep=True)  # floats, odd ints, timestamps, binary: the slow path
 
 
+# The C composer asks the resolver about every node, three Python calls each: descend_resolver and ascend_resolver,
+# which do nothing without path resolvers (none is ever added), and resolve, whose answer depends only on its
+# arguments and the implicit resolvers (_LineLoader's are yaml.resolver.Resolver's: it adds none). A loader of
+# load_yaml_all's takes C callables that ignore their arguments for the first two and a C memo of the third.
+_RESOLVE = functools.lru_cache(maxsize=None)(yaml.resolver.Resolver().resolve)
+
+
+def _fast_resolving(loader: _LineLoader) -> _LineLoader:
+    if loader.yaml_path_resolvers:  # never so here; with path resolvers these calls matter
+        return loader
+    loader.descend_resolver = slice  # slice(parent, index): a C call that keeps nothing
+    loader.ascend_resolver = tuple  # tuple(): the empty tuple
+    loader.resolve = _RESOLVE
+    return loader
+
+
 def load_yaml_all(text: str, line_offset: int = 0) -> list:
     """Every non-empty document of a YAML text; each mapping carries `__line__` (1-based, plus line_offset)."""
-    loader = _LineLoader(text)
+    loader = _fast_resolving(_LineLoader(text))
     try:
         out = []
         while loader.check_node():
@@ -146,6 +168,9 @@ def load_yaml_all(text: str, line_offset: int = 0) -> list:
         return out
     finally:
         loader.dispose()
+
+
+_SEPARATOR = re.compile(r"^---[ \t]*$", re.M)
 
 
 def strip_lines(obj):
@@ -164,6 +189,8 @@ class Tree:
         self.root = Path(root)
         self._text: dict[str, str | None] = {}
         self._yaml: dict[str, list] = {}
+        self._documents: dict[str, list] = {}
+        self._pieces: dict[str, list] = {}  # a document's text -> its documents (Tree.documents)
         self._hcl: dict[str, Any] = {}
         self._conns: dict[str, tuple] = {}
 
@@ -178,6 +205,31 @@ class Tree:
 
     def glob(self, pattern: str) -> list[str]:
         return sorted(str(p.relative_to(self.root)) for p in self.root.glob(pattern) if p.is_file())
+
+    def documents(self, rel: str) -> list[tuple[int, dict]]:
+        """(offset, document) for each YAML document of a manifest file: a document's `__line__`s count from its
+        own first line, `offset` is the lines of the file before it. Regions share most manifests word for word,
+        so each distinct document text is parsed once per tree (parsing YAML is most of verify's cost); a file
+        with separators this split cannot follow is parsed whole (offset 0: the file's own lines)."""
+        if rel in self._documents:
+            return self._documents[rel]
+        text = self.text(rel) or ""
+        if any(line.startswith("---") and not _SEPARATOR.match(line) for line in text.splitlines()):
+            out = [(0, d) for d in self.yaml_docs(rel)]
+        else:
+            out = []
+            start = offset = 0
+            for m in list(_SEPARATOR.finditer(text)) + [None]:
+                end = m.start() if m else len(text)
+                piece = text[start:end]
+                if piece not in self._pieces:
+                    self._pieces[piece] = load_yaml_all(piece)
+                out += [(offset, d) for d in self._pieces[piece]]
+                if m:
+                    offset += piece.count("\n") + 1
+                    start = m.end() + 1
+        self._documents[rel] = out
+        return out
 
     def yaml_docs(self, rel: str) -> list[dict]:
         """Every document of a YAML file; each mapping carries `__line__`. [] when the file is missing."""
@@ -266,7 +318,33 @@ def checkers() -> list:
     return [importlib.import_module(m) for m in CHECKERS]
 
 
+@dataclass(frozen=True)
+class RegionOutcome:
+    """What checking one region found (what a forked child sends back: compiler.verify.parallel)."""
+
+    connections: int
+    checks: int
+    layers: frozenset
+    broken: tuple  # Broken, in checker order
+    unproved: tuple  # Broken: the layers a connection names that no checker proves
+
+
+def check_region(tree: Tree, mods: list, region: str) -> RegionOutcome:
+    conns = tree.connections(region)
+    checks, layers, broken = 0, set(), []
+    for mod in mods:
+        for result in mod.check(tree, region, conns):
+            checks += 1
+            layers.add(result.layer)
+            broken.extend(result.broken)
+    proved = {layer for mod in mods for layer in mod.LAYERS}
+    unproved = tuple(Broken(f"{CONNECTIONS_DIR}/{region}.json", c.line, layer, c.id, "no checker proves this layer")
+                     for c in conns for layer in c.layers if layer not in proved)
+    return RegionOutcome(len(conns), checks, frozenset(layers), tuple(broken), unproved)
+
+
 def verify(root: str | Path, regions: Iterable[str] | None = None) -> Report:
+    from compiler.verify import parallel
     start = time.perf_counter()
     tree = Tree(root)
     names = list(regions) if regions else tree.regions
@@ -274,21 +352,17 @@ def verify(root: str | Path, regions: Iterable[str] | None = None) -> Report:
         raise VerifyError(f"{root}: no {CONNECTIONS_DIR}/<region>.json files (is this a generated tree?)")
     report = Report()
     mods = checkers()
-    for region in names:
-        conns = tree.connections(region)
-        report.connections += len(conns)
-        for mod in mods:
-            for result in mod.check(tree, region, conns):
-                report.checks += 1
-                report.layers.add(result.layer)
-                report.broken.extend(result.broken)
-    # a layer named by a connection that no checker proves is itself a broken link
-    proved = {layer for mod in mods for layer in mod.LAYERS}
-    for region in names:
-        for c in tree.connections(region):
-            for layer in c.layers:
-                if layer not in proved:
-                    report.broken.append(Broken(f"{CONNECTIONS_DIR}/{region}.json", c.line, layer, c.id,
-                                                "no checker proves this layer"))
+    forked = parallel.map_regions(lambda region: check_region(tree, mods, region), names)
+    unproved = []
+    for i, region in enumerate(names):
+        # a serial run, or one whose fork failed, checks the region here: an error then surfaces as it always did
+        outcome = forked[i] if forked is not None else check_region(tree, mods, region)
+        report.connections += outcome.connections
+        report.checks += outcome.checks
+        report.layers |= outcome.layers
+        report.broken.extend(outcome.broken)
+        unproved.extend(outcome.unproved)
+    # a layer named by a connection that no checker proves is itself a broken link (listed after every region's)
+    report.broken.extend(unproved)
     report.seconds = time.perf_counter() - start
     return report

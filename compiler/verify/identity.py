@@ -41,10 +41,10 @@ HELM_SERVICE_ACCOUNTS = {"external-secrets": ("external-secrets", ("serviceAccou
 def _service_accounts(tree, region: str):
     """(file, line, namespace, name, annotations) of every ServiceAccount the region's tree defines."""
     for rel in tree.glob(f"kubernetes/{region}/*.yaml"):
-        for doc in tree.yaml_docs(rel):
+        for offset, doc in tree.documents(rel):
             if isinstance(doc, dict) and doc.get("kind") == "ServiceAccount":
                 meta = doc.get("metadata") or {}
-                yield rel, doc.get("__line__", 1), meta.get("namespace", ""), meta.get("name", ""), \
+                yield rel, offset + doc.get("__line__", 1), meta.get("namespace", ""), meta.get("name", ""), \
                     {k: v for k, v in (meta.get("annotations") or {}).items() if k != "__line__"}
     for release, (ns, path) in HELM_SERVICE_ACCOUNTS.items():
         rel = f"helm/{region}/{release}.values.yaml"
@@ -141,14 +141,14 @@ def _check_azure(tree, region, rel_main, block, accounts) -> list[Result]:
     out = []
     wanted: dict = {}  # (namespace, ServiceAccount) -> (file, line) of the first pod (or the script) asking
     for rel in tree.glob(f"kubernetes/{region}/*.yaml"):
-        for doc in tree.yaml_docs(rel):
+        for offset, doc in tree.documents(rel):
             if not isinstance(doc, dict) or doc.get("kind") != "Deployment":
                 continue
             tpl = (doc.get("spec") or {}).get("template") or {}
             if str(((tpl.get("metadata") or {}).get("labels") or {}).get(AZURE_USE, "")).lower() == "true":
                 ns = (doc.get("metadata") or {}).get("namespace", "")
                 sa = (tpl.get("spec") or {}).get("serviceAccountName") or "default"
-                wanted.setdefault((ns, sa), (rel, doc.get("__line__", 1)))
+                wanted.setdefault((ns, sa), (rel, offset + doc.get("__line__", 1)))
     for ns, sa in annotated:
         wanted.setdefault((ns, sa), (script_rel, 0))
     for (ns, sa), (rel, line) in sorted(wanted.items()):

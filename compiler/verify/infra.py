@@ -131,9 +131,22 @@ class Block:
         return self.attrs.lines.get(name, self.line)
 
 
-class _Reader:
-    CLOSE = {"(": ")", "[": "]", "{": "}"}
+# The reader's scanning is done by these patterns, a stretch of text at a time: character by character in Python it
+# was most of the reading (~0.1 s for the reference tree's 60 .tf files).
+_WS = re.compile(r"(?:[ \t\r\n]+|#[^\n]*|//[^\n]*|/\*(?:/|[\s\S]*?\*/|[\s\S]*))*")
+_WS_LINE = re.compile(r"(?:[ \t\r]+|#[^\n]*|//[^\n]*|/\*(?:/|[\s\S]*?\*/|[\s\S]*))*")  # stops at a line's end
+_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_\-]*|"(?:[^"\\]|\\.)*"')
+_STRING_STOP = re.compile(r'[\\"$%}]')
+_RAW_STOP = re.compile(r'["<(\[{)\]},\n#]')
+_HEREDOC = re.compile(r"<<-?([A-Za-z_]+)\n")
+_FOR_OBJECT = re.compile(r"\{\s*for\s")
+_FOR = re.compile(r"for\s")
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+_ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
+_CLOSE = {"(": ")", "[": "]", "{": "}"}
 
+
+class _Reader:
     def __init__(self, text: str):
         self.s, self.i, self.n = text, 0, len(text)
         self.nl = [m.start() for m in re.finditer("\n", text)]
@@ -142,22 +155,11 @@ class _Reader:
         return bisect.bisect_left(self.nl, self.i if pos is None else pos) + 1
 
     def ws(self, newlines=True):
-        s = self.s
-        while self.i < self.n:
-            c = s[self.i]
-            if c in " \t\r" or (newlines and c == "\n"):
-                self.i += 1
-            elif c == "#" or s.startswith("//", self.i):
-                j = s.find("\n", self.i)
-                self.i = self.n if j < 0 else j
-            elif s.startswith("/*", self.i):
-                j = s.find("*/", self.i)
-                self.i = self.n if j < 0 else j + 2
-            else:
-                break
+        """Past blanks and comments (a comment to the end of its line; without newlines, up to the line's end)."""
+        self.i = (_WS if newlines else _WS_LINE).match(self.s, self.i).end()
 
     def ident(self) -> str:
-        m = re.compile(r'[A-Za-z_][A-Za-z0-9_\-]*|"(?:[^"\\]|\\.)*"').match(self.s, self.i)
+        m = _NAME.match(self.s, self.i)
         if not m:
             raise ValueError(f"line {self.line()}: expected a name")
         self.i = m.end()
@@ -188,52 +190,70 @@ class _Reader:
             parent.blocks.append(b)
 
     def string(self) -> str:
+        """A quoted string's value: escapes read outside interpolations, `${...}` and `%{...}` kept as written."""
         s, i, depth, out = self.s, self.i + 1, 0, []
+        stop = _STRING_STOP.search
         while True:
-            c = s[i]
+            m = stop(s, i)
+            if m is None:
+                raise IndexError("string index out of range")  # unterminated: what indexing past the end raised
+            j = m.start()
+            if j > i:
+                out.append(s[i:j])
+            c = s[j]
             if c == "\\" and depth == 0:
-                out.append({"n": "\n", "t": "\t", '"': '"', "\\": "\\"}.get(s[i + 1], s[i + 1]))
-                i += 2
+                out.append(_ESCAPES.get(s[j + 1], s[j + 1]))
+                i = j + 2
                 continue
-            if s.startswith("${", i) or s.startswith("%{", i):
+            if c in "$%" and s.startswith("{", j + 1):
                 depth += 1
-                out.append(s[i:i + 2])
-                i += 2
+                out.append(s[j:j + 2])
+                i = j + 2
                 continue
             if c == "}" and depth:
                 depth -= 1
             elif c == '"' and depth == 0:
-                self.i = i + 1
+                self.i = j + 1
                 return "".join(out)
             out.append(c)
-            i += 1
+            i = j + 1
 
     def raw(self) -> Expr:
         """An expression up to the end of the line, a comma or a closing bracket at depth 0."""
         s, start, stack = self.s, self.i, []
-        while self.i < self.n:
-            c = s[self.i]
+        stop = _RAW_STOP.search
+        i = start
+        while True:
+            m = stop(s, i)
+            if m is None:
+                i = self.n
+                break
+            i = m.start()
+            c = s[i]
             if c == '"':
+                self.i = i
                 self.string()
+                i = self.i
                 continue
-            if s.startswith("<<", self.i):
-                m = re.compile(r"<<-?([A-Za-z_]+)\n").match(s, self.i)
-                if m:
-                    end = re.compile(rf"^\s*{m.group(1)}\s*$", re.M).search(s, m.end())
-                    self.i = end.end() if end else self.n
-                    continue
+            if c == "<":
+                h = _HEREDOC.match(s, i) if s.startswith("<<", i) else None
+                if h:
+                    end = re.compile(rf"^\s*{h.group(1)}\s*$", re.M).search(s, h.end())
+                    i = end.end() if end else self.n
+                else:
+                    i += 1
+                continue
             if c in "([{":
-                stack.append(self.CLOSE[c])
+                stack.append(_CLOSE[c])
             elif c in ")]}":
                 if not stack:
                     break
                 stack.pop()
-            elif c in ",\n" and not stack:
+            elif not stack:  # a comma, a line's end or a comment
                 break
-            elif c == "#" and not stack:
-                break
-            self.i += 1
-        return Expr(" ".join(s[start:self.i].split()))
+            i += 1
+        self.i = i
+        return Expr(" ".join(s[start:i].split()))
 
     def value(self):
         self.ws(newlines=False)
@@ -248,12 +268,12 @@ class _Reader:
                 return v
             if c == "[":
                 return self.list_()
-            if c == "{" and not re.compile(r"\{\s*for\s").match(s, self.i):
+            if c == "{" and not _FOR_OBJECT.match(s, self.i):
                 return self.object_()
         except (ValueError, IndexError):
             self.i = start
         v = self.raw()
-        if re.fullmatch(r"-?\d+(\.\d+)?", v):
+        if _NUMBER.fullmatch(v):
             return float(v) if "." in v else int(v)
         return {"true": True, "false": False, "null": None}.get(v, v)
 
@@ -265,7 +285,7 @@ class _Reader:
             if self.s[self.i] == "]":
                 self.i += 1
                 return out
-            if re.compile(r"for\s").match(self.s, self.i):
+            if _FOR.match(self.s, self.i):
                 raise ValueError("a for expression")
             line = self.line()
             out.append(self.value())
@@ -1117,8 +1137,9 @@ def check(tree, region, connections):
     reg = _Region(tree, region)
     if reg.doc is None:
         for c in connections:
-            for layer in set(c.layers) & set(LAYERS):
-                yield Result(layer, c.id, [Broken(reg.rel, 0, layer, c.id, "the region has no Terraform root")])
+            for layer in LAYERS:  # in a fixed order (a set's varied with the hash seed from run to run)
+                if layer in c.layers:
+                    yield Result(layer, c.id, [Broken(reg.rel, 0, layer, c.id, "the region has no Terraform root")])
         return
     hosts_state = None
     for c in connections:

@@ -73,12 +73,13 @@ def _settings(tree, region):
     """(file, line, ConfigMap namespace/name, data, [(Deployment file, line, ServiceAccount, pod spec)])."""
     maps, pods = [], {}
     for rel in tree.glob(f"kubernetes/{region}/*.yaml"):
-        for doc in tree.yaml_docs(rel):
+        for offset, doc in tree.documents(rel):
             if not isinstance(doc, dict):
                 continue
+            line = offset + doc.get("__line__", 1)
             meta = doc.get("metadata") or {}
             if doc.get("kind") == "ConfigMap" and "REDIS_USERNAME" in (doc.get("data") or {}):
-                maps.append((rel, doc.get("__line__", 1), meta.get("namespace", ""), meta.get("name", ""),
+                maps.append((rel, line, meta.get("namespace", ""), meta.get("name", ""),
                              doc["data"]))
             elif doc.get("kind") == "Deployment":
                 spec = ((doc.get("spec") or {}).get("template") or {}).get("spec") or {}
@@ -87,7 +88,7 @@ def _settings(tree, region):
                         ref = (src or {}).get("configMapRef") or {}
                         if ref.get("name"):
                             pods.setdefault((meta.get("namespace", ""), ref["name"]), []).append(
-                                (rel, doc.get("__line__", 1), spec.get("serviceAccountName") or "default", spec, ctr))
+                                (rel, line, spec.get("serviceAccountName") or "default", spec, ctr))
     for rel, line, ns, name, data in maps:
         yield rel, line, ns, name, data, pods.get((ns, name), [])
 

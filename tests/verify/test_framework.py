@@ -82,3 +82,13 @@ def test_fast_yaml_reader_builds_what_safe_loader_builds():
         assert load_yaml_all(text) == [d for d in yaml.load_all(text, Loader=_LineLoader) if d is not None], f
     odd = "a: 0x1F\nb: 1_000\nc: 1.5\nd: ~\ne: 'yes'\nf: yes\ng: 2026-12-02\nh: [1, {i: j}]\n"
     assert load_yaml_all(odd) == [d for d in yaml.load_all(odd, Loader=_LineLoader)]
+
+
+def test_fast_resolving_asks_what_the_loader_would():
+    """load_yaml_all's loader resolves through a memo of yaml.resolver.Resolver.resolve and skips the path resolver
+    calls: right only while _LineLoader adds no implicit resolver and no path resolver."""
+    import yaml
+
+    from compiler.verify import _LineLoader
+    assert _LineLoader.yaml_implicit_resolvers == yaml.resolver.Resolver.yaml_implicit_resolvers
+    assert not _LineLoader.yaml_path_resolvers

@@ -91,6 +91,16 @@ def test_dropped_exporter_port_is_named(tree):
     assert "9187" in hits[0].message
 
 
+def test_a_region_without_its_root_names_the_layers_in_a_fixed_order(tree):
+    """Each connection's layers in LAYERS order, whatever the hash seed (a set's order once varied run to run)."""
+    rel = f"terraform/regions/{AWS}/main.tf"
+    (tree / rel).unlink()
+    hits = [b for b in _mine(verify(tree)) if b.file == rel]
+    both = [b.layer for b in hits if b.connection == "cdn->load-balancer:443/tcp"]
+    assert both == list(infra.LAYERS)
+    assert all(b.message == "the region has no Terraform root" for b in hits)
+
+
 def test_narrowed_source_range_is_named(tree):
     """GKE's pods reach the hosts from the pod range: a rule narrowed to half of it leaves pods out."""
     rel = f"terraform/regions/{GCP}/main.tf"
