@@ -287,12 +287,15 @@ class _Reader:
                 return out
             if _FOR.match(self.s, self.i):
                 raise ValueError("a for expression")
-            line = self.line()
+            line, at = self.line(), self.i
             out.append(self.value())
             out.lines.append(line)
             self.ws()
             if self.s[self.i] == ",":
                 self.i += 1
+            elif self.i == at and self.s[self.i] != "]":
+                # an item that reads as nothing (`[ ) ]`): not a list; without this the loop never moved on
+                raise ValueError("not a list")
 
     def object_(self) -> Obj:
         out = Obj()
@@ -326,7 +329,11 @@ def _doc(tree, rel: str) -> Block | None:
     cache = tree.__dict__.setdefault("_infra_hcl", {})
     if rel not in cache:
         text = tree.text(rel)
-        cache[rel] = read_hcl(text) if text is not None else None
+        try:
+            cache[rel] = read_hcl(text) if text is not None else None
+        except (ValueError, IndexError) as exc:  # the reader's slip: the file's to fix, not platformc's bug
+            from compiler.verify import VerifyError
+            raise VerifyError(f"{rel}: not readable as HCL ({exc})") from None
     return cache[rel]
 
 

@@ -57,3 +57,12 @@ def test_blocks_lists_and_objects_keep_their_lines():
 def test_an_unterminated_string_fails_as_before(text):
     with pytest.raises(IndexError, match="string index out of range"):  # `platformc verify` prints this message
         read_hcl(text)
+
+
+
+@pytest.mark.parametrize("text", ["a = [ ) ]\n", "a = [1, ) ]\n", "a = [ ] ) ]\n", 'b = ["x" ) ]\n'])
+def test_a_list_item_that_reads_as_nothing_ends_the_reading(text):
+    # These looped forever (the item read as an empty expression without moving on, the list growing without
+    # end); now the list is not a list, the value is read raw, and the stray bracket is a positioned error.
+    with pytest.raises(ValueError, match="line 1: expected a name"):
+        read_hcl(text)

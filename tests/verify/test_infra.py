@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler.verify import verify
+from compiler.verify import VerifyError, verify
 from compiler.verify import infra
 from tests.conftest import REPO
 
@@ -314,3 +314,11 @@ def test_gateway_open_to_the_internet_around_front_door_is_named(azure_tree):
     assert {b.connection for b in hits} == {"cdn->load-balancer:443/tcp", "cdn-home->load-balancer:443/tcp"}
     assert any("around Front Door" in b.message for b in hits)
     assert any("does not admit AzureFrontDoor.Backend" in b.message for b in hits)
+
+
+@pytest.mark.parametrize("slip", ["locals_bad = [ ) ]", 'x = "open'])
+def test_an_unreadable_terraform_file_is_named_not_an_internal_error(tree, slip):
+    main = tree / "terraform/regions/us-east-1/main.tf"
+    main.write_text(slip + "\n" + main.read_text())
+    with pytest.raises(VerifyError, match=r"^terraform/regions/us-east-1/main\.tf: not readable as HCL \(line \d+: "):
+        verify(tree)
