@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 
+from compiler.jobs import forks
 from compiler import targets
 from compiler.errors import UsageError
 from compiler.ir import PlatformPlan, RegionPlan
@@ -84,13 +85,8 @@ def _each(jobs):
 
 
 def _parallel(jobs: list, regions: int | None) -> bool:
-    forced = os.environ.get("PLATFORMC_JOBS")
-    if forced == "1" or not hasattr(os, "fork") or len(jobs) < 2:
-        return False
-    if forced == "2":
-        return True
-    return (len(jobs) >= PARALLEL_MIN_JOBS and (os.cpu_count() or 1) >= 2
-            and (regions is None or FORK_MIN_REGIONS <= regions <= FORK_MAX_REGIONS))
+    return forks(len(jobs), len(jobs) >= PARALLEL_MIN_JOBS
+                 and (regions is None or FORK_MIN_REGIONS <= regions <= FORK_MAX_REGIONS))
 
 
 def _map(jobs: list, regions: int | None = None) -> list:

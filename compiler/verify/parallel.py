@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 
+from compiler.jobs import forks
+
 # Below this many regions the fork costs more than it saves: each process also reads what every region's checks
 # share (module libraries, the global root, the other regions' connections and roots for the inter-region paths),
 # so the fork costs ~50 % more CPU. Reference tree restricted with --region, whole processes, 9 alternated runs,
@@ -26,12 +28,7 @@ _MISSING = object()
 
 
 def _forks(regions: int) -> bool:
-    forced = os.environ.get("PLATFORMC_JOBS")
-    if forced == "1" or not hasattr(os, "fork") or regions < 2:
-        return False
-    if forced == "2":
-        return True
-    return regions >= FORK_MIN_REGIONS and (os.cpu_count() or 1) >= 2
+    return forks(regions, regions >= FORK_MIN_REGIONS)
 
 
 def map_regions(check, names: list[str]) -> list | None:
