@@ -140,6 +140,71 @@ def dataclass(cls=None, /, *, repr: bool = True, eq: bool = True, order: bool = 
     return wrap if cls is None else wrap(cls)
 
 
+_NO_DEFAULT = object()
+
+
+class Later:
+    """A field's value, computed when first read (see `deferred`). compute() runs once, however many records hold
+    this Later (a record copied by `replace` below shares it), and is then dropped with what it closed over. Pickled
+    or copied, a Later is its value."""
+
+    __slots__ = ("_compute", "_value")
+
+    def __init__(self, compute):
+        self._compute = compute
+
+    def get(self):
+        if self._compute is not None:
+            self._value = self._compute()
+            self._compute = None
+        return self._value
+
+    def __reduce__(self):
+        return _value_of, (self.get(),)
+
+
+def _value_of(value):
+    return value
+
+
+class deferred:
+    """A dataclass field that may be given a `Later`: a frozen record's fact that only some commands read, computed
+    the first time it is read and kept in its place. Reading it, comparing, hashing, showing or pickling the record
+    all see the value; a field given a plain value is read as any other. `name: T = deferred()` has no default,
+    `deferred(default=x)` defaults to x.
+
+    Why: a region's wiring, identities and credentials are most of resolving a region (~15 of 18 ms at 12 regions),
+    and `platformc validate` or `generate --region` reads them for one region or none (issue 16)."""
+
+    def __init__(self, default=_NO_DEFAULT):
+        self.default = default
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:  # dataclasses asks the class for the field's default: none unless one was given
+            if self.default is _NO_DEFAULT:
+                raise AttributeError(self.name)
+            return self.default
+        value = obj.__dict__[self.name]
+        if value.__class__ is Later:
+            value = obj.__dict__[self.name] = value.get()
+        return value
+
+    def __set__(self, obj, value):
+        # reached only through object.__setattr__ (the dataclass's __init__): a frozen record's own __setattr__ refuses
+        obj.__dict__[self.name] = value
+
+
+def replace(obj, /, **changes):
+    """dataclasses.replace, leaving the deferred fields not changed still deferred (the standard one reads every
+    field, so it would compute them). Only for a record whose every field is an __init__ argument."""
+    values = {f.name: obj.__dict__[f.name] for f in dataclasses.fields(obj)}
+    values.update(changes)
+    return obj.__class__(**values)
+
+
 class Columns:
     """A read-only sequence of records kept as columns (arrays of numbers, indexes into tuples of names), each record
     made when it is read: a subclass gives __len__, __iter__, row(i) and NOUN. Equal to a sequence of the same class,

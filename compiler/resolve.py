@@ -19,6 +19,7 @@ from compiler.model.base import cpu_millicores, memory_mib
 from compiler.model.platform import Platform, Region, RegionSettings
 from compiler.wiring import addressing, connections
 from compiler.ir import identity
+from compiler.records import Later
 from compiler.ir.data_access import data_access
 
 _ZONE_SUFFIX = {"aws": lambda r, i: f"{r}{'abcdef'[i]}",
@@ -232,9 +233,16 @@ def tags(platform: Platform, name: str, region: Region) -> dict[str, str]:
     }
 
 
-def resolve_region(platform: Platform, name: str, s: RegionSettings, provenance: dict,
-                   shard_numbers: list[int], seen: dict | None = None) -> RegionPlan:
-    """One region's plan. `seen`: a memo shared by the platform's regions (identity.all_refs)."""
+def resolve_region(platform: Platform, name: str, s: RegionSettings, provenance: dict, shard_numbers: list[int],
+                   settings: dict, linked: dict, seen: dict | None = None, ends: dict | None = None) -> RegionPlan:
+    """One region's plan. `settings`: every region's merged settings (a region runs its DR partners' standby
+    clusters). `linked`: every region's plan by name, filled by the caller once all are made: the region's wiring
+    reads its linked regions' facts when it is computed. `seen`, `ends`: memos the platform's regions share
+    (identity.all_refs, wiring.inter_region_connections).
+
+    The wiring, identities, secret-store entries and datastore credentials are computed when first read (records.Later):
+    the semantic rules never read them, `generate --region` reads them for the regions it emits."""
+    from compiler.ir import postgres_ha
     region = platform.regions[name]
     partner = platform.regions[region.dr_partner]
     zones = zone_names(region, s.network.zones)
@@ -247,33 +255,43 @@ def resolve_region(platform: Platform, name: str, s: RegionSettings, provenance:
                          n * sh.franchises_per_shard, name, pgb_host, s.datastores.pgbouncer.port)
                    for n in shard_numbers)
     share = region.traffic_share / 100
-    backup_bucket, backup_url, data_bucket = bucket_names(platform.organization.name, name, region.cloud)
+    org = platform.organization.name
+    backup_bucket, backup_url, data_bucket = bucket_names(org, name, region.cloud)
     zone_plans = tuple(Zone(z, p, pub) for z, (p, pub) in zip(zones, subnets))
     region_hosts = hosts(platform, name, s, zones, internal)
     addresses = addressing(region.cloud, region.cidr, zone_plans, s)
-    wiring = connections(platform, name, region.cloud, s, services, region_hosts, zone_plans, addresses, internal,
-                         partner.cidr)
-    access = data_access(s, services, shards, region_hosts, internal, region.cloud, data_bucket, name,
-                         f"{platform.organization.name}-{name}", cloud_region=region.cloud_region)
+    # the region's Patroni cluster, etcd and the standby clusters it runs for its DR partners (compiler/ir/postgres_ha.py)
+    ha = postgres_ha.plan(platform, name, s, region_hosts, internal, settings.__getitem__)
+
+    def wiring():
+        from compiler.wiring import inter_region_connections, postgres_ha_connections
+        own = connections(platform, name, region.cloud, s, services, region_hosts, zone_plans, addresses, internal,
+                          partner.cidr)
+        if ha is not None:
+            own += postgres_ha_connections(region.cloud, ha, region_hosts, zone_plans, addresses, partner.cidr)
+        return inter_region_connections(platform, linked[name], linked, ends, own)
+
+    access = Later(lambda: data_access(s, services, shards, region_hosts, internal, region.cloud, data_bucket, name,
+                                       f"{org}-{name}", cloud_region=region.cloud_region))
     return RegionPlan(
         name=name, geo=region.geo, cloud=region.cloud, cloud_region=region.cloud_region,
         location=region.location, role=region.role, traffic_share=region.traffic_share,
         dr_partner=region.dr_partner, dr_partner_cloud=partner.cloud, dr_partner_cloud_region=partner.cloud_region,
         cidr=region.cidr,
         zones=zone_plans,
-        internal_domain=internal, cluster_name=f"{platform.organization.name}-{name}", backup_bucket=backup_bucket, backup_url=backup_url, data_bucket=data_bucket,
+        internal_domain=internal, cluster_name=f"{org}-{name}", backup_bucket=backup_bucket, backup_url=backup_url, data_bucket=data_bucket,
         settings=s, services=services,
         hosts=region_hosts, shards=shards,
         connections=connection_budget(s, services, len(shards)),
         capacity=capacity(s, services),
         monthly_budget=frozen_map({k: round(v * share, 2) for k, v in sorted(platform.cost.monthly.items())}),
         tags=frozen_map(tags(platform, name, region)),
-        addressing=addresses, wiring=wiring,
+        addressing=addresses, wiring=Later(wiring),
         provenance=provenance if isinstance(provenance, MappingProxyType) else frozen_map(provenance),
-        identities=identity.identities(region.cloud, platform.clouds[region.cloud].account,
-                                       f"{platform.organization.name}-{name}", name, s, services, data_bucket,
-                                       access),
-        secret_entries=identity.store_entries(region.cloud, s, access, seen),
+        postgres_ha=ha,
+        identities=Later(lambda: identity.identities(region.cloud, platform.clouds[region.cloud].account,
+                                                     f"{org}-{name}", name, s, services, data_bucket, access.get())),
+        secret_entries=Later(lambda: identity.store_entries(region.cloud, s, access.get(), seen)),
         data_access=access,
     )
 
@@ -282,10 +300,11 @@ def resolve(platform: Platform, settings: dict, provenance: dict, spec_file: str
     """Build the PlatformPlan from the validated top level and each region's merged settings."""
     allocation = allocate_shards(platform)
     seen: dict = {}  # the settings models the regions share, walked once for their secret references
-    regions = tuple(resolve_region(platform, n, settings[n], provenance[n], allocation[n], seen)
+    ends: dict = {}  # each region's end of the flows other regions forward to it, made once (inter_region_connections)
+    linked: dict = {}  # every region's plan by name, for the wiring computed later
+    regions = tuple(resolve_region(platform, n, settings[n], provenance[n], allocation[n], settings, linked, seen, ends)
                     for n in platform.regions)
-    regions = tuple(_with_postgres_ha(platform, r, settings) for r in regions)
-    regions = _with_inter_region(platform, regions)
+    linked.update((r.name, r) for r in regions)
     shards = tuple(sorted((s for r in regions for s in r.shards), key=lambda s: s.number))
     placed = ()
     if homes:  # a franchise registry: its reader (csv) is imported only for a spec that names one (start-up, issue 16)
@@ -293,27 +312,3 @@ def resolve(platform: Platform, settings: dict, provenance: dict, spec_file: str
         placed = registry.place(homes, allocation, platform.sharding.franchises_per_shard, spec_file,
                                 platform.sharding.registry_file)
     return PlatformPlan(spec=platform, spec_file=spec_file, regions=regions, shards=shards, registry=placed)
-
-
-def _with_postgres_ha(platform: Platform, region: RegionPlan, settings: dict) -> RegionPlan:
-    """The region's Patroni cluster, etcd and standby clusters (compiler/ir/postgres_ha.py), and their connections
-    (compiler/wiring.py): after every region is resolved, since a region runs its DR partners' standbys."""
-    from dataclasses import replace
-    from compiler.ir import postgres_ha
-    from compiler.wiring import postgres_ha_connections
-    ha = postgres_ha.plan(platform, region.name, region.settings, region.hosts, region.internal_domain,
-                          lambda n: settings[n])
-    if ha is None:
-        return region
-    partner_cidr = platform.regions[region.dr_partner].cidr
-    extra = postgres_ha_connections(region.cloud, ha, region.hosts, region.zones, region.addressing, partner_cidr)
-    return replace(region, postgres_ha=ha, wiring=region.wiring + extra)
-
-
-def _with_inter_region(platform: Platform, regions: tuple) -> tuple:
-    """The flows that cross the inter-region network (compiler/wiring.py inter_region_connections)."""
-    from dataclasses import replace
-    from compiler.wiring import inter_region_connections
-    by_name = {r.name: r for r in regions}
-    ends: dict = {}  # each region's end of the flows other regions forward to it, made once (inter_region_connections)
-    return tuple(replace(r, wiring=inter_region_connections(platform, r, by_name, ends)) for r in regions)

@@ -132,3 +132,79 @@ def test_the_compiler_classes_use_it():
     for cls in (Diagnostic, Connection, Peer, RegionPlan, Origin):
         assert cls.__eq__.__module__ == "compiler.records"
         assert cls.__eq__.__qualname__ == f"{cls.__qualname__}.__eq__"
+
+
+# ---------------------------------------------------------------- deferred fields (records.deferred, records.Later)
+
+@records.dataclass(frozen=True)
+class Deferring:
+    name: str
+    facts: tuple = records.deferred()
+    extra: tuple = records.deferred(default=())
+
+
+def _counting(value):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return value
+    return records.Later(compute), calls
+
+
+def test_a_deferred_field_is_computed_once_when_first_read():
+    later, calls = _counting(("a", "b"))
+    d = Deferring("x", later)
+    assert calls == [] and d.extra == ()
+    assert d.facts == ("a", "b") and d.facts is d.facts
+    assert calls == [1]
+    assert d.__dict__["facts"] == ("a", "b")  # the value took the Later's place
+
+
+def test_a_deferred_field_has_no_default_unless_given_one():
+    with pytest.raises(TypeError):
+        Deferring("x")  # facts is required
+    assert [f.name for f in dataclasses.fields(Deferring)] == ["name", "facts", "extra"]
+
+
+def test_a_deferred_field_stays_frozen():
+    d = Deferring("x", records.Later(lambda: (1,)))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        d.facts = (2,)
+
+
+def test_eq_hash_repr_and_pickle_see_the_value():
+    import copy
+    import pickle
+    plain = Deferring("x", (1, 2), (3,))
+    lazy = Deferring("x", records.Later(lambda: (1, 2)), records.Later(lambda: (3,)))
+    assert lazy == plain and hash(lazy) == hash(plain) and repr(lazy) == repr(plain)
+    again = pickle.loads(pickle.dumps(Deferring("x", records.Later(lambda: (1, 2)))))
+    assert again == Deferring("x", (1, 2)) and again.__dict__["facts"] == (1, 2)
+    assert copy.deepcopy(Deferring("x", records.Later(lambda: (5,)))).facts == (5,)
+
+
+def test_replace_keeps_what_it_does_not_change_deferred_and_shares_one_computation():
+    later, calls = _counting((7,))
+    d = Deferring("x", later)
+    e = records.replace(d, name="y")
+    assert calls == [] and e.__dict__["facts"] is later
+    assert e.name == "y" and e.facts == (7,) and d.facts == (7,)
+    assert calls == [1]  # one computation for both records
+    assert records.replace(d, facts=(8,)).facts == (8,)
+
+
+def test_a_compiled_plan_defers_each_regions_wiring_identities_and_credentials():
+    """`validate` reads none of them and `generate --region` one region's (issue 16); what a region's wiring reads of
+    the others (their ranges, hosts, Patroni plans) is resolved up front."""
+    from compiler.pipeline import compile_file
+    from compiler.records import Later
+    plan = compile_file("platform.yaml").plan
+    deferred = ("wiring", "identities", "secret_entries", "data_access")
+    assert all(type(r.__dict__[name]) is Later for r in plan.regions for name in deferred)
+    first = plan.regions[0]
+    assert first.wiring and first.identities and first.data_access
+    assert type(first.secret_entries) is tuple  # its cloud's store entries: none here (the reference uses vault:)
+    assert all(type(r.__dict__[name]) is Later for r in plan.regions[1:] for name in deferred)
+    # the budgets split by the cost estimate (the reference's budget_split) kept the regions' facts deferred
+    assert plan.spec.cost.budget_split == "estimate"

@@ -352,6 +352,7 @@ def split_by_estimate(plan: PlatformPlan) -> PlatformPlan:
     anywhere is split by traffic share. The estimate's lines do not depend on the budgets, so the plan is priced
     once and the regions get their budgets from it (pipeline, after resolve)."""
     from dataclasses import replace
+    from compiler import records
     from compiler.ir import frozen_map
     est = estimate(plan)
     floor = {(ln.region, ln.category): 0.0 for ln in est.lines}
@@ -366,7 +367,7 @@ def split_by_estimate(plan: PlatformPlan) -> PlatformPlan:
             total = totals[cat]
             part = floor.get((r.name, cat), 0.0) / total if total > 0 else r.traffic_share / 100
             budget[cat] = round(amount * part, 2)
-        regions.append(replace(r, monthly_budget=frozen_map(budget)))
+        regions.append(records.replace(r, monthly_budget=frozen_map(budget)))  # the deferred facts stay deferred
     split = replace(plan, regions=tuple(regions))
     split.derived("cost_priced", lambda: _priced(plan))  # the same lines: only the budgets changed
     return split

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import field
 
-from compiler.records import dataclass
+from compiler.records import dataclass, deferred
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Mapping, Optional
 
@@ -239,15 +239,17 @@ class RegionPlan:
     monthly_budget: Mapping[str, float]  # category -> amount, traffic-share of the global model
     tags: Mapping[str, str]  # safe as AWS tags, GCP labels and Azure tags
     addressing: Addressing
-    wiring: tuple[Connection, ...]  # every connection the region needs (compiler/wiring.py), in a fixed order
+    # every connection the region needs (compiler/wiring.py), in a fixed order. This and the last three fields are
+    # computed when first read (records.deferred): validate reads them for no region, `generate --region` for one.
+    wiring: tuple[Connection, ...] = deferred()
     provenance: Mapping[tuple, str] = field(repr=False)  # settings path -> layer that set it
     postgres_ha: Optional[object] = None  # compiler.ir.postgres_ha.PostgresHA: Patroni, etcd, endpoints, standbys
     # compiler/ir/identity.py: each ServiceAccount's cloud identity and grants (services, then the operators), and
     # the region's cloud secret-store entries (the containers Terraform creates, never values)
-    identities: tuple = ()
-    secret_entries: tuple = ()
+    identities: tuple = deferred(default=())
+    secret_entries: tuple = deferred(default=())
     # each service's PostgreSQL role, Redis ACL user, credentials and connection settings (compiler/ir/data_access.py)
-    data_access: tuple = ()
+    data_access: tuple = deferred(default=())
 
     def service(self, name: str) -> ServicePlan:
         return next(s for s in self.services if s.name == name)
