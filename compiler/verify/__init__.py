@@ -25,7 +25,7 @@ import time
 from dataclasses import field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import yaml
 
@@ -191,7 +191,6 @@ class Tree:
         self._yaml: dict[str, list] = {}
         self._documents: dict[str, list] = {}
         self._pieces: dict[str, list] = {}  # a document's text -> its documents (Tree.documents)
-        self._hcl: dict[str, Any] = {}
         self._conns: dict[str, tuple] = {}
 
     def exists(self, rel: str) -> bool:
@@ -237,17 +236,6 @@ class Tree:
             text = self.text(rel)
             self._yaml[rel] = load_yaml_all(text) if text else []
         return self._yaml[rel]
-
-    def hcl(self, rel: str) -> dict | None:
-        """python-hcl2's reading of a .tf file (None when missing)."""
-        if rel not in self._hcl:
-            text = self.text(rel)
-            if text is None:
-                self._hcl[rel] = None
-            else:
-                import hcl2
-                self._hcl[rel] = hcl2.loads(text)
-        return self._hcl[rel]
 
     def line_of(self, rel: str, needle: str, start: int = 1) -> int:
         """The first line at or after `start` containing `needle` (0 when absent)."""
