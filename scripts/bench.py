@@ -271,6 +271,21 @@ def fs_floor(tree: Path, dest: Path) -> tuple[float, float]:
     return secs, (c1.user - c0.user) + (c1.system - c0.system)
 
 
+CPU_LOOP = "s = 0\nfor i in range(2_000_000):\n    s += i"
+
+
+def cpu_reference() -> float:
+    """Wall seconds of a fixed pure-Python loop in a fresh `python -S` (median of 5): this machine's speed when the
+    rounds ran. A shared host's speed drifts (the same loop has taken 0.2 and 0.33 s in one afternoon), and a
+    figure compared with another run's means little unless this one is close to that run's."""
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-S", "-c", CPU_LOOP], check=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def diff_repo(root: Path, dest: Path, env: dict, regenerate: bool = False) -> Path:
     """A scratch platform repository: the reference spec and its generated/ (made by this platformc) committed,
     then a change touching every region (Redis maxmemory at the global layer) in the working tree; with
@@ -431,6 +446,7 @@ def _rounds(a, runs, tmp, variants, modes, table, envs, servers, base_env) -> No
         run(kap_cmd, kenv, kap_cwd)  # warm (its own bytecode came with pip)
     kap_times: list[tuple[float, float]] = []
     load0 = os.getloadavg()
+    speed0 = cpu_reference()
     names = [c.name for c in next(iter(table.values()))]
     for _ in range(runs):
         for i, _name in enumerate(names):
@@ -460,6 +476,8 @@ def _rounds(a, runs, tmp, variants, modes, table, envs, servers, base_env) -> No
                     c.peaks.setdefault(m, []).append(peak)
     load = tuple(round((x + y) / 2, 2) for x, y in zip(load0, os.getloadavg()))
     report(table, list(modes), runs, load, floor, kap_times, kap_size)
+    print(f"machine speed: a fixed pure-Python loop (scripts/bench.py CPU_LOOP, python -S) took {speed0:.3f} s before "
+          f"the rounds and {cpu_reference():.3f} s after them")
     if not (a.quick or a.no_targets or a.before):
         per_target_table()
 
