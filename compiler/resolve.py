@@ -233,16 +233,17 @@ def tags(platform: Platform, name: str, region: Region) -> dict[str, str]:
     }
 
 
-def resolve_region(platform: Platform, name: str, s: RegionSettings, provenance: dict, shard_numbers: list[int],
-                   settings: dict, linked: dict, seen: dict | None = None, ends: dict | None = None) -> RegionPlan:
-    """One region's plan. `settings`: every region's merged settings (a region runs its DR partners' standby
-    clusters). `linked`: every region's plan by name, filled by the caller once all are made: the region's wiring
+def resolve_region(platform: Platform, name: str, settings: dict, provenance: dict, shard_numbers: list[int],
+                   linked: dict, seen: dict | None = None, ends: dict | None = None) -> RegionPlan:
+    """One region's plan. `settings`: every region's merged settings (the region's own, and its DR partners' for the
+    standby clusters it runs). `linked`: every region's plan by name, filled by the caller once all are made: the region's wiring
     reads its linked regions' facts when it is computed. `seen`, `ends`: memos the platform's regions share
     (identity.all_refs, wiring.inter_region_connections).
 
     The wiring, identities, secret-store entries and datastore credentials are computed when first read (records.Later):
     the semantic rules never read them, `generate --region` reads them for the regions it emits."""
     from compiler.ir import postgres_ha
+    s = settings[name]
     region = platform.regions[name]
     partner = platform.regions[region.dr_partner]
     zones = zone_names(region, s.network.zones)
@@ -256,6 +257,7 @@ def resolve_region(platform: Platform, name: str, s: RegionSettings, provenance:
                    for n in shard_numbers)
     share = region.traffic_share / 100
     org = platform.organization.name
+    cluster = f"{org}-{name}"
     backup_bucket, backup_url, data_bucket = bucket_names(org, name, region.cloud)
     zone_plans = tuple(Zone(z, p, pub) for z, (p, pub) in zip(zones, subnets))
     region_hosts = hosts(platform, name, s, zones, internal)
@@ -269,17 +271,17 @@ def resolve_region(platform: Platform, name: str, s: RegionSettings, provenance:
                           partner.cidr)
         if ha is not None:
             own += postgres_ha_connections(region.cloud, ha, region_hosts, zone_plans, addresses, partner.cidr)
-        return inter_region_connections(platform, linked[name], linked, ends, own)
+        return inter_region_connections(platform, linked[name], linked, own, ends)
 
     access = Later(lambda: data_access(s, services, shards, region_hosts, internal, region.cloud, data_bucket, name,
-                                       f"{org}-{name}", cloud_region=region.cloud_region))
+                                       cluster, cloud_region=region.cloud_region))
     return RegionPlan(
         name=name, geo=region.geo, cloud=region.cloud, cloud_region=region.cloud_region,
         location=region.location, role=region.role, traffic_share=region.traffic_share,
         dr_partner=region.dr_partner, dr_partner_cloud=partner.cloud, dr_partner_cloud_region=partner.cloud_region,
         cidr=region.cidr,
         zones=zone_plans,
-        internal_domain=internal, cluster_name=f"{org}-{name}", backup_bucket=backup_bucket, backup_url=backup_url, data_bucket=data_bucket,
+        internal_domain=internal, cluster_name=cluster, backup_bucket=backup_bucket, backup_url=backup_url, data_bucket=data_bucket,
         settings=s, services=services,
         hosts=region_hosts, shards=shards,
         connections=connection_budget(s, services, len(shards)),
@@ -290,7 +292,7 @@ def resolve_region(platform: Platform, name: str, s: RegionSettings, provenance:
         provenance=provenance if isinstance(provenance, MappingProxyType) else frozen_map(provenance),
         postgres_ha=ha,
         identities=Later(lambda: identity.identities(region.cloud, platform.clouds[region.cloud].account,
-                                                     f"{org}-{name}", name, s, services, data_bucket, access.get())),
+                                                     cluster, name, s, services, data_bucket, access.get())),
         secret_entries=Later(lambda: identity.store_entries(region.cloud, s, access.get(), seen)),
         data_access=access,
     )
@@ -302,7 +304,7 @@ def resolve(platform: Platform, settings: dict, provenance: dict, spec_file: str
     seen: dict = {}  # the settings models the regions share, walked once for their secret references
     ends: dict = {}  # each region's end of the flows other regions forward to it, made once (inter_region_connections)
     linked: dict = {}  # every region's plan by name, for the wiring computed later
-    regions = tuple(resolve_region(platform, n, settings[n], provenance[n], allocation[n], settings, linked, seen, ends)
+    regions = tuple(resolve_region(platform, n, settings, provenance[n], allocation[n], linked, seen, ends)
                     for n in platform.regions)
     linked.update((r.name, r) for r in regions)
     shards = tuple(sorted((s for r in regions for s in r.shards), key=lambda s: s.number))

@@ -523,11 +523,11 @@ def _standby_source(peer: Peer, far, region) -> Peer:
                 hosts=narrowed.hosts, cidrs=narrowed.cidrs)
 
 
-def inter_region_connections(platform: Platform, region, regions: dict, ends: dict | None = None,
-                             wiring: tuple | None = None) -> tuple:
-    """The region's wiring (`wiring`, by default region.wiring: its own connections and its Patroni cluster's) with
-    the flows that cross the inter-region network: run once every region (and its Patroni plan) is resolved, since
-    both ends' addresses are needed.
+def inter_region_connections(platform: Platform, region, regions: dict, wiring: tuple,
+                             ends: dict | None = None) -> tuple:
+    """The region's wiring (`wiring`: its own connections and its Patroni cluster's) with the flows that cross the
+    inter-region network: run once every region (and its Patroni plan) is resolved, since both ends' addresses are
+    needed.
 
     - A connection of the region whose sources all lie in a linked region's range (the DR partner's standby
       dialling the leader) crosses the peering: it gains the `inter-region` layer, and `cloud-firewall` (the
@@ -551,7 +551,6 @@ def inter_region_connections(platform: Platform, region, regions: dict, ends: di
     disjoint = all(a[0] != b[0] or a[2] < b[1] for (a, _), (b, _) in zip(by_start, by_start[1:]))
     own = (region.cidr,)
     local_of: dict = {}  # source ranges -> inside the region's own: most connections share a few tuples (pods, nodes)
-    wiring = region.wiring if wiring is None else wiring
     for c in wiring:
         local = local_of.get(c.source.cidrs)
         if local is None:
