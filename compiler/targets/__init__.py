@@ -14,7 +14,7 @@ below, and its tests. Nothing else changes.
 from __future__ import annotations
 
 import difflib
-import importlib
+import importlib.util
 from types import ModuleType
 
 from compiler.errors import UsageError
