@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 from compiler.cache import cache_dir, write_atomic
+from compiler.locations import PACKAGE, TEMPLATES
 
-PACKAGE = Path(__file__).resolve().parent
-SOURCES = (PACKAGE, PACKAGE.parent / "templates")
+SOURCES = (PACKAGE, TEMPLATES)
 LIBRARIES = ("pyyaml", "jinja2", "pydantic", "pydantic-core")
 RACY_NS = 1_000_000_000  # an input modified this close to the run's start may have changed under it
 

@@ -5,14 +5,19 @@ importlib.util, pathlib, re and more into every process before platformc starts.
 a wheel, pipx) has no such hook, so a module that uses a submodule it never imports (`importlib.util` after
 `import importlib`) works in this repository and fails for users: `platformc generate` did, with an internal error.
 Here each command runs in an interpreter started with -S (no .pth file is processed, so no hook) and the package
-and its libraries on PYTHONPATH, the import state of a regular install."""
+and its libraries on PYTHONPATH, the import state of a regular install; and a wheel built from this tree, installed
+apart from it, compiles the reference to the committed files (it once carried neither the templates nor the price
+catalogue, which a checkout finds beside the package)."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -21,10 +26,11 @@ REPO = Path(__file__).resolve().parent.parent
 RUN = "import sys\nfrom compiler.launch import main\nsys.argv = ['platformc'] + sys.argv[1:]\nmain()\n"
 
 
-def plain(args: list[str], cwd: Path, cache: Path) -> subprocess.CompletedProcess:
+def plain(args: list[str], cwd: Path, cache: Path, package: Path = REPO) -> subprocess.CompletedProcess:
+    """platformc ARGS, importing platformc from the directory `package` (this checkout, or an install's)."""
     libraries = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env.update(PYTHONPATH=os.pathsep.join([str(REPO), *sorted(libraries)]), PLATFORMC_SERVER="0",
+    env.update(PYTHONPATH=os.pathsep.join([str(package), *sorted(libraries)]), PLATFORMC_SERVER="0",
                PLATFORMC_CACHE_DIR=str(cache), PYTHONDONTWRITEBYTECODE="1")
     return subprocess.run([sys.executable, "-S", "-c", RUN, *args], cwd=cwd, env=env, capture_output=True, text=True)
 
@@ -64,3 +70,54 @@ def test_generate_writes_and_init_starts_a_spec(tmp_path):
     done = plain(["init", "starter.yaml"], tmp_path, tmp_path / "cache")
     assert done.returncode == 0, done.stderr
     assert plain(["validate", "starter.yaml"], tmp_path, tmp_path / "cache").returncode == 0
+
+
+def test_the_packages_listed_are_the_package_directories_and_every_data_file_is_carried():
+    """pyproject.toml lists the packages (a found list cannot hold templates/ mapped into the package): a new
+    package directory, or a file the package reads that is not Python, must be listed there too."""
+    from setuptools import find_namespace_packages
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert sorted(config["packages"]) == sorted(find_namespace_packages(str(REPO), include=["compiler*"])
+                                                + ["compiler.templates"])
+    assert config["package-dir"] == {"compiler.templates": "templates"}
+    data = config["package-data"]
+    for path in (REPO / "compiler").rglob("*"):
+        if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts:
+            package = ".".join(path.parent.relative_to(REPO).parts)
+            assert any(fnmatch.fnmatch(path.name, g) for g in data.get(package, ())), f"{path} is not in package-data"
+
+
+def test_a_wheel_installed_apart_from_the_repository_compiles_the_reference(tmp_path):
+    """Built offline by the environment's own setuptools, installed with pip into a directory of its own, run from an
+    empty directory: the generated tree and docs it compiles are the committed ones, byte for byte."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    shutil.copytree(REPO / "compiler", src / "compiler", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "templates", src / "templates")
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    built = subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(tmp_path / "dist"),
+                                  str(src)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    wheel = next((tmp_path / "dist").glob("platformc-*.whl"))
+    site = tmp_path / "site"
+    done = subprocess.run(pip + ["install", "--no-deps", "--no-index", "--target", str(site), str(wheel)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (site / "compiler" / "templates" / "init" / "platform.yaml").is_file()
+    work = tmp_path / "work"
+    work.mkdir()
+    where = plain(["--version"], work, tmp_path / "cache", package=site)
+    assert where.returncode == 0, where.stderr
+    code = "import compiler, compiler.locations as l; print(compiler.__file__); print(l.TEMPLATES)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(site)
+    shown = subprocess.run([sys.executable, "-S", "-c", code], cwd=work, env=env, capture_output=True, text=True)
+    assert shown.stdout.splitlines() == [str(site / "compiler" / "__init__.py"), str(site / "compiler" / "templates")]
+    done = plain(["generate", "--check", "--spec", str(REPO / "platform.yaml"), "--out", str(REPO / "generated"),
+                  "--docs-out", str(REPO / "docs")], work, tmp_path / "cache", package=site)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "generated files are up to date\n"
+    done = plain(["cost", "--spec", str(REPO / "platform.yaml")], work, tmp_path / "cache", package=site)
+    assert done.returncode == 0 and "Floor at on-demand list prices" in done.stdout, done.stderr
