@@ -28,6 +28,9 @@ from pathlib import Path
 from compiler.cache import cache_dir, write_atomic
 from compiler.locations import PACKAGE, TEMPLATES
 
+# In a regular install the templates are inside the package (compiler/locations.py): the package's walk leaves them
+# to their own root (_stats), so each file counts once and under the name a checkout gives it (templates/...), and
+# the same sources give the same digest however platformc is installed.
 SOURCES = (PACKAGE, TEMPLATES)
 LIBRARIES = ("pyyaml", "jinja2", "pydantic", "pydantic-core")
 RACY_NS = 1_000_000_000  # an input modified this close to the run's start may have changed under it
@@ -46,10 +49,11 @@ def _sha(path: Path) -> str | None:
 
 
 def _stats(root: Path) -> list[tuple]:
-    """Every file under root, __pycache__ aside, in path order (part by part, as sorted Paths), with its state:
-    (parts relative to root's parent, size, mtime_ns, ctime_ns, inode, device), from DirEntry.stat (one stat call,
-    following a symlink as open does). The path is root's + the parts after the first."""
+    """Every file under root, __pycache__ and the other SOURCES roots aside, in path order (part by part, as sorted
+    Paths), with its state: (parts relative to root's parent, size, mtime_ns, ctime_ns, inode, device), from
+    DirEntry.stat (one stat call, following a symlink as open does). The path is root's + the parts after the first."""
     out, stack = [], [(str(root), (root.name,))]
+    roots = {os.fspath(r) for r in SOURCES}  # another root inside this one (an install's templates) is walked as itself
     while stack:
         d, parts = stack.pop()
         with os.scandir(d) as it:
@@ -57,7 +61,7 @@ def _stats(root: Path) -> list[tuple]:
                 if e.is_file():  # first: most entries are files (a symlink is what it points to)
                     st = e.stat()
                     out.append((parts + (e.name,), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev))
-                elif e.is_dir() and e.name != "__pycache__":
+                elif e.is_dir() and e.name != "__pycache__" and e.path not in roots:
                     stack.append((e.path, parts + (e.name,)))
     out.sort()  # no two entries share their parts
     return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 import types
 from pathlib import Path
@@ -209,3 +210,18 @@ def test_fingerprints_follow_the_kept_digest(tree, monkeypatch, tmp_path):
     assert noop.fingerprint(str(spec), []) != first
     assert noop.inputs_fingerprint("p.yaml", b"x: 1\n", None) == noop.inputs_fingerprint(
         "p.yaml", b"x: 1\n", None, reference(tree, VERSIONS))
+
+
+def test_an_install_with_the_templates_inside_the_package_digests_as_a_checkout(tree, monkeypatch, tmp_path):
+    """A regular install carries templates/ inside the package (compiler/locations.py, pyproject.toml): the package's
+    walk leaves them to their own root, so each file counts once and under the name a checkout gives it, and the same
+    sources give the same digest (the manifests' "inputs", which `platformc diff` matches) however installed."""
+    pkg, tpl = tree
+    checkout = fresh()
+    installed = tmp_path / "site" / "compiler"
+    shutil.copytree(pkg, installed)
+    shutil.copytree(tpl, installed / "templates")
+    monkeypatch.setattr(noop, "SOURCES", (installed, installed / "templates"))
+    monkeypatch.setattr(noop, "PACKAGE", installed)
+    assert [parts for parts, *_ in noop._stats(installed)] == [parts for parts, *_ in noop._stats(pkg)]
+    assert fresh() == checkout == reference((pkg, tpl), VERSIONS)

@@ -121,3 +121,14 @@ def test_a_wheel_installed_apart_from_the_repository_compiles_the_reference(tmp_
     assert done.stdout == "generated files are up to date\n"
     done = plain(["cost", "--spec", str(REPO / "platform.yaml")], work, tmp_path / "cache", package=site)
     assert done.returncode == 0 and "Floor at on-demand list prices" in done.stdout, done.stderr
+    # the same sources give the same digest (the "inputs" a manifest records) installed as in this checkout
+    libraries = os.pathsep.join(sorted({sysconfig.get_paths()[k] for k in ("purelib", "platlib")}))
+    seen = []
+    for package in (site, REPO):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        env.update(PYTHONPATH=os.pathsep.join([str(package), libraries]), PLATFORMC_CACHE_DIR=str(tmp_path / "cache"))
+        done = subprocess.run([sys.executable, "-S", "-c", "from compiler import noop\nprint(noop.sources_digest())"],
+                              cwd=work, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        seen.append(done.stdout)
+    assert seen[0] == seen[1] and len(seen[0].strip()) == 64
