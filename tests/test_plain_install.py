@@ -26,13 +26,22 @@ REPO = Path(__file__).resolve().parent.parent
 RUN = "import sys\nfrom compiler.launch import main\nsys.argv = ['platformc'] + sys.argv[1:]\nmain()\n"
 
 
-def plain(args: list[str], cwd: Path, cache: Path, package: Path = REPO) -> subprocess.CompletedProcess:
-    """platformc ARGS, importing platformc from the directory `package` (this checkout, or an install's)."""
-    libraries = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
+LIBRARIES = sorted({sysconfig.get_paths()[k] for k in ("purelib", "platlib")})
+
+
+def without_hook(code: str, args: list[str], cwd: Path, cache: Path,
+                 package: Path = REPO) -> subprocess.CompletedProcess:
+    """`python -S -c code args` (no .pth file processed, so no import hook) importing platformc from the directory
+    `package` (this checkout, or an install's) and its libraries from this environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env.update(PYTHONPATH=os.pathsep.join([str(package), *sorted(libraries)]), PLATFORMC_SERVER="0",
+    env.update(PYTHONPATH=os.pathsep.join([str(package), *LIBRARIES]), PLATFORMC_SERVER="0",
                PLATFORMC_CACHE_DIR=str(cache), PYTHONDONTWRITEBYTECODE="1")
-    return subprocess.run([sys.executable, "-S", "-c", RUN, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-S", "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def plain(args: list[str], cwd: Path, cache: Path, package: Path = REPO) -> subprocess.CompletedProcess:
+    """platformc ARGS, as `without_hook` runs code."""
+    return without_hook(RUN, args, cwd, cache, package)
 
 
 def test_the_hook_is_absent_there(tmp_path):
@@ -40,9 +49,8 @@ def test_the_hook_is_absent_there(tmp_path):
     code = ("import sys, compiler\nprint(compiler.__file__)\n"
             "print(any('editable' in type(f).__name__.lower() or 'editable' in getattr(f, '__name__', '').lower() "
             "for f in sys.meta_path))\nprint('importlib.util' in sys.modules, 'pathlib' in sys.modules)")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env["PYTHONPATH"] = str(REPO)
-    done = subprocess.run([sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True, check=True)
+    done = without_hook(code, [], tmp_path, tmp_path / "cache")
+    assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [str(REPO / "compiler" / "__init__.py"), "False", "False False"]
 
 
@@ -97,8 +105,8 @@ def test_a_wheel_installed_apart_from_the_repository_compiles_the_reference(tmp_
     shutil.copytree(REPO / "compiler", src / "compiler", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "templates", src / "templates")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    built = subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(tmp_path / "dist"),
-                                  str(src)], capture_output=True, text=True)
+    built = subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                                  "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
     wheel = next((tmp_path / "dist").glob("platformc-*.whl"))
     site = tmp_path / "site"
@@ -111,9 +119,7 @@ def test_a_wheel_installed_apart_from_the_repository_compiles_the_reference(tmp_
     where = plain(["--version"], work, tmp_path / "cache", package=site)
     assert where.returncode == 0, where.stderr
     code = "import compiler, compiler.locations as l; print(compiler.__file__); print(l.TEMPLATES)"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env["PYTHONPATH"] = str(site)
-    shown = subprocess.run([sys.executable, "-S", "-c", code], cwd=work, env=env, capture_output=True, text=True)
+    shown = without_hook(code, [], work, tmp_path / "cache", package=site)
     assert shown.stdout.splitlines() == [str(site / "compiler" / "__init__.py"), str(site / "compiler" / "templates")]
     done = plain(["generate", "--check", "--spec", str(REPO / "platform.yaml"), "--out", str(REPO / "generated"),
                   "--docs-out", str(REPO / "docs")], work, tmp_path / "cache", package=site)
@@ -122,13 +128,10 @@ def test_a_wheel_installed_apart_from_the_repository_compiles_the_reference(tmp_
     done = plain(["cost", "--spec", str(REPO / "platform.yaml")], work, tmp_path / "cache", package=site)
     assert done.returncode == 0 and "Floor at on-demand list prices" in done.stdout, done.stderr
     # the same sources give the same digest (the "inputs" a manifest records) installed as in this checkout
-    libraries = os.pathsep.join(sorted({sysconfig.get_paths()[k] for k in ("purelib", "platlib")}))
     seen = []
     for package in (site, REPO):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-        env.update(PYTHONPATH=os.pathsep.join([str(package), libraries]), PLATFORMC_CACHE_DIR=str(tmp_path / "cache"))
-        done = subprocess.run([sys.executable, "-S", "-c", "from compiler import noop\nprint(noop.sources_digest())"],
-                              cwd=work, env=env, capture_output=True, text=True)
+        done = without_hook("from compiler import noop\nprint(noop.sources_digest())", [], work, tmp_path / "cache",
+                            package=package)
         assert done.returncode == 0, done.stderr
         seen.append(done.stdout)
     assert seen[0] == seen[1] and len(seen[0].strip()) == 64
