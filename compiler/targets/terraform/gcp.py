@@ -10,8 +10,9 @@ from compiler.targets.terraform import identity as _identity
 from compiler.ir.data_access import redis_users
 from compiler.ir.edge import lb_target_name
 from compiler.ir.identity import parse_ref
+from compiler.formats.hcl import Raw
 from compiler.targets.terraform.common import classify_cron
-from compiler.targets.terraform.values import (backups, budget, hosts, ingress_rules, lb_hostnames, machine, managed,
+from compiler.targets.terraform.values import (backups, budget, hosts, ingress_rules, lb_hostnames, managed,
                                                 internal_gateway, node_pools, postgres_endpoints, public_entry,
                                                 same_cloud_partner,
                                                 storage_policy, waf)
@@ -34,8 +35,10 @@ def _gcp_backups(plan: PlatformPlan, region: RegionPlan) -> dict:
             continue
         rules[name] = {"recurrence": c["kind"].upper(), "days_of_week": c["days_of_week"],
                        "days_of_month": c["days_of_month"], "hour": c["hour"], "retention_days": b.retention_days}
-    disks = {h.name: {"name": f"{h.name}-data", "zone": h.zone} for h in region.hosts if (machine(region, h.group) is not None)}
-    return {"region": region.cloud_region, "schedules": rules, "snapshot_schedule": snapshot, "data_disks": disks}
+    # the data hosts module's disks, not their names written here: the attachment then waits for the disks to exist
+    # (with literal names it depended on the schedule alone and was created first, failing on a missing disk)
+    return {"region": region.cloud_region, "schedules": rules, "snapshot_schedule": snapshot,
+            "data_disks": Raw("module.data_hosts.data_disks")}
 
 
 def args(plan: PlatformPlan, region: RegionPlan) -> dict:

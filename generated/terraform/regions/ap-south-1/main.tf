@@ -564,60 +564,7 @@ module "backup" {
     retention_days   = 2
     storage_location = "asia-south1"
   }
-  data_disks = {
-    sixfb-ap-south-1-pg-1 = {
-      name = "sixfb-ap-south-1-pg-1-data"
-      zone = "asia-south1-a"
-    }
-    sixfb-ap-south-1-pg-2 = {
-      name = "sixfb-ap-south-1-pg-2-data"
-      zone = "asia-south1-b"
-    }
-    sixfb-ap-south-1-pg-3 = {
-      name = "sixfb-ap-south-1-pg-3-data"
-      zone = "asia-south1-c"
-    }
-    sixfb-ap-south-1-pg-4 = {
-      name = "sixfb-ap-south-1-pg-4-data"
-      zone = "asia-south1-a"
-    }
-    sixfb-ap-south-1-redis-1 = {
-      name = "sixfb-ap-south-1-redis-1-data"
-      zone = "asia-south1-a"
-    }
-    sixfb-ap-south-1-redis-2 = {
-      name = "sixfb-ap-south-1-redis-2-data"
-      zone = "asia-south1-b"
-    }
-    sixfb-ap-south-1-redis-3 = {
-      name = "sixfb-ap-south-1-redis-3-data"
-      zone = "asia-south1-c"
-    }
-    sixfb-ap-south-1-redis-4 = {
-      name = "sixfb-ap-south-1-redis-4-data"
-      zone = "asia-south1-b"
-    }
-    sixfb-ap-south-1-redis-5 = {
-      name = "sixfb-ap-south-1-redis-5-data"
-      zone = "asia-south1-c"
-    }
-    sixfb-ap-south-1-redis-6 = {
-      name = "sixfb-ap-south-1-redis-6-data"
-      zone = "asia-south1-a"
-    }
-    sixfb-ap-south-1-es-1 = {
-      name = "sixfb-ap-south-1-es-1-data"
-      zone = "asia-south1-a"
-    }
-    sixfb-ap-south-1-es-2 = {
-      name = "sixfb-ap-south-1-es-2-data"
-      zone = "asia-south1-b"
-    }
-    sixfb-ap-south-1-es-3 = {
-      name = "sixfb-ap-south-1-es-3-data"
-      zone = "asia-south1-c"
-    }
-  }
+  data_disks = module.data_hosts.data_disks
 }
 
 module "budget" {

@@ -564,60 +564,7 @@ module "backup" {
     retention_days   = 2
     storage_location = "australia-southeast1"
   }
-  data_disks = {
-    sixfb-ap-southeast-2-pg-1 = {
-      name = "sixfb-ap-southeast-2-pg-1-data"
-      zone = "australia-southeast1-a"
-    }
-    sixfb-ap-southeast-2-pg-2 = {
-      name = "sixfb-ap-southeast-2-pg-2-data"
-      zone = "australia-southeast1-b"
-    }
-    sixfb-ap-southeast-2-pg-3 = {
-      name = "sixfb-ap-southeast-2-pg-3-data"
-      zone = "australia-southeast1-c"
-    }
-    sixfb-ap-southeast-2-pg-4 = {
-      name = "sixfb-ap-southeast-2-pg-4-data"
-      zone = "australia-southeast1-a"
-    }
-    sixfb-ap-southeast-2-redis-1 = {
-      name = "sixfb-ap-southeast-2-redis-1-data"
-      zone = "australia-southeast1-a"
-    }
-    sixfb-ap-southeast-2-redis-2 = {
-      name = "sixfb-ap-southeast-2-redis-2-data"
-      zone = "australia-southeast1-b"
-    }
-    sixfb-ap-southeast-2-redis-3 = {
-      name = "sixfb-ap-southeast-2-redis-3-data"
-      zone = "australia-southeast1-c"
-    }
-    sixfb-ap-southeast-2-redis-4 = {
-      name = "sixfb-ap-southeast-2-redis-4-data"
-      zone = "australia-southeast1-b"
-    }
-    sixfb-ap-southeast-2-redis-5 = {
-      name = "sixfb-ap-southeast-2-redis-5-data"
-      zone = "australia-southeast1-c"
-    }
-    sixfb-ap-southeast-2-redis-6 = {
-      name = "sixfb-ap-southeast-2-redis-6-data"
-      zone = "australia-southeast1-a"
-    }
-    sixfb-ap-southeast-2-es-1 = {
-      name = "sixfb-ap-southeast-2-es-1-data"
-      zone = "australia-southeast1-a"
-    }
-    sixfb-ap-southeast-2-es-2 = {
-      name = "sixfb-ap-southeast-2-es-2-data"
-      zone = "australia-southeast1-b"
-    }
-    sixfb-ap-southeast-2-es-3 = {
-      name = "sixfb-ap-southeast-2-es-3-data"
-      zone = "australia-southeast1-c"
-    }
-  }
+  data_disks = module.data_hosts.data_disks
 }
 
 module "budget" {

@@ -151,7 +151,7 @@ module "kubernetes" {
   resource_group_id          = azurerm_resource_group.region.id
   subnet_id                  = module.network.cluster_subnet_id
   key_vault_id               = module.kms.key_vault_id
-  kms_key_id                 = module.kms.key_id
+  kms_key_id                 = module.kms.versioned_key_id
   disk_encryption_set_id     = module.kms.disk_encryption_set_id
   log_analytics_workspace_id = module.network.log_analytics_workspace_id
   application_gateway_id     = module.load_balancer.application_gateway_id

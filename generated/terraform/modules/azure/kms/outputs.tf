@@ -14,6 +14,11 @@ output "key_id" {
   value       = azurerm_key_vault_key.this.versionless_id
 }
 
+output "versioned_key_id" {
+  description = "Id of the key's current version: AKS's KMS plugin takes only a versioned id. After a rotation the next apply moves the cluster to the new version, which must happen before the old one expires (rotation_days + 30)."
+  value       = azurerm_key_vault_key.this.id
+}
+
 output "identity_id" {
   description = "User-assigned identity allowed to use the key."
   value       = azurerm_user_assigned_identity.cmk.id

@@ -65,7 +65,7 @@ variable "key_vault_id" {
 }
 
 variable "kms_key_id" {
-  description = "Key for etcd (Secrets) encryption."
+  description = "Key for etcd (Secrets) encryption: a versioned key id (AKS takes no other)."
   type        = string
 }
 

@@ -523,52 +523,7 @@ module "backup" {
     retention_days   = 1
     storage_location = "europe-west1"
   }
-  data_disks = {
-    acme-euw1-pg-1 = {
-      name = "acme-euw1-pg-1-data"
-      zone = "europe-west1-b"
-    }
-    acme-euw1-pg-2 = {
-      name = "acme-euw1-pg-2-data"
-      zone = "europe-west1-c"
-    }
-    acme-euw1-redis-1 = {
-      name = "acme-euw1-redis-1-data"
-      zone = "europe-west1-b"
-    }
-    acme-euw1-redis-2 = {
-      name = "acme-euw1-redis-2-data"
-      zone = "europe-west1-c"
-    }
-    acme-euw1-redis-3 = {
-      name = "acme-euw1-redis-3-data"
-      zone = "europe-west1-d"
-    }
-    acme-euw1-redis-4 = {
-      name = "acme-euw1-redis-4-data"
-      zone = "europe-west1-c"
-    }
-    acme-euw1-redis-5 = {
-      name = "acme-euw1-redis-5-data"
-      zone = "europe-west1-d"
-    }
-    acme-euw1-redis-6 = {
-      name = "acme-euw1-redis-6-data"
-      zone = "europe-west1-b"
-    }
-    acme-euw1-es-1 = {
-      name = "acme-euw1-es-1-data"
-      zone = "europe-west1-b"
-    }
-    acme-euw1-es-2 = {
-      name = "acme-euw1-es-2-data"
-      zone = "europe-west1-c"
-    }
-    acme-euw1-es-3 = {
-      name = "acme-euw1-es-3-data"
-      zone = "europe-west1-d"
-    }
-  }
+  data_disks = module.data_hosts.data_disks
 }
 
 module "budget" {

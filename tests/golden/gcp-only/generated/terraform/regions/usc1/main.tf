@@ -530,52 +530,7 @@ module "backup" {
     retention_days   = 1
     storage_location = "us-central1"
   }
-  data_disks = {
-    acme-usc1-pg-1 = {
-      name = "acme-usc1-pg-1-data"
-      zone = "us-central1-a"
-    }
-    acme-usc1-pg-2 = {
-      name = "acme-usc1-pg-2-data"
-      zone = "us-central1-b"
-    }
-    acme-usc1-redis-1 = {
-      name = "acme-usc1-redis-1-data"
-      zone = "us-central1-a"
-    }
-    acme-usc1-redis-2 = {
-      name = "acme-usc1-redis-2-data"
-      zone = "us-central1-b"
-    }
-    acme-usc1-redis-3 = {
-      name = "acme-usc1-redis-3-data"
-      zone = "us-central1-c"
-    }
-    acme-usc1-redis-4 = {
-      name = "acme-usc1-redis-4-data"
-      zone = "us-central1-b"
-    }
-    acme-usc1-redis-5 = {
-      name = "acme-usc1-redis-5-data"
-      zone = "us-central1-c"
-    }
-    acme-usc1-redis-6 = {
-      name = "acme-usc1-redis-6-data"
-      zone = "us-central1-a"
-    }
-    acme-usc1-es-1 = {
-      name = "acme-usc1-es-1-data"
-      zone = "us-central1-a"
-    }
-    acme-usc1-es-2 = {
-      name = "acme-usc1-es-2-data"
-      zone = "us-central1-b"
-    }
-    acme-usc1-es-3 = {
-      name = "acme-usc1-es-3-data"
-      zone = "us-central1-c"
-    }
-  }
+  data_disks = module.data_hosts.data_disks
 }
 
 module "budget" {

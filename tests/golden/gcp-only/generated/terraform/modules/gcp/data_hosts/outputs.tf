@@ -14,6 +14,11 @@ output "data_disk_ids" {
   value       = { for name, disk in google_compute_disk.data : name => disk.id }
 }
 
+output "data_disks" {
+  description = "Host name => data disk name and zone: the backup module attaches the snapshot schedule to these, after the disks exist."
+  value       = { for name, disk in google_compute_disk.data : name => { name = disk.name, zone = disk.zone } }
+}
+
 output "service_account" {
   description = "Service account of the data hosts."
   value       = google_service_account.hosts.email
