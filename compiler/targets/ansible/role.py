@@ -82,6 +82,15 @@ def copy(name: str, dest: str, mode: str = "0644", owner: str = "root", group: s
     return task(name, "ansible.builtin.copy", args, **kw)
 
 
+def systemd_dropin(name: str, unit: str, file: str, content: str, **kw) -> list[dict]:
+    """A drop-in for `unit` (/etc/systemd/system/<unit>.d/<file>): its directory first, which no package ships and
+    the copy module does not create (a missing parent fails the task, and with it the host's run)."""
+    directory = f"/etc/systemd/system/{unit}.d"
+    return [task(f"Create the drop-in directory of {unit}", "ansible.builtin.file",
+                 {"path": directory, "state": "directory", "owner": "root", "group": "root", "mode": "0755"}),
+            copy(name, f"{directory}/{file}", content=content, **kw)]
+
+
 def apt(name: str, packages, register: str | None = None, **kw) -> dict:
     args = {"name": packages, "state": "present", "update_cache": True, "cache_valid_time": 3600}
     return task(name, "ansible.builtin.apt", args, register=register, **kw)

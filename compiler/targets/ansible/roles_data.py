@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from compiler.ir import names
 from compiler.targets.ansible import roles_internal_ca
-from compiler.targets.ansible.role import (Role, apt, copy, expr, repository, service, services_ready_var, task,
+from compiler.targets.ansible.role import (Role, apt, copy, expr, repository, service, services_ready_var,
+                                            systemd_dropin, task,
                                             template, when_ready)
 from compiler.targets.ansible.roles_tls import TOPIC
 
@@ -294,8 +295,8 @@ def pgbouncer() -> Role:
                      no_log=True, diff=False, notify="Reload PgBouncer"),
             # Debian's unit keeps systemd's 1024 descriptors: PgBouncer refused clients past ~1,000 while
             # max_client_conn is far higher. LimitNOFILE comes from the IR (every client and server connection + margin)
-            copy("Raise PgBouncer's open-file limit for max_client_conn", "/etc/systemd/system/pgbouncer.service.d/limits.conf",
-                 content="[Service]\nLimitNOFILE={{ pgbouncer_nofile }}\n", notify="Restart PgBouncer"),
+            *systemd_dropin("Raise PgBouncer's open-file limit for max_client_conn", "pgbouncer.service", "limits.conf",
+                            "[Service]\nLimitNOFILE={{ pgbouncer_nofile }}\n", notify="Restart PgBouncer"),
             service("Start PgBouncer at boot", "pgbouncer", r),
         ]},
         handlers=[service("Reload PgBouncer", "pgbouncer", r, state="reloaded", enabled=None, listen=TOPIC),

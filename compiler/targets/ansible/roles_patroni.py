@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.names import (PATRONI_CONFIG_DIR, POSTGRES_PORT, POSTGRES_REPLICATION_USER, POSTGRES_TLS_DIR)
-from compiler.targets.ansible.role import Role, apt, copy, expr, service, services_ready_var, task
+from compiler.targets.ansible.role import Role, apt, copy, expr, service, services_ready_var, systemd_dropin, task
 
 PATRONI_INSTANCE = "{{ postgresql_version }}-main"  # Debian's patroni@<instance>.service reads /etc/patroni/<instance>.yml
 CALLBACK = "/usr/local/lib/platformc/patroni-callback"
 SOCKET_DIR = "/var/run/postgresql"
 BIN_DIR = "/usr/lib/postgresql/{version}/bin"
 ETCD_TLS_DIR = "/etc/etcd/tls"
-DATA_DISK_SCRIPT = "/usr/local/lib/platformc/data-disk-id"
+DATA_DISK_SCRIPT = "/usr/local/sbin/platformc-data-disk-id"  # a directory every host has: data_disk runs first
 # The failover drill's figures (tests/targets/test_patroni_failover.py, which asserts the goals on every run), as
 # the docs' runbook states them: seconds, and rows lost.
 DRILL = {"when": "measured 2026-12-02 on a shared 2-core machine, loopback, ttl 30 s, loop_wait 10 s",
@@ -218,8 +218,8 @@ def patroni() -> Role:
                  loop_control={"loop_var": "patroni_dir"}),
             copy("Install the callback that switches WAL after a start or a promotion (archive_timeout gap)",
                  CALLBACK, mode="0755", src="patroni-callback.sh"),
-            copy("Let systemd restart Patroni when it dies", "/etc/systemd/system/patroni@.service.d/restart.conf",
-                 content="[Service]\nRestart=on-failure\nRestartSec=5s\n", notify="Reload systemd"),
+            *systemd_dropin("Let systemd restart Patroni when it dies", "patroni@.service", "restart.conf",
+                            "[Service]\nRestart=on-failure\nRestartSec=5s\n", notify="Reload systemd"),
             copy("Write the region's Patroni configuration", PATRONI_CONFIG_DIR + "/" + PATRONI_INSTANCE + ".yml",
                  mode="0640", group="postgres", content="{{ patroni_config | to_nice_yaml(indent=2) }}",
                  no_log=True, diff=False, notify="Reload Patroni"),
@@ -277,7 +277,8 @@ def data_disk() -> Role:
         name=r,
         description="Formats (xfs) and mounts the data volume, found by its stable device id, at the data directory "
                     "before the datastore's package installs.",
-        defaults={"data_disk_cloud": "{{ platformc_cloud }}", "data_disk_mount": ""},
+        defaults={"data_disk_cloud": "{{ platformc_cloud }}", "data_disk_mount": "", "data_disk_owner": "root",
+                  "data_disk_mode": "0755"},
         tasks={"main": [
             task("Check that the mount point is set", "ansible.builtin.assert",
                  {"that": ["data_disk_mount | length > 0"], "fail_msg": "set data_disk_mount (the datastore's data directory)"}),
@@ -296,17 +297,28 @@ def data_disk() -> Role:
             task("Make an xfs filesystem on the blank data volume", "ansible.builtin.command",
                  {"argv": ["mkfs.xfs", "-L", "data", found]}, when="data_disk_fs.stdout | length == 0",
                  changed_when=True),
-            task("Create the data directory", "ansible.builtin.file",
-                 {"path": "{{ data_disk_mount }}", "state": "directory", "owner": "root", "group": "root",
-                  "mode": "0755"}),
             task("Record the mount in fstab by the volume's stable id", "ansible.builtin.lineinfile",
                  {"path": "/etc/fstab", "regexp": "^\\S+\\s+{{ data_disk_mount }}\\s",
                   "line": found + " {{ data_disk_mount }} xfs defaults,noatime,nofail 0 2"}),
             task("Check whether the data directory is mounted", "ansible.builtin.command",
                  {"argv": ["findmnt", "--mountpoint", "{{ data_disk_mount }}"]}, register="data_disk_mounted",
                  changed_when=False, failed_when=False),
+            # the mount point only: once mounted, the path is the volume's root, whose owner is the datastore's
+            task("Create the mount point", "ansible.builtin.file",
+                 {"path": "{{ data_disk_mount }}", "state": "directory", "owner": "root", "group": "root",
+                  "mode": "0755"}, when="data_disk_mounted.rc != 0"),
             task("Mount the data volume", "ansible.builtin.command", {"argv": ["mount", "{{ data_disk_mount }}"]},
                  when="data_disk_mounted.rc != 0", changed_when=True),
+            # A fresh volume's root is root's, 0755. On a new host the datastore's package then makes it its user's
+            # (its postinst, which creates the user); a volume replaced under an installed package, or a root reset
+            # by hand, gets it here, as the package would leave it (the service, without CAP_DAC_OVERRIDE, could not
+            # write its data otherwise). Before the package installs, the user does not exist yet: nothing to do.
+            task("Look up the datastore's user", "ansible.builtin.getent",
+                 {"database": "passwd", "key": "{{ data_disk_owner }}", "fail_key": False}),
+            task("Give the data volume's root to the datastore's user", "ansible.builtin.file",
+                 {"path": "{{ data_disk_mount }}", "state": "directory", "owner": "{{ data_disk_owner }}",
+                  "group": "{{ data_disk_owner }}", "mode": "{{ data_disk_mode }}"},
+                 when="ansible_facts.getent_passwd[data_disk_owner] is not none"),
         ]},
     )
 

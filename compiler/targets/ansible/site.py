@@ -26,9 +26,10 @@ class Playbook:
     plays: tuple[Play, ...]
 
 
-def _disk(mount: str) -> dict:
-    """The data_disk role before a datastore's: its volume mounted at the data directory before the package installs."""
-    return {"role": "data_disk", "vars": {"data_disk_mount": mount}}
+def _disk(mount: str, owner: str, mode: str) -> dict:
+    """The data_disk role before a datastore's: its volume mounted at the data directory before the package installs,
+    and the volume's root owned as the datastore's package owns that directory (owner and group `owner`, `mode`)."""
+    return {"role": "data_disk", "vars": {"data_disk_mount": mount, "data_disk_owner": owner, "data_disk_mode": mode}}
 
 
 PLAYBOOKS = (
@@ -39,18 +40,18 @@ PLAYBOOKS = (
     Playbook("etcd.yml", "etcd, Patroni's DCS: three members per region", (
         Play("Run the etcd members", "etcd", ("etcd",)),)),
     Playbook("postgresql.yml", "PostgreSQL under Patroni on every PostgreSQL host (the data volume mounted first)", (
-        Play("Configure PostgreSQL and Patroni", "postgres", (_disk("/var/lib/postgresql"), "postgresql", "patroni")),)),
+        Play("Configure PostgreSQL and Patroni", "postgres", (_disk("/var/lib/postgresql", "postgres", "0755"), "postgresql", "patroni")),)),
     Playbook("postgres_exporter.yml", "postgres_exporter on the PostgreSQL servers (the data-tier alerts read it)", (
         Play("Run postgres_exporter on the PostgreSQL servers", "postgres", ("postgres_exporter",)),)),
     Playbook("pgbouncer.yml", "PgBouncer in front of the primary", (
         Play("Configure PgBouncer", "pgbouncer", ("pgbouncer",)),)),
     Playbook("redis.yml", "Redis Cluster nodes, then the cluster itself (once)", (
         Play("Configure the Redis Cluster nodes and form the cluster", "redis_cluster",
-             (_disk("/var/lib/redis"), "redis")),)),
+             (_disk("/var/lib/redis", "redis", "0750"), "redis")),)),
     Playbook("redis_exporter.yml", "redis_exporter on the Redis Cluster nodes (the cache alerts read it)", (
         Play("Run redis_exporter on the Redis Cluster nodes", "redis_cluster", ("redis_exporter",)),)),
     Playbook("elasticsearch.yml", "Elasticsearch nodes", (
-        Play("Configure the Elasticsearch nodes", "elasticsearch", (_disk("/var/lib/elasticsearch"), "elasticsearch")),)),
+        Play("Configure the Elasticsearch nodes", "elasticsearch", (_disk("/var/lib/elasticsearch", "elasticsearch", "2750"), "elasticsearch")),)),
     Playbook("backups.yml", "Backup schedules on the database and cache nodes", (
         Play("Schedule the backups", "postgres:redis_cluster", ("backups",)),)),
 )
