@@ -41,6 +41,19 @@ def _gcp_backups(plan: PlatformPlan, region: RegionPlan) -> dict:
             "data_disks": Raw("module.data_hosts.data_disks")}
 
 
+def dns_authorizations(plan: PlatformPlan, region: RegionPlan) -> dict:
+    """Each name of the region's certificate -> its Certificate Manager DNS authorization: {name, create}. A name
+    several GCP regions serve is authorised by the first of them (the spec's order), the others' certificates use
+    that authorisation: its validation record, _acme-challenge.<name>, is one CNAME in the public zone, so a
+    second root creating its own failed (the record exists), or, overwriting it, broke the first one's renewals."""
+    gcp = [r for r in plan.regions if r.cloud == "gcp"]
+    out = {}
+    for host in lb_hostnames(plan, region):
+        owner = next(r for r in gcp if host in lb_hostnames(plan, r))
+        out[host] = {"name": f"{owner.cluster_name}-{host.replace('.', '-')}", "create": owner.name == region.name}
+    return out
+
+
 def args(plan: PlatformPlan, region: RegionPlan) -> dict:
     s = region.settings
     net, k8s, sec = s.network, s.kubernetes, s.security
@@ -96,6 +109,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "zones": [z.name for z in region.zones],
             "public_zone": plan.spec.organization.domain,
             "hostnames": lb_hostnames(plan, region),
+            "dns_authorizations": dns_authorizations(plan, region),
             "min_tls_version": "TLS_" + sec.tls_min_version.replace(".", "_"),
             # the NEGs GKE creates from the Kong proxy Service's annotation (helm target)
             "neg_name": lb_target_name(region),

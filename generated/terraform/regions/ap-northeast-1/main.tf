@@ -519,9 +519,27 @@ module "load_balancer" {
   internal_zone_name  = module.data_hosts.dns_zone_name
   tags                = local.tags
 
-  zones                 = ["asia-northeast1-a", "asia-northeast1-b", "asia-northeast1-c"]
-  public_zone           = "6fb.example.com"
-  hostnames             = ["ap-northeast-1.6fb.example.com", "origin.6fb.example.com", "api.6fb.example.com", "app.6fb.example.com"]
+  zones       = ["asia-northeast1-a", "asia-northeast1-b", "asia-northeast1-c"]
+  public_zone = "6fb.example.com"
+  hostnames   = ["ap-northeast-1.6fb.example.com", "origin.6fb.example.com", "api.6fb.example.com", "app.6fb.example.com"]
+  dns_authorizations = {
+    "ap-northeast-1.6fb.example.com" = {
+      name   = "sixfb-ap-northeast-1-ap-northeast-1-6fb-example-com"
+      create = true
+    }
+    "origin.6fb.example.com" = {
+      name   = "sixfb-ap-southeast-1-origin-6fb-example-com"
+      create = false
+    }
+    "api.6fb.example.com" = {
+      name   = "sixfb-ap-southeast-1-api-6fb-example-com"
+      create = false
+    }
+    "app.6fb.example.com" = {
+      name   = "sixfb-ap-southeast-1-app-6fb-example-com"
+      create = false
+    }
+  }
   min_tls_version       = "TLS_1_3"
   neg_name              = "sixfb-ap-northeast-1-kong"
   health_check_path     = "/healthz"

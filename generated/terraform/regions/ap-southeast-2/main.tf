@@ -513,9 +513,27 @@ module "load_balancer" {
   internal_zone_name  = module.data_hosts.dns_zone_name
   tags                = local.tags
 
-  zones                 = ["australia-southeast1-a", "australia-southeast1-b", "australia-southeast1-c"]
-  public_zone           = "6fb.example.com"
-  hostnames             = ["ap-southeast-2.6fb.example.com", "origin.6fb.example.com", "api.6fb.example.com", "app.6fb.example.com"]
+  zones       = ["australia-southeast1-a", "australia-southeast1-b", "australia-southeast1-c"]
+  public_zone = "6fb.example.com"
+  hostnames   = ["ap-southeast-2.6fb.example.com", "origin.6fb.example.com", "api.6fb.example.com", "app.6fb.example.com"]
+  dns_authorizations = {
+    "ap-southeast-2.6fb.example.com" = {
+      name   = "sixfb-ap-southeast-2-ap-southeast-2-6fb-example-com"
+      create = true
+    }
+    "origin.6fb.example.com" = {
+      name   = "sixfb-ap-southeast-1-origin-6fb-example-com"
+      create = false
+    }
+    "api.6fb.example.com" = {
+      name   = "sixfb-ap-southeast-1-api-6fb-example-com"
+      create = false
+    }
+    "app.6fb.example.com" = {
+      name   = "sixfb-ap-southeast-1-app-6fb-example-com"
+      create = false
+    }
+  }
   min_tls_version       = "TLS_1_3"
   neg_name              = "sixfb-ap-southeast-2-kong"
   health_check_path     = "/healthz"

@@ -4,6 +4,11 @@ output "application_gateway_id" {
   value       = azurerm_application_gateway.this.id
 }
 
+output "identity_id" {
+  description = "The gateway's user-assigned identity: whoever writes the gateway (the ingress controller) must be allowed to assign it."
+  value       = azurerm_user_assigned_identity.gateway.id
+}
+
 output "ip_address" {
   description = "Public address of the gateway."
   value       = azurerm_public_ip.this.ip_address

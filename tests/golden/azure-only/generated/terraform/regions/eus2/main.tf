@@ -157,6 +157,9 @@ module "kubernetes" {
   application_gateway_id     = module.load_balancer.application_gateway_id
   tags                       = local.tags
 
+  application_gateway_identity_id = module.load_balancer.identity_id
+  application_gateway_subnet_id   = module.network.gateway_subnet_id
+
   zones              = ["1", "2", "3"]
   kubernetes_version = "1.33"
   private_endpoint   = true

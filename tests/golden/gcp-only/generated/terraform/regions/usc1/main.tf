@@ -479,9 +479,27 @@ module "load_balancer" {
   internal_zone_name  = module.data_hosts.dns_zone_name
   tags                = local.tags
 
-  zones                 = ["us-central1-a", "us-central1-b", "us-central1-c"]
-  public_zone           = "acme.example.org"
-  hostnames             = ["usc1.acme.example.org", "origin.acme.example.org", "api.acme.example.org", "app.acme.example.org"]
+  zones       = ["us-central1-a", "us-central1-b", "us-central1-c"]
+  public_zone = "acme.example.org"
+  hostnames   = ["usc1.acme.example.org", "origin.acme.example.org", "api.acme.example.org", "app.acme.example.org"]
+  dns_authorizations = {
+    "usc1.acme.example.org" = {
+      name   = "acme-usc1-usc1-acme-example-org"
+      create = true
+    }
+    "origin.acme.example.org" = {
+      name   = "acme-usc1-origin-acme-example-org"
+      create = true
+    }
+    "api.acme.example.org" = {
+      name   = "acme-usc1-api-acme-example-org"
+      create = true
+    }
+    "app.acme.example.org" = {
+      name   = "acme-usc1-app-acme-example-org"
+      create = true
+    }
+  }
   min_tls_version       = "TLS_1_3"
   neg_name              = "acme-usc1-kong"
   health_check_path     = "/healthz"

@@ -447,9 +447,27 @@ module "load_balancer" {
   internal_zone_name  = module.data_hosts.dns_zone_name
   tags                = local.tags
 
-  zones                 = ["europe-west1-b", "europe-west1-c", "europe-west1-d"]
-  public_zone           = "acme.example.org"
-  hostnames             = ["euw1.acme.example.org", "origin.acme.example.org", "api.acme.example.org", "app.acme.example.org"]
+  zones       = ["europe-west1-b", "europe-west1-c", "europe-west1-d"]
+  public_zone = "acme.example.org"
+  hostnames   = ["euw1.acme.example.org", "origin.acme.example.org", "api.acme.example.org", "app.acme.example.org"]
+  dns_authorizations = {
+    "euw1.acme.example.org" = {
+      name   = "acme-euw1-euw1-acme-example-org"
+      create = true
+    }
+    "origin.acme.example.org" = {
+      name   = "acme-euw1-origin-acme-example-org"
+      create = true
+    }
+    "api.acme.example.org" = {
+      name   = "acme-euw1-api-acme-example-org"
+      create = true
+    }
+    "app.acme.example.org" = {
+      name   = "acme-euw1-app-acme-example-org"
+      create = true
+    }
+  }
   min_tls_version       = "TLS_1_3"
   neg_name              = "acme-euw1-kong"
   health_check_path     = "/healthz"

@@ -165,6 +165,22 @@ resource "azurerm_role_assignment" "ingress_resource_group" {
   principal_id         = azurerm_kubernetes_cluster.this.ingress_application_gateway[0].ingress_application_gateway_identity[0].object_id
 }
 
+# Every gateway update the controller sends carries the gateway's user-assigned identity and its subnet, and Azure
+# checks both as linked scopes: without these it fails with LinkedAuthorizationFailed (.../userAssignedIdentities/
+# assign/action) and ApplicationGatewayInsufficientPermissionOnSubnet (.../subnets/join/action), so Kong never
+# gets a backend and clients get 502s.
+resource "azurerm_role_assignment" "ingress_gateway_identity" {
+  scope                = var.application_gateway_identity_id
+  role_definition_name = "Managed Identity Operator"
+  principal_id         = azurerm_kubernetes_cluster.this.ingress_application_gateway[0].ingress_application_gateway_identity[0].object_id
+}
+
+resource "azurerm_role_assignment" "ingress_gateway_subnet" {
+  scope                = var.application_gateway_subnet_id
+  role_definition_name = "Network Contributor"
+  principal_id         = azurerm_kubernetes_cluster.this.ingress_application_gateway[0].ingress_application_gateway_identity[0].object_id
+}
+
 resource "azurerm_monitor_diagnostic_setting" "control_plane" {
   name                       = "control-plane"
   target_resource_id         = azurerm_kubernetes_cluster.this.id

@@ -84,6 +84,16 @@ variable "application_gateway_id" {
   type        = string
 }
 
+variable "application_gateway_identity_id" {
+  description = "The gateway's user-assigned identity (the ingress controller reassigns it on every gateway write)."
+  type        = string
+}
+
+variable "application_gateway_subnet_id" {
+  description = "The gateway's subnet (the ingress controller joins the gateway to it on every gateway write)."
+  type        = string
+}
+
 variable "system_pool" {
   description = "Which node pool is AKS's default (system) pool."
   type        = string

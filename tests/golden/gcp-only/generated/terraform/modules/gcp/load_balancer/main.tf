@@ -24,10 +24,12 @@ resource "google_compute_ssl_policy" "this" {
   profile         = "RESTRICTED"
 }
 
+# A name several GCP regions serve (origin., api., app.) is authorised once per project, by one region root: its
+# CNAME, _acme-challenge.<name>, is one record in the public zone, and each authorisation wants its own value.
 resource "google_certificate_manager_dns_authorization" "this" {
-  for_each = toset(var.hostnames)
+  for_each = { for host, a in var.dns_authorizations : host => a.name if a.create }
 
-  name   = "${var.name}-${replace(each.key, ".", "-")}"
+  name   = each.value
   domain = each.key
   labels = var.tags
 }
@@ -49,7 +51,7 @@ resource "google_certificate_manager_certificate" "this" {
 
   managed {
     domains            = var.hostnames
-    dns_authorizations = [for a in google_certificate_manager_dns_authorization.this : a.id]
+    dns_authorizations = [for host in var.hostnames : var.dns_authorizations[host].create ? google_certificate_manager_dns_authorization.this[host].id : "projects/${data.google_project.current.project_id}/locations/global/dnsAuthorizations/${var.dns_authorizations[host].name}"]
   }
 }
 

@@ -24,6 +24,14 @@ variable "hostnames" {
   type        = list(string)
 }
 
+variable "dns_authorizations" {
+  description = "Certificate Manager DNS authorization of each name: its name, and whether this root creates it (false: another GCP region root of the project does, for a name several regions serve)."
+  type = map(object({
+    name   = string
+    create = bool
+  }))
+}
+
 variable "min_tls_version" {
   description = "TLS_1_3 or TLS_1_2 (from the spec's minimum TLS version)."
   type        = string

@@ -1,0 +1,140 @@
+"""Terraform that passes fmt, the provider schemas and checkov can still fail at apply time or at the first
+request. Each test here holds one such wiring, found in review of the generated roots, to what the cloud needs:
+
+- GCP: a name several GCP regions' certificates cover (origin., api., app.) is authorised once per project. Its
+  Certificate Manager validation record, _acme-challenge.<name>, is one CNAME in the public zone: the second root
+  to create its own failed on the existing record.
+- Azure: AKS's KMS plugin takes only a versioned Key Vault key id (azurerm validates key_vault_key_id with
+  VersionTypeVersioned); the storage accounts and the disk encryption set keep following the versionless one.
+- GCP: the hourly snapshot schedule is attached to the data hosts module's disks, which orders the attachment
+  after them (with names written as literals it ran first and got a 404).
+- Azure: the Application Gateway ingress controller may assign the gateway's user-assigned identity and join its
+  subnet, which every gateway update it sends carries (LinkedAuthorizationFailed / subnets/join/action otherwise).
+
+The roots are read with python-hcl2, for every case under tests/cases that has the cloud.
+"""
+
+from __future__ import annotations
+
+import hcl2
+import pytest
+
+from compiler.pipeline import compile_file
+from compiler.targets import terraform
+from tests.conftest import REPO
+from tests.targets.hcl_support import resources, unquote
+
+CASES = sorted(p.name for p in (REPO / "tests/cases").iterdir() if (p / "platform.yaml").exists())
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    out = {}
+    for case in CASES:
+        plan = compile_file(str(REPO / "tests/cases" / case / "platform.yaml")).plan
+        files = dict(terraform.emit_global(plan))
+        for r in plan.regions:
+            files.update(terraform.emit_region(plan, r))
+        out[case] = (plan, files)
+    return out
+
+
+def _plain(v):
+    """python-hcl2 keeps string literals' quotes (keys too): compared here without them."""
+    if isinstance(v, dict):
+        return {unquote(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return unquote(v)
+
+
+def _hcl(text: str) -> dict:
+    return _plain(hcl2.loads(text))
+
+
+def _module(files: dict, region: str, name: str) -> dict:
+    doc = _hcl(files[f"terraform/regions/{region}/main.tf"])
+    found = [m[name] for m in doc.get("module", []) if name in m]
+    assert len(found) == 1, (region, name)
+    return found[0]
+
+
+def _cases_with(compiled, cloud: str) -> list[str]:
+    return [c for c in CASES if any(r.cloud == cloud for r in compiled[c][0].regions)]
+
+
+def test_every_shared_certificate_name_is_authorised_by_exactly_one_gcp_root(compiled):
+    cases = _cases_with(compiled, "gcp")
+    assert cases
+    several = False
+    for case in cases:
+        plan, files = compiled[case]
+        gcp = [r.name for r in plan.regions if r.cloud == "gcp"]
+        creators: dict[str, list[str]] = {}
+        names: dict[str, set[str]] = {}
+        for region in gcp:
+            lb = _module(files, region, "load_balancer")
+            auths = lb["dns_authorizations"]
+            assert set(auths) == set(lb["hostnames"]), region  # every name of the certificate has one
+            for host, a in auths.items():
+                names.setdefault(host, set()).add(a["name"])
+                if a["create"]:
+                    creators.setdefault(host, []).append(region)
+        for host, regions in creators.items():
+            assert len(regions) == 1, f"{case}: {host} authorised by {regions}"
+            assert len(names[host]) == 1, f"{case}: {host} named {names[host]}"
+        assert set(creators) == set(names), case  # each name is created somewhere
+        several |= len(gcp) > 1
+    assert several, "no case has two GCP regions: the shared names are not exercised"
+
+
+def test_the_gcp_module_creates_only_its_own_authorisations_and_their_records(compiled):
+    _, files = compiled[_cases_with(compiled, "gcp")[0]]
+    doc = _hcl(files["terraform/modules/gcp/load_balancer/main.tf"])
+    auth = resources(doc, "google_certificate_manager_dns_authorization")["this"]
+    assert "a.create" in auth["for_each"]
+    cert = resources(doc, "google_certificate_manager_certificate")["this"]
+    refs = cert["managed"][0]["dns_authorizations"]
+    assert "google_certificate_manager_dns_authorization.this[host].id" in refs
+    assert "dnsAuthorizations/${var.dns_authorizations[host].name}" in refs
+
+
+def test_aks_kms_is_given_the_key_s_current_version(compiled):
+    for case in _cases_with(compiled, "azure"):
+        plan, files = compiled[case]
+        outputs = _hcl(files["terraform/modules/azure/kms/outputs.tf"])["output"]
+        by_name = {k: v for o in outputs for k, v in o.items()}
+        assert by_name["versioned_key_id"]["value"] == "${azurerm_key_vault_key.this.id}"
+        assert by_name["key_id"]["value"] == "${azurerm_key_vault_key.this.versionless_id}"
+        for r in (r for r in plan.regions if r.cloud == "azure"):
+            assert _module(files, r.name, "kubernetes")["kms_key_id"] == "${module.kms.versioned_key_id}", r.name
+
+
+def test_gcp_snapshot_attachments_wait_for_the_data_disks(compiled):
+    for case in _cases_with(compiled, "gcp"):
+        plan, files = compiled[case]
+        for r in (r for r in plan.regions if r.cloud == "gcp"):
+            assert _module(files, r.name, "backup")["data_disks"] == "${module.data_hosts.data_disks}", r.name
+        outputs = _hcl(files["terraform/modules/gcp/data_hosts/outputs.tf"])["output"]
+        by_name = {k: v for o in outputs for k, v in o.items()}
+        assert "google_compute_disk.data" in by_name["data_disks"]["value"]
+
+
+def test_the_azure_ingress_controller_may_assign_the_gateway_identity_and_join_its_subnet(compiled):
+    for case in _cases_with(compiled, "azure"):
+        plan, files = compiled[case]
+        doc = _hcl(files["terraform/modules/azure/kubernetes/main.tf"])
+        grants = {(a["scope"], a["role_definition_name"]) for a in resources(doc, "azurerm_role_assignment").values()
+                  if "ingress_application_gateway_identity" in a["principal_id"]}
+        assert ("${var.application_gateway_identity_id}", "Managed Identity Operator") in grants, grants
+        assert ("${var.application_gateway_subnet_id}", "Network Contributor") in grants, grants
+        for r in (r for r in plan.regions if r.cloud == "azure"):
+            k8s = _module(files, r.name, "kubernetes")
+            assert k8s["application_gateway_identity_id"] == "${module.load_balancer.identity_id}", r.name
+            assert k8s["application_gateway_subnet_id"] == "${module.network.gateway_subnet_id}", r.name
+        lb = _hcl(files["terraform/modules/azure/load_balancer/main.tf"])
+        gateway = resources(lb, "azurerm_application_gateway")["this"]
+        assert gateway["identity"][0]["identity_ids"] == ["${azurerm_user_assigned_identity.gateway.id}"]
+        outputs = {k: v for o in _hcl(files["terraform/modules/azure/load_balancer/outputs.tf"])["output"]
+                   for k, v in o.items()}
+        assert outputs["identity_id"]["value"] == "${azurerm_user_assigned_identity.gateway.id}"
