@@ -551,3 +551,20 @@ def test_every_lookup_in_the_inventories_has_its_collection_required(outputs, tw
     assert used and used <= listed
     # in two-region only the Elasticsearch clients' entries are in Vault (the other data-tier secrets are aws-sm:)
     assert "community.hashi_vault" in collections_needed(two_region)
+
+
+def test_a_changed_standby_cluster_file_reloads_that_cluster(outputs):
+    """Each DR standby cluster on a host is its own Patroni (patroni@<instance>): a task writing one of its files
+    notifies a handler reloading exactly those units. Only the region's own member was reloaded, so a changed
+    standby configuration waited for the next restart."""
+    _, files = outputs
+    tasks = yaml.safe_load(files["ansible/roles/patroni/tasks/main.yml"])
+    handlers = {h["name"]: h for h in yaml.safe_load(files["ansible/roles/patroni/handlers/main.yml"])}
+    standby = [t for t in tasks if "patroni_standby" in str((t.get("loop_control") or {}).get("loop_var", ""))
+               and ("ansible.builtin.copy" in t or "ansible.builtin.template" in t)]
+    assert len(standby) >= 3, standby
+    for t in standby:
+        h = handlers[t["notify"]]
+        assert h["ansible.builtin.service"]["name"] == "patroni@{{ patroni_standby.instance }}", h
+        assert h["ansible.builtin.service"]["state"] == "reloaded" and h["loop"] == "{{ patroni_my_standbys }}", h
+        assert h["loop_control"]["loop_var"] == "patroni_standby", h

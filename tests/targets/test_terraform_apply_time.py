@@ -138,3 +138,15 @@ def test_the_azure_ingress_controller_may_assign_the_gateway_identity_and_join_i
         outputs = {k: v for o in _hcl(files["terraform/modules/azure/load_balancer/outputs.tf"])["output"]
                    for k, v in o.items()}
         assert outputs["identity_id"]["value"] == "${azurerm_user_assigned_identity.gateway.id}"
+
+
+def test_azure_data_hosts_let_azure_backup_install_its_snapshot_extension(compiled):
+    """Azure VM Backup snapshots a VM through its VMSnapshotLinux extension: with extension operations off, the
+    protection is accepted and every scheduled backup fails."""
+    for case in _cases_with(compiled, "azure"):
+        _, files = compiled[case]
+        hosts = _hcl(files["terraform/modules/azure/data_hosts/main.tf"])
+        vm = resources(hosts, "azurerm_linux_virtual_machine")["host"]
+        backup = _hcl(files["terraform/modules/azure/backup/main.tf"])
+        assert "azurerm_backup_protected_vm" in str(backup), case
+        assert vm["allow_extension_operations"] is True, case

@@ -242,15 +242,15 @@ def patroni() -> Role:
                  group="postgres", src="{{ playbook_dir | dirname }}/datastores/{{ patroni_standby[0].region }}/"
                                        "{{ patroni_standby[1] }}",
                  loop="{{ patroni_my_standbys | product(['postgresql.conf', 'pg_hba.conf']) | list }}",
-                 loop_control={"loop_var": "patroni_standby", "label": "{{ patroni_standby[0].region }}"}),
+                 notify="Reload the standby clusters", loop_control={"loop_var": "patroni_standby", "label": "{{ patroni_standby[0].region }}"}),
             copy("Install an empty pg_ident.conf for each standby cluster", "{{ patroni_standby.config_dir }}/pg_ident.conf",
                  mode="0640", owner="postgres", group="postgres", content="",
-                 loop="{{ patroni_my_standbys }}", loop_control={"loop_var": "patroni_standby",
+                 loop="{{ patroni_my_standbys }}", notify="Reload the standby clusters", loop_control={"loop_var": "patroni_standby",
                                                                   "label": "{{ patroni_standby.region }}"}),
             copy("Write each standby cluster's Patroni configuration",
                  PATRONI_CONFIG_DIR + "/{{ patroni_standby.instance }}.yml", mode="0640", group="postgres",
                  content="{{ patroni_standby.config | to_nice_yaml(indent=2) }}", no_log=True, diff=False,
-                 loop="{{ patroni_my_standbys }}", loop_control={"loop_var": "patroni_standby",
+                 loop="{{ patroni_my_standbys }}", notify="Reload the standby clusters", loop_control={"loop_var": "patroni_standby",
                                                                   "label": "{{ patroni_standby.region }}"}),
             task("Start each standby cluster at boot", "ansible.builtin.systemd_service",
                  {"name": "patroni@{{ patroni_standby.instance }}", "state": "started", "enabled": True},
@@ -263,6 +263,12 @@ def patroni() -> Role:
             # Patroni applies a changed file on SIGHUP (the unit's ExecReload); PostgreSQL settings that need a
             # restart are flagged `pending_restart` and applied with `patronictl restart` (the docs' runbook)
             service("Reload Patroni", "patroni@" + PATRONI_INSTANCE, r, state="reloaded", enabled=None,
+                    listen="tls certificate changed"),
+            # each standby cluster is its own Patroni (patroni@<instance>): a changed file of one is applied by
+            # reloading that one, as the region's member above
+            service("Reload the standby clusters", "patroni@{{ patroni_standby.instance }}", r, state="reloaded",
+                    enabled=None, loop="{{ patroni_my_standbys }}",
+                    loop_control={"loop_var": "patroni_standby", "label": "{{ patroni_standby.region }}"},
                     listen="tls certificate changed"),
         ],
     )

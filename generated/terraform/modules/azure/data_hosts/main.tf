@@ -93,6 +93,7 @@ resource "azurerm_network_interface_application_security_group_association" "hos
 }
 
 resource "azurerm_linux_virtual_machine" "host" {
+  #checkov:skip=CKV_AZURE_50:Azure Backup takes each VM snapshot through its VMSnapshotLinux extension (the backup module protects every host): with extension operations off every scheduled backup fails
   for_each = var.hosts
 
   name                            = each.key
@@ -106,7 +107,7 @@ resource "azurerm_linux_virtual_machine" "host" {
   encryption_at_host_enabled      = true
   secure_boot_enabled             = true
   vtpm_enabled                    = true
-  allow_extension_operations      = false
+  allow_extension_operations      = true
   patch_mode                      = "ImageDefault"
   tags                            = merge(var.tags, { group = each.value.group })
 
