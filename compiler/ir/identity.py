@@ -15,7 +15,7 @@ Per region, one `Identity` per Kubernetes ServiceAccount that needs a cloud iden
   the External Secrets Operator on their behalf, so a service never reads a secret store itself;
 - the External Secrets Operator's ServiceAccount: read on exactly the secret-store entries the region's
   cluster is delivered (`aws-sm:` / `gcp-sm:` / `azure-kv:` on the region's own cloud) and, for `vault:`
-  references, a Vault Kubernetes auth role with read on exactly those KV v2 paths;
+  references, a Vault JWT auth role (vault_auth_mount) with read on exactly those KV v2 paths;
 - cluster-autoscaler's ServiceAccount on EKS: the node groups of this cluster (tag-scoped).
 
 The cloud identity is an IAM role assumed through IRSA (the cluster's EKS OIDC provider) on AWS, a Google
@@ -46,6 +46,23 @@ AZURE_POD_LABEL = "azure.workload.identity/use"  # the AKS webhook injects the t
 # The secret-store reference scheme each cloud's identity can read.
 STORE_SCHEME = {"aws": "aws-sm", "gcp": "gcp-sm", "azure": "azure-kv"}
 AZURE_CLIENT_IDS_OUTPUT = "workload_identity_client_ids"  # the Azure region root's output: owner -> client id
+
+# The External Secrets Operator's Vault login, shared by the Vault side (terraform target, vault/configure.sh) and
+# the ClusterSecretStore (helm target). Vault's JWT auth method, not its Kubernetes one: that one has Vault send every
+# login's token to the cluster's TokenReview API, which Vault, outside the clusters, cannot reach on their private
+# API servers (and which would need the operator's ServiceAccount bound to system:auth-delegator). The JWT method
+# checks the token's signature against the keys the cluster's OIDC issuer publishes (public on EKS, GKE and AKS)
+# and never calls the cluster. One mount per cluster: each cluster has its own issuer.
+VAULT_ROLE = "external-secrets"  # the role ESO's ServiceAccount logs in as
+# The audience of the token ESO requests (TokenRequest) and the role accepts. `vault` is also the audience ESO 2.9
+# appends to the ServiceAccount's own unless kubernetesServiceAccountToken.audiences (deprecated) is set
+# (providers/v1/vault/auth_jwt.go), so the token carries no audience beyond this one.
+VAULT_AUDIENCE = "vault"
+
+
+def vault_auth_mount(cluster: str) -> str:
+    """The path of a cluster's JWT auth method in Vault (`auth/<it>/login`)."""
+    return f"jwt-{cluster}"
 
 
 @dataclass(frozen=True)
@@ -96,7 +113,7 @@ class Identity:
     buckets: tuple[str, ...] = ()  # object read/write on these buckets (Azure: storage accounts, `data` container)
     kms_keys: tuple[str, ...] = ()  # "region": the region's customer-managed key (AWS: via S3 / Secrets Manager only)
     secrets: tuple[SecretRef, ...] = ()  # cloud secret-store entries read (the region's cloud's scheme)
-    vault_paths: tuple[str, ...] = ()  # Vault KV v2 API paths read through the Vault Kubernetes auth role
+    vault_paths: tuple[str, ...] = ()  # Vault KV v2 API paths read through the Vault JWT auth role (VAULT_ROLE)
     node_groups: bool = False  # cluster-autoscaler: scale this cluster's node groups
     redis_user: str = ""  # managed Redis: the cache user it authenticates as (data_access.RedisUser.name)
     redis_cache: str = ""  # ... of this managed cache (data_access.RedisUser.cache)

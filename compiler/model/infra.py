@@ -103,7 +103,7 @@ class Security(Model):
     rbac: bool = F(True, description="Least-privilege RBAC for every service account.")
     network_policies: bool = F(True, description="Default-deny NetworkPolicies with allows derived from the service graph.")
     audit_log_retention_days: PositiveInt = F(365, description="Audit log retention (SIEM).")
-    vault_address: Optional[str] = F(None, description="HashiCorp Vault the cluster reads `vault:` references from (External Secrets Operator, Kubernetes auth, KV v2), e.g. `https://vault.example.com:8200`.",
+    vault_address: Optional[str] = F(None, description="HashiCorp Vault the cluster reads `vault:` references from (External Secrets Operator, JWT auth with each cluster's OIDC issuer, KV v2), e.g. `https://vault.example.com:8200`.",
                                      pattern=r"^https://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
 
 

@@ -12,12 +12,19 @@ that pod's ServiceAccount (layer `identity`, object level). Read from the genera
 - Azure: pods labelled `azure.workload.identity/use: "true"` run as a ServiceAccount that workload-identities.sh
   annotates from the root's `workload_identity_client_ids` output, for an identity of this
   namespace/ServiceAccount whose federated credential's subject and issuer (the cluster's OIDC issuer) the module
-  sets from them.
+  sets from them;
+- the External Secrets Operator's Vault login: a ClusterSecretStore with a `vault` provider logs in with Vault's JWT
+  auth method at the mount, with the role, that terraform/regions/<region>/vault/configure.sh enables and writes: a
+  `jwt` role whose bound_audiences the token ESO requests carries and whose bound_subject is the store's
+  ServiceAccount (one the tree defines), on a mount configured from the cluster's OIDC issuer, which the region root
+  outputs for the script. Vault's Kubernetes auth method would have Vault call the cluster's TokenReview API, which
+  it cannot reach: that is broken too.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 
 from compiler.verify import Result
 from compiler.verify.infra import _doc
@@ -130,6 +137,7 @@ def check(tree, region, connections):
             results.append(Result("identity", subject, broken))
     if cloud == "azure":
         results += _check_azure(tree, region, rel_main, block, accounts)
+    results += _check_vault_login(tree, region, cloud, {(ns, name) for _, _, ns, name, _ in accounts})
     return results
 
 
@@ -171,3 +179,141 @@ def _check_azure(tree, region, rel_main, block, accounts) -> list[Result]:
                                   "ServiceAccount's subject on the cluster's OIDC issuer"))
         out.append(Result("identity", subject, broken))
     return out
+
+
+# ---------------------------------------------------------------- the External Secrets Operator's Vault login
+
+ESO_DEFAULT_AUDIENCE = "vault"  # what ESO 2.9 adds to a requested token's audiences (providers/v1/vault/auth_jwt.go)
+_SEPARATORS = {"|", "||", "&&", ";"}
+_OUTPUT_READ = re.compile(r"output -raw ([A-Za-z0-9_]+)")  # the root's output the script has the operator read
+
+
+def _vault_commands(script: str):
+    """(line, argv) of every command of a POSIX sh script, continuation lines joined; a line shlex cannot split (a
+    heredoc's body) is skipped."""
+    lines = script.split("\n")
+    i = 0
+    while i < len(lines):
+        start, text = i + 1, lines[i]
+        while text.endswith("\\") and i + 1 < len(lines):
+            i += 1
+            text = text[:-1] + " " + lines[i]
+        i += 1
+        try:
+            words = shlex.split(text, comments=True)
+        except ValueError:
+            continue
+        cmd: list[str] = []
+        for w in words + [";"]:
+            if w in _SEPARATORS:
+                if cmd:
+                    yield start, cmd
+                cmd = []
+            else:
+                cmd.append(w)
+
+
+def _vault_setup(script: str) -> tuple[dict, dict, dict]:
+    """What configure.sh does to Vault: ({mount: method}, {mount: (line, config)}, {(mount, role): (line, fields)})."""
+    enabled, config, roles = {}, {}, {}
+    for line, argv in _vault_commands(script):
+        if argv[:3] == ["vault", "auth", "enable"]:
+            path = next((a.split("=", 1)[1] for a in argv[3:] if a.startswith("-path=")), None)
+            method = next((a for a in argv[3:] if not a.startswith("-")), "")
+            enabled[(path or method).strip("/")] = method
+        elif argv[:2] == ["vault", "write"] and len(argv) > 2 and argv[2].startswith("auth/"):
+            fields = dict(a.split("=", 1) for a in argv[3:] if "=" in a)
+            parts = argv[2][len("auth/"):].strip("/").split("/")
+            if len(parts) >= 2 and parts[-1] == "config":
+                config["/".join(parts[:-1])] = (line, fields)
+            elif len(parts) >= 3 and parts[-2] == "role":
+                roles[("/".join(parts[:-2]), parts[-1])] = (line, fields)
+    return enabled, config, roles
+
+
+def _vault_stores(tree, region: str):
+    """(file, offset, line, name, vault provider) of every ClusterSecretStore of the region's charts that reads Vault
+    (offset: the file's lines before the store's document, whose `__line__`s count from its own first line)."""
+    for rel in tree.glob(f"helm/{region}/charts/*/templates/*.yaml"):
+        for offset, doc in tree.documents(rel):
+            if isinstance(doc, dict) and doc.get("kind") == "ClusterSecretStore":
+                vault = ((doc.get("spec") or {}).get("provider") or {}).get("vault")
+                if isinstance(vault, dict):
+                    yield rel, offset, doc.get("__line__", 1), (doc.get("metadata") or {}).get("name", ""), vault
+
+
+def _check_vault_login(tree, region: str, cloud: str, accounts: set) -> list[Result]:
+    script_rel = f"terraform/regions/{region}/vault/configure.sh"
+    out = []
+    for rel, offset, line, name, vault in _vault_stores(tree, region):
+        subject = f"ClusterSecretStore {name}"
+        out.append(Result("identity", subject, _vault_login_broken(tree, region, cloud, accounts, script_rel, rel,
+                                                                   offset, line, subject, vault)))
+    return out
+
+
+def _vault_login_broken(tree, region, cloud, accounts, script_rel, rel, offset, line, subject, vault) -> list:
+    line += offset
+    auth = {k: v for k, v in (vault.get("auth") or {}).items() if k != "__line__"}
+    jwt = auth.get("jwt")
+    if "kubernetes" in auth:
+        return [_broken(rel, line, subject, "Vault's Kubernetes auth has Vault send each login's token to the "
+                                            "cluster's TokenReview API, which needs the API server within Vault's "
+                                            "reach and the ServiceAccount bound to system:auth-delegator; log in "
+                                            "with the JWT auth method on the cluster's OIDC issuer")]
+    if not isinstance(jwt, dict):
+        return [_broken(rel, line, subject, f"logs in to Vault with {', '.join(sorted(auth)) or 'no auth'}, "
+                                            f"not the JWT auth method {script_rel} configures")]
+    line = offset + jwt["__line__"] if "__line__" in jwt else line
+    script = tree.text(script_rel)
+    if script is None:
+        return [_broken(script_rel, 0, subject, "no script configures the Vault side of the store's login")]
+    enabled, config, roles = _vault_setup(script)
+    path, role_name = str(jwt.get("path") or "jwt").strip("/"), str(jwt.get("role") or "")
+    token = jwt.get("kubernetesServiceAccountToken") or {}
+    sa = token.get("serviceAccountRef") or {}
+    ns, sa_name = sa.get("namespace"), sa.get("name")
+    # ESO 2.9 requests the token for serviceAccountRef.audiences plus kubernetesServiceAccountToken.audiences,
+    # which defaults to its own `vault`
+    audiences = set(sa.get("audiences") or []) | set(token.get("audiences") or [ESO_DEFAULT_AUDIENCE])
+    if enabled.get(path) != "jwt":
+        return [_broken(rel, line, subject, f"{script_rel} enables no JWT auth method at {path}")]
+    if (path, role_name) not in roles:
+        return [_broken(rel, line, subject, f"{script_rel} writes no role {role_name!r} on auth/{path}")]
+    role_line, role = roles[(path, role_name)]
+    broken = []
+    if not ns or not sa_name:
+        broken.append(_broken(rel, line, subject, "the store names no ServiceAccount (and namespace) to request "
+                                                  "the login token for"))
+    elif (ns, sa_name) not in accounts:
+        broken.append(_broken(rel, line, subject, f"the tree defines no ServiceAccount {ns}/{sa_name}"))
+    elif role.get("bound_subject") != f"system:serviceaccount:{ns}:{sa_name}":
+        broken.append(_broken(script_rel, role_line, subject, f"role {role_name} binds subject "
+                                                              f"{role.get('bound_subject')}, not {ns}/{sa_name}"))
+    if role.get("role_type") != "jwt":
+        broken.append(_broken(script_rel, role_line, subject, f"role {role_name} is not role_type=jwt (the "
+                                                              "method's default, oidc, refuses a JWT login)"))
+    bound = {a for a in str(role.get("bound_audiences", "")).split(",") if a}
+    if not bound & audiences:
+        broken.append(_broken(script_rel, role_line, subject, f"role {role_name} binds audiences {sorted(bound)}; "
+                                                              f"the token carries {sorted(audiences)}"))
+    if path not in config:
+        broken.append(_broken(script_rel, 0, subject, f"auth/{path} is never configured with an issuer"))
+    else:
+        config_line, fields = config[path]
+        issuer = fields.get("oidc_discovery_url", "")
+        read = _OUTPUT_READ.search(script)
+        outputs = _doc(tree, f"terraform/regions/{region}/outputs.tf")
+        block = outputs.block("output", read.group(1)) if outputs is not None and read else None
+        lib = _doc(tree, f"terraform/modules/{cloud}/kubernetes/outputs.tf")
+        if not issuer or fields.get("bound_issuer", issuer) != issuer:
+            broken.append(_broken(script_rel, config_line, subject, f"auth/{path} does not discover its keys at the "
+                                                                    "issuer it binds"))
+        elif block is None:
+            broken.append(_broken(f"terraform/regions/{region}/outputs.tf", 0, subject,
+                                  "the root has no output with the cluster's OIDC issuer for the script to read"))
+        elif str(block.get("value")) != "module.kubernetes.oidc_issuer_url" or lib is None \
+                or lib.block("output", "oidc_issuer_url") is None:
+            broken.append(_broken(f"terraform/regions/{region}/outputs.tf", block.line, subject,
+                                  f"output {read.group(1)} is not the kubernetes module's OIDC issuer"))
+    return broken

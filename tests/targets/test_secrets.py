@@ -232,7 +232,11 @@ def test_one_store_per_scheme_with_the_specs_provider_settings():
     (store,) = secrets.stores(plan, r)
     vault = store["spec"]["provider"]["vault"]
     assert store["metadata"]["name"] == "vault" and vault["server"] == r.settings.security.vault_address
-    assert vault["auth"]["kubernetes"]["serviceAccountRef"] == {"name": "external-secrets", "namespace": "external-secrets"}
+    # Vault's JWT auth with a token of the operator's own ServiceAccount (tests/targets/test_vault_login.py: the
+    # mount, role and audience are vault/configure.sh's)
+    assert set(vault["auth"]) == {"jwt"}
+    assert vault["auth"]["jwt"]["kubernetesServiceAccountToken"]["serviceAccountRef"] == {
+        "name": "external-secrets", "namespace": "external-secrets", "audiences": ["vault"]}
     assert secrets.parse("azure-kv:kv1/db#pw") == secrets.Ref("azure-kv", "db", "pw", vault="kv1")
     assert secrets.parse("aws-sm:acme/app").store == "aws-sm"
     # each cloud's store, from the same spec with other references

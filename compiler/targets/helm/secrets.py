@@ -16,8 +16,9 @@ Every Secret a pod or a Helm release references is created here, as an ExternalS
 - `elasticsearch-fluent-bit`, `elasticsearch-jaeger` (each shipper's Elasticsearch user and the CA).
 
 One ClusterSecretStore per reference scheme the region's cluster reads (`vault:` -> the spec's
-security.vault_address, Kubernetes auth; `aws-sm:` -> Secrets Manager in the region; `gcp-sm:` -> Secret
-Manager in the cloud's project; `azure-kv:` -> one store per Key Vault named in the references). `env:`
+security.vault_address, Vault's JWT auth with a token ESO requests for its own ServiceAccount; `aws-sm:` ->
+Secrets Manager in the region; `gcp-sm:` -> Secret Manager in the cloud's project; `azure-kv:` -> one store per
+Key Vault named in the references). `env:`
 references are CI's (the deploy job's environment): no store can read them, so a Kubernetes Secret
 fed from one is not created here and is listed by `unsupported()`.
 
@@ -37,6 +38,7 @@ from functools import lru_cache
 from compiler.records import dataclass
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import INTERNAL_CA_KEY
+from compiler.ir.identity import VAULT_AUDIENCE, VAULT_ROLE, vault_auth_mount
 from compiler.ir.names import (ALERTMANAGER_RECEIVER_KEYS, ALERTMANAGER_RECEIVERS_SECRET, ELASTICSEARCH_CLIENT_KEYS,
                                ELASTICSEARCH_CLIENT_SECRETS, EXTERNAL_SECRETS_NAMESPACE,
                                EXTERNAL_SECRETS_SERVICE_ACCOUNT, GRAFANA_ADMIN_KEYS, GRAFANA_ADMIN_SECRET,
@@ -45,9 +47,6 @@ from compiler.ir.names import (ALERTMANAGER_RECEIVER_KEYS, ALERTMANAGER_RECEIVER
 API = "external-secrets.io/v1"
 REFRESH = "1h"  # how often ESO re-reads the store: a rotated value reaches the Secret within the hour
 MANAGED_BY = {"app.kubernetes.io/managed-by": "platformc"}
-# The Vault Kubernetes auth method: one mount per cluster (each cluster has its own token issuer),
-# and the Vault role ESO's ServiceAccount logs in as.
-VAULT_ROLE = "external-secrets"
 GRAFANA_ADMIN_USER = "admin"
 
 
@@ -208,8 +207,13 @@ def cluster_secret_store(plan: PlatformPlan, region: RegionPlan, name: str, samp
             "server": region.settings.security.vault_address,
             # KV v2; the references carry the full API path (`<mount>/data/<path>`), which ESO uses as is
             "version": "v2",
-            "auth": {"kubernetes": {"mountPath": f"kubernetes-{region.cluster_name}", "role": VAULT_ROLE,
-                                    "serviceAccountRef": dict(sa)}},
+            # Vault's JWT auth (compiler/ir/identity.py: why not its Kubernetes auth): ESO asks the API server
+            # (TokenRequest, which its chart's ClusterRole allows) for a token of its own ServiceAccount with the
+            # audience the role binds, and logs in with it at the mount vault/configure.sh creates. The token's
+            # lifetime is ESO's default, 10 minutes (expirationSeconds is deprecated in ESO 2.9).
+            "auth": {"jwt": {"path": vault_auth_mount(region.cluster_name), "role": VAULT_ROLE,
+                             "kubernetesServiceAccountToken": {
+                                 "serviceAccountRef": {**sa, "audiences": [VAULT_AUDIENCE]}}}},
         }}
     elif sample.scheme == "aws-sm":
         # credentials: the operator's ServiceAccount's IAM role (EKS Pod Identity / IRSA)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from compiler.docs import markdown_cell, markdown_table
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import redis_users
+from compiler.ir.identity import vault_auth_mount
 from compiler.targets.terraform import azure as _terraform_azure
+from compiler.targets.terraform import identity as _terraform_identity
 from compiler.targets.terraform import values as V
 from compiler.ir.edge import dns_cloud, dns_provider
 from compiler.ir.home_routing import edge_home_provider, edge_routes_homes, home_origin_id
@@ -109,6 +111,13 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
         notes.append("Azure copies geo-redundant backup vaults to the region's Azure pair, not to the DR partner; "
                      "the partner receives the object-replicated backup account instead.")
         notes.append("Set `admin_ssh_public_key` (and `management_cidrs` for the Terraform runners) when applying.")
+    if _terraform_identity.vault_files(plan, region):
+        root = f"generated/terraform/regions/{region.name}"
+        notes.append(f"`vault:` references: the External Secrets Operator logs in to Vault with its JWT auth method "
+                     f"at `{vault_auth_mount(region.cluster_name)}`, which trusts the cluster's OIDC issuer (Vault "
+                     "never calls the cluster's API server). After the apply, a Vault operator runs "
+                     f"`KUBERNETES_OIDC_ISSUER_URL=$(terraform -chdir={root} output -raw "
+                     f"{_terraform_identity.ISSUER_OUTPUT}) sh {root}/vault/configure.sh`.")
     dns = dns_provider(plan.spec)
     if plan.spec.edge.dns.routing != "weighted" and dns == "route53":
         notes.append(f"The spec asks for {plan.spec.edge.dns.routing} DNS routing; Route 53 can only apply it to AWS "

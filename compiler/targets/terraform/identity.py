@@ -11,7 +11,8 @@ is created there (the ESO identity's role assignments name each secret).
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
-from compiler.ir.identity import EXTERNAL_SECRETS
+from compiler.ir.identity import (EXTERNAL_SECRETS, VAULT_AUDIENCE, VAULT_ROLE, service_account_subject,
+                                  vault_auth_mount)
 from compiler.targets.terraform.common import search_path_entries
 
 KMS_VIA = {"service": "s3", "operator": "secretsmanager"}
@@ -74,12 +75,8 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
 
 # ---------------------------------------------------------------- Vault (vault: references)
 
-def vault_mount(region: RegionPlan) -> str:
-    """The Kubernetes auth mount of this cluster in Vault (the helm target's ClusterSecretStore names the same)."""
-    return f"kubernetes-{region.cluster_name}"
-
-
-VAULT_ROLE = "external-secrets"  # the role ESO logs in as (helm target's ClusterSecretStore)
+# The region root's output (templates/terraform/regions/<cloud>/outputs.tf.j2) configure.sh reads the issuer from.
+ISSUER_OUTPUT = "kubernetes_oidc_issuer_url"
 
 
 def vault_policy_name(region: RegionPlan) -> str:
@@ -88,26 +85,32 @@ def vault_policy_name(region: RegionPlan) -> str:
 
 def vault_files(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
     """The Vault policy (read on exactly the KV v2 paths the cluster is delivered) and the commands that create the
-    cluster's Kubernetes auth mount and ESO's role bound to its ServiceAccount; empty without `vault:` references."""
+    cluster's JWT auth mount, trusting the cluster's OIDC issuer, and ESO's role bound to its ServiceAccount (the
+    mount, role and audience are compiler/ir/identity.py's, which the ClusterSecretStore names too); empty without
+    `vault:` references."""
     eso = region.identity(EXTERNAL_SECRETS)
     if eso is None or not eso.vault_paths:
         return {}
     policy = "".join(f'path "{p}" {{\n  capabilities = ["read"]\n}}\n\n' for p in eso.vault_paths).rstrip() + "\n"
-    mount, name = vault_mount(region), vault_policy_name(region)
+    mount, name = vault_auth_mount(region.cluster_name), vault_policy_name(region)
+    subject = service_account_subject(eso.namespace, eso.service_account)
     script = f"""# Vault side of the External Secrets Operator in {region.name}: run once per cluster by a Vault operator
 # with `sh configure.sh` (VAULT_ADDR={region.settings.security.vault_address}), after `terraform apply` of the region root.
-# KUBERNETES_HOST and KUBERNETES_CA_CERT (a PEM file): the cluster's API endpoint and CA
-# (`terraform -chdir=generated/terraform/regions/{region.name} output`).
+# ESO logs in with Vault's JWT auth method: Vault verifies its ServiceAccount token with the signing keys the
+# cluster's OIDC issuer publishes and never calls the cluster's API server.
+# KUBERNETES_OIDC_ISSUER_URL: the cluster's OIDC issuer
+# (`terraform -chdir=generated/terraform/regions/{region.name} output -raw {ISSUER_OUTPUT}`).
 set -eu
-: "${{KUBERNETES_HOST:?the cluster's API endpoint}}"
-: "${{KUBERNETES_CA_CERT:?path to the cluster's CA bundle (PEM)}}"
+: "${{KUBERNETES_OIDC_ISSUER_URL:?the cluster's OIDC issuer URL (terraform output {ISSUER_OUTPUT})}}"
 here=$(dirname "$0")
-vault auth list -format=json | grep -q '"{mount}/"' || vault auth enable -path={mount} kubernetes
-vault write auth/{mount}/config kubernetes_host="$KUBERNETES_HOST" kubernetes_ca_cert=@"$KUBERNETES_CA_CERT"
+vault auth list -format=json | grep -q '"{mount}/"' || vault auth enable -path={mount} jwt
+vault write auth/{mount}/config oidc_discovery_url="$KUBERNETES_OIDC_ISSUER_URL" bound_issuer="$KUBERNETES_OIDC_ISSUER_URL"
 vault policy write {name} "$here/external-secrets.hcl"
 vault write auth/{mount}/role/{VAULT_ROLE} \\
-  bound_service_account_names={eso.service_account} \\
-  bound_service_account_namespaces={eso.namespace} \\
+  role_type=jwt \\
+  bound_audiences={VAULT_AUDIENCE} \\
+  user_claim=sub \\
+  bound_subject={subject} \\
   token_policies={name} \\
   token_ttl=1h token_max_ttl=4h
 """

@@ -18,3 +18,11 @@ output "node_service_account" {
   description = "Service account of the nodes."
   value       = google_service_account.nodes.email
 }
+
+# GKE's ServiceAccount token issuer (the tokens' iss; public discovery at <it>/.well-known/openid-configuration) is
+# the cluster's resource name, with its project id, under the container API: built from the cluster's own fields
+# rather than self_link, which the provider documents only as "the server-defined URL".
+output "oidc_issuer_url" {
+  description = "The cluster's OIDC issuer (https://...): Vault's JWT auth method fetches the ServiceAccount token signing keys from it."
+  value       = "https://container.googleapis.com/v1/projects/${google_container_cluster.this.project}/locations/${google_container_cluster.this.location}/clusters/${google_container_cluster.this.name}"
+}

@@ -19,6 +19,11 @@ output "cluster_endpoint" {
   value       = module.kubernetes.cluster_endpoint
 }
 
+output "kubernetes_oidc_issuer_url" {
+  description = "The cluster's OIDC issuer: vault/configure.sh trusts it (KUBERNETES_OIDC_ISSUER_URL) for the External Secrets Operator's Vault login."
+  value       = module.kubernetes.oidc_issuer_url
+}
+
 output "host_private_ips" {
   description = "Data-tier host name => private IP (their FQDNs resolve to these)."
   value       = module.data_hosts.private_ips

@@ -10,6 +10,6 @@ output "cluster_fqdn" {
 }
 
 output "oidc_issuer_url" {
-  description = "OIDC issuer for workload identity federation."
+  description = "OIDC issuer for workload identity federation and Vault's JWT auth method (with its trailing slash, as the tokens' iss)."
   value       = azurerm_kubernetes_cluster.this.oidc_issuer_url
 }

@@ -33,3 +33,8 @@ output "oidc_issuer" {
   description = "The cluster's OIDC issuer without https:// (the IRSA trust policies' condition key prefix)."
   value       = replace(aws_eks_cluster.this.identity[0].oidc[0].issuer, "https://", "")
 }
+
+output "oidc_issuer_url" {
+  description = "The cluster's OIDC issuer (https://...): Vault's JWT auth method fetches the ServiceAccount token signing keys from it."
+  value       = aws_eks_cluster.this.identity[0].oidc[0].issuer
+}
