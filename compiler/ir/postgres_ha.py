@@ -9,7 +9,9 @@ and the standby clusters a region runs for the regions whose DR partner it is (R
   health check is Patroni's `GET /primary` on PATRONI_REST_PORT (200 only on the leader); the read-only pool dials
   `postgres-replicas.<internal domain>`, checked with `GET /replica` (200 on a running replica that streams); the
   DR partner's standby cluster streams from `postgres-sync.<internal domain>`, checked with `GET /sync` (200 only on
-  the synchronous replica). The terraform target creates the load balancers and their DNS records from these facts.
+  the synchronous replica). The terraform target creates the load balancers and their DNS records from these facts
+  (compiler/targets/terraform/values.py postgres_endpoints), the sync endpoint where a standby dials it and not yet
+  on Azure (values.py says why; verify names it missing there).
 - Why the standby streams from the synchronous replica and not the leader: a leader sends its WAL to every
   walsender at once, so when it dies an asynchronous standby may hold WAL the promoted replica never received, and
   its timeline no longer continues the new leader's ("requested starting point ... is not in this server's
@@ -36,6 +38,9 @@ from compiler.ir.names import (ETCD_CLIENT_PORT, ETCD_PEER_PORT, PATRONI_REST_PO
 LEADER_ENDPOINT = "postgres"  # postgres.<internal domain>: the internal load balancer in front of the leader
 REPLICA_ENDPOINT = "postgres-replicas"  # postgres-replicas.<internal domain>: in front of the streaming replicas
 SYNC_ENDPOINT = "postgres-sync"  # postgres-sync.<internal domain>: in front of the synchronous replica (the DR standby's source)
+# Patroni's REST check of the sync endpoint: 200 only on the synchronous standby. Beside the endpoint, not with the
+# leader's and replicas' paths in compiler/ir/names.py: only this module and the terraform target name it.
+SYNC_HEALTH_PATH = "/sync"
 NAMESPACE = "/service/"  # Patroni's key prefix in etcd (its default)
 ETCD_MEMBERS = 3
 

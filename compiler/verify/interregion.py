@@ -32,21 +32,43 @@ from compiler.verify import Broken, Result
 from compiler.verify.infra import Lst, Obj, _covered, _doc, _net, _Region, _resource
 
 LAYERS = ("inter-region", "cloud-firewall-egress", "kong-forward", "internal-gateway", "postgres-endpoint")
-# Connections dialling a PostgreSQL endpoint name (compiler/ir/postgres_ha.py): postgres.<internal domain> and
-# postgres-replicas.<internal domain>, the internal load balancers in front of Patroni's members.
-_ENDPOINT = re.compile(r"^postgres(-replicas)?\.[a-z0-9.-]+\.internal\.")
+# Connections dialling a PostgreSQL endpoint name (compiler/ir/postgres_ha.py): postgres.<internal domain>,
+# postgres-replicas.<internal domain> and postgres-sync.<internal domain> (the DR partner's standby's source), the
+# internal load balancers in front of Patroni's members; each checks its own Patroni REST path.
+_ENDPOINT = re.compile(r"^(?P<name>postgres(-replicas|-sync)?)\.[a-z0-9.-]+\.internal\.")
+_ENDPOINT_HEALTH = {"postgres": "/primary", "postgres-replicas": "/replica", "postgres-sync": "/sync"}
 # What each cloud's data_hosts module must do with an endpoint: (resource type, name, attribute, value) all present.
+# The load balancer and its name are made once per entry of var.postgres_endpoints (for_each): an endpoint the root
+# passes is then one the module creates, and one it does not pass (data_hosts.postgres_endpoints) has none.
+_PER_ENDPOINT = "var.postgres_endpoints"
 _ENDPOINT_RESOURCES = {
-    "aws": [("aws_lb", "postgres", "internal", True), ("aws_lb_listener", "postgres", "port", "each.value.port"),
+    "aws": [("aws_lb", "postgres", "for_each", _PER_ENDPOINT), ("aws_lb", "postgres", "internal", True),
+            ("aws_lb_target_group", "postgres", "for_each", _PER_ENDPOINT),
+            ("aws_lb_listener", "postgres", "for_each", _PER_ENDPOINT), ("aws_lb_listener", "postgres", "port", "each.value.port"),
+            ("aws_route53_record", "postgres", "for_each", _PER_ENDPOINT),
             ("aws_route53_record", "postgres", "name", "each.value.fqdn"),
             ("aws_lb_target_group_attachment", "postgres", "target_id", "aws_instance.host[each.value.host].id")],
-    "gcp": [("google_compute_forwarding_rule", "postgres", "load_balancing_scheme", "INTERNAL"),
+    "gcp": [("google_compute_region_health_check", "postgres", "for_each", _PER_ENDPOINT),
+            ("google_compute_region_backend_service", "postgres", "for_each", _PER_ENDPOINT),
+            ("google_compute_forwarding_rule", "postgres", "for_each", _PER_ENDPOINT),
+            ("google_compute_forwarding_rule", "postgres", "load_balancing_scheme", "INTERNAL"),
             ("google_compute_forwarding_rule", "postgres", "allow_global_access", True),
+            ("google_dns_record_set", "postgres", "for_each", _PER_ENDPOINT),
             ("google_dns_record_set", "postgres", "name", "${each.value.fqdn}.")],
-    "azure": [("azurerm_lb_rule", "postgres", "frontend_port", "each.value.port"),
+    "azure": [("azurerm_lb", "postgres", "for_each", _PER_ENDPOINT),
+              ("azurerm_lb_rule", "postgres", "for_each", _PER_ENDPOINT),
+              ("azurerm_lb_rule", "postgres", "frontend_port", "each.value.port"),
+              ("azurerm_lb_probe", "postgres", "for_each", _PER_ENDPOINT),
               ("azurerm_lb_probe", "postgres", "request_path", "each.value.health_path"),
+              ("azurerm_private_dns_a_record", "postgres", "for_each", _PER_ENDPOINT),
               ("azurerm_network_interface_backend_address_pool_association", "postgres", "ip_configuration_name", "primary")],
 }
+# AWS names a load balancer and a target group within 32 characters, each endpoint's by a short suffix: two endpoints
+# given one name collide, and the second is never created (a two-way `leader ? "rw" : "ro"` gave the third the
+# replicas' name).
+_AWS_NAMED = ("aws_lb", "aws_lb_target_group")
+_LOCAL_BY_KEY = re.compile(r"local\.(?P<map>[A-Za-z_][A-Za-z0-9_]*)\[each\.key\]")
+_KEY_TERNARY = re.compile(r'each\.key\s*==\s*"(?P<k>[^"]*)"\s*\?\s*"(?P<a>[^"]*)"\s*:\s*"(?P<b>[^"]*)"')
 _HEALTH = {"aws": ("aws_lb_target_group", "postgres", "health_check", "path"),
            "gcp": ("google_compute_region_health_check", "postgres", "https_health_check", "request_path")}
 CONNS = "connections/{}.json"
@@ -403,7 +425,7 @@ def _check_endpoint(tree, reg: _Region, region: str, c) -> list[Broken] | None:
     if ep.get("port") != c.dest_port:
         out.append(Broken(r.rel, dh.line_of("postgres_endpoints"), "postgres-endpoint", c.id,
                           f"{c.address} forwards port {ep.get('port')}, not {c.dest_port}"))
-    want = "/replica" if c.address.startswith("postgres-replicas.") else "/primary"
+    want = _ENDPOINT_HEALTH[_ENDPOINT.match(c.address).group("name")]
     if ep.get("health_path") != want:
         out.append(Broken(r.rel, dh.line_of("postgres_endpoints"), "postgres-endpoint", c.id,
                           f"{c.address} checks {ep.get('health_path')}, not Patroni's {want}"))
@@ -421,6 +443,9 @@ def _check_endpoint(tree, reg: _Region, region: str, c) -> list[Broken] | None:
         if res is None or res.get(attr) != value:
             out.append(Broken(rel or r.rel, res.line if res else 1, "postgres-endpoint", c.id,
                               f"the data_hosts module's {rtype}.{name} lacks {attr} = {value}"))
+    if r.cloud == "aws":
+        key = next(k for k, e in eps.items() if e is ep)
+        out += _aws_names_differ(doc, rel or r.rel, c, key, [k for k in eps if k != key])
     if r.cloud in _HEALTH:
         rtype, name, block, attr = _HEALTH[r.cloud]
         res = _resource(doc, rtype, name)
@@ -429,6 +454,56 @@ def _check_endpoint(tree, reg: _Region, region: str, c) -> list[Broken] | None:
                                                                                         "tostring(each.value.health_port)"):
             out.append(Broken(rel or r.rel, res.line if res else 1, "postgres-endpoint", c.id,
                               "the health check is not Patroni's REST path and port"))
+    return out
+
+
+def _name_for(name: str, key: str, maps: dict) -> str | None:
+    """The name a for_each resource gets for `key`, its interpolations of each.key worked out: `${each.key}`,
+    `${local.<map>[each.key]}`, `${each.key == "k" ? "a" : "b"}`; None for any other use of each.key (unknown)."""
+    def one(m):
+        expr = m.group(1).strip()
+        if "each.key" not in expr:
+            return m.group(0)  # the same for every endpoint
+        if expr == "each.key":
+            return key
+        lk = _LOCAL_BY_KEY.fullmatch(expr)
+        if lk:
+            value = maps.get(lk.group("map"), {}).get(key)
+            return value if isinstance(value, str) else "\0"  # a key the map lacks: no name (terraform fails)
+        t = _KEY_TERNARY.fullmatch(expr)
+        if t:
+            return t.group("a") if key == t.group("k") else t.group("b")
+        raise LookupError(expr)
+    try:
+        return re.sub(r"\$\{([^{}]*)\}", one, name)
+    except LookupError:
+        return None
+
+
+def _aws_names_differ(doc, rel: str, c, key: str, others: list[str]) -> list[Broken]:
+    """The endpoint's load balancer and target group names differ from the region's other endpoints' (AWS refuses a
+    second load balancer or target group of one name)."""
+    out = []
+    maps = {}
+    for block in (b for b in (doc.blocks if doc else []) if b.type == "locals"):
+        maps.update({k: v for k, v in block.attrs.items() if isinstance(v, Obj)})
+    for rtype in _AWS_NAMED:
+        res = _resource(doc, rtype, "postgres")
+        name = res.get("name") if res else None
+        if not isinstance(name, str):
+            continue
+        mine = _name_for(name, key, maps)
+        if mine is None:
+            continue  # an expression verify cannot work out: terraform's plan tells
+        if "\0" in mine:
+            out.append(Broken(rel, res.line, "postgres-endpoint", c.id,
+                              f"{rtype}.postgres's name ({name}) has no value for the {key} endpoint"))
+            continue
+        same = [k for k in others if _name_for(name, k, maps) == mine]
+        if same:
+            out.append(Broken(rel, res.line, "postgres-endpoint", c.id,
+                              f"{rtype}.postgres names the {key} endpoint's as the {', '.join(same)} endpoint's "
+                              f"({name}): AWS creates only one of them"))
     return out
 
 

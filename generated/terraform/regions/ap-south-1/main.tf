@@ -486,6 +486,13 @@ module "data_hosts" {
       health_path = "/replica"
       hosts       = ["sixfb-ap-south-1-pg-1", "sixfb-ap-south-1-pg-2", "sixfb-ap-south-1-pg-3", "sixfb-ap-south-1-pg-4"]
     }
+    sync = {
+      fqdn        = "postgres-sync.ap-south-1.internal.6fb.example.com"
+      port        = 5432
+      health_port = 8008
+      health_path = "/sync"
+      hosts       = ["sixfb-ap-south-1-pg-1", "sixfb-ap-south-1-pg-2", "sixfb-ap-south-1-pg-3", "sixfb-ap-south-1-pg-4"]
+    }
   }
 
   depends_on = [module.kms]

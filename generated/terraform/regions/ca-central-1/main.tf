@@ -624,6 +624,13 @@ module "data_hosts" {
       health_path = "/replica"
       hosts       = ["sixfb-ca-central-1-pg-1", "sixfb-ca-central-1-pg-2", "sixfb-ca-central-1-pg-3", "sixfb-ca-central-1-pg-4"]
     }
+    sync = {
+      fqdn        = "postgres-sync.ca-central-1.internal.6fb.example.com"
+      port        = 5432
+      health_port = 8008
+      health_path = "/sync"
+      hosts       = ["sixfb-ca-central-1-pg-1", "sixfb-ca-central-1-pg-2", "sixfb-ca-central-1-pg-3", "sixfb-ca-central-1-pg-4"]
+    }
   }
   internal_domain = "ca-central-1.internal.6fb.example.com"
 }

@@ -645,6 +645,13 @@ module "data_hosts" {
       health_path = "/replica"
       hosts       = ["sixfb-eu-central-1-pg-1", "sixfb-eu-central-1-pg-2", "sixfb-eu-central-1-pg-3", "sixfb-eu-central-1-pg-4"]
     }
+    sync = {
+      fqdn        = "postgres-sync.eu-central-1.internal.6fb.example.com"
+      port        = 5432
+      health_port = 8008
+      health_path = "/sync"
+      hosts       = ["sixfb-eu-central-1-pg-1", "sixfb-eu-central-1-pg-2", "sixfb-eu-central-1-pg-3", "sixfb-eu-central-1-pg-4"]
+    }
   }
   internal_domain = "eu-central-1.internal.6fb.example.com"
 }

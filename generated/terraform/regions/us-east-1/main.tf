@@ -681,6 +681,13 @@ module "data_hosts" {
       health_path = "/replica"
       hosts       = ["sixfb-us-east-1-pg-1", "sixfb-us-east-1-pg-2", "sixfb-us-east-1-pg-3", "sixfb-us-east-1-pg-4"]
     }
+    sync = {
+      fqdn        = "postgres-sync.us-east-1.internal.6fb.example.com"
+      port        = 5432
+      health_port = 8008
+      health_path = "/sync"
+      hosts       = ["sixfb-us-east-1-pg-1", "sixfb-us-east-1-pg-2", "sixfb-us-east-1-pg-3", "sixfb-us-east-1-pg-4"]
+    }
   }
   internal_domain = "us-east-1.internal.6fb.example.com"
 }

@@ -645,6 +645,13 @@ module "data_hosts" {
       health_path = "/replica"
       hosts       = ["sixfb-us-west-2-pg-1", "sixfb-us-west-2-pg-2", "sixfb-us-west-2-pg-3", "sixfb-us-west-2-pg-4"]
     }
+    sync = {
+      fqdn        = "postgres-sync.us-west-2.internal.6fb.example.com"
+      port        = 5432
+      health_port = 8008
+      health_path = "/sync"
+      hosts       = ["sixfb-us-west-2-pg-1", "sixfb-us-west-2-pg-2", "sixfb-us-west-2-pg-3", "sixfb-us-west-2-pg-4"]
+    }
   }
   internal_domain = "us-west-2.internal.6fb.example.com"
 }

@@ -557,6 +557,13 @@ module "data_hosts" {
       health_path = "/replica"
       hosts       = ["acme-use1-pg-1", "acme-use1-pg-2"]
     }
+    sync = {
+      fqdn        = "postgres-sync.use1.internal.acme.example.org"
+      port        = 5432
+      health_port = 8008
+      health_path = "/sync"
+      hosts       = ["acme-use1-pg-1", "acme-use1-pg-2"]
+    }
   }
   internal_domain = "use1.internal.acme.example.org"
 }

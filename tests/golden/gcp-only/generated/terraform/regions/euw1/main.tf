@@ -445,6 +445,13 @@ module "data_hosts" {
       health_path = "/replica"
       hosts       = ["acme-euw1-pg-1", "acme-euw1-pg-2"]
     }
+    sync = {
+      fqdn        = "postgres-sync.euw1.internal.acme.example.org"
+      port        = 5432
+      health_port = 8008
+      health_path = "/sync"
+      hosts       = ["acme-euw1-pg-1", "acme-euw1-pg-2"]
+    }
   }
 
   depends_on = [module.kms]

@@ -235,20 +235,24 @@ resource "aws_route53_record" "pgbouncer" {
 
 # The PostgreSQL endpoints (compiler/ir/postgres_ha.py): an internal Network Load Balancer per endpoint over the
 # Patroni members, whose health check is Patroni's REST API: GET /primary answers 200 on the leader only, GET
-# /replica on a streaming replica only, so postgres.<internal domain> always reaches the leader (PgBouncer and the
-# DR partner's standby dial it) and postgres-replicas.<internal domain> the replicas. Client addresses are kept
-# (instance targets), so the hosts' security groups and pg_hba see PgBouncer and the partner's standby themselves.
-# A failover moves the endpoint within Patroni's TTL plus two checks 5 s apart; connections to a target that turns
-# unhealthy are closed.
+# /replica on a streaming replica only, GET /sync on the synchronous replica only, so postgres.<internal domain>
+# always reaches the leader (PgBouncer dials it), postgres-replicas.<internal domain> the replicas and
+# postgres-sync.<internal domain> the member the DR partner's standby streams from, across the peering. Client
+# addresses are kept (instance targets), so the hosts' security groups and pg_hba see PgBouncer and the partner's
+# standby themselves. A failover moves the endpoint within Patroni's TTL plus two checks 5 s apart; connections to a
+# target that turns unhealthy are closed.
 locals {
   postgres_targets = { for t in flatten([for k, e in var.postgres_endpoints : [for h in e.hosts : { key = "${k}/${h}", endpoint = k, host = h }]]) : t.key => t }
+  # load balancer and target group names take 32 characters: 26 of the region's name, "-pg-" and two of these
+  # (the leader's and the replicas' are the names they always had, so no existing load balancer is replaced)
+  postgres_lb_suffix = { leader = "rw", replicas = "ro", sync = "sy" }
 }
 
 resource "aws_lb" "postgres" {
   #checkov:skip=CKV_AWS_91:a TCP listener writes no access logs (NLB access logs cover TLS listeners only); PostgreSQL logs every connection
   for_each = var.postgres_endpoints
 
-  name                             = "${substr(var.name, 0, 26)}-pg-${each.key == "leader" ? "rw" : "ro"}"
+  name                             = "${substr(var.name, 0, 26)}-pg-${local.postgres_lb_suffix[each.key]}"
   load_balancer_type               = "network"
   internal                         = true
   subnets                          = values(var.subnet_ids)
@@ -260,7 +264,7 @@ resource "aws_lb" "postgres" {
 resource "aws_lb_target_group" "postgres" {
   for_each = var.postgres_endpoints
 
-  name                 = "${substr(var.name, 0, 26)}-pg-${each.key == "leader" ? "rw" : "ro"}"
+  name                 = "${substr(var.name, 0, 26)}-pg-${local.postgres_lb_suffix[each.key]}"
   target_type          = "instance"
   protocol             = "TCP"
   port                 = each.value.port

@@ -76,7 +76,7 @@ variable "tags" {
 }
 
 variable "postgres_endpoints" {
-  description = "The internal load balancers in front of Patroni's leader and replicas: name in the private zone, PostgreSQL port, Patroni's REST health check (port, path) and the member hosts."
+  description = "The internal load balancers in front of Patroni's leader, replicas and synchronous replica: name in the private zone, PostgreSQL port, Patroni's REST health check (port, path) and the member hosts."
   type = map(object({
     fqdn        = string
     port        = number

@@ -133,10 +133,11 @@ resource "google_dns_record_set" "pgbouncer" {
 }
 
 # The PostgreSQL endpoints (compiler/ir/postgres_ha.py): an internal passthrough Network Load Balancer per endpoint
-# over the Patroni members (one unmanaged instance group per zone, shared by both endpoints), whose HTTPS health check
-# is Patroni's REST API: GET /primary answers 200 on the leader only, GET /replica on a streaming replica only.
-# Global access lets the DR partner's standby reach the leader from its region across the peering; client addresses
-# are kept, so the hosts' firewall rules and pg_hba see the clients themselves.
+# over the Patroni members (one unmanaged instance group per zone, shared by every endpoint), whose HTTPS health check
+# is Patroni's REST API: GET /primary answers 200 on the leader only, GET /replica on a streaming replica only, GET
+# /sync on the synchronous replica only. Global access lets the DR partner's standby reach the sync endpoint from its
+# region across the peering; client addresses are kept, so the hosts' firewall rules and pg_hba see the clients
+# themselves.
 locals {
   postgres_members = toset(flatten([for e in var.postgres_endpoints : e.hosts]))
   postgres_zones   = toset([for h in local.postgres_members : var.hosts[h].zone])
