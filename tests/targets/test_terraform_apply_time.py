@@ -150,3 +150,19 @@ def test_azure_data_hosts_let_azure_backup_install_its_snapshot_extension(compil
         backup = _hcl(files["terraform/modules/azure/backup/main.tf"])
         assert "azurerm_backup_protected_vm" in str(backup), case
         assert vm["allow_extension_operations"] is True, case
+
+
+def test_the_region_docs_say_which_gcp_root_to_apply_first(compiled):
+    """A certificate using another root's DNS authorisation is created only once that authorisation exists."""
+    from compiler.targets.terraform import docs as tf_docs
+    from compiler.targets.terraform import gcp as tf_gcp
+    for case in _cases_with(compiled, "gcp"):
+        plan, _ = compiled[case]
+        for r in (r for r in plan.regions if r.cloud == "gcp"):
+            owners = {tf_gcp.dns_authorization_owner(plan, h).name for h, a in tf_gcp.dns_authorizations(plan, r).items()
+                      if not a["create"]}
+            text = tf_docs.section(plan, r)
+            for owner in owners:
+                assert f"apply {owner} first" in text, (case, r.name)
+            if not owners:
+                assert "authorised once per project" not in text, (case, r.name)

@@ -7,6 +7,7 @@ from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import redis_users
 from compiler.ir.identity import vault_auth_mount
 from compiler.targets.terraform import azure as _terraform_azure
+from compiler.targets.terraform import gcp as _terraform_gcp
 from compiler.targets.terraform import identity as _terraform_identity
 from compiler.targets.terraform import values as V
 from compiler.ir.edge import dns_cloud, dns_provider
@@ -101,6 +102,12 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
         notes.append(f"The load balancer's backend is the zonal NEGs named `{prefix(plan, region)}-kong`, which GKE "
                      "creates from the Kong proxy Service's `cloud.google.com/neg` annotation: deploy Kong "
                      "(`terraform apply -target=module.kubernetes`, then the Kubernetes target) before the full apply.")
+        owners = sorted({_terraform_gcp.dns_authorization_owner(plan, host).name
+                         for host, a in _terraform_gcp.dns_authorizations(plan, region).items() if not a["create"]})
+        if owners:
+            notes.append(f"The names this region's certificate shares with other GCP regions are authorised once per "
+                         f"project, by {', '.join(owners)} (one `_acme-challenge` record per name in the public zone): "
+                         f"apply {', '.join(owners)} first, or at least `-target=module.load_balancer` there.")
         notes.append("Backup and DR runs a rule at most every 4 hours: the hourly schedule is a snapshot schedule on "
                      "the data disks (start on the hour). Backup and DR vaults are regional, so the DR copy of the "
                      "databases is the replicated backup bucket.")

@@ -46,12 +46,16 @@ def dns_authorizations(plan: PlatformPlan, region: RegionPlan) -> dict:
     several GCP regions serve is authorised by the first of them (the spec's order), the others' certificates use
     that authorisation: its validation record, _acme-challenge.<name>, is one CNAME in the public zone, so a
     second root creating its own failed (the record exists), or, overwriting it, broke the first one's renewals."""
-    gcp = [r for r in plan.regions if r.cloud == "gcp"]
     out = {}
     for host in lb_hostnames(plan, region):
-        owner = next(r for r in gcp if host in lb_hostnames(plan, r))
+        owner = dns_authorization_owner(plan, host)
         out[host] = {"name": f"{owner.cluster_name}-{host.replace('.', '-')}", "create": owner.name == region.name}
     return out
+
+
+def dns_authorization_owner(plan: PlatformPlan, host: str) -> RegionPlan:
+    """The GCP region whose root authorises `host`: the first, in the spec's order, whose certificate covers it."""
+    return next(r for r in plan.regions if r.cloud == "gcp" and host in lb_hostnames(plan, r))
 
 
 def args(plan: PlatformPlan, region: RegionPlan) -> dict:
