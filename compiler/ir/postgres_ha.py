@@ -10,8 +10,21 @@ and the standby clusters a region runs for the regions whose DR partner it is (R
   `postgres-replicas.<internal domain>`, checked with `GET /replica` (200 on a running replica that streams); the
   DR partner's standby cluster streams from `postgres-sync.<internal domain>`, checked with `GET /sync` (200 only on
   the synchronous replica). The terraform target creates the load balancers and their DNS records from these facts
-  (compiler/targets/terraform/values.py postgres_endpoints), the sync endpoint where a standby dials it and not yet
-  on Azure (values.py says why; verify names it missing there).
+  (`endpoints`, read by compiler/targets/terraform/values.py postgres_endpoints), the sync endpoint where a standby
+  dials it.
+- On Azure the endpoints are the frontends of one internal load balancer, and each delivers to a port of its own on
+  the members (`backend_port`). A NIC IP configuration may sit in the backend pools of one internal load balancer
+  only (Microsoft Learn, "Azure Load Balancer limits"; the compute API's loadBalancerBackendAddressPools: "one
+  public and one internal load balancer"), so the members' `primary` configuration cannot be behind one load
+  balancer per endpoint; and rules of one load balancer over the same backend pool must each deliver to a backend
+  port of their own unless they use Floating IP ("Multiple frontends for Azure Load Balancer"; Azure refuses the
+  rule: "... must not be used with the same backend ip ..."). Floating IP delivers the packets still addressed to
+  the frontend's IP, which a member drops unless it holds that address. So the leader's rule delivers to
+  POSTGRES_PORT and the replicas' and sync rules to AZURE_BACKEND_PORTS, which each member's host firewall redirects
+  to POSTGRES_PORT (the ansible target's common_port_redirects: a nat prerouting redirect, applied before the input
+  filter, so the filter and pg_hba see PostgreSQL's own port and the client's address; the NSG, in front of the
+  host, sees the backend port: `arrival_port`). AWS's and GCP's load balancers have no such limit: every endpoint
+  delivers to POSTGRES_PORT there.
 - Why the standby streams from the synchronous replica and not the leader: a leader sends its WAL to every
   walsender at once, so when it dies an asynchronous standby may hold WAL the promoted replica never received, and
   its timeline no longer continues the new leader's ("requested starting point ... is not in this server's
@@ -41,6 +54,12 @@ SYNC_ENDPOINT = "postgres-sync"  # postgres-sync.<internal domain>: in front of 
 # Patroni's REST check of the sync endpoint: 200 only on the synchronous standby. Beside the endpoint, not with the
 # leader's and replicas' paths in compiler/ir/names.py: only this module and the terraform target name it.
 SYNC_HEALTH_PATH = "/sync"
+# Azure: the members' port each endpoint's load-balancing rule delivers to (the module docstring says why they
+# differ). Clear of every port a member serves: besides its own cluster's, it runs the standby clusters of the
+# regions whose DR partner it is on POSTGRES_STANDBY_PORT and up (one per such region, up to 199: 5433 is taken in
+# the reference), their REST APIs on PATRONI_STANDBY_REST_PORT and up, etcd and the exporters; a redirect of one of
+# those would hand its connections to the region's own PostgreSQL.
+AZURE_BACKEND_PORTS = {"leader": POSTGRES_PORT, "replicas": 15433, "sync": 15434}
 NAMESPACE = "/service/"  # Patroni's key prefix in etcd (its default)
 ETCD_MEMBERS = 3
 
@@ -76,6 +95,11 @@ class PostgresHA:
     leader_endpoint: str  # FQDN of the internal load balancer in front of the leader (health check GET /primary)
     replica_endpoint: str  # FQDN of the one in front of the replicas (GET /replica)
     sync_endpoint: str  # FQDN of the one in front of the synchronous replica (GET /sync): the DR standby's source
+    # The members' port each endpoint's load balancer delivers to: POSTGRES_PORT, but on Azure AZURE_BACKEND_PORTS
+    # (which the members redirect to POSTGRES_PORT)
+    leader_backend_port: int
+    replica_backend_port: int
+    sync_backend_port: int
     synchronous: bool
     ttl: int  # Patroni's leader key TTL (s): a dead leader is noticed within it
     loop_wait: int
@@ -83,6 +107,40 @@ class PostgresHA:
     data_dir: str
     config_dir: str
     standbys: tuple[StandbyCluster, ...]  # clusters of other regions this region runs
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One PostgreSQL endpoint a region's load balancing serves: the Terraform modules' key, the name in the private
+    zone, Patroni's REST path its health check requests, and the members' port it delivers to."""
+
+    key: str  # leader, replicas, sync
+    fqdn: str
+    health_path: str
+    backend_port: int
+
+
+def endpoints(region) -> tuple[Endpoint, ...]:
+    """The region's PostgreSQL endpoints: the leader's; the replicas' when the cluster has replicas; the synchronous
+    replica's only where a connection dials it (compiler/wiring.py: the DR partner's standby cluster, when the region
+    has replicas to be synchronous; without, it streams from the leader endpoint). Empty without a Patroni cluster.
+    Any member may lead or be the synchronous one: each endpoint balances over all of them."""
+    from compiler.ir.names import PATRONI_LEADER_HEALTH_PATH, PATRONI_REPLICA_HEALTH_PATH
+    ha = getattr(region, "postgres_ha", None)
+    if ha is None:
+        return ()
+    out = [Endpoint("leader", ha.leader_endpoint, PATRONI_LEADER_HEALTH_PATH, ha.leader_backend_port)]
+    if len(ha.members) > 1:
+        out.append(Endpoint("replicas", ha.replica_endpoint, PATRONI_REPLICA_HEALTH_PATH, ha.replica_backend_port))
+    if any(c.address == ha.sync_endpoint for c in region.wiring):
+        out.append(Endpoint("sync", ha.sync_endpoint, SYNC_HEALTH_PATH, ha.sync_backend_port))
+    return tuple(out)
+
+
+def backend_ports(region) -> dict[str, int]:
+    """Endpoint FQDN -> the members' port a connection dialling it arrives on (a cloud firewall in front of the host,
+    which filters before the host's redirect, must open that one; the host's own filter sees POSTGRES_PORT)."""
+    return {e.fqdn: e.backend_port for e in endpoints(region)}
 
 
 def leader_endpoint(internal_domain: str) -> str:
@@ -141,6 +199,8 @@ def plan(platform, region_name: str, s, hosts, internal_domain: str, settings_of
     if not members:
         return None
     org = platform.organization.name
+    backend = AZURE_BACKEND_PORTS if platform.regions[region_name].cloud == "azure" else \
+        dict.fromkeys(AZURE_BACKEND_PORTS, POSTGRES_PORT)
     etcd = etcd_members(hosts)
     standbys = []
     on = standby_hosts(hosts)
@@ -160,7 +220,8 @@ def plan(platform, region_name: str, s, hosts, internal_domain: str, settings_of
         etcd_hosts=tuple(h.name for h in etcd), etcd_fqdns=tuple(h.fqdn for h in etcd), etcd_group=etcd_group(etcd),
         etcd_client_port=ETCD_CLIENT_PORT, etcd_peer_port=ETCD_PEER_PORT, rest_port=PATRONI_REST_PORT,
         leader_endpoint=leader_endpoint(internal_domain), replica_endpoint=replica_endpoint(internal_domain),
-        sync_endpoint=sync_endpoint(internal_domain),
+        sync_endpoint=sync_endpoint(internal_domain), leader_backend_port=backend["leader"],
+        replica_backend_port=backend["replicas"], sync_backend_port=backend["sync"],
         synchronous=len(members) > 1, ttl=30, loop_wait=10, retry_timeout=10,
         data_dir=f"/var/lib/postgresql/{pg.version}/main", config_dir=f"/etc/postgresql/{pg.version}/main",
         standbys=tuple(standbys))

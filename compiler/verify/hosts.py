@@ -12,7 +12,12 @@ Read from the generated tree only:
 nftables: for each host group a connection enters, the variables are merged as Ansible does (role defaults,
 all, then parent groups before child groups, alphabetically within a depth, then host variables), the template
 is rendered with them, and the rendered `chain input` is evaluated rule by rule: every source CIDR of the
-connection must reach an `accept` for its port before any `drop`/`reject`, or fall to an accepting policy.
+connection must reach an `accept` for its port before any `drop`/`reject`, or fall to an accepting policy. A
+connection through a PostgreSQL endpoint whose load balancer delivers to another port than the one served (Azure's,
+the region root's postgres_endpoints backend_port: compiler/ir/postgres_ha.py) arrives on that port: the rendered
+nat `prerouting` chain must redirect it to the port served (NAT at prerouting comes before the input filter, which
+then sees the port served), and no input rule may open it for something else (the redirect would take its
+connections).
 
 pg_hba: the lines are evaluated in order, as PostgreSQL does (first line whose type, database, user and
 address match decides): from each source CIDR, the connection's database and user must first match a
@@ -40,6 +45,7 @@ INVENTORY = "ansible/inventories/{region}"
 COMMON_DEFAULTS = "ansible/roles/common/defaults/main.yml"
 NFT_TEMPLATE = "ansible/roles/common/templates/nftables.conf.j2"
 RULES_VAR = "common_firewall_rules"  # the variable the template renders (for naming the line to blame)
+REDIRECTS_VAR = "common_port_redirects"  # [{protocol, ports, to_port}]: the nat prerouting redirects it renders
 DATASTORES = "datastores/{region}"
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -157,6 +163,8 @@ _RULE = re.compile(r"^\s*(?:(?P<family>ip6?)\s+saddr\s+(?P<saddr>\{[^}]*\}|\S+)\
                    r"(?:(?P<proto>tcp|udp)\s+dport\s+(?P<dport>\{[^}]*\}|\S+)\s+)?"
                    r"(?P<verdict>accept|drop|reject)\s*(?:comment\s+.*)?$")
 _POLICY = re.compile(r"type\s+filter\s+hook\s+input\b.*\bpolicy\s+(accept|drop)\s*;")
+_PREROUTING = re.compile(r"type\s+nat\s+hook\s+prerouting\b")
+_REDIRECT = re.compile(r"^(?P<proto>tcp|udp)\s+dport\s+(?P<dport>\{[^}]*\}|\d+)\s+redirect\s+to\s+:(?P<to>\d+)\s*;?$")
 
 
 def _elements(text: str) -> list[str]:
@@ -176,18 +184,28 @@ def _ports(text: str) -> set[int] | None:
 
 
 class _Ruleset:
-    """The input chain of a rendered nftables file: its policy and its rules, in order."""
+    """The input chain of a rendered nftables file: its policy and its rules, in order; and the redirects of its nat
+    prerouting chain: (protocol, port) -> the port it becomes (the first rule matching a port decides)."""
 
     def __init__(self, text: str):
         self.policy = "accept"  # nftables' default policy
         self._memo: dict = {}
         self.rules: list[tuple[str, list[Net] | None, str | None, set[int] | None, str]] = []
-        in_input = False
+        self.redirects: dict[tuple[str, int], int] = {}
+        in_input = in_nat = False
         for line in text.splitlines():
             s = line.split("#", 1)[0].strip()
             if re.match(r"chain\s+\S+\s*\{", s):
-                in_input = False
+                in_input = in_nat = False
             if not s:
+                continue
+            if _PREROUTING.search(s):
+                in_nat = True
+                continue
+            if in_nat:
+                r = _REDIRECT.match(s)
+                for port in sorted(_ports(r.group("dport")) or ()) if r else ():
+                    self.redirects.setdefault((r.group("proto"), port), int(r.group("to")))
                 continue
             m = _POLICY.search(s)
             if m:
@@ -203,6 +221,11 @@ class _Ruleset:
                 nets = [n for n in map(_net, _elements(r.group("saddr"))) if n is not None]
             ports = _ports(r.group("dport")) if r.group("dport") else None
             self.rules.append((r.group("family") or "", nets, r.group("proto"), ports, r.group("verdict")))
+
+    def opens(self, proto: str, port: int) -> bool:
+        """Whether an input rule accepts something on the port (a service listens there)."""
+        return any(v == "accept" and ports is not None and port in ports and (not p or p == proto)
+                   for _f, _n, p, ports, v in self.rules)
 
     def admits(self, source: Net, proto: str, port: int) -> bool:
         key = (source, proto, port)
@@ -289,7 +312,10 @@ def _rules_admit(rules, source: Net, proto: str, port: int) -> bool:
 
 
 def _check_nftables(tree, region, conns) -> list[Result]:
+    from compiler.verify.infra import _Region, arrival_ports
     inv = _Inventory(tree, region, _template_variables(tree))
+    # the PostgreSQL endpoints whose load balancer delivers to another port than the one served (Azure's)
+    arrives = arrival_ports(_Region(tree, region)) if any(c.address.startswith("postgres") for c in conns) else {}
     out = []
     per_host: dict[str, tuple] = {}  # host -> (ruleset | None, error, variables, origin)
 
@@ -324,11 +350,41 @@ def _check_nftables(tree, region, conns) -> list[Result]:
                 break
             missing = [s for s in c.source.cidrs if (n := _net(s)) is not None and not ruleset.admits(n, proto,
                                                                                                      c.dest_port)]
-            if not missing:
+            moved = _redirect_broken(tree, inv, host, ruleset, variables, origin, c, arrives.get(c.address), proto)
+            if not missing and not moved:
                 continue
-            res.broken.append(_blame_nft(tree, inv, host, variables, origin, c, missing, proto))
+            res.broken.append(moved or _blame_nft(tree, inv, host, variables, origin, c, missing, proto))
             break  # one broken link per connection: the other hosts of the group share the cause
     return out
+
+
+def _redirect_broken(tree, inv, host, ruleset, variables, origin, c, arrive, proto) -> Broken | None:
+    """The connection arrives on `arrive` (its endpoint's backend port, when that is not the port served): the host
+    must redirect it to c.dest_port, and serve nothing else there."""
+    if arrive is None or arrive == c.dest_port:
+        return None
+    to = ruleset.redirects.get((proto, arrive))
+    what = f"{host}'s firewall gets {c.address}'s connections on {arrive}/{proto} (its load balancer's backend port)"
+    if to == c.dest_port:
+        if not ruleset.opens(proto, arrive):
+            return None
+        rel = origin.get(RULES_VAR, inv.base + "/group_vars/all.yml")
+        return Broken(rel, tree.line_of(rel, f"- {arrive}") if tree.exists(rel) else 0, "nftables", c.id,
+                      f"{what} and also opens {arrive} for another service: the redirect to {c.dest_port} takes its "
+                      "connections")
+    data = variables.get(REDIRECTS_VAR)
+    said = any(isinstance(r, dict) and arrive in (r.get("ports") or ()) and r.get("to_port") == c.dest_port
+               and (r.get("protocol") or "tcp") == proto for r in (data if isinstance(data, list) else []))
+    if said:
+        return Broken(NFT_TEMPLATE, tree.line_of(NFT_TEMPLATE, "redirect to :") or 1, "nftables", c.id,
+                      f"{what}: the variables redirect it to {c.dest_port}, the template does not")
+    rel = origin.get(REDIRECTS_VAR)
+    if rel in (None, COMMON_DEFAULTS):  # the role's empty default: the redirects belong beside the host's rules
+        rel = origin.get(RULES_VAR, inv.base + "/group_vars/all.yml")
+    line = (tree.line_of(rel, f"{REDIRECTS_VAR}:") or tree.line_of(rel, f"{RULES_VAR}:")) if tree.exists(rel) else 0
+    return Broken(rel, line, "nftables", c.id,
+                  f"{what} and redirects them {'to ' + str(to) if to else 'nowhere'}, not to {c.dest_port} "
+                  f"({REDIRECTS_VAR})")
 
 
 def _blame_nft(tree, inv, host, variables, origin, c, missing, proto) -> Broken:

@@ -3,7 +3,9 @@
 - `cloud-firewall`: every connection through a cloud firewall is admitted there. To a host group: a rule
   of the region root's `ingress_rules` (AWS security groups, Azure NSG rules; GCP: the network module's
   firewall rules by target tag) covers every source range on the destination port, for every host the
-  connection reaches (hosts found by FQDN in the root's `hosts`), and the module applies those inputs.
+  connection reaches (hosts found by FQDN in the root's `hosts`), and the module applies those inputs. Through a
+  PostgreSQL endpoint whose load balancer delivers to another port than the one dialled (Azure's, the root's
+  postgres_endpoints backend_port), on that port: the cloud firewall filters before the host redirects it.
   The CDN to the load balancer: AWS admits CloudFront's origin-facing prefix list on the listener port and
   nothing from the whole Internet; Azure's gateway subnet admits the port; GCP's front end listens on it.
   The load balancer to Kong: the node/pod firewall admits the load balancer on Kong's port.
@@ -423,6 +425,17 @@ def _resource(doc: Block | None, rtype: str, name: str | None = None) -> Block |
 
 # ---------------------------------------------------------------- cloud-firewall: host groups
 
+def arrival_ports(reg: _Region) -> dict[str, int]:
+    """PostgreSQL endpoint FQDN -> the members' port its load balancer delivers to, where the root names one other
+    than the port dialled (data_hosts.postgres_endpoints backend_port: Azure's endpoints share one load balancer, each
+    rule delivering to a port of its own that the members redirect to PostgreSQL's, compiler/ir/postgres_ha.py). A
+    cloud firewall in front of the hosts filters the packets on that port, before the host's redirect."""
+    dh = reg.modules.get("data_hosts")
+    eps = dh.get("postgres_endpoints") if dh else None
+    return {e.get("fqdn"): e.get("backend_port") for e in (eps.values() if isinstance(eps, Obj) else [])
+            if isinstance(e, Obj) and isinstance(e.get("backend_port"), int) and e.get("backend_port") != e.get("port")}
+
+
 def _host_rules(reg: _Region):
     """(fqdn -> (group key, rules file, rules, line of the group's rules)) and the source of the rules,
     per cloud; rules are (ports spec list, cidrs)."""
@@ -466,13 +479,14 @@ def _host_rules(reg: _Region):
     else:
         for tag, rs in by_tag.items():
             group_line[tag] = rs[0][2]
-    return (fqdn, by_tag, group_line, line_all), "", 0
+    return (fqdn, by_tag, group_line, line_all, arrival_ports(reg)), "", 0
 
 
 def _check_hosts(reg: _Region, c, state) -> list[Broken]:
     if state[0] is None:
         return [Broken(reg.rel, state[2], "cloud-firewall", c.id, state[1])]
-    fqdn, by_tag, group_line, line_all = state[0]
+    fqdn, by_tag, group_line, line_all, arrives = state[0]
+    port = arrives.get(c.address, c.dest_port)  # through an endpoint that delivers elsewhere: that port
     out = []
     seen = set()
     for h in c.dest.hosts:
@@ -483,11 +497,12 @@ def _check_hosts(reg: _Region, c, state) -> list[Broken]:
         if tag in seen:
             continue
         seen.add(tag)
-        rules = [r for r in by_tag.get(tag, []) if any(_port_in(c.dest_port, p) for p in r[0])]
+        rules = [r for r in by_tag.get(tag, []) if any(_port_in(port, p) for p in r[0])]
         missing = _covered(c.source.cidrs, [cidr for r in rules for cidr in r[1]])
         if missing:
-            detail = (f"no rule on the {tag} hosts admits {', '.join(missing)} on {c.dest_port}/tcp" if rules else
-                      f"no rule on the {tag} hosts opens {c.dest_port}/tcp (sources {', '.join(c.source.cidrs)})")
+            via = f" (the port {c.address}'s load balancer delivers to)" if port != c.dest_port else ""
+            detail = (f"no rule on the {tag} hosts admits {', '.join(missing)} on {port}/tcp{via}" if rules else
+                      f"no rule on the {tag} hosts opens {port}/tcp{via} (sources {', '.join(c.source.cidrs)})")
             line = rules[0][2] if rules else group_line.get(tag, line_all)  # the rule that falls short, else the group
             out.append(Broken(reg.rel, line, "cloud-firewall", c.id, detail))
     return out

@@ -21,6 +21,12 @@
   whose target is the load balancer, which admits it) or to Kong (GCP: an internal proxy NLB over Kong's NEGs;
   Azure: the internal load balancer of Kong's LoadBalancer Service, at the address the private DNS record names,
   opened by the private subnets' NSG).
+- `postgres-endpoint`: the PostgreSQL endpoint a connection dials (postgres., postgres-replicas., postgres-sync.) is
+  one the owning region's root passes its data_hosts module, on the port dialled, checking Patroni's path for it over
+  the members, and the module makes its load balancer, health check and record per endpoint. Azure: the endpoints are
+  the frontends of one internal load balancer over one pool of the members' IP configurations, each rule delivering
+  to a backend port of its own without Floating IP (compiler/ir/postgres_ha.py says why; the nftables layer proves
+  the members redirect the port, the cloud-firewall layer that the NSG admits it).
 """
 
 from __future__ import annotations
@@ -38,8 +44,9 @@ LAYERS = ("inter-region", "cloud-firewall-egress", "kong-forward", "internal-gat
 _ENDPOINT = re.compile(r"^(?P<name>postgres(-replicas|-sync)?)\.[a-z0-9.-]+\.internal\.")
 _ENDPOINT_HEALTH = {"postgres": "/primary", "postgres-replicas": "/replica", "postgres-sync": "/sync"}
 # What each cloud's data_hosts module must do with an endpoint: (resource type, name, attribute, value) all present.
-# The load balancer and its name are made once per entry of var.postgres_endpoints (for_each): an endpoint the root
-# passes is then one the module creates, and one it does not pass (data_hosts.postgres_endpoints) has none.
+# The load balancer (on Azure: its frontend, probe and rule) and its name are made once per entry of
+# var.postgres_endpoints (for_each): an endpoint the root passes is then one the module creates, and one it does not
+# pass (data_hosts.postgres_endpoints) has none.
 _PER_ENDPOINT = "var.postgres_endpoints"
 _ENDPOINT_RESOURCES = {
     "aws": [("aws_lb", "postgres", "for_each", _PER_ENDPOINT), ("aws_lb", "postgres", "internal", True),
@@ -55,12 +62,18 @@ _ENDPOINT_RESOURCES = {
             ("google_compute_forwarding_rule", "postgres", "allow_global_access", True),
             ("google_dns_record_set", "postgres", "for_each", _PER_ENDPOINT),
             ("google_dns_record_set", "postgres", "name", "${each.value.fqdn}.")],
-    "azure": [("azurerm_lb", "postgres", "for_each", _PER_ENDPOINT),
-              ("azurerm_lb_rule", "postgres", "for_each", _PER_ENDPOINT),
+    # Azure: one load balancer, a frontend, probe and rule per endpoint (_azure_endpoint checks the rest)
+    "azure": [("azurerm_lb_rule", "postgres", "for_each", _PER_ENDPOINT),
+              ("azurerm_lb_rule", "postgres", "frontend_ip_configuration_name", "each.key"),
               ("azurerm_lb_rule", "postgres", "frontend_port", "each.value.port"),
+              ("azurerm_lb_rule", "postgres", "backend_port", "each.value.backend_port"),
+              ("azurerm_lb_rule", "postgres", "probe_id", "azurerm_lb_probe.postgres[each.key].id"),
               ("azurerm_lb_probe", "postgres", "for_each", _PER_ENDPOINT),
               ("azurerm_lb_probe", "postgres", "request_path", "each.value.health_path"),
+              ("azurerm_lb_probe", "postgres", "port", "each.value.health_port"),
               ("azurerm_private_dns_a_record", "postgres", "for_each", _PER_ENDPOINT),
+              ("azurerm_private_dns_a_record", "postgres", "name",
+               'trimsuffix(each.value.fqdn, ".${var.internal_domain}")'),
               ("azurerm_network_interface_backend_address_pool_association", "postgres", "ip_configuration_name", "primary")],
 }
 # AWS names a load balancer and a target group within 32 characters, each endpoint's by a short suffix: two endpoints
@@ -446,6 +459,9 @@ def _check_endpoint(tree, reg: _Region, region: str, c) -> list[Broken] | None:
     if r.cloud == "aws":
         key = next(k for k, e in eps.items() if e is ep)
         out += _aws_names_differ(doc, rel or r.rel, c, key, [k for k in eps if k != key])
+    if r.cloud == "azure":
+        key = next(k for k, e in eps.items() if e is ep)
+        out += _azure_endpoint(doc, rel or r.rel, r.rel, dh, c, key, eps)
     if r.cloud in _HEALTH:
         rtype, name, block, attr = _HEALTH[r.cloud]
         res = _resource(doc, rtype, name)
@@ -454,6 +470,62 @@ def _check_endpoint(tree, reg: _Region, region: str, c) -> list[Broken] | None:
                                                                                         "tostring(each.value.health_port)"):
             out.append(Broken(rel or r.rel, res.line if res else 1, "postgres-endpoint", c.id,
                               "the health check is not Patroni's REST path and port"))
+    return out
+
+
+def _azure_endpoint(doc, rel: str, root: str, dh, c, key: str, eps) -> list[Broken]:
+    """Azure: the endpoints are frontends of one internal load balancer whose backend pool holds the members' `primary`
+    IP configurations, and each endpoint's rule delivers to a backend port of its own. Azure admits an IP configuration
+    to the pools of one internal load balancer only ("Azure Load Balancer limits"), and refuses two rules over it on
+    one backend port without Floating IP ("Multiple frontends for Azure Load Balancer": "must not be used with the
+    same backend ip"), which would deliver the packets addressed to the frontend's IP, an address the members do not
+    hold. That the members redirect the backend port to PostgreSQL's is the nftables layer's to prove (hosts.py)."""
+    L = "postgres-endpoint"
+    out = []
+    lb = _resource(doc, "azurerm_lb", "postgres")
+    pool = _resource(doc, "azurerm_lb_backend_address_pool", "postgres")
+    assoc = _resource(doc, "azurerm_network_interface_backend_address_pool_association", "postgres")
+    rule = _resource(doc, "azurerm_lb_rule", "postgres")
+    record = _resource(doc, "azurerm_private_dns_a_record", "postgres")
+    if lb is None or lb.get("for_each") is not None or pool is None or pool.get("for_each") is not None \
+            or "azurerm_lb.postgres" not in str(pool.get("loadbalancer_id")):
+        out.append(Broken(rel, (lb or pool).line if (lb or pool) else 1, L, c.id,
+                          "the endpoints are not one load balancer with one backend pool (azurerm_lb.postgres, "
+                          "azurerm_lb_backend_address_pool.postgres): Azure admits the members' IP configuration to "
+                          "the pools of one internal load balancer only"))
+    joins = str(assoc.get("backend_address_pool_id")) if assoc else ""
+    if assoc is not None and ("azurerm_lb_backend_address_pool.postgres" not in joins or "each.value.endpoint" in joins):
+        out.append(Broken(rel, assoc.line, L, c.id, "the members' IP configurations do not join the one backend pool"))
+    dyn = lb.block("dynamic", "frontend_ip_configuration") if lb else None
+    content = dyn.block("content") if dyn else None
+    if not dyn or dyn.get("for_each") != _PER_ENDPOINT or not content \
+            or content.get("name") != "frontend_ip_configuration.key":
+        out.append(Broken(rel, lb.line if lb else 1, L, c.id,
+                          f"azurerm_lb.postgres has no frontend named {key} (a dynamic frontend_ip_configuration per "
+                          f"entry of {_PER_ENDPOINT}, named by its key)"))
+    if rule is not None and (rule.get("floating_ip_enabled") is True or rule.get("enable_floating_ip") is True):
+        out.append(Broken(rel, rule.line, L, c.id, "azurerm_lb_rule.postgres uses Floating IP: the members would get "
+                          "packets addressed to the frontend's IP, which they do not hold"))
+    if rule is not None and ("azurerm_lb.postgres" not in str(rule.get("loadbalancer_id")) or
+                             "azurerm_lb_backend_address_pool.postgres" not in str(rule.get("backend_address_pool_ids"))):
+        out.append(Broken(rel, rule.line, L, c.id,
+                          "azurerm_lb_rule.postgres is not the load balancer's rule over its pool"))
+    records = str(record.get("records")) if record else ""
+    if record is not None and ("azurerm_lb.postgres" not in records or "f.name == each.key" not in records):
+        out.append(Broken(rel, record.line, L, c.id,
+                          f"the {key} endpoint's record does not name its frontend's address (records: {records})"))
+    # the root's side: each endpoint a backend port, none shared
+    mine = eps[key].get("backend_port")
+    if not isinstance(mine, int):
+        out.append(Broken(root, dh.line_of("postgres_endpoints"), L, c.id,
+                          f"{c.address} has no backend_port (the members' port its rule delivers to)"))
+    else:
+        same = [k for k, e in eps.items() if k != key and isinstance(e, Obj) and e.get("backend_port") == mine]
+        if same:
+            out.append(Broken(root, dh.line_of("postgres_endpoints"), L, c.id,
+                              f"{c.address} delivers to backend port {mine}, as the {', '.join(same)} endpoint does: "
+                              "Azure refuses two rules over the members' IP configuration on one backend port "
+                              "without Floating IP"))
     return out
 
 

@@ -253,7 +253,10 @@ def test_firewall_of_every_region_and_group_is_valid_nftables(tree, tmp_path):
     rendered = []
     for region in plan.regions:
         gv = root / "inventories" / region.name / "group_vars"
-        base = {"ansible_managed": "Ansible managed", **yaml.safe_load((gv / "all.yml").read_text())}
+        # the role's defaults first, as Ansible reads them (lowest precedence)
+        base = {"ansible_managed": "Ansible managed",
+                **yaml.safe_load((root / "roles/common/defaults/main.yml").read_text()),
+                **yaml.safe_load((gv / "all.yml").read_text())}
         for stem in ("postgres_primary", "postgres_replicas", "pgbouncer", "redis_cluster", "elasticsearch", "bastion"):
             parents = [p for p in ansible.inventory.PARENT_GROUPS[stem] if (gv / f"{p}.yml").exists()]
             variables = dict(base)
@@ -268,6 +271,21 @@ def test_firewall_of_every_region_and_group_is_valid_nftables(tree, tmp_path):
     assert "tcp dport { 9187 } accept" in text[f"{first}-postgres_primary.nft"]
     assert "tcp dport { 9187 } accept" in text[f"{first}-postgres_replicas.nft"]
     assert "tcp dport { 9121 } accept" in text[f"{first}-redis_cluster.nft"]
+    # Azure's PostgreSQL members redirect exactly their endpoints' own backend ports to 5432, in a nat prerouting
+    # chain (before the input filter, which opens 5432 to the same clients); no other host redirects anything
+    from compiler.ir.postgres_ha import endpoints
+    for region in plan.regions:
+        ports = sorted(e.backend_port for e in endpoints(region) if e.backend_port != 5432)
+        for stem in ("postgres_primary", "postgres_replicas", "pgbouncer", "redis_cluster", "elasticsearch", "bastion"):
+            nft_text = text[f"{region.name}-{stem}.nft"]
+            redirects = re.findall(r"^\s*(\S+ dport \{ [^}]* \} redirect to :\d+)$", nft_text, re.M)
+            if region.cloud == "azure" and stem.startswith("postgres") and ports and region.hosts_in(stem):
+                want = f"tcp dport {{ {', '.join(map(str, ports))} }} redirect to :5432"
+                assert redirects == [want], (region.name, stem)
+                assert "type nat hook prerouting priority dstnat; policy accept;" in nft_text
+                assert re.search(r"tcp dport \{ 5432 \} accept", nft_text)
+            else:
+                assert redirects == [] and "prerouting" not in nft_text, (region.name, stem)
     script = 'for f in "$@"; do nft -c -f "$f" || { echo "in $f"; exit 1; }; done'
     proc = subprocess.run(["unshare", "-n", "--", "sh", "-c", script.replace("nft ", f"{nft} "), "sh",
                            *map(str, rendered)],

@@ -300,6 +300,38 @@ def test_firewall_rules_are_the_groups_connections(outputs):
         assert "common_firewall_rules" not in yaml.safe_load(files[f"{base}/all.yml"])
 
 
+def test_postgres_members_redirect_exactly_their_endpoints_backend_ports(outputs):
+    """Azure's PostgreSQL endpoints share one load balancer, each rule delivering to a backend port of its own
+    (compiler/ir/postgres_ha.py): every member's firewall redirects exactly the backend ports that are not
+    PostgreSQL's to it, ports nothing else on the host serves (a redirect would take their connections: the standby
+    clusters' 5433 and up among them). AWS's and GCP's endpoints deliver to 5432: no redirect there."""
+    from compiler.ir.names import POSTGRES_PORT
+    from compiler.ir.postgres_ha import endpoints
+    plan, files = outputs
+    azure = 0
+    for r in plan.regions:
+        base = f"ansible/inventories/{r.name}/group_vars"
+        want = sorted(e.backend_port for e in endpoints(r) if e.backend_port != POSTGRES_PORT)
+        if r.cloud != "azure":
+            assert want == [], r.name
+        elif r.postgres_ha is not None and len(r.postgres_ha.members) > 1:
+            assert 15433 in want, r.name  # the replicas' endpoint
+            azure += 1
+        served = {c.dest_port for c in r.wiring if c.dest.kind == "hosts" and set(c.dest.hosts) & {
+            h.fqdn for h in r.hosts if h.name in getattr(r.postgres_ha, "members", ())}}
+        assert not set(want) & served, (r.name, want, served)
+        for group in ansible.inventory.PARENT_GROUPS:
+            rel = f"{base}/{group}.yml"
+            got = (yaml.safe_load(files[rel]) or {}).get("common_port_redirects") if rel in files else None
+            if group in ("postgres_primary", "postgres_replicas") and r.hosts_in(group) and want:
+                assert [(x["protocol"], x["ports"], x["to_port"]) for x in got] == [("tcp", want, POSTGRES_PORT)], \
+                    (r.name, group)
+            else:
+                assert got is None, (r.name, group)
+    if any(r.cloud == "azure" and r.postgres_ha for r in plan.regions):
+        assert azure
+
+
 def test_exporter_secrets_never_leave_the_nodes(outputs):
     """The exporters' secrets are made on the nodes: no task writes a value, every task that handles one
     logs nothing, and the Redis user the role adds live is the one its include keeps."""

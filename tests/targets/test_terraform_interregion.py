@@ -97,8 +97,8 @@ def _dialled(region) -> set[str]:
                                   "tests/cases/two-region/platform.yaml"])
 def test_the_dr_partners_standby_source_is_a_load_balancer_checking_sync(spec):
     """postgres-sync.<internal domain>, which the DR partner's standby cluster dials (compiler/ir/postgres_ha.py), is a
-    load balancer with a DNS record on AWS and GCP, checking Patroni's GET /sync over every member; Azure has none
-    (values.postgres_endpoints says why) and verify names it missing there."""
+    load balancer (on Azure a frontend of the region's one) with a DNS record on every cloud, checking Patroni's
+    GET /sync over every member."""
     plan = compile_file(str(REPO / spec)).plan
     files = {}
     for region in plan.regions:
@@ -111,7 +111,7 @@ def test_the_dr_partners_standby_source_is_a_load_balancer_checking_sync(spec):
             continue
         eps = _modules(_root(files, region.name))["data_hosts"].get("postgres_endpoints")
         dialled = ha.sync_endpoint in _dialled(region)
-        if dialled and region.cloud != "azure":
+        if dialled:
             sync = eps["sync"]
             assert sync["fqdn"] == ha.sync_endpoint and sync["health_path"] == "/sync"
             assert sync["port"] == 5432 and sync["health_port"] == ha.rest_port
@@ -123,10 +123,78 @@ def test_the_dr_partners_standby_source_is_a_load_balancer_checking_sync(spec):
         else:
             assert "sync" not in eps
     if spec != "tests/cases/two-region/platform.yaml":  # its partners are on two clouds: no standby, no sync endpoint
-        assert seen == {"aws", "gcp"} if spec == "platform.yaml" else len(seen) == 1
+        assert seen == {"aws", "gcp", "azure"} if spec == "platform.yaml" else len(seen) == 1
     for cloud in seen:
         module = files[f"terraform/modules/{cloud}/data_hosts/main.tf"]
         assert module.count("for_each = var.postgres_endpoints") >= 4
+
+
+def test_azure_postgres_endpoints_are_frontends_of_one_load_balancer(reference):
+    """Azure admits the members' NIC IP configuration to the pools of one internal load balancer only, and two rules
+    over it on one backend port only with Floating IP (compiler/ir/postgres_ha.py): the region's endpoints are the
+    frontends of one load balancer over one pool of the members' `primary` configurations, each with its own probe
+    (Patroni's path for it) and its own rule, which delivers to the endpoint's backend port from the IR, each
+    endpoint's different, without Floating IP. The NSG opens each backend port to exactly the endpoint's clients;
+    AWS and GCP deliver to 5432 and take no backend port."""
+    plan, files = reference
+    doc = read_hcl(files["terraform/modules/azure/data_hosts/main.tf"])
+
+    def resources(rtype):
+        return [b for b in doc.all("resource") if b.labels[0] == rtype]
+
+    (lb,) = resources("azurerm_lb")
+    assert lb.labels[1] == "postgres" and lb.get("for_each") is None
+    assert lb.get("count") == "length(var.postgres_endpoints) > 0 ? 1 : 0"
+    frontends = lb.block("dynamic", "frontend_ip_configuration")
+    assert frontends.get("for_each") == "var.postgres_endpoints"
+    assert frontends.block("content").get("name") == "frontend_ip_configuration.key"
+    (pool,) = resources("azurerm_lb_backend_address_pool")
+    assert pool.get("for_each") is None and pool.get("loadbalancer_id") == "azurerm_lb.postgres[0].id"
+    (assoc,) = resources("azurerm_network_interface_backend_address_pool_association")
+    assert assoc.get("ip_configuration_name") == "primary"
+    assert assoc.get("backend_address_pool_id") == "azurerm_lb_backend_address_pool.postgres[0].id"
+    assert assoc.get("for_each") == "local.postgres_members"  # each member once, not once per endpoint
+    (probe,) = resources("azurerm_lb_probe")
+    assert {k: probe.get(k) for k in ("for_each", "name", "protocol", "port", "request_path")} == {
+        "for_each": "var.postgres_endpoints", "name": "each.key", "protocol": "Https",
+        "port": "each.value.health_port", "request_path": "each.value.health_path"}
+    (rule,) = resources("azurerm_lb_rule")
+    assert {k: rule.get(k) for k in ("for_each", "frontend_ip_configuration_name", "frontend_port", "backend_port",
+                                     "floating_ip_enabled", "probe_id", "backend_address_pool_ids")} == {
+        "for_each": "var.postgres_endpoints", "frontend_ip_configuration_name": "each.key",
+        "frontend_port": "each.value.port", "backend_port": "each.value.backend_port", "floating_ip_enabled": False,
+        "probe_id": "azurerm_lb_probe.postgres[each.key].id",
+        "backend_address_pool_ids": ["azurerm_lb_backend_address_pool.postgres[0].id"]}
+    record = next(b for b in resources("azurerm_private_dns_a_record") if b.labels[1] == "postgres")
+    assert record.get("for_each") == "var.postgres_endpoints"
+    assert "f.name == each.key" in record.get("records")[0]  # the endpoint's own frontend's address
+    azure = 0
+    for region in plan.regions:
+        ha = region.postgres_ha
+        root = _modules(_root(files, region.name))["data_hosts"]
+        eps = root.get("postgres_endpoints")
+        if region.cloud != "azure":
+            assert (ha.leader_backend_port, ha.replica_backend_port, ha.sync_backend_port) == (5432, 5432, 5432)
+            assert all("backend_port" not in e for e in eps.values())
+            continue
+        azure += 1
+        want = {"leader": (ha.leader_endpoint, "/primary", ha.leader_backend_port),
+                "replicas": (ha.replica_endpoint, "/replica", ha.replica_backend_port)}
+        if ha.sync_endpoint in _dialled(region):  # the DR partner's standby dials it
+            want["sync"] = (ha.sync_endpoint, "/sync", ha.sync_backend_port)
+        assert {k: (e["fqdn"], e["health_path"], e["backend_port"]) for k, e in eps.items()} == want
+        assert ha.leader_backend_port == 5432 and len({e["backend_port"] for e in eps.values()}) == len(eps)
+        assert all(e["port"] == 5432 for e in eps.values())
+        # the NSG: each backend port from exactly the sources of the connections dialling its endpoint
+        rules = root.get("ingress_rules")
+        for key, e in eps.items():
+            if e["backend_port"] == 5432:
+                continue
+            sources = {x for c in region.through("cloud-firewall") if c.address == e["fqdn"] for x in c.source.cidrs}
+            for group in ("postgres_primary", "postgres_replicas"):
+                opened = {x for r in rules[group] if r["from_port"] == e["backend_port"] for x in r["cidr_blocks"]}
+                assert opened == sources and sources, (region.name, key, group)
+    assert azure == 2  # eu-west-2 and me-south-1, each the other's DR partner
 
 
 def test_every_aws_postgres_load_balancer_has_a_name_of_its_own(reference):

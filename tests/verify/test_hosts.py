@@ -20,6 +20,7 @@ from tests.conftest import REPO
 LAYERS = {"nftables", "pg_hba", hosts.TLS_LAYER}
 GCP = "ap-southeast-1"  # pods keep their pod-range addresses there: the case the node subnets do not cover
 AWS = "us-east-1"
+AZURE = "eu-west-2"  # its PostgreSQL endpoints deliver to backend ports of their own, redirected on the members
 
 
 def _generate(spec: Path, out: Path) -> Path:
@@ -27,7 +28,9 @@ def _generate(spec: Path, out: Path) -> Path:
     from compiler.emit import emit
     from compiler.pipeline import compile_file
     plan = compile_file(str(spec)).plan
-    outputs, _ = emit(plan, ["connections", "ansible", "datastores"], with_docs=False)
+    # terraform: the region roots name the ports the PostgreSQL endpoints' load balancers deliver to (Azure's
+    # members redirect theirs, which the nftables layer proves)
+    outputs, _ = emit(plan, ["connections", "ansible", "datastores", "terraform"], with_docs=False)
     writer.apply(writer.plan_write(out, outputs["generated"], None))
     return out
 
@@ -200,6 +203,67 @@ def test_a_template_that_drops_what_the_variables_open_is_named(tree, monkeypatc
     assert broken
     assert {b.file for b in broken} == {"ansible/roles/common/templates/nftables.conf.j2"}
     assert all(b.line == _line(tpl, "dport") for b in broken)
+
+
+def test_azure_members_redirect_their_endpoints_backend_ports(reference_tree):
+    """The replicas' and the sync endpoint's connections reach Azure's members on the load balancer's backend ports,
+    which every member redirects to 5432 before the input filter; AWS's and GCP's members redirect nothing."""
+    tree = Tree(reference_tree)
+    for region in tree.regions:
+        inv = hosts._Inventory(tree, region)
+        for host in sorted(inv.hosts_in("postgres")):
+            text, error = hosts._render_nft(tree, inv.variables(host)[0])
+            assert error is None
+            redirects = hosts._Ruleset(text).redirects
+            if tree.region_info(region)["cloud"] == "azure":
+                assert redirects == {("tcp", 15433): 5432, ("tcp", 15434): 5432}, (region, host)
+            else:
+                assert redirects == {}, (region, host)
+
+
+def _drop_redirects(tree: Path, group: str) -> Path:
+    gv = tree / f"ansible/inventories/{AZURE}/group_vars/{group}.yml"
+    data = yaml.safe_load(gv.read_text())
+    del data["common_port_redirects"]
+    gv.write_text(yaml.safe_dump(data, sort_keys=False))
+    return gv
+
+
+def test_a_member_that_does_not_redirect_a_backend_port_is_named(tree, monkeypatch):
+    _only_hosts(monkeypatch)
+    gv = _drop_redirects(tree, "postgres_replicas")
+    broken = _broken(tree, "nftables", AZURE)
+    # the flows through the two endpoints whose backend port is not 5432: on the replicas, the primary still redirects
+    assert sorted(b.connection for b in broken) == ["pgbouncer->postgres-read:5432/tcp",
+                                                    "postgres-standby->postgres:5432/tcp"]
+    assert {(b.file, b.line) for b in broken} == {(f"ansible/inventories/{AZURE}/group_vars/postgres_replicas.yml",
+                                                  _line(gv, "common_firewall_rules:"))}
+    assert all("redirects them nowhere, not to 5432" in b.message for b in broken)
+    assert any("15433/tcp" in b.message for b in broken) and any("15434/tcp" in b.message for b in broken)
+
+
+def test_a_template_that_drops_the_redirects_is_named(tree, monkeypatch):
+    _only_hosts(monkeypatch)
+    tpl = tree / "ansible/roles/common/templates/nftables.conf.j2"
+    _text = tpl.read_text()
+    tpl.write_text(_text.replace("redirect to :{{ redirect.to_port }}", "redirect to :{{ redirect.to_port + 1 }}", 1))
+    broken = _broken(tree, "nftables", AZURE)
+    assert broken and {(b.file, b.line) for b in broken} == {(
+        "ansible/roles/common/templates/nftables.conf.j2", _line(tpl, "redirect to"))}
+    assert all("the variables redirect it to 5432, the template does not" in b.message for b in broken)
+
+
+def test_a_backend_port_the_member_also_serves_is_named(tree, monkeypatch):
+    """A service on the backend port (a rule opens it) would lose its connections to PostgreSQL."""
+    _only_hosts(monkeypatch)
+    gv = tree / f"ansible/inventories/{AZURE}/group_vars/postgres_primary.yml"
+    data = yaml.safe_load(gv.read_text())
+    data["common_firewall_rules"].append({"comment": "something else on 15433", "protocol": "tcp", "ports": [15433],
+                                          "sources": ["10.6.0.0/19"]})
+    gv.write_text(yaml.safe_dump(data, sort_keys=False))
+    broken = _broken(tree, "nftables", AZURE)
+    assert [b.connection for b in broken] == ["pgbouncer->postgres-read:5432/tcp"]
+    assert "also opens 15433 for another service" in broken[0].message
 
 
 # ---------------------------------------------------------------- pg_hba

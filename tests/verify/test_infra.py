@@ -120,6 +120,24 @@ def test_narrowed_source_range_is_named(tree):
     assert {b.line for b in hits} == {rule_line}
 
 
+def test_an_nsg_opening_the_port_dialled_not_the_backend_port_is_named(tree):
+    """Azure's PostgreSQL endpoints deliver the replicas' and the DR standby's connections to backend ports of their
+    own, which the members redirect to 5432 behind the NSG: the NSG filters them on the backend port. Rules that open
+    5432 to those clients instead (the ports as the clients dial them) leave both flows out."""
+    rel = f"terraform/regions/{AZURE}/main.tf"
+    path = tree / rel
+    text = path.read_text()
+    for port in (15433, 15434):
+        _edit(path, f"from_port   = {port}\n", "from_port   = 5432\n", count=2)
+        _edit(path, f"to_port     = {port}\n", "to_port     = 5432\n", count=2)
+    assert path.read_text() != text
+    hits = _hits(verify(tree), rel, "cloud-firewall")
+    by_conn = {b.connection: b.message for b in hits}
+    assert set(by_conn) == {"pgbouncer->postgres-read:5432/tcp", "postgres-standby->postgres:5432/tcp"}, hits
+    assert "15433/tcp (the port postgres-replicas.eu-west-2." in by_conn["pgbouncer->postgres-read:5432/tcp"]
+    assert "15434/tcp (the port postgres-sync.eu-west-2." in by_conn["postgres-standby->postgres:5432/tcp"]
+
+
 def test_cni_switched_off_is_named(tree):
     rel = "terraform/modules/aws/kubernetes/main.tf"
     path = tree / rel

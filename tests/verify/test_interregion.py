@@ -14,7 +14,6 @@ import pytest
 
 from compiler.verify import interregion, verify
 from tests.conftest import REPO
-from tests.verify.known_gaps import azure_sync_gap
 
 LAYERS = set(interregion.LAYERS)
 
@@ -58,13 +57,7 @@ def _conns(tree: Path, region: str) -> list[dict]:
 
 def test_the_reference_proves_every_crossing_path(reference_tree):
     report = verify(reference_tree)
-    gap, rest = azure_sync_gap(reference_tree, _mine(report))
-    assert rest == []
-    # eu-west-2 and me-south-1 keep each other's standby: each sync endpoint is dialled by the partner's standby
-    # and listed by its own region
-    assert sorted((b.file, b.connection) for b in gap) == sorted(
-        (f"terraform/regions/{owner}/main.tf", conn) for owner, partner in (("eu-west-2", "me-south-1"), ("me-south-1", "eu-west-2"))
-        for conn in ("postgres-standby->postgres:5432/tcp", f"standby-{owner}->postgres-{owner}:5432/tcp"))
+    assert _mine(report) == []
     assert {"inter-region", "cloud-firewall-egress", "kong-forward", "internal-gateway", "postgres-endpoint"} <= report.layers
     # every DR pair's replication crosses, both ways of each pair are proven
     for region in ("us-east-1", "eu-west-2", "ap-southeast-1"):
@@ -86,7 +79,7 @@ def test_a_missing_peering_is_named(tree):
     start = text.index('module "peering_us_east_1"')
     end = text.index("\n}\n", start) + 3
     main.write_text(text[:start] + text[end:])
-    _gap, broken = azure_sync_gap(tree, _mine(verify(tree)))
+    broken = _mine(verify(tree))
     assert broken and all(b.layer == "inter-region" for b in broken)
     assert any(b.file == "terraform/regions/us-west-2/main.tf" and "us-east-1" in b.message for b in broken)
 
@@ -181,7 +174,8 @@ def _without_sync(text: str) -> str:
     return new
 
 
-@pytest.mark.parametrize("region, partner", [("us-east-1", "us-west-2"), ("ap-southeast-1", "ap-northeast-1")])
+@pytest.mark.parametrize("region, partner", [("us-east-1", "us-west-2"), ("ap-southeast-1", "ap-northeast-1"),
+                                            ("eu-west-2", "me-south-1")])
 def test_a_sync_endpoint_without_a_load_balancer_is_named(tree, region, partner):
     main = tree / f"terraform/regions/{region}/main.tf"
     main.write_text(_without_sync(main.read_text()))
@@ -241,6 +235,55 @@ def test_a_gcp_sync_record_outside_the_endpoints_is_named(tree):
     broken = _mine(verify(tree, ["ap-southeast-1"]))
     assert any(b.layer == "postgres-endpoint" and "google_dns_record_set.postgres lacks for_each" in b.message
                for b in broken), broken
+
+
+# Azure's endpoints: frontends of one internal load balancer (eu-west-2 and me-south-1, each the other's DR partner)
+AZURE_PG = "terraform/modules/azure/data_hosts/main.tf"
+
+
+def _azure_endpoint_broken(tree, says: str, file: str = AZURE_PG) -> list:
+    broken = [b for b in _mine(verify(tree, ["eu-west-2", "me-south-1"])) if b.layer == "postgres-endpoint"]
+    named = [b for b in broken if b.file == file and says in b.message]
+    assert named, broken
+    # every connection through an Azure endpoint the module serves: the leader's, the replicas', the sync one's
+    assert {"pgbouncer->postgres:5432/tcp", "pgbouncer->postgres-read:5432/tcp",
+            "postgres-standby->postgres:5432/tcp"} <= {b.connection for b in named}
+    return named
+
+
+def test_azure_endpoints_as_load_balancers_of_their_own_are_named(tree):
+    """The design Azure refused at apply: a load balancer (and pool) per endpoint, each over the members' `primary`
+    IP configuration."""
+    _edit(tree / AZURE_PG, "count = length(var.postgres_endpoints) > 0 ? 1 : 0", "for_each = var.postgres_endpoints")
+    _azure_endpoint_broken(tree, "not one load balancer with one backend pool")
+
+
+def test_an_azure_endpoint_rule_with_floating_ip_is_named(tree):
+    _edit(tree / AZURE_PG, "floating_ip_enabled            = false", "floating_ip_enabled            = true")
+    _azure_endpoint_broken(tree, "uses Floating IP")
+
+
+def test_azure_endpoints_sharing_a_backend_port_are_named(tree):
+    """Two rules over the members' IP configuration on one backend port: Azure refuses the second without Floating IP."""
+    main = tree / "terraform/regions/eu-west-2/main.tf"
+    _edit(main, "backend_port = 15434", "backend_port = 15433")
+    broken = [b for b in _mine(verify(tree, ["eu-west-2", "me-south-1"])) if b.layer == "postgres-endpoint"]
+    assert {b.connection for b in broken if b.file == "terraform/regions/eu-west-2/main.tf"
+            and "backend port 15433" in b.message} == {
+        "pgbouncer->postgres-read:5432/tcp", "postgres-standby->postgres:5432/tcp",
+        "standby-eu-west-2->postgres-eu-west-2:5432/tcp"}, broken
+
+
+def test_an_azure_endpoint_record_not_naming_its_frontend_is_named(tree):
+    _edit(tree / AZURE_PG, "if f.name == each.key", 'if f.name == "leader"')
+    _azure_endpoint_broken(tree, "record does not name its frontend's address")
+
+
+def test_an_azure_rule_delivering_to_the_port_dialled_is_named(tree):
+    """Every rule on 5432 (the module ignoring the root's backend ports): two rules on one backend port."""
+    _edit(tree / AZURE_PG, "backend_port                   = each.value.backend_port",
+          "backend_port                   = each.value.port")
+    _azure_endpoint_broken(tree, "lacks backend_port = each.value.backend_port")
 
 
 def test_a_gcp_gateway_whose_proxies_cannot_reach_kong_is_named(tree):

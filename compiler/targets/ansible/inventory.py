@@ -365,11 +365,29 @@ def internal_ca_store(plan: PlatformPlan, region: RegionPlan) -> dict:
     return {"pgbouncer_ca_publish": True, "pgbouncer_ca_store": store}
 
 
+def port_redirects(region: RegionPlan) -> list[dict]:
+    """The ports every PostgreSQL member redirects to PostgreSQL's: the backend ports of the region's endpoints that
+    are not PostgreSQL's own (Azure: the endpoints share one load balancer and each rule delivers to a port of its
+    own, compiler/ir/postgres_ha.py); none on AWS and GCP."""
+    from compiler.ir.names import POSTGRES_PORT
+    from compiler.ir.postgres_ha import endpoints
+    moved = [e for e in endpoints(region) if e.backend_port != POSTGRES_PORT]
+    if not moved:
+        return []
+    return [{"comment": f"{', '.join(e.fqdn.split('.', 1)[0] for e in moved)}: the internal load balancer delivers "
+                        f"them to {', '.join(str(e.backend_port) for e in moved)} (a backend port per endpoint); "
+                        f"PostgreSQL serves {POSTGRES_PORT}",
+             "protocol": "tcp", "ports": [e.backend_port for e in moved], "to_port": POSTGRES_PORT}]
+
+
 def vars_firewall(region: RegionPlan, group: str) -> dict:
-    """A group whose only variables are its firewall (the PostgreSQL primary and replicas)."""
+    """A group whose only variables are its firewall (the PostgreSQL primary and replicas): its rules, and the
+    redirects of the ports the PostgreSQL endpoints deliver to where that is not PostgreSQL's."""
     if not region.hosts_in(group):
         return {}
-    return {"common_firewall_rules": firewall_rules(region, group)}
+    redirects = port_redirects(region)
+    return {"common_firewall_rules": firewall_rules(region, group),
+            **({"common_port_redirects": redirects} if redirects else {})}
 
 
 def group_vars(plan: PlatformPlan, region: RegionPlan) -> dict[str, dict]:

@@ -39,6 +39,10 @@ def common() -> Role:
             # [{comment, protocol, ports, sources}]: the inventory composes each host group's rules from the
             # region's connections; a host with none admits only loopback and established traffic
             "common_firewall_rules": [],
+            # [{comment, protocol, ports, to_port}]: ports a load balancer delivers to that the host serves on
+            # to_port, redirected before the rules above see them (Azure's PostgreSQL endpoints,
+            # compiler/ir/postgres_ha.py); none elsewhere
+            "common_port_redirects": [],
         },
         vars=services_ready_var(r, "common_install"),
         tasks={"main": [

@@ -59,17 +59,23 @@ _DESCRIPTION = re.compile(r"[^a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]")
 def ingress_rules(region: RegionPlan) -> dict:
     """Host group => TCP ports it accepts and from where: exactly the region's `cloud-firewall` connections
     whose destination is a host group (compiler/wiring.py), each as dest_port from the source's addresses
-    (pods as they reach a VM: the node subnets on AWS and Azure, the pod range on GCP). Rules with the
-    same port and sources merge; the description names the connections a rule admits."""
+    (pods as they reach a VM: the node subnets on AWS and Azure, the pod range on GCP), or as the backend port of
+    the PostgreSQL endpoint it dials (compiler/ir/postgres_ha.py backend_ports). Rules with the same port and
+    sources merge; the description names the connections a rule admits."""
+    from compiler.ir.postgres_ha import backend_ports
     group_of = {h.fqdn: h.group for h in region.hosts}
+    arrives = backend_ports(region)
     merged: dict[str, dict[tuple, list[str]]] = {}
     for c in region.through("cloud-firewall"):
         if c.dest.kind != "hosts":
             continue
         if c.protocol != "TCP":
             raise ValueError(f"region {region.name}: {c.id} is {c.protocol}; the host firewalls take TCP rules only")
+        # through a PostgreSQL endpoint, the port its load balancer delivers to (on Azure not always the one
+        # PostgreSQL serves: the members redirect it, behind the NSG)
+        port = arrives.get(c.address, c.dest_port)
         for group in sorted({group_of[h] for h in c.dest.hosts}):
-            key = (c.dest_port, tuple(sorted(c.source.cidrs)))
+            key = (port, tuple(sorted(c.source.cidrs)))
             names = merged.setdefault(group, {}).setdefault(key, [])
             if c.source.name not in names:
                 names.append(c.source.name)
@@ -222,28 +228,21 @@ def peerings(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
 # ---------------------------------------------------------------- the PostgreSQL endpoints (compiler/ir/postgres_ha.py)
 
 def postgres_endpoints(region: RegionPlan) -> dict:
-    """The internal load balancers in front of Patroni's leader, replicas and synchronous replica: name in the
-    private zone, port, Patroni's REST health check (port and path) and the member hosts. Empty without a Patroni
-    cluster."""
-    from compiler.ir.names import PATRONI_LEADER_HEALTH_PATH, PATRONI_REPLICA_HEALTH_PATH, POSTGRES_PORT
-    from compiler.ir.postgres_ha import SYNC_HEALTH_PATH
+    """The internal load balancing in front of Patroni's leader, replicas and synchronous replica
+    (compiler/ir/postgres_ha.py endpoints): name in the private zone, port, Patroni's REST health check (port and path)
+    and the member hosts; on Azure also the members' port the endpoint's rule delivers to (backend_port: the
+    endpoints are frontends of one load balancer there, each delivering to a port of its own). Empty without a
+    Patroni cluster."""
+    from compiler.ir.names import POSTGRES_PORT
+    from compiler.ir.postgres_ha import endpoints
     ha = getattr(region, "postgres_ha", None)
     if ha is None:
         return {}
     members = sorted(ha.members)
-    out = {"leader": {"fqdn": ha.leader_endpoint, "port": POSTGRES_PORT, "health_port": ha.rest_port,
-                      "health_path": PATRONI_LEADER_HEALTH_PATH, "hosts": members}}
-    if len(members) > 1:
-        out["replicas"] = {"fqdn": ha.replica_endpoint, "port": POSTGRES_PORT, "health_port": ha.rest_port,
-                           "health_path": PATRONI_REPLICA_HEALTH_PATH, "hosts": members}
-    # The sync endpoint only where a connection dials it (compiler/wiring.py): the DR partner's standby cluster, when
-    # the region has replicas to be synchronous (without, it streams from the leader endpoint). Any member may be
-    # the synchronous one, so all are behind it, as behind the others.
-    # Not on Azure: a third rule on PostgreSQL's port over the members' NIC IP configurations is refused there ("must
-    # not be used with the same backend ip") unless it uses Floating IP, and with Floating IP the packets reach the
-    # member addressed to the frontend's IP, which a member drops unless the host holds that address (a loopback
-    # address the Ansible target does not configure). verify names the missing endpoint on Azure.
-    if region.cloud != "azure" and any(c.address == ha.sync_endpoint for c in region.wiring):
-        out["sync"] = {"fqdn": ha.sync_endpoint, "port": POSTGRES_PORT, "health_port": ha.rest_port,
-                       "health_path": SYNC_HEALTH_PATH, "hosts": members}
+    out = {}
+    for e in endpoints(region):
+        out[e.key] = {"fqdn": e.fqdn, "port": POSTGRES_PORT, "health_port": ha.rest_port, "health_path": e.health_path,
+                      # only Azure's module takes it: AWS's and GCP's deliver to the port dialled
+                      **({"backend_port": e.backend_port} if region.cloud == "azure" else {}),
+                      "hosts": members}
     return out

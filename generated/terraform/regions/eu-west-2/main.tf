@@ -474,12 +474,6 @@ module "data_hosts" {
         cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
       },
       {
-        description = "5432 from postgres-standby"
-        from_port   = 5432
-        to_port     = 5432
-        cidr_blocks = ["10.7.32.0/19", "10.7.64.0/19"]
-      },
-      {
         description = "8008 from patroni"
         from_port   = 8008
         to_port     = 8008
@@ -502,6 +496,18 @@ module "data_hosts" {
         from_port   = 9187
         to_port     = 9187
         cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
+      },
+      {
+        description = "15433 from pgbouncer"
+        from_port   = 15433
+        to_port     = 15433
+        cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19"]
+      },
+      {
+        description = "15434 from postgres-standby"
+        from_port   = 15434
+        to_port     = 15434
+        cidr_blocks = ["10.7.32.0/19", "10.7.64.0/19"]
       },
     ]
     postgres_replicas = [
@@ -534,12 +540,6 @@ module "data_hosts" {
         from_port   = 5432
         to_port     = 5432
         cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
-      },
-      {
-        description = "5432 from postgres-standby"
-        from_port   = 5432
-        to_port     = 5432
-        cidr_blocks = ["10.7.32.0/19", "10.7.64.0/19"]
       },
       {
         description = "5433 from standby-me-south-1"
@@ -576,6 +576,18 @@ module "data_hosts" {
         from_port   = 9187
         to_port     = 9187
         cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
+      },
+      {
+        description = "15433 from pgbouncer"
+        from_port   = 15433
+        to_port     = 15433
+        cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19"]
+      },
+      {
+        description = "15434 from postgres-standby"
+        from_port   = 15434
+        to_port     = 15434
+        cidr_blocks = ["10.7.32.0/19", "10.7.64.0/19"]
       },
     ]
     redis_cluster = [
@@ -614,18 +626,28 @@ module "data_hosts" {
   internal_domain = "eu-west-2.internal.6fb.example.com"
   postgres_endpoints = {
     leader = {
-      fqdn        = "postgres.eu-west-2.internal.6fb.example.com"
-      port        = 5432
-      health_port = 8008
-      health_path = "/primary"
-      hosts       = ["sixfb-eu-west-2-pg-1", "sixfb-eu-west-2-pg-2", "sixfb-eu-west-2-pg-3", "sixfb-eu-west-2-pg-4"]
+      fqdn         = "postgres.eu-west-2.internal.6fb.example.com"
+      port         = 5432
+      health_port  = 8008
+      health_path  = "/primary"
+      backend_port = 5432
+      hosts        = ["sixfb-eu-west-2-pg-1", "sixfb-eu-west-2-pg-2", "sixfb-eu-west-2-pg-3", "sixfb-eu-west-2-pg-4"]
     }
     replicas = {
-      fqdn        = "postgres-replicas.eu-west-2.internal.6fb.example.com"
-      port        = 5432
-      health_port = 8008
-      health_path = "/replica"
-      hosts       = ["sixfb-eu-west-2-pg-1", "sixfb-eu-west-2-pg-2", "sixfb-eu-west-2-pg-3", "sixfb-eu-west-2-pg-4"]
+      fqdn         = "postgres-replicas.eu-west-2.internal.6fb.example.com"
+      port         = 5432
+      health_port  = 8008
+      health_path  = "/replica"
+      backend_port = 15433
+      hosts        = ["sixfb-eu-west-2-pg-1", "sixfb-eu-west-2-pg-2", "sixfb-eu-west-2-pg-3", "sixfb-eu-west-2-pg-4"]
+    }
+    sync = {
+      fqdn         = "postgres-sync.eu-west-2.internal.6fb.example.com"
+      port         = 5432
+      health_port  = 8008
+      health_path  = "/sync"
+      backend_port = 15434
+      hosts        = ["sixfb-eu-west-2-pg-1", "sixfb-eu-west-2-pg-2", "sixfb-eu-west-2-pg-3", "sixfb-eu-west-2-pg-4"]
     }
   }
   internal_gateway = {

@@ -462,12 +462,6 @@ module "data_hosts" {
         cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
       },
       {
-        description = "5432 from postgres-standby"
-        from_port   = 5432
-        to_port     = 5432
-        cidr_blocks = ["10.6.32.0/19", "10.6.64.0/19"]
-      },
-      {
         description = "5432 from pgbouncer"
         from_port   = 5432
         to_port     = 5432
@@ -503,6 +497,18 @@ module "data_hosts" {
         to_port     = 9187
         cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
       },
+      {
+        description = "15433 from pgbouncer"
+        from_port   = 15433
+        to_port     = 15433
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19"]
+      },
+      {
+        description = "15434 from postgres-standby"
+        from_port   = 15434
+        to_port     = 15434
+        cidr_blocks = ["10.6.32.0/19", "10.6.64.0/19"]
+      },
     ]
     postgres_replicas = [
       {
@@ -522,12 +528,6 @@ module "data_hosts" {
         from_port   = 2380
         to_port     = 2380
         cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
-      },
-      {
-        description = "5432 from postgres-standby"
-        from_port   = 5432
-        to_port     = 5432
-        cidr_blocks = ["10.6.32.0/19", "10.6.64.0/19"]
       },
       {
         description = "5432 from pgbouncer"
@@ -577,6 +577,18 @@ module "data_hosts" {
         to_port     = 9187
         cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
       },
+      {
+        description = "15433 from pgbouncer"
+        from_port   = 15433
+        to_port     = 15433
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19"]
+      },
+      {
+        description = "15434 from postgres-standby"
+        from_port   = 15434
+        to_port     = 15434
+        cidr_blocks = ["10.6.32.0/19", "10.6.64.0/19"]
+      },
     ]
     redis_cluster = [
       {
@@ -614,18 +626,28 @@ module "data_hosts" {
   internal_domain = "me-south-1.internal.6fb.example.com"
   postgres_endpoints = {
     leader = {
-      fqdn        = "postgres.me-south-1.internal.6fb.example.com"
-      port        = 5432
-      health_port = 8008
-      health_path = "/primary"
-      hosts       = ["sixfb-me-south-1-pg-1", "sixfb-me-south-1-pg-2", "sixfb-me-south-1-pg-3", "sixfb-me-south-1-pg-4"]
+      fqdn         = "postgres.me-south-1.internal.6fb.example.com"
+      port         = 5432
+      health_port  = 8008
+      health_path  = "/primary"
+      backend_port = 5432
+      hosts        = ["sixfb-me-south-1-pg-1", "sixfb-me-south-1-pg-2", "sixfb-me-south-1-pg-3", "sixfb-me-south-1-pg-4"]
     }
     replicas = {
-      fqdn        = "postgres-replicas.me-south-1.internal.6fb.example.com"
-      port        = 5432
-      health_port = 8008
-      health_path = "/replica"
-      hosts       = ["sixfb-me-south-1-pg-1", "sixfb-me-south-1-pg-2", "sixfb-me-south-1-pg-3", "sixfb-me-south-1-pg-4"]
+      fqdn         = "postgres-replicas.me-south-1.internal.6fb.example.com"
+      port         = 5432
+      health_port  = 8008
+      health_path  = "/replica"
+      backend_port = 15433
+      hosts        = ["sixfb-me-south-1-pg-1", "sixfb-me-south-1-pg-2", "sixfb-me-south-1-pg-3", "sixfb-me-south-1-pg-4"]
+    }
+    sync = {
+      fqdn         = "postgres-sync.me-south-1.internal.6fb.example.com"
+      port         = 5432
+      health_port  = 8008
+      health_path  = "/sync"
+      backend_port = 15434
+      hosts        = ["sixfb-me-south-1-pg-1", "sixfb-me-south-1-pg-2", "sixfb-me-south-1-pg-3", "sixfb-me-south-1-pg-4"]
     }
   }
   internal_gateway = {

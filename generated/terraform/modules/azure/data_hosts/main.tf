@@ -224,51 +224,64 @@ resource "azurerm_private_dns_a_record" "pgbouncer" {
   tags                = var.tags
 }
 
-# The PostgreSQL endpoints (compiler/ir/postgres_ha.py): an internal Standard Load Balancer per endpoint over the
-# Patroni members, whose HTTPS probe is Patroni's REST API: GET /primary answers 200 on the leader only, GET /replica
-# on a streaming replica only. A Standard internal load balancer answers across global VNet peering (the DR
-# partner's standby dials the leader), and keeps client addresses for the NSG rules and pg_hba.
+# The PostgreSQL endpoints (compiler/ir/postgres_ha.py): one internal Standard Load Balancer over the Patroni members,
+# with a frontend, an HTTPS probe of Patroni's REST API and a rule per endpoint: GET /primary answers 200 on the
+# leader only, GET /replica on a streaming replica only, GET /sync on the synchronous replica only. One load
+# balancer: a NIC IP configuration may sit in the backend pools of one internal load balancer only (Microsoft Learn,
+# "Azure Load Balancer limits"), so the members' `primary` configurations are in one pool. Each rule delivers to a
+# backend port of its own (var.postgres_endpoints[*].backend_port): rules over the same backend IP configuration
+# that share a backend port need Floating IP ("Multiple frontends for Azure Load Balancer"; without it Azure refuses
+# the rule, "must not be used with the same backend ip"), and Floating IP would deliver the packets addressed to
+# the frontend's IP, which the members do not hold. The members' nftables redirect the replicas' and sync backend
+# ports to PostgreSQL's (the ansible target's common_port_redirects); the NSG, in front of the host, admits the
+# backend ports (ingress_rules). A Standard internal load balancer answers across global VNet peering (the DR
+# partner's standby dials the sync endpoint), and keeps client addresses for the NSG rules and pg_hba.
 locals {
-  postgres_targets = { for t in flatten([for k, e in var.postgres_endpoints : [for h in e.hosts : { key = "${k}/${h}", endpoint = k, host = h }]]) : t.key => t }
+  postgres_members = toset(flatten([for e in var.postgres_endpoints : e.hosts]))
   postgres_subnet  = var.subnet_ids[sort(keys(var.subnet_ids))[0]]
 }
 
 resource "azurerm_lb" "postgres" {
-  for_each = var.postgres_endpoints
+  count = length(var.postgres_endpoints) > 0 ? 1 : 0
 
-  name                = "${var.name}-pg-${each.key}"
+  name                = "${var.name}-pg"
   location            = var.location
   resource_group_name = var.resource_group_name
   sku                 = "Standard"
   tags                = var.tags
 
-  frontend_ip_configuration {
-    name                          = "postgres"
-    subnet_id                     = local.postgres_subnet
-    private_ip_address_allocation = "Dynamic"
+  # one frontend per endpoint, named by its key; its address is Azure's choice, which the endpoint's record reads
+  dynamic "frontend_ip_configuration" {
+    for_each = var.postgres_endpoints
+
+    content {
+      name                          = frontend_ip_configuration.key
+      subnet_id                     = local.postgres_subnet
+      private_ip_address_allocation = "Dynamic"
+    }
   }
 }
 
 resource "azurerm_lb_backend_address_pool" "postgres" {
-  for_each = var.postgres_endpoints
+  count = length(azurerm_lb.postgres)
 
   name            = "members"
-  loadbalancer_id = azurerm_lb.postgres[each.key].id
+  loadbalancer_id = azurerm_lb.postgres[0].id
 }
 
 resource "azurerm_network_interface_backend_address_pool_association" "postgres" {
-  for_each = local.postgres_targets
+  for_each = local.postgres_members
 
-  network_interface_id    = azurerm_network_interface.host[each.value.host].id
+  network_interface_id    = azurerm_network_interface.host[each.key].id
   ip_configuration_name   = "primary"
-  backend_address_pool_id = azurerm_lb_backend_address_pool.postgres[each.value.endpoint].id
+  backend_address_pool_id = azurerm_lb_backend_address_pool.postgres[0].id
 }
 
 resource "azurerm_lb_probe" "postgres" {
   for_each = var.postgres_endpoints
 
-  name                = "patroni"
-  loadbalancer_id     = azurerm_lb.postgres[each.key].id
+  name                = each.key
+  loadbalancer_id     = azurerm_lb.postgres[0].id
   protocol            = "Https"
   port                = each.value.health_port
   request_path        = each.value.health_path
@@ -279,13 +292,14 @@ resource "azurerm_lb_probe" "postgres" {
 resource "azurerm_lb_rule" "postgres" {
   for_each = var.postgres_endpoints
 
-  name                           = "postgres"
-  loadbalancer_id                = azurerm_lb.postgres[each.key].id
+  name                           = each.key
+  loadbalancer_id                = azurerm_lb.postgres[0].id
   protocol                       = "Tcp"
+  frontend_ip_configuration_name = each.key
   frontend_port                  = each.value.port
-  backend_port                   = each.value.port
-  frontend_ip_configuration_name = "postgres"
-  backend_address_pool_ids       = [azurerm_lb_backend_address_pool.postgres[each.key].id]
+  backend_port                   = each.value.backend_port
+  floating_ip_enabled            = false
+  backend_address_pool_ids       = [azurerm_lb_backend_address_pool.postgres[0].id]
   probe_id                       = azurerm_lb_probe.postgres[each.key].id
   disable_outbound_snat          = true
   idle_timeout_in_minutes        = 30
@@ -298,6 +312,6 @@ resource "azurerm_private_dns_a_record" "postgres" {
   zone_name           = azurerm_private_dns_zone.internal.name
   resource_group_name = var.resource_group_name
   ttl                 = 30
-  records             = [azurerm_lb.postgres[each.key].frontend_ip_configuration[0].private_ip_address]
+  records             = [one([for f in azurerm_lb.postgres[0].frontend_ip_configuration : f.private_ip_address if f.name == each.key])]
   tags                = var.tags
 }

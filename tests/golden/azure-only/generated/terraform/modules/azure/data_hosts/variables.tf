@@ -71,13 +71,14 @@ variable "tags" {
 }
 
 variable "postgres_endpoints" {
-  description = "The internal load balancers in front of Patroni's leader and replicas: name in the private zone, PostgreSQL port, Patroni's REST health check (port, path) and the member hosts."
+  description = "The frontends of the internal load balancer in front of Patroni's leader, replicas and synchronous replica: name in the private zone, PostgreSQL port, the members' port the rule delivers to (each endpoint its own), Patroni's REST health check (port, path) and the member hosts."
   type = map(object({
-    fqdn        = string
-    port        = number
-    health_port = number
-    health_path = string
-    hosts       = list(string)
+    fqdn         = string
+    port         = number
+    backend_port = number
+    health_port  = number
+    health_path  = string
+    hosts        = list(string)
   }))
 }
 
