@@ -221,6 +221,17 @@ def internal_ca_ref(ref: str, region: str) -> str:
     return f"{scheme}:internal-ca-{region}#{INTERNAL_CA_FIELD}"
 
 
+def published_ca_ref(access) -> str:
+    """The store entry a region's internal CA certificate is published to (the pgbouncer role writes it, ESO delivers
+    it to the pods, a DR partner's standby cluster reads it to verify this region's servers); "" when no PostgreSQL
+    client of the region needs it, in which case nothing is published."""
+    refs = sorted({a.ca_ref for a in access if a.ca_ref})
+    if not refs:
+        return ""
+    (ref,) = refs  # one CA per region: every client's ca_ref is the same entry
+    return ref
+
+
 @functools.lru_cache(maxsize=64)  # one tuple per Redis version, shared by every service of every region
 def redis_commands(version: str) -> tuple[str, ...]:
     major, minor = (int(x) for x in version.split(".")[:2])

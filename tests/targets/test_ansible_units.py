@@ -600,3 +600,40 @@ def test_a_changed_standby_cluster_file_reloads_that_cluster(outputs):
         assert h["ansible.builtin.service"]["name"] == "patroni@{{ patroni_standby.instance }}", h
         assert h["ansible.builtin.service"]["state"] == "reloaded" and h["loop"] == "{{ patroni_my_standbys }}", h
         assert h["loop_control"]["loop_var"] == "patroni_standby", h
+
+
+def test_a_standby_verifies_its_source_with_the_source_regions_ca(reference):
+    """A DR standby cluster streams from its source region's servers (verify-full), whose certificates that region's
+    own CA signs (the tls role makes one CA per region): it must trust exactly the CA the source's pgbouncer role
+    publishes, read from that store entry, not this region's ca.crt (every basebackup and primary_conninfo retry
+    failed with "certificate verify failed")."""
+    from compiler.targets.ansible import inventory, roles_patroni
+    from compiler.targets.ansible.text import secret_lookup
+    out, _ = emit(reference, ["ansible"], with_docs=False)
+    files = {rel: text for rel, (_, text) in out["generated"].items()}
+    tasks = yaml.safe_load(files["ansible/roles/patroni/tasks/main.yml"])
+    writes = {t["ansible.builtin.copy"]["dest"]: t for t in tasks if "ansible.builtin.copy" in t}
+    ca_task = writes["/etc/postgresql/tls/dr-{{ patroni_standby.region }}-ca.crt"]
+    assert ca_task["ansible.builtin.copy"]["content"] == \
+        "{{ patroni_standby_cas[patroni_standby.region | replace('-', '_')] }}"
+    seen = 0
+    for region in reference.regions:
+        if not region.postgres_ha or not region.postgres_ha.standbys:
+            continue
+        group = yaml.safe_load(files[f"ansible/inventories/{region.name}/group_vars/postgres.yml"])
+        for standby in group["patroni_standby_clusters"]:
+            src = reference.region(standby["region"])
+            auth = standby["config"]["postgresql"]["authentication"]["replication"]
+            assert auth["sslmode"] == "verify-full"
+            assert auth["sslrootcert"] == roles_patroni.standby_ca_file(src.name) == \
+                ca_task["ansible.builtin.copy"]["dest"].replace("{{ patroni_standby.region }}", src.name)
+            published = inventory.internal_ca_store(reference, src)
+            assert published["pgbouncer_ca_publish"], src.name
+            store = published["pgbouncer_ca_store"]
+            lookup = group["patroni_standby_cas"][src.name.replace("-", "_")]
+            gcp = reference.spec.clouds.get("gcp")
+            entry = f"{store['vault']}/{store['entry']}" if store["scheme"] == "azure-kv" else store["entry"]
+            ref = f"{store['scheme']}:{entry}#{store['field']}"
+            assert lookup == "{{ " + secret_lookup(ref, src.cloud, src.cloud_region, gcp.account if gcp else None) + " }}"
+            seen += 1
+    assert seen >= 12, seen

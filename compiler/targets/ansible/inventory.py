@@ -17,7 +17,7 @@ from functools import lru_cache
 
 from compiler.errors import PlatformcError
 from compiler.ir import Connection, Host, PlatformPlan, RegionPlan
-from compiler.ir.data_access import PG_ENV, db_roles, elasticsearch_users, redis_users
+from compiler.ir.data_access import PG_ENV, db_roles, elasticsearch_users, published_ca_ref, redis_users
 from compiler.ir.names import (DATA_HOST_LOGIN_USER, ELASTICSEARCH_HTTP_PORT, ELASTICSEARCH_TRANSPORT_PORT,
                                NODE_EXPORTER_PORT, elasticsearch_client_indices)
 from compiler.targets.ansible.roles_search import CLIENT_PRIVILEGES
@@ -219,6 +219,7 @@ def vars_patroni(plan: PlatformPlan, region: RegionPlan) -> dict:
         "patroni_config": roles_patroni.patroni_config(plan, region),
         "patroni_standby_clusters": roles_patroni.standby_configs(plan, region, _secret),
         "patroni_standby_passwords": roles_patroni.standby_passwords(plan, region, _secret),
+        "patroni_standby_cas": roles_patroni.standby_cas(plan, region, _secret),
         "etcd_members": list(ha.etcd_hosts),
         "etcd_scope": ha.scope,
         "etcd_client_port": ha.etcd_client_port,
@@ -343,10 +344,9 @@ def internal_ca_store(plan: PlatformPlan, region: RegionPlan) -> dict:
     """The pgbouncer role's publishing variables (roles_internal_ca.py): where the region's CA certificate is published for the pods (the entry
     compiler/ir/data_access.py names and the ExternalSecrets read). Nothing to publish without a PostgreSQL client,
     nor to an `env:` reference (CI's environment: no store)."""
-    refs = sorted({a.ca_ref for a in region.data_access if a.ca_ref})
-    if not refs or refs[0].startswith("env:"):
+    ref = published_ca_ref(region.data_access)
+    if not ref or ref.startswith("env:"):
         return {"pgbouncer_ca_publish": False}
-    (ref,) = refs
     scheme, _, rest = ref.partition(":")
     entry, _, field = rest.partition("#")
     store = {"scheme": scheme, "entry": entry, "field": field}

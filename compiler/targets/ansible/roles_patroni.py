@@ -14,6 +14,7 @@ Only the host's own names are left to Ansible: `{{ inventory_hostname }}` (the m
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.data_access import published_ca_ref
 from compiler.ir.names import (PATRONI_CONFIG_DIR, POSTGRES_PORT, POSTGRES_REPLICATION_USER, POSTGRES_TLS_DIR)
 from compiler.targets.ansible.role import Role, apt, copy, expr, service, services_ready_var, systemd_dropin, task
 
@@ -44,7 +45,7 @@ def _etcd(ha) -> dict:
 
 
 def _postgresql(version: int, instance: str, port: int, data_dir: str, config_dir: str, admin: str,
-                replication: str) -> dict:
+                replication: str, replication_ca: str = f"{POSTGRES_TLS_DIR}/ca.crt") -> dict:
     return {
         "listen": f"0.0.0.0:{port}",
         "connect_address": f"{{{{ ansible_host }}}}:{port}",
@@ -67,7 +68,7 @@ def _postgresql(version: int, instance: str, port: int, data_dir: str, config_di
         "authentication": {
             "superuser": {"username": "postgres", "password": "{{ " + admin + " }}"},
             "replication": {"username": POSTGRES_REPLICATION_USER, "password": "{{ " + replication + " }}",
-                            "sslmode": "verify-full", "sslrootcert": f"{POSTGRES_TLS_DIR}/ca.crt"},
+                            "sslmode": "verify-full", "sslrootcert": replication_ca},
         },
         # an old leader whose timeline diverged is copied again from the new one
         "remove_data_directory_on_diverged_timelines": True,
@@ -128,14 +129,34 @@ def standby_configs(plan: PlatformPlan, region: RegionPlan, secret) -> list[dict
                                     "create_replica_methods": ["basebackup"]},
                 "postgresql": {"use_pg_rewind": False, "use_slots": False, "parameters": {}},
             }},
+            # it streams from the source region's servers, whose certificates that region's own CA signs
             "postgresql": _postgresql(spg.version, f"{spg.version}-dr-{sb.of_region}", sb.port, sb.data_dir, sb.config_dir,
                                       f"patroni_standby_passwords.{key}.admin",
-                                      f"patroni_standby_passwords.{key}.replication"),
+                                      f"patroni_standby_passwords.{key}.replication", standby_ca_file(sb.of_region)),
             "tags": {"nofailover": False, "noloadbalance": True, "clonefrom": False, "nosync": True},
         }
         out.append({"region": sb.of_region, "instance": f"{spg.version}-dr-{sb.of_region}", "hosts": list(sb.hosts),
                     "port": sb.port, "rest_port": sb.rest_port, "data_dir": sb.data_dir, "config_dir": sb.config_dir,
                     "config": config})
+    return out
+
+
+def standby_ca_file(source: str) -> str:
+    """Where a standby cluster of `source` finds that region's CA certificate (its sslrootcert)."""
+    return f"{POSTGRES_TLS_DIR}/dr-{source}-ca.crt"
+
+
+def standby_cas(plan: PlatformPlan, region: RegionPlan, secret) -> dict:
+    """Each source region's internal CA certificate, read from the store its pgbouncer role publishes it to: a
+    standby verifies the source's servers (verify-full), and each region's CA is its own (the tls role makes it on
+    the region's first bastion), so this region's ca.crt could not. The source's Ansible run must have published it
+    (its pgbouncer.yml) before this region's postgresql.yml runs."""
+    out = {}
+    for sb in region.postgres_ha.standbys:
+        src = plan.region(sb.of_region)
+        ref = published_ca_ref(src.data_access)
+        if ref:
+            out[sb.of_region.replace("-", "_")] = secret(plan, src, ref)
     return out
 
 
@@ -243,6 +264,12 @@ def patroni() -> Role:
                                        "{{ patroni_standby[1] }}",
                  loop="{{ patroni_my_standbys | product(['postgresql.conf', 'pg_hba.conf']) | list }}",
                  notify="Reload the standby clusters", loop_control={"loop_var": "patroni_standby", "label": "{{ patroni_standby[0].region }}"}),
+            copy("Install each standby cluster's source region CA certificate",
+                 POSTGRES_TLS_DIR + "/dr-{{ patroni_standby.region }}-ca.crt", mode="0644", owner="postgres",
+                 group="postgres", content="{{ patroni_standby_cas[patroni_standby.region | replace('-', '_')] }}",
+                 notify="Reload the standby clusters",
+                 loop="{{ patroni_my_standbys }}", loop_control={"loop_var": "patroni_standby",
+                                                                  "label": "{{ patroni_standby.region }}"}),
             copy("Install an empty pg_ident.conf for each standby cluster", "{{ patroni_standby.config_dir }}/pg_ident.conf",
                  mode="0640", owner="postgres", group="postgres", content="",
                  loop="{{ patroni_my_standbys }}", notify="Reload the standby clusters", loop_control={"loop_var": "patroni_standby",
