@@ -251,6 +251,15 @@ class RegionPlan:
     # each service's PostgreSQL role, Redis ACL user, credentials and connection settings (compiler/ir/data_access.py)
     data_access: tuple = deferred(default=())
 
+    @property
+    def replicates_to_dr_partner(self) -> bool:
+        """Whether the cloud's own bucket replication copies this region's data and backup buckets, every key
+        unchanged, into its DR partner's (S3 replication, Storage Transfer, Azure object replication): only within
+        one cloud, and only when the spec's object_storage.replicate_to_dr_partner asks. The terraform target sets
+        the replication up from this, and the partner's standby cluster reads this region's WAL archive from the
+        copy because of it (compiler/ir/wal_archive.py)."""
+        return self.dr_partner_cloud == self.cloud and self.settings.datastores.object_storage.replicate_to_dr_partner
+
     def service(self, name: str) -> ServicePlan:
         return next(s for s in self.services if s.name == name)
 

@@ -34,7 +34,8 @@ and the standby clusters a region runs for the regions whose DR partner it is (R
   archive_timeout behind.
 - A region whose DR partner it is runs each such region's standby cluster (Patroni `standby_cluster`): on up to
   two of its own PostgreSQL hosts, on a port and REST port of its own, fed by streaming replication from the
-  partner's leader endpoint plus the partner's WAL archive (wal-g wal-fetch with the partner's bucket).
+  partner's sync endpoint plus the partner's WAL archive (wal-g wal-fetch from the copy replicated into this
+  region's own bucket, or the partner's bucket where there is none: compiler/ir/wal_archive.py).
 - In the region, `synchronous_mode`: a commit returns only when one in-region replica has it, so a failover in
   the region loses no committed transaction (the spec's RPO allows a minute; the region keeps zero). Across regions
   replication is asynchronous: the standby trails by the streaming lag, and by at most archive_timeout when the

@@ -3,6 +3,10 @@
 The base backup is streamed by `wal-g backup-push` with the storage settings of the server's own archive_command
 (the data tier's one source), tagged with its schedule; only that schedule's backups past retention are deleted; a
 standby skips; nothing is staged on the root disk and nothing is copied to the partner (bucket replication does).
+
+The stub wal-g keeps its objects in a directory standing for the buckets, under the prefix its settings name, as
+WAL-G does: the region's bucket also holds the DR partner's archive, replicated under the partner's prefix with the
+same object names and schedule tags, and retention must delete only the region's own objects.
 """
 
 from __future__ import annotations
@@ -12,62 +16,138 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from compiler.ir.names import WALG
+from compiler.targets import datastores
 from tests.conftest import REPO, require_tool
+from tests.targets.test_datastores_support import parse_conf, unquote_pg
 
 SCRIPT = REPO / "templates/ansible/static/roles/backups/files/platformc-backup.sh"
-ARCHIVE = "WALG_S3_PREFIX=s3://acme-us-east-1-backups/postgres AWS_REGION=us-east-1 {walg} wal-push %p"
+REGION = "us-east-1"  # the reference's; its DR partner us-west-2 replicates its backup bucket into this one
+
+# A stand-in for WAL-G on S3: FAKE_S3/<bucket>/<key>. Base backups are sentinels under <prefix>/basebackups_005/,
+# WAL under <prefix>/wal_005/; `delete garbage` removes the WAL older than every remaining backup's first segment.
+STUB = r"""#!/usr/bin/env python3
+import json, os, sys, pathlib, shutil
+log = open(os.environ["STUB_LOG"], "a")
+prefix = os.environ["WALG_S3_PREFIX"]
+log.write(f"{prefix} {os.environ.get('AWS_REGION', '')} {' '.join(sys.argv[1:])}\n")
+root = pathlib.Path(os.environ["FAKE_S3"]) / prefix.removeprefix("s3://")
+backups, wal = root / "basebackups_005", root / "wal_005"
+def sentinels():
+    return [json.loads(p.read_text()) for p in sorted(backups.glob("*_backup_stop_sentinel.json"))]
+verb = sys.argv[1]
+if verb == "backup-push":
+    backups.mkdir(parents=True, exist_ok=True)
+    data = json.loads(sys.argv[sys.argv.index("--add-user-data") + 1])
+    (backups / "base_new_push_backup_stop_sentinel.json").write_text(json.dumps(
+        {"backup_name": "base_new_push", "time": "2999-06-01T00:00:00Z", "user_data": data,
+         "wal_file_name": "000000010000000000000090"}))
+elif verb == "backup-list":
+    print(json.dumps(sentinels()))
+elif verb == "delete" and sys.argv[2] == "target":
+    (backups / f"{sys.argv[3]}_backup_stop_sentinel.json").unlink()
+elif verb == "delete" and sys.argv[2] == "garbage":
+    first = min(b["wal_file_name"] for b in sentinels())
+    for p in wal.iterdir():
+        if p.name < first:
+            p.unlink()
+"""
 
 
-def _stubs(d: Path, in_recovery: str) -> dict:
-    walg = d / "wal-g"
-    log = d / "calls.log"
-    backups = [
-        {"backup_name": "base_old_daily", "time": "2020-01-01T00:00:00Z", "user_data": {"platformc_schedule": "daily"}},
-        {"backup_name": "base_old_weekly", "time": "2020-01-01T00:00:00Z", "user_data": {"platformc_schedule": "weekly"}},
-        {"backup_name": "base_new_daily", "time": "2999-01-01T00:00:00Z", "user_data": {"platformc_schedule": "daily"}},
-    ]
-    (d / "runuser").write_text('#!/bin/sh\n[ "$1" = -u ] && shift 2; [ "$1" = -- ] && shift; exec "$@"\n')
-    (d / "psql").write_text(f"""#!/bin/sh
+def _archive_command(reference) -> str:
+    conf = parse_conf(datastores.emit_region(reference, reference.region(REGION))[f"datastores/{REGION}/postgresql.conf"])
+    return unquote_pg(conf["archive_command"])
+
+
+def _put(bucket: Path, key: str, name: str, time: str, schedule: str, first_wal: str):
+    d = bucket / key / "basebackups_005"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{name}_backup_stop_sentinel.json").write_text(json.dumps(
+        {"backup_name": name, "time": time, "user_data": {"platformc_schedule": schedule}, "wal_file_name": first_wal}))
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def world(reference, tmp_path):
+    """The stubs, and a bucket holding this region's archive and its partner's replicated one, object for object
+    alike: the same base backup names and schedules, the same WAL segment names."""
+    archive = _archive_command(reference)
+    env_words = archive.partition(f" {WALG} ")[0]
+    env = dict(w.split("=", 1) for w in env_words.split())
+    own = env["WALG_S3_PREFIX"].removeprefix("s3://")
+    bucket_name, _, own_key = own.partition("/")
+    partner = reference.region(REGION).dr_partner
+    partner_key = f"postgres/{partner}"  # where the partner's replication puts its archive (keys unchanged)
+    s3 = tmp_path / "s3"
+    bucket = s3 / bucket_name
+    for key in (own_key, partner_key):
+        _put(bucket, key, "base_old_daily", "2020-01-01T00:00:00Z", "daily", "000000010000000000000010")
+        _put(bucket, key, "base_old_weekly", "2020-01-02T00:00:00Z", "weekly", "000000010000000000000020")
+        _put(bucket, key, "base_new_daily", "2999-01-01T00:00:00Z", "daily", "000000010000000000000030")
+        (bucket / key / "wal_005").mkdir()
+        for seg in ("000000010000000000000010", "000000010000000000000020", "000000010000000000000030"):
+            (bucket / key / "wal_005" / seg).write_text(key)
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    walg = stubs / "wal-g"
+    (stubs / "runuser").write_text('#!/bin/sh\n[ "$1" = -u ] && shift 2; [ "$1" = -- ] && shift; exec "$@"\n')
+    (stubs / "psql").write_text(f"""#!/bin/sh
 for a; do q=$a; done
 case "$q" in
-  *pg_is_in_recovery*) echo {in_recovery} ;;
-  *archive_command*) echo '{ARCHIVE.format(walg=walg)}' ;;
+  *pg_is_in_recovery*) cat {tmp_path}/in_recovery ;;
+  *archive_command*) cat {tmp_path}/archive_command ;;
   *data_directory*) echo /var/lib/postgresql/15/main ;;
 esac
 """)
-    walg.write_text(f"""#!/bin/sh
-echo "$WALG_S3_PREFIX $AWS_REGION $*" >> {log}
-[ "$1" = backup-list ] && echo '{json.dumps(backups)}'
-exit 0
-""")
+    (tmp_path / "archive_command").write_text(archive.replace(WALG, str(walg)) + "\n")
+    walg.write_text(STUB)
     for f in ("runuser", "psql", "wal-g"):
-        os.chmod(d / f, 0o755)
-    return {"PATH": f"{d}:{os.environ['PATH']}", "PLATFORMC_WALG": str(walg), "log": log}
+        os.chmod(stubs / f, 0o755)
+    return {"tmp": tmp_path, "bucket": bucket, "own": own_key, "partner": partner_key, "env": env,
+            "run_env": {"PATH": f"{stubs}:{os.environ['PATH']}", "PLATFORMC_WALG": str(walg),
+                        "FAKE_S3": str(s3), "STUB_LOG": str(tmp_path / "calls.log")}}
 
 
-def _run(tmp_path, in_recovery="f", *extra):
+def _run(world, in_recovery="f", *extra):
     require_tool("python3")
-    env = _stubs(tmp_path, in_recovery)
-    log = env.pop("log")
+    (world["tmp"] / "in_recovery").write_text(in_recovery + "\n")
     res = subprocess.run(["bash", str(SCRIPT), "--kind", "postgresql", "--schedule", "daily", "--url",
-                          "s3://acme-us-east-1-backups", "--retention-days", "7", *extra],
-                         env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+                          "s3://" + world["bucket"].name, "--retention-days", "7", *extra],
+                         env={**os.environ, **world["run_env"]}, capture_output=True, text=True, timeout=60)
+    log = world["tmp"] / "calls.log"
     return res, (log.read_text().splitlines() if log.exists() else [])
 
 
-def test_the_base_backup_is_streamed_by_wal_g_with_the_archives_settings(tmp_path):
-    res, calls = _run(tmp_path, "f", "--copy-to", "s3://acme-us-west-2-backups")
+def test_the_base_backup_is_streamed_by_wal_g_with_the_archives_settings(world):
+    partner_before = _tree(world["bucket"] / world["partner"])
+    res, calls = _run(world, "f", "--copy-to", "s3://sixfb-us-west-2-backups")
     assert res.returncode == 0, res.stdout + res.stderr
-    prefix = "s3://acme-us-east-1-backups/postgres us-east-1 "
+    # every WAL-G call runs on the region's own archive, the archive_command's settings, which name the region
+    prefix = f"{world['env']['WALG_S3_PREFIX']} {world['env']['AWS_REGION']} "
+    assert world["own"] == f"postgres/{REGION}" and world["own"] != world["partner"]
+    assert all(c.startswith(prefix) for c in calls), calls
     assert calls[0] == prefix + 'backup-push /var/lib/postgresql/15/main --add-user-data {"platformc_schedule": "daily"}'
     # only this schedule's backup past retention goes; then the WAL no backup needs
     assert prefix + "delete target base_old_daily --confirm" in calls
     assert not any("base_old_weekly" in c or "base_new_daily" in c for c in calls if "delete" in c)
     assert calls[-1] == prefix + "delete garbage --confirm"
-    assert "acme-us-west-2" not in res.stdout + "".join(calls)  # the partner's copy is bucket replication's
+    own = _tree(world["bucket"] / world["own"])
+    assert "basebackups_005/base_old_daily_backup_stop_sentinel.json" not in own
+    assert {"basebackups_005/base_old_weekly_backup_stop_sentinel.json",
+            "basebackups_005/base_new_daily_backup_stop_sentinel.json",
+            "basebackups_005/base_new_push_backup_stop_sentinel.json"} <= own
+    assert "wal_005/000000010000000000000010" not in own and "wal_005/000000010000000000000020" in own
+    # the partner's replicated archive, with a daily backup past retention of its own, is not touched
+    assert _tree(world["bucket"] / world["partner"]) == partner_before
+    assert "us-west-2-backups" not in res.stdout + "".join(calls)  # the partner's copy is bucket replication's
 
 
-def test_a_standby_takes_no_backup(tmp_path):
-    res, calls = _run(tmp_path, "t")
+def test_a_standby_takes_no_backup(world):
+    res, calls = _run(world, "t")
     assert res.returncode == 0, res.stdout + res.stderr
     assert calls == [] and "standby" in res.stdout

@@ -139,11 +139,13 @@ def test_postgres_sizing_formulas(any_case):
         assert pg_quantity(conf["archive_timeout"]) <= min(rpo_ms, 60_000)
         assert conf["archive_mode"] == "on" and conf["ssl"] == "on" and conf["wal_level"] == "replica"
         assert "/usr/local/bin/wal-g wal-push %p" in conf["archive_command"]
+        # the region's own prefix: its DR partner's archive is replicated into the same bucket (test_wal_archive.py)
         if region.cloud == "azure":  # azure://<storage account>/<container>: WAL-G takes the account apart
             account, container = region.backup_url.removeprefix("azure://").split("/")
-            assert f"WALG_AZ_PREFIX=azure://{container}/postgres AZURE_STORAGE_ACCOUNT={account} " in conf["archive_command"]
+            assert (f"WALG_AZ_PREFIX=azure://{container}/postgres/{region.name} AZURE_STORAGE_ACCOUNT={account} "
+                    in conf["archive_command"])
         else:
-            assert f"_PREFIX={region.backup_url}/postgres " in conf["archive_command"]
+            assert f"_PREFIX={region.backup_url}/postgres/{region.name} " in conf["archive_command"]
         # A standby dials the Patroni leader's name (the load balancer checking GET /primary), whichever member
         # leads, never one member's host: a connection the wiring states (so pg_hba admits it), as its role
         info = dict(kv.split("=", 1) for kv in unquote_pg(conf["primary_conninfo"]).split())

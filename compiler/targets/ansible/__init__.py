@@ -14,6 +14,7 @@ renders on the hosts are static files copied verbatim from templates/ansible/sta
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.wal_archive import archive_url, standby_archive_region
 from compiler.render import banner, dump_yaml, render
 from compiler.targets.ansible import inventory as inventory
 from compiler.targets.ansible import site as site
@@ -106,7 +107,11 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
     partner = plan.region(region.dr_partner)
     standby = next((s for s in getattr(partner.postgres_ha, "standbys", ()) if s.of_region == region.name), None)
     dr = plan.spec.disaster_recovery
-    return render("ansible", "docs_region.md.j2", filters=FILTERS, region=region,
+    archive = archive_url(region, region.name)
+    # the archive the standby replays (and a rebuild could): the copy replicated into the partner's bucket, if any
+    standby_archive = archive_url(standby_archive_region(partner, region), region.name)
+    return render("ansible", "docs_region.md.j2", filters=FILTERS, region=region, archive=archive,
+                  standby_archive=standby_archive,
                   groups=[(g, region.hosts_in(g)) for g in (*inventory.DATA_GROUPS, "bastion")],
                   playbooks=site.PLAYBOOKS, ha=region.postgres_ha, standby=standby, drill=DRILL,
                   rpo=dr.rpo_minutes, rto=dr.rto_minutes, edge_routing=_edge_routing(plan),

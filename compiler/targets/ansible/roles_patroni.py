@@ -16,6 +16,7 @@ from __future__ import annotations
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import published_ca_ref
 from compiler.ir.names import (PATRONI_CONFIG_DIR, POSTGRES_PORT, POSTGRES_REPLICATION_USER, POSTGRES_TLS_DIR)
+from compiler.ir.wal_archive import standby_restore_command
 from compiler.targets.ansible.role import Role, apt, copy, expr, service, services_ready_var, systemd_dropin, task
 
 PATRONI_INSTANCE = "{{ postgresql_version }}-main"  # Debian's patroni@<instance>.service reads /etc/patroni/<instance>.yml
@@ -108,14 +109,25 @@ def patroni_config(plan: PlatformPlan, region: RegionPlan) -> dict:
 
 def standby_configs(plan: PlatformPlan, region: RegionPlan, secret) -> list[dict]:
     """One standby cluster per region whose DR partner this one is: its scope, ports, hosts, the source's files
-    and passwords, and its Patroni configuration (standby_cluster: streaming from the source's leader endpoint;
-    the restore_command is the source's own, in its postgresql.conf: wal-g wal-fetch from its bucket)."""
+    and passwords, and its Patroni configuration (standby_cluster: streaming from the source's sync endpoint, and
+    restoring the source's WAL archive with wal-g wal-fetch, compiler/ir/wal_archive.py)."""
     ha = region.postgres_ha
     out = []
     for sb in ha.standbys:
         src = plan.region(sb.of_region)
         spg = src.settings.datastores.postgres
         key = sb.of_region.replace("-", "_")
+        standby_cluster = {"host": sb.primary_host, "port": sb.primary_port, "create_replica_methods": ["basebackup"]}
+        # The source's postgresql.conf (custom_conf) restores from the source's own bucket, which this region's hosts
+        # may not read: where the source's backups are replicated here, the copy in this region's bucket under the
+        # source's prefix, else the source's bucket (wal_archive.standby_archive_region). Patroni (3.0) writes
+        # standby_cluster.restore_command into the recovery settings after its `include` of custom_conf, on the
+        # standby leader and its cascading replicas alike, and strips recovery settings from postgresql.auto.conf:
+        # this one wins. Like host and port it is bootstrap.dcs, which Patroni stores when it creates the cluster:
+        # a standby cluster bootstrapped before takes a change with `patronictl edit-config`.
+        restore = standby_restore_command(region, src)
+        if restore:
+            standby_cluster["restore_command"] = restore
         config = {
             "scope": sb.scope,
             "namespace": ha.namespace,
@@ -125,8 +137,7 @@ def standby_configs(plan: PlatformPlan, region: RegionPlan, secret) -> list[dict
             "etcd3": _etcd(ha),
             "bootstrap": {"dcs": {
                 "ttl": ha.ttl, "loop_wait": ha.loop_wait, "retry_timeout": ha.retry_timeout,
-                "standby_cluster": {"host": sb.primary_host, "port": sb.primary_port,
-                                    "create_replica_methods": ["basebackup"]},
+                "standby_cluster": standby_cluster,
                 "postgresql": {"use_pg_rewind": False, "use_slots": False, "parameters": {}},
             }},
             # it streams from the source region's servers, whose certificates that region's own CA signs

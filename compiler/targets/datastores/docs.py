@@ -47,6 +47,18 @@ def _nodes(region: RegionPlan) -> str:
     return markdown_table(["host", "role", "zone", "fqdn", "size"], rows)
 
 
+def _standby_archive(plan: PlatformPlan, region: RegionPlan) -> str:
+    """Where the partner's standby cluster restores this region's WAL from, when one runs and the region archives."""
+    if not region.settings.datastores.postgres.wal_archive or postgres.dr_standby(plan, region) is None:
+        return ""
+    url = postgres.standby_archive_url(plan, region)
+    if url == postgres.archive_url(region, region.name):
+        return (f", restoring WAL from this bucket (the backups are not replicated to {region.dr_partner}: its hosts "
+                "need read access to it)")
+    return (f", restoring WAL from the copy the bucket replication keeps in {region.dr_partner}'s bucket, `{url}`, "
+            "which its hosts read with their own cloud identity")
+
+
 def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
     ds = region.settings.datastores
     pg, rd, pgb = ds.postgres, ds.redis, ds.pgbouncer
@@ -63,11 +75,14 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
                 f"{pg.instance.disk_gib} GiB disk), max_connections {pg.max_connections} and the spec; the same "
                 "formula is the comment above each line of `postgresql.conf`.\n",
                 _settingsmarkdown_table(postgres.settings(plan, region)),
-                f"WAL is archived with WAL-G to `{region.backup_url}/postgres` "
-                + ("(credentials: the host's cloud identity). " if pg.wal_archive else "(disabled by the spec). ")
+                f"WAL is archived with WAL-G to `{postgres.archive_url(region, region.name)}` "
+                + ("(credentials: the host's cloud identity; the prefix names the region, so archives replicated "
+                   "between DR partners' buckets never share one). " if pg.wal_archive
+                   else "(disabled by the spec). ")
                 + f"Replication: {pg.read_replicas} read replica(s) stream from the primary"
                 + (f"; a standby in {region.dr_partner} streams over the cross-region link and runs this same "
                    "postgresql.conf" if pg.cross_region_standby else "")
+                + _standby_archive(plan, region)
                 + f". max_worker_processes = {z.worker_processes}.\n",
                 "`pg_hba.conf` admits, in order: the local superuser (peer), replication from the private subnets"
                 + (f" and {region.dr_partner}'s private subnets" if pg.cross_region_standby else "")

@@ -3,13 +3,15 @@
 One postgresql.conf serves the region's primary, its read replicas and the cross-region standby
 that runs in the DR partner region: the standby-only settings (primary_conninfo, restore_command)
 are ignored by a server without standby.signal, and the replication settings are ignored by a
-standby. Paths follow the Debian packaging Ansible installs (/etc/postgresql/<v>/main, ...).
+standby. The cross-region standby's Patroni sets its own restore_command over this file's: it reads
+the region's archive from the copy the bucket replication keeps in the partner's own bucket, where
+there is one (compiler/ir/wal_archive.py).
+Paths follow the Debian packaging Ansible installs (/etc/postgresql/<v>/main, ...).
 """
 
 from __future__ import annotations
 
 import math
-import shlex
 
 from compiler.records import dataclass
 from compiler.ir import Connection, PlatformPlan, RegionPlan
@@ -18,6 +20,9 @@ from compiler.targets.datastores.model import Section, Setting, clamp, duration_
 from compiler.ir.names import POSTGRES_PASSFILE as PASSFILE, POSTGRES_PORT as PORT  # noqa: F401
 from compiler.ir.names import POSTGRES_REPLICATION_USER as REPLICATION_USER, WALG  # noqa: F401
 from compiler.ir.names import POSTGRES_TLS_DIR as TLS_DIR  # noqa: F401
+# the archive's prefix and WAL-G's settings are the IR's: the backups role's script and the standby clusters' Patroni
+# configuration (the ansible target) use the same ones
+from compiler.ir.wal_archive import archive_url, standby_archive_region, wal_g_command, wal_g_env  # noqa: F401
 MANAGED_HOST = "postgres"  # with a managed PostgreSQL, PgBouncer targets postgres.<internal domain>
 
 # Extensions that must be in shared_preload_libraries, and the library name (pg_partman's is its
@@ -61,24 +66,6 @@ def primary_host(region: RegionPlan) -> str:
 
 def preload_libraries(region: RegionPlan) -> list[str]:
     return [PRELOAD[e] for e in region.settings.datastores.postgres.extensions if e in PRELOAD]
-
-
-def wal_g_env(region: RegionPlan) -> list[tuple[str, str]]:
-    """WAL-G's storage settings for the region's backup bucket (credentials: the host's cloud identity)."""
-    url = region.backup_url
-    if region.cloud == "aws":
-        return [("WALG_S3_PREFIX", f"{url}/postgres"), ("AWS_REGION", region.cloud_region)]
-    if region.cloud == "gcp":
-        return [("WALG_GS_PREFIX", f"{url}/postgres")]
-    account, _, container = url.removeprefix("azure://").partition("/")  # azure://<account>/<container>
-    return [("WALG_AZ_PREFIX", f"azure://{container}/postgres"), ("AZURE_STORAGE_ACCOUNT", account)]
-
-
-def wal_g_command(region: RegionPlan, verb: str, *placeholders: str) -> str:
-    """A shell command for archive_command/restore_command. Spliced values are shell-quoted and
-    their `%` doubled, so PostgreSQL substitutes only the placeholders written here (%p, %f)."""
-    env = " ".join(f"{k}={shlex.quote(v).replace('%', '%%')}" for k, v in wal_g_env(region))
-    return f"{env} {WALG} {verb} {' '.join(placeholders)}"
 
 
 @dataclass(frozen=True)
@@ -220,13 +207,15 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
         )),
     ]
     if pg.wal_archive:
-        sections.append(Section(f"Continuous archiving to {region.backup_url} with WAL-G", (
+        sections.append(Section(f"Continuous archiving to {archive_url(region, region.name)} with WAL-G", (
             Setting("archive_mode", True),
             Setting("archive_command", wal_g_command(region, "wal-push", "%p"),
-                    "credentials come from the host's cloud identity"),
+                    "credentials come from the host's cloud identity; the prefix names the region, so archives "
+                    "replicated between DR partners' buckets never share one"),
             Setting("archive_timeout", f"{min(60, rpo_s)}s",
                     f"RPO {plan.spec.disaster_recovery.rpo_minutes} min, at most 60s: a partly filled WAL segment is archived at least this often"),
-            Setting("restore_command", wal_g_command(region, "wal-fetch", "%f", "%p"), "standbys and point-in-time recovery"),
+            Setting("restore_command", wal_g_command(region, "wal-fetch", "%f", "%p"),
+                    "the region's replicas and point-in-time recovery" + _standby_restore_note(plan, region)),
         )))
     else:
         sections.append(Section("Continuous archiving", (
@@ -245,6 +234,27 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
     )))
     sections.append(Section("Extensions", _extension_settings(region, z)))
     return sections
+
+
+def dr_standby(plan: PlatformPlan, region: RegionPlan):
+    """The standby cluster of this region that its DR partner runs (compiler/ir/postgres_ha.py), or None."""
+    partner = plan.region(region.dr_partner)
+    return next((s for s in getattr(partner.postgres_ha, "standbys", ()) if s.of_region == region.name), None)
+
+
+def standby_archive_url(plan: PlatformPlan, region: RegionPlan) -> str:
+    """Where the DR partner's standby cluster of this region restores WAL from (compiler/ir/wal_archive.py)."""
+    return archive_url(standby_archive_region(plan.region(region.dr_partner), region), region.name)
+
+
+def _standby_restore_note(plan: PlatformPlan, region: RegionPlan) -> str:
+    if dr_standby(plan, region) is None:
+        return ""
+    # the standby's Patroni writes its standby_cluster.restore_command after including this file, so its own wins
+    url = standby_archive_url(plan, region)
+    if url == archive_url(region, region.name):
+        return f"; the standby in {region.dr_partner} runs the same command (its Patroni's restore_command)"
+    return f"; the standby in {region.dr_partner} reads the replicated copy, {url} (its Patroni's restore_command)"
 
 
 def _primary_conninfo(region: RegionPlan) -> str:

@@ -157,9 +157,10 @@ def _aws_partner_arn(plan: PlatformPlan, region: RegionPlan, service: str, resou
 
 
 def _aws_replication(plan: PlatformPlan, region: RegionPlan) -> dict | None:
-    partner = same_cloud_partner(plan, region)
-    if partner is None or not region.settings.datastores.object_storage.replicate_to_dr_partner:
+    # the IR's fact, which the partner's standby cluster also reads (it restores WAL from the replicated copy)
+    if not region.replicates_to_dr_partner:
         return None
+    partner = plan.region(region.dr_partner)
     return {"data_bucket_arn": f"arn:aws:s3:::{partner.data_bucket}",
             "backup_bucket_arn": f"arn:aws:s3:::{partner.backup_bucket}",
             # the partner's key itself (an IAM Resource and the replica encryption take no alias ARN), read from its

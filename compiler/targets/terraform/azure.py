@@ -11,7 +11,7 @@ from compiler.ir.data_access import redis_users
 from compiler.targets.terraform import identity as _identity
 from compiler.targets.terraform.common import classify_cron, prefix
 from compiler.targets.terraform.values import (PRELOAD, backups, hosts, ingress_rules, internal_gateway, lb_hostnames,
-                                                managed, node_pools, postgres_endpoints, public_entry, same_cloud_partner,
+                                                managed, node_pools, postgres_endpoints, public_entry,
                                                 storage_policy, waf)
 
 
@@ -78,9 +78,10 @@ def _azure_backups(region: RegionPlan) -> dict:
 
 
 def _azure_partner_accounts(plan: PlatformPlan, region: RegionPlan) -> dict | None:
-    partner = same_cloud_partner(plan, region)
-    if partner is None or not region.settings.datastores.object_storage.replicate_to_dr_partner:
+    # the IR's fact, which the partner's standby cluster also reads (it restores WAL from the replicated copy)
+    if not region.replicates_to_dr_partner:
         return None
+    partner = plan.region(region.dr_partner)
     base = f"/subscriptions/{plan.spec.clouds['azure'].account}/resourceGroups/{prefix(plan, partner)}/providers/Microsoft.Storage/storageAccounts"
     return {"data_account_id": f"{base}/{partner.data_bucket}", "backup_account_id": f"{base}/{partner.backup_bucket}"}
 

@@ -65,8 +65,7 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      f"network, and this root names theirs ({', '.join(p['region'] for p in peers)}): apply "
                      "`-target=module.network` in every linked region first (or apply the roots twice); a peering is "
                      "active once both halves exist.")
-    if region.cloud == "aws" and partner.cloud == region.cloud and \
-            region.settings.datastores.object_storage.replicate_to_dr_partner:
+    if region.cloud == "aws" and region.replicates_to_dr_partner:
         notes.append(f"Bucket replication to {partner.name} uses S3 Replication Time Control (99.99 % of objects within "
                      f"15 minutes, replication metrics in CloudWatch) and grants the replication role {partner.name}'s "
                      "key by its key ARN, read from the key's alias in that region (apply it first). The backups reach "
@@ -163,7 +162,6 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
                       for n, p in sorted(s.kubernetes.node_pools.items()))
     os_ = s.datastores.object_storage
     partner = plan.region(region.dr_partner)
-    same_cloud = partner.cloud == cloud
     rows = [
         ["encryption", f"{svc['kms']} `{name}`, rotated every {s.security.kms_key_rotation_days} days"],
         ["network", f"{svc['network']} {region.cidr}; per zone a private and a public subnet ("
@@ -180,7 +178,7 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
          f"{os_.lifecycle.infrequent_access_after_days} days, archive after {os_.lifecycle.archive_after_days} days, "
          f"old versions deleted after {os_.lifecycle.noncurrent_expire_after_days} days; "
          + (f"replicated to `{partner.data_bucket}` / `{partner.backup_bucket}` ({partner.name})"
-            if same_cloud and os_.replicate_to_dr_partner else "not replicated by Terraform (see notes)")],
+            if region.replicates_to_dr_partner else "not replicated by Terraform (see notes)")],
         ["load balancer", f"{svc['lb']} for " + ", ".join(f"`{h}`" for h in V.lb_hostnames(plan, region))
          + f", TLS {s.security.tls_min_version}+ only, forwarding to Kong on port {V.KONG_PROXY_TLS_PORT}; "
          f"`{region.name}.{domain}` points at it"],

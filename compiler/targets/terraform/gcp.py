@@ -183,7 +183,8 @@ def _gcp_firewall(region: RegionPlan) -> list[dict]:
 
 
 def _bucket_names_of_partner(plan: PlatformPlan, region: RegionPlan) -> dict | None:
-    partner = same_cloud_partner(plan, region)
-    if partner is None or not region.settings.datastores.object_storage.replicate_to_dr_partner:
+    # the IR's fact, which the partner's standby cluster also reads (it restores WAL from the replicated copy)
+    if not region.replicates_to_dr_partner:
         return None
+    partner = plan.region(region.dr_partner)
     return {"data_bucket": partner.data_bucket, "backup_bucket": partner.backup_bucket}

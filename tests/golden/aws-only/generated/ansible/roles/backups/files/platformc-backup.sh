@@ -5,9 +5,11 @@
 #   --kind postgresql   a base backup streamed by `wal-g backup-push` to the WAL archive (no local staging),
 #                       tagged with its schedule; the schedule's backups past retention are deleted with
 #                       `wal-g delete target`, then WAL no backup needs (`delete garbage`). WAL-G's storage
-#                       settings are the server's own archive_command's (the data tier's file). A standby (any
-#                       Patroni replica) skips it, so after a failover the new leader takes over. No --copy-to:
-#                       the partner's copy is the bucket's replication.
+#                       settings are the server's own archive_command's (the data tier's file), whose prefix,
+#                       URL/postgres/<region>, is this region's alone: the bucket also holds the DR partner's
+#                       archive, replicated under postgres/<partner>, which these deletions never reach. A standby
+#                       (any Patroni replica) skips it, so after a failover the new leader takes over. No
+#                       --copy-to: the partner's copy is the bucket's replication.
 #   --kind redis        this node's latest RDB snapshot; a node that is a replica skips it
 #
 # --url (and --copy-to, the DR partner's bucket) is s3://BUCKET, gs://BUCKET or

@@ -1,0 +1,73 @@
+"""The WAL archive: where each region's PostgreSQL archives WAL and base backups with WAL-G, and where the standby
+cluster its DR partner runs for it restores WAL from. The data tier's postgresql.conf (archive_command,
+restore_command), the backups role's script (which takes WAL-G's settings from that archive_command) and the
+Patroni configuration of the standby clusters (the ansible target) all build their WAL-G settings here.
+
+- A region archives to `<its backup bucket>/postgres/<region name>`, never to `<bucket>/postgres`: the cloud's
+  bucket replication (RegionPlan.replicates_to_dr_partner) copies every key of a region's backup bucket, unchanged,
+  into its DR partner's backup bucket, where the partner archives too, and the partner usually replicates back. Two
+  clusters name their WAL segments alike (timeline 1, segment 1, ...), so under one shared prefix each bucket would
+  mix both regions' WAL and base backups: segments overwritten by the other cluster's, a restore or a standby
+  fetching WAL "from different database system", `wal-g backup-list` listing both, and each region's retention
+  (`wal-g delete`) deleting the other region's objects, deletions the replication carries over. Under the region's
+  own prefix the partner's bucket holds the source's copy under `postgres/<source>`, written by the replication
+  only, beside its own `postgres/<partner>`; the source's retention deletes only under the source's prefix.
+- A standby cluster restores the source's WAL from that replicated copy in its own region's bucket, which its hosts'
+  cloud identity may read (the data hosts are granted their region's backup bucket and key, nothing else). Where
+  the source's backups are not replicated to it (the spec's object_storage.replicate_to_dr_partner is off; a
+  standby's source is always on its cloud, rule R051) it reads the source's own bucket, as before and as the
+  source's restore_command does: its hosts then need a grant there that the terraform target does not make, which
+  the region's docs say.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from compiler.ir.names import WALG
+
+ARCHIVE_DIR = "postgres"  # under the backup bucket; each region's archive is ARCHIVE_DIR/<region name> below it
+
+
+def archive_url(bucket_of, cluster: str) -> str:
+    """The WAL archive of region `cluster`'s PostgreSQL in the backup bucket of region `bucket_of` (a RegionPlan):
+    the region's own bucket, or its DR partner's holding the replicated copy. The one place the prefix is made."""
+    return f"{bucket_of.backup_url}/{ARCHIVE_DIR}/{cluster}"
+
+
+def wal_g_env(bucket_of, cluster: str | None = None) -> list[tuple[str, str]]:
+    """WAL-G's storage settings for `cluster`'s archive (default: the bucket region's own) in the backup bucket of
+    `bucket_of`; credentials are the host's cloud identity."""
+    url = archive_url(bucket_of, cluster or bucket_of.name)
+    if bucket_of.cloud == "aws":
+        return [("WALG_S3_PREFIX", url), ("AWS_REGION", bucket_of.cloud_region)]
+    if bucket_of.cloud == "gcp":
+        return [("WALG_GS_PREFIX", url)]
+    # azure://<account>/<container>/<path>: WAL-G takes the container and path, and the account on its own
+    account, _, path = url.removeprefix("azure://").partition("/")
+    return [("WALG_AZ_PREFIX", f"azure://{path}"), ("AZURE_STORAGE_ACCOUNT", account)]
+
+
+def wal_g_command(bucket_of, verb: str, *placeholders: str, cluster: str | None = None) -> str:
+    """A shell command for archive_command/restore_command (postgresql.conf's, or a standby cluster's in Patroni):
+    WAL-G on `cluster`'s archive in `bucket_of`'s bucket. Spliced values are shell-quoted and their `%` doubled, so
+    PostgreSQL substitutes only the placeholders written here (%p, %f)."""
+    env = " ".join(f"{k}={shlex.quote(v).replace('%', '%%')}" for k, v in wal_g_env(bucket_of, cluster))
+    return f"{env} {WALG} {verb} {' '.join(placeholders)}"
+
+
+def standby_archive_region(standby_region, source):
+    """The region whose backup bucket a standby cluster of `source` running in `standby_region` restores WAL from:
+    its own, where the source's backups are replicated into it (the copy lands there under the source's prefix);
+    else the source's (today's only other place the archive is)."""
+    if source.replicates_to_dr_partner and source.dr_partner == standby_region.name:
+        return standby_region
+    return source
+
+
+def standby_restore_command(standby_region, source) -> str | None:
+    """The restore_command of `source`'s standby cluster in `standby_region` (None: the source archives no WAL)."""
+    if not source.settings.datastores.postgres.wal_archive:
+        return None
+    return wal_g_command(standby_archive_region(standby_region, source), "wal-fetch", "%f", "%p",
+                         cluster=source.name)
