@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import published_ca_ref
+from compiler.ir.postgres_sizing import patroni_dcs_parameters
 from compiler.ir.names import (PATRONI_CONFIG_DIR, POSTGRES_PORT, POSTGRES_REPLICATION_USER, POSTGRES_TLS_DIR)
 from compiler.ir.wal_archive import standby_restore_command
 from compiler.targets.ansible.role import Role, apt, copy, expr, service, services_ready_var, systemd_dropin, task
@@ -97,7 +98,8 @@ def patroni_config(plan: PlatformPlan, region: RegionPlan) -> dict:
                 "maximum_lag_on_failover": rpo_bytes,
                 # a commit waits for one in-region replica: a failover in the region loses nothing committed
                 "synchronous_mode": ha.synchronous,
-                "postgresql": {"use_pg_rewind": False, "use_slots": True, "parameters": {}},
+                "postgresql": {"use_pg_rewind": False, "use_slots": True,
+                               "parameters": patroni_dcs_parameters(region)},
             },
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
         },
@@ -138,7 +140,8 @@ def standby_configs(plan: PlatformPlan, region: RegionPlan, secret) -> list[dict
             "bootstrap": {"dcs": {
                 "ttl": ha.ttl, "loop_wait": ha.loop_wait, "retry_timeout": ha.retry_timeout,
                 "standby_cluster": standby_cluster,
-                "postgresql": {"use_pg_rewind": False, "use_slots": False, "parameters": {}},
+                "postgresql": {"use_pg_rewind": False, "use_slots": False,
+                               "parameters": patroni_dcs_parameters(src)},
             }},
             # it streams from the source region's servers, whose certificates that region's own CA signs
             "postgresql": _postgresql(spg.version, f"{spg.version}-dr-{sb.of_region}", sb.port, sb.data_dir, sb.config_dir,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from compiler.records import dataclass
+from compiler.ir.postgres_sizing import clamp  # noqa: F401 (the data tier's settings clamp with it)
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,6 @@ def size_mb(mb: int) -> str:
     return f"{mb // 1024}GB" if mb % 1024 == 0 else f"{mb}MB"
 
 
-def clamp(x: int, lo: int, hi: int) -> int:
-    return max(lo, min(hi, x))
 
 
 def duration_ms(ms: int) -> str:

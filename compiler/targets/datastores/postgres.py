@@ -11,11 +11,11 @@ Paths follow the Debian packaging Ansible installs (/etc/postgresql/<v>/main, ..
 
 from __future__ import annotations
 
-import math
 
 from compiler.records import dataclass
 from compiler.ir import Connection, PlatformPlan, RegionPlan
-from compiler.targets.datastores.model import Section, Setting, clamp, duration_ms, size_mb
+from compiler.ir.postgres_sizing import Sizing, sizing  # noqa: F401 (the docs and tests read sizing here too)
+from compiler.targets.datastores.model import Section, Setting, duration_ms, size_mb
 
 from compiler.ir.names import POSTGRES_PASSFILE as PASSFILE, POSTGRES_PORT as PORT  # noqa: F401
 from compiler.ir.names import POSTGRES_REPLICATION_USER as REPLICATION_USER, WALG  # noqa: F401
@@ -66,58 +66,6 @@ def primary_host(region: RegionPlan) -> str:
 
 def preload_libraries(region: RegionPlan) -> list[str]:
     return [PRELOAD[e] for e in region.settings.datastores.postgres.extensions if e in PRELOAD]
-
-
-@dataclass(frozen=True)
-class Sizing:
-    """The memory, WAL and worker arithmetic; each value is documented where it is used."""
-
-    ram_mb: int
-    shared_buffers_mb: int
-    effective_cache_size_mb: int
-    work_mem_mb: int
-    maintenance_work_mem_mb: int
-    parallel_workers: int
-    parallel_per_gather: int
-    parallel_maintenance: int
-    max_wal_size_gb: int
-    min_wal_size_mb: int
-    wal_senders: int
-    timescaledb_workers: int
-    partman_workers: int
-    worker_processes: int
-    autovacuum_workers: int
-    superuser_reserved: int
-
-
-def sizing(region: RegionPlan) -> Sizing:
-    pg = region.settings.datastores.postgres
-    inst = pg.instance
-    ram = inst.memory_gib * 1024
-    shared = ram // 4
-    per_gather = min(4, math.ceil(inst.vcpus / 2))
-    exts = pg.extensions
-    tsdb = 1 + 3 * len(region.shards) if "timescaledb" in exts else 0
-    partman = 1 if "pg_partman" in exts else 0
-    max_wal_gb = clamp(inst.disk_gib * 2 // 100, 4, 64)
-    return Sizing(
-        ram_mb=ram,
-        shared_buffers_mb=shared,
-        effective_cache_size_mb=ram * 3 // 4,
-        work_mem_mb=max(4, (ram - shared) // (pg.max_connections * 3) // per_gather),
-        maintenance_work_mem_mb=min(ram // 16, 2048),
-        parallel_workers=inst.vcpus,
-        parallel_per_gather=per_gather,
-        parallel_maintenance=per_gather,
-        max_wal_size_gb=max_wal_gb,
-        min_wal_size_mb=max_wal_gb * 1024 // 4,
-        wal_senders=pg.read_replicas + (1 if pg.cross_region_standby else 0) + 2,
-        timescaledb_workers=tsdb,
-        partman_workers=partman,
-        worker_processes=inst.vcpus + tsdb + partman + 3,
-        autovacuum_workers=max(3, inst.vcpus // 4),
-        superuser_reserved=max(3, pg.reserved_connections // 4),
-    )
 
 
 def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
@@ -193,7 +141,7 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
             Setting("max_wal_senders", z.wal_senders,
                     f"{pg.read_replicas} read replicas + {1 if pg.cross_region_standby else 0} standby in "
                     f"{region.dr_partner} + 2 for pg_basebackup"),
-            Setting("max_replication_slots", z.wal_senders, "= max_wal_senders"),
+            Setting("max_replication_slots", z.replication_slots, "= max_wal_senders, at least 4 (Patroni's floor)"),
             Setting("wal_keep_size", f"{z.max_wal_size_gb}GB",
                     "= max_wal_size: a briefly disconnected replica catches up from the primary"
                     + ("; a longer outage fetches WAL from the archive" if pg.wal_archive else "")),
