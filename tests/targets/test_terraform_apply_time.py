@@ -99,15 +99,31 @@ def test_the_gcp_module_creates_only_its_own_authorisations_and_their_records(co
     assert "dnsAuthorizations/${var.dns_authorizations[host].name}" in refs
 
 
-def test_aks_kms_is_given_the_key_s_current_version(compiled):
+def test_aks_kms_is_given_the_current_version_of_a_key_in_a_vault_it_can_reach(compiled):
+    """AKS's KMS plugin takes only a versioned key id, and reaches a public vault from the control plane, which no
+    vault firewall rule can name: its key lives in a vault of its own without a network firewall, while the
+    region's vault stays firewalled to the management CIDRs."""
     for case in _cases_with(compiled, "azure"):
         plan, files = compiled[case]
         outputs = _hcl(files["terraform/modules/azure/kms/outputs.tf"])["output"]
         by_name = {k: v for o in outputs for k, v in o.items()}
-        assert by_name["versioned_key_id"]["value"] == "${azurerm_key_vault_key.this.id}"
+        assert by_name["aks_key_id"]["value"] == "${azurerm_key_vault_key.aks.id}"
+        assert by_name["aks_key_vault_id"]["value"] == "${azurerm_key_vault.aks.id}"
         assert by_name["key_id"]["value"] == "${azurerm_key_vault_key.this.versionless_id}"
+        kms = _hcl(files["terraform/modules/azure/kms/main.tf"])
+        vaults = resources(kms, "azurerm_key_vault")
+        assert "network_acls" not in vaults["aks"] and vaults["aks"]["rbac_authorization_enabled"] is True
+        assert vaults["this"]["network_acls"][0]["default_action"] == "Deny"
+        assert resources(kms, "azurerm_key_vault_key")["aks"]["key_vault_id"] == "${azurerm_key_vault.aks.id}"
         for r in (r for r in plan.regions if r.cloud == "azure"):
-            assert _module(files, r.name, "kubernetes")["kms_key_id"] == "${module.kms.versioned_key_id}", r.name
+            k8s = _module(files, r.name, "kubernetes")
+            assert k8s["kms_key_id"] == "${module.kms.aks_key_id}", r.name
+            assert k8s["key_vault_id"] == "${module.kms.aks_key_vault_id}", r.name
+        cluster = _hcl(files["terraform/modules/azure/kubernetes/main.tf"])
+        grant = resources(cluster, "azurerm_role_assignment")["cluster_kms"]
+        assert grant["scope"] == "${var.key_vault_id}" and grant["role_definition_name"] == "Key Vault Crypto User"
+        kms_block = resources(cluster, "azurerm_kubernetes_cluster")["this"]["key_management_service"][0]
+        assert kms_block["key_vault_key_id"] == "${var.kms_key_id}" and kms_block["key_vault_network_access"] == "Public"
 
 
 def test_gcp_snapshot_attachments_wait_for_the_data_disks(compiled):

@@ -20,6 +20,11 @@ def key_vault_name(plan: PlatformPlan, region: RegionPlan) -> str:
     return prefix(plan, region)[:24].rstrip("-")
 
 
+def aks_key_vault_name(plan: PlatformPlan, region: RegionPlan) -> str:
+    """The vault of AKS's etcd key (the kms module says why it is not the region's vault): 3-24 characters too."""
+    return f"{prefix(plan, region)[:20].rstrip('-')}-aks"
+
+
 def azure_pool_name(name: str) -> str:
     """AKS pool names: up to 12 lower-case letters and digits."""
     return re.sub(r"[^a-z0-9]", "", name.lower())[:12]
@@ -95,7 +100,8 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
     zones = [z.name for z in region.zones]
     gateway = internal_gateway(plan, region)
     return {
-        "kms": {"key_vault_name": key_vault_name(plan, region), "rotation_days": sec.kms_key_rotation_days},
+        "kms": {"key_vault_name": key_vault_name(plan, region), "aks_key_vault_name": aks_key_vault_name(plan, region),
+                "rotation_days": sec.kms_key_rotation_days},
         "network": {
             "cidr": region.cidr,
             "zones": {z.name: {"private_cidr": z.private_cidr, "public_cidr": z.public_cidr} for z in region.zones},

@@ -60,7 +60,7 @@ variable "max_pods_per_node" {
 }
 
 variable "key_vault_id" {
-  description = "The region's Key Vault."
+  description = "The vault of the etcd encryption key (kms_key_id): the cluster's identity may use its keys."
   type        = string
 }
 

@@ -33,8 +33,9 @@ module "kms" {
   management_cidrs    = var.management_cidrs
   tags                = local.tags
 
-  key_vault_name = "acme-eus2"
-  rotation_days  = 365
+  key_vault_name     = "acme-eus2"
+  aks_key_vault_name = "acme-eus2-aks"
+  rotation_days      = 365
 }
 
 module "network" {
@@ -150,8 +151,8 @@ module "kubernetes" {
   resource_group_name        = azurerm_resource_group.region.name
   resource_group_id          = azurerm_resource_group.region.id
   subnet_id                  = module.network.cluster_subnet_id
-  key_vault_id               = module.kms.key_vault_id
-  kms_key_id                 = module.kms.versioned_key_id
+  key_vault_id               = module.kms.aks_key_vault_id
+  kms_key_id                 = module.kms.aks_key_id
   disk_encryption_set_id     = module.kms.disk_encryption_set_id
   log_analytics_workspace_id = module.network.log_analytics_workspace_id
   application_gateway_id     = module.load_balancer.application_gateway_id

@@ -57,6 +57,54 @@ resource "azurerm_key_vault_key" "this" {
   depends_on = [azurerm_role_assignment.terraform]
 }
 
+# AKS's etcd encryption (KMS) key lives in a vault of its own. The AKS KMS plugin reaches a public vault from the
+# control plane, which no firewall rule can name: AKS supports a vault firewalled to selected networks only as a
+# private vault with API Server VNet Integration, and the region's vault above is firewalled to the management
+# CIDRs (the cluster would fail to encrypt or decrypt Secrets). This vault holds that one key, is reachable from any
+# network and, as the other, admits only Entra ID identities with a role on it (RBAC, purge-protected).
+resource "azurerm_key_vault" "aks" {
+  #checkov:skip=CKV_AZURE_109:AKS's KMS plugin cannot pass a vault firewall (AKS docs: a firewalled vault only as a private one with API Server VNet Integration); RBAC alone admits callers, and the vault holds AKS's etcd key only
+  #checkov:skip=CKV_AZURE_189:the same: the AKS control plane reaches this vault over its public endpoint
+  #checkov:skip=CKV2_AZURE_32:the same: no private endpoint, which needs API Server VNet Integration on the cluster
+  name                          = var.aks_key_vault_name
+  location                      = var.location
+  resource_group_name           = var.resource_group_name
+  tenant_id                     = data.azurerm_client_config.current.tenant_id
+  sku_name                      = "premium"
+  rbac_authorization_enabled    = true
+  purge_protection_enabled      = true
+  soft_delete_retention_days    = 90
+  public_network_access_enabled = true
+  tags                          = var.tags
+}
+
+resource "azurerm_role_assignment" "terraform_aks" {
+  scope                = azurerm_key_vault.aks.id
+  role_definition_name = "Key Vault Crypto Officer"
+  principal_id         = data.azurerm_client_config.current.object_id
+}
+
+resource "azurerm_key_vault_key" "aks" {
+  #checkov:skip=CKV_AZURE_40:the key expires through its rotation policy (expire_after), not a fixed date that would age in the generated code
+  name         = "${var.name}-etcd"
+  key_vault_id = azurerm_key_vault.aks.id
+  key_type     = "RSA-HSM"
+  key_size     = 3072
+  key_opts     = ["decrypt", "encrypt", "sign", "unwrapKey", "verify", "wrapKey"]
+  tags         = var.tags
+
+  rotation_policy {
+    expire_after         = "P${var.rotation_days + 30}D"
+    notify_before_expiry = "P29D"
+
+    automatic {
+      time_after_creation = "P${var.rotation_days}D"
+    }
+  }
+
+  depends_on = [azurerm_role_assignment.terraform_aks]
+}
+
 # The identity every service uses to wrap and unwrap its data keys.
 resource "azurerm_user_assigned_identity" "cmk" {
   name                = "${var.name}-cmk"

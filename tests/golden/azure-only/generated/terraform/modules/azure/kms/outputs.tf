@@ -14,9 +14,14 @@ output "key_id" {
   value       = azurerm_key_vault_key.this.versionless_id
 }
 
-output "versioned_key_id" {
-  description = "Id of the key's current version: AKS's KMS plugin takes only a versioned id. After a rotation the next apply moves the cluster to the new version, which must happen before the old one expires (rotation_days + 30)."
-  value       = azurerm_key_vault_key.this.id
+output "aks_key_vault_id" {
+  description = "Id of the vault of AKS's etcd key (AKS's identity is granted Key Vault Crypto User on it)."
+  value       = azurerm_key_vault.aks.id
+}
+
+output "aks_key_id" {
+  description = "Id of the etcd key's current version: AKS's KMS plugin takes only a versioned id. After a rotation the next apply moves the cluster to the new version, which must happen before the old one expires (rotation_days + 30)."
+  value       = azurerm_key_vault_key.aks.id
 }
 
 output "identity_id" {

@@ -9,6 +9,11 @@ variable "key_vault_name" {
   type        = string
 }
 
+variable "aks_key_vault_name" {
+  description = "Name of the vault holding AKS's etcd key alone (3-24 characters, globally unique)."
+  type        = string
+}
+
 variable "location" {
   description = "Azure region."
   type        = string
