@@ -39,6 +39,19 @@ def health_check_path(plan: PlatformPlan) -> str:
     return plan.spec.edge.dns.health_check_path
 
 
+def trusted_proxies(region: RegionPlan) -> tuple[str, ...]:
+    """The peers whose client-address header Kong believes (its trusted_ips): the region's load balancer (its source
+    ranges), and the linked regions' Kong, which forwards a request homed here to this region's internal gateway with
+    the edge's headers unchanged. Without the latter a forwarded request counted against the forwarding node's
+    address: one rate-limit bucket for every client behind a peer node, and the node's address in the logs."""
+    import ipaddress
+    peers = {x for c in region.through("internal-gateway") if c.dest.kind == "internal-lb" for x in c.source.cidrs}
+    nets = {ipaddress.ip_network(x) for x in [*region.addressing.lb_source_cidrs, *peers]}
+    # the same addresses in as few ranges as they make (adjacent subnets merge): one line of the values file
+    by_version = [sorted(n for n in nets if n.version == v) for v in (4, 6)]
+    return tuple(str(n) for group in by_version for n in ipaddress.collapse_addresses(group))
+
+
 def lb_hostnames(plan: PlatformPlan, region: RegionPlan) -> list[str]:
     """Names a region's load balancer answers for (its certificate covers them): its own, the weighted
     origin name, and the public hosts (the CDN forwards the viewer's Host)."""

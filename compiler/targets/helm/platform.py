@@ -13,7 +13,7 @@ from __future__ import annotations
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.identity import CLUSTER_AUTOSCALER
 from compiler.targets.helm.charts import ISTIO_TAG
-from compiler.ir.edge import KONG_PROXY_TLS_PORT, gke_neg_annotation
+from compiler.ir.edge import KONG_PROXY_TLS_PORT, gke_neg_annotation, trusted_proxies
 from compiler.formats.quantity import cpu_quantity, memory_quantity
 from compiler.ir.gateway import gateway_capacity
 from compiler.ir.home_routing import GATEWAY_MAP_CONFIGMAP, GATEWAY_MAP_DIR, GATEWAY_MAP_MODULE, gateway_routes_homes
@@ -114,9 +114,10 @@ def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
             "untrusted_lua_sandbox_requires": ",".join([KONG_JWT_PARSER_MODULE] + routes * [GATEWAY_MAP_MODULE]),
             # The client address: the header the edge sets to the viewer's address, believed only when
             # the peer is the region's load balancer (its source ranges, IR addressing: the ALB's public
-            # subnets, the Application Gateway's subnet, Google's front ends). Not recursive: the header
-            # holds one address, set by the edge, never a chain to walk.
-            "trusted_ips": ",".join(region.addressing.lb_source_cidrs),
+            # subnets, the Application Gateway's subnet, Google's front ends) or a linked region's Kong
+            # forwarding a request homed here (compiler/ir/edge.py). Not recursive: the header holds one
+            # address, set by the edge, never a chain to walk.
+            "trusted_ips": ",".join(trusted_proxies(region)),
             "real_ip_header": CLIENT_ADDRESS_HEADER,
             "real_ip_recursive": "off",
         },

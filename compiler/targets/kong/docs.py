@@ -57,7 +57,8 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
         + "). Across a window boundary a client can briefly get up to twice the per-second figure. "
         f"Counted per client IP (`limit_by: ip`; every JWT of the issuer is one Kong consumer, so per consumer "
         f"would be one global counter). Kong takes the client address from `{CLIENT_ADDRESS_HEADER}` (set by the "
-        f"edge) only when the peer is the load balancer (`trusted_ips`: its source ranges; helm target).\n",
+        f"edge) only when the peer is the load balancer or a linked region's Kong forwarding a request homed here "
+        f"(`trusted_ips`: their source ranges; helm target).\n",
         f"- **Judgement, rate-limit policy**: `local`, each pod enforcing the figures above divided by the "
         f"gateway HPA's floor of {lo} pods and rounded down (`second: {pod_second:,}`, `minute: {pod_minute:,}` per pod), "
         "because DB-less Kong has no `cluster` policy and the OSS `redis` policy talks to a single Redis node "
