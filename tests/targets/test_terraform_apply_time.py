@@ -182,3 +182,17 @@ def test_the_region_docs_say_which_gcp_root_to_apply_first(compiled):
                 assert f"apply {owner} first" in text, (case, r.name)
             if not owners:
                 assert "authorised once per project" not in text, (case, r.name)
+
+
+def test_azure_lifecycle_uses_a_tier_its_accounts_offer(compiled):
+    """Azure offers the Archive tier on LRS, GRS and RA-GRS accounts only: the GZRS accounts' lifecycle tiers to Cold,
+    the coldest tier GZRS has (a tier_to_archive action there never took effect)."""
+    for case in _cases_with(compiled, "azure"):
+        _, files = compiled[case]
+        doc = _hcl(files["terraform/modules/azure/storage_account/main.tf"])
+        account = resources(doc, "azurerm_storage_account")["this"]
+        policy = resources(doc, "azurerm_storage_management_policy")["this"]
+        base = policy["rule"][0]["actions"][0]["base_blob"][0]
+        if account["account_replication_type"] in ("ZRS", "GZRS", "RAGZRS"):
+            assert not any(k.startswith("tier_to_archive") for k in base), base
+            assert base["tier_to_cold_after_days_since_modification_greater_than"] == "${var.lifecycle_days.archive}"

@@ -175,7 +175,9 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
          f"per host and `pgbouncer.{region.internal_domain}` over the {len(region.hosts_in('pgbouncer'))} PgBouncer hosts"],
         ["object storage", f"{svc['storage']} `{region.data_bucket}` and `{region.backup_bucket}`: versioned, "
          f"customer-managed key, public access blocked, infrequent-access tier after "
-         f"{os_.lifecycle.infrequent_access_after_days} days, archive after {os_.lifecycle.archive_after_days} days, "
+         f"{os_.lifecycle.infrequent_access_after_days} days, "
+         + ("Cold tier (GZRS accounts have no Archive tier)" if region.cloud == "azure" else "archive")
+         + f" after {os_.lifecycle.archive_after_days} days, "
          f"old versions deleted after {os_.lifecycle.noncurrent_expire_after_days} days; "
          + (f"replicated to `{partner.data_bucket}` / `{partner.backup_bucket}` ({partner.name})"
             if region.replicates_to_dr_partner else "not replicated by Terraform (see notes)")],

@@ -68,6 +68,8 @@ resource "azurerm_storage_container" "this" {
   container_access_type = "private"
 }
 
+# The spec's archive step is Azure's Cold tier: these accounts are geo-zone-redundant (GZRS), and Azure offers the
+# Archive tier on LRS, GRS and RA-GRS accounts only; Cold is the coldest online tier GZRS has.
 resource "azurerm_storage_management_policy" "this" {
   storage_account_id = azurerm_storage_account.this.id
 
@@ -81,9 +83,9 @@ resource "azurerm_storage_management_policy" "this" {
 
     actions {
       base_blob {
-        tier_to_cool_after_days_since_modification_greater_than    = var.lifecycle_days.infrequent_access
-        tier_to_archive_after_days_since_modification_greater_than = var.lifecycle_days.archive
-        delete_after_days_since_modification_greater_than          = var.lifecycle_days.delete
+        tier_to_cool_after_days_since_modification_greater_than = var.lifecycle_days.infrequent_access
+        tier_to_cold_after_days_since_modification_greater_than = var.lifecycle_days.archive
+        delete_after_days_since_modification_greater_than       = var.lifecycle_days.delete
       }
 
       version {
