@@ -196,3 +196,34 @@ def test_azure_lifecycle_uses_a_tier_its_accounts_offer(compiled):
         if account["account_replication_type"] in ("ZRS", "GZRS", "RAGZRS"):
             assert not any(k.startswith("tier_to_archive") for k in base), base
             assert base["tier_to_cold_after_days_since_modification_greater_than"] == "${var.lifecycle_days.archive}"
+
+
+# Which API serves a google_* resource type (the longest matching prefix wins).
+API_OF = {"google_backup_dr_": "backupdr", "google_billing_": "billingbudgets", "google_certificate_manager_":
+          "certificatemanager", "google_compute_": "compute", "google_container_": "container", "google_dns_": "dns",
+          "google_kms_": "cloudkms", "google_monitoring_": "monitoring", "google_network_connectivity_":
+          "networkconnectivity", "google_redis_": "redis", "google_secret_manager_": "secretmanager",
+          "google_service_account": "iam", "google_project_iam_": "cloudresourcemanager", "google_project": "cloudresourcemanager",
+          "google_service_networking_": "servicenetworking", "google_sql_": "sqladmin", "google_storage_transfer_":
+          "storagetransfer", "google_storage_": "storage"}
+
+
+def test_the_gcp_docs_name_every_api_the_region_root_calls(compiled):
+    """A fresh project has most APIs off: the first apply fails on each resource whose API is not enabled. The
+    region page lists what to enable; it must cover every google_* resource type of the root and its modules."""
+    import re
+    from compiler.targets.terraform import docs as tf_docs
+    from compiler.targets.terraform import gcp as tf_gcp
+    for case in _cases_with(compiled, "gcp"):
+        plan, files = compiled[case]
+        for r in (r for r in plan.regions if r.cloud == "gcp"):
+            root = files[f"terraform/regions/{r.name}/main.tf"]
+            modules = set(re.findall(r'source\s*=\s*"\.\./\.\./modules/gcp/([a-z_]+)"', root))
+            texts = [root] + [t for p, t in files.items() if any(p.startswith(f"terraform/modules/gcp/{m}/") for m in modules)]
+            types = {t for text in texts for t in re.findall(r'(?:resource|data) "(google_[a-z0-9_]+)"', text)}
+            assert len(types) > 20 and len(modules) > 5, (r.name, modules)
+            needed = {API_OF[max((p for p in API_OF if t.startswith(p)), key=len)] for t in types}
+            apis = set(tf_gcp.required_apis(r))
+            assert needed <= apis, (case, r.name, sorted(needed - apis))
+            text = tf_docs.section(plan, r)
+            assert all(f"{a}.googleapis.com" in text for a in apis), (case, r.name)

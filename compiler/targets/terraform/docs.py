@@ -101,6 +101,15 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
         notes.append(f"The load balancer's backend is the zonal NEGs named `{prefix(plan, region)}-kong`, which GKE "
                      "creates from the Kong proxy Service's `cloud.google.com/neg` annotation: deploy Kong "
                      "(`terraform apply -target=module.kubernetes`, then the Kubernetes target) before the full apply.")
+        project = plan.spec.clouds["gcp"].account
+        apis = " ".join(f"{a}.googleapis.com" for a in _terraform_gcp.required_apis(region))
+        notes.append(f"Before the first apply in project `{project}` (once per project): enable the APIs this root "
+                     f"uses (`gcloud services enable {apis} --project={project}`), and create the service agents "
+                     "the region key's grants name, which Google creates only on first use "
+                     f"(`gcloud storage service-agent --project={project}`; `gcloud beta services identity create "
+                     f"--service=backupdr.googleapis.com --project={project}`; Compute Engine's and GKE's exist once "
+                     "their APIs are enabled). Terraform itself enables none: a root that did would also disable "
+                     "them for the others when it is destroyed, or depend on every resource waiting for them.")
         owners = sorted({_terraform_gcp.dns_authorization_owner(plan, host).name
                          for host, a in _terraform_gcp.dns_authorizations(plan, region).items() if not a["create"]})
         if owners:

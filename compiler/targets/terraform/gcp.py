@@ -41,6 +41,21 @@ def _gcp_backups(plan: PlatformPlan, region: RegionPlan) -> dict:
             "data_disks": Raw("module.data_hosts.data_disks")}
 
 
+# The Google APIs a GCP region root calls, by what it provisions (the modules' resource types: compute, GKE, DNS,
+# Certificate Manager, Cloud KMS, Secret Manager, Cloud Storage and Storage Transfer, Backup and DR, Billing budgets,
+# Monitoring channels, IAM), plus the managed datastores' when the spec asks for them.
+REQUIRED_APIS = ("compute", "container", "dns", "certificatemanager", "cloudkms", "secretmanager", "storage",
+                 "storagetransfer", "backupdr", "billingbudgets", "monitoring", "iam", "cloudresourcemanager")
+MANAGED_APIS = {"postgres": ("sqladmin", "servicenetworking"), "redis": ("redis", "networkconnectivity"),
+                "search": ()}
+
+
+def required_apis(region: RegionPlan) -> list[str]:
+    """The APIs (service names without .googleapis.com) the region's root needs enabled in the project."""
+    extra = [a for kind, on in managed(region).items() if on for a in MANAGED_APIS[kind]]
+    return sorted(set(REQUIRED_APIS) | set(extra))
+
+
 def dns_authorizations(plan: PlatformPlan, region: RegionPlan) -> dict:
     """Each name of the region's certificate -> its Certificate Manager DNS authorization: {name, create}. A name
     several GCP regions serve is authorised by the first of them (the spec's order), the others' certificates use
