@@ -227,3 +227,16 @@ def test_the_gcp_docs_name_every_api_the_region_root_calls(compiled):
             assert needed <= apis, (case, r.name, sorted(needed - apis))
             text = tf_docs.section(plan, r)
             assert all(f"{a}.googleapis.com" in text for a in apis), (case, r.name)
+
+
+def test_the_azure_docs_register_encryption_at_host_where_the_roots_use_it(compiled):
+    """Azure refuses a VM or node pool with encryption at host until the subscription's EncryptionAtHost feature is
+    registered; nothing in the roots can register it per region."""
+    from compiler.targets.terraform import docs as tf_docs
+    for case in _cases_with(compiled, "azure"):
+        plan, files = compiled[case]
+        uses = any("encryption_at_host_enabled      = true" in t or "host_encryption_enabled = true" in t
+                   for p, t in files.items() if p.startswith("terraform/modules/azure/"))
+        assert uses, case
+        for r in (r for r in plan.regions if r.cloud == "azure"):
+            assert "--name EncryptionAtHost" in tf_docs.section(plan, r), (case, r.name)

@@ -126,6 +126,11 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
         notes.append("Azure copies geo-redundant backup vaults to the region's Azure pair, not to the DR partner; "
                      "the partner receives the object-replicated backup account instead.")
         notes.append("Set `admin_ssh_public_key` (and `management_cidrs` for the Terraform runners) when applying.")
+        subscription = plan.spec.clouds["azure"].account
+        notes.append(f"Before the first apply in subscription `{subscription}` (once): the data hosts and every AKS "
+                     "node pool encrypt at host, which Azure refuses until the subscription's feature is registered "
+                     f"(`az feature register --namespace Microsoft.Compute --name EncryptionAtHost --subscription "
+                     f"{subscription}`, then `az provider register --namespace Microsoft.Compute`).")
     if _terraform_identity.vault_files(plan, region):
         root = f"generated/terraform/regions/{region.name}"
         notes.append(f"`vault:` references: the External Secrets Operator logs in to Vault with its JWT auth method "
