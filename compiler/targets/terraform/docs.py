@@ -78,6 +78,12 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
     if region.cloud == "azure" and partner.cloud == region.cloud:
         notes.append("Object replication to the DR partner's accounts is asynchronous with no stated replication "
                      "time; each account is also geo-zone-redundant (GZRS) to the region's Azure pair.")
+    if region.cloud in ("gcp", "azure") and partner.cloud == region.cloud and \
+            region.settings.datastores.object_storage.replicate_to_dr_partner:
+        what = "buckets" if region.cloud == "gcp" else "storage accounts"
+        notes.append(f"Replication writes into {partner.name}'s {what}, created by that root, and {partner.name} "
+                     f"replicates into this one's: on the first apply of the pair, apply "
+                     f"`-target=module.object_storage` in both roots first.")
     users = redis_users(region.data_access)
     if V.managed(region)["redis"] and users:
         how = {"aws": "an ElastiCache RBAC user with IAM authentication each (its IAM role may elasticache:Connect "
