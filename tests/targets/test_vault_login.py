@@ -176,7 +176,7 @@ exit 0
 """
 
 
-def _run(tmp_path: Path, script: str, issuer: str | None):
+def _run(tmp_path: Path, script: str, issuer: str | None, shell: str = "sh"):
     (tmp_path / "bin").mkdir(exist_ok=True)
     fake = tmp_path / "bin" / "vault"
     fake.write_text(FAKE_VAULT)
@@ -190,23 +190,24 @@ def _run(tmp_path: Path, script: str, issuer: str | None):
            "VAULT_STATE": str(tmp_path / "state")}
     if issuer is not None:
         env[ISSUER_VAR] = issuer
-    r = subprocess.run(["sh", str(tmp_path / "vault" / "configure.sh")], env=env, capture_output=True, text=True,
+    r = subprocess.run([shell, str(tmp_path / "vault" / "configure.sh")], env=env, capture_output=True, text=True,
                        timeout=30)
     calls = [c.strip("\n").split("\n") for c in log.read_text().split("---\n") if c.strip()]
     return r, calls
 
 
+@pytest.mark.parametrize("shell", ["sh", "bash"])  # the operator's shell: dash and bash read ${VAR:?...} apart
 @pytest.mark.parametrize("case", ["aws-only", "gcp-only", "azure-only"])
-def test_configure_sh_writes_the_jwt_login_once(case, tmp_path):
+def test_configure_sh_writes_the_jwt_login_once(case, shell, tmp_path):
     r = _plan(case).regions[0]
     script = _files(case, r.name)[f"terraform/regions/{r.name}/vault/configure.sh"]
     mount = vault_auth_mount(r.cluster_name)
     issuer = "https://issuer.example.test/clusters/x/"  # AKS's keeps its trailing slash: passed on verbatim
 
-    res, calls = _run(tmp_path, script, None)
+    res, calls = _run(tmp_path, script, None, shell)
     assert res.returncode != 0 and ISSUER_OUTPUT in res.stderr and calls == []
 
-    res, first = _run(tmp_path, script, issuer)
+    res, first = _run(tmp_path, script, issuer, shell)
     assert res.returncode == 0, res.stderr
     assert ["auth", "enable", f"-path={mount}", "jwt"] in first
     assert ["write", f"auth/{mount}/config", f"oidc_discovery_url={issuer}", f"bound_issuer={issuer}"] in first
@@ -214,7 +215,7 @@ def test_configure_sh_writes_the_jwt_login_once(case, tmp_path):
     assert "bound_audiences=" + VAULT_AUDIENCE in role and "role_type=jwt" in role
     assert "bound_subject=system:serviceaccount:external-secrets:external-secrets" in role
 
-    res, again = _run(tmp_path, script, issuer)  # the mount exists now: the rest is rewritten as it was
+    res, again = _run(tmp_path, script, issuer, shell)  # the mount exists now: the rest is rewritten as it was
     assert res.returncode == 0, res.stderr
     assert not [c for c in again if c[:2] == ["auth", "enable"]]
     setup = [c for c in first if c[:2] not in (["auth", "list"], ["auth", "enable"])]

@@ -94,6 +94,8 @@ def vault_files(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
     policy = "".join(f'path "{p}" {{\n  capabilities = ["read"]\n}}\n\n' for p in eso.vault_paths).rstrip() + "\n"
     mount, name = vault_auth_mount(region.cluster_name), vault_policy_name(region)
     subject = service_account_subject(eso.namespace, eso.service_account)
+    # No quote character inside a ${VAR:?message}: bash reads a single quote there as quoting (an odd number is a
+    # syntax error), dash does not.
     script = f"""# Vault side of the External Secrets Operator in {region.name}: run once per cluster by a Vault operator
 # with `sh configure.sh` (VAULT_ADDR={region.settings.security.vault_address}), after `terraform apply` of the region root.
 # ESO logs in with Vault's JWT auth method: Vault verifies its ServiceAccount token with the signing keys the
@@ -101,7 +103,7 @@ def vault_files(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
 # KUBERNETES_OIDC_ISSUER_URL: the cluster's OIDC issuer
 # (`terraform -chdir=generated/terraform/regions/{region.name} output -raw {ISSUER_OUTPUT}`).
 set -eu
-: "${{KUBERNETES_OIDC_ISSUER_URL:?the cluster's OIDC issuer URL (terraform output {ISSUER_OUTPUT})}}"
+: "${{KUBERNETES_OIDC_ISSUER_URL:?set it to the cluster OIDC issuer URL, from terraform output {ISSUER_OUTPUT}}}"
 here=$(dirname "$0")
 vault auth list -format=json | grep -q '"{mount}/"' || vault auth enable -path={mount} jwt
 vault write auth/{mount}/config oidc_discovery_url="$KUBERNETES_OIDC_ISSUER_URL" bound_issuer="$KUBERNETES_OIDC_ISSUER_URL"

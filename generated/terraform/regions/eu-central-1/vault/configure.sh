@@ -6,7 +6,7 @@
 # KUBERNETES_OIDC_ISSUER_URL: the cluster's OIDC issuer
 # (`terraform -chdir=generated/terraform/regions/eu-central-1 output -raw kubernetes_oidc_issuer_url`).
 set -eu
-: "${KUBERNETES_OIDC_ISSUER_URL:?the cluster's OIDC issuer URL (terraform output kubernetes_oidc_issuer_url)}"
+: "${KUBERNETES_OIDC_ISSUER_URL:?set it to the cluster OIDC issuer URL, from terraform output kubernetes_oidc_issuer_url}"
 here=$(dirname "$0")
 vault auth list -format=json | grep -q '"jwt-sixfb-eu-central-1/"' || vault auth enable -path=jwt-sixfb-eu-central-1 jwt
 vault write auth/jwt-sixfb-eu-central-1/config oidc_discovery_url="$KUBERNETES_OIDC_ISSUER_URL" bound_issuer="$KUBERNETES_OIDC_ISSUER_URL"
