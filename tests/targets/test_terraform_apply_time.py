@@ -240,3 +240,17 @@ def test_the_azure_docs_register_encryption_at_host_where_the_roots_use_it(compi
         assert uses, case
         for r in (r for r in plan.regions if r.cloud == "azure"):
             assert "--name EncryptionAtHost" in tf_docs.section(plan, r), (case, r.name)
+
+
+def test_the_application_gateway_keeps_what_others_add_to_it(compiled):
+    """The ingress controller rewrites the gateway's pools, settings, probes, listeners and rules, and the operator
+    uploads Kong's proxy CA as the trusted root certificate the Ingress names (kong-proxy-ca): Terraform must leave
+    them alone, or the next apply removes them (Kong's CA with it: HTTPS from the gateway to Kong refused)."""
+    for case in _cases_with(compiled, "azure"):
+        _, files = compiled[case]
+        doc = _hcl(files["terraform/modules/azure/load_balancer/main.tf"])
+        ignored = resources(doc, "azurerm_application_gateway")["this"]["lifecycle"][0]["ignore_changes"]
+        text = " ".join(map(str, ignored))
+        for attr in ("backend_address_pool", "backend_http_settings", "probe", "request_routing_rule",
+                     "http_listener", "trusted_root_certificate"):
+            assert attr in text, (case, attr)

@@ -132,9 +132,11 @@ resource "azurerm_application_gateway" "this" {
     backend_http_settings_name = "kong"
   }
 
-  # The ingress controller add-on owns these after the first apply.
+  # The ingress controller add-on owns these after the first apply; trusted_root_certificate holds Kong's proxy CA
+  # (kong-proxy-ca), which the operator uploads after Kong is deployed (the region docs): without it here the next
+  # apply removed it, and the gateway's HTTPS to Kong with it.
   lifecycle {
-    ignore_changes = [backend_address_pool, backend_http_settings, probe, request_routing_rule, http_listener, frontend_port, url_path_map, redirect_configuration, ssl_certificate, tags]
+    ignore_changes = [backend_address_pool, backend_http_settings, probe, request_routing_rule, http_listener, frontend_port, url_path_map, redirect_configuration, ssl_certificate, trusted_root_certificate, tags]
   }
 
   depends_on = [azurerm_role_assignment.certificate]
