@@ -29,10 +29,22 @@ from compiler.ir.names import WALG
 ARCHIVE_DIR = "postgres"  # under the backup bucket; each region's archive is ARCHIVE_DIR/<region name> below it
 
 
+def replica_container(container: str, source: str) -> str:
+    """Azure: the container of a region's storage account that receives region `source`'s replicated `container`.
+    Azure object replication makes its destination container read-only (a write there fails with 409 Conflict), so
+    a region's own container can never be one: each source's copy lands in a container of its own."""
+    return f"{container}-{source}"
+
+
 def archive_url(bucket_of, cluster: str) -> str:
     """The WAL archive of region `cluster`'s PostgreSQL in the backup bucket of region `bucket_of` (a RegionPlan):
-    the region's own bucket, or its DR partner's holding the replicated copy. The one place the prefix is made."""
-    return f"{bucket_of.backup_url}/{ARCHIVE_DIR}/{cluster}"
+    the region's own bucket, or its DR partner's holding the replicated copy (on Azure in that copy's own
+    container, replica_container). The one place the prefix is made."""
+    base = bucket_of.backup_url
+    if bucket_of.cloud == "azure" and cluster != bucket_of.name:
+        account, _, container = base.rpartition("/")
+        base = f"{account}/{replica_container(container, cluster)}"
+    return f"{base}/{ARCHIVE_DIR}/{cluster}"
 
 
 def wal_g_env(bucket_of, cluster: str | None = None) -> list[tuple[str, str]]:

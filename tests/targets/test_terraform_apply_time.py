@@ -254,3 +254,26 @@ def test_the_application_gateway_keeps_what_others_add_to_it(compiled):
         for attr in ("backend_address_pool", "backend_http_settings", "probe", "request_routing_rule",
                      "http_listener", "trusted_root_certificate"):
             assert attr in text, (case, attr)
+
+
+def test_azure_replication_never_targets_a_container_its_region_writes(compiled):
+    """Azure object replication makes its destination container read-only (writes fail with 409 Conflict): each
+    region's copy goes to a container the partner holds for it alone, which the partner's root creates, never to
+    the container the partner writes its own objects (and WAL archive) to."""
+    seen = 0
+    for case in _cases_with(compiled, "azure"):
+        plan, files = compiled[case]
+        azure = [r for r in plan.regions if r.cloud == "azure"]
+        own = {"data": "data", "backups": "backups"}
+        for r in azure:
+            storage = _module(files, r.name, "object_storage")
+            rep = storage.get("replication")
+            if not rep or rep == "null" or rep is None:
+                continue
+            partner = _module(files, r.dr_partner, "object_storage")
+            for purpose, key in (("data", "data_container"), ("backups", "backup_container")):
+                dest = rep[key]
+                assert dest != own[purpose], (case, r.name, dest)
+                assert dest in partner["replica_containers"][purpose], (case, r.name, dest)
+            seen += 1
+    assert seen >= 2, seen

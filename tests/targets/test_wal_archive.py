@@ -71,8 +71,9 @@ def _replicated_to(plan, region) -> str | None:
         r = tf_gcp.args(plan, region)["object_storage"]["replication"]
         return r and "gs://" + r["backup_bucket"]
     r = tf_azure.args(plan, region)["object_storage"]["replication"]
-    # object replication copies the backups container into the destination account's container of the same name
-    return r and f"azure://{r['backup_account_id'].rsplit('/', 1)[1]}/{region.backup_url.rsplit('/', 1)[1]}"
+    # object replication copies the backups container into the destination account's container for this region
+    # (Azure keeps a destination container read-only, so never the one the partner writes its own archive to)
+    return r and f"azure://{r['backup_account_id'].rsplit('/', 1)[1]}/{r['backup_container']}"
 
 
 def _standbys(plan, files):
@@ -121,10 +122,18 @@ def test_a_replicated_archive_lands_under_a_prefix_no_cluster_writes(reference, 
         dest = _replicated_to(reference, region)
         assert bool(dest) == region.replicates_to_dr_partner, region.name
         if dest:
-            assert dest == _storage_of(reference.region(region.dr_partner)), (region.name, dest)
+            partner = _storage_of(reference.region(region.dr_partner))
+            if region.cloud == "azure":  # the partner's account, a container of its own (never the partner's)
+                assert dest.rsplit("/", 1)[0] == partner.rsplit("/", 1)[0] and dest != partner, (region.name, dest)
+            else:
+                assert dest == partner, (region.name, dest)
             writers.setdefault(dest, []).append((key, f"{region.name}'s bucket replication"))
     shared = {s: w for s, w in writers.items() if len(w) > 1}
     assert shared, "no bucket receives a replicated archive: the reference no longer exercises this"
+    # Azure: a replication's destination container is read-only, so no cluster may write where a copy lands
+    for storage, ws in writers.items():
+        if storage.startswith("azure://") and any("replication" in who for _, who in ws):
+            assert all("replication" in who for _, who in ws), (storage, ws)
     for storage, ws in writers.items():
         for i, (a, who_a) in enumerate(ws):
             for b, who_b in ws[i + 1:]:
@@ -139,7 +148,12 @@ def test_each_standby_restores_from_the_replicated_copy_in_its_own_bucket(refere
         env = _env(restore)
         src_storage, src_key = _location(_env(_conf(reference_files, src)["archive_command"]))
         # the key the source writes, in the bucket the replication copies it into: this region's own
-        assert _location(env) == (_replicated_to(reference, src), src_key) == (_storage_of(region), src_key)
+        assert _location(env) == (_replicated_to(reference, src), src_key)
+        if region.cloud == "azure":  # this region's own account, the container holding the source's copy
+            assert _replicated_to(reference, src).rsplit("/", 1)[0] == _storage_of(region).rsplit("/", 1)[0]
+            assert _replicated_to(reference, src) != _storage_of(region)
+        else:
+            assert _replicated_to(reference, src) == _storage_of(region)
         assert restore.endswith(f" {WALG} wal-fetch %f %p")
         if region.cloud == "aws":
             assert env["AWS_REGION"] == region.cloud_region  # the bucket's region, not the source's

@@ -8,6 +8,7 @@ import re
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import redis_users
+from compiler.ir.wal_archive import replica_container
 from compiler.targets.terraform import identity as _identity
 from compiler.targets.terraform.common import classify_cron, prefix
 from compiler.targets.terraform.values import (PRELOAD, backups, hosts, ingress_rules, internal_gateway, lb_hostnames,
@@ -18,6 +19,9 @@ from compiler.targets.terraform.values import (PRELOAD, backups, hosts, ingress_
 def key_vault_name(plan: PlatformPlan, region: RegionPlan) -> str:
     """Key Vault names are global and 3-24 characters."""
     return prefix(plan, region)[:24].rstrip("-")
+
+
+AZURE_CONTAINERS = {"data": "data", "backups": "backups"}  # purpose -> the container of the region's own objects
 
 
 def aks_key_vault_name(plan: PlatformPlan, region: RegionPlan) -> str:
@@ -88,7 +92,17 @@ def _azure_partner_accounts(plan: PlatformPlan, region: RegionPlan) -> dict | No
         return None
     partner = plan.region(region.dr_partner)
     base = f"/subscriptions/{plan.spec.clouds['azure'].account}/resourceGroups/{prefix(plan, partner)}/providers/Microsoft.Storage/storageAccounts"
-    return {"data_account_id": f"{base}/{partner.data_bucket}", "backup_account_id": f"{base}/{partner.backup_bucket}"}
+    # into the partner's container for this region's copy, which the partner's root creates (_azure_replica_containers)
+    return {"data_account_id": f"{base}/{partner.data_bucket}", "backup_account_id": f"{base}/{partner.backup_bucket}",
+            "data_container": replica_container(AZURE_CONTAINERS["data"], region.name),
+            "backup_container": replica_container(AZURE_CONTAINERS["backups"], region.name)}
+
+
+def _azure_replica_containers(plan: PlatformPlan, region: RegionPlan) -> dict:
+    """The containers this region's accounts hold for the regions that replicate into them (each only ever written
+    by the replication: Azure keeps a destination container read-only)."""
+    sources = [r.name for r in plan.regions if r.replicates_to_dr_partner and r.dr_partner == region.name]
+    return {purpose: [replica_container(c, s) for s in sources] for purpose, c in AZURE_CONTAINERS.items()}
 
 
 def args(plan: PlatformPlan, region: RegionPlan) -> dict:
@@ -134,6 +148,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "versioning": s.datastores.object_storage.versioning,
             "lifecycle_days": storage_policy(region)["lifecycle_days"],
             "replication": _azure_partner_accounts(plan, region),
+            "replica_containers": _azure_replica_containers(plan, region),
         },
         "data_hosts": {"hosts": hosts(region), "ingress_rules": ingress_rules(region), "internal_domain": region.internal_domain,
                        "postgres_endpoints": postgres_endpoints(region),

@@ -6,6 +6,7 @@ from compiler.docs import markdown_cell, markdown_table
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import redis_users
 from compiler.ir.identity import vault_auth_mount
+from compiler.ir.wal_archive import replica_container
 from compiler.targets.terraform import azure as _terraform_azure
 from compiler.targets.terraform import gcp as _terraform_gcp
 from compiler.targets.terraform import identity as _terraform_identity
@@ -77,7 +78,10 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      "one dual-region bucket, which two regional buckets in the partner regions are not.")
     if region.cloud == "azure" and partner.cloud == region.cloud:
         notes.append("Object replication to the DR partner's accounts is asynchronous with no stated replication "
-                     "time; each account is also geo-zone-redundant (GZRS) to the region's Azure pair.")
+                     "time; each account is also geo-zone-redundant (GZRS) to the region's Azure pair. The copies land "
+                     f"in containers of their own there (`{replica_container('data', region.name)}`, "
+                     f"`{replica_container('backups', region.name)}`): Azure keeps "
+                     "a replication's destination container read-only, so it is never one a region writes to.")
     if region.cloud in ("gcp", "azure") and partner.cloud == region.cloud and \
             region.settings.datastores.object_storage.replicate_to_dr_partner:
         what = "buckets" if region.cloud == "gcp" else "storage accounts"

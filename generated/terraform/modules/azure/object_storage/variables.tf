@@ -34,11 +34,18 @@ variable "lifecycle_days" {
 }
 
 variable "replication" {
-  description = "The DR partner's storage account ids, or null when the partner is on another cloud."
+  description = "The DR partner's storage account ids and the containers there that receive this region's copies, or null when the partner is on another cloud."
   type = object({
     data_account_id   = string
     backup_account_id = string
+    data_container    = string
+    backup_container  = string
   })
+}
+
+variable "replica_containers" {
+  description = "Purpose (data, backups) => the containers that receive other regions' copies in this region's account: only the replication writes them."
+  type        = map(list(string))
 }
 
 variable "cmk_key_id" {

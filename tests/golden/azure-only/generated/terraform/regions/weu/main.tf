@@ -103,6 +103,12 @@ module "object_storage" {
   replication = {
     data_account_id   = "/subscriptions/3b1f0c2e-8d4a-4f6b-9c7e-1a2b3c4d5e6f/resourceGroups/acme-eus2/providers/Microsoft.Storage/storageAccounts/acmeeus2dt"
     backup_account_id = "/subscriptions/3b1f0c2e-8d4a-4f6b-9c7e-1a2b3c4d5e6f/resourceGroups/acme-eus2/providers/Microsoft.Storage/storageAccounts/acmeeus2bk"
+    data_container    = "data-weu"
+    backup_container  = "backups-weu"
+  }
+  replica_containers = {
+    data    = ["data-eus2"]
+    backups = ["backups-eus2"]
   }
 }
 
