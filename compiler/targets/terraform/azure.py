@@ -21,7 +21,7 @@ def key_vault_name(plan: PlatformPlan, region: RegionPlan) -> str:
     return prefix(plan, region)[:24].rstrip("-")
 
 
-AZURE_CONTAINERS = {"data": "data", "backups": "backups"}  # purpose -> the container of the region's own objects
+AZURE_STORAGE_PURPOSES = ("data", "backups")  # the object_storage module's two accounts
 
 
 def aks_key_vault_name(plan: PlatformPlan, region: RegionPlan) -> str:
@@ -94,15 +94,14 @@ def _azure_partner_accounts(plan: PlatformPlan, region: RegionPlan) -> dict | No
     base = f"/subscriptions/{plan.spec.clouds['azure'].account}/resourceGroups/{prefix(plan, partner)}/providers/Microsoft.Storage/storageAccounts"
     # into the partner's container for this region's copy, which the partner's root creates (_azure_replica_containers)
     return {"data_account_id": f"{base}/{partner.data_bucket}", "backup_account_id": f"{base}/{partner.backup_bucket}",
-            "data_container": replica_container(AZURE_CONTAINERS["data"], region.name),
-            "backup_container": replica_container(AZURE_CONTAINERS["backups"], region.name)}
+            "data_container": replica_container(region.name), "backup_container": replica_container(region.name)}
 
 
 def _azure_replica_containers(plan: PlatformPlan, region: RegionPlan) -> dict:
     """The containers this region's accounts hold for the regions that replicate into them (each only ever written
     by the replication: Azure keeps a destination container read-only)."""
     sources = [r.name for r in plan.regions if r.replicates_to_dr_partner and r.dr_partner == region.name]
-    return {purpose: [replica_container(c, s) for s in sources] for purpose, c in AZURE_CONTAINERS.items()}
+    return {purpose: [replica_container(s) for s in sources] for purpose in AZURE_STORAGE_PURPOSES}
 
 
 def args(plan: PlatformPlan, region: RegionPlan) -> dict:

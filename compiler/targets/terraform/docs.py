@@ -79,8 +79,7 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
     if region.cloud == "azure" and partner.cloud == region.cloud:
         notes.append("Object replication to the DR partner's accounts is asynchronous with no stated replication "
                      "time; each account is also geo-zone-redundant (GZRS) to the region's Azure pair. The copies land "
-                     f"in containers of their own there (`{replica_container('data', region.name)}`, "
-                     f"`{replica_container('backups', region.name)}`): Azure keeps "
+                     f"in a container of their own in each account there (`{replica_container(region.name)}`): Azure keeps "
                      "a replication's destination container read-only, so it is never one a region writes to.")
     if region.cloud in ("gcp", "azure") and partner.cloud == region.cloud and \
             region.settings.datastores.object_storage.replicate_to_dr_partner:

@@ -103,12 +103,12 @@ module "object_storage" {
   replication = {
     data_account_id   = "/subscriptions/5f0c2a4e-7d1b-4c8e-9a3f-2b6d8e1f4a7c/resourceGroups/sixfb-me-south-1/providers/Microsoft.Storage/storageAccounts/sixfbmesouth1dt"
     backup_account_id = "/subscriptions/5f0c2a4e-7d1b-4c8e-9a3f-2b6d8e1f4a7c/resourceGroups/sixfb-me-south-1/providers/Microsoft.Storage/storageAccounts/sixfbmesouth1bk"
-    data_container    = "data-eu-west-2"
-    backup_container  = "backups-eu-west-2"
+    data_container    = "dr-eu-west-2"
+    backup_container  = "dr-eu-west-2"
   }
   replica_containers = {
-    data    = ["data-me-south-1"]
-    backups = ["backups-me-south-1"]
+    data    = ["dr-me-south-1"]
+    backups = ["dr-me-south-1"]
   }
 }
 

@@ -103,12 +103,12 @@ module "object_storage" {
   replication = {
     data_account_id   = "/subscriptions/5f0c2a4e-7d1b-4c8e-9a3f-2b6d8e1f4a7c/resourceGroups/sixfb-eu-west-2/providers/Microsoft.Storage/storageAccounts/sixfbeuwest2dt"
     backup_account_id = "/subscriptions/5f0c2a4e-7d1b-4c8e-9a3f-2b6d8e1f4a7c/resourceGroups/sixfb-eu-west-2/providers/Microsoft.Storage/storageAccounts/sixfbeuwest2bk"
-    data_container    = "data-me-south-1"
-    backup_container  = "backups-me-south-1"
+    data_container    = "dr-me-south-1"
+    backup_container  = "dr-me-south-1"
   }
   replica_containers = {
-    data    = ["data-eu-west-2"]
-    backups = ["backups-eu-west-2"]
+    data    = ["dr-eu-west-2"]
+    backups = ["dr-eu-west-2"]
   }
 }
 

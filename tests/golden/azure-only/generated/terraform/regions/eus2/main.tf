@@ -103,12 +103,12 @@ module "object_storage" {
   replication = {
     data_account_id   = "/subscriptions/3b1f0c2e-8d4a-4f6b-9c7e-1a2b3c4d5e6f/resourceGroups/acme-weu/providers/Microsoft.Storage/storageAccounts/acmeweudt"
     backup_account_id = "/subscriptions/3b1f0c2e-8d4a-4f6b-9c7e-1a2b3c4d5e6f/resourceGroups/acme-weu/providers/Microsoft.Storage/storageAccounts/acmeweubk"
-    data_container    = "data-eus2"
-    backup_container  = "backups-eus2"
+    data_container    = "dr-eus2"
+    backup_container  = "dr-eus2"
   }
   replica_containers = {
-    data    = ["data-weu"]
-    backups = ["backups-weu"]
+    data    = ["dr-weu"]
+    backups = ["dr-weu"]
   }
 }
 

@@ -103,12 +103,12 @@ module "object_storage" {
   replication = {
     data_account_id   = "/subscriptions/3b1f0c2e-8d4a-4f6b-9c7e-1a2b3c4d5e6f/resourceGroups/acme-eus2/providers/Microsoft.Storage/storageAccounts/acmeeus2dt"
     backup_account_id = "/subscriptions/3b1f0c2e-8d4a-4f6b-9c7e-1a2b3c4d5e6f/resourceGroups/acme-eus2/providers/Microsoft.Storage/storageAccounts/acmeeus2bk"
-    data_container    = "data-weu"
-    backup_container  = "backups-weu"
+    data_container    = "dr-weu"
+    backup_container  = "dr-weu"
   }
   replica_containers = {
-    data    = ["data-eus2"]
-    backups = ["backups-eus2"]
+    data    = ["dr-eus2"]
+    backups = ["dr-eus2"]
   }
 }
 
