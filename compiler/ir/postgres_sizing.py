@@ -48,6 +48,7 @@ def sizing(region: RegionPlan) -> Sizing:
     tsdb = 1 + 3 * len(region.shards) if "timescaledb" in exts else 0
     partman = 1 if "pg_partman" in exts else 0
     max_wal_gb = clamp(inst.disk_gib * 2 // 100, 4, 64)
+    senders = pg.read_replicas + (1 if pg.cross_region_standby else 0) + 2
     return Sizing(
         ram_mb=ram,
         shared_buffers_mb=shared,
@@ -59,9 +60,9 @@ def sizing(region: RegionPlan) -> Sizing:
         parallel_maintenance=per_gather,
         max_wal_size_gb=max_wal_gb,
         min_wal_size_mb=max_wal_gb * 1024 // 4,
-        wal_senders=pg.read_replicas + (1 if pg.cross_region_standby else 0) + 2,
+        wal_senders=senders,
         # one per sender, and at least 4: Patroni rejects a lower max_replication_slots and falls back to 10
-        replication_slots=max(4, pg.read_replicas + (1 if pg.cross_region_standby else 0) + 2),
+        replication_slots=max(4, senders),
         timescaledb_workers=tsdb,
         partman_workers=partman,
         worker_processes=inst.vcpus + tsdb + partman + 3,

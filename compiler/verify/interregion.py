@@ -456,11 +456,10 @@ def _check_endpoint(tree, reg: _Region, region: str, c) -> list[Broken] | None:
         if res is None or res.get(attr) != value:
             out.append(Broken(rel or r.rel, res.line if res else 1, "postgres-endpoint", c.id,
                               f"the data_hosts module's {rtype}.{name} lacks {attr} = {value}"))
+    key = next(k for k, e in eps.items() if e is ep)  # the endpoint's entry in the root's map
     if r.cloud == "aws":
-        key = next(k for k, e in eps.items() if e is ep)
         out += _aws_names_differ(doc, rel or r.rel, c, key, [k for k in eps if k != key])
     if r.cloud == "azure":
-        key = next(k for k, e in eps.items() if e is ep)
         out += _azure_endpoint(doc, rel or r.rel, r.rel, dh, c, key, eps)
     if r.cloud in _HEALTH:
         rtype, name, block, attr = _HEALTH[r.cloud]

@@ -73,7 +73,7 @@ def _replicated_to(plan, region) -> str | None:
     r = tf_azure.args(plan, region)["object_storage"]["replication"]
     # object replication copies the backups container into the destination account's container for this region
     # (Azure keeps a destination container read-only, so never the one the partner writes its own archive to)
-    return r and f"azure://{r['backup_account_id'].rsplit('/', 1)[1]}/{r['backup_container']}"
+    return r and f"azure://{r['backup_account_id'].rsplit('/', 1)[1]}/{r['container']}"
 
 
 def _standbys(plan, files):

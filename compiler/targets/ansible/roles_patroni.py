@@ -279,7 +279,7 @@ def patroni() -> Role:
                  loop="{{ patroni_my_standbys | product(['postgresql.conf', 'pg_hba.conf']) | list }}",
                  notify="Reload the standby clusters", loop_control={"loop_var": "patroni_standby", "label": "{{ patroni_standby[0].region }}"}),
             copy("Install each standby cluster's source region CA certificate",
-                 POSTGRES_TLS_DIR + "/dr-{{ patroni_standby.region }}-ca.crt", mode="0644", owner="postgres",
+                 standby_ca_file("{{ patroni_standby.region }}"), mode="0644", owner="postgres",
                  group="postgres", content="{{ patroni_standby_cas[patroni_standby.region | replace('-', '_')] }}",
                  notify="Reload the standby clusters",
                  loop="{{ patroni_my_standbys }}", loop_control={"loop_var": "patroni_standby",

@@ -21,9 +21,6 @@ def key_vault_name(plan: PlatformPlan, region: RegionPlan) -> str:
     return prefix(plan, region)[:24].rstrip("-")
 
 
-AZURE_STORAGE_PURPOSES = ("data", "backups")  # the object_storage module's two accounts
-
-
 def aks_key_vault_name(plan: PlatformPlan, region: RegionPlan) -> str:
     """The vault of AKS's etcd key (the kms module says why it is not the region's vault): 3-24 characters too."""
     return f"{prefix(plan, region)[:20].rstrip('-')}-aks"
@@ -92,16 +89,16 @@ def _azure_partner_accounts(plan: PlatformPlan, region: RegionPlan) -> dict | No
         return None
     partner = plan.region(region.dr_partner)
     base = f"/subscriptions/{plan.spec.clouds['azure'].account}/resourceGroups/{prefix(plan, partner)}/providers/Microsoft.Storage/storageAccounts"
-    # into the partner's container for this region's copy, which the partner's root creates (_azure_replica_containers)
+    # into the partner's container for this region's copy (in both accounts), which the partner's root creates
+    # (_azure_replica_containers)
     return {"data_account_id": f"{base}/{partner.data_bucket}", "backup_account_id": f"{base}/{partner.backup_bucket}",
-            "data_container": replica_container(region.name), "backup_container": replica_container(region.name)}
+            "container": replica_container(region.name)}
 
 
-def _azure_replica_containers(plan: PlatformPlan, region: RegionPlan) -> dict:
-    """The containers this region's accounts hold for the regions that replicate into them (each only ever written
-    by the replication: Azure keeps a destination container read-only)."""
-    sources = [r.name for r in plan.regions if r.replicates_to_dr_partner and r.dr_partner == region.name]
-    return {purpose: [replica_container(s) for s in sources] for purpose in AZURE_STORAGE_PURPOSES}
+def _azure_replica_containers(plan: PlatformPlan, region: RegionPlan) -> list[str]:
+    """The containers each of this region's accounts holds for the regions that replicate into them (each only ever
+    written by the replication: Azure keeps a destination container read-only)."""
+    return [replica_container(r.name) for r in plan.regions if r.replicates_to_dr_partner and r.dr_partner == region.name]
 
 
 def args(plan: PlatformPlan, region: RegionPlan) -> dict:

@@ -81,8 +81,7 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      "time; each account is also geo-zone-redundant (GZRS) to the region's Azure pair. The copies land "
                      f"in a container of their own in each account there (`{replica_container(region.name)}`): Azure keeps "
                      "a replication's destination container read-only, so it is never one a region writes to.")
-    if region.cloud in ("gcp", "azure") and partner.cloud == region.cloud and \
-            region.settings.datastores.object_storage.replicate_to_dr_partner:
+    if region.cloud in ("gcp", "azure") and region.replicates_to_dr_partner:
         what = "buckets" if region.cloud == "gcp" else "storage accounts"
         notes.append(f"Replication writes into {partner.name}'s {what}, created by that root, and {partner.name} "
                      f"replicates into this one's: on the first apply of the pair, apply "

@@ -103,13 +103,9 @@ module "object_storage" {
   replication = {
     data_account_id   = "/subscriptions/5f0c2a4e-7d1b-4c8e-9a3f-2b6d8e1f4a7c/resourceGroups/sixfb-me-south-1/providers/Microsoft.Storage/storageAccounts/sixfbmesouth1dt"
     backup_account_id = "/subscriptions/5f0c2a4e-7d1b-4c8e-9a3f-2b6d8e1f4a7c/resourceGroups/sixfb-me-south-1/providers/Microsoft.Storage/storageAccounts/sixfbmesouth1bk"
-    data_container    = "dr-eu-west-2"
-    backup_container  = "dr-eu-west-2"
+    container         = "dr-eu-west-2"
   }
-  replica_containers = {
-    data    = ["dr-me-south-1"]
-    backups = ["dr-me-south-1"]
-  }
+  replica_containers = ["dr-me-south-1"]
 }
 
 module "waf" {

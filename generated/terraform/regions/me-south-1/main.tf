@@ -103,13 +103,9 @@ module "object_storage" {
   replication = {
     data_account_id   = "/subscriptions/5f0c2a4e-7d1b-4c8e-9a3f-2b6d8e1f4a7c/resourceGroups/sixfb-eu-west-2/providers/Microsoft.Storage/storageAccounts/sixfbeuwest2dt"
     backup_account_id = "/subscriptions/5f0c2a4e-7d1b-4c8e-9a3f-2b6d8e1f4a7c/resourceGroups/sixfb-eu-west-2/providers/Microsoft.Storage/storageAccounts/sixfbeuwest2bk"
-    data_container    = "dr-me-south-1"
-    backup_container  = "dr-me-south-1"
+    container         = "dr-me-south-1"
   }
-  replica_containers = {
-    data    = ["dr-eu-west-2"]
-    backups = ["dr-eu-west-2"]
-  }
+  replica_containers = ["dr-eu-west-2"]
 }
 
 module "waf" {

@@ -103,13 +103,9 @@ module "object_storage" {
   replication = {
     data_account_id   = "/subscriptions/3b1f0c2e-8d4a-4f6b-9c7e-1a2b3c4d5e6f/resourceGroups/acme-weu/providers/Microsoft.Storage/storageAccounts/acmeweudt"
     backup_account_id = "/subscriptions/3b1f0c2e-8d4a-4f6b-9c7e-1a2b3c4d5e6f/resourceGroups/acme-weu/providers/Microsoft.Storage/storageAccounts/acmeweubk"
-    data_container    = "dr-eus2"
-    backup_container  = "dr-eus2"
+    container         = "dr-eus2"
   }
-  replica_containers = {
-    data    = ["dr-weu"]
-    backups = ["dr-weu"]
-  }
+  replica_containers = ["dr-weu"]
 }
 
 module "waf" {

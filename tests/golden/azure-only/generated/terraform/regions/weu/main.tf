@@ -103,13 +103,9 @@ module "object_storage" {
   replication = {
     data_account_id   = "/subscriptions/3b1f0c2e-8d4a-4f6b-9c7e-1a2b3c4d5e6f/resourceGroups/acme-eus2/providers/Microsoft.Storage/storageAccounts/acmeeus2dt"
     backup_account_id = "/subscriptions/3b1f0c2e-8d4a-4f6b-9c7e-1a2b3c4d5e6f/resourceGroups/acme-eus2/providers/Microsoft.Storage/storageAccounts/acmeeus2bk"
-    data_container    = "dr-weu"
-    backup_container  = "dr-weu"
+    container         = "dr-weu"
   }
-  replica_containers = {
-    data    = ["dr-eus2"]
-    backups = ["dr-eus2"]
-  }
+  replica_containers = ["dr-eus2"]
 }
 
 module "waf" {

@@ -20,7 +20,7 @@ module "account" {
   purpose                    = each.key
   location                   = var.location
   resource_group_name        = var.resource_group_name
-  containers                 = concat([each.value.container], var.replica_containers[each.key])
+  containers                 = concat([each.value.container], var.replica_containers)
   versioning                 = var.versioning || local.replicating
   cmk_key_id                 = var.cmk_key_id
   cmk_identity_id            = var.cmk_identity_id
@@ -47,7 +47,7 @@ resource "azurerm_storage_object_replication" "dr_partner" {
   # the partner's container for this region, never into the container the partner writes its own objects to.
   rules {
     source_container_name      = each.value.container
-    destination_container_name = each.key == "data" ? var.replication.data_container : var.replication.backup_container
+    destination_container_name = var.replication.container
     copy_blobs_created_after   = "Everything"
   }
 }

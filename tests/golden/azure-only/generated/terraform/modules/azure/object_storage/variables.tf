@@ -34,18 +34,17 @@ variable "lifecycle_days" {
 }
 
 variable "replication" {
-  description = "The DR partner's storage account ids and the containers there that receive this region's copies, or null when the partner is on another cloud."
+  description = "The DR partner's storage account ids and the container in each that receives this region's copies, or null when the partner is on another cloud."
   type = object({
     data_account_id   = string
     backup_account_id = string
-    data_container    = string
-    backup_container  = string
+    container         = string
   })
 }
 
 variable "replica_containers" {
-  description = "Purpose (data, backups) => the containers that receive other regions' copies in this region's account: only the replication writes them."
-  type        = map(list(string))
+  description = "The containers, in each of this region's accounts, that receive other regions' copies: only the replication writes them."
+  type        = list(string)
 }
 
 variable "cmk_key_id" {
