@@ -1064,3 +1064,30 @@ def gateway_map_size(plan):
         yield Finding(where, f"Kong's home-region map has {len(home_range_table(plan)):,} franchise id ranges, "
                              f"~{size:,} bytes, over a ConfigMap's {GATEWAY_MAP_MAX_BYTES:,}: list "
                              "the registry's franchises so that neighbouring ids share a home (fewer ranges)")
+
+
+@rule("R059", "Every data host's volume fits its cloud's largest disk",
+      "A data host's volume is its group's `disk_gib`; a PostgreSQL host that runs DR standby clusters for other "
+      "regions also holds their data, so its volume adds each source's `disk_gib`. The cloud refuses a volume over its "
+      "disk type's maximum (AWS gp3 16,384 GiB, GCP pd-ssd 65,536 GiB, Azure Premium SSD 32,767 GiB) at apply.",
+      stage="plan")
+def data_disk_fits(plan):
+    from compiler.ir.machines import MAX_DATA_DISK_GIB, data_disk_gib
+    path = {"postgres_primary": "postgres", "postgres_replicas": "postgres", "redis_cluster": "redis",
+            "elasticsearch": "elasticsearch"}
+    for r in plan.regions:
+        limit = MAX_DATA_DISK_GIB[r.cloud]
+        for h in r.hosts:
+            gib = data_disk_gib(plan, r, h)
+            if gib > limit:
+                own = r.settings.datastores.postgres.instance.disk_gib if h.group.startswith("postgres") else gib
+                if gib > own:
+                    why = f" ({own:,} GiB of its own and {gib - own:,} GiB for the DR standby clusters it runs)"
+                    fix = ("lower disk_gib here or in the standbys' source regions, or make fewer regions name this "
+                           "one as their dr_partner")
+                else:
+                    why, fix = "", "lower disk_gib"
+                yield Finding(("datastores", path[h.group], "instance", "disk_gib"),
+                              f"{h.name} needs a {gib:,} GiB data volume{why}, over the largest {r.cloud} disk of "
+                              f"{limit:,} GiB: {fix}", r.name)
+                break

@@ -117,6 +117,10 @@ CASES = {
                      "zones: [\"europe-west1-b"),
     "R010-derived": ([("  kubernetes:\n    min_nodes: 6", "  network: {zones: 6}\n  kubernetes:\n    min_nodes: 6")],
                      "cloud_region: us-east-1"),
+    # 20,000 GiB: over AWS gp3's 16,384 (use1), within GCP pd-ssd's 65,536 (euw1)
+    "R059": ([("    postgres:\n      instance: {vcpus: 4, memory_gib: 32,",
+               "    postgres:\n      instance: {vcpus: 4, memory_gib: 32, disk_gib: 20000,")],
+             "      instance: {vcpus: 4, memory_gib: 32, disk_gib: 20000,"),
     "R048": ([("instance_types: {aws: r6i.large, gcp: n2-highmem-2, azure: Standard_E2s_v5}", "instance_types: {aws: r6i.large}")],
              "instance_types: {aws: r6i.large}"),
 }

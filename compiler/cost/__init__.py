@@ -26,7 +26,7 @@ import yaml
 
 from compiler.ir import PlatformPlan, RegionPlan
 # The machines the Terraform roots create, from the one place both read (no machine type is restated here).
-from compiler.ir.machines import AZURE_GATEWAY_CAPACITY, host_instance_type, host_size
+from compiler.ir.machines import AZURE_GATEWAY_CAPACITY, data_disk_gib, host_instance_type, host_size
 
 CATALOGUE = Path(__file__).with_name("prices.yaml")
 CATEGORIES = ("compute", "database", "storage", "networking", "monitoring", "security", "load_balancing")
@@ -235,8 +235,10 @@ def _region_lines(plan: PlatformPlan, r: RegionPlan, p: _Pricer) -> list[Line]:
         n = len(hosts)
         add(category, f"{group}: {n} x {itype} (reserved)", n * each * reserved, n * each * reserved, n * each, src)
         if size:
-            gib = n * size.disk_gib
-            add("storage", f"{group} data volumes: {n} x {size.disk_gib} GiB", gib * data_disk * f, gib * data_disk * f,
+            sizes = [data_disk_gib(plan, r, h) for h in hosts]
+            gib = sum(sizes)
+            each_gib = f"{n} x {size.disk_gib} GiB" if len(set(sizes)) == 1 else " + ".join(f"{g:,}" for g in sizes) + " GiB"
+            add("storage", f"{group} data volumes: {each_gib}", gib * data_disk * f, gib * data_disk * f,
                 gib * data_disk * f, disk_src)
     managed = []
     if ds.postgres.deployment == "managed":

@@ -11,6 +11,10 @@ UNSIZED_HOSTS = {
     "pgbouncer": {"aws": "c6i.large", "gcp": "n2-standard-2", "azure": "Standard_F2s_v2"},
     "bastion": {"aws": "t3.small", "gcp": "e2-small", "azure": "Standard_B2s"},
 }
+# The largest data volume of the disk type each cloud's data hosts get (the terraform modules' data_hosts): AWS EBS
+# gp3 16 TiB, GCP pd-ssd 64 TB (65,536 GB), Azure Premium SSD (P80) 32,767 GiB. A host that runs DR standby
+# clusters holds their data on the same volume (data_disk_gib), so its volume can pass the spec's disk_gib (rule R059).
+MAX_DATA_DISK_GIB = {"aws": 16_384, "gcp": 65_536, "azure": 32_767}
 AZURE_GATEWAY_CAPACITY = (2, 10)  # Application Gateway (WAF_v2) autoscale units of the Azure region root (min, max)
 
 
@@ -25,3 +29,13 @@ def host_instance_type(region, group: str) -> str:
     """The machine type a host of `group` runs in `region` (its cloud's)."""
     size = host_size(region, group)
     return size.instance_types[region.cloud] if size else UNSIZED_HOSTS[group][region.cloud]
+
+
+def data_disk_gib(plan, region, host) -> int:
+    """The data volume (GiB) of `host` (an ir.Host of `region`), 0 for the unsized groups: the spec's disk_gib, and on
+    a PostgreSQL host that runs DR standby clusters, their sources' volumes too (compiler/ir/postgres_sizing.py)."""
+    from compiler.ir.postgres_sizing import standby_disk_gib
+    size = host_size(region, host.group)
+    if size is None:
+        return 0
+    return size.disk_gib + (standby_disk_gib(plan, region, host.name) if host.group.startswith("postgres") else 0)

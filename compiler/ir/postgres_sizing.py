@@ -1,25 +1,65 @@
 """PostgreSQL's sizing arithmetic, per region: memory, WAL, connections and workers. The data tier's postgresql.conf
 (datastores target) writes these values, and Patroni's dynamic configuration (ansible target) must carry the ones
 Patroni passes to the postmaster itself (patroni_dcs_parameters): both read them here.
+
+A region that is another region's DR partner runs that region's standby cluster on two of its own PostgreSQL hosts
+(compiler/ir/postgres_ha.py), beside its own member: up to one standby per source on the same host. Each standby
+sized like its source (a quarter of the source's RAM in shared buffers) would ask a host for its own quarter plus
+one per standby: us-east-1's second and third hosts, partner of three regions, would have reserved all of their
+128 GiB as shared buffers, and the first standby under load would have been OOM-killed with the host's own member.
+So a host's memory is split: the standby clusters it runs share STANDBY_MEMORY_SHARE of it, evenly, and the
+region's own cluster is sized over the rest, on every member alike (any member may lead, and a member's settings
+are the region's one postgresql.conf). A standby keeps its source's connection and worker limits, which a hot
+standby must match (PostgreSQL refuses to start below the primary's), only its memory is smaller; a promoted standby
+runs with it until the runbook raises it (the region's docs say how). Each standby's data lives on the host's data
+volume too, which grows by each standby's source volume (standby_disk_gib).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from compiler.ir import RegionPlan
 from compiler.records import dataclass
+
+
+# The fraction (numerator, denominator) of a PostgreSQL host's memory the DR standby clusters on it share, when it
+# runs any: they replay WAL and serve no queries until a promotion, so a quarter holds them (their shared buffers
+# are a quarter of their share, as every cluster's are of its memory), and the own cluster keeps three quarters.
+STANDBY_MEMORY_SHARE = (1, 4)
 
 
 def clamp(x: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, x))
 
 
+def _standbys(region: RegionPlan) -> tuple:
+    return getattr(region.postgres_ha, "standbys", ()) or ()
+
+
+def standby_memory_mb(region: RegionPlan) -> int:
+    """The memory (MB) of each of `region`'s standby-running PostgreSQL hosts that its standby clusters share; 0
+    where it runs none."""
+    if not _standbys(region):
+        return 0
+    num, den = STANDBY_MEMORY_SHARE
+    return region.settings.datastores.postgres.instance.memory_gib * 1024 * num // den
+
+
+def standby_disk_gib(plan, region: RegionPlan, host: str) -> int:
+    """What PostgreSQL host `host` of `region` adds to its data volume for the standby clusters it runs: each
+    standby's source volume (a standby holds its source's whole data directory, and its WAL until replayed)."""
+    return sum(plan.region(s.of_region).settings.datastores.postgres.instance.disk_gib
+               for s in _standbys(region) if host in s.hosts)
+
+
 @dataclass(frozen=True)
 class Sizing:
     """The memory, WAL and worker arithmetic; each value is documented where it is used."""
 
-    ram_mb: int
+    host_ram_mb: int  # the host's memory
+    ram_mb: int  # the part of it this cluster is sized over (less, where the host runs DR standby clusters)
     shared_buffers_mb: int
     effective_cache_size_mb: int
     work_mem_mb: int
@@ -39,9 +79,11 @@ class Sizing:
 
 
 def sizing(region: RegionPlan) -> Sizing:
+    """The region's own cluster, over its hosts' memory less what their standby clusters share."""
     pg = region.settings.datastores.postgres
     inst = pg.instance
-    ram = inst.memory_gib * 1024
+    host_ram = inst.memory_gib * 1024
+    ram = host_ram - standby_memory_mb(region)
     shared = ram // 4
     per_gather = min(4, math.ceil(inst.vcpus / 2))
     exts = pg.extensions
@@ -50,6 +92,7 @@ def sizing(region: RegionPlan) -> Sizing:
     max_wal_gb = clamp(inst.disk_gib * 2 // 100, 4, 64)
     senders = pg.read_replicas + (1 if pg.cross_region_standby else 0) + 2
     return Sizing(
+        host_ram_mb=host_ram,
         ram_mb=ram,
         shared_buffers_mb=shared,
         effective_cache_size_mb=ram * 3 // 4,
@@ -69,6 +112,27 @@ def sizing(region: RegionPlan) -> Sizing:
         autovacuum_workers=max(3, inst.vcpus // 4),
         superuser_reserved=max(3, pg.reserved_connections // 4),
     )
+
+
+def standby_sizing(host_region: RegionPlan, source: RegionPlan) -> Sizing:
+    """Source's standby cluster on `host_region`'s hosts: the source's limits, WAL and workers (a hot standby needs at
+    least the primary's), and memory from an even part of the hosts' standby share (one per standby cluster)."""
+    z = sizing(source)
+    ram = standby_memory_mb(host_region) // max(1, len(_standbys(host_region)))
+    shared = ram // 4
+    connections = source.settings.datastores.postgres.max_connections
+    return replace(z, host_ram_mb=host_region.settings.datastores.postgres.instance.memory_gib * 1024, ram_mb=ram,
+                   shared_buffers_mb=shared, effective_cache_size_mb=ram * 3 // 4,
+                   work_mem_mb=max(4, (ram - shared) // (connections * 3) // z.parallel_per_gather),
+                   maintenance_work_mem_mb=min(ram // 16, 2048))
+
+
+def standby_memory_parameters(host_region: RegionPlan, source: RegionPlan) -> dict:
+    """The memory settings of source's standby cluster on `host_region`'s hosts, over the source's postgresql.conf
+    (which its Patroni includes): Patroni writes its local `postgresql.parameters` after that include."""
+    z = standby_sizing(host_region, source)
+    return {"shared_buffers": f"{z.shared_buffers_mb}MB", "effective_cache_size": f"{z.effective_cache_size_mb}MB",
+            "work_mem": f"{z.work_mem_mb}MB", "maintenance_work_mem": f"{z.maintenance_work_mem_mb}MB"}
 
 
 def patroni_dcs_parameters(region: RegionPlan) -> dict:

@@ -37,21 +37,32 @@ def replica_container(source: str) -> str:
     return f"dr-{source}"
 
 
-def archive_url(bucket_of, cluster: str) -> str:
+def promoted_prefix(source: str) -> str:
+    """The archive, in the DR partner's own bucket, of `source`'s standby cluster once promoted: beside the partner's
+    own `postgres/<partner>` and apart from the replicated copy `postgres/<source>`, which on Azure sits in a
+    read-only container and elsewhere keeps receiving the lost region's objects when it returns. A slash no region
+    name has keeps it from ever being a region's own prefix."""
+    return f"promoted/{source}"
+
+
+def archive_url(bucket_of, cluster: str, replica: bool | None = None) -> str:
     """The WAL archive of region `cluster`'s PostgreSQL in the backup bucket of region `bucket_of` (a RegionPlan):
     the region's own bucket, or its DR partner's holding the replicated copy (on Azure in that copy's own
-    container, replica_container). The one place the prefix is made."""
+    container, replica_container). `replica`: whether the archive is that copy (default: another region's cluster).
+    The one place the prefix is made."""
     base = bucket_of.backup_url
-    if bucket_of.cloud == "azure" and cluster != bucket_of.name:
+    if replica is None:
+        replica = cluster != bucket_of.name
+    if bucket_of.cloud == "azure" and replica:
         account = base.rpartition("/")[0]
         base = f"{account}/{replica_container(cluster)}"
     return f"{base}/{ARCHIVE_DIR}/{cluster}"
 
 
-def wal_g_env(bucket_of, cluster: str | None = None) -> list[tuple[str, str]]:
+def wal_g_env(bucket_of, cluster: str | None = None, replica: bool | None = None) -> list[tuple[str, str]]:
     """WAL-G's storage settings for `cluster`'s archive (default: the bucket region's own) in the backup bucket of
     `bucket_of`; credentials are the host's cloud identity."""
-    url = archive_url(bucket_of, cluster or bucket_of.name)
+    url = archive_url(bucket_of, cluster or bucket_of.name, replica)
     if bucket_of.cloud == "aws":
         return [("WALG_S3_PREFIX", url), ("AWS_REGION", bucket_of.cloud_region)]
     if bucket_of.cloud == "gcp":
@@ -61,11 +72,12 @@ def wal_g_env(bucket_of, cluster: str | None = None) -> list[tuple[str, str]]:
     return [("WALG_AZ_PREFIX", f"azure://{path}"), ("AZURE_STORAGE_ACCOUNT", account)]
 
 
-def wal_g_command(bucket_of, verb: str, *placeholders: str, cluster: str | None = None) -> str:
+def wal_g_command(bucket_of, verb: str, *placeholders: str, cluster: str | None = None,
+                  replica: bool | None = None) -> str:
     """A shell command for archive_command/restore_command (postgresql.conf's, or a standby cluster's in Patroni):
     WAL-G on `cluster`'s archive in `bucket_of`'s bucket. Spliced values are shell-quoted and their `%` doubled, so
     PostgreSQL substitutes only the placeholders written here (%p, %f)."""
-    env = " ".join(f"{k}={shlex.quote(v).replace('%', '%%')}" for k, v in wal_g_env(bucket_of, cluster))
+    env = " ".join(f"{k}={shlex.quote(v).replace('%', '%%')}" for k, v in wal_g_env(bucket_of, cluster, replica))
     return f"{env} {WALG} {verb} {' '.join(placeholders)}"
 
 
@@ -76,6 +88,17 @@ def standby_archive_region(standby_region, source):
     if source.replicates_to_dr_partner and source.dr_partner == standby_region.name:
         return standby_region
     return source
+
+
+def promoted_archive_command(standby_region, source) -> str | None:
+    """The archive_command of `source`'s standby cluster in `standby_region`, which it runs only once promoted (a
+    standby archives nothing with archive_mode on): WAL-G into the standby region's own bucket, which its hosts may
+    write, under promoted_prefix. Without it the promoted cluster kept the source's postgresql.conf's, pushing to the
+    lost region's bucket, which its hosts may not write (and may not reach): every segment would fail to archive and
+    pg_wal would grow until the volume filled. None: the source archives no WAL."""
+    if not source.settings.datastores.postgres.wal_archive:
+        return None
+    return wal_g_command(standby_region, "wal-push", "%p", cluster=promoted_prefix(source.name), replica=False)
 
 
 def standby_restore_command(standby_region, source) -> str | None:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import published_ca_ref
-from compiler.ir.postgres_sizing import patroni_dcs_parameters
 from compiler.ir.names import (PATRONI_CONFIG_DIR, POSTGRES_PORT, POSTGRES_REPLICATION_USER, POSTGRES_TLS_DIR)
-from compiler.ir.wal_archive import standby_restore_command
+from compiler.ir.postgres_sizing import patroni_dcs_parameters, standby_memory_parameters
+from compiler.ir.wal_archive import promoted_archive_command, standby_restore_command
 from compiler.targets.ansible.role import Role, apt, copy, expr, service, services_ready_var, systemd_dropin, task
 
 PATRONI_INSTANCE = "{{ postgresql_version }}-main"  # Debian's patroni@<instance>.service reads /etc/patroni/<instance>.yml
@@ -144,14 +144,28 @@ def standby_configs(plan: PlatformPlan, region: RegionPlan, secret) -> list[dict
                                "parameters": patroni_dcs_parameters(src)},
             }},
             # it streams from the source region's servers, whose certificates that region's own CA signs
-            "postgresql": _postgresql(spg.version, f"{spg.version}-dr-{sb.of_region}", sb.port, sb.data_dir, sb.config_dir,
-                                      f"patroni_standby_passwords.{key}.admin",
-                                      f"patroni_standby_passwords.{key}.replication", standby_ca_file(sb.of_region)),
+            "postgresql": _standby_postgresql(region, src, sb, key),
             "tags": {"nofailover": False, "noloadbalance": True, "clonefrom": False, "nosync": True},
         }
         out.append({"region": sb.of_region, "instance": f"{spg.version}-dr-{sb.of_region}", "hosts": list(sb.hosts),
                     "port": sb.port, "rest_port": sb.rest_port, "data_dir": sb.data_dir, "config_dir": sb.config_dir,
                     "config": config})
+    return out
+
+
+def _standby_postgresql(region: RegionPlan, src: RegionPlan, sb, key: str) -> dict:
+    """A standby cluster's local `postgresql` section. Over the source's postgresql.conf (custom_conf), which Patroni
+    includes before its own parameters: the memory this host keeps for it (postgres_sizing.standby_sizing; the
+    source's own sizing, once per standby, would overcommit the host), and, for after a promotion, an
+    archive_command into this region's bucket (wal_archive.promoted_archive_command)."""
+    spg = src.settings.datastores.postgres
+    out = _postgresql(spg.version, f"{spg.version}-dr-{sb.of_region}", sb.port, sb.data_dir, sb.config_dir,
+                      f"patroni_standby_passwords.{key}.admin", f"patroni_standby_passwords.{key}.replication",
+                      standby_ca_file(sb.of_region))
+    out["parameters"].update(standby_memory_parameters(region, src))
+    archive = promoted_archive_command(region, src)
+    if archive:
+        out["parameters"]["archive_command"] = archive
     return out
 
 

@@ -81,7 +81,8 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
                    else "(disabled by the spec). ")
                 + f"Replication: {pg.read_replicas} read replica(s) stream from the primary"
                 + (f"; a standby in {region.dr_partner} streams over the cross-region link and runs this same "
-                   "postgresql.conf" if pg.cross_region_standby else "")
+                   "postgresql.conf, with its own memory settings and archive_command (its Patroni configuration)"
+                   if pg.cross_region_standby else "")
                 + _standby_archive(plan, region)
                 + f". max_worker_processes = {z.worker_processes}.\n",
                 "`pg_hba.conf` admits, in order: the local superuser (peer), replication from the private subnets"

@@ -5,7 +5,9 @@ that runs in the DR partner region: the standby-only settings (primary_conninfo,
 are ignored by a server without standby.signal, and the replication settings are ignored by a
 standby. The cross-region standby's Patroni sets its own restore_command over this file's: it reads
 the region's archive from the copy the bucket replication keeps in the partner's own bucket, where
-there is one (compiler/ir/wal_archive.py).
+there is one (compiler/ir/wal_archive.py). It also sets its memory (its part of the partner host's, which runs
+other clusters: compiler/ir/postgres_sizing.py) and the archive_command it runs once promoted, into the partner's
+own bucket.
 Paths follow the Debian packaging Ansible installs (/etc/postgresql/<v>/main, ...).
 """
 
@@ -68,6 +70,14 @@ def preload_libraries(region: RegionPlan) -> list[str]:
     return [PRELOAD[e] for e in region.settings.datastores.postgres.extensions if e in PRELOAD]
 
 
+def _memory_note(region: RegionPlan, z) -> str:
+    """Where the hosts also run DR standby clusters, the memory kept for them (compiler/ir/postgres_sizing.py)."""
+    if z.ram_mb == z.host_ram_mb:
+        return ""
+    names = ", ".join(s.of_region for s in region.postgres_ha.standbys)
+    return f"; {(z.host_ram_mb - z.ram_mb) // 1024} GiB of it kept for the DR standby clusters of {names}"
+
+
 def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
     """postgresql.conf, section by section."""
     pg = region.settings.datastores.postgres
@@ -78,6 +88,9 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
     floor = server_tls_floor(region)
     tls = TLS_PROTOCOL[floor]
     gib = f"{inst.memory_gib} GiB RAM"
+    shared_host = z.ram_mb != z.host_ram_mb  # the hosts run DR standby clusters too
+    ram = f"{z.ram_mb // 1024} GiB (this cluster's part of the RAM)" if shared_host else gib
+    ram_name = "this cluster's RAM" if shared_host else "RAM"
     sections = [
         Section("Files (Debian layout; Ansible installs postgresql-%s)" % v, (
             Setting("data_directory", f"/var/lib/postgresql/{v}/main"),
@@ -108,14 +121,14 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
             Setting("idle_in_transaction_session_timeout", duration_ms(region.settings.gateway.read_timeout_ms),
                     "the gateway's read timeout: past it no client is waiting for the transaction"),
         )),
-        Section(f"Memory ({inst.vcpus} vCPU, {gib}, {inst.disk_gib} GiB disk)", (
-            Setting("shared_buffers", size_mb(z.shared_buffers_mb), f"25 % of {gib}"),
+        Section(f"Memory ({inst.vcpus} vCPU, {gib}, {inst.disk_gib} GiB disk{_memory_note(region, z)})", (
+            Setting("shared_buffers", size_mb(z.shared_buffers_mb), f"25 % of {ram}"),
             Setting("huge_pages", "try"),
-            Setting("effective_cache_size", size_mb(z.effective_cache_size_mb), f"75 % of {gib} (shared buffers plus the OS page cache)"),
+            Setting("effective_cache_size", size_mb(z.effective_cache_size_mb), f"75 % of {ram} (shared buffers plus the OS page cache)"),
             Setting("work_mem", size_mb(z.work_mem_mb),
-                    f"(RAM - shared_buffers) / (max_connections {pg.max_connections} x 3 sort/hash nodes) / "
+                    f"({ram_name} - shared_buffers) / (max_connections {pg.max_connections} x 3 sort/hash nodes) / "
                     f"{z.parallel_per_gather} workers per gather, at least 4MB"),
-            Setting("maintenance_work_mem", size_mb(z.maintenance_work_mem_mb), "RAM / 16, at most 2GB"),
+            Setting("maintenance_work_mem", size_mb(z.maintenance_work_mem_mb), f"{ram_name} / 16, at most 2GB"),
             Setting("autovacuum_max_workers", z.autovacuum_workers, f"max(3, {inst.vcpus} vCPU / 4)"),
         )),
         Section("Planner and I/O (network SSD volumes)", (

@@ -50,7 +50,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
         },
         "data_hosts": {
             "vpc_cidr": region.cidr,
-            "hosts": hosts(region),
+            "hosts": hosts(plan, region),
             "ingress_rules": ingress_rules(region),
             "egress_rules": egress_rules(region),
             "postgres_endpoints": postgres_endpoints(region),

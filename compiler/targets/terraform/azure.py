@@ -146,7 +146,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "replication": _azure_partner_accounts(plan, region),
             "replica_containers": _azure_replica_containers(plan, region),
         },
-        "data_hosts": {"hosts": hosts(region), "ingress_rules": ingress_rules(region), "internal_domain": region.internal_domain,
+        "data_hosts": {"hosts": hosts(plan, region), "ingress_rules": ingress_rules(region), "internal_domain": region.internal_domain,
                        "postgres_endpoints": postgres_endpoints(region),
                        # the internal gateway's private DNS record, beside its zone (home-region routing)
                        "internal_gateway": gateway},

@@ -165,7 +165,7 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
     cloud = region.cloud
     svc = SERVICES[cloud]
     s = region.settings
-    hosts = V.hosts(region)
+    hosts = V.hosts(plan, region)
     name = prefix(plan, region)
     domain = plan.spec.organization.domain
     out = [

@@ -81,7 +81,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
     pools = node_pools(region)
     for pool in pools.values():
         pool["gpu_type"] = GCP_GPU.get(pool["instance_type"].split("-")[0], "") if pool["gpus"] else ""
-    host_map = hosts(region)
+    host_map = hosts(plan, region)
     for h in host_map.values():
         h["target_tag"] = h["group"].replace("_", "-")
     cap = plan.spec.capacity

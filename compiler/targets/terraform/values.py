@@ -13,7 +13,7 @@ from compiler.targets.terraform.common import taints
 
 # The spec sizes PostgreSQL, Redis and Elasticsearch hosts; PgBouncer and the bastion have no size field: their
 # machines are compiler/ir/machines.py's, the one place the cost estimate reads too.
-from compiler.ir.machines import UNSIZED_HOSTS, host_instance_type, host_size  # noqa: E402,F401
+from compiler.ir.machines import UNSIZED_HOSTS, data_disk_gib, host_instance_type, host_size  # noqa: E402,F401
 from compiler.ir.names import NODE_POOL_LABEL  # noqa: E402,F401
 
 
@@ -35,19 +35,14 @@ def node_pools(region: RegionPlan) -> dict:
     return pools
 
 
-def machine(region: RegionPlan, group: str):
-    return host_size(region, group)
-
-
-def hosts(region: RegionPlan) -> dict:
-    """Host name => group, zone, FQDN, machine type and data disk (GiB, 0 for none)."""
+def hosts(plan, region: RegionPlan) -> dict:
+    """Host name => group, zone, FQDN, machine type and data disk (GiB, 0 for none: compiler/ir/machines.py)."""
     out = {}
     for h in region.hosts:
-        size = machine(region, h.group)
         out[h.name] = {
             "group": h.group, "zone": h.zone, "fqdn": h.fqdn,
             "instance_type": host_instance_type(region, h.group),
-            "data_disk_gib": size.disk_gib if size else 0,
+            "data_disk_gib": data_disk_gib(plan, region, h),
         }
     return out
 

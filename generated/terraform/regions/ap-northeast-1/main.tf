@@ -360,7 +360,7 @@ module "data_hosts" {
       zone          = "asia-northeast1-b"
       fqdn          = "sixfb-ap-northeast-1-pg-2.ap-northeast-1.internal.6fb.example.com"
       instance_type = "n2-highmem-16"
-      data_disk_gib = 2000
+      data_disk_gib = 4000
       target_tag    = "postgres-replicas"
     }
     sixfb-ap-northeast-1-pg-3 = {
@@ -368,7 +368,7 @@ module "data_hosts" {
       zone          = "asia-northeast1-c"
       fqdn          = "sixfb-ap-northeast-1-pg-3.ap-northeast-1.internal.6fb.example.com"
       instance_type = "n2-highmem-16"
-      data_disk_gib = 2000
+      data_disk_gib = 4000
       target_tag    = "postgres-replicas"
     }
     sixfb-ap-northeast-1-pg-4 = {
@@ -612,7 +612,7 @@ module "budget" {
     monitoring     = 1982.46
     networking     = 88.52
     security       = 20.51
-    storage        = 3450.47
+    storage        = 4374.68
   }
   currency                 = "USD"
   alert_thresholds_percent = [80, 100]

@@ -606,7 +606,7 @@ module "budget" {
     monitoring     = 1982.46
     networking     = 82.35
     security       = 19.78
-    storage        = 3209.74
+    storage        = 3177.1
   }
   currency                 = "USD"
   alert_thresholds_percent = [80, 100]

@@ -360,7 +360,7 @@ module "data_hosts" {
       zone          = "asia-southeast1-b"
       fqdn          = "sixfb-ap-southeast-1-pg-2.ap-southeast-1.internal.6fb.example.com"
       instance_type = "n2-highmem-16"
-      data_disk_gib = 2000
+      data_disk_gib = 8000
       target_tag    = "postgres-replicas"
     }
     sixfb-ap-southeast-1-pg-3 = {
@@ -368,7 +368,7 @@ module "data_hosts" {
       zone          = "asia-southeast1-c"
       fqdn          = "sixfb-ap-southeast-1-pg-3.ap-southeast-1.internal.6fb.example.com"
       instance_type = "n2-highmem-16"
-      data_disk_gib = 2000
+      data_disk_gib = 8000
       target_tag    = "postgres-replicas"
     }
     sixfb-ap-southeast-1-pg-4 = {
@@ -612,7 +612,7 @@ module "budget" {
     monitoring     = 1982.46
     networking     = 84.42
     security       = 20.03
-    storage        = 3289.98
+    storage        = 6000.57
   }
   currency                 = "USD"
   alert_thresholds_percent = [80, 100]

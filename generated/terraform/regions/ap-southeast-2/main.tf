@@ -606,7 +606,7 @@ module "budget" {
     monitoring     = 792.98
     networking     = 97.45
     security       = 21.58
-    storage        = 3327.54
+    storage        = 3293.7
   }
   currency                 = "USD"
   alert_thresholds_percent = [80, 100]

@@ -729,7 +729,7 @@ module "budget" {
     monitoring     = 1982.46
     networking     = 231.63
     security       = 22.18
-    storage        = 1584.76
+    storage        = 1568.65
   }
   currency                 = "USD"
   alert_thresholds_percent = [80, 100]

@@ -283,14 +283,14 @@ module "data_hosts" {
       zone          = "eu-central-1b"
       fqdn          = "sixfb-eu-central-1-pg-2.eu-central-1.internal.6fb.example.com"
       instance_type = "r6i.4xlarge"
-      data_disk_gib = 2000
+      data_disk_gib = 4000
     }
     sixfb-eu-central-1-pg-3 = {
       group         = "postgres_replicas"
       zone          = "eu-central-1c"
       fqdn          = "sixfb-eu-central-1-pg-3.eu-central-1.internal.6fb.example.com"
       instance_type = "r6i.4xlarge"
-      data_disk_gib = 2000
+      data_disk_gib = 4000
     }
     sixfb-eu-central-1-pg-4 = {
       group         = "postgres_replicas"
@@ -750,7 +750,7 @@ module "budget" {
     monitoring     = 1982.46
     networking     = 242.15
     security       = 22.68
-    storage        = 1656.8
+    storage        = 2042.39
   }
   currency                 = "USD"
   alert_thresholds_percent = [80, 100]

@@ -283,14 +283,14 @@ module "data_hosts" {
       zone          = "eu-west-1b"
       fqdn          = "sixfb-eu-west-1-pg-2.eu-west-1.internal.6fb.example.com"
       instance_type = "r6i.4xlarge"
-      data_disk_gib = 2000
+      data_disk_gib = 4000
     }
     sixfb-eu-west-1-pg-3 = {
       group         = "postgres_replicas"
       zone          = "eu-west-1c"
       fqdn          = "sixfb-eu-west-1-pg-3.eu-west-1.internal.6fb.example.com"
       instance_type = "r6i.4xlarge"
-      data_disk_gib = 2000
+      data_disk_gib = 4000
     }
     sixfb-eu-west-1-pg-4 = {
       group         = "postgres_replicas"
@@ -750,7 +750,7 @@ module "budget" {
     monitoring     = 1982.46
     networking     = 235.84
     security       = 22.37
-    storage        = 1613.58
+    storage        = 1989.11
   }
   currency                 = "USD"
   alert_thresholds_percent = [80, 100]

@@ -265,14 +265,14 @@ module "data_hosts" {
       zone          = "2"
       fqdn          = "sixfb-eu-west-2-pg-2.eu-west-2.internal.6fb.example.com"
       instance_type = "Standard_E16s_v5"
-      data_disk_gib = 2000
+      data_disk_gib = 4000
     }
     sixfb-eu-west-2-pg-3 = {
       group         = "postgres_replicas"
       zone          = "3"
       fqdn          = "sixfb-eu-west-2-pg-3.eu-west-2.internal.6fb.example.com"
       instance_type = "Standard_E16s_v5"
-      data_disk_gib = 2000
+      data_disk_gib = 4000
     }
     sixfb-eu-west-2-pg-4 = {
       group         = "postgres_replicas"
@@ -706,7 +706,7 @@ module "budget" {
     monitoring     = 1982.46
     networking     = 82.11
     security       = 23.62
-    storage        = 2781.25
+    storage        = 3428.55
   }
   alert_thresholds_percent = [80, 100]
 }

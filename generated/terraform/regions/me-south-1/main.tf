@@ -265,14 +265,14 @@ module "data_hosts" {
       zone          = "2"
       fqdn          = "sixfb-me-south-1-pg-2.me-south-1.internal.6fb.example.com"
       instance_type = "Standard_E16s_v5"
-      data_disk_gib = 2000
+      data_disk_gib = 4000
     }
     sixfb-me-south-1-pg-3 = {
       group         = "postgres_replicas"
       zone          = "3"
       fqdn          = "sixfb-me-south-1-pg-3.me-south-1.internal.6fb.example.com"
       instance_type = "Standard_E16s_v5"
-      data_disk_gib = 2000
+      data_disk_gib = 4000
     }
     sixfb-me-south-1-pg-4 = {
       group         = "postgres_replicas"
@@ -706,7 +706,7 @@ module "budget" {
     monitoring     = 1982.46
     networking     = 87.73
     security       = 25.23
-    storage        = 2971.43
+    storage        = 3662.99
   }
   alert_thresholds_percent = [80, 100]
 }

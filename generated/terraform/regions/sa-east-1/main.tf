@@ -729,7 +729,7 @@ module "budget" {
     monitoring     = 1982.46
     networking     = 326.37
     security       = 26.72
-    storage        = 2233.07
+    storage        = 2210.37
   }
   currency                 = "USD"
   alert_thresholds_percent = [80, 100]

@@ -283,14 +283,14 @@ module "data_hosts" {
       zone          = "us-east-1b"
       fqdn          = "sixfb-us-east-1-pg-2.us-east-1.internal.6fb.example.com"
       instance_type = "r6i.4xlarge"
-      data_disk_gib = 2000
+      data_disk_gib = 8000
     }
     sixfb-us-east-1-pg-3 = {
       group         = "postgres_replicas"
       zone          = "us-east-1c"
       fqdn          = "sixfb-us-east-1-pg-3.us-east-1.internal.6fb.example.com"
       instance_type = "r6i.4xlarge"
-      data_disk_gib = 2000
+      data_disk_gib = 8000
     }
     sixfb-us-east-1-pg-4 = {
       group         = "postgres_replicas"
@@ -786,7 +786,7 @@ module "budget" {
     monitoring     = 1982.46
     networking     = 210.57
     security       = 21.17
-    storage        = 1440.69
+    storage        = 2475.89
   }
   currency                 = "USD"
   alert_thresholds_percent = [80, 100]

@@ -283,14 +283,14 @@ module "data_hosts" {
       zone          = "us-west-2b"
       fqdn          = "sixfb-us-west-2-pg-2.us-west-2.internal.6fb.example.com"
       instance_type = "r6i.4xlarge"
-      data_disk_gib = 2000
+      data_disk_gib = 4000
     }
     sixfb-us-west-2-pg-3 = {
       group         = "postgres_replicas"
       zone          = "us-west-2c"
       fqdn          = "sixfb-us-west-2-pg-3.us-west-2.internal.6fb.example.com"
       instance_type = "r6i.4xlarge"
-      data_disk_gib = 2000
+      data_disk_gib = 4000
     }
     sixfb-us-west-2-pg-4 = {
       group         = "postgres_replicas"
@@ -750,7 +750,7 @@ module "budget" {
     monitoring     = 1982.46
     networking     = 210.57
     security       = 21.17
-    storage        = 1440.69
+    storage        = 1775.99
   }
   currency                 = "USD"
   alert_thresholds_percent = [80, 100]

@@ -209,7 +209,7 @@ module "data_hosts" {
       zone          = "eu-west-1b"
       fqdn          = "acme-euw1-pg-2.euw1.internal.acme.example.org"
       instance_type = "r6i.xlarge"
-      data_disk_gib = 100
+      data_disk_gib = 200
     }
     acme-euw1-pgbouncer-1 = {
       group         = "pgbouncer"

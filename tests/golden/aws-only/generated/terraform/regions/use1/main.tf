@@ -209,7 +209,7 @@ module "data_hosts" {
       zone          = "us-east-1b"
       fqdn          = "acme-use1-pg-2.use1.internal.acme.example.org"
       instance_type = "r6i.xlarge"
-      data_disk_gib = 100
+      data_disk_gib = 200
     }
     acme-use1-pgbouncer-1 = {
       group         = "pgbouncer"

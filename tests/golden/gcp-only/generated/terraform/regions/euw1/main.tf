@@ -329,7 +329,7 @@ module "data_hosts" {
       zone          = "europe-west1-c"
       fqdn          = "acme-euw1-pg-2.euw1.internal.acme.example.org"
       instance_type = "n2-highmem-4"
-      data_disk_gib = 100
+      data_disk_gib = 200
       target_tag    = "postgres-replicas"
     }
     acme-euw1-pgbouncer-1 = {

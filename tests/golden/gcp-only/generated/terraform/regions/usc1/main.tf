@@ -336,7 +336,7 @@ module "data_hosts" {
       zone          = "us-central1-b"
       fqdn          = "acme-usc1-pg-2.usc1.internal.acme.example.org"
       instance_type = "n2-highmem-4"
-      data_disk_gib = 100
+      data_disk_gib = 200
       target_tag    = "postgres-replicas"
     }
     acme-usc1-pgbouncer-1 = {
