@@ -277,3 +277,66 @@ def test_azure_replication_never_targets_a_container_its_region_writes(compiled)
             assert dest in partner["replica_containers"], (case, r.name, dest)
             seen += 1
     assert seen >= 2, seen
+
+
+def _dynamic(block: dict, name: str) -> dict:
+    found = [d[name] for d in block.get("dynamic", []) if name in d]
+    assert len(found) == 1, name
+    return found[0]
+
+
+def test_cloudfront_forwards_the_authorization_header_on_reads(compiled):
+    """CloudFront strips Authorization from GET and HEAD unless the cache policy keys on it (no origin request
+    policy, AllViewer included, may forward it), and Kong's jwt plugin reads the token from it alone: every
+    authenticated read reached the regions without its token (401)."""
+    checked = 0
+    for case in CASES:
+        _, files = compiled[case]
+        doc = _hcl(files.get("terraform/global/cdn.tf", ""))
+        if "this" not in resources(doc, "aws_cloudfront_cache_policy"):  # another cloud's edge
+            continue
+        checked += 1
+        policy = resources(doc, "aws_cloudfront_cache_policy")["this"]
+        headers = policy["parameters_in_cache_key_and_forwarded_to_origin"][0]["headers_config"][0]
+        assert headers["header_behavior"] == "whitelist"
+        assert "Authorization" in headers["headers"][0]["items"], case
+        behaviour = resources(doc, "aws_cloudfront_distribution")["this"]["default_cache_behavior"][0]
+        assert behaviour["cache_policy_id"] == "${aws_cloudfront_cache_policy.this.id}"
+    assert checked >= 2
+
+
+def test_the_internal_gateway_nlb_enables_no_access_logs(compiled):
+    """A network load balancer writes access logs for TLS listeners only, through delivery.logs.amazonaws.com, which
+    the log bucket's policy does not admit: enabling them on the TCP internal gateway failed the apply (Access Denied
+    for bucket) and would have logged nothing."""
+    for case in _cases_with(compiled, "aws"):
+        _, files = compiled[case]
+        lbs = resources(_hcl(files["terraform/modules/aws/load_balancer/main.tf"]), "aws_lb")
+        assert lbs["internal_gateway"]["load_balancer_type"] == "network"
+        assert "access_logs" not in lbs["internal_gateway"], case
+        assert "access_logs" in lbs["this"], case  # the application load balancer logs every request
+
+
+def test_the_regional_waf_judges_the_viewer_not_cloudfront(compiled):
+    """Behind the CDN a regional web ACL sees CloudFront's address: its geo rule must match the viewer's address
+    from the header the CDN writes, as the rate limit does, or it never blocks. The common rule set's 8 KB body limit
+    is counted, not enforced (JSON APIs, uploads and prompts pass it; Kong's request-size-limiting bounds the size)."""
+    for case in _cases_with(compiled, "aws"):
+        _, files = compiled[case]
+        acl = resources(_hcl(files["terraform/modules/aws/waf/main.tf"]), "aws_wafv2_web_acl")["this"]
+        rules = [d["rule"] for d in acl["dynamic"] if "rule" in d]
+        geo = next(r for r in rules if r["content"][0]["name"] == "geo-block")
+        statement = geo["content"][0]["statement"][0]["geo_match_statement"][0]
+        forwarded = _dynamic(statement, "forwarded_ip_config")
+        assert "var.client_address_header" in forwarded["for_each"]
+        assert forwarded["content"][0]["header_name"] == "${forwarded_ip_config.value}"
+        assert forwarded["content"][0]["fallback_behavior"] == "NO_MATCH"
+        managed = next(r for r in rules if r["for_each"] == "${local.managed_rule_groups}")
+        override = _dynamic(managed["content"][0]["statement"][0]["managed_rule_group_statement"][0],
+                            "rule_action_override")
+        assert "SizeRestrictions_BODY" in override["for_each"] and "AWSManagedRulesCommonRuleSet" in override["for_each"]
+        assert "count" in override["content"][0]["action_to_use"][0]
+        for r in compiled[case][0].regions:
+            if r.cloud == "aws":
+                waf = _module(files, r.name, "waf")
+                assert waf["client_address_header"], (case, r.name)  # the header the CDN writes

@@ -36,6 +36,16 @@ resource "aws_wafv2_web_acl" "this" {
       statement {
         geo_match_statement {
           country_codes = rule.value
+
+          # behind the CDN the connecting address is CloudFront's, never in a blocked country: match the viewer's
+          dynamic "forwarded_ip_config" {
+            for_each = var.client_address_header == "" ? [] : [var.client_address_header]
+
+            content {
+              header_name       = forwarded_ip_config.value
+              fallback_behavior = "NO_MATCH"
+            }
+          }
         }
       }
 
@@ -96,6 +106,20 @@ resource "aws_wafv2_web_acl" "this" {
         managed_rule_group_statement {
           vendor_name = "AWS"
           name        = rule.value
+
+          # The common rule set blocks every request body over 8 KB (SizeRestrictions_BODY): the platform's JSON
+          # APIs, uploads and AI prompts pass it; Kong's request-size-limiting bounds the size. Counted, still logged.
+          dynamic "rule_action_override" {
+            for_each = rule.value == "AWSManagedRulesCommonRuleSet" ? ["SizeRestrictions_BODY"] : []
+
+            content {
+              name = rule_action_override.value
+
+              action_to_use {
+                count {}
+              }
+            }
+          }
         }
       }
 

@@ -47,11 +47,15 @@ resource "aws_cloudfront_cache_policy" "this" {
       cookie_behavior = "none"
     }
 
+    # Authorization: CloudFront strips it from GET and HEAD unless the cache policy keys on it (an origin request
+    # policy, AllViewer included, cannot forward it), and Kong's jwt plugin reads the token from it alone: without
+    # it every authenticated read reached the regions unauthenticated (401). Keyed on it, one viewer's cached
+    # response is never another's.
     headers_config {
       header_behavior = "whitelist"
 
       headers {
-        items = [local.cache_key_header]
+        items = [local.cache_key_header, "Authorization"]
       }
     }
 

@@ -216,6 +216,7 @@ resource "aws_security_group" "from_internal_gateway" {
 
 resource "aws_lb" "internal_gateway" {
   #checkov:skip=CKV2_AWS_20:TCP passthrough to the HTTPS listener above: TLS ends there, not on this load balancer
+  #checkov:skip=CKV_AWS_91:a network load balancer logs TLS listeners only, and this one's is TCP; the load balancer it forwards to logs every request
   #checkov:skip=CKV2_AWS_28:the load balancer it forwards to carries the regional WAF
   count = var.internal_gateway == null ? 0 : 1
 
@@ -227,12 +228,6 @@ resource "aws_lb" "internal_gateway" {
   enable_cross_zone_load_balancing = true
   enable_deletion_protection       = true
   tags                             = var.tags
-
-  access_logs {
-    bucket  = var.log_bucket
-    prefix  = "internal-gateway"
-    enabled = true
-  }
 }
 
 resource "aws_lb_target_group" "internal_gateway" {
