@@ -45,6 +45,14 @@ FRANCHISE_HEADER = "X-Franchise-Id"
 # GCP: VPC Network Peering connections per network; Azure: VNet peerings per VNet). A full mesh of n regions
 # needs n - 1 per network (R053).
 PEERING_LIMITS = {"aws": 125, "gcp": 25, "azure": 500}
+# AWS: the private subnets' network ACL (stateless). Its fixed inbound entries: everything from the VPC, and TCP and
+# UDP from anywhere on the ephemeral ports (replies to the subnets' own outbound connections, which also admit every
+# flow to a port in that range). A flow from outside the VPC to a lower port needs an entry of its own
+# (private_acl_ingress), and a network ACL holds 20 inbound entries by default (Amazon VPC quotas, "Rules per
+# network ACL", adjustable to 40): rule R060.
+ACL_EPHEMERAL_FIRST = 1024
+ACL_FIXED_INGRESS = 3
+ACL_INGRESS_QUOTA = 20
 
 
 def linked_regions(spec, name: str) -> tuple[str, ...]:
@@ -83,3 +91,50 @@ def provider_alias(region: str) -> str:
 
 
 _NOT_ALIAS = re.compile(r"[^A-Za-z0-9_]")
+
+
+@lru_cache(maxsize=65536)
+def _span(cidr: str) -> tuple[int, int, int]:
+    """(IP version, first address, last address) of a CIDR (ipaddress.ip_network's, strict), as integers."""
+    import ipaddress
+    n = ipaddress.ip_network(cidr)
+    return n.version, int(n.network_address), int(n.broadcast_address)
+
+
+def from_outside(c, region) -> bool:
+    """A connection whose source lies outside the region's range (ipaddress's subnet_of as integer bounds: parsing
+    every CIDR of every inter-region flow again was a tenth of the Terraform target at 120 regions)."""
+    w, lo, hi = _span(region.cidr)
+    if not c.source.cidrs:
+        return False
+    for x in c.source.cidrs:
+        v, first, last = _span(x)
+        if v != w:  # subnet_of across IP versions raises TypeError: keep that
+            import ipaddress
+            ipaddress.ip_network(x).subnet_of(ipaddress.ip_network(region.cidr))
+        if lo <= first and last <= hi:
+            return False
+    return True
+
+
+def private_acl_ingress(region) -> list[tuple[str, int]]:
+    """(source range, TCP port) of every flow that enters the private subnets from outside the region's range to a
+    port below the ephemeral range: the flows crossing the peering (`inter-region`) and the hosts' other outside
+    sources (`cloud-firewall` to hosts: the administrators reaching the bastion from their VPN range). Without an
+    entry the network ACL drops them whatever the security groups admit."""
+    import ipaddress
+    by_port: dict[int, set] = {}
+    for layer in ("inter-region", "cloud-firewall"):
+        for c in region.through(layer):
+            if layer == "cloud-firewall" and c.dest.kind != "hosts":
+                continue
+            if c.dest_port < ACL_EPHEMERAL_FIRST and from_outside(c, region):
+                by_port.setdefault(c.dest_port, set()).update(c.source.cidrs)
+    # neighbouring ranges on one port as one entry (a peer region's three zones' /19s: a /18 and a /19), so that
+    # the entries fit the quota; the same addresses
+    out = []
+    for port, cidrs in by_port.items():
+        nets = [ipaddress.ip_network(x) for x in cidrs]
+        for version in (4, 6):
+            out += [(str(n), port) for n in ipaddress.collapse_addresses(n for n in nets if n.version == version)]
+    return sorted(out)

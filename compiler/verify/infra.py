@@ -482,6 +482,36 @@ def _host_rules(reg: _Region):
     return (fqdn, by_tag, group_line, line_all, arrival_ports(reg)), "", 0
 
 
+def _acl_rules(reg: _Region) -> list[tuple[str, int, int]]:
+    """(source range, first port, last port) of every TCP (or all-protocol) inbound entry of the AWS private
+    subnets' network ACL: the network module's fixed entries, and its peer_ingress entries as the root passes them."""
+    rel = reg.module_file("network")
+    doc = _doc(reg.tree, rel) if rel else None
+    acl = _resource(doc, "aws_network_acl", "private")
+    net = reg.modules.get("network")
+    out = []
+    for b in acl.blocks if acl else []:
+        if b.type == "ingress" and str(b.get("action")) == "allow" and str(b.get("protocol")) in ("tcp", "-1"):
+            lo, hi = b.get("from_port"), b.get("to_port")
+            cidr = str(b.get("cidr_block"))
+            if cidr == "var.cidr":  # the VPC's range, as the root passes it
+                cidr = str(net.get("cidr")) if net else ""
+            if isinstance(lo, int) and isinstance(hi, int):
+                out.append((cidr, *((0, 65535) if str(b.get("protocol")) == "-1" else (lo, hi))))
+        elif b.type == "dynamic" and b.labels[:1] == ["ingress"] and "var.peer_ingress" in str(b.get("for_each")):
+            net = reg.modules.get("network")
+            entries = net.get("peer_ingress") if net else None
+            out += [(str(e.get("cidr_block")), e.get("port"), e.get("port"))
+                    for e in (entries if isinstance(entries, Lst) else []) if isinstance(e, Obj)]
+    return out
+
+
+def acl_misses(reg: _Region, sources, port: int) -> list[str]:
+    """The source ranges the AWS private subnets' network ACL drops on `port`/tcp (stateless: no security group
+    opens what it drops)."""
+    return _covered(sources, [cidr for cidr, lo, hi in _acl_rules(reg) if isinstance(lo, int) and lo <= port <= hi])
+
+
 def _check_hosts(reg: _Region, c, state) -> list[Broken]:
     if state[0] is None:
         return [Broken(reg.rel, state[2], "cloud-firewall", c.id, state[1])]
@@ -505,6 +535,13 @@ def _check_hosts(reg: _Region, c, state) -> list[Broken]:
                       f"no rule on the {tag} hosts opens {port}/tcp{via} (sources {', '.join(c.source.cidrs)})")
             line = rules[0][2] if rules else group_line.get(tag, line_all)  # the rule that falls short, else the group
             out.append(Broken(reg.rel, line, "cloud-firewall", c.id, detail))
+    if reg.cloud == "aws" and "inter-region" not in c.layers:  # the peering's flows: interregion.py
+        missing = acl_misses(reg, c.source.cidrs, port)
+        if missing:
+            net = reg.modules.get("network")
+            out.append(Broken(reg.rel, net.line if net else line_all, "cloud-firewall", c.id,
+                              f"the private subnets' network ACL (network.peer_ingress) admits no "
+                              f"{', '.join(missing)} on {port}/tcp"))
     return out
 
 

@@ -35,7 +35,7 @@ import re
 from typing import NamedTuple
 
 from compiler.verify import Broken, Result
-from compiler.verify.infra import Lst, Obj, _covered, _doc, _net, _Region, _resource
+from compiler.verify.infra import Lst, Obj, _covered, _doc, _net, _Region, _resource, acl_misses
 
 LAYERS = ("inter-region", "cloud-firewall-egress", "kong-forward", "internal-gateway", "postgres-endpoint")
 # Connections dialling a PostgreSQL endpoint name (compiler/ir/postgres_ha.py): postgres.<internal domain>,
@@ -196,10 +196,7 @@ def _check_link(tree, reg: _Region, region: str, c) -> list[Broken]:
     entering, entering_cidrs = (reg, remote) if inbound else (far, local)
     if entering.cloud == "aws" and entering.doc is not None:
         net = entering.modules.get("network")
-        rules = net.get("peer_ingress") if net else None
-        admitted = [r.get("cidr_block") for r in (rules if isinstance(rules, Lst) else [])
-                    if isinstance(r, Obj) and r.get("port") == c.dest_port]
-        missing = _covered(entering_cidrs, admitted)
+        missing = acl_misses(entering, entering_cidrs, c.dest_port)
         if missing:
             out.append(Broken(entering.rel, net.line_of("peer_ingress") if net else 0, "inter-region", c.id,
                               f"the private subnets' network ACL (network.peer_ingress) admits no {', '.join(missing)} "

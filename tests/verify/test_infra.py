@@ -5,6 +5,8 @@ name that file and line with the layer."""
 
 from __future__ import annotations
 
+import re
+
 import shutil
 from pathlib import Path
 
@@ -340,3 +342,16 @@ def test_an_unreadable_terraform_file_is_named_not_an_internal_error(tree, slip)
     main.write_text(slip + "\n" + main.read_text())
     with pytest.raises(VerifyError, match=r"^terraform/regions/us-east-1/main\.tf: not readable as HCL \(line \d+: "):
         verify(tree)
+
+
+def test_a_network_acl_without_the_administrators_is_named(tree):
+    """The administrators reach the bastion from their VPN range, outside the VPC: the ACL drops them unless an entry
+    admits their range on 22 (the security group alone is not enough)."""
+    main = tree / "terraform/regions/us-east-1/main.tf"
+    text = main.read_text()
+    new = re.sub(r'\{\n\s*cidr_block = "10\.255\.0\.0/24"\n\s*port\s*= 22\n\s*\},?\n', "", text)
+    assert new != text
+    main.write_text(new)
+    broken = verify(tree, ["us-east-1"]).broken
+    assert [(b.layer, b.connection) for b in broken if "network ACL" in b.message] == \
+        [("cloud-firewall", "admins->bastion:22/tcp")], broken

@@ -85,13 +85,29 @@ def test_a_missing_peering_is_named(tree):
 
 
 def test_a_network_acl_without_the_entering_flow_is_named(tree):
+    """us-west-2's Kong reaches us-east-1's internal gateway on 443 from its zones' ranges, which the private subnets'
+    network ACL admits as one entry (10.1.0.0/18: two neighbouring /19s)."""
     main = tree / "terraform/regions/us-east-1/main.tf"
     text = main.read_text()
-    new = re.sub(r'\{\n\s*cidr_block = "10\.1\.32\.0/19"\n\s*port\s*= 5432\n\s*\},?\n', "", text)
+    new = re.sub(r'\{\n\s*cidr_block = "10\.1\.0\.0/18"\n\s*port\s*= 443\n\s*\},?\n', "", text)
     assert new != text
     main.write_text(new)
     broken = _mine(verify(tree, ["us-east-1"]))
-    assert any("network ACL" in b.message and "10.1.32.0/19" in b.message for b in broken), broken
+    assert any("network ACL" in b.message and "10.1.0.0/19" in b.message and "443/tcp" in b.message
+               for b in broken), broken
+
+
+def test_a_network_acl_that_drops_the_ephemeral_ports_names_the_flows_to_them(tree):
+    """The standbys' streams to PostgreSQL (5432) pass the ACL's fixed entry for the ephemeral ports, not an entry
+    of their own: narrowed, that entry drops them."""
+    module = tree / "terraform/modules/aws/network/main.tf"
+    text = module.read_text()
+    start = text.index('resource "aws_network_acl" "private"')
+    head, acl = text[:start], text[start:]
+    assert acl.index("from_port  = 1024") < acl.index('resource "aws_network_acl" "public"')  # its TCP entry
+    module.write_text(head + acl.replace("from_port  = 1024", "from_port  = 6000", 1))
+    broken = _mine(verify(tree, ["us-east-1"]))
+    assert any("network ACL" in b.message and "5432/tcp" in b.message for b in broken), broken
 
 
 def test_a_standby_host_without_egress_is_named(tree):

@@ -4,7 +4,6 @@ free ranges for pod networks)."""
 
 from __future__ import annotations
 
-import functools
 import re
 
 from compiler.ir import PlatformPlan, RegionPlan
@@ -138,38 +137,11 @@ def same_cloud_partner(plan: PlatformPlan, region: RegionPlan) -> RegionPlan | N
 
 # ---------------------------------------------------------------- the inter-region network (compiler/ir/network.py)
 
-@functools.lru_cache(maxsize=65536)
-def _span(cidr: str) -> tuple[int, int, int]:
-    """(IP version, first address, last address) of a CIDR (ipaddress.ip_network's, strict), as integers."""
-    import ipaddress
-    n = ipaddress.ip_network(cidr)
-    return n.version, int(n.network_address), int(n.broadcast_address)
-
-
-def _remote(c, region: RegionPlan) -> bool:
-    """A source outside the region's range (ipaddress's subnet_of as integer bounds: parsing every CIDR of every
-    inter-region flow again was a tenth of the Terraform target at 120 regions)."""
-    w, lo, hi = _span(region.cidr)
-    if not c.source.cidrs:
-        return False
-    for x in c.source.cidrs:
-        v, first, last = _span(x)
-        if v != w:  # subnet_of across IP versions raises TypeError: keep that
-            import ipaddress
-            ipaddress.ip_network(x).subnet_of(ipaddress.ip_network(region.cidr))
-        if lo <= first and last <= hi:
-            return False
-    return True
-
-
 def peer_ingress(region: RegionPlan) -> list[dict]:
-    """The flows entering the region across the peering (`inter-region` connections from a linked region's range):
-    each source range on its port, for the private subnets' network ACL (AWS)."""
-    rules = set()
-    for c in region.through("inter-region"):
-        if _remote(c, region):
-            rules.update((cidr, c.dest_port) for cidr in c.source.cidrs)
-    return [{"cidr_block": cidr, "port": port} for cidr, port in sorted(rules)]
+    """The private subnets' network ACL entries (AWS) beyond its fixed ones: compiler/ir/network.py
+    private_acl_ingress."""
+    from compiler.ir.network import private_acl_ingress
+    return [{"cidr_block": cidr, "port": port} for cidr, port in private_acl_ingress(region)]
 
 
 def egress_rules(region: RegionPlan) -> dict:

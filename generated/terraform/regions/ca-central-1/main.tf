@@ -53,31 +53,15 @@ module "network" {
   flow_log_retention_days = 365
   peer_ingress = [
     {
-      cidr_block = "10.0.0.0/19"
-      port       = 443
-    },
-    {
-      cidr_block = "10.0.32.0/19"
-      port       = 443
-    },
-    {
-      cidr_block = "10.0.32.0/19"
-      port       = 5432
-    },
-    {
-      cidr_block = "10.0.64.0/19"
+      cidr_block = "10.0.0.0/18"
       port       = 443
     },
     {
       cidr_block = "10.0.64.0/19"
-      port       = 5432
-    },
-    {
-      cidr_block = "10.1.0.0/19"
       port       = 443
     },
     {
-      cidr_block = "10.1.32.0/19"
+      cidr_block = "10.1.0.0/18"
       port       = 443
     },
     {
@@ -85,11 +69,11 @@ module "network" {
       port       = 443
     },
     {
-      cidr_block = "10.3.0.0/19"
-      port       = 443
+      cidr_block = "10.255.0.0/24"
+      port       = 22
     },
     {
-      cidr_block = "10.3.32.0/19"
+      cidr_block = "10.3.0.0/18"
       port       = 443
     },
     {
@@ -97,11 +81,7 @@ module "network" {
       port       = 443
     },
     {
-      cidr_block = "10.4.0.0/19"
-      port       = 443
-    },
-    {
-      cidr_block = "10.4.32.0/19"
+      cidr_block = "10.4.0.0/18"
       port       = 443
     },
     {
@@ -109,11 +89,7 @@ module "network" {
       port       = 443
     },
     {
-      cidr_block = "10.5.0.0/19"
-      port       = 443
-    },
-    {
-      cidr_block = "10.5.32.0/19"
+      cidr_block = "10.5.0.0/18"
       port       = 443
     },
     {

@@ -53,11 +53,7 @@ module "network" {
   flow_log_retention_days = 365
   peer_ingress = [
     {
-      cidr_block = "10.0.0.0/19"
-      port       = 443
-    },
-    {
-      cidr_block = "10.0.32.0/19"
+      cidr_block = "10.0.0.0/18"
       port       = 443
     },
     {
@@ -65,11 +61,7 @@ module "network" {
       port       = 443
     },
     {
-      cidr_block = "10.1.0.0/19"
-      port       = 443
-    },
-    {
-      cidr_block = "10.1.32.0/19"
+      cidr_block = "10.1.0.0/18"
       port       = 443
     },
     {
@@ -77,11 +69,7 @@ module "network" {
       port       = 443
     },
     {
-      cidr_block = "10.2.0.0/19"
-      port       = 443
-    },
-    {
-      cidr_block = "10.2.32.0/19"
+      cidr_block = "10.2.0.0/18"
       port       = 443
     },
     {
@@ -89,11 +77,11 @@ module "network" {
       port       = 443
     },
     {
-      cidr_block = "10.3.0.0/19"
-      port       = 443
+      cidr_block = "10.255.0.0/24"
+      port       = 22
     },
     {
-      cidr_block = "10.3.32.0/19"
+      cidr_block = "10.3.0.0/18"
       port       = 443
     },
     {
@@ -101,24 +89,12 @@ module "network" {
       port       = 443
     },
     {
-      cidr_block = "10.4.0.0/19"
-      port       = 443
-    },
-    {
-      cidr_block = "10.4.32.0/19"
-      port       = 443
-    },
-    {
-      cidr_block = "10.4.32.0/19"
-      port       = 5432
-    },
-    {
-      cidr_block = "10.4.64.0/19"
+      cidr_block = "10.4.0.0/18"
       port       = 443
     },
     {
       cidr_block = "10.4.64.0/19"
-      port       = 5432
+      port       = 443
     },
   ]
 }

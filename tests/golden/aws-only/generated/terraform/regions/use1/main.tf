@@ -53,16 +53,8 @@ module "network" {
   flow_log_retention_days = 365
   peer_ingress = [
     {
-      cidr_block = "10.21.0.0/19"
+      cidr_block = "10.21.0.0/18"
       port       = 443
-    },
-    {
-      cidr_block = "10.21.32.0/19"
-      port       = 443
-    },
-    {
-      cidr_block = "10.21.32.0/19"
-      port       = 5432
     },
     {
       cidr_block = "10.21.64.0/19"

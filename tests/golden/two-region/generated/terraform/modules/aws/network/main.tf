@@ -145,8 +145,9 @@ resource "aws_network_acl" "private" {
     to_port    = 65535
   }
 
-  # The flows that cross the inter-region network into this region (compiler/wiring.py), each from its
-  # peer region's range on its port (the security groups then admit exactly their sources).
+  # The flows that enter from outside the VPC to a port below the ephemeral range (compiler/ir/network.py
+  # private_acl_ingress): the peer regions' across the peering, the administrators' to the bastion. Each from its
+  # range on its port; the security groups then admit exactly their sources.
   dynamic "ingress" {
     for_each = var.peer_ingress
 
