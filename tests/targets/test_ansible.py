@@ -342,7 +342,7 @@ def test_redis_includes_load_with_the_data_tier_redis_conf(reference_tree, tmp_p
 
 
 def test_postgresql_passwords_and_passfile_work_on_a_real_server(reference_tree):
-    """The role's ALTER ROLE script (rendered by Ansible's templar, fed on stdin as its handler does)
+    """The role's ALTER ROLE script (rendered by Ansible's templar, fed on stdin as its task does)
     sets passwords full of quote characters exactly, and skips a role setup.psql did not create; the
     passfile the role writes logs the replication user in over the replication protocol."""
     from tests.targets.test_datastores_support import (AS_POSTGRES, PGBIN, PgCluster, chown_tree, make_tls,
@@ -426,7 +426,7 @@ OTHERS_QUERYIDS = ("SELECT count(*) FROM pg_stat_statements WHERE queryid IS NOT
 
 def test_postgres_exporter_logs_in_with_its_passfile_and_reads_only_statistics(reference_tree):
     """The role's SQL (rendered by Ansible's templar with a password full of quote characters, fed on
-    stdin twice, as its handler does) makes a pg_monitor role that is nothing more; with the data tier's
+    stdin twice, as its task does) makes a pg_monitor role that is nothing more; with the data tier's
     pg_hba.conf, the passfile the role writes logs it in over the local socket (libpq, as lib/pq in the
     exporter reads PGPASSFILE), and it can run every query the alerts' metrics come from."""
     from tests.targets.test_datastores_support import AS_POSTGRES, PGBIN, PgCluster, chown_tree, make_tls, private_dir, \

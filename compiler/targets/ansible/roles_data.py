@@ -10,7 +10,7 @@ name come from the data-tier modules' own constants, so both targets always agre
 from __future__ import annotations
 
 from compiler.ir import names
-from compiler.targets.ansible import roles_internal_ca
+from compiler.targets.ansible import leader_sql, roles_internal_ca
 from compiler.targets.ansible.role import (Role, apt, copy, expr, repository, service, services_ready_var,
                                             systemd_dropin, task,
                                             template, when_ready)
@@ -23,6 +23,7 @@ PLATFORM_SOURCE_DIR = "{{ playbook_dir | dirname }}/datastores"
 # staged in the same layout as generated/datastores/ (<setup dir>/<region>/ and <setup dir>/shards.sql)
 SETUP_FILES = ["setup.psql", "extensions.sql", "pgbouncer-auth.sql"]
 PLATFORM_SETUP_FILES = ["shards.sql"]
+SETUP_RECORD = "postgresql"  # its row in the cluster's platformc.applied (leader_sql)
 
 
 def source(role: str, name: str) -> str:
@@ -42,13 +43,12 @@ def include_tls(directory: str, owner: str, group: str, key_mode: str = "0600", 
 
 
 def _patronictl(name: str, argv: list, role: str, **kw) -> dict:
-    return _as_postgres(name, ["patronictl", "-c", "{{ postgresql_patroni_config }}", *argv, "--force"],
-                        changed_when=True, throttle=1, when=when_ready(role), **kw)
-
-
-def _as_postgres(name: str, argv: list, **kw) -> dict:
-    return task(name, "ansible.builtin.command", {"argv": argv, **kw.pop("args", {})}, become=True,
-                become_user="postgres", **kw)
+    """Only where Patroni already runs this member's PostgreSQL: patronictl fails ("No any among provided members")
+    for a member Patroni has not registered in the DCS yet, which it does on its first HA cycle, after its REST API
+    answers; and a PostgreSQL Patroni has yet to start (bootstrap, a replica being copied) reads the new files then."""
+    return leader_sql.as_postgres(name, ["patronictl", "-c", "{{ postgresql_patroni_config }}", *argv, "--force"],
+                                  changed_when=True, throttle=1,
+                                  when=[when_ready(role), "postgresql_runs_under_patroni"], **kw)
 
 
 # ---------------------------------------------------------------- postgresql
@@ -114,7 +114,7 @@ def _pg_config() -> list:
 
 
 def _pg_setup() -> list:
-    """The data tier's SQL, staged on every member (any may lead); the handlers apply it on the leader only."""
+    """The data tier's SQL, staged on every member (any may lead); tasks/leader.yml applies it on the leader."""
     r = "postgresql"
     return [
         task("Create the directories for the data tier's SQL", "ansible.builtin.file",
@@ -124,16 +124,31 @@ def _pg_setup() -> list:
         copy("Stage the data tier's setup.psql and the region's SQL it includes",
              "{{ postgresql_setup_dir }}/{{ platformc_region }}/{{ postgresql_sql_file }}",
              mode="0640", owner="postgres", group="postgres", src=source(r, "{{ postgresql_sql_file }}"),
-             loop=SETUP_FILES, loop_control={"loop_var": "postgresql_sql_file"},
-             notify="Create the shard databases, extensions and roles"),
+             loop=SETUP_FILES, loop_control={"loop_var": "postgresql_sql_file"}),
         copy("Stage the platform's routing table, which setup.psql includes as ../shards.sql",
              "{{ postgresql_setup_dir }}/{{ postgresql_sql_file }}",
              mode="0640", owner="postgres", group="postgres", src="{{ postgresql_platform_source_dir }}/{{ postgresql_sql_file }}",
-             loop=PLATFORM_SETUP_FILES, loop_control={"loop_var": "postgresql_sql_file"},
-             notify="Create the shard databases, extensions and roles"),
-        copy("Record the fingerprints of the role passwords", "{{ postgresql_setup_dir }}/passwords.sha256",
-             mode="0600", owner="postgres", group="postgres", content="{{ postgresql_password_fingerprints }}",
-             notify="Set the PostgreSQL role passwords", diff=False),
+             loop=PLATFORM_SETUP_FILES, loop_control={"loop_var": "postgresql_sql_file"}),
+    ]
+
+
+def _pg_leader() -> list:
+    """After the patroni role (the play's post_tasks: Patroni runs, and the restarts the roles notified are done).
+    setup.psql and the passwords on the leader, whenever what the cluster recorded is not what this run stages;
+    both are safe to run again (setup.psql's steps are idempotent, ALTER ROLE ... PASSWORD sets the same value)."""
+    r = "postgresql"
+    leads = [when_ready(r), "postgresql_leader == inventory_hostname"]
+    stale = [*leads, leader_sql.stale("postgresql_applied", "postgresql_setup_fingerprint")]
+    return [
+        leader_sql.wait_for_leader("postgresql_cluster", "postgresql_leader", when_ready(r)),
+        leader_sql.read_applied("Read the fingerprint of the data tier's SQL the cluster last applied", SETUP_RECORD,
+                                "postgresql_applied", leads),
+        leader_sql.as_postgres("Create the shard databases, extensions and roles",
+                               [*leader_sql.psql(), "-f", "{{ postgresql_setup_dir }}/{{ platformc_region }}/setup.psql"],
+                               changed_when=True, when=stale),
+        leader_sql.as_postgres("Set the PostgreSQL role passwords and record what was applied", leader_sql.psql(),
+                               args={"stdin": "{{ postgresql_roles_sql }}{{ postgresql_record_sql }}"}, no_log=True,
+                               changed_when=True, when=stale),
     ]
 
 
@@ -176,12 +191,18 @@ def postgresql() -> Role:
             "postgresql_packages": expr(
                 "['postgresql-' ~ postgresql_version, 'postgresql-client-' ~ postgresql_version]",
                 "+ (postgresql_extensions | map('extract', postgresql_extension_packages) | flatten)"),
-            # A changed password (a rotation) changes this file, which runs the ALTER ROLEs again.
-            "postgresql_password_fingerprints": expr(
-                "([postgresql_admin_password, postgresql_replication_password, postgresql_pgbouncer_auth_password]",
-                "+ (postgresql_service_roles | map(attribute='password') | list))",
-                "| map('regex_replace', '^', inventory_hostname) | map('hash', 'sha256') | join('\\n')"),
             "postgresql_roles_sql": ROLES_SQL,
+            # What this run stages: the SQL files as the controller has them (the copies above are the same bytes)
+            # and the password script, so a rotation applies too. One hash over every password at once, kept where
+            # only superusers read: it could not confirm a guess of any one of them.
+            "postgresql_setup_fingerprint": expr(
+                "([",
+                *[f"lookup('ansible.builtin.file', postgresql_source_dir ~ '/{f}')," for f in SETUP_FILES],
+                *[f"lookup('ansible.builtin.file', postgresql_platform_source_dir ~ '/{f}')," for f in PLATFORM_SETUP_FILES],
+                "postgresql_roles_sql] | join('\\n') | hash('sha256'))"),
+            "postgresql_record_sql": leader_sql.record_sql(SETUP_RECORD, "postgresql_setup_fingerprint"),
+            "postgresql_leader": leader_sql.leader_var("postgresql_cluster"),
+            "postgresql_runs_under_patroni": leader_sql.member_running_var("postgresql_member"),
             # the Patroni instances of this host, each serving the certificate in postgresql_tls_dir: the region's
             # member and each DR standby cluster it runs (the patroni role's units)
             "postgresql_patroni_units": expr(
@@ -195,27 +216,17 @@ def postgresql() -> Role:
                 *_pg_config(),
                 *_pg_setup(),
             ],
+            "leader": _pg_leader(),
         },
         handlers=[
             # Patroni runs PostgreSQL: a changed file is applied through it, a member at a time; a setting that
             # needs a restart restarts only the members that flag it (`--pending`), a new certificate needs a reload
+            leader_sql.ask_cluster("Ask Patroni whether it runs this member's PostgreSQL", "postgresql_member",
+                                   listen=["Restart PostgreSQL", "Reload PostgreSQL", TOPIC], when=when_ready(r)),
             _patronictl("Restart PostgreSQL", ["restart", "{{ patroni_scope }}", "{{ inventory_hostname }}", "--pending"],
                         r),
             _patronictl("Reload PostgreSQL", ["reload", "{{ patroni_scope }}", "{{ inventory_hostname }}"], r,
                         listen=TOPIC),
-            task("Ask Patroni whether this member leads", "ansible.builtin.uri",
-                 {"url": "https://{{ ansible_host }}:{{ patroni_config.restapi.connect_address.split(':')[-1] }}/primary",
-                  "ca_path": "{{ postgresql_tls_dir }}/ca.crt", "status_code": [200, 503]},
-                 register="postgresql_leader", listen=["Create the shard databases, extensions and roles",
-                                                       "Set the PostgreSQL role passwords"],
-                 when=when_ready(r)),
-            _as_postgres("Create the shard databases, extensions and roles",
-                         ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres",
-                          "-f", "{{ postgresql_setup_dir }}/{{ platformc_region }}/setup.psql"], changed_when=True,
-                         when=[when_ready(r), "postgresql_leader.status == 200"]),
-            _as_postgres("Set the PostgreSQL role passwords", ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"],
-                         args={"stdin": "{{ postgresql_roles_sql }}"}, no_log=True, changed_when=True,
-                         when=[when_ready(r), "postgresql_leader.status == 200"]),
         ],
     )
 

@@ -20,12 +20,14 @@ node of its cluster, like the redis role's admin secret, and never leaves the no
 from __future__ import annotations
 
 from compiler.ir import names
+from compiler.targets.ansible import leader_sql
 from compiler.targets.ansible.role import Role, expr, task, template, when_ready
 from compiler.targets.ansible.roles_data import SOURCE_DIR
 from compiler.targets.ansible.roles_redis import ADMIN_DIR as REDIS_ADMIN_DIR
 
 from compiler.ir.names import POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT  # noqa: E402
 
+MONITORING_RECORD = "postgres_exporter"  # its row in the cluster's platformc.applied (leader_sql)
 # Release pins: version and the SHA-256 of each architecture's tarball (as in the release's sha256sums.txt).
 POSTGRES_EXPORTER_RELEASE = {
     "version": "0.18.1",
@@ -153,7 +155,7 @@ def _sql_literal(var: str) -> str:
     return "'{{ " + var + " | replace(\"'\", \"''\") }}'"
 
 
-# Applied on the primary as the postgres superuser (stdin, nothing logged); the replicas get the
+# Applied on the Patroni leader as the postgres superuser (stdin, nothing logged); the replicas get the
 # role by replication. Every statement is safe to run again.
 POSTGRES_EXPORTER_SQL = "\n".join([
     "SET log_statement = 'none';",
@@ -173,10 +175,26 @@ POSTGRES_EXPORTER_SQL = "\n".join([
 ])
 
 
+def _monitoring_role(r: str) -> list:
+    """The role's SQL on whichever member leads now (never a fixed host: after a failover that one is a read-only
+    replica), whenever the cluster's record of it is not this run's SQL (a new secret, a changed statement)."""
+    ready = [when_ready(r), "postgres_exporter_secret is not skipped"]
+    leads = [*ready, "postgres_exporter_leader == inventory_hostname"]
+    return [
+        leader_sql.wait_for_leader("postgres_exporter_cluster", "postgres_exporter_leader", ready),
+        leader_sql.read_applied("Read the fingerprint of the monitoring role's SQL the cluster last applied",
+                                MONITORING_RECORD, "postgres_exporter_applied", leads),
+        leader_sql.as_postgres("Create the monitoring role and record it", leader_sql.psql("{{ postgres_exporter_database }}"),
+                               args={"stdin": "{{ postgres_exporter_role_sql }}{{ postgres_exporter_record_sql }}"},
+                               no_log=True, changed_when=True,
+                               when=[*leads, leader_sql.stale("postgres_exporter_applied", "postgres_exporter_role_fingerprint")]),
+    ]
+
+
 def postgres_exporter() -> Role:
     r = "postgres_exporter"
-    primary = "{{ groups['postgres_primary'][0] }}"
-    on_primary = "inventory_hostname in groups['postgres_primary']"
+    # where the secret is made and kept (a file, not the database: any member will do, as long as it is always the same)
+    first = "{{ groups['postgres_primary'][0] }}"
     return Role(
         name=r,
         description=(f"postgres_exporter (pinned release, port {POSTGRES_EXPORTER_PORT}) reading PostgreSQL as a "
@@ -196,28 +214,21 @@ def postgres_exporter() -> Role:
             "postgres_exporter_passfile": "{{ postgres_exporter_conf_dir }}/pgpass",
             "postgres_exporter_collectors": "{{ ['stat_statements'] if postgres_exporter_stat_statements else [] }}",
             "postgres_exporter_role_sql": POSTGRES_EXPORTER_SQL,
+            # the SQL with its password: a new secret or a changed statement applies again
+            "postgres_exporter_role_fingerprint": "{{ postgres_exporter_role_sql | hash('sha256') }}",
+            "postgres_exporter_record_sql": leader_sql.record_sql(MONITORING_RECORD, "postgres_exporter_role_fingerprint"),
+            "postgres_exporter_leader": leader_sql.leader_var("postgres_exporter_cluster"),
         },
         tasks={"main": [
             *_install(r),
-            *_secret(r, primary, "the primary", "{{ postgres_exporter_secret_dir }}"),
+            *_secret(r, first, "the first member", "{{ postgres_exporter_secret_dir }}"),
             template("Write the exporter's passfile", "pgpass.j2", "{{ postgres_exporter_passfile }}", mode="0600",
                      owner="{{ postgres_exporter_user }}", group="{{ postgres_exporter_user }}", no_log=True,
                      diff=False, when=["postgres_exporter_secret is not skipped", when_ready(r)]),
-            # A changed password or SQL changes this file, which runs the SQL again.
-            task("Record the fingerprint of the monitoring role's SQL", "ansible.builtin.copy", {
-                "content": "{{ (inventory_hostname ~ postgres_exporter_role_sql) | hash('sha256') }}\n",
-                "dest": "{{ postgres_exporter_secret_dir }}/role.sha256", "owner": "root", "group": "root",
-                "mode": "0600"}, diff=False, notify="Create the monitoring role",
-                 when=[on_primary, "postgres_exporter_secret is not skipped"]),
+            *_monitoring_role(r),
             *_unit(r),
         ]},
-        handlers=[
-            task("Create the monitoring role", "ansible.builtin.command", {
-                "argv": ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "{{ postgres_exporter_database }}"],
-                "stdin": "{{ postgres_exporter_role_sql }}"}, become=True, become_user="postgres", no_log=True,
-                 changed_when=True, when=[on_primary, when_ready(r)]),
-            _restart(r),
-        ],
+        handlers=[_restart(r)],
     )
 
 

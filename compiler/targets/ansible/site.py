@@ -15,6 +15,8 @@ class Play:
     name: str
     hosts: str
     roles: tuple
+    # after the roles' handlers: work that needs what every role of the play started (Patroni's leader)
+    post_tasks: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,9 @@ PLAYBOOKS = (
     Playbook("etcd.yml", "etcd, Patroni's DCS: three members per region", (
         Play("Run the etcd members", "etcd", ("etcd",)),)),
     Playbook("postgresql.yml", "PostgreSQL under Patroni on every PostgreSQL host (the data volume mounted first)", (
-        Play("Configure PostgreSQL and Patroni", "postgres", (_disk("/var/lib/postgresql", "postgres", "0755"), "postgresql", "patroni")),)),
+        Play("Configure PostgreSQL and Patroni", "postgres", (_disk("/var/lib/postgresql", "postgres", "0755"), "postgresql", "patroni"),
+             ({"name": "Apply the data tier's SQL on the Patroni leader",
+               "ansible.builtin.import_role": {"name": "postgresql", "tasks_from": "leader"}},)),)),
     Playbook("postgres_exporter.yml", "postgres_exporter on the PostgreSQL servers (the data-tier alerts read it)", (
         Play("Run postgres_exporter on the PostgreSQL servers", "postgres", ("postgres_exporter",)),)),
     Playbook("pgbouncer.yml", "PgBouncer in front of the primary", (
@@ -62,7 +66,8 @@ def yaml_header(spec: str) -> str:
 
 
 def playbook_data(pb: Playbook) -> list:
-    return [{"name": p.name, "hosts": p.hosts, "become": True, "gather_facts": True, "roles": list(p.roles)}
+    return [{"name": p.name, "hosts": p.hosts, "become": True, "gather_facts": True, "roles": list(p.roles),
+             **({"post_tasks": list(p.post_tasks)} if p.post_tasks else {})}
             for p in pb.plays]
 
 
