@@ -340,3 +340,17 @@ def test_the_regional_waf_judges_the_viewer_not_cloudfront(compiled):
             if r.cloud == "aws":
                 waf = _module(files, r.name, "waf")
                 assert waf["client_address_header"], (case, r.name)  # the header the CDN writes
+
+
+def test_the_aws_docs_say_to_create_the_role_the_key_policy_names(compiled):
+    """The region's KMS key policy names Auto Scaling's service-linked role, which exists only once an Auto Scaling
+    group ever has in the account: KMS refuses a policy naming a missing principal, so a fresh account's first apply
+    stops at the key unless the role is created first."""
+    from compiler.targets.terraform import docs
+    for case in _cases_with(compiled, "aws"):
+        plan, files = compiled[case]
+        assert "AWSServiceRoleForAutoScaling" in files["terraform/modules/aws/kms/main.tf"]
+        for r in plan.regions:
+            if r.cloud == "aws":
+                text = docs.section(plan, r)
+                assert "aws iam create-service-linked-role --aws-service-name autoscaling.amazonaws.com" in text, r.name

@@ -57,6 +57,13 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
     """`peers`: V.peerings(plan, region), which section() has at hand (one pass over the linked regions, not two)."""
     partner = plan.region(region.dr_partner)
     notes = []
+    if region.cloud == "aws":
+        notes.append("A fresh account: create Auto Scaling's service-linked role before the first apply "
+                     "(`aws iam create-service-linked-role --aws-service-name autoscaling.amazonaws.com`; an account "
+                     "that ever ran an Auto Scaling group has it). The region's KMS key policy names it, since Auto "
+                     "Scaling creates the node groups' encrypted volumes, and KMS refuses a key policy naming a "
+                     "principal that does not exist (MalformedPolicyDocumentException), which would stop the apply "
+                     "at its first resource.")
     if region.cloud == "aws" and any(not p["args"]["requester"] for p in peers):
         first = [p["region"] for p in peers if not p["args"]["requester"]]
         notes.append(f"Apply {', '.join(first)} before this root: each requested the peering with this region (the "
