@@ -354,3 +354,33 @@ def test_the_aws_docs_say_to_create_the_role_the_key_policy_names(compiled):
             if r.cloud == "aws":
                 text = docs.section(plan, r)
                 assert "aws iam create-service-linked-role --aws-service-name autoscaling.amazonaws.com" in text, r.name
+
+
+def test_gcp_and_azure_rate_limits_count_viewers_not_cdn_edges(compiled):
+    """Behind the CDN every viewer of one CDN edge connects from that edge's address: a per-address rate limit on the
+    regional WAF put them all in one bucket, and one busy edge's viewers were blocked (Azure) or banned for five
+    minutes (Cloud Armor) together. Cloud Armor keys on the header the CDN overwrites with the viewer's address;
+    an Application Gateway WAF can group only by X-Forwarded-For, to which the edge appends the viewer."""
+    from compiler.ir.names import CLIENT_ADDRESS_HEADER
+    checked = set()
+    for case in _cases_with(compiled, "gcp"):
+        plan, files = compiled[case]
+        armor = resources(_hcl(files["terraform/modules/gcp/waf/main.tf"]), "google_compute_security_policy")["this"]
+        limits = [r["rate_limit_options"][0] for r in armor["rule"] if "rate_limit_options" in r]
+        assert limits and all('"HTTP_HEADER"' in o["enforce_on_key"] for o in limits)
+        assert all("var.client_address_header" in o["enforce_on_key_name"] for o in limits)
+        for r in plan.regions:
+            if r.cloud == "gcp":
+                assert _module(files, r.name, "waf")["client_address_header"] == CLIENT_ADDRESS_HEADER
+                checked.add("gcp")
+    for case in _cases_with(compiled, "azure"):
+        plan, files = compiled[case]
+        policy = resources(_hcl(files["terraform/modules/azure/waf/main.tf"]),
+                           "azurerm_web_application_firewall_policy")["this"]
+        rate = [c for c in policy["custom_rules"] if c.get("rule_type") == "RateLimitRule"]
+        assert rate and all("ClientAddrXFFHeader" in c["group_rate_limit_by"] for c in rate)
+        for r in plan.regions:
+            if r.cloud == "azure":
+                assert _module(files, r.name, "waf")["behind_cdn"] is True
+                checked.add("azure")
+    assert checked == {"gcp", "azure"}

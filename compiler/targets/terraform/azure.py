@@ -150,7 +150,8 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
                        "postgres_endpoints": postgres_endpoints(region),
                        # the internal gateway's private DNS record, beside its zone (home-region routing)
                        "internal_gateway": gateway},
-        "waf": waf(plan),
+        # behind the CDN, whose edges connect on the viewers' behalf (the global root)
+        "waf": {**waf(plan), "behind_cdn": True},
         "load_balancer": {
             "zones": zones,
             "public_zone": plan.spec.organization.domain,

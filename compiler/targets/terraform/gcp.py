@@ -10,6 +10,7 @@ from compiler.targets.terraform import identity as _identity
 from compiler.ir.data_access import redis_users
 from compiler.ir.edge import lb_target_name
 from compiler.ir.identity import parse_ref
+from compiler.ir.names import CLIENT_ADDRESS_HEADER
 from compiler.formats.hcl import Raw
 from compiler.targets.terraform.common import classify_cron
 from compiler.targets.terraform.values import (backups, budget, hosts, ingress_rules, lb_hostnames, managed,
@@ -123,7 +124,9 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
         },
         "data_hosts": {"hosts": host_map, "internal_domain": region.internal_domain,
                        "postgres_endpoints": postgres_endpoints(region)},
-        "waf": {**waf(plan), "ddos_protection": plan.spec.edge.ddos_protection},
+        # behind the CDN: the client is the address the CDN writes into this header (compiler/ir/names.py)
+        "waf": {**waf(plan), "ddos_protection": plan.spec.edge.ddos_protection,
+                "client_address_header": CLIENT_ADDRESS_HEADER},
         "load_balancer": {
             "zones": [z.name for z in region.zones],
             "public_zone": plan.spec.organization.domain,

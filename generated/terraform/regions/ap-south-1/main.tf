@@ -503,10 +503,11 @@ module "waf" {
 
   name = local.name
 
-  rate_limit_per_5min = 300000
-  blocked_countries   = ["KP", "IR", "SY", "CU"]
-  managed_rules       = true
-  ddos_protection     = true
+  rate_limit_per_5min   = 300000
+  blocked_countries     = ["KP", "IR", "SY", "CU"]
+  managed_rules         = true
+  ddos_protection       = true
+  client_address_header = "X-Viewer-Address"
 }
 
 module "load_balancer" {

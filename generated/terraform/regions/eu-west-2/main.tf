@@ -119,6 +119,7 @@ module "waf" {
   rate_limit_per_5min = 300000
   blocked_countries   = ["KP", "IR", "SY", "CU"]
   managed_rules       = true
+  behind_cdn          = true
 }
 
 module "load_balancer" {

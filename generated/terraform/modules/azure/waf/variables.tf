@@ -33,3 +33,8 @@ variable "tags" {
   description = "Tags applied to every resource."
   type        = map(string)
 }
+
+variable "behind_cdn" {
+  description = "Whether the gateway sits behind the CDN, whose edges connect on the viewers' behalf: the rate limit then counts per X-Forwarded-For client address, the only forwarded address an Application Gateway WAF groups by."
+  type        = bool
+}

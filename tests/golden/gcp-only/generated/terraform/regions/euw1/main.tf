@@ -462,10 +462,11 @@ module "waf" {
 
   name = local.name
 
-  rate_limit_per_5min = 300000
-  blocked_countries   = []
-  managed_rules       = true
-  ddos_protection     = false
+  rate_limit_per_5min   = 300000
+  blocked_countries     = []
+  managed_rules         = true
+  ddos_protection       = false
+  client_address_header = "X-Viewer-Address"
 }
 
 module "load_balancer" {

@@ -43,7 +43,9 @@ resource "azurerm_web_application_firewall_policy" "this" {
     action               = "Block"
     rate_limit_duration  = "FiveMins"
     rate_limit_threshold = var.rate_limit_per_5min
-    group_rate_limit_by  = "ClientAddr"
+    # Behind the CDN the connecting address is the CDN edge's: grouped by it, every viewer of one busy edge shared a
+    # counter and was blocked together. The edge appends the viewer's address to X-Forwarded-For.
+    group_rate_limit_by = var.behind_cdn ? "ClientAddrXFFHeader" : "ClientAddr"
 
     match_conditions {
       operator     = "IPMatch"

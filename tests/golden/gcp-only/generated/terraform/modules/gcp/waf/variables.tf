@@ -23,3 +23,9 @@ variable "ddos_protection" {
   description = "Enable Adaptive Protection (L7 DDoS defense) - edge.ddos_protection."
   type        = bool
 }
+
+variable "client_address_header" {
+  description = "The header the CDN writes the viewer's address into, when the policy sits behind the CDN (a region's load balancer): the rate limit counts per value of this header; \"\" to count the connecting address (the edge's own policy)."
+  type        = string
+  default     = ""
+}

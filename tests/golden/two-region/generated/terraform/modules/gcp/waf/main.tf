@@ -57,11 +57,15 @@ resource "google_compute_security_policy" "this" {
       }
     }
 
+    # Behind the CDN every viewer of one CDN edge arrives from that edge's address: keyed on the connecting address,
+    # one busy edge's viewers shared a bucket and were banned together. The CDN overwrites var.client_address_header
+    # with the viewer's address on every request; a request without it (a health checker) counts in one bucket.
     rate_limit_options {
-      conform_action   = "allow"
-      exceed_action    = "deny(429)"
-      enforce_on_key   = "IP"
-      ban_duration_sec = 300
+      conform_action      = "allow"
+      exceed_action       = "deny(429)"
+      enforce_on_key      = var.client_address_header == "" ? "IP" : "HTTP_HEADER"
+      enforce_on_key_name = var.client_address_header == "" ? null : var.client_address_header
+      ban_duration_sec    = 300
 
       rate_limit_threshold {
         count        = var.rate_limit_per_5min
