@@ -250,6 +250,13 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
         add(Peer(HOME_EDGE_PEER, "edge"), lb, home_origin_name(region_name, domain), HTTPS_PORT,
             "the CDN sends the requests of franchises homed here to the region's load balancer (home-region routing)",
             "https", ("cdn", "cloud-firewall"), tls=tls_min)
+    # Route 53 health-checks every region's load balancer by its own name (the global root's weighted origin records
+    # follow the checks), at most over TLS 1.2: the listener accepts what arrives (compiler/ir/edge.py)
+    from compiler.ir.edge import ROUTE53_HEALTH_CHECK_MAX_TLS, ROUTE53_HEALTH_CHECKS_PEER, dns_provider
+    if dns_provider(platform) == "route53":
+        add(Peer(ROUTE53_HEALTH_CHECKS_PEER, "health-check"), lb, f"{region_name}.{domain}", HTTPS_PORT,
+            "Route 53's health checkers probe the region's load balancer (the weighted origin records follow them)",
+            "https", ("health-check", "cloud-firewall"), tls=ROUTE53_HEALTH_CHECK_MAX_TLS)
     add(lb, kong, f"{KONG_PROXY_TLS_PORT}", KONG_PROXY_TLS_PORT, "the load balancer forwards to Kong's proxy pods",
         "https", ("cloud-firewall", *np_in), tls=tls_min)
 
@@ -538,6 +545,7 @@ def inter_region_connections(platform: Platform, region, regions: dict, wiring: 
       internal gateway (`kong-forward`: the routing function names it; the NetworkPolicy lets Kong out to it);
       the gateway admits every linked region's Kong (`internal-gateway`) and forwards to this region's Kong."""
     from compiler.ir.network import INTERNAL_GATEWAY_CLOUDS, INTERNAL_GATEWAY_PORT, internal_gateway_name, linked_regions
+    from compiler.ir.edge import NLB_HEALTH_CHECK_MAX_TLS, NLB_HEALTH_CHECKS_PEER
     linked = [regions[n] for n in linked_regions(platform, region.name) if n in regions]
     forwarding = linked if region.cloud in INTERNAL_GATEWAY_CLOUDS else []
     domain = platform.organization.domain
@@ -629,6 +637,11 @@ def inter_region_connections(platform: Platform, region, regions: dict, wiring: 
                 source=gateway, dest=lb, address=f"{region.name}.{domain}", port=HTTPS_PORT, dest_port=HTTPS_PORT,
                 protocol="TCP", app_protocol="https", purpose="the internal gateway passes the forwarded requests to "
                 "the region's load balancer", tls=tls_min, layers=("internal-gateway",)))
+            out.append(Connection(
+                source=dataclasses.replace(gateway, name=NLB_HEALTH_CHECKS_PEER, kind="health-check"), dest=lb,
+                address=f"{region.name}.{domain}", port=HTTPS_PORT, dest_port=HTTPS_PORT, protocol="TCP",
+                app_protocol="https", purpose="the internal gateway's health checks probe the region's load balancer",
+                tls=NLB_HEALTH_CHECK_MAX_TLS, layers=("health-check",)))
         elif region.cloud == "azure":
             # Azure: an internal Standard Load Balancer (AKS, from Kong's internal gateway Service) passes the TCP
             # connections through to Kong's TLS port (TLS end to end to Kong); with externalTrafficPolicy Local the

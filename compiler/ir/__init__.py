@@ -142,7 +142,8 @@ class Peer:
 
     kind: `pods` (Kubernetes workloads: namespace + labels for NetworkPolicies), `hosts` (self-managed VMs:
     host group + FQDNs), `managed` (a cloud datastore endpoint in the VPC), `lb` (the region's cloud load
-    balancer), `edge` (the CDN), `external` (an Internet host, or the clients), `cloud-api` (object storage).
+    balancer), `edge` (the CDN), `health-check` (a cloud's probers of the load balancer: Route 53's, an NLB's),
+    `external` (an Internet host, or the clients), `cloud-api` (object storage).
     cidrs: the source addresses this end's packets carry when they reach a VM or a cloud firewall (pods keep
     their own addresses on GKE; EKS pods take VPC addresses from the node subnets; AKS overlay pods are
     SNATed to their node), or the destination's range for an egress rule.
@@ -168,7 +169,8 @@ class Connection:
     order, every layer that must let the connection through, each emitted from this record:
     `kong` (upstream target), `networkpolicy-egress` / `networkpolicy-ingress`, `istio` (ServiceEntry),
     `cloud-firewall` (security group / VPC firewall / NSG), `nftables` (the host's own firewall),
-    `pg_hba`, `prometheus` (a scrape job).
+    `pg_hba`, `prometheus` (a scrape job), `health-check` (a prober of the load balancer: its TLS is the highest it
+    speaks, which the listener must accept).
     """
 
     source: Peer

@@ -1,9 +1,10 @@
 """The public request path, defined once in the IR for the Terraform, Helm, Kubernetes and Kong targets.
 
-    client -> CDN -> the region's cloud load balancer (Terraform: WAF attached, client TLS ends here with
-    the spec's minimum version) -> Kong's proxy pods over HTTPS on KONG_PROXY_TLS_PORT (Helm: the listener;
-    Kubernetes: how the load balancer finds the pods and the NetworkPolicy letting it in) -> Kong's Istio
-    sidecar (outbound only: canary / blue-green VirtualServices, mTLS) -> the services.
+    client -> CDN -> the region's cloud load balancer (Terraform: WAF attached, the CDN's TLS ends here; the
+    listener's minimum is the lowest any client arriving at it needs: origin_listener_min_tls) -> Kong's proxy
+    pods over HTTPS on KONG_PROXY_TLS_PORT (Helm: the listener; Kubernetes: how the load balancer finds the pods
+    and the NetworkPolicy letting it in) -> Kong's Istio sidecar (outbound only: canary / blue-green
+    VirtualServices, mTLS) -> the services.
 
 The cloud load balancer is the region's only public entry: Kong's proxy Service is ClusterIP and no
 other public LoadBalancer Service exists, so nothing reaches Kong around the WAF (on Azure, the internal
@@ -26,6 +27,34 @@ from __future__ import annotations
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.names import (AGIC_INGRESS_CLASS, AZURE_GATEWAY_CERTIFICATE, AZURE_KONG_TRUSTED_ROOT,  # noqa: F401 (the
                                GCP_FRONT_END_RANGES, GKE_NEG_ANNOTATION, KONG_PROXY_TLS_PORT)  # public path's names)
+
+
+# Health checkers that probe a region's load balancer directly speak older TLS than the CDN does:
+# - Route 53 (API reference, HealthCheckConfig, Type): "If you specify HTTPS for the value of Type, the endpoint must
+#   support TLS v1.0, v1.1, or v1.2."
+# - a Network Load Balancer's HTTPS health checks of its targets (Elastic Load Balancing, "Health checks for Network
+#   Load Balancer target groups"): "its registered targets fail health checks if they support only TLS 1.3."
+# A 1.3-only listener fails every such check: Route 53 then answers with every weighted record (all unhealthy), and a
+# dead region never leaves DNS.
+ROUTE53_HEALTH_CHECK_MAX_TLS = "1.2"
+NLB_HEALTH_CHECK_MAX_TLS = "1.2"
+ROUTE53_HEALTH_CHECKS_PEER = "route53-health-checks"
+NLB_HEALTH_CHECKS_PEER = "internal-gateway-health-checks"
+# The lowest TLS any origin listener accepts, whoever arrives.
+LISTENER_TLS_FLOOR = "1.2"
+TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
+
+
+def lowest_tls(versions) -> str:
+    return min(versions, key=TLS_VERSIONS.index)
+
+
+def origin_listener_min_tls(region: RegionPlan) -> str:
+    """The lowest TLS the region's load balancer listener accepts: the lowest any connection arriving at it needs
+    (the health checkers' 1.2 where they probe it, else the spec's floor), never below LISTENER_TLS_FLOOR."""
+    arriving = [c.tls for c in region.wiring if c.dest.kind == "lb" and c.tls in TLS_VERSIONS]
+    lowest = lowest_tls(arriving) if arriving else region.settings.security.tls_min_version
+    return max(lowest, LISTENER_TLS_FLOOR, key=TLS_VERSIONS.index)
 
 
 def lb_target_name(region: RegionPlan) -> str:

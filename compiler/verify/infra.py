@@ -12,8 +12,13 @@
 - `cdn`: the edge the global root holds (CloudFront, Front Door or Cloud CDN): its viewer TLS minimum meets
   the client hop's floor and it serves the host; its origin (name, port, HTTPS only) is the region's load
   balancer, and the TLS versions the CDN may use to the origin intersect the versions the region's listener
-  accepts, neither end below the floor. Front Door's origins are the regions' own names; CloudFront's and
+  accepts; the CDN's end is not below the floor, the listener admits the CDN's TLS and nothing below the lowest
+  TLS of the connections arriving at it. Front Door's origins are the regions' own names; CloudFront's and
   Cloud CDN's origin is the weighted name origin.<domain>, which must list the region.
+- `health-check`: the health checkers that probe the region's load balancer directly (Route 53's, for the global
+  weighted records; the AWS internal gateway's NLB) are configured to probe it over HTTPS, and its listener accepts
+  the TLS they speak (at most 1.2: compiler/ir/edge.py). The origin listener accepts every arriving connection's TLS
+  and nothing below the lowest of them (never below 1.2): checked for each connection arriving at it.
 - object level: the enforcing CNI is switched on in each region's cluster module (layer `cni`), and the
   CDN sets the client-address header Kong reads (layer `cdn`): a CloudFront Function, a Front Door rule of
   the route's rule set, or the Cloud CDN backend service's custom request header.
@@ -42,16 +47,20 @@ import json
 import re
 from functools import lru_cache
 
+from compiler.ir.edge import LISTENER_TLS_FLOOR, NLB_HEALTH_CHECKS_PEER, ROUTE53_HEALTH_CHECKS_PEER
 from compiler.ir.home_routing import HOME_EDGE_PEER, HOME_ORIGIN_PREFIX, home_origin_id
 from compiler.verify import Broken, Result
 
-LAYERS = ("cloud-firewall", "cdn")
+LAYERS = ("cloud-firewall", "cdn", "health-check")
 CNI_LAYER = "cni"
 
 TF = "terraform"
 GLOBAL_CDN = f"{TF}/global/cdn.tf"
 GLOBAL_MAIN = f"{TF}/global/main.tf"
 CLOUDFRONT_PREFIX_LIST = "com.amazonaws.global.cloudfront.origin-facing"
+ROUTE53_HEALTH_CHECK_RANGES = "route53_healthchecks"  # the service's name in aws_ip_ranges (ip-ranges.json)
+HEALTH_CHECKERS = {ROUTE53_HEALTH_CHECKS_PEER: "Route 53 health checkers",
+                   NLB_HEALTH_CHECKS_PEER: "the internal gateway's health checks"}
 
 VERSIONS = ("ssl3", "1.0", "1.1", "1.2", "1.3")
 
@@ -403,6 +412,7 @@ class _Region:
         self.cloud = tree.region_info(region).get("cloud", "")
         self.tree = tree
         self.tree_region = region
+        self.arriving: tuple = ()  # the connections that end at its load balancer (check() fills it)
 
     def module_file(self, name: str) -> str | None:
         m = self.modules.get(name)
@@ -791,20 +801,39 @@ def _edge_kind(cdn: Block | None) -> str | None:
     return None
 
 
-def _listener_against(reg: _Region, c, floor: str, cdn_versions: set[str], who: str) -> list[Broken]:
-    """The region's origin listener: not below the floor, sharing a version with the CDN, wired to its inputs."""
-    L = "cdn"
-    out = []
+def _listener_floor(reg: _Region) -> str:
+    """The lowest TLS the origin listener may accept: the lowest any connection arriving at it needs, never below
+    LISTENER_TLS_FLOOR (what the compiler sets: compiler/ir/edge.py origin_listener_min_tls)."""
+    needs = [_floor(x.tls) for x in reg.arriving] or [LISTENER_TLS_FLOOR]
+    return max(min(needs, key=VERSIONS.index), LISTENER_TLS_FLOOR, key=VERSIONS.index)
+
+
+def _listener_admits(reg: _Region, c, who: str, L: str) -> list[Broken]:
+    """The origin listener accepts c's TLS and nothing below the lowest TLS of the connections arriving at it."""
     versions, rel, vline = _origin_versions(reg)
     if not versions:
-        out.append(Broken(rel, vline, L, c.id, "the origin listener's TLS policy is unknown"))
-    else:
-        lowest = min(versions, key=VERSIONS.index)
-        if VERSIONS.index(lowest) < VERSIONS.index(floor):
-            out.append(Broken(rel, vline, L, c.id, f"the origin listener accepts TLS {lowest}, below {floor}"))
-        if not versions & cdn_versions:
-            out.append(Broken(rel, vline, L, c.id, f"{who} ({', '.join(sorted(cdn_versions))}) and the origin listener "
-                                                   f"({', '.join(sorted(versions))}) share no TLS version"))
+        return [Broken(rel, vline, L, c.id, "the origin listener's TLS policy is unknown")]
+    out = []
+    floor, need = _listener_floor(reg), _floor(c.tls)
+    lowest = min(versions, key=VERSIONS.index)
+    if VERSIONS.index(lowest) < VERSIONS.index(floor):
+        out.append(Broken(rel, vline, L, c.id, f"the origin listener accepts TLS {lowest}, below {floor} "
+                                               "(the lowest TLS of the connections arriving at it)"))
+    if need not in versions:
+        out.append(Broken(rel, vline, L, c.id, f"{who} cannot connect over TLS {need}: the origin listener accepts "
+                                               f"TLS {', '.join(sorted(versions, key=VERSIONS.index))} only"))
+    return out
+
+
+def _listener_against(reg: _Region, c, cdn_versions: set[str], who: str) -> list[Broken]:
+    """The region's origin listener: admitting the CDN's TLS and no lower than its clients need, sharing a version
+    with the CDN, wired to its inputs."""
+    L = "cdn"
+    out = _listener_admits(reg, c, who, L)
+    versions, rel, vline = _origin_versions(reg)
+    if versions and not versions & cdn_versions:
+        out.append(Broken(rel, vline, L, c.id, f"{who} ({', '.join(sorted(cdn_versions))}) and the origin listener "
+                                               f"({', '.join(sorted(versions))}) share no TLS version"))
     out += [Broken(f, ln, L, c.id, msg) for f, ln, msg in _origin_module_wired(reg)]
     return out
 
@@ -821,7 +850,7 @@ def _check_front_door(cdn: Block, loc, reg: _Region, c) -> list[Broken]:
     if route is None:
         return [Broken(GLOBAL_CDN, 0, L, c.id, "no Front Door route")]
     if c.source.name == HOME_EDGE_PEER:
-        return _check_front_door_home(cdn, loc, route, reg, c) + _listener_against(reg, c, floor, FRONT_DOOR_ORIGIN, "Front Door")
+        return _check_front_door_home(cdn, loc, route, reg, c) + _listener_against(reg, c, FRONT_DOOR_ORIGIN, "Front Door")
     if c.source.kind == "external":  # clients -> Front Door: the custom domains of the route
         dom = _resource(cdn, "azurerm_cdn_frontdoor_custom_domain")
         if dom is None or f"azurerm_cdn_frontdoor_custom_domain.{dom.labels[1]}" not in _norm(route.get("cdn_frontdoor_custom_domain_ids")):
@@ -853,7 +882,7 @@ def _check_front_door(cdn: Block, loc, reg: _Region, c) -> list[Broken]:
                           "Front Door does not check the origin's certificate name"))
     if origin.get("enabled") is False or not isinstance(entry.get("weight"), int) or entry["weight"] < 1:
         out.append(Broken(GLOBAL_MAIN, 0, L, c.id, f"the origin {c.address} takes no traffic (disabled or weight below 1)"))
-    return out + _listener_against(reg, c, floor, FRONT_DOOR_ORIGIN, "Front Door")
+    return out + _listener_against(reg, c, FRONT_DOOR_ORIGIN, "Front Door")
 
 
 def _home_target(kind: str, region: str) -> str:
@@ -954,8 +983,7 @@ def _check_cloud_cdn(tree, cdn: Block, loc, reg: _Region, c) -> list[Broken]:
     bs = next(b for b in cdn.blocks if b.type == "resource" and b.labels[0] == "google_compute_backend_service"
               and b.get("enable_cdn") is True)
     if c.source.name == HOME_EDGE_PEER:
-        return _check_cloud_cdn_home(cdn, loc, bs, reg, c) + _listener_against(reg, c, floor, GOOGLE_ORIGIN,
-                                                                               "Google's load balancer")
+        return _check_cloud_cdn_home(cdn, loc, bs, reg, c) + _listener_against(reg, c, GOOGLE_ORIGIN, "Google's load balancer")
     if c.source.kind == "external":  # clients -> the edge load balancer
         proxy = _resource(cdn, "google_compute_target_https_proxy")
         pol = _resource(cdn, "google_compute_ssl_policy")
@@ -1010,7 +1038,7 @@ def _check_cloud_cdn(tree, cdn: Block, loc, reg: _Region, c) -> list[Broken]:
                     _norm(fr.get("ip_address")) != f"data.google_compute_global_address.{data.labels[1]}.id":
                 out.append(Broken(rel or reg.rel, fr.line if fr else 0, L, c.id,
                                   "the load balancer does not listen on the address the global root reserves for it"))
-    return out + _listener_against(reg, c, floor, GOOGLE_ORIGIN, "Google's load balancer")
+    return out + _listener_against(reg, c, GOOGLE_ORIGIN, "Google's load balancer")
 
 
 def _check_cdn(tree, reg: _Region, c) -> list[Broken]:
@@ -1056,7 +1084,7 @@ def _check_cdn(tree, reg: _Region, c) -> list[Broken]:
         out.append(Broken(GLOBAL_CDN, line, L, c.id, "origin_ssl_protocols names no protocol CloudFront knows"))
     if low:
         out.append(Broken(GLOBAL_CDN, line, L, c.id, f"CloudFront may fall back to {low[0]} to the origin, below {cf_floor}"))
-    return out + _listener_against(reg, c, floor, cf, "CloudFront")
+    return out + _listener_against(reg, c, cf, "CloudFront")
 
 
 def _viewer_request_code(cdn: Block, dist: Block) -> tuple[str, int]:
@@ -1160,6 +1188,67 @@ def _check_client_address(tree, region: str) -> Result:
     return res
 
 
+# ---------------------------------------------------------------- health-check: probers of the load balancer
+
+def _check_health_check(tree, reg: _Region, c) -> list[Broken]:
+    """The prober is set up to probe the region's load balancer over HTTPS, and the listener accepts its TLS."""
+    L = "health-check"
+    who = HEALTH_CHECKERS.get(c.source.name)
+    if who is None:
+        return [Broken(reg.rel, 0, L, c.id, f"verify knows no health checker {c.source.name}")]
+    probes = _route53_probes(tree, reg, c) if c.source.name == ROUTE53_HEALTH_CHECKS_PEER else _nlb_probes(reg, c)
+    return probes + _listener_admits(reg, c, who, L)
+
+
+def _route53_probes(tree, reg: _Region, c) -> list[Broken]:
+    L = "health-check"
+    dns = _doc(tree, GLOBAL_DNS)
+    hc = _resource(dns, "aws_route53_health_check")
+    if hc is None or _norm(hc.get("for_each")) != "local.regions" or _norm(hc.get("fqdn")) != "each.value.hostname":
+        return [Broken(GLOBAL_DNS, hc.line if hc else 0, L, c.id, "no Route 53 health check probes each region's name")]
+    out = _home_hostname(_global(tree)[1], reg, c, L)
+    if hc.get("type") != "HTTPS" or hc.get("port") != c.port:
+        out.append(Broken(GLOBAL_DNS, hc.line_of("type"), L, c.id, f"the health checks do not probe HTTPS on {c.port}"))
+    return out
+
+
+def _nlb_probes(reg: _Region, c) -> list[Broken]:
+    L = "health-check"
+    rel, doc = reg.module_doc("load_balancer")
+    tg = _resource(doc, "aws_lb_target_group", "internal_gateway")
+    hc = tg.block("health_check") if tg else None
+    if not hc or hc.get("protocol") != "HTTPS" or tg.get("target_type") != "alb":
+        return [Broken(rel or reg.rel, tg.line if tg else 0, L, c.id,
+                       "the internal gateway's target group does not health-check the load balancer over HTTPS")]
+    return []
+
+
+def _check_health_checks_admitted(reg: _Region, c) -> list[Broken]:
+    """The health checkers reach the listener: on AWS a security group of the ALB admits their published ranges
+    (the internal gateway's NLB by its own group: the internal-gateway layer); elsewhere as the CDN does (Azure's
+    gateway NSG admits the Internet behind CloudFront; Google's front end takes the port)."""
+    if reg.cloud != "aws":
+        return _check_cdn_to_lb(reg, c)
+    if c.source.name != ROUTE53_HEALTH_CHECKS_PEER:
+        return []
+    L = "cloud-firewall"
+    rel, doc = reg.module_doc("load_balancer")
+    lb = _resource(doc, "aws_lb")
+    groups = re.findall(r"aws_security_group\.([A-Za-z0-9_-]+)\.id", _norm(lb.get("security_groups"))) if lb else []
+    ranges = {b.labels[1] for b in (doc.blocks if doc else []) if b.type == "data" and b.labels[0] == "aws_ip_ranges"
+              and ROUTE53_HEALTH_CHECK_RANGES in (b.get("services") or [])}
+    port = reg.modules["load_balancer"].get("listener_port")
+    for g in groups:
+        sg = _resource(doc, "aws_security_group", g)
+        for ing in (sg.all("ingress") if sg else []):
+            m = re.fullmatch(r"data\.aws_ip_ranges\.([A-Za-z0-9_-]+)\.cidr_blocks", _norm(ing.get("cidr_blocks")))
+            on_port = _norm(ing.get("from_port")) == "var.listener_port" and port == c.dest_port
+            if m and m.group(1) in ranges and on_port:
+                return []
+    return [Broken(rel or reg.rel, lb.line if lb else 0, L, c.id,
+                   f"no security group of the ALB admits the {ROUTE53_HEALTH_CHECK_RANGES} ranges on {c.dest_port}")]
+
+
 # ---------------------------------------------------------------- the enforcing CNI
 
 def _check_cni(reg: _Region, region: str) -> Result:
@@ -1194,6 +1283,7 @@ def _check_cni(reg: _Region, region: str) -> Result:
 
 def check(tree, region, connections):
     reg = _Region(tree, region)
+    reg.arriving = tuple(c for c in connections if c.dest.kind == "lb")
     if reg.doc is None:
         for c in connections:
             for layer in LAYERS:  # in a fixed order (a set's varied with the hash seed from run to run)
@@ -1208,6 +1298,8 @@ def check(tree, region, connections):
                 if hosts_state is None:
                     hosts_state = _host_rules(reg)
                 res.broken = _check_hosts(reg, c, hosts_state)
+            elif c.dest.kind == "lb" and c.source.kind == "health-check":
+                res.broken = _check_health_checks_admitted(reg, c)
             elif c.dest.kind == "lb":
                 res.broken = _check_cdn_to_lb(reg, c)
             elif c.source.kind == "lb":
@@ -1215,6 +1307,8 @@ def check(tree, region, connections):
             yield res
         if "cdn" in c.layers:
             yield Result("cdn", c.id, _check_cdn(tree, reg, c))
+        if "health-check" in c.layers:
+            yield Result("health-check", c.id, _check_health_check(tree, reg, c))
     if any(c.dest.kind == "hosts" and "cloud-firewall" in c.layers for c in connections):
         yield Result("cloud-firewall", "", _module_applies_host_rules(reg))
     if any(layer.startswith("networkpolicy") for c in connections for layer in c.layers):

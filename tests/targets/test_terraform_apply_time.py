@@ -384,3 +384,55 @@ def test_gcp_and_azure_rate_limits_count_viewers_not_cdn_edges(compiled):
                 assert _module(files, r.name, "waf")["behind_cdn"] is True
                 checked.add("azure")
     assert checked == {"gcp", "azure"}
+
+
+# What each origin listener setting accepts (Elastic Load Balancing security policies; Application Gateway
+# min_protocol_version; Google SSL policy min_tls_version), for the values the roots may write.
+LISTENER_VERSIONS = {
+    "ELBSecurityPolicy-TLS13-1-3-2021-06": {"1.3"}, "ELBSecurityPolicy-TLS13-1-2-2021-06": {"1.2", "1.3"},
+    "ELBSecurityPolicy-TLS13-1-1-2021-06": {"1.1", "1.2", "1.3"},
+    "TLSv1_3": {"1.3"}, "TLSv1_2": {"1.2", "1.3"}, "TLSv1_1": {"1.1", "1.2", "1.3"}, "TLSv1_0": {"1.0", "1.1", "1.2", "1.3"},
+    "TLS_1_3": {"1.3"}, "TLS_1_2": {"1.2", "1.3"}, "TLS_1_1": {"1.1", "1.2", "1.3"}, "TLS_1_0": {"1.0", "1.1", "1.2", "1.3"},
+}
+
+
+def _listener_versions(files: dict, region) -> set[str]:
+    lb = _module(files, region.name, "load_balancer")
+    return LISTENER_VERSIONS[lb["ssl_policy"] if region.cloud == "aws" else lb["min_tls_version"]]
+
+
+def test_every_listener_the_health_checks_probe_accepts_tls_12(compiled):
+    """Route 53's HTTPS health checks speak TLS 1.0 to 1.2 only (Route 53 API reference, HealthCheckConfig), and an
+    NLB's HTTPS health checks fail targets that support only TLS 1.3 (ELB, target group health checks). Every region's
+    listener accepted TLS 1.3 only: every probe failed, Route 53 answered with every weighted origin record, dead
+    regions included. Each listener they probe accepts 1.2, still 1.3 (CloudFront's), and nothing below 1.2."""
+    probed = 0
+    for case in CASES:
+        plan, files = compiled[case]
+        dns = _hcl(files.get("terraform/global/dns.tf", ""))
+        route53 = resources(dns, "aws_route53_health_check").get("region")
+        for region in plan.regions:
+            nlb = region.cloud == "aws" and _module(files, region.name, "load_balancer").get("internal_gateway")
+            if not route53 and not nlb:
+                continue
+            probed += 1
+            assert _listener_versions(files, region) == {"1.2", "1.3"}, (case, region.name)
+        if route53:
+            assert route53["type"] == "HTTPS" and route53["for_each"] == "${local.regions}", case
+    assert probed >= 14  # the reference's 12 regions and more
+
+
+def test_a_listener_no_health_check_probes_keeps_the_spec_floor(compiled):
+    """Only the health checkers need TLS 1.2: where none probes a listener (Front Door's and Cloud CDN's edges), it
+    keeps the spec's TLS 1.3 floor."""
+    kept = 0
+    for case in CASES:
+        plan, files = compiled[case]
+        if "aws_route53_health_check" in files.get("terraform/global/dns.tf", ""):
+            continue
+        for region in plan.regions:
+            if region.cloud == "aws" or region.settings.security.tls_min_version != "1.3":
+                continue
+            kept += 1
+            assert _listener_versions(files, region) == {"1.3"}, (case, region.name)
+    assert kept >= 4

@@ -16,10 +16,15 @@ from compiler.verify import VerifyError, verify
 from compiler.verify import infra
 from tests.conftest import REPO
 
-LAYERS = {"cloud-firewall", "cdn", infra.CNI_LAYER}
+LAYERS = {*infra.LAYERS, infra.CNI_LAYER}
 AWS = "us-east-1"
 GCP = "ap-southeast-1"  # pods keep their pod-range addresses up to the VMs there
 AZURE = "eu-west-2"
+ROUTE53 = "route53-health-checks"
+NLB = "internal-gateway-health-checks"
+# Every client of the AWS region's origin listener: the CDN's two paths, Route 53's and the internal gateway's probes.
+AWS_LISTENER_CLIENTS = ["cdn->load-balancer:443/tcp", "cdn-home->load-balancer:443/tcp",
+                        f"{ROUTE53}->load-balancer:443/tcp", f"{NLB}->load-balancer:443/tcp"]
 
 
 def _generate(spec: Path, out: Path) -> Path:
@@ -98,8 +103,9 @@ def test_a_region_without_its_root_names_the_layers_in_a_fixed_order(tree):
     rel = f"terraform/regions/{AWS}/main.tf"
     (tree / rel).unlink()
     hits = [b for b in _mine(verify(tree)) if b.file == rel]
-    both = [b.layer for b in hits if b.connection == "cdn->load-balancer:443/tcp"]
-    assert both == list(infra.LAYERS)
+    cdn = [b.layer for b in hits if b.connection == "cdn->load-balancer:443/tcp"]
+    probes = [b.layer for b in hits if b.connection == f"{ROUTE53}->load-balancer:443/tcp"]
+    assert cdn == ["cloud-firewall", "cdn"] and probes == ["cloud-firewall", "health-check"]
     assert all(b.message == "the region has no Terraform root" for b in hits)
 
 
@@ -160,23 +166,67 @@ def test_lowered_origin_protocols_are_named(tree):
 
 
 def test_origin_listener_below_the_floor_is_named(tree):
+    """A listener that accepts TLS 1.1 is below what any of its clients needs (1.2, the health checkers'): named for
+    each connection arriving at it."""
     rel = f"terraform/regions/{AWS}/main.tf"
     path = tree / rel
-    _edit(path, '"ELBSecurityPolicy-TLS13-1-3-2021-06"', '"ELBSecurityPolicy-TLS13-1-2-2021-06"')
-    hits = _hits(verify(tree), rel, "cdn")
-    # the weighted origin's path and the home origin's (home-region routing at the edge) both end at this listener
-    assert [(b.line, b.connection) for b in hits] == [(_line(path, "ssl_policy"), "cdn->load-balancer:443/tcp"),
-                                                      (_line(path, "ssl_policy"), "cdn-home->load-balancer:443/tcp")]
+    _edit(path, '"ELBSecurityPolicy-TLS13-1-2-2021-06"', '"ELBSecurityPolicy-TLS13-1-1-2021-06"')
+    hits = [b for layer in ("cdn", "health-check") for b in _hits(verify(tree), rel, layer)]
+    assert sorted(b.connection for b in hits) == sorted(AWS_LISTENER_CLIENTS), hits
+    assert {b.line for b in hits} == {_line(path, "ssl_policy")}
+    assert all("accepts TLS 1.1, below 1.2" in b.message for b in hits)
+
+
+def test_origin_listener_only_for_tls_13_is_named_for_the_health_checkers(tree):
+    """Route 53's health checkers and the NLB's speak at most TLS 1.2: a TLS 1.3-only listener fails every probe
+    (Route 53 then answers with every region, a dead one too). CloudFront, which speaks 1.3, still connects."""
+    rel = f"terraform/regions/{AWS}/main.tf"
+    path = tree / rel
+    _edit(path, '"ELBSecurityPolicy-TLS13-1-2-2021-06"', '"ELBSecurityPolicy-TLS13-1-3-2021-06"')
+    hits = _hits(verify(tree), rel, "health-check")
+    assert [(b.line, b.connection) for b in hits] == [(_line(path, "ssl_policy"), f"{ROUTE53}->load-balancer:443/tcp"),
+                                                      (_line(path, "ssl_policy"), f"{NLB}->load-balancer:443/tcp")]
+    assert hits[0].message.startswith("Route 53 health checkers cannot connect over TLS 1.2")
+    assert not _hits(verify(tree), rel, "cdn")
+
+
+def test_gcp_origin_listener_only_for_tls_13_is_named_for_route53(tree):
+    """Route 53 health-checks every region, whatever its cloud: a Google SSL policy of TLS 1.3 shuts its probes out."""
+    rel = f"terraform/regions/{GCP}/main.tf"
+    path = tree / rel
+    _edit(path, '"TLS_1_2"', '"TLS_1_3"')
+    hits = _hits(verify(tree), rel, "health-check")
+    assert [(b.line, b.connection) for b in hits] == [(_line(path, "min_tls_version"), f"{ROUTE53}->load-balancer:443/tcp")]
+    assert "cannot connect over TLS 1.2" in hits[0].message
+
+
+def test_route53_health_checks_not_probing_https_are_named(tree):
+    rel = "terraform/global/dns.tf"
+    path = tree / rel
+    _edit(path, 'type              = "HTTPS"', 'type              = "HTTP"')
+    hits = _hits(verify(tree), rel, "health-check")
+    assert {b.connection for b in hits} == {f"{ROUTE53}->load-balancer:443/tcp"} and len(hits) == 12  # every region
+    assert {b.line for b in hits} == {_line(path, 'type              = "HTTP"')}
+
+
+def test_alb_closed_to_the_route53_health_checkers_is_named(tree):
+    rel = "terraform/modules/aws/load_balancer/main.tf"
+    path = tree / rel
+    _edit(path, 'services = ["route53_healthchecks"]', 'services = ["route53"]')
+    hits = _hits(verify(tree), rel, "cloud-firewall")
+    assert {b.connection for b in hits} == {f"{ROUTE53}->load-balancer:443/tcp"} and len(hits) == 6  # AWS regions
+    assert {b.line for b in hits} == {_line(path, 'resource "aws_lb" "this"')}
 
 
 def test_unknown_origin_policy_is_named(tree):
-    """A policy name verify does not know cannot be shown to meet CloudFront and the floor."""
+    """A policy name verify does not know cannot be shown to meet CloudFront, the health checkers and the floor."""
     rel = f"terraform/regions/{AZURE}/main.tf"
     path = tree / rel
-    _edit(path, 'min_tls_version   = "TLSv1_3"', 'min_tls_version   = "TLSv1_7"')
-    hits = _hits(verify(tree), rel, "cdn")
-    assert [b.line for b in hits] == [_line(path, "min_tls_version")] * 2 and all("unknown" in h.message for h in hits)
-    assert {b.connection for b in hits} == {"cdn->load-balancer:443/tcp", "cdn-home->load-balancer:443/tcp"}
+    _edit(path, 'min_tls_version   = "TLSv1_2"', 'min_tls_version   = "TLSv1_7"')
+    hits = [b for layer in ("cdn", "health-check") for b in _hits(verify(tree), rel, layer)]
+    assert [b.line for b in hits] == [_line(path, "min_tls_version")] * 3 and all("unknown" in h.message for h in hits)
+    assert {b.connection for b in hits} == {"cdn->load-balancer:443/tcp", "cdn-home->load-balancer:443/tcp",
+                                            f"{ROUTE53}->load-balancer:443/tcp"}
 
 
 def test_alb_open_around_the_cdn_is_named(tree):

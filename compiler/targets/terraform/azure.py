@@ -8,6 +8,7 @@ import re
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import redis_users
+from compiler.ir.edge import origin_listener_min_tls
 from compiler.ir.wal_archive import replica_container
 from compiler.targets.terraform import identity as _identity
 from compiler.targets.terraform.common import classify_cron, prefix
@@ -109,6 +110,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
     system, pools = _azure_pools(region)
     zones = [z.name for z in region.zones]
     gateway = internal_gateway(plan, region)
+    listener_tls = origin_listener_min_tls(region)
     return {
         "kms": {"key_vault_name": key_vault_name(plan, region), "aks_key_vault_name": aks_key_vault_name(plan, region),
                 "rotation_days": sec.kms_key_rotation_days},
@@ -156,8 +158,9 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "zones": zones,
             "public_zone": plan.spec.organization.domain,
             "hostnames": lb_hostnames(plan, region),
-            "min_tls_version": "TLSv" + sec.tls_min_version.replace(".", "_"),
-            "cipher_suites": AZURE_TLS_12_CIPHERS if sec.tls_min_version == "1.2" else [],
+            # the lowest TLS of what arrives (Route 53's health checks: 1.2), not the spec's floor
+            "min_tls_version": "TLSv" + listener_tls.replace(".", "_"),
+            "cipher_suites": AZURE_TLS_12_CIPHERS if listener_tls == "1.2" else [],
             "target_port": entry["target_port"],
             "health_check_path": plan.spec.edge.dns.health_check_path,
             "min_capacity": AZURE_GATEWAY_CAPACITY[0],

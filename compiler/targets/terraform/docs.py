@@ -11,11 +11,15 @@ from compiler.targets.terraform import azure as _terraform_azure
 from compiler.targets.terraform import gcp as _terraform_gcp
 from compiler.targets.terraform import identity as _terraform_identity
 from compiler.targets.terraform import values as V
-from compiler.ir.edge import dns_cloud, dns_provider
+from compiler.ir.edge import (NLB_HEALTH_CHECKS_PEER, ROUTE53_HEALTH_CHECKS_PEER, cdn_provider, dns_cloud, dns_provider,
+                              origin_listener_min_tls)
 from compiler.ir.home_routing import edge_home_provider, edge_routes_homes, home_origin_id
 from compiler.targets.terraform.common import MODULES, PROVIDERS, prefix
 
 DNS_NAMES = {"route53": "Route 53", "azure_dns": "Azure DNS", "cloud_dns": "Cloud DNS"}
+CDN_NAMES = {"cloudfront": "CloudFront", "front_door": "Front Door", "cloud_cdn": "Cloud CDN"}
+HEALTH_CHECKERS = {ROUTE53_HEALTH_CHECKS_PEER: "Route 53's health checkers",
+                   NLB_HEALTH_CHECKS_PEER: "the internal gateway's NLB health checks"}
 
 SERVICES = {
     "aws": {"network": "VPC", "kubernetes": "EKS", "lb": "Application Load Balancer (ACM certificate)",
@@ -168,6 +172,28 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
     return notes
 
 
+def listener_tls(plan: PlatformPlan, region: RegionPlan) -> str:
+    """The TLS versions the origin listener accepts and why; on AWS, whose security groups name its clients, who it
+    admits (elsewhere the gateway's NSG or Google's front end does not narrow the sources this far)."""
+    cdn = CDN_NAMES[cdn_provider(plan.spec)]
+    arriving = region.connections_to("load-balancer")
+    low, floor = origin_listener_min_tls(region), next(c.tls for c in arriving if c.source.kind == "edge")
+    slow = [HEALTH_CHECKERS[c.source.name] for c in arriving if c.source.name in HEALTH_CHECKERS]
+    text = "TLS 1.3 only" if low == "1.3" else f"TLS {low} and 1.3"
+    if slow and low != floor:
+        text += f" ({_listing(slow)} cannot speak TLS 1.3; {cdn} still connects with TLS {floor})"
+    if region.cloud == "aws":
+        clients = [f"{cdn}'s", *(["Route 53's health checkers'"] * any(c.source.name == ROUTE53_HEALTH_CHECKS_PEER
+                                                                       for c in arriving)),
+                   *(["the internal gateway's"] * any(c.source.kind == "internal-lb" for c in arriving))]
+        text += f"; it admits only {_listing(clients)} addresses"
+    return text
+
+
+def _listing(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def section(plan: PlatformPlan, region: RegionPlan) -> str:
     cloud = region.cloud
     svc = SERVICES[cloud]
@@ -211,7 +237,7 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
          + (f"replicated to `{partner.data_bucket}` / `{partner.backup_bucket}` ({partner.name})"
             if region.replicates_to_dr_partner else "not replicated by Terraform (see notes)")],
         ["load balancer", f"{svc['lb']} for " + ", ".join(f"`{h}`" for h in V.lb_hostnames(plan, region))
-         + f", TLS {s.security.tls_min_version}+ only, forwarding to Kong on port {V.KONG_PROXY_TLS_PORT}; "
+         + f", {listener_tls(plan, region)}, forwarding to Kong on port {V.KONG_PROXY_TLS_PORT}; "
          f"`{region.name}.{domain}` points at it"],
         ["WAF", f"{svc['waf']}: block {', '.join(plan.spec.edge.waf.blocked_countries) or 'no countries'}, "
          f"rate limit {plan.spec.edge.waf.rate_limit_per_5min} requests per IP per 5 minutes"

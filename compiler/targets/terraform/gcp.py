@@ -8,7 +8,7 @@ import math
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.terraform import identity as _identity
 from compiler.ir.data_access import redis_users
-from compiler.ir.edge import lb_target_name
+from compiler.ir.edge import lb_target_name, origin_listener_min_tls
 from compiler.ir.identity import parse_ref
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
 from compiler.formats.hcl import Raw
@@ -132,7 +132,8 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "public_zone": plan.spec.organization.domain,
             "hostnames": lb_hostnames(plan, region),
             "dns_authorizations": dns_authorizations(plan, region),
-            "min_tls_version": "TLS_" + sec.tls_min_version.replace(".", "_"),
+            # the lowest TLS of what arrives (Route 53's health checks: 1.2), not the spec's floor
+            "min_tls_version": "TLS_" + origin_listener_min_tls(region).replace(".", "_"),
             # the NEGs GKE creates from the Kong proxy Service's annotation (helm target)
             "neg_name": lb_target_name(region),
             "health_check_path": plan.spec.edge.dns.health_check_path,

@@ -197,8 +197,8 @@ resource "aws_cloudfront_distribution" "this" {
     # no setting to change (AWS Networking & Content Delivery blog, "Amazon CloudFront: Delivering
     # millisecond performance to global audiences", section "TLS 1.3 to origins"; verified against
     # ALB access logs by Classmethod, dev.classmethod.jp/articles/cloudfront-tls13-origin-support).
-    # The regions' TLS 1.3-only listeners are therefore reached over TLS 1.3; `platformc verify`
-    # checks both ends agree.
+    # The regions' listeners offer TLS 1.3 (and 1.2, for Route 53's health checkers), so CloudFront
+    # reaches them over TLS 1.3; `platformc verify` checks both ends agree.
     custom_origin_config {
       http_port              = 80
       https_port             = 443

@@ -548,7 +548,7 @@ module "load_balancer" {
       create = false
     }
   }
-  min_tls_version       = "TLS_1_3"
+  min_tls_version       = "TLS_1_2"
   neg_name              = "sixfb-ap-northeast-1-kong"
   health_check_path     = "/healthz"
   max_rate_per_endpoint = 8334

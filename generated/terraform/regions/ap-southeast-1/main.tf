@@ -548,7 +548,7 @@ module "load_balancer" {
       create = true
     }
   }
-  min_tls_version       = "TLS_1_3"
+  min_tls_version       = "TLS_1_2"
   neg_name              = "sixfb-ap-southeast-1-kong"
   health_check_path     = "/healthz"
   max_rate_per_endpoint = 11667

@@ -542,7 +542,7 @@ module "load_balancer" {
       create = false
     }
   }
-  min_tls_version       = "TLS_1_3"
+  min_tls_version       = "TLS_1_2"
   neg_name              = "sixfb-ap-southeast-2-kong"
   health_check_path     = "/healthz"
   max_rate_per_endpoint = 3334

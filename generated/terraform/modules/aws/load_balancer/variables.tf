@@ -30,7 +30,7 @@ variable "hostnames" {
 }
 
 variable "ssl_policy" {
-  description = "ELB security policy (TLS 1.3 only when the spec's minimum TLS version is 1.3)."
+  description = "ELB security policy: the lowest TLS of the clients that connect (1.2 where health checks probe it), at least 1.2."
   type        = string
 }
 

@@ -35,7 +35,7 @@ variable "hostnames" {
 }
 
 variable "min_tls_version" {
-  description = "TLSv1_3 or TLSv1_2 (from the spec's minimum TLS version)."
+  description = "TLSv1_3 or TLSv1_2: the lowest TLS of the clients that connect (1.2 where health checks probe it)."
   type        = string
 }
 

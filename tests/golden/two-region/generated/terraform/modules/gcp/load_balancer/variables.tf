@@ -33,7 +33,7 @@ variable "dns_authorizations" {
 }
 
 variable "min_tls_version" {
-  description = "TLS_1_3 or TLS_1_2 (from the spec's minimum TLS version)."
+  description = "TLS_1_3 or TLS_1_2: the lowest TLS of the clients that connect (1.2 where health checks probe it)."
   type        = string
 }
 
