@@ -19,6 +19,7 @@ from compiler.model.base import cpu_millicores, memory_mib
 from compiler.model.platform import Platform, Region, RegionSettings
 from compiler.wiring import addressing, connections
 from compiler.ir import identity
+from compiler.ir.edge import target_group_name
 from compiler.records import Later
 from compiler.ir.data_access import data_access
 
@@ -292,7 +293,8 @@ def resolve_region(platform: Platform, name: str, settings: dict, provenance: di
         provenance=provenance if isinstance(provenance, MappingProxyType) else frozen_map(provenance),
         postgres_ha=ha,
         identities=Later(lambda: identity.identities(region.cloud, platform.clouds[region.cloud].account,
-                                                     cluster, name, s, services, data_bucket, access.get())),
+                                                     cluster, name, s, services, data_bucket, access.get(),
+                                                     target_group_name(cluster))),
         secret_entries=Later(lambda: identity.store_entries(region.cloud, s, access.get(), seen)),
         data_access=access,
     )

@@ -57,10 +57,22 @@ def origin_listener_min_tls(region: RegionPlan) -> str:
     return max(lowest, LISTENER_TLS_FLOOR, key=TLS_VERSIONS.index)
 
 
+# AWS: the namespace label that makes the load balancer controller's pod webhook add a readiness gate to Kong's pods
+# (docs/deploy/pod_readiness_gate.md): a new pod counts as ready only once the target group finds it healthy, so a
+# rollout never drains the old pods before the new ones take traffic.
+POD_READINESS_GATE_LABEL = ("elbv2.k8s.aws/pod-readiness-gate-inject", "enabled")
+
+
 def lb_target_name(region: RegionPlan) -> str:
     """AWS: the target group Kong's pods register in. GCP: the name of the zonal NEGs GKE creates for
     Kong and the backend service references."""
-    return f"{region.cluster_name}-kong"
+    return target_group_name(region.cluster_name)
+
+
+def target_group_name(cluster: str) -> str:
+    """lb_target_name from the cluster's name alone: resolve needs it for the load balancer controller's identity
+    before the RegionPlan exists."""
+    return f"{cluster}-kong"
 
 
 def health_check_path(plan: PlatformPlan) -> str:

@@ -16,7 +16,9 @@ Per region, one `Identity` per Kubernetes ServiceAccount that needs a cloud iden
 - the External Secrets Operator's ServiceAccount: read on exactly the secret-store entries the region's
   cluster is delivered (`aws-sm:` / `gcp-sm:` / `azure-kv:` on the region's own cloud) and, for `vault:`
   references, a Vault JWT auth role (vault_auth_mount) with read on exactly those KV v2 paths;
-- cluster-autoscaler's ServiceAccount on EKS: the node groups of this cluster (tag-scoped).
+- cluster-autoscaler's ServiceAccount on EKS: the node groups of this cluster (tag-scoped);
+- the AWS Load Balancer Controller's ServiceAccount on EKS: registers and deregisters targets in exactly the
+  region's Kong target group (upstream's TargetGroupBinding-only policy subset, the writes scoped to that group).
 
 The cloud identity is an IAM role assumed through IRSA (the cluster's EKS OIDC provider) on AWS, a Google
 service account with a Workload Identity binding `serviceAccount:<project>.svc.id.goog[<ns>/<sa>]` on GCP, and
@@ -37,6 +39,9 @@ from compiler.ir.names import (ALERTMANAGER_RECEIVER_KEYS, EXTERNAL_SECRETS_NAME
 
 CLUSTER_AUTOSCALER = "cluster-autoscaler"  # its ServiceAccount (chart rbac.serviceAccount.name) and owner name
 EXTERNAL_SECRETS = "external-secrets"  # the operator's owner name
+# EKS: its ServiceAccount (chart serviceAccount.name), release and owner name. It only registers Kong's pods in the
+# ALB's target group (TargetGroupBinding): the ALB and its target group are Terraform's.
+AWS_LOAD_BALANCER_CONTROLLER = "aws-load-balancer-controller"
 
 MECHANISM = {"aws": "irsa", "gcp": "gke-workload-identity", "azure": "azure-workload-identity"}
 # The ServiceAccount annotation each cloud's mechanism reads.
@@ -115,6 +120,7 @@ class Identity:
     secrets: tuple[SecretRef, ...] = ()  # cloud secret-store entries read (the region's cloud's scheme)
     vault_paths: tuple[str, ...] = ()  # Vault KV v2 API paths read through the Vault JWT auth role (VAULT_ROLE)
     node_groups: bool = False  # cluster-autoscaler: scale this cluster's node groups
+    target_groups: tuple[str, ...] = ()  # AWS Load Balancer Controller: register targets in these target groups
     redis_user: str = ""  # managed Redis: the cache user it authenticates as (data_access.RedisUser.name)
     redis_cache: str = ""  # ... of this managed cache (data_access.RedisUser.cache)
     search_domain: str = ""  # managed search: the OpenSearch domain it signs requests to (data_access.SearchGrant)
@@ -269,9 +275,10 @@ def data_access_refs(data_access) -> list[str]:
 
 
 def identities(cloud: str, account: str, cluster: str, region: str, settings, services, data_bucket: str,
-               data_access: tuple = ()) -> tuple[Identity, ...]:
+               data_access: tuple = (), target_group: str = "") -> tuple[Identity, ...]:
     """The region's identities: services (by name), then the operators. `data_access` (compiler/ir/data_access.py):
-    each service's datastore credentials, which the operator delivers too."""
+    each service's datastore credentials, which the operator delivers too. `target_group` (AWS): the ALB target group
+    Kong's pods join (compiler/ir/edge.py target_group_name), the load balancer controller's only writable one."""
     out: list[Identity] = []
     # managed Redis users that authenticate as their service's cloud identity
     redis = {a.redis_user.identity: a.redis_user for a in data_access if a.redis_user and a.redis_user.identity}
@@ -312,6 +319,11 @@ def identities(cloud: str, account: str, cluster: str, region: str, settings, se
                             **_cloud_identity(cloud, account, cluster, region, CLUSTER_AUTOSCALER, SYSTEM_NAMESPACE,
                                               CLUSTER_AUTOSCALER),
                             node_groups=True))
+        out.append(Identity(owner=AWS_LOAD_BALANCER_CONTROLLER, kind="operator", namespace=SYSTEM_NAMESPACE,
+                            service_account=AWS_LOAD_BALANCER_CONTROLLER, cloud=cloud,
+                            **_cloud_identity(cloud, account, cluster, region, AWS_LOAD_BALANCER_CONTROLLER,
+                                              SYSTEM_NAMESPACE, AWS_LOAD_BALANCER_CONTROLLER),
+                            target_groups=(target_group,) if target_group else ()))
     return tuple(out)
 
 

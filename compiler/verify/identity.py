@@ -42,7 +42,8 @@ SUBJECTS = {
     "azure": '"system:serviceaccount:${each.value.namespace}:${each.value.service_account}"',
 }
 HELM_SERVICE_ACCOUNTS = {"external-secrets": ("external-secrets", ("serviceAccount",)),
-                         "cluster-autoscaler": ("kube-system", ("rbac", "serviceAccount"))}
+                         "cluster-autoscaler": ("kube-system", ("rbac", "serviceAccount")),
+                         "aws-load-balancer-controller": ("kube-system", ("serviceAccount",))}
 
 
 def _service_accounts(tree, region: str):

@@ -30,7 +30,7 @@ from tests.tools import helm_values_check as hv
 SKIP_WORDS = {"istio-base": "istio-base", "istiod": "istiod",
               "opentelemetry-collector": "OpenTelemetry collector", "jaeger": "Jaeger",
               "fluent-bit": "Fluent Bit", "cluster-autoscaler": "cluster-autoscaler", "kong": "-", "kube-prometheus-stack": "-",
-              "nvidia-device-plugin": "nvidia-device-plugin"}
+              "nvidia-device-plugin": "nvidia-device-plugin", "aws-load-balancer-controller": "aws-load-balancer-controller"}
 # A spec reference (`vault:...`, `env:VAR`); `${env:VAR}` is a collector-config expansion of the pod's own
 # environment (Jaeger v2 reads its Elasticsearch user so), not a reference.
 SECRET_REF = re.compile(r"(?<!\$\{)\b(vault|aws-sm|gcp-sm|azure-kv|env):[A-Za-z0-9_./#@:+=-]")
@@ -203,6 +203,7 @@ def test_optional_charts_follow_the_spec():
             assert ("otel-collector" in names) == ("jaeger" in names) == r.settings.monitoring.tracing
             assert ("fluent-bit" in names) == bool(r.hosts_in("elasticsearch"))
             assert ("cluster-autoscaler" in names) == (r.cloud == "aws")
+            assert ("aws-load-balancer-controller" in names) == (r.cloud == "aws")
             # every platform chart is either deployed or named with the reason it is not
             missing = set(CHARTS) - {x.chart.key for x in rels}
             said = " ".join(skipped)

@@ -676,7 +676,8 @@ def test_azure_internal_gateway_is_an_internal_load_balancer_in_front_of_kong():
 
 def binding_of(case: str, region) -> tuple[str, dict]:
     text = emitted(case)[f"kubernetes/{region.name}/kong-target-group-binding.yaml.tmpl"]
-    return text, yaml.safe_load(text)
+    # the file also creates Kong's namespace (readiness-gate label) before the binding
+    return text, next(d for d in yaml.safe_load_all(text) if d and d["kind"] == "TargetGroupBinding")
 
 
 SAMPLE_ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/sixfb-us-east-1-kong/0123456789abcdef"
@@ -709,7 +710,7 @@ def test_aws_target_group_binding_joins_kong_to_terraforms_target_group(tmp_path
             # what the deploy step applies
             filled = text.replace("${" + TARGET_GROUP_ARN_VARIABLE + "}", SAMPLE_ARN)
             assert "$" not in "".join(line for line in filled.splitlines() if not line.startswith("#"))
-            assert yaml.safe_load(filled)["spec"]["targetGroupARN"] == SAMPLE_ARN
+            assert [d for d in yaml.safe_load_all(filled) if d][-1]["spec"]["targetGroupARN"] == SAMPLE_ARN
             (tmp_path / f"{case}-{r.name}.yaml").write_text(filled)
     assert seen >= 7
     yamllint = require_tool("yamllint")

@@ -27,7 +27,7 @@ from compiler.targets.helm import secrets
 from compiler.targets.helm.charts import CHARTS, ISTIO_TAG, Chart
 from compiler.ir.edge import kong_declarative_file, kong_needs_render, kong_render_command
 from compiler.ir.home_routing import GATEWAY_MAP_CHART, gateway_routes_homes
-from compiler.ir.identity import EXTERNAL_SECRETS
+from compiler.ir.identity import AWS_LOAD_BALANCER_CONTROLLER, EXTERNAL_SECRETS
 from compiler.ir.names import (EXTERNAL_SECRETS_NAMESPACE, EXTERNAL_SECRETS_SERVICE_ACCOUNT, GATEWAY_NAMESPACE,
                                ISTIO_NAMESPACE, KONG_RELEASE, MONITORING_NAMESPACE, SYSTEM_NAMESPACE)
 from compiler.render import dump_document, dump_documents
@@ -56,6 +56,9 @@ class Release:
     set_files: tuple[tuple[str, str], ...] = ()  # (values key, file relative to the helmfile)
     local: tuple[dict, ...] = ()  # a local chart (charts/<name>/) holding these objects; `chart` is then LOCAL_CHART
     shared: str = ""  # a local chart of the global tree (its directory relative to the helmfile), not the region's
+    # values known only after `terraform apply`: a second values file, `<name>.apply.values.yaml.gotmpl`, which
+    # helmfile renders from the deploy step's environment (requiredEnv), so the main values file stays plain YAML
+    after_apply: Callable[[], dict] | None = None
 
 
 # Local charts: only the External Secrets objects, no templating; the version is this compiler's.
@@ -139,6 +142,16 @@ def releases(plan: PlatformPlan, region: RegionPlan, objects: bool = True) -> tu
                        obs.kube_prometheus_stack, "Prometheus, Alertmanager, Grafana and the monitoring CRDs",
                        needs=after, set_files=am_file))
     kong_needs = (f"{MONITORING_NAMESPACE}/kube-prometheus-stack",) + ((f"{ISTIO_NAMESPACE}/istiod",) if mesh else ())
+    if region.cloud == "aws":
+        # before Kong: the ALB reaches Kong's pods only through the TargetGroupBinding this controller serves, and its
+        # webhook must be up to put the readiness gate on Kong's pods
+        out.append(Release(AWS_LOAD_BALANCER_CONTROLLER, SYSTEM_NAMESPACE, CHARTS["aws-load-balancer-controller"],
+                           platform.aws_load_balancer_controller,
+                           "registers Kong's pods in the ALB target group (TargetGroupBinding only)",
+                           after_apply=platform.aws_load_balancer_controller_vpc))
+        kong_needs += (f"{SYSTEM_NAMESPACE}/{AWS_LOAD_BALANCER_CONTROLLER}",)
+    else:
+        skipped.append(f"{AWS_LOAD_BALANCER_CONTROLLER}: the {region.cloud} load balancer reaches Kong without it")
     if gateway_routes_homes(plan):  # the map Kong's routing function requires, mounted from this release's ConfigMap
         from compiler.targets.helm.home_routing import chart_path_from_region
         out.append(Release(GATEWAY_MAP_CHART, GATEWAY_NAMESPACE, LOCAL_CHART, _no_values,
@@ -192,6 +205,10 @@ def values_file(release: Release) -> str:
     return f"{release.name}.values.yaml"
 
 
+def after_apply_file(release: Release) -> str:
+    return f"{release.name}.apply.values.yaml.gotmpl"
+
+
 def chart_dir(release: Release) -> str:
     """A local chart's directory, relative to the helmfile."""
     return release.shared or f"charts/{release.name}"
@@ -212,7 +229,8 @@ def helmfile(plan: PlatformPlan, region: RegionPlan, rels: list[Release]) -> dic
         else:
             e = {"name": r.name, "namespace": r.namespace, "createNamespace": True,
                  "chart": f"{r.chart.repo}/{r.chart.chart}", "version": r.chart.version,
-                 "labels": {"purpose": r.chart.key}, "values": [values_file(r)]}
+                 "labels": {"purpose": r.chart.key},
+                 "values": [values_file(r)] + ([after_apply_file(r)] if r.after_apply else [])}
         if r.needs:
             e["needs"] = list(r.needs)
         if r.set_files:
@@ -231,7 +249,13 @@ def _helmfile_header(region: RegionPlan, rels: list[Release], skipped: list[str]
     lines = [f"Region {region.name} ({region.cloud} {region.cloud_region}): platform charts, pinned.",
              f"Deploy: helmfile -f generated/helm/{region.name}/helmfile.yaml apply",
              f"then:   kubectl apply -f generated/kubernetes/{region.name}/",
-             *(["and:    kong-target-group-binding.yaml.tmpl there, filled in as its header says (Kong joins the ALB)"]
+             *([f"AWS, in this order (Kong's pods get their readiness gate only if created after the binding):",
+                f"  1. {platform.VPC_ID_VARIABLE}=$(terraform -chdir=generated/terraform/regions/{region.name} output -raw "
+                f"{platform.VPC_ID_OUTPUT}) \\",
+                f"       helmfile -f generated/helm/{region.name}/helmfile.yaml -l name={AWS_LOAD_BALANCER_CONTROLLER} apply",
+                f"  2. generated/kubernetes/{region.name}/kong-target-group-binding.yaml.tmpl, filled in and applied as its "
+                "header says (the labelled kong namespace and the binding)",
+                f"  3. the command above (Deploy), with {platform.VPC_ID_VARIABLE} still set, then the kubectl step"]
                if region.cloud == "aws" else []),
              f"Kong (DB-less) loads generated/{kong_declarative_file(region)} through `set: dblessConfig.config` (--set-file);",
              "the chart turns it into a ConfigMap and rolls Kong when it changes.",
@@ -263,6 +287,10 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
                   + f"# Values for release {r.name}: chart {r.chart.repo}/{r.chart.chart} {r.chart.version} "
                     f"in namespace {r.namespace} ({r.purpose}).\n")
         out[f"{base}/{values_file(r)}"] = dump_document(r.values(plan, region), header)
+        if r.after_apply:
+            out[f"{base}/{after_apply_file(r)}"] = dump_document(
+                r.after_apply(), header + "# Known after `terraform apply`: helmfile renders this file (Go template) "
+                "from the environment, see the helmfile's header.\n")
     return out
 
 

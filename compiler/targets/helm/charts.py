@@ -31,6 +31,7 @@ REPOSITORIES = {
     "autoscaler": "https://kubernetes.github.io/autoscaler",
     "external-secrets": "https://charts.external-secrets.io",
     "nvidia": "https://nvidia.github.io/k8s-device-plugin",
+    "eks": "https://aws.github.io/eks-charts",
 }
 
 
@@ -49,6 +50,7 @@ CHARTS = {c.key: c for c in (
     _chart("cluster-autoscaler", "autoscaler", "cluster-autoscaler", "9.59.0", "1.35.0"),
     _chart("external-secrets", "external-secrets", "external-secrets", "2.9.0", "v2.9.0"),
     _chart("nvidia-device-plugin", "nvidia", "nvidia-device-plugin", "0.20.0", "0.20.0"),
+    _chart("aws-load-balancer-controller", "eks", "aws-load-balancer-controller", "3.5.0", "v3.5.0"),
 )}
 
 # kube-prometheus-stack subcharts (versions its Chart.yaml pins): their sections are checked

@@ -11,7 +11,7 @@ Each function returns the values as data, using only keys of the pinned chart's 
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
-from compiler.ir.identity import CLUSTER_AUTOSCALER
+from compiler.ir.identity import AWS_LOAD_BALANCER_CONTROLLER, CLUSTER_AUTOSCALER
 from compiler.targets.helm.charts import ISTIO_TAG
 from compiler.ir.edge import KONG_PROXY_TLS_PORT, gke_neg_annotation, trusted_proxies
 from compiler.formats.quantity import cpu_quantity, memory_quantity
@@ -207,6 +207,45 @@ def cluster_autoscaler(plan: PlatformPlan, region: RegionPlan) -> dict:
         "containerSecurityContext": RESTRICTED_CONTAINER,
         "resources": {"requests": {"cpu": "100m", "memory": "300Mi"}, "limits": {"cpu": "500m", "memory": "600Mi"}},
     }
+
+
+# The VPC's id exists only after `terraform apply`: helmfile renders the release's `.gotmpl` values file from this
+# variable, which the deploy step sets from the region root's output (compiler/targets/helm __init__ header).
+VPC_ID_VARIABLE = "AWS_VPC_ID"
+VPC_ID_OUTPUT = "vpc_id"
+
+
+def aws_load_balancer_controller(plan: PlatformPlan, region: RegionPlan) -> dict:
+    """EKS: the AWS Load Balancer Controller, used for one thing: Kong's TargetGroupBinding (kubernetes target), which
+    registers Kong's pod IPs in the ALB target group Terraform made. The nodes allow one IMDSv2 hop, so the pods cannot
+    read the region and VPC from instance metadata: both are set (--aws-region, --aws-vpc-id; the id in the `.gotmpl`
+    values file, see VPC_ID_VARIABLE). AWS access: the IAM role of the IR's identity, assumed through IRSA by the
+    ServiceAccount below; its policy is upstream's TargetGroupBinding-only subset, so everything that would need more
+    is switched off: no Service type LoadBalancer here (its mutating webhook would otherwise default every new one to
+    this controller), no IngressClass, no Shield/WAF lookups."""
+    ident = region.identity(AWS_LOAD_BALANCER_CONTROLLER)
+    sa: dict = {"create": True, "name": AWS_LOAD_BALANCER_CONTROLLER}
+    if ident is not None and ident.annotation:
+        sa["annotations"] = {ident.annotation[0]: ident.annotation[1]}
+    return {
+        "clusterName": region.cluster_name,
+        "region": region.cloud_region,
+        "serviceAccount": sa,
+        "replicaCount": 2,
+        "podDisruptionBudget": {"maxUnavailable": 1},
+        "enableServiceMutatorWebhook": False,
+        "createIngressClassResource": False,
+        "ingressClassParams": {"create": False},
+        "enableShield": False,
+        "enableWaf": False,
+        "enableWafv2": False,
+        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "200m", "memory": "256Mi"}},
+    }
+
+
+def aws_load_balancer_controller_vpc() -> dict:
+    """The `.gotmpl` values file's content: the VPC id, rendered by helmfile from VPC_ID_VARIABLE."""
+    return {"vpcId": '{{ requiredEnv "' + VPC_ID_VARIABLE + '" }}'}
 
 
 def gpu_pools(region: RegionPlan) -> list[str]:

@@ -25,7 +25,7 @@ from compiler.render import banner
 from compiler.ir.edge import (AZURE_KONG_TRUSTED_ROOT, KONG_PROXY_TLS_PORT, health_check_path,
                                          lb_target_name)
 from compiler.targets.kubernetes.common import BANNER_SPEC, dump_document, dump_documents, mesh_enabled, tracks
-from compiler.targets.kubernetes.gateway import (gateway_objects, target_group_binding,
+from compiler.targets.kubernetes.gateway import (gateway_namespace, gateway_objects, target_group_binding,
                                                   target_group_binding_header)
 from compiler.targets.kubernetes.mesh import canary_routing, destination_rule, service_entries, strict_mtls
 from compiler.targets.kubernetes.policy import identity, namespace, network_policies, quotas
@@ -98,8 +98,9 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
     if script:
         out[f"{base}/{WORKLOAD_IDENTITY_SCRIPT}"] = script
     if region.cloud == "aws":
-        out[f"{base}/{TARGET_GROUP_BINDING_FILE}"] = dump_document(
-            target_group_binding(region), banner("#", BANNER_SPEC) + target_group_binding_header(region))
+        out[f"{base}/{TARGET_GROUP_BINDING_FILE}"] = dump_documents(
+            [gateway_namespace(region), target_group_binding(region)],
+            banner("#", BANNER_SPEC) + target_group_binding_header(region))
     return out
 
 
@@ -194,9 +195,10 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
 LB_REACHES_KONG = {
     "aws": "the ALB's IP target group `{target}`, which Kong's pods join through the TargetGroupBinding in "
            "`kong-target-group-binding.yaml.tmpl` (fill in `terraform output -raw kong_target_group_arn` as its header "
-           "says; needs the AWS Load Balancer Controller, which platformc does not deploy; labelling the `kong` "
-           "namespace `elbv2.k8s.aws/pod-readiness-gate-inject=enabled` makes Kong's rollouts wait for the target "
-           "group to mark new pods healthy)",
+           "says, after the AWS Load Balancer Controller's release and before Kong's, see the helmfile's header); the "
+           "same file creates the `kong` namespace labelled `elbv2.k8s.aws/pod-readiness-gate-inject=enabled`, so the "
+           "controller gates Kong's pods on the target group's health and a rollout waits for the new pods to be "
+           "healthy there before it drains the old)",
     "gcp": "zonal NEGs `{target}`, which GKE creates from the Kong proxy Service's `cloud.google.com/neg` annotation "
            "(helm target) and the load balancer's backend service names",
     "azure": "the Application Gateway, programmed by AKS's ingress controller add-on from the Ingress in "

@@ -5,9 +5,10 @@
 - Azure: the Ingress that AKS's Application Gateway ingress controller add-on (AGIC) turns into the
   gateway's listener, backend pool (Kong's pod IPs), HTTPS backend settings and probe: the
   load_balancer module hands those over to it after the first apply;
-- AWS: the TargetGroupBinding that makes the AWS Load Balancer Controller register Kong's pod IPs in
-  the ALB's target group. The group's ARN is known only after `terraform apply`, so this is a
-  template (`.yaml.tmpl`, which `kubectl apply -f <dir>/` skips) the deploy step fills in;
+- AWS: the TargetGroupBinding that makes the AWS Load Balancer Controller (helm target) register Kong's pod IPs
+  in the ALB's target group, and Kong's namespace labelled for the controller's pod readiness gates. The group's
+  ARN is known only after `terraform apply`, so this is a template (`.yaml.tmpl`, which `kubectl apply -f <dir>/`
+  skips) the deploy step fills in and applies between the controller's release and Kong's;
 - GCP needs nothing here: GKE creates the NEGs from the Kong proxy Service's annotation (helm target);
 - Azure, with peered Azure regions: the internal gateway of home-region routing, a LoadBalancer Service with AKS's
   internal annotation at the plan's pinned address (azure_internal_gateway).
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.edge import (AGIC_INGRESS_CLASS, AZURE_GATEWAY_CERTIFICATE, AZURE_KONG_TRUSTED_ROOT,
-                                         KONG_PROXY_TLS_PORT, health_check_path, lb_hostnames,
+                                         KONG_PROXY_TLS_PORT, POD_READINESS_GATE_LABEL, health_check_path, lb_hostnames,
                                          lb_target_name)
 from compiler.targets.kubernetes.common import GATEWAY_NAMESPACE, KONG_POD_LABELS, KONG_PROXY_SERVICE, MANAGED_BY
 from compiler.targets.kubernetes.policy import egress_rules, ingress_rules
@@ -113,6 +114,15 @@ def gateway_objects(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
     return docs
 
 
+def gateway_namespace(region: RegionPlan) -> dict:
+    """AWS: Kong's namespace, labelled so the controller's pod webhook gates Kong's pods on the target group's health.
+    Applied before Kong's release (helmfile's createNamespace then finds it and leaves the label), since the webhook
+    gates only pods created after the label and the binding exist."""
+    key, value = POD_READINESS_GATE_LABEL
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": GATEWAY_NAMESPACE, "labels": {**labels(region), key: value}}}
+
+
 def target_group_binding(region: RegionPlan) -> dict:
     """AWS: Kong's pod IPs (the proxy Service's endpoints on the TLS port) in the ALB's target group.
     `targetGroupARN`, not `targetGroupName` (which the controller also reads): with a name, the
@@ -134,6 +144,8 @@ def target_group_binding_header(region: RegionPlan) -> str:
         f"  {TARGET_GROUP_ARN_VARIABLE}=$(terraform -chdir={tf_dir} output -raw {TARGET_GROUP_ARN_OUTPUT}) \\",
         f"    envsubst '${TARGET_GROUP_ARN_VARIABLE}' < generated/kubernetes/{region.name}/kong-target-group-binding.yaml.tmpl \\",
         f"    | kubectl --context {region.cluster_name} apply -f -",
-        "Needs the AWS Load Balancer Controller in the cluster (not deployed by platformc).",
+        "Apply it after the AWS Load Balancer Controller's release and before Kong's (order: the header of",
+        f"generated/helm/{region.name}/helmfile.yaml): the controller serves this kind, and gates only the Kong pods",
+        "created after the binding and the namespace's readiness-gate label exist.",
     ]
     return "".join(f"# {line}\n" for line in lines)

@@ -2,7 +2,7 @@
 arguments of the modules/<cloud>/workload_identity call, and the Vault side of the External Secrets Operator.
 
 Only identities with a cloud identity become module entries; an owner is keyed by its name (a service's, or
-`external-secrets` / `cluster-autoscaler`). Secret containers: AWS Secrets Manager entries are regional, so each
+`external-secrets` / `cluster-autoscaler` / `aws-load-balancer-controller`). Secret containers: AWS Secrets Manager entries are regional, so each
 region creates its own; GCP Secret Manager names are project-wide, so the first GCP region (in spec order) using
 an entry creates it, replicated to every GCP region using it; Azure Key Vault has no empty secret, so nothing
 is created there (the ESO identity's role assignments name each secret).
@@ -33,6 +33,8 @@ def aws(plan: PlatformPlan, region: RegionPlan) -> dict:
         ids[i.owner] = {"role_name": i.name, "namespace": i.namespace, "service_account": i.service_account,
                         "buckets": list(i.buckets), "kms_via": via, "secrets": [s.entry for s in i.secrets],
                         "node_groups": i.node_groups}
+        if i.target_groups:  # the load balancer controller: targets of exactly these groups
+            ids[i.owner]["target_groups"] = list(i.target_groups)
         if i.redis_user:  # managed Redis: elasticache:Connect as exactly its user to exactly the region's cache
             ids[i.owner].update({"redis_user": i.redis_user, "redis_cache": i.redis_cache})
         if i.search_domain:  # managed search: SigV4 requests to exactly its indices and the domain's health paths

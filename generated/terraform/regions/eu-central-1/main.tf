@@ -229,6 +229,16 @@ module "workload_identity" {
       secrets         = []
       node_groups     = true
     }
+    aws-load-balancer-controller = {
+      role_name       = "sixfb-eu-central-1-aws-load-balancer-controller"
+      namespace       = "kube-system"
+      service_account = "aws-load-balancer-controller"
+      buckets         = []
+      kms_via         = []
+      secrets         = []
+      node_groups     = false
+      target_groups   = ["sixfb-eu-central-1-kong"]
+    }
   }
   secrets = []
 }

@@ -42,6 +42,8 @@ variable "identities" {
       actions = list(string)
       path    = string
     })), [])
+    # the AWS Load Balancer Controller (TargetGroupBinding only): the target groups whose targets it may change
+    target_groups = optional(list(string), [])
   }))
 }
 

@@ -171,6 +171,16 @@ module "workload_identity" {
       secrets         = []
       node_groups     = true
     }
+    aws-load-balancer-controller = {
+      role_name       = "acme-euw1-aws-load-balancer-controller"
+      namespace       = "kube-system"
+      service_account = "aws-load-balancer-controller"
+      buckets         = []
+      kms_via         = []
+      secrets         = []
+      node_groups     = false
+      target_groups   = ["acme-euw1-kong"]
+    }
   }
   secrets = ["acme/pgbouncer/auth", "acme/pgbouncer/auth/orders", "acme/pgbouncer/auth/recommend", "acme/pgbouncer/internal-ca/euw1", "acme/postgres/admin", "acme/postgres/replication", "acme/redis/password", "acme/redis/password/orders"]
 }

@@ -151,6 +151,16 @@ module "workload_identity" {
       secrets         = []
       node_groups     = true
     }
+    aws-load-balancer-controller = {
+      role_name       = "acme-use1-aws-load-balancer-controller"
+      namespace       = "kube-system"
+      service_account = "aws-load-balancer-controller"
+      buckets         = []
+      kms_via         = []
+      secrets         = []
+      node_groups     = false
+      target_groups   = ["acme-use1-kong"]
+    }
   }
   secrets = ["acme/pgbouncer/auth", "acme/pgbouncer/auth/orders", "acme/pgbouncer/auth/recommend", "acme/pgbouncer/internal-ca/use1", "acme/postgres/admin", "acme/postgres/replication"]
 }

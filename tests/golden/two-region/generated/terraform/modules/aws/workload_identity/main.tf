@@ -3,7 +3,9 @@
 # assumed through IRSA (the cluster's EKS OIDC provider) by exactly that ServiceAccount, with an inline
 # policy on exactly its own resources: the objects of the buckets it uses and their KMS key (through S3
 # only), the Secrets Manager entries the External Secrets Operator delivers (through Secrets Manager only),
-# cluster-autoscaler's node groups (by the tag EKS puts on this cluster's groups), and a service's managed
+# cluster-autoscaler's node groups (by the tag EKS puts on this cluster's groups), the AWS Load Balancer
+# Controller's target groups (upstream's TargetGroupBinding-only subset, docs/deploy/installation.md, with the
+# writes narrowed from "*" to those groups), and a service's managed
 # Redis user: elasticache:Connect as exactly its ElastiCache user to exactly the region's replication group
 # (IAM authentication, managed_redis module), and a service's managed search requests (SigV4): es:ESHttp* on exactly
 # its indices <service>_* of the region's OpenSearch domain, GET/HEAD on the domain root and _cluster/health (the
@@ -167,6 +169,31 @@ data "aws_iam_policy_document" "access" {
         variable = "aws:ResourceTag/k8s.io/cluster-autoscaler/${var.cluster_name}"
         values   = ["owned"]
       }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(each.value.target_groups) > 0 ? [1] : []
+
+    content {
+      sid = "TargetGroupBindingDiscovery"
+      # The controller resolves the VPC, the target group and its targets' health; these Describe calls support
+      # no resource-level permissions: AWS requires "*".
+      actions = ["ec2:DescribeVpcs", "ec2:DescribeSecurityGroups", "ec2:DescribeInstances",
+      "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth"]
+      resources = ["*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(each.value.target_groups) > 0 ? [1] : []
+
+    content {
+      sid = "TargetsOfItsTargetGroups"
+      actions = ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets",
+      "elasticloadbalancing:ModifyTargetGroup", "elasticloadbalancing:ModifyTargetGroupAttributes"]
+      # A target group's ARN ends in an id AWS assigns: the name fixes it to the region's group.
+      resources = [for g in each.value.target_groups : "arn:${local.partition}:elasticloadbalancing:${local.region}:${local.account}:targetgroup/${g}/*"]
     }
   }
 }
