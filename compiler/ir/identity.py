@@ -42,6 +42,11 @@ EXTERNAL_SECRETS = "external-secrets"  # the operator's owner name
 # EKS: its ServiceAccount (chart serviceAccount.name), release and owner name. It only registers Kong's pods in the
 # ALB's target group (TargetGroupBinding): the ALB and its target group are Terraform's.
 AWS_LOAD_BALANCER_CONTROLLER = "aws-load-balancer-controller"
+# The aws-ebs-csi-driver EKS add-on's controller: the add-on creates this ServiceAccount in kube-system and annotates
+# it with the role given as the add-on's service_account_role_arn, so the role lives beside the add-on in the
+# Terraform kubernetes module rather than among the identities whose ServiceAccounts platformc writes.
+EBS_CSI_DRIVER = "ebs-csi-driver"  # its role's owner name
+EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
 
 MECHANISM = {"aws": "irsa", "gcp": "gke-workload-identity", "azure": "azure-workload-identity"}
 # The ServiceAccount annotation each cloud's mechanism reads.

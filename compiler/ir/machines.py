@@ -15,6 +15,15 @@ UNSIZED_HOSTS = {
 # gp3 16 TiB, GCP pd-ssd 64 TB (65,536 GB), Azure Premium SSD (P80) 32,767 GiB. A host that runs DR standby
 # clusters holds their data on the same volume (data_disk_gib), so its volume can pass the spec's disk_gib (rule R059).
 MAX_DATA_DISK_GIB = {"aws": 16_384, "gcp": 65_536, "azure": 32_767}
+# cluster-autoscaler on AWS needs GPU nodes labelled before they join (its cloudprovider/aws README, "Special note
+# on GPU instances"): the device plugin advertises nvidia.com/gpu only minutes later, and until then the
+# autoscaler takes a new node for one without GPUs and adds more for the same pending pods. The value names the
+# GPU of the EC2 family (AWS's accelerated computing instance types), in the README's nvidia-tesla-k80 style.
+AWS_GPU_LABEL = "k8s.amazonaws.com/accelerator"
+AWS_GPU_ACCELERATORS = {
+    "p3": "nvidia-tesla-v100", "p3dn": "nvidia-tesla-v100", "p4d": "nvidia-a100", "p4de": "nvidia-a100",
+    "p5": "nvidia-h100", "g4dn": "nvidia-tesla-t4", "g5": "nvidia-a10g", "g6": "nvidia-l4", "g6e": "nvidia-l40s",
+}
 AZURE_GATEWAY_CAPACITY = (2, 10)  # Application Gateway (WAF_v2) autoscale units of the Azure region root (min, max)
 
 
@@ -39,3 +48,14 @@ def data_disk_gib(plan, region, host) -> int:
     if size is None:
         return 0
     return size.disk_gib + (standby_disk_gib(plan, region, host.name) if host.group.startswith("postgres") else 0)
+
+
+def aws_gpu_accelerator(instance_type: str) -> str:
+    """The k8s.amazonaws.com/accelerator value of an EC2 GPU instance type. An unknown family is refused rather
+    than left unlabelled (the autoscaler would over-scale the pool) or guessed (the value names the GPU)."""
+    family = instance_type.partition(".")[0]
+    if family not in AWS_GPU_ACCELERATORS:
+        raise ValueError(f"instance type {instance_type}: no NVIDIA GPU known for EC2 family {family!r} (known: "
+                         f"{', '.join(sorted(AWS_GPU_ACCELERATORS))}); add it to AWS_GPU_ACCELERATORS in "
+                         "compiler/ir/machines.py")
+    return AWS_GPU_ACCELERATORS[family]

@@ -50,6 +50,25 @@ DEVICE_PLUGIN_CLOUDS = frozenset({"aws", "azure"})
 # zone (EKS managed node groups over every private subnet, AKS node pools over every zone). GKE's regional node
 # pools are one managed instance group per zone, which its autoscaler scales zone by zone.
 ZONE_BLIND_AUTOSCALER_CLOUDS = frozenset({"aws", "azure"})
+# EKS has no usable default StorageClass (none since 1.30, and gp2's in-tree provisioner is gone): the kubernetes
+# target writes this one (the EBS CSI driver add-on, gp3, encrypted with the region's key) and marks it default,
+# and the helm target names it in every PersistentVolumeClaim it asks for. GKE and AKS ship working defaults.
+EBS_STORAGE_CLASS = "ebs-gp3-encrypted"
+EBS_CSI_PROVISIONER = "ebs.csi.aws.com"  # the aws-ebs-csi-driver add-on's CSI driver name
+STORAGE_CLASS_CLOUDS = frozenset({"aws"})
+
+
+def kms_key_alias(cluster: str) -> str:
+    """The region's customer-managed key alias (AWS): the Terraform kms module creates it (`alias/${var.name}`, the
+    region's name prefix, which is its cluster name), the EBS StorageClass names it. The key's ARN exists only after apply; its alias is known now."""
+    return f"alias/{cluster}"
+
+
+def kms_key_alias_arn(cloud_region: str, account: str, cluster: str) -> str:
+    """An alias ARN: EC2 CreateVolume (what the EBS CSI driver calls with the StorageClass's kmsKeyId) resolves it
+    to the key. (The driver compares it verbatim with a source volume's key ARN when cloning, so cloning a volume
+    of this class by PVC dataSource would fail; platformc clones none.)"""
+    return f"arn:aws:kms:{cloud_region}:{account}:{kms_key_alias(cluster)}"
 
 # ---------------------------------------------------------------- the public entry (see compiler/ir/edge.py)
 # The global external Application Load Balancer's proxies (Google Front Ends) and Google's health

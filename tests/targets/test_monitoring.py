@@ -30,7 +30,7 @@ def test_promtool_checks_every_rule_file(tree):
     assert len(files) == len(plan.regions)
     res = subprocess.run([promtool, "check", "rules", *files], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert res.stdout.count("SUCCESS: 21 rules found") == len(files), res.stdout
+    assert res.stdout.count("SUCCESS: 22 rules found") == len(files), res.stdout
 
 
 def test_amtool_checks_every_alertmanager_config(tree):
@@ -245,6 +245,16 @@ ALERT_CASES = {
                       _gauge(f"kube_horizontalpodautoscaler_spec_max_replicas{{{HPA}}}", 2),
                       _gauge(f"kube_horizontalpodautoscaler_spec_min_replicas{{{HPA}}}", 2)],
                      {"namespace": "booking", "horizontalpodautoscaler": "booking-v2", "region": "us-east-1"}, "70m"),
+    # kube-state-metrics exports one series per condition and status; an HPA without metrics (no metrics.k8s.io:
+    # FailedGetResourceMetric) has ScalingActive false
+    "HpaCannotScale": ([_gauge(f'kube_horizontalpodautoscaler_status_condition{{{HPA},condition="ScalingActive",status="false"}}', 1),
+                        _gauge(f'kube_horizontalpodautoscaler_status_condition{{{HPA},condition="ScalingActive",status="true"}}', 0)],
+                       [_gauge(f'kube_horizontalpodautoscaler_status_condition{{{HPA},condition="ScalingActive",status="false"}}', 0),
+                        _gauge(f'kube_horizontalpodautoscaler_status_condition{{{HPA},condition="ScalingActive",status="true"}}', 1),
+                        # limited by its bounds is not "cannot scale"
+                        _gauge(f'kube_horizontalpodautoscaler_status_condition{{{HPA},condition="ScalingLimited",status="true"}}', 1)],
+                       {"namespace": "booking", "horizontalpodautoscaler": "booking-v2", "condition": "ScalingActive",
+                        "status": "false", "region": "us-east-1"}, "70m"),
 }
 
 
@@ -344,3 +354,16 @@ def test_inhibition_with_amtool_silences_only_the_same_slo(tree, tmp_path):
     res = subprocess.run([amtool, "check-config", str(root / "monitoring/us-east-1/alertmanager/alertmanager.yaml")],
                          capture_output=True, text=True)
     assert res.returncode == 0 and "4 inhibit rules" in res.stdout, res.stdout + res.stderr
+
+
+def test_every_region_alerts_when_an_hpa_cannot_scale(reference):
+    """On every cloud: an HPA that cannot read its metrics (EKS without metrics-server) never scales, and without
+    this alert nothing says so."""
+    clouds = set()
+    for r in reference.regions:
+        rules = {x["alert"]: x for g in monitoring.rule_groups(reference, r) for x in g["rules"] if "alert" in x}
+        rule = rules["HpaCannotScale"]
+        assert rule["expr"] == 'kube_horizontalpodautoscaler_status_condition{condition="ScalingActive",status="false"} == 1'
+        assert rule["for"] == "15m"
+        clouds.add(r.cloud)
+    assert clouds == {"aws", "gcp", "azure"}

@@ -9,6 +9,7 @@ from compiler.ir.names import NODE_EXPORTER_PORT, POSTGRES_EXPORTER_PORT, REDIS_
 from compiler.targets.helm.platform import RESTRICTED_CONTAINER, amounts
 from compiler.ir.names import LOG_INDEX_PREFIXES, KUBE_PROXY_CLOUDS, OTEL_COLLECTOR_SERVICE, OTEL_PROMETHEUS_PORT, OTEL_PROMETHEUS_PORT_NAME
 from compiler.ir.names import MONITORING_NAMESPACE, OTLP_GRPC_PORT, OTLP_HTTP_PORT
+from compiler.ir.names import EBS_STORAGE_CLASS, STORAGE_CLASS_CLOUDS
 from compiler.ir.names import (ALERTMANAGER_RECEIVER_KEYS, ALERTMANAGER_RECEIVERS_SECRET, ELASTICSEARCH_CLIENT_SECRETS,
                                GRAFANA_ADMIN_SECRET)
 
@@ -101,6 +102,16 @@ def _collector_scrape_job(region: RegionPlan) -> list[dict]:
     }]
 
 
+def prometheus_claim(region: RegionPlan) -> dict:
+    """Each Prometheus replica's PersistentVolumeClaim spec. The stack's only claim: Alertmanager keeps its state in
+    an emptyDir (alertmanagerSpec.storage unset), Grafana has persistence off, Jaeger writes to Elasticsearch. On
+    EKS it names the kubernetes target's StorageClass: the cluster has no default one to fall back on."""
+    spec = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": PROMETHEUS_STORAGE}}}
+    if region.cloud in STORAGE_CLASS_CLOUDS:
+        spec["storageClassName"] = EBS_STORAGE_CLASS
+    return spec
+
+
 def kube_prometheus_stack(plan: PlatformPlan, region: RegionPlan) -> dict:
     mon = region.settings.monitoring
     size = mon.resources
@@ -134,8 +145,7 @@ def kube_prometheus_stack(plan: PlatformPlan, region: RegionPlan) -> dict:
             "serviceMonitorSelectorNilUsesHelmValues": False,
             "podMonitorSelectorNilUsesHelmValues": False,
             "ruleSelectorNilUsesHelmValues": False,
-            "storageSpec": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteOnce"],
-                                                             "resources": {"requests": {"storage": PROMETHEUS_STORAGE}}}}},
+            "storageSpec": {"volumeClaimTemplate": {"spec": prometheus_claim(region)}},
             "additionalScrapeConfigs": scrape,
         }},
     }

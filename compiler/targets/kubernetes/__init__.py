@@ -6,6 +6,8 @@ generated/kubernetes/<region>/<service>.yaml   Namespace, ServiceAccount + RBAC,
     on its own.
 generated/kubernetes/<region>/kong-gateway.yaml   Kong's NetworkPolicies (the cloud load balancer in,
     Prometheus in) and, on Azure, the Ingress the Application Gateway ingress controller programs.
+generated/kubernetes/<region>/storage-classes.yaml   AWS only: the default StorageClass (EBS CSI, encrypted
+    with the region's key) that kube-prometheus-stack's claims name.
 generated/kubernetes/<region>/kong-target-group-binding.yaml.tmpl   AWS only: the TargetGroupBinding
     of Kong's pods, a template until Terraform's target group ARN is filled in (see its header).
 
@@ -30,6 +32,7 @@ from compiler.targets.kubernetes.gateway import (gateway_namespace, gateway_obje
 from compiler.targets.kubernetes.mesh import canary_routing, destination_rule, service_entries, strict_mtls
 from compiler.targets.kubernetes.policy import identity, namespace, network_policies, quotas
 from compiler.targets.kubernetes.datastores import config_map
+from compiler.targets.kubernetes.storage import storage_classes
 from compiler.targets.kubernetes.workloads import deployment, hpa, pdb, services, zone_spread_policy
 from compiler.ir.rollout import CANARY_MIN_PODS
 
@@ -80,6 +83,7 @@ def _recurs(doc: dict) -> bool:
 
 
 GATEWAY_FILE = "kong-gateway.yaml"
+STORAGE_CLASSES_FILE = "storage-classes.yaml"
 TARGET_GROUP_BINDING_FILE = "kong-target-group-binding.yaml.tmpl"
 
 
@@ -94,6 +98,14 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
             raise PlatformcError(f"region {region.name}: a service named kong-gateway would share its manifest file "
                                  f"with Kong's gateway objects ({base}/{GATEWAY_FILE}); rename the service")
         out[f"{base}/{GATEWAY_FILE}"] = dump_documents(gateway, _header(region, "Kong's side of the public entry"))
+    classes = storage_classes(plan, region)
+    if classes:
+        if f"{base}/{STORAGE_CLASSES_FILE}" in out:
+            raise PlatformcError(f"region {region.name}: a service named storage-classes would share its manifest file "
+                                 f"with the region's StorageClasses ({base}/{STORAGE_CLASSES_FILE}); rename the service")
+        # The helmfile's claims may be made before this is applied: a claim naming a class not there yet waits
+        # Pending and the PersistentVolume controller provisions it once the class appears.
+        out[f"{base}/{STORAGE_CLASSES_FILE}"] = dump_documents(classes, _header(region, "StorageClasses"))
     script = workload_identity_script(region)
     if script:
         out[f"{base}/{WORKLOAD_IDENTITY_SCRIPT}"] = script

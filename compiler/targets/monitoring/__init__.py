@@ -58,6 +58,11 @@ HPA_AT_MAX = ("kube_horizontalpodautoscaler_status_current_replicas >= kube_hori
               "and on (namespace, horizontalpodautoscaler)\n"
               "kube_horizontalpodautoscaler_spec_max_replicas > kube_horizontalpodautoscaler_spec_min_replicas")
 
+# kube-state-metrics' HPA condition series (status "true" | "false" | "unknown"). ScalingActive false: the HPA cannot
+# compute a replica count at all, most often because metrics.k8s.io answers nothing (FailedGetResourceMetric), and
+# then it neither scales out under load nor in, silently.
+HPA_NOT_SCALING = 'kube_horizontalpodautoscaler_status_condition{condition="ScalingActive",status="false"} == 1'
+
 
 def _num(x: float) -> str:
     return f"{x:.6g}"
@@ -148,6 +153,10 @@ def rule_groups(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
         # Only an HPA that can scale (min < max): one pinned at min = max sits at its maximum by construction.
         _alert("HpaAtMaximum", HPA_AT_MAX, TICKET, "capacity", f"{{{{ $labels.horizontalpodautoscaler }}}} is at its maximum replicas in {r.name}",
                "The service cannot scale further; raise replicas.max or the node pools.", for_="15m", region=r.name),
+        _alert("HpaCannotScale", HPA_NOT_SCALING, TICKET, "capacity",
+               f"{{{{ $labels.namespace }}}}/{{{{ $labels.horizontalpodautoscaler }}}} cannot scale in {r.name}",
+               "The HPA's ScalingActive condition is false: it has no metrics to scale on (kubectl describe hpa gives the reason). "
+               "Check that the metrics API (metrics.k8s.io) is served.", for_="15m", region=r.name),
     ]
     return [
         {"name": "slo-recording", "interval": "30s", "rules": recording},

@@ -12,7 +12,8 @@ from compiler.targets.terraform.common import aws_cron, cloudwatch_retention, pr
 from compiler.formats.hcl import Raw
 from compiler.ir.data_access import (OPENSEARCH_ADVANCED_OPTIONS, OPENSEARCH_DENIED_PATHS, managed_search_domain,
                                      managed_search_endpoint, redis_users, search_grants)
-from compiler.ir.names import CLIENT_ADDRESS_HEADER
+from compiler.ir.identity import EBS_CSI_DRIVER, EBS_CSI_SERVICE_ACCOUNT, aws_role_name
+from compiler.ir.names import CLIENT_ADDRESS_HEADER, SYSTEM_NAMESPACE, kms_key_alias
 from compiler.targets.terraform.values import (PRELOAD, backups, budget, egress_rules, hosts, ingress_rules,
                                                 internal_gateway, lb_hostnames, managed, node_pools, peer_ingress,
                                                 postgres_endpoints,
@@ -40,6 +41,9 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "api_allowed_cidrs": list(k8s.api_allowed_cidrs),
             "log_retention_days": cloudwatch_retention(sec.audit_log_retention_days),
             "node_pools": node_pools(region),
+            # the aws-ebs-csi-driver add-on's IRSA role, trusted by exactly the controller's ServiceAccount
+            "ebs_csi_role_name": aws_role_name(region.cluster_name, EBS_CSI_DRIVER),
+            "ebs_csi_service_account": {"namespace": SYSTEM_NAMESPACE, "name": EBS_CSI_SERVICE_ACCOUNT},
         },
         "object_storage": {
             "data_bucket": region.data_bucket,
@@ -173,4 +177,4 @@ def kms_alias(plan: PlatformPlan, region: RegionPlan) -> str | None:
     """The DR partner's key alias the root looks up for replication (None: no replication)."""
     if _aws_replication(plan, region) is None:
         return None
-    return f"alias/{prefix(plan, plan.region(region.dr_partner))}"
+    return kms_key_alias(prefix(plan, plan.region(region.dr_partner)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from compiler.docs import markdown_cell, markdown_table
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import redis_users
-from compiler.ir.identity import vault_auth_mount
+from compiler.ir.identity import EBS_CSI_DRIVER, aws_role_name, vault_auth_mount
 from compiler.ir.wal_archive import replica_container
 from compiler.targets.terraform import azure as _terraform_azure
 from compiler.targets.terraform import gcp as _terraform_gcp
@@ -194,6 +194,15 @@ def _listing(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+def _addons(region: RegionPlan) -> str:
+    """AWS: the EKS add-ons the module installs (EKS ships no metrics API nor EBS provisioner of its own)."""
+    if region.cloud != "aws":
+        return ""
+    return ("; add-ons: vpc-cni (network policy agent on), coredns, kube-proxy, eks-pod-identity-agent, metrics-server "
+            f"(the HPAs' metrics API), aws-ebs-csi-driver (IRSA role `{aws_role_name(region.cluster_name, EBS_CSI_DRIVER)}`, "
+            "for the kubernetes target's encrypted default StorageClass)")
+
+
 def section(plan: PlatformPlan, region: RegionPlan) -> str:
     cloud = region.cloud
     svc = SERVICES[cloud]
@@ -225,7 +234,7 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
          + (f"kept {s.network.flow_log_retention_days} days" if s.network.flow_logs else "off")],
         ["kubernetes", f"{svc['kubernetes']} `{name}` {s.kubernetes.version}, "
          + ("private" if s.kubernetes.private_api_endpoint else "public") + " API endpoint, Secrets encrypted with "
-         f"the region key, control-plane logs on; node pools: {pools}"],
+         f"the region key, control-plane logs on; node pools: {pools}" + _addons(region)],
         ["data hosts", f"{len(hosts)} VMs (table below); {svc['dns']} `{region.internal_domain}` with an A record "
          f"per host and `pgbouncer.{region.internal_domain}` over the {len(region.hosts_in('pgbouncer'))} PgBouncer hosts"],
         ["object storage", f"{svc['storage']} `{region.data_bucket}` and `{region.backup_bucket}`: versioned, "

@@ -12,6 +12,7 @@ from compiler.targets.terraform.common import taints
 
 # The spec sizes PostgreSQL, Redis and Elasticsearch hosts; PgBouncer and the bastion have no size field: their
 # machines are compiler/ir/machines.py's, the one place the cost estimate reads too.
+from compiler.ir.machines import AWS_GPU_LABEL, aws_gpu_accelerator  # noqa: E402
 from compiler.ir.machines import UNSIZED_HOSTS, data_disk_gib, host_instance_type, host_size  # noqa: E402,F401
 from compiler.ir.names import NODE_POOL_LABEL  # noqa: E402,F401
 
@@ -20,6 +21,9 @@ def node_pools(region: RegionPlan) -> dict:
     cloud = region.cloud
     pools = {}
     for name, pool in sorted(region.settings.kubernetes.node_pools.items()):
+        labels = {NODE_POOL_LABEL: name, "platformc.io/purpose": pool.purpose}
+        if cloud == "aws" and pool.gpus > 0:
+            labels[AWS_GPU_LABEL] = aws_gpu_accelerator(pool.instance_types[cloud])
         pools[name] = {
             "instance_type": pool.instance_types[cloud],
             "min_nodes": pool.min_nodes,
@@ -28,7 +32,7 @@ def node_pools(region: RegionPlan) -> dict:
             "gpus": pool.gpus,
             "disk_gib": pool.disk_gib,
             # the Kubernetes target schedules pods with nodeSelector platformc.io/node-pool=<pool>
-            "labels": {NODE_POOL_LABEL: name, "platformc.io/purpose": pool.purpose},
+            "labels": labels,
             "taints": taints(pool.taints),
         }
     return pools

@@ -133,8 +133,9 @@ module "kubernetes" {
       gpus          = 1
       disk_gib      = 100
       labels = {
-        "platformc.io/node-pool" = "gpu"
-        "platformc.io/purpose"   = "gpu"
+        "platformc.io/node-pool"        = "gpu"
+        "platformc.io/purpose"          = "gpu"
+        "k8s.amazonaws.com/accelerator" = "nvidia-a10g"
       }
       taints = [
         {
@@ -157,6 +158,11 @@ module "kubernetes" {
       }
       taints = []
     }
+  }
+  ebs_csi_role_name = "sixfb-ca-central-1-ebs-csi-driver"
+  ebs_csi_service_account = {
+    namespace = "kube-system"
+    name      = "ebs-csi-controller-sa"
   }
 }
 

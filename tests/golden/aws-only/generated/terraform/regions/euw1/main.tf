@@ -97,8 +97,9 @@ module "kubernetes" {
       gpus          = 1
       disk_gib      = 100
       labels = {
-        "platformc.io/node-pool" = "gpu"
-        "platformc.io/purpose"   = "gpu"
+        "platformc.io/node-pool"        = "gpu"
+        "platformc.io/purpose"          = "gpu"
+        "k8s.amazonaws.com/accelerator" = "nvidia-a10g"
       }
       taints = [
         {
@@ -108,6 +109,11 @@ module "kubernetes" {
         },
       ]
     }
+  }
+  ebs_csi_role_name = "acme-euw1-ebs-csi-driver"
+  ebs_csi_service_account = {
+    namespace = "kube-system"
+    name      = "ebs-csi-controller-sa"
   }
 }
 

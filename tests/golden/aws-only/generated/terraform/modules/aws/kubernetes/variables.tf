@@ -52,6 +52,19 @@ variable "node_pools" {
   }))
 }
 
+variable "ebs_csi_role_name" {
+  description = "IAM role of the aws-ebs-csi-driver add-on's controller (IRSA)."
+  type        = string
+}
+
+variable "ebs_csi_service_account" {
+  description = "The EBS CSI controller's ServiceAccount, the only one its role trusts."
+  type = object({
+    namespace = string
+    name      = string
+  })
+}
+
 variable "tags" {
   description = "Tags applied to every resource."
   type        = map(string)
