@@ -1091,22 +1091,3 @@ def data_disk_fits(plan):
                               f"{h.name} needs a {gib:,} GiB data volume{why}, over the largest {r.cloud} disk of "
                               f"{limit:,} GiB: {fix}", r.name)
                 break
-
-
-@rule("R060", "The private subnets' network ACL fits its default quota (AWS)",
-      "Each flow that enters an AWS region's private subnets from outside its range to a port below 1024 needs an "
-      "entry in their network ACL: the peer regions' ranges across the peering and the administrators' ranges to "
-      "the bastion (neighbouring ranges on one port share one). With the ACL's three fixed entries they must fit "
-      "its 20 inbound entries, the default quota; it is adjustable (to 40), so this is a warning: request the "
-      "increase (Service Quotas) before applying the region's root.", stage="plan", severity="warning")
-def network_acl_quota(plan):
-    from compiler.ir.network import ACL_FIXED_INGRESS, ACL_INGRESS_QUOTA, private_acl_ingress
-    for r in plan.regions:
-        if r.cloud != "aws":
-            continue
-        entries = ACL_FIXED_INGRESS + len(private_acl_ingress(r))
-        if entries > ACL_INGRESS_QUOTA:
-            yield Finding(("network", "admin_cidrs"),
-                          f"the private subnets' network ACL needs {entries} inbound entries, over the default quota "
-                          f"of {ACL_INGRESS_QUOTA}: raise 'Rules per network ACL' in Service Quotas before applying, "
-                          "or list fewer admin_cidrs", r.name)

@@ -166,11 +166,11 @@ def test_wiring_index_answers_what_the_scans_answer(reference):
 
 
 def test_terraform_remote_is_ipaddress_subnet_of(reference):
-    """terraform/values.py's _remote (integer bounds) answers what ipaddress's subnet_of answered."""
+    """compiler/ir/network.py's from_outside (integer bounds) answers what ipaddress's subnet_of answered."""
     import ipaddress
     from types import SimpleNamespace
 
-    from compiler.targets.terraform import values
+    from compiler.ir.network import from_outside
 
     def slow(c, region):
         own = ipaddress.ip_network(region.cidr)
@@ -179,16 +179,16 @@ def test_terraform_remote_is_ipaddress_subnet_of(reference):
     seen = set()
     for r in reference.regions:
         for c in r.wiring:
-            assert values._remote(c, r) == slow(c, r)
+            assert from_outside(c, r) == slow(c, r)
             seen.add(slow(c, r))
         for cidrs in ((), (r.cidr,), ("0.0.0.0/0",), (r.cidr, "192.0.2.0/24"), ("192.0.2.0/24", r.cidr)):
             c = SimpleNamespace(source=SimpleNamespace(cidrs=cidrs))
-            assert values._remote(c, r) == slow(c, r)
+            assert from_outside(c, r) == slow(c, r)
             seen.add(slow(c, r))
     assert seen == {True, False}
     c = SimpleNamespace(source=SimpleNamespace(cidrs=("2001:db8::/32",)))
     with pytest.raises(TypeError):
-        values._remote(c, reference.regions[0])
+        from_outside(c, reference.regions[0])
 
 
 def test_plan_region_lookup_is_the_scans(reference):

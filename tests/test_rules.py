@@ -121,11 +121,6 @@ CASES = {
     "R059": ([("    postgres:\n      instance: {vcpus: 4, memory_gib: 32,",
                "    postgres:\n      instance: {vcpus: 4, memory_gib: 32, disk_gib: 20000,")],
              "      instance: {vcpus: 4, memory_gib: 32, disk_gib: 20000,"),
-    # 18 administrator ranges, none adjacent: with the ACL's 3 fixed entries, 21 of use1's 20
-    "R060": ([("settings:\n  kubernetes:\n    min_nodes: 6",
-               "settings:\n  network:\n    admin_cidrs: [" + ", ".join(f"192.168.{2 * i}.0/24" for i in range(18))
-               + "]\n  kubernetes:\n    min_nodes: 6")],
-             "    admin_cidrs: ["),
     "R048": ([("instance_types: {aws: r6i.large, gcp: n2-highmem-2, azure: Standard_E2s_v5}", "instance_types: {aws: r6i.large}")],
              "instance_types: {aws: r6i.large}"),
 }

@@ -436,3 +436,21 @@ def test_a_listener_no_health_check_probes_keeps_the_spec_floor(compiled):
             kept += 1
             assert _listener_versions(files, region) == {"1.3"}, (case, region.name)
     assert kept >= 4
+
+
+def test_every_aws_private_network_acl_fits_its_default_quota(compiled):
+    """The private subnets' network ACL holds 20 inbound entries by default; its entries beyond the three fixed ones
+    come from the wiring (every flow from outside the VPC to a port below 1024: the peers' 443, the administrators'
+    22), neighbouring ranges merged. One more than the quota fails the region's apply."""
+    from compiler.ir.network import ACL_FIXED_INGRESS, ACL_INGRESS_QUOTA
+    checked = 0
+    for case in _cases_with(compiled, "aws"):
+        plan, files = compiled[case]
+        for r in plan.regions:
+            if r.cloud != "aws":
+                continue
+            entries = _module(files, r.name, "network")["peer_ingress"]
+            assert all(e["port"] < 1024 for e in entries), (case, r.name)  # the ephemeral entry admits the rest
+            assert ACL_FIXED_INGRESS + len(entries) <= ACL_INGRESS_QUOTA, (case, r.name, len(entries))
+            checked += 1
+    assert checked >= 6
