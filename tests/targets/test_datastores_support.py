@@ -50,6 +50,18 @@ def require_isolation():
     _need(ok, "unshare -n is not permitted here")
 
 
+def require_patroni_cluster():
+    """What a real etcd + Patroni + PostgreSQL 15 cluster on loopback needs, with Debian's system Python for Patroni's
+    harness (the patroni package brings psycopg2 and PyYAML to it): isolation, the tools, and that Python."""
+    require_isolation()
+    for tool in ("patroni", "patronictl", "etcd", "openssl"):
+        require_tool(tool)
+    require_tool("postgres", "/usr/lib/postgresql/15/bin/postgres")
+    ok = subprocess.run(["/usr/bin/python3", "-c", "import psycopg2, yaml"], capture_output=True).returncode == 0
+    _need(ok, "/usr/bin/python3 lacks psycopg2 or yaml (apt-get install patroni brings both)")
+    return "/usr/bin/python3"
+
+
 ISOLATE = ["unshare", "-n", "--", "sh", "-c", 'ip link set lo up 2>/dev/null; exec "$@"', "sh"]
 AS_POSTGRES = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
 

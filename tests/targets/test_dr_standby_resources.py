@@ -27,6 +27,7 @@ from compiler.emit import emit
 from compiler.ir.wal_archive import archive_url
 from compiler.pipeline import compile_file
 from tests.conftest import IN_CI, REPO
+from tests.targets.test_patroni_dcs import _conf
 
 UNITS = {"kB": 1 / 1024, "MB": 1, "GB": 1024, "TB": 1024 * 1024}
 
@@ -35,15 +36,6 @@ def _mb(value: str) -> float:
     m = re.fullmatch(r"(\d+)(kB|MB|GB|TB)", str(value))
     assert m, value
     return int(m.group(1)) * UNITS[m.group(2)]
-
-
-def _conf(text: str) -> dict:
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r"^\s*([a-z_]+)\s*=\s*('([^']*)'|\S+)", line)
-        if m:
-            out[m.group(1)] = m.group(3) if m.group(3) is not None else m.group(2)
-    return out
 
 
 @pytest.fixture(scope="module")

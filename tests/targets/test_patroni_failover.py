@@ -24,8 +24,7 @@ import pytest
 
 from compiler import writer
 from compiler.emit import emit
-from tests.conftest import require_tool
-from tests.targets.test_datastores_support import AS_POSTGRES, ISOLATE, _need, private_dir, require_isolation
+from tests.targets.test_datastores_support import AS_POSTGRES, ISOLATE, private_dir, require_patroni_cluster
 
 REGION = "us-west-2"  # its DR partner (us-east-1) runs its standby cluster
 HARNESS = Path(__file__).with_name("patroni_harness.py")
@@ -33,13 +32,7 @@ HARNESS = Path(__file__).with_name("patroni_harness.py")
 
 @pytest.fixture(scope="module")
 def drill(reference):
-    require_isolation()
-    for tool in ("patroni", "patronictl", "etcd", "openssl"):
-        require_tool(tool)
-    require_tool("postgres", "/usr/lib/postgresql/15/bin/postgres")
-    python = "/usr/bin/python3"  # Debian's patroni package brings psycopg2 and PyYAML to the system Python
-    ok = subprocess.run([python, "-c", "import psycopg2, yaml"], capture_output=True).returncode == 0
-    _need(ok, "/usr/bin/python3 lacks psycopg2 or yaml (apt-get install patroni brings both)")
+    python = require_patroni_cluster()
     gen = private_dir("pdrill-gen-")  # readable by the postgres user the drill runs as
     work = private_dir("pdrill-")
     try:

@@ -23,9 +23,8 @@ import yaml
 
 from compiler import writer
 from compiler.emit import emit
-from tests.conftest import require_tool
 from tests.targets.test_ansible_units import _roles, ansible_template
-from tests.targets.test_datastores_support import AS_POSTGRES, ISOLATE, _need, private_dir, require_isolation
+from tests.targets.test_datastores_support import AS_POSTGRES, ISOLATE, private_dir, require_patroni_cluster
 
 HARNESS = Path(__file__).with_name("patroni_leader_harness.py")
 REGION = "us-west-2"
@@ -175,13 +174,7 @@ def test_the_fingerprint_follows_the_staged_files_and_the_passwords(files, tmp_p
 
 @pytest.fixture(scope="module")
 def cluster_run(reference, files):
-    require_isolation()
-    for tool in ("patroni", "patronictl", "etcd", "openssl"):
-        require_tool(tool)
-    require_tool("postgres", "/usr/lib/postgresql/15/bin/postgres")
-    python = "/usr/bin/python3"  # Debian's patroni package brings psycopg2 and PyYAML to the system Python
-    ok = subprocess.run([python, "-c", "import psycopg2, yaml"], capture_output=True).returncode == 0
-    _need(ok, "/usr/bin/python3 lacks psycopg2 or yaml (apt-get install patroni brings both)")
+    python = require_patroni_cluster()
     roles = _roles(files)
     read = _by_name(_leader_tasks(files), "Read the fingerprint of the data tier's SQL the cluster last applied")
     record = roles["postgresql"]["vars"]["postgresql_record_sql"]
