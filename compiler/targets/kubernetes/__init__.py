@@ -87,25 +87,30 @@ STORAGE_CLASSES_FILE = "storage-classes.yaml"
 TARGET_GROUP_BINDING_FILE = "kong-target-group-binding.yaml.tmpl"
 
 
+def _add_platform_file(out: dict, region: RegionPlan, name: str, documents: list, title: str, what: str) -> None:
+    """The region's file of platform objects, beside the per-service files, which name theirs after the service:
+    one named like it would share the file."""
+    if not documents:
+        return
+    path = f"kubernetes/{region.name}/{name}"
+    if path in out:
+        service = name.removesuffix(".yaml")
+        raise PlatformcError(f"region {region.name}: a service named {service} would share its manifest file with "
+                             f"{what} ({path}); rename the service")
+    out[path] = dump_documents(documents, _header(region, title))
+
+
 def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
     base = f"kubernetes/{region.name}"
     out = {f"{base}/{svc.name}.yaml": dump_documents(service_objects(svc, region), _header(region, f"Service {svc.name}"),
                                                      _recurs)
            for svc in region.services}
-    gateway = gateway_objects(plan, region)
-    if gateway:
-        if f"{base}/{GATEWAY_FILE}" in out:
-            raise PlatformcError(f"region {region.name}: a service named kong-gateway would share its manifest file "
-                                 f"with Kong's gateway objects ({base}/{GATEWAY_FILE}); rename the service")
-        out[f"{base}/{GATEWAY_FILE}"] = dump_documents(gateway, _header(region, "Kong's side of the public entry"))
-    classes = storage_classes(plan, region)
-    if classes:
-        if f"{base}/{STORAGE_CLASSES_FILE}" in out:
-            raise PlatformcError(f"region {region.name}: a service named storage-classes would share its manifest file "
-                                 f"with the region's StorageClasses ({base}/{STORAGE_CLASSES_FILE}); rename the service")
-        # The helmfile's claims may be made before this is applied: a claim naming a class not there yet waits
-        # Pending and the PersistentVolume controller provisions it once the class appears.
-        out[f"{base}/{STORAGE_CLASSES_FILE}"] = dump_documents(classes, _header(region, "StorageClasses"))
+    _add_platform_file(out, region, GATEWAY_FILE, gateway_objects(plan, region), "Kong's side of the public entry",
+                       "Kong's gateway objects")
+    # The helmfile's claims may be made before this is applied: a claim naming a class not there yet waits Pending
+    # and the PersistentVolume controller provisions it once the class appears.
+    _add_platform_file(out, region, STORAGE_CLASSES_FILE, storage_classes(plan, region), "StorageClasses",
+                       "the region's StorageClasses")
     script = workload_identity_script(region)
     if script:
         out[f"{base}/{WORKLOAD_IDENTITY_SCRIPT}"] = script
