@@ -25,6 +25,7 @@ from typing import Mapping
 
 from compiler.ir import Addressing, Connection, Host, Peer, ServicePlan, Zone, frozen_map
 from compiler.ir.data_access import role_name
+from compiler.ir.network import cidr_span as _span
 from compiler.ir.postgres_ha import leader_endpoint, replica_endpoint, standby_source
 from compiler.ir.names import (GATEWAY_NAMESPACE, GCP_FRONT_END_RANGES, ISTIO_METRICS_PORT, ISTIO_NAMESPACE,
                                ISTIOD_XDS_PORT, KONG_POD_LABELS, KONG_PROXY_TLS_PORT, KONG_STATUS_PORT,
@@ -480,18 +481,6 @@ def postgres_ha_connections(cloud: str, ha, hosts: tuple[Host, ...], zones: tupl
 
 
 # ---------------------------------------------------------------- the inter-region network (compiler/ir/network.py)
-
-@functools.lru_cache(maxsize=65536)
-def _net(cidr: str):
-    return ipaddress.ip_network(cidr)
-
-
-@functools.lru_cache(maxsize=65536)
-def _span(cidr: str) -> tuple[int, int, int]:
-    """(IP version, first address, last address) of a CIDR, as integers."""
-    n = _net(cidr)
-    return n.version, int(n.network_address), int(n.broadcast_address)
-
 
 def _inside(cidrs, ranges) -> bool:
     """Every CIDR lies in one of the ranges (ipaddress's subnet_of, as integer bounds: at 120 regions the objects'

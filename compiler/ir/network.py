@@ -95,7 +95,7 @@ _NOT_ALIAS = re.compile(r"[^A-Za-z0-9_]")
 
 
 @lru_cache(maxsize=65536)
-def _span(cidr: str) -> tuple[int, int, int]:
+def cidr_span(cidr: str) -> tuple[int, int, int]:
     """(IP version, first address, last address) of a CIDR (ipaddress.ip_network's, strict), as integers."""
     import ipaddress
     n = ipaddress.ip_network(cidr)
@@ -105,11 +105,11 @@ def _span(cidr: str) -> tuple[int, int, int]:
 def from_outside(c, region) -> bool:
     """A connection whose source lies outside the region's range (ipaddress's subnet_of as integer bounds: parsing
     every CIDR of every inter-region flow again was a tenth of the Terraform target at 120 regions)."""
-    w, lo, hi = _span(region.cidr)
+    w, lo, hi = cidr_span(region.cidr)
     if not c.source.cidrs:
         return False
     for x in c.source.cidrs:
-        v, first, last = _span(x)
+        v, first, last = cidr_span(x)
         if v != w:  # subnet_of across IP versions raises TypeError: keep that
             import ipaddress
             ipaddress.ip_network(x).subnet_of(ipaddress.ip_network(region.cidr))

@@ -78,13 +78,20 @@ class Sizing:
     superuser_reserved: int
 
 
+def _memory(ram: int, max_connections: int, per_gather: int) -> dict:
+    """A cluster's memory settings over the `ram` (MB) it is sized for: a quarter in shared buffers, three quarters
+    as the planner's cache, the rest shared by max_connections x 3 sort/hash nodes x the workers of a gather."""
+    shared = ram // 4
+    return {"ram_mb": ram, "shared_buffers_mb": shared, "effective_cache_size_mb": ram * 3 // 4,
+            "work_mem_mb": max(4, (ram - shared) // (max_connections * 3) // per_gather),
+            "maintenance_work_mem_mb": min(ram // 16, 2048)}
+
+
 def sizing(region: RegionPlan) -> Sizing:
     """The region's own cluster, over its hosts' memory less what their standby clusters share."""
     pg = region.settings.datastores.postgres
     inst = pg.instance
     host_ram = inst.memory_gib * 1024
-    ram = host_ram - standby_memory_mb(region)
-    shared = ram // 4
     per_gather = min(4, math.ceil(inst.vcpus / 2))
     exts = pg.extensions
     tsdb = 1 + 3 * len(region.shards) if "timescaledb" in exts else 0
@@ -93,11 +100,7 @@ def sizing(region: RegionPlan) -> Sizing:
     senders = pg.read_replicas + (1 if pg.cross_region_standby else 0) + 2
     return Sizing(
         host_ram_mb=host_ram,
-        ram_mb=ram,
-        shared_buffers_mb=shared,
-        effective_cache_size_mb=ram * 3 // 4,
-        work_mem_mb=max(4, (ram - shared) // (pg.max_connections * 3) // per_gather),
-        maintenance_work_mem_mb=min(ram // 16, 2048),
+        **_memory(host_ram - standby_memory_mb(region), pg.max_connections, per_gather),
         parallel_workers=inst.vcpus,
         parallel_per_gather=per_gather,
         parallel_maintenance=per_gather,
@@ -119,12 +122,8 @@ def standby_sizing(host_region: RegionPlan, source: RegionPlan) -> Sizing:
     least the primary's), and memory from an even part of the hosts' standby share (one per standby cluster)."""
     z = sizing(source)
     ram = standby_memory_mb(host_region) // max(1, len(_standbys(host_region)))
-    shared = ram // 4
-    connections = source.settings.datastores.postgres.max_connections
-    return replace(z, host_ram_mb=host_region.settings.datastores.postgres.instance.memory_gib * 1024, ram_mb=ram,
-                   shared_buffers_mb=shared, effective_cache_size_mb=ram * 3 // 4,
-                   work_mem_mb=max(4, (ram - shared) // (connections * 3) // z.parallel_per_gather),
-                   maintenance_work_mem_mb=min(ram // 16, 2048))
+    return replace(z, host_ram_mb=host_region.settings.datastores.postgres.instance.memory_gib * 1024,
+                   **_memory(ram, source.settings.datastores.postgres.max_connections, z.parallel_per_gather))
 
 
 def standby_memory_parameters(host_region: RegionPlan, source: RegionPlan) -> dict:

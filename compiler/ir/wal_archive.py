@@ -90,6 +90,14 @@ def standby_archive_region(standby_region, source):
     return source
 
 
+def promoted_archive_url(standby_region, source) -> str | None:
+    """Where `source`'s standby cluster in `standby_region` archives once promoted (promoted_archive_command); None:
+    the source archives no WAL."""
+    if not source.settings.datastores.postgres.wal_archive:
+        return None
+    return archive_url(standby_region, promoted_prefix(source.name), replica=False)
+
+
 def promoted_archive_command(standby_region, source) -> str | None:
     """The archive_command of `source`'s standby cluster in `standby_region`, which it runs only once promoted (a
     standby archives nothing with archive_mode on): WAL-G into the standby region's own bucket, which its hosts may

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.postgres_sizing import sizing, standby_memory_parameters
-from compiler.ir.wal_archive import (archive_url, promoted_archive_command, promoted_prefix,
-                                     standby_archive_region)
+from compiler.ir.wal_archive import archive_url, promoted_archive_url, standby_archive_region
 from compiler.render import banner, dump_yaml, render
 from compiler.targets.ansible import inventory as inventory
 from compiler.targets.ansible import site as site
@@ -113,13 +112,12 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
     # the archive the standby replays (and a rebuild could): the copy replicated into the partner's bucket, if any
     standby_archive = archive_url(standby_archive_region(partner, region), region.name)
     memory = standby_memory_parameters(partner, region) if standby else None
-    promoted = promoted_archive_command(partner, region) if standby else None
+    promoted = promoted_archive_url(partner, region) if standby else None
     own = sizing(region).shared_buffers_mb if standby else 0
     return render("ansible", "docs_region.md.j2", filters=FILTERS, region=region, archive=archive,
                   standby_archive=standby_archive, standby_memory=memory,
                   own_shared_buffers=f"{own // 1024}GB" if own % 1024 == 0 else f"{own}MB",
-                  promoted_archive=archive_url(partner, promoted_prefix(region.name), replica=False) if promoted else
-                  "nowhere (this region archives no WAL)",
+                  promoted_archive=promoted or "nowhere (this region archives no WAL)",
                   groups=[(g, region.hosts_in(g)) for g in (*inventory.DATA_GROUPS, "bastion")],
                   playbooks=site.PLAYBOOKS, ha=region.postgres_ha, standby=standby, drill=DRILL,
                   rpo=dr.rpo_minutes, rto=dr.rto_minutes, edge_routing=_edge_routing(plan),

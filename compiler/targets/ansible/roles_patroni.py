@@ -119,6 +119,7 @@ def standby_configs(plan: PlatformPlan, region: RegionPlan, secret) -> list[dict
         src = plan.region(sb.of_region)
         spg = src.settings.datastores.postgres
         key = sb.of_region.replace("-", "_")
+        instance = f"{spg.version}-dr-{sb.of_region}"  # Debian's patroni@<instance>.service, /etc/patroni/<instance>.yml
         standby_cluster = {"host": sb.primary_host, "port": sb.primary_port, "create_replica_methods": ["basebackup"]}
         # The source's postgresql.conf (custom_conf) restores from the source's own bucket, which this region's hosts
         # may not read: where the source's backups are replicated here, the copy in this region's bucket under the
@@ -144,22 +145,22 @@ def standby_configs(plan: PlatformPlan, region: RegionPlan, secret) -> list[dict
                                "parameters": patroni_dcs_parameters(src)},
             }},
             # it streams from the source region's servers, whose certificates that region's own CA signs
-            "postgresql": _standby_postgresql(region, src, sb, key),
+            "postgresql": _standby_postgresql(region, src, sb, key, instance),
             "tags": {"nofailover": False, "noloadbalance": True, "clonefrom": False, "nosync": True},
         }
-        out.append({"region": sb.of_region, "instance": f"{spg.version}-dr-{sb.of_region}", "hosts": list(sb.hosts),
+        out.append({"region": sb.of_region, "instance": instance, "hosts": list(sb.hosts),
                     "port": sb.port, "rest_port": sb.rest_port, "data_dir": sb.data_dir, "config_dir": sb.config_dir,
                     "config": config})
     return out
 
 
-def _standby_postgresql(region: RegionPlan, src: RegionPlan, sb, key: str) -> dict:
+def _standby_postgresql(region: RegionPlan, src: RegionPlan, sb, key: str, instance: str) -> dict:
     """A standby cluster's local `postgresql` section. Over the source's postgresql.conf (custom_conf), which Patroni
     includes before its own parameters: the memory this host keeps for it (postgres_sizing.standby_sizing; the
     source's own sizing, once per standby, would overcommit the host), and, for after a promotion, an
     archive_command into this region's bucket (wal_archive.promoted_archive_command)."""
     spg = src.settings.datastores.postgres
-    out = _postgresql(spg.version, f"{spg.version}-dr-{sb.of_region}", sb.port, sb.data_dir, sb.config_dir,
+    out = _postgresql(spg.version, instance, sb.port, sb.data_dir, sb.config_dir,
                       f"patroni_standby_passwords.{key}.admin", f"patroni_standby_passwords.{key}.replication",
                       standby_ca_file(sb.of_region))
     out["parameters"].update(standby_memory_parameters(region, src))
