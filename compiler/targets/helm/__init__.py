@@ -69,14 +69,9 @@ MON = MONITORING_NAMESPACE
 
 def external_secrets_service_account(region: RegionPlan) -> dict:
     """The operator's ServiceAccount, annotated with its cloud identity (compiler/ir/identity.py) when the region
-    reads its cloud's secret store: the IRSA role or the Google service account. On Azure the client id exists
-    only after `terraform apply`: kubernetes/<region>/workload-identities.sh annotates it then (the operator reads
-    the annotation when it exchanges the token, so no restart is needed)."""
-    sa: dict = {"name": EXTERNAL_SECRETS_SERVICE_ACCOUNT}
-    ident = region.identity(EXTERNAL_SECRETS)
-    if ident is not None and ident.annotation and ident.cloud != "azure":
-        sa["annotations"] = {ident.annotation[0]: ident.annotation[1]}
-    return sa
+    reads its cloud's secret store (platform.service_account; on Azure the operator reads the annotation the
+    workload-identities script adds when it exchanges the token, so no restart is needed)."""
+    return platform.service_account(region, EXTERNAL_SECRETS, EXTERNAL_SECRETS_SERVICE_ACCOUNT)
 
 
 def external_secrets_values(plan: PlatformPlan, region: RegionPlan) -> dict:

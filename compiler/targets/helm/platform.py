@@ -184,10 +184,7 @@ def cluster_autoscaler(plan: PlatformPlan, region: RegionPlan) -> dict:
     workload_identity module trusts exactly kube-system/cluster-autoscaler). Its image is the
     release built for the cluster's Kubernetes minor."""
     name = cluster_name(plan.spec.organization.name, region)
-    ident = region.identity(CLUSTER_AUTOSCALER)
-    sa: dict = {"name": CLUSTER_AUTOSCALER}
-    if ident is not None and ident.annotation:
-        sa["annotations"] = {ident.annotation[0]: ident.annotation[1]}
+    sa = service_account(region, CLUSTER_AUTOSCALER, CLUSTER_AUTOSCALER)
     return {
         "cloudProvider": "aws",
         "awsRegion": region.cloud_region,
@@ -223,10 +220,7 @@ def aws_load_balancer_controller(plan: PlatformPlan, region: RegionPlan) -> dict
     ServiceAccount below; its policy is upstream's TargetGroupBinding-only subset, so everything that would need more
     is switched off: no Service type LoadBalancer here (its mutating webhook would otherwise default every new one to
     this controller), no IngressClass, no Shield/WAF lookups."""
-    ident = region.identity(AWS_LOAD_BALANCER_CONTROLLER)
-    sa: dict = {"create": True, "name": AWS_LOAD_BALANCER_CONTROLLER}
-    if ident is not None and ident.annotation:
-        sa["annotations"] = {ident.annotation[0]: ident.annotation[1]}
+    sa = {"create": True, **service_account(region, AWS_LOAD_BALANCER_CONTROLLER, AWS_LOAD_BALANCER_CONTROLLER)}
     return {
         "clusterName": region.cluster_name,
         "region": region.cloud_region,
@@ -246,6 +240,17 @@ def aws_load_balancer_controller(plan: PlatformPlan, region: RegionPlan) -> dict
 def aws_load_balancer_controller_vpc() -> dict:
     """The `.gotmpl` values file's content: the VPC id, rendered by helmfile from VPC_ID_VARIABLE."""
     return {"vpcId": '{{ requiredEnv "' + VPC_ID_VARIABLE + '" }}'}
+
+
+def service_account(region: RegionPlan, owner: str, name: str) -> dict:
+    """A chart's ServiceAccount values: its name, annotated with the cloud identity of `owner` (compiler/ir/identity.py)
+    where the annotation is known when compiling: the IRSA role or the Google service account. On Azure the client id
+    exists only after `terraform apply`: kubernetes/<region>/workload-identities.sh annotates it then."""
+    sa: dict = {"name": name}
+    ident = region.identity(owner)
+    if ident is not None and ident.annotation and ident.cloud != "azure":
+        sa["annotations"] = {ident.annotation[0]: ident.annotation[1]}
+    return sa
 
 
 def gpu_pools(region: RegionPlan) -> list[str]:
