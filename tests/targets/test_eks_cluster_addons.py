@@ -17,10 +17,7 @@ from compiler.ir.names import EBS_CSI_PROVISIONER, EBS_STORAGE_CLASS, SYSTEM_NAM
 from compiler.targets import helm, kubernetes, terraform
 from compiler.targets.terraform.values import node_pools
 from tests.conftest import require_module
-
-
-def unquote(s):
-    return s[1:-1] if isinstance(s, str) and len(s) >= 2 and s[0] == s[-1] == '"' else s
+from tests.targets.hcl_support import unquote
 
 
 def uq(values) -> list:

