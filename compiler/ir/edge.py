@@ -25,6 +25,7 @@ Every load balancer health-checks health_check_path on Kong, which answers it it
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.records import dataclass
 from compiler.ir.names import (AGIC_INGRESS_CLASS, AZURE_GATEWAY_CERTIFICATE, AZURE_KONG_TRUSTED_ROOT,  # noqa: F401 (the
                                GCP_FRONT_END_RANGES, GKE_NEG_ANNOTATION, KONG_PROXY_TLS_PORT)  # public path's names)
 
@@ -174,3 +175,41 @@ def dns_cloud(spec) -> str:
 def edge_cloud(spec) -> str:
     """The cloud of the CDN and its WAF (the global root's own resources)."""
     return EDGE_PROVIDER_CLOUD[cdn_provider(spec)]
+
+
+def dns_provider_region(spec) -> str:
+    """The AWS region of the `aws` provider a non-AWS region root writes its public records with (Route 53 is
+    global; the region only places the provider's other calls)."""
+    return spec.clouds["aws"].state.region if "aws" in spec.clouds else "us-east-1"
+
+
+# CloudFront's certificates, CLOUDFRONT-scope web ACLs and the global root's own resources live here.
+CLOUDFRONT_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class OriginVerify:
+    """The secret the CDN sends to the regions and their WAFs require (names.ORIGIN_VERIFY_HEADER).
+
+    The global root makes the value, a Secrets Manager secret in `secret_region`, and puts it on every CloudFront
+    origin. Each region root reads it there (its data source names the region: AWS provider 6's per-resource region;
+    a GCP or Azure root through the Route 53 provider it already has) and its WAF blocks what arrives without it,
+    except `exempt_path`: Route 53's health checkers (and the AWS internal gateway's) probe the load balancer
+    directly and cannot add a header."""
+
+    header: str
+    secret_name: str
+    secret_region: str
+    exempt_path: str
+
+
+def origin_verify(plan: PlatformPlan) -> OriginVerify | None:
+    """The origin check of a CloudFront edge (with Route 53, the edge's DNS: every root has its provider). None for a
+    Front Door or Cloud CDN edge: not built for them yet (their address ranges are shared by every customer too;
+    Front Door's own X-Azure-FDID header would be the check there)."""
+    from compiler.ir.names import ORIGIN_VERIFY_HEADER
+    spec = plan.spec
+    if edge_cloud(spec) != "aws" or dns_cloud(spec) != "aws":
+        return None
+    return OriginVerify(header=ORIGIN_VERIFY_HEADER, secret_name=f"{spec.organization.name}/edge/origin-verify",
+                        secret_region=CLOUDFRONT_REGION, exempt_path=health_check_path(plan))

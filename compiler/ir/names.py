@@ -127,6 +127,11 @@ NODE_EXPORTER_PORT = 9100
 # Kong takes the client address from it when the peer is the region's load balancer (its source ranges
 # are the IR's Addressing.lb_source_cidrs). Rate limits and logs then key on the real client.
 CLIENT_ADDRESS_HEADER = "X-Viewer-Address"
+# The CDN adds this request header to every request it sends to a region, with a secret value only the platform's
+# roots can read (compiler/ir/edge.py: origin_verify); each region's WAF blocks a request without it. The load
+# balancers admit every customer's CloudFront addresses, so without it anyone's distribution reached the regions
+# around this edge's WAF, geo restriction and Shield, and could set the client-address header above.
+ORIGIN_VERIFY_HEADER = "X-Origin-Verify"
 
 # ---------------------------------------------------------------- secrets the cluster reads (External Secrets Operator)
 # The operator's release, namespace and ServiceAccount (chart fullname): the cloud identity / Vault role binds to it.

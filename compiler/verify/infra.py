@@ -14,10 +14,14 @@
   balancer, and the TLS versions the CDN may use to the origin intersect the versions the region's listener
   accepts; the CDN's end is not below the floor, the listener admits the CDN's TLS and nothing below the lowest
   TLS of the connections arriving at it. Front Door's origins are the regions' own names; CloudFront's and
-  Cloud CDN's origin is the weighted name origin.<domain>, which must list the region.
+  Cloud CDN's origin is the weighted name origin.<domain>, which must list the region. The origin secret
+  (CloudFront): the origin sends the header the region's WAF requires, with the current value of the global root's
+  secret, which the region root reads and hands its WAF; a global root that makes the secret has every region
+  require it; the WAF module applies the check as the root assumes.
 - `health-check`: the health checkers that probe the region's load balancer directly (Route 53's, for the global
   weighted records; the AWS internal gateway's NLB) are configured to probe it over HTTPS, and its listener accepts
-  the TLS they speak (at most 1.2: compiler/ir/edge.py). The origin listener accepts every arriving connection's TLS
+  the TLS they speak (at most 1.2: compiler/ir/edge.py), and where the WAF requires the origin secret, the path
+  they probe is the one it exempts (they cannot add a header). The origin listener accepts every arriving connection's TLS
   and nothing below the lowest of them (never below 1.2): checked for each connection arriving at it.
 - object level: the enforcing CNI is switched on in each region's cluster module (layer `cni`), and the
   CDN sets the client-address header Kong reads (layer `cdn`): a CloudFront Function, a Front Door rule of
@@ -1069,6 +1073,7 @@ def _check_cdn(tree, reg: _Region, c) -> list[Broken]:
         return [Broken(GLOBAL_CDN, dist.line, L, c.id, f"no CloudFront origin is {c.address}")]
     if c.source.name == HOME_EDGE_PEER:
         out += _check_home_origin(cdn, dist, origin, reg.tree_region, c)
+    out += _origin_secret_sent(tree, cdn, loc, origin, reg, c)
     coc = origin.block("custom_origin_config")
     if coc is None:
         return [Broken(GLOBAL_CDN, origin.line, L, c.id, "the origin has no custom_origin_config")]
@@ -1085,6 +1090,103 @@ def _check_cdn(tree, reg: _Region, c) -> list[Broken]:
     if low:
         out.append(Broken(GLOBAL_CDN, line, L, c.id, f"CloudFront may fall back to {low[0]} to the origin, below {cf_floor}"))
     return out + _listener_against(reg, c, cf, "CloudFront")
+
+
+# The origin secret (compiler/ir/edge.py: origin_verify): what each region root and WAF module must say for a request
+# CloudFront sends to pass the region's WAF.
+ORIGIN_SECRET = ("aws_secretsmanager_secret", "origin_verify")
+ORIGIN_SECRET_READ = "jsondecode(data.aws_secretsmanager_secret_version.origin_verify.secret_string)"
+WAF_MODULE_USES = {
+    "aws": ('single_header { name = rule.value }', 'regex_string = "^(${join("|", var.origin_verify_values)})$"',
+            "search_string = var.origin_verify_exempt_path"),
+    "gcp": ("has(request.headers['${rule.value}'])", "request.path != '${var.origin_verify_exempt_path}'",
+            "request.headers['${rule.value}'] == '${v}'"),
+    "azure": ("match_values = var.origin_verify_values", "selector = custom_rules.value",
+              "match_values = [var.origin_verify_exempt_path]"),
+}
+
+
+def _waf_requires(reg: _Region) -> tuple[str, str, Block | None]:
+    """(header, exempt path, the waf module call) the region's WAF requires the origin secret with ("" if it does not)."""
+    mod = reg.modules.get("waf")
+    if mod is None:
+        return "", "", None
+    return str(mod.get("origin_verify_header") or ""), str(mod.get("origin_verify_exempt_path") or ""), mod
+
+
+def _origin_secret_sent(tree, cdn: Block, loc, origin: Block, reg: _Region, c) -> list[Broken]:
+    """A request CloudFront sends passes the region's WAF: the origin adds the header the WAF requires, with the
+    current value of the secret the region reads; and a global root that makes the secret has every region require
+    it (else any CloudFront distribution reaches the region around the edge)."""
+    L = "cdn"
+    secret = _resource(cdn, *ORIGIN_SECRET)
+    header, _exempt, mod = _waf_requires(reg)
+    if not header:
+        if secret is not None:
+            return [Broken(reg.rel, mod.line if mod else 0, L, c.id, "the region's WAF does not require the edge's "
+                           "origin secret: any CloudFront distribution reaches its load balancer around the edge")]
+        return []
+    out = []
+    sent = [h for h in origin.all("custom_header") if str(h.get("name", "")).lower() == header]
+    want = f"{ORIGIN_SECRET_READ}.current"
+    if not sent or _norm(_local(sent[0].get("value"), _global_locals_cdn(cdn))) != want:
+        out.append(Broken(GLOBAL_CDN, (sent[0].line if sent else origin.line), L, c.id,
+                          f"CloudFront does not send {header} with the origin secret's current value to {c.address}, "
+                          "which the region's WAF requires"))
+    if secret is None:
+        return out + [Broken(GLOBAL_CDN, 0, L, c.id, "the global root makes no origin secret the region could read")]
+    data = next((b for b in reg.doc.blocks if b.type == "data" and b.labels == ["aws_secretsmanager_secret_version",
+                                                                                 "origin_verify"]), None)
+    region_of = _global_provider_region(tree)
+    if data is None or data.get("secret_id") != secret.get("name") or data.get("region") != region_of:
+        out.append(Broken(reg.rel, data.line if data else 0, L, c.id,
+                          f"the region does not read the global root's origin secret {secret.get('name')} in {region_of}"))
+    locs = {}
+    for b in reg.doc.all("locals"):
+        locs.update(b.attrs)
+    values = _norm(mod.get("origin_verify_values"))
+    if _norm(locs.get("origin_verify")) != ORIGIN_SECRET_READ or "local.origin_verify.current" not in values:
+        out.append(Broken(reg.rel, mod.line_of("origin_verify_values"), L, c.id,
+                          "the WAF's origin secret values are not the current value the region reads"))
+    rel = reg.module_file("waf")
+    missing = library_lacks(tree, rel, WAF_MODULE_USES.get(reg.cloud, ())) if rel else "the waf module"
+    if missing:
+        out.append(Broken(rel or reg.rel, 0, L, c.id, f"the WAF module does not apply the origin check as the root "
+                          f"assumes (no `{missing}`)"))
+    return out
+
+
+def _global_locals_cdn(cdn: Block) -> dict:
+    out = {}
+    for b in cdn.all("locals"):
+        out.update(b.attrs)
+    return out
+
+
+def _global_provider_region(tree) -> str | None:
+    doc = _doc(tree, f"{TF}/global/providers.tf")
+    p = next((b for b in (doc.all("provider") if doc else []) if b.labels == ["aws"] and not b.get("alias")), None)
+    return p.get("region") if p else None
+
+
+def _probe_exempt(tree, reg: _Region, c, who: str) -> list[Broken]:
+    """The health checkers cannot add the origin secret: the path they probe is the one the WAF exempts."""
+    header, exempt, mod = _waf_requires(reg)
+    if not header:
+        return []
+    if c.source.name == ROUTE53_HEALTH_CHECKS_PEER:
+        hc = _resource(_doc(tree, GLOBAL_DNS), "aws_route53_health_check")
+        path = _local(hc.get("resource_path"), _global(tree)[1]) if hc else None
+    else:
+        tg = _resource(reg.module_doc("load_balancer")[1], "aws_lb_target_group", "internal_gateway")
+        hc = tg.block("health_check") if tg else None
+        raw = hc.get("path") if hc else None
+        path = reg.modules["load_balancer"].get("health_check_path") if _norm(raw) == "var.health_check_path" else raw
+    if path != exempt:
+        return [Broken(reg.rel, mod.line_of("origin_verify_exempt_path"), "health-check", c.id,
+                       f"{who} probe {path}, but the WAF exempts only {exempt or 'nothing'} from the origin secret: "
+                       "every probe is blocked")]
+    return []
 
 
 def _viewer_request_code(cdn: Block, dist: Block) -> tuple[str, int]:
@@ -1197,7 +1299,7 @@ def _check_health_check(tree, reg: _Region, c) -> list[Broken]:
     if who is None:
         return [Broken(reg.rel, 0, L, c.id, f"verify knows no health checker {c.source.name}")]
     probes = _route53_probes(tree, reg, c) if c.source.name == ROUTE53_HEALTH_CHECKS_PEER else _nlb_probes(reg, c)
-    return probes + _listener_admits(reg, c, who, L)
+    return probes + _listener_admits(reg, c, who, L) + _probe_exempt(tree, reg, c, who)
 
 
 def _route53_probes(tree, reg: _Region, c) -> list[Broken]:

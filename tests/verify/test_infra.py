@@ -405,3 +405,54 @@ def test_a_network_acl_without_the_administrators_is_named(tree):
     broken = verify(tree, ["us-east-1"]).broken
     assert [(b.layer, b.connection) for b in broken if "network ACL" in b.message] == \
         [("cloud-firewall", "admins->bastion:22/tcp")], broken
+
+
+# ---------------------------------------------------------------- the origin secret (compiler/ir/edge.py: origin_verify)
+
+def test_cloudfront_not_sending_the_origin_secret_is_named(tree):
+    """Every region's WAF requires the header: an origin that stops sending it breaks the CDN's path to that region."""
+    rel = "terraform/global/cdn.tf"
+    path = tree / rel
+    _edit(path, 'name  = "X-Origin-Verify"', 'name  = "X-Origin-Check"', count=2)  # the weighted origin and us-east-1's
+    hits = _hits(verify(tree), rel, "cdn")
+    assert {b.connection for b in hits} == {"cdn->load-balancer:443/tcp", "cdn-home->load-balancer:443/tcp"}
+    assert all("X-Origin-Verify".lower() in b.message for b in hits)
+    # the weighted origin reaches every region; us-east-1's own origin only us-east-1
+    assert len(hits) == 12 + 1
+
+
+def test_region_reading_another_secret_is_named(tree):
+    rel = f"terraform/regions/{GCP}/main.tf"
+    path = tree / rel
+    _edit(path, 'secret_id = "sixfb/edge/origin-verify"', 'secret_id = "sixfb/edge/other"')
+    hits = _hits(verify(tree), rel, "cdn")
+    assert hits and all("does not read the global root's origin secret" in b.message for b in hits)
+    assert {b.line for b in hits} == {_line(path, 'data "aws_secretsmanager_secret_version" "origin_verify"')}
+
+
+def test_waf_not_requiring_the_secret_is_named(tree):
+    """With the secret made at the edge, a region whose WAF admits requests without it is open to any distribution."""
+    rel = f"terraform/regions/{AZURE}/main.tf"
+    path = tree / rel
+    _edit(path, 'origin_verify_header      = "x-origin-verify"', 'origin_verify_header      = ""')
+    hits = _hits(verify(tree), rel, "cdn")
+    assert hits and all("any CloudFront distribution reaches" in b.message for b in hits)
+
+
+def test_waf_module_dropping_the_check_is_named(tree):
+    rel = "terraform/modules/gcp/waf/main.tf"
+    path = tree / rel
+    _edit(path, "has(request.headers['${rule.value}'])", "true")
+    hits = _hits(verify(tree), rel, "cdn")
+    assert hits and all("does not apply the origin check" in b.message for b in hits)
+
+
+def test_health_path_not_exempt_is_named(tree):
+    """Route 53's checkers (and the AWS internal gateway's NLB) cannot add the header: the probed path must be exempt."""
+    rel = f"terraform/regions/{AZURE}/main.tf"
+    path = tree / rel
+    _edit(path, 'origin_verify_exempt_path = "/healthz"', 'origin_verify_exempt_path = "/status"')
+    hits = _hits(verify(tree), rel, "health-check")
+    assert [b.connection for b in hits] == [f"{ROUTE53}->load-balancer:443/tcp"]
+    assert "every probe is blocked" in hits[0].message
+    assert hits[0].line == _line(path, "origin_verify_exempt_path")

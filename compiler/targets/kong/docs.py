@@ -6,7 +6,7 @@ from compiler.docs import markdown_table
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets import kong
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
-from compiler.ir.edge import kong_needs_render
+from compiler.ir.edge import kong_needs_render, origin_verify
 from compiler.ir.gateway import gateway_capacity
 from compiler.targets.kong.plugins import CORRELATION_HEADER, canary_headers, rate_limits, secret_inputs
 
@@ -168,8 +168,10 @@ def _edge_sentence(plan: PlatformPlan) -> str:
             "forwarding and the 421 above remain as the second line, for requests that bypassed the edge's routing: "
             "the global root not yet applied after a shard-map change (apply it with the regions), a franchise "
             "the edge does not know yet (a registry kept in the routing KeyValueStore, before its keys are applied: "
-            "the weighted origin), or a request that reached the load balancer through another CloudFront distribution (the "
-            "load balancers admit CloudFront's address ranges, not this distribution alone). The edge deletes a viewer's `"
+            "the weighted origin)" + (". (A request through another CloudFront distribution never gets here: the "
+            "region's WAF blocks what arrives without this edge's origin secret.)" if origin_verify(plan) else
+            ", or a request that reached the load balancer through another CloudFront distribution (the load balancers "
+            "admit CloudFront's address ranges, not this distribution alone).") + " The edge deletes a viewer's `"
             + FORWARDED_HEADER + "`, and sets it to `edge` only when the DR runbook has moved a lost region's franchises "
             "(the routing KeyValueStore's `serving-<region>` key): the region then serves them itself. That switch is "
             "the runbook's, not a health check's: the partner can serve a lost region's franchises only once its standby "

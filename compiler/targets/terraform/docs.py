@@ -12,7 +12,7 @@ from compiler.targets.terraform import gcp as _terraform_gcp
 from compiler.targets.terraform import identity as _terraform_identity
 from compiler.targets.terraform import values as V
 from compiler.ir.edge import (NLB_HEALTH_CHECKS_PEER, ROUTE53_HEALTH_CHECKS_PEER, cdn_provider, dns_cloud, dns_provider,
-                              origin_listener_min_tls)
+                              origin_listener_min_tls, origin_verify)
 from compiler.ir.home_routing import edge_home_provider, edge_routes_homes, home_origin_id
 from compiler.targets.terraform.common import MODULES, PROVIDERS, prefix
 
@@ -68,6 +68,16 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      "Scaling creates the node groups' encrypted volumes, and KMS refuses a key policy naming a "
                      "principal that does not exist (MalformedPolicyDocumentException), which would stop the apply "
                      "at its first resource.")
+    check = origin_verify(plan)
+    if check:
+        notes.append(f"The origin secret: CloudFront sends `{check.header}` on every request to this region, and the "
+                     f"region's WAF blocks requests without it (except `{check.exempt_path}`, which the health checkers "
+                     "probe), so no other CloudFront distribution reaches the load balancer around the edge. The global "
+                     f"root makes the secret (`{check.secret_name}` in Secrets Manager, {check.secret_region}), a JSON "
+                     "object `{\"current\", \"next\"}`: CloudFront sends `current`, the WAF accepts either. Apply "
+                     "the global root first. To rotate it without refusing a request: put a new value as `next` (`aws "
+                     "secretsmanager get-random-password --exclude-punctuation --password-length 64`) and apply every "
+                     "region root; then set `current` to it too and apply the global root.")
     if region.cloud == "aws" and any(not p["args"]["requester"] for p in peers):
         first = [p["region"] for p in peers if not p["args"]["requester"]]
         notes.append(f"Apply {', '.join(first)} before this root: each requested the peering with this region (the "

@@ -9,7 +9,7 @@ platform's clouds): Route 53 + CloudFront + WAFv2 (templates global/), Azure DNS
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan
-from compiler.ir.edge import edge_cloud
+from compiler.ir.edge import edge_cloud, origin_verify
 from compiler.ir.home_routing import (ORIGINS_PER_DISTRIBUTION, SERVING_KEY_PREFIX, WEIGHTED_ORIGIN_ID,
                                       edge_routes_homes, home_origin_id, home_origin_name, routing_store_name)
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
@@ -23,6 +23,8 @@ FRANCHISE_HOMES_FILE = "franchise-homes.json"
 PRICE_CLASS = {"all": "PriceClass_All", "200": "PriceClass_200", "100": "PriceClass_100"}
 CLOUDFRONT_TLS = {"1.3": "TLSv1.3_2025", "1.2": "TLSv1.2_2025"}
 ROUTE53_MAX_WEIGHT = 255
+# Letters and digits of the origin secret the global root makes (the regions' WAF modules take 32 to 128).
+ORIGIN_VERIFY_LENGTH = 64
 
 
 def weights(plan: PlatformPlan) -> dict[str, int]:
@@ -89,6 +91,8 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
             "log_retention_days": retention,
         },
         "rotation_days": settings.security.kms_key_rotation_days,
+        "origin_verify": origin_verify(plan),
+        "origin_verify_length": ORIGIN_VERIFY_LENGTH,
         "waf": {"rate_limit_per_5min": edge.waf.rate_limit_per_5min, "blocked_countries": list(edge.waf.blocked_countries),
                 "managed_rules": edge.waf.managed_rules, "log_retention_days": retention},
         "backend_type": backend_type,

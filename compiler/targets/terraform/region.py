@@ -9,7 +9,7 @@ minus the wired ones; the tests parse both sides to prove it.
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
-from compiler.ir.edge import dns_cloud, dns_provider
+from compiler.ir.edge import dns_cloud, dns_provider, dns_provider_region, origin_verify
 from compiler.targets.terraform import aws as _terraform_aws, azure as _terraform_azure, gcp as _terraform_gcp
 from compiler.targets.terraform.common import prefix, provider_requirements, root_clouds, state_backend
 from compiler.targets.terraform.values import peerings
@@ -29,7 +29,8 @@ def files(plan: PlatformPlan, region: RegionPlan) -> dict[str, tuple[str, dict]]
         "tags": dict(region.tags),
         "account": plan.spec.clouds[cloud].account,
         "dns_account": plan.spec.clouds["aws"].account if "aws" in plan.spec.clouds else None,
-        "dns_region": plan.spec.clouds["aws"].state.region if "aws" in plan.spec.clouds else "us-east-1",
+        "dns_region": dns_provider_region(plan.spec),
+        "origin_verify": origin_verify(plan),
         "dns_cloud": zone_cloud,
         "dns_provider": dns_provider(plan.spec),
         "args": ARGS[cloud](plan, region),

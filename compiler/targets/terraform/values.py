@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from compiler.ir import PlatformPlan, RegionPlan
-from compiler.ir.edge import KONG_PROXY_TLS_PORT, lb_hostnames  # noqa: F401 (the roots and docs use both)
+from compiler.ir.edge import KONG_PROXY_TLS_PORT, lb_hostnames, origin_verify  # noqa: F401 (the roots and docs use the first two)
 from compiler.targets.terraform.common import taints
 
 # The spec sizes PostgreSQL, Redis and Elasticsearch hosts; PgBouncer and the bastion have no size field: their
@@ -122,9 +122,13 @@ def storage_policy(region: RegionPlan) -> dict:
 
 
 def waf(plan: PlatformPlan) -> dict:
+    """A regional WAF's arguments; the origin check's secret value is wired in the root (a data source)."""
     waf = plan.spec.edge.waf
+    check = origin_verify(plan)
     return {"rate_limit_per_5min": waf.rate_limit_per_5min, "blocked_countries": list(waf.blocked_countries),
-            "managed_rules": waf.managed_rules}
+            "managed_rules": waf.managed_rules,
+            "origin_verify_header": check.header.lower() if check else "",
+            "origin_verify_exempt_path": check.exempt_path if check else ""}
 
 
 def budget(plan: PlatformPlan, region: RegionPlan) -> dict:

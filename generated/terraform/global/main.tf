@@ -100,8 +100,11 @@ module "waf" {
   kms_key_arn = module.kms.key_arn
   tags        = local.tags
 
-  # the CDN's ACL sees the viewer's own address
-  client_address_header = ""
+  # the CDN's ACL sees the viewer's own address, and the viewers send no origin secret (the CDN adds it)
+  client_address_header     = ""
+  origin_verify_header      = ""
+  origin_verify_values      = []
+  origin_verify_exempt_path = ""
 
   rate_limit_per_5min = 300000
   blocked_countries   = ["KP", "IR", "SY", "CU"]

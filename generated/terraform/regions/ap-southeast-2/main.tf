@@ -498,16 +498,31 @@ module "data_hosts" {
   depends_on = [module.kms]
 }
 
+# The origin secret the CDN sends in X-Origin-Verify on every request (the global root's, in its
+# region): the WAF blocks requests without its current or next value.
+data "aws_secretsmanager_secret_version" "origin_verify" {
+  region    = "us-east-1"
+  secret_id = "sixfb/edge/origin-verify"
+}
+
+locals {
+  origin_verify = jsondecode(data.aws_secretsmanager_secret_version.origin_verify.secret_string)
+}
+
 module "waf" {
   source = "../../modules/gcp/waf"
 
   name = local.name
 
-  rate_limit_per_5min   = 300000
-  blocked_countries     = ["KP", "IR", "SY", "CU"]
-  managed_rules         = true
-  ddos_protection       = true
-  client_address_header = "X-Viewer-Address"
+  origin_verify_values = distinct([local.origin_verify.current, local.origin_verify.next])
+
+  rate_limit_per_5min       = 300000
+  blocked_countries         = ["KP", "IR", "SY", "CU"]
+  managed_rules             = true
+  origin_verify_header      = "x-origin-verify"
+  origin_verify_exempt_path = "/healthz"
+  ddos_protection           = true
+  client_address_header     = "X-Viewer-Address"
 }
 
 module "load_balancer" {

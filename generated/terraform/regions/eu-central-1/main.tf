@@ -648,6 +648,17 @@ module "data_hosts" {
   internal_domain = "eu-central-1.internal.6fb.example.com"
 }
 
+# The origin secret the CDN sends in X-Origin-Verify on every request (the global root's, in its
+# region): the WAF blocks requests without its current or next value.
+data "aws_secretsmanager_secret_version" "origin_verify" {
+  region    = "us-east-1"
+  secret_id = "sixfb/edge/origin-verify"
+}
+
+locals {
+  origin_verify = jsondecode(data.aws_secretsmanager_secret_version.origin_verify.secret_string)
+}
+
 module "waf" {
   source = "../../modules/aws/waf"
 
@@ -655,12 +666,16 @@ module "waf" {
   kms_key_arn = module.kms.key_arn
   tags        = local.tags
 
-  scope                 = "REGIONAL"
-  client_address_header = "X-Viewer-Address"
-  rate_limit_per_5min   = 300000
-  blocked_countries     = ["KP", "IR", "SY", "CU"]
-  managed_rules         = true
-  log_retention_days    = 365
+  origin_verify_values = distinct([local.origin_verify.current, local.origin_verify.next])
+
+  scope                     = "REGIONAL"
+  client_address_header     = "X-Viewer-Address"
+  rate_limit_per_5min       = 300000
+  blocked_countries         = ["KP", "IR", "SY", "CU"]
+  managed_rules             = true
+  origin_verify_header      = "x-origin-verify"
+  origin_verify_exempt_path = "/healthz"
+  log_retention_days        = 365
 }
 
 module "load_balancer" {

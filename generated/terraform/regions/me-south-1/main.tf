@@ -108,6 +108,17 @@ module "object_storage" {
   replica_containers = ["dr-eu-west-2"]
 }
 
+# The origin secret the CDN sends in X-Origin-Verify on every request (the global root's, in its
+# region): the WAF blocks requests without its current or next value.
+data "aws_secretsmanager_secret_version" "origin_verify" {
+  region    = "us-east-1"
+  secret_id = "sixfb/edge/origin-verify"
+}
+
+locals {
+  origin_verify = jsondecode(data.aws_secretsmanager_secret_version.origin_verify.secret_string)
+}
+
 module "waf" {
   source = "../../modules/azure/waf"
 
@@ -116,10 +127,14 @@ module "waf" {
   resource_group_name = azurerm_resource_group.region.name
   tags                = local.tags
 
-  rate_limit_per_5min = 300000
-  blocked_countries   = ["KP", "IR", "SY", "CU"]
-  managed_rules       = true
-  behind_cdn          = true
+  origin_verify_values = distinct([local.origin_verify.current, local.origin_verify.next])
+
+  rate_limit_per_5min       = 300000
+  blocked_countries         = ["KP", "IR", "SY", "CU"]
+  managed_rules             = true
+  origin_verify_header      = "x-origin-verify"
+  origin_verify_exempt_path = "/healthz"
+  behind_cdn                = true
 }
 
 module "load_balancer" {

@@ -16,6 +16,42 @@ resource "azurerm_web_application_firewall_policy" "this" {
     max_request_body_size_in_kb = 128
   }
 
+  # Only this platform's CDN may reach the region: the gateway admits the CDN's addresses, which all of the CDN's
+  # customers share, so anyone's distribution could send requests around the edge's WAF and geo restriction. The CDN
+  # adds the origin secret to every request; what arrives without its current or next value is refused, except the
+  # health checkers' probe of the health path (they cannot add a header). The conditions of one rule must all match.
+  dynamic "custom_rules" {
+    for_each = var.origin_verify_header == "" ? [] : [var.origin_verify_header]
+
+    content {
+      name      = "originverify"
+      priority  = 3
+      rule_type = "MatchRule"
+      action    = "Block"
+
+      match_conditions {
+        operator           = "Equal"
+        negation_condition = true
+        match_values       = var.origin_verify_values
+
+        match_variables {
+          variable_name = "RequestHeaders"
+          selector      = custom_rules.value
+        }
+      }
+
+      match_conditions {
+        operator           = "Equal"
+        negation_condition = true
+        match_values       = [var.origin_verify_exempt_path]
+
+        match_variables {
+          variable_name = "RequestUri"
+        }
+      }
+    }
+  }
+
   dynamic "custom_rules" {
     for_each = length(var.blocked_countries) > 0 ? [var.blocked_countries] : []
 

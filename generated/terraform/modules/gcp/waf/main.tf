@@ -30,6 +30,28 @@ resource "google_compute_security_policy" "this" {
     log_level = "VERBOSE"
   }
 
+  # Only this platform's CDN may reach the region: the load balancer admits the CDN's addresses, which all of the
+  # CDN's customers share, so anyone's distribution could send requests around the edge's WAF and geo restriction.
+  # The CDN adds the origin secret to every request (letters and digits: the variable's validation holds it); what
+  # arrives without its current or next value is refused, except the health checkers' probe of the health path (they
+  # cannot add a header).
+  dynamic "rule" {
+    for_each = var.origin_verify_header == "" ? [] : [var.origin_verify_header]
+
+    content {
+      action      = "deny(403)"
+      priority    = 10
+      description = "origin-verify"
+
+      match {
+        expr {
+          # a missing key is an evaluation error in CEL: has() first, so that `&&` decides without reading it
+          expression = "request.path != '${var.origin_verify_exempt_path}' && !(has(request.headers['${rule.value}']) && (${join(" || ", [for v in var.origin_verify_values : "request.headers['${rule.value}'] == '${v}'"])}))"
+        }
+      }
+    }
+  }
+
   # With no blocked countries the rule names an unassigned code and only logs (preview).
   rule {
     action      = "deny(403)"

@@ -54,6 +54,11 @@ module "waf" {
 
   name = "${local.name}-cdn"
 
+  # the CDN's own policy: its viewers send no origin secret
+  origin_verify_header      = ""
+  origin_verify_values      = []
+  origin_verify_exempt_path = ""
+
   rate_limit_per_5min = 300000
   blocked_countries   = []
   managed_rules       = true

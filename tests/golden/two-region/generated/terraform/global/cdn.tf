@@ -169,6 +169,47 @@ resource "aws_cloudfront_function" "viewer_request" {
   EOT
 }
 
+# The origin secret: CloudFront adds it to every request it sends to a region, in X-Origin-Verify,
+# and each region's WAF blocks requests without it. Every customer's distribution connects from the same
+# CloudFront addresses the regions admit: without it, anyone's distribution reached the regions around this
+# edge's WAF, geo restriction and Shield. The secret holds {"current", "next"}; CloudFront sends current, the
+# regions accept either. To rotate: set next to a new value and apply every region root, then set current to it
+# and apply this root (the region pages, docs/regions/, Terraform notes).
+data "aws_secretsmanager_random_password" "origin_verify" {
+  password_length     = 64
+  exclude_punctuation = true
+}
+
+resource "aws_secretsmanager_secret" "origin_verify" {
+  #checkov:skip=CKV2_AWS_57:rotated in two applies (next, then current: the region pages' Terraform notes); a rotation function would change it under CloudFront and the regions
+  name        = "acme/edge/origin-verify"
+  description = "The value CloudFront sends to the regions in X-Origin-Verify: their WAFs block requests without it"
+  kms_key_id  = module.kms.key_arn
+  tags        = local.tags
+}
+
+resource "aws_secretsmanager_secret_version" "origin_verify" {
+  secret_id = aws_secretsmanager_secret.origin_verify.id
+  secret_string = jsonencode({
+    current = data.aws_secretsmanager_random_password.origin_verify.random_password
+    next    = data.aws_secretsmanager_random_password.origin_verify.random_password
+  })
+
+  # made once: the data source draws a new password at every plan, and the rotation is the operators' (above)
+  lifecycle {
+    ignore_changes = [secret_string]
+  }
+}
+
+# What CloudFront sends: the secret's current value as it is now (after a rotation, the new one).
+data "aws_secretsmanager_secret_version" "origin_verify" {
+  secret_id = aws_secretsmanager_secret_version.origin_verify.secret_id
+}
+
+locals {
+  origin_verify = jsondecode(data.aws_secretsmanager_secret_version.origin_verify.secret_string).current
+}
+
 # Passes the viewer's Host, headers, cookies and query strings to the regions (Kong routes on them).
 data "aws_cloudfront_origin_request_policy" "all_viewer" {
   name = "Managed-AllViewer"
@@ -206,6 +247,11 @@ resource "aws_cloudfront_distribution" "this" {
       origin_protocol_policy = "https-only"
       origin_ssl_protocols   = ["TLSv1.2"]
     }
+
+    custom_header {
+      name  = "X-Origin-Verify"
+      value = local.origin_verify
+    }
   }
 
   # Home-region routing: the viewer-request function selects this origin for franchises homed in use1.
@@ -219,6 +265,11 @@ resource "aws_cloudfront_distribution" "this" {
       origin_protocol_policy = "https-only"
       origin_ssl_protocols   = ["TLSv1.2"]
     }
+
+    custom_header {
+      name  = "X-Origin-Verify"
+      value = local.origin_verify
+    }
   }
 
   # Home-region routing: the viewer-request function selects this origin for franchises homed in euw1.
@@ -231,6 +282,11 @@ resource "aws_cloudfront_distribution" "this" {
       https_port             = 443
       origin_protocol_policy = "https-only"
       origin_ssl_protocols   = ["TLSv1.2"]
+    }
+
+    custom_header {
+      name  = "X-Origin-Verify"
+      value = local.origin_verify
     }
   }
 

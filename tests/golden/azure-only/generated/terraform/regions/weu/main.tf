@@ -116,10 +116,14 @@ module "waf" {
   resource_group_name = azurerm_resource_group.region.name
   tags                = local.tags
 
-  rate_limit_per_5min = 300000
-  blocked_countries   = []
-  managed_rules       = true
-  behind_cdn          = true
+  origin_verify_values = []
+
+  rate_limit_per_5min       = 300000
+  blocked_countries         = []
+  managed_rules             = true
+  origin_verify_header      = ""
+  origin_verify_exempt_path = ""
+  behind_cdn                = true
 }
 
 module "load_balancer" {

@@ -462,11 +462,15 @@ module "waf" {
 
   name = local.name
 
-  rate_limit_per_5min   = 300000
-  blocked_countries     = []
-  managed_rules         = true
-  ddos_protection       = false
-  client_address_header = "X-Viewer-Address"
+  origin_verify_values = []
+
+  rate_limit_per_5min       = 300000
+  blocked_countries         = []
+  managed_rules             = true
+  origin_verify_header      = ""
+  origin_verify_exempt_path = ""
+  ddos_protection           = false
+  client_address_header     = "X-Viewer-Address"
 }
 
 module "load_balancer" {

@@ -38,3 +38,25 @@ variable "behind_cdn" {
   description = "Whether the gateway sits behind the CDN, whose edges connect on the viewers' behalf: the rate limit then counts per X-Forwarded-For client address, the only forwarded address an Application Gateway WAF groups by."
   type        = bool
 }
+
+variable "origin_verify_header" {
+  description = "The header (lower case) the CDN adds to every request with the origin secret; requests without it are blocked. \"\" for no check (the CDN's own ACL)."
+  type        = string
+}
+
+variable "origin_verify_values" {
+  description = "The values the header may carry: the origin secret's current and next value (the global root's secret; they differ only during a rotation)."
+  type        = list(string)
+  sensitive   = true
+
+  validation {
+    # they are written into the rule's pattern or expression: letters and digits only
+    condition     = alltrue([for v in var.origin_verify_values : can(regex("^[A-Za-z0-9]{32,128}$", v))])
+    error_message = "Each origin secret value must be 32 to 128 letters and digits (aws secretsmanager get-random-password --exclude-punctuation)."
+  }
+}
+
+variable "origin_verify_exempt_path" {
+  description = "The path the health checkers probe without the header (edge.dns.health_check_path)."
+  type        = string
+}
