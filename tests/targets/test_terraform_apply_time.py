@@ -454,3 +454,20 @@ def test_every_aws_private_network_acl_fits_its_default_quota(compiled):
             assert ACL_FIXED_INGRESS + len(entries) <= ACL_INGRESS_QUOTA, (case, r.name, len(entries))
             checked += 1
     assert checked >= 6
+
+
+def test_aws_data_hosts_are_backed_up_once_and_their_volume_tags_stay_put(compiled):
+    """AWS Backup selects resources by the backup tag. An EC2 recovery point already holds every attached volume, so
+    a volume with the tag was backed up twice (once alone, once with its instance). And the instance's volume_tags,
+    which the provider also applies to volumes attached by aws_volume_attachment, fought the data volume's own tags
+    at every plan (the provider documents the conflict): the root volume's tags are set on root_block_device."""
+    (plan, files), = [compiled[c] for c in _cases_with(compiled, "aws")[:1]]
+    doc = _hcl(files["terraform/modules/aws/data_hosts/main.tf"])
+    selection = resources(_hcl(files["terraform/modules/aws/backup/main.tf"]), "aws_backup_selection")["tagged"]
+    key = selection["selection_tag"][0]["key"]
+    host = resources(doc, "aws_instance")["host"]
+    assert "volume_tags" not in host
+    assert f"{key} = var.name" in host["tags"]
+    assert f"{key} = " not in host["root_block_device"][0]["tags"]
+    assert f"{key} = " not in resources(doc, "aws_ebs_volume")["data"]["tags"]
+    assert any(r.cloud == "aws" for r in plan.regions)

@@ -153,8 +153,9 @@ resource "aws_instance" "host" {
   ebs_optimized           = true
   monitoring              = true
   disable_api_termination = true
-  tags                    = merge(var.tags, { Name = each.key, group = each.value.group, backup = var.name })
-  volume_tags             = merge(var.tags, { Name = each.key, group = each.value.group, backup = var.name })
+  # AWS Backup selects the instance by its backup tag: an EC2 recovery point holds every attached volume (the root
+  # and the data volume), taken together. The volumes carry no backup tag, else each was backed up a second time.
+  tags = merge(var.tags, { Name = each.key, group = each.value.group, backup = var.name })
 
   metadata_options {
     http_endpoint               = "enabled"
@@ -162,11 +163,14 @@ resource "aws_instance" "host" {
     http_put_response_hop_limit = 1
   }
 
+  # The root volume's tags here, not volume_tags: those also land on the attached data volume (aws_volume_attachment),
+  # whose own tags then differ at every plan (the provider's documented conflict).
   root_block_device {
     volume_type = "gp3"
     volume_size = 30
     encrypted   = true
     kms_key_id  = var.kms_key_arn
+    tags        = merge(var.tags, { Name = each.key, group = each.value.group })
   }
 
   # A newer Debian image must not replace a database host; Ansible patches them in place.
@@ -176,7 +180,7 @@ resource "aws_instance" "host" {
 }
 
 resource "aws_ebs_volume" "data" {
-  #checkov:skip=CKV2_AWS_9:selected by the backup module through the backup = <name> tag, not by resource id
+  #checkov:skip=CKV2_AWS_9:backed up with its instance (the backup module selects it by its backup tag): an EC2 recovery point holds every attached volume
   for_each = local.data_hosts
 
   availability_zone = each.value.zone
@@ -184,7 +188,7 @@ resource "aws_ebs_volume" "data" {
   type              = "gp3"
   encrypted         = true
   kms_key_id        = var.kms_key_arn
-  tags              = merge(var.tags, { Name = "${each.key}-data", group = each.value.group, backup = var.name })
+  tags              = merge(var.tags, { Name = "${each.key}-data", group = each.value.group })
 }
 
 resource "aws_volume_attachment" "data" {
