@@ -178,11 +178,21 @@ def test_group_vars_carry_the_resolved_settings(outputs):
         assert pg["postgresql_max_connections"] == spec_pg.max_connections
         assert pg["postgresql_extensions"] == list(spec_pg.extensions)
         assert pg["postgresql_databases"] == [s.database for s in r.shards]
-        crons = {j["name"]: " ".join(j[k] for k in ("minute", "hour", "day", "month", "weekday"))
-                 for j in pg["backups_jobs"]}
+        cron_of = lambda j: " ".join(j[k] for k in ("minute", "hour", "day", "month", "weekday"))  # noqa: E731
+        crons = {j["name"]: cron_of(j) for j in pg["backups_jobs"] if "instance" not in j}
         for name, cron in crons.items():
             assert cron == getattr(r.settings.backups, name).cron
         assert pg["backups_url"] == r.backup_url
+        # each DR standby cluster hosted here: its source's schedules, on its hosts and port (taken once promoted)
+        standby_jobs = [j for j in pg["backups_jobs"] if "instance" in j]
+        for sb in (r.postgres_ha.standbys if r.postgres_ha else ()):
+            src = plan.region(sb.of_region)
+            mine = [j for j in standby_jobs if j["instance"] == f"dr-{sb.of_region}"]
+            assert {j["name"]: cron_of(j) for j in mine} == {n: getattr(src.settings.backups, n).cron
+                                                             for n in ("daily", "weekly", "monthly")}
+            assert all(j["pg_port"] == sb.port and j["hosts"] == list(sb.hosts) and j["kind"] == "postgresql"
+                       and not j["copy_to_dr_partner"] for j in mine)
+        assert len(standby_jobs) == 3 * len(r.postgres_ha.standbys if r.postgres_ha else ())
         pgb = yaml.safe_load(files[f"{base}/pgbouncer.yml"])
         assert pgb["pgbouncer_default_pool_size"] == r.connections.default_pool_size
 

@@ -151,3 +151,88 @@ def test_a_standby_takes_no_backup(world):
     res, calls = _run(world, "t")
     assert res.returncode == 0, res.stdout + res.stderr
     assert calls == [] and "standby" in res.stdout
+
+
+# ---------------------------------------------------------------- a DR standby cluster's backups (--pg-port), on real servers
+
+def _standby_job(reference):
+    """A region hosting a DR standby cluster, the cluster, and its promoted archive_command (the data tier's)."""
+    from compiler.ir.wal_archive import promoted_archive_command
+    for region in reference.regions:
+        for sb in (region.postgres_ha.standbys if region.postgres_ha else ()):
+            archive = promoted_archive_command(region, reference.region(sb.of_region))
+            if archive:
+                return region, sb, archive
+    pytest.skip("the reference hosts no DR standby cluster with a WAL archive")
+
+
+def test_a_standby_clusters_backups_follow_its_port_on_real_servers(reference):
+    """Two real PostgreSQL servers on one host, as on a region's data host: the region's own on the default port and
+    a DR standby cluster on its own port, whose promoted archive_command names this region's bucket under
+    postgres/promoted/<source>. The script given --pg-port reads that server (psql through PGPORT, real libpq), and
+    WAL-G runs with the same port and that archive's settings; while the cluster is a standby it takes nothing."""
+    from tests.targets.test_datastores_support import AS_POSTGRES, PGBIN, private_dir
+    require_tool("setpriv")
+    require_tool("runuser")
+    require_tool("psql")
+    if os.geteuid() != 0:
+        pytest.skip("needs root (runuser to the postgres user, who runs initdb and postgres)")
+    region, sb, promoted = _standby_job(reference)
+    work = private_dir("pgport-")
+    servers = []
+    try:
+        stub = work / "wal-g"
+        stub.write_text("#!/bin/sh\necho \"PGPORT=${PGPORT:-} WALG_S3_PREFIX=${WALG_S3_PREFIX:-} $*\" >> "
+                        f"{work}/calls.log\n[ \"$1\" = backup-list ] && echo '[]'\nexit 0\n")
+        stub.chmod(0o755)
+        run = lambda *cmd: subprocess.run([*AS_POSTGRES, *map(str, cmd)], capture_output=True, text=True,  # noqa: E731
+                                          timeout=120, cwd=work)
+        own_archive = "/bin/true own-server"  # the region's own cluster: another archive_command altogether
+        ports = {"own": 5432 + 77, "standby": sb.port + 77}  # off the real ports: this host may run PostgreSQL
+        for name, archive in (("own", own_archive), ("standby", promoted.replace(WALG, str(stub)))):
+            data = work / name
+            res = run(PGBIN / "initdb", "-D", data, "-U", "postgres", "--auth=trust")
+            assert res.returncode == 0, res.stderr
+            with open(data / "postgresql.conf", "a") as f:
+                f.write(f"port = {ports[name]}\nlisten_addresses = ''\nunix_socket_directories = '{work}'\n"
+                        f"archive_mode = on\narchive_command = '{archive.replace(chr(39), chr(39) * 2)}'\n")
+        subprocess.run(["chown", "-R", "postgres:postgres", str(work)], check=True)
+
+        def start(name):
+            res = run(PGBIN / "pg_ctl", "-D", work / name, "-l", work / f"{name}.log", "-w", "start")
+            assert res.returncode == 0, res.stderr + (work / f"{name}.log").read_text()
+            servers.append(name)
+
+        def backup():
+            (work / "calls.log").unlink(missing_ok=True)
+            env = {"PATH": os.environ["PATH"], "PGHOST": str(work), "PLATFORMC_WALG": str(stub)}
+            res = subprocess.run(["bash", str(SCRIPT), "--kind", "postgresql", "--schedule", "daily", "--url",
+                                  region.backup_url, "--retention-days", "7", "--pg-port", str(ports["standby"])],
+                                 env=env, capture_output=True, text=True, timeout=120)
+            log = work / "calls.log"
+            # the promoted server's archiver runs the stub too (wal-push): not the script's calls
+            return res, [c for c in (log.read_text().splitlines() if log.exists() else []) if " wal-push " not in c]
+
+        start("own")
+        # first as a standby (standby.signal, no primary to follow: it stays in recovery and answers queries)
+        (work / "standby" / "standby.signal").write_text("")
+        subprocess.run(["chown", "postgres:postgres", str(work / "standby" / "standby.signal")], check=True)
+        start("standby")
+        res, calls = backup()
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert calls == [] and "standby" in res.stdout
+        # promoted: its leader streams the base backup into the promoted archive, on its own port
+        res = run(PGBIN / "pg_ctl", "-D", work / "standby", "-w", "promote")
+        assert res.returncode == 0, res.stderr
+        res, calls = backup()
+        assert res.returncode == 0, res.stdout + res.stderr
+        prefix = dict(w.split("=", 1) for w in promoted.partition(f" {WALG} ")[0].split())["WALG_S3_PREFIX"]
+        assert prefix.endswith(f"postgres/promoted/{sb.of_region}") and region.backup_url.split("://")[1] in prefix
+        assert calls and all(c.startswith(f"PGPORT={ports['standby']} WALG_S3_PREFIX={prefix} ") for c in calls), calls
+        assert f"backup-push {work / 'standby'} " in calls[0]
+        assert not any("own-server" in c for c in calls)
+    finally:
+        for name in servers:
+            run(PGBIN / "pg_ctl", "-D", work / name, "-m", "immediate", "stop")
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)

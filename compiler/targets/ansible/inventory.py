@@ -170,11 +170,35 @@ def _backup_job(name: str, sched, kind: str) -> dict:
 def _backups(plan: PlatformPlan, region: RegionPlan, kind: str, schedules: tuple[str, ...]) -> dict:
     b = region.settings.backups
     partner = plan.region(region.dr_partner)
+    jobs = [_backup_job(n, getattr(b, n), kind) for n in schedules]
+    if kind == "postgresql":
+        jobs += _standby_backup_jobs(plan, region, schedules)
     return {
         "backups_url": region.backup_url,
         "backups_dr_partner_url": partner.backup_url,
-        "backups_jobs": [_backup_job(n, getattr(b, n), kind) for n in schedules],
+        "backups_jobs": jobs,
     }
+
+
+def _standby_backup_jobs(plan: PlatformPlan, region: RegionPlan, schedules: tuple[str, ...]) -> list[dict]:
+    """The base backups of each DR standby cluster this region hosts, on its hosts and port, on its source region's
+    schedules and retention. A standby skips them at run time (its source's backups cover it); once promoted, its
+    leader streams them into its own archive (wal_archive.promoted_prefix): without them the promoted cluster, which
+    then serves the lost region's franchises, had no base backup to restore from until it was rebuilt. None where
+    the source archives no WAL (the standby's archive_command, which the script reads, is then the source's)."""
+    from compiler.ir.wal_archive import promoted_archive_command
+    ha = region.postgres_ha
+    out = []
+    for sb in (ha.standbys if ha else ()):
+        src = plan.region(sb.of_region)
+        if not promoted_archive_command(region, src):
+            continue
+        for n in schedules:
+            job = _backup_job(n, getattr(src.settings.backups, n), "postgresql")
+            job.update({"instance": f"dr-{sb.of_region}", "pg_port": sb.port, "hosts": list(sb.hosts),
+                        "copy_to_dr_partner": False})
+            out.append(job)
+    return out
 
 
 def vars_postgres(plan: PlatformPlan, region: RegionPlan) -> dict:

@@ -99,7 +99,8 @@ def backups() -> Role:
         defaults={
             "backups_url": "",
             "backups_dr_partner_url": "",
-            # [{name, kind, minute, hour, day, month, weekday, retention_days, copy_to_dr_partner}]
+            # [{name, kind, minute, hour, day, month, weekday, retention_days, copy_to_dr_partner}]; a DR standby
+            # cluster's jobs add instance, pg_port and the hosts that run it
             "backups_jobs": [],
             "backups_script": "/usr/local/sbin/platformc-backup",
             "backups_log_dir": "/var/log/platformc-backup",
@@ -115,8 +116,12 @@ def backups() -> Role:
             "backups_job_args": expr(
                 "'--kind ' ~ backups_job.kind ~ ' --schedule ' ~ backups_job.name",
                 "~ ' --url ' ~ backups_url ~ ' --retention-days ' ~ backups_job.retention_days",
-                "~ ((' --copy-to ' ~ backups_dr_partner_url) if backups_job.copy_to_dr_partner else '')"),
-            "backups_job_log": "{{ backups_log_dir }}/{{ backups_job.kind }}-{{ backups_job.name }}.log",
+                "~ ((' --copy-to ' ~ backups_dr_partner_url) if backups_job.copy_to_dr_partner else '')",
+                "~ ((' --pg-port ' ~ backups_job.pg_port) if backups_job.pg_port is defined else '')"),
+            # unique per job: a DR standby cluster's jobs carry its instance
+            "backups_job_id": expr("backups_job.kind ~ '-' ~ backups_job.name",
+                                   "~ (('-' ~ backups_job.instance) if backups_job.instance is defined else '')"),
+            "backups_job_log": "{{ backups_log_dir }}/{{ backups_job_id }}.log",
         },
         tasks={"main": [
             task("Check that the backup destination is set", "ansible.builtin.assert",
@@ -137,13 +142,16 @@ def backups() -> Role:
                  {"path": "{{ backups_log_dir }}", "state": "directory", "owner": "root", "group": "root",
                   "mode": "0750"}),
             task("Schedule each backup from the spec", "ansible.builtin.cron", {
-                "name": "platformc backup {{ backups_job.name }} ({{ backups_job.kind }})",
-                "cron_file": "platformc-backup-{{ backups_job.kind }}-{{ backups_job.name }}",
+                # the entry's name within its file, as it was before standby jobs (a new name would add a second job)
+                "name": "platformc backup {{ backups_job.name }} ({{ backups_job.kind }}"
+                        "{{ (', ' ~ backups_job.instance) if backups_job.instance is defined else '' }})",
+                "cron_file": "platformc-backup-{{ backups_job_id }}",
                 "user": "root",
                 "minute": "{{ backups_job.minute }}", "hour": "{{ backups_job.hour }}",
                 "day": "{{ backups_job.day }}", "month": "{{ backups_job.month }}",
                 "weekday": "{{ backups_job.weekday }}",
                 "job": "{{ backups_script }} {{ backups_job_args }} >> {{ backups_job_log }} 2>&1",
-            }, loop="{{ backups_jobs }}", loop_control={"loop_var": "backups_job", "label": "{{ backups_job.name }}"}),
+            }, loop="{{ backups_jobs }}", loop_control={"loop_var": "backups_job", "label": "{{ backups_job_id }}"},
+                when="backups_job.hosts is not defined or inventory_hostname in backups_job.hosts"),
         ]},
     )

@@ -12,6 +12,10 @@
 #                       --copy-to: the partner's copy is the bucket's replication.
 #   --kind redis        this node's latest RDB snapshot; a node that is a replica skips it
 #
+# --pg-port N: the PostgreSQL server on port N instead of the default one: a DR standby cluster of another region
+# on this host (its own port). While it is a standby it skips like any replica; once promoted, its leader takes
+# the backups, into the archive its archive_command names (this region's bucket, postgres/promoted/<source>).
+#
 # --url (and --copy-to, the DR partner's bucket) is s3://BUCKET, gs://BUCKET or
 # azure://ACCOUNT/CONTAINER. Copies go to URL/KIND/SCHEDULE[/HOST]/<UTC timestamp>/ and copies older
 # than --retention-days there are deleted after a successful upload. Credentials come from the
@@ -19,11 +23,11 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 --kind postgresql|redis --schedule NAME --url URL --retention-days N [--copy-to URL] [--redis-dir DIR]" >&2
+  echo "usage: $0 --kind postgresql|redis --schedule NAME --url URL --retention-days N [--copy-to URL] [--redis-dir DIR] [--pg-port N]" >&2
   exit 2
 }
 
-kind='' schedule='' url='' retention='' copy_to='' redis_dir=/var/lib/redis
+kind='' schedule='' url='' retention='' copy_to='' redis_dir=/var/lib/redis pg_port=''
 while [ $# -gt 0 ]; do
   case "$1" in
     --kind) kind=${2-}; shift 2 ;;
@@ -32,11 +36,16 @@ while [ $# -gt 0 ]; do
     --retention-days) retention=${2-}; shift 2 ;;
     --copy-to) copy_to=${2-}; shift 2 ;;
     --redis-dir) redis_dir=${2-}; shift 2 ;;
+    --pg-port) pg_port=${2-}; shift 2 ;;
     *) usage ;;
   esac
 done
 [ -n "$kind" ] && [ -n "$schedule" ] && [ -n "$url" ] || usage
 case "$retention" in '' | *[!0-9]*) usage ;; esac
+case "$pg_port" in *[!0-9]*) usage ;; esac
+# psql and WAL-G (libpq) both read the port from PGPORT; empty: the default server
+pg_env=()
+[ -z "$pg_port" ] || pg_env=("PGPORT=$pg_port")
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 cutoff=$(date -u -d "-${retention} days" +%Y%m%dT%H%M%SZ)
@@ -48,7 +57,7 @@ log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $kind/$schedule: $*"; }
 
 WALG=${PLATFORMC_WALG:-/usr/local/bin/wal-g}  # the tests point it at a stub
 
-pg() { runuser -u postgres -- psql -XtAc "$1"; }
+pg() { runuser -u postgres -- env "${pg_env[@]}" psql -XtAc "$1"; }
 
 take_postgresql() {
   if [ "$(pg 'select pg_is_in_recovery()')" = t ]; then
@@ -64,9 +73,9 @@ take_postgresql() {
   # the NAME=value words before wal-g, shell-quoted by the data tier: WAL-G's bucket, prefix and region
   eval "set -- ${archive%% "$WALG" wal-push *}"
   datadir=$(pg 'show data_directory')
-  runuser -u postgres -- env "$@" "$WALG" backup-push "$datadir" \
+  runuser -u postgres -- env "${pg_env[@]}" "$@" "$WALG" backup-push "$datadir" \
     --add-user-data "{\"platformc_schedule\": \"$schedule\"}"
-  names=$(runuser -u postgres -- env "$@" "$WALG" backup-list --detail --json | python3 -c '
+  names=$(runuser -u postgres -- env "${pg_env[@]}" "$@" "$WALG" backup-list --detail --json | python3 -c '
 import json, sys
 schedule, cutoff = sys.argv[1], sys.argv[2]
 for b in json.load(sys.stdin) or []:
@@ -75,9 +84,9 @@ for b in json.load(sys.stdin) or []:
         print(b["backup_name"])' "$schedule" "$(date -u -d "-${retention} days" +%Y-%m-%dT%H:%M:%SZ)")
   for name in $names; do
     log "removing $name (older than $retention days)"
-    runuser -u postgres -- env "$@" "$WALG" delete target "$name" --confirm
+    runuser -u postgres -- env "${pg_env[@]}" "$@" "$WALG" delete target "$name" --confirm
   done
-  runuser -u postgres -- env "$@" "$WALG" delete garbage --confirm
+  runuser -u postgres -- env "${pg_env[@]}" "$@" "$WALG" delete garbage --confirm
   skip="streamed to the WAL archive by wal-g backup-push (the partner's copy: bucket replication)"
 }
 
