@@ -187,29 +187,45 @@ def dns_provider_region(spec) -> str:
 CLOUDFRONT_REGION = "us-east-1"
 
 
+# Front Door sets this header on every request it sends to an origin, to the id of the profile that sent it
+# (Microsoft Learn, "Secure traffic to Azure Front Door origins"): the check Microsoft documents for origins.
+FRONT_DOOR_ID_HEADER = "X-Azure-FDID"
+
+
+def global_name(spec) -> str:
+    """The global root's name prefix: its resource group and Front Door profile (Azure edge), its tags' Name."""
+    return f"{spec.organization.name}-global"
+
+
 @dataclass(frozen=True)
 class OriginVerify:
-    """The secret the CDN sends to the regions and their WAFs require (names.ORIGIN_VERIFY_HEADER).
+    """What a region's WAF requires of every request, so that only this platform's edge reaches it: the header
+    `header` with a value only the edge sends, except on `exempt_path` (Route 53's and the AWS internal gateway's
+    health checkers probe the load balancer directly and cannot add a header).
 
-    The global root makes the value, a Secrets Manager secret in `secret_region`, and puts it on every CloudFront
-    origin. Each region root reads it there (its data source names the region: AWS provider 6's per-resource region;
-    a GCP or Azure root through the Route 53 provider it already has) and its WAF blocks what arrives without it,
-    except `exempt_path`: Route 53's health checkers (and the AWS internal gateway's) probe the load balancer
-    directly and cannot add a header."""
+    CloudFront (names.ORIGIN_VERIFY_HEADER): the global root makes a Secrets Manager secret in `secret_region` and
+    puts its current value on every origin; each region root reads it there (its data source names the region: AWS
+    provider 6's per-resource region; a GCP or Azure root through the Route 53 provider it already has).
+    Front Door (FRONT_DOOR_ID_HEADER): Front Door itself sends the id of the profile `front_door_profile` (in the
+    resource group of that name); an Azure region root reads it."""
 
     header: str
-    secret_name: str
-    secret_region: str
     exempt_path: str
+    secret_name: str = ""
+    secret_region: str = ""
+    front_door_profile: str = ""
 
 
-def origin_verify(plan: PlatformPlan) -> OriginVerify | None:
-    """The origin check of a CloudFront edge (with Route 53, the edge's DNS: every root has its provider). None for a
-    Front Door or Cloud CDN edge: not built for them yet (their address ranges are shared by every customer too;
-    Front Door's own X-Azure-FDID header would be the check there)."""
+def origin_verify(plan: PlatformPlan, region: RegionPlan | None = None) -> OriginVerify | None:
+    """The origin check of the edge (for `region`: None where its root cannot read the value). CloudFront with
+    Route 53: every root has the aws provider. Front Door: the Azure regions (their azurerm provider). None for a
+    Cloud CDN edge: not built yet (its front ends are shared by every customer too)."""
     from compiler.ir.names import ORIGIN_VERIFY_HEADER
     spec = plan.spec
-    if edge_cloud(spec) != "aws" or dns_cloud(spec) != "aws":
-        return None
-    return OriginVerify(header=ORIGIN_VERIFY_HEADER, secret_name=f"{spec.organization.name}/edge/origin-verify",
-                        secret_region=CLOUDFRONT_REGION, exempt_path=health_check_path(plan))
+    if edge_cloud(spec) == "aws" and dns_cloud(spec) == "aws":
+        return OriginVerify(header=ORIGIN_VERIFY_HEADER, exempt_path=health_check_path(plan),
+                            secret_name=f"{spec.organization.name}/edge/origin-verify", secret_region=CLOUDFRONT_REGION)
+    if edge_cloud(spec) == "azure" and (region is None or region.cloud == "azure"):
+        return OriginVerify(header=FRONT_DOOR_ID_HEADER, exempt_path=health_check_path(plan),
+                            front_door_profile=global_name(spec))
+    return None

@@ -51,7 +51,7 @@ import json
 import re
 from functools import lru_cache
 
-from compiler.ir.edge import LISTENER_TLS_FLOOR, NLB_HEALTH_CHECKS_PEER, ROUTE53_HEALTH_CHECKS_PEER
+from compiler.ir.edge import FRONT_DOOR_ID_HEADER, LISTENER_TLS_FLOOR, NLB_HEALTH_CHECKS_PEER, ROUTE53_HEALTH_CHECKS_PEER
 from compiler.ir.home_routing import HOME_EDGE_PEER, HOME_ORIGIN_PREFIX, home_origin_id
 from compiler.verify import Broken, Result
 
@@ -854,7 +854,8 @@ def _check_front_door(cdn: Block, loc, reg: _Region, c) -> list[Broken]:
     if route is None:
         return [Broken(GLOBAL_CDN, 0, L, c.id, "no Front Door route")]
     if c.source.name == HOME_EDGE_PEER:
-        return _check_front_door_home(cdn, loc, route, reg, c) + _listener_against(reg, c, FRONT_DOOR_ORIGIN, "Front Door")
+        return (_check_front_door_home(cdn, loc, route, reg, c) + _front_door_id_required(cdn, loc, reg, c)
+                + _listener_against(reg, c, FRONT_DOOR_ORIGIN, "Front Door"))
     if c.source.kind == "external":  # clients -> Front Door: the custom domains of the route
         dom = _resource(cdn, "azurerm_cdn_frontdoor_custom_domain")
         if dom is None or f"azurerm_cdn_frontdoor_custom_domain.{dom.labels[1]}" not in _norm(route.get("cdn_frontdoor_custom_domain_ids")):
@@ -886,7 +887,39 @@ def _check_front_door(cdn: Block, loc, reg: _Region, c) -> list[Broken]:
                           "Front Door does not check the origin's certificate name"))
     if origin.get("enabled") is False or not isinstance(entry.get("weight"), int) or entry["weight"] < 1:
         out.append(Broken(GLOBAL_MAIN, 0, L, c.id, f"the origin {c.address} takes no traffic (disabled or weight below 1)"))
-    return out + _listener_against(reg, c, FRONT_DOOR_ORIGIN, "Front Door")
+    return out + _front_door_id_required(cdn, loc, reg, c) + _listener_against(reg, c, FRONT_DOOR_ORIGIN, "Front Door")
+
+
+def _front_door_id_required(cdn: Block, loc, reg: _Region, c) -> list[Broken]:
+    """An Azure region behind Front Door requires the id Front Door sends (X-Azure-FDID) to be this edge's profile's:
+    every Front Door customer connects from the same AzureFrontDoor.Backend addresses the region admits."""
+    L = "cdn"
+    if reg.cloud != "azure":
+        return []
+    header, _exempt, mod = _waf_requires(reg)
+    if header != FRONT_DOOR_ID_HEADER.lower():
+        return [Broken(reg.rel, mod.line if mod else 0, L, c.id, f"the region's WAF does not require {FRONT_DOOR_ID_HEADER}"
+                       " to be this edge's profile: any Front Door reaches its gateway around the edge")]
+    profile = _resource(cdn, "azurerm_cdn_frontdoor_profile")
+    want = _local(profile.get("name"), loc) if profile else None
+    group = _resource(_doc(reg.tree, GLOBAL_MAIN), "azurerm_resource_group", "edge")
+    in_group = _local(group.get("name"), loc) if group and \
+        _norm(profile.get("resource_group_name")) == "azurerm_resource_group.edge.name" else None
+    data = next((b for b in reg.doc.blocks if b.type == "data" and b.labels == ["azurerm_cdn_frontdoor_profile", "edge"]),
+                None)
+    out = []
+    if data is None or want is None or data.get("name") != want or data.get("resource_group_name") != in_group:
+        out.append(Broken(reg.rel, data.line if data else 0, L, c.id,
+                          f"the region does not read the id of the edge's Front Door profile {want} ({in_group})"))
+    if _norm(mod.get("origin_verify_values")) != "[data.azurerm_cdn_frontdoor_profile.edge.resource_guid]":
+        out.append(Broken(reg.rel, mod.line_of("origin_verify_values"), L, c.id,
+                          "the WAF's required values are not the edge profile's id"))
+    rel = reg.module_file("waf")
+    missing = library_lacks(reg.tree, rel, WAF_MODULE_USES["azure"]) if rel else "the waf module"
+    if missing:
+        out.append(Broken(rel or reg.rel, 0, L, c.id, f"the WAF module does not apply the origin check as the root "
+                          f"assumes (no `{missing}`)"))
+    return out
 
 
 def _home_target(kind: str, region: str) -> str:

@@ -90,7 +90,7 @@ def test_the_secret_made_passes_the_modules_validation(reference):
     assert body["password_length"] == ORIGIN_VERIFY_LENGTH and body["exclude_punctuation"] is True
     for cloud in ("aws", "gcp", "azure"):
         text = files[f"terraform/modules/{cloud}/waf/variables.tf"]
-        m = re.search(r'can\(regex\("\^\[A-Za-z0-9\]\{(\d+),(\d+)\}\$", v\)\)', text)
+        m = re.search(r'can\(regex\("\^\[A-Za-z0-9-\]\{(\d+),(\d+)\}\$", v\)\)', text)
         assert m, cloud
         assert int(m.group(1)) <= ORIGIN_VERIFY_LENGTH <= int(m.group(2))
 
@@ -116,14 +116,40 @@ def test_gcp_expression_reads_the_header_only_once_it_is_present(reference):
     assert expr.startswith("request.path != '${var.origin_verify_exempt_path}' && !(")
 
 
-def test_no_cloudfront_no_secret(tmp_path):
-    """Front Door and Cloud CDN edges have no origin secret yet: no region reads one, no WAF requires one."""
-    for case in ("gcp-only", "azure-only"):
-        plan = compile_file(str(REPO / "tests/cases" / case / "platform.yaml")).plan
-        assert origin_verify(plan) is None
-        out, _ = emit(plan, ["terraform"], with_docs=False)
-        for rel, (_owner, text) in out["generated"].items():
-            if rel.startswith("terraform/regions/") and rel.endswith("/main.tf"):
-                assert "aws_secretsmanager_secret_version" not in text
-                waf = _module(_parse(text), "waf")
-                assert unquote(waf["origin_verify_header"]) == "" and waf["origin_verify_values"] == []
+def test_front_door_regions_require_the_edge_profiles_id():
+    """A Front Door edge: Front Door itself sends its profile's id in X-Azure-FDID; each Azure region reads the id of
+    the global root's profile (by its name and resource group) and its WAF requires it. No secret is made."""
+    from compiler.ir.edge import FRONT_DOOR_ID_HEADER, global_name
+    plan = compile_file(str(REPO / "tests/cases/azure-only/platform.yaml")).plan
+    out, _ = emit(plan, ["terraform"], with_docs=False)
+    files = {rel: text for rel, (_owner, text) in out["generated"].items()}
+    main = _parse(files["terraform/global/main.tf"])
+    assert unquote(resources(main, "azurerm_resource_group")["edge"]["name"]) in ("${local.name}", global_name(plan.spec))
+    cdn = _parse(files["terraform/global/cdn.tf"])
+    profile = resources(cdn, "azurerm_cdn_frontdoor_profile")["this"]
+    assert "local.name" in str(profile["name"]) and "azurerm_resource_group.edge.name" in str(profile["resource_group_name"])
+    assert "aws_secretsmanager_secret" not in files["terraform/global/cdn.tf"]
+    regions = [r for r in plan.regions if r.cloud == "azure"]
+    assert regions
+    for r in regions:
+        check = origin_verify(plan, r)
+        assert check.header == FRONT_DOOR_ID_HEADER and check.front_door_profile == global_name(plan.spec)
+        doc = _parse(files[f"terraform/regions/{r.name}/main.tf"])
+        read = _data(doc, "azurerm_cdn_frontdoor_profile", "edge")
+        assert unquote(read["name"]) == unquote(read["resource_group_name"]) == global_name(plan.spec)
+        waf = _module(doc, "waf")
+        assert unquote(waf["origin_verify_header"]) == FRONT_DOOR_ID_HEADER.lower()
+        assert "data.azurerm_cdn_frontdoor_profile.edge.resource_guid" in str(waf["origin_verify_values"])
+        assert unquote(waf["origin_verify_exempt_path"]) == plan.spec.edge.dns.health_check_path
+
+
+def test_cloud_cdn_has_no_origin_check_yet():
+    """A Cloud CDN edge: not built yet; no region reads a value and no WAF requires one (said in the IR's docstring)."""
+    plan = compile_file(str(REPO / "tests/cases/gcp-only/platform.yaml")).plan
+    assert origin_verify(plan) is None
+    out, _ = emit(plan, ["terraform"], with_docs=False)
+    for rel, (_owner, text) in out["generated"].items():
+        if rel.startswith("terraform/regions/") and rel.endswith("/main.tf"):
+            assert "aws_secretsmanager_secret_version" not in text and "azurerm_cdn_frontdoor_profile" not in text
+            waf = _module(_parse(text), "waf")
+            assert unquote(waf["origin_verify_header"]) == "" and waf["origin_verify_values"] == []

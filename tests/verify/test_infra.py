@@ -456,3 +456,17 @@ def test_health_path_not_exempt_is_named(tree):
     assert [b.connection for b in hits] == [f"{ROUTE53}->load-balancer:443/tcp"]
     assert "every probe is blocked" in hits[0].message
     assert hits[0].line == _line(path, "origin_verify_exempt_path")
+
+
+def test_front_door_region_not_requiring_its_profile_id_is_named(azure_tree):
+    """Every Front Door customer connects from the AzureFrontDoor.Backend addresses the region admits: the WAF must
+    require the id this edge's profile sends (X-Azure-FDID), read from that profile."""
+    rel = "terraform/regions/weu/main.tf"
+    path = azure_tree / rel
+    _edit(path, 'name                = "acme-global"', 'name                = "acme-other"')
+    hits = _hits(verify(azure_tree), rel, "cdn")
+    assert hits and all("does not read the id of the edge's Front Door profile acme-global" in b.message for b in hits)
+    assert {b.line for b in hits} == {_line(path, 'data "azurerm_cdn_frontdoor_profile" "edge"')}
+    _edit(path, 'origin_verify_header      = "x-azure-fdid"', 'origin_verify_header      = ""')
+    hits = _hits(verify(azure_tree), rel, "cdn")
+    assert hits and all("any Front Door reaches its gateway" in b.message for b in hits)

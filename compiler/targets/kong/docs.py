@@ -169,7 +169,7 @@ def _edge_sentence(plan: PlatformPlan) -> str:
             "the global root not yet applied after a shard-map change (apply it with the regions), a franchise "
             "the edge does not know yet (a registry kept in the routing KeyValueStore, before its keys are applied: "
             "the weighted origin)" + (". (A request through another CloudFront distribution never gets here: the "
-            "region's WAF blocks what arrives without this edge's origin secret.)" if origin_verify(plan) else
+            "region's WAF blocks what arrives without this edge's origin secret.)" if origin_verify(plan) and origin_verify(plan).secret_name else
             ", or a request that reached the load balancer through another CloudFront distribution (the load balancers "
             "admit CloudFront's address ranges, not this distribution alone).") + " The edge deletes a viewer's `"
             + FORWARDED_HEADER + "`, and sets it to `edge` only when the DR runbook has moved a lost region's franchises "

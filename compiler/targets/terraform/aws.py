@@ -64,7 +64,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "scope": "REGIONAL",
             # behind the CDN: the client is the address the CDN writes into this header (compiler/ir/names.py)
             "client_address_header": CLIENT_ADDRESS_HEADER,
-            **waf(plan),
+            **waf(plan, region),
             "log_retention_days": cloudwatch_retention(sec.audit_log_retention_days),
         },
         "load_balancer": {

@@ -153,7 +153,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
                        # the internal gateway's private DNS record, beside its zone (home-region routing)
                        "internal_gateway": gateway},
         # behind the CDN, whose edges connect on the viewers' behalf (the global root)
-        "waf": {**waf(plan), "behind_cdn": True},
+        "waf": {**waf(plan, region), "behind_cdn": True},
         "load_balancer": {
             "zones": zones,
             "public_zone": plan.spec.organization.domain,

@@ -68,8 +68,13 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      "Scaling creates the node groups' encrypted volumes, and KMS refuses a key policy naming a "
                      "principal that does not exist (MalformedPolicyDocumentException), which would stop the apply "
                      "at its first resource.")
-    check = origin_verify(plan)
-    if check:
+    check = origin_verify(plan, region)
+    if check and check.front_door_profile:
+        notes.append(f"Only this edge's Front Door reaches the gateway: every Front Door customer connects from the "
+                     f"AzureFrontDoor.Backend addresses the gateway admits, so its WAF blocks requests whose "
+                     f"`{check.header}` is not the id of the profile `{check.front_door_profile}` (read from it at "
+                     f"apply time: apply the global root first), except `{check.exempt_path}`.")
+    elif check:
         notes.append(f"The origin secret: CloudFront sends `{check.header}` on every request to this region, and the "
                      f"region's WAF blocks requests without it (except `{check.exempt_path}`, which the health checkers "
                      "probe), so no other CloudFront distribution reaches the load balancer around the edge. The global "

@@ -125,7 +125,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
         "data_hosts": {"hosts": host_map, "internal_domain": region.internal_domain,
                        "postgres_endpoints": postgres_endpoints(region)},
         # behind the CDN: the client is the address the CDN writes into this header (compiler/ir/names.py)
-        "waf": {**waf(plan), "ddos_protection": plan.spec.edge.ddos_protection,
+        "waf": {**waf(plan, region), "ddos_protection": plan.spec.edge.ddos_protection,
                 "client_address_header": CLIENT_ADDRESS_HEADER},
         "load_balancer": {
             "zones": [z.name for z in region.zones],

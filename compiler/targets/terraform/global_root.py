@@ -9,7 +9,7 @@ platform's clouds): Route 53 + CloudFront + WAFv2 (templates global/), Azure DNS
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan
-from compiler.ir.edge import edge_cloud, origin_verify
+from compiler.ir.edge import edge_cloud, global_name, origin_verify
 from compiler.ir.home_routing import (ORIGINS_PER_DISTRIBUTION, SERVING_KEY_PREFIX, WEIGHTED_ORIGIN_ID,
                                       edge_routes_homes, home_origin_id, home_origin_name, routing_store_name)
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
@@ -68,7 +68,7 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
     w = weights(plan)
     context = {
         "org": org,
-        "name": f"{org.name}-global",
+        "name": global_name(spec),
         "tags": global_tags(plan),
         "dns_account": spec.clouds["aws"].account if "aws" in spec.clouds else None,
         "routing": edge.dns.routing,

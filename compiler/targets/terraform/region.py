@@ -30,7 +30,7 @@ def files(plan: PlatformPlan, region: RegionPlan) -> dict[str, tuple[str, dict]]
         "account": plan.spec.clouds[cloud].account,
         "dns_account": plan.spec.clouds["aws"].account if "aws" in plan.spec.clouds else None,
         "dns_region": dns_provider_region(plan.spec),
-        "origin_verify": origin_verify(plan),
+        "origin_verify": origin_verify(plan, region),
         "dns_cloud": zone_cloud,
         "dns_provider": dns_provider(plan.spec),
         "args": ARGS[cloud](plan, region),

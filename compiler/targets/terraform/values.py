@@ -121,10 +121,10 @@ def storage_policy(region: RegionPlan) -> dict:
     }
 
 
-def waf(plan: PlatformPlan) -> dict:
-    """A regional WAF's arguments; the origin check's secret value is wired in the root (a data source)."""
+def waf(plan: PlatformPlan, region: RegionPlan) -> dict:
+    """A regional WAF's arguments; the origin check's values are wired in the root (a data source)."""
     waf = plan.spec.edge.waf
-    check = origin_verify(plan)
+    check = origin_verify(plan, region)
     return {"rate_limit_per_5min": waf.rate_limit_per_5min, "blocked_countries": list(waf.blocked_countries),
             "managed_rules": waf.managed_rules,
             "origin_verify_header": check.header.lower() if check else "",

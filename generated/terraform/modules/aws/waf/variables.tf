@@ -50,14 +50,14 @@ variable "origin_verify_header" {
 }
 
 variable "origin_verify_values" {
-  description = "The values the header may carry: the origin secret's current and next value (the global root's secret; they differ only during a rotation)."
+  description = "The values the header may carry: the CloudFront origin secret's current and next value (they differ only during a rotation), or the edge's Front Door profile id."
   type        = list(string)
   sensitive   = true
 
   validation {
-    # they are written into the rule's pattern or expression: letters and digits only
-    condition     = alltrue([for v in var.origin_verify_values : can(regex("^[A-Za-z0-9]{32,128}$", v))])
-    error_message = "Each origin secret value must be 32 to 128 letters and digits (aws secretsmanager get-random-password --exclude-punctuation)."
+    # they are written into the rule's pattern or expression: letters, digits and hyphens (a profile id) only
+    condition     = alltrue([for v in var.origin_verify_values : can(regex("^[A-Za-z0-9-]{32,128}$", v))])
+    error_message = "Each origin secret value must be 32 to 128 letters, digits or hyphens (aws secretsmanager get-random-password --exclude-punctuation)."
   }
 }
 

@@ -108,6 +108,13 @@ module "object_storage" {
   replica_containers = ["dr-eus2"]
 }
 
+# The edge's Front Door profile: Front Door sends its id in X-Azure-FDID on every request to
+# an origin, and the WAF blocks requests with another (another customer's Front Door) or none.
+data "azurerm_cdn_frontdoor_profile" "edge" {
+  name                = "acme-global"
+  resource_group_name = "acme-global"
+}
+
 module "waf" {
   source = "../../modules/azure/waf"
 
@@ -116,13 +123,13 @@ module "waf" {
   resource_group_name = azurerm_resource_group.region.name
   tags                = local.tags
 
-  origin_verify_values = []
+  origin_verify_values = [data.azurerm_cdn_frontdoor_profile.edge.resource_guid]
 
   rate_limit_per_5min       = 300000
   blocked_countries         = []
   managed_rules             = true
-  origin_verify_header      = ""
-  origin_verify_exempt_path = ""
+  origin_verify_header      = "x-azure-fdid"
+  origin_verify_exempt_path = "/healthz"
   behind_cdn                = true
 }
 
