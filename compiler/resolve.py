@@ -267,9 +267,9 @@ def resolve_region(platform: Platform, name: str, settings: dict, provenance: di
     ha = postgres_ha.plan(platform, name, s, region_hosts, internal, settings.__getitem__)
 
     def wiring():
-        from compiler.wiring import inter_region_connections, postgres_ha_connections
+        from compiler.wiring import identity_token_connections, inter_region_connections, postgres_ha_connections
         own = connections(platform, name, region.cloud, s, services, region_hosts, zone_plans, addresses, internal,
-                          partner.cidr)
+                          partner.cidr) + identity_token_connections(linked[name])
         if ha is not None:
             own += postgres_ha_connections(region.cloud, ha, region_hosts, zone_plans, addresses, partner.cidr)
         return inter_region_connections(platform, linked[name], linked, own, ends)

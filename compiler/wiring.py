@@ -482,6 +482,30 @@ def postgres_ha_connections(cloud: str, ha, hosts: tuple[Host, ...], zones: tupl
 
 # ---------------------------------------------------------------- the inter-region network (compiler/ir/network.py)
 
+# GKE Workload Identity hands a pod its Google service account's tokens through the GKE metadata server, which GKE
+# Dataplane V2 serves at this address and port ("Workload Identity Federation for GKE", restrictions: with network
+# policy enforcement, allow egress to 169.254.169.254/32 on port 80). The services' default-deny egress dropped it:
+# every Google API call of a service with a cloud identity (its bucket, a Memorystore IAM login) failed for want of a
+# token.
+GKE_METADATA_SERVER = ("169.254.169.254", 80)
+
+
+def identity_token_connections(region) -> tuple[Connection, ...]:
+    """GCP with network policies: each service with a cloud identity (the IR's identities) reaches the GKE metadata
+    server for its tokens. EKS (IRSA) and AKS exchange a projected token with the cloud's STS over HTTPS instead."""
+    if region.cloud != "gcp" or not region.settings.security.network_policies:
+        return ()
+    owners = {i.owner for i in region.identities if i.kind == "service" and i.has_cloud_identity}
+    server = Peer("gke-metadata-server", "cloud-api", cidrs=(f"{GKE_METADATA_SERVER[0]}/32",))
+    layers = _layers(("networkpolicy-egress",))
+    return tuple(Connection(source=_service_peer(svc, region.addressing), dest=server, address=GKE_METADATA_SERVER[0],
+                            port=GKE_METADATA_SERVER[1], dest_port=GKE_METADATA_SERVER[1], protocol="TCP",
+                            app_protocol="http", purpose=sys.intern(f"{svc.name} gets its Google service account's "
+                                                                    "tokens from the GKE metadata server"),
+                            tls="", layers=layers)
+                 for svc in region.services if svc.name in owners)
+
+
 def _inside(cidrs, ranges) -> bool:
     """Every CIDR lies in one of the ranges (ipaddress's subnet_of, as integer bounds: at 120 regions the objects'
     comparisons were a third of resolving)."""

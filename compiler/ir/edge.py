@@ -83,11 +83,14 @@ def health_check_path(plan: PlatformPlan) -> str:
 
 def trusted_proxies(region: RegionPlan) -> tuple[str, ...]:
     """The peers whose client-address header Kong believes (its trusted_ips): the region's load balancer (its source
-    ranges), and the linked regions' Kong, which forwards a request homed here to this region's internal gateway with
-    the edge's headers unchanged. Without the latter a forwarded request counted against the forwarding node's
-    address: one rate-limit bucket for every client behind a peer node, and the node's address in the logs."""
+    ranges), and whatever opens the connection to Kong for a request another region's Kong forwards here, with the
+    edge's headers unchanged: the internal gateway's last hop into Kong's pods. That is the forwarding Kong itself
+    on Azure (the internal load balancer keeps the source), the proxy-only subnet's proxies on GCP (the internal
+    proxy load balancer opens its own connections), and on AWS the regional load balancer already listed (the
+    internal NLB's target). Without it a forwarded request counted against the address Kong saw: one rate-limit
+    bucket for every client behind it, and that address in the logs."""
     import ipaddress
-    peers = {x for c in region.through("internal-gateway") if c.dest.kind == "internal-lb" for x in c.source.cidrs}
+    peers = {x for c in region.through("internal-gateway") if c.dest.kind == "pods" for x in c.source.cidrs}
     nets = {ipaddress.ip_network(x) for x in [*region.addressing.lb_source_cidrs, *peers]}
     # the same addresses in as few ranges as they make (adjacent subnets merge): one line of the values file
     by_version = [sorted(n for n in nets if n.version == v) for v in (4, 6)]

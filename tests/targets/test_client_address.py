@@ -1,9 +1,11 @@
 """Kong believes the edge's client-address header (X-Viewer-Address) from exactly the peers that carry the edge's
-requests to it: the region's load balancer and, for a franchise homed here, a linked region's Kong forwarding to
-this region's internal gateway. Judged from the generated files alone: each region's kong values against its
-connections file (connections/<region>.json: the load balancer's source ranges, and the sources of every
-`internal-gateway` connection into the region). Before, the forwarded requests were not believed: every client
-behind a peer node shared one rate-limit bucket, and the logs showed the node."""
+requests to it: the region's load balancer and, for a franchise homed here, whatever opens the connection to Kong
+for a request a linked region's Kong forwards to this region's internal gateway (the forwarding Kong on Azure, the
+proxy-only subnet's proxies on GCP; on AWS the internal NLB's target is the load balancer). Judged from the
+generated files alone: each region's kong values against its connections file (connections/<region>.json: the load
+balancer's source ranges, and the sources of every `internal-gateway` connection that ends at Kong's pods). Before,
+the forwarded requests were not believed: every client behind a peer shared one rate-limit bucket, and the logs
+showed the peer. On GCP Kong trusted the forwarding regions' pod ranges, which never reach it: the proxies do."""
 
 from __future__ import annotations
 
@@ -35,9 +37,11 @@ def test_kong_trusts_the_load_balancer_and_the_forwarding_peers_only(case):
         conns = json.loads(files[f"connections/{r.name}.json"])
         want = list(conns["addressing"]["lb_source_cidrs"])
         for c in conns["connections"]:
-            if "internal-gateway" in c["layers"] and c["to"]["kind"] == "internal-lb":
+            if "internal-gateway" in c["layers"] and c["to"]["kind"] == "pods":
                 forwarded += 1
                 want += [x for x in c["from"]["cidrs"] if x not in want]
+        if r.cloud == "gcp" and any(c["to"]["kind"] == "internal-lb" for c in conns["connections"]):
+            assert r.addressing.proxy_cidr in want  # the proxies, not the forwarding regions' pods
         values = yaml.safe_load(files[f"helm/{r.name}/kong.values.yaml"])
         got = values["env"]["trusted_ips"].split(",")
         # the same set of addresses (adjacent ranges merged)

@@ -310,3 +310,26 @@ def test_verify_finds_an_identity_that_does_not_exist(tmp_path):
     broken = [b for b in verify(out).broken if b.layer == "identity"]
     assert broken and "no workload identity creates role" in broken[0].message
     shutil.rmtree(out)
+
+
+def test_gke_workloads_with_an_identity_reach_the_metadata_server():
+    """GKE Workload Identity hands out tokens only through the GKE metadata server (169.254.169.254:80 on Dataplane
+    V2). Under the services' default-deny egress, a service with a Google service account needs that egress rule,
+    or every Google API call fails for want of a token; a service without one gets no such rule, nor does any
+    service on EKS or AKS (their tokens come from the cloud's STS over HTTPS)."""
+    plan = _plan("reference")
+    seen = 0
+    for region in plan.regions:
+        owners = {i.owner for i in region.identities if i.kind == "service" and i.has_cloud_identity}
+        files = kubernetes.emit_region(plan, region)
+        for svc in region.services:
+            docs = list(yaml.safe_load_all(files[f"kubernetes/{region.name}/{svc.name}.yaml"]))
+            (policy,) = [d for d in docs if d and d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == svc.name]
+            to_metadata = [r for r in policy["spec"].get("egress", []) for t in r.get("to", [])
+                           if t.get("ipBlock", {}).get("cidr") == "169.254.169.254/32"]
+            wanted = region.cloud == "gcp" and svc.name in owners
+            assert bool(to_metadata) == wanted, (region.name, svc.name)
+            if wanted:
+                assert to_metadata[0]["ports"] == [{"protocol": "TCP", "port": 80}]
+                seen += 1
+    assert seen > 0

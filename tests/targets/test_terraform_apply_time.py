@@ -471,3 +471,40 @@ def test_aws_data_hosts_are_backed_up_once_and_their_volume_tags_stay_put(compil
     assert f"{key} = " not in host["root_block_device"][0]["tags"]
     assert f"{key} = " not in resources(doc, "aws_ebs_volume")["data"]["tags"]
     assert any(r.cloud == "aws" for r in plan.regions)
+
+
+def test_gcp_backup_vault_may_back_up_the_vms(compiled):
+    """The vault backs the VMs up as its own service account (the provider: "the user should grant this account
+    permissions in their workload project"): granted Backup and DR Compute Engine Operator before any association."""
+    case = _cases_with(compiled, "gcp")[0]
+    _plan, files = compiled[case]
+    doc = _hcl(files["terraform/modules/gcp/backup/main.tf"])
+    grant = resources(doc, "google_project_iam_member")["vault_compute_operator"]
+    assert grant["role"] == "roles/backupdr.computeEngineOperator"
+    assert grant["member"] == "serviceAccount:${google_backup_dr_backup_vault.this.service_account}"
+    association = resources(doc, "google_backup_dr_backup_plan_association")["host"]
+    assert "google_project_iam_member.vault_compute_operator" in str(association["depends_on"])
+
+
+def test_azure_gateway_waf_leaves_body_size_to_kong(compiled):
+    """With size enforcement on, Prevention mode refused every body over 128 KB before Kong (which allows each
+    route's request-size limit): inspection stays, enforcement is off (CRS 3.2 allows it)."""
+    case = _cases_with(compiled, "azure")[0]
+    _plan, files = compiled[case]
+    doc = _hcl(files["terraform/modules/azure/waf/main.tf"])
+    policy = resources(doc, "azurerm_web_application_firewall_policy")["this"]
+    settings = policy["policy_settings"][0]
+    assert settings["mode"] == "Prevention" and settings["request_body_check"] is True
+    assert settings["request_body_enforcement"] is False and settings["request_body_inspect_limit_in_kb"] == 128
+    crs = [s for s in policy["managed_rules"][0]["managed_rule_set"] if s.get("type") == "OWASP"]
+    assert crs and float(crs[0]["version"]) >= 3.2  # enforcement may be off from CRS 3.2
+
+
+def test_gcp_apis_include_binary_authorization_when_the_cluster_enforces_it(compiled):
+    from compiler.targets.terraform import gcp
+    case = _cases_with(compiled, "gcp")[0]
+    plan, files = compiled[case]
+    module = files["terraform/modules/gcp/kubernetes/main.tf"]
+    assert "PROJECT_SINGLETON_POLICY_ENFORCE" in module
+    region = next(r for r in plan.regions if r.cloud == "gcp")
+    assert "binaryauthorization" in gcp.required_apis(region)

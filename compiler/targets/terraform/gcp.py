@@ -45,8 +45,11 @@ def _gcp_backups(plan: PlatformPlan, region: RegionPlan) -> dict:
 # The Google APIs a GCP region root calls, by what it provisions (the modules' resource types: compute, GKE, DNS,
 # Certificate Manager, Cloud KMS, Secret Manager, Cloud Storage and Storage Transfer, Backup and DR, Billing budgets,
 # Monitoring channels, IAM), plus the managed datastores' when the spec asks for them.
+# binaryauthorization: the cluster enforces the project's Binary Authorization policy, an API GKE's setup guide
+# enables first ("Set up Binary Authorization for GKE")
 REQUIRED_APIS = ("compute", "container", "dns", "certificatemanager", "cloudkms", "secretmanager", "storage",
-                 "storagetransfer", "backupdr", "billingbudgets", "monitoring", "iam", "cloudresourcemanager")
+                 "storagetransfer", "backupdr", "billingbudgets", "monitoring", "iam", "cloudresourcemanager",
+                 "binaryauthorization")
 MANAGED_APIS = {"postgres": ("sqladmin", "servicenetworking"), "redis": ("redis", "networkconnectivity"),
                 "search": ()}
 

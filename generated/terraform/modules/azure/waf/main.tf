@@ -9,11 +9,17 @@ resource "azurerm_web_application_firewall_policy" "this" {
   resource_group_name = var.resource_group_name
   tags                = var.tags
 
+  # Bodies are inspected (their first 128 KB), but their size is Kong's to bound (request-size-limiting, per
+  # route): with enforcement on, Prevention mode refused every body over max_request_body_size_in_kb, 128 KB here,
+  # the platform's JSON APIs, uploads and AI prompts among them. CRS 3.2 and newer let enforcement be switched off
+  # (Microsoft Learn, "Web Application Firewall request and file upload size limits").
   policy_settings {
-    enabled                     = true
-    mode                        = "Prevention"
-    request_body_check          = true
-    max_request_body_size_in_kb = 128
+    enabled                          = true
+    mode                             = "Prevention"
+    request_body_check               = true
+    request_body_enforcement         = false
+    request_body_inspect_limit_in_kb = 128
+    max_request_body_size_in_kb      = 128
   }
 
   # Only this platform's CDN may reach the region: the gateway admits the CDN's addresses, which all of the CDN's
