@@ -160,8 +160,11 @@ class Slos(Model):
 
     availability_percent: float = F(99.99, description="Availability target over the window.", gt=90, lt=100)
     window_days: PositiveInt = F(30, description="SLO window.")
-    latency_p95_ms: PositiveInt = F(200, description="95th percentile response time target.")
-    latency_p99_ms: PositiveInt = F(1000, description="99th percentile response time ceiling.")
+    latency_p95_ms: PositiveInt = F(200, description="95th percentile response time target; alerted at the first of "
+                                    "Kong's latency bucket boundaries at or above it (25, 50, 80, 100, 250, 400, 700, "
+                                    "1000, 2000, 5000 ... 60000 ms).", le=60000)
+    latency_p99_ms: PositiveInt = F(1000, description="99th percentile response time ceiling; alerted like the p95 target.",
+                                    le=60000)
     error_rate_percent: float = F(0.01, description="Largest acceptable share of failed requests; at most the availability "
                                   "target's error budget, 100 - availability_percent (R043).", gt=0, le=100)
     db_query_p95_ms: PositiveInt = F(50, description="95th percentile database query time.")

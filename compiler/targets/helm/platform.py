@@ -139,7 +139,11 @@ def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
         "topologySpreadConstraints": zone_spread({"app.kubernetes.io/name": KONG_POD_LABELS["app.kubernetes.io/name"]}),
         "nodeSelector": {NODE_POOL_LABEL: gc.node_pool},
         "resources": amounts(gw.resources),
-        "serviceMonitor": {"enabled": True},  # /metrics on the status port (prometheus plugin)
+        # /metrics on the status port (prometheus plugin). honorLabels: Kong's series carry their own `service` (the
+        # Kong service: what the SLO rules group by); without it the operator's target label `service` (the
+        # Kubernetes Service, kong-proxy) won and Kong's became exported_service, so every per-service SLO was the
+        # gateway's as a whole
+        "serviceMonitor": {"enabled": True, "honorLabels": True},
         "podLabels": {"app.kubernetes.io/part-of": region.tags["org"]},
     }
     if mesh:

@@ -81,6 +81,33 @@ def _alert(name, expr, severity, slo, summary, description, for_=None, region=No
     return rule
 
 
+# Kong 3.9's prometheus plugin fixes kong_request_latency_ms's bucket boundaries (exporter.lua,
+# UPSTREAM_LATENCY_BUCKETS; no setting changes them) and writes `le` zero-padded ("00250.0": its prometheus.lua pads
+# every boundary to one width so they sort). Between two boundaries a quantile is histogram_quantile's straight-line
+# guess: with boundaries 100 and 250, a p95 of 110 ms read as 203 ms (a false page against 200 ms) and one of 240 ms
+# as under 200. So a latency target is measured as the share of requests slower than the first boundary at or above
+# it: exact at a boundary (the reference's 1000 ms p99), never a page for a quantile under the target elsewhere.
+KONG_LATENCY_BUCKETS_MS = (25, 50, 80, 100, 250, 400, 700, 1000, 2000, 5000, 10000, 30000, 60000)
+
+
+def latency_edge(target_ms: int) -> int:
+    """The first of Kong's latency bucket boundaries at or above the target (the model caps targets at the last)."""
+    return next(b for b in KONG_LATENCY_BUCKETS_MS if b >= target_ms)
+
+
+def _latency_alert(name: str, percentile: int, target_ms: int, severity: str, r: RegionPlan) -> dict:
+    edge = latency_edge(target_ms)
+    share = _num(round(1 - percentile / 100, 4))
+    summary = f"{{{{ $labels.service }}}} p{percentile} latency above {target_ms} ms in {r.name}"
+    edge_sel, measured = f'le=~"0*{edge}([.]0*)?"', f"{edge} ms"
+    slower = (f"1 - sum by (service) (rate(kong_request_latency_ms_bucket{{{edge_sel}}}[5m]))\n"
+              f"/ sum by (service) (rate(kong_request_latency_ms_count[5m]))")
+    at = "" if edge == target_ms else f" (Kong's latency buckets: {target_ms} ms is measured at their boundary {measured})"
+    return _alert(name, f"{slower}\n> {share}", severity, "latency", summary,
+                  f"{{{{ $value | humanizePercentage }}}} of requests took over {measured}, more than the "
+                  f"{_num(round(100 - percentile, 4))}% the p{percentile} target allows{at}.", for_="10m", region=r.name)
+
+
 def rule_groups(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
     slo, dr, cap = plan.spec.slos, plan.spec.disaster_recovery, plan.spec.capacity
     budget = 1 - slo.availability_percent / 100
@@ -104,15 +131,8 @@ def rule_groups(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
         "ErrorRateAboveTarget", f"{_ratio('1h')} > {_num(slo.error_rate_percent / 100)}", TICKET, "error-rate",
         f"{{{{ $labels.service }}}} error rate above {slo.error_rate_percent}% in {r.name}",
         "The 1 h error ratio is {{ $value | humanizePercentage }}.", for_="15m", region=r.name))
-    latency_q = ("histogram_quantile({q}, sum by (service, le) (rate(kong_request_latency_ms_bucket[5m])))")
-    latency = [
-        _alert("LatencyP95AboveTarget", f"{latency_q.format(q=0.95)} > {slo.latency_p95_ms}", PAGE, "latency",
-               f"{{{{ $labels.service }}}} p95 latency above {slo.latency_p95_ms} ms in {r.name}",
-               "p95 is {{ $value | humanize }} ms.", for_="10m", region=r.name),
-        _alert("LatencyP99AboveCeiling", f"{latency_q.format(q=0.99)} > {slo.latency_p99_ms}", TICKET, "latency",
-               f"{{{{ $labels.service }}}} p99 latency above {slo.latency_p99_ms} ms in {r.name}",
-               "p99 is {{ $value | humanize }} ms.", for_="10m", region=r.name),
-    ]
+    latency = [_latency_alert("LatencyP95AboveTarget", 95, slo.latency_p95_ms, PAGE, r),
+               _latency_alert("LatencyP99AboveCeiling", 99, slo.latency_p99_ms, TICKET, r)]
     pg = r.settings.datastores.postgres
     data = [
         _alert("DatabaseQueryLatencyHigh",
@@ -137,9 +157,12 @@ def rule_groups(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
                INFO, "cost", f"Mean query time below {pg.replica_scaling.scale_down_mean_query_ms} ms in {r.name}",
                f"A read replica could go (now {pg.read_replicas}, floor {pg.replica_scaling.min_replicas}).",
                for_="6h", region=r.name),
-        _alert("WalArchivingFailing", "increase(pg_stat_archiver_failed_count[5m]) > 0", PAGE, "rpo",
+        # PostgreSQL retries a failed archive_command by itself and archives a segment at least every
+        # archive_timeout: one transient storage error is not a page, failures with nothing archived are
+        _alert("WalArchivingFailing", "increase(pg_stat_archiver_failed_count[10m]) > 0\n"
+               "and on (instance) increase(pg_stat_archiver_archived_count[10m]) == 0", PAGE, "rpo",
                f"WAL archiving to {r.backup_url} is failing in {r.name}",
-               f"Point-in-time recovery within the {dr.rpo_minutes} min RPO is at risk.", region=r.name),
+               f"Point-in-time recovery within the {dr.rpo_minutes} min RPO is at risk.", for_="5m", region=r.name),
     ]
     capacity = [
         _alert("NodeCpuHigh", '1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[5m]))'
@@ -209,7 +232,9 @@ def alertmanager(plan: PlatformPlan, r: RegionPlan) -> dict:
              "equal": ["namespace", "alertname", "region"]},
             {"source_matchers": [f'severity="{TICKET}"', 'slo=""'], "target_matchers": [f'severity="{INFO}"', 'slo=""'],
              "equal": ["namespace", "alertname", "region"]},
-            {"source_matchers": ['alertname="InfoInhibitor"'], "target_matchers": [f'severity="{INFO}"'],
+            # the stack's own info alerts only: an SLO's info alert (ReadReplicasIdle) carries no namespace, so
+            # InfoInhibitor's (grouped by namespace) matched it whenever any alert without one was firing
+            {"source_matchers": ['alertname="InfoInhibitor"'], "target_matchers": [f'severity="{INFO}"', 'slo=""'],
              "equal": ["namespace", "region"]},
         ],
         "receivers": [page, ticket, deadman, {"name": "null"}],
@@ -357,8 +382,12 @@ def docs_region(plan: PlatformPlan, r: RegionPlan) -> str:
     return (f"## Alerts\n\nFrom the SLOs: `generated/monitoring/{r.name}/prometheus/slo-rules.yaml`; routing in "
             f"`generated/monitoring/{r.name}/alertmanager/alertmanager.yaml` (pages repeat every "
             f"{plan.spec.disaster_recovery.p1_response_minutes} min, the P1 response time). Severities are "
-            "kube-prometheus-stack's: `critical` pages, `warning` and `info` ticket, `Watchdog` goes to the dead-man "
-            f"receiver every {DEADMAN_REPEAT}; a page inhibits the ticket of the same SLO, service and region."
+            "kube-prometheus-stack's: `critical` pages, `warning` and `info` ticket, "
+            + (f"`Watchdog` goes to the dead-man receiver every {DEADMAN_REPEAT}, which pages when it stops"
+               if r.settings.monitoring.alert_receivers.deadman_webhook_url else
+               "`Watchdog` goes nowhere: no dead-man receiver is set (`monitoring.alert_receivers.deadman_webhook_url`), "
+               "so nothing pages when Prometheus or Alertmanager itself stops")
+            + "; a page inhibits the ticket of the same SLO, service and region."
             + (f" Log indices are deleted after {r.settings.monitoring.log_retention_days} days (ILM, "
                f"`generated/monitoring/{r.name}/kubernetes/{RETENTION}.yaml`)." if retention_objects(r) else "")
             + "\n\n"
