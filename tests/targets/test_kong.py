@@ -247,7 +247,9 @@ def test_rate_limit_expresses_rate_and_burst(case):
         assert rl["second"] * n <= g.burst and rl["minute"] * n <= g.requests_per_second * 60
         assert (rl["policy"], rl["limit_by"]) == ("local", "ip")
         assert plugins["request-size-limiting"]["allowed_payload_size"] == g.request_size_limit_mb
-        assert {"correlation-id", "prometheus", "bot-detection"} <= set(plugins)
+        assert {"correlation-id", "prometheus"} <= set(plugins)
+        # Kong's bot list answers 403 to okhttp, axios, Go-http-client, the AWS SDKs: the platform's own clients
+        assert "bot-detection" not in plugins
 
 
 def test_minute_limit_never_below_the_burst():
@@ -464,3 +466,32 @@ def test_docs_list_every_public_route_with_auth_and_limits():
                 assert ("none" in row) == ("plugins" not in r)
         assert "`DECK_JWT_PUBLIC_KEY`" in md and "vault:secret/data/platform/gateway#jwt_public_key" in md
         assert "Internal services (no Kong route): notification." in md
+
+
+def test_services_do_not_replay_timed_out_requests():
+    """Kong's default 5 retries re-send a GET, PUT or DELETE whose response timed out (nginx's proxy_next_upstream
+    error timeout), each after the whole read timeout, to the one target behind Kong's sidecar: none here."""
+    from compiler.targets import kong
+    plan = compile_file(str(REPO / "platform.yaml")).plan
+    for region in plan.regions:
+        doc = kong.build(plan, region)
+        mesh_services = [s for s in doc["services"] if s["protocol"] == "http"]
+        assert mesh_services and all(s["retries"] == 0 for s in mesh_services), region.name
+
+
+def test_kong_sidecar_accepts_the_health_checkers_http10():
+    """lua-resty-healthcheck probes with HTTP/1.0; Istio's outbound listener answers 426 unless the proxy's metadata
+    says HTTP10=1, and 426 is neither a healthy nor an unhealthy status to Kong: the checks would never fire."""
+    import json
+    from compiler.targets import helm, kong
+    plan = compile_file(str(REPO / "platform.yaml")).plan
+    meshed = 0
+    for region in plan.regions:
+        values = yaml.safe_load(helm.emit_region(plan, region)[f"helm/{region.name}/kong.values.yaml"])
+        checked = any(u.get("healthchecks", {}).get("active", {}).get("type") == "http"
+                      for u in kong.build(plan, region)["upstreams"])
+        if checked and values.get("podLabels", {}).get("sidecar.istio.io/inject") == "true":
+            config = json.loads(values["podAnnotations"]["proxy.istio.io/config"])
+            assert config["proxyMetadata"]["ISTIO_META_HTTP10"] == "1", region.name
+            meshed += 1
+    assert meshed > 0

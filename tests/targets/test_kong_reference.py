@@ -246,7 +246,7 @@ def test_every_plugin_is_bundled_and_its_config_matches_kong_3_9(kong_reference)
                 if limits != sorted(limits):
                     errors.append(f"{where}: longer windows must allow at least as much as shorter ones")
         assert not errors, errors[:10]
-    assert seen == {"bot-detection", "correlation-id", "cors", "jwt", "post-function", "pre-function", "prometheus",
+    assert seen == {"correlation-id", "cors", "jwt", "post-function", "pre-function", "prometheus",
                     "rate-limiting", "request-size-limiting", "request-termination"}
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 FREE_FORM = {
-    "kong": {("env",)},
+    "kong": {("env",), ("podAnnotations",)},  # podAnnotations: rendered with toYaml, whatever the keys
     "cluster-autoscaler": {("extraArgs",)},
     "opentelemetry-collector": {("config",), ("ports",)},  # ports: name -> port (values.schema.json patternProperties ".*")
     "istiod": {("meshConfig",)},
@@ -30,6 +30,7 @@ COMMENTED = {
     "kong": {
         ("topologySpreadConstraints",): "# topologySpreadConstraints: []",
         ("podDisruptionBudget", "maxUnavailable"): '# maxUnavailable: "50%"',
+        ("serviceMonitor", "honorLabels"): "# honorLabels: false",
     },
     "opentelemetry-collector": {
         ("podDisruptionBudget", "minAvailable"): "#   minAvailable: 2",

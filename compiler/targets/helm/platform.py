@@ -10,6 +10,8 @@ Each function returns the values as data, using only keys of the pinned chart's 
 
 from __future__ import annotations
 
+import json
+
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.identity import AWS_LOAD_BALANCER_CONTROLLER, CLUSTER_AUTOSCALER
 from compiler.targets.helm.charts import ISTIO_TAG
@@ -77,6 +79,10 @@ def istiod(plan: PlatformPlan, region: RegionPlan) -> dict:
             }},
         },
     }
+
+
+# The pod annotation that carries a per-proxy ProxyConfig (proxyMetadata: environment of the sidecar).
+ISTIO_PROXY_CONFIG_ANNOTATION = "proxy.istio.io/config"
 
 
 def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
@@ -157,6 +163,11 @@ def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
         # empty include list disables inbound capture altogether, so no excludeInboundPorts is needed
         # (Istio reads that only when the include list is `*`).
         values["podAnnotations"] = {"traffic.sidecar.istio.io/includeInboundPorts": ""}
+        # Kong's active health checks speak HTTP/1.0 (lua-resty-healthcheck: "GET %s HTTP/1.0"), which the sidecar's
+        # outbound listener answers 426 unless the proxy's node metadata says HTTP10 (istio pilot listener.go:
+        # AcceptHttp_10): a status in neither of Kong's lists, so the checks never marked anything unhealthy
+        values["podAnnotations"][ISTIO_PROXY_CONFIG_ANNOTATION] = json.dumps(
+            {"proxyMetadata": {"ISTIO_META_HTTP10": "1"}}, separators=(",", ":"))
     if routes:
         # The home-region map (one chart for every region, compiler/targets/helm/home_routing.py) as a directory on
         # the chart's lua_package_path (/opt/?.lua). A new map rolls the pods through kong.yaml, which names its version.

@@ -136,6 +136,9 @@ def upstream_target(region: RegionPlan, svc: ServicePlan) -> str:
     return f"{c.address}:{c.port}"
 
 
+SERVICE_RETRIES = 0
+
+
 def _service(plan: PlatformPlan, region: RegionPlan, svc: ServicePlan) -> dict:
     g = region.settings.gateway
     return {
@@ -146,6 +149,10 @@ def _service(plan: PlatformPlan, region: RegionPlan, svc: ServicePlan) -> dict:
         "connect_timeout": g.connect_timeout_ms,
         "read_timeout": g.read_timeout_ms,
         "write_timeout": g.write_timeout_ms,
+        # Kong's default of 5 retries re-sent a GET, PUT or DELETE whose response headers timed out (nginx's
+        # proxy_next_upstream error timeout), up to 5 times read_timeout, to the one target: the Service behind
+        # Kong's sidecar, whose own retry policy already retries connection failures and resets
+        "retries": SERVICE_RETRIES,
         "tags": tags(region, svc.name),
         "routes": [_route(plan, region, svc, i) for i in range(len(svc.routes))],
     }

@@ -84,7 +84,8 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
         _routing_bullet(plan, region),
         f"- **Request size**: `request-size-limiting` refuses bodies over {body} (413).\n",
         f"- **Upstream timeouts**: connect {g.connect_timeout_ms:,} ms, read {g.read_timeout_ms:,} ms, "
-        f"write {g.write_timeout_ms:,} ms.\n",
+        f"write {g.write_timeout_ms:,} ms; no retries (Kong's default 5 re-sent a GET, PUT or DELETE that timed "
+        "out, each after the whole read timeout; the mesh sidecar retries connection failures itself).\n",
         f"- **Upstreams**: one target per service, its Kubernetes Service at the address and port of Kong's "
         f"connection in the wiring (`<service>.<namespace>.svc.cluster.local:<Service port>`), round-robin. Active "
         f"checks probe the service's health path every {g.healthy.interval_seconds} s ({g.healthy.count} successes mark "
@@ -106,8 +107,10 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
                           "Kong answers preflights itself." if g.cors_origins else "no origins in the spec, so no "
                           "`cors` plugin (Kong's would allow every origin).") + "\n",
         "- **WAF**: "
-        + ("the gateway runs `bot-detection` (Kong's known-bad-bot list) as the counterpart of the edge's managed "
-           "rules" if waf.managed_rules else "no `bot-detection` at the gateway (the edge's managed rules are off)")
+        + "no `bot-detection` at the gateway: Kong's built-in list applies whatever its allow list says and names "
+          "the HTTP clients of the platform's own callers (okhttp, axios, Go-http-client, Apache-HttpClient, the AWS "
+          "SDKs, link previews), which it answered 403; abusive clients are the edge WAF's"
+          + (" (managed rules, IP reputation)" if waf.managed_rules else "")
         + f"; geo-blocking ({', '.join(waf.blocked_countries) or 'none'}) and the per-IP limit of "
         f"{waf.rate_limit_per_5min:,} requests per 5 minutes stay at the edge WAF (Kong OSS has no GeoIP). "
         "No `ip-restriction`: the spec lists no addresses to allow or deny at the gateway.\n",

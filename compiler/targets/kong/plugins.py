@@ -145,10 +145,11 @@ def global_plugins(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
             "allowed_payload_size": g.request_size_limit_mb, "size_unit": "megabytes",
             "require_content_length": False}},
     ]
-    if plan.spec.edge.waf.managed_rules:
-        # Kong's built-in list of known bad bots (empty allow/deny keeps just that list): the
-        # gateway-side counterpart of the edge WAF's managed rules.
-        plugins.append({"name": "bot-detection", "config": {"allow": [], "deny": []}})
+    # No bot-detection: Kong's built-in list (uap-core's bots and "downloaders", kong/plugins/bot-detection/rules.lua)
+    # is applied whatever allow/deny say, and it names the HTTP clients of the platform's own callers: okhttp (Android
+    # apps), axios, Go-http-client, Apache-HttpClient, Python-urllib, the AWS SDKs, and link previews (WhatsApp,
+    # Slackbot, facebookexternalhit). Every such request got 403, webhooks included. Abusive clients are the edge
+    # WAF's (managed rules, IP reputation) and the rate limits'.
     if canary_headers(region):
         plugins.append({"name": "post-function", "config": {"access": [canary_header_function(region)]}})
     if g.cors_origins:
