@@ -187,10 +187,10 @@ def _cloud_identity(cloud: str, account: str, cluster: str, region: str, owner: 
             "subject": service_account_subject(namespace, sa)}
 
 
-def cluster_secret_refs(settings, services) -> list[str]:
+def cluster_secret_refs(settings, services, region: str = "") -> list[str]:
     """Every reference the region's cluster is delivered (External Secrets Operator), as the helm target's
     ExternalSecrets read them: Grafana's admin password, Alertmanager's receivers, the Elasticsearch clients'
-    entries (self-managed Elasticsearch), and every service's `secrets:`."""
+    entries and the region's internal CA beside them (self-managed Elasticsearch), and every service's `secrets:`."""
     mon = settings.monitoring
     out: list[str] = []
     if mon.grafana and mon.grafana_admin_password:
@@ -200,9 +200,11 @@ def cluster_secret_refs(settings, services) -> list[str]:
         out += [getattr(recv, f) for f in ALERTMANAGER_RECEIVER_KEYS if getattr(recv, f)]
     es = settings.datastores.elasticsearch
     if es.deployment == "self-managed":
-        for client in ["fluent-bit"] + (["jaeger"] if mon.tracing else []):
-            if es.clients.get(client):
-                out.append(es.clients[client])
+        clients = [es.clients[c] for c in ["fluent-bit"] + (["jaeger"] if mon.tracing else []) if es.clients.get(c)]
+        out += clients
+        if clients and region:
+            from compiler.ir.data_access import internal_ca_ref
+            out.append(internal_ca_ref(settings.datastores.pgbouncer.auth_password, region))
     for svc in services:
         out += list(svc.secrets.values())
     return out
@@ -304,7 +306,7 @@ def identities(cloud: str, account: str, cluster: str, region: str, settings, se
                                 search_index_prefix=grant.index_prefix if grant else ""))
         else:
             out.append(Identity(**base, mechanism=""))
-    delivered = cluster_secret_refs(settings, services) + data_access_refs(data_access)
+    delivered = cluster_secret_refs(settings, services, region) + data_access_refs(data_access)
     refs = [parse_ref(r) for r in delivered]
     cloud_refs = _unique(r for r in refs if r.scheme == STORE_SCHEME[cloud])
     vault = settings.security.vault_address

@@ -144,9 +144,12 @@ ALERTMANAGER_RECEIVERS_SECRET = "alertmanager-receivers"  # mounted at /etc/aler
 # monitoring.alert_receivers field -> key in that Secret (the file name Alertmanager's config reads)
 ALERTMANAGER_RECEIVER_KEYS = {"pagerduty_routing_key": "pagerduty-routing-key", "slack_webhook_url": "slack-webhook-url",
                               "deadman_webhook_url": "deadman-webhook-url"}
-# The Elasticsearch clients in the cluster, each with its own user: client -> Secret (keys ELASTICSEARCH_CLIENT_KEYS).
+# The Elasticsearch clients in the cluster, each with its own user: client -> Secret (keys ELASTICSEARCH_CLIENT_KEYS and
+# ca.crt). The client's entry holds the user (ELASTICSEARCH_CLIENT_KEYS, the fields Ansible creates the user from);
+# ca.crt is the region's internal CA, the nodes' issuer, from the entry the region's Ansible publishes it to
+# (data_access.internal_ca_ref): one CA per region, while the clients' entries may be shared by every region.
 ELASTICSEARCH_CLIENT_SECRETS = {"fluent-bit": "elasticsearch-fluent-bit", "jaeger": "elasticsearch-jaeger"}
-ELASTICSEARCH_CLIENT_KEYS = ("username", "password", "ca.crt")  # ca.crt: the region's internal CA (the nodes' issuer)
+ELASTICSEARCH_CLIENT_KEYS = ("username", "password")
 # Fluent Bit's daily log indices, <prefix>-<region>-YYYY.MM.DD (helm target, Logstash_Format): container logs and
 # the hosts' logs. The monitoring target's retention job puts the ILM policy on exactly these.
 # Fluent Bit tag match -> index prefix. Not `logs`: Elasticsearch 8's built-in `logs-*-*` template makes any

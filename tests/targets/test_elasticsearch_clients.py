@@ -287,3 +287,20 @@ def test_no_index_falls_under_elasticsearchs_built_in_data_stream_templates():
             for pattern in patterns:
                 index = pattern.replace("*", "2026.12.02")
                 assert not any(fnmatch.fnmatch(index, p) for p in ("logs-*-*", "metrics-*-*", "traces-*-*")), index
+
+
+def test_shippers_trust_the_ca_the_regions_ansible_publishes(trees):
+    """The nodes' certificates come from the region's own internal CA (the tls role). Fluent Bit's and Jaeger's
+    Secrets take ca.crt from the entry the region's Ansible publishes that CA to (pgbouncer_ca_store), not from the
+    client's entry, which nothing writes a CA into and which every region may share (one CA could not verify 12)."""
+    plan, root = trees
+    for region in _search_regions(plan):
+        store = _load(root / "ansible" / "inventories" / region.name / "group_vars" / "pgbouncer.yml")["pgbouncer_ca_store"]
+        path = root / "helm" / region.name / "charts" / "platform-secrets" / "templates" / "external-secrets.yaml"
+        docs = {d["metadata"]["name"]: d for d in yaml.safe_load_all(path.read_text()) if d}
+        for secret in ("elasticsearch-fluent-bit", "elasticsearch-jaeger"):
+            if secret not in docs:
+                continue
+            data = {d["secretKey"]: d["remoteRef"] for d in docs[secret]["spec"]["data"]}
+            assert data["ca.crt"] == {"key": store["entry"], "property": store["field"]}, (region.name, secret)
+            assert data["username"]["key"] == data["password"]["key"] != store["entry"]

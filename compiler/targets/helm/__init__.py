@@ -228,6 +228,12 @@ def helmfile(plan: PlatformPlan, region: RegionPlan, rels: list[Release]) -> dic
                  "values": [values_file(r)] + ([after_apply_file(r)] if r.after_apply else [])}
         if r.needs:
             e["needs"] = list(r.needs)
+        # `helmfile apply` diffs a new release with `helm template --validate` against the cluster before installing
+        # anything: a release whose objects are kinds another release installs (ExternalSecrets, ServiceMonitors,
+        # the operator's own Prometheus) failed the first apply with "no matches for kind". helmfile's documented
+        # answer (roboll/helmfile#1618): no validation in the diff of a release being installed; the install itself
+        # is validated by the API server, after the releases it needs
+        e["disableValidationOnInstall"] = True
         if r.set_files:
             e["set"] = [{"name": key, "file": path} for key, path in r.set_files]
         entries.append(e)

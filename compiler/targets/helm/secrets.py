@@ -37,7 +37,7 @@ from functools import lru_cache
 
 from compiler.records import dataclass
 from compiler.ir import PlatformPlan, RegionPlan
-from compiler.ir.data_access import INTERNAL_CA_KEY
+from compiler.ir.data_access import INTERNAL_CA_KEY, internal_ca_ref
 from compiler.ir.identity import VAULT_AUDIENCE, VAULT_ROLE, vault_auth_mount
 from compiler.ir.names import (ALERTMANAGER_RECEIVER_KEYS, ALERTMANAGER_RECEIVERS_SECRET, ELASTICSEARCH_CLIENT_KEYS,
                                ELASTICSEARCH_CLIENT_SECRETS, EXTERNAL_SECRETS_NAMESPACE,
@@ -108,11 +108,15 @@ def _compute_wanted(region: RegionPlan) -> list[Wanted]:
         out.append(Wanted(ALERTMANAGER_RECEIVERS_SECRET, MONITORING_NAMESPACE, tuple(receivers.items()),
                           why="Alertmanager's receiver keys (alertmanagerSpec.secrets)"))
     if region.hosts_in("elasticsearch"):
+        # the nodes' issuer: the region's internal CA, from the entry the region's Ansible publishes it to (the
+        # client's entry holds only its user, and may be every region's)
+        ca_ref = internal_ca_ref(region.settings.datastores.pgbouncer.auth_password, region.name)
         for client in elasticsearch_clients(region):
             ref = region.settings.datastores.elasticsearch.clients.get(client)
             if ref:
-                out.append(Wanted(ELASTICSEARCH_CLIENT_SECRETS[client], MONITORING_NAMESPACE, (), whole=ref,
-                                  why=f"{client}'s Elasticsearch user and the internal CA"))
+                out.append(Wanted(ELASTICSEARCH_CLIENT_SECRETS[client], MONITORING_NAMESPACE,
+                                  ((INTERNAL_CA_KEY, ca_ref),), whole=ref,
+                                  why=f"{client}'s Elasticsearch user and the region's internal CA"))
     for svc in region.services:
         if svc.secrets:
             out.append(Wanted(svc.name, svc.namespace, tuple(svc.secrets.items()),
