@@ -1130,7 +1130,8 @@ def _check_cdn(tree, reg: _Region, c) -> list[Broken]:
 ORIGIN_SECRET = ("aws_secretsmanager_secret", "origin_verify")
 ORIGIN_SECRET_READ = "jsondecode(data.aws_secretsmanager_secret_version.origin_verify.secret_string)"
 WAF_MODULE_USES = {
-    "aws": ('single_header { name = rule.value }', 'regex_string = "^(${join("|", var.origin_verify_values)})$"',
+    "aws": ('single_header { name = rule.value }', "arn = aws_wafv2_regex_pattern_set.origin_verify[0].arn",
+            'regex_string = "^${regular_expression.value}$"', "for_each = toset(var.origin_verify_values)",
             "search_string = var.origin_verify_exempt_path"),
     "gcp": ("has(request.headers['${rule.value}'])", "request.path != '${var.origin_verify_exempt_path}'",
             "request.headers['${rule.value}'] == '${v}'"),

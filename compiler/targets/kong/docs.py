@@ -107,9 +107,9 @@ def region_section(plan: PlatformPlan, region: RegionPlan) -> str:
                           "Kong answers preflights itself." if g.cors_origins else "no origins in the spec, so no "
                           "`cors` plugin (Kong's would allow every origin).") + "\n",
         "- **WAF**: "
-        + "no `bot-detection` at the gateway: Kong's built-in list applies whatever its allow list says and names "
-          "the HTTP clients of the platform's own callers (okhttp, axios, Go-http-client, Apache-HttpClient, the AWS "
-          "SDKs, link previews), which it answered 403; abusive clients are the edge WAF's"
+        + "no `bot-detection` at the gateway: Kong's built-in list names the HTTP clients of the platform's own "
+          "callers (okhttp, axios, Go-http-client, Apache-HttpClient, the AWS SDKs, link previews), which it answered "
+          "403 (an allow list would have to name every client of every caller); abusive clients are the edge WAF's"
           + (" (managed rules, IP reputation)" if waf.managed_rules else "")
         + f"; geo-blocking ({', '.join(waf.blocked_countries) or 'none'}) and the per-IP limit of "
         f"{waf.rate_limit_per_5min:,} requests per 5 minutes stay at the edge WAF (Kong OSS has no GeoIP). "

@@ -146,10 +146,11 @@ def global_plugins(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
             "require_content_length": False}},
     ]
     # No bot-detection: Kong's built-in list (uap-core's bots and "downloaders", kong/plugins/bot-detection/rules.lua)
-    # is applied whatever allow/deny say, and it names the HTTP clients of the platform's own callers: okhttp (Android
-    # apps), axios, Go-http-client, Apache-HttpClient, Python-urllib, the AWS SDKs, and link previews (WhatsApp,
-    # Slackbot, facebookexternalhit). Every such request got 403, webhooks included. Abusive clients are the edge
-    # WAF's (managed rules, IP reputation) and the rate limits'.
+    # names the HTTP clients of the platform's own callers: okhttp (Android apps), axios, Go-http-client,
+    # Apache-HttpClient, Python-urllib, the AWS SDKs, and link previews (WhatsApp, Slackbot, facebookexternalhit).
+    # With the empty allow list every such request got 403, webhooks included; an allow list would have to name
+    # every client of every caller. Abusive clients are the edge WAF's (managed rules, IP reputation) and the rate
+    # limits'.
     if canary_headers(region):
         plugins.append({"name": "post-function", "config": {"access": [canary_header_function(region)]}})
     if g.cors_origins:

@@ -80,9 +80,13 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      "probe), so no other CloudFront distribution reaches the load balancer around the edge. The global "
                      f"root makes the secret (`{check.secret_name}` in Secrets Manager, {check.secret_region}), a JSON "
                      "object `{\"current\", \"next\"}`: CloudFront sends `current`, the WAF accepts either. Apply "
-                     "the global root first. To rotate it without refusing a request: put a new value as `next` (`aws "
-                     "secretsmanager get-random-password --exclude-punctuation --password-length 64`) and apply every "
-                     "region root; then set `current` to it too and apply the global root.")
+                     "the global root first. To rotate it without refusing a request: (1) put a new value as `next` "
+                     "(`aws secretsmanager get-random-password --exclude-punctuation --password-length 64`) and apply "
+                     "every region root; (2) set `current` to it too and apply the global root, and apply no region "
+                     "root until CloudFront has deployed (a region applied earlier stops accepting the value CloudFront "
+                     "still sends); (3) apply every region root again: until then the old value is still accepted. "
+                     "Never replace the global root's `aws_secretsmanager_secret_version.origin_verify`: a new version "
+                     "draws a new value, which CloudFront would send before any region accepts it.")
     if region.cloud == "aws" and any(not p["args"]["requester"] for p in peers):
         first = [p["region"] for p in peers if not p["args"]["requester"]]
         notes.append(f"Apply {', '.join(first)} before this root: each requested the peering with this region (the "

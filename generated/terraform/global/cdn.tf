@@ -174,7 +174,8 @@ resource "aws_cloudfront_function" "viewer_request" {
 # CloudFront addresses the regions admit: without it, anyone's distribution reached the regions around this
 # edge's WAF, geo restriction and Shield. The secret holds {"current", "next"}; CloudFront sends current, the
 # regions accept either. To rotate: set next to a new value and apply every region root, then set current to it
-# and apply this root (the region pages, docs/regions/, Terraform notes).
+# and apply this root, then every region root again (the region pages, docs/regions/, Terraform notes). A plan
+# shows every origin as sensitive: the header's value is.
 data "aws_secretsmanager_random_password" "origin_verify" {
   password_length     = 64
   exclude_punctuation = true

@@ -9,8 +9,8 @@ resource "azurerm_web_application_firewall_policy" "this" {
   resource_group_name = var.resource_group_name
   tags                = var.tags
 
-  # Bodies are inspected (their first 128 KB), but their size is Kong's to bound (request-size-limiting, per
-  # route): with enforcement on, Prevention mode refused every body over max_request_body_size_in_kb, 128 KB here,
+  # Bodies are inspected (their first 128 KB), but their size is Kong's to bound (its request-size-limiting
+  # plugin): with enforcement on, Prevention mode refused every body over max_request_body_size_in_kb, 128 KB here,
   # the platform's JSON APIs, uploads and AI prompts among them. CRS 3.2 and newer let enforcement be switched off
   # (Microsoft Learn, "Web Application Firewall request and file upload size limits").
   policy_settings {

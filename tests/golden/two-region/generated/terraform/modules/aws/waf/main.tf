@@ -13,6 +13,25 @@ locals {
   ] : []
 }
 
+# The origin secret's values as a regex pattern set: written into the web ACL's rule, the sensitive values would
+# make Terraform show every rule of the ACL (a set) as sensitive in each plan, the geo, rate and managed rules too.
+resource "aws_wafv2_regex_pattern_set" "origin_verify" {
+  count = var.origin_verify_header == "" ? 0 : 1
+
+  name        = "${var.name}-origin-verify"
+  description = "The values of the CDN's origin secret a request must carry"
+  scope       = var.scope
+  tags        = var.tags
+
+  dynamic "regular_expression" {
+    for_each = toset(var.origin_verify_values)
+
+    content {
+      regex_string = "^${regular_expression.value}$"
+    }
+  }
+}
+
 resource "aws_wafv2_web_acl" "this" {
   name        = var.name
   description = "${var.name}: geo blocking, rate limiting and managed rules"
@@ -43,8 +62,8 @@ resource "aws_wafv2_web_acl" "this" {
           statement {
             not_statement {
               statement {
-                regex_match_statement {
-                  regex_string = "^(${join("|", var.origin_verify_values)})$"
+                regex_pattern_set_reference_statement {
+                  arn = aws_wafv2_regex_pattern_set.origin_verify[0].arn
 
                   field_to_match {
                     single_header {
