@@ -333,3 +333,25 @@ def test_fluent_bit_and_jaeger_use_https_credentials_and_every_node():
             assert jv["storage"]["elasticsearch"]["url"].startswith("https://")
         checked += 1
     assert checked >= 3
+
+
+def test_the_region_page_lists_every_entry_the_external_secrets_read():
+    """Each (entry, field) any ExternalSecret of the region reads is on the region page's list, once, with who writes
+    it: the internal CA's entry the region's Ansible, the rest the operators before `helmfile apply`. A missing entry
+    fails its ExternalSecret and the releases waiting for the Secret time out."""
+    for case, plan, r in regions():
+        entries = secrets.entries_to_create(r)
+        # the ExternalSecret's remote key: an Azure Key Vault entry is listed as <vault>/<name>, read as <name>
+        listed = {(e.split("/", 1)[1] if scheme == "azure-kv" else e, f)
+                  for scheme, e, props, _ in entries for f in props}
+        read = set()
+        for _, doc in eso_docs(case, r.name):
+            if doc["kind"] == "ExternalSecret":
+                read |= {(i["remoteRef"]["key"], i["remoteRef"]["property"])
+                         for i in doc["spec"]["data"] if i["remoteRef"].get("property")}
+        assert read <= listed, (case, r.name, read - listed)
+        assert len(entries) == len({(scheme, e) for scheme, e, _, _ in entries})
+        for _, entry, _, who in entries:
+            assert ("Ansible" in who) == ("internal-ca" in entry), (case, r.name, entry, who)
+        page = helm.docs_region(plan, r)
+        assert all(f"`{entry}`" in page for _, entry, _, _ in entries), (case, r.name)

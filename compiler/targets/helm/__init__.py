@@ -328,6 +328,12 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
               f"({', '.join(s['metadata']['name'] for s in stores) or 'none'})."]
     lines += [f"- Not delivered: `{w.namespace}/{w.name}` from {secrets.describe(ref)} (no store reads it; "
               "the deploy job must create it)" for w, ref in secrets.unsupported(region)]
+    entries = secrets.entries_to_create(region)
+    if entries:
+        lines += ["", "The store entries they read (an entry missing fails its ExternalSecret, and the releases "
+                  "that need the Secret time out):", "", "| store | entry | fields | written by |", "|---|---|---|---|"]
+        lines += [f"| {scheme} | `{entry}` | {', '.join(f'`{f}`' for f in props) or '(the whole value)'} | {who} |"
+                  for scheme, entry, props, who in entries]
     if skipped or notes(region):
         lines.append("")
         lines += [f"- Not deployed: {s}" for s in skipped]

@@ -202,6 +202,34 @@ def _deliverable_of(region: RegionPlan) -> list[Wanted]:
     return list(region.derived(("helm", "deliverable"), compute))
 
 
+def entries_to_create(region: RegionPlan) -> list[tuple[str, str, tuple[str, ...], str]]:
+    """The store entries the region's ExternalSecrets read, each once: (scheme, entry, fields, who writes it). The
+    operators write what the spec references; the region's Ansible publishes its internal CA and its Terraform
+    Memorystore's server CA. Without the entry an ExternalSecret fails, its Secret never exists, and the releases
+    waiting for it time out: the region page lists them for the step before `helmfile apply`."""
+    written = {internal_ca_ref(region.settings.datastores.pgbouncer.auth_password, region.name):
+               "the region's Ansible (its pgbouncer play publishes the internal CA)"}
+    for a in region.data_access:
+        if a.ca_ref:
+            written[a.ca_ref] = "the region's Ansible (its pgbouncer play publishes the internal CA)"
+        if a.redis_ca_ref:
+            written[a.redis_ca_ref] = "the region's Terraform (Memorystore's server CA)"
+    fields: dict[tuple[str, str], list[str]] = {}
+    who: dict[tuple[str, str], str] = {}
+    for w in _deliverable_of(region):
+        pairs = [(ref, parse(ref).property) for _, ref in w.keys]
+        if w.whole:
+            pairs += [(w.whole, remote_field(k)) for k in ELASTICSEARCH_CLIENT_KEYS]
+        for ref, prop in pairs:
+            r = parse(ref)
+            key = (r.scheme, f"{r.vault}/{r.key}" if r.vault else r.key)
+            got = fields.setdefault(key, [])
+            if prop and prop not in got:
+                got.append(prop)
+            who.setdefault(key, written.get(ref, "the operators, before `helmfile apply`"))
+    return [(scheme, entry, tuple(props), who[(scheme, entry)]) for (scheme, entry), props in fields.items()]
+
+
 # ---------------------------------------------------------------- stores
 
 def cluster_secret_store(plan: PlatformPlan, region: RegionPlan, name: str, sample: Ref) -> dict:
