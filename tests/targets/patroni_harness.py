@@ -35,6 +35,8 @@ from pathlib import Path
 import psycopg2
 import yaml
 
+from compiler.targets.ansible.roles_patroni import CALLBACK
+
 PGBIN = "/usr/lib/postgresql/15/bin"
 HOST = "127.0.0.1"
 # a write that proves a member takes writes (negative keys: never one of the writer's rows)
@@ -122,8 +124,11 @@ def remap(cfg: dict, name: str, pg_port: int, rest_port: int, etcd_ports: list[i
     pg.update(listen=f"{HOST}:{pg_port}", connect_address=f"{HOST}:{pg_port}", data_dir=str(data_dir),
               pgpass=str(data_dir.parent / "pgpass"), custom_conf=str(conf_dir / "postgresql.conf"))
     pg["authentication"]["replication"]["sslrootcert"] = w.crt
-    pg["callbacks"] = {k: str(Path(__file__).resolve().parents[2] / "templates/ansible/static/roles/patroni/files/"
-                                                                     "patroni-callback.sh") for k in pg["callbacks"]}
+    # the generated command (`/usr/bin/env PGPORT=<the cluster's port> <callback>`) with this member's port and the
+    # repository's script: the callback reaches its own cluster through the port its command sets, as installed
+    script = str(Path(__file__).resolve().parents[2] / "templates/ansible/static/roles/patroni/files/patroni-callback.sh")
+    pg["callbacks"] = {k: re.sub(r"PGPORT=\d+", f"PGPORT={pg_port}", v).replace(CALLBACK, script)
+                       for k, v in pg["callbacks"].items()}
     archive = str(w.archive)
     pg["parameters"].update(
         data_directory=str(data_dir), hba_file=str(conf_dir / "pg_hba.conf"), ident_file=str(conf_dir / "pg_ident.conf"),
@@ -327,7 +332,8 @@ def main():
             path = root / f"{n}.yml"
             path.write_text(yaml.safe_dump(cfg))
             sock_dir = root / n / "sock"
-            procs.append(Proc(n, ["patroni", str(path)], logs, env={"PGHOST": str(sock_dir), "PGPORT": str(15432 + i)}))
+            # no PGPORT: the callbacks must name their cluster's port themselves (Patroni's environment has none)
+            procs.append(Proc(n, ["patroni", str(path)], logs, env={"PGHOST": str(sock_dir)}))
             members.append((n, sock_dir, 15432 + i, 18008 + i, path))
             if i == 0:  # the first member bootstraps; the second clones from it
                 wait(lambda: rest(18008, "/primary", ctx) == 200, 120, "the first leader")
@@ -353,7 +359,7 @@ def main():
         sb_path = root / "standby.yml"
         sb_path.write_text(yaml.safe_dump(sb_cfg))
         sb_sock = root / "standby" / "sock"
-        procs.append(Proc("standby", ["patroni", str(sb_path)], logs, env={"PGHOST": str(sb_sock), "PGPORT": "15442"}))
+        procs.append(Proc("standby", ["patroni", str(sb_path)], logs, env={"PGHOST": str(sb_sock)}))
         wait(lambda: rest(18018, "/standby-leader", ctx) == 200, 180, "the standby leader")
         result["standby_scope"] = sb_cfg["scope"]
 

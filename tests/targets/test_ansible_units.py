@@ -647,3 +647,74 @@ def test_a_standby_verifies_its_source_with_the_source_regions_ca(reference):
             assert lookup == "{{ " + secret_lookup(ref, src.cloud, src.cloud_region, gcp.account if gcp else None) + " }}"
             seen += 1
     assert seen >= 12, seen
+
+
+FAKE_AZ = r'''#!/bin/bash
+# `az login --identity` and `az storage blob upload-batch|list|delete-batch --auth-mode login` over
+# $FAKE_AZ/<account>/<container>/<path>; a storage command before a login fails as the CLI does.
+set -euo pipefail
+if [ "$1" = login ]; then
+  [ "$2" = --identity ] && [ "$3" = --allow-no-subscriptions ] || exit 2
+  touch "$FAKE_AZ/.logged-in"; exit 0
+fi
+[ -e "$FAKE_AZ/.logged-in" ] || { echo "Please run 'az login' to setup account." >&2; exit 1; }
+verb=$3; shift 3
+declare -A o
+while [ $# -gt 0 ]; do case "$1" in --auth-mode|--only-show-errors) [ "$1" = --auth-mode ] && shift; shift ;; --*) o[$1]=$2; shift 2 ;; *) shift ;; esac; done
+root="$FAKE_AZ/${o[--account-name]}"
+case "$verb" in
+  upload-batch) d="$root/${o[--destination]}/${o[--destination-path]}"; mkdir -p "$d"; cp -r "${o[--source]}/." "$d" ;;
+  list) c="$root/${o[--container-name]}"; [ -d "$c" ] || exit 0
+        (cd "$c" && find . -type f | sed 's#^\./##' | grep "^${o[--prefix]}" || true) ;;
+  delete-batch) rm -rf "$root/${o[--source]}/${o[--pattern]%/\*}" ;;
+esac
+'''
+
+
+def test_backup_script_logs_in_to_azure_with_the_vms_identity(outputs, tmp_path):
+    """On Azure the script's storage commands use --auth-mode login, which takes the logged-in account's token: the
+    VM's managed identity, logged in first (it holds a role on the backup account alone: no subscription). Without
+    the login every hourly Redis upload failed ("Please run 'az login'")."""
+    import socket
+    import subprocess
+    _, files = outputs
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "az").write_text(FAKE_AZ)
+    (bin_dir / "az").chmod(0o755)
+    script = tmp_path / "platformc-backup"
+    script.write_text(files["ansible/roles/backups/files/platformc-backup.sh"])
+    redis_dir = tmp_path / "redis"
+    redis_dir.mkdir()
+    (redis_dir / "dump.rdb").write_bytes(b"REDIS0011snapshot")
+    (redis_dir / "nodes-6379.conf").write_text("abc 10.0.0.1:6379@16379 myself,master - 0 0 1 connected 0-5460\n")
+    store = tmp_path / "az"
+    store.mkdir()
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_AZ": str(store)}
+    proc = subprocess.run(["bash", str(script), "--kind", "redis", "--schedule", "hourly", "--url",
+                           "azure://acct/backups", "--retention-days", "2", "--redis-dir", str(redis_dir)],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    host = socket.gethostname().split(".")[0]
+    uploaded = list((store / "acct" / "backups" / "redis" / "hourly" / host).glob(f"*/{host}.rdb"))
+    assert len(uploaded) == 1 and uploaded[0].read_bytes() == b"REDIS0011snapshot"
+
+
+def test_patroni_callbacks_name_their_clusters_port(outputs):
+    """Patroni runs a callback in its own environment, which names no port: psql reached the host's default cluster,
+    so a promoted DR standby's WAL switch went to the region's own cluster. Each cluster's callbacks set its port."""
+    plan, files = outputs
+    seen = 0
+    for r in plan.regions:
+        path = f"ansible/inventories/{r.name}/group_vars/postgres.yml"
+        if path not in files:
+            continue
+        gv = yaml.safe_load(files[path])
+        configs = [gv["patroni_config"]] if gv.get("patroni_config") else []
+        configs += [c["config"] for c in gv.get("patroni_standby_clusters", [])]
+        for cfg in configs:
+            port = int(cfg["postgresql"]["listen"].rsplit(":", 1)[1])
+            for command in cfg["postgresql"]["callbacks"].values():
+                assert command.split()[:2] == ["/usr/bin/env", f"PGPORT={port}"], (r.name, command)
+                seen += 1
+    assert seen > 0

@@ -508,3 +508,23 @@ def test_gcp_apis_include_binary_authorization_when_the_cluster_enforces_it(comp
     assert "PROJECT_SINGLETON_POLICY_ENFORCE" in module
     region = next(r for r in plan.regions if r.cloud == "gcp")
     assert "binaryauthorization" in gcp.required_apis(region)
+
+
+def test_aks_kubelet_may_pull_from_the_registry(compiled):
+    """AKS's kubelet pulls images as its kubelet identity, which holds no role on the registry until granted
+    (Microsoft Learn: AcrPull to the agent pool's identity): every service pod stayed in ImagePullBackOff. The
+    registry of clouds.azure.registry is found by name in the subscription and only it is granted."""
+    from compiler.targets.terraform.azure import acr_name
+    assert acr_name("sixfbplatform.azurecr.io") == "sixfbplatform" and acr_name("x.azurecr.io/team") == "x"
+    assert acr_name("ghcr.io/acme") == ""
+    case = _cases_with(compiled, "azure")[0]
+    plan, files = compiled[case]
+    doc = _hcl(files["terraform/modules/azure/kubernetes/main.tf"])
+    grant = resources(doc, "azurerm_role_assignment")["kubelet_acr_pull"]
+    assert grant["role_definition_name"] == "AcrPull"
+    assert grant["principal_id"] == "${azurerm_kubernetes_cluster.this.kubelet_identity[0].object_id}"
+    assert "data.azurerm_resources.registry[0].resources[count.index].id" in grant["scope"]
+    for r in plan.regions:
+        if r.cloud == "azure":
+            module = _module(files, r.name, "kubernetes")
+            assert module["registry_name"] == acr_name(plan.spec.clouds["azure"].registry) != ""

@@ -76,7 +76,9 @@ def _postgresql(version: int, instance: str, port: int, data_dir: str, config_di
         "remove_data_directory_on_diverged_timelines": True,
         "create_replica_methods": ["basebackup"],
         "basebackup": [{"checkpoint": "fast"}],  # Patroni streams the WAL itself (--wal-method=stream)
-        "callbacks": {"on_start": CALLBACK, "on_restart": CALLBACK, "on_role_change": CALLBACK},
+        # the cluster's own port: Patroni runs the command (shlex-split, then the action, role and scope) in its
+        # own environment, which names no port, so psql reached the host's default cluster, not a DR standby's
+        "callbacks": {k: f"/usr/bin/env PGPORT={port} {CALLBACK}" for k in ("on_start", "on_restart", "on_role_change")},
     }
 
 

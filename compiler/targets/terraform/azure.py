@@ -102,6 +102,15 @@ def _azure_replica_containers(plan: PlatformPlan, region: RegionPlan) -> list[st
     return [replica_container(r.name) for r in plan.regions if r.replicates_to_dr_partner and r.dr_partner == region.name]
 
 
+ACR_SUFFIX = ".azurecr.io"
+
+
+def acr_name(registry: str) -> str:
+    """The Azure Container Registry a registry host names (`<name>.azurecr.io[/path]`), "" for another registry."""
+    host = registry.split("/", 1)[0]
+    return host[: -len(ACR_SUFFIX)] if host.endswith(ACR_SUFFIX) else ""
+
+
 def args(plan: PlatformPlan, region: RegionPlan) -> dict:
     s = region.settings
     net, k8s, sec = s.network, s.kubernetes, s.security
@@ -139,6 +148,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "max_pods_per_node": a.max_pods_per_node,
             "system_pool": system,
             "node_pools": pools,
+            "registry_name": acr_name(plan.spec.clouds["azure"].registry),
         },
         "object_storage": {
             "data_account": region.data_bucket,

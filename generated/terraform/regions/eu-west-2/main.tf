@@ -225,6 +225,7 @@ module "kubernetes" {
       taints = []
     }
   }
+  registry_name = "sixfbplatform"
 }
 
 module "workload_identity" {

@@ -124,6 +124,34 @@ resource "azurerm_kubernetes_cluster" "this" {
   depends_on = [azurerm_role_assignment.cluster_kms, azurerm_role_assignment.cluster_network]
 }
 
+
+# The images' registry (clouds.azure.registry): AKS's kubelet pulls as its kubelet identity, which holds no role on
+# the registry until granted (Microsoft Learn, "Authenticate with Azure Container Registry from AKS": AcrPull to the
+# agent pool's managed identity); without it every service pod stayed in ImagePullBackOff. The registry is found by
+# name in the subscription (it is not this root's), and only it is granted.
+data "azurerm_resources" "registry" {
+  count = var.registry_name == "" ? 0 : 1
+
+  type = "Microsoft.ContainerRegistry/registries"
+  name = var.registry_name
+}
+
+resource "azurerm_role_assignment" "kubelet_acr_pull" {
+  count = var.registry_name == "" ? 0 : length(data.azurerm_resources.registry[0].resources)
+
+  scope                = data.azurerm_resources.registry[0].resources[count.index].id
+  role_definition_name = "AcrPull"
+  principal_id         = azurerm_kubernetes_cluster.this.kubelet_identity[0].object_id
+}
+
+# A registry in another subscription is not found: the apply goes on and says what is left to do
+check "registry_pull" {
+  assert {
+    condition     = var.registry_name == "" || length(data.azurerm_resources.registry[0].resources) == 1
+    error_message = "The container registry ${var.registry_name} (clouds.azure.registry) is not in this subscription: grant the cluster's kubelet identity AcrPull on it where it is, or the pods cannot pull their images."
+  }
+}
+
 resource "azurerm_kubernetes_cluster_node_pool" "pool" {
   #checkov:skip=CKV_AZURE_168:max_pods is var.max_pods_per_node, the region's addressing (110 with the overlay's /24 a node; R037 refuses a spec where no size fits)
   for_each = local.user_pools

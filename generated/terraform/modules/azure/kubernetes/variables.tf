@@ -116,3 +116,8 @@ variable "tags" {
   description = "Tags applied to every resource."
   type        = map(string)
 }
+
+variable "registry_name" {
+  description = "The Azure Container Registry the images come from (clouds.azure.registry), \"\" for another registry: the kubelet identity gets AcrPull on it."
+  type        = string
+}

@@ -209,6 +209,7 @@ module "kubernetes" {
       taints = ["nvidia.com/gpu=present:NoSchedule"]
     }
   }
+  registry_name = "acmeprod"
 }
 
 module "workload_identity" {

@@ -6,7 +6,8 @@
 # while recovery was in progress, so archive_timeout was not looked at again for minutes (RPO broken after every
 # restart and failover). Once recovery has ended, a CHECKPOINT wakes the checkpointer (it then sleeps at most
 # archive_timeout) and pg_switch_wal() archives the segment holding the writes so far.
-# Connection: the local socket as the OS user postgres (PGHOST/PGPORT from Patroni's environment, if set).
+# Connection: the local socket as the OS user postgres, on PGPORT, which the callback command sets to its cluster's
+# port (Patroni's configuration: `/usr/bin/env PGPORT=<port> <this file>`; a DR standby cluster has its own).
 set -u
 role=${2:-}
 case "$role" in

@@ -101,8 +101,18 @@ take_redis() {
   cp "$redis_dir/dump.rdb" "$work/out/$(hostname -s).rdb"
 }
 
-# azure://ACCOUNT/CONTAINER/PATH -> the three parts
+# Azure CLI storage commands with --auth-mode login take the token of the logged-in account: the VM's
+# system-assigned managed identity, which holds a role on the backup account alone (hence no subscription)
+az_logged_in=''
+azure_login() {
+  [ -n "$az_logged_in" ] && return 0
+  az login --identity --allow-no-subscriptions --only-show-errors >/dev/null
+  az_logged_in=1
+}
+
+# azure://ACCOUNT/CONTAINER/PATH -> the three parts (logged in first)
 azure_parts() {
+  azure_login
   local rest=${1#azure://}
   az_account=${rest%%/*}
   rest=${rest#"$az_account"/}
