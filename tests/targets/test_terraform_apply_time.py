@@ -528,3 +528,16 @@ def test_aks_kubelet_may_pull_from_the_registry(compiled):
         if r.cloud == "azure":
             module = _module(files, r.name, "kubernetes")
             assert module["registry_name"] == acr_name(plan.spec.clouds["azure"].registry) != ""
+
+
+def test_gke_nodes_get_nat_ports_as_they_need_them(compiled):
+    """Cloud NAT's static allocation gives a node 64 ports (the provider's default), shared by its pods: 64
+    simultaneous connections to one destination, then drops. Dynamic allocation, which excludes
+    endpoint-independent mapping, grows a node's share with its use."""
+    case = _cases_with(compiled, "gcp")[0]
+    _plan, files = compiled[case]
+    nat = resources(_hcl(files["terraform/modules/gcp/network/main.tf"]), "google_compute_router_nat")["this"]
+    assert nat["enable_dynamic_port_allocation"] is True and nat["enable_endpoint_independent_mapping"] is False
+    assert nat["min_ports_per_vm"] >= 256 and nat["max_ports_per_vm"] > nat["min_ports_per_vm"]
+    # dynamic allocation takes powers of two
+    assert all(n & (n - 1) == 0 for n in (nat["min_ports_per_vm"], nat["max_ports_per_vm"]))

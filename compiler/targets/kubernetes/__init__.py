@@ -33,6 +33,7 @@ from compiler.targets.kubernetes.mesh import canary_routing, destination_rule, s
 from compiler.targets.kubernetes.policy import identity, namespace, network_policies, quotas
 from compiler.targets.kubernetes.datastores import config_map
 from compiler.targets.kubernetes.storage import storage_classes
+from compiler.ir.names import ZONE_BLIND_AUTOSCALER_CLOUDS
 from compiler.targets.kubernetes.workloads import deployment, hpa, pdb, services, zone_spread_policy
 from compiler.ir.rollout import CANARY_MIN_PODS
 
@@ -196,13 +197,13 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
                   "(`consistentHash`) in the caller's sidecar, across the pods; Kong's upstream has one target, the "
                   "Service, where a hash would change nothing (see the Kong section)."]
     spread = zone_spread_policy(region)
-    lines += ["", f"Judgement, zone spread: `{spread}` across zones (and `ScheduleAnyway` across nodes). "
-              + ("Each node pool here is one scaling group over every zone (EKS managed node groups, AKS node pools), "
-                 "so the autoscaler cannot add a node in the zone a pod waits for: a hard zone constraint could keep "
-                 "pods Pending while the group grows elsewhere; the scheduler still prefers the emptier zone."
-                 if spread == "ScheduleAnyway" else
-                 "GKE's regional node pools are one instance group per zone, which its autoscaler scales zone by "
-                 "zone, so a pod waiting on a zone gets a node there."),
+    lines += ["", f"Judgement, zone spread: `{spread}` across zones (and `ScheduleAnyway` across nodes); the "
+              "scheduler still prefers the emptier zone. A hard zone constraint fails when capacity matters most: in "
+              "a zone outage the dead zone still counts while its pods count as none, so no replacement could go to "
+              "the healthy zones (kubernetes#116978), and a zone out of a node type would cap the service."
+              + (" Here each node pool is also one scaling group over every zone (EKS managed node groups, AKS node "
+                 "pools), which the autoscaler cannot aim at the zone a pod waits for."
+                 if region.cloud in ZONE_BLIND_AUTOSCALER_CLOUDS else ""),
               "", f"Canary subsets run {CANARY_MIN_PODS} pods at least: the PDB's `maxUnavailable: 10%` rounds up to "
               "one pod, so a node drain leaves one serving the weighted share and the beta testers."]
     lines += ["", "### Public entry", "", edge_summary(plan, region)]

@@ -6,7 +6,6 @@ import json
 
 from compiler.ir.identity import AZURE_POD_LABEL
 from compiler.ir import RegionPlan, ServicePlan
-from compiler.ir.names import ZONE_BLIND_AUTOSCALER_CLOUDS
 from compiler.targets.kubernetes.datastores import ca_volume, env_from, redis_ca_volume
 from compiler.targets.kubernetes.common import (GPU_RESOURCE, MANAGED_BY,
                                                  MONITORING_NAMESPACE, NODE_POOL_LABEL, OTEL_COLLECTOR_SERVICE,
@@ -104,12 +103,13 @@ def _probe(svc: ServicePlan, period: int, failures: int) -> dict:
 
 
 def zone_spread_policy(region: RegionPlan) -> str:
-    """DoNotSchedule only where the autoscaler can add a node in the zone a pod waits for. On EKS and AKS each
-    node pool is one scaling group over every zone (the terraform target's node groups): the autoscaler cannot
-    aim a scale-up at a zone, so a hard constraint can keep pods Pending while the group grows in another zone.
-    There the spread is best effort (ScheduleAnyway: the scheduler still prefers the emptier zone). GKE's
-    regional pools are one instance group per zone, which its autoscaler scales zone by zone."""
-    return "ScheduleAnyway" if region.cloud in ZONE_BLIND_AUTOSCALER_CLOUDS else "DoNotSchedule"
+    """ScheduleAnyway on every cloud: the scheduler still prefers the emptier zone, and a hard constraint fails
+    exactly when capacity matters. In a zone outage the dead zone's nodes still count as a domain while its pods,
+    terminating, count as none, so with maxSkew 1 no replacement or scale-up may go to the healthy zones
+    (kubernetes#116978; KEP-5980 is about this); a zone out of a node type (a GPU pool) caps the service likewise.
+    On EKS and AKS, besides, each node pool is one scaling group over every zone, which the autoscaler cannot aim
+    at the zone a pod waits for (names.ZONE_BLIND_AUTOSCALER_CLOUDS)."""
+    return "ScheduleAnyway"
 
 
 def _spread(track: Track, key: str, when: str) -> dict:

@@ -57,6 +57,14 @@ resource "google_compute_router_nat" "this" {
   nat_ip_allocate_option             = "AUTO_ONLY"
   source_subnetwork_ip_ranges_to_nat = "ALL_SUBNETWORKS_ALL_IP_RANGES"
 
+  # Static allocation gave each node 64 ports (the provider's default), shared by its pods: 64 simultaneous
+  # connections from one node to one destination (a payment API, an SMTP relay), then drops at peak. Dynamic
+  # allocation grows a node's share with its use (it excludes endpoint-independent mapping).
+  enable_dynamic_port_allocation      = true
+  enable_endpoint_independent_mapping = false
+  min_ports_per_vm                    = 256
+  max_ports_per_vm                    = 16384
+
   log_config {
     enable = true
     filter = "ERRORS_ONLY"
