@@ -35,8 +35,6 @@ from pathlib import Path
 import psycopg2
 import yaml
 
-from compiler.targets.ansible.roles_patroni import CALLBACK
-
 PGBIN = "/usr/lib/postgresql/15/bin"
 HOST = "127.0.0.1"
 # a write that proves a member takes writes (negative keys: never one of the writer's rows)
@@ -127,7 +125,8 @@ def remap(cfg: dict, name: str, pg_port: int, rest_port: int, etcd_ports: list[i
     # the generated command (`/usr/bin/env PGPORT=<the cluster's port> <callback>`) with this member's port and the
     # repository's script: the callback reaches its own cluster through the port its command sets, as installed
     script = str(Path(__file__).resolve().parents[2] / "templates/ansible/static/roles/patroni/files/patroni-callback.sh")
-    pg["callbacks"] = {k: re.sub(r"PGPORT=\d+", f"PGPORT={pg_port}", v).replace(CALLBACK, script)
+    # (runs where the harness runs, outside the package: the command's last word is the installed callback's path)
+    pg["callbacks"] = {k: " ".join(re.sub(r"PGPORT=\d+", f"PGPORT={pg_port}", v).split()[:-1] + [script])
                        for k, v in pg["callbacks"].items()}
     archive = str(w.archive)
     pg["parameters"].update(

@@ -36,7 +36,7 @@ variable "origin_verify_header" {
 }
 
 variable "origin_verify_values" {
-  description = "The values the header may carry: the CloudFront origin secret's current and next value (they differ only during a rotation), or the edge's Front Door profile id."
+  description = "The values the header may carry: the CDN's origin secret, its current and next value (they differ only during a rotation), or the id the edge sends itself (a Front Door profile's)."
   type        = list(string)
   sensitive   = true
 
