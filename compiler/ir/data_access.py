@@ -221,15 +221,21 @@ def internal_ca_ref(ref: str, region: str) -> str:
     return f"{scheme}:internal-ca-{region}#{INTERNAL_CA_FIELD}"
 
 
-def published_ca_ref(access) -> str:
+def region_ca_ref(settings, region: str) -> str:
+    """The store entry of the region's internal CA certificate: beside PgBouncer's auth password, in its store (every
+    reader of the CA, the services' PostgreSQL clients and the Elasticsearch shippers, reads this one entry)."""
+    return internal_ca_ref(settings.datastores.pgbouncer.auth_password, region)
+
+
+def published_ca_ref(region) -> str:
     """The store entry a region's internal CA certificate is published to (the pgbouncer role writes it, ESO delivers
-    it to the pods, a DR partner's standby cluster reads it to verify this region's servers); "" when no PostgreSQL
-    client of the region needs it, in which case nothing is published."""
-    refs = sorted({a.ca_ref for a in access if a.ca_ref})
-    if not refs:
-        return ""
-    (ref,) = refs  # one CA per region: every client's ca_ref is the same entry
-    return ref
+    it to the pods, a DR partner's standby cluster reads it to verify this region's servers); "" when nothing of the
+    region reads it (no PostgreSQL client, no shipper to its own Elasticsearch nodes): nothing is published then."""
+    ref = region_ca_ref(region.settings, region.name)
+    if any(a.ca_ref for a in region.data_access):
+        return ref
+    from compiler.ir.identity import cluster_secret_refs  # the shippers' Secrets read it too
+    return ref if ref in cluster_secret_refs(region.settings, region.services, region.name) else ""
 
 
 @functools.lru_cache(maxsize=64)  # one tuple per Redis version, shared by every service of every region
@@ -266,7 +272,7 @@ def data_access(s, services, shards, hosts, internal_domain: str, cloud: str, da
     """Per service that uses a datastore: its role, its ACL user, its settings and secret references."""
     ds = s.datastores
     tls = "verify-full"  # PgBouncer's certificate, from the region's CA, names pgbouncer.<internal domain>
-    ca_ref = internal_ca_ref(ds.pgbouncer.auth_password, region or internal_domain.split(".")[0])
+    ca_ref = region_ca_ref(s, region or internal_domain.split(".")[0])
     cluster = cluster or region  # the name the region's managed caches and search domain are made from
     # Cluster clients need one reachable seed and discover the rest (CLUSTER SLOTS/SHARDS): two primaries, in two
     # zones (the first primaries sit in the first zones), or the managed endpoint's alias

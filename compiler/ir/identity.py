@@ -203,8 +203,8 @@ def cluster_secret_refs(settings, services, region: str = "") -> list[str]:
         clients = [es.clients[c] for c in ["fluent-bit"] + (["jaeger"] if mon.tracing else []) if es.clients.get(c)]
         out += clients
         if clients and region:
-            from compiler.ir.data_access import internal_ca_ref
-            out.append(internal_ca_ref(settings.datastores.pgbouncer.auth_password, region))
+            from compiler.ir.data_access import region_ca_ref
+            out.append(region_ca_ref(settings, region))
     for svc in services:
         out += list(svc.secrets.values())
     return out

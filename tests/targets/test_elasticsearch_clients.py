@@ -304,3 +304,23 @@ def test_shippers_trust_the_ca_the_regions_ansible_publishes(trees):
             data = {d["secretKey"]: d["remoteRef"] for d in docs[secret]["spec"]["data"]}
             assert data["ca.crt"] == {"key": store["entry"], "property": store["field"]}, (region.name, secret)
             assert data["username"]["key"] == data["password"]["key"] != store["entry"]
+
+
+def test_the_ca_is_published_for_the_shippers_even_without_a_datastore_client():
+    """The shippers' Secrets read the region's internal CA from the entry its Ansible publishes: published whenever
+    something of the region reads it, not only when a service's datastore client does (otherwise no ExternalSecret
+    could be filled, and Fluent Bit and Jaeger never started)."""
+    import yaml as _yaml
+    from compiler.ir.data_access import published_ca_ref, region_ca_ref
+    from compiler.pipeline import compile_text
+    from compiler.targets.ansible.inventory import internal_ca_store
+    from tests.conftest import REPO
+    spec = _yaml.safe_load((REPO / "platform.yaml").read_text())
+    for svc in spec["settings"]["services"].values():
+        svc["uses"] = [u for u in svc.get("uses", []) if u not in ("postgres", "redis", "elasticsearch")]
+    plan = compile_text(_yaml.safe_dump(spec, sort_keys=False)).plan
+    searched = [r for r in plan.regions if r.hosts_in("elasticsearch")]
+    assert searched and not any(a.ca_ref for r in searched for a in r.data_access)
+    for r in searched:
+        assert published_ca_ref(r) == region_ca_ref(r.settings, r.name)
+        assert internal_ca_store(plan, r)["pgbouncer_ca_publish"] is True

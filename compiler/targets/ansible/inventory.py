@@ -368,7 +368,7 @@ def internal_ca_store(plan: PlatformPlan, region: RegionPlan) -> dict:
     """The pgbouncer role's publishing variables (roles_internal_ca.py): where the region's CA certificate is published for the pods (the entry
     compiler/ir/data_access.py names and the ExternalSecrets read). Nothing to publish without a PostgreSQL client,
     nor to an `env:` reference (CI's environment: no store)."""
-    ref = published_ca_ref(region.data_access)
+    ref = published_ca_ref(region)
     if not ref or ref.startswith("env:"):
         return {"pgbouncer_ca_publish": False}
     scheme, _, rest = ref.partition(":")

@@ -185,7 +185,7 @@ def standby_cas(plan: PlatformPlan, region: RegionPlan, secret) -> dict:
     out = {}
     for sb in region.postgres_ha.standbys:
         src = plan.region(sb.of_region)
-        ref = published_ca_ref(src.data_access)
+        ref = published_ca_ref(src)
         if ref:
             out[sb.of_region.replace("-", "_")] = secret(plan, src, ref)
     return out

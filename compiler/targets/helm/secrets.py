@@ -37,7 +37,7 @@ from functools import lru_cache
 
 from compiler.records import dataclass
 from compiler.ir import PlatformPlan, RegionPlan
-from compiler.ir.data_access import INTERNAL_CA_KEY, internal_ca_ref
+from compiler.ir.data_access import INTERNAL_CA_KEY, published_ca_ref, region_ca_ref
 from compiler.ir.identity import VAULT_AUDIENCE, VAULT_ROLE, vault_auth_mount
 from compiler.ir.names import (ALERTMANAGER_RECEIVER_KEYS, ALERTMANAGER_RECEIVERS_SECRET, ELASTICSEARCH_CLIENT_KEYS,
                                ELASTICSEARCH_CLIENT_SECRETS, EXTERNAL_SECRETS_NAMESPACE,
@@ -110,7 +110,7 @@ def _compute_wanted(region: RegionPlan) -> list[Wanted]:
     if region.hosts_in("elasticsearch"):
         # the nodes' issuer: the region's internal CA, from the entry the region's Ansible publishes it to (the
         # client's entry holds only its user, and may be every region's)
-        ca_ref = internal_ca_ref(region.settings.datastores.pgbouncer.auth_password, region.name)
+        ca_ref = region_ca_ref(region.settings, region.name)
         for client in elasticsearch_clients(region):
             ref = region.settings.datastores.elasticsearch.clients.get(client)
             if ref:
@@ -207,13 +207,11 @@ def entries_to_create(region: RegionPlan) -> list[tuple[str, str, tuple[str, ...
     operators write what the spec references; the region's Ansible publishes its internal CA and its Terraform
     Memorystore's server CA. Without the entry an ExternalSecret fails, its Secret never exists, and the releases
     waiting for it time out: the region page lists them for the step before `helmfile apply`."""
-    written = {internal_ca_ref(region.settings.datastores.pgbouncer.auth_password, region.name):
-               "the region's Ansible (its pgbouncer play publishes the internal CA)"}
-    for a in region.data_access:
-        if a.ca_ref:
-            written[a.ca_ref] = "the region's Ansible (its pgbouncer play publishes the internal CA)"
-        if a.redis_ca_ref:
-            written[a.redis_ca_ref] = "the region's Terraform (Memorystore's server CA)"
+    written = {a.redis_ca_ref: "the region's Terraform (Memorystore's server CA)"
+               for a in region.data_access if a.redis_ca_ref}
+    published = published_ca_ref(region)
+    if published:
+        written[published] = "the region's Ansible (its pgbouncer play publishes the internal CA)"
     fields: dict[tuple[str, str], list[str]] = {}
     who: dict[tuple[str, str], str] = {}
     for w in _deliverable_of(region):
