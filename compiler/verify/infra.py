@@ -744,12 +744,17 @@ def _global(tree):
     cache = tree.__dict__.setdefault("_infra_global", {})
     if "v" not in cache:
         cdn, main = _doc(tree, GLOBAL_CDN), _doc(tree, GLOBAL_MAIN)
-        loc = {}
-        for b in (main.all("locals") if main else []):
-            loc.update(b.attrs)
         dist = _resource(cdn, "aws_cloudfront_distribution")
-        cache["v"] = (cdn, loc, dist)
+        cache["v"] = (cdn, _locals(main), dist)
     return cache["v"]
+
+
+def _locals(doc: Block | None) -> dict:
+    """Every `locals` attribute of a file (a root may have several blocks)."""
+    out = {}
+    for b in (doc.all("locals") if doc else []):
+        out.update(b.attrs)
+    return out
 
 
 def _subst(value, loc) -> str:
@@ -1061,10 +1066,7 @@ def _check_cloud_cdn(tree, cdn: Block, loc, reg: _Region, c) -> list[Broken]:
         out.append(Broken(GLOBAL_DNS, rec.line if rec else 0, L, c.id, f"{c.address} does not list {reg.tree_region}"))
     else:
         mod = reg.modules.get("load_balancer")
-        rloc = {}
-        for b in reg.doc.all("locals"):
-            rloc.update(b.attrs)
-        if mod is None or _local(mod.get("name"), rloc) != entry.get("lb_name"):
+        if mod is None or _local(mod.get("name"), _locals(reg.doc)) != entry.get("lb_name"):
             out.append(Broken(reg.rel, mod.line_of("name") if mod else 0, L, c.id,
                               f"the load balancer is not named {entry.get('lb_name')}, the address the global root reserves"))
         else:
@@ -1163,7 +1165,7 @@ def _origin_secret_sent(tree, cdn: Block, loc, origin: Block, reg: _Region, c) -
     out = []
     sent = [h for h in origin.all("custom_header") if str(h.get("name", "")).lower() == header]
     want = f"{ORIGIN_SECRET_READ}.current"
-    if not sent or _norm(_local(sent[0].get("value"), _global_locals_cdn(cdn))) != want:
+    if not sent or _norm(_local(sent[0].get("value"), _locals(cdn))) != want:
         out.append(Broken(GLOBAL_CDN, (sent[0].line if sent else origin.line), L, c.id,
                           f"CloudFront does not send {header} with the origin secret's current value to {c.address}, "
                           "which the region's WAF requires"))
@@ -1175,11 +1177,8 @@ def _origin_secret_sent(tree, cdn: Block, loc, origin: Block, reg: _Region, c) -
     if data is None or data.get("secret_id") != secret.get("name") or data.get("region") != region_of:
         out.append(Broken(reg.rel, data.line if data else 0, L, c.id,
                           f"the region does not read the global root's origin secret {secret.get('name')} in {region_of}"))
-    locs = {}
-    for b in reg.doc.all("locals"):
-        locs.update(b.attrs)
     values = _norm(mod.get("origin_verify_values"))
-    if _norm(locs.get("origin_verify")) != ORIGIN_SECRET_READ or "local.origin_verify.current" not in values:
+    if _norm(_locals(reg.doc).get("origin_verify")) != ORIGIN_SECRET_READ or "local.origin_verify.current" not in values:
         out.append(Broken(reg.rel, mod.line_of("origin_verify_values"), L, c.id,
                           "the WAF's origin secret values are not the current value the region reads"))
     rel = reg.module_file("waf")
@@ -1187,13 +1186,6 @@ def _origin_secret_sent(tree, cdn: Block, loc, origin: Block, reg: _Region, c) -
     if missing:
         out.append(Broken(rel or reg.rel, 0, L, c.id, f"the WAF module does not apply the origin check as the root "
                           f"assumes (no `{missing}`)"))
-    return out
-
-
-def _global_locals_cdn(cdn: Block) -> dict:
-    out = {}
-    for b in cdn.all("locals"):
-        out.update(b.attrs)
     return out
 
 

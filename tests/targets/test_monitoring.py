@@ -417,3 +417,13 @@ def test_kong_metrics_keep_their_own_service_label(reference):
     assert values["serviceMonitor"] == {"enabled": True, "honorLabels": True}
     exprs = " ".join(x["expr"] for g in monitoring.rule_groups(reference, r) for x in g["rules"])
     assert "sum by (service)" in exprs and "exported_service" not in exprs
+
+
+def test_latency_targets_are_capped_at_kongs_last_bucket():
+    """The model bounds the latency targets where Kong's buckets end (the model cannot import the monitoring target:
+    `validate` imports no target), so every target has a boundary at or above it to be measured at."""
+    from compiler.model.platform import Slos
+    for field in ("latency_p95_ms", "latency_p99_ms"):
+        bound = min(m.le for m in Slos.model_fields[field].metadata if hasattr(m, "le"))  # PositiveInt has its own
+        assert bound == monitoring.KONG_LATENCY_BUCKETS_MS[-1], field
+        assert monitoring.latency_edge(bound) == bound

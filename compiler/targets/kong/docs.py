@@ -165,6 +165,7 @@ def _routing_bullet(plan: PlatformPlan, region: RegionPlan) -> str:
 
 def _edge_sentence(plan: PlatformPlan) -> str:
     """Home-region routing at the edge (CloudFront): what reaches this function at all, and why the edge routes."""
+    check = origin_verify(plan)
     return ("**The edge routes first**: CloudFront's viewer-request function (`generated/terraform/global/cdn.tf`) looks "
             "the same id up in the same map and selects the home's own origin (`home-<region>`, the region's public "
             "name), on whatever cloud, so a request with a valid id arrives at its home and is served here. The "
@@ -172,7 +173,7 @@ def _edge_sentence(plan: PlatformPlan) -> str:
             "the global root not yet applied after a shard-map change (apply it with the regions), a franchise "
             "the edge does not know yet (a registry kept in the routing KeyValueStore, before its keys are applied: "
             "the weighted origin)" + (". (A request through another CloudFront distribution never gets here: the "
-            "region's WAF blocks what arrives without this edge's origin secret.)" if origin_verify(plan) and origin_verify(plan).secret_name else
+            "region's WAF blocks what arrives without this edge's origin secret.)" if check and check.secret_name else
             ", or a request that reached the load balancer through another CloudFront distribution (the load balancers "
             "admit CloudFront's address ranges, not this distribution alone).") + " The edge deletes a viewer's `"
             + FORWARDED_HEADER + "`, and sets it to `edge` only when the DR runbook has moved a lost region's franchises "

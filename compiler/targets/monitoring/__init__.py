@@ -99,8 +99,8 @@ def _latency_alert(name: str, percentile: int, target_ms: int, severity: str, r:
     edge = latency_edge(target_ms)
     share = _num(round(1 - percentile / 100, 4))
     summary = f"{{{{ $labels.service }}}} p{percentile} latency above {target_ms} ms in {r.name}"
-    edge_sel, measured = f'le=~"0*{edge}([.]0*)?"', f"{edge} ms"
-    slower = (f"1 - sum by (service) (rate(kong_request_latency_ms_bucket{{{edge_sel}}}[5m]))\n"
+    measured = f"{edge} ms"
+    slower = (f"1 - sum by (service) (rate(kong_request_latency_ms_bucket{{le=~\"0*{edge}([.]0*)?\"}}[5m]))\n"
               f"/ sum by (service) (rate(kong_request_latency_ms_count[5m]))")
     at = "" if edge == target_ms else f" (Kong's latency buckets: {target_ms} ms is measured at their boundary {measured})"
     return _alert(name, f"{slower}\n> {share}", severity, "latency", summary,
