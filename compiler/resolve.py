@@ -267,11 +267,13 @@ def resolve_region(platform: Platform, name: str, settings: dict, provenance: di
     ha = postgres_ha.plan(platform, name, s, region_hosts, internal, settings.__getitem__)
 
     def wiring():
-        from compiler.wiring import identity_token_connections, inter_region_connections, postgres_ha_connections
+        from compiler.wiring import (identity_token_connections, inter_region_connections, postgres_ha_connections,
+                                     promoted_standby_connections)
         own = connections(platform, name, region.cloud, s, services, region_hosts, zone_plans, addresses, internal,
                           partner.cidr) + identity_token_connections(linked[name])
         if ha is not None:
             own += postgres_ha_connections(region.cloud, ha, region_hosts, zone_plans, addresses, partner.cidr)
+            own += promoted_standby_connections(s, services, ha, region_hosts, zone_plans)
         return inter_region_connections(platform, linked[name], linked, own, ends)
 
     access = Later(lambda: data_access(s, services, shards, region_hosts, internal, region.cloud, data_bucket, name,

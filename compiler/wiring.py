@@ -26,7 +26,8 @@ from typing import Mapping
 from compiler.ir import Addressing, Connection, Host, Peer, ServicePlan, Zone, frozen_map
 from compiler.ir.data_access import role_name
 from compiler.ir.network import cidr_span as _span
-from compiler.ir.postgres_ha import leader_endpoint, replica_endpoint, standby_source
+from compiler.ir.postgres_ha import (STANDBY_HBA_LAYER, leader_endpoint, replica_endpoint, standby_peer,
+                                     standby_source)
 from compiler.ir.names import (GATEWAY_NAMESPACE, GCP_FRONT_END_RANGES, ISTIO_METRICS_PORT, ISTIO_NAMESPACE,
                                ISTIOD_XDS_PORT, KONG_POD_LABELS, KONG_PROXY_TLS_PORT, KONG_STATUS_PORT,
                                MONITORING_NAMESPACE, NODE_EXPORTER_PORT, OTEL_COLLECTOR_SERVICE, OTEL_PROMETHEUS_PORT, OTLP_GRPC_PORT,
@@ -467,7 +468,7 @@ def postgres_ha_connections(cloud: str, ha, hosts: tuple[Host, ...], zones: tupl
                           tls="1.2", layers=layers))
     for sb in ha.standbys:
         on = tuple(h for h in hosts if h.name in sb.hosts)
-        peer = _hosts(f"standby-{sb.of_region}", "postgres", on, zones)
+        peer = _hosts(standby_peer(sb.of_region), "postgres", on, zones)
         if len(on) > 1:
             out.append(Connection(source=peer, dest=peer, address="standby members", port=sb.port, dest_port=sb.port,
                                   protocol="TCP", app_protocol="postgresql",
@@ -477,6 +478,33 @@ def postgres_ha_connections(cloud: str, ha, hosts: tuple[Host, ...], zones: tupl
                                   dest_port=sb.rest_port, protocol="TCP", app_protocol="https",
                                   purpose=f"{sb.of_region}'s standby cluster: Patroni's REST API", tls="1.2",
                                   layers=layers))
+    return tuple(out)
+
+
+def promoted_standby_connections(s: RegionSettings, services: tuple[ServicePlan, ...], ha, hosts: tuple[Host, ...],
+                                 zones: tuple[Zone, ...]) -> tuple[Connection, ...]:
+    """The DR runbook's step 4: once a standby cluster this region runs is promoted, this region's PgBouncer serves
+    the lost region's shards from it (the promoted leader, on the standby's port), as its auth user and the services'
+    roles, which the cluster holds since it is a copy of the lost region's. Open before the incident, at every
+    layer: the security groups, the hosts' nftables and the standby's pg_hba.conf (STANDBY_HBA_LAYER) are not what
+    an operator should be editing against a 15-minute RTO."""
+    pgb = tuple(h for h in hosts if h.group == "pgbouncer")
+    if not pgb or not ha.standbys:
+        return ()
+    ds = s.datastores
+    users = ",".join([ds.pgbouncer.auth_user] + [role_name(x.name) for x in services if "postgres" in x.uses])
+    source = _hosts("pgbouncer", "pgbouncer", pgb, zones)
+    out = []
+    for sb in ha.standbys:
+        on = tuple(h for h in hosts if h.name in sb.hosts)
+        out.append(Connection(
+            source=source, dest=_hosts(standby_peer(sb.of_region), "postgres", on, zones),
+            address=",".join(h.fqdn for h in on), port=sb.port, dest_port=sb.port, protocol="TCP",
+            app_protocol="postgresql",
+            purpose=f"after {sb.of_region}'s standby cluster is promoted (DR runbook step 4), PgBouncer serves "
+                    f"{sb.of_region}'s shards from its leader",
+            tls=s.security.tls_min_version, layers=_layers(("cloud-firewall", "nftables", STANDBY_HBA_LAYER)),
+            database="all", user=users))
     return tuple(out)
 
 

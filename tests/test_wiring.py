@@ -85,6 +85,7 @@ def test_patroni_and_etcd_paths_follow_the_ha_plan(reference):
     replicas' endpoint; Patroni reaches etcd, the members' REST APIs and the health checks reach Patroni's REST port;
     each standby cluster a region runs has its own ports between its members."""
     from compiler.ir.names import ETCD_CLIENT_PORT, ETCD_PEER_PORT, PATRONI_REST_PORT
+    from compiler.ir.postgres_ha import STANDBY_HBA_LAYER
     for r in reference.regions:
         ha = r.postgres_ha
         if ha is None:
@@ -99,6 +100,13 @@ def test_patroni_and_etcd_paths_follow_the_ha_plan(reference):
         assert by_id[f"internal-lb-health->patroni:{PATRONI_REST_PORT}/tcp"].layers[:2] == ("cloud-firewall", "nftables")
         for sb in ha.standbys:
             assert f"standby-{sb.of_region}->standby-{sb.of_region}:{sb.port}/tcp" in by_id
+            # after a promotion (DR runbook step 4) the region's PgBouncer serves the source's shards from it, as its
+            # auth user and the services' roles: open at every layer before the incident
+            serve = by_id[f"pgbouncer->standby-{sb.of_region}:{sb.port}/tcp"]
+            assert serve.layers == ("cloud-firewall", "nftables", STANDBY_HBA_LAYER)
+            assert set(serve.dest.hosts) == {h.fqdn for h in r.hosts if h.name in sb.hosts}
+            pgbouncer = by_id["pgbouncer->postgres:5432/tcp"]
+            assert serve.source == pgbouncer.source and serve.user == pgbouncer.user and serve.tls == pgbouncer.tls
     us_east = reference.region("us-east-1").postgres_ha
     assert {s.of_region for s in us_east.standbys} == {"us-west-2", "ca-central-1", "sa-east-1"}
     assert len({s.port for s in us_east.standbys}) == 3

@@ -161,6 +161,27 @@ def standby_source(internal_domain: str, replicas: int) -> str:
     return sync_endpoint(internal_domain) if replicas else leader_endpoint(internal_domain)
 
 
+STANDBY_HBA_LAYER = "pg_hba-standby"
+"""The layer of a connection to a standby cluster this region runs: admitted by that cluster's own pg_hba.conf (the
+source's lines plus this region's), not by the region's, since the cluster holds the source's data and roles."""
+
+
+def standby_peer(of_region: str) -> str:
+    """The wiring's name for the members of the standby cluster a region runs for `of_region`."""
+    return f"standby-{of_region}"
+
+
+def standby_of(peer_name: str) -> str | None:
+    """The region whose standby cluster a wiring peer is, or None."""
+    return peer_name[len("standby-"):] if peer_name.startswith("standby-") else None
+
+
+def standby_hba_file(of_region: str) -> str:
+    """The pg_hba.conf of the standby cluster a region runs for `of_region`, relative to that region's data-tier files
+    (generated/datastores/<region>/): the datastores target writes it, the Ansible patroni role installs it."""
+    return f"dr-{of_region}/pg_hba.conf"
+
+
 def etcd_members(hosts) -> tuple:
     """The etcd members: the first three PostgreSQL hosts, then PgBouncer hosts; one member below three hosts."""
     pg = [h for h in hosts if h.group in ("postgres_primary", "postgres_replicas")]

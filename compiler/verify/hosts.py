@@ -8,6 +8,7 @@ Read from the generated tree only:
     ansible/roles/common/defaults/main.yml            the role's defaults (lowest precedence)
     ansible/roles/common/templates/nftables.conf.j2   the firewall the common role renders from them
     datastores/<region>/pg_hba.conf, pgbouncer.ini, postgresql.conf
+    datastores/<region>/dr-<source>/pg_hba.conf      the pg_hba.conf of a standby cluster the region runs
 
 nftables: for each host group a connection enters, the variables are merged as Ansible does (role defaults,
 all, then parent groups before child groups, alphabetically within a depth, then host variables), the template
@@ -22,7 +23,8 @@ connections).
 pg_hba: the lines are evaluated in order, as PostgreSQL does (first line whose type, database, user and
 address match decides): from each source CIDR, the connection's database and user must first match a
 `hostssl` line with scram-sha-256. A line addressed by host name needs reverse DNS, which nothing creates:
-it never counts as matching a CIDR.
+it never counts as matching a CIDR. A connection to a standby cluster the region runs (the `pg_hba-standby` layer:
+its PgBouncer, after a promotion) is held to that cluster's own file the same way.
 
 TLS: every TLS connection the region's PostgreSQL serves (each one its pg_hba.conf gates) is named on its own: the
 server's ssl_min/max_protocol_version against PgBouncer's server_tls_* (PgBouncer's pools), primary_conninfo (the
@@ -36,9 +38,10 @@ import ipaddress
 import re
 from functools import lru_cache
 
+from compiler.ir.postgres_ha import STANDBY_HBA_LAYER, standby_hba_file, standby_of
 from compiler.verify import Broken, Result
 
-LAYERS = ("nftables", "pg_hba")
+LAYERS = ("nftables", "pg_hba", STANDBY_HBA_LAYER)
 TLS_LAYER = "tls"  # object-level: the versions both ends of a PostgreSQL hop accept
 
 INVENTORY = "ansible/inventories/{region}"
@@ -59,6 +62,12 @@ def check(tree, region, connections):
     hba = [c for c in connections if "pg_hba" in c.layers]
     if hba:
         out += _check_pg_hba(tree, region, hba)
+    # a standby cluster the region runs has its own pg_hba.conf (the source's lines and the region's PgBouncer)
+    for c in connections:
+        if STANDBY_HBA_LAYER in c.layers:
+            of_region = standby_of(c.dest.name) or ""
+            out += _check_pg_hba(tree, region, [c], f"{DATASTORES.format(region=region)}/{standby_hba_file(of_region)}",
+                                 STANDBY_HBA_LAYER)
     out += _check_tls(tree, region, connections)
     return out
 
@@ -536,15 +545,15 @@ def _hba_verdict(lines, source: Net, database: str, user: str, tls: bool) -> tup
     return False, None, "no line matches"
 
 
-def _check_pg_hba(tree, region, conns) -> list[Result]:
-    rel = f"{DATASTORES.format(region=region)}/pg_hba.conf"
+def _check_pg_hba(tree, region, conns, rel: str | None = None, layer: str = "pg_hba") -> list[Result]:
+    rel = rel or f"{DATASTORES.format(region=region)}/pg_hba.conf"
     lines = _hba(tree, rel)
     out = []
     for c in conns:
-        res = Result("pg_hba", c.id)
+        res = Result(layer, c.id)
         out.append(res)
         if tree.text(rel) is None:
-            res.broken.append(Broken(rel, 0, "pg_hba", c.id, "pg_hba.conf is missing"))
+            res.broken.append(Broken(rel, 0, layer, c.id, f"{rel.rsplit('/', 1)[-1]} is missing"))
             continue
         # each database and each role the connection names (PgBouncer logs in as several roles)
         pairs = [(db.strip(), user.strip()) for db in (c.database or "all").split(",")
@@ -568,14 +577,14 @@ def _check_pg_hba(tree, region, conns) -> list[Result]:
                     if cand is not None:
                         line, why = cand, cand_why
                 res.broken.append(Broken(rel, line.number if line else len((tree.text(rel) or "").splitlines()),
-                                         "pg_hba", c.id, f"database {db} as {user} from {s} not "
+                                         layer, c.id, f"database {db} as {user} from {s} not "
                                          f"admitted: {why}"))
                 break
-        res.broken += _client_certificate(tree, region, rel, lines, c)
+        res.broken += _client_certificate(tree, region, rel, lines, c, layer)
     return out
 
 
-def _client_certificate(tree, region, rel, lines, c) -> list[Broken]:
+def _client_certificate(tree, region, rel, lines, c, layer: str = "pg_hba") -> list[Broken]:
     """A line that admits PgBouncer only with a client certificate (clientcert=...) needs pgbouncer.ini to present
     one (server_tls_cert_file and server_tls_key_file): without them every server login fails."""
     if c.source.host_group != "pgbouncer" or not c.source.cidrs:
@@ -593,7 +602,7 @@ def _client_certificate(tree, region, rel, lines, c) -> list[Broken]:
     if not missing:
         return []
     where = conf.get("server_tls_ca_file", ("", len((tree.text(pgb_rel) or "").splitlines())))[1]
-    return [Broken(pgb_rel, where, "pg_hba", c.id, f"pg_hba.conf line {line.number} requires a client certificate "
+    return [Broken(pgb_rel, where, layer, c.id, f"pg_hba.conf line {line.number} requires a client certificate "
                                                f"({','.join(line.options)}) but PgBouncer sets no {' or '.join(missing)}")]
 
 
@@ -694,26 +703,37 @@ def _check_tls(tree, region, conns) -> list[Result]:
     """Every TLS connection this region's PostgreSQL serves (the ones its pg_hba.conf gates) is checked and named:
     a server setting (ssl_min/max_protocol_version) breaks each of them. Against the client config this tree holds
     for it: PgBouncer's server_tls_* for PgBouncer's pools, primary_conninfo for the region's own replicas; a
-    client configured elsewhere (the DR partner's standby, Patroni's rejoin) is checked at the server end only."""
+    client configured elsewhere (the DR partner's standby, Patroni's rejoin) is checked at the server end only.
+    A standby cluster the region runs serves with its source's postgresql.conf (its custom_conf): PgBouncer's
+    connection to it (after a promotion) is held to that file."""
     base = DATASTORES.format(region=region)
-    pg_rel, pgb_rel = f"{base}/postgresql.conf", f"{base}/pgbouncer.ini"
+    pgb_rel = f"{base}/pgbouncer.ini"
     out = []
-    served = [c for c in conns if "pg_hba" in c.layers and c.app_protocol == "postgresql" and c.tls]
-    if not served:
-        return out
-    pg = _conf(tree, pg_rel)
-    server, lo_line, hi_line = _server_versions(pg)
-    hi = _PG_VERSION.get(pg.get("ssl_max_protocol_version", ("", 0))[0], "")
+    served = [c for c in conns if ("pg_hba" in c.layers or STANDBY_HBA_LAYER in c.layers)
+              and c.app_protocol == "postgresql" and c.tls]
+    servers: dict = {}
 
-    def server_line(client: set[str]) -> int:
-        """ssl_max_protocol_version's line when it sits below every version the client speaks, else the floor's."""
-        if hi_line and hi and client and _VERSIONS.index(hi) < _VERSIONS.index(_floor(client)):
-            return hi_line
-        return lo_line or hi_line
+    def server_of(c):
+        """(its postgresql.conf's path, parsed, the versions it accepts, and the line to blame for a client)."""
+        standby = standby_of(c.dest.name) if STANDBY_HBA_LAYER in c.layers else None
+        pg_rel = f"{DATASTORES.format(region=standby or region)}/postgresql.conf"
+        if pg_rel not in servers:
+            pg = _conf(tree, pg_rel)
+            server, lo_line, hi_line = _server_versions(pg)
+            hi = _PG_VERSION.get(pg.get("ssl_max_protocol_version", ("", 0))[0], "")
+
+            def line_for(client: set[str], lo_line=lo_line, hi_line=hi_line, hi=hi) -> int:
+                """ssl_max_protocol_version's line when it sits below every version the client speaks, else the floor's."""
+                if hi_line and hi and client and _VERSIONS.index(hi) < _VERSIONS.index(_floor(client)):
+                    return hi_line
+                return lo_line or hi_line
+            servers[pg_rel] = (pg, server, line_for)
+        return (pg_rel, *servers[pg_rel])
 
     for c in served:
         res = Result(TLS_LAYER, c.id)
         out.append(res)
+        pg_rel, pg, server, server_line = server_of(c)
         if c.source.host_group == "pgbouncer":
             pgb = _conf(tree, pgb_rel)
             raw, line = pgb.get("server_tls_protocols", ("secure", 0))

@@ -90,12 +90,13 @@ class Work:
         self.crt, self.key = str(crt), str(key)
 
 
-def data_tier_files(gen: Path, region: str, dest: Path) -> tuple[Path, Path]:
-    """The data tier's postgresql.conf (as is) and pg_hba.conf (its CIDRs -> 127.0.0.1/32)."""
+def data_tier_files(gen: Path, region: str, dest: Path, hba_file: str = "") -> tuple[Path, Path]:
+    """The data tier's postgresql.conf (as is) and pg_hba.conf (its CIDRs -> 127.0.0.1/32); `hba_file`: another
+    pg_hba.conf, relative to generated/ (a standby cluster's own, as the patroni role installs it)."""
     dest.mkdir(parents=True, exist_ok=True)
     conf = dest / "postgresql.conf"
     conf.write_text((gen / "datastores" / region / "postgresql.conf").read_text())
-    hba = (gen / "datastores" / region / "pg_hba.conf").read_text()
+    hba = (gen / (hba_file or f"datastores/{region}/pg_hba.conf")).read_text()
     hba = re.sub(r"\b(?!0\.0\.0\.0/0)\d+\.\d+\.\d+\.\d+/\d+\b", "127.0.0.1/32", hba)
     (dest / "pg_hba.conf").write_text(hba)
     (dest / "pg_ident.conf").write_text("")
@@ -348,7 +349,9 @@ def main():
         sync_lb.start()
         sb_name = standby["hosts"][0]
         sb_conf = root / "standby-conf"
-        data_tier_files(gen, region, sb_conf)  # the source region's files, as the patroni role installs them
+        # the source region's postgresql.conf and the standby cluster's own pg_hba.conf (the source's lines and the
+        # partner's PgBouncer), as the patroni role installs them
+        data_tier_files(gen, region, sb_conf, f"datastores/{partner}/{standby['hba_file']}")
         sb_cfg = render(standby["config"], {"inventory_hostname": sb_name, "ansible_host": sb_name, **PASSWORDS,
                                             "patroni_standby_passwords": {region.replace("-", "_"): {
                                                 "admin": PASSWORDS["postgresql_admin_password"],

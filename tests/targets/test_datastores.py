@@ -631,30 +631,59 @@ def test_pgbouncer_logs_in_to_postgres_through_the_generated_pg_hba(reference, r
     are remapped to the loopback (the only change), PostgreSQL listens on 127.0.0.1 and PgBouncer dials it with the
     generated server_tls_sslmode and server_tls_protocols. The server sees the connection from 127.0.0.1 over the
     floor's TLS version; with the file as generated (no remap) the same login is rejected by pg_hba.conf."""
+    region = reference.region("us-east-1")
+    server_conn = next(c for c in region.through("pg_hba") if c.source.host_group == "pgbouncer")
+    gen = reference_tree / "datastores/us-east-1"
+    _pgbouncer_login_through(region, server_conn, gen / "pgbouncer.ini", gen / "pg_hba.conf", gen,
+                             refused_with=(gen / "pg_hba.conf").read_text())
+
+
+@pytest.mark.tool
+def test_the_dr_partners_pgbouncer_logs_in_to_the_promoted_standby(reference, reference_tree, isolation, pg_template):
+    """The DR runbook's step 4, us-east-1 lost: us-west-2's PgBouncer (its pgbouncer.ini, with the database line the
+    runbook gives) logs in as a service's role to us-east-1's standby cluster, which runs with us-east-1's
+    postgresql.conf and its own pg_hba.conf as the Ansible role installs them (`dr-us-east-1/pg_hba.conf` of
+    us-west-2's data-tier files). us-west-2's PgBouncer subnets are remapped to the loopback, nothing else. With the
+    source's pg_hba.conf, which the standby cluster used to get, the same login is refused."""
+    from compiler.ir.postgres_ha import STANDBY_HBA_LAYER, standby_hba_file
+    host = reference.region("us-west-2")
+    conn = next(c for c in host.through(STANDBY_HBA_LAYER) if c.dest.name == "standby-us-east-1")
+    sb = next(s for s in host.postgres_ha.standbys if s.of_region == "us-east-1")
+    assert conn.port == sb.port and conn.source.host_group == "pgbouncer"
+    here = reference_tree / "datastores/us-west-2"
+    source = reference_tree / "datastores/us-east-1"
+    _pgbouncer_login_through(host, conn, here / "pgbouncer.ini", here / standby_hba_file("us-east-1"), source,
+                             refused_with=_remap_hba((source / "pg_hba.conf").read_text(),
+                                                     {c: "127.0.0.1/32" for c in conn.source.cidrs}))
+
+
+def _pgbouncer_login_through(region, server_conn, pgbouncer_ini: Path, hba: Path, server_files: Path, refused_with: str):
+    """PgBouncer (`pgbouncer_ini`) -> PostgreSQL (server_files/postgresql.conf, `hba` with the connection's source
+    subnets remapped to 127.0.0.x) over TCP and TLS, a service's role logging in to franchise_shard_1 through
+    auth_query (server_files/pgbouncer-auth.sql); then `refused_with` as the server's pg_hba.conf refuses a new login."""
     import os
     import signal
     import shlex
     import subprocess
     from tests.targets.test_datastores_support import (AS_POSTGRES, PGBIN, Server, chown_tree, make_ip_tls,
                                                        pgbouncer_command)
-    region = reference.region("us-east-1")
-    server_conn = next(c for c in region.through("pg_hba") if c.source.host_group == "pgbouncer")
-    gen = reference_tree / "datastores/us-east-1"
     work = private_dir("dst-hba-")
     tls = make_ip_tls(work)
     loopback = {cidr: f"127.0.0.{i + 1}/32" for i, cidr in enumerate(server_conn.source.cidrs)}
-    generated_hba = (gen / "pg_hba.conf").read_text()
-    (work / "remapped_hba.conf").write_text(_remap_hba(generated_hba, loopback))
-    overrides, _ = preload_overrides(gen / "postgresql.conf")
+    generated_hba = hba.read_text()
+    remapped = _remap_hba(generated_hba, loopback)
+    assert remapped != generated_hba, "no line of the file names the connection's source subnets"
+    (work / "remapped_hba.conf").write_text(remapped)
+    overrides, _ = preload_overrides(server_files / "postgresql.conf")
     pg_work = work / "pg"
     pg_work.mkdir()
-    cluster = PgCluster(gen / "postgresql.conf", work / "remapped_hba.conf", pg_work, tls,
+    cluster = PgCluster(server_files / "postgresql.conf", work / "remapped_hba.conf", pg_work, tls,
                         {**overrides, "listen_addresses": "127.0.0.1"})
     pgb_work = work / "pgb"
     pgb_work.mkdir()
     auth_user = region.settings.datastores.pgbouncer.auth_user
     pgb_cmd, pgb_port = pgbouncer_command(
-        gen / "pgbouncer.ini", pgb_work, tls, [f'"{auth_user}" "auth-secret"'],
+        pgbouncer_ini, pgb_work, tls, [f'"{auth_user}" "auth-secret"'],
         extra_databases={"franchise_shard_1": f"host=127.0.0.1 port={cluster.port} dbname=franchise_shard_1"})
     chown_tree(work)
     # Both servers in one network namespace, so PgBouncer reaches PostgreSQL over its loopback.
@@ -664,7 +693,7 @@ def test_pgbouncer_logs_in_to_postgres_through_the_generated_pg_hba(reference, r
     try:
         both.wait_until(lambda: cluster.isready() and "process up" in (pgb_work / "pgbouncer.log").read_text(errors="replace")
                         if (pgb_work / "pgbouncer.log").exists() else False, timeout=60)
-        (work / "auth.sql").write_text((gen / "pgbouncer-auth.sql").read_text())
+        (work / "auth.sql").write_text((server_files / "pgbouncer-auth.sql").read_text())
         chown_tree(work)
         cluster.psql("-c", "CREATE DATABASE franchise_shard_1")
         cluster.psql("-f", str(work / "auth.sql"), db="franchise_shard_1")
@@ -683,8 +712,7 @@ def test_pgbouncer_logs_in_to_postgres_through_the_generated_pg_hba(reference, r
         ok = login(app, "app-secret")
         want_tls = {"1.2": "TLSv1.2", "1.3": "TLSv1.3"}[server_conn.tls]
         assert ok.returncode == 0 and ok.stdout.strip() == f"127.0.0.1|{want_tls}", ok.stdout + ok.stderr + both.output()[-2000:]
-        # The generated file as it is: 127.0.0.1 is none of the PgBouncer subnets, so the catch-all reject wins.
-        cluster.hba.write_text(generated_hba)
+        cluster.hba.write_text(refused_with)
         cluster.psql("-c", "SELECT pg_reload_conf()")
         time.sleep(0.5)
         refused = login(other, "other-secret")  # a new (database, user) pool: a new server login

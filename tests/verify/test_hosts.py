@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from compiler.ir.postgres_ha import STANDBY_HBA_LAYER, standby_hba_file
 from compiler.verify import Tree, verify
 from compiler.verify import hosts
 from tests.conftest import REPO
 
-LAYERS = {"nftables", "pg_hba", hosts.TLS_LAYER}
+LAYERS = {"nftables", "pg_hba", STANDBY_HBA_LAYER, hosts.TLS_LAYER}
 GCP = "ap-southeast-1"  # pods keep their pod-range addresses there: the case the node subnets do not cover
 AWS = "us-east-1"
 AZURE = "eu-west-2"  # its PostgreSQL endpoints deliver to backend ports of their own, redirected on the members
@@ -101,7 +102,7 @@ def test_reference_has_nothing_broken_in_the_hosts_layers(reference_tree, monkey
     report = verify(reference_tree)
     assert _mine(report) == [], "\n".join(b.format() for b in _mine(report)[:20])
     checked = {layer for layer in report.layers}
-    assert {"nftables", "pg_hba", hosts.TLS_LAYER} <= checked
+    assert {"nftables", "pg_hba", STANDBY_HBA_LAYER, hosts.TLS_LAYER} <= checked
     tree = Tree(reference_tree)
     wanted = sum(1 for r in tree.regions for c in tree.connections(r) for layer in c.layers if layer in ("nftables", "pg_hba"))
     assert report.checks >= wanted > 0
@@ -357,9 +358,11 @@ def test_a_tls_mismatch_between_pgbouncer_and_postgres_is_named(tree, monkeypatc
     ini = tree / f"datastores/{AWS}/pgbouncer.ini"
     ini.write_text(ini.read_text().replace("server_tls_protocols = tlsv1.3", "server_tls_protocols = tlsv1.2"))
     broken = _broken(tree, hosts.TLS_LAYER, AWS)
-    # each of PgBouncer's pools into PostgreSQL (primary and read replicas) takes server_tls_protocols
-    expected = [c.id for c in Tree(tree).connections(AWS) if "pg_hba" in c.layers and c.source.host_group == "pgbouncer"]
-    assert "pgbouncer->postgres:5432/tcp" in expected
+    # each of PgBouncer's pools into PostgreSQL (primary and read replicas) takes server_tls_protocols, and so do its
+    # connections to the standby clusters the region runs (served with their sources' postgresql.conf, also 1.3)
+    expected = [c.id for c in Tree(tree).connections(AWS)
+                if ("pg_hba" in c.layers or STANDBY_HBA_LAYER in c.layers) and c.source.host_group == "pgbouncer"]
+    assert "pgbouncer->postgres:5432/tcp" in expected and "pgbouncer->standby-us-west-2:5433/tcp" in expected
     assert [b.connection for b in broken] == expected
     assert {(b.file, b.line) for b in broken} == {(f"datastores/{AWS}/pgbouncer.ini", _line(ini, "server_tls_protocols"))}
     assert all("no common version" in b.message for b in broken)
@@ -389,3 +392,41 @@ def test_a_standby_that_does_not_verify_or_accepts_less_is_named(tree, monkeypat
     assert {(b.file, b.line) for b in broken} == {(f"datastores/{AWS}/postgresql.conf", line)}
     messages = " ".join(b.message for b in broken)
     assert "sslmode=require" in messages and "below the floor 1.3" in messages
+
+
+# ---------------------------------------------------------------- a standby cluster's own pg_hba.conf
+
+def test_the_standby_clusters_file_admits_the_regions_pgbouncer_and_the_sources_does_not(tree, monkeypatch):
+    """us-west-2 runs us-east-1's standby cluster; after a promotion its PgBouncer serves us-east-1's shards from it.
+    The cluster's own file admits that PgBouncer; the source's file, which the cluster used to get, refuses it at its
+    final reject, and verify names that line."""
+    _only_hosts(monkeypatch)
+    host = "us-west-2"
+    c = next(c for c in Tree(tree).connections(host) if c.id == "pgbouncer->standby-us-east-1:5433/tcp")
+    assert STANDBY_HBA_LAYER in c.layers and {"cloud-firewall", "nftables"} <= set(c.layers)
+    assert _broken(tree, STANDBY_HBA_LAYER, host) == []
+    own = tree / f"datastores/{host}" / standby_hba_file("us-east-1")
+    source = (tree / f"datastores/{AWS}/pg_hba.conf").read_text()
+    own.write_text(source)
+    broken = _broken(tree, STANDBY_HBA_LAYER, host)
+    # no line of the source's file names the region's PgBouncer subnets for a database: the final reject decides
+    assert not any(x.startswith("hostssl   all") and any(f" {s} " in x for s in c.source.cidrs) for x in source.splitlines())
+    assert [b.connection for b in broken] == [c.id]
+    assert broken[0].file == f"datastores/{host}/{standby_hba_file('us-east-1')}"
+    assert f"from {c.source.cidrs[0]} not admitted" in broken[0].message
+    own.unlink()
+    assert [b.message for b in _broken(tree, STANDBY_HBA_LAYER, host)] == ["pg_hba.conf is missing"]
+
+
+def test_pgbouncer_and_a_standby_cluster_with_no_common_tls_version_are_named(tree, monkeypatch):
+    """The standby cluster serves with its source's postgresql.conf: a source that only speaks TLS 1.2 and a PgBouncer
+    that only speaks 1.3 cannot meet after a promotion, and verify blames the source's setting, not the region's."""
+    _only_hosts(monkeypatch)
+    host = "us-west-2"
+    conf = tree / f"datastores/{AWS}/postgresql.conf"
+    conf.write_text(conf.read_text().replace("ssl_min_protocol_version = 'TLSv1.3'", "ssl_min_protocol_version = 'TLSv1.2'")
+                    + "ssl_max_protocol_version = 'TLSv1.2'\n")
+    broken = [b for b in _broken(tree, hosts.TLS_LAYER, host) if b.connection == "pgbouncer->standby-us-east-1:5433/tcp"]
+    assert len(broken) == 1 and "no common version" in broken[0].message
+    assert f"datastores/{AWS}/postgresql.conf" in broken[0].message
+    assert [b for b in _broken(tree, hosts.TLS_LAYER, host) if b.connection == "pgbouncer->postgres:5432/tcp"] == []

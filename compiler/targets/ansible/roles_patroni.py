@@ -16,6 +16,7 @@ from __future__ import annotations
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import published_ca_ref
 from compiler.ir.names import (PATRONI_CONFIG_DIR, POSTGRES_PORT, POSTGRES_REPLICATION_USER, POSTGRES_TLS_DIR)
+from compiler.ir.postgres_ha import standby_hba_file
 from compiler.ir.postgres_sizing import patroni_dcs_parameters, standby_memory_parameters
 from compiler.ir.wal_archive import promoted_archive_command, standby_restore_command
 from compiler.targets.ansible.role import Role, apt, copy, expr, service, services_ready_var, systemd_dropin, task
@@ -152,7 +153,7 @@ def standby_configs(plan: PlatformPlan, region: RegionPlan, secret) -> list[dict
         }
         out.append({"region": sb.of_region, "instance": instance, "hosts": list(sb.hosts),
                     "port": sb.port, "rest_port": sb.rest_port, "data_dir": sb.data_dir, "config_dir": sb.config_dir,
-                    "config": config})
+                    "hba_file": standby_hba_file(sb.of_region), "config": config})
     return out
 
 
@@ -289,12 +290,18 @@ def patroni() -> Role:
                   "group": "postgres", "mode": "0750"},
                  loop="{{ patroni_my_standbys }}", loop_control={"loop_var": "patroni_standby",
                                                                   "label": "{{ patroni_standby.region }}"}),
-            copy("Install the source region's postgresql.conf and pg_hba.conf for its standby cluster",
-                 "{{ patroni_standby[0].config_dir }}/{{ patroni_standby[1] }}", mode="0640", owner="postgres",
-                 group="postgres", src="{{ playbook_dir | dirname }}/datastores/{{ patroni_standby[0].region }}/"
-                                       "{{ patroni_standby[1] }}",
-                 loop="{{ patroni_my_standbys | product(['postgresql.conf', 'pg_hba.conf']) | list }}",
-                 notify="Reload the standby clusters", loop_control={"loop_var": "patroni_standby", "label": "{{ patroni_standby[0].region }}"}),
+            copy("Install the source region's postgresql.conf for its standby cluster",
+                 "{{ patroni_standby.config_dir }}/postgresql.conf", mode="0640", owner="postgres",
+                 group="postgres", src="{{ playbook_dir | dirname }}/datastores/{{ patroni_standby.region }}/postgresql.conf",
+                 loop="{{ patroni_my_standbys }}", notify="Reload the standby clusters",
+                 loop_control={"loop_var": "patroni_standby", "label": "{{ patroni_standby.region }}"}),
+            # the source's lines and this region's PgBouncer (which serves the source's shards after a promotion)
+            copy("Install each standby cluster's pg_hba.conf",
+                 "{{ patroni_standby.config_dir }}/pg_hba.conf", mode="0640", owner="postgres",
+                 group="postgres", src="{{ playbook_dir | dirname }}/datastores/{{ platformc_region }}/"
+                                       "{{ patroni_standby.hba_file }}",
+                 loop="{{ patroni_my_standbys }}", notify="Reload the standby clusters",
+                 loop_control={"loop_var": "patroni_standby", "label": "{{ patroni_standby.region }}"}),
             copy("Install each standby cluster's source region CA certificate",
                  standby_ca_file("{{ patroni_standby.region }}"), mode="0644", owner="postgres",
                  group="postgres", content="{{ patroni_standby_cas[patroni_standby.region | replace('-', '_')] }}",

@@ -34,6 +34,7 @@ from compiler.formats.conf import FormatError, comment
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import db_roles
 from compiler.ir.names import SHARD_MAP_TABLE
+from compiler.ir.postgres_ha import standby_hba_file
 from compiler.render import banner, dump_json, render
 from compiler.targets.datastores import pgbouncer as pgbouncer
 from compiler.targets.datastores import postgres as postgres
@@ -75,7 +76,11 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
         files["postgresql.conf"] = _render(region, "postgresql.conf.j2", banner=banner("#", spec), pg=ds.postgres,
                                            sections=postgres.settings(plan, region))
         files["pg_hba.conf"] = _render(region, "pg_hba.conf.j2", banner=banner("#", spec), pg=ds.postgres,
-                                       rules=postgres.hba_rules(plan, region))
+                                       rules=postgres.hba_rules(plan, region), standby_of=None)
+        for sb in region.postgres_ha.standbys if region.postgres_ha else ():
+            files[standby_hba_file(sb.of_region)] = _render(
+                region, "pg_hba.conf.j2", banner=banner("#", spec), pg=ds.postgres, standby_of=sb.of_region,
+                rules=postgres.standby_hba_rules(plan, region, sb.of_region))
     read_only = pgbouncer.read_only_connection(region)
     files["pgbouncer.ini"] = _render(region, "pgbouncer.ini.j2", banner=banner(";", spec),
                                      server=pgbouncer.server_address(region), read_only=read_only and read_only.address,

@@ -28,7 +28,7 @@ def server_address(region: RegionPlan) -> str:
     return _server(region)[0]
 
 
-READ_ONLY_SUFFIX = "_ro"  # <shard database>_ro: the read-only pool on the replicas
+from compiler.ir.names import PGBOUNCER_READ_ONLY_SUFFIX as READ_ONLY_SUFFIX  # noqa: E402
 
 
 def read_only_connection(region: RegionPlan):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from compiler.records import dataclass
 from compiler.ir import Connection, PlatformPlan, RegionPlan
+from compiler.ir.postgres_ha import STANDBY_HBA_LAYER, standby_of
 from compiler.ir.postgres_sizing import Sizing, sizing  # noqa: F401 (the docs and tests read sizing here too)
 from compiler.targets.datastores.model import Section, Setting, duration_ms, size_mb
 
@@ -271,6 +272,14 @@ def _hba_names(value: str):
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+def _admitting(c: Connection) -> list[HbaRule]:
+    """One line per source address of a connection, over TLS with SCRAM when it has TLS."""
+    cert = "clientcert=verify-ca" if c.tls and c.source.host_group == "pgbouncer" else ""
+    return [HbaRule("hostssl" if c.tls else "host", _hba_names(c.database or "all"), _hba_names(c.user or "all"), cidr,
+                    "scram-sha-256", f"{c.purpose} ({c.id})" if i == 0 else "", cert)
+            for i, cidr in enumerate(c.source.cidrs)]
+
+
 def hba_rules(plan: PlatformPlan, region: RegionPlan) -> list[HbaRule]:
     """First match wins: local administration, then one hostssl line per source address of every connection
     with the `pg_hba` layer (PgBouncer's server connections, the replicas, the DR standby), then reject.
@@ -286,14 +295,24 @@ def hba_rules(plan: PlatformPlan, region: RegionPlan) -> list[HbaRule]:
         HbaRule("local", "all", "all", "", "scram-sha-256", "local roles (postgres_exporter) with their passwords"),
     ]
     for c in region.through("pg_hba"):
-        for i, cidr in enumerate(c.source.cidrs):
-            why = f"{c.purpose} ({c.id})" if i == 0 else ""
-            cert = "clientcert=verify-ca" if c.tls and c.source.host_group == "pgbouncer" else ""
-            rules.append(HbaRule("hostssl" if c.tls else "host", _hba_names(c.database or "all"),
-                                 _hba_names(c.user or "all"), cidr, "scram-sha-256", why, cert))
+        rules += _admitting(c)
     rules += [HbaRule("host", "all", "all", "0.0.0.0/0", "reject", "everything else"),
               HbaRule("host", "all", "all", "::/0", "reject")]
     return rules
+
+
+def standby_hba_rules(plan: PlatformPlan, region: RegionPlan, of_region: str) -> list[HbaRule]:
+    """The pg_hba.conf of the standby cluster `region` runs for `of_region`: the source's rules (the cluster is a copy
+    of the source's, its data and roles), then this region's connections to that cluster (STANDBY_HBA_LAYER: its
+    PgBouncer, once the cluster is promoted), before the source's final rejects. The source's file alone admitted
+    only the source's PgBouncer: after a promotion, this region's PgBouncer was refused."""
+    rules = hba_rules(plan, plan.region(of_region))
+    rejects = [r for r in rules if r.method == "reject"]
+    extra = []
+    for c in region.through(STANDBY_HBA_LAYER):
+        if standby_of(c.dest.name) == of_region:
+            extra += _admitting(c)
+    return [r for r in rules if r.method != "reject"] + extra + rejects
 
 
 @dataclass(frozen=True)

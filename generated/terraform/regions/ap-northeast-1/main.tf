@@ -163,7 +163,7 @@ module "network" {
     {
       name          = "postgres-replicas-3"
       target_tag    = "postgres-replicas"
-      ports         = ["5432"]
+      ports         = ["5432", "5433"]
       source_ranges = ["10.9.0.0/19", "10.9.32.0/19"]
     },
     {

@@ -157,7 +157,7 @@ module "network" {
     {
       name          = "postgres-replicas-2"
       target_tag    = "postgres-replicas"
-      ports         = ["5432"]
+      ports         = ["5432", "5433", "5434", "5435"]
       source_ranges = ["10.8.0.0/19", "10.8.32.0/19"]
     },
     {

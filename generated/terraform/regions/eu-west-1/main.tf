@@ -549,6 +549,12 @@ module "data_hosts" {
         cidr_blocks = ["10.5.32.0/19", "10.5.64.0/19"]
       },
       {
+        description = "5433 from pgbouncer"
+        from_port   = 5433
+        to_port     = 5433
+        cidr_blocks = ["10.4.0.0/19", "10.4.32.0/19"]
+      },
+      {
         description = "5433 from standby-eu-central-1"
         from_port   = 5433
         to_port     = 5433

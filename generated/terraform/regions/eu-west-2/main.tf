@@ -562,6 +562,12 @@ module "data_hosts" {
         cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
       },
       {
+        description = "5433 from pgbouncer"
+        from_port   = 5433
+        to_port     = 5433
+        cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19"]
+      },
+      {
         description = "5433 from standby-me-south-1"
         from_port   = 5433
         to_port     = 5433

@@ -562,6 +562,12 @@ module "data_hosts" {
         cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
       },
       {
+        description = "5433 from pgbouncer"
+        from_port   = 5433
+        to_port     = 5433
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19"]
+      },
+      {
         description = "5433 from standby-eu-west-2"
         from_port   = 5433
         to_port     = 5433

@@ -549,16 +549,34 @@ module "data_hosts" {
         cidr_blocks = ["10.1.32.0/19", "10.1.64.0/19"]
       },
       {
+        description = "5433 from pgbouncer"
+        from_port   = 5433
+        to_port     = 5433
+        cidr_blocks = ["10.0.0.0/19", "10.0.32.0/19"]
+      },
+      {
         description = "5433 from standby-us-west-2"
         from_port   = 5433
         to_port     = 5433
         cidr_blocks = ["10.0.32.0/19", "10.0.64.0/19"]
       },
       {
+        description = "5434 from pgbouncer"
+        from_port   = 5434
+        to_port     = 5434
+        cidr_blocks = ["10.0.0.0/19", "10.0.32.0/19"]
+      },
+      {
         description = "5434 from standby-ca-central-1"
         from_port   = 5434
         to_port     = 5434
         cidr_blocks = ["10.0.32.0/19", "10.0.64.0/19"]
+      },
+      {
+        description = "5435 from pgbouncer"
+        from_port   = 5435
+        to_port     = 5435
+        cidr_blocks = ["10.0.0.0/19", "10.0.32.0/19"]
       },
       {
         description = "5435 from standby-sa-east-1"

@@ -483,6 +483,12 @@ module "data_hosts" {
         cidr_blocks = ["10.21.32.0/19"]
       },
       {
+        description = "5433 from pgbouncer"
+        from_port   = 5433
+        to_port     = 5433
+        cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19"]
+      },
+      {
         description = "8008 from patroni"
         from_port   = 8008
         to_port     = 8008

@@ -163,7 +163,7 @@ module "network" {
     {
       name          = "postgres-replicas-3"
       target_tag    = "postgres-replicas"
-      ports         = ["2379", "2380", "5432", "8008"]
+      ports         = ["2379", "2380", "5432", "5433", "8008"]
       source_ranges = ["10.21.0.0/19", "10.21.32.0/19"]
     },
     {

@@ -157,7 +157,7 @@ module "network" {
     {
       name          = "postgres-replicas-2"
       target_tag    = "postgres-replicas"
-      ports         = ["2379", "2380", "5432", "8008"]
+      ports         = ["2379", "2380", "5432", "5433", "8008"]
       source_ranges = ["10.20.0.0/19", "10.20.32.0/19"]
     },
     {
