@@ -58,6 +58,24 @@ def origin_listener_min_tls(region: RegionPlan) -> str:
     return max(lowest, LISTENER_TLS_FLOOR, key=TLS_VERSIONS.index)
 
 
+# CloudFront's origin response timeout is at most 60 s under the default quota ("Response timeout per origin", Service
+# Quotas; the API refuses more); a longer wait needs the quota raised first.
+CLOUDFRONT_MAX_ORIGIN_READ_TIMEOUT = 60
+
+
+def origin_response_timeout(settings) -> int:
+    """Seconds a hop in front of a region's Kong (the CDN's origin, the region's load balancer) waits for a response:
+    Kong's own upstream read timeout (gateway.read_timeout_ms) rounded up, plus a second for Kong itself, so that Kong
+    answers first (a 504 of its own) and no hop in front gives up, or retries, while Kong still waits. CloudFront's
+    default of 30 s cut the reference's 60 s off at half and retried the request."""
+    return -(-settings.gateway.read_timeout_ms // 1000) + 1
+
+
+def edge_response_timeout(plan: PlatformPlan) -> int:
+    """The CDN's origin response timeout: the longest any region's hops need (one setting serves every origin)."""
+    return max(origin_response_timeout(r.settings) for r in plan.regions)
+
+
 # AWS: the namespace label that makes the load balancer controller's pod webhook add a readiness gate to Kong's pods
 # (docs/deploy/pod_readiness_gate.md): a new pod counts as ready only once the target group finds it healthy, so a
 # rollout never drains the old pods before the new ones take traffic.

@@ -177,3 +177,62 @@ def test_no_unresolved_default_reaches_a_file(compiled, case):
     (the quoted HCL value "None", Azure's disk caching mode, is not one)."""
     plan, files = compiled[case]
     assert not [p for p, t in files.items() if re.search(r'(?<!")\bNone\b(?!")', t)]
+
+
+def _hcl(text: str) -> dict:
+    import hcl2
+    return hcl2.loads(text)
+
+
+def _blocks(doc: dict, kind: str, type_: str) -> list[dict]:
+    from tests.targets.hcl_support import resources
+    assert kind == "resource"
+    return list(resources(doc, type_).values())
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_hop_in_front_of_kong_waits_longer_than_kong(compiled, case):
+    """Kong waits gateway.read_timeout_ms for an upstream; the CDN in front of the regions and the regions' own load
+    balancers must wait longer, or they cut the request off while Kong still waits (CloudFront's default 30 s cut the
+    reference's 60 s off at half, and CloudFront retries). CloudFront cannot wait more than 60 s without a quota
+    increase: there the wait is 60 s and the file says what that costs."""
+    import math
+    plan, files = compiled[case]
+    kong_wait = {r.name: math.ceil(r.settings.gateway.read_timeout_ms / 1000) for r in plan.regions}
+    cdn = files["terraform/global/cdn.tf"]
+    doc = _hcl(cdn)
+    provider = cdn_provider(plan.spec)
+    if provider == "cloudfront":
+        (dist,) = _blocks(doc, "resource", "aws_cloudfront_distribution")
+        waits = [o["custom_origin_config"][0]["origin_read_timeout"] for o in dist["origin"]]
+        assert len(waits) == len(dist["origin"]) > 0
+        want = max(kong_wait.values()) + 1
+        assert set(waits) == {min(want, 60)}
+        assert ("capped at 60 s" in cdn) == (want > 60)
+    elif provider == "front_door":
+        (profile,) = _blocks(doc, "resource", "azurerm_cdn_frontdoor_profile")
+        assert profile["response_timeout_seconds"] > max(kong_wait.values())
+    else:
+        services = _blocks(doc, "resource", "google_compute_backend_service")
+        assert services and all(s["timeout_sec"] > max(kong_wait.values()) for s in services)
+    for r in plan.regions:
+        if r.cloud == "aws":  # the NLB passes TCP through: its idle timeout (350 s) is no response timeout
+            continue
+        root = _hcl(files[f"terraform/regions/{r.name}/main.tf"])
+        (lb,) = [body for m in root["module"] for label, body in m.items() if label.strip('"') == "load_balancer"]
+        assert lb["response_timeout_seconds"] > kong_wait[r.name]
+        module = files[f"terraform/modules/{r.cloud}/load_balancer/main.tf"]
+        setting = "timeout_sec" if r.cloud == "gcp" else "request_timeout"
+        assert re.search(rf"^\s*{setting}\s*=\s*var\.response_timeout_seconds$", module, re.M), module
+
+
+def test_a_shorter_kong_wait_lowers_cloudfronts_below_the_cap(tmp_path):
+    spec = yaml.safe_load((REPO / "platform.yaml").read_text())
+    spec["settings"]["gateway"]["read_timeout_ms"] = 29500
+    path = tmp_path / "platform.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    plan = compile_file(str(path)).plan
+    cdn = _tree(plan)["terraform/global/cdn.tf"]
+    (dist,) = _blocks(_hcl(cdn), "resource", "aws_cloudfront_distribution")
+    assert {o["custom_origin_config"][0]["origin_read_timeout"] for o in dist["origin"]} == {31}
+    assert "capped at" not in cdn

@@ -8,7 +8,7 @@ import re
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import redis_users
-from compiler.ir.edge import origin_listener_min_tls
+from compiler.ir.edge import origin_listener_min_tls, origin_response_timeout
 from compiler.ir.wal_archive import replica_container
 from compiler.targets.terraform import identity as _identity
 from compiler.targets.terraform.common import classify_cron, prefix
@@ -165,6 +165,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
         # behind the CDN, whose edges connect on the viewers' behalf (the global root)
         "waf": {**waf(plan, region), "behind_cdn": True},
         "load_balancer": {
+            "response_timeout_seconds": origin_response_timeout(region.settings),
             "zones": zones,
             "public_zone": plan.spec.organization.domain,
             "hostnames": lb_hostnames(plan, region),

@@ -8,7 +8,7 @@ import math
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.terraform import identity as _identity
 from compiler.ir.data_access import redis_users
-from compiler.ir.edge import lb_target_name, origin_listener_min_tls
+from compiler.ir.edge import lb_target_name, origin_listener_min_tls, origin_response_timeout
 from compiler.ir.identity import parse_ref
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
 from compiler.formats.hcl import Raw
@@ -131,6 +131,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
         "waf": {**waf(plan, region), "ddos_protection": plan.spec.edge.ddos_protection,
                 "client_address_header": CLIENT_ADDRESS_HEADER},
         "load_balancer": {
+            "response_timeout_seconds": origin_response_timeout(region.settings),
             "zones": [z.name for z in region.zones],
             "public_zone": plan.spec.organization.domain,
             "hostnames": lb_hostnames(plan, region),

@@ -9,7 +9,8 @@ platform's clouds): Route 53 + CloudFront + WAFv2 (templates global/), Azure DNS
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan
-from compiler.ir.edge import edge_cloud, global_name, origin_verify
+from compiler.ir.edge import (CLOUDFRONT_MAX_ORIGIN_READ_TIMEOUT, edge_cloud, edge_response_timeout, global_name,
+                              origin_verify)
 from compiler.ir.home_routing import (ORIGINS_PER_DISTRIBUTION, SERVING_KEY_PREFIX, WEIGHTED_ORIGIN_ID,
                                       edge_routes_homes, home_origin_id, home_origin_name, routing_store_name)
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
@@ -89,6 +90,9 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
             # CloudFront Functions see header names in lower case
             "client_address_header": CLIENT_ADDRESS_HEADER.lower(),
             "log_retention_days": retention,
+            # how long the CDN waits for a region (compiler/ir/edge.py); CloudFront caps it under its default quota
+            "response_timeout": edge_response_timeout(plan),
+            "cloudfront_read_timeout": min(edge_response_timeout(plan), CLOUDFRONT_MAX_ORIGIN_READ_TIMEOUT),
         },
         "rotation_days": settings.security.kms_key_rotation_days,
         "origin_verify": origin_verify(plan),
@@ -110,14 +114,15 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
                               for n, r in context["regions"].items()}
         context["location"] = next(r.cloud_region for r in plan.regions if r.cloud == "azure")
         context["waf"] = {k: v for k, v in context["waf"].items() if k != "log_retention_days"}
-        for k in ("price_class", "minimum_protocol_version", "default_ttl", "max_ttl", "cache_key_header", "ddos_protection"):
+        for k in ("price_class", "minimum_protocol_version", "default_ttl", "max_ttl", "cache_key_header", "ddos_protection",
+                  "cloudfront_read_timeout"):
             context["edge"].pop(k)
     elif cloud == "gcp":
         context["edge"]["minimum_tls_version"] = GCP_TLS[edge.tls_min_version]
         context["edge"]["client_address_header"] = CLIENT_ADDRESS_HEADER
         context["edge"]["health_check_interval"] = max(GCP_SOURCE_REGION_MIN_INTERVAL, edge.dns.health_check_interval_seconds)
         context["edge"]["health_check_source_regions"] = list(GCP_HEALTH_SOURCE_REGIONS)
-        for k in ("price_class", "log_retention_days", "minimum_protocol_version"):
+        for k in ("price_class", "log_retention_days", "minimum_protocol_version", "cloudfront_read_timeout"):
             context["edge"].pop(k)
         context["regions"] = {r.name: {**context["regions"][r.name], "lb_name": r.cluster_name} for r in plan.regions}
         context["region"] = next(r.cloud_region for r in plan.regions if r.cloud == "gcp")

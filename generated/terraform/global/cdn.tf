@@ -241,11 +241,16 @@ resource "aws_cloudfront_distribution" "this" {
     # ALB access logs by Classmethod, dev.classmethod.jp/articles/cloudfront-tls13-origin-support).
     # The regions' listeners offer TLS 1.3 (and 1.2, for Route 53's health checkers), so CloudFront
     # reaches them over TLS 1.3; `platformc verify` checks both ends agree.
+    # origin_read_timeout: Kong's upstream read timeout and a second (CloudFront's default, 30 s, cut Kong's wait
+    # short and retried the request), capped at 60 s by CloudFront's default quota
+    # ("Response timeout per origin"): a request Kong still waits on in its last second gets CloudFront's 504
+    # instead of Kong's; a gateway.read_timeout_ms of 59000 or less leaves Kong the last word.
     custom_origin_config {
       http_port              = 80
       https_port             = 443
       origin_protocol_policy = "https-only"
       origin_ssl_protocols   = ["TLSv1.2"]
+      origin_read_timeout    = 60
     }
 
     custom_header {
@@ -264,6 +269,7 @@ resource "aws_cloudfront_distribution" "this" {
       https_port             = 443
       origin_protocol_policy = "https-only"
       origin_ssl_protocols   = ["TLSv1.2"]
+      origin_read_timeout    = 60
     }
 
     custom_header {
@@ -282,6 +288,7 @@ resource "aws_cloudfront_distribution" "this" {
       https_port             = 443
       origin_protocol_policy = "https-only"
       origin_ssl_protocols   = ["TLSv1.2"]
+      origin_read_timeout    = 60
     }
 
     custom_header {
@@ -300,6 +307,7 @@ resource "aws_cloudfront_distribution" "this" {
       https_port             = 443
       origin_protocol_policy = "https-only"
       origin_ssl_protocols   = ["TLSv1.2"]
+      origin_read_timeout    = 60
     }
 
     custom_header {
@@ -318,6 +326,7 @@ resource "aws_cloudfront_distribution" "this" {
       https_port             = 443
       origin_protocol_policy = "https-only"
       origin_ssl_protocols   = ["TLSv1.2"]
+      origin_read_timeout    = 60
     }
 
     custom_header {
@@ -336,6 +345,7 @@ resource "aws_cloudfront_distribution" "this" {
       https_port             = 443
       origin_protocol_policy = "https-only"
       origin_ssl_protocols   = ["TLSv1.2"]
+      origin_read_timeout    = 60
     }
 
     custom_header {
@@ -354,6 +364,7 @@ resource "aws_cloudfront_distribution" "this" {
       https_port             = 443
       origin_protocol_policy = "https-only"
       origin_ssl_protocols   = ["TLSv1.2"]
+      origin_read_timeout    = 60
     }
 
     custom_header {
@@ -372,6 +383,7 @@ resource "aws_cloudfront_distribution" "this" {
       https_port             = 443
       origin_protocol_policy = "https-only"
       origin_ssl_protocols   = ["TLSv1.2"]
+      origin_read_timeout    = 60
     }
 
     custom_header {
@@ -390,6 +402,7 @@ resource "aws_cloudfront_distribution" "this" {
       https_port             = 443
       origin_protocol_policy = "https-only"
       origin_ssl_protocols   = ["TLSv1.2"]
+      origin_read_timeout    = 60
     }
 
     custom_header {
@@ -408,6 +421,7 @@ resource "aws_cloudfront_distribution" "this" {
       https_port             = 443
       origin_protocol_policy = "https-only"
       origin_ssl_protocols   = ["TLSv1.2"]
+      origin_read_timeout    = 60
     }
 
     custom_header {
@@ -426,6 +440,7 @@ resource "aws_cloudfront_distribution" "this" {
       https_port             = 443
       origin_protocol_policy = "https-only"
       origin_ssl_protocols   = ["TLSv1.2"]
+      origin_read_timeout    = 60
     }
 
     custom_header {
@@ -444,6 +459,7 @@ resource "aws_cloudfront_distribution" "this" {
       https_port             = 443
       origin_protocol_policy = "https-only"
       origin_ssl_protocols   = ["TLSv1.2"]
+      origin_read_timeout    = 60
     }
 
     custom_header {
@@ -462,6 +478,7 @@ resource "aws_cloudfront_distribution" "this" {
       https_port             = 443
       origin_protocol_policy = "https-only"
       origin_ssl_protocols   = ["TLSv1.2"]
+      origin_read_timeout    = 60
     }
 
     custom_header {

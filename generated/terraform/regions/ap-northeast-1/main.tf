@@ -542,9 +542,10 @@ module "load_balancer" {
   internal_zone_name  = module.data_hosts.dns_zone_name
   tags                = local.tags
 
-  zones       = ["asia-northeast1-a", "asia-northeast1-b", "asia-northeast1-c"]
-  public_zone = "6fb.example.com"
-  hostnames   = ["ap-northeast-1.6fb.example.com", "origin.6fb.example.com", "api.6fb.example.com", "app.6fb.example.com"]
+  response_timeout_seconds = 61
+  zones                    = ["asia-northeast1-a", "asia-northeast1-b", "asia-northeast1-c"]
+  public_zone              = "6fb.example.com"
+  hostnames                = ["ap-northeast-1.6fb.example.com", "origin.6fb.example.com", "api.6fb.example.com", "app.6fb.example.com"]
   dns_authorizations = {
     "ap-northeast-1.6fb.example.com" = {
       name   = "sixfb-ap-northeast-1-ap-northeast-1-6fb-example-com"

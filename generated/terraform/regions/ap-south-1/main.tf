@@ -536,9 +536,10 @@ module "load_balancer" {
   internal_zone_name  = module.data_hosts.dns_zone_name
   tags                = local.tags
 
-  zones       = ["asia-south1-a", "asia-south1-b", "asia-south1-c"]
-  public_zone = "6fb.example.com"
-  hostnames   = ["ap-south-1.6fb.example.com", "origin.6fb.example.com", "api.6fb.example.com", "app.6fb.example.com"]
+  response_timeout_seconds = 61
+  zones                    = ["asia-south1-a", "asia-south1-b", "asia-south1-c"]
+  public_zone              = "6fb.example.com"
+  hostnames                = ["ap-south-1.6fb.example.com", "origin.6fb.example.com", "api.6fb.example.com", "app.6fb.example.com"]
   dns_authorizations = {
     "ap-south-1.6fb.example.com" = {
       name   = "sixfb-ap-south-1-ap-south-1-6fb-example-com"

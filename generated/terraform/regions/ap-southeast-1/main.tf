@@ -542,9 +542,10 @@ module "load_balancer" {
   internal_zone_name  = module.data_hosts.dns_zone_name
   tags                = local.tags
 
-  zones       = ["asia-southeast1-a", "asia-southeast1-b", "asia-southeast1-c"]
-  public_zone = "6fb.example.com"
-  hostnames   = ["ap-southeast-1.6fb.example.com", "origin.6fb.example.com", "api.6fb.example.com", "app.6fb.example.com"]
+  response_timeout_seconds = 61
+  zones                    = ["asia-southeast1-a", "asia-southeast1-b", "asia-southeast1-c"]
+  public_zone              = "6fb.example.com"
+  hostnames                = ["ap-southeast-1.6fb.example.com", "origin.6fb.example.com", "api.6fb.example.com", "app.6fb.example.com"]
   dns_authorizations = {
     "ap-southeast-1.6fb.example.com" = {
       name   = "sixfb-ap-southeast-1-ap-southeast-1-6fb-example-com"

@@ -536,9 +536,10 @@ module "load_balancer" {
   internal_zone_name  = module.data_hosts.dns_zone_name
   tags                = local.tags
 
-  zones       = ["australia-southeast1-a", "australia-southeast1-b", "australia-southeast1-c"]
-  public_zone = "6fb.example.com"
-  hostnames   = ["ap-southeast-2.6fb.example.com", "origin.6fb.example.com", "api.6fb.example.com", "app.6fb.example.com"]
+  response_timeout_seconds = 61
+  zones                    = ["australia-southeast1-a", "australia-southeast1-b", "australia-southeast1-c"]
+  public_zone              = "6fb.example.com"
+  hostnames                = ["ap-southeast-2.6fb.example.com", "origin.6fb.example.com", "api.6fb.example.com", "app.6fb.example.com"]
   dns_authorizations = {
     "ap-southeast-2.6fb.example.com" = {
       name   = "sixfb-ap-southeast-2-ap-southeast-2-6fb-example-com"

@@ -88,3 +88,8 @@ variable "tags" {
   description = "Tags applied to every resource."
   type        = map(string)
 }
+
+variable "response_timeout_seconds" {
+  description = "How long the load balancer waits for Kong's response: Kong's upstream read timeout and a second, so Kong answers first."
+  type        = number
+}

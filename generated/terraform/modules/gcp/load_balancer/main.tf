@@ -78,7 +78,7 @@ resource "google_compute_backend_service" "kong" {
   load_balancing_scheme = "EXTERNAL_MANAGED"
   health_checks         = [google_compute_health_check.kong.id]
   security_policy       = var.security_policy_id
-  timeout_sec           = 60
+  timeout_sec           = var.response_timeout_seconds
 
   dynamic "backend" {
     for_each = toset(var.zones)

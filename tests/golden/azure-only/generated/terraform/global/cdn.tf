@@ -11,7 +11,7 @@ resource "azurerm_cdn_frontdoor_profile" "this" {
   name                     = local.name
   resource_group_name      = azurerm_resource_group.edge.name
   sku_name                 = "Premium_AzureFrontDoor"
-  response_timeout_seconds = 60
+  response_timeout_seconds = 61 # Kong's upstream read timeout and a second
   tags                     = local.tags
 }
 

@@ -39,6 +39,7 @@ locals {
   blocked_countries     = []
   client_address_header = "X-Viewer-Address"
   log_retention_days    = 365
+  response_timeout      = 61
   minimum_tls_version   = "TLS12"
 
   waf = {

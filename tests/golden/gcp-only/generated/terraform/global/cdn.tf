@@ -55,7 +55,7 @@ resource "google_compute_backend_service" "edge" {
   load_balancing_scheme  = "EXTERNAL_MANAGED"
   enable_cdn             = true
   security_policy        = module.waf.policy_id
-  timeout_sec            = 60
+  timeout_sec            = 61 # Kong's upstream read timeout and a second
   custom_request_headers = ["X-Viewer-Address: {client_ip_address}"]
 
   backend {
@@ -121,7 +121,7 @@ resource "google_compute_backend_service" "home" {
   load_balancing_scheme  = "EXTERNAL_MANAGED"
   enable_cdn             = true
   security_policy        = module.waf.policy_id
-  timeout_sec            = 60
+  timeout_sec            = 61 # Kong's upstream read timeout and a second
   custom_request_headers = ["X-Viewer-Address: {client_ip_address}"]
 
   backend {

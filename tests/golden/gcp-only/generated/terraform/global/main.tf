@@ -45,6 +45,7 @@ locals {
   ddos_protection             = false
   cache_key_header            = "x-franchise-id"
   client_address_header       = "X-Viewer-Address"
+  response_timeout            = 61
   minimum_tls_version         = "TLS_1_3"
   health_check_source_regions = ["us-east4", "europe-west1", "asia-southeast1"]
 }

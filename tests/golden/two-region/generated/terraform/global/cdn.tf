@@ -242,11 +242,16 @@ resource "aws_cloudfront_distribution" "this" {
     # ALB access logs by Classmethod, dev.classmethod.jp/articles/cloudfront-tls13-origin-support).
     # The regions' listeners offer TLS 1.3 (and 1.2, for Route 53's health checkers), so CloudFront
     # reaches them over TLS 1.3; `platformc verify` checks both ends agree.
+    # origin_read_timeout: Kong's upstream read timeout and a second (CloudFront's default, 30 s, cut Kong's wait
+    # short and retried the request), capped at 60 s by CloudFront's default quota
+    # ("Response timeout per origin"): a request Kong still waits on in its last second gets CloudFront's 504
+    # instead of Kong's; a gateway.read_timeout_ms of 59000 or less leaves Kong the last word.
     custom_origin_config {
       http_port              = 80
       https_port             = 443
       origin_protocol_policy = "https-only"
       origin_ssl_protocols   = ["TLSv1.2"]
+      origin_read_timeout    = 60
     }
 
     custom_header {
@@ -265,6 +270,7 @@ resource "aws_cloudfront_distribution" "this" {
       https_port             = 443
       origin_protocol_policy = "https-only"
       origin_ssl_protocols   = ["TLSv1.2"]
+      origin_read_timeout    = 60
     }
 
     custom_header {
@@ -283,6 +289,7 @@ resource "aws_cloudfront_distribution" "this" {
       https_port             = 443
       origin_protocol_policy = "https-only"
       origin_ssl_protocols   = ["TLSv1.2"]
+      origin_read_timeout    = 60
     }
 
     custom_header {

@@ -42,6 +42,8 @@ locals {
   cache_key_header         = "x-franchise-id"
   client_address_header    = "x-viewer-address"
   log_retention_days       = 365
+  response_timeout         = 61
+  cloudfront_read_timeout  = 60
 }
 
 module "kms" {

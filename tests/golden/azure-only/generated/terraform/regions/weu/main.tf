@@ -146,15 +146,16 @@ module "load_balancer" {
   log_analytics_workspace_id = module.network.log_analytics_workspace_id
   tags                       = local.tags
 
-  zones             = ["1", "2", "3"]
-  public_zone       = "acme.example.org"
-  hostnames         = ["weu.acme.example.org", "origin.acme.example.org", "api.acme.example.org", "app.acme.example.org"]
-  min_tls_version   = "TLSv1_3"
-  cipher_suites     = []
-  target_port       = 8443
-  health_check_path = "/healthz"
-  min_capacity      = 2
-  max_capacity      = 10
+  response_timeout_seconds = 61
+  zones                    = ["1", "2", "3"]
+  public_zone              = "acme.example.org"
+  hostnames                = ["weu.acme.example.org", "origin.acme.example.org", "api.acme.example.org", "app.acme.example.org"]
+  min_tls_version          = "TLSv1_3"
+  cipher_suites            = []
+  target_port              = 8443
+  health_check_path        = "/healthz"
+  min_capacity             = 2
+  max_capacity             = 10
 }
 
 module "kubernetes" {

@@ -484,9 +484,10 @@ module "load_balancer" {
   internal_zone_name  = module.data_hosts.dns_zone_name
   tags                = local.tags
 
-  zones       = ["europe-west1-b", "europe-west1-c", "europe-west1-d"]
-  public_zone = "acme.example.org"
-  hostnames   = ["euw1.acme.example.org", "origin.acme.example.org", "api.acme.example.org", "app.acme.example.org"]
+  response_timeout_seconds = 61
+  zones                    = ["europe-west1-b", "europe-west1-c", "europe-west1-d"]
+  public_zone              = "acme.example.org"
+  hostnames                = ["euw1.acme.example.org", "origin.acme.example.org", "api.acme.example.org", "app.acme.example.org"]
   dns_authorizations = {
     "euw1.acme.example.org" = {
       name   = "acme-euw1-euw1-acme-example-org"

@@ -491,9 +491,10 @@ module "load_balancer" {
   internal_zone_name  = module.data_hosts.dns_zone_name
   tags                = local.tags
 
-  zones       = ["us-central1-a", "us-central1-b", "us-central1-c"]
-  public_zone = "acme.example.org"
-  hostnames   = ["usc1.acme.example.org", "origin.acme.example.org", "api.acme.example.org", "app.acme.example.org"]
+  response_timeout_seconds = 61
+  zones                    = ["us-central1-a", "us-central1-b", "us-central1-c"]
+  public_zone              = "acme.example.org"
+  hostnames                = ["usc1.acme.example.org", "origin.acme.example.org", "api.acme.example.org", "app.acme.example.org"]
   dns_authorizations = {
     "usc1.acme.example.org" = {
       name   = "acme-usc1-usc1-acme-example-org"

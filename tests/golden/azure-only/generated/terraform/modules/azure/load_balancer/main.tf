@@ -118,7 +118,7 @@ resource "azurerm_application_gateway" "this" {
     protocol                            = "Https"
     port                                = var.target_port
     cookie_based_affinity               = "Disabled"
-    request_timeout                     = 60
+    request_timeout                     = var.response_timeout_seconds
     probe_name                          = "kong"
     pick_host_name_from_backend_address = true
   }
