@@ -203,6 +203,30 @@ def dr_standby_same_cloud(p, settings):
                           f"{fix}, or set datastores.postgres.cross_region_standby: false for {name}")
 
 
+@rule("R060", "A DR partner can log in to the standby cluster it promotes",
+      "After a region is lost, its DR partner promotes the standby cluster it runs and serves the lost region's shards "
+      "through its own PgBouncer (the DR runbook, step 4). The cluster is a copy of the lost region's: its roles have "
+      "the lost region's passwords, while the partner's PgBouncer logs in with its own auth password and the "
+      "partner's services with the passwords kept beside it (compiler/ir/data_access.py). Both regions must name "
+      "the same secret in datastores.pgbouncer.auth_password, or every login after the promotion fails.")
+def dr_standby_same_passwords(p, settings):
+    for name, region in p.regions.items():
+        s, ps = settings.get(name), settings.get(region.dr_partner)
+        if s is None or ps is None or region.dr_partner == name:
+            continue
+        pg = s.datastores.postgres
+        if pg.deployment != "self-managed" or not pg.cross_region_standby:
+            continue
+        mine, theirs = s.datastores.pgbouncer.auth_password, ps.datastores.pgbouncer.auth_password
+        if mine != theirs:
+            yield Finding(("regions", name, "dr_partner"),
+                          f"after a promotion {region.dr_partner}'s PgBouncer serves {name}'s shards from the standby "
+                          f"cluster, whose roles have {name}'s passwords ({mine!r} and the service passwords beside it), "
+                          f"but it logs in with {region.dr_partner}'s ({theirs!r}): every login would fail; name the "
+                          f"same secret in datastores.pgbouncer.auth_password for both regions, or set "
+                          f"datastores.postgres.cross_region_standby: false for {name}")
+
+
 @rule("R053", "Each cloud's regions fit its peering limit",
       "The inter-region network peers every region with every other region of its cloud (compiler/ir/network.py), "
       "so a cloud with n regions needs n - 1 peerings per network: at most 125 on AWS (VPC peering), 25 on GCP "

@@ -92,6 +92,12 @@ CASES = {
                                      for i in range(26)) + "  euw1:\n")],
              "    cloud: gcp\n    cloud_region: europe-west1\n    location: Belgium"),
     "R051": ([("      cross_region_standby: false   # the DR partners are on two clouds (R051)\n", "")], "dr_partner: euw1"),
+    # both regions keep a standby of the other (R051 also fires: they are on two clouds), and euw1 names its own
+    # PgBouncer secret: each partner would log in to the other's promoted standby with the wrong passwords
+    "R060": ([("      cross_region_standby: false   # the DR partners are on two clouds (R051)\n", ""),
+              ("        redis: {maxmemory_mb: 2048}\n",
+               "        redis: {maxmemory_mb: 2048}\n        pgbouncer: {auth_password: \"aws-sm:acme/pgbouncer/auth-euw1\"}\n")],
+             "dr_partner: use1"),
     "R050": ([('secrets: {DB_PASSWORD: "vault:kv/data/acme/orders#db_password"}',
                 'secrets: {DB_PASSWORD: "vault:kv/data/acme/orders#db_password"}\n      env: {STRIPE_API_KEY: hunter2}')],
              "env: {STRIPE_API_KEY: hunter2}"),
