@@ -501,8 +501,7 @@ def promoted_standby_connections(s: RegionSettings, services: tuple[ServicePlan,
             source=source, dest=_hosts(standby_peer(sb.of_region), "postgres", on, zones),
             address=",".join(h.fqdn for h in on), port=sb.port, dest_port=sb.port, protocol="TCP",
             app_protocol="postgresql",
-            purpose=f"after {sb.of_region}'s standby cluster is promoted (DR runbook step 4), PgBouncer serves "
-                    f"{sb.of_region}'s shards from its leader",
+            purpose=f"PgBouncer serves {sb.of_region}'s shards from its standby cluster once promoted (DR step 4)",
             tls=s.security.tls_min_version, layers=_layers(("cloud-firewall", "nftables", STANDBY_HBA_LAYER)),
             database="all", user=users))
     return tuple(out)
