@@ -318,8 +318,10 @@ def getting_started(plan: PlatformPlan) -> str:
    ```
 
 6. **Configure the hosts and deploy the cluster**: `cd generated/ansible && ansible-playbook -i
-   inventories/{first.name} site.yml`, then `helmfile -f generated/helm/{first.name}/helmfile.yaml apply` and
-   `kubectl --context {org}-{first.name} apply -f generated/kubernetes/{first.name}/`; the region's page
+   inventories/{first.name} site.yml`, then `helmfile -f generated/helm/{first.name}/helmfile.yaml apply`,
+   `kubectl --context {org}-{first.name} apply -f generated/kubernetes/{first.name}/` and
+   `kubectl --context {org}-{first.name} apply -f generated/monitoring/{first.name}/kubernetes/` (the SLO alert rules,
+   and the log retention where the region runs Elasticsearch); the region's page
    ([regions/{first.name}.md](regions/{first.name}.md)) lists every step and the secret references to create first.
 7. **Change the spec, not the output**: edit the spec, `platformc generate`, review `git diff generated/ docs/`
    (or `platformc diff`), commit both.

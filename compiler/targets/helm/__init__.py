@@ -317,7 +317,9 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
     rels, skipped = releases(plan, region, objects=False)  # the names and charts; not the ExternalSecrets themselves
     lines = ["## Helm releases", "",
              f"`helmfile -f generated/helm/{region.name}/helmfile.yaml apply` (kube context "
-             f"`{cluster_name(plan.spec.organization.name, region)}`), then the Kubernetes manifests.", "",
+             f"`{cluster_name(plan.spec.organization.name, region)}`), then the Kubernetes manifests: "
+             f"`generated/kubernetes/{region.name}/`, and `generated/monitoring/{region.name}/kubernetes/` (the alert "
+             "rules and log retention, below), which need the monitoring CRDs this helmfile installs.", "",
              "| release | namespace | chart | version | purpose |", "|---|---|---|---|---|"]
     lines += [f"| {r.name} | `{r.namespace}` | {r.chart.repo}/{r.chart.chart} | {r.chart.version} | {r.purpose} |"
               if r.chart is not LOCAL_CHART else

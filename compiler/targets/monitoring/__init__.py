@@ -24,7 +24,7 @@ SDKs send it over OTLP to the collector, whose `prometheus` exporter Prometheus 
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
-from compiler.ir.names import ELASTICSEARCH_CLIENT_SECRETS, LOG_INDEX_PREFIXES, log_index_prefix
+from compiler.ir.names import ELASTICSEARCH_CLIENT_SECRETS, LOG_INDEX_PREFIXES, MONITORING_NAMESPACE, log_index_prefix
 from compiler.render import banner, dump_documents, dump_yaml
 
 NAME = "monitoring"
@@ -389,6 +389,12 @@ def docs_region(plan: PlatformPlan, r: RegionPlan) -> str:
                "so nothing pages when Prometheus or Alertmanager itself stops")
             + "; a page inhibits the ticket of the same SLO, service and region."
             + (f" Log indices are deleted after {r.settings.monitoring.log_retention_days} days (ILM, "
-               f"`generated/monitoring/{r.name}/kubernetes/{RETENTION}.yaml`)." if retention_objects(r) else "")
+               f"`generated/monitoring/{r.name}/kubernetes/{RETENTION}.yaml`, a daily CronJob; its first run is the "
+               f"next night, so start one at once: `kubectl -n {MONITORING_NAMESPACE} create job --from=cronjob/{RETENTION} "
+               f"{RETENTION}-first`; an index Fluent Bit created before that keeps no lifecycle: give it the policy the "
+               "file names by hand, `PUT <index>/_settings` with `index.lifecycle.name`)."
+               if retention_objects(r) else "")
+            + f"\n\nDeploy: `kubectl --context {r.cluster_name} apply -f generated/monitoring/{r.name}/kubernetes/`, after "
+            "the helmfile (kube-prometheus-stack brings the PrometheusRule CRD); until then no SLO alert is evaluated."
             + "\n\n"
             + markdown_table(["alert", "severity", "SLO", "for"], rows))
