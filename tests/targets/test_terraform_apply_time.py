@@ -541,3 +541,32 @@ def test_gke_nodes_get_nat_ports_as_they_need_them(compiled):
     assert nat["min_ports_per_vm"] >= 256 and nat["max_ports_per_vm"] > nat["min_ports_per_vm"]
     # dynamic allocation takes powers of two
     assert all(n & (n - 1) == 0 for n in (nat["min_ports_per_vm"], nat["max_ports_per_vm"]))
+
+
+def test_aws_roots_have_a_first_round_that_reads_no_other_region_and_one_order(compiled):
+    """AWS region roots read each other: the requester of a peering the peer's VPC, the accepter the requested
+    connection, a replicating root its partner's key alias and versioned buckets. The pages used to say both
+    "apply us-west-2 first" (us-east-1, for the key alias) and "apply us-east-1 before this root" (us-west-2, for
+    the peering): no full apply could go first. Now every AWS page gives the same two rounds; the first round's
+    targets read nothing of another region (no data source through another region's provider, no argument of
+    theirs from a data source), so it can run in any order."""
+    import re
+    from compiler.targets.terraform.docs import AWS_FIRST_ROUND
+    targets = re.findall(r"-target=module\.(\w+)", AWS_FIRST_ROUND)
+    assert targets == ["kms", "network", "object_storage"]
+    for case in _cases_with(compiled, "aws"):
+        plan, files = compiled[case]
+        aws = [r for r in plan.regions if r.cloud == "aws"]
+        for r in aws:
+            for name in ("kms", "network"):
+                args = _module(files, r.name, name)
+                assert "data." not in repr(args), (case, r.name, name, args)
+            storage = _module(files, r.name, "object_storage")
+            # only the replication block reads the partner (its key alias); the buckets and their versioning do not
+            assert "data." not in repr({k: v for k, v in storage.items() if k != "replication"}), (case, r.name)
+            module = files["terraform/modules/aws/object_storage/main.tf"]
+            assert 'resource "aws_s3_bucket_versioning" "this"' in module
+            page = terraform.docs_region(plan, r)
+            if len(aws) > 1 or r.replicates_to_dr_partner:
+                assert AWS_FIRST_ROUND in page, (case, r.name)
+            assert "before this root" not in page and "(apply it first)" not in page, (case, r.name)

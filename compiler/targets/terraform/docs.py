@@ -57,6 +57,12 @@ def _copy_note(region: RegionPlan, partner: RegionPlan, name: str, b) -> str:
     return ""
 
 
+# What an AWS region root must have before another root can read it: its key (and alias), its VPC, its buckets with
+# versioning on (S3 refuses replication into a bucket without it). None of these reads another region.
+AWS_FIRST_ROUND = ("-target=module.kms -target=module.network "
+                   "-target=module.object_storage.aws_s3_bucket_versioning.this")
+
+
 def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[str]:
     """`peers`: V.peerings(plan, region), which section() has at hand (one pass over the linked regions, not two)."""
     partner = plan.region(region.dr_partner)
@@ -87,10 +93,16 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      "still sends); (3) apply every region root again: until then the old value is still accepted. "
                      "Never replace the global root's `aws_secretsmanager_secret_version.origin_verify`: a new version "
                      "draws a new value, which CloudFront would send before any region accepts it.")
-    if region.cloud == "aws" and any(not p["args"]["requester"] for p in peers):
-        first = [p["region"] for p in peers if not p["args"]["requester"]]
-        notes.append(f"Apply {', '.join(first)} before this root: each requested the peering with this region (the "
-                     "first of a pair in spec order does), and this root finds the active connection by its two VPCs.")
+    if region.cloud == "aws" and (peers or region.replicates_to_dr_partner):
+        # the roots read each other: the requester the peers' VPCs, the accepter the requested connection, each
+        # replicating root its partner's key alias and versioned buckets. No full apply can go first.
+        order = [r.name for r in plan.regions if r.cloud == "aws"]
+        notes.append("The first apply of the AWS regions goes in two rounds, since their roots read each other (the "
+                     "peer regions' VPCs and requested peerings, the DR partner's key alias and versioned buckets): "
+                     f"first `terraform -chdir=generated/terraform/regions/<region> apply {AWS_FIRST_ROUND}` in every "
+                     "AWS region root, in any order (none of those reads another region), then the full apply of each "
+                     f"in spec order ({', '.join(order)}): the first of a pair in spec order requests the peering, "
+                     "the other finds it by the two VPCs. Later applies need no order.")
     if region.cloud in ("gcp", "azure") and peers:
         notes.append(f"Each linked region creates its own half of the peering with this one, naming this region's "
                      f"network, and this root names theirs ({', '.join(p['region'] for p in peers)}): apply "
@@ -99,7 +111,7 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
     if region.cloud == "aws" and region.replicates_to_dr_partner:
         notes.append(f"Bucket replication to {partner.name} uses S3 Replication Time Control (99.99 % of objects within "
                      f"15 minutes, replication metrics in CloudWatch) and grants the replication role {partner.name}'s "
-                     "key by its key ARN, read from the key's alias in that region (apply it first). The backups reach "
+                     "key by its key ARN, read from the key's alias in that region. The backups reach "
                      "the partner through the replicated backup bucket; the data hosts' role may write only this "
                      "region's bucket.")
     if region.cloud == "gcp" and partner.cloud == region.cloud:
