@@ -29,7 +29,7 @@ from compiler.ir.network import cidr_span as _span
 from compiler.ir.postgres_ha import (STANDBY_HBA_LAYER, leader_endpoint, replica_endpoint, standby_peer,
                                      standby_source)
 from compiler.ir.names import (GATEWAY_NAMESPACE, GCP_FRONT_END_RANGES, ISTIO_METRICS_PORT, ISTIO_NAMESPACE,
-                               ISTIOD_XDS_PORT, KONG_POD_LABELS, KONG_PROXY_TLS_PORT, KONG_STATUS_PORT,
+                               ISTIOD_XDS_PORT, KONG_POD_LABELS, KONG_PROXY_TLS_PORT, KONG_STATUS_PORT, KUBE_API_PEER,
                                MONITORING_NAMESPACE, NODE_EXPORTER_PORT, OTEL_COLLECTOR_SERVICE, OTEL_PROMETHEUS_PORT, OTLP_GRPC_PORT,
                                OTLP_HTTP_PORT, POSTGRES_EXPORTER_PORT, POSTGRES_PORT, POSTGRES_REPLICATION_USER,
                                REDIS_EXPORTER_PORT, SYSTEM_NAMESPACE)
@@ -425,6 +425,12 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
                         "redis_cluster": "redis"}.get(g, g)
                 add(bastion_peer, _hosts(name, g, group[g], zones), f"{g} hosts", SSH_PORT,
                     f"Ansible reaches the {g} hosts through the bastion", "ssh", host_layers)
+        # operators run kubectl and helmfile through the bastion (an SSH SOCKS proxy): the cluster's private API endpoint,
+        # whose addresses are in the cluster's subnets, must admit it (EKS: its cluster security group admits only
+        # itself unless told otherwise; GKE: the master authorized networks; AKS: a private cluster in the VNet)
+        add(bastion_peer, Peer(KUBE_API_PEER, "kube-api", cidrs=a.node_cidrs), "the cluster's private API endpoint",
+            HTTPS_PORT, "operators reach the cluster's API through the bastion (kubectl, helmfile)", "https",
+            ("cloud-firewall",), tls="1.2")
         # the internal CA lives on the bastion: servers with a certificate renew it there (the tls role's timer,
         # a forced command that re-signs the server's stored request)
         for g in sorted(group):

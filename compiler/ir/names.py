@@ -102,6 +102,7 @@ PATRONI_REST_PORT = 8008
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 POSTGRES_STANDBY_PORT = 5433
+KUBE_API_PEER = "kubernetes-api"  # the wiring's name for the cluster's private API endpoint (peer kind "kube-api")
 PGBOUNCER_READ_ONLY_SUFFIX = "_ro"  # PgBouncer's <shard database>_ro: the read-only pool on the replicas
 # The data hosts' login user Ansible connects as (SSH, through the bastion), per cloud: AWS the region's EC2 key
 # pair's user on Debian's image (cloud-init's default user), Azure the VMs' admin_username. GCP: OS Login, the

@@ -678,6 +678,45 @@ def _check_cdn_to_lb(reg: _Region, c) -> list[Broken]:
     return []
 
 
+def _check_kube_api(reg: _Region, c) -> list[Broken]:
+    """The cluster's private API endpoint admits the connection's sources (the bastion, operators' path). EKS: the
+    kubernetes module's `api` rule on the cluster security group, for each of api_client_cidrs, on the port dialled.
+    GKE: the master authorized networks (api_allowed_cidrs). AKS: a private cluster, reachable from its VNet."""
+    L = "cloud-firewall"
+    mod = reg.modules.get("kubernetes")
+    rel, doc = reg.module_doc("kubernetes")
+    if mod is None:
+        return [Broken(reg.rel, 0, L, c.id, "no kubernetes module")]
+    if reg.cloud == "aws":
+        out = []
+        rule = _resource(doc, "aws_vpc_security_group_ingress_rule", "api")
+        if rule is None:
+            return [Broken(rel or reg.rel, 0, L, c.id, "no ingress rule for the API on the cluster security group")]
+        if _norm(rule.get("for_each")) != "toset(var.api_client_cidrs)" or _norm(rule.get("cidr_ipv4")) != "each.value" \
+                or "cluster_security_group_id" not in _norm(rule.get("security_group_id")):
+            out.append(Broken(rel, rule.line, L, c.id, "the API rule does not admit api_client_cidrs on the cluster "
+                                                       "security group"))
+        if not (rule.get("from_port") == c.dest_port == rule.get("to_port")):
+            out.append(Broken(rel, rule.line, L, c.id, f"the API rule opens {rule.get('from_port')}-"
+                                                       f"{rule.get('to_port')}, not {c.dest_port}"))
+        missing = _covered(c.source.cidrs, mod.get("api_client_cidrs") or [])
+        if missing:
+            out.append(Broken(reg.rel, mod.line_of("api_client_cidrs"), L, c.id,
+                              f"the cluster security group does not admit {', '.join(missing)}"))
+        return out
+    if reg.cloud == "gcp":
+        missing = _covered(c.source.cidrs, mod.get("api_allowed_cidrs") or [])
+        return [Broken(reg.rel, mod.line_of("api_allowed_cidrs"), L, c.id,
+                       f"the master authorized networks do not admit {', '.join(missing)}")] if missing else []
+    if reg.cloud == "azure":
+        if mod.get("private_endpoint") is True:
+            return []
+        missing = _covered(c.source.cidrs, mod.get("api_allowed_cidrs") or [])
+        return [Broken(reg.rel, mod.line_of("api_allowed_cidrs"), L, c.id,
+                       f"the API server's authorized ranges do not admit {', '.join(missing)}")] if missing else []
+    return []
+
+
 def _check_lb_to_kong(reg: _Region, c) -> list[Broken]:
     L = "cloud-firewall"
     if reg.cloud == "aws":
@@ -1432,6 +1471,8 @@ def check(tree, region, connections):
                 res.broken = _check_cdn_to_lb(reg, c)
             elif c.source.kind == "lb":
                 res.broken = _check_lb_to_kong(reg, c)
+            elif c.dest.kind == "kube-api":
+                res.broken = _check_kube_api(reg, c)
             yield res
         if "cdn" in c.layers:
             yield Result("cdn", c.id, _check_cdn(tree, reg, c))

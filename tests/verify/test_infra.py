@@ -222,7 +222,8 @@ def test_unknown_origin_policy_is_named(tree):
     """A policy name verify does not know cannot be shown to meet CloudFront, the health checkers and the floor."""
     rel = f"terraform/regions/{AZURE}/main.tf"
     path = tree / rel
-    _edit(path, 'min_tls_version   = "TLSv1_2"', 'min_tls_version   = "TLSv1_7"')
+    path.write_text(re.sub(r'(min_tls_version\s*=\s*)"TLSv1_2"', r'\1"TLSv1_7"', path.read_text(), count=1))
+    assert '"TLSv1_7"' in path.read_text()
     hits = [b for layer in ("cdn", "health-check") for b in _hits(verify(tree), rel, layer)]
     assert [b.line for b in hits] == [_line(path, "min_tls_version")] * 3 and all("unknown" in h.message for h in hits)
     assert {b.connection for b in hits} == {"cdn->load-balancer:443/tcp", "cdn-home->load-balancer:443/tcp",
@@ -470,3 +471,32 @@ def test_front_door_region_not_requiring_its_profile_id_is_named(azure_tree):
     _edit(path, 'origin_verify_header      = "x-azure-fdid"', 'origin_verify_header      = ""')
     hits = _hits(verify(azure_tree), rel, "cdn")
     assert hits and all("any Front Door reaches its gateway" in b.message for b in hits)
+
+
+# ---------------------------------------------------------------- the operators' path to the cluster API
+
+def test_the_bastion_reaches_each_clusters_private_api(reference_tree):
+    """Operators run kubectl and helmfile through the bastion. EKS's cluster security group admits only itself, so
+    without the kubernetes module's `api` rule every kubectl from the bastion timed out (review finding; EKS User
+    Guide: the control plane security group must allow 443 from the connected network)."""
+    from compiler.verify import Tree
+    tree = Tree(reference_tree)
+    results = [r for region in tree.regions for r in infra.check(tree, region, tree.connections(region))
+               if r.layer == "cloud-firewall" and "->kubernetes-api:" in r.connection]
+    assert len(results) == len(tree.regions) == 12
+    assert [b for r in results for b in r.broken] == []
+
+
+def test_an_eks_cluster_without_the_api_rule_or_its_ranges_is_named(tree):
+    module = tree / "terraform/modules/aws/kubernetes/main.tf"
+    root = tree / "terraform/regions/us-east-1/main.tf"
+    text = root.read_text()
+    root.write_text(re.sub(r'api_client_cidrs\s*=\s*\[[^\]]*\]', 'api_client_cidrs   = []', text, count=1))
+    broken = [b for b in verify(tree, ["us-east-1"]).broken if "->kubernetes-api:" in b.connection]
+    assert [b.message for b in broken] == ["the cluster security group does not admit 10.0.0.0/19"]
+    assert broken[0].file == "terraform/regions/us-east-1/main.tf"
+    root.write_text(text)
+    module.write_text(module.read_text().replace('resource "aws_vpc_security_group_ingress_rule" "api"',
+                                                 'resource "aws_vpc_security_group_ingress_rule" "api_off"'))
+    broken = [b for b in verify(tree, ["us-east-1"]).broken if "->kubernetes-api:" in b.connection]
+    assert [b.message for b in broken] == ["no ingress rule for the API on the cluster security group"]

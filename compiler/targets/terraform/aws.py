@@ -13,7 +13,7 @@ from compiler.formats.hcl import Raw
 from compiler.ir.data_access import (OPENSEARCH_ADVANCED_OPTIONS, OPENSEARCH_DENIED_PATHS, managed_search_domain,
                                      managed_search_endpoint, redis_users, search_grants)
 from compiler.ir.identity import EBS_CSI_DRIVER, EBS_CSI_SERVICE_ACCOUNT, aws_role_name
-from compiler.ir.names import CLIENT_ADDRESS_HEADER, SYSTEM_NAMESPACE, kms_key_alias
+from compiler.ir.names import CLIENT_ADDRESS_HEADER, KUBE_API_PEER, SYSTEM_NAMESPACE, kms_key_alias
 from compiler.targets.terraform.values import (PRELOAD, backups, budget, egress_rules, hosts, ingress_rules,
                                                 internal_gateway, lb_hostnames, managed, node_pools, peer_ingress,
                                                 postgres_endpoints,
@@ -39,6 +39,9 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "kubernetes_version": k8s.version,
             "public_endpoint": not k8s.private_api_endpoint,
             "api_allowed_cidrs": list(k8s.api_allowed_cidrs),
+            # the wiring's paths to the private API endpoint (the bastion's)
+            "api_client_cidrs": sorted({cidr for c in region.wiring if c.dest.name == KUBE_API_PEER
+                                        for cidr in c.source.cidrs}),
             "log_retention_days": cloudwatch_retention(sec.audit_log_retention_days),
             "node_pools": node_pools(region),
             # the aws-ebs-csi-driver add-on's IRSA role, trusted by exactly the controller's ServiceAccount

@@ -103,6 +103,14 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      "AWS region root, in any order (none of those reads another region), then the full apply of each "
                      f"in spec order ({', '.join(order)}): the first of a pair in spec order requests the peering, "
                      "the other finds it by the two VPCs. Later applies need no order.")
+    bastion = region.hosts_in("bastion")
+    if region.cloud == "aws" and bastion:
+        notes.append(f"The cluster's API endpoint is private: operators reach it through the bastion "
+                     f"(`ssh -D 1080 admin@{bastion[0].fqdn}`, and `proxy-url: socks5://localhost:1080` in the "
+                     "kubeconfig's cluster entry, which `aws eks update-kubeconfig` writes), whose subnet the cluster "
+                     "security group admits. Only the identity that applied this root is a cluster administrator (EKS "
+                     "access entries): give the other operators and CI theirs with `aws eks create-access-entry` and "
+                     "`aws eks associate-access-policy` (AmazonEKSClusterAdminPolicy, or a narrower policy).")
     if region.cloud in ("gcp", "azure") and peers:
         notes.append(f"Each linked region creates its own half of the peering with this one, naming this region's "
                      f"network, and this root names theirs ({', '.join(p['region'] for p in peers)}): apply "

@@ -110,6 +110,7 @@ module "kubernetes" {
   kubernetes_version = "1.33"
   public_endpoint    = false
   api_allowed_cidrs  = []
+  api_client_cidrs   = ["10.4.0.0/19"]
   log_retention_days = 365
   node_pools = {
     cpu-optimized = {

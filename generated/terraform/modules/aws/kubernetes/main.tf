@@ -71,6 +71,20 @@ resource "aws_eks_cluster" "this" {
   depends_on = [aws_iam_role_policy_attachment.cluster, aws_cloudwatch_log_group.cluster]
 }
 
+# The private API endpoint's network interfaces carry the cluster security group, which EKS creates admitting only
+# itself (the control plane and the nodes): the operators' path to the API (the bastion) needs its own rule.
+resource "aws_vpc_security_group_ingress_rule" "api" {
+  for_each = toset(var.api_client_cidrs)
+
+  security_group_id = aws_eks_cluster.this.vpc_config[0].cluster_security_group_id
+  description       = "Kubernetes API from ${each.value}"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = each.value
+  tags              = var.tags
+}
+
 # IAM roles for service accounts (cluster-autoscaler, external-dns, the WAL archiver...).
 resource "aws_iam_openid_connect_provider" "this" {
   url            = aws_eks_cluster.this.identity[0].oidc[0].issuer

@@ -24,6 +24,11 @@ variable "api_allowed_cidrs" {
   type        = list(string)
 }
 
+variable "api_client_cidrs" {
+  description = "Ranges inside the network that reach the private API endpoint (the wiring's: the bastion, which operators' kubectl and helmfile go through)."
+  type        = list(string)
+}
+
 variable "kms_key_arn" {
   description = "Customer-managed key for Secrets envelope encryption, node volumes and the log group."
   type        = string

@@ -65,6 +65,7 @@ module "kubernetes" {
   kubernetes_version = "1.33"
   public_endpoint    = false
   api_allowed_cidrs  = []
+  api_client_cidrs   = ["10.20.0.0/19"]
   log_retention_days = 365
   node_pools = {
     general = {
