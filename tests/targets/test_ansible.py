@@ -573,3 +573,43 @@ def test_exporter_units_pass_systemd_analyze(reference_tree, tmp_path):
     assert res.returncode == 0, out
     for complaint in ("Unknown key", "Unknown section", "Failed to parse", "Invalid", "ignoring"):
         assert complaint not in out, out
+
+
+def test_etcd_members_config_renders_each_peer_url_through_ansible(reference_tree, tmp_path):
+    """/etc/default/etcd as ansible-playbook renders it for a member of the reference's us-east-1: the role's own
+    content and vars, the inventory's group_vars. ETCD_INITIAL_CLUSTER names every member at
+    https://<its address>:<peer port>. A regex backreference there ('\\1') reached the file as a literal `\\1` under
+    ansible-core 2.19 (it keeps a string literal's backslashes), and etcd refused to start: no DCS, no Patroni."""
+    from urllib.parse import urlsplit
+    _plan, root, env = reference_tree
+    role = root / "roles/etcd"
+    configure = next(t for t in yaml.safe_load((role / "tasks/main.yml").read_text())
+                     if t.get("ansible.builtin.copy", {}).get("dest") == "/etc/default/etcd")
+    inventory = root / "inventories/us-east-1"
+    members = yaml.safe_load((inventory / "group_vars/all.yml").read_text()).get("etcd_members") or \
+        next(v["etcd_members"] for f in sorted((inventory / "group_vars").glob("*.yml"))
+             if (v := yaml.safe_load(f.read_text()) or {}).get("etcd_members"))
+    playbook = tmp_path / "render.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "hosts": members[0], "gather_facts": False, "connection": "local",
+        "vars_files": [str(role / "vars/main.yml")],  # the role's defaults would outrank the group_vars here
+        "tasks": [{"ansible.builtin.copy": {"content": configure["ansible.builtin.copy"]["content"],
+                                            "dest": str(tmp_path / "etcd.env")}}]}]))
+    res = _run([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "-e",
+                f"ansible_python_interpreter={VENV_BIN / 'python'}", str(playbook)], root, env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    rendered = dict(line.split("=", 1) for line in (tmp_path / "etcd.env").read_text().splitlines() if "=" in line)
+    hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
+
+    def address(name, node=hosts["all"]):
+        for sub in (node.get("children") or {}).values():
+            found = address(name, sub or {})
+            if found:
+                return found
+        return ((node.get("hosts") or {}).get(name) or {}).get("ansible_host")
+
+    peers = dict(entry.split("=", 1) for entry in rendered["ETCD_INITIAL_CLUSTER"].split(","))
+    assert list(peers) == members
+    for name, url in peers.items():
+        parts = urlsplit(url)
+        assert (parts.scheme, parts.hostname, parts.port) == ("https", address(name), 2380), url

@@ -234,7 +234,9 @@ def etcd() -> Role:
         vars={**services_ready_var(r, "etcd_install"),
               "etcd_initial_cluster": expr(
                   "etcd_members | map('extract', hostvars, 'ansible_host')",
-                  "| map('regex_replace', '^(.*)$', 'https://\\\\1:' ~ etcd_peer_port)",
+                  # no backreference: ansible-core 2.19 keeps a string literal's backslashes, so '\\1' reached
+                  # /etc/default/etcd as a literal \1 and etcd refused to start (its URL has no host)
+                  "| map('regex_replace', '^', 'https://') | map('regex_replace', '$', ':' ~ etcd_peer_port)",
                   "| zip(etcd_members) | map('reverse') | map('join', '=') | join(',')")},
         tasks={"main": [
             apt("Install etcd", ["etcd-server", "etcd-client"], register="etcd_install"),
