@@ -613,3 +613,69 @@ def test_etcd_members_config_renders_each_peer_url_through_ansible(reference_tre
     for name, url in peers.items():
         parts = urlsplit(url)
         assert (parts.scheme, parts.hostname, parts.port) == ("https", address(name), 2380), url
+
+
+GENERATOR = Path("/lib/systemd/system-generators/postgresql-generator")
+
+
+def test_debians_units_leave_every_cluster_to_patroni(reference_tree, tmp_path):
+    """postgresql-common's systemd generator (the real one, Debian's postgresql-common) makes postgresql.service
+    start every cluster under /etc/postgresql whose start.conf is missing or `auto`. The roles put the data tier's
+    postgresql.conf in /etc/postgresql/<v>/main and each standby cluster's beside it: without a start.conf each of
+    them was started at boot beside Patroni. Here the directories of a us-west-2 member (its own cluster and
+    us-east-1's standby) are laid out with the files the roles write, bind-mounted over /etc/postgresql in a mount
+    namespace of their own, and the generator run on them: it must want no cluster. Without the start.conf files it
+    wants each, which shows the run sees the tree."""
+    if not GENERATOR.exists():
+        (pytest.fail if IN_CI else pytest.skip)("postgresql-common's generator is not installed")
+    if os.geteuid() != 0 or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        (pytest.fail if IN_CI else pytest.skip)("unshare -m (a mount namespace) is not permitted here")
+    _plan, root, _env = reference_tree
+    gv = {}
+    for f in sorted((root / "inventories/us-west-2/group_vars").glob("*.yml")):
+        gv.update(yaml.safe_load(f.read_text()) or {})
+    tasks = yaml.safe_load((root / "roles/postgresql/tasks/main.yml").read_text()) + \
+        yaml.safe_load((root / "roles/patroni/tasks/main.yml").read_text())
+    start_conf = {t["ansible.builtin.copy"]["dest"].split("}}")[0] + "}}": t["ansible.builtin.copy"]["content"]
+                  for t in tasks if str(t.get("ansible.builtin.copy", {}).get("dest", "")).endswith("/start.conf")}
+    assert set(start_conf) == {"{{ postgresql_config_dir }}", "{{ patroni_standby.config_dir }}"}
+    defaults = yaml.safe_load((root / "roles/postgresql/defaults/main.yml").read_text())
+    version = gv.get("postgresql_version", defaults.get("postgresql_version"))
+    own = gv.get("postgresql_config_dir", defaults["postgresql_config_dir"]).replace("{{ postgresql_version }}",
+                                                                                    str(version))
+    dirs = [own] + [s["config_dir"] for s in gv["patroni_standby_clusters"]]
+    assert len(dirs) == 2 and all(d.startswith("/etc/postgresql/") for d in dirs)
+
+    def wanted(with_start_conf: bool) -> list[str]:
+        etc, out = tmp_path / f"etc-{with_start_conf}", tmp_path / f"out-{with_start_conf}"
+        out.mkdir()
+        for i, d in enumerate(dirs):
+            here = etc / d.removeprefix("/etc/postgresql/")
+            here.mkdir(parents=True)
+            (here / "postgresql.conf").write_text("")
+            if with_start_conf:
+                (here / "start.conf").write_text(start_conf["{{ postgresql_config_dir }}" if i == 0
+                                                            else "{{ patroni_standby.config_dir }}"])
+        res = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind {etc} /etc/postgresql && {GENERATOR} {out}"],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        return sorted(p.name for p in (out / "postgresql.service.wants").iterdir())
+
+    assert wanted(True) == []
+    assert len(wanted(False)) == 2
+
+
+def test_patroni_waits_for_the_data_disk_the_play_mounts(reference_tree):
+    """The data disk is mounted with nofail, which orders the mount before no target (systemd.mount(5)): Patroni,
+    whose Debian unit names no mount, could start on an empty directory of the root disk and clone the cluster there.
+    Its drop-in requires the mount the play's data_disk role makes."""
+    _plan, root, _env = reference_tree
+    (play,) = yaml.safe_load((root / "postgresql.yml").read_text())
+    mount = next(r["vars"]["data_disk_mount"] for r in play["roles"] if isinstance(r, dict) and r.get("role") == "data_disk")
+    dropin = next(t["ansible.builtin.copy"]["content"] for t in yaml.safe_load((root / "roles/patroni/tasks/main.yml").read_text())
+                  if t.get("ansible.builtin.copy", {}).get("dest") == "/etc/systemd/system/patroni@.service.d/restart.conf")
+    unit = dropin.split("[Service]")[0]
+    assert f"RequiresMountsFor={mount}\n" in unit and unit.startswith("[Unit]\n")
+    fstab = next(t for t in yaml.safe_load((root / "roles/data_disk/tasks/main.yml").read_text())
+                 if "ansible.builtin.lineinfile" in t and t["ansible.builtin.lineinfile"].get("path") == "/etc/fstab")
+    assert "nofail" in fstab["ansible.builtin.lineinfile"]["line"]

@@ -17,6 +17,8 @@ from compiler.targets.ansible.role import (Role, apt, copy, expr, repository, se
 from compiler.targets.ansible.roles_tls import TOPIC
 
 SOURCE_DIR = "{{ playbook_dir | dirname }}/datastores/{{ platformc_region }}"
+POSTGRES_DATA_MOUNT = "/var/lib/postgresql"  # the PostgreSQL hosts' data disk (site.py mounts it there)
+START_CONF = "manual\n"  # a cluster directory's start.conf: postgresql-common's units leave it to Patroni
 # the data tier's platform-wide files (generated/datastores/shards.sql, the routing table: once, not per region)
 PLATFORM_SOURCE_DIR = "{{ playbook_dir | dirname }}/datastores"
 # setup.psql includes the region's two with \ir, and the platform's routing table as ../shards.sql: they are
@@ -94,6 +96,12 @@ def _pg_config() -> list:
         task("Create the configuration directory Patroni's custom_conf and hba_file point into", "ansible.builtin.file",
              {"path": "{{ postgresql_config_dir }}", "state": "directory", "owner": "postgres", "group": "postgres",
               "mode": "0755"}),
+        # postgresql-common's systemd generator starts every cluster under /etc/postgresql whose start.conf is missing
+        # or `auto` (postgresql@15-main, with postgresql.service): at each boot it would start this data directory
+        # beside Patroni, a former leader read-write without the leader key. Patroni alone starts it (Debian's
+        # patroni README; its pg_createcluster_patroni writes `manual` too).
+        copy("Keep Debian's PostgreSQL units off the cluster Patroni runs", "{{ postgresql_config_dir }}/start.conf",
+             mode="0644", owner="postgres", group="postgres", content=START_CONF),
         task("Issue this server's certificate (its name and the leader and replica endpoints)",
              "ansible.builtin.include_role", {"name": "tls"},
              vars={"tls_dir": "{{ postgresql_tls_dir }}", "tls_owner": "postgres", "tls_group": "postgres",
@@ -219,14 +227,28 @@ def postgresql() -> Role:
             "leader": _pg_leader(),
         },
         handlers=[
-            # Patroni runs PostgreSQL: a changed file is applied through it, a member at a time; a setting that
-            # needs a restart restarts only the members that flag it (`--pending`), a new certificate needs a reload
+            # Patroni runs PostgreSQL: a changed file is applied through it, a member at a time. A changed
+            # postgresql.conf ("Restart PostgreSQL") is first reloaded: Patroni sets a member's pending-restart flag
+            # only when a reload finds a setting PostgreSQL cannot take without one (postgresql/config.py, the
+            # pending_restart query after its reload), and `restart --pending` restarts only flagged members, so a
+            # restart alone was refused and nothing was applied. Then, once Patroni has published the flag (its
+            # next HA cycle), the flagged members restart. A new certificate needs only the reload. Handlers run in
+            # the order written here.
             leader_sql.ask_cluster("Ask Patroni whether it runs this member's PostgreSQL", "postgresql_member",
                                    listen=["Restart PostgreSQL", "Reload PostgreSQL", TOPIC], when=when_ready(r)),
+            _patronictl("Reload PostgreSQL", ["reload", "{{ patroni_scope }}", "{{ inventory_hostname }}"], r,
+                        listen=["Restart PostgreSQL", TOPIC]),
+            leader_sql.as_postgres(
+                "Wait until Patroni flags the restart a new setting needs (none: the reload applied it)",
+                ["patronictl", "-c", "{{ postgresql_patroni_config }}", "list", "{{ patroni_scope }}", "--extended",
+                 "--format", "json"],
+                register="postgresql_pending", changed_when=False, failed_when=False, retries=4, delay=5,
+                until=expr("postgresql_pending.rc == 0 and (postgresql_pending.stdout | from_json",
+                           "| selectattr('Member', 'equalto', inventory_hostname) | map(attribute='Pending restart')",
+                           "| select | list | length > 0)"),
+                listen="Restart PostgreSQL", when=[when_ready(r), "postgresql_runs_under_patroni"]),
             _patronictl("Restart PostgreSQL", ["restart", "{{ patroni_scope }}", "{{ inventory_hostname }}", "--pending"],
                         r),
-            _patronictl("Reload PostgreSQL", ["reload", "{{ patroni_scope }}", "{{ inventory_hostname }}"], r,
-                        listen=TOPIC),
         ],
     )
 

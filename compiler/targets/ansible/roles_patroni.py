@@ -20,6 +20,7 @@ from compiler.ir.postgres_ha import standby_hba_file
 from compiler.ir.postgres_sizing import patroni_dcs_parameters, standby_memory_parameters
 from compiler.ir.wal_archive import promoted_archive_command, standby_restore_command
 from compiler.targets.ansible.role import Role, apt, copy, expr, service, services_ready_var, systemd_dropin, task
+from compiler.targets.ansible.roles_data import POSTGRES_DATA_MOUNT, START_CONF
 
 PATRONI_INSTANCE = "{{ postgresql_version }}-main"  # Debian's patroni@<instance>.service reads /etc/patroni/<instance>.yml
 CALLBACK = "/usr/local/lib/platformc/patroni-callback"
@@ -273,8 +274,12 @@ def patroni() -> Role:
                  loop_control={"loop_var": "patroni_dir"}),
             copy("Install the callback that switches WAL after a start or a promotion (archive_timeout gap)",
                  CALLBACK, mode="0755", src="patroni-callback.sh"),
-            *systemd_dropin("Let systemd restart Patroni when it dies", "patroni@.service", "restart.conf",
-                            "[Service]\nRestart=on-failure\nRestartSec=5s\n", notify="Reload systemd"),
+            # the data disk is mounted with nofail, which orders it before nothing: at a boot where the volume comes
+            # late, Patroni found an empty directory on the root disk and cloned the cluster there (systemd.mount(5))
+            *systemd_dropin("Let systemd restart Patroni when it dies, never before its data disk is mounted",
+                            "patroni@.service", "restart.conf",
+                            f"[Unit]\nRequiresMountsFor={POSTGRES_DATA_MOUNT}\n\n[Service]\nRestart=on-failure\n"
+                            "RestartSec=5s\n", notify="Reload systemd"),
             copy("Write the region's Patroni configuration", PATRONI_CONFIG_DIR + "/" + PATRONI_INSTANCE + ".yml",
                  mode="0640", group="postgres", content="{{ patroni_config | to_nice_yaml(indent=2) }}",
                  no_log=True, diff=False, notify="Reload Patroni"),
@@ -290,6 +295,10 @@ def patroni() -> Role:
             task("Create the standby clusters' configuration directories", "ansible.builtin.file",
                  {"path": "{{ patroni_standby.config_dir }}", "state": "directory", "owner": "postgres",
                   "group": "postgres", "mode": "0750"},
+                 loop="{{ patroni_my_standbys }}", loop_control={"loop_var": "patroni_standby",
+                                                                  "label": "{{ patroni_standby.region }}"}),
+            copy("Keep Debian's PostgreSQL units off each standby cluster", "{{ patroni_standby.config_dir }}/start.conf",
+                 mode="0644", owner="postgres", group="postgres", content=START_CONF,
                  loop="{{ patroni_my_standbys }}", loop_control={"loop_var": "patroni_standby",
                                                                   "label": "{{ patroni_standby.region }}"}),
             copy("Install the source region's postgresql.conf for its standby cluster",

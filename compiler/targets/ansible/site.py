@@ -6,6 +6,7 @@ from functools import lru_cache
 
 from compiler.records import dataclass
 from compiler.render import TEMPLATES, banner
+from compiler.targets.ansible.roles_data import POSTGRES_DATA_MOUNT
 
 STATIC = TEMPLATES / "ansible" / "static"
 
@@ -42,7 +43,7 @@ PLAYBOOKS = (
     Playbook("etcd.yml", "etcd, Patroni's DCS: three members per region", (
         Play("Run the etcd members", "etcd", ("etcd",)),)),
     Playbook("postgresql.yml", "PostgreSQL under Patroni on every PostgreSQL host (the data volume mounted first)", (
-        Play("Configure PostgreSQL and Patroni", "postgres", (_disk("/var/lib/postgresql", "postgres", "0755"), "postgresql", "patroni"),
+        Play("Configure PostgreSQL and Patroni", "postgres", (_disk(POSTGRES_DATA_MOUNT, "postgres", "0755"), "postgresql", "patroni"),
              ({"name": "Apply the data tier's SQL on the Patroni leader",
                "ansible.builtin.import_role": {"name": "postgresql", "tasks_from": "leader"}},)),)),
     Playbook("postgres_exporter.yml", "postgres_exporter on the PostgreSQL servers (the data-tier alerts read it)", (

@@ -1,0 +1,110 @@
+"""The configuration change behind tests/targets/test_patroni_conf_change.py (run by it, inside `unshare -n`, as
+postgres).
+
+    python3 patroni_conf_change_harness.py <generated dir> <region> <host> <work dir> <handlers as JSON>
+
+Starts, on loopback only, one etcd member and one Patroni member (the host's, from the region's group_vars
+patroni_config, remapped as patroni_harness.py remaps it). Then it changes the data tier's postgresql.conf as a new
+version of the file would (the role's copy, which notifies "Restart PostgreSQL"): a setting PostgreSQL takes on a
+reload (work_mem) and one it takes only at a restart (max_files_per_process). It runs the handlers that notification
+runs, in their order, each one's command as the role writes it (the test fills in the variables); a handler with
+`until` is retried as Ansible retries it (its condition: the member's `Pending restart` in `patronictl list
+--extended --format json`).
+
+Prints one JSON line: both settings before and after, and each handler's exit status and output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg2
+import yaml
+
+from patroni_harness import HOST, PASSWORDS, Proc, Work, data_tier_files, group_vars, remap, render, rest, wait
+
+PG_PORT, REST_PORT, ETCD_CLIENT, ETCD_PEER = 26432, 29008, 23379, 23380
+CHANGED = {"work_mem": "7MB", "max_files_per_process": "1500"}
+
+
+def settings(sock: Path) -> dict:
+    with psycopg2.connect(host=str(sock), port=PG_PORT, dbname="postgres", user="postgres") as c, c.cursor() as cur:
+        cur.execute("SELECT name, setting, unit, pending_restart FROM pg_settings WHERE name = ANY(%s)", (list(CHANGED),))
+        return {n: {"setting": s, "unit": u, "pending_restart": p} for n, s, u, p in cur.fetchall()}
+
+
+def pending(stdout: str, host: str) -> bool:
+    try:
+        return any(m.get("Member") == host and m.get("Pending restart") for m in json.loads(stdout))
+    except ValueError:
+        return False
+
+
+def main():
+    gen, region, host, root, handlers = (Path(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4]),
+                                         json.loads(sys.argv[5]))
+    os.environ["HOME"] = str(root)
+    w = Work(root)
+    ctx = ssl.create_default_context(cafile=w.crt)
+    logs = root / "logs"
+    logs.mkdir(exist_ok=True)
+    gv = group_vars(gen, region)
+    procs: list[Proc] = []
+    out: dict = {"handlers": []}
+    try:
+        name = gv["etcd_members"][0]
+        procs.append(Proc("etcd", [
+            "etcd", "--name", name, "--data-dir", str(root / "etcd"), "--listen-client-urls", f"https://{HOST}:{ETCD_CLIENT}",
+            "--advertise-client-urls", f"https://{HOST}:{ETCD_CLIENT}", "--listen-peer-urls", f"https://{HOST}:{ETCD_PEER}",
+            "--initial-advertise-peer-urls", f"https://{HOST}:{ETCD_PEER}", "--initial-cluster",
+            f"{name}=https://{HOST}:{ETCD_PEER}", "--initial-cluster-state", "new", "--cert-file", w.crt, "--key-file", w.key,
+            "--trusted-ca-file", w.crt, "--client-cert-auth", "--peer-cert-file", w.crt, "--peer-key-file", w.key,
+            "--peer-trusted-ca-file", w.crt, "--peer-client-cert-auth"], logs))
+        conf_dir = root / "conf"
+        conf, _hba = data_tier_files(gen, region, conf_dir)
+        cfg = render(gv["patroni_config"], {"inventory_hostname": host, "ansible_host": host, **PASSWORDS})
+        cfg = remap(cfg, host, PG_PORT, REST_PORT, [ETCD_CLIENT], w, conf_dir, root / "member" / "data")
+        assert not set(CHANGED) & set(cfg["postgresql"]["parameters"]), "Patroni's own parameters would win"
+        path = root / "member.yml"
+        path.write_text(yaml.safe_dump(cfg))
+        sock = root / "member" / "sock"
+        procs.append(Proc("member", ["patroni", str(path)], logs, env={"PGHOST": str(sock), "PGPORT": str(PG_PORT)}))
+        wait(lambda: rest(REST_PORT, "/primary", ctx) == 200, 180, "the member leading")
+        time.sleep(2)
+        out["before"] = settings(sock)
+        # the new file: the role's copy replaces it whole; here the settings are appended (the last one wins)
+        conf.write_text(conf.read_text() + "".join(f"{k} = {v}\n" for k, v in CHANGED.items()))
+        variables = {"{{ postgresql_patroni_config }}": str(path), "{{ patroni_scope }}": cfg["scope"],
+                     "{{ inventory_hostname }}": host}
+        for h in handlers:
+            argv = [variables.get(a, a) for a in h["argv"]]
+            for attempt in range(1 + (h.get("retries", 0) if h.get("until_pending") else 0)):
+                res = subprocess.run(argv, capture_output=True, text=True)
+                if not h.get("until_pending") or (res.returncode == 0 and pending(res.stdout, host)):
+                    break
+                time.sleep(h.get("delay", 5))
+            out["handlers"].append({"name": h["name"], "rc": res.returncode, "attempts": attempt + 1,
+                                    "output": (res.stdout + res.stderr)[-600:]})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                out["after"] = settings(sock)
+                if rest(REST_PORT, "/primary", ctx) == 200:
+                    break
+            except psycopg2.Error:
+                pass
+            time.sleep(1)
+    finally:
+        for p in reversed(procs):
+            p.stop()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
