@@ -240,6 +240,14 @@ def test_tls_role_issues_a_verifiable_certificate_idempotently(reference_tree, t
     assert second.returncode == 0, second.stdout[-5000:]
     ok, changed, unreachable, failed = _recap(second.stdout)["localhost"]
     assert (changed, failed) == (0, 0), second.stdout[-5000:]
+    # the CA host rebuilt: a new CA, which the server then trusts; its certificate (still far from expiry) is
+    # re-issued by the new CA, or every peer that verifies it would refuse it
+    shutil.rmtree(tmp_path / "ca")
+    third = _run(cmd, root, run_env)
+    assert third.returncode == 0, third.stdout[-5000:] + third.stderr
+    verify = subprocess.run(["openssl", "verify", "-CAfile", server / "ca.crt", server / "server.crt"],
+                            capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 def test_firewall_of_every_region_and_group_is_valid_nftables(tree, tmp_path):

@@ -128,8 +128,16 @@ def _server() -> list:
         task("Check whether the certificate is still valid for more than tls_renew_before_days", "ansible.builtin.command",
              {"argv": ["openssl", "x509", "-checkend", "{{ tls_renew_before_days | int * 86400 }}", "-noout", "-in", crt]},
              register="tls_fresh", changed_when=False, failed_when=False, when="tls_cert.stat.exists"),
+        # a certificate another CA signed (the bastion rebuilt: a new CA, whose certificate every server then trusts)
+        # would be refused by every peer that verifies it: re-issued like an expiring one
+        task("Check that the certificate is signed by the region's CA", "ansible.builtin.command",
+             {"argv": ["openssl", "verify", "-CAfile", "/dev/stdin", crt],
+              "stdin": "{{ tls_ca_cert.content | b64decode }}"},
+             register="tls_from_ca", changed_when=False, failed_when=False, check_mode=False,
+             when=["tls_cert.stat.exists", "tls_ca_cert is not skipped"]),
         task("Read the certificate request", "ansible.builtin.slurp", {"src": csr}, register="tls_csr",
-             when=["not tls_cert.stat.exists or tls_fresh.rc != 0 or tls_csr_renamed is changed", ran("tls_key_created")]),
+             when=["not tls_cert.stat.exists or tls_fresh.rc != 0 or tls_csr_renamed is changed"
+                   " or (tls_from_ca.rc | default(0)) != 0", ran("tls_key_created")]),
         copy("Hand the request to the CA host", request, mode="0640",
              group="{{ tls_ca_group if tls_renewal | bool else 'root' }}",
              content="{{ tls_csr.content | b64decode }}", delegate_to=CA, when="tls_csr is not skipped"),
