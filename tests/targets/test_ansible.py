@@ -600,13 +600,23 @@ def test_etcd_members_config_renders_each_peer_url_through_ansible(reference_tre
     playbook = tmp_path / "render.yml"
     playbook.write_text(yaml.safe_dump([{
         "hosts": members[0], "gather_facts": False, "connection": "local",
-        "vars_files": [str(role / "vars/main.yml")],  # the role's defaults would outrank the group_vars here
+        # the role's defaults as play vars would outrank the group_vars: only those no group_vars file sets
+        "vars": {k: v for k, v in yaml.safe_load((role / "defaults/main.yml").read_text()).items()
+                 if not any(k in (yaml.safe_load(f.read_text()) or {}) for f in (inventory / "group_vars").glob("*.yml"))},
+        "vars_files": [str(role / "vars/main.yml")],
         "tasks": [{"ansible.builtin.copy": {"content": configure["ansible.builtin.copy"]["content"],
                                             "dest": str(tmp_path / "etcd.env")}}]}]))
-    res = _run([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "-e",
-                f"ansible_python_interpreter={VENV_BIN / 'python'}", str(playbook)], root, env)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    rendered = dict(line.split("=", 1) for line in (tmp_path / "etcd.env").read_text().splitlines() if "=" in line)
+
+    def render(*extra):
+        res = _run([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "-e",
+                    f"ansible_python_interpreter={VENV_BIN / 'python'}", *extra, str(playbook)], root, env)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        return dict(line.split("=", 1) for line in (tmp_path / "etcd.env").read_text().splitlines() if "=" in line)
+
+    # a replacement member joins the running cluster once with `existing` (the runbook's etcd section)
+    assert render("-e", "etcd_initial_cluster_state=existing")["ETCD_INITIAL_CLUSTER_STATE"] == "existing"
+    rendered = render()
+    assert rendered["ETCD_INITIAL_CLUSTER_STATE"] == "new"
     hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
 
     def address(name, node=hosts["all"]):

@@ -216,7 +216,9 @@ def etcd() -> Role:
         "ETCD_INITIAL_ADVERTISE_PEER_URLS": "https://{{ ansible_host }}:{{ etcd_peer_port }}",
         "ETCD_INITIAL_CLUSTER": "{{ etcd_initial_cluster }}",
         "ETCD_INITIAL_CLUSTER_TOKEN": "{{ etcd_scope }}",
-        "ETCD_INITIAL_CLUSTER_STATE": "new",
+        # `existing` once, for a member replacing one the cluster removed (the runbook's etcd section): a new data
+        # directory with `new` refuses to start ("member ... has already been bootstrapped")
+        "ETCD_INITIAL_CLUSTER_STATE": "{{ etcd_initial_cluster_state }}",
         "ETCD_CERT_FILE": ETCD_TLS_DIR + "/server.crt",
         "ETCD_KEY_FILE": ETCD_TLS_DIR + "/server.key",
         "ETCD_TRUSTED_CA_FILE": ETCD_TLS_DIR + "/ca.crt",
@@ -231,7 +233,8 @@ def etcd() -> Role:
     return Role(
         name=r,
         description="etcd (Debian etcd-server), Patroni's DCS: three members per region over TLS with client certificates.",
-        defaults={"etcd_client_port": 2379, "etcd_peer_port": 2380, "etcd_scope": "platformc", "etcd_members": []},
+        defaults={"etcd_client_port": 2379, "etcd_peer_port": 2380, "etcd_scope": "platformc", "etcd_members": [],
+                  "etcd_initial_cluster_state": "new"},
         vars={**services_ready_var(r, "etcd_install"),
               "etcd_initial_cluster": expr(
                   "etcd_members | map('extract', hostvars, 'ansible_host')",
