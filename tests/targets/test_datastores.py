@@ -41,7 +41,9 @@ def files_of(plan, region) -> dict[str, str]:
 def test_every_region_gets_its_files(any_case):
     for region in any_case.regions:
         files = files_of(any_case, region)
-        assert set(files) == ALL_FILES, region.name
+        # and the pg_hba.conf of each standby cluster the region runs (the source's lines and this region's PgBouncer)
+        standbys = {f"dr-{sb.of_region}/pg_hba.conf" for sb in (region.postgres_ha.standbys if region.postgres_ha else ())}
+        assert set(files) == ALL_FILES | standbys, region.name
         for name, text in files.items():
             assert text.endswith("\n") and "\r" not in text
             if name != "redis-topology.json":
