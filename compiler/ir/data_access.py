@@ -104,8 +104,10 @@ BUCKET_ENV = {"bucket": "OBJECT_STORAGE_BUCKET", "cloud": "OBJECT_STORAGE_CLOUD"
 # Redis commands a service user may run. Data: every read/write/transaction/pub-sub command except the
 # @dangerous ones (KEYS, FLUSHALL, ...); scripts with declared keys. Then what client libraries send by
 # themselves, which the categories above do not hold or @dangerous removes (INFO, CLUSTER ...).
+# TIME is in no ACL category (Redis 7.0's time.json): a script that reads the server's clock (rate limiters,
+# locks) failed with "The user executing the script can't run this command".
 REDIS_DATA_RULES = ("-@all", "+@read", "+@write", "+@transaction", "+@pubsub", "-@dangerous",
-                    "+eval", "+evalsha", "+eval_ro", "+evalsha_ro", "+script|load", "+script|exists")
+                    "+eval", "+evalsha", "+eval_ro", "+evalsha_ro", "+script|load", "+script|exists", "+time")
 REDIS_CLIENT_COMMANDS = ("+auth", "+hello", "+ping", "+echo", "+quit", "+reset",
                          "+client|setname", "+client|getname", "+client|id", "+client|info",
                          "+cluster|slots", "+cluster|shards", "+cluster|nodes", "+cluster|info", "+cluster|myid",

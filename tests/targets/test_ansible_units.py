@@ -720,3 +720,24 @@ def test_patroni_callbacks_name_their_clusters_port(outputs):
                 assert command.split()[:2] == ["/usr/bin/env", f"PGPORT={port}"], (r.name, command)
                 seen += 1
     assert seen > 0
+
+
+def test_packages_whose_upgrade_restarts_a_clustered_server_are_held(outputs):
+    """The common role turns unattended upgrades on; a package from Debian's security archive whose postinst restarts
+    its server restarts each host at its own random time. Redis (redis-server, from bookworm-security) and
+    Elasticsearch are held after they are installed, so their upgrades go a node at a time, by hand."""
+    _, files = outputs
+    for role, packages in (("redis", {"redis-server", "redis-tools"}), ("elasticsearch", {"elasticsearch"})):
+        path = f"ansible/roles/{role}/tasks/main.yml"
+        if path not in files:
+            continue
+        tasks = yaml.safe_load(files[path])
+        installed = next(i for i, t in enumerate(tasks) if "ansible.builtin.apt" in t
+                         and packages & set([t["ansible.builtin.apt"]["name"]] if isinstance(t["ansible.builtin.apt"]["name"], str)
+                                            else t["ansible.builtin.apt"]["name"]) | {str(t["ansible.builtin.apt"]["name"]).split("=")[0]})
+        held = set()
+        for t in tasks[installed + 1:]:
+            sel = t.get("ansible.builtin.dpkg_selections")
+            if sel and sel["selection"] == "hold":
+                held |= set(t.get("loop") or [sel["name"]])
+        assert packages <= held, (role, held)

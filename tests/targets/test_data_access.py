@@ -319,7 +319,8 @@ def test_each_service_redis_user_has_its_prefix_and_the_client_commands(generate
             assert isinstance(hello, list), hello
             for cmd in (("PING",), ("ECHO", "x"), ("CLIENT", "SETNAME", "probe"), ("CLIENT", "GETNAME"), ("CLIENT", "ID"),
                         ("CLUSTER", "SLOTS"), ("CLUSTER", "SHARDS"), ("CLUSTER", "NODES"), ("CLUSTER", "INFO"),
-                        ("CLUSTER", "MYID"), ("INFO", "server"), ("COMMAND", "COUNT"), ("READONLY",), ("READWRITE",)):
+                        ("CLUSTER", "MYID"), ("INFO", "server"), ("COMMAND", "COUNT"), ("READONLY",), ("READWRITE",),
+                        ("TIME",)):
                 reply = c.call(*cmd)
                 # a node outside a formed cluster may answer CLUSTER SHARDS etc. with data; never with NOPERM
                 assert not (isinstance(reply, RedisError) and "NOPERM" in reply), (user.name, cmd, reply)
@@ -333,6 +334,9 @@ def test_each_service_redis_user_has_its_prefix_and_the_client_commands(generate
                         ("CLUSTER", "ADDSLOTS", "1"), ("SUBSCRIBE", f"{other.service}:events")):
                 reply = c.call(*cmd)
                 assert isinstance(reply, RedisError) and "NOPERM" in reply, (user.name, cmd, reply)
+            # a script that reads the server's clock (rate limiters, locks): TIME is in no ACL category
+            tick = c.call("EVAL", "return redis.call('TIME')", "1", f"{user.service}:clock")
+            assert not (isinstance(tick, RedisError) and ("NOPERM" in tick or "can't run" in tick)), tick
             # the same checks by ACL DRYRUN (independent of the node having slots)
             assert admin.call("ACL", "DRYRUN", user.name, "SET", f"{user.service}:k", "v") == "OK"
             assert admin.call("ACL", "DRYRUN", user.name, "GET", f"{user.service}:k") == "OK"

@@ -110,6 +110,13 @@ def redis() -> Role:
                 copy("Turn transparent huge pages off", "/etc/tmpfiles.d/redis-thp.conf", content=REDIS_THP,
                      notify="Turn transparent huge pages off now"),
                 apt("Install Redis", ["redis-server", "redis-tools"], register="redis_install"),
+                # redis-server comes from bookworm-security, which the common role's unattended upgrades install; its
+                # postinst restarts the server, each host at its own random time (apt-daily-upgrade's delay): every
+                # primary restarted that way was a forced failover, and a primary and its replica down together
+                # stopped the whole cluster (cluster-require-full-coverage). Upgrades go one node at a time, by hand.
+                task("Hold Redis so unattended upgrades never restart it", "ansible.builtin.dpkg_selections",
+                     {"name": "{{ redis_package }}", "selection": "hold"}, loop=["redis-server", "redis-tools"],
+                     loop_control={"loop_var": "redis_package"}),
                 task("Read the installed package versions", "ansible.builtin.package_facts", {"manager": "apt"}),
                 task("Check that the installed Redis is the version the spec names", "ansible.builtin.assert", {
                     "that": ["ansible_facts.packages['redis-server'][0].version is search(':' ~ redis_version ~ '[.]')"],
