@@ -97,7 +97,8 @@ def test_patronictl_runs_only_where_patroni_runs_the_members_postgresql(files):
     assert ask["ansible.builtin.uri"]["url"].endswith("/cluster") and ask["register"] == "postgresql_member"
     assert set(ask["listen"]) == {"Restart PostgreSQL", "Reload PostgreSQL", "tls certificate changed"}
     ctl = [h for h in handlers if SQL_MODULE in h and h[SQL_MODULE]["argv"][0] == "patronictl"]
-    assert {h["name"] for h in ctl} == {"Restart PostgreSQL", "Reload PostgreSQL"}
+    assert {h["name"] for h in ctl} == {"Restart PostgreSQL", "Reload PostgreSQL",
+                                        "Wait until Patroni flags the restart a new setting needs (none: the reload applied it)"}
     for h in ctl:
         assert "postgresql_runs_under_patroni" in _when(h), h["name"]
 
