@@ -27,7 +27,8 @@ from pathlib import Path
 import psycopg2
 import yaml
 
-from patroni_harness import HOST, PASSWORDS, Proc, Work, data_tier_files, group_vars, remap, render, rest, wait
+from patroni_harness import (HOST, PASSWORDS, Proc, Work, data_tier_files, group_vars, remap, render, rest,
+                             single_etcd, wait)
 
 PG_PORT, REST_PORT, ETCD_CLIENT, ETCD_PEER = 26432, 29008, 23379, 23380
 CHANGED = {"work_mem": "7MB", "max_files_per_process": "1500"}
@@ -59,13 +60,7 @@ def main():
     out: dict = {"handlers": []}
     try:
         name = gv["etcd_members"][0]
-        procs.append(Proc("etcd", [
-            "etcd", "--name", name, "--data-dir", str(root / "etcd"), "--listen-client-urls", f"https://{HOST}:{ETCD_CLIENT}",
-            "--advertise-client-urls", f"https://{HOST}:{ETCD_CLIENT}", "--listen-peer-urls", f"https://{HOST}:{ETCD_PEER}",
-            "--initial-advertise-peer-urls", f"https://{HOST}:{ETCD_PEER}", "--initial-cluster",
-            f"{name}=https://{HOST}:{ETCD_PEER}", "--initial-cluster-state", "new", "--cert-file", w.crt, "--key-file", w.key,
-            "--trusted-ca-file", w.crt, "--client-cert-auth", "--peer-cert-file", w.crt, "--peer-key-file", w.key,
-            "--peer-trusted-ca-file", w.crt, "--peer-client-cert-auth"], logs))
+        procs.append(single_etcd(name, root, w, ETCD_CLIENT, ETCD_PEER, logs))
         conf_dir = root / "conf"
         conf, _hba = data_tier_files(gen, region, conf_dir)
         cfg = render(gv["patroni_config"], {"inventory_hostname": host, "ansible_host": host, **PASSWORDS})

@@ -165,6 +165,17 @@ class Proc:
                 self.kill9()
 
 
+def single_etcd(name: str, root: Path, w: "Work", client_port: int, peer_port: int, logs: Path) -> "Proc":
+    """One etcd member on loopback, TLS with client certificates (the throwaway certificate) at both ports."""
+    return Proc("etcd", [
+        "etcd", "--name", name, "--data-dir", str(root / "etcd"), "--listen-client-urls", f"https://{HOST}:{client_port}",
+        "--advertise-client-urls", f"https://{HOST}:{client_port}", "--listen-peer-urls", f"https://{HOST}:{peer_port}",
+        "--initial-advertise-peer-urls", f"https://{HOST}:{peer_port}", "--initial-cluster",
+        f"{name}=https://{HOST}:{peer_port}", "--initial-cluster-state", "new", "--cert-file", w.crt, "--key-file", w.key,
+        "--trusted-ca-file", w.crt, "--client-cert-auth", "--peer-cert-file", w.crt, "--peer-key-file", w.key,
+        "--peer-trusted-ca-file", w.crt, "--peer-client-cert-auth"], logs)
+
+
 def rest(port: int, path: str, ctx: ssl.SSLContext) -> int:
     try:
         with urllib.request.urlopen(f"https://{HOST}:{port}{path}", timeout=1, context=ctx) as resp:

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import yaml
 
-from patroni_harness import HOST, PASSWORDS, Proc, Work, data_tier_files, group_vars, remap, render, rest, wait
+from patroni_harness import (HOST, PASSWORDS, Proc, Work, data_tier_files, group_vars, remap, render, rest,
+                             single_etcd, wait)
 
 PATRONI_UNIT = Path("/lib/systemd/system/patroni@.service")
 INSTANCE = "15-main"  # the patroni role's patroni@{{ postgresql_version }}-main (PostgreSQL 15 here)
@@ -72,13 +73,7 @@ def main():
     out = {"instance": INSTANCE, "reloaded": [], "skipped": []}
     try:
         name = gv["etcd_members"][0]
-        procs.append(Proc("etcd", [
-            "etcd", "--name", name, "--data-dir", str(root / "etcd"), "--listen-client-urls", f"https://{HOST}:{ETCD_CLIENT}",
-            "--advertise-client-urls", f"https://{HOST}:{ETCD_CLIENT}", "--listen-peer-urls", f"https://{HOST}:{ETCD_PEER}",
-            "--initial-advertise-peer-urls", f"https://{HOST}:{ETCD_PEER}", "--initial-cluster",
-            f"{name}=https://{HOST}:{ETCD_PEER}", "--initial-cluster-state", "new", "--cert-file", w.crt, "--key-file", w.key,
-            "--trusted-ca-file", w.crt, "--client-cert-auth", "--peer-cert-file", w.crt, "--peer-key-file", w.key,
-            "--peer-trusted-ca-file", w.crt, "--peer-client-cert-auth"], logs))
+        procs.append(single_etcd(name, root, w, ETCD_CLIENT, ETCD_PEER, logs))
         conf_dir = root / "conf"
         data_tier_files(gen, region, conf_dir)
         cfg = render(gv["patroni_config"], {"inventory_hostname": host, "ansible_host": host, **PASSWORDS})
