@@ -208,14 +208,17 @@ def dr_standby_same_cloud(p, settings):
       "through its own PgBouncer (the DR runbook, step 4). The cluster is a copy of the lost region's: its roles have "
       "the lost region's passwords, while the partner's PgBouncer logs in with its own auth password and the "
       "partner's services with the passwords kept beside it (compiler/ir/data_access.py). Both regions must name "
-      "the same secret in datastores.pgbouncer.auth_password, or every login after the promotion fails.")
+      "the same secret in datastores.pgbouncer.auth_password, or every login after the promotion fails. An `aws-sm:` "
+      "name is read in each region's own Secrets Manager: replicate the secret to the partner's region (Secrets "
+      "Manager replication keeps one value), which this rule cannot see.")
 def dr_standby_same_passwords(p, settings):
     for name, region in p.regions.items():
         s, ps = settings.get(name), settings.get(region.dr_partner)
         if s is None or ps is None or region.dr_partner == name:
             continue
         pg = s.datastores.postgres
-        if pg.deployment != "self-managed" or not pg.cross_region_standby:
+        if pg.deployment != "self-managed" or not pg.cross_region_standby \
+                or ps.datastores.postgres.deployment != "self-managed":  # a managed partner runs no standby cluster
             continue
         mine, theirs = s.datastores.pgbouncer.auth_password, ps.datastores.pgbouncer.auth_password
         if mine != theirs:

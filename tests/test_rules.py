@@ -267,3 +267,18 @@ def test_messages_say_what_to_change(code):
     messages = [d.message for d in diagnostics if d.code == rule]
     assert messages, [d.format() for d in diagnostics]
     assert all(DIRECTIVE.search(m) for m in messages), messages
+
+
+def test_r060_leaves_a_partner_that_runs_no_standby_alone():
+    """A partner with managed PostgreSQL runs no standby cluster (postgres_ha.plan: none), so its PgBouncer never
+    logs in to a promoted copy: different secrets are fine there (R060 refused such a spec, review finding)."""
+    text = _patched(CASES["R060"][0])
+    assert "R060" in {d.code for d in pytest.raises(SpecError, compile_text, text, "platform.yaml").value.diagnostics}
+    managed = text.replace("        pgbouncer: {auth_password:", "        postgres: {deployment: managed}\n        pgbouncer: {auth_password:")
+    assert managed != text
+    try:
+        compile_text(managed, "platform.yaml")
+        codes = set()
+    except SpecError as exc:
+        codes = {d.code for d in exc.diagnostics}
+    assert "R060" not in codes, codes

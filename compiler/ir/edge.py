@@ -61,6 +61,8 @@ def origin_listener_min_tls(region: RegionPlan) -> str:
 # CloudFront's origin response timeout is at most 60 s under the default quota ("Response timeout per origin", Service
 # Quotas; the API refuses more); a longer wait needs the quota raised first.
 CLOUDFRONT_MAX_ORIGIN_READ_TIMEOUT = 60
+# Front Door's response_timeout_seconds: 16 to 240 (azurerm validates IntBetween(16, 240)).
+FRONT_DOOR_RESPONSE_TIMEOUT_RANGE = (16, 240)
 
 
 def origin_response_timeout(settings) -> int:

@@ -547,26 +547,35 @@ def test_aws_roots_have_a_first_round_that_reads_no_other_region_and_one_order(c
     """AWS region roots read each other: the requester of a peering the peer's VPC, the accepter the requested
     connection, a replicating root its partner's key alias and versioned buckets. The pages used to say both
     "apply us-west-2 first" (us-east-1, for the key alias) and "apply us-east-1 before this root" (us-west-2, for
-    the peering): no full apply could go first. Now every AWS page gives the same two rounds; the first round's
-    targets read nothing of another region (no data source through another region's provider, no argument of
-    theirs from a data source), so it can run in any order."""
+    the peering): no full apply could go first. Now every AWS page gives the same rounds. The first (the key) reads
+    nothing of another region: no argument of the kms module comes from a data source. The second (network, bucket
+    versioning) reads only the DR partner's key alias, which the first made: the versioning's status reads whether
+    the root replicates, and the replication argument holds that alias (a review found the earlier single round
+    read it before any round had made it)."""
     import re
-    from compiler.targets.terraform.docs import AWS_FIRST_ROUND
-    targets = re.findall(r"-target=module\.(\w+)", AWS_FIRST_ROUND)
-    assert targets == ["kms", "network", "object_storage"]
+    from compiler.targets.terraform.docs import AWS_FIRST_ROUND, AWS_SECOND_ROUND
+    assert re.findall(r"-target=module\.(\w+)", AWS_FIRST_ROUND) == ["kms"]
+    assert re.findall(r"-target=module\.(\w+)", AWS_SECOND_ROUND) == ["network", "object_storage"]
+    module = compiled["reference"][1]["terraform/modules/aws/object_storage/main.tf"]
+    versioning = module[module.index('resource "aws_s3_bucket_versioning" "this"'):]
+    versioning = versioning[:versioning.index("\n}\n")]
+    assert "local.replicating" in versioning  # so round two reads var.replication, hence the alias
     for case in _cases_with(compiled, "aws"):
         plan, files = compiled[case]
         aws = [r for r in plan.regions if r.cloud == "aws"]
         for r in aws:
-            for name in ("kms", "network"):
-                args = _module(files, r.name, name)
-                assert "data." not in repr(args), (case, r.name, name, args)
+            assert "data." not in repr(_module(files, r.name, "kms")), (case, r.name)
+            assert "data." not in repr(_module(files, r.name, "network")), (case, r.name)
             storage = _module(files, r.name, "object_storage")
-            # only the replication block reads the partner (its key alias); the buckets and their versioning do not
-            assert "data." not in repr({k: v for k, v in storage.items() if k != "replication"}), (case, r.name)
-            module = files["terraform/modules/aws/object_storage/main.tf"]
-            assert 'resource "aws_s3_bucket_versioning" "this"' in module
+            reads = set(re.findall(r"data\.[\w.]+", repr(storage)))
+            assert reads <= {"data.aws_kms_alias.dr_partner.target_key_arn"}, (case, r.name, reads)
+            if reads:  # the alias it reads is the partner's, which the partner's first round made
+                root = files[f"terraform/regions/{r.name}/main.tf"]
+                alias = re.search(r'data "aws_kms_alias" "dr_partner" \{[^}]*name = "([^"]+)"', root).group(1)
+                partner = plan.region(r.dr_partner)
+                assert alias.endswith(partner.cluster_name) and partner.cloud == "aws", (alias, partner.name)
             page = terraform.docs_region(plan, r)
             if len(aws) > 1 or r.replicates_to_dr_partner:
-                assert AWS_FIRST_ROUND in page, (case, r.name)
+                assert AWS_FIRST_ROUND in page and AWS_SECOND_ROUND in page, (case, r.name)
+                assert page.index(AWS_FIRST_ROUND) < page.index(AWS_SECOND_ROUND)
             assert "before this root" not in page and "(apply it first)" not in page, (case, r.name)

@@ -216,14 +216,26 @@ def test_every_hop_in_front_of_kong_waits_longer_than_kong(compiled, case):
         services = _blocks(doc, "resource", "google_compute_backend_service")
         assert services and all(s["timeout_sec"] > max(kong_wait.values()) for s in services)
     for r in plan.regions:
-        if r.cloud == "aws":  # the NLB passes TCP through: its idle timeout (350 s) is no response timeout
-            continue
         root = _hcl(files[f"terraform/regions/{r.name}/main.tf"])
         (lb,) = [body for m in root["module"] for label, body in m.items() if label.strip('"') == "load_balancer"]
         assert lb["response_timeout_seconds"] > kong_wait[r.name]
         module = files[f"terraform/modules/{r.cloud}/load_balancer/main.tf"]
-        setting = "timeout_sec" if r.cloud == "gcp" else "request_timeout"
+        # AWS: the public ALB's idle timeout (a request waiting on Kong sends nothing; 60 s by default)
+        setting = {"gcp": "timeout_sec", "azure": "request_timeout", "aws": "idle_timeout"}[r.cloud]
         assert re.search(rf"^\s*{setting}\s*=\s*var\.response_timeout_seconds$", module, re.M), module
+
+
+@pytest.mark.parametrize("read_ms, want", [(10_000, 16), (60_000, 61), (600_000, 240)])
+def test_front_doors_wait_stays_in_the_range_azurerm_accepts(tmp_path, read_ms, want):
+    """azurerm validates response_timeout_seconds as 16-240: a 10 s Kong gave 11 and failed at plan (review
+    finding); Front Door waits at least 16 s and at most 240."""
+    spec = yaml.safe_load((REPO / "tests/cases/azure-only/platform.yaml").read_text())
+    spec.setdefault("settings", {}).setdefault("gateway", {})["read_timeout_ms"] = read_ms
+    path = tmp_path / "platform.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    plan = compile_file(str(path)).plan
+    (profile,) = _blocks(_hcl(_tree(plan)["terraform/global/cdn.tf"]), "resource", "azurerm_cdn_frontdoor_profile")
+    assert profile["response_timeout_seconds"] == want
 
 
 def test_a_shorter_kong_wait_lowers_cloudfronts_below_the_cap(tmp_path):

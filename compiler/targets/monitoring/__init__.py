@@ -390,7 +390,7 @@ def docs_region(plan: PlatformPlan, r: RegionPlan) -> str:
             + "; a page inhibits the ticket of the same SLO, service and region."
             + (f" Log indices are deleted after {r.settings.monitoring.log_retention_days} days (ILM, "
                f"`generated/monitoring/{r.name}/kubernetes/{RETENTION}.yaml`, a daily CronJob; its first run is the "
-               f"next night, so start one at once: `kubectl -n {MONITORING_NAMESPACE} create job --from=cronjob/{RETENTION} "
+               f"next night, so start one at once: `kubectl --context {r.cluster_name} -n {MONITORING_NAMESPACE} create job --from=cronjob/{RETENTION} "
                f"{RETENTION}-first`; an index Fluent Bit created before that keeps no lifecycle: give it the policy the "
                "file names by hand, `PUT <index>/_settings` with `index.lifecycle.name`)."
                if retention_objects(r) else "")

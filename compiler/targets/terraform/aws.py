@@ -7,7 +7,7 @@ import re
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.terraform import identity as _identity
-from compiler.ir.edge import lb_target_name, origin_listener_min_tls
+from compiler.ir.edge import lb_target_name, origin_listener_min_tls, origin_response_timeout
 from compiler.targets.terraform.common import aws_cron, cloudwatch_retention, prefix, search_path_entries
 from compiler.formats.hcl import Raw
 from compiler.ir.data_access import (OPENSEARCH_ADVANCED_OPTIONS, OPENSEARCH_DENIED_PATHS, managed_search_domain,
@@ -71,6 +71,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "log_retention_days": cloudwatch_retention(sec.audit_log_retention_days),
         },
         "load_balancer": {
+            "response_timeout_seconds": origin_response_timeout(region.settings),
             "vpc_cidr": region.cidr,
             "public_zone": plan.spec.organization.domain,
             "hostnames": lb_hostnames(plan, region),

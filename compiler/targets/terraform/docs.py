@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from compiler.docs import markdown_cell, markdown_table
+from compiler.ir.names import DATA_HOST_LOGIN_USER
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import redis_users
 from compiler.ir.identity import EBS_CSI_DRIVER, aws_role_name, vault_auth_mount
@@ -57,10 +58,11 @@ def _copy_note(region: RegionPlan, partner: RegionPlan, name: str, b) -> str:
     return ""
 
 
-# What an AWS region root must have before another root can read it: its key (and alias), its VPC, its buckets with
-# versioning on (S3 refuses replication into a bucket without it). None of these reads another region.
-AWS_FIRST_ROUND = ("-target=module.kms -target=module.network "
-                   "-target=module.object_storage.aws_s3_bucket_versioning.this")
+# What an AWS region root must have before another root can read it, in two rounds: its key and alias (reads no
+# other region), then its VPC and its buckets with versioning on (S3 refuses replication into a bucket without it;
+# the versioning reads whether the root replicates, which reads the DR partner's key alias: made in round one).
+AWS_FIRST_ROUND = "-target=module.kms"
+AWS_SECOND_ROUND = "-target=module.network -target=module.object_storage.aws_s3_bucket_versioning.this"
 
 
 def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[str]:
@@ -97,17 +99,20 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
         # the roots read each other: the requester the peers' VPCs, the accepter the requested connection, each
         # replicating root its partner's key alias and versioned buckets. No full apply can go first.
         order = [r.name for r in plan.regions if r.cloud == "aws"]
-        notes.append("The first apply of the AWS regions goes in two rounds, since their roots read each other (the "
+        notes.append("The first apply of the AWS regions goes in rounds, since their roots read each other (the "
                      "peer regions' VPCs and requested peerings, the DR partner's key alias and versioned buckets): "
-                     f"first `terraform -chdir=generated/terraform/regions/<region> apply {AWS_FIRST_ROUND}` in every "
-                     "AWS region root, in any order (none of those reads another region), then the full apply of each "
-                     f"in spec order ({', '.join(order)}): the first of a pair in spec order requests the peering, "
-                     "the other finds it by the two VPCs. Later applies need no order.")
+                     f"`terraform -chdir=generated/terraform/regions/<region> apply {AWS_FIRST_ROUND}` in every AWS "
+                     "region root (any order: the key reads no other region), then "
+                     f"`apply {AWS_SECOND_ROUND}` in every one (any order: they read only the partner's key alias), "
+                     f"then the full apply of each in spec order ({', '.join(order)}): the first of a pair in spec "
+                     "order requests the peering, the other finds it by the two VPCs. Later applies need no order.")
     bastion = region.hosts_in("bastion")
     if region.cloud == "aws" and bastion:
         notes.append(f"The cluster's API endpoint is private: operators reach it through the bastion "
-                     f"(`ssh -D 1080 admin@{bastion[0].fqdn}`, and `proxy-url: socks5://localhost:1080` in the "
-                     "kubeconfig's cluster entry, which `aws eks update-kubeconfig` writes), whose subnet the cluster "
+                     f"(`ssh -D 1080 {DATA_HOST_LOGIN_USER[region.cloud]}@{bastion[0].fqdn}`, and `proxy-url: "
+                     "socks5://localhost:1080` in the kubeconfig's cluster entry, which `aws eks update-kubeconfig "
+                     f"--name {region.cluster_name} --region {region.cloud_region} --alias {region.cluster_name}` "
+                     "writes under the context name the deploy steps use), whose subnet the cluster "
                      "security group admits. Only the identity that applied this root is a cluster administrator (EKS "
                      "access entries): give the other operators and CI theirs with `aws eks create-access-entry` and "
                      "`aws eks associate-access-policy` (AmazonEKSClusterAdminPolicy, or a narrower policy).")

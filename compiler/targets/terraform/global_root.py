@@ -9,8 +9,8 @@ platform's clouds): Route 53 + CloudFront + WAFv2 (templates global/), Azure DNS
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan
-from compiler.ir.edge import (CLOUDFRONT_MAX_ORIGIN_READ_TIMEOUT, edge_cloud, edge_response_timeout, global_name,
-                              origin_verify)
+from compiler.ir.edge import (CLOUDFRONT_MAX_ORIGIN_READ_TIMEOUT, FRONT_DOOR_RESPONSE_TIMEOUT_RANGE, edge_cloud,
+                              edge_response_timeout, global_name, origin_verify)
 from compiler.ir.home_routing import (ORIGINS_PER_DISTRIBUTION, SERVING_KEY_PREFIX, WEIGHTED_ORIGIN_ID,
                                       edge_routes_homes, home_origin_id, home_origin_name, routing_store_name)
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
@@ -109,6 +109,9 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
         context["home_routing"] = home_rules(plan)
     if cloud == "azure":
         context["edge"]["minimum_tls_version"] = FRONT_DOOR_TLS.get(edge.tls_min_version, "TLS12")
+        # Front Door waits 16-240 s: longer than a short Kong timeout is harmless, a longer one is cut at 240
+        lo, hi = FRONT_DOOR_RESPONSE_TIMEOUT_RANGE
+        context["edge"]["response_timeout"] = max(lo, min(hi, context["edge"]["response_timeout"]))
         context["edge"]["client_address_header"] = CLIENT_ADDRESS_HEADER
         context["regions"] = {n: {**r, "weight": max(1, min(FRONT_DOOR_MAX_WEIGHT, r["weight"]))}
                               for n, r in context["regions"].items()}

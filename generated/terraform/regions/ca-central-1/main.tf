@@ -671,14 +671,15 @@ module "load_balancer" {
   internal_zone_id         = module.data_hosts.internal_zone_id
   tags                     = local.tags
 
-  vpc_cidr          = "10.2.0.0/16"
-  public_zone       = "6fb.example.com"
-  hostnames         = ["ca-central-1.6fb.example.com", "origin.6fb.example.com", "api.6fb.example.com", "app.6fb.example.com"]
-  ssl_policy        = "ELBSecurityPolicy-TLS13-1-2-2021-06"
-  listener_port     = 443
-  target_port       = 8443
-  target_group_name = "sixfb-ca-central-1-kong"
-  health_check_path = "/healthz"
+  response_timeout_seconds = 61
+  vpc_cidr                 = "10.2.0.0/16"
+  public_zone              = "6fb.example.com"
+  hostnames                = ["ca-central-1.6fb.example.com", "origin.6fb.example.com", "api.6fb.example.com", "app.6fb.example.com"]
+  ssl_policy               = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+  listener_port            = 443
+  target_port              = 8443
+  target_group_name        = "sixfb-ca-central-1-kong"
+  health_check_path        = "/healthz"
   internal_gateway = {
     name         = "gateway.ca-central-1.internal.6fb.example.com"
     port         = 443

@@ -92,3 +92,8 @@ variable "internal_gateway" {
     source_cidrs = list(string)
   })
 }
+
+variable "response_timeout_seconds" {
+  description = "How long the load balancer waits for Kong's response (the ALB's idle timeout, 60 s by default): Kong's upstream read timeout and a second, so Kong answers first."
+  type        = number
+}

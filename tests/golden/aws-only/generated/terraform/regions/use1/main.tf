@@ -626,14 +626,15 @@ module "load_balancer" {
   internal_zone_id         = module.data_hosts.internal_zone_id
   tags                     = local.tags
 
-  vpc_cidr          = "10.20.0.0/16"
-  public_zone       = "acme.example.org"
-  hostnames         = ["use1.acme.example.org", "origin.acme.example.org", "api.acme.example.org", "app.acme.example.org"]
-  ssl_policy        = "ELBSecurityPolicy-TLS13-1-2-2021-06"
-  listener_port     = 443
-  target_port       = 8443
-  target_group_name = "acme-use1-kong"
-  health_check_path = "/healthz"
+  response_timeout_seconds = 61
+  vpc_cidr                 = "10.20.0.0/16"
+  public_zone              = "acme.example.org"
+  hostnames                = ["use1.acme.example.org", "origin.acme.example.org", "api.acme.example.org", "app.acme.example.org"]
+  ssl_policy               = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+  listener_port            = 443
+  target_port              = 8443
+  target_group_name        = "acme-use1-kong"
+  health_check_path        = "/healthz"
   internal_gateway = {
     name         = "gateway.use1.internal.acme.example.org"
     port         = 443

@@ -112,6 +112,7 @@ resource "aws_lb" "this" {
   security_groups            = concat([aws_security_group.lb.id, aws_security_group.health_checks.id], aws_security_group.from_internal_gateway[*].id)
   drop_invalid_header_fields = true
   enable_deletion_protection = true
+  idle_timeout               = var.response_timeout_seconds
   tags                       = var.tags
 
   access_logs {
