@@ -191,6 +191,12 @@ def _layers(layers: tuple) -> tuple:
     return _LAYER_LISTS.setdefault(layers, layers) if len(_LAYER_LISTS) < 4096 else layers
 
 
+def _pgbouncer_logins(s: RegionSettings, services: tuple[ServicePlan, ...]) -> str:
+    """The roles PgBouncer logs in to PostgreSQL as: its auth_user (auth_query) and each service's role, nobody else
+    (pg_hba's user field, for the region's cluster and for a standby cluster it would serve from)."""
+    return ",".join([s.datastores.pgbouncer.auth_user] + [role_name(x.name) for x in services if "postgres" in x.uses])
+
+
 def _service_peer(svc: ServicePlan, a: Addressing) -> Peer:
     return _pods(svc.name, svc.namespace, {"app": svc.name}, a)
 
@@ -314,15 +320,14 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
         primary = _hosts("postgres", "postgres_primary", pg_primary, zones)
         all_pg = _hosts("postgres", "postgres", pg_primary + pg_replicas, zones)
         if pgb_hosts:
-            # PgBouncer logs in as its auth_user (auth_query) and as each service's role, nobody else
-            pg_users = [ds.pgbouncer.auth_user] + [role_name(x.name) for x in services if "postgres" in x.uses]
+            pg_users = _pgbouncer_logins(s, services)
             # the leader, whichever member Patroni made it: the internal load balancer checking GET /primary
             add(pgbouncer, all_pg, leader_endpoint(internal_domain), POSTGRES_PORT, "PgBouncer's server connections",
-                "postgresql", (*host_layers, "pg_hba"), tls=tls_min, database="all", user=",".join(pg_users))
+                "postgresql", (*host_layers, "pg_hba"), tls=tls_min, database="all", user=pg_users)
             if pg_replicas:  # the read-only pool: the load balancer checking GET /replica
                 add(pgbouncer, _hosts("postgres-read", "postgres", pg_primary + pg_replicas, zones),
                     replica_endpoint(internal_domain), POSTGRES_PORT, "PgBouncer's read-only pool on the replicas",
-                    "postgresql", (*host_layers, "pg_hba"), tls=tls_min, database="all", user=",".join(pg_users))
+                    "postgresql", (*host_layers, "pg_hba"), tls=tls_min, database="all", user=pg_users)
         if pg_replicas:  # Patroni: any member may lead, every other one streams from it (and clones from it)
             members = _hosts("postgres-member", "postgres", pg_primary + pg_replicas, zones)
             # Patroni's primary_conninfo names the leader member's own host; the data tier's fallback names the
@@ -497,8 +502,7 @@ def promoted_standby_connections(s: RegionSettings, services: tuple[ServicePlan,
     pgb = tuple(h for h in hosts if h.group == "pgbouncer")
     if not pgb or not ha.standbys:
         return ()
-    ds = s.datastores
-    users = ",".join([ds.pgbouncer.auth_user] + [role_name(x.name) for x in services if "postgres" in x.uses])
+    users = _pgbouncer_logins(s, services)
     source = _hosts("pgbouncer", "pgbouncer", pgb, zones)
     out = []
     for sb in ha.standbys:

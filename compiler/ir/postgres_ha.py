@@ -166,14 +166,17 @@ STANDBY_HBA_LAYER = "pg_hba-standby"
 source's lines plus this region's), not by the region's, since the cluster holds the source's data and roles."""
 
 
+STANDBY_PEER_PREFIX = "standby-"
+
+
 def standby_peer(of_region: str) -> str:
     """The wiring's name for the members of the standby cluster a region runs for `of_region`."""
-    return f"standby-{of_region}"
+    return STANDBY_PEER_PREFIX + of_region
 
 
 def standby_of(peer_name: str) -> str | None:
-    """The region whose standby cluster a wiring peer is, or None."""
-    return peer_name[len("standby-"):] if peer_name.startswith("standby-") else None
+    """The region whose standby cluster a wiring peer is (standby_peer's inverse), or None."""
+    return peer_name.removeprefix(STANDBY_PEER_PREFIX) if peer_name.startswith(STANDBY_PEER_PREFIX) else None
 
 
 def standby_hba_file(of_region: str) -> str:

@@ -13,6 +13,7 @@ from compiler.targets.datastores.model import Section, Setting
 from compiler.targets.datastores.postgres import PORT, primary_host, self_managed, server_connection, tls_floor
 
 from compiler.ir.names import PGBOUNCER_AUTH_FILE as AUTH_FILE, PGBOUNCER_TLS_DIR as TLS_DIR  # noqa: F401
+from compiler.ir.names import PGBOUNCER_READ_ONLY_SUFFIX as READ_ONLY_SUFFIX  # <shard database>_ro: the replicas' pool
 AUTH_QUERY = "SELECT usename, passwd FROM pgbouncer.get_auth($1)"
 TLS_PROTOCOLS = {"1.2": "tlsv1.2,tlsv1.3", "1.3": "tlsv1.3"}
 
@@ -26,9 +27,6 @@ def _server(region: RegionPlan) -> tuple[str, int]:
 def server_address(region: RegionPlan) -> str:
     """The name PgBouncer's read-write pools dial: the Patroni leader's endpoint (the managed alias otherwise)."""
     return _server(region)[0]
-
-
-from compiler.ir.names import PGBOUNCER_READ_ONLY_SUFFIX as READ_ONLY_SUFFIX  # noqa: E402
 
 
 def read_only_connection(region: RegionPlan):

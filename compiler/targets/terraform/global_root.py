@@ -67,6 +67,7 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
     backend_type, backend = state_backend(plan, state_cloud, "global")
     retention = cloudwatch_retention(settings.security.audit_log_retention_days)
     w = weights(plan)
+    wait = edge_response_timeout(plan)  # how long the CDN waits for a region (compiler/ir/edge.py)
     context = {
         "org": org,
         "name": global_name(spec),
@@ -90,9 +91,9 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
             # CloudFront Functions see header names in lower case
             "client_address_header": CLIENT_ADDRESS_HEADER.lower(),
             "log_retention_days": retention,
-            # how long the CDN waits for a region (compiler/ir/edge.py); CloudFront caps it under its default quota
-            "response_timeout": edge_response_timeout(plan),
-            "cloudfront_read_timeout": min(edge_response_timeout(plan), CLOUDFRONT_MAX_ORIGIN_READ_TIMEOUT),
+            # CloudFront caps the wait under its default quota
+            "response_timeout": wait,
+            "cloudfront_read_timeout": min(wait, CLOUDFRONT_MAX_ORIGIN_READ_TIMEOUT),
         },
         "rotation_days": settings.security.kms_key_rotation_days,
         "origin_verify": origin_verify(plan),
