@@ -62,6 +62,14 @@ def require_patroni_cluster():
     return "/usr/bin/python3"
 
 
+def postgres_hosts(gen: Path, region: str) -> list[str]:
+    """The PostgreSQL hosts of a region's generated inventory (the postgres group's children), in inventory order."""
+    import yaml
+    data = yaml.safe_load((gen / f"ansible/inventories/{region}/hosts.yml").read_text())
+    pg = data["all"]["children"]["data_tier"]["children"]["postgres"]["children"]
+    return [h for g in pg.values() for h in ((g or {}).get("hosts") or {})]
+
+
 ISOLATE = ["unshare", "-n", "--", "sh", "-c", 'ip link set lo up 2>/dev/null; exec "$@"', "sh"]
 AS_POSTGRES = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
 

@@ -25,8 +25,8 @@ import yaml
 
 from compiler import writer
 from compiler.emit import emit
-from tests.conftest import require_tool
-from tests.targets.test_datastores_support import AS_POSTGRES, ISOLATE, _need, private_dir, require_isolation
+from tests.targets.test_datastores_support import (AS_POSTGRES, ISOLATE, postgres_hosts, private_dir,
+                                                   require_patroni_cluster)
 
 REGION = "us-east-1"
 HARNESS = Path(__file__).with_name("patroni_conf_change_harness.py")
@@ -60,18 +60,10 @@ def _restart_handlers(gen: Path) -> list[dict]:
 
 
 def test_a_changed_postgresql_conf_is_applied_through_patroni(generated):
-    require_isolation()
-    for tool in ("patroni", "patronictl", "etcd", "openssl"):
-        require_tool(tool)
-    require_tool("postgres", "/usr/lib/postgresql/15/bin/postgres")
-    python = "/usr/bin/python3"
-    ok = subprocess.run([python, "-c", "import psycopg2, yaml"], capture_output=True).returncode == 0
-    _need(ok, "/usr/bin/python3 lacks psycopg2 or yaml (apt-get install patroni brings both)")
+    python = require_patroni_cluster()
     handlers = _restart_handlers(generated)
     assert handlers, "the copy of postgresql.conf notifies no handler"
-    data = yaml.safe_load((generated / f"ansible/inventories/{REGION}/hosts.yml").read_text())
-    pg = data["all"]["children"]["data_tier"]["children"]["postgres"]["children"]
-    host = next(h for g in pg.values() for h in ((g or {}).get("hosts") or {}))
+    host = postgres_hosts(generated, REGION)[0]
     work = private_dir("pconf-")
     try:
         res = subprocess.run(ISOLATE + AS_POSTGRES + [python, str(HARNESS), str(generated), REGION, host, str(work),

@@ -28,8 +28,8 @@ import yaml
 
 from compiler import writer
 from compiler.emit import emit
-from tests.conftest import require_tool
-from tests.targets.test_datastores_support import AS_POSTGRES, ISOLATE, _need, private_dir, require_isolation
+from tests.targets.test_datastores_support import (AS_POSTGRES, ISOLATE, _need, postgres_hosts, private_dir,
+                                                   require_patroni_cluster)
 
 REGION = "us-east-1"  # it runs standby clusters of its DR partners too
 HARNESS = Path(__file__).with_name("patroni_tls_reload_harness.py")
@@ -69,12 +69,6 @@ def _units(gen: Path, region: str, host: str) -> list[str]:
     return list(_template(include["vars"]["tls_reload_units"], variables))
 
 
-def _pg_hosts(gen: Path, region: str) -> list[str]:
-    data = yaml.safe_load((gen / f"ansible/inventories/{region}/hosts.yml").read_text())
-    pg = data["all"]["children"]["data_tier"]["children"]["postgres"]["children"]
-    return [h for g in pg.values() for h in ((g or {}).get("hosts") or {})]
-
-
 def test_the_postgresql_renewal_reloads_every_patroni_instance_of_the_host(generated, reference):
     assert "tls_reload_units" in _tls_include(generated)["vars"], "the PostgreSQL certificate's renewal reloads nothing"
     patroni_tasks = (generated / "ansible/roles/patroni/tasks/main.yml").read_text()
@@ -82,7 +76,7 @@ def test_the_postgresql_renewal_reloads_every_patroni_instance_of_the_host(gener
     seen_standby = False
     for region in (r.name for r in reference.regions if r.postgres_ha is not None):
         gv = yaml.safe_load((generated / f"ansible/inventories/{region}/group_vars/postgres.yml").read_text())
-        for host in _pg_hosts(generated, region):
+        for host in postgres_hosts(generated, region):
             standbys = [s["instance"] for s in gv.get("patroni_standby_clusters") or [] if host in s["hosts"]]
             seen_standby |= bool(standbys)
             assert _units(generated, region, host) == [f"patroni@{v}.service" for v in ["15-main", *standbys]], host
@@ -90,15 +84,9 @@ def test_the_postgresql_renewal_reloads_every_patroni_instance_of_the_host(gener
 
 
 def test_a_renewed_certificate_is_served_after_the_renewal_reloads_patroni(generated):
-    require_isolation()
-    for tool in ("patroni", "etcd", "openssl"):
-        require_tool(tool)
-    require_tool("postgres", "/usr/lib/postgresql/15/bin/postgres")
+    python = require_patroni_cluster()
     _need(PATRONI_UNIT.is_file(), f"{PATRONI_UNIT} is missing (Debian's patroni package)")
-    python = "/usr/bin/python3"
-    ok = subprocess.run([python, "-c", "import psycopg2, yaml"], capture_output=True).returncode == 0
-    _need(ok, "/usr/bin/python3 lacks psycopg2 or yaml (apt-get install patroni brings both)")
-    host = _pg_hosts(generated, REGION)[0]
+    host = postgres_hosts(generated, REGION)[0]
     units = _units(generated, REGION, host)
     work = private_dir("ptls-")
     try:
