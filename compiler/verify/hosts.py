@@ -711,29 +711,12 @@ def _check_tls(tree, region, conns) -> list[Result]:
     out = []
     served = [c for c in conns if ("pg_hba" in c.layers or STANDBY_HBA_LAYER in c.layers)
               and c.app_protocol == "postgresql" and c.tls]
-    servers: dict = {}
-
-    def server_of(c):
-        """(its postgresql.conf's path, parsed, the versions it accepts, and the line to blame for a client)."""
-        standby = standby_of(c.dest.name) if STANDBY_HBA_LAYER in c.layers else None
-        pg_rel = f"{DATASTORES.format(region=standby or region)}/postgresql.conf"
-        if pg_rel not in servers:
-            pg = _conf(tree, pg_rel)
-            server, lo_line, hi_line = _server_versions(pg)
-            hi = _PG_VERSION.get(pg.get("ssl_max_protocol_version", ("", 0))[0], "")
-
-            def line_for(client: set[str], lo_line=lo_line, hi_line=hi_line, hi=hi) -> int:
-                """ssl_max_protocol_version's line when it sits below every version the client speaks, else the floor's."""
-                if hi_line and hi and client and _VERSIONS.index(hi) < _VERSIONS.index(_floor(client)):
-                    return hi_line
-                return lo_line or hi_line
-            servers[pg_rel] = (pg, server, line_for)
-        return (pg_rel, *servers[pg_rel])
-
     for c in served:
         res = Result(TLS_LAYER, c.id)
         out.append(res)
-        pg_rel, pg, server, server_line = server_of(c)
+        standby = standby_of(c.dest.name) if STANDBY_HBA_LAYER in c.layers else None
+        pg_rel = f"{DATASTORES.format(region=standby or region)}/postgresql.conf"
+        pg, server, server_line = _tls_server(tree, pg_rel)
         if c.source.host_group == "pgbouncer":
             pgb = _conf(tree, pgb_rel)
             raw, line = pgb.get("server_tls_protocols", ("secure", 0))
@@ -763,6 +746,20 @@ def _check_tls(tree, region, conns) -> list[Result]:
             res.broken += _agree(c, f"{c.source.name} (TLS {floor} or later)", client, pg_rel, server_line(client),
                                  server, pg_rel, server_line(client))
     return out
+
+
+def _tls_server(tree, pg_rel: str):
+    """A postgresql.conf as a TLS server: its settings, the versions it accepts, and the line to blame for a client
+    (ssl_max_protocol_version's when it sits below every version the client speaks, else the floor's)."""
+    pg = _conf(tree, pg_rel)
+    server, lo_line, hi_line = _server_versions(pg)
+    hi = _PG_VERSION.get(pg.get("ssl_max_protocol_version", ("", 0))[0], "")
+
+    def line_for(client: set[str]) -> int:
+        if hi_line and hi and client and _VERSIONS.index(hi) < _VERSIONS.index(_floor(client)):
+            return hi_line
+        return lo_line or hi_line
+    return pg, server, line_for
 
 
 def _agree(c, client_name, client, client_rel, client_line, server, server_rel, server_line) -> list[Broken]:
