@@ -77,6 +77,37 @@ def _cluster() -> list:
              loop_control={"loop_var": "redis_replica", "label": "{{ redis_replica.name }}"},
              when=f"(hostvars[redis_replica.name].{ADDRESS} ~ ':' ~ redis_port ~ '@') not in redis_cluster_nodes.stdout",
              **on_first),
+        *_failback(on_first),
+    ]
+
+
+def _failback(on_first: dict) -> list:
+    """Put each primary back where the topology placed it. A primary that fails is replaced by its replica, in
+    another zone, and rejoins as that replica's replica: after one zone's outage the zone holds no primary and
+    another holds two, and losing that zone next takes a majority of the primaries (with three), so the cluster can
+    no longer elect replacements and stops. A topology primary found serving as a replica with its link up is told
+    CLUSTER FAILOVER: the coordinated kind, which waits for the replica to catch up before it takes the slots (writes
+    to that shard pause for a moment, nothing is lost); one whose link is down is left to the cluster."""
+    def cli(host: str) -> list:
+        return ["redis-cli", "--user", "platformc-admin", "-h", f"{{{{ hostvars[{host}].{ADDRESS} }}}}",
+                "-p", "{{ redis_port }}"]
+    displaced = "'role:slave' in redis_state.stdout and 'master_link_status:up' in redis_state.stdout"
+    each = {"loop": "{{ redis_primary_states.results }}",
+            "loop_control": {"loop_var": "redis_state", "label": "{{ redis_state.redis_primary.name }}"}}
+    return [
+        task("Read how each topology primary serves", "ansible.builtin.command",
+             {"argv": [*cli("redis_primary.name"), "info", "replication"]}, changed_when=False,
+             register="redis_primary_states", loop="{{ redis_primary_nodes }}",
+             loop_control={"loop_var": "redis_primary", "label": "{{ redis_primary.name }}"}, **on_first),
+        task("Give a primary that a failover displaced its slots back", "ansible.builtin.command",
+             {"argv": [*cli("redis_state.redis_primary.name"), "cluster", "failover"]}, changed_when=True,
+             when=displaced, **each, **on_first),
+        # Redis gives a manual failover 5 s (CLUSTER_MF_TIMEOUT) and the election that follows twice the node
+        # timeout: a minute is ample, and a node still a replica after it fails the run for someone to look at.
+        task("Wait until each of them serves as a primary again", "ansible.builtin.command",
+             {"argv": [*cli("redis_state.redis_primary.name"), "info", "replication"]}, changed_when=False,
+             register="redis_failback", until="'role:master' in redis_failback.stdout", retries=60, delay=1,
+             when=displaced, **each, **on_first),
     ]
 
 
