@@ -741,3 +741,26 @@ def test_packages_whose_upgrade_restarts_a_clustered_server_are_held(outputs):
             if sel and sel["selection"] == "hold":
                 held |= set(t.get("loop") or [sel["name"]])
         assert packages <= held, (role, held)
+
+
+# Roles whose restart stops only the host's own agents: a monitoring gap or a moment without SSH, nothing a service
+# or a quorum depends on. Every other role that restarts its service runs it on several hosts that serve together.
+RESTART_ANYWHERE = {"common", "node_exporter", "postgres_exporter", "redis_exporter"}
+
+
+def test_servers_that_work_together_restart_one_host_at_a_time(outputs):
+    """A handler restarts its service on every host whose file changed, and a new certificate or a new setting
+    changes them all in the same run. Restarted together, three etcd members lose quorum (Patroni then cannot hold
+    its leader key), a Redis primary and its replica take their shard down, every PgBouncer drops its clients at
+    once. Each such handler restarts one host at a time (throttle: 1; the units are Type=notify, so a restart
+    returns once the server is ready)."""
+    _, files = outputs
+    checked = set()
+    for role, parts in _roles(files).items():
+        for handler in parts["handlers"]:
+            args = handler.get("ansible.builtin.service") or handler.get("ansible.builtin.systemd_service") or {}
+            if args.get("state") != "restarted" or role in RESTART_ANYWHERE:
+                continue
+            assert handler.get("throttle") == 1, (role, handler["name"])
+            checked.add(role)
+    assert {"etcd", "redis", "pgbouncer"} <= checked, checked

@@ -335,5 +335,6 @@ def pgbouncer() -> Role:
         handlers=[service("Reload PgBouncer", "pgbouncer", r, state="reloaded", enabled=None, listen=TOPIC),
                   task("Reload systemd for PgBouncer's limits", "ansible.builtin.systemd_service", {"daemon_reload": True},
                        listen="Restart PgBouncer", when="ansible_facts.service_mgr == 'systemd'"),
-                  service("Restart PgBouncer", "pgbouncer", r, state="restarted", enabled=None)],
+                  # One host at a time, so the region's other PgBouncers keep serving while one drops its clients.
+                  service("Restart PgBouncer", "pgbouncer", r, state="restarted", enabled=None, throttle=1)],
     )

@@ -251,7 +251,11 @@ def etcd() -> Role:
                  content=content, notify="Restart etcd"),
             service("Start etcd at boot", "etcd", r),
         ]},
-        handlers=[service("Restart etcd", "etcd", r, state="restarted", enabled=None, listen="tls certificate changed")],
+        # One member at a time: a new certificate or setting reaches every member in the same run, and three
+        # restarted together lose quorum, so Patroni cannot renew its leader key (etcd's unit is Type=notify: a
+        # restart returns once the member has rejoined).
+        handlers=[service("Restart etcd", "etcd", r, state="restarted", enabled=None, throttle=1,
+                          listen="tls certificate changed")],
     )
 
 
