@@ -123,6 +123,9 @@ PGBOUNCER_NOFILE_MARGIN = 1024
 POSTGRES_EXPORTER_PORT = 9187
 REDIS_EXPORTER_PORT = 9121
 NODE_EXPORTER_PORT = 9100
+# The scrape label that names the role the topology gave a Redis node ("primary" or "replica"): the helm target puts
+# it on the node's scrape targets, the monitoring target alerts when a node placed as a primary serves as a replica.
+REDIS_PLACED_ROLE_LABEL = "placed_role"
 
 # ---------------------------------------------------------------- the client's address behind the edge
 # The CDN sets this request header to the viewer's address (overwriting whatever the client sent), and

@@ -30,7 +30,10 @@ def test_promtool_checks_every_rule_file(tree):
     assert len(files) == len(plan.regions)
     res = subprocess.run([promtool, "check", "rules", *files], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert res.stdout.count("SUCCESS: 22 rules found") == len(files), res.stdout
+    # 22 rules everywhere, and RedisPrimaryDisplaced where Redis runs on the region's own nodes
+    for r in plan.regions:
+        count = 22 + bool(r.hosts_in("redis_cluster"))
+        assert f"monitoring/{r.name}/prometheus/slo-rules.yaml\n  SUCCESS: {count} rules found" in res.stdout, r.name
 
 
 def test_amtool_checks_every_alertmanager_config(tree):
@@ -151,6 +154,7 @@ EXPORTER_METRICS = {
     "pg_stat_statements_calls_total": ("postgres-exporter", "collector/pg_stat_statements.go, --collector.stat_statements"),
     "redis_keyspace_hits_total": ("redis-exporter", "exporter/exporter.go metricMapCounters (INFO keyspace_hits)"),
     "redis_keyspace_misses_total": ("redis-exporter", "exporter/exporter.go metricMapCounters (INFO keyspace_misses)"),
+    "redis_instance_info": ("redis-exporter", "exporter/info.go: value 1, labels role (INFO's master/slave), redis_version, ..."),
 }
 
 
@@ -235,6 +239,13 @@ ALERT_CASES = {
     "CacheHitRatioLow": ([_counter("redis_keyspace_hits_total", 50), _counter("redis_keyspace_misses_total", 50)],
                          [_counter("redis_keyspace_hits_total", 99), _counter("redis_keyspace_misses_total", 1)],
                          {"region": "us-east-1"}, "70m"),
+    # a node the topology placed as a primary (its scrape label), serving as a replica; a placed replica doing so is fine
+    "RedisPrimaryDisplaced": ([_gauge('redis_instance_info{instance="redis-1:9121",placed_role="primary",role="slave"}', 1),
+                               _gauge('redis_instance_info{instance="redis-4:9121",placed_role="replica",role="master"}', 1)],
+                              [_gauge('redis_instance_info{instance="redis-1:9121",placed_role="primary",role="master"}', 1),
+                               _gauge('redis_instance_info{instance="redis-4:9121",placed_role="replica",role="slave"}', 1)],
+                              {"instance": "redis-1:9121", "placed_role": "primary", "role": "slave", "region": "us-east-1"},
+                              "70m"),
     "ReplicationLagHigh": ([_gauge('pg_replication_lag_seconds{instance="pg-2"}', 5)],
                            [_gauge('pg_replication_lag_seconds{instance="pg-2"}', 0.1)],
                            {"instance": "pg-2", "region": "us-east-1"}, "70m"),
@@ -427,3 +438,23 @@ def test_latency_targets_are_capped_at_kongs_last_bucket():
         bound = min(m.le for m in Slos.model_fields[field].metadata if hasattr(m, "le"))  # PositiveInt has its own
         assert bound == monitoring.KONG_LATENCY_BUCKETS_MS[-1], field
         assert monitoring.latency_edge(bound) == bound
+
+
+def test_the_displaced_primary_alert_reads_the_label_the_scrape_config_sets(any_case):
+    """RedisPrimaryDisplaced matches the scrape label of the role the topology placed a node in: the region's
+    redis-exporter job must label exactly the topology's primaries with that value, or the alert never fires."""
+    import re
+    from compiler.targets.helm import observability
+    for r in any_case.regions:
+        alerts = {rule["alert"]: rule for g in monitoring.rule_groups(any_case, r) for rule in g["rules"] if "alert" in rule}
+        if not r.hosts_in("redis_cluster"):
+            assert "RedisPrimaryDisplaced" not in alerts, r.name
+            continue
+        matchers = dict(re.findall(r'(\w+)="([^"]*)"', alerts["RedisPrimaryDisplaced"]["expr"]))
+        assert matchers.pop("role") == "slave"  # how redis_exporter's redis_instance_info names a replica
+        ((label, value),) = matchers.items()
+        scrape = observability.kube_prometheus_stack(any_case, r)["prometheus"]["prometheusSpec"]["additionalScrapeConfigs"]
+        job = next(j for j in scrape if j["job_name"] == "redis-exporter")
+        labelled = {t.rsplit(":", 1)[0]: group["labels"].get(label) == value
+                    for group in job["static_configs"] for t in group["targets"]}
+        assert labelled == {h.fqdn: not h.replica_of for h in r.hosts_in("redis_cluster")}, r.name

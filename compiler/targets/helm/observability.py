@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan, names
 from compiler.targets.helm.fluentbit import render_conf
-from compiler.ir.names import NODE_EXPORTER_PORT, POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT
+from compiler.ir.names import NODE_EXPORTER_PORT, POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT, REDIS_PLACED_ROLE_LABEL
 from compiler.targets.helm.platform import RESTRICTED_CONTAINER, amounts
 from compiler.ir.names import LOG_INDEX_PREFIXES, KUBE_PROXY_CLOUDS, OTEL_COLLECTOR_SERVICE, OTEL_PROMETHEUS_PORT, OTEL_PROMETHEUS_PORT_NAME
 from compiler.ir.names import MONITORING_NAMESPACE, OTLP_GRPC_PORT, OTLP_HTTP_PORT
@@ -71,17 +71,28 @@ SCRAPE_JOBS = {
 }
 
 
+def _target_labels(host) -> dict:
+    """A host's scrape labels: its group (which tells a PostgreSQL primary from a replica), and for a Redis node the
+    role the topology placed it in (a failover can change the role it serves, never this label)."""
+    labels = {"group": host.group}
+    if host.group == "redis_cluster":
+        labels[REDIS_PLACED_ROLE_LABEL] = "replica" if host.replica_of else "primary"
+    return labels
+
+
 def _host_scrape_jobs(region: RegionPlan) -> list[dict]:
     """The exporters on the self-managed hosts: every `prometheus` connection of region.wiring, a job
-    per exporter port and a target group per host group (`group` tells a primary from a replica)."""
-    group_of = {h.fqdn: h.group for h in region.hosts}
-    jobs: dict[str, dict[str, list[str]]] = {}
+    per exporter port and a target group per distinct set of labels (_target_labels)."""
+    host_of = {h.fqdn: h for h in region.hosts}
+    jobs: dict[str, dict[tuple, list[str]]] = {}
     for c in region.through("prometheus"):
         job = jobs.setdefault(SCRAPE_JOBS.get(c.dest_port, f"exporter-{c.dest_port}"), {})
         for fqdn in c.dest.hosts:
-            job.setdefault(group_of.get(fqdn, c.dest.host_group), []).append(f"{fqdn}:{c.dest_port}")
-    return [{"job_name": name, "static_configs": [{"targets": targets, "labels": {"group": group}}
-                                                  for group, targets in groups.items()]}
+            host = host_of.get(fqdn)
+            labels = _target_labels(host) if host else {"group": c.dest.host_group}
+            job.setdefault(tuple(labels.items()), []).append(f"{fqdn}:{c.dest_port}")
+    return [{"job_name": name, "static_configs": [{"targets": targets, "labels": dict(labels)}
+                                                  for labels, targets in groups.items()]}
             for name, groups in jobs.items()]
 
 

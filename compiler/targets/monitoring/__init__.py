@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.names import ELASTICSEARCH_CLIENT_SECRETS, LOG_INDEX_PREFIXES, MONITORING_NAMESPACE, log_index_prefix
+from compiler.ir.names import REDIS_PLACED_ROLE_LABEL
 from compiler.render import banner, dump_documents, dump_yaml
 
 NAME = "monitoring"
@@ -164,6 +165,15 @@ def rule_groups(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
                f"WAL archiving to {r.backup_url} is failing in {r.name}",
                f"Point-in-time recovery within the {dr.rpo_minutes} min RPO is at risk.", for_="5m", region=r.name),
     ]
+    if r.hosts_in("redis_cluster"):
+        # The topology places each shard's primary and replica in different zones; a primary that failed rejoins as
+        # its replica's replica, so the replica's zone now holds two primaries and losing it next could leave too
+        # few to elect replacements. The redis role's next run moves it back; this says when one is due.
+        data.append(_alert(
+            "RedisPrimaryDisplaced", f'redis_instance_info{{{REDIS_PLACED_ROLE_LABEL}="primary",role="slave"}} == 1',
+            TICKET, "cache", f"Redis node {{{{ $labels.instance }}}}, placed as a primary, serves as a replica in {r.name}",
+            "A failover gave its slots to its replica in another zone, which now holds two primaries. Run the region's "
+            "redis.yml (Ansible) to give them back.", for_="15m", region=r.name))
     capacity = [
         _alert("NodeCpuHigh", '1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[5m]))'
                f" > {_num(cap.max_cpu_utilization_percent / 100)}", TICKET, "capacity",
