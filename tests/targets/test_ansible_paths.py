@@ -38,6 +38,7 @@ PROVIDED = {
     "/etc": "base-files",
     "/etc/default": "base-files",
     "/etc/apt/apt.conf.d": "apt",
+    "/etc/apt/preferences.d": "apt",
     "/etc/sysctl.d": "procps",
     "/etc/systemd/system": "systemd",
     "/etc/tmpfiles.d": "systemd",

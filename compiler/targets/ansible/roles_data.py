@@ -55,11 +55,26 @@ def _patronictl(name: str, argv: list, role: str, **kw) -> dict:
 
 # ---------------------------------------------------------------- postgresql
 
+PATRONI_APT_PIN = "/etc/apt/preferences.d/platformc-patroni"
+# apt_preferences(5): "o=" is the Origin of a repository's Release file, which is apt.postgresql.org for that
+# repository whatever mirror serves it; priority -1 means never install a version from there.
+PATRONI_APT_PIN_CONTENT = """\
+# Patroni from the distribution (platformc postgresql role): the PostgreSQL project's repository carries newer majors.
+Package: patroni
+Pin: release o=apt.postgresql.org
+Pin-Priority: -1
+"""
+
 def _pg_install() -> list:
     return [
         apt("Install the APT repository tooling", ["python3-debian", "acl"]),
         repository("Add the PostgreSQL project's APT repository", "pgdg", "https://apt.postgresql.org/pub/repos/apt",
                    "{{ ansible_facts.distribution_release }}-pgdg", "https://www.postgresql.org/media/keys/ACCC4CF8.asc"),
+        # That repository follows Debian unstable, so it carries Patroni's newest major as well, and apt installs the
+        # highest version it sees: the patroni role (next in postgresql.yml) would get a Patroni its configuration
+        # and handlers were not written for. PostgreSQL and its extensions come from it, Patroni never does.
+        copy("Take Patroni from the distribution, never the PostgreSQL project's repository", PATRONI_APT_PIN,
+             content=PATRONI_APT_PIN_CONTENT),
         repository("Add Timescale's APT repository", "timescaledb",
                    "https://packagecloud.io/timescale/timescaledb/{{ ansible_facts.distribution | lower }}/",
                    "{{ ansible_facts.distribution_release }}", "https://packagecloud.io/timescale/timescaledb/gpgkey",

@@ -269,12 +269,21 @@ def patroni() -> Role:
         description="Patroni (Debian patroni 3.0) runs PostgreSQL: leader election in etcd, a synchronous replica, "
                     "DR standby clusters.",
         defaults={"patroni_config": {}, "patroni_standby_clusters": [], "patroni_standby_passwords": {},
-                  "patroni_callback": CALLBACK},
+                  "patroni_callback": CALLBACK, "patroni_version": "3.0"},
         vars={**services_ready_var(r, "patroni_install"),
               "patroni_my_standbys": expr("patroni_standby_clusters | selectattr('hosts', 'contains', inventory_hostname)",
                                           "| list")},
         tasks={"main": [
             apt("Install Patroni with its etcd client", ["patroni", "python3-etcd3"], register="patroni_install"),
+            # The configuration and the handlers (patronictl's JSON, restart --pending) are written and tested for
+            # this major; a host that got another one (installed before the postgresql role's apt pin) is stopped
+            # here rather than left to a Patroni that may read them otherwise.
+            task("Read the installed Patroni version", "ansible.builtin.package_facts", {"manager": "apt"}),
+            task("Check that the installed Patroni is the version platformc writes for", "ansible.builtin.assert", {
+                "that": ["ansible_facts.packages['patroni'][0].version is search('^' ~ patroni_version ~ '[.]')"],
+                "fail_msg": "platformc writes Patroni {{ patroni_version }}'s configuration, this host has "
+                            "{{ ansible_facts.packages['patroni'][0].version }}"},
+                 when="'patroni' in ansible_facts.packages"),
             task("Create Patroni's directories", "ansible.builtin.file",
                  {"path": "{{ patroni_dir }}", "state": "directory", "owner": "root", "group": "postgres",
                   "mode": "0750"}, loop=[PATRONI_CONFIG_DIR, "/usr/local/lib/platformc"],
