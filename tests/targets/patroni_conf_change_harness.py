@@ -1,15 +1,17 @@
 """The configuration change behind tests/targets/test_patroni_conf_change.py (run by it, inside `unshare -n`, as
 postgres).
 
-    python3 patroni_conf_change_harness.py <generated dir> <region> <host> <work dir> <handlers as JSON>
+    python3 patroni_conf_change_harness.py <generated dir> <region> <host> <work dir> <handlers as JSON> <names as JSON>
 
 Starts, on loopback only, one etcd member and one Patroni member (the host's, from the region's group_vars
 patroni_config, remapped as patroni_harness.py remaps it). Then it changes the data tier's postgresql.conf as a new
 version of the file would (the role's copy, which notifies "Restart PostgreSQL"): a setting PostgreSQL takes on a
 reload (work_mem) and one it takes only at a restart (max_files_per_process). It runs the handlers that notification
-runs, in their order, each one's command as the role writes it (the test fills in the variables); a handler with
-`until` is retried as Ansible retries it (its condition: the member's `Pending restart` in `patronictl list
---extended --format json`).
+runs, in their order, each one's command as the role writes it; a handler with `until` is retried as Ansible
+retries it (its condition: the member's `Pending restart` in `patronictl list --extended --format json`), one whose
+`when` is that condition runs only if the handler before it saw it, and a service reload of the Patroni unit is the
+SIGHUP its ExecReload sends. <names> maps each template in the commands to what it stands for here: "config" (the
+member's Patroni configuration file), "scope" or "member".
 
 Prints one JSON line: both settings before and after, and each handler's exit status and output.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -48,8 +51,8 @@ def pending(stdout: str, host: str) -> bool:
 
 
 def main():
-    gen, region, host, root, handlers = (Path(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4]),
-                                         json.loads(sys.argv[5]))
+    gen, region, host, root, handlers, names = (Path(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4]),
+                                                json.loads(sys.argv[5]), json.loads(sys.argv[6]))
     os.environ["HOME"] = str(root)
     w = Work(root)
     ctx = ssl.create_default_context(cafile=w.crt)
@@ -69,28 +72,42 @@ def main():
         path = root / "member.yml"
         path.write_text(yaml.safe_dump(cfg))
         sock = root / "member" / "sock"
-        procs.append(Proc("member", ["patroni", str(path)], logs, env={"PGHOST": str(sock), "PGPORT": str(PG_PORT)}))
+        member = Proc("member", ["patroni", str(path)], logs, env={"PGHOST": str(sock), "PGPORT": str(PG_PORT)})
+        procs.append(member)
         wait(lambda: rest(REST_PORT, "/primary", ctx) == 200, 180, "the member leading")
         time.sleep(2)
         out["before"] = settings(sock)
         # the new file: the role's copy replaces it whole; here the settings are appended (the last one wins)
         conf.write_text(conf.read_text() + "".join(f"{k} = {v}\n" for k, v in CHANGED.items()))
-        variables = {"{{ postgresql_patroni_config }}": str(path), "{{ patroni_scope }}": cfg["scope"],
-                     "{{ inventory_hostname }}": host}
+        values = {"config": str(path), "scope": cfg["scope"], "member": host}
+        flagged = False
         for h in handlers:
-            argv = [variables.get(a, a) for a in h["argv"]]
+            if h.get("sighup"):
+                member.p.send_signal(signal.SIGHUP)
+                time.sleep(2)  # Patroni applies it in its next cycle's reload
+                out["handlers"].append({"name": h["name"], "rc": 0, "attempts": 1, "output": "SIGHUP"})
+                continue
+            if h.get("when_pending") and not flagged:
+                out["handlers"].append({"name": h["name"], "rc": 0, "attempts": 0, "output": "skipped"})
+                continue
+            argv = [values[names[a]] if a in names else a for a in h["argv"]]
+            assert not any("{{" in a for a in argv), f"a template the test did not name: {argv}"
             for attempt in range(1 + (h.get("retries", 0) if h.get("until_pending") else 0)):
                 res = subprocess.run(argv, capture_output=True, text=True)
                 if not h.get("until_pending") or (res.returncode == 0 and pending(res.stdout, host)):
                     break
                 time.sleep(h.get("delay", 5))
+            if h.get("until_pending"):
+                flagged = res.returncode == 0 and pending(res.stdout, host)
             out["handlers"].append({"name": h["name"], "rc": res.returncode, "attempts": attempt + 1,
                                     "output": (res.stdout + res.stderr)[-600:]})
+        # Until the member leads again and its reload has reached PostgreSQL: a SIGHUP is applied in Patroni's next
+        # cycle (loop_wait), so the reload-only setting may lag the handlers by up to one.
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
                 out["after"] = settings(sock)
-                if rest(REST_PORT, "/primary", ctx) == 200:
+                if rest(REST_PORT, "/primary", ctx) == 200 and out["after"]["work_mem"]["setting"] == "7168":
                     break
             except psycopg2.Error:
                 pass

@@ -29,6 +29,14 @@ from tests.targets.test_datastores_support import (AS_POSTGRES, ISOLATE, postgre
                                                    require_patroni_cluster)
 
 REGION = "us-east-1"
+# What the postgresql role's handler commands name, as the harness has them (its member's configuration, scope, name)
+MEMBER_NAMES = {"{{ postgresql_patroni_config }}": "config", "{{ patroni_scope }}": "scope",
+                "{{ inventory_hostname }}": "member"}
+# ... and what the patroni role's standby cluster handlers name (a loop item, then a registered result's item)
+STANDBY_NAMES = {"/etc/patroni/{{ patroni_standby.instance }}.yml": "config",
+                 "/etc/patroni/{{ patroni_pending.patroni_standby.instance }}.yml": "config",
+                 "{{ patroni_standby.config.scope }}": "scope",
+                 "{{ patroni_pending.patroni_standby.config.scope }}": "scope", "{{ inventory_hostname }}": "member"}
 HARNESS = Path(__file__).with_name("patroni_conf_change_harness.py")
 
 
@@ -41,9 +49,10 @@ def generated(reference):
     shutil.rmtree(gen, ignore_errors=True)
 
 
-def _restart_handlers(gen: Path) -> list[dict]:
-    """The command handlers a "Restart PostgreSQL" notification runs (by name or listen), in the file's order."""
-    role = gen / "ansible/roles/postgresql"
+def _restart_handlers(gen: Path, role_name: str) -> list[dict]:
+    """The handlers the role's copy of a postgresql.conf notifies (by name or listen), in the file's order: each
+    command, and a service reload of a Patroni unit (its ExecReload's SIGHUP)."""
+    role = gen / "ansible/roles" / role_name
     copy = next(t for t in yaml.safe_load((role / "tasks/main.yml").read_text())
                 if str(t.get("ansible.builtin.copy", {}).get("dest", "")).endswith("/postgresql.conf"))
     topics = [copy["notify"]] if isinstance(copy["notify"], str) else copy["notify"]
@@ -51,23 +60,31 @@ def _restart_handlers(gen: Path) -> list[dict]:
     for h in yaml.safe_load((role / "handlers/main.yml").read_text()):
         listen = h.get("listen") or []
         listen = [listen] if isinstance(listen, str) else listen
-        if (h["name"] in topics or set(listen) & set(topics)) and "ansible.builtin.command" in h:
-            until = h.get("until", "")
+        if not (h["name"] in topics or set(listen) & set(topics)):
+            continue
+        service = h.get("ansible.builtin.service")
+        if service:
+            assert service["name"].startswith("patroni@") and service["state"] == "reloaded", h
+            out.append({"name": h["name"], "sighup": True})
+        elif "ansible.builtin.command" in h:
+            until, when = h.get("until", ""), str(h.get("when", ""))
             assert not until or "Pending restart" in until, until  # the harness retries on exactly this condition
             out.append({"name": h["name"], "argv": h["ansible.builtin.command"]["argv"],
-                        "until_pending": bool(until), "retries": h.get("retries", 0), "delay": h.get("delay", 5)})
+                        "until_pending": bool(until), "when_pending": "Pending restart" in when,
+                        "retries": h.get("retries", 0), "delay": h.get("delay", 5)})
     return out
 
 
-def test_a_changed_postgresql_conf_is_applied_through_patroni(generated):
+def _change(generated: Path, role: str, names: dict) -> dict:
     python = require_patroni_cluster()
-    handlers = _restart_handlers(generated)
+    handlers = _restart_handlers(generated, role)
     assert handlers, "the copy of postgresql.conf notifies no handler"
     host = postgres_hosts(generated, REGION)[0]
     work = private_dir("pconf-")
     try:
         res = subprocess.run(ISOLATE + AS_POSTGRES + [python, str(HARNESS), str(generated), REGION, host, str(work),
-                                                      json.dumps(handlers)], capture_output=True, text=True, timeout=600)
+                                                      json.dumps(handlers), json.dumps(names)],
+                             capture_output=True, text=True, timeout=600)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     assert res.returncode == 0, f"the harness failed:\n{res.stderr[-6000:]}"
@@ -75,6 +92,25 @@ def test_a_changed_postgresql_conf_is_applied_through_patroni(generated):
     print("\nconfiguration change:", json.dumps(out, indent=1), file=sys.stderr)
     assert all(h["rc"] == 0 for h in out["handlers"]), out["handlers"]
     assert out["before"]["work_mem"]["setting"] != "7168" and out["before"]["max_files_per_process"]["setting"] != "1500"
+    return out
+
+
+def _applied(out: dict) -> None:
     assert out["after"]["work_mem"]["setting"] == "7168"  # kB
     assert out["after"]["max_files_per_process"]["setting"] == "1500"
     assert not any(v["pending_restart"] for v in out["after"].values()), out["after"]
+
+
+def test_a_changed_postgresql_conf_is_applied_through_patroni(generated):
+    _applied(_change(generated, "postgresql", MEMBER_NAMES))
+
+
+def test_a_standby_clusters_changed_postgresql_conf_is_applied_too(generated):
+    """The patroni role's copy of a DR standby cluster's postgresql.conf (the source region's file) runs its own
+    handlers: the reload of that cluster's Patroni, then the restart of a member it flags. They run here against a
+    one-member cluster of their own: Patroni reloads, flags and restarts a standby cluster's member as it does any
+    member. Reloaded only, max_files_per_process (and max_connections, which a hot standby must hold at least at the
+    primary's value) never took effect."""
+    out = _change(generated, "patroni", STANDBY_NAMES)
+    _applied(out)
+    assert [h["name"] for h in out["handlers"]][-1] == "Restart the standby clusters"

@@ -19,7 +19,8 @@ from compiler.ir.names import (PATRONI_CONFIG_DIR, POSTGRES_PORT, POSTGRES_REPLI
 from compiler.ir.postgres_ha import standby_hba_file
 from compiler.ir.postgres_sizing import patroni_dcs_parameters, standby_memory_parameters
 from compiler.ir.wal_archive import promoted_archive_command, standby_restore_command
-from compiler.targets.ansible.role import Role, apt, copy, expr, service, services_ready_var, systemd_dropin, task
+from compiler.targets.ansible.role import (Role, apt, copy, expr, service, services_ready_var, systemd_dropin, task,
+                                            when_ready)
 from compiler.targets.ansible.roles_data import POSTGRES_DATA_MOUNT, START_CONF
 
 PATRONI_INSTANCE = "{{ postgresql_version }}-main"  # Debian's patroni@<instance>.service reads /etc/patroni/<instance>.yml
@@ -320,7 +321,7 @@ def patroni() -> Role:
             copy("Install the source region's postgresql.conf for its standby cluster",
                  "{{ patroni_standby.config_dir }}/postgresql.conf", mode="0640", owner="postgres",
                  group="postgres", src="{{ playbook_dir | dirname }}/datastores/{{ patroni_standby.region }}/postgresql.conf",
-                 loop="{{ patroni_my_standbys }}", notify="Reload the standby clusters",
+                 loop="{{ patroni_my_standbys }}", notify=STANDBY_RESTART,
                  loop_control={"loop_var": "patroni_standby", "label": "{{ patroni_standby.region }}"}),
             # the source's lines and this region's PgBouncer (which serves the source's shards after a promotion)
             copy("Install each standby cluster's pg_hba.conf",
@@ -342,7 +343,7 @@ def patroni() -> Role:
             copy("Write each standby cluster's Patroni configuration",
                  PATRONI_CONFIG_DIR + "/{{ patroni_standby.instance }}.yml", mode="0640", group="postgres",
                  content="{{ patroni_standby.config | to_nice_yaml(indent=2) }}", no_log=True, diff=False,
-                 loop="{{ patroni_my_standbys }}", notify="Reload the standby clusters", loop_control={"loop_var": "patroni_standby",
+                 loop="{{ patroni_my_standbys }}", notify=STANDBY_RESTART, loop_control={"loop_var": "patroni_standby",
                                                                   "label": "{{ patroni_standby.region }}"}),
             task("Start each standby cluster at boot", "ansible.builtin.systemd_service",
                  {"name": "patroni@{{ patroni_standby.instance }}", "state": "started", "enabled": True},
@@ -361,9 +362,49 @@ def patroni() -> Role:
             service("Reload the standby clusters", "patroni@{{ patroni_standby.instance }}", r, state="reloaded",
                     enabled=None, loop="{{ patroni_my_standbys }}",
                     loop_control={"loop_var": "patroni_standby", "label": "{{ patroni_standby.region }}"},
-                    listen="tls certificate changed"),
+                    listen=["tls certificate changed", STANDBY_RESTART]),
+            *_standby_restart(r),
         ],
     )
+
+
+STANDBY_RESTART = "Restart the standby clusters"
+
+
+def _standby_restart(role: str) -> list:
+    """A standby cluster's new postgresql.conf or Patroni configuration is applied as the region's own cluster's is
+    (the postgresql role's handlers): reloaded, then each member Patroni flags `Pending restart` is restarted, one
+    host at a time. Reloaded only, a setting that needs a restart never took effect; for max_connections and the
+    other settings a hot standby must hold at least at the primary's values, the source's next restart with a
+    higher value paused the standby's replay (PostgreSQL 14+: "insufficient parameter settings"), and the DR copy
+    fell behind the RPO unseen. A member Patroni has not registered yet (a first run) is never flagged, so is left
+    to start with the new files."""
+    config = PATRONI_CONFIG_DIR + "/{{ patroni_standby.instance }}.yml"
+    flagged = ("patroni_pending is not skipped and patroni_pending.rc == 0 and (patroni_pending.stdout | from_json",
+               "| selectattr('Member', 'equalto', inventory_hostname) | map(attribute='Pending restart')",
+               "| select | list | length > 0)")
+    return [
+        task("Wait until Patroni flags the restart a standby cluster's new setting needs (none: the reload applied it)",
+             "ansible.builtin.command",
+             {"argv": ["patronictl", "-c", config, "list", "{{ patroni_standby.config.scope }}", "--extended",
+                       "--format", "json"]},
+             become=True, become_user="postgres", register="patroni_standby_pending", changed_when=False,
+             failed_when=False, retries=4, delay=5,
+             until=expr(*(line.replace("patroni_pending is not skipped and ", "").replace("patroni_pending",
+                                                                                           "patroni_standby_pending")
+                          for line in flagged)),
+             loop="{{ patroni_my_standbys }}",
+             loop_control={"loop_var": "patroni_standby", "label": "{{ patroni_standby.region }}"},
+             listen=STANDBY_RESTART, when=when_ready(role)),
+        task(STANDBY_RESTART, "ansible.builtin.command",
+             {"argv": ["patronictl", "-c", config.replace("patroni_standby.", "patroni_pending.patroni_standby."),
+                       "restart", "{{ patroni_pending.patroni_standby.config.scope }}", "{{ inventory_hostname }}",
+                       "--pending", "--force"]},
+             become=True, become_user="postgres", changed_when=True, throttle=1,
+             loop="{{ patroni_standby_pending.results | default([]) }}",
+             loop_control={"loop_var": "patroni_pending", "label": "{{ patroni_pending.patroni_standby.region }}"},
+             when="\n".join(flagged)),
+    ]
 
 
 # ---------------------------------------------------------------- data_disk
