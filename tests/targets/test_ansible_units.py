@@ -770,3 +770,19 @@ def test_servers_that_work_together_restart_one_host_at_a_time(outputs):
             assert handler.get("throttle") == 1, (role, handler["name"])
             checked.add(role)
     assert {"etcd", "redis", "pgbouncer"} <= checked, checked
+
+
+def test_the_backups_role_installs_and_runs_the_cron_that_runs_its_schedules(outputs):
+    """Debian 12's cloud images ship without cron; the cron module needs crontab even to write /etc/cron.d, and a
+    schedule nobody runs is no backup. The role installs cron before its first schedule and keeps it running."""
+    _, files = outputs
+    path = "ansible/roles/backups/tasks/main.yml"
+    if path not in files:
+        return
+    tasks = yaml.safe_load(files[path])
+    first_schedule = next(i for i, t in enumerate(tasks) if "ansible.builtin.cron" in t)
+    installed = [i for i, t in enumerate(tasks) if "cron" in (t.get("ansible.builtin.apt") or {}).get("name", [])]
+    started = [i for i, t in enumerate(tasks) if (t.get("ansible.builtin.service") or {}).get("name") == "cron"
+               and t["ansible.builtin.service"].get("state") == "started" and t["ansible.builtin.service"].get("enabled")]
+    assert installed and installed[0] < first_schedule, installed
+    assert started and installed[0] < started[0] < first_schedule, started

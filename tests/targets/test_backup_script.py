@@ -236,3 +236,23 @@ def test_a_standby_clusters_backups_follow_its_port_on_real_servers(reference):
             run(PGBIN / "pg_ctl", "-D", work / name, "-m", "immediate", "stop")
         import shutil
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_the_script_runs_in_crons_environment():
+    """cron starts a job with nothing but HOME, LOGNAME, SHELL and PATH=/usr/bin:/bin (Debian's cron; _PATH_DEFPATH),
+    and the script runs PostgreSQL's client as postgres through runuser, which is /usr/sbin/runuser: every scheduled
+    base backup stopped there ("runuser: command not found", 127) before it asked the server anything. Run as cron
+    runs it, on this machine's real runuser and psql, with no server to answer: psql's own failure is what stops it."""
+    import shutil
+    runuser = require_tool("runuser")
+    require_tool("psql")
+    if os.geteuid() != 0:
+        pytest.skip("runuser -u needs root")  # the suite runs as root in CI
+    assert Path(runuser).parent.name == "sbin" and not shutil.which("runuser", path="/usr/bin:/bin")
+    res = subprocess.run(["/usr/bin/env", "-i", "HOME=/root", "LOGNAME=root", "SHELL=/bin/sh", "PATH=/usr/bin:/bin",
+                          "/bin/bash", str(SCRIPT), "--kind", "postgresql", "--schedule", "daily", "--url",
+                          "s3://bucket", "--retention-days", "7", "--pg-port", "1"],
+                         capture_output=True, text=True, timeout=60)
+    assert "command not found" not in res.stderr, res.stderr
+    assert res.returncode != 127, res.stderr
+    assert "psql" in res.stderr or "connection" in res.stderr, res.stderr  # psql ran, as postgres, and found no server

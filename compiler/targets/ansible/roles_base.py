@@ -108,6 +108,7 @@ def backups() -> Role:
             "backups_cli_packages": {"s3": ["awscli"], "gs": ["google-cloud-cli"], "azure": ["azure-cli"]},
         },
         vars={
+            **services_ready_var(r, "backups_cron_install"),
             "backups_destinations": expr(
                 "[backups_url]",
                 "+ ([backups_dr_partner_url] if backups_jobs | selectattr('copy_to_dr_partner') | list else [])"),
@@ -137,6 +138,10 @@ def backups() -> Role:
                        "https://packages.microsoft.com/keys/microsoft.asc", when="'azure' in backups_schemes"),
             apt("Install the storage command-line tools of the backup destinations",
                 "{{ backups_schemes | map('extract', backups_cli_packages) | flatten }}"),
+            # Debian 12's cloud images ship without cron, and the cron module needs its crontab even to write a file
+            # of /etc/cron.d: the schedules below failed to install, and without cron nothing would run them
+            apt("Install cron, which runs the schedules", ["cron"], register="backups_cron_install"),
+            service("Run cron, now and at boot", "cron", r),
             copy("Install the backup script", "{{ backups_script }}", mode="0750", src="platformc-backup.sh"),
             task("Create the backup log directory", "ansible.builtin.file",
                  {"path": "{{ backups_log_dir }}", "state": "directory", "owner": "root", "group": "root",

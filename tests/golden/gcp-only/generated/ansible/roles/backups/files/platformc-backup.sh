@@ -21,6 +21,8 @@
 # than --retention-days there are deleted after a successful upload. Credentials come from the
 # host's cloud identity (instance profile, service account, managed identity).
 set -euo pipefail
+# cron starts a job with PATH=/usr/bin:/bin, and runuser is /usr/sbin's: the sbin directories come after the caller's
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 usage() {
   echo "usage: $0 --kind postgresql|redis --schedule NAME --url URL --retention-days N [--copy-to URL] [--redis-dir DIR] [--pg-port N]" >&2
