@@ -16,6 +16,8 @@ The roots are read with python-hcl2, for every case under tests/cases that has t
 
 from __future__ import annotations
 
+import re
+
 import hcl2
 import pytest
 
@@ -579,3 +581,25 @@ def test_aws_roots_have_a_first_round_that_reads_no_other_region_and_one_order(c
                 assert AWS_FIRST_ROUND in page and AWS_SECOND_ROUND in page, (case, r.name)
                 assert page.index(AWS_FIRST_ROUND) < page.index(AWS_SECOND_ROUND)
             assert "before this root" not in page and "(apply it first)" not in page, (case, r.name)
+
+
+# S3 storage classes a plain GetObject reads; GLACIER and DEEP_ARCHIVE answer InvalidObjectState until a RestoreObject
+# (S3 User Guide, "Working with archived objects").
+S3_READABLE = {"STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR"}
+
+
+def test_aws_buckets_keep_every_object_readable(compiled):
+    """WAL-G's backup-list --detail reads every base backup's metadata and stops at the first error, and the backup
+    script prunes by it; a restore reads the base backup and its WAL the same way. Archived into Flexible Retrieval
+    after lifecycle_days.archive (730 days) while the monthly schedule keeps backups 2555 days, the first archived
+    backup stopped every pruning run and could not be restored without a RestoreObject the hosts may not call."""
+    for case in _cases_with(compiled, "aws"):
+        _, files = compiled[case]
+        doc = _hcl(files["terraform/modules/aws/object_storage/main.tf"])
+        policy = resources(doc, "aws_s3_bucket_lifecycle_configuration")["this"]
+        classes = {unquote(t["storage_class"]) for rule in policy["rule"] for t in rule.get("transition", [])}
+        locals_ = {k: v for block in doc.get("locals", []) for k, v in block.items()}
+        if "${local.ia_class}" in classes:
+            classes.discard("${local.ia_class}")
+            classes |= set(re.findall(r'"([A-Z_]+)"', str(locals_["ia_class"])))
+        assert classes and classes <= S3_READABLE, (case, classes - S3_READABLE)

@@ -92,9 +92,12 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
       storage_class = local.ia_class
     }
 
+    # Glacier Instant Retrieval: read by a plain GetObject, as GCS's ARCHIVE class and Azure's Cold tier are. In
+    # Flexible Retrieval (GLACIER) a GetObject fails (InvalidObjectState) until a RestoreObject: WAL-G's backup-list,
+    # which the backup script's pruning reads, failed on the first archived base backup, and pruning stopped.
     transition {
       days          = var.lifecycle_days.archive
-      storage_class = "GLACIER"
+      storage_class = "GLACIER_IR"
     }
 
     noncurrent_version_expiration {
