@@ -603,3 +603,25 @@ def test_aws_buckets_keep_every_object_readable(compiled):
             classes.discard("${local.ia_class}")
             classes |= set(re.findall(r'"([A-Z_]+)"', str(locals_["ia_class"])))
         assert classes and classes <= S3_READABLE, (case, classes - S3_READABLE)
+
+
+def test_aks_can_read_its_disk_encryption_set_and_someone_may_use_its_api(compiled):
+    """Two grants AKS needs that no error shows until the apply or the first kubectl:
+    - the cluster's identity reads the disk encryption set its node disks use (Microsoft Learn, BYOK with Azure
+      managed disks in AKS), before the cluster and its node pools are created;
+    - with Azure RBAC and local accounts off, someone holds a Kubernetes role: the identity applying the root gets
+      Azure Kubernetes Service RBAC Cluster Admin on the cluster, as EKS makes its creator an admin."""
+    for case in _cases_with(compiled, "azure"):
+        _, files = compiled[case]
+        doc = _hcl(files["terraform/modules/azure/kubernetes/main.tf"])
+        grants = resources(doc, "azurerm_role_assignment")
+        cluster = resources(doc, "azurerm_kubernetes_cluster")["this"]
+        assert cluster["local_account_disabled"] is True
+        des = [name for name, g in grants.items() if g["scope"] == cluster["disk_encryption_set_id"]]
+        assert des, case
+        assert grants[des[0]]["role_definition_name"] == "Reader"
+        assert grants[des[0]]["principal_id"] == "${azurerm_user_assigned_identity.cluster.principal_id}"
+        assert f"${{azurerm_role_assignment.{des[0]}}}" in cluster["depends_on"], cluster["depends_on"]
+        admins = [g for g in grants.values() if g["scope"] == "${azurerm_kubernetes_cluster.this.id}"
+                  and g["role_definition_name"] == "Azure Kubernetes Service RBAC Cluster Admin"]
+        assert [g["principal_id"] for g in admins] == ["${data.azurerm_client_config.current.object_id}"], case

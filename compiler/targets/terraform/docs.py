@@ -116,6 +116,15 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      "security group admits. Only the identity that applied this root is a cluster administrator (EKS "
                      "access entries): give the other operators and CI theirs with `aws eks create-access-entry` and "
                      "`aws eks associate-access-policy` (AmazonEKSClusterAdminPolicy, or a narrower policy).")
+    if region.cloud == "azure":
+        notes.append("AKS runs with Entra ID and Azure RBAC, local accounts off: only the identity that applied this "
+                     "root holds a Kubernetes role (Azure Kubernetes Service RBAC Cluster Admin on the cluster). Give "
+                     "the other operators and CI theirs: `az role assignment create --role \"Azure Kubernetes Service "
+                     "RBAC Cluster Admin\" --assignee <their group's object id> --scope $(az aks show "
+                     f"--resource-group {region.cluster_name} --name {region.cluster_name} --query id -o tsv)` (or the "
+                     "RBAC Writer or Reader role); each then runs `az aks get-credentials --resource-group "
+                     f"{region.cluster_name} --name {region.cluster_name} --context {region.cluster_name}` (the context "
+                     "name the deploy steps use) and `kubelogin convert-kubeconfig -l azurecli`.")
     if region.cloud in ("gcp", "azure") and peers:
         notes.append(f"Each linked region creates its own half of the peering with this one, naming this region's "
                      f"network, and this root names theirs ({', '.join(p['region'] for p in peers)}): apply "

@@ -30,6 +30,15 @@ resource "azurerm_role_assignment" "cluster_network" {
   principal_id         = azurerm_user_assigned_identity.cluster.principal_id
 }
 
+# AKS reads the disk encryption set of its node disks (disk_encryption_set_id) as the cluster's identity: Microsoft
+# Learn, "Bring your own keys (BYOK) with Azure managed disks in AKS", asks for read access to the DiskEncryptionSet;
+# without it creating the node pools fails (LinkedAuthorizationFailed on diskEncryptionSets/read).
+resource "azurerm_role_assignment" "cluster_disk_encryption_set" {
+  scope                = var.disk_encryption_set_id
+  role_definition_name = "Reader"
+  principal_id         = azurerm_user_assigned_identity.cluster.principal_id
+}
+
 resource "azurerm_kubernetes_cluster" "this" {
   #checkov:skip=CKV_AZURE_168:max_pods is var.max_pods_per_node, the region's addressing (110 with the overlay's /24 a node; R037 refuses a spec where no size fits)
   #checkov:skip=CKV_AZURE_232:the spec has no separate system pool; the first untainted on-demand pool runs system pods too
@@ -121,7 +130,22 @@ resource "azurerm_kubernetes_cluster" "this" {
     gateway_id = var.application_gateway_id
   }
 
-  depends_on = [azurerm_role_assignment.cluster_kms, azurerm_role_assignment.cluster_network]
+  depends_on = [
+    azurerm_role_assignment.cluster_kms,
+    azurerm_role_assignment.cluster_network,
+    azurerm_role_assignment.cluster_disk_encryption_set,
+  ]
+}
+
+data "azurerm_client_config" "current" {}
+
+# Entra ID with Azure RBAC and local accounts off: nobody may call the API until granted a Kubernetes role (Owner of
+# the subscription carries none), so the deploy steps' kubectl and helmfile were refused. As on EKS, the identity
+# that applies this root is the cluster's first admin; the region page says how to grant the operators' group.
+resource "azurerm_role_assignment" "cluster_admin" {
+  scope                = azurerm_kubernetes_cluster.this.id
+  role_definition_name = "Azure Kubernetes Service RBAC Cluster Admin"
+  principal_id         = data.azurerm_client_config.current.object_id
 }
 
 
