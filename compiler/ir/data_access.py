@@ -120,6 +120,12 @@ INTERNAL_CA_KEY = "ca.crt"
 INTERNAL_CA_FIELD = "ca_crt"  # the store entry's field (ESO reads a dotted property as a JSON path)
 INTERNAL_CA_DIR = "/etc/platformc/internal-ca"
 PG_ENV["sslrootcert"] = "PGSSLROOTCERT"
+# libpq waits for a connection without limit unless told (connect_timeout unset), and tries the next address a name
+# resolves to only after that: PgBouncer's name is one A record per host, so with a host gone (its packets dropped,
+# a zone lost) about half of new connections hung for the kernel's TCP timeout (~2 min). A limit per address moves
+# them on to the live one (libpq: the timeout applies separately to each host name or IP address).
+PG_ENV["connect_timeout"] = "PGCONNECT_TIMEOUT"
+PG_CONNECT_TIMEOUT_SECONDS = 5
 # Managed Redis: how each service authenticates (REDIS_AUTH_MODE), per cloud; self-managed: an ACL password
 REDIS_AUTH = {"self-managed": "password", "aws": "aws-iam", "gcp": "gcp-iam", "azure": "entra-id"}
 REDIS_ENV["auth"] = "REDIS_AUTH_MODE"
@@ -298,6 +304,7 @@ def data_access(s, services, shards, hosts, internal_domain: str, cloud: str, da
             settings.update({PG_ENV["host"]: f"pgbouncer.{internal_domain}", PG_ENV["port"]: str(ds.pgbouncer.port),
                              PG_ENV["user"]: role.name, PG_ENV["sslmode"]: tls,
                              PG_ENV["sslrootcert"]: f"{INTERNAL_CA_DIR}/{INTERNAL_CA_KEY}",
+                             PG_ENV["connect_timeout"]: str(PG_CONNECT_TIMEOUT_SECONDS),
                              PG_ENV["databases"]: ",".join(role.databases), PG_ENV["shard_map"]: role.shard_map})
             secrets.append((PG_ENV["password"], role.password_ref))
             ca = ca_ref

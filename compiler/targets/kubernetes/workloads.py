@@ -88,6 +88,10 @@ def env(svc: ServicePlan, region: RegionPlan) -> list[dict]:
             {"name": "OTEL_SERVICE_NAME", "value": svc.name},
             {"name": "OTEL_EXPORTER_OTLP_ENDPOINT",
              "value": f"http://{OTEL_COLLECTOR_SERVICE}.{MONITORING_NAMESPACE}.svc.cluster.local:{OTLP_GRPC_PORT}"},
+            # the endpoint is the collector's gRPC port, and the specification's default transport is http/protobuf
+            # (OTel protocol/exporter.md): an SDK that follows it sent HTTP to the gRPC port and every span and metric
+            # (the database-latency SLI among them) was lost
+            {"name": "OTEL_EXPORTER_OTLP_PROTOCOL", "value": "grpc"},
             {"name": "OTEL_TRACES_SAMPLER", "value": "parentbased_traceidratio"},
             {"name": "OTEL_TRACES_SAMPLER_ARG", "value": f"{mon.trace_sample_percent / 100:g}"},
             # metrics too (the database-latency SLI, db.client.operation.duration): the collector's prometheus
