@@ -507,3 +507,29 @@ def test_first_apply_diffs_new_releases_without_cluster_validation():
     assert doc["releases"] and all(r["disableValidationOnInstall"] is True for r in doc["releases"])
     kinds = {r["name"] for r in doc["releases"]}
     assert {"platform-secrets", "kube-prometheus-stack"} <= kinds
+
+
+def test_a_kong_pod_going_away_lets_its_longest_upstream_wait_finish():
+    """Scale-in, a config change rolling the pods, a node drained: each removes a Kong pod while it proxies requests
+    Kong lets wait up to each service's read_timeout (the kong target's file). Its preStop `kong quit` waits, then
+    lets requests finish for --timeout before stopping Kong by force (kong/cmd/quit.lua, 10 s by default), and the
+    kubelet kills the pod at terminationGracePeriodSeconds: both must outlast the longest upstream wait, or those
+    requests end in 502s."""
+    import re
+    from compiler.targets import kong
+    for case in CASES:
+        plan = plan_of(case)
+        for r in plan.regions:
+            rel = next((x for x in helm.releases(plan, r)[0] if x.name == "kong"), None)
+            if rel is None:
+                continue
+            values = values_of(case, r, rel)
+            waits = [int(m) for text in kong.emit_region(plan, r).values()
+                     for m in re.findall(r"^\s*read_timeout: (\d+)$", text, re.M)]
+            assert waits, (case, r.name)
+            longest = max(waits) / 1000
+            command = values["lifecycle"]["preStop"]["exec"]["command"]
+            assert command[:2] == ["kong", "quit"], command
+            flags = dict(a.lstrip("-").split("=", 1) for a in command[2:])
+            assert int(flags["timeout"]) > longest, (case, r.name, flags)
+            assert values["terminationGracePeriodSeconds"] > int(flags.get("wait", 0)) + int(flags["timeout"]), values

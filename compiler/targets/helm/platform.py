@@ -15,7 +15,7 @@ import json
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.identity import AWS_LOAD_BALANCER_CONTROLLER, CLUSTER_AUTOSCALER
 from compiler.targets.helm.charts import ISTIO_TAG
-from compiler.ir.edge import KONG_PROXY_TLS_PORT, gke_neg_annotation, trusted_proxies
+from compiler.ir.edge import KONG_PROXY_TLS_PORT, gke_neg_annotation, origin_response_timeout, trusted_proxies
 from compiler.formats.quantity import cpu_quantity, memory_quantity
 from compiler.ir.gateway import gateway_capacity
 from compiler.ir.home_routing import GATEWAY_MAP_CONFIGMAP, GATEWAY_MAP_DIR, GATEWAY_MAP_MODULE, gateway_routes_homes
@@ -142,6 +142,13 @@ def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
             "behavior": {"scaleUp": _scaling(a.scale_up), "scaleDown": _scaling(a.scale_down)},
         },
         "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
+        # A pod going away (scale-in, a config change rolling the pods, a node drained) drains first: `kong quit`
+        # waits, so the load balancer deregisters it, then lets the requests in flight finish for up to --timeout
+        # before it stops Kong by force (kong/cmd/quit.lua; 10 s by default). With the chart's 10 s and 30 s grace,
+        # requests still inside Kong's upstream wait (gateway.read_timeout_ms) were cut off with 502s.
+        "lifecycle": {"preStop": {"exec": {"command": [
+            "kong", "quit", f"--wait={KONG_QUIT_WAIT_SECONDS}", f"--timeout={origin_response_timeout(region.settings)}"]}}},
+        "terminationGracePeriodSeconds": KONG_QUIT_WAIT_SECONDS + origin_response_timeout(region.settings) + 10,
         "topologySpreadConstraints": zone_spread({"app.kubernetes.io/name": KONG_POD_LABELS["app.kubernetes.io/name"]}),
         "nodeSelector": {NODE_POOL_LABEL: gc.node_pool},
         "resources": amounts(gw.resources),
@@ -173,6 +180,11 @@ def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
         # the chart's lua_package_path (/opt/?.lua). A new map rolls the pods through kong.yaml, which names its version.
         values["extraConfigMaps"] = [{"name": GATEWAY_MAP_CONFIGMAP, "mountPath": GATEWAY_MAP_DIR}]
     return values
+
+
+# The chart's own wait before `kong quit` starts (values.yaml lifecycle.preStop): the endpoints' removal and the load
+# balancer's deregistration reach every hop in front meanwhile.
+KONG_QUIT_WAIT_SECONDS = 15
 
 
 def _scaling(r) -> dict:
