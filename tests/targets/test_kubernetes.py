@@ -286,7 +286,8 @@ def test_replicas_resources_and_images_equal_the_plan():
                 lo = max(2, math.ceil(svc.replicas_min * svc.rollout.canary_weight / 100))
                 assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == canary_replicas(svc)
                 assert hpa["spec"]["minReplicas"] == lo
-            assert dep["spec"]["replicas"] == hpa["spec"]["minReplicas"]
+            # the HPA owns the count: a `replicas` here reset a scaled-out service to its minimum at every apply
+            assert "replicas" not in dep["spec"], t.deployment
             assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": t.deployment}
             assert c["resources"]["requests"] == {"cpu": svc.requests.cpu, "memory": svc.requests.memory}
             limits = {"cpu": svc.limits.cpu, "memory": svc.limits.memory}
@@ -738,7 +739,7 @@ def test_docs_table_lists_every_service():
             for svc, row in zip(r.services, rows):
                 assert row.startswith(f"| {svc.name} |")
                 for t in tracks(svc):
-                    assert f"`{t.deployment}` {t.replicas_min}, {t.replicas_min}-{t.replicas_max}" in row
+                    assert f"`{t.deployment}` {t.replicas_min}-{t.replicas_max}" in row
                 assert svc.requests.cpu in row and svc.limits.memory in row
                 assert svc.rollout.type in row
 

@@ -179,14 +179,18 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
         "## Kubernetes workloads",
         "",
         f"Manifests: `generated/kubernetes/{region.name}/`. HPAs target {a.target_cpu_utilization} % CPU and "
-        f"{a.target_memory_utilization} % memory of the requests. Each Deployment is listed with its initial "
-        "replicas (the HPA minimum) and its HPA bounds; resources are per pod.",
+        f"{a.target_memory_utilization} % memory of the requests. Each Deployment is listed with its HPA bounds; "
+        "resources are per pod. The Deployments name no replica count, which is the HPA's: applying the directory "
+        "again never scales a service back to its minimum. A Deployment first applied by an older platformc with "
+        "`replicas` in its last-applied configuration drops to one pod at its next `kubectl apply` (the field is "
+        "deleted, and defaults to 1) until its HPA scales it back: before that apply, remove `spec.replicas` with "
+        f"`kubectl --context {region.cluster_name} apply edit-last-applied deployment/<name> -n <namespace>` for each.",
         "",
-        "| service | namespace | node pool | deployments (replicas, HPA min-max) | requests | limits | rollout |",
+        "| service | namespace | node pool | deployments (HPA min-max) | requests | limits | rollout |",
         "|---|---|---|---|---|---|---|",
     ]
     for svc in region.services:
-        deps = "<br>".join(f"`{t.deployment}` {t.replicas_min}, {t.replicas_min}-{t.replicas_max}" for t in tracks(svc))
+        deps = "<br>".join(f"`{t.deployment}` {t.replicas_min}-{t.replicas_max}" for t in tracks(svc))
         gpu = f", {svc.limits.gpu} GPU" if svc.limits.gpu else ""
         lines.append(f"| {svc.name} | `{svc.namespace}` | {svc.node_pool} | {deps} | "
                      f"{svc.requests.cpu} CPU, {svc.requests.memory} | {svc.limits.cpu} CPU, {svc.limits.memory}{gpu} | "

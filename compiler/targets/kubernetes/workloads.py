@@ -204,8 +204,11 @@ def deployment(svc: ServicePlan, region: RegionPlan, track: Track) -> dict:
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": meta(track.deployment, svc.namespace, labels, annotations),
+        # No `replicas`: the track's HPA owns the count. With one here, every `kubectl apply` of the directory (a
+        # version bump, a canary promotion) set the Deployment back to the HPA minimum, dropping a scaled-out
+        # service to it at once (Kubernetes docs, "Migrating Deployments ... to horizontal autoscaling"). A new
+        # Deployment starts at one pod and the HPA raises it to its minimum within a sync period.
         "spec": {
-            "replicas": track.replicas_min,
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": track.labels},
             "strategy": {"type": "RollingUpdate",
