@@ -56,6 +56,10 @@ ZONE_BLIND_AUTOSCALER_CLOUDS = frozenset({"aws", "azure"})
 EBS_STORAGE_CLASS = "ebs-gp3-encrypted"
 EBS_CSI_PROVISIONER = "ebs.csi.aws.com"  # the aws-ebs-csi-driver add-on's CSI driver name
 STORAGE_CLASS_CLOUDS = frozenset({"aws"})
+# The kubernetes target's files the deploy steps name (the helm target's helmfile header and region page give the
+# order): the StorageClasses the releases' volume claims name, and the AWS TargetGroupBinding template.
+STORAGE_CLASSES_FILE = "storage-classes.yaml"
+TARGET_GROUP_BINDING_FILE = "kong-target-group-binding.yaml.tmpl"
 
 
 def kms_key_alias(cluster: str) -> str:

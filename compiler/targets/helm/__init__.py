@@ -29,7 +29,8 @@ from compiler.ir.edge import kong_declarative_file, kong_needs_render, kong_rend
 from compiler.ir.home_routing import GATEWAY_MAP_CHART, gateway_routes_homes
 from compiler.ir.identity import AWS_LOAD_BALANCER_CONTROLLER, EXTERNAL_SECRETS
 from compiler.ir.names import (EXTERNAL_SECRETS_NAMESPACE, EXTERNAL_SECRETS_SERVICE_ACCOUNT, GATEWAY_NAMESPACE,
-                               ISTIO_NAMESPACE, KONG_RELEASE, MONITORING_NAMESPACE, SYSTEM_NAMESPACE)
+                               ISTIO_NAMESPACE, KONG_RELEASE, MONITORING_NAMESPACE, STORAGE_CLASS_CLOUDS,
+                               STORAGE_CLASSES_FILE, SYSTEM_NAMESPACE, TARGET_GROUP_BINDING_FILE)
 from compiler.render import dump_document, dump_documents
 
 BANNER_SPEC = "platform.yaml"
@@ -254,7 +255,7 @@ def _helmfile_header(region: RegionPlan, rels: list[Release], skipped: list[str]
                 f"  1. {platform.VPC_ID_VARIABLE}=$(terraform -chdir=generated/terraform/regions/{region.name} output -raw "
                 f"{platform.VPC_ID_OUTPUT}) \\",
                 f"       helmfile -f generated/helm/{region.name}/helmfile.yaml -l name={AWS_LOAD_BALANCER_CONTROLLER} apply",
-                f"  2. generated/kubernetes/{region.name}/kong-target-group-binding.yaml.tmpl, filled in and applied as its "
+                f"  2. generated/kubernetes/{region.name}/{TARGET_GROUP_BINDING_FILE}, filled in and applied as its "
                 "header says (the labelled kong namespace and the binding)",
                 f"  3. the command above (Deploy), with {platform.VPC_ID_VARIABLE} still set, then the kubectl step"]
                if region.cloud == "aws" else []),
@@ -315,11 +316,28 @@ def emit_global(plan: PlatformPlan) -> dict[str, str]:
 
 def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
     rels, skipped = releases(plan, region, objects=False)  # the names and charts; not the ExternalSecrets themselves
-    lines = ["## Helm releases", "",
-             f"`helmfile -f generated/helm/{region.name}/helmfile.yaml apply` (kube context "
-             f"`{cluster_name(plan.spec.organization.name, region)}`), then the Kubernetes manifests: "
-             f"`generated/kubernetes/{region.name}/`, and `generated/monitoring/{region.name}/kubernetes/` (the alert "
-             "rules and log retention, below), which need the monitoring CRDs this helmfile installs.", "",
+    context = cluster_name(plan.spec.organization.name, region)
+    kubectl = f"kubectl --context {context} apply -f"
+    steps = []
+    if region.hosts:
+        steps.append(f"`ansible-playbook -i inventories/{region.name} site.yml` in `generated/ansible/` (the "
+                     "Ansible section): it publishes the region's internal CA to the secret store, which the releases' "
+                     "ExternalSecrets read (their wait would time the helmfile out)")
+    if region.cloud in STORAGE_CLASS_CLOUDS:
+        steps.append(f"`{kubectl} generated/kubernetes/{region.name}/{STORAGE_CLASSES_FILE}`: the releases' volume "
+                     "claims name these classes")
+    if region.cloud == "aws":
+        steps.append(f"`export {platform.VPC_ID_VARIABLE}=$(terraform -chdir=generated/terraform/regions/{region.name} "
+                     f"output -raw {platform.VPC_ID_OUTPUT})` (the controller's values read it), then "
+                     f"`helmfile -f generated/helm/{region.name}/helmfile.yaml -l name={AWS_LOAD_BALANCER_CONTROLLER} "
+                     f"apply`, then `generated/kubernetes/{region.name}/{TARGET_GROUP_BINDING_FILE}` filled in and "
+                     "applied as its header says (Kong's pods get their readiness gate only if created after it)")
+    steps.append(f"`helmfile -f generated/helm/{region.name}/helmfile.yaml apply` (kube context `{context}`)")
+    steps.append(f"`{kubectl} generated/kubernetes/{region.name}/` and `{kubectl} "
+                 f"generated/monitoring/{region.name}/kubernetes/` (the alert rules and log retention, below), which "
+                 "need the CRDs this helmfile installs")
+    lines = ["## Helm releases", "", "Deploy, in this order:", "",
+             *(f"{i}. {step}" for i, step in enumerate(steps, 1)), "",
              "| release | namespace | chart | version | purpose |", "|---|---|---|---|---|"]
     lines += [f"| {r.name} | `{r.namespace}` | {r.chart.repo}/{r.chart.chart} | {r.chart.version} | {r.purpose} |"
               if r.chart is not LOCAL_CHART else

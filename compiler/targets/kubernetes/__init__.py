@@ -33,17 +33,19 @@ from compiler.targets.kubernetes.mesh import canary_routing, destination_rule, s
 from compiler.targets.kubernetes.policy import identity, namespace, network_policies, quotas
 from compiler.targets.kubernetes.datastores import config_map
 from compiler.targets.kubernetes.storage import storage_classes
-from compiler.ir.names import ZONE_BLIND_AUTOSCALER_CLOUDS
+from compiler.ir.names import STORAGE_CLASSES_FILE, TARGET_GROUP_BINDING_FILE, ZONE_BLIND_AUTOSCALER_CLOUDS
 from compiler.targets.kubernetes.workloads import deployment, hpa, pdb, services, zone_spread_policy
 from compiler.ir.rollout import CANARY_MIN_PODS
 
 NAME = "kubernetes"
 
 
-def _header(region: RegionPlan, what: str) -> str:
+def _header(region: RegionPlan, what: str, before_helmfile: bool = False) -> str:
+    when = ("before `helmfile -f generated/helm/{r}/helmfile.yaml apply` (its releases' volume claims name these)"
+            if before_helmfile else "after `helmfile -f generated/helm/{r}/helmfile.yaml apply`").format(r=region.name)
     return (banner("#", BANNER_SPEC)
             + f"# {what} in region {region.name} ({region.cloud} {region.cloud_region}).\n"
-            + f"# Apply after `helmfile -f generated/helm/{region.name}/helmfile.yaml apply`.\n")
+            + f"# Apply {when}.\n")
 
 
 def service_objects(svc: ServicePlan, region: RegionPlan) -> list[dict]:
@@ -84,11 +86,10 @@ def _recurs(doc: dict) -> bool:
 
 
 GATEWAY_FILE = "kong-gateway.yaml"
-STORAGE_CLASSES_FILE = "storage-classes.yaml"
-TARGET_GROUP_BINDING_FILE = "kong-target-group-binding.yaml.tmpl"
 
 
-def _add_platform_file(out: dict, region: RegionPlan, name: str, documents: list, title: str, what: str) -> None:
+def _add_platform_file(out: dict, region: RegionPlan, name: str, documents: list, title: str, what: str,
+                       before_helmfile: bool = False) -> None:
     """The region's file of platform objects, beside the per-service files, which name theirs after the service:
     one named like it would share the file."""
     if not documents:
@@ -98,7 +99,7 @@ def _add_platform_file(out: dict, region: RegionPlan, name: str, documents: list
         service = name.removesuffix(".yaml")
         raise PlatformcError(f"region {region.name}: a service named {service} would share its manifest file with "
                              f"{what} ({path}); rename the service")
-    out[path] = dump_documents(documents, _header(region, title))
+    out[path] = dump_documents(documents, _header(region, title, before_helmfile))
 
 
 def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
@@ -108,10 +109,10 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
            for svc in region.services}
     _add_platform_file(out, region, GATEWAY_FILE, gateway_objects(plan, region), "Kong's side of the public entry",
                        "Kong's gateway objects")
-    # The helmfile's claims may be made before this is applied: a claim naming a class not there yet waits Pending
-    # and the PersistentVolume controller provisions it once the class appears.
+    # Applied before the helmfile (the region page's order): a claim naming a class not there yet would wait
+    # Pending, with Prometheus and Alertmanager, until the class appears.
     _add_platform_file(out, region, STORAGE_CLASSES_FILE, storage_classes(plan, region), "StorageClasses",
-                       "the region's StorageClasses")
+                       "the region's StorageClasses", before_helmfile=True)
     script = workload_identity_script(region)
     if script:
         out[f"{base}/{WORKLOAD_IDENTITY_SCRIPT}"] = script
