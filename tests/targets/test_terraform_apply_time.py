@@ -625,3 +625,41 @@ def test_aks_can_read_its_disk_encryption_set_and_someone_may_use_its_api(compil
         admins = [g for g in grants.values() if g["scope"] == "${azurerm_kubernetes_cluster.this.id}"
                   and g["role_definition_name"] == "Azure Kubernetes Service RBAC Cluster Admin"]
         assert [g["principal_id"] for g in admins] == ["${data.azurerm_client_config.current.object_id}"], case
+
+
+def _outputs(doc: dict) -> dict:
+    return {unquote(name): body for entry in doc.get("output", []) for name, body in entry.items()}
+
+
+def test_azure_consumers_wait_for_the_grant_and_the_nat_gateway_they_rely_on(compiled):
+    """Two orderings Azure needs that no reference showed Terraform:
+    - the storage accounts encrypt with the region key as the key's identity from their creation, so the identity's
+      grant on the vault must exist first (as the disk encryption set already waited for it);
+    - AKS with outbound_type userAssignedNATGateway needs the NAT gateway already on its subnet.
+    Both go through the module outputs the consumers read, so every consumer waits."""
+    for case in _cases_with(compiled, "azure"):
+        _, files = compiled[case]
+        kms = _outputs(_hcl(files["terraform/modules/azure/kms/outputs.tf"]))
+        assert kms["identity_id"]["depends_on"] == ["${azurerm_role_assignment.cmk}"], kms["identity_id"]
+        network = _outputs(_hcl(files["terraform/modules/azure/network/outputs.tf"]))
+        assert network["cluster_subnet_id"]["depends_on"] == ["${azurerm_subnet_nat_gateway_association.private}"]
+        cluster = resources(_hcl(files["terraform/modules/azure/kubernetes/main.tf"]), "azurerm_kubernetes_cluster")["this"]
+        assert cluster["network_profile"][0]["outbound_type"] == "userAssignedNATGateway"
+        for rel, text in files.items():
+            if rel.startswith("terraform/regions/") and rel.endswith("/main.tf") and "modules/azure/kubernetes" in text:
+                modules = {unquote(n): b for entry in _hcl(text).get("module", []) for n, b in entry.items()}
+                assert modules["kubernetes"]["subnet_id"] == "${module.network.cluster_subnet_id}", rel
+
+
+def test_gcp_roots_with_a_budget_name_a_quota_project(compiled):
+    """The Billing Budgets API answers 403 to an apply run with user credentials unless the provider names a quota
+    project (google_billing_budget's docs: billing_project and user_project_override = true)."""
+    for case in _cases_with(compiled, "gcp"):
+        plan, files = compiled[case]
+        for r in plan.regions:
+            if r.cloud != "gcp" or "modules/gcp/budget" not in files.get(f"terraform/regions/{r.name}/main.tf", ""):
+                continue
+            providers = _hcl(files[f"terraform/regions/{r.name}/providers.tf"])
+            google = next(p["google"] for p in providers["provider"] if "google" in p)
+            assert google["user_project_override"] is True, (case, r.name)
+            assert google["billing_project"] == google["project"], (case, r.name)

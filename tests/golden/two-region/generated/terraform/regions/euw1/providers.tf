@@ -3,6 +3,11 @@ provider "google" {
   project = "acme-prod"
   region  = "europe-west1"
 
+  # The Billing Budgets API (the budget module) answers 403 to user credentials (gcloud auth application-default
+  # login) unless the request names a quota project (the provider's google_billing_budget docs): the project's own.
+  billing_project       = "acme-prod"
+  user_project_override = true
+
   # Every resource that takes labels also sets them itself; these catch anything added later.
   default_labels = {
     org         = "acme"

@@ -25,8 +25,11 @@ output "aks_key_id" {
 }
 
 output "identity_id" {
-  description = "User-assigned identity allowed to use the key."
+  description = "User-assigned identity allowed to use the key (read once its grant on the vault exists)."
   value       = azurerm_user_assigned_identity.cmk.id
+  # The storage accounts (object storage, the flow logs') encrypt with the key as this identity from their creation:
+  # without this they could be created before the grant, and Azure refuses a key it cannot reach with the identity.
+  depends_on = [azurerm_role_assignment.cmk]
 }
 
 output "identity_principal_id" {

@@ -15,8 +15,12 @@ output "private_subnet_ids" {
 }
 
 output "cluster_subnet_id" {
-  description = "The subnet AKS nodes use (the first zone's private subnet; pods use the overlay)."
+  description = "The subnet AKS nodes use (the first zone's private subnet; pods use the overlay), once its NAT gateway is attached."
   value       = azurerm_subnet.private[local.first_zone].id
+  # AKS with outbound_type userAssignedNATGateway needs the NAT gateway already on its subnet (Microsoft Learn, "Create
+  # a managed or user-assigned NAT gateway for your AKS cluster"): the cluster must not be created before the
+  # association, which nothing else ordered.
+  depends_on = [azurerm_subnet_nat_gateway_association.private]
 }
 
 output "gateway_subnet_id" {
