@@ -786,3 +786,19 @@ def test_the_backups_role_installs_and_runs_the_cron_that_runs_its_schedules(out
                and t["ansible.builtin.service"].get("state") == "started" and t["ansible.builtin.service"].get("enabled")]
     assert installed and installed[0] < first_schedule, installed
     assert started and installed[0] < started[0] < first_schedule, started
+
+
+def test_the_backup_jobs_record_where_node_exporter_reads(outputs, templar):
+    """Each scheduled job hands the script the directory its successes are recorded in, and node_exporter's textfile
+    collector reads that same directory (monitoring's BackupMissed reads the records through it)."""
+    from compiler.ir.backups import NODE_EXPORTER_TEXTFILE_DIR
+    _, files = outputs
+    roles = _roles(files)
+    if "backups" not in roles:
+        return
+    assert roles["backups"]["defaults"]["backups_textfile_dir"] == NODE_EXPORTER_TEXTFILE_DIR
+    assert "' --textfile-dir ' ~ backups_textfile_dir" in roles["backups"]["vars"]["backups_job_args"]
+    defaults = roles["node_exporter"]["defaults"]
+    args = templar(files["ansible/roles/node_exporter/templates/node-exporter.default.j2"],
+                   {**defaults, "ansible_managed": "managed"}, file=True)
+    assert f"--collector.textfile.directory={NODE_EXPORTER_TEXTFILE_DIR}" in args.split('"')[1].split(), args

@@ -153,6 +153,28 @@ def test_a_standby_takes_no_backup(world):
     assert calls == [] and "standby" in res.stdout
 
 
+def test_a_taken_backup_is_recorded_for_node_exporter_and_a_skipped_one_is_not(world):
+    """Monitoring alerts on a schedule whose newest success is too old (BackupMissed), reading what the script
+    records in node_exporter's textfile directory: the metric and labels the alert reads, in a file the collector
+    reads (*.prom, exposition format as promtool checks it), and nothing for a standby's skipped run."""
+    from compiler.ir.backups import BACKUP_SUCCESS_METRIC
+    textfiles = world["tmp"] / "textfile"
+    res, _ = _run(world, "t", "--textfile-dir", str(textfiles))
+    assert res.returncode == 0, res.stderr
+    assert not textfiles.exists() or not list(textfiles.iterdir()), "a standby's skipped run recorded a success"
+    before = int(subprocess.run(["date", "-u", "+%s"], capture_output=True, text=True).stdout)
+    res, _ = _run(world, "f", "--textfile-dir", str(textfiles))
+    assert res.returncode == 0, res.stderr
+    files = list(textfiles.iterdir())
+    assert [f.name for f in files] == ["platformc_backup_postgresql_daily.prom"], files
+    text = files[0].read_text()
+    check = subprocess.run([require_tool("promtool"), "check", "metrics"], input=text, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    (sample,) = [line for line in text.splitlines() if not line.startswith("#")]
+    assert sample.startswith(BACKUP_SUCCESS_METRIC + '{kind="postgresql",schedule="daily"} ')
+    assert int(sample.rsplit(" ", 1)[1]) >= before
+
+
 # ---------------------------------------------------------------- a DR standby cluster's backups (--pg-port), on real servers
 
 def _standby_job(reference):

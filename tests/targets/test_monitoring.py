@@ -30,9 +30,10 @@ def test_promtool_checks_every_rule_file(tree):
     assert len(files) == len(plan.regions)
     res = subprocess.run([promtool, "check", "rules", *files], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
-    # 22 rules everywhere, and RedisPrimaryDisplaced where Redis runs on the region's own nodes
+    # 22 rules everywhere, RedisPrimaryDisplaced where Redis runs on the region's own nodes, and the backup alerts
+    # where the region's hosts take backups
     for r in plan.regions:
-        count = 22 + bool(r.hosts_in("redis_cluster"))
+        count = 22 + bool(r.hosts_in("redis_cluster")) + len(monitoring.backup_alerts(r))
         assert f"monitoring/{r.name}/prometheus/slo-rules.yaml\n  SUCCESS: {count} rules found" in res.stdout, r.name
 
 
@@ -222,6 +223,7 @@ P99_SLOW = _kong_latency({250: 0.9, 1000: 0.98, 2000: 1})
 DB_SLOW = {"0.01": 0, "0.1": 0, "0.5": 1, "+Inf": 1}
 DB_FAST = {"0.01": 1, "0.1": 1, "0.5": 1, "+Inf": 1}
 HPA = 'namespace="booking",horizontalpodautoscaler="booking-v2"'
+BACKUP = "platformc_backup_last_success_timestamp_seconds"
 STATEMENTS = 'queryid="42"'
 BOOKING = {"service": "booking", "region": "us-east-1"}
 
@@ -246,6 +248,19 @@ ALERT_CASES = {
                                _gauge('redis_instance_info{instance="redis-4:9121",placed_role="replica",role="slave"}', 1)],
                               {"instance": "redis-1:9121", "placed_role": "primary", "role": "slave", "region": "us-east-1"},
                               "70m"),
+    # the newest record of a schedule over all hosts: one host 31 h stale and none newer misses the daily (27 h + 3 h
+    # allowed: 30 h); a second host recording every minute keeps it silent. time() is the evaluation time in promtool.
+    "BackupMissed": ([_gauge(f'{BACKUP}{{instance="pg-1",kind="postgresql",schedule="daily"}}', 0, 1900),
+                      _counter(f'{BACKUP}{{instance="r-1",kind="redis",schedule="hourly"}}', 60, 1900)],
+                     [_gauge(f'{BACKUP}{{instance="pg-1",kind="postgresql",schedule="daily"}}', 0, 1900),
+                      _counter(f'{BACKUP}{{instance="pg-2",kind="postgresql",schedule="daily"}}', 60, 1900),
+                      _counter(f'{BACKUP}{{instance="r-1",kind="redis",schedule="hourly"}}', 60, 1900)],
+                     {"kind": "postgresql", "schedule": "daily", "region": "us-east-1"}, "31h"),
+    # two days without any record of the daily base backup (the hourly Redis one records)
+    "BackupNeverRecorded": ([_counter(f'{BACKUP}{{instance="r-1",kind="redis",schedule="hourly"}}', 60, 3000)],
+                            [_counter(f'{BACKUP}{{instance="r-1",kind="redis",schedule="hourly"}}', 60, 3000),
+                             _counter(f'{BACKUP}{{instance="pg-1",kind="postgresql",schedule="daily"}}', 60, 3000)],
+                            {"kind": "postgresql", "schedule": "daily", "region": "us-east-1"}, "49h"),
     "ReplicationLagHigh": ([_gauge('pg_replication_lag_seconds{instance="pg-2"}', 5)],
                            [_gauge('pg_replication_lag_seconds{instance="pg-2"}', 0.1)],
                            {"instance": "pg-2", "region": "us-east-1"}, "70m"),

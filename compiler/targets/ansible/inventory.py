@@ -17,6 +17,7 @@ from functools import lru_cache
 
 from compiler.errors import PlatformcError
 from compiler.ir import Connection, Host, PlatformPlan, RegionPlan
+from compiler.ir.backups import BACKUP_SCHEDULES
 from compiler.ir.data_access import PG_ENV, db_roles, elasticsearch_users, published_ca_ref, redis_users
 from compiler.ir.names import (DATA_HOST_LOGIN_USER, ELASTICSEARCH_HTTP_PORT, ELASTICSEARCH_TRANSPORT_PORT,
                                NODE_EXPORTER_PORT, elasticsearch_client_indices)
@@ -225,7 +226,7 @@ def vars_postgres(plan: PlatformPlan, region: RegionPlan) -> dict:
         "postgres_exporter_stat_statements": "pg_stat_statements" in pg.extensions,
         **vars_patroni(plan, region),
         # Daily, weekly and monthly: base backups of the database (a standby skips them at run time).
-        **_backups(plan, region, "postgresql", ("daily", "weekly", "monthly")),
+        **_backups(plan, region, "postgresql", BACKUP_SCHEDULES["postgresql"]),
     }
 
 
@@ -300,7 +301,7 @@ def vars_redis(plan: PlatformPlan, region: RegionPlan) -> dict:
                           for ref in sorted({r.password, *(u.password_ref for u in redis_users(region.data_access) if u.password_ref)})},
         "common_firewall_rules": firewall_rules(region, "redis_cluster"),
         # Hourly: application state (the Redis snapshot of each node that is a primary at run time).
-        **_backups(plan, region, "redis", ("hourly",)),
+        **_backups(plan, region, "redis", BACKUP_SCHEDULES["redis"]),
     }
 
 

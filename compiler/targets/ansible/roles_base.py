@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from compiler.ir.names import NODE_EXPORTER_PORT, SSH_PORT
+from compiler.ir.backups import NODE_EXPORTER_TEXTFILE_DIR
 from compiler.targets.ansible.role import (Role, apt, copy, expr, repository, service, services_ready_var, task,
                                             template, when_ready)
 
@@ -79,7 +80,10 @@ def node_exporter() -> Role:
         description=(f"Prometheus node_exporter from the distribution (port {NODE_EXPORTER_PORT}, systemd and process "
                      "collectors)."),
         defaults={"node_exporter_enabled": True, "node_exporter_port": NODE_EXPORTER_PORT,
-                  "node_exporter_collectors": ["systemd", "processes"]},
+                  "node_exporter_collectors": ["systemd", "processes"],
+                  # the textfile collector's directory (the backups role's script records each success there),
+                  # named rather than left to the package's build-time default
+                  "node_exporter_textfile_dir": NODE_EXPORTER_TEXTFILE_DIR},
         vars=services_ready_var(r, "node_exporter_install"),
         tasks={"main": [
             apt("Install node_exporter", "prometheus-node-exporter", register="node_exporter_install"),
@@ -104,6 +108,8 @@ def backups() -> Role:
             "backups_jobs": [],
             "backups_script": "/usr/local/sbin/platformc-backup",
             "backups_log_dir": "/var/log/platformc-backup",
+            # where the script records each success for node_exporter's textfile collector (monitoring's BackupMissed)
+            "backups_textfile_dir": NODE_EXPORTER_TEXTFILE_DIR,
             # URL scheme -> the distribution package of that cloud's storage CLI
             "backups_cli_packages": {"s3": ["awscli"], "gs": ["google-cloud-cli"], "azure": ["azure-cli"]},
         },
@@ -118,7 +124,8 @@ def backups() -> Role:
                 "'--kind ' ~ backups_job.kind ~ ' --schedule ' ~ backups_job.name",
                 "~ ' --url ' ~ backups_url ~ ' --retention-days ' ~ backups_job.retention_days",
                 "~ ((' --copy-to ' ~ backups_dr_partner_url) if backups_job.copy_to_dr_partner else '')",
-                "~ ((' --pg-port ' ~ backups_job.pg_port) if backups_job.pg_port is defined else '')"),
+                "~ ((' --pg-port ' ~ backups_job.pg_port) if backups_job.pg_port is defined else '')",
+                "~ ' --textfile-dir ' ~ backups_textfile_dir"),
             # unique per job: a DR standby cluster's jobs carry its instance
             "backups_job_id": expr("backups_job.kind ~ '-' ~ backups_job.name",
                                    "~ (('-' ~ backups_job.instance) if backups_job.instance is defined else '')"),

@@ -26,6 +26,8 @@ from __future__ import annotations
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.names import ELASTICSEARCH_CLIENT_SECRETS, LOG_INDEX_PREFIXES, MONITORING_NAMESPACE, log_index_prefix
 from compiler.ir.names import REDIS_PLACED_ROLE_LABEL
+from compiler.ir.backups import (BACKUP_SCHEDULES, BACKUP_SUCCESS_METRIC, backup_kinds, interval_seconds,
+                                 overdue_after_seconds)
 from compiler.render import banner, dump_documents, dump_yaml
 
 NAME = "monitoring"
@@ -191,13 +193,44 @@ def rule_groups(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
                "The HPA's ScalingActive condition is false: it has no metrics to scale on (kubectl describe hpa gives the reason). "
                "Check that the metrics API (metrics.k8s.io) is served.", for_="15m", region=r.name),
     ]
-    return [
+    groups = [
         {"name": "slo-recording", "interval": "30s", "rules": recording},
         {"name": "slo-availability", "rules": availability},
         {"name": "slo-latency", "rules": latency},
         {"name": "data-tier", "rules": data},
         {"name": "capacity", "rules": capacity},
     ]
+    backups = backup_alerts(r)
+    if backups:
+        groups.append({"name": "backups", "rules": backups})
+    return groups
+
+
+def backup_alerts(r: RegionPlan) -> list[dict]:
+    """The scheduled backups of the region's hosts (compiler/ir/backups.py): each success is recorded for node_exporter's
+    textfile collector, and a schedule whose newest record, over all the hosts that may take it, is older than the
+    schedule allows was missed (a failed upload, a full disk, a host that lost its cron). A daily or more frequent
+    schedule with no record at all for two days never ran (a new region's first days, or a scheduler that never ran
+    a job); weekly and monthly ones are judged from their first success on."""
+    pairs = [(kind, name, getattr(r.settings.backups, name).cron)
+             for kind in backup_kinds(r) for name in BACKUP_SCHEDULES[kind]]
+    if not pairs:
+        return []
+    series = lambda kind, name: f'{BACKUP_SUCCESS_METRIC}{{kind="{kind}",schedule="{name}"}}'  # noqa: E731
+    missed = "\nor\n".join(f"time() - max by (kind, schedule) ({series(kind, name)}) > {overdue_after_seconds(cron)}"
+                            for kind, name, cron in pairs)
+    out = [_alert("BackupMissed", missed, TICKET, "backup",
+                  f"The {{{{ $labels.schedule }}}} {{{{ $labels.kind }}}} backup is overdue in {r.name}",
+                  "Its last success was {{ $value | humanizeDuration }} ago. Read the job's log on the hosts "
+                  "(/var/log/platformc-backup/) and run platformc-backup by hand once fixed.", for_="15m",
+                  region=r.name)]
+    frequent = [(kind, name) for kind, name, cron in pairs if interval_seconds(cron) <= 86400]
+    if frequent:
+        out.append(_alert("BackupNeverRecorded", "\nor\n".join(f"absent({series(kind, name)})" for kind, name in frequent),
+                          TICKET, "backup", f"No {{{{ $labels.schedule }}}} {{{{ $labels.kind }}}} backup is recorded in {r.name}",
+                          "No host has recorded a success of this schedule for two days: check that cron runs the "
+                          "backups role's jobs and that node_exporter reads their records.", for_="2d", region=r.name))
+    return out
 
 
 def alertmanager(plan: PlatformPlan, r: RegionPlan) -> dict:

@@ -25,11 +25,11 @@ set -euo pipefail
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 usage() {
-  echo "usage: $0 --kind postgresql|redis --schedule NAME --url URL --retention-days N [--copy-to URL] [--redis-dir DIR] [--pg-port N]" >&2
+  echo "usage: $0 --kind postgresql|redis --schedule NAME --url URL --retention-days N [--copy-to URL] [--redis-dir DIR] [--pg-port N] [--textfile-dir DIR]" >&2
   exit 2
 }
 
-kind='' schedule='' url='' retention='' copy_to='' redis_dir=/var/lib/redis pg_port=''
+kind='' schedule='' url='' retention='' copy_to='' redis_dir=/var/lib/redis pg_port='' textfile_dir=''
 while [ $# -gt 0 ]; do
   case "$1" in
     --kind) kind=${2-}; shift 2 ;;
@@ -39,12 +39,14 @@ while [ $# -gt 0 ]; do
     --copy-to) copy_to=${2-}; shift 2 ;;
     --redis-dir) redis_dir=${2-}; shift 2 ;;
     --pg-port) pg_port=${2-}; shift 2 ;;
+    --textfile-dir) textfile_dir=${2-}; shift 2 ;;
     *) usage ;;
   esac
 done
 [ -n "$kind" ] && [ -n "$schedule" ] && [ -n "$url" ] || usage
 case "$retention" in '' | *[!0-9]*) usage ;; esac
 case "$pg_port" in *[!0-9]*) usage ;; esac
+case "$schedule" in *[!a-z0-9_-]*) usage ;; esac  # a label value and a file name below
 # psql and WAL-G (libpq) both read the port from PGPORT; empty: the default server
 pg_env=()
 [ -z "$pg_port" ] || pg_env=("PGPORT=$pg_port")
@@ -54,7 +56,7 @@ cutoff=$(date -u -d "-${retention} days" +%Y%m%dT%H%M%SZ)
 work=$(mktemp -d /var/tmp/platformc-backup.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/out"
-skip=''
+skip='' stored=''
 log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $kind/$schedule: $*"; }
 
 WALG=${PLATFORMC_WALG:-/usr/local/bin/wal-g}  # the tests point it at a stub
@@ -89,7 +91,7 @@ for b in json.load(sys.stdin) or []:
     runuser -u postgres -- env "${pg_env[@]}" "$@" "$WALG" delete target "$name" --confirm
   done
   runuser -u postgres -- env "${pg_env[@]}" "$@" "$WALG" delete garbage --confirm
-  skip="streamed to the WAL archive by wal-g backup-push (the partner's copy: bucket replication)"
+  stored="streamed to the WAL archive by wal-g backup-push (the partner's copy: bucket replication)"
 }
 
 take_redis() {
@@ -121,6 +123,23 @@ azure_parts() {
   az_container=${rest%%/*}
   az_path=${rest#"$az_container"}
   az_path=${az_path#/}
+}
+
+# --textfile-dir DIR: after a backup is taken and stored, record it for node_exporter's textfile collector, which
+# monitoring reads to alert when a schedule's newest success is older than the schedule allows (a skipped run, a
+# standby's, records nothing). Written whole, then renamed into place, so the collector never reads half a file.
+record_success() {
+  [ -n "$textfile_dir" ] || return 0
+  local name="platformc_backup_${kind}_${schedule}${pg_port:+_$pg_port}" tmp
+  mkdir -p "$textfile_dir"
+  tmp=$(mktemp "$textfile_dir/.$name.XXXXXX")
+  {
+    echo "# HELP platformc_backup_last_success_timestamp_seconds When this host last completed the backup (platformc-backup)."
+    echo "# TYPE platformc_backup_last_success_timestamp_seconds gauge"
+    echo "platformc_backup_last_success_timestamp_seconds{kind=\"$kind\",schedule=\"$schedule\"${pg_port:+,pg_port=\"$pg_port\"}} $(date -u +%s)"
+  } >"$tmp"
+  chmod 0644 "$tmp"
+  mv -f "$tmp" "$textfile_dir/$name.prom"
 }
 
 upload() {  # upload DIR DEST: the files of DIR under DEST/
@@ -180,7 +199,12 @@ if [ -n "$skip" ]; then
   log "$skip"
   exit 0
 fi
-store "$url"
-if [ -n "$copy_to" ]; then
-  store "$copy_to"
+if [ -n "$stored" ]; then
+  log "$stored"
+else
+  store "$url"
+  if [ -n "$copy_to" ]; then
+    store "$copy_to"
+  fi
 fi
+record_success

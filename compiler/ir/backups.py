@@ -1,0 +1,49 @@
+"""Scheduled backups of the self-managed data hosts: which of the spec's schedules each kind of host runs, and the
+record of each success that monitoring reads.
+
+The ansible target schedules the jobs (the backups role) and has the script record a success; the helm target's
+node_exporter scrape carries the record; the monitoring target alerts when a schedule's newest record is older than
+the schedule allows. All three read these facts from here.
+"""
+
+from __future__ import annotations
+
+from compiler.ir import RegionPlan
+
+# kind of backup -> the spec's schedules (settings.backups.<name>) it runs, and the host group it runs on
+BACKUP_SCHEDULES = {"postgresql": ("daily", "weekly", "monthly"), "redis": ("hourly",)}
+BACKUP_HOST_GROUPS = {"postgresql": "postgres_primary", "redis": "redis_cluster"}
+
+# The script writes, after each backup it completes, node_exporter's textfile format into this directory (Debian's
+# prometheus-node-exporter reads it; the node_exporter role names it explicitly):
+#   platformc_backup_last_success_timestamp_seconds{kind="<kind>",schedule="<schedule>"} <unix time>
+NODE_EXPORTER_TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
+BACKUP_SUCCESS_METRIC = "platformc_backup_last_success_timestamp_seconds"
+
+_HOUR, _DAY = 3600, 86400
+
+
+def backup_kinds(region: RegionPlan) -> tuple[str, ...]:
+    """The kinds of backup the region's own hosts take."""
+    return tuple(kind for kind, group in BACKUP_HOST_GROUPS.items() if region.hosts_in(group))
+
+
+def interval_seconds(cron: str) -> int:
+    """The longest gap between two runs of a five-field cron schedule, as far as the fields tell: a day of the month
+    (31 days), else a weekday (7 days), else an hour (a day), else an hour. Coarse on purpose: an alert threshold,
+    not a scheduler."""
+    minute, hour, day, month, weekday = cron.split()
+    if day != "*" or month != "*":
+        return 31 * _DAY
+    if weekday != "*":
+        return 7 * _DAY
+    if hour != "*":
+        return _DAY
+    return _HOUR
+
+
+def overdue_after_seconds(cron: str) -> int:
+    """How long after its last success a schedule counts as missed: one interval, plus a quarter of it (at least an
+    hour) for a run that takes long or starts late."""
+    interval = interval_seconds(cron)
+    return interval + max(_HOUR, interval // 4)
