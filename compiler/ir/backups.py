@@ -13,6 +13,9 @@ from compiler.ir import RegionPlan
 # kind of backup -> the spec's schedules (settings.backups.<name>) it runs, and the host group it runs on
 BACKUP_SCHEDULES = {"postgresql": ("daily", "weekly", "monthly"), "redis": ("hourly",)}
 BACKUP_HOST_GROUPS = {"postgresql": "postgres_primary", "redis": "redis_cluster"}
+# Kinds where every host serving as a primary backs up its own data (each Redis primary its shard), so each primary
+# must have a recent success; of the others one host (the PostgreSQL leader) backs up the cluster's.
+BACKUP_EACH_PRIMARY = frozenset({"redis"})
 
 # The script writes, after each backup it completes, node_exporter's textfile format into this directory (Debian's
 # prometheus-node-exporter reads it; the node_exporter role names it explicitly):
@@ -29,11 +32,13 @@ def backup_kinds(region: RegionPlan) -> tuple[str, ...]:
 
 
 def interval_seconds(cron: str) -> int:
-    """The longest gap between two runs of a five-field cron schedule, as far as the fields tell: a day of the month
-    (31 days), else a weekday (7 days), else an hour (a day), else an hour. Coarse on purpose: an alert threshold,
-    not a scheduler."""
+    """The longest gap between two runs of a five-field cron schedule, as far as the fields tell: a month (a year), a
+    day of the month (31 days), else a weekday (7 days), else an hour (a day), else an hour. Coarse on purpose: an
+    alert threshold, not a scheduler."""
     minute, hour, day, month, weekday = cron.split()
-    if day != "*" or month != "*":
+    if month != "*":
+        return 366 * _DAY  # a quarterly or yearly schedule: within a year is all the fields promise
+    if day != "*":
         return 31 * _DAY
     if weekday != "*":
         return 7 * _DAY

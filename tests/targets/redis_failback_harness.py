@@ -81,11 +81,19 @@ def start(node: dict) -> subprocess.Popen:
 
 
 def playbook(cfg: dict) -> int:
-    res = subprocess.run(cfg["playbook"], cwd=cfg["playbook_dir"], env=cfg["playbook_env"], capture_output=True,
-                         text=True, timeout=600)
-    recap = RECAP.findall(res.stdout)
-    if res.returncode != 0 or not recap:
-        raise SystemExit(f"harness: ansible-playbook failed ({res.returncode}):\n{res.stdout[-6000:]}\n{res.stderr[-3000:]}")
+    """One ansible-playbook run; a run that hangs (a redis-cli waiting on a cluster that never forms) is stopped with
+    its forks after five minutes, and fails the harness."""
+    proc = subprocess.Popen(cfg["playbook"], cwd=cfg["playbook_dir"], env=cfg["playbook_env"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise SystemExit(f"harness: ansible-playbook timed out:\n{out[-6000:]}\n{err[-3000:]}")
+    recap = RECAP.findall(out)
+    if proc.returncode != 0 or not recap:
+        raise SystemExit(f"harness: ansible-playbook failed ({proc.returncode}):\n{out[-6000:]}\n{err[-3000:]}")
     return sum(int(changed) for _, _, changed, _, _ in recap)
 
 

@@ -802,3 +802,57 @@ def test_the_backup_jobs_record_where_node_exporter_reads(outputs, templar):
     args = templar(files["ansible/roles/node_exporter/templates/node-exporter.default.j2"],
                    {**defaults, "ansible_managed": "managed"}, file=True)
     assert f"--collector.textfile.directory={NODE_EXPORTER_TEXTFILE_DIR}" in args.split('"')[1].split(), args
+
+
+def test_a_standby_member_is_restarted_only_when_flagged_and_still_a_standby(outputs, templar):
+    """The standby clusters' restart handler, its `when` evaluated by Ansible's templar against `patronictl list
+    --extended --format json` answers (Patroni 3.0.2's Role names): it restarts this host's member when Patroni flags
+    it and the cluster is still a standby; never a member it does not flag, nor a cluster the DR runbook promoted
+    (it has a Leader and serves production: a run would restart it with the standby's smaller memory)."""
+    import json as _json
+    _, files = outputs
+    handlers = yaml.safe_load(files.get("ansible/roles/patroni/handlers/main.yml", "[]"))
+    restart = next((h for h in handlers if h["name"] == "Restart the standby clusters"), None)
+    if restart is None:
+        return
+
+    def runs(answer) -> bool:
+        result = {"skipped": True} if answer is None else {"rc": 0, "stdout": _json.dumps(answer)}
+        value = templar("{{ " + restart["when"] + " }}", {"patroni_pending": result, "inventory_hostname": "pg-2"})
+        return value in (True, "True")
+    # --extended gives every member the column: '*' when flagged, '' otherwise
+    flagged, other = {"Member": "pg-2", "Pending restart": "*"}, {"Member": "pg-3", "Pending restart": ""}
+    assert runs([{**flagged, "Role": "Standby Leader"}, {**other, "Role": "Replica"}])
+    assert runs([{**other, "Role": "Standby Leader"}, {**flagged, "Role": "Replica"}])
+    assert not runs([{**flagged, "Role": "Leader"}, {**other, "Role": "Replica"}])  # promoted
+    assert not runs([{**other, "Role": "Leader"}, {**flagged, "Role": "Replica"}])  # promoted
+    assert not runs([{"Member": "pg-2", "Pending restart": "", "Role": "Standby Leader"},
+                     {"Member": "pg-3", "Pending restart": "*", "Role": "Replica"}])
+    assert not runs(None)  # the wait was skipped (check mode, services not ready)
+
+
+def test_a_displaced_redis_primary_fails_back_only_under_its_own_replica(outputs, templar):
+    """The redis role's failback condition, evaluated by Ansible's templar on `INFO replication` as redis-cli prints
+    it (CRLF lines): a topology primary serving as a replica of its own topology replica, link up, fails back; one
+    under another shard's primary (replica migration) must not (it would take that shard's slots), nor one whose
+    link is down, nor a primary."""
+    _, files = outputs
+    path = "ansible/roles/redis/tasks/cluster.yml"
+    if path not in files:
+        return
+    task = next(t for t in yaml.safe_load(files[path]) if t["name"].startswith("Give a primary"))
+
+    def fails_back(role: str, master: str = "", link: str = "up") -> bool:
+        lines = [f"role:{role}"] + ([f"master_host:{master}", "master_port:6379", f"master_link_status:{link}"]
+                                    if role == "slave" else ["connected_slaves:1"])
+        variables = {
+            "redis_state": {"stdout": "\r\n".join(lines), "stdout_lines": [line + "\r" for line in lines],
+                            "redis_primary": {"name": "r1"}},
+            "redis_replica_nodes": [{"name": "r4", "replica_of": "r1"}, {"name": "r5", "replica_of": "r2"}],
+            "hostvars": {h: {"ansible_facts": {"default_ipv4": {"address": a}}}
+                         for h, a in (("r4", "10.0.0.4"), ("r5", "10.0.0.5"))}}
+        return templar("{{ " + task["when"] + " }}", variables) in (True, "True")
+    assert fails_back("slave", "10.0.0.4")
+    assert not fails_back("slave", "10.0.0.5")  # another shard's primary
+    assert not fails_back("slave", "10.0.0.4", link="down")
+    assert not fails_back("master")

@@ -173,6 +173,12 @@ def test_a_taken_backup_is_recorded_for_node_exporter_and_a_skipped_one_is_not(w
     (sample,) = [line for line in text.splitlines() if not line.startswith("#")]
     assert sample.startswith(BACKUP_SUCCESS_METRIC + '{kind="postgresql",schedule="daily"} ')
     assert int(sample.rsplit(" ", 1)[1]) >= before
+    # a DR standby cluster's job (--pg-port) records nothing, even once promoted: its record would outlive the
+    # switch-back and read as a missed backup
+    files[0].unlink()
+    res, _ = _run(world, "f", "--pg-port", "5433", "--textfile-dir", str(textfiles))
+    assert res.returncode == 0, res.stderr
+    assert not list(textfiles.iterdir())
 
 
 # ---------------------------------------------------------------- a DR standby cluster's backups (--pg-port), on real servers

@@ -473,3 +473,30 @@ def test_the_displaced_primary_alert_reads_the_label_the_scrape_config_sets(any_
         labelled = {t.rsplit(":", 1)[0]: group["labels"].get(label) == value
                     for group in job["static_configs"] for t in group["targets"]}
         assert labelled == {h.fqdn: not h.replica_of for h in r.hosts_in("redis_cluster")}, r.name
+
+
+def test_each_redis_primary_must_have_backed_its_own_shard_up(tree, tmp_path):
+    """Each Redis primary backs up its own shard, so one primary whose hourly backup keeps failing must alert even
+    while the others record theirs; a replica's old record (from before a failover made it one) must not. The rule
+    joins each record to redis_exporter's role of the same host (the two exporters' instances differ in port)."""
+    promtool = require_tool("promtool")
+    _, root = tree
+    rules, alerts = _rules_without_annotations(root, tmp_path)
+    series = [_gauge(f'{BACKUP}{{instance="redis-1:9100",kind="redis",schedule="hourly"}}', 0, 300),  # stale primary
+              _gauge('redis_instance_info{instance="redis-1:9121",role="master"}', 1, 300),
+              _counter(f'{BACKUP}{{instance="redis-2:9100",kind="redis",schedule="hourly"}}', 60, 300),  # fresh primary
+              _gauge('redis_instance_info{instance="redis-2:9121",role="master"}', 1, 300),
+              _gauge(f'{BACKUP}{{instance="redis-4:9100",kind="redis",schedule="hourly"}}', 0, 300),  # now a replica
+              _gauge('redis_instance_info{instance="redis-4:9121",role="slave"}', 1, 300),
+              _counter(f'{BACKUP}{{instance="pg-1:9100",kind="postgresql",schedule="daily"}}', 60, 300),
+              _counter(f'{BACKUP}{{instance="pg-1:9100",kind="postgresql",schedule="weekly"}}', 60, 300),
+              _counter(f'{BACKUP}{{instance="pg-1:9100",kind="postgresql",schedule="monthly"}}', 60, 300)]
+    expected = [{"exp_labels": {**alerts["BackupMissed"]["labels"], "instance": "redis-1:9100", "host": "redis-1",
+                                "kind": "redis", "schedule": "hourly"}}]
+    test = {"rule_files": [str(rules)], "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": series,
+                       "alert_rule_test": [{"eval_time": "3h", "alertname": "BackupMissed", "exp_alerts": expected}]}]}
+    path = tmp_path / "test.yaml"
+    path.write_text(yaml.safe_dump(test))
+    res = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr

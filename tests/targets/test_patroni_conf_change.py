@@ -109,8 +109,9 @@ def test_a_standby_clusters_changed_postgresql_conf_is_applied_too(generated):
     """The patroni role's copy of a DR standby cluster's postgresql.conf (the source region's file) runs its own
     handlers: the reload of that cluster's Patroni, then the restart of a member it flags. They run here against a
     one-member cluster of their own: Patroni reloads, flags and restarts a standby cluster's member as it does any
-    member. Reloaded only, max_files_per_process (and max_connections, which a hot standby must hold at least at the
-    primary's value) never took effect."""
+    member (the cluster here is a primary, not a standby: the handler's guard that leaves a promoted cluster alone is
+    held by test_ansible_units, which evaluates its condition). Reloaded only, max_files_per_process never took
+    effect."""
     out = _change(generated, "patroni", STANDBY_NAMES)
     _applied(out)
     assert [h["name"] for h in out["handlers"]][-1] == "Restart the standby clusters"

@@ -625,6 +625,8 @@ def test_aks_can_read_its_disk_encryption_set_and_someone_may_use_its_api(compil
         admins = [g for g in grants.values() if g["scope"] == "${azurerm_kubernetes_cluster.this.id}"
                   and g["role_definition_name"] == "Azure Kubernetes Service RBAC Cluster Admin"]
         assert [g["principal_id"] for g in admins] == ["${data.azurerm_client_config.current.object_id}"], case
+        # principal_id forces a new assignment: the next applier (CI after a person) must not take the role away
+        assert admins[0]["lifecycle"][0]["ignore_changes"] == ["principal_id"], case
 
 
 def _outputs(doc: dict) -> dict:

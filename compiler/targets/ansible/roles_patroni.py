@@ -374,15 +374,17 @@ STANDBY_RESTART = "Restart the standby clusters"
 def _standby_restart(role: str) -> list:
     """A standby cluster's new postgresql.conf or Patroni configuration is applied as the region's own cluster's is
     (the postgresql role's handlers): reloaded, then each member Patroni flags `Pending restart` is restarted, one
-    host at a time. Reloaded only, a setting that needs a restart never took effect; for max_connections and the
-    other settings a hot standby must hold at least at the primary's values, the source's next restart with a
-    higher value paused the standby's replay (PostgreSQL 14+: "insufficient parameter settings"), and the DR copy
-    fell behind the RPO unseen. A member Patroni has not registered yet (a first run) is never flagged, so is left
-    to start with the new files."""
+    host at a time. Reloaded only, a setting that needs a restart (shared_buffers in the standby's own memory
+    parameters, any restart-only setting of the source's file) never took effect. A member Patroni has not registered
+    yet (a first run) is never flagged, so is left to start with the new files; a cluster the DR runbook promoted (it
+    has a `Leader`, no `Standby Leader`) serves production and is never restarted by a run (runbook step 3).
+    (max_connections and the other settings Patroni keeps cluster-wide are not read from these files at all.)"""
     config = PATRONI_CONFIG_DIR + "/{{ patroni_standby.instance }}.yml"
     flagged = ("patroni_pending is not skipped and patroni_pending.rc == 0 and (patroni_pending.stdout | from_json",
                "| selectattr('Member', 'equalto', inventory_hostname) | map(attribute='Pending restart')",
                "| select | list | length > 0)")
+    still_standby = ("and (patroni_pending.stdout | from_json | selectattr('Role', 'equalto', 'Leader') | list",
+                     "| length == 0)")
     return [
         task("Wait until Patroni flags the restart a standby cluster's new setting needs (none: the reload applied it)",
              "ansible.builtin.command",
@@ -403,7 +405,7 @@ def _standby_restart(role: str) -> list:
              become=True, become_user="postgres", changed_when=True, throttle=1,
              loop="{{ patroni_standby_pending.results | default([]) }}",
              loop_control={"loop_var": "patroni_pending", "label": "{{ patroni_pending.patroni_standby.region }}"},
-             when="\n".join(flagged)),
+             when="\n".join(flagged + still_standby)),
     ]
 
 

@@ -87,11 +87,19 @@ def _failback(on_first: dict) -> list:
     another holds two, and losing that zone next takes a majority of the primaries (with three), so the cluster can
     no longer elect replacements and stops. A topology primary found serving as a replica with its link up is told
     CLUSTER FAILOVER: the coordinated kind, which waits for the replica to catch up before it takes the slots (writes
-    to that shard pause for a moment, nothing is lost); one whose link is down is left to the cluster."""
+    to that shard pause for a moment, nothing is lost); one whose link is down, or that serves another shard's
+    primary, is left to the cluster and the operator (RedisPrimaryDisplaced keeps alerting)."""
     def cli(host: str) -> list:
         return ["redis-cli", "--user", "platformc-admin", "-h", f"{{{{ hostvars[{host}].{ADDRESS} }}}}",
                 "-p", "{{ redis_port }}"]
-    displaced = "'role:slave' in redis_state.stdout and 'master_link_status:up' in redis_state.stdout"
+    # ... and only under its own topology replica: one that replica migration moved under another shard's primary
+    # would take that shard's slots and displace a second primary, and each run would swap them back
+    displaced = "\n".join([
+        "'role:slave' in redis_state.stdout and 'master_link_status:up' in redis_state.stdout",
+        "and (redis_state.stdout_lines | map('trim') | select('in', redis_replica_nodes",
+        "     | selectattr('replica_of', 'equalto', redis_state.redis_primary.name) | map(attribute='name')",
+        f"     | map('extract', hostvars, {ADDRESS.split('.')!r}) | map('regex_replace', '^', 'master_host:') | list)",
+        "     | list | length > 0)"])
     each = {"loop": "{{ redis_primary_states.results }}",
             "loop_control": {"loop_var": "redis_state", "label": "{{ redis_state.redis_primary.name }}"}}
     return [

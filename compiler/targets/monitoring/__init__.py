@@ -26,8 +26,8 @@ from __future__ import annotations
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.names import ELASTICSEARCH_CLIENT_SECRETS, LOG_INDEX_PREFIXES, MONITORING_NAMESPACE, log_index_prefix
 from compiler.ir.names import REDIS_PLACED_ROLE_LABEL
-from compiler.ir.backups import (BACKUP_SCHEDULES, BACKUP_SUCCESS_METRIC, backup_kinds, interval_seconds,
-                                 overdue_after_seconds)
+from compiler.ir.backups import (BACKUP_EACH_PRIMARY, BACKUP_SCHEDULES, BACKUP_SUCCESS_METRIC, backup_kinds,
+                                 interval_seconds, overdue_after_seconds)
 from compiler.render import banner, dump_documents, dump_yaml
 
 NAME = "monitoring"
@@ -217,8 +217,18 @@ def backup_alerts(r: RegionPlan) -> list[dict]:
     if not pairs:
         return []
     series = lambda kind, name: f'{BACKUP_SUCCESS_METRIC}{{kind="{kind}",schedule="{name}"}}'  # noqa: E731
-    missed = "\nor\n".join(f"time() - max by (kind, schedule) ({series(kind, name)}) > {overdue_after_seconds(cron)}"
-                            for kind, name, cron in pairs)
+
+    def missed_expr(kind: str, name: str, cron: str) -> str:
+        late = overdue_after_seconds(cron)
+        if kind not in BACKUP_EACH_PRIMARY:  # one host backs the cluster up: its newest record over all hosts
+            return f"time() - max by (kind, schedule) ({series(kind, name)}) > {late}"
+        # each primary backs up its own shard: each node that serves as a primary now (redis_exporter's role, joined
+        # by host: the two exporters' instances differ in port) must have a recent record of its own; a replica's
+        # old record from its days as a primary counts for nothing
+        return (f'label_replace(time() - {series(kind, name)} > {late}, "host", "$1", "instance", "([^:]+):.*")\n'
+                f'and on (host)\nlabel_replace(redis_instance_info{{role="master"}}, "host", "$1", "instance", '
+                '"([^:]+):.*")')
+    missed = "\nor\n".join(missed_expr(kind, name, cron) for kind, name, cron in pairs)
     out = [_alert("BackupMissed", missed, TICKET, "backup",
                   f"The {{{{ $labels.schedule }}}} {{{{ $labels.kind }}}} backup is overdue in {r.name}",
                   "Its last success was {{ $value | humanizeDuration }} ago. Read the job's log on the hosts "

@@ -116,9 +116,14 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      "security group admits. Only the identity that applied this root is a cluster administrator (EKS "
                      "access entries): give the other operators and CI theirs with `aws eks create-access-entry` and "
                      "`aws eks associate-access-policy` (AmazonEKSClusterAdminPolicy, or a narrower policy).")
+    if region.cloud == "gcp":
+        notes.append("The google provider names the project as its quota project (billing_project, "
+                     "user_project_override: the Billing Budgets API refuses user credentials without one), so the "
+                     "identity that applies this root needs serviceusage.services.use on it (Service Usage "
+                     "Consumer; an Owner or Editor has it).")
     if region.cloud == "azure":
-        notes.append("AKS runs with Entra ID and Azure RBAC, local accounts off: only the identity that applied this "
-                     "root holds a Kubernetes role (Azure Kubernetes Service RBAC Cluster Admin on the cluster). Give "
+        notes.append("AKS runs with Entra ID and Azure RBAC, local accounts off: only the identity that first applied "
+                     "this root holds a Kubernetes role (Azure Kubernetes Service RBAC Cluster Admin on the cluster). Give "
                      "the other operators and CI theirs: `az role assignment create --role \"Azure Kubernetes Service "
                      "RBAC Cluster Admin\" --assignee <their group's object id> --scope $(az aks show "
                      f"--resource-group {region.cluster_name} --name {region.cluster_name} --query id -o tsv)` (or the "

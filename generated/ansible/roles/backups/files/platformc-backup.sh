@@ -129,14 +129,16 @@ azure_parts() {
 # monitoring reads to alert when a schedule's newest success is older than the schedule allows (a skipped run, a
 # standby's, records nothing). Written whole, then renamed into place, so the collector never reads half a file.
 record_success() {
-  [ -n "$textfile_dir" ] || return 0
-  local name="platformc_backup_${kind}_${schedule}${pg_port:+_$pg_port}" tmp
+  # not a DR standby cluster's (--pg-port): it backs up only while promoted, and its record would outlive the
+  # switch-back and stand for a missed backup from then on
+  [ -n "$textfile_dir" ] && [ -z "$pg_port" ] || return 0
+  local name="platformc_backup_${kind}_${schedule}" tmp
   mkdir -p "$textfile_dir"
   tmp=$(mktemp "$textfile_dir/.$name.XXXXXX")
   {
     echo "# HELP platformc_backup_last_success_timestamp_seconds When this host last completed the backup (platformc-backup)."
     echo "# TYPE platformc_backup_last_success_timestamp_seconds gauge"
-    echo "platformc_backup_last_success_timestamp_seconds{kind=\"$kind\",schedule=\"$schedule\"${pg_port:+,pg_port=\"$pg_port\"}} $(date -u +%s)"
+    echo "platformc_backup_last_success_timestamp_seconds{kind=\"$kind\",schedule=\"$schedule\"} $(date -u +%s)"
   } >"$tmp"
   chmod 0644 "$tmp"
   mv -f "$tmp" "$textfile_dir/$name.prom"

@@ -146,6 +146,12 @@ resource "azurerm_role_assignment" "cluster_admin" {
   scope                = azurerm_kubernetes_cluster.this.id
   role_definition_name = "Azure Kubernetes Service RBAC Cluster Admin"
   principal_id         = data.azurerm_client_config.current.object_id
+
+  # principal_id forces a new assignment: without this, whoever applied last (a person, then CI) would take the
+  # role from whoever applied first. The first applier keeps it; others are granted as the region page says.
+  lifecycle {
+    ignore_changes = [principal_id]
+  }
 }
 
 

@@ -1,0 +1,20 @@
+"""How late a scheduled backup may be before monitoring calls it missed (compiler/ir/backups.py), from its cron."""
+
+from compiler.ir.backups import interval_seconds, overdue_after_seconds
+
+HOUR, DAY = 3600, 86400
+
+
+def test_the_interval_is_the_longest_gap_the_fields_allow():
+    assert interval_seconds("0 * * * *") == HOUR
+    assert interval_seconds("0 2 * * *") == DAY
+    assert interval_seconds("0 3 * * SUN") == 7 * DAY
+    assert interval_seconds("0 4 1 * *") == 31 * DAY
+    # a quarterly schedule: a 31-day threshold alerted every quarter
+    assert interval_seconds("0 4 1 */3 *") == 366 * DAY
+
+
+def test_a_schedule_is_overdue_a_quarter_interval_late_and_never_sooner_than_an_hour():
+    assert overdue_after_seconds("0 * * * *") == 2 * HOUR
+    assert overdue_after_seconds("0 2 * * *") == DAY + DAY // 4
+    assert all(overdue_after_seconds(c) > interval_seconds(c) for c in ("0 * * * *", "0 4 1 * *", "0 4 1 */3 *"))
