@@ -115,3 +115,42 @@ def test_a_standby_clusters_changed_postgresql_conf_is_applied_too(generated):
     out = _change(generated, "patroni", STANDBY_NAMES)
     _applied(out)
     assert [h["name"] for h in out["handlers"]][-1] == "Restart the standby clusters"
+
+
+DCS_HARNESS = Path(__file__).with_name("patroni_dcs_change_harness.py")
+
+
+def test_a_changed_cluster_wide_setting_reaches_a_running_cluster(generated):
+    """max_connections and the other settings Patroni keeps cluster-wide come from bootstrap.dcs, which Patroni
+    stores once, when it creates the cluster, and it ignores a local value of them: a change in the spec never
+    reached a cluster that existed. The postgresql role's leader steps apply the spec's bootstrap.dcs with
+    `patronictl edit-config --apply -`, wait for the members to flag the restart, and restart them. For real
+    (tests/targets/patroni_dcs_change_harness.py): a one-member cluster bootstrapped from the group_vars, the spec's
+    max_connections raised by 20, the steps run as written; the server then runs with the new value, and a second
+    run of the first step changes nothing."""
+    python = require_patroni_cluster()
+    tasks = []
+    for t in yaml.safe_load((generated / "ansible/roles/postgresql/tasks/leader.yml").read_text()):
+        argv = (t.get("ansible.builtin.command") or {}).get("argv") or []
+        if argv[:1] != ["patronictl"] or not ({"edit-config", "list", "restart"} & set(argv)):
+            continue
+        when = " ".join(t.get("when", []) if isinstance(t.get("when"), list) else [str(t.get("when", ""))])
+        tasks.append({"name": t["name"], "argv": argv, "stdin": "stdin" in t["ansible.builtin.command"],
+                      "until_all_flagged": bool(t.get("until")), "retries": t.get("retries", 0),
+                      "delay": t.get("delay", 5), "when_changed": "is changed" in when})
+    assert [t["argv"][3] for t in tasks] == ["edit-config", "list", "restart"], tasks
+    host = postgres_hosts(generated, REGION)[0]
+    work = private_dir("pdcs-")
+    try:
+        res = subprocess.run(ISOLATE + AS_POSTGRES + [python, str(DCS_HARNESS), str(generated), REGION, host, str(work),
+                                                      json.dumps(tasks), json.dumps(MEMBER_NAMES)],
+                             capture_output=True, text=True, timeout=600)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    assert res.returncode == 0, f"the harness failed:\n{res.stderr[-6000:]}"
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    print("\ncluster-wide change:", json.dumps(out, indent=1), file=sys.stderr)
+    assert all(t["rc"] == 0 for t in out["tasks"]), out["tasks"]
+    assert "Configuration changed" in out["tasks"][0]["output"]
+    assert out["after"] == out["before"] + 20, out
+    assert out["again"]["rc"] == 0 and "Not changed" in out["again"]["output"], out["again"]

@@ -155,6 +155,35 @@ def _pg_setup() -> list:
     ]
 
 
+def _cluster_wide_settings(r: str, leads: list) -> list:
+    """The spec's cluster-wide Patroni settings (bootstrap.dcs: max_connections, max_worker_processes, max_wal_senders,
+    wal_level, the HA timings ...) onto a running cluster. Patroni stores bootstrap.dcs once, when it creates the
+    cluster, and ignores a local value of those PostgreSQL settings (3.0.2 config.py: its CMDLINE_OPTIONS): a change
+    to them in the spec never reached a cluster that existed. `patronictl edit-config --apply -` merges the spec's
+    values into the stored ones ("Not changed" when equal); every member then applies them in its next cycle, and
+    those that need a restart are flagged and restarted, one after another (patronictl restart --pending)."""
+    config = ["patronictl", "-c", "{{ postgresql_patroni_config }}"]
+    flagged = expr("postgresql_dcs_pending.rc == 0 and (postgresql_dcs_pending.stdout | from_json",
+                   "| rejectattr('Pending restart') | list | length == 0)")
+    changed = [*leads, "postgresql_dcs is changed"]
+    return [
+        leader_sql.as_postgres("Apply the spec's cluster-wide Patroni settings",
+                               [*config, "edit-config", "{{ patroni_scope }}", "--apply", "-", "--force"],
+                               args={"stdin": "{{ patroni_config.bootstrap.dcs | to_nice_yaml(indent=2) }}"},
+                               register="postgresql_dcs", changed_when="'Configuration changed' in postgresql_dcs.stdout",
+                               when=leads),
+        # a member applies the stored settings in its next HA cycle (loop_wait); a change that needs no restart
+        # flags nobody, and the wait gives up without failing
+        leader_sql.as_postgres("Wait until every member flags the restart the new settings need (none: none do)",
+                               [*config, "list", "{{ patroni_scope }}", "--extended", "--format", "json"],
+                               register="postgresql_dcs_pending", changed_when=False, failed_when=False, retries=6,
+                               delay=5, until=flagged, when=changed),
+        leader_sql.as_postgres("Restart the members the new settings need restarted, one after another",
+                               [*config, "restart", "{{ patroni_scope }}", "--pending", "--force"],
+                               changed_when=True, when=changed),
+    ]
+
+
 def _pg_leader() -> list:
     """After the patroni role (the play's post_tasks: Patroni runs, and the restarts the roles notified are done).
     setup.psql and the passwords on the leader, whenever what the cluster recorded is not what this run stages;
@@ -164,6 +193,7 @@ def _pg_leader() -> list:
     stale = [*leads, leader_sql.stale("postgresql_applied", "postgresql_setup_fingerprint")]
     return [
         leader_sql.wait_for_leader("postgresql_cluster", "postgresql_leader", when_ready(r)),
+        *_cluster_wide_settings(r, leads),
         leader_sql.read_applied("Read the fingerprint of the data tier's SQL the cluster last applied", SETUP_RECORD,
                                 "postgresql_applied", leads),
         leader_sql.as_postgres("Create the shard databases, extensions and roles",
