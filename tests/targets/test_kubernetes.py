@@ -502,8 +502,11 @@ def test_quota_admits_every_pod_at_the_hpa_ceiling_during_a_rollout():
         pods = 0
         for t in tracks(svc):
             dep = find(docs, "Deployment", t.deployment, svc.namespace)["spec"]
-            surge = dep["strategy"]["rollingUpdate"]["maxSurge"]
-            pods += t.replicas_max + math.ceil(t.replicas_max * int(surge.rstrip("%")) / 100)
+            rolling = dep["strategy"]["rollingUpdate"]
+            surge = math.ceil(t.replicas_max * int(rolling["maxSurge"].rstrip("%")) / 100)
+            unavailable = math.floor(t.replicas_max * int(rolling["maxUnavailable"].rstrip("%")) / 100)
+            # the ceiling, the surge, and the old pods a step deletes, which count until their grace period ends
+            pods += t.replicas_max + surge + (surge + unavailable)
         assert int(hard["pods"]) == pods
         side_cpu = SIDECAR_REQUESTS["cpu_m"] / 1000 if mesh else 0
         side_mem = SIDECAR_REQUESTS["memory_mi"] if mesh else 0

@@ -62,10 +62,18 @@ class Track:
 
     @property
     def max_pods(self) -> int:
-        """Pods at the HPA ceiling in the middle of a rollout (surge included): what quotas must admit."""
-        surge = self.max_surge
-        extra = math.ceil(self.replicas_max * int(surge[:-1]) / 100) if surge.endswith("%") else int(surge)
-        return self.replicas_max + extra
+        """Pods a quota must admit for this track in the middle of a rollout at the HPA ceiling: the ceiling, the
+        surge, and the old pods still terminating. The controller deletes up to surge + unavailable old pods at a
+        step, and a deleted pod counts against the quota until its grace period ends (kubernetes
+        pkg/quota/v1/evaluator/core/pods.go): without them a rollout at peak waited on 'exceeded quota'. Kubernetes
+        rounds a percentage surge up and a percentage unavailable down."""
+        def count(value: str, up: bool) -> int:
+            if not value.endswith("%"):
+                return int(value)
+            share = self.replicas_max * int(value[:-1]) / 100
+            return math.ceil(share) if up else math.floor(share)
+        surge, unavailable = count(self.max_surge, True), count(self.max_unavailable, False)
+        return self.replicas_max + surge + (surge + unavailable)
 
 
 DEFAULT_SURGE, DEFAULT_UNAVAILABLE = f"{DEFAULT_SURGE_PERCENT}%", f"{DEFAULT_UNAVAILABLE_PERCENT}%"

@@ -43,8 +43,8 @@ def identity(svc: ServicePlan, region: RegionPlan) -> list[dict]:
 
 
 def quota_figures(svc: ServicePlan, region: RegionPlan, tracks: tuple[Track, ...]) -> dict[str, str]:
-    """What the namespace may hold at most: every track at its HPA ceiling plus rollout surge, each
-    pod with the service's requests/limits plus the sidecar's when the mesh is on."""
+    """What the namespace may hold at most: every track at its HPA ceiling plus rollout surge and the pods still
+    terminating (Track.max_pods), each pod with the service's requests/limits plus the sidecar's when the mesh is on."""
     pods = sum(t.max_pods for t in tracks)
     side_req = SIDECAR_REQUESTS if mesh_enabled(region) else {"cpu_m": 0, "memory_mi": 0}
     side_lim = SIDECAR_LIMITS if mesh_enabled(region) else {"cpu_m": 0, "memory_mi": 0}
