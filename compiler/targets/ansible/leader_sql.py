@@ -47,6 +47,14 @@ def member_running_var(register: str) -> str:
                 "| selectattr('state', 'equalto', 'running') | list | length > 0")
 
 
+def pending_restart(register: str) -> tuple[str, ...]:
+    """The lines of a condition: `patronictl list --extended --format json`, registered as `register`, flags this host's
+    member `Pending restart` (the postgresql role's handlers and the patroni role's standby clusters wait on it)."""
+    return (f"{register}.rc == 0 and ({register}.stdout | from_json",
+            "| selectattr('Member', 'equalto', inventory_hostname) | map(attribute='Pending restart')",
+            "| select | list | length > 0)")
+
+
 def wait_for_leader(register: str, leader: str, when) -> dict:
     """Bounded: a cluster that elects nobody in this time needs an operator (etcd, Patroni's log), not a retry."""
     minutes = WAIT_RETRIES * WAIT_DELAY // 60

@@ -39,6 +39,15 @@ def task(name: str, module: str, args: dict | str | None = None, **keywords) -> 
     return out
 
 
+def installed_version_check(read: str, check: str, package: str, pattern: str, fail_msg: str) -> list[dict]:
+    """Read the installed packages, then stop a host whose `package` version does not match `pattern` (a Jinja
+    expression of the regex to search the Debian version for); a host without the package yet passes."""
+    version = f"ansible_facts.packages['{package}'][0].version"
+    return [task(read, "ansible.builtin.package_facts", {"manager": "apt"}),
+            task(check, "ansible.builtin.assert", {"that": [f"{version} is search({pattern})"], "fail_msg": fail_msg},
+                 when=f"'{package}' in ansible_facts.packages")]
+
+
 def expr(*lines: str) -> str:
     """One Jinja expression over several lines (YAML keeps them under 160 columns; Jinja reads the
     line breaks as spaces), so it still templates to a native value such as a list."""

@@ -19,8 +19,9 @@ from compiler.ir.names import (PATRONI_CONFIG_DIR, POSTGRES_PORT, POSTGRES_REPLI
 from compiler.ir.postgres_ha import standby_hba_file
 from compiler.ir.postgres_sizing import patroni_dcs_parameters, standby_memory_parameters
 from compiler.ir.wal_archive import promoted_archive_command, standby_restore_command
-from compiler.targets.ansible.role import (Role, apt, copy, expr, service, services_ready_var, systemd_dropin, task,
-                                            when_ready)
+from compiler.targets.ansible.role import (Role, apt, copy, expr, installed_version_check, service, services_ready_var,
+                                            systemd_dropin, task, when_ready)
+from compiler.targets.ansible import leader_sql
 from compiler.targets.ansible.roles_data import POSTGRES_DATA_MOUNT, START_CONF
 
 PATRONI_INSTANCE = "{{ postgresql_version }}-main"  # Debian's patroni@<instance>.service reads /etc/patroni/<instance>.yml
@@ -279,12 +280,11 @@ def patroni() -> Role:
             # The configuration and the handlers (patronictl's JSON, restart --pending) are written and tested for
             # this major; a host that got another one (installed before the postgresql role's apt pin) is stopped
             # here rather than left to a Patroni that may read them otherwise.
-            task("Read the installed Patroni version", "ansible.builtin.package_facts", {"manager": "apt"}),
-            task("Check that the installed Patroni is the version platformc writes for", "ansible.builtin.assert", {
-                "that": ["ansible_facts.packages['patroni'][0].version is search('^' ~ patroni_version ~ '[.]')"],
-                "fail_msg": "platformc writes Patroni {{ patroni_version }}'s configuration, this host has "
-                            "{{ ansible_facts.packages['patroni'][0].version }}"},
-                 when="'patroni' in ansible_facts.packages"),
+            *installed_version_check("Read the installed Patroni version",
+                                     "Check that the installed Patroni is the version platformc writes for", "patroni",
+                                     "'^' ~ patroni_version ~ '[.]'",
+                                     "platformc writes Patroni {{ patroni_version }}'s configuration, this host has "
+                                     "{{ ansible_facts.packages['patroni'][0].version }}"),
             task("Create Patroni's directories", "ansible.builtin.file",
                  {"path": "{{ patroni_dir }}", "state": "directory", "owner": "root", "group": "postgres",
                   "mode": "0750"}, loop=[PATRONI_CONFIG_DIR, "/usr/local/lib/platformc"],
@@ -379,28 +379,24 @@ def _standby_restart(role: str) -> list:
     yet (a first run) is never flagged, so is left to start with the new files; a cluster the DR runbook promoted (it
     has a `Leader`, no `Standby Leader`) serves production and is never restarted by a run (runbook step 3).
     (max_connections and the other settings Patroni keeps cluster-wide are not read from these files at all.)"""
-    config = PATRONI_CONFIG_DIR + "/{{ patroni_standby.instance }}.yml"
-    flagged = ("patroni_pending is not skipped and patroni_pending.rc == 0 and (patroni_pending.stdout | from_json",
-               "| selectattr('Member', 'equalto', inventory_hostname) | map(attribute='Pending restart')",
-               "| select | list | length > 0)")
+    def config(standby: str) -> str:  # the standby cluster's Patroni configuration file
+        return PATRONI_CONFIG_DIR + "/{{ " + standby + ".instance }}.yml"
+    first, *rest = leader_sql.pending_restart("patroni_pending")
+    flagged = ("patroni_pending is not skipped and " + first, *rest)
     still_standby = ("and (patroni_pending.stdout | from_json | selectattr('Role', 'equalto', 'Leader') | list",
                      "| length == 0)")
     return [
         task("Wait until Patroni flags the restart a standby cluster's new setting needs (none: the reload applied it)",
              "ansible.builtin.command",
-             {"argv": ["patronictl", "-c", config, "list", "{{ patroni_standby.config.scope }}", "--extended",
-                       "--format", "json"]},
+             {"argv": ["patronictl", "-c", config("patroni_standby"), "list", "{{ patroni_standby.config.scope }}",
+                       "--extended", "--format", "json"]},
              become=True, become_user="postgres", register="patroni_standby_pending", changed_when=False,
-             failed_when=False, retries=4, delay=5,
-             until=expr(*(line.replace("patroni_pending is not skipped and ", "").replace("patroni_pending",
-                                                                                           "patroni_standby_pending")
-                          for line in flagged)),
+             failed_when=False, retries=4, delay=5, until=expr(*leader_sql.pending_restart("patroni_standby_pending")),
              loop="{{ patroni_my_standbys }}",
              loop_control={"loop_var": "patroni_standby", "label": "{{ patroni_standby.region }}"},
              listen=STANDBY_RESTART, when=when_ready(role)),
         task(STANDBY_RESTART, "ansible.builtin.command",
-             {"argv": ["patronictl", "-c", config.replace("patroni_standby.", "patroni_pending.patroni_standby."),
-                       "restart", "{{ patroni_pending.patroni_standby.config.scope }}", "{{ inventory_hostname }}",
+             {"argv": ["patronictl", "-c", config("patroni_pending.patroni_standby"), "restart", "{{ patroni_pending.patroni_standby.config.scope }}", "{{ inventory_hostname }}",
                        "--pending", "--force"]},
              become=True, become_user="postgres", changed_when=True, throttle=1,
              loop="{{ patroni_standby_pending.results | default([]) }}",

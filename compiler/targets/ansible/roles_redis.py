@@ -13,8 +13,8 @@ reads that file, so both targets agree on names and rules):
 
 from __future__ import annotations
 
-from compiler.targets.ansible.role import (Role, apt, copy, expr, service, services_ready_var, task, template,
-                                            when_ready)
+from compiler.targets.ansible.role import (Role, apt, copy, expr, installed_version_check, service, services_ready_var,
+                                            task, template, when_ready)
 from compiler.targets.ansible.roles_data import SOURCE_DIR, source
 
 REDIS_SYSCTL = """\
@@ -156,12 +156,11 @@ def redis() -> Role:
                 task("Hold Redis so unattended upgrades never restart it", "ansible.builtin.dpkg_selections",
                      {"name": "{{ redis_package }}", "selection": "hold"}, loop=["redis-server", "redis-tools"],
                      loop_control={"loop_var": "redis_package"}),
-                task("Read the installed package versions", "ansible.builtin.package_facts", {"manager": "apt"}),
-                task("Check that the installed Redis is the version the spec names", "ansible.builtin.assert", {
-                    "that": ["ansible_facts.packages['redis-server'][0].version is search(':' ~ redis_version ~ '[.]')"],
-                    "fail_msg": "the spec asks for Redis {{ redis_version }}, the distribution has "
-                                "{{ ansible_facts.packages['redis-server'][0].version }}"},
-                     when="'redis-server' in ansible_facts.packages"),
+                *installed_version_check("Read the installed package versions",
+                                         "Check that the installed Redis is the version the spec names", "redis-server",
+                                         "':' ~ redis_version ~ '[.]'",
+                                         "the spec asks for Redis {{ redis_version }}, the distribution has "
+                                         "{{ ansible_facts.packages['redis-server'][0].version }}"),
                 task("Check that the password can be written into a Redis config file", "ansible.builtin.assert", {
                     "that": ["redis_secrets.values() | reject('match', '^[!-~]+$') | list | length == 0"],
                     "fail_msg": "a Redis password must be printable ASCII without spaces"}, no_log=True),

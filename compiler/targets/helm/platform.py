@@ -94,6 +94,7 @@ def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
     cap = plan.spec.capacity
     gc = gateway_capacity(region, cap.requests_per_second, cap.peak_multiplier)
     a = region.settings.autoscaling
+    drain = origin_response_timeout(region.settings)  # the longest a request in flight may still wait on Kong
     proxy = {
         # Never a LoadBalancer: the cloud load balancer (WAF attached) is the only public entry and
         # reaches the pods by IP (AWS target group, GCP NEGs, Azure Application Gateway).
@@ -147,8 +148,8 @@ def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
         # before it stops Kong by force (kong/cmd/quit.lua; 10 s by default). With the chart's 10 s and 30 s grace,
         # requests still inside Kong's upstream wait (gateway.read_timeout_ms) were cut off with 502s.
         "lifecycle": {"preStop": {"exec": {"command": [
-            "kong", "quit", f"--wait={KONG_QUIT_WAIT_SECONDS}", f"--timeout={origin_response_timeout(region.settings)}"]}}},
-        "terminationGracePeriodSeconds": KONG_QUIT_WAIT_SECONDS + origin_response_timeout(region.settings) + 10,
+            "kong", "quit", f"--wait={KONG_QUIT_WAIT_SECONDS}", f"--timeout={drain}"]}}},
+        "terminationGracePeriodSeconds": KONG_QUIT_WAIT_SECONDS + drain + 10,
         "topologySpreadConstraints": zone_spread({"app.kubernetes.io/name": KONG_POD_LABELS["app.kubernetes.io/name"]}),
         "nodeSelector": {NODE_POOL_LABEL: gc.node_pool},
         "resources": amounts(gw.resources),
