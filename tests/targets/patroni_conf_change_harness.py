@@ -28,10 +28,8 @@ import time
 from pathlib import Path
 
 import psycopg2
-import yaml
 
-from patroni_harness import (HOST, PASSWORDS, Proc, Work, data_tier_files, group_vars, remap, render, rest,
-                             single_etcd, wait)
+from patroni_harness import Proc, Work, group_vars, member_config, rest, single_etcd, start_member
 
 PG_PORT, REST_PORT, ETCD_CLIENT, ETCD_PEER = 26432, 29008, 23379, 23380
 CHANGED = {"work_mem": "7MB", "max_files_per_process": "1500"}
@@ -62,19 +60,10 @@ def main():
     procs: list[Proc] = []
     out: dict = {"handlers": []}
     try:
-        name = gv["etcd_members"][0]
-        procs.append(single_etcd(name, root, w, ETCD_CLIENT, ETCD_PEER, logs))
-        conf_dir = root / "conf"
-        conf, _hba = data_tier_files(gen, region, conf_dir)
-        cfg = render(gv["patroni_config"], {"inventory_hostname": host, "ansible_host": host, **PASSWORDS})
-        cfg = remap(cfg, host, PG_PORT, REST_PORT, [ETCD_CLIENT], w, conf_dir, root / "member" / "data")
+        procs.append(single_etcd(gv["etcd_members"][0], root, w, ETCD_CLIENT, ETCD_PEER, logs))
+        cfg, conf = member_config(gen, region, host, root, w, PG_PORT, REST_PORT, ETCD_CLIENT)
         assert not set(CHANGED) & set(cfg["postgresql"]["parameters"]), "Patroni's own parameters would win"
-        path = root / "member.yml"
-        path.write_text(yaml.safe_dump(cfg))
-        sock = root / "member" / "sock"
-        member = Proc("member", ["patroni", str(path)], logs, env={"PGHOST": str(sock), "PGPORT": str(PG_PORT)})
-        procs.append(member)
-        wait(lambda: rest(REST_PORT, "/primary", ctx) == 200, 180, "the member leading")
+        member, path, sock = start_member(cfg, root, logs, PG_PORT, REST_PORT, ctx, procs)
         time.sleep(2)
         out["before"] = settings(sock)
         # the new file: the role's copy replaces it whole; here the settings are appended (the last one wins)

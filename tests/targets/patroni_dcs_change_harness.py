@@ -27,7 +27,7 @@ from pathlib import Path
 import psycopg2
 import yaml
 
-from patroni_harness import PASSWORDS, Proc, Work, data_tier_files, group_vars, remap, render, rest, single_etcd, wait
+from patroni_harness import Proc, Work, group_vars, member_config, rest, single_etcd, start_member
 
 PG_PORT, REST_PORT, ETCD_CLIENT, ETCD_PEER = 26532, 29108, 23479, 23480
 
@@ -59,15 +59,8 @@ def main():
     out: dict = {"tasks": []}
     try:
         procs.append(single_etcd(gv["etcd_members"][0], root, w, ETCD_CLIENT, ETCD_PEER, logs))
-        conf_dir = root / "conf"
-        data_tier_files(gen, region, conf_dir)
-        cfg = render(gv["patroni_config"], {"inventory_hostname": host, "ansible_host": host, **PASSWORDS})
-        cfg = remap(cfg, host, PG_PORT, REST_PORT, [ETCD_CLIENT], w, conf_dir, root / "member" / "data")
-        path = root / "member.yml"
-        path.write_text(yaml.safe_dump(cfg))
-        sock = root / "member" / "sock"
-        procs.append(Proc("member", ["patroni", str(path)], logs, env={"PGHOST": str(sock), "PGPORT": str(PG_PORT)}))
-        wait(lambda: rest(REST_PORT, "/primary", ctx) == 200, 180, "the member leading")
+        cfg, _conf = member_config(gen, region, host, root, w, PG_PORT, REST_PORT, ETCD_CLIENT)
+        _member, path, sock = start_member(cfg, root, logs, PG_PORT, REST_PORT, ctx, procs)
         time.sleep(2)
         out["before"] = max_connections(sock)
         dcs = cfg["bootstrap"]["dcs"]

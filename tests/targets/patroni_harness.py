@@ -176,6 +176,30 @@ def single_etcd(name: str, root: Path, w: "Work", client_port: int, peer_port: i
         "--peer-trusted-ca-file", w.crt, "--peer-client-cert-auth"], logs)
 
 
+def member_config(gen: Path, region: str, host: str, root: Path, w: "Work", pg_port: int, rest_port: int,
+                  etcd_port: int) -> tuple[dict, Path]:
+    """`host`'s Patroni configuration as the region's group_vars give it, rendered and remapped onto loopback (one
+    etcd member), with the data tier's files under root/conf; and the postgresql.conf it reads."""
+    conf_dir = root / "conf"
+    conf, _hba = data_tier_files(gen, region, conf_dir)
+    cfg = render(group_vars(gen, region)["patroni_config"], {"inventory_hostname": host, "ansible_host": host,
+                                                             **PASSWORDS})
+    return remap(cfg, host, pg_port, rest_port, [etcd_port], w, conf_dir, root / "member" / "data"), conf
+
+
+def start_member(cfg: dict, root: Path, logs: Path, pg_port: int, rest_port: int, ctx: ssl.SSLContext,
+                 procs: list) -> tuple["Proc", Path, Path]:
+    """Write the member's configuration, start its Patroni (added to `procs`, which the caller stops) and wait until
+    it leads. Returns the process, the configuration file and the socket directory."""
+    path = root / "member.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    sock = root / "member" / "sock"
+    member = Proc("member", ["patroni", str(path)], logs, env={"PGHOST": str(sock), "PGPORT": str(pg_port)})
+    procs.append(member)
+    wait(lambda: rest(rest_port, "/primary", ctx) == 200, 180, "the member leading")
+    return member, path, sock
+
+
 def rest(port: int, path: str, ctx: ssl.SSLContext) -> int:
     try:
         with urllib.request.urlopen(f"https://{HOST}:{port}{path}", timeout=1, context=ctx) as resp:

@@ -27,10 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
 
-from patroni_harness import (HOST, PASSWORDS, Proc, Work, data_tier_files, group_vars, remap, render, rest,
-                             single_etcd, wait)
+from patroni_harness import HOST, Proc, Work, group_vars, member_config, single_etcd, start_member
 
 PATRONI_UNIT = Path("/lib/systemd/system/patroni@.service")
 INSTANCE = "15-main"  # the patroni role's patroni@{{ postgresql_version }}-main (PostgreSQL 15 here)
@@ -72,24 +70,15 @@ def main():
     procs: list[Proc] = []
     out = {"instance": INSTANCE, "reloaded": [], "skipped": []}
     try:
-        name = gv["etcd_members"][0]
-        procs.append(single_etcd(name, root, w, ETCD_CLIENT, ETCD_PEER, logs))
-        conf_dir = root / "conf"
-        data_tier_files(gen, region, conf_dir)
-        cfg = render(gv["patroni_config"], {"inventory_hostname": host, "ansible_host": host, **PASSWORDS})
-        cfg = remap(cfg, host, PG_PORT, REST_PORT, [ETCD_CLIENT], w, conf_dir, root / "member" / "data")
+        procs.append(single_etcd(gv["etcd_members"][0], root, w, ETCD_CLIENT, ETCD_PEER, logs))
+        cfg, _conf = member_config(gen, region, host, root, w, PG_PORT, REST_PORT, ETCD_CLIENT)
         # PostgreSQL's certificate: a file of its own (the REST API and etcd keep theirs), same key
         pg_tls = root / "pgtls"
         pg_tls.mkdir()
         crt = pg_tls / "server.crt"
         crt.write_bytes(Path(w.crt).read_bytes())
         cfg["postgresql"]["parameters"]["ssl_cert_file"] = str(crt)
-        path = root / "member.yml"
-        path.write_text(yaml.safe_dump(cfg))
-        sock = root / "member" / "sock"
-        member = Proc("member", ["patroni", str(path)], logs, env={"PGHOST": str(sock), "PGPORT": str(PG_PORT)})
-        procs.append(member)
-        wait(lambda: rest(REST_PORT, "/primary", ctx) == 200, 180, "the member leading")
+        member, _path, _sock = start_member(cfg, root, logs, PG_PORT, REST_PORT, ctx, procs)
         out["old"] = file_digest(crt)
         out["served_at_start"] = served(PG_PORT)
         # the renewal: a new certificate for the same key, renamed over the old one (platformc-tls-renew's mv -f)

@@ -603,18 +603,14 @@ def test_a_changed_standby_cluster_file_reloads_that_cluster(outputs):
     tasks = yaml.safe_load(files["ansible/roles/patroni/tasks/main.yml"])
     reload_handlers = [h for h in yaml.safe_load(files["ansible/roles/patroni/handlers/main.yml"])
                        if "ansible.builtin.service" in h]
-
-    class _Handlers:
-        def __getitem__(self, topic):  # the service handler a notification of `topic` runs
-            return next(h for h in reload_handlers if h["name"] == topic or topic in (h.get("listen") or []))
-    handlers = _Handlers()
     # start.conf is postgresql-common's (which units start the cluster), not read by the cluster: no reload
     standby = [t for t in tasks if "patroni_standby" in str((t.get("loop_control") or {}).get("loop_var", ""))
                and ("ansible.builtin.copy" in t or "ansible.builtin.template" in t)
                and not str((t.get("ansible.builtin.copy") or {}).get("dest", "")).endswith("/start.conf")]
     assert len(standby) >= 3, standby
     for t in standby:
-        h = handlers[t["notify"]]
+        # the service handler a notification of this topic runs
+        h = next(h for h in reload_handlers if h["name"] == t["notify"] or t["notify"] in (h.get("listen") or []))
         assert h["ansible.builtin.service"]["name"] == "patroni@{{ patroni_standby.instance }}", h
         assert h["ansible.builtin.service"]["state"] == "reloaded" and h["loop"] == "{{ patroni_my_standbys }}", h
         assert h["loop_control"]["loop_var"] == "patroni_standby", h

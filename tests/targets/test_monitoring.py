@@ -325,21 +325,26 @@ def test_every_alert_has_a_firing_and_a_silent_case(tree, tmp_path):
     assert set(alerts) == set(ALERT_CASES)
 
 
+def _promtool_alert_test(rules, tmp_path, series: list, at: str, alert: str, expected: list) -> None:
+    """promtool evaluates `rules` over `series` and must find exactly the `expected` alerts of `alert` at `at`."""
+    test = {"rule_files": [str(rules)], "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": series,
+                       "alert_rule_test": [{"eval_time": at, "alertname": alert, "exp_alerts": expected}]}]}
+    path = tmp_path / "test.yaml"
+    path.write_text(yaml.safe_dump(test))
+    res = subprocess.run([require_tool("promtool"), "test", "rules", str(path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
 @pytest.mark.parametrize("alert", sorted(ALERT_CASES))
 @pytest.mark.parametrize("fires", [True, False], ids=["fires", "silent"])
 def test_alert_fires_and_stays_silent(tree, tmp_path, alert, fires):
-    promtool = require_tool("promtool")
+    require_tool("promtool")
     _, root = tree
     rules, alerts = _rules_without_annotations(root, tmp_path)
     firing, silent, labels, at = ALERT_CASES[alert]
     expected = [{"exp_labels": {**alerts[alert]["labels"], **labels}}] if fires else []
-    test = {"rule_files": [str(rules)], "evaluation_interval": "1m",
-            "tests": [{"interval": "1m", "input_series": firing if fires else silent,
-                       "alert_rule_test": [{"eval_time": at, "alertname": alert, "exp_alerts": expected}]}]}
-    path = tmp_path / "test.yaml"
-    path.write_text(yaml.safe_dump(test))
-    res = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout + res.stderr
+    _promtool_alert_test(rules, tmp_path, firing if fires else silent, at, alert, expected)
 
 
 def test_severities_are_the_stacks_and_inhibition_is_keyed_on_the_slo(reference):
@@ -479,7 +484,7 @@ def test_each_redis_primary_must_have_backed_its_own_shard_up(tree, tmp_path):
     """Each Redis primary backs up its own shard, so one primary whose hourly backup keeps failing must alert even
     while the others record theirs; a replica's old record (from before a failover made it one) must not. The rule
     joins each record to redis_exporter's role of the same host (the two exporters' instances differ in port)."""
-    promtool = require_tool("promtool")
+    require_tool("promtool")
     _, root = tree
     rules, alerts = _rules_without_annotations(root, tmp_path)
     series = [_gauge(f'{BACKUP}{{instance="redis-1:9100",kind="redis",schedule="hourly"}}', 0, 300),  # stale primary
@@ -493,10 +498,4 @@ def test_each_redis_primary_must_have_backed_its_own_shard_up(tree, tmp_path):
               _counter(f'{BACKUP}{{instance="pg-1:9100",kind="postgresql",schedule="monthly"}}', 60, 300)]
     expected = [{"exp_labels": {**alerts["BackupMissed"]["labels"], "instance": "redis-1:9100", "host": "redis-1",
                                 "kind": "redis", "schedule": "hourly"}}]
-    test = {"rule_files": [str(rules)], "evaluation_interval": "1m",
-            "tests": [{"interval": "1m", "input_series": series,
-                       "alert_rule_test": [{"eval_time": "3h", "alertname": "BackupMissed", "exp_alerts": expected}]}]}
-    path = tmp_path / "test.yaml"
-    path.write_text(yaml.safe_dump(test))
-    res = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout + res.stderr
+    _promtool_alert_test(rules, tmp_path, series, "3h", "BackupMissed", expected)

@@ -75,21 +75,28 @@ def _restart_handlers(gen: Path, role_name: str) -> list[dict]:
     return out
 
 
-def _change(generated: Path, role: str, names: dict) -> dict:
+def _run_harness(harness: Path, generated: Path, steps: list[dict], names: dict, what: str) -> dict:
+    """One of the one-member harnesses, inside `unshare -n` as postgres, on the region's first PostgreSQL host: the
+    role's steps (with the templates `names` maps) in, its JSON line out."""
     python = require_patroni_cluster()
-    handlers = _restart_handlers(generated, role)
-    assert handlers, "the copy of postgresql.conf notifies no handler"
     host = postgres_hosts(generated, REGION)[0]
     work = private_dir("pconf-")
     try:
-        res = subprocess.run(ISOLATE + AS_POSTGRES + [python, str(HARNESS), str(generated), REGION, host, str(work),
-                                                      json.dumps(handlers), json.dumps(names)],
+        res = subprocess.run(ISOLATE + AS_POSTGRES + [python, str(harness), str(generated), REGION, host, str(work),
+                                                      json.dumps(steps), json.dumps(names)],
                              capture_output=True, text=True, timeout=600)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     assert res.returncode == 0, f"the harness failed:\n{res.stderr[-6000:]}"
     out = json.loads(res.stdout.strip().splitlines()[-1])
-    print("\nconfiguration change:", json.dumps(out, indent=1), file=sys.stderr)
+    print(f"\n{what}:", json.dumps(out, indent=1), file=sys.stderr)
+    return out
+
+
+def _change(generated: Path, role: str, names: dict) -> dict:
+    handlers = _restart_handlers(generated, role)
+    assert handlers, "the copy of postgresql.conf notifies no handler"
+    out = _run_harness(HARNESS, generated, handlers, names, "configuration change")
     assert all(h["rc"] == 0 for h in out["handlers"]), out["handlers"]
     assert out["before"]["work_mem"]["setting"] != "7168" and out["before"]["max_files_per_process"]["setting"] != "1500"
     return out
@@ -128,7 +135,6 @@ def test_a_changed_cluster_wide_setting_reaches_a_running_cluster(generated):
     (tests/targets/patroni_dcs_change_harness.py): a one-member cluster bootstrapped from the group_vars, the spec's
     max_connections raised by 20, the steps run as written; the server then runs with the new value, and a second
     run of the first step changes nothing."""
-    python = require_patroni_cluster()
     tasks = []
     for t in yaml.safe_load((generated / "ansible/roles/postgresql/tasks/leader.yml").read_text()):
         argv = (t.get("ansible.builtin.command") or {}).get("argv") or []
@@ -139,17 +145,7 @@ def test_a_changed_cluster_wide_setting_reaches_a_running_cluster(generated):
                       "until_all_flagged": bool(t.get("until")), "retries": t.get("retries", 0),
                       "delay": t.get("delay", 5), "when_changed": "is changed" in when})
     assert [t["argv"][3] for t in tasks] == ["edit-config", "list", "restart"], tasks
-    host = postgres_hosts(generated, REGION)[0]
-    work = private_dir("pdcs-")
-    try:
-        res = subprocess.run(ISOLATE + AS_POSTGRES + [python, str(DCS_HARNESS), str(generated), REGION, host, str(work),
-                                                      json.dumps(tasks), json.dumps(MEMBER_NAMES)],
-                             capture_output=True, text=True, timeout=600)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    assert res.returncode == 0, f"the harness failed:\n{res.stderr[-6000:]}"
-    out = json.loads(res.stdout.strip().splitlines()[-1])
-    print("\ncluster-wide change:", json.dumps(out, indent=1), file=sys.stderr)
+    out = _run_harness(DCS_HARNESS, generated, tasks, MEMBER_NAMES, "cluster-wide change")
     assert all(t["rc"] == 0 for t in out["tasks"]), out["tasks"]
     assert "Configuration changed" in out["tasks"][0]["output"]
     assert out["after"] == out["before"] + 20, out
