@@ -665,3 +665,36 @@ def test_gcp_roots_with_a_budget_name_a_quota_project(compiled):
             google = next(p["google"] for p in providers["provider"] if "google" in p)
             assert google["user_project_override"] is True, (case, r.name)
             assert google["billing_project"] == google["project"], (case, r.name)
+
+
+def test_the_application_gateway_can_reach_the_vault_its_certificate_is_in(compiled):
+    """Application Gateway is not one of Key Vault's trusted services: a vault that denies by default admits it only
+    through a network rule for its subnet, which needs the subnet's Key Vault service endpoint. The region's vault
+    (kms) admits only the management CIDRs, so the gateway reads its certificate from the load balancer's own vault;
+    before, the first apply failed creating the gateway. The docs' first-apply step names a resource that exists."""
+    from compiler.targets.terraform import docs as tf_docs
+    for case in _cases_with(compiled, "azure"):
+        plan, files = compiled[case]
+        lb = _hcl(files["terraform/modules/azure/load_balancer/main.tf"])
+        vault = resources(lb, "azurerm_key_vault")["certificates"]
+        acls = vault["network_acls"][0]
+        assert acls["default_action"] == "Deny"
+        assert acls["virtual_network_subnet_ids"] == ["${var.subnet_id}"]
+        assert acls["ip_rules"] == "${var.management_cidrs}"
+        locals_ = {k: v for block in lb["locals"] for k, v in block.items()}
+        assert locals_["certificate_secret_id"].startswith("${azurerm_key_vault.certificates.vault_uri}secrets/")
+        grant = resources(lb, "azurerm_role_assignment")["certificate"]
+        assert grant["scope"] == "${azurerm_key_vault.certificates.id}"
+        assert grant["role_definition_name"] == "Key Vault Secrets User"
+        assert grant["principal_id"] == "${azurerm_user_assigned_identity.gateway.principal_id}"
+        assert "terraform_certificates" in resources(lb, "azurerm_role_assignment")
+        network = _hcl(files["terraform/modules/azure/network/main.tf"])
+        assert "Microsoft.KeyVault" in resources(network, "azurerm_subnet")["gateway"]["service_endpoints"]
+        for r in (r for r in plan.regions if r.cloud == "azure"):
+            module = _module(files, r.name, "load_balancer")
+            assert module["subnet_id"] == "${module.network.gateway_subnet_id}", r.name
+            assert module["management_cidrs"] == "${var.management_cidrs}", r.name
+            name = module["certificate_vault_name"]
+            assert re.fullmatch(r"[a-zA-Z](?!.*--)[a-zA-Z0-9-]{1,22}[a-zA-Z0-9]", name), name
+            page = tf_docs.section(plan, r)
+            assert f"Key Vault `{name}`" in page and "-target=module.load_balancer.azurerm_role_assignment.terraform_certificates" in page

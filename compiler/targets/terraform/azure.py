@@ -27,6 +27,12 @@ def aks_key_vault_name(plan: PlatformPlan, region: RegionPlan) -> str:
     return f"{prefix(plan, region)[:20].rstrip('-')}-aks"
 
 
+def certificate_vault_name(plan: PlatformPlan, region: RegionPlan) -> str:
+    """The vault of the Application Gateway's TLS certificate (the load_balancer module says why it is not the
+    region's vault): 3-24 characters too."""
+    return f"{prefix(plan, region)[:20].rstrip('-')}-tls"
+
+
 def azure_pool_name(name: str) -> str:
     """AKS pool names: up to 12 lower-case letters and digits."""
     return re.sub(r"[^a-z0-9]", "", name.lower())[:12]
@@ -165,6 +171,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
         # behind the CDN, whose edges connect on the viewers' behalf (the global root)
         "waf": {**waf(plan, region), "behind_cdn": True},
         "load_balancer": {
+            "certificate_vault_name": certificate_vault_name(plan, region),
             "response_timeout_seconds": origin_response_timeout(region.settings),
             "zones": zones,
             "public_zone": plan.spec.organization.domain,

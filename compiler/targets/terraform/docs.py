@@ -197,9 +197,15 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      "the data disks (start on the hour). Backup and DR vaults are regional, so the DR copy of the "
                      "databases is the replicated backup bucket.")
     if region.cloud == "azure":
-        notes.append(f"Import the TLS certificate for the region's hostnames into Key Vault "
-                     f"`{_terraform_azure.key_vault_name(plan, region)}` as certificate "
-                     f"`{prefix(plan, region)}-tls` before the first apply; the gateway follows its renewals.")
+        vault = _terraform_azure.certificate_vault_name(plan, region)
+        notes.append(f"The Application Gateway reads its TLS certificate (for the region's hostnames) as certificate "
+                     f"`{prefix(plan, region)}-tls` of Key Vault `{vault}`, which admits only the gateway's subnet and "
+                     f"`management_cidrs`; the gateway cannot be created before the certificate is there. On the first "
+                     f"apply: `terraform apply -target=module.load_balancer.azurerm_role_assignment.terraform_certificates` "
+                     f"(the vault, and Key Vault Certificates Officer on it for the identity applying; a role "
+                     f"assignment can take a few minutes to act), then, from an address in `management_cidrs`, "
+                     f"`az keyvault certificate import --vault-name {vault} --name {prefix(plan, region)}-tls --file "
+                     f"<certificate>.pfx`, then apply the whole root. The gateway follows the certificate's renewals.")
         notes.append("Azure copies geo-redundant backup vaults to the region's Azure pair, not to the DR partner; "
                      "the partner receives the object-replicated backup account instead.")
         notes.append("Set `admin_ssh_public_key` (and `management_cidrs` for the Terraform runners) when applying.")

@@ -144,12 +144,12 @@ module "load_balancer" {
   location                   = local.location
   resource_group_name        = azurerm_resource_group.region.name
   subnet_id                  = module.network.gateway_subnet_id
-  key_vault_id               = module.kms.key_vault_id
-  key_vault_uri              = module.kms.key_vault_uri
+  management_cidrs           = var.management_cidrs
   waf_policy_id              = module.waf.policy_id
   log_analytics_workspace_id = module.network.log_analytics_workspace_id
   tags                       = local.tags
 
+  certificate_vault_name   = "sixfb-me-south-1-tls"
   response_timeout_seconds = 61
   zones                    = ["1", "2", "3"]
   public_zone              = "6fb.example.com"

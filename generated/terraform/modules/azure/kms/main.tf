@@ -2,7 +2,7 @@
 # The region's Key Vault (Premium, purge-protected, RBAC, firewalled) with one HSM-backed key
 # that Azure rotates on the spec's schedule; a disk encryption set and a user-assigned identity
 # let disks, storage accounts, AKS and the backup vault encrypt with it. The load balancer's TLS
-# certificate is imported into this vault too (see the load_balancer module).
+# certificate has a vault of its own (the load_balancer module), which admits the gateway's subnet.
 
 data "azurerm_client_config" "current" {}
 

@@ -64,14 +64,14 @@ variable "max_capacity" {
   type        = number
 }
 
-variable "key_vault_id" {
-  description = "The region's Key Vault (holds the TLS certificate)."
+variable "certificate_vault_name" {
+  description = "Name of the gateway's certificate vault (global, 3-24 characters)."
   type        = string
 }
 
-variable "key_vault_uri" {
-  description = "URI of that Key Vault."
-  type        = string
+variable "management_cidrs" {
+  description = "CIDRs the certificate is imported from (the Terraform runners' and operators' addresses)."
+  type        = list(string)
 }
 
 variable "waf_policy_id" {

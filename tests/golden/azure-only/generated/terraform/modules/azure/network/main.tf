@@ -27,11 +27,14 @@ resource "azurerm_subnet" "private" {
   default_outbound_access_enabled = false
 }
 
+# The gateway reads its TLS certificate from the load balancer module's vault, which admits this subnet through
+# its Key Vault service endpoint (Application Gateway is not one of Key Vault's trusted services).
 resource "azurerm_subnet" "gateway" {
   name                 = "application-gateway"
   resource_group_name  = var.resource_group_name
   virtual_network_name = azurerm_virtual_network.this.name
   address_prefixes     = [var.zones[local.first_zone].public_cidr]
+  service_endpoints    = ["Microsoft.KeyVault"]
 }
 
 # Azure's default rules already admit only the VNet and the load balancer probes; the gateway's
