@@ -109,6 +109,38 @@ def test_tasks_use_builtin_fqcn_modules_and_sentence_names(outputs):
                     assert var.startswith(name + "_"), f"{name}: {key} {var}"
 
 
+CONDITIONS = ("when", "until", "failed_when", "changed_when")
+
+
+def _conditions(node, where=""):
+    """(where, key, text) of every condition in a YAML tree: tasks, handlers, blocks and plays alike."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in CONDITIONS and not isinstance(value, bool):
+                for text in value if isinstance(value, list) else [value]:
+                    yield where or node.get("name", "?"), key, str(text)
+            else:
+                yield from _conditions(value, node.get("name", where) if isinstance(node.get("name"), str) else where)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _conditions(item, where)
+
+
+def test_conditions_are_bare_expressions(outputs):
+    """Ansible templates a condition itself: ansible-core 2.19 deprecates one inside {{ }} or {% %} and 2.23 removes
+    it (the PostgreSQL and Patroni handlers' waits on `Pending restart` and the leader's wait on the DCS change were
+    templated, and would stop working there)."""
+    _, files = outputs
+    seen = 0
+    for rel, text in _yaml_files(files).items():
+        if rel.endswith("/.yamllint"):
+            continue
+        for where, key, cond in _conditions(yaml.safe_load(text)):
+            seen += 1
+            assert "{{" not in cond and "{%" not in cond, f"{rel}: {where}: {key} is templated: {cond!r}"
+    assert seen > 100, seen
+
+
 def test_role_templates_and_files_exist(outputs):
     _, files = outputs
     for name, role in _roles(files).items():

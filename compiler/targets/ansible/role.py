@@ -54,6 +54,12 @@ def expr(*lines: str) -> str:
     return "{{ " + "\n   ".join(lines) + " }}"
 
 
+def cond(*lines: str) -> str:
+    """A condition (when, until, failed_when) over several lines, bare: Ansible templates conditions itself, and
+    ansible-core 2.19 deprecates one written inside {{ }} (removed in 2.23)."""
+    return "\n".join(lines)
+
+
 def when_ready(role: str) -> str:
     """The guard for service tasks and handlers.
 

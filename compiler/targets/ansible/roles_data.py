@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from compiler.ir import names
 from compiler.targets.ansible import leader_sql, roles_internal_ca
-from compiler.targets.ansible.role import (Role, apt, copy, expr, repository, service, services_ready_var,
+from compiler.targets.ansible.role import (Role, apt, cond, copy, expr, repository, service, services_ready_var,
                                             systemd_dropin, task,
                                             template, when_ready)
 from compiler.targets.ansible.roles_tls import TOPIC
@@ -163,7 +163,7 @@ def _cluster_wide_settings(r: str, leads: list) -> list:
     values into the stored ones ("Not changed" when equal); every member then applies them in its next cycle, and
     those that need a restart are flagged and restarted, one after another (patronictl restart --pending)."""
     config = ["patronictl", "-c", "{{ postgresql_patroni_config }}"]
-    flagged = expr("postgresql_dcs_pending.rc == 0 and (postgresql_dcs_pending.stdout | from_json",
+    flagged = cond("postgresql_dcs_pending.rc == 0 and (postgresql_dcs_pending.stdout | from_json",
                    "| rejectattr('Pending restart') | list | length == 0)")
     changed = [*leads, "postgresql_dcs is changed"]
     return [
@@ -288,7 +288,7 @@ def postgresql() -> Role:
                 ["patronictl", "-c", "{{ postgresql_patroni_config }}", "list", "{{ patroni_scope }}", "--extended",
                  "--format", "json"],
                 register="postgresql_pending", changed_when=False, failed_when=False, retries=4, delay=5,
-                until=expr(*leader_sql.pending_restart("postgresql_pending")),
+                until=cond(*leader_sql.pending_restart("postgresql_pending")),
                 listen="Restart PostgreSQL", when=[when_ready(r), "postgresql_runs_under_patroni"]),
             _patronictl("Restart PostgreSQL", ["restart", "{{ patroni_scope }}", "{{ inventory_hostname }}", "--pending"],
                         r),

@@ -19,7 +19,7 @@ from compiler.ir.names import (PATRONI_CONFIG_DIR, POSTGRES_PORT, POSTGRES_REPLI
 from compiler.ir.postgres_ha import standby_hba_file
 from compiler.ir.postgres_sizing import patroni_dcs_parameters, standby_memory_parameters
 from compiler.ir.wal_archive import promoted_archive_command, standby_restore_command
-from compiler.targets.ansible.role import (Role, apt, copy, expr, installed_version_check, service, services_ready_var,
+from compiler.targets.ansible.role import (Role, apt, cond, copy, expr, installed_version_check, service, services_ready_var,
                                             systemd_dropin, task, when_ready)
 from compiler.targets.ansible import leader_sql
 from compiler.targets.ansible.roles_data import POSTGRES_DATA_MOUNT, START_CONF
@@ -391,7 +391,7 @@ def _standby_restart(role: str) -> list:
              {"argv": ["patronictl", "-c", config("patroni_standby"), "list", "{{ patroni_standby.config.scope }}",
                        "--extended", "--format", "json"]},
              become=True, become_user="postgres", register="patroni_standby_pending", changed_when=False,
-             failed_when=False, retries=4, delay=5, until=expr(*leader_sql.pending_restart("patroni_standby_pending")),
+             failed_when=False, retries=4, delay=5, until=cond(*leader_sql.pending_restart("patroni_standby_pending")),
              loop="{{ patroni_my_standbys }}",
              loop_control={"loop_var": "patroni_standby", "label": "{{ patroni_standby.region }}"},
              listen=STANDBY_RESTART, when=when_ready(role)),
