@@ -30,10 +30,11 @@ def test_promtool_checks_every_rule_file(tree):
     assert len(files) == len(plan.regions)
     res = subprocess.run([promtool, "check", "rules", *files], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
-    # 22 rules everywhere, RedisPrimaryDisplaced where Redis runs on the region's own nodes, and the backup alerts
-    # where the region's hosts take backups
+    # 22 rules everywhere, RedisPrimaryDisplaced where Redis runs on the region's own nodes, the backup alerts
+    # where the region's hosts take backups, and two where the DR partner runs a standby of the region's cluster
     for r in plan.regions:
-        count = 22 + bool(r.hosts_in("redis_cluster")) + len(monitoring.backup_alerts(r))
+        count = 22 + bool(r.hosts_in("redis_cluster")) + len(monitoring.backup_alerts(r)) \
+            + 2 * bool(monitoring.dr_standby_members(plan, r))
         assert f"monitoring/{r.name}/prometheus/slo-rules.yaml\n  SUCCESS: {count} rules found" in res.stdout, r.name
 
 
@@ -156,7 +157,12 @@ EXPORTER_METRICS = {
     "redis_keyspace_hits_total": ("redis-exporter", "exporter/exporter.go metricMapCounters (INFO keyspace_hits)"),
     "redis_keyspace_misses_total": ("redis-exporter", "exporter/exporter.go metricMapCounters (INFO keyspace_misses)"),
     "redis_instance_info": ("redis-exporter", "exporter/info.go: value 1, labels role (INFO's master/slave), redis_version, ..."),
+    # v0.18.1 postgres_exporter.go, the pg_stat_replication default metric map (labels application_name, client_addr,
+    # state, slot_name) and queries.go's override, which computes both columns on a primary and on a cascading replica
+    "pg_stat_replication_pg_wal_lsn_diff": ("postgres-exporter", "pg_wal_lsn_diff: GAUGE, received - replay_lsn bytes"),
+    "pg_stat_replication_pg_current_wal_lsn_bytes": ("postgres-exporter", "pg_current_wal_lsn_bytes: GAUGE"),
 }
+DR_METRICS = {"pg_stat_replication_pg_wal_lsn_diff", "pg_stat_replication_pg_current_wal_lsn_bytes"}
 
 
 def test_data_tier_alerts_read_exporter_metrics_prometheus_scrapes(any_case):
@@ -167,7 +173,9 @@ def test_data_tier_alerts_read_exporter_metrics_prometheus_scrapes(any_case):
     for r in any_case.regions:
         exprs = " ".join(rule["expr"] for g in monitoring.rule_groups(any_case, r) for rule in g["rules"])
         used = set(re.findall(r"\b(?:pg|redis)_[a-z_]+\b", exprs))
-        assert used == set(EXPORTER_METRICS), used ^ set(EXPORTER_METRICS)
+        # the DR standby's alerts only where the partner runs a standby of this region
+        expected = set(EXPORTER_METRICS) - (set() if monitoring.dr_standby_members(any_case, r) else DR_METRICS)
+        assert used == expected, (r.name, used ^ expected)
         jobs = {j["job_name"] for j in
                 observability.kube_prometheus_stack(any_case, r)["prometheus"]["prometheusSpec"]["additionalScrapeConfigs"]}
         for metric, (job, _) in EXPORTER_METRICS.items():
@@ -226,6 +234,9 @@ HPA = 'namespace="booking",horizontalpodautoscaler="booking-v2"'
 BACKUP = "platformc_backup_last_success_timestamp_seconds"
 STATEMENTS = 'queryid="42"'
 BOOKING = {"service": "booking", "region": "us-east-1"}
+MIB = 1024 * 1024
+# us-east-1's standby cluster runs on its DR partner's second and third PostgreSQL hosts (their member names)
+DR_PG2, DR_PG3 = 'application_name="sixfb-us-west-2-pg-2"', 'application_name="sixfb-us-west-2-pg-3"'
 
 # alert -> (firing series, silent series, labels of the firing alert besides its rule labels, eval time)
 ALERT_CASES = {
@@ -264,6 +275,23 @@ ALERT_CASES = {
     "ReplicationLagHigh": ([_gauge('pg_replication_lag_seconds{instance="pg-2"}', 5)],
                            [_gauge('pg_replication_lag_seconds{instance="pg-2"}', 0.1)],
                            {"instance": "pg-2", "region": "us-east-1"}, "70m"),
+    # the partner's standby leader, a walsender's client here under its Patroni member name; another client streaming
+    # (a local replica) is not it
+    "DrStandbyNotStreaming": ([_gauge(f'pg_stat_replication_pg_wal_lsn_diff{{instance="pg-2",{DR_PG2},state="catchup"}}', 0),
+                               _gauge('pg_stat_replication_pg_wal_lsn_diff{instance="pg-1",application_name="sixfb-us-east-1-pg-2",'
+                                      'state="streaming"}', 0)],
+                              [_gauge(f'pg_stat_replication_pg_wal_lsn_diff{{instance="pg-2",{DR_PG3},state="streaming"}}', 0)],
+                              {"state": "streaming", "region": "us-east-1"}, "70m"),
+    # 200 MiB behind while us-east-1 writes 1 MiB a minute: more than the 1 min RPO. Silent: 8 MiB behind a quiet
+    # cluster (under a segment), and 200 MiB behind one writing 300 MiB a minute (within the RPO)
+    "DrStandbyLagging": ([_gauge(f'pg_stat_replication_pg_wal_lsn_diff{{instance="pg-2",{DR_PG2},state="streaming"}}', 200 * MIB),
+                          _counter(f'pg_stat_replication_pg_current_wal_lsn_bytes{{instance="pg-2",{DR_PG2},state="streaming"}}', MIB)],
+                         [_gauge(f'pg_stat_replication_pg_wal_lsn_diff{{instance="pg-2",{DR_PG2},state="streaming"}}', 8 * MIB),
+                          _gauge(f'pg_stat_replication_pg_current_wal_lsn_bytes{{instance="pg-2",{DR_PG2},state="streaming"}}', 5e9),
+                          _gauge(f'pg_stat_replication_pg_wal_lsn_diff{{instance="pg-3",{DR_PG3},state="streaming"}}', 200 * MIB),
+                          _counter(f'pg_stat_replication_pg_current_wal_lsn_bytes{{instance="pg-3",{DR_PG3},state="streaming"}}',
+                                   300 * MIB)],
+                         {"instance": "pg-2", "region": "us-east-1"}, "70m"),
     "ReadReplicasSlow": ([_counter(f"pg_stat_statements_calls_total{{{STATEMENTS}}}", 6000),
                           _counter(f"pg_stat_statements_seconds_total{{{STATEMENTS}}}", 1200)],  # 200 ms a call
                          [_counter(f"pg_stat_statements_calls_total{{{STATEMENTS}}}", 6000),
@@ -499,3 +527,38 @@ def test_each_redis_primary_must_have_backed_its_own_shard_up(tree, tmp_path):
     expected = [{"exp_labels": {**alerts["BackupMissed"]["labels"], "instance": "redis-1:9100", "host": "redis-1",
                                 "kind": "redis", "schedule": "hourly"}}]
     _promtool_alert_test(rules, tmp_path, series, "3h", "BackupMissed", expected)
+
+
+def test_the_dr_standby_alerts_name_the_members_patroni_connects_as(reference):
+    """Patroni's walreceiver connects as its member name (3.0.2 postgresql/config.py: application_name = the member's
+    name), which the partner's inventory sets to the host's inventory name: the names the alerts match are exactly
+    the partner's standby cluster's hosts, in every region that has one."""
+    from compiler.targets.ansible import emit_region as ansible_region
+    checked = 0
+    for r in reference.regions:
+        members = monitoring.dr_standby_members(reference, r)
+        if not members:
+            continue
+        files = ansible_region(reference, reference.region(r.dr_partner))
+        group_vars = yaml.safe_load(files[f"ansible/inventories/{r.dr_partner}/group_vars/postgres.yml"])
+        (cluster,) = [c for c in group_vars["patroni_standby_clusters"] if c["region"] == r.name]
+        assert cluster["config"]["name"] == "{{ inventory_hostname }}"
+        hosts = yaml.safe_load(files[f"ansible/inventories/{r.dr_partner}/hosts.yml"])
+        assert set(cluster["hosts"]) <= set(_inventory_hosts(hosts))
+        assert tuple(cluster["hosts"]) == members, r.name
+        names = "|".join(members)
+        exprs = [rule["expr"] for g in monitoring.rule_groups(reference, r) for rule in g["rules"]
+                 if rule.get("alert", "").startswith("DrStandby")]
+        assert len(exprs) == 2 and all(f'application_name=~"{names}"' in e for e in exprs), r.name
+        checked += 1
+    assert checked >= 6, checked
+
+
+def _inventory_hosts(node) -> set:
+    found = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "hosts" and isinstance(value, dict):
+                found |= set(value)
+            found |= _inventory_hosts(value)
+    return found

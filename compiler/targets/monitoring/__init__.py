@@ -167,6 +167,7 @@ def rule_groups(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
                f"WAL archiving to {r.backup_url} is failing in {r.name}",
                f"Point-in-time recovery within the {dr.rpo_minutes} min RPO is at risk.", for_="5m", region=r.name),
     ]
+    data += dr_standby_alerts(plan, r)
     if r.hosts_in("redis_cluster"):
         # The topology places each shard's primary and replica in different zones; a primary that failed rejoins as
         # its replica's replica, so the replica's zone now holds two primaries and losing it next could leave too
@@ -204,6 +205,53 @@ def rule_groups(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
     if backups:
         groups.append({"name": "backups", "rules": backups})
     return groups
+
+
+WAL_SEGMENT_BYTES = 16 * 1024 * 1024  # PostgreSQL's default wal_segment_size: below one segment is never a page
+
+
+def dr_standby_members(plan: PlatformPlan, r: RegionPlan) -> tuple[str, ...]:
+    """The members of the standby cluster the DR partner runs for this region (compiler/ir/postgres_ha.py), which
+    Patroni connects under their member names (its primary_conninfo's application_name): none without one."""
+    partner = plan.region(r.dr_partner) if r.dr_partner and r.dr_partner in plan.region_names else None
+    ha = partner.postgres_ha if partner is not None else None
+    for standby in ha.standbys if ha is not None else ():
+        if standby.of_region == r.name:
+            return standby.hosts
+    return ()
+
+
+def dr_standby_alerts(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
+    """The cross-region standby, seen from the cluster it streams from. Nothing scrapes the standby cluster itself
+    (its hosts are the partner's, its PostgreSQL another port), but its leader is a walsender's client on this
+    region's source member: postgres_exporter's pg_stat_replication rows there carry its member name and how many
+    bytes of received WAL it has still to replay."""
+    members = dr_standby_members(plan, r)
+    if not members:
+        return []
+    rpo = plan.spec.disaster_recovery.rpo_minutes
+    partner = r.dr_partner
+    names = "|".join(members)
+    lag = f'max by (instance) (pg_stat_replication_pg_wal_lsn_diff{{application_name=~"{names}"}})'
+    wal_rate = (f'max by (instance) (rate(pg_stat_replication_pg_current_wal_lsn_bytes{{application_name=~"{names}"}}'
+                '[5m]))')
+    return [
+        _alert("DrStandbyNotStreaming",
+               f'absent(pg_stat_replication_pg_wal_lsn_diff{{application_name=~"{names}",state="streaming"}})',
+               PAGE, "rpo", f"{partner}'s standby of {r.name}'s PostgreSQL is not streaming",
+               f"No member of the standby cluster in {partner} ({', '.join(members)}) streams from {r.name}. It "
+               f"can only replay the WAL archive's copy, which object replication delivers with no stated delay: "
+               f"the {rpo} min RPO is at risk. Check `patronictl list` on the standby's hosts (their log names the "
+               f"connection's error) and the path between the regions.", for_="5m", region=r.name),
+        # bytes behind against the WAL this region wrote in the last RPO: further behind than that is more than
+        # the RPO of data; at least a segment, so that a quiet cluster's few bytes in flight never page
+        _alert("DrStandbyLagging",
+               f"{lag}\n> on (instance) {wal_rate} * {rpo * 60}\nand on (instance)\n{lag} > {WAL_SEGMENT_BYTES}",
+               PAGE, "rpo", f"{partner}'s standby of {r.name}'s PostgreSQL is more than the RPO behind",
+               f"It has {{{{ $value | humanize1024 }}}}B of WAL to replay, more than {r.name} wrote in the last "
+               f"{rpo} min (the RPO). Check the standby's disk and CPU in {partner} and the bandwidth between the "
+               "regions.", for_="5m", region=r.name),
+    ]
 
 
 def backup_alerts(r: RegionPlan) -> list[dict]:
