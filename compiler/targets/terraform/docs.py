@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from compiler.docs import markdown_cell, markdown_table
 from compiler.ir.names import DATA_HOST_LOGIN_USER
 from compiler.ir import PlatformPlan, RegionPlan
@@ -11,6 +13,7 @@ from compiler.ir.wal_archive import replica_container
 from compiler.targets.terraform import azure as _terraform_azure
 from compiler.targets.terraform import gcp as _terraform_gcp
 from compiler.targets.terraform import identity as _terraform_identity
+from compiler.targets.terraform import quotas
 from compiler.targets.terraform import values as V
 from compiler.ir.edge import (NLB_HEALTH_CHECKS_PEER, ROUTE53_HEALTH_CHECKS_PEER, cdn_provider, dns_cloud, dns_provider,
                               origin_listener_min_tls, origin_verify)
@@ -267,6 +270,22 @@ def _addons(region: RegionPlan) -> str:
             "for the kubernetes target's encrypted default StorageClass)")
 
 
+def _quotas(plan: PlatformPlan, region: RegionPlan) -> str:
+    where = {"aws": "account", "gcp": "project", "azure": "subscription"}[region.cloud]
+    where = f"{where} `{plan.spec.clouds[region.cloud].account}`"
+    amount = lambda v: "unknown" if v is None else f"{v:,}"  # noqa: E731
+    name = lambda q: re.sub(r"\b[A-Z0-9]+_[A-Z0-9_]+\b|^CPUS\b", lambda m: f"`{m[0]}`", q)  # noqa: E731 (GCP's metrics)
+    rows = [[name(r["quota"]), r["unit"], amount(r["at_min"]), amount(r["at_max"]), ", ".join(r["machines"])]
+            for r in quotas.demand(region)]
+    return ("### Compute quotas\n\n"
+            f"What this root's machines count against in {where}, {region.cloud_region}: the node pools at their minimum "
+            "(the first apply creates them; a smaller quota fails it) and at their maximum (what the autoscaler may "
+            "reach; a smaller quota fails a scale-out, which only the autoscaler's events show), the data-tier hosts "
+            "once. Add the surge nodes of a node-pool upgrade, and whatever else runs there. New accounts and projects "
+            "start far below these: request the increases before the first apply.\n\n"
+            + markdown_table(["quota", "unit", "at minimum", "at maximum", "machines"], rows))
+
+
 def section(plan: PlatformPlan, region: RegionPlan) -> str:
     cloud = region.cloud
     svc = SERVICES[cloud]
@@ -378,6 +397,7 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
     out.append(markdown_table(["host", "group", "zone", "machine", "data disk", "FQDN"],
                       [[n, h["group"], h["zone"], h["instance_type"],
                         f"{h['data_disk_gib']} GiB" if h["data_disk_gib"] else "-", h["fqdn"]] for n, h in hosts.items()]))
+    out.append(_quotas(plan, region))
     notes = _notes(plan, region, peers)
     if notes:
         out.append("### Notes\n")
