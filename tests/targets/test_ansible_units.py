@@ -884,3 +884,24 @@ def test_a_displaced_redis_primary_fails_back_only_under_its_own_replica(outputs
     assert not fails_back("slave", "10.0.0.5")  # another shard's primary
     assert not fails_back("slave", "10.0.0.4", link="down")
     assert not fails_back("master")
+
+
+def test_elasticsearch_owns_its_data_volume_from_the_first_run(outputs):
+    """The data_disk role mounts the volume at the data directory before the package exists: its owner is not known
+    yet, so the volume's root stays root's. dpkg leaves an existing directory as it is and Elastic's postinst does
+    not chown it (PostgreSQL's and Redis's do), so the elasticsearch role itself gives it to the package's user after
+    installing, before the service starts: the same path the play mounts and path.data names, the data_disk mode."""
+    _, files = outputs
+    play = yaml.safe_load(files["ansible/elasticsearch.yml"])[0]
+    disk = next(r["vars"] for r in play["roles"] if isinstance(r, dict) and r.get("role") == "data_disk")
+    tasks = list(_tasks(yaml.safe_load(files["ansible/roles/elasticsearch/tasks/main.yml"])))
+    names = [t["name"] for t in tasks]
+    owning = [i for i, t in enumerate(tasks) if t.get("ansible.builtin.file", {}).get("path") == disk["data_disk_mount"]]
+    assert len(owning) == 1, names
+    own = tasks[owning[0]]["ansible.builtin.file"]
+    assert (own["owner"], own["group"], own["mode"]) == ("elasticsearch", "elasticsearch", disk["data_disk_mode"])
+    install = names.index("Install the Elasticsearch version the spec names")
+    start = names.index("Start Elasticsearch at boot")
+    assert install < owning[0] < start
+    template = files["ansible/roles/elasticsearch/templates/elasticsearch.yml.j2"]
+    assert f"\npath.data: {disk['data_disk_mount']}\n" in template

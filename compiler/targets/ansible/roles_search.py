@@ -13,6 +13,11 @@ from compiler.targets.ansible.roles_data import include_tls
 from compiler.targets.ansible.roles_tls import TOPIC
 
 ES_CONF = "/etc/elasticsearch"
+# The data directory (path.data in elasticsearch.yml.j2) and the owner and mode the package gives it. The data_disk role
+# mounts the data volume there before the package exists, so on a host's first run the volume's root stays root's:
+# dpkg leaves a directory that already exists as it is (unlike PostgreSQL's and Redis's postinst, Elastic's does not
+# chown it), and Elasticsearch, which runs as `elasticsearch`, could not write its data.
+ES_DATA, ES_DATA_MODE = "/var/lib/elasticsearch", "2750"
 ADMIN_DIR = f"{ES_CONF}/platformc-admin"  # the `elastic` superuser's password, made once on the first node
 
 # Least privilege of each in-cluster client's Elasticsearch user (the index patterns are compiler/ir/names.py's
@@ -159,6 +164,9 @@ def elasticsearch() -> Role:
                 register="elasticsearch_install"),
             task("Hold Elasticsearch so unattended upgrades never change its version", "ansible.builtin.dpkg_selections",
                  {"name": "elasticsearch", "selection": "hold"}),
+            task("Give the data volume's root to Elasticsearch (mounted before the package made its user)",
+                 "ansible.builtin.file", {"path": ES_DATA, "state": "directory", "owner": "elasticsearch",
+                                          "group": "elasticsearch", "mode": ES_DATA_MODE}, when=when_ready(r)),
             template("Size the JVM heap", "heap.options.j2", f"{ES_CONF}/jvm.options.d/heap.options",
                      mode="0640", group="elasticsearch", notify="Restart Elasticsearch"),
             # transport and HTTP: every node presents its own certificate from the region's CA

@@ -7,6 +7,7 @@ from functools import lru_cache
 from compiler.records import dataclass
 from compiler.render import TEMPLATES, banner
 from compiler.targets.ansible.roles_data import POSTGRES_DATA_MOUNT
+from compiler.targets.ansible.roles_search import ES_DATA, ES_DATA_MODE
 
 STATIC = TEMPLATES / "ansible" / "static"
 
@@ -56,7 +57,7 @@ PLAYBOOKS = (
     Playbook("redis_exporter.yml", "redis_exporter on the Redis Cluster nodes (the cache alerts read it)", (
         Play("Run redis_exporter on the Redis Cluster nodes", "redis_cluster", ("redis_exporter",)),)),
     Playbook("elasticsearch.yml", "Elasticsearch nodes", (
-        Play("Configure the Elasticsearch nodes", "elasticsearch", (_disk("/var/lib/elasticsearch", "elasticsearch", "2750"), "elasticsearch")),)),
+        Play("Configure the Elasticsearch nodes", "elasticsearch", (_disk(ES_DATA, "elasticsearch", ES_DATA_MODE), "elasticsearch")),)),
     Playbook("backups.yml", "Backup schedules on the database and cache nodes", (
         Play("Schedule the backups", "postgres:redis_cluster", ("backups",)),)),
 )
