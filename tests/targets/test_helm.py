@@ -349,8 +349,14 @@ def test_observability_follows_the_plan():
                 if es:  # auth and TLS: test_secrets.py
                     assert backend["elasticsearch"]["server_urls"] == es
                     assert backend["elasticsearch"]["indices"] == {"index_prefix": f"jaeger-{r.name}"}
+                    # two replicas rolled one at a time: the chart's default is Recreate (jaeger 4.11.1
+                    # templates/jaeger/jaeger-deploy.yaml), which stopped both before starting any
+                    assert jaeger["jaeger"]["replicas"] == 2
+                    assert jaeger["jaeger"]["strategy"] == {"type": "RollingUpdate",
+                                                            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
                 else:
                     assert backend == {"memory": {"max_traces": 100000}}
+                    assert "strategy" not in jaeger["jaeger"]  # one in-memory store: Recreate, as the chart does
                 istiod = values_of(case, r, rels["istiod"]) if "istiod" in rels else None
                 if istiod:
                     assert istiod["traceSampling"] == mon.trace_sample_percent

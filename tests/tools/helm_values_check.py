@@ -7,7 +7,8 @@ except below:
   - a list (items are free-form objects),
   - the maps the reference README names as free-form although they ship defaults (FREE_FORM),
   - keys the chart documents only as commented-out examples (COMMENTED: each with the comment
-    line that documents it, which the check requires to be present in values.yaml).
+    line that documents it, which the check requires to be present in values.yaml),
+  - keys a template reads that values.yaml never mentions (TEMPLATE_READ: each with the template line).
 Istio charts keep their defaults under `_internal_defaults_do_not_set`; kube-prometheus-stack's
 subchart sections are checked against the subchart's values when the parent does not list a key.
 """
@@ -40,6 +41,16 @@ COMMENTED = {
     },
 }
 
+# chart -> {key path: the template line, at the pinned chart's tag, that reads it}: keys the templates read although
+# values.yaml neither sets nor mentions them. The reference keeps no templates, so the evidence is quoted here, read
+# from the chart's repository at that tag; the list stays as short as the templates force it to be.
+TEMPLATE_READ = {
+    "jaeger": {
+        # jaegertracing/helm-charts, tag jaeger-4.11.1, charts/jaeger/templates/jaeger/jaeger-deploy.yaml (else Recreate)
+        ("jaeger", "strategy"): "{{- if .Values.jaeger.strategy }}",
+    },
+}
+
 ISTIO = {"istio-base", "istiod", "istio-gateway"}
 
 
@@ -63,6 +74,7 @@ def check(values: dict, chart: str, version: str, reference: Path, subcharts: di
     for path, evidence in commented.items():
         if evidence not in text:
             errors.append(f"{chart}: allow-list evidence for {'.'.join(path)} not found in values.yaml: {evidence!r}")
+    commented = {**commented, **TEMPLATE_READ.get(chart, {})}
     sub = {}
     for name, rel in (subcharts or {}).items():
         sub[name] = yaml.safe_load((reference / rel / "values.yaml").read_text()) or {}

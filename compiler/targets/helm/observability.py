@@ -256,6 +256,10 @@ def jaeger(plan: PlatformPlan, region: RegionPlan) -> dict:
     if urls:
         volume = {"name": "elasticsearch", "secret": {"secretName": secret, "defaultMode": 0o440}}
         values["jaeger"].update({
+            # the chart's Deployment is Recreate unless told otherwise (jaeger 4.11.1 jaeger-deploy.yaml): every
+            # change to the pods stopped both replicas before starting any, and the collectors' spans had nowhere to
+            # go. With the traces in Elasticsearch, old and new pods can serve side by side.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "extraEnv": [_secret_env("ES_USERNAME", secret, "username")],
             "extraVolumes": [volume],
             "extraVolumeMounts": [{"name": "elasticsearch", "mountPath": creds, "readOnly": True}],
