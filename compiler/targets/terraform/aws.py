@@ -88,7 +88,9 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
         },
         "backup": {
             "schedules": {name: {"schedule": aws_cron(b.cron), "retention_days": b.retention_days,
-                                 "cold_storage_after_days": b.cold_storage_after_days,
+                                 # AWS Backup ignores a cold-storage age for EC2, the only type selected
+                                 # (API Lifecycle: other resource types ignore it): never promised
+                                 "cold_storage_after_days": None,
                                  "copy_to_dr_partner": b.copy_to_dr_partner}
                           for name, b in backups(region)},
             "dr_vault_arn": _aws_partner_arn(plan, region, "backup", "backup-vault:{name}"),

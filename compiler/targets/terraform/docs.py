@@ -177,6 +177,21 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
     if region.cloud == "aws":
         notes.append("Set `admin_ssh_public_key` when applying: the data hosts' EC2 key pair, the key Ansible logs in "
                      "with (as `admin`, through the bastion).")
+        notes.append("The budget filters on the `region` tag, which AWS Budgets sees only once it is an active cost "
+                     "allocation tag, set in the organization's management account (`aws ce "
+                     "update-cost-allocation-tags-status --cost-allocation-tags-status TagKey=region,Status=Active`, "
+                     "after the first tagged resource exists): until then it reads $0 and never alerts.")
+    admin = region.settings.network.admin_cidrs
+    if admin:
+        resolver = {"aws": "a Route 53 Resolver inbound endpoint in the VPC",
+                    "gcp": "a Cloud DNS inbound server policy on the network",
+                    "azure": "an inbound endpoint of a DNS Private Resolver in the VNet"}[region.cloud]
+        notes.append(f"The administrators' range ({', '.join(admin)}, settings.network.admin_cidrs) reaches the bastion "
+                     "and, through it, the data hosts and a private cluster API; this root opens the firewalls to it "
+                     "but makes no connection from it: attach the admin VPN to the network (with a "
+                     "route back to the range) before the first Ansible run or `kubectl`. Ansible and the deploy steps "
+                     f"name hosts in the private zone `{region.internal_domain}`, which resolves only inside the "
+                     f"network: forward it from the admin network's DNS to {resolver}, which this root does not make.")
     if region.cloud == "gcp":
         notes.append(f"The load balancer's backend is the zonal NEGs named `{prefix(plan, region)}-kong`, which GKE "
                      "creates from the Kong proxy Service's `cloud.google.com/neg` annotation: deploy Kong "
@@ -270,6 +285,12 @@ def _addons(region: RegionPlan) -> str:
             "for the kubernetes target's encrypted default StorageClass)")
 
 
+# Why a backup schedule's cold_storage_after_days does not reach the cloud's backups of the data hosts
+NO_COLD_TIER = {"aws": "AWS Backup moves no EC2 recovery point to cold storage",
+                "gcp": "the root sets no tiering on the Backup and DR plan",
+                "azure": "the root sets no tiering on the Backup vault's policy"}
+
+
 def _quotas(plan: PlatformPlan, region: RegionPlan) -> str:
     where = {"aws": "account", "gcp": "project", "azure": "subscription"}[region.cloud]
     where = f"{where} `{plan.spec.clouds[region.cloud].account}`"
@@ -336,7 +357,8 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
          + (", managed rule sets" if plan.spec.edge.waf.managed_rules else "")],
         ["backups", f"{svc['backup']}: " + "; ".join(
             f"{n} `{b.cron}` kept {b.retention_days} days"
-            + (f", cold after {b.cold_storage_after_days} days" if b.cold_storage_after_days else "")
+            + (f", kept in the vault's standard tier (cold_storage_after_days is not applied: {NO_COLD_TIER[cloud]})"
+               if b.cold_storage_after_days else "")
             + _copy_note(region, partner, n, b)
             for n, b in V.backups(region))],
         ["budget", f"{svc['budget']}: {sum(region.monthly_budget.values()):,.2f} {plan.spec.cost.currency} a month ("

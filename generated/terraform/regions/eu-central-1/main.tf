@@ -743,7 +743,7 @@ module "backup" {
     monthly = {
       schedule                = "cron(0 4 1 * ? *)"
       retention_days          = 2555
-      cold_storage_after_days = 1
+      cold_storage_after_days = null
       copy_to_dr_partner      = true
     }
   }

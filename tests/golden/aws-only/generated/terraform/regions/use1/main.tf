@@ -671,7 +671,7 @@ module "backup" {
     monthly = {
       schedule                = "cron(0 3 1 * ? *)"
       retention_days          = 365
-      cold_storage_after_days = 30
+      cold_storage_after_days = null
       copy_to_dr_partner      = true
     }
   }

@@ -179,12 +179,12 @@ resource "aws_security_group" "internal_gateway" {
   count = var.internal_gateway == null ? 0 : 1
 
   name        = "${var.name}-internal-gateway"
-  description = "${var.name} internal gateway: HTTPS from the linked regions' Kong"
+  description = "${var.name} internal gateway: HTTPS from the Kong of the linked regions"
   vpc_id      = var.vpc_id
   tags        = merge(var.tags, { Name = "${var.name}-internal-gateway" })
 
   ingress {
-    description = "HTTPS from the linked regions' Kong"
+    description = "HTTPS from the Kong of the linked regions"
     protocol    = "tcp"
     from_port   = var.internal_gateway.port
     to_port     = var.internal_gateway.port
@@ -192,7 +192,7 @@ resource "aws_security_group" "internal_gateway" {
   }
 
   egress {
-    description = "The load balancer's listener"
+    description = "The listener of the load balancer"
     protocol    = "tcp"
     from_port   = var.listener_port
     to_port     = var.listener_port

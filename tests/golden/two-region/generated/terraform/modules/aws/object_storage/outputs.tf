@@ -12,4 +12,12 @@ output "backup_bucket_arn" {
 output "log_bucket" {
   description = "Name of the access-log bucket (load balancer logs go under alb/)."
   value       = aws_s3_bucket.logs.id
+
+  # Elastic Load Balancing writes a test object when access logs are turned on, right after the load balancer is
+  # created: through this output the load balancer waits for the policy that lets it write, not only the bucket.
+  depends_on = [
+    aws_s3_bucket_policy.logs,
+    aws_s3_bucket_ownership_controls.logs,
+    aws_s3_bucket_server_side_encryption_configuration.logs,
+  ]
 }
