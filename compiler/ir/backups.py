@@ -22,6 +22,10 @@ BACKUP_EACH_PRIMARY = frozenset({"redis"})
 #   platformc_backup_last_success_timestamp_seconds{kind="<kind>",schedule="<schedule>"} <unix time>
 NODE_EXPORTER_TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 BACKUP_SUCCESS_METRIC = "platformc_backup_last_success_timestamp_seconds"
+# The backups role writes, once per schedule and host (never again: the first installation is what counts), when the
+# schedule was first installed there, so that a schedule that never succeeded is judged from its own start:
+#   platformc_backup_scheduled_timestamp_seconds{kind="<kind>",schedule="<schedule>"} <unix time>
+BACKUP_SCHEDULED_METRIC = "platformc_backup_scheduled_timestamp_seconds"
 
 _HOUR, _DAY = 3600, 86400
 

@@ -905,3 +905,31 @@ def test_elasticsearch_owns_its_data_volume_from_the_first_run(outputs):
     assert install < owning[0] < start
     template = files["ansible/roles/elasticsearch/templates/elasticsearch.yml.j2"]
     assert f"\npath.data: {disk['data_disk_mount']}\n" in template
+
+
+def test_each_schedule_records_when_it_was_installed_in_the_format_the_alert_reads(outputs, templar, tmp_path):
+    """The backups role writes, once per schedule (force: false: a later run keeps the first time), node_exporter's
+    textfile record that BackupNeverRecorded measures a schedule without any success from: rendered by Ansible's
+    templar for a job of the inventory, promtool reads it, and it carries the metric and labels the alert selects."""
+    import subprocess
+
+    from compiler.ir.backups import BACKUP_SCHEDULED_METRIC
+    from tests.conftest import require_tool
+    plan, files = outputs
+    tasks = list(_tasks(yaml.safe_load(files["ansible/roles/backups/tasks/main.yml"])))
+    (record,) = [t for t in tasks if BACKUP_SCHEDULED_METRIC in str(t.get("ansible.builtin.copy", {}).get("content"))]
+    args = record["ansible.builtin.copy"]
+    assert args["force"] is False and args["dest"].endswith(".prom")
+    assert "backups_job.pg_port is not defined" in record["when"]  # a DR standby cluster's job records nothing
+    job = {"kind": "postgresql", "name": "monthly"}
+    text = templar(args["content"], {"backups_job": job, "ansible_facts": {"date_time": {"epoch": "1764892800"}}})
+    check = subprocess.run([require_tool("promtool"), "check", "metrics"], input=text, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f'{BACKUP_SCHEDULED_METRIC}{{kind="postgresql",schedule="monthly"}} 1764892800\n' in text
+    from compiler.targets import monitoring
+    rules = [rule for r in plan.regions for rule in monitoring.backup_alerts(r)]
+    if rules:
+        never = next(rule for rule in rules if rule["alert"] == "BackupNeverRecorded")
+        assert f'{BACKUP_SCHEDULED_METRIC}{{kind="postgresql",schedule="monthly"}}' in never["expr"] or \
+            'kind="postgresql"' not in never["expr"]
+

@@ -232,6 +232,7 @@ DB_SLOW = {"0.01": 0, "0.1": 0, "0.5": 1, "+Inf": 1}
 DB_FAST = {"0.01": 1, "0.1": 1, "0.5": 1, "+Inf": 1}
 HPA = 'namespace="booking",horizontalpodautoscaler="booking-v2"'
 BACKUP = "platformc_backup_last_success_timestamp_seconds"
+SCHEDULED = "platformc_backup_scheduled_timestamp_seconds"
 STATEMENTS = 'queryid="42"'
 BOOKING = {"service": "booking", "region": "us-east-1"}
 MIB = 1024 * 1024
@@ -267,11 +268,20 @@ ALERT_CASES = {
                       _counter(f'{BACKUP}{{instance="pg-2",kind="postgresql",schedule="daily"}}', 60, 1900),
                       _counter(f'{BACKUP}{{instance="r-1",kind="redis",schedule="hourly"}}', 60, 1900)],
                      {"kind": "postgresql", "schedule": "daily", "region": "us-east-1"}, "31h"),
-    # two days without any record of the daily base backup (the hourly Redis one records)
-    "BackupNeverRecorded": ([_counter(f'{BACKUP}{{instance="r-1",kind="redis",schedule="hourly"}}', 60, 3000)],
-                            [_counter(f'{BACKUP}{{instance="r-1",kind="redis",schedule="hourly"}}', 60, 3000),
-                             _counter(f'{BACKUP}{{instance="pg-1",kind="postgresql",schedule="daily"}}', 60, 3000)],
-                            {"kind": "postgresql", "schedule": "daily", "region": "us-east-1"}, "49h"),
+    # the daily base backup scheduled 31 h ago (its first installation, a record written once) and never a success;
+    # silent once any host records one
+    "BackupNeverRecorded": ([_gauge(f'{SCHEDULED}{{instance="pg-1",kind="postgresql",schedule="daily"}}', 0, 1900)],
+                            [_gauge(f'{SCHEDULED}{{instance="pg-1",kind="postgresql",schedule="daily"}}', 0, 1900),
+                             _counter(f'{BACKUP}{{instance="pg-2",kind="postgresql",schedule="daily"}}', 60, 1900)],
+                            {"kind": "postgresql", "schedule": "daily", "region": "us-east-1"}, "31h"),
+    # no host reports the monthly schedule (the others are installed)
+    "BackupNotScheduled": ([_gauge(f'{SCHEDULED}{{instance="pg-1",kind="postgresql",schedule="{n}"}}', 0, 300)
+                            for n in ("daily", "weekly")]
+                           + [_gauge(f'{SCHEDULED}{{instance="r-1",kind="redis",schedule="hourly"}}', 0, 300)],
+                           [_gauge(f'{SCHEDULED}{{instance="pg-1",kind="postgresql",schedule="{n}"}}', 0, 300)
+                            for n in ("daily", "weekly", "monthly")]
+                           + [_gauge(f'{SCHEDULED}{{instance="r-1",kind="redis",schedule="hourly"}}', 0, 300)],
+                           {"kind": "postgresql", "schedule": "monthly", "region": "us-east-1"}, "3h"),
     "ReplicationLagHigh": ([_gauge('pg_replication_lag_seconds{instance="pg-2"}', 5)],
                            [_gauge('pg_replication_lag_seconds{instance="pg-2"}', 0.1)],
                            {"instance": "pg-2", "region": "us-east-1"}, "70m"),

@@ -92,7 +92,7 @@ def template(name: str, src: str, dest: str, mode: str = "0644", owner: str = "r
 
 
 def copy(name: str, dest: str, mode: str = "0644", owner: str = "root", group: str = "root", **kw) -> dict:
-    args = {k: kw.pop(k) for k in ("src", "content", "remote_src", "validate") if k in kw}
+    args = {k: kw.pop(k) for k in ("src", "content", "remote_src", "validate", "force") if k in kw}
     args.update({"dest": dest, "owner": owner, "group": group, "mode": mode})
     return task(name, "ansible.builtin.copy", args, **kw)
 

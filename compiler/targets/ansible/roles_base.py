@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from compiler.ir.names import NODE_EXPORTER_PORT, SSH_PORT
-from compiler.ir.backups import NODE_EXPORTER_TEXTFILE_DIR
+from compiler.ir.backups import BACKUP_SCHEDULED_METRIC, NODE_EXPORTER_TEXTFILE_DIR
 from compiler.targets.ansible.role import (Role, apt, copy, expr, repository, service, services_ready_var, task,
                                             template, when_ready)
 
@@ -165,5 +165,21 @@ def backups() -> Role:
                 "job": "{{ backups_script }} {{ backups_job_args }} >> {{ backups_job_log }} 2>&1",
             }, loop="{{ backups_jobs }}", loop_control={"loop_var": "backups_job", "label": "{{ backups_job_id }}"},
                 when="backups_job.hosts is not defined or inventory_hostname in backups_job.hosts"),
+            task("Create node_exporter's textfile directory", "ansible.builtin.file",
+                 {"path": "{{ backups_textfile_dir }}", "state": "directory", "mode": "0755"}),
+            # once (force: false): when the schedule first ran here is what a schedule that never succeeded is judged
+            # from (monitoring's BackupNeverRecorded); a DR standby cluster's jobs record nothing, as their script runs
+            copy("Record when each schedule was first installed (monitoring judges a schedule that never succeeded)",
+                 "{{ backups_textfile_dir }}/platformc_backup_scheduled_{{ backups_job.kind }}_{{ backups_job.name }}.prom",
+                 content="".join([
+                     f"# HELP {BACKUP_SCHEDULED_METRIC} When the backup schedule was first installed on this host "
+                     "(platformc backups role).\n",
+                     f"# TYPE {BACKUP_SCHEDULED_METRIC} gauge\n",
+                     f'{BACKUP_SCHEDULED_METRIC}{{kind="{{{{ backups_job.kind }}}}",schedule="{{{{ backups_job.name }}}}"}} '
+                     "{{ ansible_facts.date_time.epoch }}\n"]),
+                 force=False, loop="{{ backups_jobs }}",
+                 loop_control={"loop_var": "backups_job", "label": "{{ backups_job_id }}"},
+                 when=["backups_job.hosts is not defined or inventory_hostname in backups_job.hosts",
+                       "backups_job.pg_port is not defined"]),
         ]},
     )

@@ -26,8 +26,8 @@ from __future__ import annotations
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.names import ELASTICSEARCH_CLIENT_SECRETS, LOG_INDEX_PREFIXES, MONITORING_NAMESPACE, log_index_prefix
 from compiler.ir.names import REDIS_PLACED_ROLE_LABEL
-from compiler.ir.backups import (BACKUP_EACH_PRIMARY, BACKUP_SCHEDULES, BACKUP_SUCCESS_METRIC, backup_kinds,
-                                 interval_seconds, overdue_after_seconds)
+from compiler.ir.backups import (BACKUP_EACH_PRIMARY, BACKUP_SCHEDULED_METRIC, BACKUP_SCHEDULES, BACKUP_SUCCESS_METRIC,
+                                 backup_kinds, overdue_after_seconds)
 from compiler.render import banner, dump_documents, dump_yaml
 
 NAME = "monitoring"
@@ -257,9 +257,10 @@ def dr_standby_alerts(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
 def backup_alerts(r: RegionPlan) -> list[dict]:
     """The scheduled backups of the region's hosts (compiler/ir/backups.py): each success is recorded for node_exporter's
     textfile collector, and a schedule whose newest record, over all the hosts that may take it, is older than the
-    schedule allows was missed (a failed upload, a full disk, a host that lost its cron). A daily or more frequent
-    schedule with no record at all for two days never ran (a new region's first days, or a scheduler that never ran
-    a job); weekly and monthly ones are judged from their first success on."""
+    schedule allows was missed (a failed upload, a full disk, a host that lost its cron). A schedule that has no
+    success at all is judged from when the backups role first installed it (its own record): BackupNeverRecorded once
+    that is longer ago than the schedule allows, BackupNotScheduled when no host reports the schedule at all (the
+    role never ran there, or node_exporter does not read its textfile directory)."""
     pairs = [(kind, name, getattr(r.settings.backups, name).cron)
              for kind in backup_kinds(r) for name in BACKUP_SCHEDULES[kind]]
     if not pairs:
@@ -282,12 +283,21 @@ def backup_alerts(r: RegionPlan) -> list[dict]:
                   "Its last success was {{ $value | humanizeDuration }} ago. Read the job's log on the hosts "
                   "(/var/log/platformc-backup/) and run platformc-backup by hand once fixed.", for_="15m",
                   region=r.name)]
-    frequent = [(kind, name) for kind, name, cron in pairs if interval_seconds(cron) <= 86400]
-    if frequent:
-        out.append(_alert("BackupNeverRecorded", "\nor\n".join(f"absent({series(kind, name)})" for kind, name in frequent),
-                          TICKET, "backup", f"No {{{{ $labels.schedule }}}} {{{{ $labels.kind }}}} backup is recorded in {r.name}",
-                          "No host has recorded a success of this schedule for two days: check that cron runs the "
-                          "backups role's jobs and that node_exporter reads their records.", for_="2d", region=r.name))
+    # never succeeded: judged from when the backups role first installed the schedule on a host, for every schedule
+    # (a monthly one too: before, only daily and hourly ones were, from two days without any record)
+    scheduled = lambda kind, name: f'{BACKUP_SCHEDULED_METRIC}{{kind="{kind}",schedule="{name}"}}'  # noqa: E731
+    never = "\nor\n".join(f"(time() - min by (kind, schedule) ({scheduled(kind, name)})) > {overdue_after_seconds(cron)}\n"
+                           f"unless on (kind, schedule) {series(kind, name)}" for kind, name, cron in pairs)
+    out.append(_alert("BackupNeverRecorded", never, TICKET, "backup",
+                      f"The {{{{ $labels.schedule }}}} {{{{ $labels.kind }}}} backup has never succeeded in {r.name}",
+                      "It was scheduled {{ $value | humanizeDuration }} ago and no host has recorded a success since: "
+                      "read the job's log on the hosts (/var/log/platformc-backup/).", for_="15m", region=r.name))
+    out.append(_alert("BackupNotScheduled", "\nor\n".join(f"absent({scheduled(kind, name)})" for kind, name, _ in pairs),
+                      TICKET, "backup", f"No host reports the {{{{ $labels.schedule }}}} {{{{ $labels.kind }}}} backup "
+                      f"schedule in {r.name}",
+                      "The backups role records each schedule it installs for node_exporter: run the region's "
+                      "backups.yml (Ansible), and check that node_exporter reads its textfile directory.",
+                      for_="2h", region=r.name))
     return out
 
 
