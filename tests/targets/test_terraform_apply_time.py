@@ -754,3 +754,23 @@ def test_the_aws_load_balancer_waits_for_the_log_bucket_policy(compiled):
             if rel.startswith("terraform/regions/") and rel.endswith("/main.tf") and "modules/aws/load_balancer" in text:
                 modules = {unquote(n): b for entry in _hcl(text).get("module", []) for n, b in entry.items()}
                 assert modules["load_balancer"]["log_bucket"] == "${module.object_storage.log_bucket}", rel
+
+
+def test_aws_hosts_hear_that_a_path_carries_smaller_packets(compiled):
+    """The instances run at 9001 bytes; inter-region peering carries 8500 (EC2 User Guide, network MTU) and drops a
+    bigger packet with Don't Fragment set, answering ICMP 3/4. A stateless ACL or a security group that drops that
+    answer leaves a connection between two jumbo-frame hosts across the peering (the DR standby's streaming) stalled
+    at its first full-size segment: both ACLs, every data host group and the cluster's group admit it."""
+    for case in _cases_with(compiled, "aws"):
+        _, files = compiled[case]
+        network = _hcl(files["terraform/modules/aws/network/main.tf"])
+        for name, acl in resources(network, "aws_network_acl").items():
+            icmp = [r for r in acl["ingress"] if str(r.get("protocol")) == "icmp"]
+            assert [(r["icmp_type"], r["icmp_code"], r["cidr_block"]) for r in icmp] == [(3, 4, "0.0.0.0/0")], name
+        hosts = resources(_hcl(files["terraform/modules/aws/data_hosts/main.tf"]), "aws_security_group")["group"]
+        assert [(r["protocol"], r["from_port"], r["to_port"], r["cidr_blocks"]) for r in hosts["ingress"]] \
+            == [("icmp", 3, 4, ["0.0.0.0/0"])]  # the group's connections are the dynamic blocks beside it
+        cluster = resources(_hcl(files["terraform/modules/aws/kubernetes/main.tf"]),
+                            "aws_vpc_security_group_ingress_rule")["path_mtu"]
+        assert (cluster["ip_protocol"], cluster["from_port"], cluster["to_port"]) == ("icmp", 3, 4)
+        assert cluster["security_group_id"] == "${aws_eks_cluster.this.vpc_config[0].cluster_security_group_id}"

@@ -104,6 +104,15 @@ resource "aws_security_group" "group" {
     }
   }
 
+  # Path MTU discovery (the network module's ACLs say why): the size a path carries, from wherever it is smaller.
+  ingress {
+    description = "ICMP fragmentation needed (path MTU discovery)"
+    protocol    = "icmp"
+    from_port   = 3
+    to_port     = 4
+    cidr_blocks = ["0.0.0.0/0"]
+  }
+
   egress {
     description = "Inside the VPC"
     protocol    = "-1"

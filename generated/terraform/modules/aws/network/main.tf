@@ -170,6 +170,20 @@ resource "aws_network_acl" "private" {
     to_port    = 65535
   }
 
+  # Path MTU discovery: "fragmentation needed" (ICMP 3/4) from wherever a packet was too big. The instances run at
+  # 9001 bytes, inter-region peering carries 8500 and the internet 1500; without this message a connection between
+  # two jumbo-frame hosts across the peering (the DR standby's replication) stalls at its first full-size segment.
+  ingress {
+    rule_no    = 220
+    protocol   = "icmp"
+    action     = "allow"
+    cidr_block = "0.0.0.0/0"
+    from_port  = 0
+    to_port    = 0
+    icmp_type  = 3
+    icmp_code  = 4
+  }
+
   egress {
     rule_no    = 100
     protocol   = "-1"
@@ -222,6 +236,20 @@ resource "aws_network_acl" "public" {
     cidr_block = "0.0.0.0/0"
     from_port  = 1024
     to_port    = 65535
+  }
+
+  # Path MTU discovery: "fragmentation needed" (ICMP 3/4) from wherever a packet was too big. The instances run at
+  # 9001 bytes, inter-region peering carries 8500 and the internet 1500; without this message a connection between
+  # two jumbo-frame hosts across the peering (the DR standby's replication) stalls at its first full-size segment.
+  ingress {
+    rule_no    = 220
+    protocol   = "icmp"
+    action     = "allow"
+    cidr_block = "0.0.0.0/0"
+    from_port  = 0
+    to_port    = 0
+    icmp_type  = 3
+    icmp_code  = 4
   }
 
   egress {

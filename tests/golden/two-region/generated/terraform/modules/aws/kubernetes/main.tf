@@ -85,6 +85,17 @@ resource "aws_vpc_security_group_ingress_rule" "api" {
   tags              = var.tags
 }
 
+# Path MTU discovery (the network module's ACLs say why) for the nodes and pods, which carry the cluster security group.
+resource "aws_vpc_security_group_ingress_rule" "path_mtu" {
+  security_group_id = aws_eks_cluster.this.vpc_config[0].cluster_security_group_id
+  description       = "ICMP fragmentation needed (path MTU discovery)"
+  ip_protocol       = "icmp"
+  from_port         = 3
+  to_port           = 4
+  cidr_ipv4         = "0.0.0.0/0"
+  tags              = var.tags
+}
+
 # IAM roles for service accounts (cluster-autoscaler, external-dns, the WAL archiver...).
 resource "aws_iam_openid_connect_provider" "this" {
   url            = aws_eks_cluster.this.identity[0].oidc[0].issuer
