@@ -933,3 +933,70 @@ def test_each_schedule_records_when_it_was_installed_in_the_format_the_alert_rea
         assert f'{BACKUP_SCHEDULED_METRIC}{{kind="postgresql",schedule="monthly"}}' in never["expr"] or \
             'kind="postgresql"' not in never["expr"]
 
+
+def test_every_patroni_pgpass_file_has_its_directory_before_patroni_starts(outputs, templar):
+    """Patroni writes a replica's pgpass file before pg_basebackup with a plain open() (3.0.2 postgresql/config.py
+    write_pgpass), in /var/lib/postgresql/<version>, which no package ships and the fresh data volume lacks: every
+    replica's bootstrap failed and only the first member ran. The roles create each pgpass file's directory (the
+    region's cluster's and each standby cluster's) before the cluster they serve is started."""
+    plan, files = outputs
+    roles = _roles(files)
+    pg_tasks = [t for t in roles["postgresql"]["tasks"] if _module(t) == "ansible.builtin.file"]
+    (version_dir,) = [t for t in pg_tasks if t["ansible.builtin.file"].get("path") == "{{ postgresql_data_dir | dirname }}"]
+    assert version_dir["ansible.builtin.file"]["owner"] == "postgres"
+    patroni = roles["patroni"]["tasks"]
+    names = [t["name"] for t in patroni]
+    (standby_dirs,) = [i for i, t in enumerate(patroni)
+                       if t.get("ansible.builtin.file", {}).get("path") == "{{ patroni_standby.data_dir | dirname }}"]
+    assert patroni[standby_dirs]["loop"] == "{{ patroni_my_standbys }}"
+    assert standby_dirs < names.index("Start each standby cluster at boot")
+    defaults = roles["postgresql"]["defaults"]
+    checked = 0
+    for r in plan.regions:
+        rel = f"ansible/inventories/{r.name}/group_vars/postgres.yml"
+        if rel not in files:
+            continue
+        gv = yaml.safe_load(files[rel])
+        data_dir = templar(defaults["postgresql_data_dir"], {**defaults, **gv})
+        assert os.path.dirname(gv["patroni_config"]["postgresql"]["pgpass"]) == os.path.dirname(data_dir), r.name
+        for standby in gv.get("patroni_standby_clusters", []):
+            pgpass = standby["config"]["postgresql"]["pgpass"]
+            assert os.path.dirname(pgpass) == os.path.dirname(standby["data_dir"]), (r.name, standby["region"])
+            checked += 1
+    assert checked or not any(r.postgres_ha and r.postgres_ha.standbys for r in plan.regions)
+
+
+def test_etcd_members_first_start_together_with_the_regions_settings(outputs):
+    """etcd-server's postinst starts the default instance (localhost, /var/lib/etcd/default); `started` then found it
+    running and only the one-at-a-time restart handler applied the region's settings, so the first member waited for
+    peers still on the defaults until its Type=notify start timed out. Before a member has the data directory its
+    settings name, the role stops whatever runs, so that the start task brings all members up together."""
+    _, files = outputs
+    tasks = list(_tasks(yaml.safe_load(files["ansible/roles/etcd/tasks/main.yml"])))
+    names = [t["name"] for t in tasks]
+    (stat,) = [t for t in tasks if _module(t) == "ansible.builtin.stat"]
+    (stop,) = [i for i, t in enumerate(tasks) if t.get("ansible.builtin.service", {}).get("state") == "stopped"]
+    assert f"not {stat['register']}.stat.exists" in tasks[stop]["when"]
+    config = next(t for t in tasks if t.get("ansible.builtin.copy", {}).get("dest") == "/etc/default/etcd")
+    data_dir = re.search(r"^ETCD_DATA_DIR=(.*)$", config["ansible.builtin.copy"]["content"], re.M)[1]
+    assert stat["ansible.builtin.stat"]["path"] == data_dir
+    assert names.index("Install etcd") < names.index(stat["name"]) < stop < names.index(config["name"]) \
+        < names.index("Start etcd at boot")
+
+
+def test_elasticsearch_nodes_publish_a_name_their_certificate_carries(outputs, templar):
+    """With transport verification_mode full, a node checks a peer's certificate against the peer's published
+    address, serialized with its host string (TransportAddress.writeTo). `network.host: _site_` alone publishes an
+    interface address, which no certificate here names (the tls role writes DNS names only): the cluster could not
+    form. The template publishes ansible_host, which is in the node certificate's names."""
+    _, files = outputs
+    text = files["ansible/roles/elasticsearch/templates/elasticsearch.yml.j2"]
+    host = {"ansible_host": "es-1.r.internal.example.com", "inventory_hostname": "es-1", "platformc_zone": "a",
+            "elasticsearch_cluster_name": "c", "elasticsearch_http_port": 9200, "elasticsearch_transport_port": 9300,
+            "elasticsearch_seed_hosts": [], "elasticsearch_initial_master_nodes": [], "ansible_managed": "managed"}
+    settings = yaml.safe_load(templar(text, host, file=True))
+    assert settings["xpack.security.transport.ssl.verification_mode"] == "full"
+    tls_defaults = yaml.safe_load(files["ansible/roles/tls/defaults/main.yml"])
+    names = [templar(n, host) for n in tls_defaults["tls_names"]]
+    assert settings["network.publish_host"] in names
+    assert yaml.safe_load(files["ansible/roles/tls/vars/main.yml"])["tls_san"].count("DNS:") == 1  # names only, no IP

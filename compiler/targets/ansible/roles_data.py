@@ -108,6 +108,13 @@ def _pg_install() -> list:
 def _pg_config() -> list:
     r = "postgresql"
     return [
+        # /var/lib/postgresql/<version>: no package ships it (pg_createcluster makes it, and createclusters is off) and
+        # the data volume mounted at /var/lib/postgresql starts empty. Patroni writes a replica's pgpass file there
+        # before pg_basebackup (3.0.2 postgresql/config.py write_pgpass: a plain open, no makedirs): without it every
+        # replica's bootstrap failed with FileNotFoundError, retried forever, and only the first member ran.
+        task("Create the version directory the data directory and Patroni's pgpass file are in", "ansible.builtin.file",
+             {"path": "{{ postgresql_data_dir | dirname }}", "state": "directory", "owner": "postgres",
+              "group": "postgres", "mode": "0755"}),
         task("Create the configuration directory Patroni's custom_conf and hba_file point into", "ansible.builtin.file",
              {"path": "{{ postgresql_config_dir }}", "state": "directory", "owner": "postgres", "group": "postgres",
               "mode": "0755"}),

@@ -246,6 +246,16 @@ def etcd() -> Role:
                   "| zip(etcd_members) | map('reverse') | map('join', '=') | join(',')")},
         tasks={"main": [
             apt("Install etcd", ["etcd-server", "etcd-client"], register="etcd_install"),
+            # The package's postinst starts etcd at once with Debian's defaults (localhost, /var/lib/etcd/default),
+            # so `started` below found it running and the region's settings reached it only through the restart
+            # handler, one member at a time: the first member then waited for peers still on the defaults, and its
+            # start (Type=notify: ready once it has joined a quorum) timed out after 90 s, failing that host for the
+            # rest of the run. Until a member has its data directory (never started with the region's settings),
+            # whatever runs is the default instance: stop it, and all members start together below.
+            task("Check whether this member ever ran with the region's settings (its data directory)",
+                 "ansible.builtin.stat", {"path": "/var/lib/etcd/{{ etcd_scope }}"}, register="etcd_data_dir"),
+            service("Stop the package's default instance before the first start with the region's settings", "etcd",
+                    r, state="stopped", enabled=None, when="not etcd_data_dir.stat.exists"),
             task("Issue this member's certificate from the region's CA", "ansible.builtin.include_role",
                  {"name": "tls"}, vars={"tls_dir": ETCD_TLS_DIR, "tls_owner": "etcd", "tls_group": "etcd",
                                         "tls_key_mode": "0600", "tls_install_ca": True}),
@@ -308,7 +318,14 @@ def patroni() -> Role:
                   "ca_path": POSTGRES_TLS_DIR + "/ca.crt", "status_code": [200, 503]},
                  register="patroni_health", until="patroni_health.status in [200, 503]", retries=30, delay=5,
                  when="patroni_services_ready"),
-            # the standby clusters this host runs for the regions whose DR partner this region is
+            # the standby clusters this host runs for the regions whose DR partner this region is; each one's data
+            # directory and pgpass file sit in its source's version directory (the postgresql role's task says why)
+            task("Create the version directories the standby clusters' data and pgpass files are in",
+                 "ansible.builtin.file",
+                 {"path": "{{ patroni_standby.data_dir | dirname }}", "state": "directory", "owner": "postgres",
+                  "group": "postgres", "mode": "0755"},
+                 loop="{{ patroni_my_standbys }}", loop_control={"loop_var": "patroni_standby",
+                                                                  "label": "{{ patroni_standby.region }}"}),
             task("Create the standby clusters' configuration directories", "ansible.builtin.file",
                  {"path": "{{ patroni_standby.config_dir }}", "state": "directory", "owner": "postgres",
                   "group": "postgres", "mode": "0750"},
