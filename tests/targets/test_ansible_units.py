@@ -793,7 +793,9 @@ def test_servers_that_work_together_restart_one_host_at_a_time(outputs):
     for role, parts in _roles(files).items():
         for handler in parts["handlers"]:
             args = handler.get("ansible.builtin.service") or handler.get("ansible.builtin.systemd_service") or {}
-            if args.get("state") != "restarted" or role in RESTART_ANYWHERE:
+            # Redis restarts through the script that then waits until the cluster serves (platformc-redis-restart)
+            script = "restart" in str((handler.get("ansible.builtin.command") or {}).get("argv", [""])[0])
+            if (args.get("state") != "restarted" and not script) or role in RESTART_ANYWHERE:
                 continue
             assert handler.get("throttle") == 1, (role, handler["name"])
             checked.add(role)

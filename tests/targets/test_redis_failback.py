@@ -30,12 +30,14 @@ HARNESS = Path(__file__).with_name("redis_failback_harness.py")
 ADMIN_PASSWORD = "a1" * 32
 SERVICE_PASSWORD = "s3rvice-Passw0rd"
 
-# The harness sets each node's address as a fact, as gather_facts would on a real host (default_ipv4).
+# The harness sets each node's address as a fact, as gather_facts would on a real host (default_ipv4), and the
+# service manager a Debian host has (the service module reads it to pick the systemd module).
 FACTS_MODULE = '''#!/usr/bin/python
 from ansible.module_utils.basic import AnsibleModule
 
 module = AnsibleModule(argument_spec={"address": {"type": "str", "required": True}})
-module.exit_json(changed=False, ansible_facts={"default_ipv4": {"address": module.params["address"]}})
+module.exit_json(changed=False, ansible_facts={"default_ipv4": {"address": module.params["address"]},
+                                               "service_mgr": "systemd"})
 '''
 
 PLAYBOOK = """\
@@ -53,14 +55,17 @@ PLAYBOOK = """\
 """
 
 
-def test_a_run_after_a_zone_outage_puts_the_primaries_back(tmp_path_factory):
+def redis_cluster_nodes(tmp_path_factory, name: str) -> tuple[dict, dict, Path]:
+    """The reference region's Redis nodes on loopback addresses, with the data tier's redis.conf and the includes the
+    role renders, and the playbook of the role's cluster tasks over them: the harness config (nodes, port, admin
+    password, the ansible-playbook command and its environment), the topology, and the test's directory."""
     require_isolation()
     for tool in ("redis-server", "redis-cli"):
         require_tool(tool)
     playbook_bin = require_tool("ansible-playbook")
     plan, root, _ = _build_tree("reference", tmp_path_factory)
     region = next(r for r in plan.regions if r.hosts_in("redis_cluster"))
-    base = tmp_path_factory.mktemp("redis-failback")
+    base = tmp_path_factory.mktemp(name)
     ansible_dir = base / "generated" / "ansible"
     shutil.copytree(root.parent, base / "generated")  # the role reads ../datastores/<region>/ as on a real run
     data = base / "generated" / "datastores" / region.name
@@ -95,14 +100,20 @@ def test_a_run_after_a_zone_outage_puts_the_primaries_back(tmp_path_factory):
 
     (ansible_dir / "library").mkdir()
     (ansible_dir / "library" / "platformc_test_address.py").write_text(FACTS_MODULE)
-    (ansible_dir / "test-failback.yml").write_text(PLAYBOOK)
+    (ansible_dir / "test-cluster.yml").write_text(PLAYBOOK)
     (base / "inventory.json").write_text(json.dumps({"redis_cluster": {"hosts": hosts}}))
     extra = {"redis_admin_secret": {"content": base64.b64encode(ADMIN_PASSWORD.encode()).decode()}}
     env = _env(home=base / "ansible-home", local_tmp=base / "ansible-tmp")
-    config = {"nodes": nodes, "port": topology["port"], "admin_password": ADMIN_PASSWORD, "key": "failback:probe",
+    config = {"nodes": nodes, "port": topology["port"], "admin_password": ADMIN_PASSWORD,
               "playbook": [playbook_bin, "-i", str(base / "inventory.json"), "-e", json.dumps(extra),
-                           "test-failback.yml"],
+                           "test-cluster.yml"],
               "playbook_dir": str(ansible_dir), "playbook_env": env}
+    return config, topology, base
+
+
+def test_a_run_after_a_zone_outage_puts_the_primaries_back(tmp_path_factory):
+    config, topology, base = redis_cluster_nodes(tmp_path_factory, "redis-failback")
+    config["key"] = "failback:probe"
     (base / "config.json").write_text(json.dumps(config))
 
     res = subprocess.run(ISOLATE + [sys.executable, str(HARNESS), str(base / "config.json")], capture_output=True,

@@ -9,6 +9,11 @@ reads that file, so both targets agree on names and rules):
     admin.conf  `platformc-admin`, the user that forms the cluster: the services' users may not
                 run CLUSTER ADDSLOTS/MEET/REPLICATE (@dangerous), and the spec has no admin secret,
                 so a random one is made on the first node and never leaves the nodes and the run
+
+A restart (the "Restart Redis" handler, one host at a time) runs the script the role installs,
+/usr/local/sbin/platformc-redis-restart: it restarts the node and waits, bounded, until the node and every node it
+knows serve again (loaded, replicas in sync, cluster_state:ok) before the handler moves to the next host, and
+refuses to restart a node while another does not serve (see the script).
 """
 
 from __future__ import annotations
@@ -124,7 +129,11 @@ def redis() -> Role:
     return Role(
         name=r,
         description="Redis Cluster nodes with the data tier's redis.conf and includes, then the cluster, formed once.",
-        defaults={"redis_source_dir": SOURCE_DIR, "redis_version": "7.0", "redis_admin_dir": ADMIN_DIR},
+        defaults={"redis_source_dir": SOURCE_DIR, "redis_version": "7.0", "redis_admin_dir": ADMIN_DIR,
+                  "redis_restart_command": "/usr/local/sbin/platformc-redis-restart",
+                  # how long a restarted node (and the rest of the cluster) may take to serve again: loading the
+                  # dataset, a replica's full resync; past it the handler fails, and the next host is not restarted
+                  "redis_restart_timeout": 300},
         vars={
             **services_ready_var(r, "redis_install"),
             # the data tier's description of the cluster: nodes in creation order, includes, ACL rules
@@ -167,6 +176,9 @@ def redis() -> Role:
                 task("Create the include directory", "ansible.builtin.file",
                      {"path": "{{ redis_include_dir }}", "state": "directory", "owner": "redis", "group": "redis",
                       "mode": "0750"}, when=when_ready(r)),
+                # before anything notifies the handler that runs it
+                copy("Install the script that restarts Redis and waits until the cluster serves again",
+                     "{{ redis_restart_command }}", mode="0750", src="platformc-redis-restart.sh"),
                 copy("Install the data tier's redis.conf", "{{ redis_topology.config.file }}", mode="0640",
                      owner="redis", group="redis", src=source(r, "redis.conf"), notify="Restart Redis"),
                 template("Bind the host's private address", "redis-host.conf.j2", "{{ redis_include_dir }}/host.conf",
@@ -187,7 +199,14 @@ def redis() -> Role:
             task("Turn transparent huge pages off now", "ansible.builtin.command",
                  {"argv": ["systemd-tmpfiles", "--create", "/etc/tmpfiles.d/redis-thp.conf"]},
                  changed_when=True, when=when_ready(r)),
-            # One node at a time: the cluster fails a primary over instead of losing its slots.
-            service("Restart Redis", "redis-server", r, state="restarted", enabled=None, throttle=1),
+            # One node at a time, and the restart and the wait until the cluster serves again in one task: Ansible
+            # runs a handler task on every notified host before the next task, so a second handler that waited would
+            # come after every node had been restarted (a primary went down while its replica was still resyncing).
+            # Not in check mode: the command would not run anyway, and the admin secret it logs in with may not exist.
+            task("Restart Redis", "ansible.builtin.command", {"argv": [
+                "{{ redis_restart_command }}", "--address", f"{{{{ {ADDRESS} }}}}", "--port", "{{ redis_port }}",
+                "--unit", "redis-server", "--timeout", "{{ redis_restart_timeout }}"]},
+                 environment={"REDISCLI_AUTH": "{{ redis_admin_password }}"}, changed_when=True, throttle=1,
+                 when=[when_ready(r), "not ansible_check_mode"]),
         ],
     )
