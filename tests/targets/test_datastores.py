@@ -724,3 +724,63 @@ def _pgbouncer_login_through(region, server_conn, pgbouncer_ini: Path, hba: Path
     finally:
         both.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.tool
+def test_a_pgbouncer_reload_keeps_where_it_listens_and_the_role_restarts_for_it(reference, reference_tree, tls,
+                                                                               isolation, templar_for_roles):
+    """PgBouncer reads its CF_NO_RELOAD settings only at start: a real PgBouncer, reloaded after its listen_port
+    changed, still listens where it did. The pgbouncer role keeps those lines of the same pgbouncer.ini in a file of
+    their own that notifies a restart: rendered by Ansible from the generated file, it changes with the port and not
+    with a pool setting."""
+    import signal as _signal
+    from compiler.targets.ansible.roles_data import PGBOUNCER_START_ONLY
+    gen = reference_tree / "datastores/us-east-1/pgbouncer.ini"
+    work = private_dir("dst-pgb-reload-")
+    server, port = start_pgbouncer(gen, work, tls, ['"probe_admin" "admin-secret"'],
+                                   extra_pgbouncer={"admin_users": "probe_admin"})
+    try:
+        ini = work / "check.ini"
+        ini.write_text(ini.read_text().replace(f"listen_port = {port}\n", f"listen_port = {port + 1}\n"))
+        server.proc.send_signal(_signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "got SIGHUP" not in (work / "pgbouncer.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert (work / f".s.PGSQL.{port}").exists() and not (work / f".s.PGSQL.{port + 1}").exists()
+        config = {row["key"]: row["value"] for row in pgbouncer_admin(work, port, "SHOW CONFIG", "probe_admin", "admin-secret")}
+        assert config["listen_port"] == str(port)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    # the role's record of those settings, as Ansible renders it from the same file
+    from compiler.targets import ansible
+    role = ansible.emit_global(reference)
+    tasks = yaml_tasks(role["ansible/roles/pgbouncer/tasks/main.yml"])
+    (record,) = [t for t in tasks if t.get("ansible.builtin.copy", {}).get("dest", "").endswith("platformc-start-settings")]
+    assert record["notify"] == "Restart PgBouncer"
+    content = record["ansible.builtin.copy"]["content"]
+    defaults = yaml_tasks(role["ansible/roles/pgbouncer/defaults/main.yml"])
+    variants = {}
+    for name, text in {"as generated": gen.read_text(),
+                       "port": gen.read_text().replace("listen_port = 6432", "listen_port = 6433"),
+                       "pool": re.sub(r"default_pool_size = \d+", "default_pool_size = 7", gen.read_text())}.items():
+        src = work.parent / f"pgb-src-{name.replace(' ', '-')}"
+        src.mkdir(exist_ok=True)
+        (src / "pgbouncer.ini").write_text(text)
+        variants[name] = templar_for_roles(content, {**defaults, "pgbouncer_source_dir": str(src)})
+        shutil.rmtree(src, ignore_errors=True)
+    assert "listen_port = 6432\n" in variants["as generated"] and "default_pool_size" not in variants["as generated"]
+    assert all(line.split(" =")[0] in PGBOUNCER_START_ONLY for line in variants["as generated"].splitlines())
+    assert variants["port"] != variants["as generated"] and variants["pool"] == variants["as generated"]
+
+
+def yaml_tasks(text: str) -> list:
+    import yaml
+    return yaml.safe_load(text)
+
+
+@pytest.fixture(scope="module")
+def templar_for_roles():
+    from tests.targets.test_ansible_units import ansible_template
+    return ansible_template

@@ -105,6 +105,13 @@ def _pg_install() -> list:
     ]
 
 
+# pgbouncer.ini settings a reload does not apply (CF_NO_RELOAD in PgBouncer's main.c): only a restart does
+PGBOUNCER_START_ONLY = ("disable_pqexec", "job_name", "listen_addr", "listen_backlog", "listen_port", "pidfile",
+                        "pkt_buf", "resolv_conf", "so_reuseport", "unix_socket_dir", "unix_socket_group",
+                        "unix_socket_mode", "user")
+PGBOUNCER_START_SETTINGS = "/etc/pgbouncer/platformc-start-settings"
+
+
 def _pg_config() -> list:
     r = "postgresql"
     return [
@@ -341,6 +348,8 @@ def pgbouncer() -> Role:
             "pgbouncer_source_dir": SOURCE_DIR,
             "pgbouncer_auth_user": "pgbouncer",
             "pgbouncer_auth_file": names.PGBOUNCER_AUTH_FILE,
+            # the pgbouncer.ini settings only a restart applies (PGBOUNCER_START_ONLY)
+            "pgbouncer_start_only": list(PGBOUNCER_START_ONLY),
             "pgbouncer_tls_dir": names.PGBOUNCER_TLS_DIR,
             "pgbouncer_managed_postgres": False,
             "pgbouncer_server_ca_url": "",  # managed PostgreSQL: the provider's CA bundle
@@ -373,6 +382,14 @@ def pgbouncer() -> Role:
                  when=["pgbouncer_managed_postgres", "pgbouncer_server_ca_url | length == 0"]),
             copy("Install the data tier's pgbouncer.ini", "/etc/pgbouncer/pgbouncer.ini", mode="0640",
                  owner="postgres", group="postgres", src=source(r, "pgbouncer.ini"), notify="Reload PgBouncer"),
+            # A reload keeps the settings PgBouncer reads only at start (its CF_NO_RELOAD ones: where it listens, its
+            # pidfile, its user): a new port got a firewall opening while PgBouncer kept the old one. Those lines of
+            # the same file, kept apart, restart it when they change.
+            copy("Record the pgbouncer.ini settings only a restart applies", PGBOUNCER_START_SETTINGS,
+                 content="{% for setting in lookup('ansible.builtin.file', pgbouncer_source_dir ~ '/pgbouncer.ini')\n"
+                         "   | regex_findall('(?m)^(?:' ~ pgbouncer_start_only | join('|') ~ ') *=.*$') %}"
+                         "{{ setting }}\n{% endfor %}",
+                 notify="Restart PgBouncer"),
             template("Write the auth_file with the auth_user's password", "userlist.txt.j2",
                      "{{ pgbouncer_auth_file }}", mode="0640", owner="postgres", group="postgres",
                      no_log=True, diff=False, notify="Reload PgBouncer"),
