@@ -295,6 +295,13 @@ def getting_started(plan: PlatformPlan) -> str:
     """From `platformc init` to `terraform apply`, with this platform's own region names."""
     first = plan.regions[0]
     org = plan.spec.organization.name
+    domain = plan.spec.organization.domain
+    from compiler.ir.edge import dns_provider
+    zone = {"route53": "aws_route53_zone.public", "azure_dns": "azurerm_dns_zone.public",
+            "cloud_dns": "google_dns_managed_zone.public"}[dns_provider(plan.spec)]
+    shield = ("\n   Edge DDoS protection is on (`edge.ddos_protection`): on AWS, subscribe the account to Shield Advanced "
+              "first (a one-year commitment, billed monthly); every Shield API call fails until it is subscribed."
+              if plan.spec.edge.ddos_protection else "")
     return f"""{BANNER}
 # Getting started: from `platformc init` to `terraform apply`
 
@@ -310,10 +317,16 @@ def getting_started(plan: PlatformPlan) -> str:
    estimates the monthly bill beside `cost.monthly`.
 4. **Create the Terraform state backend** named under `clouds.<cloud>.state` (the S3 bucket and DynamoDB lock
    table, the GCS bucket, or the Azure storage account and container) once, by hand or from a bootstrap root.
-5. **Apply the global edge first**, then each region (here `{first.name}`):
+5. **Apply the global edge first**, then each region (here `{first.name}`). The certificates are validated by DNS
+   records in the public zone this root creates, which nobody can see until the domain is delegated to it: create
+   the zone alone, delegate `{domain}` to its name servers at the parent (the registrar, or the parent zone) and wait
+   until they answer, then apply the rest; otherwise the certificate validations wait out their timeout and fail.{shield}
 
    ```sh
-   terraform -chdir=generated/terraform/global init && terraform -chdir=generated/terraform/global apply
+   terraform -chdir=generated/terraform/global init
+   terraform -chdir=generated/terraform/global apply -target={zone}
+   terraform -chdir=generated/terraform/global output name_servers   # delegate to these, then:
+   terraform -chdir=generated/terraform/global apply
    terraform -chdir=generated/terraform/regions/{first.name} init && terraform -chdir=generated/terraform/regions/{first.name} apply
    ```
 

@@ -774,3 +774,24 @@ def test_aws_hosts_hear_that_a_path_carries_smaller_packets(compiled):
                             "aws_vpc_security_group_ingress_rule")["path_mtu"]
         assert (cluster["ip_protocol"], cluster["from_port"], cluster["to_port"]) == ("icmp", 3, 4)
         assert cluster["security_group_id"] == "${aws_eks_cluster.this.vpc_config[0].cluster_security_group_id}"
+
+
+def test_the_global_root_applies_before_any_auto_scaling_group_exists(compiled):
+    """KMS refuses a key policy naming a principal that does not exist (MalformedPolicyDocumentException), and a
+    fresh account has no Auto Scaling service-linked role until a region's node groups make one. The global root,
+    applied first, runs no Auto Scaling group: its key leaves the Auto Scaling statements out; the regions' keep them."""
+    for case in _cases_with(compiled, "aws"):
+        _, files = compiled[case]
+        text = files["terraform/modules/aws/kms/main.tf"]
+        kms = _hcl(text)
+        (doc,) = [d["aws_iam_policy_document"]["key"] for d in kms["data"] if "aws_iam_policy_document" in d
+                  and "key" in d["aws_iam_policy_document"]]
+        dynamic = [d["statement"] for d in doc.get("dynamic", [])]
+        assert len(dynamic) == 2 and all(d["for_each"] == "${var.autoscaling ? [1] : []}" for d in dynamic), dynamic
+        assert all(s.get("sid", "").startswith("AutoScaling") is False for s in doc["statement"]), case
+        roots = {rel: _hcl(t) for rel, t in files.items() if rel.endswith("/main.tf") and "modules/aws/kms" in t}
+        for rel, root in roots.items():
+            modules = {unquote(n): b for entry in root.get("module", []) for n, b in entry.items()}
+            expected = False if rel == "terraform/global/main.tf" else None  # None: the module's default, true
+            assert modules["kms"].get("autoscaling") == expected, rel
+        assert "terraform/global/main.tf" in roots or not any(r.startswith("terraform/global/") for r in files), case

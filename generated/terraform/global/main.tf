@@ -91,6 +91,7 @@ module "kms" {
 
   name          = local.name
   rotation_days = 365
+  autoscaling   = false
   tags          = local.tags
 }
 

@@ -56,31 +56,42 @@ data "aws_iam_policy_document" "key" {
     }
   }
 
-  statement {
-    sid       = "AutoScalingEncryptedVolumes"
-    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
-    resources = ["*"]
+  # Only where Auto Scaling creates encrypted volumes (the region roots' node groups). KMS refuses a policy naming a
+  # principal that does not exist, and a fresh account has no Auto Scaling service-linked role: the global root,
+  # which runs no Auto Scaling group, leaves these out so that it applies before any region's.
+  dynamic "statement" {
+    for_each = var.autoscaling ? [1] : []
 
-    principals {
-      type        = "AWS"
-      identifiers = [local.autoscaling]
+    content {
+      sid       = "AutoScalingEncryptedVolumes"
+      actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
+      resources = ["*"]
+
+      principals {
+        type        = "AWS"
+        identifiers = [local.autoscaling]
+      }
     }
   }
 
-  statement {
-    sid       = "AutoScalingGrants"
-    actions   = ["kms:CreateGrant"]
-    resources = ["*"]
+  dynamic "statement" {
+    for_each = var.autoscaling ? [1] : []
 
-    principals {
-      type        = "AWS"
-      identifiers = [local.autoscaling]
-    }
+    content {
+      sid       = "AutoScalingGrants"
+      actions   = ["kms:CreateGrant"]
+      resources = ["*"]
 
-    condition {
-      test     = "Bool"
-      variable = "kms:GrantIsForAWSResource"
-      values   = ["true"]
+      principals {
+        type        = "AWS"
+        identifiers = [local.autoscaling]
+      }
+
+      condition {
+        test     = "Bool"
+        variable = "kms:GrantIsForAWSResource"
+        values   = ["true"]
+      }
     }
   }
 }

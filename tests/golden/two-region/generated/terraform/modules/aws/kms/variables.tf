@@ -13,3 +13,9 @@ variable "tags" {
   description = "Tags applied to every resource (org, owner, cost centre, region, compliance)."
   type        = map(string)
 }
+
+variable "autoscaling" {
+  description = "Let Auto Scaling's service-linked role use the key (encrypted node group volumes); that role must exist."
+  type        = bool
+  default     = true
+}
