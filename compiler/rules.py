@@ -203,6 +203,25 @@ def dr_standby_same_cloud(p, settings):
                           f"{fix}, or set datastores.postgres.cross_region_standby: false for {name}")
 
 
+@rule("R061", "An Azure budget takes at most four alert thresholds, each at most 1,000 %",
+      "Each Azure region root's Consumption budget carries one notification per `cost.alert_thresholds_percent` "
+      "entry plus one on the forecast, and Azure accepts at most five notifications a budget, each threshold at most "
+      "1,000 %: a spec with more, or higher, thresholds fails at apply in every Azure region.")
+def azure_budget_notifications(p, settings):
+    if not any(r.cloud == "azure" for r in p.regions.values()):
+        return
+    thresholds = p.cost.alert_thresholds_percent
+    if len(thresholds) > 4:
+        yield Finding(("cost", "alert_thresholds_percent"),
+                      f"{len(thresholds)} thresholds, but an Azure budget takes five notifications, one of them the "
+                      f"forecast: keep at most 4 thresholds while any region runs on Azure")
+    high = [t for t in thresholds if t > 1000]
+    if high:
+        yield Finding(("cost", "alert_thresholds_percent"),
+                      f"threshold{'s' * (len(high) > 1)} {', '.join(map(str, high))} % over the 1,000 % an Azure budget "
+                      f"notification accepts: lower {'them' if len(high) > 1 else 'it'}")
+
+
 @rule("R060", "A DR partner can log in to the standby cluster it promotes",
       "After a region is lost, its DR partner promotes the standby cluster it runs and serves the lost region's shards "
       "through its own PgBouncer (the DR runbook, step 4). The cluster is a copy of the lost region's: its roles have "
@@ -622,7 +641,8 @@ def backup_cron(p, settings):
 
 @rule("R028", "Cold storage leaves the minimum retention",
       "On AWS Backup a copy moved to cold storage must be kept at least 90 days more: "
-      "retention_days >= cold_storage_after_days + 90.")
+      "retention_days >= cold_storage_after_days + 90. (The AWS roots do not apply cold storage yet: AWS Backup "
+      "moves no EC2 recovery point there; the rule keeps a spec valid for when they do.)")
 def cold_storage(p, settings):
     for region, s in _per_region(settings):
         if p.regions[region].cloud != "aws":

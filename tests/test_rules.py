@@ -147,8 +147,8 @@ def _line_of(text: str, needle: str) -> int:
 
 def test_every_rule_has_a_case():
     # R018: the schema; R022: test_registry.py; R056 needs a registry file: tests/targets/test_edge_native_home_routing.py;
-    # R058 too: tests/targets/test_home_routing.py
-    assert {r.code for r in RULES} - {"R018", "R022", "R056", "R058"} <= set(CASES)
+    # R058 too: tests/targets/test_home_routing.py; R061 needs an Azure region: test_an_azure_budget_takes_five_...
+    assert {r.code for r in RULES} - {"R018", "R022", "R056", "R058", "R061"} <= set(CASES)
 
 
 def test_fixture_is_valid():
@@ -282,3 +282,19 @@ def test_r060_leaves_a_partner_that_runs_no_standby_alone():
     except SpecError as exc:
         codes = {d.code for d in exc.diagnostics}
     assert "R060" not in codes, codes
+
+
+def test_an_azure_budget_takes_five_notifications_at_most():
+    """R061: an Azure budget refuses a sixth notification (the forecast's is one) and a threshold over 1,000 %, at
+    apply, in every Azure region; the spec is refused at validate, the position on the list."""
+    from tests.conftest import REPO
+    text = (REPO / "tests/cases/azure-only/platform.yaml").read_text()
+    anchor = "cost:\n"
+    bad = text.replace(anchor, anchor + "  alert_thresholds_percent: [50, 70, 80, 90, 1100]\n", 1)
+    diagnostics = pytest.raises(SpecError, compile_text, bad, "platform.yaml").value.diagnostics
+    found = [d for d in diagnostics if d.code == "R061"]
+    assert len(found) == 2, [d.format() for d in diagnostics]
+    line = bad[: bad.index("alert_thresholds_percent")].count("\n") + 1
+    assert all(f"platform.yaml:{line}:" in d.format() for d in found), [d.format() for d in found]
+    ok = text.replace(anchor, anchor + "  alert_thresholds_percent: [50, 80, 100, 150]\n", 1)
+    compile_text(ok, "platform.yaml")

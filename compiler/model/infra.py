@@ -158,7 +158,10 @@ class BackupSchedule(Model):
     cron: str = F(description="Schedule in cron syntax (UTC), five fields.", pattern=r"^[0-9*/,-]+( [0-9*/,A-Z-]+){4}$")
     retention_days: PositiveInt = F(description="How long copies are kept.")
     copy_to_dr_partner: bool = F(True, description="Copy each backup to the DR partner region.")
-    cold_storage_after_days: Optional[PositiveInt] = F(None, description="Move copies to cold/archive storage after this many days.")
+    cold_storage_after_days: Optional[PositiveInt] = F(None, description="Move copies to cold/archive storage after this many "
+                                                       "days. Not applied to the data hosts' backups yet: AWS Backup "
+                                                       "moves no EC2 recovery point to cold storage, and the GCP and "
+                                                       "Azure roots set no tiering (the region pages say so).")
 
 
 class Backups(Model):
@@ -170,5 +173,5 @@ class Backups(Model):
                                 "every hour, kept 2 days, not copied to the DR partner).")
     weekly: BackupSchedule = FD(lambda: _schedule("0 3 * * SUN", 90), "Complete system image backups (default Sunday "
                                 "03:00 UTC, kept 90 days).")
-    monthly: BackupSchedule = FD(lambda: _schedule("0 4 1 * *", 2555, cold=30), "Long-term archive (glacier-class "
-                                 "storage; default the 1st at 04:00 UTC, kept 7 years, cold after 30 days).")
+    monthly: BackupSchedule = FD(lambda: _schedule("0 4 1 * *", 2555, cold=30), "Long-term archive (default the 1st "
+                                 "at 04:00 UTC, kept 7 years; cold_storage_after_days 30, which no root applies yet).")

@@ -9,10 +9,10 @@ from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.terraform import identity as _identity
 from compiler.ir.data_access import redis_users
 from compiler.ir.edge import lb_target_name, origin_listener_min_tls, origin_response_timeout
-from compiler.ir.identity import parse_ref
+from compiler.ir.identity import gcp_account_id, parse_ref
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
 from compiler.formats.hcl import Raw
-from compiler.targets.terraform.common import classify_cron
+from compiler.targets.terraform.common import classify_cron, prefix
 from compiler.targets.terraform.values import (backups, budget, hosts, ingress_rules, lb_hostnames, managed,
                                                 internal_gateway, node_pools, postgres_endpoints, public_entry,
                                                 same_cloud_partner,
@@ -68,8 +68,18 @@ def dns_authorizations(plan: PlatformPlan, region: RegionPlan) -> dict:
     out = {}
     for host in lb_hostnames(plan, region):
         owner = dns_authorization_owner(plan, host)
-        out[host] = {"name": f"{owner.cluster_name}-{host.replace('.', '-')}", "create": owner.name == region.name}
+        out[host] = {"name": dns_authorization_name(owner.cluster_name, host), "create": owner.name == region.name}
     return out
+
+
+def dns_authorization_name(cluster: str, host: str) -> str:
+    """A Certificate Manager DNS authorization's name: up to 64 characters, [a-zA-Z][a-zA-Z0-9_-]* (the API's rule;
+    the provider does not check it): `<cluster>-<host with hyphens>`, hashed past 63."""
+    import hashlib
+    name = f"{cluster}-{host.replace('.', '-')}"
+    if len(name) <= 63:
+        return name
+    return f"{name[:56].rstrip('-')}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
 
 
 def dns_authorization_owner(plan: PlatformPlan, host: str) -> RegionPlan:
@@ -106,6 +116,8 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "proxy_cidr": a.proxy_cidr if internal_gateway(plan, region) else "",
         },
         "kubernetes": {
+            # service account ids are 6-30 characters (the provider's ValidateRFC1035Name(6, 30)): hashed past that
+            "node_service_account_id": gcp_account_id(prefix(plan, region), "nodes"),
             "region": region.cloud_region,
             "zones": [z.name for z in region.zones],
             "kubernetes_version": k8s.version,
@@ -126,6 +138,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "log_retention_days": sec.audit_log_retention_days,
         },
         "data_hosts": {"hosts": host_map, "internal_domain": region.internal_domain,
+                       "service_account_id": gcp_account_id(prefix(plan, region), "data"),
                        "postgres_endpoints": postgres_endpoints(region)},
         # behind the CDN: the client is the address the CDN writes into this header (compiler/ir/names.py)
         "waf": {**waf(plan, region), "ddos_protection": plan.spec.edge.ddos_protection,
@@ -172,7 +185,8 @@ def _gcp_managed(region: RegionPlan) -> dict:
             "tier": f"db-custom-{pg.instance.vcpus}-{mib}", "disk_gib": pg.instance.disk_gib,
             "high_availability": pg.multi_az, "read_replicas": pg.read_replicas,
             "max_connections": pg.max_connections,
-            "backup_start_time": f"{hour:02d}:00", "retained_backups": daily.retention_days,
+            # Cloud SQL and Memorystore keep at most 365 backups / days (their APIs refuse more)
+            "backup_start_time": f"{hour:02d}:00", "retained_backups": min(daily.retention_days, 365),
             "internal_domain": region.internal_domain,
         }
     if managed(region)["redis"]:
@@ -182,7 +196,7 @@ def _gcp_managed(region: RegionPlan) -> dict:
             "region": region.cloud_region, "node_type": node, "primaries": rd.primaries,
             "replicas_per_primary": rd.replicas_per_primary, "maxmemory_policy": rd.maxmemory_policy,
             "append_fsync": AOF_FSYNC[rd.appendfsync] if rd.appendonly else None,
-            "backup_hour": hour, "backup_retention_days": daily.retention_days,
+            "backup_hour": hour, "backup_retention_days": min(daily.retention_days, 365),
             "internal_domain": region.internal_domain,
             # the owners whose service accounts may connect (IAM authentication), from the IR; the server CA's entry
             "connection_users": sorted(u.identity for u in redis_users(region.data_access)),

@@ -130,6 +130,7 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
             context["edge"].pop(k)
         context["regions"] = {r.name: {**context["regions"][r.name], "lb_name": r.cluster_name} for r in plan.regions}
         context["region"] = next(r.cloud_region for r in plan.regions if r.cloud == "gcp")
+        context["zone_name"] = cloud_dns_zone_name(plan.spec.organization.domain)
         context["waf"] = {**{k: v for k, v in context["waf"].items() if k != "log_retention_days"},
                           "ddos_protection": edge.ddos_protection}
     if cloud != "aws":
@@ -168,3 +169,15 @@ def extra_files(plan: PlatformPlan) -> dict[str, str]:
         return {}
     import json
     return {FRANCHISE_HOMES_FILE: json.dumps(kvs_entries(plan), indent=0, sort_keys=True) + "\n"}
+
+
+def cloud_dns_zone_name(domain: str) -> str:
+    """A Cloud DNS managed zone's name: 1-63 characters, a letter first, [a-z0-9-] (the API's rule; the provider does not
+    check it). The domain with dots as hyphens, as before, when that is one; else prefixed and, past 63, hashed."""
+    import hashlib
+    name = domain.lower().replace(".", "-")
+    if not name[:1].isalpha():
+        name = f"zone-{name}"
+    if len(name) > 63:
+        name = f"{name[:56].rstrip('-')}-{hashlib.sha1(domain.encode()).hexdigest()[:6]}"
+    return name

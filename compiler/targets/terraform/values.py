@@ -54,6 +54,11 @@ def hosts(plan, region: RegionPlan) -> dict:
 _DESCRIPTION = re.compile(r"[^a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]")
 
 
+# The longest firewall rule description each cloud accepts: EC2 security group rules 255, azurerm's
+# network_security_rule 140 (StringLenBetween(0, 140)), GCP firewall descriptions 2048.
+RULE_DESCRIPTION_MAX = {"aws": 255, "azure": 140, "gcp": 2048}
+
+
 def ingress_rules(region: RegionPlan) -> dict:
     """Host group => TCP ports it accepts and from where: exactly the region's `cloud-firewall` connections
     whose destination is a host group (compiler/wiring.py), each as dest_port from the source's addresses
@@ -82,7 +87,8 @@ def ingress_rules(region: RegionPlan) -> dict:
         rules = []
         for (port, cidrs), names in sorted(merged[group].items()):
             text = _DESCRIPTION.sub("", f"{port} from {', '.join(names)}")
-            rules.append({"description": text if len(text) <= 255 else text[:252] + "...",
+            limit = RULE_DESCRIPTION_MAX[region.cloud]
+            rules.append({"description": text if len(text) <= limit else text[:limit - 3] + "...",
                           "from_port": port, "to_port": port, "cidr_blocks": list(cidrs)})
         out[group] = rules
     return out

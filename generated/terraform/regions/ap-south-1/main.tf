@@ -215,13 +215,14 @@ module "kubernetes" {
   kms_key_id    = module.kms.key_id
   tags          = local.tags
 
-  region              = "asia-south1"
-  zones               = ["asia-south1-a", "asia-south1-b", "asia-south1-c"]
-  kubernetes_version  = "1.33"
-  private_endpoint    = true
-  api_allowed_cidrs   = ["10.10.0.0/16"]
-  rbac_security_group = "gke-security-groups@6fb.example.com"
-  max_pods_per_node   = 64
+  node_service_account_id = "sixfb-ap-south-1-nodes"
+  region                  = "asia-south1"
+  zones                   = ["asia-south1-a", "asia-south1-b", "asia-south1-c"]
+  kubernetes_version      = "1.33"
+  private_endpoint        = true
+  api_allowed_cidrs       = ["10.10.0.0/16"]
+  rbac_security_group     = "gke-security-groups@6fb.example.com"
+  max_pods_per_node       = 64
   node_pools = {
     cpu-optimized = {
       instance_type = "c2d-highcpu-16"
@@ -470,7 +471,8 @@ module "data_hosts" {
       target_tag    = "bastion"
     }
   }
-  internal_domain = "ap-south-1.internal.6fb.example.com"
+  internal_domain    = "ap-south-1.internal.6fb.example.com"
+  service_account_id = "sixfb-ap-south-1-data"
   postgres_endpoints = {
     leader = {
       fqdn        = "postgres.ap-south-1.internal.6fb.example.com"

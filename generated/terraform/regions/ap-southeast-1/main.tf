@@ -221,13 +221,14 @@ module "kubernetes" {
   kms_key_id    = module.kms.key_id
   tags          = local.tags
 
-  region              = "asia-southeast1"
-  zones               = ["asia-southeast1-a", "asia-southeast1-b", "asia-southeast1-c"]
-  kubernetes_version  = "1.33"
-  private_endpoint    = true
-  api_allowed_cidrs   = ["10.8.0.0/16"]
-  rbac_security_group = "gke-security-groups@6fb.example.com"
-  max_pods_per_node   = 64
+  node_service_account_id = "sixfb-ap-southeast-1-nodes"
+  region                  = "asia-southeast1"
+  zones                   = ["asia-southeast1-a", "asia-southeast1-b", "asia-southeast1-c"]
+  kubernetes_version      = "1.33"
+  private_endpoint        = true
+  api_allowed_cidrs       = ["10.8.0.0/16"]
+  rbac_security_group     = "gke-security-groups@6fb.example.com"
+  max_pods_per_node       = 64
   node_pools = {
     cpu-optimized = {
       instance_type = "c2d-highcpu-16"
@@ -476,7 +477,8 @@ module "data_hosts" {
       target_tag    = "bastion"
     }
   }
-  internal_domain = "ap-southeast-1.internal.6fb.example.com"
+  internal_domain    = "ap-southeast-1.internal.6fb.example.com"
+  service_account_id = "sixfb-ap-southeast-1-data"
   postgres_endpoints = {
     leader = {
       fqdn        = "postgres.ap-southeast-1.internal.6fb.example.com"

@@ -215,13 +215,14 @@ module "kubernetes" {
   kms_key_id    = module.kms.key_id
   tags          = local.tags
 
-  region              = "australia-southeast1"
-  zones               = ["australia-southeast1-a", "australia-southeast1-b", "australia-southeast1-c"]
-  kubernetes_version  = "1.33"
-  private_endpoint    = true
-  api_allowed_cidrs   = ["10.11.0.0/16"]
-  rbac_security_group = "gke-security-groups@6fb.example.com"
-  max_pods_per_node   = 110
+  node_service_account_id = "sixfb-ap-southeast-2-nodes"
+  region                  = "australia-southeast1"
+  zones                   = ["australia-southeast1-a", "australia-southeast1-b", "australia-southeast1-c"]
+  kubernetes_version      = "1.33"
+  private_endpoint        = true
+  api_allowed_cidrs       = ["10.11.0.0/16"]
+  rbac_security_group     = "gke-security-groups@6fb.example.com"
+  max_pods_per_node       = 110
   node_pools = {
     cpu-optimized = {
       instance_type = "c2d-highcpu-16"
@@ -470,7 +471,8 @@ module "data_hosts" {
       target_tag    = "bastion"
     }
   }
-  internal_domain = "ap-southeast-2.internal.6fb.example.com"
+  internal_domain    = "ap-southeast-2.internal.6fb.example.com"
+  service_account_id = "sixfb-ap-southeast-2-data"
   postgres_endpoints = {
     leader = {
       fqdn        = "postgres.ap-southeast-2.internal.6fb.example.com"

@@ -7,7 +7,7 @@
 data "google_project" "current" {}
 
 resource "google_service_account" "nodes" {
-  account_id   = "${var.name}-nodes"
+  account_id   = var.node_service_account_id
   display_name = "${var.name} GKE nodes"
 }
 

@@ -77,3 +77,8 @@ variable "tags" {
   description = "Labels applied to every resource."
   type        = map(string)
 }
+
+variable "node_service_account_id" {
+  description = "Id of the nodes' service account (6-30 characters; platformc hashes a longer name)."
+  type        = string
+}

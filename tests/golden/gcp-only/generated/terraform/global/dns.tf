@@ -4,7 +4,7 @@
 # used by each region's root), each answer health-checked from three source regions.
 
 resource "google_dns_managed_zone" "public" {
-  name        = replace(local.domain, ".", "-")
+  name        = "acme-example-org"
   dns_name    = "${local.domain}."
   description = "Public zone of the platform (managed by platformc)"
   visibility  = "public"

@@ -209,13 +209,14 @@ module "kubernetes" {
   kms_key_id    = module.kms.key_id
   tags          = local.tags
 
-  region              = "us-central1"
-  zones               = ["us-central1-a", "us-central1-b", "us-central1-c"]
-  kubernetes_version  = "1.33"
-  private_endpoint    = true
-  api_allowed_cidrs   = ["10.20.0.0/16"]
-  rbac_security_group = "gke-security-groups@acme.example.org"
-  max_pods_per_node   = 110
+  node_service_account_id = "acme-usc1-nodes"
+  region                  = "us-central1"
+  zones                   = ["us-central1-a", "us-central1-b", "us-central1-c"]
+  kubernetes_version      = "1.33"
+  private_endpoint        = true
+  api_allowed_cidrs       = ["10.20.0.0/16"]
+  rbac_security_group     = "gke-security-groups@acme.example.org"
+  max_pods_per_node       = 110
   node_pools = {
     general = {
       instance_type = "n2-standard-8"
@@ -436,7 +437,8 @@ module "data_hosts" {
       target_tag    = "bastion"
     }
   }
-  internal_domain = "usc1.internal.acme.example.org"
+  internal_domain    = "usc1.internal.acme.example.org"
+  service_account_id = "acme-usc1-data"
   postgres_endpoints = {
     leader = {
       fqdn        = "postgres.usc1.internal.acme.example.org"

@@ -197,13 +197,14 @@ module "kubernetes" {
   kms_key_id    = module.kms.key_id
   tags          = local.tags
 
-  region              = "europe-west1"
-  zones               = ["europe-west1-b", "europe-west1-c", "europe-west1-d"]
-  kubernetes_version  = "1.33"
-  private_endpoint    = true
-  api_allowed_cidrs   = ["10.21.0.0/16"]
-  rbac_security_group = "gke-security-groups@acme.example.org"
-  max_pods_per_node   = 110
+  node_service_account_id = "acme-euw1-nodes"
+  region                  = "europe-west1"
+  zones                   = ["europe-west1-b", "europe-west1-c", "europe-west1-d"]
+  kubernetes_version      = "1.33"
+  private_endpoint        = true
+  api_allowed_cidrs       = ["10.21.0.0/16"]
+  rbac_security_group     = "gke-security-groups@acme.example.org"
+  max_pods_per_node       = 110
   node_pools = {
     general = {
       instance_type = "n2-standard-8"
@@ -404,7 +405,8 @@ module "data_hosts" {
       target_tag    = "bastion"
     }
   }
-  internal_domain = "euw1.internal.acme.example.org"
+  internal_domain    = "euw1.internal.acme.example.org"
+  service_account_id = "acme-euw1-data"
   postgres_endpoints = {
     leader = {
       fqdn        = "postgres.euw1.internal.acme.example.org"

@@ -10,7 +10,7 @@ locals {
 }
 
 resource "google_service_account" "hosts" {
-  account_id   = "${var.name}-data"
+  account_id   = var.service_account_id
   display_name = "${var.name} data-tier hosts"
 }
 

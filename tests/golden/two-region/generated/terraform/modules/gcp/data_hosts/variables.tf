@@ -56,3 +56,8 @@ variable "postgres_endpoints" {
     hosts       = list(string)
   }))
 }
+
+variable "service_account_id" {
+  description = "Id of the hosts' service account (6-30 characters; platformc hashes a longer name)."
+  type        = string
+}

@@ -4,7 +4,9 @@
 # attached to the region's load balancer backend. Adaptive Protection watches for L7 DDoS.
 
 locals {
-  geo_block = join(" || ", [for c in var.blocked_countries : "origin.region_code == '${c}'"])
+  # Cloud Armor takes at most five subexpressions in one rule's expression: one rule per five countries, priorities
+  # from 100 (the spec allows 250 countries: 50 rules, 100-149); with none, one rule in preview that matches nothing
+  geo_blocks = length(var.blocked_countries) > 0 ? chunklist(var.blocked_countries, 5) : [["ZZ"]]
   preconfigured_waf = var.managed_rules ? {
     sqli           = "evaluatePreconfiguredWaf('sqli-v33-stable', {'sensitivity': 1})"
     xss            = "evaluatePreconfiguredWaf('xss-v33-stable', {'sensitivity': 1})"
@@ -53,15 +55,19 @@ resource "google_compute_security_policy" "this" {
   }
 
   # With no blocked countries the rule names an unassigned code and only logs (preview).
-  rule {
-    action      = "deny(403)"
-    priority    = 100
-    description = "geo-block"
-    preview     = length(var.blocked_countries) == 0
+  dynamic "rule" {
+    for_each = local.geo_blocks
 
-    match {
-      expr {
-        expression = length(var.blocked_countries) > 0 ? local.geo_block : "origin.region_code == 'ZZ'"
+    content {
+      action      = "deny(403)"
+      priority    = 100 + rule.key
+      description = "geo-block"
+      preview     = length(var.blocked_countries) == 0
+
+      match {
+        expr {
+          expression = join(" || ", [for c in rule.value : "origin.region_code == '${c}'"])
+        }
       }
     }
   }
