@@ -929,11 +929,11 @@ def test_each_schedule_records_when_it_was_installed_in_the_format_the_alert_rea
     assert check.returncode == 0, check.stdout + check.stderr
     assert f'{BACKUP_SCHEDULED_METRIC}{{kind="postgresql",schedule="monthly"}} 1764892800\n' in text
     from compiler.targets import monitoring
-    rules = [rule for r in plan.regions for rule in monitoring.backup_alerts(r)]
-    if rules:
-        never = next(rule for rule in rules if rule["alert"] == "BackupNeverRecorded")
-        assert f'{BACKUP_SCHEDULED_METRIC}{{kind="postgresql",schedule="monthly"}}' in never["expr"] or \
-            'kind="postgresql"' not in never["expr"]
+    with_postgres = [r for r in plan.regions if "postgresql" in monitoring.backup_kinds(r)]
+    assert with_postgres, plan.regions
+    for r in with_postgres:
+        never = next(rule for rule in monitoring.backup_alerts(r) if rule["alert"] == "BackupNeverRecorded")
+        assert f'{BACKUP_SCHEDULED_METRIC}{{kind="postgresql",schedule="monthly"}}' in never["expr"], r.name
 
 
 def test_every_patroni_pgpass_file_has_its_directory_before_patroni_starts(outputs, templar):

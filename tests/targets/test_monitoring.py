@@ -159,7 +159,8 @@ EXPORTER_METRICS = {
     "redis_instance_info": ("redis-exporter", "exporter/info.go: value 1, labels role (INFO's master/slave), redis_version, ..."),
     # v0.18.1 postgres_exporter.go, the pg_stat_replication default metric map (labels application_name, client_addr,
     # state, slot_name) and queries.go's override, which computes both columns on a primary and on a cascading replica
-    "pg_stat_replication_pg_wal_lsn_diff": ("postgres-exporter", "pg_wal_lsn_diff: GAUGE, received - replay_lsn bytes"),
+    "pg_stat_replication_pg_wal_lsn_diff": ("postgres-exporter", "pg_wal_lsn_diff: GAUGE, bytes the client has to replay "
+                                            "(the sender's current or received LSN - replay_lsn)"),
     "pg_stat_replication_pg_current_wal_lsn_bytes": ("postgres-exporter", "pg_current_wal_lsn_bytes: GAUGE"),
 }
 DR_METRICS = {"pg_stat_replication_pg_wal_lsn_diff", "pg_stat_replication_pg_current_wal_lsn_bytes"}

@@ -247,10 +247,11 @@ def dr_standby_alerts(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
         # the RPO of data; at least a segment, so that a quiet cluster's few bytes in flight never page
         _alert("DrStandbyLagging",
                f"{lag}\n> on (instance) {wal_rate} * {rpo * 60}\nand on (instance)\n{lag} > {WAL_SEGMENT_BYTES}",
-               PAGE, "rpo", f"{partner}'s standby of {r.name}'s PostgreSQL is more than the RPO behind",
-               f"It has {{{{ $value | humanize1024 }}}}B of WAL to replay, more than {r.name} wrote in the last "
-               f"{rpo} min (the RPO). Check the standby's disk and CPU in {partner} and the bandwidth between the "
-               "regions.", for_="5m", region=r.name),
+               PAGE, "rpo", f"{partner}'s standby of {r.name}'s PostgreSQL lags more than the RPO",
+               f"{{{{ $value | humanize1024 }}}}B of {r.name}'s WAL is not yet replayed there, more than {r.name} wrote "
+               f"in the last {rpo} min (the RPO): what the standby has not received is lost if {r.name} fails now, "
+               "and what it has received must be replayed before it can take over. Check the bandwidth between the "
+               f"regions and the standby's disk and CPU in {partner}.", for_="5m", region=r.name),
     ]
 
 

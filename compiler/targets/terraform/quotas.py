@@ -34,6 +34,7 @@ _GCP_CPU_QUOTAS = {"e2": "CPUS", "n1": "CPUS", "n2": "N2_CPUS", "n2d": "N2D_CPUS
                    "c3": "C3_CPUS"}
 _GCP_GPUS = {"g2": "NVIDIA_L4_GPUS"}  # accelerator-optimized families: each machine type comes with its GPUs
 GCP_ALL_REGIONS = "CPUS_ALL_REGIONS (global: every region's vCPUs count)"
+GKE_DEFAULT_POOL_MACHINE = "e2-medium"  # the machine type of a default pool given no node_config
 AZURE_TOTAL = "Total Regional vCPUs"
 AZURE_SPOT = "Total Regional Spot vCPUs"
 
@@ -123,8 +124,14 @@ def demand(region: RegionPlan) -> list[dict]:
                 row["at_min"] += each * low
                 row["at_max"] += each * high
 
+    zones = len(region.zones)
     for _name, pool in sorted(region.settings.kubernetes.node_pools.items()):
-        add(pool.instance_types[cloud], pool.spot, pool.gpus, pool.min_nodes, pool.max_nodes)
+        low = pool.min_nodes
+        if cloud == "gcp":  # a regional pool starts with initial_node_count in every zone: ceil(min / zones) each
+            low = -(-pool.min_nodes // zones) * zones
+        add(pool.instance_types[cloud], pool.spot, pool.gpus, low, pool.max_nodes)
+    if cloud == "gcp":  # GKE creates its default pool (one e2-medium a zone) with the cluster, then removes it
+        add(GKE_DEFAULT_POOL_MACHINE, False, 0, zones, 0)
     for host in region.hosts:
         add(host_instance_type(region, host.group), False, 0, 1, 1)
     return list(rows.values())

@@ -5,8 +5,13 @@ output "resource_group" {
 }
 
 output "key_vault_id" {
-  description = "The region's Key Vault (import the TLS certificate <name>-tls here)."
+  description = "The region's Key Vault (the encryption key; the TLS certificate has a vault of its own)."
   value       = module.kms.key_vault_id
+}
+
+output "certificate_vault_name" {
+  description = "The Application Gateway's certificate vault: import the TLS certificate <name>-tls here."
+  value       = module.load_balancer.certificate_vault_name
 }
 
 output "cluster_name" {

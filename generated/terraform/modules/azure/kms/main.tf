@@ -27,9 +27,9 @@ resource "azurerm_key_vault" "this" {
   }
 }
 
-# Terraform's own identity administers keys and certificates of the vault.
+# Terraform's own identity administers the vault's keys.
 resource "azurerm_role_assignment" "terraform" {
-  for_each = toset(["Key Vault Crypto Officer", "Key Vault Certificates Officer"])
+  for_each = toset(["Key Vault Crypto Officer"])
 
   scope                = azurerm_key_vault.this.id
   role_definition_name = each.key
