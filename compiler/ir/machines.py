@@ -24,6 +24,10 @@ AWS_GPU_ACCELERATORS = {
     "p3": "nvidia-tesla-v100", "p3dn": "nvidia-tesla-v100", "p4d": "nvidia-a100", "p4de": "nvidia-a100",
     "p5": "nvidia-h100", "g4dn": "nvidia-tesla-t4", "g5": "nvidia-a10g", "g6": "nvidia-l4", "g6e": "nvidia-l40s",
 }
+# GCP's shared-core E2 types count 2 vCPUs in the quotas (bursting), which their names do not say; GKE's default pool,
+# created with a cluster and removed once the cluster's own pools exist, runs e2-medium without a node_config.
+GCP_SHARED_CORE_VCPUS = {"e2-micro": 2, "e2-small": 2, "e2-medium": 2}
+GKE_DEFAULT_POOL_MACHINE = "e2-medium"
 AZURE_GATEWAY_CAPACITY = (2, 10)  # Application Gateway (WAF_v2) autoscale units of the Azure region root (min, max)
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import re
 
 from compiler.ir import RegionPlan
-from compiler.ir.machines import host_instance_type
+from compiler.ir.machines import GCP_SHARED_CORE_VCPUS as _GCP_SHARED_CORE
+from compiler.ir.machines import GKE_DEFAULT_POOL_MACHINE, host_instance_type
 
 _AWS_SIZE = re.compile(r"^(?P<family>[a-z]+)(?P<gen>\d+)[a-z-]*\.(?:(?P<n>\d+)?xlarge|(?P<word>nano|micro|small|medium|large))$")
 _GCP_TYPE = re.compile(r"^(?P<family>[a-z]\d[a-z]?)-(?P<kind>[a-z]+)-(?P<n>\d+)$")
@@ -23,7 +24,6 @@ _AZURE_SIZE = re.compile(r"^Standard_(?P<family>[A-Z]+)(?P<n>\d+)(?:-\d+)?(?P<ex
                          r"(?:_v(?P<v>\d+))?$")
 _AWS_BURSTABLE_WORDS = {"nano": 2, "micro": 2, "small": 2, "medium": 2, "large": 2}  # T3/T3a/T4g: 2 vCPUs up to large
 _AWS_WORDS = {"medium": 1, "large": 2}
-_GCP_SHARED_CORE = {"e2-micro": 2, "e2-small": 2, "e2-medium": 2}  # shared-core E2: 2 vCPUs, bursting
 
 AWS_STANDARD = "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances (L-1216C47A)"
 AWS_STANDARD_SPOT = "All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests (L-34B43A08)"
@@ -34,7 +34,6 @@ _GCP_CPU_QUOTAS = {"e2": "CPUS", "n1": "CPUS", "n2": "N2_CPUS", "n2d": "N2D_CPUS
                    "c3": "C3_CPUS"}
 _GCP_GPUS = {"g2": "NVIDIA_L4_GPUS"}  # accelerator-optimized families: each machine type comes with its GPUs
 GCP_ALL_REGIONS = "CPUS_ALL_REGIONS (global: every region's vCPUs count)"
-GKE_DEFAULT_POOL_MACHINE = "e2-medium"  # the machine type of a default pool given no node_config
 AZURE_TOTAL = "Total Regional vCPUs"
 AZURE_SPOT = "Total Regional Spot vCPUs"
 
