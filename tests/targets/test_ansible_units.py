@@ -64,6 +64,14 @@ def _roles(files):
     return roles
 
 
+def _postgres_group_vars(plan, files):
+    """(region, its postgres group_vars) of every region whose inventory has PostgreSQL hosts."""
+    for r in plan.regions:
+        rel = f"ansible/inventories/{r.name}/group_vars/postgres.yml"
+        if rel in files:
+            yield r, yaml.safe_load(files[rel])
+
+
 def _module(task: dict) -> str:
     keys = [k for k in task if "." in k]
     assert len(keys) == 1, f"task {task.get('name')!r} names {keys}"
@@ -741,11 +749,7 @@ def test_patroni_callbacks_name_their_clusters_port(outputs):
     so a promoted DR standby's WAL switch went to the region's own cluster. Each cluster's callbacks set its port."""
     plan, files = outputs
     seen = 0
-    for r in plan.regions:
-        path = f"ansible/inventories/{r.name}/group_vars/postgres.yml"
-        if path not in files:
-            continue
-        gv = yaml.safe_load(files[path])
+    for r, gv in _postgres_group_vars(plan, files):
         configs = [gv["patroni_config"]] if gv.get("patroni_config") else []
         configs += [c["config"] for c in gv.get("patroni_standby_clusters", [])]
         for cfg in configs:
@@ -954,11 +958,7 @@ def test_every_patroni_pgpass_file_has_its_directory_before_patroni_starts(outpu
     assert standby_dirs < names.index("Start each standby cluster at boot")
     defaults = roles["postgresql"]["defaults"]
     checked = 0
-    for r in plan.regions:
-        rel = f"ansible/inventories/{r.name}/group_vars/postgres.yml"
-        if rel not in files:
-            continue
-        gv = yaml.safe_load(files[rel])
+    for r, gv in _postgres_group_vars(plan, files):
         data_dir = templar(defaults["postgresql_data_dir"], {**defaults, **gv})
         assert os.path.dirname(gv["patroni_config"]["postgresql"]["pgpass"]) == os.path.dirname(data_dir), r.name
         for standby in gv.get("patroni_standby_clusters", []):
