@@ -90,7 +90,7 @@ import functools
 from compiler.records import dataclass
 from typing import Mapping
 
-from compiler.ir.names import DATASTORE_SETTINGS_SUFFIX, ELASTICSEARCH_HTTP_PORT, SHARD_MAP_TABLE
+from compiler.ir.names import DATASTORE_SETTINGS_SUFFIX, ELASTICSEARCH_HTTP_PORT, SHARD_MAP_TABLE, fit
 
 ROLE_PREFIX = "svc_"
 # Environment variables of the connection settings (ConfigMap) and credentials (Secret).
@@ -262,12 +262,8 @@ def managed_redis_name(cloud: str, cluster: str) -> str:
 
 def elasticache_user(cluster: str, service: str) -> str:
     """An ElastiCache user id (= its user name, as IAM authentication requires): unique in the account and region."""
-    import hashlib
     name = f"{cluster}-{service}".lower()
-    name = "-".join(p for p in "".join(c if c.isalnum() else "-" for c in name).split("-") if p)
-    if len(name) <= ELASTICACHE_USER_MAX:
-        return name
-    return f"{name[:ELASTICACHE_USER_MAX - 7].rstrip('-')}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
+    return fit("-".join(p for p in "".join(c if c.isalnum() else "-" for c in name).split("-") if p), ELASTICACHE_USER_MAX)
 
 
 def redis_server_ca_ref(cluster: str) -> str:

@@ -30,12 +30,11 @@ matching federated subject.
 
 from __future__ import annotations
 
-import hashlib
 from compiler.records import dataclass
 from typing import Iterable, Optional
 
 from compiler.ir.names import (ALERTMANAGER_RECEIVER_KEYS, EXTERNAL_SECRETS_NAMESPACE, EXTERNAL_SECRETS_SERVICE_ACCOUNT,
-                               SYSTEM_NAMESPACE)
+                               SYSTEM_NAMESPACE, fit)
 
 CLUSTER_AUTOSCALER = "cluster-autoscaler"  # its ServiceAccount (chart rbac.serviceAccount.name) and owner name
 EXTERNAL_SECRETS = "external-secrets"  # the operator's owner name
@@ -158,18 +157,12 @@ def gcp_account_id(region: str, owner: str) -> str:
     """A Google service-account id: 6-30 characters, [a-z][a-z0-9-]*[a-z0-9], unique in the project."""
     base = f"{region}-{owner}".lower()
     base = "".join(c if c.isalnum() or c == "-" else "-" for c in base)
-    if len(base) <= 30:
-        return base
-    digest = hashlib.sha1(base.encode()).hexdigest()[:6]
-    return f"{base[:23].rstrip('-')}-{digest}"
+    return fit(base, 30)
 
 
 def aws_role_name(cluster: str, owner: str) -> str:
     """IAM role names: up to 64 characters."""
-    name = f"{cluster}-{owner}"
-    if len(name) <= 64:
-        return name
-    return f"{name[:57].rstrip('-')}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
+    return fit(f"{cluster}-{owner}", 64)
 
 
 def _cloud_identity(cloud: str, account: str, cluster: str, region: str, owner: str, namespace: str,

@@ -8,6 +8,16 @@ Per-region facts (addresses, connections) are computed by compiler/resolve.py in
 
 from __future__ import annotations
 
+
+def fit(name: str, limit: int, key: str | None = None) -> str:
+    """A cloud resource name of at most `limit` characters: `name` when it fits, else its first `limit - 7` characters
+    and a hyphen-separated 6-digit hash of `key` (of `name` by default), so that two long names sharing a prefix stay
+    apart. The hash is of the whole input, so a name never changes once it fits."""
+    if len(name) <= limit:
+        return name
+    import hashlib
+    return f"{name[:limit - 7].rstrip('-')}-{hashlib.sha1((key if key is not None else name).encode()).hexdigest()[:6]}"
+
 # ---------------------------------------------------------------- Kubernetes namespaces and releases
 GATEWAY_NAMESPACE = "kong"  # Kong's release namespace (helmfile creates it)
 MONITORING_NAMESPACE = "monitoring"

@@ -97,6 +97,9 @@ def node_exporter() -> Role:
 
 def backups() -> Role:
     r = "backups"
+    each_job = {"loop": "{{ backups_jobs }}",
+                "loop_control": {"loop_var": "backups_job", "label": "{{ backups_job_id }}"}}
+    on_this_host = "backups_job.hosts is not defined or inventory_hostname in backups_job.hosts"
     return Role(
         name=r,
         description="Scheduled backups to the region's backup bucket (and the DR partner's), from the spec's schedules.",
@@ -163,8 +166,7 @@ def backups() -> Role:
                 "day": "{{ backups_job.day }}", "month": "{{ backups_job.month }}",
                 "weekday": "{{ backups_job.weekday }}",
                 "job": "{{ backups_script }} {{ backups_job_args }} >> {{ backups_job_log }} 2>&1",
-            }, loop="{{ backups_jobs }}", loop_control={"loop_var": "backups_job", "label": "{{ backups_job_id }}"},
-                when="backups_job.hosts is not defined or inventory_hostname in backups_job.hosts"),
+            }, **each_job, when=on_this_host),
             task("Create node_exporter's textfile directory", "ansible.builtin.file",
                  {"path": "{{ backups_textfile_dir }}", "state": "directory", "mode": "0755"}),
             # once (force: false): when the schedule first ran here is what a schedule that never succeeded is judged
@@ -177,9 +179,6 @@ def backups() -> Role:
                      f"# TYPE {BACKUP_SCHEDULED_METRIC} gauge\n",
                      f'{BACKUP_SCHEDULED_METRIC}{{kind="{{{{ backups_job.kind }}}}",schedule="{{{{ backups_job.name }}}}"}} '
                      "{{ ansible_facts.date_time.epoch }}\n"]),
-                 force=False, loop="{{ backups_jobs }}",
-                 loop_control={"loop_var": "backups_job", "label": "{{ backups_job_id }}"},
-                 when=["backups_job.hosts is not defined or inventory_hostname in backups_job.hosts",
-                       "backups_job.pg_port is not defined"]),
+                 force=False, **each_job, when=[on_this_host, "backups_job.pg_port is not defined"]),
         ]},
     )

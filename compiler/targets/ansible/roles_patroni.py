@@ -413,12 +413,13 @@ def _standby_restart(role: str) -> list:
              loop_control={"loop_var": "patroni_standby", "label": "{{ patroni_standby.region }}"},
              listen=STANDBY_RESTART, when=when_ready(role)),
         task(STANDBY_RESTART, "ansible.builtin.command",
-             {"argv": ["patronictl", "-c", config("patroni_pending.patroni_standby"), "restart", "{{ patroni_pending.patroni_standby.config.scope }}", "{{ inventory_hostname }}",
-                       "--pending", "--force"]},
+             {"argv": ["patronictl", "-c", config("patroni_pending.patroni_standby"), "restart",
+                       "{{ patroni_pending.patroni_standby.config.scope }}", "{{ inventory_hostname }}", "--pending",
+                       "--force"]},
              become=True, become_user="postgres", changed_when=True, throttle=1,
              loop="{{ patroni_standby_pending.results | default([]) }}",
              loop_control={"loop_var": "patroni_pending", "label": "{{ patroni_pending.patroni_standby.region }}"},
-             when="\n".join(flagged + still_standby)),
+             when=cond(*flagged, *still_standby)),
     ]
 
 

@@ -266,7 +266,8 @@ def backup_alerts(r: RegionPlan) -> list[dict]:
              for kind in backup_kinds(r) for name in BACKUP_SCHEDULES[kind]]
     if not pairs:
         return []
-    series = lambda kind, name: f'{BACKUP_SUCCESS_METRIC}{{kind="{kind}",schedule="{name}"}}'  # noqa: E731
+    def series(kind: str, name: str, metric: str = BACKUP_SUCCESS_METRIC) -> str:
+        return f'{metric}{{kind="{kind}",schedule="{name}"}}'
 
     def missed_expr(kind: str, name: str, cron: str) -> str:
         late = overdue_after_seconds(cron)
@@ -286,7 +287,8 @@ def backup_alerts(r: RegionPlan) -> list[dict]:
                   region=r.name)]
     # never succeeded: judged from when the backups role first installed the schedule on a host, for every schedule
     # (a monthly one too: before, only daily and hourly ones were, from two days without any record)
-    scheduled = lambda kind, name: f'{BACKUP_SCHEDULED_METRIC}{{kind="{kind}",schedule="{name}"}}'  # noqa: E731
+    def scheduled(kind: str, name: str) -> str:
+        return series(kind, name, BACKUP_SCHEDULED_METRIC)
     never = "\nor\n".join(f"(time() - min by (kind, schedule) ({scheduled(kind, name)})) > {overdue_after_seconds(cron)}\n"
                            f"unless on (kind, schedule) {series(kind, name)}" for kind, name, cron in pairs)
     out.append(_alert("BackupNeverRecorded", never, TICKET, "backup",

@@ -10,7 +10,7 @@ from compiler.targets.terraform import identity as _identity
 from compiler.ir.data_access import redis_users
 from compiler.ir.edge import lb_target_name, origin_listener_min_tls, origin_response_timeout
 from compiler.ir.identity import gcp_account_id, parse_ref
-from compiler.ir.names import CLIENT_ADDRESS_HEADER
+from compiler.ir.names import CLIENT_ADDRESS_HEADER, fit
 from compiler.formats.hcl import Raw
 from compiler.targets.terraform.common import classify_cron, prefix
 from compiler.targets.terraform.values import (backups, budget, hosts, ingress_rules, lb_hostnames, managed,
@@ -75,11 +75,7 @@ def dns_authorizations(plan: PlatformPlan, region: RegionPlan) -> dict:
 def dns_authorization_name(cluster: str, host: str) -> str:
     """A Certificate Manager DNS authorization's name: up to 64 characters, [a-zA-Z][a-zA-Z0-9_-]* (the API's rule;
     the provider does not check it): `<cluster>-<host with hyphens>`, hashed past 63."""
-    import hashlib
-    name = f"{cluster}-{host.replace('.', '-')}"
-    if len(name) <= 63:
-        return name
-    return f"{name[:56].rstrip('-')}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
+    return fit(f"{cluster}-{host.replace('.', '-')}", 63)
 
 
 def dns_authorization_owner(plan: PlatformPlan, host: str) -> RegionPlan:

@@ -174,10 +174,6 @@ def extra_files(plan: PlatformPlan) -> dict[str, str]:
 def cloud_dns_zone_name(domain: str) -> str:
     """A Cloud DNS managed zone's name: 1-63 characters, a letter first, [a-z0-9-] (the API's rule; the provider does not
     check it). The domain with dots as hyphens, as before, when that is one; else prefixed and, past 63, hashed."""
-    import hashlib
+    from compiler.ir.names import fit
     name = domain.lower().replace(".", "-")
-    if not name[:1].isalpha():
-        name = f"zone-{name}"
-    if len(name) > 63:
-        name = f"{name[:56].rstrip('-')}-{hashlib.sha1(domain.encode()).hexdigest()[:6]}"
-    return name
+    return fit(name if name[:1].isalpha() else f"zone-{name}", 63, key=domain)

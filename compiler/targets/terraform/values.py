@@ -83,11 +83,11 @@ def ingress_rules(region: RegionPlan) -> dict:
             if c.source.name not in names:
                 names.append(c.source.name)
     out = {}
+    limit = RULE_DESCRIPTION_MAX[region.cloud]
     for group in sorted(merged):
         rules = []
         for (port, cidrs), names in sorted(merged[group].items()):
             text = _DESCRIPTION.sub("", f"{port} from {', '.join(names)}")
-            limit = RULE_DESCRIPTION_MAX[region.cloud]
             rules.append({"description": text if len(text) <= limit else text[:limit - 3] + "...",
                           "from_port": port, "to_port": port, "cidr_blocks": list(cidrs)})
         out[group] = rules
