@@ -145,8 +145,9 @@ _NO_DEFAULT = object()
 
 class Later:
     """A field's value, computed when first read (see `deferred`). compute() runs once, however many records hold
-    this Later (a record copied by `replace` below shares it), and is then dropped with what it closed over. Pickled
-    or copied, a Later is its value."""
+    this Later (a record copied by `replace` below shares it), until `forget` drops the value: the next read then
+    computes it again, the same (a compute is a pure function of the plan it closes over). Pickled or copied, a Later
+    is its value."""
 
     __slots__ = ("_compute", "_value")
 
@@ -154,10 +155,17 @@ class Later:
         self._compute = compute
 
     def get(self):
-        if self._compute is not None:
+        try:
+            return self._value
+        except AttributeError:
             self._value = self._compute()
-            self._compute = None
-        return self._value
+            return self._value
+
+    def forget(self) -> None:
+        try:
+            del self._value
+        except AttributeError:
+            pass
 
     def __reduce__(self):
         return _value_of, (self.get(),)
@@ -171,7 +179,7 @@ class deferred:
     """A dataclass field that may be given a `Later`: a frozen record's fact that only some commands read, computed
     the first time it is read and kept in its place. Reading it, comparing, hashing, showing or pickling the record
     all see the value; a field given a plain value is read as any other. `name: T = deferred()` has no default,
-    `deferred(default=x)` defaults to x.
+    `deferred(default=x)` defaults to x. `forget(record)` puts the Laters back, their values dropped.
 
     Why: a region's wiring, identities and credentials are most of resolving a region (~15 of 18 ms at 12 regions),
     and `platformc validate` or `generate --region` reads them for one region or none (issue 16)."""
@@ -187,14 +195,32 @@ class deferred:
             if self.default is _NO_DEFAULT:
                 raise AttributeError(self.name)
             return self.default
-        value = obj.__dict__[self.name]
+        state = obj.__dict__
+        value = state[self.name]
         if value.__class__ is Later:
-            value = obj.__dict__[self.name] = value.get()
+            # the Later is kept aside (not a field: eq, hash, repr and replace() ignore it) for forget()
+            later = value
+            value = state[self.name] = later.get()
+            kept = state.get(_LATERS)
+            if kept is None:
+                kept = state[_LATERS] = {}
+            kept[self.name] = later
         return value
 
     def __set__(self, obj, value):
         # reached only through object.__setattr__ (the dataclass's __init__): a frozen record's own __setattr__ refuses
         obj.__dict__[self.name] = value
+
+
+_LATERS = "_laters"
+
+
+def forget(obj) -> None:
+    """Put back each deferred field of `obj` that was read, its value dropped: memory a run that is done with the
+    record gets back (a later read computes the value again)."""
+    for name, later in obj.__dict__.pop(_LATERS, {}).items():
+        later.forget()
+        obj.__dict__[name] = later
 
 
 def replace(obj, /, **changes):

@@ -91,3 +91,59 @@ def test_the_results_pipe_lets_the_child_run_ahead():
     finally:
         os.close(read_fd)
         os.close(write_fd)
+
+
+def _reference_jobs(monkeypatch, block):
+    monkeypatch.setattr(emit_mod, "REGION_BLOCK", block)
+    plan = compile_file(str(REPO / "platform.yaml")).plan
+    return plan, emit_mod._jobs(plan, targets.select(None), list(plan.regions), True, True)
+
+
+def test_jobs_come_platform_wide_first_then_the_regions_block_by_block(monkeypatch):
+    plan, jobs = _reference_jobs(monkeypatch, 5)
+    owners = [owner for _, owner, _ in jobs]
+    names = [r.name for r in plan.regions]
+    platform_wide = [o for o in owners if o.endswith("/global")]
+    assert owners[:len(platform_wide)] == platform_wide and "ansible/global" in platform_wide
+    target_names = [m.NAME for m in targets.select(None) if hasattr(m, "emit_region")]
+    expected = []
+    for start in range(0, len(names), 5):
+        block = names[start:start + 5]
+        expected += [f"{t}/{n}" for t in target_names for n in block] + [f"docs/{n}" for n in block]
+    assert owners[len(platform_wide):] == expected
+
+
+def test_a_process_holds_one_blocks_facts_and_computes_each_once(monkeypatch):
+    """Serial emission of the reference in blocks of 5: each region's deferred facts are computed once (the
+    platform-wide jobs, first, read every region's data access; a region's DR partner, which runs its standby
+    cluster, reads its wiring and data access: each is kept until its last reader is done), at most a block's
+    regions and their DR partners hold them at a time, and none is held at the end."""
+    plan, jobs = _reference_jobs(monkeypatch, 5)
+    computed = []
+    for r in plan.regions:
+        for name in ("wiring", "identities", "secret_entries", "data_access"):
+            later = r.__dict__[name]
+            compute = later._compute
+            later._compute = (lambda compute=compute, key=(r.name, name): (computed.append(key), compute())[1])
+    holding = []
+    real_run = emit_mod._run
+
+    def run(job):
+        out = real_run(job)
+        holding.append(sum("wiring" in r.__dict__.get("_laters", {}) for r in plan.regions))
+        return out
+    monkeypatch.setattr(emit_mod, "_run", run)
+    assert len(list(emit_mod._each(jobs))) == len(jobs)
+    assert len(computed) == len(set(computed))  # none computed twice
+    assert {n for n, _ in computed} == {r.name for r in plan.regions}
+    assert 5 <= max(holding) <= 10
+    assert not any("_laters" in r.__dict__ or "_derived" in r.__dict__ for r in plan.regions)
+
+
+def test_emission_in_blocks_gives_the_same_files(monkeypatch):
+    """Blocks of one region (each released as soon as it is done) and one block of all: the same bytes."""
+    monkeypatch.setenv("PLATFORMC_JOBS", "1")
+    monkeypatch.setattr(emit_mod, "REGION_BLOCK", 1)
+    small = emit_mod.emit(compile_file(str(REPO / "platform.yaml")).plan)
+    monkeypatch.setattr(emit_mod, "REGION_BLOCK", 1000)
+    assert emit_mod.emit(compile_file(str(REPO / "platform.yaml")).plan) == small

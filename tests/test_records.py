@@ -208,3 +208,32 @@ def test_a_compiled_plan_defers_each_regions_wiring_identities_and_credentials()
     assert all(type(r.__dict__[name]) is Later for r in plan.regions[1:] for name in deferred)
     # the budgets split by the cost estimate (the reference's budget_split) kept the regions' facts deferred
     assert plan.spec.cost.budget_split == "estimate"
+
+
+def test_forget_puts_the_later_back_and_the_next_read_computes_the_same_again():
+    later, calls = _counting(("a",))
+    d = Deferring("x", later)
+    records.forget(d)  # nothing read: nothing to forget
+    assert d.__dict__["facts"] is later and calls == []
+    assert d.facts == ("a",) and calls == [1]
+    records.forget(d)
+    assert d.__dict__["facts"] is later and "_laters" not in d.__dict__
+    assert d == Deferring("x", ("a",)) and calls == [1, 1]  # eq reads it again: computed again, the same
+
+
+def test_a_released_region_computes_the_same_facts_again():
+    """RegionPlan.release (compiler/emit.py calls it once a process is done with a region) frees what the region
+    computed on first use; each fact computed again is equal to the first, so what a job reads after a release
+    (a region's facts read by another region's job) is the same."""
+    from compiler.pipeline import compile_file
+    plan = compile_file("platform.yaml").plan
+    deferred = ("wiring", "identities", "secret_entries", "data_access")
+    for r in plan.regions:
+        first = [getattr(r, name) for name in deferred]
+        r.connections_from("kong")
+        assert "_laters" in r.__dict__ and "_wired_answers" in r.__dict__
+        r.release()
+        assert all(type(r.__dict__[name]) is records.Later for name in deferred)
+        assert "_laters" not in r.__dict__ and "_wired_answers" not in r.__dict__
+        again = [getattr(r, name) for name in deferred]
+        assert again == first and all(a is not b for a, b in zip(again, first) if a)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import field
 
-from compiler.records import dataclass, deferred
+from compiler.records import dataclass, deferred, forget
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Mapping, Optional
 
@@ -303,9 +303,17 @@ class RegionPlan:
         """The connections a layer must let through."""
         return self._wired(("layer", layer))
 
+    def release(self) -> None:
+        """Drop what was computed on first use: the deferred fields' values, the wiring's answers and the derived
+        facts. `generate` calls it once a process has emitted the region's last job (compiler/emit.py): at 120
+        regions they were ~7 MiB per process, kept to the end. Read again, each is computed again, the same."""
+        forget(self)
+        self.__dict__.pop("_wired_answers", None)
+        self.__dict__.pop("_derived", None)
+
     def derived(self, key, compute):
-        """compute(), once per region plan: a fact of the region that a target's files and its docs section each ask
-        for (helm's wanted Secrets: eight times per region). As PlatformPlan.derived, kept beside the fields (eq,
+        """compute(), once per region plan (until release()): a fact of the region that a target's files and its docs
+        section each ask for (helm's wanted Secrets: eight times per region). As PlatformPlan.derived, kept beside the fields (eq,
         hash, repr and replace() ignore it); a caller keeps only small results here, since they live as long as the
         plan."""
         return _derived(self, key, compute)
