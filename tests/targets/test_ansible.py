@@ -99,6 +99,25 @@ def test_every_inventory_parses_and_holds_the_ir_hosts(tree):
         assert set(hostvars) == {h.name for h in region.hosts}
 
 
+def test_the_readmes_ssh_config_names_the_key_for_every_host(tree):
+    """Every host allows MaxAuthTries attempts and ssh offers an agent's keys one each: the README's ~/.ssh/config
+    block must cover every host the inventories reach (bastions included, which command-line options do not reach
+    through ProxyJump) and state the limit the common role really sets."""
+    import fnmatch
+    plan, root, _env_ = tree
+    readme = (root / "README.md").read_text()
+    block = re.search(r"```\n  Host (.+)\n    IdentityFile .+\n    IdentitiesOnly yes\n  ```", readme)
+    assert block, "no ~/.ssh/config block in the README"
+    patterns = block[1].split()
+    hosts = [h.fqdn for r in plan.regions for h in r.hosts]
+    assert hosts and all(any(fnmatch.fnmatch(h, p) for p in patterns) for h in hosts)
+    defaults = yaml.safe_load((root / "roles/common/defaults/main.yml").read_text())
+    tries = defaults["common_ssh_max_auth_tries"]
+    assert f"They allow {tries} authentication attempts" in readme
+    sshd = (root / "roles/common/templates/sshd-hardening.conf.j2").read_text()
+    assert "MaxAuthTries {{ common_ssh_max_auth_tries }}" in sshd
+
+
 def test_every_playbook_passes_syntax_check_with_every_inventory(tree):
     plan, root, env = tree
     tool = require_tool("ansible-playbook")

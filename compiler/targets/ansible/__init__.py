@@ -22,7 +22,7 @@ from compiler.render import banner, dump_yaml, render
 from compiler.targets.ansible import inventory as inventory
 from compiler.targets.ansible import site as site
 from compiler.targets.ansible.role import Role
-from compiler.targets.ansible.roles_base import backups, common, node_exporter
+from compiler.targets.ansible.roles_base import SSH_MAX_AUTH_TRIES, backups, common, node_exporter
 from compiler.targets.ansible.roles_data import pgbouncer, postgresql
 from compiler.targets.ansible.roles_exporters import postgres_exporter, redis_exporter
 from compiler.targets.ansible.roles_patroni import data_disk, etcd, patroni
@@ -96,8 +96,15 @@ def emit_global(plan: PlatformPlan) -> dict[str, str]:
     out[f"{ROOT}/README.md"] = render("ansible", "README.md.j2", filters=FILTERS, md_banner=md_banner, plan=plan,
                                       roles=roles, playbooks=site.PLAYBOOKS, collections=sorted(collections),
                                       python=site.COLLECTION_PYTHON,
-                                      env_secrets=_env_secrets(plan))
+                                      env_secrets=_env_secrets(plan), max_auth_tries=SSH_MAX_AUTH_TRIES,
+                                      host_patterns=host_patterns(plan))
     return dict(sorted(out.items()))
+
+
+def host_patterns(plan: PlatformPlan) -> list[str]:
+    """~/.ssh/config Host patterns that cover every inventory host and bastion: the regions' internal domains
+    (<region>.internal.<domain>) with the region label as a wildcard."""
+    return sorted({"*." + r.internal_domain.split(".", 1)[1] for r in plan.regions})
 
 
 def _env_secrets(plan: PlatformPlan) -> list[str]:

@@ -25,6 +25,11 @@ fs.protected_symlinks = 1
 """
 
 
+# sshd's MaxAuthTries on every host (CIS: 4 or fewer). ssh offers an agent's keys one attempt each, so the README
+# says how to name the admin key for the hosts (an agent with more keys is refused before reaching it).
+SSH_MAX_AUTH_TRIES = 3
+
+
 def common() -> Role:
     r = "common"
     return Role(
@@ -34,7 +39,7 @@ def common() -> Role:
             "common_packages": ["openssh-server", "chrony", "nftables", "unattended-upgrades"],
             "common_ssh_port": SSH_PORT,
             "common_ssh_allow_tcp_forwarding": False,
-            "common_ssh_max_auth_tries": 3,
+            "common_ssh_max_auth_tries": SSH_MAX_AUTH_TRIES,
             "common_ntp_servers": [],
             "common_ptp_hyperv": False,
             # [{comment, protocol, ports, sources}]: the inventory composes each host group's rules from the
