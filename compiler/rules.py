@@ -1097,6 +1097,24 @@ def cloudfront_origin_quota(plan):
                                     "'Origins per distribution' in Service Quotas before applying the global root")
 
 
+@rule("R062", "CloudFront's cache behaviors fit the default quota",
+      "The CloudFront edge keeps the API out of its default cache with a cache behavior per API path prefix (every "
+      "route on the API host or behind authentication, without prefixes a shorter one covers) beside the default "
+      "behavior; CloudFront's default quota is 75 cache behaviors per distribution. The quota is adjustable, so this "
+      "is a warning: request the increase (Service Quotas) before applying the global root, or give the API routes "
+      "fewer distinct prefixes.", stage="plan", severity="warning")
+def cloudfront_cache_behavior_quota(plan):
+    from compiler.ir.edge import CLOUDFRONT_CACHE_BEHAVIORS, api_path_prefixes, cdn_provider
+    if cdn_provider(plan.spec) != "cloudfront":
+        return
+    behaviors = len([p for p in api_path_prefixes(plan) if p != "/"]) + 1
+    if behaviors > CLOUDFRONT_CACHE_BEHAVIORS:
+        yield Finding(("settings", "services"), f"the API's {behaviors - 1} path prefixes need {behaviors} CloudFront "
+                                                f"cache behaviors, over the default quota of {CLOUDFRONT_CACHE_BEHAVIORS} "
+                                                "per distribution: raise 'Cache behaviors per distribution' in Service "
+                                                "Quotas before applying the global root, or share prefixes")
+
+
 @rule("R058", "Kong's home-region map fits a ConfigMap",
       "With several regions, every region's Kong looks each franchise's home region up in one map, a Lua module "
       "shipped as a ConfigMap (the global chart kong-home-routing); a ConfigMap holds at most 1 MiB. A registry of "

@@ -114,6 +114,10 @@ CASES = {
                                      f"traffic_share: 0.6, dr_partner: use1, cidr: 10.{100 + i}.0.0/16}}\n"
                                      for i in range(99)) + "  euw1:\n")],
              "regions:\n"),
+    # 75 API path prefixes (none covering another): 75 CloudFront cache behaviors and the default one, over 75
+    "R062": ([("routes: [{paths: [/api/orders], methods: [GET, POST]}]",
+               "routes: [{paths: [/api/orders, " + ", ".join(f"/api/x{i:02d}" for i in range(74)) + "], methods: [GET, POST]}]")],
+             "  services:\n"),
     "R054": ([('      password: "vault:kv/data/acme/redis#app_password"\n',
                 '      password: "vault:kv/data/acme/redis#app_password"\n      deployment: managed\n      version: "6.2"\n')],
              '      version: "6.2"'),

@@ -252,3 +252,39 @@ def origin_verify(plan: PlatformPlan, region: RegionPlan | None = None) -> Origi
         return OriginVerify(header=FRONT_DOOR_ID_HEADER, exempt_path=health_check_path(plan),
                             front_door_profile=global_name(spec))
     return None
+
+
+# ---------------------------------------------------------------- what the edge caches
+
+# The request header that carries a client's credential: Kong's jwt plugin reads the token from it alone (the
+# plugin's header_names default, `authorization`; its cookie_names default is empty and the gateway sets
+# uri_param_names to none), and the oauth2 plugin reads its bearer token from it.
+CREDENTIAL_HEADER = "Authorization"
+# CloudFront's default quota of cache behaviors per distribution, the default one included (Quotas, "General
+# quotas on distributions": 75, adjustable).
+CLOUDFRONT_CACHE_BEHAVIORS = 75
+
+
+def is_api_route(plan: PlatformPlan, route) -> bool:
+    """Whether a route serves the API rather than the web app's static files: it answers on the API host (a
+    route without hosts does) or the gateway authenticates it."""
+    api = f"{plan.spec.edge.dns.api_host}.{plan.spec.organization.domain}"
+    return route.auth != "none" or not route.hosts or api in route.hosts
+
+
+def api_path_prefixes(plan: PlatformPlan) -> tuple[str, ...]:
+    """The path prefixes of the API routes of every region, sorted, without those a shorter one covers. Kong
+    matches a prefix as a plain string prefix (`/api/orders` also takes `/api/orders-x/1`), as a CloudFront path
+    pattern `<prefix>*` does; `/` covers every path.
+
+    The edge never keeps an API response on its own default TTL: a service's reply to one client is not the
+    next client's, and a read must see the last write. CloudFront caches these paths only for as long as the
+    response's Cache-Control or Expires asks, keyed on the credential; Cloud CDN bypasses its cache for every
+    request that carries a credential; Front Door caches nothing."""
+    prefixes = sorted({p for r in plan.regions for s in r.services for route in s.routes if is_api_route(plan, route)
+                       for p in route.paths})
+    kept: list[str] = []
+    for p in prefixes:  # sorted: a covering prefix comes before every prefix it covers
+        if not any(p.startswith(k) for k in kept):
+            kept.append(p)
+    return tuple(kept)

@@ -112,8 +112,15 @@ class CdnSettings(Model):
                           "its own edge; several: AWS when it is among them, else the primary cloud). The seed's CloudFlare "
                           "option is not emitted, so it is refused rather than silently replaced.")
     price_class: Literal["all", "200", "100"] = F("all", description="Edge footprint; `all` is the global network (150+ POPs).")
-    default_ttl_seconds: int = F(300, description="Default edge cache TTL (the L3 cache).", ge=0)
-    max_ttl_seconds: int = F(86400, description="Largest edge cache TTL.", ge=0)
+    default_ttl_seconds: int = F(
+        300, description="How long the edge keeps the web app's responses that set no Cache-Control or Expires (the L3 "
+                         "cache): on CloudFront every path outside the API's, on Cloud CDN static content (images, media, "
+                         "CSS, JavaScript, fonts, PDF). Never the API: on CloudFront the path prefixes of every route on "
+                         "the API host or behind authentication keep a response only as its Cache-Control or Expires "
+                         "asks, keyed on the Authorization header; Cloud CDN bypasses its cache for every request with "
+                         "an Authorization header; Front Door caches nothing.", ge=0)
+    max_ttl_seconds: int = F(86400, description="Largest edge cache TTL a response's Cache-Control or Expires can ask for "
+                                                "(CloudFront, Cloud CDN).", ge=0)
 
 
 class WafSettings(Model):

@@ -9,8 +9,8 @@ platform's clouds): Route 53 + CloudFront + WAFv2 (templates global/), Azure DNS
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan
-from compiler.ir.edge import (CLOUDFRONT_MAX_ORIGIN_READ_TIMEOUT, FRONT_DOOR_RESPONSE_TIMEOUT_RANGE, edge_cloud,
-                              edge_response_timeout, global_name, origin_verify)
+from compiler.ir.edge import (CLOUDFRONT_MAX_ORIGIN_READ_TIMEOUT, CREDENTIAL_HEADER, FRONT_DOOR_RESPONSE_TIMEOUT_RANGE,
+                              api_path_prefixes, edge_cloud, edge_response_timeout, global_name, origin_verify)
 from compiler.ir.home_routing import (ORIGINS_PER_DISTRIBUTION, SERVING_KEY_PREFIX, WEIGHTED_ORIGIN_ID,
                                       edge_routes_homes, home_origin_id, home_origin_name, routing_store_name)
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
@@ -102,10 +102,13 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
                 "managed_rules": edge.waf.managed_rules, "log_retention_days": retention},
         "backend_type": backend_type,
         "backend": backend,
+        # the header carrying a client's credential, which the edge never answers from another client's cache entry
+        "credential_header": CREDENTIAL_HEADER,
     }
     cloud = edge_cloud(spec)
     if cloud == "aws":
         context["home_routing"] = home_routing(plan)
+        context["cache"] = cloudfront_cache(plan)
     else:  # Front Door / Cloud CDN: native rules from the same ranges
         context["home_routing"] = home_rules(plan)
     if cloud == "azure":
@@ -140,6 +143,14 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
     for part in ("main", "providers", "dns", "cdn", "outputs"):
         out[f"{part}.tf"] = (f"{TEMPLATES[cloud]}/{part}.tf.j2", context)
     return out
+
+
+def cloudfront_cache(plan: PlatformPlan) -> dict:
+    """The distribution's cache behaviors: one per API path prefix (compiler/ir/edge.py: api_path_prefixes) with the
+    API cache policy (nothing kept unless the response asks, keyed on the credential), and the default behavior with
+    the spec's TTLs for everything else (the web app); every path is the API's when one of its prefixes is `/`."""
+    prefixes = api_path_prefixes(plan)
+    return {"api_everywhere": prefixes == ("/",), "api_path_patterns": [f"{p}*" for p in prefixes if p != "/"]}
 
 
 def home_routing(plan: PlatformPlan) -> dict:

@@ -3,6 +3,11 @@
 # version at the viewer, a Certificate Manager certificate for the public hosts, the spec's cache TTLs with
 # the franchise header in the cache key, Cloud Armor (module waf) on the backend, and HTTPS to the weighted
 # origin name through an internet NEG. The backend service sets the client-address header.
+# What the edge keeps: static content (CACHE_ALL_STATIC: images, media, CSS, JavaScript, fonts, PDF, on the
+# spec's default TTL when the response sets none) and responses whose Cache-Control asks for it, never a request
+# that carries Authorization: the cache key does not hold the credential, so an authenticated read (an
+# invoice PDF, a photo) kept here would answer the next client's request for the same URL, whatever its token or none,
+# without reaching Kong's token check. Such requests bypass the cache (bypass_cache_on_request_headers).
 
 resource "google_compute_global_address" "edge" {
   name   = "${local.name}-edge"
@@ -74,6 +79,10 @@ resource "google_compute_backend_service" "edge" {
       include_query_string = true
       include_http_headers = [local.cache_key_header]
     }
+
+    bypass_cache_on_request_headers {
+      header_name = "Authorization"
+    }
   }
 
   log_config {
@@ -139,6 +148,10 @@ resource "google_compute_backend_service" "home" {
       include_protocol     = true
       include_query_string = true
       include_http_headers = [local.cache_key_header]
+    }
+
+    bypass_cache_on_request_headers {
+      header_name = "Authorization"
     }
   }
 
