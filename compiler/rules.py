@@ -461,6 +461,22 @@ def istio_kubernetes(p, settings):
             yield Finding(("kubernetes", "istio_version"), f"no support data for Istio {k.istio_version}; check its Kubernetes range", region)
 
 
+@rule("R063", "Extended Kubernetes version support runs on EKS and GKE",
+      "`kubernetes.version_support: extended` keeps a cluster on its version past standard support at the "
+      "extended-support price: EKS's upgrade policy EXTENDED, GKE's EXTENDED release channel. AKS offers it as "
+      "long-term support (Premium tier, support plan AKSLongTermSupport), which refuses clusters with the Application "
+      "Gateway ingress controller or the KMS add-on; every Azure cluster of the platform runs both.")
+def extended_support_clouds(p, settings):
+    from compiler.ir.cluster_support import EXTENDED_SUPPORT_CLOUDS
+    for region, s in _per_region(settings):
+        cloud = p.regions[region].cloud
+        if s.kubernetes.version_support == "extended" and cloud not in EXTENDED_SUPPORT_CLOUDS:
+            yield Finding(("kubernetes", "version_support"),
+                          f"{cloud} clusters cannot take extended support: AKS long-term support refuses the Application "
+                          f"Gateway ingress controller and KMS add-ons the platform runs; keep version_support: standard "
+                          f"for the Azure regions and upgrade within the community support window", region)
+
+
 @rule("R015", "Node pools fit the cluster bounds",
       "Each pool's min <= max; the pools' floors sum to at least the cluster's `min_nodes` and their "
       "ceilings to at most its `max_nodes`.")

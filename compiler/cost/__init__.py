@@ -218,7 +218,13 @@ def _region_lines(plan: PlatformPlan, r: RegionPlan, p: _Pricer) -> list[Line]:
         add("storage", f"node disks {name}: {pool.disk_gib} GiB each", pool.min_nodes * d,
             (pool.min_nodes + burst[name]) * d, pool.min_nodes * d, disk_src)
     fee, src = p.get(f"{cloud}/cluster_hour", r.name)
-    add("compute", "Kubernetes control plane", fee * month, fee * month, fee * month, src)
+    if s.kubernetes.version_support == "extended":  # compiler/ir/cluster_support.py: the standard fee until the
+        # version leaves standard support, the extended-support fee from then on
+        extended, _ = p.get(f"{cloud}/cluster_hour_extended", r.name)
+        add("compute", "Kubernetes control plane (extended support once the version leaves standard support)",
+            fee * month, extended * month, fee * month, src)
+    else:
+        add("compute", "Kubernetes control plane", fee * month, fee * month, fee * month, src)
 
     # The data tier: self-managed hosts, or the managed services at the catalogue's premium over the VM.
     ds = s.datastores

@@ -46,6 +46,17 @@ class Kubernetes(Model):
     """The region's Kubernetes cluster (EKS, GKE or AKS)."""
 
     version: str = F("1.33", description="Kubernetes minor version (Istio 1.30 supports 1.32-1.36, R025).", pattern=r"^1\.[0-9]{2}$")
+    version_support: Literal["standard", "extended"] = F(
+        "standard", description="What happens when `version` leaves the cloud's standard support (about 14 months after "
+                                "its release there). `standard`: the cloud upgrades the cluster to the next minor version "
+                                "(EKS upgrade policy STANDARD, GKE's REGULAR release channel, AKS's KubernetesOfficial "
+                                "plan) and never charges for extended support; raise `version` before then, or the next "
+                                "Terraform plan shows the upgrade as drift. `extended`: the cluster stays on its version "
+                                "(EKS upgrade policy EXTENDED: up to 12 more months; GKE's EXTENDED channel: up to 24 "
+                                "months from release) at the extended-support price, about six times the control plane's "
+                                "($0.60 instead of $0.10 a cluster-hour), which `platformc cost` shows as the upper end of "
+                                "the control plane's range. Refused on Azure (R063): AKS long-term support excludes the "
+                                "Application Gateway ingress controller and KMS add-ons the platform's clusters run.")
     min_nodes: int = F(3, description="Cluster-wide node floor (sum of pool floors may not be lower); the default suits a "
                        "small cluster (the reference states its 50).", ge=1)
     max_nodes: int = F(100, description="Cluster-wide node ceiling (sum of pool ceilings may not be higher); the reference "

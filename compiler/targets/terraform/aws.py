@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from compiler.ir.cluster_support import EKS_SUPPORT_TYPE
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.terraform import identity as _identity
 from compiler.ir.edge import lb_target_name, origin_listener_min_tls, origin_response_timeout
@@ -37,6 +38,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
         },
         "kubernetes": {
             "kubernetes_version": k8s.version,
+            "support_type": EKS_SUPPORT_TYPE[k8s.version_support],  # compiler/ir/cluster_support.py
             "public_endpoint": not k8s.private_api_endpoint,
             "api_allowed_cidrs": list(k8s.api_allowed_cidrs),
             # the wiring's paths to the private API endpoint (the bastion's)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 
+from compiler.ir.cluster_support import AKS_SUPPORT_PLAN
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import redis_users
 from compiler.ir.edge import origin_listener_min_tls, origin_response_timeout
@@ -146,6 +147,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
         "kubernetes": {
             "zones": zones,
             "kubernetes_version": k8s.version,
+            "support_plan": AKS_SUPPORT_PLAN[k8s.version_support],  # compiler/ir/cluster_support.py
             "private_endpoint": k8s.private_api_endpoint,
             "api_allowed_cidrs": list(k8s.api_allowed_cidrs),
             "pod_cidr": a.pod_cidr,

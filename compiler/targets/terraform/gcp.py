@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from compiler.ir.cluster_support import GKE_RELEASE_CHANNEL
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.terraform import identity as _identity
 from compiler.ir.data_access import redis_users
@@ -117,6 +118,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "region": region.cloud_region,
             "zones": [z.name for z in region.zones],
             "kubernetes_version": k8s.version,
+            "release_channel": GKE_RELEASE_CHANNEL[k8s.version_support],  # compiler/ir/cluster_support.py
             "private_endpoint": k8s.private_api_endpoint,
             "api_allowed_cidrs": [region.cidr, *k8s.api_allowed_cidrs],
             "rbac_security_group": f"gke-security-groups@{plan.spec.organization.domain}",

@@ -225,6 +225,7 @@ module "kubernetes" {
   region                  = "asia-northeast1"
   zones                   = ["asia-northeast1-a", "asia-northeast1-b", "asia-northeast1-c"]
   kubernetes_version      = "1.33"
+  release_channel         = "REGULAR"
   private_endpoint        = true
   api_allowed_cidrs       = ["10.9.0.0/16"]
   rbac_security_group     = "gke-security-groups@6fb.example.com"

@@ -219,6 +219,7 @@ module "kubernetes" {
   region                  = "asia-south1"
   zones                   = ["asia-south1-a", "asia-south1-b", "asia-south1-c"]
   kubernetes_version      = "1.33"
+  release_channel         = "REGULAR"
   private_endpoint        = true
   api_allowed_cidrs       = ["10.10.0.0/16"]
   rbac_security_group     = "gke-security-groups@6fb.example.com"

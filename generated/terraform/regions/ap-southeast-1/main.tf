@@ -225,6 +225,7 @@ module "kubernetes" {
   region                  = "asia-southeast1"
   zones                   = ["asia-southeast1-a", "asia-southeast1-b", "asia-southeast1-c"]
   kubernetes_version      = "1.33"
+  release_channel         = "REGULAR"
   private_endpoint        = true
   api_allowed_cidrs       = ["10.8.0.0/16"]
   rbac_security_group     = "gke-security-groups@6fb.example.com"

@@ -219,6 +219,7 @@ module "kubernetes" {
   region                  = "australia-southeast1"
   zones                   = ["australia-southeast1-a", "australia-southeast1-b", "australia-southeast1-c"]
   kubernetes_version      = "1.33"
+  release_channel         = "REGULAR"
   private_endpoint        = true
   api_allowed_cidrs       = ["10.11.0.0/16"]
   rbac_security_group     = "gke-security-groups@6fb.example.com"

@@ -182,6 +182,7 @@ module "kubernetes" {
 
   zones              = ["1", "2", "3"]
   kubernetes_version = "1.33"
+  support_plan       = "KubernetesOfficial"
   private_endpoint   = true
   api_allowed_cidrs  = []
   pod_cidr           = "100.64.0.0/16"

@@ -108,6 +108,7 @@ module "kubernetes" {
   tags        = local.tags
 
   kubernetes_version = "1.33"
+  support_type       = "STANDARD"
   public_endpoint    = false
   api_allowed_cidrs  = []
   api_client_cidrs   = ["10.0.0.0/19"]

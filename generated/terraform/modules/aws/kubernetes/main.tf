@@ -68,6 +68,12 @@ resource "aws_eks_cluster" "this" {
     }
   }
 
+  # What EKS does when the version leaves standard support: STANDARD upgrades the cluster, EXTENDED keeps it on
+  # the version at the extended-support price. Left out, EKS applies its default, EXTENDED.
+  upgrade_policy {
+    support_type = var.support_type
+  }
+
   depends_on = [aws_iam_role_policy_attachment.cluster, aws_cloudwatch_log_group.cluster]
 }
 

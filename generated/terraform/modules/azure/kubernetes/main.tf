@@ -49,6 +49,7 @@ resource "azurerm_kubernetes_cluster" "this" {
   dns_prefix                        = var.name
   kubernetes_version                = var.kubernetes_version
   sku_tier                          = "Standard"
+  support_plan                      = var.support_plan
   private_cluster_enabled           = var.private_endpoint
   local_account_disabled            = true
   role_based_access_control_enabled = true

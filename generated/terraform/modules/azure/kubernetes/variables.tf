@@ -29,6 +29,16 @@ variable "kubernetes_version" {
   type        = string
 }
 
+variable "support_plan" {
+  description = "AKS support plan (the spec's kubernetes.version_support): KubernetesOfficial, the community support window. Long-term support (AKSLongTermSupport, Premium tier) excludes the Application Gateway ingress controller and KMS add-ons this cluster runs."
+  type        = string
+
+  validation {
+    condition     = var.support_plan == "KubernetesOfficial"
+    error_message = "support_plan is KubernetesOfficial: AKSLongTermSupport excludes the ingress_application_gateway and key_management_service add-ons."
+  }
+}
+
 variable "subnet_id" {
   description = "Subnet of the nodes (pods use the overlay)."
   type        = string

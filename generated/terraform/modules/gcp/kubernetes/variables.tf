@@ -15,8 +15,18 @@ variable "zones" {
 }
 
 variable "kubernetes_version" {
-  description = "Kubernetes minor version (the minimum; the REGULAR channel upgrades patches)."
+  description = "Kubernetes minor version (the minimum; the release channel upgrades patches)."
   type        = string
+}
+
+variable "release_channel" {
+  description = "GKE release channel (the spec's kubernetes.version_support): REGULAR upgrades the cluster when its version leaves standard support; EXTENDED keeps it there at the extended-support fee."
+  type        = string
+
+  validation {
+    condition     = contains(["REGULAR", "EXTENDED"], var.release_channel)
+    error_message = "release_channel is REGULAR or EXTENDED."
+  }
 }
 
 variable "network_id" {

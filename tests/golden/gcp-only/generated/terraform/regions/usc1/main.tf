@@ -213,6 +213,7 @@ module "kubernetes" {
   region                  = "us-central1"
   zones                   = ["us-central1-a", "us-central1-b", "us-central1-c"]
   kubernetes_version      = "1.33"
+  release_channel         = "REGULAR"
   private_endpoint        = true
   api_allowed_cidrs       = ["10.20.0.0/16"]
   rbac_security_group     = "gke-security-groups@acme.example.org"

@@ -201,6 +201,7 @@ module "kubernetes" {
   region                  = "europe-west1"
   zones                   = ["europe-west1-b", "europe-west1-c", "europe-west1-d"]
   kubernetes_version      = "1.33"
+  release_channel         = "REGULAR"
   private_endpoint        = true
   api_allowed_cidrs       = ["10.21.0.0/16"]
   rbac_security_group     = "gke-security-groups@acme.example.org"

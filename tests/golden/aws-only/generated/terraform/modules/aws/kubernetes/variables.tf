@@ -9,6 +9,16 @@ variable "kubernetes_version" {
   type        = string
 }
 
+variable "support_type" {
+  description = "EKS upgrade policy (the spec's kubernetes.version_support): STANDARD upgrades the cluster when its version leaves standard support; EXTENDED keeps it there at the extended-support price."
+  type        = string
+
+  validation {
+    condition     = contains(["STANDARD", "EXTENDED"], var.support_type)
+    error_message = "support_type is STANDARD or EXTENDED."
+  }
+}
+
 variable "subnet_ids" {
   description = "Private subnets of every zone, for the control plane ENIs and the nodes."
   type        = list(string)

@@ -45,8 +45,10 @@ resource "google_container_cluster" "this" {
   deletion_protection         = true
   resource_labels             = var.tags
 
+  # REGULAR upgrades the cluster when its version leaves standard support; EXTENDED keeps it on the version, with
+  # the extended-support fee for that period.
   release_channel {
-    channel = "REGULAR"
+    channel = var.release_channel
   }
 
   ip_allocation_policy {
