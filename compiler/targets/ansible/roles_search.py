@@ -2,6 +2,13 @@
 
 The data-tier target emits no Elasticsearch file, so this role's own templates render the node
 settings from the inventory (every value through `to_json`, which YAML reads verbatim).
+
+A restart (the "Restart Elasticsearch" handler, one host at a time) runs the script the role installs,
+/usr/local/sbin/platformc-elasticsearch-restart: Elastic's rolling restart for one node (replica allocation off, flush,
+restart, wait until the node has rejoined, allocation back to its default), then a bounded wait until the cluster is
+green with every node in it before the handler moves to the next host; it refuses to restart a node while the cluster
+is not (see the script). It logs in as `elastic`, with the password the role keeps on the first node; before the role
+has made that password (the first run, before the cluster has formed) it waits only until the node answers again.
 """
 
 from __future__ import annotations
@@ -74,9 +81,13 @@ def _clients() -> list:
     The `elastic` password is made once on the first node (elasticsearch-reset-password, which authenticates
     through a temporary file-realm user of that node) and kept there, root-only. A role is PUT when its
     `platformc_digest` metadata differs from the wanted definition's; a user when it is missing, has other
-    roles, or its password from the secret store no longer authenticates."""
+    roles, or its password from the secret store no longer authenticates.
+
+    The password is made even when there is no client: the restart handler logs in with it (without it, a restart
+    could not wait for the cluster to be green again)."""
     on_first = {"delegate_to": "{{ elasticsearch_first_node }}", "run_once": True}
-    live = ["not ansible_check_mode", "elasticsearch_clients | length > 0"]
+    real = "not ansible_check_mode"
+    live = [real, "elasticsearch_clients | length > 0"]
     each = {"loop": "{{ elasticsearch_clients }}",
             "loop_control": {"loop_var": "elasticsearch_client", "index_var": "elasticsearch_client_index",
                              "label": "{{ elasticsearch_client.name }}"}}
@@ -85,20 +96,20 @@ def _clients() -> list:
         task("Run the notified handlers before creating the clients' users", "ansible.builtin.meta", "flush_handlers"),
         task("Create the directory of the elastic password on the first node", "ansible.builtin.file",
              {"path": "{{ elasticsearch_admin_dir }}", "state": "directory", "owner": "root", "group": "root",
-              "mode": "0700"}, when=live, **on_first),
+              "mode": "0700"}, when=real, **on_first),
         task("Look for the elastic password on the first node", "ansible.builtin.stat",
              {"path": "{{ elasticsearch_admin_dir }}/elastic"}, register="elasticsearch_elastic_file",
-             when=live, **on_first),
+             when=real, **on_first),
         # retried: right after a (re)start the node may not answer yet
         task("Set a generated elastic password once", "ansible.builtin.command",
              {"argv": ["/usr/share/elasticsearch/bin/elasticsearch-reset-password", "--username", "elastic",
                        "--auto", "--batch", "--silent", "--url", "https://{{ elasticsearch_api_address }}"]},
              register="elasticsearch_elastic_reset", changed_when=True, retries=12, delay=10,
              until="elasticsearch_elastic_reset.rc == 0", no_log=True,
-             when=[*live, "not elasticsearch_elastic_file.stat.exists"], **on_first),
+             when=[real, "not elasticsearch_elastic_file.stat.exists"], **on_first),
         copy("Keep the elastic password on the first node", "{{ elasticsearch_admin_dir }}/elastic", mode="0600",
              content="{{ elasticsearch_elastic_reset.stdout | trim }}", no_log=True, diff=False,
-             when=[*live, "elasticsearch_elastic_reset is changed"], **on_first),
+             when=[real, "elasticsearch_elastic_reset is changed"], **on_first),
         task("Read the elastic password", "ansible.builtin.slurp", {"src": "{{ elasticsearch_admin_dir }}/elastic"},
              register="elasticsearch_elastic_secret", no_log=True, when=live, **on_first),
         _api("Wait until the cluster serves requests", "/_cluster/health?wait_for_status=yellow&timeout=10s",
@@ -130,6 +141,36 @@ def _clients() -> list:
     ]
 
 
+def _restart_login() -> list:
+    """The elastic password for the restart handler, read before anything notifies it (the handlers run at the start
+    of clients.yml, before its own read); on the first run there is none yet, and the script then waits only until
+    the node answers."""
+    on_first = {"delegate_to": "{{ elasticsearch_first_node }}", "run_once": True}
+    return [
+        task("Look for the elastic password the restart handler logs in with", "ansible.builtin.stat",
+             {"path": "{{ elasticsearch_admin_dir }}/elastic"}, register="elasticsearch_restart_login_file",
+             **on_first),
+        task("Read the elastic password the restart handler logs in with", "ansible.builtin.slurp",
+             {"src": "{{ elasticsearch_admin_dir }}/elastic"}, register="elasticsearch_restart_login", no_log=True,
+             when="elasticsearch_restart_login_file.stat.exists", **on_first),
+    ]
+
+
+def _restart_handler() -> dict:
+    """One node at a time, and the restart and the wait until the cluster is green again in one task: Ansible runs a
+    handler task on every notified host before the next task, so a second handler that waited would come after every
+    node had been restarted. Not in check mode: the command would not run anyway. The password reaches the script in
+    its environment, never on its command line."""
+    r = "elasticsearch"
+    return task("Restart Elasticsearch", "ansible.builtin.command", {"argv": [
+        "{{ elasticsearch_restart_command }}", "--node", "{{ inventory_hostname }}", "--address", "{{ ansible_host }}",
+        "--port", "{{ elasticsearch_http_port }}", "--ca", "{{ elasticsearch_ca_file }}",
+        "--peers", "{{ elasticsearch_restart_peers }}", "--unit", "elasticsearch",
+        "--timeout", "{{ elasticsearch_restart_timeout }}"]},
+        environment={"PLATFORMC_ELASTIC_PASSWORD": "{{ elasticsearch_restart_password }}"}, changed_when=True,
+        throttle=1, when=[when_ready(r), "not ansible_check_mode"], listen=TOPIC)
+
+
 def elasticsearch() -> Role:
     r = "elasticsearch"
     return Role(
@@ -147,6 +188,10 @@ def elasticsearch() -> Role:
             "elasticsearch_first_node": "{{ groups['elasticsearch'][0] }}",
             "elasticsearch_admin_dir": ADMIN_DIR,
             "elasticsearch_ca_file": f"{ES_CONF}/certs/ca.crt",  # the region's CA, as include_tls installs it
+            "elasticsearch_restart_command": "/usr/local/sbin/platformc-elasticsearch-restart",
+            # how long a restarted node may take to rejoin and the cluster to be green again (the JVM's start, the
+            # node's shards recovering); past it the handler fails, and the next host is not restarted
+            "elasticsearch_restart_timeout": 600,
             # [{name, role, definition, username, password}]: the inventory's, from the spec's clients and the
             # services that use search (each role's definition carries metadata.platformc_digest)
             "elasticsearch_clients": [],
@@ -154,9 +199,18 @@ def elasticsearch() -> Role:
         vars={**services_ready_var(r, "elasticsearch_install"),
               # host:port only: every task spells out https:// itself, so each call is visibly TLS
               "elasticsearch_api_address": "{{ hostvars[elasticsearch_first_node].ansible_host }}:{{ elasticsearch_http_port }}",
-              "elasticsearch_elastic_password": "{{ elasticsearch_elastic_secret.content | b64decode | trim }}"},
+              "elasticsearch_elastic_password": "{{ elasticsearch_elastic_secret.content | b64decode | trim }}",
+              # '' before the role has made the password: the restart script then waits only for its node
+              "elasticsearch_restart_password":
+                  "{{ elasticsearch_restart_login.content | default('') | b64decode | trim }}",
+              # the inventory's other nodes as NAME=HOST (node.name, and the DNS name their certificate carries)
+              "elasticsearch_restart_peers": expr(
+                  "groups['elasticsearch'] | reject('equalto', inventory_hostname) | map('regex_replace', '$', '=')",
+                  "| zip(groups['elasticsearch'] | reject('equalto', inventory_hostname)",
+                  "      | map('extract', hostvars, 'ansible_host')) | map('join') | join(',')")},
         tasks={"main": [
-            apt("Install the APT repository tooling", ["python3-debian"]),
+            apt("Install the APT repository tooling and curl (the restart script's HTTP client)",
+                ["python3-debian", "curl"]),
             repository("Add Elastic's APT repository", "elastic",
                        "https://artifacts.elastic.co/packages/{{ elasticsearch_major_version }}.x/apt", "stable",
                        "https://artifacts.elastic.co/GPG-KEY-elasticsearch"),
@@ -164,6 +218,10 @@ def elasticsearch() -> Role:
                 register="elasticsearch_install"),
             task("Hold Elasticsearch so unattended upgrades never change its version", "ansible.builtin.dpkg_selections",
                  {"name": "elasticsearch", "selection": "hold"}),
+            # before anything notifies the handler that runs it
+            copy("Install the script that restarts a node and waits until the cluster is green again",
+                 "{{ elasticsearch_restart_command }}", mode="0750", src="platformc-elasticsearch-restart.sh"),
+            *_restart_login(),
             task("Give the data volume's root to Elasticsearch (mounted before the package made its user)",
                  "ansible.builtin.file", {"path": ES_DATA, "state": "directory", "owner": "elasticsearch",
                                           "group": "elasticsearch", "mode": ES_DATA_MODE}, when=when_ready(r)),
@@ -178,7 +236,5 @@ def elasticsearch() -> Role:
             task("Create the in-cluster clients' roles and users", "ansible.builtin.include_tasks", "clients.yml"),
         ],
             "clients": _clients()},
-        # One node at a time, so the cluster keeps a quorum while settings roll out.
-        handlers=[service("Restart Elasticsearch", "elasticsearch", r, state="restarted", enabled=None, throttle=1,
-                         listen=TOPIC)],
+        handlers=[_restart_handler()],
     )
