@@ -222,6 +222,26 @@ def azure_budget_notifications(p, settings):
                       f"notification accepts: lower {'them' if len(high) > 1 else 'it'}")
 
 
+@rule("R064", "Names made from the organization and region names fit the clouds' rules",
+      "Each region's resources are named from `<org>-<region>` (up to 81 characters), the global root's from "
+      "`<org>-global`; the clouds limit many names to fewer characters and characters of their own, and some names are "
+      "cut to fit. Refused: a name over its cloud's limit (among them an AWS target group `<org>-<region>-kong`, 32 "
+      "characters; a GKE cluster, 40, and a GCP subnetwork `<org>-<region>-private-<zone>`, 63; the Azure disk backup "
+      "vault `<org>-<region>-disks`, 50, and the AKS DNS prefix, 54; data host names, DNS labels of 63), a name against "
+      "its cloud's characters (no `--` in a Key Vault, an Azure cache, an RDS or ElastiCache name; no AWS load "
+      "balancer starting `internal-`; no Cloud Storage bucket with `google`), and two resources given the same name "
+      "where the cloud needs it unique: Azure Key Vaults (the first 24 characters of `<org>-<region>`, 20 for the AKS "
+      "and certificate vaults) and storage accounts (the first 22 of `<org><region>` without hyphens) are global, as "
+      "are S3 and Cloud Storage buckets; GCP peerings and their DNS zones keep 63 characters of "
+      "`<org>-<region>--<org>-<peer>`. Renaming a resource that exists replaces it (a vault, a storage account), so "
+      "the names themselves never change: shorten or rename the region, or organization.name, before its first "
+      "apply. Every limit and its source: compiler/ir/cloud_names.py.", stage="plan")
+def derived_names_fit(plan):
+    from compiler.ir.cloud_names import problems
+    for region, message in problems(plan):
+        yield Finding(("regions", region) if region else ("organization", "name"), message)
+
+
 @rule("R060", "A DR partner can log in to the standby cluster it promotes",
       "After a region is lost, its DR partner promotes the standby cluster it runs and serves the lost region's shards "
       "through its own PgBouncer (the DR runbook, step 4). The cluster is a copy of the lost region's: its roles have "

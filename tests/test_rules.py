@@ -133,6 +133,10 @@ CASES = {
              "      instance: {vcpus: 4, memory_gib: 32, disk_gib: 20000,"),
     "R048": ([("instance_types: {aws: r6i.large, gcp: n2-highmem-2, azure: Standard_E2s_v5}", "instance_types: {aws: r6i.large}")],
              "instance_types: {aws: r6i.large}"),
+    # acme-<region>: 43 characters, over the GKE cluster's 40 (more cases: tests/test_cloud_names.py)
+    "R064": ([("  euw1:\n", "  europe-west1-belgium-primary-region-x:\n"),
+              ("dr_partner: euw1", "dr_partner: europe-west1-belgium-primary-region-x")],
+             "  europe-west1-belgium-primary-region-x:"),
 }
 
 
