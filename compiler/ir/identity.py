@@ -154,10 +154,11 @@ def service_account_subject(namespace: str, sa: str) -> str:
 
 
 def gcp_account_id(region: str, owner: str) -> str:
-    """A Google service-account id: 6-30 characters, [a-z][a-z0-9-]*[a-z0-9], unique in the project."""
+    """A Google service-account id: 6-30 characters, [a-z][a-z0-9-]*[a-z0-9], unique in the project (the provider's
+    ValidateRFC1035Name(6, 30)). A region and a service of two letters each made five: hashed to fit, as past 30."""
     base = f"{region}-{owner}".lower()
     base = "".join(c if c.isalnum() or c == "-" else "-" for c in base)
-    return fit(base, 30)
+    return fit(base, 30, minimum=6)
 
 
 def aws_role_name(cluster: str, owner: str) -> str:

@@ -9,11 +9,12 @@ Per-region facts (addresses, connections) are computed by compiler/resolve.py in
 from __future__ import annotations
 
 
-def fit(name: str, limit: int, key: str | None = None) -> str:
-    """A cloud resource name of at most `limit` characters: `name` when it fits, else its first `limit - 7` characters
-    and a hyphen-separated 6-digit hash of `key` (of `name` by default), so that two long names sharing a prefix stay
-    apart. The hash is of the whole input, so a name never changes once it fits."""
-    if len(name) <= limit:
+def fit(name: str, limit: int, key: str | None = None, minimum: int = 0) -> str:
+    """A cloud resource name of `minimum` to `limit` characters: `name` when it fits, else its first `limit - 7`
+    characters (all of it when it is too short) and a hyphen-separated 6-digit hash of `key` (of `name` by default),
+    so that two long names sharing a prefix stay apart. The hash is of the whole input, so a name never changes once it
+    fits."""
+    if minimum <= len(name) <= limit:
         return name
     import hashlib
     return f"{name[:limit - 7].rstrip('-')}-{hashlib.sha1((key if key is not None else name).encode()).hexdigest()[:6]}"

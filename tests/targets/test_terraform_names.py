@@ -65,3 +65,19 @@ def test_azure_rule_descriptions_fit_the_140_characters_azurerm_accepts():
     for r in plan.regions:
         for rules in values.ingress_rules(r).values():
             assert all(len(rule["description"]) <= 140 for rule in rules)
+
+
+def test_gcp_service_account_ids_of_a_short_region_and_service_are_six_characters_at_least():
+    """A region `us` and a service `or` with a cloud identity (it uses object storage) made the id `us-or`, five
+    characters: the provider's ValidateRFC1035Name(6, 30) refused it at plan. Short ids are hashed to fit like long
+    ones; every id of six or more is unchanged."""
+    text = (REPO / "tests/cases/gcp-only/platform.yaml").read_text()
+    short = (re.sub(r"(?m)^  usc1:$", "  us:", text).replace("dr_partner: usc1", "dr_partner: us")
+             .replace("    orders:\n", "    or:\n", 1).replace("depends_on: [orders]", "depends_on: [or]")
+             .replace("uses: [postgres, redis]", "uses: [postgres, redis, object-storage]"))
+    plan = compile_text(short, "platform.yaml").plan
+    ids = {i.owner: i.name for i in plan.region("us").identities if i.mechanism}
+    assert set(ids) == {"or", "external-secrets"} and ids["external-secrets"] == "us-external-secrets"
+    assert all(GCP_SA_ID.match(i) for i in ids.values()), ids
+    assert ids["or"].startswith("us-or-") and ids["or"] != gcp_account_id("us", "on")
+    assert gcp_account_id("euw1", "web") == "euw1-web" and gcp_account_id("eu", "web") == "eu-web"  # six: as before
