@@ -88,6 +88,17 @@ def test_a_long_gcp_region_name_is_refused_with_the_names_over_their_limits():
                             "13 characters shorter")
 
 
+def test_storage_accounts_collide_without_a_cut():
+    """Storage account names drop the hyphens: `eu-west2` and `euwest-2` give the same three accounts."""
+    text = _renamed(REF, {"eu-west-2": "eu-west2", "me-south-1": "euwest-2"})
+    diagnostics = pytest.raises(SpecError, compile_text, text, "platform.yaml").value.diagnostics
+    line = _line_of(text, "\n  euwest-2:\n") + 1
+    assert sorted(d.format() for d in diagnostics) == [
+        f"platform.yaml:{line}:3: regions.euwest-2: [R064] region eu-west2 and region euwest-2 would both create the "
+        f"Azure storage account 'sixfbeuwest2{kind}': Azure storage account names are unique across all of Azure, and "
+        "this one is made of `<org><region>` without hyphens; rename one of the regions" for kind in ("bk", "dt", "lg")]
+
+
 def test_a_name_the_cloud_refuses_for_its_characters_is_refused():
     """Key Vault names take no `--`: a region name with one passes the region rules (R004) but not Azure's."""
     text = _renamed(REF, {"eu-west-2": "eu--west-2"})

@@ -386,6 +386,9 @@ def _collisions(names: list[Derived]) -> Iterator[tuple[Optional[str], str]]:
             yield d.peer or d.region, (f"{head}: {d.limit.what} names are unique{where}, and this one is the first {cut} "
                                        f"characters of {made}; rename {rename} (or shorten organization.name) so "
                                        f"that they differ within their first {cut} characters")
+        elif d.made_from != Derived.made_from:  # made otherwise than of `<org>-<region>` as it is
+            yield d.peer or d.region, (f"{head}: {d.limit.what} names are unique{where}, and this one is made of "
+                                       f"{d.made_from}; rename {rename}")
         else:
             yield d.peer or d.region, f"{head}: {d.limit.what} names are unique{where}; rename {rename}"
 
