@@ -120,9 +120,52 @@ def trusted_proxies(region: RegionPlan) -> tuple[str, ...]:
 def lb_hostnames(plan: PlatformPlan, region: RegionPlan) -> list[str]:
     """Names a region's load balancer answers for (its certificate covers them): its own, the weighted
     origin name, and the public hosts (the CDN forwards the viewer's Host)."""
+    return [f"{region.name}.{plan.spec.organization.domain}", *shared_hostnames(plan)]
+
+
+# The weighted origin name's label: origin.<domain>, which every region's load balancer answers for.
+ORIGIN_HOST = "origin"
+
+
+def shared_hostnames(plan: PlatformPlan) -> list[str]:
+    """The names every region's load balancer certificate covers besides the region's own: the weighted origin name
+    and the public hosts. Their validation records are the same for every certificate of one account or project
+    (validated_by_global), so exactly one root may hold them."""
     domain = plan.spec.organization.domain
     dns = plan.spec.edge.dns
-    return [f"{region.name}.{domain}", f"origin.{domain}", f"{dns.api_host}.{domain}", f"{dns.app_host}.{domain}"]
+    return [f"{h}.{domain}" for h in (ORIGIN_HOST, dns.api_host, dns.app_host)]
+
+
+# The clouds whose region certificates are validated by records in the public zone: ACM's CNAMEs (AWS), Certificate
+# Manager's _acme-challenge CNAMEs (GCP). Azure's Application Gateways import their certificate (no record).
+DNS_VALIDATED_CLOUDS = ("aws", "gcp")
+
+
+def global_validation_hosts(plan: PlatformPlan) -> list[str]:
+    """Host labels (under the domain) whose certificate validation records the global root holds: the public hosts,
+    which its own certificate covers, and, when regions on the edge's cloud validate their certificates in the zone
+    too, the weighted origin name their certificates share. The global root owns the zone and outlives every region:
+    a region root holding a record another region's certificate renews against took it away when it was destroyed
+    (a decommissioned region), and the other certificate's renewal failed months later, silently."""
+    dns = plan.spec.edge.dns
+    hosts = [dns.api_host, dns.app_host]
+    cloud = edge_cloud(plan.spec)
+    if cloud in DNS_VALIDATED_CLOUDS and any(r.cloud == cloud for r in plan.regions):
+        hosts.append(ORIGIN_HOST)
+    return hosts
+
+
+def validated_by_global(plan: PlatformPlan, region: RegionPlan) -> list[str]:
+    """The names of the region's certificate whose validation records the global root holds (the region root neither
+    creates nor destroys them; it checks that they exist): the shared names, when the region runs on the edge's
+    cloud. A region on another cloud validates in that cloud's own way (a GCP region behind CloudFront: the DNS
+    authorisations of compiler/targets/terraform/gcp.py), which the global root has no provider for; an Azure region
+    validates nothing in the zone (its gateway's certificate is imported)."""
+    if region.cloud != edge_cloud(plan.spec) or region.cloud not in DNS_VALIDATED_CLOUDS:
+        return []
+    domain = plan.spec.organization.domain
+    held = {f"{h}.{domain}" for h in global_validation_hosts(plan)}
+    return [h for h in lb_hostnames(plan, region) if h in held]
 
 
 def gke_neg_annotation(region: RegionPlan) -> dict[str, str]:

@@ -249,7 +249,8 @@ def test_every_reference_resolves_to_a_declaration(parsed, case):
     checked = 0
     for directory, decl in dirs.items():
         for path in decl["files"]:
-            code = code_without_comments(path)
+            # a `removed` (or `moved`) block's `from` names an address the configuration no longer declares, by design
+            code = re.sub(r"^\s*from\s*=\s*[\w.\[\]\"-]+\s*$", "", code_without_comments(path), flags=re.M)
             for kind, name, attr in REF.findall(code):
                 where = f"{path.relative_to(directory.parent.parent)}"
                 if kind == "var":

@@ -8,7 +8,7 @@ import re
 from compiler.ir.cluster_support import EKS_SUPPORT_TYPE
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.terraform import identity as _identity
-from compiler.ir.edge import lb_target_name, origin_listener_min_tls, origin_response_timeout
+from compiler.ir.edge import lb_target_name, origin_listener_min_tls, origin_response_timeout, validated_by_global
 from compiler.targets.terraform.common import aws_cron, cloudwatch_retention, prefix, search_path_entries
 from compiler.formats.hcl import Raw
 from compiler.ir.data_access import (OPENSEARCH_ADVANCED_OPTIONS, OPENSEARCH_DENIED_PATHS, managed_search_domain,
@@ -77,6 +77,8 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "vpc_cidr": region.cidr,
             "public_zone": plan.spec.organization.domain,
             "hostnames": lb_hostnames(plan, region),
+            # their validation records are the global root's (one per name for the whole account: compiler/ir/edge.py)
+            "shared_hostnames": validated_by_global(plan, region),
             # the lowest TLS of what arrives (Route 53's and the NLB's health checks: 1.2), not the spec's floor
             "ssl_policy": AWS_SSL_POLICY[origin_listener_min_tls(region)],
             # cdn->load-balancer: CloudFront's origin-facing ranges only, on this port

@@ -16,7 +16,7 @@ from compiler.targets.terraform import identity as _terraform_identity
 from compiler.targets.terraform import quotas
 from compiler.targets.terraform import values as V
 from compiler.ir.edge import (NLB_HEALTH_CHECKS_PEER, ROUTE53_HEALTH_CHECKS_PEER, cdn_provider, dns_cloud, dns_provider,
-                              origin_listener_min_tls, origin_verify)
+                              origin_listener_min_tls, origin_verify, validated_by_global)
 from compiler.ir.home_routing import edge_home_provider, edge_routes_homes, home_origin_id
 from compiler.targets.terraform.common import MODULES, PROVIDERS, prefix
 
@@ -206,7 +206,8 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      "their APIs are enabled). Terraform itself enables none: a root that did would also disable "
                      "them for the others when it is destroyed, or depend on every resource waiting for them.")
         owners = sorted({_terraform_gcp.dns_authorization_owner(plan, host).name
-                         for host, a in _terraform_gcp.dns_authorizations(plan, region).items() if not a["create"]})
+                         for host, a in _terraform_gcp.dns_authorizations(plan, region).items()
+                         if not a["create"] and host not in validated_by_global(plan, region)})
         if owners:
             notes.append(f"The names this region's certificate shares with other GCP regions are authorised once per "
                          f"project, by {', '.join(owners)} (one `_acme-challenge` record per name in the public zone): "

@@ -9,11 +9,12 @@ from compiler.ir.cluster_support import GKE_RELEASE_CHANNEL
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.targets.terraform import identity as _identity
 from compiler.ir.data_access import redis_users
-from compiler.ir.edge import lb_target_name, origin_listener_min_tls, origin_response_timeout
+from compiler.ir.edge import lb_target_name, origin_listener_min_tls, origin_response_timeout, validated_by_global
 from compiler.ir.identity import gcp_account_id, parse_ref
 from compiler.ir.names import CLIENT_ADDRESS_HEADER, fit
 from compiler.formats.hcl import Raw
 from compiler.targets.terraform.common import classify_cron, prefix
+from compiler.targets.terraform.global_root import global_dns_authorizations
 from compiler.targets.terraform.values import (backups, budget, hosts, ingress_rules, lb_hostnames, managed,
                                                 internal_gateway, node_pools, postgres_endpoints, public_entry,
                                                 same_cloud_partner,
@@ -63,11 +64,20 @@ def required_apis(region: RegionPlan) -> list[str]:
 
 def dns_authorizations(plan: PlatformPlan, region: RegionPlan) -> dict:
     """Each name of the region's certificate -> its Certificate Manager DNS authorization: {name, create}. A name
-    several GCP regions serve is authorised by the first of them (the spec's order), the others' certificates use
-    that authorisation: its validation record, _acme-challenge.<name>, is one CNAME in the public zone, so a
-    second root creating its own failed (the record exists), or, overwriting it, broke the first one's renewals."""
+    several roots' certificates cover is authorised once: its validation record, _acme-challenge.<name>, is one CNAME
+    in the public zone, so a second root creating its own failed (the record exists), or, overwriting it, broke the
+    first one's renewals. Behind Cloud CDN the global root authorises the shared names (it owns the zone and outlives
+    every region; its own certificate covers the public hosts: compiler/ir/edge.py validated_by_global); behind
+    CloudFront, whose root has no Google provider, the first GCP region that covers a name (the spec's order) does,
+    and the others' certificates use that authorisation."""
+    held = validated_by_global(plan, region)
+    by_label = global_dns_authorizations(plan) if held else {}
+    domain = plan.spec.organization.domain
     out = {}
     for host in lb_hostnames(plan, region):
+        if host in held:
+            out[host] = {"name": by_label[host.removesuffix(f".{domain}")], "create": False}
+            continue
         owner = dns_authorization_owner(plan, host)
         out[host] = {"name": dns_authorization_name(owner.cluster_name, host), "create": owner.name == region.name}
     return out
@@ -80,7 +90,8 @@ def dns_authorization_name(cluster: str, host: str) -> str:
 
 
 def dns_authorization_owner(plan: PlatformPlan, host: str) -> RegionPlan:
-    """The GCP region whose root authorises `host`: the first, in the spec's order, whose certificate covers it."""
+    """The GCP region whose root authorises `host`: the first, in the spec's order, whose certificate covers it (for a
+    name the global root does not authorise: dns_authorizations)."""
     return next(r for r in plan.regions if r.cloud == "gcp" and host in lb_hostnames(plan, r))
 
 

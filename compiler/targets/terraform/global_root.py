@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan
 from compiler.ir.edge import (CLOUDFRONT_MAX_ORIGIN_READ_TIMEOUT, CREDENTIAL_HEADER, FRONT_DOOR_RESPONSE_TIMEOUT_RANGE,
-                              api_path_prefixes, edge_cloud, edge_response_timeout, global_name, origin_verify)
+                              api_path_prefixes, edge_cloud, edge_response_timeout, global_name,
+                              global_validation_hosts, origin_verify)
 from compiler.ir.home_routing import (ORIGINS_PER_DISTRIBUTION, SERVING_KEY_PREFIX, WEIGHTED_ORIGIN_ID,
                                       edge_routes_homes, home_origin_id, home_origin_name, routing_store_name)
 from compiler.ir.names import CLIENT_ADDRESS_HEADER
@@ -109,6 +110,9 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
     if cloud == "aws":
         context["home_routing"] = home_routing(plan)
         context["cache"] = cloudfront_cache(plan)
+        # the CDN certificate's names: the public hosts, and origin.<domain> when AWS regions' certificates cover it,
+        # so that this root holds the validation record every certificate of the account shares (compiler/ir/edge.py)
+        context["edge"]["certificate_names"] = [f"{h}.{org.domain}" for h in global_validation_hosts(plan)]
     else:  # Front Door / Cloud CDN: native rules from the same ranges
         context["home_routing"] = home_rules(plan)
     if cloud == "azure":
@@ -134,6 +138,8 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
         context["regions"] = {r.name: {**context["regions"][r.name], "lb_name": r.cluster_name} for r in plan.regions}
         context["region"] = next(r.cloud_region for r in plan.regions if r.cloud == "gcp")
         context["zone_name"] = cloud_dns_zone_name(plan.spec.organization.domain)
+        # host label => its Certificate Manager DNS authorisation, which the regions' certificates use too (gcp.py)
+        context["edge"]["dns_authorizations"] = global_dns_authorizations(plan)
         context["waf"] = {**{k: v for k, v in context["waf"].items() if k != "log_retention_days"},
                           "ddos_protection": edge.ddos_protection}
     if cloud != "aws":
@@ -188,3 +194,12 @@ def cloud_dns_zone_name(domain: str) -> str:
     from compiler.ir.names import fit
     name = domain.lower().replace(".", "-")
     return fit(name if name[:1].isalpha() else f"zone-{name}", 63, key=domain)
+
+
+def global_dns_authorizations(plan: PlatformPlan) -> dict[str, str]:
+    """Google edge: host label => the name of the Certificate Manager DNS authorisation the global root makes for it
+    (compiler/ir/edge.py global_validation_hosts: the public hosts, and origin.<domain>, which the GCP regions'
+    certificates cover). One per name and project: its record, _acme-challenge.<name>, is one CNAME in the zone."""
+    from compiler.ir.names import fit
+    name = global_name(plan.spec)
+    return {h: fit(f"{name}-{h}", 63) for h in global_validation_hosts(plan)}

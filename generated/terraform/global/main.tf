@@ -2,7 +2,8 @@
 # The global edge of 6FB AI Agent System - multi-location franchise platform: the public zone 6fb.example.com,
 # health-checked weighted DNS over every region, and CloudFront with a WAF in front.
 # Apply this root before the regions: they write their own <region>.6fb.example.com records
-# and certificate validations into the zone created here.
+# and the validation records of the names only their certificate covers into the zone created here; this root holds
+# the validation records of the names they share (certificate_names), and an AWS region root stops until they exist.
 
 locals {
   name   = "sixfb-global"
@@ -84,6 +85,7 @@ locals {
   log_retention_days       = 365
   response_timeout         = 61
   cloudfront_read_timeout  = 60
+  certificate_names        = ["api.6fb.example.com", "app.6fb.example.com", "origin.6fb.example.com"]
 }
 
 module "kms" {

@@ -676,6 +676,7 @@ module "load_balancer" {
   vpc_cidr                 = "10.2.0.0/16"
   public_zone              = "6fb.example.com"
   hostnames                = ["ca-central-1.6fb.example.com", "origin.6fb.example.com", "api.6fb.example.com", "app.6fb.example.com"]
+  shared_hostnames         = ["origin.6fb.example.com", "api.6fb.example.com", "app.6fb.example.com"]
   ssl_policy               = "ELBSecurityPolicy-TLS13-1-2-2021-06"
   listener_port            = 443
   target_port              = 8443

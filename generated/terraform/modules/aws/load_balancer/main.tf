@@ -24,8 +24,30 @@ resource "aws_acm_certificate" "this" {
   }
 }
 
-resource "aws_route53_record" "validation" {
-  for_each = { for o in aws_acm_certificate.this.domain_validation_options : o.domain_name => o }
+# ACM gives each name one validation record (name and value) for the whole account, whichever certificate or region
+# asks ("Each record, created specifically for your domain and your account"; "the CNAME validation token works for
+# any AWS Region", ACM User Guide, DNS validation), and renews a certificate only while every name's record stays.
+# So every record has exactly one owner: this root creates the records of the names only this certificate covers;
+# the names every region shares (var.shared_hostnames: origin., the public hosts) are the global root's, which owns
+# the zone and outlives every region. Were they this root's too, destroying it (a region decommissioned) would delete
+# records every other region's certificate renews against, and those renewals would fail months later, silently.
+locals {
+  validation        = { for o in aws_acm_certificate.this.domain_validation_options : o.domain_name => o }
+  shared_validation = { for name, o in local.validation : name => o if contains(var.shared_hostnames, name) }
+}
+
+# Earlier versions created every name's record here, under this address: forgotten, never deleted (the global root
+# took over the shared ones; own_validation below takes over this region's own as they are).
+removed {
+  from = aws_route53_record.validation
+
+  lifecycle {
+    destroy = false
+  }
+}
+
+resource "aws_route53_record" "own_validation" {
+  for_each = { for name, o in local.validation : name => o if !contains(var.shared_hostnames, name) }
 
   zone_id         = data.aws_route53_zone.public.zone_id
   name            = each.value.resource_record_name
@@ -35,9 +57,41 @@ resource "aws_route53_record" "validation" {
   allow_overwrite = true
 }
 
+# The shared names' records as the zone has them (Route 53 lists names in lower case with the final dot), to stop
+# with a clear message before waiting out the validation's timeout when the global root has not made them yet.
+data "aws_route53_records" "shared_validation" {
+  count = length(var.shared_hostnames) > 0 ? 1 : 0
+
+  zone_id    = data.aws_route53_zone.public.zone_id
+  name_regex = "^_[^.]+\\.(${join("|", [for h in var.shared_hostnames : replace(lower(h), ".", "\\.")])})\\.$"
+}
+
+locals {
+  shared_in_zone = toset(flatten([
+    for r in try(data.aws_route53_records.shared_validation[0].resource_record_sets, []) : [
+      for v in r.resource_records : "${trimsuffix(lower(r.name), ".")} ${trimsuffix(lower(v.value), ".")}"
+    ] if r.type == "CNAME"
+  ]))
+  shared_missing = sort([
+    for name, o in local.shared_validation : name
+    if !contains(local.shared_in_zone, "${trimsuffix(lower(o.resource_record_name), ".")} ${trimsuffix(lower(o.resource_record_value), ".")}")
+  ])
+}
+
 resource "aws_acm_certificate_validation" "this" {
-  certificate_arn         = aws_acm_certificate.this.arn
-  validation_record_fqdns = [for r in aws_route53_record.validation : r.fqdn]
+  certificate_arn = aws_acm_certificate.this.arn
+  validation_record_fqdns = concat(
+    [for r in aws_route53_record.own_validation : r.fqdn],
+    # as aws_route53_record's fqdn writes a name (lower case, no final dot), which earlier versions listed here
+    [for o in local.shared_validation : trimsuffix(lower(o.resource_record_name), ".")],
+  )
+
+  lifecycle {
+    precondition {
+      condition     = length(local.shared_missing) == 0
+      error_message = "The validation records of ${join(", ", local.shared_missing)} are the global root's (it owns the public zone ${var.public_zone}): apply generated/terraform/global first, then this root."
+    }
+  }
 }
 
 # CloudFront's origin-facing servers are the only clients of the origin: nothing reaches Kong around

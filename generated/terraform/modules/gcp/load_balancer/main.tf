@@ -24,8 +24,10 @@ resource "google_compute_ssl_policy" "this" {
   profile         = "RESTRICTED"
 }
 
-# A name several GCP regions serve (origin., api., app.) is authorised once per project, by one region root: its
-# CNAME, _acme-challenge.<name>, is one record in the public zone, and each authorisation wants its own value.
+# A name several roots' certificates cover (origin., api., app.) is authorised once per project: its CNAME,
+# _acme-challenge.<name>, is one record in the public zone, and each authorisation wants its own value. Behind Cloud
+# CDN the global root authorises them (create = false for all three here); behind another cloud's edge, whose root has
+# no Google provider, the first GCP region in the spec's order.
 resource "google_certificate_manager_dns_authorization" "this" {
   for_each = { for host, a in var.dns_authorizations : host => a.name if a.create }
 

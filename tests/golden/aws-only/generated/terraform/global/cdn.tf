@@ -6,9 +6,14 @@
 # geo-restriction of the blocked countries, access logs, and Shield Advanced when the spec asks
 # for DDoS protection (the account's Shield Advanced subscription is a prerequisite).
 
+# The viewers' certificate (the public hosts), which also covers origin.<domain>: CloudFront never serves
+# that name, but every AWS region's load balancer certificate does, and ACM gives each name one validation record
+# for the whole account, whichever certificate or region asks. This root owns the zone and outlives every region,
+# so it holds that record (the regions only check that it is there): a region root holding it took it away when
+# the region was destroyed, and every other region's certificate then failed its managed renewal.
 resource "aws_acm_certificate" "cdn" {
-  domain_name               = "${local.public_hosts[0]}.${local.domain}"
-  subject_alternative_names = [for h in slice(local.public_hosts, 1, length(local.public_hosts)) : "${h}.${local.domain}"]
+  domain_name               = local.certificate_names[0]
+  subject_alternative_names = slice(local.certificate_names, 1, length(local.certificate_names))
   validation_method         = "DNS"
   tags                      = local.tags
 
@@ -17,6 +22,9 @@ resource "aws_acm_certificate" "cdn" {
   }
 }
 
+# The validation record of every name above, for every certificate of the account that covers it (the regions' too).
+# allow_overwrite: earlier versions had each AWS region root create the shared names' records as well; this root
+# takes them over as they are (the same name and value), and those roots now forget them without deleting them.
 resource "aws_route53_record" "cdn_validation" {
   for_each = { for o in aws_acm_certificate.cdn.domain_validation_options : o.domain_name => o }
 

@@ -2,7 +2,8 @@
 # The global edge of Acme test platform: the public zone acme.example.org,
 # health-checked weighted DNS over every region, and CloudFront with a WAF in front.
 # Apply this root before the regions: they write their own <region>.acme.example.org records
-# and certificate validations into the zone created here.
+# and the validation records of the names only their certificate covers into the zone created here; this root holds
+# the validation records of the names they share (certificate_names), and an AWS region root stops until they exist.
 
 locals {
   name   = "acme-global"
@@ -45,6 +46,7 @@ locals {
   log_retention_days       = 365
   response_timeout         = 61
   cloudfront_read_timeout  = 60
+  certificate_names        = ["api.acme.example.org", "app.acme.example.org", "origin.acme.example.org"]
 }
 
 module "kms" {

@@ -20,10 +20,14 @@ resource "google_compute_ssl_policy" "edge" {
   profile         = "RESTRICTED"
 }
 
+# One DNS authorisation per name any certificate of the project shares: the public hosts, and origin.<domain>, which
+# every region's load balancer certificate covers (the regions' certificates use these; they authorise only their
+# own <region>.<domain>). Its record, _acme-challenge.<name>, is one CNAME in the zone: a second authorisation of the
+# name failed on it, and a region root holding it took it away from the others when the region was destroyed.
 resource "google_certificate_manager_dns_authorization" "public" {
-  for_each = toset(local.public_hosts)
+  for_each = local.dns_authorizations
 
-  name   = "${local.name}-${each.key}"
+  name   = each.value
   domain = "${each.key}.${local.domain}"
   labels = local.tags
 }
@@ -34,7 +38,7 @@ resource "google_certificate_manager_certificate" "edge" {
 
   managed {
     domains            = [for h in local.public_hosts : "${h}.${local.domain}"]
-    dns_authorizations = [for a in google_certificate_manager_dns_authorization.public : a.id]
+    dns_authorizations = [for h in local.public_hosts : google_certificate_manager_dns_authorization.public[h].id]
   }
 }
 

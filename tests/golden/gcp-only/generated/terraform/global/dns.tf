@@ -77,7 +77,7 @@ resource "google_dns_record_set" "public" {
   rrdatas      = [google_compute_global_address.edge.address]
 }
 
-# Certificate Manager checks these CNAMEs to issue and renew the edge certificate.
+# Certificate Manager checks these CNAMEs to issue and renew the edge certificate and the regions' (their shared names).
 resource "google_dns_record_set" "authorization" {
   for_each = google_certificate_manager_dns_authorization.public
 

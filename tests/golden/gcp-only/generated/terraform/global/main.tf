@@ -5,7 +5,8 @@
 # traffic share) whose answers each follow a health check of the region's load balancer, so a failed
 # region leaves DNS.
 # Apply this root before the regions: it reserves each region's load balancer address (the region's
-# root uses it) and the regions write their <region>.acme.example.org records into the zone created here.
+# root uses it) and authorises the names their certificates share (dns_authorizations), and the regions write their
+# <region>.acme.example.org records into the zone created here.
 
 locals {
   name   = "acme-global"
@@ -48,6 +49,11 @@ locals {
   response_timeout            = 61
   minimum_tls_version         = "TLS_1_3"
   health_check_source_regions = ["us-east4", "europe-west1", "asia-southeast1"]
+  dns_authorizations = {
+    api    = "acme-global-api"
+    app    = "acme-global-app"
+    origin = "acme-global-origin"
+  }
 }
 
 module "waf" {

@@ -631,6 +631,7 @@ module "load_balancer" {
   vpc_cidr                 = "10.20.0.0/16"
   public_zone              = "acme.example.org"
   hostnames                = ["use1.acme.example.org", "origin.acme.example.org", "api.acme.example.org", "app.acme.example.org"]
+  shared_hostnames         = ["origin.acme.example.org", "api.acme.example.org", "app.acme.example.org"]
   ssl_policy               = "ELBSecurityPolicy-TLS13-1-2-2021-06"
   listener_port            = 443
   target_port              = 8443

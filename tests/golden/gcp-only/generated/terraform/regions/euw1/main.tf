@@ -497,15 +497,15 @@ module "load_balancer" {
       create = true
     }
     "origin.acme.example.org" = {
-      name   = "acme-usc1-origin-acme-example-org"
+      name   = "acme-global-origin"
       create = false
     }
     "api.acme.example.org" = {
-      name   = "acme-usc1-api-acme-example-org"
+      name   = "acme-global-api"
       create = false
     }
     "app.acme.example.org" = {
-      name   = "acme-usc1-app-acme-example-org"
+      name   = "acme-global-app"
       create = false
     }
   }

@@ -504,16 +504,16 @@ module "load_balancer" {
       create = true
     }
     "origin.acme.example.org" = {
-      name   = "acme-usc1-origin-acme-example-org"
-      create = true
+      name   = "acme-global-origin"
+      create = false
     }
     "api.acme.example.org" = {
-      name   = "acme-usc1-api-acme-example-org"
-      create = true
+      name   = "acme-global-api"
+      create = false
     }
     "app.acme.example.org" = {
-      name   = "acme-usc1-app-acme-example-org"
-      create = true
+      name   = "acme-global-app"
+      create = false
     }
   }
   min_tls_version       = "TLS_1_3"

@@ -29,6 +29,11 @@ variable "hostnames" {
   type        = list(string)
 }
 
+variable "shared_hostnames" {
+  description = "Names of the certificate whose validation records the global root holds (those every region's certificate covers: origin., the public hosts); this module checks that they exist and never creates them."
+  type        = list(string)
+}
+
 variable "ssl_policy" {
   description = "ELB security policy: the lowest TLS of the clients that connect (1.2 where health checks probe it), at least 1.2."
   type        = string
