@@ -299,6 +299,17 @@ def getting_started(plan: PlatformPlan) -> str:
     from compiler.ir.edge import dns_provider
     zone = {"route53": "aws_route53_zone.public", "azure_dns": "azurerm_dns_zone.public",
             "cloud_dns": "google_dns_managed_zone.public"}[dns_provider(plan.spec)]
+    from compiler.ir.edge import edge_cloud, shared_hostnames, validated_by_global
+    held = [r for r in plan.regions if validated_by_global(plan, r)]
+    shared = ""
+    if held:
+        cloud = edge_cloud(plan.spec)
+        names = ", ".join(f"`{h}`" for h in shared_hostnames(plan))
+        shared = (f"\n   The global root also holds the validation records of the names every {cloud.upper()} region's "
+                  f"certificate shares ({names}): a region root creates only its own name's, so destroying one region "
+                  "never takes the others' away."
+                  + (" A region root applied before it stops with a message naming the missing records."
+                     if cloud == "aws" else ""))
     shield = ("\n   Edge DDoS protection is on (`edge.ddos_protection`): on AWS, subscribe the account to Shield Advanced "
               "first (a one-year commitment, billed monthly); every Shield API call fails until it is subscribed."
               if plan.spec.edge.ddos_protection else "")
@@ -320,7 +331,7 @@ def getting_started(plan: PlatformPlan) -> str:
 5. **Apply the global edge first**, then each region (here `{first.name}`). The certificates are validated by DNS
    records in the public zone this root creates, which nobody can see until the domain is delegated to it: create
    the zone alone, delegate `{domain}` to its name servers at the parent (the registrar, or the parent zone) and wait
-   until they answer, then apply the rest; otherwise the certificate validations wait out their timeout and fail.{shield}
+   until they answer, then apply the rest; otherwise the certificate validations wait out their timeout and fail.{shield}{shared}
 
    ```sh
    terraform -chdir=generated/terraform/global init

@@ -398,3 +398,34 @@ def test_a_region_applied_before_the_global_root_stops_with_a_clear_message(tree
     stale = {**record[shared[-1]], "resource_records": [{"value": "_other.acm-validations.aws."}]}
     r = apply([record[h] for h in shared[:-1]] + [stale])
     assert r.returncode != 0 and shared[-1] in " ".join((r.stdout + r.stderr).split())
+
+
+def test_the_docs_say_who_holds_the_shared_records_and_what_a_decommission_takes_away(trees):
+    """The apply order and its reason: the getting-started page and each region page name the global root as the
+    holder of the shared names' records; a GCP region that authorises names for the others (behind CloudFront)
+    says what destroying it takes away and what to apply next."""
+    from compiler.docs import getting_started
+    from compiler.ir.edge import shared_hostnames, validated_by_global
+    from compiler.targets.terraform import docs as tf_docs
+    from compiler.targets.terraform import gcp as tf_gcp
+    seen = set()
+    for case in CASES:
+        plan, _ = trees[case]
+        page = " ".join(getting_started(plan).split())
+        held = [r for r in plan.regions if validated_by_global(plan, r)]
+        names = ", ".join(f"`{h}`" for h in shared_hostnames(plan))
+        assert (f"The global root also holds the validation records of the names every" in page) == bool(held), case
+        if held:
+            assert names in page, case
+        for r in plan.regions:
+            text = " ".join(tf_docs.section(plan, r).split())
+            if validated_by_global(plan, r):
+                seen.add(r.cloud)
+                assert f"({', '.join(f'`{h}`' for h in validated_by_global(plan, r))}) are validated by" in text
+                assert "that the global root holds" in text and "Apply the global root first." in text, (case, r.name)
+            lent = r.cloud == "gcp" and any(a["create"] and h in shared_hostnames(plan)
+                                            for h, a in tf_gcp.dns_authorizations(plan, r).items())
+            assert ("This root authorises names the other GCP regions' certificates use too" in text) == (
+                lent and sum(o.cloud == "gcp" for o in plan.regions) > 1), (case, r.name)
+            seen |= {"gcp-lender"} if lent else set()
+    assert seen >= {"aws", "gcp", "gcp-lender"}, seen

@@ -79,6 +79,19 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      "Scaling creates the node groups' encrypted volumes, and KMS refuses a key policy naming a "
                      "principal that does not exist (MalformedPolicyDocumentException), which would stop the apply "
                      "at its first resource.")
+    shared = validated_by_global(plan, region)
+    if shared:  # AWS and GCP regions behind their own cloud's edge (compiler/ir/edge.py)
+        names = ", ".join(f"`{h}`" for h in shared)
+        what = {"aws": "ACM validation records (one per name for the whole account, whichever certificate or region "
+                       "asks)",
+                "gcp": "Certificate Manager DNS authorisations and their `_acme-challenge` records (one per name and "
+                       "project)"}[region.cloud]
+        stop = (" This root checks that they exist before it waits for the certificate (a precondition names the "
+                "missing ones)." if region.cloud == "aws" else "")
+        notes.append(f"The certificate's names that every region's certificate covers ({names}) are validated by "
+                     f"{what} that the global root holds: this root creates only those of its own names and deletes "
+                     f"none of the shared ones when it is destroyed, so decommissioning the region leaves the other "
+                     f"regions' renewals intact. Apply the global root first.{stop}")
     check = origin_verify(plan, region)
     if check and check.front_door_profile:
         notes.append(f"Only this edge's Front Door reaches the gateway: every Front Door customer connects from the "
@@ -207,11 +220,20 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      "them for the others when it is destroyed, or depend on every resource waiting for them.")
         owners = sorted({_terraform_gcp.dns_authorization_owner(plan, host).name
                          for host, a in _terraform_gcp.dns_authorizations(plan, region).items()
-                         if not a["create"] and host not in validated_by_global(plan, region)})
+                         if not a["create"] and host not in shared})
         if owners:
             notes.append(f"The names this region's certificate shares with other GCP regions are authorised once per "
                          f"project, by {', '.join(owners)} (one `_acme-challenge` record per name in the public zone): "
                          f"apply {', '.join(owners)} first, or at least `-target=module.load_balancer` there.")
+        lent = [h for h, a in _terraform_gcp.dns_authorizations(plan, region).items() if a["create"] and any(
+            o.name != region.name and o.cloud == "gcp" and h in V.lb_hostnames(plan, o) for o in plan.regions)]
+        if lent:
+            notes.append(f"This root authorises names the other GCP regions' certificates use too ("
+                         + ", ".join(f"`{h}`" for h in lent) + f"; the global root, on {CDN_NAMES[cdn_provider(plan.spec)]}, "
+                         "has no Google provider): destroying it (decommissioning the region) deletes those "
+                         "authorisations and their records, and the others' certificates stop renewing. Right after "
+                         "destroying it, apply the other GCP region roots as generated from the spec without it: the "
+                         "first of them in the spec's order then authorises those names, the others use its.")
         notes.append("Backup and DR runs a rule at most every 4 hours: the hourly schedule is a snapshot schedule on "
                      "the data disks (start on the hour). Backup and DR vaults are regional, so the DR copy of the "
                      "databases is the replicated backup bucket.")
