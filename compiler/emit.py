@@ -90,8 +90,9 @@ def _each(jobs):
     """_run over jobs in order, releasing render's and hcl's memos whenever the target changes (each process runs
     its own): a target's documents and strings are rarely another's, and kept they were the run's largest growth
     after the plan (~14 MiB at 120 regions, ~4 more since hcl's block memo). Once a region's last job here is done,
-    every region no job left here reads is released (RegionPlan.release): a region's facts are read by its own jobs
-    and by its DR partner's (which runs its standby cluster: pg_hba, the standby's CA), and the parent's
+    every region no job left here reads is released (RegionPlan.release): a region's facts are read by its own jobs,
+    by its DR partner's (which runs its standby cluster: pg_hba, the standby's CA) and by those of the regions whose
+    DR partner it is (their split-brain fence verifies its hosts with its published CA), and the parent's
     platform-wide jobs read every region's data access. A fact read after its release is computed again, the same."""
     from compiler import render
     from compiler.formats import hcl
@@ -102,7 +103,10 @@ def _each(jobs):
         region = _region_of(j)
         if region is not None:
             own_last[region.name] = i
-    last_read = [(max(own_last.get(r.name, -1), own_last.get(r.dr_partner, -1)), r) for r in regions]
+    readers = {r.name: {r.name, r.dr_partner} for r in regions}
+    for r in regions:
+        readers.get(r.dr_partner, set()).add(r.name)
+    last_read = [(max(own_last.get(n, -1) for n in readers[r.name]), r) for r in regions]
     releases = {i for i, _ in last_read}
     last = None
     for i, j in enumerate(jobs):

@@ -26,8 +26,8 @@ from typing import Mapping
 from compiler.ir import Addressing, Connection, Host, Peer, ServicePlan, Zone, frozen_map
 from compiler.ir.data_access import role_name
 from compiler.ir.network import cidr_span as _span
-from compiler.ir.postgres_ha import (STANDBY_HBA_LAYER, leader_endpoint, replica_endpoint, standby_peer,
-                                     standby_source)
+from compiler.ir.postgres_ha import (FENCE_LAYER, STANDBY_HBA_LAYER, fenced_by, leader_endpoint, replica_endpoint,
+                                     standby_peer, standby_source)
 from compiler.ir.names import (GATEWAY_NAMESPACE, GCP_FRONT_END_RANGES, ISTIO_METRICS_PORT, ISTIO_NAMESPACE,
                                ISTIOD_XDS_PORT, KONG_POD_LABELS, KONG_PROXY_TLS_PORT, KONG_STATUS_PORT, KUBE_API_PEER,
                                MONITORING_NAMESPACE, NODE_EXPORTER_PORT, OTEL_COLLECTOR_SERVICE, OTEL_PROMETHEUS_PORT, OTLP_GRPC_PORT,
@@ -580,6 +580,34 @@ def _standby_source(peer: Peer, far, region) -> Peer:
                 hosts=narrowed.hosts, cidrs=narrowed.cidrs)
 
 
+def _fence_connection(home, far, sb) -> tuple[Connection, Connection] | None:
+    """The split-brain fence's flow, as each end states it: (in `home`'s wiring, in `far`'s). Before its Patroni
+    starts, every member of `home`'s own cluster asks each member of the standby cluster `far` (its DR partner) runs
+    of it, `sb`, for GET /primary on that cluster's REST port over TLS (the Ansible patroni role's drop-in; the
+    runbook's step 2). `home` states it leaving its members for the partner's hosts (`cloud-firewall-egress`, and
+    FENCE_LAYER: the drop-in dials exactly these); `far` states it entering its standby hosts (`cloud-firewall`,
+    `nftables`). Both cross the peering. None when `home` has no Patroni members or `far` no host of the standby."""
+    ha = getattr(home, "postgres_ha", None)
+    members = tuple(h for h in home.hosts if ha is not None and h.name in ha.members)
+    standby = tuple(h for h in far.hosts if h.name in sb.hosts)
+    if not members or not standby:
+        return None
+    mine = _hosts("patroni", "postgres", members, home.zones)
+    theirs = _hosts(standby_peer(sb.of_region), "postgres", standby, far.zones)
+    address = ",".join(theirs.hosts)
+    # (the hosts' firewall comments carry it, within ansible-lint's line length)
+    purpose = sys.intern(f"{home.name}'s Patroni asks whether its standby in {far.name} was promoted (split-brain fence)")
+    leaving = Connection(
+        source=mine, dest=dataclasses.replace(theirs, kind="remote-hosts"), address=address, port=sb.rest_port,
+        dest_port=sb.rest_port, protocol="TCP", app_protocol="https", purpose=purpose, tls="1.2",
+        layers=_layers(("inter-region", "cloud-firewall-egress", FENCE_LAYER)))
+    entering = Connection(
+        source=dataclasses.replace(mine, name=f"patroni-{home.name}", kind="remote-hosts"), dest=theirs,
+        address=address, port=sb.rest_port, dest_port=sb.rest_port, protocol="TCP", app_protocol="https",
+        purpose=purpose, tls="1.2", layers=_layers(("inter-region", "cloud-firewall", "nftables")))
+    return leaving, entering
+
+
 def inter_region_connections(platform: Platform, region, regions: dict, wiring: tuple,
                              ends: dict | None = None) -> tuple:
     """The region's wiring (`wiring`: its own connections and its Patroni cluster's) with the flows that cross the
@@ -591,6 +619,8 @@ def inter_region_connections(platform: Platform, region, regions: dict, wiring: 
       host firewall, the security groups / firewall rules / NSGs, admit the partner's range).
     - Each standby cluster the region runs for another region dials that region's leader endpoint across the
       peering (`cloud-firewall-egress`: the data hosts' egress admits it).
+    - The split-brain fence (_fence_connection): the region's Patroni members ask the standby cluster its DR partner
+      runs of it before they start; that region's standby hosts admit the members of each region they run one of.
     - Home-region routing: Kong forwards a request whose franchise lives in a linked region to that region's
       internal gateway (`kong-forward`: the routing function names it; the NetworkPolicy lets Kong out to it);
       the gateway admits every linked region's Kong (`internal-gateway`) and forwards to this region's Kong."""
@@ -641,6 +671,17 @@ def inter_region_connections(platform: Platform, region, regions: dict, wiring: 
             purpose=f"{sb.of_region}'s standby cluster streams WAL from {sb.of_region}'s leader across the peering",
             tls=tls_min, layers=("inter-region", "cloud-firewall-egress"), database="replication",
             user=POSTGRES_REPLICATION_USER))
+        # the split-brain fence: before it starts, each member of the source's own cluster asks this standby
+        # cluster's members whether it was promoted (compiler/ir/postgres_ha.py FENCE_LAYER)
+        fence = _fence_connection(home, region, sb)
+        if fence is not None:
+            out.append(fence[1])
+    partner = regions.get(region.dr_partner)
+    copy = fenced_by(region, partner) if ha is not None and partner is not None and partner.cloud == region.cloud \
+        else None
+    fence = _fence_connection(region, partner, copy) if copy is not None else None
+    if fence is not None:
+        out.append(fence[0])
     # A linked region's end of these flows (its gateway peer, the name dialled, the purpose; the forwarding
     # region's Kong as a remote peer) is the same in every region it is linked with: made once per region for the
     # whole platform when the caller passes `ends` (at 120 regions, 11,000 flows held 4.6 MiB of copies).

@@ -112,6 +112,45 @@ def test_patroni_and_etcd_paths_follow_the_ha_plan(reference):
     assert len({s.port for s in us_east.standbys}) == 3
 
 
+def test_each_region_fences_its_own_cluster_against_its_partners_copy_at_both_ends(reference):
+    """The split-brain fence: before its Patroni starts, every member of a region's own cluster asks the members of
+    the standby cluster its DR partner runs of it (GET /primary on that cluster's REST port). One flow, stated at
+    both ends so every layer's rules come from it: leaving the region's members for the partner's standby hosts
+    (the egress the data hosts need, and the fence's own layer, which the Ansible drop-in dials), and entering the
+    partner's standby hosts from exactly those members (the cloud firewall and nftables there); both cross the
+    peering. A region no partner keeps a standby of has nothing to ask."""
+    from compiler.ir.postgres_ha import FENCE_LAYER
+    fenced = 0
+    for r in reference.regions:
+        partner = reference.region(r.dr_partner)
+        copy = next((s for s in (partner.postgres_ha.standbys if partner.postgres_ha else ()) if s.of_region == r.name),
+                    None)
+        leaving = [c for c in r.wiring if FENCE_LAYER in c.layers]
+        if copy is None:
+            assert leaving == [], r.name
+            continue
+        fenced += 1
+        (out,) = leaving
+        members = {h.fqdn for h in r.hosts if h.name in r.postgres_ha.members}
+        standby = {h.fqdn for h in partner.hosts if h.name in copy.hosts}
+        assert out.layers == ("inter-region", "cloud-firewall-egress", FENCE_LAYER)
+        assert (out.port, out.dest_port, out.protocol, out.app_protocol) == (copy.rest_port, copy.rest_port, "TCP", "https")
+        assert set(out.source.hosts) == members and set(out.dest.hosts) == standby and out.dest.kind == "remote-hosts"
+        assert out.tls
+        # the partner's end: the same hosts and port, from the members' subnets, through its host firewalls
+        (into,) = [c for c in partner.wiring if c.source.name == f"patroni-{r.name}"]
+        assert into.layers == ("inter-region", "cloud-firewall", "nftables")
+        assert (into.dest_port, set(into.dest.hosts), into.dest.kind) == (copy.rest_port, standby, "hosts")
+        assert set(into.source.hosts) == members and into.source.cidrs == out.source.cidrs
+        assert set(out.dest.cidrs) == set(into.dest.cidrs)
+        # (the members' addresses are known only after apply: the subnets of their zones stand for them)
+        zones = {z.name: z.private_cidr for z in r.zones}
+        assert set(into.source.cidrs) == {zones[h.zone] for h in r.hosts if h.name in r.postgres_ha.members}
+    # every region of the reference has its cluster kept by its partner (ca-central-1's and sa-east-1's in us-east-1,
+    # ap-south-1's and ap-southeast-2's in ap-southeast-1)
+    assert fenced == len(reference.regions) == 12
+
+
 @pytest.mark.parametrize("cloud, cidr, nodes, expected", [
     ("gcp", "10.0.128.0/17", 128, 110),  # a /24 per node: exactly 128 fit
     ("gcp", "10.0.128.0/17", 200, 64),  # a /25 per node: 256 fit

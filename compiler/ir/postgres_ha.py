@@ -166,6 +166,20 @@ STANDBY_HBA_LAYER = "pg_hba-standby"
 source's lines plus this region's), not by the region's, since the cluster holds the source's data and roles."""
 
 
+FENCE_LAYER = "patroni-fence"
+"""The layer of the split-brain fence's connection: before its Patroni starts, each member of a region's own cluster
+asks the members of the standby cluster its DR partner runs of it (GET /primary on that cluster's REST API; only the
+leader of a cluster that is no longer a standby answers 200) and refuses to start when the partner's copy was promoted
+(the region runbook, step 3). The Ansible patroni role's drop-in for patroni@<v>-main dials exactly that connection's
+hosts and port (group_vars `patroni_fence`); `platformc verify` proves it."""
+
+
+def fenced_by(region, partner) -> StandbyCluster | None:
+    """The standby cluster `partner` (the region's DR partner's plan) runs of `region`: what the region's fence asks."""
+    return next((s for s in getattr(getattr(partner, "postgres_ha", None), "standbys", ()) or ()
+                 if s.of_region == region.name), None)
+
+
 STANDBY_PEER_PREFIX = "standby-"
 
 

@@ -20,6 +20,11 @@ nat `prerouting` chain must redirect it to the port served (NAT at prerouting co
 then sees the port served), and no input rule may open it for something else (the redirect would take its
 connections).
 
+patroni-fence: the split-brain fence's connection (compiler/ir/postgres_ha.py FENCE_LAYER) is what every member of the
+region's own cluster dials before its Patroni starts: the patroni role's drop-in of patroni@<version>-main, rendered
+with the member's variables as the copy task writes it, runs (ExecStartPre) a script the role installs from its files,
+over exactly the connection's hosts on its port, and verifies their certificates with a CA file the role writes.
+
 pg_hba: the lines are evaluated in order, as PostgreSQL does (first line whose type, database, user and
 address match decides): from each source CIDR, the connection's database and user must first match a
 `hostssl` line with scram-sha-256. A line addressed by host name needs reverse DNS, which nothing creates:
@@ -38,10 +43,10 @@ import ipaddress
 import re
 from functools import lru_cache
 
-from compiler.ir.postgres_ha import STANDBY_HBA_LAYER, standby_hba_file, standby_of
-from compiler.verify import Broken, Result
+from compiler.ir.postgres_ha import FENCE_LAYER, STANDBY_HBA_LAYER, standby_hba_file, standby_of
+from compiler.verify import Broken, Result, strip_lines
 
-LAYERS = ("nftables", "pg_hba", STANDBY_HBA_LAYER)
+LAYERS = ("nftables", "pg_hba", STANDBY_HBA_LAYER, FENCE_LAYER)
 TLS_LAYER = "tls"  # object-level: the versions both ends of a PostgreSQL hop accept
 
 INVENTORY = "ansible/inventories/{region}"
@@ -50,6 +55,8 @@ NFT_TEMPLATE = "ansible/roles/common/templates/nftables.conf.j2"
 RULES_VAR = "common_firewall_rules"  # the variable the template renders (for naming the line to blame)
 REDIRECTS_VAR = "common_port_redirects"  # [{protocol, ports, to_port}]: the nat prerouting redirects it renders
 DATASTORES = "datastores/{region}"
+PATRONI_ROLE = "ansible/roles/patroni"
+_FENCE_DROPIN = re.compile(r"^/etc/systemd/system/patroni@(?P<instance>[^/]+)\.service\.d/[^/]+\.conf$")
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -69,6 +76,9 @@ def check(tree, region, connections):
             out += _check_pg_hba(tree, region, [c], f"{DATASTORES.format(region=region)}/{standby_hba_file(of_region)}",
                                  STANDBY_HBA_LAYER)
     out += _check_tls(tree, region, connections)
+    for c in connections:
+        if FENCE_LAYER in c.layers:
+            out.append(Result(FENCE_LAYER, c.id, _check_fence(tree, region, c)))
     return out
 
 
@@ -778,3 +788,90 @@ def _agree(c, client_name, client, client_rel, client_line, server, server_rel, 
             out.append(Broken(server_rel, server_line, TLS_LAYER, c.id,
                               f"PostgreSQL accepts TLS {_floor(server)}, below the floor {c.tls}"))
     return out
+
+
+# ================================================================ the split-brain fence
+
+def _role_tasks(tree) -> list[dict]:
+    docs = tree.yaml_docs(f"{PATRONI_ROLE}/tasks/main.yml")
+    tasks = docs[0] if docs and isinstance(docs[0], list) else []
+    return [t for t in tasks if isinstance(t, dict)]
+
+
+def _copies(tasks) -> list[dict]:
+    return [t for t in tasks if isinstance(t.get("ansible.builtin.copy"), dict)]
+
+
+def _check_fence(tree, region, c) -> list[Broken]:
+    import shlex
+
+    import jinja2
+    tasks_rel = f"{PATRONI_ROLE}/tasks/main.yml"
+    inv = _Inventory(tree, region)
+    by_address = {hv.get("ansible_host"): h for m in inv.members.values() for h, hv in m.items()
+                  if isinstance(hv, dict)}
+    copies = _copies(_role_tasks(tree))
+    dropins = [t for t in copies if str(t["ansible.builtin.copy"].get("dest", "")).startswith("/etc/systemd/system/patroni@")
+               and "ExecStartPre=" in str(t["ansible.builtin.copy"].get("content", ""))]
+    if not dropins:
+        return [Broken(tasks_rel, 1 if tree.exists(tasks_rel) else 0, FENCE_LAYER, c.id,
+                       "no drop-in of a Patroni unit runs the fence before Patroni starts")]
+    task = dropins[0]
+    args = task["ansible.builtin.copy"]
+    defaults = (tree.yaml_docs(f"{PATRONI_ROLE}/defaults/main.yml") or [{}])[0]
+    env = jinja2.Environment(keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    want = sorted(f"https://{h}:{c.dest_port}" for h in c.dest.hosts)
+    out: list[Broken] = []
+    for fqdn in c.source.hosts:
+        host = by_address.get(fqdn)
+        if host is None:
+            out.append(Broken(inv.hosts_file, 1, FENCE_LAYER, c.id, f"no inventory host has the address {fqdn}"))
+            continue
+        variables, origin = inv.variables(host)
+        variables = strip_lines({**(defaults if isinstance(defaults, dict) else {}), **variables})
+        try:
+            dest = env.from_string(str(args.get("dest", ""))).render(**variables)
+            content = env.from_string(str(args.get("content", ""))).render(**variables)
+        except Exception as exc:  # what Ansible could not render either
+            out.append(Broken(tasks_rel, task.get("__line__", 1), FENCE_LAYER, c.id,
+                              f"host {host}: the fence's drop-in does not render: {exc}"))
+            break
+        unit = f"patroni@{variables.get('postgresql_version')}-main"
+        m = _FENCE_DROPIN.match(dest)
+        if not m or m.group("instance") != unit.removeprefix("patroni@"):
+            out.append(Broken(tasks_rel, task.get("__line__", 1), FENCE_LAYER, c.id,
+                              f"host {host}: the fence's drop-in {dest} is not one of the region's cluster ({unit})"))
+            break
+        # a line ending in a backslash goes on in the next (systemd.syntax(7))
+        lines = [line.split("=", 1)[1] for line in content.replace("\\\n", " ").splitlines()
+                 if line.startswith("ExecStartPre=")]
+        argv = shlex.split(lines[0].lstrip("+-@!:")) if lines else []
+        urls = sorted(a for a in argv[1:] if a.startswith("https://"))
+        if urls != want:
+            rel = origin.get("patroni_fence", tasks_rel)
+            out.append(Broken(rel, tree.line_of(rel, "patroni_fence:") if rel != tasks_rel else task.get("__line__", 1),
+                              FENCE_LAYER, c.id, f"host {host}'s fence asks {', '.join(urls) or 'nothing'}, not the "
+                              f"standby cluster's members {', '.join(want)}"))
+            break
+        script = argv[0] if argv else ""
+        installed = [t for t in copies if t["ansible.builtin.copy"].get("dest") == script
+                     and tree.exists(f"{PATRONI_ROLE}/files/{t['ansible.builtin.copy'].get('src', '')}")]
+        if not installed:
+            out.append(Broken(tasks_rel, task.get("__line__", 1), FENCE_LAYER, c.id,
+                              f"the drop-in runs {script or 'nothing'}, which no task installs from the role's files"))
+            break
+        ca = argv[argv.index("--ca") + 1] if "--ca" in argv[:-1] else ""
+        written = [t for t in copies if ca and _renders_to(env, t["ansible.builtin.copy"].get("dest"), variables) == ca]
+        if c.tls and not written:
+            out.append(Broken(tasks_rel, task.get("__line__", 1), FENCE_LAYER, c.id,
+                              f"host {host}'s fence does not verify the partner's certificates (--ca "
+                              f"{ca or 'missing'}: no task writes it)"))
+            break
+    return out
+
+
+def _renders_to(env, text, variables) -> str | None:
+    try:
+        return env.from_string(str(text or "")).render(**variables)
+    except Exception:
+        return None

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compiler.ir.postgres_ha import STANDBY_HBA_LAYER, standby_hba_file
+from compiler.ir.postgres_ha import FENCE_LAYER, STANDBY_HBA_LAYER, standby_hba_file
 from compiler.verify import Tree, verify
 from compiler.verify import hosts
 from tests.conftest import REPO
 
-LAYERS = {"nftables", "pg_hba", STANDBY_HBA_LAYER, hosts.TLS_LAYER}
+LAYERS = {"nftables", "pg_hba", STANDBY_HBA_LAYER, hosts.TLS_LAYER, FENCE_LAYER}
 GCP = "ap-southeast-1"  # pods keep their pod-range addresses there: the case the node subnets do not cover
 AWS = "us-east-1"
 AZURE = "eu-west-2"  # its PostgreSQL endpoints deliver to backend ports of their own, redirected on the members
@@ -102,7 +102,7 @@ def test_reference_has_nothing_broken_in_the_hosts_layers(reference_tree, monkey
     report = verify(reference_tree)
     assert _mine(report) == [], "\n".join(b.format() for b in _mine(report)[:20])
     checked = {layer for layer in report.layers}
-    assert {"nftables", "pg_hba", STANDBY_HBA_LAYER, hosts.TLS_LAYER} <= checked
+    assert {"nftables", "pg_hba", STANDBY_HBA_LAYER, hosts.TLS_LAYER, FENCE_LAYER} <= checked
     tree = Tree(reference_tree)
     wanted = sum(1 for r in tree.regions for c in tree.connections(r) for layer in c.layers if layer in ("nftables", "pg_hba"))
     assert report.checks >= wanted > 0
@@ -430,3 +430,74 @@ def test_pgbouncer_and_a_standby_cluster_with_no_common_tls_version_are_named(tr
     assert len(broken) == 1 and "no common version" in broken[0].message
     assert f"datastores/{AWS}/postgresql.conf" in broken[0].message
     assert [b for b in _broken(tree, hosts.TLS_LAYER, host) if b.connection == "pgbouncer->postgres:5432/tcp"] == []
+
+
+# ---------------------------------------------------------------- the split-brain fence
+
+FENCE = "patroni->standby-us-east-1:8009/tcp"  # us-east-1's members ask us-west-2's standby cluster of us-east-1
+
+
+def test_the_fence_dials_its_connection_and_its_partner_admits_it(reference_tree, monkeypatch):
+    """The fence's flow leaves us-east-1's members (its own layer: the drop-in the patroni role writes, as rendered for
+    each member, asks exactly the connection's hosts and port) and enters us-west-2's standby hosts, whose firewall
+    admits those members' subnets: both ends are proved, each in its region's file."""
+    _only_hosts(monkeypatch)
+    t = Tree(reference_tree)
+    leaving = next(c for c in t.connections(AWS) if c.id == FENCE)
+    entering = next(c for c in t.connections("us-west-2") if c.id == "patroni-us-east-1->standby-us-east-1:8009/tcp")
+    assert FENCE_LAYER in leaving.layers and "nftables" in entering.layers
+    assert set(leaving.dest.hosts) == set(entering.dest.hosts) and leaving.source.cidrs == entering.source.cidrs
+    report = verify(reference_tree, [AWS, "us-west-2"])
+    assert [b for b in report.broken if b.layer in (FENCE_LAYER, "nftables")] == []
+    assert FENCE_LAYER in report.layers
+
+
+def test_a_fence_asking_other_members_is_named(tree, monkeypatch):
+    """A member missing from group_vars `patroni_fence`: the drop-in would not ask it, and it may be the promoted
+    leader. Named at the variable, for the connection."""
+    _only_hosts(monkeypatch)
+    gv = tree / f"ansible/inventories/{AWS}/group_vars/postgres.yml"
+    text = gv.read_text()
+    member = "  - https://sixfb-us-west-2-pg-3.us-west-2.internal.6fb.example.com:8009\n"
+    assert member in text
+    gv.write_text(text.replace(member, ""))
+    broken = _broken(tree, FENCE_LAYER, AWS)
+    assert [b.connection for b in broken] == [FENCE]
+    assert broken[0].file == f"ansible/inventories/{AWS}/group_vars/postgres.yml"
+    assert broken[0].line == _line(gv, "patroni_fence:")
+    assert "sixfb-us-west-2-pg-3" in broken[0].message
+
+
+def _tasks(tree: Path) -> tuple[Path, list]:
+    rel = tree / "ansible/roles/patroni/tasks/main.yml"
+    return rel, yaml.safe_load(rel.read_text())
+
+
+def _dropin(tasks) -> dict:
+    return next(t for t in tasks if str(t.get("ansible.builtin.copy", {}).get("dest", "")).endswith("/fence.conf"))
+
+
+@pytest.mark.parametrize("mutation, says", [
+    # the drop-in on the template unit: every standby cluster of the host would be fenced by this region's partner
+    (lambda tasks: _dropin(tasks)["ansible.builtin.copy"].update(
+        dest="/etc/systemd/system/patroni@.service.d/fence.conf"), "not one of the region's cluster"),
+    # a script no task installs
+    (lambda tasks: _dropin(tasks)["ansible.builtin.copy"].update(
+        content=_dropin(tasks)["ansible.builtin.copy"]["content"].replace("patroni-fence", "patroni-fence-old")),
+     "which no task installs"),
+    # the partner's CA never written: the certificates would not verify, and no member would count as answering
+    (lambda tasks: tasks.remove(next(t for t in tasks if str(t.get("ansible.builtin.copy", {}).get("dest")).endswith(
+        "-ca.crt") and "fence" in t["ansible.builtin.copy"]["dest"])), "does not verify"),
+    # no ExecStartPre at all
+    (lambda tasks: _dropin(tasks)["ansible.builtin.copy"].update(
+        content=_dropin(tasks)["ansible.builtin.copy"]["content"].replace("ExecStartPre=", "ExecStartPost=")),
+     "no drop-in of a Patroni unit runs the fence"),
+], ids=["template-unit", "unknown-script", "no-ca", "no-exec-start-pre"])
+def test_a_drop_in_that_does_not_run_the_fence_as_connected_is_named(tree, monkeypatch, mutation, says):
+    _only_hosts(monkeypatch)
+    path, tasks = _tasks(tree)
+    mutation(tasks)
+    path.write_text(yaml.safe_dump(tasks, sort_keys=False, width=1000))
+    broken = _broken(tree, FENCE_LAYER, AWS)
+    assert [b.connection for b in broken] == [FENCE], broken
+    assert broken[0].file == "ansible/roles/patroni/tasks/main.yml" and says in broken[0].message, broken[0].message

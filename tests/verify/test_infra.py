@@ -146,6 +146,20 @@ def test_an_nsg_opening_the_port_dialled_not_the_backend_port_is_named(tree):
     assert "15434/tcp (the port postgres-sync.eu-west-2." in by_conn["postgres-standby->postgres:5432/tcp"]
 
 
+def test_a_partner_closed_to_the_fence_is_named(tree):
+    """us-west-2's standby hosts admit us-east-1's Patroni members on the standby's REST port (the split-brain fence
+    asks there before us-east-1's Patroni starts). Dropping that rule is named at us-west-2's root, for the fence's
+    connection entering there."""
+    main = tree / "terraform/regions/us-west-2/main.tf"
+    text = main.read_text()
+    rule = re.search(r'      \{\n        description = "8009 from patroni-us-east-1"\n[^}]*\},\n', text)
+    assert rule
+    main.write_text(text[:rule.start()] + text[rule.end():])
+    broken = [b for b in _mine(verify(tree, ["us-west-2"])) if b.connection == "patroni-us-east-1->standby-us-east-1:8009/tcp"]
+    assert broken and all(b.layer == "cloud-firewall" and b.file == "terraform/regions/us-west-2/main.tf" for b in broken)
+    assert "10.0.0.0/19" in broken[0].message and "8009/tcp" in broken[0].message
+
+
 def test_cni_switched_off_is_named(tree):
     rel = "terraform/modules/aws/kubernetes/main.tf"
     path = tree / rel

@@ -120,6 +120,26 @@ def test_a_standby_host_without_egress_is_named(tree):
     assert any(b.layer == "cloud-firewall-egress" and "10.1.32.0/19" in b.message for b in broken), broken
 
 
+def test_the_fence_crosses_to_the_partner_and_its_egress_is_named_when_missing(reference_tree, tree):
+    """The split-brain fence leaves each region's Patroni members for the hosts of the standby cluster its partner runs
+    of it: the peering (both regions' module calls cover both ends) and the members' egress (AWS: the data hosts'
+    security groups) are proved. Without the primary's group rule, the primary is named: only the replicas' hosts
+    were let out to the partner before the fence (the standby streams of the clusters us-east-1 keeps)."""
+    fence = "patroni->standby-us-east-1:8009/tcp"
+    c = next(c for c in _conns(reference_tree, "us-east-1") if c["id"] == fence)
+    assert c["layers"][:2] == ["inter-region", "cloud-firewall-egress"]
+    assert _mine(verify(reference_tree, ["us-east-1"])) == []
+    main = tree / "terraform/regions/us-east-1/main.tf"
+    text = main.read_text()
+    start = text.index("    postgres_primary = [", text.index("egress_rules"))
+    end = text.index("    ]\n", start) + 6
+    assert '"8009 to standby-us-east-1"' in text[start:end]
+    main.write_text(text[:start] + text[end:])
+    broken = [b for b in _mine(verify(tree, ["us-east-1"])) if b.connection == fence]
+    assert [b.layer for b in broken] == ["cloud-firewall-egress"], broken
+    assert "postgres_primary" in broken[0].message and "8009/tcp" in broken[0].message
+
+
 def test_a_forward_to_the_wrong_target_is_named(tree):
     kong = tree / "kong/us-east-1/kong.yaml"
     text = kong.read_text()

@@ -245,6 +245,8 @@ def vars_patroni(plan: PlatformPlan, region: RegionPlan) -> dict:
         "patroni_standby_clusters": roles_patroni.standby_configs(plan, region, _secret),
         "patroni_standby_passwords": roles_patroni.standby_passwords(plan, region, _secret),
         "patroni_standby_cas": roles_patroni.standby_cas(plan, region, _secret),
+        # the split-brain fence: the members of the standby cluster the DR partner runs of this one, and its CA
+        **roles_patroni.fence(plan, region, _secret),
         "etcd_members": list(ha.etcd_hosts),
         "etcd_scope": ha.scope,
         "etcd_client_port": ha.etcd_client_port,

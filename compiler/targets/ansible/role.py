@@ -97,11 +97,12 @@ def copy(name: str, dest: str, mode: str = "0644", owner: str = "root", group: s
     return task(name, "ansible.builtin.copy", args, **kw)
 
 
-def systemd_dropin(name: str, unit: str, file: str, content: str, **kw) -> list[dict]:
+def systemd_dropin(name: str, unit: str, file: str, content: str, unit_label: str | None = None, **kw) -> list[dict]:
     """A drop-in for `unit` (/etc/systemd/system/<unit>.d/<file>): its directory first, which no package ships and
-    the copy module does not create (a missing parent fails the task, and with it the host's run)."""
+    the copy module does not create (a missing parent fails the task, and with it the host's run). `unit_label` names
+    the unit in the directory task's name where `unit` holds a Jinja expression (a task name keeps those at its end)."""
     directory = f"/etc/systemd/system/{unit}.d"
-    return [task(f"Create the drop-in directory of {unit}", "ansible.builtin.file",
+    return [task(f"Create the drop-in directory of {unit_label or unit}", "ansible.builtin.file",
                  {"path": directory, "state": "directory", "owner": "root", "group": "root", "mode": "0755"}),
             copy(name, f"{directory}/{file}", content=content, **kw)]
 

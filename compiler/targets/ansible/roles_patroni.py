@@ -16,7 +16,7 @@ from __future__ import annotations
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import published_ca_ref
 from compiler.ir.names import (PATRONI_CONFIG_DIR, POSTGRES_PORT, POSTGRES_REPLICATION_USER, POSTGRES_TLS_DIR)
-from compiler.ir.postgres_ha import standby_hba_file
+from compiler.ir.postgres_ha import FENCE_LAYER, standby_hba_file
 from compiler.ir.postgres_sizing import patroni_dcs_parameters, standby_memory_parameters
 from compiler.ir.wal_archive import promoted_archive_command, standby_restore_command
 from compiler.targets.ansible.role import (Role, apt, cond, copy, expr, installed_version_check, service, services_ready_var,
@@ -26,6 +26,13 @@ from compiler.targets.ansible.roles_data import POSTGRES_DATA_MOUNT, START_CONF
 
 PATRONI_INSTANCE = "{{ postgresql_version }}-main"  # Debian's patroni@<instance>.service reads /etc/patroni/<instance>.yml
 CALLBACK = "/usr/local/lib/platformc/patroni-callback"
+# The split-brain fence (compiler/ir/postgres_ha.py FENCE_LAYER): the script the main cluster's unit runs before
+# Patroni starts, its drop-in, and the two files beside the cluster's configuration that latch it shut (the script
+# writes it) and open it on purpose (an operator writes it: the runbook's step 5)
+FENCE = "/usr/local/lib/platformc/patroni-fence"
+FENCE_DROPIN = "fence.conf"
+FENCED = PATRONI_CONFIG_DIR + "/" + PATRONI_INSTANCE + ".fenced"
+UNFENCED = PATRONI_CONFIG_DIR + "/" + PATRONI_INSTANCE + ".unfenced"
 SOCKET_DIR = "/var/run/postgresql"
 BIN_DIR = "/usr/lib/postgresql/{version}/bin"
 ETCD_TLS_DIR = "/etc/etcd/tls"
@@ -205,6 +212,34 @@ def standby_passwords(plan: PlatformPlan, region: RegionPlan, secret) -> dict:
     return out
 
 
+def fence_ca_file(partner: str) -> str:
+    """Where a region's members find their DR partner's CA certificate, which verifies the partner's hosts' REST API
+    certificates (each region's CA is its own) when the fence asks them."""
+    return f"{POSTGRES_TLS_DIR}/fence-{partner}-ca.crt"
+
+
+FENCE_CA = fence_ca_file("{{ patroni_fence.partner }}")
+
+
+def fence(plan: PlatformPlan, region: RegionPlan, secret) -> dict:
+    """`patroni_fence` and `patroni_fence_ca`: what the fence of the region's own cluster asks, read from the region's
+    wiring (its FENCE_LAYER connection: the members of the standby cluster its DR partner runs of it, on that cluster's
+    REST port), and the partner's CA, read from the store the partner's pgbouncer role publishes it to (as
+    standby_cas). Empty without a standby cluster of the region anywhere: the role then removes the drop-in."""
+    conns = region.through(FENCE_LAYER)
+    if not conns:
+        return {"patroni_fence": {}}
+    (c,) = conns
+    partner = plan.region(region.dr_partner)
+    ref = published_ca_ref(partner)
+    return {"patroni_fence": {"partner": partner.name,
+                              "members": [f"https://{h}:{c.dest_port}" for h in c.dest.hosts],
+                              # the partner's certificates verified with its CA (fence_ca_file): none where the
+                              # partner publishes no CA (nothing of it reads one)
+                              "verify": bool(ref)},
+            **({"patroni_fence_ca": secret(plan, partner, ref)} if ref else {})}
+
+
 # ---------------------------------------------------------------- etcd
 
 def etcd() -> Role:
@@ -281,12 +316,13 @@ def patroni() -> Role:
         description="Patroni (Debian patroni 3.0) runs PostgreSQL: leader election in etcd, a synchronous replica, "
                     "DR standby clusters.",
         defaults={"patroni_config": {}, "patroni_standby_clusters": [], "patroni_standby_passwords": {},
-                  "patroni_callback": CALLBACK, "patroni_version": "3.0"},
+                  "patroni_callback": CALLBACK, "patroni_version": "3.0", "patroni_fence": {}, "patroni_fence_ca": ""},
         vars={**services_ready_var(r, "patroni_install"),
               "patroni_my_standbys": expr("patroni_standby_clusters | selectattr('hosts', 'contains', inventory_hostname)",
                                           "| list")},
         tasks={"main": [
             apt("Install Patroni with its etcd client", ["patroni", "python3-etcd3"], register="patroni_install"),
+            apt("Install curl, the fence's HTTP client", ["curl"]),
             # The configuration and the handlers (patronictl's JSON, restart --pending) are written and tested for
             # this major; a host that got another one (installed before the postgresql role's apt pin) is stopped
             # here rather than left to a Patroni that may read them otherwise.
@@ -307,6 +343,7 @@ def patroni() -> Role:
                             "patroni@.service", "restart.conf",
                             f"[Unit]\nRequiresMountsFor={POSTGRES_DATA_MOUNT}\n\n[Service]\nRestart=on-failure\n"
                             "RestartSec=5s\n", notify="Reload systemd"),
+            *_fence_tasks(),
             copy("Write the region's Patroni configuration", PATRONI_CONFIG_DIR + "/" + PATRONI_INSTANCE + ".yml",
                  mode="0640", group="postgres", content="{{ patroni_config | to_nice_yaml(indent=2) }}",
                  no_log=True, diff=False, notify="Reload Patroni"),
@@ -383,6 +420,35 @@ def patroni() -> Role:
             *_standby_restart(r),
         ],
     )
+
+
+def fence_dropin() -> str:
+    """The main cluster's drop-in: the fence runs before Patroni (ExecStartPre, `+`: as root, where the unit's User= is
+    postgres), once the network is up (network.target, which Debian's unit orders after, says nothing of a route to
+    the partner). A non-zero exit fails the start. The URLs and the CA are the region's `patroni_fence`."""
+    ca = "{% if patroni_fence.verify %}--ca " + FENCE_CA + " {% endif %}"
+    return ("[Unit]\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\n"
+            f"ExecStartPre=+{FENCE} --partner {{{{ patroni_fence.partner }}}} \\\n"
+            f"    --fenced {FENCED} --unfenced {UNFENCED} \\\n"
+            f"    {ca}{{{{ patroni_fence.members | join(' ') }}}}\n")
+
+
+def _fence_tasks() -> list:
+    """The split-brain fence of the region's own cluster (the script's header says what it does): installed before
+    Patroni first starts; without a standby cluster of the region to ask, its drop-in is removed."""
+    unit = f"patroni@{PATRONI_INSTANCE}.service"
+    return [
+        copy("Install the fence that keeps Patroni from starting beside the DR partner's promoted copy", FENCE,
+             mode="0755", src="patroni-fence.sh"),
+        copy("Install the DR partner's CA certificate, which the fence verifies its hosts with", FENCE_CA,
+             content="{{ patroni_fence_ca }}", when="patroni_fence.verify | default(false)"),
+        *systemd_dropin("Run the fence before the region's Patroni starts", unit, FENCE_DROPIN, fence_dropin(),
+                        unit_label="the region's Patroni unit", notify="Reload systemd",
+                        when="patroni_fence | length > 0"),
+        task("Remove the fence where no standby cluster of the region runs", "ansible.builtin.file",
+             {"path": f"/etc/systemd/system/{unit}.d/{FENCE_DROPIN}", "state": "absent"}, notify="Reload systemd",
+             when="patroni_fence | length == 0"),
+    ]
 
 
 STANDBY_RESTART = "Restart the standby clusters"

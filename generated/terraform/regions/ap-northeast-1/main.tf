@@ -151,41 +151,47 @@ module "network" {
     {
       name          = "postgres-replicas-1"
       target_tag    = "postgres-replicas"
+      ports         = ["8009"]
+      source_ranges = ["10.8.0.0/19", "10.8.32.0/19", "10.8.64.0/19"]
+    },
+    {
+      name          = "postgres-replicas-2"
+      target_tag    = "postgres-replicas"
       ports         = ["5432"]
       source_ranges = ["10.8.32.0/19", "10.8.64.0/19"]
     },
     {
-      name          = "postgres-replicas-2"
+      name          = "postgres-replicas-3"
       target_tag    = "postgres-replicas"
       ports         = ["22"]
       source_ranges = ["10.9.0.0/19"]
     },
     {
-      name          = "postgres-replicas-3"
+      name          = "postgres-replicas-4"
       target_tag    = "postgres-replicas"
       ports         = ["5432", "5433"]
       source_ranges = ["10.9.0.0/19", "10.9.32.0/19"]
     },
     {
-      name          = "postgres-replicas-4"
+      name          = "postgres-replicas-5"
       target_tag    = "postgres-replicas"
       ports         = ["2379", "2380", "5432", "8008"]
       source_ranges = ["10.9.0.0/19", "10.9.32.0/19", "10.9.64.0/19"]
     },
     {
-      name          = "postgres-replicas-5"
+      name          = "postgres-replicas-6"
       target_tag    = "postgres-replicas"
       ports         = ["9100", "9187"]
       source_ranges = ["10.9.128.0/17"]
     },
     {
-      name          = "postgres-replicas-6"
+      name          = "postgres-replicas-7"
       target_tag    = "postgres-replicas"
       ports         = ["5433", "8009"]
       source_ranges = ["10.9.32.0/19", "10.9.64.0/19"]
     },
     {
-      name          = "postgres-replicas-7"
+      name          = "postgres-replicas-8"
       target_tag    = "postgres-replicas"
       ports         = ["8008"]
       source_ranges = ["130.211.0.0/22", "35.191.0.0/16"]

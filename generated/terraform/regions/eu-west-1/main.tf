@@ -575,6 +575,12 @@ module "data_hosts" {
         cidr_blocks = ["10.4.32.0/19", "10.4.64.0/19"]
       },
       {
+        description = "8009 from patroni-eu-central-1"
+        from_port   = 8009
+        to_port     = 8009
+        cidr_blocks = ["10.5.0.0/19", "10.5.32.0/19", "10.5.64.0/19"]
+      },
+      {
         description = "9100 from prometheus"
         from_port   = 9100
         to_port     = 9100
@@ -627,6 +633,20 @@ module "data_hosts" {
         from_port   = 5432
         to_port     = 5432
         cidr_blocks = ["10.5.0.0/19", "10.5.32.0/19", "10.5.64.0/19"]
+      },
+      {
+        description = "8009 to standby-eu-west-1"
+        from_port   = 8009
+        to_port     = 8009
+        cidr_blocks = ["10.5.32.0/19", "10.5.64.0/19"]
+      },
+    ]
+    postgres_primary = [
+      {
+        description = "8009 to standby-eu-west-1"
+        from_port   = 8009
+        to_port     = 8009
+        cidr_blocks = ["10.5.32.0/19", "10.5.64.0/19"]
       },
     ]
   }

@@ -594,6 +594,12 @@ module "data_hosts" {
         cidr_blocks = ["10.6.32.0/19", "10.6.64.0/19"]
       },
       {
+        description = "8009 from patroni-me-south-1"
+        from_port   = 8009
+        to_port     = 8009
+        cidr_blocks = ["10.7.0.0/19", "10.7.32.0/19", "10.7.64.0/19"]
+      },
+      {
         description = "9100 from prometheus"
         from_port   = 9100
         to_port     = 9100

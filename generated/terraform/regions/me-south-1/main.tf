@@ -588,6 +588,12 @@ module "data_hosts" {
         cidr_blocks = ["168.63.129.16/32"]
       },
       {
+        description = "8009 from patroni-eu-west-2"
+        from_port   = 8009
+        to_port     = 8009
+        cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
+      },
+      {
         description = "8009 from standby-eu-west-2"
         from_port   = 8009
         to_port     = 8009

@@ -602,7 +602,24 @@ module "data_hosts" {
       },
     ]
   }
-  egress_rules = {}
+  egress_rules = {
+    postgres_primary = [
+      {
+        description = "8011 to standby-sa-east-1"
+        from_port   = 8011
+        to_port     = 8011
+        cidr_blocks = ["10.0.32.0/19", "10.0.64.0/19"]
+      },
+    ]
+    postgres_replicas = [
+      {
+        description = "8011 to standby-sa-east-1"
+        from_port   = 8011
+        to_port     = 8011
+        cidr_blocks = ["10.0.32.0/19", "10.0.64.0/19"]
+      },
+    ]
+  }
   postgres_endpoints = {
     leader = {
       fqdn        = "postgres.sa-east-1.internal.6fb.example.com"

@@ -599,16 +599,34 @@ module "data_hosts" {
         cidr_blocks = ["10.0.32.0/19", "10.0.64.0/19"]
       },
       {
+        description = "8009 from patroni-us-west-2"
+        from_port   = 8009
+        to_port     = 8009
+        cidr_blocks = ["10.1.0.0/19", "10.1.32.0/19", "10.1.64.0/19"]
+      },
+      {
         description = "8010 from standby-ca-central-1"
         from_port   = 8010
         to_port     = 8010
         cidr_blocks = ["10.0.32.0/19", "10.0.64.0/19"]
       },
       {
+        description = "8010 from patroni-ca-central-1"
+        from_port   = 8010
+        to_port     = 8010
+        cidr_blocks = ["10.2.0.0/19", "10.2.32.0/19", "10.2.64.0/19"]
+      },
+      {
         description = "8011 from standby-sa-east-1"
         from_port   = 8011
         to_port     = 8011
         cidr_blocks = ["10.0.32.0/19", "10.0.64.0/19"]
+      },
+      {
+        description = "8011 from patroni-sa-east-1"
+        from_port   = 8011
+        to_port     = 8011
+        cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
       },
       {
         description = "9100 from prometheus"
@@ -675,6 +693,20 @@ module "data_hosts" {
         from_port   = 5432
         to_port     = 5432
         cidr_blocks = ["10.3.0.0/19", "10.3.32.0/19", "10.3.64.0/19"]
+      },
+      {
+        description = "8009 to standby-us-east-1"
+        from_port   = 8009
+        to_port     = 8009
+        cidr_blocks = ["10.1.32.0/19", "10.1.64.0/19"]
+      },
+    ]
+    postgres_primary = [
+      {
+        description = "8009 to standby-us-east-1"
+        from_port   = 8009
+        to_port     = 8009
+        cidr_blocks = ["10.1.32.0/19", "10.1.64.0/19"]
       },
     ]
   }

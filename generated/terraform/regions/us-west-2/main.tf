@@ -569,6 +569,12 @@ module "data_hosts" {
         cidr_blocks = ["10.1.0.0/19", "10.1.32.0/19", "10.1.64.0/19"]
       },
       {
+        description = "8009 from patroni-us-east-1"
+        from_port   = 8009
+        to_port     = 8009
+        cidr_blocks = ["10.0.0.0/19", "10.0.32.0/19", "10.0.64.0/19"]
+      },
+      {
         description = "8009 from standby-us-east-1"
         from_port   = 8009
         to_port     = 8009
@@ -627,6 +633,20 @@ module "data_hosts" {
         from_port   = 5432
         to_port     = 5432
         cidr_blocks = ["10.0.0.0/19", "10.0.32.0/19", "10.0.64.0/19"]
+      },
+      {
+        description = "8009 to standby-us-west-2"
+        from_port   = 8009
+        to_port     = 8009
+        cidr_blocks = ["10.0.32.0/19", "10.0.64.0/19"]
+      },
+    ]
+    postgres_primary = [
+      {
+        description = "8009 to standby-us-west-2"
+        from_port   = 8009
+        to_port     = 8009
+        cidr_blocks = ["10.0.32.0/19", "10.0.64.0/19"]
       },
     ]
   }

@@ -503,6 +503,12 @@ module "data_hosts" {
         cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19", "10.20.64.0/19"]
       },
       {
+        description = "8009 from patroni-euw1"
+        from_port   = 8009
+        to_port     = 8009
+        cidr_blocks = ["10.21.0.0/19", "10.21.32.0/19"]
+      },
+      {
         description = "9100 from prometheus"
         from_port   = 9100
         to_port     = 9100
@@ -555,6 +561,20 @@ module "data_hosts" {
         from_port   = 5432
         to_port     = 5432
         cidr_blocks = ["10.21.0.0/19", "10.21.32.0/19", "10.21.64.0/19"]
+      },
+      {
+        description = "8009 to standby-use1"
+        from_port   = 8009
+        to_port     = 8009
+        cidr_blocks = ["10.21.32.0/19"]
+      },
+    ]
+    postgres_primary = [
+      {
+        description = "8009 to standby-use1"
+        from_port   = 8009
+        to_port     = 8009
+        cidr_blocks = ["10.21.32.0/19"]
       },
     ]
   }

@@ -169,11 +169,17 @@ module "network" {
     {
       name          = "postgres-replicas-4"
       target_tag    = "postgres-replicas"
+      ports         = ["8009"]
+      source_ranges = ["10.21.0.0/19", "10.21.32.0/19"]
+    },
+    {
+      name          = "postgres-replicas-5"
+      target_tag    = "postgres-replicas"
       ports         = ["5432"]
       source_ranges = ["10.21.32.0/19"]
     },
     {
-      name          = "postgres-replicas-5"
+      name          = "postgres-replicas-6"
       target_tag    = "postgres-replicas"
       ports         = ["8008"]
       source_ranges = ["130.211.0.0/22", "35.191.0.0/16"]
