@@ -321,3 +321,86 @@ def test_a_region_without_a_standby_of_it_has_the_drop_in_removed(generated):
         assert ansible_template("{{ " + write["when"] + " }}", variables) is writes
         assert ansible_template("{{ " + remove["when"] + " }}", variables) is (not writes)
 
+
+# ---------------------------------------------------------------- the runbook: keep the lost region fenced
+
+def _terraform(plan) -> dict:
+    out, _ = emit(plan, ["terraform"], with_docs=False)
+    return {rel: text for rel, (_, text) in out["generated"].items()}
+
+
+def _hosts_of_root(text: str) -> dict[str, str]:
+    """The region root's data_hosts `hosts` map: host name -> its zone."""
+    import re
+    return dict(re.findall(r"\n    (\S+) = \{\n      group\s+= \"[a-z_]+\"\n      zone\s+= \"([^\"]+)\"", text))
+
+
+def test_the_runbook_keeps_the_lost_region_fenced_with_the_generated_names(reference):
+    """Step 2 of each region's runbook takes the region out of the edge's weighted origin and stops its PostgreSQL
+    hosts with the cloud's CLI, naming what Terraform made: the Route 53 record's set identifier, each host as the
+    data_hosts module names its instance (AWS: its Name tag; GCP: its name, in its zone; Azure: its name, in the
+    region root's resource group); it explains the guard with the URLs the drop-in asks and the files it keeps."""
+    import re
+
+    from compiler.targets.ansible import docs_region
+    tf = _terraform(reference)
+    dns = tf["terraform/global/dns.tf"]
+    assert 'name            = "origin.${local.domain}"' in dns and "set_identifier  = each.key" in dns
+    for name in ("us-east-1", "ap-southeast-1", "me-south-1"):
+        region = reference.region(name)
+        doc = docs_region(reference, region)
+        step2 = doc[doc.index("2. Fence the old region"):doc.index("3. Promote the standby cluster")]
+        assert f"SetIdentifier=='{name}'" in step2 and "(.Weight = 0)" in step2
+        root = tf[f"terraform/regions/{name}/main.tf"]
+        hosts = _hosts_of_root(root)
+        members = [h.name for h in region.hosts if h.name in region.postgres_ha.members]
+        assert set(members) <= set(hosts)
+        if region.cloud == "aws":
+            assert "Name = each.key" in tf["terraform/modules/aws/data_hosts/main.tf"]
+            (names,) = re.findall(r"Name=tag:Name,Values=(\S+)", step2)
+            assert names.split(",") == members
+            assert f"--region {region.cloud_region}" in step2
+        elif region.cloud == "gcp":
+            assert "name                      = each.key" in tf["terraform/modules/gcp/data_hosts/main.tf"]
+            stopped = {h: z for names, z in re.findall(r"instances stop (.+?) --zone (\S+)", step2)
+                       for h in names.split()}
+            assert stopped == {h: hosts[h] for h in members}
+        else:
+            assert "name                            = each.key" in tf["terraform/modules/azure/data_hosts/main.tf"]
+            (rg,) = re.findall(r'locals \{\n  name\s+= "([^"]+)"', root)
+            assert 'resource "azurerm_resource_group" "region" {\n  name     = local.name' in root
+            assert re.findall(r"--resource-group (\S+) --name (\S+)", step2) == [(rg, h) for h in members]
+        (conn,) = region.through(FENCE_LAYER)
+        for h in conn.dest.hosts:
+            assert f"`https://{h}:{conn.dest_port}/primary`" in step2
+        assert "`/etc/patroni/15-main.fenced`" in step2 and "it starts, and logs a warning" in step2
+        step5 = doc[doc.index("5. Later, rebuild"):]
+        assert "`/etc/patroni/15-main.unfenced`" in step5 and "refuses every start" in step5
+
+
+def test_the_runbook_disables_the_front_door_origin_by_its_generated_names(tmp_path):
+    """An Azure edge weights origins 1 to 1000: the lost region's origin is disabled instead, in the global root's
+    profile and origin group, by the origin's name (the azure-only case with a self-managed PostgreSQL, so that each
+    region keeps the other's standby)."""
+    import re
+
+    from compiler.pipeline import compile_file
+    from compiler.targets.ansible import docs_region
+    from tests.conftest import REPO
+    spec = (REPO / "tests/cases/azure-only/platform.yaml").read_text()
+    assert "      deployment: managed\n      version: 17" in spec
+    spec = spec.replace("      deployment: managed\n      version: 17", "      deployment: self-managed\n      version: 17", 1)
+    (tmp_path / "platform.yaml").write_text(spec)
+    plan = compile_file(str(tmp_path / "platform.yaml")).plan
+    tf = _terraform(plan)
+    cdn = tf["terraform/global/cdn.tf"]
+    (profile,) = re.findall(r'locals \{\n  name\s+= "([^"]+)"', tf["terraform/global/main.tf"])
+    assert 'resource "azurerm_cdn_frontdoor_origin_group" "regions" {\n  name                     = "regions"' in cdn
+    assert "name                           = each.key" in cdn
+    for region in plan.regions:
+        doc = docs_region(plan, region)
+        step2 = doc[doc.index("2. Fence the old region"):doc.index("3. Promote the standby cluster")]
+        assert (f"az afd origin update --subscription {plan.spec.clouds['azure'].account} --resource-group {profile} "
+                f"--profile-name {profile} --origin-group-name regions --origin-name {region.name} "
+                "--enabled-state Disabled") in step2
+        assert "step 4 applies it: repeat this after that apply" in step2

@@ -132,7 +132,7 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
                   standby_fqdns=[h.fqdn for h in partner.hosts if standby and h.name in standby.hosts],
                   standby_hba=f"generated/datastores/{partner.name}/{standby_hba_file(region.name)}",
                   read_only_suffix=PGBOUNCER_READ_ONLY_SUFFIX if region.settings.datastores.postgres.read_replicas else None,
-                  rpo=dr.rpo_minutes, rto=dr.rto_minutes, edge_routing=_edge_routing(plan),
+                  rpo=dr.rpo_minutes, rto=dr.rto_minutes, edge_routing=_edge_routing(plan), fence=_fence(plan, region),
                   es_users=_es_users(region), es_managed=region.settings.datastores.elasticsearch.deployment == "managed"
                   and any("elasticsearch" in s.uses for s in region.services), es_grants=_es_grants(region))
 
@@ -147,6 +147,42 @@ def _es_users(region: RegionPlan) -> list:
     """The services' Elasticsearch users the elasticsearch role creates (compiler/ir/data_access.py)."""
     from compiler.ir.data_access import elasticsearch_users
     return list(elasticsearch_users(region.data_access)) if region.hosts_in("elasticsearch") else []
+
+
+def _fence(plan: PlatformPlan, region: RegionPlan) -> dict | None:
+    """The runbook's step 2 (fence the lost region and keep it fenced): the boot-time guard's files and what it asks
+    (the region's FENCE_LAYER connection, as the patroni role's drop-in dials it), and the names the cloud CLIs take
+    to keep the region out of the edge's weighted origin and its PostgreSQL hosts stopped. None without a standby
+    cluster of the region to fence against."""
+    from compiler.ir.data_access import published_ca_ref
+    from compiler.ir.edge import edge_cloud, global_name
+    from compiler.ir.postgres_ha import FENCE_LAYER
+    from compiler.targets.ansible import roles_patroni as rp
+    from compiler.targets.terraform.global_root import cloud_dns_zone_name
+    conns = region.through(FENCE_LAYER)
+    if not conns or region.postgres_ha is None:
+        return None
+    (c,) = conns
+    spec = plan.spec
+    instance = rp.PATRONI_INSTANCE.replace("{{ postgresql_version }}", str(region.settings.datastores.postgres.version))
+    hosts = [h for h in region.hosts if h.name in region.postgres_ha.members]
+    zones: dict[str, list[str]] = {}
+    for h in hosts:
+        zones.setdefault(h.zone, []).append(h.name)
+    edge = edge_cloud(spec)
+    return {
+        "unit": f"patroni@{instance}", "script": rp.FENCE,
+        "dropin": f"/etc/systemd/system/patroni@{instance}.service.d/{rp.FENCE_DROPIN}",
+        "fenced": rp.FENCED.replace(rp.PATRONI_INSTANCE, instance),
+        "unfenced": rp.UNFENCED.replace(rp.PATRONI_INSTANCE, instance),
+        "ca_file": rp.fence_ca_file(region.dr_partner) if published_ca_ref(plan.region(region.dr_partner)) else "",
+        "members": [f"https://{h}:{c.dest_port}/primary" for h in c.dest.hosts],
+        "hosts": [h.name for h in hosts], "zones": sorted(zones.items()),
+        "account": spec.clouds[region.cloud].account,
+        "edge": edge, "domain": spec.organization.domain,
+        "edge_account": spec.clouds[edge].account,
+        "global_name": global_name(spec), "dns_zone": cloud_dns_zone_name(spec.organization.domain),
+    }
 
 
 def _edge_routing(plan: PlatformPlan) -> dict | None:
