@@ -116,8 +116,12 @@ def capacity(s: RegionSettings, services: tuple[ServicePlan, ...]) -> tuple[Pool
 
 
 def connection_budget(s: RegionSettings, services: tuple[ServicePlan, ...], databases: int) -> ConnectionBudget:
-    pg, pgb = s.datastores.postgres, s.datastores.pgbouncer
     per_service = {x.name: x.replicas_max * x.db_connections_per_pod for x in services if x.db_connections_per_pod}
+    return _budget(s.datastores.postgres, s.datastores.pgbouncer, per_service, databases)
+
+
+def _budget(pg, pgb, per_service: dict, databases: int) -> ConnectionBudget:
+    """PostgreSQL `pg`'s usable connections shared among PgBouncer `pgb`'s hosts x `databases` pools."""
     available = pg.max_connections - pg.reserved_connections
     pools = max(1, pgb.hosts * databases)
     pool_size = available // pools - pgb.reserve_pool_size
@@ -127,6 +131,27 @@ def connection_budget(s: RegionSettings, services: tuple[ServicePlan, ...], data
         default_pool_size=pool_size, reserve_pool_size=pgb.reserve_pool_size,
         server_connections=pools * (pool_size + pgb.reserve_pool_size), postgres_available=available,
         pgbouncer_nofile=pgbouncer_nofile(pgb.max_client_conn, databases, pool_size + pgb.reserve_pool_size))
+
+
+def promoted_databases(region) -> list[tuple[str, str]]:
+    """The [databases] lines (PgBouncer name, PostgreSQL database) the DR partner's PgBouncer adds to serve `region`'s
+    shards from its promoted standby cluster (the DR runbook's step 4): each shard, and each shard's read-only name
+    where the region has replicas (they go to the promoted leader too: nothing in front of it tells a replica)."""
+    from compiler.ir.names import PGBOUNCER_READ_ONLY_SUFFIX
+    out = [(s.database, s.database) for s in region.shards]
+    if region.settings.datastores.postgres.read_replicas:
+        out += [(s.database + PGBOUNCER_READ_ONLY_SUFFIX, s.database) for s in region.shards]
+    return out
+
+
+def promoted_budget(region, partner) -> ConnectionBudget:
+    """The pools of `region`'s shards once its standby cluster in `partner` is promoted: the promoted cluster keeps
+    `region`'s max_connections and reserved connections (a hot standby must match its primary's), and `partner`'s
+    PgBouncer hosts each get one pool per promoted_databases line. Without per-line limits each line took
+    `partner`'s own default_pool_size and max_db_connections, sized for its own cluster and shards: together more
+    than the promoted cluster admits."""
+    return _budget(region.settings.datastores.postgres, partner.settings.datastores.pgbouncer, {},
+                   len(promoted_databases(region)))
 
 
 def pgbouncer_nofile(max_client_conn: int, databases: int, per_database: int) -> int:

@@ -919,6 +919,28 @@ def server_budget(plan):
                           "datastores.postgres.max_connections, or lower pgbouncer hosts or reserve_pool_size", r.name)
 
 
+@rule("R066", "A promoted standby's pools fit it",
+      "After a region is lost, its DR partner's PgBouncer serves the region's shards from the promoted standby cluster "
+      "(the DR runbook, step 4), with a line per shard and per read-only shard name, each capped at a pool size and "
+      "max_db_connections that share the region's max_connections less its reserved connections among the "
+      "partner's PgBouncer hosts (compiler/resolve.py promoted_budget): that pool size must be at least 1.",
+      stage="plan")
+def promoted_standby_budget(plan):
+    from compiler.resolve import promoted_budget
+    for r in plan.regions:
+        partner = plan.region(r.dr_partner) if r.dr_partner in plan.region_names else None
+        standbys = getattr(partner.postgres_ha, "standbys", ()) if partner is not None else ()
+        if not any(s.of_region == r.name for s in standbys or ()):
+            continue
+        c = promoted_budget(r, partner)
+        if c.default_pool_size < 1:
+            yield Finding(("datastores", "postgres", "max_connections"),
+                          f"once its standby in {partner.name} is promoted, {c.pgbouncer_hosts} PgBouncer hosts of "
+                          f"{partner.name} x {c.databases} database lines leave a pool size of {c.default_pool_size} "
+                          f"within {c.postgres_available} usable connections: raise datastores.postgres.max_connections, "
+                          f"or lower {partner.name}'s pgbouncer hosts or reserve_pool_size", r.name)
+
+
 @rule("R037", "Every node gets a pod block",
       "GKE gives each node a block of the pod range sized from its max pods (a /24 for 110 down to a /28 for 8), "
       "AKS overlay a /24 per node: the pod range must hold a block for every node the pools may grow to "

@@ -156,8 +156,9 @@ def _line_of(text: str, needle: str) -> int:
 def test_every_rule_has_a_case():
     # R018: the schema; R022: test_registry.py; R056 needs a registry file: tests/targets/test_edge_native_home_routing.py;
     # R058 too: tests/targets/test_home_routing.py; R061 needs an Azure region: test_an_azure_budget_takes_five_...;
-    # R063 too: tests/targets/test_cluster_version_support.py
-    assert {r.code for r in RULES} - {"R018", "R022", "R056", "R058", "R061", "R063"} <= set(CASES)
+    # R063 too: tests/targets/test_cluster_version_support.py; R066 needs a standby cluster, which the two-region
+    # fixture's cross-cloud partners cannot have (R051): test_a_promoted_standby_s_pools_must_fit_it
+    assert {r.code for r in RULES} - {"R018", "R022", "R056", "R058", "R061", "R063", "R066"} <= set(CASES)
 
 
 def test_fixture_is_valid():
@@ -307,3 +308,20 @@ def test_an_azure_budget_takes_five_notifications_at_most():
     assert all(f"platform.yaml:{line}:" in d.format() for d in found), [d.format() for d in found]
     ok = text.replace(anchor, anchor + "  alert_thresholds_percent: [50, 80, 100, 150]\n", 1)
     compile_text(ok, "platform.yaml")
+
+
+def test_a_promoted_standby_s_pools_must_fit_it():
+    """R066: the aws-only fixture's partners run each other's standby. With a reserve pool of 15, use1's own pools fit
+    (2 hosts x 4 shards share 180 connections: 45 each) but, once promoted in euw1, its 8 runbook lines (4 shards and
+    their read-only names) on euw1's 2 PgBouncer hosts leave 11 each, under the reserve: refused at use1's
+    max_connections, and only there (euw1's 2 shards give 4 lines, 22 each)."""
+    from tests.conftest import REPO
+    text = (REPO / "tests/cases/aws-only/platform.yaml").read_text()
+    compile_text(text, "platform.yaml")
+    bad = text.replace("pgbouncer: {max_client_conn: 1000,", "pgbouncer: {max_client_conn: 1000, reserve_pool_size: 15,", 1)
+    assert bad != text
+    diagnostics = pytest.raises(SpecError, compile_text, bad, "platform.yaml").value.diagnostics
+    assert [(d.code, d.line) for d in diagnostics] == [("R066", _line_of(bad, "max_connections: 200"))], \
+        [d.format() for d in diagnostics]
+    assert "once its standby in euw1 is promoted" in diagnostics[0].message
+    assert DIRECTIVE.search(diagnostics[0].message)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.postgres_sizing import sizing, standby_memory_parameters
+from compiler.resolve import promoted_budget, promoted_databases
 from compiler.ir.names import PGBOUNCER_READ_ONLY_SUFFIX
 from compiler.ir.postgres_ha import standby_hba_file
 from compiler.ir.wal_archive import archive_url, promoted_archive_url, standby_archive_region
@@ -132,6 +133,7 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
                   standby_fqdns=[h.fqdn for h in partner.hosts if standby and h.name in standby.hosts],
                   standby_hba=f"generated/datastores/{partner.name}/{standby_hba_file(region.name)}",
                   read_only_suffix=PGBOUNCER_READ_ONLY_SUFFIX if region.settings.datastores.postgres.read_replicas else None,
+                  promoted_lines=promoted_databases(region), promoted_pools=promoted_budget(region, partner),
                   rpo=dr.rpo_minutes, rto=dr.rto_minutes, edge_routing=_edge_routing(plan), fence=_fence(plan, region),
                   es_users=_es_users(region), es_managed=region.settings.datastores.elasticsearch.deployment == "managed"
                   and any("elasticsearch" in s.uses for s in region.services), es_grants=_es_grants(region))
