@@ -29,17 +29,21 @@ and the standby clusters a region runs for the regions whose DR partner it is (R
   walsender at once, so when it dies an asynchronous standby may hold WAL the promoted replica never received, and
   its timeline no longer continues the new leader's ("requested starting point ... is not in this server's
   history", seen in the failover drill). The synchronous replica is the member Patroni promotes, and a cascaded
-  standby never holds more than it: it follows the new timeline. With no synchronous replica (a one-member region,
-  or while the only replica is down) the standby is fed by the WAL archive alone (restore_command), at most
-  archive_timeout behind.
+  standby never holds more than it: it follows the new timeline. A one-member region has no synchronous replica:
+  the standby streams from its leader endpoint. While a region's only replica is down, the sync endpoint has no
+  member and the standby replays the WAL archive alone (restore_command; how far behind, below).
 - A region whose DR partner it is runs each such region's standby cluster (Patroni `standby_cluster`): on up to
   two of its own PostgreSQL hosts, on a port and REST port of its own, fed by streaming replication from the
   partner's sync endpoint plus the partner's WAL archive (wal-g wal-fetch from the copy replicated into this
   region's own bucket, or the partner's bucket where there is none: compiler/ir/wal_archive.py).
 - In the region, `synchronous_mode`: a commit returns only when one in-region replica has it, so a failover in
   the region loses no committed transaction (the spec's RPO allows a minute; the region keeps zero). Across regions
-  replication is asynchronous: the standby trails by the streaming lag, and by at most archive_timeout when the
-  stream is down.
+  replication is asynchronous: the standby trails by the streaming lag, and only streaming holds the RPO. While the
+  stream is down the standby replays what restore_command finds in the archive it reads: the source archives a
+  segment at least every archive_timeout, but the copy in the partner's bucket arrives only after the bucket
+  replication's own delay (wal_archive.REPLICATION_DELAY: S3 Replication Time Control 99.99 % within 15 minutes; no
+  stated bound for Storage Transfer Service or Azure object replication), so it can trail by far more than the RPO.
+  Hence the alerts page on the stream (DrStandbyLagging and DrStandbyNotStreaming in the source region).
 """
 
 from __future__ import annotations

@@ -26,6 +26,15 @@ import shlex
 
 from compiler.ir.names import WALG
 
+# How long each cloud's bucket replication (RegionPlan.replicates_to_dr_partner) may take to copy an object into the
+# DR partner's bucket, as the providers state it: what a standby replaying the replicated archive may trail by
+# beyond archive_timeout while its stream is down.
+REPLICATION_DELAY = {
+    "aws": "S3 Replication Time Control: 99.99 % of objects within 15 minutes, most within seconds",
+    "gcp": "Storage Transfer Service's event-driven replication: asynchronous, no stated replication time",
+    "azure": "object replication: asynchronous, no stated replication time",
+}
+
 ARCHIVE_DIR = "postgres"  # under the backup bucket; each region's archive is ARCHIVE_DIR/<region name> below it
 
 

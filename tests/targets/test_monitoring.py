@@ -294,14 +294,14 @@ ALERT_CASES = {
                               [_gauge(f'pg_stat_replication_pg_wal_lsn_diff{{instance="pg-2",{DR_PG3},state="streaming"}}', 0)],
                               {"state": "streaming", "region": "us-east-1"}, "70m"),
     # 200 MiB behind while us-east-1 writes 1 MiB a minute: more than the 1 min RPO. Silent: 8 MiB behind a quiet
-    # cluster (under a segment), and 200 MiB behind one writing 300 MiB a minute (within the RPO)
+    # cluster (under a segment), and 200 MiB behind one writing 500 MiB a minute (within half the RPO: 250 MiB)
     "DrStandbyLagging": ([_gauge(f'pg_stat_replication_pg_wal_lsn_diff{{instance="pg-2",{DR_PG2},state="streaming"}}', 200 * MIB),
                           _counter(f'pg_stat_replication_pg_current_wal_lsn_bytes{{instance="pg-2",{DR_PG2},state="streaming"}}', MIB)],
                          [_gauge(f'pg_stat_replication_pg_wal_lsn_diff{{instance="pg-2",{DR_PG2},state="streaming"}}', 8 * MIB),
                           _gauge(f'pg_stat_replication_pg_current_wal_lsn_bytes{{instance="pg-2",{DR_PG2},state="streaming"}}', 5e9),
                           _gauge(f'pg_stat_replication_pg_wal_lsn_diff{{instance="pg-3",{DR_PG3},state="streaming"}}', 200 * MIB),
                           _counter(f'pg_stat_replication_pg_current_wal_lsn_bytes{{instance="pg-3",{DR_PG3},state="streaming"}}',
-                                   300 * MIB)],
+                                   500 * MIB)],
                          {"instance": "pg-2", "region": "us-east-1"}, "70m"),
     "ReadReplicasSlow": ([_counter(f"pg_stat_statements_calls_total{{{STATEMENTS}}}", 6000),
                           _counter(f"pg_stat_statements_seconds_total{{{STATEMENTS}}}", 1200)],  # 200 ms a call
@@ -573,3 +573,19 @@ def _inventory_hosts(node) -> set:
                 found |= set(value)
             found |= _inventory_hosts(value)
     return found
+
+
+def test_dr_standby_lagging_pages_at_half_the_rpo_within_a_minute(tree, tmp_path):
+    """us-east-1 writes 150 MiB of WAL a minute (the 1 min RPO's worth); its standby falls 100 MiB behind at minute
+    61: still within the RPO, but over half of it. The page comes two minutes later, before the RPO is broken: at the
+    full RPO's worth, held for five minutes, it stayed silent."""
+    require_tool("promtool")
+    _, root = tree
+    rules, alerts = _rules_without_annotations(root, tmp_path)
+    lag = f'pg_stat_replication_pg_wal_lsn_diff{{instance="pg-2",{DR_PG2},state="streaming"}}'
+    written = f'pg_stat_replication_pg_current_wal_lsn_bytes{{instance="pg-2",{DR_PG2},state="streaming"}}'
+    series = [{"series": lag, "values": f"0x60 {100 * MIB}x30"}, _counter(written, 150 * MIB, 100)]
+    expected = [{"exp_labels": {**alerts["DrStandbyLagging"]["labels"], "instance": "pg-2"}}]
+    _promtool_alert_test(rules, tmp_path, series, "63m", "DrStandbyLagging", expected)
+    _promtool_alert_test(rules, tmp_path, series, "60m", "DrStandbyLagging", [])
+

@@ -18,7 +18,7 @@ from compiler.ir.postgres_sizing import sizing, standby_memory_parameters
 from compiler.resolve import promoted_budget, promoted_databases
 from compiler.ir.names import PGBOUNCER_READ_ONLY_SUFFIX
 from compiler.ir.postgres_ha import standby_hba_file
-from compiler.ir.wal_archive import archive_url, promoted_archive_url, standby_archive_region
+from compiler.ir.wal_archive import REPLICATION_DELAY, archive_url, promoted_archive_url, standby_archive_region
 from compiler.render import banner, dump_yaml, render
 from compiler.targets.ansible import inventory as inventory
 from compiler.targets.ansible import site as site
@@ -126,6 +126,7 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
     own = sizing(region).shared_buffers_mb if standby else 0
     return render("ansible", "docs_region.md.j2", filters=FILTERS, region=region, archive=archive,
                   standby_archive=standby_archive, standby_memory=memory,
+                  replication_delay=REPLICATION_DELAY[region.cloud] if standby_archive != archive else None,
                   own_shared_buffers=f"{own // 1024}GB" if own % 1024 == 0 else f"{own}MB",
                   promoted_archive=promoted or "nowhere (this region archives no WAL)",
                   groups=[(g, region.hosts_in(g)) for g in (*inventory.DATA_GROUPS, "bastion")],

@@ -160,7 +160,8 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
                     "= max_wal_size: a briefly disconnected replica catches up from the primary"
                     + ("; a longer outage fetches WAL from the archive" if pg.wal_archive else "")),
             Setting("synchronous_standby_names", "", "asynchronous: commits never wait for another region; "
-                    f"the RPO ({plan.spec.disaster_recovery.rpo_minutes} min) is held by streaming and archive_timeout"),
+                    f"across regions the RPO ({plan.spec.disaster_recovery.rpo_minutes} min) is held by streaming "
+                    "(the partner's copy of the archive trails by archive_timeout plus the bucket replication's delay)"),
             Setting("hot_standby", True),
             Setting("hot_standby_feedback", True, "read replicas serve queries: keep the primary from vacuuming rows they read"),
             Setting("primary_conninfo", _primary_conninfo(region),

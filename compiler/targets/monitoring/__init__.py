@@ -24,6 +24,7 @@ SDKs send it over OTLP to the collector, whose `prometheus` exporter Prometheus 
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.wal_archive import REPLICATION_DELAY
 from compiler.ir.names import ELASTICSEARCH_CLIENT_SECRETS, LOG_INDEX_PREFIXES, MONITORING_NAMESPACE, log_index_prefix
 from compiler.ir.names import REDIS_PLACED_ROLE_LABEL
 from compiler.ir.backups import (BACKUP_EACH_PRIMARY, BACKUP_SCHEDULED_METRIC, BACKUP_SCHEDULES, BACKUP_SUCCESS_METRIC,
@@ -208,6 +209,8 @@ def rule_groups(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
 
 
 WAL_SEGMENT_BYTES = 16 * 1024 * 1024  # PostgreSQL's default wal_segment_size: below one segment is never a page
+DR_LAG_SHARE_OF_RPO = 0.5  # DrStandbyLagging pages at this share of the RPO's worth of WAL behind
+DR_ALERT_FOR = "1m"  # how long the DR alerts hold before they page
 
 
 def dr_standby_members(plan: PlatformPlan, r: RegionPlan) -> tuple[str, ...]:
@@ -222,10 +225,12 @@ def dr_standby_members(plan: PlatformPlan, r: RegionPlan) -> tuple[str, ...]:
 
 
 def dr_standby_alerts(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
-    """The cross-region standby, seen from the cluster it streams from. Nothing scrapes the standby cluster itself
-    (its hosts are the partner's, its PostgreSQL another port), but its leader is a walsender's client on this
-    region's source member: postgres_exporter's pg_stat_replication rows there carry its member name and how many
-    bytes of received WAL it has still to replay."""
+    """The cross-region standby, seen from the cluster it streams from: its leader is a walsender's client on this
+    region's source member, and postgres_exporter's pg_stat_replication rows there carry its member name and how many
+    bytes of received WAL it has still to replay.
+
+    DrStandbyLagging pages at half the RPO's worth of WAL behind, held for a minute: at the full RPO, held for five,
+    the RPO was already broken before anyone was told."""
     members = dr_standby_members(plan, r)
     if not members:
         return []
@@ -240,18 +245,22 @@ def dr_standby_alerts(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
                f'absent(pg_stat_replication_pg_wal_lsn_diff{{application_name=~"{names}",state="streaming"}})',
                PAGE, "rpo", f"{partner}'s standby of {r.name}'s PostgreSQL is not streaming",
                f"No member of the standby cluster in {partner} ({', '.join(members)}) streams from {r.name}. It "
-               f"can only replay the WAL archive's copy, which object replication delivers with no stated delay: "
-               f"the {rpo} min RPO is at risk. Check `patronictl list` on the standby's hosts (their log names the "
+               + (f"can only replay the copy of the WAL archive the bucket replication delivers "
+                  f"({REPLICATION_DELAY[r.cloud]}), which trails by archive_timeout and that delay"
+                  if r.replicates_to_dr_partner else "can only replay the WAL archive, at least archive_timeout behind")
+               + f": the {rpo} min RPO is at risk. Check `patronictl list` on the standby's hosts (their log names the "
                f"connection's error) and the path between the regions.", for_="5m", region=r.name),
-        # bytes behind against the WAL this region wrote in the last RPO: further behind than that is more than
-        # the RPO of data; at least a segment, so that a quiet cluster's few bytes in flight never page
+        # bytes behind against the WAL this region wrote in half the RPO: paged while the standby is still within
+        # the RPO; at least a segment, so that a quiet cluster's few bytes in flight never page
         _alert("DrStandbyLagging",
-               f"{lag}\n> on (instance) {wal_rate} * {rpo * 60}\nand on (instance)\n{lag} > {WAL_SEGMENT_BYTES}",
-               PAGE, "rpo", f"{partner}'s standby of {r.name}'s PostgreSQL lags more than the RPO",
+               f"{lag}\n> on (instance) {wal_rate} * {_num(rpo * 60 * DR_LAG_SHARE_OF_RPO)}\nand on (instance)\n"
+               f"{lag} > {WAL_SEGMENT_BYTES}",
+               PAGE, "rpo", f"{partner}'s standby of {r.name}'s PostgreSQL lags half the RPO",
                f"{{{{ $value | humanize1024 }}}}B of {r.name}'s WAL is not yet replayed there, more than {r.name} wrote "
-               f"in the last {rpo} min (the RPO): what the standby has not received is lost if {r.name} fails now, "
-               "and what it has received must be replayed before it can take over. Check the bandwidth between the "
-               f"regions and the standby's disk and CPU in {partner}.", for_="5m", region=r.name),
+               f"in the last {_num(rpo * 60 * DR_LAG_SHARE_OF_RPO)} s (half the {rpo} min RPO): what the standby has "
+               f"not received is lost if {r.name} fails now, and what it has received must be replayed before it can "
+               f"take over. Check the bandwidth between the regions and the standby's disk and CPU in {partner}.",
+               for_=DR_ALERT_FOR, region=r.name),
     ]
 
 
