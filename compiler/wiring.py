@@ -25,6 +25,7 @@ from typing import Mapping
 
 from compiler.ir import Addressing, Connection, Host, Peer, ServicePlan, Zone, frozen_map
 from compiler.ir.data_access import role_name
+from compiler.ir.dr_watch import probe_target
 from compiler.ir.network import cidr_span as _span
 from compiler.ir.postgres_ha import (FENCE_LAYER, STANDBY_HBA_LAYER, fenced_by, leader_endpoint, replica_endpoint,
                                      standby_peer, standby_source)
@@ -477,9 +478,17 @@ def postgres_ha_connections(cloud: str, ha, hosts: tuple[Host, ...], zones: tupl
                           address="postgres hosts", port=ha.rest_port, dest_port=ha.rest_port, protocol="TCP",
                           app_protocol="https", purpose="the internal load balancers check GET /primary and GET /replica",
                           tls="1.2", layers=layers))
+    prometheus = _pods("prometheus", MONITORING_NAMESPACE, {}, a)
     for sb in ha.standbys:
         on = tuple(h for h in hosts if h.name in sb.hosts)
         peer = _hosts(standby_peer(sb.of_region), "postgres", on, zones)
+        # the region's Prometheus watches the standby it runs (compiler/ir/dr_watch.py): postgres_exporter's /probe
+        # on the port it already scrapes, the address the DSN the exporter dials for the standby's own port
+        out.append(Connection(source=prometheus, dest=peer, address=probe_target(sb.port), port=POSTGRES_EXPORTER_PORT,
+                              dest_port=POSTGRES_EXPORTER_PORT, protocol="TCP", app_protocol="metrics",
+                              purpose=f"Prometheus probes {sb.of_region}'s standby cluster through postgres_exporter "
+                                      f"(is {sb.of_region} still sending WAL?)", tls="",
+                              layers=("prometheus", *layers)))
         if len(on) > 1:
             out.append(Connection(source=peer, dest=peer, address="standby members", port=sb.port, dest_port=sb.port,
                                   protocol="TCP", app_protocol="postgresql",

@@ -43,7 +43,8 @@ and the standby clusters a region runs for the regions whose DR partner it is (R
   segment at least every archive_timeout, but the copy in the partner's bucket arrives only after the bucket
   replication's own delay (wal_archive.REPLICATION_DELAY: S3 Replication Time Control 99.99 % within 15 minutes; no
   stated bound for Storage Transfer Service or Azure object replication), so it can trail by far more than the RPO.
-  Hence the alerts page on the stream (DrStandbyLagging and DrStandbyNotStreaming in the source region).
+  Hence the alerts page on the stream: DrStandbyLagging and DrStandbyNotStreaming in the source region, and
+  DrRegionMayBeLost in the partner, which outlives the source (compiler/ir/dr_watch.py).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ Per connection:
   CIDRs (outside any `except`);
 - `istio`: a ServiceEntry visible to the source namespace names the host, the port, resolution DNS;
 - `prometheus`: a scrape job of the kube-prometheus-stack values lists every host of the group at the
-  exporter's port.
+  exporter's port (for a DR standby cluster's probe, a /probe job whose target is the connection's address).
 
 Object-level (connection "" and a subject): every Secret, ConfigMap and ServiceAccount a pod template
 names (env valueFrom, envFrom, volumes, serviceAccountName) and every Secret a Helm values file names
@@ -33,6 +33,8 @@ from functools import lru_cache
 
 import yaml
 
+from compiler.ir.dr_watch import PROBE_PATH
+from compiler.ir.postgres_ha import standby_of
 from compiler.records import dataclass
 from compiler.verify import CONNECTIONS_DIR, Broken, Result
 
@@ -429,6 +431,12 @@ def _scrape_configs(tree, region: str) -> tuple[str, dict, list]:
 
 def _check_prometheus(tree, region: str, conn, conns_file: str) -> list[Broken]:
     rel, spec, jobs = _scrape_configs(tree, region)
+    if standby_of(conn.dest.name):
+        # a DR standby cluster the region runs (compiler/ir/dr_watch.py): only a job that asks the exporter's /probe
+        # for the connection's address (the standby's DSN) scrapes it; the exporter's own /metrics reads its host's
+        # cluster
+        jobs = [j for j in jobs if j.get("metrics_path") == PROBE_PATH
+                and ((j.get("params") or {}).get("target") or []) == [conn.address]]
     statics = [s for j in jobs for s in j.get("static_configs") or []]
     listed = {str(t) for s in statics for t in s.get("targets") or []}
     missing = [h for h in conn.dest.hosts if f"{h}:{conn.dest_port}" not in listed]

@@ -224,7 +224,9 @@ def test_common_and_data_roles_run_in_check_mode(reference_tree, tmp_path):
     assert "auth_type = scram-sha-256" in out
     # the exporters: their units from the data tier's port, their firewall openings
     assert "--redis.addr=redis://127.0.0.1:6379 --redis.user=redis_exporter --config-command=-" in out
-    assert "--web.listen-address=:9187 --collector.stat_statements" in out
+    # (and the query file with the WAL receiver's status the DR partner pages on: compiler/ir/dr_watch.py)
+    assert "--web.listen-address=:9187 --extend.query-path=/etc/postgres_exporter/queries.yaml " \
+           "--collector.stat_statements" in out
     assert "tcp dport { 9121 } accept" in out and "tcp dport { 9187 } accept" in out
     assert "check-mode-secret" not in out, "a secret reached the output"
 
@@ -585,7 +587,8 @@ def test_exporter_units_pass_systemd_analyze(reference_tree, tmp_path):
     plan, root, _ = reference_tree
     analyze = require_tool("systemd-analyze")
     units = []
-    for role, extra in (("postgres_exporter", {"postgres_exporter_collectors": ["stat_statements"]}),
+    for role, extra in (("postgres_exporter", {"postgres_exporter_collectors": ["stat_statements"],
+                                               "postgres_exporter_queries_file": "/etc/postgres_exporter/queries.yaml"}),
                         ("redis_exporter", {"redis_exporter_redis_port": 6379})):
         defaults = yaml.safe_load((root / f"roles/{role}/defaults/main.yml").read_text())
         variables = {**defaults, **extra, "ansible_managed": "Ansible managed",

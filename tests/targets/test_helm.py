@@ -488,8 +488,11 @@ def test_additional_scrape_configs_pass_promtool(tmp_path):
         rel = next(x for x in helm.releases(plan, r)[0] if x.name == "kube-prometheus-stack")
         spec = values_of("reference", r, rel)["prometheus"]["prometheusSpec"]
         jobs = spec["additionalScrapeConfigs"]
+        # and a /probe job per DR standby cluster the region runs (compiler/ir/dr_watch.py): us-east-1 runs three
+        probes = [f"postgres-standby-{s.of_region}" for s in (r.postgres_ha.standbys if r.postgres_ha else ())]
+        assert len(probes) == (3 if r.name == "us-east-1" else 0)
         assert [j["job_name"] for j in jobs] == ["kubernetes-pods", "otel-collector", "self-managed-hosts",
-                                                 "postgres-exporter", "redis-exporter"]
+                                                 "postgres-exporter", "redis-exporter", *probes]
         assert jobs[0].pop("kubernetes_sd_configs") == [{"role": "pod"}]
         assert jobs[1].pop("kubernetes_sd_configs") == [{"role": "endpoints", "namespaces": {"names": ["monitoring"]}}]
         for j in jobs[:2]:

@@ -31,10 +31,11 @@ def test_promtool_checks_every_rule_file(tree):
     res = subprocess.run([promtool, "check", "rules", *files], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     # 22 rules everywhere, RedisPrimaryDisplaced where Redis runs on the region's own nodes, the backup alerts
-    # where the region's hosts take backups, and two where the DR partner runs a standby of the region's cluster
+    # where the region's hosts take backups, two where the DR partner runs a standby of the region's cluster, and
+    # one per standby cluster the region runs for another region
     for r in plan.regions:
         count = 22 + bool(r.hosts_in("redis_cluster")) + len(monitoring.backup_alerts(r)) \
-            + 2 * bool(monitoring.dr_standby_members(plan, r))
+            + 2 * bool(monitoring.dr_standby_members(plan, r)) + len(r.postgres_ha.standbys if r.postgres_ha else ())
         assert f"monitoring/{r.name}/prometheus/slo-rules.yaml\n  SUCCESS: {count} rules found" in res.stdout, r.name
 
 
@@ -164,6 +165,9 @@ EXPORTER_METRICS = {
     "pg_stat_replication_pg_current_wal_lsn_bytes": ("postgres-exporter", "pg_current_wal_lsn_bytes: GAUGE"),
 }
 DR_METRICS = {"pg_stat_replication_pg_wal_lsn_diff", "pg_stat_replication_pg_current_wal_lsn_bytes"}
+# The DR partner's probe of a standby cluster it runs (compiler/ir/dr_watch.py): the exporter's user query (v0.18.1
+# queries.go: <namespace>_<column>), scraped by the partner's postgres-standby-<source> job through /probe.
+PARTNER_METRICS = {"pg_wal_receiver_connected"}
 
 
 def test_data_tier_alerts_read_exporter_metrics_prometheus_scrapes(any_case):
@@ -174,8 +178,10 @@ def test_data_tier_alerts_read_exporter_metrics_prometheus_scrapes(any_case):
     for r in any_case.regions:
         exprs = " ".join(rule["expr"] for g in monitoring.rule_groups(any_case, r) for rule in g["rules"])
         used = set(re.findall(r"\b(?:pg|redis)_[a-z_]+\b", exprs))
-        # the DR standby's alerts only where the partner runs a standby of this region
+        # the DR standby's alerts only where the partner runs a standby of this region, the partner's where this
+        # region runs one
         expected = set(EXPORTER_METRICS) - (set() if monitoring.dr_standby_members(any_case, r) else DR_METRICS)
+        expected |= PARTNER_METRICS if monitoring.dr_partner_alerts(any_case, r) else set()
         assert used == expected, (r.name, used ^ expected)
         jobs = {j["job_name"] for j in
                 observability.kube_prometheus_stack(any_case, r)["prometheus"]["prometheusSpec"]["additionalScrapeConfigs"]}
@@ -239,6 +245,14 @@ BOOKING = {"service": "booking", "region": "us-east-1"}
 MIB = 1024 * 1024
 # us-east-1's standby cluster runs on its DR partner's second and third PostgreSQL hosts (their member names)
 DR_PG2, DR_PG3 = 'application_name="sixfb-us-west-2-pg-2"', 'application_name="sixfb-us-west-2-pg-3"'
+SA_STANDBY_LEADER = "sixfb-us-east-1-pg-2.us-east-1.internal.6fb.example.com"
+
+
+def _receiver(source: str, host: str, status: str = "streaming", sender: str = "") -> str:
+    """pg_wal_receiver_connected as us-east-1's probe of `source`'s standby cluster on `host` reads it."""
+    sender = sender or f"postgres-sync.{source}.internal.6fb.example.com"
+    return (f'pg_wal_receiver_connected{{job="postgres-standby-{source}",instance="{host}:9187",status="{status}",'
+            f'sender_host="{sender}"}}')
 
 # alert -> (firing series, silent series, labels of the firing alert besides its rule labels, eval time)
 ALERT_CASES = {
@@ -303,6 +317,20 @@ ALERT_CASES = {
                           _counter(f'pg_stat_replication_pg_current_wal_lsn_bytes{{instance="pg-3",{DR_PG3},state="streaming"}}',
                                    500 * MIB)],
                          {"instance": "pg-2", "region": "us-east-1"}, "70m"),
+    # us-east-1 runs the standby clusters of us-west-2, ca-central-1 and sa-east-1 and probes each (its
+    # postgres-standby-<source> jobs). sa-east-1's has no WAL receiver streaming from sa-east-1: its only streaming
+    # one is the cascaded member's, from the standby leader; us-east-1's own replica streams from its leader under
+    # the exporter's own job. Silent: each standby streams from its source's sync endpoint.
+    "DrRegionMayBeLost": ([_gauge(_receiver("us-west-2", "pg-2"), 1), _gauge(_receiver("ca-central-1", "pg-3"), 1),
+                           _gauge(_receiver("sa-east-1", "pg-3", sender=SA_STANDBY_LEADER), 1),
+                           _gauge(_receiver("sa-east-1", "pg-2", status="waiting"), 1),
+                           _gauge('pg_wal_receiver_connected{job="postgres-exporter",instance="pg-2:9187",status="streaming",'
+                                  'sender_host="postgres.us-east-1.internal.6fb.example.com"}', 1)],
+                          [_gauge(_receiver("us-west-2", "pg-2"), 1), _gauge(_receiver("ca-central-1", "pg-3"), 1),
+                           _gauge(_receiver("sa-east-1", "pg-2"), 1),
+                           _gauge(_receiver("sa-east-1", "pg-3", sender=SA_STANDBY_LEADER), 1)],
+                          {"job": "postgres-standby-sa-east-1", "status": "streaming",
+                           "sender_host": "postgres-sync.sa-east-1.internal.6fb.example.com"}, "70m"),
     "ReadReplicasSlow": ([_counter(f"pg_stat_statements_calls_total{{{STATEMENTS}}}", 6000),
                           _counter(f"pg_stat_statements_seconds_total{{{STATEMENTS}}}", 1200)],  # 200 ms a call
                          [_counter(f"pg_stat_statements_calls_total{{{STATEMENTS}}}", 6000),
@@ -589,3 +617,46 @@ def test_dr_standby_lagging_pages_at_half_the_rpo_within_a_minute(tree, tmp_path
     _promtool_alert_test(rules, tmp_path, series, "63m", "DrStandbyLagging", expected)
     _promtool_alert_test(rules, tmp_path, series, "60m", "DrStandbyLagging", [])
 
+
+def test_a_lost_region_pages_from_its_dr_partner(reference):
+    """Every region whose standby cluster another region runs is watched from there: the partner's rules page
+    (DrRegionMayBeLost) on the WAL receiver of the standby streaming from the host its Patroni configuration dials
+    (the partner's group_vars, standby_cluster.host), read by a scrape job of the partner's kube-prometheus-stack
+    values that probes the standby's own port and keeps the metric. The regions that are nobody's DR partner
+    (ca-central-1, sa-east-1, ap-south-1, ap-southeast-2) paged no one before: their alerts lived only in their own
+    Prometheus."""
+    import re
+    from compiler.ir import dr_watch
+    from compiler.targets.ansible import emit_region as ansible_region
+    from compiler.targets.helm import observability
+    watched = set()
+    for partner in reference.regions:
+        alerts = [rule for rule in monitoring.dr_partner_alerts(reference, partner)]
+        standbys = partner.postgres_ha.standbys if partner.postgres_ha else ()
+        assert len(alerts) == len(standbys), partner.name
+        if not standbys:
+            continue
+        files = ansible_region(reference, partner)
+        clusters = {c["region"]: c for c in yaml.safe_load(
+            files[f"ansible/inventories/{partner.name}/group_vars/postgres.yml"])["patroni_standby_clusters"]}
+        jobs = {j["job_name"]: j for j in observability.kube_prometheus_stack(reference, partner)
+                ["prometheus"]["prometheusSpec"]["additionalScrapeConfigs"]}
+        fqdn = {h.name: h.fqdn for h in partner.hosts}
+        for sb, rule in zip(standbys, alerts):
+            source = rule["labels"]["source_region"]
+            assert source == sb.of_region and rule["labels"]["severity"] == "critical" and rule["for"] == "1m"
+            dials = clusters[source]["config"]["bootstrap"]["dcs"]["standby_cluster"]["host"]
+            job = jobs[dr_watch.scrape_job(source)]
+            assert rule["expr"] == (f'absent({dr_watch.WAL_RECEIVER_CONNECTED}{{job="{job["job_name"]}",'
+                                    f'status="streaming",sender_host="{dials}"}})'), rule["expr"]
+            assert job["metrics_path"] == "/probe"
+            assert job["params"]["target"] == [dr_watch.probe_target(clusters[source]["port"])]
+            assert f":{clusters[source]['port']}/" in job["params"]["target"][0]
+            (group,) = job["static_configs"]
+            assert group["targets"] == [f"{fqdn[h]}:9187" for h in clusters[source]["hosts"]]
+            (keep,) = job["metric_relabel_configs"]
+            assert keep["action"] == "keep" and re.fullmatch(keep["regex"], dr_watch.WAL_RECEIVER_CONNECTED)
+            assert f"Region {source} may be lost" in rule["annotations"]["summary"]
+            watched.add(source)
+    sources = {r.name for r in reference.regions if monitoring.dr_standby_members(reference, r)}
+    assert watched == sources and {"ca-central-1", "sa-east-1", "ap-south-1", "ap-southeast-2"} <= watched

@@ -20,8 +20,10 @@ node of its cluster, like the redis role's admin secret, and never leaves the no
 from __future__ import annotations
 
 from compiler.ir import names
+from compiler.ir.dr_watch import (POSTGRES_EXPORTER_DATABASE, POSTGRES_EXPORTER_USER, POSTGRES_SOCKET_DIR,
+                                  WAL_RECEIVER_QUERY)
 from compiler.targets.ansible import leader_sql
-from compiler.targets.ansible.role import Role, expr, task, template, when_ready
+from compiler.targets.ansible.role import Role, copy, expr, task, template, when_ready
 from compiler.targets.ansible.roles_data import SOURCE_DIR
 from compiler.targets.ansible.roles_redis import ADMIN_DIR as REDIS_ADMIN_DIR
 
@@ -201,9 +203,10 @@ def postgres_exporter() -> Role:
                      "pg_monitor role over the local socket."),
         defaults={
             **_release_defaults(r, POSTGRES_EXPORTER_RELEASE, POSTGRES_EXPORTER_PORT),
-            "postgres_exporter_db_user": "postgres_exporter",
-            "postgres_exporter_database": "postgres",
-            "postgres_exporter_socket_dir": "/var/run/postgresql",
+            # the role's name is the OS user's: a DR standby cluster admits it by peer (compiler/ir/dr_watch.py)
+            "postgres_exporter_db_user": POSTGRES_EXPORTER_USER,
+            "postgres_exporter_database": POSTGRES_EXPORTER_DATABASE,
+            "postgres_exporter_socket_dir": POSTGRES_SOCKET_DIR,
             "postgres_exporter_postgresql_port": names.POSTGRES_PORT,
             "postgres_exporter_stat_statements": False,  # the inventory sets it from the spec's extensions
             "postgres_exporter_secret_dir": "/var/lib/postgresql/platformc-exporter",
@@ -213,6 +216,9 @@ def postgres_exporter() -> Role:
             "postgres_exporter_password": "{{ postgres_exporter_secret.content | b64decode | trim }}",
             "postgres_exporter_passfile": "{{ postgres_exporter_conf_dir }}/pgpass",
             "postgres_exporter_collectors": "{{ ['stat_statements'] if postgres_exporter_stat_statements else [] }}",
+            # --extend.query-path: the WAL receiver's status, which the DR partner alerts on (compiler/ir/dr_watch.py)
+            "postgres_exporter_queries": WAL_RECEIVER_QUERY,
+            "postgres_exporter_queries_file": "{{ postgres_exporter_conf_dir }}/queries.yaml",
             "postgres_exporter_role_sql": POSTGRES_EXPORTER_SQL,
             # the SQL with its password: a new secret or a changed statement applies again
             "postgres_exporter_role_fingerprint": "{{ postgres_exporter_role_sql | hash('sha256') }}",
@@ -225,6 +231,10 @@ def postgres_exporter() -> Role:
             template("Write the exporter's passfile", "pgpass.j2", "{{ postgres_exporter_passfile }}", mode="0600",
                      owner="{{ postgres_exporter_user }}", group="{{ postgres_exporter_user }}", no_log=True,
                      diff=False, when=["postgres_exporter_secret is not skipped", when_ready(r)]),
+            copy("Write the exporter's queries (the WAL receiver's status)", "{{ postgres_exporter_queries_file }}",
+                 mode="0640", group="{{ postgres_exporter_user }}",
+                 content="{{ postgres_exporter_queries | to_nice_yaml(indent=2) }}", notify=f"Restart {r}",
+                 when=when_ready(r)),
             *_monitoring_role(r),
             *_unit(r),
         ]},

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from compiler.records import dataclass
 from compiler.ir import Connection, PlatformPlan, RegionPlan
+from compiler.ir.dr_watch import POSTGRES_EXPORTER_USER
 from compiler.ir.postgres_ha import STANDBY_HBA_LAYER, standby_of
 from compiler.ir.postgres_sizing import Sizing, sizing  # noqa: F401 (the docs and tests read sizing here too)
 from compiler.targets.datastores.model import Section, Setting, duration_ms, size_mb
@@ -313,6 +314,13 @@ def standby_hba_rules(plan: PlatformPlan, region: RegionPlan, of_region: str) ->
     for c in region.through(STANDBY_HBA_LAYER):
         if standby_of(c.dest.name) == of_region:
             extra += _admitting(c)
+    if any(standby_of(c.dest.name) == of_region for c in region.through("prometheus")):
+        # this region's postgres_exporter probes the standby (compiler/ir/dr_watch.py) as the source's exporter role,
+        # whose password stays in the source: by peer, before the source's password line for local roles
+        at = next(i for i, r in enumerate(rules) if r.type == "local" and r.method != "peer")
+        rules.insert(at, HbaRule("local", "all", (POSTGRES_EXPORTER_USER,), "", "peer",
+                                 f"{region.name}'s postgres_exporter probes this standby as its OS user (no password: "
+                                 f"the role's is {of_region}'s)"))
     return [r for r in rules if r.method != "reject"] + extra + rejects
 
 

@@ -3,7 +3,8 @@ Fluent Bit. Logs and traces go to the region's Elasticsearch (the self-managed h
 
 from __future__ import annotations
 
-from compiler.ir import PlatformPlan, RegionPlan, names
+from compiler.ir import PlatformPlan, RegionPlan, dr_watch, names
+from compiler.ir.postgres_ha import standby_of
 from compiler.targets.helm.fluentbit import render_conf
 from compiler.ir.names import NODE_EXPORTER_PORT, POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT, REDIS_PLACED_ROLE_LABEL
 from compiler.targets.helm.platform import RESTRICTED_CONTAINER, amounts
@@ -82,10 +83,13 @@ def _target_labels(host) -> dict:
 
 def _host_scrape_jobs(region: RegionPlan) -> list[dict]:
     """The exporters on the self-managed hosts: every `prometheus` connection of region.wiring, a job
-    per exporter port and a target group per distinct set of labels (_target_labels)."""
+    per exporter port and a target group per distinct set of labels (_target_labels). The probes of the DR standby
+    clusters the region runs have jobs of their own (_standby_probe_jobs)."""
     host_of = {h.fqdn: h for h in region.hosts}
     jobs: dict[str, dict[tuple, list[str]]] = {}
     for c in region.through("prometheus"):
+        if standby_of(c.dest.name):
+            continue
         job = jobs.setdefault(SCRAPE_JOBS.get(c.dest_port, f"exporter-{c.dest_port}"), {})
         for fqdn in c.dest.hosts:
             host = host_of.get(fqdn)
@@ -94,6 +98,27 @@ def _host_scrape_jobs(region: RegionPlan) -> list[dict]:
     return [{"job_name": name, "static_configs": [{"targets": targets, "labels": dict(labels)}
                                                   for labels, targets in groups.items()]}
             for name, groups in jobs.items()]
+
+
+def _standby_probe_jobs(region: RegionPlan) -> list[dict]:
+    """A job per DR standby cluster the region runs (compiler/ir/dr_watch.py): its wiring connection's hosts, through
+    postgres_exporter's /probe with the connection's address (the DSN of the standby's own port) as the target, and
+    only the series the DR alert reads kept (the standby's others would mix into the region's own data-tier alerts)."""
+    out = []
+    for c in region.through("prometheus"):
+        source = standby_of(c.dest.name)
+        if not source:
+            continue
+        out.append({
+            "job_name": dr_watch.scrape_job(source),
+            "metrics_path": dr_watch.PROBE_PATH,
+            "params": {"target": [c.address]},
+            "static_configs": [{"targets": [f"{fqdn}:{c.dest_port}" for fqdn in c.dest.hosts],
+                                "labels": {"group": c.dest.host_group, "standby_of": source}}],
+            "metric_relabel_configs": [{"source_labels": ["__name__"], "action": "keep",
+                                        "regex": "|".join(dr_watch.KEEP_METRICS)}],
+        })
+    return out
 
 
 def _collector_scrape_job(region: RegionPlan) -> list[dict]:
@@ -126,7 +151,7 @@ def prometheus_claim(region: RegionPlan) -> dict:
 def kube_prometheus_stack(plan: PlatformPlan, region: RegionPlan) -> dict:
     mon = region.settings.monitoring
     size = mon.resources
-    scrape = [_pod_scrape_job(), *_collector_scrape_job(region), *_host_scrape_jobs(region)]
+    scrape = [_pod_scrape_job(), *_collector_scrape_job(region), *_host_scrape_jobs(region), *_standby_probe_jobs(region)]
     values = {
         # EKS, GKE and AKS run the control plane: its components cannot be scraped from the cluster.
         "kubeControllerManager": {"enabled": False},

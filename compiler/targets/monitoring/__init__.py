@@ -23,7 +23,8 @@ SDKs send it over OTLP to the collector, whose `prometheus` exporter Prometheus 
 
 from __future__ import annotations
 
-from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir import PlatformPlan, RegionPlan, dr_watch
+from compiler.ir.postgres_ha import standby_of
 from compiler.ir.wal_archive import REPLICATION_DELAY
 from compiler.ir.names import ELASTICSEARCH_CLIENT_SECRETS, LOG_INDEX_PREFIXES, MONITORING_NAMESPACE, log_index_prefix
 from compiler.ir.names import REDIS_PLACED_ROLE_LABEL
@@ -205,6 +206,9 @@ def rule_groups(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
     backups = backup_alerts(r)
     if backups:
         groups.append({"name": "backups", "rules": backups})
+    watched = dr_partner_alerts(plan, r)
+    if watched:
+        groups.append({"name": "dr-partner", "rules": watched})
     return groups
 
 
@@ -227,7 +231,8 @@ def dr_standby_members(plan: PlatformPlan, r: RegionPlan) -> tuple[str, ...]:
 def dr_standby_alerts(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
     """The cross-region standby, seen from the cluster it streams from: its leader is a walsender's client on this
     region's source member, and postgres_exporter's pg_stat_replication rows there carry its member name and how many
-    bytes of received WAL it has still to replay.
+    bytes of received WAL it has still to replay. These die with this region: the partner watches the standby from
+    its side too (dr_partner_alerts).
 
     DrStandbyLagging pages at half the RPO's worth of WAL behind, held for a minute: at the full RPO, held for five,
     the RPO was already broken before anyone was told."""
@@ -262,6 +267,37 @@ def dr_standby_alerts(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
                f"take over. Check the bandwidth between the regions and the standby's disk and CPU in {partner}.",
                for_=DR_ALERT_FOR, region=r.name),
     ]
+
+
+def dr_partner_alerts(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
+    """The standby clusters this region runs for other regions, seen from here (compiler/ir/dr_watch.py): this
+    region's Prometheus probes each through postgres_exporter, and pages when none of its members has a WAL receiver
+    streaming from its source. The source's own alerts (dr_standby_alerts) die with the source; this one is how a
+    lost region pages anyone. The source's last WAL reaches the standby within wal_receiver_timeout (PostgreSQL's
+    60 s: the stream ends when the source's TCP connection closes or, if the region vanishes silently, when that
+    timeout expires), then the alert holds DR_ALERT_FOR."""
+    ha = r.postgres_ha
+    if ha is None:
+        return []
+    out = []
+    for sb in ha.standbys:
+        c = next((c for c in r.through("prometheus") if standby_of(c.dest.name) == sb.of_region), None)
+        if c is None:
+            continue
+        src = sb.of_region
+        streaming = (f'{dr_watch.WAL_RECEIVER_CONNECTED}{{job="{dr_watch.scrape_job(src)}",status="streaming",'
+                     f'sender_host="{sb.primary_host}"}}')
+        rule = _alert(
+            "DrRegionMayBeLost", f"absent({streaming})", PAGE, "rto",
+            f"Region {src} may be lost: its standby in {r.name} receives no WAL",
+            f"No member of {src}'s standby cluster ({', '.join(sb.hosts)}, port {sb.port}) streams WAL from "
+            f"{sb.primary_host}. Either {src} is lost (its own alerts cannot page: they die with it), the path between "
+            f"the regions is down, or the standby itself is (up{{job=\"{dr_watch.scrape_job(src)}\"}}, pg_up). "
+            f"Confirm, then follow {src}'s runbook (docs/regions/{src}.md: the RTO is "
+            f"{plan.spec.disaster_recovery.rto_minutes} min).", for_=DR_ALERT_FOR, region=r.name)
+        rule["labels"]["source_region"] = src
+        out.append(rule)
+    return out
 
 
 def backup_alerts(r: RegionPlan) -> list[dict]:
