@@ -47,11 +47,13 @@ def host_instance_type(region, group: str) -> str:
 def data_disk_gib(plan, region, host) -> int:
     """The data volume (GiB) of `host` (an ir.Host of `region`), 0 for the unsized groups: the spec's disk_gib, and on
     a PostgreSQL host that runs DR standby clusters, their sources' volumes too (compiler/ir/postgres_sizing.py)."""
-    from compiler.ir.postgres_sizing import standby_disk_gib
+    from compiler.ir.postgres_sizing import own_volume_gib, standby_disk_gib
     size = host_size(region, host.group)
     if size is None:
         return 0
-    return size.disk_gib + (standby_disk_gib(plan, region, host.name) if host.group.startswith("postgres") else 0)
+    if host.group.startswith("postgres"):  # the part PostgreSQL's WAL and temporary-file limits are fractions of
+        return own_volume_gib(region) + standby_disk_gib(plan, region, host.name)
+    return size.disk_gib
 
 
 def aws_gpu_accelerator(instance_type: str) -> str:

@@ -28,6 +28,15 @@ from compiler.records import dataclass
 # runs any: they replay WAL and serve no queries until a promotion, so a quarter holds them (their shared buffers
 # are a quarter of their share, as every cluster's are of its memory), and the own cluster keeps three quarters.
 STANDBY_MEMORY_SHARE = (1, 4)
+# The percentages of the cluster's data volume (own_volume_gib) that bound what can fill it besides the data:
+# - SLOT_WAL_PERCENT: the WAL replication slots may keep (max_slot_wal_keep_size). Patroni (use_slots) keeps a slot for
+#   every member with a key in the DCS, so a replica whose Patroni runs but whose PostgreSQL does not stream made the
+#   primary keep WAL without bound until the volume filled (PANIC: the primary stops).
+# - TEMP_FILES_PERCENT: the temporary files of one query, its leader and its parallel workers (temp_file_limit is per
+#   process, so each gets this over 1 + max_parallel_workers_per_gather).
+# With max_wal_size (2 %, wal_keep_size the same) that leaves about three quarters of the volume for the data.
+SLOT_WAL_PERCENT = 10
+TEMP_FILES_PERCENT = 10
 
 
 def clamp(x: int, lo: int, hi: int) -> int:
@@ -45,6 +54,13 @@ def standby_memory_mb(region: RegionPlan) -> int:
         return 0
     num, den = STANDBY_MEMORY_SHARE
     return region.settings.datastores.postgres.instance.memory_gib * 1024 * num // den
+
+
+def own_volume_gib(region: RegionPlan) -> int:
+    """The part (GiB) of each of `region`'s PostgreSQL hosts' data volume that its own cluster holds: the spec's
+    disk_gib. The Terraform roots size the volume from it (ir/machines.data_disk_gib, which adds standby_disk_gib on a
+    host that runs DR standby clusters), and the WAL and temporary-file limits below are fractions of it."""
+    return region.settings.datastores.postgres.instance.disk_gib
 
 
 def standby_disk_gib(plan, region: RegionPlan, host: str) -> int:
@@ -69,6 +85,8 @@ class Sizing:
     parallel_maintenance: int
     max_wal_size_gb: int
     min_wal_size_mb: int
+    max_slot_wal_keep_mb: int
+    temp_file_limit_mb: int
     wal_senders: int
     replication_slots: int
     timescaledb_workers: int
@@ -96,7 +114,8 @@ def sizing(region: RegionPlan) -> Sizing:
     exts = pg.extensions
     tsdb = 1 + 3 * len(region.shards) if "timescaledb" in exts else 0
     partman = 1 if "pg_partman" in exts else 0
-    max_wal_gb = clamp(inst.disk_gib * 2 // 100, 4, 64)
+    volume_mb = own_volume_gib(region) * 1024
+    max_wal_gb = clamp(volume_mb // 1024 * 2 // 100, 4, 64)
     senders = pg.read_replicas + (1 if pg.cross_region_standby else 0) + 2
     return Sizing(
         host_ram_mb=host_ram,
@@ -106,6 +125,9 @@ def sizing(region: RegionPlan) -> Sizing:
         parallel_maintenance=per_gather,
         max_wal_size_gb=max_wal_gb,
         min_wal_size_mb=max_wal_gb * 1024 // 4,
+        # never below wal_keep_size (= max_wal_size), which keeps that much WAL whatever the slots
+        max_slot_wal_keep_mb=max(volume_mb * SLOT_WAL_PERCENT // 100, max_wal_gb * 1024),
+        temp_file_limit_mb=volume_mb * TEMP_FILES_PERCENT // 100 // (1 + per_gather),
         wal_senders=senders,
         # one per sender, and at least 4: Patroni rejects a lower max_replication_slots and falls back to 10
         replication_slots=max(4, senders),

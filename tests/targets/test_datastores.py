@@ -477,6 +477,10 @@ def test_postgres_starts_with_the_generated_conf_and_hba(reference, reference_tr
         tcp_only = {"tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count"}  # SHOW is 0 on a socket
         compared = _assert_server_reads_the_file(cluster, (gen / "postgresql.conf").read_text(), overridden | tcp_only)
         assert compared >= 50
+        # the bounds on the WAL the slots keep and on a query's temporary files (-1, unlimited, by default)
+        settings = _show_all(cluster)
+        for name in ("max_slot_wal_keep_size", "temp_file_limit"):
+            assert pg_settings_value(*settings[name]) == pg_quantity(conf[name]) > 0, name
         for name in tcp_only:
             assert cluster.check_param(name) == conf[name]
         # pg_hba.conf as the server parses it: every line valid (hostssl needs ssl = on: it is), same rules.
@@ -784,3 +788,30 @@ def yaml_tasks(text: str) -> list:
 def templar_for_roles():
     from tests.targets.test_ansible_units import ansible_template
     return ansible_template
+
+
+def test_slot_wal_and_temp_files_leave_the_data_volume_room(any_case):
+    """Patroni keeps a replication slot for every member, so a member whose PostgreSQL stops streaming made the primary
+    keep WAL until the data volume filled (PANIC); a runaway sort could fill it with temporary files. Both are bounded
+    by fractions of the volume the Terraform roots give the region's PostgreSQL hosts (less, on a host that also runs
+    DR standby clusters, the part they hold): with max_wal_size, at most a quarter of it."""
+    from compiler.ir.postgres_sizing import standby_disk_gib
+    from compiler.targets.terraform.values import hosts
+    for region in any_case.regions:
+        if region.settings.datastores.postgres.deployment != "self-managed":
+            continue
+        tf = hosts(any_case, region)
+        volumes = {tf[h.name]["data_disk_gib"] - standby_disk_gib(any_case, region, h.name)
+                   for h in region.hosts_in("postgres_primary") + region.hosts_in("postgres_replicas")}
+        assert len(volumes) == 1, (region.name, volumes)  # every member's own part alike: one postgresql.conf
+        volume = volumes.pop() * 1024 ** 3
+        conf = parse_conf(files_of(any_case, region)["postgresql.conf"])
+        slot, keep = pg_quantity(conf["max_slot_wal_keep_size"]), pg_quantity(conf["wal_keep_size"])
+        wal, temp = pg_quantity(conf["max_wal_size"]), pg_quantity(conf["temp_file_limit"])
+        per_query = temp * (1 + int(conf["max_parallel_workers_per_gather"]))
+        assert slot > 0 and temp > 0, region.name  # -1, the default, is unlimited
+        assert slot >= keep, region.name  # below wal_keep_size it would bound nothing
+        assert slot == max(volume // 10 // 1024 ** 2 * 1024 ** 2, wal), region.name
+        assert per_query <= volume // 10, region.name
+        assert per_query > volume // 10 - 1024 ** 2 * (1 + int(conf["max_parallel_workers_per_gather"])), region.name
+        assert slot + wal + per_query <= volume // 2, region.name  # the data keeps at least half

@@ -19,6 +19,7 @@ from compiler.ir import Connection, PlatformPlan, RegionPlan
 from compiler.ir.dr_watch import POSTGRES_EXPORTER_USER
 from compiler.ir.postgres_ha import STANDBY_HBA_LAYER, standby_of
 from compiler.ir.postgres_sizing import Sizing, sizing  # noqa: F401 (the docs and tests read sizing here too)
+from compiler.ir.postgres_sizing import SLOT_WAL_PERCENT, TEMP_FILES_PERCENT, own_volume_gib
 from compiler.targets.datastores.model import Section, Setting, duration_ms, size_mb
 
 from compiler.ir.names import POSTGRES_PASSFILE as PASSFILE, POSTGRES_PORT as PORT  # noqa: F401
@@ -132,6 +133,10 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
                     f"{z.parallel_per_gather} workers per gather, at least 4MB"),
             Setting("maintenance_work_mem", size_mb(z.maintenance_work_mem_mb), f"{ram_name} / 16, at most 2GB"),
             Setting("autovacuum_max_workers", z.autovacuum_workers, f"max(3, {inst.vcpus} vCPU / 4)"),
+            Setting("temp_file_limit", size_mb(z.temp_file_limit_mb),
+                    f"per process: {TEMP_FILES_PERCENT} % of the {own_volume_gib(region)} GiB data volume over a "
+                    f"query's leader and its {z.parallel_per_gather} parallel workers; a query past it fails, "
+                    "the volume does not fill"),
         )),
         Section("Planner and I/O (network SSD volumes)", (
             Setting("random_page_cost", 1.1, "SSD: random reads cost about as much as sequential ones"),
@@ -149,7 +154,7 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
             Setting("wal_buffers", "16MB", "shared_buffers / 32, at most 16MB (PostgreSQL's own rule, written out)"),
             Setting("checkpoint_timeout", "15min"),
             Setting("checkpoint_completion_target", 0.9),
-            Setting("max_wal_size", f"{z.max_wal_size_gb}GB", f"2 % of the {inst.disk_gib} GiB data volume, between 4GB and 64GB"),
+            Setting("max_wal_size", f"{z.max_wal_size_gb}GB", f"2 % of the {own_volume_gib(region)} GiB data volume, between 4GB and 64GB"),
             Setting("min_wal_size", size_mb(z.min_wal_size_mb), "max_wal_size / 4"),
         )),
         Section("Replication: read replicas and the cross-region standby", (
@@ -160,6 +165,12 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
             Setting("wal_keep_size", f"{z.max_wal_size_gb}GB",
                     "= max_wal_size: a briefly disconnected replica catches up from the primary"
                     + ("; a longer outage fetches WAL from the archive" if pg.wal_archive else "")),
+            Setting("max_slot_wal_keep_size", size_mb(z.max_slot_wal_keep_mb),
+                    f"{SLOT_WAL_PERCENT} % of the {own_volume_gib(region)} GiB data volume, at least wal_keep_size: "
+                    "Patroni keeps a slot for every member, so a member whose PostgreSQL stops streaming would make "
+                    "the primary keep WAL until the volume fills; past this its slot is invalidated "
+                    "(pg_replication_slots.wal_status = lost) and the primary removes the WAL"
+                    + _slot_lost_note(pg.wal_archive)),
             Setting("synchronous_standby_names", "", "asynchronous: commits never wait for another region; "
                     f"across regions the RPO ({plan.spec.disaster_recovery.rpo_minutes} min) is held by streaming "
                     "(the partner's copy of the archive trails by archive_timeout plus the bucket replication's delay)"),
@@ -198,6 +209,17 @@ def settings(plan: PlatformPlan, region: RegionPlan) -> list[Section]:
     )))
     sections.append(Section("Extensions", _extension_settings(region, z)))
     return sections
+
+
+def _slot_lost_note(wal_archive: bool) -> str:
+    """What becomes of a member whose slot max_slot_wal_keep_size invalidated. Patroni 3.0.2 neither drops nor
+    recreates a lost slot (postgresql/slots.py compares slot names only), and PostgreSQL 15 lets a replica stream
+    through it again: tried on 15.18, a replica restored the removed segments from the archive, then streamed on the
+    same slot, whose wal_status went from lost back to reserved."""
+    if wal_archive:
+        return ("; the member restores the WAL it lacks from the archive (restore_command), then streams on the "
+                "same slot again; were the archive missing segments too, it must be rebuilt: patronictl reinit")
+    return "; without a WAL archive the member must be rebuilt: patronictl reinit"
 
 
 def dr_standby(plan: PlatformPlan, region: RegionPlan):
