@@ -326,6 +326,11 @@ def test_observability_follows_the_plan():
             kps = values_of(case, r, rels["kube-prometheus-stack"])
             spec = kps["prometheus"]["prometheusSpec"]
             assert spec["retention"] == f"{mon.prometheus_retention_days}d"
+            # a full volume stops Prometheus and every alert: the size retention is 85 % of each replica's claim
+            claim = spec["storageSpec"]["volumeClaimTemplate"]["spec"]["resources"]["requests"]["storage"]
+            assert _bytes(spec["retentionSize"]) == _bytes(claim) * 85 // 100, (spec["retentionSize"], claim)
+            # the Prometheus CRD's ByteSize pattern (prometheus-operator pkg/apis/monitoring/v1 types.go)
+            assert re.fullmatch(r"(^0|([0-9]*[.])?[0-9]+((K|M|G|T|E|P)i?)?B)$", spec["retentionSize"])
             assert spec["externalLabels"]["region"] == r.name
             assert kps["grafana"]["enabled"] == mon.grafana and kps["alertmanager"]["enabled"] == mon.alertmanager
             hosts_job = [j for j in spec["additionalScrapeConfigs"] if j["job_name"] == "self-managed-hosts"]
@@ -476,6 +481,52 @@ def test_spec_and_pinned_istio_agree_or_the_disagreement_is_said():
     (note,) = helm.notes(other)
     assert "1.29" in note and "1.30.3" in note
     assert f"- Note: {note}" in helm.docs_region(plan, other)
+
+
+def _bytes(quantity: str) -> int:
+    """`100Gi` (a Kubernetes quantity) or `85GiB` / `8704MiB` (a Prometheus ByteSize) as bytes."""
+    m = re.fullmatch(r"([0-9]+)([KMGT])iB?", quantity)
+    assert m, quantity
+    return int(m.group(1)) * 1024 ** ("KMGT".index(m.group(2)) + 1)
+
+
+def test_prometheus_takes_the_retention_size(tmp_path):
+    """The real Prometheus (Debian's 2.42, on the loopback) reads retentionSize as the operator passes it,
+    --storage.tsdb.retention.size, and reports the limit it holds: 85 % of the claim (a Kubernetes-style `85Gi`,
+    say, would be refused at start)."""
+    import json
+    import socket
+    import time
+    import urllib.request
+    prometheus = require_tool("prometheus")
+    plan = plan_of("reference")
+    r = plan.region("us-east-1")
+    rel = next(x for x in helm.releases(plan, r)[0] if x.name == "kube-prometheus-stack")
+    spec = values_of("reference", r, rel)["prometheus"]["prometheusSpec"]
+    (tmp_path / "p.yml").write_text("global: {scrape_interval: 15s}\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([prometheus, f"--config.file={tmp_path / 'p.yml'}", f"--storage.tsdb.path={tmp_path / 'd'}",
+                             f"--web.listen-address=127.0.0.1:{port}", f"--storage.tsdb.retention.time={spec['retention']}",
+                             f"--storage.tsdb.retention.size={spec['retentionSize']}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        info = None
+        for _ in range(100):
+            assert proc.poll() is None, proc.stderr.read()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/status/runtimeinfo", timeout=1) as res:
+                    info = json.load(res)["data"]
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert info, "Prometheus did not answer"
+        claim = spec["storageSpec"]["volumeClaimTemplate"]["spec"]["resources"]["requests"]["storage"]
+        assert info["storageRetention"] == f"{spec['retention']} or {_bytes(claim) * 85 // 100 // 1024 ** 3}GiB"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def test_additional_scrape_configs_pass_promtool(tmp_path):

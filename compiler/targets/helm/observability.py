@@ -18,7 +18,13 @@ from compiler.ir.names import (ALERTMANAGER_RECEIVER_KEYS, ALERTMANAGER_RECEIVER
 # small and fixed, so no platform pod runs BestEffort.
 SIDECAR_SIZE = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "100m", "memory": "128Mi"}}
 JAEGER_SERVICE = "jaeger"  # jaeger `fullnameOverride`: one all-in-one Service taking OTLP
-PROMETHEUS_STORAGE = "100Gi"  # per replica; the spec sets retention only
+PROMETHEUS_STORAGE_GIB = 100  # each replica's volume; the spec sets retention (days) only
+PROMETHEUS_STORAGE = f"{PROMETHEUS_STORAGE_GIB}Gi"
+# Prometheus stops (and with it every alert) when its volume fills, and the time retention alone bounds nothing: a
+# burst of series fills 100Gi long before 15d. retentionSize (--storage.tsdb.retention.size) drops the oldest blocks
+# past it; Prometheus deletes whole blocks, and the WAL, the head's chunks and a compaction's new block need room
+# besides, so it is a share of the volume, not all of it (Prometheus's storage docs suggest at most 80-85 %).
+PROMETHEUS_RETENTION_PERCENT = 85
 # Where each Elasticsearch client's Secret (username, password, ca.crt; helm/secrets.py) is mounted.
 ES_CREDENTIALS_DIR = {"fluent-bit": "/fluent-bit/etc/elasticsearch", "jaeger": "/etc/jaeger/elasticsearch"}
 FLUENT_BIT_CONF_DIR = "/fluent-bit/etc/conf"  # the chart mounts config.* and config.extraFiles here
@@ -148,6 +154,13 @@ def prometheus_claim(region: RegionPlan) -> dict:
     return spec
 
 
+def prometheus_retention_size(volume_gib: int = PROMETHEUS_STORAGE_GIB) -> str:
+    """PROMETHEUS_RETENTION_PERCENT of the volume, in the base-2 units the Prometheus CRD's ByteSize pattern and
+    Prometheus's --storage.tsdb.retention.size both take (`85GiB`, else `MiB`)."""
+    mib = volume_gib * 1024 * PROMETHEUS_RETENTION_PERCENT // 100
+    return f"{mib // 1024}GiB" if mib % 1024 == 0 else f"{mib}MiB"
+
+
 def kube_prometheus_stack(plan: PlatformPlan, region: RegionPlan) -> dict:
     mon = region.settings.monitoring
     size = mon.resources
@@ -176,6 +189,8 @@ def kube_prometheus_stack(plan: PlatformPlan, region: RegionPlan) -> dict:
             "replicas": 2,
             "resources": amounts(size["prometheus"]),
             "retention": f"{mon.prometheus_retention_days}d",
+            # whichever is reached first: a full volume stops Prometheus (PROMETHEUS_RETENTION_PERCENT)
+            "retentionSize": prometheus_retention_size(),
             "externalLabels": {"region": region.name, "cloud": region.cloud, "geo": region.geo},
             # pick up every ServiceMonitor/PodMonitor/PrometheusRule, not only this release's
             "serviceMonitorSelectorNilUsesHelmValues": False,
