@@ -68,6 +68,21 @@ SYNC_HEALTH_PATH = "/sync"
 AZURE_BACKEND_PORTS = {"leader": POSTGRES_PORT, "replicas": 15433, "sync": 15434}
 NAMESPACE = "/service/"  # Patroni's key prefix in etcd (its default)
 ETCD_MEMBERS = 3
+# etcd's housekeeping, as its operations guide ("Maintenance", v3.4) sets it out: history compaction, defragmentation,
+# a space quota. etcd keeps every revision of every key until it is compacted, and Patroni rewrites each member key,
+# the leader key and /status every loop_wait (10 s) in every cluster on a region's etcd (its own and the standby
+# clusters it runs): ~57 MB of history a day in the reference us-east-1. Uncompacted, the backend passes the quota
+# within weeks; etcd then raises the NOSPACE alarm and refuses writes, and Patroni can neither renew nor take a
+# leader key (no failover). Periodic compaction keeps one hour of history (Patroni reads only current keys and
+# watches from now); later writes reuse the compacted pages, and the daily defragmentation gives them back to the
+# file system, one member at a time (a member serves nothing while it defragments).
+ETCD_AUTO_COMPACTION_MODE = "periodic"
+ETCD_AUTO_COMPACTION_RETENTION = "1h"
+# etcd's own default (2 GiB), stated so the alert and the docs name the figure: an hour of Patroni's history is a
+# few MB, so the quota only fences a runaway writer; etcd suggests at most 8 GiB (its MaxQuotaBytes)
+ETCD_QUOTA_BACKEND_BYTES = 2 * 1024 ** 3
+# The first member defragments at 03:30 (the host's time), the next an hour later, and so on: never two at once
+ETCD_DEFRAG_FIRST_HOUR = 3
 
 
 @dataclass(frozen=True)

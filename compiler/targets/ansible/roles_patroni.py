@@ -16,7 +16,8 @@ from __future__ import annotations
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import published_ca_ref
 from compiler.ir.names import (PATRONI_CONFIG_DIR, POSTGRES_PORT, POSTGRES_REPLICATION_USER, POSTGRES_TLS_DIR)
-from compiler.ir.postgres_ha import FENCE_LAYER, standby_hba_file
+from compiler.ir.postgres_ha import (ETCD_AUTO_COMPACTION_MODE, ETCD_AUTO_COMPACTION_RETENTION, ETCD_DEFRAG_FIRST_HOUR,
+                                     ETCD_QUOTA_BACKEND_BYTES, FENCE_LAYER, standby_hba_file)
 from compiler.ir.postgres_sizing import patroni_dcs_parameters, standby_memory_parameters
 from compiler.ir.wal_archive import promoted_archive_command, standby_restore_command
 from compiler.targets.ansible.role import (Role, apt, cond, copy, expr, installed_version_check, service, services_ready_var,
@@ -36,6 +37,37 @@ UNFENCED = PATRONI_CONFIG_DIR + "/" + PATRONI_INSTANCE + ".unfenced"
 SOCKET_DIR = "/var/run/postgresql"
 BIN_DIR = "/usr/lib/postgresql/{version}/bin"
 ETCD_TLS_DIR = "/etc/etcd/tls"
+ETCD_DEFRAG_UNIT = "/etc/systemd/system/platformc-etcd-defrag"
+# the region docs' figures (the runbook's etcd paragraph)
+ETCD_HOUSEKEEPING = {"mode": ETCD_AUTO_COMPACTION_MODE, "retention": ETCD_AUTO_COMPACTION_RETENTION,
+                     "quota_gib": ETCD_QUOTA_BACKEND_BYTES / 1024 ** 3, "first_hour": ETCD_DEFRAG_FIRST_HOUR}
+# etcdctl (Debian etcd-client, API v3 by default) against this member's own endpoint only: `defrag` with several
+# endpoints defragments them all at once. The member's certificate is its client certificate, as for its peers.
+ETCD_DEFRAG_SERVICE = f"""\
+# Managed by Ansible (platformc etcd role).
+[Unit]
+Description=Defragment this etcd member (gives the space history compaction freed back to the file system)
+Requisite=etcd.service
+After=etcd.service
+
+[Service]
+Type=oneshot
+User=etcd
+ExecStart=/usr/bin/etcdctl --endpoints=https://{{{{ ansible_host }}}}:{{{{ etcd_client_port }}}} \\
+  --cacert={ETCD_TLS_DIR}/ca.crt --cert={ETCD_TLS_DIR}/server.crt --key={ETCD_TLS_DIR}/server.key \\
+  --command-timeout=60s defrag
+"""
+ETCD_DEFRAG_TIMER = """\
+# Managed by Ansible (platformc etcd role).
+[Unit]
+Description=Daily defragmentation of this etcd member, at its own hour
+
+[Timer]
+OnCalendar=*-*-* {{ etcd_defrag_hour }}:30:00
+
+[Install]
+WantedBy=timers.target
+"""
 DATA_DISK_SCRIPT = "/usr/local/sbin/platformc-data-disk-id"  # a directory every host has: data_disk runs first
 # The failover drill's figures (tests/targets/test_patroni_failover.py, which asserts the goals on every run), as
 # the docs' runbook states them: seconds, and rows lost.
@@ -265,6 +297,10 @@ def etcd() -> Role:
         "ETCD_PEER_TRUSTED_CA_FILE": ETCD_TLS_DIR + "/ca.crt",
         "ETCD_PEER_CLIENT_CERT_AUTH": "true",
         "ETCD_ENABLE_V2": "false",
+        # compaction and quota: compiler/ir/postgres_ha.py says why
+        "ETCD_AUTO_COMPACTION_MODE": ETCD_AUTO_COMPACTION_MODE,
+        "ETCD_AUTO_COMPACTION_RETENTION": ETCD_AUTO_COMPACTION_RETENTION,
+        "ETCD_QUOTA_BACKEND_BYTES": str(ETCD_QUOTA_BACKEND_BYTES),
     }
     content = "".join(f"{k}={v}\n" for k, v in env.items())
     return Role(
@@ -278,7 +314,9 @@ def etcd() -> Role:
                   # no backreference: ansible-core 2.19 keeps a string literal's backslashes, so '\\1' reached
                   # /etc/default/etcd as a literal \1 and etcd refused to start (its URL has no host)
                   "| map('regex_replace', '^', 'https://') | map('regex_replace', '$', ':' ~ etcd_peer_port)",
-                  "| zip(etcd_members) | map('reverse') | map('join', '=') | join(',')")},
+                  "| zip(etcd_members) | map('reverse') | map('join', '=') | join(',')"),
+              # this member's place in the list: one hour apart, so no two members defragment at once
+              "etcd_defrag_hour": "{{ " + str(ETCD_DEFRAG_FIRST_HOUR) + " + etcd_members.index(inventory_hostname) }}"},
         tasks={"main": [
             apt("Install etcd", ["etcd-server", "etcd-client"], register="etcd_install"),
             # The package's postinst starts etcd at once with Debian's defaults (localhost, /var/lib/etcd/default),
@@ -297,6 +335,14 @@ def etcd() -> Role:
             copy("Configure the member (Debian's unit reads /etc/default/etcd)", "/etc/default/etcd",
                  content=content, notify="Restart etcd"),
             service("Start etcd at boot", "etcd", r),
+            copy("Install the defragmentation service", ETCD_DEFRAG_UNIT + ".service", content=ETCD_DEFRAG_SERVICE,
+                 register="etcd_defrag_service"),
+            copy("Install the daily defragmentation timer", ETCD_DEFRAG_UNIT + ".timer", content=ETCD_DEFRAG_TIMER,
+                 register="etcd_defrag_timer"),
+            task("Run the defragmentation timer", "ansible.builtin.systemd_service",
+                 {"name": "platformc-etcd-defrag.timer", "enabled": True, "state": "started",
+                  "daemon_reload": "{{ etcd_defrag_service is changed or etcd_defrag_timer is changed }}"},
+                 when=[when_ready(r), "not ansible_check_mode"]),
         ]},
         # One member at a time: a new certificate or setting reaches every member in the same run, and three
         # restarted together lose quorum, so Patroni cannot renew its leader key (etcd's unit is Type=notify: a
