@@ -114,7 +114,7 @@ def _env_secrets(plan: PlatformPlan) -> list[str]:
 
 
 def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
-    from compiler.targets.ansible.roles_patroni import DRILL
+    from compiler.targets.ansible.roles_patroni import DRILL, ETCD_HOUSEKEEPING
     partner = plan.region(region.dr_partner)
     standby = next((s for s in getattr(partner.postgres_ha, "standbys", ()) if s.of_region == region.name), None)
     dr = plan.spec.disaster_recovery
@@ -131,6 +131,7 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
                   promoted_archive=promoted or "nowhere (this region archives no WAL)",
                   groups=[(g, region.hosts_in(g)) for g in (*inventory.DATA_GROUPS, "bastion")],
                   playbooks=site.PLAYBOOKS, ha=region.postgres_ha, standby=standby, drill=DRILL,
+                  etcd=ETCD_HOUSEKEEPING,
                   standby_fqdns=[h.fqdn for h in partner.hosts if standby and h.name in standby.hosts],
                   standby_hba=f"generated/datastores/{partner.name}/{standby_hba_file(region.name)}",
                   read_only_suffix=PGBOUNCER_READ_ONLY_SUFFIX if region.settings.datastores.postgres.read_replicas else None,
