@@ -47,12 +47,15 @@ class Outputs(dict):
             tree[rel] = (owner, text)
 
 
-REGION_BLOCK = 16
+REGION_BLOCK = 8
 """Regions emitted together: every target's jobs for a block of regions, then the next block. A process releases a
 region's computed facts once it has run the last job that reads them (RegionPlan.release, in _each), so it holds
 about a block's, not the platform's; within a block a target's jobs still follow each other, so its memos serve the
 block's regions. 120 regions, bytecode, forked, tmpfs, tree PSS peak (3 runs each, 2026-12-05): one block of all
-91.5 MiB, blocks of 32 76.5, of 16 74.1, of 8 73.1; the same bytes (tests/test_emit.py)."""
+91.5 MiB, blocks of 32 76.5, of 16 74.1, of 8 73.1. With the compile server, 120 regions and the 10,000-row
+registry, after this stop's DR wiring: blocks of 16 98.6 MiB, of 8 96.2, of 4 95.1; blocks of 4 cost CPU (memos
+serve fewer regions: 3.7-4.3 s against 3.3-3.7 s for 16 and 8, whole process). The same bytes whatever the size
+(tests/test_emit.py)."""
 
 
 def _jobs(plan, modules, regions, with_globals: bool, with_docs: bool) -> list[tuple]:
