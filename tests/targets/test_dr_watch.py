@@ -135,3 +135,37 @@ def test_the_wal_receiver_query_on_a_real_standby(reference, reference_tree, iso
                 locals()[c].stop()
         shutil.rmtree(work, ignore_errors=True)
 
+
+
+def test_region_may_be_lost_names_the_sync_replica_cause_where_the_standby_streams_from_it(reference):
+    """A standby that streams from its source's synchronous replica stops streaming while the source's only replica
+    is down (the sync endpoint has no member), with the source alive: the page must say so before anyone fences a
+    live region; a standby fed by a one-member source's leader endpoint has no such cause."""
+    from compiler.targets import monitoring
+    seen = 0
+    for r in reference.regions:
+        pages = [x for g in monitoring.rule_groups(reference, r) for x in g["rules"]
+                 if x.get("alert") == "DrRegionMayBeLost"]
+        for sb in (r.postgres_ha.standbys if r.postgres_ha else ()):
+            page = next(x for x in pages if x["labels"]["source_region"] == sb.of_region)
+            from_sync = sb.primary_host == reference.region(sb.of_region).postgres_ha.sync_endpoint
+            said = "synchronous replica is down" in page["annotations"]["description"]
+            assert said == from_sync, (r.name, sb.of_region)
+            seen += from_sync
+    assert seen
+
+
+def test_the_shared_exporter_rule_says_what_it_admits(reference):
+    """The standby probes share the exporter scrape's port and source, so one nftables rule admits both: its comment
+    must name each standby (by its purpose, or by name where the line would be too long), not "postgres clients"."""
+    from compiler.targets.ansible.inventory import firewall_rules
+    checked = 0
+    for r in reference.regions:
+        probes = _probes(r)
+        for group in {h.group for h in r.hosts if any(h.fqdn in c.dest.hosts for c in probes)}:
+            rule = next(x for x in firewall_rules(r, group) if x["ports"] == [POSTGRES_EXPORTER_PORT])
+            assert not rule["comment"].endswith(": postgres clients")
+            mine = [c for c in probes if set(c.dest.hosts) & {h.fqdn for h in r.hosts_in(group)}]
+            assert all(c.dest.name in rule["comment"] or c.purpose in rule["comment"] for c in mine), rule["comment"]
+            checked += 1
+    assert checked

@@ -76,6 +76,25 @@ def _names(items) -> str:
     return ", ".join(items) if len(items) <= 4 else f"{', '.join(items[:3])} and {len(items) - 3} more"
 
 
+# A rule's comment fits ansible-lint's line length (160) in the group_vars line "- comment: '...'" with room for quotes
+# YAML doubles
+RULE_COMMENT_MAX = 140
+
+
+def _rule_purpose(conns: list[Connection], head: str) -> str:
+    """What one nftables rule admits, said as the connections it merges are (the exporter's scrape and the DR standbys'
+    probes share a port and a source: "postgres clients" said neither), the most precise wording that fits."""
+    if len(conns) == 1:
+        return conns[0].purpose
+    purposes = list(dict.fromkeys(c.purpose for c in conns))
+    others = [c.dest.name for c in conns if c.dest.name != conns[0].dest.name]
+    said = ["; ".join(purposes)] if len(purposes) <= 2 else []
+    if others:
+        said.append(f"{purposes[0]}; and {len(conns) - 1} more to {_names(others)}")
+    said.append(f"{_names(dict.fromkeys(c.dest.name for c in conns))} clients")
+    return next((w for w in said if len(head) + len(w) <= RULE_COMMENT_MAX), said[-1])
+
+
 def firewall_rules(region: RegionPlan, group: str) -> list[dict]:
     """The nftables rules of one host group: one per (protocol, port, sources) of the connections with the
     `nftables` layer whose destination is this group or one of its parents, in wiring order."""
@@ -88,7 +107,7 @@ def firewall_rules(region: RegionPlan, group: str) -> list[dict]:
     out = []
     for (protocol, port, sources), conns in merged.items():
         what = _names(c.source.name for c in conns)
-        why = conns[0].purpose if len(conns) == 1 else f"{conns[0].dest.name} clients"
+        why = _rule_purpose(conns, f"{port}/{protocol} from {what}: ")
         out.append({"comment": f"{port}/{protocol} from {what}: {why}", "protocol": protocol, "ports": [port],
                     "sources": list(sources)})
     return out

@@ -203,7 +203,10 @@ def postgres_exporter() -> Role:
                      "pg_monitor role over the local socket."),
         defaults={
             **_release_defaults(r, POSTGRES_EXPORTER_RELEASE, POSTGRES_EXPORTER_PORT),
-            # the role's name is the OS user's: a DR standby cluster admits it by peer (compiler/ir/dr_watch.py)
+            # The PostgreSQL role is the OS user, by name: a DR standby cluster admits it by peer, and its pg_hba.conf
+            # (the datastores target) names the same constant, so both come from it and neither may be set on its own
+            # in an inventory.
+            "postgres_exporter_user": POSTGRES_EXPORTER_USER,
             "postgres_exporter_db_user": POSTGRES_EXPORTER_USER,
             "postgres_exporter_database": POSTGRES_EXPORTER_DATABASE,
             "postgres_exporter_socket_dir": POSTGRES_SOCKET_DIR,

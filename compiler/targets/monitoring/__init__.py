@@ -292,12 +292,22 @@ def dr_partner_alerts(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
             f"Region {src} may be lost: its standby in {r.name} receives no WAL",
             f"No member of {src}'s standby cluster ({', '.join(sb.hosts)}, port {sb.port}) streams WAL from "
             f"{sb.primary_host}. Either {src} is lost (its own alerts cannot page: they die with it), the path between "
-            f"the regions is down, or the standby itself is (up{{job=\"{dr_watch.scrape_job(src)}\"}}, pg_up). "
-            f"Confirm, then follow {src}'s runbook (docs/regions/{src}.md: the RTO is "
+            f"the regions is down, or the standby itself is (up{{job=\"{dr_watch.scrape_job(src)}\"}}, pg_up)"
+            + (f"; or {src}'s synchronous replica is down, which leaves that endpoint with no member (then {src} "
+               "pages DrStandbyNotStreaming too, and `patronictl list` there shows no sync standby)"
+               if _streams_from_sync(plan, src, sb) else "")
+            + f". Confirm before anything else, then follow {src}'s runbook (docs/regions/{src}.md: the RTO is "
             f"{plan.spec.disaster_recovery.rto_minutes} min).", for_=DR_ALERT_FOR, region=r.name)
         rule["labels"]["source_region"] = src
         out.append(rule)
     return out
+
+
+def _streams_from_sync(plan: PlatformPlan, source: str, standby) -> bool:
+    """Whether the standby streams from its source's synchronous replica (compiler/ir/postgres_ha.py), which has no
+    member while the source's only replica is down: the standby then stops streaming with the source alive."""
+    ha = plan.region(source).postgres_ha
+    return ha is not None and standby.primary_host == ha.sync_endpoint
 
 
 def backup_alerts(r: RegionPlan) -> list[dict]:

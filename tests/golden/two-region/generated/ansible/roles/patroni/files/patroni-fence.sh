@@ -74,7 +74,7 @@ if err=$(mktemp 2>/dev/null); then
 else
   err=/dev/null
 fi
-answered=0 errors=''
+answered=0 errors='' untrusted=''
 for url in "$@"; do
   url=${url%/}
   code=$(curl --silent --show-error --output /dev/null --write-out '%{http_code}' --connect-timeout 3 --max-time 5 \
@@ -95,12 +95,21 @@ for url in "$@"; do
   else
     why=$(tr '\n' ' ' <"$err")
     errors="${errors:+$errors; }$url: ${why% }"
+    case $rc in  # curl's TLS failures: the member is there, but it is not proven to be the partner's
+      35 | 51 | 53 | 54 | 58 | 59 | 60 | 64 | 66 | 77 | 80 | 82 | 83 | 90 | 91) untrusted="${untrusted:+$untrusted, }$url" ;;
+    esac
   fi
 done
 
 if [ $answered -gt 0 ]; then
   say "$what is not promoted ($answered of $# members answered): starting"
   exit 0
+fi
+if [ -n "$untrusted" ]; then
+  # Not a partner that is down: its members answer, and their certificates do not verify against the CA this host
+  # holds (rotated, or a stale copy). Said apart from the unreachable case, so the journal does not read as "down".
+  say "WARNING: $untrusted answered, but TLS with ${ca:-no CA} failed: the partner's CA may have changed (run the"
+  say "postgresql play again to fetch it). The check could not be made."
 fi
 say "WARNING: could not check whether $what was promoted: no member answered ($errors). Starting anyway;"
 say "if $partner took over this region's writes, stop this cluster now (region runbook, step 2)."
