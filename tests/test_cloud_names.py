@@ -160,7 +160,7 @@ GLOBAL_NAMES = [
     (cn.FRONT_DOOR_ENDPOINT, "cdn.tf", "azurerm_cdn_frontdoor_endpoint", "this", "name", "one"),
     (cn.GCP_GLOBAL_NEG, "cdn.tf", "google_compute_global_network_endpoint_group", "home", "name", "regions"),
     (cn.GCP_DNS_AUTHORIZATION, "cdn.tf", "google_certificate_manager_dns_authorization", "public", "name",
-     "public_hosts"),
+     "dns_authorizations"),
 ]
 
 
@@ -340,6 +340,8 @@ def test_the_global_roots_names_are_the_listed_ones(spec, variant):
         env = {f"local.{k}": v for name in files if name.startswith("terraform/global/") and name.endswith(".tf")
                for k, v in _locals(_hcl(files[name])).items()}
         keys = [{}] if how == "one" else [{"each.key": _unquote(k)} for k in _keys(env[f"local.{how}"], env)]
+        if isinstance(env.get(f"local.{how}"), dict):  # a map: each.value too
+            keys = [each | {"each.value": _unquote(env[f"local.{how}"][each["each.key"]])} for each in keys]
         for each in keys:
             emitted[(limit.what, _evaluate(body[attr], env | each))] += 1
     listed = Counter((d.limit.what, d.name) for d in cn.derived_names(plan)

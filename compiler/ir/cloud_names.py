@@ -303,8 +303,9 @@ def _global_names(plan) -> list[Derived]:
         out.append(Derived(FRONT_DOOR_ENDPOINT, g, None))
     elif cdn == "cloud_cdn":
         out += [Derived(GCP_GLOBAL_NEG, f"{g}-home-{r.name}", r.name) for r in plan.regions]
-        out += [Derived(GCP_DNS_AUTHORIZATION, f"{g}-{host}", None) for host in (spec.edge.dns.api_host,
-                                                                                  spec.edge.dns.app_host)]
+        # the public hosts' and origin.'s, which the regions' certificates use too (the root's own function)
+        from compiler.targets.terraform.global_root import global_dns_authorizations
+        out += [Derived(GCP_DNS_AUTHORIZATION, n, None) for n in global_dns_authorizations(plan).values()]
     if "azure" in spec.clouds and any(r.cloud == "azure" for r in plan.regions):
         # the Terraform state's own account: a region's account of the same name would be the state's
         out.append(Derived(AZURE_STORAGE_ACCOUNT, spec.clouds["azure"].state.bucket, None))
