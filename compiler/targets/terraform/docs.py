@@ -234,6 +234,25 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                          "authorisations and their records, and the others' certificates stop renewing. Right after "
                          "destroying it, apply the other GCP region roots as generated from the spec without it: the "
                          "first of them in the spec's order then authorises those names, the others use its.")
+        name = prefix(plan, region)
+        notes.append(f"The load balancer serves its certificate through the primary entry of certificate map `{name}`. "
+                     "A change of the certificate's names or DNS authorisations makes a new certificate (its name "
+                     f"`{name}-<hash>` follows both) beside the old one, and the entry switches to it only once "
+                     "Certificate Manager has issued it: that apply, like the region's first, stops at the entry's "
+                     "precondition while the certificate is PROVISIONING, the load balancer still serving the old one. "
+                     f"Apply again once `gcloud certificate-manager certificates describe {name}-<hash> "
+                     f"--project={project}` says ACTIVE: that apply switches the entry and deletes the old certificate.")
+        former = [_terraform_gcp.dns_authorization_name(region.cluster_name, h) for h in shared
+                  if _terraform_gcp.dns_authorization_owner(plan, h).name == region.name]
+        if former:
+            notes.append("Upgrading from a version in which this root authorised the shared names for every GCP region: "
+                         "apply the global root first (its records of those names replace this root's), then this root "
+                         "and the other GCP region roots (each replaces its certificate as above). This root forgets "
+                         "its authorisations of those names without deleting them (another region's previous "
+                         "certificate uses them until that region is applied); once every GCP region root is applied, "
+                         "delete them: " + "; ".join(f"`gcloud certificate-manager dns-authorizations delete {a} "
+                                                     f"--location=global --project={project} --quiet`" for a in former)
+                         + ".")
         notes.append("Backup and DR runs a rule at most every 4 hours: the hourly schedule is a snapshot schedule on "
                      "the data disks (start on the hour). Backup and DR vaults are regional, so the DR copy of the "
                      "databases is the replicated backup bucket.")

@@ -47,13 +47,47 @@ resource "aws_route53_record" "authorization" {
   records = [each.value.dns_resource_record[0].data]
 }
 
+# The certificate's names and authorisations cannot change in place (managed.domains and managed.dns_authorizations
+# force a new certificate): its name carries a hash of both, so that a change creates the new certificate beside the
+# old one (create_before_destroy) instead of deleting the one the load balancer serves first, or failing on a name
+# still taken.
 resource "google_certificate_manager_certificate" "this" {
-  name   = var.name
+  name   = "${var.name}-${substr(sha256(jsonencode([var.hostnames, [for host in var.hostnames : var.dns_authorizations[host].name]])), 0, 8)}"
   labels = var.tags
 
   managed {
     domains            = var.hostnames
     dns_authorizations = [for host in var.hostnames : var.dns_authorizations[host].create ? google_certificate_manager_dns_authorization.this[host].id : "projects/${data.google_project.current.project_id}/locations/global/dnsAuthorizations/${var.dns_authorizations[host].name}"]
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+# A global external Application Load Balancer takes Certificate Manager certificates through a certificate map only
+# (certificate_manager_certificates on its proxy is for INTERNAL_MANAGED). One entry, the map's PRIMARY one, serves
+# the certificate for every name: a new certificate replaces the old one in it by one in-place update, and the old one
+# is deleted after that. A new managed certificate is PROVISIONING until Certificate Manager has issued it, so the
+# entry waits for ACTIVE: the apply stops here until then, the entry still serving the previous certificate, and the
+# next apply switches it and deletes the old one.
+resource "google_certificate_manager_certificate_map" "this" {
+  name   = var.name
+  labels = var.tags
+}
+
+resource "google_certificate_manager_certificate_map_entry" "this" {
+  name         = var.name
+  map          = google_certificate_manager_certificate_map.this.name
+  matcher      = "PRIMARY"
+  certificates = [google_certificate_manager_certificate.this.id]
+  labels       = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = google_certificate_manager_certificate.this.managed[0].state == "ACTIVE"
+      error_message = "The certificate ${google_certificate_manager_certificate.this.name} is ${google_certificate_manager_certificate.this.managed[0].state}, not yet ACTIVE: the load balancer keeps serving the certificate it has (if any). Apply this root again once `gcloud certificate-manager certificates describe ${google_certificate_manager_certificate.this.name}` says ACTIVE (minutes after its _acme-challenge records resolve)."
+    }
   }
 }
 
@@ -104,10 +138,13 @@ resource "google_compute_url_map" "this" {
 }
 
 resource "google_compute_target_https_proxy" "this" {
-  name                             = var.name
-  url_map                          = google_compute_url_map.this.id
-  ssl_policy                       = google_compute_ssl_policy.this.id
-  certificate_manager_certificates = [google_certificate_manager_certificate.this.id]
+  name            = var.name
+  url_map         = google_compute_url_map.this.id
+  ssl_policy      = google_compute_ssl_policy.this.id
+  certificate_map = "//certificatemanager.googleapis.com/${google_certificate_manager_certificate_map.this.id}"
+
+  # the map serves nothing until its entry holds an ACTIVE certificate
+  depends_on = [google_certificate_manager_certificate_map_entry.this]
 }
 
 resource "google_compute_global_forwarding_rule" "https" {

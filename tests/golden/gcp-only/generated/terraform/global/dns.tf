@@ -78,6 +78,9 @@ resource "google_dns_record_set" "public" {
 }
 
 # Certificate Manager checks these CNAMEs to issue and renew the edge certificate and the regions' (their shared names).
+# Creating one replaces a record set of the same name and type (google_dns_record_set's create is authoritative):
+# the first GCP region root of earlier versions wrote origin.'s (and, applied before this root, api.'s and app.'s);
+# this root takes them over on its first apply, and that region root forgets its copies without deleting them.
 resource "google_dns_record_set" "authorization" {
   for_each = google_certificate_manager_dns_authorization.public
 

@@ -526,6 +526,19 @@ module "load_balancer" {
   }
 }
 
+# Upgrade: earlier versions of the load_balancer module held this region's own name's authorisation and record under
+# `this` and `authorization`, with the shared names' (which it now forgets): the same objects, now `own` and
+# `own_authorization`.
+moved {
+  from = module.load_balancer.google_certificate_manager_dns_authorization.this["euw1.acme.example.org"]
+  to   = module.load_balancer.google_certificate_manager_dns_authorization.own["euw1.acme.example.org"]
+}
+
+moved {
+  from = module.load_balancer.google_dns_record_set.authorization["euw1.acme.example.org"]
+  to   = module.load_balancer.google_dns_record_set.own_authorization["euw1.acme.example.org"]
+}
+
 module "backup" {
   source = "../../modules/gcp/backup"
 

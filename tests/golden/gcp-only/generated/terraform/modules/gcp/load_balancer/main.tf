@@ -28,7 +28,31 @@ resource "google_compute_ssl_policy" "this" {
 # _acme-challenge.<name>, is one record in the public zone, and each authorisation wants its own value. Behind Cloud
 # CDN the global root authorises them (create = false for all three here); behind another cloud's edge, whose root has
 # no Google provider, the first GCP region in the spec's order.
-resource "google_certificate_manager_dns_authorization" "this" {
+
+# Earlier versions had the first GCP region authorise the shared names too, under `this` and `authorization`, and the
+# other regions' certificates used those authorisations. Forgotten here, never deleted: the global root's record of
+# each shared name replaced this root's when the global root was applied (google_dns_record_set's create replaces a
+# record set of the same name and type), deleting it now would take the global root's away, and another region's
+# previous certificate may still use the authorisation until that region is applied. The region root's `moved`
+# blocks carry this region's own name's authorisation and record over to `own` and `own_authorization`; the region
+# page names the forgotten authorisations to delete once every GCP region is applied.
+removed {
+  from = google_certificate_manager_dns_authorization.this
+
+  lifecycle {
+    destroy = false
+  }
+}
+
+removed {
+  from = google_dns_record_set.authorization
+
+  lifecycle {
+    destroy = false
+  }
+}
+
+resource "google_certificate_manager_dns_authorization" "own" {
   for_each = { for host, a in var.dns_authorizations : host => a.name if a.create }
 
   name   = each.value
@@ -37,8 +61,8 @@ resource "google_certificate_manager_dns_authorization" "this" {
 }
 
 # Certificate Manager checks these CNAMEs to issue and renew the certificate.
-resource "google_dns_record_set" "authorization" {
-  for_each = google_certificate_manager_dns_authorization.this
+resource "google_dns_record_set" "own_authorization" {
+  for_each = google_certificate_manager_dns_authorization.own
 
   managed_zone = data.google_dns_managed_zone.public.name
   name         = each.value.dns_resource_record[0].name
@@ -47,13 +71,47 @@ resource "google_dns_record_set" "authorization" {
   rrdatas      = [each.value.dns_resource_record[0].data]
 }
 
+# The certificate's names and authorisations cannot change in place (managed.domains and managed.dns_authorizations
+# force a new certificate): its name carries a hash of both, so that a change creates the new certificate beside the
+# old one (create_before_destroy) instead of deleting the one the load balancer serves first, or failing on a name
+# still taken.
 resource "google_certificate_manager_certificate" "this" {
-  name   = var.name
+  name   = "${var.name}-${substr(sha256(jsonencode([var.hostnames, [for host in var.hostnames : var.dns_authorizations[host].name]])), 0, 8)}"
   labels = var.tags
 
   managed {
     domains            = var.hostnames
-    dns_authorizations = [for host in var.hostnames : var.dns_authorizations[host].create ? google_certificate_manager_dns_authorization.this[host].id : "projects/${data.google_project.current.project_id}/locations/global/dnsAuthorizations/${var.dns_authorizations[host].name}"]
+    dns_authorizations = [for host in var.hostnames : var.dns_authorizations[host].create ? google_certificate_manager_dns_authorization.own[host].id : "projects/${data.google_project.current.project_id}/locations/global/dnsAuthorizations/${var.dns_authorizations[host].name}"]
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+# A global external Application Load Balancer takes Certificate Manager certificates through a certificate map only
+# (certificate_manager_certificates on its proxy is for INTERNAL_MANAGED). One entry, the map's PRIMARY one, serves
+# the certificate for every name: a new certificate replaces the old one in it by one in-place update, and the old one
+# is deleted after that. A new managed certificate is PROVISIONING until Certificate Manager has issued it, so the
+# entry waits for ACTIVE: the apply stops here until then, the entry still serving the previous certificate, and the
+# next apply switches it and deletes the old one.
+resource "google_certificate_manager_certificate_map" "this" {
+  name   = var.name
+  labels = var.tags
+}
+
+resource "google_certificate_manager_certificate_map_entry" "this" {
+  name         = var.name
+  map          = google_certificate_manager_certificate_map.this.name
+  matcher      = "PRIMARY"
+  certificates = [google_certificate_manager_certificate.this.id]
+  labels       = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = google_certificate_manager_certificate.this.managed[0].state == "ACTIVE"
+      error_message = "The certificate ${google_certificate_manager_certificate.this.name} is ${google_certificate_manager_certificate.this.managed[0].state}, not yet ACTIVE: the load balancer keeps serving the certificate it has (if any). Apply this root again once `gcloud certificate-manager certificates describe ${google_certificate_manager_certificate.this.name}` says ACTIVE (minutes after its _acme-challenge records resolve)."
+    }
   }
 }
 
@@ -104,10 +162,13 @@ resource "google_compute_url_map" "this" {
 }
 
 resource "google_compute_target_https_proxy" "this" {
-  name                             = var.name
-  url_map                          = google_compute_url_map.this.id
-  ssl_policy                       = google_compute_ssl_policy.this.id
-  certificate_manager_certificates = [google_certificate_manager_certificate.this.id]
+  name            = var.name
+  url_map         = google_compute_url_map.this.id
+  ssl_policy      = google_compute_ssl_policy.this.id
+  certificate_map = "//certificatemanager.googleapis.com/${google_certificate_manager_certificate_map.this.id}"
+
+  # the map serves nothing until its entry holds an ACTIVE certificate
+  depends_on = [google_certificate_manager_certificate_map_entry.this]
 }
 
 resource "google_compute_global_forwarding_rule" "https" {
