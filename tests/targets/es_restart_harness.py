@@ -17,10 +17,11 @@ Without a quorum of nodes in the cluster, no node authenticates anyone. Requests
 path, method, query parameter, column or setting) get 400, as Elasticsearch rejects unrecognized parameters.
 
 The stand-in `systemctl restart` (the script finds it first on PATH; the play names the node in PLATFORMC_TEST_NODE)
-tells the cluster, which records what state the rest of the cluster was in at that moment (the point of the test:
-every other node in and recovered, the cluster green, allocation limited to primaries), and returns at once, as a
-unit's readiness does not wait for the node to join. `systemctl show` answers for the service module (the handler
-before the script restarted through it).
+first records which processes hold the elastic password in their command line or environment (none may: the handler's
+module, the script and this stand-in are running), then tells the cluster, which records what state the rest of the
+cluster was in at that moment (the point of the test: every other node in and recovered, the cluster green, allocation
+limited to primaries), and returns at once, as a unit's readiness does not wait for the node to join. `systemctl show`
+answers for the service module (the handler before the script restarted through it).
 
 A scenario: the nodes (name, loopback address), the stand-in's settings (`formed`: false before the role has set up
 the cluster; `stuck`: a node that never joins after its restart; `unrecoverable`: one whose copies never recover),
@@ -42,6 +43,8 @@ import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from process_secrets import holding
 
 RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 REPLICAS = 1
@@ -271,6 +274,8 @@ def systemctl(cfg_path: str, argv: list) -> int:
     if verb != "restart":
         return 0
     node = os.environ["PLATFORMC_TEST_NODE"]
+    with open(cfg["leak_log"], "a") as f:  # while the handler's module and the script run: none may hold the password
+        f.write(json.dumps({"node": node, "leaks": holding(cfg["password"])}) + "\n")
     request = urllib.request.Request(f"http://127.0.0.1:{cfg['control_port']}/restart?node={node}", method="POST")
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # straight to the loopback
     with opener.open(request, timeout=10) as response:
@@ -297,7 +302,13 @@ def main() -> None:
         seconds = round(time.monotonic() - started, 1)
         result = cluster.result()
         cluster.close()
-        out[scenario["name"]] = {"rc": rc, "seconds": seconds, "output": output[-8000:],
+        leaks = []
+        if os.path.exists(cfg["leak_log"]):
+            with open(cfg["leak_log"]) as f:
+                leaks = [entry for line in f if (entry := json.loads(line))["leaks"]]
+            os.unlink(cfg["leak_log"])
+        out[scenario["name"]] = {"rc": rc, "seconds": seconds, "output": output[-8000:], "leaks": leaks,
+                                 "password_in_output": cfg["password"] in output,
                                  "changed": {h: int(c) for h, _, c, _, _ in RECAP.findall(output)}, **result}
     control.shutdown()
     print(json.dumps(out))

@@ -9,10 +9,12 @@ test's playbook), plus `cluster_playbook` (the role's cluster tasks), `slow` (a 
 to load: it restarts with Redis's own key-load-delay, as Redis's tests slow a load down), `stuck` (a replica that
 restarts with a wrong masterauth, so its link to its primary never comes up) and the one after it, `after_stuck`.
 
-The stand-in `systemctl restart` (the handler's ansible.builtin.service, or the role's restart script, find it first
-on PATH; the play names the node in PLATFORMC_TEST_NODE) first records which other nodes do not serve at that
-moment (the point of the test: none may), then stops the node as systemd would (SIGTERM: Redis saves and exits)
-and starts it again, and returns without waiting for it to load (what a unit's readiness does not promise).
+The stand-in `systemctl restart` (the handler's ansible.builtin.service, or the role's restart script, find it first on
+PATH; the play names the node in PLATFORMC_TEST_NODE) first records which processes hold the admin password in their
+command line or environment (none may: the handler's module, the script and this stand-in are running), and which other
+nodes do not serve at that moment (the point of the test: none may), then stops the node as systemd would (SIGTERM:
+Redis saves and exits) and starts it again, and returns without waiting for it to load (what a unit's readiness does not
+promise).
 
 Steps: start every node; form the cluster with the role's cluster tasks; write keys across the slots, and a few
 thousand on the slow replica's shard; run the handler on every node (all restart); read the keys; make `stuck`
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import time
 
+from process_secrets import holding
 from redis_failback_harness import RECAP, cli, info, playbook, settled, wait
 
 KEYS = [f"restart:probe:{i}" for i in range(24)]  # spread over the three shards' slots
@@ -91,10 +94,11 @@ def systemctl(cfg_path: str, argv: list) -> int:
         return 0
     name = os.environ["PLATFORMC_TEST_NODE"]
     node = next(n for n in cfg["nodes"] if n["name"] == name)
+    leaks = holding(cfg["admin_password"])  # while the handler's module and the script run: none may hold it
     others = {n["name"]: serving(cfg, n) for n in cfg["nodes"] if n["name"] != name}
     with open(cfg["restart_log"], "a") as f:
         f.write(json.dumps({"node": name, "at": time.time(),
-                            "not_serving": {k: v for k, v in others.items() if v}}) + "\n")
+                            "not_serving": {k: v for k, v in others.items() if v}, "leaks": leaks}) + "\n")
     stop(node)
     start(node, tuple(cfg.get("restart_args", {}).get(name, ())))
     return 0
@@ -146,8 +150,9 @@ def main() -> None:
         cfg["restart_args"] = {slow["name"]: ["--key-load-delay", "500"]}
         open(cfg_path, "w").write(json.dumps(cfg))
         started = time.monotonic()
-        out["rc"], output = run(cfg)
+        out["rc"], output = run(cfg, "-vvv")  # -vvv: the commands Ansible runs, and each task's arguments
         out["seconds"] = round(time.monotonic() - started, 1)
+        out["password_in_output"] = cfg["admin_password"] in output
         out["output"] = output[-6000:]
         out["changed"] = {host: int(changed) for host, _, changed, _, _ in RECAP.findall(output)}
         out["restarts"] = restarts(cfg)
@@ -163,6 +168,7 @@ def main() -> None:
         out["stuck_rc"], output = run(cfg, "--limit", f"{cfg['stuck']},{cfg['after_stuck']}",
                                       "-e", json.dumps({"redis_restart_timeout": cfg["stuck_timeout"]}))
         out["stuck_seconds"] = round(time.monotonic() - started, 1)
+        out["stuck_password_in_output"] = cfg["admin_password"] in output
         out["stuck_output"] = output[-8000:]
         out["stuck_restarts"] = restarts(cfg)
     finally:

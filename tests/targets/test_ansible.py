@@ -536,6 +536,9 @@ def test_redis_exporter_user_reads_statistics_and_nothing_else(reference_tree, t
                  "redis_admin_password": admin_password, "redis_exporter_password": password,
                  "ansible_facts": {"default_ipv4": {"address": "127.0.0.2"}}}
     user = defaults["redis_exporter_acl_user"]
+    tasks = yaml.safe_load((root / "roles/redis_exporter/tasks/main.yml").read_text())
+    setuser_task = next(t for t in tasks if t["name"] == "Add the exporter's ACL user to the running node")
+    assert setuser_task["no_log"] is True  # its standard input holds the admin password
     servers = []
     try:
         acl_lines = []
@@ -553,9 +556,18 @@ def test_redis_exporter_user_reads_statistics_and_nothing_else(reference_tree, t
             server, sock = start_redis(data / "redis.conf", work, *includes)
             servers.append((server, work))
             if live:
-                cli = subprocess.run(["redis-cli", "--no-auth-warning", "--user", "platformc-admin", "-s", str(sock)],
-                                     input=ansible_template(role_vars["redis_exporter_setuser"], variables),
-                                     capture_output=True, text=True, env={**os.environ, "REDISCLI_AUTH": admin_password})
+                # the role's task as generated: its redis-cli options (the node's socket in place of -h/-p) and its
+                # standard input, the admin password (--askpass) and then ACL SETUSER; no environment
+                options = setuser_task["ansible.builtin.command"]["argv"]
+                at = options.index("-h")
+                assert options[at:at + 4:2] == ["-h", "-p"] and "environment" not in setuser_task
+                setuser = ansible_template(role_vars["redis_exporter_setuser"], variables)
+                stdin = ansible_template(setuser_task["ansible.builtin.command"]["stdin"],
+                                         {**variables, "redis_exporter_admin_password": admin_password,
+                                          "redis_exporter_setuser": setuser})
+                cli = subprocess.run([*options[:at], *options[at + 4:], "-s", str(sock)], input=stdin + "\n",
+                                     capture_output=True, text=True,
+                                     env={k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"})
                 assert (cli.returncode, cli.stdout.strip()) == (0, "OK"), cli.stdout + cli.stderr  # the role's failed_when
             exporter = Resp(sock)
             assert exporter.call("AUTH", user, password) == "OK"

@@ -38,8 +38,10 @@ SCRIPT = "roles/elasticsearch/files/platformc-elasticsearch-restart.sh"
 PASSWORD = 'elastic-"pass\\w0rd*'
 PORT, CONTROL_PORT = 9200, 9900
 SHORT = 5  # the bound for the runs that must fail (the role's default is 600 s)
-PASSWORD_TASKS = ("Look for the elastic password the restart handler logs in with",
-                  "Read the elastic password the restart handler logs in with")
+PASSWORD_TASKS = ("Create the directory of the elastic password",
+                  "Look for the elastic password the restart handler logs in with",
+                  "Read the elastic password the restart handler logs in with",
+                  "Give the restart handler the elastic password on each node")
 
 # The service manager a Debian host has (the service module reads it to pick the systemd module).
 FACTS_MODULE = '''#!/usr/bin/python
@@ -120,9 +122,10 @@ def test_the_handler_runs_the_script_one_host_at_a_time_with_the_password_read_b
     assert args == {"--node": "{{ inventory_hostname }}", "--address": "{{ ansible_host }}",
                     "--port": "{{ elasticsearch_http_port }}", "--ca": "{{ elasticsearch_ca_file }}",
                     "--peers": "{{ elasticsearch_restart_peers }}", "--unit": "elasticsearch",
+                    "--password-file": "{{ elasticsearch_admin_dir }}/restart-password",
                     "--timeout": "{{ elasticsearch_restart_timeout }}"}
-    # the password in the script's environment, never on its command line
-    assert handler["environment"] == {"PLATFORMC_ELASTIC_PASSWORD": "{{ elasticsearch_restart_password }}"}
+    # the password in a root-only file on the node, which the script reads: not in the task's arguments or environment
+    assert "environment" not in handler and "no_log" not in handler  # the script's diagnostics stay visible
     assert "not ansible_check_mode" in handler["when"]
     defaults = _load(role / "defaults" / "main.yml")
     assert defaults["elasticsearch_restart_command"] == "/usr/local/sbin/platformc-elasticsearch-restart"
@@ -135,10 +138,17 @@ def test_the_handler_runs_the_script_one_host_at_a_time_with_the_password_read_b
     install = next(i for i, t in enumerate(main) if (t.get("ansible.builtin.copy") or {}).get("src")
                    == "platformc-elasticsearch-restart.sh")
     assert main[install]["ansible.builtin.copy"]["dest"] == "{{ elasticsearch_restart_command }}"
-    look, read = (names.index(n) for n in PASSWORD_TASKS)
-    assert max(install, look, read) < min(notifies), names
+    mkdir, look, read, keep = (names.index(n) for n in PASSWORD_TASKS)
+    assert max(install, mkdir, look, read, keep) < min(notifies), names
+    assert mkdir < keep and read < keep
     assert main[read]["ansible.builtin.slurp"]["src"] == "{{ elasticsearch_admin_dir }}/elastic"
     assert main[read]["no_log"] is True and main[read]["delegate_to"] == "{{ elasticsearch_first_node }}"
+    copy = main[keep]["ansible.builtin.copy"]
+    assert copy["dest"] == "{{ elasticsearch_admin_dir }}/restart-password"
+    assert copy["content"] == "{{ elasticsearch_restart_password }}"
+    assert (copy["owner"], copy["mode"]) == ("root", "0600")
+    assert main[keep]["no_log"] is True and "delegate_to" not in main[keep]  # on every node
+    assert main[mkdir]["ansible.builtin.file"]["mode"] == "0700" and "delegate_to" not in main[mkdir]
     apt = [t["ansible.builtin.apt"]["name"] for t in main if "ansible.builtin.apt" in t]
     assert any("curl" in (n if isinstance(n, list) else [n]) for n in apt)
 
@@ -182,30 +192,34 @@ def test_the_handler_restarts_each_node_only_once_the_cluster_is_green(tree, tmp
     fake.write_text(f'#!/bin/sh\nexec {sys.executable} {HARNESS} systemctl "$@"\n')
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
 
-    admins = {"made": _admin(base / "admin-made", PASSWORD), "none": _admin(base / "admin-none", None),
-              "other": _admin(base / "admin-other", "not-the-password")}
+    passwords = {"made": PASSWORD, "none": None, "other": "not-the-password"}
 
-    def scenario(name: str, nodes: int, admin: str, timeout: int, limit: list[str] | None = None, **model) -> dict:
-        hosts = {n: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "ansible_host": a}
+    def scenario(name: str, nodes: int, admin: str, timeout: int, limit: list[str] | None = None, verbose=(),
+                 **model) -> dict:
+        # Each node its own admin directory, where the role keeps the password's copy; the first node's holds the
+        # password itself (the others' `elastic` files are never read).
+        hosts = {n: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "ansible_host": a,
+                     "elasticsearch_admin_dir": str(_admin(base / f"admin-{name}-{n}", passwords[admin]))}
                  for n, a in zip(names[:nodes], addresses)}
         inventory = base / f"inventory-{name}.json"
         inventory.write_text(json.dumps({"elasticsearch": {"hosts": hosts, "vars": {
-            "elasticsearch_admin_dir": str(admins[admin]), "elasticsearch_ca_file": str(base / "ca.crt"),
+            "elasticsearch_ca_file": str(base / "ca.crt"),
             "elasticsearch_http_port": PORT, "elasticsearch_restart_command": str(script),
             "elasticsearch_restart_timeout": timeout}}}))
-        command = [playbook_bin, "-i", str(inventory), "test-restart.yml",
+        command = [playbook_bin, "-i", str(inventory), "test-restart.yml", *verbose,
                    *(["--limit", ",".join(limit)] if limit else [])]
         return {"name": name, "nodes": [{"name": n, "address": a} for n, a in zip(names[:nodes], addresses)],
                 "playbook": command, "down": 1.0, "join": 1.0, "recover": 1.5, **model}
 
     first, stuck, after = names
-    config = {"port": PORT, "control_port": CONTROL_PORT, "password": PASSWORD,
+    config = {"port": PORT, "control_port": CONTROL_PORT, "password": PASSWORD, "leak_log": str(base / "leaks.jsonl"),
               "cert": str(base / "node.crt"), "key": str(base / "node.key"), "playbook_dir": str(ansible_dir),
               "playbook_env": {**_env(home=base / "ansible-home", local_tmp=base / "ansible-tmp"),
                                "PATH": f"{bin_dir}:{_env(home=base, local_tmp=base)['PATH']}",
                                "PLATFORMC_TEST_CONFIG": str(base / "config.json")},
               "scenarios": [
-                  scenario("rolling", 3, "made", 60),
+                  # -vvv: the commands Ansible runs, and each task's result with its arguments
+                  scenario("rolling", 3, "made", 60, verbose=["-vvv"]),
                   scenario("stuck", 3, "made", SHORT, [stuck, after], stuck=stuck),
                   scenario("unrecoverable", 3, "made", SHORT, [stuck, after], unrecoverable=stuck),
                   scenario("first_run", 3, "none", 60, formed=False),
@@ -218,8 +232,16 @@ def test_the_handler_restarts_each_node_only_once_the_cluster_is_green(tree, tmp
                          text=True, timeout=600, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
-    for run in out.values():
-        assert PASSWORD not in run["output"], "the password reached Ansible's output"
+    for name, run in out.items():
+        # not in Ansible's output, nor in any process's command line or environment while the handler ran (its
+        # module, the module's shell, the script, curl)
+        assert not run["password_in_output"], f"{name}: the password reached Ansible's output"
+        assert not run["leaks"], f"{name}: processes held the password: {run['leaks']}"
+    # Each node's copy of the password, root-only, where the script reads it; empty before the role has made it.
+    for name, password in (("rolling", PASSWORD), ("first_run", "")):
+        for node in names:
+            copy = base / f"admin-{name}-{node}" / "restart-password"
+            assert (copy.read_text(), stat.S_IMODE(copy.stat().st_mode)) == (password, 0o600), (name, node)
 
     # Every node restarted once, in the play's order, each only while every other node was in and recovered, the
     # cluster green and allocation limited to primaries; the run ended green with allocation back to its default.
@@ -241,7 +263,7 @@ def test_the_handler_restarts_each_node_only_once_the_cluster_is_green(tree, tmp
         listed = [r for r in run["requests"] if r["path"] == "/_cat/nodes" and r["status"] == 200
                   and restart["at"] < r["at"] <= enabled["at"]]
         assert listed, restart
-    assert run["changed"] == {name: 2 for name in names}  # the notifying task and the handler
+    assert run["changed"] == {name: 3 for name in names}  # the password's copy, the notifying task and the handler
 
     # A node that never rejoins fails the run at the bound, saying why, with allocation put back; the next node is not
     # restarted, and says why.

@@ -73,6 +73,12 @@ def redis_cluster_nodes(tmp_path_factory, name: str) -> tuple[dict, dict, Path]:
     refs = {u["password_ref"] for u in topology["acl_include"]["users"]} | {topology["acl_include"]["masterauth_ref"]}
     secrets = {hashlib.sha1(ref.encode()).hexdigest()[:12]: SERVICE_PASSWORD for ref in refs}
 
+    # The admin secret as the role's first node holds it (`openssl rand -hex 32 -out`: the hex and a newline, root's
+    # only): the cluster tasks' redis-cli reads it from there, and the restart script from its copy on each node.
+    admin_dir = base / "admin"
+    admin_dir.mkdir(mode=0o700)
+    (admin_dir / "secret").write_text(ADMIN_PASSWORD + "\n")
+    (admin_dir / "secret").chmod(0o600)
     nodes, hosts = [], {}
     for i, node in enumerate(topology["nodes"]):
         address = f"127.0.0.{i + 2}"
@@ -96,7 +102,8 @@ def redis_cluster_nodes(tmp_path_factory, name: str) -> tuple[dict, dict, Path]:
         nodes.append({"name": node["name"], "replica_of": node["replica_of"], "address": address,
                       "work": str(work), "command": command})
         hosts[node["name"]] = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                               "test_address": address, "platformc_region": region.name}
+                               "test_address": address, "platformc_region": region.name,
+                               "redis_admin_dir": str(admin_dir)}
 
     (ansible_dir / "library").mkdir()
     (ansible_dir / "library" / "platformc_test_address.py").write_text(FACTS_MODULE)

@@ -6,11 +6,12 @@ primary) went down left that shard nothing to fail over to. The handler must not
 not serve (answers PING, dataset loaded, a replica's link up and not syncing, cluster_state:ok), and a node that
 never comes back must fail the run, within the bound, before the next node is restarted.
 
-Inside `unshare -n`, tests/targets/redis_restart_harness.py starts the reference region's six nodes as the failback
-test does, forms the cluster with the role's cluster tasks, and runs the role's handler as generated with
-ansible-playbook over every node. Restarting goes through a stand-in for systemctl, first on PATH (the role's script
-and the service module both run `systemctl restart redis-server`): it restarts the harness's server for the node the
-play names, and first records every other node that does not serve at that moment. One replica has a few thousand
+Inside `unshare -n`, tests/targets/redis_restart_harness.py starts the reference region's six nodes as the failback test
+does, forms the cluster with the role's cluster tasks, and runs the role's handler as generated with ansible-playbook
+over every node. Restarting goes through a stand-in for systemctl, first on PATH (the role's script and the service
+module both run `systemctl restart redis-server`): it restarts the harness's server for the node the play names, and
+first records every other node that does not serve at that moment, and every process whose command line or environment
+holds the admin password (the script reads it from the file the role keeps on each node). One replica has a few thousand
 keys to load, slowed down with Redis's key-load-delay; its restart returns before they are loaded.
 """
 
@@ -23,11 +24,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from tests.targets.test_datastores_support import ISOLATE
 from tests.targets.test_redis_failback import redis_cluster_nodes
 
 HARNESS = Path(__file__).with_name("redis_restart_harness.py")
 STUCK_TIMEOUT = 3  # the bound for the replica that never comes back (the role's default is 300 s)
+# the role's task that keeps the admin secret on each node, where the script reads it (run before the notification)
+SECRET_TASK = "Keep the cluster admin secret root-only on every node"
 
 PLAYBOOK = """\
 - name: Notify the redis role's restart handler on every node
@@ -59,7 +64,10 @@ def test_the_restart_handler_waits_until_each_node_serves_again(tmp_path_factory
     config, topology, base = redis_cluster_nodes(tmp_path_factory, "redis-restart")
     ansible_dir = Path(config["playbook_dir"])
     (ansible_dir / "test-restart.yml").write_text(PLAYBOOK)
-    (ansible_dir / "roles/redis/tasks/test-notify.yml").write_text(NOTIFY)
+    main = yaml.safe_load((ansible_dir / "roles/redis/tasks/main.yml").read_text())
+    keep = [t for t in main if t["name"] == SECRET_TASK]
+    assert keep and keep[0]["no_log"] is True and keep[0]["ansible.builtin.copy"]["mode"] == "0600"
+    (ansible_dir / "roles/redis/tasks/test-notify.yml").write_text(yaml.safe_dump(keep, sort_keys=False) + NOTIFY)
     config["cluster_playbook"] = config["playbook"]
     config["playbook"] = [*config["playbook"][:-1], "test-restart.yml"]
 
@@ -100,9 +108,16 @@ def test_the_restart_handler_waits_until_each_node_serves_again(tmp_path_factory
     assert [r["node"] for r in out["restarts"]] == names, out["output"]
     unsafe = {r["node"]: r["not_serving"] for r in out["restarts"] if r["not_serving"]}
     assert not unsafe, f"nodes restarted while others did not serve: {unsafe}"
+    # The admin password reached no process's command line or environment (the handler's module, its shell, the
+    # script, redis-cli), and not Ansible's output at -vvv, which shows the commands it runs and each task's result.
+    leaks = {r["node"]: r["leaks"] for r in out["restarts"] + out["stuck_restarts"] if r["leaks"]}
+    assert not leaks, f"processes held the admin password: {leaks}"
+    assert not out["password_in_output"], "the password reached Ansible's output"
+    assert not out["stuck_password_in_output"], "the password reached Ansible's output"
     # ... and the handler returned with the whole cluster serving, the slow replica loaded and in sync.
     assert out["served_after"] == {name: "" for name in names}
-    assert out["changed"] == {name: 2 for name in names}  # the notifying task and the handler
+    # the notifying task and the handler: the role's copy of the admin secret is the file openssl made, unchanged
+    assert out["changed"] == {name: 2 for name in names}
     assert out["set"] == ["OK"] * len(out["set"])
     assert out["get"] == [f"value of restart:probe:{i}" for i in range(len(out["get"]))]
 

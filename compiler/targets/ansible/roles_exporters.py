@@ -291,12 +291,13 @@ def redis_exporter() -> Role:
             task("Read the cluster admin secret", "ansible.builtin.slurp",
                  {"src": "{{ redis_exporter_admin_dir }}/secret"}, register="redis_exporter_admin_secret",
                  no_log=True, when="not ansible_check_mode", **admin),
-            # The running node takes the user now: no restart, no failover.
+            # The running node takes the user now: no restart, no failover. redis-cli reads the admin's password as
+            # the first line of its standard input (--askpass), then the command: the password is on no command line
+            # and in no environment, and no_log keeps the task's arguments, stdin with them, out of Ansible's output.
             task("Add the exporter's ACL user to the running node", "ansible.builtin.command", {
-                "argv": ["redis-cli", "--no-auth-warning", "--user", "platformc-admin", "-h", "127.0.0.1",
+                "argv": ["redis-cli", "--askpass", "--user", "platformc-admin", "-h", "127.0.0.1",
                          "-p", "{{ redis_exporter_redis_port }}"],
-                "stdin": "{{ redis_exporter_setuser }}"},
-                 environment={"REDISCLI_AUTH": "{{ redis_exporter_admin_password }}"},
+                "stdin": "{{ redis_exporter_admin_password }}\n{{ redis_exporter_setuser }}"},
                  register="redis_exporter_setuser_run", changed_when=True,
                  failed_when="redis_exporter_setuser_run.rc != 0 or redis_exporter_setuser_run.stdout != 'OK'",
                  no_log=True, when="redis_exporter_acl is changed and not ansible_check_mode"),

@@ -10,6 +10,11 @@ reads that file, so both targets agree on names and rules):
                 run CLUSTER ADDSLOTS/MEET/REPLICATE (@dangerous), and the spec has no admin secret,
                 so a random one is made on the first node and never leaves the nodes and the run
 
+The admin secret is kept root-only (0600) in /etc/redis/platformc-admin/secret on every node. Every redis-cli that logs
+in as platformc-admin (the cluster tasks, the restart script) reads it from that file with `--askpass`, on its standard
+input: never `-a` (a command line, visible in `ps`) nor REDISCLI_AUTH through the task's `environment:`, which Ansible
+puts in front of the module's command line (in `ps`, in sudo's log of the command with become, in `-vvv` output).
+
 A restart (the "Restart Redis" handler, one host at a time) runs the script the role installs,
 /usr/local/sbin/platformc-redis-restart: it restarts the node and waits, bounded, until the node and every node it
 knows serve again (loaded, replicas in sync, cluster_state:ok) before the handler moves to the next host, and
@@ -31,21 +36,36 @@ REDIS_THP = ("# Redis (platformc redis role): no transparent huge pages (latency
              "w /sys/kernel/mm/transparent_hugepage/enabled - - - - never\n")
 FIRST = "{{ redis_nodes[0] }}"
 ADMIN_DIR = "/etc/redis/platformc-admin"  # the cluster admin secret (redis_exporter's role reads it too)
+ADMIN_SECRET = "{{ redis_admin_dir }}/secret"
 ADDRESS = "ansible_facts.default_ipv4.address"
+# redis-cli as platformc-admin, its password read from the admin secret file (`--askpass` reads it from standard
+# input): sh opens the file, so the secret is on no command line and in no environment. The arguments after the
+# file are redis-cli's. `$1`, `$@` and `$file` are sh's: the command module must not expand them itself
+# (expand_argument_vars, on by default, would replace a `$name` that names a variable of the module's environment).
+ADMIN_CLI = ["sh", "-c", 'file=$1; shift; exec redis-cli --askpass --user platformc-admin "$@" <"$file"',
+             "platformc-redis-admin", ADMIN_SECRET]
+
+
+def admin_cli(*args: str) -> dict:
+    """The command module's arguments that run redis-cli as platformc-admin with `args`."""
+    return {"argv": [*ADMIN_CLI, *args], "expand_argument_vars": False}
 
 
 def _admin_secret() -> list:
     on_first = {"delegate_to": FIRST, "run_once": True}
     return [
-        task("Create the directory of the cluster admin secret on the first node", "ansible.builtin.file",
-             {"path": "{{ redis_admin_dir }}", "state": "directory", "owner": "root", "group": "root", "mode": "0700"},
-             **on_first),
+        task("Create the directory of the cluster admin secret", "ansible.builtin.file",
+             {"path": "{{ redis_admin_dir }}", "state": "directory", "owner": "root", "group": "root", "mode": "0700"}),
         task("Make the cluster admin secret once, on the first node", "ansible.builtin.command",
-             {"argv": ["openssl", "rand", "-hex", "32", "-out", "{{ redis_admin_dir }}/secret"],
-              "creates": "{{ redis_admin_dir }}/secret"}, register="redis_admin_created", **on_first),
-        task("Read the cluster admin secret", "ansible.builtin.slurp", {"src": "{{ redis_admin_dir }}/secret"},
+             {"argv": ["openssl", "rand", "-hex", "32", "-out", ADMIN_SECRET],
+              "creates": ADMIN_SECRET}, register="redis_admin_created", **on_first),
+        task("Read the cluster admin secret", "ansible.builtin.slurp", {"src": ADMIN_SECRET},
              register="redis_admin_secret", no_log=True, when="not ansible_check_mode or redis_admin_created is not changed",
              **on_first),
+        # The restart handler's script logs in with it on each node (redis-cli --askpass, from the file): the same
+        # content as openssl wrote on the first node, where this changes only the mode.
+        copy("Keep the cluster admin secret root-only on every node", ADMIN_SECRET, mode="0600",
+             content="{{ redis_admin_password }}\n", no_log=True, diff=False, when="redis_admin_secret is not skipped"),
         template("Write the cluster admin user", "redis-admin.conf.j2", "{{ redis_include_dir }}/admin.conf",
                  mode="0640", owner="redis", group="redis", no_log=True, diff=False, notify="Restart Redis",
                  when="redis_admin_secret is not skipped"),
@@ -55,29 +75,28 @@ def _admin_secret() -> list:
 def _cluster() -> list:
     """Primaries first (`--cluster create` with no replicas), then each replica under the primary the
     topology names, so replicas stay in the zones the spec's placement chose."""
-    cli = ["redis-cli", "--user", "platformc-admin", "-h", f"{{{{ hostvars[redis_nodes[0]].{ADDRESS} }}}}",
-           "-p", "{{ redis_port }}"]
-    on_first = {"environment": {"REDISCLI_AUTH": "{{ redis_admin_password }}"}, "delegate_to": FIRST,
-                "run_once": True}
+    cli = ["-h", f"{{{{ hostvars[redis_nodes[0]].{ADDRESS} }}}}", "-p", "{{ redis_port }}"]
+    on_first = {"delegate_to": FIRST, "run_once": True}  # where the admin secret was made: it is there first
     return [
         task("Read the cluster state from the first node", "ansible.builtin.command",
-             {"argv": [*cli, "cluster", "info"]}, changed_when=False, register="redis_cluster_info", **on_first),
+             admin_cli(*cli, "cluster", "info"), changed_when=False, register="redis_cluster_info", **on_first),
         task("Create the cluster from the primaries", "ansible.builtin.command", {
-            "argv": expr("['redis-cli', '--user', 'platformc-admin', '--cluster', 'create']",
-                         "+ redis_primary_endpoints + ['--cluster-replicas', '0', '--cluster-yes']")},
+            # the admin secret's file is the one element templated on its own (a string in a Jinja list is not)
+            "argv": expr(f"{ADMIN_CLI[:-1]!r}", "+ [redis_admin_dir ~ '/secret', '--cluster', 'create']",
+                         "+ redis_primary_endpoints + ['--cluster-replicas', '0', '--cluster-yes']"),
+            "expand_argument_vars": False},
              changed_when=True, when="'cluster_slots_assigned:0' in redis_cluster_info.stdout", **on_first),
         task("Read each primary's node id", "ansible.builtin.command",
-             {"argv": ["redis-cli", "--user", "platformc-admin", "-h",
-                       f"{{{{ hostvars[redis_primary.name].{ADDRESS} }}}}", "-p", "{{ redis_port }}", "cluster", "myid"]},
+             admin_cli("-h", f"{{{{ hostvars[redis_primary.name].{ADDRESS} }}}}", "-p", "{{ redis_port }}",
+                       "cluster", "myid"),
              changed_when=False, register="redis_primary_ids", loop="{{ redis_primary_nodes }}",
              loop_control={"loop_var": "redis_primary", "label": "{{ redis_primary.name }}"}, **on_first),
-        task("Read the nodes the cluster knows", "ansible.builtin.command", {"argv": [*cli, "cluster", "nodes"]},
+        task("Read the nodes the cluster knows", "ansible.builtin.command", admin_cli(*cli, "cluster", "nodes"),
              changed_when=False, register="redis_cluster_nodes", **on_first),
-        task("Attach each replica to the primary the topology names", "ansible.builtin.command", {
-            "argv": ["redis-cli", "--user", "platformc-admin", "--cluster", "add-node",
-                     f"{{{{ hostvars[redis_replica.name].{ADDRESS} }}}}:{{{{ redis_port }}}}",
-                     f"{{{{ hostvars[redis_nodes[0]].{ADDRESS} }}}}:{{{{ redis_port }}}}",
-                     "--cluster-slave", "--cluster-master-id", "{{ redis_node_ids[redis_replica.replica_of] }}"]},
+        task("Attach each replica to the primary the topology names", "ansible.builtin.command", admin_cli(
+            "--cluster", "add-node", f"{{{{ hostvars[redis_replica.name].{ADDRESS} }}}}:{{{{ redis_port }}}}",
+            f"{{{{ hostvars[redis_nodes[0]].{ADDRESS} }}}}:{{{{ redis_port }}}}",
+            "--cluster-slave", "--cluster-master-id", "{{ redis_node_ids[redis_replica.replica_of] }}"),
              changed_when=True, loop="{{ redis_replica_nodes }}",
              loop_control={"loop_var": "redis_replica", "label": "{{ redis_replica.name }}"},
              when=f"(hostvars[redis_replica.name].{ADDRESS} ~ ':' ~ redis_port ~ '@') not in redis_cluster_nodes.stdout",
@@ -95,8 +114,7 @@ def _failback(on_first: dict) -> list:
     to that shard pause for a moment, nothing is lost); one whose link is down, or that serves another shard's
     primary, is left to the cluster and the operator (RedisPrimaryDisplaced keeps alerting)."""
     def cli(host: str) -> list:
-        return ["redis-cli", "--user", "platformc-admin", "-h", f"{{{{ hostvars[{host}].{ADDRESS} }}}}",
-                "-p", "{{ redis_port }}"]
+        return ["-h", f"{{{{ hostvars[{host}].{ADDRESS} }}}}", "-p", "{{ redis_port }}"]
     # ... and only under its own topology replica: one that replica migration moved under another shard's primary
     # would take that shard's slots and displace a second primary, and each run would swap them back
     displaced = "\n".join([
@@ -109,16 +127,16 @@ def _failback(on_first: dict) -> list:
             "loop_control": {"loop_var": "redis_state", "label": "{{ redis_state.redis_primary.name }}"}}
     return [
         task("Read how each topology primary serves", "ansible.builtin.command",
-             {"argv": [*cli("redis_primary.name"), "info", "replication"]}, changed_when=False,
+             admin_cli(*cli("redis_primary.name"), "info", "replication"), changed_when=False,
              register="redis_primary_states", loop="{{ redis_primary_nodes }}",
              loop_control={"loop_var": "redis_primary", "label": "{{ redis_primary.name }}"}, **on_first),
         task("Give a primary that a failover displaced its slots back", "ansible.builtin.command",
-             {"argv": [*cli("redis_state.redis_primary.name"), "cluster", "failover"]}, changed_when=True,
+             admin_cli(*cli("redis_state.redis_primary.name"), "cluster", "failover"), changed_when=True,
              when=displaced, **each, **on_first),
         # Redis gives a manual failover 5 s (CLUSTER_MF_TIMEOUT) and the election that follows twice the node
         # timeout: a minute is ample, and a node still a replica after it fails the run for someone to look at.
         task("Wait until each of them serves as a primary again", "ansible.builtin.command",
-             {"argv": [*cli("redis_state.redis_primary.name"), "info", "replication"]}, changed_when=False,
+             admin_cli(*cli("redis_state.redis_primary.name"), "info", "replication"), changed_when=False,
              register="redis_failback", until="'role:master' in redis_failback.stdout", retries=60, delay=1,
              when=displaced, **each, **on_first),
     ]
@@ -203,10 +221,12 @@ def redis() -> Role:
             # runs a handler task on every notified host before the next task, so a second handler that waited would
             # come after every node had been restarted (a primary went down while its replica was still resyncing).
             # Not in check mode: the command would not run anyway, and the admin secret it logs in with may not exist.
+            # The script reads that secret from its root-only file on the node (--password-file): no secret in the
+            # task's arguments or environment, so its output, the restart's diagnostics, is shown as it is.
             task("Restart Redis", "ansible.builtin.command", {"argv": [
                 "{{ redis_restart_command }}", "--address", f"{{{{ {ADDRESS} }}}}", "--port", "{{ redis_port }}",
-                "--unit", "redis-server", "--timeout", "{{ redis_restart_timeout }}"]},
-                 environment={"REDISCLI_AUTH": "{{ redis_admin_password }}"}, changed_when=True, throttle=1,
+                "--password-file", ADMIN_SECRET, "--unit", "redis-server", "--timeout", "{{ redis_restart_timeout }}"]},
+                 changed_when=True, throttle=1,
                  when=[when_ready(r), "not ansible_check_mode"]),
         ],
     )

@@ -7,8 +7,11 @@ A restart (the "Restart Elasticsearch" handler, one host at a time) runs the scr
 /usr/local/sbin/platformc-elasticsearch-restart: Elastic's rolling restart for one node (replica allocation off, flush,
 restart, wait until the node has rejoined, allocation back to its default), then a bounded wait until the cluster is
 green with every node in it before the handler moves to the next host; it refuses to restart a node while the cluster
-is not (see the script). It logs in as `elastic`, with the password the role keeps on the first node; before the role
-has made that password (the first run, before the cluster has formed) it waits only until the node answers again.
+is not (see the script). It logs in as `elastic`, with the password the role keeps on the first node, which it copies
+root-only (0600) to each node for the script to read (--password-file): the password is on no command line and in
+no task's `environment:` (which Ansible puts in front of the module's command line: in `ps`, in sudo's log of the
+command with become, in `-vvv` output). Before the role has made that password (the first run, before the cluster has
+formed) the copy is empty, and the script waits only until the node answers again.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ ES_CONF = "/etc/elasticsearch"
 # chown it), and Elasticsearch, which runs as `elasticsearch`, could not write its data.
 ES_DATA, ES_DATA_MODE = "/var/lib/elasticsearch", "2750"
 ADMIN_DIR = f"{ES_CONF}/platformc-admin"  # the `elastic` superuser's password, made once on the first node
+RESTART_PASSWORD = "{{ elasticsearch_admin_dir }}/restart-password"  # its copy on each node, for the restart script
 
 # Least privilege of each in-cluster client's Elasticsearch user (the index patterns are compiler/ir/names.py's
 # elasticsearch_client_indices). Fluent Bit writes its daily log indices, and its user also runs the monitoring
@@ -143,32 +147,37 @@ def _clients() -> list:
 
 def _restart_login() -> list:
     """The elastic password for the restart handler, read before anything notifies it (the handlers run at the start
-    of clients.yml, before its own read); on the first run there is none yet, and the script then waits only until
-    the node answers."""
+    of clients.yml, before its own read) and kept root-only on each node, where the script reads it; on the first run
+    there is none yet (the copy is empty), and the script then waits only until the node answers."""
     on_first = {"delegate_to": "{{ elasticsearch_first_node }}", "run_once": True}
     return [
+        task("Create the directory of the elastic password", "ansible.builtin.file",
+             {"path": "{{ elasticsearch_admin_dir }}", "state": "directory", "owner": "root", "group": "root",
+              "mode": "0700"}),
         task("Look for the elastic password the restart handler logs in with", "ansible.builtin.stat",
              {"path": "{{ elasticsearch_admin_dir }}/elastic"}, register="elasticsearch_restart_login_file",
              **on_first),
         task("Read the elastic password the restart handler logs in with", "ansible.builtin.slurp",
              {"src": "{{ elasticsearch_admin_dir }}/elastic"}, register="elasticsearch_restart_login", no_log=True,
              when="elasticsearch_restart_login_file.stat.exists", **on_first),
+        copy("Give the restart handler the elastic password on each node", RESTART_PASSWORD, mode="0600",
+             content="{{ elasticsearch_restart_password }}", no_log=True, diff=False),
     ]
 
 
 def _restart_handler() -> dict:
     """One node at a time, and the restart and the wait until the cluster is green again in one task: Ansible runs a
     handler task on every notified host before the next task, so a second handler that waited would come after every
-    node had been restarted. Not in check mode: the command would not run anyway. The password reaches the script in
-    its environment, never on its command line."""
+    node had been restarted. Not in check mode: the command would not run anyway. The script reads the password from
+    its root-only copy on the node (--password-file): the task's arguments and environment hold no secret, so its
+    output, the restart's diagnostics, is shown as it is."""
     r = "elasticsearch"
     return task("Restart Elasticsearch", "ansible.builtin.command", {"argv": [
         "{{ elasticsearch_restart_command }}", "--node", "{{ inventory_hostname }}", "--address", "{{ ansible_host }}",
         "--port", "{{ elasticsearch_http_port }}", "--ca", "{{ elasticsearch_ca_file }}",
-        "--peers", "{{ elasticsearch_restart_peers }}", "--unit", "elasticsearch",
+        "--peers", "{{ elasticsearch_restart_peers }}", "--password-file", RESTART_PASSWORD, "--unit", "elasticsearch",
         "--timeout", "{{ elasticsearch_restart_timeout }}"]},
-        environment={"PLATFORMC_ELASTIC_PASSWORD": "{{ elasticsearch_restart_password }}"}, changed_when=True,
-        throttle=1, when=[when_ready(r), "not ansible_check_mode"], listen=TOPIC)
+        changed_when=True, throttle=1, when=[when_ready(r), "not ansible_check_mode"], listen=TOPIC)
 
 
 def elasticsearch() -> Role:

@@ -3,8 +3,8 @@
 # platformc-elasticsearch-restart: restart this host's Elasticsearch node as Elastic's rolling restart does, and return
 # only once the node is back in the cluster and the cluster is green again.
 #
-#   platformc-elasticsearch-restart --node NAME --address HOST --port PORT --ca FILE [--peers NAME=HOST,...]
-#                                   [--unit UNIT] [--timeout SECONDS]
+#   platformc-elasticsearch-restart --node NAME --address HOST --port PORT --ca FILE --password-file FILE
+#                                   [--peers NAME=HOST,...] [--unit UNIT] [--timeout SECONDS]
 #
 # The elasticsearch role's "Restart Elasticsearch" handler runs it, one host at a time (throttle: 1). Ansible runs a
 # handler task on every notified host before it runs the next handler task, so the wait has to be part of the task
@@ -35,13 +35,14 @@
 #
 # Requests go over HTTPS to the nodes' HTTP port, verified against --ca (the region's CA, which issued the nodes'
 # certificates; they name the hosts' DNS names, which --address and the peers' HOSTs are), as `elastic` with the
-# password in PLATFORMC_ELASTIC_PASSWORD (the one the role made once and keeps on the first node; curl reads it from
-# its standard input, it is on no command line). Each request goes to the peers in turn, then to this node, until one
-# answers 2xx: a node that is away or has not joined yet (it answers 401, it cannot read the security index) is
-# skipped.
+# password in --password-file (the one the role made once and keeps on the first node, copied root-only to each node;
+# the role's handler passes no secret in its arguments or environment). The script reads the file itself and curl
+# reads the credentials from its standard input: the password is on no command line and in no process's
+# environment. Each request goes to the peers in turn, then to this node, until one answers 2xx: a node that is away
+# or has not joined yet (it answers 401, it cannot read the security index) is skipped.
 #
-# First run: without that password (PLATFORMC_ELASTIC_PASSWORD empty) there is no cluster to ask: the role makes it
-# after its first restarts, once the nodes have formed the cluster, which holds no data before that. The script then
+# First run: without that password (the password file is empty) there is no cluster to ask: the role makes it after
+# its first restarts, once the nodes have formed the cluster, which holds no data before that. The script then
 # restarts the node and waits only until it answers HTTPS again (401 without credentials), as the Redis script waits
 # only for its own node before the cluster is formed. (A cluster whose first node lost the password file is restarted
 # the same way by the run that makes a new one: restore the file to /etc/elasticsearch/platformc-admin/elastic first.)
@@ -49,12 +50,12 @@ set -euo pipefail
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 usage() {
-  echo "usage: $0 --node NAME --address HOST --port PORT --ca FILE [--peers NAME=HOST,...] [--unit UNIT]" \
-    "[--timeout SECONDS]" >&2
+  echo "usage: $0 --node NAME --address HOST --port PORT --ca FILE --password-file FILE [--peers NAME=HOST,...]" \
+    "[--unit UNIT] [--timeout SECONDS]" >&2
   exit 2
 }
 
-node='' address='' port='' ca='' peers='' unit=elasticsearch timeout=600
+node='' address='' port='' ca='' password_file='' peers='' unit=elasticsearch timeout=600
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || usage
   case "$1" in
@@ -62,6 +63,7 @@ while [ $# -gt 0 ]; do
     --address) address=$2 ;;
     --port) port=$2 ;;
     --ca) ca=$2 ;;
+    --password-file) password_file=$2 ;;
     --peers) peers=$2 ;;
     --unit) unit=$2 ;;
     --timeout) timeout=$2 ;;
@@ -69,10 +71,11 @@ while [ $# -gt 0 ]; do
   esac
   shift 2
 done
-if [ -z "$node" ] || [ -z "$address" ] || [ -z "$ca" ]; then usage; fi
+if [ -z "$node" ] || [ -z "$address" ] || [ -z "$ca" ] || [ -z "$password_file" ]; then usage; fi
 case "$port" in '' | *[!0-9]*) usage ;; esac
 case "$timeout" in '' | *[!0-9]*) usage ;; esac
 [ -r "$ca" ] || { echo "$0: cannot read the CA certificate $ca" >&2; exit 2; }
+[ -r "$password_file" ] || { echo "$0: cannot read the password file $password_file" >&2; exit 2; }
 
 peer_names=() hosts=()
 if [ -n "$peers" ]; then
@@ -85,8 +88,7 @@ if [ -n "$peers" ]; then
 fi
 hosts+=("$address")  # the peers first: while this node is away or joining, they answer
 
-password=${PLATFORMC_ELASTIC_PASSWORD-}
-unset PLATFORMC_ELASTIC_PASSWORD  # not handed on to systemctl
+password=$(<"$password_file")  # empty: the role has not made the password yet
 credentials=''
 if [ -n "$password" ]; then
   escaped=${password//\\/\\\\}

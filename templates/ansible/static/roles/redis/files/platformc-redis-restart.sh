@@ -1,7 +1,7 @@
 #!/bin/bash
 # platformc-redis-restart: restart this host's Redis Cluster node, and return only once the cluster serves again.
 #
-#   platformc-redis-restart --address ADDRESS --port PORT [--unit UNIT] [--timeout SECONDS]
+#   platformc-redis-restart --address ADDRESS --port PORT --password-file FILE [--unit UNIT] [--timeout SECONDS]
 #
 # The redis role's "Restart Redis" handler runs it, one host at a time (throttle: 1). Ansible runs a handler task on
 # every notified host before it runs the next handler task, so the wait has to be part of the task that restarts:
@@ -19,31 +19,36 @@
 #   after   `systemctl restart UNIT`, then wait up to --timeout seconds (300) until this node and every node it
 #           knew serve (a restarted primary's replicas resync from it); past that, fail and say what is missing.
 #
-# It logs in as the cluster admin user, platformc-admin, with the password in REDISCLI_AUTH, as the role's cluster
-# tasks do. When this node cannot be asked which nodes it knows (not running, or not yet on the role's configuration,
-# as before the first restart), only this node is waited for.
+# It logs in as the cluster admin user, platformc-admin, as the role's cluster tasks do: redis-cli reads the password
+# from FILE (the role keeps the admin secret root-only on every node) on its standard input (--askpass), so the password
+# is on no command line and in no process's environment. When this node cannot be asked which nodes it knows (not
+# running, or not yet on the role's configuration, as before the first restart), only this node is waited for.
 set -euo pipefail
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 usage() {
-  echo "usage: $0 --address ADDRESS --port PORT [--unit UNIT] [--timeout SECONDS]" >&2
+  echo "usage: $0 --address ADDRESS --port PORT --password-file FILE [--unit UNIT] [--timeout SECONDS]" >&2
   exit 2
 }
 
-address='' port='' unit=redis-server timeout=300
+address='' port='' password_file='' unit=redis-server timeout=300
 while [ $# -gt 0 ]; do
   case "$1" in
     --address) address=${2-}; shift 2 ;;
     --port) port=${2-}; shift 2 ;;
+    --password-file) password_file=${2-}; shift 2 ;;
     --unit) unit=${2-}; shift 2 ;;
     --timeout) timeout=${2-}; shift 2 ;;
     *) usage ;;
   esac
 done
-[ -n "$address" ] || usage
+if [ -z "$address" ] || [ -z "$password_file" ]; then usage; fi
 case "$port" in '' | *[!0-9]*) usage ;; esac
 case "$timeout" in '' | *[!0-9]*) usage ;; esac
-[ -n "${REDISCLI_AUTH-}" ] || { echo "$0: REDISCLI_AUTH (the platformc-admin password) is not set" >&2; exit 2; }
+if [ ! -r "$password_file" ] || [ ! -s "$password_file" ]; then
+  echo "$0: cannot read the platformc-admin password from $password_file (missing or empty)" >&2
+  exit 2
+fi
 before=$((timeout < 60 ? timeout : 60))
 me="$address:$port"
 
@@ -51,7 +56,8 @@ me="$address:$port"
 ask() {
   local host=$1 node_port=$2
   shift 2
-  timeout 5 redis-cli --user platformc-admin -h "$host" -p "$node_port" "$@" 2>&1 | tr -d '\r' || true
+  timeout 5 redis-cli --askpass --user platformc-admin -h "$host" -p "$node_port" "$@" <"$password_file" 2>&1 |
+    tr -d '\r' || true
 }
 
 # Why the node HOST:PORT does not serve; nothing when it does.
