@@ -141,6 +141,46 @@ def test_ansible_lint_production_profile_finds_nothing(tree):
     assert "Profile 'production' was required, and it passed" in proc.stderr, proc.stderr
 
 
+# A variable that holds a secret, by its name (redis_admin_password, elasticsearch_elastic_secret, REDISCLI_AUTH ...).
+SECRET_NAME = re.compile(r"passw|secret|auth|token|credential|private_key", re.I)
+KEYWORD_BLOCKS = ("block", "rescue", "always", "tasks", "pre_tasks", "post_tasks", "handlers")
+
+
+def _environments(node, where: str):
+    """Every `environment:` of the plays, blocks, tasks and handlers in a loaded playbook or tasks file: (where, it)."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _environments(item, where)
+    elif isinstance(node, dict):
+        label = f"{where}: {node.get('name', '?')}"
+        if "environment" in node:
+            yield label, node["environment"]
+        for key in KEYWORD_BLOCKS:
+            if key in node:
+                yield from _environments(node[key], label)
+
+
+def test_no_task_passes_a_secret_through_environment(tree):
+    """Ansible puts a task's `environment:` in front of the module's command line (`VAR=value python3 ...`): visible
+    in `ps` on the host while the module runs, in sudo's log of the command with become, and in `-vvv` output, no_log
+    or not (ansible/ansible#69961; the `environment` docs: "not a recommended way of passing secrets"). No generated
+    play, block, task or handler may name a secret-looking variable there, as a name or in a value it templates."""
+    _, root, _ = tree
+    files = sorted(root.glob("*.yml")) + sorted(root.glob("roles/*/tasks/*.yml")) + \
+        sorted(root.glob("roles/*/handlers/*.yml"))
+    assert any(f.parent.name == "handlers" for f in files) and any(f.parent.name == "tasks" for f in files)
+    found = []
+    for path in files:
+        for where, environment in _environments(yaml.safe_load(path.read_text()), str(path.relative_to(root))):
+            items = environment.items() if isinstance(environment, dict) else [("", environment)]
+            for name, value in items:
+                names = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", " ".join(re.findall(r"{[{%](.*?)[%}]}", str(value),
+                                                                                   re.S)))
+                if SECRET_NAME.search(name) or any(SECRET_NAME.search(n) for n in names):
+                    found.append(f"{where}: {name}={value}")
+    assert not found, "secrets passed through `environment:`:\n" + "\n".join(found)
+
+
 # ---------------------------------------------------------------- real runs against localhost
 
 def _require_isolation():
