@@ -205,3 +205,11 @@ SSH_PORT = 22
 # the leader), the one in front of the replicas GET /replica (200 on a running replica); both over HTTPS.
 PATRONI_LEADER_HEALTH_PATH = "/primary"
 PATRONI_REPLICA_HEALTH_PATH = "/replica"
+
+
+def cloud_dns_zone_name(domain: str) -> str:
+    """A Cloud DNS managed zone's name: 1-63 characters, a letter first, [a-z0-9-] (the API's rule; the provider does not
+    check it). The domain with dots as hyphens, as before, when that is one; else prefixed and, past 63, hashed. The
+    global root names its zone so, and the region runbooks' commands name it (an IR fact: no target imports another)."""
+    name = domain.lower().replace(".", "-")
+    return fit(name if name[:1].isalpha() else f"zone-{name}", 63, key=domain)

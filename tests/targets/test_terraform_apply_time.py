@@ -69,11 +69,12 @@ def _cases_with(compiled, cloud: str) -> list[str]:
 def test_the_gcp_module_creates_only_its_own_authorisations_and_their_records(compiled):
     _, files = compiled[_cases_with(compiled, "gcp")[0]]
     doc = _hcl(files["terraform/modules/gcp/load_balancer/main.tf"])
-    auth = resources(doc, "google_certificate_manager_dns_authorization")["this"]
+    # one resource of the module's own authorisations (named `own` where the module hands shared ones over)
+    (name, auth), = resources(doc, "google_certificate_manager_dns_authorization").items()
     assert "a.create" in auth["for_each"]
     cert = resources(doc, "google_certificate_manager_certificate")["this"]
     refs = cert["managed"][0]["dns_authorizations"]
-    assert "google_certificate_manager_dns_authorization.this[host].id" in refs
+    assert f"google_certificate_manager_dns_authorization.{name}[host].id" in refs
     assert "dnsAuthorizations/${var.dns_authorizations[host].name}" in refs
 
 

@@ -10,7 +10,7 @@ import hcl2
 from compiler.ir.identity import gcp_account_id
 from compiler.pipeline import compile_file, compile_text
 from compiler.targets.terraform import gcp, values
-from compiler.targets.terraform.global_root import cloud_dns_zone_name
+from compiler.ir.names import cloud_dns_zone_name
 from tests.conftest import REPO
 
 GCP_SA_ID = re.compile(r"^[a-z]([-a-z0-9]{4,28}[a-z0-9])$")  # the provider's ValidateRFC1035Name(6, 30)

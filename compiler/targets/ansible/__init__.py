@@ -162,7 +162,7 @@ def _fence(plan: PlatformPlan, region: RegionPlan) -> dict | None:
     from compiler.ir.edge import edge_cloud, global_name
     from compiler.ir.postgres_ha import FENCE_LAYER
     from compiler.targets.ansible import roles_patroni as rp
-    from compiler.targets.terraform.global_root import cloud_dns_zone_name
+    from compiler.ir.names import cloud_dns_zone_name
     conns = region.through(FENCE_LAYER)
     if not conns or region.postgres_ha is None:
         return None

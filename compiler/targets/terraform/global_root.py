@@ -14,7 +14,7 @@ from compiler.ir.edge import (CLOUDFRONT_MAX_ORIGIN_READ_TIMEOUT, CREDENTIAL_HEA
                               global_validation_hosts, origin_verify)
 from compiler.ir.home_routing import (ORIGINS_PER_DISTRIBUTION, SERVING_KEY_PREFIX, WEIGHTED_ORIGIN_ID,
                                       edge_routes_homes, home_origin_id, home_origin_name, routing_store_name)
-from compiler.ir.names import CLIENT_ADDRESS_HEADER
+from compiler.ir.names import CLIENT_ADDRESS_HEADER, cloud_dns_zone_name
 from compiler.targets.terraform.common import cloudwatch_retention, provider_requirements, state_backend
 from compiler.targets.terraform.edge_routing import kvs_entries, uses_kvs_map, viewer_request_code
 from compiler.targets.terraform.edge_rules import home_rules
@@ -186,14 +186,6 @@ def extra_files(plan: PlatformPlan) -> dict[str, str]:
         return {}
     import json
     return {FRANCHISE_HOMES_FILE: json.dumps(kvs_entries(plan), indent=0, sort_keys=True) + "\n"}
-
-
-def cloud_dns_zone_name(domain: str) -> str:
-    """A Cloud DNS managed zone's name: 1-63 characters, a letter first, [a-z0-9-] (the API's rule; the provider does not
-    check it). The domain with dots as hyphens, as before, when that is one; else prefixed and, past 63, hashed."""
-    from compiler.ir.names import fit
-    name = domain.lower().replace(".", "-")
-    return fit(name if name[:1].isalpha() else f"zone-{name}", 63, key=domain)
 
 
 def global_dns_authorizations(plan: PlatformPlan) -> dict[str, str]:
