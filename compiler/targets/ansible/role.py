@@ -107,6 +107,22 @@ def systemd_dropin(name: str, unit: str, file: str, content: str, unit_label: st
             copy(name, f"{directory}/{file}", content=content, **kw)]
 
 
+def systemd_timer(what: str, path: str, unit: str, service: str, timer: str, register: str, when: str | None = None,
+                  run_when: tuple = ()) -> list[dict]:
+    """A service and the daily timer that starts it (`path`.service and `path`.timer, `unit` their name for systemd):
+    both installed, then the timer enabled and started, reloading systemd when either file changed. Not in check mode,
+    where the files were not written. `when` guards the three tasks, `run_when` adds to the last one's."""
+    on = {"when": when} if when else {}
+    return [copy(f"Install the {what} service", path + ".service", content=service, **on,
+                 register=f"{register}_service"),
+            copy(f"Install the daily {what} timer", path + ".timer", content=timer, **on,
+                 register=f"{register}_timer"),
+            task(f"Run the {what} timer", "ansible.builtin.systemd_service",
+                 {"name": f"{unit}.timer", "enabled": True, "state": "started",
+                  "daemon_reload": f"{{{{ {register}_service is changed or {register}_timer is changed }}}}"},
+                 when=[*([when] if when else []), *run_when, "not ansible_check_mode"])]
+
+
 def apt(name: str, packages, register: str | None = None, **kw) -> dict:
     args = {"name": packages, "state": "present", "update_cache": True, "cache_valid_time": 3600}
     return task(name, "ansible.builtin.apt", args, register=register, **kw)

@@ -21,7 +21,7 @@ from compiler.ir.postgres_ha import (ETCD_AUTO_COMPACTION_MODE, ETCD_AUTO_COMPAC
 from compiler.ir.postgres_sizing import patroni_dcs_parameters, standby_memory_parameters
 from compiler.ir.wal_archive import promoted_archive_command, standby_restore_command
 from compiler.targets.ansible.role import (Role, apt, cond, copy, expr, installed_version_check, service, services_ready_var,
-                                            systemd_dropin, task, when_ready)
+                                            systemd_dropin, systemd_timer, task, when_ready)
 from compiler.targets.ansible import leader_sql
 from compiler.targets.ansible.roles_data import POSTGRES_DATA_MOUNT, START_CONF
 
@@ -335,14 +335,8 @@ def etcd() -> Role:
             copy("Configure the member (Debian's unit reads /etc/default/etcd)", "/etc/default/etcd",
                  content=content, notify="Restart etcd"),
             service("Start etcd at boot", "etcd", r),
-            copy("Install the defragmentation service", ETCD_DEFRAG_UNIT + ".service", content=ETCD_DEFRAG_SERVICE,
-                 register="etcd_defrag_service"),
-            copy("Install the daily defragmentation timer", ETCD_DEFRAG_UNIT + ".timer", content=ETCD_DEFRAG_TIMER,
-                 register="etcd_defrag_timer"),
-            task("Run the defragmentation timer", "ansible.builtin.systemd_service",
-                 {"name": "platformc-etcd-defrag.timer", "enabled": True, "state": "started",
-                  "daemon_reload": "{{ etcd_defrag_service is changed or etcd_defrag_timer is changed }}"},
-                 when=[when_ready(r), "not ansible_check_mode"]),
+            *systemd_timer("defragmentation", ETCD_DEFRAG_UNIT, "platformc-etcd-defrag", ETCD_DEFRAG_SERVICE,
+                           ETCD_DEFRAG_TIMER, "etcd_defrag", run_when=(when_ready(r),)),
         ]},
         # One member at a time: a new certificate or setting reaches every member in the same run, and three
         # restarted together lose quorum, so Patroni cannot renew its leader key (etcd's unit is Type=notify: a

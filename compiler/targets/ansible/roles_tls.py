@@ -23,7 +23,7 @@ and reloads `tls_reload_units`. The servers' SSH to the CA host is a connection 
 
 from __future__ import annotations
 
-from compiler.targets.ansible.role import Role, copy, expr, task
+from compiler.targets.ansible.role import Role, copy, expr, systemd_timer, task
 
 CA = "{{ tls_ca_host }}"
 TOPIC = "tls certificate changed"
@@ -191,16 +191,11 @@ def _renewal() -> list:
              content="{{ tls_ca_address }} {{ (tls_ca_host_key.content | b64decode).split()[:2] | join(' ') }}\n",
              when=[on, "tls_ca_host_key is not skipped"]),
         copy("Install the renewal command", "{{ tls_renew_command }}", mode="0755", src="platformc-tls-renew", when=on),
-        copy("Install the renewal service", unit + ".service", content=RENEW_UNIT.format(
+        *systemd_timer("renewal", unit, "{{ tls_unit }}", RENEW_UNIT.format(
             dir="{{ tls_dir }}", days="{{ tls_renew_before_days }}",
             command="{{ tls_renew_command }}", ca="{{ tls_ca_address }}",
-            units="{{ ([''] + tls_reload_units) | join(' ') }}"), when=on, register="tls_renew_service"),
-        copy("Install the daily renewal timer", unit + ".timer", content=RENEW_TIMER.format(
-            dir="{{ tls_dir }}"), when=on, register="tls_renew_timer"),
-        task("Run the renewal timer", "ansible.builtin.systemd_service",
-             {"name": "{{ tls_unit }}.timer", "enabled": True, "state": "started",
-              "daemon_reload": "{{ tls_renew_service is changed or tls_renew_timer is changed }}"},
-             when=[on, "tls_renewal_timer | bool", "not ansible_check_mode"]),
+            units="{{ ([''] + tls_reload_units) | join(' ') }}"), RENEW_TIMER.format(dir="{{ tls_dir }}"),
+            "tls_renew", when=on, run_when=("tls_renewal_timer | bool",)),
     ]
 
 
