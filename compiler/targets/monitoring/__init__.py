@@ -281,9 +281,8 @@ def dr_partner_alerts(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
         return []
     out = []
     for sb in ha.standbys:
-        c = next((c for c in r.through("prometheus") if standby_of(c.dest.name) == sb.of_region), None)
-        if c is None:
-            continue
+        if not any(standby_of(c.dest.name) == sb.of_region for c in r.through("prometheus")):
+            continue  # nothing here probes it: no alert on a series never scraped
         src = sb.of_region
         streaming = (f'{dr_watch.WAL_RECEIVER_CONNECTED}{{job="{dr_watch.scrape_job(src)}",status="streaming",'
                      f'sender_host="{sb.primary_host}"}}')
