@@ -819,7 +819,10 @@ def _check_fence(tree, region, c) -> list[Broken]:
     task = dropins[0]
     args = task["ansible.builtin.copy"]
     defaults = (tree.yaml_docs(f"{PATRONI_ROLE}/defaults/main.yml") or [{}])[0]
-    render = _Renderer(jinja2.Environment(keep_trailing_newline=True, undefined=jinja2.StrictUndefined))
+    render = tree.__dict__.get("_hosts_fence_renderer")
+    if render is None:  # one per tree: every region's fence renders the same few texts
+        render = tree.__dict__["_hosts_fence_renderer"] = _Renderer(
+            jinja2.Environment(keep_trailing_newline=True, undefined=jinja2.StrictUndefined))
     want = sorted(f"https://{h}:{c.dest_port}" for h in c.dest.hosts)
     out: list[Broken] = []
     for fqdn in c.source.hosts:
@@ -871,8 +874,8 @@ def _check_fence(tree, region, c) -> list[Broken]:
 
 
 class _Renderer:
-    """Renders the tasks' Jinja texts with a host's variables, compiling each text once: the fence check renders the
-    same few texts for every member of every region (compiling them each time was a third of `verify`)."""
+    """Renders the tasks' Jinja texts with a host's variables, compiling each text once per tree: the fence check
+    renders the same few texts for every member of every region (compiling them each time was a third of `verify`)."""
 
     def __init__(self, env):
         self.env, self.compiled = env, {}
