@@ -189,8 +189,9 @@ source's lines plus this region's), not by the region's, since the cluster holds
 FENCE_LAYER = "patroni-fence"
 """The layer of the split-brain fence's connection: before its Patroni starts, each member of a region's own cluster
 asks the members of the standby cluster its DR partner runs of it (GET /primary on that cluster's REST API; only the
-leader of a cluster that is no longer a standby answers 200) and refuses to start when the partner's copy was promoted
-(the region runbook, step 3). The Ansible patroni role's drop-in for patroni@<v>-main dials exactly that connection's
+leader of a cluster that is no longer a standby answers 200; then GET /cluster of each member that answered, whose
+roles show a `leader` once the cluster is promoted, a `standby_leader` before) and refuses to start when the partner's
+copy was promoted (the region runbook, step 3). The Ansible patroni role's drop-in for patroni@<v>-main dials exactly that connection's
 hosts and port (group_vars `patroni_fence`); `platformc verify` proves it."""
 
 

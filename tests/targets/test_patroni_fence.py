@@ -2,13 +2,18 @@
 script; compiler/ir/postgres_ha.py FENCE_LAYER), run as generated for the reference's us-east-1 against stand-ins for
 the members of the standby cluster us-west-2 runs of it: Patroni REST APIs on 127.0.0.1 that answer GET /primary
 with the status a member gives (200: the promoted leader; 503: a standby leader or a replica), over TLS with
-certificates made as the tls role makes them (its CA command, its request command, its signing script).
+certificates made as the tls role makes them (its CA command, its request command, its signing script), and GET
+/cluster with the members and roles of the cluster's DCS as Patroni 3.0.2 writes them (patroni/utils.py
+cluster_as_json: "leader" once promoted, "standby_leader" while a standby cluster, "replica"/"sync_standby").
 
 - a member answering 200 refuses the start (non-zero exit; the journal names the member and what to do) and latches
   the fence shut: later starts refuse without asking, so the unit's restarts cannot slip through a moment the
   partner does not answer;
-- every member answering 503 starts; no member answering (nothing listening, a member that never answers, a
-  certificate of another CA) starts too, saying that the check could not be made, within the time the unit gives it;
+- a replica answering 503 whose /cluster lists a promoted leader that does not answer here refuses and latches too;
+- members answering 503 whose /cluster lists a standby leader start; members that answer but whose /cluster shows
+  no standby leader (no leader key, or no answer to /cluster) refuse without latching; no member answering (nothing
+  listening, a member that never answers, a certificate of another CA) starts, saying that the check could not be
+  made, within the time the unit gives it;
 - the operator's file lets the rebuilt standby start;
 - the drop-in, rendered by Ansible with the region's variables, passes `systemd-analyze verify` over Debian's unit,
   and runs the script over exactly the fence connection's hosts and port.
@@ -17,6 +22,7 @@ certificates made as the tls role makes them (its CA command, its request comman
 from __future__ import annotations
 
 import http.server
+import json
 import shlex
 import shutil
 import socket
@@ -87,18 +93,45 @@ def pki(generated, tmp_path_factory):
     return out
 
 
-class _Member:
-    """A stand-in Patroni REST API on 127.0.0.1: GET /primary answers `status` (hangs=True: accepts, never answers)."""
+def _cluster(leader_role: str | None, *replicas: str) -> dict:
+    """GET /cluster as Patroni 3.0.2 answers it (patroni/utils.py cluster_as_json): the member holding the leader key
+    is "standby_leader" while the DCS configuration has a standby_cluster section and "leader" once it has none; the
+    others are replicas; members sorted by name. leader_role None: no member holds the leader key."""
+    members = [{"name": "sixfb-us-west-2-pg-2", "role": leader_role, "state": "running",
+                "api_url": "https://sixfb-us-west-2-pg-2:8009/patroni", "host": "sixfb-us-west-2-pg-2", "port": 5433,
+                "timeline": 4}] if leader_role else []
+    members += [{"name": name, "role": "replica", "state": "running", "api_url": f"https://{name}:8009/patroni",
+                 "host": name, "port": 5433, "timeline": 4, "lag": 0} for name in replicas]
+    return {"members": sorted(members, key=lambda m: m["name"])}
 
-    def __init__(self, ca_dir: Path, status: int = 503, hangs: bool = False):
+
+STANDBY = _cluster("standby_leader", "sixfb-us-west-2-pg-3")
+PROMOTED = _cluster("leader", "sixfb-us-west-2-pg-3")
+
+
+class _Member:
+    """A stand-in Patroni REST API on 127.0.0.1: GET /primary answers `status`, GET /cluster the document `cluster`
+    (None: the connection is closed unanswered, as Patroni's handler does when it cannot read its DCS); hangs=True:
+    accepts, never answers."""
+
+    def __init__(self, ca_dir: Path, status: int = 503, hangs: bool = False, cluster: dict | None = STANDBY):
         self.requests = 0
+        self.paths: list[str] = []
         member = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (the stdlib's name)
                 member.requests += 1
-                body = b'{"state": "running", "role": "replica"}'
-                self.send_response(status if self.path == "/primary" else 404)
+                member.paths.append(self.path)
+                if self.path == "/cluster":
+                    if cluster is None:
+                        self.close_connection = True
+                        return
+                    body = json.dumps(cluster).encode()
+                    self.send_response(200)
+                else:
+                    body = b'{"state": "running", "role": "replica"}'
+                    self.send_response(status if self.path == "/primary" else 404)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -185,9 +218,72 @@ def test_standby_members_let_it_start(script, pki, members, tmp_path):
     a, b = members(pki["partner"], 503), members(pki["partner"], 503)
     rc, out, _ = _fence(script, tmp_path, pki["partner"] / "ca.crt", a.url, b.url)
     assert rc == 0, out
-    assert "is not promoted (2 of 2 members answered): starting" in out
-    assert (a.requests, b.requests) == (1, 1)
+    assert "is still a standby cluster" in out and "2 of 2 members answered): starting" in out
+    assert "sixfb-us-west-2-pg-2 is the standby leader (running)" in out
+    assert a.paths == b.paths == ["/primary", "/cluster"]
     assert not (tmp_path / "15-main.fenced").exists()
+
+
+def test_a_replica_that_lists_a_promoted_leader_refuses_although_the_leader_is_silent(script, pki, members, tmp_path):
+    """The partner's leader does not answer (down, or behind a partition that spares its replica); the replica
+    answers GET /primary with 503, as every replica does, and its GET /cluster lists the leader with the role
+    "leader": the copy was promoted. The start is refused and latched, as for a 200."""
+    require_tool("curl")
+    silent = f"https://127.0.0.1:{_free_port()}"
+    replica = members(pki["partner"], 503, cluster=PROMOTED)
+    rc, out, _ = _fence(script, tmp_path, pki["partner"] / "ca.crt", silent, replica.url)
+    assert rc != 0, out
+    assert (f"REFUSING to start: {replica.url}, a member of {PARTNER}'s standby cluster of this region, lists "
+            "sixfb-us-west-2-pg-2 as its leader (running) in GET /cluster") in out
+    assert "split brain" in out and "rebuild this cluster as a standby" in out
+    assert replica.paths == ["/primary", "/cluster"]
+    latch = (tmp_path / "15-main.fenced").read_text()
+    assert replica.url in latch and "leader" in latch
+    rc, out, _ = _fence(script, tmp_path, pki["partner"] / "ca.crt", silent)
+    assert rc != 0 and "REFUSING to start: fenced since" in out, out
+
+
+def test_a_replica_that_lists_a_standby_leader_lets_it_start_although_the_leader_is_silent(script, pki, members,
+                                                                                         tmp_path):
+    """The same silent leader, and a replica whose GET /cluster lists it as the standby leader: still a standby."""
+    require_tool("curl")
+    silent = f"https://127.0.0.1:{_free_port()}"
+    replica = members(pki["partner"], 503, cluster=STANDBY)
+    rc, out, _ = _fence(script, tmp_path, pki["partner"] / "ca.crt", silent, replica.url)
+    assert rc == 0, out
+    assert "is still a standby cluster" in out and "1 of 2 members answered): starting" in out
+    assert "REFUSING" not in out and not (tmp_path / "15-main.fenced").exists()
+
+
+def test_any_member_that_lists_a_leader_refuses(script, pki, members, tmp_path):
+    """One member's /cluster shows the standby leader (a stale view), another's the promoted leader: refused."""
+    require_tool("curl")
+    a, b = members(pki["partner"], 503, cluster=STANDBY), members(pki["partner"], 503, cluster=PROMOTED)
+    rc, out, _ = _fence(script, tmp_path, pki["partner"] / "ca.crt", a.url, b.url)
+    assert rc != 0 and f"REFUSING to start: {b.url}" in out, out
+    assert (tmp_path / "15-main.fenced").exists()
+
+
+@pytest.mark.parametrize("cluster, said", [
+    (_cluster(None, "sixfb-us-west-2-pg-2", "sixfb-us-west-2-pg-3"), "no member holds the leader key (2 members)"),
+    (None, "GET /cluster failed"),
+    ({"error": "not patroni"}, "is not Patroni's cluster document"),
+], ids=["no-leader-key", "no-answer", "not-patroni"])
+def test_members_that_cannot_show_a_standby_leader_refuse_without_latching(script, pki, members, tmp_path, cluster,
+                                                                          said):
+    """Members answer, and none shows a standby leader: nothing proves the copy is still a standby. The start is
+    refused, but not latched (a moment between two standby leaders): the next start asks again and starts once the
+    standby leader is back."""
+    require_tool("curl")
+    a = members(pki["partner"], 503, cluster=cluster)
+    rc, out, _ = _fence(script, tmp_path, pki["partner"] / "ca.crt", a.url)
+    assert rc != 0, out
+    assert "REFUSING this start: 1 of 1 members" in out and said in out and "Not latched" in out
+    assert str(tmp_path / "15-main.unfenced") in out
+    assert not (tmp_path / "15-main.fenced").exists()
+    b = members(pki["partner"], 503, cluster=STANDBY)
+    rc, out, _ = _fence(script, tmp_path, pki["partner"] / "ca.crt", a.url, b.url)
+    assert rc == 0 and "is still a standby cluster" in out, out
 
 
 def test_no_answer_starts_and_says_the_check_could_not_be_made(script, pki, members, tmp_path):
@@ -377,6 +473,9 @@ def test_the_runbook_keeps_the_lost_region_fenced_with_the_generated_names(refer
         for h in conn.dest.hosts:
             assert f"`https://{h}:{conn.dest_port}/primary`" in step2
         assert "`/etc/patroni/15-main.fenced`" in step2 and "it starts, and logs a warning" in step2
+        # the replica's view of a leader this host cannot reach (GET /cluster), and the unlatched refusal
+        assert "asked `GET /cluster` too" in step2 and "`standby_leader` until step 3 and `leader` after it" in step2
+        assert "refuses that start without writing the file" in step2
         step5 = doc[doc.index("5. Later, rebuild"):]
         assert "`/etc/patroni/15-main.unfenced`" in step5 and "refuses every start" in step5
 
