@@ -18,3 +18,13 @@ def test_a_schedule_is_overdue_a_quarter_interval_late_and_never_sooner_than_an_
     assert overdue_after_seconds("0 * * * *") == 2 * HOUR
     assert overdue_after_seconds("0 2 * * *") == DAY + DAY // 4
     assert all(overdue_after_seconds(c) > interval_seconds(c) for c in ("0 * * * *", "0 4 1 * *", "0 4 1 */3 *"))
+
+
+def test_only_the_point_in_time_recovery_schedule_pushes_plain_postgresql_backups():
+    """WAL-G's `delete garbage` keeps all WAL from the oldest backup that is not permanent on: the long-kept
+    PostgreSQL schedules are permanent, the daily one (whose WAL is the recovery window) is not; Redis has none."""
+    from compiler.ir.backups import BACKUP_SCHEDULES, POSTGRES_PITR_SCHEDULE, permanent_backup
+    assert POSTGRES_PITR_SCHEDULE in BACKUP_SCHEDULES["postgresql"]
+    assert [n for n in BACKUP_SCHEDULES["postgresql"] if permanent_backup("postgresql", n)] == ["weekly", "monthly"]
+    assert not any(permanent_backup("redis", n) for n in BACKUP_SCHEDULES["redis"])
+

@@ -13,6 +13,23 @@ from compiler.ir import RegionPlan
 # kind of backup -> the spec's schedules (settings.backups.<name>) it runs, and the host group it runs on
 BACKUP_SCHEDULES = {"postgresql": ("daily", "weekly", "monthly"), "redis": ("hourly",)}
 BACKUP_HOST_GROUPS = {"postgresql": "postgres_primary", "redis": "redis_cluster"}
+# PostgreSQL's point-in-time-recovery schedule: its base backups and every WAL segment from the oldest of them on are
+# kept, so the database can be restored to any moment of its retention (the spec's "full database backup plus
+# incremental logs"). Every other PostgreSQL schedule (weekly, monthly: kept months and years) is a standalone copy,
+# pushed `wal-g backup-push --permanent`: WAL-G's `delete garbage` keeps WAL from the oldest backup that is NOT
+# permanent on, plus only each permanent backup's own WAL (its start to its finish LSN, GetPermanentBackupsAndWals in
+# WAL-G's internal/databases/postgres/delete_util.go). Pushed as plain backups, the oldest monthly one held back the
+# whole WAL stream of the monthly retention (7 years by default). The script unmarks an expired permanent backup
+# (`backup-mark --impermanent`: WAL-G refuses to delete a permanent one) before it deletes it.
+POSTGRES_PITR_SCHEDULE = "daily"
+
+
+def permanent_backup(kind: str, schedule: str) -> bool:
+    """Whether the backups of `schedule` (a kind's) are WAL-G permanent backups: PostgreSQL's, but for the
+    point-in-time-recovery schedule's."""
+    return kind == "postgresql" and schedule != POSTGRES_PITR_SCHEDULE
+
+
 # Kinds where every host serving as a primary backs up its own data (each Redis primary its shard), so each primary
 # must have a recent success; of the others one host (the PostgreSQL leader) backs up the cluster's.
 BACKUP_EACH_PRIMARY = frozenset({"redis"})
@@ -56,3 +73,4 @@ def overdue_after_seconds(cron: str) -> int:
     hour) for a run that takes long or starts late."""
     interval = interval_seconds(cron)
     return interval + max(_HOUR, interval // 4)
+

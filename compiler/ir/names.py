@@ -129,7 +129,9 @@ PATRONI_CONFIG_DIR = "/etc/patroni"
 # subnets, i.e. the region's node CIDRs; GCP: Google's health-check ranges; Azure: the platform's probe address).
 LB_HEALTH_CHECK_RANGES = {"gcp": GCP_FRONT_END_RANGES, "azure": ("168.63.129.16/32",)}
 # WAL-G: the release asset the hosts install, pinned by its SHA-256 (the archive, base backups, the standby's
-# restore_command). The digest is the published one of this asset (checked at download by get_url).
+# restore_command). The digest is the published one of this asset (checked at download by get_url). The backups
+# role's script uses backup-push --permanent and --add-user-data, backup-list --detail --json (is_permanent,
+# user_data), backup-mark [--impermanent], delete target and delete garbage --confirm: all in this tag's cmd/pg/.
 WALG_VERSION = "v3.0.8"
 WALG_ASSET = "wal-g-pg-20.04-amd64"
 WALG_SHA256 = "8a0ca72ff3aa10d5a288cdb3e5b2a2e7bc6f8b4ffcf7b3046d718cfeee99a7e7"

@@ -1002,3 +1002,24 @@ def test_elasticsearch_nodes_publish_a_name_their_certificate_carries(outputs, t
     names = [templar(n, host) for n in tls_defaults["tls_names"]]
     assert settings["network.publish_host"] in names
     assert yaml.safe_load(files["ansible/roles/tls/vars/main.yml"])["tls_san"].count("DNS:") == 1  # names only, no IP
+
+
+def test_the_long_kept_postgresql_schedules_push_permanent_backups(outputs, templar):
+    """WAL-G's `delete garbage` keeps all WAL from the oldest backup that is not permanent on: the weekly and monthly
+    base backups (kept months and years) are pushed permanent, so that only the daily schedule's, the point-in-time
+    recovery window's, hold WAL back. Each inventory job, a DR standby cluster's too, templated into the cron line's
+    arguments by Ansible: --permanent on every PostgreSQL schedule but daily, never on Redis'."""
+    plan, files = outputs
+    roles = _roles(files)
+    if "backups" not in roles:
+        return
+    role_vars = {**roles["backups"]["defaults"], "backups_url": "s3://bucket", "backups_dr_partner_url": "s3://partner"}
+    seen = set()
+    for r in plan.regions:
+        for group in ("postgres", "redis"):
+            rel = f"ansible/inventories/{r.name}/group_vars/{group}.yml"
+            for job in (yaml.safe_load(files[rel]) or {}).get("backups_jobs", []) if rel in files else ():
+                args = templar(roles["backups"]["vars"]["backups_job_args"], {**role_vars, "backups_job": job}).split()
+                assert ("--permanent" in args) == (job["kind"] == "postgresql" and job["name"] != "daily"), (r.name, job)
+                seen.add((job["kind"], job["name"], "--permanent" in args))
+    assert {("postgresql", "monthly", True), ("postgresql", "daily", False)} <= seen, seen

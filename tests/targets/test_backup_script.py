@@ -26,8 +26,12 @@ from tests.targets.test_datastores_support import parse_conf, unquote_pg
 SCRIPT = REPO / "templates/ansible/static/roles/backups/files/platformc-backup.sh"
 REGION = "us-east-1"  # the reference's; its DR partner us-west-2 replicates its backup bucket into this one
 
-# A stand-in for WAL-G on S3: FAKE_S3/<bucket>/<key>. Base backups are sentinels under <prefix>/basebackups_005/,
-# WAL under <prefix>/wal_005/; `delete garbage` removes the WAL older than every remaining backup's first segment.
+# A stand-in for WAL-G (v3.0.8) on S3: FAKE_S3/<bucket>/<key>. Base backups are sentinels under
+# <prefix>/basebackups_005/ (with their metadata: is_permanent, the first and last WAL segment), WAL under
+# <prefix>/wal_005/. As WAL-G does (internal/databases/postgres/delete.go, delete_util.go, internal/delete_handler.go):
+# `delete garbage` removes the WAL older than the oldest backup that is not permanent, but for each permanent
+# backup's own segments, and nothing when every backup is permanent; `delete target` refuses a permanent backup;
+# `backup-mark [--impermanent]` sets the mark; `backup-push --permanent` pushes a permanent one.
 STUB = r"""#!/usr/bin/env python3
 import json, os, sys, pathlib, shutil
 log = open(os.environ["STUB_LOG"], "a")
@@ -37,21 +41,34 @@ root = pathlib.Path(os.environ["FAKE_S3"]) / prefix.removeprefix("s3://")
 backups, wal = root / "basebackups_005", root / "wal_005"
 def sentinels():
     return [json.loads(p.read_text()) for p in sorted(backups.glob("*_backup_stop_sentinel.json"))]
+def sentinel(name):
+    return backups / f"{name}_backup_stop_sentinel.json"
 verb = sys.argv[1]
 if verb == "backup-push":
     backups.mkdir(parents=True, exist_ok=True)
     data = json.loads(sys.argv[sys.argv.index("--add-user-data") + 1])
-    (backups / "base_new_push_backup_stop_sentinel.json").write_text(json.dumps(
+    sentinel("base_new_push").write_text(json.dumps(
         {"backup_name": "base_new_push", "time": "2999-06-01T00:00:00Z", "user_data": data,
-         "wal_file_name": "000000010000000000000090"}))
+         "is_permanent": "--permanent" in sys.argv, "wal_file_name": "000000010000000000000090",
+         "finish_wal": "000000010000000000000090"}))
 elif verb == "backup-list":
     print(json.dumps(sentinels()))
+elif verb == "backup-mark":
+    b = json.loads(sentinel(sys.argv[-1]).read_text())
+    b["is_permanent"] = "--impermanent" not in sys.argv
+    sentinel(sys.argv[-1]).write_text(json.dumps(b))
 elif verb == "delete" and sys.argv[2] == "target":
-    (backups / f"{sys.argv[3]}_backup_stop_sentinel.json").unlink()
+    if json.loads(sentinel(sys.argv[3]).read_text()).get("is_permanent"):
+        sys.exit(f"Unable to delete permanent backup {sys.argv[3]}")
+    sentinel(sys.argv[3]).unlink()
 elif verb == "delete" and sys.argv[2] == "garbage":
-    first = min(b["wal_file_name"] for b in sentinels())
+    impermanent = [b for b in sentinels() if not b.get("is_permanent")]
+    if not impermanent:
+        sys.exit(0)
+    first = min(impermanent, key=lambda b: b["time"])["wal_file_name"]
+    kept = [(b["wal_file_name"], b["finish_wal"]) for b in sentinels() if b.get("is_permanent")]
     for p in wal.iterdir():
-        if p.name < first:
+        if p.name < first and not any(lo <= p.name <= hi for lo, hi in kept):
             p.unlink()
 """
 
@@ -61,11 +78,13 @@ def _archive_command(reference) -> str:
     return unquote_pg(conf["archive_command"])
 
 
-def _put(bucket: Path, key: str, name: str, time: str, schedule: str, first_wal: str):
+def _put(bucket: Path, key: str, name: str, time: str, schedule: str, first_wal: str, last_wal: str | None = None,
+         permanent: bool = False):
     d = bucket / key / "basebackups_005"
     d.mkdir(parents=True, exist_ok=True)
     (d / f"{name}_backup_stop_sentinel.json").write_text(json.dumps(
-        {"backup_name": name, "time": time, "user_data": {"platformc_schedule": schedule}, "wal_file_name": first_wal}))
+        {"backup_name": name, "time": time, "user_data": {"platformc_schedule": schedule}, "wal_file_name": first_wal,
+         "finish_wal": last_wal or first_wal, "is_permanent": permanent}))
 
 
 def _tree(root: Path) -> set[str]:
@@ -113,11 +132,11 @@ esac
                         "FAKE_S3": str(s3), "STUB_LOG": str(tmp_path / "calls.log")}}
 
 
-def _run(world, in_recovery="f", *extra):
+def _run(world, in_recovery="f", *extra, schedule="daily", retention="7"):
     require_tool("python3")
     (world["tmp"] / "in_recovery").write_text(in_recovery + "\n")
-    res = subprocess.run(["bash", str(SCRIPT), "--kind", "postgresql", "--schedule", "daily", "--url",
-                          "s3://" + world["bucket"].name, "--retention-days", "7", *extra],
+    res = subprocess.run(["bash", str(SCRIPT), "--kind", "postgresql", "--schedule", schedule, "--url",
+                          "s3://" + world["bucket"].name, "--retention-days", retention, *extra],
                          env={**os.environ, **world["run_env"]}, capture_output=True, text=True, timeout=60)
     log = world["tmp"] / "calls.log"
     return res, (log.read_text().splitlines() if log.exists() else [])
@@ -145,6 +164,85 @@ def test_the_base_backup_is_streamed_by_wal_g_with_the_archives_settings(world):
     # the partner's replicated archive, with a daily backup past retention of its own, is not touched
     assert _tree(world["bucket"] / world["partner"]) == partner_before
     assert "us-west-2-backups" not in res.stdout + "".join(calls)  # the partner's copy is bucket replication's
+
+
+def _wal_world(world):
+    """The region's archive as a capacity review found it: a monthly backup taken years ago (expired, already
+    permanent), one within its retention taken before the monthly schedule was permanent, and the daily backups of the
+    point-in-time-recovery window, with WAL segments from the first monthly one on."""
+    import shutil
+    own = world["bucket"] / world["own"]
+    shutil.rmtree(own)
+    _put(world["bucket"], world["own"], "base_monthly_expired", "2015-01-01T04:00:00Z", "monthly",
+         "000000010000000000000010", "000000010000000000000011", permanent=True)
+    _put(world["bucket"], world["own"], "base_monthly_kept", "2998-01-01T04:00:00Z", "monthly",
+         "000000010000000000000020", "000000010000000000000021")
+    _put(world["bucket"], world["own"], "base_daily_oldest", "2999-01-01T02:00:00Z", "daily",
+         "000000010000000000000040")
+    _put(world["bucket"], world["own"], "base_daily_newest", "2999-02-01T02:00:00Z", "daily",
+         "000000010000000000000050")
+    (own / "wal_005").mkdir()
+    for seg in (10, 11, 12, 20, 21, 22, 30, 40, 41, 42, 50, 51):
+        (own / "wal_005" / f"0000000100000000000000{seg}").write_text("wal")
+    return own
+
+
+def _sentinel(own: Path, name: str) -> dict:
+    return json.loads((own / "basebackups_005" / f"{name}_backup_stop_sentinel.json").read_text())
+
+
+def test_a_long_kept_schedules_backups_are_permanent_and_hold_back_only_their_own_wal(world):
+    """The monthly schedule (kept 7 years) pushed plain backups, and WAL-G's `delete garbage` keeps every WAL segment
+    from the oldest backup that is not permanent on: the oldest monthly one held back the whole WAL stream of the
+    retention. Pushed `--permanent`, a monthly backup keeps only its own WAL (its start to its finish); the WAL from
+    the oldest daily backup on, the point-in-time-recovery window, stays whole."""
+    own = _wal_world(world)
+    partner_before = _tree(world["bucket"] / world["partner"])
+    res, calls = _run(world, "f", "--permanent", schedule="monthly", retention="2555")
+    assert res.returncode == 0, res.stdout + res.stderr
+    prefix = f"{world['env']['WALG_S3_PREFIX']} {world['env']['AWS_REGION']} "
+    assert calls[0] == (prefix + "backup-push /var/lib/postgresql/15/main --permanent --add-user-data "
+                        '{"platformc_schedule": "monthly"}')
+    assert _sentinel(own, "base_new_push")["is_permanent"]
+    # the expired monthly backup: unmarked (WAL-G deletes no permanent backup), then deleted
+    unmark = prefix + "backup-mark --impermanent base_monthly_expired"
+    delete = prefix + "delete target base_monthly_expired --confirm"
+    assert unmark in calls and delete in calls and calls.index(unmark) < calls.index(delete)
+    assert not (own / "basebackups_005/base_monthly_expired_backup_stop_sentinel.json").exists()
+    # the monthly backup taken before the schedule was permanent is marked so; the daily ones are not touched
+    assert prefix + "backup-mark base_monthly_kept" in calls
+    assert _sentinel(own, "base_monthly_kept")["is_permanent"]
+    assert not any("base_daily" in c for c in calls) and not _sentinel(own, "base_daily_oldest")["is_permanent"]
+    assert calls[-1] == prefix + "delete garbage --confirm"
+    wal = {p.name[-2:] for p in (own / "wal_005").iterdir()}
+    # the kept monthly backup's own WAL, and every segment from the oldest daily backup on; nothing between
+    assert wal == {"20", "21", "40", "41", "42", "50", "51"}, wal
+    assert _tree(world["bucket"] / world["partner"]) == partner_before
+
+
+def test_the_point_in_time_recovery_schedule_stays_plain_and_keeps_a_backup_held_by_hand(world):
+    """The daily schedule's backups are plain ones (its WAL is the recovery window). One an operator marked permanent
+    is kept past retention (WAL-G would refuse to delete it, and the run used to stop there)."""
+    own = _wal_world(world)
+    _put(world["bucket"], world["own"], "base_daily_held", "2016-01-01T02:00:00Z", "daily",
+         "000000010000000000000030", permanent=True)
+    _put(world["bucket"], world["own"], "base_daily_expired", "2017-01-01T02:00:00Z", "daily",
+         "000000010000000000000030")
+    res, calls = _run(world, "f", schedule="daily", retention="35")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert " --permanent" not in calls[0] and not _sentinel(own, "base_new_push")["is_permanent"]
+    assert any(c.endswith("delete target base_daily_expired --confirm") for c in calls)
+    assert not any("base_daily_held" in c or "backup-mark" in c for c in calls), calls
+    assert _sentinel(own, "base_daily_held")["is_permanent"] and "base_daily_held" in res.stdout
+    wal = {p.name[-2:] for p in (own / "wal_005").iterdir()}
+    assert {"40", "41", "42", "50", "51"} <= wal and "12" not in wal
+
+
+def test_only_a_postgresql_backup_may_be_permanent(world, tmp_path):
+    res = subprocess.run(["bash", str(SCRIPT), "--kind", "redis", "--schedule", "hourly", "--url", "s3://b",
+                          "--retention-days", "2", "--permanent", "--redis-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "usage" in res.stderr
 
 
 def test_a_standby_takes_no_backup(world):

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 from compiler.errors import PlatformcError
 from compiler.ir import Connection, Host, PlatformPlan, RegionPlan
-from compiler.ir.backups import BACKUP_SCHEDULES
+from compiler.ir.backups import BACKUP_SCHEDULES, permanent_backup
 from compiler.ir.data_access import PG_ENV, db_roles, elasticsearch_users, published_ca_ref, redis_users
 from compiler.ir.names import (DATA_HOST_LOGIN_USER, ELASTICSEARCH_HTTP_PORT, ELASTICSEARCH_TRANSPORT_PORT,
                                NODE_EXPORTER_PORT, elasticsearch_client_indices)
@@ -184,7 +184,7 @@ def _backup_job(name: str, sched, kind: str) -> dict:
     minute, hour, day, month, weekday = sched.cron.split()
     return {"name": name, "kind": kind, "minute": minute, "hour": hour, "day": day, "month": month,
             "weekday": weekday, "retention_days": sched.retention_days,
-            "copy_to_dr_partner": sched.copy_to_dr_partner}
+            "copy_to_dr_partner": sched.copy_to_dr_partner, "permanent": permanent_backup(kind, name)}
 
 
 def _backups(plan: PlatformPlan, region: RegionPlan, kind: str, schedules: tuple[str, ...]) -> dict:

@@ -111,8 +111,9 @@ def backups() -> Role:
         defaults={
             "backups_url": "",
             "backups_dr_partner_url": "",
-            # [{name, kind, minute, hour, day, month, weekday, retention_days, copy_to_dr_partner}]; a DR standby
-            # cluster's jobs add instance, pg_port and the hosts that run it
+            # [{name, kind, minute, hour, day, month, weekday, retention_days, copy_to_dr_partner, permanent}]; a DR
+            # standby cluster's jobs add instance, pg_port and the hosts that run it. permanent: WAL-G permanent base
+            # backups, whose WAL `delete garbage` keeps only from their start to their finish (compiler/ir/backups.py)
             "backups_jobs": [],
             "backups_script": "/usr/local/sbin/platformc-backup",
             "backups_log_dir": "/var/log/platformc-backup",
@@ -133,6 +134,7 @@ def backups() -> Role:
                 "~ ' --url ' ~ backups_url ~ ' --retention-days ' ~ backups_job.retention_days",
                 "~ ((' --copy-to ' ~ backups_dr_partner_url) if backups_job.copy_to_dr_partner else '')",
                 "~ ((' --pg-port ' ~ backups_job.pg_port) if backups_job.pg_port is defined else '')",
+                "~ (' --permanent' if backups_job.permanent | default(false) else '')",
                 "~ ' --textfile-dir ' ~ backups_textfile_dir"),
             # unique per job: a DR standby cluster's jobs carry its instance
             "backups_job_id": expr("backups_job.kind ~ '-' ~ backups_job.name",

@@ -4,7 +4,14 @@
 #
 #   --kind postgresql   a base backup streamed by `wal-g backup-push` to the WAL archive (no local staging),
 #                       tagged with its schedule; the schedule's backups past retention are deleted with
-#                       `wal-g delete target`, then WAL no backup needs (`delete garbage`). WAL-G's storage
+#                       `wal-g delete target`, then WAL no backup needs (`delete garbage`: WAL-G keeps every segment
+#                       from the oldest backup that is not permanent on, and of a permanent one only the segments
+#                       from its start to its finish). --permanent (the long-kept schedules, weekly and monthly):
+#                       the backup is pushed permanent, so it holds back only its own WAL, not the whole stream of
+#                       its retention, and is restorable to the moment it finished; at its retention it is unmarked
+#                       (`backup-mark --impermanent`: WAL-G deletes no permanent backup), then deleted. The schedule's
+#                       backups taken before it was permanent are marked so. Without --permanent (daily, the
+#                       point-in-time-recovery schedule) a backup marked permanent by hand is kept. WAL-G's storage
 #                       settings are the server's own archive_command's (the data tier's file), whose prefix,
 #                       URL/postgres/<region>, is this region's alone: the bucket also holds the DR partner's
 #                       archive, replicated under postgres/<partner>, which these deletions never reach. A standby
@@ -25,11 +32,11 @@ set -euo pipefail
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 usage() {
-  echo "usage: $0 --kind postgresql|redis --schedule NAME --url URL --retention-days N [--copy-to URL] [--redis-dir DIR] [--pg-port N] [--textfile-dir DIR]" >&2
+  echo "usage: $0 --kind postgresql|redis --schedule NAME --url URL --retention-days N [--copy-to URL] [--redis-dir DIR] [--pg-port N] [--textfile-dir DIR] [--permanent]" >&2
   exit 2
 }
 
-kind='' schedule='' url='' retention='' copy_to='' redis_dir=/var/lib/redis pg_port='' textfile_dir=''
+kind='' schedule='' url='' retention='' copy_to='' redis_dir=/var/lib/redis pg_port='' textfile_dir='' permanent=''
 while [ $# -gt 0 ]; do
   case "$1" in
     --kind) kind=${2-}; shift 2 ;;
@@ -40,10 +47,12 @@ while [ $# -gt 0 ]; do
     --redis-dir) redis_dir=${2-}; shift 2 ;;
     --pg-port) pg_port=${2-}; shift 2 ;;
     --textfile-dir) textfile_dir=${2-}; shift 2 ;;
+    --permanent) permanent=1; shift ;;
     *) usage ;;
   esac
 done
 [ -n "$kind" ] && [ -n "$schedule" ] && [ -n "$url" ] || usage
+[ -z "$permanent" ] || [ "$kind" = postgresql ] || usage
 case "$retention" in '' | *[!0-9]*) usage ;; esac
 case "$pg_port" in *[!0-9]*) usage ;; esac
 case "$schedule" in *[!a-z0-9_-]*) usage ;; esac  # a label value and a file name below
@@ -62,35 +71,58 @@ log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $kind/$schedule: $*"; }
 WALG=${PLATFORMC_WALG:-/usr/local/bin/wal-g}  # the tests point it at a stub
 
 pg() { runuser -u postgres -- env "${pg_env[@]}" psql -XtAc "$1"; }
+# WAL-G as postgres, with the server's port and the archive's settings (walg_env, from its archive_command)
+walg_env=()
+walg() { runuser -u postgres -- env "${pg_env[@]}" "${walg_env[@]}" "$WALG" "$@"; }
 
 take_postgresql() {
   if [ "$(pg 'select pg_is_in_recovery()')" = t ]; then
     skip='this server is a standby; the leader takes the backup'
     return 0
   fi
-  local archive datadir names name
+  local archive datadir todo action name held push=()
   archive=$(pg 'show archive_command')
   case "$archive" in
     *" $WALG wal-push "*) ;;
     *) echo "archive_command does not run $WALG wal-push: $archive" >&2; exit 2 ;;
   esac
   # the NAME=value words before wal-g, shell-quoted by the data tier: WAL-G's bucket, prefix and region
-  eval "set -- ${archive%% "$WALG" wal-push *}"
+  eval "walg_env=(${archive%% "$WALG" wal-push *})"
   datadir=$(pg 'show data_directory')
-  runuser -u postgres -- env "${pg_env[@]}" "$@" "$WALG" backup-push "$datadir" \
-    --add-user-data "{\"platformc_schedule\": \"$schedule\"}"
-  names=$(runuser -u postgres -- env "${pg_env[@]}" "$@" "$WALG" backup-list --detail --json | python3 -c '
+  [ -z "$permanent" ] || push=(--permanent)
+  walg backup-push "$datadir" "${push[@]}" --add-user-data "{\"platformc_schedule\": \"$schedule\"}"
+  # this schedule's backups, each with what to do: delete (past retention; one marked permanent by hand on a schedule
+  # that is not permanent is kept) or mark (a permanent schedule's backup taken before it was one). Listed first, so
+  # that a failing backup-list stops the run (pipefail) instead of pruning nothing unnoticed.
+  todo=$(walg backup-list --detail --json | python3 -c '
 import json, sys
-schedule, cutoff = sys.argv[1], sys.argv[2]
+schedule, cutoff, permanent = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 for b in json.load(sys.stdin) or []:
     data = b.get("user_data") or {}
-    if isinstance(data, dict) and data.get("platformc_schedule") == schedule and b.get("time", "") < cutoff:
-        print(b["backup_name"])' "$schedule" "$(date -u -d "-${retention} days" +%Y-%m-%dT%H:%M:%SZ)")
-  for name in $names; do
-    log "removing $name (older than $retention days)"
-    runuser -u postgres -- env "${pg_env[@]}" "$@" "$WALG" delete target "$name" --confirm
-  done
-  runuser -u postgres -- env "${pg_env[@]}" "$@" "$WALG" delete garbage --confirm
+    if not (isinstance(data, dict) and data.get("platformc_schedule") == schedule):
+        continue
+    held = "permanent" if b.get("is_permanent") else "-"
+    if b.get("time", "") < cutoff:
+        print("delete", b["backup_name"], held)
+    elif permanent and held != "permanent":
+        print("mark", b["backup_name"], held)' "$schedule" "$(date -u -d "-${retention} days" +%Y-%m-%dT%H:%M:%SZ)" "${permanent:-0}")
+  while read -r action name held; do
+    case "$action" in
+      delete)
+        if [ "$held" = permanent ] && [ -z "$permanent" ]; then
+          log "keeping $name (older than $retention days, but marked permanent by hand)"
+          continue
+        fi
+        log "removing $name (older than $retention days)"
+        # WAL-G deletes no permanent backup (delete target fails): unmark it first
+        [ "$held" != permanent ] || walg backup-mark --impermanent "$name"
+        walg delete target "$name" --confirm ;;
+      mark)
+        log "marking $name permanent (its WAL past its own is no longer kept for it)"
+        walg backup-mark "$name" ;;
+    esac
+  done <<<"$todo"
+  walg delete garbage --confirm
   stored="streamed to the WAL archive by wal-g backup-push (the partner's copy: bucket replication)"
 }
 
