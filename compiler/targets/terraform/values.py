@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.backups import backup_noncurrent_expire_days
 from compiler.ir.edge import KONG_PROXY_TLS_PORT, lb_hostnames, origin_verify  # noqa: F401 (the roots and docs use the first two)
 from compiler.targets.terraform.common import taints
 
@@ -123,7 +124,9 @@ def storage_policy(region: RegionPlan) -> dict:
         "intelligent_tiering": os_.intelligent_tiering,
         "lifecycle_days": {"infrequent_access": os_.lifecycle.infrequent_access_after_days,
                            "archive": os_.lifecycle.archive_after_days,
-                           "noncurrent_expire": os_.lifecycle.noncurrent_expire_after_days},
+                           "noncurrent_expire": os_.lifecycle.noncurrent_expire_after_days,
+                           # the backup bucket's own: pruned backups and WAL are gone within days (ir/backups.py)
+                           "backup_noncurrent_expire": backup_noncurrent_expire_days(region.settings)},
     }
 
 

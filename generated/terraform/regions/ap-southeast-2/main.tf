@@ -290,9 +290,10 @@ module "object_storage" {
   backup_bucket = "sixfb-ap-southeast-2-backups"
   versioning    = true
   lifecycle_days = {
-    infrequent_access = 30
-    archive           = 730
-    noncurrent_expire = 90
+    infrequent_access        = 30
+    archive                  = 730
+    noncurrent_expire        = 90
+    backup_noncurrent_expire = 2
   }
   replication = {
     data_bucket   = "sixfb-ap-southeast-1-data"

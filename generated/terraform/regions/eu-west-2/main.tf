@@ -96,9 +96,10 @@ module "object_storage" {
   backup_account = "sixfbeuwest2bk"
   versioning     = true
   lifecycle_days = {
-    infrequent_access = 30
-    archive           = 730
-    noncurrent_expire = 90
+    infrequent_access        = 30
+    archive                  = 730
+    noncurrent_expire        = 90
+    backup_noncurrent_expire = 2
   }
   replication = {
     data_account_id   = "/subscriptions/5f0c2a4e-7d1b-4c8e-9a3f-2b6d8e1f4a7c/resourceGroups/sixfb-me-south-1/providers/Microsoft.Storage/storageAccounts/sixfbmesouth1dt"

@@ -96,9 +96,10 @@ module "object_storage" {
   backup_account = "sixfbmesouth1bk"
   versioning     = true
   lifecycle_days = {
-    infrequent_access = 30
-    archive           = 730
-    noncurrent_expire = 90
+    infrequent_access        = 30
+    archive                  = 730
+    noncurrent_expire        = 90
+    backup_noncurrent_expire = 2
   }
   replication = {
     data_account_id   = "/subscriptions/5f0c2a4e-7d1b-4c8e-9a3f-2b6d8e1f4a7c/resourceGroups/sixfb-eu-west-2/providers/Microsoft.Storage/storageAccounts/sixfbeuwest2dt"

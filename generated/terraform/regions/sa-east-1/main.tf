@@ -187,9 +187,10 @@ module "object_storage" {
   versioning          = true
   intelligent_tiering = true
   lifecycle_days = {
-    infrequent_access = 30
-    archive           = 730
-    noncurrent_expire = 90
+    infrequent_access        = 30
+    archive                  = 730
+    noncurrent_expire        = 90
+    backup_noncurrent_expire = 2
   }
   replication = {
     data_bucket_arn   = "arn:aws:s3:::sixfb-us-east-1-data"

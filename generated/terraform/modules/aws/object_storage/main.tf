@@ -100,8 +100,10 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
       storage_class = "GLACIER_IR"
     }
 
+    # The backup bucket holds backups alone (WAL-G's archive, the Redis snapshots, the DR partner's replicated
+    # copies): the schedules prune them by deleting, so their old versions go within days, not the data bucket's age.
     noncurrent_version_expiration {
-      noncurrent_days = var.lifecycle_days.noncurrent_expire
+      noncurrent_days = each.key == "backups" ? var.lifecycle_days.backup_noncurrent_expire : var.lifecycle_days.noncurrent_expire
     }
 
     abort_incomplete_multipart_upload {

@@ -29,11 +29,15 @@ module "account" {
   blob_private_dns_zone_id   = var.blob_private_dns_zone_id
   log_analytics_workspace_id = var.log_analytics_workspace_id
   tags                       = var.tags
+  # Azure soft-deletes what the lifecycle deletes: in the backup account a pruned backup's version would stay 30
+  # days more; there the soft delete is the backup schedules' short window too
+  blob_soft_delete_days = each.key == "backups" ? var.lifecycle_days.backup_noncurrent_expire : 30
   lifecycle_days = {
     infrequent_access = var.lifecycle_days.infrequent_access
     archive           = var.lifecycle_days.archive
     delete            = null
-    noncurrent_expire = var.lifecycle_days.noncurrent_expire
+    # the backup account's own age: its schedules prune by deleting, and a pruned copy must not linger for months
+    noncurrent_expire = each.key == "backups" ? var.lifecycle_days.backup_noncurrent_expire : var.lifecycle_days.noncurrent_expire
   }
 }
 

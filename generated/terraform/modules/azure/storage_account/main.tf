@@ -38,8 +38,9 @@ resource "azurerm_storage_account" "this" {
     versioning_enabled  = var.versioning
     change_feed_enabled = var.versioning
 
+    # a deleted blob or version (a lifecycle deletion too) stays this long, soft-deleted and billed, before it is gone
     delete_retention_policy {
-      days = 30
+      days = var.blob_soft_delete_days
     }
 
     container_delete_retention_policy {

@@ -39,6 +39,17 @@ variable "lifecycle_days" {
   })
 }
 
+variable "blob_soft_delete_days" {
+  description = "Days a deleted blob or version is kept soft-deleted (1-365), lifecycle deletions included."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.blob_soft_delete_days >= 1 && var.blob_soft_delete_days <= 365
+    error_message = "blob_soft_delete_days must be between 1 and 365 (Azure's delete retention policy)."
+  }
+}
+
 variable "cmk_key_id" {
   description = "Versionless Key Vault key id for the customer-managed key."
   type        = string

@@ -57,7 +57,8 @@ resource "google_storage_bucket" "this" {
 
   lifecycle_rule {
     condition {
-      days_since_noncurrent_time = var.lifecycle_days.noncurrent_expire
+      # the backup bucket's own age: its schedules prune by deleting, and a pruned copy must not linger for months
+      days_since_noncurrent_time = each.key == "backups" ? var.lifecycle_days.backup_noncurrent_expire : var.lifecycle_days.noncurrent_expire
       with_state                 = "ARCHIVED"
     }
 

@@ -138,9 +138,10 @@ module "object_storage" {
   versioning          = true
   intelligent_tiering = true
   lifecycle_days = {
-    infrequent_access = 30
-    archive           = 730
-    noncurrent_expire = 90
+    infrequent_access        = 30
+    archive                  = 730
+    noncurrent_expire        = 90
+    backup_noncurrent_expire = 1
   }
   replication = {
     data_bucket_arn   = "arn:aws:s3:::acme-use1-data"

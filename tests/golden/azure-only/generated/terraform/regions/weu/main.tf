@@ -96,9 +96,10 @@ module "object_storage" {
   backup_account = "acmeweubk"
   versioning     = true
   lifecycle_days = {
-    infrequent_access = 30
-    archive           = 730
-    noncurrent_expire = 90
+    infrequent_access        = 30
+    archive                  = 730
+    noncurrent_expire        = 90
+    backup_noncurrent_expire = 1
   }
   replication = {
     data_account_id   = "/subscriptions/3b1f0c2e-8d4a-4f6b-9c7e-1a2b3c4d5e6f/resourceGroups/acme-eus2/providers/Microsoft.Storage/storageAccounts/acmeeus2dt"

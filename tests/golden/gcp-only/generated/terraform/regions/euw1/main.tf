@@ -276,9 +276,10 @@ module "object_storage" {
   backup_bucket = "acme-euw1-backups"
   versioning    = true
   lifecycle_days = {
-    infrequent_access = 30
-    archive           = 730
-    noncurrent_expire = 90
+    infrequent_access        = 30
+    archive                  = 730
+    noncurrent_expire        = 90
+    backup_noncurrent_expire = 1
   }
   replication = {
     data_bucket   = "acme-usc1-data"

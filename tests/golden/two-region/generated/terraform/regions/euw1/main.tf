@@ -258,9 +258,10 @@ module "object_storage" {
   backup_bucket = "acme-euw1-backups"
   versioning    = true
   lifecycle_days = {
-    infrequent_access = 30
-    archive           = 730
-    noncurrent_expire = 90
+    infrequent_access        = 30
+    archive                  = 730
+    noncurrent_expire        = 90
+    backup_noncurrent_expire = 1
   }
   replication        = null
   log_retention_days = 365

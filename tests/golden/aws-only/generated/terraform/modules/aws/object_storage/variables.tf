@@ -25,11 +25,12 @@ variable "intelligent_tiering" {
 }
 
 variable "lifecycle_days" {
-  description = "Ages in days: to the infrequent-access tier, to the archive tier, and when non-current versions expire."
+  description = "Ages in days: to the infrequent-access tier, to the archive tier, and when non-current versions expire (in the data bucket; backup_noncurrent_expire in the backup bucket)."
   type = object({
-    infrequent_access = number
-    archive           = number
-    noncurrent_expire = number
+    infrequent_access        = number
+    archive                  = number
+    noncurrent_expire        = number
+    backup_noncurrent_expire = number
   })
 }
 

@@ -25,11 +25,12 @@ variable "versioning" {
 }
 
 variable "lifecycle_days" {
-  description = "Ages in days: to Cool, to Archive, and when old versions are deleted."
+  description = "Ages in days: to Cool, to Archive, and when old versions are deleted (in the data account; backup_noncurrent_expire in the backup account)."
   type = object({
-    infrequent_access = number
-    archive           = number
-    noncurrent_expire = number
+    infrequent_access        = number
+    archive                  = number
+    noncurrent_expire        = number
+    backup_noncurrent_expire = number
   })
 }
 

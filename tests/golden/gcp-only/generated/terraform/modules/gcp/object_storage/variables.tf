@@ -25,11 +25,12 @@ variable "versioning" {
 }
 
 variable "lifecycle_days" {
-  description = "Ages in days: to Nearline, to Archive, and when non-current versions are deleted."
+  description = "Ages in days: to Nearline, to Archive, and when non-current versions are deleted (in the data bucket; backup_noncurrent_expire in the backup bucket)."
   type = object({
-    infrequent_access = number
-    archive           = number
-    noncurrent_expire = number
+    infrequent_access        = number
+    archive                  = number
+    noncurrent_expire        = number
+    backup_noncurrent_expire = number
   })
 }
 
