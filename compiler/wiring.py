@@ -450,8 +450,9 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
 def postgres_ha_connections(cloud: str, ha, hosts: tuple[Host, ...], zones: tuple[Zone, ...], a: Addressing,
                             partner_cidr: str) -> tuple[Connection, ...]:
     """Patroni's and etcd's paths in a region (compiler/ir/postgres_ha.py): the members reach etcd and each other's
-    REST API, the etcd members form their cluster, the internal load balancers' health checks reach Patroni's REST
-    API, and each standby cluster the region runs for another region replicates and elects on its own ports."""
+    REST API, the etcd members form their cluster, Prometheus scrapes each etcd member's metrics listener, the
+    internal load balancers' health checks reach Patroni's REST API, and each standby cluster the region runs for
+    another region replicates and elects on its own ports."""
     from compiler.ir.names import LB_HEALTH_CHECK_RANGES
     pg = tuple(h for h in hosts if h.name in ha.members)
     etcd = tuple(h for h in hosts if h.name in ha.etcd_hosts)
@@ -464,6 +465,13 @@ def postgres_ha_connections(cloud: str, ha, hosts: tuple[Host, ...], zones: tupl
                    port=ha.etcd_client_port, dest_port=ha.etcd_client_port, protocol="TCP", app_protocol="etcd",
                    purpose="Patroni keeps the leader key and the cluster state in etcd", tls="1.2", layers=layers),
     ]
+    prometheus = _pods("prometheus", MONITORING_NAMESPACE, {}, a)
+    # each member's metrics listener (plain HTTP: /metrics and /health only; the client port wants a client
+    # certificate): the database's size against its quota, the leader, whether the member is up (the monitoring
+    # target's etcd alerts)
+    out.append(Connection(source=prometheus, dest=etcd_peer, address="etcd members", port=ha.etcd_metrics_port,
+                          dest_port=ha.etcd_metrics_port, protocol="TCP", app_protocol="metrics",
+                          purpose="Prometheus scrapes etcd's metrics listener", tls="", layers=("prometheus", *layers)))
     if len(etcd) > 1:
         out.append(Connection(source=etcd_peer, dest=etcd_peer, address="etcd members", port=ha.etcd_peer_port,
                               dest_port=ha.etcd_peer_port, protocol="TCP", app_protocol="etcd-peer",
@@ -478,7 +486,6 @@ def postgres_ha_connections(cloud: str, ha, hosts: tuple[Host, ...], zones: tupl
                           address="postgres hosts", port=ha.rest_port, dest_port=ha.rest_port, protocol="TCP",
                           app_protocol="https", purpose="the internal load balancers check GET /primary and GET /replica",
                           tls="1.2", layers=layers))
-    prometheus = _pods("prometheus", MONITORING_NAMESPACE, {}, a)
     for sb in ha.standbys:
         on = tuple(h for h in hosts if h.name in sb.hosts)
         peer = _hosts(standby_peer(sb.of_region), "postgres", on, zones)

@@ -116,6 +116,11 @@ DATASTORE_SETTINGS_SUFFIX = "-datastores"
 PATRONI_REST_PORT = 8008
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
+# etcd's metrics listener (--listen-metrics-urls, plain HTTP): /metrics and /health only (v3.4 embed/etcd.go
+# serveMetrics, etcdhttp.HandleMetricsHealth), so Prometheus scrapes each member without the client certificate the
+# client port demands. 2381: the port kubeadm gives the same listener (its constants' EtcdMetricsPort).
+ETCD_METRICS_PORT = 2381
+ETCD_SCRAPE_JOB = "etcd"  # the helm target's scrape job of the members; the monitoring target's etcd alerts read it
 POSTGRES_STANDBY_PORT = 5433
 KUBE_API_PEER = "kubernetes-api"  # the wiring's name for the cluster's private API endpoint (peer kind "kube-api")
 PGBOUNCER_READ_ONLY_SUFFIX = "_ro"  # PgBouncer's <shard database>_ro: the read-only pool on the replicas

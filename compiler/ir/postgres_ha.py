@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from compiler.records import dataclass
 
-from compiler.ir.names import (ETCD_CLIENT_PORT, ETCD_PEER_PORT, PATRONI_REST_PORT, POSTGRES_PORT,
+from compiler.ir.names import (ETCD_CLIENT_PORT, ETCD_METRICS_PORT, ETCD_PEER_PORT, PATRONI_REST_PORT, POSTGRES_PORT,
                                POSTGRES_STANDBY_PORT, PATRONI_STANDBY_REST_PORT)
 
 LEADER_ENDPOINT = "postgres"  # postgres.<internal domain>: the internal load balancer in front of the leader
@@ -112,6 +112,7 @@ class PostgresHA:
     etcd_group: str  # the inventory group whose firewall opens the etcd ports (a parent of every member's group)
     etcd_client_port: int
     etcd_peer_port: int
+    etcd_metrics_port: int  # each member's metrics listener (plain HTTP, /metrics and /health): Prometheus scrapes it
     rest_port: int
     leader_endpoint: str  # FQDN of the internal load balancer in front of the leader (health check GET /primary)
     replica_endpoint: str  # FQDN of the one in front of the replicas (GET /replica)
@@ -278,7 +279,8 @@ def plan(platform, region_name: str, s, hosts, internal_domain: str, settings_of
     return PostgresHA(
         scope=f"{org}-{region_name}", namespace=NAMESPACE, members=tuple(h.name for h in members),
         etcd_hosts=tuple(h.name for h in etcd), etcd_fqdns=tuple(h.fqdn for h in etcd), etcd_group=etcd_group(etcd),
-        etcd_client_port=ETCD_CLIENT_PORT, etcd_peer_port=ETCD_PEER_PORT, rest_port=PATRONI_REST_PORT,
+        etcd_client_port=ETCD_CLIENT_PORT, etcd_peer_port=ETCD_PEER_PORT, etcd_metrics_port=ETCD_METRICS_PORT,
+        rest_port=PATRONI_REST_PORT,
         leader_endpoint=leader_endpoint(internal_domain), replica_endpoint=replica_endpoint(internal_domain),
         sync_endpoint=sync_endpoint(internal_domain), leader_backend_port=backend["leader"],
         replica_backend_port=backend["replicas"], sync_backend_port=backend["sync"],

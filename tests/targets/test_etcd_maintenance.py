@@ -25,6 +25,8 @@ from tests.conftest import IN_CI, VENV_BIN
 from tests.targets.test_ansible import _run, reference_tree  # noqa: F401 (the fixture)
 
 HOST = "127.0.0.1"
+# the host's private address as Ansible's facts give it (a documentation address: nothing here binds or dials it)
+PRIVATE_ADDRESS = "192.0.2.10"
 DEFAULT = "/etc/default/etcd"
 DEFRAG = "/etc/systemd/system/platformc-etcd-defrag"
 
@@ -58,8 +60,10 @@ def render(reference_tree, tmp_path: Path, member: int, wanted=(DEFAULT, DEFRAG 
                  if not any(k in v_ for v_ in group_vars)},
         "vars_files": [str(role / "vars/main.yml")],
         "tasks": [{"ansible.builtin.copy": {"content": copies[d], "dest": str(out / Path(d).name)}} for d in wanted]}]))
+    # no fact gathering: the one fact the role reads, the host's private address, is given
+    facts = json.dumps({"ansible_facts": {"default_ipv4": {"address": PRIVATE_ADDRESS}}})
     res = _run([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "-e",
-                f"ansible_python_interpreter={VENV_BIN / 'python'}", str(playbook)], root, env)
+                f"ansible_python_interpreter={VENV_BIN / 'python'}", "-e", facts, str(playbook)], root, env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return {d: (out / Path(d).name).read_text() for d in wanted}
 
@@ -112,8 +116,8 @@ def test_a_member_compacts_its_history_and_states_its_quota(reference_tree, tmp_
     assert env.get("ETCD_AUTO_COMPACTION_RETENTION") == ETCD_AUTO_COMPACTION_RETENTION, rendered
     assert env.get("ETCD_QUOTA_BACKEND_BYTES") == str(ETCD_QUOTA_BACKEND_BYTES), rendered
     w = Work(tmp_path)
-    client, peer = _free_port(), _free_port()
-    local = {"ETCD_DATA_DIR": str(tmp_path / "data"),
+    client, peer, metrics = _free_port(), _free_port(), _free_port()
+    local = {"ETCD_DATA_DIR": str(tmp_path / "data"), "ETCD_LISTEN_METRICS_URLS": f"http://{HOST}:{metrics}",
              "ETCD_LISTEN_CLIENT_URLS": f"https://{HOST}:{client}", "ETCD_ADVERTISE_CLIENT_URLS": f"https://{HOST}:{client}",
              "ETCD_LISTEN_PEER_URLS": f"https://{HOST}:{peer}", "ETCD_INITIAL_ADVERTISE_PEER_URLS": f"https://{HOST}:{peer}",
              "ETCD_INITIAL_CLUSTER": f"{env['ETCD_NAME']}=https://{HOST}:{peer}"}

@@ -542,8 +542,10 @@ def test_additional_scrape_configs_pass_promtool(tmp_path):
         # and a /probe job per DR standby cluster the region runs (compiler/ir/dr_watch.py): us-east-1 runs three
         probes = [f"postgres-standby-{s.of_region}" for s in (r.postgres_ha.standbys if r.postgres_ha else ())]
         assert len(probes) == (3 if r.name == "us-east-1" else 0)
+        # the etcd members' metrics listener wherever a Patroni cluster runs (compiler/ir/names.py ETCD_METRICS_PORT)
+        etcd = ["etcd"] if r.postgres_ha else []
         assert [j["job_name"] for j in jobs] == ["kubernetes-pods", "otel-collector", "self-managed-hosts",
-                                                 "postgres-exporter", "redis-exporter", *probes]
+                                                 "postgres-exporter", "redis-exporter", *etcd, *probes]
         assert jobs[0].pop("kubernetes_sd_configs") == [{"role": "pod"}]
         assert jobs[1].pop("kubernetes_sd_configs") == [{"role": "endpoints", "namespaces": {"names": ["monitoring"]}}]
         for j in jobs[:2]:

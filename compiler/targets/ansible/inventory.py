@@ -270,6 +270,7 @@ def vars_patroni(plan: PlatformPlan, region: RegionPlan) -> dict:
         "etcd_scope": ha.scope,
         "etcd_client_port": ha.etcd_client_port,
         "etcd_peer_port": ha.etcd_peer_port,
+        "etcd_metrics_port": ha.etcd_metrics_port,
     }
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import published_ca_ref
-from compiler.ir.names import (PATRONI_CONFIG_DIR, POSTGRES_PORT, POSTGRES_REPLICATION_USER, POSTGRES_TLS_DIR)
+from compiler.ir.names import (ETCD_METRICS_PORT, ETCD_SCRAPE_JOB, PATRONI_CONFIG_DIR, POSTGRES_PORT,
+                               POSTGRES_REPLICATION_USER, POSTGRES_TLS_DIR)
 from compiler.ir.postgres_ha import (ETCD_AUTO_COMPACTION_MODE, ETCD_AUTO_COMPACTION_RETENTION, ETCD_DEFRAG_FIRST_HOUR,
                                      ETCD_QUOTA_BACKEND_BYTES, FENCE_LAYER, standby_hba_file)
 from compiler.ir.postgres_sizing import patroni_dcs_parameters, standby_memory_parameters
@@ -24,6 +25,7 @@ from compiler.targets.ansible.role import (Role, apt, cond, copy, expr, installe
                                             systemd_dropin, systemd_timer, task, when_ready)
 from compiler.targets.ansible import leader_sql
 from compiler.targets.ansible.roles_data import POSTGRES_DATA_MOUNT, START_CONF
+from compiler.targets.ansible.roles_redis import ADDRESS
 
 PATRONI_INSTANCE = "{{ postgresql_version }}-main"  # Debian's patroni@<instance>.service reads /etc/patroni/<instance>.yml
 CALLBACK = "/usr/local/lib/platformc/patroni-callback"
@@ -40,7 +42,8 @@ ETCD_TLS_DIR = "/etc/etcd/tls"
 ETCD_DEFRAG_UNIT = "/etc/systemd/system/platformc-etcd-defrag"
 # the region docs' figures (the runbook's etcd paragraph)
 ETCD_HOUSEKEEPING = {"mode": ETCD_AUTO_COMPACTION_MODE, "retention": ETCD_AUTO_COMPACTION_RETENTION,
-                     "quota_gib": ETCD_QUOTA_BACKEND_BYTES / 1024 ** 3, "first_hour": ETCD_DEFRAG_FIRST_HOUR}
+                     "quota_gib": ETCD_QUOTA_BACKEND_BYTES / 1024 ** 3, "first_hour": ETCD_DEFRAG_FIRST_HOUR,
+                     "job": ETCD_SCRAPE_JOB}
 # etcdctl (Debian etcd-client, API v3 by default) against this member's own endpoint only: `defrag` with several
 # endpoints defragments them all at once. The member's certificate is its client certificate, as for its peers.
 ETCD_DEFRAG_SERVICE = f"""\
@@ -282,6 +285,9 @@ def etcd() -> Role:
         "ETCD_LISTEN_CLIENT_URLS": "https://0.0.0.0:{{ etcd_client_port }}",
         "ETCD_ADVERTISE_CLIENT_URLS": "https://{{ ansible_host }}:{{ etcd_client_port }}",
         "ETCD_LISTEN_PEER_URLS": "https://0.0.0.0:{{ etcd_peer_port }}",
+        # /metrics and /health over plain HTTP, for Prometheus (the client port wants a client certificate), on the
+        # host's private address only: etcd binds an IP, never a name ("expected IP in URL for binding")
+        "ETCD_LISTEN_METRICS_URLS": "http://{{ " + ADDRESS + " }}:{{ etcd_metrics_port }}",
         "ETCD_INITIAL_ADVERTISE_PEER_URLS": "https://{{ ansible_host }}:{{ etcd_peer_port }}",
         "ETCD_INITIAL_CLUSTER": "{{ etcd_initial_cluster }}",
         "ETCD_INITIAL_CLUSTER_TOKEN": "{{ etcd_scope }}",
@@ -306,8 +312,8 @@ def etcd() -> Role:
     return Role(
         name=r,
         description="etcd (Debian etcd-server), Patroni's DCS: three members per region over TLS with client certificates.",
-        defaults={"etcd_client_port": 2379, "etcd_peer_port": 2380, "etcd_scope": "platformc", "etcd_members": [],
-                  "etcd_initial_cluster_state": "new"},
+        defaults={"etcd_client_port": 2379, "etcd_peer_port": 2380, "etcd_metrics_port": ETCD_METRICS_PORT,
+                  "etcd_scope": "platformc", "etcd_members": [], "etcd_initial_cluster_state": "new"},
         vars={**services_ready_var(r, "etcd_install"),
               "etcd_initial_cluster": expr(
                   "etcd_members | map('extract', hostvars, 'ansible_host')",

@@ -7,6 +7,7 @@ from compiler.ir import PlatformPlan, RegionPlan, dr_watch, names
 from compiler.ir.postgres_ha import standby_of
 from compiler.targets.helm.fluentbit import render_conf
 from compiler.ir.names import NODE_EXPORTER_PORT, POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT, REDIS_PLACED_ROLE_LABEL
+from compiler.ir.names import ETCD_METRICS_PORT, ETCD_SCRAPE_JOB
 from compiler.targets.helm.platform import RESTRICTED_CONTAINER, amounts
 from compiler.ir.names import LOG_INDEX_PREFIXES, KUBE_PROXY_CLOUDS, OTEL_COLLECTOR_SERVICE, OTEL_PROMETHEUS_PORT, OTEL_PROMETHEUS_PORT_NAME
 from compiler.ir.names import MONITORING_NAMESPACE, OTLP_GRPC_PORT, OTLP_HTTP_PORT
@@ -75,6 +76,7 @@ SCRAPE_JOBS = {
     NODE_EXPORTER_PORT: "self-managed-hosts",
     POSTGRES_EXPORTER_PORT: "postgres-exporter",
     REDIS_EXPORTER_PORT: "redis-exporter",
+    ETCD_METRICS_PORT: ETCD_SCRAPE_JOB,  # the etcd members' metrics listener (compiler/ir/names.py)
 }
 
 

@@ -139,7 +139,7 @@ module "network" {
     {
       name          = "postgres-primary-5"
       target_tag    = "postgres-primary"
-      ports         = ["9100", "9187"]
+      ports         = ["2381", "9100", "9187"]
       source_ranges = ["10.9.128.0/17"]
     },
     {
@@ -181,7 +181,7 @@ module "network" {
     {
       name          = "postgres-replicas-6"
       target_tag    = "postgres-replicas"
-      ports         = ["9100", "9187"]
+      ports         = ["2381", "9100", "9187"]
       source_ranges = ["10.9.128.0/17"]
     },
     {

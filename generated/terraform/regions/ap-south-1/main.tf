@@ -133,7 +133,7 @@ module "network" {
     {
       name          = "postgres-primary-4"
       target_tag    = "postgres-primary"
-      ports         = ["9100", "9187"]
+      ports         = ["2381", "9100", "9187"]
       source_ranges = ["10.10.128.0/17"]
     },
     {
@@ -169,7 +169,7 @@ module "network" {
     {
       name          = "postgres-replicas-4"
       target_tag    = "postgres-replicas"
-      ports         = ["9100", "9187"]
+      ports         = ["2381", "9100", "9187"]
       source_ranges = ["10.10.128.0/17"]
     },
     {

@@ -485,6 +485,12 @@ module "data_hosts" {
         cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
       },
       {
+        description = "2381 from prometheus"
+        from_port   = 2381
+        to_port     = 2381
+        cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
+      },
+      {
         description = "5432 from pgbouncer"
         from_port   = 5432
         to_port     = 5432
@@ -550,6 +556,12 @@ module "data_hosts" {
         description = "2380 from etcd"
         from_port   = 2380
         to_port     = 2380
+        cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
+      },
+      {
+        description = "2381 from prometheus"
+        from_port   = 2381
+        to_port     = 2381
         cidr_blocks = ["10.6.0.0/19", "10.6.32.0/19", "10.6.64.0/19"]
       },
       {

@@ -478,6 +478,12 @@ module "data_hosts" {
         cidr_blocks = ["10.0.0.0/19", "10.0.32.0/19", "10.0.64.0/19"]
       },
       {
+        description = "2381 from prometheus"
+        from_port   = 2381
+        to_port     = 2381
+        cidr_blocks = ["10.0.0.0/19", "10.0.32.0/19", "10.0.64.0/19"]
+      },
+      {
         description = "5432 from pgbouncer"
         from_port   = 5432
         to_port     = 5432
@@ -531,6 +537,12 @@ module "data_hosts" {
         description = "2380 from etcd"
         from_port   = 2380
         to_port     = 2380
+        cidr_blocks = ["10.0.0.0/19", "10.0.32.0/19", "10.0.64.0/19"]
+      },
+      {
+        description = "2381 from prometheus"
+        from_port   = 2381
+        to_port     = 2381
         cidr_blocks = ["10.0.0.0/19", "10.0.32.0/19", "10.0.64.0/19"]
       },
       {

@@ -386,6 +386,12 @@ module "data_hosts" {
         cidr_blocks = ["10.21.0.0/19", "10.21.32.0/19"]
       },
       {
+        description = "2381 from prometheus"
+        from_port   = 2381
+        to_port     = 2381
+        cidr_blocks = ["10.21.0.0/19", "10.21.32.0/19", "10.21.64.0/19"]
+      },
+      {
         description = "6432 from orders, recommend"
         from_port   = 6432
         to_port     = 6432
@@ -416,6 +422,12 @@ module "data_hosts" {
         from_port   = 2380
         to_port     = 2380
         cidr_blocks = ["10.21.0.0/19", "10.21.32.0/19"]
+      },
+      {
+        description = "2381 from prometheus"
+        from_port   = 2381
+        to_port     = 2381
+        cidr_blocks = ["10.21.0.0/19", "10.21.32.0/19", "10.21.64.0/19"]
       },
       {
         description = "5432 from postgres-standby"
@@ -472,6 +484,12 @@ module "data_hosts" {
         from_port   = 2380
         to_port     = 2380
         cidr_blocks = ["10.21.0.0/19", "10.21.32.0/19"]
+      },
+      {
+        description = "2381 from prometheus"
+        from_port   = 2381
+        to_port     = 2381
+        cidr_blocks = ["10.21.0.0/19", "10.21.32.0/19", "10.21.64.0/19"]
       },
       {
         description = "5432 from postgres-standby"

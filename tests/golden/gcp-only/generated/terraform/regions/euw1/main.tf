@@ -115,7 +115,7 @@ module "network" {
     {
       name          = "pgbouncer-3"
       target_tag    = "pgbouncer"
-      ports         = ["6432", "9100"]
+      ports         = ["2381", "6432", "9100"]
       source_ranges = ["10.21.128.0/17"]
     },
     {
@@ -139,7 +139,7 @@ module "network" {
     {
       name          = "postgres-primary-4"
       target_tag    = "postgres-primary"
-      ports         = ["9100", "9187"]
+      ports         = ["2381", "9100", "9187"]
       source_ranges = ["10.21.128.0/17"]
     },
     {
@@ -175,7 +175,7 @@ module "network" {
     {
       name          = "postgres-replicas-5"
       target_tag    = "postgres-replicas"
-      ports         = ["9100", "9187"]
+      ports         = ["2381", "9100", "9187"]
       source_ranges = ["10.21.128.0/17"]
     },
     {

@@ -115,7 +115,7 @@ module "network" {
     {
       name          = "pgbouncer-3"
       target_tag    = "pgbouncer"
-      ports         = ["6432", "9100"]
+      ports         = ["2381", "6432", "9100"]
       source_ranges = ["10.20.128.0/17"]
     },
     {
@@ -133,7 +133,7 @@ module "network" {
     {
       name          = "postgres-primary-3"
       target_tag    = "postgres-primary"
-      ports         = ["9100", "9187"]
+      ports         = ["2381", "9100", "9187"]
       source_ranges = ["10.20.128.0/17"]
     },
     {
@@ -163,7 +163,7 @@ module "network" {
     {
       name          = "postgres-replicas-3"
       target_tag    = "postgres-replicas"
-      ports         = ["9100", "9187"]
+      ports         = ["2381", "9100", "9187"]
       source_ranges = ["10.20.128.0/17"]
     },
     {

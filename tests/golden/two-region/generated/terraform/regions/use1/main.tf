@@ -366,6 +366,12 @@ module "data_hosts" {
         cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19"]
       },
       {
+        description = "2381 from prometheus"
+        from_port   = 2381
+        to_port     = 2381
+        cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19", "10.20.64.0/19"]
+      },
+      {
         description = "6432 from orders, recommend"
         from_port   = 6432
         to_port     = 6432
@@ -396,6 +402,12 @@ module "data_hosts" {
         from_port   = 2380
         to_port     = 2380
         cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19"]
+      },
+      {
+        description = "2381 from prometheus"
+        from_port   = 2381
+        to_port     = 2381
+        cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19", "10.20.64.0/19"]
       },
       {
         description = "5432 from pgbouncer, postgres-member, patroni-rejoin"
@@ -446,6 +458,12 @@ module "data_hosts" {
         from_port   = 2380
         to_port     = 2380
         cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19"]
+      },
+      {
+        description = "2381 from prometheus"
+        from_port   = 2381
+        to_port     = 2381
+        cidr_blocks = ["10.20.0.0/19", "10.20.32.0/19", "10.20.64.0/19"]
       },
       {
         description = "5432 from pgbouncer, postgres-member, patroni-rejoin"
