@@ -81,6 +81,12 @@ ETCD_AUTO_COMPACTION_RETENTION = "1h"
 # etcd's own default (2 GiB), stated so the alert and the docs name the figure: an hour of Patroni's history is a
 # few MB, so the quota only fences a runaway writer; etcd suggests at most 8 GiB (its MaxQuotaBytes)
 ETCD_QUOTA_BACKEND_BYTES = 2 * 1024 ** 3
+# Prometheus scrapes each member's metrics listener (ETCD_METRICS_PORT) and pages when a member's backend has held
+# more than this share of the quota for ETCD_QUOTA_ALERT_FOR (the monitoring target's EtcdDatabaseNearQuota; the
+# region docs' runbook names both): 80 % of 2 GiB leaves ~400 MB to act in, a week of the reference us-east-1's
+# history (~57 MB a day) were compaction to stop altogether.
+ETCD_QUOTA_ALERT_SHARE = 0.8
+ETCD_QUOTA_ALERT_FOR = "10m"
 # The first member defragments at 03:30 (the host's time), the next an hour later, and so on: never two at once
 ETCD_DEFRAG_FIRST_HOUR = 3
 

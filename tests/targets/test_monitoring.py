@@ -31,11 +31,12 @@ def test_promtool_checks_every_rule_file(tree):
     res = subprocess.run([promtool, "check", "rules", *files], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     # 22 rules everywhere, RedisPrimaryDisplaced where Redis runs on the region's own nodes, the backup alerts
-    # where the region's hosts take backups, two where the DR partner runs a standby of the region's cluster, and
-    # one per standby cluster the region runs for another region
+    # where the region's hosts take backups, two where the DR partner runs a standby of the region's cluster,
+    # one per standby cluster the region runs for another region, and three on etcd where a Patroni cluster runs
     for r in plan.regions:
         count = 22 + bool(r.hosts_in("redis_cluster")) + len(monitoring.backup_alerts(r)) \
-            + 2 * bool(monitoring.dr_standby_members(plan, r)) + len(r.postgres_ha.standbys if r.postgres_ha else ())
+            + 2 * bool(monitoring.dr_standby_members(plan, r)) + len(r.postgres_ha.standbys if r.postgres_ha else ()) \
+            + 3 * bool(r.postgres_ha)
         assert f"monitoring/{r.name}/prometheus/slo-rules.yaml\n  SUCCESS: {count} rules found" in res.stdout, r.name
 
 
@@ -246,6 +247,11 @@ MIB = 1024 * 1024
 # us-east-1's standby cluster runs on its DR partner's second and third PostgreSQL hosts (their member names)
 DR_PG2, DR_PG3 = 'application_name="sixfb-us-west-2-pg-2"', 'application_name="sixfb-us-west-2-pg-3"'
 SA_STANDBY_LEADER = "sixfb-us-east-1-pg-2.us-east-1.internal.6fb.example.com"
+# an etcd member as the helm target's `etcd` job scrapes it (its metrics listener), and etcd's 2 GiB quota
+ETCD = 'job="etcd",instance="sixfb-us-east-1-pg-1.us-east-1.internal.6fb.example.com:2381",group="postgres_primary"'
+ETCD_LABELS = {"job": "etcd", "instance": "sixfb-us-east-1-pg-1.us-east-1.internal.6fb.example.com:2381",
+               "group": "postgres_primary", "region": "us-east-1"}
+QUOTA = 2 * 1024 ** 3
 
 
 def _receiver(source: str, host: str, status: str = "streaming", sender: str = "") -> str:
@@ -347,6 +353,20 @@ ALERT_CASES = {
                             [_counter('pg_stat_archiver_failed_count{instance="pg-1"}', 0.2),
                              _counter('pg_stat_archiver_archived_count{instance="pg-1"}', 1)],
                             {"instance": "pg-1", "region": "us-east-1"}, "70m"),
+    # the backend at 85 % of the quota pages; at 75 % (after a night's defragmentation, say) it does not
+    "EtcdDatabaseNearQuota": ([_gauge(f"etcd_mvcc_db_total_size_in_bytes{{{ETCD}}}", QUOTA * 0.85),
+                               _gauge(f"etcd_server_quota_backend_bytes{{{ETCD}}}", QUOTA)],
+                              [_gauge(f"etcd_mvcc_db_total_size_in_bytes{{{ETCD}}}", QUOTA * 0.75),
+                               _gauge(f"etcd_server_quota_backend_bytes{{{ETCD}}}", QUOTA)],
+                              ETCD_LABELS, "70m"),
+    "EtcdNoLeader": ([_gauge(f"etcd_server_has_leader{{{ETCD}}}", 0)], [_gauge(f"etcd_server_has_leader{{{ETCD}}}", 1)],
+                     ETCD_LABELS, "70m"),
+    # a member whose scrape fails; a node_exporter target down on the same host is another alert's
+    "EtcdMemberDown": ([_gauge(f"up{{{ETCD}}}", 0)],
+                       [_gauge(f"up{{{ETCD}}}", 1),
+                        _gauge('up{job="self-managed-hosts",instance="sixfb-us-east-1-pg-1.us-east-1.internal.6fb.'
+                               'example.com:9100"}', 0)],
+                       ETCD_LABELS, "70m"),
     "NodeCpuHigh": ([_counter('node_cpu_seconds_total{instance="n1",mode="idle"}', 6)],  # 10 % idle
                     [_counter('node_cpu_seconds_total{instance="n1",mode="idle"}', 54)],
                     {"instance": "n1", "region": "us-east-1"}, "70m"),
@@ -660,3 +680,66 @@ def test_a_lost_region_pages_from_its_dr_partner(reference):
             watched.add(source)
     sources = {r.name for r in reference.regions if monitoring.dr_standby_members(reference, r)}
     assert watched == sources and {"ca-central-1", "sa-east-1", "ap-south-1", "ap-southeast-2"} <= watched
+
+
+def test_etcd_pages_once_a_member_has_held_the_quota_share_for_the_set_time(tree, tmp_path):
+    """etcd refuses every write at its quota (NOSPACE) and Patroni's leader then demotes itself: EtcdDatabaseNearQuota
+    pages when a member's backend (etcd_mvcc_db_total_size_in_bytes, what etcd's quota check weighs) has stayed above
+    ETCD_QUOTA_ALERT_SHARE of etcd_server_quota_backend_bytes for ETCD_QUOTA_ALERT_FOR, not before; a member just
+    under the share never pages, nor does a series of another job."""
+    from compiler.ir.postgres_ha import ETCD_QUOTA_ALERT_FOR, ETCD_QUOTA_ALERT_SHARE
+    require_tool("promtool")
+    _, root = tree
+    rules, alerts = _rules_without_annotations(root, tmp_path)
+    assert alerts["EtcdDatabaseNearQuota"]["for"] == ETCD_QUOTA_ALERT_FOR == "10m"
+    assert alerts["EtcdDatabaseNearQuota"]["labels"]["severity"] == monitoring.PAGE
+    other = 'job="postgres-exporter",instance="x:9187"'
+    over, under = QUOTA * (ETCD_QUOTA_ALERT_SHARE + 0.01), QUOTA * (ETCD_QUOTA_ALERT_SHARE - 0.01)
+    # 30 minutes under the share, then over it from minute 31
+    series = [{"series": f"etcd_mvcc_db_total_size_in_bytes{{{ETCD}}}", "values": f"{under:.0f}x30 {over:.0f}x60"},
+              _gauge(f"etcd_server_quota_backend_bytes{{{ETCD}}}", QUOTA),
+              _gauge(f"etcd_mvcc_db_total_size_in_bytes{{{other}}}", QUOTA),
+              _gauge(f"etcd_server_quota_backend_bytes{{{other}}}", QUOTA)]
+    page = [{"exp_labels": {**alerts["EtcdDatabaseNearQuota"]["labels"], **ETCD_LABELS}}]
+    _promtool_alert_test(rules, tmp_path, series, "30m", "EtcdDatabaseNearQuota", [])
+    _promtool_alert_test(rules, tmp_path, series, "40m", "EtcdDatabaseNearQuota", [])  # over for 9 minutes
+    _promtool_alert_test(rules, tmp_path, series, "42m", "EtcdDatabaseNearQuota", page)
+    quiet = [{"series": f"etcd_mvcc_db_total_size_in_bytes{{{ETCD}}}", "values": f"{under:.0f}x90"},
+             _gauge(f"etcd_server_quota_backend_bytes{{{ETCD}}}", QUOTA)]
+    _promtool_alert_test(rules, tmp_path, quiet, "90m", "EtcdDatabaseNearQuota", [])
+
+
+def test_the_etcd_alerts_read_the_job_that_scrapes_every_member(any_case):
+    """The etcd alerts exist exactly where a Patroni cluster runs, and read the scrape job the region's
+    kube-prometheus-stack values give every etcd member's metrics listener."""
+    from compiler.ir.names import ETCD_SCRAPE_JOB
+    from compiler.targets.helm import observability
+    for r in any_case.regions:
+        groups = {g["name"]: g for g in monitoring.rule_groups(any_case, r)}
+        ha = r.postgres_ha
+        assert ("etcd" in groups) == (ha is not None), r.name
+        if ha is None:
+            continue
+        assert [x["alert"] for x in groups["etcd"]["rules"]] == ["EtcdDatabaseNearQuota", "EtcdNoLeader",
+                                                                  "EtcdMemberDown"]
+        assert all(f'{{job="{ETCD_SCRAPE_JOB}"}}' in x["expr"] for x in groups["etcd"]["rules"])
+        spec = observability.kube_prometheus_stack(any_case, r)["prometheus"]["prometheusSpec"]
+        (job,) = [j for j in spec["additionalScrapeConfigs"] if j["job_name"] == ETCD_SCRAPE_JOB]
+        assert "scheme" not in job and "tls_config" not in job  # plain HTTP: the listener asks no certificate
+        targets = sorted(t for s in job["static_configs"] for t in s["targets"])
+        assert targets == sorted(f"{f}:{ha.etcd_metrics_port}" for f in ha.etcd_fqdns), r.name
+
+
+def test_the_etcd_alerts_reach_the_page_receiver(tree):
+    """Each etcd alert, with the labels its rule gives it (and the scrape's), is routed by the region's Alertmanager
+    configuration to the receiver that pages: an etcd refusing writes stops the region's writes and its failover."""
+    amtool = require_tool("amtool")
+    _, root = tree
+    cfg = root / "monitoring/us-east-1/alertmanager/alertmanager.yaml"
+    rules = yaml.safe_load((root / "monitoring/us-east-1/prometheus/slo-rules.yaml").read_text())["groups"]
+    (etcd,) = [g for g in rules if g["name"] == "etcd"]
+    for rule in etcd["rules"]:
+        labels = {"alertname": rule["alert"], **rule["labels"], **ETCD_LABELS}
+        res = subprocess.run([amtool, "config", "routes", "test", f"--config.file={cfg}",
+                              *(f"{k}={v}" for k, v in labels.items())], capture_output=True, text=True)
+        assert res.stdout.strip() == "page", (rule["alert"], res.stdout + res.stderr)

@@ -18,7 +18,8 @@ from compiler.ir.data_access import published_ca_ref
 from compiler.ir.names import (ETCD_METRICS_PORT, ETCD_SCRAPE_JOB, PATRONI_CONFIG_DIR, POSTGRES_PORT,
                                POSTGRES_REPLICATION_USER, POSTGRES_TLS_DIR)
 from compiler.ir.postgres_ha import (ETCD_AUTO_COMPACTION_MODE, ETCD_AUTO_COMPACTION_RETENTION, ETCD_DEFRAG_FIRST_HOUR,
-                                     ETCD_QUOTA_BACKEND_BYTES, FENCE_LAYER, standby_hba_file)
+                                     ETCD_QUOTA_ALERT_FOR, ETCD_QUOTA_ALERT_SHARE, ETCD_QUOTA_BACKEND_BYTES,
+                                     FENCE_LAYER, standby_hba_file)
 from compiler.ir.postgres_sizing import patroni_dcs_parameters, standby_memory_parameters
 from compiler.ir.wal_archive import promoted_archive_command, standby_restore_command
 from compiler.targets.ansible.role import (Role, apt, cond, copy, expr, installed_version_check, service, services_ready_var,
@@ -43,6 +44,7 @@ ETCD_DEFRAG_UNIT = "/etc/systemd/system/platformc-etcd-defrag"
 # the region docs' figures (the runbook's etcd paragraph)
 ETCD_HOUSEKEEPING = {"mode": ETCD_AUTO_COMPACTION_MODE, "retention": ETCD_AUTO_COMPACTION_RETENTION,
                      "quota_gib": ETCD_QUOTA_BACKEND_BYTES / 1024 ** 3, "first_hour": ETCD_DEFRAG_FIRST_HOUR,
+                     "alert_percent": round(ETCD_QUOTA_ALERT_SHARE * 100), "alert_for": ETCD_QUOTA_ALERT_FOR,
                      "job": ETCD_SCRAPE_JOB}
 # etcdctl (Debian etcd-client, API v3 by default) against this member's own endpoint only: `defrag` with several
 # endpoints defragments them all at once. The member's certificate is its client certificate, as for its peers.

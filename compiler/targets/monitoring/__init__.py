@@ -24,7 +24,8 @@ SDKs send it over OTLP to the collector, whose `prometheus` exporter Prometheus 
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan, dr_watch
-from compiler.ir.postgres_ha import standby_of
+from compiler.ir.postgres_ha import ETCD_QUOTA_ALERT_FOR, ETCD_QUOTA_ALERT_SHARE, standby_of
+from compiler.ir.names import ETCD_SCRAPE_JOB
 from compiler.ir.wal_archive import REPLICATION_DELAY
 from compiler.ir.names import ELASTICSEARCH_CLIENT_SECRETS, LOG_INDEX_PREFIXES, MONITORING_NAMESPACE, log_index_prefix
 from compiler.ir.names import REDIS_PLACED_ROLE_LABEL
@@ -206,6 +207,9 @@ def rule_groups(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
     backups = backup_alerts(r)
     if backups:
         groups.append({"name": "backups", "rules": backups})
+    etcd = etcd_alerts(r)
+    if etcd:
+        groups.append({"name": "etcd", "rules": etcd})
     watched = dr_partner_alerts(plan, r)
     if watched:
         groups.append({"name": "dr-partner", "rules": watched})
@@ -266,6 +270,54 @@ def dr_standby_alerts(plan: PlatformPlan, r: RegionPlan) -> list[dict]:
                f"not received is lost if {r.name} fails now, and what it has received must be replayed before it can "
                f"take over. Check the bandwidth between the regions and the standby's disk and CPU in {partner}.",
                for_=DR_ALERT_FOR, region=r.name),
+    ]
+
+
+ETCD_NO_LEADER_FOR = "1m"  # an election takes seconds (etcd's election timeout is 1 s); a minute is none going on
+ETCD_MEMBER_DOWN_FOR = "5m"  # the role restarts one member at a time, each back within seconds
+
+
+def etcd_alerts(r: RegionPlan) -> list[dict]:
+    """Patroni's DCS (compiler/ir/postgres_ha.py), from each member's metrics listener (the wiring's `prometheus`
+    connection to the etcd members, scraped as job ETCD_SCRAPE_JOB). Each pages: Patroni's leader must renew its key
+    in etcd every loop, and one that cannot demotes itself to read-only (Patroni without failsafe_mode), so an etcd
+    that refuses writes (NOSPACE at its quota), has no leader or lost its quorum stops the region's writes and any
+    failover. None where nothing scrapes the members."""
+    ha = r.postgres_ha
+    if ha is None or not any(c.dest.name == "etcd" and c.dest_port == ha.etcd_metrics_port
+                             for c in r.through("prometheus")):
+        return []
+    job = f'{{job="{ETCD_SCRAPE_JOB}"}}'
+    runbook = f"docs/regions/{r.name}.md, PostgreSQL high availability"
+    members = len(ha.etcd_hosts)
+    tolerance = (f"The cluster's {members} members keep a quorum with {(members - 1) // 2} down: one more failure and "
+                 "etcd refuses every write, Patroni's leader demotes itself and no member can take over"
+                 if members > 1 else "It is the region's only member: Patroni's leader has demoted itself and the "
+                                     "region takes no writes")
+    return [
+        _alert("EtcdDatabaseNearQuota",
+               f"etcd_mvcc_db_total_size_in_bytes{job}\n/ etcd_server_quota_backend_bytes{job}\n"
+               f"> {_num(ETCD_QUOTA_ALERT_SHARE)}", PAGE, "availability",
+               f"etcd member {{{{ $labels.instance }}}}'s database is near its quota in {r.name}",
+               "Its backend takes {{ $value | humanizePercentage }} of the space quota. At the quota etcd raises the "
+               "NOSPACE alarm and refuses every write: Patroni's leader cannot renew its key and demotes itself, and "
+               "no failover can happen. Compaction keeps one hour of history and the daily defragmentation returns "
+               "the space, so something writes more than Patroni does, or the timer did not run "
+               "(`systemctl status platformc-etcd-defrag.timer`). Follow \"etcd's space\" in "
+               f"{runbook}: compact, defragment each member in turn, disarm the alarm.",
+               for_=ETCD_QUOTA_ALERT_FOR, region=r.name),
+        _alert("EtcdNoLeader", f"etcd_server_has_leader{job} == 0", PAGE, "availability",
+               f"etcd member {{{{ $labels.instance }}}} has no leader in {r.name}",
+               "The member sees no raft leader: it has lost its quorum (its peers are down or unreachable on the peer "
+               "port) and serves no writes, so Patroni cannot renew its leader key. `etcdctl endpoint status "
+               f"--cluster -w table` on a member (the variables in {runbook}) and `journalctl -u etcd` on the "
+               "others tell which members are missing; bring them back one at a time.",
+               for_=ETCD_NO_LEADER_FOR, region=r.name),
+        _alert("EtcdMemberDown", f"up{job} == 0", PAGE, "availability",
+               f"etcd member {{{{ $labels.instance }}}} is down or unreachable in {r.name}",
+               f"Prometheus cannot scrape the member's metrics listener. {tolerance}. Check `systemctl status etcd` "
+               f"and `journalctl -u etcd` on the host; a host that is gone is replaced as {runbook} says "
+               "(\"Replacing a host that runs an etcd member\").", for_=ETCD_MEMBER_DOWN_FOR, region=r.name),
     ]
 
 
