@@ -22,6 +22,7 @@ from compiler.ir import identity
 from compiler.ir.edge import target_group_name
 from compiler.records import Later
 from compiler.ir.data_access import data_access
+from compiler.ir.dr_serving import PromotedPool, designated_leader, served_homes, serving_map
 
 _ZONE_SUFFIX = {"aws": lambda r, i: f"{r}{'abcdef'[i]}",
                 "gcp": lambda r, i: f"{r}-{'abcdef'[i]}",
@@ -137,10 +138,14 @@ def promoted_databases(region) -> list[tuple[str, str]]:
     """The [databases] lines (PgBouncer name, PostgreSQL database) the DR partner's PgBouncer adds to serve `region`'s
     shards from its promoted standby cluster (the DR runbook's step 4): each shard, and each shard's read-only name
     where the region has replicas (they go to the promoted leader too: nothing in front of it tells a replica)."""
+    return _promoted_names(region.settings, region.shards)
+
+
+def _promoted_names(s: RegionSettings, shards) -> list[tuple[str, str]]:
     from compiler.ir.names import PGBOUNCER_READ_ONLY_SUFFIX
-    out = [(s.database, s.database) for s in region.shards]
-    if region.settings.datastores.postgres.read_replicas:
-        out += [(s.database + PGBOUNCER_READ_ONLY_SUFFIX, s.database) for s in region.shards]
+    out = [(x.database, x.database) for x in shards]
+    if s.datastores.postgres.read_replicas:
+        out += [(x.database + PGBOUNCER_READ_ONLY_SUFFIX, x.database) for x in shards]
     return out
 
 
@@ -150,15 +155,20 @@ def promoted_budget(region, partner) -> ConnectionBudget:
     PgBouncer hosts each get one pool per promoted_databases line. Without per-line limits each line took
     `partner`'s own default_pool_size and max_db_connections, sized for its own cluster and shards: together more
     than the promoted cluster admits."""
-    return _budget(region.settings.datastores.postgres, partner.settings.datastores.pgbouncer, {},
-                   len(promoted_databases(region)))
+    return _promoted_budget(region.settings, partner.settings, region.shards)
 
 
-def pgbouncer_nofile(max_client_conn: int, databases: int, per_database: int) -> int:
+def _promoted_budget(s: RegionSettings, partner: RegionSettings, shards) -> ConnectionBudget:
+    return _budget(s.datastores.postgres, partner.datastores.pgbouncer, {}, len(_promoted_names(s, shards)))
+
+
+def pgbouncer_nofile(max_client_conn: int, databases: int, per_database: int, extra: int = 0) -> int:
     """PgBouncer's open-file limit: every client, every server connection of both pools (read-write and read-only,
-    each database capped at max_db_connections = pool + reserve), plus a margin; rounded up to 1024."""
+    each database capped at max_db_connections = pool + reserve), `extra` server connections (the lines a DR partner
+    serves a failed-over region's shards with, each capped at its own max_db_connections), plus a margin; rounded up
+    to 1024."""
     from compiler.ir.names import PGBOUNCER_NOFILE_MARGIN
-    need = max_client_conn + 2 * databases * max(0, per_database) + PGBOUNCER_NOFILE_MARGIN
+    need = max_client_conn + 2 * databases * max(0, per_database) + extra + PGBOUNCER_NOFILE_MARGIN
     return -(-need // 1024) * 1024
 
 
@@ -260,10 +270,13 @@ def tags(platform: Platform, name: str, region: Region) -> dict[str, str]:
 
 
 def resolve_region(platform: Platform, name: str, settings: dict, provenance: dict, shard_numbers: list[int],
-                   linked: dict, seen: dict | None = None, ends: dict | None = None) -> RegionPlan:
+                   linked: dict, seen: dict | None = None, ends: dict | None = None,
+                   allocation: dict | None = None, serving: dict | None = None) -> RegionPlan:
     """One region's plan. `settings`: every region's merged settings (the region's own, and its DR partners' for the
     standby clusters it runs). `linked`: every region's plan by name, filled by the caller once all are made: the region's wiring
-    reads its linked regions' facts when it is computed. `seen`, `ends`: memos the platform's regions share
+    reads its linked regions' facts when it is computed. `allocation`: every region's shard numbers; `serving`: the
+    region serving each home's franchises (compiler/ir/dr_serving.py), computed once by the caller. `seen`, `ends`: memos
+    the platform's regions share
     (identity.all_refs, wiring.inter_region_connections).
 
     The wiring, identities, secret-store entries and datastore credentials are computed when first read (records.Later):
@@ -276,11 +289,10 @@ def resolve_region(platform: Platform, name: str, settings: dict, provenance: di
     subnets = carve_subnets(region.cidr, len(zones), s.network.private_subnet_prefix, s.network.public_subnet_prefix)
     internal = f"{name}.internal.{platform.organization.domain}"
     services = service_plans(platform, region, s)
-    sh = platform.sharding
-    pgb_host = f"pgbouncer.{internal}"
-    shards = tuple(Shard(n, f"{sh.database_prefix}{n}", (n - 1) * sh.franchises_per_shard + 1,
-                         n * sh.franchises_per_shard, name, pgb_host, s.datastores.pgbouncer.port)
-                   for n in shard_numbers)
+    serving = serving or serving_map(platform)
+    shards = region_shards(platform, settings, name, shard_numbers, serving)
+    served = tuple(sh for home in served_homes(platform, name) for sh in
+                   region_shards(platform, settings, home, (allocation or {}).get(home, ()), serving))
     share = region.traffic_share / 100
     org = platform.organization.name
     cluster = f"{org}-{name}"
@@ -301,8 +313,10 @@ def resolve_region(platform: Platform, name: str, settings: dict, provenance: di
             own += promoted_standby_connections(s, services, ha, region_hosts, zone_plans)
         return inter_region_connections(platform, linked[name], linked, own, ends)
 
-    access = Later(lambda: data_access(s, services, shards, region_hosts, internal, region.cloud, data_bucket, name,
-                                       cluster, cloud_region=region.cloud_region))
+    # the services' ConfigMaps list the shards the region serves: its own, then those of the failed-over regions
+    promoted = promoted_pools(platform, settings, name, ha, region_hosts, served)
+    access = Later(lambda: data_access(s, services, shards + served, region_hosts, internal, region.cloud, data_bucket,
+                                       name, cluster, cloud_region=region.cloud_region))
     return RegionPlan(
         name=name, geo=region.geo, cloud=region.cloud, cloud_region=region.cloud_region,
         location=region.location, role=region.role, traffic_share=region.traffic_share,
@@ -312,7 +326,7 @@ def resolve_region(platform: Platform, name: str, settings: dict, provenance: di
         internal_domain=internal, cluster_name=cluster, backup_bucket=backup_bucket, backup_url=backup_url, data_bucket=data_bucket,
         settings=s, services=services,
         hosts=region_hosts, shards=shards,
-        connections=connection_budget(s, services, len(shards)),
+        connections=with_promoted(connection_budget(s, services, len(shards)), promoted),
         capacity=capacity(s, services),
         monthly_budget=frozen_map({k: round(v * share, 2) for k, v in sorted(platform.cost.monthly.items())}),
         tags=frozen_map(tags(platform, name, region)),
@@ -324,7 +338,49 @@ def resolve_region(platform: Platform, name: str, settings: dict, provenance: di
                                                      target_group_name(cluster))),
         secret_entries=Later(lambda: identity.store_entries(region.cloud, s, access.get(), seen)),
         data_access=access,
+        served_shards=served, promoted_pools=promoted,
     )
+
+
+def region_shards(platform: Platform, settings: dict, home: str, numbers, serving: dict) -> tuple[Shard, ...]:
+    """`home`'s shards, each routed to the PgBouncer of the region serving it (`serving`, compiler/ir/dr_serving.py):
+    its own, or its DR partner's when it is failed over."""
+    sh = platform.sharding
+    by = serving[home]
+    pgb_host = f"pgbouncer.{by}.internal.{platform.organization.domain}"
+    port = settings[by].datastores.pgbouncer.port
+    return tuple(Shard(n, f"{sh.database_prefix}{n}", (n - 1) * sh.franchises_per_shard + 1,
+                       n * sh.franchises_per_shard, home, pgb_host, port) for n in numbers)
+
+
+def with_promoted(budget: ConnectionBudget, promoted: tuple) -> ConnectionBudget:
+    """The region's budget with PgBouncer's open files raised for the lines it serves a failed-over region's shards
+    with (their server connections come on top of its own pools'); unchanged without any."""
+    if not promoted:
+        return budget
+    import dataclasses
+    per_database = budget.default_pool_size + budget.reserve_pool_size
+    return dataclasses.replace(budget, pgbouncer_nofile=pgbouncer_nofile(
+        budget.max_client_conn, budget.databases, per_database, sum(p.max_db_connections for p in promoted)))
+
+
+def promoted_pools(platform: Platform, settings: dict, name: str, ha, region_hosts, served) -> tuple:
+    """The partner's PgBouncer lines for each failed-over home it serves: promoted_databases' names on the standby
+    cluster's designated leader and port, with promoted_budget's pools (the DR runbook's step 4, made declarative)."""
+    if not served or ha is None:
+        return ()
+    out = []
+    for home in served_homes(platform, name):
+        sb = next((x for x in ha.standbys if x.of_region == home), None)
+        if sb is None:  # R070 refuses the spec
+            continue
+        shards = tuple(x for x in served if x.region == home)
+        budget = _promoted_budget(settings[home], settings[name], shards)
+        host = designated_leader(sb, region_hosts)
+        out += [PromotedPool(pool, dbname, host, sb.port, budget.default_pool_size,
+                             budget.default_pool_size + budget.reserve_pool_size, home)
+                for pool, dbname in _promoted_names(settings[home], shards)]
+    return tuple(out)
 
 
 def resolve(platform: Platform, settings: dict, provenance: dict, spec_file: str, homes=None) -> PlatformPlan:
@@ -333,8 +389,9 @@ def resolve(platform: Platform, settings: dict, provenance: dict, spec_file: str
     seen: dict = {}  # the settings models the regions share, walked once for their secret references
     ends: dict = {}  # each region's end of the flows other regions forward to it, made once (inter_region_connections)
     linked: dict = {}  # every region's plan by name, for the wiring computed later
-    regions = tuple(resolve_region(platform, n, settings, provenance[n], allocation[n], linked, seen, ends)
-                    for n in platform.regions)
+    serving = serving_map(platform)  # home -> the region serving its franchises, once (compiler/ir/dr_serving.py)
+    regions = tuple(resolve_region(platform, n, settings, provenance[n], allocation[n], linked, seen, ends, allocation,
+                                   serving) for n in platform.regions)
     linked.update((r.name, r) for r in regions)
     shards = tuple(sorted((s for r in regions for s in r.shards), key=lambda s: s.number))
     placed = ()
@@ -342,4 +399,5 @@ def resolve(platform: Platform, settings: dict, provenance: dict, spec_file: str
         from compiler import registry
         placed = registry.place(homes, allocation, platform.sharding.franchises_per_shard, spec_file,
                                 platform.sharding.registry_file)
-    return PlatformPlan(spec=platform, spec_file=spec_file, regions=regions, shards=shards, registry=placed)
+    return PlatformPlan(spec=platform, spec_file=spec_file, regions=regions, shards=shards, registry=placed,
+                        serving=frozen_map({home: r for home, r in serving.items() if home != r}))

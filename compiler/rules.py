@@ -269,6 +269,51 @@ def dr_standby_same_passwords(p, settings):
                           f"datastores.postgres.cross_region_standby: false for {name}")
 
 
+@rule("R069", "A failed-over region's DR partner is not failed over itself",
+      "`disaster_recovery.failed_over` declares a region lost: its DR partner serves its franchises from the standby "
+      "cluster it promoted. A partner that is itself listed is lost too: nothing would serve either region's "
+      "franchises, and the routing table, Kong's map and the edge would send them to a dead region.")
+def dr_failed_over_partner(p, settings):
+    lost = p.disaster_recovery.failed_over
+    for i, name in enumerate(lost):
+        region = p.regions.get(name)
+        if region is not None and region.dr_partner != name and region.dr_partner in lost:
+            yield Finding(("disaster_recovery", "failed_over", i),
+                          f"{name} is failed over to its DR partner {region.dr_partner}, which is failed over itself: "
+                          f"nothing would serve {name}'s franchises; remove one of them from "
+                          f"disaster_recovery.failed_over (a region fails over only to a partner that serves)")
+
+
+@rule("R070", "A failed-over region has a standby cluster in its DR partner",
+      "The DR partner of a region in `disaster_recovery.failed_over` serves its shards from the standby cluster it "
+      "runs of the region (self-managed PostgreSQL in both, `datastores.postgres.cross_region_standby`), promoted by "
+      "the region runbook's step 3, through its own PgBouncer. Without that cluster there is nothing to serve from "
+      "(recovery restores a base backup into new hosts instead), so the override would route the region's "
+      "franchises to databases that do not exist. Each region is listed once.")
+def dr_failed_over_standby(p, settings):
+    seen = set()
+    for i, name in enumerate(p.disaster_recovery.failed_over):
+        where = ("disaster_recovery", "failed_over", i)
+        region = p.regions.get(name)
+        if region is None:
+            yield Finding(where, f"{name!r} is not a declared region: name one of {', '.join(p.regions)}")
+            continue
+        if name in seen:
+            yield Finding(where, f"{name} is listed twice: list each failed-over region once")
+        seen.add(name)
+        s, ps = settings.get(name), settings.get(region.dr_partner)
+        if s is None or ps is None:  # the early pass (top level only): the merged settings decide
+            continue
+        pg = s.datastores.postgres
+        if pg.deployment != "self-managed" or not pg.cross_region_standby \
+                or ps.datastores.postgres.deployment != "self-managed":
+            yield Finding(where, f"{name}'s DR partner {region.dr_partner} runs no standby cluster of it (its "
+                          f"PostgreSQL is {pg.deployment}, cross_region_standby {str(pg.cross_region_standby).lower()}; "
+                          f"{region.dr_partner}'s is {ps.datastores.postgres.deployment}): there is no promoted copy "
+                          f"to serve its franchises from; remove {name} from disaster_recovery.failed_over and restore "
+                          f"it from its backups instead (the region runbook)")
+
+
 @rule("R053", "Each cloud's regions fit its peering limit",
       "The inter-region network peers every region with every other region of its cloud (compiler/ir/network.py), "
       "so a cloud with n regions needs n - 1 peerings per network: at most 125 on AWS (VPC peering), 25 on GCP "

@@ -253,9 +253,10 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
         ("cdn", "cloud-firewall"), tls=tls_min)
     # home-region routing at the edge (compiler/ir/home_routing.py): CloudFront's viewer-request function, Front
     # Door's rule set or Cloud CDN's URL map sends the requests of franchises homed here to this region's own origin
-    # (origin group / backend service home-<region>), its public name
+    # (origin group / backend service home-<region>), its public name; none while the region is failed over
+    # (disaster_recovery.failed_over): the edge sends its franchises to its DR partner's origin
     from compiler.ir.home_routing import HOME_EDGE_PEER, edge_home_provider, home_origin_name
-    if edge_home_provider(platform):
+    if edge_home_provider(platform) and region_name not in platform.disaster_recovery.failed_over:
         add(Peer(HOME_EDGE_PEER, "edge"), lb, home_origin_name(region_name, domain), HTTPS_PORT,
             "the CDN sends the requests of franchises homed here to the region's load balancer (home-region routing)",
             "https", ("cdn", "cloud-firewall"), tls=tls_min)
@@ -639,7 +640,8 @@ def inter_region_connections(platform: Platform, region, regions: dict, wiring: 
       runs of it before they start; that region's standby hosts admit the members of each region they run one of.
     - Home-region routing: Kong forwards a request whose franchise lives in a linked region to that region's
       internal gateway (`kong-forward`: the routing function names it; the NetworkPolicy lets Kong out to it);
-      the gateway admits every linked region's Kong (`internal-gateway`) and forwards to this region's Kong."""
+      the gateway admits every linked region's Kong (`internal-gateway`) and forwards to this region's Kong. Kong
+      forwards nothing to a failed-over region (disaster_recovery.failed_over): the map names its DR partner."""
     from compiler.ir.network import INTERNAL_GATEWAY_CLOUDS, INTERNAL_GATEWAY_PORT, internal_gateway_name, linked_regions
     from compiler.ir.edge import NLB_HEALTH_CHECK_MAX_TLS, NLB_HEALTH_CHECKS_PEER
     linked = [regions[n] for n in linked_regions(platform, region.name) if n in regions]
@@ -721,7 +723,10 @@ def inter_region_connections(platform: Platform, region, regions: dict, wiring: 
 
     kong = _pods("kong", GATEWAY_NAMESPACE, dict(KONG_POD_LABELS), region.addressing)
     forward_layers = ("inter-region", "kong-forward", *(("networkpolicy-egress",) if np_on else ()))
+    lost = platform.disaster_recovery.failed_over  # a failed-over home's franchises go to its DR partner instead
     for home in forwarding:
+        if home.name in lost:
+            continue
         dest, address, purpose = gateway_of(home)
         out.append(Connection(
             source=kong, dest=dest, address=address, port=INTERNAL_GATEWAY_PORT,

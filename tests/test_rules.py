@@ -131,6 +131,11 @@ CASES = {
     "R059": ([("    postgres:\n      instance: {vcpus: 4, memory_gib: 32,",
                "    postgres:\n      instance: {vcpus: 4, memory_gib: 32, disk_gib: 20000,")],
              "      instance: {vcpus: 4, memory_gib: 32, disk_gib: 20000,"),
+    # DR serving: the partners fail each other over (R070 fires too: they run no standby of each other, R051)
+    "R069": ([("sharding: {franchises_per_shard", "disaster_recovery: {failed_over: [use1, euw1]}\nsharding: {franchises_per_shard")],
+             "disaster_recovery: {failed_over: [use1, euw1]}"),
+    "R070": ([("sharding: {franchises_per_shard", "disaster_recovery: {failed_over: [euw1]}\nsharding: {franchises_per_shard")],
+             "disaster_recovery: {failed_over: [euw1]}"),
     "R048": ([("instance_types: {aws: r6i.large, gcp: n2-highmem-2, azure: Standard_E2s_v5}", "instance_types: {aws: r6i.large}")],
              "instance_types: {aws: r6i.large}"),
     # acme-<region>: 43 characters, over the GKE cluster's 40 (more cases: tests/test_cloud_names.py)

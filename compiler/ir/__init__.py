@@ -90,9 +90,9 @@ class Shard:
     database: str  # franchise_shard_<n>
     first_id: int
     last_id: int
-    region: str
-    host: str  # the region's PgBouncer DNS name, as the routing table stores it
-    port: int
+    region: str  # its home region
+    host: str  # the PgBouncer DNS name that serves it, as the routing table stores it: its region's, or, when its
+    port: int  # region is failed over (disaster_recovery.failed_over), its DR partner's (compiler/ir/dr_serving.py)
 
 
 @dataclass(frozen=True)
@@ -252,6 +252,10 @@ class RegionPlan:
     secret_entries: tuple = deferred(default=())
     # each service's PostgreSQL role, Redis ACL user, credentials and connection settings (compiler/ir/data_access.py)
     data_access: tuple = deferred(default=())
+    # DR serving (compiler/ir/dr_serving.py): the shards of the failed-over regions this region serves as their DR
+    # partner, and its PgBouncer's lines for them on the promoted clusters (empty unless the spec fails a region over)
+    served_shards: tuple[Shard, ...] = ()
+    promoted_pools: tuple = ()
 
     @property
     def replicates_to_dr_partner(self) -> bool:
@@ -341,6 +345,12 @@ class PlatformPlan:
     # With sharding.registry_file: every franchise with its home region and shard. The routing table is then
     # these explicit rows; without a registry it is each shard's first_id..last_id range.
     registry: tuple = ()
+    # home region -> the region serving its franchises (compiler/ir/dr_serving.py); a region not in it serves its own
+    serving: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def serving_region(self, home: str) -> str:
+        """The region that serves `home`'s franchises: `home`, or its DR partner when it is failed over."""
+        return self.serving.get(home, home)
 
     def region(self, name: str) -> RegionPlan:
         """The region named `name` (StopIteration when there is none, as a scan's next() raised). By a dict built once

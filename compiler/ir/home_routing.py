@@ -113,15 +113,42 @@ def home_ranges(plan) -> list[tuple[int, int, str]]:
 
 def home_range_table(plan) -> "RangeTable":
     """home_ranges as one tuple per plan, computed once (an lru_cache keyed by the registry hashed its 10,000 rows
-    on every call, in every region)."""
-    return plan.derived("home_ranges", lambda: _home_ranges(plan.registry, plan.shards))
+    on every call, in every region). The ranges as routed: each names the region serving its franchises, its home
+    or, when the home is failed over (disaster_recovery.failed_over), its DR partner (compiler/ir/dr_serving.py), so
+    Kong's map and the edge's send them there."""
+    def table() -> RangeTable:
+        homes = true_home_range_table(plan)
+        return _served(homes, plan.serving) if plan.serving else homes
+    return plan.derived("home_ranges", table)
+
+
+def true_home_range_table(plan) -> "RangeTable":
+    """The ranges by home region, whatever serves them (the docs count the ids homed in a region from it)."""
+    return plan.derived("true_home_ranges", lambda: _home_ranges(plan.registry, plan.shards))
+
+
+def _served(homes: "RangeTable", serving) -> "RangeTable":
+    """`homes` with each range's region replaced by the region serving it, adjacent ranges of one region merged."""
+    from array import array
+    first, last, at = array("q"), array("q"), array("I")
+    index: dict[str, int] = {}
+    for lo, hi, home in homes:
+        region = serving.get(home, home)
+        i = index.setdefault(region, len(index))
+        if first and at[-1] == i and last[-1] + 1 == lo:
+            last[-1] = hi
+        else:
+            first.append(lo)
+            last.append(hi)
+            at.append(i)
+    return RangeTable(first, last, at, tuple(index))
 
 
 def ids_homed_in(plan, region: str) -> int:
     """How many franchise ids are homed in `region` (every region's docs say it): one pass per plan."""
     def count() -> dict:
         out: dict = {}
-        for first, last, home in home_range_table(plan):
+        for first, last, home in true_home_range_table(plan):
             out[home] = out.get(home, 0) + last - first + 1
         return out
     return plan.derived("ids_homed", count).get(region, 0)

@@ -210,6 +210,15 @@ class DisasterRecovery(Model):
     mttr_minutes: PositiveInt = F(30, description="Mean time to recovery target.")
     mtbf_hours: PositiveInt = F(2160, description="Mean time between failures target.")
     p1_response_minutes: PositiveInt = F(15, description="Response time for P1 incidents (alert routing).")
+    failed_over: list[Annotated[str, StringConstraints(max_length=64)]] = FD(
+        list, description="Regions (keys of `regions`) declared lost: each one's DR partner serves its franchises from "
+                          "the standby cluster it promoted (the region runbook, steps 3 and 4). Every artefact that "
+                          "routes a franchise or a shard then names the partner: the routing table (shards.sql), Kong's "
+                          "home-region map, the edge's maps, the services' data-tier ConfigMaps, and the partner's "
+                          "pgbouncer.ini, which serves the region's shard databases from the promoted cluster. A region "
+                          "listed here needs a standby cluster in its DR partner (R070), and that partner must not be "
+                          "listed itself (R069). Remove the region once it is rebuilt and re-synchronised (the "
+                          "runbook's step 5). Empty: every region serves its own franchises.")
 
 
 class CostUsage(Model):

@@ -14,7 +14,7 @@ def _runbook_lines(reference, region) -> dict[str, dict[str, str]]:
     """The [databases] lines of the DR runbook's step 4 on `region`'s docs page: name -> key=value settings."""
     from compiler.targets import ansible
     text = ansible.docs_region(reference, region)
-    block = text.split("4. Serve the shards from", 1)[1].split("```ini\n", 1)[1].split("```", 1)[0]
+    block = text.split("4. Serve this region's franchises from", 1)[1].split("```ini\n", 1)[1].split("```", 1)[0]
     out = {}
     for line in block.strip().splitlines():
         name, _, value = line.strip().partition(" = ")
@@ -51,14 +51,14 @@ def test_the_runbooks_pgbouncer_lines_fit_the_promoted_cluster(reference):
 
 @pytest.mark.tool
 def test_pgbouncer_takes_the_runbooks_pool_limits(reference, reference_tree, isolation, tls):
-    """us-east-1 lost: us-west-2's PgBouncer (its generated pgbouncer.ini) with step 4's lines, `<leader>` filled in,
-    reports each line's pool size and max_db_connections as the runbook gives them (SHOW DATABASES), and its own
-    shards' pools unchanged."""
+    """us-east-1 lost: us-west-2's PgBouncer (its generated pgbouncer.ini) with step 4's lines (the designated leader's
+    name replaced by the loopback) reports each line's pool size and max_db_connections as the runbook gives them
+    (SHOW DATABASES), and its own shards' pools unchanged."""
     from tests.targets.test_datastores_support import pgbouncer_admin, start_pgbouncer
     lost, partner = reference.region("us-east-1"), reference.region("us-west-2")
     lines = _runbook_lines(reference, lost)
     work = private_dir("drw-pgb-")
-    extra = {name: " ".join(f"{k}={'127.0.0.1' if v == '<leader>' else v}" for k, v in kv.items())
+    extra = {name: " ".join(f"{k}={'127.0.0.1' if k == 'host' else v}" for k, v in kv.items())
              for name, kv in lines.items()}
     server, port = start_pgbouncer(reference_tree / "datastores/us-west-2/pgbouncer.ini", work, tls,
                                    ['"probe_admin" "admin-secret"'], extra_pgbouncer={"admin_users": "probe_admin"},

@@ -262,7 +262,11 @@ def test_the_dr_runbook_moves_a_lost_regions_franchises_at_the_edge(reference):
     plan, _files = reference
     r = plan.region("us-east-1")
     text = ansible.docs_region(plan, r)
-    assert f"--key serving-us-east-1 --value {r.dr_partner}" in text and "`sixfb-global-routing`" in text
+    step4 = text.split("4. Serve this region's franchises from", 1)[1].split("\n5. ", 1)[0]
+    assert "add `us-east-1` to `disaster_recovery.failed_over`" in step4
+    assert "the edge's (CloudFront's viewer-request function in the global root)" in step4
+    assert f"{r.dr_partner}'s origin `home-{r.dr_partner}`" in step4
+    assert "global root (`terraform -chdir=generated/terraform/global apply`)" in step4
 
 
 def test_at_120_regions_the_function_fits_and_the_origin_quota_is_named(tmp_path):

@@ -346,11 +346,14 @@ def test_the_dr_runbook_moves_a_lost_regions_franchises_at_the_edge(case):
     name, plan, _files = case
     for r in plan.regions:
         text = ansible.docs_region(plan, r)
-        if "4. Serve the shards from" not in text:  # no standby cluster (managed PostgreSQL): no failover runbook
-            assert name == "azure-only" and "serving_regions" not in text
+        if "4. Serve this region's franchises from" not in text:  # no standby cluster (managed PostgreSQL)
+            assert name == "azure-only" and "disaster_recovery.failed_over" not in text
             continue
-        assert f"apply -var 'serving_regions={{\"{r.name}\"=\"{r.dr_partner}\"}}'" in text
-        assert f"`home-{r.dr_partner}`, marked as routed by the edge" in text and "KeyValueStore" not in text
+        what, target = {"gcp-only": ("Cloud CDN's route rules", "backend service"),
+                        "azure-only": ("Front Door's home rule", "origin group")}[name]
+        assert f"add `{r.name}` to `disaster_recovery.failed_over`" in text
+        assert f"the edge's ({what} in the global root)" in text and "KeyValueStore" not in text
+        assert f"{r.dr_partner}'s {target} `home-{r.dr_partner}`" in text
 
 
 def _registry_plan(tmp_path, case: str, count: int, top: int):

@@ -16,6 +16,7 @@ from __future__ import annotations
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.postgres_sizing import sizing, standby_memory_parameters
 from compiler.resolve import promoted_budget, promoted_databases
+from compiler.ir.dr_serving import designated_leader, promoted_routing_file
 from compiler.ir.names import PGBOUNCER_READ_ONLY_SUFFIX
 from compiler.ir.postgres_ha import standby_hba_file
 from compiler.ir.wal_archive import REPLICATION_DELAY, archive_url, promoted_archive_url, standby_archive_region
@@ -136,9 +137,22 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
                   standby_hba=f"generated/datastores/{partner.name}/{standby_hba_file(region.name)}",
                   read_only_suffix=PGBOUNCER_READ_ONLY_SUFFIX if region.settings.datastores.postgres.read_replicas else None,
                   promoted_lines=promoted_databases(region), promoted_pools=promoted_budget(region, partner),
+                  designated=_designated(plan, region, partner, standby),
+                  failed_over=region.name in dr.failed_over,
                   rpo=dr.rpo_minutes, rto=dr.rto_minutes, edge_routing=_edge_routing(plan), fence=_fence(plan, region),
                   es_users=_es_users(region), es_managed=region.settings.datastores.elasticsearch.deployment == "managed"
                   and any("elasticsearch" in s.uses for s in region.services), es_grants=_es_grants(region))
+
+
+def _designated(plan: PlatformPlan, region: RegionPlan, partner: RegionPlan, standby) -> dict | None:
+    """The runbook's steps 3 and 4 (DR serving, compiler/ir/dr_serving.py): the promoted cluster's designated leader,
+    the PgBouncer the routing table sends the region's shards to once it is failed over, and the promoted copy's
+    routing script."""
+    if standby is None:
+        return None
+    return {"name": standby.hosts[0], "fqdn": designated_leader(standby, partner.hosts),
+            "pgbouncer": f"pgbouncer.{partner.internal_domain}:{partner.settings.datastores.pgbouncer.port}",
+            "routing_file": promoted_routing_file(region.name)}
 
 
 def _es_grants(region: RegionPlan) -> list:
@@ -193,7 +207,8 @@ def _edge_routing(plan: PlatformPlan) -> dict | None:
     """Home-region routing at the edge (compiler/ir/home_routing.py): the KeyValueStore key the runbook writes."""
     from compiler.ir.home_routing import SERVING_KEY_PREFIX, edge_home_provider, edge_routes_homes, routing_store_name
     if edge_routes_homes(plan.spec):
-        return {"kind": "cloudfront", "store": routing_store_name(plan.spec), "key_prefix": SERVING_KEY_PREFIX}
+        return {"kind": "cloudfront", "store": routing_store_name(plan.spec), "key_prefix": SERVING_KEY_PREFIX,
+                "what": "CloudFront's viewer-request function", "target": "origin"}
     provider = edge_home_provider(plan.spec)  # Front Door / Cloud CDN: the global root's serving_regions variable
     if provider:
         return {"kind": provider, "what": {"front_door": "Front Door's home rule", "cloud_cdn": "Cloud CDN's route rules"}[provider],

@@ -5,6 +5,8 @@ r"""The data tier: Redis, PostgreSQL, PgBouncer and the shard map, per region un
                           per-host includes hold, for the Ansible target (self-managed Redis only)
     postgresql.conf       primary, read replicas and the DR standby (self-managed PostgreSQL only)
     pg_hba.conf           their client authentication (self-managed PostgreSQL only)
+    dr-<region>/routing.psql  only while <region> is failed over to this one (disaster_recovery.failed_over):
+                          writes the routing table into the promoted copy of <region>'s shard databases
     pgbouncer.ini         always: PgBouncer runs on VMs in front of either kind of PostgreSQL
     extensions.sql        CREATE EXTENSION for each shard database
     pgbouncer-auth.sql    the auth_query function PgBouncer uses, in each shard database: it returns
@@ -34,6 +36,7 @@ from compiler.formats.conf import FormatError, comment
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import db_roles
 from compiler.ir.names import SHARD_MAP_TABLE
+from compiler.ir.dr_serving import promoted_routing_file
 from compiler.ir.postgres_ha import standby_hba_file
 from compiler.render import banner, dump_json, render
 from compiler.targets.datastores import pgbouncer as pgbouncer
@@ -81,6 +84,11 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
             files[standby_hba_file(sb.of_region)] = _render(
                 region, "pg_hba.conf.j2", banner=banner("#", spec), pg=ds.postgres, standby_of=sb.of_region,
                 rules=postgres.standby_hba_rules(plan, region, sb.of_region))
+    for of_region, pools in _promoted_by_region(region).items():
+        sb = next(x for x in region.postgres_ha.standbys if x.of_region == of_region)
+        files[promoted_routing_file(of_region)] = _render(
+            region, "promoted-routing.psql.j2", banner=banner("--", spec), of_region=of_region, scope=sb.scope,
+            host=pools[0].host, port=pools[0].port, databases=list(dict.fromkeys(p.dbname for p in pools)))
     read_only = pgbouncer.read_only_connection(region)
     files["pgbouncer.ini"] = _render(region, "pgbouncer.ini.j2", banner=banner(";", spec),
                                      server=pgbouncer.server_address(region), read_only=read_only and read_only.address,
@@ -100,6 +108,14 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
                                   replication_password=ds.postgres.replication_password,
                                   roles=roles, auth_user=ds.pgbouncer.auth_user, shard_map=SHARD_MAP_TABLE)
     return {f"{out_dir}/{name}": text for name, text in sorted(files.items())}
+
+
+def _promoted_by_region(region: RegionPlan) -> dict:
+    """The region's PgBouncer lines on promoted clusters (DR serving), by the failed-over region they serve."""
+    out: dict = {}
+    for p in region.promoted_pools:
+        out.setdefault(p.of_region, []).append(p)
+    return out
 
 
 def emit_global(plan: PlatformPlan) -> dict[str, str]:

@@ -42,6 +42,10 @@ def databases(region: RegionPlan) -> list[tuple[str, list[tuple[str, object]]]]:
     if ro:  # the read-only pool: the same shard database on whichever replica the load balancer picks
         out += [(s.database + READ_ONLY_SUFFIX, [("host", ro.address), ("port", ro.port), ("dbname", s.database)])
                 for s in region.shards]
+    # DR serving (disaster_recovery.failed_over): a lost region's shards, served from the standby cluster this region
+    # promoted, each line with the promoted cluster's own pool size (compiler/ir/dr_serving.py)
+    out += [(p.name, [("host", p.host), ("port", p.port), ("dbname", p.dbname), ("pool_size", p.pool_size),
+                      ("max_db_connections", p.max_db_connections)]) for p in region.promoted_pools]
     return out
 
 
