@@ -335,9 +335,11 @@ def test_the_docs_say_where_the_edge_sends_each_regions_franchises(case):
     for r in plan.regions:
         tf = terraform.docs_region(plan, r)
         assert f"| edge routing | the global root's {what} `home-{r.name}` (`{r.name}.{domain}`" in tf
-        assert f"terraform apply -var 'serving_regions={{\"{r.name}\"=\"{r.dr_partner}\"}}'" in tf
+        assert f"DR: once `disaster_recovery.failed_over` lists {r.name} (the region runbook, step 4), its rules " \
+               f"send them to {r.dr_partner}" in tf
         k = kong.docs_region(plan, r)
         assert "**The edge routes first**" in k and "second line" in k and "`serving_regions`" in k
+        assert "`disaster_recovery.failed_over`" in k
         assert "CloudFront" not in k.split("**The edge routes first**")[1].split("**Judgement**")[0]
 
 

@@ -176,9 +176,10 @@ def _edge_sentence(plan: PlatformPlan) -> str:
             "region's WAF blocks what arrives without this edge's origin secret.)" if check and check.secret_name else
             ", or a request that reached the load balancer through another CloudFront distribution (the load balancers "
             "admit CloudFront's address ranges, not this distribution alone).") + " The edge deletes a viewer's `"
-            + FORWARDED_HEADER + "`, and sets it to `edge` only when the DR runbook has moved a lost region's franchises "
-            "(the routing KeyValueStore's `serving-<region>` key): the region then serves them itself. That switch is "
-            "the runbook's, not a health check's: the partner can serve a lost region's franchises only once its standby "
+            + FORWARDED_HEADER + "`, and sets it to `edge` only for a lost region's franchises moved by the routing "
+            "KeyValueStore's `serving-<region>` key, without a deploy: the region then serves them itself. The DR "
+            "runbook moves them in the spec instead (`disaster_recovery.failed_over`: the map itself then names the DR "
+            "partner, which serves them as its own). That switch is the runbook's, not a health check's: the partner can serve a lost region's franchises only once its standby "
             "is promoted and the old region fenced (a health-triggered switch would send writes to a read-only standby, "
             "or split the writes when the region comes back), and until then no other region holds their data, so the "
             "edge does not fail over to the weighted origin either (its regions' Kong would only forward to the lost "
@@ -206,7 +207,8 @@ def _native_edge_sentence(plan: PlatformPlan, answers_421: bool) -> str:
             "remains (no 421 here: every other region is reachable over the peering)") + " as the second line, for "
             "requests that bypassed the edge's routing: the global root not yet applied after a shard-map change (apply it with "
             "the regions), or a request that reached the load balancer through " + other + ". The edge deletes a "
-            "viewer's `" + FORWARDED_HEADER + "`, and sets it to `edge` only when the DR runbook has moved a lost "
-            "region's franchises (the global root's `serving_regions` variable, `terraform apply -var "
+            "viewer's `" + FORWARDED_HEADER + "`, and sets it to `edge` only for a lost region's franchises moved by "
+            "the global root's `serving_regions` variable (`terraform apply -var "
             "'serving_regions={\"<lost region>\"=\"<DR partner>\"}'` after promotion and fencing): the region then "
-            "serves them itself. ")
+            "serves them itself. The DR runbook moves them in the spec instead (`disaster_recovery.failed_over`: the "
+            "map itself then names the DR partner, which serves them as its own). ")

@@ -438,8 +438,8 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
                 else "the route rules of its URL map send")
         rows.append(["edge routing", f"the global root's {what} `{home_origin_id(region.name)}` (`{region.name}.{domain}`, "
                      f"the load balancer above); {rule} the requests of franchises homed here to it (home-region "
-                     f"routing). DR: after promotion, `terraform apply -var 'serving_regions={{\"{region.name}\"=\""
-                     f"{region.dr_partner}\"}}'` on the global root sends them to {region.dr_partner}"])
+                     f"routing). DR: once `disaster_recovery.failed_over` lists {region.name} (the region runbook, "
+                     f"step 4), its rules send them to {region.dr_partner}"])
     gateway = V.internal_gateway(plan, region)
     if gateway:
         how = {"aws": "an internal Network Load Balancer whose target is the load balancer above (TLS ends there)",
