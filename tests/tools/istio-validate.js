@@ -10,7 +10,9 @@
 // (and does not preserve unknown fields) is patched to reject others, the way
 // `kubectl apply --validate=strict` rejects a misspelt field.
 // 2.3.0 (the last CommonJS release) has no networking.istio.io/v1 or security.istio.io/v1
-// PeerAuthentication; Istio's v1 APIs have the same schema as v1beta1, which is used for them.
+// PeerAuthentication; Istio's v1 APIs have the same schema as v1beta1, which is used for them. Its telemetry.istio.io
+// has v1alpha1 only: Istio 1.30.3's Telemetry CRD (manifests/charts/base/files/crd-all.gen.yaml) serves v1 and
+// v1alpha1 with one schema, so v1alpha1's is used for v1.
 "use strict";
 const path = require("path");
 const fs = require("fs");
@@ -41,7 +43,7 @@ for (const { file, index, doc } of JSON.parse(fs.readFileSync(0, "utf8"))) {
   const [group, version] = String(doc.apiVersion || "").split("/");
   const where = `${file}[${index}] ${doc.kind}/${(doc.metadata || {}).name}`;
   let Model;
-  for (const v of version === "v1" ? ["v1", "v1beta1"] : [version]) {
+  for (const v of version === "v1" ? ["v1", "v1beta1", "v1alpha1"] : [version]) {
     try { Model = load(group, v, doc.kind); break; } catch (e) { /* try the next version */ }
   }
   if (!Model) {
