@@ -282,6 +282,7 @@ def resolve_region(platform: Platform, name: str, settings: dict, provenance: di
     The wiring, identities, secret-store entries and datastore credentials are computed when first read (records.Later):
     the semantic rules never read them, `generate --region` reads them for the regions it emits."""
     from compiler.ir import postgres_ha
+    from compiler.ir.log_volume import log_volume
     s = settings[name]
     region = platform.regions[name]
     partner = platform.regions[region.dr_partner]
@@ -333,6 +334,7 @@ def resolve_region(platform: Platform, name: str, settings: dict, provenance: di
         addressing=addresses, wiring=Later(wiring),
         provenance=provenance if isinstance(provenance, MappingProxyType) else frozen_map(provenance),
         postgres_ha=ha,
+        log_volume=log_volume(platform, region.traffic_share, s),
         identities=Later(lambda: identity.identities(region.cloud, platform.clouds[region.cloud].account,
                                                      cluster, name, s, services, data_bucket, access.get(),
                                                      target_group_name(cluster))),

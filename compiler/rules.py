@@ -8,6 +8,7 @@ print, and `--strict` makes them errors).
 
 from __future__ import annotations
 
+import math
 import ipaddress
 import re
 from compiler.records import dataclass
@@ -1259,3 +1260,37 @@ def data_disk_fits(plan):
                               f"{h.name} needs a {gib:,} GiB data volume{why}, over the largest {r.cloud} disk of "
                               f"{limit:,} GiB: {fix}", r.name)
                 break
+
+
+@rule("R073", "The region's logs and traces fit its Elasticsearch disks",
+      "Fluent Bit's log indices and Jaeger's span indices share the region's self-managed Elasticsearch with the "
+      "application's indices. Retention x daily volume x (1 + replicas) (compiler/ir/log_volume.py: access-log lines "
+      "and spans from the region's share of `capacity.requests_per_second`) must stay within 50 % of the nodes' raw "
+      "disk, so the application's indices keep room below the 85 % low watermark; past the 95 % flood stage "
+      "Elasticsearch makes every index on the node read-only, the product's search included.", stage="plan")
+def log_volume_fits(plan):
+    from compiler.ir.log_volume import LOW_WATERMARK, OBSERVABILITY_DISK_SHARE
+    for r in plan.regions:
+        v = r.log_volume
+        if v is None or not v.self_managed or v.fits:
+            continue
+        es = r.settings.datastores.elasticsearch
+        mon = r.settings.monitoring
+        need_gib = math.ceil(v.kept_bytes / OBSERVABILITY_DISK_SHARE / es.nodes / 2**30)
+        fixes = [f"lower monitoring.log_retention_days to at most {v.max_retention_days}" if v.max_retention_days
+                 else "cut the daily volume (one day does not fit)"]
+        if mon.tracing and v.span_bytes_per_day:
+            fixes.append(f"lower monitoring.trace_sample_percent ({mon.trace_sample_percent:g} %: "
+                         f"{v.span_bytes_per_day / 1e9:,.1f} GB of spans a day)")
+        if mon.gateway_access_log == "all":
+            fixes.append("set monitoring.gateway_access_log: errors (Kong's line for every request: "
+                         f"{v.requests_per_day * v.kong_lines_per_request / 1e6:,.0f} million a day)")
+        fixes.append(f"raise datastores.elasticsearch.instance.disk_gib to {need_gib:,} or add nodes")
+        yield Finding(("monitoring", "log_retention_days"),
+                      f"{v.requests_per_day / 1e6:,.0f} million requests a day make {v.access_docs_per_day / 1e6:,.1f} "
+                      f"million access-log documents and {v.spans_per_day / 1e6:,.1f} million spans, "
+                      f"{v.bytes_per_day / 1e9:,.1f} GB a day; kept {v.retention_days} days with {v.replicas} replica(s) "
+                      f"that is {v.kept_bytes / 1e12:,.2f} TB, over {OBSERVABILITY_DISK_SHARE * 100:g} % of the "
+                      f"{es.nodes} x {es.instance.disk_gib:,} GiB Elasticsearch disks ({v.budget_bytes / 1e12:,.2f} TB; "
+                      f"the rest keeps the application's indices below the {LOW_WATERMARK * 100:g} % low watermark): "
+                      + "; or ".join(fixes), r.name)

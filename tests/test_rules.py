@@ -138,6 +138,14 @@ CASES = {
              "disaster_recovery: {failed_over: [euw1]}"),
     "R048": ([("instance_types: {aws: r6i.large, gcp: n2-highmem-2, azure: Standard_E2s_v5}", "instance_types: {aws: r6i.large}")],
              "instance_types: {aws: r6i.large}"),
+    # 10 % of use1's requests traced: its spans outgrow half its 3 x 100 GiB Elasticsearch disks; the retention is
+    # unset, so the finding sits at the americas geo's monitoring, the layer that set the sampling (more:
+    # tests/test_log_volume.py)
+    "R073": ([("traffic_share: 60, settings: {security: {vault_address: \"https://vault.acme.example.org\"}, "
+               "monitoring: {gateway_access_log: errors, trace_sample_percent: 0.1",
+               "traffic_share: 60, settings: {security: {vault_address: \"https://vault.acme.example.org\"}, "
+               "monitoring: {gateway_access_log: errors, trace_sample_percent: 10")],
+             "americas: {display_name: Americas"),
     # acme-<region>: 43 characters, over the GKE cluster's 40 (more cases: tests/test_cloud_names.py)
     "R064": ([("  euw1:\n", "  europe-west1-belgium-primary-region-x:\n"),
               ("dr_partner: euw1", "dr_partner: europe-west1-belgium-primary-region-x")],

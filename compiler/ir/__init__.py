@@ -246,6 +246,8 @@ class RegionPlan:
     wiring: tuple[Connection, ...] = deferred()
     provenance: Mapping[tuple, str] = field(repr=False)  # settings path -> layer that set it
     postgres_ha: Optional[object] = None  # compiler.ir.postgres_ha.PostgresHA: Patroni, etcd, endpoints, standbys
+    # compiler.ir.log_volume.LogVolume: access-log documents and spans per day and what they keep on Elasticsearch
+    log_volume: Optional[object] = None
     # compiler/ir/identity.py: each ServiceAccount's cloud identity and grants (services, then the operators), and
     # the region's cloud secret-store entries (the containers Terraform creates, never values)
     identities: tuple = deferred(default=())

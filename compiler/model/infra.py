@@ -135,7 +135,11 @@ class Monitoring(Model):
     grafana: bool = F(True, description="Run Grafana dashboards.")
     alertmanager: bool = F(True, description="Run Alertmanager (routing from the SLOs).")
     log_collector: Literal["fluent-bit"] = F("fluent-bit", description="Log shipper to Elasticsearch (the seed's fluentd role; Fluent Bit is its lightweight successor).")
-    log_retention_days: PositiveInt = F(30, description="Log index retention in Elasticsearch.")
+    log_retention_days: PositiveInt = F(30, description="Log index retention in Elasticsearch (and Jaeger's span indices).")
+    gateway_access_log: Literal["all", "errors"] = F("all", description=(
+        "Kong's access lines shipped to Elasticsearch: `all` (one per request) or `errors` (4xx and 5xx only; Fluent "
+        "Bit drops the others). The mesh's sidecars log 5xx and requests slower than `slos.latency_p99_ms` either way. "
+        "Rule R073 checks that the region's logs and spans fit its Elasticsearch disks."))
     tracing: bool = F(True, description="OpenTelemetry collector plus Jaeger.")
     trace_sample_percent: float = F(10, description="Share of requests traced.", ge=0, le=100)
     apm: list[Literal["datadog", "newrelic"]] = FD(list, description="Third-party APM agents.")

@@ -385,7 +385,9 @@ def test_fluent_bit_config_text_reads_back():
     assert [dict(e)["Host"] for _, e in upstream[1:]] == [h.fqdn for h in r.hosts_in("elasticsearch")]
     assert all(dict(e)["Port"] == "9200" for _, e in upstream[1:])
     filters = parse_classic(config["filters"])
-    records = [v for k, v in filters[1][1] if k == "Record"]
+    # the reference ships Kong's failed requests only: a grep filter first (tests/test_log_volume.py)
+    assert [dict(e)["Name"] for _, e in filters] == ["grep", "kubernetes", "record_modifier"]
+    records = [v for k, v in filters[2][1] if k == "Record"]
     assert records == [f"region {r.name}", f"cloud {r.cloud}", f"geo {r.geo}"]
 
 
@@ -400,7 +402,7 @@ def test_fluentbit_values_cannot_escape_their_line(key, value):
         return
     if " " in key:  # a key is one word in this format: the renderer's callers pass fixed keys
         return
-    text = render_conf("fluent-bit-filters.conf.j2", records=[(key, value)])
+    text = render_conf("fluent-bit-filters.conf.j2", records=[(key, value)], drops=[])
     sections = parse_classic(text)
     assert [name for name, _ in sections] == ["FILTER", "FILTER"]
     assert sections[1][1] == [("Name", "record_modifier"), ("Match", "*"), ("Record", f"{key} {value}")]

@@ -166,7 +166,7 @@ def test_istio_objects_validate_strictly():
     payload = [{"file": f"{case}/{path}", "index": i, "doc": d}
                for case in CASES for path, docs in documents(case).items() for i, d in enumerate(docs) if is_istio(d)]
     kinds = Counter(p["doc"]["kind"] for p in payload)
-    assert {"VirtualService", "DestinationRule", "PeerAuthentication"} <= set(kinds)
+    assert {"VirtualService", "DestinationRule", "PeerAuthentication", "Telemetry"} <= set(kinds)
     assert "Gateway" not in kinds, "no Istio ingress gateway: the cloud load balancer is the only entry"
     res = _istio_validate(payload)
     ok = [l for l in res.stdout.splitlines() if l.startswith("OK ")]
@@ -185,6 +185,24 @@ def test_istio_strict_mode_catches_typos():
     res = _istio_validate([{"file": "typo", "index": 0, "doc": typo}, {"file": "type", "index": 0, "doc": wrong_type}])
     assert res.returncode == 1
     assert res.stdout.count("ERROR") == 2 and "weigth" in res.stdout, res.stdout
+
+
+def test_mesh_telemetry_is_checked_against_istios_schema():
+    """The mesh's access-log Telemetry is validated, not waved through: a misspelt field, a mode Istio does not
+    know and a filter that is not an object are each refused, and the generated one passes."""
+    tel = next(d for docs in documents("reference").values() for d in docs if d["kind"] == "Telemetry")
+    assert tel["apiVersion"] == "telemetry.istio.io/v1" and tel["metadata"]["namespace"] == "istio-system"
+    typo = json.loads(json.dumps(tel))
+    typo["spec"]["accessLogging"][0]["filters"] = typo["spec"]["accessLogging"][0].pop("filter")
+    mode = json.loads(json.dumps(tel))
+    mode["spec"]["accessLogging"][0]["match"]["mode"] = "INBOUND"
+    kind = json.loads(json.dumps(tel))
+    kind["spec"]["accessLogging"][1]["filter"] = "response.code >= 500"
+    res = _istio_validate([{"file": n, "index": 0, "doc": d}
+                           for n, d in (("ok", tel), ("typo", typo), ("mode", mode), ("kind", kind))])
+    assert res.returncode == 1
+    assert res.stdout.startswith("OK ok[0] Telemetry/mesh-access-logs") and res.stdout.count("ERROR") == 3, res.stdout
+    assert "filters" in res.stdout, res.stdout
 
 
 def test_checkov_kubernetes_policies(tree, tmp_path):

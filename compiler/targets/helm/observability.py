@@ -8,7 +8,8 @@ from compiler.ir.postgres_ha import standby_of
 from compiler.targets.helm.fluentbit import render_conf
 from compiler.ir.names import NODE_EXPORTER_PORT, POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT, REDIS_PLACED_ROLE_LABEL
 from compiler.ir.names import ETCD_METRICS_PORT, ETCD_SCRAPE_JOB
-from compiler.targets.helm.platform import RESTRICTED_CONTAINER, amounts
+from compiler.targets.helm.platform import KONG_CONTAINER, RESTRICTED_CONTAINER, amounts
+from compiler.ir.names import GATEWAY_NAMESPACE
 from compiler.ir.names import LOG_INDEX_PREFIXES, KUBE_PROXY_CLOUDS, OTEL_COLLECTOR_SERVICE, OTEL_PROMETHEUS_PORT, OTEL_PROMETHEUS_PORT_NAME
 from compiler.ir.names import MONITORING_NAMESPACE, OTLP_GRPC_PORT, OTLP_HTTP_PORT
 from compiler.ir.names import EBS_STORAGE_CLASS, STORAGE_CLASS_CLOUDS
@@ -321,6 +322,21 @@ def jaeger(plan: PlatformPlan, region: RegionPlan) -> dict:
     return values
 
 
+# Kong's access line (kong_log_format, Kong/kong kong/templates/nginx_kong.lua at 3.9.3): address, user, [time],
+# "request line", status, ... A status of 100-399 is dropped; any line this does not match (another format, a user
+# name with a blank) is kept.
+KONG_SUCCESS_LINE = r'^\S+ - \S+ \[[^\]]*\] "[^"]*" [1-3][0-9][0-9]\s'
+
+
+def kong_access_drops(region: RegionPlan) -> list[dict]:
+    """With monitoring.gateway_access_log `errors`: a grep filter, ahead of the kubernetes filter, that drops Kong's
+    access lines of 1xx-3xx responses from its proxy container's log (tail tag kube.var.log.containers.<pod>_<namespace>_
+    <container>-<id>.log), so only failed requests reach Elasticsearch (compiler/ir/log_volume.py counts them)."""
+    if region.settings.monitoring.gateway_access_log != "errors":
+        return []
+    return [{"match": f"kube.*_{GATEWAY_NAMESPACE}_{KONG_CONTAINER}-*", "key": "log", "regex": KONG_SUCCESS_LINE}]
+
+
 def fluent_bit(plan: PlatformPlan, region: RegionPlan) -> dict:
     """Container and kubelet logs to the region's Elasticsearch, each record tagged with its region.
     The `es` output takes one Host, so it names an Upstream file instead (config.extraFiles, mounted with
@@ -329,7 +345,7 @@ def fluent_bit(plan: PlatformPlan, region: RegionPlan) -> dict:
     environment variables the classic config expands)."""
     nodes, port = elasticsearch_nodes(region, "fluent-bit")
     records = [("region", region.name), ("cloud", region.cloud), ("geo", region.geo)]
-    config = {"filters": render_conf("fluent-bit-filters.conf.j2", records=records)}
+    config = {"filters": render_conf("fluent-bit-filters.conf.j2", records=records, drops=kong_access_drops(region))}
     values = {
         "serviceMonitor": {"enabled": True},
         "resources": amounts(region.settings.monitoring.resources["fluent-bit"]),

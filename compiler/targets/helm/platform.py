@@ -54,7 +54,9 @@ def istiod(plan: PlatformPlan, region: RegionPlan) -> dict:
     mon = region.settings.monitoring
     mesh = {
         "enablePrometheusMerge": True,  # sidecars serve app + proxy metrics on 15020, outside mTLS
-        "accessLogFile": "/dev/stdout",
+        # No accessLogFile: that would have every sidecar log every request. The kubernetes target's mesh-wide
+        # Telemetry logs through the built-in `envoy` provider (stdout), 5xx and slow requests only
+        # (compiler/ir/log_volume.py); the provider takes its JSON format from this encoding.
         "accessLogEncoding": "JSON",
     }
     if mon.tracing:

@@ -6,6 +6,8 @@ generated/kubernetes/<region>/<service>.yaml   Namespace, ServiceAccount + RBAC,
     on its own.
 generated/kubernetes/<region>/kong-gateway.yaml   Kong's NetworkPolicies (the cloud load balancer in,
     Prometheus in) and, on Azure, the Ingress the Application Gateway ingress controller programs.
+generated/kubernetes/<region>/mesh-telemetry.yaml   With the mesh: the mesh-wide Telemetry that has the sidecars
+    log only 5xx and slow requests (compiler/ir/log_volume.py).
 generated/kubernetes/<region>/storage-classes.yaml   AWS only: the default StorageClass (EBS CSI, encrypted
     with the region's key) that kube-prometheus-stack's claims name.
 generated/kubernetes/<region>/kong-target-group-binding.yaml.tmpl   AWS only: the TargetGroupBinding
@@ -29,7 +31,8 @@ from compiler.ir.edge import (AZURE_KONG_TRUSTED_ROOT, KONG_PROXY_TLS_PORT, heal
 from compiler.targets.kubernetes.common import BANNER_SPEC, dump_document, dump_documents, mesh_enabled, tracks
 from compiler.targets.kubernetes.gateway import (gateway_namespace, gateway_objects, target_group_binding,
                                                   target_group_binding_header)
-from compiler.targets.kubernetes.mesh import canary_routing, destination_rule, service_entries, strict_mtls
+from compiler.targets.kubernetes.mesh import (access_log_telemetry, canary_routing, destination_rule, service_entries,
+                                              strict_mtls)
 from compiler.targets.kubernetes.policy import identity, namespace, network_policies, quotas
 from compiler.targets.kubernetes.datastores import config_map
 from compiler.targets.kubernetes.storage import storage_classes
@@ -86,6 +89,7 @@ def _recurs(doc: dict) -> bool:
 
 
 GATEWAY_FILE = "kong-gateway.yaml"
+MESH_TELEMETRY_FILE = "mesh-telemetry.yaml"
 
 
 def _add_platform_file(out: dict, region: RegionPlan, name: str, documents: list, title: str, what: str,
@@ -109,6 +113,9 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
            for svc in region.services}
     _add_platform_file(out, region, GATEWAY_FILE, gateway_objects(plan, region), "Kong's side of the public entry",
                        "Kong's gateway objects")
+    if mesh_enabled(region):
+        _add_platform_file(out, region, MESH_TELEMETRY_FILE, [access_log_telemetry(plan, region)],
+                           "The mesh's access-log policy", "the mesh's Telemetry")
     # Applied before the helmfile (the region page's order): a claim naming a class not there yet would wait
     # Pending, with Prometheus and Alertmanager, until the class appears.
     _add_platform_file(out, region, STORAGE_CLASSES_FILE, storage_classes(plan, region), "StorageClasses",

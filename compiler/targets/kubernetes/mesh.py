@@ -1,4 +1,4 @@
-"""Istio objects: canary routing per service and strict mTLS per namespace.
+"""Istio objects: canary routing per service, strict mTLS per namespace, and the mesh's access-log policy.
 
 There is no Istio ingress gateway: the region's public entry is the cloud load balancer, which
 reaches Kong's pods directly (compiler/ir/edge.py). Kong's sidecar applies the routing
@@ -11,7 +11,9 @@ Istio is 1.30 (see the helm target).
 from __future__ import annotations
 
 from compiler.ir import RegionPlan, ServicePlan
-from compiler.targets.kubernetes.common import Track
+from compiler.ir.log_volume import mesh_filters
+from compiler.ir.names import ISTIO_NAMESPACE
+from compiler.targets.kubernetes.common import MANAGED_BY, Track
 from compiler.targets.kubernetes.workloads import common_labels, meta
 
 
@@ -94,3 +96,22 @@ def strict_mtls(svc: ServicePlan, region: RegionPlan) -> dict:
             "metadata": meta("default", svc.namespace, common_labels(svc, region)),
             "spec": {"mtls": {"mode": "STRICT"}}}
 
+
+MESH_TELEMETRY_NAME = "mesh-access-logs"
+
+
+def access_log_telemetry(plan, region: RegionPlan) -> dict:
+    """The mesh-wide access-log policy (a Telemetry in Istio's root namespace, telemetry.istio.io/v1): the built-in
+    `envoy` provider (stdout, meshConfig's JSON encoding) with a CEL filter per traffic direction, from the IR
+    (compiler/ir/log_volume.py mesh_filters): inbound, 5xx and requests slower than slos.latency_p99_ms; outbound, 5xx.
+    With a Telemetry present, istiod ignores meshConfig.accessLogFile (pilot/pkg/networking/core/accesslog.go), which
+    the helm target leaves unset: no sidecar logs every request. The filters are written for HTTP: a TCP connection
+    has no response code."""
+    filters = mesh_filters(plan.spec.slos.latency_p99_ms)
+    return {"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
+            "metadata": meta(MESH_TELEMETRY_NAME, ISTIO_NAMESPACE, {"app.kubernetes.io/name": "istio",
+                                                                     "app.kubernetes.io/part-of": region.tags["org"],
+                                                                     "app.kubernetes.io/managed-by": MANAGED_BY}),
+            "spec": {"accessLogging": [{"providers": [{"name": "envoy"}], "match": {"mode": mode},
+                                        "filter": {"expression": expression}}
+                                       for mode, expression in filters.items()]}}

@@ -617,4 +617,61 @@ def docs_region(plan: PlatformPlan, r: RegionPlan) -> str:
             + f"\n\nDeploy: `kubectl --context {r.cluster_name} apply -f generated/monitoring/{r.name}/kubernetes/`, after "
             "the helmfile (kube-prometheus-stack brings the PrometheusRule CRD); until then no SLO alert is evaluated."
             + "\n\n"
-            + markdown_table(["alert", "severity", "SLO", "for"], rows))
+            + markdown_table(["alert", "severity", "SLO", "for"], rows)
+            + ("\n\n" + docs_log_volume(plan, r) if r.log_volume.self_managed else ""))
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:,.1f} GB"
+
+
+def docs_log_volume(plan: PlatformPlan, r: RegionPlan) -> str:
+    """The region's logs and traces in Elasticsearch: what is logged, the estimate, the budget and the retention
+    (compiler/ir/log_volume.py; rule R073)."""
+    from compiler.docs import markdown_table
+    from compiler.ir.log_volume import (LOW_WATERMARK, OBSERVABILITY_DISK_SHARE, SENT_ENVOY_ACCESS_BYTES,
+                                        SENT_KONG_ACCESS_BYTES, SENT_SPAN_BYTES, STORED_PER_SENT, mesh_filters)
+    v = r.log_volume
+    s = r.settings
+    mon = s.monitoring
+    es = s.datastores.elasticsearch
+    slo = plan.spec.slos
+    filters = mesh_filters(slo.latency_p99_ms)
+    what = [("Kong's" + (" access line of every request" if mon.gateway_access_log == "all" else
+                         " access lines of failed requests (4xx, 5xx; Fluent Bit drops the rest)")
+             + " (`monitoring.gateway_access_log`)")]
+    if s.kubernetes.istio:
+        what.append(f"the sidecars' lines (mesh-wide Telemetry, `generated/kubernetes/{r.name}/mesh-telemetry.yaml`): "
+                    f"inbound `{filters['SERVER']}`, outbound `{filters['CLIENT']}`")
+    if mon.tracing:
+        what.append(f"{mon.trace_sample_percent:g} % of the requests traced (`monitoring.trace_sample_percent`), "
+                    f"{v.spans_per_traced_request} spans each")
+    rows = [["requests a day (traffic share x `capacity.requests_per_second` x 86,400)", f"{v.requests_per_day:,.0f}"],
+            ["Kong access lines per request", f"{v.kong_lines_per_request:g}"],
+            ["sidecar access lines per request (at the SLOs' edge)", f"{v.mesh_lines_per_request:g}"],
+            ["access-log documents a day", f"{v.access_docs_per_day:,.0f}"],
+            ["spans a day", f"{v.spans_per_day:,.0f}"],
+            ["access logs a day (primaries)", _gb(v.access_bytes_per_day)],
+            ["spans a day (primaries)", _gb(v.span_bytes_per_day)],
+            ["retention (`monitoring.log_retention_days`)", f"{v.retention_days} days"],
+            ["replicas", str(v.replicas)],
+            ["kept: retention x daily x (1 + replicas)", f"{v.kept_bytes / 1e12:,.2f} TB"],
+            [f"budget: {OBSERVABILITY_DISK_SHARE * 100:g} % of {es.nodes} x {es.instance.disk_gib:,} GiB",
+             f"{v.budget_bytes / 1e12:,.2f} TB"],
+            ["longest retention within the budget", f"{v.max_retention_days} days"]]
+    return ("## Logs and traces in Elasticsearch\n\n"
+            "The region's Elasticsearch holds the application's indices and, beside them, Fluent Bit's daily log "
+            "indices and Jaeger's spans. Logged: " + "; ".join(what) + ". Requests between services add the same per "
+            "call (not counted), the services' own log lines are not counted either.\n\n"
+            f"Estimate (compiler/ir/log_volume.py): requests a day x (Kong lines x {SENT_KONG_ACCESS_BYTES:,} B + "
+            f"sidecar lines x {SENT_ENVOY_ACCESS_BYTES:,} B) + requests a day x traced share x spans x "
+            f"{SENT_SPAN_BYTES:,} B, stored at {STORED_PER_SENT:g} byte per byte sent. Sidecar lines at the SLOs' "
+            f"edge: 1 % slower than {slo.latency_p99_ms:,} ms plus {slo.error_rate_percent:g} % 5xx inbound, "
+            f"{slo.error_rate_percent:g} % outbound; Kong's failed share is taken as "
+            f"`capacity.max_error_rate_percent` ({plan.spec.capacity.max_error_rate_percent:g} %), which bounds no "
+            "4xx: more client errors log more (Kong's `kong_http_requests_total` by code shows the share).\n\n"
+            f"Budget (rule R073): retention x daily volume x (1 + replicas) at most {OBSERVABILITY_DISK_SHARE * 100:g} % of the "
+            f"nodes' raw disk, which leaves the application's indices room below the {LOW_WATERMARK * 100:g} % low "
+            "watermark; past the 95 % flood stage Elasticsearch makes every index with a shard on the node "
+            "read-only, search included.\n\n"
+            + markdown_table(["", r.name], rows))

@@ -519,7 +519,7 @@ module "load_balancer" {
   min_tls_version       = "TLS_1_3"
   neg_name              = "acme-euw1-kong"
   health_check_path     = "/healthz"
-  max_rate_per_endpoint = 66667
+  max_rate_per_endpoint = 667
   internal_gateway = {
     name         = "gateway.euw1.internal.acme.example.org"
     port         = 443

@@ -526,7 +526,7 @@ module "load_balancer" {
   min_tls_version       = "TLS_1_3"
   neg_name              = "acme-usc1-kong"
   health_check_path     = "/healthz"
-  max_rate_per_endpoint = 100000
+  max_rate_per_endpoint = 1000
   internal_gateway = {
     name         = "gateway.usc1.internal.acme.example.org"
     port         = 443
