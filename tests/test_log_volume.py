@@ -14,7 +14,7 @@ from compiler.pipeline import compile_file, compile_text
 from compiler.targets.helm import observability, platform as helm_platform
 from compiler.targets.helm.fluentbit import parse_classic
 from compiler.targets.kubernetes import emit_region as kubernetes_region
-from compiler.targets.monitoring import docs_region
+from compiler.targets.monitoring import docs_region, ilm_index_template
 
 REPO = Path(__file__).resolve().parent.parent
 TWO_REGION = (REPO / "tests/cases/two-region/platform.yaml").read_text()
@@ -50,6 +50,7 @@ def test_the_estimate_s_arithmetic_on_a_small_spec():
     assert v.kept_bytes == pytest.approx(30 * (1_357_171_200 + 311_040_000) * 2)  # 100.1 GB
     assert v.budget_bytes == 3 * 100 * 2**30 / 2  # 161.1 GB
     assert v.fits and v.max_retention_days == 48  # floor(161.06 / 3.336)
+    assert v.log_index_shards == 1
 
 
 def test_every_request_s_line_and_no_mesh():
@@ -164,6 +165,14 @@ def test_every_line_mode_ships_kong_s_lines_untouched():
     plan = _plan(text)
     filters = parse_classic(observability.fluent_bit(plan, plan.region("use1"))["config"]["filters"])
     assert [dict(f)["Name"] for _, f in filters] == ["kubernetes", "record_modifier"]
+
+
+def test_log_indices_get_the_estimate_s_shards_and_replicas(reference):
+    for name, shards in (("us-east-1", 2), ("us-west-2", 2), ("ap-southeast-2", 1)):
+        r = reference.region(name)
+        settings = ilm_index_template(r)["template"]["settings"]
+        assert (settings["index.number_of_shards"], settings["index.number_of_replicas"]) == (shards, 1), name
+        assert r.log_volume.access_bytes_per_day / shards <= 25e9
 
 
 def test_the_region_page_states_estimate_budget_and_retention(reference):

@@ -61,6 +61,11 @@ LOG_INDEX_REPLICAS = 1
 # disk below the low watermark for the application's indices, their merges and a node's shards moving over.
 OBSERVABILITY_DISK_SHARE = 0.5
 LOW_WATERMARK = 0.85
+# Elastic's guidance for shard size: 10-50 GB per shard ("Size your shards", Elasticsearch 8 docs). A daily log index
+# gets as many primary shards as put its estimated day at most TARGET_SHARD_BYTES per shard: the middle of the range,
+# leaving room for the services' own log lines (not counted here) and for days above the average.
+MAX_SHARD_BYTES = 50 * GB
+TARGET_SHARD_BYTES = 25 * GB
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,18 @@ class LogVolume:
     def max_retention_days(self) -> int:
         per_day = self.bytes_per_day * (1 + self.replicas)
         return math.floor(self.budget_bytes / per_day) if per_day else 0
+
+    @property
+    def largest_daily_index_bytes(self) -> float:
+        """The container-log index of one day (every access line goes there; one primary shard): Jaeger's span
+        indices are spread over its own shard count."""
+        return self.access_bytes_per_day
+
+    @property
+    def log_index_shards(self) -> int:
+        """Primary shards of each daily log index (the monitoring target's index template): at most
+        TARGET_SHARD_BYTES of the estimated day per shard, at least 1."""
+        return max(1, math.ceil(self.largest_daily_index_bytes / TARGET_SHARD_BYTES))
 
 
 def mesh_filters(latency_p99_ms: int) -> dict[str, str]:

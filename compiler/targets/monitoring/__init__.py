@@ -503,7 +503,8 @@ def ilm_policy_name(r: RegionPlan) -> str:
 
 def ilm_policy(r: RegionPlan) -> dict:
     """Delete each daily log index `monitoring.log_retention_days` after it was created (EMEA: 14, the GDPR
-    minimisation of request logs). Daily indices need no rollover: one index is one day."""
+    minimisation of request logs). Daily indices need no rollover: one index is one day, and the index template
+    gives it enough primary shards for the estimated day (ilm_index_template)."""
     days = r.settings.monitoring.log_retention_days
     return {"policy": {"_meta": {"managed_by": "platformc", "region": r.name},
                        "phases": {"hot": {"min_age": "0ms", "actions": {}},
@@ -511,10 +512,15 @@ def ilm_policy(r: RegionPlan) -> dict:
 
 
 def ilm_index_template(r: RegionPlan) -> dict:
-    """Puts the policy on every log index as it is created (settings only: Fluent Bit keeps dynamic mappings).
-    Jaeger's indices are left to its index cleaner (helm target), whose templates carry Jaeger's mappings."""
+    """Puts the policy on every log index as it is created (settings only: Fluent Bit keeps dynamic mappings), with
+    the replica count rule R073's estimate assumes and as many primary shards as keep the estimated day's container
+    index near 25 GB a shard (compiler/ir/log_volume.py). Jaeger's indices are left to its index cleaner (helm
+    target), whose templates carry Jaeger's mappings."""
+    v = r.log_volume
     return {"index_patterns": [f"{p}-*" for p in log_index_prefixes(r)], "priority": 200,
-            "template": {"settings": {"index.lifecycle.name": ilm_policy_name(r)}},
+            "template": {"settings": {"index.lifecycle.name": ilm_policy_name(r),
+                                      "index.number_of_shards": v.log_index_shards,
+                                      "index.number_of_replicas": v.replicas}},
             "_meta": {"managed_by": "platformc"}}
 
 
@@ -658,7 +664,8 @@ def docs_log_volume(plan: PlatformPlan, r: RegionPlan) -> str:
             ["kept: retention x daily x (1 + replicas)", f"{v.kept_bytes / 1e12:,.2f} TB"],
             [f"budget: {OBSERVABILITY_DISK_SHARE * 100:g} % of {es.nodes} x {es.instance.disk_gib:,} GiB",
              f"{v.budget_bytes / 1e12:,.2f} TB"],
-            ["longest retention within the budget", f"{v.max_retention_days} days"]]
+            ["longest retention within the budget", f"{v.max_retention_days} days"],
+            ["primary shards per daily log index", str(v.log_index_shards)]]
     return ("## Logs and traces in Elasticsearch\n\n"
             "The region's Elasticsearch holds the application's indices and, beside them, Fluent Bit's daily log "
             "indices and Jaeger's spans. Logged: " + "; ".join(what) + ". Requests between services add the same per "
