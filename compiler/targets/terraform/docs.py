@@ -346,7 +346,8 @@ def _quotas(plan: PlatformPlan, region: RegionPlan) -> str:
             "(the first apply creates them; a smaller quota fails it) and at their maximum (what the autoscaler may "
             "reach; a smaller quota fails a scale-out, which only the autoscaler's events show), the data-tier hosts "
             "once (on GCP a pool starts with the same number of nodes in every zone, and the cluster's default pool, "
-            "removed once the cluster exists, counts at the minimum). Add the surge nodes of a node-pool upgrade, and "
+            "removed once the cluster exists, counts at the minimum; the maximum is never below the minimum, which "
+            "the first apply needs whatever the autoscaler reaches later). Add the surge nodes of a node-pool upgrade, and "
             "whatever else runs there. New accounts and projects start far below these: request the increases before "
             "the first apply.\n\n"
             + markdown_table(["quota", "unit", "at minimum", "at maximum", "machines"], rows))

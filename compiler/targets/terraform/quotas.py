@@ -107,7 +107,9 @@ def _lines(cloud: str, machine: str, spot: bool, gpus_per_machine: int) -> list[
 
 def demand(region: RegionPlan) -> list[dict]:
     """One row per quota: {quota, unit, at_min, at_max, machines}; amounts None when a machine's vCPUs are unknown.
-    The node pools count at their bounds, the data-tier hosts (always on demand) once."""
+    The node pools count at their bounds, the data-tier hosts (always on demand) once. at_max is never below at_min:
+    GKE's default pool counts only in the first apply (it is removed once the cluster exists), and a quota raised to
+    the maximum must still let that apply through."""
     cloud = region.cloud
     rows: dict[tuple[str, str], dict] = {}
 
@@ -133,4 +135,7 @@ def demand(region: RegionPlan) -> list[dict]:
         add(GKE_DEFAULT_POOL_MACHINE, False, 0, zones, 0)
     for host in region.hosts:
         add(host_instance_type(region, host.group), False, 0, 1, 1)
+    for row in rows.values():  # the maximum is a quota the first apply must fit too: GKE's default pool exists then
+        if row["at_min"] is not None:
+            row["at_max"] = max(row["at_min"], row["at_max"])
     return list(rows.values())
