@@ -67,6 +67,13 @@ class Kubernetes(Model):
     istio_version: str = F("1.30", description="Istio minor version; the Helm target pins the matching charts.", pattern=r"^1\.[0-9]{1,2}$")
     private_api_endpoint: bool = F(True, description="Keep the API server off the public internet.")
     api_allowed_cidrs: list[Cidr] = FD(list, description="CIDRs allowed to reach the API endpoint in addition to the VPC.")
+    gke_security_group: Optional[str] = F(
+        None, description="GCP only: the group of Google Groups for RBAC (GKE's authenticator_groups_config), so that "
+                          "RBAC bindings may name Google Groups that are its members. GKE requires the name "
+                          "`gke-security-groups@<domain>` and looks the group up when it creates the cluster: it must "
+                          "exist in the domain's Google Workspace or Cloud Identity first. Unset: no Google Groups for "
+                          "RBAC (bindings name users and service accounts).",
+        pattern=r"^gke-security-groups@[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$", max_length=253)
 
 
 class UpstreamHealthcheck(Model):

@@ -133,6 +133,13 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      "security group admits. Only the identity that applied this root is a cluster administrator (EKS "
                      "access entries): give the other operators and CI theirs with `aws eks create-access-entry` and "
                      "`aws eks associate-access-policy` (AmazonEKSClusterAdminPolicy, or a narrower policy).")
+    group = region.settings.kubernetes.gke_security_group
+    if region.cloud == "gcp" and group:
+        notes.append(f"Before the first apply: the Google Group `{group}` (settings.kubernetes.gke_security_group, "
+                     "GKE's Google Groups for RBAC) must exist in the Google Workspace or Cloud Identity account of "
+                     f"`{group.partition('@')[2]}`. GKE looks it up when it creates the cluster, which fails with "
+                     "`Error 404: Not found: GAIA email lookup` without it; the groups that RBAC bindings name are "
+                     "its members. Leave the field out for a cluster without Google Groups for RBAC.")
     if region.cloud == "gcp":
         notes.append("The google provider names the project as its quota project (billing_project, "
                      "user_project_override: the Billing Budgets API refuses user credentials without one), so the "

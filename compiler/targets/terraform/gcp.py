@@ -132,7 +132,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
             "release_channel": GKE_RELEASE_CHANNEL[k8s.version_support],  # compiler/ir/cluster_support.py
             "private_endpoint": k8s.private_api_endpoint,
             "api_allowed_cidrs": [region.cidr, *k8s.api_allowed_cidrs],
-            "rbac_security_group": f"gke-security-groups@{plan.spec.organization.domain}",
+            "rbac_security_group": k8s.gke_security_group,  # None: no authenticator_groups_config
             # sized so that every pool's max nodes get a pod block from pods_cidr (compiler/wiring.py)
             "max_pods_per_node": a.max_pods_per_node,
             "node_pools": pools,

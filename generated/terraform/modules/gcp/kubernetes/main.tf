@@ -87,9 +87,14 @@ resource "google_container_cluster" "this" {
     workload_pool = "${data.google_project.current.project_id}.svc.id.goog"
   }
 
-  # RBAC subjects may be Google Groups that are members of this group.
-  authenticator_groups_config {
-    security_group = var.rbac_security_group
+  # RBAC subjects may be Google Groups that are members of this group (GKE looks it up when it creates the
+  # cluster, so it must exist first); none without one.
+  dynamic "authenticator_groups_config" {
+    for_each = var.rbac_security_group == null ? [] : [var.rbac_security_group]
+
+    content {
+      security_group = authenticator_groups_config.value
+    }
   }
 
   binary_authorization {

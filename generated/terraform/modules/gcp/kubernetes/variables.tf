@@ -50,8 +50,9 @@ variable "api_allowed_cidrs" {
 }
 
 variable "rbac_security_group" {
-  description = "Google Group (gke-security-groups@<domain>) whose member groups RBAC bindings may name."
+  description = "Google Group (gke-security-groups@<domain>) whose member groups RBAC bindings may name; null: no Google Groups for RBAC."
   type        = string
+  default     = null
 }
 
 variable "kms_key_id" {

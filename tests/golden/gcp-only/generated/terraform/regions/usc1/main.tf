@@ -222,7 +222,7 @@ module "kubernetes" {
   release_channel         = "REGULAR"
   private_endpoint        = true
   api_allowed_cidrs       = ["10.20.0.0/16"]
-  rbac_security_group     = "gke-security-groups@acme.example.org"
+  rbac_security_group     = null
   max_pods_per_node       = 110
   node_pools = {
     general = {
