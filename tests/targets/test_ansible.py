@@ -774,3 +774,36 @@ def test_patroni_waits_for_the_data_disk_the_play_mounts(reference_tree):
     fstab = next(t for t in yaml.safe_load((root / "roles/data_disk/tasks/main.yml").read_text())
                  if "ansible.builtin.lineinfile" in t and t["ansible.builtin.lineinfile"].get("path") == "/etc/fstab")
     assert "nofail" in fstab["ansible.builtin.lineinfile"]["line"]
+
+
+def test_gcp_hosts_and_their_bastion_hop_log_in_as_the_os_login_user(tmp_path):
+    """OS Login has no key-pair user: the README's ~/.ssh/config names the operator's OS Login user for the GCP
+    regions' hosts, bastion included (the ProxyJump hop takes neither `-u` nor ansible_user), checked with ssh's own
+    reading of that config (`ssh -G`), and says which role gives sudo and how the key gets into the profile."""
+    from compiler.pipeline import compile_file
+    tool = require_tool("ssh")
+    plan = compile_file(str(REPO / "platform.yaml")).plan
+    readme = (REPO / "generated/ansible/README.md").read_text()
+    blocks = re.findall(r"```\n((?:  (?:Host|  ).+\n)+)  ```", readme)
+    assert len(blocks) == 2, blocks
+    config = "".join(b.replace("<your login key>", "k").replace("<your OS Login user>", "alice_example_com")
+                     for b in blocks).replace("\n  ", "\n").lstrip()
+    (tmp_path / "config").write_text(config)
+
+    def user_of(host: str) -> str:
+        out = subprocess.run([tool, "-G", "-F", str(tmp_path / "config"), host], capture_output=True, text=True,
+                             check=True).stdout
+        return next(line.split()[1] for line in out.splitlines() if line.startswith("user "))
+
+    gcp = [r for r in plan.regions if r.cloud == "gcp" and r.hosts]
+    assert gcp
+    for r in gcp:
+        bastion = r.hosts_in("bastion")[0].fqdn
+        assert user_of(bastion) == "alice_example_com", r.name
+        assert user_of(r.hosts_in("postgres_primary")[0].fqdn) == "alice_example_com", r.name
+        jump = yaml.safe_load((REPO / f"generated/ansible/inventories/{r.name}/group_vars/data_tier.yml").read_text())
+        assert jump["ansible_ssh_common_args"] == f"-o ProxyJump={bastion}"  # no user: ssh config's applies
+    other = next(r for r in plan.regions if r.cloud == "aws")
+    assert user_of(other.hosts_in("bastion")[0].fqdn) != "alice_example_com"
+    assert "`roles/compute.osAdminLogin` on the project" in readme
+    assert "`gcloud compute os-login ssh-keys add --key-file=$HOME/.ssh/<your login key>.pub`" in readme

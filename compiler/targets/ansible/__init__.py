@@ -17,7 +17,7 @@ from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.postgres_sizing import sizing, standby_memory_parameters
 from compiler.resolve import promoted_budget, promoted_databases
 from compiler.ir.dr_serving import designated_leader, promoted_routing_file
-from compiler.ir.names import PGBOUNCER_READ_ONLY_SUFFIX
+from compiler.ir.names import DATA_HOST_LOGIN_USER, PGBOUNCER_READ_ONLY_SUFFIX
 from compiler.ir.postgres_ha import standby_hba_file
 from compiler.ir.wal_archive import REPLICATION_DELAY, archive_url, promoted_archive_url, standby_archive_region
 from compiler.render import banner, dump_yaml, render
@@ -99,7 +99,9 @@ def emit_global(plan: PlatformPlan) -> dict[str, str]:
                                       roles=roles, playbooks=site.PLAYBOOKS, collections=sorted(collections),
                                       python=site.COLLECTION_PYTHON,
                                       env_secrets=_env_secrets(plan), max_auth_tries=SSH_MAX_AUTH_TRIES,
-                                      host_patterns=host_patterns(plan))
+                                      host_patterns=host_patterns(plan),
+                                      oslogin_regions=[r.name for r in oslogin_regions(plan)],
+                                      oslogin_patterns=[f"*.{r.internal_domain}" for r in oslogin_regions(plan)])
     return dict(sorted(out.items()))
 
 
@@ -107,6 +109,11 @@ def host_patterns(plan: PlatformPlan) -> list[str]:
     """~/.ssh/config Host patterns that cover every inventory host and bastion: the regions' internal domains
     (<region>.internal.<domain>) with the region label as a wildcard."""
     return sorted({"*." + r.internal_domain.split(".", 1)[1] for r in plan.regions})
+
+
+def oslogin_regions(plan: PlatformPlan) -> list:
+    """The regions whose hosts log in with the operator's own OS Login account (no key pair user to name: GCP)."""
+    return [r for r in plan.regions if r.hosts and r.cloud not in DATA_HOST_LOGIN_USER]
 
 
 def _env_secrets(plan: PlatformPlan) -> list[str]:
