@@ -246,6 +246,19 @@ def published_ca_ref(region) -> str:
     return ref if ref in cluster_secret_refs(region.settings, region.services, region.name) else ""
 
 
+def ca_sources(plan, region) -> list[str]:
+    """The other regions whose published internal CA certificate (published_ca_ref) the region's Ansible reads, in
+    spec order: each region it keeps a DR standby cluster for (the standby verifies the source's servers) and, where
+    its own cluster has a split-brain fence, its DR partner (the fence verifies the partner's standby members). Each
+    is written by that region's pgbouncer play, so on a new DR pair's first run those plays go first: site.yml runs
+    postgresql.yml before pgbouncer.yml, in both regions."""
+    from compiler.ir.postgres_ha import FENCE_LAYER
+    names = {sb.of_region for sb in getattr(region.postgres_ha, "standbys", ())}
+    if region.through(FENCE_LAYER):
+        names.add(region.dr_partner)
+    return [r.name for r in plan.regions if r.name in names and r.name != region.name and published_ca_ref(r)]
+
+
 @functools.lru_cache(maxsize=64)  # one tuple per Redis version, shared by every service of every region
 def redis_commands(version: str) -> tuple[str, ...]:
     major, minor = (int(x) for x in version.split(".")[:2])

@@ -17,6 +17,7 @@ from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.postgres_sizing import sizing, standby_memory_parameters
 from compiler.resolve import promoted_budget, promoted_databases
 from compiler.ir.dr_serving import designated_leader, promoted_routing_file
+from compiler.ir.data_access import ca_sources
 from compiler.ir.names import DATA_HOST_LOGIN_USER, PGBOUNCER_READ_ONLY_SUFFIX
 from compiler.ir.postgres_ha import standby_hba_file
 from compiler.ir.wal_archive import REPLICATION_DELAY, archive_url, promoted_archive_url, standby_archive_region
@@ -133,6 +134,7 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
     promoted = promoted_archive_url(partner, region) if standby else None
     own = sizing(region).shared_buffers_mb if standby else 0
     return render("ansible", "docs_region.md.j2", filters=FILTERS, region=region, archive=archive,
+                  ca_sources=ca_sources(plan, region),
                   standby_archive=standby_archive, standby_memory=memory,
                   replication_delay=REPLICATION_DELAY[region.cloud] if standby_archive != archive else None,
                   own_shared_buffers=f"{own // 1024}GB" if own % 1024 == 0 else f"{own}MB",
