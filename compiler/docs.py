@@ -269,10 +269,54 @@ def region_page(plan: PlatformPlan, r: RegionPlan, modules) -> str:
              "## Monthly budget\n",
              f"This region's part of cost.monthly (cost.budget_split: {plan.spec.cost.budget_split}).\n",
              markdown_table(["category", "amount"], [[k, f"{v:,.2f}"] for k, v in r.monthly_budget.items()])]
+    secrets = secret_references(plan, r, modules)
+    if secrets:
+        parts.append(secrets)
     for mod in modules:
         if hasattr(mod, "docs_region"):
             parts.append(mod.docs_region(plan, r))
     return "\n".join(parts)
+
+
+def secret_references(plan: PlatformPlan, r: RegionPlan, modules) -> str:
+    """Every secret reference the region's generated files read (each target's secret_uses()), with the first
+    bring-up step that reads it and who writes it; then the spec's references that nothing reads."""
+    from compiler.ir.data_access import published_ca_ref
+    from compiler.ir.secret_uses import STEPS, first_step, spec_references
+    uses: dict[str, list] = {}
+    for mod in modules:
+        for u in getattr(mod, "secret_uses", lambda *_: [])(plan, r):
+            uses.setdefault(u.ref, []).append(u)
+    if not uses:
+        return ""
+    published = {published_ca_ref(o): o for o in plan.regions}
+    terraform = {a.redis_ca_ref for a in r.data_access if a.redis_ca_ref}
+    order = list(STEPS)
+
+    def writer(ref: str, step: str) -> str:
+        if ref in published and published[ref]:
+            o = published[ref]
+            return ("this region's" if o.name == r.name else f"{o.name}'s") + " `pgbouncer.yml` (it publishes the CA)"
+        if ref in terraform:
+            return "this region's Terraform (Memorystore's server CA)"
+        return f"the operators, before {STEPS[step]}"
+
+    rows = []
+    for ref, us in sorted(uses.items(), key=lambda kv: (order.index(first_step(kv[1])), kv[0])):
+        step = first_step(us)
+        readers = list(dict.fromkeys(u.reader for u in sorted(us, key=lambda u: order.index(u.step))))
+        rows.append([f"`{ref}`", STEPS[step], ", ".join(readers), writer(ref, step)])
+    unread = [ref for ref in spec_references(r.settings)
+              if ref not in uses and not any(u.startswith(ref + "#") for u in uses)]
+    out = ["## Secret references\n",
+           "Every secret-store entry this region's generated files read, with the first step of the bring-up that "
+           "reads it: create it before that step (a Vault or secret-manager lookup of a missing entry fails the "
+           "Ansible task, decK's render or the ExternalSecret).\n",
+           markdown_table(["reference", "first read by", "read by", "written by"], rows)]
+    if unread:
+        out.append("Referenced in the spec but read by no generated file (platformc deploys nothing that uses "
+                   "them): " + ", ".join(f"`{ref}`" for ref in unread) + ".\n")
+    return "\n".join(out)
 
 
 def index(plan: PlatformPlan) -> str:

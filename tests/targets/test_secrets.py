@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 from functools import lru_cache
 from pathlib import PurePosixPath
 
@@ -20,7 +21,8 @@ import pytest
 import yaml
 
 from compiler.ir.names import ELASTICSEARCH_CLIENT_SECRETS, MONITORING_NAMESPACE
-from compiler.targets import helm, kubernetes
+from compiler.docs import secret_references
+from compiler.targets import TARGETS, helm, kubernetes
 from compiler.targets.helm import observability as obs
 from compiler.targets.helm import secrets
 from compiler.targets.helm.fluentbit import parse_classic
@@ -353,5 +355,6 @@ def test_the_region_page_lists_every_entry_the_external_secrets_read():
         assert len(entries) == len({(scheme, e) for scheme, e, _, _ in entries})
         for _, entry, _, who in entries:
             assert ("Ansible" in who) == ("internal-ca" in entry), (case, r.name, entry, who)
-        page = helm.docs_region(plan, r)
-        assert all(f"`{entry}`" in page for _, entry, _, _ in entries), (case, r.name)
+        # the page's Secret references section (compiler/docs.py) lists each field as its own reference
+        page = secret_references(plan, r, [importlib.import_module(m) for m in TARGETS.values()])
+        assert all(f"`{scheme}:{entry}#{f}`" in page for scheme, entry, props, _ in entries for f in props), (case, r.name)

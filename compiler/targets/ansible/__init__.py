@@ -122,6 +122,11 @@ def _env_secrets(plan: PlatformPlan) -> list[str]:
     return sorted(ref[4:] for ref in inventory.secret_refs(plan) if ref.startswith("env:"))
 
 
+def secret_uses(plan: PlatformPlan, region: RegionPlan) -> list:
+    """The references the region's inventory looks up (the region page's Secret references)."""
+    return inventory.secret_uses(plan, region)
+
+
 def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
     from compiler.targets.ansible.roles_patroni import DRILL, ETCD_HOUSEKEEPING
     partner = plan.region(region.dr_partner)

@@ -19,6 +19,9 @@ from compiler.errors import PlatformcError
 from compiler.ir import Connection, Host, PlatformPlan, RegionPlan
 from compiler.ir.backups import BACKUP_SCHEDULES, permanent_backup
 from compiler.ir.data_access import PG_ENV, db_roles, elasticsearch_users, published_ca_ref, redis_users
+from compiler.ir.backups import BACKUP_SCHEDULES
+from compiler.ir.data_access import PG_ENV, ca_sources, db_roles, elasticsearch_users, published_ca_ref, redis_users
+from compiler.ir.secret_uses import SecretUse
 from compiler.ir.names import (DATA_HOST_LOGIN_USER, ELASTICSEARCH_HTTP_PORT, ELASTICSEARCH_TRANSPORT_PORT,
                                NODE_EXPORTER_PORT, elasticsearch_client_indices)
 from compiler.targets.ansible.roles_search import CLIENT_PRIVILEGES
@@ -462,6 +465,32 @@ def secret_refs(plan: PlatformPlan) -> set[str]:
         out |= {ref for a in r.data_access for _, ref in a.secrets}
         if r.hosts_in("elasticsearch"):
             out |= set(ds.elasticsearch.clients.values())
+    return out
+
+
+def secret_uses(plan: PlatformPlan, region: RegionPlan) -> list[SecretUse]:
+    """The references the region's group_vars look up, per file, where the region has hosts of the file's group (a
+    play reads a group's variables only on its hosts): the region page lists them for the first Ansible run."""
+    ds = region.settings.datastores
+    files = {"postgres": ("postgres_primary", [
+                 ds.postgres.admin_password, ds.postgres.replication_password, ds.pgbouncer.auth_password,
+                 *(r.password_ref for r in db_roles(region.data_access)),
+                 # the standby clusters it keeps (roles_patroni.standby_passwords) and the CAs it verifies with
+                 *(ref for sb in getattr(region.postgres_ha, "standbys", ())
+                   for ref in (plan.region(sb.of_region).settings.datastores.postgres.admin_password,
+                               plan.region(sb.of_region).settings.datastores.postgres.replication_password)),
+                 *(published_ca_ref(plan.region(name)) for name in ca_sources(plan, region))]),
+             "pgbouncer": ("pgbouncer", [ds.pgbouncer.auth_password]),
+             "redis_cluster": ("redis_cluster", [ds.redis.password, *(u.password_ref for u in redis_users(region.data_access)
+                                                                       if u.password_ref)]),
+             "elasticsearch": ("elasticsearch", [
+                 *(_entry_field(ref, f) for _, ref in sorted(ds.elasticsearch.clients.items())
+                   for f in ("username", "password")),
+                 *(u.password_ref for u in elasticsearch_users(region.data_access))])}
+    out = []
+    for stem, (group, refs) in files.items():
+        if region.hosts_in(group):
+            out += [SecretUse(ref, "ansible", f"`group_vars/{stem}.yml`") for ref in dict.fromkeys(refs)]
     return out
 
 

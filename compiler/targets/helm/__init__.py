@@ -314,6 +314,11 @@ def emit_global(plan: PlatformPlan) -> dict[str, str]:
     return emit(plan)
 
 
+def secret_uses(plan: PlatformPlan, region: RegionPlan) -> list:
+    """The references the region's ExternalSecrets read (the region page's Secret references)."""
+    return secrets.secret_uses(region)
+
+
 def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
     rels, skipped = releases(plan, region, objects=False)  # the names and charts; not the ExternalSecrets themselves
     context = cluster_name(plan.spec.organization.name, region)
@@ -348,12 +353,10 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
               f"({', '.join(s['metadata']['name'] for s in stores) or 'none'})."]
     lines += [f"- Not delivered: `{w.namespace}/{w.name}` from {secrets.describe(ref)} (no store reads it; "
               "the deploy job must create it)" for w, ref in secrets.unsupported(region)]
-    entries = secrets.entries_to_create(region)
-    if entries:
-        lines += ["", "The store entries they read (an entry missing fails its ExternalSecret, and the releases "
-                  "that need the Secret time out):", "", "| store | entry | fields | written by |", "|---|---|---|---|"]
-        lines += [f"| {scheme} | `{entry}` | {', '.join(f'`{f}`' for f in props) or '(the whole value)'} | {who} |"
-                  for scheme, entry, props, who in entries]
+    if secrets.entries_to_create(region):
+        lines += ["", "The store entries they read are in the Secret references section, with the earlier steps "
+                  "that read some of them: an entry missing fails its ExternalSecret, and the releases that need "
+                  "the Secret time out."]
     if skipped or notes(region):
         lines.append("")
         lines += [f"- Not deployed: {s}" for s in skipped]

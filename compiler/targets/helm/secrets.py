@@ -228,6 +228,18 @@ def entries_to_create(region: RegionPlan) -> list[tuple[str, str, tuple[str, ...
     return [(scheme, entry, tuple(props), who[(scheme, entry)]) for (scheme, entry), props in fields.items()]
 
 
+def secret_uses(region: RegionPlan) -> list:
+    """The references the region's ExternalSecrets read, each with the ExternalSecret that reads it."""
+    from compiler.ir.secret_uses import SecretUse
+    out = []
+    for w in _deliverable_of(region):
+        refs = [ref for _, ref in w.keys]
+        if w.whole:
+            refs += [f"{w.whole}#{remote_field(k)}" for k in ELASTICSEARCH_CLIENT_KEYS]
+        out += [SecretUse(ref, "helmfile", f"ExternalSecret `{w.namespace}/{w.name}`") for ref in refs]
+    return out
+
+
 # ---------------------------------------------------------------- stores
 
 def cluster_secret_store(plan: PlatformPlan, region: RegionPlan, name: str, sample: Ref) -> dict:

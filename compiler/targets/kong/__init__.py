@@ -239,6 +239,14 @@ def emit_region(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
     return {f"kong/{region.name}/kong.yaml": text}
 
 
+def secret_uses(plan: PlatformPlan, region: RegionPlan) -> list:
+    """The references decK fills the file's templates from (the region page's Secret references)."""
+    from compiler.ir.secret_uses import SecretUse
+    if not kong_needs_render(region):  # build's `consumers` condition, as the docs' secret inputs
+        return []
+    return [SecretUse(ref, "deck", f"`{var}` of `kong/{region.name}/kong.yaml`") for var, ref in secret_inputs(region)]
+
+
 def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
     from compiler.targets.kong.docs import region_section
     return region_section(plan, region)
