@@ -269,6 +269,7 @@ def region_page(plan: PlatformPlan, r: RegionPlan, modules) -> str:
              "## Monthly budget\n",
              f"This region's part of cost.monthly (cost.budget_split: {plan.spec.cost.budget_split}).\n",
              markdown_table(["category", "amount"], [[k, f"{v:,.2f}"] for k, v in r.monthly_budget.items()])]
+    parts.append(bring_up(plan, r))
     secrets = secret_references(plan, r, modules)
     if secrets:
         parts.append(secrets)
@@ -276,6 +277,119 @@ def region_page(plan: PlatformPlan, r: RegionPlan, modules) -> str:
         if hasattr(mod, "docs_region"):
             parts.append(mod.docs_region(plan, r))
     return "\n".join(parts)
+
+
+SOCKS = "socks5://localhost:1080"
+
+
+def _cluster_access(plan: PlatformPlan, r: RegionPlan) -> str:
+    """How an operator reaches the region's cluster API and writes the kube context the deploy steps name."""
+    from compiler.ir.names import DATA_HOST_LOGIN_USER
+    c, cr = r.cluster_name, r.cloud_region
+    account = plan.spec.clouds[r.cloud].account
+    bastion = r.hosts_in("bastion")
+    private = r.settings.kubernetes.private_api_endpoint and bastion
+    user = DATA_HOST_LOGIN_USER.get(r.cloud, "<your OS Login user>")
+    admits = ({"gcp": f"whose address is in the endpoint's authorized networks "
+                      f"({', '.join([r.cidr, *r.settings.kubernetes.api_allowed_cidrs])})",
+               "aws": "whose subnet the cluster security group admits",
+               "azure": "which resolves the endpoint's name in the VNet's private zone"}[r.cloud])
+    tunnel = (f"`ssh -D 1080 -N {user}@{bastion[0].fqdn}` (a SOCKS proxy on the bastion, {admits}), then "
+              if private else "")
+    if r.cloud == "aws":
+        entry = f"arn:aws:eks:{cr}:{account}:cluster/{c}"
+        creds = f"`aws eks update-kubeconfig --name {c} --region {cr} --alias {c}`"
+    elif r.cloud == "gcp":
+        entry = f"gke_{account}_{cr}_{c}"  # gcloud's name for the cluster and context entries it writes
+        creds = (f"`gcloud container clusters get-credentials {c} --location {cr} --project {account} --internal-ip` "
+                 f"and `kubectl config rename-context {entry} {c}` (gcloud names the context `{entry}`)")
+    else:
+        entry = c
+        creds = (f"`az aks get-credentials --resource-group {c} --name {c} --context {c}` and `kubelogin "
+                 "convert-kubeconfig -l azurecli` (the Terraform notes: who holds a Kubernetes role)")
+    proxy = f", then `kubectl config set-cluster {entry} --proxy-url={SOCKS}`" if private else ""
+    return f"{tunnel}{creds}{proxy}: the context `{c}` that the helmfile and the `kubectl` steps name"
+
+
+def bring_up(plan: PlatformPlan, r: RegionPlan) -> str:
+    """The region's first deploy, every step in an order that works, with its command: stated once, here; the
+    getting-started guide and the README point at it, the target sections give each step's detail."""
+    from compiler.ir.data_access import ca_sources
+    from compiler.ir.edge import kong_needs_render
+    from compiler.targets.terraform import values as V
+    from compiler.targets.terraform.docs import AWS_FIRST_ROUND, AWS_SECOND_ROUND
+    from compiler.targets.terraform.identity import ISSUER_OUTPUT, vault_files
+    root = f"generated/terraform/regions/{r.name}"
+    tf = f"terraform -chdir={root}"
+    peers = [p["region"] for p in V.peerings(plan, r)]
+    steps = []
+    if r.cloud == "aws":
+        if peers or r.replicates_to_dr_partner:
+            order = ", ".join(o.name for o in plan.regions if o.cloud == "aws")
+            steps.append(f"Terraform, in rounds (the roots read each other): `{tf} init`; `{tf} apply {AWS_FIRST_ROUND}` "
+                         f"in every AWS region root, then `apply {AWS_SECOND_ROUND}` in every one, then the full "
+                         f"`apply` of each in spec order ({order}); the Terraform notes say why.")
+        else:
+            steps.append(f"Terraform: `{tf} init && {tf} apply`.")
+    else:
+        first = []
+        if peers:
+            first.append(f"`apply -target=module.network` in every linked region ({', '.join(peers)}) and here")
+        if r.replicates_to_dr_partner:
+            first.append(f"`apply -target=module.object_storage` here and in {r.dr_partner}")
+        pre = f"{' and '.join(first)}; then " if first else ""
+        if r.cloud == "gcp":
+            managed = [f"-target=module.managed_{k}" for k, on in V.managed(r).items() if on and k != "search"]
+            targets = " ".join(["-target=module.kubernetes", "-target=module.workload_identity",
+                                "-target=module.data_hosts", *managed,
+                                *(f"-target=module.{p['module']}" for p in V.peerings(plan, r))])
+            steps.append(f"Terraform, all but the load balancer: `{tf} init`; {pre}`{tf} apply {targets}`: the "
+                         "cluster, the data hosts and the bastion (which Ansible and the cluster API need) and the "
+                         "peerings. The load balancer's backend names Kong's NEGs, which GKE creates only once the "
+                         "helmfile has installed Kong (the Helm step): its full apply is the last step.")
+        else:
+            steps.append(f"Terraform: `{tf} init`; {pre}`{tf} apply -target=module.load_balancer."
+                         "azurerm_role_assignment.terraform_certificates`, import the gateway's certificate into its "
+                         f"Key Vault (the Terraform notes give the command), then `{tf} apply`.")
+    if vault_files(plan, r):
+        steps.append(f"Vault (a Vault operator): `KUBERNETES_OIDC_ISSUER_URL=$({tf} output -raw {ISSUER_OUTPUT}) sh "
+                     f"{root}/vault/configure.sh`, and the `{r.cluster_name}-internal-ca-publisher` policy on the "
+                     "token the Ansible run publishes the internal CA with. Create the entries the Secret references "
+                     "section lists before the step that first reads them.")
+    if r.hosts:
+        sources = ca_sources(plan, r)
+        runs = "".join(f"`ansible-playbook -i inventories/{o} pgbouncer.yml`, " for o in sources)
+        why = (f" ({', '.join(sources)}: each publishes its internal CA, which this region's PostgreSQL reads; skip a "
+               "region that already runs)" if sources else "")
+        steps.append(f"Ansible, in `generated/ansible/`: {runs}then `ansible-playbook -i inventories/{r.name} site.yml`"
+                     f"{why}. It publishes this region's internal CA, which the releases' ExternalSecrets read: "
+                     "before it, Jaeger and Fluent Bit wait for their CA volume, the helmfile's release layer times "
+                     "out (`wait`, 900 s) and no later layer, Kong's included, is installed."
+                     + (f" The managed PostgreSQL's `generated/datastores/{r.name}/setup.psql` is then applied by hand, "
+                        "as `generated/ansible/README.md` shows." if V.managed(r)["postgres"] else ""))
+    steps.append(f"Cluster access: {_cluster_access(plan, r)}.")
+    if kong_needs_render(r):
+        steps.append(f"Kong's secret inputs (the Kong section): export them, then `deck file render --populate-env-vars "
+                     f"generated/kong/{r.name}/kong.yaml -o generated/kong/{r.name}/kong.rendered.yaml`.")
+    steps.append(f"Helm: `helmfile -f generated/helm/{r.name}/helmfile.yaml apply`, with the steps the Helm releases "
+                 "section puts before it" + (" (the StorageClasses, the Load Balancer Controller and Kong's "
+                                              "TargetGroupBinding)" if r.cloud == "aws" else "") + ".")
+    kubectl = f"kubectl --context {r.cluster_name} apply -f"
+    entry = {"aws": "", "gcp": " (the NetworkPolicies that admit the load balancer to Kong)",
+             "azure": " (the Ingress that puts Kong in the Application Gateway's backend pool: until then the "
+                      "gateway has no healthy backend and the DNS health checks report the region down)"}[r.cloud]
+    steps.append(f"Manifests: `{kubectl} generated/kubernetes/{r.name}/`, `kong-gateway.yaml` included{entry}, and "
+                 f"`{kubectl} generated/monitoring/{r.name}/kubernetes/`.")
+    if r.cloud == "gcp":
+        steps.append(f"Terraform, the rest: `{tf} apply` (the load balancer now finds Kong's NEGs). It stops at the "
+                     "certificate map entry's precondition while Certificate Manager provisions the certificate: "
+                     "apply again once it is ACTIVE (the Terraform notes).")
+    intro = ("A new region's first deploy, in an order that works: each step uses only what the steps before it "
+             "made. Before it: the Terraform state backend, the global root applied (docs/getting-started.md), the "
+             "admin VPN attached to the network with its DNS forwarding (the Terraform notes), and the cloud's "
+             "one-time prerequisites in the Terraform notes. Later changes apply each part alone, as its section "
+             "says.\n")
+    return "## First bring-up\n\n" + intro + "\n" + "".join(f"{i}. {markdown_cell(x)}\n" for i, x in enumerate(steps, 1))
 
 
 def secret_references(plan: PlatformPlan, r: RegionPlan, modules) -> str:
@@ -324,7 +438,8 @@ def index(plan: PlatformPlan) -> str:
                          for r in plan.regions)
     return (f"{BANNER}\n# {plan.spec.organization.display_name}: platform documentation\n\n"
             "Generated from `platform.yaml` with everything else; review changes here in the same PR.\n\n"
-            "- [Getting started](getting-started.md): from `platformc init` to `terraform apply`\n"
+            "- [Getting started](getting-started.md): from `platformc init` to `terraform apply`; each region "
+            "page's First bring-up section orders a new region's first deploy\n"
             "- [Overview](overview.md): regions, clouds, services, data tier, objectives, cost model\n"
             "- [Spec reference](reference/schema.md): every field of platform.yaml\n"
             "- [Diagnostic codes](rules.md): every error and warning platformc reports\n\n"
@@ -367,6 +482,13 @@ def getting_started(plan: PlatformPlan) -> str:
     shield = ("\n   Edge DDoS protection is on (`edge.ddos_protection`): on AWS, subscribe the account to Shield Advanced "
               "first (a one-year commitment, billed monthly); every Shield API call fails until it is subscribed."
               if plan.spec.edge.ddos_protection else "")
+    clouds = {r.cloud for r in plan.regions}
+    ways = [text for cloud, text in (
+        ("aws", "AWS regions that link to others apply in rounds (the key, then the network and bucket versioning, in "
+                "every AWS root, then the full applies in spec order)"),
+        ("gcp", "a GCP region applies all but its load balancer until the helmfile has installed Kong"),
+        ("azure", "an Azure region imports its gateway's certificate first")) if cloud in clouds]
+    first_apply = (": " + "; ".join(ways)) if ways else ""
     return f"""{BANNER}
 # Getting started: from `platformc init` to `terraform apply`
 
@@ -382,8 +504,10 @@ def getting_started(plan: PlatformPlan) -> str:
    estimates the monthly bill beside `cost.monthly`.
 4. **Create the Terraform state backend** named under `clouds.<cloud>.state` (the S3 bucket and DynamoDB lock
    table, the GCS bucket, or the Azure storage account and container) once, by hand or from a bootstrap root.
-5. **Apply the global edge first**, then each region (here `{first.name}`). The certificates are validated by DNS
-   records in the public zone this root creates, which nobody can see until the domain is delegated to it: create
+5. **Apply the global edge first**, then bring up each region (here `{first.name}`) in the order of its page's
+   First bring-up section ([regions/{first.name}.md](regions/{first.name}.md#first-bring-up)), which is more than
+   one `terraform apply`{first_apply}. The certificates are validated by DNS
+   records in the public zone the global root creates, which nobody can see until the domain is delegated to it: create
    the zone alone, delegate `{domain}` to its name servers at the parent (the registrar, or the parent zone) and wait
    until they answer, then apply the rest; otherwise the certificate validations wait out their timeout and fail.{shield}{shared}{issued}
 
@@ -392,15 +516,17 @@ def getting_started(plan: PlatformPlan) -> str:
    terraform -chdir=generated/terraform/global apply -target={zone}
    terraform -chdir=generated/terraform/global output name_servers   # delegate to these, then:
    terraform -chdir=generated/terraform/global apply
-   terraform -chdir=generated/terraform/regions/{first.name} init && terraform -chdir=generated/terraform/regions/{first.name} apply
    ```
 
-6. **Configure the hosts and deploy the cluster**: `cd generated/ansible && ansible-playbook -i
-   inventories/{first.name} site.yml`, then `helmfile -f generated/helm/{first.name}/helmfile.yaml apply`,
+6. **Bring up the region**, step by step as its page's First bring-up section says (Terraform, Vault's
+   `configure.sh`, Ansible, the cluster's kube context through the bastion, Kong's secret inputs, the helmfile, the
+   manifests, on GCP the final apply). For `{first.name}`, in outline: `cd generated/ansible && ansible-playbook -i
+   inventories/{first.name} site.yml` once its root is applied (on a new DR pair, the DR-linked regions'
+   `pgbouncer.yml` first), then `helmfile -f generated/helm/{first.name}/helmfile.yaml apply`,
    `kubectl --context {org}-{first.name} apply -f generated/kubernetes/{first.name}/` and
    `kubectl --context {org}-{first.name} apply -f generated/monitoring/{first.name}/kubernetes/` (the SLO alert rules,
-   and the log retention where the region runs Elasticsearch); the region's page
-   ([regions/{first.name}.md](regions/{first.name}.md)) lists every step and the secret references to create first.
+   and the log retention where the region runs Elasticsearch); the page's Secret references section lists every
+   entry to create, each before the step that first reads it.
 7. **Change the spec, not the output**: edit the spec, `platformc generate`, review `git diff generated/ docs/`
    (or `platformc diff`), commit both.
 """

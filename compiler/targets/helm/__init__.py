@@ -20,6 +20,7 @@ from typing import Callable
 
 from compiler.records import dataclass
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.data_access import ca_sources
 from compiler.render import banner, dump_yaml
 from compiler.targets.helm import observability as obs
 from compiler.targets.helm import platform as platform
@@ -326,8 +327,10 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
     steps = []
     if region.hosts:
         steps.append(f"`ansible-playbook -i inventories/{region.name} site.yml` in `generated/ansible/` (the "
-                     "Ansible section): it publishes the region's internal CA to the secret store, which the releases' "
-                     "ExternalSecrets read (their wait would time the helmfile out)")
+                     "Ansible section" + ("; on a first run, after the DR-linked regions' `pgbouncer.yml` it names"
+                                          if ca_sources(plan, region) else "") + "): it "
+                     "publishes the region's internal CA to the secret store, which the releases' ExternalSecrets "
+                     "read (their wait would time the helmfile out)")
     if region.cloud in STORAGE_CLASS_CLOUDS:
         steps.append(f"`{kubectl} generated/kubernetes/{region.name}/{STORAGE_CLASSES_FILE}`: the releases' volume "
                      "claims name these classes")

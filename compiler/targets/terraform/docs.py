@@ -129,8 +129,8 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      f"(`ssh -D 1080 {DATA_HOST_LOGIN_USER[region.cloud]}@{bastion[0].fqdn}`, and `proxy-url: "
                      "socks5://localhost:1080` in the kubeconfig's cluster entry, which `aws eks update-kubeconfig "
                      f"--name {region.cluster_name} --region {region.cloud_region} --alias {region.cluster_name}` "
-                     "writes under the context name the deploy steps use), whose subnet the cluster "
-                     "security group admits. Only the identity that applied this root is a cluster administrator (EKS "
+                     "writes under the context name the deploy steps use; the First bring-up section gives the "
+                     "commands), whose subnet the cluster security group admits. Only the identity that applied this root is a cluster administrator (EKS "
                      "access entries): give the other operators and CI theirs with `aws eks create-access-entry` and "
                      "`aws eks associate-access-policy` (AmazonEKSClusterAdminPolicy, or a narrower policy).")
     group = region.settings.kubernetes.gke_security_group
@@ -215,8 +215,10 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      f"network: forward it from the admin network's DNS to {resolver}, which this root does not make.")
     if region.cloud == "gcp":
         notes.append(f"The load balancer's backend is the zonal NEGs named `{prefix(plan, region)}-kong`, which GKE "
-                     "creates from the Kong proxy Service's `cloud.google.com/neg` annotation: deploy Kong "
-                     "(`terraform apply -target=module.kubernetes`, then the Kubernetes target) before the full apply.")
+                     "creates from the Kong proxy Service's `cloud.google.com/neg` annotation once the helmfile has "
+                     "installed Kong (helm target): the first bring-up applies everything but the load balancer first "
+                     "(the cluster, and the data hosts and bastion that Ansible, which the helmfile waits for, needs), "
+                     "and the full apply last; the First bring-up section names the targets.")
         project = plan.spec.clouds["gcp"].account
         apis = " ".join(f"{a}.googleapis.com" for a in _terraform_gcp.required_apis(region))
         notes.append(f"Before the first apply in project `{project}` (once per project): enable the APIs this root "
@@ -371,7 +373,8 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
         "## Terraform\n",
         f"Root: `generated/terraform/regions/{region.name}/` on {cloud} ({region.cloud_region}), modules from "
         f"`generated/terraform/modules/{cloud}/` ({', '.join(MODULES[cloud])}). Apply `generated/terraform/global/` "
-        "first (public zone, CDN), then this root: `terraform -chdir=generated/terraform/regions/"
+        "first (public zone, CDN), then this root: the region's first apply goes in the steps of the First bring-up "
+        "section above; later ones are `terraform -chdir=generated/terraform/regions/"
         f"{region.name} init && terraform -chdir=generated/terraform/regions/{region.name} apply`.\n",
         "Every resource carries the region's tags/labels: "
         + ", ".join(f"`{k}={v}`" for k, v in region.tags.items()) + ".\n",
