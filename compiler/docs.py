@@ -314,7 +314,7 @@ def _cluster_access(plan: PlatformPlan, r: RegionPlan) -> str:
 def bring_up(plan: PlatformPlan, r: RegionPlan) -> str:
     """The region's first deploy, every step in an order that works, with its command: stated once, here; the
     getting-started guide and the README point at it, the target sections give each step's detail."""
-    from compiler.ir.data_access import ca_sources
+    from compiler.ir.data_access import ca_sources, published_ca_ref
     from compiler.ir.edge import kong_needs_render
     from compiler.targets.terraform import values as V
     from compiler.targets.terraform.docs import AWS_FIRST_ROUND, AWS_SECOND_ROUND
@@ -352,10 +352,11 @@ def bring_up(plan: PlatformPlan, r: RegionPlan) -> str:
                          "azurerm_role_assignment.terraform_certificates`, import the gateway's certificate into its "
                          f"Key Vault (the Terraform notes give the command), then `{tf} apply`.")
     if vault_files(plan, r):
+        publisher = (f", and the `{r.cluster_name}-internal-ca-publisher` policy it writes on the token the Ansible run "
+                     "publishes the internal CA with" if published_ca_ref(r).startswith("vault:") and r.hosts else "")
         steps.append(f"Vault (a Vault operator): `KUBERNETES_OIDC_ISSUER_URL=$({tf} output -raw {ISSUER_OUTPUT}) sh "
-                     f"{root}/vault/configure.sh`, and the `{r.cluster_name}-internal-ca-publisher` policy on the "
-                     "token the Ansible run publishes the internal CA with. Create the entries the Secret references "
-                     "section lists before the step that first reads them.")
+                     f"{root}/vault/configure.sh`{publisher}. Create the entries the Secret references section lists "
+                     "before the step that first reads them.")
     if r.hosts:
         sources = ca_sources(plan, r)
         runs = "".join(f"`ansible-playbook -i inventories/{o} pgbouncer.yml`, " for o in sources)

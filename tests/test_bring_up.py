@@ -53,8 +53,13 @@ def test_the_steps_come_in_an_order_that_works(case):
         if (tree / f"ansible/inventories/{name}/hosts.yml").is_file():
             ansible = index(s, rf"`ansible-playbook -i inventories/{name} site\.yml`")
             assert 0 < ansible < helmfile, (case, name)
-        if (tree / f"terraform/regions/{name}/vault/configure.sh").is_file():
-            assert 0 < index(s, r"vault/configure\.sh") < helmfile
+        configure = tree / f"terraform/regions/{name}/vault/configure.sh"
+        if configure.is_file():
+            vault = index(s, r"vault/configure\.sh")
+            assert 0 < vault < helmfile
+            policy = re.search(r"the `(\S+-internal-ca-publisher)` policy it writes", s[vault])
+            if policy:
+                assert f"vault policy write {policy[1]} " in configure.read_text(), (case, name)
         if (tree / f"kong/{name}/kong.yaml").read_text().count("${{"):
             assert index(s, r"deck file render --populate-env-vars") < helmfile
 
