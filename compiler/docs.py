@@ -362,10 +362,14 @@ def bring_up(plan: PlatformPlan, r: RegionPlan) -> str:
         runs = "".join(f"`ansible-playbook -i inventories/{o} pgbouncer.yml`, " for o in sources)
         why = (f" ({', '.join(sources)}: each publishes its internal CA, which this region's PostgreSQL reads; skip a "
                "region that already runs)" if sources else "")
-        steps.append(f"Ansible, in `generated/ansible/`: {runs}then `ansible-playbook -i inventories/{r.name} site.yml`"
-                     f"{why}. It publishes this region's internal CA, which the releases' ExternalSecrets read: "
-                     "before it, Jaeger and Fluent Bit wait for their CA volume, the helmfile's release layer times "
-                     "out (`wait`, 900 s) and no later layer, Kong's included, is installed."
+        ca = ""
+        if published_ca_ref(r):
+            ca = (" It publishes this region's internal CA, which the releases' ExternalSecrets read: before it, "
+                  + ("Jaeger and Fluent Bit wait for their CA volume, the helmfile's release layer times out (`wait`, "
+                     "900 s) and no later layer, Kong's included, is installed." if r.hosts_in("elasticsearch") else
+                     "the services' pods wait for their CA volume."))
+        steps.append(f"Ansible, in `generated/ansible/`: {runs}{'then ' if runs else ''}`ansible-playbook -i "
+                     f"inventories/{r.name} site.yml`{why}.{ca}"
                      + (f" The managed PostgreSQL's `generated/datastores/{r.name}/setup.psql` is then applied by hand, "
                         "as `generated/ansible/README.md` shows." if V.managed(r)["postgres"] else ""))
     steps.append(f"Cluster access: {_cluster_access(plan, r)}.")

@@ -53,6 +53,9 @@ def test_the_steps_come_in_an_order_that_works(case):
         if (tree / f"ansible/inventories/{name}/hosts.yml").is_file():
             ansible = index(s, rf"`ansible-playbook -i inventories/{name} site\.yml`")
             assert 0 < ansible < helmfile, (case, name)
+            assert not s[ansible].startswith("Ansible, in `generated/ansible/`: then"), (case, name)
+            es = yaml.safe_load((tree / f"ansible/inventories/{name}/hosts.yml").read_text())
+            assert ("Jaeger and Fluent Bit wait" in s[ansible]) == ("elasticsearch:" in yaml.safe_dump(es)), name
         configure = tree / f"terraform/regions/{name}/vault/configure.sh"
         if configure.is_file():
             vault = index(s, r"vault/configure\.sh")
