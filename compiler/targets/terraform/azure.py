@@ -46,6 +46,20 @@ AZURE_DISK_BACKUP_HOURS = (1, 2, 4, 6, 8, 12)
 from compiler.ir.machines import AZURE_GATEWAY_CAPACITY  # noqa: E402 (the cost estimate prices the same units)
 
 
+def rotation_names(pools: list[str]) -> dict[str, str]:
+    """Each AKS pool's temporary_name_for_rotation: the pool AKS creates while it cycles the pool (a vm_size or
+    os_disk_size_gb change), a pool name itself (up to 12 lower-case letters and digits) and clear of every pool's
+    name and every other temporary name, since pools may cycle in the same apply."""
+    taken, out = set(pools), {}
+    for pool in sorted(pools):
+        name = next((c for c in [f"{pool[:9]}tmp", *(f"{pool[:8]}tmp{i}" for i in range(10))] if c not in taken), None)
+        if name is None:
+            raise ValueError(f"AKS node pool {pool!r}: no free temporary name for rotation")
+        taken.add(name)
+        out[pool] = name
+    return out
+
+
 def _azure_pools(region: RegionPlan) -> tuple[str, dict]:
     pools, system = {}, None
     for name, pool in node_pools(region).items():
@@ -58,11 +72,14 @@ def _azure_pools(region: RegionPlan) -> tuple[str, dict]:
             "spot": pool["spot"], "disk_gib": pool["disk_gib"],
             "labels": pool["labels"],
             "taints": list(spec.taints),
+            "upgrade_minutes": pool["upgrade_minutes"],
         }
         if system is None and not spec.spot and not spec.taints:
             system = short
     if system is None:
         raise ValueError(f"region {region.name}: AKS needs an on-demand node pool without taints for system pods")
+    for short, rotation in rotation_names(list(pools)).items():
+        pools[short]["rotation_name"] = rotation
     return system, pools
 
 

@@ -18,6 +18,32 @@ from compiler.ir.machines import UNSIZED_HOSTS, data_disk_gib, host_instance_typ
 from compiler.ir.names import NODE_POOL_LABEL  # noqa: E402,F401
 
 
+# A node pool's rolling replacement (a Kubernetes version bump, a machine-type change on GKE, an AKS pool's upgrade)
+# goes in batches set by the modules' upgrade settings: EKS update_config max_unavailable_percentage and AKS
+# upgrade_settings max_surge are UPGRADE_PERCENT of the pool (at least one node), GKE upgrade_settings is
+# max_surge 1 / max_unavailable 0, one node at a time. Each batch: a new node boots and turns Ready, the old one is
+# drained and removed, stated as UPGRADE_BATCH_MINUTES (PodDisruptionBudgets that hold a drain make it longer).
+# The provider's own update timeouts (30 minutes for a GKE node pool, 60 for an EKS node group or AKS pool) fail
+# the apply in the middle of a large pool's upgrade while the cloud carries on with it.
+UPGRADE_PERCENT = 10
+UPGRADE_BATCH_MINUTES = 15
+UPGRADE_MIN_MINUTES = 60
+
+
+def upgrade_batch_size(cloud: str, max_nodes: int) -> int:
+    """Nodes a pool's upgrade replaces at once at the pool's maximum size (the modules' upgrade settings)."""
+    if cloud == "gcp":
+        return 1
+    return max(1, max_nodes * UPGRADE_PERCENT // 100)
+
+
+def upgrade_minutes(cloud: str, max_nodes: int) -> int:
+    """How long Terraform waits for a pool's rolling upgrade: its batches at the maximum size, each
+    UPGRADE_BATCH_MINUTES, never less than UPGRADE_MIN_MINUTES."""
+    batches = -(-max_nodes // upgrade_batch_size(cloud, max_nodes))
+    return max(UPGRADE_MIN_MINUTES, batches * UPGRADE_BATCH_MINUTES)
+
+
 def node_pools(region: RegionPlan) -> dict:
     cloud = region.cloud
     pools = {}
@@ -35,6 +61,8 @@ def node_pools(region: RegionPlan) -> dict:
             # the Kubernetes target schedules pods with nodeSelector platformc.io/node-pool=<pool>
             "labels": labels,
             "taints": taints(pool.taints),
+            # the update timeout of the pool's resource, in minutes
+            "upgrade_minutes": upgrade_minutes(cloud, pool.max_nodes),
         }
     return pools
 

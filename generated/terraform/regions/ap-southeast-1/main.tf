@@ -260,8 +260,9 @@ module "kubernetes" {
         "platformc.io/node-pool" = "cpu-optimized"
         "platformc.io/purpose"   = "cpu-optimized"
       }
-      taints   = []
-      gpu_type = ""
+      taints          = []
+      upgrade_minutes = 1800
+      gpu_type        = ""
     }
     gpu = {
       instance_type = "g2-standard-8"
@@ -281,7 +282,8 @@ module "kubernetes" {
           effect = "NO_SCHEDULE"
         },
       ]
-      gpu_type = "nvidia-l4"
+      upgrade_minutes = 405
+      gpu_type        = "nvidia-l4"
     }
     memory-optimized = {
       instance_type = "n2-highmem-16"
@@ -294,8 +296,9 @@ module "kubernetes" {
         "platformc.io/node-pool" = "memory-optimized"
         "platformc.io/purpose"   = "memory-optimized"
       }
-      taints   = []
-      gpu_type = ""
+      taints          = []
+      upgrade_minutes = 900
+      gpu_type        = ""
     }
   }
 

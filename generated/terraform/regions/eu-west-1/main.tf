@@ -125,7 +125,8 @@ module "kubernetes" {
         "platformc.io/node-pool" = "cpu-optimized"
         "platformc.io/purpose"   = "cpu-optimized"
       }
-      taints = []
+      taints          = []
+      upgrade_minutes = 150
     }
     gpu = {
       instance_type = "g5.2xlarge"
@@ -146,6 +147,7 @@ module "kubernetes" {
           effect = "NO_SCHEDULE"
         },
       ]
+      upgrade_minutes = 210
     }
     memory-optimized = {
       instance_type = "r6i.4xlarge"
@@ -158,7 +160,8 @@ module "kubernetes" {
         "platformc.io/node-pool" = "memory-optimized"
         "platformc.io/purpose"   = "memory-optimized"
       }
-      taints = []
+      taints          = []
+      upgrade_minutes = 150
     }
   }
   ebs_csi_role_name = "sixfb-eu-west-1-ebs-csi-driver"

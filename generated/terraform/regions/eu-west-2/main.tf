@@ -201,7 +201,9 @@ module "kubernetes" {
         "platformc.io/node-pool" = "cpu-optimized"
         "platformc.io/purpose"   = "cpu-optimized"
       }
-      taints = []
+      taints          = []
+      upgrade_minutes = 150
+      rotation_name   = "cpuoptimitmp"
     }
     gpu = {
       instance_type = "Standard_NC8as_T4_v3"
@@ -213,7 +215,9 @@ module "kubernetes" {
         "platformc.io/node-pool" = "gpu"
         "platformc.io/purpose"   = "gpu"
       }
-      taints = ["nvidia.com/gpu=present:NoSchedule"]
+      taints          = ["nvidia.com/gpu=present:NoSchedule"]
+      upgrade_minutes = 210
+      rotation_name   = "gputmp"
     }
     memoryoptimi = {
       instance_type = "Standard_E16s_v5"
@@ -225,7 +229,9 @@ module "kubernetes" {
         "platformc.io/node-pool" = "memory-optimized"
         "platformc.io/purpose"   = "memory-optimized"
       }
-      taints = []
+      taints          = []
+      upgrade_minutes = 150
+      rotation_name   = "memoryopttmp"
     }
   }
   registry_name = "sixfbplatform"

@@ -194,6 +194,14 @@ resource "google_container_node_pool" "pool" {
     }
   }
 
+  # A machine_type or disk change is applied in place by a surge upgrade, one node at a time (upgrade_settings), as
+  # are GKE's own version upgrades (auto_upgrade, following the control plane); the provider waits 30 minutes, far
+  # less than the largest pool takes. guest_accelerator, spot, service_account and most of node_config replace the
+  # pool (ForceNew): the region page says how to change them without losing the pool.
+  timeouts {
+    update = "${each.value.upgrade_minutes}m"
+  }
+
   # cluster-autoscaler owns the node count between the bounds.
   lifecycle {
     ignore_changes = [initial_node_count]

@@ -89,7 +89,8 @@ module "kubernetes" {
         "platformc.io/node-pool" = "general"
         "platformc.io/purpose"   = "cpu-optimized"
       }
-      taints = []
+      taints          = []
+      upgrade_minutes = 240
     }
     gpu = {
       instance_type = "g5.2xlarge"
@@ -110,6 +111,7 @@ module "kubernetes" {
           effect = "NO_SCHEDULE"
         },
       ]
+      upgrade_minutes = 60
     }
   }
   ebs_csi_role_name = "acme-use1-ebs-csi-driver"

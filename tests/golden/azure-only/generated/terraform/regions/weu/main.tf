@@ -197,7 +197,9 @@ module "kubernetes" {
         "platformc.io/node-pool" = "general"
         "platformc.io/purpose"   = "cpu-optimized"
       }
-      taints = []
+      taints          = []
+      upgrade_minutes = 240
+      rotation_name   = "generaltmp"
     }
     gpu = {
       instance_type = "Standard_NC8as_T4_v3"
@@ -209,7 +211,9 @@ module "kubernetes" {
         "platformc.io/node-pool" = "gpu"
         "platformc.io/purpose"   = "gpu"
       }
-      taints = ["nvidia.com/gpu=present:NoSchedule"]
+      taints          = ["nvidia.com/gpu=present:NoSchedule"]
+      upgrade_minutes = 60
+      rotation_name   = "gputmp"
     }
   }
   registry_name = "acmeprod"

@@ -218,8 +218,9 @@ module "kubernetes" {
         "platformc.io/node-pool" = "general"
         "platformc.io/purpose"   = "cpu-optimized"
       }
-      taints   = []
-      gpu_type = ""
+      taints          = []
+      upgrade_minutes = 240
+      gpu_type        = ""
     }
     gpu = {
       instance_type = "g2-standard-8"
@@ -239,7 +240,8 @@ module "kubernetes" {
           effect = "NO_SCHEDULE"
         },
       ]
-      gpu_type = "nvidia-l4"
+      upgrade_minutes = 60
+      gpu_type        = "nvidia-l4"
     }
   }
 

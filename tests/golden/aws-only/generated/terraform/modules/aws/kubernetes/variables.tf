@@ -50,15 +50,16 @@ variable "log_retention_days" {
 }
 
 variable "node_pools" {
-  description = "Node pool name => machine type, autoscaling bounds, capacity type, GPUs, disk, taints and labels."
+  description = "Node pool name => machine type, autoscaling bounds, capacity type, GPUs, disk, taints, labels, and how long its rolling update may take (minutes)."
   type = map(object({
-    instance_type = string
-    min_nodes     = number
-    max_nodes     = number
-    spot          = bool
-    gpus          = number
-    disk_gib      = number
-    labels        = map(string)
+    instance_type   = string
+    min_nodes       = number
+    max_nodes       = number
+    spot            = bool
+    gpus            = number
+    disk_gib        = number
+    labels          = map(string)
+    upgrade_minutes = number
     taints = list(object({
       key    = string
       value  = string

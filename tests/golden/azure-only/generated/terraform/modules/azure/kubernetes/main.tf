@@ -61,9 +61,15 @@ resource "azurerm_kubernetes_cluster" "this" {
   disk_encryption_set_id            = var.disk_encryption_set_id
   tags                              = var.tags
 
+  # A Kubernetes version bump: the provider upgrades the control plane (kubernetes_version) first, then this pool
+  # (orchestrator_version); the user pools below follow, as they name the cluster. Each pool upgrade is a surge
+  # upgrade: max_surge new nodes at a time, each old node cordoned and drained honouring PodDisruptionBudgets (AKS's
+  # drain timeout, 30 minutes unless set). A vm_size or os_disk_size_gb change instead cycles the pool through a
+  # temporary one (temporary_name_for_rotation), which the provider does without cordon and drain.
   default_node_pool {
     name                        = var.system_pool
-    temporary_name_for_rotation = "rotation"
+    temporary_name_for_rotation = local.system.rotation_name
+    orchestrator_version        = var.kubernetes_version
     vm_size                     = local.system.instance_type
     zones                       = var.zones
     vnet_subnet_id              = var.subnet_id
@@ -131,6 +137,11 @@ resource "azurerm_kubernetes_cluster" "this" {
     gateway_id = var.application_gateway_id
   }
 
+  # The control-plane upgrade, then the system pool's (the provider waits 90 minutes).
+  timeouts {
+    update = "${local.system.upgrade_minutes + 30}m"
+  }
+
   depends_on = [
     azurerm_role_assignment.cluster_kms,
     azurerm_role_assignment.cluster_network,
@@ -187,27 +198,34 @@ resource "azurerm_kubernetes_cluster_node_pool" "pool" {
   #checkov:skip=CKV_AZURE_168:max_pods is var.max_pods_per_node, the region's addressing (110 with the overlay's /24 a node; R037 refuses a spec where no size fits)
   for_each = local.user_pools
 
-  name                    = each.key
-  kubernetes_cluster_id   = azurerm_kubernetes_cluster.this.id
-  mode                    = "User"
-  vm_size                 = each.value.instance_type
-  zones                   = var.zones
-  vnet_subnet_id          = var.subnet_id
-  auto_scaling_enabled    = true
-  min_count               = each.value.min_nodes
-  max_count               = each.value.max_nodes
-  max_pods                = var.max_pods_per_node
-  os_disk_size_gb         = each.value.disk_gib
-  host_encryption_enabled = true
-  priority                = each.value.spot ? "Spot" : "Regular"
-  eviction_policy         = each.value.spot ? "Delete" : null
-  spot_max_price          = each.value.spot ? -1 : null
-  node_labels             = each.value.labels
-  node_taints             = each.value.taints
-  tags                    = var.tags
+  name                        = each.key
+  kubernetes_cluster_id       = azurerm_kubernetes_cluster.this.id
+  mode                        = "User"
+  temporary_name_for_rotation = each.value.rotation_name
+  orchestrator_version        = var.kubernetes_version
+  vm_size                     = each.value.instance_type
+  zones                       = var.zones
+  vnet_subnet_id              = var.subnet_id
+  auto_scaling_enabled        = true
+  min_count                   = each.value.min_nodes
+  max_count                   = each.value.max_nodes
+  max_pods                    = var.max_pods_per_node
+  os_disk_size_gb             = each.value.disk_gib
+  host_encryption_enabled     = true
+  priority                    = each.value.spot ? "Spot" : "Regular"
+  eviction_policy             = each.value.spot ? "Delete" : null
+  spot_max_price              = each.value.spot ? -1 : null
+  node_labels                 = each.value.labels
+  node_taints                 = each.value.taints
+  tags                        = var.tags
 
   upgrade_settings {
     max_surge = "10%"
+  }
+
+  # A surge upgrade of the largest size, max_surge at a time (the provider waits 60 minutes).
+  timeouts {
+    update = "${each.value.upgrade_minutes}m"
   }
 }
 

@@ -110,15 +110,17 @@ variable "system_pool" {
 }
 
 variable "node_pools" {
-  description = "Pool name (AKS: up to 12 lower-case letters and digits) => VM size, autoscaling bounds, spot, disk, labels and taints (key=value:Effect)."
+  description = "Pool name (AKS: up to 12 lower-case letters and digits) => VM size, autoscaling bounds, spot, disk, labels, taints (key=value:Effect), how long its upgrade may take (minutes) and the temporary pool's name when AKS cycles it."
   type = map(object({
-    instance_type = string
-    min_nodes     = number
-    max_nodes     = number
-    spot          = bool
-    disk_gib      = number
-    labels        = map(string)
-    taints        = list(string)
+    instance_type   = string
+    min_nodes       = number
+    max_nodes       = number
+    spot            = bool
+    disk_gib        = number
+    labels          = map(string)
+    taints          = list(string)
+    upgrade_minutes = number
+    rotation_name   = string
   }))
 }
 

@@ -174,18 +174,25 @@ resource "aws_launch_template" "pool" {
   }
 }
 
+# A Kubernetes version bump: Terraform updates the control plane first (the node groups name the cluster), then
+# each node group's version (the cluster's), which EKS rolls out as a rolling update honouring PodDisruptionBudgets
+# (max_unavailable_percentage at a time); EKS refuses the next control-plane bump while a node group lags behind.
+# instance_types, capacity_type, ami_type and subnet_ids replace the node group (ForceNew in the provider): as
+# terraform-aws-modules/eks does, the name is a prefix (EKS gets "<pool>-<timestamp>") and the replacement is
+# created before the old group is deleted, so the pool never has no nodes.
 resource "aws_eks_node_group" "pool" {
   for_each = var.node_pools
 
-  cluster_name    = aws_eks_cluster.this.name
-  node_group_name = each.key
-  node_role_arn   = aws_iam_role.node.arn
-  subnet_ids      = var.subnet_ids
-  instance_types  = [each.value.instance_type]
-  capacity_type   = each.value.spot ? "SPOT" : "ON_DEMAND"
-  ami_type        = each.value.gpus > 0 ? "AL2023_x86_64_NVIDIA" : "AL2023_x86_64_STANDARD"
-  labels          = each.value.labels
-  tags            = var.tags
+  cluster_name           = aws_eks_cluster.this.name
+  node_group_name_prefix = "${each.key}-"
+  version                = aws_eks_cluster.this.version
+  node_role_arn          = aws_iam_role.node.arn
+  subnet_ids             = var.subnet_ids
+  instance_types         = [each.value.instance_type]
+  capacity_type          = each.value.spot ? "SPOT" : "ON_DEMAND"
+  ami_type               = each.value.gpus > 0 ? "AL2023_x86_64_NVIDIA" : "AL2023_x86_64_STANDARD"
+  labels                 = each.value.labels
+  tags                   = var.tags
 
   scaling_config {
     min_size     = each.value.min_nodes
@@ -212,12 +219,30 @@ resource "aws_eks_node_group" "pool" {
     }
   }
 
-  # cluster-autoscaler moves the desired size between the bounds.
+  # A rolling update of the largest size, in batches of max_unavailable_percentage (the provider waits 60 minutes).
+  timeouts {
+    update = "${each.value.upgrade_minutes}m"
+  }
+
+  # cluster-autoscaler moves the desired size between the bounds. Raising min_nodes above the current desired size
+  # fails ("Minimum capacity N can't be greater than desired size M"): the region page says how to raise it first.
   lifecycle {
-    ignore_changes = [scaling_config[0].desired_size]
+    create_before_destroy = true
+    ignore_changes        = [scaling_config[0].desired_size]
   }
 
   depends_on = [aws_iam_role_policy_attachment.node]
+}
+
+# Every add-on at the newest version EKS offers for the cluster's Kubernetes version, so a version bump moves them
+# too (after the node groups: each add-on depends on them). Without addon_version an add-on stays on the version it
+# was created with.
+data "aws_eks_addon_version" "this" {
+  for_each = toset(["vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "metrics-server", "aws-ebs-csi-driver"])
+
+  addon_name         = each.key
+  kubernetes_version = var.kubernetes_version
+  most_recent        = true
 }
 
 # The VPC CNI enforces NetworkPolicies only with its network policy agent switched on; without it
@@ -227,6 +252,7 @@ resource "aws_eks_node_group" "pool" {
 resource "aws_eks_addon" "vpc_cni" {
   cluster_name                = aws_eks_cluster.this.name
   addon_name                  = "vpc-cni"
+  addon_version               = data.aws_eks_addon_version.this["vpc-cni"].version
   resolve_conflicts_on_create = "OVERWRITE"
   resolve_conflicts_on_update = "OVERWRITE"
   configuration_values        = jsonencode({ enableNetworkPolicy = "true" })
@@ -242,6 +268,7 @@ resource "aws_eks_addon" "this" {
 
   cluster_name                = aws_eks_cluster.this.name
   addon_name                  = each.key
+  addon_version               = data.aws_eks_addon_version.this[each.key].version
   resolve_conflicts_on_create = "OVERWRITE"
   resolve_conflicts_on_update = "OVERWRITE"
   tags                        = var.tags
@@ -325,6 +352,7 @@ resource "aws_iam_role_policy" "ebs_csi_key" {
 resource "aws_eks_addon" "ebs_csi" {
   cluster_name                = aws_eks_cluster.this.name
   addon_name                  = "aws-ebs-csi-driver"
+  addon_version               = data.aws_eks_addon_version.this["aws-ebs-csi-driver"].version
   service_account_role_arn    = aws_iam_role.ebs_csi.arn
   resolve_conflicts_on_create = "OVERWRITE"
   resolve_conflicts_on_update = "OVERWRITE"

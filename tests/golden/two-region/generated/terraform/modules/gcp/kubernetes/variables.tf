@@ -66,16 +66,17 @@ variable "max_pods_per_node" {
 }
 
 variable "node_pools" {
-  description = "Node pool name => machine type, autoscaling totals, spot, GPUs (count and accelerator type), disk, taints and labels."
+  description = "Node pool name => machine type, autoscaling totals, spot, GPUs (count and accelerator type), disk, taints, labels, and how long its surge upgrade may take (minutes)."
   type = map(object({
-    instance_type = string
-    min_nodes     = number
-    max_nodes     = number
-    spot          = bool
-    gpus          = number
-    gpu_type      = string
-    disk_gib      = number
-    labels        = map(string)
+    instance_type   = string
+    min_nodes       = number
+    max_nodes       = number
+    spot            = bool
+    gpus            = number
+    gpu_type        = string
+    disk_gib        = number
+    labels          = map(string)
+    upgrade_minutes = number
     taints = list(object({
       key    = string
       value  = string
