@@ -181,3 +181,24 @@ def test_a_120_node_gke_pool_gets_thirty_hours():
     assert V.upgrade_minutes("gcp", 120) == 1800
     assert V.upgrade_minutes("aws", 120) == 150  # 12 nodes a batch, 10 batches
     assert V.upgrade_minutes("azure", 5) == 75
+
+
+# --- the region page says what happens, in order -------------------------------------------------------------------
+
+def test_region_page_describes_version_bumps_and_node_changes_in_order(reference):
+    for cloud, first, then in [("aws", "control plane", "node group"), ("azure", "control plane", "system pool"),
+                               ("gcp", "control plane", "node pools")]:
+        region = next(r for r in reference.regions if r.cloud == cloud)
+        page = terraform.docs_region(reference, region)
+        section = page.split("### Kubernetes version bumps and node-pool changes", 1)[1].split("\n### ", 1)[0]
+        bump = section.split("Version bump:", 1)[1]
+        assert bump.index(first) < bump.index(then), cloud
+        assert "Node-type change" in section, cloud
+        for name, pool in region.settings.kubernetes.node_pools.items():
+            assert f"{name} {V.upgrade_minutes(cloud, pool.max_nodes)} min" in section, (cloud, name)
+    aws = terraform.docs_region(reference, next(r for r in reference.regions if r.cloud == "aws"))
+    assert "Minimum capacity" in aws and "aws eks update-nodegroup-config" in aws
+    gcp = terraform.docs_region(reference, next(r for r in reference.regions if r.cloud == "gcp"))
+    assert "guest_accelerator" in gcp and "ForceNew" in gcp
+    azure = terraform.docs_region(reference, next(r for r in reference.regions if r.cloud == "azure"))
+    assert "without cordon and drain" in azure

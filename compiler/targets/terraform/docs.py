@@ -337,6 +337,84 @@ def _addons(region: RegionPlan) -> str:
             "for the kubernetes target's encrypted default StorageClass)")
 
 
+def _pool_timeouts(region: RegionPlan) -> str:
+    return ", ".join(f"{n} {V.upgrade_minutes(region.cloud, p.max_nodes)} min"
+                     for n, p in sorted(region.settings.kubernetes.node_pools.items()))
+
+
+def _node_pool_changes(plan: PlatformPlan, region: RegionPlan) -> str:
+    """What an apply does, step by step, when the spec's Kubernetes version or a node pool's machine changes."""
+    cloud, name = region.cloud, prefix(plan, region)
+    version = region.settings.kubernetes.version
+    waits = (f"Terraform waits for each pool as long as its batches take at its maximum size, "
+             f"{V.UPGRADE_BATCH_MINUTES} minutes a batch, at least {V.UPGRADE_MIN_MINUTES} minutes ({_pool_timeouts(region)}); "
+             "if an apply still times out, the cloud carries on: wait for the operation to finish and apply again.")
+    out = ["### Kubernetes version bumps and node-pool changes\n",
+           f"What an apply does, in order, when `settings.kubernetes.version` ({version}, one minor version a step) "
+           "or a node pool changes. " + waits + "\n"]
+    if cloud == "aws":
+        out += [
+            "Version bump:\n",
+            f"1. The control plane of `{name}` upgrades (`aws_eks_cluster.version`).",
+            "2. Each node group moves to the control plane's version (`version`): EKS launches nodes of the new "
+            f"version, then cordons and drains up to {V.UPGRADE_PERCENT} % of the group at a time, honouring "
+            "PodDisruptionBudgets (a pod that cannot be evicted within 15 minutes fails the update, "
+            "PodEvictionFailure), and terminates the old nodes. EKS refuses the next control-plane bump until every "
+            "node group runs the control plane's version.",
+            "3. The add-ons (vpc-cni, coredns, kube-proxy, eks-pod-identity-agent, metrics-server, aws-ebs-csi-driver) "
+            "move to the newest version EKS offers for the new Kubernetes version (`data.aws_eks_addon_version`, "
+            "`most_recent`), overwriting any change made to their objects by hand.\n",
+            "Node-type change (`instance_types.aws`, `spot`, `gpus`: the provider replaces a node group for these):\n",
+            "1. Terraform creates the replacement group, named `<pool>-<timestamp>` (`node_group_name_prefix`, "
+            "`create_before_destroy`, as terraform-aws-modules/eks does), with `min_nodes` nodes, and waits for them.",
+            "2. It deletes the old group: EKS scales it to zero, draining each node for up to 5 minutes before "
+            "terminating it (PodDisruptionBudgets do not hold it longer), and cluster-autoscaler grows the new group "
+            "for the pods left pending. Make the change at a quiet time, or raise the pool's `min_nodes` first.",
+            "3. The first apply with this module replaces every node group once in the same way, since the groups "
+            "moved from a fixed name to a name prefix.\n",
+            "Raising a pool's `min_nodes` above the group's current size fails (`Minimum capacity N can't be greater "
+            "than desired size M`): Terraform leaves the desired size to cluster-autoscaler (`ignore_changes`). Raise "
+            "the desired size first, outside Terraform, then apply (the workaround terraform-aws-modules/eks points "
+            f"to): `aws eks update-nodegroup-config --cluster-name {name} --nodegroup-name \"$(aws eks list-nodegroups "
+            f"--cluster-name {name} --query \"nodegroups[?starts_with(@, '<pool>-')] | [0]\" --output text)\" "
+            "--scaling-config minSize=<min_nodes>,maxSize=<max_nodes>,desiredSize=<min_nodes>`.\n",
+        ]
+    elif cloud == "azure":
+        out += [
+            "Version bump:\n",
+            f"1. The control plane of `{name}` upgrades (`kubernetes_version`).",
+            "2. The system pool upgrades (`default_node_pool.orchestrator_version`, in the same resource, after the "
+            "control plane), then each user pool (`orchestrator_version`): a surge upgrade adding "
+            f"{V.UPGRADE_PERCENT} % of the pool (`max_surge`) at a time, each old node cordoned and drained honouring "
+            "PodDisruptionBudgets for up to AKS's drain timeout (30 minutes unless `drain_timeout_in_minutes` is set), "
+            "then reimaged. `automatic_upgrade_channel = \"patch\"` keeps both on the minor version's newest patch.\n",
+            "Node-type change (`instance_types.azure`, `disk_gib`):\n",
+            "1. The provider cycles the pool: it creates a temporary pool (`temporary_name_for_rotation`), deletes the "
+            "pool, recreates it with the new size and deletes the temporary one. It does so without cordon and "
+            "drain: the pool's pods are killed when its nodes go, and PodDisruptionBudgets do not stop it.",
+            "\nTo move a pool without that, add a pool of the new size to the spec, apply, let the workloads move "
+            "(cordon and drain the old nodes), then remove the old pool and apply again. `spot` replaces the pool "
+            "outright (`priority` is ForceNew).\n",
+        ]
+    else:
+        out += [
+            "Version bump:\n",
+            f"1. The control plane of `{name}` upgrades (`min_master_version`; the release channel upgrades it too).",
+            "2. GKE upgrades the node pools to it afterwards, itself and on its own schedule (`auto_upgrade`; the "
+            "pools set no `version`, which would fight it), one pool at a time and one node at a time "
+            "(`max_surge` 1, `max_unavailable` 0), draining each node honouring PodDisruptionBudgets.\n",
+            "Node-type change: `instance_types.gcp` or `disk_gib` is applied in place by the same surge upgrade, one "
+            "node at a time (the provider has updated `machine_type`, `disk_size_gb` and `disk_type` in place since "
+            "5.10).\n",
+            "Replacing changes: `gpus` (the node config's `guest_accelerator` and its driver installation), `spot`, the service "
+            "account and most other node settings replace the pool (ForceNew): Terraform deletes it before it "
+            "creates the new one under the same name, so the pool's pods have nowhere to go meanwhile. To change "
+            "them, add a pool with the new settings to the spec, apply, let the workloads move, then remove the old "
+            "pool and apply again.\n",
+        ]
+    return "\n".join(out)
+
+
 # Why a backup schedule's cold_storage_after_days does not reach the cloud's backups of the data hosts
 NO_COLD_TIER = {"aws": "AWS Backup moves no EC2 recovery point to cold storage",
                 "gcp": "the root sets no tiering on the Backup and DR plan",
@@ -480,6 +558,7 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
                       [[n, h["group"], h["zone"], h["instance_type"],
                         f"{h['data_disk_gib']} GiB" if h["data_disk_gib"] else "-", h["fqdn"]] for n, h in hosts.items()]))
     out.append(_quotas(plan, region))
+    out.append(_node_pool_changes(plan, region))
     notes = _notes(plan, region, peers)
     if notes:
         out.append("### Notes\n")
