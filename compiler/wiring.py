@@ -37,7 +37,7 @@ from compiler.ir.names import (GATEWAY_NAMESPACE, GCP_FRONT_END_RANGES, ISTIO_ME
 from compiler.model.platform import Platform, RegionSettings
 
 from compiler.ir.names import ELASTICSEARCH_HTTP_PORT, ELASTICSEARCH_TRANSPORT_PORT  # noqa: E402
-from compiler.ir.names import REDIS_BUS_OFFSET, SSH_PORT  # noqa: E402
+from compiler.ir.names import REDIS_BUS_OFFSET, SERVICE_PORT_NAME, SSH_PORT  # noqa: E402
 MANAGED_SEARCH_PORT = 443  # a managed search domain (OpenSearch, Elastic Cloud) answers HTTPS
 DNS_PORT = 53
 HTTPS_PORT = 443
@@ -222,13 +222,14 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
     mesh = s.kubernetes.istio
     out: list[Connection] = []
 
-    def add(src, dst, address, port, purpose, app, layers, dest_port=None, protocol="TCP", tls="", database="", user=""):
+    def add(src, dst, address, port, purpose, app, layers, dest_port=None, protocol="TCP", tls="", database="", user="",
+            dest_port_name=""):
         # the purposes, addresses and layer lists recur in every region (a service's name, a Service's DNS name):
         # one object each (sys.intern; _layers), not one per region (~2 MiB at 120 regions)
         out.append(Connection(source=src, dest=dst, address=sys.intern(address), port=port,
                               dest_port=dest_port if dest_port is not None else port, protocol=protocol,
                               app_protocol=app, purpose=sys.intern(purpose), tls=tls, layers=_layers(tuple(layers)),
-                              database=database, user=user))
+                              database=database, user=user, dest_port_name=dest_port_name))
 
     kong = _pods("kong", GATEWAY_NAMESPACE, dict(KONG_POD_LABELS), a)
     prometheus = _pods("prometheus", MONITORING_NAMESPACE, {}, a)
@@ -274,12 +275,12 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
     for svc in services:
         if svc.routes:
             add(kong, peer_of[svc.name], svc.dns_name, svc.service_port, f"Kong proxies {svc.name}'s routes",
-                "http", ("kong", *np_both), dest_port=svc.port)
+                "http", ("kong", *np_both), dest_port=svc.port, dest_port_name=SERVICE_PORT_NAME)
     for svc in services:
         for dep in svc.depends_on:
             d = by_name[dep]
             add(peer_of[svc.name], peer_of[d.name], d.dns_name, d.service_port, f"{svc.name} calls {d.name}",
-                "http", np_both, dest_port=d.port)
+                "http", np_both, dest_port=d.port, dest_port_name=SERVICE_PORT_NAME)
 
     # --- services -> data stores
     pg_self = ds.postgres.deployment == "self-managed"
@@ -378,7 +379,7 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
                 "https", host_layers, tls="1.2")
     for svc in services:
         add(prometheus, peer_of[svc.name], f"{svc.name} pods", svc.port, f"Prometheus scrapes {svc.name}", "metrics",
-            np_in)
+            np_in, dest_port_name=SERVICE_PORT_NAME)
         if mesh:
             add(prometheus, peer_of[svc.name], f"{svc.name} pods", ISTIO_METRICS_PORT,
                 f"Prometheus scrapes {svc.name}'s sidecar", "metrics", np_in)

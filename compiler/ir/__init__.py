@@ -185,6 +185,9 @@ class Connection:
     layers: tuple[str, ...] = ()
     database: str = ""  # pg_hba: the databases line ("all", "replication", or a comma list)
     user: str = ""  # pg_hba: the role
+    # the destination pods' container port name for dest_port (names.SERVICE_PORT_NAME), when the destination is a
+    # service's pods: NetworkPolicy ingress rules name it ("" when the port has no name the platform declares)
+    dest_port_name: str = ""
 
     @property
     def id(self) -> str:

@@ -40,6 +40,11 @@ OTLP_HTTP_PORT = 4318
 OTEL_PROMETHEUS_PORT = 8889  # the collector's prometheus exporter: the services' OTLP metrics, scraped by Prometheus
 OTEL_PROMETHEUS_PORT_NAME = "prom-metrics"  # its port name on the collector's Service (the scrape job keeps it)
 ISTIOD_XDS_PORT = 15012
+# The name of each service's container port (its Deployment's `ports`, the probes' and the Service's targetPort) and of
+# that port in the NetworkPolicy ingress rules admitting the service's callers, Kong and Prometheus: a policy naming
+# the port follows each pod's own port, so a changed `port` admits the old pods on the old number and the new pods on
+# the new one while the rollout runs (a number switched every pod at once, before any new pod existed).
+SERVICE_PORT_NAME = "http"
 ISTIO_METRICS_PORT = 15020  # merged app + sidecar metrics (meshConfig.enablePrometheusMerge)
 
 # The Istio sidecar's resources, set per pod by annotation so namespace quotas can count them.

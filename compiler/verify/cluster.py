@@ -8,7 +8,8 @@ Per connection:
 - `kong`: decK's upstream target for that Service is exactly address:port;
 - `networkpolicy-egress` / `networkpolicy-ingress`: with Kubernetes' semantics (a pod selected by no
   policy of a direction is open in that direction; once selected, a connection passes only when some
-  selecting policy has a rule whose peer matches the other end and whose ports hold dest_port/protocol).
+  selecting policy has a rule whose peer matches the other end and whose ports hold dest_port/protocol; a named
+  port holds it when every Deployment of the destination pods declares that name with that number).
   Pod peers match by namespaceSelector (kubernetes.io/metadata.name and the tree's Namespace labels) and
   podSelector against the labels the connection states; every other peer by an ipBlock holding all its
   CIDRs (outside any `except`);
@@ -266,7 +267,29 @@ def _rule_admits(peers, other, policy_ns: str, cl: Cluster) -> bool:
     return bool(other.cidrs) and all(any(_cidrs_inside([c], b) for b in blocks) for c in other.cidrs)
 
 
-def _port_matches(ports, port: int, protocol: str) -> bool:
+def _named_port_resolves(name: str, conn, cl: Cluster) -> bool:
+    """Whether a policy's named port is the connection's port on every pod it reaches: Kubernetes resolves the name
+    on each destination pod (NetworkPolicyPort.port), so each Deployment of the tree whose pods the destination's
+    labels pick must declare a container port of that name, the connection's number and protocol. Pods the tree
+    has no Deployment for (the charts'), or none at all: unresolved, not admitted."""
+    dest = conn.dest
+    if dest.kind != "pods":
+        return False
+    deps = [d for d in cl.deployments_in(dest.namespace)
+            if _selector_matches({"matchLabels": dict(dest.labels)}, _pod_labels(d))]
+    if not deps:
+        return False
+    for d in deps:
+        containers = ((d.spec.get("template") or {}).get("spec") or {}).get("containers") or []
+        if not any(p.get("name") == name and p.get("containerPort") == conn.dest_port
+                   and (p.get("protocol") or "TCP") == conn.protocol
+                   for ctr in containers for p in ctr.get("ports") or []):
+            return False
+    return True
+
+
+def _port_matches(ports, conn, cl: Cluster) -> bool:
+    port, protocol = conn.dest_port, conn.protocol
     if not ports:
         return True
     for p in ports:
@@ -276,6 +299,8 @@ def _port_matches(ports, port: int, protocol: str) -> bool:
             return True
         number = p["port"]
         if isinstance(number, int) and (number == port or number <= port <= (p.get("endPort") or number)):
+            return True
+        if isinstance(number, str) and _named_port_resolves(number, conn, cl):
             return True
     return False
 
@@ -299,7 +324,7 @@ def _check_policy(cl: Cluster, conn, layer: str, conns_file: str) -> list[Broken
     for pol in selecting:
         for rule in pol.spec.get(rules_key) or []:
             peer_ok = _rule_admits(rule.get(peer_key), other, pol.namespace, cl)
-            if peer_ok and _port_matches(rule.get("ports"), conn.dest_port, conn.protocol):
+            if peer_ok and _port_matches(rule.get("ports"), conn, cl):
                 return []
             if peer_ok and near is None:
                 near = (pol.file, pol.at(rule),

@@ -27,6 +27,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from compiler.ir.names import SERVICE_PORT_NAME
 from compiler.pipeline import compile_file, compile_text
 from compiler.render import dump_yaml_all
 from compiler.targets import helm, kubernetes, terraform
@@ -402,10 +403,11 @@ def test_network_policies_follow_the_service_graph():
 
         inbound = peers(allow["ingress"])
         outbound = peers(allow["egress"])
+        # ingress names the container port, which the Deployments declare as svc.port
         for caller in svc.dependents:
-            assert (ns_of[caller], caller, svc.port) in inbound
-        assert (("kong", None, svc.port) in inbound) == bool(svc.routes)
-        assert ("monitoring", None, svc.port) in inbound
+            assert (ns_of[caller], caller, SERVICE_PORT_NAME) in inbound
+        assert (("kong", None, SERVICE_PORT_NAME) in inbound) == bool(svc.routes)
+        assert ("monitoring", None, SERVICE_PORT_NAME) in inbound
         for dep in svc.depends_on:
             assert (ns_of[dep], dep, r.service(dep).port) in outbound
         assert ("kube-system", None, 53) in outbound

@@ -245,6 +245,30 @@ def test_networkpolicy_peer(tree):
     assert "default deny" in broken[0].message
 
 
+def test_networkpolicy_named_port_resolves_on_the_pods(tree):
+    """payment's ingress rules name the container port (`http`), which verify resolves on payment's pods: the
+    generated tree passes, and a name no container of payment's Deployments declares admits nothing."""
+    assert not _broken(tree, "networkpolicy-ingress")
+    f = tree / K8S / "payment.yaml"
+    rule = _back(f, _line(f, ["kind: NetworkPolicy", "name: payment", "ingress:", "app: booking"]), "- from:")
+    _edit(f, ["kind: NetworkPolicy", "name: payment", "ingress:", "app: booking"], "port: http", "port: grpc")
+    broken = _broken(tree, "networkpolicy-ingress")
+    assert [(b.file, b.line, b.connection) for b in broken] == [(f"{K8S}/payment.yaml", rule, "booking->payment:8080/tcp")]
+    assert "not port 8080/TCP" in broken[0].message
+
+
+def test_networkpolicy_named_port_follows_the_container_port(tree):
+    """The name resolves to the number the pods declare: payment's Deployments listening on another number
+    under the same name are refused by the rules naming it (and the Service check reports the port too)."""
+    f = tree / K8S / "payment.yaml"
+    text = f.read_text()
+    assert text.count("containerPort: 8080") == 1
+    f.write_text(text.replace("containerPort: 8080", "containerPort: 8081"))
+    broken = _broken(tree, "networkpolicy-ingress")
+    assert {b.connection for b in broken} == {"booking->payment:8080/tcp", "frontend->payment:8080/tcp",
+                                              "kong->payment:8080/tcp", "prometheus->payment:8080/tcp"}
+
+
 def test_networkpolicy_ip_block(tree):
     """booking's egress to the data hosts loses a zone: the rule no longer holds every PgBouncer subnet."""
     f = tree / K8S / "booking.yaml"

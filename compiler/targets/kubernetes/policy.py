@@ -99,6 +99,17 @@ def _peer_key(peer) -> tuple:
     return ("cidrs", tuple(peer.cidrs))
 
 
+def policy_port(c, direction: str) -> dict:
+    """A connection's port in a rule. Ingress to a service's pods names the container port (c.dest_port_name, the
+    name its Deployment declares): the policy then admits each pod on its own port, so a changed port lets the old
+    pods keep their callers until the rollout replaces them. A number everywhere else: an egress rule's number is
+    the destination's (a named egress port would resolve on the destination pods, which hosts, managed endpoints
+    and Internet hosts are not), and Kong's and the sidecar's ports are the charts'."""
+    if direction == INGRESS and c.dest_port_name:
+        return {"protocol": c.protocol, "port": c.dest_port_name}
+    return {"protocol": c.protocol, "port": c.dest_port}
+
+
 def policy_rules(connections, direction: str) -> list[dict]:
     """One rule per peer (in wiring order), holding every port the connections to it use."""
     rules: dict = {}
@@ -108,7 +119,7 @@ def policy_rules(connections, direction: str) -> list[dict]:
         rule = rules.get(key)
         if rule is None:
             rule = rules[key] = {"to" if direction == EGRESS else "from": policy_peer(other), "ports": []}
-        port = {"protocol": c.protocol, "port": c.dest_port}
+        port = policy_port(c, direction)
         if port not in rule["ports"]:
             rule["ports"].append(port)
     return list(rules.values())

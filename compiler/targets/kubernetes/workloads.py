@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from compiler.ir.identity import AZURE_POD_LABEL
+from compiler.ir.names import SERVICE_PORT_NAME
 from compiler.ir import RegionPlan, ServicePlan
 from compiler.targets.kubernetes.datastores import ca_volume, env_from, redis_ca_volume
 from compiler.targets.kubernetes.common import (GPU_RESOURCE, MANAGED_BY,
@@ -102,7 +103,7 @@ def env(svc: ServicePlan, region: RegionPlan) -> list[dict]:
 
 
 def _probe(svc: ServicePlan, period: int, failures: int) -> dict:
-    return {"httpGet": {"path": svc.health_path, "port": "http"}, "periodSeconds": period,
+    return {"httpGet": {"path": svc.health_path, "port": SERVICE_PORT_NAME}, "periodSeconds": period,
             "timeoutSeconds": 2, "failureThreshold": failures}
 
 
@@ -160,7 +161,7 @@ def deployment(svc: ServicePlan, region: RegionPlan, track: Track) -> dict:
         "name": svc.name,
         "image": f"{svc.image}:{track.tag}",
         "imagePullPolicy": "Always",
-        "ports": [{"name": "http", "containerPort": svc.port, "protocol": "TCP"}],
+        "ports": [{"name": SERVICE_PORT_NAME, "containerPort": svc.port, "protocol": "TCP"}],
         "env": env(svc, region),
         "resources": resources(svc),
         "startupProbe": _probe(svc, 5, 60),  # up to 5 minutes to start (model loading)
@@ -268,7 +269,7 @@ def _service(name: str, svc: ServicePlan, region: RegionPlan, selector: dict) ->
             "selector": selector,
             # `http` name and appProtocol tell Istio the protocol; the port equals the container port
             # so `dns_name:port` (what Kong targets) works with or without the mesh.
-            "ports": [{"name": "http", "port": svc.port, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"}],
+            "ports": [{"name": "http", "port": svc.port, "targetPort": SERVICE_PORT_NAME, "protocol": "TCP", "appProtocol": "http"}],
         },
     }
 
