@@ -757,7 +757,8 @@ def test_docs_table_lists_every_service():
         for r in plan.regions:
             md = kubernetes.docs_region(plan, r)
             assert md.startswith("## ")
-            rows = [l for l in md.splitlines() if l.startswith("| ") and not l.startswith("| service")]
+            workloads = md.split("| service | namespace |", 1)[1].split("\n\n", 1)[0]  # the first table
+            rows = [l for l in workloads.splitlines() if l.startswith("| ")]
             assert len(rows) == len(r.services)
             for svc, row in zip(r.services, rows):
                 assert row.startswith(f"| {svc.name} |")

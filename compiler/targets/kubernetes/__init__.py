@@ -37,7 +37,8 @@ from compiler.targets.kubernetes.policy import identity, namespace, network_poli
 from compiler.targets.kubernetes.datastores import config_map
 from compiler.targets.kubernetes.storage import storage_classes
 from compiler.ir.names import STORAGE_CLASSES_FILE, TARGET_GROUP_BINDING_FILE, ZONE_BLIND_AUTOSCALER_CLOUDS
-from compiler.targets.kubernetes.workloads import deployment, hpa, pdb, services, zone_spread_policy
+from compiler.targets.kubernetes.workloads import (CONFIG_CHECKSUM, deployment, env_secrets, hpa, pdb,
+                                                   secret_inputs, services, zone_spread_policy)
 from compiler.ir.rollout import CANARY_MIN_PODS
 
 NAME = "kubernetes"
@@ -81,6 +82,9 @@ def _recurs(doc: dict) -> bool:
     kind = doc.get("kind")
     if kind == "ConfigMap":
         return False
+    if kind == "Deployment":  # its checksum of the ConfigMap (workloads.input_checksums) is the region's
+        annotations = doc["spec"]["template"]["metadata"].get("annotations") or {}
+        return CONFIG_CHECKSUM not in annotations
     if kind == "NetworkPolicy":
         spec = doc.get("spec") or {}
         return not any("ipBlock" in peer for direction, side in (("ingress", "from"), ("egress", "to"))
@@ -218,8 +222,61 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
                  if region.cloud in ZONE_BLIND_AUTOSCALER_CLOUDS else ""),
               "", f"Canary subsets run {CANARY_MIN_PODS} pods at least: the PDB's `maxUnavailable: 10%` rounds up to "
               "one pod, so a node drain leaves one serving the weighted share and the beta testers."]
+    lines += rotation_docs(region)
     lines += ["", "### Public entry", "", edge_summary(plan, region)]
     return "\n".join(lines) + "\n"
+
+
+def rotation_docs(region: RegionPlan) -> list[str]:
+    """The region page's steps for a changed secret or setting: what rolls by itself (the pod template's checksums)
+    and, for a value rotated in the store under the same reference, each Secret's ExternalSecret to re-sync and the
+    Deployments to restart, by name."""
+    ctx = f"kubectl --context {region.cluster_name}"
+    rows = []
+    for svc in region.services:
+        names = env_secrets(svc, region)
+        if not names:
+            continue
+        from_ci = {n for n, keys in secret_inputs(svc, region) if any(ref.startswith("env:") for _, ref in keys)}
+        deps = " ".join(f"deployment/{t.deployment}" for t in tracks(svc))
+        sync = "; ".join(f"`{ctx} -n {svc.namespace} annotate externalsecret {n} force-sync=$(date +%s) --overwrite`"
+                         if n not in from_ci else f"the deploy job recreates `{n}` (an `env:` reference; no ExternalSecret)"
+                         for n in names)
+        rows.append(f"| {svc.name} | " + ", ".join(f"`{svc.namespace}/{n}`" for n in names)
+                    + f" | {sync} | `{ctx} -n {svc.namespace} rollout restart {deps}` |")
+    if not rows:
+        return []
+    return ["", "### Secret and setting changes", "",
+            "The services read their Secrets and their `<service>-datastores` ConfigMap as environment variables, "
+            "which a running container never re-reads. Each Deployment's pod template carries `checksum/config` (the "
+            "ConfigMap's data) and `checksum/secrets` (each Secret's keys and the store references its ExternalSecret "
+            "reads, never a value): a changed setting or reference in the spec changes the pod template, and the "
+            "`kubectl apply` after the helmfile rolls the pods, once the helmfile's ExternalSecrets (which ESO syncs "
+            "when their spec changes) have filled the Secrets: check `STATUS SecretSynced` and a fresh refresh time "
+            f"with `{ctx} get externalsecret -n <namespace>` before that apply. A value rotated in the store under the "
+            "same reference changes nothing platformc sees: ESO copies it into the Secret within its refresh "
+            "interval (1h), and no pod picks it up until restarted. For such a rotation, re-sync the Secret and "
+            "restart its readers:",
+            "",
+            "| service | Secrets in its environment (each ExternalSecret is named like its Secret) | re-sync now | then restart |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+            "The CA Secrets (`<service>-internal-ca`, `<service>-redis-ca`) are mounted as files, which the kubelet "
+            "updates in running pods: re-sync them the same way; a restart is needed only for a client that reads "
+            "the file once at start.",
+            "",
+            "Order for a service's PostgreSQL role password (the `PGPASSWORD` of `<service>-datastores`; the Redis "
+            "and Elasticsearch passwords alike): a PostgreSQL role has one password, which PgBouncer's auth_query "
+            "reads, so the pods and the server cannot switch at the same instant. (1) Write the new value to the store "
+            "entry; (2) run the region's Ansible play, which sets it on the role: from here new connections with the "
+            "old password are refused, while open ones (the pools) keep working; (3) at once re-sync the service's "
+            "`-datastores` ExternalSecret and restart its Deployments (the table). The rollout's new pods log in "
+            "with the new password; the old pods serve on their open connections until replaced. Keep (2) to (3) "
+            "short, at a quiet hour. For a changed reference (the spec's `pgbouncer.auth_password` entry, from which "
+            "every service's reference derives), run the helmfile and `kubectl apply` (which rolls the pods, "
+            "`checksum/secrets`) right after the Ansible play, in that order, without the wait in between that the "
+            "deploy order allows."]
 
 
 LB_REACHES_KONG = {

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from compiler.ir.identity import AZURE_POD_LABEL
+from compiler.ir.data_access import INTERNAL_CA_KEY
 from compiler.ir.names import SERVICE_PORT_NAME
 from compiler.ir import RegionPlan, ServicePlan
-from compiler.targets.kubernetes.datastores import ca_volume, env_from, redis_ca_volume
+from compiler.targets.kubernetes.datastores import access_of, ca_volume, config_map, env_from, redis_ca_volume
 from compiler.targets.kubernetes.common import (GPU_RESOURCE, MANAGED_BY,
                                                  MONITORING_NAMESPACE, NODE_POOL_LABEL, OTEL_COLLECTOR_SERVICE,
                                                  OTLP_GRPC_PORT, RUN_AS, SIDECAR_LIMITS, SIDECAR_REQUESTS,
@@ -137,6 +139,55 @@ def pod_annotations(svc: ServicePlan, region: RegionPlan) -> dict:
     return ann
 
 
+CONFIG_CHECKSUM = "checksum/config"
+SECRETS_CHECKSUM = "checksum/secrets"
+
+
+def _digest(data) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def secret_inputs(svc: ServicePlan, region: RegionPlan) -> list[list]:
+    """What the pods' Secrets are made from, as platformc knows it: each Secret they read (env, envFrom, the CA
+    volumes), by name, with every key and the reference its ExternalSecret reads it from (the helm target builds
+    each ExternalSecret's data, store and target from exactly these). Never a value: platformc has none."""
+    out = []
+    if svc.secrets:
+        out.append([svc.name, sorted(svc.secrets.items())])
+    a = access_of(svc, region)
+    if a is not None:
+        if a.secrets:
+            out.append([a.name, sorted(a.secrets)])
+        for secret, ref in ((a.ca_secret, a.ca_ref), (a.redis_ca_secret, a.redis_ca_ref)):
+            if secret and ref:
+                out.append([secret, [[INTERNAL_CA_KEY, ref]]])
+    return out
+
+
+def env_secrets(svc: ServicePlan, region: RegionPlan) -> list[str]:
+    """The Secrets the pods read as environment variables (secretKeyRef, envFrom), by name: a value rotated in
+    one reaches a pod only when it restarts."""
+    a = access_of(svc, region)
+    return ([svc.name] if svc.secrets else []) + ([a.name] if a is not None and a.secrets else [])
+
+
+def input_checksums(svc: ServicePlan, region: RegionPlan) -> dict[str, str]:
+    """The pod template's checksums of what its pods read at start and never again (Helm's `checksum/config`
+    convention): the `<service>-datastores` ConfigMap's data and the Secrets' references. Environment variables
+    from a ConfigMap or Secret are set when the container starts, so a changed ConfigMap or reference reached no
+    running pod and nothing rolled them: now the changed checksum changes the pod template, and `kubectl apply`
+    rolls the Deployment. A value rotated in the store under the same reference changes neither (platformc never
+    sees values): the region page's rotation steps restart the Deployments by name."""
+    out = {}
+    cm = config_map(svc, region)
+    if cm:
+        out[CONFIG_CHECKSUM] = _digest([cm[0]["metadata"]["name"], cm[0]["data"]])
+    secrets = secret_inputs(svc, region)
+    if secrets:
+        out[SECRETS_CHECKSUM] = _digest(secrets)
+    return out
+
+
 def writable_volume(index: int) -> str:
     """The emptyDir behind the service's index-th `writable_paths` entry (the root filesystem is read-only)."""
     return f"writable-{index + 1}"
@@ -216,7 +267,7 @@ def deployment(svc: ServicePlan, region: RegionPlan, track: Track) -> dict:
                          "rollingUpdate": {"maxSurge": track.max_surge, "maxUnavailable": track.max_unavailable}},
             "template": {
                 "metadata": {"labels": {**labels, **identity_pod_labels(svc, region)},
-                             "annotations": pod_annotations(svc, region)},
+                             "annotations": {**pod_annotations(svc, region), **input_checksums(svc, region)}},
                 "spec": pod_spec,
             },
         },
