@@ -90,7 +90,8 @@ import functools
 from compiler.records import dataclass
 from typing import Mapping
 
-from compiler.ir.names import DATASTORE_SETTINGS_SUFFIX, ELASTICSEARCH_HTTP_PORT, SHARD_MAP_TABLE, fit
+from compiler.ir.names import (DATASTORE_SETTINGS_SUFFIX, ELASTICSEARCH_HTTP_PORT, KONG_PROXY_TLS_KEYS, SHARD_MAP_TABLE,
+                               fit)
 
 ROLE_PREFIX = "svc_"
 # Environment variables of the connection settings (ConfigMap) and credentials (Secret).
@@ -227,6 +228,29 @@ def internal_ca_ref(ref: str, region: str) -> str:
     if scheme == "azure-kv":
         return f"azure-kv:{entry.partition('/')[0]}/internal-ca-{region}#{INTERNAL_CA_FIELD}"
     return f"{scheme}:internal-ca-{region}#{INTERNAL_CA_FIELD}"
+
+
+def kong_proxy_tls_ref(settings, region: str, field: str) -> str:
+    """The store entry of Kong's serving certificate for the Azure Application Gateway's hop (compiler/ir/edge.py,
+    kong_proxy_tls), beside the region's internal CA entry (the same store, a sibling entry `kong-proxy-tls`),
+    field `field` (tls_crt, tls_key): vault:<mount>/data/<dir>/kong-proxy-tls/<region>#<field>,
+    aws-sm:<dir>/kong-proxy-tls/<region>#<field>, gcp-sm:kong-proxy-tls-<region>#<field>,
+    azure-kv:<vault>/kong-proxy-tls-<region>#<field>, env:KONG_PROXY_TLS_<REGION>_<FIELD>."""
+    ca = region_ca_ref(settings, region)
+    scheme, _, rest = ca.partition(":")
+    if scheme == "env":
+        return f"env:KONG_PROXY_TLS_{region.upper().replace('-', '_')}_{field.upper()}"
+    entry = rest.partition("#")[0].replace("internal-ca", "kong-proxy-tls")
+    return f"{scheme}:{entry}#{field}"
+
+
+def kong_proxy_tls_refs(cloud: str, settings, region: str) -> tuple[tuple[str, str], ...]:
+    """(Secret key, store reference) of Kong's serving certificate for the Application Gateway (compiler/ir/edge.py,
+    kong_proxy_tls), for each of KONG_PROXY_TLS_KEYS (the field: the key with `_` for `.`); () outside Azure (the other
+    clouds' load balancers do not verify Kong's certificate). The cluster's ESO reads them (its identity's paths)."""
+    if cloud != "azure":
+        return ()
+    return tuple((key, kong_proxy_tls_ref(settings, region, key.replace(".", "_"))) for key in KONG_PROXY_TLS_KEYS)
 
 
 def region_ca_ref(settings, region: str) -> str:

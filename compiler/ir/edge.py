@@ -26,8 +26,10 @@ from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.records import dataclass
+from compiler.ir.data_access import kong_proxy_tls_refs as data_access_kong_refs
 from compiler.ir.names import (AGIC_INGRESS_CLASS, AZURE_GATEWAY_CERTIFICATE, AZURE_KONG_TRUSTED_ROOT,  # noqa: F401 (the
-                               GCP_FRONT_END_RANGES, GKE_NEG_ANNOTATION, KONG_PROXY_TLS_PORT)  # public path's names)
+                               GCP_FRONT_END_RANGES, GKE_NEG_ANNOTATION, KONG_PROXY_TLS_KEYS,
+                               KONG_PROXY_TLS_PORT, KONG_PROXY_TLS_SECRET, KONG_SECRETS_DIR)  # public path's names)
 
 
 # Health checkers that probe a region's load balancer directly speak older TLS than the CDN does:
@@ -44,6 +46,51 @@ NLB_HEALTH_CHECKS_PEER = "internal-gateway-health-checks"
 # The lowest TLS any origin listener accepts, whoever arrives.
 LISTENER_TLS_FLOOR = "1.2"
 TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
+
+
+@dataclass(frozen=True)
+class KongProxyTls:
+    """Azure: Kong's serving certificate for the Application Gateway's hop, defined once for four targets.
+
+    Application Gateway v2 verifies an HTTPS backend: its certificate must chain to a trusted root certificate installed
+    on the gateway, and name the host name the gateway sends as SNI. With a trusted root, AGIC either sets the backend
+    host name from the Ingress's `backend-hostname` or, without it, picks the host name from the backend address,
+    which Application Gateway does not support for IP members (Kong's pods). The backend host name is also the Host
+    header the gateway sends, which Kong's routes match, so each host gets an Ingress of its own whose backend host
+    name is that host: the request reaches Kong with the Host it arrived with, and the certificate names every host
+    (`hostnames`). The region's internal CA issues it (Ansible's pgbouncer role, on the CA host) and publishes the
+    certificate and key to the store entries `refs` name; ESO delivers them as Secret `secret`, which the kong chart
+    mounts on Kong's TLS listener (helm target); the load_balancer module installs the CA certificate, which the same
+    Ansible run writes to the gateway's certificate vault as secret `trusted_root`, as the gateway's trusted root
+    certificate `trusted_root` (terraform target), the name the Ingresses' annotation gives (kubernetes target)."""
+
+    hostnames: tuple[str, ...]  # the certificate's names (the first is its CN): the hosts the gateway forwards
+    secret: str  # the Kubernetes Secret in Kong's namespace (keys KONG_PROXY_TLS_KEYS)
+    refs: tuple[tuple[str, str], ...]  # (Secret key, store reference) for each of KONG_PROXY_TLS_KEYS
+    trusted_root: str  # the gateway's trusted root certificate, and its secret in the gateway's certificate vault
+
+    @property
+    def cert_path(self) -> str:
+        return f"{KONG_SECRETS_DIR}/{self.secret}/{KONG_PROXY_TLS_KEYS[0]}"
+
+    @property
+    def key_path(self) -> str:
+        return f"{KONG_SECRETS_DIR}/{self.secret}/{KONG_PROXY_TLS_KEYS[1]}"
+
+
+def kong_proxy_tls(plan: PlatformPlan, region: RegionPlan) -> KongProxyTls | None:
+    """Azure regions only: the ALB and Google's front ends accept any certificate of an HTTPS backend (they do not
+    verify it), so Kong's default certificate serves them (see the helm target's kong values)."""
+    refs = kong_proxy_tls_refs(region)
+    if not refs:
+        return None
+    return KongProxyTls(hostnames=tuple(lb_hostnames(plan, region)), secret=KONG_PROXY_TLS_SECRET, refs=refs,
+                        trusted_root=AZURE_KONG_TRUSTED_ROOT)
+
+
+def kong_proxy_tls_refs(region: RegionPlan) -> tuple[tuple[str, str], ...]:
+    """KongProxyTls.refs without the plan (the Secrets ESO delivers are a region's): () outside Azure."""
+    return data_access_kong_refs(region.cloud, region.settings, region.name)
 
 
 def lowest_tls(versions) -> str:

@@ -300,7 +300,9 @@ def identities(cloud: str, account: str, cluster: str, region: str, settings, se
                                 search_index_prefix=grant.index_prefix if grant else ""))
         else:
             out.append(Identity(**base, mechanism=""))
-    delivered = cluster_secret_refs(settings, services, region) + data_access_refs(data_access)
+    from compiler.ir.data_access import kong_proxy_tls_refs  # Azure: Kong's certificate for the gateway
+    delivered = (cluster_secret_refs(settings, services, region) + data_access_refs(data_access)
+                 + [ref for _, ref in kong_proxy_tls_refs(cloud, settings, region)])
     refs = [parse_ref(r) for r in delivered]
     cloud_refs = _unique(r for r in refs if r.scheme == STORE_SCHEME[cloud])
     vault = settings.security.vault_address

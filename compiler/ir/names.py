@@ -100,8 +100,14 @@ GKE_NEG_ANNOTATION = "cloud.google.com/neg"  # read by GKE's NEG controller on a
 # Key Vault certificate <name>-tls becomes ssl_certificate "tls"); the Ingress reuses it.
 AZURE_GATEWAY_CERTIFICATE = "tls"
 # Azure: the trusted root certificate the gateway checks Kong's serving certificate against (Application
-# Gateway v2 verifies HTTPS backends). Not created by platformc: see the kubernetes target's docs.
+# Gateway v2 verifies HTTPS backends): the region's internal CA (see compiler/ir/edge.py, kong_proxy_tls). The
+# load_balancer module installs it from the gateway's certificate vault, the secret of the same name.
 AZURE_KONG_TRUSTED_ROOT = "kong-proxy-ca"
+# Azure: Kong's serving certificate for the gateway's hop, the Secret ESO writes (keys tls.crt, tls.key) and the
+# kong chart mounts at KONG_SECRETS_DIR/<name>/ (chart value secretVolumes).
+KONG_PROXY_TLS_SECRET = "kong-proxy-tls"
+KONG_PROXY_TLS_KEYS = ("tls.crt", "tls.key")
+KONG_SECRETS_DIR = "/etc/secrets"  # where the kong chart mounts each of `secretVolumes` (its values.yaml)
 AGIC_INGRESS_CLASS = "azure-application-gateway"  # the class AKS's ingress controller add-on watches
 
 # ---------------------------------------------------------------- the data tier's hosts

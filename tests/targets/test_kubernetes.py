@@ -646,24 +646,31 @@ def test_azure_ingress_programs_the_application_gateway_for_kong():
     for case in CASES:
         for r in plan_of(case).regions:
             ingresses = [d for d in region_docs(case, r.name) if d["kind"] == "Ingress"]
-            assert len(ingresses) == (r.cloud == "azure")
+            assert len(ingresses) == (len(lb_hostnames(plan_of(case), r)) if r.cloud == "azure" else 0)
     for r in azure:
-        ing = find(region_docs("reference", r.name), "Ingress", "kong-proxy", "kong")
+        ingresses = [d for d in region_docs("reference", r.name) if d["kind"] == "Ingress"]
         tf = terraform.emit_region(plan, r)[f"terraform/regions/{r.name}/main.tf"]
-        a = ing["metadata"]["annotations"]
-        assert ing["spec"]["ingressClassName"] == "azure-application-gateway"  # the AKS add-on's class
-        assert a["appgw.ingress.kubernetes.io/backend-protocol"] == "https"
-        assert a["appgw.ingress.kubernetes.io/appgw-ssl-certificate"] == cert == "tls"
-        assert a["appgw.ingress.kubernetes.io/health-probe-path"] == health_check_path(plan) == "/healthz"
-        assert a["appgw.ingress.kubernetes.io/health-probe-port"] == str(KONG_PROXY_TLS_PORT)
-        assert a["appgw.ingress.kubernetes.io/appgw-trusted-root-certificate"]
-        hosts = [rule["host"] for rule in ing["spec"]["rules"]]
-        assert hosts == lb_hostnames(plan, r)
-        assert re.search(r"hostnames\s+= \[" + ", ".join(f'"{h}"' for h in hosts) + r"\]", tf), "Terraform's listener names"
-        assert re.search(rf"target_port\s+= {KONG_PROXY_TLS_PORT}\n", tf)
-        for rule in ing["spec"]["rules"]:
+        hosts = []
+        for ing in ingresses:
+            a = ing["metadata"]["annotations"]
+            assert ing["metadata"]["namespace"] == "kong"
+            assert ing["spec"]["ingressClassName"] == "azure-application-gateway"  # the AKS add-on's class
+            assert a["appgw.ingress.kubernetes.io/backend-protocol"] == "https"
+            assert a["appgw.ingress.kubernetes.io/appgw-ssl-certificate"] == cert == "tls"
+            assert a["appgw.ingress.kubernetes.io/health-probe-path"] == health_check_path(plan) == "/healthz"
+            assert a["appgw.ingress.kubernetes.io/health-probe-port"] == str(KONG_PROXY_TLS_PORT)
+            assert a["appgw.ingress.kubernetes.io/appgw-trusted-root-certificate"]
+            (rule,) = ing["spec"]["rules"]
+            # one host per Ingress, named as its backend host name: the Host Kong's routes match, and the SNI the
+            # gateway checks Kong's certificate against (AGIC requires a backend host name with a trusted root)
+            assert a["appgw.ingress.kubernetes.io/backend-hostname"] == rule["host"]
+            hosts.append(rule["host"])
             assert rule["http"]["paths"] == [{"path": "/", "pathType": "Prefix", "backend": {
                 "service": {"name": "kong-proxy", "port": {"number": KONG_PROXY_TLS_PORT}}}}]
+        assert hosts == lb_hostnames(plan, r)
+        assert len({i["metadata"]["name"] for i in ingresses}) == len(ingresses)
+        assert re.search(r"hostnames\s+= \[" + ", ".join(f'"{h}"' for h in hosts) + r"\]", tf), "Terraform's listener names"
+        assert re.search(rf"target_port\s+= {KONG_PROXY_TLS_PORT}\n", tf)
 
 
 def test_azure_internal_gateway_is_an_internal_load_balancer_in_front_of_kong():

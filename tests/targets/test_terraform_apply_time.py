@@ -224,17 +224,22 @@ def test_the_azure_docs_register_encryption_at_host_where_the_roots_use_it(compi
 
 
 def test_the_application_gateway_keeps_what_others_add_to_it(compiled):
-    """The ingress controller rewrites the gateway's pools, settings, probes, listeners and rules, and the operator
-    uploads Kong's proxy CA as the trusted root certificate the Ingress names (kong-proxy-ca): Terraform must leave
-    them alone, or the next apply removes them (Kong's CA with it: HTTPS from the gateway to Kong refused)."""
+    """The ingress controller rewrites the gateway's pools, settings, probes, listeners and rules: Terraform must
+    leave them alone, or the next apply removes them. The trusted root certificate the Ingresses name (Kong's
+    issuing CA) is the module's own: the controller only references it by name (AGIC's backendhttpsettings.go) and
+    ignores an Ingress whose root the gateway lacks (its prune.go), so Terraform creates and keeps it."""
     for case in _cases_with(compiled, "azure"):
         _, files = compiled[case]
         doc = _hcl(files["terraform/modules/azure/load_balancer/main.tf"])
-        ignored = resources(doc, "azurerm_application_gateway")["this"]["lifecycle"][0]["ignore_changes"]
-        text = " ".join(map(str, ignored))
+        gateway = resources(doc, "azurerm_application_gateway")["this"]
+        text = " ".join(map(str, gateway["lifecycle"][0]["ignore_changes"]))
         for attr in ("backend_address_pool", "backend_http_settings", "probe", "request_routing_rule",
-                     "http_listener", "trusted_root_certificate"):
+                     "http_listener"):
             assert attr in text, (case, attr)
+        assert "trusted_root_certificate" not in text, case
+        (root,) = gateway["trusted_root_certificate"]
+        assert unquote(root["name"]) == "${var.trusted_root_certificate_name}", case
+        assert unquote(root["key_vault_secret_id"]) == "${local.trusted_root_secret_id}", case
 
 
 def test_azure_replication_never_targets_a_container_its_region_writes(compiled):

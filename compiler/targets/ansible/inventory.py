@@ -18,12 +18,12 @@ from functools import lru_cache
 from compiler.errors import PlatformcError
 from compiler.ir import Connection, Host, PlatformPlan, RegionPlan
 from compiler.ir.backups import BACKUP_SCHEDULES, permanent_backup
-from compiler.ir.data_access import PG_ENV, db_roles, elasticsearch_users, published_ca_ref, redis_users
-from compiler.ir.backups import BACKUP_SCHEDULES
+from compiler.ir.cloud_names import certificate_vault_name
 from compiler.ir.data_access import PG_ENV, ca_sources, db_roles, elasticsearch_users, published_ca_ref, redis_users
+from compiler.ir.edge import kong_proxy_tls
 from compiler.ir.secret_uses import SecretUse
 from compiler.ir.names import (DATA_HOST_LOGIN_USER, ELASTICSEARCH_HTTP_PORT, ELASTICSEARCH_TRANSPORT_PORT,
-                               NODE_EXPORTER_PORT, elasticsearch_client_indices)
+                               KONG_PROXY_TLS_KEYS, NODE_EXPORTER_PORT, elasticsearch_client_indices)
 from compiler.targets.ansible.roles_search import CLIENT_PRIVILEGES
 from compiler.targets.ansible.text import COLLECTIONS, literal, scheme, secret_var
 
@@ -307,6 +307,7 @@ def vars_pgbouncer(plan: PlatformPlan, region: RegionPlan) -> dict:
                                 *sorted({a.settings[PG_ENV["host"]] for a in region.data_access if a.db_role})],
         # the CA that issued it, published for the pods' PGSSLROOTCERT (the ExternalSecrets read that entry)
         **internal_ca_store(plan, region),
+        **kong_tls_store(plan, region),
         "common_firewall_rules": firewall_rules(region, "pgbouncer"),
     }
 
@@ -397,9 +398,22 @@ def internal_ca_store(plan: PlatformPlan, region: RegionPlan) -> dict:
     ref = published_ca_ref(region)
     if not ref or ref.startswith("env:"):
         return {"pgbouncer_ca_publish": False}
+    store = _with_field(_store(plan, region, ref), ref.partition("#")[2])
+    return {"pgbouncer_ca_publish": True, "pgbouncer_ca_store": store}
+
+
+def _with_field(store: dict, field: str) -> dict:
+    """`store` with `field` after scheme and entry (the order the inventory's pgbouncer_ca_store has)."""
+    out = {k: store[k] for k in ("scheme", "entry")}
+    return out | {"field": field} | {k: v for k, v in store.items() if k not in out}
+
+
+def _store(plan: PlatformPlan, region: RegionPlan, ref: str) -> dict:
+    """Where a store reference's entry is, for the tasks that write it from the controller (roles_internal_ca.py,
+    roles_kong_tls.py): scheme and entry, and the store's address."""
     scheme, _, rest = ref.partition(":")
-    entry, _, field = rest.partition("#")
-    store = {"scheme": scheme, "entry": entry, "field": field}
+    entry = rest.partition("#")[0]
+    store = {"scheme": scheme, "entry": entry}
     if scheme == "vault":
         parts = entry.split("/")
         address = str(region.settings.security.vault_address or "").rstrip("/")
@@ -412,7 +426,24 @@ def internal_ca_store(plan: PlatformPlan, region: RegionPlan) -> dict:
         store["project"] = gcp.account if gcp else ""
     elif scheme == "azure-kv":
         store["vault"], _, store["entry"] = entry.partition("/")
-    return {"pgbouncer_ca_publish": True, "pgbouncer_ca_store": store}
+    return store
+
+
+def kong_tls_store(plan: PlatformPlan, region: RegionPlan) -> dict:
+    """Azure: the pgbouncer role's variables of Kong's serving certificate (roles_kong_tls.py, compiler/ir/edge.py's
+    kong_proxy_tls): its names, the store entry ESO reads it from, and the gateway's certificate vault, which gets the
+    CA as the trusted root. Off elsewhere, and for an `env:` reference (CI's environment: no store)."""
+    tls = kong_proxy_tls(plan, region)
+    if tls is None or tls.refs[0][1].startswith("env:"):
+        return {}
+    fields = {key: ref.partition("#")[2] for key, ref in tls.refs}
+    crt, key = KONG_PROXY_TLS_KEYS
+    return {"pgbouncer_kong_tls_publish": True,
+            "pgbouncer_kong_tls_names": list(tls.hostnames),
+            "pgbouncer_kong_tls_store": _store(plan, region, tls.refs[0][1]) | {
+                "crt_field": fields[crt], "key_field": fields[key]},
+            "pgbouncer_kong_tls_trust": {"vault": certificate_vault_name(region.cluster_name),
+                                         "name": tls.trusted_root}}
 
 
 def port_redirects(region: RegionPlan) -> list[dict]:

@@ -10,7 +10,7 @@ name come from the data-tier modules' own constants, so both targets always agre
 from __future__ import annotations
 
 from compiler.ir import names
-from compiler.targets.ansible import leader_sql, roles_internal_ca
+from compiler.targets.ansible import leader_sql, roles_internal_ca, roles_kong_tls
 from compiler.targets.ansible.role import (Role, apt, cond, copy, expr, repository, service, services_ready_var,
                                             systemd_dropin, task,
                                             template, when_ready)
@@ -358,8 +358,9 @@ def pgbouncer() -> Role:
             # the certificate's names: the inventory adds the one the services dial (pgbouncer.<internal domain>)
             "pgbouncer_tls_names": ["{{ ansible_host }}", "{{ inventory_hostname }}"],
             **roles_internal_ca.DEFAULTS,  # publishing the region's CA for the pods (off unless the inventory says)
+            **roles_kong_tls.DEFAULTS,  # Azure: Kong's certificate from the region's CA (off unless the inventory says)
         },
-        vars={**services_ready_var(r, "pgbouncer_install"), **roles_internal_ca.VARS},
+        vars={**services_ready_var(r, "pgbouncer_install"), **roles_internal_ca.VARS, **roles_kong_tls.VARS},
         tasks={"main": [
             apt("Install PgBouncer", ["pgbouncer"], register="pgbouncer_install"),
             # ca.crt verifies the server PgBouncer connects to: the region's CA for a self-managed
@@ -369,6 +370,9 @@ def pgbouncer() -> Role:
                         names="{{ pgbouncer_tls_names }}"),
             # the CA that just issued this certificate, to the store the pods' ExternalSecrets read (once per run)
             *roles_internal_ca.publish_tasks(),
+            # Azure: Kong's serving certificate from the same CA, and the CA as the gateway's trusted root
+            *roles_kong_tls.issue_tasks(),
+            *roles_kong_tls.publish_tasks(),
             task("Check that the managed PostgreSQL's CA is known", "ansible.builtin.assert", {
                 "that": ["pgbouncer_server_ca_url | length > 0 or pgbouncer_server_ca_file | length > 0"],
                 "fail_msg": "set pgbouncer_server_ca_file to the managed PostgreSQL's CA bundle (a file on the controller)"},

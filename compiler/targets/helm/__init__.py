@@ -155,6 +155,11 @@ def releases(plan: PlatformPlan, region: RegionPlan, objects: bool = True) -> tu
                            "Kong's home-region map (the Lua module its routing function requires), the same in every region",
                            shared=chart_path_from_region()))
         kong_needs += (f"{GATEWAY_NAMESPACE}/{GATEWAY_MAP_CHART}",)
+    # Azure: Kong's serving certificate (compiler/ir/edge.py, kong_proxy_tls), which its pods mount: before Kong
+    kong_secrets = [x for x in later if x.namespace == GATEWAY_NAMESPACE]
+    later = [x for x in later if x.namespace != GATEWAY_NAMESPACE]
+    out += kong_secrets
+    kong_needs += tuple(f"{x.namespace}/{x.name}" for x in kong_secrets)
     out.append(Release(KONG_RELEASE, GATEWAY_NAMESPACE, CHARTS["kong"], lambda p, r: platform.kong(p, r, mesh),
                        "API gateway, DB-less; the cloud load balancer's HTTPS target", needs=kong_needs,
                        set_files=(("dblessConfig.config", f"../../{kong_declarative_file(region)}"),)))
@@ -329,8 +334,9 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
         steps.append(f"`ansible-playbook -i inventories/{region.name} site.yml` in `generated/ansible/` (the "
                      "Ansible section" + ("; on a first run, after the DR-linked regions' `pgbouncer.yml` it names"
                                           if ca_sources(plan, region) else "") + "): it "
-                     "publishes the region's internal CA to the secret store, which the releases' ExternalSecrets "
-                     "read (their wait would time the helmfile out)")
+                     "publishes the region's internal CA to the secret store"
+                     + (" and issues Kong's serving certificate from it there" if secrets.kong_proxy_tls_refs(region)
+                        else "") + ", which the releases' ExternalSecrets read (their wait would time the helmfile out)")
     if region.cloud in STORAGE_CLASS_CLOUDS:
         steps.append(f"`{kubectl} generated/kubernetes/{region.name}/{STORAGE_CLASSES_FILE}`: the releases' volume "
                      "claims name these classes")

@@ -15,7 +15,8 @@ import json
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.identity import AWS_LOAD_BALANCER_CONTROLLER, CLUSTER_AUTOSCALER
 from compiler.targets.helm.charts import ISTIO_TAG
-from compiler.ir.edge import KONG_PROXY_TLS_PORT, gke_neg_annotation, origin_response_timeout, trusted_proxies
+from compiler.ir.edge import (KONG_PROXY_TLS_PORT, gke_neg_annotation, kong_proxy_tls, origin_response_timeout,
+                              trusted_proxies)
 from compiler.formats.quantity import cpu_quantity, memory_quantity
 from compiler.ir.gateway import gateway_capacity
 from compiler.ir.home_routing import GATEWAY_MAP_CONFIGMAP, GATEWAY_MAP_DIR, GATEWAY_MAP_MODULE, gateway_routes_homes
@@ -105,9 +106,9 @@ def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
         # HTTPS only: the load balancers forward HTTPS, so no plain listener is left to reach by mistake.
         "http": {"enabled": False},
         # Service port = container port: GKE's NEG annotation names Service ports, the load balancers
-        # target the container port; one number for both keeps them from drifting apart. Kong serves its
-        # default (self-signed) certificate, which the ALB and Google's front ends accept (they do not
-        # verify backends); Azure's Application Gateway does verify: see the kubernetes target's docs.
+        # target the container port; one number for both keeps them from drifting apart. On AWS and GCP Kong
+        # serves its default (self-signed) certificate, which the ALB and Google's front ends accept (they do
+        # not verify backends); Azure's Application Gateway does verify it: see below.
         "tls": {"enabled": True, "servicePort": KONG_PROXY_TLS_PORT, "containerPort": KONG_PROXY_TLS_PORT},
     }
     if region.cloud == "gcp":
@@ -178,6 +179,14 @@ def kong(plan: PlatformPlan, region: RegionPlan, mesh: bool) -> dict:
         # AcceptHttp_10): a status in neither of Kong's lists, so the checks never marked anything unhealthy
         values["podAnnotations"][ISTIO_PROXY_CONFIG_ANNOTATION] = json.dumps(
             {"proxyMetadata": {"ISTIO_META_HTTP10": "1"}}, separators=(",", ":"))
+    tls = kong_proxy_tls(plan, region)
+    if tls is not None:
+        # Azure: the certificate the Application Gateway verifies (compiler/ir/edge.py, kong_proxy_tls), the Secret ESO
+        # writes, mounted by the chart at /etc/secrets/<name>/ and served on the proxy's TLS listener (kong.conf
+        # ssl_cert / ssl_cert_key: the certificate and key of the proxy_listen TLS listeners)
+        values["secretVolumes"] = [tls.secret]
+        values["env"]["ssl_cert"] = tls.cert_path
+        values["env"]["ssl_cert_key"] = tls.key_path
     if routes:
         # The home-region map (one chart for every region, compiler/targets/helm/home_routing.py) as a directory on
         # the chart's lua_package_path (/opt/?.lua). A new map rolls the pods through kong.yaml, which names its version.

@@ -38,11 +38,12 @@ from functools import lru_cache
 from compiler.records import dataclass
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import INTERNAL_CA_KEY, published_ca_ref, region_ca_ref
+from compiler.ir.edge import kong_proxy_tls_refs
 from compiler.ir.identity import VAULT_AUDIENCE, VAULT_ROLE, vault_auth_mount
 from compiler.ir.names import (ALERTMANAGER_RECEIVER_KEYS, ALERTMANAGER_RECEIVERS_SECRET, ELASTICSEARCH_CLIENT_KEYS,
                                ELASTICSEARCH_CLIENT_SECRETS, EXTERNAL_SECRETS_NAMESPACE,
-                               EXTERNAL_SECRETS_SERVICE_ACCOUNT, GRAFANA_ADMIN_KEYS, GRAFANA_ADMIN_SECRET,
-                               MONITORING_NAMESPACE)
+                               EXTERNAL_SECRETS_SERVICE_ACCOUNT, GATEWAY_NAMESPACE, GRAFANA_ADMIN_KEYS,
+                               GRAFANA_ADMIN_SECRET, KONG_PROXY_TLS_SECRET, MONITORING_NAMESPACE)
 
 API = "external-secrets.io/v1"
 REFRESH = "1h"  # how often ESO re-reads the store: a rotated value reaches the Secret within the hour
@@ -117,6 +118,11 @@ def _compute_wanted(region: RegionPlan) -> list[Wanted]:
                 out.append(Wanted(ELASTICSEARCH_CLIENT_SECRETS[client], MONITORING_NAMESPACE,
                                   ((INTERNAL_CA_KEY, ca_ref),), whole=ref,
                                   why=f"{client}'s Elasticsearch user and the region's internal CA"))
+    kong_tls = kong_proxy_tls_refs(region)
+    if kong_tls:
+        out.append(Wanted(KONG_PROXY_TLS_SECRET, GATEWAY_NAMESPACE, kong_tls,
+                          why="Kong's serving certificate for the Application Gateway (issued by the region's internal "
+                              "CA), mounted on its TLS listener"))
     for svc in region.services:
         if svc.secrets:
             out.append(Wanted(svc.name, svc.namespace, tuple(svc.secrets.items()),
@@ -212,6 +218,8 @@ def entries_to_create(region: RegionPlan) -> list[tuple[str, str, tuple[str, ...
     published = published_ca_ref(region)
     if published:
         written[published] = "the region's Ansible (its pgbouncer play publishes the internal CA)"
+    for _, ref in kong_proxy_tls_refs(region):
+        written[ref] = "the region's Ansible (its pgbouncer play issues Kong's certificate from the internal CA)"
     fields: dict[tuple[str, str], list[str]] = {}
     who: dict[tuple[str, str], str] = {}
     for w in _deliverable_of(region):

@@ -26,7 +26,7 @@ from compiler.errors import PlatformcError
 from compiler.ir import PlatformPlan, RegionPlan, ServicePlan
 from compiler.ir.identity import AZURE_CLIENT_IDS_OUTPUT, SA_ANNOTATION
 from compiler.render import banner
-from compiler.ir.edge import (AZURE_KONG_TRUSTED_ROOT, KONG_PROXY_TLS_PORT, health_check_path,
+from compiler.ir.edge import (KONG_PROXY_TLS_PORT, health_check_path, kong_proxy_tls,
                                          lb_target_name)
 from compiler.targets.kubernetes.common import BANNER_SPEC, dump_document, dump_documents, mesh_enabled, tracks
 from compiler.targets.kubernetes.gateway import (gateway_namespace, gateway_objects, target_group_binding,
@@ -288,15 +288,25 @@ LB_REACHES_KONG = {
            "healthy there before it drains the old)",
     "gcp": "zonal NEGs `{target}`, which GKE creates from the Kong proxy Service's `cloud.google.com/neg` annotation "
            "(helm target) and the load balancer's backend service names",
-    "azure": "the Application Gateway, programmed by AKS's ingress controller add-on from the Ingress in "
-             "`kong-gateway.yaml`. Before traffic flows the operator must give Kong a serving certificate on "
-             "its TLS port and add its issuing CA to the gateway as trusted root certificate `{root}`: Application "
-             "Gateway v2 refuses HTTPS backends it cannot verify, and platformc creates neither",
+    "azure": "the Application Gateway, programmed by AKS's ingress controller add-on from the Ingresses in "
+             "`kong-gateway.yaml`, one per host: each names its host as the backend host name, so the gateway sends "
+             "the Host the request arrived with (Kong's routes match it) and checks Kong's certificate for that name. "
+             "Application Gateway v2 verifies HTTPS backends: Kong serves Secret `{secret}` (an ExternalSecret of "
+             "release secrets-kong, from the store entry the region's Ansible writes: a certificate for {hosts} "
+             "issued by the region's internal CA), and Terraform installs that CA as the gateway's trusted root "
+             "certificate `{root}` (the secret the same Ansible run writes to the gateway's certificate vault), the "
+             "name the Ingresses give. A cluster where an older platformc applied the single Ingress `kong-proxy` "
+             "keeps it (`kubectl apply` deletes nothing), and its rules would compete with these for the same "
+             "hosts: delete it (`kubectl --context {context} -n kong delete ingress kong-proxy`)",
 }
 
 
 def edge_summary(plan: PlatformPlan, region: RegionPlan) -> str:
-    how = LB_REACHES_KONG[region.cloud].format(target=lb_target_name(region), root=AZURE_KONG_TRUSTED_ROOT)
+    tls = kong_proxy_tls(plan, region)
+    how = LB_REACHES_KONG[region.cloud].format(
+        target=lb_target_name(region), root=tls.trusted_root if tls else "", secret=tls.secret if tls else "",
+        context=region.cluster_name,
+        hosts=", ".join(f"`{h}`" for h in tls.hostnames) if tls else "")
     policy = (f"Kong's NetworkPolicy admits port {KONG_PROXY_TLS_PORT} only from "
               + ", ".join(f"`{c}`" for c in region.addressing.lb_source_cidrs) + " (where the load balancer connects from)."
               if region.settings.security.network_policies else "NetworkPolicies are off in this region.")
@@ -311,5 +321,5 @@ def edge_summary(plan: PlatformPlan, region: RegionPlan) -> str:
                     f"record names) on port {gateway['spec']['ports'][0]['port']} to Kong's TLS port, admitting only "
                     + ", ".join(f"`{c}`" for c in gateway["spec"]["loadBalancerSourceRanges"]) + ".")
     return (f"The cloud load balancer (Terraform: WAF, client TLS) is the only public entry. It forwards HTTPS to "
-            f"Kong's pods on port {KONG_PROXY_TLS_PORT} (the proxy Service is ClusterIP) through {how}. It and the "
-            f"global DNS health checks request `{health_check_path(plan)}`, which Kong answers itself. {policy}{internal}")
+            f"Kong's pods on port {KONG_PROXY_TLS_PORT} (the proxy Service is ClusterIP) through {how}. The load "
+            f"balancer and the global DNS health checks request `{health_check_path(plan)}`, which Kong answers itself. {policy}{internal}")

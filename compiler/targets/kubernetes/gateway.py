@@ -17,9 +17,9 @@
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
-from compiler.ir.edge import (AGIC_INGRESS_CLASS, AZURE_GATEWAY_CERTIFICATE, AZURE_KONG_TRUSTED_ROOT,
-                                         KONG_PROXY_TLS_PORT, POD_READINESS_GATE_LABEL, health_check_path, lb_hostnames,
-                                         lb_target_name)
+from compiler.ir.edge import (AGIC_INGRESS_CLASS, AZURE_GATEWAY_CERTIFICATE,
+                                         KONG_PROXY_TLS_PORT, POD_READINESS_GATE_LABEL, health_check_path, kong_proxy_tls,
+                                         lb_hostnames, lb_target_name)
 from compiler.targets.kubernetes.common import GATEWAY_NAMESPACE, KONG_POD_LABELS, KONG_PROXY_SERVICE, MANAGED_BY
 from compiler.targets.kubernetes.policy import egress_rules, ingress_rules
 from compiler.targets.kubernetes.workloads import meta
@@ -55,25 +55,40 @@ def network_policies(region: RegionPlan) -> list[dict]:
     ]
 
 
-def agic_ingress(plan: PlatformPlan, region: RegionPlan) -> dict:
-    """Azure: the Application Gateway forwards every host it serves to Kong's pods over HTTPS, probes
-    the health path there, keeps the Key Vault certificate Terraform put on it and verifies Kong's
-    certificate against the trusted root AZURE_KONG_TRUSTED_ROOT (Application Gateway v2 refuses an
-    HTTPS backend it cannot verify; platformc creates neither that root nor Kong's certificate)."""
-    annotations = {
-        AGIC + "backend-protocol": "https",
-        AGIC + "appgw-ssl-certificate": AZURE_GATEWAY_CERTIFICATE,
-        AGIC + "appgw-trusted-root-certificate": AZURE_KONG_TRUSTED_ROOT,
-        AGIC + "health-probe-path": health_check_path(plan),
-        AGIC + "health-probe-port": str(KONG_PROXY_TLS_PORT),
-        AGIC + "request-timeout": str(AGIC_REQUEST_TIMEOUT_SECONDS),
-    }
+def agic_ingress_name(host: str) -> str:
+    """The Ingress of one host: kong-proxy-<host with dots as dashes>."""
+    return f"{KONG_PROXY_SERVICE}-{host.replace('.', '-')}"
+
+
+def agic_ingresses(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
+    """Azure: the Application Gateway forwards every host it serves to Kong's pods over HTTPS, probes the
+    health path there, keeps the Key Vault certificate Terraform put on it and verifies Kong's certificate
+    (compiler/ir/edge.py, kong_proxy_tls) against the trusted root certificate the load_balancer module
+    installs (Application Gateway v2 refuses an HTTPS backend it cannot verify; AGIC ignores an Ingress whose
+    root is not installed). One Ingress per host: AGIC requires a backend host name with a trusted root
+    (without one it picks the host name from the backend address, which Application Gateway does not support
+    for IP members), and the backend host name is also the Host header Kong's routes match, so each host's
+    backend settings name that host: SNI and Host are the host the request arrived for, a name of Kong's
+    certificate. AGIC names probe and backend settings per Ingress, and the probe's host is the rule's."""
+    tls = kong_proxy_tls(plan, region)
     backend = {"service": {"name": KONG_PROXY_SERVICE, "port": {"number": KONG_PROXY_TLS_PORT}}}
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-            "metadata": meta(KONG_PROXY_SERVICE, GATEWAY_NAMESPACE, labels(region), annotations),
-            "spec": {"ingressClassName": AGIC_INGRESS_CLASS,
-                     "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}
-                               for host in lb_hostnames(plan, region)]}}
+    out = []
+    for host in lb_hostnames(plan, region):
+        annotations = {
+            AGIC + "backend-protocol": "https",
+            AGIC + "backend-hostname": host,
+            AGIC + "appgw-ssl-certificate": AZURE_GATEWAY_CERTIFICATE,
+            AGIC + "appgw-trusted-root-certificate": tls.trusted_root,
+            AGIC + "health-probe-path": health_check_path(plan),
+            AGIC + "health-probe-port": str(KONG_PROXY_TLS_PORT),
+            AGIC + "request-timeout": str(AGIC_REQUEST_TIMEOUT_SECONDS),
+        }
+        out.append({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                    "metadata": meta(agic_ingress_name(host), GATEWAY_NAMESPACE, labels(region), annotations),
+                    "spec": {"ingressClassName": AGIC_INGRESS_CLASS,
+                             "rules": [{"host": host, "http": {"paths": [
+                                 {"path": "/", "pathType": "Prefix", "backend": backend}]}}]}})
+    return out
 
 
 AZURE_LB = "service.beta.kubernetes.io/azure-load-balancer-"
@@ -107,7 +122,7 @@ def gateway_objects(plan: PlatformPlan, region: RegionPlan) -> list[dict]:
     """The objects of kong-gateway.yaml (empty: no file)."""
     docs = network_policies(region)
     if region.cloud == "azure":
-        docs.append(agic_ingress(plan, region))
+        docs += agic_ingresses(plan, region)
         gateway = azure_internal_gateway(region)
         if gateway is not None:
             docs.append(gateway)

@@ -9,7 +9,7 @@ import re
 from compiler.ir.cluster_support import AKS_SUPPORT_PLAN
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.data_access import redis_users
-from compiler.ir.edge import origin_listener_min_tls, origin_response_timeout
+from compiler.ir.edge import kong_proxy_tls, origin_listener_min_tls, origin_response_timeout
 from compiler.ir.wal_archive import replica_container
 from compiler.targets.terraform import identity as _identity
 from compiler.targets.terraform.common import classify_cron, prefix
@@ -191,6 +191,7 @@ def args(plan: PlatformPlan, region: RegionPlan) -> dict:
         "waf": {**waf(plan, region), "behind_cdn": True},
         "load_balancer": {
             "certificate_vault_name": certificate_vault_name(plan, region),
+            "trusted_root_certificate_name": kong_proxy_tls(plan, region).trusted_root,
             "response_timeout_seconds": origin_response_timeout(region.settings),
             "zones": zones,
             "public_zone": plan.spec.organization.domain,

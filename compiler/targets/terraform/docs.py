@@ -9,6 +9,7 @@ from compiler.ir.names import DATA_HOST_LOGIN_USER
 from compiler.ir import PlatformPlan, RegionPlan
 from compiler.ir.backups import backup_noncurrent_expire_days
 from compiler.ir.data_access import redis_users
+from compiler.ir.edge import kong_proxy_tls
 from compiler.ir.identity import EBS_CSI_DRIVER, aws_role_name, vault_auth_mount
 from compiler.ir.wal_archive import replica_container
 from compiler.targets.terraform import azure as _terraform_azure
@@ -268,14 +269,23 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      "databases is the replicated backup bucket.")
     if region.cloud == "azure":
         vault = _terraform_azure.certificate_vault_name(plan, region)
+        root = kong_proxy_tls(plan, region).trusted_root
         notes.append(f"The Application Gateway reads its TLS certificate (for the region's hostnames) as certificate "
-                     f"`{prefix(plan, region)}-tls` of Key Vault `{vault}`, which admits only the gateway's subnet and "
-                     f"`management_cidrs`; the gateway cannot be created before the certificate is there. On the first "
-                     f"apply: `terraform apply -target=module.load_balancer.azurerm_role_assignment.terraform_certificates` "
-                     f"(the vault, and Key Vault Certificates Officer on it for the identity applying; a role "
-                     f"assignment can take a few minutes to act), then, from an address in `management_cidrs`, "
-                     f"`az keyvault certificate import --vault-name {vault} --name {prefix(plan, region)}-tls --file "
-                     f"<certificate>.pfx`, then apply the whole root. The gateway follows the certificate's renewals.")
+                     f"`{prefix(plan, region)}-tls` of Key Vault `{vault}`, and the trusted root certificate it "
+                     f"verifies Kong's certificate against (the region's internal CA) as secret `{root}` of the same "
+                     f"vault, which admits only the gateway's subnet and `management_cidrs`; the gateway cannot be "
+                     f"created before both are there, and the internal CA exists once the region's Ansible has run. "
+                     f"On the first apply: `terraform apply -target=module.load_balancer.azurerm_role_assignment."
+                     f"terraform_certificates -target=module.load_balancer.azurerm_role_assignment.terraform_trusted_root "
+                     f"-target=module.data_hosts` (the vault, Key Vault Certificates Officer and Secrets Officer on it "
+                     f"for the identity applying, a role assignment can take a few minutes to act; the bastion and the "
+                     f"data hosts); then, from an address in `management_cidrs`, `az keyvault certificate import "
+                     f"--vault-name {vault} --name {prefix(plan, region)}-tls --file <certificate>.pfx`; then, in "
+                     f"`generated/ansible/`, `ansible-playbook -i inventories/{region.name} pgbouncer.yml` logged in "
+                     f"with `az login` as the identity applying Terraform, from an address in `management_cidrs`: the "
+                     f"play creates the internal CA, writes it to the vault as `{root}` and issues Kong's certificate "
+                     f"(`site.yml` follows the whole apply, as the Ansible section says); then apply the whole root. "
+                     f"The gateway follows the TLS certificate's renewals.")
         notes.append("Azure copies geo-redundant backup vaults to the region's Azure pair, not to the DR partner; "
                      "the partner receives the object-replicated backup account instead.")
         notes.append("Set `admin_ssh_public_key` (and `management_cidrs` for the Terraform runners) when applying.")

@@ -11,6 +11,7 @@ is created there (the ESO identity's role assignments name each secret).
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan, RegionPlan
+from compiler.ir.edge import kong_proxy_tls_refs
 from compiler.ir.identity import (EXTERNAL_SECRETS, VAULT_AUDIENCE, VAULT_ROLE, service_account_subject,
                                   vault_auth_mount)
 from compiler.targets.terraform.common import search_path_entries
@@ -121,13 +122,14 @@ vault write auth/{mount}/role/{VAULT_ROLE} \\
     # the region's internal CA certificate: Ansible's pgbouncer role publishes it (compiler/ir/data_access.py), ESO
     # only reads it; the publisher's policy, for the token Ansible runs with (VAULT_TOKEN)
     ca = sorted({a.ca_ref for a in region.data_access if a.ca_ref.startswith("vault:")})
+    # Azure: the same play writes Kong's certificate for the Application Gateway beside it (compiler/ir/edge.py)
+    kong = sorted({r[len("vault:"):].partition("#")[0] for _, r in kong_proxy_tls_refs(region) if r.startswith("vault:")})
     for ref in ca:
         path = ref[len("vault:"):].partition("#")[0]
-        script += f"""# Attach this policy to the token Ansible runs with: the pgbouncer role writes the region's CA certificate there.
+        what = "the region's CA certificate" + (" and Kong's certificate and key" if kong else "")
+        paths = "".join('path "' + p + '" {\n  capabilities = ["create", "read", "update"]\n}\n' for p in [path, *kong])
+        script += f"""# Attach this policy to the token Ansible runs with: the pgbouncer role writes {what} there.
 vault policy write {region.cluster_name}-internal-ca-publisher - <<'EOF'
-path "{path}" {{
-  capabilities = ["create", "read", "update"]
-}}
-EOF
+{paths}EOF
 """
     return {"vault/external-secrets.hcl": policy, "vault/configure.sh": script}

@@ -150,17 +150,18 @@ module "load_balancer" {
   log_analytics_workspace_id = module.network.log_analytics_workspace_id
   tags                       = local.tags
 
-  certificate_vault_name   = "sixfb-me-south-1-tls"
-  response_timeout_seconds = 61
-  zones                    = ["1", "2", "3"]
-  public_zone              = "6fb.example.com"
-  hostnames                = ["me-south-1.6fb.example.com", "origin.6fb.example.com", "api.6fb.example.com", "app.6fb.example.com"]
-  min_tls_version          = "TLSv1_2"
-  cipher_suites            = ["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]
-  target_port              = 8443
-  health_check_path        = "/healthz"
-  min_capacity             = 2
-  max_capacity             = 10
+  certificate_vault_name        = "sixfb-me-south-1-tls"
+  trusted_root_certificate_name = "kong-proxy-ca"
+  response_timeout_seconds      = 61
+  zones                         = ["1", "2", "3"]
+  public_zone                   = "6fb.example.com"
+  hostnames                     = ["me-south-1.6fb.example.com", "origin.6fb.example.com", "api.6fb.example.com", "app.6fb.example.com"]
+  min_tls_version               = "TLSv1_2"
+  cipher_suites                 = ["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]
+  target_port                   = 8443
+  health_check_path             = "/healthz"
+  min_capacity                  = 2
+  max_capacity                  = 10
 }
 
 module "kubernetes" {

@@ -4,10 +4,15 @@
 # the TLS certificate read from a Key Vault of its own (import the certificate for the hostnames
 # there as <name>-tls before the gateway is created; the versionless reference follows renewals). The
 # AKS ingress controller add-on manages listeners and backends after creation; the ones below
-# route to Kong until it does. <region>.<domain> points here (Route 53).
+# route to Kong until it does. Kong's certificate is verified against the region's internal CA, the
+# trusted root certificate read from the same vault (the region's Ansible writes it there before the
+# gateway is created). <region>.<domain> points here (Route 53).
 
 locals {
   certificate_secret_id = "${azurerm_key_vault.certificates.vault_uri}secrets/${var.name}-tls"
+  # the region's internal CA, which the region's Ansible writes here (base64 of the PEM file): the root Kong's
+  # certificate chains to, named as the Ingresses' appgw-trusted-root-certificate annotation names it
+  trusted_root_secret_id = "${azurerm_key_vault.certificates.vault_uri}secrets/${var.trusted_root_certificate_name}"
 }
 
 data "azurerm_client_config" "current" {}
@@ -41,6 +46,13 @@ resource "azurerm_key_vault" "certificates" {
 resource "azurerm_role_assignment" "terraform_certificates" {
   scope                = azurerm_key_vault.certificates.id
   role_definition_name = "Key Vault Certificates Officer"
+  principal_id         = data.azurerm_client_config.current.object_id
+}
+
+# ... and write the trusted root's secret: the region's Ansible does, logged in (az) as the identity applying Terraform.
+resource "azurerm_role_assignment" "terraform_trusted_root" {
+  scope                = azurerm_key_vault.certificates.id
+  role_definition_name = "Key Vault Secrets Officer"
   principal_id         = data.azurerm_client_config.current.object_id
 }
 
@@ -117,6 +129,13 @@ resource "azurerm_application_gateway" "this" {
     key_vault_secret_id = local.certificate_secret_id
   }
 
+  # Kong's certificate is verified against it (Application Gateway v2 verifies HTTPS backends); the ingress controller
+  # add-on only references it by name, and ignores an Ingress naming a root the gateway does not have
+  trusted_root_certificate {
+    name                = var.trusted_root_certificate_name
+    key_vault_secret_id = local.trusted_root_secret_id
+  }
+
   ssl_policy {
     policy_type          = "CustomV2"
     min_protocol_version = var.min_tls_version
@@ -166,11 +185,10 @@ resource "azurerm_application_gateway" "this" {
     backend_http_settings_name = "kong"
   }
 
-  # The ingress controller add-on owns these after the first apply; trusted_root_certificate holds Kong's proxy CA
-  # (kong-proxy-ca), which the operator uploads after Kong is deployed (the region docs): without it here the next
-  # apply removed it, and the gateway's HTTPS to Kong with it.
+  # The ingress controller add-on owns these after the first apply (it never writes trusted_root_certificate, which
+  # stays this module's).
   lifecycle {
-    ignore_changes = [backend_address_pool, backend_http_settings, probe, request_routing_rule, http_listener, frontend_port, url_path_map, redirect_configuration, ssl_certificate, trusted_root_certificate, tags]
+    ignore_changes = [backend_address_pool, backend_http_settings, probe, request_routing_rule, http_listener, frontend_port, url_path_map, redirect_configuration, ssl_certificate, tags]
   }
 
   depends_on = [azurerm_role_assignment.certificate]

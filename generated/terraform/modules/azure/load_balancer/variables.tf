@@ -69,6 +69,11 @@ variable "certificate_vault_name" {
   type        = string
 }
 
+variable "trusted_root_certificate_name" {
+  description = "Name of the gateway's trusted root certificate for Kong's certificate, and of its secret in the certificate vault."
+  type        = string
+}
+
 variable "management_cidrs" {
   description = "CIDRs the certificate is imported from (the Terraform runners' and operators' addresses)."
   type        = list(string)

@@ -18,9 +18,12 @@ vault write auth/jwt-sixfb-eu-west-2/role/external-secrets \
   bound_subject=system:serviceaccount:external-secrets:external-secrets \
   token_policies=sixfb-eu-west-2-external-secrets \
   token_ttl=1h token_max_ttl=4h
-# Attach this policy to the token Ansible runs with: the pgbouncer role writes the region's CA certificate there.
+# Attach this policy to the token Ansible runs with: the pgbouncer role writes the region's CA certificate and Kong's certificate and key there.
 vault policy write sixfb-eu-west-2-internal-ca-publisher - <<'EOF'
 path "secret/data/platform/internal-ca/eu-west-2" {
+  capabilities = ["create", "read", "update"]
+}
+path "secret/data/platform/kong-proxy-tls/eu-west-2" {
   capabilities = ["create", "read", "update"]
 }
 EOF

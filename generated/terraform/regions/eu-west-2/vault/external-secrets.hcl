@@ -15,6 +15,10 @@ path "secret/data/platform/internal-ca/eu-west-2" {
   capabilities = ["read"]
 }
 
+path "secret/data/platform/kong-proxy-tls/eu-west-2" {
+  capabilities = ["read"]
+}
+
 path "secret/data/platform/monitoring" {
   capabilities = ["read"]
 }

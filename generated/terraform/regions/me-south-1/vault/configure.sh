@@ -18,9 +18,12 @@ vault write auth/jwt-sixfb-me-south-1/role/external-secrets \
   bound_subject=system:serviceaccount:external-secrets:external-secrets \
   token_policies=sixfb-me-south-1-external-secrets \
   token_ttl=1h token_max_ttl=4h
-# Attach this policy to the token Ansible runs with: the pgbouncer role writes the region's CA certificate there.
+# Attach this policy to the token Ansible runs with: the pgbouncer role writes the region's CA certificate and Kong's certificate and key there.
 vault policy write sixfb-me-south-1-internal-ca-publisher - <<'EOF'
 path "secret/data/platform/internal-ca/me-south-1" {
+  capabilities = ["create", "read", "update"]
+}
+path "secret/data/platform/kong-proxy-tls/me-south-1" {
   capabilities = ["create", "read", "update"]
 }
 EOF

@@ -15,6 +15,10 @@ path "secret/data/platform/internal-ca/me-south-1" {
   capabilities = ["read"]
 }
 
+path "secret/data/platform/kong-proxy-tls/me-south-1" {
+  capabilities = ["read"]
+}
+
 path "secret/data/platform/monitoring" {
   capabilities = ["read"]
 }

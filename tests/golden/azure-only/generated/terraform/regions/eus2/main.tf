@@ -146,17 +146,18 @@ module "load_balancer" {
   log_analytics_workspace_id = module.network.log_analytics_workspace_id
   tags                       = local.tags
 
-  certificate_vault_name   = "acme-eus2-tls"
-  response_timeout_seconds = 61
-  zones                    = ["1", "2", "3"]
-  public_zone              = "acme.example.org"
-  hostnames                = ["eus2.acme.example.org", "origin.acme.example.org", "api.acme.example.org", "app.acme.example.org"]
-  min_tls_version          = "TLSv1_3"
-  cipher_suites            = []
-  target_port              = 8443
-  health_check_path        = "/healthz"
-  min_capacity             = 2
-  max_capacity             = 10
+  certificate_vault_name        = "acme-eus2-tls"
+  trusted_root_certificate_name = "kong-proxy-ca"
+  response_timeout_seconds      = 61
+  zones                         = ["1", "2", "3"]
+  public_zone                   = "acme.example.org"
+  hostnames                     = ["eus2.acme.example.org", "origin.acme.example.org", "api.acme.example.org", "app.acme.example.org"]
+  min_tls_version               = "TLSv1_3"
+  cipher_suites                 = []
+  target_port                   = 8443
+  health_check_path             = "/healthz"
+  min_capacity                  = 2
+  max_capacity                  = 10
 }
 
 module "kubernetes" {
@@ -235,7 +236,7 @@ module "workload_identity" {
       namespace       = "external-secrets"
       service_account = "external-secrets"
       buckets         = []
-      secrets         = ["acme-kv/internal-ca-eus2", "acme-kv/pgbouncer-auth-orders", "acme-kv/pgbouncer-auth-recommend", "acme-kv/redis-password-orders"]
+      secrets         = ["acme-kv/internal-ca-eus2", "acme-kv/kong-proxy-tls-eus2", "acme-kv/pgbouncer-auth-orders", "acme-kv/pgbouncer-auth-recommend", "acme-kv/redis-password-orders"]
     }
   }
 }
