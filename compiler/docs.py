@@ -311,6 +311,17 @@ def _cluster_access(plan: PlatformPlan, r: RegionPlan) -> str:
     return f"{tunnel}{creds}{proxy}: the context `{c}` that the helmfile and the `kubectl` steps name"
 
 
+def _publishes_ca(r: RegionPlan) -> str:
+    """What waits for the region's first Ansible run: the internal CA it publishes, which the releases read."""
+    from compiler.ir.data_access import published_ca_ref
+    if not published_ca_ref(r):
+        return ""
+    return (" It publishes this region's internal CA, which the releases' ExternalSecrets read: before it, "
+            + ("Jaeger and Fluent Bit wait for their CA volume, the helmfile's release layer times out (`wait`, "
+               "900 s) and no later layer, Kong's included, is installed." if r.hosts_in("elasticsearch") else
+               "the services' pods wait for their CA volume."))
+
+
 def bring_up(plan: PlatformPlan, r: RegionPlan) -> str:
     """The region's first deploy, every step in an order that works, with its command: stated once, here; the
     getting-started guide and the README point at it, the target sections give each step's detail."""
@@ -347,27 +358,46 @@ def bring_up(plan: PlatformPlan, r: RegionPlan) -> str:
                          "cluster, the data hosts and the bastion (which Ansible and the cluster API need) and the "
                          "peerings. The load balancer's backend names Kong's NEGs, which GKE creates only once the "
                          "helmfile has installed Kong (the Helm step): its full apply is the last step.")
+        elif r.hosts:
+            # The Application Gateway trusts the internal CA the first Ansible run makes, and the cluster's ingress
+            # add-on names the gateway: the data hosts, that run, and only then the rest (the Terraform notes).
+            steps.append(f"Terraform, the data hosts first: `{tf} init`; {pre}`{tf} apply -target=module.load_balancer."
+                         "azurerm_role_assignment.terraform_certificates -target=module.load_balancer."
+                         "azurerm_role_assignment.terraform_trusted_root -target=module.data_hosts`, then import the "
+                         "gateway's certificate into its Key Vault (the Terraform notes give the command). The gateway "
+                         "trusts the internal CA the next steps make, and the cluster's ingress add-on names the "
+                         "gateway: both come with the full apply after them.")
         else:
             steps.append(f"Terraform: `{tf} init`; {pre}`{tf} apply -target=module.load_balancer."
                          "azurerm_role_assignment.terraform_certificates`, import the gateway's certificate into its "
                          f"Key Vault (the Terraform notes give the command), then `{tf} apply`.")
+    azure_first = r.cloud == "azure" and bool(r.hosts)
+    if azure_first:
+        sources = ca_sources(plan, r)
+        runs = "".join(f"`ansible-playbook -i inventories/{o} pgbouncer.yml`, " for o in sources)
+        if vault_files(plan, r) and published_ca_ref(r).startswith("vault:"):
+            steps.append(f"Vault, first pass (a Vault operator): `sh {root}/vault/configure.sh --publisher-only` "
+                         f"writes only the `{r.cluster_name}-internal-ca-publisher` policy, for the token the next step "
+                         "runs with.")
+        steps.append(f"Ansible, the CA first, in `generated/ansible/`: {runs}{'then ' if runs else ''}`ansible-playbook "
+                     f"-i inventories/{r.name} pgbouncer.yml`, logged in with `az login` as the identity applying "
+                     "Terraform: it makes the region's internal CA, writes it to the gateway's Key Vault as "
+                     "`kong-proxy-ca` and issues Kong's certificate." + _publishes_ca(r))
+        steps.append(f"Terraform, the rest: `{tf} apply` (the Application Gateway with its trusted root, the cluster).")
     if vault_files(plan, r):
         publisher = (f", and the `{r.cluster_name}-internal-ca-publisher` policy it writes on the token the Ansible run "
                      "publishes the internal CA with" if published_ca_ref(r).startswith("vault:") and r.hosts else "")
+        if azure_first:
+            publisher = ", its second pass: the cluster's JWT login for ESO" if publisher else ""
         steps.append(f"Vault (a Vault operator): `KUBERNETES_OIDC_ISSUER_URL=$({tf} output -raw {ISSUER_OUTPUT}) sh "
                      f"{root}/vault/configure.sh`{publisher}. Create the entries the Secret references section lists "
                      "before the step that first reads them.")
     if r.hosts:
-        sources = ca_sources(plan, r)
+        sources = [] if azure_first else ca_sources(plan, r)  # Azure ran them before its CA step
         runs = "".join(f"`ansible-playbook -i inventories/{o} pgbouncer.yml`, " for o in sources)
         why = (f" ({', '.join(sources)}: each publishes its internal CA, which this region's PostgreSQL reads; skip a "
                "region that already runs)" if sources else "")
-        ca = ""
-        if published_ca_ref(r):
-            ca = (" It publishes this region's internal CA, which the releases' ExternalSecrets read: before it, "
-                  + ("Jaeger and Fluent Bit wait for their CA volume, the helmfile's release layer times out (`wait`, "
-                     "900 s) and no later layer, Kong's included, is installed." if r.hosts_in("elasticsearch") else
-                     "the services' pods wait for their CA volume."))
+        ca = "" if azure_first else _publishes_ca(r)  # Azure's CA step published it already
         steps.append(f"Ansible, in `generated/ansible/`: {runs}{'then ' if runs else ''}`ansible-playbook -i "
                      f"inventories/{r.name} site.yml`{why}.{ca}"
                      + (f" The managed PostgreSQL's `generated/datastores/{r.name}/setup.psql` is then applied by hand, "

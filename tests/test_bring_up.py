@@ -54,8 +54,10 @@ def test_the_steps_come_in_an_order_that_works(case):
             ansible = index(s, rf"`ansible-playbook -i inventories/{name} site\.yml`")
             assert 0 < ansible < helmfile, (case, name)
             assert not s[ansible].startswith("Ansible, in `generated/ansible/`: then"), (case, name)
+            # the region's first Ansible run (Azure: its CA step, before the full apply) says what waits for it
+            first = index(s, rf"`ansible-playbook -i inventories/{name} (site|pgbouncer)\.yml`")
             es = yaml.safe_load((tree / f"ansible/inventories/{name}/hosts.yml").read_text())
-            assert ("Jaeger and Fluent Bit wait" in s[ansible]) == ("elasticsearch:" in yaml.safe_dump(es)), name
+            assert ("Jaeger and Fluent Bit wait" in s[first]) == ("elasticsearch:" in yaml.safe_dump(es)), name
         configure = tree / f"terraform/regions/{name}/vault/configure.sh"
         if configure.is_file():
             vault = index(s, r"vault/configure\.sh")
@@ -166,3 +168,22 @@ def test_the_readme_and_the_guide_point_at_the_section_and_no_longer_say_a_singl
         page = (REPO / f"docs/regions/{r.name}.md").read_text()
         assert "first apply goes in the steps of the First bring-up section" in page
         assert "then the Kubernetes target) before the full apply" not in page  # Kong is the helm target's
+
+
+def test_azure_makes_the_gateways_trusted_root_before_the_gateway():
+    """An Azure region's Application Gateway trusts the internal CA its first Ansible run makes (`kong-proxy-ca`),
+    and the cluster's ingress add-on names the gateway, while that run publishes the CA with the Vault policy
+    configure.sh writes: so the data hosts are applied first, then configure.sh's publisher-only pass, the region's
+    pgbouncer.yml, the full apply, and only then configure.sh with the cluster's issuer."""
+    name, page = "eu-west-2", (REPO / "docs/regions/eu-west-2.md").read_text()
+    s = steps(page)
+    targeted = index(s, r"^Terraform, the data hosts first: ")
+    assert "-target=module.data_hosts" in s[targeted] and "-target=module.kubernetes" not in s[targeted]
+    publisher = index(s, r"configure\.sh --publisher-only")
+    ca = index(s, rf"`ansible-playbook -i inventories/{name} pgbouncer\.yml`")
+    full = index(s, r"^Terraform, the rest: ")
+    vault = index(s, r"KUBERNETES_OIDC_ISSUER_URL=\$\(")
+    site = index(s, rf"`ansible-playbook -i inventories/{name} site\.yml`")
+    assert targeted < publisher < ca < full < vault < site, s
+    main_tf = (REPO / f"generated/terraform/regions/{name}/main.tf").read_text()
+    assert "module.load_balancer.application_gateway_id" in _module_blocks(main_tf)["kubernetes"]

@@ -176,7 +176,7 @@ exit 0
 """
 
 
-def _run(tmp_path: Path, script: str, issuer: str | None, shell: str = "sh"):
+def _run(tmp_path: Path, script: str, issuer: str | None, shell: str = "sh", args: tuple = ()):
     (tmp_path / "bin").mkdir(exist_ok=True)
     fake = tmp_path / "bin" / "vault"
     fake.write_text(FAKE_VAULT)
@@ -190,8 +190,8 @@ def _run(tmp_path: Path, script: str, issuer: str | None, shell: str = "sh"):
            "VAULT_STATE": str(tmp_path / "state")}
     if issuer is not None:
         env[ISSUER_VAR] = issuer
-    r = subprocess.run([shell, str(tmp_path / "vault" / "configure.sh")], env=env, capture_output=True, text=True,
-                       timeout=30)
+    r = subprocess.run([shell, str(tmp_path / "vault" / "configure.sh"), *args], env=env, capture_output=True,
+                       text=True, timeout=30)
     calls = [c.strip("\n").split("\n") for c in log.read_text().split("---\n") if c.strip()]
     return r, calls
 
@@ -220,3 +220,26 @@ def test_configure_sh_writes_the_jwt_login_once(case, shell, tmp_path):
     assert not [c for c in again if c[:2] == ["auth", "enable"]]
     setup = [c for c in first if c[:2] not in (["auth", "list"], ["auth", "enable"])]
     assert [c for c in again if c[:2] != ["auth", "list"]] == setup
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_configure_sh_publisher_only_pass_needs_no_cluster(shell, tmp_path):
+    """An Azure region's first Ansible run, before its cluster exists, publishes the internal CA with the publisher's
+    policy: `configure.sh --publisher-only` writes that policy alone, with no issuer; without the flag and the
+    issuer the script still writes nothing; with the issuer it writes the policy and the JWT login."""
+    plan = _plan("platform.yaml")
+    r = next(x for x in plan.regions if x.name == "eu-west-2")
+    script = _files("platform.yaml", r.name)[f"terraform/regions/{r.name}/vault/configure.sh"]
+    publisher = f"{r.cluster_name}-internal-ca-publisher"
+
+    res, calls = _run(tmp_path, script, None, shell, ("--publisher-only",))
+    assert res.returncode == 0, res.stderr
+    assert calls == [["policy", "write", publisher, "-"]]
+
+    res, calls = _run(tmp_path, script, None, shell)
+    assert res.returncode != 0 and ISSUER_OUTPUT in res.stderr and calls == []
+
+    res, calls = _run(tmp_path, script, "https://issuer.example.test/", shell)
+    assert res.returncode == 0, res.stderr
+    assert ["policy", "write", publisher, "-"] in calls
+    assert any(c[:2] == ["write", f"auth/{vault_auth_mount(r.cluster_name)}/config"] for c in calls)

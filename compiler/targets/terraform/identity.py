@@ -97,18 +97,45 @@ def vault_files(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
     policy = "".join(f'path "{p}" {{\n  capabilities = ["read"]\n}}\n\n' for p in eso.vault_paths).rstrip() + "\n"
     mount, name = vault_auth_mount(region.cluster_name), vault_policy_name(region)
     subject = service_account_subject(eso.namespace, eso.service_account)
-    # No quote character inside a ${VAR:?message}: bash reads a single quote there as quoting (an odd number is a
-    # syntax error), dash does not.
+    # the region's internal CA certificate: Ansible's pgbouncer role publishes it (compiler/ir/data_access.py), ESO
+    # only reads it; the publisher's policy, for the token Ansible runs with (VAULT_TOKEN)
+    ca = sorted({a.ca_ref for a in region.data_access if a.ca_ref.startswith("vault:")})
+    # Azure: the same play writes Kong's certificate for the Application Gateway beside it (compiler/ir/edge.py)
+    kong = sorted({r[len("vault:"):].partition("#")[0] for _, r in kong_proxy_tls_refs(region) if r.startswith("vault:")})
+    publisher = ""
+    for ref in ca:
+        path = ref[len("vault:"):].partition("#")[0]
+        what = "the region's CA certificate" + (" and Kong's certificate and key" if kong else "")
+        paths = "".join('path "' + p + '" {\n  capabilities = ["create", "read", "update"]\n}\n' for p in [path, *kong])
+        publisher += f"""# Attach this policy to the token Ansible runs with: the pgbouncer role writes {what} there.
+vault policy write {region.cluster_name}-internal-ca-publisher - <<'EOF'
+{paths}EOF
+"""
+    # The publisher's policy needs no cluster: where the first Ansible run must come before the cluster (Azure: the
+    # Application Gateway, which the cluster's ingress add-on names, trusts the CA that run makes), a first pass
+    # with --publisher-only writes it alone. No quote character inside a ${VAR:?message}: bash reads a single quote
+    # there as quoting (an odd number is a syntax error), dash does not.
+    need = f""": "${{KUBERNETES_OIDC_ISSUER_URL:?set it to the cluster OIDC issuer URL, from terraform output {ISSUER_OUTPUT}}}"
+"""
+    if publisher:
+        need = f"""if [ "${{1:-}}" != --publisher-only ]; then
+  {need}fi
+"""
+        publisher += """if [ "${1:-}" = --publisher-only ]; then
+  exit 0
+fi
+"""
+    first_pass = ("\n# `sh configure.sh --publisher-only` writes only the publisher's policy: a first pass before the "
+                  "cluster exists." if publisher else "")
     script = f"""# Vault side of the External Secrets Operator in {region.name}: run once per cluster by a Vault operator
 # with `sh configure.sh` (VAULT_ADDR={region.settings.security.vault_address}), after `terraform apply` of the region root.
 # ESO logs in with Vault's JWT auth method: Vault verifies its ServiceAccount token with the signing keys the
 # cluster's OIDC issuer publishes and never calls the cluster's API server.
 # KUBERNETES_OIDC_ISSUER_URL: the cluster's OIDC issuer
-# (`terraform -chdir=generated/terraform/regions/{region.name} output -raw {ISSUER_OUTPUT}`).
+# (`terraform -chdir=generated/terraform/regions/{region.name} output -raw {ISSUER_OUTPUT}`).{first_pass}
 set -eu
-: "${{KUBERNETES_OIDC_ISSUER_URL:?set it to the cluster OIDC issuer URL, from terraform output {ISSUER_OUTPUT}}}"
-here=$(dirname "$0")
-vault auth list -format=json | grep -q '"{mount}/"' || vault auth enable -path={mount} jwt
+{need}here=$(dirname "$0")
+{publisher}vault auth list -format=json | grep -q '"{mount}/"' || vault auth enable -path={mount} jwt
 vault write auth/{mount}/config oidc_discovery_url="$KUBERNETES_OIDC_ISSUER_URL" bound_issuer="$KUBERNETES_OIDC_ISSUER_URL"
 vault policy write {name} "$here/external-secrets.hcl"
 vault write auth/{mount}/role/{VAULT_ROLE} \\
@@ -118,18 +145,5 @@ vault write auth/{mount}/role/{VAULT_ROLE} \\
   bound_subject={subject} \\
   token_policies={name} \\
   token_ttl=1h token_max_ttl=4h
-"""
-    # the region's internal CA certificate: Ansible's pgbouncer role publishes it (compiler/ir/data_access.py), ESO
-    # only reads it; the publisher's policy, for the token Ansible runs with (VAULT_TOKEN)
-    ca = sorted({a.ca_ref for a in region.data_access if a.ca_ref.startswith("vault:")})
-    # Azure: the same play writes Kong's certificate for the Application Gateway beside it (compiler/ir/edge.py)
-    kong = sorted({r[len("vault:"):].partition("#")[0] for _, r in kong_proxy_tls_refs(region) if r.startswith("vault:")})
-    for ref in ca:
-        path = ref[len("vault:"):].partition("#")[0]
-        what = "the region's CA certificate" + (" and Kong's certificate and key" if kong else "")
-        paths = "".join('path "' + p + '" {\n  capabilities = ["create", "read", "update"]\n}\n' for p in [path, *kong])
-        script += f"""# Attach this policy to the token Ansible runs with: the pgbouncer role writes {what} there.
-vault policy write {region.cluster_name}-internal-ca-publisher - <<'EOF'
-{paths}EOF
 """
     return {"vault/external-secrets.hcl": policy, "vault/configure.sh": script}

@@ -5,9 +5,21 @@
 # cluster's OIDC issuer publishes and never calls the cluster's API server.
 # KUBERNETES_OIDC_ISSUER_URL: the cluster's OIDC issuer
 # (`terraform -chdir=generated/terraform/regions/ap-southeast-2 output -raw kubernetes_oidc_issuer_url`).
+# `sh configure.sh --publisher-only` writes only the publisher's policy: a first pass before the cluster exists.
 set -eu
-: "${KUBERNETES_OIDC_ISSUER_URL:?set it to the cluster OIDC issuer URL, from terraform output kubernetes_oidc_issuer_url}"
+if [ "${1:-}" != --publisher-only ]; then
+  : "${KUBERNETES_OIDC_ISSUER_URL:?set it to the cluster OIDC issuer URL, from terraform output kubernetes_oidc_issuer_url}"
+fi
 here=$(dirname "$0")
+# Attach this policy to the token Ansible runs with: the pgbouncer role writes the region's CA certificate there.
+vault policy write sixfb-ap-southeast-2-internal-ca-publisher - <<'EOF'
+path "secret/data/platform/internal-ca/ap-southeast-2" {
+  capabilities = ["create", "read", "update"]
+}
+EOF
+if [ "${1:-}" = --publisher-only ]; then
+  exit 0
+fi
 vault auth list -format=json | grep -q '"jwt-sixfb-ap-southeast-2/"' || vault auth enable -path=jwt-sixfb-ap-southeast-2 jwt
 vault write auth/jwt-sixfb-ap-southeast-2/config oidc_discovery_url="$KUBERNETES_OIDC_ISSUER_URL" bound_issuer="$KUBERNETES_OIDC_ISSUER_URL"
 vault policy write sixfb-ap-southeast-2-external-secrets "$here/external-secrets.hcl"
@@ -18,9 +30,3 @@ vault write auth/jwt-sixfb-ap-southeast-2/role/external-secrets \
   bound_subject=system:serviceaccount:external-secrets:external-secrets \
   token_policies=sixfb-ap-southeast-2-external-secrets \
   token_ttl=1h token_max_ttl=4h
-# Attach this policy to the token Ansible runs with: the pgbouncer role writes the region's CA certificate there.
-vault policy write sixfb-ap-southeast-2-internal-ca-publisher - <<'EOF'
-path "secret/data/platform/internal-ca/ap-southeast-2" {
-  capabilities = ["create", "read", "update"]
-}
-EOF

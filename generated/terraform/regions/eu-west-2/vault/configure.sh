@@ -5,9 +5,24 @@
 # cluster's OIDC issuer publishes and never calls the cluster's API server.
 # KUBERNETES_OIDC_ISSUER_URL: the cluster's OIDC issuer
 # (`terraform -chdir=generated/terraform/regions/eu-west-2 output -raw kubernetes_oidc_issuer_url`).
+# `sh configure.sh --publisher-only` writes only the publisher's policy: a first pass before the cluster exists.
 set -eu
-: "${KUBERNETES_OIDC_ISSUER_URL:?set it to the cluster OIDC issuer URL, from terraform output kubernetes_oidc_issuer_url}"
+if [ "${1:-}" != --publisher-only ]; then
+  : "${KUBERNETES_OIDC_ISSUER_URL:?set it to the cluster OIDC issuer URL, from terraform output kubernetes_oidc_issuer_url}"
+fi
 here=$(dirname "$0")
+# Attach this policy to the token Ansible runs with: the pgbouncer role writes the region's CA certificate and Kong's certificate and key there.
+vault policy write sixfb-eu-west-2-internal-ca-publisher - <<'EOF'
+path "secret/data/platform/internal-ca/eu-west-2" {
+  capabilities = ["create", "read", "update"]
+}
+path "secret/data/platform/kong-proxy-tls/eu-west-2" {
+  capabilities = ["create", "read", "update"]
+}
+EOF
+if [ "${1:-}" = --publisher-only ]; then
+  exit 0
+fi
 vault auth list -format=json | grep -q '"jwt-sixfb-eu-west-2/"' || vault auth enable -path=jwt-sixfb-eu-west-2 jwt
 vault write auth/jwt-sixfb-eu-west-2/config oidc_discovery_url="$KUBERNETES_OIDC_ISSUER_URL" bound_issuer="$KUBERNETES_OIDC_ISSUER_URL"
 vault policy write sixfb-eu-west-2-external-secrets "$here/external-secrets.hcl"
@@ -18,12 +33,3 @@ vault write auth/jwt-sixfb-eu-west-2/role/external-secrets \
   bound_subject=system:serviceaccount:external-secrets:external-secrets \
   token_policies=sixfb-eu-west-2-external-secrets \
   token_ttl=1h token_max_ttl=4h
-# Attach this policy to the token Ansible runs with: the pgbouncer role writes the region's CA certificate and Kong's certificate and key there.
-vault policy write sixfb-eu-west-2-internal-ca-publisher - <<'EOF'
-path "secret/data/platform/internal-ca/eu-west-2" {
-  capabilities = ["create", "read", "update"]
-}
-path "secret/data/platform/kong-proxy-tls/eu-west-2" {
-  capabilities = ["create", "read", "update"]
-}
-EOF
