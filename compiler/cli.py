@@ -46,9 +46,18 @@ def _read_spec(spec: str) -> bytes:
                                     f"cannot read the spec: {exc.strerror}")]) from None
 
 
-def _compile(spec: str, strict: bool):
+def _spec_lock(spec: str, lock: str | None):
+    """The deployed-facts lock a command without --out checks against: --lock, else generated/platform.lock.json in
+    the spec's directory when it exists (compiler/ir/deployed.py); None checks nothing."""
+    from compiler.ir import deployed
+    if lock and not Path(lock).is_file():
+        raise click.UsageError(f"--lock {lock}: no such file")
+    return deployed.read(lock if lock else deployed.default_path(Path(spec).parent / "generated"))
+
+
+def _compile(spec: str, strict: bool, lock: str | None = None):
     from compiler.pipeline import compile_file
-    compiled = compile_file(spec, strict=strict)
+    compiled = compile_file(spec, strict=strict, lock=_spec_lock(spec, lock))
     _print_warnings(compiled)
     return compiled
 
@@ -67,12 +76,14 @@ def cli(ctx, debug):
 @click.option("--spec", "spec_option", type=click.Path(dir_okay=False), help="The spec (same as the argument; "
               "every other command takes --spec).")
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
-def validate(spec, spec_option, strict):
-    """Check SPEC (default platform.yaml) against the schema and the semantic rules."""
+@click.option("--lock", type=click.Path(dir_okay=False), help="The deployed-facts lock to check against (default: "
+              "generated/platform.lock.json beside the spec, when it exists; docs/lock.md).")
+def validate(spec, spec_option, strict, lock):
+    """Check SPEC (default platform.yaml) against the schema, the semantic rules and the deployed-facts lock."""
     if spec and spec_option and spec != spec_option:
         raise click.UsageError(f"two specs named: {spec} and --spec {spec_option}; name one")
     spec = spec or spec_option or DEFAULT_SPEC
-    compiled = _compile(spec, strict)
+    compiled = _compile(spec, strict, lock)
     click.echo(f"{spec}: valid ({len(compiled.plan.regions)} regions, {len(compiled.warnings)} warnings)")
 
 
@@ -118,8 +129,10 @@ def generate(spec, out, docs_out, regions, target_names, check, strict):
     from compiler.emit import check_regions, stream
     from compiler.pipeline import compile_text
 
+    from compiler.ir import deployed
     started_ns = time.time_ns()
-    compiled = compile_text(raw, spec, strict=strict)
+    # the deployed-facts lock this --out holds (committed with it): read, never written back here (docs/lock.md)
+    compiled = compile_text(raw, spec, strict=strict, lock=deployed.read(deployed.default_path(out)))
     _print_warnings(compiled)
     check_regions(compiled.plan, regions)
     jobs = stream(compiled.plan, target_names or None, regions or None, with_docs=not target_names)

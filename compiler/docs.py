@@ -4,6 +4,7 @@ docs/reference/schema.md  every field: type, default, constraints, description (
 docs/rules.md             every diagnostic code
 docs/overview.md          regions, clouds, services, data tier, SLOs
 docs/regions/<r>.md       one page per region; each target adds its section via docs_region()
+docs/lock.md              the deployed-facts lock (generated/platform.lock.json): what it holds, how to change a fact
 
 compiler/emit.py calls region_files() per region and global_files() once, as emission jobs.
 """
@@ -477,7 +478,8 @@ def index(plan: PlatformPlan) -> str:
             "page's First bring-up section orders a new region's first deploy\n"
             "- [Overview](overview.md): regions, clouds, services, data tier, objectives, cost model\n"
             "- [Spec reference](reference/schema.md): every field of platform.yaml\n"
-            "- [Diagnostic codes](rules.md): every error and warning platformc reports\n\n"
+            "- [Diagnostic codes](rules.md): every error and warning platformc reports\n"
+            "- [Deployed-facts lock](lock.md): what a spec edit may not move once applied, and how to move it\n\n"
             f"## Regions\n\n{regions}\n")
 
 
@@ -567,8 +569,59 @@ def getting_started(plan: PlatformPlan) -> str:
 """
 
 
+def lock_page(plan: PlatformPlan) -> str:
+    """docs/lock.md: the deployed-facts lock, its facts for this platform, and how to change one deliberately."""
+    from compiler.ir.deployed import shard_ranges
+    per = plan.spec.sharding.franchises_per_shard
+    ranges = markdown_table(["franchise ids", "region", "shards"],
+                            [[f"{x['ids'][0]:,}-{x['ids'][1]:,}", x["region"],
+                              f"{x['shards'][0]}-{x['shards'][1]}" if x["shards"][0] != x["shards"][1] else x["shards"][0]]
+                             for x in shard_ranges(plan.shards)])
+    return f"""{BANNER}
+# The deployed-facts lock
+
+`platformc generate` writes `generated/platform.lock.json` with the rest of `generated/`; commit it with them, as
+Terraform's `.terraform.lock.hcl`. It holds the facts a running platform cannot change by editing the spec, because
+the data or the resources built on them stay where they are:
+
+| fact | why it is locked | rule |
+|---|---|---|
+| each franchise-id range's region and shard (`franchises`, with `franchises_per_shard`) | a franchise's rows live in its shard's database; regenerating the routing table, PgBouncer and the edge maps moves no data | R076 |
+| each region's `cidr` | the network, subnets, hosts and clusters are built from it; a VPC's block cannot change in place | R077 |
+| each data host's zone and data volume size (`data_hosts`; `standby_of`: the DR standby clusters on its volume) | no cloud shrinks a disk in place (GCP deletes and recreates it); a zonal volume cannot follow a host to another zone | R078 |
+| each self-managed Redis cluster's primary count (`redis_primaries`) | the cluster is formed once and never resharded; a new count renumbers hosts into other zones | R078 |
+
+The next compile reads the lock beside its output (`generate`: `--out`'s; `validate`, `show`, `cost` and `docs`:
+`generated/platform.lock.json` beside the spec, or `validate --lock FILE`) and never writes it while validating. An edit
+that would move a locked fact is refused at the spec field that causes it, with what would move. Without a lock (a new
+repository, a test's spec) nothing is checked.
+
+Placement is also kept stable by the lock: every locked shard keeps its region, and only shards added since (a
+raised `sharding.capacity_franchises`) are given to the regions furthest below their traffic share. Raising
+capacity or adding a region therefore moves no franchise; a region added without a free shard is refused until
+capacity grows by `franchises_per_shard` ({per:,}) per region. Changing `franchises_per_shard`, lowering capacity
+below a deployed shard or removing a region that holds franchises is refused. (A DR failover moves no placement:
+`disaster_recovery.failed_over` serves a lost region's franchises from its partner.)
+
+## Changing a locked fact deliberately
+
+1. Do the move on the running platform first: migrate the franchises' rows to their new shard, move the data off
+   a host, drain a region before rebuilding its network, or add Redis nodes and reshard by hand.
+2. Record it in `generated/platform.lock.json`: set the entry you moved to its new value (a `franchises`
+   range's `region`, a region's `cidr`, a host's `disk_gib` or `zone`, a region's `redis_primaries`), or delete the
+   entry to let the compile choose (a deleted range's shards go to the regions furthest below their traffic share).
+   Deleting the whole file re-baselines everything and checks nothing for that run.
+3. Run `platformc generate`: it places and checks the rest against the lock, and writes the new lock. Review
+   `git diff generated/platform.lock.json` with the change and commit both.
+
+## This platform's franchise placement
+
+{ranges}"""
+
+
 def global_files(plan: PlatformPlan) -> dict[str, str]:
     return {
+        "lock.md": lock_page(plan),
         "getting-started.md": getting_started(plan),
         "README.md": index(plan),
         "overview.md": overview(plan),

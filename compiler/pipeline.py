@@ -155,8 +155,9 @@ def _apply(diags: list[Diagnostic], strict: bool) -> list[Diagnostic]:
     return diags
 
 
-def compile_document(doc: Document, strict: bool = False, skip_rules: frozenset = frozenset()) -> Compiled:
-    """skip_rules: rule codes not to run (`platformc diff` compiles a base spec without the rules added since)."""
+def compile_document(doc: Document, strict: bool = False, skip_rules: frozenset = frozenset(), lock=None) -> Compiled:
+    """skip_rules: rule codes not to run (`platformc diff` compiles a base spec without the rules added since).
+    lock: the deployed-facts lock (compiler/ir/deployed.py read()), None to check nothing."""
     platform = _validate_top(doc)
     rules = [r for r in RULES if r.code not in skip_rules] if skip_rules else RULES
     spec_rules = [r for r in rules if r.stage == "spec"]
@@ -171,7 +172,7 @@ def compile_document(doc: Document, strict: bool = False, skip_rules: frozenset 
     if platform.sharding.registry_file:
         from compiler import registry
         homes = registry.load(doc.file, doc, platform)
-    plan = resolve(platform, settings, provenance, doc.file, homes)
+    plan = resolve(platform, settings, provenance, doc.file, homes, lock)
     if platform.cost.budget_split == "estimate":  # each region's budget: its part of the estimated floor (compiler/cost)
         from compiler.cost import split_by_estimate
         plan = split_by_estimate(plan)
@@ -180,11 +181,11 @@ def compile_document(doc: Document, strict: bool = False, skip_rules: frozenset 
     return Compiled(plan, sorted(set(warnings)), doc)
 
 
-def compile_file(path: str, strict: bool = False, skip_rules: frozenset = frozenset()) -> Compiled:
-    return compile_document(load_file(path), strict, skip_rules)
+def compile_file(path: str, strict: bool = False, skip_rules: frozenset = frozenset(), lock=None) -> Compiled:
+    return compile_document(load_file(path), strict, skip_rules, lock)
 
 
 def compile_text(text: str | bytes, file: str = "platform.yaml", strict: bool = False,
-                 skip_rules: frozenset = frozenset()) -> Compiled:
+                 skip_rules: frozenset = frozenset(), lock=None) -> Compiled:
     raw = text.encode() if isinstance(text, str) else text
-    return compile_document(load_text(raw, file), strict, skip_rules)
+    return compile_document(load_text(raw, file), strict, skip_rules, lock)

@@ -196,18 +196,50 @@ def apportion(total: int, shares: dict[str, float]) -> dict[str, int]:
     return count
 
 
-def allocate_shards(platform: Platform) -> dict[str, list[int]]:
+def allocate_shards(platform: Platform, locked: dict | None = None) -> dict[str, list[int]]:
     """Shard numbers per region, proportional to traffic share (largest remainder, at least one each; the
     numbers are exactly 1..ceil(capacity_franchises / franchises_per_shard)).
 
-    Regions take contiguous shard numbers in spec order, so adding a region at the end moves no
-    existing shard's number; reordering regions does (pin placements with sharding.registry_file).
+    Without a lock, regions take contiguous shard numbers in spec order. With `locked` (shard number -> region, the
+    deployed-facts lock: compiler/ir/deployed.py), every locked shard stays in its region, and only the others (added
+    capacity, or a removed region's, which R076 refuses) go to the regions furthest below their traffic share, in
+    contiguous blocks in spec order: raising capacity or adding a region moves no franchise. A region gets no shard
+    when none is free (R076 says to raise capacity).
     """
     count = apportion(shard_count(platform), {n: r.traffic_share for n, r in platform.regions.items()})
+    if locked:
+        return _allocate_after(platform, count, locked)
     out, nxt = {}, 1
     for n in platform.regions:
         out[n] = list(range(nxt, nxt + count[n]))
         nxt += count[n]
+    return out
+
+
+def _allocate_after(platform: Platform, target: dict[str, int], locked: dict) -> dict[str, list[int]]:
+    import heapq
+    total = shard_count(platform)
+    out: dict[str, list[int]] = {n: [] for n in platform.regions}
+    free = []
+    for number in range(1, total + 1):
+        region = locked.get(number)
+        if region in out:
+            out[region].append(number)
+        else:
+            free.append(number)
+    if free:
+        order = {n: i for i, n in enumerate(out)}
+        heap = [(len(out[n]) - target[n], order[n], n) for n in out]  # most below its share first, then spec order
+        heapq.heapify(heap)
+        extra = dict.fromkeys(out, 0)
+        for _ in free:
+            below, i, n = heapq.heappop(heap)
+            extra[n] += 1
+            heapq.heappush(heap, (below + 1, i, n))
+        at = 0
+        for n in out:
+            out[n] = sorted(out[n] + free[at:at + extra[n]])
+            at += extra[n]
     return out
 
 
@@ -385,9 +417,12 @@ def promoted_pools(platform: Platform, settings: dict, name: str, ha, region_hos
     return tuple(out)
 
 
-def resolve(platform: Platform, settings: dict, provenance: dict, spec_file: str, homes=None) -> PlatformPlan:
-    """Build the PlatformPlan from the validated top level and each region's merged settings."""
-    allocation = allocate_shards(platform)
+def resolve(platform: Platform, settings: dict, provenance: dict, spec_file: str, homes=None, lock=None) -> PlatformPlan:
+    """Build the PlatformPlan from the validated top level and each region's merged settings. `lock`: the
+    deployed-facts lock read (compiler/ir/deployed.py), which keeps placement stable and which the rules R076-R078
+    compare the plan with; None checks nothing."""
+    from compiler.ir.deployed import placement
+    allocation = allocate_shards(platform, placement(lock, platform.sharding.franchises_per_shard))
     seen: dict = {}  # the settings models the regions share, walked once for their secret references
     ends: dict = {}  # each region's end of the flows other regions forward to it, made once (inter_region_connections)
     linked: dict = {}  # every region's plan by name, for the wiring computed later
@@ -401,5 +436,5 @@ def resolve(platform: Platform, settings: dict, provenance: dict, spec_file: str
         from compiler import registry
         placed = registry.place(homes, allocation, platform.sharding.franchises_per_shard, spec_file,
                                 platform.sharding.registry_file)
-    return PlatformPlan(spec=platform, spec_file=spec_file, regions=regions, shards=shards, registry=placed,
+    return PlatformPlan(spec=platform, spec_file=spec_file, regions=regions, shards=shards, registry=placed, lock=lock,
                         serving=frozen_map({home: r for home, r in serving.items() if home != r}))

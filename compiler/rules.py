@@ -1294,3 +1294,160 @@ def log_volume_fits(plan):
                       f"{es.nodes} x {es.instance.disk_gib:,} GiB Elasticsearch disks ({v.budget_bytes / 1e12:,.2f} TB; "
                       f"the rest keeps the application's indices below the {LOW_WATERMARK * 100:g} % low watermark): "
                       + "; or ".join(fixes), r.name)
+
+
+# ---------------------------------------------------------------- deployed facts (generated/platform.lock.json)
+
+_LOCK_HOW = ("the deployed-facts lock ({path}) holds what is applied; to change it deliberately, {act}, then set "
+             "{what} in the lock to the new value (or delete it) and generate again (docs/lock.md)")
+
+
+def _ranges(numbers: list[int]) -> list[tuple[int, int]]:
+    out: list[list[int]] = []
+    for n in sorted(numbers):
+        if out and out[-1][1] + 1 == n:
+            out[-1][1] = n
+        else:
+            out.append([n, n])
+    return [(a, b) for a, b in out]
+
+
+def _id_span(a: int, b: int, per: int) -> str:
+    return f"franchise ids {(a - 1) * per + 1:,}-{b * per:,} (shard{'s' * (a != b)} {a}{f'-{b}' if a != b else ''})"
+
+
+@rule("R076", "Franchises stay in the region and shard they were deployed to",
+      "With a deployed-facts lock (generated/platform.lock.json, docs/lock.md), every locked franchise-id range keeps "
+      "its region and shard: its rows live in that shard's database, and nothing moves them when the routing table, "
+      "PgBouncer and the edge maps are regenerated. Raising capacity_franchises or adding a region only places the "
+      "new shards; changing franchises_per_shard, lowering capacity_franchises below a locked shard or removing a "
+      "region that holds franchises would move or drop them. A region added without a free shard is refused too. "
+      "An unreadable lock is reported here.", stage="plan")
+def placement_locked(plan):
+    lock = plan.lock
+    if lock is None or not lock.shards:
+        return
+    sh = plan.spec.sharding
+    old_per, per = lock.franchises_per_shard, sh.franchises_per_shard
+    if old_per != per:
+        yield Finding(("sharding", "franchises_per_shard"),
+                      f"franchises_per_shard {old_per:,} was deployed; {per:,} changes every shard's franchise-id range, "
+                      f"moving franchises between shard databases (and regions) without their data: keep "
+                      f"franchises_per_shard {old_per:,}; "
+                      + _LOCK_HOW.format(path=lock.path, act="migrate every franchise's rows to its new shard",
+                                         what="franchises_per_shard and every franchises range's region"))
+        return
+    now = {s.number: s.region for s in plan.shards}
+    dropped = [n for n in lock.shards if n not in now]
+    if dropped:
+        spans = ", ".join(_id_span(a, b, per) for a, b in _ranges(dropped)[:3])
+        need = max(lock.shards) * per
+        yield Finding(("sharding", "capacity_franchises"),
+                      f"capacity_franchises {sh.capacity_franchises:,} drops deployed shards: {spans} would lose their "
+                      f"shard database: raise capacity_franchises to at least {need:,}; "
+                      + _LOCK_HOW.format(path=lock.path, act="move those franchises' rows elsewhere",
+                                         what="their ranges' region"))
+    moved: dict = {}
+    for n, old in lock.shards.items():
+        new = now.get(n)
+        if new is not None and new != old:
+            moved.setdefault((old, new), []).append(n)
+    for (old, new), numbers in moved.items():
+        spans = ", ".join(_id_span(a, b, per) for a, b in _ranges(numbers)[:3])
+        gone = old not in plan.spec.regions
+        why = f"region {old} is no longer declared" if gone else "the spec's placement changed"
+        yield Finding(("regions",) if gone else ("sharding",),
+                      f"{spans} deployed in {old} would move to {new} ({why}), leaving their rows behind: "
+                      + (f"keep region {old} (serve its franchises from its DR partner with "
+                         f"disaster_recovery.failed_over while it is lost); " if gone else "")
+                      + _LOCK_HOW.format(path=lock.path, act=f"migrate their rows to {new}", what="their ranges' region"))
+    for r in plan.regions:
+        if not r.shards and r.name not in lock.shards.values():
+            yield Finding(("regions", r.name),
+                          f"region {r.name} gets no shard: every deployed shard keeps its region, so a new region "
+                          f"needs new ones: raise sharding.capacity_franchises by at least {per:,} "
+                          f"(franchises_per_shard) per region added")
+
+
+@rule("R077", "A deployed region's CIDR does not change",
+      "With a deployed-facts lock (docs/lock.md), each region's `cidr` is the one applied: the network, its subnets and "
+      "everything addressed from them are built from it, and a VPC's address block cannot be changed in place (AWS "
+      "aws_vpc.cidr_block forces a new VPC), so an edit would rebuild or break the running region.", stage="plan")
+def cidr_locked(plan):
+    lock = plan.lock
+    if lock is None:
+        return
+    for name, facts in lock.regions.items():
+        region = plan.spec.regions.get(name)
+        if region is not None and region.cidr != facts["cidr"]:
+            yield Finding(("regions", name, "cidr"),
+                          f"region {name} was deployed with cidr {facts['cidr']}; {region.cidr} would replace its "
+                          f"network, subnets, hosts and clusters: keep cidr {facts['cidr']} (add address space to a "
+                          "network by hand if it is short); "
+                          + _LOCK_HOW.format(path=lock.path, act="drain the region and accept its rebuild",
+                                             what=f'regions."{name}".cidr'))
+
+
+@rule("R078", "Deployed data volumes never shrink or move, and a formed Redis cluster keeps its primaries",
+      "With a deployed-facts lock (docs/lock.md), each data host's volume (its group's `disk_gib`, plus the DR standby "
+      "data it holds for other regions: a dr_partner change elsewhere can shrink it) may only grow: clouds cannot "
+      "shrink a disk (GCP replaces it, deleting the data; AWS and Azure refuse at apply). A data host's zone may not "
+      "change (its volume is zonal: it would be replaced), and a self-managed Redis cluster keeps the primary count "
+      "it was formed with: platformc forms a cluster once and never reshards, and a new count renumbers hosts into "
+      "other zones.", stage="plan")
+def data_locked(plan):
+    lock = plan.lock
+    if lock is None:
+        return
+    from compiler.ir.deployed import standby_sources
+    from compiler.ir.machines import data_disk_gib, host_size
+    path = {"postgres_primary": "postgres", "postgres_replicas": "postgres", "redis_cluster": "redis",
+            "elasticsearch": "elasticsearch"}
+    release = "the host's entry under the region's data_hosts"
+    for r in plan.regions:
+        facts = lock.regions.get(r.name)
+        if facts is None:
+            continue
+        redis = r.settings.datastores.redis
+        old_primaries = facts.get("redis_primaries")
+        primaries_moved = (old_primaries is not None and redis.deployment == "self-managed"
+                           and redis.primaries != old_primaries)
+        if primaries_moved:
+            yield Finding(("datastores", "redis", "primaries"),
+                          f"the Redis cluster was formed with {old_primaries} primaries; {redis.primaries} would move "
+                          "existing Redis hosts to other zones (replacing their volumes) and nothing reshards the formed "
+                          f"cluster: keep primaries {old_primaries}; "
+                          + _LOCK_HOW.format(path=lock.path, what="the region's redis_primaries",
+                                             act="add nodes and reshard by hand (redis-cli --cluster add-node, reshard)"),
+                          r.name)
+        shrunk, zoned = set(), False
+        for h in r.hosts:
+            old = facts["data_hosts"].get(h.name)
+            if old is None or host_size(r, h.group) is None:
+                continue
+            gib = data_disk_gib(plan, r, h)
+            if gib < old.get("disk_gib", 0) and h.group not in shrunk:
+                shrunk.add(h.group)
+                how = _LOCK_HOW.format(path=lock.path, act="move the data off the host", what=release)
+                sources = standby_sources(r, h.name)
+                lost = [src for src in old.get("standby_of", ()) if src not in sources]
+                if lost:  # a region that named this one its DR partner no longer does: its standby data goes
+                    for src in lost:
+                        yield Finding(("regions", src, "dr_partner") if src in plan.spec.regions else ("regions",),
+                                      f"{h.name}'s data volume holds {src}'s DR standby cluster and was deployed at "
+                                      f"{old['disk_gib']:,} GiB; without it the volume would shrink to {gib:,} GiB, "
+                                      "which no cloud does in place (GCP deletes and recreates the disk): keep "
+                                      f"{src}'s dr_partner, or raise {r.name}'s disk_gib so the volume stays at "
+                                      f"{old['disk_gib']:,} GiB or more; {how}")
+                    continue
+                yield Finding(("datastores", path[h.group], "instance", "disk_gib"),
+                              f"{h.name}'s data volume was deployed at {old['disk_gib']:,} GiB; it would shrink to "
+                              f"{gib:,} GiB, which no cloud does in place (GCP deletes and recreates the disk): keep "
+                              f"it at {old['disk_gib']:,} GiB or more; {how}", r.name)
+            if old.get("zone") != h.zone and not zoned and not (primaries_moved and h.group == "redis_cluster"):
+                zoned = True
+                yield Finding(("network", "zones"),
+                              f"{h.name} was deployed in zone {old.get('zone')}; it would move to {h.zone}, replacing "
+                              "the host and its zonal data volume: keep the zones the region was deployed with; "
+                              + _LOCK_HOW.format(path=lock.path, act="move the data off the host", what=release),
+                              r.name)

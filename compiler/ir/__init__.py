@@ -352,6 +352,8 @@ class PlatformPlan:
     registry: tuple = ()
     # home region -> the region serving its franchises (compiler/ir/dr_serving.py); a region not in it serves its own
     serving: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # the deployed-facts lock read beside the spec (compiler/ir/deployed.py), None without one: rules R076-R078
+    lock: object = None
 
     def serving_region(self, home: str) -> str:
         """The region that serves `home`'s franchises: `home`, or its DR partner when it is failed over."""

@@ -29,6 +29,7 @@ TARGETS: dict[str, str] = {
     "ansible": "compiler.targets.ansible",
     "monitoring": "compiler.targets.monitoring",
     "connections": "compiler.targets.connections",
+    "lock": "compiler.targets.lock",
 }
 
 
