@@ -278,7 +278,7 @@ def diff_cmd(spec, base_ref, base_spec, fmt, affected):
     from compiler import diff as d
     from compiler.pipeline import compile_file, compile_text
     started_ns, raw = time.time_ns(), _read_spec(spec)
-    new = compile_text(raw, spec)
+    new = compile_text(raw, spec, lock=_spec_lock(spec, None))  # checked against, and placed by, the working lock
     _print_warnings(new)
     # Each side's generated files are read, not emitted, where a manifest proves them current: the base's from
     # its committed tree, the working tree's from its generated/ (after `make generate`, as in CI).

@@ -93,8 +93,9 @@ def base_at_ref(ref: str, spec: str, with_outputs: bool = True):
                     dest = Path(tmp) / reg_rel
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     dest.write_bytes(registry)
-        compiled = _compile_lenient(lambda skip: compile_document(load_text(text, str(base)), skip_rules=skip),
-                                    str(base), f"{ref}:{rel}")
+        lock = _lock_at(ref, top, (PurePosixPath(rel).parent / "generated").as_posix())
+        compiled = _compile_lenient(lambda skip: compile_document(load_text(text, str(base)), skip_rules=skip,
+                                                                  lock=lock), str(base), f"{ref}:{rel}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     outputs = None
@@ -103,6 +104,20 @@ def base_at_ref(ref: str, spec: str, with_outputs: bool = True):
         gen = (PurePosixPath(rel).parent / "generated").as_posix()
         outputs = _committed(ref, top, gen, inputs_fingerprint(spec_path.name, text, registry))
     return compiled, outputs
+
+
+def _lock_at(ref: str, top: str, gen: str):
+    """The deployed-facts lock committed at REF beside the spec (compiler/ir/deployed.py), None without one: the base
+    is placed as it was generated (a lock keeps placement where it was deployed)."""
+    from compiler.ir import deployed
+    try:
+        raw = _git("show", f"{ref}:{gen}/{deployed.LOCK_FILE}", cwd=top)
+    except UsageError:
+        return None
+    try:
+        return deployed.parse(raw.decode("utf-8"), f"{ref}:{gen}/{deployed.LOCK_FILE}")
+    except (UnicodeDecodeError, deployed.LockError):
+        return None  # an unreadable base lock: the base is compiled as without one (the working side reports it)
 
 
 def _committed(ref: str, top: str, gen: str, fingerprint: str):

@@ -256,3 +256,31 @@ def test_generate_writes_the_lock_and_the_next_run_checks_it(work, capsys):
     assert run("generate", "--out", "elsewhere", "--docs-out", "elsewhere-docs") == 0  # another --out: its own lock
     assert run("generate", "--check", "--out", "elsewhere", "--docs-out", "elsewhere-docs") == 0
 
+
+def _git(*args, cwd):
+    import subprocess
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def test_diff_places_the_base_by_its_committed_lock_and_checks_the_working_side(tmp_path, monkeypatch, capsys):
+    """Both sides of `platformc diff` read their lock: the base the one committed at the ref (a base placed by a
+    lock that differs from the fresh placement has no phantom moves), the working side the one in generated/."""
+    spec = tmp_path / "platform.yaml"
+    text = (REPO / "tests/cases/two-region/platform.yaml").read_text()
+    spec.write_text(text.replace("capacity_franchises: 3000", "capacity_franchises: 4000"))
+    base = compile_text(text, "platform.yaml").plan  # deployed at 3,000: shards 1-4 use1, 5-6 euw1
+    (tmp_path / "generated").mkdir()
+    (tmp_path / "generated" / deployed.LOCK_FILE).write_text(deployed.dumps(deployed.build(base)))
+    grown = compile_text(spec.read_text(), "platform.yaml", lock=deployed.read(tmp_path / "generated" / deployed.LOCK_FILE))
+    assert {s.number: s.region for s in grown.plan.shards} == {1: "use1", 2: "use1", 3: "use1", 4: "use1", 5: "euw1",
+                                                               6: "euw1", 7: "use1", 8: "euw1"}
+    (tmp_path / "generated" / deployed.LOCK_FILE).write_text(deployed.dumps(deployed.build(grown.plan)))
+    _git("init", "-q", cwd=tmp_path)
+    _git("add", "-A", cwd=tmp_path)
+    _git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "spec", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert run("diff", "--base", "HEAD") == 0
+    assert capsys.readouterr().out == "no changes against HEAD\n"  # fresh placement would give use1 shards 1-5
+    spec.write_text(spec.read_text().replace("cidr: 10.20.0.0/16", "cidr: 10.30.0.0/16"))
+    assert run("diff", "--base", "HEAD") == 2
+    assert "[R077] region use1 was deployed with cidr 10.20.0.0/16" in capsys.readouterr().err
