@@ -45,6 +45,20 @@ and the standby clusters a region runs for the regions whose DR partner it is (R
   stated bound for Storage Transfer Service or Azure object replication), so it can trail by far more than the RPO.
   Hence the alerts page on the stream: DrStandbyLagging and DrStandbyNotStreaming in the source region, and
   DrRegionMayBeLost in the partner, which outlives the source (compiler/ir/dr_watch.py).
+- DCS failsafe_mode (Patroni 3.0, docs/dcs_failsafe_mode.rst; ha.py _handle_dcs_error, check_failsafe_topology) on
+  every cluster, the region's own and each standby cluster (which keeps it when the DR runbook promotes it). Without
+  it a leader that cannot update its leader key demotes itself: etcd losing its quorum (stopped on two of its three
+  members for maintenance, its NOSPACE alarm, its peer port cut off) stopped the region's writes although every
+  PostgreSQL member was healthy. With it the leader keeps running while it reaches every member the `/failsafe` key
+  lists (the members when the key was last written) over their REST API (`POST /failsafe`, with the REST API's
+  credentials and CA, which every member shares: the wiring's member-to-member REST connection), every loop_wait;
+  one member it cannot reach and it demotes as before. A replica that hears from it within the TTL does not race for
+  the key, and only a member the key lists may take it later: no member can lead beside it. Nothing can fail over
+  while etcd is down, as before, and a stopped host takes its PostgreSQL member with it (a resize that stops every
+  data host at once still stops the writes: one host at a time). A leader kept so answers `GET /primary` with 200
+  (its ha.is_leader()), so the load balancers keep sending writes to it, and the split-brain fence (FENCE_LAYER),
+  which asks the partner's promoted copy `GET /primary` first, still sees that copy leading while its etcd is down.
+  A standby leader is in recovery, not a leader to PostgreSQL: a standby cluster is not demoted either way.
 """
 
 from __future__ import annotations
@@ -132,6 +146,8 @@ class PostgresHA:
     ttl: int  # Patroni's leader key TTL (s): a dead leader is noticed within it
     loop_wait: int
     retry_timeout: int
+    # Patroni's DCS failsafe_mode (its dynamic configuration): the module docstring says why and when it holds
+    failsafe: bool
     data_dir: str
     config_dir: str
     standbys: tuple[StandbyCluster, ...]  # clusters of other regions this region runs
@@ -290,6 +306,6 @@ def plan(platform, region_name: str, s, hosts, internal_domain: str, settings_of
         leader_endpoint=leader_endpoint(internal_domain), replica_endpoint=replica_endpoint(internal_domain),
         sync_endpoint=sync_endpoint(internal_domain), leader_backend_port=backend["leader"],
         replica_backend_port=backend["replicas"], sync_backend_port=backend["sync"],
-        synchronous=len(members) > 1, ttl=30, loop_wait=10, retry_timeout=10,
+        synchronous=len(members) > 1, ttl=30, loop_wait=10, retry_timeout=10, failsafe=True,
         data_dir=f"/var/lib/postgresql/{pg.version}/main", config_dir=f"/etc/postgresql/{pg.version}/main",
         standbys=tuple(standbys))

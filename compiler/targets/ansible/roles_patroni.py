@@ -145,6 +145,8 @@ def patroni_config(plan: PlatformPlan, region: RegionPlan) -> dict:
         "bootstrap": {
             "dcs": {
                 "ttl": ha.ttl, "loop_wait": ha.loop_wait, "retry_timeout": ha.retry_timeout,
+                # the leader keeps running through an etcd outage while it reaches every member (postgres_ha.py)
+                "failsafe_mode": ha.failsafe,
                 "maximum_lag_on_failover": rpo_bytes,
                 # a commit waits for one in-region replica: a failover in the region loses nothing committed
                 "synchronous_mode": ha.synchronous,
@@ -190,6 +192,8 @@ def standby_configs(plan: PlatformPlan, region: RegionPlan, secret) -> list[dict
             "etcd3": _etcd(ha),
             "bootstrap": {"dcs": {
                 "ttl": ha.ttl, "loop_wait": ha.loop_wait, "retry_timeout": ha.retry_timeout,
+                # no effect while a standby (its leader is in recovery); the promoted cluster keeps it
+                "failsafe_mode": ha.failsafe,
                 "standby_cluster": standby_cluster,
                 "postgresql": {"use_pg_rewind": False, "use_slots": False,
                                "parameters": patroni_dcs_parameters(src)},

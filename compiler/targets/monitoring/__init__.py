@@ -280,9 +280,10 @@ ETCD_MEMBER_DOWN_FOR = "5m"  # the role restarts one member at a time, each back
 def etcd_alerts(r: RegionPlan) -> list[dict]:
     """Patroni's DCS (compiler/ir/postgres_ha.py), from each member's metrics listener (the wiring's `prometheus`
     connection to the etcd members, scraped as job ETCD_SCRAPE_JOB). Each pages: Patroni's leader must renew its key
-    in etcd every loop, and one that cannot demotes itself to read-only (Patroni without failsafe_mode), so an etcd
-    that refuses writes (NOSPACE at its quota), has no leader or lost its quorum stops the region's writes and any
-    failover. None where nothing scrapes the members."""
+    in etcd every loop; one that cannot keeps the region's writes only while it reaches every member (failsafe_mode,
+    compiler/ir/postgres_ha.py) and demotes itself to read-only otherwise, so an etcd that refuses writes (NOSPACE at
+    its quota), has no leader or lost its quorum stops any failover, and the writes at the next member lost. None
+    where nothing scrapes the members."""
     ha = r.postgres_ha
     if ha is None or not any(c.dest.name == "etcd" and c.dest_port == ha.etcd_metrics_port
                              for c in r.through("prometheus")):
@@ -290,18 +291,20 @@ def etcd_alerts(r: RegionPlan) -> list[dict]:
     job = f'{{job="{ETCD_SCRAPE_JOB}"}}'
     runbook = f"docs/regions/{r.name}.md, PostgreSQL high availability"
     members = len(ha.etcd_hosts)
+    leader = ("keeps the writes only while it reaches every PostgreSQL member (failsafe_mode)" if ha.failsafe
+              else "demotes itself")
+    keeps = f"Patroni's leader {leader}"
     tolerance = (f"The cluster's {members} members keep a quorum with {(members - 1) // 2} down: one more failure and "
-                 "etcd refuses every write, Patroni's leader demotes itself and no member can take over"
-                 if members > 1 else "It is the region's only member: Patroni's leader has demoted itself and the "
-                                     "region takes no writes")
+                 f"etcd refuses every write, {keeps} and no member can take over"
+                 if members > 1 else f"It is the region's only member: {keeps}, and no member can take over")
     return [
         _alert("EtcdDatabaseNearQuota",
                f"etcd_mvcc_db_total_size_in_bytes{job}\n/ etcd_server_quota_backend_bytes{job}\n"
                f"> {_num(ETCD_QUOTA_ALERT_SHARE)}", PAGE, "availability",
                f"etcd member {{{{ $labels.instance }}}}'s database is near its quota in {r.name}",
                "Its backend takes {{ $value | humanizePercentage }} of the space quota. At the quota etcd raises the "
-               "NOSPACE alarm and refuses every write: Patroni's leader cannot renew its key and demotes itself, and "
-               "no failover can happen. Compaction keeps one hour of history and the daily defragmentation returns "
+               f"NOSPACE alarm and refuses every write: Patroni's leader cannot renew its key and {leader}, "
+               "and no failover can happen. Compaction keeps one hour of history and the daily defragmentation returns "
                "the space, so something writes more than Patroni does, or the timer did not run "
                "(`systemctl status platformc-etcd-defrag.timer`). Follow \"etcd's space\" in "
                f"{runbook}: compact, defragment each member in turn, disarm the alarm.",

@@ -26,7 +26,8 @@
 #   - members answer, and no /cluster answer lists a leader of either kind (the cluster has no leader key, or no
 #     member could read its DCS): start, with a warning. Nothing there takes writes: a promoted leader holds the
 #     leader key, which /cluster lists, and a leader that cannot renew its key in its own etcd demotes itself within
-#     the TTL (Patroni's default; DCS failsafe_mode, which would keep it, is not enabled). Refusing here would tie
+#     the TTL, unless DCS failsafe_mode (enabled) keeps it running while it reaches all its members: then it
+#     answers /primary with 200 (Patroni 3.0.2 api.py: ha.is_leader()), the case above. Refusing here would tie
 #     this region's primary to the health of its own disaster copy.
 #   - no member answers (the partner down, the network between the regions): start, and say that the check could
 #     not be made. The guard needs the partner reachable: the runbook keeps a lost region down besides.
