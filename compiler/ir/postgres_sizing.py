@@ -156,6 +156,13 @@ def standby_memory_parameters(host_region: RegionPlan, source: RegionPlan) -> di
             "work_mem": f"{z.work_mem_mb}MB", "maintenance_work_mem": f"{z.maintenance_work_mem_mb}MB"}
 
 
+# PostgreSQL's hot standby rule (docs, "Hot Standby", 26.4.3 Administrator's Overview): a standby needs at least the
+# primary's value of each; the primary's WAL records its values, and a hot standby that replays a higher one (or
+# starts below the values its control file has from the primary) pauses its replay until it is raised and restarted
+HOT_STANDBY_PARAMETERS = ("max_connections", "max_prepared_transactions", "max_locks_per_transaction",
+                          "max_wal_senders", "max_worker_processes")
+
+
 def patroni_dcs_parameters(region: RegionPlan) -> dict:
     """The postmaster parameters Patroni sets on PostgreSQL's command line from its dynamic configuration (the DCS),
     never from postgresql.conf (Patroni's CMDLINE_OPTIONS): absent there, Patroni's own defaults win over the data

@@ -42,8 +42,8 @@ def generated(reference):
 
 def test_every_cluster_enables_failsafe_mode(generated):
     """The region's own cluster and each standby cluster (kept once the DR runbook promotes it) carry it in
-    bootstrap.dcs, which the postgresql role's leader steps (edit-config --apply) also apply to a cluster that
-    exists."""
+    bootstrap.dcs, which the postgresql role's leader steps (edit-config --apply) and the patroni role's standby steps
+    also apply to clusters that exist."""
     seen = 0
     for gv in (generated / "ansible/inventories").glob("*/group_vars/postgres.yml"):
         data = yaml.safe_load(gv.read_text())

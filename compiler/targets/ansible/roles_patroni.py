@@ -20,7 +20,7 @@ from compiler.ir.names import (ETCD_METRICS_PORT, ETCD_SCRAPE_JOB, PATRONI_CONFI
 from compiler.ir.postgres_ha import (ETCD_AUTO_COMPACTION_MODE, ETCD_AUTO_COMPACTION_RETENTION, ETCD_DEFRAG_FIRST_HOUR,
                                      ETCD_QUOTA_ALERT_FOR, ETCD_QUOTA_ALERT_SHARE, ETCD_QUOTA_BACKEND_BYTES,
                                      FENCE_LAYER, standby_hba_file)
-from compiler.ir.postgres_sizing import patroni_dcs_parameters, standby_memory_parameters
+from compiler.ir.postgres_sizing import HOT_STANDBY_PARAMETERS, patroni_dcs_parameters, standby_memory_parameters
 from compiler.ir.wal_archive import promoted_archive_command, standby_restore_command
 from compiler.targets.ansible.role import (Role, apt, cond, copy, expr, installed_version_check, service, services_ready_var,
                                             systemd_dropin, systemd_timer, task, when_ready)
@@ -371,7 +371,8 @@ def patroni() -> Role:
                   "patroni_callback": CALLBACK, "patroni_version": "3.0", "patroni_fence": {}, "patroni_fence_ca": ""},
         vars={**services_ready_var(r, "patroni_install"),
               "patroni_my_standbys": expr("patroni_standby_clusters | selectattr('hosts', 'contains', inventory_hostname)",
-                                          "| list")},
+                                          "| list"),
+              **STANDBY_DCS_VARS},
         tasks={"main": [
             apt("Install Patroni with its etcd client", ["patroni", "python3-etcd3"], register="patroni_install"),
             apt("Install curl, the fence's HTTP client", ["curl"]),
@@ -456,6 +457,7 @@ def patroni() -> Role:
                  loop="{{ patroni_my_standbys }}", loop_control={"loop_var": "patroni_standby",
                                                                   "label": "{{ patroni_standby.region }}"},
                  when="patroni_services_ready"),
+            *_standby_dcs_tasks(r),
         ]},
         handlers=[
             task("Reload systemd", "ansible.builtin.systemd_service", {"daemon_reload": True}),
@@ -505,6 +507,63 @@ def _fence_tasks() -> list:
 
 STANDBY_RESTART = "Restart the standby clusters"
 
+# A standby cluster's dynamic configuration (_standby_dcs_tasks), evaluated for each item of the loop over what
+# `patronictl show-config` answered (`patroni_stored`: the registered result, its `patroni_standby` the cluster)
+_SOURCE = "patroni_stored.patroni_standby.config.bootstrap.dcs"
+STANDBY_DCS_VARS = {
+    # what the cluster's etcd stores ({} before it was bootstrapped, or when Patroni was not asked)
+    "patroni_standby_stored": expr("((patroni_stored.stdout | default('', true) | from_yaml) or {})"
+                                   " if patroni_stored.rc | default(1) == 0 else {}"),
+    "patroni_standby_stored_parameters": expr("(patroni_standby_stored.get('postgresql') or {}).get('parameters') or {}"),
+    "patroni_standby_source_parameters": expr(_SOURCE + ".postgresql.parameters"),
+    # the source's values; each hot-standby parameter the higher of the source's and the stored one, so a source that
+    # lowers one never leaves its standby below what the source still runs (a Patroni default, 0, is left out)
+    "patroni_standby_parameters": expr(
+        "patroni_standby_source_parameters | combine({",
+        *[line for k in HOT_STANDBY_PARAMETERS
+          for line in (f"'{k}': [patroni_standby_source_parameters.get('{k}', 0) | int,",
+                       f"  patroni_standby_stored_parameters.get('{k}', 0) | int] | max,")],
+        "} | dict2items | rejectattr('value', 'equalto', 0) | items2dict)"),
+    "patroni_standby_dcs": expr("{'failsafe_mode': " + _SOURCE + ".failsafe_mode,",
+                                "'postgresql': {'parameters': patroni_standby_parameters}}"),
+    # only a standby cluster (a promoted one serves production: the runbook's, never a run's) that etcd stores
+    # otherwise than this run would
+    "patroni_standby_dcs_stale": expr("patroni_standby_stored.standby_cluster is defined",
+                                      "and patroni_standby_stored.standby_cluster is not none",
+                                      "and patroni_standby_stored | combine(patroni_standby_dcs, recursive=True)",
+                                      "!= patroni_standby_stored"),
+}
+
+
+def _standby_dcs_tasks(role: str) -> list:
+    """The settings Patroni keeps cluster-wide (max_connections, max_worker_processes, max_wal_senders ... and
+    failsafe_mode: bootstrap.dcs, which Patroni stores once, when it creates the cluster, and ignores locally) onto
+    each standby cluster that exists, as the postgresql role's leader steps do for the region's own cluster: a
+    source that raised one left its standby on the value it was created with, and a hot standby below its primary
+    pauses its replay (HOT_STANDBY_PARAMETERS). Read from the cluster's etcd on every host of it (before any changes
+    it, so each host sees the same difference and notifies its own restart), applied one host at a time (the second
+    finds it applied), then each member Patroni flags is restarted, one host at a time (STANDBY_RESTART's handlers).
+    The source must raise a value after this has run (the partner's run first: the region docs' order)."""
+    config = PATRONI_CONFIG_DIR + "/{{ patroni_standby.instance }}.yml"
+    stored = PATRONI_CONFIG_DIR + "/{{ patroni_stored.patroni_standby.instance }}.yml"
+    return [
+        task("Read each standby cluster's dynamic configuration from etcd", "ansible.builtin.command",
+             {"argv": ["patronictl", "-c", config, "show-config", "{{ patroni_standby.config.scope }}"]},
+             become=True, become_user="postgres", register="patroni_standby_show", changed_when=False,
+             failed_when=False, check_mode=False, loop="{{ patroni_my_standbys }}",
+             loop_control={"loop_var": "patroni_standby", "label": "{{ patroni_standby.region }}"},
+             when=when_ready(role)),
+        task("Raise each standby cluster's cluster-wide settings to its source region's (never below what it has)",
+             "ansible.builtin.command",
+             {"argv": ["patronictl", "-c", stored, "edit-config", "{{ patroni_stored.patroni_standby.config.scope }}",
+                       "--apply", "-", "--force"],
+              "stdin": "{{ patroni_standby_dcs | to_nice_yaml(indent=2) }}"},
+             become=True, become_user="postgres", throttle=1, changed_when=True, notify=STANDBY_RESTART,
+             loop="{{ patroni_standby_show.results | default([]) }}",
+             loop_control={"loop_var": "patroni_stored", "label": "{{ patroni_stored.patroni_standby.region }}"},
+             when=cond("patroni_stored is not skipped", "and patroni_standby_dcs_stale")),
+    ]
+
 
 def _standby_restart(role: str) -> list:
     """A standby cluster's new postgresql.conf or Patroni configuration is applied as the region's own cluster's is
@@ -513,7 +572,8 @@ def _standby_restart(role: str) -> list:
     parameters, any restart-only setting of the source's file) never took effect. A member Patroni has not registered
     yet (a first run) is never flagged, so is left to start with the new files; a cluster the DR runbook promoted (it
     has a `Leader`, no `Standby Leader`) serves production and is never restarted by a run (runbook step 3).
-    (max_connections and the other settings Patroni keeps cluster-wide are not read from these files at all.)"""
+    (max_connections and the other settings Patroni keeps cluster-wide are not read from these files at all:
+    _standby_dcs_tasks applies them, and notifies these handlers.)"""
     def config(standby: str) -> str:  # the standby cluster's Patroni configuration file
         return PATRONI_CONFIG_DIR + "/{{ " + standby + ".instance }}.yml"
     first, *rest = leader_sql.pending_restart("patroni_pending")
