@@ -269,17 +269,21 @@ def test_any_member_that_lists_a_leader_refuses(script, pki, members, tmp_path):
     (None, "GET /cluster failed"),
     ({"error": "not patroni"}, "is not Patroni's cluster document"),
 ], ids=["no-leader-key", "no-answer", "not-patroni"])
-def test_members_that_list_no_leader_let_it_start_with_a_warning(script, pki, members, tmp_path, cluster, said):
-    """Members answer, and none lists a leader of either kind: nothing on the partner takes writes (a promoted
-    leader holds the leader key; one that cannot renew it demotes itself). The start goes on with a warning naming
-    what each member said, and nothing is latched: this region's primary does not wait on its disaster copy's
-    health."""
+def test_members_that_cannot_show_a_standby_leader_refuse_without_latching(script, pki, members, tmp_path, cluster,
+                                                                          said):
+    """Members answer, and none shows a standby leader: nothing proves the copy is still a standby (under
+    failsafe_mode a promoted leader without its etcd keeps taking writes, and no /cluster lists it). The start is
+    refused, but not latched: the next start asks again and starts once the standby leader is back."""
     require_tool("curl")
     a = members(pki["partner"], 503, cluster=cluster)
     rc, out, _ = _fence(script, tmp_path, pki["partner"] / "ca.crt", a.url)
-    assert rc == 0, out
-    assert "WARNING: 1 of 1 members" in out and said in out and "needs attention" in out
+    assert rc != 0, out
+    assert "REFUSING this start: 1 of 1 members" in out and said in out and "Not latched" in out
+    assert str(tmp_path / "15-main.unfenced") in out
     assert not (tmp_path / "15-main.fenced").exists()
+    b = members(pki["partner"], 503, cluster=STANDBY)
+    rc, out, _ = _fence(script, tmp_path, pki["partner"] / "ca.crt", a.url, b.url)
+    assert rc == 0 and "is still a standby cluster" in out, out
 
 
 def test_no_answer_starts_and_says_the_check_could_not_be_made(script, pki, members, tmp_path):
@@ -469,9 +473,9 @@ def test_the_runbook_keeps_the_lost_region_fenced_with_the_generated_names(refer
         for h in conn.dest.hosts:
             assert f"`https://{h}:{conn.dest_port}/primary`" in step2
         assert "`/etc/patroni/15-main.fenced`" in step2 and "it starts, and logs a warning" in step2
-        # the replica's view of a leader this host cannot reach (GET /cluster), and a leaderless partner
+        # the replica's view of a leader this host cannot reach (GET /cluster), and the unlatched refusal
         assert "asked `GET /cluster` too" in step2 and "`standby_leader` until step 3 and `leader` after it" in step2
-        assert "none lists a leader of either kind" in step2 and "standby cluster needs attention" in step2
+        assert "refuses that start without writing the file" in step2 and "failsafe_mode" in step2
         step5 = doc[doc.index("5. Later, rebuild"):]
         assert "`/etc/patroni/15-main.unfenced`" in step5 and "refuses every start" in step5
 

@@ -23,12 +23,13 @@
 #     write FILE (--fenced): every later start refuses too, without asking, so that the unit's restarts
 #     (Restart=on-failure) cannot let it in at a moment the partner does not answer.
 #   - members answer, and a member's /cluster lists a "standby_leader" (and none a leader): still a standby; start.
-#   - members answer, and no /cluster answer lists a leader of either kind (the cluster has no leader key, or no
-#     member could read its DCS): start, with a warning. Nothing there takes writes: a promoted leader holds the
-#     leader key, which /cluster lists, and a leader that cannot renew its key in its own etcd demotes itself within
-#     the TTL, unless DCS failsafe_mode (enabled) keeps it running while it reaches all its members: then it
-#     answers /primary with 200 (Patroni 3.0.2 api.py: ha.is_leader()), the case above. Refusing here would tie
-#     this region's primary to the health of its own disaster copy.
+#   - members answer, and no /cluster answer lists a standby leader (the cluster has no leader key, or no member
+#     could read its DCS): nothing proves the copy is still a standby. Under DCS failsafe_mode (enabled) a promoted
+#     leader that lost its etcd keeps taking writes while it reaches all its members, the one that answered here
+#     among them, although no /cluster shows it. Refuse this start without writing FILE: the unit's next start
+#     (Restart=on-failure) asks again, and starts once the partner's cluster shows its standby leader. The cost:
+#     while the partner's standby cluster has no leader key or no etcd, this region's members cannot (re)start; the
+#     journal says so, and the --unfenced FILE lets one start on purpose.
 #   - no member answers (the partner down, the network between the regions): start, and say that the check could
 #     not be made. The guard needs the partner reachable: the runbook keeps a lost region down besides.
 # An operator who runs this cluster on purpose while the partner's copy leads (rebuilt as a standby of it, runbook
@@ -170,10 +171,12 @@ if [ -n "$standby" ]; then
   exit 0
 fi
 if [ $answered -gt 0 ]; then
-  # No leader key in the partner's cluster, or no member could read it: nothing there takes writes (see above).
-  say "WARNING: $answered of $# members of $what answered, but none lists a leader in GET /cluster"
-  say "(${unproven% }): nothing there takes writes, so starting; $partner's standby cluster needs attention."
-  exit 0
+  # The partner is there to be asked and cannot say that its copy is still a standby: not a case to start blind.
+  # Not latched: it may be a moment between two standby leaders, and the unit's next start asks again.
+  say "REFUSING this start: $answered of $# members of $what answered, but none shows a standby leader in"
+  say "GET /cluster (${unproven% }): its copy may have been promoted. Not latched: the next start asks again."
+  say "If $partner's copy must not hold this start up, write why into $unfenced."
+  exit 1
 fi
 if [ -n "$untrusted" ]; then
   # Not a partner that is down: its members answer, and their certificates do not verify against the CA this host
