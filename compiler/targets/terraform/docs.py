@@ -434,6 +434,44 @@ NO_COLD_TIER = {"aws": "AWS Backup moves no EC2 recovery point to cold storage",
                 "azure": "the root sets no tiering on the Backup vault's policy"}
 
 
+# The data hosts module's resources, by cloud: each host's VM and its data volume (templates/terraform/modules/*/data_hosts).
+HOST_VM = {"aws": "aws_instance.host", "gcp": "google_compute_instance.host", "azure": "azurerm_linux_virtual_machine.host"}
+HOST_VOLUME = {"aws": "aws_ebs_volume.data", "gcp": "google_compute_disk.data", "azure": "azurerm_managed_disk.data"}
+NETWORK = {"aws": "the VPC and its subnets", "gcp": "the VPC network and its private subnetworks",
+           "azure": "the VNet and its private subnets"}
+DELETE_VOLUME = {"aws": "`aws ec2 delete-volume`", "gcp": "`gcloud compute disks delete`", "azure": "`az disk delete`"}
+
+
+def _protected(region: RegionPlan, hosts: dict) -> str:
+    """What `prevent_destroy` guards in this root, and the deliberate ways past it (checked with Terraform 1.15:
+    an instance whose for_each key is gone is refused too, a `removed` block takes no instance key)."""
+    cloud, root = region.cloud, f"generated/terraform/regions/{region.name}"
+    disks = [n for n, h in hosts.items() if h["data_disk_gib"]]
+    text = [f"### What an apply never destroys\n\n{NETWORK[cloud][0].upper()}{NETWORK[cloud][1:]}"
+            + (f" and the data hosts' volumes (`{HOST_VOLUME[cloud]}`)" if disks else "")
+            + " carry `lifecycle { prevent_destroy = true }`: a plan that would destroy or replace one stops with "
+            "\"Instance cannot be destroyed\" before anything changes. That catches a changed region CIDR or zone "
+            "count" + (", a smaller `data_disk_gib` (GCP would replace a shrunk disk, AWS and Azure refuse the "
+            "shrink), a host moved to another zone, and a host taken out of the spec" if disks else "") + ".\n"]
+    if disks:
+        example = disks[-1]
+        text.append(f"- Removing a host deliberately (fewer replicas or nodes): take it out of its cluster first, "
+                    f"then forget its volume, e.g. `terraform -chdir={root} state rm "
+                    f"'module.data_hosts.{HOST_VOLUME[cloud]}[\"{example}\"]'`, apply (the VM and the attachment "
+                    f"go), and delete the volume with {DELETE_VOLUME[cloud]} once its data is no longer wanted.")
+        text.append(f"- Rebuilding a host (`terraform -chdir={root} apply -replace='module.data_hosts."
+                    f"{HOST_VM[cloud]}[\"{example}\"]'`) keeps its data volume, which the new VM gets attached; "
+                    "to start it from an empty volume, forget the old one first as above."
+                    + (" GCP VMs also carry `deletion_protection`: clear it on that VM first (`gcloud compute "
+                       "instances update <host> --zone=<zone> --no-deletion-protection`), else both stop at it."
+                       if cloud == "gcp" else ""))
+    text.append(f"- Decommissioning the region deliberately (`terraform destroy`): in a working copy used only for "
+                f"that, delete the guards (`sed -i '/prevent_destroy = true/d' generated/terraform/modules/{cloud}/"
+                f"*/main.tf`), run `terraform -chdir={root} destroy` from it, and discard the copy. Other roots "
+                "use the same modules, so never commit or apply that edit anywhere else.")
+    return "\n".join(text) + "\n"
+
+
 def _quotas(plan: PlatformPlan, region: RegionPlan) -> str:
     where = {"aws": "account", "gcp": "project", "azure": "subscription"}[region.cloud]
     where = f"{where} `{plan.spec.clouds[region.cloud].account}`"
@@ -570,6 +608,7 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
     out.append(markdown_table(["host", "group", "zone", "machine", "data disk", "FQDN"],
                       [[n, h["group"], h["zone"], h["instance_type"],
                         f"{h['data_disk_gib']} GiB" if h["data_disk_gib"] else "-", h["fqdn"]] for n, h in hosts.items()]))
+    out.append(_protected(region, hosts))
     out.append(_quotas(plan, region))
     out.append(_node_pool_changes(plan, region))
     notes = _notes(plan, region, peers)

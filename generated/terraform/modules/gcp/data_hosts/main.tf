@@ -33,6 +33,12 @@ resource "google_compute_disk" "data" {
   disk_encryption_key {
     kms_key_self_link = var.kms_key_id
   }
+
+  # A data volume is never destroyed by an apply: a change that would replace it (a smaller size, another zone) or a
+  # host removed from the spec stops the plan instead. Removing one deliberately: docs/regions/<region>.md, Terraform.
+  lifecycle {
+    prevent_destroy = true
+  }
 }
 
 resource "google_compute_instance" "host" {

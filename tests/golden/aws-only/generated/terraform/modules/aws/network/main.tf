@@ -12,6 +12,12 @@ resource "aws_vpc" "this" {
   enable_dns_support   = true
   enable_dns_hostnames = true
   tags                 = merge(var.tags, { Name = var.name })
+
+  # Replacing it (a changed CIDR or name) would take the whole region down with it: the plan stops instead.
+  # Decommissioning the region deliberately: docs/regions/<region>.md, Terraform.
+  lifecycle {
+    prevent_destroy = true
+  }
 }
 
 # No rules: nothing may use the default security group.
@@ -30,6 +36,11 @@ resource "aws_subnet" "private" {
     Name                              = "${var.name}-private-${each.key}"
     "kubernetes.io/role/internal-elb" = "1"
   })
+
+  # Replacing one (a changed CIDR, a zone removed) would take that zone's hosts and nodes with it: the plan stops instead.
+  lifecycle {
+    prevent_destroy = true
+  }
 }
 
 resource "aws_subnet" "public" {
@@ -43,6 +54,11 @@ resource "aws_subnet" "public" {
     Name                     = "${var.name}-public-${each.key}"
     "kubernetes.io/role/elb" = "1"
   })
+
+  # Replacing one (a changed CIDR, a zone removed) would take that zone's hosts and nodes with it: the plan stops instead.
+  lifecycle {
+    prevent_destroy = true
+  }
 }
 
 resource "aws_internet_gateway" "this" {

@@ -150,6 +150,12 @@ resource "azurerm_managed_disk" "data" {
   public_network_access_enabled = false
   network_access_policy         = "DenyAll"
   tags                          = merge(var.tags, { group = each.value.group })
+
+  # A data volume is never destroyed by an apply: a change that would replace it (a smaller size, another zone) or a
+  # host removed from the spec stops the plan instead. Removing one deliberately: docs/regions/<region>.md, Terraform.
+  lifecycle {
+    prevent_destroy = true
+  }
 }
 
 resource "azurerm_virtual_machine_data_disk_attachment" "data" {

@@ -15,6 +15,12 @@ resource "azurerm_virtual_network" "this" {
   resource_group_name = var.resource_group_name
   address_space       = [var.cidr]
   tags                = var.tags
+
+  # Replacing it (a changed CIDR or name) would take the whole region down with it: the plan stops instead.
+  # Decommissioning the region deliberately: docs/regions/<region>.md, Terraform.
+  lifecycle {
+    prevent_destroy = true
+  }
 }
 
 resource "azurerm_subnet" "private" {
@@ -25,6 +31,11 @@ resource "azurerm_subnet" "private" {
   virtual_network_name            = azurerm_virtual_network.this.name
   address_prefixes                = [each.value.private_cidr]
   default_outbound_access_enabled = false
+
+  # Replacing one (a changed CIDR, a zone removed) would take that zone's hosts and nodes with it: the plan stops instead.
+  lifecycle {
+    prevent_destroy = true
+  }
 }
 
 # The gateway reads its TLS certificate from the load balancer module's vault, which admits this subnet through

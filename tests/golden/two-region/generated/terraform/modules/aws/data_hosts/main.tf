@@ -198,6 +198,12 @@ resource "aws_ebs_volume" "data" {
   encrypted         = true
   kms_key_id        = var.kms_key_arn
   tags              = merge(var.tags, { Name = "${each.key}-data", group = each.value.group })
+
+  # A data volume is never destroyed by an apply: a change that would replace it (a smaller size, another zone) or a
+  # host removed from the spec stops the plan instead. Removing one deliberately: docs/regions/<region>.md, Terraform.
+  lifecycle {
+    prevent_destroy = true
+  }
 }
 
 resource "aws_volume_attachment" "data" {

@@ -13,6 +13,12 @@ resource "google_compute_network" "this" {
   name                    = var.name
   auto_create_subnetworks = false
   routing_mode            = "REGIONAL"
+
+  # Replacing it (a changed CIDR or name) would take the whole region down with it: the plan stops instead.
+  # Decommissioning the region deliberately: docs/regions/<region>.md, Terraform.
+  lifecycle {
+    prevent_destroy = true
+  }
 }
 
 resource "google_compute_subnetwork" "private" {
@@ -41,6 +47,11 @@ resource "google_compute_subnetwork" "private" {
       flow_sampling        = 0.5
       metadata             = "INCLUDE_ALL_METADATA"
     }
+  }
+
+  # Replacing one (a changed CIDR, a zone removed) would take that zone's hosts and nodes with it: the plan stops instead.
+  lifecycle {
+    prevent_destroy = true
   }
 }
 
