@@ -247,7 +247,58 @@ def shard_count(platform: Platform) -> int:
     return math.ceil(platform.sharding.capacity_franchises / platform.sharding.franchises_per_shard)
 
 
+def redis_zone(index: int, zones: int) -> int:
+    """The zone (0-based) of Redis host `redis-<index>`: a function of its name alone, so a host keeps its zone (its
+    volume and subnet) whatever the primary and replica counts become. Hosts fill the zones row by row, each row
+    shifted by one: with as many primaries as zones this is exactly the earlier placement (primary j in zone j,
+    its replica of round r in zone j + 1 + r)."""
+    i = index - 1
+    return (i % zones + i // zones) % zones
+
+
+def redis_replica_primaries(primaries: int, replicas_per_primary: int, zones: int) -> list[int]:
+    """For each replica host in name order (redis-<primaries+1> on), the 0-based primary it replicates: every primary
+    gets one replica per round, none in its own zone nor, where the zones allow, in a zone another of its replicas
+    is in. Round by round (a matching per round, the replica's own primary tried first), so adding rounds never
+    moves an existing replica to another primary."""
+    zone = lambda index: redis_zone(index, zones)  # noqa: E731
+    primary_zone = [zone(j + 1) for j in range(primaries)]
+    taken: list[set] = [{primary_zone[j]} for j in range(primaries)]
+    out: list[int] = []
+    for r in range(replicas_per_primary):
+        replica_zone = [zone(primaries * (r + 1) + j + 1) for j in range(primaries)]
+        owner: list[int | None] = [None] * primaries  # primary -> replica of this round
+
+        def match(j, ok, seen):
+            for p in ((j + k) % primaries for k in range(primaries)):
+                if p in seen or not ok(j, p):
+                    continue
+                seen.add(p)
+                if owner[p] is None or match(owner[p], ok, seen):
+                    owner[p] = j
+                    return True
+            return False
+
+        for ok in (lambda j, p: replica_zone[j] not in taken[p],
+                   lambda j, p: replica_zone[j] != primary_zone[p]):
+            owner = [None] * primaries
+            if all([match(j, ok, set()) for j in range(primaries)]):
+                break
+        # else the zones cannot keep every replica of this round out of its primary's (one zone, or two zones and
+        # more rounds than they fit): as many as they can are, the rest replicate the primaries left over, in order
+        left = iter(j for j in range(primaries) if j not in owner)
+        owner = [j if j is not None else next(left) for j in owner]
+        chosen = {j: p for p, j in enumerate(owner)}
+        for j in range(primaries):
+            out.append(chosen[j])
+            taken[chosen[j]].add(replica_zone[j])
+    return out
+
+
 def hosts(platform: Platform, name: str, s: RegionSettings, zones: list[str], internal: str) -> tuple[Host, ...]:
+    """The region's self-managed hosts. Each host's zone is a function of its own name (its group's index), never of
+    another group's size or its own group's count: a changed count adds or removes hosts at the end and moves none
+    (moving one would replace its VM and its data volume)."""
     prefix = f"{platform.organization.name}-{name}"
     out: list[Host] = []
 
@@ -264,12 +315,12 @@ def hosts(platform: Platform, name: str, s: RegionSettings, zones: list[str], in
     for i in range(ds.pgbouncer.hosts):
         add("pgbouncer", "pgbouncer", i + 1, i)
     if ds.redis.deployment == "self-managed":
-        primaries = [add("redis", "redis_cluster", i + 1, i) for i in range(ds.redis.primaries)]
-        n = ds.redis.primaries
-        for r in range(ds.redis.replicas_per_primary):
-            for j, p in enumerate(primaries):
-                n += 1
-                add("redis", "redis_cluster", n, j + 1 + r, replica_of=p)
+        count = ds.redis.primaries
+        primaries = [add("redis", "redis_cluster", i + 1, redis_zone(i + 1, len(zones))) for i in range(count)]
+        of = redis_replica_primaries(count, ds.redis.replicas_per_primary, len(zones))
+        for k, p in enumerate(of):
+            index = count + k + 1
+            add("redis", "redis_cluster", index, redis_zone(index, len(zones)), replica_of=primaries[p])
     if ds.elasticsearch.deployment == "self-managed":
         for i in range(ds.elasticsearch.nodes):
             add("es", "elasticsearch", i + 1, i)
