@@ -606,9 +606,11 @@ def _standby_restart(role: str) -> list:
 def data_disk() -> Role:
     r = "data_disk"
     found = "{{ data_disk_found.stdout }}"
+    # check mode runs none of the commands above (they report skipped, rc 0): only a volume already mounted is read
+    mounted = "not ansible_check_mode or (data_disk_mounted is not skipped and data_disk_mounted.rc == 0)"
     return Role(
         name=r,
-        description="Formats (xfs) and mounts the data volume, found by its stable device id, at the data directory "
+        description="Formats (xfs), mounts and grows the data volume (found by its stable id) at the data directory "
                     "before the datastore's package installs.",
         defaults={"data_disk_cloud": "{{ platformc_cloud }}", "data_disk_mount": "", "data_disk_owner": "root",
                   "data_disk_mode": "0755"},
@@ -642,6 +644,26 @@ def data_disk() -> Role:
                   "mode": "0755"}, when="data_disk_mounted.rc != 0"),
             task("Mount the data volume", "ansible.builtin.command", {"argv": ["mount", "{{ data_disk_mount }}"]},
                  when="data_disk_mounted.rc != 0", changed_when=True),
+            # A grown disk (a larger data_disk_gib, applied by Terraform in place) grows its filesystem here, online.
+            # Azure shows a data disk's new size only after a SCSI rescan; AWS (NVMe) and GCP show it by themselves.
+            task("Rescan the data volume's size", "ansible.builtin.shell",
+                 "echo 1 > /sys/class/block/$(basename $(readlink -f " + found + "))/device/rescan",
+                 when=[mounted, "data_disk_cloud == 'azure'"], changed_when=False, check_mode=False),
+            task("Read the data volume's size", "ansible.builtin.command",
+                 {"argv": ["blockdev", "--getsize64", found]}, register="data_disk_bytes", changed_when=False,
+                 check_mode=False, when=mounted),
+            task("Read the filesystem's size", "ansible.builtin.command",
+                 {"argv": ["xfs_info", "{{ data_disk_mount }}"]}, register="data_disk_xfs", changed_when=False,
+                 check_mode=False, when=mounted),
+            # xfs_growfs takes the whole device but never a last allocation group under 64 blocks, so a filesystem
+            # within 64 MiB of its volume is as large as it gets (disks grow in whole GiB)
+            task("Grow the filesystem to the data volume's size", "ansible.builtin.command",
+                 {"argv": ["xfs_growfs", "{{ data_disk_mount }}"]},
+                 vars={"data_disk_geometry": expr(
+                     "data_disk_xfs.stdout | regex_search('^data\\s+=\\s+bsize=(\\d+)\\s+blocks=(\\d+)', '\\1', '\\2',",
+                     "multiline=True) | map('int') | list")},
+                 when=[mounted, "data_disk_bytes.stdout | int > data_disk_geometry[0] * data_disk_geometry[1] + 67108864"],
+                 changed_when=True),
             # A fresh volume's root is root's, 0755. On a new host the datastore's package then makes it its user's
             # (its postinst, which creates the user); a volume replaced under an installed package, or a root reset
             # by hand, gets it here, as the package would leave it (the service, without CAP_DAC_OVERRIDE, could not
