@@ -166,6 +166,8 @@ def vars_all(plan: PlatformPlan, region: RegionPlan) -> dict:
         "platformc_bastion": bastions[0].fqdn if bastions else "",
         # the user the region's key pair / VM admin key logs in as (compiler/ir/names.py; Terraform installs the key)
         **({"ansible_user": DATA_HOST_LOGIN_USER[region.cloud]} if region.cloud in DATA_HOST_LOGIN_USER else {}),
+        # whose authorized_keys the common role keeps to the operators' current key (GCP: OS Login, none)
+        "common_admin_user": DATA_HOST_LOGIN_USER.get(region.cloud, ""),
         "common_admin_cidrs": admin,
         **TIME_SOURCES[region.cloud],
         "node_exporter_enabled": s.monitoring.node_exporter,

@@ -30,6 +30,12 @@ fs.protected_symlinks = 1
 SSH_MAX_AUTH_TRIES = 3
 
 
+# The environment variable Terraform reads admin_ssh_public_key from: the operator sets the key once for both tools.
+ADMIN_KEY_ENV = "TF_VAR_admin_ssh_public_key"
+ADMIN_KEY_SET = ["common_admin_user | length > 0", "common_admin_ssh_public_key | trim | length > 0"]
+ADMIN_HOME = "{{ ansible_facts.getent_passwd[common_admin_user][4] }}"
+
+
 def common() -> Role:
     r = "common"
     return Role(
@@ -49,6 +55,13 @@ def common() -> Role:
             # to_port, redirected before the rules above see them (Azure's PostgreSQL endpoints,
             # compiler/ir/postgres_ha.py); none elsewhere
             "common_port_redirects": [],
+            # The login user Terraform installs the region's admin key for at launch (compiler/ir/names.py
+            # DATA_HOST_LOGIN_USER; the inventory sets it, empty on GCP's OS Login) and the operators' current public
+            # key: the same value Terraform's admin_ssh_public_key takes, read from its TF_VAR_ environment variable
+            # unless set. The role makes it the user's only key, so a rotated key reaches hosts launched with the old
+            # one (AWS installs a key pair at launch only; Azure VMs ignore a changed admin_ssh_key).
+            "common_admin_user": "",
+            "common_admin_ssh_public_key": "{{ lookup('ansible.builtin.env', '" + ADMIN_KEY_ENV + "') }}",
         },
         vars=services_ready_var(r, "common_install"),
         tasks={"main": [
@@ -64,6 +77,14 @@ def common() -> Role:
                  content=COMMON_SYSCTL, notify="Reload the kernel parameters"),
             template("Write the host firewall from the spec's rules", "nftables.conf.j2", "/etc/nftables.conf",
                      mode="0755", validate="/usr/sbin/nft -c -f %s", notify="Reload the firewall"),
+            task("Look up the login user", "ansible.builtin.getent",
+                 {"database": "passwd", "key": "{{ common_admin_user }}"}, when=ADMIN_KEY_SET),
+            task("Create the login user's SSH directory", "ansible.builtin.file",
+                 {"path": ADMIN_HOME + "/.ssh", "state": "directory", "owner": "{{ common_admin_user }}",
+                  "group": "{{ common_admin_user }}", "mode": "0700"}, when=ADMIN_KEY_SET),
+            copy("Authorize the operators' current key, and only it, for the login user",
+                 ADMIN_HOME + "/.ssh/authorized_keys", content="{{ common_admin_ssh_public_key | trim }}\n",
+                 owner="{{ common_admin_user }}", group="{{ common_admin_user }}", mode="0600", when=ADMIN_KEY_SET),
             service("Start the baseline services at boot", "{{ common_service }}", r,
                     loop=["ssh", "chrony", "nftables", "unattended-upgrades"],
                     loop_control={"loop_var": "common_service"}),

@@ -197,8 +197,10 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      "replication or backup copies across clouds; the partner holds the PostgreSQL standby "
                      "(Ansible) and the WAL archive must be copied by a transfer job outside this root.")
     if region.cloud == "aws":
-        notes.append("Set `admin_ssh_public_key` when applying: the data hosts' EC2 key pair, the key Ansible logs in "
-                     "with (as `admin`, through the bastion).")
+        notes.append("Set `admin_ssh_public_key` when applying (`TF_VAR_admin_ssh_public_key`, which Ansible's common "
+                     "role reads too): the data hosts' EC2 key pair, the key Ansible logs in with (as `admin`, through "
+                     "the bastion). EC2 installs a key pair at launch only: a rotated key reaches the running hosts "
+                     "through the common role (generated/ansible/README.md).")
         notes.append("The budget filters on the `region` tag, which AWS Budgets sees only once it is an active cost "
                      "allocation tag, set in the organization's management account (`aws ce "
                      "update-cost-allocation-tags-status --cost-allocation-tags-status TagKey=region,Status=Active`, "
@@ -291,7 +293,10 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      f"The gateway follows the TLS certificate's renewals.")
         notes.append("Azure copies geo-redundant backup vaults to the region's Azure pair, not to the DR partner; "
                      "the partner receives the object-replicated backup account instead.")
-        notes.append("Set `admin_ssh_public_key` (and `management_cidrs` for the Terraform runners) when applying.")
+        notes.append("Set `admin_ssh_public_key` (`TF_VAR_admin_ssh_public_key`, which Ansible's common role reads "
+                     "too; and `management_cidrs` for the Terraform runners) when applying. Azure takes a VM's SSH key "
+                     "at creation only, so the VMs ignore a changed key (`ignore_changes`) rather than be replaced: a "
+                     "rotated key reaches them through the common role (generated/ansible/README.md).")
         subscription = plan.spec.clouds["azure"].account
         notes.append(f"Before the first apply in subscription `{subscription}` (once): the data hosts and every AKS "
                      "node pool encrypt at host, which Azure refuses until the subscription's feature is registered "

@@ -133,6 +133,13 @@ resource "azurerm_linux_virtual_machine" "host" {
     sku       = "12-gen2"
     version   = "latest"
   }
+
+  # Azure takes a VM's SSH keys at creation only (azurerm: admin_ssh_key is ForceNew, the API answers
+  # PropertyChangeNotAllowed): a rotated admin_ssh_public_key would replace every host at once. The key
+  # installs the first login; the Ansible common role keeps the login user's authorized_keys from then on.
+  lifecycle {
+    ignore_changes = [admin_ssh_key]
+  }
 }
 
 resource "azurerm_managed_disk" "data" {
