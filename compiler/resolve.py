@@ -391,11 +391,11 @@ def resolve_region(platform: Platform, name: str, settings: dict, provenance: di
         from compiler.wiring import (identity_token_connections, inter_region_connections, postgres_ha_connections,
                                      promoted_standby_connections)
         own = connections(platform, name, region.cloud, s, services, region_hosts, zone_plans, addresses, internal,
-                          partner.cidr) + identity_token_connections(linked[name])
+                          partner.cidr, serving) + identity_token_connections(linked[name])
         if ha is not None:
             own += postgres_ha_connections(region.cloud, ha, region_hosts, zone_plans, addresses, partner.cidr)
             own += promoted_standby_connections(s, services, ha, region_hosts, zone_plans)
-        return inter_region_connections(platform, linked[name], linked, own, ends)
+        return inter_region_connections(platform, linked[name], linked, own, ends, serving)
 
     # the services' ConfigMaps list the shards the region serves: its own, then those of the failed-over regions
     promoted = promoted_pools(platform, settings, name, ha, region_hosts, served)

@@ -212,8 +212,10 @@ def _hosts(name: str, group: str, hosts: tuple[Host, ...], zones: tuple[Zone, ..
 
 def connections(platform: Platform, region_name: str, cloud: str, s: RegionSettings, services: tuple[ServicePlan, ...],
                 hosts: tuple[Host, ...], zones: tuple[Zone, ...], a: Addressing, internal_domain: str,
-                partner_cidr: str) -> tuple[Connection, ...]:
-    """Every connection of one region, in a fixed order (the files and docs list them in this order)."""
+                partner_cidr: str, serving: Mapping[str, str] | None = None) -> tuple[Connection, ...]:
+    """Every connection of one region, in a fixed order (the files and docs list them in this order). `serving`: the
+    region serving each home's franchises (compiler/ir/dr_serving.py, resolve's PlatformPlan.serving, computed once);
+    a region served by another (failed over) is out of the edge."""
     ds = s.datastores
     edge = platform.edge
     domain = platform.organization.domain
@@ -248,16 +250,21 @@ def connections(platform: Platform, region_name: str, cloud: str, s: RegionSetti
     add(internet, cdn, f"{edge.dns.api_host}.{domain}", HTTPS_PORT, "clients reach the CDN (viewer TLS)", "https",
         ("cdn",), tls=edge.tls_min_version)
     # CloudFront and Cloud CDN reach the weighted origin name; Front Door has one origin per region
+    # A failed-over region (`serving` names another region for its franchises) is out of the edge: the global root
+    # gives it weight 0 in the weighted origin record (Route 53, Cloud DNS) or disables its Front Door origin, and no
+    # home rule names it. This connection stays: the region's load balancer keeps its listener and admits the edge,
+    # so the rebuilt region takes traffic as soon as the fail-back (removing it from the list) gives its weight back.
+    in_edge = (serving or {}).get(region_name, region_name) == region_name
     from compiler.ir.edge import cdn_provider
     origin = f"{region_name}.{domain}" if cdn_provider(platform) == "front_door" else f"origin.{domain}"
     add(cdn, lb, origin, HTTPS_PORT, "the CDN forwards to the region's load balancer (origin TLS)", "https",
         ("cdn", "cloud-firewall"), tls=tls_min)
     # home-region routing at the edge (compiler/ir/home_routing.py): CloudFront's viewer-request function, Front
     # Door's rule set or Cloud CDN's URL map sends the requests of franchises homed here to this region's own origin
-    # (origin group / backend service home-<region>), its public name; none while the region is failed over
-    # (disaster_recovery.failed_over): the edge sends its franchises to its DR partner's origin
+    # (origin group / backend service home-<region>), its public name; none while the region is failed over: the
+    # edge sends its franchises to its DR partner's origin
     from compiler.ir.home_routing import HOME_EDGE_PEER, edge_home_provider, home_origin_name
-    if edge_home_provider(platform) and region_name not in platform.disaster_recovery.failed_over:
+    if edge_home_provider(platform) and in_edge:
         add(Peer(HOME_EDGE_PEER, "edge"), lb, home_origin_name(region_name, domain), HTTPS_PORT,
             "the CDN sends the requests of franchises homed here to the region's load balancer (home-region routing)",
             "https", ("cdn", "cloud-firewall"), tls=tls_min)
@@ -627,7 +634,7 @@ def _fence_connection(home, far, sb) -> tuple[Connection, Connection] | None:
 
 
 def inter_region_connections(platform: Platform, region, regions: dict, wiring: tuple,
-                             ends: dict | None = None) -> tuple:
+                             ends: dict | None = None, serving: Mapping[str, str] | None = None) -> tuple:
     """The region's wiring (`wiring`: its own connections and its Patroni cluster's) with the flows that cross the
     inter-region network: run once every region (and its Patroni plan) is resolved, since both ends' addresses are
     needed.
@@ -642,7 +649,8 @@ def inter_region_connections(platform: Platform, region, regions: dict, wiring: 
     - Home-region routing: Kong forwards a request whose franchise lives in a linked region to that region's
       internal gateway (`kong-forward`: the routing function names it; the NetworkPolicy lets Kong out to it);
       the gateway admits every linked region's Kong (`internal-gateway`) and forwards to this region's Kong. Kong
-      forwards nothing to a failed-over region (disaster_recovery.failed_over): the map names its DR partner."""
+      forwards nothing to a failed-over region (`serving`, resolve's PlatformPlan.serving: another region serves its
+      franchises, compiler/ir/dr_serving.py): the map names its DR partner."""
     from compiler.ir.network import INTERNAL_GATEWAY_CLOUDS, INTERNAL_GATEWAY_PORT, internal_gateway_name, linked_regions
     from compiler.ir.edge import NLB_HEALTH_CHECK_MAX_TLS, NLB_HEALTH_CHECKS_PEER
     linked = [regions[n] for n in linked_regions(platform, region.name) if n in regions]
@@ -724,9 +732,9 @@ def inter_region_connections(platform: Platform, region, regions: dict, wiring: 
 
     kong = _pods("kong", GATEWAY_NAMESPACE, dict(KONG_POD_LABELS), region.addressing)
     forward_layers = ("inter-region", "kong-forward", *(("networkpolicy-egress",) if np_on else ()))
-    lost = platform.disaster_recovery.failed_over  # a failed-over home's franchises go to its DR partner instead
+    serving = serving or {}  # a failed-over home's franchises go to the region serving them (its DR partner) instead
     for home in forwarding:
-        if home.name in lost:
+        if serving.get(home.name, home.name) != home.name:
             continue
         dest, address, purpose = gateway_of(home)
         out.append(Connection(

@@ -165,6 +165,8 @@ def test_without_the_override_nothing_routes_differently(dr_files, ref_files):
     allowed = re.compile(rf"^(datastores/shards\.sql|datastores/{PARTNER}/(pgbouncer\.ini|dr-{LOST}/routing\.psql)"
                          rf"|helm/global/charts/kong-home-routing/templates/configmap\.yaml|kong/[a-z0-9-]+/kong\.yaml"
                          rf"|kubernetes/{PARTNER}/[a-z]+\.yaml|terraform/global/cdn\.tf"
+                         # the lost region out of the edge's weighted origin (weight 0)
+                         rf"|terraform/global/main\.tf"
                          # Kong no longer forwards to the lost region: the wiring and Kong's NetworkPolicy drop it
                          rf"|connections/[a-z0-9-]+\.json|kubernetes/[a-z0-9-]+/kong-gateway\.yaml)$")
     assert changed and all(allowed.match(p) for p in changed), sorted(p for p in changed if not allowed.match(p))
@@ -243,7 +245,8 @@ def test_the_partners_pgbouncer_has_open_files_for_the_promoted_pools(dr_plan, r
     assert c == type(c)(**{**before.connections.__dict__, "pgbouncer_nofile": c.pgbouncer_nofile})
 
 
-@pytest.mark.parametrize("case, text, lost", [("reference", REF, LOST), ("gcp-only", GCP, "euw1")])
+@pytest.mark.parametrize("case, text, lost", [("reference", REF, LOST), ("gcp-only", GCP, "euw1"),
+                                              ("azure-only", "AZURE", "weu")])
 def test_verify_proves_every_connection_of_the_override_tree(case, text, lost, tmp_path):
     """`platformc verify` on a tree generated with the override: 0 broken (the edge's home origin of the lost region,
     Kong's forwarding to it and the partner's PgBouncer lines all agree with the wiring)."""
@@ -252,7 +255,7 @@ def test_verify_proves_every_connection_of_the_override_tree(case, text, lost, t
     from compiler.cli import cli
     from compiler.verify import verify
     spec = tmp_path / "platform.yaml"
-    spec.write_text(failed_over(text, f"[{lost}]"))
+    spec.write_text(failed_over(azure_self_managed() if text == "AZURE" else text, f"[{lost}]"))
     gen = tmp_path / "generated"
     result = CliRunner().invoke(cli, ["generate", "--spec", str(spec), "--out", str(gen),
                                       "--docs-out", str(tmp_path / "docs")])
@@ -260,3 +263,104 @@ def test_verify_proves_every_connection_of_the_override_tree(case, text, lost, t
     report = verify(gen)
     assert not report.broken, "\n".join(b.format() for b in report.broken)
     assert report.connections > 0
+
+
+# ---------------------------------------------------------------- the edge: the lost region out of the weighted origin
+
+AZURE = (REPO / "tests/cases/azure-only/platform.yaml").read_text()
+
+
+def azure_self_managed(text: str = AZURE) -> str:
+    """azure-only with self-managed PostgreSQL and standby clusters (its managed servers have no promoted copy: R070)."""
+    out = text.replace("    postgres:\n      deployment: managed\n",
+                       "    postgres:\n      deployment: self-managed\n      cross_region_standby: true\n", 1)
+    assert out != text
+    return out
+
+
+EDGE_CASES = {"cloudfront": (REF, LOST), "cloud_cdn": (GCP, "euw1"), "front_door": (azure_self_managed(), "weu")}
+
+
+@pytest.fixture(scope="module")
+def edge_roots(tmp_path_factory):
+    """edge kind -> (plan, the global root written with the lost region failed over, the same without)."""
+    from compiler.targets import terraform
+    out = {}
+    for kind, (text, lost) in EDGE_CASES.items():
+        roots = []
+        for spec in (failed_over(text, f"[{lost}]"), text):
+            plan = compile_text(spec, "platform.yaml").plan
+            root = tmp_path_factory.mktemp(f"global-{kind}")
+            for rel, body in terraform.emit_global(plan).items():
+                path = root / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(body)
+            roots.append((plan, root / "terraform/global"))
+        out[kind] = (roots[0][0], roots[0][1], roots[1][1])
+    return out
+
+
+def _locals(root) -> dict:
+    hcl2 = pytest.importorskip("hcl2")
+    with (root / "main.tf").open() as f:
+        return {k: v for entry in hcl2.load(f)["locals"] for k, v in entry.items()}
+
+
+@pytest.mark.parametrize("kind", list(EDGE_CASES))
+def test_the_global_root_keeps_the_lost_region_out_of_the_weighted_origin(kind, edge_roots):
+    """What the runbook's step 2 does by hand, the override does in the global root: Route 53's and Cloud DNS's
+    weighted records give the lost region weight 0; Front Door's weighted origin group disables its origin (weights are
+    1 to 1000). Every other region keeps its weight, and without the override the lost region has its own."""
+    plan, dr_root, ref_root = edge_roots[kind]
+    _text, lost = EDGE_CASES[kind]
+    assert plan.serving_region(lost) != lost
+    dr, ref = _locals(dr_root)["regions"], _locals(ref_root)["regions"]
+    assert set(dr) == set(ref) and ref[lost]["weight"] >= 1
+    assert {n: r["weight"] for n, r in dr.items() if n != lost} == {n: r["weight"] for n, r in ref.items() if n != lost}
+    cdn = (dr_root / "cdn.tf").read_text()
+    if kind == "front_door":
+        assert dr[lost]["weight"] == ref[lost]["weight"]
+        assert _locals(dr_root)["failed_over"] == [f'"{lost}"'] and "failed_over" not in _locals(ref_root)
+        origin = re.search(r'resource "azurerm_cdn_frontdoor_origin" "region" \{.*?\n\}', cdn, re.S).group(0)
+        assert re.search(r"^\s+enabled\s+= !contains\(local\.failed_over, each\.key\)$", origin, re.M), origin
+        assert re.search(r"^\s+enabled\s+= true$", (ref_root / "cdn.tf").read_text(), re.M)
+    else:
+        assert dr[lost]["weight"] == 0
+        dns = (dr_root / "dns.tf").read_text()
+        # the records follow local.regions' weight: Route 53's weighted_routing_policy, Cloud DNS's wrr items
+        assert re.search(r"weight = (each|wrr)\.value\.weight", dns), dns
+    if kind != "cloudfront":  # no home rule names the lost region (the map names its partner): nothing selects it
+        assert f'local.serving["{lost}"]' not in cdn and f'local.serving["{lost}"]' in (ref_root / "cdn.tf").read_text()
+
+
+@pytest.mark.tool
+@pytest.mark.parametrize("kind", list(EDGE_CASES))
+def test_the_override_global_root_passes_terraform_fmt_and_the_provider_schemas(kind, edge_roots, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import require_shared
+    from tests.targets.test_terraform import tf
+    _plan, root, _ref = edge_roots[kind]
+    (tmp_path / "empty.tfrc").write_text("")
+    r = tf(["fmt", "-check", "-recursive", "-diff", "-no-color", str(root)], {"TF_CLI_CONFIG_FILE": str(tmp_path / "empty.tfrc")})
+    assert r.returncode == 0 and r.stdout.strip() == "", f"terraform fmt -check (exit {r.returncode}):\n{r.stdout}{r.stderr}"
+    checker = require_shared("validation/lib/tf_schema_check.py")
+    schemas = require_shared("reference/terraform")
+    r = subprocess.run([sys.executable, str(checker), "--schemas", str(schemas), str(root)], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith(" 0 findings"), r.stdout[-4000:] + r.stderr
+
+
+def test_the_wiring_reads_the_serving_region_from_the_ir_not_the_spec(monkeypatch):
+    """The wiring follows resolve's serving map (PlatformPlan.serving), as every target does: with the map naming the
+    partner and the spec's list empty, Kong forwards nothing to the lost region and the edge has no home origin of it."""
+    import compiler.resolve as resolve
+    from compiler.ir.dr_serving import serving_map
+    monkeypatch.setattr(resolve, "serving_map", lambda spec: {**serving_map(spec), LOST: PARTNER})
+    plan = compile_text(REF + "# the serving map patched, the spec's list empty\n", "platform.yaml").plan
+    assert not plan.spec.disaster_recovery.failed_over and plan.serving_region(LOST) == PARTNER
+    assert not [c for c in plan.region(LOST).wiring if c.source.name == "cdn-home"]
+    assert [c for c in plan.region(PARTNER).wiring if c.source.name == "cdn-home"]
+    kong = [c.dest.name for c in plan.region("us-east-1").wiring if "kong-forward" in c.layers]
+    assert f"gateway-{PARTNER}" in kong and f"gateway-{LOST}" not in kong

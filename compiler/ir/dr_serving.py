@@ -42,6 +42,12 @@ def serving_map(spec) -> dict[str, str]:
     return {name: (r.dr_partner if name in lost else name) for name, r in spec.regions.items()}
 
 
+def failed_over_regions(plan) -> tuple[str, ...]:
+    """The regions another region serves (PlatformPlan.serving: failed over to their DR partner), in plan order: the
+    global root keeps them out of the edge (weight 0 in the weighted origin record, Front Door origin disabled)."""
+    return tuple(r.name for r in plan.regions if plan.serving_region(r.name) != r.name)
+
+
 def served_homes(spec, region: str) -> tuple[str, ...]:
     """The failed-over homes whose franchises `region` serves (it is their DR partner), in spec order."""
     lost = spec.disaster_recovery.failed_over

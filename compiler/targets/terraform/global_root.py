@@ -9,6 +9,7 @@ platform's clouds): Route 53 + CloudFront + WAFv2 (templates global/), Azure DNS
 from __future__ import annotations
 
 from compiler.ir import PlatformPlan
+from compiler.ir.dr_serving import failed_over_regions
 from compiler.ir.edge import (CLOUDFRONT_MAX_ORIGIN_READ_TIMEOUT, CREDENTIAL_HEADER, FRONT_DOOR_RESPONSE_TIMEOUT_RANGE,
                               api_path_prefixes, edge_cloud, edge_response_timeout, global_name,
                               global_validation_hosts, origin_verify)
@@ -68,6 +69,9 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
     backend_type, backend = state_backend(plan, state_cloud, "global")
     retention = cloudwatch_retention(settings.security.audit_log_retention_days)
     w = weights(plan)
+    # DR (compiler/ir/dr_serving.py): a failed-over region is out of the edge's weighted origin, declaratively: weight
+    # 0 in origin.<domain> (Route 53, Cloud DNS; Front Door: its origin disabled), as the runbook's step 2 does by hand
+    lost = failed_over_regions(plan)
     wait = edge_response_timeout(plan)  # how long the CDN waits for a region (compiler/ir/edge.py)
     context = {
         "org": org,
@@ -75,7 +79,9 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
         "tags": global_tags(plan),
         "dns_account": spec.clouds["aws"].account if "aws" in spec.clouds else None,
         "routing": edge.dns.routing,
-        "regions": {r.name: {"hostname": f"{r.name}.{org.domain}", "weight": w[r.name]} for r in plan.regions},
+        "regions": {r.name: {"hostname": f"{r.name}.{org.domain}", "weight": 0 if r.name in lost else w[r.name]}
+                    for r in plan.regions},
+        "failed_over": list(lost),
         "edge": {
             "public_hosts": [edge.dns.api_host, edge.dns.app_host],
             "health_check_path": edge.dns.health_check_path,
@@ -121,7 +127,8 @@ def files(plan: PlatformPlan) -> dict[str, tuple[str, dict]]:
         lo, hi = FRONT_DOOR_RESPONSE_TIMEOUT_RANGE
         context["edge"]["response_timeout"] = max(lo, min(hi, context["edge"]["response_timeout"]))
         context["edge"]["client_address_header"] = CLIENT_ADDRESS_HEADER
-        context["regions"] = {n: {**r, "weight": max(1, min(FRONT_DOOR_MAX_WEIGHT, r["weight"]))}
+        # Front Door weights are 1 to 1000: a failed-over region keeps its weight and its origin is disabled instead
+        context["regions"] = {n: {**r, "weight": max(1, min(FRONT_DOOR_MAX_WEIGHT, w[n]))}
                               for n, r in context["regions"].items()}
         context["location"] = next(r.cloud_region for r in plan.regions if r.cloud == "azure")
         context["waf"] = {k: v for k, v in context["waf"].items() if k != "log_retention_days"}
