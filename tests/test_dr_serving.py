@@ -165,8 +165,9 @@ def test_without_the_override_nothing_routes_differently(dr_files, ref_files):
     allowed = re.compile(rf"^(datastores/shards\.sql|datastores/{PARTNER}/(pgbouncer\.ini|dr-{LOST}/routing\.psql)"
                          rf"|helm/global/charts/kong-home-routing/templates/configmap\.yaml|kong/[a-z0-9-]+/kong\.yaml"
                          rf"|kubernetes/{PARTNER}/[a-z]+\.yaml|terraform/global/cdn\.tf"
-                         # the lost region out of the edge's weighted origin (weight 0)
-                         rf"|terraform/global/main\.tf"
+                         # the lost region out of the edge's weighted origin (weight 0), and the partner's inventory
+                         # naming the promoted copy's routing script (its postgresql play applies it)
+                         rf"|terraform/global/main\.tf|ansible/inventories/{PARTNER}/group_vars/postgres\.yml"
                          # Kong no longer forwards to the lost region: the wiring and Kong's NetworkPolicy drop it
                          rf"|connections/[a-z0-9-]+\.json|kubernetes/[a-z0-9-]+/kong-gateway\.yaml)$")
     assert changed and all(allowed.match(p) for p in changed), sorted(p for p in changed if not allowed.match(p))
@@ -350,6 +351,61 @@ def test_the_override_global_root_passes_terraform_fmt_and_the_provider_schemas(
     r = subprocess.run([sys.executable, str(checker), "--schemas", str(schemas), str(root)], capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip().endswith(" 0 findings"), r.stdout[-4000:] + r.stderr
+
+
+# ---------------------------------------------------------------- Ansible applies the promoted copy's routing script
+
+def test_only_the_partners_inventory_names_the_promoted_copys_routing_script(dr_plan, dr_files, ref_files):
+    """The postgresql role's leader tasks include tasks/promoted.yml once per entry of postgresql_promoted_routing,
+    which only the partner's postgres group_vars set, and only with the override."""
+    partner = dr_plan.region(PARTNER)
+    sb = next(x for x in partner.postgres_ha.standbys if x.of_region == LOST)
+    for files, want in ((dr_files, {PARTNER}), (ref_files, set())):
+        having = {r.name for r in dr_plan.regions if "postgresql_promoted_routing" in
+                  (yaml.safe_load(files.get(f"ansible/inventories/{r.name}/group_vars/postgres.yml", "{}")) or {})}
+        assert having == want
+    gv = yaml.safe_load(dr_files[f"ansible/inventories/{PARTNER}/group_vars/postgres.yml"])
+    assert gv["postgresql_promoted_routing"] == [{"region": LOST, "file": f"dr-{LOST}/routing.psql",
+                                                  "hosts": list(sb.hosts), "port": sb.port, "rest_port": sb.rest_port}]
+    assert f"datastores/{PARTNER}/dr-{LOST}/routing.psql" in dr_files  # the file the entry names, beside pgbouncer.ini
+    leader = yaml.safe_load(dr_files["ansible/roles/postgresql/tasks/leader.yml"])
+    (include,) = [t for t in leader if "ansible.builtin.include_tasks" in t]
+    assert leader[-1] is include and include["ansible.builtin.include_tasks"] == "promoted.yml"
+    assert include["loop"] == "{{ postgresql_promoted_routing | default([]) }}"
+    assert include["loop_control"]["loop_var"] == "postgresql_promoted"
+    tasks = yaml.safe_load(dr_files["ansible/roles/postgresql/tasks/promoted.yml"])
+    apply = tasks[-1]
+    assert apply["ansible.builtin.command"]["stdin"].startswith("\\i '{{ postgresql_promoted_staged }}'\n")
+    assert apply["when"][-1] == "postgresql_promoted_recorded != postgresql_promoted_fingerprint"
+    assert "'dr-routing'" in include["vars"]["postgresql_promoted_record_sql"]
+    # the role files are the same for every platform: the override only sets the inventory variable
+    for path in ("ansible/roles/postgresql/tasks/leader.yml", "ansible/roles/postgresql/tasks/promoted.yml"):
+        assert dr_files[path] == ref_files[path]
+
+
+@pytest.mark.tool
+def test_the_override_tree_passes_ansibles_syntax_check_and_lint(tmp_path):
+    import os
+    import subprocess
+
+    from compiler import writer
+    from tests.conftest import VENV_BIN, require_tool
+    plan = compile_text(failed_over(REF, f"[{LOST}]"), "platform.yaml").plan
+    outputs, owners = emit(plan, ["ansible", "datastores"], with_docs=False)
+    writer.apply(writer.plan_write(tmp_path / "generated", outputs["generated"], owners))
+    root = tmp_path / "generated/ansible"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(PATH=f"{VENV_BIN}:{env.get('PATH', '')}", ANSIBLE_NOCOLOR="1", ANSIBLE_HOME=str(tmp_path / "home"),
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), ANSIBLE_INVENTORY_UNPARSED_FAILED="true",
+               ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED="true")
+    proc = subprocess.run([require_tool("ansible-playbook"), "--syntax-check", "-i", f"inventories/{PARTNER}",
+                           "site.yml", "postgresql.yml"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    env = {k: v for k, v in env.items() if "INVENTORY" not in k}
+    proc = subprocess.run([require_tool("ansible-lint"), "--offline", "--profile", "production", "-f", "pep8",
+                           "--nocolor", "."], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "Profile 'production' was required, and it passed" in proc.stderr, \
+        proc.stdout + proc.stderr
 
 
 def test_the_wiring_reads_the_serving_region_from_the_ir_not_the_spec(monkeypatch):

@@ -417,12 +417,29 @@ def _render_path(template: str, context: dict) -> str:
 
 def test_roles_deploy_the_data_tier_files_byte_for_byte(outputs, tmp_path):
     """Resolve every `copy` src that reads `<role>_source_dir` against the emitted tree."""
-    plan, files = outputs
+    _deploy_byte_for_byte(*outputs)
+
+
+def test_roles_deploy_the_promoted_copys_routing_script_with_a_region_failed_over():
+    """With disaster_recovery.failed_over the partner's data tier has dr-<lost>/routing.psql: tasks/promoted.yml
+    copies it, byte for byte, like every other data-tier file."""
+    from compiler.pipeline import compile_text
+    from tests.test_dr_serving import LOST, REF, failed_over
+    plan = compile_text(failed_over(REF, f"[{LOST}]"), "platform.yaml").plan
+    out, _ = emit(plan, ["ansible", "datastores"], with_docs=False)
+    _deploy_byte_for_byte(plan, {rel: text for rel, (_, text) in out["generated"].items()})
+
+
+def _deploy_byte_for_byte(plan, files):
     roles = _roles(files)
     for r in plan.regions:
         data_tier = {rel.rsplit("/", 1)[1]: text for rel, text in datastores.emit_region(plan, r).items()}
         platform_files = datastores.emit_global(plan)  # the routing table, once: datastores/shards.sql
         consumed = set()
+        # tasks/promoted.yml runs once per entry of the inventory's postgresql_promoted_routing (DR serving), none
+        # without one: its copy reads the file each entry names
+        postgres_vars = yaml.safe_load(files.get(f"ansible/inventories/{r.name}/group_vars/postgres.yml", "{}")) or {}
+        promoted = postgres_vars.get("postgresql_promoted_routing", [])
         for name, role in roles.items():
             context = {"playbook_dir": "/tree/ansible", "platformc_region": r.name, **role["defaults"]}
             for t in role["tasks"]:
@@ -430,7 +447,10 @@ def test_roles_deploy_the_data_tier_files_byte_for_byte(outputs, tmp_path):
                 src = t[module].get("src", "") if isinstance(t[module], dict) else ""
                 if module == "ansible.builtin.copy" and "_source_dir" in src:
                     loop_var = (t.get("loop_control") or {}).get("loop_var", "item")
-                    for item in t.get("loop") or [None]:
+                    loop = t.get("loop") or [None]
+                    if "postgresql_promoted." in src:
+                        loop_var, loop = "postgresql_promoted", promoted
+                    for item in loop:
                         path = _render_path(src, {**context, loop_var: item})
                         rel = os.path.relpath(path, "/tree")
                         if rel in platform_files:

@@ -11,6 +11,7 @@ eu-west-1 failed over to eu-central-1 (`disaster_recovery.failed_over`).
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -73,6 +74,104 @@ def test_the_promoted_copys_routing_table_is_rewritten_to_the_partner(dr_plan, r
             assert routes(s.database) == ([[f"pgbouncer.{partner.internal_domain}", "6432", span]], total)
             other, = cluster.query("SELECT shard_host FROM franchise_shard_map WHERE franchise_id = '1'", db=s.database)
             assert other == [next(x.host for x in dr_plan.shards if x.number == 1)]
+    finally:
+        cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def dr_ansible(dr_plan):
+    """The override's Ansible files: path -> text."""
+    from compiler.emit import emit
+    out, _ = emit(dr_plan, ["ansible"], with_docs=False)
+    return {rel: text for rel, (_, text) in out["generated"].items()}
+
+
+def _promoted_tasks(dr_ansible):
+    """(the include in tasks/leader.yml, the tasks of tasks/promoted.yml) of the postgresql role."""
+    import yaml
+    leader = yaml.safe_load(dr_ansible["ansible/roles/postgresql/tasks/leader.yml"])
+    include = next(t for t in leader if "ansible.builtin.include_tasks" in t)
+    return include, yaml.safe_load(dr_ansible["ansible/roles/postgresql/tasks/promoted.yml"])
+
+
+@pytest.mark.tool
+def test_ansible_writes_the_promoted_copys_routing_table_once(dr_plan, reference_tree, dr_tree, dr_ansible, tls,
+                                                              pg_template):
+    """The postgresql role's tasks/promoted.yml, its scripts rendered by Ansible's templar with the partner's inventory
+    and run as the tasks run them (as postgres, on the standby's port, over the socket): the first run finds no record
+    and rewrites the routing table of every shard database; the second reads the record and skips the apply."""
+    import yaml
+
+    from tests.targets.test_ansible_units import ansible_template
+    partner = dr_plan.region(PARTNER)
+    sb = next(x for x in partner.postgres_ha.standbys if x.of_region == LOST)
+    include, tasks = _promoted_tasks(dr_ansible)
+    (entry,) = yaml.safe_load(dr_ansible[f"ansible/inventories/{PARTNER}/group_vars/postgres.yml"])[
+        "postgresql_promoted_routing"]
+    assert entry == {"region": LOST, "file": f"dr-{LOST}/routing.psql", "hosts": list(sb.hosts), "port": sb.port,
+                     "rest_port": sb.rest_port}
+    read = next(t for t in tasks if t["name"].startswith("Read the promoted cluster's timeline"))
+    apply = next(t for t in tasks if t["name"].startswith("Write the platform's routing table"))
+    for t in (read, apply):  # psql as postgres over the socket, on the promoted cluster's port
+        argv = t["ansible.builtin.command"]["argv"]
+        assert argv[:9] == ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-p", "{{ postgresql_promoted.port }}", "-d",
+                            "postgres"] and t["become_user"] == "postgres", argv
+        assert "postgresql_promoted_leader == inventory_hostname" in t["when"]
+    work = private_dir("dr-ansible-")
+    shutil.copytree(reference_tree / f"datastores/{LOST}", work / "before" / LOST)
+    shutil.copy(reference_tree / "datastores/shards.sql", work / "before/shards.sql")
+    shutil.copytree(dr_tree / "datastores", work / "after")  # staged as the role stages it: <setup dir>/<region>/...
+    strip_unavailable_extensions(work / "before" / LOST)
+    chown_tree(work)
+    conf = dr_tree / f"datastores/{LOST}/postgresql.conf"
+    overrides, _ = preload_overrides(conf)
+    (work / "pg").mkdir()
+    cluster = PgCluster(conf, dr_tree / f"datastores/{PARTNER}/dr-{LOST}/pg_hba.conf", work / "pg", tls,
+                        {**overrides, "port": sb.port})
+    cluster.port = sb.port
+    variables = {"postgresql_promoted": entry, "postgresql_setup_dir": str(work / "after"), "platformc_region": PARTNER,
+                 "postgresql_source_dir": str(dr_tree / "datastores" / PARTNER),
+                 "postgresql_platform_source_dir": str(dr_tree / "datastores")}
+
+    def var(name, **more):
+        from ansible.template import trust_as_template
+        both = {**variables, **{k: trust_as_template(v) for k, v in include["vars"].items()}, **more}
+        return ansible_template(include["vars"][name] if name in include["vars"] else name, both)
+
+    def run_task(task, **more):
+        script = work / "task.sql"
+        script.write_text(var(task["ansible.builtin.command"]["stdin"], **more))
+        chown_tree(work)
+        return cluster.psql(*task["ansible.builtin.command"]["argv"][9:], "-f", str(script))  # -A -t for the read
+
+    try:
+        cluster.start()
+        cluster.psql("-f", "setup.psql", cwd=work / "before" / LOST)
+        lost = [s for s in dr_plan.shards if s.region == LOST]
+
+        def hosts(db):
+            return {h for (h,) in cluster.query("SELECT DISTINCT shard_host FROM franchise_shard_map "
+                                                f"WHERE franchise_id::int BETWEEN {lost[0].first_id} AND "
+                                                f"{lost[-1].last_id}", db=db)}
+
+        applied = []
+        for _ in range(2):  # two runs of the role
+            out = run_task(read).stdout
+            result = {"stdout": out.rstrip("\n"), "stdout_lines": out.splitlines()}
+            recorded = var("postgresql_promoted_recorded", postgresql_promoted_applied=result)
+            fingerprint = var("postgresql_promoted_fingerprint", postgresql_promoted_applied=result)
+            assert re.fullmatch(r"[0-9a-f]{64}@[0-9A-F]{8}", fingerprint), fingerprint
+            if recorded != fingerprint:  # the apply task's last condition
+                run_task(apply, postgresql_promoted_applied=result)
+                applied.append(fingerprint)
+        assert len(applied) == 1, applied  # the second run found the record: nothing applied
+        for s in lost:
+            assert hosts(s.database) == {f"pgbouncer.{partner.internal_domain}"}
+        # a record of another timeline (the copy's earlier life, before a promotion) does not pass for this one
+        other = {"stdout_lines": ["00000009", applied[0]]}
+        assert var("postgresql_promoted_recorded", postgresql_promoted_applied=other) != \
+            var("postgresql_promoted_fingerprint", postgresql_promoted_applied=other)
     finally:
         cluster.stop()
         shutil.rmtree(work, ignore_errors=True)

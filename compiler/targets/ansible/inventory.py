@@ -249,9 +249,29 @@ def vars_postgres(plan: PlatformPlan, region: RegionPlan) -> dict:
         # the exporter's stat_statements collector needs the extension (and its preload)
         "postgres_exporter_stat_statements": "pg_stat_statements" in pg.extensions,
         **vars_patroni(plan, region),
+        **vars_promoted_routing(plan, region),
         # Daily, weekly and monthly: base backups of the database (a standby skips them at run time).
         **_backups(plan, region, "postgresql", BACKUP_SCHEDULES["postgresql"]),
     }
+
+
+def vars_promoted_routing(plan: PlatformPlan, region: RegionPlan) -> dict:
+    """DR serving (compiler/ir/dr_serving.py): for each failed-over region this one serves (PlatformPlan.serving names
+    it), the standby cluster it promoted and the data tier's routing script for its copy of the routing table, which
+    the postgresql role's tasks/promoted.yml runs on that cluster's leader. Nothing when it serves none: the role's
+    include then has no iteration, and the inventory is what it was."""
+    from compiler.ir.dr_serving import promoted_routing_file
+    ha = region.postgres_ha
+    served = [home for home in plan.serving if plan.serving_region(home) == region.name]
+    if ha is None or not served:
+        return {}
+    out = []
+    for home in served:
+        sb = next((x for x in ha.standbys if x.of_region == home), None)
+        if sb is not None:  # R070 refuses a failed-over region without one
+            out.append({"region": home, "file": promoted_routing_file(home), "hosts": list(sb.hosts),
+                        "port": sb.port, "rest_port": sb.rest_port})
+    return {"postgresql_promoted_routing": out} if out else {}
 
 
 def vars_patroni(plan: PlatformPlan, region: RegionPlan) -> dict:

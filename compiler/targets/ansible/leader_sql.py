@@ -21,8 +21,9 @@ WAIT_RETRIES, WAIT_DELAY = 60, 5
 RECORD_DATABASE = "postgres"  # every cluster has it; read_applied reads there, whatever database the SQL ran in
 
 
-def psql(database: str = "postgres") -> list:
-    return ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", database]
+def psql(database: str = "postgres", port: str | None = None) -> list:
+    """psql over the local socket; `port`: a cluster other than the host's main one (a DR standby's, its own port)."""
+    return ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *(["-p", port] if port else []), "-d", database]
 
 
 def as_postgres(name: str, argv: list, **kw) -> dict:
@@ -72,16 +73,20 @@ def wait_for_leader(register: str, leader: str, when) -> dict:
     }
 
 
-def read_applied(name: str, record: str, register: str, when) -> dict:
-    """The fingerprint recorded for `record` (empty before the first apply: the table may not exist yet)."""
+def read_applied(name: str, record: str, register: str, when, port: str | None = None, timeline: bool = False) -> dict:
+    """The fingerprint recorded for `record` (empty before the first apply: the table may not exist yet). With
+    `timeline`, a first line before it: the leader's current timeline (the first 8 hex digits of its WAL file name),
+    which a promotion or a switchover increments."""
     script = "\n".join([
+        *(["SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) AS platformc_timeline \\gset",
+           "\\echo :platformc_timeline"] if timeline else []),
         "SELECT to_regclass('platformc.applied') IS NOT NULL AS platformc_recorded \\gset",
         "\\if :platformc_recorded",
         f"SELECT fingerprint FROM platformc.applied WHERE name = '{record}';",
         "\\endif",
         "",
     ])
-    return as_postgres(name, [*psql(RECORD_DATABASE), "-A", "-t"], args={"stdin": script}, register=register,
+    return as_postgres(name, [*psql(RECORD_DATABASE, port), "-A", "-t"], args={"stdin": script}, register=register,
                        changed_when=False, check_mode=False, when=when)
 
 

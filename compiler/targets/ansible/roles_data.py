@@ -26,6 +26,9 @@ PLATFORM_SOURCE_DIR = "{{ playbook_dir | dirname }}/datastores"
 SETUP_FILES = ["setup.psql", "extensions.sql", "pgbouncer-auth.sql"]
 PLATFORM_SETUP_FILES = ["shards.sql"]
 SETUP_RECORD = "postgresql"  # its row in the cluster's platformc.applied (leader_sql)
+# DR serving: the promoted copy's routing script, its row in that cluster's platformc.applied, and its tasks file
+PROMOTED_RECORD = "dr-routing"
+PROMOTED_TASKS = "promoted"
 
 
 def source(role: str, name: str) -> str:
@@ -219,6 +222,79 @@ def _pg_leader() -> list:
     ]
 
 
+def _pg_promoted_include() -> dict:
+    """The last step of tasks/leader.yml: tasks/promoted.yml once per failed-over region this region serves from the
+    standby cluster it promoted (`postgresql_promoted_routing`, which the inventory sets only then: no iteration
+    otherwise). Its variables are the include's, so the role's vars stay as they are for every other region."""
+    p = "postgresql_promoted"
+    staged = "{{ postgresql_setup_dir }}/{{ platformc_region }}/{{ postgresql_promoted.file }}"
+    return task("Write the routing table into the promoted copy of each failed-over region this region serves",
+                "ansible.builtin.include_tasks", f"{PROMOTED_TASKS}.yml",
+                loop="{{ postgresql_promoted_routing | default([]) }}",
+                loop_control={"loop_var": p, "label": "{{ postgresql_promoted.region }}"},
+                vars={
+                    "postgresql_promoted_staged": staged,
+                    "postgresql_promoted_leader": leader_sql.leader_var("postgresql_promoted_cluster"),
+                    # what this run stages: the routing script and the routing table it includes, as the controller
+                    # has them (the copies are the same bytes), and the cluster's timeline, which each promotion
+                    # (and switchover) increments: a record this cluster took over from an earlier life (a rebuild
+                    # from a promoted copy at fail-back, then a new standby of it) never passes for this one's
+                    "postgresql_promoted_fingerprint": expr(
+                        "(([lookup('ansible.builtin.file', postgresql_source_dir ~ '/' ~ postgresql_promoted.file)]",
+                        *[f"+ [lookup('ansible.builtin.file', postgresql_platform_source_dir ~ '/{f}')]"
+                          for f in PLATFORM_SETUP_FILES],
+                        ") | join('\\n') | hash('sha256')) ~ '@' ~ (postgresql_promoted_applied.stdout_lines | first)"),
+                    "postgresql_promoted_recorded": expr(
+                        "postgresql_promoted_applied.stdout_lines[1:] | first | default('')"),
+                    "postgresql_promoted_record_sql": leader_sql.record_sql(PROMOTED_RECORD,
+                                                                            "postgresql_promoted_fingerprint"),
+                })
+
+
+def _pg_promoted() -> list:
+    """tasks/promoted.yml, for one entry of `postgresql_promoted_routing` (DR serving: disaster_recovery.failed_over,
+    compiler/ir/dr_serving.py). The promoted standby cluster is a copy of the lost region's, routing table included,
+    which still sends that region's franchises to its PgBouncer, and no setup.psql runs there: the data tier's
+    routing.psql (generated/datastores/<region>/dr-<lost>/routing.psql) rewrites it from the platform's shards.sql.
+    It is staged on the cluster's hosts and run on the member its Patroni names the (promoted) leader, whenever what
+    that cluster recorded (platformc.applied, as leader_sql) is not what this run stages; it is safe to run again."""
+    r = "postgresql"
+    on_hosts = "inventory_hostname in postgresql_promoted.hosts"
+    port = "{{ postgresql_promoted.port }}"
+    leads = [when_ready(r), on_hosts, "postgresql_promoted_leader == inventory_hostname"]
+    return [
+        task("Create the directory of the promoted copy's routing script", "ansible.builtin.file",
+             {"path": "{{ postgresql_promoted_staged | dirname }}", "state": "directory", "owner": "postgres",
+              "group": "postgres", "mode": "0750"}, when=on_hosts),
+        copy("Stage the promoted copy's routing script (it includes the staged routing table, ../../shards.sql)",
+             "{{ postgresql_promoted_staged }}", mode="0640", owner="postgres", group="postgres",
+             src=source(r, "{{ postgresql_promoted.file }}"), when=on_hosts),
+        # a read: it runs in check mode too
+        task("Ask the promoted cluster's Patroni for its members", "ansible.builtin.uri",
+             {"url": "https://{{ ansible_host }}:{{ postgresql_promoted.rest_port }}/cluster",
+              "ca_path": leader_sql.CA_FILE}, register="postgresql_promoted_cluster", check_mode=False,
+             when=[when_ready(r), on_hosts]),
+        task("Stop the run while the standby cluster is not promoted (the region runbook's step 3 comes first)",
+             "ansible.builtin.fail", {"msg": expr(
+                 "'The standby cluster of ' ~ postgresql_promoted.region ~ ' (port ' ~ postgresql_promoted.port ~ ')'",
+                 "~ ' has no running leader: its members are '",
+                 "~ (postgresql_promoted_cluster.json.members | default([]) | map(attribute='role') | list)",
+                 "~ '. disaster_recovery.failed_over lists ' ~ postgresql_promoted.region",
+                 "~ ': promote the cluster first (patronictl edit-config --force -s standby_cluster=null), or remove '",
+                 "~ postgresql_promoted.region ~ ' from the list.'")},
+             when=[when_ready(r), on_hosts, "postgresql_promoted_leader | length == 0"]),
+        leader_sql.read_applied("Read the promoted cluster's timeline and the fingerprint of the routing script it "
+                                "last applied", PROMOTED_RECORD, "postgresql_promoted_applied", leads, port=port,
+                                timeline=True),
+        leader_sql.as_postgres("Write the platform's routing table into the promoted copy's shard databases and "
+                               "record what was applied", leader_sql.psql(port=port),
+                               args={"stdin": "\\i '{{ postgresql_promoted_staged }}'\n"
+                                                      "{{ postgresql_promoted_record_sql }}"},
+                               changed_when=True,
+                               when=[*leads, "postgresql_promoted_recorded != postgresql_promoted_fingerprint"]),
+    ]
+
+
 def postgresql() -> Role:
     r = "postgresql"
     return Role(
@@ -283,7 +359,8 @@ def postgresql() -> Role:
                 *_pg_config(),
                 *_pg_setup(),
             ],
-            "leader": _pg_leader(),
+            "leader": [*_pg_leader(), _pg_promoted_include()],
+            PROMOTED_TASKS: _pg_promoted(),
         },
         handlers=[
             # Patroni runs PostgreSQL: a changed file is applied through it, a member at a time. A changed
