@@ -408,6 +408,79 @@ def test_the_override_tree_passes_ansibles_syntax_check_and_lint(tmp_path):
         proc.stdout + proc.stderr
 
 
+# ---------------------------------------------------------------- the runbook: the edge, Redis and Elasticsearch
+
+def _runbook(plan, region: str) -> tuple[str, str, str]:
+    """The lost region's runbook: its steps 2, 4 and 5."""
+    from compiler.targets import ansible
+    text = ansible.docs_region(plan, plan.region(region))
+    step2 = text.split("\n2. Fence the old region", 1)[1].split("\n3. ", 1)[0]
+    step4 = text.split("\n4. Serve this region's franchises from", 1)[1].split("\n5. ", 1)[0]
+    step5 = text.split("\n5. ", 1)[1].split("\n## ", 1)[0]
+    return step2, step4, step5
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_the_runbook_makes_the_edge_lever_optional_and_the_override_permanent(reference):
+    """Step 2's manual weight 0 is the quick lever before step 4, whose override gives the record weight 0 in the
+    global root for good; step 5's fail-back gives the weight back by removing the region."""
+    step2, step4, step5 = (_flat(s) for s in _runbook(reference, LOST))
+    record = f"Route 53 record `origin.{reference.spec.organization.domain}` (set identifier `{LOST}`) weight 0"
+    assert f"Step 4's override does it for good: with the region in `disaster_recovery.failed_over` the global root " \
+           f"gives its {record}" in step2 and "The quick lever until that apply is optional" in step2
+    assert "repeat this after that apply" not in step2 and "until switch-back, repeat it after any apply" not in step2
+    assert f"the edge's weighted origin: the global root gives its {record}" in step4
+    assert "and the global root (`terraform -chdir=generated/terraform/global apply`)" in step4
+    assert "global root gives its Route 53 record its weight back" in step5 and "apply it last" in step5
+    # Front Door: the origin disabled, and enabled again at fail-back
+    az = compile_text(azure_self_managed(), "platform.yaml").plan
+    step2, step4, step5 = (_flat(s) for s in _runbook(az, "weu"))
+    assert "disables its Front Door origin `weu` in the origin group `regions`" in step4
+    assert "enables its Front Door origin again" in step5
+
+
+def test_the_runbook_says_what_becomes_of_redis_and_elasticsearch(reference, dr_plan):
+    """Facts of the generated configuration: the lost region's services with Redis keys and search indices, where the
+    Redis snapshots are, that nothing rebuilds the indices, that Kong's state is not in Redis; and step 5 on them."""
+    _step2, step4, step5 = (_flat(s) for s in _runbook(reference, LOST))
+    region = reference.region(LOST)
+    redis = [s.name for s in region.services if "redis" in s.uses]
+    search = [s.name for s in region.services if "elasticsearch" in s.uses]
+    assert redis and search
+    for name in redis:
+        assert f" {name}" in step4.split("- Redis (", 1)[1].split(" kept there", 1)[0]
+    assert "`maxmemory-policy allkeys-lru`" in step4 and "`REDIS_KEY_PREFIX`, `<service>:`" in step4
+    assert f"The hourly snapshots of its primaries are in `{region.backup_url}`, not copied to {PARTNER}" in step4
+    for name in search:
+        assert f"`{name}_*` ({name})" in step4
+    assert "the platform generates no job or command that rebuilds them from PostgreSQL" in step4
+    assert "Kong counts the rate limits in each of its pods (`policy: local`)" in step4
+    assert "a token issued before the loss is taken by eu-central-1's Kong" in step4
+    assert f"Nothing copies back what {PARTNER}'s Redis and Elasticsearch took" in step5
+    assert "a rebuilt Elasticsearch starts empty" in step5
+    # the facts stated are the generated configuration's: the policy in redis.conf, the prefixes in the ConfigMaps,
+    # the rate-limit policy in Kong's file, and no Elasticsearch snapshot or reindex anywhere
+    files = _contents(emit(reference, with_docs=False)[0]["generated"])
+    assert "maxmemory-policy allkeys-lru" in files[f"datastores/{LOST}/redis.conf"]
+    kong = yaml.safe_load(files[f"kong/{LOST}/kong.yaml"])
+    limits = [p for p in kong.get("plugins", []) if p["name"] == "rate-limiting"]
+    assert limits and all(p["config"]["policy"] == "local" for p in limits)
+    cms = [d for n in search for d in yaml.safe_load_all(files[f"kubernetes/{LOST}/{n}.yaml"])
+           if d and d["kind"] == "ConfigMap" and "ELASTICSEARCH_INDEX_PREFIX" in d.get("data", {})]
+    assert sorted(d["data"]["ELASTICSEARCH_INDEX_PREFIX"] for d in cms) == sorted(f"{n}_" for n in search)
+    assert not [p for p, t in files.items() if re.search(r"/_snapshot\b|/_reindex\b|path\.repo", t)]
+    # another issuer or key in the partner: its Kong refuses the region's tokens
+    other = REF.replace(f"     traffic_share: 8, dr_partner: {LOST}, cidr: 10.5.0.0/16}}",
+                        f"     traffic_share: 8, dr_partner: {LOST}, cidr: 10.5.0.0/16,\n"
+                        "     settings: {gateway: {jwt_issuer: 'https://auth2.6fb.example.com/'}}}")
+    assert other != REF
+    _s2, step4, _s5 = (_flat(s) for s in _runbook(compile_text(other, "platform.yaml").plan, LOST))
+    assert f"tokens issued for this region are refused there, and its users sign in again at {PARTNER}'s issuer" in step4
+
+
 def test_the_wiring_reads_the_serving_region_from_the_ir_not_the_spec(monkeypatch):
     """The wiring follows resolve's serving map (PlatformPlan.serving), as every target does: with the map naming the
     partner and the spec's list empty, Kong forwards nothing to the lost region and the edge has no home origin of it."""

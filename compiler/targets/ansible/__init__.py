@@ -152,7 +152,8 @@ def docs_region(plan: PlatformPlan, region: RegionPlan) -> str:
                   read_only_suffix=PGBOUNCER_READ_ONLY_SUFFIX if region.settings.datastores.postgres.read_replicas else None,
                   promoted_lines=promoted_databases(region), promoted_pools=promoted_budget(region, partner),
                   designated=_designated(plan, region, partner, standby),
-                  failed_over=region.name in dr.failed_over,
+                  failed_over=plan.serving_region(region.name) != region.name,
+                  edge_out=_edge_out(plan, region), caches=_caches(region, partner),
                   rpo=dr.rpo_minutes, rto=dr.rto_minutes, edge_routing=_edge_routing(plan), fence=_fence(plan, region),
                   es_users=_es_users(region), es_managed=region.settings.datastores.elasticsearch.deployment == "managed"
                   and any("elasticsearch" in s.uses for s in region.services), es_grants=_es_grants(region))
@@ -167,6 +168,41 @@ def _designated(plan: PlatformPlan, region: RegionPlan, partner: RegionPlan, sta
     return {"name": standby.hosts[0], "fqdn": designated_leader(standby, partner.hosts),
             "pgbouncer": f"pgbouncer.{partner.internal_domain}:{partner.settings.datastores.pgbouncer.port}",
             "routing_file": promoted_routing_file(region.name)}
+
+
+def _edge_out(plan: PlatformPlan, region: RegionPlan) -> dict:
+    """What the global root does to keep a failed-over region out of the edge's weighted origin (DR serving:
+    compiler/targets/terraform/global_root.py), and what the fail-back does, said as the runbook's steps 2, 4 and 5
+    name them."""
+    from compiler.ir.edge import edge_cloud
+    domain = plan.spec.organization.domain
+    return {"aws": {"out": f"gives its Route 53 record `origin.{domain}` (set identifier `{region.name}`) weight 0",
+                    "back": "gives its Route 53 record its weight back"},
+            "gcp": {"out": f"gives its item of the Cloud DNS record set `origin.{domain}.` weight 0",
+                    "back": "gives its item of the Cloud DNS record set its weight back"},
+            "azure": {"out": f"disables its Front Door origin `{region.name}` in the origin group `regions`",
+                      "back": "enables its Front Door origin again"}}[edge_cloud(plan.spec)]
+
+
+def _caches(region: RegionPlan, partner: RegionPlan) -> dict:
+    """The runbook on Redis and Elasticsearch in a region loss: which of the region's services use them (their key and
+    index prefixes: compiler/ir/data_access.py), where the Redis snapshots are, and whether the partner's Kong takes the
+    clients' tokens as this region's does (the same issuer and key)."""
+    from compiler.ir.data_access import ES_INDEX_SEPARATOR
+    ds = region.settings.datastores
+    hourly = region.settings.backups.hourly
+    g, pg = region.settings.gateway, partner.settings.gateway
+    return {
+        "redis": [s.name for s in region.services if "redis" in s.uses],
+        "redis_managed": ds.redis.deployment == "managed",
+        "redis_policy": ds.redis.maxmemory_policy,
+        "redis_snapshots": region.backup_url if region.hosts_in("redis_cluster") else None,
+        "redis_snapshots_copied": partner.backup_url if hourly.copy_to_dr_partner else None,
+        "search": [(s.name, s.name + ES_INDEX_SEPARATOR + "*") for s in region.services if "elasticsearch" in s.uses],
+        "search_managed": ds.elasticsearch.deployment == "managed",
+        "jwt_issuer": g.jwt_issuer,
+        "same_jwt": (g.jwt_issuer, g.jwt_public_key) == (pg.jwt_issuer, pg.jwt_public_key),
+    }
 
 
 def _es_grants(region: RegionPlan) -> list:
