@@ -131,7 +131,8 @@ def generate(spec, out, docs_out, regions, target_names, check, strict):
 
     from compiler.ir import deployed
     started_ns = time.time_ns()
-    # the deployed-facts lock this --out holds (committed with it): read, never written back here (docs/lock.md)
+    # the deployed-facts lock this --out holds (committed with it): read here as an input to the rules; the lock
+    # target writes the new one with the rest of the output (docs/lock.md)
     compiled = compile_text(raw, spec, strict=strict, lock=deployed.read(deployed.default_path(out)))
     _print_warnings(compiled)
     check_regions(compiled.plan, regions)

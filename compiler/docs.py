@@ -379,8 +379,11 @@ def bring_up(plan: PlatformPlan, r: RegionPlan) -> str:
         if vault_files(plan, r) and published_ca_ref(r).startswith("vault:"):
             steps.append(f"Vault, first pass (a Vault operator): `sh {root}/vault/configure.sh --publisher-only` "
                          f"writes only the `{r.cluster_name}-internal-ca-publisher` policy, for the token the next step "
-                         "runs with.")
-        steps.append(f"Ansible, the CA first, in `generated/ansible/`: {runs}{'then ' if runs else ''}`ansible-playbook "
+                         "runs with. Create the entries the Secret references section lists for the first Ansible "
+                         "run now: the next step reads them.")
+        why = (f" ({', '.join(sources)}: each publishes its internal CA, which this region's PostgreSQL reads; skip a "
+               "region that already runs)" if sources else "")
+        steps.append(f"Ansible, the CA first, in `generated/ansible/`{why}: {runs}{'then ' if runs else ''}`ansible-playbook "
                      f"-i inventories/{r.name} pgbouncer.yml`, logged in with `az login` as the identity applying "
                      "Terraform: it makes the region's internal CA, writes it to the gateway's Key Vault as "
                      "`kong-proxy-ca` and issues Kong's certificate." + _publishes_ca(r))
@@ -431,7 +434,8 @@ def bring_up(plan: PlatformPlan, r: RegionPlan) -> str:
 def secret_references(plan: PlatformPlan, r: RegionPlan, modules) -> str:
     """Every secret reference the region's generated files read (each target's secret_uses()), with the first
     bring-up step that reads it and who writes it; then the spec's references that nothing reads."""
-    from compiler.ir.data_access import published_ca_ref
+    from compiler.ir.data_access import ca_sources, published_ca_ref
+    from compiler.ir.edge import kong_proxy_tls_refs
     from compiler.ir.secret_uses import STEPS, first_step, spec_references
     uses: dict[str, list] = {}
     for mod in modules:
@@ -439,7 +443,10 @@ def secret_references(plan: PlatformPlan, r: RegionPlan, modules) -> str:
             uses.setdefault(u.ref, []).append(u)
     if not uses:
         return ""
-    published = {published_ca_ref(o): o for o in plan.regions}
+    # the CAs this region reads: its own and those of the regions its Ansible reads (ca_sources); asking every
+    # region would compute every region's data access for each page, across the emission's region blocks
+    published = {published_ca_ref(o): o for o in [r, *map(plan.region, ca_sources(plan, r))]}
+    kong = {ref for _, ref in kong_proxy_tls_refs(r)}
     terraform = {a.redis_ca_ref for a in r.data_access if a.redis_ca_ref}
     order = list(STEPS)
 
@@ -447,6 +454,8 @@ def secret_references(plan: PlatformPlan, r: RegionPlan, modules) -> str:
         if ref in published and published[ref]:
             o = published[ref]
             return ("this region's" if o.name == r.name else f"{o.name}'s") + " `pgbouncer.yml` (it publishes the CA)"
+        if ref in kong:
+            return "this region's `pgbouncer.yml` (it issues Kong's certificate from the internal CA)"
         if ref in terraform:
             return "this region's Terraform (Memorystore's server CA)"
         return f"the operators, before {STEPS[step]}"
@@ -524,7 +533,9 @@ def getting_started(plan: PlatformPlan) -> str:
         ("aws", "AWS regions that link to others apply in rounds (the key, then the network and bucket versioning, in "
                 "every AWS root, then the full applies in spec order)"),
         ("gcp", "a GCP region applies all but its load balancer until the helmfile has installed Kong"),
-        ("azure", "an Azure region imports its gateway's certificate first")) if cloud in clouds]
+        ("azure", "an Azure region applies its data hosts first, imports its gateway's certificate, and runs "
+                  "`configure.sh --publisher-only` and its `pgbouncer.yml` (the internal CA its gateway trusts) "
+                  "before the full apply")) if cloud in clouds]
     first_apply = (": " + "; ".join(ways)) if ways else ""
     return f"""{BANNER}
 # Getting started: from `platformc init` to `terraform apply`

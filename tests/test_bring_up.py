@@ -164,6 +164,8 @@ def test_the_readme_and_the_guide_point_at_the_section_and_no_longer_say_a_singl
     assert "**First bring-up**" in deploying
     assert "-target=module.kubernetes -target=module.workload_identity -target=module.data_hosts" in deploying
     assert "-target=module.kms" in deploying and "--internal-ip" in deploying
+    # Azure: the CA its gateway trusts before the full apply, in both (7fc047f7)
+    assert "--publisher-only" in deploying and "--publisher-only" in guide
     for r in reference.regions:
         page = (REPO / f"docs/regions/{r.name}.md").read_text()
         assert "first apply goes in the steps of the First bring-up section" in page

@@ -201,5 +201,5 @@ def test_ansible_issues_kongs_certificate_from_the_ca_and_publishes_it_once(tmp_
     pub = [_openssl(*a).stdout for a in (("x509", "-in", str(work / "kong.crt"), "-noout", "-pubkey"),
                                          ("pkey", "-in", str(work / "kong.key"), "-pubout"))]
     assert pub[0] == pub[1] and pub[0].startswith("-----BEGIN PUBLIC KEY-----")
-    # the gateway's trusted root: the CA's PEM file, base64 (what `az keyvault secret set --encoding base64` stores)
+    # the gateway's trusted root: the CA's PEM file, base64-encoded by the task and stored with `--value`
     assert (work / f"{trust['vault']}.{trust['name']}").read_text() == base64.b64encode(ca_pem.encode()).decode()

@@ -359,3 +359,11 @@ def test_the_region_page_lists_every_entry_the_external_secrets_read():
         # the page's Secret references section (compiler/docs.py) lists each field as its own reference
         page = secret_references(plan, r, [importlib.import_module(m) for m in TARGETS.values()])
         assert all(f"`{scheme}:{entry}#{f}`" in page for scheme, entry, props, _ in entries for f in props), (case, r.name)
+        # and the page's writer column says the same as the helm target's list: Ansible's entries are the
+        # region's pgbouncer.yml's, never the operators'
+        rows = {line.split(" | ")[0].strip("| `"): line.split(" | ")[-1] for line in page.splitlines()
+                if line.startswith("| `")}
+        for scheme, entry, props, who in entries:
+            for f in props:
+                written_by = rows[f"{scheme}:{entry}#{f}"]
+                assert ("pgbouncer.yml" in written_by) == ("Ansible" in who), (case, r.name, entry, written_by)
