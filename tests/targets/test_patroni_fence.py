@@ -505,4 +505,4 @@ def test_the_runbook_disables_the_front_door_origin_by_its_generated_names(tmp_p
         assert (f"az afd origin update --subscription {plan.spec.clouds['azure'].account} --resource-group {profile} "
                 f"--profile-name {profile} --origin-group-name regions --origin-name {region.name} "
                 "--enabled-state Disabled") in step2
-        assert "step 4 applies it: repeat this after that apply" in step2
+        assert "An apply of the global root without the override sets it back: repeat it after any such apply" in step2
