@@ -329,7 +329,7 @@ def bring_up(plan: PlatformPlan, r: RegionPlan) -> str:
     from compiler.ir.data_access import ca_sources, published_ca_ref
     from compiler.ir.edge import kong_needs_render
     from compiler.targets.terraform import values as V
-    from compiler.targets.terraform.docs import AWS_FIRST_ROUND, AWS_SECOND_ROUND
+    from compiler.targets.terraform.docs import AWS_FIRST_ROUND, AWS_SECOND_ROUND, AZURE_FIRST_ROUND
     from compiler.targets.terraform.identity import ISSUER_OUTPUT, vault_files
     root = f"generated/terraform/regions/{r.name}"
     tf = f"terraform -chdir={root}"
@@ -362,9 +362,8 @@ def bring_up(plan: PlatformPlan, r: RegionPlan) -> str:
         elif r.hosts:
             # The Application Gateway trusts the internal CA the first Ansible run makes, and the cluster's ingress
             # add-on names the gateway: the data hosts, that run, and only then the rest (the Terraform notes).
-            steps.append(f"Terraform, the data hosts first: `{tf} init`; {pre}`{tf} apply -target=module.load_balancer."
-                         "azurerm_role_assignment.terraform_certificates -target=module.load_balancer."
-                         "azurerm_role_assignment.terraform_trusted_root -target=module.data_hosts`, then import the "
+            steps.append(f"Terraform, the data hosts first: `{tf} init`; {pre}`{tf} apply {AZURE_FIRST_ROUND}`, then "
+                         "import the "
                          "gateway's certificate into its Key Vault (the Terraform notes give the command). The gateway "
                          "trusts the internal CA the next steps make, and the cluster's ingress add-on names the "
                          "gateway: both come with the full apply after them.")

@@ -68,6 +68,11 @@ def _copy_note(region: RegionPlan, partner: RegionPlan, name: str, b) -> str:
 # the versioning reads whether the root replicates, which reads the DR partner's key alias: made in round one).
 AWS_FIRST_ROUND = "-target=module.kms"
 AWS_SECOND_ROUND = "-target=module.network -target=module.object_storage.aws_s3_bucket_versioning.this"
+# An Azure region root's first round: the certificate vault's role assignments for the identity applying and the data
+# hosts (the Application Gateway trusts the internal CA their first Ansible run makes; the cluster names the gateway).
+AZURE_FIRST_ROUND = ("-target=module.load_balancer.azurerm_role_assignment.terraform_certificates "
+                     "-target=module.load_balancer.azurerm_role_assignment.terraform_trusted_root "
+                     "-target=module.data_hosts")
 
 
 def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[str]:
@@ -277,10 +282,8 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      f"verifies Kong's certificate against (the region's internal CA) as secret `{root}` of the same "
                      f"vault, which admits only the gateway's subnet and `management_cidrs`; the gateway cannot be "
                      f"created before both are there, and the internal CA exists once the region's Ansible has run. "
-                     f"On the first apply: `terraform apply -target=module.load_balancer.azurerm_role_assignment."
-                     f"terraform_certificates -target=module.load_balancer.azurerm_role_assignment.terraform_trusted_root "
-                     f"-target=module.data_hosts` (the vault, Key Vault Certificates Officer and Secrets Officer on it "
-                     f"for the identity applying, a role assignment can take a few minutes to act; the bastion and the "
+                     f"On the first apply: `terraform apply {AZURE_FIRST_ROUND}` (the vault, Key Vault Certificates "
+                     f"Officer and Secrets Officer on it for the identity applying, a role assignment can take a few minutes to act; the bastion and the "
                      f"data hosts); then, from an address in `management_cidrs`, `az keyvault certificate import "
                      f"--vault-name {vault} --name {prefix(plan, region)}-tls --file <certificate>.pfx`; then, in "
                      f"`generated/ansible/`, `ansible-playbook -i inventories/{region.name} pgbouncer.yml` logged in "
