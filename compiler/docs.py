@@ -330,7 +330,7 @@ def bring_up(plan: PlatformPlan, r: RegionPlan) -> str:
     from compiler.ir.edge import kong_needs_render
     from compiler.targets.terraform import values as V
     from compiler.targets.terraform.docs import AWS_FIRST_ROUND, AWS_SECOND_ROUND, AZURE_FIRST_ROUND
-    from compiler.targets.terraform.identity import ISSUER_OUTPUT, vault_files
+    from compiler.targets.terraform.identity import ISSUER_OUTPUT, publisher_paths, vault_files
     root = f"generated/terraform/regions/{r.name}"
     tf = f"terraform -chdir={root}"
     peers = [p["region"] for p in V.peerings(plan, r)]
@@ -375,7 +375,7 @@ def bring_up(plan: PlatformPlan, r: RegionPlan) -> str:
     if azure_first:
         sources = ca_sources(plan, r)
         runs = "".join(f"`ansible-playbook -i inventories/{o} pgbouncer.yml`, " for o in sources)
-        if vault_files(plan, r) and published_ca_ref(r).startswith("vault:"):
+        if vault_files(plan, r) and publisher_paths(r):
             steps.append(f"Vault, first pass (a Vault operator): `sh {root}/vault/configure.sh --publisher-only` "
                          f"writes only the `{r.cluster_name}-internal-ca-publisher` policy, for the token the next step "
                          "runs with. Create the entries the Secret references section lists for the first Ansible "
@@ -389,7 +389,7 @@ def bring_up(plan: PlatformPlan, r: RegionPlan) -> str:
         steps.append(f"Terraform, the rest: `{tf} apply` (the Application Gateway with its trusted root, the cluster).")
     if vault_files(plan, r):
         publisher = (f", and the `{r.cluster_name}-internal-ca-publisher` policy it writes on the token the Ansible run "
-                     "publishes the internal CA with" if published_ca_ref(r).startswith("vault:") and r.hosts else "")
+                     "publishes the internal CA with" if publisher_paths(r) and r.hosts else "")
         if azure_first:
             publisher = ", its second pass: the cluster's JWT login for ESO" if publisher else ""
         steps.append(f"Vault (a Vault operator): `KUBERNETES_OIDC_ISSUER_URL=$({tf} output -raw {ISSUER_OUTPUT}) sh "

@@ -289,7 +289,9 @@ def _notes(plan: PlatformPlan, region: RegionPlan, peers: list[dict]) -> list[st
                      f"`generated/ansible/`, `ansible-playbook -i inventories/{region.name} pgbouncer.yml` logged in "
                      f"with `az login` as the identity applying Terraform, from an address in `management_cidrs`"
                      + (" (and, for a Vault store, a token with the publisher policy that `vault/configure.sh "
-                        "--publisher-only` writes before the cluster exists)" if _terraform_identity.vault_files(plan, region) else "")
+                        "--publisher-only` writes before the cluster exists)"
+                        if _terraform_identity.vault_files(plan, region) and _terraform_identity.publisher_paths(region)
+                        else "")
                      + f": the "
                      f"play creates the internal CA, writes it to the vault as `{root}` and issues Kong's certificate "
                      f"(`site.yml` follows the whole apply, as the Ansible section says); then apply the whole root. "

@@ -86,6 +86,19 @@ def vault_policy_name(region: RegionPlan) -> str:
     return f"{region.cluster_name}-external-secrets"
 
 
+def _kong_paths(region: RegionPlan) -> list[str]:
+    return sorted({r[len("vault:"):].partition("#")[0] for _, r in kong_proxy_tls_refs(region) if r.startswith("vault:")})
+
+
+def publisher_paths(region: RegionPlan) -> list[str]:
+    """The Vault KV paths the region's Ansible writes with the publisher's policy (configure.sh writes it): the
+    internal CA certificate its pgbouncer role publishes (compiler/ir/data_access.py; ESO only reads it) and, on
+    Azure, Kong's certificate issued beside it (compiler/ir/edge.py); [] when the CA is not published to Vault, and
+    then configure.sh has no publisher pass."""
+    ca = sorted({a.ca_ref[len("vault:"):].partition("#")[0] for a in region.data_access if a.ca_ref.startswith("vault:")})
+    return ca + _kong_paths(region) if ca else []
+
+
 def vault_files(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
     """The Vault policy (read on exactly the KV v2 paths the cluster is delivered) and the commands that create the
     cluster's JWT auth mount, trusting the cluster's OIDC issuer, and ESO's role bound to its ServiceAccount (the
@@ -97,19 +110,14 @@ def vault_files(plan: PlatformPlan, region: RegionPlan) -> dict[str, str]:
     policy = "".join(f'path "{p}" {{\n  capabilities = ["read"]\n}}\n\n' for p in eso.vault_paths).rstrip() + "\n"
     mount, name = vault_auth_mount(region.cluster_name), vault_policy_name(region)
     subject = service_account_subject(eso.namespace, eso.service_account)
-    # the region's internal CA certificate: Ansible's pgbouncer role publishes it (compiler/ir/data_access.py), ESO
-    # only reads it; the publisher's policy, for the token Ansible runs with (VAULT_TOKEN)
-    ca = sorted({a.ca_ref for a in region.data_access if a.ca_ref.startswith("vault:")})
-    # Azure: the same play writes Kong's certificate for the Application Gateway beside it (compiler/ir/edge.py)
-    kong = sorted({r[len("vault:"):].partition("#")[0] for _, r in kong_proxy_tls_refs(region) if r.startswith("vault:")})
+    paths = publisher_paths(region)
     publisher = ""
-    for ref in ca:
-        path = ref[len("vault:"):].partition("#")[0]
-        what = "the region's CA certificate" + (" and Kong's certificate and key" if kong else "")
-        paths = "".join('path "' + p + '" {\n  capabilities = ["create", "read", "update"]\n}\n' for p in [path, *kong])
-        publisher += f"""# Attach this policy to the token Ansible runs with: the pgbouncer role writes {what} there.
+    if paths:
+        what = "the region's CA certificate" + (" and Kong's certificate and key" if _kong_paths(region) else "")
+        policy_paths = "".join('path "' + p + '" {\n  capabilities = ["create", "read", "update"]\n}\n' for p in paths)
+        publisher = f"""# Attach this policy to the token Ansible runs with: the pgbouncer role writes {what} there.
 vault policy write {region.cluster_name}-internal-ca-publisher - <<'EOF'
-{paths}EOF
+{policy_paths}EOF
 """
     # The publisher's policy needs no cluster: where the first Ansible run must come before the cluster (Azure: the
     # Application Gateway, which the cluster's ingress add-on names, trusts the CA that run makes), a first pass
