@@ -254,13 +254,13 @@ def _fence(plan: PlatformPlan, region: RegionPlan) -> dict | None:
 
 
 def _edge_routing(plan: PlatformPlan) -> dict | None:
-    """Home-region routing at the edge (compiler/ir/home_routing.py): the KeyValueStore key the runbook writes."""
-    from compiler.ir.home_routing import SERVING_KEY_PREFIX, edge_home_provider, edge_routes_homes, routing_store_name
+    """Home-region routing at the edge (compiler/ir/home_routing.py), as the runbook's step 4 names it: what in the
+    global root sends a failed-over region's franchises to its partner, and the name of its per-home target."""
+    from compiler.ir.home_routing import edge_home_provider, edge_routes_homes
     if edge_routes_homes(plan.spec):
-        return {"kind": "cloudfront", "store": routing_store_name(plan.spec), "key_prefix": SERVING_KEY_PREFIX,
-                "what": "CloudFront's viewer-request function", "target": "origin"}
-    provider = edge_home_provider(plan.spec)  # Front Door / Cloud CDN: the global root's serving_regions variable
+        return {"what": "CloudFront's viewer-request function", "target": "origin"}
+    provider = edge_home_provider(plan.spec)  # Front Door / Cloud CDN
     if provider:
-        return {"kind": provider, "what": {"front_door": "Front Door's home rule", "cloud_cdn": "Cloud CDN's route rules"}[provider],
+        return {"what": {"front_door": "Front Door's home rule", "cloud_cdn": "Cloud CDN's route rules"}[provider],
                 "target": {"front_door": "origin group", "cloud_cdn": "backend service"}[provider]}
     return None
